@@ -1,0 +1,184 @@
+"""Budgets in bytes, byte-size parsing, and the registry of MCU targets."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import InfeasibleBudgetError, MicromixError
+from .graph import Graph
+from .memory import MemoryReport, memory_report
+from .policy import Policy
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+}
+
+
+def parse_bytes(text: str | int) -> int:
+    """`512kB` = 512,000; `512KiB` = 524,288; `2MB`; plain integers are bytes."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text <= 0:
+            raise MicromixError(f"a memory size must be positive, got {text}.")
+        return text
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
+    unit = m.group(2).lower() if m else None
+    if not m or unit not in _UNITS:
+        raise MicromixError(
+            f"cannot read memory size {text!r}; write e.g. 512kB (x1000), 512KiB (x1024) or 524288."
+        )
+    value = float(m.group(1)) * _UNITS[unit]
+    if value != int(value) or value <= 0:
+        raise MicromixError(f"memory size {text!r} is not a positive whole number of bytes.")
+    return int(value)
+
+
+def format_bytes(n: int) -> str:
+    if n >= 1000**2:
+        return f"{n / 1000**2:.2f} MB"
+    if n >= 1000:
+        return f"{n / 1000:.1f} kB"
+    return f"{n} B"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    flash: int | None  # None: external flash, no fixed limit
+    ram: int
+    note: str = ""
+
+
+_TARGETS: dict[str, Target] = {}
+
+
+def register_target(t: Target) -> Target:
+    _TARGETS[t.name] = t
+    return t
+
+
+for _t in (
+    Target("stm32h743", 2 * 1024**2, 512 * 1024, "AXI SRAM; 1 MB total"),
+    Target("stm32f746", 1024**2, 320 * 1024),
+    Target("stm32f412", 1024**2, 256 * 1024),
+    Target("nrf52840", 1024**2, 256 * 1024),
+    Target("rp2040", 2 * 1024**2, 264 * 1024, "external flash, 2 MB typical"),
+    Target("gap8", None, 512 * 1024, "external flash; 512 kB L2"),
+):
+    register_target(_t)
+
+
+def list_targets() -> list[Target]:
+    return list(_TARGETS.values())
+
+
+def get_target(name: str) -> Target:
+    key = name.lower()
+    if key not in _TARGETS:
+        raise MicromixError(f"unknown target {name!r}; known targets: {', '.join(_TARGETS)}.")
+    return _TARGETS[key]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """FLASH and RAM limits in bytes; None means unconstrained."""
+
+    flash: int | None = None
+    ram: int | None = None
+
+    @classmethod
+    def parse(
+        cls,
+        flash: str | int | None = None,
+        ram: str | int | None = None,
+        *,
+        target: str | None = None,
+        reference: MemoryReport | None = None,
+    ) -> Budget:
+        """Read CLI-style limits. `0.48x` is a fraction of `reference` (the uniform 8-bit report)."""
+        base = get_target(target) if target else None
+        out = []
+        for what, value, default in (
+            ("FLASH", flash, base.flash if base else None),
+            ("RAM", ram, base.ram if base else None),
+        ):
+            if value is None:
+                out.append(default)
+                continue
+            s = str(value).strip()
+            if s.lower().endswith("x"):
+                try:
+                    ratio = float(s[:-1])
+                except ValueError:
+                    raise MicromixError(
+                        f"cannot read {what} ratio {s!r}; write e.g. 0.48x."
+                    ) from None
+                if reference is None:
+                    raise MicromixError(
+                        f"a {what} ratio like {s} needs the model's 8-bit footprint as reference."
+                    )
+                if not 0 < ratio:
+                    raise MicromixError(f"{what} ratio {s} must be positive.")
+                ref = reference.flash_bytes if what == "FLASH" else reference.ram_bytes
+                out.append(int(ratio * ref))
+            else:
+                out.append(parse_bytes(value if isinstance(value, int) else s))
+        return cls(out[0], out[1])
+
+    def fits(self, report: MemoryReport) -> bool:
+        return (self.flash is None or report.flash_bytes <= self.flash) and (
+            self.ram is None or report.ram_bytes <= self.ram
+        )
+
+    def utilization(self, report: MemoryReport) -> dict[str, float | None]:
+        return {
+            "flash": None if self.flash is None else report.flash_bytes / self.flash,
+            "ram": None if self.ram is None else report.ram_bytes / self.ram,
+        }
+
+    def describe(self, report: MemoryReport) -> str:
+        parts = []
+        for what, used, lim in (
+            ("FLASH", report.flash_bytes, self.flash),
+            ("RAM", report.ram_bytes, self.ram),
+        ):
+            if lim is None:
+                parts.append(f"{what} {used:,} B (no limit)")
+            else:
+                mark = "fits" if used <= lim else "OVER"
+                parts.append(f"{what} {used:,} / {lim:,} B = {100 * used / lim:.1f}% ({mark})")
+        return "budget: " + "; ".join(parts)
+
+    def to_json(self) -> dict:
+        return {"flash": self.flash, "ram": self.ram}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> Budget:
+        return cls(obj.get("flash"), obj.get("ram"))
+
+
+def smallest_footprint(graph: Graph) -> MemoryReport:
+    """The memory of 2 bits everywhere (input and logits stay 8-bit): nothing smaller exists."""
+    return memory_report(graph, Policy.uniform(graph, 2, 2))
+
+
+def check_feasible(graph: Graph, budget: Budget) -> None:
+    """Fail before any training when even the smallest policy cannot fit."""
+    low = smallest_footprint(graph)
+    if budget.fits(low):
+        return
+    raise InfeasibleBudgetError(
+        f"the budget (FLASH {_lim(budget.flash)}, RAM {_lim(budget.ram)}) cannot be met: even 2 bits everywhere "
+        f"need FLASH {low.flash_bytes:,} B and RAM {low.ram_bytes:,} B."
+    )
+
+
+def _lim(v: int | None) -> str:
+    return "unlimited" if v is None else f"{v:,} B"

@@ -1,0 +1,66 @@
+"""`micromix memory`: FLASH / RAM table of a model under uniform bits or a policy file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..budget import Budget
+from ..graph import trace
+from ..memory import memory_report
+from ..models import create
+from ..policy import Policy
+from ..train import load_model
+from .common import add_model_args, model_kwargs
+
+NAME = "memory"
+HELP = "print the exact FLASH and RAM of a model under a policy"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_model_args(p)
+    p.add_argument(
+        "--checkpoint", help="a model.pt from `micromix train` (overrides the model options)"
+    )
+    p.add_argument(
+        "--bits",
+        type=int,
+        default=8,
+        help="uniform weight bits (and activation bits unless --abits)",
+    )
+    p.add_argument("--abits", type=int, default=None, help="uniform activation bits")
+    p.add_argument("--policy", help="policy JSON file (overrides --bits)")
+    p.add_argument(
+        "--flash", help="FLASH budget: 512kB, 512KiB, 524288 or 0.48x of the 8-bit figure"
+    )
+    p.add_argument("--ram", help="RAM budget, same forms")
+    p.add_argument("--target", help="MCU target name (see `micromix targets`)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def run(args: argparse.Namespace) -> int:
+    model = (
+        load_model(args.checkpoint)[0]
+        if args.checkpoint
+        else create(args.model, **model_kwargs(args))
+    )
+    graph = trace(model)
+    policy = (
+        Policy.load(args.policy).validate(graph)
+        if args.policy
+        else Policy.uniform(graph, args.bits, args.abits)
+    )
+    report = memory_report(graph, policy)
+    budget = None
+    if args.flash or args.ram or args.target:
+        ref = memory_report(graph, Policy.uniform(graph, 8))
+        budget = Budget.parse(args.flash, args.ram, target=args.target, reference=ref)
+    if args.json:
+        out = report.to_json()
+        if budget is not None:
+            out["budget"] = budget.to_json()
+            out["utilization"] = budget.utilization(report)
+        print(json.dumps(out, indent=2))
+    else:
+        print(report.table(budget))
+    return 0

@@ -1,0 +1,264 @@
+"""The exact memory model: FLASH and RAM bytes of a Graph under a Policy, and the arena plan.
+
+This module is the only place that computes a byte size. The search, the reports and the C
+export all read sizes and arena offsets from here, so the budget the search respected is the
+memory the device gets.
+
+Packing (DESIGN.md): little-endian within a byte, first element in the lowest bits; activations
+HWC with channels innermost, each pixel padded to a whole byte; each weight row (one output
+channel) padded to a whole byte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from .graph import Graph, Op, TensorInfo
+from .policy import Policy
+
+CTYPE_BYTES = {"int8": 1, "uint8": 1, "int32": 4}
+
+
+def packed_bytes(elems: int, bits: int) -> int:
+    """Bytes of `elems` values of `bits` bits, padded to a whole byte."""
+    return (elems * bits + 7) // 8
+
+
+def activation_bytes(shape: tuple[int, int, int], bits: int) -> int:
+    """H x W x ceil(C x bits / 8): one padded byte run per pixel, channels innermost."""
+    c, h, w = shape
+    return h * w * packed_bytes(c, bits)
+
+
+def weight_bytes(op: Op, bits: int) -> int:
+    """C_out x ceil(row x bits / 8), where a row is one output channel's weights."""
+    assert op.weight is not None
+    return op.weight.out_channels * packed_bytes(op.weight.row_elems, bits)
+
+
+def param_arrays(op: Op) -> list[tuple[str, str, int]]:
+    """The integer constants the export stores for `op`, as (suffix, C type, count).
+
+    conv/linear: per output channel an int32 bias (absorbs BN's shift), an int32 multiplier
+    mantissa and an int8 shift (ICN-equivalent requantization). add: one int32 multiplier per
+    input and one shared shift. avgpool: one multiplier and one shift.
+    """
+    if op.kind in ("conv", "linear"):
+        c = op.out_shape[0]
+        return [("bias", "int32", c), ("mult", "int32", c), ("shift", "int8", c)]
+    if op.kind == "add":
+        return [("mult", "int32", 2), ("shift", "int8", 1)]
+    if op.kind == "avgpool":
+        return [("mult", "int32", 1), ("shift", "int8", 1)]
+    raise ValueError(f"no parameter layout for op kind {op.kind}")
+
+
+def param_bytes(op: Op) -> int:
+    return sum(CTYPE_BYTES[t] * n for _, t, n in param_arrays(op))
+
+
+def flash_bytes(graph: Graph, policy: Policy) -> int:
+    """Total FLASH: packed weights plus every op's integer parameters."""
+    return sum(
+        param_bytes(o) + (weight_bytes(o, policy.weights[o.name]) if o.has_weight else 0)
+        for o in graph.ops
+    )
+
+
+def tensor_sizes(graph: Graph, policy: Policy) -> dict[str, int]:
+    return {n: activation_bytes(t.shape, policy.activations[n]) for n, t in graph.tensors.items()}
+
+
+def live_bytes(graph: Graph, sizes: dict[str, int]) -> list[int]:
+    """Bytes live at each step (inputs, output and every tensor kept for later)."""
+    live = [0] * len(graph.ops)
+    for name, t in graph.tensors.items():
+        for s in range(t.first, t.last + 1):
+            live[s] += sizes[name]
+    return live
+
+
+def ram_lower_bound(graph: Graph, policy: Policy) -> int:
+    """No arena can be smaller than the largest set of simultaneously live tensors."""
+    return max(live_bytes(graph, tensor_sizes(graph, policy)))
+
+
+# ---- arena planning ------------------------------------------------------------------------
+
+
+def plan_arena(graph: Graph, sizes: dict[str, int]) -> tuple[int, dict[str, int]]:
+    """Offsets for every activation tensor in one static arena; returns (arena bytes, offsets).
+
+    Chains get a two-ended ping-pong (inputs and outputs at opposite ends), which meets the
+    liveness lower bound exactly. Other graphs take the best of several greedy first-fit
+    orders, a standard approach (TFLite Micro's greedy-by-size planner is one of them).
+    """
+    lb = max(live_bytes(graph, sizes))
+    tensors = list(graph.tensors.values())
+    if graph.is_chain:
+        offsets = _ping_pong(tensors, sizes, lb)
+        if offsets is not None:
+            return lb, offsets
+    orders = [
+        sorted(tensors, key=lambda t: (-sizes[t.name], t.first)),
+        sorted(tensors, key=lambda t: (-(t.last - t.first), -sizes[t.name], t.first)),
+        sorted(tensors, key=lambda t: (t.first, -sizes[t.name])),
+        sorted(tensors, key=lambda t: (-sizes[t.name] * (t.last - t.first + 1), t.first)),
+    ]
+    best: tuple[int, dict[str, int]] | None = None
+    for order in orders:
+        offsets = _first_fit(order, sizes)
+        total = max(offsets[t.name] + sizes[t.name] for t in tensors)
+        if best is None or total < best[0]:
+            best = (total, offsets)
+            if total == lb:
+                break
+    assert best is not None
+    return best
+
+
+def _ping_pong(
+    tensors: list[TensorInfo], sizes: dict[str, int], arena: int
+) -> dict[str, int] | None:
+    offsets: dict[str, int] = {}
+    low = True
+    for t in sorted(tensors, key=lambda t: t.first):
+        offsets[t.name] = 0 if low else arena - sizes[t.name]
+        low = not low
+    return offsets if _valid(tensors, sizes, offsets) else None
+
+
+def _first_fit(order: list[TensorInfo], sizes: dict[str, int]) -> dict[str, int]:
+    placed: list[TensorInfo] = []
+    offsets: dict[str, int] = {}
+    for t in order:
+        busy = sorted(
+            (offsets[p.name], offsets[p.name] + sizes[p.name])
+            for p in placed
+            if p.first <= t.last and t.first <= p.last
+        )
+        # Smallest gap that holds the tensor (best fit), else the end of the last block.
+        best_off, best_gap, cursor = None, None, 0
+        for lo, hi in busy:
+            gap = lo - cursor
+            if gap >= sizes[t.name] and (best_gap is None or gap < best_gap):
+                best_off, best_gap = cursor, gap
+            cursor = max(cursor, hi)
+        offsets[t.name] = cursor if best_off is None else best_off
+        placed.append(t)
+    return offsets
+
+
+def _valid(tensors: list[TensorInfo], sizes: dict[str, int], offsets: dict[str, int]) -> bool:
+    for i, a in enumerate(tensors):
+        for b in tensors[i + 1 :]:
+            if a.first <= b.last and b.first <= a.last:
+                if (
+                    offsets[a.name] < offsets[b.name] + sizes[b.name]
+                    and offsets[b.name] < offsets[a.name] + sizes[a.name]
+                ):
+                    return False
+    return all(o >= 0 for o in offsets.values())
+
+
+def check_plan(graph: Graph, sizes: dict[str, int], offsets: dict[str, int], arena: int) -> bool:
+    """True when no two simultaneously live tensors overlap and all lie inside the arena."""
+    tensors = list(graph.tensors.values())
+    inside = all(offsets[t.name] + sizes[t.name] <= arena for t in tensors)
+    return inside and _valid(tensors, sizes, offsets)
+
+
+# ---- report --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerMemory:
+    step: int
+    name: str
+    kind: str
+    weight_bits: int | None
+    out_bits: int
+    weight_bytes: int
+    param_bytes: int
+    in_bytes: int  # all inputs of the op
+    out_bytes: int
+    live_bytes: int  # everything live while the op runs
+
+    @property
+    def flash_bytes(self) -> int:
+        return self.weight_bytes + self.param_bytes
+
+
+@dataclass(frozen=True)
+class MemoryReport:
+    flash_bytes: int
+    weight_bytes: int
+    param_bytes: int
+    ram_bytes: int  # arena size the export allocates
+    ram_lower_bound: int
+    layers: tuple[LayerMemory, ...]
+    tensor_bytes: dict[str, int] = field(hash=False)
+    offsets: dict[str, int] = field(hash=False)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["layers"] = [asdict(x) for x in self.layers]
+        return d
+
+    def table(self, budget=None) -> str:
+        """Per-layer table and totals; with a Budget, the share of each limit."""
+        head = f"{'step':>4} {'layer':<28} {'kind':<7} {'W':>2} {'A':>2} {'weights B':>11} {'params B':>9} {'in+out B':>10} {'live B':>10}"
+        rows = [head, "-" * len(head)]
+        for x in self.layers:
+            wb = "-" if x.weight_bits is None else str(x.weight_bits)
+            rows.append(
+                f"{x.step:>4} {x.name[:28]:<28} {x.kind:<7} {wb:>2} {x.out_bits:>2} {x.weight_bytes:>11,} "
+                f"{x.param_bytes:>9,} {x.in_bytes + x.out_bytes:>10,} {x.live_bytes:>10,}"
+            )
+        rows.append("-" * len(head))
+        rows.append(
+            f"FLASH {self.flash_bytes:,} B (weights {self.weight_bytes:,} + parameters {self.param_bytes:,})"
+        )
+        rows.append(
+            f"RAM   {self.ram_bytes:,} B arena (liveness lower bound {self.ram_lower_bound:,})"
+        )
+        if budget is not None:
+            rows.append(budget.describe(self))
+        return "\n".join(rows)
+
+
+def memory_report(graph: Graph, policy: Policy) -> MemoryReport:
+    """FLASH, RAM and the arena plan of `graph` under `policy` (validated first)."""
+    policy.validate(graph, allowed=tuple(range(1, 9)))
+    sizes = tensor_sizes(graph, policy)
+    live = live_bytes(graph, sizes)
+    arena, offsets = plan_arena(graph, sizes)
+    layers = []
+    for i, o in enumerate(graph.ops):
+        wbits = policy.weights[o.name] if o.has_weight else None
+        layers.append(
+            LayerMemory(
+                step=i,
+                name=o.name,
+                kind=o.kind,
+                weight_bits=wbits,
+                out_bits=policy.activations[o.output],
+                weight_bytes=weight_bytes(o, wbits) if wbits is not None else 0,
+                param_bytes=param_bytes(o),
+                in_bytes=sum(sizes[t] for t in o.inputs),
+                out_bytes=sizes[o.output],
+                live_bytes=live[i],
+            )
+        )
+    wb = sum(x.weight_bytes for x in layers)
+    pb = sum(x.param_bytes for x in layers)
+    return MemoryReport(
+        flash_bytes=wb + pb,
+        weight_bytes=wb,
+        param_bytes=pb,
+        ram_bytes=arena,
+        ram_lower_bound=max(live),
+        layers=tuple(layers),
+        tensor_bytes=sizes,
+        offsets=offsets,
+    )

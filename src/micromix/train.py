@@ -1,0 +1,280 @@
+"""Training loops shared by float training and QAT fine-tuning, with checkpoints and resume.
+
+`fit` runs single-process or under torchrun (DistributedDataParallel); only rank 0 prints and
+writes. A checkpoint after every epoch holds model, optimizer, epoch and RNG states, so
+`resume=True` continues exactly where an interrupted run stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from . import distributed as dist
+from .data import ImageSet, batches, num_batches
+from .errors import CheckpointError
+from .rundir import load_checkpoint, save_checkpoint
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 15
+    batch_size: int = 128
+    optimizer: str = "sgd"  # sgd | adam
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-5
+    schedule: str = "cosine"  # cosine | step
+    # step schedule: lr multiplied by each factor once `epoch >= at`, e.g. ((3, 0.5), (6, 0.1))
+    lr_steps: tuple[tuple[int, float], ...] = ()
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    augment: bool = True
+    freeze_bn_after: int | None = None  # epochs of BN statistics updates, then frozen
+    max_batches: int | None = None  # cap per epoch (short fine-tunes in the search)
+    seed: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TrainConfig:
+        d = dict(d)
+        d["lr_steps"] = tuple(tuple(x) for x in d.get("lr_steps", ()))
+        return cls(**d)
+
+
+# The MLSys 2020 QAT recipe: Adam 1e-4, stepped to 5e-5 and 1e-5, BN frozen after one epoch.
+QAT_RECIPE = TrainConfig(
+    epochs=10,
+    optimizer="adam",
+    lr=1e-4,
+    weight_decay=0.0,
+    schedule="step",
+    lr_steps=((4, 0.5), (8, 0.1)),
+    freeze_bn_after=1,
+)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def lr_at(cfg: TrainConfig, epoch_float: float) -> float:
+    """Learning rate at a fractional epoch."""
+    if cfg.warmup_epochs and epoch_float < cfg.warmup_epochs:
+        return cfg.lr * (epoch_float + 1e-3) / cfg.warmup_epochs
+    if cfg.schedule == "cosine":
+        return 0.5 * cfg.lr * (1 + math.cos(math.pi * min(epoch_float / max(cfg.epochs, 1), 1.0)))
+    lr = cfg.lr
+    for at, factor in cfg.lr_steps:
+        if epoch_float >= at:
+            lr = cfg.lr * factor
+    return lr
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    # No weight decay on BN, biases and learned clips: decaying them only hurts.
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    raise ValueError(f"unknown optimizer {cfg.optimizer}")
+
+
+def freeze_bn(model: nn.Module) -> None:
+    """Use running statistics from now on (BN becomes a fixed per-channel affine map)."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, ds: ImageSet, *, batch_size: int = 100, device: torch.device | str = "cpu"
+) -> float:
+    """Top-1 accuracy in percent (summed over ranks under torchrun)."""
+    rank, world = dist.world()
+    was = model.training
+    model.eval()
+    correct = total = 0
+    for x, y in batches(ds, batch_size, device=device, rank=rank, world_size=world):
+        correct += (model(x).argmax(1) == y).sum().item()
+        total += len(y)
+    model.train(was)
+    correct, total = dist.all_reduce_sum([correct, total], torch.device(device))
+    return 100.0 * correct / max(total, 1)
+
+
+@dataclass
+class FitState:
+    epoch: int = 0  # epochs completed
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def fit(
+    model: nn.Module,
+    train: ImageSet,
+    cfg: TrainConfig,
+    *,
+    device: torch.device | str = "cpu",
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    eval_set: ImageSet | None = None,
+    extra_state: Callable[[], dict[str, Any]] | None = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> FitState:
+    """Train `model` in place for cfg.epochs epochs; returns the per-epoch history.
+
+    Under torchrun the model is wrapped in DistributedDataParallel and each rank sees a shard.
+    `checkpoint` is written (rank 0) after each epoch; with `resume` it is read first.
+    """
+    device = torch.device(device)
+    rank, world = dist.world()
+    model.to(device)
+    opt = make_optimizer(model, cfg)
+    state = FitState()
+    seed_everything(cfg.seed)
+    if resume and checkpoint is not None and Path(checkpoint).exists():
+        ck = load_checkpoint(checkpoint, map_location=str(device))
+        try:
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+        except (KeyError, RuntimeError, ValueError):
+            raise CheckpointError(
+                f"checkpoint {checkpoint} does not match this model or settings."
+            ) from None
+        state = FitState(ck["epoch"], ck["history"])
+        torch.set_rng_state(ck["rng"]["torch"])
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    per_epoch = num_batches(len(train), cfg.batch_size, world, drop_last=True)
+    if cfg.max_batches:
+        per_epoch = min(per_epoch, cfg.max_batches)
+    for epoch in range(state.epoch, cfg.epochs):
+        net.train()
+        if cfg.freeze_bn_after is not None and epoch >= cfg.freeze_bn_after:
+            freeze_bn(net)
+        t0, seen, loss_sum, correct = time.time(), 0, 0.0, 0
+        bar = tqdm(
+            total=per_epoch,
+            desc=f"{desc} {epoch + 1}/{cfg.epochs}",
+            disable=not (progress and rank == 0),
+            leave=False,
+        )
+        it = batches(
+            train,
+            cfg.batch_size,
+            shuffle=True,
+            seed=cfg.seed,
+            epoch=epoch,
+            augment=cfg.augment,
+            device=device,
+            rank=rank,
+            world_size=world,
+            drop_last=True,
+        )
+        for i, (x, y) in enumerate(it):
+            if i >= per_epoch:
+                break
+            for g in opt.param_groups:
+                g["lr"] = lr_at(cfg, epoch + i / per_epoch)
+            out = net(x)
+            loss = loss_fn(out, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            seen += len(y)
+            loss_sum += loss.item() * len(y)
+            correct += (out.argmax(1) == y).sum().item()
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}")
+        bar.close()
+        row = {
+            "epoch": epoch + 1,
+            "loss": loss_sum / max(seen, 1),
+            "train_acc": 100 * correct / max(seen, 1),
+            "seconds": time.time() - t0,
+        }
+        if eval_set is not None:
+            row["eval_acc"] = evaluate(model, eval_set, device=device)
+        state.history.append(row)
+        state.epoch = epoch + 1
+        if rank == 0 and progress:
+            extra = f", eval {row['eval_acc']:.2f}%" if "eval_acc" in row else ""
+            print(
+                f"{desc} epoch {epoch + 1}/{cfg.epochs}: loss {row['loss']:.4f}, train {row['train_acc']:.2f}%{extra}, {row['seconds']:.0f}s",
+                flush=True,
+            )
+        if checkpoint is not None and rank == 0:
+            ck = {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "epoch": state.epoch,
+                "history": state.history,
+                "rng": {"torch": torch.get_rng_state()},
+                "config": cfg.to_json(),
+            }
+            if extra_state is not None:
+                ck.update(extra_state())
+            save_checkpoint(checkpoint, ck)
+        dist.barrier()
+    return state
+
+
+def float_recipe(epochs: int, seed: int = 0, batch_size: int = 128) -> TrainConfig:
+    return replace(TrainConfig(), epochs=epochs, seed=seed, batch_size=batch_size)
+
+
+def save_model(path: str | Path, model: nn.Module, **meta: Any) -> None:
+    """A self-describing model file: the zoo config (to rebuild it) plus the weights."""
+    cfg = getattr(model, "micromix_config", None)
+    save_checkpoint(
+        path,
+        {"kind": "micromix-model", "model_config": cfg, "state_dict": model.state_dict(), **meta},
+    )
+
+
+def load_model(path: str | Path, map_location: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a zoo model saved by `save_model` (e.g. `micromix train`'s model.pt)."""
+    from .models import create_from_config
+
+    ck = load_checkpoint(path, map_location=map_location)
+    if ck.get("kind") != "micromix-model" or not ck.get("model_config"):
+        raise CheckpointError(
+            f"{path} is not a micromix model file (expected one written by `micromix train`)."
+        )
+    model = create_from_config(ck["model_config"])
+    try:
+        model.load_state_dict(ck["state_dict"])
+    except RuntimeError:
+        raise CheckpointError(
+            f"the weights in {path} do not match the model it describes."
+        ) from None
+    return model, ck
