@@ -11,6 +11,8 @@ channel) padded to a whole byte.
 
 from __future__ import annotations
 
+import functools
+import random
 from dataclasses import asdict, dataclass, field
 
 from .graph import Graph, Op, TensorInfo
@@ -90,23 +92,42 @@ def plan_arena(graph: Graph, sizes: dict[str, int]) -> tuple[int, dict[str, int]
     """Offsets for every activation tensor in one static arena; returns (arena bytes, offsets).
 
     Chains get a two-ended ping-pong (inputs and outputs at opposite ends), which meets the
-    liveness lower bound exactly. Other graphs take the best of several greedy first-fit
-    orders, a standard approach (TFLite Micro's greedy-by-size planner is one of them).
+    liveness lower bound exactly. Other graphs take the best of several greedy best-fit orders
+    (TFLite Micro's greedy-by-size and by-breadth among them), then seeded random orders until
+    the bound is met or the tries run out. Deterministic: same sizes, same plan.
     """
-    lb = max(live_bytes(graph, sizes))
-    tensors = list(graph.tensors.values())
-    if graph.is_chain:
+    key = tuple((t.name, t.first, t.last, sizes[t.name]) for t in graph.tensors.values())
+    arena, offsets = _plan_cached(key)
+    return arena, dict(offsets)
+
+
+@functools.lru_cache(maxsize=4096)
+def _plan_cached(
+    key: tuple[tuple[str, int, int, int], ...],
+) -> tuple[int, tuple[tuple[str, int], ...]]:
+    tensors = [_Interval(n, first, last) for n, first, last, _ in key]
+    sizes = {n: s for n, _, _, s in key}
+    steps = max(t.last for t in tensors) + 1
+    live = [0] * steps
+    for t in tensors:
+        for i in range(t.first, t.last + 1):
+            live[i] += sizes[t.name]
+    lb = max(live)
+    if all(t.last - t.first <= 1 for t in tensors):
         offsets = _ping_pong(tensors, sizes, lb)
         if offsets is not None:
-            return lb, offsets
+            return lb, tuple(offsets.items())
     orders = [
         sorted(tensors, key=lambda t: (-sizes[t.name], t.first)),
         sorted(tensors, key=lambda t: (-(t.last - t.first), -sizes[t.name], t.first)),
         sorted(tensors, key=lambda t: (t.first, -sizes[t.name])),
         sorted(tensors, key=lambda t: (-sizes[t.name] * (t.last - t.first + 1), t.first)),
+        _by_breadth(tensors, sizes, live),
     ]
+    rng = random.Random(0)
     best: tuple[int, dict[str, int]] | None = None
-    for order in orders:
+    for i in range(len(orders) + _RANDOM_TRIES):
+        order = orders[i] if i < len(orders) else rng.sample(tensors, len(tensors))
         offsets = _first_fit(order, sizes)
         total = max(offsets[t.name] + sizes[t.name] for t in tensors)
         if best is None or total < best[0]:
@@ -114,7 +135,31 @@ def plan_arena(graph: Graph, sizes: dict[str, int]) -> tuple[int, dict[str, int]
             if total == lb:
                 break
     assert best is not None
-    return best
+    return best[0], tuple(best[1].items())
+
+
+_RANDOM_TRIES = 300
+
+
+@dataclass(frozen=True)
+class _Interval:
+    name: str
+    first: int
+    last: int
+
+
+def _by_breadth(
+    tensors: list[_Interval], sizes: dict[str, int], live: list[int]
+) -> list[_Interval]:
+    """TFLite's greedy-by-breadth order: the tensors of the busiest step first, largest first."""
+    seen: set[str] = set()
+    order: list[_Interval] = []
+    for step in sorted(range(len(live)), key=lambda i: -live[i]):
+        here = [t for t in tensors if t.first <= step <= t.last and t.name not in seen]
+        for t in sorted(here, key=lambda t: -sizes[t.name]):
+            seen.add(t.name)
+            order.append(t)
+    return order
 
 
 def _ping_pong(
@@ -128,8 +173,8 @@ def _ping_pong(
     return offsets if _valid(tensors, sizes, offsets) else None
 
 
-def _first_fit(order: list[TensorInfo], sizes: dict[str, int]) -> dict[str, int]:
-    placed: list[TensorInfo] = []
+def _first_fit(order: list[_Interval], sizes: dict[str, int]) -> dict[str, int]:
+    placed: list[_Interval] = []
     offsets: dict[str, int] = {}
     for t in order:
         busy = sorted(
@@ -149,7 +194,7 @@ def _first_fit(order: list[TensorInfo], sizes: dict[str, int]) -> dict[str, int]
     return offsets
 
 
-def _valid(tensors: list[TensorInfo], sizes: dict[str, int], offsets: dict[str, int]) -> bool:
+def _valid(tensors: list, sizes: dict[str, int], offsets: dict[str, int]) -> bool:
     for i, a in enumerate(tensors):
         for b in tensors[i + 1 :]:
             if a.first <= b.last and b.first <= a.last:

@@ -145,11 +145,13 @@ def fit(
     extra_state: Callable[[], dict[str, Any]] | None = None,
     progress: bool = True,
     desc: str = "train",
+    until_epoch: int | None = None,
 ) -> FitState:
     """Train `model` in place for cfg.epochs epochs; returns the per-epoch history.
 
     Under torchrun the model is wrapped in DistributedDataParallel and each rank sees a shard.
     `checkpoint` is written (rank 0) after each epoch; with `resume` it is read first.
+    `until_epoch` stops early without changing the schedule (a staged or interrupted run).
     """
     device = torch.device(device)
     rank, world = dist.world()
@@ -177,7 +179,7 @@ def fit(
     per_epoch = num_batches(len(train), cfg.batch_size, world, drop_last=True)
     if cfg.max_batches:
         per_epoch = min(per_epoch, cfg.max_batches)
-    for epoch in range(state.epoch, cfg.epochs):
+    for epoch in range(state.epoch, min(cfg.epochs, until_epoch or cfg.epochs)):
         net.train()
         if cfg.freeze_bn_after is not None and epoch >= cfg.freeze_bn_after:
             freeze_bn(net)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from .. import distributed as dist
@@ -23,6 +24,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.1, help="peak learning rate (SGD, cosine)")
+    p.add_argument(
+        "--train-images",
+        type=int,
+        default=None,
+        help="train on a random subset of this size (quick checks)",
+    )
     add_common(p)
 
 
@@ -39,8 +46,12 @@ def run(args: argparse.Namespace) -> int:
         resolution=args.resolution,
         in_channels=args.in_channels,
     )
-    cfg = float_recipe(args.epochs, seed=args.seed, batch_size=args.batch_size)
-    cfg = cfg.__class__(**{**cfg.to_json(), "lr": args.lr, "lr_steps": ()})
+    train = (
+        data.train
+        if args.train_images is None
+        else data.train.subset(args.train_images, seed=args.seed)
+    )
+    cfg = replace(float_recipe(args.epochs, seed=args.seed, batch_size=args.batch_size), lr=args.lr)
     if dist.is_main():
         write_config(
             run_dir,
@@ -48,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
             {
                 "model": model.micromix_config,
                 "dataset": args.dataset,
+                "train_images": len(train),
                 "train": cfg.to_json(),
                 "device": str(device),
             },
@@ -55,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.time()
     state = fit(
         model,
-        data.train,
+        train,
         cfg,
         device=device,
         checkpoint=run_dir / "checkpoint.pt",

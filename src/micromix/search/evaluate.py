@@ -1,0 +1,158 @@
+"""Scoring a policy: an evaluator is any callable `policy -> held-out accuracy in percent`.
+
+Only `QATEvaluator` touches quantization-aware training; the search logic and the tests work
+with any callable (e.g. `SyntheticEvaluator`, a deterministic function of the bits).
+`CachedEvaluator` wraps either so a policy seen before is never trained again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ..data import DataSplits
+from ..graph import Graph, trace
+from ..policy import Policy
+from ..train import TrainConfig, evaluate
+
+Evaluator = Callable[[Policy], float]
+
+
+class CachedEvaluator:
+    """Memoises an evaluator by `Policy.key()`; the cache travels in search checkpoints."""
+
+    def __init__(self, fn: Evaluator, cache: dict[str, float] | None = None) -> None:
+        self.fn = fn
+        self.cache: dict[str, float] = dict(cache or {})
+        self.hits = self.misses = 0
+        self.seconds = 0.0  # time spent in real evaluations
+
+    def __call__(self, policy: Policy) -> float:
+        key = policy.key()
+        if key in self.cache:
+            self.hits += 1
+            return self.cache[key]
+        t0 = time.perf_counter()
+        acc = float(self.fn(policy))
+        self.seconds += time.perf_counter() - t0
+        self.misses += 1
+        self.cache[key] = acc
+        return acc
+
+    @property
+    def float_accuracy(self) -> float | None:
+        return getattr(self.fn, "float_accuracy", None)
+
+
+@dataclass(frozen=True)
+class QATSettings:
+    """The short fine-tune of every search episode (measured in results/search.md)."""
+
+    train_images: int = 2000  # subset of the TRAIN split, fixed for the whole search
+    eval_images: int = 2000  # subset of the HELD-OUT split, fixed
+    epochs: int = 1
+    batch_size: int = 64
+    lr: float = 5e-4  # Adam
+    subset_seed: int = 0
+
+    def train_config(self, seed: int) -> TrainConfig:
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            optimizer="adam",
+            lr=self.lr,
+            weight_decay=0.0,
+            schedule="cosine",
+            augment=False,  # a one-epoch fine-tune recovers faster on the plain images
+            freeze_bn_after=None,
+            seed=seed,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class QATEvaluator:
+    """Fine-tune the fake-quant model briefly, return its accuracy on a held-out subset.
+
+    Every policy trains with the same seed and the same images (common random numbers), so
+    the comparison between two policies is not blurred by batch-order noise, and the same
+    policy always gets the same score.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: DataSplits,
+        *,
+        graph: Graph | None = None,
+        settings: QATSettings = QATSettings(),
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.model = model.to(device).eval()
+        self.graph = graph if graph is not None else trace(model)
+        self.settings, self.device = settings, device
+        self.cfg = settings.train_config(seed)
+        self.train = data.train.subset(settings.train_images, seed=settings.subset_seed)
+        self.heldout = data.heldout.subset(settings.eval_images, seed=settings.subset_seed)
+        self.float_accuracy = evaluate(self.model, self.heldout, device=device)
+
+    def finetune(self, policy: Policy, cfg: TrainConfig | None = None) -> nn.Module:
+        from ..quant import finetune
+
+        return finetune(
+            self.model,
+            policy,
+            self.train,
+            cfg or self.cfg,
+            device=self.device,
+            graph=self.graph,
+            progress=False,
+        )
+
+    def __call__(self, policy: Policy) -> float:
+        qmodel = self.finetune(policy)
+        return evaluate(qmodel, self.heldout, device=self.device)
+
+    def with_settings(self, **changes: Any) -> QATEvaluator:
+        """A copy with other fine-tune settings that reuses the loaded model and graph."""
+        ev = object.__new__(QATEvaluator)
+        ev.__dict__.update(self.__dict__)
+        ev.settings = replace(self.settings, **changes)
+        ev.cfg = ev.settings.train_config(self.cfg.seed)
+        return ev
+
+
+class SyntheticEvaluator:
+    """accuracy = float accuracy minus a fixed penalty per low-bit tensor (deterministic).
+
+    Penalties grow as bits drop and weigh small layers (depthwise, first, last) more, the way
+    real sensitivities do, so a search has structure to find. For tests and demos only.
+    """
+
+    PENALTY = {8: 0.0, 4: 0.4, 2: 3.0}
+
+    def __init__(self, graph: Graph, float_accuracy: float = 90.0, delay: float = 0.0) -> None:
+        self.graph, self.float_accuracy, self.delay = graph, float_accuracy, delay
+        sizes = {o.name: o.weight.numel for o in graph.weight_ops}
+        big = max(sizes.values())
+        n = len(sizes)
+        self.w_sens = {k: 0.5 + (1.0 - v / big) for k, v in sizes.items()}
+        self.a_sens = {name: 0.3 + 0.7 * (i == 0 or i == n - 1) for i, name in enumerate(sizes)}
+        self.scale = 10.0 / n
+
+    def __call__(self, policy: Policy) -> float:
+        if self.delay:
+            time.sleep(self.delay)
+        drop = sum(self.w_sens[k] * self.PENALTY[b] for k, b in policy.weights.items())
+        drop += sum(
+            s * self.PENALTY[policy.activations[self.graph.op(k).output]]
+            for k, s in self.a_sens.items()
+        )
+        return self.float_accuracy - self.scale * drop

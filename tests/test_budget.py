@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import pytest
+
+from micromix.budget import (
+    Budget,
+    check_feasible,
+    get_target,
+    list_targets,
+    parse_bytes,
+    smallest_footprint,
+)
+from micromix.errors import InfeasibleBudgetError, MicromixError
+from micromix.graph import trace
+from micromix.memory import memory_report
+from micromix.policy import Policy
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("512kB", 512_000),
+        ("512KiB", 524_288),
+        ("2MB", 2_000_000),
+        ("1MiB", 1_048_576),
+        ("1000", 1000),
+        (77, 77),
+        ("1.5kB", 1500),
+    ],
+)
+def test_parse_bytes(text, value):
+    assert parse_bytes(text) == value
+
+
+@pytest.mark.parametrize("text", ["12 parsecs", "", "-5", "0", "1.5", "kB"])
+def test_parse_bytes_rejects(text):
+    with pytest.raises(MicromixError):
+        parse_bytes(text)
+
+
+def test_targets_registry():
+    names = [t.name for t in list_targets()]
+    assert "stm32h743" in names and "nrf52840" in names
+    t = get_target("STM32H743")
+    assert (t.flash, t.ram) == (2 * 1024**2, 512 * 1024)
+    with pytest.raises(MicromixError, match="known targets"):
+        get_target("esp8266")
+
+
+def test_budget_ratio_and_target(tiny_resnet):
+    g = trace(tiny_resnet, (1, 1, 8, 8))
+    ref = memory_report(g, Policy.uniform(g, 8))
+    b = Budget.parse("0.5x", "0.42x", reference=ref)
+    assert b.flash == int(0.5 * ref.flash_bytes) and b.ram == int(0.42 * ref.ram_bytes)
+    assert not b.fits(ref)
+    t = Budget.parse(ram="100kB", target="stm32f412")
+    assert t == Budget(1024**2, 100_000)
+    with pytest.raises(MicromixError, match="reference"):
+        Budget.parse("0.5x")
+    assert Budget.from_json(b.to_json()) == b
+
+
+def test_infeasible_names_smallest_footprint(tiny_resnet):
+    g = trace(tiny_resnet, (1, 1, 8, 8))
+    low = smallest_footprint(g)
+    check_feasible(g, Budget(low.flash_bytes, low.ram_bytes))  # exactly the minimum fits
+    with pytest.raises(InfeasibleBudgetError) as e:
+        check_feasible(g, Budget(low.flash_bytes - 1, None))
+    assert f"{low.flash_bytes:,} B" in str(e.value) and f"{low.ram_bytes:,} B" in str(e.value)
+
+
+def test_utilization(tiny_resnet):
+    g = trace(tiny_resnet, (1, 1, 8, 8))
+    r = memory_report(g, Policy.uniform(g, 8))
+    u = Budget(2 * r.flash_bytes, None).utilization(r)
+    assert u == {"flash": 0.5, "ram": None}

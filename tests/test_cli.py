@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from micromix.cli import main
+
+
+def _err_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_memory_table_matches_facts(capsys):
+    assert (
+        main(
+            [
+                "memory",
+                "--width",
+                "1.0",
+                "--resolution",
+                "224",
+                "--classes",
+                "1000",
+                "--in-channels",
+                "3",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "weights 4,209,088" in out and "1,204,224" in out
+
+
+def test_memory_json_and_budget(capsys):
+    assert main(["memory", "--json", "--bits", "4", "--flash", "0.48x", "--ram", "100kB"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["budget"]["ram"] == 100_000
+    assert d["utilization"]["ram"] == d["ram_bytes"] / 100_000
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["memory", "--model", "resnet999"], "unknown model"),
+        (["memory", "--flash", "12 parsecs"], "cannot read memory size"),
+        (["memory", "--target", "esp8266"], "unknown target"),
+        (["memory", "--checkpoint", "/nonexistent.pt"], "does not exist"),
+        (["memory", "--policy", "/nonexistent.json"], "does not exist"),
+    ],
+)
+def test_user_errors_one_line_exit_2(argv, needle, capsys):
+    assert main(argv) == 2
+    assert needle in _err_line(capsys)
+
+
+def test_bad_policy_file(tmp_path, capsys):
+    p = tmp_path / "p.json"
+    p.write_text('{"format": 1, "weights": {"nope": 4}, "activations": {}}')
+    assert main(["memory", "--policy", str(p)]) == 2
+    assert "unknown weight tensor 'nope'" in _err_line(capsys)
+
+
+def test_train_refuses_non_empty_run_dir(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["train", "--run-dir", str(tmp_path), "--epochs", "1"]) == 2
+    assert "--force" in _err_line(capsys)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_train_cli_writes_run_dir(tmp_path, fashion, capsys):
+    d = tmp_path / "run"
+    argv = [
+        "train",
+        "--run-dir",
+        str(d),
+        "--epochs",
+        "1",
+        "--train-images",
+        "512",
+        "--width",
+        "0.25",
+    ]
+    assert main(argv) == 0
+    metrics = json.loads((d / "metrics.json").read_text())
+    cfg = json.loads((d / "config.json").read_text())
+    assert 10.0 <= metrics["test_acc"] <= 100.0 and metrics["epochs"] == 1
+    assert cfg["settings"]["train_images"] == 512 and "torch" in cfg["versions"]
+    assert (d / "model.pt").exists() and (d / "checkpoint.pt").exists()
+
+
+def test_targets_and_models_lists(capsys):
+    assert main(["targets"]) == 0 and "stm32h743" in capsys.readouterr().out
+    assert main(["models"]) == 0 and "mnasnet" in capsys.readouterr().out

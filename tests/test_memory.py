@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch.nn as nn
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from micromix.graph import trace
+from micromix.memory import (
+    activation_bytes,
+    check_plan,
+    flash_bytes,
+    live_bytes,
+    memory_report,
+    packed_bytes,
+    param_bytes,
+    plan_arena,
+    ram_lower_bound,
+    tensor_sizes,
+    weight_bytes,
+)
+from micromix.models import create
+from micromix.policy import Policy
+
+
+class OddChain(nn.Module):
+    """1 -> 5 -> 3 channels: odd counts exercise the per-row and per-pixel byte padding."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(1, 5, 3, padding=1, bias=False)
+        self.ba = nn.BatchNorm2d(5)
+        self.ra = nn.ReLU()
+        self.b = nn.Conv2d(5, 3, 1, bias=False)
+        self.bb = nn.BatchNorm2d(3)
+        self.rb = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(3, 7)
+
+    def forward(self, x):
+        x = self.rb(self.bb(self.b(self.ra(self.ba(self.a(x))))))
+        return self.fc(self.pool(x).flatten(1))
+
+
+def test_packed_sizes_by_hand():
+    assert packed_bytes(9, 8) == 9 and packed_bytes(9, 4) == 5 and packed_bytes(9, 2) == 3
+    assert activation_bytes((5, 4, 4), 4) == 16 * 3  # 20 bits per pixel -> 3 bytes
+    assert activation_bytes((3, 2, 2), 2) == 4 * 1
+
+
+@pytest.mark.parametrize("bits, w_a, w_b, w_fc", [(8, 45, 15, 21), (4, 25, 9, 14), (2, 15, 6, 7)])
+def test_odd_chain_flash_by_hand(bits, w_a, w_b, w_fc):
+    g = trace(OddChain(), (1, 1, 4, 4))
+    a, b, pool, fc = g.ops
+    assert weight_bytes(a, bits) == w_a  # 5 rows of 9 weights
+    assert weight_bytes(b, bits) == w_b  # 3 rows of 5 weights
+    assert weight_bytes(fc, bits) == w_fc  # 7 rows of 3 weights
+    params = 9 * 5 + 9 * 3 + 5 + 9 * 7  # bias+mult+shift per channel; pooling: mult+shift
+    assert param_bytes(a) + param_bytes(b) + param_bytes(pool) + param_bytes(fc) == params
+    p = Policy.uniform(g, bits)
+    assert flash_bytes(g, p) == w_a + w_b + w_fc + params
+    assert memory_report(g, p).flash_bytes == flash_bytes(g, p)
+
+
+@pytest.mark.parametrize("bits", [8, 4, 2])
+def test_odd_chain_ram_by_hand(bits):
+    g = trace(OddChain(), (1, 1, 4, 4))
+    p = Policy.uniform(g, bits)
+    inp = 16  # 1 channel, 8-bit
+    a = 16 * packed_bytes(5, bits)
+    b = 16 * packed_bytes(3, bits)
+    pool = packed_bytes(3, bits)
+    logits = 7
+    assert live_bytes(g, tensor_sizes(g, p)) == [inp + a, a + b, b + pool, pool + logits]
+    r = memory_report(g, p)
+    assert r.ram_lower_bound == max(inp + a, a + b) and r.ram_bytes == r.ram_lower_bound
+    assert check_plan(g, r.tensor_bytes, r.offsets, r.ram_bytes)
+
+
+def test_residual_skip_tensor_counts(tiny_resnet):
+    g = trace(tiny_resnet, (1, 1, 8, 8))
+    p = Policy.uniform(g, 8)
+    s = tensor_sizes(g, p)
+    stem, dw, pw = (o.output for o in g.ops[:3])
+    assert s[stem] == 4 * 4 * 5
+    # While the pointwise conv runs, the stem output waits for the add.
+    assert live_bytes(g, s)[2] == s[stem] + s[dw] + s[pw]
+    r = memory_report(g, p)
+    assert r.ram_bytes >= r.ram_lower_bound == max(live_bytes(g, s))
+    assert check_plan(g, s, r.offsets, r.ram_bytes)
+
+
+def test_mixed_policy_changes_only_its_tensor(tiny_resnet):
+    g = trace(tiny_resnet, (1, 1, 8, 8))
+    p8 = Policy.uniform(g, 8)
+    p = p8.replace(activations={"conv2": 2}, weights={"stem": 4})
+    s8, s = tensor_sizes(g, p8), tensor_sizes(g, p)
+    assert s["conv2"] == 16 * 2 and all(s[k] == s8[k] for k in s if k != "conv2")
+    assert flash_bytes(g, p8) - flash_bytes(g, p) == weight_bytes(g.op("stem"), 8) - weight_bytes(
+        g.op("stem"), 4
+    )
+
+
+def test_mobilenet_v1_imagenet_facts():
+    g = trace(create("mobilenet_v1", width=1.0, resolution=224, num_classes=1000, in_channels=3))
+    r = memory_report(g, Policy.uniform(g, 8))
+    assert r.weight_bytes == 4_209_088
+    first_pw = r.layers[2]
+    assert first_pw.in_bytes == 112 * 112 * 32 and first_pw.out_bytes == 112 * 112 * 64
+    assert max(x.in_bytes + x.out_bytes for x in r.layers) == 1_204_224
+    assert r.ram_bytes == r.ram_lower_bound == 1_204_224
+
+
+@pytest.mark.parametrize("name, width", [("mobilenet_v2", 0.35), ("mnasnet", 0.5)])
+def test_planner_close_to_bound_on_residual_nets(name, width):
+    g = trace(create(name, width=width, resolution=28, in_channels=1, num_classes=10))
+    rng = random.Random(0)
+    for _ in range(5):
+        p = Policy.uniform(g, 8).replace(
+            activations={
+                t: rng.choice([2, 4, 8]) for t in g.tensors if t not in (g.input, g.output)
+            }
+        )
+        r = memory_report(g, p)
+        assert check_plan(g, r.tensor_bytes, r.offsets, r.ram_bytes)
+        assert r.ram_bytes <= 1.02 * r.ram_lower_bound
+
+
+def _chain(channels: list[int]) -> nn.Module:
+    layers: list[nn.Module] = []
+    for cin, cout in zip(channels, channels[1:]):
+        layers += [nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    channels=st.lists(st.integers(1, 24), min_size=3, max_size=7),
+    bits=st.lists(st.sampled_from([2, 4, 8]), min_size=8, max_size=8),
+)
+def test_chain_arena_meets_lower_bound(channels, bits):
+    g = trace(_chain(channels), (1, channels[0], 3, 3))
+    p = Policy.uniform(g, 8)
+    inner = [t for t in g.tensors if t not in (g.input, g.output)]
+    p = p.replace(activations={t: b for t, b in zip(inner, bits)})
+    sizes = tensor_sizes(g, p)
+    arena, offsets = plan_arena(g, sizes)
+    assert arena == ram_lower_bound(g, p)
+    assert check_plan(g, sizes, offsets, arena)
+
+
+def test_check_plan_detects_overlap(tiny_resnet):
+    g = trace(tiny_resnet, (1, 1, 8, 8))
+    p = Policy.uniform(g, 8)
+    sizes = tensor_sizes(g, p)
+    arena, offsets = plan_arena(g, sizes)
+    bad = dict(offsets)
+    bad["stem"] = bad["conv1"]  # both live at step 1
+    assert not check_plan(g, sizes, bad, arena + 1000)
+
+
+def test_report_table_and_json(tiny_resnet):
+    g = trace(tiny_resnet, (1, 1, 8, 8))
+    r = memory_report(g, Policy.uniform(g, 4))
+    js = r.to_json()
+    assert js["flash_bytes"] == r.flash_bytes and len(js["layers"]) == len(g.ops)
+    assert f"FLASH {r.flash_bytes:,} B" in r.table()
