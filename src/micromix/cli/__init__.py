@@ -27,8 +27,15 @@ COMMAND_MODULES = [
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes get one sentence and exit code 2, like every other user error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help).\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="micromix",
         description="Mixed 2/4/8-bit quantization of CNNs for microcontroller memory budgets.",
     )

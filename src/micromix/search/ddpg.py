@@ -10,6 +10,8 @@ global RNGs (which QAT fine-tuning reseeds) never change what it does.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -117,6 +119,17 @@ def truncated_normal(rng: np.random.Generator, mu: float, sigma: float, lo=0.0, 
     return float(np.clip(mu + sigma * ndtri(u), lo, hi))
 
 
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """Tiny MLPs run fastest on one thread; on 2 busy cores two threads cost 10x more."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 class DDPG:
     def __init__(
         self, obs_dim: int, steps_per_episode: int, cfg: DDPGConfig, seed: int = 0
@@ -143,7 +156,8 @@ class DDPG:
 
     @torch.no_grad()
     def deterministic_action(self, obs: np.ndarray) -> float:
-        return float(self.actor(torch.as_tensor(obs, dtype=torch.float32)[None])[0, 0])
+        with single_thread():
+            return float(self.actor(torch.as_tensor(obs, dtype=torch.float32)[None])[0, 0])
 
     def act(self, obs: np.ndarray, episode: int) -> float:
         if episode < self.cfg.warmup:
@@ -185,14 +199,15 @@ class DDPG:
                 for p, q in zip(net.parameters(), tgt.parameters()):
                     q.mul_(1.0 - cfg.tau).add_(p, alpha=cfg.tau)
         self.updates += 1
-        return float(critic_loss), float(actor_loss)
+        return critic_loss.item(), actor_loss.item()
 
     def end_episode(self, episode: int, n_updates: int) -> None:
         """After an episode past warm-up: as many updates as transitions it stored (HAQ)."""
         if episode < self.cfg.warmup or self.buffer.size < self.cfg.batch_size:
             return
-        for _ in range(n_updates):
-            self.update()
+        with single_thread():
+            for _ in range(n_updates):
+                self.update()
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -209,6 +224,7 @@ class DDPG:
         }
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
+        d = copy.deepcopy(d)  # optimizers keep the given tensors; never share them with `d`'s owner
         for k, v in d["nets"].items():
             getattr(self, k).load_state_dict(v)
         self.actor_opt.load_state_dict(d["optim"]["actor"])

@@ -8,7 +8,8 @@ with any callable (e.g. `SyntheticEvaluator`, a deterministic function of the bi
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,6 +22,18 @@ from ..policy import Policy
 from ..train import TrainConfig, evaluate
 
 Evaluator = Callable[[Policy], float]
+
+
+@contextmanager
+def threads(n: int | None) -> Iterator[None]:
+    """Run torch on `n` intra-op threads inside the block (None: leave it alone)."""
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 class CachedEvaluator:
@@ -57,8 +70,12 @@ class QATSettings:
     eval_images: int = 2000  # subset of the HELD-OUT split, fixed
     epochs: int = 1
     batch_size: int = 64
-    lr: float = 5e-4  # Adam
+    lr: float = 1e-3  # Adam; measured best of 1e-4..2e-3 at batch 64 (results/search.md)
+    calib_batches: int = 1  # activation clips from one batch: 4 cost more than the training
     subset_seed: int = 0
+    # Batches of 64 small images leave little to parallelise, and on a shared 2-core machine
+    # a second thread that gets descheduled made each episode 10x slower (2 s -> 22 s).
+    threads: int | None = 1  # None: torch's default
 
     def train_config(self, seed: int) -> TrainConfig:
         return TrainConfig(
@@ -91,20 +108,27 @@ class QATEvaluator:
         data: DataSplits,
         *,
         graph: Graph | None = None,
-        settings: QATSettings = QATSettings(),
+        settings: QATSettings | None = None,
         seed: int = 0,
         device: torch.device | str = "cpu",
     ) -> None:
         self.model = model.to(device).eval()
         self.graph = graph if graph is not None else trace(model)
+        settings = settings or QATSettings()
         self.settings, self.device = settings, device
-        self.cfg = settings.train_config(seed)
-        self.train = data.train.subset(settings.train_images, seed=settings.subset_seed)
-        self.heldout = data.heldout.subset(settings.eval_images, seed=settings.subset_seed)
-        self.float_accuracy = evaluate(self.model, self.heldout, device=device)
+        self.data, self.seed = data, seed
+        self._load(settings)
+
+    def _load(self, settings: QATSettings) -> None:
+        self.settings = settings
+        self.cfg = settings.train_config(self.seed)
+        self.train = self.data.train.subset(settings.train_images, seed=settings.subset_seed)
+        self.heldout = self.data.heldout.subset(settings.eval_images, seed=settings.subset_seed)
+        with threads(settings.threads):
+            self.float_accuracy = evaluate(self.model, self.heldout, device=self.device)
 
     def finetune(self, policy: Policy, cfg: TrainConfig | None = None) -> nn.Module:
-        from ..quant import finetune
+        from ..quant.finetune import finetune
 
         return finetune(
             self.model,
@@ -114,18 +138,19 @@ class QATEvaluator:
             device=self.device,
             graph=self.graph,
             progress=False,
+            calib_batches=self.settings.calib_batches,
         )
 
     def __call__(self, policy: Policy) -> float:
-        qmodel = self.finetune(policy)
-        return evaluate(qmodel, self.heldout, device=self.device)
+        with threads(self.settings.threads):
+            qmodel = self.finetune(policy)
+            return evaluate(qmodel, self.heldout, device=self.device)
 
     def with_settings(self, **changes: Any) -> QATEvaluator:
         """A copy with other fine-tune settings that reuses the loaded model and graph."""
         ev = object.__new__(QATEvaluator)
         ev.__dict__.update(self.__dict__)
-        ev.settings = replace(self.settings, **changes)
-        ev.cfg = ev.settings.train_config(self.cfg.seed)
+        ev._load(replace(self.settings, **changes))
         return ev
 
 

@@ -1,0 +1,96 @@
+"""`micromix search`: find a mixed 2/4/8-bit policy that fits a FLASH and RAM budget."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..budget import Budget, check_feasible, format_bytes
+from ..data import load_dataset
+from ..errors import MicromixError
+from ..graph import trace
+from ..memory import memory_report
+from ..policy import Policy
+from ..train import load_model
+from .common import add_common, add_data_args, resolve_device
+
+NAME = "search"
+HELP = "search a mixed-precision policy under FLASH and RAM budgets (haq, rule, ilp, ...)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strategy", default="haq", help="haq (default), rule, ilp, uniform or random")
+    p.add_argument("--checkpoint", help="float model.pt from `micromix train` (required)")
+    p.add_argument("--flash", help="FLASH budget: 512kB, 512KiB, 524288 or 0.48x of 8-bit")
+    p.add_argument("--ram", help="RAM budget, same forms (e.g. 0.42x)")
+    p.add_argument("--target", help="MCU target whose FLASH/RAM are the budget")
+    p.add_argument("--episodes", type=int, default=None, help="episodes for haq/random (600)")
+    p.add_argument("--warmup", type=int, default=None, help="random warm-up episodes (20)")
+    p.add_argument(
+        "--train-images", type=int, default=None, help="fine-tune images per episode (2000)"
+    )
+    p.add_argument(
+        "--eval-images", type=int, default=None, help="held-out images per episode (2000)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_data_args(p)
+    add_common(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..search import STRATEGIES, search
+
+    if args.strategy not in STRATEGIES:
+        raise MicromixError(
+            f"unknown strategy {args.strategy!r}; choose one of {', '.join(STRATEGIES)}."
+        )
+    if not args.checkpoint:
+        raise MicromixError("--checkpoint is required: a float model.pt from `micromix train`.")
+    if not (args.flash or args.ram or args.target):
+        raise MicromixError("give a budget: --flash and/or --ram (e.g. 0.48x, 512kB) or --target.")
+    for flag in ("episodes", "warmup", "train_images", "eval_images"):
+        v = getattr(args, flag)
+        if v is not None and v < (0 if flag == "warmup" else 1):
+            raise MicromixError(f"--{flag.replace('_', '-')} must be positive, got {v}.")
+    device = resolve_device(args.device)
+    if not Path(args.checkpoint).is_file():
+        raise MicromixError(f"checkpoint {args.checkpoint} does not exist.")
+    model, _ = load_model(args.checkpoint)
+    graph = trace(model)
+    ref = memory_report(graph, Policy.uniform(graph, 8))
+    budget = Budget.parse(args.flash, args.ram, target=args.target, reference=ref)
+    check_feasible(graph, budget)  # fail before loading data or training anything
+    cfg = model.micromix_config
+    data = load_dataset(
+        args.dataset,
+        data_dir=args.data_dir,
+        resolution=cfg["resolution"],
+        in_channels=cfg["in_channels"],
+    )
+    result = search(
+        model,
+        data,
+        budget,
+        args.strategy,
+        episodes=args.episodes,
+        run_dir=args.run_dir,
+        seed=args.seed,
+        resume=args.resume,
+        force=args.force,
+        graph=graph,
+        train_images=args.train_images,
+        eval_images=args.eval_images,
+        warmup=args.warmup,
+        device=device,
+        progress=not args.no_progress,
+    )
+    u = result.utilization
+    used = ", ".join(
+        f"{k.upper()} {format_bytes(getattr(result.report, f'{k}_bytes'))} ({100 * v:.1f}% of budget)"
+        for k, v in u.items()
+        if v is not None
+    )
+    fa = "" if result.float_accuracy is None else f" (float {result.float_accuracy:.2f}%)"
+    print(f"{args.strategy}: held-out accuracy {result.accuracy:.2f}%{fa}; {used}")
+    print(f"policy written to {Path(args.run_dir) / 'policy.json'}")
+    return 0

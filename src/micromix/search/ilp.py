@@ -1,0 +1,233 @@
+"""The `ilp` strategy: per-tensor sensitivities, then an exact integer program over the bits.
+
+Sensitivity of a tensor at b bits = the increase of the cross-entropy on a calibration subset
+of the TRAIN split when only that tensor is quantized to b bits and everything else stays
+float. Measuring it through `quant.prepare` (one fake-quant model per tensor and bit) would
+cost a deep copy, a calibration and a forward per entry; instead one fx copy of the float
+model gets a switchable quantizer probe after every activation tensor, and weights are
+quantized in place and restored. So each entry costs exactly one forward pass over the
+calibration images (about 5 s for MobileNetV1-0.25 on 1,024 images). The probes use the same
+rules as the QAT quantizers (per-channel symmetric weights; unsigned or symmetric signed
+activations) with the clip that minimises the tensor's mean squared error, which stands in for
+PACT's learned clip. Without data (a synthetic evaluator) the sensitivities are measured by
+the evaluator instead: accuracy lost when one tensor is at b bits and all others at 8.
+
+The program: one binary per (tensor, bits), exactly one per tensor; minimise the summed
+sensitivity; FLASH is linear in the choices (weight_bytes per choice plus the fixed parameter
+bytes); one RAM row per execution step (bytes of the tensors live there). The arena is then
+checked with memory_report; if the planner exceeds the liveness bound, the RAM rows are
+tightened by the excess and the program is solved again.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.fx
+import torch.nn as nn
+import torch.nn.functional as F
+from scipy.optimize import Bounds, LinearConstraint, milp
+
+from ..budget import Budget
+from ..data import ImageSet, batches
+from ..errors import InfeasibleBudgetError
+from ..graph import Graph
+from ..memory import activation_bytes, memory_report, param_bytes, weight_bytes
+from ..policy import ALLOWED_BITS, Policy
+from .evaluate import Evaluator
+
+Key = tuple[str, str, int]  # ("w", op name, bits) or ("a", tensor name, bits)
+LOW_BITS = tuple(b for b in ALLOWED_BITS if b < 8)
+
+
+def choice_keys(graph: Graph) -> list[tuple[str, str]]:
+    """The decision variables: every weight op and every activation except input and logits."""
+    fixed = (graph.input, graph.output)
+    return [("w", o.name) for o in graph.weight_ops] + [
+        ("a", t) for t in graph.tensors if t not in fixed
+    ]
+
+
+# ---- sensitivities ------------------------------------------------------------------------
+
+
+class _Probe(nn.Module):
+    """Identity, or fake-quantization of one activation tensor when `bits` is set."""
+
+    def __init__(self, signed: bool) -> None:
+        super().__init__()
+        self.signed, self.bits, self.clip, self.record = signed, None, 1.0, None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.record is not None:
+            self.record.append(x.detach())
+        return x if self.bits is None else fake_quant(x, self.bits, self.clip, self.signed)
+
+
+def fake_quant(x: torch.Tensor, bits: int, clip: float, signed: bool) -> torch.Tensor:
+    if signed:
+        levels = 2 ** (bits - 1) - 1
+        s = clip / levels
+        return torch.clamp(torch.floor(x / s + 0.5), -levels, levels) * s
+    s = clip / (2**bits - 1)
+    return torch.clamp(torch.floor(x / s + 0.5), 0, 2**bits - 1) * s
+
+
+def quantize_weight(w: torch.Tensor, bits: int) -> torch.Tensor:
+    """Per-output-channel symmetric; BN folding rescales channels, which this is blind to."""
+    levels = 2 ** (bits - 1) - 1
+    s = w.abs().flatten(1).amax(1).clamp_min(1e-12) / levels
+    s = s.view(-1, *([1] * (w.dim() - 1)))
+    return torch.clamp(torch.floor(w / s + 0.5), -levels - 1, levels) * s
+
+
+def _probed(model: nn.Module, graph: Graph) -> tuple[torch.fx.GraphModule, dict[str, _Probe]]:
+    gm = torch.fx.symbolic_trace(model)
+    nodes = {n.name: n for n in gm.graph.nodes}
+    probes: dict[str, _Probe] = {}
+    for name, t in graph.tensors.items():
+        if name in (graph.input, graph.output):
+            continue
+        probe = _Probe(t.signed)
+        attr = f"_mm_probe_{len(probes)}"
+        gm.add_module(attr, probe)
+        node = nodes[t.fx_node]
+        with gm.graph.inserting_after(node):
+            new = gm.graph.call_module(attr, (node,))
+        node.replace_all_uses_with(new, delete_user_cb=lambda u, new=new: u is not new)
+        probes[name] = probe
+    gm.recompile()
+    return gm.eval(), probes
+
+
+@torch.no_grad()
+def measure_sensitivity(
+    model: nn.Module, graph: Graph, calib: ImageSet, *, batch_size: int = 256
+) -> dict[Key, float]:
+    """Loss increase per (tensor, bits) on `calib` (see the module docstring)."""
+    gm, probes = _probed(model, graph)
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    data = list(batches(calib, batch_size, device=device))
+
+    def loss() -> float:
+        return sum(F.cross_entropy(gm(x), y, reduction="sum").item() for x, y in data) / len(calib)
+
+    # Record each tensor on one batch to pick the MSE-best clip per bit-width.
+    for p in probes.values():
+        p.record = []
+    gm(data[0][0])
+    clips: dict[tuple[str, int], float] = {}
+    for name, p in probes.items():
+        x = p.record[0]
+        p.record = None
+        top = float(x.abs().max()) or 1.0
+        for b in LOW_BITS + (8,):
+            cands = [top * f for f in (1.0, 0.8, 0.6, 0.45, 0.3, 0.2)]
+            errs = [float((fake_quant(x, b, c, p.signed) - x).pow(2).mean()) for c in cands]
+            clips[name, b] = cands[int(np.argmin(errs))]
+    base = loss()
+    sens: dict[Key, float] = {}
+    modules = dict(model.named_modules())
+    for op in graph.weight_ops:
+        w = modules[op.weight.module].weight
+        keep = w.detach().clone()
+        for b in LOW_BITS:
+            w.copy_(quantize_weight(keep, b))
+            sens["w", op.name, b] = max(0.0, loss() - base)
+        w.copy_(keep)
+    for name, p in probes.items():
+        for b in LOW_BITS:
+            p.bits, p.clip = b, clips[name, b]
+            sens["a", name, b] = max(0.0, loss() - base)
+        p.bits = None
+    return sens
+
+
+def evaluator_sensitivity(graph: Graph, evaluate: Evaluator) -> dict[Key, float]:
+    """Accuracy points lost with one tensor at b bits and all others at 8 (slow with QAT)."""
+    base_policy = Policy.uniform(graph, 8)
+    base = evaluate(base_policy)
+    sens: dict[Key, float] = {}
+    for kind, name in choice_keys(graph):
+        for b in LOW_BITS:
+            p = base_policy.replace(**{"weights" if kind == "w" else "activations": {name: b}})
+            sens[kind, name, b] = max(0.0, base - evaluate(p))
+    return sens
+
+
+# ---- the integer program ------------------------------------------------------------------
+
+
+def solve_ilp(
+    graph: Graph, budget: Budget, sens: dict[Key, float], *, max_rounds: int = 20
+) -> Policy:
+    """The policy of least summed sensitivity whose FLASH and planned arena fit `budget`."""
+    keys = choice_keys(graph)
+    bits = ALLOWED_BITS
+    var = {(k, n, b): i for i, (k, n, b) in enumerate((k, n, b) for k, n in keys for b in bits)}
+    nv = len(var)
+    # A vanishing bonus for more bits breaks ties between equally sensitive choices upwards.
+    cost = np.zeros(nv)
+    for (k, n, b), i in var.items():
+        cost[i] = sens.get((k, n, b), 0.0) - 1e-9 * b
+    rows, lo, hi = [], [], []
+    for k, n in keys:  # exactly one bit-width per tensor
+        r = np.zeros(nv)
+        r[[var[k, n, b] for b in bits]] = 1
+        rows.append(r), lo.append(1), hi.append(1)
+    if budget.flash is not None:
+        r = np.zeros(nv)
+        for o in graph.weight_ops:
+            for b in bits:
+                r[var["w", o.name, b]] = weight_bytes(o, b)
+        fixed = sum(param_bytes(o) for o in graph.ops)
+        rows.append(r), lo.append(0), hi.append(budget.flash - fixed)
+    ram_rows = []
+    if budget.ram is not None:
+        for s in range(len(graph.ops)):
+            r, const = np.zeros(nv), 0
+            for t in graph.live_at(s):
+                if ("a", t, 8) in var:
+                    for b in bits:
+                        r[var["a", t, b]] = activation_bytes(graph.tensors[t].shape, b)
+                else:
+                    const += activation_bytes(graph.tensors[t].shape, 8)
+            ram_rows.append((r, const))
+    ram_limit = budget.ram
+    for _ in range(max_rounds):
+        A = rows + [r for r, _ in ram_rows]
+        ub = hi + [ram_limit - c for _, c in ram_rows]
+        lb = lo + [0] * len(ram_rows)
+        res = milp(
+            cost,
+            constraints=LinearConstraint(np.array(A), lb, ub) if A else None,
+            integrality=np.ones(nv),
+            bounds=Bounds(0, 1),
+        )
+        if res.status != 0 or res.x is None:
+            raise InfeasibleBudgetError(
+                f"the ILP finds no policy within the budget (FLASH {budget.flash}, RAM {ram_limit} B)."
+            )
+        x = np.round(res.x).astype(int)
+        pol = Policy.uniform(graph, 8)
+        chosen = {(k, n): b for (k, n, b), i in var.items() if x[i]}
+        pol = pol.replace(
+            weights={n: b for (k, n), b in chosen.items() if k == "w"},
+            activations={n: b for (k, n), b in chosen.items() if k == "a"},
+        )
+        report = memory_report(graph, pol)
+        if budget.fits(report):
+            return pol
+        if budget.ram is None or report.ram_bytes <= budget.ram:
+            break
+        ram_limit -= report.ram_bytes - budget.ram  # the planner overshot: tighten the rows
+    raise InfeasibleBudgetError(
+        "the ILP could not find a policy whose planned arena fits the RAM budget."
+    )
+
+
+def policy_cost(policy: Policy, graph: Graph, sens: dict[Key, float]) -> float:
+    """The ILP objective of a policy (for checks against brute force)."""
+    total = sum(sens.get(("w", n, b), 0.0) for n, b in policy.weights.items())
+    return total + sum(sens.get(("a", n, b), 0.0) for n, b in policy.activations.items())

@@ -1,0 +1,242 @@
+"""search(): strategies, ILP optimality, evaluation cache, resume after kill -9, CLI errors."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from micromix.budget import Budget
+from micromix.cli import main
+from micromix.graph import trace
+from micromix.memory import memory_report
+from micromix.policy import ALLOWED_BITS, Policy
+from micromix.search import (
+    STRATEGIES,
+    CachedEvaluator,
+    DDPGConfig,
+    SyntheticEvaluator,
+    search,
+    solve_ilp,
+)
+from micromix.search.ilp import choice_keys, policy_cost
+
+# The script both the test and the killed subprocess use, so they search the same thing.
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import torch.nn as nn
+    from micromix.budget import Budget
+    from micromix.graph import trace
+    from micromix.memory import memory_report
+    from micromix.policy import Policy
+    from micromix.search import DDPGConfig, SyntheticEvaluator, search
+
+    def setup():
+        net = nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Conv2d(8, 16, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4),
+        ).eval()
+        g = trace(net, (1, 1, 8, 8))
+        hi, lo = (memory_report(g, Policy.uniform(g, b)) for b in (8, 2))
+        f, r = (int(a + 0.4 * (b - a)) for a, b in ((lo.flash_bytes, hi.flash_bytes), (lo.ram_bytes, hi.ram_bytes)))
+        return g, Budget(f, r)
+
+    def run(run_dir, delay=0.0, evaluator=None, **kw):
+        g, budget = setup()
+        kw = {"episodes": 24, "resume": True, **kw}
+        return search(
+            None, None, budget, "haq", graph=g,
+            evaluator=evaluator or SyntheticEvaluator(g, delay=delay),
+            run_dir=run_dir, seed=7, agent=DDPGConfig(hidden=32, warmup=5, batch_size=16),
+            progress=False, plots=False, **kw,
+        )
+
+    if __name__ == "__main__":
+        run(sys.argv[1], delay=float(sys.argv[2]))
+    """
+)
+
+
+@pytest.fixture
+def script(tmp_path):
+    path = tmp_path / "search_script.py"
+    path.write_text(SCRIPT)
+    ns: dict = {"__name__": "search_script"}
+    exec(compile(SCRIPT, str(path), "exec"), ns)
+    return path, ns
+
+
+def test_resume_after_kill_9_gives_same_best(tmp_path, script):
+    path, ns = script
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, str(path), str(killed), "0.1"], env=env)
+    lines = killed / "episodes.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        if lines.exists() and len(lines.read_text().splitlines()) >= 9:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the search finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(lines.read_text().splitlines())
+    assert 9 <= done < 24
+    resumed = ns["run"](killed)
+    straight = ns["run"](tmp_path / "straight")
+    assert resumed.policy == straight.policy
+    assert resumed.accuracy == straight.accuracy
+    assert [h["accuracy"] for h in resumed.history] == [h["accuracy"] for h in straight.history]
+    assert len(lines.read_text().splitlines()) == 24
+    assert resumed.evaluations == len({json.dumps(h["policy"]) for h in resumed.history})
+
+
+def test_stop_and_resume_in_process(tmp_path, script):
+    _, ns = script
+    first = ns["run"](tmp_path / "a", stop_after=8)
+    assert first.episodes == 8
+    g, _ = ns["setup"]()
+    synthetic, calls = SyntheticEvaluator(g), []
+
+    def counting(p):
+        calls.append(p.key())
+        return synthetic(p)
+
+    resumed = ns["run"](tmp_path / "a", evaluator=counting)
+    straight = ns["run"](tmp_path / "b")
+    assert resumed.policy == straight.policy and resumed.episodes == 24
+    # The cache came back with the checkpoint: no policy of the first 8 episodes was retrained.
+    before = {Policy.from_json(h["policy"]).key() for h in resumed.history[:8]}
+    after = {Policy.from_json(h["policy"]).key() for h in resumed.history[8:]}
+    assert sorted(calls) == sorted(after - before)
+    for name in ("policy.json", "memory.json", "metrics.json", "config.json", "episodes.jsonl"):
+        assert (tmp_path / "b" / name).exists()
+    metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert metrics["episodes"] == 24 and 0 < metrics["utilization"]["flash"] <= 1
+
+
+def test_all_strategies_fit_and_write_outputs(tmp_path, script):
+    _, ns = script
+    g, budget = ns["setup"]()
+    ev = SyntheticEvaluator(g)
+    accs = {}
+    for s in STRATEGIES:
+        r = search(
+            None, None, budget, s, graph=g, evaluator=ev, episodes=30, run_dir=tmp_path / s,
+            agent=DDPGConfig(hidden=32, warmup=10, batch_size=16), progress=False,
+        )  # fmt: skip
+        assert budget.fits(memory_report(g, r.policy)) and budget.fits(r.report)
+        assert r.accuracy == ev(r.policy)
+        accs[s] = r.accuracy
+        assert (tmp_path / s / "policy.png").exists()
+    assert (tmp_path / "haq" / "rewards.png").exists()
+    # The exact program is at least as good as the rule and uniform on its own objective.
+    assert accs["ilp"] >= accs["uniform"] and accs["ilp"] >= accs["rule"]
+
+
+def test_cache_hit_avoids_reevaluation():
+    calls = []
+
+    def fn(p: Policy) -> float:
+        calls.append(p.key())
+        return 50.0
+
+    ev = CachedEvaluator(fn)
+    p = Policy({"a": 8}, {"input": 8})
+    assert ev(p) == ev(Policy({"a": 8}, {"input": 8})) == 50.0
+    assert len(calls) == 1 and ev.hits == 1 and ev.misses == 1
+    ev(Policy({"a": 4}, {"input": 8}))
+    assert len(calls) == 2
+
+
+def test_ilp_matches_brute_force():
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.Conv2d(4, 8, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3),
+    ).eval()  # fmt: skip
+    g = trace(net, (1, 1, 6, 6))
+    keys = choice_keys(g)
+    assert len(keys) == 6  # 3 weights + 2 conv outputs + the pool output
+    rng = np.random.default_rng(0)
+    ref8, ref2 = (memory_report(g, Policy.uniform(g, b)) for b in (8, 2))
+    for trial in range(3):
+        sens = {(k, n, b): float(rng.uniform(0, 1)) * (8 / b - 1) for k, n in keys for b in (2, 4)}
+        budget = Budget(
+            int(rng.uniform(ref2.flash_bytes, ref8.flash_bytes)),
+            int(rng.uniform(ref2.ram_bytes, ref8.ram_bytes)),
+        )
+        best = None
+        for combo in itertools.product(ALLOWED_BITS, repeat=len(keys)):
+            ch = dict(zip(keys, combo))
+            p = Policy.uniform(g, 8).replace(
+                weights={n: b for (k, n), b in ch.items() if k == "w"},
+                activations={n: b for (k, n), b in ch.items() if k == "a"},
+            )
+            if budget.fits(memory_report(g, p)):
+                c = policy_cost(p, g, sens)
+                best = c if best is None else min(best, c)
+        p = solve_ilp(g, budget, sens)
+        assert budget.fits(memory_report(g, p))
+        assert policy_cost(p, g, sens) == pytest.approx(best, abs=1e-6), trial
+
+
+# ---- CLI -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
+    from micromix.models import create
+    from micromix.train import save_model
+
+    torch.manual_seed(0)
+    path = tmp_path / "float.pt"
+    save_model(
+        path, create("mobilenet_v1", width=0.25, resolution=28, in_channels=1, num_classes=10)
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--strategy", "magic"], "unknown strategy"),
+        (["--checkpoint", "missing.pt", "--flash", "1kB"], "does not exist"),
+        (["--checkpoint", "{ck}"], "give a budget"),
+        (["--checkpoint", "{ck}", "--flash", "100"], "2 bits everywhere"),
+        (["--checkpoint", "{ck}", "--flash", "0.5x", "--episodes", "0"], "--episodes"),
+        (["--flash", "1kB"], "--checkpoint is required"),
+    ],
+)
+def test_cli_errors_exit_2_with_one_line(args, needle, tmp_path, tiny_checkpoint, capsys):
+    args = [a.replace("{ck}", str(tiny_checkpoint)) for a in args]
+    rc = main(["search", *args, "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1 and needle in err, err
+
+
+def test_cli_rule_end_to_end(tmp_path, tiny_checkpoint, fashion, capsys):
+    rc = main(
+        ["search", "--strategy", "rule", "--checkpoint", str(tiny_checkpoint), "--flash", "0.48x",
+         "--ram", "0.42x", "--run-dir", str(tmp_path / "r"), "--train-images", "64",
+         "--eval-images", "64", "--no-progress"]
+    )  # fmt: skip
+    assert rc == 0
+    assert "held-out accuracy" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert max(metrics["utilization"].values()) <= 1.0
+    assert Policy.load(tmp_path / "r" / "policy.json")

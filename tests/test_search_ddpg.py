@@ -1,0 +1,103 @@
+"""DDPG agent: HAQ's exploration schedule, updates, replay buffer and exact state round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from micromix.search.ddpg import DDPG, DDPGConfig, ReplayBuffer, truncated_normal
+
+OBS = 6
+
+
+def agent(seed: int = 0, **kw) -> DDPG:
+    return DDPG(OBS, steps_per_episode=4, cfg=DDPGConfig(**{"batch_size": 8, **kw}), seed=seed)
+
+
+def fill(a: DDPG, episodes: int, rng: np.random.Generator) -> None:
+    for _ in range(episodes):
+        trans = [(rng.random(OBS), float(rng.random()), rng.random(OBS), i == 3) for i in range(4)]
+        a.remember(trans, float(rng.normal()))
+
+
+def test_defaults_are_haq():
+    c = DDPGConfig()
+    assert (c.hidden, c.lr_actor, c.lr_critic, c.tau, c.discount) == (300, 1e-4, 1e-3, 0.01, 1.0)
+    assert (c.buffer_episodes, c.batch_size, c.warmup, c.sigma, c.sigma_decay) == (
+        128,
+        64,
+        20,
+        0.5,
+        0.99,
+    )
+    assert c.baseline_alpha == 0.5
+    assert DDPG(OBS, 56, c).buffer.capacity == 128 * 56
+
+
+def test_sigma_schedule():
+    a = agent()
+    assert a.sigma(0) == a.sigma(19) == 0.0  # warm-up: uniform actions instead
+    assert a.sigma(20) == pytest.approx(0.5)
+    assert a.sigma(120) == pytest.approx(0.5 * 0.99**100)
+    assert a.sigma(300) < a.sigma(100)
+
+
+def test_warmup_actions_uniform_then_around_actor():
+    a = agent()
+    obs = np.zeros(OBS, np.float32)
+    warm = [a.act(obs, 3) for _ in range(2000)]
+    assert 0.45 < np.mean(warm) < 0.55 and min(warm) < 0.02 and max(warm) > 0.98
+    mu = a.deterministic_action(obs)
+    late = [a.act(obs, 500) for _ in range(200)]  # sigma ~ 0.5 x 0.99^480 ~ 0.004
+    assert all(0.0 <= x <= 1.0 for x in late)
+    assert np.mean(late) == pytest.approx(mu, abs=0.01)
+
+
+def test_truncated_normal_stays_in_range():
+    rng = np.random.default_rng(0)
+    xs = [truncated_normal(rng, mu, 0.5) for mu in (0.0, 0.02, 0.5, 0.99, 1.0) for _ in range(200)]
+    assert min(xs) >= 0.0 and max(xs) <= 1.0
+    near_edge = [truncated_normal(rng, 0.98, 0.05) for _ in range(500)]
+    assert 0.9 < np.mean(near_edge) < 0.98  # mass pushed inside, below the centre
+
+
+def test_update_changes_actor_and_targets_softly():
+    a = agent()
+    fill(a, 10, np.random.default_rng(1))
+    before = [p.detach().clone() for p in a.actor.parameters()]
+    target_before = [p.detach().clone() for p in a.actor_target.parameters()]
+    a.end_episode(episode=5, n_updates=3)  # warm-up: no update
+    assert a.updates == 0
+    a.end_episode(episode=25, n_updates=3)
+    assert a.updates == 3
+    assert any(not torch.equal(b, p) for b, p in zip(before, a.actor.parameters()))
+    moved = [(p - b).abs().max().item() for b, p in zip(target_before, a.actor_target.parameters())]
+    assert max(moved) > 0  # soft update moved the target a little
+    assert a.baseline is not None
+
+
+def test_replay_buffer_ring():
+    buf = ReplayBuffer(5, 2)
+    for i in range(7):
+        buf.add(np.full(2, i), i / 10, float(i), np.full(2, i + 1), i == 6)
+    assert buf.size == 5 and buf.ptr == 2
+    assert sorted(buf.reward[:, 0].tolist()) == [2, 3, 4, 5, 6]
+    obs, act, rew, nxt, nd = buf.sample(np.random.default_rng(0), 16)
+    assert obs.shape == (16, 2) and nd.shape == (16, 1)
+
+
+def test_state_round_trip_continues_identically():
+    rng = np.random.default_rng(2)
+    a = agent(seed=3)
+    fill(a, 6, rng)
+    a.end_episode(25, 2)
+    b = agent(seed=99)
+    b.load_state_dict(a.state_dict())
+    obs = np.random.default_rng(4).random(OBS).astype(np.float32)
+    for ep in (25, 26):
+        assert a.act(obs, ep) == b.act(obs, ep)
+    a.end_episode(26, 2)
+    b.end_episode(26, 2)
+    for p, q in zip(a.actor.parameters(), b.actor.parameters()):
+        assert torch.equal(p, q)
