@@ -79,3 +79,20 @@ def test_logits_fixed_and_derived_tensors(res_graph):
     acts[add.inputs[0]] = 8
     out = derive_activations(g, acts)
     assert out[add.output] == 8
+
+
+def test_weights_only_mode_keeps_activations_at_8(tiny_resnet):
+    from micromix.budget import Budget
+    from micromix.graph import trace
+    from micromix.search import QuantEnv
+
+    g = trace(tiny_resnet, (1, 1, 8, 8))
+    env = QuantEnv(g, Budget(), weights_only=True)
+    assert env.steps_per_episode == len(g.weight_ops)
+    obs, done = env.reset(), False
+    while not done:
+        obs, done = env.step(0.0)  # 2 bits for every step taken
+        assert 0.0 <= obs.min() and obs.max() <= 1.0
+    p = env.proposal()
+    assert set(p.weights.values()) == {2}
+    assert set(p.activations.values()) == {8}

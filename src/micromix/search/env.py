@@ -88,13 +88,15 @@ def _minmax(col: np.ndarray) -> np.ndarray:
 class QuantEnv:
     """Builds one policy per episode from 2 x layers actions in [0, 1]."""
 
-    def __init__(self, graph: Graph, budget: Budget) -> None:
-        self.graph, self.budget = graph, budget
+    def __init__(self, graph: Graph, budget: Budget, weights_only: bool = False) -> None:
+        # weights_only: HAQ's weight-only mode, one step per layer, activations stay at 8 bits.
+        self.graph, self.budget, self.weights_only = graph, budget, weights_only
         self.layers = graph.weight_ops
         self.steps: list[Step] = []
         for op in self.layers:
             self.steps.append(Step(op.name, True, None, False))
-            self.steps.append(Step(op.name, False, op.output, op.output == graph.output))
+            if not weights_only:
+                self.steps.append(Step(op.name, False, op.output, op.output == graph.output))
         # Size tables from memory.py, so observations cost no re-planning.
         self.act_bytes = {
             n: {b: activation_bytes(t.shape, b) for b in ALLOWED_BITS}
@@ -133,6 +135,8 @@ class QuantEnv:
             rows.append([*row[:8], 1.0, *row[9:]])  # weight step
             rows.append(row)  # activation step
         arr = np.asarray(rows, dtype=np.float64)
+        if self.weights_only:
+            arr = arr[::2]
         return np.stack([_minmax(arr[:, j]) for j in range(arr.shape[1])], axis=1)
 
     # ---- episode -----------------------------------------------------------------------------

@@ -101,6 +101,7 @@ def search(
     progress: bool = True,
     plots: bool = True,
     stop_after: int | None = None,
+    weights_only: bool = False,
 ) -> SearchResult:
     """Find a policy that fits `budget` and keeps accuracy; see the module docstring.
 
@@ -108,7 +109,8 @@ def search(
     and `data`. `train_images`, `eval_images` and `warmup` are shortcuts for the fields of
     `qat` (QATSettings) and `agent` (DDPGConfig). `stop_after` ends an episodic run after
     that many episodes in total, as an interruption would (for tests); the checkpoint lets
-    `resume=True` finish it.
+    `resume=True` finish it. `weights_only` searches weight bits alone (activations at 8),
+    HAQ's weight-only mode for FLASH-only comparisons.
     """
     if strategy not in STRATEGIES:
         raise MicromixError(
@@ -147,6 +149,7 @@ def search(
                 "strategy": strategy,
                 "budget": budget.to_json(),
                 "episodes": episodes,
+                "weights_only": weights_only,
                 "seed": seed,
                 "agent": agent.to_json(),
                 "qat": qat.to_json(),
@@ -169,6 +172,7 @@ def search(
             agent,
             progress,
             stop_after,
+            weights_only,
         )
     else:
         if strategy == "rule":
@@ -242,8 +246,9 @@ def _episodic(
     cfg: DDPGConfig,
     progress: bool,
     stop_after: int | None,
+    weights_only: bool = False,
 ) -> SearchResult:
-    env, wall = QuantEnv(graph, budget), Wall(graph, budget)
+    env, wall = QuantEnv(graph, budget, weights_only), Wall(graph, budget)
     agent = DDPG(OBS_DIM, env.steps_per_episode, cfg, seed) if strategy == "haq" else None
     rng = np.random.default_rng(seed)  # the random strategy's actions
     history: list[dict[str, Any]] = []
