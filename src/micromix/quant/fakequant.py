@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from .params import qrange
 
 WEIGHT_RANGES = ("narrow", "full")
-DEFAULT_WEIGHT_RANGE = "full"  # measured better at 2 bits, see results/qat_accuracy.md
+DEFAULT_WEIGHT_RANGE = "narrow"  # measured better at 2 bits, see results/qat_accuracy.md
 _MIN_CLIP = 1e-8  # a dead channel (all weights 0) must not divide by zero
 
 
@@ -40,30 +40,33 @@ class _ClipQuant(torch.autograd.Function):
     """Quantize `x` on the grid clip / qpos * [qmin, qmax]; `clip` is per tensor or per row."""
 
     @staticmethod
-    def forward(ctx, x, clip, qmin: int, qmax: int, qpos: int):  # noqa: D401
-        scale = clip / qpos
+    def forward(ctx, x, clip, qmin: int, qmax: int, qpos: int):
+        # The floor on the clip lives here, outside autograd: one graph node per quantizer.
+        scale = clip.clamp_min(_MIN_CLIP) / qpos
         if clip.dim() == 1:  # per output channel: broadcast along dim 0
             scale = scale.view(-1, *([1] * (x.dim() - 1)))
         u = x / scale
-        y = (u + 0.5).floor_().clamp_(qmin, qmax).mul_(scale)
+        y = u.add(0.5).floor_().clamp_(qmin, qmax).mul_(scale)
         if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
-            inside = (u >= qmin) & (u <= qmax)
-            ctx.save_for_backward(x, y, inside, clip)
+            # u (not x) is kept: the straight-through mask is one fused kernel on it.
+            ctx.save_for_backward(u, y, clip, scale)
+        ctx.qrange = (qmin, qmax)
         return y
 
     @staticmethod
     def backward(ctx, g):
-        x, y, inside, clip = ctx.saved_tensors
-        gx = g * inside
+        u, y, clip, scale = ctx.saved_tensors
+        # g where qmin < u < qmax, else 0: the clamp's gradient, rounding passed straight through.
+        gx = torch.ops.aten.hardtanh_backward(g, u, *ctx.qrange)
         gclip = None
         if ctx.needs_input_grad[1]:
             # d y / d clip = (y - x) / clip inside the clip (rounding error), y / clip outside
-            # (+1 above, -1 below a signed clip, 0 below an unsigned one).
+            # (+1 above, -1 below a signed clip, 0 below an unsigned one); x = scale * u.
             if clip.dim() == 0:
-                gclip = (_dot(g, y) - _dot(gx, x)) / clip
+                gclip = (_dot(g, y) - scale * _dot(gx, u)) / clip
             else:
-                dims = tuple(range(1, x.dim()))
-                gclip = ((g * y).sum(dims) - (gx * x).sum(dims)) / clip
+                dims = tuple(range(1, u.dim()))
+                gclip = ((g * y).sum(dims) - scale.view(-1) * (gx * u).sum(dims)) / clip
         return (gx if ctx.needs_input_grad[0] else None), gclip, None, None, None
 
 
@@ -98,6 +101,10 @@ class ActQuant(nn.Module):
             self.register_buffer("alpha", alpha)
         self.observer: list[torch.Tensor] | None = None
 
+    @torch.no_grad()
+    def set_alpha(self, value: float) -> None:
+        self.alpha.fill_(value)
+
     def clip(self) -> torch.Tensor:
         return self.alpha.clamp_min(_MIN_CLIP)
 
@@ -110,30 +117,48 @@ class ActQuant(nn.Module):
             x = _float_act(x, self.float_act)
             self.observer.append(_sample(x))
             return x
-        return _ClipQuant.apply(x, self.clip(), self.qmin, self.qmax, self.qmax)
+        if not torch.is_grad_enabled():  # evaluation: no mask, no saved tensors
+            return fake_quant(x, self.scale(), self.qmin, self.qmax)
+        return _ClipQuant.apply(x, self.alpha, self.qmin, self.qmax, self.qmax)
 
     def extra_repr(self) -> str:
         kind = "signed" if self.signed else "unsigned"
-        return f"bits={self.bits}, {kind}, alpha={float(self.alpha):.4g}"
+        return f"bits={self.bits}, {kind}, alpha={self.alpha.item():.4g}"
 
 
 class WeightQuant(nn.Module):
-    """Per-output-channel symmetric weight quantizer with a learned clip per channel.
+    """Per-output-channel symmetric weight quantizer.
 
-    scale_c = clip_c / (2^(b-1) - 1); codes in `weight_qrange(bits, weight_range)`.
+    scale_c = clip_c / (2^(b-1) - 1); codes in `weight_qrange(bits, weight_range)`. The clip is
+    set per channel to the value of least quantization error (`init_mse`); it stays fixed unless
+    `learn_clip`, which measured worse (results/qat_accuracy.md): with Adam its steps are as
+    large as the weights' own and the grid drifts while the weights adapt to it.
     """
 
-    def __init__(self, bits: int, channels: int, weight_range: str = DEFAULT_WEIGHT_RANGE):
+    def __init__(
+        self,
+        bits: int,
+        channels: int,
+        weight_range: str = DEFAULT_WEIGHT_RANGE,
+        *,
+        learn_clip: bool = False,
+    ):
         super().__init__()
         self.bits, self.weight_range = int(bits), weight_range
         self.qmin, self.qmax = weight_qrange(self.bits, weight_range)
-        self.clip = nn.Parameter(torch.ones(channels))
+        if learn_clip:
+            self.clip = nn.Parameter(torch.ones(channels))
+        else:
+            self.register_buffer("clip", torch.ones(channels))
 
     def scale(self) -> torch.Tensor:
         return self.clip.clamp_min(_MIN_CLIP) / self.qmax
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        return _ClipQuant.apply(w, self.clip.clamp_min(_MIN_CLIP), self.qmin, self.qmax, self.qmax)
+        if not torch.is_grad_enabled():
+            s = self.scale().view(-1, *([1] * (w.dim() - 1)))
+            return fake_quant(w, s, self.qmin, self.qmax)
+        return _ClipQuant.apply(w, self.clip, self.qmin, self.qmax, self.qmax)
 
     @torch.no_grad()
     def int_weight(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -166,7 +191,7 @@ class WeightQuant(nn.Module):
 class QConv2d(nn.Conv2d):
     """A Conv2d whose weight is fake-quantized per output channel; same parameter names."""
 
-    def __init__(self, conv: nn.Conv2d, bits: int, weight_range: str = DEFAULT_WEIGHT_RANGE):
+    def __init__(self, conv: nn.Conv2d, bits: int, weight_range: str, learn_clip: bool = False):
         w = conv.weight
         super().__init__(
             conv.in_channels,
@@ -182,7 +207,8 @@ class QConv2d(nn.Conv2d):
             dtype=w.dtype,
         )
         self.weight, self.bias = conv.weight, conv.bias
-        self.wq = WeightQuant(bits, conv.out_channels, weight_range).to(w.device)
+        self.wq = WeightQuant(bits, conv.out_channels, weight_range, learn_clip=learn_clip)
+        self.wq.to(w.device)
         self.wq.init_mse(w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -192,24 +218,27 @@ class QConv2d(nn.Conv2d):
 class QLinear(nn.Linear):
     """A Linear whose weight is fake-quantized per output row; same parameter names."""
 
-    def __init__(self, lin: nn.Linear, bits: int, weight_range: str = DEFAULT_WEIGHT_RANGE):
+    def __init__(self, lin: nn.Linear, bits: int, weight_range: str, learn_clip: bool = False):
         w = lin.weight
         super().__init__(
             lin.in_features, lin.out_features, lin.bias is not None, device=w.device, dtype=w.dtype
         )
         self.weight, self.bias = lin.weight, lin.bias
-        self.wq = WeightQuant(bits, lin.out_features, weight_range).to(w.device)
+        self.wq = WeightQuant(bits, lin.out_features, weight_range, learn_clip=learn_clip)
+        self.wq.to(w.device)
         self.wq.init_mse(w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.wq(self.weight), self.bias)
 
 
-def quantize_weight_module(m: nn.Module, bits: int, weight_range: str) -> nn.Module:
+def quantize_weight_module(
+    m: nn.Module, bits: int, weight_range: str, learn_clip: bool = False
+) -> nn.Module:
     if isinstance(m, nn.Conv2d):
-        return QConv2d(m, bits, weight_range)
+        return QConv2d(m, bits, weight_range, learn_clip)
     if isinstance(m, nn.Linear):
-        return QLinear(m, bits, weight_range)
+        return QLinear(m, bits, weight_range, learn_clip)
     raise TypeError(f"cannot quantize the weights of {type(m).__name__}")
 
 

@@ -1,0 +1,143 @@
+"""`micromix finetune`: quantization-aware fine-tuning of a float model under a policy."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from .. import distributed as dist
+from ..data import load_dataset
+from ..errors import MicromixError
+from ..graph import trace
+from ..memory import memory_report
+from ..policy import Policy
+from ..quant.fakequant import DEFAULT_WEIGHT_RANGE, WEIGHT_RANGES
+from ..quant.finetune import finetune, qat_recipe, save_qat
+from ..rundir import prepare_run_dir, write_config, write_json
+from ..train import QAT_RECIPE, evaluate, load_model
+from .common import add_common, add_data_args, resolve_device
+
+NAME = "finetune"
+HELP = "quantization-aware fine-tuning under a policy (checkpoint each epoch, --resume continues)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="float model.pt from `micromix train`")
+    add_policy_args(p)
+    add_data_args(p)
+    add_qat_args(p)
+    add_common(p)
+
+
+def add_policy_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--policy", help="policy JSON file (e.g. from `micromix search`)")
+    p.add_argument("--bits", type=int, help="uniform weight bits instead of a policy file")
+    p.add_argument("--abits", type=int, help="uniform activation bits (default: --bits)")
+
+
+def add_qat_args(p: argparse.ArgumentParser, *, weight_range: bool = True) -> None:
+    p.add_argument("--epochs", type=int, default=QAT_RECIPE.epochs)
+    p.add_argument("--batch-size", type=int, default=QAT_RECIPE.batch_size)
+    p.add_argument("--lr", type=float, default=QAT_RECIPE.lr, help="Adam learning rate")
+    if weight_range:
+        p.add_argument(
+            "--weight-range",
+            choices=WEIGHT_RANGES,
+            default=DEFAULT_WEIGHT_RANGE,
+            help="narrow: symmetric codes (2 bits = ternary); full: all 2^b codes",
+        )
+    p.add_argument(
+        "--max-batches", type=int, default=None, help="cap on batches per epoch (quick runs)"
+    )
+
+
+def resolve_policy(args: argparse.Namespace, graph) -> Policy:
+    if args.policy and (args.bits is not None or args.abits is not None):
+        raise MicromixError("give either --policy or --bits/--abits, not both.")
+    if args.policy:
+        return Policy.load(args.policy).validate(graph)
+    bits = 8 if args.bits is None else args.bits
+    return Policy.uniform(graph, bits, args.abits).validate(graph)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.epochs < 1:
+        raise MicromixError(f"--epochs must be at least 1, got {args.epochs}.")
+    device = dist.init_from_env(resolve_device(args.device))
+    run_dir = Path(args.run_dir)
+    model, ck = load_model(args.checkpoint)
+    graph = trace(model)
+    policy = resolve_policy(args, graph)
+    if dist.is_main():
+        prepare_run_dir(run_dir, force=args.force, resume=args.resume)
+    dist.barrier()
+    mc = model.micromix_config
+    data = load_dataset(
+        args.dataset,
+        data_dir=args.data_dir,
+        resolution=mc["resolution"],
+        in_channels=mc["in_channels"],
+    )
+    cfg = qat_recipe(
+        args.epochs,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        max_batches=args.max_batches,
+    )
+    report = memory_report(graph, policy)
+    if dist.is_main():
+        settings = {
+            "checkpoint": str(args.checkpoint),
+            "model": mc,
+            "policy": args.policy or f"uniform W{policy_bits(args)[0]}/A{policy_bits(args)[1]}",
+            "weight_range": args.weight_range,
+            "dataset": args.dataset,
+            "train": cfg.to_json(),
+            "device": str(device),
+            "world_size": dist.world()[1],
+        }
+        write_config(run_dir, "finetune", settings)
+        policy.save(run_dir / "policy.json")
+        write_json(run_dir / "memory.json", report.to_json())
+    t0 = time.time()
+    float_acc = evaluate(model.to(device), data.test, device=device)
+    qmodel = finetune(
+        model,
+        policy,
+        data.train,
+        cfg,
+        device=device,
+        checkpoint=run_dir / "checkpoint.pt",
+        resume=args.resume,
+        graph=graph,
+        weight_range=args.weight_range,
+    )
+    test_acc = evaluate(qmodel, data.test, device=device)
+    held_acc = evaluate(qmodel, data.heldout, device=device)
+    if dist.is_main():
+        metrics = {
+            "float_test_acc": float_acc,
+            "test_acc": test_acc,
+            "heldout_acc": held_acc,
+            "flash_bytes": report.flash_bytes,
+            "ram_bytes": report.ram_bytes,
+            "epochs": cfg.epochs,
+            "train_seconds": sum(h["seconds"] for h in qmodel.history),
+            "wall_seconds_this_call": time.time() - t0,
+            "history": qmodel.history,
+        }
+        save_qat(run_dir / "qat.pt", qmodel, metrics=metrics)
+        write_json(run_dir / "metrics.json", metrics)
+        print(
+            f"QAT test accuracy {test_acc:.2f}% (float {float_acc:.2f}%, held-out {held_acc:.2f}%); "
+            f"FLASH {report.flash_bytes:,} B, RAM {report.ram_bytes:,} B; saved {run_dir / 'qat.pt'}"
+        )
+    dist.shutdown()
+    return 0
+
+
+def policy_bits(args: argparse.Namespace) -> tuple[int, int]:
+    w = 8 if args.bits is None else args.bits
+    return w, w if args.abits is None else args.abits

@@ -1,0 +1,153 @@
+"""QAT fine-tuning (prepare + calibrate + train.fit) and the self-describing QAT checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ..data import ImageSet
+from ..errors import CheckpointError, MicromixError
+from ..graph import Graph
+from ..policy import Policy
+from ..rundir import load_checkpoint, save_checkpoint
+from ..train import QAT_RECIPE, TrainConfig, fit
+from .fakequant import DEFAULT_WEIGHT_RANGE, WEIGHT_RANGES
+from .prepare import QATModel, calibrate, prepare
+
+QAT_KIND = "micromix-qat"
+
+
+def qat_recipe(epochs: int | None = None, **changes: Any) -> TrainConfig:
+    """QAT_RECIPE for `epochs` epochs: its learning-rate steps keep their place relative to the
+    length of the run (at 4/10 and 8/10), so a short fine-tune still anneals."""
+    cfg = QAT_RECIPE
+    if epochs is not None and epochs != cfg.epochs:
+        steps = tuple((max(1, round(at * epochs / cfg.epochs)), f) for at, f in cfg.lr_steps)
+        cfg = replace(cfg, epochs=epochs, lr_steps=steps if epochs > 1 else ())
+    return replace(cfg, **changes)
+
+
+def finetune(
+    model: nn.Module,
+    policy: Policy,
+    train: ImageSet,
+    cfg: TrainConfig = QAT_RECIPE,
+    *,
+    device: torch.device | str = "cpu",
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    eval_set: ImageSet | None = None,
+    graph: Graph | None = None,
+    progress: bool = True,
+    weight_range: str = DEFAULT_WEIGHT_RANGE,
+    learn_weight_clip: bool = False,
+    calib_batches: int = 4,
+) -> QATModel:
+    """Quantization-aware fine-tuning of a copy of the float `model` under `policy`.
+
+    Activation clips are calibrated on `train` first, then `train.fit` runs `cfg` (BN statistics
+    frozen after `cfg.freeze_bn_after` epochs). Under torchrun every rank runs this and only
+    rank 0 writes `checkpoint`; `resume=True` continues from it.
+    """
+    device = torch.device(device)
+    qmodel = prepare(
+        model, policy, graph, weight_range=weight_range, learn_weight_clip=learn_weight_clip
+    ).to(device)
+    resuming = resume and checkpoint is not None and Path(checkpoint).exists()
+    if resuming:
+        _check_same_run(checkpoint, policy, weight_range)
+    else:
+        # Skipped on resume: the checkpoint holds the trained clips anyway.
+        calibrate(qmodel, train, batches=calib_batches, batch_size=cfg.batch_size, device=device)
+    state = fit(
+        qmodel,
+        train,
+        cfg,
+        device=device,
+        checkpoint=checkpoint,
+        resume=resume,
+        eval_set=eval_set,
+        extra_state=lambda: _describe(qmodel),
+        progress=progress,
+        desc="qat",
+    )
+    qmodel.history = state.history  # per-epoch loss, accuracy and seconds
+    qmodel.eval()
+    return qmodel
+
+
+def _describe(qmodel: QATModel) -> dict[str, Any]:
+    return {
+        "kind": QAT_KIND,
+        "model_config": qmodel.model_config,
+        "policy": qmodel.policy.to_json(),
+        "weight_range": qmodel.weight_range,
+        "input_shape": list(qmodel.graph.input_shape),
+    }
+
+
+def _check_same_run(path: str | Path, policy: Policy, weight_range: str) -> None:
+    ck = load_checkpoint(path)
+    if ck.get("policy") is not None and Policy.from_json(ck["policy"]) != policy:
+        raise CheckpointError(
+            f"checkpoint {path} was trained with another policy; use a new run directory or --force without --resume."
+        )
+    if ck.get("weight_range", weight_range) != weight_range:
+        raise CheckpointError(
+            f"checkpoint {path} used weight range {ck['weight_range']}, not {weight_range}."
+        )
+
+
+def save_qat(path: str | Path, qmodel: QATModel, **meta: Any) -> None:
+    """Write a self-describing QAT checkpoint that `load_qat` (and `micromix export`) rebuilds."""
+    state = {k: v.detach().cpu() for k, v in qmodel.state_dict().items()}
+    save_checkpoint(path, {**_describe(qmodel), "state_dict": state, **meta})
+
+
+def load_qat(
+    path: str | Path, model: nn.Module | None = None, map_location: str = "cpu"
+) -> tuple[QATModel, dict[str, Any]]:
+    """Rebuild a QAT model saved by `save_qat` (or a finetune checkpoint).
+
+    Zoo models rebuild from the stored config; for any other model pass the float `model`
+    (architecture only: its weights are replaced by the checkpoint's).
+    """
+    from ..graph import trace
+    from ..models import create_from_config
+
+    ck = load_checkpoint(path, map_location=map_location)
+    if ck.get("kind") != QAT_KIND or "policy" not in ck:
+        raise CheckpointError(
+            f"{path} is not a micromix QAT checkpoint (expected one written by `micromix finetune`)."
+        )
+    state = ck.get("state_dict", ck.get("model"))
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} holds no model weights.")
+    if model is None:
+        if not ck.get("model_config"):
+            raise CheckpointError(
+                f"{path} holds a model outside the zoo; pass the float model to load_qat to rebuild it."
+            )
+        try:
+            model = create_from_config(ck["model_config"])
+        except MicromixError:
+            raise CheckpointError(f"{path} describes a model this micromix cannot build.") from None
+    weight_range = ck.get("weight_range", DEFAULT_WEIGHT_RANGE)
+    if weight_range not in WEIGHT_RANGES:
+        raise CheckpointError(f"{path} has an unknown weight range {weight_range!r}.")
+    try:
+        shape = ck.get("input_shape")
+        graph = trace(model, tuple(shape) if shape else None)
+        policy = Policy.from_json(ck["policy"], source=f"the policy in {path}")
+        qmodel = prepare(model, policy, graph, weight_range=weight_range)
+        qmodel.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError, TypeError, MicromixError):
+        raise CheckpointError(
+            f"the weights in {path} do not match the model it describes."
+        ) from None
+    qmodel.eval()
+    return qmodel, ck
