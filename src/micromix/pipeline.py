@@ -1,0 +1,291 @@
+"""`micromix run`: float model -> search -> QAT -> integer model -> C export -> report.
+
+Every stage writes its outputs into the run directory and records itself as done in
+`stages.json`; a rerun with --resume skips finished stages, and the stages that checkpoint
+(float training, search, fine-tune) continue inside themselves, so a killed run continues
+where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .budget import Budget, check_feasible
+from .data import DataSplits, load_dataset
+from .errors import MicromixError
+from .graph import trace
+from .memory import memory_report
+from .policy import Policy
+from .rundir import read_json, write_config, write_json
+from .train import evaluate, fit, float_recipe, load_model, save_model
+
+ASSET = Path(__file__).parent / "assets" / "mobilenet_v1_w025_fmnist28.pt"
+ASSET_COMMAND = (
+    "micromix train --model mobilenet_v1 --width 0.25 --epochs 20 --run-dir runs/float-mbv1-025 --seed 0"
+)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every setting of `micromix run`; a preset is one of these."""
+
+    model: str = "mobilenet_v1"
+    width: float = 0.25
+    resolution: int = 28
+    in_channels: int = 1
+    classes: int = 10
+    dataset: str = "fashion_mnist"
+    checkpoint: str | None = None  # float model file; None: the shipped one if it matches, else train
+    float_epochs: int = 20
+    flash: str | None = "0.48x"
+    ram: str | None = "0.42x"
+    target: str | None = None
+    strategy: str = "haq"
+    episodes: int = 40
+    warmup: int = 10  # random warm-up episodes of the agent
+    search_train_images: int = 2000
+    search_eval_images: int = 2000
+    finetune_epochs: int = 3
+    finetune_batches: int | None = None  # cap per epoch, for the smoke preset
+    eval_images: int | None = None  # None: the whole 10k test set
+    export_images: int = 1000
+    export_target: str = "auto"  # host, cortex-m4, or auto (cortex-m4 when its tools are installed)
+    seed: int = 0
+    device: str = "cpu"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PRESETS: dict[str, RunConfig] = {
+    # The default demo: finishes in minutes on two CPU cores from the shipped float checkpoint.
+    "quick": RunConfig(),
+    # A check that every stage works, in about a minute.
+    "smoke": RunConfig(
+        episodes=4, warmup=2, search_train_images=256, search_eval_images=256, finetune_epochs=1,
+        finetune_batches=20, eval_images=1000, export_images=100,
+    ),
+    # The paper's settings (arXiv 2008.05124 / HAQ): 600 episodes, 10-epoch final fine-tune.
+    "paper": RunConfig(episodes=600, warmup=20, finetune_epochs=10),
+}
+
+STAGES = ("float", "budget", "search", "finetune", "integer", "export", "report")
+
+
+class Pipeline:
+    def __init__(self, run_dir: Path, cfg: RunConfig, *, resume: bool, progress: bool = True):
+        self.dir = run_dir
+        self.cfg = cfg
+        self.resume = resume
+        self.progress = progress
+        self.device = torch.device(cfg.device)
+        self.state_path = run_dir / "stages.json"
+        self.done: dict[str, Any] = read_json(self.state_path) if resume and self.state_path.exists() else {}
+        self._data: DataSplits | None = None
+
+    # ---- helpers -------------------------------------------------------------------------
+    @property
+    def data(self) -> DataSplits:
+        if self._data is None:
+            c = self.cfg
+            self._data = load_dataset(c.dataset, resolution=c.resolution, in_channels=c.in_channels)
+        return self._data
+
+    @property
+    def test_set(self):
+        n = self.cfg.eval_images
+        return self.data.test if n is None else self.data.test.subset(n, seed=0)
+
+    def mark(self, stage: str, **info: Any) -> None:
+        self.done[stage] = {"seconds": info.pop("seconds", None), **info}
+        write_json(self.state_path, self.done)
+
+    def say(self, msg: str) -> None:
+        if self.progress:
+            print(f"[micromix] {msg}", flush=True)
+
+    # ---- stages --------------------------------------------------------------------------
+    def float_model(self) -> torch.nn.Module:
+        c = self.cfg
+        path = self.dir / "float" / "model.pt"
+        if "float" in self.done:
+            return load_model(path)[0]
+        t0 = time.time()
+        src = c.checkpoint or (str(ASSET) if self._asset_matches() else None)
+        if src is not None:
+            model, meta = load_model(src)
+            self.say(f"float model from {src}")
+            made_by = meta.get("made_by", ASSET_COMMAND if src == str(ASSET) else "user checkpoint")
+        else:
+            from .models import create
+
+            self.say(f"training the float model ({c.float_epochs} epochs)")
+            model = create(c.model, width=c.width, resolution=c.resolution, in_channels=c.in_channels, num_classes=c.classes)
+            cfg = float_recipe(c.float_epochs, seed=c.seed)
+            fit(model, self.data.train, cfg, device=self.device, checkpoint=self.dir / "float" / "checkpoint.pt", resume=self.resume, progress=self.progress, desc="float")
+            made_by = "micromix run (float stage)"
+        acc = evaluate(model.to(self.device), self.test_set, device=self.device)
+        save_model(path, model.cpu(), made_by=made_by, metrics={"test_acc": acc})
+        self.mark("float", test_acc=acc, source=src or "trained", seconds=time.time() - t0)
+        self.say(f"float test accuracy {acc:.2f}%")
+        return model
+
+    def _asset_matches(self) -> bool:
+        c = self.cfg
+        return (c.model, c.width, c.resolution, c.in_channels, c.classes, c.dataset) == (
+            "mobilenet_v1", 0.25, 28, 1, 10, "fashion_mnist"
+        ) and ASSET.exists()
+
+    def budget(self, model: torch.nn.Module) -> Budget:
+        c = self.cfg
+        graph = trace(model)
+        ref = memory_report(graph, Policy.uniform(graph, 8))
+        budget = Budget.parse(c.flash, c.ram, target=c.target, reference=ref)
+        check_feasible(graph, budget)
+        if "budget" not in self.done:
+            write_json(self.dir / "budget.json", {**budget.to_json(), "reference_8bit": {"flash": ref.flash_bytes, "ram": ref.ram_bytes}})
+            self.mark("budget", flash=budget.flash, ram=budget.ram)
+        self.say(f"budget: FLASH {budget.flash:,} B, RAM {budget.ram:,} B (8-bit needs {ref.flash_bytes:,} / {ref.ram_bytes:,})")
+        return budget
+
+    def search(self, model: torch.nn.Module, budget: Budget) -> Policy:
+        from .search import search
+
+        if "search" in self.done:
+            return Policy.load(self.dir / "policy.json")
+        c = self.cfg
+        t0 = time.time()
+        result = search(
+            model, self.data, budget, strategy=c.strategy, episodes=c.episodes, run_dir=self.dir / "search",
+            seed=c.seed, resume=self.resume, device=self.device, train_images=c.search_train_images,
+            eval_images=c.search_eval_images, warmup=c.warmup, progress=self.progress,
+        )
+        result.policy.save(self.dir / "policy.json")
+        self.mark("search", heldout_acc=result.accuracy, seconds=time.time() - t0)
+        return result.policy
+
+    def finetune(self, model: torch.nn.Module, policy: Policy):
+        from .quant.finetune import finetune, load_qat, qat_recipe, save_qat
+
+        path = self.dir / "finetune" / "qat.pt"
+        if "finetune" in self.done:
+            return load_qat(path)[0]
+        c = self.cfg
+        t0 = time.time()
+        graph = trace(model)
+        cfg = qat_recipe(c.finetune_epochs, max_batches=c.finetune_batches, seed=c.seed)
+        q = finetune(model, policy, self.data.train, cfg, device=self.device, checkpoint=self.dir / "finetune" / "checkpoint.pt", resume=self.resume, graph=graph, progress=self.progress)
+        acc = evaluate(q, self.test_set, device=self.device)
+        save_qat(path, q)
+        write_json(self.dir / "memory.json", memory_report(graph, policy).to_json())
+        self.mark("finetune", test_acc=acc, seconds=time.time() - t0)
+        self.say(f"fake-quant test accuracy {acc:.2f}%")
+        return q
+
+    def integer(self, qmodel):
+        from .integer import convert
+
+        imodel = convert(qmodel.cpu())
+        if "integer" not in self.done:
+            t0 = time.time()
+            ds = self.test_set
+            logits = imodel.run(ds.images.numpy())
+            pred = np.asarray(logits).argmax(1)
+            with torch.no_grad():
+                fq = torch.cat([qmodel(x).argmax(1) for x in _chunks(ds)]).numpy()
+            labels = ds.labels.numpy()
+            acc = float((pred == labels).mean() * 100)
+            self.mark(
+                "integer", test_acc=acc, agreement=float((pred == fq).mean() * 100), images=len(labels),
+                seconds=time.time() - t0,
+            )
+            self.say(f"integer test accuracy {acc:.2f}% ({self.done['integer']['agreement']:.2f}% same predictions as fake-quant)")
+        return imodel
+
+    def export(self, imodel) -> None:
+        from .export import export_c
+        from .export.build import missing_tools
+
+        if "export" in self.done:
+            return
+        t0 = time.time()
+        target = self.cfg.export_target
+        if target == "auto":
+            target = "host" if missing_tools("arm-none-eabi-gcc", "qemu-system-arm") else "cortex-m4"
+        images = self.data.test.images[: self.cfg.export_images].numpy()
+        out = export_c(imodel, self.dir / "c", test_images=images, target=target)
+        info = read_json(out / "export.json")
+        row = {
+            "target": target,
+            "self-test images bit-identical": f"{info['selftest_identical']} / {info['selftest_images']}",
+            "const data in the object file (B)": info["built"]["const_bytes"],
+            "arena in the object file (B)": info["built"]["arena_bytes"],
+            "memory model FLASH (B)": info["memory_model"]["flash_bytes"],
+            "memory model RAM (B)": info["memory_model"]["ram_bytes"],
+        }
+        if "cortex_m4" in info:
+            m4 = info["cortex_m4"]
+            row["Cortex-M4 image FLASH, text+rodata (B)"] = m4["flash_bytes"]
+            row["Cortex-M4 image RAM, data+bss+stack (B)"] = m4["ram_bytes"]
+            row["Cortex-M4 logits = reference (qemu)"] = f"{m4['images']} images"
+        self.mark("export", seconds=time.time() - t0, **row)
+        self.say(f"C export in {out}: checked, {row['self-test images bit-identical']} images bit-identical")
+
+    def report(self) -> str:
+        from .report import render
+
+        text = render(self.dir)
+        self.mark("report")
+        return text
+
+
+def _chunks(ds, size: int = 250):
+    x = ds.images.float() / 255.0
+    for i in range(0, len(x), size):
+        yield x[i : i + size]
+
+
+# What `micromix run` writes; `--force` removes exactly these before starting over.
+OWNED = (
+    "stages.json", "config.json", "metrics.json", "budget.json", "policy.json", "memory.json",
+    "report.md", "policy.png", "search_curve.png", "float", "search", "finetune", "c",
+)
+
+
+def clean_run_dir(run_dir: Path) -> None:
+    import shutil
+
+    for name in OWNED:
+        p = run_dir / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+def run_pipeline(run_dir: Path, cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> str:
+    """Run every stage (skipping finished ones on resume); returns the printed summary."""
+    write_config(run_dir, "run", cfg.to_json())
+    p = Pipeline(run_dir, cfg, resume=resume, progress=progress)
+    t0 = time.time()
+    model = p.float_model()
+    budget = p.budget(model)
+    policy = p.search(model, budget)
+    qmodel = p.finetune(model, policy)
+    imodel = p.integer(qmodel)
+    p.export(imodel)
+    summary = p.report()
+    write_json(run_dir / "metrics.json", {"stages": p.done, "wall_seconds_this_call": time.time() - t0})
+    return summary
+
+
+def preset(name: str) -> RunConfig:
+    if name not in PRESETS:
+        raise MicromixError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}.")
+    return PRESETS[name]

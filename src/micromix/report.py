@@ -1,0 +1,132 @@
+"""report.md and PNG plots of a `micromix run` directory, rendered from the files in it.
+
+Everything shown is read back from the run directory (stages.json, budget.json, policy.json,
+search/episodes.jsonl, the float model), so `micromix report D` renders the same report again
+at any time, also for a run that stopped half way.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .budget import Budget
+from .errors import MicromixError
+from .graph import trace
+from .memory import memory_report
+from .policy import Policy
+from .rundir import read_json
+from .train import load_model
+
+
+def _load_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a line cut by a crash ends the usable history
+    return rows
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f} %"
+
+
+def _bytes(v: int | None) -> str:
+    return "-" if v is None else f"{v:,} B"
+
+
+def render(run_dir: str | Path) -> str:
+    """Write run_dir/report.md (+ PNGs) and return the short summary printed by `micromix run`."""
+    d = Path(run_dir)
+    if not (d / "config.json").exists():
+        raise MicromixError(f"{d} is not a micromix run directory (no config.json).")
+    stages: dict[str, Any] = read_json(d / "stages.json") if (d / "stages.json").exists() else {}
+    cfg = read_json(d / "config.json")
+    budget = Budget.from_json(read_json(d / "budget.json")) if (d / "budget.json").exists() else Budget()
+    ref = read_json(d / "budget.json").get("reference_8bit", {}) if (d / "budget.json").exists() else {}
+
+    lines = [f"# micromix run: {d.name}", ""]
+    acc = {k: stages.get(k, {}).get("test_acc") for k in ("float", "finetune", "integer")}
+    lines += [
+        "## Accuracy (test set)",
+        "",
+        "| model | top-1 |",
+        "|---|---|",
+        f"| float | {_pct(acc['float'])} |",
+        f"| fake-quant (QAT) | {_pct(acc['finetune'])} |",
+        f"| integer (numpy reference = C) | {_pct(acc['integer'])} |",
+    ]
+    if "integer" in stages:
+        s = stages["integer"]
+        lines.append(f"\nInteger and fake-quant predictions agree on {s['agreement']:.2f} % of {s['images']:,} test images.")
+    if "search" in stages:
+        lines.append(f"\nBest held-out accuracy during the search: {_pct(stages['search'].get('heldout_acc'))}.")
+
+    summary_mem = ""
+    if (d / "policy.json").exists() and (d / "float" / "model.pt").exists():
+        from .search.plots import plot_policy
+
+        graph = trace(load_model(d / "float" / "model.pt")[0])
+        policy = Policy.load(d / "policy.json").validate(graph)
+        rep = memory_report(graph, policy)
+        plot_policy(graph, policy, rep, budget, d / "policy.png")
+        util = budget.utilization(rep)
+        lines += [
+            "",
+            "## Memory (exact; the C build allocates the same bytes)",
+            "",
+            "| | used | budget | utilization | uniform 8-bit |",
+            "|---|---|---|---|---|",
+            f"| FLASH | {_bytes(rep.flash_bytes)} | {_bytes(budget.flash)} | {_pct(None if util['flash'] is None else 100 * util['flash'])} | {_bytes(ref.get('flash'))} |",
+            f"| RAM (arena) | {_bytes(rep.ram_bytes)} | {_bytes(budget.ram)} | {_pct(None if util['ram'] is None else 100 * util['ram'])} | {_bytes(ref.get('ram'))} |",
+            "",
+            f"RAM liveness lower bound: {rep.ram_lower_bound:,} B.",
+            "",
+            "![bits and memory per layer](policy.png)",
+            "",
+            "### Bits and bytes per layer",
+            "",
+            "```",
+            rep.table(budget),
+            "```",
+        ]
+        summary_mem = budget.describe(rep)
+
+    episodes = _load_jsonl(d / "search" / "episodes.jsonl")
+    if episodes:
+        from .search.plots import plot_rewards
+
+        plot_rewards(episodes, d / "search_curve.png")
+        lines += [
+            "",
+            f"## Search ({len(episodes)} episodes)",
+            "",
+            "![reward per episode](search_curve.png)",
+        ]
+
+    if "export" in stages:
+        e = stages["export"]
+        lines += ["", "## C export", "", "| | value |", "|---|---|"]
+        lines += [f"| {k} | {v:,} |" if isinstance(v, int) else f"| {k} | {v} |" for k, v in e.items() if k != "seconds"]
+        lines += ["", f"Sources in `{d / 'c'}`; build with `make -C {d / 'c'}`."]
+
+    lines += ["", "## Settings", "", "```json", json.dumps(cfg.get("settings", {}), indent=2), "```"]
+    lines += ["", "## Stage times", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v.get('seconds') or 0:.1f} |" for k, v in stages.items()]
+    (d / "report.md").write_text("\n".join(lines) + "\n")
+
+    summary = [
+        f"float {_pct(acc['float'])} | fake-quant {_pct(acc['finetune'])} | integer {_pct(acc['integer'])}",
+    ]
+    if summary_mem:
+        summary.append(summary_mem)
+    if "export" in stages:
+        e = stages["export"]
+        summary.append("C build: " + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in e.items() if k != "seconds"))
+    summary.append(f"report: {d / 'report.md'}")
+    return "\n".join(summary)

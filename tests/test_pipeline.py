@@ -1,0 +1,81 @@
+"""`micromix run` end to end on a very small configuration, resume, and its error paths."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from micromix.cli import main
+from micromix.pipeline import PRESETS, RunConfig, run_pipeline
+from micromix.rundir import read_json
+
+TINY = RunConfig(
+    episodes=2, warmup=1, search_train_images=128, search_eval_images=128, finetune_epochs=1,
+    finetune_batches=3, eval_images=200, export_images=20, export_target="host",
+)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, fashion):
+    d = tmp_path_factory.mktemp("run")
+    run_pipeline(d, TINY, progress=False)
+    return d
+
+
+def test_every_stage_done_and_consistent(run_dir):
+    stages = read_json(run_dir / "stages.json")
+    assert list(stages) == ["float", "budget", "search", "finetune", "integer", "export", "report"]
+    budget = read_json(run_dir / "budget.json")
+    mem = read_json(run_dir / "memory.json")
+    assert mem["flash_bytes"] <= budget["flash"] and mem["ram_bytes"] <= budget["ram"]
+    assert budget["flash"] == int(0.48 * budget["reference_8bit"]["flash"])
+    e = stages["export"]
+    # The object file holds exactly what the memory model promised.
+    assert e["const data in the object file (B)"] == mem["flash_bytes"] == e["memory model FLASH (B)"]
+    assert e["arena in the object file (B)"] == mem["ram_bytes"]
+    assert e["self-test images bit-identical"] == "20 / 20"
+    assert stages["integer"]["agreement"] >= 95.0
+    cfg = read_json(run_dir / "config.json")
+    assert cfg["settings"]["episodes"] == 2 and "torch" in cfg["versions"]
+
+
+def test_report_rendered_and_rerendered(run_dir, capsys):
+    text = (run_dir / "report.md").read_text()
+    assert "## Accuracy" in text and "## Memory" in text and "## C export" in text
+    assert (run_dir / "policy.png").stat().st_size > 1000
+    (run_dir / "report.md").unlink()
+    assert main(["report", str(run_dir)]) == 0
+    assert "## Memory" in (run_dir / "report.md").read_text()
+    assert "report:" in capsys.readouterr().out
+
+
+def test_resume_skips_finished_stages(run_dir):
+    model_mtime = (run_dir / "float" / "model.pt").stat().st_mtime_ns
+    stages = read_json(run_dir / "stages.json")
+    for s in ("export", "report"):  # as if the run had been killed during the export
+        stages.pop(s)
+    (run_dir / "stages.json").write_text(json.dumps(stages))
+    run_pipeline(run_dir, TINY, resume=True, progress=False)
+    again = read_json(run_dir / "stages.json")
+    assert "export" in again and again["search"] == stages["search"]
+    assert (run_dir / "float" / "model.pt").stat().st_mtime_ns == model_mtime
+
+
+def test_presets():
+    assert PRESETS["paper"].episodes == 600 and PRESETS["paper"].finetune_epochs == 10
+    assert (PRESETS["quick"].flash, PRESETS["quick"].ram) == ("0.48x", "0.42x")
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["run", "--preset", "huge"], "unknown preset"),
+        (["run", "--flash", "1kB", "--ram", "1kB"], "even 2 bits everywhere need FLASH"),
+        (["run", "--model", "resnet9"], "unknown model"),
+    ],
+)
+def test_run_errors_one_line(argv, needle, tmp_path, capsys, fashion):
+    assert main([*argv, "--run-dir", str(tmp_path / "r"), "--quiet", "--eval-images", "100"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1
