@@ -1,0 +1,118 @@
+"""C export: an IntegerModel becomes a self-contained C99 project that fits its memory budget
+byte for byte (sizes and arena offsets come from the memory model) and computes bit for bit
+what the numpy reference computes (checked by building and running it)."""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MicromixError
+from ..integer.model import IntegerModel
+from ..rundir import read_json, write_json
+from .build import built_memory, missing_tools, run_cm4, run_selftest
+from .cgen import write_sources
+
+__all__ = ["TARGETS", "build_and_check", "export_c"]
+
+TARGETS = ("host", "cortex-m4")
+
+
+def export_c(
+    imodel: IntegerModel,
+    out_dir: str | os.PathLike,
+    *,
+    target: str = "host",
+    test_images: np.ndarray | None = None,
+    check: bool = True,
+    cm4_images: int = 8,
+) -> Path:
+    """Write the C project for `imodel` into `out_dir` and return the folder.
+
+    `test_images` (uint8 N x C x H x W; default: 16 random images) become the self-test data
+    with the reference outputs. With `check`, the project is built with gcc, the self-test must
+    be bit-identical, and the objects must hold exactly the memory model's FLASH (constant
+    arrays) and RAM (arena); for target "cortex-m4" the first `cm4_images` images are also run
+    under qemu (see `build_and_check`). Results go to `export.json`; any failure raises
+    MicromixError.
+    """
+    if target not in TARGETS:
+        raise MicromixError(f"unknown export target {target!r}; use {' or '.join(TARGETS)}.")
+    out = Path(out_dir)
+    if test_images is None:
+        c, h, w = imodel.input_shape
+        test_images = np.random.default_rng(0).integers(0, 256, (16, c, h, w), dtype=np.uint8)
+    images = np.asarray(test_images)
+    outputs = imodel.run(images)
+    write_sources(imodel, out, images, outputs, cm4=target == "cortex-m4", cm4_images=cm4_images)
+    rep = imodel.report
+    summary: dict = {
+        "target": target,
+        "memory_model": {"flash_bytes": rep.flash_bytes, "ram_bytes": rep.ram_bytes},
+        "macs": sum(o.macs for o in imodel.graph.ops),
+        "output_signed": imodel.output_signed,
+        "checked": False,
+    }
+    write_json(out / "export.json", summary)
+    if check:
+        build_and_check(out)
+    return out
+
+
+def build_and_check(out_dir: str | os.PathLike) -> dict:
+    """Build an exported folder, run its self-tests and measure it; returns the results (also
+    written to its export.json). Raises MicromixError on any disagreement: outputs that
+    differ from the numpy reference's, or objects that do not hold exactly the memory model's
+    FLASH (constant arrays) and RAM (one arena)."""
+    out = Path(out_dir)
+    summary = read_json(out / "export.json")
+    missing = missing_tools("gcc", "make", "nm", "size")
+    if missing:
+        raise MicromixError(
+            f"checking the C export needs {', '.join(missing)}; install it or pass check=False."
+        )
+    data = (out / "selftest.bin").read_bytes()
+    n, in_bytes, out_bytes = struct.unpack("<III", data[4:16])
+    expected = np.frombuffer(data, np.uint8, n * out_bytes, 16 + n * in_bytes).reshape(n, -1)
+    res = run_selftest(out)
+    if not res.ok or not np.array_equal(res.outputs, expected):
+        raise MicromixError(
+            f"the C code differs from the numpy reference on {res.images - res.identical} of "
+            f"{res.images} images; please report this as a micromix bug."
+        )
+    mem, model = built_memory(out), summary["memory_model"]
+    if (mem.const_bytes, mem.arena_bytes) != (model["flash_bytes"], model["ram_bytes"]) or (
+        mem.other_const
+    ):
+        raise MicromixError(
+            f"the compiled C holds {mem.const_bytes} B of constants and a {mem.arena_bytes} B "
+            f"arena, but the memory model says {model['flash_bytes']} B and "
+            f"{model['ram_bytes']} B (other constants: {mem.other_const}); please report this "
+            "as a micromix bug."
+        )
+    result: dict = {
+        "selftest_images": res.images,
+        "selftest_identical": res.identical,
+        "built": {
+            "const_bytes": mem.const_bytes,
+            "rodata_bytes": mem.rodata_bytes,
+            "arena_bytes": mem.arena_bytes,
+        },
+    }
+    if summary["target"] == "cortex-m4":
+        r = run_cm4(out)
+        want = expected[: len(r.outputs)].view(np.int8 if summary["output_signed"] else np.uint8)
+        if r.mismatches or not np.array_equal(r.outputs, want.astype(np.int64)):
+            raise MicromixError("the Cortex-M4 image differs from the numpy reference under qemu.")
+        result["cortex_m4"] = {
+            "images": len(r.outputs),
+            "flash_bytes": r.flash_bytes,
+            "ram_bytes": r.ram_bytes,
+            "stack_used": r.stack_used,
+            "sections": r.sections,
+        }
+    write_json(out / "export.json", {**summary, **result, "checked": True})
+    return result

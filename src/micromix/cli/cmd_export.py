@@ -1,0 +1,105 @@
+"""`micromix export`: the fine-tuned model of a run directory as a checked C99 project."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DatasetNotFoundError, MicromixError
+from ..policy import Policy
+from .common import add_data_args
+
+NAME = "export"
+HELP = "integer-only C code of a fine-tuned model, built and checked bit for bit"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run-dir", required=True, help="run directory of `micromix finetune` (qat.pt)")
+    p.add_argument("--out", help="output folder (default: RUN_DIR/c)")
+    p.add_argument(
+        "--target",
+        choices=("host", "cortex-m4"),
+        default="host",
+        help="host: gcc self-test; cortex-m4: also a bare-metal image run under qemu",
+    )
+    p.add_argument(
+        "--images", type=int, default=1000, help="test images for the self-test (default 1000)"
+    )
+    add_data_args(p)
+    p.add_argument("--no-check", action="store_true", help="write the files without building")
+    p.add_argument("--force", action="store_true", help="overwrite a non-empty output folder")
+
+
+def _test_images(
+    args: argparse.Namespace, shape: tuple[int, int, int]
+) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """The first N test images of the dataset, or random images if it is not installed."""
+    from ..data import load_dataset
+
+    c, h, _ = shape
+    try:
+        data = load_dataset(args.dataset, data_dir=args.data_dir, resolution=h, in_channels=c)
+        n = min(args.images, len(data.test))
+        test = data.test.take(range(n))
+        return test.images.numpy(), test.labels.numpy(), f"the first {n} {args.dataset} test images"
+    except DatasetNotFoundError as e:
+        rng = np.random.default_rng(0)
+        imgs = rng.integers(0, 256, (args.images, *shape), dtype=np.uint8)
+        return imgs, None, f"{args.images} random images ({e})"
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..export import export_c
+    from ..integer import convert
+    from ..quant.finetune import load_qat
+    from ..rundir import prepare_run_dir
+
+    if args.images < 1:
+        raise MicromixError(f"--images must be at least 1, got {args.images}.")
+    run_dir = Path(args.run_dir)
+    ckpt = run_dir / "qat.pt"
+    if not ckpt.exists():
+        raise MicromixError(
+            f"{run_dir} has no qat.pt; run `micromix finetune --run-dir {run_dir}` first."
+        )
+    out = Path(args.out) if args.out else run_dir / "c"
+    if out.is_dir() and any(out.iterdir()) and not args.force:  # before the slow loading
+        raise MicromixError(f"{out} is not empty; pass --force to overwrite the export.")
+    qmodel, _ = load_qat(ckpt)
+    policy_file = run_dir / "policy.json"
+    if policy_file.exists() and Policy.load(policy_file) != qmodel.policy:
+        raise MicromixError(f"{policy_file} does not match the policy stored in {ckpt}.")
+    out = prepare_run_dir(out, force=args.force)
+    imodel = convert(qmodel)
+    images, labels, what = _test_images(args, imodel.input_shape)
+    print(f"micromix: exporting {len(imodel.ops)} ops to {out}; self-test on {what}")
+    export_c(imodel, out, target=args.target, test_images=images, check=not args.no_check)
+    rep = imodel.report
+    print(f"  FLASH {rep.flash_bytes:,} B constants, RAM {rep.ram_bytes:,} B arena (memory model)")
+    if labels is not None:
+        acc = 100.0 * float(np.mean(imodel.run(images).astype(np.int64).argmax(1) == labels))
+        print(f"  integer top-1 on those images: {acc:.2f}%")
+    if args.no_check:
+        print("  not built (--no-check); `make check` in the folder builds and runs the self-test")
+        return 0
+    from ..rundir import read_json
+
+    summary = read_json(out / "export.json")
+    b = summary["built"]
+    print(
+        f"  built: {b['const_bytes']:,} B constants in .rodata, {b['arena_bytes']:,} B arena: "
+        "exactly the memory model"
+    )
+    print(
+        f"  self-test: {summary['selftest_identical']}/{summary['selftest_images']} images "
+        "bit-identical to the numpy reference"
+    )
+    if "cortex_m4" in summary:
+        m = summary["cortex_m4"]
+        print(
+            f"  cortex-m4 (qemu mps2-an386): {m['images']} images identical; image FLASH "
+            f"{m['flash_bytes']:,} B, RAM {m['ram_bytes']:,} B (stack used {m['stack_used']:,} B)"
+        )
+    return 0

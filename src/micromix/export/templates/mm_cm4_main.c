@@ -1,0 +1,60 @@
+/* micromix: bare-metal self-test. Runs the embedded test images, prints every output vector
+ * (one line per image, parsed by micromix's build.py) and compares it with the reference. */
+#include <stdint.h>
+#include <string.h>
+
+#include "micromix_model.h"
+#include "mm_cm4.h"
+
+extern const int mm_test_count;
+extern const uint8_t mm_test_images[], mm_test_expected[];
+
+static char *mm_itoa(char *p, long v)
+{
+    char tmp[12];
+    int n = 0;
+    unsigned long u = v < 0 ? 0UL - (unsigned long)v : (unsigned long)v;
+    if (v < 0)
+        *p++ = '-';
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+int main(void)
+{
+    static MICROMIX_OUTPUT_T out[MICROMIX_OUTPUT_BYTES];
+    static char line[16 + 5 * MICROMIX_OUTPUT_BYTES];
+    int bad = 0;
+    for (int i = 0; i < mm_test_count; i++) {
+        char *p = line;
+        micromix_run(mm_test_images + (long)i * MICROMIX_INPUT_BYTES, out);
+        bad += memcmp(out, mm_test_expected + (long)i * MICROMIX_OUTPUT_BYTES,
+                      MICROMIX_OUTPUT_BYTES) != 0;
+        memcpy(p, "logits ", 7);
+        p = mm_itoa(p + 7, i);
+        *p++ = ':';
+        for (int k = 0; k < MICROMIX_OUTPUT_BYTES; k++) {
+            *p++ = ' ';
+            p = mm_itoa(p, out[k]);
+        }
+        *p++ = '\n';
+        *p = 0;
+        mm_puts(line);
+    }
+    {
+        char *p = line;
+        memcpy(p, "stack ", 6);
+        p = mm_itoa(p + 6, (long)mm_stack_used());
+        memcpy(p, "\nmismatches ", 12);
+        p = mm_itoa(p + 12, bad);
+        *p++ = '\n';
+        *p = 0;
+        mm_puts(line);
+    }
+    return bad != 0;
+}

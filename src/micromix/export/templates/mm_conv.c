@@ -1,0 +1,206 @@
+/* micromix: convolution, pointwise and linear kernels for every (input, weight, output) bit
+ * combination in {2, 4, 8}^3.
+ *
+ * Per output pixel the input patch is unpacked once into int16 on the stack (MM_PATCH
+ * elements, chunked beyond that) and reused by every output channel; the dot products
+ * (mm_dot.c, four output channels per call) decode each weight byte once. Rows too short
+ * for that go to mm_small.c, depthwise layers to mm_dw.c.
+ */
+#include "mm_kernels.h"
+
+/* Slot of patch element e in the unpacked buffer. With P = 8 / w_bits weights per byte, the
+ * first nblk elements (a multiple of 16 * P) are stored as P planes, element e in plane
+ * e % P at position e / P, so the p-th field of consecutive weight bytes meets contiguous
+ * inputs. Elements from nblk on keep their natural order. */
+static inline int32_t mm_slot(int32_t e, int32_t nblk, int lp)
+{
+    if (e >= nblk)
+        return e;
+    return (e & ((1 << lp) - 1)) * (nblk >> lp) + (e >> lp);
+}
+
+static int32_t mm_dot(const int16_t *x, const uint8_t *w, int32_t n, int wbits)
+{
+    return wbits == 8 ? mm_dot8(x, w, n) : wbits == 4 ? mm_dot4(x, w, n) : mm_dot2(x, w, n);
+}
+
+/* Output channels c .. c+n-1 of one pixel from an unpacked patch, four at a time: one dot
+ * product, one requantization and one store each. */
+static void mm_channels(const int16_t *buf, const uint8_t *wrow, int32_t row, int32_t row_bytes,
+                        int wb, const int32_t *bias, const int32_t *mult, const int8_t *shift,
+                        int n, int bk, int32_t qmin, int32_t qmax, mm_writer *wr)
+{
+    int co = 0;
+    for (; co + 4 <= n; co += 4, wrow += 4 * row_bytes) {
+        int32_t acc[4];
+        if (wb == 8)
+            mm_dot8x4(buf, wrow, row_bytes, row, acc);
+        else if (wb == 4)
+            mm_dot4x4(buf, wrow, row_bytes, row, acc);
+        else
+            mm_dot2x4(buf, wrow, row_bytes, row, acc);
+        for (int j = 0; j < 4; j++) {
+            const int32_t v = mm_biased(acc[j], bias[co + j], bk);
+            mm_put(wr, mm_requant(v, mult[co + j], shift[co + j], qmin, qmax));
+        }
+    }
+    for (; co < n; co++, wrow += row_bytes) {
+        const int32_t v = mm_biased(mm_dot(buf, wrow, row, wb), bias[co], bk);
+        mm_put(wr, mm_requant(v, mult[co], shift[co], qmin, qmax));
+    }
+}
+
+/* Unpack channels c0 .. c0+cn-1 of input pixel (iy, ix) as patch elements e0 .. e0+cn-1;
+ * outside the image they are the zero padding (0 is the real 0 of every tensor). */
+static void mm_gather(int16_t *buf, const uint8_t *in, int in_h, int in_w, int in_pix, int ib,
+                      int is, int c0, int cn, int32_t e0, int32_t nblk, int lp, int iy, int ix)
+{
+    const uint8_t *px;
+    const int aligned = ((c0 * ib) & 7) == 0;
+    if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) {
+        for (int k = 0; k < cn; k++)
+            buf[mm_slot(e0 + k, nblk, lp)] = 0;
+        return;
+    }
+    px = in + ((int32_t)iy * in_w + ix) * in_pix;
+    if (aligned && (lp == 0 || e0 >= nblk)) {
+        mm_unpack(buf + e0, px + ((c0 * ib) >> 3), cn, ib, is);
+        return;
+    }
+    if (aligned && e0 == 0) {
+        /* A whole row (pointwise, linear): the planar head (nblk <= cn elements, a multiple
+         * of 16) byte by byte, then the tail in natural order. */
+        const uint8_t *p = px + ((c0 * ib) >> 3);
+        const int32_t mb = nblk >> lp, per = 8 / ib;
+        const int32_t sx = is ? 1 << (ib - 1) : 0, mask = (1 << ib) - 1;
+        int32_t e = 0;
+        for (int32_t k = 0; e < nblk; k++) {
+            const int32_t byte = p[k];
+            for (int j = 0; j < per; j++, e++)
+                buf[(e & ((1 << lp) - 1)) * mb + (e >> lp)] =
+                    (int16_t)((((byte >> (j * ib)) & mask) ^ sx) - sx);
+        }
+        if (nblk < cn)
+            mm_unpack(buf + nblk, p + ((nblk * ib) >> 3), cn - nblk, ib, is);
+        return;
+    }
+    for (int k = 0; k < cn; k++)
+        buf[mm_slot(e0 + k, nblk, lp)] = (int16_t)mm_get(px, c0 + k, ib, is);
+}
+
+/* Geometry and formats of one conv call, to keep the helper signatures short. */
+typedef struct {
+    const uint8_t *in, *w;
+    const int32_t *bias, *mult;
+    const int8_t *shift;
+    int in_c, in_h, in_w, kh, kw, cin_g, cout_g, in_pix, ib, is, wb, lp, bk;
+    int32_t row, row_bytes, qmin, qmax;
+} mm_conv_ctx;
+
+/* Output channels of group g at one pixel when the patch is larger than MM_PATCH: blocks of
+ * four channels share each unpacked chunk. */
+static void mm_conv_chunked(const mm_conv_ctx *k, int16_t *buf, mm_writer *wr, int g, int iy0,
+                            int ix0)
+{
+    for (int co0 = 0; co0 < k->cout_g; co0 += 4) {
+        int nb = k->cout_g - co0 < 4 ? k->cout_g - co0 : 4, c = g * k->cout_g + co0;
+        int32_t acc[4];
+        for (int j = 0; j < nb; j++)
+            acc[j] = 0;
+        for (int ky = 0; ky < k->kh; ky++) {
+            int iy = iy0 + ky;
+            if (iy < 0 || iy >= k->in_h)
+                continue;
+            for (int kx = 0; kx < k->kw; kx++) {
+                int ix = ix0 + kx;
+                if (ix < 0 || ix >= k->in_w)
+                    continue;
+                for (int c0 = 0; c0 < k->cin_g; c0 += MM_PATCH) {
+                    int cn = k->cin_g - c0 < MM_PATCH ? k->cin_g - c0 : MM_PATCH;
+                    int32_t e = (int32_t)(ky * k->kw + kx) * k->cin_g + c0;
+                    int aligned = (e * k->wb) % 8 == 0;
+                    int lp = aligned ? k->lp : 0;
+                    int32_t nblk = aligned ? cn - cn % (16 << lp) : 0;
+                    mm_gather(buf, k->in, k->in_h, k->in_w, k->in_pix, k->ib, k->is,
+                              g * k->cin_g + c0, cn, 0, nblk, lp, iy, ix);
+                    for (int j = 0; j < nb; j++) {
+                        const uint8_t *wr0 = k->w + (c + j) * k->row_bytes;
+                        if (aligned) {
+                            acc[j] += mm_dot(buf, wr0 + (e * k->wb) / 8, cn, k->wb);
+                        } else {
+                            for (int t = 0; t < cn; t++)
+                                acc[j] += buf[t] * mm_get(wr0, e + t, k->wb, 1);
+                        }
+                    }
+                }
+            }
+        }
+        for (int j = 0; j < nb; j++) {
+            const int32_t v = mm_biased(acc[j], k->bias[c + j], k->bk);
+            mm_put(wr, mm_requant(v, k->mult[c + j], k->shift[c + j], k->qmin, k->qmax));
+        }
+    }
+}
+
+void mm_conv(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
+             const int32_t *mult, const int8_t *shift, int in_c, int in_h, int in_w, int out_c,
+             int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw, int groups,
+             int fmt, int32_t qmin, int32_t qmax)
+{
+    mm_conv_ctx k;
+    int16_t buf[MM_PATCH];
+    const int ob = MM_FMT_OUT_BITS(fmt);
+    const int32_t out_pix = mm_bytes(out_c, ob);
+    if (MM_IS_SMALL(groups, (int32_t)kh * kw * in_c, MM_FMT_W_BITS(fmt), out_c)) {
+        mm_conv_small(in, out, w, bias, mult, shift, in_c, in_h, in_w, out_c, out_h, out_w, kh,
+                      kw, sh, sw, ph, pw, fmt, qmin, qmax);
+        return;
+    }
+    k.in = in;
+    k.w = w;
+    k.bias = bias;
+    k.mult = mult;
+    k.shift = shift;
+    k.in_c = in_c;
+    k.in_h = in_h;
+    k.in_w = in_w;
+    k.kh = kh;
+    k.kw = kw;
+    k.cin_g = in_c / groups;
+    k.cout_g = out_c / groups;
+    k.ib = MM_FMT_IN_BITS(fmt);
+    k.is = MM_FMT_IN_SIGNED(fmt);
+    k.wb = MM_FMT_W_BITS(fmt);
+    k.lp = k.wb == 8 ? 0 : k.wb == 4 ? 1 : 2;
+    k.bk = MM_FMT_BIAS_SHIFT(fmt);
+    k.in_pix = mm_bytes(in_c, k.ib);
+    k.row = (int32_t)kh * kw * k.cin_g;
+    k.row_bytes = mm_bytes(k.row, k.wb);
+    k.qmin = qmin;
+    k.qmax = qmax;
+    for (int oy = 0; oy < out_h; oy++) {
+        for (int ox = 0; ox < out_w; ox++) {
+            mm_writer wr = {out + ((int32_t)oy * out_w + ox) * out_pix, 0, 0, ob};
+            int iy0 = oy * sh - ph, ix0 = ox * sw - pw;
+            for (int g = 0; g < groups; g++) {
+                if (k.row > MM_PATCH) {
+                    mm_conv_chunked(&k, buf, &wr, g, iy0, ix0);
+                    continue;
+                }
+                {
+                    int32_t nblk = k.row - k.row % (16 << k.lp);
+                    const uint8_t *wrow = w + (int32_t)g * k.cout_g * k.row_bytes;
+                    for (int ky = 0; ky < kh; ky++)
+                        for (int kx = 0; kx < kw; kx++)
+                            mm_gather(buf, in, in_h, in_w, k.in_pix, k.ib, k.is, g * k.cin_g,
+                                      k.cin_g, (ky * kw + kx) * k.cin_g, nblk, k.lp, iy0 + ky,
+                                      ix0 + kx);
+                    mm_channels(buf, wrow, k.row, k.row_bytes, k.wb, bias + g * k.cout_g,
+                                mult + g * k.cout_g, shift + g * k.cout_g, k.cout_g, k.bk, qmin,
+                                qmax, &wr);
+                }
+            }
+            mm_flush(&wr);
+        }
+    }
+}

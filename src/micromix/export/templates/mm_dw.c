@@ -1,0 +1,172 @@
+/* micromix: depthwise convolution (groups == channels) for every bit combination.
+ *
+ * Blocks of MM_LANES channels run side by side: their weights are transposed once into a
+ * small stack table, and each tap then multiplies MM_LANES contiguous channels of one input
+ * pixel, a fixed-length loop that gcc -O2 vectorises. Leftover channels run one at a time.
+ */
+#include "mm_kernels.h"
+
+/* Lane j of a block holds channel c0 + mm_lane(j): for sub-byte inputs the lanes are in
+ * planar order (first field of each byte, then the second, ...), so that unpacking a pixel
+ * writes contiguous lanes, which gcc vectorises; the outputs are put back in channel order. */
+static inline int mm_lane(int j, int ib)
+{
+    const int per = 8 / ib, nb = MM_LANES / per;
+    return (j % nb) * per + j / nb;
+}
+
+static inline void mm_unpack_planar(int16_t *restrict v, const uint8_t *restrict p, int ib, int is)
+{
+    int16_t b[MM_LANES / 2];
+    if (ib == 8) {
+        mm_unpack_lanes(v, p, 8, is);
+    } else if (ib == 4) {
+        const int16_t sx = is ? 8 : 0;
+        for (int k = 0; k < MM_LANES / 2; k++)
+            b[k] = p[k];
+        for (int k = 0; k < MM_LANES / 2; k++)
+            v[k] = (int16_t)(((b[k] & 15) ^ sx) - sx);
+        for (int k = 0; k < MM_LANES / 2; k++)
+            v[MM_LANES / 2 + k] = (int16_t)(((b[k] >> 4) ^ sx) - sx);
+    } else {
+        const int16_t sx = is ? 2 : 0;
+        for (int k = 0; k < MM_LANES / 4; k++)
+            b[k] = p[k];
+        for (int f = 0; f < 4; f++)
+            for (int k = 0; k < MM_LANES / 4; k++)
+                v[f * (MM_LANES / 4) + k] = (int16_t)((((b[k] >> (2 * f)) & 3) ^ sx) - sx);
+    }
+}
+
+/* Channels c0 .. c0+MM_LANES-1 over the whole output; sub-byte outputs fill whole bytes. */
+static void mm_dw_block(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
+                        const int32_t *mult, const int8_t *shift, int c0, int32_t in_pix,
+                        int32_t out_pix, int in_h, int in_w, int out_h, int out_w, int kh,
+                        int kw, int sh, int sw, int ph, int pw, int fmt, int32_t qmin,
+                        int32_t qmax)
+{
+    const int ib = MM_FMT_IN_BITS(fmt), is = MM_FMT_IN_SIGNED(fmt);
+    const int wb = MM_FMT_W_BITS(fmt), ob = MM_FMT_OUT_BITS(fmt), bk = MM_FMT_BIAS_SHIFT(fmt);
+    const int32_t row_bytes = mm_bytes(kh * kw, wb);
+    int16_t wt[MM_MAX_TAPS][MM_LANES];
+    int32_t off[MM_MAX_TAPS]; /* byte offset of each tap from the window's corner */
+    int ch[MM_LANES], sl[MM_LANES];
+    int32_t bl[MM_LANES], ml[MM_LANES]; /* the lanes' parameters, in lane order */
+    for (int j = 0; j < MM_LANES; j++) {
+        ch[j] = c0 + mm_lane(j, ib);
+        bl[j] = bias[ch[j]];
+        ml[j] = mult[ch[j]];
+        sl[j] = shift[ch[j]];
+    }
+    for (int t = 0; t < kh * kw; t++)
+        for (int j = 0; j < MM_LANES; j++)
+            wt[t][j] = (int16_t)mm_get(w + ch[j] * row_bytes, t, wb, 1);
+    for (int ky = 0; ky < kh; ky++)
+        for (int kx = 0; kx < kw; kx++)
+            off[ky * kw + kx] = ((int32_t)ky * in_w + kx) * in_pix;
+    in += (c0 * ib) >> 3;
+    out += (c0 * ob) >> 3;
+    for (int oy = 0; oy < out_h; oy++) {
+        const int iy0 = oy * sh - ph;
+        const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = in_h - iy0 < kh ? in_h - iy0 : kh;
+        for (int ox = 0; ox < out_w; ox++) {
+            const int ix0 = ox * sw - pw;
+            const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = in_w - ix0 < kw ? in_w - ix0 : kw;
+            int32_t acc[MM_LANES], y[MM_LANES];
+            for (int j = 0; j < MM_LANES; j++)
+                acc[j] = 0;
+            if (ky1 - ky0 == kh && kx1 - kx0 == kw) { /* inside the image: one flat tap loop */
+                const uint8_t *corner = in + ((int32_t)iy0 * in_w + ix0) * in_pix;
+                if (ib == 8 && !is) { /* the common case, without a per-tap format switch */
+                    for (int t = 0; t < kh * kw; t++) {
+                        const uint8_t *p = corner + off[t];
+                        int16_t x[MM_LANES]; /* through int16: gcc vectorises that */
+                        for (int j = 0; j < MM_LANES; j++)
+                            x[j] = p[j];
+                        for (int j = 0; j < MM_LANES; j++)
+                            acc[j] += x[j] * wt[t][j];
+                    }
+                } else {
+                    for (int t = 0; t < kh * kw; t++) {
+                        int16_t x[MM_LANES];
+                        mm_unpack_planar(x, corner + off[t], ib, is);
+                        for (int j = 0; j < MM_LANES; j++)
+                            acc[j] += x[j] * wt[t][j];
+                    }
+                }
+            } else {
+                for (int ky = ky0; ky < ky1; ky++) {
+                    for (int kx = kx0; kx < kx1; kx++) {
+                        int16_t x[MM_LANES];
+                        const int16_t *wv = wt[ky * kw + kx];
+                        const int32_t pix = (int32_t)(iy0 + ky) * in_w + ix0 + kx;
+                        mm_unpack_planar(x, in + pix * in_pix, ib, is);
+                        for (int j = 0; j < MM_LANES; j++)
+                            acc[j] += x[j] * wv[j];
+                    }
+                }
+            }
+            if (ib == 8) /* lanes are channels */
+                for (int j = 0; j < MM_LANES; j++)
+                    y[j] = mm_requant(mm_biased(acc[j], bl[j], bk), ml[j], sl[j], qmin, qmax);
+            else
+                for (int j = 0; j < MM_LANES; j++)
+                    y[ch[j] - c0] =
+                        mm_requant(mm_biased(acc[j], bl[j], bk), ml[j], sl[j], qmin, qmax);
+            mm_pack_lanes(out + ((int32_t)oy * out_w + ox) * out_pix, y, ob);
+        }
+    }
+}
+
+/* One channel over the whole output (the few leftover channels, or kernels larger than
+ * MM_MAX_TAPS); sub-byte results are OR-ed into the zeroed output. */
+static void mm_dw_channel(const uint8_t *in, uint8_t *out, const uint8_t *w, int32_t b,
+                          int32_t m0, int s, int ch, int32_t in_pix, int32_t out_pix, int in_h,
+                          int in_w, int out_h, int out_w, int kh, int kw, int sh, int sw, int ph,
+                          int pw, int fmt, int32_t qmin, int32_t qmax)
+{
+    const int ib = MM_FMT_IN_BITS(fmt), is = MM_FMT_IN_SIGNED(fmt);
+    const int wb = MM_FMT_W_BITS(fmt), ob = MM_FMT_OUT_BITS(fmt);
+    const int32_t obyte = (ch * ob) >> 3, oshift = (ch * ob) & 7, omask = (1 << ob) - 1;
+    const uint8_t *wk = w + ch * mm_bytes(kh * kw, wb);
+    for (int oy = 0; oy < out_h; oy++) {
+        const int iy0 = oy * sh - ph;
+        const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = in_h - iy0 < kh ? in_h - iy0 : kh;
+        for (int ox = 0; ox < out_w; ox++) {
+            const int ix0 = ox * sw - pw;
+            const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = in_w - ix0 < kw ? in_w - ix0 : kw;
+            uint8_t *po = out + ((int32_t)oy * out_w + ox) * out_pix + obyte;
+            int32_t acc = 0, y;
+            for (int ky = ky0; ky < ky1; ky++)
+                for (int kx = kx0; kx < kx1; kx++)
+                    acc += mm_get(in + ((int32_t)(iy0 + ky) * in_w + ix0 + kx) * in_pix, ch, ib,
+                                  is) * mm_get(wk, ky * kw + kx, wb, 1);
+            y = mm_requant(mm_biased(acc, b, MM_FMT_BIAS_SHIFT(fmt)), m0, s, qmin, qmax);
+            if (ob == 8)
+                *po = (uint8_t)y;
+            else
+                *po |= (uint8_t)((y & omask) << oshift);
+        }
+    }
+}
+
+void mm_depthwise(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
+                  const int32_t *mult, const int8_t *shift, int c, int in_h, int in_w,
+                  int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw, int fmt,
+                  int32_t qmin, int32_t qmax)
+{
+    const int ib = MM_FMT_IN_BITS(fmt), ob = MM_FMT_OUT_BITS(fmt);
+    const int32_t in_pix = mm_bytes(c, ib), out_pix = mm_bytes(c, ob);
+    const int blocked = kh * kw <= MM_MAX_TAPS ? c - c % MM_LANES : 0;
+    int ch;
+    if (ob != 8 && blocked < c) /* the single-channel tail ORs its bits in */
+        for (int32_t p = 0; p < (int32_t)out_h * out_w; p++)
+            memset(out + p * out_pix + ((blocked * ob) >> 3), 0,
+                   (size_t)(out_pix - ((blocked * ob) >> 3)));
+    for (ch = 0; ch < blocked; ch += MM_LANES)
+        mm_dw_block(in, out, w, bias, mult, shift, ch, in_pix, out_pix, in_h, in_w, out_h, out_w,
+                    kh, kw, sh, sw, ph, pw, fmt, qmin, qmax);
+    for (; ch < c; ch++)
+        mm_dw_channel(in, out, w, bias[ch], mult[ch], shift[ch], ch, in_pix, out_pix, in_h, in_w,
+                      out_h, out_w, kh, kw, sh, sw, ph, pw, fmt, qmin, qmax);
+}

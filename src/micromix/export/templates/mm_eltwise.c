@@ -1,0 +1,46 @@
+/* micromix: residual add and average pooling, any input / output bits. */
+#include "mm_kernels.h"
+
+void mm_add(const uint8_t *a, const uint8_t *b, uint8_t *out, const int32_t *mult,
+            const int8_t *shift, int c, int h, int w, int fmt_a, int fmt_b, int32_t qmin,
+            int32_t qmax)
+{
+    const int ab = MM_FMT_IN_BITS(fmt_a), as = MM_FMT_IN_SIGNED(fmt_a);
+    const int bb = MM_FMT_IN_BITS(fmt_b), bs = MM_FMT_IN_SIGNED(fmt_b);
+    const int ob = MM_FMT_OUT_BITS(fmt_a), n = shift[0];
+    const int32_t a_pix = mm_bytes(c, ab), b_pix = mm_bytes(c, bb), o_pix = mm_bytes(c, ob);
+    const int64_t ma = mult[0], mb = mult[1], half = (int64_t)1 << (n - 1);
+    for (int32_t p = 0; p < (int32_t)h * w; p++) {
+        mm_writer wr = {out + p * o_pix, 0, 0, ob};
+        const uint8_t *pa = a + p * a_pix, *pb = b + p * b_pix;
+        for (int ch = 0; ch < c; ch++) {
+            /* Both inputs are rescaled into one 64-bit sum before the single shift. */
+            int64_t v = (mm_get(pa, ch, ab, as) * ma + mm_get(pb, ch, bb, bs) * mb + half) >> n;
+            mm_put(&wr, v < qmin ? qmin : v > qmax ? qmax : (int32_t)v);
+        }
+        mm_flush(&wr);
+    }
+}
+
+void mm_avgpool(const uint8_t *in, uint8_t *out, const int32_t *mult, const int8_t *shift,
+                int c, int in_h, int in_w, int out_h, int out_w, int kh, int kw, int fmt,
+                int32_t qmin, int32_t qmax)
+{
+    const int ib = MM_FMT_IN_BITS(fmt), is = MM_FMT_IN_SIGNED(fmt), ob = MM_FMT_OUT_BITS(fmt);
+    const int32_t in_pix = mm_bytes(c, ib), o_pix = mm_bytes(c, ob);
+    (void)in_h; /* windows tile the input: out_h * kh rows are read, the rest is cropped */
+    for (int oy = 0; oy < out_h; oy++) {
+        for (int ox = 0; ox < out_w; ox++) {
+            mm_writer wr = {out + ((int32_t)oy * out_w + ox) * o_pix, 0, 0, ob};
+            for (int ch = 0; ch < c; ch++) {
+                int32_t sum = 0;
+                for (int ky = 0; ky < kh; ky++)
+                    for (int kx = 0; kx < kw; kx++)
+                        sum += mm_get(in + ((int32_t)(oy * kh + ky) * in_w + ox * kw + kx) * in_pix,
+                                      ch, ib, is);
+                mm_put(&wr, mm_requant(sum, mult[0], shift[0], qmin, qmax));
+            }
+            mm_flush(&wr);
+        }
+    }
+}

@@ -1,0 +1,223 @@
+/* micromix integer kernels: shared helpers and entry points (C99, no malloc, no floats).
+ *
+ * Tensors are HWC with channels innermost; each pixel is a whole number of bytes; values of
+ * 2, 4 or 8 bits are packed little-endian within a byte, first element in the lowest bits,
+ * signed ones in two's complement. A weight row (one output channel, order kh, kw, c_in) is
+ * padded to a whole byte the same way.
+ *
+ * Requantization: y = clamp((acc * m0 + 2^(n-1)) >> n) with 64-bit intermediates and an
+ * arithmetic right shift, i.e. round half up. This is bit for bit the numpy reference.
+ */
+#ifndef MM_KERNELS_H
+#define MM_KERNELS_H
+
+#include <stdint.h>
+#include <string.h>
+
+/* Flooring (arithmetic) right shift of negative values is implementation-defined in C99;
+ * every compiler micromix targets does it, and this refuses to build where it is not so. */
+typedef char mm_needs_arithmetic_shift[((-8 >> 1) == -4) ? 1 : -1];
+
+/* One int describes an op's number formats: input bits and signedness, weight bits, output
+ * bits (the output's signedness only matters through the clamp range), and the bias shift k:
+ * a conv's bias is stored in units of 2^-k accumulator steps (see mm_biased). */
+#define MM_FMT(in_bits, in_signed, w_bits, out_bits, bias_shift) \
+    ((in_bits) | ((in_signed) << 4) | ((w_bits) << 8) | ((out_bits) << 12) | ((bias_shift) << 16))
+#define MM_FMT_IN_BITS(f) ((f) & 15)
+#define MM_FMT_IN_SIGNED(f) (((f) >> 4) & 1)
+#define MM_FMT_W_BITS(f) (((f) >> 8) & 15)
+#define MM_FMT_OUT_BITS(f) (((f) >> 12) & 15)
+#define MM_FMT_BIAS_SHIFT(f) (((f) >> 16) & 31)
+
+/* Elements of one patch unpacked at once on the stack (int16 each): a fixed amount of stack,
+ * independent of the model. Larger patches are processed in chunks of this size. */
+#ifndef MM_PATCH
+#define MM_PATCH 256
+#endif
+#define MM_MAX_TAPS 25 /* depthwise kernels up to 5x5 take the vectorised path */
+
+static inline int32_t mm_bytes(int32_t elems, int bits) { return (elems * bits + 7) >> 3; }
+
+/* Element i of a packed run (2, 4 or 8 bits). */
+static inline int32_t mm_get(const uint8_t *p, int32_t i, int bits, int is_signed)
+{
+    int32_t bit = i * bits;
+    int32_t v = (p[bit >> 3] >> (bit & 7)) & ((1 << bits) - 1);
+    return is_signed ? v - ((v >> (bits - 1)) << bits) : v;
+}
+
+/* Unpacks n values of a packed run that starts on a byte boundary into int16, natural order.
+ * The 8-bit loops run over a multiple of 16 first: gcc -O2 vectorises those. */
+static inline void mm_unpack(int16_t *restrict d, const uint8_t *restrict p, int32_t n, int bits,
+                             int is_signed)
+{
+    int32_t k = 0;
+    if (bits == 8) {
+        const int32_t m = n & ~15;
+        if (is_signed) {
+            const int8_t *restrict ps = (const int8_t *)p;
+            for (; k < m; k++)
+                d[k] = ps[k];
+            for (; k < n; k++)
+                d[k] = ps[k];
+        } else {
+            for (; k < m; k++)
+                d[k] = p[k];
+            for (; k < n; k++)
+                d[k] = p[k];
+        }
+    } else if (bits == 4) {
+        const int32_t sx = is_signed ? 8 : 0; /* (v ^ 8) - 8 sign-extends a 4-bit field */
+        for (; 2 * k + 1 < n; k++) {
+            d[2 * k] = (int16_t)(((p[k] & 15) ^ sx) - sx);
+            d[2 * k + 1] = (int16_t)(((p[k] >> 4) ^ sx) - sx);
+        }
+        if (2 * k < n)
+            d[2 * k] = (int16_t)(((p[k] & 15) ^ sx) - sx);
+    } else {
+        const int32_t sx = is_signed ? 2 : 0;
+        for (; 4 * k + 3 < n; k++) {
+            d[4 * k] = (int16_t)(((p[k] & 3) ^ sx) - sx);
+            d[4 * k + 1] = (int16_t)((((p[k] >> 2) & 3) ^ sx) - sx);
+            d[4 * k + 2] = (int16_t)((((p[k] >> 4) & 3) ^ sx) - sx);
+            d[4 * k + 3] = (int16_t)(((p[k] >> 6) ^ sx) - sx);
+        }
+        for (int32_t i = 4 * k; i < n; i++)
+            d[i] = (int16_t)((((p[k] >> (2 * (i - 4 * k))) & 3) ^ sx) - sx);
+    }
+}
+
+/* Lane blocks: MM_LANES channels side by side (depthwise, small convolutions). MM_LANES
+ * values of 2, 4 or 8 bits are always whole bytes. */
+#define MM_LANES 8
+
+static inline void mm_unpack_lanes(int16_t *restrict v, const uint8_t *restrict p, int bits,
+                                   int is_signed)
+{
+    if (bits == 8) {
+        if (is_signed)
+            for (int j = 0; j < MM_LANES; j++)
+                v[j] = (int8_t)p[j];
+        else
+            for (int j = 0; j < MM_LANES; j++)
+                v[j] = p[j];
+    } else if (bits == 4) {
+        const int sx = is_signed ? 8 : 0;
+        for (int k = 0; k < MM_LANES / 2; k++) {
+            v[2 * k] = (int16_t)(((p[k] & 15) ^ sx) - sx);
+            v[2 * k + 1] = (int16_t)(((p[k] >> 4) ^ sx) - sx);
+        }
+    } else {
+        const int sx = is_signed ? 2 : 0;
+        for (int k = 0; k < MM_LANES / 4; k++)
+            for (int f = 0; f < 4; f++)
+                v[4 * k + f] = (int16_t)((((p[k] >> (2 * f)) & 3) ^ sx) - sx);
+    }
+}
+
+static inline void mm_pack_lanes(uint8_t *p, const int32_t *y, int bits)
+{
+    if (bits == 8) {
+        for (int j = 0; j < MM_LANES; j++)
+            p[j] = (uint8_t)y[j];
+    } else if (bits == 4) {
+        for (int k = 0; k < MM_LANES / 2; k++)
+            p[k] = (uint8_t)((y[2 * k] & 15) | ((y[2 * k + 1] & 15) << 4));
+    } else {
+        for (int k = 0; k < MM_LANES / 4; k++)
+            p[k] = (uint8_t)((y[4 * k] & 3) | ((y[4 * k + 1] & 3) << 2) |
+                             ((y[4 * k + 2] & 3) << 4) | ((y[4 * k + 3] & 3) << 6));
+    }
+}
+
+/* The value requantized for a conv output: the dot product in units of 2^-k plus the bias.
+ * A fractional bias keeps its precision when a channel's multiplier is large; the converter
+ * picks k so that this never leaves int32. */
+static inline int32_t mm_biased(int32_t dot, int32_t bias, int k)
+{
+    return dot * ((int32_t)1 << k) + bias;
+}
+
+static inline int32_t mm_requant(int32_t acc, int32_t m0, int shift, int32_t qmin, int32_t qmax)
+{
+    int64_t v = ((int64_t)acc * m0 + ((int64_t)1 << (shift - 1))) >> shift;
+    return v < qmin ? qmin : v > qmax ? qmax : (int32_t)v;
+}
+
+/* Sequential writer of packed values: whole bytes only, so a pixel's padding bits are zero
+ * and nothing outside the output tensor is ever touched. */
+typedef struct {
+    uint8_t *p;
+    uint32_t cur;
+    int pos, bits;
+} mm_writer;
+
+static inline void mm_put(mm_writer *w, int32_t v)
+{
+    if (w->bits == 8) {
+        *w->p++ = (uint8_t)v;
+        return;
+    }
+    w->cur |= ((uint32_t)v & ((1u << w->bits) - 1u)) << w->pos;
+    w->pos += w->bits;
+    if (w->pos == 8) {
+        *w->p++ = (uint8_t)w->cur;
+        w->cur = 0;
+        w->pos = 0;
+    }
+}
+
+static inline void mm_flush(mm_writer *w)
+{
+    if (w->pos) {
+        *w->p++ = (uint8_t)w->cur;
+        w->cur = 0;
+        w->pos = 0;
+    }
+}
+
+/* Dot products of an unpacked patch x with n weights packed from the start of w (mm_dot.c).
+ * For 4- and 2-bit weights x holds its first (n & ~(16 * P - 1)) elements as P planes. */
+int32_t mm_dot8(const int16_t *x, const uint8_t *w, int32_t n);
+void mm_dot8x4(const int16_t *x, const uint8_t *w, int32_t row_bytes, int32_t n, int32_t *out);
+int32_t mm_dot4(const int16_t *x, const uint8_t *w, int32_t n);
+void mm_dot4x4(const int16_t *x, const uint8_t *w, int32_t row_bytes, int32_t n, int32_t *out);
+int32_t mm_dot2(const int16_t *x, const uint8_t *w, int32_t n);
+void mm_dot2x4(const int16_t *x, const uint8_t *w, int32_t row_bytes, int32_t n, int32_t *out);
+
+/* Convolution of any kernel, stride, zero padding and groups; also pointwise and linear
+ * (a linear on a C x H x W input is an H x W convolution with a 1 x 1 output). */
+void mm_conv(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
+             const int32_t *mult, const int8_t *shift, int in_c, int in_h, int in_w, int out_c,
+             int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw, int groups,
+             int fmt, int32_t qmin, int32_t qmax);
+
+/* Convolution whose weight rows are shorter than one vector of dot product (stems, pointwise
+ * layers on few channels): output channels in lanes instead (mm_small.c). */
+#define MM_SMALL_ROW 32
+#define MM_SMALL_ROW_BITS 128
+#define MM_IS_SMALL(groups, row, w_bits, out_c)                                                   \
+    ((groups) == 1 && (row) <= MM_SMALL_ROW && (row) * (w_bits) <= MM_SMALL_ROW_BITS &&           \
+     (out_c) % MM_LANES == 0)
+void mm_conv_small(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
+                   const int32_t *mult, const int8_t *shift, int in_c, int in_h, int in_w,
+                   int out_c, int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw,
+                   int fmt, int32_t qmin, int32_t qmax);
+
+/* Depthwise convolution (groups == in_c == out_c), any kernel size. */
+void mm_depthwise(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
+                  const int32_t *mult, const int8_t *shift, int c, int in_h, int in_w,
+                  int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw, int fmt,
+                  int32_t qmin, int32_t qmax);
+
+/* out = clamp((a * m[0] + b * m[1] + 2^(n-1)) >> n); fmt_b gives b's bits and signedness. */
+void mm_add(const uint8_t *a, const uint8_t *b, uint8_t *out, const int32_t *mult,
+            const int8_t *shift, int c, int h, int w, int fmt_a, int fmt_b, int32_t qmin,
+            int32_t qmax);
+
+/* Average over kh x kw windows with stride equal to the window, no padding. */
+void mm_avgpool(const uint8_t *in, uint8_t *out, const int32_t *mult, const int8_t *shift,
+                int c, int in_h, int in_w, int out_h, int out_w, int kh, int kw, int fmt,
+                int32_t qmin, int32_t qmax);
+
+#endif

@@ -1,0 +1,60 @@
+/* micromix: convolutions whose weight rows are short (MM_IS_SMALL: at most 16 bytes and
+ * MM_SMALL_ROW elements), such as a stem on a grey image or a pointwise layer on 8 channels.
+ *
+ * A dot product per output channel would be too short to vectorise, so output channels run
+ * in lanes instead: a block of MM_LANES channels has its weights transposed once into a
+ * stack tile, and every patch element is multiplied with the whole block at once.
+ */
+#include "mm_kernels.h"
+
+void mm_conv_small(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
+                   const int32_t *mult, const int8_t *shift, int in_c, int in_h, int in_w,
+                   int out_c, int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw,
+                   int fmt, int32_t qmin, int32_t qmax)
+{
+    const int ib = MM_FMT_IN_BITS(fmt), is = MM_FMT_IN_SIGNED(fmt);
+    const int wb = MM_FMT_W_BITS(fmt), ob = MM_FMT_OUT_BITS(fmt), bk = MM_FMT_BIAS_SHIFT(fmt);
+    const int32_t row = (int32_t)kh * kw * in_c, row_bytes = mm_bytes(row, wb);
+    const int32_t in_pix = mm_bytes(in_c, ib), out_pix = mm_bytes(out_c, ob);
+    int16_t tile[MM_SMALL_ROW][MM_LANES];
+    int32_t off[MM_SMALL_ROW]; /* byte offset of each tap from the window's corner */
+    for (int ky = 0; ky < kh; ky++)
+        for (int kx = 0; kx < kw; kx++)
+            off[ky * kw + kx] = ((int32_t)ky * in_w + kx) * in_pix;
+    for (int c0 = 0; c0 < out_c; c0 += MM_LANES) {
+        for (int t = 0; t < row; t++)
+            for (int j = 0; j < MM_LANES; j++)
+                tile[t][j] = (int16_t)mm_get(w + (c0 + j) * row_bytes, t, wb, 1);
+        for (int oy = 0; oy < out_h; oy++) {
+            const int iy0 = oy * sh - ph;
+            for (int ox = 0; ox < out_w; ox++) {
+                const int ix0 = ox * sw - pw;
+                const int inside = iy0 >= 0 && ix0 >= 0 && iy0 + kh <= in_h && ix0 + kw <= in_w;
+                const uint8_t *corner = in + ((int32_t)iy0 * in_w + ix0) * in_pix;
+                int16_t x[MM_SMALL_ROW];
+                int32_t acc[MM_LANES];
+                for (int ky = 0, t = 0; ky < kh; ky++) {
+                    for (int kx = 0; kx < kw; kx++, t++) {
+                        const int iy = iy0 + ky, ix = ix0 + kx;
+                        if (inside || (iy >= 0 && iy < in_h && ix >= 0 && ix < in_w)) {
+                            mm_unpack(x + t * in_c, corner + off[t], in_c, ib, is);
+                        } else {
+                            for (int c = 0; c < in_c; c++)
+                                x[t * in_c + c] = 0;
+                        }
+                    }
+                }
+                for (int j = 0; j < MM_LANES; j++)
+                    acc[j] = 0;
+                for (int t = 0; t < row; t++)
+                    for (int j = 0; j < MM_LANES; j++)
+                        acc[j] += x[t] * tile[t][j];
+                for (int j = 0; j < MM_LANES; j++)
+                    acc[j] = mm_requant(mm_biased(acc[j], bias[c0 + j], bk), mult[c0 + j],
+                                        shift[c0 + j], qmin, qmax);
+                mm_pack_lanes(out + ((int32_t)oy * out_w + ox) * out_pix + ((c0 * ob) >> 3), acc,
+                              ob);
+            }
+        }
+    }
+}

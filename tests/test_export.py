@@ -1,0 +1,230 @@
+"""C export: builds warning-free, computes bit for bit what the numpy reference computes, and
+holds exactly the memory model's FLASH (constants) and RAM (arena); Cortex-M4 under qemu."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_integer import combo_policy, images, mixed_policy, policies, tiny
+
+from micromix.errors import MicromixError
+from micromix.export import build_and_check, export_c
+from micromix.export.build import (
+    ARM_TOOLS,
+    built_memory,
+    make,
+    missing_tools,
+    run_selftest,
+    sections,
+    symbols,
+)
+from micromix.graph import trace
+from micromix.integer import convert
+from micromix.integer.convert import random_qparams
+from micromix.models import create
+from micromix.policy import Policy
+
+pytestmark = pytest.mark.skipif(
+    bool(missing_tools("gcc", "make", "nm", "size")), reason="gcc, make and binutils are needed"
+)
+NO_ARM = missing_tools(*ARM_TOOLS)
+
+
+def export_tiny(
+    tmp: Path, name: str, *, relu_after_add: bool = False, odd: bool = False, n: int = 200, **kw
+) -> tuple:
+    model, g = tiny(relu_after_add, odd=odd)
+    pol = policies(g)[name]
+    im = convert(random_qparams(g, pol, seed=11), g, pol)
+    out = export_c(im, tmp / "c", test_images=images(n, seed=4), **kw)
+    return im, out, json.loads((out / "export.json").read_text())
+
+
+@pytest.mark.parametrize("net", ["tiny", "tiny-relu", "odd"])
+@pytest.mark.parametrize("name", ["8/8", "4/4", "2/2", "mixed"])
+def test_tiny_net_is_bit_exact_and_exactly_sized(tmp_path, name: str, net: str) -> None:
+    im, out, s = export_tiny(tmp_path, name, relu_after_add=net == "tiny-relu", odd=net == "odd")
+    assert s["selftest_identical"] == s["selftest_images"] == 200
+    rep = im.report
+    assert s["built"] == {
+        "const_bytes": rep.flash_bytes,
+        "rodata_bytes": rep.flash_bytes,
+        "arena_bytes": rep.ram_bytes,
+    }
+
+
+def test_every_bit_combination_of_every_kernel_is_bit_exact(tmp_path) -> None:
+    """ComboNet: depthwise, pointwise, full 3x3 and residual adds each see all 27 (input,
+    weight or second input, output) bit triples of {2, 4, 8}."""
+    model, g = tiny(combo=True)
+    pol = combo_policy(g)
+    im = convert(random_qparams(g, pol, seed=5), g, pol)
+    s = json.loads(
+        (export_c(im, tmp_path / "c", test_images=images(100)) / "export.json").read_text()
+    )
+    assert s["selftest_identical"] == 100
+    assert s["built"]["const_bytes"] == im.report.flash_bytes
+
+
+def test_memory_exactness_read_from_the_objects(tmp_path) -> None:
+    """The compiled objects, read with nm and size: the model's constants are exactly the
+    arrays the memory model counts and one arena of exactly its RAM; no other data."""
+    im, out, _ = export_tiny(tmp_path, "mixed")
+    objs = out / "build" / "host"
+    consts = {k: v for k, v in symbols(objs / "micromix_weights.o").items() if v[0] in "rR"}
+    assert sum(size for _, size in consts.values()) == im.report.flash_bytes
+    assert len(consts) == sum(len(o.arrays) + (o.weights is not None) for o in im.ops)
+    assert sections(objs / "micromix_weights.o")[".rodata"] == im.report.flash_bytes
+    model_syms = symbols(objs / "micromix_model.o")
+    assert model_syms["micromix_arena"] == ("b", im.report.ram_bytes)
+    data = {k for k, v in model_syms.items() if v[0] in "bBdDrR"}
+    assert data == {"micromix_arena"}  # no other RAM or constant in the model code
+    for kernel in ("mm_conv", "mm_small", "mm_dw", "mm_dot", "mm_eltwise"):
+        syms = symbols(objs / f"{kernel}.o")
+        assert not [k for k, v in syms.items() if v[0] in "bBdD"], kernel  # no static buffers
+    mem = built_memory(out)
+    assert (mem.const_bytes, mem.arena_bytes, mem.other_const) == (
+        im.report.flash_bytes,
+        im.report.ram_bytes,
+        [],
+    )
+
+
+def test_mobilenet_v1_mixed_is_bit_exact(tmp_path) -> None:
+    model = create("mobilenet_v1", width=0.25, resolution=28, in_channels=1, num_classes=10)
+    g = trace(model)
+    pol = mixed_policy(g, seed=2)
+    im = convert(random_qparams(g, pol, seed=2), g, pol)
+    x = np.random.default_rng(5).integers(0, 256, (60, 1, 28, 28), dtype=np.uint8)
+    s = json.loads((export_c(im, tmp_path / "c", test_images=x) / "export.json").read_text())
+    assert s["selftest_identical"] == 60
+    assert s["built"]["const_bytes"] == im.report.flash_bytes
+    assert s["built"]["arena_bytes"] == im.report.ram_bytes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mobilenet_v2", "mnasnet"])
+def test_residual_zoo_models_are_bit_exact(tmp_path, name: str) -> None:
+    model = create(name, width=0.35, resolution=28, in_channels=1, num_classes=10)
+    g = trace(model)
+    for i, pol in enumerate([Policy.uniform(g, 8), Policy.uniform(g, 2, 4), mixed_policy(g)]):
+        im = convert(random_qparams(g, pol, seed=i), g, pol)
+        x = np.random.default_rng(i).integers(0, 256, (300, 1, 28, 28), dtype=np.uint8)
+        s = json.loads(
+            (export_c(im, tmp_path / f"c{i}", test_images=x) / "export.json").read_text()
+        )
+        assert s["selftest_identical"] == 300
+
+
+def test_the_self_test_catches_a_wrong_output(tmp_path) -> None:
+    im, out, _ = export_tiny(tmp_path, "4/4", n=10)
+    data = bytearray((out / "selftest.bin").read_bytes())
+    data[-1] ^= 1  # flip a bit of the last expected logit
+    (out / "selftest.bin").write_bytes(bytes(data))
+    res = run_selftest(out)
+    assert (res.images, res.identical) == (10, 9)
+
+
+def test_generated_sources_are_self_contained(tmp_path) -> None:
+    im, out, _ = export_tiny(tmp_path, "mixed", n=4, check=False)
+    model_c = (out / "micromix_model.c").read_text()
+    assert (
+        "malloc" not in model_c
+        and f"MICROMIX_ARENA_BYTES {im.report.ram_bytes}" in (out / "micromix_model.h").read_text()
+    )
+    assert model_c.count("static uint8_t micromix_arena[MICROMIX_ARENA_BYTES];") == 1
+    for iop in im.ops:  # every tensor at the memory model's offset
+        assert f"a + {im.report.offsets[iop.op.output]}" in model_c
+    # The folder builds on its own with plain make, and can be checked later.
+    subprocess.run(["make", "-s", "check"], cwd=out, check=True, capture_output=True)
+    assert json.loads((out / "export.json").read_text())["checked"] is False
+    result = build_and_check(out)
+    assert result["selftest_identical"] == 4
+    assert json.loads((out / "export.json").read_text())["checked"] is True
+
+
+def test_unknown_target_is_an_error(tmp_path) -> None:
+    model, g = tiny()
+    pol = Policy.uniform(g, 8)
+    im = convert(random_qparams(g, pol), g, pol)
+    with pytest.raises(MicromixError, match="unknown export target"):
+        export_c(im, tmp_path, target="avr")
+
+
+@pytest.mark.skipif(bool(NO_ARM), reason=f"needs {' and '.join(NO_ARM)} for the Cortex-M4 check")
+def test_cortex_m4_under_qemu_matches_the_reference(tmp_path) -> None:
+    im, out, s = export_tiny(tmp_path, "mixed", n=20, target="cortex-m4", cm4_images=6)
+    m = s["cortex_m4"]
+    assert m["images"] == 6
+    assert m["flash_bytes"] >= im.report.flash_bytes  # + code, + embedded test images
+    assert m["ram_bytes"] >= im.report.ram_bytes
+    assert 0 < m["stack_used"] < 4096
+    arm = symbols(out / "build" / "cm4" / "micromix_weights.o", "arm-none-eabi-nm")
+    assert sum(v[1] for v in arm.values() if v[0] in "rR") == im.report.flash_bytes
+
+
+def test_cli_exports_a_finetune_run(tmp_path, capsys) -> None:
+    from micromix.cli import main
+    from micromix.quant import prepare
+    from micromix.quant.finetune import save_qat
+
+    # The smallest zoo model (load_qat rebuilds zoo models from their config): keeps it quick.
+    model = create("mobilenet_v1", width=0.1, resolution=16, in_channels=1, num_classes=10)
+    model.eval()
+    g = trace(model)
+    pol = mixed_policy(g, seed=9, choices=(4, 8))
+    qmodel = prepare(model, pol, g)  # clips at their initial value: no calibration needed
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    save_qat(run_dir / "qat.pt", qmodel)
+    pol.save(run_dir / "policy.json")
+    assert main(["export", "--run-dir", str(run_dir), "--images", "40"]) == 0
+    out = capsys.readouterr().out
+    assert "40/40 images bit-identical" in out and "exactly the memory model" in out
+    assert (run_dir / "c" / "micromix_model.c").exists()
+    # A second export into the same folder needs --force; a run without qat.pt is an error.
+    assert main(["export", "--run-dir", str(run_dir), "--images", "4"]) == 2
+    assert main(["export", "--run-dir", str(tmp_path), "--images", "4"]) == 2
+    assert "no qat.pt" in capsys.readouterr().err
+
+
+def test_export_folder_has_no_leftovers_from_an_older_export(tmp_path) -> None:
+    export_tiny(tmp_path, "8/8", n=4)
+    im, out, s = export_tiny(tmp_path, "2/2", n=4)
+    assert s["built"]["const_bytes"] == im.report.flash_bytes
+
+
+def test_relative_output_folder(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    model, g = tiny()
+    pol = Policy.uniform(g, 4)
+    im = convert(random_qparams(g, pol), g, pol)
+    out = export_c(im, "rel/c", test_images=images(3))
+    assert (
+        json.loads((out / "export.json").read_text())["built"]["arena_bytes"] == im.report.ram_bytes
+    )
+
+
+@pytest.mark.parametrize("name", ["2/2", "mixed"])
+def test_kernels_write_only_their_output_tensor(tmp_path, name: str) -> None:
+    """Built with -DMICROMIX_CHECK_WRITES, every step compares the arena with a shadow copy:
+    sub-byte stores must never touch a neighbouring tensor (or anything else)."""
+    im, out, _ = export_tiny(tmp_path, name, odd=True, n=20, check=False)
+    assert im.report.offsets["pool"] > 0  # so that the sabotage below stays inside the arena
+    flags = "-std=c99 -Wall -Wextra -Werror -O2 -DMICROMIX_CHECK_WRITES"
+    make(out, "micromix_selftest", variables={"CFLAGS": flags})
+    r = subprocess.run(["./micromix_selftest", "selftest.bin"], cwd=out, capture_output=True)
+    assert r.returncode == 0, r.stderr
+    # The check itself works: a pool that also flips the byte before its output is caught.
+    src = (out / "mm_eltwise.c").read_text()
+    sabotage = "            mm_flush(&wr);\n        }\n    }\n}"
+    assert src.count(sabotage) == 1
+    src = src.replace(sabotage, sabotage[:-2] + "    out[-1] ^= 0x5A;\n}")
+    (out / "mm_eltwise.c").write_text(src)
+    make(out, "micromix_selftest", variables={"CFLAGS": flags})
+    r = subprocess.run(["./micromix_selftest", "selftest.bin"], cwd=out, capture_output=True)
+    assert r.returncode != 0 and b"outside its output" in r.stderr
