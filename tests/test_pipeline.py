@@ -11,8 +11,15 @@ from micromix.pipeline import PRESETS, RunConfig, run_pipeline
 from micromix.rundir import read_json
 
 TINY = RunConfig(
-    episodes=2, warmup=1, search_train_images=128, search_eval_images=128, finetune_epochs=1,
-    finetune_batches=3, eval_images=200, export_images=20, export_target="host",
+    episodes=2,
+    warmup=1,
+    search_train_images=128,
+    search_eval_images=128,
+    finetune_epochs=1,
+    finetune_batches=3,
+    eval_images=200,
+    export_images=20,
+    export_target="host",
 )
 
 
@@ -32,7 +39,9 @@ def test_every_stage_done_and_consistent(run_dir):
     assert budget["flash"] == int(0.48 * budget["reference_8bit"]["flash"])
     e = stages["export"]
     # The object file holds exactly what the memory model promised.
-    assert e["const data in the object file (B)"] == mem["flash_bytes"] == e["memory model FLASH (B)"]
+    assert (
+        e["const data in the object file (B)"] == mem["flash_bytes"] == e["memory model FLASH (B)"]
+    )
     assert e["arena in the object file (B)"] == mem["ram_bytes"]
     assert e["self-test images bit-identical"] == "20 / 20"
     assert stages["integer"]["agreement"] >= 95.0

@@ -44,7 +44,17 @@ _EXPORTS = {
     "export_c": "export",
     "MicromixError": "errors",
 }
-_SUBPACKAGES = {"models", "data", "quant", "search", "integer", "export", "graph", "memory", "budget"}
+_SUBPACKAGES = {
+    "models",
+    "data",
+    "quant",
+    "search",
+    "integer",
+    "export",
+    "graph",
+    "memory",
+    "budget",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -26,9 +26,7 @@ from .rundir import read_json, write_config, write_json
 from .train import evaluate, fit, float_recipe, load_model, save_model
 
 ASSET = Path(__file__).parent / "assets" / "mobilenet_v1_w025_fmnist28.pt"
-ASSET_COMMAND = (
-    "micromix train --model mobilenet_v1 --width 0.25 --epochs 20 --run-dir runs/float-mbv1-025 --seed 0"
-)
+ASSET_COMMAND = "micromix train --model mobilenet_v1 --width 0.25 --epochs 20 --run-dir runs/float-mbv1-025 --seed 0"
 
 
 @dataclass(frozen=True)
@@ -41,7 +39,9 @@ class RunConfig:
     in_channels: int = 1
     classes: int = 10
     dataset: str = "fashion_mnist"
-    checkpoint: str | None = None  # float model file; None: the shipped one if it matches, else train
+    checkpoint: str | None = (
+        None  # float model file; None: the shipped one if it matches, else train
+    )
     float_epochs: int = 20
     flash: str | None = "0.48x"
     ram: str | None = "0.42x"
@@ -68,8 +68,14 @@ PRESETS: dict[str, RunConfig] = {
     "quick": RunConfig(),
     # A check that every stage works, in about a minute.
     "smoke": RunConfig(
-        episodes=4, warmup=2, search_train_images=256, search_eval_images=256, finetune_epochs=1,
-        finetune_batches=20, eval_images=1000, export_images=100,
+        episodes=4,
+        warmup=2,
+        search_train_images=256,
+        search_eval_images=256,
+        finetune_epochs=1,
+        finetune_batches=20,
+        eval_images=1000,
+        export_images=100,
     ),
     # The paper's settings (arXiv 2008.05124 / HAQ): 600 episodes, 10-epoch final fine-tune.
     "paper": RunConfig(episodes=600, warmup=20, finetune_epochs=10),
@@ -86,7 +92,9 @@ class Pipeline:
         self.progress = progress
         self.device = torch.device(cfg.device)
         self.state_path = run_dir / "stages.json"
-        self.done: dict[str, Any] = read_json(self.state_path) if resume and self.state_path.exists() else {}
+        self.done: dict[str, Any] = (
+            read_json(self.state_path) if resume and self.state_path.exists() else {}
+        )
         self._data: DataSplits | None = None
 
     # ---- helpers -------------------------------------------------------------------------
@@ -126,9 +134,24 @@ class Pipeline:
             from .models import create
 
             self.say(f"training the float model ({c.float_epochs} epochs)")
-            model = create(c.model, width=c.width, resolution=c.resolution, in_channels=c.in_channels, num_classes=c.classes)
+            model = create(
+                c.model,
+                width=c.width,
+                resolution=c.resolution,
+                in_channels=c.in_channels,
+                num_classes=c.classes,
+            )
             cfg = float_recipe(c.float_epochs, seed=c.seed)
-            fit(model, self.data.train, cfg, device=self.device, checkpoint=self.dir / "float" / "checkpoint.pt", resume=self.resume, progress=self.progress, desc="float")
+            fit(
+                model,
+                self.data.train,
+                cfg,
+                device=self.device,
+                checkpoint=self.dir / "float" / "checkpoint.pt",
+                resume=self.resume,
+                progress=self.progress,
+                desc="float",
+            )
             made_by = "micromix run (float stage)"
         acc = evaluate(model.to(self.device), self.test_set, device=self.device)
         save_model(path, model.cpu(), made_by=made_by, metrics={"test_acc": acc})
@@ -139,7 +162,12 @@ class Pipeline:
     def _asset_matches(self) -> bool:
         c = self.cfg
         return (c.model, c.width, c.resolution, c.in_channels, c.classes, c.dataset) == (
-            "mobilenet_v1", 0.25, 28, 1, 10, "fashion_mnist"
+            "mobilenet_v1",
+            0.25,
+            28,
+            1,
+            10,
+            "fashion_mnist",
         ) and ASSET.exists()
 
     def budget(self, model: torch.nn.Module) -> Budget:
@@ -149,9 +177,17 @@ class Pipeline:
         budget = Budget.parse(c.flash, c.ram, target=c.target, reference=ref)
         check_feasible(graph, budget)
         if "budget" not in self.done:
-            write_json(self.dir / "budget.json", {**budget.to_json(), "reference_8bit": {"flash": ref.flash_bytes, "ram": ref.ram_bytes}})
+            write_json(
+                self.dir / "budget.json",
+                {
+                    **budget.to_json(),
+                    "reference_8bit": {"flash": ref.flash_bytes, "ram": ref.ram_bytes},
+                },
+            )
             self.mark("budget", flash=budget.flash, ram=budget.ram)
-        self.say(f"budget: FLASH {budget.flash:,} B, RAM {budget.ram:,} B (8-bit needs {ref.flash_bytes:,} / {ref.ram_bytes:,})")
+        self.say(
+            f"budget: FLASH {budget.flash:,} B, RAM {budget.ram:,} B (8-bit needs {ref.flash_bytes:,} / {ref.ram_bytes:,})"
+        )
         return budget
 
     def search(self, model: torch.nn.Module, budget: Budget) -> Policy:
@@ -162,9 +198,19 @@ class Pipeline:
         c = self.cfg
         t0 = time.time()
         result = search(
-            model, self.data, budget, strategy=c.strategy, episodes=c.episodes, run_dir=self.dir / "search",
-            seed=c.seed, resume=self.resume, device=self.device, train_images=c.search_train_images,
-            eval_images=c.search_eval_images, warmup=c.warmup, progress=self.progress,
+            model,
+            self.data,
+            budget,
+            strategy=c.strategy,
+            episodes=c.episodes,
+            run_dir=self.dir / "search",
+            seed=c.seed,
+            resume=self.resume,
+            device=self.device,
+            train_images=c.search_train_images,
+            eval_images=c.search_eval_images,
+            warmup=c.warmup,
+            progress=self.progress,
         )
         result.policy.save(self.dir / "policy.json")
         self.mark("search", heldout_acc=result.accuracy, seconds=time.time() - t0)
@@ -180,7 +226,17 @@ class Pipeline:
         t0 = time.time()
         graph = trace(model)
         cfg = qat_recipe(c.finetune_epochs, max_batches=c.finetune_batches, seed=c.seed)
-        q = finetune(model, policy, self.data.train, cfg, device=self.device, checkpoint=self.dir / "finetune" / "checkpoint.pt", resume=self.resume, graph=graph, progress=self.progress)
+        q = finetune(
+            model,
+            policy,
+            self.data.train,
+            cfg,
+            device=self.device,
+            checkpoint=self.dir / "finetune" / "checkpoint.pt",
+            resume=self.resume,
+            graph=graph,
+            progress=self.progress,
+        )
         acc = evaluate(q, self.test_set, device=self.device)
         save_qat(path, q)
         write_json(self.dir / "memory.json", memory_report(graph, policy).to_json())
@@ -202,10 +258,15 @@ class Pipeline:
             labels = ds.labels.numpy()
             acc = float((pred == labels).mean() * 100)
             self.mark(
-                "integer", test_acc=acc, agreement=float((pred == fq).mean() * 100), images=len(labels),
+                "integer",
+                test_acc=acc,
+                agreement=float((pred == fq).mean() * 100),
+                images=len(labels),
                 seconds=time.time() - t0,
             )
-            self.say(f"integer test accuracy {acc:.2f}% ({self.done['integer']['agreement']:.2f}% same predictions as fake-quant)")
+            self.say(
+                f"integer test accuracy {acc:.2f}% ({self.done['integer']['agreement']:.2f}% same predictions as fake-quant)"
+            )
         return imodel
 
     def export(self, imodel) -> None:
@@ -217,7 +278,9 @@ class Pipeline:
         t0 = time.time()
         target = self.cfg.export_target
         if target == "auto":
-            target = "host" if missing_tools("arm-none-eabi-gcc", "qemu-system-arm") else "cortex-m4"
+            target = (
+                "host" if missing_tools("arm-none-eabi-gcc", "qemu-system-arm") else "cortex-m4"
+            )
         images = self.data.test.images[: self.cfg.export_images].numpy()
         out = export_c(imodel, self.dir / "c", test_images=images, target=target)
         info = read_json(out / "export.json")
@@ -235,7 +298,9 @@ class Pipeline:
             row["Cortex-M4 image RAM, data+bss+stack (B)"] = m4["ram_bytes"]
             row["Cortex-M4 logits = reference (qemu)"] = f"{m4['images']} images"
         self.mark("export", seconds=time.time() - t0, **row)
-        self.say(f"C export in {out}: checked, {row['self-test images bit-identical']} images bit-identical")
+        self.say(
+            f"C export in {out}: checked, {row['self-test images bit-identical']} images bit-identical"
+        )
 
     def report(self) -> str:
         from .report import render
@@ -253,8 +318,19 @@ def _chunks(ds, size: int = 250):
 
 # What `micromix run` writes; `--force` removes exactly these before starting over.
 OWNED = (
-    "stages.json", "config.json", "metrics.json", "budget.json", "policy.json", "memory.json",
-    "report.md", "policy.png", "search_curve.png", "float", "search", "finetune", "c",
+    "stages.json",
+    "config.json",
+    "metrics.json",
+    "budget.json",
+    "policy.json",
+    "memory.json",
+    "report.md",
+    "policy.png",
+    "search_curve.png",
+    "float",
+    "search",
+    "finetune",
+    "c",
 )
 
 
@@ -269,7 +345,9 @@ def clean_run_dir(run_dir: Path) -> None:
             p.unlink()
 
 
-def run_pipeline(run_dir: Path, cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> str:
+def run_pipeline(
+    run_dir: Path, cfg: RunConfig, *, resume: bool = False, progress: bool = True
+) -> str:
     """Run every stage (skipping finished ones on resume); returns the printed summary."""
     write_config(run_dir, "run", cfg.to_json())
     p = Pipeline(run_dir, cfg, resume=resume, progress=progress)
@@ -281,7 +359,9 @@ def run_pipeline(run_dir: Path, cfg: RunConfig, *, resume: bool = False, progres
     imodel = p.integer(qmodel)
     p.export(imodel)
     summary = p.report()
-    write_json(run_dir / "metrics.json", {"stages": p.done, "wall_seconds_this_call": time.time() - t0})
+    write_json(
+        run_dir / "metrics.json", {"stages": p.done, "wall_seconds_this_call": time.time() - t0}
+    )
     return summary
 
 

@@ -47,8 +47,14 @@ def render(run_dir: str | Path) -> str:
         raise MicromixError(f"{d} is not a micromix run directory (no config.json).")
     stages: dict[str, Any] = read_json(d / "stages.json") if (d / "stages.json").exists() else {}
     cfg = read_json(d / "config.json")
-    budget = Budget.from_json(read_json(d / "budget.json")) if (d / "budget.json").exists() else Budget()
-    ref = read_json(d / "budget.json").get("reference_8bit", {}) if (d / "budget.json").exists() else {}
+    budget = (
+        Budget.from_json(read_json(d / "budget.json")) if (d / "budget.json").exists() else Budget()
+    )
+    ref = (
+        read_json(d / "budget.json").get("reference_8bit", {})
+        if (d / "budget.json").exists()
+        else {}
+    )
 
     lines = [f"# micromix run: {d.name}", ""]
     acc = {k: stages.get(k, {}).get("test_acc") for k in ("float", "finetune", "integer")}
@@ -63,9 +69,13 @@ def render(run_dir: str | Path) -> str:
     ]
     if "integer" in stages:
         s = stages["integer"]
-        lines.append(f"\nInteger and fake-quant predictions agree on {s['agreement']:.2f} % of {s['images']:,} test images.")
+        lines.append(
+            f"\nInteger and fake-quant predictions agree on {s['agreement']:.2f} % of {s['images']:,} test images."
+        )
     if "search" in stages:
-        lines.append(f"\nBest held-out accuracy during the search: {_pct(stages['search'].get('heldout_acc'))}.")
+        lines.append(
+            f"\nBest held-out accuracy during the search: {_pct(stages['search'].get('heldout_acc'))}."
+        )
 
     summary_mem = ""
     if (d / "policy.json").exists() and (d / "float" / "model.pt").exists():
@@ -112,10 +122,21 @@ def render(run_dir: str | Path) -> str:
     if "export" in stages:
         e = stages["export"]
         lines += ["", "## C export", "", "| | value |", "|---|---|"]
-        lines += [f"| {k} | {v:,} |" if isinstance(v, int) else f"| {k} | {v} |" for k, v in e.items() if k != "seconds"]
+        lines += [
+            f"| {k} | {v:,} |" if isinstance(v, int) else f"| {k} | {v} |"
+            for k, v in e.items()
+            if k != "seconds"
+        ]
         lines += ["", f"Sources in `{d / 'c'}`; build with `make -C {d / 'c'}`."]
 
-    lines += ["", "## Settings", "", "```json", json.dumps(cfg.get("settings", {}), indent=2), "```"]
+    lines += [
+        "",
+        "## Settings",
+        "",
+        "```json",
+        json.dumps(cfg.get("settings", {}), indent=2),
+        "```",
+    ]
     lines += ["", "## Stage times", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v.get('seconds') or 0:.1f} |" for k, v in stages.items()]
     (d / "report.md").write_text("\n".join(lines) + "\n")
@@ -127,6 +148,13 @@ def render(run_dir: str | Path) -> str:
         summary.append(summary_mem)
     if "export" in stages:
         e = stages["export"]
-        summary.append("C build: " + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in e.items() if k != "seconds"))
+        summary.append(
+            "C build: "
+            + ", ".join(
+                f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
+                for k, v in e.items()
+                if k != "seconds"
+            )
+        )
     summary.append(f"report: {d / 'report.md'}")
     return "\n".join(summary)
