@@ -1,0 +1,130 @@
+"""Markdown tables and the Pareto plot of bench/paper_study.py, rendered from raw.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+ROWS_A = [
+    ("haq", "haq: mixed 2/4/8 uniform (searched)"),
+    ("kmeans", "k-means non-uniform, haq's per-layer bits"),
+    ("uniform_w4a8", "uniform 4-bit weights"),
+]
+ROWS_B = [
+    ("haq", "haq (DDPG + action wall)"),
+    ("rule", "rule (MLSys 2020 procedure)"),
+    ("ilp", "ilp (sensitivity + MILP)"),
+    ("best_8bit_fit", "best 8-bit network that fits"),
+    ("uniform_w4a4", "uniform 4/4"),
+]
+
+
+def _fmt(v: Any, kind: str) -> str:
+    if v is None:
+        return "-"
+    if kind == "acc":
+        return f"{v:.2f}"
+    return f"{int(v):,}"
+
+
+def _table(
+    raw: dict, name: str, table: str, rows: list[tuple[str, str]], budget: dict
+) -> list[str]:
+    out = [
+        "| policy | test top-1 % | FLASH B | RAM B | fits | minutes |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, label in rows:
+        c = raw.get(f"{name}/{table}/{key}")
+        if c is None:
+            out.append(f"| {label} | not run | | | | |")
+            continue
+        fits = all(
+            budget.get(k) is None or c.get(k) is None or c[k] <= budget[k] for k in ("flash", "ram")
+        )
+        out.append(
+            f"| {label} | {_fmt(c.get('test_acc'), 'acc')} | {_fmt(c.get('flash'), 'b')} | {_fmt(c.get('ram'), 'b')} "
+            f"| {'yes' if fits else 'NO'} | {c.get('seconds', 0) / 60:.1f} |"
+        )
+    return out
+
+
+def write_markdown(raw: dict, out: Path, args: Any, float_cmd: dict[str, str]) -> None:
+    lines = ["# The paper's study on Fashion-MNIST (scaled down)", ""]
+    meta = raw.get("_meta", {})
+    lines += [
+        "Command:",
+        "",
+        f"    python {' '.join(meta.get('argv', ['bench/paper_study.py']))}",
+        "",
+        f"Machine: {meta.get('machine', '?')}, torch {meta.get('torch', '?')}, {meta.get('cores', '?')} threads. "
+        f"Settings: {args.episodes} search episodes ({args.warmup} warm-up), final QAT fine-tune "
+        f"{args.finetune_epochs} epochs for every policy, budgets FLASH {args.flash}x / RAM {args.ram}x of the "
+        "uniform 8-bit figures. Raw numbers (with policies) in raw.json.",
+        "",
+    ]
+    for name in args.models:
+        fl = raw.get(f"{name}/float")
+        if fl is None:
+            continue
+        bud_a = {"flash": int(args.flash * fl["flash"]), "ram": None}
+        bud_b = {"flash": int(args.flash * fl["flash"]), "ram": int(args.ram * fl["ram"])}
+        lines += [
+            f"## {name}",
+            "",
+            f"Float: {fl['test_acc']:.2f} % test; uniform 8-bit needs FLASH {fl['flash']:,} B and RAM {fl['ram']:,} B. "
+            f"Float model: `{float_cmd.get(name, '?')}`.",
+            "",
+            f"### Table A: FLASH only ({bud_a['flash']:,} B)",
+            "",
+            *_table(raw, name, "A", ROWS_A, bud_a),
+            "",
+            f"### Table B: FLASH {bud_b['flash']:,} B + RAM {bud_b['ram']:,} B",
+            "",
+            *_table(raw, name, "B", ROWS_B, bud_b),
+            "",
+        ]
+        fit8 = raw.get(f"{name}/B/best_8bit_fit")
+        if fit8:
+            cfg = fit8["model_config"]
+            lines += [
+                f"Best fitting 8-bit network: width {cfg['width']}, resolution {cfg['resolution']} "
+                f"(trained {fit8['float_epochs']} float epochs + the same QAT).",
+                "",
+            ]
+        pareto = _pareto(raw, name, out)
+        if pareto:
+            lines += [f"![Pareto {name}]({pareto})", ""]
+    (out / "tables.md").write_text("\n".join(lines) + "\n")
+
+
+def _pareto(raw: dict, name: str, out: Path) -> str | None:
+    series: dict[str, list[tuple[float, float]]] = {}
+    for key, c in raw.items():
+        parts = key.split("/")
+        if len(parts) == 4 and parts[0] == name and parts[1] == "pareto":
+            series.setdefault(parts[2], []).append((c["flash"], c["test_acc"]))
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for strategy, pts in sorted(series.items()):
+        pts.sort()
+        ax.plot([p[0] / 1000 for p in pts], [p[1] for p in pts], marker="o", label=strategy)
+    fl = raw.get(f"{name}/float")
+    if fl:
+        ax.axhline(fl["test_acc"], color="gray", ls=":", label="float")
+    ax.set_xlabel("FLASH used (kB)")
+    ax.set_ylabel("test top-1 (%)")
+    ax.set_title(f"{name}: accuracy vs FLASH (RAM 0.42x)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = f"pareto_{name}.png"
+    fig.savefig(out / path, dpi=110)
+    plt.close(fig)
+    return path
