@@ -21,11 +21,12 @@ data:
 demo: setup
 	$(BIN)/micromix run
 
+# Tests use tiny models: one thread each is fastest, and avoids OpenMP spin-waits on busy CI.
 test: setup
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
 test-all: setup
-	$(BIN)/python -m pytest -q -m ''
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m ''
 
 lint: setup
 	$(BIN)/ruff check src tests bench

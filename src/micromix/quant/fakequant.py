@@ -188,24 +188,27 @@ class WeightQuant(nn.Module):
         return f"bits={self.bits}, range={self.weight_range} [{self.qmin}, {self.qmax}]"
 
 
+def conv_args(conv: nn.Conv2d) -> tuple:
+    """Constructor arguments that rebuild `conv`'s geometry (for drop-in replacements)."""
+    return (
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+        conv.bias is not None,
+        conv.padding_mode,
+    )
+
+
 class QConv2d(nn.Conv2d):
     """A Conv2d whose weight is fake-quantized per output channel; same parameter names."""
 
     def __init__(self, conv: nn.Conv2d, bits: int, weight_range: str, learn_clip: bool = False):
         w = conv.weight
-        super().__init__(
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            conv.stride,
-            conv.padding,
-            conv.dilation,
-            conv.groups,
-            conv.bias is not None,
-            conv.padding_mode,
-            device=w.device,
-            dtype=w.dtype,
-        )
+        super().__init__(*conv_args(conv), device=w.device, dtype=w.dtype)
         self.weight, self.bias = conv.weight, conv.bias
         self.wq = WeightQuant(bits, conv.out_channels, weight_range, learn_clip=learn_clip)
         self.wq.to(w.device)

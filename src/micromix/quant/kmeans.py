@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from ..graph import Graph, trace
 from ..memory import param_bytes, weight_bytes
+from .fakequant import conv_args
 from .prepare import rewrite
 
 
@@ -56,18 +57,7 @@ class _Codebook(nn.Module):
 
 class KMeansConv2d(nn.Conv2d, _Codebook):
     def __init__(self, conv: nn.Conv2d, bits: int):
-        super().__init__(
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            conv.stride,
-            conv.padding,
-            conv.dilation,
-            conv.groups,
-            conv.bias is not None,
-            conv.padding_mode,
-            device=conv.weight.device,
-        )
+        super().__init__(*conv_args(conv), device=conv.weight.device)
         del self.weight  # the codebook and the indices replace it
         self.bias = conv.bias
         self._init_codebook(conv.weight, bits)
