@@ -1,6 +1,9 @@
 """Quantization-aware training: fake quantizers, prepare / calibrate / quant_params, finetune."""
 
 from .fakequant import DEFAULT_WEIGHT_RANGE, WEIGHT_RANGES, ActQuant, WeightQuant
+
+# Binding the name makes `micromix.quant.finetune` the function, not its submodule.
+from .finetune import finetune, load_qat, qat_recipe, save_qat
 from .params import LayerQuant, QuantParams, TensorQuant, qrange, round_half_up
 from .prepare import QATModel, calibrate, prepare, quant_params
 
@@ -14,6 +17,10 @@ __all__ = [
     "TensorQuant",
     "WeightQuant",
     "calibrate",
+    "finetune",
+    "load_qat",
+    "qat_recipe",
+    "save_qat",
     "prepare",
     "qrange",
     "quant_params",
