@@ -60,12 +60,13 @@ def write_markdown(raw: dict, out: Path, args: Any, float_cmd: dict[str, str]) -
     lines += [
         "Command:",
         "",
-        f"    python {' '.join(meta.get('argv', ['bench/paper_study.py']))}",
+        f"    python {' '.join(a for a in meta.get('argv', ['bench/paper_study.py']) if a != '--tables-only')}",
         "",
         f"Machine: {meta.get('machine', '?')}, torch {meta.get('torch', '?')}, {meta.get('cores', '?')} threads. "
         f"Settings: {args.episodes} search episodes ({args.warmup} warm-up), final QAT fine-tune "
         f"{args.finetune_epochs} epochs for every policy, budgets FLASH {args.flash}x / RAM {args.ram}x of the "
-        "uniform 8-bit figures. Raw numbers (with policies) in raw.json.",
+        "uniform 8-bit figures. Raw numbers (with policies) in raw.json. Minutes are wall time on a "
+        "machine shared with other jobs (up to load 6), so they compare poorly across rows.",
         "",
     ]
     for name in args.models:

@@ -37,8 +37,8 @@ from micromix.train import evaluate, fit, float_recipe, load_model
 
 FLOAT = {  # float checkpoints made by `micromix train` (see results/float_training.md)
     "mobilenet_v1": "src/micromix/assets/mobilenet_v1_w025_fmnist28.pt",
-    "mobilenet_v2": "runs/float-mbv2-035/model.pt",
-    "mnasnet": "runs/float-mnas-035/model.pt",
+    "mobilenet_v2": "results/paper_study/float_models/mobilenet_v2_w035_fmnist28.pt",
+    "mnasnet": "results/paper_study/float_models/mnasnet_w035_fmnist28.pt",
 }
 FLOAT_CMD = {
     "mobilenet_v1": "micromix train --model mobilenet_v1 --width 0.25 --epochs 20 --run-dir runs/float-mbv1-025 --seed 0",
