@@ -26,6 +26,13 @@ def test_public_verbs_are_functions(name):
     assert inspect.isfunction(getattr(mm, name))
 
 
+def test_search_verb_survives_importing_the_subpackage():
+    import micromix.search.strategies  # noqa: F401  (binds the subpackage name in Python)
+    from micromix.search import QuantEnv
+
+    assert inspect.isfunction(mm.search) and inspect.isclass(QuantEnv)
+
+
 def test_public_types_and_registries():
     assert inspect.isclass(mm.Policy) and inspect.isclass(mm.Budget)
     assert "stm32h743" in mm.targets and "mobilenet_v1" in mm.models.list_models()

@@ -17,6 +17,8 @@ The public API, imported lazily so `import micromix` stays cheap:
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -38,23 +40,34 @@ _EXPORTS = {
     "prepare": "quant",
     "finetune": "quant",
     "quant_params": "quant",
-    "search": "search",
     "convert": "integer",
     "IntegerModel": "integer",
     "export_c": "export",
     "MicromixError": "errors",
 }
-_SUBPACKAGES = {
-    "models",
-    "data",
-    "quant",
-    "search",
-    "integer",
-    "export",
-    "graph",
-    "memory",
-    "budget",
-}
+_SUBPACKAGES = {"models", "data", "quant", "integer", "export", "graph", "memory", "budget"}
+
+
+class _Package(types.ModuleType):
+    """`micromix.search` is the verb, although a subpackage has the same name.
+
+    Importing `micromix.search.*` makes Python bind the subpackage to this attribute; the
+    setter ignores that, so `mm.search(...)` works whatever was imported first. The
+    subpackage stays importable as usual (`from micromix.search import QuantEnv`).
+    """
+
+    @property
+    def search(self) -> Any:
+        from .search.strategies import search
+
+        return search
+
+    @search.setter
+    def search(self, value: Any) -> None:
+        pass
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:
@@ -70,4 +83,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*_EXPORTS, *_SUBPACKAGES, "targets", "__version__"])
+    return sorted([*_EXPORTS, *_SUBPACKAGES, "search", "targets", "__version__"])
