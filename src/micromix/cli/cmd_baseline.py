@@ -10,7 +10,6 @@ from pathlib import Path
 from .. import distributed as dist
 from ..baselines import RESOLUTIONS, UNIFORM, WIDTHS, best_fitting_8bit, uniform_policies
 from ..budget import Budget
-from ..data import load_dataset
 from ..errors import MicromixError
 from ..graph import trace
 from ..memory import memory_report
@@ -22,7 +21,7 @@ from ..quant.prepare import calibrate, calibration_batches, reestimate_bn
 from ..rundir import prepare_run_dir, write_config, write_json
 from ..train import evaluate, fit, float_recipe, load_model, save_model
 from .cmd_finetune import add_qat_args
-from .common import add_common, add_data_args, resolve_device
+from .common import add_common, add_data_args, data_for, resolve_device
 
 NAME = "baseline"
 HELP = "baselines: uniform policies, the best 8-bit net that fits, k-means weights"
@@ -111,15 +110,6 @@ def _plain(v):
     return v if isinstance(v, (str, int, float, bool, type(None))) else str(v)
 
 
-def _data(args, cfg: dict):
-    return load_dataset(
-        args.dataset,
-        data_dir=args.data_dir,
-        resolution=cfg["resolution"],
-        in_channels=cfg["in_channels"],
-    )
-
-
 def _qat_cfg(args):
     return qat_recipe(
         args.epochs,
@@ -132,7 +122,7 @@ def _qat_cfg(args):
 
 def run_uniform(args, model, graph, device, run_dir: Path) -> dict:
     policies = uniform_policies(graph, _names(args.configs))
-    data = _data(args, model.micromix_config)
+    data = data_for(args, model.micromix_config)
     rows = {"float": {"test_acc": evaluate(model.to(device), data.test, device=device)}}
     for name, pol in policies.items():
         t0 = time.time()
@@ -180,7 +170,7 @@ def run_fit8(args, model, graph, device, run_dir: Path) -> dict:
     if not args.train:
         return best
     net = create_from_config(cfg)
-    data = _data(args, cfg)
+    data = data_for(args, cfg)
     fcfg = replace(float_recipe(args.float_epochs, seed=args.seed), max_batches=args.max_batches)
     fit(
         net,
@@ -214,7 +204,7 @@ def run_fit8(args, model, graph, device, run_dir: Path) -> dict:
 
 
 def run_kmeans(args, model, graph, device, run_dir: Path) -> dict:
-    data = _data(args, model.micromix_config)
+    data = data_for(args, model.micromix_config)
     km = kmeans_quantize(model, args.wbits, graph, act_bits=args.abits or None).to(device)
     if args.abits:
         calibrate(km, data.train, device=device)

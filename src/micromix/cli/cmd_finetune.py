@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 from .. import distributed as dist
-from ..data import load_dataset
 from ..errors import MicromixError
 from ..graph import trace
 from ..memory import memory_report
@@ -16,7 +15,7 @@ from ..quant.fakequant import DEFAULT_WEIGHT_RANGE, WEIGHT_RANGES
 from ..quant.finetune import finetune, qat_recipe, save_qat
 from ..rundir import prepare_run_dir, write_config, write_json
 from ..train import QAT_RECIPE, evaluate, load_model
-from .common import add_common, add_data_args, resolve_device
+from .common import add_common, add_data_args, data_for, resolve_device
 
 NAME = "finetune"
 HELP = "quantization-aware fine-tuning under a policy (checkpoint each epoch, --resume continues)"
@@ -73,12 +72,7 @@ def run(args: argparse.Namespace) -> int:
         prepare_run_dir(run_dir, force=args.force, resume=args.resume)
     dist.barrier()
     mc = model.micromix_config
-    data = load_dataset(
-        args.dataset,
-        data_dir=args.data_dir,
-        resolution=mc["resolution"],
-        in_channels=mc["in_channels"],
-    )
+    data = data_for(args, mc)
     cfg = qat_recipe(
         args.epochs,
         seed=args.seed,

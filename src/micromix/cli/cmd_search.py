@@ -6,13 +6,12 @@ import argparse
 from pathlib import Path
 
 from ..budget import Budget, check_feasible, format_bytes
-from ..data import load_dataset
 from ..errors import MicromixError
 from ..graph import trace
 from ..memory import memory_report
 from ..policy import Policy
 from ..train import load_model
-from .common import add_common, add_data_args, resolve_device
+from .common import add_common, add_data_args, data_for, resolve_device
 
 NAME = "search"
 HELP = "search a mixed-precision policy under FLASH and RAM budgets (haq, rule, ilp, ...)"
@@ -61,12 +60,7 @@ def run(args: argparse.Namespace) -> int:
     budget = Budget.parse(args.flash, args.ram, target=args.target, reference=ref)
     check_feasible(graph, budget)  # fail before loading data or training anything
     cfg = model.micromix_config
-    data = load_dataset(
-        args.dataset,
-        data_dir=args.data_dir,
-        resolution=cfg["resolution"],
-        in_channels=cfg["in_channels"],
-    )
+    data = data_for(args, cfg)
     result = search(
         model,
         data,

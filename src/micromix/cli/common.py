@@ -43,6 +43,18 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def data_for(args: argparse.Namespace, model_config: dict):
+    """The dataset of --dataset / --data-dir at the resolution and channels the model expects."""
+    from ..data import load_dataset
+
+    return load_dataset(
+        args.dataset,
+        data_dir=args.data_dir,
+        resolution=model_config["resolution"],
+        in_channels=model_config["in_channels"],
+    )
+
+
 def model_kwargs(args: argparse.Namespace) -> dict:
     return {
         "width": args.width,
