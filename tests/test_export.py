@@ -1,5 +1,6 @@
 """C export: builds warning-free, computes bit for bit what the numpy reference computes, and
-holds exactly the memory model's FLASH (constants) and RAM (arena); Cortex-M4 under qemu."""
+holds exactly the memory model's FLASH (constants) and RAM (arena + kernel scratch); Cortex-M4
+under qemu."""
 
 from __future__ import annotations
 
@@ -53,7 +54,9 @@ def test_tiny_net_is_bit_exact_and_exactly_sized(tmp_path, name: str, net: str) 
     assert s["built"] == {
         "const_bytes": rep.flash_bytes,
         "rodata_bytes": rep.flash_bytes,
-        "arena_bytes": rep.ram_bytes,
+        "arena_bytes": rep.arena_bytes,
+        "scratch_bytes": rep.scratch_bytes,
+        "ram_bytes": rep.ram_bytes,
     }
 
 
@@ -72,7 +75,8 @@ def test_every_bit_combination_of_every_kernel_is_bit_exact(tmp_path) -> None:
 
 def test_memory_exactness_read_from_the_objects(tmp_path) -> None:
     """The compiled objects, read with nm and size: the model's constants are exactly the
-    arrays the memory model counts and one arena of exactly its RAM; no other data."""
+    arrays the memory model counts, one arena and one kernel scratch buffer of exactly its RAM;
+    no other data."""
     im, out, _ = export_tiny(tmp_path, "mixed")
     objs = out / "build" / "host"
     consts = {k: v for k, v in symbols(objs / "micromix_weights.o").items() if v[0] in "rR"}
@@ -80,16 +84,19 @@ def test_memory_exactness_read_from_the_objects(tmp_path) -> None:
     assert len(consts) == sum(len(o.arrays) + (o.weights is not None) for o in im.ops)
     assert sections(objs / "micromix_weights.o")[".rodata"] == im.report.flash_bytes
     model_syms = symbols(objs / "micromix_model.o")
-    assert model_syms["micromix_arena"] == ("b", im.report.ram_bytes)
+    assert model_syms["micromix_arena"] == ("b", im.report.arena_bytes)
+    assert model_syms["micromix_scratch"] == ("b", im.report.scratch_bytes)
+    assert im.report.arena_bytes + im.report.scratch_bytes == im.report.ram_bytes
     data = {k for k, v in model_syms.items() if v[0] in "bBdDrR"}
-    assert data == {"micromix_arena"}  # no other RAM or constant in the model code
+    assert data == {"micromix_arena", "micromix_scratch"}  # no other RAM or constant
     for kernel in ("mm_conv", "mm_small", "mm_dw", "mm_dot", "mm_eltwise"):
         syms = symbols(objs / f"{kernel}.o")
         assert not [k for k, v in syms.items() if v[0] in "bBdD"], kernel  # no static buffers
     mem = built_memory(out)
-    assert (mem.const_bytes, mem.arena_bytes, mem.other_const) == (
+    assert (mem.const_bytes, mem.arena_bytes, mem.scratch_bytes, mem.other_const) == (
         im.report.flash_bytes,
-        im.report.ram_bytes,
+        im.report.arena_bytes,
+        im.report.scratch_bytes,
         [],
     )
 
@@ -103,7 +110,7 @@ def test_mobilenet_v1_mixed_is_bit_exact(tmp_path) -> None:
     s = json.loads((export_c(im, tmp_path / "c", test_images=x) / "export.json").read_text())
     assert s["selftest_identical"] == 60
     assert s["built"]["const_bytes"] == im.report.flash_bytes
-    assert s["built"]["arena_bytes"] == im.report.ram_bytes
+    assert s["built"]["ram_bytes"] == im.report.ram_bytes
 
 
 @pytest.mark.slow
@@ -134,7 +141,8 @@ def test_generated_sources_are_self_contained(tmp_path) -> None:
     model_c = (out / "micromix_model.c").read_text()
     assert (
         "malloc" not in model_c
-        and f"MICROMIX_ARENA_BYTES {im.report.ram_bytes}" in (out / "micromix_model.h").read_text()
+        and f"MICROMIX_ARENA_BYTES {im.report.arena_bytes}"
+        in (out / "micromix_model.h").read_text()
     )
     assert model_c.count("static uint8_t micromix_arena[MICROMIX_ARENA_BYTES];") == 1
     for iop in im.ops:  # every tensor at the memory model's offset
@@ -205,7 +213,7 @@ def test_relative_output_folder(tmp_path, monkeypatch) -> None:
     im = convert(random_qparams(g, pol), g, pol)
     out = export_c(im, "rel/c", test_images=images(3))
     assert (
-        json.loads((out / "export.json").read_text())["built"]["arena_bytes"] == im.report.ram_bytes
+        json.loads((out / "export.json").read_text())["built"]["ram_bytes"] == im.report.ram_bytes
     )
 
 
@@ -228,3 +236,31 @@ def test_kernels_write_only_their_output_tensor(tmp_path, name: str) -> None:
     make(out, "micromix_selftest", variables={"CFLAGS": flags})
     r = subprocess.run(["./micromix_selftest", "selftest.bin"], cwd=out, capture_output=True)
     assert r.returncode != 0 and b"outside its output" in r.stderr
+
+
+@pytest.mark.parametrize("net", ["odd", "combo"])
+def test_scratch_size_is_exactly_what_the_kernels_use(tmp_path, net: str) -> None:
+    """The memory model's scratch is enough (a guard after it stays intact) and not more than
+    needed: 4 bytes less and the kernel with the largest need writes into the guard."""
+    if net == "combo":
+        model, g = tiny(combo=True)
+        pol = combo_policy(g)
+        im = convert(random_qparams(g, pol, seed=5), g, pol)
+        out = export_c(im, tmp_path / "c", test_images=images(10), check=False)
+    else:
+        im, out, _ = export_tiny(tmp_path, "mixed", odd=True, n=10, check=False)
+    flags = "-std=c99 -Wall -Wextra -Werror -O2 -DMICROMIX_CHECK_WRITES"
+    make(out, "micromix_selftest", variables={"CFLAGS": flags})
+    r = subprocess.run(["./micromix_selftest", "selftest.bin"], cwd=out, capture_output=True)
+    assert r.returncode == 0, r.stderr
+    n = im.report.scratch_bytes
+    header = (out / "micromix_model.h").read_text()
+    assert header.count(f"#define MICROMIX_SCRATCH_BYTES {n} ") == 1
+    (out / "micromix_model.h").write_text(
+        header.replace(
+            f"#define MICROMIX_SCRATCH_BYTES {n} ", f"#define MICROMIX_SCRATCH_BYTES {n - 4} "
+        )
+    )
+    make(out, "micromix_selftest", variables={"CFLAGS": flags})
+    r = subprocess.run(["./micromix_selftest", "selftest.bin"], cwd=out, capture_output=True)
+    assert r.returncode != 0 and b"wrote past the" in r.stderr

@@ -12,12 +12,15 @@ from micromix.memory import (
     activation_bytes,
     check_plan,
     flash_bytes,
+    kernel_of,
     live_bytes,
     memory_report,
     packed_bytes,
     param_bytes,
     plan_arena,
     ram_lower_bound,
+    scratch_bytes,
+    scratch_need,
     tensor_sizes,
     weight_bytes,
 )
@@ -75,8 +78,9 @@ def test_odd_chain_ram_by_hand(bits):
     logits = 7
     assert live_bytes(g, tensor_sizes(g, p)) == [inp + a, a + b, b + pool, pool + logits]
     r = memory_report(g, p)
-    assert r.ram_lower_bound == max(inp + a, a + b) and r.ram_bytes == r.ram_lower_bound
-    assert check_plan(g, r.tensor_bytes, r.offsets, r.ram_bytes)
+    assert r.ram_lower_bound == max(inp + a, a + b) and r.arena_bytes == r.ram_lower_bound
+    assert check_plan(g, r.tensor_bytes, r.offsets, r.arena_bytes)
+    assert r.ram_bytes == r.arena_bytes + r.scratch_bytes
 
 
 def test_residual_skip_tensor_counts(tiny_resnet):
@@ -88,8 +92,8 @@ def test_residual_skip_tensor_counts(tiny_resnet):
     # While the pointwise conv runs, the stem output waits for the add.
     assert live_bytes(g, s)[2] == s[stem] + s[dw] + s[pw]
     r = memory_report(g, p)
-    assert r.ram_bytes >= r.ram_lower_bound == max(live_bytes(g, s))
-    assert check_plan(g, s, r.offsets, r.ram_bytes)
+    assert r.arena_bytes >= r.ram_lower_bound == max(live_bytes(g, s))
+    assert check_plan(g, s, r.offsets, r.arena_bytes)
 
 
 def test_mixed_policy_changes_only_its_tensor(tiny_resnet):
@@ -110,7 +114,9 @@ def test_mobilenet_v1_imagenet_facts():
     first_pw = r.layers[2]
     assert first_pw.in_bytes == 112 * 112 * 32 and first_pw.out_bytes == 112 * 112 * 64
     assert max(x.in_bytes + x.out_bytes for x in r.layers) == 1_204_224
-    assert r.ram_bytes == r.ram_lower_bound == 1_204_224
+    assert r.arena_bytes == r.ram_lower_bound == 1_204_224
+    # The largest kernel scratch: a 1x1 conv on 1024 channels unpacks MM_PATCH = 256 elements.
+    assert r.scratch_bytes == 2 * 256 and r.ram_bytes == 1_204_224 + 512
 
 
 @pytest.mark.parametrize("name, width", [("mobilenet_v2", 0.35), ("mnasnet", 0.5)])
@@ -124,8 +130,8 @@ def test_planner_close_to_bound_on_residual_nets(name, width):
             }
         )
         r = memory_report(g, p)
-        assert check_plan(g, r.tensor_bytes, r.offsets, r.ram_bytes)
-        assert r.ram_bytes <= 1.02 * r.ram_lower_bound
+        assert check_plan(g, r.tensor_bytes, r.offsets, r.arena_bytes)
+        assert r.arena_bytes <= 1.02 * r.ram_lower_bound
 
 
 def _chain(channels: list[int]) -> nn.Module:
@@ -167,3 +173,57 @@ def test_report_table_and_json(tiny_resnet):
     js = r.to_json()
     assert js["flash_bytes"] == r.flash_bytes and len(js["layers"]) == len(g.ops)
     assert f"FLASH {r.flash_bytes:,} B" in r.table()
+
+
+class KernelZoo(nn.Module):
+    """One layer per kernel path, with row lengths on both sides of the thresholds."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 8, 3, padding=1)  # row 9: lanes ("small")
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)  # depthwise, 9 taps
+        self.pw = nn.Conv2d(8, 32, 1)  # row 8: small
+        self.pw32 = nn.Conv2d(32, 40, 1)  # row 32: small at 2 or 4 bits, not at 8
+        self.full = nn.Conv2d(40, 300, 3, padding=1)  # row 360 > MM_PATCH: chunks of 40
+        self.wide = nn.Conv2d(300, 16, 1)  # row 300 > MM_PATCH: chunks of 256
+        self.fc = nn.Linear(16 * 4 * 4, 10)  # a 4 x 4 "convolution" with a 256 row
+
+    def forward(self, x):
+        for m in (self.stem, self.dw, self.pw, self.pw32, self.full, self.wide):
+            x = m(x)
+        return self.fc(x.flatten(1))
+
+
+def test_kernel_scratch_by_hand():
+    g = trace(KernelZoo(), (1, 1, 4, 4))
+    ops = {o.name: o for o in g.ops}
+    # (kernel, scratch bytes) at 8-bit and at 4-bit weights; lanes = 8, int32 tap offsets.
+    want = {
+        "stem": (("small", 4 * 9 + 2 * 9 * 8 + 2 * 9), ("small", 4 * 9 + 2 * 9 * 8 + 2 * 9)),
+        "dw": (("depthwise", 4 * 9 + 2 * 9 * 8), ("depthwise", 4 * 9 + 2 * 9 * 8)),
+        "pw": (("small", 4 + 2 * 8 * 8 + 2 * 8), ("small", 4 + 2 * 8 * 8 + 2 * 8)),
+        "pw32": (("conv", 2 * 32), ("small", 4 + 2 * 32 * 8 + 2 * 32)),
+        "full": (("conv", 2 * 40), ("conv", 2 * 40)),
+        "wide": (("conv", 2 * 256), ("conv", 2 * 256)),
+        "fc": (("conv", 2 * 256), ("conv", 2 * 256)),
+    }
+    for name, per_bits in want.items():
+        for bits, (kernel, need) in zip((8, 4), per_bits):
+            assert (kernel_of(ops[name], bits), scratch_need(ops[name], bits)) == (
+                kernel,
+                need,
+            ), (name, bits)
+    p8 = Policy.uniform(g, 8)
+    assert scratch_bytes(g, p8.weights) == 512
+    p4 = Policy.uniform(g, 4)
+    assert scratch_bytes(g, p4.weights) == 580  # pw32 on lanes: 4 + 512 + 64
+    r = memory_report(g, p4)
+    assert (r.scratch_bytes, r.ram_bytes) == (580, r.arena_bytes + 580)
+
+
+def test_scratch_is_whole_words():
+    g = trace(OddChain(), (1, 1, 4, 4))  # needs: a small 5-channel stem -> plain conv paths
+    for bits in (8, 4, 2):
+        n = scratch_bytes(g, Policy.uniform(g, bits).weights)
+        need = max(scratch_need(o, bits if o.has_weight else None) for o in g.ops)
+        assert n % 4 == 0 and need <= n < need + 4

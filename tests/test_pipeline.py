@@ -42,7 +42,8 @@ def test_every_stage_done_and_consistent(run_dir):
     assert (
         e["const data in the object file (B)"] == mem["flash_bytes"] == e["memory model FLASH (B)"]
     )
-    assert e["arena in the object file (B)"] == mem["ram_bytes"]
+    assert e["arena + scratch in the object file (B)"] == mem["ram_bytes"]
+    assert mem["ram_bytes"] == mem["arena_bytes"] + mem["scratch_bytes"]
     assert e["self-test images bit-identical"] == "20 / 20"
     assert stages["integer"]["agreement"] >= 95.0
     cfg = read_json(run_dir / "config.json")

@@ -9,7 +9,7 @@ import torch.nn as nn
 from micromix.budget import Budget, smallest_footprint
 from micromix.errors import InfeasibleBudgetError
 from micromix.graph import trace
-from micromix.memory import memory_report
+from micromix.memory import memory_report, scratch_bytes
 from micromix.policy import Policy
 from micromix.search import QuantEnv, Wall, rule_policy
 
@@ -68,7 +68,7 @@ def test_ram_sweeps_forward_outputs_backward_inputs(chain_graph):
     g = chain_graph
     t1, t2 = g.ops[0].output, g.ops[1].output
     assert memory_report(g, Policy.uniform(g, 8)).tensor_bytes[t2] == 1024
-    wall = Wall(g, Budget(None, 700))
+    wall = Wall(g, Budget(None, 700 + scratch_bytes(g, Policy.uniform(g, 8).weights)))
     out, _ = wall.enforce(Policy.uniform(g, 8))
     # Forward: step 1 cuts its output t2 to 4; then t1 (input, 8 bits) is the pick, which a
     # forward sweep may not cut. Backward: t1 -> 4; then t2 is the larger 4-bit tensor, an
@@ -83,7 +83,7 @@ def test_input_never_cut(chain_graph):
     t1 = g.ops[0].output
     # Step 0 holds the 8-bit input (64 B) and t1 (512 B): t1 is cut although the input has as
     # many bits, because the network input stays at 8.
-    wall = Wall(g, Budget(None, 400))
+    wall = Wall(g, Budget(None, 400 + scratch_bytes(g, Policy.uniform(g, 8).weights)))
     out, _ = wall.enforce(Policy.uniform(g, 8))
     assert wall.log[0] == ("ram-fwd", t1, 4)
     assert out.activations[g.input] == 8 and out.activations[g.output] == 8

@@ -4,6 +4,9 @@ This module is the only place that computes a byte size. The search, the reports
 export all read sizes and arena offsets from here, so the budget the search respected is the
 memory the device gets.
 
+RAM is the activation arena plus the one scratch buffer the C kernels share (unpacked patches
+and weight tiles); what remains on the call stack is small fixed locals, not counted here.
+
 Packing (DESIGN.md): little-endian within a byte, first element in the lowest bits; activations
 HWC with channels innermost, each pixel padded to a whole byte; each weight row (one output
 channel) padded to a whole byte.
@@ -13,7 +16,10 @@ from __future__ import annotations
 
 import functools
 import random
+import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 
 from .graph import Graph, Op, TensorInfo
 from .policy import Policy
@@ -57,6 +63,75 @@ def param_arrays(op: Op) -> list[tuple[str, str, int]]:
 
 def param_bytes(op: Op) -> int:
     return sum(CTYPE_BYTES[t] * n for _, t, n in param_arrays(op))
+
+
+# ---- kernel scratch ------------------------------------------------------------------------
+
+
+@functools.cache
+def kernel_constant(name: str) -> int:
+    """A `#define` of the C kernels' header, so the Python and C sides cannot disagree."""
+    header = resources.files("micromix").joinpath("export", "templates", "mm_kernels.h")
+    m = re.search(rf"^#define {name} (\d+)", header.read_text(), re.M)
+    assert m is not None, name
+    return int(m.group(1))
+
+
+def kernel_of(op: Op, w_bits: int | None) -> str:
+    """The C kernel that runs `op`: "small", "depthwise", "conv" (also linear), "add", "avgpool".
+
+    The same rule as the kernels' MM_IS_SMALL: rows short enough for output channels in lanes.
+    """
+    if op.kind not in ("conv", "linear"):
+        return op.kind
+    assert op.weight is not None and w_bits is not None
+    row = op.weight.row_elems
+    small = (
+        op.groups == 1
+        and row <= kernel_constant("MM_SMALL_ROW")
+        and row * w_bits <= kernel_constant("MM_SMALL_ROW_BITS")
+        and op.out_shape[0] % kernel_constant("MM_LANES") == 0
+    )
+    if small:
+        return "small"
+    if op.is_depthwise and op.in_shape[0] == op.out_shape[0]:
+        return "depthwise"
+    return "conv"
+
+
+def scratch_need(op: Op, w_bits: int | None) -> int:
+    """Bytes of the shared scratch buffer `op`'s kernel uses (int32 tables first, then int16).
+
+    small: tap offsets (int32 per tap), the weight tile (row x lanes int16) and the unpacked
+    patch (row int16). depthwise: tap offsets and a taps x lanes int16 weight tile, on the
+    lane path only (at most MM_MAX_TAPS taps and MM_LANES channels). conv: the unpacked patch,
+    in chunks of MM_PATCH elements of one pixel when the patch is longer than MM_PATCH.
+    """
+    kind = kernel_of(op, w_bits)
+    lanes = kernel_constant("MM_LANES")
+    # A linear on a C x H x W input runs as an H x W convolution with a 1 x 1 output.
+    taps = op.in_shape[1] * op.in_shape[2] if op.kind == "linear" else op.kernel[0] * op.kernel[1]
+    if kind == "small":
+        row = op.weight.row_elems
+        return 4 * taps + 2 * row * lanes + 2 * row
+    if kind == "depthwise":
+        lane_path = taps <= kernel_constant("MM_MAX_TAPS") and op.in_shape[0] >= lanes
+        return 4 * taps + 2 * taps * lanes if lane_path else 0
+    if kind == "conv":
+        row, patch = op.weight.row_elems, kernel_constant("MM_PATCH")
+        cin_g = op.in_shape[0] // op.groups
+        return 2 * (row if row <= patch else min(cin_g, patch))
+    return 0
+
+
+def scratch_bytes(graph: Graph, weights: Mapping[str, int]) -> int:
+    """The one static scratch buffer all kernels share (they never run at the same time).
+
+    Depends on the weight bits only (they pick the kernels). A multiple of 4 (it is declared
+    as int32 words for alignment) and at least 4 (C has no empty arrays).
+    """
+    need = max(scratch_need(o, weights[o.name] if o.has_weight else None) for o in graph.ops)
+    return max(4, (need + 3) // 4 * 4)
 
 
 def flash_bytes(graph: Graph, policy: Policy) -> int:
@@ -239,8 +314,10 @@ class MemoryReport:
     flash_bytes: int
     weight_bytes: int
     param_bytes: int
-    ram_bytes: int  # arena size the export allocates
-    ram_lower_bound: int
+    ram_bytes: int  # everything the export allocates in RAM: arena + kernel scratch
+    arena_bytes: int  # the activation arena
+    scratch_bytes: int  # the kernels' shared scratch buffer
+    ram_lower_bound: int  # of the arena: the largest set of simultaneously live tensors
     layers: tuple[LayerMemory, ...]
     tensor_bytes: dict[str, int] = field(hash=False)
     offsets: dict[str, int] = field(hash=False)
@@ -265,7 +342,8 @@ class MemoryReport:
             f"FLASH {self.flash_bytes:,} B (weights {self.weight_bytes:,} + parameters {self.param_bytes:,})"
         )
         rows.append(
-            f"RAM   {self.ram_bytes:,} B arena (liveness lower bound {self.ram_lower_bound:,})"
+            f"RAM   {self.ram_bytes:,} B (arena {self.arena_bytes:,}, liveness lower bound "
+            f"{self.ram_lower_bound:,}; kernel scratch {self.scratch_bytes:,})"
         )
         if budget is not None:
             rows.append(budget.describe(self))
@@ -297,11 +375,14 @@ def memory_report(graph: Graph, policy: Policy) -> MemoryReport:
         )
     wb = sum(x.weight_bytes for x in layers)
     pb = sum(x.param_bytes for x in layers)
+    scratch = scratch_bytes(graph, policy.weights)
     return MemoryReport(
         flash_bytes=wb + pb,
         weight_bytes=wb,
         param_bytes=pb,
-        ram_bytes=arena,
+        ram_bytes=arena + scratch,
+        arena_bytes=arena,
+        scratch_bytes=scratch,
         ram_lower_bound=max(live),
         layers=tuple(layers),
         tensor_bytes=sizes,

@@ -288,7 +288,7 @@ class Pipeline:
             "target": target,
             "self-test images bit-identical": f"{info['selftest_identical']} / {info['selftest_images']}",
             "const data in the object file (B)": info["built"]["const_bytes"],
-            "arena in the object file (B)": info["built"]["arena_bytes"],
+            "arena + scratch in the object file (B)": info["built"]["ram_bytes"],
             "memory model FLASH (B)": info["memory_model"]["flash_bytes"],
             "memory model RAM (B)": info["memory_model"]["ram_bytes"],
         }
@@ -296,6 +296,7 @@ class Pipeline:
             m4 = info["cortex_m4"]
             row["Cortex-M4 image FLASH, text+rodata (B)"] = m4["flash_bytes"]
             row["Cortex-M4 image RAM, data+bss+stack (B)"] = m4["ram_bytes"]
+            row["Cortex-M4 call stack used, measured (B)"] = m4["stack_used"]
             row["Cortex-M4 logits = reference (qemu)"] = f"{m4['images']} images"
         self.mark("export", seconds=time.time() - t0, **row)
         self.say(

@@ -77,7 +77,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"micromix: exporting {len(imodel.ops)} ops to {out}; self-test on {what}")
     export_c(imodel, out, target=args.target, test_images=images, check=not args.no_check)
     rep = imodel.report
-    print(f"  FLASH {rep.flash_bytes:,} B constants, RAM {rep.ram_bytes:,} B arena (memory model)")
+    print(
+        f"  FLASH {rep.flash_bytes:,} B constants, RAM {rep.ram_bytes:,} B = arena "
+        f"{rep.arena_bytes:,} + kernel scratch {rep.scratch_bytes:,} (memory model)"
+    )
     if labels is not None:
         acc = 100.0 * float(np.mean(imodel.run(images).astype(np.int64).argmax(1) == labels))
         print(f"  integer top-1 on those images: {acc:.2f}%")
@@ -89,8 +92,8 @@ def run(args: argparse.Namespace) -> int:
     summary = read_json(out / "export.json")
     b = summary["built"]
     print(
-        f"  built: {b['const_bytes']:,} B constants in .rodata, {b['arena_bytes']:,} B arena: "
-        "exactly the memory model"
+        f"  built: {b['const_bytes']:,} B constants in .rodata, {b['arena_bytes']:,} B arena, "
+        f"{b['scratch_bytes']:,} B scratch: exactly the memory model"
     )
     print(
         f"  self-test: {summary['selftest_identical']}/{summary['selftest_images']} images "

@@ -51,7 +51,12 @@ def export_c(
     rep = imodel.report
     summary: dict = {
         "target": target,
-        "memory_model": {"flash_bytes": rep.flash_bytes, "ram_bytes": rep.ram_bytes},
+        "memory_model": {
+            "flash_bytes": rep.flash_bytes,
+            "ram_bytes": rep.ram_bytes,
+            "arena_bytes": rep.arena_bytes,
+            "scratch_bytes": rep.scratch_bytes,
+        },
         "macs": sum(o.macs for o in imodel.graph.ops),
         "output_signed": imodel.output_signed,
         "checked": False,
@@ -84,14 +89,15 @@ def build_and_check(out_dir: str | os.PathLike) -> dict:
             f"{res.images} images; please report this as a micromix bug."
         )
     mem, model = built_memory(out), summary["memory_model"]
-    if (mem.const_bytes, mem.arena_bytes) != (model["flash_bytes"], model["ram_bytes"]) or (
+    built = (mem.const_bytes, mem.arena_bytes, mem.scratch_bytes)
+    if built != (model["flash_bytes"], model["arena_bytes"], model["scratch_bytes"]) or (
         mem.other_const
     ):
         raise MicromixError(
-            f"the compiled C holds {mem.const_bytes} B of constants and a {mem.arena_bytes} B "
-            f"arena, but the memory model says {model['flash_bytes']} B and "
-            f"{model['ram_bytes']} B (other constants: {mem.other_const}); please report this "
-            "as a micromix bug."
+            f"the compiled C holds {mem.const_bytes} B of constants, a {mem.arena_bytes} B "
+            f"arena and {mem.scratch_bytes} B of scratch, but the memory model says "
+            f"{model['flash_bytes']}, {model['arena_bytes']} and {model['scratch_bytes']} B "
+            f"(other constants: {mem.other_const}); please report this as a micromix bug."
         )
     result: dict = {
         "selftest_images": res.images,
@@ -100,6 +106,8 @@ def build_and_check(out_dir: str | os.PathLike) -> dict:
             "const_bytes": mem.const_bytes,
             "rodata_bytes": mem.rodata_bytes,
             "arena_bytes": mem.arena_bytes,
+            "scratch_bytes": mem.scratch_bytes,
+            "ram_bytes": mem.arena_bytes + mem.scratch_bytes,
         },
     }
     if summary["target"] == "cortex-m4":

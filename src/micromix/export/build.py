@@ -105,6 +105,7 @@ class BuiltMemory:
     const_bytes: int  # sum of the model's constant symbols in micromix_weights.o
     rodata_bytes: int  # size of that object's .rodata section (includes any padding)
     arena_bytes: int  # size of the static arena symbol
+    scratch_bytes: int  # size of the kernels' static scratch symbol
     other_const: list[str]  # constant symbols that are not model arrays (must be empty)
 
 
@@ -117,12 +118,16 @@ def built_memory(
     model = symbols(objdir / "micromix_model.o", tools[0])
     const = {k: v for k, v in w.items() if v[0] in "rR"}
     arena = [v[1] for k, v in model.items() if k == "micromix_arena"]
-    if not arena:
-        raise MicromixError(f"no micromix_arena symbol in {objdir / 'micromix_model.o'}.")
+    scratch = [v[1] for k, v in model.items() if k == "micromix_scratch"]
+    if not arena or not scratch:
+        raise MicromixError(
+            f"no micromix_arena or micromix_scratch symbol in {objdir / 'micromix_model.o'}."
+        )
     return BuiltMemory(
         const_bytes=sum(s for k, (_, s) in const.items() if k.startswith("mm_L")),
         rodata_bytes=sections(objdir / "micromix_weights.o", tools[1]).get(".rodata", 0),
         arena_bytes=arena[0],
+        scratch_bytes=scratch[0],
         other_const=sorted(k for k in const if not k.startswith("mm_L"))
         + sorted(k for k, v in model.items() if v[0] in "rRdD"),
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..integer.model import IntegerModel, IntOp
-from ..memory import param_arrays
+from ..memory import kernel_of, param_arrays
 
 KERNEL_FILES = ("mm_kernels.h", "mm_dot.c", "mm_conv.c", "mm_small.c", "mm_dw.c", "mm_eltwise.c")
 HOST_FILES = ("mm_selftest.c", "Makefile")
@@ -29,17 +29,6 @@ SELFTEST_MAGIC = b"MMT1"
 
 def template(name: str) -> str:
     return resources.files("micromix.export").joinpath("templates", name).read_text()
-
-
-def _header_constant(name: str) -> int:
-    m = re.search(rf"^#define {name} (\d+)", template("mm_kernels.h"), re.M)
-    assert m is not None, name
-    return int(m.group(1))
-
-
-# Read from the kernels' header, so the generated calls and the C dispatch cannot disagree.
-SMALL_ROW, SMALL_ROW_BITS = _header_constant("MM_SMALL_ROW"), _header_constant("MM_SMALL_ROW_BITS")
-LANES = _header_constant("MM_LANES")
 
 
 def c_name(step: int, op_name: str, suffix: str) -> str:
@@ -124,25 +113,24 @@ def _call(step: int, iop: IntOp, offsets: dict[str, int]) -> str:
     if op.kind in ("conv", "linear"):
         (kh, kw), (sh, sw), (ph, pw) = iop.kernel, iop.stride, iop.padding
         fmt = _fmt(iop.in_bits[0], iop.in_signed[0], iop.w_bits or 8, iop.out_bits, iop.bias_shift)
-        row = kh * kw * c // iop.groups
-        small = row <= SMALL_ROW and row * iop.w_bits <= SMALL_ROW_BITS and oc % LANES == 0
-        if iop.groups == 1 and small:
+        kernel = kernel_of(op, iop.w_bits or 8)
+        if kernel == "small":
             # What mm_conv would pick (MM_IS_SMALL), called directly so no stack frames nest.
             return (
                 f"mm_conv_small({a[0]}, {y}, {c_name(step, op.name, 'w')}, {arr['bias']}, "
                 f"{arr['mult']}, {arr['shift']},\n                  {c}, {h}, {w}, {oc}, {oh}, "
-                f"{ow}, {kh}, {kw}, {sh}, {sw}, {ph}, {pw}, {fmt}, {lim});"
+                f"{ow}, {kh}, {kw}, {sh}, {sw}, {ph}, {pw}, {fmt}, {lim}, s);"
             )
-        if op.is_depthwise and op.in_shape[0] == op.out_shape[0]:
+        if kernel == "depthwise":
             return (
                 f"mm_depthwise({a[0]}, {y}, {c_name(step, op.name, 'w')}, {arr['bias']}, "
                 f"{arr['mult']}, {arr['shift']},\n                 {c}, {h}, {w}, {oh}, {ow}, "
-                f"{kh}, {kw}, {sh}, {sw}, {ph}, {pw}, {fmt}, {lim});"
+                f"{kh}, {kw}, {sh}, {sw}, {ph}, {pw}, {fmt}, {lim}, s);"
             )
         return (
             f"mm_conv({a[0]}, {y}, {c_name(step, op.name, 'w')}, {arr['bias']}, {arr['mult']}, "
             f"{arr['shift']},\n            {c}, {h}, {w}, {oc}, {oh}, {ow}, {kh}, {kw}, {sh}, {sw}, "
-            f"{ph}, {pw}, {iop.groups}, {fmt}, {lim});"
+            f"{ph}, {pw}, {iop.groups}, {fmt}, {lim}, s);"
         )
     if op.kind == "add":
         fa = _fmt(iop.in_bits[0], iop.in_signed[0], 0, iop.out_bits)
@@ -193,7 +181,9 @@ def model_sources(imodel: IntegerModel) -> tuple[str, str]:
 #define MICROMIX_INPUT_BYTES {in_bytes}
 #define MICROMIX_OUTPUT_BYTES {out_bytes} /* {oc} x {oh} x {ow}, HWC */
 #define MICROMIX_OUTPUT_T {otype}
-#define MICROMIX_ARENA_BYTES {rep.ram_bytes} /* the memory model's RAM: one static arena */
+#define MICROMIX_ARENA_BYTES {rep.arena_bytes} /* activations: one static arena */
+#define MICROMIX_SCRATCH_BYTES {rep.scratch_bytes} /* the kernels' shared scratch buffer */
+#define MICROMIX_RAM_BYTES {rep.ram_bytes} /* the memory model's RAM: arena + scratch */
 #define MICROMIX_FLASH_BYTES {rep.flash_bytes} /* the memory model's FLASH: all constant arrays */
 #define MICROMIX_MACS {sum(o.macs for o in g.ops)}
 
@@ -221,20 +211,40 @@ int micromix_run(const uint8_t *image, MICROMIX_OUTPUT_T *logits);
 #include "micromix_weights.h"
 #include "mm_kernels.h"
 
+#ifdef MICROMIX_CHECK_WRITES
+#define MM_SCRATCH_GUARD 16 /* words past the scratch that no kernel may write */
+#else
+#define MM_SCRATCH_GUARD 0
+#endif
+
 static uint8_t micromix_arena[MICROMIX_ARENA_BYTES];
+/* int32 words keep the kernels' int32 tables aligned. */
+static int32_t micromix_scratch[MICROMIX_SCRATCH_BYTES / 4 + MM_SCRATCH_GUARD];
 
 #ifdef MICROMIX_CHECK_WRITES
 /* Test builds only (-DMICROMIX_CHECK_WRITES): each kernel may change the bytes of its own
- * output tensor and nothing else in the arena; this shadow copy proves it. */
+ * output tensor and nothing else in the arena, and nothing past the memory model's scratch
+ * size; a shadow copy of the arena and a guard after the scratch prove it. */
 #include <stdio.h>
 #include <stdlib.h>
 static uint8_t mm_shadow[MICROMIX_ARENA_BYTES];
-#define MM_STEP_BEGIN() memcpy(mm_shadow, micromix_arena, MICROMIX_ARENA_BYTES)
+static void MM_STEP_BEGIN(void)
+{{
+    memcpy(mm_shadow, micromix_arena, MICROMIX_ARENA_BYTES);
+    for (int i = 0; i < MM_SCRATCH_GUARD; i++)
+        micromix_scratch[MICROMIX_SCRATCH_BYTES / 4 + i] = 0x5A5A5A5A;
+}}
 static void MM_STEP_END(int step, long off, long len)
 {{
     for (long i = 0; i < MICROMIX_ARENA_BYTES; i++)
         if ((i < off || i >= off + len) && mm_shadow[i] != micromix_arena[i]) {{
             fprintf(stderr, "step %d wrote arena byte %ld outside its output\\n", step, i);
+            abort();
+        }}
+    for (int i = 0; i < MM_SCRATCH_GUARD; i++)
+        if (micromix_scratch[MICROMIX_SCRATCH_BYTES / 4 + i] != 0x5A5A5A5A) {{
+            fprintf(stderr, "step %d wrote past the %d scratch bytes\\n", step,
+                    MICROMIX_SCRATCH_BYTES);
             abort();
         }}
 }}
@@ -246,6 +256,7 @@ static void MM_STEP_END(int step, long off, long len)
 int micromix_run(const uint8_t *image, MICROMIX_OUTPUT_T *logits)
 {{
     uint8_t *const a = micromix_arena;
+    void *const s = micromix_scratch;
     memcpy(a + {rep.offsets[g.input]}, image, MICROMIX_INPUT_BYTES);
 {body}
     memcpy(logits, a + {rep.offsets[g.output]}, MICROMIX_OUTPUT_BYTES);

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..budget import Budget
 from ..graph import Graph
-from ..memory import activation_bytes, live_bytes, param_bytes, weight_bytes
+from ..memory import activation_bytes, live_bytes, param_bytes, scratch_bytes, weight_bytes
 from ..policy import ALLOWED_BITS, FIXED_BITS, Policy
 
 STATIC_FEATURES = (
@@ -156,6 +156,7 @@ class QuantEnv:
         acts = derive_activations(self.graph, acts)
         flash = self.param_bytes + sum(self.w_bytes[o][b] for o, b in weights.items())
         ram = max(live_bytes(self.graph, {n: self.act_bytes[n][b] for n, b in acts.items()}))
+        ram += scratch_bytes(self.graph, weights)
         return flash, ram
 
     def observation(self) -> np.ndarray:

@@ -32,7 +32,7 @@ from ..budget import Budget
 from ..data import ImageSet, batches
 from ..errors import InfeasibleBudgetError
 from ..graph import Graph
-from ..memory import activation_bytes, memory_report, param_bytes, weight_bytes
+from ..memory import activation_bytes, memory_report, param_bytes, scratch_bytes, weight_bytes
 from ..policy import ALLOWED_BITS, Policy
 from .evaluate import Evaluator
 
@@ -194,7 +194,13 @@ def solve_ilp(
                 else:
                     const += activation_bytes(graph.tensors[t].shape, 8)
             ram_rows.append((r, const))
-    ram_limit = budget.ram
+    # The rows bound the live tensors; the kernels' scratch (set by the weight bits) takes its
+    # share first, at its largest over the allowed bits, and the loop below re-checks the plan.
+    ram_limit = None
+    if budget.ram is not None:
+        ram_limit = budget.ram - max(
+            scratch_bytes(graph, {o.name: b for o in graph.weight_ops}) for b in bits
+        )
     for _ in range(max_rounds):
         A = rows + [r for r, _ in ram_rows]
         ub = hi + [ram_limit - c for _, c in ram_rows]

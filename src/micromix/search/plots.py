@@ -54,7 +54,12 @@ def plot_policy(
     a2.set_ylabel("bytes")
     a2.legend(loc="upper left", fontsize=8)
     a3.bar(x, [lay.live_bytes for lay in report.layers], color="C1", label="live bytes per step")
-    a3.axhline(report.ram_bytes, color="C1", ls=":", label=f"planned arena {report.ram_bytes:,} B")
+    a3.axhline(
+        report.ram_bytes,
+        color="C1",
+        ls=":",
+        label=f"arena {report.arena_bytes:,} + scratch {report.scratch_bytes:,} B",
+    )
     if budget.ram is not None:
         a3.axhline(budget.ram, color="C3", ls="--", label=f"RAM budget {budget.ram:,} B")
     a3.set_ylabel("bytes")

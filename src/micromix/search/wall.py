@@ -28,7 +28,14 @@ from __future__ import annotations
 from ..budget import Budget, check_feasible
 from ..errors import InfeasibleBudgetError
 from ..graph import Graph
-from ..memory import MemoryReport, activation_bytes, memory_report, param_bytes, weight_bytes
+from ..memory import (
+    MemoryReport,
+    activation_bytes,
+    memory_report,
+    param_bytes,
+    scratch_bytes,
+    weight_bytes,
+)
 from ..policy import ALLOWED_BITS, FIXED_BITS, Policy
 
 MIN_BITS = min(ALLOWED_BITS)
@@ -71,7 +78,7 @@ class Wall:
         """Lower bits of `policy` until it fits; returns it with its memory report."""
         self.log = []
         weights = self.fit_flash(dict(policy.weights))
-        acts = self.fit_ram(dict(policy.activations))
+        acts = self.fit_ram(dict(policy.activations), weights)
         out = Policy(weights, acts)
         out, report = self.fit_arena(out)
         if not self.budget.fits(report):  # cannot happen after check_feasible; never hand it out
@@ -100,10 +107,11 @@ class Wall:
             self.log.append(("flash", pick, weights[pick]))
         return weights
 
-    def fit_ram(self, acts: dict[str, int]) -> dict[str, int]:
-        limit = self.budget.ram
-        if limit is None:
+    def fit_ram(self, acts: dict[str, int], weights: dict[str, int]) -> dict[str, int]:
+        if self.budget.ram is None:
             return acts
+        # The kernels' scratch buffer shares the RAM budget; the weight bits fix its size.
+        limit = self.budget.ram - scratch_bytes(self.graph, weights)
         for t in self.fixed:
             acts[t] = FIXED_BITS
         n = len(self.graph.ops)

@@ -1,8 +1,8 @@
 /* micromix: convolution, pointwise and linear kernels for every (input, weight, output) bit
  * combination in {2, 4, 8}^3.
  *
- * Per output pixel the input patch is unpacked once into int16 on the stack (MM_PATCH
- * elements, chunked beyond that) and reused by every output channel; the dot products
+ * Per output pixel the input patch is unpacked once into int16 in the scratch buffer
+ * (MM_PATCH elements, chunked beyond that) and reused by every output channel; the dot products
  * (mm_dot.c, four output channels per call) decode each weight byte once. Rows too short
  * for that go to mm_small.c, depthwise layers to mm_dw.c.
  */
@@ -145,15 +145,15 @@ static void mm_conv_chunked(const mm_conv_ctx *k, int16_t *buf, mm_writer *wr, i
 void mm_conv(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
              const int32_t *mult, const int8_t *shift, int in_c, int in_h, int in_w, int out_c,
              int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw, int groups,
-             int fmt, int32_t qmin, int32_t qmax)
+             int fmt, int32_t qmin, int32_t qmax, void *scratch)
 {
     mm_conv_ctx k;
-    int16_t buf[MM_PATCH];
+    int16_t *const buf = (int16_t *)scratch; /* min(row, MM_PATCH) elements, or a chunk */
     const int ob = MM_FMT_OUT_BITS(fmt);
     const int32_t out_pix = mm_bytes(out_c, ob);
     if (MM_IS_SMALL(groups, (int32_t)kh * kw * in_c, MM_FMT_W_BITS(fmt), out_c)) {
         mm_conv_small(in, out, w, bias, mult, shift, in_c, in_h, in_w, out_c, out_h, out_w, kh,
-                      kw, sh, sw, ph, pw, fmt, qmin, qmax);
+                      kw, sh, sw, ph, pw, fmt, qmin, qmax, scratch);
         return;
     }
     k.in = in;

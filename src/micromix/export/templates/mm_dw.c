@@ -39,17 +39,20 @@ static inline void mm_unpack_planar(int16_t *restrict v, const uint8_t *restrict
 }
 
 /* Channels c0 .. c0+MM_LANES-1 over the whole output; sub-byte outputs fill whole bytes. */
-static void mm_dw_block(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
-                        const int32_t *mult, const int8_t *shift, int c0, int32_t in_pix,
-                        int32_t out_pix, int in_h, int in_w, int out_h, int out_w, int kh,
-                        int kw, int sh, int sw, int ph, int pw, int fmt, int32_t qmin,
-                        int32_t qmax)
+MM_NOINLINE static void mm_dw_block(const uint8_t *in, uint8_t *out, const uint8_t *w,
+                                    const int32_t *bias, const int32_t *mult,
+                                    const int8_t *shift, int c0, int32_t in_pix, int32_t out_pix,
+                                    int in_h, int in_w, int out_h, int out_w, int kh, int kw,
+                                    int sh, int sw, int ph, int pw, int fmt, int32_t qmin,
+                                    int32_t qmax, void *scratch)
 {
     const int ib = MM_FMT_IN_BITS(fmt), is = MM_FMT_IN_SIGNED(fmt);
     const int wb = MM_FMT_W_BITS(fmt), ob = MM_FMT_OUT_BITS(fmt), bk = MM_FMT_BIAS_SHIFT(fmt);
     const int32_t row_bytes = mm_bytes(kh * kw, wb);
-    int16_t wt[MM_MAX_TAPS][MM_LANES];
-    int32_t off[MM_MAX_TAPS]; /* byte offset of each tap from the window's corner */
+    /* Scratch: each tap's byte offset from the window's corner (int32), then the lanes'
+     * weights per tap, as memory.scratch_need counts them. */
+    int32_t *restrict off = (int32_t *)scratch;
+    int16_t (*restrict wt)[MM_LANES] = (int16_t (*)[MM_LANES])(off + kh * kw);
     int ch[MM_LANES], sl[MM_LANES];
     int32_t bl[MM_LANES], ml[MM_LANES]; /* the lanes' parameters, in lane order */
     for (int j = 0; j < MM_LANES; j++) {
@@ -153,7 +156,7 @@ static void mm_dw_channel(const uint8_t *in, uint8_t *out, const uint8_t *w, int
 void mm_depthwise(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
                   const int32_t *mult, const int8_t *shift, int c, int in_h, int in_w,
                   int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw, int fmt,
-                  int32_t qmin, int32_t qmax)
+                  int32_t qmin, int32_t qmax, void *scratch)
 {
     const int ib = MM_FMT_IN_BITS(fmt), ob = MM_FMT_OUT_BITS(fmt);
     const int32_t in_pix = mm_bytes(c, ib), out_pix = mm_bytes(c, ob);
@@ -165,7 +168,7 @@ void mm_depthwise(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32
                    (size_t)(out_pix - ((blocked * ob) >> 3)));
     for (ch = 0; ch < blocked; ch += MM_LANES)
         mm_dw_block(in, out, w, bias, mult, shift, ch, in_pix, out_pix, in_h, in_w, out_h, out_w,
-                    kh, kw, sh, sw, ph, pw, fmt, qmin, qmax);
+                    kh, kw, sh, sw, ph, pw, fmt, qmin, qmax, scratch);
     for (; ch < c; ch++)
         mm_dw_channel(in, out, w, bias[ch], mult[ch], shift[ch], ch, in_pix, out_pix, in_h, in_w,
                       out_h, out_w, kh, kw, sh, sw, ph, pw, fmt, qmin, qmax);

@@ -29,10 +29,17 @@ typedef char mm_needs_arithmetic_shift[((-8 >> 1) == -4) ? 1 : -1];
 #define MM_FMT_OUT_BITS(f) (((f) >> 12) & 15)
 #define MM_FMT_BIAS_SHIFT(f) (((f) >> 16) & 31)
 
-/* Elements of one patch unpacked at once on the stack (int16 each): a fixed amount of stack,
- * independent of the model. Larger patches are processed in chunks of this size. */
-#ifndef MM_PATCH
+/* Kernels keep their unpacked patches and weight tiles in one static scratch buffer whose
+ * size the memory model computes (memory.scratch_need mirrors the layouts below); only small
+ * fixed locals stay on the stack. A patch longer than MM_PATCH int16 elements is processed
+ * in chunks of at most MM_PATCH elements of one pixel. */
 #define MM_PATCH 256
+/* gcc inlines mm_dw_block into mm_depthwise, and the register pressure of the merged loops
+ * costs 12 % more instructions there (callgrind, bench/c_inference.py). */
+#if defined(__GNUC__)
+#define MM_NOINLINE __attribute__((noinline))
+#else
+#define MM_NOINLINE
 #endif
 #define MM_MAX_TAPS 25 /* depthwise kernels up to 5x5 take the vectorised path */
 
@@ -190,7 +197,7 @@ void mm_dot2x4(const int16_t *x, const uint8_t *w, int32_t row_bytes, int32_t n,
 void mm_conv(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
              const int32_t *mult, const int8_t *shift, int in_c, int in_h, int in_w, int out_c,
              int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw, int groups,
-             int fmt, int32_t qmin, int32_t qmax);
+             int fmt, int32_t qmin, int32_t qmax, void *scratch);
 
 /* Convolution whose weight rows are shorter than one vector of dot product (stems, pointwise
  * layers on few channels): output channels in lanes instead (mm_small.c). */
@@ -202,13 +209,13 @@ void mm_conv(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *b
 void mm_conv_small(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
                    const int32_t *mult, const int8_t *shift, int in_c, int in_h, int in_w,
                    int out_c, int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw,
-                   int fmt, int32_t qmin, int32_t qmax);
+                   int fmt, int32_t qmin, int32_t qmax, void *scratch);
 
 /* Depthwise convolution (groups == in_c == out_c), any kernel size. */
 void mm_depthwise(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
                   const int32_t *mult, const int8_t *shift, int c, int in_h, int in_w,
                   int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw, int fmt,
-                  int32_t qmin, int32_t qmax);
+                  int32_t qmin, int32_t qmax, void *scratch);
 
 /* out = clamp((a * m[0] + b * m[1] + 2^(n-1)) >> n); fmt_b gives b's bits and signedness. */
 void mm_add(const uint8_t *a, const uint8_t *b, uint8_t *out, const int32_t *mult,

@@ -3,21 +3,24 @@
  *
  * A dot product per output channel would be too short to vectorise, so output channels run
  * in lanes instead: a block of MM_LANES channels has its weights transposed once into a
- * stack tile, and every patch element is multiplied with the whole block at once.
+ * scratch tile, and every patch element is multiplied with the whole block at once.
  */
 #include "mm_kernels.h"
 
 void mm_conv_small(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
                    const int32_t *mult, const int8_t *shift, int in_c, int in_h, int in_w,
                    int out_c, int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw,
-                   int fmt, int32_t qmin, int32_t qmax)
+                   int fmt, int32_t qmin, int32_t qmax, void *scratch)
 {
     const int ib = MM_FMT_IN_BITS(fmt), is = MM_FMT_IN_SIGNED(fmt);
     const int wb = MM_FMT_W_BITS(fmt), ob = MM_FMT_OUT_BITS(fmt), bk = MM_FMT_BIAS_SHIFT(fmt);
     const int32_t row = (int32_t)kh * kw * in_c, row_bytes = mm_bytes(row, wb);
     const int32_t in_pix = mm_bytes(in_c, ib), out_pix = mm_bytes(out_c, ob);
-    int16_t tile[MM_SMALL_ROW][MM_LANES];
-    int32_t off[MM_SMALL_ROW]; /* byte offset of each tap from the window's corner */
+    /* Scratch: each tap's byte offset from the window's corner (int32), the weight tile
+     * (row x lanes) and the unpacked patch (row), as memory.scratch_need counts them. */
+    int32_t *restrict off = (int32_t *)scratch;
+    int16_t (*restrict tile)[MM_LANES] = (int16_t (*)[MM_LANES])(off + kh * kw);
+    int16_t *restrict x = (int16_t *)(tile + row);
     for (int ky = 0; ky < kh; ky++)
         for (int kx = 0; kx < kw; kx++)
             off[ky * kw + kx] = ((int32_t)ky * in_w + kx) * in_pix;
@@ -31,7 +34,6 @@ void mm_conv_small(const uint8_t *in, uint8_t *out, const uint8_t *w, const int3
                 const int ix0 = ox * sw - pw;
                 const int inside = iy0 >= 0 && ix0 >= 0 && iy0 + kh <= in_h && ix0 + kw <= in_w;
                 const uint8_t *corner = in + ((int32_t)iy0 * in_w + ix0) * in_pix;
-                int16_t x[MM_SMALL_ROW];
                 int32_t acc[MM_LANES];
                 for (int ky = 0, t = 0; ky < kh; ky++) {
                     for (int kx = 0; kx < kw; kx++, t++) {
