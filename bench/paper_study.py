@@ -47,6 +47,10 @@ FLOAT_CMD = {
 }
 
 
+# What a cell's RAM figure means; raw.json files from before the scratch term lack it.
+RAM_MODEL = "arena+scratch"
+
+
 class Study:
     def __init__(self, args: argparse.Namespace):
         self.args = args
@@ -60,6 +64,14 @@ class Study:
         """Measure `fn()` once; the result is saved at once so an interrupted study resumes."""
         if key in self.raw:
             return self.raw[key]
+        meta = self.raw.setdefault("_meta", {})
+        if meta.get("ram_model") != RAM_MODEL:
+            if any(not k.startswith("_") for k in self.raw):
+                sys.exit(
+                    f"{self.raw_path} was measured with the arena-only RAM model (before the "
+                    "kernels' scratch was counted); render it with --tables-only or use a new --out."
+                )
+            meta["ram_model"] = RAM_MODEL
         t0 = time.time()
         print(f"== {key}", flush=True)
         value = fn()
