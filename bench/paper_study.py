@@ -141,67 +141,71 @@ class Study:
         flash_only = Budget.parse(f"{a.flash}x", None, reference=ref)
         both = Budget.parse(f"{a.flash}x", f"{a.ram}x", reference=ref)
 
-        # Table A: weights only (activations at 8 bits), FLASH 0.48x.
-        haq_a = self.cell(
-            f"{name}/A/haq",
-            lambda: self.searched(
-                model, graph, flash_only, "haq", f"{name}-A-haq", weights_only=True
-            ),
-        )
-        wbits = haq_a["policy"]["weights"]
+        if "A" in a.tables:
+            # Table A: weights only (activations at 8 bits), FLASH 0.48x.
+            haq_a = self.cell(
+                f"{name}/A/haq",
+                lambda: self.searched(
+                    model, graph, flash_only, "haq", f"{name}-A-haq", weights_only=True
+                ),
+            )
+            wbits = haq_a["policy"]["weights"]
 
-        def kmeans_cell() -> dict:
-            km = kmeans_quantize(model, wbits, graph, act_bits=8)
-            fit(km, self.data.train, qat_recipe(a.finetune_epochs, seed=a.seed), progress=False)
-            fl = kmeans_flash_bytes(graph, wbits)
-            return {
-                "test_acc": evaluate(km, self.data.test),
-                "flash": fl["flash_bytes"],
-                "codebook_bytes": fl["codebook_bytes"],
-            }
+            def kmeans_cell() -> dict:
+                km = kmeans_quantize(model, wbits, graph, act_bits=8)
+                fit(km, self.data.train, qat_recipe(a.finetune_epochs, seed=a.seed), progress=False)
+                fl = kmeans_flash_bytes(graph, wbits)
+                return {
+                    "test_acc": evaluate(km, self.data.test),
+                    "flash": fl["flash_bytes"],
+                    "codebook_bytes": fl["codebook_bytes"],
+                }
 
-        self.cell(f"{name}/A/kmeans", kmeans_cell)
-        self.cell(
-            f"{name}/A/uniform_w4a8", lambda: self.qat(model, Policy.uniform(graph, 4, 8), graph)
-        )
-
-        # Table B: FLASH 0.48x + RAM 0.42x.
-        for strategy in ("haq", "rule", "ilp"):
+            self.cell(f"{name}/A/kmeans", kmeans_cell)
             self.cell(
-                f"{name}/B/{strategy}",
-                lambda s=strategy: self.searched(model, graph, both, s, f"{name}-B-{s}"),
+                f"{name}/A/uniform_w4a8",
+                lambda: self.qat(model, Policy.uniform(graph, 4, 8), graph),
             )
-        self.cell(
-            f"{name}/B/uniform_w4a4", lambda: self.qat(model, Policy.uniform(graph, 4, 4), graph)
-        )
 
-        def fitting_8bit() -> dict:
-            cfg = model.micromix_config
-            best = best_fitting_8bit(
-                name, both, in_channels=cfg["in_channels"], num_classes=cfg["num_classes"]
+        if "B" in a.tables:
+            # Table B: FLASH 0.48x + RAM 0.42x.
+            for strategy in ("haq", "rule", "ilp"):
+                self.cell(
+                    f"{name}/B/{strategy}",
+                    lambda s=strategy: self.searched(model, graph, both, s, f"{name}-B-{s}"),
+                )
+            self.cell(
+                f"{name}/B/uniform_w4a4",
+                lambda: self.qat(model, Policy.uniform(graph, 4, 4), graph),
             )
-            small = create_from_config(best["model_config"])
-            data = load_dataset("fashion_mnist", resolution=best["model_config"]["resolution"])
-            fit(small, data.train, float_recipe(a.float_epochs, seed=a.seed), progress=False)
-            g = trace(small)
-            q = finetune(
-                small,
-                Policy.uniform(g, 8),
-                data.train,
-                qat_recipe(a.finetune_epochs, seed=a.seed),
-                graph=g,
-                progress=False,
-            )
-            return {
-                "test_acc": evaluate(q, data.test),
-                **best["memory"],
-                "flash": best["memory"]["flash_bytes"],
-                "ram": best["memory"]["ram_bytes"],
-                "model_config": best["model_config"],
-                "float_epochs": a.float_epochs,
-            }
 
-        self.cell(f"{name}/B/best_8bit_fit", fitting_8bit)
+            def fitting_8bit() -> dict:
+                cfg = model.micromix_config
+                best = best_fitting_8bit(
+                    name, both, in_channels=cfg["in_channels"], num_classes=cfg["num_classes"]
+                )
+                small = create_from_config(best["model_config"])
+                data = load_dataset("fashion_mnist", resolution=best["model_config"]["resolution"])
+                fit(small, data.train, float_recipe(a.float_epochs, seed=a.seed), progress=False)
+                g = trace(small)
+                q = finetune(
+                    small,
+                    Policy.uniform(g, 8),
+                    data.train,
+                    qat_recipe(a.finetune_epochs, seed=a.seed),
+                    graph=g,
+                    progress=False,
+                )
+                return {
+                    "test_acc": evaluate(q, data.test),
+                    **best["memory"],
+                    "flash": best["memory"]["flash_bytes"],
+                    "ram": best["memory"]["ram_bytes"],
+                    "model_config": best["model_config"],
+                    "float_epochs": a.float_epochs,
+                }
+
+            self.cell(f"{name}/B/best_8bit_fit", fitting_8bit)
 
         if name in a.pareto:
             for ratio in a.pareto_flash:
@@ -235,6 +239,7 @@ def main() -> int:
     p.add_argument(
         "--float-epochs", type=int, default=10, help="for the best-fitting 8-bit network"
     )
+    p.add_argument("--tables", nargs="*", default=["A", "B"], choices=["A", "B"])
     p.add_argument("--pareto", nargs="*", default=["mobilenet_v1"])
     p.add_argument("--pareto-flash", nargs="*", type=float, default=[0.3, 0.4, 0.48, 0.6, 0.75])
     p.add_argument("--pareto-strategies", nargs="*", default=["haq", "rule", "ilp", "uniform"])
