@@ -117,17 +117,16 @@ def built_memory(
     w = symbols(objdir / "micromix_weights.o", tools[0])
     model = symbols(objdir / "micromix_model.o", tools[0])
     const = {k: v for k, v in w.items() if v[0] in "rR"}
-    arena = [v[1] for k, v in model.items() if k == "micromix_arena"]
-    scratch = [v[1] for k, v in model.items() if k == "micromix_scratch"]
-    if not arena or not scratch:
+    arena, scratch = model.get("micromix_arena"), model.get("micromix_scratch")
+    if arena is None or scratch is None:
         raise MicromixError(
             f"no micromix_arena or micromix_scratch symbol in {objdir / 'micromix_model.o'}."
         )
     return BuiltMemory(
         const_bytes=sum(s for k, (_, s) in const.items() if k.startswith("mm_L")),
         rodata_bytes=sections(objdir / "micromix_weights.o", tools[1]).get(".rodata", 0),
-        arena_bytes=arena[0],
-        scratch_bytes=scratch[0],
+        arena_bytes=arena[1],
+        scratch_bytes=scratch[1],
         other_const=sorted(k for k in const if not k.startswith("mm_L"))
         + sorted(k for k, v in model.items() if v[0] in "rRdD"),
     )

@@ -213,6 +213,7 @@ int micromix_run(const uint8_t *image, MICROMIX_OUTPUT_T *logits);
 
 #ifdef MICROMIX_CHECK_WRITES
 #define MM_SCRATCH_GUARD 16 /* words past the scratch that no kernel may write */
+#define MM_GUARD_WORD 0x5A5A5A5A
 #else
 #define MM_SCRATCH_GUARD 0
 #endif
@@ -232,7 +233,7 @@ static void MM_STEP_BEGIN(void)
 {{
     memcpy(mm_shadow, micromix_arena, MICROMIX_ARENA_BYTES);
     for (int i = 0; i < MM_SCRATCH_GUARD; i++)
-        micromix_scratch[MICROMIX_SCRATCH_BYTES / 4 + i] = 0x5A5A5A5A;
+        micromix_scratch[MICROMIX_SCRATCH_BYTES / 4 + i] = MM_GUARD_WORD;
 }}
 static void MM_STEP_END(int step, long off, long len)
 {{
@@ -242,7 +243,7 @@ static void MM_STEP_END(int step, long off, long len)
             abort();
         }}
     for (int i = 0; i < MM_SCRATCH_GUARD; i++)
-        if (micromix_scratch[MICROMIX_SCRATCH_BYTES / 4 + i] != 0x5A5A5A5A) {{
+        if (micromix_scratch[MICROMIX_SCRATCH_BYTES / 4 + i] != MM_GUARD_WORD) {{
             fprintf(stderr, "step %d wrote past the %d scratch bytes\\n", step,
                     MICROMIX_SCRATCH_BYTES);
             abort();
