@@ -60,12 +60,17 @@ def test_tiny_net_is_bit_exact_and_exactly_sized(tmp_path, name: str, net: str) 
     }
 
 
+def combo_integer_model():
+    """ComboNet under its every-bit-triple policy, with random quantization parameters."""
+    model, g = tiny(combo=True)
+    pol = combo_policy(g)
+    return convert(random_qparams(g, pol, seed=5), g, pol)
+
+
 def test_every_bit_combination_of_every_kernel_is_bit_exact(tmp_path) -> None:
     """ComboNet: depthwise, pointwise, full 3x3 and residual adds each see all 27 (input,
     weight or second input, output) bit triples of {2, 4, 8}."""
-    model, g = tiny(combo=True)
-    pol = combo_policy(g)
-    im = convert(random_qparams(g, pol, seed=5), g, pol)
+    im = combo_integer_model()
     s = json.loads(
         (export_c(im, tmp_path / "c", test_images=images(100)) / "export.json").read_text()
     )
@@ -217,15 +222,20 @@ def test_relative_output_folder(tmp_path, monkeypatch) -> None:
     )
 
 
+def run_checked_build(out: Path) -> subprocess.CompletedProcess:
+    """Build the self-test with -DMICROMIX_CHECK_WRITES (arena shadow copy, scratch guard), run it."""
+    flags = "-std=c99 -Wall -Wextra -Werror -O2 -DMICROMIX_CHECK_WRITES"
+    make(out, "micromix_selftest", variables={"CFLAGS": flags})
+    return subprocess.run(["./micromix_selftest", "selftest.bin"], cwd=out, capture_output=True)
+
+
 @pytest.mark.parametrize("name", ["2/2", "mixed"])
 def test_kernels_write_only_their_output_tensor(tmp_path, name: str) -> None:
     """Built with -DMICROMIX_CHECK_WRITES, every step compares the arena with a shadow copy:
     sub-byte stores must never touch a neighbouring tensor (or anything else)."""
     im, out, _ = export_tiny(tmp_path, name, odd=True, n=20, check=False)
     assert im.report.offsets["pool"] > 0  # so that the sabotage below stays inside the arena
-    flags = "-std=c99 -Wall -Wextra -Werror -O2 -DMICROMIX_CHECK_WRITES"
-    make(out, "micromix_selftest", variables={"CFLAGS": flags})
-    r = subprocess.run(["./micromix_selftest", "selftest.bin"], cwd=out, capture_output=True)
+    r = run_checked_build(out)
     assert r.returncode == 0, r.stderr
     # The check itself works: a pool that also flips the byte before its output is caught.
     src = (out / "mm_eltwise.c").read_text()
@@ -233,8 +243,7 @@ def test_kernels_write_only_their_output_tensor(tmp_path, name: str) -> None:
     assert src.count(sabotage) == 1
     src = src.replace(sabotage, sabotage[:-2] + "    out[-1] ^= 0x5A;\n}")
     (out / "mm_eltwise.c").write_text(src)
-    make(out, "micromix_selftest", variables={"CFLAGS": flags})
-    r = subprocess.run(["./micromix_selftest", "selftest.bin"], cwd=out, capture_output=True)
+    r = run_checked_build(out)
     assert r.returncode != 0 and b"outside its output" in r.stderr
 
 
@@ -243,15 +252,11 @@ def test_scratch_size_is_exactly_what_the_kernels_use(tmp_path, net: str) -> Non
     """The memory model's scratch is enough (a guard after it stays intact) and not more than
     needed: 4 bytes less and the kernel with the largest need writes into the guard."""
     if net == "combo":
-        model, g = tiny(combo=True)
-        pol = combo_policy(g)
-        im = convert(random_qparams(g, pol, seed=5), g, pol)
+        im = combo_integer_model()
         out = export_c(im, tmp_path / "c", test_images=images(10), check=False)
     else:
         im, out, _ = export_tiny(tmp_path, "mixed", odd=True, n=10, check=False)
-    flags = "-std=c99 -Wall -Wextra -Werror -O2 -DMICROMIX_CHECK_WRITES"
-    make(out, "micromix_selftest", variables={"CFLAGS": flags})
-    r = subprocess.run(["./micromix_selftest", "selftest.bin"], cwd=out, capture_output=True)
+    r = run_checked_build(out)
     assert r.returncode == 0, r.stderr
     n = im.report.scratch_bytes
     header = (out / "micromix_model.h").read_text()
@@ -261,6 +266,5 @@ def test_scratch_size_is_exactly_what_the_kernels_use(tmp_path, net: str) -> Non
             f"#define MICROMIX_SCRATCH_BYTES {n} ", f"#define MICROMIX_SCRATCH_BYTES {n - 4} "
         )
     )
-    make(out, "micromix_selftest", variables={"CFLAGS": flags})
-    r = subprocess.run(["./micromix_selftest", "selftest.bin"], cwd=out, capture_output=True)
+    r = run_checked_build(out)
     assert r.returncode != 0 and b"wrote past the" in r.stderr
