@@ -120,6 +120,21 @@ def _qat_cfg(args):
     )
 
 
+def _finetune(args, model, policy: Policy, graph, train, device, checkpoint: Path):
+    """The same QAT (settings, resume, weight range) for every baseline policy."""
+    return finetune(
+        model,
+        policy,
+        train,
+        _qat_cfg(args),
+        device=device,
+        checkpoint=checkpoint,
+        resume=args.resume,
+        graph=graph,
+        weight_range=args.weight_range,
+    )
+
+
 def run_uniform(args, model, graph, device, run_dir: Path) -> dict:
     policies = uniform_policies(graph, _names(args.configs))
     data = data_for(args, model.micromix_config)
@@ -127,17 +142,7 @@ def run_uniform(args, model, graph, device, run_dir: Path) -> dict:
     for name, pol in policies.items():
         t0 = time.time()
         sub = run_dir / name.replace("/", "-")
-        q = finetune(
-            model,
-            pol,
-            data.train,
-            _qat_cfg(args),
-            device=device,
-            checkpoint=sub / "checkpoint.pt",
-            resume=args.resume,
-            graph=graph,
-            weight_range=args.weight_range,
-        )
+        q = _finetune(args, model, pol, graph, data.train, device, sub / "checkpoint.pt")
         rep = memory_report(graph, pol)
         rows[name] = {
             "test_acc": evaluate(q, data.test, device=device),
@@ -184,17 +189,7 @@ def run_fit8(args, model, graph, device, run_dir: Path) -> dict:
     if dist.is_main():
         save_model(run_dir / "float.pt", net.cpu())
     g = trace(net)
-    q = finetune(
-        net,
-        Policy.uniform(g, 8),
-        data.train,
-        _qat_cfg(args),
-        device=device,
-        checkpoint=run_dir / "checkpoint.pt",
-        resume=args.resume,
-        graph=g,
-        weight_range=args.weight_range,
-    )
+    q = _finetune(args, net, Policy.uniform(g, 8), g, data.train, device, run_dir / "checkpoint.pt")
     best["test_acc"] = evaluate(q, data.test, device=device)
     best["heldout_acc"] = evaluate(q, data.heldout, device=device)
     if dist.is_main():
