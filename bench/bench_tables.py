@@ -54,7 +54,10 @@ def _table(
     return out
 
 
-def write_markdown(raw: dict, out: Path, args: Any, float_cmd: dict[str, str]) -> None:
+def write_markdown(
+    raw: dict, out: Path, args: Any, float_cmd: dict[str, str], ram_model: str
+) -> None:
+    """tables.md (+ Pareto plots) of a study; `ram_model` is what the current code measures."""
     lines = ["# The paper's study on Fashion-MNIST (scaled down)", ""]
     meta = raw.get("_meta", {})
     lines += [
@@ -69,7 +72,7 @@ def write_markdown(raw: dict, out: Path, args: Any, float_cmd: dict[str, str]) -
         "machine shared with other jobs (up to load 6), so they compare poorly across rows.",
         "",
     ]
-    if meta.get("ram_model") != "arena+scratch":
+    if meta.get("ram_model") != ram_model:
         lines += [
             "RAM figures and RAM budgets here are the activation arena only: these cells were "
             "measured (commit 343e2a3) before micromix counted the C kernels' shared scratch "

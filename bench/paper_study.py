@@ -222,7 +222,7 @@ class Study:
     def write_tables(self) -> None:
         from bench_tables import write_markdown  # noqa: PLC0415 (a sibling script)
 
-        write_markdown(self.raw, self.out, self.args, FLOAT_CMD)
+        write_markdown(self.raw, self.out, self.args, FLOAT_CMD, RAM_MODEL)
 
 
 def main() -> int:
