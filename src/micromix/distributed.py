@@ -50,4 +50,8 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
 
 def shutdown() -> None:
     if dist.is_available() and dist.is_initialized():
+        # Every rank reaches this point before any tears down: rank 0 hosts the rendezvous
+        # store, and a rank still talking to it when rank 0 exits aborts (seen once in CI with
+        # gloo: "terminate called without an active exception").
+        dist.barrier()
         dist.destroy_process_group()
