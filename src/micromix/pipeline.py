@@ -9,7 +9,7 @@ where it stopped.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,10 @@ from .data import DataSplits, load_dataset
 from .errors import MicromixError
 from .graph import trace
 from .memory import memory_report
+from .models import input_shape_of, spec_of
 from .policy import Policy
-from .rundir import read_json, write_config, write_json
-from .train import evaluate, fit, float_recipe, load_model, save_model
+from .rundir import load_checkpoint, read_json, write_config, write_json
+from .train import evaluate, fit, float_recipe, load_float, load_model, save_model
 
 ASSET = Path(__file__).parent / "assets" / "mobilenet_v1_w025_fmnist28.pt"
 ASSET_COMMAND = "micromix train --model mobilenet_v1 --width 0.25 --epochs 20 --run-dir runs/float-mbv1-025 --seed 0"
@@ -33,7 +34,9 @@ ASSET_COMMAND = "micromix train --model mobilenet_v1 --width 0.25 --epochs 20 --
 class RunConfig:
     """Every setting of `micromix run`; a preset is one of these."""
 
-    model: str = "mobilenet_v1"
+    model: str = "mobilenet_v1"  # zoo name, path/to/net.py:NAME or package.module:NAME
+    model_args: str | None = None  # JSON keyword arguments of the model
+    input_shape: str | None = None  # CxHxW; needed outside the zoo
     width: float = 0.25
     resolution: int = 28
     in_channels: int = 1
@@ -56,8 +59,25 @@ class RunConfig:
     eval_images: int | None = None  # None: the whole 10k test set
     export_images: int = 1000
     export_target: str = "auto"  # host, cortex-m4, or auto (cortex-m4 when its tools are installed)
+    batch_size: int | None = None  # None: 128 float, 64 per search episode, 128 QAT
     seed: int = 0
     device: str = "cpu"
+
+    def model_spec(self):
+        """The ModelSpec of `model` (zoo: width, resolution, channels, classes)."""
+        from .models import list_models, parse_input_shape, parse_model_args, spec_from_ref
+
+        args = parse_model_args(self.model_args)
+        if self.model in list_models():
+            c, r = self.in_channels, self.resolution
+            if self.input_shape:
+                c, h, w = parse_input_shape(self.input_shape)
+                r = max(h, w)
+            zoo = {"width": self.width, "resolution": r, "in_channels": c}
+            args = {**zoo, "num_classes": self.classes, **args}
+        elif self.input_shape is None:
+            raise MicromixError(f"give --input-shape CxHxW for {self.model} (e.g. 1x28x28).")
+        return spec_from_ref(self.model, args, self.input_shape)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,13 +116,18 @@ class Pipeline:
             read_json(self.state_path) if resume and self.state_path.exists() else {}
         )
         self._data: DataSplits | None = None
+        self.spec = cfg.model_spec()
+        self.input_shape = self.spec.input_shape  # None only for a zoo spec before building
 
     # ---- helpers -------------------------------------------------------------------------
     @property
     def data(self) -> DataSplits:
         if self._data is None:
-            c = self.cfg
-            self._data = load_dataset(c.dataset, resolution=c.resolution, in_channels=c.in_channels)
+            if self.input_shape is None:
+                from .models import build
+
+                self.input_shape = build(self.spec).micromix_spec.input_shape
+            self._data = load_dataset(self.cfg.dataset, input_shape=self.input_shape)
         return self._data
 
     @property
@@ -123,25 +148,23 @@ class Pipeline:
         c = self.cfg
         path = self.dir / "float" / "model.pt"
         if "float" in self.done:
-            return load_model(path)[0]
+            model = load_model(path)[0]
+            self.input_shape = input_shape_of(model)[1:]
+            return model
         t0 = time.time()
         src = c.checkpoint or (str(ASSET) if self._asset_matches() else None)
         if src is not None:
-            model, meta = load_model(src)
+            # A micromix model file as it is; plain weights go into the --model architecture.
+            model = load_float(src, self.spec)
+            meta = load_checkpoint(src)
             self.say(f"float model from {src}")
             made_by = meta.get("made_by", ASSET_COMMAND if src == str(ASSET) else "user checkpoint")
         else:
-            from .models import create
+            from .models import build
 
             self.say(f"training the float model ({c.float_epochs} epochs)")
-            model = create(
-                c.model,
-                width=c.width,
-                resolution=c.resolution,
-                in_channels=c.in_channels,
-                num_classes=c.classes,
-            )
-            cfg = float_recipe(c.float_epochs, seed=c.seed)
+            model = build(self.spec)
+            cfg = float_recipe(c.float_epochs, seed=c.seed, batch_size=c.batch_size or 128)
             fit(
                 model,
                 self.data.train,
@@ -153,6 +176,7 @@ class Pipeline:
                 desc="float",
             )
             made_by = "micromix run (float stage)"
+        self.input_shape = input_shape_of(model)[1:]
         acc = evaluate(model.to(self.device), self.test_set, device=self.device)
         save_model(path, model.cpu(), made_by=made_by, metrics={"test_acc": acc})
         self.mark("float", test_acc=acc, source=src or "trained", seconds=time.time() - t0)
@@ -161,6 +185,8 @@ class Pipeline:
 
     def _asset_matches(self) -> bool:
         c = self.cfg
+        if c.model_args or (c.input_shape and c.input_shape != "1x28x28"):
+            return False
         return (c.model, c.width, c.resolution, c.in_channels, c.classes, c.dataset) == (
             "mobilenet_v1",
             0.25,
@@ -192,6 +218,7 @@ class Pipeline:
 
     def search(self, model: torch.nn.Module, budget: Budget) -> Policy:
         from .search import search
+        from .search.evaluate import QATSettings
 
         if "search" in self.done:
             return Policy.load(self.dir / "policy.json")
@@ -210,6 +237,7 @@ class Pipeline:
             train_images=c.search_train_images,
             eval_images=c.search_eval_images,
             warmup=c.warmup,
+            qat=QATSettings(batch_size=c.batch_size) if c.batch_size else None,
             progress=self.progress,
         )
         result.policy.save(self.dir / "policy.json")
@@ -226,6 +254,8 @@ class Pipeline:
         t0 = time.time()
         graph = trace(model)
         cfg = qat_recipe(c.finetune_epochs, max_batches=c.finetune_batches, seed=c.seed)
+        if c.batch_size:
+            cfg = replace(cfg, batch_size=c.batch_size)
         q = finetune(
             model,
             policy,
@@ -251,10 +281,13 @@ class Pipeline:
         if "integer" not in self.done:
             t0 = time.time()
             ds = self.test_set
-            logits = imodel.run(ds.images.numpy())
+            # Batches of at most ~64 MB of int64 activations: big inputs stay in memory bounds.
+            per_image = 8 * sum(int(np.prod(t.shape)) for t in imodel.graph.tensors.values())
+            batch = max(1, min(250, (64 << 20) // max(per_image, 1)))
+            logits = imodel.run(ds.images.numpy(), batch_size=batch)
             pred = np.asarray(logits).argmax(1)
             with torch.no_grad():
-                fq = torch.cat([qmodel(x).argmax(1) for x in _chunks(ds)]).numpy()
+                fq = torch.cat([qmodel(x).argmax(1) for x in _chunks(ds, batch)]).numpy()
             labels = ds.labels.numpy()
             acc = float((pred == labels).mean() * 100)
             self.mark(
@@ -312,9 +345,8 @@ class Pipeline:
 
 
 def _chunks(ds, size: int = 250):
-    x = ds.images.float() / 255.0
-    for i in range(0, len(x), size):
-        yield x[i : i + size]
+    for i in range(0, len(ds), size):
+        yield ds.images[i : i + size].float() / 255.0
 
 
 # What `micromix run` writes; `--force` removes exactly these before starting over.
@@ -350,10 +382,16 @@ def run_pipeline(
     run_dir: Path, cfg: RunConfig, *, resume: bool = False, progress: bool = True
 ) -> str:
     """Run every stage (skipping finished ones on resume); returns the printed summary."""
-    write_config(run_dir, "run", cfg.to_json())
     p = Pipeline(run_dir, cfg, resume=resume, progress=progress)
+    # The spec (file path + sha256, args, shape) lets later commands rebuild the model.
+    write_config(run_dir, "run", {**cfg.to_json(), "model_spec": p.spec.to_json()})
     t0 = time.time()
     model = p.float_model()
+    spec = spec_of(model)
+    if spec is not None and spec != p.spec:  # e.g. a model file given with --checkpoint
+        recorded = read_json(run_dir / "config.json")
+        recorded["settings"]["model_spec"] = spec.to_json()
+        write_json(run_dir / "config.json", recorded)
     budget = p.budget(model)
     policy = p.search(model, budget)
     qmodel = p.finetune(model, policy)

@@ -16,7 +16,11 @@ HELP = "integer-only C code of a fine-tuned model, built and checked bit for bit
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run-dir", required=True, help="run directory of `micromix finetune` (qat.pt)")
+    p.add_argument(
+        "--run-dir",
+        required=True,
+        help="run directory of `micromix finetune` (qat.pt) or `micromix run` (finetune/qat.pt)",
+    )
     p.add_argument("--out", help="output folder (default: RUN_DIR/c)")
     p.add_argument(
         "--target",
@@ -27,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--images", type=int, default=1000, help="test images for the self-test (default 1000)"
     )
-    add_data_args(p)
+    add_data_args(p, default=None)  # default: the dataset the run directory recorded
     p.add_argument("--no-check", action="store_true", help="write the files without building")
     p.add_argument("--force", action="store_true", help="overwrite a non-empty output folder")
 
@@ -35,19 +39,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _test_images(
     args: argparse.Namespace, shape: tuple[int, int, int]
 ) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """The first N test images of the dataset, or random images if it is not installed."""
-    from ..data import load_dataset
+    """The first N test images of the dataset (only those are read), or random images if it
+    is not installed."""
+    from ..data import load_test_images
 
-    c, h, _ = shape
     try:
-        data = load_dataset(args.dataset, data_dir=args.data_dir, resolution=h, in_channels=c)
-        n = min(args.images, len(data.test))
-        test = data.test.take(range(n))
+        test = load_test_images(args.dataset, args.images, shape, data_dir=args.data_dir)
+        n = len(test)
         return test.images.numpy(), test.labels.numpy(), f"the first {n} {args.dataset} test images"
     except DatasetNotFoundError as e:
         rng = np.random.default_rng(0)
         imgs = rng.integers(0, 256, (args.images, *shape), dtype=np.uint8)
         return imgs, None, f"{args.images} random images ({e})"
+
+
+def _recorded_dataset(run_dir: Path) -> str:
+    """The --dataset of the command that made the run directory (fashion_mnist if none)."""
+    from ..rundir import read_json
+
+    cfg = run_dir / "config.json"
+    settings = (read_json(cfg).get("settings") or {}) if cfg.is_file() else {}
+    return settings.get("dataset") or "fashion_mnist"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,7 +71,10 @@ def run(args: argparse.Namespace) -> int:
     if args.images < 1:
         raise MicromixError(f"--images must be at least 1, got {args.images}.")
     run_dir = Path(args.run_dir)
-    ckpt = run_dir / "qat.pt"
+    ckpt = next(
+        (run_dir / n for n in ("qat.pt", "finetune/qat.pt") if (run_dir / n).exists()),
+        run_dir / "qat.pt",
+    )
     if not ckpt.exists():
         raise MicromixError(
             f"{run_dir} has no qat.pt; run `micromix finetune --run-dir {run_dir}` first."
@@ -73,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         raise MicromixError(f"{policy_file} does not match the policy stored in {ckpt}.")
     out = prepare_run_dir(out, force=args.force)
     imodel = convert(qmodel)
+    if args.dataset is None:
+        args.dataset = _recorded_dataset(run_dir)
     images, labels, what = _test_images(args, imodel.input_shape)
     print(f"micromix: exporting {len(imodel.ops)} ops to {out}; self-test on {what}")
     export_c(imodel, out, target=args.target, test_images=images, check=not args.no_check)

@@ -14,15 +14,30 @@ from ..policy import Policy
 from ..quant.fakequant import DEFAULT_WEIGHT_RANGE, WEIGHT_RANGES
 from ..quant.finetune import finetune, qat_recipe, save_qat
 from ..rundir import prepare_run_dir, write_config, write_json
-from ..train import QAT_RECIPE, evaluate, load_model
-from .common import add_common, add_data_args, data_for, resolve_device
+from ..train import QAT_RECIPE, evaluate
+from .common import (
+    add_batch_size,
+    add_common,
+    add_data_args,
+    add_model_args,
+    data_for,
+    load_model_for,
+    resolve_device,
+    spec_json,
+)
 
 NAME = "finetune"
 HELP = "quantization-aware fine-tuning under a policy (checkpoint each epoch, --resume continues)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="float model.pt from `micromix train`")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="float model: a micromix model file, or plain weights for --model (state_dict, "
+        "{'state_dict': ...} or {'model': ...})",
+    )
+    add_model_args(p, default=None)
     add_policy_args(p)
     add_data_args(p)
     add_qat_args(p)
@@ -37,7 +52,7 @@ def add_policy_args(p: argparse.ArgumentParser) -> None:
 
 def add_qat_args(p: argparse.ArgumentParser, *, weight_range: bool = True) -> None:
     p.add_argument("--epochs", type=int, default=QAT_RECIPE.epochs)
-    p.add_argument("--batch-size", type=int, default=QAT_RECIPE.batch_size)
+    add_batch_size(p, QAT_RECIPE.batch_size)
     p.add_argument("--lr", type=float, default=QAT_RECIPE.lr, help="Adam learning rate")
     if weight_range:
         p.add_argument(
@@ -65,14 +80,13 @@ def run(args: argparse.Namespace) -> int:
         raise MicromixError(f"--epochs must be at least 1, got {args.epochs}.")
     device = dist.init_from_env(resolve_device(args.device))
     run_dir = Path(args.run_dir)
-    model, ck = load_model(args.checkpoint)
+    model = load_model_for(args)
     graph = trace(model)
     policy = resolve_policy(args, graph)
     if dist.is_main():
         prepare_run_dir(run_dir, force=args.force, resume=args.resume)
     dist.barrier()
-    mc = model.micromix_config
-    data = data_for(args, mc)
+    data = data_for(args, model)
     cfg = qat_recipe(
         args.epochs,
         seed=args.seed,
@@ -84,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
     if dist.is_main():
         settings = {
             "checkpoint": str(args.checkpoint),
-            "model": mc,
+            "model": getattr(model, "micromix_config", None),
+            "model_spec": spec_json(model),
             "policy": args.policy or f"uniform W{policy_bits(args)[0]}/A{policy_bits(args)[1]}",
             "weight_range": args.weight_range,
             "dataset": args.dataset,

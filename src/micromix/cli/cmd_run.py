@@ -6,9 +6,9 @@ import argparse
 from dataclasses import fields, replace
 from pathlib import Path
 
-from ..pipeline import PRESETS, clean_run_dir, preset, run_pipeline
+from ..pipeline import PRESETS, RunConfig, clean_run_dir, preset, run_pipeline
 from ..rundir import prepare_run_dir
-from .common import resolve_device
+from .common import positive_int, resolve_device
 
 NAME = "run"
 HELP = "run the whole job end to end (default: the quick Fashion-MNIST demo)"
@@ -16,6 +16,8 @@ HELP = "run the whole job end to end (default: the quick Fashion-MNIST demo)"
 # Options that override a preset field of the same name (None = keep the preset's value).
 _OVERRIDES = {
     "model": str,
+    "model_args": str,
+    "input_shape": str,
     "width": float,
     "resolution": int,
     "in_channels": int,
@@ -31,6 +33,11 @@ _OVERRIDES = {
     "float_epochs": int,
     "eval_images": int,
     "export_images": int,
+    "export_target": str,
+    "search_train_images": positive_int,
+    "search_eval_images": positive_int,
+    "finetune_batches": positive_int,
+    "batch_size": positive_int,
 }
 
 
@@ -55,8 +62,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _recorded(run_dir: Path, cfg: RunConfig) -> RunConfig:
+    from ..rundir import read_json
+
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return cfg
+    old = read_json(path)
+    if old.get("command") != "run":
+        return cfg
+    names = {f.name for f in fields(cfg)}
+    return replace(cfg, **{k: v for k, v in (old.get("settings") or {}).items() if k in names})
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = preset(args.preset)
+    run_dir = Path(args.run_dir or f"runs/{args.preset}")
+    if args.resume and not args.force:
+        cfg = _recorded(run_dir, cfg)  # a resumed run keeps its model and settings
     changes = {
         f.name: getattr(args, f.name)
         for f in fields(cfg)
@@ -64,7 +87,6 @@ def run(args: argparse.Namespace) -> int:
     }
     cfg = replace(cfg, **changes)
     resolve_device(cfg.device)
-    run_dir = Path(args.run_dir or f"runs/{args.preset}")
     resume = args.resume
     if not args.force and not resume and (run_dir / "stages.json").exists():
         resume = True  # the default demo simply continues when rerun; say so

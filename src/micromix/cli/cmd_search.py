@@ -10,8 +10,16 @@ from ..errors import MicromixError
 from ..graph import trace
 from ..memory import memory_report
 from ..policy import Policy
-from ..train import load_model
-from .common import add_common, add_data_args, data_for, resolve_device
+from .common import (
+    add_batch_size,
+    add_common,
+    add_data_args,
+    add_model_args,
+    data_for,
+    load_model_for,
+    resolve_device,
+    spec_json,
+)
 
 NAME = "search"
 HELP = "search a mixed-precision policy under FLASH and RAM budgets (haq, rule, ilp, ...)"
@@ -19,7 +27,12 @@ HELP = "search a mixed-precision policy under FLASH and RAM budgets (haq, rule, 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strategy", default="haq", help="haq (default), rule, ilp, uniform or random")
-    p.add_argument("--checkpoint", help="float model.pt from `micromix train` (required)")
+    p.add_argument(
+        "--checkpoint",
+        help="float model: a micromix model file, or plain weights for --model (state_dict, "
+        "{'state_dict': ...} or {'model': ...}); without it a fresh --model (untrained)",
+    )
+    add_model_args(p, default=None)
     p.add_argument("--flash", help="FLASH budget: 512kB, 512KiB, 524288 or 0.48x of 8-bit")
     p.add_argument("--ram", help="RAM budget, same forms (e.g. 0.42x)")
     p.add_argument("--target", help="MCU target whose FLASH/RAM are the budget")
@@ -31,20 +44,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--eval-images", type=int, default=None, help="held-out images per episode (2000)"
     )
+    add_batch_size(p, 64, "per-episode fine-tune")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_data_args(p)
     add_common(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..rundir import read_json, write_json
     from ..search import STRATEGIES, search
+    from ..search.evaluate import QATSettings
 
     if args.strategy not in STRATEGIES:
         raise MicromixError(
             f"unknown strategy {args.strategy!r}; choose one of {', '.join(STRATEGIES)}."
         )
-    if not args.checkpoint:
-        raise MicromixError("--checkpoint is required: a float model.pt from `micromix train`.")
+    if not (args.checkpoint or args.model):
+        raise MicromixError(
+            "give --checkpoint (a float model file) and/or --model (its architecture)."
+        )
     if not (args.flash or args.ram or args.target):
         raise MicromixError("give a budget: --flash and/or --ram (e.g. 0.48x, 512kB) or --target.")
     for flag in ("episodes", "warmup", "train_images", "eval_images"):
@@ -52,15 +70,14 @@ def run(args: argparse.Namespace) -> int:
         if v is not None and v < (0 if flag == "warmup" else 1):
             raise MicromixError(f"--{flag.replace('_', '-')} must be positive, got {v}.")
     device = resolve_device(args.device)
-    if not Path(args.checkpoint).is_file():
+    if args.checkpoint and not Path(args.checkpoint).is_file():
         raise MicromixError(f"checkpoint {args.checkpoint} does not exist.")
-    model, _ = load_model(args.checkpoint)
+    model = load_model_for(args)
     graph = trace(model)
     ref = memory_report(graph, Policy.uniform(graph, 8))
     budget = Budget.parse(args.flash, args.ram, target=args.target, reference=ref)
     check_feasible(graph, budget)  # fail before loading data or training anything
-    cfg = model.micromix_config
-    data = data_for(args, cfg)
+    data = data_for(args, model)
     result = search(
         model,
         data,
@@ -75,9 +92,16 @@ def run(args: argparse.Namespace) -> int:
         train_images=args.train_images,
         eval_images=args.eval_images,
         warmup=args.warmup,
+        qat=QATSettings(batch_size=args.batch_size),
         device=device,
         progress=not args.no_progress,
     )
+    # The run directory names its model, so later commands need not be told again.
+    cfg_path = Path(args.run_dir) / "config.json"
+    cfg = read_json(cfg_path)
+    cfg.setdefault("settings", {})["model_spec"] = spec_json(model)
+    cfg["settings"]["dataset"] = args.dataset
+    write_json(cfg_path, cfg)
     u = result.utilization
     used = ", ".join(
         f"{k.upper()} {format_bytes(getattr(result.report, f'{k}_bytes'))} ({100 * v:.1f}% of budget)"

@@ -8,11 +8,18 @@ from dataclasses import replace
 from pathlib import Path
 
 from .. import distributed as dist
-from ..data import load_dataset
-from ..models import create
 from ..rundir import prepare_run_dir, write_config, write_json
 from ..train import evaluate, fit, float_recipe, save_model
-from .common import add_common, add_data_args, add_model_args, model_kwargs, resolve_device
+from .common import (
+    add_batch_size,
+    add_common,
+    add_data_args,
+    add_model_args,
+    data_for,
+    load_model_for,
+    resolve_device,
+    spec_json,
+)
 
 NAME = "train"
 HELP = "train a float model (checkpoint each epoch, --resume continues)"
@@ -22,7 +29,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
     add_data_args(p)
     p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--batch-size", type=int, default=128)
+    add_batch_size(p, 128)
+    p.add_argument(
+        "--checkpoint",
+        help="start from these weights: a micromix model file, a state_dict, or a dict with "
+        "'state_dict' or 'model' (with --model for the architecture)",
+    )
     p.add_argument("--lr", type=float, default=0.1, help="peak learning rate (SGD, cosine)")
     p.add_argument(
         "--train-images",
@@ -39,13 +51,14 @@ def run(args: argparse.Namespace) -> int:
     if dist.is_main():
         prepare_run_dir(run_dir, force=args.force, resume=args.resume)
     dist.barrier()
-    model = create(args.model, **model_kwargs(args))
-    data = load_dataset(
-        args.dataset,
-        data_dir=args.data_dir,
-        resolution=args.resolution,
-        in_channels=args.in_channels,
-    )
+    if args.resume and args.model is None and (run_dir / "config.json").exists():
+        # A resumed run rebuilds the model it recorded; the user need not repeat it.
+        from .common import model_from_run_dir
+
+        model = model_from_run_dir(run_dir)
+    else:
+        model = load_model_for(args)
+    data = data_for(args, model)
     train = (
         data.train
         if args.train_images is None
@@ -57,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
             run_dir,
             "train",
             {
-                "model": model.micromix_config,
+                "model": getattr(model, "micromix_config", None),
+                "model_spec": spec_json(model),
                 "dataset": args.dataset,
                 "train_images": len(train),
                 "train": cfg.to_json(),
