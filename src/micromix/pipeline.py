@@ -75,9 +75,10 @@ class RunConfig:
                 r = max(h, w)
             zoo = {"width": self.width, "resolution": r, "in_channels": c}
             args = {**zoo, "num_classes": self.classes, **args}
-        elif self.input_shape is None:
+        spec = spec_from_ref(self.model, args, self.input_shape)  # an unknown name fails here
+        if spec.input_shape is None and spec.kind != "zoo":
             raise MicromixError(f"give --input-shape CxHxW for {self.model} (e.g. 1x28x28).")
-        return spec_from_ref(self.model, args, self.input_shape)
+        return spec
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--checkpoint",
         help="float model: a micromix model file, or plain weights for --model (state_dict, "
-        "{'state_dict': ...} or {'model': ...}); without it a fresh --model (untrained)",
+        "{'state_dict': ...} or {'model': ...})",
     )
     add_model_args(p, default=None)
     p.add_argument("--flash", help="FLASH budget: 512kB, 512KiB, 524288 or 0.48x of 8-bit")
@@ -59,9 +59,9 @@ def run(args: argparse.Namespace) -> int:
         raise MicromixError(
             f"unknown strategy {args.strategy!r}; choose one of {', '.join(STRATEGIES)}."
         )
-    if not (args.checkpoint or args.model):
+    if not args.checkpoint:
         raise MicromixError(
-            "give --checkpoint (a float model file) and/or --model (its architecture)."
+            "--checkpoint is required: a float model file, or plain weights with --model."
         )
     if not (args.flash or args.ram or args.target):
         raise MicromixError("give a budget: --flash and/or --ram (e.g. 0.48x, 512kB) or --target.")

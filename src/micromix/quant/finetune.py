@@ -58,6 +58,7 @@ def finetune(
     qmodel = prepare(
         model, policy, graph, weight_range=weight_range, learn_weight_clip=learn_weight_clip
     ).to(device)
+    qmodel.micromix_spec = spec_of(model)  # saved with it: later commands rebuild the model
     resuming = resume and checkpoint is not None and Path(checkpoint).exists()
     if resuming:
         _check_same_run(checkpoint, policy, weight_range)
@@ -77,7 +78,6 @@ def finetune(
         desc="qat",
     )
     qmodel.history = state.history  # per-epoch loss, accuracy and seconds
-    qmodel.micromix_spec = spec_of(model)  # saved with it: later commands rebuild the model
     qmodel.eval()
     return qmodel
 
@@ -143,7 +143,7 @@ def load_qat(
             model = build(spec)
         elif not ck.get("model_config"):
             raise CheckpointError(
-                f"{path} holds a model without a model spec; pass the float model to load_qat to rebuild it."
+                f"{path} holds a model outside the zoo without a model spec; pass the float model to load_qat to rebuild it."
             )
         else:
             try:
