@@ -18,8 +18,17 @@ import numpy as np
 
 from ..integer.model import IntegerModel, IntOp
 from ..memory import kernel_of, param_arrays
+from .cgen_ops import ops_call
 
-KERNEL_FILES = ("mm_kernels.h", "mm_dot.c", "mm_conv.c", "mm_small.c", "mm_dw.c", "mm_eltwise.c")
+KERNEL_FILES = (
+    "mm_kernels.h",
+    "mm_dot.c",
+    "mm_conv.c",
+    "mm_small.c",
+    "mm_dw.c",
+    "mm_eltwise.c",
+    "mm_ops.c",
+)
 HOST_FILES = ("mm_selftest.c", "Makefile")
 CM4_FILES = ("mm_cm4.h", "mm_cm4_main.c", "mm_cm4_startup.c", "mm_an386.ld")
 CTYPES = {"int32": "int32_t", "int8": "int8_t", "uint8": "uint8_t"}
@@ -46,7 +55,7 @@ def const_arrays(imodel: IntegerModel) -> list[tuple[str, str, np.ndarray]]:
     for step, iop in enumerate(imodel.ops):
         if iop.weights is not None:
             out.append((c_name(step, iop.name, "w"), "uint8", iop.weights))
-        for suffix, ctype, count in param_arrays(iop.op):
+        for suffix, ctype, count in param_arrays(iop.op, iop.in_bits[0]):
             a = iop.arrays[suffix]
             assert a.shape == (count,) and a.dtype == np.dtype(ctype), (iop.name, suffix)
             out.append((c_name(step, iop.name, suffix), ctype, a))
@@ -106,7 +115,10 @@ def _call(step: int, iop: IntOp, offsets: dict[str, int]) -> str:
     op = iop.op
     a = [f"a + {offsets[t]}" for t in op.inputs]
     y = f"a + {offsets[op.output]}"
-    arr = {s: c_name(step, op.name, s) for s, _, _ in param_arrays(op)}
+    arr = {s: c_name(step, op.name, s) for s, _, _ in param_arrays(op, iop.in_bits[0])}
+    new = ops_call(iop, a, y, arr)  # pooling with padding, concat, tables, multiply
+    if new is not None:
+        return new
     lim = f"{iop.qmin}, {iop.qmax}"
     c, h, w = op.in_shape
     oc, oh, ow = op.out_shape
