@@ -129,7 +129,10 @@ class StandaloneBN(nn.Module):
     "model, needle",
     [
         (WithUpsample(), "Upsample` at module `up`"),
-        (WithNestedInterp(), "`interpolate` (fx node `interpolate`) in the forward of module `block.0` (Interp)"),
+        (
+            WithNestedInterp(),
+            "`interpolate` (fx node `interpolate`) in the forward of module `block.0` (Interp)",
+        ),
         (DataDependent(), "torch.fx cannot trace"),
         (StandaloneBN(), "module `bn`"),
     ],

@@ -23,6 +23,7 @@ from ..graph import Graph, Op
 from ..memory import memory_report, param_arrays
 from ..policy import ALLOWED_BITS, Policy
 from ..quant.params import LayerQuant, QuantParams, TensorQuant, round_half_up
+from . import ops
 from .arith import (
     INT32_MAX,
     MAX_SHIFT,
@@ -30,7 +31,6 @@ from .arith import (
     quantize_multiplier,
     quantize_multiplier_pair,
 )
-from . import ops
 from .model import IntegerModel, IntOp
 
 _NP = {"int32": np.int32, "int8": np.int8, "uint8": np.uint8}
