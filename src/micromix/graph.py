@@ -150,6 +150,7 @@ _ADD_FUNCS = {operator.add, torch.add, operator.iadd}
 _FLATTEN_FUNCS = {torch.flatten}
 _DROPOUT_FUNCS = {F.dropout}
 _POOL_FUNCS = {F.adaptive_avg_pool2d, F.avg_pool2d}
+_SCALAR_FUNCS = {operator.mul, operator.add, operator.sub, operator.floordiv, operator.truediv}
 
 
 def trace(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> Graph:
@@ -304,6 +305,8 @@ class _Fuser:
                 return "alias"
             if t in _POOL_FUNCS:
                 return "avgpool"
+            if t in _SCALAR_FUNCS and not _is_tensor(node):
+                return "ignore"  # arithmetic on sizes: whatever reads it is checked there
             if t in graph_ops.FUNCTION_KINDS:
                 return graph_ops.FUNCTION_KINDS[t]
             if t in (getattr, operator.getitem) and not _is_tensor(node):
