@@ -173,3 +173,18 @@ def test_concat_and_gate_multiply() -> None:
     assert g.tensors["cat"].signed and not g.tensors["a"].signed
     mul = kinds["mul"]
     assert mul.in_shapes == ((8, 6, 6), (8, 1, 1)) and mul.inputs == ("cat", "sigmoid")
+
+
+@pytest.mark.parametrize(
+    "conv, needle",
+    [
+        (nn.Conv2d(4, 2, 3, dilation=2), "dilation=\\(2, 2\\)"),
+        (nn.Conv2d(4, 2, 3, padding="same"), "padding='same'"),
+        (nn.Conv2d(4, 2, 3, padding=1, padding_mode="reflect"), "padding_mode='reflect'"),
+    ],
+)
+def test_conv_arguments_are_refused_by_name(conv, needle) -> None:
+    with pytest.raises(
+        UnsupportedOpError, match=f"Conv2d at module `block.0.fn` \\(Conv2d\\) has {needle}"
+    ):
+        trace(Wrap(conv), (1, 1, 9, 9))

@@ -395,14 +395,7 @@ class _Fuser:
         nodes = [node]
         last, bn = node, None
         if kind == "conv":
-            if (
-                m.padding_mode != "zeros"
-                or isinstance(m.padding, str)
-                or any(d != 1 for d in m.dilation)
-            ):
-                raise self.unsupported(
-                    node, "Conv2d with dilation, string padding or non-zero padding mode"
-                )
+            graph_ops.check_conv(self, node)
             bn_node = self.sole_user(node, "bn")
             if bn_node is not None:
                 nodes.append(bn_node)

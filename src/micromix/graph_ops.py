@@ -164,6 +164,19 @@ def _input(fz: _Fuser, node: torch.fx.Node) -> str:
 
 # ---- handlers ------------------------------------------------------------------------------
 
+CONV = Args("Conv2d", ("padding_mode", "padding", "dilation"))
+
+
+def check_conv(fz: _Fuser, node: torch.fx.Node) -> None:
+    a = read_args(fz, node, CONV)
+    if a["padding_mode"] != "zeros":
+        raise refuse(fz, node, CONV, "padding_mode", a["padding_mode"], "only zero padding")
+    if isinstance(a["padding"], str):
+        raise refuse(fz, node, CONV, "padding", a["padding"], "give the padding as numbers")
+    if _pair(a["dilation"]) != (1, 1):
+        raise refuse(fz, node, CONV, "dilation", a["dilation"], "only dilation 1 is supported")
+
+
 MAXPOOL = Args(
     "max pooling",
     ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),

@@ -74,6 +74,13 @@ def param_bytes(op: Op, in_bits: int | None = None) -> int:
     return sum(CTYPE_BYTES[t] * n for _, t, n in param_arrays(op, in_bits))
 
 
+def activation_flash_bytes(graph: Graph, tensor: str, bits: int) -> int:
+    """FLASH bytes that depend on the bits of activation `tensor`: the tables (2^bits bytes)
+    of the lut ops that read it. `param_bytes(op)` without `in_bits` counts these at 8 bits
+    (the upper bound); the exact FLASH is that minus (256 - 2^bits) per table."""
+    return sum(2**bits for o in graph.ops if o.kind == "lut" and o.inputs[0] == tensor)
+
+
 # ---- kernel scratch ------------------------------------------------------------------------
 
 
