@@ -45,7 +45,7 @@ _LUT_FUNCS: dict[Callable, str] = {
     torch.tanh: "tanh",
     F.tanh: "tanh",
 }
-_LUT_METHODS = {"sigmoid": "sigmoid", "tanh": "tanh"}
+_LUT_METHODS = {"sigmoid": "sigmoid", "sigmoid_": "sigmoid", "tanh": "tanh", "tanh_": "tanh"}
 
 FUNCTION_KINDS: dict[Callable, str] = {
     F.max_pool2d: "maxpool",

@@ -82,7 +82,6 @@ class LutAct(nn.Module):
     def __init__(self, fn: str, alpha: float = 0.0) -> None:
         super().__init__()
         self.fn, self.alpha = fn, float(alpha)
-        self._float = torch_fn(fn, self.alpha)
         self._tables: dict[tuple, torch.Tensor] = {}
 
     def bind(self, in_q: nn.Module, out_q: nn.Module) -> None:
@@ -96,7 +95,7 @@ class LutAct(nn.Module):
             or q[0].observer is not None
             or q[1].observer is not None
         ):
-            return self._float(x)
+            return torch_fn(self.fn, self.alpha)(x)
         in_q, out_q = q
         s_in, s_out = in_q.scale(), out_q.scale()
         key = (
