@@ -102,3 +102,19 @@ def test_new_kernels_write_only_their_output(tmp_path) -> None:
     r = run_checked_build(out)
     assert r.returncode == 0, r.stderr
     assert b"8/8 images bit-identical" in r.stdout
+
+
+def test_new_kernels_on_cortex_m4_under_qemu(tmp_path) -> None:
+    """Built with arm-none-eabi-gcc -Werror and run under qemu: the outputs are the reference's
+    (export_c raises otherwise), and the tables are in the image's FLASH constants."""
+    from micromix.export.build import ARM_TOOLS
+
+    require_tools(*ARM_TOOLS)
+    g = ops_graph()
+    pol = policies(g)["mixed0"]
+    im = convert(random_qparams(g, pol, seed=7), g, pol)
+    x = np.random.default_rng(1).integers(0, 256, (6, 1, 10, 10), dtype=np.uint8)
+    out = export_c(im, tmp_path / "c", test_images=x, target="cortex-m4", cm4_images=6)
+    assert json.loads((out / "export.json").read_text())["cortex_m4"]["images"] == 6
+    arm = symbols(out / "build" / "cm4" / "micromix_weights.o", "arm-none-eabi-nm")
+    assert sum(v[1] for v in arm.values() if v[0] in "rR") == im.report.flash_bytes

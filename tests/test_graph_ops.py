@@ -163,7 +163,7 @@ def test_concat_and_gate_multiply() -> None:
             self.gate = nn.Linear(8, 8)
 
         def forward(self, x):
-            y = torch.cat((F.relu(self.a(x)), self.b(x)), 1)
+            y = torch.cat((F.relu(self.a(x)), self.b(x)), axis=1)
             s = torch.sigmoid(self.gate(y.mean((2, 3)))).view(-1, 8, 1, 1)
             return s * y
 

@@ -296,13 +296,15 @@ def avgpool(fz: _Fuser, node: torch.fx.Node) -> None:
     )  # fmt: skip
 
 
-CAT = Args("torch.cat", ("tensors", "dim"), {"dim": 0}, first=0)
+CAT = Args("torch.cat", ("tensors", "dim", "axis"), {"dim": 0, "axis": None}, first=0)
 
 
 def cat(fz: _Fuser, node: torch.fx.Node) -> None:
     from .graph import _chw
 
     a = read_args(fz, node, CAT)
+    if a["axis"] is not None:  # numpy's spelling, which torch.cat accepts too
+        a["dim"] = a["axis"]
     rank = len(node.meta["tensor_meta"].shape)
     if not isinstance(a["dim"], int) or a["dim"] % rank != 1:
         raise refuse(fz, node, CAT, "dim", a["dim"], "only dim=1, the channels, is supported")
