@@ -35,21 +35,21 @@ class OpsNet(nn.Module):
         self.fc = nn.Linear(15, 10)
 
     def forward(self, x):
-        x = self.pool(F.relu(self.stem(x)))  # 5 x 5 x 5
+        x = self.pool(F.relu(self.stem(x)))  # 5 x 5 x 7
         a = F.hardswish(self.a(x))
         b = F.leaky_relu(self.b(x), 0.2)
         y = torch.cat([a, x, b], 1)  # 3 + 5 + 7 = 15 channels, mixed signedness
         y = F.avg_pool2d(y, 3, 1, 1, count_include_pad=False)
-        y = F.max_pool2d(y, 2, 1, ceil_mode=True)
+        y = F.max_pool2d(y, (2, 3), (1, 2), (1, 1), ceil_mode=True)  # non-square everything
         g = torch.sigmoid(self.gate(F.adaptive_avg_pool2d(y, 1)))
         y = F.silu(y * g) * torch.tanh(y)  # per-channel gate, then a map times a map
-        y = F.avg_pool2d(F.hardsigmoid(y), 3, stride=2, padding=1)
+        y = F.avg_pool2d(F.hardsigmoid(y), (3, 2), stride=(2, 1), padding=(1, 0))
         return self.fc(torch.flatten(F.adaptive_max_pool2d(y, 1), 1))
 
 
 def ops_graph():
     torch.manual_seed(0)
-    return trace(OpsNet().eval(), (1, 1, 10, 10))
+    return trace(OpsNet().eval(), (1, 1, 10, 13))
 
 
 def policies(g) -> dict[str, Policy]:
@@ -74,7 +74,7 @@ def test_new_kernels_are_bit_exact_and_exactly_sized(tmp_path, name: str) -> Non
     g = ops_graph()
     pol = policies(g)[name]
     im = convert(random_qparams(g, pol, seed=7), g, pol)
-    x = np.random.default_rng(1).integers(0, 256, (60, 1, 10, 10), dtype=np.uint8)
+    x = np.random.default_rng(1).integers(0, 256, (60, 1, 10, 13), dtype=np.uint8)
     out = export_c(im, tmp_path / "c", test_images=x)
     s = json.loads((out / "export.json").read_text())
     assert s["selftest_identical"] == 60
@@ -97,7 +97,7 @@ def test_new_kernels_write_only_their_output(tmp_path) -> None:
     g = ops_graph()
     pol = policies(g)["mixed1"]
     im = convert(random_qparams(g, pol, seed=2), g, pol)
-    x = np.random.default_rng(2).integers(0, 256, (8, 1, 10, 10), dtype=np.uint8)
+    x = np.random.default_rng(2).integers(0, 256, (8, 1, 10, 13), dtype=np.uint8)
     out = export_c(im, tmp_path / "c", test_images=x, check=False)
     r = run_checked_build(out)
     assert r.returncode == 0, r.stderr
@@ -113,7 +113,7 @@ def test_new_kernels_on_cortex_m4_under_qemu(tmp_path) -> None:
     g = ops_graph()
     pol = policies(g)["mixed0"]
     im = convert(random_qparams(g, pol, seed=7), g, pol)
-    x = np.random.default_rng(1).integers(0, 256, (6, 1, 10, 10), dtype=np.uint8)
+    x = np.random.default_rng(1).integers(0, 256, (6, 1, 10, 13), dtype=np.uint8)
     out = export_c(im, tmp_path / "c", test_images=x, target="cortex-m4", cm4_images=6)
     assert json.loads((out / "export.json").read_text())["cortex_m4"]["images"] == 6
     arm = symbols(out / "build" / "cm4" / "micromix_weights.o", "arm-none-eabi-nm")
