@@ -188,3 +188,23 @@ def test_conv_arguments_are_refused_by_name(conv, needle) -> None:
         UnsupportedOpError, match=f"Conv2d at module `block.0.fn` \\(Conv2d\\) has {needle}"
     ):
         trace(Wrap(conv), (1, 1, 9, 9))
+
+
+def test_swish_written_by_hand_is_one_silu_table() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c, self.d = nn.Conv2d(1, 4, 3), nn.Conv2d(4, 4, 1)
+
+        def forward(self, x):
+            y = self.c(x)
+            y = y * torch.sigmoid(y)
+            z = torch.sigmoid(y)  # read twice: stays a sigmoid, and the multiply stays
+            return self.d(y * z) + z
+
+    g = trace(Net(), (1, 1, 6, 6))
+    assert [(o.kind, o.fn) for o in g.ops] == [
+        ("conv", None), ("lut", "silu"), ("lut", "sigmoid"), ("mul", None), ("conv", None),
+        ("add", None),
+    ]  # fmt: skip
+    assert g.ops[1].inputs == ("c",) and g.ops[3].inputs == ("mul", "sigmoid_1")

@@ -368,6 +368,8 @@ def mul(fz: _Fuser, node: torch.fx.Node) -> None:
     if len(node.args) != 2 or node.kwargs:
         raise refuse(fz, node, MUL, "arguments", node.args, "it multiplies exactly two tensors")
     a, b = (fz.src(node, t) for t in node.args)
+    if _swish(fz, node):
+        return
     sa, sb = fz.shapes[a], fz.shapes[b]
     if sa[1:] == (1, 1) and sb[1:] != (1, 1):
         a, b, sa, sb = b, a, sb, sa  # the feature map first, the gate second
@@ -381,6 +383,38 @@ def mul(fz: _Fuser, node: torch.fx.Node) -> None:
     c, h, w = _chw(last)
     fz.signed[fz.name_for(node)] = act is None and (fz.signed[a] or fz.signed[b])
     fz.emit(node, nodes, last, kind="mul", inputs=(a, b), in_shape=sa, macs=c * h * w, act=act)
+
+
+def _swish(fz: _Fuser, node: torch.fx.Node) -> bool:
+    """x * sigmoid(x) written by hand is one silu table: the sigmoid op already emitted for
+    it (read by nothing else) is taken back, and the multiply becomes the table."""
+    from .graph import _chw
+
+    for x_node, s_node in (node.args, node.args[::-1]):
+        name = fz.value[s_node.name]
+        op = next((o for o in fz.ops if o["name"] == name), None)
+        if (
+            op is None
+            or op["kind"] != "lut"
+            or op["fn"] != "sigmoid"
+            or op["act"] is not None
+            or op["inputs"] != (fz.value[x_node.name],)
+            or len(s_node.users) != 1
+        ):
+            continue
+        fz.ops.remove(op)
+        fz.done.discard(s_node.name)
+        nodes = [s_node, node]
+        last, act = fz.absorb_act(node, nodes)
+        c, h, w = _chw(last)
+        x = op["inputs"][0]
+        fz.signed[fz.name_for(node)] = act is None and fz.signed[x]
+        fz.emit(
+            node, nodes, last, kind="lut", inputs=(x,), in_shape=fz.shapes[x],
+            macs=c * h * w, act=act, fn="silu",
+        )  # fmt: skip
+        return True
+    return False
 
 
 SOFTMAX = Args(

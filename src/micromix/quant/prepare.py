@@ -11,6 +11,7 @@ folds into the per-channel weight scale and bias.
 from __future__ import annotations
 
 import copy
+import operator
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -147,6 +148,10 @@ def _keeps_input_grid(graph: Graph, op, act_bits: Callable[[str], int | None]) -
     )
 
 
+def _is_mul(node: torch.fx.Node) -> bool:
+    return node.target in (operator.mul, torch.mul, "mul", "__mul__")
+
+
 def _table_activations(gm: torch.fx.GraphModule, graph: Graph, nodes: dict) -> dict[str, LutAct]:
     """Turn every table-activation node into a call of a LutAct module (in place, same name)."""
     luts: dict[str, LutAct] = {}
@@ -157,11 +162,16 @@ def _table_activations(gm: torch.fx.GraphModule, graph: Graph, nodes: dict) -> d
             continue
         node = nodes[op.fx_nodes[0]]
         x = node.args[0] if node.args else node.kwargs["input"]
+        table_node = node
+        if len(op.fx_nodes) > 1 and _is_mul(nodes[op.fx_nodes[1]]):
+            table_node = nodes[op.fx_nodes[1]]  # x * sigmoid(x) traced as one silu table
         mod = _module_name(op.name)
         luts[op.name] = LutAct(op.fn, op.alpha)
         gm.get_submodule("lut").add_module(mod, luts[op.name])
-        node.op, node.target = "call_module", f"lut.{mod}"
-        node.args, node.kwargs = (x,), {}
+        table_node.op, table_node.target = "call_module", f"lut.{mod}"
+        table_node.args, table_node.kwargs = (x,), {}
+        if table_node is not node:
+            gm.graph.erase_node(node)  # the sigmoid, now read by nothing
     return luts
 
 
