@@ -156,7 +156,7 @@ def _table_activations(gm: torch.fx.GraphModule, graph: Graph, nodes: dict) -> d
     """Turn every table-activation node into a call of a LutAct module (in place, same name)."""
     luts: dict[str, LutAct] = {}
     if any(o.kind == "lut" for o in graph.ops):
-        gm.add_module("lut", nn.Module())
+        gm.add_module("mm_lut", nn.Module())
     for op in graph.ops:
         if op.kind != "lut":
             continue
@@ -167,8 +167,8 @@ def _table_activations(gm: torch.fx.GraphModule, graph: Graph, nodes: dict) -> d
             table_node = nodes[op.fx_nodes[1]]  # x * sigmoid(x) traced as one silu table
         mod = _module_name(op.name)
         luts[op.name] = LutAct(op.fn, op.alpha)
-        gm.get_submodule("lut").add_module(mod, luts[op.name])
-        table_node.op, table_node.target = "call_module", f"lut.{mod}"
+        gm.get_submodule("mm_lut").add_module(mod, luts[op.name])
+        table_node.op, table_node.target = "call_module", f"mm_lut.{mod}"
         table_node.args, table_node.kwargs = (x,), {}
         if table_node is not node:
             gm.graph.erase_node(node)  # the sigmoid, now read by nothing
