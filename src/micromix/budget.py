@@ -1,4 +1,4 @@
-"""Budgets in bytes and byte-size parsing; the MCU target registry lives in targets.py (its
+"""Budgets in bytes and byte-size parsing; the MCU target registry lives in mcu.py (its
 names are re-exported here)."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from .errors import InfeasibleBudgetError, MicromixError
 from .graph import Graph
+from .mcu import Region, Target, get_target, list_targets, register_target
 from .memory import MemoryReport, memory_report
 from .policy import Policy
-from .targets import Region, Target, get_target, list_targets, register_target
 
 __all__ = [
     "Budget",
@@ -84,7 +84,7 @@ class Budget:
         """Read CLI-style limits. `0.48x` is a fraction of `reference` (the uniform 8-bit report).
 
         With a target, a limit not given is the target's (largest region less its reserve, see
-        targets.py); a ratio stays a ratio of the 8-bit footprint, capped by that figure; an
+        mcu.py); a ratio stays a ratio of the 8-bit footprint, capped by that figure; an
         explicit byte limit applies as given but may not exceed the target's region.
         """
         base = get_target(target) if target is not None else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..targets import get_target, list_targets
+from ..mcu import get_target, list_targets
 
 NAME = "targets"
 HELP = "list the known MCU targets: core, FLASH / RAM regions and the search budget"

@@ -12,8 +12,8 @@ import numpy as np
 
 from ..errors import MicromixError
 from ..integer.model import IntegerModel
+from ..mcu import Target, get_target, list_targets, target_from_json
 from ..rundir import read_json, write_json
-from ..targets import Target, get_target, list_targets, target_from_json
 from .build import built_memory, missing_tools, run_cm4, run_selftest
 from .cgen import write_sources
 from .firmware import FitError, fit_check
@@ -45,9 +45,11 @@ def export_c(
     """
     chip = None
     if isinstance(target, Target) or target not in TARGETS:
-        if isinstance(target, str) and "." not in target and target.lower() not in {
-            t.name for t in list_targets()
-        }:
+        if (
+            isinstance(target, str)
+            and "." not in target
+            and target.lower() not in {t.name for t in list_targets()}
+        ):
             raise MicromixError(
                 f"unknown export target {target!r}; use {' or '.join(TARGETS)} or an MCU "
                 "target (see `micromix targets`)."

@@ -366,7 +366,9 @@ def library_files(imodel: IntegerModel) -> dict[str, str]:
 
 
 def library_files_names(files: dict) -> list[str]:
-    return [k[len(LIB_DIR) + 1 :] for k in files if k.startswith(LIB_DIR + "/") and k.endswith(".c")]
+    return [
+        k[len(LIB_DIR) + 1 :] for k in files if k.startswith(LIB_DIR + "/") and k.endswith(".c")
+    ]
 
 
 def write_sources(
@@ -381,9 +383,7 @@ def write_sources(
     """Write the library into `out_dir/lib/` and the self-test harness (host, and with `cm4`
     the test-only Cortex-M4 image) beside it in `out_dir`; returns the paths written."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    files: dict[str, str | bytes] = {
-        f"{LIB_DIR}/{k}": v for k, v in library_files(imodel).items()
-    }
+    files: dict[str, str | bytes] = {f"{LIB_DIR}/{k}": v for k, v in library_files(imodel).items()}
     for name in HOST_FILES + (CM4_FILES if cm4 else ()):
         files[name] = template(name)
     files["selftest.bin"] = selftest_bytes(images, outputs)

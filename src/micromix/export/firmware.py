@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MicromixError
-from ..targets import BOARDS, Region, Target
+from ..mcu import BOARDS, Region, Target
 from .build import make, missing_tools, run_qemu, symbols
 from .cgen import LIB_DIR, template
 

@@ -1,4 +1,5 @@
-"""MCU targets: core and memory map (FLASH and RAM regions with origin and length).
+"""MCU targets: core and memory map (FLASH and RAM regions with origin and length). The module
+is `mcu` because `micromix.targets` is the API's dict of targets.
 
 A target gives the search its budget (the largest FLASH region and the largest RAM region,
 each less a reserve for what the firmware needs beyond the model: kernel code, startup and
@@ -11,9 +12,10 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import tomllib
 
 from .errors import MicromixError
 
@@ -228,13 +230,13 @@ def _regions(obj: object, what: str, where: str) -> tuple[Region, ...]:
 def load_target_file(path: str | Path) -> Target:
     """A target from TOML or JSON:
 
-        name = "my_board"
-        core = "cortex-m4f"
-        source = "MYCHIP reference manual, section 2.2"   # optional
-        flash = [{name = "FLASH", origin = 0x08000000, length = "512KiB"}]
-        ram = [{name = "SRAM", origin = 0x20000000, length = "128KiB"}]
-        reserve_flash = "32KiB"   # optional: FLASH kept for code, startup, vector table
-        reserve_ram = "8KiB"      # optional: RAM kept for the stack and startup data
+    name = "my_board"
+    core = "cortex-m4f"
+    source = "MYCHIP reference manual, section 2.2"   # optional
+    flash = [{name = "FLASH", origin = 0x08000000, length = "512KiB"}]
+    ram = [{name = "SRAM", origin = 0x20000000, length = "128KiB"}]
+    reserve_flash = "32KiB"   # optional: FLASH kept for code, startup, vector table
+    reserve_ram = "8KiB"      # optional: RAM kept for the stack and startup data
     """
     from .budget import parse_bytes
 
