@@ -100,7 +100,8 @@ def main() -> None:
     lines = [
         "# Paper scale on the chip: MobileNetV1-1.0 224x224x3, 1000 classes, STM32H743",
         "",
-        "Command: `PYTHONPATH=src python bench/firmware_scale.py` (run once; 2-core machine).",
+        "Command: `PYTHONPATH=src OMP_NUM_THREADS=1 python bench/firmware_scale.py` (run once;",
+        "2-core machine shared with other jobs; arm-none-eabi-gcc 12.2, qemu 7.2).",
         "",
         "Weights: seeded random initialisation (no 224-px 1000-class data set here); fake-quant",
         f"calibration only (BatchNorm statistics, activation clips) on {args.calib} Fashion-MNIST",
@@ -140,6 +141,9 @@ def main() -> None:
         "| step | wall (s) | CPU (s) |",
         "|---|---:|---:|",
         *(f"| {k} | {w:.1f} | {cp:.1f} |" for k, (w, cp) in times.items()),
+        "",
+        f"Peak RSS of the Python process: "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB.",
         "",
     ]
     Path(args.out).write_text("\n".join(lines))
