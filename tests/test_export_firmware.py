@@ -221,3 +221,38 @@ def test_non_arm_target_is_refused_with_a_sentence(tmp_path) -> None:
     require("gcc", "make", "nm", "size")
     with pytest.raises(MicromixError, match="needs a Cortex-M core"):
         export_for(tmp_path / "c", tiny_model(), "gap8", n=1)
+
+
+def test_run_pipeline_exports_for_its_target_and_fails_when_it_does_not_fit(tmp_path) -> None:
+    """`micromix run --target` links and checks the firmware for that target; a model that
+    does not fit the target ends the run with FitError (exit 2), not with a success."""
+    require(*ARM)
+    from types import SimpleNamespace
+
+    import torch
+
+    from micromix.pipeline import Pipeline, RunConfig
+
+    im = tiny_model()
+    data = SimpleNamespace(test=SimpleNamespace(images=torch.from_numpy(images(2, seed=3))))
+    for name, target in (("ok", "stm32f412"), ("small", None)):
+        if target is None:
+            flash = im.report.flash_bytes + 1024  # the constants fit, the code does not
+            toml = tmp_path / "small_chip.toml"
+            toml.write_text(
+                f'core = "cortex-m4f"\nflash = [{{origin = 0x08000000, length = {flash}}}]\n'
+                'ram = [{origin = 0x20000000, length = "64KiB"}]\nreserve_flash = 512\n'
+            )
+            target = str(toml)
+        d = tmp_path / name
+        d.mkdir()
+        p = Pipeline(d, RunConfig(target=target, export_images=2), resume=False, progress=False)
+        p._data = data
+        if name == "ok":
+            p.export(im)
+            row = json.loads((d / "stages.json").read_text())["export"]
+            assert row["fit: stm32f412's FLASH needed / available (B)"].endswith("/ 1,048,576")
+            assert row["fit: chip-sized image on qemu mps2-an386"] == "2 images = reference"
+        else:
+            with pytest.raises(FitError, match="do not fit small_chip's FLASH"):
+                p.export(im)
