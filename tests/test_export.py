@@ -164,7 +164,7 @@ def test_unknown_target_is_an_error(tmp_path) -> None:
     model, g = tiny()
     pol = Policy.uniform(g, 8)
     im = convert(random_qparams(g, pol), g, pol)
-    with pytest.raises(MicromixError, match="unknown export target"):
+    with pytest.raises(MicromixError, match="unknown target 'avr'"):
         export_c(im, tmp_path, target="avr")
 
 

@@ -181,6 +181,10 @@ def test_fit_verdict_refuses_one_byte_over(tmp_path) -> None:
     small = replace(base, name="small", ram_regions=(Region("SRAM", 0x20000000, static - 1),))
     with pytest.raises(FitError, match=f"small's SRAM before any stack: {static:,} B needed"):
         export_for(tmp_path / "d", im, small, n=1)
+    # Room for the static data but not for the measured stack: refused too.
+    stack = replace(base, name="stack", ram_regions=(Region("SRAM", 0x20000000, static + 512),))
+    with pytest.raises(FitError, match="do not fit stack's SRAM with a call stack"):
+        export_for(tmp_path / "e", im, stack, n=1)
 
 
 def test_export_cli_exits_2_when_the_model_does_not_fit(tmp_path, capsys) -> None:

@@ -283,11 +283,13 @@ class Pipeline:
                 "host" if missing_tools("arm-none-eabi-gcc", "qemu-system-arm") else "cortex-m4"
             )
         chip = export_chip(self.cfg.target)
+        if self.cfg.target and chip is None:
+            self.say(f"no fit verdict for {self.cfg.target}: not an Arm core or no Arm tools")
         images = self.data.test.images[: self.cfg.export_images].numpy()
         out = export_c(imodel, self.dir / "c", test_images=images, target=chip or target)
         info = read_json(out / "export.json")
         row = {
-            "target": target,
+            "target": chip.name if chip is not None else target,
             "self-test images bit-identical": f"{info['selftest_identical']} / {info['selftest_images']}",
             "const data in the object file (B)": info["built"]["const_bytes"],
             "arena + scratch in the object file (B)": info["built"]["ram_bytes"],

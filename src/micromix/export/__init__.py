@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import MicromixError
 from ..integer.model import IntegerModel
-from ..mcu import Target, get_target, list_targets, target_from_json
+from ..mcu import Target, get_target, target_from_json
 from ..rundir import read_json, write_json
 from .build import built_memory, missing_tools, run_cm4, run_selftest
 from .cgen import write_sources
@@ -43,18 +43,8 @@ def export_c(
     when FLASH or RAM does not fit) and the chip-sized image under qemu on the first
     `cm4_images` images. Results go to `export.json`; any failure raises MicromixError.
     """
-    chip = None
-    if isinstance(target, Target) or target not in TARGETS:
-        if (
-            isinstance(target, str)
-            and "." not in target
-            and target.lower() not in {t.name for t in list_targets()}
-        ):
-            raise MicromixError(
-                f"unknown export target {target!r}; use {' or '.join(TARGETS)} or an MCU "
-                "target (see `micromix targets`)."
-            )
-        chip, target = get_target(target), "host"
+    chip = None if isinstance(target, str) and target in TARGETS else get_target(target)
+    target = "host" if chip is not None else target
     out = Path(out_dir)
     if test_images is None:
         c, h, w = imodel.input_shape

@@ -252,8 +252,17 @@ def fit_check(
             "chip-sized image cannot run there."
         )
     make(fw, "firmware_qemu.elf")
-    q = run_qemu(fw / "firmware_qemu.elf", board, timeout=timeout)
     _, _, stack_room = _usage(fw / "firmware_qemu.elf")
+    try:
+        q = run_qemu(fw / "firmware_qemu.elf", board, timeout=timeout)
+    except MicromixError:
+        if stack_room < target.reserve_ram:  # most likely the stack ran into .bss
+            raise FitError(
+                f"the model and its minimal firmware do not fit {ram.region} with a call stack: "
+                f"{ram_static:,} B of static data leave {stack_room:,} B of its "
+                f"{pr.length:,} B, and the image failed under qemu."
+            ) from None
+        raise
     if q.stack_used >= stack_room:  # painting gone up to .bss: the stack overflowed
         raise FitError(
             f"the firmware does not fit {target.name}'s {pr.name}: the call stack used all "
