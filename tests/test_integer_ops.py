@@ -264,3 +264,25 @@ def test_avg_pool2d_3x3_stride1_pad1_agrees_with_fake_quant(include_pad: bool) -
     assert not np.any((got != want) & ~tie)
     if include_pad:
         assert np.array_equal(got, want)  # an odd divisor has no ties
+
+
+def test_max_pool_keeps_its_input_quantizer_when_the_bits_match() -> None:
+    """Same bits: the fake-quant model shares the input's quantizer, and the integer pool's
+    requantization is exactly the identity. Other bits: a quantizer and multiplier of its own."""
+    from user_models.maxpool_cnn import INPUT_SHAPE, MaxPoolCNN
+
+    from micromix.graph import trace
+    from micromix.integer import convert
+    from micromix.policy import Policy
+    from micromix.quant import prepare
+
+    torch.manual_seed(0)
+    model = MaxPoolCNN().eval()
+    g = trace(model, (1, *INPUT_SHAPE))
+    for bits, shared in ((4, True), (2, False)):
+        pol = Policy.uniform(g, 4).replace(activations={"pool1": bits})
+        q = prepare(model, pol, g).eval()
+        assert (q.act_targets["pool1"] == q.act_targets["conv1"]) is shared
+        pool = next(i for i in convert(q).ops if i.name == "pool1")
+        identity = (list(pool.arrays["mult"]), list(pool.arrays["shift"])) == ([2**30], [30])
+        assert identity is shared
