@@ -41,8 +41,8 @@ void mm_maxpool(const uint8_t *in, uint8_t *out, const int32_t *mult, const int8
                 int32_t m = INT32_MIN;
                 for (int ky = ky0; ky < ky1; ky++)
                     for (int kx = kx0; kx < kx1; kx++) {
-                        const int32_t v =
-                            mm_get(in + ((int32_t)(iy0 + ky) * in_w + ix0 + kx) * in_pix, ch, ib, is);
+                        const int32_t pix = (int32_t)(iy0 + ky) * in_w + ix0 + kx;
+                        const int32_t v = mm_get(in + pix * in_pix, ch, ib, is);
                         m = v > m ? v : m;
                     }
                 mm_put(&wr, mm_requant(m, mult[0], shift[0], qmin, qmax));
@@ -75,7 +75,8 @@ void mm_avgpool_pad(const uint8_t *in, uint8_t *out, const int32_t *mult, const 
                 int32_t sum = 0;
                 for (int ky = ky0; ky < ky1; ky++)
                     for (int kx = kx0; kx < kx1; kx++)
-                        sum += mm_get(in + ((int32_t)(iy0 + ky) * in_w + ix0 + kx) * in_pix, ch, ib, is);
+                        sum += mm_get(in + ((int32_t)(iy0 + ky) * in_w + ix0 + kx) * in_pix,
+                                      ch, ib, is);
                 mm_put(&wr, mm_requant(sum, mult[d], shift[d], qmin, qmax));
             }
             mm_flush(&wr);
@@ -95,8 +96,10 @@ void mm_concat(const uint8_t *in, uint8_t *out, const int32_t *mult, const int8_
     for (int32_t p = 0; p < (int32_t)h * w; p++) {
         const uint8_t *pi = in + p * in_pix;
         uint8_t *po = out + p * o_pix;
-        for (int ch = 0; ch < c; ch++)
-            mm_set(po, c_off + ch, ob, mm_requant(mm_get(pi, ch, ib, is), mult[0], shift[0], qmin, qmax));
+        for (int ch = 0; ch < c; ch++) {
+            const int32_t v = mm_requant(mm_get(pi, ch, ib, is), mult[0], shift[0], qmin, qmax);
+            mm_set(po, c_off + ch, ob, v);
+        }
         if (c_off + c == c_total && (end_bit & 7))
             po[end_bit >> 3] &= (uint8_t)((1u << (end_bit & 7)) - 1u);
     }
