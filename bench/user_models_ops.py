@@ -54,7 +54,12 @@ def main() -> None:
         t0 = time.time()
         torch.manual_seed(0)
         model = getattr(importlib.import_module(f"user_models.{mod}"), cls)()
-        fit(model, data.train, replace(float_recipe(1), max_batches=args.float_batches), progress=False)
+        fit(
+            model,
+            data.train,
+            replace(float_recipe(1), max_batches=args.float_batches),
+            progress=False,
+        )
         model.eval()
         g = trace(model, (1, 1, 28, 28))
         pol = mixed(g, 1)
@@ -63,7 +68,11 @@ def main() -> None:
         im = convert(q)
         with torch.no_grad():
             fq = torch.cat([q(x.float() / 255) for x in test.images.split(250)]).argmax(1).numpy()
-            fl = torch.cat([model(x.float() / 255) for x in test.images.split(250)]).argmax(1).numpy()
+            fl = (
+                torch.cat([model(x.float() / 255) for x in test.images.split(250)])
+                .argmax(1)
+                .numpy()
+            )
         yi = im.run(test.images.numpy()).astype(np.int64).argmax(1)
         labels = test.labels.numpy()
         with tempfile.TemporaryDirectory() as d:
@@ -88,7 +97,11 @@ def main() -> None:
         f"{args.float_batches} --qat-batches {args.qat_batches} --test {args.test}` (2 CPU cores, "
         "torch CPU, 1 thread). Float: 1 epoch capped at the given batches of 128; QAT: a mixed "
         "4/8-bit policy (seed 1), 1 epoch capped likewise. Top-1 on the first "
-        f"{args.test} test images; C: gcc -O2 self-test on 200 of them.\n\n" + head + "\n" + "\n".join(rows) + "\n"
+        f"{args.test} test images; C: gcc -O2 self-test on 200 of them.\n\n"
+        + head
+        + "\n"
+        + "\n".join(rows)
+        + "\n"
     )
     Path(args.out).write_text(text)
 
