@@ -6,6 +6,7 @@ import argparse
 from dataclasses import fields, replace
 from pathlib import Path
 
+from ..mcu import get_target
 from ..pipeline import PRESETS, RunConfig, clean_run_dir, preset, run_pipeline
 from ..rundir import prepare_run_dir
 from .common import positive_int, resolve_device
@@ -75,18 +76,30 @@ def _recorded(run_dir: Path, cfg: RunConfig) -> RunConfig:
     return replace(cfg, **{k: v for k, v in (old.get("settings") or {}).items() if k in names})
 
 
-def run(args: argparse.Namespace) -> int:
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The preset with the command line's overrides. --target gives the budget: the preset's
+    ratios do not override it, and a --flash / --ram given with it applies within the target
+    (a ratio capped by the target's memory; bytes above it refused; see Budget.parse). A
+    resumed run starts from the settings it recorded (its model included)."""
     cfg = preset(args.preset)
-    run_dir = Path(args.run_dir or f"runs/{args.preset}")
     if args.resume and not args.force:
-        cfg = _recorded(run_dir, cfg)  # a resumed run keeps its model and settings
+        cfg = _recorded(Path(args.run_dir or f"runs/{args.preset}"), cfg)
     changes = {
         f.name: getattr(args, f.name)
         for f in fields(cfg)
         if getattr(args, f.name, None) is not None
     }
-    cfg = replace(cfg, **changes)
+    if args.target is not None:
+        get_target(args.target)  # an unknown target or a bad target file: stop now
+        changes.setdefault("flash", None)
+        changes.setdefault("ram", None)
+    return replace(cfg, **changes)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
     resolve_device(cfg.device)
+    run_dir = Path(args.run_dir or f"runs/{args.preset}")
     resume = args.resume
     if not args.force and not resume and (run_dir / "stages.json").exists():
         resume = True  # the default demo simply continues when rerun; say so
