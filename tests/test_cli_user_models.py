@@ -80,10 +80,15 @@ def ds_cnn(num_classes=12, c=12):
     )
 '''
 
-# (source, NAME, --model-args, --input-shape, dataset kind); one line per model.
+USER_MODELS = Path(__file__).parent / "user_models"  # i10-ops' op models: 10 classes each
+
+# (source text or .py path, NAME, --model-args, --input-shape, dataset kind); one line per model.
 MODELS = [
     pytest.param(RESNET, "ResNet", {"num_classes": 3}, "1x28x28", "folder", id="resnet-proj"),
     pytest.param(DSCNN, "ds_cnn", {"num_classes": 4}, "1x49x10", "npz", id="ds-cnn-kws"),
+    pytest.param(
+        USER_MODELS / "mbv3_block.py", "MobileNetV3Block", {}, "1x28x28", "npz", id="mbv3-se"
+    ),
 ]
 
 
@@ -137,10 +142,10 @@ def memory_json(capsys, *argv: str) -> dict:
 def test_user_model_through_the_cli(tmp_path, capsys, source, name, margs, shape, kind):
     _need_gcc()
     net = tmp_path / "net.py"
-    net.write_text(source)
+    net.write_text(source.read_text() if isinstance(source, Path) else source)
     model = [f"--model={net}:{name}", f"--model-args={json.dumps(margs)}", f"--input-shape={shape}"]
     dims = tuple(int(d) for d in shape.split("x"))
-    data = make_dataset(tmp_path, kind, dims, margs["num_classes"])
+    data = make_dataset(tmp_path, kind, dims, margs.get("num_classes", 10))
     # Trace and memory model of the fresh model, straight from the file.
     mem8 = memory_json(capsys, *model)
     assert mem8["flash_bytes"] > 0 and mem8["ram_bytes"] > 0
@@ -151,14 +156,15 @@ def test_user_model_through_the_cli(tmp_path, capsys, source, name, margs, shape
 
     torch.manual_seed(0)
     ref = from_source(f"{net}:{name}", input_shape=shape, **margs)
+    assert ref(torch.zeros(1, *dims)).shape == (1, margs.get("num_classes", 10))
     plain = tmp_path / "weights.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in ref.state_dict().items()}}, plain)
     cli("train", *model, "--checkpoint", plain, "--dataset", data, "--epochs", 1,
         "--batch-size", 32, "--lr", 0.05, "--run-dir", tmp_path / "float")  # fmt: skip
     float_pt = tmp_path / "float" / "model.pt"
     # From here on the model file names its own architecture: no --model needed.
-    cli("search", "--checkpoint", float_pt, "--strategy", "rule", "--flash", "0.7x",
-        "--ram", "0.7x", "--dataset", data, "--train-images", 64, "--eval-images", 32,
+    cli("search", "--checkpoint", float_pt, "--strategy", "rule", "--flash", "0.85x",
+        "--ram", "0.85x", "--dataset", data, "--train-images", 64, "--eval-images", 32,
         "--batch-size", 16, "--no-progress", "--run-dir", tmp_path / "search")  # fmt: skip
     policy = tmp_path / "search" / "policy.json"
     cli("finetune", "--checkpoint", float_pt, "--policy", policy, "--dataset", data,
@@ -180,13 +186,14 @@ def test_run_dir_of_a_user_model_needs_no_model_flags(tmp_path, capsys, source, 
                                                       shape, kind):  # fmt: skip
     _need_gcc()
     net = tmp_path / "net.py"
+    source = source.read_text() if isinstance(source, Path) else source
     net.write_text(source)
     dims = tuple(int(d) for d in shape.split("x"))
-    data = make_dataset(tmp_path, kind, dims, margs["num_classes"])
+    data = make_dataset(tmp_path, kind, dims, margs.get("num_classes", 10))
     run = tmp_path / "run"
     cli("run", "--quiet", "--model", f"{net}:{name}", "--model-args", json.dumps(margs),
         "--input-shape", shape, "--dataset", data, "--strategy", "rule", "--float-epochs", 1,
-        "--flash", "0.7x", "--ram", "0.7x", "--search-train-images", 64,
+        "--flash", "0.85x", "--ram", "0.85x", "--search-train-images", 64,
         "--search-eval-images", 32, "--finetune-epochs", 1, "--finetune-batches", 2,
         "--eval-images", 30, "--export-images", 6, "--export-target", "host",
         "--batch-size", 32, "--run-dir", run)  # fmt: skip
