@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -124,8 +125,8 @@ class Budget:
                     raise MicromixError(
                         f"a {what} ratio like {s} needs the model's 8-bit footprint as reference."
                     )
-                if not 0 < ratio:
-                    raise MicromixError(f"{what} ratio {s} must be positive.")
+                if not (math.isfinite(ratio) and ratio > 0):
+                    raise MicromixError(f"{what} ratio {s} must be a finite positive number.")
                 ref = reference.flash_bytes if what == "FLASH" else reference.ram_bytes
                 out.append(int(ratio * ref))
             else:

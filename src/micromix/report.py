@@ -8,6 +8,7 @@ at any time, also for a run that stopped half way.
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from .errors import MicromixError
 from .graph import trace
 from .memory import memory_report
 from .policy import Policy
-from .rundir import read_json
+from .rundir import read_json, write_text
 from .train import load_model
 
 
@@ -129,7 +130,9 @@ def render(run_dir: str | Path) -> str:
             for k, v in e.items()
             if k != "seconds"
         ]
-        lines += ["", f"Sources in `{d / 'c'}`; build with `make -C {d / 'c'}`."]
+        # Quoted: a path with spaces or `$(...)` pasted into a shell must stay one argument.
+        make = f"make -C {shlex.quote(str(d / 'c'))}"
+        lines += ["", f"Sources in `{d / 'c'}`; build with `{make}`."]
 
     lines += [
         "",
@@ -141,7 +144,7 @@ def render(run_dir: str | Path) -> str:
     ]
     lines += ["", "## Stage times", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v.get('seconds') or 0:.1f} |" for k, v in stages.items()]
-    (d / "report.md").write_text("\n".join(lines) + "\n")
+    write_text(d / "report.md", "\n".join(lines) + "\n")
 
     summary = [
         f"float {_pct(acc['float'])} | fake-quant {_pct(acc['finetune'])} | integer {_pct(acc['integer'])}",
