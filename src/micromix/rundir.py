@@ -7,7 +7,7 @@ Three promises, kept here so every command gets them the same way:
   a non-empty folder needs `--resume` or `--force`; `--resume` must find the same command
   (config.json's "command") and the same result-relevant settings (config.json's
   "settings"), else it is refused with a sentence naming the setting and both values. Only
-  then is config.json written. `--force` starts over (the command's `owned` files are removed;
+  then is config.json written (a fresh start; a resume keeps it). `--force` starts over (the command's `owned` files are removed;
   a user's other files stay).
 - **One writer.** An exclusive `fcntl.flock` on `<dir>/.micromix.lock` (holding the PID) for as
   long as the command runs; a second process is refused with a sentence naming the holder's
@@ -109,6 +109,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+        os.fchmod(fd, default_mode())  # mkstemp's 0600 would make every result private
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -135,6 +136,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+        os.fchmod(fd, default_mode())
         os.close(fd)
         yield Path(tmp)
         with open(tmp, "rb+") as f:
@@ -149,6 +151,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
                 os.unlink(tmp)
             except OSError:
                 pass
+
+
+def default_mode(folder: bool = False) -> int:
+    """The permissions a plain open()/mkdir() would give under the current umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if folder else 0o666) & ~mask
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -414,8 +423,10 @@ def open_run_dir(
     - `force`: the entries named in `owned` (files or folders the command writes) are removed
       and the command starts over; other files stay.
 
-    Nothing is written before the checks pass (a refusal leaves the folder as it was). The
-    returned RunDir holds the lock until `close()` (or the end of the process).
+    Nothing is written before the checks pass (a refusal leaves the folder as it was), and a
+    resume leaves config.json as it is (its settings are the ones checked). The returned
+    RunDir holds the lock until `close()` (or the end of the process); `resumed` says
+    whether it continues a run.
     """
     p = Path(path)
     if p.exists() and not p.is_dir():
@@ -428,8 +439,11 @@ def open_run_dir(
         if force:
             for name in owned:
                 _remove(p / name)
-        config = _config(p, command, settings, resumed)
-        write_json(p / CONFIG, config)
+        if resumed:  # same command and settings (checked): config.json already says so
+            config = read_json(p / CONFIG, error=RunDirError)
+        else:
+            config = _config(p, command, settings)
+            write_json(p / CONFIG, config)
     except BaseException:
         lock.release()
         if created:
@@ -552,12 +566,8 @@ def _remove(p: Path) -> None:
         raise storage_error(e, p, "remove") from None
 
 
-def _config(p: Path, command: str, settings: dict[str, Any], resumed: bool) -> dict[str, Any]:
-    cfg = {"command": command, "argv": sys.argv, "settings": settings, "versions": versions()}
-    if resumed:
-        old = read_json(p / CONFIG, error=RunDirError)
-        cfg["previous"] = {k: old.get(k) for k in ("argv", "versions")}
-    return cfg
+def _config(p: Path, command: str, settings: dict[str, Any]) -> dict[str, Any]:
+    return {"command": command, "argv": sys.argv, "settings": settings, "versions": versions()}
 
 
 def prepare_run_dir(path: str | os.PathLike, *, force: bool = False, resume: bool = False) -> Path:
@@ -581,12 +591,7 @@ def prepare_run_dir(path: str | os.PathLike, *, force: bool = False, resume: boo
 
 def write_config(run_dir: str | os.PathLike, command: str, settings: dict[str, Any]) -> None:
     """Record every setting plus library versions (no checks: `open_run_dir` does those)."""
-    run_dir = Path(run_dir)
-    resumed = (run_dir / CONFIG).is_file()
-    if resumed:
-        old = read_json(run_dir / CONFIG)
-        resumed = isinstance(old, dict) and old.get("command") == command
-    write_json(run_dir / CONFIG, _config(run_dir, command, settings, resumed))
+    write_json(Path(run_dir) / CONFIG, _config(Path(run_dir), command, settings))
 
 
 def _json_default(o: Any) -> Any:

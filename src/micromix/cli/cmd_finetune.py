@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
             "device": str(device),
             "world_size": dist.world()[1],
         }
-        open_run_dir(
+        rd = open_run_dir(
             run_dir,
             "finetune",
             settings,
@@ -136,8 +136,9 @@ def run(args: argparse.Namespace) -> int:
             result_keys=FINETUNE_RESULT_KEYS,
             owned=FINETUNE_FILES,
         )
-        policy.save(run_dir / "policy.json")  # only once the run directory is ours
-        write_json(run_dir / "memory.json", report.to_json())
+        if not rd.resumed:  # only once the run directory is ours; a resume has them already
+            policy.save(run_dir / "policy.json")
+            write_json(run_dir / "memory.json", report.to_json())
     dist.barrier()
     t0 = time.time()
     float_acc = evaluate(model.to(device), data.test, device=device)

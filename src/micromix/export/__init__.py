@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import MicromixError
 from ..integer.model import IntegerModel
-from ..rundir import TMP_SUFFIX, read_json, storage_error, write_json
+from ..rundir import TMP_SUFFIX, default_mode, read_json, storage_error, write_json
 from .build import built_memory, missing_tools, run_cm4, run_selftest
 from .cgen import write_sources
 
@@ -87,6 +87,7 @@ def staging_dir(out: Path) -> Iterator[Path]:
         for stale in out.parent.glob(f".{out.name}.*{TMP_SUFFIX}"):  # a killed export's
             shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=TMP_SUFFIX))
+        os.chmod(tmp, default_mode(folder=True))  # mkdtemp's 0700 would hide the export
         yield tmp
         if out.is_dir() and not out.is_symlink():
             old = Path(
