@@ -528,3 +528,59 @@ def test_second_writer_is_refused_naming_the_pid_and_kill_9_frees_the_lock(world
     code, err = _run(["train", *TRAIN, "--dataset", world["img"], "--run-dir", str(d)], capsys)
     assert code == 0, err
     assert time.time() - t0 < 60 and not (d / LOCK_NAME).exists()
+
+
+# ---- generated text: C comments and printed shell commands ---------------------------------
+
+INJECT = "evil*/ int pwned(void) { return 1; } /*"
+
+
+class NamedNet(torch.nn.Module):
+    """A user model whose layer name tries to close a C comment and define a function."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_module(INJECT, torch.nn.Conv2d(1, 4, 3, padding=1))
+        self.fc = torch.nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x):
+        return self.fc(torch.relu(getattr(self, INJECT)(x)).flatten(1))
+
+
+def test_layer_names_cannot_inject_c_code(tmp_path):
+    import re
+
+    from conftest import require_tool
+
+    from micromix.export import export_c
+    from micromix.graph import trace
+    from micromix.integer import convert
+    from micromix.integer.convert import random_qparams
+    from micromix.policy import Policy
+
+    require_tool("gcc", "make", "nm", "size")
+    g = trace(NamedNet().eval(), (1, 1, 4, 4))
+    assert INJECT in [o.name for o in g.ops]
+    pol = Policy.uniform(g, 8)
+    im = convert(random_qparams(g, pol), g, pol)
+    images = np.random.default_rng(0).integers(0, 256, (4, 1, 4, 4), dtype=np.uint8)
+    out = export_c(im, tmp_path / "c", test_images=images)  # builds, runs, bit-exact
+    for f in out.glob("*.[ch]"):
+        code = re.sub(r"/\*.*?\*/", "", f.read_text(), flags=re.S)  # what the compiler sees
+        assert not re.search(r"\bpwned\b", code), f.name  # only inside sanitized identifiers
+    syms = subprocess.run(["nm", *map(str, out.rglob("*.o"))], capture_output=True, text=True)
+    assert syms.stdout and not re.search(r"\bpwned\b", syms.stdout)
+
+
+def test_report_quotes_the_printed_shell_command(tmp_path):
+    import shlex
+
+    from micromix.report import render
+
+    d = tmp_path / "runs $(touch x) 'q'"
+    with open_run_dir(d, "run", {}):
+        write_json(d / "stages.json", {"export": {"target": "host", "seconds": 1.0}})
+        render(d)
+    line = next(x for x in (d / "report.md").read_text().splitlines() if "make -C" in x)
+    cmd = line.split("build with `", 1)[1].rsplit("`", 1)[0]
+    assert shlex.split(cmd) == ["make", "-C", str(d / "c")]

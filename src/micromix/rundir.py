@@ -32,6 +32,7 @@ import math
 import os
 import pickle
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -253,12 +254,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights only" in str(e).lower() or "weights_only" in str(e):
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        if found:  # the refusal that matters: a class or function a pickle would call
             raise CheckpointError(
-                f"checkpoint {path} holds Python objects besides tensors and plain values, "
-                "and micromix does not load those (loading them could run code)."
+                f"checkpoint {path} holds a pickled {found.group(1)}, not only tensors and plain "
+                "values, and micromix does not load those (loading them could run code)."
             ) from None
-        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable.") from None
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or not a checkpoint micromix can load without "
+            "running code from it."
+        ) from None
     except OSError as e:
         raise CheckpointError(os_error_message(e, path, "read")) from None
     except Exception as e:  # torch raises many types for a damaged file
