@@ -584,3 +584,12 @@ def test_report_quotes_the_printed_shell_command(tmp_path):
     line = next(x for x in (d / "report.md").read_text().splitlines() if "make -C" in x)
     cmd = line.split("build with `", 1)[1].rsplit("`", 1)[0]
     assert shlex.split(cmd) == ["make", "-C", str(d / "c")]
+
+
+def test_run_records_the_model_of_its_checkpoint(tmp_path):
+    from micromix.pipeline import resolve_checkpoint
+
+    path = tmp_path / "v2.pt"
+    save_model(path, create("mobilenet_v2", width=0.35, resolution=16, num_classes=5))
+    cfg = resolve_checkpoint(replace(preset("quick"), checkpoint=str(path)))
+    assert (cfg.model, cfg.width, cfg.resolution, cfg.classes) == ("mobilenet_v2", 0.35, 16, 5)

@@ -167,5 +167,6 @@ def test_stale_temporary_files_are_cleared_when_a_run_dir_is_opened(tmp_path):
     with open_run_dir(d, "train", {}):
         pass
     (d / f".config.json.abc{TMP_SUFFIX}").write_text("half")  # left by a kill -9
+    (d / f".c.xyz{TMP_SUFFIX}").mkdir()  # a killed export's staging folder
     with open_run_dir(d, "train", {}, resume=True):
         assert not _temps(d)

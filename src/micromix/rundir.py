@@ -554,7 +554,11 @@ def _entries(p: Path) -> list[Path]:
 def _remove_stale_temps(p: Path) -> None:
     """Temporary files of atomic writes whose process was killed (we hold the lock now)."""
     for e in p.iterdir():
-        if e.name.endswith(TMP_SUFFIX) and e.is_file():
+        if not e.name.endswith(TMP_SUFFIX):
+            continue
+        if e.is_dir() and not e.is_symlink():  # a killed export's staging folder
+            shutil.rmtree(e, ignore_errors=True)
+        else:
             try:
                 e.unlink()
             except OSError:
