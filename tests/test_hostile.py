@@ -298,6 +298,8 @@ CASES = [
     ("memory-policy-nested", ["memory", "--policy", "{nested}"], "nested too deeply"),
     ("memory-policy-hugeint", ["memory", "--policy", "{hugeint}"], "cannot read"),
     ("memory-policy-bigbits", ["memory", "--policy", "{bigbits}"], "policy"),
+    ("memory-policy-device", ["memory", "--policy", "/dev/zero"], "not a regular file"),
+    ("memory-ckpt-device", ["memory", "--checkpoint", "/dev/zero"], "not a regular file"),
     ("memory-ckpt-folder", ["memory", "--checkpoint", "{folder}"], "is a folder"),
     ("memory-bits-0", ["memory", "--bits", "0"], "--bits"),
     (

@@ -50,6 +50,7 @@ from .errors import CheckpointError, MicromixError, RunDirError, StorageError
 LOCK_NAME = ".micromix.lock"
 TMP_SUFFIX = ".micromix-tmp"  # temporary files of atomic writes; a killed writer may leave one
 CONFIG = "config.json"
+MAX_JSON_BYTES = 256 << 20  # settings, policies and reports are far smaller; /dev/zero is not
 
 
 def versions() -> dict[str, str]:
@@ -193,7 +194,15 @@ def read_json(
     path = Path(path)
     name = f"{what} {path}" if what else str(path)
     try:
-        text = path.read_text()
+        if path.exists() and not path.is_dir() and not path.is_file():  # a FIFO would block
+            raise error(f"{name} is not a regular file.")
+        with open(path, "rb") as f:
+            data = f.read(MAX_JSON_BYTES + 1)
+        if len(data) > MAX_JSON_BYTES:
+            raise error(
+                f"{name} is larger than {MAX_JSON_BYTES >> 20} MiB, too large for a micromix file."
+            )
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise error(f"{name} does not exist.") from None
     except IsADirectoryError:
@@ -251,6 +260,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[
         raise CheckpointError(f"checkpoint {path} does not exist.")
     if path.is_dir():
         raise CheckpointError(f"checkpoint {path} is a folder, not a file.")
+    if not path.is_file():  # a FIFO or device would block or never end
+        raise CheckpointError(f"checkpoint {path} is not a regular file.")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:

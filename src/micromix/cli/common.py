@@ -98,6 +98,8 @@ def json_file(text: str) -> str:
     p = Path(text)
     if p.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder, not a file")
+    if p.exists() and not p.is_file():
+        raise argparse.ArgumentTypeError(f"{text} is not a regular file")
     return text
 
 
