@@ -301,6 +301,8 @@ CASES = [
     ("memory-policy-device", ["memory", "--policy", "/dev/zero"], "not a regular file"),
     ("memory-ckpt-device", ["memory", "--checkpoint", "/dev/zero"], "not a regular file"),
     ("memory-ckpt-folder", ["memory", "--checkpoint", "{folder}"], "is a folder"),
+    ("memory-flash-tiny-ratio", ["memory", "--flash", "1e-30x"], "less than one byte"),
+    ("memory-width-huge", ["memory", "--width", "1e9"], "out of memory"),
     ("memory-bits-0", ["memory", "--bits", "0"], "--bits"),
     (
         "train-batch-0",

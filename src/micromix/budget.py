@@ -128,6 +128,8 @@ class Budget:
                 if not (math.isfinite(ratio) and ratio > 0):
                     raise MicromixError(f"{what} ratio {s} must be a finite positive number.")
                 ref = reference.flash_bytes if what == "FLASH" else reference.ram_bytes
+                if int(ratio * ref) < 1:
+                    raise MicromixError(f"{what} ratio {s} of {ref:,} B is less than one byte.")
                 out.append(int(ratio * ref))
             else:
                 out.append(parse_bytes(value if isinstance(value, int) else s))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 
 from ..errors import MicromixError
@@ -76,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(os_error_message(e, action="access"))
     except RecursionError:
         return _fail("an input is nested too deeply to be read.")
+    except MemoryError:
+        return _fail("out of memory: the model or data asked for is too large for this machine.")
     except KeyboardInterrupt:
         print(
             "micromix: interrupted; rerun the same command with --resume to continue.",
@@ -85,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug, not a user mistake: still one sentence, not a traceback
         if os.environ.get("MICROMIX_TRACEBACK"):
             raise
+        if "can't allocate memory" in str(e) or "out of memory" in str(e).lower():
+            need = re.search(r"allocate (\d+) bytes", str(e))
+            size = f" (one allocation of {int(need.group(1)):,} B)" if need else ""
+            return _fail(
+                f"out of memory: the model or data asked for is too large for this machine{size}."
+            )
         first = (str(e).splitlines() or [""])[0][:200]
         return _fail(
             f"internal error ({type(e).__name__}: {first}); please report it as a micromix bug "
