@@ -20,9 +20,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output folder (default: RUN_DIR/c)")
     p.add_argument(
         "--target",
-        choices=("host", "cortex-m4"),
         default="host",
-        help="host: gcc self-test; cortex-m4: also a bare-metal image run under qemu",
+        help="host: gcc self-test; cortex-m4: also a test-only bare-metal image under qemu; an "
+        "MCU target (stm32h743, ... or my_board.toml): also the fit verdict against its memory "
+        "map and the chip-sized image under qemu (exit 2 when it does not fit)",
+    )
+    p.add_argument(
+        "--chip-images",
+        type=positive_int,
+        default=4,
+        help="test images run on the chip-sized (or test-only Cortex-M4) image (default 4)",
     )
     p.add_argument(
         "--images",
@@ -86,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
     from ..quant.finetune import load_qat
     from ..rundir import lock_dir
 
+    if args.target not in ("host", "cortex-m4"):
+        from ..mcu import get_target
+
+        get_target(args.target)  # an unknown target or a bad target file: stop now
     run_dir = Path(args.run_dir)
     ckpt = run_dir / "qat.pt"
     if not ckpt.is_file():
@@ -106,7 +117,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         _check_out(out, run_dir, args.force)
         print(f"micromix: exporting {len(imodel.ops)} ops to {out}; self-test on {what}")
-        export_c(imodel, out, target=args.target, test_images=images, check=not args.no_check)
+        export_c(
+            imodel,
+            out,
+            target=args.target,
+            test_images=images,
+            check=not args.no_check,
+            cm4_images=args.chip_images,
+        )
     finally:
         lock.release()
     rep = imodel.report
@@ -132,10 +150,24 @@ def run(args: argparse.Namespace) -> int:
         f"  self-test: {summary['selftest_identical']}/{summary['selftest_images']} images "
         "bit-identical to the numpy reference"
     )
+    if "fit" in summary:
+        f = summary["fit"]
+        print(f"  fit verdict for {f['target']} ({f['core']}): fits")
+        for k in ("flash", "ram"):
+            r = f[k]
+            print(
+                f"    {k.upper()} {r['needed']:,} / {r['available']:,} B of {r['region']} "
+                f"(margin {r['margin']:,} B)"
+            )
+        print(
+            f"    chip-sized image under qemu {f['board']}: {f['qemu_images']} images identical; "
+            f"peak stack {f['ram_breakdown']['stack_peak']:,} B"
+        )
     if "cortex_m4" in summary:
         m = summary["cortex_m4"]
         print(
-            f"  cortex-m4 (qemu mps2-an386): {m['images']} images identical; image FLASH "
+            f"  cortex-m4 test-only image (qemu mps2-an386's map): {m['images']} images "
+            f"identical; image FLASH "
             f"{m['flash_bytes']:,} B, RAM {m['ram_bytes']:,} B (stack used {m['stack_used']:,} B)"
         )
     return 0

@@ -16,20 +16,32 @@ import numpy as np
 
 from ..errors import MicromixError
 from ..integer.model import IntegerModel
-from ..rundir import TMP_SUFFIX, default_mode, read_json, storage_error, write_json
+    if chip is not None:
+        summary["chip"] = chip.to_json()
+        summary["chip_images"] = min(cm4_images, len(images))
+    # Built and checked in a temporary sibling folder, renamed into place only when whole:
+    # `out` is always one complete model (the old one until the new one is done).
+    with staging_dir(out) as tmp:
+        write_sources(
+            imodel, tmp, images, outputs, cm4=target == "cortex-m4", cm4_images=cm4_images
+        )
+        write_json(tmp / "export.json", summary)
+        if check:
+            build_and_check(tmp)
 from .build import built_memory, missing_tools, run_cm4, run_selftest
 from .cgen import write_sources
+from .firmware import FitError, fit_check
 
-__all__ = ["TARGETS", "build_and_check", "export_c"]
+__all__ = ["TARGETS", "FitError", "build_and_check", "export_c"]
 
-TARGETS = ("host", "cortex-m4")
+TARGETS = ("host", "cortex-m4")  # or an MCU target (registry name, .toml/.json, Target)
 
 
 def export_c(
     imodel: IntegerModel,
     out_dir: str | os.PathLike,
     *,
-    target: str = "host",
+    target: str | Target = "host",
     test_images: np.ndarray | None = None,
     check: bool = True,
     cm4_images: int = 8,
@@ -40,11 +52,13 @@ def export_c(
     with the reference outputs. With `check`, the project is built with gcc, the self-test must
     be bit-identical, and the objects must hold exactly the memory model's FLASH (constant
     arrays) and RAM (arena); for target "cortex-m4" the first `cm4_images` images are also run
-    under qemu (see `build_and_check`). Results go to `export.json`; any failure raises
-    MicromixError.
+    under qemu (see `build_and_check`). For an MCU target (e.g. "stm32h743"), the library is
+    also linked with a minimal firmware against the chip's memory map: the fit verdict (FitError
+    when FLASH or RAM does not fit) and the chip-sized image under qemu on the first
+    `cm4_images` images. Results go to `export.json`; any failure raises MicromixError.
     """
-    if target not in TARGETS:
-        raise MicromixError(f"unknown export target {target!r}; use {' or '.join(TARGETS)}.")
+    chip = None if isinstance(target, str) and target in TARGETS else get_target(target)
+    target = "host" if chip is not None else target
     out = Path(out_dir)
     if test_images is None:
         c, h, w = imodel.input_shape
@@ -64,15 +78,8 @@ def export_c(
         "output_signed": imodel.output_signed,
         "checked": False,
     }
-    # Built and checked in a temporary sibling folder, renamed into place only when whole:
-    # `out` is always one complete model (the old one until the new one is done).
-    with staging_dir(out) as tmp:
-        write_sources(
-            imodel, tmp, images, outputs, cm4=target == "cortex-m4", cm4_images=cm4_images
-        )
-        write_json(tmp / "export.json", summary)
-        if check:
-            build_and_check(tmp)
+from ..mcu import Target, get_target, target_from_json
+from ..rundir import TMP_SUFFIX, default_mode, read_json, storage_error, write_json
     return out
 
 
@@ -166,5 +173,12 @@ def build_and_check(out_dir: str | os.PathLike) -> dict:
             "stack_used": r.stack_used,
             "sections": r.sections,
         }
+    if "chip" in summary:
+        k = summary["chip_images"]
+        x = np.frombuffer(data, np.uint8, k * in_bytes, 16).reshape(k, -1)
+        want = expected[:k].view(np.int8 if summary["output_signed"] else np.uint8)
+        result["fit"] = fit_check(
+            out, target_from_json(summary["chip"]), x, want, summary["memory_model"]
+        )
     write_json(out / "export.json", {**summary, **result, "checked": True})
     return result
