@@ -16,18 +16,8 @@ import numpy as np
 
 from ..errors import MicromixError
 from ..integer.model import IntegerModel
-    if chip is not None:
-        summary["chip"] = chip.to_json()
-        summary["chip_images"] = min(cm4_images, len(images))
-    # Built and checked in a temporary sibling folder, renamed into place only when whole:
-    # `out` is always one complete model (the old one until the new one is done).
-    with staging_dir(out) as tmp:
-        write_sources(
-            imodel, tmp, images, outputs, cm4=target == "cortex-m4", cm4_images=cm4_images
-        )
-        write_json(tmp / "export.json", summary)
-        if check:
-            build_and_check(tmp)
+from ..mcu import Target, get_target, target_from_json
+from ..rundir import TMP_SUFFIX, default_mode, read_json, storage_error, write_json
 from .build import built_memory, missing_tools, run_cm4, run_selftest
 from .cgen import write_sources
 from .firmware import FitError, fit_check
@@ -78,8 +68,18 @@ def export_c(
         "output_signed": imodel.output_signed,
         "checked": False,
     }
-from ..mcu import Target, get_target, target_from_json
-from ..rundir import TMP_SUFFIX, default_mode, read_json, storage_error, write_json
+    if chip is not None:
+        summary["chip"] = chip.to_json()
+        summary["chip_images"] = min(cm4_images, len(images))
+    # Built and checked in a temporary sibling folder, renamed into place only when whole:
+    # `out` is always one complete model (the old one until the new one is done).
+    with staging_dir(out) as tmp:
+        write_sources(
+            imodel, tmp, images, outputs, cm4=target == "cortex-m4", cm4_images=cm4_images
+        )
+        write_json(tmp / "export.json", summary)
+        if check:
+            build_and_check(tmp)
     return out
 
 
