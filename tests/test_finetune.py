@@ -125,7 +125,7 @@ def test_cli_finetune_and_resume(tmp_path, capsys, float_ckpt, fashion):
     longer = list(args)
     longer[longer.index("--epochs") + 1] = 2
     code, err = run_cli(capsys, *longer, "--run-dir", rd, "--resume")
-    assert code == 2 and "train.epochs: it was 1, now 2" in err, err
+    assert code == 2 and "train.epochs was 1, now 2" in err, err
     assert {p.name: p.read_bytes() for p in rd.iterdir() if p.is_file()} == before
     code, err = run_cli(capsys, *args, "--run-dir", rd, "--resume")
     assert code == 0, err

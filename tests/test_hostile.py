@@ -196,7 +196,7 @@ CASES = [
     (
         "train-resume-lr",
         ["train", *TRAIN, "--lr", "0.2", *D, "--run-dir", "{train}", "--resume"],
-        "train.lr: it was 0.1, now 0.2",
+        "train.lr was 0.1, now 0.2",
     ),
     (
         "train-resume-seed",
@@ -217,7 +217,7 @@ CASES = [
             "{ft}",
             "--resume",
         ],
-        "train.epochs: it was 1, now 2",
+        "train.epochs was 1, now 2",
     ),
     (
         "finetune-resume-bits",
@@ -253,7 +253,7 @@ CASES = [
     (
         "run-resume-flash",
         ["run", *D, *RUN, "--flash", "0.40x", "--run-dir", "{run}", "--resume"],
-        'flash: it was "0.48x", now "0.40x"',
+        'flash was "0.48x", now "0.40x"',
     ),
     ("run-dir-is-file", ["train", *TRAIN, *D, "--run-dir", "{float_ckpt}"], "not a folder"),
     # -- settings checked before any stage ---------------------------------------------------

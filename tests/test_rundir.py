@@ -97,7 +97,7 @@ def test_search_checkpoint_loads_with_weights_only_and_resumes(tmp_path):
     resumed = search(None, None, budget, "haq", run_dir=tmp_path / "a", resume=True, **kw)
     straight = search(None, None, budget, "haq", run_dir=tmp_path / "b", **kw)
     assert [h["policy"] for h in resumed.history] == [h["policy"] for h in straight.history]
-    with pytest.raises(RunDirError, match="different episodes: it was 6, now 7"):
+    with pytest.raises(RunDirError, match="episodes was 6, now 7"):
         search(
             None, None, budget, "haq", run_dir=tmp_path / "a", resume=True, **{**kw, "episodes": 7}
         )
@@ -124,7 +124,7 @@ def test_open_run_dir_identity(tmp_path):
         open_run_dir(d, "train", {"lr": 0.1})
     with pytest.raises(RunDirError, match="made by `micromix train`, not `micromix search`"):
         open_run_dir(d, "search", {"lr": 0.1}, resume=True)
-    with pytest.raises(RunDirError, match="different lr: it was 0.1, now 0.2"):
+    with pytest.raises(RunDirError, match="lr was 0.1, now 0.2"):
         open_run_dir(d, "train", {"lr": 0.2, "quiet": False}, resume=True)
     # Only result keys count; a resume keeps config.json.
     with open_run_dir(d, "train", {"lr": 0.1, "quiet": True}, resume=True, result_keys=["lr"]):

@@ -522,7 +522,7 @@ def _check_claim(
         a, b = before.get(k, _MISSING), now.get(k, _MISSING)
         if not _same(a, b):
             raise RunDirError(
-                f"cannot resume {p} with a different {k}: it was {_show(a)}, now {_show(b)} "
+                f"cannot resume {p} with other settings: {k} was {_show(a)}, now {_show(b)} "
                 "(rerun with the recorded settings, or pass --force to start over)."
             )
     return True
