@@ -468,6 +468,22 @@ def test_disk_errors_are_one_sentence_and_leave_nothing(
     assert list(d.iterdir()) == []
 
 
+def test_read_only_folder(world, capsys, monkeypatch, tmp_path):
+    """A chmod'ed folder where that blocks writes; as root (where it does not) EACCES is
+    simulated the same way."""
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(0o555)
+    try:
+        if os.geteuid() == 0:
+            _raise_on(monkeypatch, errno.EACCES, d)
+        code, out = _run(["train", *TRAIN, "--dataset", world["img"], "--run-dir", str(d)], capsys)
+    finally:
+        d.chmod(0o755)
+    assert code == 2 and "permission denied" in out and str(d) in out, out
+    assert len(out.strip().splitlines()) == 1 and list(d.iterdir()) == []
+
+
 def test_full_disk_during_a_write_removes_the_temporary_file(world, capsys, monkeypatch, tmp_path):
     d = tmp_path / "run"
 
