@@ -111,6 +111,10 @@ def world(tmp_path_factory) -> dict[str, str]:
     shutil.copytree(base / "run", base / "run_evil")
     shutil.copy(base / "evil.pt", base / "run_evil" / "float" / "model.pt")
     w["run"], w["run_evil"] = str(base / "run"), str(base / "run_evil")
+    for name, stages in (("run_list", "[1]"), ("run_str", '{"float": "x"}')):
+        shutil.copytree(base / "run", base / name)
+        (base / name / "stages.json").write_text(stages)  # edited by hand
+        w[name] = str(base / name)
     # Policy files no reader should choke on.
     (base / "nested.json").write_text("[" * 100_000 + "]" * 100_000)
     (base / "hugeint.json").write_text('{"format": 1, "weights": {"a": ' + "9" * 5000 + "}}")
@@ -256,6 +260,9 @@ CASES = [
         'flash was "0.48x", now "0.40x"',
     ),
     ("run-dir-is-file", ["train", *TRAIN, *D, "--run-dir", "{float_ckpt}"], "not a folder"),
+    ("report-stages-list", ["report", "{run_list}"], "does not hold a JSON object"),
+    ("report-stages-str", ["report", "{run_str}"], "damaged"),
+    ("run-resume-stages-list", ["run", *D, *RUN, "--run-dir", "{run_list}", "--resume"], "damaged"),
     # -- settings checked before any stage ---------------------------------------------------
     ("flash-inf", ["memory", "--flash", "infx"], "--flash"),
     ("flash-1e400", ["memory", "--flash", "1e400x"], "--flash"),

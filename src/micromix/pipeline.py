@@ -99,7 +99,7 @@ class Pipeline:
     def load_state(self) -> None:
         """The finished stages (on --resume), read once the run directory is ours."""
         if self.resume and self.state_path.exists():
-            self.done = read_json(self.state_path)
+            self.done = read_json(self.state_path, expect=dict)
 
     def validate(self) -> None:
         """Every setting that can be checked before a stage runs: strategy, export target,

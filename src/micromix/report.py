@@ -43,16 +43,31 @@ def _bytes(v: int | None) -> str:
 
 def render(run_dir: str | Path) -> str:
     """Write run_dir/report.md (+ PNGs) and return the short summary printed by `micromix run`."""
+    try:
+        return _render(run_dir)
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as e:
+        # The files were edited or damaged by hand: say so in one sentence, not a traceback.
+        raise MicromixError(
+            f"the files of run directory {run_dir} are damaged ({type(e).__name__}: "
+            f"{str(e)[:80]}); rerun `micromix run` with --force to rebuild them."
+        ) from None
+
+
+def _render(run_dir: str | Path) -> str:
     d = Path(run_dir)
     if not (d / "config.json").exists():
         raise MicromixError(f"{d} is not a micromix run directory (no config.json).")
-    stages: dict[str, Any] = read_json(d / "stages.json") if (d / "stages.json").exists() else {}
-    cfg = read_json(d / "config.json")
+    stages: dict[str, Any] = (
+        read_json(d / "stages.json", expect=dict) if (d / "stages.json").exists() else {}
+    )
+    cfg = read_json(d / "config.json", expect=dict)
     budget = (
-        Budget.from_json(read_json(d / "budget.json")) if (d / "budget.json").exists() else Budget()
+        Budget.from_json(read_json(d / "budget.json", expect=dict))
+        if (d / "budget.json").exists()
+        else Budget()
     )
     ref = (
-        read_json(d / "budget.json").get("reference_8bit", {})
+        read_json(d / "budget.json", expect=dict).get("reference_8bit", {})
         if (d / "budget.json").exists()
         else {}
     )

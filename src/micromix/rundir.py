@@ -187,10 +187,15 @@ def _fsync_dir(d: Path) -> None:
 
 
 def read_json(
-    path: str | os.PathLike, *, what: str | None = None, error: type[MicromixError] = MicromixError
+    path: str | os.PathLike,
+    *,
+    what: str | None = None,
+    error: type[MicromixError] = MicromixError,
+    expect: type | None = None,
 ) -> Any:
-    """Parse a JSON file; any problem (missing, a folder, bad JSON, absurd nesting or numbers)
-    is one sentence of type `error`. `what` names the file in the message ("policy file")."""
+    """Parse a JSON file; any problem (missing, a folder, bad JSON, absurd nesting or numbers,
+    not of type `expect`, e.g. dict) is one sentence of type `error`. `what` names the file in
+    the message ("policy file")."""
     path = Path(path)
     name = f"{what} {path}" if what else str(path)
     try:
@@ -212,7 +217,7 @@ def read_json(
     except OSError as e:
         raise error(os_error_message(e, path, "read")) from None
     try:
-        return json.loads(text)
+        obj = json.loads(text)
     except json.JSONDecodeError as e:
         raise error(f"{name} is not valid JSON ({e.msg} at line {e.lineno}).") from None
     except RecursionError:
@@ -221,6 +226,10 @@ def read_json(
         raise error(
             f"{name} holds a value micromix cannot read ({str(e).split(';')[0]})."
         ) from None
+    if expect is not None and not isinstance(obj, expect):
+        kind = {dict: "a JSON object", list: "a JSON list"}.get(expect, expect.__name__)
+        raise error(f"{name} is damaged: it does not hold {kind}.")
+    return obj
 
 
 # ---- checkpoints -------------------------------------------------------------------------
@@ -505,8 +514,8 @@ def _check_claim(
             f"{p} holds files but no {CONFIG}, so it is not a micromix run directory to "
             "resume; use another --run-dir, or --force to write into it."
         )
-    old = read_json(cfg_path, error=RunDirError)
-    old_cmd = old.get("command") if isinstance(old, dict) else None
+    old = read_json(cfg_path, error=RunDirError, expect=dict)
+    old_cmd = old.get("command")
     if old_cmd != command:
         raise RunDirError(
             f"run directory {p} was made by `micromix {old_cmd}`, not `micromix {command}`; "
