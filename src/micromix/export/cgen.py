@@ -19,6 +19,7 @@ import numpy as np
 
 from ..integer.model import IntegerModel, IntOp
 from ..memory import kernel_of, param_arrays
+from .cgen_ops import ops_call
 
 # Files of the export that are not part of the library: the self-test harness, the bare-metal
 # images and the library's own build files. Every other mm_*.c / mm_*.h template is a kernel
@@ -75,7 +76,7 @@ def const_arrays(imodel: IntegerModel) -> list[tuple[str, str, np.ndarray]]:
     for step, iop in enumerate(imodel.ops):
         if iop.weights is not None:
             out.append((c_name(step, iop.name, "w"), "uint8", iop.weights))
-        for suffix, ctype, count in param_arrays(iop.op):
+        for suffix, ctype, count in param_arrays(iop.op, iop.in_bits[0]):
             a = iop.arrays[suffix]
             if a.shape != (count,) or a.dtype != np.dtype(ctype):
                 raise ValueError(f"parameter {suffix} of {iop.name} has shape {a.shape}, {a.dtype}")
@@ -139,7 +140,10 @@ def _call(step: int, iop: IntOp, offsets: dict[str, int]) -> str:
     op = iop.op
     a = [f"a + {offsets[t]}" for t in op.inputs]
     y = f"a + {offsets[op.output]}"
-    arr = {s: c_name(step, op.name, s) for s, _, _ in param_arrays(op)}
+    arr = {s: c_name(step, op.name, s) for s, _, _ in param_arrays(op, iop.in_bits[0])}
+    new = ops_call(iop, a, y, arr)  # pooling with padding, concat, tables, multiply
+    if new is not None:
+        return new
     lim = f"{iop.qmin}, {iop.qmax}"
     c, h, w = op.in_shape
     oc, oh, ow = op.out_shape
