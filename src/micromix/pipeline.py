@@ -3,11 +3,13 @@
 Every stage writes its outputs into the run directory and records itself as done in
 `stages.json`; a rerun with --resume skips finished stages, and the stages that checkpoint
 (float training, search, fine-tune) continue inside themselves, so a killed run continues
-where it stopped.
+where it stopped. Every setting is checked (`Pipeline.validate`) before the run directory is
+claimed (`rundir.open_run_dir`: lock, same command and settings on --resume, config.json).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -23,7 +25,7 @@ from .graph import trace
 from .memory import memory_report
 from .models import input_shape_of, spec_of
 from .policy import Policy
-from .rundir import load_checkpoint, read_json, write_config, write_json
+from .rundir import check_run_dir, load_checkpoint, open_run_dir, read_json, write_json
 from .train import evaluate, fit, float_recipe, load_float, load_model, save_model
 
 ASSET = Path(__file__).parent / "assets" / "mobilenet_v1_w025_fmnist28.pt"
@@ -113,12 +115,59 @@ class Pipeline:
         self.progress = progress
         self.device = torch.device(cfg.device)
         self.state_path = run_dir / "stages.json"
-        self.done: dict[str, Any] = (
-            read_json(self.state_path) if resume and self.state_path.exists() else {}
-        )
+        self.done: dict[str, Any] = {}
         self._data: DataSplits | None = None
         self.spec = cfg.model_spec()
         self.input_shape = self.spec.input_shape  # None only for a zoo spec before building
+        self.model_spec_json: dict[str, Any] | None = self.spec.to_json()
+
+    def load_state(self) -> None:
+        """The finished stages (on --resume), read once the run directory is ours."""
+        if self.resume and self.state_path.exists():
+            self.done = read_json(self.state_path, expect=dict)
+
+    def validate(self) -> None:
+        """Every setting that can be checked before a stage runs: strategy, export target,
+        model, budget (feasible even at 2 bits), dataset (classes vs the model's head), and
+        image counts against batch sizes. Writes nothing."""
+        from .cli.common import check_batches, check_classes
+        from .search import STRATEGIES
+        from .search.evaluate import QATSettings
+        from .train import QAT_RECIPE
+
+        c = self.cfg
+        if c.strategy not in STRATEGIES:
+            raise MicromixError(
+                f"unknown strategy {c.strategy!r}; choose one of {', '.join(STRATEGIES)}."
+            )
+        if c.export_target not in ("auto", "host", "cortex-m4"):
+            raise MicromixError(
+                f"unknown export target {c.export_target!r}; use auto, host or cortex-m4."
+            )
+        saved = self.dir / "float" / "model.pt"
+        if self.resume and saved.exists():
+            model = load_model(saved)[0]
+        elif c.checkpoint or self._asset_matches():
+            # A micromix model file as it is; plain weights go into the --model architecture.
+            model = load_float(c.checkpoint or ASSET, self.spec)
+        else:
+            from .models import build
+
+            model = build(self.spec)
+        graph = trace(model)
+        self.input_shape = input_shape_of(model)[1:]  # the data is loaded at this size
+        spec = spec_of(model)
+        self.model_spec_json = None if spec is None else spec.to_json()
+        ref = memory_report(graph, Policy.uniform(graph, 8))
+        check_feasible(graph, Budget.parse(c.flash, c.ram, target=c.target, reference=ref))
+        check_classes(self.data, graph)
+        batch = c.batch_size or QATSettings().batch_size
+        if c.search_train_images < batch and c.strategy in ("haq", "random"):
+            raise MicromixError(
+                f"--search-train-images {c.search_train_images} is fewer than one fine-tune "
+                f"batch of the search ({batch} images); use at least {batch}."
+            )
+        check_batches(len(self.data.train), c.batch_size or QAT_RECIPE.batch_size)
 
     # ---- helpers -------------------------------------------------------------------------
     @property
@@ -411,29 +460,80 @@ def clean_run_dir(run_dir: Path) -> None:
 
 
 def run_pipeline(
-    run_dir: Path, cfg: RunConfig, *, resume: bool = False, progress: bool = True
+    run_dir: Path,
+    cfg: RunConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    force: bool = False,
 ) -> str:
-    """Run every stage (skipping finished ones on resume); returns the printed summary."""
+    """Run every stage (skipping finished ones on resume); returns the printed summary.
+
+    Refused before anything is written: a non-empty `run_dir` without `resume` or `force`,
+    `resume` on another command's directory or with other settings, a directory another
+    process is writing (see `rundir.open_run_dir`), and any invalid setting.
+    `force` removes what an earlier run wrote (OWNED) and starts over.
+    """
+    run_dir = Path(run_dir)
+    check_run_dir(run_dir, "run", resume=resume, force=force)
     p = Pipeline(run_dir, cfg, resume=resume, progress=progress)
+    p.validate()
     # The spec (file path + sha256, args, shape) lets later commands rebuild the model.
-    write_config(run_dir, "run", {**cfg.to_json(), "model_spec": p.spec.to_json()})
-    t0 = time.time()
-    model = p.float_model()
-    spec = spec_of(model)
-    if spec is not None and spec != p.spec:  # e.g. a model file given with --checkpoint
-        recorded = read_json(run_dir / "config.json")
-        recorded["settings"]["model_spec"] = spec.to_json()
-        write_json(run_dir / "config.json", recorded)
-    budget = p.budget(model)
-    policy = p.search(model, budget)
-    qmodel = p.finetune(model, policy)
-    imodel = p.integer(qmodel)
-    p.export(imodel)
-    summary = p.report()
-    write_json(
-        run_dir / "metrics.json", {"stages": p.done, "wall_seconds_this_call": time.time() - t0}
-    )
+    settings = {**cfg.to_json(), "model_spec": p.model_spec_json}
+    with open_run_dir(run_dir, "run", settings, resume=resume, force=force, owned=OWNED):
+        p.load_state()
+        t0 = time.time()
+        model = p.float_model()
+        budget = p.budget(model)
+        policy = p.search(model, budget)
+        qmodel = p.finetune(model, policy)
+        imodel = p.integer(qmodel)
+        p.export(imodel)
+        summary = p.report()
+        write_json(
+            run_dir / "metrics.json", {"stages": p.done, "wall_seconds_this_call": time.time() - t0}
+        )
     return summary
+
+
+def resolve_checkpoint(cfg: RunConfig, explicit: set[str] = frozenset()) -> RunConfig:
+    """With `checkpoint`, the model settings come from the file (so config.json records the
+    model that runs, e.g. mobilenet_v2, not the preset's); an explicit option that disagrees
+    with the file is an error. `explicit` names the options the user gave."""
+    if not cfg.checkpoint:
+        return cfg
+    from .train import is_model_file
+
+    meta = load_checkpoint(cfg.checkpoint)
+    if not is_model_file(meta):
+        return cfg  # plain weights: the model is --model's
+    mc = meta.get("model_config") or {}
+    from_file = {
+        "model": mc.get("name"),
+        "width": mc.get("width"),
+        "resolution": mc.get("resolution"),
+        "in_channels": mc.get("in_channels"),
+        "classes": mc.get("num_classes"),
+    }
+    spec = meta.get("model_spec") or {}
+    if spec.get("kind") in ("file", "module"):  # a user's model: its spec names it
+        shape = spec.get("input_shape")
+        from_file = {
+            "model": f"{spec['location']}:{spec['name']}",
+            "model_args": json.dumps(spec.get("args") or {}, sort_keys=True),
+            "input_shape": "x".join(map(str, shape)) if shape else None,
+        }
+    changes = {}
+    for k, v in from_file.items():
+        if v is None:
+            continue
+        if k in explicit and getattr(cfg, k) != v:
+            raise MicromixError(
+                f"--{k.replace('_', '-')} {getattr(cfg, k)} contradicts the checkpoint "
+                f"{cfg.checkpoint}, whose model has {k} {v}; drop the option."
+            )
+        changes[k] = v
+    return replace(cfg, **changes)
 
 
 def preset(name: str) -> RunConfig:

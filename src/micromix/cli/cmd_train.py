@@ -8,37 +8,46 @@ from dataclasses import replace
 from pathlib import Path
 
 from .. import distributed as dist
-from ..rundir import prepare_run_dir, write_config, write_json
+from ..graph import trace
+from ..rundir import check_run_dir, open_run_dir, write_json
 from ..train import evaluate, fit, float_recipe, save_model
 from .common import (
     add_batch_size,
     add_common,
     add_data_args,
     add_model_args,
+    check_batches,
+    check_classes,
     data_for,
     load_model_for,
+    model_from_run_dir,
+    positive_float,
+    positive_int,
     resolve_device,
     spec_json,
 )
 
 NAME = "train"
 HELP = "train a float model (checkpoint each epoch, --resume continues)"
+TRAIN_FILES = ("config.json", "metrics.json", "model.pt", "checkpoint.pt")  # what --force removes
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
     add_data_args(p)
-    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--epochs", type=positive_int, default=15)
     add_batch_size(p, 128)
     p.add_argument(
         "--checkpoint",
         help="start from these weights: a micromix model file, a state_dict, or a dict with "
         "'state_dict' or 'model' (with --model for the architecture)",
     )
-    p.add_argument("--lr", type=float, default=0.1, help="peak learning rate (SGD, cosine)")
+    p.add_argument(
+        "--lr", type=positive_float, default=0.1, help="peak learning rate (SGD, cosine)"
+    )
     p.add_argument(
         "--train-images",
-        type=int,
+        type=positive_int,
         default=None,
         help="train on a random subset of this size (quick checks)",
     )
@@ -48,36 +57,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     device = dist.init_from_env(resolve_device(args.device))
     run_dir = Path(args.run_dir)
-    if dist.is_main():
-        prepare_run_dir(run_dir, force=args.force, resume=args.resume)
-    dist.barrier()
+    # Every check first: a refused command leaves the run directory as it was.
+    check_run_dir(run_dir, "train", resume=args.resume, force=args.force)
     if args.resume and args.model is None and (run_dir / "config.json").exists():
         # A resumed run rebuilds the model it recorded; the user need not repeat it.
-        from .common import model_from_run_dir
-
         model = model_from_run_dir(run_dir)
     else:
         model = load_model_for(args)
     data = data_for(args, model)
+    check_classes(data, trace(model))
     train = (
         data.train
         if args.train_images is None
         else data.train.subset(args.train_images, seed=args.seed)
     )
+    check_batches(len(train), args.batch_size * dist.world()[1])
     cfg = replace(float_recipe(args.epochs, seed=args.seed, batch_size=args.batch_size), lr=args.lr)
     if dist.is_main():
-        write_config(
-            run_dir,
-            "train",
-            {
-                "model": getattr(model, "micromix_config", None),
-                "model_spec": spec_json(model),
-                "dataset": args.dataset,
-                "train_images": len(train),
-                "train": cfg.to_json(),
-                "device": str(device),
-            },
+        settings = {
+            "model": getattr(model, "micromix_config", None),
+            "model_spec": spec_json(model),
+            "dataset": args.dataset,
+            "train_images": len(train),
+            "train": cfg.to_json(),
+            "device": str(device),
+            "world_size": dist.world()[1],
+        }
+        open_run_dir(
+            run_dir, "train", settings, resume=args.resume, force=args.force, owned=TRAIN_FILES
         )
+    dist.barrier()
     t0 = time.time()
     state = fit(
         model,
