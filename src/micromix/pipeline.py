@@ -479,8 +479,17 @@ def run_pipeline(
     p = Pipeline(run_dir, cfg, resume=resume, progress=progress)
     p.validate()
     # The spec (file path + sha256, args, shape) lets later commands rebuild the model.
+    # A resume compares the run's settings only: a changed model file is a warning, not a refusal.
     settings = {**cfg.to_json(), "model_spec": p.model_spec_json}
-    with open_run_dir(run_dir, "run", settings, resume=resume, force=force, owned=OWNED):
+    with open_run_dir(
+        run_dir,
+        "run",
+        settings,
+        resume=resume,
+        force=force,
+        owned=OWNED,
+        result_keys=list(cfg.to_json()),
+    ):
         p.load_state()
         t0 = time.time()
         model = p.float_model()
