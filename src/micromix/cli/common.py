@@ -267,7 +267,8 @@ def model_spec(args: argparse.Namespace, *, ref: str | None = None):
         flags = [_ZOO_FLAGS[k][0] for k in _ZOO_FLAGS if getattr(args, k, None) is not None]
         if flags:
             raise MicromixError(
-                f"{', '.join(flags)} apply to zoo models only; pass {spec.name}'s arguments with --model-args."
+                f"{', '.join(flags)} {'applies' if len(flags) == 1 else 'apply'} to zoo models "
+                f"only; pass {spec.name}'s arguments with --model-args."
             )
         if spec.input_shape is None:
             raise MicromixError(f"give --input-shape CxHxW for {ref} (e.g. 1x28x28).")
