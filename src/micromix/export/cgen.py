@@ -36,6 +36,44 @@ def c_name(step: int, op_name: str, suffix: str) -> str:
     return f"mm_L{step:02d}_{re.sub(r'[^0-9A-Za-z]', '_', op_name)}_{suffix}"
 
 
+def is_pointwise8(iop: IntOp) -> bool:
+    """The kernels' MM_IS_PW8: an 8-bit-input, 8-bit-weight conv or linear whose patch is one
+    contiguous run of input bytes (1x1 without padding, or a window covering the whole input)
+    runs mm_pointwise8, which reads its weights in the interleaved order of `kernel_layout`."""
+    op = iop.op
+    if op.kind not in ("conv", "linear") or iop.groups != 1:
+        return False
+    if iop.in_bits[0] != 8 or (iop.w_bits or 8) != 8 or tuple(iop.padding) != (0, 0):
+        return False
+    (kh, kw), (_, h, w), (_, oh, ow) = iop.kernel, op.in_shape, op.out_shape
+    return (kh, kw) == (1, 1) or ((kh, kw) == (h, w) and (oh, ow) == (1, 1))
+
+
+def kernel_layout(iop: IntOp) -> np.ndarray:
+    """The packed weight bytes in the order the kernel reads them (same bytes, same count).
+
+    mm_pointwise8: each block of four rows interleaves 4-byte runs (row 0 bytes 0-3, row 1
+    bytes 0-3, row 2, row 3, then bytes 4-7 of each ...), followed by the last row % 4 bytes of
+    each row, row after row; rows after the last full block stay as they are. Other kernels read
+    the natural row order.
+    """
+    w = np.asarray(iop.weights, dtype=np.uint8)
+    if not is_pointwise8(iop):
+        return w
+    cout = iop.op.out_shape[0]
+    rows = w.reshape(cout, -1)
+    n = rows.shape[1]
+    n4, out = n - n % 4, [rows[cout - cout % 4 :]]
+    blocks = []
+    for b in range(cout // 4):
+        r = rows[4 * b : 4 * b + 4]
+        head = r[:, :n4].reshape(4, n4 // 4, 4).transpose(1, 0, 2).reshape(-1)
+        blocks += [head, r[:, n4:].reshape(-1)]
+    flat = np.concatenate(blocks + [x.reshape(-1) for x in out])
+    assert flat.size == w.size
+    return flat.reshape(w.shape)
+
+
 def const_arrays(imodel: IntegerModel) -> list[tuple[str, str, np.ndarray]]:
     """(C name, C type, values) of every constant, int32 arrays first, then the byte arrays.
 
@@ -45,7 +83,7 @@ def const_arrays(imodel: IntegerModel) -> list[tuple[str, str, np.ndarray]]:
     out = []
     for step, iop in enumerate(imodel.ops):
         if iop.weights is not None:
-            out.append((c_name(step, iop.name, "w"), "uint8", iop.weights))
+            out.append((c_name(step, iop.name, "w"), "uint8", kernel_layout(iop)))
         for suffix, ctype, count in param_arrays(iop.op):
             a = iop.arrays[suffix]
             assert a.shape == (count,) and a.dtype == np.dtype(ctype), (iop.name, suffix)
