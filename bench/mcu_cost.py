@@ -84,19 +84,27 @@ def count(elf: Path, plugin: Path, machine: str = "mps2-an386", timeout: float =
     return Counts(segs, hist, text)
 
 
-def link(work: Path, name: str, sources: list[Path], flags: list[str], extra=()) -> Path:
+def link(work: Path, name: str, sources: list[Path], flags: list[str], extra=(), core="cortex-m4") -> Path:
+    from micromix.export.cores import core as get_core
+
+    cpu = get_core(core)
     elf = work / f"{name}.elf"
+    ld = work / "bench.ld"
+    text = (MCU / "bench.ld").read_text()
+    ld.write_text(text.replace("@FLASH@", f"0x{cpu.flash:08x}").replace("@RAM@", f"0x{cpu.ram:08x}"))
     cmd = [GCC, *flags, "-std=c99", "-ffunction-sections", "-nostartfiles", "-T",
-           str(MCU / "bench.ld"), "-Wl,--gc-sections", "--specs=nano.specs",
+           str(ld), "-Wl,--gc-sections", "--specs=nano.specs",
            "--specs=nosys.specs", f"-I{MCU}", "-o", str(elf),
            *map(str, sources), str(MCU / "bench_startup.c"), *extra]  # fmt: skip
     run(cmd, work)
     return elf
 
 
-def check_counter(work: Path, plugin: Path, flags: list[str]) -> None:
-    elf = link(work, "counter_check", [MCU / "counter_check.c"], flags)
-    got = count(elf, plugin).segments[1]
+def check_counter(work: Path, plugin: Path, flags: list[str], core: str = "cortex-m4") -> None:
+    elf = link(work, "counter_check", [MCU / "counter_check.c"], flags, core=core)
+    from micromix.export.cores import core as get_core
+
+    got = count(elf, plugin, get_core(core).machine).segments[1]
     if got != CHECK_EXPECTED:
         raise BenchError(f"the counter gives {got} on the hand-counted loop, not {CHECK_EXPECTED}")
 
@@ -104,7 +112,7 @@ def check_counter(work: Path, plugin: Path, flags: list[str]) -> None:
 # ---- micromix ---------------------------------------------------------------------------
 
 
-def micromix_elf(imodel, image: np.ndarray, work: Path, flags: list[str]) -> Path:
+def micromix_elf(imodel, image: np.ndarray, work: Path, flags: list[str], core="cortex-m4") -> Path:
     """The exported model's sources with a marker before every step, linked with bench_main."""
     from micromix.export.cgen import KERNEL_FILES, _array_c, write_sources
 
@@ -271,7 +279,7 @@ int main(void)
 """
 
 
-def cmsis_elf(graph, root: Path, work: Path, flags: list[str]) -> Path:
+def cmsis_elf(graph, root: Path, work: Path, flags: list[str], core="cortex-m4") -> Path:
     work.mkdir(parents=True, exist_ok=True)
     lib = cmsis_lib(root, work, flags)
     (work / "cmsis_net.c").write_text(cmsis_source(graph))
@@ -381,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     flags = [*cpu.flags.split(), args.opt]
     work = Path(args.work).resolve()
     plugin = build_plugin(work)
-    check_counter(work, plugin, flags)
+    check_counter(work, plugin, flags, args.core)
     torch.manual_seed(0)
     model = load_model(args.checkpoint)[0].eval()
     graph = trace(model)
@@ -396,13 +404,13 @@ def main(argv: list[str] | None = None) -> int:
     pols = policies(graph)
     for name in builds:
         if name == "cmsis_nn_s8":
-            elf = cmsis_elf(graph, cmsis_root, work / name, flags)
+            elf = cmsis_elf(graph, cmsis_root, work / name, flags, args.core)
             c = count(elf, plugin, cpu.machine)
             rows = per_layer(graph, c, 1)
             extra = ()
         else:
             im = integer_model(model, graph, pols[name], data)
-            elf = micromix_elf(im, image, work / name, flags)
+            elf = micromix_elf(im, image, work / name, flags, args.core)
             c = count(elf, plugin, cpu.machine)
             # segments: 1 = input copy, 2.. = steps, the last step's holds the output copy
             rows = per_layer(graph, c, 2)

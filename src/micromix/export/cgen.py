@@ -49,15 +49,28 @@ def is_pointwise8(iop: IntOp) -> bool:
     return (kh, kw) == (1, 1) or ((kh, kw) == (h, w) and (oh, ow) == (1, 1))
 
 
+def is_depthwise8(iop: IntOp) -> bool:
+    """The kernels' MM_IS_DW8: a depthwise layer (kernel_of) with 8-bit inputs and weights on a
+    multiple of 4 channels runs mm_dw8, which reads its weights tap-major."""
+    op = iop.op
+    if op.kind != "conv" or kernel_of(op, iop.w_bits or 8) != "depthwise":
+        return False
+    return iop.in_bits[0] == 8 and iop.w_bits == 8 and op.out_shape[0] % 4 == 0
+
+
 def kernel_layout(iop: IntOp) -> np.ndarray:
     """The packed weight bytes in the order the kernel reads them (same bytes, same count).
 
+    mm_dw8 (depthwise, 8/8 bits): tap-major, tap t of channel c at t * channels + c.
     mm_pointwise8: each block of four rows interleaves 4-byte runs (row 0 bytes 0-3, row 1
     bytes 0-3, row 2, row 3, then bytes 4-7 of each ...), followed by the last row % 4 bytes of
     each row, row after row; rows after the last full block stay as they are. Other kernels read
     the natural row order.
     """
     w = np.asarray(iop.weights, dtype=np.uint8)
+    if is_depthwise8(iop):  # mm_dw8: tap-major
+        c = iop.op.out_shape[0]
+        return np.ascontiguousarray(w.reshape(c, -1).T).reshape(w.shape)
     if not is_pointwise8(iop):
         return w
     cout = iop.op.out_shape[0]

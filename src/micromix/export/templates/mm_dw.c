@@ -153,6 +153,92 @@ static void mm_dw_channel(const uint8_t *in, uint8_t *out, const uint8_t *w, int
     }
 }
 
+#if defined(__ARM_FEATURE_DSP)
+static inline uint32_t mm_dld32(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+#define MM_DSP1(ins, x)                                                                           \
+    ({                                                                                            \
+        uint32_t r_;                                                                              \
+        __asm__(ins : "=r"(r_) : "r"(x));                                                         \
+        r_;                                                                                       \
+    })
+#endif
+
+/* 8-bit inputs and weights, channels a multiple of 4 (MM_IS_DW8): weights tap-major (the export
+ * transposes them: tap t of channel c at w[t * c_total + c], same bytes), so one word holds
+ * four channels' weights of a tap and one word of the input pixel their inputs. Pixel by
+ * pixel, four channels at a time, accumulators in registers; sub-byte outputs go through the
+ * sequential writer. On DSP cores the four products come from SMLABB / SMLATT on halfword
+ * pairs (UXTB16 / SXTB16, the rotation folded in). */
+static void mm_dw8(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
+                   const int32_t *mult, const int8_t *shift, int c, int in_h, int in_w,
+                   int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw, int fmt,
+                   int32_t qmin, int32_t qmax)
+{
+    const int is = MM_FMT_IN_SIGNED(fmt), ob = MM_FMT_OUT_BITS(fmt), bk = MM_FMT_BIAS_SHIFT(fmt);
+    const int8_t *ws = (const int8_t *)w;
+    for (int oy = 0; oy < out_h; oy++) {
+        const int iy0 = oy * sh - ph;
+        const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = in_h - iy0 < kh ? in_h - iy0 : kh;
+        for (int ox = 0; ox < out_w; ox++) {
+            const int ix0 = ox * sw - pw;
+            const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = in_w - ix0 < kw ? in_w - ix0 : kw;
+            mm_writer wr = {out, 0, 0, ob};
+            for (int ch = 0; ch < c; ch += 4) {
+                int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+                for (int ky = ky0; ky < ky1; ky++) {
+                    const uint8_t *px = in + ((int32_t)(iy0 + ky) * in_w + ix0 + kx0) * c + ch;
+                    const int8_t *pk = ws + (int32_t)(ky * kw + kx0) * c + ch;
+                    for (int kx = kx0; kx < kx1; kx++, px += c, pk += c) {
+#if defined(__ARM_FEATURE_DSP)
+                        const uint32_t xv = mm_dld32(px), wv = mm_dld32(pk);
+                        const uint32_t we = MM_DSP1("sxtb16 %0, %1", wv);
+                        const uint32_t wo = MM_DSP1("sxtb16 %0, %1, ror #8", wv);
+                        uint32_t xe, xo;
+                        if (is) {
+                            xe = MM_DSP1("sxtb16 %0, %1", xv);
+                            xo = MM_DSP1("sxtb16 %0, %1, ror #8", xv);
+                        } else {
+                            xe = MM_DSP1("uxtb16 %0, %1", xv);
+                            xo = MM_DSP1("uxtb16 %0, %1, ror #8", xv);
+                        }
+                        __asm__("smlabb %0, %1, %2, %0" : "+r"(a0) : "r"(xe), "r"(we));
+                        __asm__("smlatt %0, %1, %2, %0" : "+r"(a2) : "r"(xe), "r"(we));
+                        __asm__("smlabb %0, %1, %2, %0" : "+r"(a1) : "r"(xo), "r"(wo));
+                        __asm__("smlatt %0, %1, %2, %0" : "+r"(a3) : "r"(xo), "r"(wo));
+#else
+                        if (is) {
+                            a0 += (int8_t)px[0] * pk[0];
+                            a1 += (int8_t)px[1] * pk[1];
+                            a2 += (int8_t)px[2] * pk[2];
+                            a3 += (int8_t)px[3] * pk[3];
+                        } else {
+                            a0 += px[0] * pk[0];
+                            a1 += px[1] * pk[1];
+                            a2 += px[2] * pk[2];
+                            a3 += px[3] * pk[3];
+                        }
+#endif
+                    }
+                }
+                mm_put(&wr, mm_requant(mm_biased(a0, bias[ch], bk), mult[ch], shift[ch], qmin, qmax));
+                mm_put(&wr, mm_requant(mm_biased(a1, bias[ch + 1], bk), mult[ch + 1], shift[ch + 1],
+                                       qmin, qmax));
+                mm_put(&wr, mm_requant(mm_biased(a2, bias[ch + 2], bk), mult[ch + 2], shift[ch + 2],
+                                       qmin, qmax));
+                mm_put(&wr, mm_requant(mm_biased(a3, bias[ch + 3], bk), mult[ch + 3], shift[ch + 3],
+                                       qmin, qmax));
+            }
+            mm_flush(&wr);
+            out = wr.p;
+        }
+    }
+}
+
 void mm_depthwise(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
                   const int32_t *mult, const int8_t *shift, int c, int in_h, int in_w,
                   int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw, int fmt,
@@ -162,6 +248,11 @@ void mm_depthwise(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32
     const int32_t in_pix = mm_bytes(c, ib), out_pix = mm_bytes(c, ob);
     const int blocked = kh * kw <= MM_MAX_TAPS ? c - c % MM_LANES : 0;
     int ch;
+    if (MM_IS_DW8(c, ib, MM_FMT_W_BITS(fmt))) {
+        mm_dw8(in, out, w, bias, mult, shift, c, in_h, in_w, out_h, out_w, kh, kw, sh, sw, ph, pw,
+               fmt, qmin, qmax);
+        return;
+    }
     if (ob != 8 && blocked < c) /* the single-channel tail ORs its bits in */
         for (int32_t p = 0; p < (int32_t)out_h * out_w; p++)
             memset(out + p * out_pix + ((blocked * ob) >> 3), 0,

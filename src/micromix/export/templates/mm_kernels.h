@@ -248,6 +248,10 @@ void mm_conv_small(const uint8_t *in, uint8_t *out, const uint8_t *w, const int3
                    int out_c, int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw,
                    int fmt, int32_t qmin, int32_t qmax, void *scratch);
 
+/* Depthwise layers with 8-bit inputs and weights on a multiple of 4 channels run mm_dw8 (mm_dw.c),
+ * whose weights the export stores tap-major (tap t of channel c at t * c_total + c). */
+#define MM_IS_DW8(c, in_bits, w_bits) ((in_bits) == 8 && (w_bits) == 8 && (c) % 4 == 0)
+
 /* Depthwise convolution (groups == in_c == out_c), any kernel size. */
 void mm_depthwise(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
                   const int32_t *mult, const int8_t *shift, int c, int in_h, int in_w,
