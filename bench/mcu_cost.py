@@ -143,6 +143,7 @@ def micromix_elf(imodel, image: np.ndarray, work: Path, flags: list[str], core="
         sources,
         [*flags, f"-I{src}", "-Wall", "-Wextra", "-Werror"],
         extra=[MCU / "bench_main.c"],
+        core=core,
     )
 
 
@@ -289,6 +290,7 @@ def cmsis_elf(graph, root: Path, work: Path, flags: list[str], core="cortex-m4")
         [work / "cmsis_net.c"],
         [*flags, f"-I{root / 'Include'}"],
         extra=[str(lib)],
+        core=core,
     )
 
 
