@@ -84,14 +84,18 @@ def count(elf: Path, plugin: Path, machine: str = "mps2-an386", timeout: float =
     return Counts(segs, hist, text)
 
 
-def link(work: Path, name: str, sources: list[Path], flags: list[str], extra=(), core="cortex-m4") -> Path:
+def link(
+    work: Path, name: str, sources: list[Path], flags: list[str], extra=(), core="cortex-m4"
+) -> Path:
     from micromix.export.cores import core as get_core
 
     cpu = get_core(core)
     elf = work / f"{name}.elf"
     ld = work / "bench.ld"
     text = (MCU / "bench.ld").read_text()
-    ld.write_text(text.replace("@FLASH@", f"0x{cpu.flash:08x}").replace("@RAM@", f"0x{cpu.ram:08x}"))
+    ld.write_text(
+        text.replace("@FLASH@", f"0x{cpu.flash:08x}").replace("@RAM@", f"0x{cpu.ram:08x}")
+    )
     cmd = [GCC, *flags, "-std=c99", "-ffunction-sections", "-nostartfiles", "-T",
            str(ld), "-Wl,--gc-sections", "--specs=nano.specs",
            "--specs=nosys.specs", f"-I{MCU}", "-o", str(elf),
@@ -298,15 +302,9 @@ def cmsis_elf(graph, root: Path, work: Path, flags: list[str], core="cortex-m4")
 
 
 def layer_type(op, index: int) -> str:
-    if op.kind == "linear":
-        return "linear"
-    if op.kind != "conv":
-        return op.kind
-    if index == 0:
-        return "stem 3x3"
-    if op.is_depthwise:
-        return "depthwise 3x3"
-    return "pointwise 1x1" if op.kernel == (1, 1) else "conv"
+    from micromix.cost import layer_type as lt
+
+    return lt(op, first=index == 0)
 
 
 def per_layer(graph, counts: Counts, first: int) -> list[dict]:
@@ -427,8 +425,27 @@ def main(argv: list[str] | None = None) -> int:
         layers[name] = rows
         hists[name] = c.hist
         print(name, results[name], flush=True)
+    text["all"] = kernel_text_all(work, flags)
     write(args, flags, results, layers, hists, text)
     return 0
+
+
+def kernel_text_all(work: Path, flags: list[str]) -> int:
+    """.text bytes of every kernel source compiled whole (all bit combinations)."""
+    from micromix.export.cgen import KERNEL_FILES, template
+
+    d = work / "ktext"
+    d.mkdir(parents=True, exist_ok=True)
+    for f in KERNEL_FILES:
+        (d / f).write_text(template(f))
+    size = 0
+    for f in KERNEL_FILES:
+        if f.endswith(".c"):
+            run([GCC, *flags, "-std=c99", "-c", "-o", f"{f}.o", f], d)
+            out = run(["arm-none-eabi-size", "-A", f"{f}.o"], d)
+            size += sum(int(p[1]) for p in (ln.split() for ln in out.splitlines())
+                        if len(p) >= 2 and p[0].startswith(".text"))  # fmt: skip
+    return size
 
 
 def kernel_text(elf: Path) -> int:
@@ -442,7 +459,34 @@ def kernel_text(elf: Path) -> int:
     return size
 
 
+def cost_table(layers: dict[str, list[dict]]) -> dict:
+    """Per (layer type, input, weight, output bits): instructions and cycles per MAC, pooled
+    over every micromix layer of that kind that the benchmark ran."""
+    from micromix.cost import cost_key
+
+    sums: dict[str, list[int]] = {}
+    for name, rows in layers.items():
+        if not name.startswith("micromix"):
+            continue
+        for r in rows:
+            k = cost_key(r["type"], *r["bits"])
+            t = sums.setdefault(k, [0, 0, 0])
+            t[0] += r["instructions"]
+            t[1] += r["est_cycles"]
+            t[2] += r["macs"]
+    return {
+        k: {"instructions_per_mac": i / m, "cycles_per_mac": c / m, "macs": m}
+        for k, (i, c, m) in sorted(sums.items())
+    }
+
+
 def write(args, flags, results, layers, hists, text) -> None:
+    if args.table and any(n.startswith("micromix") for n in layers):
+        Path(args.table).write_text(
+            json.dumps(
+                {"source": "bench/mcu_cost.py", "flags": " ".join(flags), "core": args.core,
+                 "layers": cost_table(layers)}, indent=1) + "\n"
+        )  # fmt: skip
     Path(args.json).write_text(json.dumps(
         {"command": "python bench/mcu_cost.py " + " ".join(sys.argv[1:]), "flags": " ".join(flags),
          **results, "layers": layers}, indent=1) + "\n")  # fmt: skip
@@ -479,7 +523,14 @@ def write(args, flags, results, layers, hists, text) -> None:
             f"{r['instructions'] / r['macs']:.2f} | {r['est_cycles'] / r['macs']:.2f} | {ri} | {rc} | "
             f"{text.get(name, '-')} |"
         )
-    md += ["", "## Per layer type (instructions / MAC, est. cycles / MAC)", ""]
+    md += [
+        "",
+        f"Kernel code for all bit combinations (every kernel source compiled whole): "
+        f"{text['all']:,} B .text. The last column is the kernels linked into that network.",
+        "",
+        "## Per layer type (instructions / MAC, est. cycles / MAC)",
+        "",
+    ]
     types = sorted({r["type"] for rows in layers.values() for r in rows})
     md.append("| build | " + " | ".join(types) + " |")
     md.append("|---|" + "---:|" * len(types))

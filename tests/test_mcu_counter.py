@@ -57,7 +57,10 @@ def combo_and_mobilenet():
 
     g = trace(create("mobilenet_v1", width=0.25, resolution=28, in_channels=1, num_classes=10))
     pol = Policy.uniform(g, 8)
-    return {"combo": combo_integer_model(), "mbv1-8": convert(random_qparams(g, pol, seed=3), g, pol)}
+    return {
+        "combo": combo_integer_model(),
+        "mbv1-8": convert(random_qparams(g, pol, seed=3), g, pol),
+    }
 
 
 @pytest.mark.parametrize("core", ["cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33"])
