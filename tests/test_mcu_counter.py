@@ -48,6 +48,7 @@ def test_counter_is_exact_on_a_hand_counted_loop(tmp_path) -> None:
 
 def combo_and_mobilenet():
     from test_export import combo_integer_model
+    from test_integer import mixed_policy
 
     from micromix.graph import trace
     from micromix.integer import convert
@@ -67,7 +68,8 @@ def combo_and_mobilenet():
 def test_kernels_are_bit_exact_under_qemu_on_each_core(tmp_path, core: str) -> None:
     """The DSP paths (M4, M7, M33: SMLAD / SMLABB kernels, __ARM_FEATURE_DSP) and the portable
     path (M3) compute what numpy computes: every (input, weight, output) bit triple (ComboNet)
-    and MobileNetV1 at 8/8 bits (the interleaved and tap-major weight layouts)."""
+    and MobileNetV1 at 8/8 bits (the interleaved and tap-major weight layouts) and under a
+    random mixed policy (sub-byte pointwise with in-register weight expansion)."""
     import numpy as np
 
     from micromix.export.cores import core as get_core

@@ -240,8 +240,17 @@ void mm_pointwise8(const uint8_t *in, uint8_t *out, const uint8_t *w, const int3
 int mm_try_pointwise8(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
                       const int32_t *mult, const int8_t *shift, int in_c, int in_h, int in_w,
                       int out_c, int out_h, int out_w, int kh, int kw, int sh, int sw, int ph,
-                      int pw, int groups, int fmt, int32_t qmin, int32_t qmax)
+                      int pw, int groups, int fmt, int32_t qmin, int32_t qmax, void *scratch)
 {
+#if defined(__ARM_FEATURE_DSP)
+    if (MM_IS_PWSUB(groups, MM_FMT_IN_BITS(fmt), MM_FMT_W_BITS(fmt), kh, kw, ph, pw, in_c)) {
+        mm_pointwise_sub(in, out, w, bias, mult, shift, in_c, in_w, out_c, out_h, out_w, sh, sw,
+                         fmt, qmin, qmax, (int16_t *)scratch);
+        return 1;
+    }
+#else
+    (void)scratch;
+#endif
     if (!MM_IS_PW8(groups, MM_FMT_IN_BITS(fmt), MM_FMT_W_BITS(fmt), kh, kw, ph, pw, in_h, in_w,
                    out_h, out_w))
         return 0;
@@ -319,7 +328,7 @@ void mm_conv(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *b
     const int ob = MM_FMT_OUT_BITS(fmt);
     const int32_t out_pix = mm_bytes(out_c, ob);
     if (mm_try_pointwise8(in, out, w, bias, mult, shift, in_c, in_h, in_w, out_c, out_h, out_w, kh,
-                          kw, sh, sw, ph, pw, groups, fmt, qmin, qmax))
+                          kw, sh, sw, ph, pw, groups, fmt, qmin, qmax, scratch))
         return;
     if (MM_IS_SMALL(groups, (int32_t)kh * kw * in_c, MM_FMT_W_BITS(fmt), out_c)) {
         mm_conv_small(in, out, w, bias, mult, shift, in_c, in_h, in_w, out_c, out_h, out_w, kh,

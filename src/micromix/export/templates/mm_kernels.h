@@ -227,7 +227,19 @@ void mm_pointwise8(const uint8_t *in, uint8_t *out, const uint8_t *w, const int3
 int mm_try_pointwise8(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
                       const int32_t *mult, const int8_t *shift, int in_c, int in_h, int in_w,
                       int out_c, int out_h, int out_w, int kh, int kw, int sh, int sw, int ph,
-                      int pw, int groups, int fmt, int32_t qmin, int32_t qmax);
+                      int pw, int groups, int fmt, int32_t qmin, int32_t qmax, void *scratch);
+
+/* DSP cores: 1x1 layers with sub-byte inputs or weights (not both 8-bit) on at most MM_PATCH
+ * input channels unpack each input pixel once into the scratch (in_c int16, which
+ * memory.scratch_need already counts for these layers) and expand the packed weights in
+ * registers (mm_dot.c). */
+#define MM_IS_PWSUB(groups, in_bits, w_bits, kh, kw, ph, pw, in_c)                                \
+    ((groups) == 1 && !((in_bits) == 8 && (w_bits) == 8) && (kh) == 1 && (kw) == 1 &&            \
+     (ph) == 0 && (pw) == 0 && (in_c) <= MM_PATCH)
+void mm_pointwise_sub(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
+                      const int32_t *mult, const int8_t *shift, int in_c, int in_w, int out_c,
+                      int out_h, int out_w, int sh, int sw, int fmt, int32_t qmin, int32_t qmax,
+                      int16_t *buf);
 
 /* Convolution of any kernel, stride, zero padding and groups; also pointwise and linear
  * (a linear on a C x H x W input is an H x W convolution with a 1 x 1 output). */

@@ -22,7 +22,7 @@ void mm_conv_small(const uint8_t *in, uint8_t *out, const uint8_t *w, const int3
     int16_t (*restrict tile)[MM_LANES] = (int16_t (*)[MM_LANES])(off + kh * kw);
     int16_t *restrict x = (int16_t *)(tile + row);
     if (mm_try_pointwise8(in, out, w, bias, mult, shift, in_c, in_h, in_w, out_c, out_h, out_w,
-                          kh, kw, sh, sw, ph, pw, 1, fmt, qmin, qmax))
+                          kh, kw, sh, sw, ph, pw, 1, fmt, qmin, qmax, scratch))
         return; /* 8-bit pointwise: the direct kernel reads the input in place */
     for (int ky = 0; ky < kh; ky++)
         for (int kx = 0; kx < kw; kx++)
