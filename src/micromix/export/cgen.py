@@ -153,10 +153,11 @@ def _fmt(in_bits: int, in_signed: bool, w_bits: int, out_bits: int, bias_shift: 
     return f"MM_FMT({in_bits}, {int(in_signed)}, {w_bits}, {out_bits}, {bias_shift})"
 
 
-def _call(step: int, iop: IntOp, offsets: dict[str, int]) -> str:
+def _call(step: int, iop: IntOp, offsets: dict[str, int], sizes: dict[str, int]) -> str:
     op = iop.op
-    a = [f"a + {offsets[t]}" for t in op.inputs]
-    y = f"a + {offsets[op.output]}"
+    # MM_IN / MM_OUT are the arena pointers, or exact-size heap copies in guarded builds.
+    a = [f"MM_IN(a + {offsets[t]}, {sizes[t]})" for t in op.inputs]
+    y = f"MM_OUT(a + {offsets[op.output]}, {sizes[op.output]})"
     arr = {s: c_name(step, op.name, s) for s, _, _ in param_arrays(op)}
     lim = f"{iop.qmin}, {iop.qmax}"
     c, h, w = op.in_shape
@@ -249,7 +250,8 @@ int micromix_run(const uint8_t *image, MICROMIX_OUTPUT_T *logits);
         out = iop.op.output
         steps.append(
             f"    /* {_describe(step, iop)} */\n    MM_STEP_BEGIN();\n"
-            f"    {_call(step, iop, rep.offsets)}\n"
+            f"    {_call(step, iop, rep.offsets, rep.tensor_bytes)}\n"
+            f"    mm_unguard();\n"
             f"    MM_STEP_END({step}, {rep.offsets[out]}, {rep.tensor_bytes[out]});"
         )
     body = "\n".join(steps)
@@ -261,6 +263,42 @@ int micromix_run(const uint8_t *image, MICROMIX_OUTPUT_T *logits);
 #include "micromix_model.h"
 #include "micromix_weights.h"
 #include "mm_kernels.h"
+
+#ifdef MICROMIX_GUARD_TENSORS
+/* Test builds only (-DMICROMIX_GUARD_TENSORS, with -fsanitize=address): each step reads its
+ * inputs from and writes its output to heap blocks of exactly the tensor's size, copied from
+ * and back to the arena, so AddressSanitizer reports any byte a kernel reads or writes outside
+ * a tensor. */
+#include <stdlib.h>
+static struct {{ uint8_t *arena, *block; long len; int out; }} mm_guard[8];
+static int mm_guards;
+static uint8_t *mm_guarded(uint8_t *p, long len, int out)
+{{
+    uint8_t *b = malloc((size_t)len);
+    memcpy(b, p, (size_t)len);
+    mm_guard[mm_guards].arena = p;
+    mm_guard[mm_guards].block = b;
+    mm_guard[mm_guards].len = len;
+    mm_guard[mm_guards++].out = out;
+    return b;
+}}
+static void mm_unguard(void)
+{{
+    while (mm_guards > 0) {{
+        mm_guards--;
+        if (mm_guard[mm_guards].out)
+            memcpy(mm_guard[mm_guards].arena, mm_guard[mm_guards].block,
+                   (size_t)mm_guard[mm_guards].len);
+        free(mm_guard[mm_guards].block);
+    }}
+}}
+#define MM_IN(p, len) mm_guarded((p), (len), 0)
+#define MM_OUT(p, len) mm_guarded((p), (len), 1)
+#else
+#define MM_IN(p, len) (p)
+#define MM_OUT(p, len) (p)
+#define mm_unguard()
+#endif
 
 #ifdef MICROMIX_CHECK_WRITES
 #define MM_SCRATCH_GUARD 16 /* words past the scratch that no kernel may write */

@@ -67,9 +67,11 @@ static void mm_gather(int16_t *buf, const uint8_t *in, int in_h, int in_w, int i
         mm_unpack(buf + e0, px + ((c0 * ib) >> 3), cn, ib, is);
         return;
     }
-    if (aligned && e0 == 0) {
+    if (aligned && e0 == 0 && nblk <= cn) {
         /* A whole row (pointwise, linear): the planar head (nblk <= cn elements, a multiple
-         * of 16) byte by byte, then the tail in natural order. */
+         * of 16) byte by byte, then the tail in natural order. Only when the row is this one
+         * pixel's run: for a k x k kernel the planar head spans several pixels, which the
+         * element-wise path below places one pixel at a time (reading this pixel only). */
         const uint8_t *p = px + ((c0 * ib) >> 3);
         const int32_t mb = nblk >> lp, per = 8 / ib;
         const int32_t sx = is ? 1 << (ib - 1) : 0, mask = (1 << ib) - 1;
