@@ -19,7 +19,7 @@ import numpy as np
 from ..integer.model import IntegerModel, IntOp
 from ..memory import kernel_of, param_arrays
 
-KERNEL_FILES = ("mm_kernels.h", "mm_dot.c", "mm_conv.c", "mm_small.c", "mm_dw.c", "mm_eltwise.c")
+KERNEL_FILES = ("mm_kernels.h", "mm_guard.h", "mm_dot.c", "mm_conv.c", "mm_small.c", "mm_dw.c", "mm_eltwise.c")
 HOST_FILES = ("mm_selftest.c", "Makefile")
 CM4_FILES = ("mm_cm4.h", "mm_cm4_main.c", "mm_cm4_startup.c", "mm_an386.ld")
 CTYPES = {"int32": "int32_t", "int8": "int8_t", "uint8": "uint8_t"}
@@ -265,35 +265,7 @@ int micromix_run(const uint8_t *image, MICROMIX_OUTPUT_T *logits);
 #include "mm_kernels.h"
 
 #ifdef MICROMIX_GUARD_TENSORS
-/* Test builds only (-DMICROMIX_GUARD_TENSORS, with -fsanitize=address): each step reads its
- * inputs from and writes its output to heap blocks of exactly the tensor's size, copied from
- * and back to the arena, so AddressSanitizer reports any byte a kernel reads or writes outside
- * a tensor. */
-#include <stdlib.h>
-static struct {{ uint8_t *arena, *block; long len; int out; }} mm_guard[8];
-static int mm_guards;
-static uint8_t *mm_guarded(uint8_t *p, long len, int out)
-{{
-    uint8_t *b = malloc((size_t)len);
-    memcpy(b, p, (size_t)len);
-    mm_guard[mm_guards].arena = p;
-    mm_guard[mm_guards].block = b;
-    mm_guard[mm_guards].len = len;
-    mm_guard[mm_guards++].out = out;
-    return b;
-}}
-static void mm_unguard(void)
-{{
-    while (mm_guards > 0) {{
-        mm_guards--;
-        if (mm_guard[mm_guards].out)
-            memcpy(mm_guard[mm_guards].arena, mm_guard[mm_guards].block,
-                   (size_t)mm_guard[mm_guards].len);
-        free(mm_guard[mm_guards].block);
-    }}
-}}
-#define MM_IN(p, len) mm_guarded((p), (len), 0)
-#define MM_OUT(p, len) mm_guarded((p), (len), 1)
+#include "mm_guard.h" /* test builds: every tensor an exact-size heap block per step */
 #else
 #define MM_IN(p, len) (p)
 #define MM_OUT(p, len) (p)
