@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatasetNotFoundError, MicromixError
+from ..export.cores import CORES
 from ..policy import Policy
 from .common import add_data_args
 
@@ -23,6 +24,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=("host", "cortex-m4"),
         default="host",
         help="host: gcc self-test; cortex-m4: also a bare-metal image run under qemu",
+    )
+    p.add_argument(
+        "--core",
+        choices=sorted(CORES),
+        default="cortex-m4",
+        help="Cortex-M core the ARM image is compiled for (-mcpu); the qemu check runs on its "
+        "mps2 board (default cortex-m4)",
     )
     p.add_argument(
         "--images", type=int, default=1000, help="test images for the self-test (default 1000)"
@@ -75,7 +83,14 @@ def run(args: argparse.Namespace) -> int:
     imodel = convert(qmodel)
     images, labels, what = _test_images(args, imodel.input_shape)
     print(f"micromix: exporting {len(imodel.ops)} ops to {out}; self-test on {what}")
-    export_c(imodel, out, target=args.target, test_images=images, check=not args.no_check)
+    export_c(
+        imodel,
+        out,
+        target=args.target,
+        test_images=images,
+        check=not args.no_check,
+        core=args.core,
+    )
     rep = imodel.report
     print(
         f"  FLASH {rep.flash_bytes:,} B constants, RAM {rep.ram_bytes:,} B = arena "

@@ -15,6 +15,8 @@ from ..integer.model import IntegerModel
 from ..rundir import read_json, write_json
 from .build import built_memory, missing_tools, run_cm4, run_selftest
 from .cgen import write_sources
+from .cores import EXPORT_CORES
+from .cores import core as core_of
 
 __all__ = ["TARGETS", "build_and_check", "export_c"]
 
@@ -29,6 +31,7 @@ def export_c(
     test_images: np.ndarray | None = None,
     check: bool = True,
     cm4_images: int = 8,
+    core: str = "cortex-m4",
 ) -> Path:
     """Write the C project for `imodel` into `out_dir` and return the folder.
 
@@ -41,16 +44,26 @@ def export_c(
     """
     if target not in TARGETS:
         raise MicromixError(f"unknown export target {target!r}; use {' or '.join(TARGETS)}.")
+    if target == "cortex-m4" and core not in EXPORT_CORES:
+        core_of(core)  # an unknown name: its own message
+        raise MicromixError(
+            f"the qemu check of the exported image runs on {', '.join(EXPORT_CORES)}; "
+            f"{core} needs a board-specific linker script."
+        )
     out = Path(out_dir)
     if test_images is None:
         c, h, w = imodel.input_shape
         test_images = np.random.default_rng(0).integers(0, 256, (16, c, h, w), dtype=np.uint8)
     images = np.asarray(test_images)
     outputs = imodel.run(images)
-    write_sources(imodel, out, images, outputs, cm4=target == "cortex-m4", cm4_images=cm4_images)
+    core_of(core)  # refuse an unknown core before writing anything
+    write_sources(
+        imodel, out, images, outputs, cm4=target == "cortex-m4", cm4_images=cm4_images, core=core
+    )
     rep = imodel.report
     summary: dict = {
         "target": target,
+        "core": core,
         "memory_model": {
             "flash_bytes": rep.flash_bytes,
             "ram_bytes": rep.ram_bytes,
@@ -111,7 +124,7 @@ def build_and_check(out_dir: str | os.PathLike) -> dict:
         },
     }
     if summary["target"] == "cortex-m4":
-        r = run_cm4(out)
+        r = run_cm4(out, machine=core_of(summary.get("core", "cortex-m4")).machine)
         want = expected[: len(r.outputs)].view(np.int8 if summary["output_signed"] else np.uint8)
         if r.mismatches or not np.array_equal(r.outputs, want.astype(np.int64)):
             raise MicromixError("the Cortex-M4 image differs from the numpy reference under qemu.")

@@ -142,7 +142,7 @@ class Cm4Result:
     sections: dict[str, int]
 
 
-def run_cm4(out_dir: Path, timeout: float = 120) -> Cm4Result:
+def run_cm4(out_dir: Path, timeout: float = 120, machine: str = "mps2-an386") -> Cm4Result:
     """Build the Cortex-M4 image and run it under qemu (mps2-an386) with semihosting."""
     missing = missing_tools(*ARM_TOOLS)
     if missing:
@@ -152,7 +152,7 @@ def run_cm4(out_dir: Path, timeout: float = 120) -> Cm4Result:
     out_dir = Path(out_dir).resolve()
     make(out_dir, "micromix_cm4.elf")
     cmd = [
-        "qemu-system-arm", "-M", "mps2-an386", "-nographic", "-monitor", "none",
+        "qemu-system-arm", "-M", machine, "-nographic", "-monitor", "none",
         "-semihosting-config", "enable=on,target=native", "-kernel", "micromix_cm4.elf",
     ]  # fmt: skip
     r = _run(cmd, out_dir, timeout=timeout)

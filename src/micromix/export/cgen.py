@@ -18,6 +18,7 @@ import numpy as np
 
 from ..integer.model import IntegerModel, IntOp
 from ..memory import kernel_of, param_arrays
+from .cores import makefile_for
 
 KERNEL_FILES = ("mm_kernels.h", "mm_guard.h", "mm_dot.c", "mm_conv.c", "mm_small.c", "mm_dw.c", "mm_eltwise.c")
 HOST_FILES = ("mm_selftest.c", "Makefile")
@@ -367,6 +368,7 @@ def write_sources(
     *,
     cm4: bool,
     cm4_images: int = 8,
+    core: str = "cortex-m4",
 ) -> list[Path]:
     """Write every file of the C project into `out_dir`; returns the paths written."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -375,6 +377,7 @@ def write_sources(
     files["micromix_weights.h"], files["micromix_weights.c"] = weights_sources(imodel)
     for name in KERNEL_FILES + HOST_FILES + (CM4_FILES if cm4 else ()):
         files[name] = template(name)
+    files["Makefile"] = makefile_for(files["Makefile"], core)  # export/cores.py flags
     files["selftest.bin"] = selftest_bytes(images, outputs)
     if cm4:
         k = min(cm4_images, len(images))

@@ -7,11 +7,12 @@ SXTB16), which selects the kernels' dual-MAC path; the portable C path runs else
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..errors import MicromixError
 
-__all__ = ["CORES", "Core", "core"]
+__all__ = ["CORES", "EXPORT_CORES", "Core", "core", "makefile_for"]
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,12 @@ class Core:
     dsp: bool  # has the DSP extension: the kernels take the SMLAD path
     flash: int  # board memory map: code/constants origin
     ram: int  # data/stack origin
+
+    @property
+    def cpu_flags(self) -> str:
+        """-mcpu and -mthumb only: the export's image keeps the soft-float ABI (its startup
+        code does not enable an FPU, and integer kernels need none)."""
+        return " ".join(f for f in self.flags.split() if f.startswith(("-mcpu", "-mthumb")))
 
 
 CORES: dict[str, Core] = {
@@ -47,3 +54,18 @@ def core(name: str) -> Core:
         raise MicromixError(
             f"unknown core {name!r}; choose one of {', '.join(sorted(CORES))}."
         ) from None
+
+
+# Cores whose qemu board has the memory map of the export's linker script (code at 0, RAM at
+# 0x20000000); the others build with their flags but need a board-specific linker script.
+EXPORT_CORES = tuple(n for n, c in CORES.items() if (c.flash, c.ram) == (0, 0x20000000))
+
+
+def makefile_for(makefile: str, name: str) -> str:
+    """The generated Makefile with the ARM build's -mcpu/-mthumb flags of core `name`."""
+    c = core(name)
+    out, n = re.subn(r"^(ARM_CFLAGS = )-mcpu=\S+ -mthumb", rf"\g<1>{c.cpu_flags}", makefile,
+                     count=1, flags=re.M)  # fmt: skip
+    if n != 1:
+        raise MicromixError("the Makefile template has no ARM_CFLAGS line to set the core in.")
+    return out
