@@ -41,7 +41,7 @@ class BenchError(RuntimeError):
 def run(cmd: list[str], cwd: Path, timeout: float = 600) -> str:
     r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     if r.returncode != 0:
-        raise BenchError(f"`{' '.join(cmd)[:300]}` failed:\n{(r.stdout + r.stderr)[-3000:]}")
+        raise BenchError(f"`{' '.join(map(str, cmd))[:300]}` failed:\n{(r.stdout + r.stderr)[-3000:]}")
     return r.stdout + r.stderr
 
 

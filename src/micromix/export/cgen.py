@@ -52,7 +52,7 @@ def is_pointwise8(iop: IntOp) -> bool:
 
 def is_depthwise8(iop: IntOp) -> bool:
     """The kernels' MM_IS_DW8: a depthwise layer (kernel_of) with 8-bit inputs and weights on a
-    multiple of 4 channels runs mm_dw8, which reads its weights tap-major."""
+    multiple of 4 channels runs mm_dw8, which reads its weights in groups of four channels."""
     op = iop.op
     if op.kind != "conv" or kernel_of(op, iop.w_bits or 8) != "depthwise":
         return False
@@ -62,16 +62,18 @@ def is_depthwise8(iop: IntOp) -> bool:
 def kernel_layout(iop: IntOp) -> np.ndarray:
     """The packed weight bytes in the order the kernel reads them (same bytes, same count).
 
-    mm_dw8 (depthwise, 8/8 bits): tap-major, tap t of channel c at t * channels + c.
+    mm_dw8 (depthwise, 8/8 bits): groups of four channels; within a group, tap after tap, the
+    four channels' weights (tap t of channel 4g + j at 4 * (g * taps + t) + j).
     mm_pointwise8: each block of four rows interleaves 4-byte runs (row 0 bytes 0-3, row 1
     bytes 0-3, row 2, row 3, then bytes 4-7 of each ...), followed by the last row % 4 bytes of
     each row, row after row; rows after the last full block stay as they are. Other kernels read
     the natural row order.
     """
     w = np.asarray(iop.weights, dtype=np.uint8)
-    if is_depthwise8(iop):  # mm_dw8: tap-major
+    if is_depthwise8(iop):  # mm_dw8: groups of four channels, tap after tap
         c = iop.op.out_shape[0]
-        return np.ascontiguousarray(w.reshape(c, -1).T).reshape(w.shape)
+        g = w.reshape(c // 4, 4, -1).transpose(0, 2, 1)
+        return np.ascontiguousarray(g).reshape(w.shape)
     if not is_pointwise8(iop):
         return w
     cout = iop.op.out_shape[0]

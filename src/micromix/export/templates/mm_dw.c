@@ -168,73 +168,161 @@ static inline uint32_t mm_dld32(const void *p)
     })
 #endif
 
-/* 8-bit inputs and weights, channels a multiple of 4 (MM_IS_DW8): weights tap-major (the export
- * transposes them: tap t of channel c at w[t * c_total + c], same bytes), so one word holds
- * four channels' weights of a tap and one word of the input pixel their inputs. Pixel by
- * pixel, four channels at a time, accumulators in registers; sub-byte outputs go through the
- * sequential writer. On DSP cores the four products come from SMLABB / SMLATT on halfword
- * pairs (UXTB16 / SXTB16, the rotation folded in). */
+/* One tap of four channels: the input word at px, the weight word at pk (channels 0..3). */
+#if defined(__ARM_FEATURE_DSP)
+/* One tap of four channels in one asm block (loads, extends, four MACs): kept together, gcc
+ * neither hoists the loads nor spills the halfword pairs. The input word is at base + off
+ * (a register), the weight word at pk + ko (an immediate). */
+#define MM_DW8_ASM(ext, xaddr)                                                                    \
+    "ldr %[x], " xaddr "\n\tldr %[w], [%[k], %[kk]]\n\tsxtb16 %[t], %[w]\n\t"                    \
+    "sxtb16 %[w], %[w], ror #8\n\t" ext " %[u], %[x]\n\t" ext " %[x], %[x], ror #8\n\t"           \
+    "smlabb %[a0], %[u], %[t], %[a0]\n\tsmlatt %[a2], %[u], %[t], %[a2]\n\t"                      \
+    "smlabb %[a1], %[x], %[w], %[a1]\n\tsmlatt %[a3], %[x], %[w], %[a3]"
+#define MM_DW8_OUTS                                                                               \
+    [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "=&r"(x_), [w] "=&r"(w_),    \
+        [t] "=&r"(t_), [u] "=&r"(u_)
+typedef struct {
+    char b[4];
+} mm_word;
+#define MM_DW8_TAPR(ext, base, off, pk, ko)                                                       \
+    __asm__ volatile(MM_DW8_ASM(ext, "[%[p], %[o]]")                                             \
+                     : MM_DW8_OUTS                                                                \
+                     : [p] "r"(base), [o] "r"(off), [k] "r"(pk), [kk] "I"(ko),                    \
+                       "m"(*(const mm_word *)((base) + (off))), "m"(*(const mm_word *)((pk) + (ko))))
+#define MM_DW8_TAP0(ext, base, pk, ko)                                                            \
+    __asm__ volatile(MM_DW8_ASM(ext, "[%[p]]")                                                   \
+                     : MM_DW8_OUTS                                                                \
+                     : [p] "r"(base), [k] "r"(pk), [kk] "I"(ko), "m"(*(const mm_word *)(base)),   \
+                       "m"(*(const mm_word *)((pk) + (ko))))
+/* A whole 3x3 window inside the image: rows rs bytes apart, pixels c apart. */
+#define MM_DW8_3X3(ext)                                                                           \
+    do {                                                                                          \
+        MM_DW8_TAP0(ext, r, pk, 0);                                                               \
+        MM_DW8_TAPR(ext, r, c, pk, 4);                                                            \
+        MM_DW8_TAPR(ext, r, c2, pk, 8);                                                           \
+        r += rs;                                                                                  \
+        MM_DW8_TAP0(ext, r, pk, 12);                                                              \
+        MM_DW8_TAPR(ext, r, c, pk, 16);                                                           \
+        MM_DW8_TAPR(ext, r, c2, pk, 20);                                                          \
+        r += rs;                                                                                  \
+        MM_DW8_TAP0(ext, r, pk, 24);                                                              \
+        MM_DW8_TAPR(ext, r, c, pk, 28);                                                           \
+        MM_DW8_TAPR(ext, r, c2, pk, 32);                                                          \
+    } while (0)
+#define MM_DW8_TAPS(px, pk)                                                                       \
+    do {                                                                                          \
+        if (is)                                                                                   \
+            MM_DW8_TAP0("sxtb16", px, pk, 0);                                                     \
+        else                                                                                      \
+            MM_DW8_TAP0("uxtb16", px, pk, 0);                                                     \
+    } while (0)
+#else
+#define MM_DW8_TAPS(px, pk)                                                                       \
+    do {                                                                                          \
+        const uint8_t *p_ = (px);                                                                 \
+        const int8_t *k_ = (pk);                                                                  \
+        if (is) {                                                                                 \
+            a0 += (int8_t)p_[0] * k_[0];                                                          \
+            a1 += (int8_t)p_[1] * k_[1];                                                          \
+            a2 += (int8_t)p_[2] * k_[2];                                                          \
+            a3 += (int8_t)p_[3] * k_[3];                                                          \
+        } else {                                                                                  \
+            a0 += p_[0] * k_[0];                                                                  \
+            a1 += p_[1] * k_[1];                                                                  \
+            a2 += p_[2] * k_[2];                                                                  \
+            a3 += p_[3] * k_[3];                                                                  \
+        }                                                                                         \
+    } while (0)
+#endif
+
+/* The four results of channel group ch, requantized, stored in channel order. */
+#define MM_DW8_EMIT()                                                                             \
+    do {                                                                                          \
+        const int32_t y0 = mm_requant(mm_biased(a0, bias[ch], bk), mult[ch], shift[ch], qmin, qmax); \
+        const int32_t y1 =                                                                        \
+            mm_requant(mm_biased(a1, bias[ch + 1], bk), mult[ch + 1], shift[ch + 1], qmin, qmax); \
+        const int32_t y2 =                                                                        \
+            mm_requant(mm_biased(a2, bias[ch + 2], bk), mult[ch + 2], shift[ch + 2], qmin, qmax); \
+        const int32_t y3 =                                                                        \
+            mm_requant(mm_biased(a3, bias[ch + 3], bk), mult[ch + 3], shift[ch + 3], qmin, qmax); \
+        if (ob == 8) {                                                                            \
+            o[0] = (uint8_t)y0;                                                                   \
+            o[1] = (uint8_t)y1;                                                                   \
+            o[2] = (uint8_t)y2;                                                                   \
+            o[3] = (uint8_t)y3;                                                                   \
+            o += 4;                                                                               \
+        } else {                                                                                  \
+            mm_put(&wr, y0);                                                                      \
+            mm_put(&wr, y1);                                                                      \
+            mm_put(&wr, y2);                                                                      \
+            mm_put(&wr, y3);                                                                      \
+        }                                                                                         \
+    } while (0)
+
+/* 8-bit inputs and weights, channels a multiple of 4 (MM_IS_DW8): weights grouped by four
+ * channels (the export reorders them, same bytes): group g holds, tap after tap, the four
+ * channels' weights, so one word is a tap of four channels, as is one word of an input pixel.
+ * Pixel by pixel, four channels at a time, accumulators in registers; windows inside the image
+ * of a 3x3 kernel are unrolled. On DSP cores the products come from SMLABB / SMLATT on
+ * halfword pairs (UXTB16 / SXTB16 with the rotation folded in). */
 static void mm_dw8(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
                    const int32_t *mult, const int8_t *shift, int c, int in_h, int in_w,
                    int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw, int fmt,
                    int32_t qmin, int32_t qmax)
 {
     const int is = MM_FMT_IN_SIGNED(fmt), ob = MM_FMT_OUT_BITS(fmt), bk = MM_FMT_BIAS_SHIFT(fmt);
-    const int8_t *ws = (const int8_t *)w;
+    const int taps = kh * kw;
+    const int32_t rs = (int32_t)in_w * c, c2 = 2 * c;
     for (int oy = 0; oy < out_h; oy++) {
         const int iy0 = oy * sh - ph;
         const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = in_h - iy0 < kh ? in_h - iy0 : kh;
         for (int ox = 0; ox < out_w; ox++) {
             const int ix0 = ox * sw - pw;
             const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = in_w - ix0 < kw ? in_w - ix0 : kw;
+            const int inside = kh == 3 && kw == 3 && ky0 == 0 && kx0 == 0 && ky1 == 3 && kx1 == 3;
             mm_writer wr = {out, 0, 0, ob};
-            for (int ch = 0; ch < c; ch += 4) {
-                int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-                for (int ky = ky0; ky < ky1; ky++) {
-                    const uint8_t *px = in + ((int32_t)(iy0 + ky) * in_w + ix0 + kx0) * c + ch;
-                    const int8_t *pk = ws + (int32_t)(ky * kw + kx0) * c + ch;
-                    for (int kx = kx0; kx < kx1; kx++, px += c, pk += c) {
+            const int8_t *pk = (const int8_t *)w;
+            uint8_t *o = out;
+            if (inside) {
+                const uint8_t *const r0 = in + ((int32_t)iy0 * in_w + ix0) * c;
+                for (int ch = 0; ch < c; ch += 4, pk += 36) {
+                    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+                    const uint8_t *r = r0 + ch;
 #if defined(__ARM_FEATURE_DSP)
-                        const uint32_t xv = mm_dld32(px), wv = mm_dld32(pk);
-                        const uint32_t we = MM_DSP1("sxtb16 %0, %1", wv);
-                        const uint32_t wo = MM_DSP1("sxtb16 %0, %1, ror #8", wv);
-                        uint32_t xe, xo;
-                        if (is) {
-                            xe = MM_DSP1("sxtb16 %0, %1", xv);
-                            xo = MM_DSP1("sxtb16 %0, %1, ror #8", xv);
-                        } else {
-                            xe = MM_DSP1("uxtb16 %0, %1", xv);
-                            xo = MM_DSP1("uxtb16 %0, %1, ror #8", xv);
-                        }
-                        __asm__("smlabb %0, %1, %2, %0" : "+r"(a0) : "r"(xe), "r"(we));
-                        __asm__("smlatt %0, %1, %2, %0" : "+r"(a2) : "r"(xe), "r"(we));
-                        __asm__("smlabb %0, %1, %2, %0" : "+r"(a1) : "r"(xo), "r"(wo));
-                        __asm__("smlatt %0, %1, %2, %0" : "+r"(a3) : "r"(xo), "r"(wo));
+                    uint32_t x_, w_, t_, u_;
+                    if (is)
+                        MM_DW8_3X3("sxtb16");
+                    else
+                        MM_DW8_3X3("uxtb16");
 #else
-                        if (is) {
-                            a0 += (int8_t)px[0] * pk[0];
-                            a1 += (int8_t)px[1] * pk[1];
-                            a2 += (int8_t)px[2] * pk[2];
-                            a3 += (int8_t)px[3] * pk[3];
-                        } else {
-                            a0 += px[0] * pk[0];
-                            a1 += px[1] * pk[1];
-                            a2 += px[2] * pk[2];
-                            a3 += px[3] * pk[3];
-                        }
+                    for (int t = 0; t < 9; t++)
+                        MM_DW8_TAPS(r + (t / 3) * rs + (t % 3) * c, pk + 4 * t);
+                    (void)c2;
 #endif
-                    }
+                    MM_DW8_EMIT();
                 }
-                mm_put(&wr, mm_requant(mm_biased(a0, bias[ch], bk), mult[ch], shift[ch], qmin, qmax));
-                mm_put(&wr, mm_requant(mm_biased(a1, bias[ch + 1], bk), mult[ch + 1], shift[ch + 1],
-                                       qmin, qmax));
-                mm_put(&wr, mm_requant(mm_biased(a2, bias[ch + 2], bk), mult[ch + 2], shift[ch + 2],
-                                       qmin, qmax));
-                mm_put(&wr, mm_requant(mm_biased(a3, bias[ch + 3], bk), mult[ch + 3], shift[ch + 3],
-                                       qmin, qmax));
+            } else {
+                for (int ch = 0; ch < c; ch += 4, pk += 4 * taps) {
+                    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+                    for (int ky = ky0; ky < ky1; ky++) {
+                        const uint8_t *px = in + ((int32_t)(iy0 + ky) * in_w + ix0 + kx0) * c + ch;
+                        const int8_t *pt = pk + 4 * (ky * kw + kx0);
+                        for (int kx = kx0; kx < kx1; kx++, px += c, pt += 4) {
+#if defined(__ARM_FEATURE_DSP)
+                            uint32_t x_, w_, t_, u_;
+#endif
+                            MM_DW8_TAPS(px, pt);
+                        }
+                    }
+                    MM_DW8_EMIT();
+                }
             }
-            mm_flush(&wr);
-            out = wr.p;
+            if (ob == 8) {
+                out = o;
+            } else {
+                mm_flush(&wr);
+                out = wr.p;
+            }
         }
     }
 }

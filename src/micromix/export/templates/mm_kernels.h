@@ -261,7 +261,8 @@ void mm_conv_small(const uint8_t *in, uint8_t *out, const uint8_t *w, const int3
                    int fmt, int32_t qmin, int32_t qmax, void *scratch);
 
 /* Depthwise layers with 8-bit inputs and weights on a multiple of 4 channels run mm_dw8 (mm_dw.c),
- * whose weights the export stores tap-major (tap t of channel c at t * c_total + c). */
+ * whose weights the export stores in groups of four channels, tap after tap (tap t of channel
+ * 4g + j at 4 * (g * taps + t) + j). */
 #define MM_IS_DW8(c, in_bits, w_bits) ((in_bits) == 8 && (w_bits) == 8 && (c) % 4 == 0)
 
 /* Depthwise convolution (groups == in_c == out_c), any kernel size. */
