@@ -38,6 +38,62 @@ static inline void mm_unpack_planar(int16_t *restrict v, const uint8_t *restrict
     }
 }
 
+#if defined(__ARM_FEATURE_DSP) && MM_LANES == 8
+/* DSP cores, unsigned 4- and 2-bit inputs: one tap of the eight lanes in one asm block. The
+ * packed input bytes are masked into halfword pairs in place (no per-lane unpacking) and meet
+ * the lane tile's int16 weight words through SMLAxy, whose operand halves pick the lanes: for
+ * 4-bit inputs the pairs are lanes (0,2), (1,3), (4,6), (5,7) of the planar lane order, for
+ * 2-bit inputs lanes (0,1), (2,3), (4,5), (6,7). Accumulators stay in registers. The blocks
+ * read memory without saying so (every register is taken): mm_dw_block puts a compiler
+ * barrier after it writes the tile, and the input tensor is not written during the call. */
+/* Two blocks per tap (lanes 0-3, then 4-7): nine registers each, which every core's
+ * register allocation can meet. */
+#define MM_DWB_OUTS(b0, b1, b2, b3)                                                               \
+    [b0] "+r"(b0), [b1] "+r"(b1), [b2] "+r"(b2), [b3] "+r"(b3), [u] "=&r"(u_), [t] "=&r"(t_),    \
+        [w] "=&r"(w_)
+#define MM_DWB_HALF4(px, wv, shift, ko0, ko1, b0, b1, b2, b3)                                     \
+    __asm__ volatile("ldr %[u], [%[p]]\n\t" shift "and %[u], %[u], #0x0F0F0F0F\n\t"              \
+                     "uxtb16 %[t], %[u]\n\tuxtb16 %[u], %[u], ror #8\n\t"                         \
+                     "ldr %[w], [%[k], #" ko0 "]\n\t"                                             \
+                     "smlabb %[" #b0 "], %[t], %[w], %[" #b0 "]\n\t"                              \
+                     "smlabt %[" #b1 "], %[u], %[w], %[" #b1 "]\n\t"                              \
+                     "ldr %[w], [%[k], #" ko1 "]\n\t"                                             \
+                     "smlatb %[" #b2 "], %[t], %[w], %[" #b2 "]\n\t"                              \
+                     "smlatt %[" #b3 "], %[u], %[w], %[" #b3 "]"                                  \
+                     : MM_DWB_OUTS(b0, b1, b2, b3)                                                \
+                     : [p] "r"(px), [k] "r"(wv))
+#define MM_DWB_TAP4(px, wv)                                                                       \
+    do {                                                                                          \
+        MM_DWB_HALF4(px, wv, "", "0", "4", a0, a1, a2, a3);                                       \
+        MM_DWB_HALF4(px, wv, "lsr %[u], %[u], #4\n\t", "8", "12", a4, a5, a6, a7);                \
+    } while (0)
+#define MM_DWB_HALF2(px, wv, s0, s1, ko0, ko1, b0, b1, b2, b3)                                    \
+    __asm__ volatile("ldrh %[u], [%[p]]\n\torr %[u], %[u], %[u], lsl #8\n\t"                     \
+                     "lsr %[t], %[u], #" s0 "\n\tand %[t], %[t], #0x00030003\n\t"                 \
+                     "ldr %[w], [%[k], #" ko0 "]\n\t"                                             \
+                     "smlabb %[" #b0 "], %[t], %[w], %[" #b0 "]\n\t"                              \
+                     "smlatt %[" #b1 "], %[t], %[w], %[" #b1 "]\n\t"                              \
+                     "lsr %[t], %[u], #" s1 "\n\tand %[t], %[t], #0x00030003\n\t"                 \
+                     "ldr %[w], [%[k], #" ko1 "]\n\t"                                             \
+                     "smlabb %[" #b2 "], %[t], %[w], %[" #b2 "]\n\t"                              \
+                     "smlatt %[" #b3 "], %[t], %[w], %[" #b3 "]"                                  \
+                     : MM_DWB_OUTS(b0, b1, b2, b3)                                                \
+                     : [p] "r"(px), [k] "r"(wv))
+#define MM_DWB_TAP2(px, wv)                                                                       \
+    do {                                                                                          \
+        MM_DWB_HALF2(px, wv, "0", "2", "0", "4", a0, a1, a2, a3);                                 \
+        MM_DWB_HALF2(px, wv, "4", "6", "8", "12", a4, a5, a6, a7);                                \
+    } while (0)
+#define MM_DWB_TAP(px, wv)                                                                        \
+    do {                                                                                          \
+        uint32_t u_, t_, w_;                                                                      \
+        if (ib == 4)                                                                              \
+            MM_DWB_TAP4(px, wv);                                                                  \
+        else                                                                                      \
+            MM_DWB_TAP2(px, wv);                                                                  \
+    } while (0)
+#endif
+
 /* Channels c0 .. c0+MM_LANES-1 over the whole output; sub-byte outputs fill whole bytes. */
 MM_NOINLINE static void mm_dw_block(const uint8_t *in, uint8_t *out, const uint8_t *w,
                                     const int32_t *bias, const int32_t *mult,
@@ -67,6 +123,9 @@ MM_NOINLINE static void mm_dw_block(const uint8_t *in, uint8_t *out, const uint8
     for (int ky = 0; ky < kh; ky++)
         for (int kx = 0; kx < kw; kx++)
             off[ky * kw + kx] = ((int32_t)ky * in_w + kx) * in_pix;
+#if defined(__ARM_FEATURE_DSP)
+    __asm__ volatile("" ::: "memory"); /* the tile is in memory before the asm blocks read it */
+#endif
     in += (c0 * ib) >> 3;
     out += (c0 * ob) >> 3;
     for (int oy = 0; oy < out_h; oy++) {
@@ -78,6 +137,29 @@ MM_NOINLINE static void mm_dw_block(const uint8_t *in, uint8_t *out, const uint8
             int32_t acc[MM_LANES], y[MM_LANES];
             for (int j = 0; j < MM_LANES; j++)
                 acc[j] = 0;
+#if defined(__ARM_FEATURE_DSP) && MM_LANES == 8
+            if (!is && (ib == 4 || ib == 2)) {
+                int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+                if (ky1 - ky0 == kh && kx1 - kx0 == kw) {
+                    const uint8_t *corner = in + ((int32_t)iy0 * in_w + ix0) * in_pix;
+                    for (int t = 0; t < kh * kw; t++)
+                        MM_DWB_TAP(corner + off[t], wt[t]);
+                } else {
+                    for (int ky = ky0; ky < ky1; ky++)
+                        for (int kx = kx0; kx < kx1; kx++)
+                            MM_DWB_TAP(in + ((int32_t)(iy0 + ky) * in_w + ix0 + kx) * in_pix,
+                                       wt[ky * kw + kx]);
+                }
+                acc[0] = a0;
+                acc[1] = a1;
+                acc[2] = a2;
+                acc[3] = a3;
+                acc[4] = a4;
+                acc[5] = a5;
+                acc[6] = a6;
+                acc[7] = a7;
+            } else
+#endif
             if (ky1 - ky0 == kh && kx1 - kx0 == kw) { /* inside the image: one flat tap loop */
                 const uint8_t *corner = in + ((int32_t)iy0 * in_w + ix0) * in_pix;
                 if (ib == 8 && !is) { /* the common case, without a per-tap format switch */
