@@ -41,7 +41,9 @@ class BenchError(RuntimeError):
 def run(cmd: list[str], cwd: Path, timeout: float = 600) -> str:
     r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     if r.returncode != 0:
-        raise BenchError(f"`{' '.join(map(str, cmd))[:300]}` failed:\n{(r.stdout + r.stderr)[-3000:]}")
+        raise BenchError(
+            f"`{' '.join(map(str, cmd))[:300]}` failed:\n{(r.stdout + r.stderr)[-3000:]}"
+        )
     return r.stdout + r.stderr
 
 
@@ -523,6 +525,24 @@ def write(args, flags, results, layers, hists, text) -> None:
             f"{r['instructions'] / r['macs']:.2f} | {r['est_cycles'] / r['macs']:.2f} | {ri} | {rc} | "
             f"{text.get(name, '-')} |"
         )
+    base_file = Path(args.json).with_name("mcu_cost_baseline.json")
+    if base_file.exists() and args.opt == "-O2" and args.core == "cortex-m4":
+        old = json.loads(base_file.read_text())
+        md += [
+            "",
+            "Before the DSP kernels (results/mcu_cost_baseline.json: the same benchmark on the",
+            "kernels of commit 036497a, -O2):",
+            "",
+            "| build | instructions before | now | est. cycles before | now |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, r in results.items():
+            if name in old:
+                o = old[name]
+                md.append(
+                    f"| {name} | {o['instructions']:,} | {r['instructions']:,} | "
+                    f"{o['est_cycles']:,} | {r['est_cycles']:,} |"
+                )
     md += [
         "",
         f"Kernel code for all bit combinations (every kernel source compiled whole): "
