@@ -120,12 +120,15 @@ def check_counter(work: Path, plugin: Path, flags: list[str], core: str = "corte
 
 def micromix_elf(imodel, image: np.ndarray, work: Path, flags: list[str], core="cortex-m4") -> Path:
     """The exported model's sources with a marker before every step, linked with bench_main."""
-    from micromix.export.cgen import KERNEL_FILES, _array_c, write_sources
+    from micromix.export.cgen import _array_c, library_files
 
     src = work / "src"
     shutil.rmtree(src, ignore_errors=True)
+    src.mkdir(parents=True)
     expected = imodel.run(image[None])
-    write_sources(imodel, src, image[None], expected, cm4=False)
+    lib = {k: v for k, v in library_files(imodel).items() if k.endswith((".c", ".h"))}
+    for name, text in lib.items():
+        (src / name).write_text(text)
     model_c = src / "micromix_model.c"
     text = model_c.read_text()
     n = text.count("MM_STEP_BEGIN();")
@@ -141,8 +144,7 @@ def micromix_elf(imodel, image: np.ndarray, work: Path, flags: list[str], core="
         + _array_c("bench_expected", "uint8", outputs_bytes(expected).reshape(-1))
     ).replace(" MM_ALIGN1", "")
     (src / "bench_data.c").write_text("#include <stdint.h>\n" + data)
-    sources = [src / "micromix_model.c", src / "micromix_weights.c", src / "bench_data.c"]
-    sources += [src / f for f in KERNEL_FILES if f.endswith(".c")]
+    sources = [src / f for f in sorted(lib) if f.endswith(".c")] + [src / "bench_data.c"]
     return link(
         work,
         "micromix",

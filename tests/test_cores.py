@@ -1,44 +1,28 @@
-"""`--core`: the exported image is compiled for the chosen Cortex-M and checked on its board."""
+"""The core table the kernel benchmark and the qemu kernel tests use (export/cores.py)."""
 
 from __future__ import annotations
 
-import json
-import os
-
 import pytest
-from test_export import export_tiny
 
+from micromix import mcu
 from micromix.errors import MicromixError
-from micromix.export.build import ARM_TOOLS, missing_tools
-from micromix.export.cgen import template
-from micromix.export.cores import CORES, EXPORT_CORES, makefile_for
+from micromix.export.cores import CORES, core
 
 
-def test_every_core_has_flags_and_a_board() -> None:
+def test_every_core_has_flags_a_board_and_its_dsp_flag() -> None:
     for name, c in CORES.items():
-        assert f"-mcpu={name}" in c.flags and c.machine.startswith("mps2-an")
-        assert makefile_for(template("Makefile"), name).count(c.cpu_flags + " ") == 1
-    assert not CORES["cortex-m3"].dsp and CORES["cortex-m4"].dsp
-    assert "cortex-m33" not in EXPORT_CORES and "cortex-m7" in EXPORT_CORES
+        assert f"-mcpu={name}" in c.flags and "-mthumb" in c.flags
+        assert c.machine.startswith("mps2-an")
+    assert [n for n, c in CORES.items() if not c.dsp] == ["cortex-m3"]
 
 
-def test_cortex_m7_image_is_checked_under_qemu(tmp_path) -> None:
-    if missing_tools(*ARM_TOOLS):
-        if os.environ.get("MICROMIX_STRICT") == "1":
-            pytest.fail(f"needs {ARM_TOOLS}")
-        pytest.skip(f"needs {ARM_TOOLS}")
-    _, out, s = export_tiny(tmp_path, "mixed", n=6, target="cortex-m4", core="cortex-m7")
-    assert "-mcpu=cortex-m7 -mthumb" in (out / "Makefile").read_text()
-    assert s["core"] == "cortex-m7" and s["cortex_m4"]["images"] == 6
+def test_the_target_registry_runs_each_core_on_the_same_board() -> None:
+    """micromix.mcu (export --target <chip>) and this table agree on the qemu board."""
+    for name, c in CORES.items():
+        assert mcu.CORES[name][1] == c.machine
+        assert mcu.CORES[name][0].split()[0] == f"-mcpu={name}"
 
 
-@pytest.mark.parametrize("core", ["cortex-m33", "cortex-m99"])
-def test_unusable_core_is_one_clear_error(tmp_path, core: str) -> None:
-    with pytest.raises(MicromixError, match=core):
-        export_tiny(tmp_path, "8/8", n=2, target="cortex-m4", core=core, check=False)
-    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
-
-
-def test_core_is_recorded(tmp_path) -> None:
-    _, out, _ = export_tiny(tmp_path, "8/8", n=2, check=False)
-    assert json.loads((out / "export.json").read_text())["core"] == "cortex-m4"
+def test_unknown_core_is_one_sentence() -> None:
+    with pytest.raises(MicromixError, match="cortex-m99"):
+        core("cortex-m99")

@@ -16,6 +16,7 @@ from test_integer import images
 
 from micromix.export import export_c
 from micromix.export.build import make
+from micromix.export.cgen import LIB_DIR
 
 GUARD_FLAGS = "-std=c99 -Wall -Wextra -Werror -O1 -g -fsanitize=address -DMICROMIX_GUARD_TENSORS"
 
@@ -57,12 +58,12 @@ def test_kernels_touch_nothing_outside_their_tensors(tmp_path, net: str) -> None
 def test_the_guard_catches_a_read_past_a_tensor(tmp_path) -> None:
     need_asan(tmp_path)
     _, out, _ = export_tiny(tmp_path, "8/8", odd=True, n=4, check=False)
-    src = (out / "mm_eltwise.c").read_text()
+    src = (out / LIB_DIR / "mm_eltwise.c").read_text()
     marker = "    (void)in_h; /* windows tile the input"
     assert src.count(marker) == 1
     # The pool also peeks at the byte after its input: a one-byte over-read.
     peek = "    if (((volatile const uint8_t *)in)[(int32_t)in_h * in_w * in_pix] == 7) qmin++;\n"
     src = src.replace(marker, peek + marker)
-    (out / "mm_eltwise.c").write_text(src)
+    (out / LIB_DIR / "mm_eltwise.c").write_text(src)
     r = run_guarded(out)
     assert r.returncode != 0 and b"heap-buffer-overflow" in r.stderr

@@ -185,8 +185,9 @@ class Pipeline:
                 },
             )
             self.mark("budget", flash=budget.flash, ram=budget.ram)
+        where = f" from target {budget.target}" if budget.target else ""
         self.say(
-            f"budget: FLASH {budget.flash:,} B, RAM {budget.ram:,} B (8-bit needs {ref.flash_bytes:,} / {ref.ram_bytes:,})"
+            f"budget{where}: FLASH {_b(budget.flash)}, RAM {_b(budget.ram)} (8-bit needs {ref.flash_bytes:,} / {ref.ram_bytes:,})"
         )
         return budget
 
@@ -281,17 +282,29 @@ class Pipeline:
             target = (
                 "host" if missing_tools("arm-none-eabi-gcc", "qemu-system-arm") else "cortex-m4"
             )
+        chip = export_chip(self.cfg.target)
+        if self.cfg.target and chip is None:
+            self.say(f"no fit verdict for {self.cfg.target}: not an Arm core or no Arm tools")
         images = self.data.test.images[: self.cfg.export_images].numpy()
-        out = export_c(imodel, self.dir / "c", test_images=images, target=target)
+        out = export_c(imodel, self.dir / "c", test_images=images, target=chip or target)
         info = read_json(out / "export.json")
         row = {
-            "target": target,
+            "target": chip.name if chip is not None else target,
             "self-test images bit-identical": f"{info['selftest_identical']} / {info['selftest_images']}",
             "const data in the object file (B)": info["built"]["const_bytes"],
             "arena + scratch in the object file (B)": info["built"]["ram_bytes"],
             "memory model FLASH (B)": info["memory_model"]["flash_bytes"],
             "memory model RAM (B)": info["memory_model"]["ram_bytes"],
         }
+        if "fit" in info:
+            f = info["fit"]
+            for k in ("flash", "ram"):
+                row[f"fit: {f[k]['region']} needed / available (B)"] = (
+                    f"{f[k]['needed']:,} / {f[k]['available']:,}"
+                )
+            row[f"fit: chip-sized image on qemu {f['board']}"] = (
+                f"{f['qemu_images']} images = reference"
+            )
         if "cortex_m4" in info:
             m4 = info["cortex_m4"]
             row["Cortex-M4 image FLASH, text+rodata (B)"] = m4["flash_bytes"]
@@ -309,6 +322,24 @@ class Pipeline:
         text = render(self.dir)
         self.mark("report")
         return text
+
+
+def _b(v: int | None) -> str:
+    return "no limit" if v is None else f"{v:,} B"
+
+
+def export_chip(target: str | None):
+    """The MCU target the export links and checks the firmware for (fit verdict), or None when
+    there is none, its core is not Arm, or the Arm tools are not installed."""
+    from .export.build import missing_tools
+    from .mcu import get_target
+
+    if target is None:
+        return None
+    chip = get_target(target)
+    if chip.board is None or missing_tools("arm-none-eabi-gcc", "qemu-system-arm"):
+        return None
+    return chip
 
 
 def _chunks(ds, size: int = 250):

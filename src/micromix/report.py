@@ -90,6 +90,15 @@ def render(run_dir: str | Path) -> str:
             "",
             "## Memory (exact; the C build allocates the same bytes)",
             "",
+            *(
+                [
+                    f"Target: {budget.target} (budget = its largest regions less the reserves for "
+                    "code, startup and stack, or the limits given within it).",
+                    "",
+                ]
+                if budget.target
+                else []
+            ),
             "| | used | budget | utilization | uniform 8-bit |",
             "|---|---|---|---|---|",
             f"| FLASH | {_bytes(rep.flash_bytes)} | {_bytes(budget.flash)} | {_pct(None if util['flash'] is None else 100 * util['flash'])} | {_bytes(ref.get('flash'))} |",

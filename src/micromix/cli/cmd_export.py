@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatasetNotFoundError, MicromixError
-from ..export.cores import CORES
 from ..policy import Policy
 from .common import add_data_args
 
@@ -21,16 +20,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output folder (default: RUN_DIR/c)")
     p.add_argument(
         "--target",
-        choices=("host", "cortex-m4"),
         default="host",
-        help="host: gcc self-test; cortex-m4: also a bare-metal image run under qemu",
+        help="host: gcc self-test; cortex-m4: also a test-only bare-metal image under qemu; an "
+        "MCU target (stm32h743, ... or my_board.toml): also the fit verdict against its memory "
+        "map and the chip-sized image under qemu (exit 2 when it does not fit)",
     )
     p.add_argument(
-        "--core",
-        choices=sorted(CORES),
-        default="cortex-m4",
-        help="Cortex-M core the ARM image is compiled for (-mcpu); the qemu check runs on its "
-        "mps2 board (default cortex-m4)",
+        "--chip-images",
+        type=int,
+        default=4,
+        help="test images run on the chip-sized (or test-only Cortex-M4) image (default 4)",
     )
     p.add_argument(
         "--images", type=int, default=1000, help="test images for the self-test (default 1000)"
@@ -66,6 +65,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.images < 1:
         raise MicromixError(f"--images must be at least 1, got {args.images}.")
+    if args.chip_images < 1:
+        raise MicromixError(f"--chip-images must be at least 1, got {args.chip_images}.")
+    if args.target not in ("host", "cortex-m4"):
+        from ..mcu import get_target
+
+        get_target(args.target)  # an unknown target or a bad target file: stop now
     run_dir = Path(args.run_dir)
     ckpt = run_dir / "qat.pt"
     if not ckpt.exists():
@@ -89,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         target=args.target,
         test_images=images,
         check=not args.no_check,
-        core=args.core,
+        cm4_images=args.chip_images,
     )
     rep = imodel.report
     print(
@@ -114,10 +119,24 @@ def run(args: argparse.Namespace) -> int:
         f"  self-test: {summary['selftest_identical']}/{summary['selftest_images']} images "
         "bit-identical to the numpy reference"
     )
+    if "fit" in summary:
+        f = summary["fit"]
+        print(f"  fit verdict for {f['target']} ({f['core']}): fits")
+        for k in ("flash", "ram"):
+            r = f[k]
+            print(
+                f"    {k.upper()} {r['needed']:,} / {r['available']:,} B of {r['region']} "
+                f"(margin {r['margin']:,} B)"
+            )
+        print(
+            f"    chip-sized image under qemu {f['board']}: {f['qemu_images']} images identical; "
+            f"peak stack {f['ram_breakdown']['stack_peak']:,} B"
+        )
     if "cortex_m4" in summary:
         m = summary["cortex_m4"]
         print(
-            f"  cortex-m4 (qemu mps2-an386): {m['images']} images identical; image FLASH "
+            f"  cortex-m4 test-only image (qemu mps2-an386's map): {m['images']} images "
+            f"identical; image FLASH "
             f"{m['flash_bytes']:,} B, RAM {m['ram_bytes']:,} B (stack used {m['stack_used']:,} B)"
         )
     return 0

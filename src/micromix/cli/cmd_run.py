@@ -6,7 +6,8 @@ import argparse
 from dataclasses import fields, replace
 from pathlib import Path
 
-from ..pipeline import PRESETS, clean_run_dir, preset, run_pipeline
+from ..mcu import get_target
+from ..pipeline import PRESETS, RunConfig, clean_run_dir, preset, run_pipeline
 from ..rundir import prepare_run_dir
 from .common import resolve_device
 
@@ -55,14 +56,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def run(args: argparse.Namespace) -> int:
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The preset with the command line's overrides. --target gives the budget: the preset's
+    ratios do not override it, and a --flash / --ram given with it applies within the target
+    (a ratio capped by the target's memory; bytes above it refused; see Budget.parse)."""
     cfg = preset(args.preset)
     changes = {
         f.name: getattr(args, f.name)
         for f in fields(cfg)
         if getattr(args, f.name, None) is not None
     }
-    cfg = replace(cfg, **changes)
+    if args.target is not None:
+        get_target(args.target)  # an unknown target or a bad target file: stop now
+        changes.setdefault("flash", None)
+        changes.setdefault("ram", None)
+    return replace(cfg, **changes)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
     resolve_device(cfg.device)
     run_dir = Path(args.run_dir or f"runs/{args.preset}")
     resume = args.resume

@@ -12,26 +12,25 @@ import numpy as np
 
 from ..errors import MicromixError
 from ..integer.model import IntegerModel
+from ..mcu import Target, get_target, target_from_json
 from ..rundir import read_json, write_json
 from .build import built_memory, missing_tools, run_cm4, run_selftest
 from .cgen import write_sources
-from .cores import EXPORT_CORES
-from .cores import core as core_of
+from .firmware import FitError, fit_check
 
-__all__ = ["TARGETS", "build_and_check", "export_c"]
+__all__ = ["TARGETS", "FitError", "build_and_check", "export_c"]
 
-TARGETS = ("host", "cortex-m4")
+TARGETS = ("host", "cortex-m4")  # or an MCU target (registry name, .toml/.json, Target)
 
 
 def export_c(
     imodel: IntegerModel,
     out_dir: str | os.PathLike,
     *,
-    target: str = "host",
+    target: str | Target = "host",
     test_images: np.ndarray | None = None,
     check: bool = True,
     cm4_images: int = 8,
-    core: str = "cortex-m4",
 ) -> Path:
     """Write the C project for `imodel` into `out_dir` and return the folder.
 
@@ -39,31 +38,23 @@ def export_c(
     with the reference outputs. With `check`, the project is built with gcc, the self-test must
     be bit-identical, and the objects must hold exactly the memory model's FLASH (constant
     arrays) and RAM (arena); for target "cortex-m4" the first `cm4_images` images are also run
-    under qemu (see `build_and_check`). Results go to `export.json`; any failure raises
-    MicromixError.
+    under qemu (see `build_and_check`). For an MCU target (e.g. "stm32h743"), the library is
+    also linked with a minimal firmware against the chip's memory map: the fit verdict (FitError
+    when FLASH or RAM does not fit) and the chip-sized image under qemu on the first
+    `cm4_images` images. Results go to `export.json`; any failure raises MicromixError.
     """
-    if target not in TARGETS:
-        raise MicromixError(f"unknown export target {target!r}; use {' or '.join(TARGETS)}.")
-    if target == "cortex-m4" and core not in EXPORT_CORES:
-        core_of(core)  # an unknown name: its own message
-        raise MicromixError(
-            f"the qemu check of the exported image runs on {', '.join(EXPORT_CORES)}; "
-            f"{core} needs a board-specific linker script."
-        )
+    chip = None if isinstance(target, str) and target in TARGETS else get_target(target)
+    target = "host" if chip is not None else target
     out = Path(out_dir)
     if test_images is None:
         c, h, w = imodel.input_shape
         test_images = np.random.default_rng(0).integers(0, 256, (16, c, h, w), dtype=np.uint8)
     images = np.asarray(test_images)
     outputs = imodel.run(images)
-    core_of(core)  # refuse an unknown core before writing anything
-    write_sources(
-        imodel, out, images, outputs, cm4=target == "cortex-m4", cm4_images=cm4_images, core=core
-    )
+    write_sources(imodel, out, images, outputs, cm4=target == "cortex-m4", cm4_images=cm4_images)
     rep = imodel.report
     summary: dict = {
         "target": target,
-        "core": core,
         "memory_model": {
             "flash_bytes": rep.flash_bytes,
             "ram_bytes": rep.ram_bytes,
@@ -74,6 +65,9 @@ def export_c(
         "output_signed": imodel.output_signed,
         "checked": False,
     }
+    if chip is not None:
+        summary["chip"] = chip.to_json()
+        summary["chip_images"] = min(cm4_images, len(images))
     write_json(out / "export.json", summary)
     if check:
         build_and_check(out)
@@ -124,7 +118,7 @@ def build_and_check(out_dir: str | os.PathLike) -> dict:
         },
     }
     if summary["target"] == "cortex-m4":
-        r = run_cm4(out, machine=core_of(summary.get("core", "cortex-m4")).machine)
+        r = run_cm4(out)
         want = expected[: len(r.outputs)].view(np.int8 if summary["output_signed"] else np.uint8)
         if r.mismatches or not np.array_equal(r.outputs, want.astype(np.int64)):
             raise MicromixError("the Cortex-M4 image differs from the numpy reference under qemu.")
@@ -135,5 +129,12 @@ def build_and_check(out_dir: str | os.PathLike) -> dict:
             "stack_used": r.stack_used,
             "sections": r.sections,
         }
+    if "chip" in summary:
+        k = summary["chip_images"]
+        x = np.frombuffer(data, np.uint8, k * in_bytes, 16).reshape(k, -1)
+        want = expected[:k].view(np.int8 if summary["output_signed"] else np.uint8)
+        result["fit"] = fit_check(
+            out, target_from_json(summary["chip"]), x, want, summary["memory_model"]
+        )
     write_json(out / "export.json", {**summary, **result, "checked": True})
     return result

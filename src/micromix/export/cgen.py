@@ -1,8 +1,9 @@
 """C99 source generation for an IntegerModel.
 
-The generated folder holds the model (micromix_model.h/.c: one entry point, one static arena),
-its constants (micromix_weights.c: exactly the arrays the memory model counts, nothing else),
-the kernels (copied templates), a Makefile, a host self-test and a Cortex-M4 image. Sizes and
+The generated folder holds the deployable library in lib/ (micromix_model.h/.c: zero-copy
+entry points and one static arena; micromix_weights.c: exactly the arrays the memory model
+counts, nothing else; the kernels, copied templates; a Makefile and a CMakeLists.txt) and,
+beside it, the host self-test and the test-only Cortex-M4 image built from it. Sizes and
 arena offsets come from the IntegerModel's MemoryReport; nothing here computes a size.
 """
 
@@ -18,11 +19,39 @@ import numpy as np
 
 from ..integer.model import IntegerModel, IntOp
 from ..memory import kernel_of, param_arrays
-from .cores import makefile_for
+from .cgen_ops import ops_call
 
-KERNEL_FILES = ("mm_kernels.h", "mm_guard.h", "mm_dot.c", "mm_conv.c", "mm_small.c", "mm_dw.c", "mm_eltwise.c")
+# Files of the export that are not part of the library: the self-test harness, the bare-metal
+# images and the library's own build files. Every other mm_*.c / mm_*.h template is a kernel
+# file and goes into the library (so a new kernel file is picked up without a list to edit).
+HARNESS_FILES = frozenset(
+    {
+        "Makefile",
+        "mm_selftest.c",
+        "mm_cm4.h",
+        "mm_cm4_main.c",
+        "mm_cm4_startup.c",
+        "mm_an386.ld",
+        "mm_fw_main.c",
+        "Makefile.lib",
+        "CMakeLists.txt",
+        "arm-none-eabi.cmake",
+    }
+)
 HOST_FILES = ("mm_selftest.c", "Makefile")
 CM4_FILES = ("mm_cm4.h", "mm_cm4_main.c", "mm_cm4_startup.c", "mm_an386.ld")
+LIB_DIR = "lib"  # the deployable library, beside the harness in the export folder
+
+
+def kernel_files() -> tuple[str, ...]:
+    """Every kernel template (mm_*.c and mm_*.h that are not harness files), sorted."""
+    names = (p.name for p in resources.files("micromix.export").joinpath("templates").iterdir())
+    return tuple(
+        sorted(n for n in names if re.fullmatch(r"mm_\w+\.[ch]", n) and n not in HARNESS_FILES)
+    )
+
+
+KERNEL_FILES = kernel_files()
 CTYPES = {"int32": "int32_t", "int8": "int8_t", "uint8": "uint8_t"}
 
 SELFTEST_MAGIC = b"MMT1"
@@ -100,7 +129,7 @@ def const_arrays(imodel: IntegerModel) -> list[tuple[str, str, np.ndarray]]:
     for step, iop in enumerate(imodel.ops):
         if iop.weights is not None:
             out.append((c_name(step, iop.name, "w"), "uint8", kernel_layout(iop)))
-        for suffix, ctype, count in param_arrays(iop.op):
+        for suffix, ctype, count in param_arrays(iop.op, iop.in_bits[0]):
             a = iop.arrays[suffix]
             assert a.shape == (count,) and a.dtype == np.dtype(ctype), (iop.name, suffix)
             out.append((c_name(step, iop.name, suffix), ctype, a))
@@ -161,7 +190,10 @@ def _call(step: int, iop: IntOp, offsets: dict[str, int], sizes: dict[str, int])
     # MM_IN / MM_OUT are the arena pointers, or exact-size heap copies in guarded builds.
     a = [f"MM_IN(a + {offsets[t]}, {sizes[t]})" for t in op.inputs]
     y = f"MM_OUT(a + {offsets[op.output]}, {sizes[op.output]})"
-    arr = {s: c_name(step, op.name, s) for s, _, _ in param_arrays(op)}
+    arr = {s: c_name(step, op.name, s) for s, _, _ in param_arrays(op, iop.in_bits[0])}
+    new = ops_call(iop, a, y, arr)  # pooling with padding, concat, tables, multiply
+    if new is not None:
+        return new
     lim = f"{iop.qmin}, {iop.qmax}"
     c, h, w = op.in_shape
     oc, oh, ow = op.out_shape
@@ -242,9 +274,21 @@ def model_sources(imodel: IntegerModel) -> tuple[str, str]:
 #define MICROMIX_FLASH_BYTES {rep.flash_bytes} /* the memory model's FLASH: all constant arrays */
 #define MICROMIX_MACS {sum(o.macs for o in g.ops)}
 
-/* Runs the network on one uint8 image (H x W x C, channels innermost, raw pixels) and writes
- * the 8-bit outputs. Not reentrant: all activations live in one static arena. Returns 0. */
-int micromix_run(const uint8_t *image, MICROMIX_OUTPUT_T *logits);
+/* Zero-copy I/O. The input and the output are slots of the static arena (so the input frame
+ * is inside MICROMIX_RAM_BYTES and the application needs no buffer of its own):
+ *   1. write one image into micromix_input(): MICROMIX_INPUT_BYTES bytes, uint8, H x W x C
+ *      (channels innermost, raw pixels 0..255, the same scaling as in training);
+ *   2. micromix_run() reads it there and writes the outputs in place (it overwrites the input);
+ *   3. read MICROMIX_OUTPUT_BYTES outputs from micromix_output(); they stay valid until the
+ *      next image is written (input and output may share arena bytes).
+ * Not reentrant: all activations live in one static arena. micromix_run returns 0. */
+uint8_t *micromix_input(void);
+const MICROMIX_OUTPUT_T *micromix_output(void);
+int micromix_run(void);
+
+/* Convenience: copies `image` (H x W x C) into the input slot, runs, copies the outputs to
+ * `logits`. Costs the caller's own MICROMIX_INPUT_BYTES image buffer beside the arena. */
+int micromix_run_copy(const uint8_t *image, MICROMIX_OUTPUT_T *logits);
 
 #endif
 """
@@ -318,13 +362,26 @@ static void MM_STEP_END(int step, long off, long len)
 #define MM_STEP_END(step, off, len)
 #endif
 
-int micromix_run(const uint8_t *image, MICROMIX_OUTPUT_T *logits)
+uint8_t *micromix_input(void) {{ return micromix_arena + {rep.offsets[g.input]}; }}
+
+const MICROMIX_OUTPUT_T *micromix_output(void)
+{{
+    return (const MICROMIX_OUTPUT_T *)(micromix_arena + {rep.offsets[g.output]});
+}}
+
+int micromix_run(void)
 {{
     uint8_t *const a = micromix_arena;
     void *const s = micromix_scratch;
-    memcpy(a + {rep.offsets[g.input]}, image, MICROMIX_INPUT_BYTES);
 {body}
-    memcpy(logits, a + {rep.offsets[g.output]}, MICROMIX_OUTPUT_BYTES);
+    return 0;
+}}
+
+int micromix_run_copy(const uint8_t *image, MICROMIX_OUTPUT_T *logits)
+{{
+    memcpy(micromix_input(), image, MICROMIX_INPUT_BYTES);
+    micromix_run();
+    memcpy(logits, micromix_output(), MICROMIX_OUTPUT_BYTES);
     return 0;
 }}
 """
@@ -362,6 +419,25 @@ def testdata_source(images: np.ndarray, outputs: np.ndarray) -> str:
     )
 
 
+def library_files(imodel: IntegerModel) -> dict[str, str]:
+    """The deployable library: model, weights, kernels, their build files; no main, no data."""
+    files: dict[str, str] = {}
+    files["micromix_model.h"], files["micromix_model.c"] = model_sources(imodel)
+    files["micromix_weights.h"], files["micromix_weights.c"] = weights_sources(imodel)
+    for name in kernel_files():
+        files[name] = template(name)
+    files["Makefile"] = template("Makefile.lib")
+    files["CMakeLists.txt"] = template("CMakeLists.txt")
+    files["cmake/arm-none-eabi.cmake"] = template("arm-none-eabi.cmake")
+    return files
+
+
+def library_files_names(files: dict) -> list[str]:
+    return [
+        k[len(LIB_DIR) + 1 :] for k in files if k.startswith(LIB_DIR + "/") and k.endswith(".c")
+    ]
+
+
 def write_sources(
     imodel: IntegerModel,
     out_dir: Path,
@@ -370,27 +446,29 @@ def write_sources(
     *,
     cm4: bool,
     cm4_images: int = 8,
-    core: str = "cortex-m4",
 ) -> list[Path]:
-    """Write every file of the C project into `out_dir`; returns the paths written."""
+    """Write the library into `out_dir/lib/` and the self-test harness (host, and with `cm4`
+    the test-only Cortex-M4 image) beside it in `out_dir`; returns the paths written."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    files: dict[str, str | bytes] = {}
-    files["micromix_model.h"], files["micromix_model.c"] = model_sources(imodel)
-    files["micromix_weights.h"], files["micromix_weights.c"] = weights_sources(imodel)
-    for name in KERNEL_FILES + HOST_FILES + (CM4_FILES if cm4 else ()):
+    files: dict[str, str | bytes] = {f"{LIB_DIR}/{k}": v for k, v in library_files(imodel).items()}
+    for name in HOST_FILES + (CM4_FILES if cm4 else ()):
         files[name] = template(name)
-    files["Makefile"] = makefile_for(files["Makefile"], core)  # export/cores.py flags
     files["selftest.bin"] = selftest_bytes(images, outputs)
     if cm4:
         k = min(cm4_images, len(images))
         files["mm_testdata.c"] = testdata_source(images[:k], outputs[:k])
+    shutil.rmtree(out_dir / LIB_DIR, ignore_errors=True)  # files of an older export
+    for name in library_files_names(files):  # an older flat export would shadow lib/ in make
+        (out_dir / name).unlink(missing_ok=True)
     written = []
     for name, content in files.items():
         p = out_dir / name
+        p.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(content, bytes):
             p.write_bytes(content)
         else:
             p.write_text(content)
         written.append(p)
-    shutil.rmtree(out_dir / "build", ignore_errors=True)  # stale objects of an older export
+    for old in ("build", "firmware"):  # stale objects and images of an older export
+        shutil.rmtree(out_dir / old, ignore_errors=True)
     return written

@@ -1,18 +1,17 @@
-"""Cortex-M cores the C export builds for: compiler flags and the qemu board that runs them.
+"""Cortex-M cores the kernels are measured and tested on: compiler flags and the qemu board.
 
-One small table so that every user (export targets, the Makefile, bench/mcu_cost.py) picks
-the same flags. `dsp` says whether the core has the DSP extension (__ARM_FEATURE_DSP: SMLAD,
+One small table (bench/mcu_cost.py and the qemu kernel tests use it; micromix.mcu's target
+registry names the same cores and boards for `export --target <chip>`). `dsp` says whether the core has the DSP extension (__ARM_FEATURE_DSP: SMLAD,
 SXTB16), which selects the kernels' dual-MAC path; the portable C path runs elsewhere.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from ..errors import MicromixError
 
-__all__ = ["CORES", "EXPORT_CORES", "Core", "core", "makefile_for"]
+__all__ = ["CORES", "Core", "core"]
 
 
 @dataclass(frozen=True)
@@ -54,18 +53,3 @@ def core(name: str) -> Core:
         raise MicromixError(
             f"unknown core {name!r}; choose one of {', '.join(sorted(CORES))}."
         ) from None
-
-
-# Cores whose qemu board has the memory map of the export's linker script (code at 0, RAM at
-# 0x20000000); the others build with their flags but need a board-specific linker script.
-EXPORT_CORES = tuple(n for n, c in CORES.items() if (c.flash, c.ram) == (0, 0x20000000))
-
-
-def makefile_for(makefile: str, name: str) -> str:
-    """The generated Makefile with the ARM build's -mcpu/-mthumb flags of core `name`."""
-    c = core(name)
-    out, n = re.subn(r"^(ARM_CFLAGS = )-mcpu=\S+ -mthumb", rf"\g<1>{c.cpu_flags}", makefile,
-                     count=1, flags=re.M)  # fmt: skip
-    if n != 1:
-        raise MicromixError("the Makefile template has no ARM_CFLAGS line to set the core in.")
-    return out

@@ -184,12 +184,8 @@ def _add(iop: IntOp, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.clip(y, iop.qmin, iop.qmax)
 
 
-def _avgpool(iop: IntOp, x: np.ndarray) -> np.ndarray:
-    (kh, kw), (_, oh, ow) = iop.kernel, iop.op.out_shape
-    n, c = len(x), x.shape[3]
-    s = x[:, : oh * kh, : ow * kw].reshape(n, oh, kh, ow, kw, c).sum(axis=(2, 4))
-    y = requantize(s, iop.arrays["mult"][0], iop.arrays["shift"][0], where=f"pool {iop.name}")
-    return np.clip(y, iop.qmin, iop.qmax)
+_KERNELS = {"conv": _conv, "linear": _conv, "add": _add}
 
+from .ops import KERNELS as _OP_KERNELS  # noqa: E402  (ops imports IntOp from here)
 
-_KERNELS = {"conv": _conv, "linear": _conv, "add": _add, "avgpool": _avgpool}
+_KERNELS.update(_OP_KERNELS)

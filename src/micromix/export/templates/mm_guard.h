@@ -12,12 +12,14 @@ static struct {
     uint8_t *arena, *block;
     long len;
     int out;
-} mm_guard[8];
+} mm_guard[64]; /* blocks of one step (a concat has many inputs) */
 static int mm_guards;
 
 static uint8_t *mm_guarded(uint8_t *p, long len, int out)
 {
     uint8_t *b = malloc((size_t)len);
+    if (b == NULL || mm_guards == 64)
+        abort();
     memcpy(b, p, (size_t)len);
     mm_guard[mm_guards].arena = p;
     mm_guard[mm_guards].block = b;
