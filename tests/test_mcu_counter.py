@@ -57,10 +57,11 @@ def combo_and_mobilenet():
     from micromix.policy import Policy
 
     g = trace(create("mobilenet_v1", width=0.25, resolution=28, in_channels=1, num_classes=10))
-    pol = Policy.uniform(g, 8)
+    pol, mixed = Policy.uniform(g, 8), mixed_policy(g, seed=2)
     return {
         "combo": combo_integer_model(),
         "mbv1-8": convert(random_qparams(g, pol, seed=3), g, pol),
+        "mbv1-mixed": convert(random_qparams(g, mixed, seed=2), g, mixed),
     }
 
 
