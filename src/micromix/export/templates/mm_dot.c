@@ -168,10 +168,11 @@ static inline uint32_t mm_w32(const uint8_t *p)
     })
 #define MM_SMLAD(a, b, acc) __asm__("smlad %0, %1, %2, %0" : "+r"(acc) : "r"(a), "r"(b))
 
-/* Buffer slot of element e within a block of 32 / wb * 4 elements (bits = weight bits). */
-static inline int32_t mm_pw_slot(int32_t e, int wb)
+/* Buffer slot of element e within a block of 4 * 8 / wb elements; lpw = log2(8 / wb) (shifts,
+ * no division: this runs once per input element and pixel). */
+static inline int32_t mm_pw_slot(int32_t e, int lpw)
 {
-    const int per = 8 / wb, byte = e / per, f = e % per;
+    const int32_t byte = e >> lpw, f = e & ((1 << lpw) - 1);
     return 2 * (2 * f + (byte & 1)) + (byte >> 1);
 }
 
@@ -233,7 +234,7 @@ void mm_pointwise_sub(const uint8_t *in, uint8_t *out, const uint8_t *w, const i
 {
     const int ib = MM_FMT_IN_BITS(fmt), is = MM_FMT_IN_SIGNED(fmt), wb = MM_FMT_W_BITS(fmt);
     const int ob = MM_FMT_OUT_BITS(fmt), bk = MM_FMT_BIAS_SHIFT(fmt);
-    const int blk = 32 / wb, scale = wb == 8 ? 0 : wb == 4 ? 4 : 6;
+    const int lpw = wb == 8 ? 0 : wb == 4 ? 1 : 2, blk = 4 << lpw, scale = lpw ? 2 + 2 * lpw : 0;
     const int32_t in_pix = mm_bytes(in_c, ib), rb = mm_bytes(in_c, wb);
     const int32_t nblk = in_c - in_c % blk, nw = nblk / blk;
     for (int oy = 0; oy < out_h; oy++) {
@@ -242,7 +243,8 @@ void mm_pointwise_sub(const uint8_t *in, uint8_t *out, const uint8_t *w, const i
             mm_writer wr = {out, 0, 0, ob};
             int co = 0;
             for (int32_t e = 0; e < nblk; e++)
-                buf[(e & ~(blk - 1)) + mm_pw_slot(e & (blk - 1), wb)] = (int16_t)mm_get(px, e, ib, is);
+                buf[(e & ~(blk - 1)) + mm_pw_slot(e & (blk - 1), lpw)] =
+                    (int16_t)mm_get(px, e, ib, is);
             for (int32_t e = nblk; e < in_c; e++)
                 buf[e] = (int16_t)mm_get(px, e, ib, is);
             for (; co < out_c; co += 2) {

@@ -229,13 +229,13 @@ int mm_try_pointwise8(const uint8_t *in, uint8_t *out, const uint8_t *w, const i
                       int out_c, int out_h, int out_w, int kh, int kw, int sh, int sw, int ph,
                       int pw, int groups, int fmt, int32_t qmin, int32_t qmax, void *scratch);
 
-/* DSP cores: 1x1 layers with sub-byte inputs or weights (not both 8-bit) on at most MM_PATCH
- * input channels unpack each input pixel once into the scratch (in_c int16, which
+/* DSP cores: 1x1 layers with sub-byte inputs or weights (not both 8-bit) on 32 to MM_PATCH
+ * input channels (fewer: the lane kernel is faster, measured) unpack each input pixel once into the scratch (in_c int16, which
  * memory.scratch_need already counts for these layers) and expand the packed weights in
  * registers (mm_dot.c). */
 #define MM_IS_PWSUB(groups, in_bits, w_bits, kh, kw, ph, pw, in_c)                                \
     ((groups) == 1 && !((in_bits) == 8 && (w_bits) == 8) && (kh) == 1 && (kw) == 1 &&            \
-     (ph) == 0 && (pw) == 0 && (in_c) <= MM_PATCH)
+     (ph) == 0 && (pw) == 0 && (in_c) >= 32 && (in_c) <= MM_PATCH)
 void mm_pointwise_sub(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
                       const int32_t *mult, const int8_t *shift, int in_c, int in_w, int out_c,
                       int out_h, int out_w, int sh, int sw, int fmt, int32_t qmin, int32_t qmax,
