@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_tool
 from test_integer import combo_policy, images, mixed_policy, policies, tiny
 
 from micromix.errors import MicromixError
@@ -18,7 +19,6 @@ from micromix.export.build import (
     ARM_TOOLS,
     built_memory,
     make,
-    missing_tools,
     run_selftest,
     sections,
     symbols,
@@ -29,10 +29,11 @@ from micromix.integer.convert import random_qparams
 from micromix.models import create
 from micromix.policy import Policy
 
-pytestmark = pytest.mark.skipif(
-    bool(missing_tools("gcc", "make", "nm", "size")), reason="gcc, make and binutils are needed"
-)
-NO_ARM = missing_tools(*ARM_TOOLS)
+
+@pytest.fixture(autouse=True)
+def _c_tools() -> None:
+    """Every test here builds C: skip without gcc and binutils (fail under MICROMIX_STRICT=1)."""
+    require_tool("gcc", "make", "nm", "size")
 
 
 def export_tiny(
@@ -168,8 +169,8 @@ def test_unknown_target_is_an_error(tmp_path) -> None:
         export_c(im, tmp_path, target="avr")
 
 
-@pytest.mark.skipif(bool(NO_ARM), reason=f"needs {' and '.join(NO_ARM)} for the Cortex-M4 check")
 def test_cortex_m4_under_qemu_matches_the_reference(tmp_path) -> None:
+    require_tool(*ARM_TOOLS)
     im, out, s = export_tiny(tmp_path, "mixed", n=20, target="cortex-m4", cm4_images=6)
     m = s["cortex_m4"]
     assert m["images"] == 6

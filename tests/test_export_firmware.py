@@ -5,19 +5,19 @@ one byte over), the link map agreeing with the memory model, the chip-sized imag
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_tool
 from test_integer import images, policies, tiny
 
 from micromix.cli import main
 from micromix.errors import MicromixError
 from micromix.export import FitError, export_c
-from micromix.export.build import missing_tools, symbols
+from micromix.export.build import symbols
 from micromix.export.cgen import hwc, outputs_bytes
 from micromix.export.firmware import map_sizes
 from micromix.integer import convert
@@ -29,12 +29,7 @@ ARM = ("arm-none-eabi-gcc", "arm-none-eabi-nm", "qemu-system-arm", "make")
 
 def require(*tools: str) -> None:
     """Skip without the tools, but fail under MICROMIX_STRICT=1 (CI has them)."""
-    missing = missing_tools(*tools)
-    if missing:
-        msg = f"needs {', '.join(missing)}"
-        if os.environ.get("MICROMIX_STRICT") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
+    require_tool(*tools)
 
 
 def tiny_model(name: str = "mixed"):

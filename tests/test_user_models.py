@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 
 import numpy as np
 import pytest
 import torch
 import torch.fx
+from conftest import require_tool
 from user_models import MODELS
 
 from micromix.data import ImageSet
 from micromix.export import export_c
-from micromix.export.build import missing_tools
 from micromix.graph import trace
 from micromix.integer import convert
 from micromix.integer.model import _KERNELS
@@ -28,12 +27,7 @@ from micromix.quant import finetune, qat_recipe
 
 def require_tools(*tools: str) -> None:
     """Skip without the tools, but fail under MICROMIX_STRICT=1 (CI)."""
-    missing = missing_tools(*tools)
-    if missing:
-        msg = f"needs {', '.join(missing)}"
-        if os.environ.get("MICROMIX_STRICT") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
+    require_tool(*tools)
 
 
 def user_model(name: str) -> tuple[torch.nn.Module, tuple[int, int, int]]:

@@ -3,6 +3,7 @@ names are re-exported here)."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -108,10 +109,12 @@ class Budget:
                     raise MicromixError(
                         f"a {what} ratio like {s} needs the model's 8-bit footprint as reference."
                     )
-                if not 0 < ratio:
-                    raise MicromixError(f"{what} ratio {s} must be positive.")
+                if not (math.isfinite(ratio) and ratio > 0):
+                    raise MicromixError(f"{what} ratio {s} must be a finite positive number.")
                 ref = reference.flash_bytes if what == "FLASH" else reference.ram_bytes
                 v = int(ratio * ref)
+                if v < 1:
+                    raise MicromixError(f"{what} ratio {s} of {ref:,} B is less than one byte.")
                 out.append(v if cap is None else min(v, cap))
             else:
                 v = parse_bytes(value if isinstance(value, int) else s)

@@ -40,7 +40,8 @@ def activation_bytes(shape: tuple[int, int, int], bits: int) -> int:
 
 def weight_bytes(op: Op, bits: int) -> int:
     """C_out x ceil(row x bits / 8), where a row is one output channel's weights."""
-    assert op.weight is not None
+    if op.weight is None:
+        raise ValueError(f"op {op.name} has no weight")
     return op.weight.out_channels * packed_bytes(op.weight.row_elems, bits)
 
 
@@ -89,7 +90,8 @@ def kernel_constant(name: str) -> int:
     """A `#define` of the C kernels' header, so the Python and C sides cannot disagree."""
     header = resources.files("micromix").joinpath("export", "templates", "mm_kernels.h")
     m = re.search(rf"^#define {name} (\d+)", header.read_text(), re.M)
-    assert m is not None, name
+    if m is None:
+        raise ValueError(f"mm_kernels.h defines no {name}")
     return int(m.group(1))
 
 
@@ -100,7 +102,8 @@ def kernel_of(op: Op, w_bits: int | None) -> str:
     """
     if op.kind not in ("conv", "linear"):
         return op.kind
-    assert op.weight is not None and w_bits is not None
+    if op.weight is None or w_bits is None:
+        raise ValueError(f"op {op.name} needs a weight and its bits")
     row = op.weight.row_elems
     small = (
         op.groups == 1
@@ -226,7 +229,8 @@ def _plan_cached(
             best = (total, offsets)
             if total == lb:
                 break
-    assert best is not None
+    if best is None:
+        raise ValueError("the arena planner found no placement")
     return best[0], tuple(best[1].items())
 
 

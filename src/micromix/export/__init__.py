@@ -5,7 +5,11 @@ what the numpy reference computes (checked by building and running it)."""
 from __future__ import annotations
 
 import os
+import shutil
 import struct
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +17,7 @@ import numpy as np
 from ..errors import MicromixError
 from ..integer.model import IntegerModel
 from ..mcu import Target, get_target, target_from_json
-from ..rundir import read_json, write_json
+from ..rundir import TMP_SUFFIX, default_mode, read_json, storage_error, write_json
 from .build import built_memory, missing_tools, run_cm4, run_selftest
 from .cgen import write_sources
 from .firmware import FitError, fit_check
@@ -32,7 +36,7 @@ def export_c(
     check: bool = True,
     cm4_images: int = 8,
 ) -> Path:
-    """Write the C project for `imodel` into `out_dir` and return the folder.
+    """Write the C project for `imodel` as folder `out_dir` (replacing it whole) and return it.
 
     `test_images` (uint8 N x C x H x W; default: 16 random images) become the self-test data
     with the reference outputs. With `check`, the project is built with gcc, the self-test must
@@ -51,7 +55,6 @@ def export_c(
         test_images = np.random.default_rng(0).integers(0, 256, (16, c, h, w), dtype=np.uint8)
     images = np.asarray(test_images)
     outputs = imodel.run(images)
-    write_sources(imodel, out, images, outputs, cm4=target == "cortex-m4", cm4_images=cm4_images)
     rep = imodel.report
     summary: dict = {
         "target": target,
@@ -68,10 +71,51 @@ def export_c(
     if chip is not None:
         summary["chip"] = chip.to_json()
         summary["chip_images"] = min(cm4_images, len(images))
-    write_json(out / "export.json", summary)
-    if check:
-        build_and_check(out)
+    # Built and checked in a temporary sibling folder, renamed into place only when whole:
+    # `out` is always one complete model (the old one until the new one is done).
+    with staging_dir(out) as tmp:
+        write_sources(
+            imodel, tmp, images, outputs, cm4=target == "cortex-m4", cm4_images=cm4_images
+        )
+        write_json(tmp / "export.json", summary)
+        if check:
+            build_and_check(tmp)
     return out
+
+
+@contextmanager
+def staging_dir(out: Path) -> Iterator[Path]:
+    """A new empty folder beside `out`; when the block succeeds it replaces `out` (the old
+    folder is removed only after the new one is in place); on failure it is removed."""
+    tmp: Path | None = None
+    old: Path | None = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        for stale in out.parent.glob(f".{out.name}.*{TMP_SUFFIX}"):  # a killed export's
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=TMP_SUFFIX))
+        os.chmod(tmp, default_mode(folder=True))  # mkdtemp's 0700 would hide the export
+        yield tmp
+        if out.is_dir() and not out.is_symlink():
+            old = Path(
+                tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old.", suffix=TMP_SUFFIX)
+            )
+            os.rename(out, old / out.name)
+        elif out.exists() or out.is_symlink():
+            raise MicromixError(f"{out} exists and is not a folder; choose another output folder.")
+        os.rename(tmp, out)
+        tmp = None
+    except OSError as e:
+        if old is not None and not out.exists():  # put the old export back
+            try:
+                os.rename(old / out.name, out)
+            except OSError:
+                pass
+        raise storage_error(e, out) from None
+    finally:
+        for d in (tmp, old):
+            if d is not None:
+                shutil.rmtree(d, ignore_errors=True)
 
 
 def build_and_check(out_dir: str | os.PathLike) -> dict:

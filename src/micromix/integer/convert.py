@@ -62,7 +62,10 @@ def convert(
         # The memory model is the contract: what we store must be exactly what it counts.
         stored = sum(a.nbytes for a in iop.arrays.values())
         stored_w = 0 if iop.weights is None else iop.weights.nbytes
-        assert (stored, stored_w) == (layer.param_bytes, layer.weight_bytes), iop.name
+        if (stored, stored_w) != (layer.param_bytes, layer.weight_bytes):
+            raise ValueError(
+                f"{iop.name} stores {stored + stored_w} B, not the memory model's bytes"
+            )
     return IntegerModel(graph, policy, report, ops, dict(qparams.tensors))
 
 
@@ -102,7 +105,8 @@ def _arrays(
     out = {}
     for suffix, ctype, count in param_arrays(op, in_bits):
         a = np.asarray(values[suffix], dtype=np.int64)
-        assert a.shape == (count,), (op.name, suffix, a.shape, count)
+        if a.shape != (count,):
+            raise ValueError(f"parameter {suffix} of {op.name} has shape {a.shape}, not ({count},)")
         info = np.iinfo(_NP[ctype])
         if a.min() < info.min or a.max() > info.max:
             raise OverflowError32(f"layer {op.name}: {suffix} does not fit {ctype}.")
@@ -138,7 +142,8 @@ def _convert_op(op: Op, qp: QuantParams) -> IntOp:
 
 def _weighted(op: Op, qp: QuantParams, out: TensorQuant, inp: TensorQuant) -> IntOp:
     lq = qp.layers[op.name]
-    assert op.weight is not None
+    if op.weight is None:
+        raise ValueError(f"op {op.name} has no weight")
     w = np.asarray(lq.w_int, dtype=np.int64)
     if w.shape != op.weight.shape:
         raise MicromixError(

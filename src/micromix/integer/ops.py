@@ -56,7 +56,8 @@ def convert_op(op: Op, qp: QuantParams, base: Callable, arrays: Callable) -> Int
     elif op.kind == "mul":
         m, n = _mults([s_in * ins[1].scale / out.scale])
     else:
-        assert op.kind == "lut", op.kind
+        if op.kind != "lut":
+            raise ValueError(f"op {op.name}: no requantization for kind {op.kind!r}")
         t = lut_table(
             op.fn, op.alpha, s_in, ins[0].bits, ins[0].signed, out.scale, out.bits, out.signed
         )

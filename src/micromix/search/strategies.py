@@ -31,7 +31,7 @@ from ..errors import CheckpointError, MicromixError
 from ..graph import Graph, trace
 from ..memory import MemoryReport, memory_report
 from ..policy import Policy
-from ..rundir import load_checkpoint, prepare_run_dir, save_checkpoint, write_config, write_json
+from ..rundir import load_checkpoint, open_run_dir, save_checkpoint, write_json, write_text
 from .ddpg import DDPG, DDPGConfig
 from .env import OBS_DIM, QuantEnv, reward
 from .evaluate import CachedEvaluator, Evaluator, QATEvaluator, QATSettings, threads
@@ -43,6 +43,29 @@ STRATEGIES = ("haq", "rule", "ilp", "uniform", "random")
 UNIFORM_ORDER = ((8, 8), (8, 4), (4, 8), (8, 2), (2, 8), (4, 4), (4, 2), (2, 4), (2, 2))
 DEFAULT_EPISODES = 600
 ILP_CALIB_IMAGES = 1024
+# Settings a resumed search must share with the interrupted one (the evaluator's class name
+# is recorded but not compared: a wrapper around the same evaluator is fine).
+SEARCH_RESULT_KEYS = (
+    "strategy",
+    "budget",
+    "episodes",
+    "weights_only",
+    "seed",
+    "agent",
+    "qat",
+    "device",
+    "model",
+)
+# What a search writes into its run directory (`force=True` removes these first).
+SEARCH_FILES = (
+    "checkpoint.pt",
+    "episodes.jsonl",
+    "policy.json",
+    "memory.json",
+    "metrics.json",
+    "rewards.png",
+    "policy.png",
+)
 
 
 @dataclass
@@ -132,18 +155,23 @@ def search(
     for what, n in (("train", qat.train_images), ("eval", qat.eval_images)):
         if n < 1:
             raise MicromixError(f"--{what}-images must be at least 1, got {n}.")
+    if evaluator is None and qat.train_images < qat.batch_size:
+        raise MicromixError(
+            f"--train-images {qat.train_images} is fewer than one fine-tune batch of the search "
+            f"({qat.batch_size} images), so no policy would be trained; use at least {qat.batch_size}."
+        )
     episodes = DEFAULT_EPISODES if episodes is None else int(episodes)
     if strategy in ("haq", "random") and episodes < 1:
         raise MicromixError(f"--episodes must be at least 1, got {episodes}.")
-    run = prepare_run_dir(run_dir, force=force, resume=resume) if run_dir is not None else None
     if evaluator is None:
         if model is None or data is None:
             raise MicromixError("search needs a model and data, or an evaluator.")
         evaluator = QATEvaluator(model, data, graph=graph, settings=qat, seed=seed, device=device)
     cached = CachedEvaluator(evaluator)
-    if run is not None:
-        write_config(
-            run,
+    run = None
+    if run_dir is not None:  # lock + identity check (resume needs the same settings), then config
+        rd = open_run_dir(
+            run_dir,
             "search",
             {
                 "strategy": strategy,
@@ -157,7 +185,12 @@ def search(
                 "device": str(device),
                 "model": getattr(model, "micromix_config", None),
             },
+            resume=resume,
+            force=force,
+            result_keys=SEARCH_RESULT_KEYS,
+            owned=SEARCH_FILES,
         )
+        run = rd.path
     t0 = time.time()
     if strategy in ("haq", "random"):
         result = _episodic(
@@ -197,6 +230,7 @@ def search(
     result.evaluations, result.cache_hits = len(cached.cache), cached.hits
     if run is not None:
         _write_outputs(run, graph, result, plots)
+        rd.close()
     return result
 
 
@@ -223,9 +257,14 @@ def _row(ep: int, policy: Policy, report: MemoryReport, acc: float, float_acc, s
 def _rng_states() -> dict[str, Any]:
     return {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": _plain_np_state(np.random.get_state()),
         "torch": torch.get_rng_state(),
     }
+
+
+def _plain_np_state(s: tuple) -> tuple:
+    """numpy's legacy state with its key as a list: checkpoints hold no numpy objects."""
+    return (s[0], [int(k) for k in s[1]], *s[2:])
 
 
 def _set_rng_states(s: dict[str, Any]) -> None:
@@ -277,7 +316,7 @@ def _episodic(
         cached.cache.update(ck["cache"])
         history, best, elapsed = ck["history"], ck["best"], ck["elapsed"]
     if run is not None:  # drop lines written after the last checkpoint
-        (run / "episodes.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+        write_text(run / "episodes.jsonl", "".join(json.dumps(h) + "\n" for h in history))
     start = len(history)
     stop = episodes if stop_after is None else min(episodes, stop_after)
     bar = tqdm(
@@ -326,7 +365,8 @@ def _episodic(
         bar.update(1)
         bar.set_postfix(best=f"{best[0]:.2f}%", last=f"{acc:.2f}%")
     bar.close()
-    assert best is not None
+    if best is None:
+        raise MicromixError("the search ran no episode.")
     top = history[best[1]]
     policy = Policy.from_json(top["policy"])
     return SearchResult(
