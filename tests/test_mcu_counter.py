@@ -4,24 +4,18 @@ segments it splits at markers add up to everything executed."""
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ("gcc", "arm-none-eabi-gcc", "qemu-system-arm")
 
 
 def need_tools() -> None:
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    if missing:
-        msg = f"needs {', '.join(missing)}"
-        if os.environ.get("MICROMIX_STRICT") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
+    require_tool(*TOOLS)  # skips, or fails under MICROMIX_STRICT=1
 
 
 def bench():
