@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..integer.model import IntegerModel, IntOp
-from ..memory import kernel_of, param_arrays
+from ..memory import kernel_constant, kernel_of, param_arrays
 from .cgen_ops import ops_call
 
 # Files of the export that are not part of the library: the self-test harness, the bare-metal
@@ -69,13 +69,17 @@ def c_name(step: int, op_name: str, suffix: str) -> str:
 def is_pointwise8(iop: IntOp) -> bool:
     """The kernels' MM_IS_PW8: an 8-bit-input, 8-bit-weight conv or linear whose patch is one
     contiguous run of input bytes (1x1 without padding, or a window covering the whole input)
-    runs mm_pointwise8, which reads its weights in the interleaved order of `kernel_layout`."""
+    runs mm_pointwise8, which reads its weights in the interleaved order of `kernel_layout`.
+    So does MM_IS_PW8S: a 1x1 layer with 8-bit weights and 2/4-bit inputs of 32 to MM_PATCH
+    channels (the kernel widens each input pixel to bytes first)."""
     op = iop.op
     if op.kind not in ("conv", "linear") or iop.groups != 1:
         return False
-    if iop.in_bits[0] != 8 or (iop.w_bits or 8) != 8 or tuple(iop.padding) != (0, 0):
+    if (iop.w_bits or 8) != 8 or tuple(iop.padding) != (0, 0):
         return False
-    (kh, kw), (_, h, w), (_, oh, ow) = iop.kernel, op.in_shape, op.out_shape
+    (kh, kw), (c, h, w), (_, oh, ow) = iop.kernel, op.in_shape, op.out_shape
+    if iop.in_bits[0] != 8:  # MM_IS_PW8S: 2/4-bit inputs widened to bytes per pixel
+        return (kh, kw) == (1, 1) and 32 <= c <= kernel_constant("MM_PATCH")
     return (kh, kw) == (1, 1) or ((kh, kw) == (h, w) and (oh, ow) == (1, 1))
 
 

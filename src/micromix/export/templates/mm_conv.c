@@ -239,19 +239,55 @@ void mm_pointwise8(const uint8_t *in, uint8_t *out, const uint8_t *w, const int3
     }
 }
 
+/* Widens n packed 4- or 2-bit values (from a byte boundary) to one byte each, sign-extended
+ * into int8 when signed: the operand bytes mm_pw8x4 reads. */
+static void mm_widen(uint8_t *d, const uint8_t *p, int32_t n, int bits, int is)
+{
+    int32_t e = 0;
+    if (bits == 4) {
+        const uint8_t sx = is ? 8 : 0;
+        for (; e + 2 <= n; e += 2, p++) {
+            d[e] = (uint8_t)(((*p & 15) ^ sx) - sx);
+            d[e + 1] = (uint8_t)(((*p >> 4) ^ sx) - sx);
+        }
+    } else {
+        const uint8_t sx = is ? 2 : 0;
+        for (; e + 4 <= n; e += 4, p++) {
+            d[e] = (uint8_t)(((*p & 3) ^ sx) - sx);
+            d[e + 1] = (uint8_t)((((*p >> 2) & 3) ^ sx) - sx);
+            d[e + 2] = (uint8_t)((((*p >> 4) & 3) ^ sx) - sx);
+            d[e + 3] = (uint8_t)(((*p >> 6) ^ sx) - sx);
+        }
+    }
+    for (int32_t k = 0; e < n; e++, k++)
+        d[e] = (uint8_t)mm_get(p, k, bits, is);
+}
+
 int mm_try_pointwise8(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
                       const int32_t *mult, const int8_t *shift, int in_c, int in_h, int in_w,
                       int out_c, int out_h, int out_w, int kh, int kw, int sh, int sw, int ph,
                       int pw, int groups, int fmt, int32_t qmin, int32_t qmax, void *scratch)
 {
+    if (MM_IS_PW8S(groups, MM_FMT_IN_BITS(fmt), MM_FMT_W_BITS(fmt), kh, kw, ph, pw, in_c)) {
+        const int ib = MM_FMT_IN_BITS(fmt), is = MM_FMT_IN_SIGNED(fmt);
+        const int32_t in_pix = mm_bytes(in_c, ib), out_pix = mm_bytes(out_c, MM_FMT_OUT_BITS(fmt));
+        uint8_t *x = (uint8_t *)scratch;
+        for (int oy = 0; oy < out_h; oy++)
+            for (int ox = 0; ox < out_w; ox++) {
+                mm_widen(x, in + ((int32_t)oy * sh * in_w + (int32_t)ox * sw) * in_pix, in_c, ib,
+                         is);
+                mm_pointwise8(x, out, w, bias, mult, shift, in_c, out_c, 1, 1, 0, 0, fmt, qmin,
+                              qmax);
+                out += out_pix;
+            }
+        return 1;
+    }
 #if defined(__ARM_FEATURE_DSP)
     if (MM_IS_PWSUB(groups, MM_FMT_IN_BITS(fmt), MM_FMT_W_BITS(fmt), kh, kw, ph, pw, in_c)) {
         mm_pointwise_sub(in, out, w, bias, mult, shift, in_c, in_w, out_c, out_h, out_w, sh, sw,
                          fmt, qmin, qmax, (int16_t *)scratch);
         return 1;
     }
-#else
-    (void)scratch;
 #endif
     if (!MM_IS_PW8(groups, MM_FMT_IN_BITS(fmt), MM_FMT_W_BITS(fmt), kh, kw, ph, pw, in_h, in_w,
                    out_h, out_w))

@@ -176,6 +176,142 @@ static inline int32_t mm_pw_slot(int32_t e, int lpw)
     return 2 * (2 * f + (byte & 1)) + (byte >> 1);
 }
 
+#define MM_UX(x)                                                                                  \
+    ({                                                                                            \
+        uint32_t r_;                                                                              \
+        __asm__("uxtb16 %0, %1" : "=r"(r_) : "r"(x));                                             \
+        r_;                                                                                       \
+    })
+#define MM_UXR(x)                                                                                 \
+    ({                                                                                            \
+        uint32_t r_;                                                                              \
+        __asm__("uxtb16 %0, %1, ror #8" : "=r"(r_) : "r"(x));                                     \
+        r_;                                                                                       \
+    })
+
+static inline void mm_st32(int16_t *p, uint32_t v) { memcpy(p, &v, 4); }
+
+/* Element by element, any bit widths and signedness. */
+static void mm_pw_fill_any(int16_t *buf, const uint8_t *px, int32_t nblk, int ib, int is, int lpw)
+{
+    const int blk = 4 << lpw;
+    for (int32_t e = 0; e < nblk; e++)
+        buf[(e & ~(blk - 1)) + mm_pw_slot(e & (blk - 1), lpw)] = (int16_t)mm_get(px, e, ib, is);
+}
+
+/* Input pixel px -> the pair-ordered buffer of mm_pws_dot2 for the first nblk elements (a
+ * multiple of blk), without a per-element field extraction where the bit widths allow. With
+ * equal input and weight bits the fields of the 4 input bytes of a block sit exactly where the
+ * weight's fields do, so pair (f, r) is one shift and one AND of the input word; 8-bit inputs
+ * are halfword merges of UXTB16 results; so are 4- and 2-bit inputs against 8-bit weights. */
+static void mm_pw_fill(int16_t *buf, const uint8_t *px, int32_t nblk, int ib, int is, int wb,
+                       int lpw)
+{
+    const int32_t nw = nblk >> (2 + lpw);
+    if (is) { /* signed inputs (rare: most layers follow a ReLU): the element-wise path */
+        mm_pw_fill_any(buf, px, nblk, ib, is, lpw);
+        return;
+    }
+    if (ib == wb && wb == 4) {
+        const uint32_t m = 0x000F000Fu;
+        for (int32_t k = 0; k < nw; k++, buf += 8) {
+            const uint32_t W = mm_w32(px + 4 * k);
+            mm_st32(buf, (W >> 0) & m);
+            mm_st32(buf + 2, (W >> 8) & m);
+            mm_st32(buf + 4, (W >> 4) & m);
+            mm_st32(buf + 6, (W >> 12) & m);
+        }
+        return;
+    }
+    if (ib == wb && wb == 2) {
+        const uint32_t m = 0x00030003u;
+        for (int32_t k = 0; k < nw; k++, buf += 16) {
+            const uint32_t W = mm_w32(px + 4 * k);
+            mm_st32(buf, (W >> 0) & m);
+            mm_st32(buf + 2, (W >> 8) & m);
+            mm_st32(buf + 4, (W >> 2) & m);
+            mm_st32(buf + 6, (W >> 10) & m);
+            mm_st32(buf + 8, (W >> 4) & m);
+            mm_st32(buf + 10, (W >> 12) & m);
+            mm_st32(buf + 12, (W >> 6) & m);
+            mm_st32(buf + 14, (W >> 14) & m);
+        }
+        return;
+    }
+    if (ib == 8 && wb == 4) {
+        /* Block of 8 bytes A, B: pairs (x0, x4), (x2, x6), (x1, x5), (x3, x7). */
+        for (int32_t k = 0; k < nw; k++, buf += 8, px += 8) {
+            const uint32_t A = mm_w32(px), B = mm_w32(px + 4);
+            const uint32_t a0 = MM_UX(A), b0 = MM_UX(B);
+            const uint32_t a1 = MM_UXR(A), b1 = MM_UXR(B);
+            mm_st32(buf, (a0 & 0xFFFFu) | (b0 << 16));
+            mm_st32(buf + 2, (a0 >> 16) | (b0 & 0xFFFF0000u));
+            mm_st32(buf + 4, (a1 & 0xFFFFu) | (b1 << 16));
+            mm_st32(buf + 6, (a1 >> 16) | (b1 & 0xFFFF0000u));
+        }
+        return;
+    }
+    if (ib == 8 && wb == 2) {
+        /* Block of 16 bytes A, B, C, D: pair (f, 0) = (A.f, C.f), pair (f, 1) = (B.f, D.f). */
+        for (int32_t k = 0; k < nw; k++, buf += 16, px += 16) {
+            const uint32_t A = mm_w32(px), B = mm_w32(px + 4), C = mm_w32(px + 8);
+            const uint32_t D = mm_w32(px + 12);
+            const uint32_t a0 = MM_UX(A), a1 = MM_UXR(A);
+            const uint32_t b0 = MM_UX(B), b1 = MM_UXR(B);
+            const uint32_t c0 = MM_UX(C), c1 = MM_UXR(C);
+            const uint32_t d0 = MM_UX(D), d1 = MM_UXR(D);
+            mm_st32(buf, (a0 & 0xFFFFu) | (c0 << 16));          /* f0 r0 */
+            mm_st32(buf + 2, (b0 & 0xFFFFu) | (d0 << 16));      /* f0 r1 */
+            mm_st32(buf + 4, (a1 & 0xFFFFu) | (c1 << 16));      /* f1 r0 */
+            mm_st32(buf + 6, (b1 & 0xFFFFu) | (d1 << 16));      /* f1 r1 */
+            mm_st32(buf + 8, (a0 >> 16) | (c0 & 0xFFFF0000u));  /* f2 r0 */
+            mm_st32(buf + 10, (b0 >> 16) | (d0 & 0xFFFF0000u)); /* f2 r1 */
+            mm_st32(buf + 12, (a1 >> 16) | (c1 & 0xFFFF0000u)); /* f3 r0 */
+            mm_st32(buf + 14, (b1 >> 16) | (d1 & 0xFFFF0000u)); /* f3 r1 */
+        }
+        return;
+    }
+    if (wb == 8 && ib == 4) {
+        /* Two blocks per input word: A holds x0, x2, x4, x6 and B x1, x3, x5, x7 (one per
+         * byte); the pairs (x0, x2) (x1, x3) | (x4, x6) (x5, x7) are halfword merges of their
+         * even and odd bytes. */
+        int32_t k = 0;
+        for (; 8 * k + 8 <= nblk; k++, buf += 8) {
+            const uint32_t W = mm_w32(px + 4 * k);
+            const uint32_t A = W & 0x0F0F0F0Fu, B = (W >> 4) & 0x0F0F0F0Fu;
+            const uint32_t ae = MM_UX(A), ao = MM_UXR(A), be = MM_UX(B), bo = MM_UXR(B);
+            mm_st32(buf, (ae & 0xFFFFu) | (ao << 16));
+            mm_st32(buf + 2, (be & 0xFFFFu) | (bo << 16));
+            mm_st32(buf + 4, (ae >> 16) | (ao & 0xFFFF0000u));
+            mm_st32(buf + 6, (be >> 16) | (bo & 0xFFFF0000u));
+        }
+        for (int32_t e = 8 * k; e < nblk; e++)
+            buf[(e & ~3) - 8 * k + mm_pw_slot(e & 3, 0)] = (int16_t)mm_get(px, e, ib, is);
+        return;
+    }
+    if (wb == 8 && ib == 2) {
+        /* Four blocks per input word: A_j holds x(4k + j) in byte k; block k's pairs are
+         * (A_0.k, A_2.k) and (A_1.k, A_3.k). */
+        int32_t k = 0;
+        for (; 16 * k + 16 <= nblk; k++, buf += 16) {
+            const uint32_t W = mm_w32(px + 4 * k);
+            for (int j = 0; j < 2; j++) {
+                const uint32_t lo = (W >> (2 * j)) & 0x03030303u;
+                const uint32_t hi = (W >> (2 * j + 4)) & 0x03030303u;
+                const uint32_t le = MM_UX(lo), lodd = MM_UXR(lo), he = MM_UX(hi), ho = MM_UXR(hi);
+                mm_st32(buf + 2 * j, (le & 0xFFFFu) | (he << 16));
+                mm_st32(buf + 4 + 2 * j, (lodd & 0xFFFFu) | (ho << 16));
+                mm_st32(buf + 8 + 2 * j, (le >> 16) | (he & 0xFFFF0000u));
+                mm_st32(buf + 12 + 2 * j, (lodd >> 16) | (ho & 0xFFFF0000u));
+            }
+        }
+        for (int32_t e = 16 * k; e < nblk; e++)
+            buf[(e & ~3) - 16 * k + mm_pw_slot(e & 3, 0)] = (int16_t)mm_get(px, e, ib, is);
+        return;
+    }
+    mm_pw_fill_any(buf, px, nblk, ib, is, lpw);
+}
+
 /* Two rows against the unpacked pixel x; nw weight words each; scaled sums. */
 static void mm_pws_dot2(const int16_t *x, const uint8_t *w0, const uint8_t *w1, int32_t nw,
                         int wb, int32_t *o)
@@ -213,7 +349,7 @@ static void mm_pws_dot2(const int16_t *x, const uint8_t *w0, const uint8_t *w1, 
         const uint32_t m = 0xC0C0C0C0u;
         for (int32_t i = 0; i < nw; i++, x += 16) {
             const uint32_t u = mm_w32(w0 + 4 * i), v = mm_w32(w1 + 4 * i);
-            for (int f = 0; f < 4; f++) {
+for (int f = 0; f < 4; f++) {
                 const uint32_t p0 = mm_x32(x + 4 * f), p1 = mm_x32(x + 4 * f + 2);
                 const uint32_t tu = (u << (6 - 2 * f)) & m, tv = (v << (6 - 2 * f)) & m;
                 MM_SMLAD(MM_SX(tu), p0, a0);
@@ -242,9 +378,7 @@ void mm_pointwise_sub(const uint8_t *in, uint8_t *out, const uint8_t *w, const i
             const uint8_t *px = in + ((int32_t)oy * sh * in_w + (int32_t)ox * sw) * in_pix;
             mm_writer wr = {out, 0, 0, ob};
             int co = 0;
-            for (int32_t e = 0; e < nblk; e++)
-                buf[(e & ~(blk - 1)) + mm_pw_slot(e & (blk - 1), lpw)] =
-                    (int16_t)mm_get(px, e, ib, is);
+            mm_pw_fill(buf, px, nblk, ib, is, wb, lpw);
             for (int32_t e = nblk; e < in_c; e++)
                 buf[e] = (int16_t)mm_get(px, e, ib, is);
             for (; co < out_c; co += 2) {

@@ -223,7 +223,15 @@ void mm_pointwise8(const uint8_t *in, uint8_t *out, const uint8_t *w, const int3
                    int out_w, int32_t in_row_step, int32_t in_step, int fmt, int32_t qmin,
                    int32_t qmax);
 
-/* Runs mm_pointwise8 and returns 1 when MM_IS_PW8 holds for this layer, else returns 0. */
+/* 1x1 layers with 8-bit weights and 2- or 4-bit inputs of 32 to MM_PATCH channels run
+ * mm_pointwise8 too (same weight layout), each input pixel first widened to one byte per
+ * channel in the scratch buffer (in_c bytes: less than the int16 patch the conv and small
+ * kernels' scratch holds; shorter rows run faster on mm_small's lanes). MM_IS_PW8S is the
+ * rule (cgen.py mirrors it). */
+#define MM_IS_PW8S(groups, in_bits, w_bits, kh, kw, ph, pw, in_c)                                 \
+    ((groups) == 1 && (in_bits) < 8 && (w_bits) == 8 && (kh) == 1 && (kw) == 1 && (ph) == 0 &&   \
+     (pw) == 0 && (in_c) >= 32 && (in_c) <= MM_PATCH)
+/* Runs mm_pointwise8 and returns 1 when MM_IS_PW8 or MM_IS_PW8S holds, else returns 0. */
 int mm_try_pointwise8(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
                       const int32_t *mult, const int8_t *shift, int in_c, int in_h, int in_w,
                       int out_c, int out_h, int out_w, int kh, int kw, int sh, int sw, int ph,
