@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import require_tool
 
+from micromix.export.cores import KERNEL_CORES
+
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ("gcc", "arm-none-eabi-gcc", "qemu-system-arm")
 
@@ -59,7 +61,7 @@ def combo_and_mobilenet():
     }
 
 
-@pytest.mark.parametrize("core", ["cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33"])
+@pytest.mark.parametrize("core", KERNEL_CORES)
 def test_kernels_are_bit_exact_under_qemu_on_each_core(tmp_path, core: str) -> None:
     """The DSP paths (M4, M7, M33: SMLAD / SMLABB kernels, __ARM_FEATURE_DSP) and the portable
     path (M3) compute what numpy computes: every (input, weight, output) bit triple (ComboNet)
@@ -83,3 +85,58 @@ def test_kernels_are_bit_exact_under_qemu_on_each_core(tmp_path, core: str) -> N
         c = mc.count(elf, plugin, cpu.machine)
         assert "bench: ok" in c.output, (name, c.output[-300:])
         assert len(c.segments) == len(im.ops) + 3  # boot, input copy, one per step, after
+
+
+# (input bits, weight bits) of nine consecutive 1x1 layers: every pair of {2, 4, 8} once.
+PW_PAIRS = ((2, 2), (2, 4), (4, 2), (2, 8), (8, 2), (4, 4), (4, 8), (8, 4), (8, 8))
+
+
+def pointwise_pairs_model():
+    """44 channels (tails after the 4/8/16-element blocks of the sub-byte pointwise paths), nine
+    ReLU layers (unsigned inputs) then ten without activation (signed inputs from the second
+    on): every (input bits, weight bits) pair with unsigned and with signed inputs."""
+    import torch
+    from torch import nn
+
+    from micromix.graph import trace
+    from micromix.integer import convert
+    from micromix.integer.convert import random_qparams
+    from micromix.models import conv_bn
+    from micromix.policy import Policy
+
+    torch.manual_seed(0)
+    layers = [conv_bn(1, 44, 3, 4)]
+    layers += [conv_bn(44, 44, 1) for _ in range(9)]
+    layers += [conv_bn(44, 44, 1, act=None) for _ in range(10)]
+    model = nn.Sequential(*layers, nn.Flatten(), nn.Linear(44 * 4 * 4, 10)).eval()
+    g = trace(model, (1, 1, 16, 16))
+    pw = [o for o in g.ops if o.kind == "conv"][1:]
+    pairs = [*PW_PAIRS, (8, 8), *PW_PAIRS]
+    p = Policy.uniform(g, 8)
+    acts, weights = dict(p.activations), dict(p.weights)
+    for o, (ib, wb) in zip(pw, pairs, strict=True):
+        acts[o.inputs[0]], weights[o.name] = ib, wb
+    pol = Policy(weights, acts)
+    im = convert(random_qparams(g, pol, seed=4), g, pol)
+    seen = {(g.tensors[o.inputs[0]].signed, i.in_bits[0], i.w_bits) for o, i in zip(pw, im.ops[1:])}
+    assert len(seen) == 18  # 9 pairs x {unsigned, signed}
+    return im
+
+
+@pytest.mark.parametrize("core", ["cortex-m3", "cortex-m4"])
+def test_sub_byte_pointwise_paths_are_bit_exact_under_qemu(tmp_path, core: str) -> None:
+    """mm_pointwise_sub's input fills (DSP) and the widened-input mm_pointwise8 path (every
+    core) for every (input, weight) bit pair, unsigned and signed inputs, against numpy."""
+    import numpy as np
+
+    from micromix.export.cores import core as get_core
+
+    need_tools()
+    mc = bench()
+    cpu = get_core(core)
+    plugin = mc.build_plugin(tmp_path)
+    im = pointwise_pairs_model()
+    image = np.random.default_rng(3).integers(0, 256, im.input_shape, dtype=np.uint8)
+    elf = mc.micromix_elf(im, image, tmp_path / "pw", [*cpu.flags.split(), "-O2"], core)
+    c = mc.count(elf, plugin, cpu.machine)
+    assert "bench: ok" in c.output, c.output[-300:]

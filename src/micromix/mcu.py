@@ -26,20 +26,6 @@ from .errors import MicromixError
 RESERVE_FLASH = 32 * 1024
 RESERVE_RAM = 8 * 1024
 
-# Cores whose code micromix builds, with the gcc flags of each (integer-only code: no FPU flags
-# needed) and the qemu board with the same core (Cortex-M0+ code is ARMv6-M, a subset of the
-# Cortex-M3's ARMv7-M, so it runs on the M3 board).
-# TODO(merge): export/cores.py of i11-kernels holds the core -> flags table; unify there.
-CORES: dict[str, tuple[str, str | None]] = {
-    "cortex-m0plus": ("-mcpu=cortex-m0plus -mthumb", "mps2-an385"),
-    "cortex-m3": ("-mcpu=cortex-m3 -mthumb", "mps2-an385"),
-    "cortex-m4": ("-mcpu=cortex-m4 -mthumb", "mps2-an386"),
-    "cortex-m4f": ("-mcpu=cortex-m4 -mthumb", "mps2-an386"),
-    "cortex-m7": ("-mcpu=cortex-m7 -mthumb", "mps2-an500"),
-    "cortex-m33": ("-mcpu=cortex-m33 -mthumb", "mps2-an505"),
-    "riscv-gap8": ("", None),  # no Arm code: budgets only, no fit verdict
-}
-
 # qemu boards: (FLASH origin, RAM origin, bytes available at each), from qemu's hw/arm/mps2.c
 # and mps2-tz.c: code SSRAM and data SSRAM of 4 MiB each (AN505: secure aliases).
 BOARDS: dict[str, tuple[int, int, int]] = {
@@ -48,6 +34,72 @@ BOARDS: dict[str, tuple[int, int, int]] = {
     "mps2-an500": (0x00000000, 0x20000000, 4 * 1024**2),
     "mps2-an505": (0x10000000, 0x38000000, 2 * 1024**2),
 }
+
+
+# Cores whose code micromix builds: the one core table (export/cores.py, bench/mcu_cost.py and
+# the qemu kernel tests read it from here). `flags`: arm-none-eabi-gcc architecture flags with
+# the FPU ABI the kernel benchmark builds with; `board`: the qemu board with the same core
+# (Cortex-M0+ code is ARMv6-M, a subset of the Cortex-M3's ARMv7-M, so it runs on the M3
+# board); `dsp`: the core has the DSP extension (__ARM_FEATURE_DSP: SMLAD, SXTB16), which
+# selects the kernels' dual-MAC path (the portable C path runs elsewhere).
+
+
+@dataclass(frozen=True)
+class Core:
+    name: str
+    flags: str  # arm-none-eabi-gcc architecture flags (no optimisation level)
+    board: str | None  # qemu-system-arm -M board whose CPU is this core; None: not an Arm core
+    dsp: bool  # has the DSP extension: the kernels take the SMLAD path
+
+    @property
+    def machine(self) -> str:
+        """The qemu board (-M); MicromixError for a core qemu cannot run."""
+        if self.board is None:
+            raise MicromixError(f"core {self.name} has no qemu board.")
+        return self.board
+
+    @property
+    def cpu_flags(self) -> str:
+        """-mcpu and -mthumb only: the export's image keeps the soft-float ABI (its startup
+        code does not enable an FPU, and integer kernels need none)."""
+        return " ".join(f for f in self.flags.split() if f.startswith(("-mcpu", "-mthumb")))
+
+    @property
+    def flash(self) -> int:
+        """Code/constants origin of the core's qemu board."""
+        return BOARDS[self.machine][0]
+
+    @property
+    def ram(self) -> int:
+        """Data/stack origin of the core's qemu board."""
+        return BOARDS[self.machine][1]
+
+
+_SOFT, _M4 = "-mfloat-abi=soft", "-mfloat-abi=hard -mfpu=fpv4-sp-d16"
+CORES: dict[str, Core] = {
+    c.name: c
+    for c in (
+        Core("cortex-m0plus", f"-mcpu=cortex-m0plus -mthumb {_SOFT}", "mps2-an385", False),
+        Core("cortex-m3", f"-mcpu=cortex-m3 -mthumb {_SOFT}", "mps2-an385", False),
+        Core("cortex-m4", f"-mcpu=cortex-m4 -mthumb {_M4}", "mps2-an386", True),
+        Core("cortex-m4f", f"-mcpu=cortex-m4 -mthumb {_M4}", "mps2-an386", True),
+        Core("cortex-m7", "-mcpu=cortex-m7 -mthumb -mfloat-abi=hard -mfpu=fpv5-d16", "mps2-an500",
+             True),
+        Core("cortex-m33", "-mcpu=cortex-m33 -mthumb -mfloat-abi=hard -mfpu=fpv5-sp-d16",
+             "mps2-an505", True),
+        Core("riscv-gap8", "", None, False),  # no Arm code: budgets only, no fit verdict
+    )
+}  # fmt: skip
+
+
+def core(name: str) -> Core:
+    """The core called `name`; MicromixError (one sentence) for an unknown one."""
+    try:
+        return CORES[name]
+    except KeyError:
+        raise MicromixError(
+            f"unknown core {name!r}; choose one of {', '.join(sorted(CORES))}."
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -102,11 +154,11 @@ class Target:
 
     @property
     def gcc_flags(self) -> str:
-        return CORES[self.core][0]
+        return CORES[self.core].cpu_flags
 
     @property
     def board(self) -> str | None:
-        return CORES[self.core][1]
+        return CORES[self.core].board
 
     def to_json(self) -> dict:
         regions = {

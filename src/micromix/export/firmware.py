@@ -87,7 +87,7 @@ def firmware_makefile(target: Target) -> str:
 #   make firmware_qemu.elf    the chip's FLASH and RAM sizes at the qemu board's addresses
 LIB = ../{LIB_DIR}
 CC = arm-none-eabi-gcc
-# TODO(merge): per-core flags (i11-kernels' export/cores.py will hold this table).
+# Per-core flags: micromix.mcu.CORES (the one core table), -mcpu/-mthumb only (soft-float image).
 CPU = {target.gcc_flags}
 CFLAGS = $(CPU) -std=c99 -Wall -Wextra -Werror -O2 -ffunction-sections
 WEIGHT_FLAGS = -fno-toplevel-reorder
