@@ -31,3 +31,21 @@ def test_sub_byte_layers_have_their_own_rows_and_unknown_ones_none() -> None:
     pw = g.ops[6]
     assert layer_cost(pw, 4, 4, 4).instructions != layer_cost(pw, 8, 8, 8).instructions
     assert layer_cost(pw, 3, 5, 7) is None
+
+
+def test_memory_cost_view_shows_the_table_figures(capsys) -> None:
+    from micromix.cli import main
+
+    assert main(["memory", "--json", "--cost", "--bits", "4"]) == 0
+    out = json.loads(capsys.readouterr().out)["cost"]
+    table = load_cost_table()
+    pw = next(r for r in out["layers"] if r["type"] == "pointwise 1x1")
+    row = table[f"pointwise 1x1|{pw['bits'][0]}|{pw['bits'][1]}|{pw['bits'][2]}"]
+    assert pw["bits"] == [4, 4, 4]
+    assert pw["instructions"] == round(row["instructions_per_mac"] * pw["macs"])
+    assert pw["est_cycles"] == round(row["cycles_per_mac"] * pw["macs"])
+    known = [r for r in out["layers"] if r["instructions"] is not None]
+    assert out["instructions"] == sum(r["instructions"] for r in known)
+    assert main(["memory", "--cost", "--bits", "4"]) == 0
+    text = capsys.readouterr().out
+    assert f"{pw['instructions']:,}" in text and f"{out['est_cycles']:,}" in text

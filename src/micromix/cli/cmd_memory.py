@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..budget import Budget
+from ..cost import cost_rows, cost_table
 from ..graph import trace
 from ..memory import memory_report
 from ..policy import Policy
@@ -49,6 +50,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ram", type=budget_arg, help="RAM budget, same forms")
     p.add_argument("--target", help="MCU target name (see `micromix targets`)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--cost",
+        action="store_true",
+        help="also show per layer and in total the instructions and estimated cycles on a "
+        "Cortex-M4 (measured table, micromix.cost)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,7 +82,19 @@ def run(args: argparse.Namespace) -> int:
         if budget is not None:
             out["budget"] = budget.to_json()
             out["utilization"] = budget.utilization(report)
+        if args.cost:
+            rows = cost_rows(graph, policy)
+            known = [r for r in rows if r["instructions"] is not None]
+            out["cost"] = {
+                "layers": rows,
+                "instructions": sum(r["instructions"] for r in known),
+                "est_cycles": sum(r["est_cycles"] for r in known),
+                "layers_without_measurement": len(rows) - len(known),
+            }
         print(json.dumps(out, indent=2))
     else:
         print(report.table(budget))
+        if args.cost:
+            print()
+            print(cost_table(cost_rows(graph, policy)))
     return 0
