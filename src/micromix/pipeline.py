@@ -51,6 +51,8 @@ class RunConfig:
     warmup: int = 10  # random warm-up episodes of the agent
     search_train_images: int = 2000
     search_eval_images: int = 2000
+    weight_only: bool = False  # search weight bits only; activations stay at 8 bits
+    workers: int = 1  # policies evaluated at a time by the search (Ray above 1)
     finetune_epochs: int = 3
     finetune_batches: int | None = None  # cap per epoch, for the smoke preset
     eval_images: int | None = None  # None: the whole 10k test set
@@ -191,29 +193,42 @@ class Pipeline:
         return budget
 
     def search(self, model: torch.nn.Module, budget: Budget) -> Policy:
-        from .search import search
+        from .strategies import search
 
         if "search" in self.done:
             return Policy.load(self.dir / "policy.json")
         c = self.cfg
         t0 = time.time()
+        from .cli.cmd_search import strategy_config
+        from .strategies import QATSettings
+
+        cfg = strategy_config(
+            c.strategy,
+            episodes=c.episodes if c.strategy in ("haq", "random") else None,
+            warmup=c.warmup if c.strategy == "haq" else None,
+            weights_only=c.weight_only,
+        )
+        qat = QATSettings(train_images=c.search_train_images, eval_images=c.search_eval_images)
         result = search(
             model,
             self.data,
             budget,
-            strategy=c.strategy,
-            episodes=c.episodes,
+            cfg,
             run_dir=self.dir / "search",
             seed=c.seed,
             resume=self.resume,
             device=self.device,
-            train_images=c.search_train_images,
-            eval_images=c.search_eval_images,
-            warmup=c.warmup,
+            qat=qat,
             progress=self.progress,
+            workers=c.workers,
         )
         result.policy.save(self.dir / "policy.json")
-        self.mark("search", heldout_acc=result.accuracy, seconds=time.time() - t0)
+        self.mark(
+            "search",
+            heldout_acc=result.accuracy,
+            search_score=result.search_score,
+            seconds=time.time() - t0,
+        )
         return result.policy
 
     def finetune(self, model: torch.nn.Module, policy: Policy):

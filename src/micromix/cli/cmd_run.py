@@ -31,6 +31,7 @@ _OVERRIDES = {
     "float_epochs": int,
     "eval_images": int,
     "export_images": int,
+    "workers": int,
 }
 
 
@@ -48,6 +49,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             default=None,
             help=f"override the preset's {name}",
         )
+    p.add_argument(
+        "--weight-only",
+        dest="weight_only",
+        action="store_const",
+        const=True,
+        default=None,
+        help="search weight bits only; activations stay at 8 bits",
+    )
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu (default) or cuda")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")

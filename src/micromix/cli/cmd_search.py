@@ -31,26 +31,65 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--eval-images", type=int, default=None, help="held-out images per episode (2000)"
     )
+    p.add_argument(
+        "--weight-only",
+        action="store_true",
+        help="search weight bits only; activations stay at 8 bits (any strategy)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=1, help="policies evaluated at a time (Ray above 1)"
+    )
+    p.add_argument(
+        "--ray-address", default=None, help="join this Ray cluster instead of a local one"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_data_args(p)
     add_common(p)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..search import STRATEGIES, search
+def strategy_config(
+    name: str,
+    *,
+    episodes: int | None = None,
+    warmup: int | None = None,
+    weights_only: bool = False,
+):
+    """The strategy config the search options ask for (one error naming a misplaced option)."""
+    from dataclasses import replace
 
-    if args.strategy not in STRATEGIES:
-        raise MicromixError(
-            f"unknown strategy {args.strategy!r}; choose one of {', '.join(STRATEGIES)}."
-        )
+    from ..strategies import DDPGConfig, create, get
+
+    settings: dict = {"weights_only": weights_only}
+    if episodes is not None or warmup is not None:
+        if not get(name).episodic:
+            flag = "--episodes" if episodes is not None else "--warmup"
+            raise MicromixError(f"{flag} applies to haq and random, not to {name}.")
+        if episodes is not None:
+            settings["episodes"] = episodes
+        if warmup is not None:
+            if name != "haq":
+                raise MicromixError(f"--warmup applies to haq, not to {name}.")
+            settings["agent"] = replace(DDPGConfig(), warmup=warmup)
+    return create(name, **settings)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from ..strategies import QATSettings, get, search
+
+    get(args.strategy)  # an unknown strategy fails here, naming the known ones
     if not args.checkpoint:
         raise MicromixError("--checkpoint is required: a float model.pt from `micromix train`.")
     if not (args.flash or args.ram or args.target):
         raise MicromixError("give a budget: --flash and/or --ram (e.g. 0.48x, 512kB) or --target.")
-    for flag in ("episodes", "warmup", "train_images", "eval_images"):
+    for flag in ("episodes", "warmup", "train_images", "eval_images", "workers"):
         v = getattr(args, flag)
         if v is not None and v < (0 if flag == "warmup" else 1):
             raise MicromixError(f"--{flag.replace('_', '-')} must be positive, got {v}.")
+    cfg = strategy_config(
+        args.strategy, episodes=args.episodes, warmup=args.warmup, weights_only=args.weight_only
+    )
     device = resolve_device(args.device)
     if not Path(args.checkpoint).is_file():
         raise MicromixError(f"checkpoint {args.checkpoint} does not exist.")
@@ -59,24 +98,28 @@ def run(args: argparse.Namespace) -> int:
     ref = memory_report(graph, Policy.uniform(graph, 8))
     budget = Budget.parse(args.flash, args.ram, target=args.target, reference=ref)
     check_feasible(graph, budget)  # fail before loading data or training anything
-    cfg = model.micromix_config
-    data = data_for(args, cfg)
+    mcfg = model.micromix_config
+    data = data_for(args, mcfg)
+    qat = QATSettings()
+    if args.train_images is not None:
+        qat = replace(qat, train_images=args.train_images)
+    if args.eval_images is not None:
+        qat = replace(qat, eval_images=args.eval_images)
     result = search(
         model,
         data,
         budget,
-        args.strategy,
-        episodes=args.episodes,
+        cfg,
         run_dir=args.run_dir,
         seed=args.seed,
         resume=args.resume,
         force=args.force,
         graph=graph,
-        train_images=args.train_images,
-        eval_images=args.eval_images,
-        warmup=args.warmup,
+        qat=qat,
         device=device,
         progress=not args.no_progress,
+        workers=args.workers,
+        ray_address=args.ray_address,
     )
     u = result.utilization
     used = ", ".join(
@@ -85,6 +128,10 @@ def run(args: argparse.Namespace) -> int:
         if v is not None
     )
     fa = "" if result.float_accuracy is None else f" (float {result.float_accuracy:.2f}%)"
-    print(f"{args.strategy}: held-out accuracy {result.accuracy:.2f}%{fa}; {used}")
+    rescore = "" if result.heldout_acc is None else f", re-scored {result.heldout_acc:.2f}%"
+    print(
+        f"{args.strategy}: held-out accuracy {result.search_score:.2f}% (search score)"
+        f"{rescore}{fa}; {used}"
+    )
     print(f"policy written to {Path(args.run_dir) / 'policy.json'}")
     return 0

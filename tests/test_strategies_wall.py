@@ -11,7 +11,7 @@ from micromix.errors import InfeasibleBudgetError
 from micromix.graph import trace
 from micromix.memory import memory_report, scratch_bytes
 from micromix.policy import Policy
-from micromix.search import QuantEnv, Wall, rule_policy
+from micromix.strategies import QuantEnv, Wall, rule_policy
 
 
 def chain(c1: int = 8, c2: int = 16, classes: int = 2) -> nn.Module:

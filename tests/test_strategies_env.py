@@ -9,8 +9,8 @@ from micromix.budget import Budget
 from micromix.graph import trace
 from micromix.memory import memory_report
 from micromix.policy import Policy
-from micromix.search import OBS_DIM, QuantEnv, action_to_bits, derive_activations, reward
-from micromix.search.env import STATIC_FEATURES
+from micromix.strategies import OBS_DIM, QuantEnv, action_to_bits, derive_activations, reward
+from micromix.strategies.env import STATIC_FEATURES
 
 
 @pytest.mark.parametrize(
@@ -84,7 +84,7 @@ def test_logits_fixed_and_derived_tensors(res_graph):
 def test_weights_only_mode_keeps_activations_at_8(tiny_resnet):
     from micromix.budget import Budget
     from micromix.graph import trace
-    from micromix.search import QuantEnv
+    from micromix.strategies import QuantEnv
 
     g = trace(tiny_resnet, (1, 1, 8, 8))
     env = QuantEnv(g, Budget(), weights_only=True)

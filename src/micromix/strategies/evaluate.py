@@ -46,16 +46,25 @@ class CachedEvaluator:
         self.seconds = 0.0  # time spent in real evaluations
 
     def __call__(self, policy: Policy) -> float:
-        key = policy.key()
-        if key in self.cache:
-            self.hits += 1
-            return self.cache[key]
-        t0 = time.perf_counter()
-        acc = float(self.fn(policy))
-        self.seconds += time.perf_counter() - t0
-        self.misses += 1
-        self.cache[key] = acc
-        return acc
+        return self.many([policy])[0]
+
+    def many(self, policies: list[Policy], pool: Any = None) -> list[float]:
+        """Scores of `policies`; the unseen ones (each once) go to `pool.map` when given."""
+        todo: dict[str, Policy] = {}
+        for p in policies:
+            key = p.key()
+            if key in self.cache or key in todo:
+                self.hits += 1
+            else:
+                todo[key] = p
+        if todo:
+            t0 = time.perf_counter()
+            items = list(todo.values())
+            scores = pool.map(items) if pool is not None else [self.fn(p) for p in items]
+            self.seconds += time.perf_counter() - t0
+            self.misses += len(items)
+            self.cache.update({k: float(v) for k, v in zip(todo, scores)})
+        return [self.cache[p.key()] for p in policies]
 
     @property
     def float_accuracy(self) -> float | None:
@@ -76,6 +85,10 @@ class QATSettings:
     # Batches of 64 small images leave little to parallelise, and on a shared 2-core machine
     # a second thread that gets descheduled made each episode 10x slower (2 s -> 22 s).
     threads: int | None = 1  # None: torch's default
+    # The final choice among the top-k policies: a longer fine-tune, scored on the whole
+    # held-out split (None) or this many of its images.
+    rescore_epochs: int = 3
+    rescore_images: int | None = None
 
     def train_config(self, seed: int) -> TrainConfig:
         return TrainConfig(
@@ -146,6 +159,23 @@ class QATEvaluator:
             qmodel = self.finetune(policy)
             return evaluate(qmodel, self.heldout, device=self.device)
 
+    def identity(self) -> dict[str, Any]:
+        """Everything that changes a score (a resumed search must not mix two evaluators)."""
+        return {
+            "type": "QATEvaluator",
+            "settings": self.settings.to_json(),
+            "seed": self.seed,
+            "train_images": len(self.data.train),
+            "heldout_images": len(self.data.heldout),
+            "model": getattr(self.model, "micromix_config", None),
+        }
+
+    def rescorer(self) -> QATEvaluator:
+        """The evaluator of the final choice: longer fine-tune, the whole held-out split."""
+        s = self.settings
+        n = len(self.data.heldout) if s.rescore_images is None else s.rescore_images
+        return self.with_settings(epochs=s.rescore_epochs, eval_images=n)
+
     def with_settings(self, **changes: Any) -> QATEvaluator:
         """A copy with other fine-tune settings that reuses the loaded model and graph."""
         ev = object.__new__(QATEvaluator)
@@ -171,6 +201,9 @@ class SyntheticEvaluator:
         self.w_sens = {k: 0.5 + (1.0 - v / big) for k, v in sizes.items()}
         self.a_sens = {name: 0.3 + 0.7 * (i == 0 or i == n - 1) for i, name in enumerate(sizes)}
         self.scale = 10.0 / n
+
+    def identity(self) -> dict[str, Any]:
+        return {"type": "SyntheticEvaluator", "float_accuracy": self.float_accuracy}
 
     def __call__(self, policy: Policy) -> float:
         if self.delay:
