@@ -36,6 +36,14 @@ def threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
+def score(fn: Evaluator, policy: Policy, incumbent: float | None = None) -> float:
+    """`fn.screen(policy, incumbent)` where the evaluator can stop early, else `fn(policy)`."""
+    screen = getattr(fn, "screen", None)
+    if incumbent is not None and callable(screen):
+        return float(screen(policy, incumbent))
+    return float(fn(policy))
+
+
 class CachedEvaluator:
     """Memoises an evaluator by `Policy.key()`; the cache travels in search checkpoints."""
 
@@ -48,8 +56,11 @@ class CachedEvaluator:
     def __call__(self, policy: Policy) -> float:
         return self.many([policy])[0]
 
-    def many(self, policies: list[Policy], pool: Any = None) -> list[float]:
-        """Scores of `policies`; the unseen ones (each once) go to `pool.map` when given."""
+    def many(
+        self, policies: list[Policy], pool: Any = None, incumbent: float | None = None
+    ) -> list[float]:
+        """Scores of `policies`; the unseen ones (each once) go to `pool.map` when given.
+        `incumbent` (the best score so far) lets an evaluator with `screen` stop early."""
         todo: dict[str, Policy] = {}
         for p in policies:
             key = p.key()
@@ -60,7 +71,10 @@ class CachedEvaluator:
         if todo:
             t0 = time.perf_counter()
             items = list(todo.values())
-            scores = pool.map(items) if pool is not None else [self.fn(p) for p in items]
+            if pool is not None:
+                scores = pool.map(items, incumbent)
+            else:
+                scores = [score(self.fn, p, incumbent) for p in items]
             self.seconds += time.perf_counter() - t0
             self.misses += len(items)
             self.cache.update({k: float(v) for k, v in zip(todo, scores)})
@@ -89,6 +103,11 @@ class QATSettings:
     # held-out split (None) or this many of its images.
     rescore_epochs: int = 3
     rescore_images: int | None = None
+    # Successive halving: a policy is scored on the first `screen_images` held-out images; only
+    # one within `screen_margin` points of the incumbent gets the rest of `eval_images` (the
+    # fine-tune is shared). 0: always the whole subset.
+    screen_images: int = 500
+    screen_margin: float = 1.0
 
     def train_config(self, seed: int) -> TrainConfig:
         return TrainConfig(
@@ -155,9 +174,22 @@ class QATEvaluator:
         )
 
     def __call__(self, policy: Policy) -> float:
-        with threads(self.settings.threads):
+        return self.screen(policy, None)
+
+    def screen(self, policy: Policy, incumbent: float | None) -> float:
+        """The held-out score, cut short (successive halving, see QATSettings) when the first
+        `screen_images` already put it more than `screen_margin` below `incumbent`."""
+        s, n_all = self.settings, len(self.heldout)
+        with threads(s.threads):
             qmodel = self.finetune(policy)
-            return evaluate(qmodel, self.heldout, device=self.device)
+            n = s.screen_images
+            if incumbent is None or not 0 < n < n_all:
+                return evaluate(qmodel, self.heldout, device=self.device)
+            first = evaluate(qmodel, self.heldout.take(range(n)), device=self.device)
+            if first < incumbent - s.screen_margin:
+                return first  # screened out: it cannot be the best, so 500 images suffice
+            rest = evaluate(qmodel, self.heldout.take(range(n, n_all)), device=self.device)
+            return (first * n + rest * (n_all - n)) / n_all
 
     def identity(self) -> dict[str, Any]:
         """Everything that changes a score (a resumed search must not mix two evaluators)."""

@@ -235,7 +235,7 @@ def _episodic(ctx, cfg: RandomConfig, haq: bool):
             if p.key() not in seen and len(fresh) < stop - n_done:
                 seen[p.key()] = 0.0
                 fresh.append(p)
-        ctx.cached.many(fresh, ctx.pool)
+        ctx.cached.many(fresh, ctx.pool, incumbent=None if best is None else best[0])
         fresh_keys = {p.key() for p in fresh}
         secs = (time.time() - t0) / len(batch)
         rows = []

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import MicromixError
 from ..policy import Policy
-from .evaluate import Evaluator
+from .evaluate import Evaluator, score
 
 
 class LocalPool:
@@ -23,8 +23,8 @@ class LocalPool:
     def __init__(self, fn: Evaluator) -> None:
         self.fn = fn
 
-    def map(self, policies: list[Policy]) -> list[float]:
-        return [float(self.fn(p)) for p in policies]
+    def map(self, policies: list[Policy], incumbent: float | None = None) -> list[float]:
+        return [score(self.fn, p, incumbent) for p in policies]
 
     def close(self) -> None:
         pass
@@ -36,8 +36,8 @@ class _Worker:
     def __init__(self, fn: Evaluator) -> None:
         self.fn = fn
 
-    def score(self, policy: dict[str, Any]) -> float:
-        return float(self.fn(Policy.from_json(policy)))
+    def score(self, policy: dict[str, Any], incumbent: float | None) -> float:
+        return score(self.fn, Policy.from_json(policy), incumbent)
 
 
 class RayPool:
@@ -74,9 +74,9 @@ class RayPool:
         self.actors = [actor.remote(ref) for _ in range(workers)]
         self.pool = ActorPool(self.actors)
 
-    def map(self, policies: list[Policy]) -> list[float]:
+    def map(self, policies: list[Policy], incumbent: float | None = None) -> list[float]:
         jobs = [p.to_json() for p in policies]
-        return list(self.pool.map(lambda a, j: a.score.remote(j), jobs))
+        return list(self.pool.map(lambda a, j: a.score.remote(j, incumbent), jobs))
 
     def close(self) -> None:
         for a in self.actors:
