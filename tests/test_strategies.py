@@ -362,6 +362,11 @@ def tiny_checkpoint(tmp_path):
         (["--checkpoint", "{ck}", "--flash", "100"], "2 bits everywhere"),
         (["--checkpoint", "{ck}", "--flash", "0.5x", "--episodes", "0"], "--episodes"),
         (["--flash", "1kB"], "--checkpoint is required"),
+        (["--strategy", "rule", "--checkpoint", "{ck}", "--flash", "0.5x", "--episodes", "5"],
+         "--episodes applies to haq and random"),
+        (["--checkpoint", "{ck}", "--flash", "0.5x", "--workers", "0"], "--workers"),
+        (["--checkpoint", "{ck}", "--flash", "0.5x", "--ram", "0.3x", "--weight-only"],
+         "weight-only"),
     ],
 )
 def test_cli_errors_exit_2_with_one_line(args, needle, tmp_path, tiny_checkpoint, capsys):
@@ -383,3 +388,18 @@ def test_cli_rule_end_to_end(tmp_path, tiny_checkpoint, fashion, capsys):
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert max(metrics["utilization"].values()) <= 1.0
     assert Policy.load(tmp_path / "r" / "policy.json")
+
+
+def test_cli_weight_only_rule_keeps_activations_at_8(tmp_path, tiny_checkpoint, fashion, capsys):
+    rc = main(
+        ["search", "--strategy", "ilp", "--weight-only", "--checkpoint", str(tiny_checkpoint),
+         "--flash", "0.48x", "--run-dir", str(tmp_path / "w"), "--train-images", "64",
+         "--eval-images", "64", "--no-progress"]
+    )  # fmt: skip
+    assert rc == 0
+    policy = Policy.load(tmp_path / "w" / "policy.json")
+    assert set(policy.activations.values()) == {8} and min(policy.weights.values()) < 8
+    cfg = json.loads((tmp_path / "w" / "config.json").read_text())
+    assert cfg["settings"]["strategy"] == {"strategy": "ilp", "weights_only": True, "fill": True}
+    metrics = json.loads((tmp_path / "w" / "metrics.json").read_text())
+    assert metrics["heldout_acc"] is not None and metrics["search_score"] is not None

@@ -98,6 +98,10 @@ def run(args: argparse.Namespace) -> int:
     ref = memory_report(graph, Policy.uniform(graph, 8))
     budget = Budget.parse(args.flash, args.ram, target=args.target, reference=ref)
     check_feasible(graph, budget)  # fail before loading data or training anything
+    if args.weight_only:
+        from ..strategies.engine import check_weight_only
+
+        check_weight_only(graph, budget)
     mcfg = model.micromix_config
     data = data_for(args, mcfg)
     qat = QATSettings()

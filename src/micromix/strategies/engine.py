@@ -297,12 +297,17 @@ def _validate(cfg: StrategyConfig, graph: Graph, budget: Budget) -> None:
         if name not in ("rule", "ilp", "uniform"):
             raise MicromixError(f"seeds may name rule, ilp or uniform, not {name!r}.")
     if cfg.weights_only:
-        least = Policy.uniform(graph, 2, FIXED_BITS)
-        if not budget.fits(memory_report(graph, least)):
-            raise InfeasibleBudgetError(
-                "a weight-only search keeps activations at 8 bits, and even with 2-bit weights "
-                f"that does not fit ({budget.describe(memory_report(graph, least))})."
-            )
+        check_weight_only(graph, budget)
+
+
+def check_weight_only(graph: Graph, budget: Budget) -> None:
+    """A weight-only search keeps activations at 8 bits: refuse a budget that cannot hold it."""
+    least = memory_report(graph, Policy.uniform(graph, 2, FIXED_BITS))
+    if not budget.fits(least):
+        raise InfeasibleBudgetError(
+            "a weight-only search keeps activations at 8 bits, and even with 2-bit weights "
+            f"that does not fit ({budget.describe(least)})."
+        )
 
 
 def _choose(
