@@ -299,6 +299,7 @@ def test_qat_screen_scores_the_first_images_only_when_far_below(fashion):
     first = evaluate(ev.finetune(p), ev.heldout.take(range(32)))
     assert ev.screen(p, incumbent=full + 200.0) == pytest.approx(first)  # far below: 32 only
     ident = ev.identity()
+    assert len(ident["weights_sha256"]) == 64
     assert ident["settings"]["screen_images"] == 32 and ident["heldout_images"] == len(
         fashion.heldout
     )

@@ -7,6 +7,7 @@ with any callable (e.g. `SyntheticEvaluator`, a deterministic function of the bi
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,6 +35,15 @@ def threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
+
+
+def weights_digest(model: nn.Module) -> str:
+    """SHA-256 of the model's parameters and buffers (another float model scores otherwise)."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def score(fn: Evaluator, policy: Policy, incumbent: float | None = None) -> float:
@@ -200,6 +210,7 @@ class QATEvaluator:
             "train_images": len(self.data.train),
             "heldout_images": len(self.data.heldout),
             "model": getattr(self.model, "micromix_config", None),
+            "weights_sha256": weights_digest(self.model),
         }
 
     def rescorer(self) -> QATEvaluator:
