@@ -363,11 +363,15 @@ def tiny_checkpoint(tmp_path):
         (["--checkpoint", "{ck}", "--flash", "100"], "2 bits everywhere"),
         (["--checkpoint", "{ck}", "--flash", "0.5x", "--episodes", "0"], "--episodes"),
         (["--flash", "1kB"], "--checkpoint is required"),
-        (["--strategy", "rule", "--checkpoint", "{ck}", "--flash", "0.5x", "--episodes", "5"],
-         "--episodes applies to haq and random"),
+        (
+            ["--strategy", "rule", "--checkpoint", "{ck}", "--flash", "0.5x", "--episodes", "5"],
+            "--episodes applies to haq and random",
+        ),
         (["--checkpoint", "{ck}", "--flash", "0.5x", "--workers", "0"], "--workers"),
-        (["--checkpoint", "{ck}", "--flash", "0.5x", "--ram", "0.3x", "--weight-only"],
-         "weight-only"),
+        (
+            ["--checkpoint", "{ck}", "--flash", "0.5x", "--ram", "0.3x", "--weight-only"],
+            "weight-only",
+        ),
     ],
 )
 def test_cli_errors_exit_2_with_one_line(args, needle, tmp_path, tiny_checkpoint, capsys):
@@ -404,3 +408,21 @@ def test_cli_weight_only_rule_keeps_activations_at_8(tmp_path, tiny_checkpoint, 
     assert cfg["settings"]["strategy"] == {"strategy": "ilp", "weights_only": True, "fill": True}
     metrics = json.loads((tmp_path / "w" / "metrics.json").read_text())
     assert metrics["heldout_acc"] is not None and metrics["search_score"] is not None
+
+
+def test_run_accepts_weight_only_and_workers():
+    from dataclasses import fields
+
+    from micromix.cli import build_parser
+    from micromix.cli.cmd_search import strategy_config
+    from micromix.pipeline import RunConfig
+
+    args = build_parser().parse_args(["run", "--weight-only", "--workers", "2"])
+    changes = {f.name: getattr(args, f.name) for f in fields(RunConfig) if getattr(args, f.name, None) is not None}  # fmt: skip
+    assert changes == {"weight_only": True, "workers": 2}
+    plain = build_parser().parse_args(["run"])
+    assert plain.weight_only is None and plain.workers is None  # the preset's values stay
+    cfg = strategy_config("rule", weights_only=True)
+    assert cfg.weights_only and cfg.name == "rule"
+    with pytest.raises(MicromixError, match="--warmup applies to haq"):
+        strategy_config("random", episodes=4, warmup=2)
