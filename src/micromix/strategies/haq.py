@@ -254,8 +254,9 @@ def _episodic(ctx, cfg: RandomConfig, haq: bool):
             rows.append(r)
         boost = 1.0 if fresh else min(boost * 2.0, 64.0)
         if agent is not None:
-            for r in rows:
-                agent.end_episode(_schedule(agent, r["episode"], n_done), env.steps_per_episode)
+            for r in rows:  # a repeat is remembered but pays for no updates (HAQ: one per
+                if r["new"]:  # transition of an evaluated episode)
+                    agent.end_episode(_schedule(agent, r["episode"], n_done), env.steps_per_episode)
         elapsed += time.time() - t0
         record(rows)
         checkpoint()
