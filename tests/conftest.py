@@ -1,6 +1,15 @@
-"""Shared fixtures: tiny models for fast tests, and the real dataset when installed."""
+"""Shared fixtures: tiny models for fast tests, and the real dataset when installed.
+
+Tests that need something from outside Python (gcc, the Cortex-M tools, valgrind, the
+Fashion-MNIST files) call `require_tool(...)` / `require_fashion()` or use the `fashion`
+fixture: without it they skip, except when MICROMIX_STRICT=1 (CI), where they FAIL, so a CI
+run cannot pass without the checks the project promises.
+"""
 
 from __future__ import annotations
+
+import os
+import shutil
 
 import pytest
 import torch
@@ -40,14 +49,37 @@ def tiny_resnet() -> nn.Module:
     return TinyResNet().eval()
 
 
-@pytest.fixture(scope="session")
-def fashion():
-    """The real Fashion-MNIST splits, or skip with the install instruction."""
+STRICT = os.environ.get("MICROMIX_STRICT", "") not in ("", "0")
+FASHION_HINT = (
+    "Fashion-MNIST not installed: apt-get install dataset-fashion-mnist (or set MICROMIX_DATA)"
+)
+
+
+def missing(reason: str) -> None:
+    """Skip this test, or fail it under MICROMIX_STRICT=1."""
+    if STRICT:
+        pytest.fail(f"MICROMIX_STRICT=1 and {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_tool(*names: str) -> None:
+    """Skip (fail under MICROMIX_STRICT=1) unless every program in `names` is on PATH."""
+    absent = [n for n in names if shutil.which(n) is None]
+    if absent:
+        missing(f"{', '.join(absent)} not installed")
+
+
+def require_fashion(**kwargs):
+    """The Fashion-MNIST splits (load_dataset kwargs), or skip / fail as `missing` says."""
     from micromix.data import load_dataset
 
     try:
-        return load_dataset("fashion_mnist")
+        return load_dataset("fashion_mnist", **kwargs)
     except DatasetNotFoundError:
-        pytest.skip(
-            "Fashion-MNIST not installed: apt-get install dataset-fashion-mnist (or set MICROMIX_DATA)"
-        )
+        missing(FASHION_HINT)
+
+
+@pytest.fixture(scope="session")
+def fashion():
+    """The real Fashion-MNIST splits (skip, or fail under MICROMIX_STRICT=1, when absent)."""
+    return require_fashion()

@@ -4,7 +4,6 @@ helpers of the export (compiled with gcc) against the numpy versions."""
 from __future__ import annotations
 
 import math
-import shutil
 import subprocess
 from fractions import Fraction
 from importlib import resources
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_tool
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -184,8 +184,7 @@ int main(void)
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory) -> Path:
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc is not installed")
+    require_tool("gcc")
     d = tmp_path_factory.mktemp("harness")
     (d / "t.c").write_text(HARNESS)
     tpl = resources.files("micromix.export").joinpath("templates", "mm_kernels.h")

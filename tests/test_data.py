@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import FASHION_HINT, missing
 from PIL import Image
 
 from micromix.data import (
@@ -239,7 +240,7 @@ def test_image_folder_empty(tmp_path):
 
 def test_real_fashion_mnist():
     if not all((DEFAULT_DIR / f"{name}.gz").is_file() for name in FILES.values()):
-        pytest.skip("Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
+        missing(FASHION_HINT)
     s = load_dataset(data_dir=DEFAULT_DIR)
     assert (len(s.train), len(s.heldout), len(s.test)) == (50000, 10000, 10000)
     assert s.classes == FASHION_MNIST_CLASSES

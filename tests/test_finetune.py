@@ -120,8 +120,14 @@ def test_cli_finetune_and_resume(tmp_path, capsys, float_ckpt, fashion):
     assert Policy.load(rd / "policy.json") == Policy.uniform(g, 4, 8)
     code, err = run_cli(capsys, *args, "--run-dir", rd)
     assert code == 2 and "--resume" in err
-    args[args.index("--epochs") + 1] = 2
+    # More epochs would change the result (the learning-rate steps move): refused, unchanged.
+    before = {p.name: p.read_bytes() for p in rd.iterdir() if p.is_file()}
+    longer = list(args)
+    longer[longer.index("--epochs") + 1] = 2
+    code, err = run_cli(capsys, *longer, "--run-dir", rd, "--resume")
+    assert code == 2 and "train.epochs was 1, now 2" in err, err
+    assert {p.name: p.read_bytes() for p in rd.iterdir() if p.is_file()} == before
     code, err = run_cli(capsys, *args, "--run-dir", rd, "--resume")
     assert code == 0, err
     m = json.loads((rd / "metrics.json").read_text())
-    assert [h["epoch"] for h in m["history"]] == [1, 2]
+    assert [h["epoch"] for h in m["history"]] == [1]

@@ -79,14 +79,29 @@ def test_functional_forms_and_flatten_of_spatial_map():
     assert g.ops[2].in_shape == (4, 2, 2) and g.ops[2].weight.row_elems == 16
 
 
-class WithMaxPool(nn.Module):
+class WithUpsample(nn.Module):
     def __init__(self):
         super().__init__()
         self.c = nn.Conv2d(1, 2, 3)
-        self.mp = nn.MaxPool2d(2)
+        self.up = nn.Upsample(scale_factor=2)
 
     def forward(self, x):
-        return self.mp(self.c(x))
+        return self.up(self.c(x))
+
+
+class Interp(nn.Module):
+    def forward(self, x):
+        return F.interpolate(x, scale_factor=2)
+
+
+class WithNestedInterp(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(1, 2, 3)
+        self.block = nn.Sequential(Interp())
+
+    def forward(self, x):
+        return self.block(self.c(x))
 
 
 class DataDependent(nn.Module):
@@ -113,7 +128,11 @@ class StandaloneBN(nn.Module):
 @pytest.mark.parametrize(
     "model, needle",
     [
-        (WithMaxPool(), "MaxPool2d` at module `mp`"),
+        (WithUpsample(), "Upsample` at module `up`"),
+        (
+            WithNestedInterp(),
+            "`interpolate` (fx node `interpolate`) in the forward of module `block.0` (Interp)",
+        ),
         (DataDependent(), "torch.fx cannot trace"),
         (StandaloneBN(), "module `bn`"),
     ],

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import require_fashion
 from torch import nn
 
 from micromix.errors import MicromixError, OverflowError32
@@ -314,14 +315,9 @@ def test_inconsistent_inputs_are_clear_errors() -> None:
 
 
 def _agreement_setup():
-    from micromix.data import load_dataset
-    from micromix.errors import DatasetNotFoundError
     from micromix.train import load_model
 
-    try:
-        data = load_dataset("fashion_mnist", heldout=1000)
-    except DatasetNotFoundError:
-        pytest.skip("Fashion-MNIST is not installed")
+    data = require_fashion(heldout=1000)
     if FLOAT_CKPT.exists():
         model = load_model(FLOAT_CKPT)[0].eval()
     else:  # a small net from the zoo, briefly trained

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import require_tool
 
 from micromix.cli import main
 from micromix.pipeline import PRESETS, RunConfig, run_pipeline
@@ -25,6 +26,7 @@ TINY = RunConfig(
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, fashion):
+    require_tool("gcc", "make", "nm", "size")  # the export stage builds and checks the C
     d = tmp_path_factory.mktemp("run")
     run_pipeline(d, TINY, progress=False)
     return d

@@ -26,6 +26,7 @@ from micromix.strategies import (
     CachedEvaluator,
     DDPGConfig,
     SyntheticEvaluator,
+    check_identity,
     config_from_json,
     create,
     list_strategies,
@@ -180,14 +181,21 @@ def test_configs_round_trip_through_json():
 def test_resume_refuses_other_settings_naming_them(tmp_path, script):
     _, ns = script
     ns["run"](tmp_path / "a", stop_after=6)
-    with pytest.raises(CheckpointError, match="'strategy.agent.sigma'"):
+    with pytest.raises(MicromixError, match="strategy.agent.sigma was 0.5, now 0.3"):
         ns["run"](tmp_path / "a", agent=DDPGConfig(hidden=32, warmup=5, batch_size=16, sigma=0.3))
     g, _ = ns["setup"]()
-    with pytest.raises(CheckpointError, match="'evaluator.float_accuracy'"):
+    with pytest.raises(MicromixError, match="evaluator.float_accuracy was 90.0, now 80.0"):
         ns["run"](tmp_path / "a", evaluator=SyntheticEvaluator(g, float_accuracy=80.0))
-    with pytest.raises(CheckpointError, match="'strategy.batch'"):
+    with pytest.raises(MicromixError, match="strategy.batch was 4, now 2"):
         ns["run"](tmp_path / "a", batch=2)
     assert ns["run"](tmp_path / "a").episodes == 24  # the same settings continue
+    # The checkpoint carries the identity too (a checkpoint copied into another run).
+    ck = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    other = json.loads(json.dumps(ck["identity"]))
+    other["strategy"]["agent"]["tau"] = 0.5
+    with pytest.raises(CheckpointError, match="'strategy.agent.tau'"):
+        check_identity(ck["identity"], other, "checkpoint.pt")
+    check_identity(ck["identity"], json.loads(json.dumps(ck["identity"])), "checkpoint.pt")
 
 
 @pytest.mark.parametrize("strategy", ["rule", "ilp", "uniform", "haq", "random"])

@@ -1,14 +1,30 @@
-"""Budgets in bytes, byte-size parsing, and the registry of MCU targets."""
+"""Budgets in bytes and byte-size parsing; the MCU target registry lives in mcu.py (its
+names are re-exported here)."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
 from .errors import InfeasibleBudgetError, MicromixError
 from .graph import Graph
+from .mcu import Region, Target, get_target, list_targets, register_target
 from .memory import MemoryReport, memory_report
 from .policy import Policy
+
+__all__ = [
+    "Budget",
+    "Region",
+    "Target",
+    "check_feasible",
+    "format_bytes",
+    "get_target",
+    "list_targets",
+    "parse_bytes",
+    "register_target",
+    "smallest_footprint",
+]
 
 _UNITS = {
     "": 1,
@@ -49,49 +65,13 @@ def format_bytes(n: int) -> str:
 
 
 @dataclass(frozen=True)
-class Target:
-    name: str
-    flash: int | None  # None: external flash, no fixed limit
-    ram: int
-    note: str = ""
-
-
-_TARGETS: dict[str, Target] = {}
-
-
-def register_target(t: Target) -> Target:
-    _TARGETS[t.name] = t
-    return t
-
-
-for _t in (
-    Target("stm32h743", 2 * 1024**2, 512 * 1024, "AXI SRAM; 1 MB total"),
-    Target("stm32f746", 1024**2, 320 * 1024),
-    Target("stm32f412", 1024**2, 256 * 1024),
-    Target("nrf52840", 1024**2, 256 * 1024),
-    Target("rp2040", 2 * 1024**2, 264 * 1024, "external flash, 2 MB typical"),
-    Target("gap8", None, 512 * 1024, "external flash; 512 kB L2"),
-):
-    register_target(_t)
-
-
-def list_targets() -> list[Target]:
-    return list(_TARGETS.values())
-
-
-def get_target(name: str) -> Target:
-    key = name.lower()
-    if key not in _TARGETS:
-        raise MicromixError(f"unknown target {name!r}; known targets: {', '.join(_TARGETS)}.")
-    return _TARGETS[key]
-
-
-@dataclass(frozen=True)
 class Budget:
-    """FLASH and RAM limits in bytes; None means unconstrained."""
+    """FLASH and RAM limits in bytes; None means unconstrained. `target` names the chip the
+    limits come from (or are capped by)."""
 
     flash: int | None = None
     ram: int | None = None
+    target: str | None = None
 
     @classmethod
     def parse(
@@ -99,18 +79,23 @@ class Budget:
         flash: str | int | None = None,
         ram: str | int | None = None,
         *,
-        target: str | None = None,
+        target: str | Target | None = None,
         reference: MemoryReport | None = None,
     ) -> Budget:
-        """Read CLI-style limits. `0.48x` is a fraction of `reference` (the uniform 8-bit report)."""
-        base = get_target(target) if target else None
+        """Read CLI-style limits. `0.48x` is a fraction of `reference` (the uniform 8-bit report).
+
+        With a target, a limit not given is the target's (largest region less its reserve, see
+        mcu.py); a ratio stays a ratio of the 8-bit footprint, capped by that figure; an
+        explicit byte limit applies as given but may not exceed the target's region.
+        """
+        base = get_target(target) if target is not None else None
         out = []
-        for what, value, default in (
-            ("FLASH", flash, base.flash if base else None),
-            ("RAM", ram, base.ram if base else None),
-        ):
+        for what, value in (("FLASH", flash), ("RAM", ram)):
+            cap = None
+            if base is not None:
+                cap = base.flash_budget if what == "FLASH" else base.ram_budget
             if value is None:
-                out.append(default)
+                out.append(cap)
                 continue
             s = str(value).strip()
             if s.lower().endswith("x"):
@@ -124,13 +109,24 @@ class Budget:
                     raise MicromixError(
                         f"a {what} ratio like {s} needs the model's 8-bit footprint as reference."
                     )
-                if not 0 < ratio:
-                    raise MicromixError(f"{what} ratio {s} must be positive.")
+                if not (math.isfinite(ratio) and ratio > 0):
+                    raise MicromixError(f"{what} ratio {s} must be a finite positive number.")
                 ref = reference.flash_bytes if what == "FLASH" else reference.ram_bytes
-                out.append(int(ratio * ref))
+                v = int(ratio * ref)
+                if v < 1:
+                    raise MicromixError(f"{what} ratio {s} of {ref:,} B is less than one byte.")
+                out.append(v if cap is None else min(v, cap))
             else:
-                out.append(parse_bytes(value if isinstance(value, int) else s))
-        return cls(out[0], out[1])
+                v = parse_bytes(value if isinstance(value, int) else s)
+                size = None if base is None else base.flash if what == "FLASH" else base.ram
+                if size is not None and v > size:
+                    region = base.flash_region if what == "FLASH" else base.ram_region
+                    raise MicromixError(
+                        f"the {what} limit {v:,} B is more than the {size:,} B of "
+                        f"{base.name}'s {region.name}; give at most that or drop --target."
+                    )
+                out.append(v)
+        return cls(out[0], out[1], base.name if base is not None else None)
 
     def fits(self, report: MemoryReport) -> bool:
         return (self.flash is None or report.flash_bytes <= self.flash) and (
@@ -154,14 +150,15 @@ class Budget:
             else:
                 mark = "fits" if used <= lim else "OVER"
                 parts.append(f"{what} {used:,} / {lim:,} B = {100 * used / lim:.1f}% ({mark})")
-        return "budget: " + "; ".join(parts)
+        where = f" (target {self.target})" if self.target else ""
+        return f"budget{where}: " + "; ".join(parts)
 
     def to_json(self) -> dict:
-        return {"flash": self.flash, "ram": self.ram}
+        return {"flash": self.flash, "ram": self.ram, "target": self.target}
 
     @classmethod
     def from_json(cls, obj: dict) -> Budget:
-        return cls(obj.get("flash"), obj.get("ram"))
+        return cls(obj.get("flash"), obj.get("ram"), obj.get("target"))
 
 
 def smallest_footprint(graph: Graph) -> MemoryReport:

@@ -30,3 +30,12 @@ class CheckpointError(MicromixError):
 
 class OverflowError32(MicromixError):
     """An integer intermediate left the int32 range in the integer reference."""
+
+
+class RunDirError(MicromixError):
+    """A run directory cannot be used: not empty, made by another command or other settings,
+    or locked by another process."""
+
+
+class StorageError(MicromixError):
+    """Reading or writing a file failed (disk full, read-only, permissions): path and cause."""

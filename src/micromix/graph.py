@@ -17,13 +17,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.fx.passes.shape_prop import ShapeProp
 
+from . import graph_ops
 from .errors import UnsupportedOpError
 
 INPUT = "input"
 
 SUPPORTED = (
     "Conv2d (any groups), Linear, BatchNorm2d after a conv, ReLU, ReLU6, residual add, "
-    "average pooling, flatten and dropout"
+    "average and max pooling, torch.cat on channels, Hardswish, Hardsigmoid, Sigmoid, SiLU, "
+    "LeakyReLU, Tanh, a channel-wise multiply by an N x C x 1 x 1 gate, a trailing "
+    "softmax / log_softmax, flatten and dropout"
 )
 
 
@@ -53,7 +56,9 @@ class WeightInfo:
 
 @dataclass(frozen=True)
 class Op:
-    """One step of the schedule. `kind` is conv, linear, add or avgpool."""
+    """One step of the schedule. `kind` is conv, linear, add, avgpool, maxpool, cat (inputs
+    joined along channels, in order), lut (an activation function as a table, `fn`), or mul
+    (inputs[0] times a per-channel gate inputs[1] of shape (C, 1, 1))."""
 
     name: str
     kind: str
@@ -70,6 +75,11 @@ class Op:
     padding: tuple[int, int] = (0, 0)
     groups: int = 1
     fx_nodes: tuple[str, ...] = ()  # fused fx nodes; the last one produces the output
+    ceil_mode: bool = False  # maxpool: windows may start in the right / bottom padding
+    count_include_pad: bool = True  # avgpool: the divisor counts padded zeros
+    fn: str | None = None  # lut: hardswish, hardsigmoid, sigmoid, silu, leaky_relu, tanh
+    alpha: float = 0.0  # lut: leaky_relu's negative slope
+    in_shapes: tuple[tuple[int, int, int], ...] = ()  # (C, H, W) of every input
 
     @property
     def is_depthwise(self) -> bool:
@@ -101,6 +111,8 @@ class Graph:
     input: str
     output: str
     input_shape: tuple[int, int, int, int]
+    notes: tuple[str, ...] = ()  # what the trace left out on purpose (a trailing softmax)
+    dropped: tuple[str, ...] = ()  # fx nodes left out of the integer model (the QAT drops them)
 
     def op(self, name: str) -> Op:
         for o in self.ops:
@@ -138,6 +150,7 @@ _ADD_FUNCS = {operator.add, torch.add, operator.iadd}
 _FLATTEN_FUNCS = {torch.flatten}
 _DROPOUT_FUNCS = {F.dropout}
 _POOL_FUNCS = {F.adaptive_avg_pool2d, F.avg_pool2d}
+_SCALAR_FUNCS = {operator.mul, operator.add, operator.sub, operator.floordiv, operator.truediv}
 
 
 def trace(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> Graph:
@@ -205,14 +218,11 @@ class _Fuser:
         self.shapes: dict[str, tuple[int, int, int]] = {}
         self.done: set[str] = set()
         self.output: str | None = None
+        self.notes: list[str] = []
+        self.dropped: list[str] = []
 
     def where(self, node: torch.fx.Node) -> str:
-        if node.op == "call_module":
-            return f"module `{node.target}`"
-        stack = node.meta.get("stack_trace")
-        return f"node `{node.name}`" + (
-            f" ({stack.strip().splitlines()[-1].strip()})" if stack else ""
-        )
+        return graph_ops.where(self, node)
 
     def unsupported(self, node: torch.fx.Node, what: str) -> UnsupportedOpError:
         return UnsupportedOpError(
@@ -257,8 +267,8 @@ class _Fuser:
             self.weighted(node, kind)
         elif kind == "add":
             self.elementwise_add(node)
-        elif kind == "avgpool":
-            self.avgpool(node)
+        elif kind in graph_ops.HANDLERS:
+            graph_ops.HANDLERS[kind](self, node)
         elif kind == "relu":
             raise self.unsupported(
                 node, "ReLU whose input is not the sole output of a conv, linear, add or pooling"
@@ -283,7 +293,8 @@ class _Fuser:
                 return "alias"
             if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AvgPool2d)):
                 return "avgpool"
-            return f"`{type(m).__name__}`"
+            kind = graph_ops.module_kind(m)
+            return kind if kind is not None else f"`{type(m).__name__}`"
         if node.op == "call_function":
             t = node.target
             if t in _RELU_FUNCS or (t is F.relu6) or (t is F.hardtanh and _is_relu6_hardtanh(node)):
@@ -294,6 +305,10 @@ class _Fuser:
                 return "alias"
             if t in _POOL_FUNCS:
                 return "avgpool"
+            if t in _SCALAR_FUNCS and not _is_tensor(node):
+                return "ignore"  # arithmetic on sizes: whatever reads it is checked there
+            if t in graph_ops.FUNCTION_KINDS:
+                return graph_ops.FUNCTION_KINDS[t]
             if t in (getattr, operator.getitem) and not _is_tensor(node):
                 return "ignore"
             return f"`{getattr(t, '__name__', str(t))}`"
@@ -308,6 +323,10 @@ class _Fuser:
                 return "ignore"
             if node.target == "mean" and self.is_global_mean(node):
                 return "avgpool"
+            if node.target in graph_ops.METHOD_KINDS:
+                return graph_ops.METHOD_KINDS[node.target]
+            if node.target in ("view", "reshape", "unsqueeze") and self.is_vector_view(node):
+                return "alias"
             return f"`Tensor.{node.target}`"
         return f"`{node.op}`"
 
@@ -316,6 +335,14 @@ class _Fuser:
         out = tuple(node.meta["tensor_meta"].shape)
         inp = tuple(src.meta["tensor_meta"].shape)
         return len(out) == 2 and out[0] == inp[0] and (len(inp) == 2 or len(inp) == 4)
+
+    def is_vector_view(self, node: torch.fx.Node) -> bool:
+        """(N, C) <-> (N, C, 1, 1): the same bytes in the arena (a squeeze-excitation gate)."""
+        if not _is_tensor(node) or not _is_tensor(node.args[0]):
+            return False
+        shapes = [tuple(n.meta["tensor_meta"].shape) for n in (node, node.args[0])]
+        flat = [s[:2] + tuple(d for d in s[2:] if d != 1) for s in shapes]
+        return all(len(s) in (2, 4) for s in shapes) and flat[0] == flat[1] and len(flat[0]) == 2
 
     def is_global_mean(self, node: torch.fx.Node) -> bool:
         dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
@@ -353,7 +380,11 @@ class _Fuser:
         self.shapes[name] = _chw(last)
         self.fx_of[name] = last.name
         op.update(
-            name=name, output=name, out_shape=_chw(last), fx_nodes=tuple(n.name for n in nodes)
+            name=name,
+            output=name,
+            out_shape=_chw(last),
+            fx_nodes=tuple(n.name for n in nodes),
+            in_shapes=tuple(self.shapes[t] for t in op["inputs"]),
         )
         self.ops.append(op)
 
@@ -364,14 +395,7 @@ class _Fuser:
         nodes = [node]
         last, bn = node, None
         if kind == "conv":
-            if (
-                m.padding_mode != "zeros"
-                or isinstance(m.padding, str)
-                or any(d != 1 for d in m.dilation)
-            ):
-                raise self.unsupported(
-                    node, "Conv2d with dilation, string padding or non-zero padding mode"
-                )
+            graph_ops.check_conv(self, node)
             bn_node = self.sole_user(node, "bn")
             if bn_node is not None:
                 nodes.append(bn_node)
@@ -431,41 +455,6 @@ class _Fuser:
             act=act,
         )
 
-    def avgpool(self, node: torch.fx.Node) -> None:
-        x = self.src(node, node.args[0])
-        c, h, w = self.shapes[x]
-        nodes = [node]
-        last, act = self.absorb_act(node, nodes)
-        oc, oh, ow = _chw(last)
-        if h % oh or w % ow:
-            raise self.unsupported(
-                node, f"average pooling from {h}x{w} to {oh}x{ow} (sizes must divide)"
-            )
-        kernel, stride = (h // oh, w // ow), (h // oh, w // ow)
-        if node.op == "call_module":
-            m = self.modules[node.target]
-            if isinstance(m, nn.AvgPool2d):
-                k = _pair(m.kernel_size)
-                s = _pair(m.stride if m.stride is not None else m.kernel_size)
-                if _pair(m.padding) != (0, 0) or m.ceil_mode or k != s:
-                    raise self.unsupported(
-                        node, "AvgPool2d with padding, ceil_mode or stride != kernel"
-                    )
-                kernel, stride = k, s
-        self.signed[self.name_for(node)] = self.signed[x]
-        self.emit(
-            node,
-            nodes,
-            last,
-            kind="avgpool",
-            inputs=(x,),
-            in_shape=(c, h, w),
-            macs=c * h * w,
-            act=act,
-            kernel=kernel,
-            stride=stride,
-        )
-
     def build(self) -> Graph:
         if self.output is None or INPUT not in self.shapes:
             raise UnsupportedOpError("the traced model has no input or no output.")
@@ -497,7 +486,13 @@ class _Fuser:
         if self.output == INPUT:
             raise UnsupportedOpError("the model returns its input unchanged.")
         return Graph(
-            ops=ops, tensors=tensors, input=INPUT, output=self.output, input_shape=self.input_shape
+            ops=ops,
+            tensors=tensors,
+            input=INPUT,
+            output=self.output,
+            input_shape=self.input_shape,
+            notes=tuple(self.notes),
+            dropped=tuple(self.dropped),
         )
 
 

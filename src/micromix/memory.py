@@ -40,16 +40,20 @@ def activation_bytes(shape: tuple[int, int, int], bits: int) -> int:
 
 def weight_bytes(op: Op, bits: int) -> int:
     """C_out x ceil(row x bits / 8), where a row is one output channel's weights."""
-    assert op.weight is not None
+    if op.weight is None:
+        raise ValueError(f"op {op.name} has no weight")
     return op.weight.out_channels * packed_bytes(op.weight.row_elems, bits)
 
 
-def param_arrays(op: Op) -> list[tuple[str, str, int]]:
+def param_arrays(op: Op, in_bits: int | None = None) -> list[tuple[str, str, int]]:
     """The integer constants the export stores for `op`, as (suffix, C type, count).
 
     conv/linear: per output channel an int32 bias (absorbs BN's shift), an int32 multiplier
     mantissa and an int8 shift (ICN-equivalent requantization). add: one int32 multiplier per
-    input and one shared shift. avgpool: one multiplier and one shift.
+    input and one shared shift. avgpool: one multiplier and one shift, or one per possible
+    divisor (1 .. kh*kw) when padded zeros are not counted. maxpool, mul: one multiplier and
+    shift. cat: one multiplier and shift per input. lut: a table of one byte per input code,
+    2^in_bits entries (`in_bits` is the input tensor's bits; None gives the 8-bit upper bound).
     """
     if op.kind in ("conv", "linear"):
         c = op.out_shape[0]
@@ -57,12 +61,25 @@ def param_arrays(op: Op) -> list[tuple[str, str, int]]:
     if op.kind == "add":
         return [("mult", "int32", 2), ("shift", "int8", 1)]
     if op.kind == "avgpool":
-        return [("mult", "int32", 1), ("shift", "int8", 1)]
+        n = 1 if op.count_include_pad else op.kernel[0] * op.kernel[1]
+        return [("mult", "int32", n), ("shift", "int8", n)]
+    if op.kind in ("maxpool", "mul", "cat"):
+        n = len(op.inputs) if op.kind == "cat" else 1
+        return [("mult", "int32", n), ("shift", "int8", n)]
+    if op.kind == "lut":
+        return [("table", "uint8", 2 ** (8 if in_bits is None else in_bits))]
     raise ValueError(f"no parameter layout for op kind {op.kind}")
 
 
-def param_bytes(op: Op) -> int:
-    return sum(CTYPE_BYTES[t] * n for _, t, n in param_arrays(op))
+def param_bytes(op: Op, in_bits: int | None = None) -> int:
+    return sum(CTYPE_BYTES[t] * n for _, t, n in param_arrays(op, in_bits))
+
+
+def activation_flash_bytes(graph: Graph, tensor: str, bits: int) -> int:
+    """FLASH bytes that depend on the bits of activation `tensor`: the tables (2^bits bytes)
+    of the lut ops that read it. `param_bytes(op)` without `in_bits` counts these at 8 bits
+    (the upper bound); the exact FLASH is that minus (256 - 2^bits) per table."""
+    return sum(2**bits for o in graph.ops if o.kind == "lut" and o.inputs[0] == tensor)
 
 
 # ---- kernel scratch ------------------------------------------------------------------------
@@ -73,7 +90,8 @@ def kernel_constant(name: str) -> int:
     """A `#define` of the C kernels' header, so the Python and C sides cannot disagree."""
     header = resources.files("micromix").joinpath("export", "templates", "mm_kernels.h")
     m = re.search(rf"^#define {name} (\d+)", header.read_text(), re.M)
-    assert m is not None, name
+    if m is None:
+        raise ValueError(f"mm_kernels.h defines no {name}")
     return int(m.group(1))
 
 
@@ -84,7 +102,8 @@ def kernel_of(op: Op, w_bits: int | None) -> str:
     """
     if op.kind not in ("conv", "linear"):
         return op.kind
-    assert op.weight is not None and w_bits is not None
+    if op.weight is None or w_bits is None:
+        raise ValueError(f"op {op.name} needs a weight and its bits")
     row = op.weight.row_elems
     small = (
         op.groups == 1
@@ -137,7 +156,8 @@ def scratch_bytes(graph: Graph, weights: Mapping[str, int]) -> int:
 def flash_bytes(graph: Graph, policy: Policy) -> int:
     """Total FLASH: packed weights plus every op's integer parameters."""
     return sum(
-        param_bytes(o) + (weight_bytes(o, policy.weights[o.name]) if o.has_weight else 0)
+        param_bytes(o, policy.activations[o.inputs[0]])
+        + (weight_bytes(o, policy.weights[o.name]) if o.has_weight else 0)
         for o in graph.ops
     )
 
@@ -209,7 +229,8 @@ def _plan_cached(
             best = (total, offsets)
             if total == lb:
                 break
-    assert best is not None
+    if best is None:
+        raise ValueError("the arena planner found no placement")
     return best[0], tuple(best[1].items())
 
 
@@ -367,7 +388,7 @@ def memory_report(graph: Graph, policy: Policy) -> MemoryReport:
                 weight_bits=wbits,
                 out_bits=policy.activations[o.output],
                 weight_bytes=weight_bytes(o, wbits) if wbits is not None else 0,
-                param_bytes=param_bytes(o),
+                param_bytes=param_bytes(o, policy.activations[o.inputs[0]]),
                 in_bytes=sum(sizes[t] for t in o.inputs),
                 out_bytes=sizes[o.output],
                 live_bytes=live[i],

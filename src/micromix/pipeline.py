@@ -3,13 +3,14 @@
 Every stage writes its outputs into the run directory and records itself as done in
 `stages.json`; a rerun with --resume skips finished stages, and the stages that checkpoint
 (float training, search, fine-tune) continue inside themselves, so a killed run continues
-where it stopped.
+where it stopped. Every setting is checked (`Pipeline.validate`) before the run directory is
+claimed (`rundir.open_run_dir`: lock, same command and settings on --resume, config.json).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from .errors import MicromixError
 from .graph import trace
 from .memory import memory_report
 from .policy import Policy
-from .rundir import read_json, write_config, write_json
+from .rundir import check_run_dir, open_run_dir, read_json, write_json
 from .train import evaluate, fit, float_recipe, load_model, save_model
 
 ASSET = Path(__file__).parent / "assets" / "mobilenet_v1_w025_fmnist28.pt"
@@ -94,10 +95,58 @@ class Pipeline:
         self.progress = progress
         self.device = torch.device(cfg.device)
         self.state_path = run_dir / "stages.json"
-        self.done: dict[str, Any] = (
-            read_json(self.state_path) if resume and self.state_path.exists() else {}
-        )
+        self.done: dict[str, Any] = {}
         self._data: DataSplits | None = None
+
+    def load_state(self) -> None:
+        """The finished stages (on --resume), read once the run directory is ours."""
+        if self.resume and self.state_path.exists():
+            self.done = read_json(self.state_path, expect=dict)
+
+    def validate(self) -> None:
+        """Every setting that can be checked before a stage runs: strategy, export target,
+        model, budget (feasible even at 2 bits), dataset (classes vs the model's head), and
+        image counts against batch sizes. Writes nothing."""
+        from .cli.common import check_batches, check_classes
+        from .strategies import list_strategies
+        from .strategies.evaluate import QATSettings
+        from .train import QAT_RECIPE
+
+        c = self.cfg
+        if c.strategy not in list_strategies():
+            raise MicromixError(
+                f"unknown strategy {c.strategy!r}; choose one of {', '.join(list_strategies())}."
+            )
+        if c.export_target not in ("auto", "host", "cortex-m4"):
+            raise MicromixError(
+                f"unknown export target {c.export_target!r}; use auto, host or cortex-m4."
+            )
+        saved = self.dir / "float" / "model.pt"
+        if self.resume and saved.exists():
+            model = load_model(saved)[0]
+        elif c.checkpoint or self._asset_matches():
+            model = load_model(c.checkpoint or ASSET)[0]
+        else:
+            from .models import create
+
+            model = create(
+                c.model,
+                width=c.width,
+                resolution=c.resolution,
+                in_channels=c.in_channels,
+                num_classes=c.classes,
+            )
+        graph = trace(model)
+        ref = memory_report(graph, Policy.uniform(graph, 8))
+        check_feasible(graph, Budget.parse(c.flash, c.ram, target=c.target, reference=ref))
+        check_classes(self.data, graph)
+        batch = QATSettings().batch_size
+        if c.search_train_images < batch and c.strategy in ("haq", "random"):
+            raise MicromixError(
+                f"--search-train-images {c.search_train_images} is fewer than one fine-tune "
+                f"batch of the search ({batch} images); use at least {batch}."
+            )
+        check_batches(len(self.data.train), QAT_RECIPE.batch_size)
 
     # ---- helpers -------------------------------------------------------------------------
     @property
@@ -187,8 +236,9 @@ class Pipeline:
                 },
             )
             self.mark("budget", flash=budget.flash, ram=budget.ram)
+        where = f" from target {budget.target}" if budget.target else ""
         self.say(
-            f"budget: FLASH {budget.flash:,} B, RAM {budget.ram:,} B (8-bit needs {ref.flash_bytes:,} / {ref.ram_bytes:,})"
+            f"budget{where}: FLASH {_b(budget.flash)}, RAM {_b(budget.ram)} (8-bit needs {ref.flash_bytes:,} / {ref.ram_bytes:,})"
         )
         return budget
 
@@ -296,17 +346,29 @@ class Pipeline:
             target = (
                 "host" if missing_tools("arm-none-eabi-gcc", "qemu-system-arm") else "cortex-m4"
             )
+        chip = export_chip(self.cfg.target)
+        if self.cfg.target and chip is None:
+            self.say(f"no fit verdict for {self.cfg.target}: not an Arm core or no Arm tools")
         images = self.data.test.images[: self.cfg.export_images].numpy()
-        out = export_c(imodel, self.dir / "c", test_images=images, target=target)
+        out = export_c(imodel, self.dir / "c", test_images=images, target=chip or target)
         info = read_json(out / "export.json")
         row = {
-            "target": target,
+            "target": chip.name if chip is not None else target,
             "self-test images bit-identical": f"{info['selftest_identical']} / {info['selftest_images']}",
             "const data in the object file (B)": info["built"]["const_bytes"],
             "arena + scratch in the object file (B)": info["built"]["ram_bytes"],
             "memory model FLASH (B)": info["memory_model"]["flash_bytes"],
             "memory model RAM (B)": info["memory_model"]["ram_bytes"],
         }
+        if "fit" in info:
+            f = info["fit"]
+            for k in ("flash", "ram"):
+                row[f"fit: {f[k]['region']} needed / available (B)"] = (
+                    f"{f[k]['needed']:,} / {f[k]['available']:,}"
+                )
+            row[f"fit: chip-sized image on qemu {f['board']}"] = (
+                f"{f['qemu_images']} images = reference"
+            )
         if "cortex_m4" in info:
             m4 = info["cortex_m4"]
             row["Cortex-M4 image FLASH, text+rodata (B)"] = m4["flash_bytes"]
@@ -324,6 +386,24 @@ class Pipeline:
         text = render(self.dir)
         self.mark("report")
         return text
+
+
+def _b(v: int | None) -> str:
+    return "no limit" if v is None else f"{v:,} B"
+
+
+def export_chip(target: str | None):
+    """The MCU target the export links and checks the firmware for (fit verdict), or None when
+    there is none, its core is not Arm, or the Arm tools are not installed."""
+    from .export.build import missing_tools
+    from .mcu import get_target
+
+    if target is None:
+        return None
+    chip = get_target(target)
+    if chip.board is None or missing_tools("arm-none-eabi-gcc", "qemu-system-arm"):
+        return None
+    return chip
 
 
 def _chunks(ds, size: int = 250):
@@ -362,23 +442,66 @@ def clean_run_dir(run_dir: Path) -> None:
 
 
 def run_pipeline(
-    run_dir: Path, cfg: RunConfig, *, resume: bool = False, progress: bool = True
+    run_dir: Path,
+    cfg: RunConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    force: bool = False,
 ) -> str:
-    """Run every stage (skipping finished ones on resume); returns the printed summary."""
-    write_config(run_dir, "run", cfg.to_json())
+    """Run every stage (skipping finished ones on resume); returns the printed summary.
+
+    Refused before anything is written: a non-empty `run_dir` without `resume` or `force`,
+    `resume` on another command's directory or with other settings, a directory another
+    process is writing (see `rundir.open_run_dir`), and any invalid setting.
+    `force` removes what an earlier run wrote (OWNED) and starts over.
+    """
+    run_dir = Path(run_dir)
+    check_run_dir(run_dir, "run", resume=resume, force=force)
     p = Pipeline(run_dir, cfg, resume=resume, progress=progress)
-    t0 = time.time()
-    model = p.float_model()
-    budget = p.budget(model)
-    policy = p.search(model, budget)
-    qmodel = p.finetune(model, policy)
-    imodel = p.integer(qmodel)
-    p.export(imodel)
-    summary = p.report()
-    write_json(
-        run_dir / "metrics.json", {"stages": p.done, "wall_seconds_this_call": time.time() - t0}
-    )
+    p.validate()
+    with open_run_dir(run_dir, "run", cfg.to_json(), resume=resume, force=force, owned=OWNED):
+        p.load_state()
+        t0 = time.time()
+        model = p.float_model()
+        budget = p.budget(model)
+        policy = p.search(model, budget)
+        qmodel = p.finetune(model, policy)
+        imodel = p.integer(qmodel)
+        p.export(imodel)
+        summary = p.report()
+        write_json(
+            run_dir / "metrics.json", {"stages": p.done, "wall_seconds_this_call": time.time() - t0}
+        )
     return summary
+
+
+def resolve_checkpoint(cfg: RunConfig, explicit: set[str] = frozenset()) -> RunConfig:
+    """With `checkpoint`, the model settings come from the file (so config.json records the
+    model that runs, e.g. mobilenet_v2, not the preset's); an explicit option that disagrees
+    with the file is an error. `explicit` names the options the user gave."""
+    if not cfg.checkpoint:
+        return cfg
+    _, meta = load_model(cfg.checkpoint)
+    mc = meta.get("model_config") or {}
+    from_file = {
+        "model": mc.get("name"),
+        "width": mc.get("width"),
+        "resolution": mc.get("resolution"),
+        "in_channels": mc.get("in_channels"),
+        "classes": mc.get("num_classes"),
+    }
+    changes = {}
+    for k, v in from_file.items():
+        if v is None:
+            continue
+        if k in explicit and getattr(cfg, k) != v:
+            raise MicromixError(
+                f"--{k.replace('_', '-')} {getattr(cfg, k)} contradicts the checkpoint "
+                f"{cfg.checkpoint}, whose model has {k} {v}; drop the option."
+            )
+        changes[k] = v
+    return replace(cfg, **changes)
 
 
 def preset(name: str) -> RunConfig:

@@ -7,7 +7,6 @@ Configuration is data: a frozen value with a JSON round trip. Weight bits are ke
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -81,7 +80,7 @@ class Policy:
             for name, b in have.items():
                 if not isinstance(b, int) or isinstance(b, bool) or b not in allowed:
                     raise PolicyError(
-                        f"{kind} tensor '{name}' has {b!r} bits; allowed are {', '.join(map(str, allowed))}."
+                        f"{kind} tensor '{name}' has {repr(b)[:24]} bits; allowed are {', '.join(map(str, allowed))}."
                     )
         for t in (graph.input, graph.output):
             if self.activations[t] != FIXED_BITS:
@@ -119,13 +118,10 @@ class Policy:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Policy:
+        from .rundir import read_json
+
         p = Path(path)
-        try:
-            obj = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise PolicyError(f"policy file {p} does not exist.") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise PolicyError(f"policy file {p} is not valid JSON ({e}).") from None
+        obj = read_json(p, what="policy file", error=PolicyError)
         return cls.from_json(obj, source=f"policy file {p}")
 
     def describe(self, graph: Graph) -> str:

@@ -8,6 +8,7 @@ at any time, also for a run that stopped half way.
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from .errors import MicromixError
 from .graph import trace
 from .memory import memory_report
 from .policy import Policy
-from .rundir import read_json
+from .rundir import read_json, write_text
 from .train import load_model
 
 
@@ -42,16 +43,31 @@ def _bytes(v: int | None) -> str:
 
 def render(run_dir: str | Path) -> str:
     """Write run_dir/report.md (+ PNGs) and return the short summary printed by `micromix run`."""
+    try:
+        return _render(run_dir)
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as e:
+        # The files were edited or damaged by hand: say so in one sentence, not a traceback.
+        raise MicromixError(
+            f"the files of run directory {run_dir} are damaged ({type(e).__name__}: "
+            f"{str(e)[:80]}); rerun `micromix run` with --force to rebuild them."
+        ) from None
+
+
+def _render(run_dir: str | Path) -> str:
     d = Path(run_dir)
     if not (d / "config.json").exists():
         raise MicromixError(f"{d} is not a micromix run directory (no config.json).")
-    stages: dict[str, Any] = read_json(d / "stages.json") if (d / "stages.json").exists() else {}
-    cfg = read_json(d / "config.json")
+    stages: dict[str, Any] = (
+        read_json(d / "stages.json", expect=dict) if (d / "stages.json").exists() else {}
+    )
+    cfg = read_json(d / "config.json", expect=dict)
     budget = (
-        Budget.from_json(read_json(d / "budget.json")) if (d / "budget.json").exists() else Budget()
+        Budget.from_json(read_json(d / "budget.json", expect=dict))
+        if (d / "budget.json").exists()
+        else Budget()
     )
     ref = (
-        read_json(d / "budget.json").get("reference_8bit", {})
+        read_json(d / "budget.json", expect=dict).get("reference_8bit", {})
         if (d / "budget.json").exists()
         else {}
     )
@@ -90,6 +106,15 @@ def render(run_dir: str | Path) -> str:
             "",
             "## Memory (exact; the C build allocates the same bytes)",
             "",
+            *(
+                [
+                    f"Target: {budget.target} (budget = its largest regions less the reserves for "
+                    "code, startup and stack, or the limits given within it).",
+                    "",
+                ]
+                if budget.target
+                else []
+            ),
             "| | used | budget | utilization | uniform 8-bit |",
             "|---|---|---|---|---|",
             f"| FLASH | {_bytes(rep.flash_bytes)} | {_bytes(budget.flash)} | {_pct(None if util['flash'] is None else 100 * util['flash'])} | {_bytes(ref.get('flash'))} |",
@@ -129,7 +154,9 @@ def render(run_dir: str | Path) -> str:
             for k, v in e.items()
             if k != "seconds"
         ]
-        lines += ["", f"Sources in `{d / 'c'}`; build with `make -C {d / 'c'}`."]
+        # Quoted: a path with spaces or `$(...)` pasted into a shell must stay one argument.
+        make = f"make -C {shlex.quote(str(d / 'c'))}"
+        lines += ["", f"Sources in `{d / 'c'}`; build with `{make}`."]
 
     lines += [
         "",
@@ -141,7 +168,7 @@ def render(run_dir: str | Path) -> str:
     ]
     lines += ["", "## Stage times", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v.get('seconds') or 0:.1f} |" for k, v in stages.items()]
-    (d / "report.md").write_text("\n".join(lines) + "\n")
+    write_text(d / "report.md", "\n".join(lines) + "\n")
 
     summary = [
         f"float {_pct(acc['float'])} | fake-quant {_pct(acc['finetune'])} | integer {_pct(acc['integer'])}",

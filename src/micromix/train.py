@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from . import distributed as dist
 from .data import ImageSet, batches, num_batches
-from .errors import CheckpointError
+from .errors import CheckpointError, MicromixError
 from .rundir import load_checkpoint, save_checkpoint
 
 
@@ -179,6 +179,12 @@ def fit(
     per_epoch = num_batches(len(train), cfg.batch_size, world, drop_last=True)
     if cfg.max_batches:
         per_epoch = min(per_epoch, cfg.max_batches)
+    if per_epoch < 1 and state.epoch < cfg.epochs:  # drop_last: too few images train nothing
+        raise MicromixError(
+            f"{len(train)} training images make no batch of {cfg.batch_size}"
+            + (f" on each of {world} processes" if world > 1 else "")
+            + "; lower --batch-size or use more images."
+        )
     for epoch in range(state.epoch, min(cfg.epochs, until_epoch or cfg.epochs)):
         net.train()
         if cfg.freeze_bn_after is not None and epoch >= cfg.freeze_bn_after:

@@ -18,13 +18,21 @@ from ..policy import Policy
 from ..quant.finetune import finetune, qat_recipe, save_qat
 from ..quant.kmeans import kmeans_flash_bytes, kmeans_quantize
 from ..quant.prepare import calibrate, calibration_batches, reestimate_bn
-from ..rundir import prepare_run_dir, write_config, write_json
+from ..rundir import check_run_dir, open_run_dir, write_json
 from ..train import evaluate, fit, float_recipe, load_model, save_model
 from .cmd_finetune import add_qat_args
-from .common import add_common, add_data_args, data_for, resolve_device
+from .common import (
+    add_common,
+    add_data_args,
+    budget_arg,
+    data_for,
+    positive_int,
+    resolve_device,
+)
 
 NAME = "baseline"
 HELP = "baselines: uniform policies, the best 8-bit net that fits, k-means weights"
+NOT_RESULT = ("run_dir", "resume", "force")  # options that do not change a baseline's result
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,19 +44,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     f = sub.add_parser("fit8", help="largest 8-bit width x resolution that fits the budget")
     f.add_argument("--checkpoint", required=True, help="float model.pt: architecture and reference")
-    f.add_argument("--flash", help="FLASH budget: 112kB, or 0.48x of the reference's 8-bit FLASH")
-    f.add_argument("--ram", help="RAM budget: 8kB, or 0.42x of the reference's 8-bit RAM")
+    f.add_argument(
+        "--flash",
+        type=budget_arg,
+        help="FLASH budget: 112kB, or 0.48x of the reference's 8-bit FLASH",
+    )
+    f.add_argument(
+        "--ram", type=budget_arg, help="RAM budget: 8kB, or 0.42x of the reference's 8-bit RAM"
+    )
     f.add_argument("--target", help="MCU target name (see `micromix targets`)")
     f.add_argument("--widths", default=",".join(map(str, WIDTHS)), help="width grid")
     f.add_argument("--resolutions", default=",".join(map(str, RESOLUTIONS)), help="resolution grid")
     f.add_argument("--train", action="store_true", help="also train it (float, then 8-bit QAT)")
-    f.add_argument("--float-epochs", type=int, default=15, help="float epochs with --train")
+    f.add_argument(
+        "--float-epochs", type=positive_int, default=15, help="float epochs with --train"
+    )
     k = sub.add_parser("kmeans", help="HAQ-style k-means codebook weights, fine-tuned")
     k.add_argument("--checkpoint", required=True, help="float model.pt from `micromix train`")
-    k.add_argument("--wbits", type=int, default=2, help="codebook of 2^wbits centroids per layer")
+    k.add_argument(
+        "--wbits", type=positive_int, default=2, help="codebook of 2^wbits centroids per layer"
+    )
     k.add_argument("--abits", type=int, default=8, help="activation bits (0: float activations)")
     k.add_argument(
-        "--centroid-bytes", type=int, default=4, help="4 (float32) or 2 (int16) per centroid"
+        "--centroid-bytes",
+        type=int,
+        choices=(2, 4),
+        default=4,
+        help="4 (float32) or 2 (int16) per centroid",
     )
     for s in (u, f, k):
         add_data_args(s)
@@ -59,15 +81,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     device = dist.init_from_env(resolve_device(args.device))
     run_dir = Path(args.run_dir)
+    command = f"baseline {args.kind}"
+    check_run_dir(run_dir, command, resume=args.resume, force=args.force)
     model, _ = load_model(args.checkpoint)
     graph = trace(model)
     job = {"uniform": run_uniform, "fit8": run_fit8, "kmeans": run_kmeans}[args.kind]
     _validate(args, graph)  # user mistakes surface before anything is written
     if dist.is_main():
-        prepare_run_dir(run_dir, force=args.force, resume=args.resume)
-        write_config(
-            run_dir, f"baseline {args.kind}", {k: _plain(v) for k, v in vars(args).items()}
-        )
+        settings = {
+            k: _plain(v)
+            for k, v in vars(args).items()
+            if not k.startswith("_") and k not in NOT_RESULT
+        }
+        open_run_dir(run_dir, command, settings, resume=args.resume, force=args.force)
     dist.barrier()
     result = job(args, model, graph, device, run_dir)
     if dist.is_main():
@@ -77,8 +103,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace, graph) -> None:
-    if args.epochs < 1:
-        raise MicromixError(f"--epochs must be at least 1, got {args.epochs}.")
     if args.kind == "uniform":
         uniform_policies(graph, _names(args.configs))
     elif args.kind == "fit8":

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import DatasetNotFoundError, MicromixError
 from ..policy import Policy
-from .common import add_data_args
+from .common import add_data_args, positive_int
 
 NAME = "export"
 HELP = "integer-only C code of a fine-tuned model, built and checked bit for bit"
@@ -20,62 +20,113 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output folder (default: RUN_DIR/c)")
     p.add_argument(
         "--target",
-        choices=("host", "cortex-m4"),
         default="host",
-        help="host: gcc self-test; cortex-m4: also a bare-metal image run under qemu",
+        help="host: gcc self-test; cortex-m4: also a test-only bare-metal image under qemu; an "
+        "MCU target (stm32h743, ... or my_board.toml): also the fit verdict against its memory "
+        "map and the chip-sized image under qemu (exit 2 when it does not fit)",
     )
     p.add_argument(
-        "--images", type=int, default=1000, help="test images for the self-test (default 1000)"
+        "--chip-images",
+        type=positive_int,
+        default=4,
+        help="test images run on the chip-sized (or test-only Cortex-M4) image (default 4)",
+    )
+    p.add_argument(
+        "--images",
+        type=positive_int,
+        default=1000,
+        help="test images for the self-test (default 1000)",
     )
     add_data_args(p)
+    p.add_argument(
+        "--random-images",
+        action="store_true",
+        help="self-test on random images instead of the dataset's test images",
+    )
     p.add_argument("--no-check", action="store_true", help="write the files without building")
-    p.add_argument("--force", action="store_true", help="overwrite a non-empty output folder")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a non-empty output folder (only once the new export is complete)",
+    )
 
 
 def _test_images(
     args: argparse.Namespace, shape: tuple[int, int, int]
 ) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """The first N test images of the dataset, or random images if it is not installed."""
+    """The first N test images of the dataset, or random ones with --random-images (never as
+    a silent fallback: a missing dataset is an error)."""
     from ..data import load_dataset
 
     c, h, _ = shape
-    try:
-        data = load_dataset(args.dataset, data_dir=args.data_dir, resolution=h, in_channels=c)
-        n = min(args.images, len(data.test))
-        test = data.test.take(range(n))
-        return test.images.numpy(), test.labels.numpy(), f"the first {n} {args.dataset} test images"
-    except DatasetNotFoundError as e:
+    if args.random_images:
         rng = np.random.default_rng(0)
         imgs = rng.integers(0, 256, (args.images, *shape), dtype=np.uint8)
-        return imgs, None, f"{args.images} random images ({e})"
+        return imgs, None, f"{args.images} random images (--random-images)"
+    try:
+        data = load_dataset(args.dataset, data_dir=args.data_dir, resolution=h, in_channels=c)
+    except DatasetNotFoundError as e:
+        raise DatasetNotFoundError(
+            f"{str(e).rstrip('.')}; the self-test needs test images (or pass --random-images)."
+        ) from None
+    n = min(args.images, len(data.test))
+    test = data.test.take(range(n))
+    return test.images.numpy(), test.labels.numpy(), f"the first {n} {args.dataset} test images"
+
+
+def _check_out(out: Path, run_dir: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise MicromixError(f"{out} exists and is not a folder; choose another --out.")
+    o, r = out.resolve(), run_dir.resolve()
+    if o == r or o in r.parents:
+        raise MicromixError(
+            f"--out {out} would replace the run directory {run_dir}; choose a folder inside or "
+            "beside it."
+        )
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise MicromixError(f"{out} is not empty; pass --force to replace the export.")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..export import export_c
     from ..integer import convert
     from ..quant.finetune import load_qat
-    from ..rundir import prepare_run_dir
+    from ..rundir import lock_dir
 
-    if args.images < 1:
-        raise MicromixError(f"--images must be at least 1, got {args.images}.")
+    if args.target not in ("host", "cortex-m4"):
+        from ..mcu import get_target
+
+        get_target(args.target)  # an unknown target or a bad target file: stop now
     run_dir = Path(args.run_dir)
     ckpt = run_dir / "qat.pt"
-    if not ckpt.exists():
+    if not ckpt.is_file():
         raise MicromixError(
             f"{run_dir} has no qat.pt; run `micromix finetune --run-dir {run_dir}` first."
         )
     out = Path(args.out) if args.out else run_dir / "c"
-    if out.is_dir() and any(out.iterdir()) and not args.force:  # before the slow loading
-        raise MicromixError(f"{out} is not empty; pass --force to overwrite the export.")
+    _check_out(out, run_dir, args.force)  # before the slow loading
     qmodel, _ = load_qat(ckpt)
     policy_file = run_dir / "policy.json"
     if policy_file.exists() and Policy.load(policy_file) != qmodel.policy:
         raise MicromixError(f"{policy_file} does not match the policy stored in {ckpt}.")
-    out = prepare_run_dir(out, force=args.force)
     imodel = convert(qmodel)
     images, labels, what = _test_images(args, imodel.input_shape)
-    print(f"micromix: exporting {len(imodel.ops)} ops to {out}; self-test on {what}")
-    export_c(imodel, out, target=args.target, test_images=images, check=not args.no_check)
+    # One exporter per output folder; the lock file sits beside it because the folder itself
+    # is replaced whole at the end.
+    lock = lock_dir(out, lockfile=out.parent / f".{out.name}.micromix.lock")
+    try:
+        _check_out(out, run_dir, args.force)
+        print(f"micromix: exporting {len(imodel.ops)} ops to {out}; self-test on {what}")
+        export_c(
+            imodel,
+            out,
+            target=args.target,
+            test_images=images,
+            check=not args.no_check,
+            cm4_images=args.chip_images,
+        )
+    finally:
+        lock.release()
     rep = imodel.report
     print(
         f"  FLASH {rep.flash_bytes:,} B constants, RAM {rep.ram_bytes:,} B = arena "
@@ -99,10 +150,24 @@ def run(args: argparse.Namespace) -> int:
         f"  self-test: {summary['selftest_identical']}/{summary['selftest_images']} images "
         "bit-identical to the numpy reference"
     )
+    if "fit" in summary:
+        f = summary["fit"]
+        print(f"  fit verdict for {f['target']} ({f['core']}): fits")
+        for k in ("flash", "ram"):
+            r = f[k]
+            print(
+                f"    {k.upper()} {r['needed']:,} / {r['available']:,} B of {r['region']} "
+                f"(margin {r['margin']:,} B)"
+            )
+        print(
+            f"    chip-sized image under qemu {f['board']}: {f['qemu_images']} images identical; "
+            f"peak stack {f['ram_breakdown']['stack_peak']:,} B"
+        )
     if "cortex_m4" in summary:
         m = summary["cortex_m4"]
         print(
-            f"  cortex-m4 (qemu mps2-an386): {m['images']} images identical; image FLASH "
+            f"  cortex-m4 test-only image (qemu mps2-an386's map): {m['images']} images "
+            f"identical; image FLASH "
             f"{m['flash_bytes']:,} B, RAM {m['ram_bytes']:,} B (stack used {m['stack_used']:,} B)"
         )
     return 0

@@ -13,12 +13,42 @@ from ..memory import memory_report
 from ..policy import Policy
 from ..quant.fakequant import DEFAULT_WEIGHT_RANGE, WEIGHT_RANGES
 from ..quant.finetune import finetune, qat_recipe, save_qat
-from ..rundir import prepare_run_dir, write_config, write_json
+from ..rundir import check_run_dir, open_run_dir, write_json
 from ..train import QAT_RECIPE, evaluate, load_model
-from .common import add_common, add_data_args, data_for, resolve_device
+from .common import (
+    add_common,
+    add_data_args,
+    check_batches,
+    check_classes,
+    data_for,
+    json_file,
+    positive_float,
+    positive_int,
+    resolve_device,
+)
 
 NAME = "finetune"
 HELP = "quantization-aware fine-tuning under a policy (checkpoint each epoch, --resume continues)"
+# Settings a resumed fine-tune must share (the policy by content, not by file name).
+FINETUNE_RESULT_KEYS = (
+    "checkpoint",
+    "model",
+    "bits",
+    "weight_range",
+    "dataset",
+    "train",
+    "device",
+    "world_size",
+)
+# What finetune writes (`--force` removes these first).
+FINETUNE_FILES = (
+    "config.json",
+    "policy.json",
+    "memory.json",
+    "metrics.json",
+    "qat.pt",
+    "checkpoint.pt",
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,15 +60,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_policy_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--policy", help="policy JSON file (e.g. from `micromix search`)")
+    p.add_argument(
+        "--policy", type=json_file, help="policy JSON file (e.g. from `micromix search`)"
+    )
     p.add_argument("--bits", type=int, help="uniform weight bits instead of a policy file")
     p.add_argument("--abits", type=int, help="uniform activation bits (default: --bits)")
 
 
 def add_qat_args(p: argparse.ArgumentParser, *, weight_range: bool = True) -> None:
-    p.add_argument("--epochs", type=int, default=QAT_RECIPE.epochs)
-    p.add_argument("--batch-size", type=int, default=QAT_RECIPE.batch_size)
-    p.add_argument("--lr", type=float, default=QAT_RECIPE.lr, help="Adam learning rate")
+    p.add_argument("--epochs", type=positive_int, default=QAT_RECIPE.epochs)
+    p.add_argument("--batch-size", type=positive_int, default=QAT_RECIPE.batch_size)
+    p.add_argument("--lr", type=positive_float, default=QAT_RECIPE.lr, help="Adam learning rate")
     if weight_range:
         p.add_argument(
             "--weight-range",
@@ -47,7 +79,10 @@ def add_qat_args(p: argparse.ArgumentParser, *, weight_range: bool = True) -> No
             help="narrow: symmetric codes (2 bits = ternary); full: all 2^b codes",
         )
     p.add_argument(
-        "--max-batches", type=int, default=None, help="cap on batches per epoch (quick runs)"
+        "--max-batches",
+        type=positive_int,
+        default=None,
+        help="cap on batches per epoch (quick runs)",
     )
 
 
@@ -61,18 +96,17 @@ def resolve_policy(args: argparse.Namespace, graph) -> Policy:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.epochs < 1:
-        raise MicromixError(f"--epochs must be at least 1, got {args.epochs}.")
     device = dist.init_from_env(resolve_device(args.device))
     run_dir = Path(args.run_dir)
+    # Every check first: a refused command leaves the run directory as it was.
+    check_run_dir(run_dir, "finetune", resume=args.resume, force=args.force)
     model, ck = load_model(args.checkpoint)
     graph = trace(model)
     policy = resolve_policy(args, graph)
-    if dist.is_main():
-        prepare_run_dir(run_dir, force=args.force, resume=args.resume)
-    dist.barrier()
     mc = model.micromix_config
     data = data_for(args, mc)
+    check_classes(data, graph)
+    check_batches(len(data.train), args.batch_size * dist.world()[1])
     cfg = qat_recipe(
         args.epochs,
         seed=args.seed,
@@ -86,15 +120,26 @@ def run(args: argparse.Namespace) -> int:
             "checkpoint": str(args.checkpoint),
             "model": mc,
             "policy": args.policy or f"uniform W{policy_bits(args)[0]}/A{policy_bits(args)[1]}",
+            "bits": policy.to_json(),
             "weight_range": args.weight_range,
             "dataset": args.dataset,
             "train": cfg.to_json(),
             "device": str(device),
             "world_size": dist.world()[1],
         }
-        write_config(run_dir, "finetune", settings)
-        policy.save(run_dir / "policy.json")
-        write_json(run_dir / "memory.json", report.to_json())
+        rd = open_run_dir(
+            run_dir,
+            "finetune",
+            settings,
+            resume=args.resume,
+            force=args.force,
+            result_keys=FINETUNE_RESULT_KEYS,
+            owned=FINETUNE_FILES,
+        )
+        if not rd.resumed:  # only once the run directory is ours; a resume has them already
+            policy.save(run_dir / "policy.json")
+            write_json(run_dir / "memory.json", report.to_json())
+    dist.barrier()
     t0 = time.time()
     float_acc = evaluate(model.to(device), data.test, device=device)
     qmodel = finetune(

@@ -11,7 +11,7 @@ from ..memory import memory_report
 from ..models import create
 from ..policy import Policy
 from ..train import load_model
-from .common import add_model_args, model_kwargs
+from .common import add_model_args, budget_arg, json_file, model_kwargs, positive_int
 
 NAME = "memory"
 HELP = "print the exact FLASH and RAM of a model under a policy"
@@ -24,16 +24,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--bits",
-        type=int,
+        type=positive_int,
         default=8,
         help="uniform weight bits (and activation bits unless --abits)",
     )
-    p.add_argument("--abits", type=int, default=None, help="uniform activation bits")
-    p.add_argument("--policy", help="policy JSON file (overrides --bits)")
+    p.add_argument("--abits", type=positive_int, default=None, help="uniform activation bits")
+    p.add_argument("--policy", type=json_file, help="policy JSON file (overrides --bits)")
     p.add_argument(
-        "--flash", help="FLASH budget: 512kB, 512KiB, 524288 or 0.48x of the 8-bit figure"
+        "--flash",
+        type=budget_arg,
+        help="FLASH budget: 512kB, 512KiB, 524288 or 0.48x of the 8-bit figure",
     )
-    p.add_argument("--ram", help="RAM budget, same forms")
+    p.add_argument("--ram", type=budget_arg, help="RAM budget, same forms")
     p.add_argument("--target", help="MCU target name (see `micromix targets`)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 

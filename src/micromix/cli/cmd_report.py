@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import MicromixError
 from ..report import render
 
 NAME = "report"
@@ -15,5 +16,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    print(render(args.run_dir))
+    from pathlib import Path
+
+    from ..rundir import lock_dir
+
+    if not Path(args.run_dir).is_dir():
+        raise MicromixError(f"{args.run_dir} is not a folder (a run directory of `micromix run`).")
+    lock = lock_dir(args.run_dir)  # no rendering while a run writes there
+    try:
+        print(render(args.run_dir))
+    finally:
+        lock.release()
     return 0

@@ -6,9 +6,9 @@ import argparse
 from dataclasses import fields, replace
 from pathlib import Path
 
-from ..pipeline import PRESETS, clean_run_dir, preset, run_pipeline
-from ..rundir import prepare_run_dir
-from .common import resolve_device
+from ..mcu import get_target
+from ..pipeline import PRESETS, RunConfig, preset, resolve_checkpoint, run_pipeline
+from .common import budget_arg, positive_float, positive_int, resolve_device, seed_int
 
 NAME = "run"
 HELP = "run the whole job end to end (default: the quick Fashion-MNIST demo)"
@@ -16,22 +16,22 @@ HELP = "run the whole job end to end (default: the quick Fashion-MNIST demo)"
 # Options that override a preset field of the same name (None = keep the preset's value).
 _OVERRIDES = {
     "model": str,
-    "width": float,
-    "resolution": int,
-    "in_channels": int,
-    "classes": int,
+    "width": positive_float,
+    "resolution": positive_int,
+    "in_channels": positive_int,
+    "classes": positive_int,
     "dataset": str,
     "checkpoint": str,
-    "flash": str,
-    "ram": str,
+    "flash": budget_arg,
+    "ram": budget_arg,
     "target": str,
     "strategy": str,
-    "episodes": int,
-    "finetune_epochs": int,
-    "float_epochs": int,
-    "eval_images": int,
-    "export_images": int,
-    "workers": int,
+    "episodes": positive_int,
+    "finetune_epochs": positive_int,
+    "float_epochs": positive_int,
+    "eval_images": positive_int,
+    "export_images": positive_int,
+    "workers": positive_int,
 }
 
 
@@ -57,30 +57,45 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="search weight bits only; activations stay at 8 bits",
     )
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=seed_int, default=None)
     p.add_argument("--device", default=None, help="cpu (default) or cuda")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    p.add_argument("--force", action="store_true", help="start over in a non-empty run directory")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run (same settings; finished stages are kept)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="start over in a non-empty run directory (removes what an earlier run wrote)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def run(args: argparse.Namespace) -> int:
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The preset with the command line's overrides. --target gives the budget: the preset's
+    ratios do not override it, and a --flash / --ram given with it applies within the target
+    (a ratio capped by the target's memory; bytes above it refused; see Budget.parse)."""
     cfg = preset(args.preset)
     changes = {
         f.name: getattr(args, f.name)
         for f in fields(cfg)
         if getattr(args, f.name, None) is not None
     }
-    cfg = replace(cfg, **changes)
+    if args.target is not None:
+        get_target(args.target)  # an unknown target or a bad target file: stop now
+        changes.setdefault("flash", None)
+        changes.setdefault("ram", None)
+    explicit = {k for k, v in changes.items() if v is not None}
+    return resolve_checkpoint(replace(cfg, **changes), explicit=explicit)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
     resolve_device(cfg.device)
     run_dir = Path(args.run_dir or f"runs/{args.preset}")
-    resume = args.resume
-    if not args.force and not resume and (run_dir / "stages.json").exists():
-        resume = True  # the default demo simply continues when rerun; say so
-        print(f"[micromix] continuing the run in {run_dir} (pass --force to start over)")
-    if args.force and run_dir.exists():
-        clean_run_dir(run_dir)  # only what micromix wrote; the user's other files stay
-    prepare_run_dir(run_dir, force=args.force, resume=resume)
-    summary = run_pipeline(run_dir, cfg, resume=resume, progress=not args.quiet)
+    summary = run_pipeline(
+        run_dir, cfg, resume=args.resume, force=args.force, progress=not args.quiet
+    )
     print(summary)
     return 0

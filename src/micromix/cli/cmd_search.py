@@ -10,8 +10,18 @@ from ..errors import MicromixError
 from ..graph import trace
 from ..memory import memory_report
 from ..policy import Policy
+from ..rundir import check_run_dir
 from ..train import load_model
-from .common import add_common, add_data_args, data_for, resolve_device
+from .common import (
+    add_common,
+    add_data_args,
+    budget_arg,
+    check_classes,
+    data_for,
+    nonneg_int,
+    positive_int,
+    resolve_device,
+)
 
 NAME = "search"
 HELP = "search a mixed-precision policy under FLASH and RAM budgets (haq, rule, ilp, ...)"
@@ -20,16 +30,23 @@ HELP = "search a mixed-precision policy under FLASH and RAM budgets (haq, rule, 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strategy", default="haq", help="haq (default), rule, ilp, uniform or random")
     p.add_argument("--checkpoint", help="float model.pt from `micromix train` (required)")
-    p.add_argument("--flash", help="FLASH budget: 512kB, 512KiB, 524288 or 0.48x of 8-bit")
-    p.add_argument("--ram", help="RAM budget, same forms (e.g. 0.42x)")
-    p.add_argument("--target", help="MCU target whose FLASH/RAM are the budget")
-    p.add_argument("--episodes", type=int, default=None, help="episodes for haq/random (600)")
-    p.add_argument("--warmup", type=int, default=None, help="random warm-up episodes (20)")
     p.add_argument(
-        "--train-images", type=int, default=None, help="fine-tune images per episode (2000)"
+        "--flash", type=budget_arg, help="FLASH budget: 512kB, 512KiB, 524288 or 0.48x of 8-bit"
+    )
+    p.add_argument("--ram", type=budget_arg, help="RAM budget, same forms (e.g. 0.42x)")
+    p.add_argument("--target", help="MCU target whose FLASH/RAM are the budget")
+    p.add_argument(
+        "--episodes", type=positive_int, default=None, help="episodes for haq/random (600)"
+    )
+    p.add_argument("--warmup", type=nonneg_int, default=None, help="random warm-up episodes (20)")
+    p.add_argument(
+        "--train-images",
+        type=positive_int,
+        default=None,
+        help="fine-tune images per episode (2000)",
     )
     p.add_argument(
-        "--eval-images", type=int, default=None, help="held-out images per episode (2000)"
+        "--eval-images", type=positive_int, default=None, help="held-out images per episode (2000)"
     )
     p.add_argument(
         "--weight-only",
@@ -37,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="search weight bits only; activations stay at 8 bits (any strategy)",
     )
     p.add_argument(
-        "--workers", type=int, default=1, help="policies evaluated at a time (Ray above 1)"
+        "--workers", type=positive_int, default=1, help="policies evaluated at a time (Ray above 1)"
     )
     p.add_argument(
         "--ray-address", default=None, help="join this Ray cluster instead of a local one"
@@ -83,16 +100,11 @@ def run(args: argparse.Namespace) -> int:
         raise MicromixError("--checkpoint is required: a float model.pt from `micromix train`.")
     if not (args.flash or args.ram or args.target):
         raise MicromixError("give a budget: --flash and/or --ram (e.g. 0.48x, 512kB) or --target.")
-    for flag in ("episodes", "warmup", "train_images", "eval_images", "workers"):
-        v = getattr(args, flag)
-        if v is not None and v < (0 if flag == "warmup" else 1):
-            raise MicromixError(f"--{flag.replace('_', '-')} must be positive, got {v}.")
     cfg = strategy_config(
         args.strategy, episodes=args.episodes, warmup=args.warmup, weights_only=args.weight_only
     )
     device = resolve_device(args.device)
-    if not Path(args.checkpoint).is_file():
-        raise MicromixError(f"checkpoint {args.checkpoint} does not exist.")
+    check_run_dir(args.run_dir, "search", resume=args.resume, force=args.force)
     model, _ = load_model(args.checkpoint)
     graph = trace(model)
     ref = memory_report(graph, Policy.uniform(graph, 8))
@@ -104,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         check_weight_only(graph, budget)
     mcfg = model.micromix_config
     data = data_for(args, mcfg)
+    check_classes(data, graph)
     qat = QATSettings()
     if args.train_images is not None:
         qat = replace(qat, train_images=args.train_images)

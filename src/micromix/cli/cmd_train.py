@@ -9,24 +9,38 @@ from pathlib import Path
 
 from .. import distributed as dist
 from ..data import load_dataset
+from ..graph import trace
 from ..models import create
-from ..rundir import prepare_run_dir, write_config, write_json
+from ..rundir import check_run_dir, open_run_dir, write_json
 from ..train import evaluate, fit, float_recipe, save_model
-from .common import add_common, add_data_args, add_model_args, model_kwargs, resolve_device
+from .common import (
+    add_common,
+    add_data_args,
+    add_model_args,
+    check_batches,
+    check_classes,
+    model_kwargs,
+    positive_float,
+    positive_int,
+    resolve_device,
+)
 
 NAME = "train"
 HELP = "train a float model (checkpoint each epoch, --resume continues)"
+TRAIN_FILES = ("config.json", "metrics.json", "model.pt", "checkpoint.pt")  # what --force removes
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
     add_data_args(p)
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.1, help="peak learning rate (SGD, cosine)")
+    p.add_argument("--epochs", type=positive_int, default=15)
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument(
+        "--lr", type=positive_float, default=0.1, help="peak learning rate (SGD, cosine)"
+    )
     p.add_argument(
         "--train-images",
-        type=int,
+        type=positive_int,
         default=None,
         help="train on a random subset of this size (quick checks)",
     )
@@ -36,9 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     device = dist.init_from_env(resolve_device(args.device))
     run_dir = Path(args.run_dir)
-    if dist.is_main():
-        prepare_run_dir(run_dir, force=args.force, resume=args.resume)
-    dist.barrier()
+    # Every check first: a refused command leaves the run directory as it was.
+    check_run_dir(run_dir, "train", resume=args.resume, force=args.force)
     model = create(args.model, **model_kwargs(args))
     data = load_dataset(
         args.dataset,
@@ -46,24 +59,27 @@ def run(args: argparse.Namespace) -> int:
         resolution=args.resolution,
         in_channels=args.in_channels,
     )
+    check_classes(data, trace(model))
     train = (
         data.train
         if args.train_images is None
         else data.train.subset(args.train_images, seed=args.seed)
     )
+    check_batches(len(train), args.batch_size * dist.world()[1])
     cfg = replace(float_recipe(args.epochs, seed=args.seed, batch_size=args.batch_size), lr=args.lr)
     if dist.is_main():
-        write_config(
-            run_dir,
-            "train",
-            {
-                "model": model.micromix_config,
-                "dataset": args.dataset,
-                "train_images": len(train),
-                "train": cfg.to_json(),
-                "device": str(device),
-            },
+        settings = {
+            "model": model.micromix_config,
+            "dataset": args.dataset,
+            "train_images": len(train),
+            "train": cfg.to_json(),
+            "device": str(device),
+            "world_size": dist.world()[1],
+        }
+        open_run_dir(
+            run_dir, "train", settings, resume=args.resume, force=args.force, owned=TRAIN_FILES
         )
+    dist.barrier()
     t0 = time.time()
     state = fit(
         model,

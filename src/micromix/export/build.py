@@ -142,20 +142,22 @@ class Cm4Result:
     sections: dict[str, int]
 
 
-def run_cm4(out_dir: Path, timeout: float = 120) -> Cm4Result:
-    """Build the Cortex-M4 image and run it under qemu (mps2-an386) with semihosting."""
-    missing = missing_tools(*ARM_TOOLS)
-    if missing:
-        raise MicromixError(
-            f"the Cortex-M4 check needs {' and '.join(missing)}, which is not installed."
-        )
-    out_dir = Path(out_dir).resolve()
-    make(out_dir, "micromix_cm4.elf")
+@dataclass(frozen=True)
+class QemuRun:
+    outputs: np.ndarray  # int64 (n, outputs) as printed by the image
+    mismatches: int
+    stack_used: int
+
+
+def run_qemu(elf: Path, machine: str, timeout: float = 120) -> QemuRun:
+    """Run a bare-metal image under qemu-system-arm with semihosting (in the image's folder)
+    and read what it prints: one `logits i: ...` line per image, `stack N`, `mismatches M`."""
+    elf = Path(elf).resolve()
     cmd = [
-        "qemu-system-arm", "-M", "mps2-an386", "-nographic", "-monitor", "none",
-        "-semihosting-config", "enable=on,target=native", "-kernel", "micromix_cm4.elf",
+        "qemu-system-arm", "-M", machine, "-nographic", "-monitor", "none",
+        "-semihosting-config", "enable=on,target=native", "-kernel", elf.name,
     ]  # fmt: skip
-    r = _run(cmd, out_dir, timeout=timeout)
+    r = _run(cmd, elf.parent, timeout=timeout)
     text = (r.stdout + r.stderr).replace("\r", "")  # semihosting writes to stderr
     rows = [
         [int(v) for v in m.group(1).split()]
@@ -165,11 +167,23 @@ def run_cm4(out_dir: Path, timeout: float = 120) -> Cm4Result:
     mm = re.search(r"^mismatches (\d+)$", text, re.M)
     if st is None or mm is None:
         raise MicromixError(
-            f"the Cortex-M4 image did not finish under qemu: {(r.stdout + r.stderr)[-500:]}"
+            f"the image {elf.name} did not finish under qemu ({machine}): {text[-500:]}"
         )
+    return QemuRun(np.array(rows, dtype=np.int64), int(mm.group(1)), int(st.group(1)))
+
+
+def run_cm4(out_dir: Path, timeout: float = 120) -> Cm4Result:
+    """Build the test-only Cortex-M4 image (embedded test data, on the memory map of qemu's
+    mps2-an386, not a chip's) and run it under qemu with semihosting."""
+    missing = missing_tools(*ARM_TOOLS)
+    if missing:
+        raise MicromixError(
+            f"the Cortex-M4 check needs {' and '.join(missing)}, which is not installed."
+        )
+    out_dir = Path(out_dir).resolve()
+    make(out_dir, "micromix_cm4.elf")
+    q = run_qemu(out_dir / "micromix_cm4.elf", "mps2-an386", timeout)
     sec = sections(out_dir / "micromix_cm4.elf", "arm-none-eabi-size")
     flash = sum(sec.get(s, 0) for s in (".isr_vector", ".text", ".rodata", ".ARM.exidx", ".data"))
     ram = sum(sec.get(s, 0) for s in (".data", ".bss", ".stack"))
-    return Cm4Result(
-        np.array(rows, dtype=np.int64), int(mm.group(1)), int(st.group(1)), flash, ram, sec
-    )
+    return Cm4Result(q.outputs, q.mismatches, q.stack_used, flash, ram, sec)

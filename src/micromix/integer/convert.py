@@ -8,7 +8,7 @@ Per op (real-valued semantics in micromix.quant.params):
   fits int32; k = 0 is the classic bias in accumulator units, whose rounding costs up to M_c / 2
   output steps, a lot where BN makes M_c large.
 - add: out = clamp((q_a * m_a + q_b * m_b + 2^(n-1)) >> n), one shift n shared by both inputs.
-- avgpool: sum over the window, then the multiplier s_in / (k * s_out).
+- avgpool, maxpool, cat, mul, lut: see micromix.integer.ops.
 The clamp range is the output tensor's integer range, which is where ReLU / ReLU6 live.
 """
 
@@ -23,6 +23,7 @@ from ..graph import Graph, Op
 from ..memory import memory_report, param_arrays
 from ..policy import ALLOWED_BITS, Policy
 from ..quant.params import LayerQuant, QuantParams, TensorQuant, round_half_up
+from . import ops
 from .arith import (
     INT32_MAX,
     MAX_SHIFT,
@@ -61,7 +62,10 @@ def convert(
         # The memory model is the contract: what we store must be exactly what it counts.
         stored = sum(a.nbytes for a in iop.arrays.values())
         stored_w = 0 if iop.weights is None else iop.weights.nbytes
-        assert (stored, stored_w) == (layer.param_bytes, layer.weight_bytes), iop.name
+        if (stored, stored_w) != (layer.param_bytes, layer.weight_bytes):
+            raise ValueError(
+                f"{iop.name} stores {stored + stored_w} B, not the memory model's bytes"
+            )
     return IntegerModel(graph, policy, report, ops, dict(qparams.tensors))
 
 
@@ -94,12 +98,15 @@ def _check_tensors(qp: QuantParams, graph: Graph, policy: Policy) -> None:
             )
 
 
-def _arrays(op: Op, **values: np.ndarray | list[int]) -> dict[str, np.ndarray]:
+def _arrays(
+    op: Op, in_bits: int | None = None, **values: np.ndarray | list[int]
+) -> dict[str, np.ndarray]:
     """The op's constants, named, typed and sized exactly as memory.param_arrays says."""
     out = {}
-    for suffix, ctype, count in param_arrays(op):
+    for suffix, ctype, count in param_arrays(op, in_bits):
         a = np.asarray(values[suffix], dtype=np.int64)
-        assert a.shape == (count,), (op.name, suffix, a.shape, count)
+        if a.shape != (count,):
+            raise ValueError(f"parameter {suffix} of {op.name} has shape {a.shape}, not ({count},)")
         info = np.iinfo(_NP[ctype])
         if a.min() < info.min or a.max() > info.max:
             raise OverflowError32(f"layer {op.name}: {suffix} does not fit {ctype}.")
@@ -128,17 +135,15 @@ def _convert_op(op: Op, qp: QuantParams) -> IntOp:
     if op.kind == "add":
         ma, mb, n = quantize_multiplier_pair(ins[0].scale / out.scale, ins[1].scale / out.scale)
         return IntOp(**_base(op, out, ins, _arrays(op, mult=[ma, mb], shift=[n])))
-    if op.kind == "avgpool":
-        k = op.kernel[0] * op.kernel[1]
-        m0, n = quantize_multiplier(ins[0].scale / (k * out.scale))
-        arrays = _arrays(op, mult=[m0], shift=[n])
-        return IntOp(**_base(op, out, ins, arrays), kernel=op.kernel, stride=op.stride)
+    if op.kind in ops.KERNELS:
+        return ops.convert_op(op, qp, _base, _arrays)
     raise MicromixError(f"op '{op.name}' of kind {op.kind} cannot be converted.")
 
 
 def _weighted(op: Op, qp: QuantParams, out: TensorQuant, inp: TensorQuant) -> IntOp:
     lq = qp.layers[op.name]
-    assert op.weight is not None
+    if op.weight is None:
+        raise ValueError(f"op {op.name} has no weight")
     w = np.asarray(lq.w_int, dtype=np.int64)
     if w.shape != op.weight.shape:
         raise MicromixError(
@@ -241,7 +246,7 @@ def random_qparams(
         elif op.kind == "add":
             real = xs[0] * ins[0].scale + xs[1] * ins[1].scale
         else:
-            real = xs[0] * ins[0].scale  # the pooled mean has the same spread
+            real = ops.real_output(op, ins, xs)
         top = np.percentile(np.abs(real) if signed else np.maximum(real, 0), 99.5)
         qmax = 2 ** (bits - 1) - 1 if signed else 2**bits - 1
         tensors[op.output] = TensorQuant(op.output, bits, signed, max(float(top), 1e-6) / qmax)

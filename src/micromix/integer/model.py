@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ..errors import OverflowError32
 from ..graph import Graph, Op
 from ..memory import MemoryReport
 from ..policy import Policy
@@ -60,7 +61,8 @@ class IntOp:
     def weight_matrix(self) -> np.ndarray:
         """Unpacked weights, int64 (C_out, kh, kw, C_in/groups), from the packed bytes."""
         if "w" not in self._cache:
-            assert self.weights is not None and self.w_bits is not None
+            if self.weights is None or self.w_bits is None:
+                raise ValueError(f"op {self.op.name} has no weights")
             cout = self.op.out_shape[0]
             rows = self.weights.reshape(cout, -1)
             w = unpack_bits(rows, self.w_bits, self.row_elems, signed=True)
@@ -132,7 +134,10 @@ def _exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a column of b; float32 holds integers exactly below 2^24, float64 below 2^53."""
     bound = float(np.abs(a).max(initial=0)) * float(np.abs(b).sum(axis=0).max(initial=0))
     ft = np.float32 if bound < 2**24 else np.float64
-    assert bound < 2**53
+    if bound >= 2**53:  # float64 would round: the integer result would be wrong
+        raise OverflowError32(
+            f"an integer product reaches {bound:.3g}, beyond exact float64 (2^53)."
+        )
     return np.rint(a.astype(ft) @ b.astype(ft)).astype(np.int64)
 
 
@@ -184,12 +189,8 @@ def _add(iop: IntOp, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.clip(y, iop.qmin, iop.qmax)
 
 
-def _avgpool(iop: IntOp, x: np.ndarray) -> np.ndarray:
-    (kh, kw), (_, oh, ow) = iop.kernel, iop.op.out_shape
-    n, c = len(x), x.shape[3]
-    s = x[:, : oh * kh, : ow * kw].reshape(n, oh, kh, ow, kw, c).sum(axis=(2, 4))
-    y = requantize(s, iop.arrays["mult"][0], iop.arrays["shift"][0], where=f"pool {iop.name}")
-    return np.clip(y, iop.qmin, iop.qmax)
+_KERNELS = {"conv": _conv, "linear": _conv, "add": _add}
 
+from .ops import KERNELS as _OP_KERNELS  # noqa: E402  (ops imports IntOp from here)
 
-_KERNELS = {"conv": _conv, "linear": _conv, "add": _add, "avgpool": _avgpool}
+_KERNELS.update(_OP_KERNELS)

@@ -11,6 +11,7 @@ folds into the per-channel weight scale and bias.
 from __future__ import annotations
 
 import copy
+import operator
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -30,6 +31,7 @@ from .fakequant import (
     fake_quant,
     quantize_weight_module,
 )
+from .lut import LutAct
 from .params import LayerQuant, QuantParams, TensorQuant
 
 INPUT_SCALE = 1.0 / 255.0
@@ -84,6 +86,11 @@ def rewrite(
     """
     gm = torch.fx.symbolic_trace(copy.deepcopy(model))
     nodes = {n.name: n for n in gm.graph.nodes}
+    for name in graph.dropped:  # a trailing softmax: the QAT model returns the logits
+        node = nodes[name]
+        node.replace_all_uses_with(node.args[0] if node.args else node.kwargs["input"])
+        gm.graph.erase_node(node)
+    luts = _table_activations(gm, graph, nodes)
     for op in graph.weight_ops:
         path = op.weight.module
         gm.set_submodule(path, weight_module(op.name, gm.get_submodule(path)))
@@ -98,6 +105,11 @@ def rewrite(
         if node is None:
             raise ValueError(f"fx node {t.fx_node} of tensor {name} not found; wrong graph?")
         op = None if t.producer is None else graph.op(t.producer)
+        if _keeps_input_grid(graph, op, act_bits) and op.inputs[0] in targets:
+            # A max pool that keeps its input's bits outputs codes of the input's grid: it
+            # shares the input's quantizer (same scale), and the C needs no requantization.
+            targets[name] = targets[op.inputs[0]]
+            continue
         if name == graph.input:
             q = ActQuant(8, False, init=1.0, learn=False)  # scale 1.0 / 255 = 1/255
         else:
@@ -116,9 +128,51 @@ def rewrite(
             with gm.graph.inserting_after(node):
                 new = gm.graph.call_module(targets[name], (node,))
             node.replace_all_uses_with(new, delete_user_cb=lambda user, new=new: user is not new)
+    for op_name, lut in luts.items():
+        op = graph.op(op_name)
+        if op.inputs[0] in targets and op.output in targets:
+            lut.bind(gm.get_submodule(targets[op.inputs[0]]), gm.get_submodule(targets[op.output]))
     gm.graph.lint()
     gm.recompile()
     return gm, targets
+
+
+def _keeps_input_grid(graph: Graph, op, act_bits: Callable[[str], int | None]) -> bool:
+    if op is None or op.kind != "maxpool" or op.act is not None:
+        return False
+    x = op.inputs[0]
+    return (
+        act_bits(x) is not None
+        and act_bits(x) == act_bits(op.output)
+        and graph.tensors[x].signed == graph.tensors[op.output].signed
+    )
+
+
+def _is_mul(node: torch.fx.Node) -> bool:
+    return node.target in (operator.mul, torch.mul, "mul", "__mul__")
+
+
+def _table_activations(gm: torch.fx.GraphModule, graph: Graph, nodes: dict) -> dict[str, LutAct]:
+    """Turn every table-activation node into a call of a LutAct module (in place, same name)."""
+    luts: dict[str, LutAct] = {}
+    if any(o.kind == "lut" for o in graph.ops):
+        gm.add_module("mm_lut", nn.Module())
+    for op in graph.ops:
+        if op.kind != "lut":
+            continue
+        node = nodes[op.fx_nodes[0]]
+        x = node.args[0] if node.args else node.kwargs["input"]
+        table_node = node
+        if len(op.fx_nodes) > 1 and _is_mul(nodes[op.fx_nodes[1]]):
+            table_node = nodes[op.fx_nodes[1]]  # x * sigmoid(x) traced as one silu table
+        mod = _module_name(op.name)
+        luts[op.name] = LutAct(op.fn, op.alpha)
+        gm.get_submodule("mm_lut").add_module(mod, luts[op.name])
+        table_node.op, table_node.target = "call_module", f"mm_lut.{mod}"
+        table_node.args, table_node.kwargs = (x,), {}
+        if table_node is not node:
+            gm.graph.erase_node(node)  # the sigmoid, now read by nothing
+    return luts
 
 
 def prepare(

@@ -133,6 +133,7 @@ class ReplayBuffer:
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
         for k, v in d.items():
+            # Checkpoints store the arrays as tensors (loadable with weights_only=True).
             if isinstance(v, torch.Tensor):
                 v = v.numpy()
             setattr(self, k, v.copy() if isinstance(v, np.ndarray) else v)

@@ -32,13 +32,23 @@ from ..errors import CheckpointError, InfeasibleBudgetError, MicromixError
 from ..graph import Graph, trace
 from ..memory import MemoryReport, SizeTable, memory_report, size_table
 from ..policy import FIXED_BITS, Policy
-from ..rundir import prepare_run_dir, write_config, write_json
+from ..rundir import open_run_dir, write_json
 from .evaluate import CachedEvaluator, Evaluator, QATEvaluator, QATSettings, threads
 from .parallel import make_pool
 from .registry import StrategyConfig, create, get
 from .wall import Wall
 
 ILP_CALIB_IMAGES = 1024
+# What a search writes into its run directory (`force=True` removes these first).
+SEARCH_FILES = (
+    "checkpoint.pt",
+    "episodes.jsonl",
+    "policy.json",
+    "memory.json",
+    "metrics.json",
+    "rewards.png",
+    "policy.png",
+)
 
 
 @dataclass
@@ -160,7 +170,7 @@ def search_identity(
         "evaluator": ident() if callable(ident) else type(evaluator).__name__,
         "seed": seed,
         "budget": budget.to_json(),
-        "model": ";".join(f"{o.name}:{o.kind}:{o.out_shape}" for o in graph.ops),
+        "graph": ";".join(f"{o.name}:{o.kind}:{o.out_shape}" for o in graph.ops),
     }
 
 
@@ -229,7 +239,11 @@ def search(
     for what, n in (("train", qat.train_images), ("eval", qat.eval_images)):
         if n < 1:
             raise MicromixError(f"--{what}-images must be at least 1, got {n}.")
-    run = prepare_run_dir(run_dir, force=force, resume=resume) if run_dir is not None else None
+    if evaluator is None and qat.train_images < qat.batch_size:
+        raise MicromixError(
+            f"--train-images {qat.train_images} is fewer than one fine-tune batch of the search "
+            f"({qat.batch_size} images), so no policy would be trained; use at least {qat.batch_size}."
+        )
     if evaluator is None:
         if model is None or data is None:
             raise MicromixError("search needs a model and data, or an evaluator.")
@@ -238,17 +252,23 @@ def search(
         make = getattr(evaluator, "rescorer", None)
         rescorer = make() if callable(make) else evaluator
     identity = search_identity(cfg, evaluator, seed, budget, graph)
-    if run is not None:
-        write_config(
-            run,
+    rd = run = None
+    if run_dir is not None:  # lock; a resume must have every setting that changes a reward
+        rd = open_run_dir(
+            run_dir,
             "search",
             {
                 **identity,
-                "workers": workers,
                 "device": str(device),
+                "workers": workers,  # recorded only: the result does not depend on it
                 "model": getattr(model, "micromix_config", None),
             },
+            resume=resume,
+            force=force,
+            result_keys=(*identity, "device"),
+            owned=SEARCH_FILES,
         )
+        run = rd.path
     cached = CachedEvaluator(evaluator)
     pool = make_pool(evaluator, workers, ray_address) if entry.episodic else None
     ctx = SearchContext(
@@ -273,6 +293,10 @@ def search(
         finished = stop_after is None or result.episodes < stop_after or not entry.episodic
         if finished:
             _choose(graph, result, cached, rescorer, getattr(cfg, "top_k", 1), workers, ray_address)
+    except BaseException:
+        if rd is not None:
+            rd.close()
+        raise
     finally:
         if pool is not None:
             pool.close()
@@ -282,8 +306,11 @@ def search(
     result.float_accuracy = cached.float_accuracy
     # Policies trained over the whole search (a resumed run counts those before the stop too).
     result.evaluations, result.cache_hits = len(cached.cache), cached.hits
-    if run is not None:
-        _write_outputs(run, graph, result, plots)
+    if rd is not None:
+        try:
+            _write_outputs(rd.path, graph, result, plots)
+        finally:
+            rd.close()
     return result
 
 

@@ -27,9 +27,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..errors import MicromixError
 from ..memory import memory_report
 from ..policy import Policy
-from ..rundir import load_checkpoint, save_checkpoint
+from ..rundir import load_checkpoint, save_checkpoint, write_text
 from .ddpg import DDPG, DDPGConfig
 from .env import OBS_DIM, QuantEnv, reward
 from .registry import StrategyConfig, register
@@ -124,7 +125,7 @@ def _episodic(ctx, cfg: RandomConfig, haq: bool):
         seeds, proposals, boost = ck["seeds"], ck["proposals"], ck["boost"]
         resumed = True
     if run is not None:  # drop lines written after the last checkpoint
-        (run / "episodes.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+        write_text(run / "episodes.jsonl", "".join(json.dumps(h) + "\n" for h in history))
 
     def distinct() -> int:
         return sum(1 for h in history if h["new"])
@@ -264,7 +265,8 @@ def _episodic(ctx, cfg: RandomConfig, haq: bool):
         if best is not None:
             bar.set_postfix(best=f"{best[0]:.2f}%")
     bar.close()
-    assert best is not None
+    if best is None:
+        raise MicromixError("the search ran no episode.")
     top = history[best[1]]
     policy = Policy.from_json(top["policy"])
     return SearchResult(

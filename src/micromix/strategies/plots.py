@@ -15,6 +15,7 @@ from ..budget import Budget  # noqa: E402
 from ..graph import Graph  # noqa: E402
 from ..memory import MemoryReport  # noqa: E402
 from ..policy import Policy  # noqa: E402
+from ..rundir import atomic_path  # noqa: E402
 
 
 def plot_rewards(history: list[dict[str, Any]], path: str | Path) -> None:
@@ -28,7 +29,8 @@ def plot_rewards(history: list[dict[str, Any]], path: str | Path) -> None:
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:  # never a half-written PNG
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
 
 
@@ -67,5 +69,6 @@ def plot_policy(
     a3.set_xticks(x)
     a3.set_xticklabels(names, rotation=90, fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:  # never a half-written PNG
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)

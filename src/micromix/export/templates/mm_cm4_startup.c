@@ -1,4 +1,4 @@
-/* micromix: Cortex-M4 startup for qemu's mps2-an386: vector table, reset handler (copies
+/* micromix: minimal Cortex-M startup (any core, ARMv6-M and up): vector table, reset handler (copies
  * .data, zeroes .bss, paints the stack to measure its use) and semihosting output/exit. */
 #include <stdint.h>
 
@@ -8,7 +8,7 @@ extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _sstack, _estack;
 int main(void);
 
 /* Arm semihosting: operation in r0, argument in r1, trap with BKPT 0xAB (qemu -semihosting). */
-static int mm_semihost(int op, const void *arg)
+int mm_semihost(int op, const void *arg)
 {
     register int r0 __asm__("r0") = op;
     register const void *r1 __asm__("r1") = arg;

