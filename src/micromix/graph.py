@@ -156,17 +156,19 @@ _SCALAR_FUNCS = {operator.mul, operator.add, operator.sub, operator.floordiv, op
 def trace(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> Graph:
     """Trace `model` with torch.fx and fuse it into MCU ops.
 
-    `input_shape` is (N, C, H, W); the default comes from a zoo model's `micromix_config`.
+    `input_shape` is (N, C, H, W); the default is the shape the model was traced with before,
+    or the one its model spec or zoo config gives. A successful trace records it on the model.
     Raises UnsupportedOpError naming the op and its module path for anything not supported.
     """
+    from .models.spec import input_shape_of, record_input_shape
+
     if input_shape is None:
-        cfg = getattr(model, "micromix_config", None)
-        if cfg is None:
+        # Given once: a traced model remembers its shape; a spec or zoo config also has it.
+        input_shape = input_shape_of(model)
+        if input_shape is None:
             raise UnsupportedOpError(
                 "trace needs input_shape=(1, C, H, W) for a model outside the zoo."
             )
-        r = cfg["resolution"]
-        input_shape = (1, cfg["in_channels"], r, r)
     input_shape = tuple(int(d) for d in input_shape)
     if len(input_shape) != 4:
         raise UnsupportedOpError(f"input_shape must be (N, C, H, W), got {input_shape}.")
@@ -190,7 +192,9 @@ def trace(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> Graph
         ) from None
     finally:
         model.train(was_training)
-    return _Fuser(gm, input_shape).run()
+    graph = _Fuser(gm, input_shape).run()
+    record_input_shape(model, input_shape)
+    return graph
 
 
 def _chw(node: torch.fx.Node) -> tuple[int, int, int]:

@@ -9,6 +9,7 @@ claimed (`rundir.open_run_dir`: lock, same command and settings on --resume, con
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -22,9 +23,10 @@ from .data import DataSplits, load_dataset
 from .errors import MicromixError
 from .graph import trace
 from .memory import memory_report
+from .models import input_shape_of, spec_of
 from .policy import Policy
-from .rundir import check_run_dir, open_run_dir, read_json, write_json
-from .train import evaluate, fit, float_recipe, load_model, save_model
+from .rundir import check_run_dir, load_checkpoint, open_run_dir, read_json, write_json
+from .train import evaluate, fit, float_recipe, load_float, load_model, save_model
 
 ASSET = Path(__file__).parent / "assets" / "mobilenet_v1_w025_fmnist28.pt"
 ASSET_COMMAND = "micromix train --model mobilenet_v1 --width 0.25 --epochs 20 --run-dir runs/float-mbv1-025 --seed 0"
@@ -34,7 +36,9 @@ ASSET_COMMAND = "micromix train --model mobilenet_v1 --width 0.25 --epochs 20 --
 class RunConfig:
     """Every setting of `micromix run`; a preset is one of these."""
 
-    model: str = "mobilenet_v1"
+    model: str = "mobilenet_v1"  # zoo name, path/to/net.py:NAME or package.module:NAME
+    model_args: str | None = None  # JSON keyword arguments of the model
+    input_shape: str | None = None  # CxHxW; needed outside the zoo
     width: float = 0.25
     resolution: int = 28
     in_channels: int = 1
@@ -59,8 +63,26 @@ class RunConfig:
     eval_images: int | None = None  # None: the whole 10k test set
     export_images: int = 1000
     export_target: str = "auto"  # host, cortex-m4, or auto (cortex-m4 when its tools are installed)
+    batch_size: int | None = None  # None: 128 float, 64 per search episode, 128 QAT
     seed: int = 0
     device: str = "cpu"
+
+    def model_spec(self):
+        """The ModelSpec of `model` (zoo: width, resolution, channels, classes)."""
+        from .models import list_models, parse_input_shape, parse_model_args, spec_from_ref
+
+        args = parse_model_args(self.model_args)
+        if self.model in list_models():
+            c, r = self.in_channels, self.resolution
+            if self.input_shape:
+                c, h, w = parse_input_shape(self.input_shape)
+                r = max(h, w)
+            zoo = {"width": self.width, "resolution": r, "in_channels": c}
+            args = {**zoo, "num_classes": self.classes, **args}
+        spec = spec_from_ref(self.model, args, self.input_shape)  # an unknown name fails here
+        if spec.input_shape is None and spec.kind != "zoo":
+            raise MicromixError(f"give --input-shape CxHxW for {self.model} (e.g. 1x28x28).")
+        return spec
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,6 +119,9 @@ class Pipeline:
         self.state_path = run_dir / "stages.json"
         self.done: dict[str, Any] = {}
         self._data: DataSplits | None = None
+        self.spec = cfg.model_spec()
+        self.input_shape = self.spec.input_shape  # None only for a zoo spec before building
+        self.model_spec_json: dict[str, Any] | None = self.spec.to_json()
 
     def load_state(self) -> None:
         """The finished stages (on --resume), read once the run directory is ours."""
@@ -125,35 +150,36 @@ class Pipeline:
         if self.resume and saved.exists():
             model = load_model(saved)[0]
         elif c.checkpoint or self._asset_matches():
-            model = load_model(c.checkpoint or ASSET)[0]
+            # A micromix model file as it is; plain weights go into the --model architecture.
+            model = load_float(c.checkpoint or ASSET, self.spec)
         else:
-            from .models import create
+            from .models import build
 
-            model = create(
-                c.model,
-                width=c.width,
-                resolution=c.resolution,
-                in_channels=c.in_channels,
-                num_classes=c.classes,
-            )
+            model = build(self.spec)
         graph = trace(model)
+        self.input_shape = input_shape_of(model)[1:]  # the data is loaded at this size
+        spec = spec_of(model)
+        self.model_spec_json = None if spec is None else spec.to_json()
         ref = memory_report(graph, Policy.uniform(graph, 8))
         check_feasible(graph, Budget.parse(c.flash, c.ram, target=c.target, reference=ref))
         check_classes(self.data, graph)
-        batch = QATSettings().batch_size
+        batch = c.batch_size or QATSettings().batch_size
         if c.search_train_images < batch and c.strategy in ("haq", "random"):
             raise MicromixError(
                 f"--search-train-images {c.search_train_images} is fewer than one fine-tune "
                 f"batch of the search ({batch} images); use at least {batch}."
             )
-        check_batches(len(self.data.train), QAT_RECIPE.batch_size)
+        check_batches(len(self.data.train), c.batch_size or QAT_RECIPE.batch_size)
 
     # ---- helpers -------------------------------------------------------------------------
     @property
     def data(self) -> DataSplits:
         if self._data is None:
-            c = self.cfg
-            self._data = load_dataset(c.dataset, resolution=c.resolution, in_channels=c.in_channels)
+            if self.input_shape is None:
+                from .models import build
+
+                self.input_shape = build(self.spec).micromix_spec.input_shape
+            self._data = load_dataset(self.cfg.dataset, input_shape=self.input_shape)
         return self._data
 
     @property
@@ -174,25 +200,23 @@ class Pipeline:
         c = self.cfg
         path = self.dir / "float" / "model.pt"
         if "float" in self.done:
-            return load_model(path)[0]
+            model = load_model(path)[0]
+            self.input_shape = input_shape_of(model)[1:]
+            return model
         t0 = time.time()
         src = c.checkpoint or (str(ASSET) if self._asset_matches() else None)
         if src is not None:
-            model, meta = load_model(src)
+            # A micromix model file as it is; plain weights go into the --model architecture.
+            model = load_float(src, self.spec)
+            meta = load_checkpoint(src)
             self.say(f"float model from {src}")
             made_by = meta.get("made_by", ASSET_COMMAND if src == str(ASSET) else "user checkpoint")
         else:
-            from .models import create
+            from .models import build
 
             self.say(f"training the float model ({c.float_epochs} epochs)")
-            model = create(
-                c.model,
-                width=c.width,
-                resolution=c.resolution,
-                in_channels=c.in_channels,
-                num_classes=c.classes,
-            )
-            cfg = float_recipe(c.float_epochs, seed=c.seed)
+            model = build(self.spec)
+            cfg = float_recipe(c.float_epochs, seed=c.seed, batch_size=c.batch_size or 128)
             fit(
                 model,
                 self.data.train,
@@ -204,6 +228,7 @@ class Pipeline:
                 desc="float",
             )
             made_by = "micromix run (float stage)"
+        self.input_shape = input_shape_of(model)[1:]
         acc = evaluate(model.to(self.device), self.test_set, device=self.device)
         save_model(path, model.cpu(), made_by=made_by, metrics={"test_acc": acc})
         self.mark("float", test_acc=acc, source=src or "trained", seconds=time.time() - t0)
@@ -212,6 +237,8 @@ class Pipeline:
 
     def _asset_matches(self) -> bool:
         c = self.cfg
+        if c.model_args or (c.input_shape and c.input_shape != "1x28x28"):
+            return False
         return (c.model, c.width, c.resolution, c.in_channels, c.classes, c.dataset) == (
             "mobilenet_v1",
             0.25,
@@ -259,6 +286,8 @@ class Pipeline:
             weights_only=c.weight_only,
         )
         qat = QATSettings(train_images=c.search_train_images, eval_images=c.search_eval_images)
+        if c.batch_size:
+            qat = replace(qat, batch_size=c.batch_size)
         result = search(
             model,
             self.data,
@@ -291,6 +320,8 @@ class Pipeline:
         t0 = time.time()
         graph = trace(model)
         cfg = qat_recipe(c.finetune_epochs, max_batches=c.finetune_batches, seed=c.seed)
+        if c.batch_size:
+            cfg = replace(cfg, batch_size=c.batch_size)
         q = finetune(
             model,
             policy,
@@ -316,10 +347,13 @@ class Pipeline:
         if "integer" not in self.done:
             t0 = time.time()
             ds = self.test_set
-            logits = imodel.run(ds.images.numpy())
+            # Batches of at most ~64 MB of int64 activations: big inputs stay in memory bounds.
+            per_image = 8 * sum(int(np.prod(t.shape)) for t in imodel.graph.tensors.values())
+            batch = max(1, min(250, (64 << 20) // max(per_image, 1)))
+            logits = imodel.run(ds.images.numpy(), batch_size=batch)
             pred = np.asarray(logits).argmax(1)
             with torch.no_grad():
-                fq = torch.cat([qmodel(x).argmax(1) for x in _chunks(ds)]).numpy()
+                fq = torch.cat([qmodel(x).argmax(1) for x in _chunks(ds, batch)]).numpy()
             labels = ds.labels.numpy()
             acc = float((pred == labels).mean() * 100)
             self.mark(
@@ -407,9 +441,8 @@ def export_chip(target: str | None):
 
 
 def _chunks(ds, size: int = 250):
-    x = ds.images.float() / 255.0
-    for i in range(0, len(x), size):
-        yield x[i : i + size]
+    for i in range(0, len(ds), size):
+        yield ds.images[i : i + size].float() / 255.0
 
 
 # What `micromix run` writes; `--force` removes exactly these before starting over.
@@ -460,7 +493,18 @@ def run_pipeline(
     check_run_dir(run_dir, "run", resume=resume, force=force)
     p = Pipeline(run_dir, cfg, resume=resume, progress=progress)
     p.validate()
-    with open_run_dir(run_dir, "run", cfg.to_json(), resume=resume, force=force, owned=OWNED):
+    # The spec (file path + sha256, args, shape) lets later commands rebuild the model.
+    # A resume compares the run's settings only: a changed model file is a warning, not a refusal.
+    settings = {**cfg.to_json(), "model_spec": p.model_spec_json}
+    with open_run_dir(
+        run_dir,
+        "run",
+        settings,
+        resume=resume,
+        force=force,
+        owned=OWNED,
+        result_keys=list(cfg.to_json()),
+    ):
         p.load_state()
         t0 = time.time()
         model = p.float_model()
@@ -482,7 +526,11 @@ def resolve_checkpoint(cfg: RunConfig, explicit: set[str] = frozenset()) -> RunC
     with the file is an error. `explicit` names the options the user gave."""
     if not cfg.checkpoint:
         return cfg
-    _, meta = load_model(cfg.checkpoint)
+    from .train import is_model_file
+
+    meta = load_checkpoint(cfg.checkpoint)
+    if not is_model_file(meta):
+        return cfg  # plain weights: the model is --model's
     mc = meta.get("model_config") or {}
     from_file = {
         "model": mc.get("name"),
@@ -491,6 +539,14 @@ def resolve_checkpoint(cfg: RunConfig, explicit: set[str] = frozenset()) -> RunC
         "in_channels": mc.get("in_channels"),
         "classes": mc.get("num_classes"),
     }
+    spec = meta.get("model_spec") or {}
+    if spec.get("kind") in ("file", "module"):  # a user's model: its spec names it
+        shape = spec.get("input_shape")
+        from_file = {
+            "model": f"{spec['location']}:{spec['name']}",
+            "model_args": json.dumps(spec.get("args") or {}, sort_keys=True),
+            "input_shape": "x".join(map(str, shape)) if shape else None,
+        }
     changes = {}
     for k, v in from_file.items():
         if v is None:

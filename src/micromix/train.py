@@ -260,29 +260,122 @@ def float_recipe(epochs: int, seed: int = 0, batch_size: int = 128) -> TrainConf
     return replace(TrainConfig(), epochs=epochs, seed=seed, batch_size=batch_size)
 
 
+MODEL_KIND = "micromix-model"
+
+
 def save_model(path: str | Path, model: nn.Module, **meta: Any) -> None:
-    """A self-describing model file: the zoo config (to rebuild it) plus the weights."""
+    """A self-describing model file: the model spec (plain JSON data that rebuilds the
+    architecture: zoo name, or file/module + NAME + args + input shape) plus the weights."""
+    from .models import spec_of
+
+    spec = spec_of(model)
     cfg = getattr(model, "micromix_config", None)
     save_checkpoint(
         path,
-        {"kind": "micromix-model", "model_config": cfg, "state_dict": model.state_dict(), **meta},
+        {
+            "kind": MODEL_KIND,
+            "model_spec": None if spec is None else spec.to_json(),
+            "model_config": cfg,
+            "state_dict": model.state_dict(),
+            **meta,
+        },
     )
 
 
 def load_model(path: str | Path, map_location: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a zoo model saved by `save_model` (e.g. `micromix train`'s model.pt)."""
-    from .models import create_from_config
+    """Rebuild a model saved by `save_model` (e.g. `micromix train`'s model.pt): zoo models
+    from their config, others by importing their recorded file or module again."""
+    from .models import ModelSpec, build, create_from_config
 
     ck = load_checkpoint(path, map_location=map_location)
-    if ck.get("kind") != "micromix-model" or not ck.get("model_config"):
+    if ck.get("kind") != MODEL_KIND or not (ck.get("model_spec") or ck.get("model_config")):
         raise CheckpointError(
-            f"{path} is not a micromix model file (expected one written by `micromix train`)."
+            f"{path} is not a micromix model file (expected one written by `micromix train`); "
+            "pass it as --checkpoint together with --model to load plain weights."
         )
-    model = create_from_config(ck["model_config"])
-    try:
-        model.load_state_dict(ck["state_dict"])
-    except RuntimeError:
-        raise CheckpointError(
-            f"the weights in {path} do not match the model it describes."
-        ) from None
+    if ck.get("model_spec"):
+        model = build(ModelSpec.from_json(ck["model_spec"]))
+    else:
+        model = create_from_config(ck["model_config"])
+    load_weights(model, ck["state_dict"], source=str(path))
     return model, ck
+
+
+def load_float(checkpoint: str | Path | None, spec: Any = None) -> nn.Module:
+    """A float model: a micromix model file as it is, plain weights (any layout
+    `state_dict_of` knows) into the model `spec` describes, or a fresh `spec` model."""
+    from .models import build
+
+    if checkpoint is None:
+        if spec is None:
+            raise CheckpointError("no checkpoint and no model spec: nothing to build.")
+        return build(spec)
+    ck = load_checkpoint(checkpoint)
+    if is_model_file(ck):
+        return load_model(checkpoint)[0]
+    if spec is None:
+        raise CheckpointError(
+            f"{checkpoint} holds plain weights, not a micromix model file; give --model "
+            "(and --model-args / --input-shape) for the architecture they belong to."
+        )
+    model = build(spec)
+    load_weights(model, ck, source=str(checkpoint))
+    return model
+
+
+def is_model_file(ck: dict[str, Any]) -> bool:
+    return ck.get("kind") == MODEL_KIND
+
+
+def state_dict_of(ck: dict[str, Any], source: str = "the checkpoint") -> dict[str, torch.Tensor]:
+    """The weights inside the usual checkpoint layouts: micromix files, a plain state_dict, or
+    a training-loop dict {"state_dict": ...} / {"model": ...}; a DDP `module.` prefix is
+    removed."""
+    state: Any = ck
+    for key in ("state_dict", "model"):
+        if isinstance(ck.get(key), dict):
+            state = ck[key]
+            break
+    if (
+        not isinstance(state, dict)
+        or not state
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())
+    ):
+        raise CheckpointError(
+            f"{source} holds no state_dict (expected tensors by name, or a dict with "
+            "'state_dict' or 'model')."
+        )
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
+def load_weights(model: nn.Module, ck: dict[str, Any], source: str = "the checkpoint") -> None:
+    """Load the weights of `ck` (any layout `state_dict_of` knows) into `model`; a mismatch
+    names the first missing or unexpected key and the shapes."""
+    state = state_dict_of(ck, source)
+    own = model.state_dict()
+    # Older or foreign files may lack BN's counter; it does not change any output.
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in own]
+    if missing:
+        raise CheckpointError(
+            f"{source} does not match the model: it lacks {missing[0]} (shape "
+            f"{tuple(own[missing[0]].shape)}){_and_more(missing)}."
+        )
+    if unexpected:
+        raise CheckpointError(
+            f"{source} does not match the model: it has {unexpected[0]} (shape "
+            f"{tuple(state[unexpected[0]].shape)}) that the model lacks{_and_more(unexpected)}."
+        )
+    for k, v in state.items():
+        if tuple(v.shape) != tuple(own[k].shape):
+            raise CheckpointError(
+                f"{source} does not match the model: {k} has shape {tuple(v.shape)} in the "
+                f"checkpoint but {tuple(own[k].shape)} in the model."
+            )
+    model.load_state_dict(state, strict=False)
+
+
+def _and_more(keys: list[str]) -> str:
+    return f" and {len(keys) - 1} more" if len(keys) > 1 else ""

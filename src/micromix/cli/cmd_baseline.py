@@ -19,15 +19,18 @@ from ..quant.finetune import finetune, qat_recipe, save_qat
 from ..quant.kmeans import kmeans_flash_bytes, kmeans_quantize
 from ..quant.prepare import calibrate, calibration_batches, reestimate_bn
 from ..rundir import check_run_dir, open_run_dir, write_json
-from ..train import evaluate, fit, float_recipe, load_model, save_model
+from ..train import evaluate, fit, float_recipe, save_model
 from .cmd_finetune import add_qat_args
 from .common import (
     add_common,
     add_data_args,
+    add_model_args,
     budget_arg,
     data_for,
+    load_model_for,
     positive_int,
     resolve_device,
+    spec_json,
 )
 
 NAME = "baseline"
@@ -73,6 +76,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="4 (float32) or 2 (int16) per centroid",
     )
     for s in (u, f, k):
+        add_model_args(s, default=None)
         add_data_args(s)
         add_qat_args(s, weight_range=s is not k)
         add_common(s)
@@ -83,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     command = f"baseline {args.kind}"
     check_run_dir(run_dir, command, resume=args.resume, force=args.force)
-    model, _ = load_model(args.checkpoint)
+    model = load_model_for(args)
     graph = trace(model)
     job = {"uniform": run_uniform, "fit8": run_fit8, "kmeans": run_kmeans}[args.kind]
     _validate(args, graph)  # user mistakes surface before anything is written
@@ -93,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
             for k, v in vars(args).items()
             if not k.startswith("_") and k not in NOT_RESULT
         }
+        settings["model_spec"] = spec_json(model)
         open_run_dir(run_dir, command, settings, resume=args.resume, force=args.force)
     dist.barrier()
     result = job(args, model, graph, device, run_dir)
@@ -161,7 +166,7 @@ def _finetune(args, model, policy: Policy, graph, train, device, checkpoint: Pat
 
 def run_uniform(args, model, graph, device, run_dir: Path) -> dict:
     policies = uniform_policies(graph, _names(args.configs))
-    data = data_for(args, model.micromix_config)
+    data = data_for(args, model)
     rows = {"float": {"test_acc": evaluate(model.to(device), data.test, device=device)}}
     for name, pol in policies.items():
         t0 = time.time()
@@ -186,7 +191,11 @@ def run_uniform(args, model, graph, device, run_dir: Path) -> dict:
 def run_fit8(args, model, graph, device, run_dir: Path) -> dict:
     ref = memory_report(graph, Policy.uniform(graph, 8))
     budget = Budget.parse(args.flash, args.ram, target=args.target, reference=ref)
-    mc = model.micromix_config
+    mc = getattr(model, "micromix_config", None)
+    if mc is None:
+        raise MicromixError(
+            "fit8 scales a zoo model's width and resolution; this model is not from the zoo."
+        )
     fixed = {k: mc[k] for k in ("in_channels", "num_classes", "dropout")}
     widths = _numbers(args.widths, float, "--widths")
     resolutions = _numbers(args.resolutions, int, "--resolutions")
@@ -223,7 +232,7 @@ def run_fit8(args, model, graph, device, run_dir: Path) -> dict:
 
 
 def run_kmeans(args, model, graph, device, run_dir: Path) -> dict:
-    data = data_for(args, model.micromix_config)
+    data = data_for(args, model)
     km = kmeans_quantize(model, args.wbits, graph, act_bits=args.abits or None).to(device)
     if args.abits:
         calibrate(km, data.train, device=device)

@@ -16,7 +16,11 @@ HELP = "integer-only C code of a fine-tuned model, built and checked bit for bit
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run-dir", required=True, help="run directory of `micromix finetune` (qat.pt)")
+    p.add_argument(
+        "--run-dir",
+        required=True,
+        help="run directory of `micromix finetune` (qat.pt) or `micromix run` (finetune/qat.pt)",
+    )
     p.add_argument("--out", help="output folder (default: RUN_DIR/c)")
     p.add_argument(
         "--target",
@@ -37,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=1000,
         help="test images for the self-test (default 1000)",
     )
-    add_data_args(p)
+    add_data_args(p, default=None)  # default: the dataset the run directory recorded
     p.add_argument(
         "--random-images",
         action="store_true",
@@ -54,23 +58,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _test_images(
     args: argparse.Namespace, shape: tuple[int, int, int]
 ) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """The first N test images of the dataset, or random ones with --random-images (never as
-    a silent fallback: a missing dataset is an error)."""
-    from ..data import load_dataset
+    """The first N test images of the dataset (only those are read), or random ones with
+    --random-images (never as a silent fallback: a missing dataset is an error)."""
+    from ..data import load_test_images
 
-    c, h, _ = shape
     if args.random_images:
         rng = np.random.default_rng(0)
         imgs = rng.integers(0, 256, (args.images, *shape), dtype=np.uint8)
         return imgs, None, f"{args.images} random images (--random-images)"
     try:
-        data = load_dataset(args.dataset, data_dir=args.data_dir, resolution=h, in_channels=c)
+        test = load_test_images(args.dataset, args.images, shape, data_dir=args.data_dir)
     except DatasetNotFoundError as e:
         raise DatasetNotFoundError(
             f"{str(e).rstrip('.')}; the self-test needs test images (or pass --random-images)."
         ) from None
-    n = min(args.images, len(data.test))
-    test = data.test.take(range(n))
+    n = len(test)
     return test.images.numpy(), test.labels.numpy(), f"the first {n} {args.dataset} test images"
 
 
@@ -87,6 +89,15 @@ def _check_out(out: Path, run_dir: Path, force: bool) -> None:
         raise MicromixError(f"{out} is not empty; pass --force to replace the export.")
 
 
+def _recorded_dataset(run_dir: Path) -> str:
+    """The --dataset of the command that made the run directory (fashion_mnist if none)."""
+    from ..rundir import read_json
+
+    cfg = run_dir / "config.json"
+    settings = (read_json(cfg).get("settings") or {}) if cfg.is_file() else {}
+    return settings.get("dataset") or "fashion_mnist"
+
+
 def run(args: argparse.Namespace) -> int:
     from ..export import export_c
     from ..integer import convert
@@ -98,7 +109,10 @@ def run(args: argparse.Namespace) -> int:
 
         get_target(args.target)  # an unknown target or a bad target file: stop now
     run_dir = Path(args.run_dir)
-    ckpt = run_dir / "qat.pt"
+    ckpt = next(
+        (run_dir / n for n in ("qat.pt", "finetune/qat.pt") if (run_dir / n).is_file()),
+        run_dir / "qat.pt",
+    )
     if not ckpt.is_file():
         raise MicromixError(
             f"{run_dir} has no qat.pt; run `micromix finetune --run-dir {run_dir}` first."
@@ -110,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
     if policy_file.exists() and Policy.load(policy_file) != qmodel.policy:
         raise MicromixError(f"{policy_file} does not match the policy stored in {ckpt}.")
     imodel = convert(qmodel)
+    if args.dataset is None:
+        args.dataset = _recorded_dataset(run_dir)
     images, labels, what = _test_images(args, imodel.input_shape)
     # One exporter per output folder; the lock file sits beside it because the folder itself
     # is replaced whole at the end.

@@ -14,17 +14,21 @@ from ..policy import Policy
 from ..quant.fakequant import DEFAULT_WEIGHT_RANGE, WEIGHT_RANGES
 from ..quant.finetune import finetune, qat_recipe, save_qat
 from ..rundir import check_run_dir, open_run_dir, write_json
-from ..train import QAT_RECIPE, evaluate, load_model
+from ..train import QAT_RECIPE, evaluate
 from .common import (
+    add_batch_size,
     add_common,
     add_data_args,
+    add_model_args,
     check_batches,
     check_classes,
     data_for,
     json_file,
+    load_model_for,
     positive_float,
     positive_int,
     resolve_device,
+    spec_json,
 )
 
 NAME = "finetune"
@@ -52,7 +56,13 @@ FINETUNE_FILES = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="float model.pt from `micromix train`")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="float model: a micromix model file, or plain weights for --model (state_dict, "
+        "{'state_dict': ...} or {'model': ...})",
+    )
+    add_model_args(p, default=None)
     add_policy_args(p)
     add_data_args(p)
     add_qat_args(p)
@@ -69,7 +79,7 @@ def add_policy_args(p: argparse.ArgumentParser) -> None:
 
 def add_qat_args(p: argparse.ArgumentParser, *, weight_range: bool = True) -> None:
     p.add_argument("--epochs", type=positive_int, default=QAT_RECIPE.epochs)
-    p.add_argument("--batch-size", type=positive_int, default=QAT_RECIPE.batch_size)
+    add_batch_size(p, QAT_RECIPE.batch_size)
     p.add_argument("--lr", type=positive_float, default=QAT_RECIPE.lr, help="Adam learning rate")
     if weight_range:
         p.add_argument(
@@ -100,11 +110,10 @@ def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     # Every check first: a refused command leaves the run directory as it was.
     check_run_dir(run_dir, "finetune", resume=args.resume, force=args.force)
-    model, ck = load_model(args.checkpoint)
+    model = load_model_for(args)
     graph = trace(model)
     policy = resolve_policy(args, graph)
-    mc = model.micromix_config
-    data = data_for(args, mc)
+    data = data_for(args, model)
     check_classes(data, graph)
     check_batches(len(data.train), args.batch_size * dist.world()[1])
     cfg = qat_recipe(
@@ -118,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
     if dist.is_main():
         settings = {
             "checkpoint": str(args.checkpoint),
-            "model": mc,
+            "model": getattr(model, "micromix_config", None),
+            "model_spec": spec_json(model),
             "policy": args.policy or f"uniform W{policy_bits(args)[0]}/A{policy_bits(args)[1]}",
             "bits": policy.to_json(),
             "weight_range": args.weight_range,

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from ..budget import Budget
 from ..graph import trace
 from ..memory import memory_report
-from ..models import create
 from ..policy import Policy
-from ..train import load_model
-from .common import add_model_args, budget_arg, json_file, model_kwargs, positive_int
+from .common import (
+    add_model_args,
+    budget_arg,
+    json_file,
+    load_model_for,
+    model_from_run_dir,
+    positive_int,
+)
 
 NAME = "memory"
 HELP = "print the exact FLASH and RAM of a model under a policy"
@@ -20,7 +26,12 @@ HELP = "print the exact FLASH and RAM of a model under a policy"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
     p.add_argument(
-        "--checkpoint", help="a model.pt from `micromix train` (overrides the model options)"
+        "--checkpoint",
+        help="a micromix model file (overrides the model options), or plain weights for --model",
+    )
+    p.add_argument(
+        "--run-dir",
+        help="the model (and policy.json, if any) recorded in a run directory",
     )
     p.add_argument(
         "--bits",
@@ -41,11 +52,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model = (
-        load_model(args.checkpoint)[0]
-        if args.checkpoint
-        else create(args.model, **model_kwargs(args))
-    )
+    if args.run_dir and not (args.checkpoint or args.model):
+        model = model_from_run_dir(args.run_dir)
+        recorded = Path(args.run_dir) / "policy.json"
+        if args.policy is None and recorded.is_file():
+            args.policy = str(recorded)
+    else:
+        model = load_model_for(args)
     graph = trace(model)
     policy = (
         Policy.load(args.policy).validate(graph)

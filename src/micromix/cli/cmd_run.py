@@ -16,6 +16,8 @@ HELP = "run the whole job end to end (default: the quick Fashion-MNIST demo)"
 # Options that override a preset field of the same name (None = keep the preset's value).
 _OVERRIDES = {
     "model": str,
+    "model_args": str,
+    "input_shape": str,
     "width": positive_float,
     "resolution": positive_int,
     "in_channels": positive_int,
@@ -31,6 +33,11 @@ _OVERRIDES = {
     "float_epochs": positive_int,
     "eval_images": positive_int,
     "export_images": positive_int,
+    "export_target": str,
+    "search_train_images": positive_int,
+    "search_eval_images": positive_int,
+    "finetune_batches": positive_int,
+    "batch_size": positive_int,
     "workers": positive_int,
 }
 
@@ -72,11 +79,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _recorded(run_dir: Path, cfg: RunConfig) -> RunConfig:
+    from ..rundir import read_json
+
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return cfg
+    old = read_json(path)
+    if old.get("command") != "run":
+        return cfg
+    names = {f.name for f in fields(cfg)}
+    return replace(cfg, **{k: v for k, v in (old.get("settings") or {}).items() if k in names})
+
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The preset with the command line's overrides. --target gives the budget: the preset's
     ratios do not override it, and a --flash / --ram given with it applies within the target
-    (a ratio capped by the target's memory; bytes above it refused; see Budget.parse)."""
+    (a ratio capped by the target's memory; bytes above it refused; see Budget.parse). A
+    resumed run starts from the settings it recorded (its model included)."""
     cfg = preset(args.preset)
+    if args.resume and not args.force:
+        cfg = _recorded(Path(args.run_dir or f"runs/{args.preset}"), cfg)
     changes = {
         f.name: getattr(args, f.name)
         for f in fields(cfg)

@@ -11,16 +11,19 @@ from ..graph import trace
 from ..memory import memory_report
 from ..policy import Policy
 from ..rundir import check_run_dir
-from ..train import load_model
 from .common import (
+    add_batch_size,
     add_common,
     add_data_args,
+    add_model_args,
     budget_arg,
     check_classes,
     data_for,
+    load_model_for,
     nonneg_int,
     positive_int,
     resolve_device,
+    spec_json,
 )
 
 NAME = "search"
@@ -29,7 +32,12 @@ HELP = "search a mixed-precision policy under FLASH and RAM budgets (haq, rule, 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strategy", default="haq", help="haq (default), rule, ilp, uniform or random")
-    p.add_argument("--checkpoint", help="float model.pt from `micromix train` (required)")
+    p.add_argument(
+        "--checkpoint",
+        help="float model: a micromix model file, or plain weights for --model (state_dict, "
+        "{'state_dict': ...} or {'model': ...})",
+    )
+    add_model_args(p, default=None)
     p.add_argument(
         "--flash", type=budget_arg, help="FLASH budget: 512kB, 512KiB, 524288 or 0.48x of 8-bit"
     )
@@ -48,6 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--eval-images", type=positive_int, default=None, help="held-out images per episode (2000)"
     )
+    add_batch_size(p, 64, "per-episode fine-tune")
     p.add_argument(
         "--weight-only",
         action="store_true",
@@ -93,11 +102,14 @@ def strategy_config(
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from ..rundir import read_json, write_json
     from ..strategies import QATSettings, get, search
 
     get(args.strategy)  # an unknown strategy fails here, naming the known ones
     if not args.checkpoint:
-        raise MicromixError("--checkpoint is required: a float model.pt from `micromix train`.")
+        raise MicromixError(
+            "--checkpoint is required: a float model file, or plain weights with --model."
+        )
     if not (args.flash or args.ram or args.target):
         raise MicromixError("give a budget: --flash and/or --ram (e.g. 0.48x, 512kB) or --target.")
     cfg = strategy_config(
@@ -105,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     )
     device = resolve_device(args.device)
     check_run_dir(args.run_dir, "search", resume=args.resume, force=args.force)
-    model, _ = load_model(args.checkpoint)
+    model = load_model_for(args)
     graph = trace(model)
     ref = memory_report(graph, Policy.uniform(graph, 8))
     budget = Budget.parse(args.flash, args.ram, target=args.target, reference=ref)
@@ -114,10 +126,9 @@ def run(args: argparse.Namespace) -> int:
         from ..strategies.engine import check_weight_only
 
         check_weight_only(graph, budget)
-    mcfg = model.micromix_config
-    data = data_for(args, mcfg)
+    data = data_for(args, model)
     check_classes(data, graph)
-    qat = QATSettings()
+    qat = QATSettings(batch_size=args.batch_size)
     if args.train_images is not None:
         qat = replace(qat, train_images=args.train_images)
     if args.eval_images is not None:
@@ -138,6 +149,12 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         ray_address=args.ray_address,
     )
+    # The run directory names its model, so later commands need not be told again.
+    cfg_path = Path(args.run_dir) / "config.json"
+    recorded = read_json(cfg_path)
+    recorded.setdefault("settings", {})["model_spec"] = spec_json(model)
+    recorded["settings"]["dataset"] = args.dataset
+    write_json(cfg_path, recorded)
     u = result.utilization
     used = ", ".join(
         f"{k.upper()} {format_bytes(getattr(result.report, f'{k}_bytes'))} ({100 * v:.1f}% of budget)"

@@ -8,21 +8,23 @@ from dataclasses import replace
 from pathlib import Path
 
 from .. import distributed as dist
-from ..data import load_dataset
 from ..graph import trace
-from ..models import create
 from ..rundir import check_run_dir, open_run_dir, write_json
 from ..train import evaluate, fit, float_recipe, save_model
 from .common import (
+    add_batch_size,
     add_common,
     add_data_args,
     add_model_args,
     check_batches,
     check_classes,
-    model_kwargs,
+    data_for,
+    load_model_for,
+    model_from_run_dir,
     positive_float,
     positive_int,
     resolve_device,
+    spec_json,
 )
 
 NAME = "train"
@@ -34,7 +36,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
     add_data_args(p)
     p.add_argument("--epochs", type=positive_int, default=15)
-    p.add_argument("--batch-size", type=positive_int, default=128)
+    add_batch_size(p, 128)
+    p.add_argument(
+        "--checkpoint",
+        help="start from these weights: a micromix model file, a state_dict, or a dict with "
+        "'state_dict' or 'model' (with --model for the architecture)",
+    )
     p.add_argument(
         "--lr", type=positive_float, default=0.1, help="peak learning rate (SGD, cosine)"
     )
@@ -52,13 +59,12 @@ def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     # Every check first: a refused command leaves the run directory as it was.
     check_run_dir(run_dir, "train", resume=args.resume, force=args.force)
-    model = create(args.model, **model_kwargs(args))
-    data = load_dataset(
-        args.dataset,
-        data_dir=args.data_dir,
-        resolution=args.resolution,
-        in_channels=args.in_channels,
-    )
+    if args.resume and args.model is None and (run_dir / "config.json").exists():
+        # A resumed run rebuilds the model it recorded; the user need not repeat it.
+        model = model_from_run_dir(run_dir)
+    else:
+        model = load_model_for(args)
+    data = data_for(args, model)
     check_classes(data, trace(model))
     train = (
         data.train
@@ -69,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = replace(float_recipe(args.epochs, seed=args.seed, batch_size=args.batch_size), lr=args.lr)
     if dist.is_main():
         settings = {
-            "model": model.micromix_config,
+            "model": getattr(model, "micromix_config", None),
+            "model_spec": spec_json(model),
             "dataset": args.dataset,
             "train_images": len(train),
             "train": cfg.to_json(),

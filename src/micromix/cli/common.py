@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import nn
 
 from ..errors import MicromixError
 
@@ -144,49 +146,177 @@ def add_common(p: argparse.ArgumentParser, *, run_dir: bool = True) -> None:
         )
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="mobilenet_v1", help="model name (see `micromix models`)")
-    p.add_argument("--width", type=positive_float, default=0.25, help="width multiplier")
-    p.add_argument("--resolution", type=positive_int, default=28, help="input resolution in pixels")
-    p.add_argument("--in-channels", type=positive_int, default=1, help="input image channels")
-    p.add_argument("--classes", type=positive_int, default=10, help="number of classes")
+# Zoo-only options: None means "not given", so a non-zoo model can refuse them.
+_ZOO_FLAGS = {
+    "width": ("--width", 0.25),
+    "resolution": ("--resolution", 28),
+    "in_channels": ("--in-channels", 1),
+    "classes": ("--classes", 10),
+    "stem_stride": ("--stem-stride", None),
+}
+
+
+def add_batch_size(p: argparse.ArgumentParser, default: int, what: str = "training") -> None:
+    p.add_argument(
+        "--batch-size", type=positive_int, default=default, help=f"{what} batch size ({default})"
+    )
+
+
+def add_model_args(p: argparse.ArgumentParser, *, default: str | None = "mobilenet_v1") -> None:
+    p.add_argument(
+        "--model",
+        default=None,
+        help="a zoo name (see `micromix models`), path/to/net.py:NAME or package.module:NAME "
+        f"(NAME a class or factory){'; default ' + default if default else ''}",
+    )
+    p.add_argument(
+        "--model-args",
+        default=None,
+        help="JSON keyword arguments of NAME, e.g. '{\"num_classes\": 12}'",
+    )
+    p.add_argument(
+        "--input-shape",
+        default=None,
+        help="model input CxHxW, e.g. 1x49x10 (needed outside the zoo)",
+    )
+    p.add_argument(
+        "--width", type=positive_float, default=None, help="zoo: width multiplier (0.25)"
+    )
+    p.add_argument("--resolution", type=positive_int, default=None, help="zoo: input pixels (28)")
+    p.add_argument("--in-channels", type=positive_int, default=None, help="zoo: input channels (1)")
+    p.add_argument("--classes", type=positive_int, default=None, help="zoo: number of classes (10)")
     p.add_argument(
         "--stem-stride",
         type=positive_int,
         default=None,
-        help="stride of the first conv (default: 1 below 64 px, else 2)",
+        help="zoo: stride of the first conv (default: 1 below 64 px, else 2)",
     )
+    p.set_defaults(_model_default=default)
 
 
-def add_data_args(p: argparse.ArgumentParser) -> None:
+def add_data_args(p: argparse.ArgumentParser, *, default: str | None = "fashion_mnist") -> None:
     p.add_argument(
-        "--dataset", default="fashion_mnist", help="fashion_mnist, or a folder of class sub-folders"
+        "--dataset",
+        default=default,
+        help="fashion_mnist (default), a folder with one sub-folder per class (optional train/ "
+        "and test/), or an .npz with x_train, y_train, x_test, y_test (NCHW or NHWC)",
     )
     p.add_argument(
         "--data-dir", default=None, help="folder with the four Fashion-MNIST IDX .gz files"
     )
 
 
-def data_for(args: argparse.Namespace, model_config: dict):
-    """The dataset of --dataset / --data-dir at the resolution and channels the model expects."""
+def data_for(args: argparse.Namespace, model: Any):
+    """The dataset of --dataset / --data-dir at the model's input (C, H, W); `model` is the
+    model, a zoo config dict, or a shape."""
     from ..data import load_dataset
+    from ..models import input_shape_of
 
-    return load_dataset(
-        args.dataset,
-        data_dir=args.data_dir,
-        resolution=model_config["resolution"],
-        in_channels=model_config["in_channels"],
-    )
+    if isinstance(model, nn.Module):
+        shape = input_shape_of(model)
+    elif isinstance(model, dict):
+        shape = (model["in_channels"], model["resolution"], model["resolution"])
+    else:
+        shape = model
+    if shape is None:
+        raise MicromixError("the model's input shape is unknown; give --input-shape CxHxW.")
+    return load_dataset(args.dataset or "fashion_mnist", data_dir=args.data_dir, input_shape=shape)
 
 
 def model_kwargs(args: argparse.Namespace) -> dict:
+    """The zoo builder's keywords from --width/--resolution/--in-channels/--classes/--stem-stride
+    (defaults for those not given), with --input-shape giving channels and resolution."""
+    got = {k: getattr(args, k, None) for k in _ZOO_FLAGS}
+    kw = {k: (v if v is not None else _ZOO_FLAGS[k][1]) for k, v in got.items()}
+    shape = getattr(args, "input_shape", None)
+    if shape:
+        from ..models import parse_input_shape
+
+        c, h, w = parse_input_shape(shape)
+        kw["in_channels"], kw["resolution"] = c, max(h, w)
     return {
-        "width": args.width,
-        "resolution": args.resolution,
-        "in_channels": args.in_channels,
-        "num_classes": args.classes,
-        "stem_stride": args.stem_stride,
+        "width": kw["width"],
+        "resolution": kw["resolution"],
+        "in_channels": kw["in_channels"],
+        "num_classes": kw["classes"],
+        "stem_stride": kw["stem_stride"],
     }
+
+
+def model_spec(args: argparse.Namespace, *, ref: str | None = None):
+    """The ModelSpec of --model / --model-args / --input-shape (and the zoo flags)."""
+    from ..models import parse_model_args, spec_from_ref
+
+    ref = ref or args.model or getattr(args, "_model_default", None)
+    if ref is None:
+        raise MicromixError(
+            "give --model (a zoo name, path/to/net.py:NAME or package.module:NAME)."
+        )
+    extra = parse_model_args(getattr(args, "model_args", None))
+    shape = getattr(args, "input_shape", None)
+    spec = spec_from_ref(ref, extra, shape)
+    if spec.kind == "zoo":
+        kw = model_kwargs(args)
+        flag_of = {"num_classes": "classes"}
+        for k, v in extra.items():
+            if getattr(args, flag_of.get(k, k), None) is not None:
+                raise MicromixError(f"{k} is given twice: in --model-args and as a flag.")
+            kw[k] = v
+        spec = spec_from_ref(ref, kw, shape)
+    else:
+        flags = [_ZOO_FLAGS[k][0] for k in _ZOO_FLAGS if getattr(args, k, None) is not None]
+        if flags:
+            raise MicromixError(
+                f"{', '.join(flags)} {'applies' if len(flags) == 1 else 'apply'} to zoo models "
+                f"only; pass {spec.name}'s arguments with --model-args."
+            )
+        if spec.input_shape is None:
+            raise MicromixError(f"give --input-shape CxHxW for {ref} (e.g. 1x28x28).")
+    return spec
+
+
+def load_model_for(args: argparse.Namespace, checkpoint: str | None = None) -> nn.Module:
+    """The float model of a command: --checkpoint (a micromix model file, or plain weights for
+    the --model architecture), else a fresh --model. --input-shape overrides a file's shape."""
+    from ..models import parse_input_shape, record_input_shape
+    from ..train import load_float
+
+    checkpoint = checkpoint if checkpoint is not None else getattr(args, "checkpoint", None)
+    spec = model_spec(args) if (getattr(args, "model", None) or not checkpoint) else None
+    model = load_float(checkpoint or None, spec)
+    if checkpoint and spec is None and getattr(args, "input_shape", None):
+        record_input_shape(model, (1, *parse_input_shape(args.input_shape)))
+    return model
+
+
+def model_from_run_dir(run_dir: str | Path) -> nn.Module:
+    """The model a run directory recorded: its float model file, else the spec of its QAT
+    checkpoint or config.json (architecture only)."""
+    from ..models import ModelSpec, build
+    from ..rundir import load_checkpoint, read_json
+    from ..train import load_model
+
+    d = Path(run_dir)
+    for name in ("model.pt", "float/model.pt"):
+        if (d / name).is_file():
+            return load_model(d / name)[0]
+    for name in ("qat.pt", "finetune/qat.pt"):
+        if (d / name).is_file():
+            spec = load_checkpoint(d / name).get("model_spec")
+            if spec:
+                return build(ModelSpec.from_json(spec))
+    if (d / "config.json").is_file():
+        spec = (read_json(d / "config.json").get("settings") or {}).get("model_spec")
+        if spec:
+            return build(ModelSpec.from_json(spec))
+    raise MicromixError(f"{d} records no model (no model.pt, qat.pt or model spec in config.json).")
+
+
+def spec_json(model: nn.Module) -> dict | None:
+    from ..models import spec_of
+
+    spec = spec_of(model)
+    return None if spec is None else spec.to_json()
 
 
 def resolve_device(name: str) -> torch.device:

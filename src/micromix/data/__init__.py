@@ -1,56 +1,135 @@
-"""Data layer: Fashion-MNIST or an image folder, held in memory as uint8 tensors."""
+"""Data layer: Fashion-MNIST, an image folder or an .npz, held in memory as uint8 tensors.
+
+Every loader produces the images once, at the model's input size (C, H, W): Fashion-MNIST is
+split at its own 28 x 28 and each split resized; folder images are resized as they are read,
+straight into the tensor of their split; an .npz is converted in chunks.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from ..errors import MicromixError
-from .folder import load_folder_splits, load_image_folder
-from .idx import FASHION_MNIST_CLASSES, load_fashion_mnist
-from .loader import DataSplits, ImageSet, batches, heldout_indices, num_batches, split_heldout
+from .folder import TEST_FRACTION, folder_test_images, load_folder_splits, load_image_folder
+from .idx import FASHION_MNIST_CLASSES, load_fashion_mnist, load_fashion_mnist_raw
+from .loader import (
+    DataSplits,
+    ImageSet,
+    batches,
+    heldout_indices,
+    num_batches,
+    resize_images,
+    split_heldout,
+)
+from .npz import load_npz, npz_test_images
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
     "DataSplits",
     "ImageSet",
     "batches",
+    "dataset_kind",
     "heldout_indices",
     "load_dataset",
     "load_fashion_mnist",
     "load_image_folder",
+    "load_npz",
+    "load_test_images",
     "num_batches",
     "split_heldout",
 ]
+
+KINDS = ("fashion_mnist", "folder", "npz")
+
+
+def dataset_kind(name: str) -> str:
+    """fashion_mnist, folder (a path to a folder) or npz (a path ending in .npz)."""
+    if not isinstance(name, str) or not name:
+        raise MicromixError("--dataset must be fashion_mnist, an image folder or an .npz file.")
+    if name.replace("-", "_").lower() == "fashion_mnist":
+        return "fashion_mnist"
+    if name.lower().endswith(".npz"):
+        return "npz"
+    if os.path.isdir(name) or os.sep in name or "/" in name:
+        return "folder"
+    raise MicromixError(
+        f"unknown dataset {name!r}; use fashion_mnist, the path of a folder with one sub-folder "
+        "per class, or an .npz with x_train, y_train, x_test, y_test."
+    )
+
+
+def _shape(
+    input_shape: Sequence[int] | None, resolution: int, in_channels: int
+) -> tuple[int, int, int]:
+    if input_shape is None:
+        return (in_channels, resolution, resolution)
+    dims = tuple(int(d) for d in input_shape)
+    if len(dims) == 4 and dims[0] == 1:
+        dims = dims[1:]
+    if len(dims) != 3 or min(dims) < 1:
+        raise MicromixError(f"input shape must be (C, H, W) of positive sizes, got {input_shape}.")
+    return dims  # type: ignore[return-value]
 
 
 def load_dataset(
     name: str = "fashion_mnist",
     *,
     data_dir: str | os.PathLike[str] | None = None,
+    input_shape: Sequence[int] | None = None,
     resolution: int = 28,
     in_channels: int = 1,
     heldout: int = 10000,
     split_seed: int = 0,
 ) -> DataSplits:
-    """Train / held-out / test splits of ``name``: "fashion_mnist" or a path to an image folder.
+    """Train / held-out / test splits of ``name`` (see `dataset_kind`) at the model's input:
+    ``input_shape`` (C, H, W) or (1, C, H, W), e.g. ``graph.input_shape``; without it a
+    square ``resolution`` with ``in_channels``.
 
     The held-out images come out of the training set with a permutation fixed by
     ``split_seed`` alone, so runs with different seeds score policies on the same images.
     """
-    if in_channels not in (1, 3):
-        raise MicromixError(f"--in-channels must be 1 or 3, got {in_channels}.")
-    if name.replace("-", "_").lower() == "fashion_mnist":
-        train, test = load_fashion_mnist(data_dir, resolution=resolution, in_channels=in_channels)
-        train, held = split_heldout(train, heldout, split_seed)
-        return DataSplits(train, held, test)
-    if os.path.isdir(name) or os.sep in name or "/" in name:
+    c, h, w = _shape(input_shape, resolution, in_channels)
+    if c not in (1, 3):
+        raise MicromixError(f"images have 1 or 3 channels; the model takes {c}.")
+    kind = dataset_kind(name)
+    if kind == "folder":
         return load_folder_splits(
-            name,
-            resolution=resolution,
-            in_channels=in_channels,
-            heldout=heldout,
-            split_seed=split_seed,
+            name, resolution=(h, w), in_channels=c, heldout=heldout, split_seed=split_seed
         )
-    raise MicromixError(
-        f"unknown dataset {name!r}; use fashion_mnist or the path of a folder with one sub-folder per class."
+    if kind == "npz":
+        train, test = load_npz(name, (c, h, w))
+        # As for folders: a small file cannot spare 10,000 images; at most a fifth of train.
+        train, held = split_heldout(
+            train, min(heldout, int(len(train) * TEST_FRACTION)), split_seed
+        )
+        return DataSplits(train, held, test)
+    (x, y), (xt, yt) = load_fashion_mnist_raw(data_dir)
+    # Split at 28 x 28, then resize each split once: the full set never exists at the big size.
+    train_idx, held_idx = heldout_indices(len(y), heldout, split_seed)
+
+    def at_size(images, labels):
+        return ImageSet(resize_images(images, (h, w), c), labels, FASHION_MNIST_CLASSES)
+
+    return DataSplits(
+        at_size(x[train_idx], y[train_idx]), at_size(x[held_idx], y[held_idx]), at_size(xt, yt)
     )
+
+
+def load_test_images(
+    name: str,
+    n: int,
+    input_shape: Sequence[int],
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    split_seed: int = 0,
+) -> ImageSet:
+    """The first ``n`` images of the test split, reading no more than needed (C export)."""
+    c, h, w = _shape(input_shape, 0, 0)
+    kind = dataset_kind(name)
+    if kind == "folder":
+        return folder_test_images(name, n, resolution=(h, w), in_channels=c, split_seed=split_seed)
+    if kind == "npz":
+        return npz_test_images(name, n, (c, h, w))
+    ((xt, yt),) = load_fashion_mnist_raw(data_dir, parts=("test",))
+    return ImageSet(resize_images(xt[:n], (h, w), c), yt[:n], FASHION_MNIST_CLASSES)

@@ -148,14 +148,22 @@ def _read_pair(images_path: Path, labels_path: Path) -> tuple[torch.Tensor, torc
 
 
 def load_fashion_mnist(
-    data_dir: str | os.PathLike[str] | None = None, *, resolution: int = 28, in_channels: int = 1
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    resolution: int | tuple[int, int] = 28,
+    in_channels: int = 1,
 ) -> tuple[ImageSet, ImageSet]:
-    """The raw (train, test) sets: 60,000 and 10,000 images for the real data."""
+    """The raw (train, test) sets: 60,000 and 10,000 images for the real data, resized to
+    ``resolution`` (H = W, or an (H, W) pair)."""
+    return tuple(  # type: ignore[return-value]
+        ImageSet(resize_images(x, resolution, in_channels), y, FASHION_MNIST_CLASSES)
+        for x, y in load_fashion_mnist_raw(data_dir)
+    )
+
+
+def load_fashion_mnist_raw(
+    data_dir: str | os.PathLike[str] | None = None, parts: tuple[str, ...] = ("train", "test")
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(images uint8 N x 1 x 28 x 28, labels) of each part, at the files' own 28 x 28."""
     paths = find_fashion_mnist(data_dir)
-    sets = []
-    for part in ("train", "test"):
-        images, labels = _read_pair(paths[f"{part}_images"], paths[f"{part}_labels"])
-        sets.append(
-            ImageSet(resize_images(images, resolution, in_channels), labels, FASHION_MNIST_CLASSES)
-        )
-    return sets[0], sets[1]
+    return [_read_pair(paths[f"{part}_images"], paths[f"{part}_labels"]) for part in parts]

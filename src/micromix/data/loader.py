@@ -46,6 +46,11 @@ class ImageSet:
     def resolution(self) -> int:
         return int(self.images.shape[-1])
 
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of every image."""
+        return tuple(int(d) for d in self.images.shape[1:])  # type: ignore[return-value]
+
     def take(self, indices: torch.Tensor | Sequence[int]) -> ImageSet:
         idx = torch.as_tensor(indices, dtype=torch.int64)
         return ImageSet(self.images[idx], self.labels[idx], self.classes)
@@ -89,34 +94,41 @@ def split_heldout(ds: ImageSet, heldout: int, split_seed: int = 0) -> tuple[Imag
     return ds.take(train_idx), ds.take(held_idx)
 
 
-def resize_images(images: torch.Tensor, resolution: int, in_channels: int) -> torch.Tensor:
-    """Bilinear resize of uint8 images to ``resolution`` and grey->RGB channel repeat."""
-    if resolution < 1:
-        raise MicromixError(f"resolution must be a positive number of pixels, got {resolution}.")
+Size = int | tuple[int, int]
+
+
+def _hw(size: Size) -> tuple[int, int]:
+    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if h < 1 or w < 1:
+        raise MicromixError(f"image size must be positive, got {h}x{w} pixels.")
+    return h, w
+
+
+def resize_images(images: torch.Tensor, resolution: Size, in_channels: int) -> torch.Tensor:
+    """Bilinear resize of uint8 images to ``resolution`` (H = W, or an (H, W) pair) and
+    grey -> RGB channel repeat."""
+    h_out, w_out = _hw(resolution)
     n, c, h, w = images.shape
-    if (h, w) != (resolution, resolution):
-        out = torch.empty((n, c, resolution, resolution), dtype=torch.uint8)
-        # Antialiasing only matters when shrinking; without it downsampling aliases badly.
-        shrinking = resolution < max(h, w)
-        for start in range(0, n, 8192):  # chunks bound the float32 peak memory
-            x = images[start : start + 8192].float()
-            y = F.interpolate(
-                x,
-                size=(resolution, resolution),
-                mode="bilinear",
-                align_corners=False,
-                antialias=shrinking,
+    if c != in_channels and not (c == 1 and in_channels == 3):
+        raise MicromixError(
+            f"cannot turn {c}-channel images into {in_channels} channels; use an input shape with 1 or 3 channels."
+        )
+    if (h, w) == (h_out, w_out) and c == in_channels:
+        return images.contiguous()
+    out = torch.empty((n, in_channels, h_out, w_out), dtype=torch.uint8)
+    # Antialiasing only matters when shrinking; without it downsampling aliases badly.
+    shrinking = h_out < h or w_out < w
+    # Chunks of ~32 MB of float32 output bound the peak memory at any image size.
+    step = max(1, (32 << 20) // (4 * c * h_out * w_out))
+    for start in range(0, n, step):
+        x = images[start : start + step].float()
+        if (h, w) != (h_out, w_out):
+            x = F.interpolate(
+                x, size=(h_out, w_out), mode="bilinear", align_corners=False, antialias=shrinking
             )
-            out[start : start + 8192] = y.round_().clamp_(0, 255).to(torch.uint8)
-        images = out
-    if c != in_channels:
-        if c == 1 and in_channels == 3:
-            images = images.repeat(1, 3, 1, 1)
-        else:
-            raise MicromixError(
-                f"cannot turn {c}-channel images into {in_channels} channels; use --in-channels 1 or 3."
-            )
-    return images.contiguous()
+        # Grey -> RGB broadcasts on assignment: no 3-channel copy of the whole set.
+        out[start : start + step] = x.round_().clamp_(0, 255).to(torch.uint8)
+    return out
 
 
 def num_batches(n: int, batch_size: int, world_size: int = 1, drop_last: bool = False) -> int:

@@ -17,6 +17,16 @@ from collections.abc import Callable
 from torch import nn
 
 from micromix.errors import MicromixError
+from micromix.models.spec import (
+    ModelSpec,
+    build,
+    input_shape_of,
+    parse_input_shape,
+    parse_model_args,
+    record_input_shape,
+    spec_from_ref,
+    spec_of,
+)
 
 Builder = Callable[..., nn.Module]
 
@@ -115,11 +125,18 @@ def create_from_config(cfg: dict) -> nn.Module:
 
 
 def input_shape(model: nn.Module) -> tuple[int, int, int, int]:
-    """The (1, C, H, W) input the model was built for, from its ``micromix_config``."""
-    cfg = getattr(model, "micromix_config", None)
-    if not isinstance(cfg, dict):
-        raise MicromixError("model has no micromix_config; build it with micromix.models.create.")
-    return (1, int(cfg["in_channels"]), int(cfg["resolution"]), int(cfg["resolution"]))
+    """The (1, C, H, W) input of the model: traced, from its spec, or from a zoo config."""
+    shape = input_shape_of(model)
+    if shape is None:
+        raise MicromixError(
+            "the model's input shape is unknown; trace it once with mm.trace(model, input_shape=...)."
+        )
+    return shape
+
+
+def from_source(ref: str, *, input_shape: object = None, **args: object) -> nn.Module:
+    """Build ``--model REF`` from Python: a zoo name, "path/net.py:NAME" or "pkg.mod:NAME"."""
+    return build(spec_from_ref(ref, args, input_shape))
 
 
 def conv_bn(
@@ -175,6 +192,15 @@ def init_weights(model: nn.Module) -> None:
 
 __all__ = [
     "CONFIG_KEYS",
+    "ModelSpec",
+    "build",
+    "from_source",
+    "input_shape_of",
+    "parse_input_shape",
+    "parse_model_args",
+    "record_input_shape",
+    "spec_from_ref",
+    "spec_of",
     "ConvNet",
     "conv_bn",
     "create",

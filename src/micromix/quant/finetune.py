@@ -12,6 +12,7 @@ import torch.nn as nn
 from ..data import ImageSet
 from ..errors import CheckpointError, MicromixError
 from ..graph import Graph
+from ..models import spec_of
 from ..policy import Policy
 from ..rundir import load_checkpoint, save_checkpoint
 from ..train import QAT_RECIPE, TrainConfig, fit
@@ -57,6 +58,7 @@ def finetune(
     qmodel = prepare(
         model, policy, graph, weight_range=weight_range, learn_weight_clip=learn_weight_clip
     ).to(device)
+    qmodel.micromix_spec = spec_of(model)  # saved with it: later commands rebuild the model
     resuming = resume and checkpoint is not None and Path(checkpoint).exists()
     if resuming:
         _check_same_run(checkpoint, policy, weight_range)
@@ -84,10 +86,18 @@ def _describe(qmodel: QATModel) -> dict[str, Any]:
     return {
         "kind": QAT_KIND,
         "model_config": qmodel.model_config,
+        "model_spec": _spec_json(qmodel),
         "policy": qmodel.policy.to_json(),
         "weight_range": qmodel.weight_range,
         "input_shape": list(qmodel.graph.input_shape),
     }
+
+
+def _spec_json(qmodel: QATModel) -> dict[str, Any] | None:
+    spec = getattr(qmodel, "micromix_spec", None)
+    if spec is None:
+        return None
+    return replace(spec, input_shape=tuple(qmodel.graph.input_shape[1:])).to_json()
 
 
 def _check_same_run(path: str | Path, policy: Policy, weight_range: str) -> None:
@@ -117,7 +127,7 @@ def load_qat(
     (architecture only: its weights are replaced by the checkpoint's).
     """
     from ..graph import trace
-    from ..models import create_from_config
+    from ..models import ModelSpec, build, create_from_config
 
     ck = load_checkpoint(path, map_location=map_location)
     if ck.get("kind") != QAT_KIND or "policy" not in ck:
@@ -127,15 +137,21 @@ def load_qat(
     state = ck.get("state_dict", ck.get("model"))
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} holds no model weights.")
+    spec = ModelSpec.from_json(ck["model_spec"]) if ck.get("model_spec") else None
     if model is None:
-        if not ck.get("model_config"):
+        if spec is not None:
+            model = build(spec)
+        elif not ck.get("model_config"):
             raise CheckpointError(
-                f"{path} holds a model outside the zoo; pass the float model to load_qat to rebuild it."
+                f"{path} holds a model outside the zoo without a model spec; pass the float model to load_qat to rebuild it."
             )
-        try:
-            model = create_from_config(ck["model_config"])
-        except MicromixError:
-            raise CheckpointError(f"{path} describes a model this micromix cannot build.") from None
+        else:
+            try:
+                model = create_from_config(ck["model_config"])
+            except MicromixError:
+                raise CheckpointError(
+                    f"{path} describes a model this micromix cannot build."
+                ) from None
     weight_range = ck.get("weight_range", DEFAULT_WEIGHT_RANGE)
     if weight_range not in WEIGHT_RANGES:
         raise CheckpointError(f"{path} has an unknown weight range {weight_range!r}.")
@@ -149,5 +165,6 @@ def load_qat(
         raise CheckpointError(
             f"the weights in {path} do not match the model it describes."
         ) from None
+    qmodel.micromix_spec = spec if spec is not None else spec_of(model)
     qmodel.eval()
     return qmodel, ck

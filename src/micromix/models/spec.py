@@ -1,0 +1,322 @@
+"""Where a model comes from: a zoo name, a user's .py file, or an importable module.
+
+A `ModelSpec` is plain data (it round-trips through JSON and lives in config.json and in every
+checkpoint), so later commands rebuild the same model without being told again, and no
+checkpoint ever needs a pickled class. Building from a file runs that file, which is the point:
+it is the user's own model. To never import code silently from elsewhere, a spec names the
+file by its absolute path and records its sha256; a rebuild warns (one line) when the file
+changed since.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import json
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..errors import MicromixError
+
+KINDS = ("zoo", "file", "module")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild a model's architecture (the weights live elsewhere).
+
+    kind: "zoo" (name is a registry name), "file" (location is the absolute path of a .py
+    file) or "module" (location is a dotted module name); name is the class or factory;
+    args its keyword arguments (JSON values); input_shape is (C, H, W) or None when unknown;
+    sha256 is the hash of the source file when it was recorded.
+    """
+
+    kind: str
+    name: str
+    args: dict[str, Any] = field(default_factory=dict, hash=False)
+    input_shape: tuple[int, int, int] | None = None
+    location: str | None = None
+    sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise MicromixError(
+                f"model spec kind must be one of {', '.join(KINDS)}, got {self.kind!r}."
+            )
+        if not isinstance(self.name, str) or not self.name:
+            raise MicromixError("a model spec needs a non-empty name.")
+        if not isinstance(self.args, dict) or not all(isinstance(k, str) for k in self.args):
+            raise MicromixError("model arguments must be a JSON object with string keys.")
+        if self.input_shape is not None:
+            object.__setattr__(self, "input_shape", parse_input_shape(self.input_shape))
+        if self.kind != "zoo" and not self.location:
+            raise MicromixError(f"a {self.kind} model spec needs its location.")
+
+    @property
+    def ref(self) -> str:
+        """What the user types after --model."""
+        return self.name if self.kind == "zoo" else f"{self.location}:{self.name}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "args": dict(self.args),
+            "input_shape": None if self.input_shape is None else list(self.input_shape),
+            "location": self.location,
+            "sha256": self.sha256,
+        }
+
+    @classmethod
+    def from_json(cls, d: Any) -> ModelSpec:
+        if not isinstance(d, dict) or "kind" not in d or "name" not in d:
+            raise MicromixError("the stored model spec is malformed (no kind or name).")
+        unknown = set(d) - {"kind", "name", "args", "input_shape", "location", "sha256"}
+        if unknown:
+            raise MicromixError(f"the stored model spec has unknown keys {sorted(unknown)}.")
+        shape = d.get("input_shape")
+        return cls(
+            kind=d["kind"],
+            name=d["name"],
+            args=dict(d.get("args") or {}),
+            input_shape=None if shape is None else tuple(shape),
+            location=d.get("location"),
+            sha256=d.get("sha256"),
+        )
+
+
+def parse_input_shape(value: Any) -> tuple[int, int, int]:
+    """(C, H, W) from "1x49x10", (1, 49, 10) or (1, 1, 49, 10) (a leading batch of 1)."""
+    if isinstance(value, str):
+        parts: list[Any] = value.lower().replace(",", "x").split("x")
+    else:
+        parts = list(value)
+        if len(parts) == 4 and int(parts[0]) == 1:
+            parts = parts[1:]
+    try:
+        dims = tuple(int(p) for p in parts)
+        if any(float(p) != int(p) for p in parts):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise MicromixError(
+            f"input shape must be CxHxW with positive integers (e.g. 1x49x10), got {value!r}."
+        ) from None
+    if len(dims) != 3 or min(dims) < 1:
+        raise MicromixError(
+            f"input shape must be CxHxW with positive integers (e.g. 1x49x10), got {value!r}."
+        )
+    return dims  # type: ignore[return-value]
+
+
+def parse_model_args(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        args = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise MicromixError(
+            f"--model-args is not valid JSON ({e.msg} at column {e.colno})."
+        ) from None
+    if not isinstance(args, dict):
+        raise MicromixError(
+            f"--model-args must be a JSON object like '{{\"num_classes\": 12}}', got {text!r}."
+        )
+    return args
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def spec_from_ref(
+    ref: str, args: dict[str, Any] | None = None, input_shape: Any = None
+) -> ModelSpec:
+    """The spec of `--model REF`: a zoo name, path/to/net.py:NAME or package.module:NAME."""
+    from . import list_models
+
+    args = dict(args or {})
+    shape = None if input_shape is None else parse_input_shape(input_shape)
+    if ref in list_models():
+        return ModelSpec("zoo", ref, args, shape)
+    where, sep, name = ref.rpartition(":")
+    if not sep or not where or not name.isidentifier():
+        raise MicromixError(
+            f"unknown model {ref!r}; give a zoo name ({', '.join(list_models())}), "
+            "path/to/net.py:NAME or package.module:NAME."
+        )
+    if where.endswith(".py") or "/" in where or "\\" in where:
+        path = Path(where).expanduser().resolve()
+        if not path.is_file():
+            raise MicromixError(f"model file {where} does not exist.")
+        return ModelSpec("file", name, args, shape, str(path), file_sha256(path))
+    if not all(part.isidentifier() for part in where.split(".")):
+        raise MicromixError(f"{where!r} is neither a .py file nor a dotted module name.")
+    origin = importlib.util.find_spec(where) if _importable(where) else None
+    if origin is None:
+        raise MicromixError(f"module {where} cannot be found on the Python path.")
+    sha = file_sha256(origin.origin) if origin.origin and Path(origin.origin).is_file() else None
+    return ModelSpec("module", name, args, shape, where, sha)
+
+
+def _importable(dotted: str) -> bool:
+    try:
+        return importlib.util.find_spec(dotted) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+_WARNED: set[str] = set()
+
+
+def _warn(msg: str) -> None:
+    if msg not in _WARNED:  # once per process: one command rebuilds a model several times
+        _WARNED.add(msg)
+        print(f"micromix: warning: {msg}", file=sys.stderr, flush=True)
+
+
+def _import_file(path: Path, sha: str) -> Any:
+    # One module object per file content: the same file is executed once per process.
+    mod_name = f"micromix_user_{sha[:16]}"
+    if mod_name in sys.modules:
+        return sys.modules[mod_name]
+    loader_spec = importlib.util.spec_from_file_location(mod_name, path)
+    if loader_spec is None or loader_spec.loader is None:
+        raise MicromixError(f"{path} cannot be imported as a Python file.")
+    module = importlib.util.module_from_spec(loader_spec)
+    sys.modules[mod_name] = module
+    try:
+        loader_spec.loader.exec_module(module)
+    except Exception as e:
+        del sys.modules[mod_name]
+        raise MicromixError(
+            f"importing {path} failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})."
+        ) from None
+    return module
+
+
+def _source(spec: ModelSpec, warn: bool) -> Any:
+    """The module holding spec.name, checked against the recorded hash."""
+    if spec.kind == "file":
+        path = Path(spec.location or "")
+        if not path.is_file():
+            raise MicromixError(f"model file {path} (recorded in the model spec) does not exist.")
+        sha = file_sha256(path)
+        if warn and spec.sha256 and sha != spec.sha256:
+            _warn(
+                f"{path} changed since it was recorded (sha256 {spec.sha256[:12]} -> {sha[:12]})."
+            )
+        return _import_file(path, sha)
+    try:
+        module = importlib.import_module(spec.location or "")
+    except Exception as e:
+        raise MicromixError(
+            f"importing module {spec.location} failed ({type(e).__name__}: {e})."
+        ) from None
+    origin = getattr(module, "__file__", None)
+    if warn and spec.sha256 and origin and Path(origin).is_file():
+        sha = file_sha256(origin)
+        if sha != spec.sha256:
+            _warn(f"module {spec.location} ({origin}) changed since it was recorded.")
+    return module
+
+
+def build(spec: ModelSpec, *, warn: bool = True) -> nn.Module:
+    """The model a spec describes (fresh weights); it carries the spec as `micromix_spec`."""
+    from . import create
+
+    if spec.kind == "zoo":
+        model = create(spec.name, **spec.args)
+        cfg = model.micromix_config
+        shape = (cfg["in_channels"], cfg["resolution"], cfg["resolution"])
+        if spec.input_shape is not None and spec.input_shape != shape:
+            if spec.input_shape[0] != shape[0]:
+                raise MicromixError(
+                    f"input shape {spec.input_shape} has {spec.input_shape[0]} channels but the "
+                    f"model takes {shape[0]}; use --in-channels {spec.input_shape[0]}."
+                )
+            shape = spec.input_shape  # a zoo net is convolutional: any H x W works
+        spec = replace(spec, args=_zoo_args(cfg), input_shape=shape)
+    else:
+        factory = getattr(_source(spec, warn), spec.name, None)
+        if factory is None or not callable(factory):
+            raise MicromixError(f"{spec.location} has no class or function named {spec.name}.")
+        try:
+            model = factory(**spec.args)
+        except TypeError as e:
+            raise MicromixError(f"{spec.name}(**{spec.args}) failed: {e}.") from None
+        if not isinstance(model, nn.Module):
+            raise MicromixError(
+                f"{spec.ref} returned a {type(model).__name__}, not a torch.nn.Module."
+            )
+    model.micromix_spec = spec
+    return model
+
+
+def _zoo_args(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in cfg.items() if k != "name"}
+
+
+def spec_of(model: nn.Module) -> ModelSpec | None:
+    """The model's spec: the one it was built from, or one derived for a zoo model or for a
+    class defined in a file (keyword arguments unknown: {}), with the traced input shape."""
+    spec = getattr(model, "micromix_spec", None)
+    cfg = getattr(model, "micromix_config", None)
+    if not isinstance(spec, ModelSpec):
+        if isinstance(cfg, dict) and "name" in cfg:
+            r = int(cfg["resolution"])
+            spec = ModelSpec("zoo", cfg["name"], _zoo_args(cfg), (int(cfg["in_channels"]), r, r))
+        else:
+            spec = _spec_from_class(model)
+    if spec is None:
+        return None
+    traced = getattr(model, "micromix_input_shape", None)
+    if traced is not None:
+        spec = replace(spec, input_shape=parse_input_shape(traced))
+    return spec
+
+
+def _spec_from_class(model: nn.Module) -> ModelSpec | None:
+    cls = type(model)
+    if "<locals>" in cls.__qualname__ or "." in cls.__qualname__:
+        return None  # not reachable by name from its module
+    module = sys.modules.get(cls.__module__)
+    try:
+        path = inspect.getsourcefile(cls)
+    except TypeError:
+        path = None
+    if path is None or not Path(path).is_file():
+        return None
+    path = str(Path(path).resolve())
+    # A package module (pkg.net) is found again by import; a script or a test file by its path.
+    if module is not None and "." in cls.__module__ and _importable(cls.__module__):
+        return ModelSpec("module", cls.__qualname__, {}, None, cls.__module__, file_sha256(path))
+    return ModelSpec("file", cls.__qualname__, {}, None, path, file_sha256(path))
+
+
+def input_shape_of(model: nn.Module) -> tuple[int, int, int, int] | None:
+    """(1, C, H, W) the model was last traced with, or the one its spec or zoo config gives."""
+    traced = getattr(model, "micromix_input_shape", None)
+    if traced is not None:
+        return (1, *parse_input_shape(traced))
+    spec = getattr(model, "micromix_spec", None)
+    if isinstance(spec, ModelSpec) and spec.input_shape is not None:
+        return (1, *spec.input_shape)
+    cfg = getattr(model, "micromix_config", None)
+    if isinstance(cfg, dict) and "resolution" in cfg:
+        r = int(cfg["resolution"])
+        return (1, int(cfg["in_channels"]), r, r)
+    return None
+
+
+def record_input_shape(model: nn.Module, input_shape: tuple[int, ...]) -> None:
+    """Remember the traced shape on the model, so no later call needs it again."""
+    try:
+        model.micromix_input_shape = tuple(int(d) for d in input_shape)
+    except (AttributeError, TypeError):
+        pass  # a model that forbids new attributes simply keeps asking for the shape

@@ -1,0 +1,219 @@
+"""Bring your own model, through the plain CLI: a model defined in a .py file that the test
+writes (none from the zoo) goes through `memory`, `search --strategy rule`, a short
+`finetune`, `export` (C bit-identical, object bytes = memory report), and `micromix run`,
+then `report` / `export` / `memory --run-dir` / `run --resume` from the run directory
+without being told the model again.
+
+All data here is SYNTHETIC (random pixels with a class-dependent bright band, so that a few
+steps learn something): a Fashion-MNIST-sized (1x28x28) image folder and a 1x49x10 keyword-
+spotting-like .npz (NHWC floats in [0, 1]). Adding a model is one line in MODELS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from micromix.cli import main
+from micromix.export.build import missing_tools
+
+RESNET = '''
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Block(nn.Module):
+    """Basic residual block with a projection (1x1 conv + BN) shortcut."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.b1 = nn.BatchNorm2d(cout)
+        self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.b2 = nn.BatchNorm2d(cout)
+        self.proj = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = F.relu(self.b1(self.c1(x)))
+        return F.relu(self.b2(self.c2(y)) + self.proj(x))
+
+
+class ResNet(nn.Module):
+    def __init__(self, num_classes=10, width=8):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, width, 3, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+        )
+        self.b1 = Block(width, 2 * width, 2)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(2 * width, num_classes)
+
+    def forward(self, x):
+        x = self.b1(self.stem(x))
+        return self.fc(torch.flatten(self.pool(x), 1))
+'''
+
+DSCNN = '''
+import torch
+import torch.nn as nn
+
+
+def dw_block(c):
+    return nn.Sequential(
+        nn.Conv2d(c, c, 3, 1, 1, groups=c, bias=False), nn.BatchNorm2d(c), nn.ReLU(),
+        nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(),
+    )
+
+
+def ds_cnn(num_classes=12, c=12):
+    """A DS-CNN for 49x10 MFCC frames (keyword spotting), built by a factory function."""
+    return nn.Sequential(
+        nn.Conv2d(1, c, (10, 4), (2, 2), (5, 1), bias=False), nn.BatchNorm2d(c), nn.ReLU(),
+        dw_block(c), dw_block(c),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(c, num_classes),
+    )
+'''
+
+USER_MODELS = Path(__file__).parent / "user_models"  # i10-ops' op models: 10 classes each
+
+# (source text or .py path, NAME, --model-args, --input-shape, dataset kind); one line per model.
+MODELS = [
+    pytest.param(RESNET, "ResNet", {"num_classes": 3}, "1x28x28", "folder", id="resnet-proj"),
+    pytest.param(DSCNN, "ds_cnn", {"num_classes": 4}, "1x49x10", "npz", id="ds-cnn-kws"),
+    pytest.param(
+        USER_MODELS / "mbv3_block.py", "MobileNetV3Block", {}, "1x28x28", "npz", id="mbv3-se"
+    ),
+]
+
+
+def _synthetic(n: int, shape: tuple[int, int, int], classes: int, seed: int):
+    """Random uint8 images with a bright horizontal band whose position is the class."""
+    rng = np.random.default_rng(seed)
+    c, h, w = shape
+    y = rng.integers(0, classes, n)
+    x = rng.integers(0, 60, (n, c, h, w)).astype(np.float32)
+    for i in range(n):
+        x[i, :, (y[i] * h) // classes : ((y[i] + 1) * h) // classes] += 150
+    return x.clip(0, 255).astype(np.uint8), y
+
+
+def make_dataset(root: Path, kind: str, shape: tuple[int, int, int], classes: int) -> str:
+    """A synthetic dataset of `kind`: an image folder with train/ and test/, or an .npz."""
+    (x, y), (xt, yt) = _synthetic(240, shape, classes, 0), _synthetic(60, shape, classes, 1)
+    if kind == "npz":
+        path = root / "data.npz"
+        nhwc = lambda a: (a.astype(np.float32) / 255).transpose(0, 2, 3, 1)  # noqa: E731
+        np.savez(path, x_train=nhwc(x), y_train=y, x_test=nhwc(xt), y_test=yt)
+        return str(path)
+    for part, (images, labels) in (("train", (x, y)), ("test", (xt, yt))):
+        for i, (img, label) in enumerate(zip(images, labels)):
+            d = root / "folder" / part / f"class{label}"
+            d.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img[0]).save(d / f"{i}.png")
+    return str(root / "folder")
+
+
+def _need_gcc() -> None:
+    missing = missing_tools("gcc", "make", "nm", "size")
+    if missing:
+        msg = f"the C export check needs {', '.join(missing)}"
+        if os.environ.get("MICROMIX_STRICT") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+def cli(*argv: str) -> None:
+    assert main([str(a) for a in argv]) == 0, argv
+
+
+def memory_json(capsys, *argv: str) -> dict:
+    capsys.readouterr()
+    cli("memory", *argv, "--json")
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("source, name, margs, shape, kind", MODELS)
+def test_user_model_through_the_cli(tmp_path, capsys, source, name, margs, shape, kind):
+    _need_gcc()
+    net = tmp_path / "net.py"
+    net.write_text(source.read_text() if isinstance(source, Path) else source)
+    model = [f"--model={net}:{name}", f"--model-args={json.dumps(margs)}", f"--input-shape={shape}"]
+    dims = tuple(int(d) for d in shape.split("x"))
+    data = make_dataset(tmp_path, kind, dims, margs.get("num_classes", 10))
+    # Trace and memory model of the fresh model, straight from the file.
+    mem8 = memory_json(capsys, *model)
+    assert mem8["flash_bytes"] > 0 and mem8["ram_bytes"] > 0
+    # Float weights from an ordinary training loop: a DDP-prefixed {"state_dict": ...} file.
+    import torch
+
+    from micromix.models import from_source
+
+    torch.manual_seed(0)
+    ref = from_source(f"{net}:{name}", input_shape=shape, **margs)
+    assert ref(torch.zeros(1, *dims)).shape == (1, margs.get("num_classes", 10))
+    plain = tmp_path / "weights.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in ref.state_dict().items()}}, plain)
+    cli("train", *model, "--checkpoint", plain, "--dataset", data, "--epochs", 1,
+        "--batch-size", 32, "--lr", 0.05, "--run-dir", tmp_path / "float")  # fmt: skip
+    float_pt = tmp_path / "float" / "model.pt"
+    # From here on the model file names its own architecture: no --model needed.
+    cli("search", "--checkpoint", float_pt, "--strategy", "rule", "--flash", "0.85x",
+        "--ram", "0.85x", "--dataset", data, "--train-images", 64, "--eval-images", 32,
+        "--batch-size", 16, "--no-progress", "--run-dir", tmp_path / "search")  # fmt: skip
+    policy = tmp_path / "search" / "policy.json"
+    cli("finetune", "--checkpoint", float_pt, "--policy", policy, "--dataset", data,
+        "--epochs", 1, "--max-batches", 3, "--batch-size", 16, "--run-dir", tmp_path / "ft")  # fmt: skip
+    capsys.readouterr()
+    cli("export", "--run-dir", tmp_path / "ft", "--images", 12)  # dataset from the run dir
+    out = capsys.readouterr().out
+    assert f"the first 12 {data} test images" in out
+    assert "12/12 images bit-identical" in out and "exactly the memory model" in out
+    built = json.loads((tmp_path / "ft" / "c" / "export.json").read_text())["built"]
+    # The memory report of the run directory (its model and policy) = the compiled objects.
+    mem = memory_json(capsys, "--run-dir", tmp_path / "ft")
+    assert (built["const_bytes"], built["ram_bytes"]) == (mem["flash_bytes"], mem["ram_bytes"])
+    assert mem == memory_json(capsys, "--checkpoint", float_pt, "--policy", policy)
+
+
+@pytest.mark.parametrize("source, name, margs, shape, kind", MODELS)
+def test_run_dir_of_a_user_model_needs_no_model_flags(tmp_path, capsys, source, name, margs,
+                                                      shape, kind):  # fmt: skip
+    _need_gcc()
+    net = tmp_path / "net.py"
+    source = source.read_text() if isinstance(source, Path) else source
+    net.write_text(source)
+    dims = tuple(int(d) for d in shape.split("x"))
+    data = make_dataset(tmp_path, kind, dims, margs.get("num_classes", 10))
+    run = tmp_path / "run"
+    cli("run", "--quiet", "--model", f"{net}:{name}", "--model-args", json.dumps(margs),
+        "--input-shape", shape, "--dataset", data, "--strategy", "rule", "--float-epochs", 1,
+        "--flash", "0.85x", "--ram", "0.85x", "--search-train-images", 64,
+        "--search-eval-images", 32, "--finetune-epochs", 1, "--finetune-batches", 2,
+        "--eval-images", 30, "--export-images", 6, "--export-target", "host",
+        "--batch-size", 32, "--run-dir", run)  # fmt: skip
+    spec = json.loads((run / "config.json").read_text())["settings"]["model_spec"]
+    assert spec["kind"] == "file" and spec["location"] == str(net.resolve())
+    assert spec["input_shape"] == list(dims) and spec["args"] == margs
+    capsys.readouterr()
+    cli("report", run)
+    assert "report.md" in capsys.readouterr().out and (run / "policy.png").exists()
+    cli("export", "--run-dir", run, "--out", tmp_path / "c2", "--images", 4)
+    assert "4/4 images bit-identical" in capsys.readouterr().out
+    stages = json.loads((run / "stages.json").read_text())
+    mem = memory_json(capsys, "--run-dir", run)
+    assert stages["export"]["memory model FLASH (B)"] == mem["flash_bytes"]
+    # A changed source file still builds, with one warning line naming it.
+    net.write_text(source + "\n# edited\n")
+    capsys.readouterr()
+    cli("memory", "--run-dir", run)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1 and "changed since it was recorded" in err[0] and str(net.resolve()) in err[0]
+    )
+    cli("run", "--resume", "--quiet", "--run-dir", run)  # nothing to redo; no model flags
