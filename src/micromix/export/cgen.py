@@ -66,6 +66,59 @@ def c_name(step: int, op_name: str, suffix: str) -> str:
     return f"mm_L{step:02d}_{re.sub(r'[^0-9A-Za-z]', '_', op_name)}_{suffix}"
 
 
+def is_pointwise8(iop: IntOp) -> bool:
+    """The kernels' MM_IS_PW8: an 8-bit-input, 8-bit-weight conv or linear whose patch is one
+    contiguous run of input bytes (1x1 without padding, or a window covering the whole input)
+    runs mm_pointwise8, which reads its weights in the interleaved order of `kernel_layout`."""
+    op = iop.op
+    if op.kind not in ("conv", "linear") or iop.groups != 1:
+        return False
+    if iop.in_bits[0] != 8 or (iop.w_bits or 8) != 8 or tuple(iop.padding) != (0, 0):
+        return False
+    (kh, kw), (_, h, w), (_, oh, ow) = iop.kernel, op.in_shape, op.out_shape
+    return (kh, kw) == (1, 1) or ((kh, kw) == (h, w) and (oh, ow) == (1, 1))
+
+
+def is_depthwise8(iop: IntOp) -> bool:
+    """The kernels' MM_IS_DW8: a depthwise layer (kernel_of) with 8-bit inputs and weights on a
+    multiple of 4 channels runs mm_dw8, which reads its weights in groups of four channels."""
+    op = iop.op
+    if op.kind != "conv" or kernel_of(op, iop.w_bits or 8) != "depthwise":
+        return False
+    return iop.in_bits[0] == 8 and iop.w_bits == 8 and op.out_shape[0] % 4 == 0
+
+
+def kernel_layout(iop: IntOp) -> np.ndarray:
+    """The packed weight bytes in the order the kernel reads them (same bytes, same count).
+
+    mm_dw8 (depthwise, 8/8 bits): groups of four channels; within a group, tap after tap, the
+    four channels' weights (tap t of channel 4g + j at 4 * (g * taps + t) + j).
+    mm_pointwise8: each block of four rows interleaves 4-byte runs (row 0 bytes 0-3, row 1
+    bytes 0-3, row 2, row 3, then bytes 4-7 of each ...), followed by the last row % 4 bytes of
+    each row, row after row; rows after the last full block stay as they are. Other kernels read
+    the natural row order.
+    """
+    w = np.asarray(iop.weights, dtype=np.uint8)
+    if is_depthwise8(iop):  # mm_dw8: groups of four channels, tap after tap
+        c = iop.op.out_shape[0]
+        g = w.reshape(c // 4, 4, -1).transpose(0, 2, 1)
+        return np.ascontiguousarray(g).reshape(w.shape)
+    if not is_pointwise8(iop):
+        return w
+    cout = iop.op.out_shape[0]
+    rows = w.reshape(cout, -1)
+    n = rows.shape[1]
+    n4, out = n - n % 4, [rows[cout - cout % 4 :]]
+    blocks = []
+    for b in range(cout // 4):
+        r = rows[4 * b : 4 * b + 4]
+        head = r[:, :n4].reshape(4, n4 // 4, 4).transpose(1, 0, 2).reshape(-1)
+        blocks += [head, r[:, n4:].reshape(-1)]
+    flat = np.concatenate(blocks + [x.reshape(-1) for x in out])
+    assert flat.size == w.size
+    return flat.reshape(w.shape)
+
+
 def const_arrays(imodel: IntegerModel) -> list[tuple[str, str, np.ndarray]]:
     """(C name, C type, values) of every constant, int32 arrays first, then the byte arrays.
 
@@ -75,7 +128,7 @@ def const_arrays(imodel: IntegerModel) -> list[tuple[str, str, np.ndarray]]:
     out = []
     for step, iop in enumerate(imodel.ops):
         if iop.weights is not None:
-            out.append((c_name(step, iop.name, "w"), "uint8", iop.weights))
+            out.append((c_name(step, iop.name, "w"), "uint8", kernel_layout(iop)))
         for suffix, ctype, count in param_arrays(iop.op, iop.in_bits[0]):
             a = iop.arrays[suffix]
             if a.shape != (count,) or a.dtype != np.dtype(ctype):
@@ -136,10 +189,11 @@ def _fmt(in_bits: int, in_signed: bool, w_bits: int, out_bits: int, bias_shift: 
     return f"MM_FMT({in_bits}, {int(in_signed)}, {w_bits}, {out_bits}, {bias_shift})"
 
 
-def _call(step: int, iop: IntOp, offsets: dict[str, int]) -> str:
+def _call(step: int, iop: IntOp, offsets: dict[str, int], sizes: dict[str, int]) -> str:
     op = iop.op
-    a = [f"a + {offsets[t]}" for t in op.inputs]
-    y = f"a + {offsets[op.output]}"
+    # MM_IN / MM_OUT are the arena pointers, or exact-size heap copies in guarded builds.
+    a = [f"MM_IN(a + {offsets[t]}, {sizes[t]})" for t in op.inputs]
+    y = f"MM_OUT(a + {offsets[op.output]}, {sizes[op.output]})"
     arr = {s: c_name(step, op.name, s) for s, _, _ in param_arrays(op, iop.in_bits[0])}
     new = ops_call(iop, a, y, arr)  # pooling with padding, concat, tables, multiply
     if new is not None:
@@ -260,7 +314,8 @@ int micromix_run_copy(const uint8_t *image, MICROMIX_OUTPUT_T *logits);
         out = iop.op.output
         steps.append(
             f"    /* {_describe(step, iop)} */\n    MM_STEP_BEGIN();\n"
-            f"    {_call(step, iop, rep.offsets)}\n"
+            f"    {_call(step, iop, rep.offsets, rep.tensor_bytes)}\n"
+            f"    mm_unguard();\n"
             f"    MM_STEP_END({step}, {rep.offsets[out]}, {rep.tensor_bytes[out]});"
         )
     body = "\n".join(steps)
@@ -272,6 +327,14 @@ int micromix_run_copy(const uint8_t *image, MICROMIX_OUTPUT_T *logits);
 #include "micromix_model.h"
 #include "micromix_weights.h"
 #include "mm_kernels.h"
+
+#ifdef MICROMIX_GUARD_TENSORS
+#include "mm_guard.h" /* test builds: every tensor an exact-size heap block per step */
+#else
+#define MM_IN(p, len) (p)
+#define MM_OUT(p, len) (p)
+#define mm_unguard()
+#endif
 
 #ifdef MICROMIX_CHECK_WRITES
 #define MM_SCRATCH_GUARD 16 /* words past the scratch that no kernel may write */

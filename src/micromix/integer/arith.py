@@ -30,6 +30,7 @@ __all__ = [
     "quantize_multiplier",
     "quantize_multiplier_pair",
     "requantize",
+    "requantize_hi32",
     "round_half_up",
     "unpack_bits",
 ]
@@ -117,6 +118,26 @@ def requantize(
     if np.any(np.abs(acc) > limit):
         raise OverflowError32(f"{where}: a 64-bit requantization product would overflow.")
     return np.right_shift(acc * m0 + half, shift)
+
+
+def requantize_hi32(acc: np.ndarray | int, m0: np.ndarray | int, shift: np.ndarray | int) -> np.ndarray:
+    """The C kernels' 32-bit form of `requantize` for shifts above 32, bit for bit the same.
+
+    hi = (acc * m0) >> 32 (the high word of the 64-bit product, as SMULL leaves it), then
+    (hi + 2^(shift-33)) >> (shift-32). Exact: the rounding term lies wholly in the high word and
+    the dropped low word adds less than one unit before the flooring shift. |hi| <= 2^30 and
+    2^(shift-33) <= 2^29, so the sum never leaves int32. Shifts of 32 or less keep the 64-bit
+    form (returned unchanged here).
+    """
+    acc = np.asarray(acc, dtype=np.int64)
+    m0 = np.asarray(m0, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    big = shift > 32
+    s = np.where(big, shift, 33)
+    hi = np.right_shift(acc * m0, 32)
+    fast = np.right_shift(hi + np.left_shift(np.int64(1), s - 33), s - 32)
+    check_int32(np.where(big, hi + np.left_shift(np.int64(1), s - 33), 0), "requantize_hi32")
+    return np.where(big, fast, requantize(acc, m0, shift))
 
 
 def clamp(values: np.ndarray, lo: int, hi: int) -> np.ndarray:

@@ -67,9 +67,11 @@ static void mm_gather(int16_t *buf, const uint8_t *in, int in_h, int in_w, int i
         mm_unpack(buf + e0, px + ((c0 * ib) >> 3), cn, ib, is);
         return;
     }
-    if (aligned && e0 == 0) {
+    if (aligned && e0 == 0 && nblk <= cn) {
         /* A whole row (pointwise, linear): the planar head (nblk <= cn elements, a multiple
-         * of 16) byte by byte, then the tail in natural order. */
+         * of 16) byte by byte, then the tail in natural order. Only when the row is this one
+         * pixel's run: for a k x k kernel the planar head spans several pixels, which the
+         * element-wise path below places one pixel at a time (reading this pixel only). */
         const uint8_t *p = px + ((c0 * ib) >> 3);
         const int32_t mb = nblk >> lp, per = 8 / ib;
         const int32_t sx = is ? 1 << (ib - 1) : 0, mask = (1 << ib) - 1;
@@ -86,6 +88,182 @@ static void mm_gather(int16_t *buf, const uint8_t *in, int in_h, int in_w, int i
     }
     for (int k = 0; k < cn; k++)
         buf[mm_slot(e0 + k, nblk, lp)] = (int16_t)mm_get(px, c0 + k, ib, is);
+}
+
+#if defined(__ARM_FEATURE_DSP)
+/* Unaligned 32-bit loads are single LDRs on every core with the DSP extension. */
+static inline uint32_t mm_ld32(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+/* Bytes 0 and 2 / 1 and 3 of a word, sign- or zero-extended to the two halfwords SMLAD takes;
+ * the rotation is folded into the extend (one instruction each). */
+static inline uint32_t mm_sx02(uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtb16 %0, %1" : "=r"(r) : "r"(x));
+    return r;
+}
+static inline uint32_t mm_sx13(uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+static inline uint32_t mm_ux02(uint32_t x)
+{
+    uint32_t r;
+    __asm__("uxtb16 %0, %1" : "=r"(r) : "r"(x));
+    return r;
+}
+static inline uint32_t mm_ux13(uint32_t x)
+{
+    uint32_t r;
+    __asm__("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+static inline int32_t mm_smlad(uint32_t a, uint32_t b, int32_t acc)
+{
+    int32_t r;
+    __asm__("smlad %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+}
+
+/* Four output channels of one pixel from an interleaved weight block (mm_pointwise8): per 4
+ * inputs one input load and two extends shared by the four rows, then per row one load, two
+ * extends and two dual MACs, all from one weight pointer. */
+static inline void mm_pw8x4(const uint8_t *x, const int8_t *w, int32_t n, int is, int32_t *out)
+{
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    const uint8_t *const x4 = x + (n & ~3);
+    if (is) {
+        for (; x < x4; x += 4, w += 16) {
+            const uint32_t xv = mm_ld32(x), xe = mm_sx02(xv), xo = mm_sx13(xv);
+            uint32_t v = mm_ld32(w);
+            a0 = mm_smlad(mm_sx02(v), xe, mm_smlad(mm_sx13(v), xo, a0));
+            v = mm_ld32(w + 4);
+            a1 = mm_smlad(mm_sx02(v), xe, mm_smlad(mm_sx13(v), xo, a1));
+            v = mm_ld32(w + 8);
+            a2 = mm_smlad(mm_sx02(v), xe, mm_smlad(mm_sx13(v), xo, a2));
+            v = mm_ld32(w + 12);
+            a3 = mm_smlad(mm_sx02(v), xe, mm_smlad(mm_sx13(v), xo, a3));
+        }
+    } else {
+        for (; x < x4; x += 4, w += 16) {
+            const uint32_t xv = mm_ld32(x), xe = mm_ux02(xv), xo = mm_ux13(xv);
+            uint32_t v = mm_ld32(w);
+            a0 = mm_smlad(mm_sx02(v), xe, mm_smlad(mm_sx13(v), xo, a0));
+            v = mm_ld32(w + 4);
+            a1 = mm_smlad(mm_sx02(v), xe, mm_smlad(mm_sx13(v), xo, a1));
+            v = mm_ld32(w + 8);
+            a2 = mm_smlad(mm_sx02(v), xe, mm_smlad(mm_sx13(v), xo, a2));
+            v = mm_ld32(w + 12);
+            a3 = mm_smlad(mm_sx02(v), xe, mm_smlad(mm_sx13(v), xo, a3));
+        }
+    }
+    {
+        const int32_t t = n & 3; /* the rows' tails, one after the other */
+        for (int32_t i = 0; i < t; i++) {
+            const int32_t xv = is ? (int8_t)x[i] : x[i];
+            a0 += xv * w[i];
+            a1 += xv * w[t + i];
+            a2 += xv * w[2 * t + i];
+            a3 += xv * w[3 * t + i];
+        }
+    }
+    out[0] = a0;
+    out[1] = a1;
+    out[2] = a2;
+    out[3] = a3;
+}
+#else
+/* Portable: the input bytes are read in place, four rows share each input value. */
+static inline void mm_pw8x4(const uint8_t *x, const int8_t *w, int32_t n, int is, int32_t *out)
+{
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, i;
+    const int32_t n4 = n & ~3, t = n & 3;
+    for (i = 0; i < n4; i++) {
+        const int32_t xv = is ? (int8_t)x[i] : x[i];
+        const int8_t *q = w + 4 * (i & ~3) + (i & 3);
+        a0 += xv * q[0];
+        a1 += xv * q[4];
+        a2 += xv * q[8];
+        a3 += xv * q[12];
+    }
+    for (i = 0; i < t; i++) {
+        const int32_t xv = is ? (int8_t)x[n4 + i] : x[n4 + i];
+        a0 += xv * w[4 * n4 + i];
+        a1 += xv * w[4 * n4 + t + i];
+        a2 += xv * w[4 * n4 + 2 * t + i];
+        a3 += xv * w[4 * n4 + 3 * t + i];
+    }
+    out[0] = a0;
+    out[1] = a1;
+    out[2] = a2;
+    out[3] = a3;
+}
+#endif
+
+void mm_pointwise8(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
+                   const int32_t *mult, const int8_t *shift, int32_t row, int out_c, int out_h,
+                   int out_w, int32_t in_row_step, int32_t in_step, int fmt, int32_t qmin,
+                   int32_t qmax)
+{
+    const int is = MM_FMT_IN_SIGNED(fmt), ob = MM_FMT_OUT_BITS(fmt), bk = MM_FMT_BIAS_SHIFT(fmt);
+    const int8_t *ws = (const int8_t *)w;
+    for (int oy = 0; oy < out_h; oy++) {
+        const uint8_t *x = in + (int32_t)oy * in_row_step;
+        for (int ox = 0; ox < out_w; ox++, x += in_step) {
+            mm_writer wr = {out, 0, 0, ob};
+            int co = 0;
+            for (; co + 4 <= out_c; co += 4) {
+                int32_t acc[4];
+                mm_pw8x4(x, ws + co * row, row, is, acc);
+                for (int j = 0; j < 4; j++)
+                    mm_put(&wr, mm_requant(mm_biased(acc[j], bias[co + j], bk), mult[co + j],
+                                           shift[co + j], qmin, qmax));
+            }
+            for (; co < out_c; co++) {
+                const int8_t *wr0 = ws + co * row;
+                int32_t acc = 0;
+                for (int32_t i = 0; i < row; i++)
+                    acc += (is ? (int8_t)x[i] : x[i]) * wr0[i];
+                mm_put(&wr, mm_requant(mm_biased(acc, bias[co], bk), mult[co], shift[co], qmin,
+                                       qmax));
+            }
+            mm_flush(&wr);
+            out = wr.p;
+        }
+    }
+}
+
+int mm_try_pointwise8(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
+                      const int32_t *mult, const int8_t *shift, int in_c, int in_h, int in_w,
+                      int out_c, int out_h, int out_w, int kh, int kw, int sh, int sw, int ph,
+                      int pw, int groups, int fmt, int32_t qmin, int32_t qmax, void *scratch)
+{
+#if defined(__ARM_FEATURE_DSP)
+    if (MM_IS_PWSUB(groups, MM_FMT_IN_BITS(fmt), MM_FMT_W_BITS(fmt), kh, kw, ph, pw, in_c)) {
+        mm_pointwise_sub(in, out, w, bias, mult, shift, in_c, in_w, out_c, out_h, out_w, sh, sw,
+                         fmt, qmin, qmax, (int16_t *)scratch);
+        return 1;
+    }
+#else
+    (void)scratch;
+#endif
+    if (!MM_IS_PW8(groups, MM_FMT_IN_BITS(fmt), MM_FMT_W_BITS(fmt), kh, kw, ph, pw, in_h, in_w,
+                   out_h, out_w))
+        return 0;
+    /* Each output pixel's patch is one contiguous run of input bytes. */
+    if (kh == 1 && kw == 1)
+        mm_pointwise8(in, out, w, bias, mult, shift, in_c, out_c, out_h, out_w,
+                      (int32_t)sh * in_w * in_c, (int32_t)sw * in_c, fmt, qmin, qmax);
+    else
+        mm_pointwise8(in, out, w, bias, mult, shift, (int32_t)kh * kw * in_c, out_c, 1, 1, 0, 0,
+                      fmt, qmin, qmax);
+    return 1;
 }
 
 /* Geometry and formats of one conv call, to keep the helper signatures short. */
@@ -151,6 +329,9 @@ void mm_conv(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *b
     int16_t *const buf = (int16_t *)scratch; /* min(row, MM_PATCH) elements, or a chunk */
     const int ob = MM_FMT_OUT_BITS(fmt);
     const int32_t out_pix = mm_bytes(out_c, ob);
+    if (mm_try_pointwise8(in, out, w, bias, mult, shift, in_c, in_h, in_w, out_c, out_h, out_w, kh,
+                          kw, sh, sw, ph, pw, groups, fmt, qmin, qmax, scratch))
+        return;
     if (MM_IS_SMALL(groups, (int32_t)kh * kw * in_c, MM_FMT_W_BITS(fmt), out_c)) {
         mm_conv_small(in, out, w, bias, mult, shift, in_c, in_h, in_w, out_c, out_h, out_w, kh,
                       kw, sh, sw, ph, pw, fmt, qmin, qmax, scratch);

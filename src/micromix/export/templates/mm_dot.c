@@ -132,3 +132,138 @@ void mm_dot2x4(const int16_t *x, const uint8_t *w, int32_t rb, int32_t n, int32_
     out[2] = a2 + mm_tail2(x, w2, m, n);
     out[3] = a3 + mm_tail2(x, w3, m, n);
 }
+
+#if defined(__ARM_FEATURE_DSP)
+/* ---- sub-byte pointwise on DSP cores (mm_pointwise_sub) ------------------------------------
+ *
+ * A weight word (4 packed bytes, natural layout) becomes SMLAD-ready halfword pairs with one
+ * AND per field and one SXTB16 per pair: field f of every byte is masked in place at the top of
+ * its byte (so the sign bit is the byte's), which scales it by 2^(8 - bits): 16 for 4-bit, 64
+ * for 2-bit weights; the sum is shifted back exactly at the end. The pairs come out in the order
+ * p = 2f + r (r: bytes 0 and 2, then 1 and 3), so the input pixel is unpacked once per pixel
+ * into int16 in that order (mm_pw_slot); one LDR then gives one ready input pair. */
+static inline uint32_t mm_x32(const int16_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+static inline uint32_t mm_w32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+#define MM_SX(x)                                                                                  \
+    ({                                                                                            \
+        uint32_t r_;                                                                              \
+        __asm__("sxtb16 %0, %1" : "=r"(r_) : "r"(x));                                             \
+        r_;                                                                                       \
+    })
+#define MM_SXR(x)                                                                                 \
+    ({                                                                                            \
+        uint32_t r_;                                                                              \
+        __asm__("sxtb16 %0, %1, ror #8" : "=r"(r_) : "r"(x));                                     \
+        r_;                                                                                       \
+    })
+#define MM_SMLAD(a, b, acc) __asm__("smlad %0, %1, %2, %0" : "+r"(acc) : "r"(a), "r"(b))
+
+/* Buffer slot of element e within a block of 4 * 8 / wb elements; lpw = log2(8 / wb) (shifts,
+ * no division: this runs once per input element and pixel). */
+static inline int32_t mm_pw_slot(int32_t e, int lpw)
+{
+    const int32_t byte = e >> lpw, f = e & ((1 << lpw) - 1);
+    return 2 * (2 * f + (byte & 1)) + (byte >> 1);
+}
+
+/* Two rows against the unpacked pixel x; nw weight words each; scaled sums. */
+static void mm_pws_dot2(const int16_t *x, const uint8_t *w0, const uint8_t *w1, int32_t nw,
+                        int wb, int32_t *o)
+{
+    int32_t a0 = 0, a1 = 0;
+    if (wb == 8) {
+        for (int32_t i = 0; i < nw; i++, x += 4) {
+            const uint32_t p0 = mm_x32(x), p1 = mm_x32(x + 2);
+            const uint32_t u = mm_w32(w0 + 4 * i), v = mm_w32(w1 + 4 * i);
+            MM_SMLAD(MM_SX(u), p0, a0);
+            MM_SMLAD(MM_SXR(u), p1, a0);
+            MM_SMLAD(MM_SX(v), p0, a1);
+            MM_SMLAD(MM_SXR(v), p1, a1);
+        }
+    } else if (wb == 4) {
+        const uint32_t m = 0xF0F0F0F0u;
+        for (int32_t i = 0; i < nw; i++, x += 8) {
+            const uint32_t p0 = mm_x32(x), p1 = mm_x32(x + 2), p2 = mm_x32(x + 4);
+            const uint32_t p3 = mm_x32(x + 6);
+            const uint32_t u = mm_w32(w0 + 4 * i), v = mm_w32(w1 + 4 * i);
+            uint32_t t = (u << 4) & m;
+            MM_SMLAD(MM_SX(t), p0, a0);
+            MM_SMLAD(MM_SXR(t), p1, a0);
+            t = u & m;
+            MM_SMLAD(MM_SX(t), p2, a0);
+            MM_SMLAD(MM_SXR(t), p3, a0);
+            t = (v << 4) & m;
+            MM_SMLAD(MM_SX(t), p0, a1);
+            MM_SMLAD(MM_SXR(t), p1, a1);
+            t = v & m;
+            MM_SMLAD(MM_SX(t), p2, a1);
+            MM_SMLAD(MM_SXR(t), p3, a1);
+        }
+    } else {
+        const uint32_t m = 0xC0C0C0C0u;
+        for (int32_t i = 0; i < nw; i++, x += 16) {
+            const uint32_t u = mm_w32(w0 + 4 * i), v = mm_w32(w1 + 4 * i);
+            for (int f = 0; f < 4; f++) {
+                const uint32_t p0 = mm_x32(x + 4 * f), p1 = mm_x32(x + 4 * f + 2);
+                const uint32_t tu = (u << (6 - 2 * f)) & m, tv = (v << (6 - 2 * f)) & m;
+                MM_SMLAD(MM_SX(tu), p0, a0);
+                MM_SMLAD(MM_SXR(tu), p1, a0);
+                MM_SMLAD(MM_SX(tv), p0, a1);
+                MM_SMLAD(MM_SXR(tv), p1, a1);
+            }
+        }
+    }
+    o[0] = a0;
+    o[1] = a1;
+}
+
+void mm_pointwise_sub(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
+                      const int32_t *mult, const int8_t *shift, int in_c, int in_w, int out_c,
+                      int out_h, int out_w, int sh, int sw, int fmt, int32_t qmin, int32_t qmax,
+                      int16_t *buf)
+{
+    const int ib = MM_FMT_IN_BITS(fmt), is = MM_FMT_IN_SIGNED(fmt), wb = MM_FMT_W_BITS(fmt);
+    const int ob = MM_FMT_OUT_BITS(fmt), bk = MM_FMT_BIAS_SHIFT(fmt);
+    const int lpw = wb == 8 ? 0 : wb == 4 ? 1 : 2, blk = 4 << lpw, scale = lpw ? 2 + 2 * lpw : 0;
+    const int32_t in_pix = mm_bytes(in_c, ib), rb = mm_bytes(in_c, wb);
+    const int32_t nblk = in_c - in_c % blk, nw = nblk / blk;
+    for (int oy = 0; oy < out_h; oy++) {
+        for (int ox = 0; ox < out_w; ox++) {
+            const uint8_t *px = in + ((int32_t)oy * sh * in_w + (int32_t)ox * sw) * in_pix;
+            mm_writer wr = {out, 0, 0, ob};
+            int co = 0;
+            for (int32_t e = 0; e < nblk; e++)
+                buf[(e & ~(blk - 1)) + mm_pw_slot(e & (blk - 1), lpw)] =
+                    (int16_t)mm_get(px, e, ib, is);
+            for (int32_t e = nblk; e < in_c; e++)
+                buf[e] = (int16_t)mm_get(px, e, ib, is);
+            for (; co < out_c; co += 2) {
+                const int two = co + 1 < out_c;
+                const uint8_t *w0 = w + (int32_t)co * rb, *w1 = two ? w0 + rb : w0;
+                int32_t acc[2];
+                mm_pws_dot2(buf, w0, w1, nw, wb, acc);
+                for (int j = 0; j <= two; j++) {
+                    const uint8_t *wr0 = j ? w1 : w0;
+                    int32_t a = acc[j] >> scale; /* exact: every term is a multiple */
+                    for (int32_t e = nblk; e < in_c; e++)
+                        a += buf[e] * mm_get(wr0, e, wb, 1);
+                    mm_put(&wr, mm_requant(mm_biased(a, bias[co + j], bk), mult[co + j],
+                                           shift[co + j], qmin, qmax));
+                }
+            }
+            mm_flush(&wr);
+            out = wr.p;
+        }
+    }
+}
+#endif

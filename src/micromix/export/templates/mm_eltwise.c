@@ -29,6 +29,24 @@ void mm_avgpool(const uint8_t *in, uint8_t *out, const int32_t *mult, const int8
     const int ib = MM_FMT_IN_BITS(fmt), is = MM_FMT_IN_SIGNED(fmt), ob = MM_FMT_OUT_BITS(fmt);
     const int32_t in_pix = mm_bytes(c, ib), o_pix = mm_bytes(c, ob);
     (void)in_h; /* windows tile the input: out_h * kh rows are read, the rest is cropped */
+    if (ib == 8 && ob == 8) { /* whole bytes: read and write them directly */
+        for (int oy = 0; oy < out_h; oy++) {
+            for (int ox = 0; ox < out_w; ox++) {
+                const uint8_t *p0 = in + ((int32_t)oy * kh * in_w + (int32_t)ox * kw) * in_pix;
+                uint8_t *po = out + ((int32_t)oy * out_w + ox) * o_pix;
+                for (int ch = 0; ch < c; ch++) {
+                    int32_t sum = 0;
+                    for (int ky = 0; ky < kh; ky++) {
+                        const uint8_t *p = p0 + (int32_t)ky * in_w * in_pix + ch;
+                        for (int kx = 0; kx < kw; kx++, p += in_pix)
+                            sum += is ? (int8_t)*p : *p;
+                    }
+                    po[ch] = (uint8_t)mm_requant(sum, mult[0], shift[0], qmin, qmax);
+                }
+            }
+        }
+        return;
+    }
     for (int oy = 0; oy < out_h; oy++) {
         for (int ox = 0; ox < out_w; ox++) {
             mm_writer wr = {out + ((int32_t)oy * out_w + ox) * o_pix, 0, 0, ob};

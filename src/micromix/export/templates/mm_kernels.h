@@ -5,8 +5,9 @@
  * signed ones in two's complement. A weight row (one output channel, order kh, kw, c_in) is
  * padded to a whole byte the same way.
  *
- * Requantization: y = clamp((acc * m0 + 2^(n-1)) >> n) with 64-bit intermediates and an
- * arithmetic right shift, i.e. round half up. This is bit for bit the numpy reference.
+ * Requantization: y = clamp((acc * m0 + 2^(n-1)) >> n), exactly (as with 64-bit intermediates
+ * and an arithmetic right shift), i.e. round half up; shifts above 32 take an exact 32-bit
+ * form (mm_requant). This is bit for bit the numpy reference.
  */
 #ifndef MM_KERNELS_H
 #define MM_KERNELS_H
@@ -145,10 +146,25 @@ static inline int32_t mm_biased(int32_t dot, int32_t bias, int k)
     return dot * ((int32_t)1 << k) + bias;
 }
 
+/* The exact rule above. For shift >= 32 (every multiplier below 1: the common case) it runs in
+ * 32-bit arithmetic on the high word of the product (SMULL, add, ASR), which is exact: the
+ * rounding term 2^(n-1) falls in the high word, and the low word only adds less than one unit
+ * before the flooring shift (integer/arith.py requantize_hi32 is the same form in numpy). */
 static inline int32_t mm_requant(int32_t acc, int32_t m0, int shift, int32_t qmin, int32_t qmax)
 {
-    int64_t v = ((int64_t)acc * m0 + ((int64_t)1 << (shift - 1))) >> shift;
-    return v < qmin ? qmin : v > qmax ? qmax : (int32_t)v;
+    int32_t v;
+    if (shift > 32) {
+        const int32_t hi = (int32_t)(((int64_t)acc * m0) >> 32);
+        v = (hi + ((int32_t)1 << (shift - 33))) >> (shift - 32);
+    } else {
+        const int64_t w = ((int64_t)acc * m0 + ((int64_t)1 << (shift - 1))) >> shift;
+        if (w < qmin)
+            return qmin;
+        if (w > qmax)
+            return qmax;
+        return (int32_t)w;
+    }
+    return v < qmin ? qmin : v > qmax ? qmax : v;
 }
 
 /* Sequential writer of packed values: whole bytes only, so a pixel's padding bits are zero
@@ -192,6 +208,39 @@ void mm_dot4x4(const int16_t *x, const uint8_t *w, int32_t row_bytes, int32_t n,
 int32_t mm_dot2(const int16_t *x, const uint8_t *w, int32_t n);
 void mm_dot2x4(const int16_t *x, const uint8_t *w, int32_t row_bytes, int32_t n, int32_t *out);
 
+/* Pointwise and linear layers with 8-bit inputs and weights, read straight from the input
+ * tensor (no unpacked copy): `npix` pixels of `row` contiguous input bytes, `in_step` bytes
+ * apart, each against out_c weight rows (mm_conv.c; SMLAD dual MACs where the core has the
+ * DSP extension). Weight layout (the export reorders the rows, same bytes): each block of four
+ * rows interleaves 4-byte runs (row 0 bytes 0-3, row 1 bytes 0-3, ..., row 0 bytes 4-7, ...),
+ * then the rows' last row % 4 bytes one row after the other; rows past the last full block stay
+ * in natural order. MM_IS_PW8 is the rule (memory.py / cgen.py mirror it). */
+#define MM_IS_PW8(groups, in_bits, w_bits, kh, kw, ph, pw, in_h, in_w, out_h, out_w)              \
+    ((groups) == 1 && (in_bits) == 8 && (w_bits) == 8 && (ph) == 0 && (pw) == 0 &&              \
+     (((kh) == 1 && (kw) == 1) || ((kh) == (in_h) && (kw) == (in_w) && (out_h) == 1 && (out_w) == 1)))
+void mm_pointwise8(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
+                   const int32_t *mult, const int8_t *shift, int32_t row, int out_c, int out_h,
+                   int out_w, int32_t in_row_step, int32_t in_step, int fmt, int32_t qmin,
+                   int32_t qmax);
+
+/* Runs mm_pointwise8 and returns 1 when MM_IS_PW8 holds for this layer, else returns 0. */
+int mm_try_pointwise8(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
+                      const int32_t *mult, const int8_t *shift, int in_c, int in_h, int in_w,
+                      int out_c, int out_h, int out_w, int kh, int kw, int sh, int sw, int ph,
+                      int pw, int groups, int fmt, int32_t qmin, int32_t qmax, void *scratch);
+
+/* DSP cores: 1x1 layers with sub-byte inputs or weights (not both 8-bit) on 32 to MM_PATCH
+ * input channels (fewer: the lane kernel is faster, measured) unpack each input pixel once into the scratch (in_c int16, which
+ * memory.scratch_need already counts for these layers) and expand the packed weights in
+ * registers (mm_dot.c). */
+#define MM_IS_PWSUB(groups, in_bits, w_bits, kh, kw, ph, pw, in_c)                                \
+    ((groups) == 1 && !((in_bits) == 8 && (w_bits) == 8) && (kh) == 1 && (kw) == 1 &&            \
+     (ph) == 0 && (pw) == 0 && (in_c) >= 32 && (in_c) <= MM_PATCH)
+void mm_pointwise_sub(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
+                      const int32_t *mult, const int8_t *shift, int in_c, int in_w, int out_c,
+                      int out_h, int out_w, int sh, int sw, int fmt, int32_t qmin, int32_t qmax,
+                      int16_t *buf);
+
 /* Convolution of any kernel, stride, zero padding and groups; also pointwise and linear
  * (a linear on a C x H x W input is an H x W convolution with a 1 x 1 output). */
 void mm_conv(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
@@ -210,6 +259,11 @@ void mm_conv_small(const uint8_t *in, uint8_t *out, const uint8_t *w, const int3
                    const int32_t *mult, const int8_t *shift, int in_c, int in_h, int in_w,
                    int out_c, int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw,
                    int fmt, int32_t qmin, int32_t qmax, void *scratch);
+
+/* Depthwise layers with 8-bit inputs and weights on a multiple of 4 channels run mm_dw8 (mm_dw.c),
+ * whose weights the export stores in groups of four channels, tap after tap (tap t of channel
+ * 4g + j at 4 * (g * taps + t) + j). */
+#define MM_IS_DW8(c, in_bits, w_bits) ((in_bits) == 8 && (w_bits) == 8 && (c) % 4 == 0)
 
 /* Depthwise convolution (groups == in_c == out_c), any kernel size. */
 void mm_depthwise(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,

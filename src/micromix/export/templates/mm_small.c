@@ -21,6 +21,9 @@ void mm_conv_small(const uint8_t *in, uint8_t *out, const uint8_t *w, const int3
     int32_t *restrict off = (int32_t *)scratch;
     int16_t (*restrict tile)[MM_LANES] = (int16_t (*)[MM_LANES])(off + kh * kw);
     int16_t *restrict x = (int16_t *)(tile + row);
+    if (mm_try_pointwise8(in, out, w, bias, mult, shift, in_c, in_h, in_w, out_c, out_h, out_w,
+                          kh, kw, sh, sw, ph, pw, 1, fmt, qmin, qmax, scratch))
+        return; /* 8-bit pointwise: the direct kernel reads the input in place */
     for (int ky = 0; ky < kh; ky++)
         for (int kx = 0; kx < kw; kx++)
             off[ky * kw + kx] = ((int32_t)ky * in_w + kx) * in_pix;
@@ -46,11 +49,43 @@ void mm_conv_small(const uint8_t *in, uint8_t *out, const uint8_t *w, const int3
                         }
                     }
                 }
+#if defined(__ARM_FEATURE_DSP) && MM_LANES == 8
+                {
+                    /* Each tile row is four words of two lanes: SMLABB / SMLABT multiply the
+                     * patch element with both halves, one asm block per element (loads and the
+                     * eight MACs together, accumulators in registers). */
+                    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+                    for (int t = 0; t < row; t++) {
+                        const int32_t xt = x[t];
+                        uint32_t p_, q_;
+                        __asm__ volatile(
+                            "ldrd %[p], %[q], [%[tp]]\n\t"
+                            "smlabb %[a0], %[x], %[p], %[a0]\n\tsmlabt %[a1], %[x], %[p], %[a1]\n\t"
+                            "smlabb %[a2], %[x], %[q], %[a2]\n\tsmlabt %[a3], %[x], %[q], %[a3]\n\t"
+                            "ldrd %[p], %[q], [%[tp], #8]\n\t"
+                            "smlabb %[a4], %[x], %[p], %[a4]\n\tsmlabt %[a5], %[x], %[p], %[a5]\n\t"
+                            "smlabb %[a6], %[x], %[q], %[a6]\n\tsmlabt %[a7], %[x], %[q], %[a7]"
+                            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),
+                              [a4] "+r"(a4), [a5] "+r"(a5), [a6] "+r"(a6), [a7] "+r"(a7),
+                              [p] "=&r"(p_), [q] "=&r"(q_)
+                            : [x] "r"(xt), [tp] "r"(tile[t]), "m"(*(const int16_t(*)[8])tile[t]));
+                    }
+                    acc[0] = a0;
+                    acc[1] = a1;
+                    acc[2] = a2;
+                    acc[3] = a3;
+                    acc[4] = a4;
+                    acc[5] = a5;
+                    acc[6] = a6;
+                    acc[7] = a7;
+                }
+#else
                 for (int j = 0; j < MM_LANES; j++)
                     acc[j] = 0;
                 for (int t = 0; t < row; t++)
                     for (int j = 0; j < MM_LANES; j++)
                         acc[j] += x[t] * tile[t][j];
+#endif
                 for (int j = 0; j < MM_LANES; j++)
                     acc[j] = mm_requant(mm_biased(acc[j], bias[c0 + j], bk), mult[c0 + j],
                                         shift[c0 + j], qmin, qmax);

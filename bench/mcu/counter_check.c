@@ -1,0 +1,29 @@
+/* micromix bench: a hand-counted loop that validates the counting plugin.
+ * Segment 1 (from the marker to the next marker call) executes exactly:
+ *   bx lr (the marker)                     1 instruction, 1 + P cycles (taken)
+ *   movs r0, #100                          1, 1
+ *   100 x { ldr, ldr, subs, bne }          400; loads 2 + 1 (pipelined), subs 1,
+ *                                          bne 1, plus P on the 99 taken iterations
+ *   bl mm_mark                             1, 1 + P
+ * = 403 instructions and 3 + 1 + 100 * 5 + 99 * 2 + 3 = 705 cycles with P = 2. */
+#include "bench.h"
+
+__attribute__((naked, noinline)) static void loop(void)
+{
+    __asm__ volatile("push {r4, lr}\n\t"
+                     "bl mm_mark\n\t"
+                     "movs r0, #100\n"
+                     "1:\n\t"
+                     "ldr r1, [sp]\n\t"
+                     "ldr r2, [sp, #4]\n\t"
+                     "subs r0, r0, #1\n\t"
+                     "bne 1b\n\t"
+                     "bl mm_mark\n\t"
+                     "pop {r4, pc}\n");
+}
+
+int main(void)
+{
+    loop();
+    return 0;
+}

@@ -1,0 +1,85 @@
+"""The qemu instruction counter of bench/mcu_cost.py: exact on a hand-counted loop, and the
+segments it splits at markers add up to everything executed."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import require_tool
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOLS = ("gcc", "arm-none-eabi-gcc", "qemu-system-arm")
+
+
+def need_tools() -> None:
+    require_tool(*TOOLS)  # skips, or fails under MICROMIX_STRICT=1
+
+
+def bench():
+    spec = importlib.util.spec_from_file_location("mcu_cost", ROOT / "bench" / "mcu_cost.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["mcu_cost"] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_counter_is_exact_on_a_hand_counted_loop(tmp_path) -> None:
+    need_tools()
+    mc = bench()
+    plugin = mc.build_plugin(tmp_path)
+    flags = "-mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -O2".split()
+    elf = mc.link(tmp_path, "counter_check", [mc.MCU / "counter_check.c"], flags)
+    c = mc.count(elf, plugin)
+    # counter_check.c's comment derives these by hand: 1 + 1 + 100 * 4 + 1 instructions.
+    assert c.segments[1] == (403, 3 + 1 + 100 * 5 + 99 * 2 + 3)
+    assert len(c.segments) == 3  # boot, the loop, after the second marker
+    assert c.hist["subs"] == 100 and c.hist["bne"] == 100
+    assert sum(s[0] for s in c.segments) == sum(c.hist.values())
+
+
+def combo_and_mobilenet():
+    from test_export import combo_integer_model
+    from test_integer import mixed_policy
+
+    from micromix.graph import trace
+    from micromix.integer import convert
+    from micromix.integer.convert import random_qparams
+    from micromix.models import create
+    from micromix.policy import Policy
+
+    g = trace(create("mobilenet_v1", width=0.25, resolution=28, in_channels=1, num_classes=10))
+    pol, mixed = Policy.uniform(g, 8), mixed_policy(g, seed=2)
+    return {
+        "combo": combo_integer_model(),
+        "mbv1-8": convert(random_qparams(g, pol, seed=3), g, pol),
+        "mbv1-mixed": convert(random_qparams(g, mixed, seed=2), g, mixed),
+    }
+
+
+@pytest.mark.parametrize("core", ["cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33"])
+def test_kernels_are_bit_exact_under_qemu_on_each_core(tmp_path, core: str) -> None:
+    """The DSP paths (M4, M7, M33: SMLAD / SMLABB kernels, __ARM_FEATURE_DSP) and the portable
+    path (M3) compute what numpy computes: every (input, weight, output) bit triple (ComboNet)
+    and MobileNetV1 at 8/8 bits (the interleaved and tap-major weight layouts) and under a
+    random mixed policy (sub-byte pointwise with in-register weight expansion)."""
+    import numpy as np
+
+    from micromix.export.cores import core as get_core
+
+    need_tools()
+    mc = bench()
+    cpu = get_core(core)
+    plugin = mc.build_plugin(tmp_path)
+    flags = [*cpu.flags.split(), "-O2"]
+    dsp = mc.run(["arm-none-eabi-gcc", *flags, "-dM", "-E", "-x", "c", "/dev/null"], tmp_path)
+    assert ("__ARM_FEATURE_DSP 1" in dsp) == cpu.dsp
+    for name, im in combo_and_mobilenet().items():
+        shape = im.input_shape
+        image = np.random.default_rng(7).integers(0, 256, shape, dtype=np.uint8)
+        elf = mc.micromix_elf(im, image, tmp_path / name, flags, core)
+        c = mc.count(elf, plugin, cpu.machine)
+        assert "bench: ok" in c.output, (name, c.output[-300:])
+        assert len(c.segments) == len(im.ops) + 3  # boot, input copy, one per step, after
