@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 $(BIN)/micromix: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "micromix needs Python >= 3.10; set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[test]' || { echo "make: pip could not install micromix; it needs torch==2.13.0 (CPU wheel) from PyPI or a local wheel index." >&2; exit 1; }
+	$(BIN)/pip install -q -e '.[test,ray]' || { echo "make: pip could not install micromix; it needs torch==2.13.0 (CPU wheel) from PyPI or a local wheel index." >&2; exit 1; }
 	@touch $@
 
 setup: $(BIN)/micromix data

@@ -33,7 +33,7 @@ from micromix.integer import convert
 from micromix.integer.convert import random_qparams
 from micromix.memory import memory_report
 from micromix.policy import Policy
-from micromix.search import rule_policy
+from micromix.strategies import rule_policy
 from micromix.train import load_model
 
 KERNELS = ("mm_dot", "mm_conv", "mm_small", "mm_dw", "mm_eltwise", "micromix_model")

@@ -39,7 +39,7 @@ from micromix.memory import memory_report
 from micromix.models import create
 from micromix.policy import Policy
 from micromix.quant import calibrate, prepare
-from micromix.search.wall import rule_policy
+from micromix.strategies.wall import rule_policy
 
 TARGET = "stm32h743"
 

@@ -26,7 +26,7 @@ from micromix.memory import memory_report
 from micromix.policy import Policy
 from micromix.quant import calibrate, prepare
 from micromix.quant.finetune import load_qat
-from micromix.search import rule_policy
+from micromix.strategies import rule_policy
 from micromix.train import load_model
 
 # The module, not the function of the same name that micromix.integer exports.

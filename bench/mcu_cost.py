@@ -331,7 +331,7 @@ def policies(graph):
     from micromix.budget import Budget
     from micromix.memory import memory_report
     from micromix.policy import Policy
-    from micromix.search import rule_policy
+    from micromix.strategies import rule_policy
 
     ref = memory_report(graph, Policy.uniform(graph, 8))
     return {

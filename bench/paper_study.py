@@ -32,7 +32,7 @@ from micromix.models import create_from_config
 from micromix.policy import Policy
 from micromix.quant.finetune import finetune, qat_recipe
 from micromix.quant.kmeans import kmeans_flash_bytes, kmeans_quantize
-from micromix.search import search
+from micromix.strategies import search
 from micromix.train import evaluate, fit, float_recipe, load_model
 
 FLOAT = {  # float checkpoints made by `micromix train` (see results/float_training.md)
@@ -103,25 +103,35 @@ class Study:
         weights_only: bool = False,
     ) -> dict:
         a = self.args
+        from dataclasses import replace
+
+        from micromix.strategies import DDPGConfig, create
+
+        n = episodes or a.episodes
+        kw = {"weights_only": weights_only}
+        if strategy in ("haq", "random"):
+            kw["episodes"] = n
+        if strategy == "haq":
+            kw["agent"] = replace(DDPGConfig(), warmup=min(a.warmup, max(1, n // 3)))
         res = search(
             model,
             self.data,
             budget,
-            strategy=strategy,
-            episodes=episodes or a.episodes,
+            create(strategy, **kw),
             run_dir=self.out / "runs" / tag,
             seed=a.seed,
             resume=True,
-            weights_only=weights_only,
             force=True,
             graph=graph,
-            warmup=min(a.warmup, max(1, (episodes or a.episodes) // 3)),
             progress=False,
             plots=False,
         )
         out = self.qat(model, res.policy, graph)
         out.update(
-            heldout_acc=res.accuracy, policy=res.policy.to_json(), utilization=res.utilization
+            heldout_acc=res.accuracy,
+            search_score=res.search_score,
+            policy=res.policy.to_json(),
+            utilization=res.utilization,
         )
         return out
 

@@ -28,10 +28,10 @@ from micromix.data import load_dataset
 from micromix.graph import trace
 from micromix.memory import memory_report
 from micromix.policy import Policy
-from micromix.search import QATEvaluator, QATSettings, QuantEnv, Wall, search
-from micromix.search.ddpg import DDPG, DDPGConfig
-from micromix.search.env import OBS_DIM
-from micromix.search.evaluate import threads
+from micromix.strategies import QATEvaluator, QATSettings, QuantEnv, Wall, search
+from micromix.strategies.ddpg import DDPG, DDPGConfig
+from micromix.strategies.env import OBS_DIM
+from micromix.strategies.evaluate import threads
 from micromix.train import QAT_RECIPE, evaluate, load_model
 
 
@@ -96,6 +96,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", default="runs/float-mbv1-025/model.pt")
     ap.add_argument("--out", default="runs/bench-search")
     ap.add_argument("--strategies", default="rule,uniform,ilp,random,haq")
+    ap.add_argument("--workers", type=int, default=1, help="policies evaluated at a time (Ray)")
     ap.add_argument("--episodes", type=int, default=300)
     ap.add_argument("--finetune-epochs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
@@ -121,12 +122,14 @@ def main() -> None:
             print(f"{strategy}: done already")
             continue
         t0 = time.time()
+        kw = {"episodes": args.episodes} if strategy in ("haq", "random") else {}
         r = search(
             model,
             data,
             budget,
             strategy,
-            episodes=args.episodes,
+            **kw,
+            workers=args.workers,
             run_dir=out / strategy,
             seed=args.seed,
             resume=True,

@@ -26,11 +26,16 @@ def test_public_verbs_are_functions(name):
     assert inspect.isfunction(getattr(mm, name))
 
 
-def test_search_verb_survives_importing_the_subpackage():
-    import micromix.search.strategies  # noqa: F401  (binds the subpackage name in Python)
-    from micromix.search import QuantEnv
+def test_search_is_a_plain_function_and_strategies_a_package():
+    import importlib.util
+
+    import micromix.strategies.engine  # noqa: F401
+    from micromix.strategies import QuantEnv
 
     assert inspect.isfunction(mm.search) and inspect.isclass(QuantEnv)
+    assert mm.search is micromix.strategies.search
+    assert importlib.util.find_spec("micromix.search") is None  # no module hides behind the verb
+    assert inspect.isclass(mm.strategies.QuantEnv) and "haq" in mm.strategies.list_strategies()
 
 
 def test_public_types_and_registries():

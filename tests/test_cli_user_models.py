@@ -90,6 +90,14 @@ MODELS = [
         USER_MODELS / "mbv3_block.py", "MobileNetV3Block", {}, "1x28x28", "npz", id="mbv3-se"
     ),
 ]
+# Max pooling and concat (i10-ops' models) through the same CLI path; the run-dir test below
+# does not depend on the ops, so it keeps the three above.
+OP_MODELS = [
+    pytest.param(
+        USER_MODELS / "maxpool_cnn.py", "MaxPoolCNN", {}, "1x28x28", "folder", id="maxpool"
+    ),
+    pytest.param(USER_MODELS / "concat_net.py", "ConcatNet", {}, "1x28x28", "npz", id="concat"),
+]
 
 
 def _synthetic(n: int, shape: tuple[int, int, int], classes: int, seed: int):
@@ -138,7 +146,7 @@ def memory_json(capsys, *argv: str) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-@pytest.mark.parametrize("source, name, margs, shape, kind", MODELS)
+@pytest.mark.parametrize("source, name, margs, shape, kind", MODELS + OP_MODELS)
 def test_user_model_through_the_cli(tmp_path, capsys, source, name, margs, shape, kind):
     _need_gcc()
     net = tmp_path / "net.py"

@@ -247,7 +247,7 @@ CASES = [
             "{search}",
             "--resume",
         ],
-        "qat.train_images",
+        "evaluator.settings.train_images",
     ),
     (
         "search-resume-seed",

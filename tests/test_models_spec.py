@@ -170,7 +170,7 @@ def test_checkpoint_mismatch_names_the_key_and_shapes(tmp_path):
 
 def test_api_needs_the_shape_once(tiny_resnet):
     """search / finetune / convert after one trace: no graph= and no second shape."""
-    from micromix.search.evaluate import SyntheticEvaluator
+    from micromix.strategies.evaluate import SyntheticEvaluator
 
     graph = mm.trace(tiny_resnet, input_shape=(1, 1, 16, 16))
     ref = mm.memory_report(graph, mm.Policy.uniform(graph, 8))

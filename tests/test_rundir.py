@@ -81,7 +81,7 @@ def test_checkpoints_hold_only_weights_only_values(tmp_path):
 
 
 def test_search_checkpoint_loads_with_weights_only_and_resumes(tmp_path):
-    from micromix.search import DDPGConfig, SyntheticEvaluator, search
+    from micromix.strategies import DDPGConfig, SyntheticEvaluator, search
 
     net = nn.Sequential(
         nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 16, 4)
@@ -93,11 +93,12 @@ def test_search_checkpoint_loads_with_weights_only_and_resumes(tmp_path):
     kw.update(agent=DDPGConfig(hidden=16, warmup=2, batch_size=4), plots=False)
     search(None, None, budget, "haq", run_dir=tmp_path / "a", stop_after=3, **kw)
     ck = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)  # no numpy inside
-    assert len(ck["history"]) == 3 and isinstance(ck["agent"]["buffer"]["obs"], torch.Tensor)
+    assert sum(h["new"] for h in ck["history"]) == 3
+    assert isinstance(ck["agent"]["buffer"]["obs"], torch.Tensor)
     resumed = search(None, None, budget, "haq", run_dir=tmp_path / "a", resume=True, **kw)
     straight = search(None, None, budget, "haq", run_dir=tmp_path / "b", **kw)
     assert [h["policy"] for h in resumed.history] == [h["policy"] for h in straight.history]
-    with pytest.raises(RunDirError, match="episodes was 6, now 7"):
+    with pytest.raises(RunDirError, match="strategy.episodes was 6, now 7"):
         search(
             None, None, budget, "haq", run_dir=tmp_path / "a", resume=True, **{**kw, "episodes": 7}
         )

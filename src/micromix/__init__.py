@@ -8,7 +8,7 @@ The public API, imported lazily so `import micromix` stays cheap:
     Budget, targets, get_target       budget.py    limits in bytes, MCU registry
     load_model, save_model, fit       train.py     float models and training
     prepare, finetune, quant_params   quant/       fake-quant QAT
-    search                            search/      haq | rule | ilp | uniform | random
+    search                            strategies/  haq | rule | ilp | uniform | random
     convert, IntegerModel             integer/     integer-only model + numpy reference
     export_c                          export/      C99 project
     models, data                      sub-packages (registry, datasets)
@@ -17,8 +17,6 @@ The public API, imported lazily so `import micromix` stays cheap:
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -44,30 +42,9 @@ _EXPORTS = {
     "IntegerModel": "integer",
     "export_c": "export",
     "MicromixError": "errors",
+    "search": "strategies",
 }
-_SUBPACKAGES = {"models", "data", "quant", "integer", "export", "graph", "memory", "budget"}
-
-
-class _Package(types.ModuleType):
-    """`micromix.search` is the verb, although a subpackage has the same name.
-
-    Importing `micromix.search.*` makes Python bind the subpackage to this attribute; the
-    setter ignores that, so `mm.search(...)` works whatever was imported first. The
-    subpackage stays importable as usual (`from micromix.search import QuantEnv`).
-    """
-
-    @property
-    def search(self) -> Any:
-        from .search.strategies import search
-
-        return search
-
-    @search.setter
-    def search(self, value: Any) -> None:
-        pass
-
-
-sys.modules[__name__].__class__ = _Package
+_SUBPACKAGES = {"models", "data", "quant", "integer", "export", "graph", "memory", "budget", "strategies"}
 
 
 def __getattr__(name: str) -> Any:
@@ -83,4 +60,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*_EXPORTS, *_SUBPACKAGES, "search", "targets", "__version__"])
+    return sorted([*_EXPORTS, *_SUBPACKAGES, "targets", "__version__"])

@@ -409,3 +409,45 @@ def memory_report(graph: Graph, policy: Policy) -> MemoryReport:
         tensor_bytes=sizes,
         offsets=offsets,
     )
+
+
+# ---- size table for searches ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SizeTable:
+    """Bytes of every tensor at every allowed bit-width, and what is live at each step.
+
+    Searches try thousands of policies; they add these numbers up instead of re-deriving sizes
+    (the agent's observations, the action wall and the ILP all read this one table).
+    """
+
+    act: Mapping[str, Mapping[int, int]]  # activation tensor -> bits -> bytes
+    weight: Mapping[str, Mapping[int, int]]  # weight op -> bits -> bytes
+    params: int  # the integer parameters of every op (independent of the bits)
+    live: tuple[tuple[str, ...], ...]  # tensors live at each execution step
+
+    def flash(self, weights: Mapping[str, int]) -> int:
+        return self.params + sum(self.weight[o][b] for o, b in weights.items())
+
+    def live_at(self, acts: Mapping[str, int], step: int) -> int:
+        return sum(self.act[t][acts[t]] for t in self.live[step])
+
+    def live_peak(self, acts: Mapping[str, int]) -> int:
+        """The liveness lower bound of the arena (the planner may need more on residual nets)."""
+        return max(self.live_at(acts, s) for s in range(len(self.live)))
+
+
+def size_table(graph: Graph) -> SizeTable:
+    """The SizeTable of `graph` over ALLOWED_BITS (see SizeTable)."""
+    from .policy import ALLOWED_BITS
+
+    return SizeTable(
+        act={
+            n: {b: activation_bytes(t.shape, b) for b in ALLOWED_BITS}
+            for n, t in graph.tensors.items()
+        },
+        weight={o.name: {b: weight_bytes(o, b) for b in ALLOWED_BITS} for o in graph.weight_ops},
+        params=sum(param_bytes(o) for o in graph.ops),
+        live=tuple(tuple(graph.live_at(s)) for s in range(len(graph.ops))),
+    )

@@ -56,6 +56,8 @@ class RunConfig:
     warmup: int = 10  # random warm-up episodes of the agent
     search_train_images: int = 2000
     search_eval_images: int = 2000
+    weight_only: bool = False  # search weight bits only; activations stay at 8 bits
+    workers: int = 1  # policies evaluated at a time by the search (Ray above 1)
     finetune_epochs: int = 3
     finetune_batches: int | None = None  # cap per epoch, for the smoke preset
     eval_images: int | None = None  # None: the whole 10k test set
@@ -131,14 +133,14 @@ class Pipeline:
         model, budget (feasible even at 2 bits), dataset (classes vs the model's head), and
         image counts against batch sizes. Writes nothing."""
         from .cli.common import check_batches, check_classes
-        from .search import STRATEGIES
-        from .search.evaluate import QATSettings
+        from .strategies import list_strategies
+        from .strategies.evaluate import QATSettings
         from .train import QAT_RECIPE
 
         c = self.cfg
-        if c.strategy not in STRATEGIES:
+        if c.strategy not in list_strategies():
             raise MicromixError(
-                f"unknown strategy {c.strategy!r}; choose one of {', '.join(STRATEGIES)}."
+                f"unknown strategy {c.strategy!r}; choose one of {', '.join(list_strategies())}."
             )
         if c.export_target not in ("auto", "host", "cortex-m4"):
             raise MicromixError(
@@ -268,31 +270,44 @@ class Pipeline:
         return budget
 
     def search(self, model: torch.nn.Module, budget: Budget) -> Policy:
-        from .search import search
-        from .search.evaluate import QATSettings
+        from .strategies import search
 
         if "search" in self.done:
             return Policy.load(self.dir / "policy.json")
         c = self.cfg
         t0 = time.time()
+        from .cli.cmd_search import strategy_config
+        from .strategies import QATSettings
+
+        cfg = strategy_config(
+            c.strategy,
+            episodes=c.episodes if c.strategy in ("haq", "random") else None,
+            warmup=c.warmup if c.strategy == "haq" else None,
+            weights_only=c.weight_only,
+        )
+        qat = QATSettings(train_images=c.search_train_images, eval_images=c.search_eval_images)
+        if c.batch_size:
+            qat = replace(qat, batch_size=c.batch_size)
         result = search(
             model,
             self.data,
             budget,
-            strategy=c.strategy,
-            episodes=c.episodes,
+            cfg,
             run_dir=self.dir / "search",
             seed=c.seed,
             resume=self.resume,
             device=self.device,
-            train_images=c.search_train_images,
-            eval_images=c.search_eval_images,
-            warmup=c.warmup,
-            qat=QATSettings(batch_size=c.batch_size) if c.batch_size else None,
+            qat=qat,
             progress=self.progress,
+            workers=c.workers,
         )
         result.policy.save(self.dir / "policy.json")
-        self.mark("search", heldout_acc=result.accuracy, seconds=time.time() - t0)
+        self.mark(
+            "search",
+            heldout_acc=result.accuracy,
+            search_score=result.search_score,
+            seconds=time.time() - t0,
+        )
         return result.policy
 
     def finetune(self, model: torch.nn.Module, policy: Policy):

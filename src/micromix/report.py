@@ -95,7 +95,7 @@ def _render(run_dir: str | Path) -> str:
 
     summary_mem = ""
     if (d / "policy.json").exists() and (d / "float" / "model.pt").exists():
-        from .search.plots import plot_policy
+        from .strategies.plots import plot_policy
 
         graph = trace(load_model(d / "float" / "model.pt")[0])
         policy = Policy.load(d / "policy.json").validate(graph)
@@ -136,7 +136,7 @@ def _render(run_dir: str | Path) -> str:
 
     episodes = _load_jsonl(d / "search" / "episodes.jsonl")
     if episodes:
-        from .search.plots import plot_rewards
+        from .strategies.plots import plot_rewards
 
         plot_rewards(episodes, d / "search_curve.png")
         lines += [

@@ -38,6 +38,7 @@ _OVERRIDES = {
     "search_eval_images": positive_int,
     "finetune_batches": positive_int,
     "batch_size": positive_int,
+    "workers": positive_int,
 }
 
 
@@ -55,6 +56,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             default=None,
             help=f"override the preset's {name}",
         )
+    p.add_argument(
+        "--weight-only",
+        dest="weight_only",
+        action="store_const",
+        const=True,
+        default=None,
+        help="search weight bits only; activations stay at 8 bits",
+    )
     p.add_argument("--seed", type=seed_int, default=None)
     p.add_argument("--device", default=None, help="cpu (default) or cuda")
     p.add_argument(

@@ -57,26 +57,64 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--eval-images", type=positive_int, default=None, help="held-out images per episode (2000)"
     )
     add_batch_size(p, 64, "per-episode fine-tune")
+    p.add_argument(
+        "--weight-only",
+        action="store_true",
+        help="search weight bits only; activations stay at 8 bits (any strategy)",
+    )
+    p.add_argument(
+        "--workers", type=positive_int, default=1, help="policies evaluated at a time (Ray above 1)"
+    )
+    p.add_argument(
+        "--ray-address", default=None, help="join this Ray cluster instead of a local one"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_data_args(p)
     add_common(p)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..rundir import read_json, write_json
-    from ..search import STRATEGIES, search
-    from ..search.evaluate import QATSettings
+def strategy_config(
+    name: str,
+    *,
+    episodes: int | None = None,
+    warmup: int | None = None,
+    weights_only: bool = False,
+):
+    """The strategy config the search options ask for (one error naming a misplaced option)."""
+    from dataclasses import replace
 
-    if args.strategy not in STRATEGIES:
-        raise MicromixError(
-            f"unknown strategy {args.strategy!r}; choose one of {', '.join(STRATEGIES)}."
-        )
+    from ..strategies import DDPGConfig, create, get
+
+    settings: dict = {"weights_only": weights_only}
+    if episodes is not None or warmup is not None:
+        if not get(name).episodic:
+            flag = "--episodes" if episodes is not None else "--warmup"
+            raise MicromixError(f"{flag} applies to haq and random, not to {name}.")
+        if episodes is not None:
+            settings["episodes"] = episodes
+        if warmup is not None:
+            if name != "haq":
+                raise MicromixError(f"--warmup applies to haq, not to {name}.")
+            settings["agent"] = replace(DDPGConfig(), warmup=warmup)
+    return create(name, **settings)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from ..rundir import read_json, write_json
+    from ..strategies import QATSettings, get, search
+
+    get(args.strategy)  # an unknown strategy fails here, naming the known ones
     if not args.checkpoint:
         raise MicromixError(
             "--checkpoint is required: a float model file, or plain weights with --model."
         )
     if not (args.flash or args.ram or args.target):
         raise MicromixError("give a budget: --flash and/or --ram (e.g. 0.48x, 512kB) or --target.")
+    cfg = strategy_config(
+        args.strategy, episodes=args.episodes, warmup=args.warmup, weights_only=args.weight_only
+    )
     device = resolve_device(args.device)
     check_run_dir(args.run_dir, "search", resume=args.resume, force=args.force)
     model = load_model_for(args)
@@ -84,32 +122,39 @@ def run(args: argparse.Namespace) -> int:
     ref = memory_report(graph, Policy.uniform(graph, 8))
     budget = Budget.parse(args.flash, args.ram, target=args.target, reference=ref)
     check_feasible(graph, budget)  # fail before loading data or training anything
+    if args.weight_only:
+        from ..strategies.engine import check_weight_only
+
+        check_weight_only(graph, budget)
     data = data_for(args, model)
     check_classes(data, graph)
+    qat = QATSettings(batch_size=args.batch_size)
+    if args.train_images is not None:
+        qat = replace(qat, train_images=args.train_images)
+    if args.eval_images is not None:
+        qat = replace(qat, eval_images=args.eval_images)
     result = search(
         model,
         data,
         budget,
-        args.strategy,
-        episodes=args.episodes,
+        cfg,
         run_dir=args.run_dir,
         seed=args.seed,
         resume=args.resume,
         force=args.force,
         graph=graph,
-        train_images=args.train_images,
-        eval_images=args.eval_images,
-        warmup=args.warmup,
-        qat=QATSettings(batch_size=args.batch_size),
+        qat=qat,
         device=device,
         progress=not args.no_progress,
+        workers=args.workers,
+        ray_address=args.ray_address,
     )
     # The run directory names its model, so later commands need not be told again.
     cfg_path = Path(args.run_dir) / "config.json"
-    cfg = read_json(cfg_path)
-    cfg.setdefault("settings", {})["model_spec"] = spec_json(model)
-    cfg["settings"]["dataset"] = args.dataset
-    write_json(cfg_path, cfg)
+    recorded = read_json(cfg_path)
+    recorded.setdefault("settings", {})["model_spec"] = spec_json(model)
+    recorded["settings"]["dataset"] = args.dataset
+    write_json(cfg_path, recorded)
     u = result.utilization
     used = ", ".join(
         f"{k.upper()} {format_bytes(getattr(result.report, f'{k}_bytes'))} ({100 * v:.1f}% of budget)"
@@ -117,6 +162,10 @@ def run(args: argparse.Namespace) -> int:
         if v is not None
     )
     fa = "" if result.float_accuracy is None else f" (float {result.float_accuracy:.2f}%)"
-    print(f"{args.strategy}: held-out accuracy {result.accuracy:.2f}%{fa}; {used}")
+    rescore = "" if result.heldout_acc is None else f", re-scored {result.heldout_acc:.2f}%"
+    print(
+        f"{args.strategy}: held-out accuracy {result.search_score:.2f}% (search score)"
+        f"{rescore}{fa}; {used}"
+    )
     print(f"policy written to {Path(args.run_dir) / 'policy.json'}")
     return 0

@@ -9,8 +9,8 @@ from micromix.budget import Budget
 from micromix.graph import trace
 from micromix.memory import memory_report
 from micromix.policy import Policy
-from micromix.search import OBS_DIM, QuantEnv, action_to_bits, derive_activations, reward
-from micromix.search.env import STATIC_FEATURES
+from micromix.strategies import OBS_DIM, QuantEnv, action_to_bits, derive_activations, reward
+from micromix.strategies.env import STATIC_FEATURES
 
 
 @pytest.mark.parametrize(
@@ -84,7 +84,7 @@ def test_logits_fixed_and_derived_tensors(res_graph):
 def test_weights_only_mode_keeps_activations_at_8(tiny_resnet):
     from micromix.budget import Budget
     from micromix.graph import trace
-    from micromix.search import QuantEnv
+    from micromix.strategies import QuantEnv
 
     g = trace(tiny_resnet, (1, 1, 8, 8))
     env = QuantEnv(g, Budget(), weights_only=True)
@@ -96,3 +96,27 @@ def test_weights_only_mode_keeps_activations_at_8(tiny_resnet):
     p = env.proposal()
     assert set(p.weights.values()) == {2}
     assert set(p.activations.values()) == {8}
+
+
+def test_walled_bits_become_the_stored_actions(res_graph):
+    from micromix.strategies import Wall, bits_to_action
+
+    g = res_graph
+    assert [action_to_bits(bits_to_action(b)) for b in (2, 4, 8)] == [2, 4, 8]
+    lo, hi = (memory_report(g, Policy.uniform(g, b)) for b in (2, 8))
+    budget = Budget((lo.flash_bytes + hi.flash_bytes) // 2, (lo.ram_bytes + hi.ram_bytes) // 2)
+    env, wall = QuantEnv(g, budget, pin_ends=True), Wall(g, budget)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        walled, _ = wall.enforce(env.policy_from_actions(rng.uniform(size=env.steps_per_episode)))
+        actions = env.actions_of(walled)
+        trans = env.transitions(actions)
+        assert [t[1] for t in trans] == actions and trans[-1][3] and not trans[0][3]
+        replay = env.proposal()  # what those actions ask for: the walled bits on every step
+        for st in env.steps:
+            if st.is_weight and not st.fixed:
+                assert replay.weights[st.layer] == walled.weights[st.layer]
+            elif not st.is_weight and not st.fixed:
+                assert replay.activations[st.tensor] == walled.activations[st.tensor]
+        first, last = g.weight_ops[0].name, g.weight_ops[-1].name
+        assert replay.weights[first] == replay.weights[last] == 8  # pinned (HAQ)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from micromix.search.ddpg import DDPG, DDPGConfig, ReplayBuffer, truncated_normal
+from micromix.strategies.ddpg import DDPG, DDPGConfig, ReplayBuffer, truncated_normal
 
 OBS = 6
 
@@ -24,23 +24,51 @@ def fill(a: DDPG, episodes: int, rng: np.random.Generator) -> None:
 def test_defaults_are_haq():
     c = DDPGConfig()
     assert (c.hidden, c.lr_actor, c.lr_critic, c.tau, c.discount) == (300, 1e-4, 1e-3, 0.01, 1.0)
-    assert (c.buffer_episodes, c.batch_size, c.warmup, c.sigma, c.sigma_decay) == (
-        128,
-        64,
-        20,
-        0.5,
-        0.99,
-    )
+    assert (c.buffer_episodes, c.batch_size, c.warmup, c.sigma) == (128, 64, 20, 0.5)
     assert c.baseline_alpha == 0.5
     assert DDPG(OBS, 56, c).buffer.capacity == 128 * 56
 
 
 def test_sigma_schedule():
-    a = agent()
-    assert a.sigma(0) == a.sigma(19) == 0.0  # warm-up: uniform actions instead
+    a = agent(sigma_decay=0.99)  # HAQ's fixed decay, when asked for
+    assert a.sigma(0) == a.sigma(19) == 0.0  # warm-up: explores otherwise (see act)
     assert a.sigma(20) == pytest.approx(0.5)
     assert a.sigma(120) == pytest.approx(0.5 * 0.99**100)
     assert a.sigma(300) < a.sigma(100)
+
+
+@pytest.mark.parametrize("episodes", [40, 600])
+def test_sigma_schedule_scales_to_the_episode_count(episodes):
+    a = DDPG(OBS, 4, DDPGConfig(warmup=10, sigma_end=0.05), episodes=episodes)
+    assert a.sigma(10) == pytest.approx(0.5)
+    assert a.sigma(episodes - 1) == pytest.approx(0.05)  # the last episode, whatever the count
+    assert a.sigma(episodes // 2) > a.sigma(episodes - 1)
+
+
+def test_warmup_around_seed_actions():
+    a = agent(warmup_sigma=0.1)
+    obs = np.zeros(OBS, np.float32)
+    near = [a.act(obs, 3, around=0.8) for _ in range(2000)]
+    assert 0.7 < np.mean(near) < 0.85 and np.std(near) < 0.12 and max(near) <= 1.0
+
+
+def test_clone_fits_the_actor_to_seed_actions():
+    a = agent(hidden=32, clone_steps=300)
+    rng = np.random.default_rng(0)
+    obs = rng.random((12, OBS)).astype(np.float32)
+    want = np.where(obs[:, 0] > 0.5, 5 / 6, 1 / 6)
+    before = np.mean([abs(a.deterministic_action(o) - w) for o, w in zip(obs, want)])
+    a.clone(obs, want)
+    after = np.mean([abs(a.deterministic_action(o) - w) for o, w in zip(obs, want)])
+    assert before > 0.2 and after < 0.1
+    mu = a.actor_target(torch.as_tensor(obs)).detach().numpy().ravel()
+    assert np.allclose(mu, [a.deterministic_action(o) for o in obs], atol=1e-6)
+
+
+def test_reward_clip():
+    a = agent(reward_clip=1.0)
+    a.remember([(np.zeros(OBS), 0.5, np.zeros(OBS), True)], -7.0)
+    assert a.buffer.reward[0, 0] == -1.0
 
 
 def test_warmup_actions_uniform_then_around_actor():

@@ -7,6 +7,7 @@ with any callable (e.g. `SyntheticEvaluator`, a deterministic function of the bi
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,6 +37,23 @@ def threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
+def weights_digest(model: nn.Module) -> str:
+    """SHA-256 of the model's parameters and buffers (another float model scores otherwise)."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def score(fn: Evaluator, policy: Policy, incumbent: float | None = None) -> float:
+    """`fn.screen(policy, incumbent)` where the evaluator can stop early, else `fn(policy)`."""
+    screen = getattr(fn, "screen", None)
+    if incumbent is not None and callable(screen):
+        return float(screen(policy, incumbent))
+    return float(fn(policy))
+
+
 class CachedEvaluator:
     """Memoises an evaluator by `Policy.key()`; the cache travels in search checkpoints."""
 
@@ -46,16 +64,31 @@ class CachedEvaluator:
         self.seconds = 0.0  # time spent in real evaluations
 
     def __call__(self, policy: Policy) -> float:
-        key = policy.key()
-        if key in self.cache:
-            self.hits += 1
-            return self.cache[key]
-        t0 = time.perf_counter()
-        acc = float(self.fn(policy))
-        self.seconds += time.perf_counter() - t0
-        self.misses += 1
-        self.cache[key] = acc
-        return acc
+        return self.many([policy])[0]
+
+    def many(
+        self, policies: list[Policy], pool: Any = None, incumbent: float | None = None
+    ) -> list[float]:
+        """Scores of `policies`; the unseen ones (each once) go to `pool.map` when given.
+        `incumbent` (the best score so far) lets an evaluator with `screen` stop early."""
+        todo: dict[str, Policy] = {}
+        for p in policies:
+            key = p.key()
+            if key in self.cache or key in todo:
+                self.hits += 1
+            else:
+                todo[key] = p
+        if todo:
+            t0 = time.perf_counter()
+            items = list(todo.values())
+            if pool is not None:
+                scores = pool.map(items, incumbent)
+            else:
+                scores = [score(self.fn, p, incumbent) for p in items]
+            self.seconds += time.perf_counter() - t0
+            self.misses += len(items)
+            self.cache.update({k: float(v) for k, v in zip(todo, scores)})
+        return [self.cache[p.key()] for p in policies]
 
     @property
     def float_accuracy(self) -> float | None:
@@ -76,6 +109,15 @@ class QATSettings:
     # Batches of 64 small images leave little to parallelise, and on a shared 2-core machine
     # a second thread that gets descheduled made each episode 10x slower (2 s -> 22 s).
     threads: int | None = 1  # None: torch's default
+    # The final choice among the top-k policies: a longer fine-tune, scored on the whole
+    # held-out split (None) or this many of its images.
+    rescore_epochs: int = 3
+    rescore_images: int | None = None
+    # Successive halving: a policy is scored on the first `screen_images` held-out images; only
+    # one within `screen_margin` points of the incumbent gets the rest of `eval_images` (the
+    # fine-tune is shared). 0: always the whole subset.
+    screen_images: int = 500
+    screen_margin: float = 1.0
 
     def train_config(self, seed: int) -> TrainConfig:
         return TrainConfig(
@@ -142,9 +184,40 @@ class QATEvaluator:
         )
 
     def __call__(self, policy: Policy) -> float:
-        with threads(self.settings.threads):
+        return self.screen(policy, None)
+
+    def screen(self, policy: Policy, incumbent: float | None) -> float:
+        """The held-out score, cut short (successive halving, see QATSettings) when the first
+        `screen_images` already put it more than `screen_margin` below `incumbent`."""
+        s, n_all = self.settings, len(self.heldout)
+        with threads(s.threads):
             qmodel = self.finetune(policy)
-            return evaluate(qmodel, self.heldout, device=self.device)
+            n = s.screen_images
+            if incumbent is None or not 0 < n < n_all:
+                return evaluate(qmodel, self.heldout, device=self.device)
+            first = evaluate(qmodel, self.heldout.take(range(n)), device=self.device)
+            if first < incumbent - s.screen_margin:
+                return first  # screened out: it cannot be the best, so 500 images suffice
+            rest = evaluate(qmodel, self.heldout.take(range(n, n_all)), device=self.device)
+            return (first * n + rest * (n_all - n)) / n_all
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that changes a score (a resumed search must not mix two evaluators)."""
+        return {
+            "type": "QATEvaluator",
+            "settings": self.settings.to_json(),
+            "seed": self.seed,
+            "train_images": len(self.data.train),
+            "heldout_images": len(self.data.heldout),
+            "model": getattr(self.model, "micromix_config", None),
+            "weights_sha256": weights_digest(self.model),
+        }
+
+    def rescorer(self) -> QATEvaluator:
+        """The evaluator of the final choice: longer fine-tune, the whole held-out split."""
+        s = self.settings
+        n = len(self.data.heldout) if s.rescore_images is None else s.rescore_images
+        return self.with_settings(epochs=s.rescore_epochs, eval_images=n)
 
     def with_settings(self, **changes: Any) -> QATEvaluator:
         """A copy with other fine-tune settings that reuses the loaded model and graph."""
@@ -171,6 +244,9 @@ class SyntheticEvaluator:
         self.w_sens = {k: 0.5 + (1.0 - v / big) for k, v in sizes.items()}
         self.a_sens = {name: 0.3 + 0.7 * (i == 0 or i == n - 1) for i, name in enumerate(sizes)}
         self.scale = 10.0 / n
+
+    def identity(self) -> dict[str, Any]:
+        return {"type": "SyntheticEvaluator", "float_accuracy": self.float_accuracy}
 
     def __call__(self, policy: Policy) -> float:
         if self.delay:

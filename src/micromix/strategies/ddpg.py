@@ -5,6 +5,11 @@ update per stored transition after each episode, and the moving-average baseline
 of the sampled batch's mean reward subtracted at update time (every stored transition of an
 episode carries that episode's final reward). The agent owns its random generators, so the
 global RNGs (which QAT fine-tuning reseeds) never change what it does.
+
+Differences from HAQ's code, for short searches (issue 13): the exploration width decays to
+`sigma_end` at the last episode whatever the episode count (HAQ's 0.99 per episode is sized for
+600); warm-up explores around given seed actions (truncated normal) instead of uniformly; and
+`clone` fits the actor to a seed policy's actions (behaviour cloning) before the search.
 """
 
 from __future__ import annotations
@@ -30,14 +35,28 @@ class DDPGConfig:
     discount: float = 1.0
     buffer_episodes: int = 128  # replay capacity = this x steps per episode
     batch_size: int = 64
-    warmup: int = 20  # episodes of uniform random actions, no updates
+    warmup: int = 20  # episodes of exploration without updates
     sigma: float = 0.5  # exploration: sigma x sigma_decay ** (episode - warmup)
-    sigma_decay: float = 0.99
+    # None: the decay that reaches sigma_end at the last episode (scaled to the episode count).
+    sigma_decay: float | None = None
+    sigma_end: float = 0.05
+    warmup_sigma: float = 0.3  # warm-up width around seed actions (uniform without seeds)
     baseline_alpha: float = 0.5
     init_w: float = 3e-3
+    clone_steps: int = 300  # behaviour-cloning SGD steps onto the best seed (0: none)
+    clone_lr: float = 1e-3
+    reward_clip: float | None = None  # clip rewards to +-this before storing (None: no clip)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def decay(self, episodes: int) -> float:
+        if self.sigma_decay is not None:
+            return self.sigma_decay
+        n = max(1, episodes - self.warmup - 1)
+        return (
+            (min(self.sigma_end, self.sigma) / self.sigma) ** (1.0 / n) if self.sigma > 0 else 1.0
+        )
 
 
 def mlp(n_in: int, hidden: int, n_out: int, init_w: float) -> nn.Sequential:
@@ -105,6 +124,13 @@ class ReplayBuffer:
             for k in ("capacity", "size", "ptr", "obs", "next_obs", "action", "reward", "not_done")
         }
 
+    def plain_state(self) -> dict[str, Any]:
+        """The state as tensors and Python numbers (loads with torch.load(weights_only=True))."""
+        return {
+            k: torch.from_numpy(v.copy()) if isinstance(v, np.ndarray) else v
+            for k, v in self.state_dict().items()
+        }
+
     def load_state_dict(self, d: dict[str, Any]) -> None:
         for k, v in d.items():
             # Checkpoints store the arrays as tensors (loadable with weights_only=True).
@@ -135,9 +161,16 @@ def single_thread() -> Iterator[None]:
 
 class DDPG:
     def __init__(
-        self, obs_dim: int, steps_per_episode: int, cfg: DDPGConfig, seed: int = 0
+        self,
+        obs_dim: int,
+        steps_per_episode: int,
+        cfg: DDPGConfig,
+        seed: int = 0,
+        *,
+        episodes: int = 600,
     ) -> None:
         self.cfg, self.obs_dim = cfg, obs_dim
+        self.sigma_decay = cfg.decay(episodes)
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
             torch.manual_seed(seed)
             self.actor = Actor(obs_dim, cfg.hidden, cfg.init_w)
@@ -152,25 +185,52 @@ class DDPG:
         self.updates = 0
 
     def sigma(self, episode: int) -> float:
-        """Exploration width at `episode` (0-based); zero during warm-up (actions are uniform)."""
+        """Exploration width at `episode` (0-based); zero during warm-up (see `act`)."""
         if episode < self.cfg.warmup:
             return 0.0
-        return self.cfg.sigma * self.cfg.sigma_decay ** (episode - self.cfg.warmup)
+        return self.cfg.sigma * self.sigma_decay ** (episode - self.cfg.warmup)
 
     @torch.no_grad()
     def deterministic_action(self, obs: np.ndarray) -> float:
         with single_thread():
             return float(self.actor(torch.as_tensor(obs, dtype=torch.float32)[None])[0, 0])
 
-    def act(self, obs: np.ndarray, episode: int) -> float:
+    def act(
+        self, obs: np.ndarray, episode: int, around: float | None = None, boost: float = 1.0
+    ) -> float:
+        """Warm-up: uniform, or truncated normal around a seed action `around`; then the
+        actor's action with truncated-normal noise of width sigma(episode) x boost (at most
+        the initial sigma; the search boosts it while it only finds policies it has seen)."""
         if episode < self.cfg.warmup:
+            if around is not None:
+                return truncated_normal(self.rng, around, self.cfg.warmup_sigma)
             return float(self.rng.uniform(0.0, 1.0))
-        return truncated_normal(self.rng, self.deterministic_action(obs), self.sigma(episode))
+        sigma = min(self.cfg.sigma, self.sigma(episode) * boost)
+        return truncated_normal(self.rng, self.deterministic_action(obs), sigma)
+
+    def clone(self, obs: np.ndarray, actions: np.ndarray, steps: int | None = None) -> float:
+        """Behaviour cloning: fit the actor (and its target) to `actions` at `obs` by MSE;
+        returns the final loss."""
+        steps = self.cfg.clone_steps if steps is None else steps
+        x = torch.as_tensor(np.asarray(obs), dtype=torch.float32)
+        y = torch.as_tensor(np.asarray(actions), dtype=torch.float32).reshape(-1, 1)
+        opt = torch.optim.Adam(self.actor.parameters(), lr=self.cfg.clone_lr)
+        loss = torch.zeros(())
+        with single_thread():
+            for _ in range(steps):
+                loss = nn.functional.mse_loss(self.actor(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        self.actor_target.load_state_dict(self.actor.state_dict())
+        return float(loss.detach())
 
     def remember(
         self, transitions: list[tuple[np.ndarray, float, np.ndarray, bool]], reward: float
     ) -> None:
         """Store an episode; every transition carries the episode's final reward."""
+        if self.cfg.reward_clip is not None:
+            reward = float(np.clip(reward, -self.cfg.reward_clip, self.cfg.reward_clip))
         for obs, action, next_obs, done in transitions:
             self.buffer.add(obs, action, reward, next_obs, done)
 
@@ -220,7 +280,7 @@ class DDPG:
                 for k in ("actor", "critic", "actor_target", "critic_target")
             },
             "optim": {"actor": self.actor_opt.state_dict(), "critic": self.critic_opt.state_dict()},
-            "buffer": self.buffer.state_dict(),
+            "buffer": self.buffer.plain_state(),
             "rng": self.rng.bit_generator.state,
             "baseline": self.baseline,
             "updates": self.updates,

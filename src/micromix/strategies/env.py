@@ -29,7 +29,7 @@ import numpy as np
 
 from ..budget import Budget
 from ..graph import Graph
-from ..memory import activation_bytes, live_bytes, param_bytes, scratch_bytes, weight_bytes
+from ..memory import SizeTable, live_bytes, scratch_bytes, size_table
 from ..policy import ALLOWED_BITS, FIXED_BITS, Policy
 
 STATIC_FEATURES = (
@@ -53,6 +53,11 @@ def action_to_bits(a: float) -> int:
     """Equal-width intervals of [0, 1] -> 2, 4, 8 bits."""
     idx = min(2, max(0, math.floor(3.0 * float(a))))
     return 2 ** (idx + 1)
+
+
+def bits_to_action(bits: int) -> float:
+    """The centre of the action interval of `bits` (what the replay stores for walled bits)."""
+    return (ALLOWED_BITS.index(bits) + 0.5) / len(ALLOWED_BITS)
 
 
 def reward(accuracy: float, float_accuracy: float) -> float:
@@ -88,22 +93,30 @@ def _minmax(col: np.ndarray) -> np.ndarray:
 class QuantEnv:
     """Builds one policy per episode from 2 x layers actions in [0, 1]."""
 
-    def __init__(self, graph: Graph, budget: Budget, weights_only: bool = False) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        budget: Budget,
+        weights_only: bool = False,
+        *,
+        pin_ends: bool = False,
+        sizes: SizeTable | None = None,
+    ) -> None:
         # weights_only: HAQ's weight-only mode, one step per layer, activations stay at 8 bits.
+        # pin_ends: HAQ pins the first and the last layer's weights at 8 bits (the action of
+        # those steps is ignored; the wall may still lower them to fit).
         self.graph, self.budget, self.weights_only = graph, budget, weights_only
         self.layers = graph.weight_ops
+        ends = {self.layers[0].name, self.layers[-1].name} if pin_ends else set()
         self.steps: list[Step] = []
         for op in self.layers:
-            self.steps.append(Step(op.name, True, None, False))
+            self.steps.append(Step(op.name, True, None, op.name in ends))
             if not weights_only:
                 self.steps.append(Step(op.name, False, op.output, op.output == graph.output))
         # Size tables from memory.py, so observations cost no re-planning.
-        self.act_bytes = {
-            n: {b: activation_bytes(t.shape, b) for b in ALLOWED_BITS}
-            for n, t in graph.tensors.items()
-        }
-        self.w_bytes = {o.name: {b: weight_bytes(o, b) for b in ALLOWED_BITS} for o in self.layers}
-        self.param_bytes = sum(param_bytes(o) for o in graph.ops)
+        self.sizes = sizes or size_table(graph)
+        self.act_bytes, self.w_bytes = self.sizes.act, self.sizes.weight
+        self.param_bytes = self.sizes.params
         self.static = self._static_features()
         self.reset()
 
@@ -174,7 +187,7 @@ class QuantEnv:
         st = self.steps[self.t]
         bits = action_to_bits(a)
         if st.is_weight:
-            self.weights[st.layer] = bits
+            self.weights[st.layer] = FIXED_BITS if st.fixed else bits
         elif not st.fixed:
             self.acts[st.tensor] = bits
         self.actions.append(a)
@@ -193,3 +206,21 @@ class QuantEnv:
         for a in actions:
             self.step(a)
         return self.proposal()
+
+    def actions_of(self, policy: Policy) -> list[float]:
+        """The actions that ask for exactly `policy`: interval centres of its bits."""
+        return [
+            bits_to_action(
+                policy.weights[st.layer] if st.is_weight else policy.activations[st.tensor]
+            )
+            for st in self.steps
+        ]
+
+    def transitions(self, actions) -> list[tuple[np.ndarray, float, np.ndarray, bool]]:
+        """(obs, action, next obs, done) of an episode that takes `actions`."""
+        obs, out = self.reset(), []
+        for a in actions:
+            nxt, done = self.step(a)
+            out.append((obs, float(a), nxt, done))
+            obs = nxt
+        return out

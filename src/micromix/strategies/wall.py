@@ -21,6 +21,12 @@ of the peak step is halved until the arena fits.
 FLASH (weights): while over budget, among layers not at 2 bits take those whose share of the
 current weight bytes is within 5 percentage points of the largest share, and halve the
 earliest one.
+
+Upward pass (`fill`): a policy that fits may still leave budget unused (the rules above only
+lower bits; a low proposal is never repaired). `fill` doubles, one at a time, the tensor whose
+next bit-width gains most per extra byte of its budget (FLASH for weights, RAM for
+activations) among those that still fit, until none fits. The gain of b -> 2b bits is the
+sensitivity drop when one is known (the ILP's), else a fixed proxy (2 -> 4 worth 4x 4 -> 8).
 """
 
 from __future__ import annotations
@@ -28,37 +34,42 @@ from __future__ import annotations
 from ..budget import Budget, check_feasible
 from ..errors import InfeasibleBudgetError
 from ..graph import Graph
-from ..memory import (
-    MemoryReport,
-    activation_bytes,
-    memory_report,
-    param_bytes,
-    scratch_bytes,
-    weight_bytes,
-)
+from ..memory import MemoryReport, SizeTable, memory_report, scratch_need, size_table
 from ..policy import ALLOWED_BITS, FIXED_BITS, Policy
 
 MIN_BITS = min(ALLOWED_BITS)
+MAX_BITS = max(ALLOWED_BITS)
 SHARE_WINDOW = 0.05  # the 5 percentage points of the FLASH rule
+PROXY_GAIN = {2: 1.0, 4: 0.25}  # gain of doubling from these bits when no sensitivity is known
+Gains = dict[tuple[str, str, int], float]  # ("w"|"a", name, from bits) -> gain of doubling
 
 
 class Wall:
     """Size tables of one graph and budget; `enforce(policy)` returns a fitting policy."""
 
-    def __init__(self, graph: Graph, budget: Budget) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        budget: Budget,
+        *,
+        sizes: SizeTable | None = None,
+        weights_only: bool = False,
+    ) -> None:
         check_feasible(graph, budget)  # raises InfeasibleBudgetError naming the 2-bit minimum
-        self.graph, self.budget = graph, budget
+        self.graph, self.budget, self.weights_only = graph, budget, weights_only
         self.fixed = frozenset((graph.input, graph.output))
         # Byte tables come from memory.py; the wall only adds them up.
-        self.act_bytes = {
-            n: {b: activation_bytes(t.shape, b) for b in ALLOWED_BITS}
-            for n, t in graph.tensors.items()
+        self.sizes = sizes or size_table(graph)
+        self.act_bytes, self.w_bytes = self.sizes.act, self.sizes.weight
+        self.param_bytes = self.sizes.params
+        self.live = self.sizes.live
+        self.scratch = {
+            o.name: {b: scratch_need(o, b) for b in ALLOWED_BITS} if o.has_weight else None
+            for o in graph.ops
         }
-        self.w_bytes = {
-            o.name: {b: weight_bytes(o, b) for b in ALLOWED_BITS} for o in graph.weight_ops
-        }
-        self.param_bytes = sum(param_bytes(o) for o in graph.ops)
-        self.live = [tuple(graph.live_at(s)) for s in range(len(graph.ops))]
+        self.scratch_fixed = max(
+            [scratch_need(o, None) for o in graph.ops if not o.has_weight], default=0
+        )
         self.log: list[tuple[str, str, int]] = []  # (rule, tensor, new bits) of the last call
 
     # ---- sizes -------------------------------------------------------------------------------
@@ -70,7 +81,17 @@ class Wall:
         return self.param_bytes + sum(self.w_bytes[o][b] for o, b in weights.items())
 
     def cuttable(self, acts: dict[str, int], names) -> list[str]:
+        if self.weights_only:  # activations stay at 8 bits: nothing to cut
+            return []
         return [t for t in names if t not in self.fixed and acts[t] > MIN_BITS]
+
+    def scratch_bytes(self, weights: dict[str, int]) -> int:
+        """memory.scratch_bytes from the table (same rounding: a multiple of 4, at least 4)."""
+        need = max(
+            self.scratch_fixed,
+            max(t[weights[o]] for o, t in self.scratch.items() if t is not None),
+        )
+        return max(4, (need + 3) // 4 * 4)
 
     # ---- rules -------------------------------------------------------------------------------
 
@@ -111,7 +132,7 @@ class Wall:
         if self.budget.ram is None:
             return acts
         # The kernels' scratch buffer shares the RAM budget; the weight bits fix its size.
-        limit = self.budget.ram - scratch_bytes(self.graph, weights)
+        limit = self.budget.ram - self.scratch_bytes(weights)
         for t in self.fixed:
             acts[t] = FIXED_BITS
         n = len(self.graph.ops)
@@ -128,8 +149,11 @@ class Wall:
                     self.log.append(("ram-fwd" if forward else "ram-bwd", t, acts[t]))
             idle = 0 if changed else idle + 1
             if idle >= 2:  # a forward and a backward sweep without a cut: nothing can move
+                least = (
+                    "8-bit activations (weight-only)" if self.weights_only else "2-bit activations"
+                )
                 raise InfeasibleBudgetError(
-                    f"RAM budget {limit:,} B cannot be met even with 2-bit activations."
+                    f"RAM budget {limit:,} B cannot be met even with {least}."
                 )
             forward = not forward
         return acts
@@ -171,7 +195,66 @@ class Wall:
             report = memory_report(self.graph, policy)
         return policy, report
 
+    # ---- upward pass ---------------------------------------------------------------------------
 
-def rule_policy(graph: Graph, budget: Budget) -> Policy:
+    def fill(self, policy: Policy, gains: Gains | None = None) -> tuple[Policy, MemoryReport]:
+        """Raise bits while the budgets allow, best gain per byte first (module docstring)."""
+        weights, acts = dict(policy.weights), dict(policy.activations)
+        flash_lim, ram_lim = self.budget.flash, self.budget.ram
+
+        def gain(kind: str, name: str, b: int) -> float:
+            g = PROXY_GAIN[b] if gains is None else gains.get((kind, name, b), 0.0)
+            return max(g, 1e-9)  # a free tensor still beats leaving the budget unused
+
+        live_of = {t: [s for s, names in enumerate(self.live) if t in names] for t in acts}
+        blocked: set[tuple[str, str]] = set()
+        while True:
+            flash = self.flash_bytes(weights)
+            scratch = self.scratch_bytes(weights) if ram_lim is not None else 0
+            best, best_score = None, 0.0
+            for o, b in weights.items():
+                if b >= MAX_BITS or ("w", o) in blocked:
+                    continue
+                extra = self.w_bytes[o][2 * b] - self.w_bytes[o][b]
+                if flash_lim is not None and flash + extra > flash_lim:
+                    continue
+                if ram_lim is not None:
+                    trial = {**weights, o: 2 * b}
+                    grow = self.scratch_bytes(trial) - scratch
+                    if grow > 0 and self.sizes.live_peak(acts) + scratch + grow > ram_lim:
+                        continue
+                score = gain("w", o, b) / max(extra, 1)
+                if score > best_score:
+                    best, best_score = ("w", o), score
+            if not self.weights_only and ram_lim is not None:
+                for t, b in acts.items():
+                    if t in self.fixed or b >= MAX_BITS or ("a", t) in blocked:
+                        continue
+                    extra = self.act_bytes[t][2 * b] - self.act_bytes[t][b]
+                    if any(self.live_at(acts, s) + extra + scratch > ram_lim for s in live_of[t]):
+                        continue
+                    score = gain("a", t, b) / max(extra, 1)
+                    if score > best_score:
+                        best, best_score = ("a", t), score
+            if best is None:
+                break
+            kind, name = best
+            table = weights if kind == "w" else acts
+            table[name] *= 2
+            if kind == "a" or (ram_lim is not None and self.scratch_bytes(weights) != scratch):
+                report = memory_report(self.graph, Policy(weights, acts))
+                if not self.budget.fits(report):  # the planned arena overshot the bound
+                    table[name] //= 2
+                    blocked.add(best)
+                    continue
+            self.log.append(("fill", name, table[name]))
+        out = Policy(weights, acts)
+        return out, memory_report(self.graph, out)
+
+    def live_at(self, acts: dict[str, int], step: int) -> int:
+        return self.live_bytes(acts, step)
+
+
+def rule_policy(graph: Graph, budget: Budget, *, weights_only: bool = False) -> Policy:
     """The MLSys 2020 procedure alone: all 8 bits, then the wall."""
-    return Wall(graph, budget).enforce(Policy.uniform(graph, 8))[0]
+    return Wall(graph, budget, weights_only=weights_only).enforce(Policy.uniform(graph, 8))[0]

@@ -6,10 +6,9 @@ float. Measuring it through `quant.prepare` (one fake-quant model per tensor and
 cost a deep copy, a calibration and a forward per entry; instead one fx copy of the float
 model gets a switchable quantizer probe after every activation tensor, and weights are
 quantized in place and restored. So each entry costs exactly one forward pass over the
-calibration images (about 5 s for MobileNetV1-0.25 on 1,024 images). The probes use the same
-rules as the QAT quantizers (per-channel symmetric weights; unsigned or symmetric signed
-activations) with the clip that minimises the tensor's mean squared error, which stands in for
-PACT's learned clip. Without data (a synthetic evaluator) the sensitivities are measured by
+calibration images (about 5 s for MobileNetV1-0.25 on 1,024 images). The probes are the QAT
+quantizers of `quant/` themselves (`WeightQuant` with its MSE clip per channel, `ActQuant`
+with the clip of least mean squared error standing in for PACT's learned clip). Without data (a synthetic evaluator) the sensitivities are measured by
 the evaluator instead: accuracy lost when one tensor is at b bits and all others at 8.
 
 The program: one binary per (tensor, bits), exactly one per tensor; minimise the summed
@@ -32,8 +31,9 @@ from ..budget import Budget
 from ..data import ImageSet, batches
 from ..errors import InfeasibleBudgetError
 from ..graph import Graph
-from ..memory import activation_bytes, memory_report, param_bytes, scratch_bytes, weight_bytes
+from ..memory import SizeTable, memory_report, scratch_bytes, size_table
 from ..policy import ALLOWED_BITS, Policy
+from ..quant.fakequant import ActQuant, WeightQuant
 from .evaluate import Evaluator
 
 Key = tuple[str, str, int]  # ("w", op name, bits) or ("a", tensor name, bits)
@@ -52,7 +52,7 @@ def choice_keys(graph: Graph) -> list[tuple[str, str]]:
 
 
 class _Probe(nn.Module):
-    """Identity, or fake-quantization of one activation tensor when `bits` is set."""
+    """Identity, or the QAT activation quantizer of one tensor when `bits` is set."""
 
     def __init__(self, signed: bool) -> None:
         super().__init__()
@@ -61,24 +61,22 @@ class _Probe(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.record is not None:
             self.record.append(x.detach())
-        return x if self.bits is None else fake_quant(x, self.bits, self.clip, self.signed)
+        return x if self.bits is None else act_quant(x, self.bits, self.clip, self.signed)
 
 
-def fake_quant(x: torch.Tensor, bits: int, clip: float, signed: bool) -> torch.Tensor:
-    if signed:
-        levels = 2 ** (bits - 1) - 1
-        s = clip / levels
-        return torch.clamp(torch.floor(x / s + 0.5), -levels, levels) * s
-    s = clip / (2**bits - 1)
-    return torch.clamp(torch.floor(x / s + 0.5), 0, 2**bits - 1) * s
+def act_quant(x: torch.Tensor, bits: int, clip: float, signed: bool) -> torch.Tensor:
+    """`quant.fakequant.ActQuant` at a fixed clip (the forward QAT and the export use)."""
+    q = ActQuant(bits, signed, init=clip, learn=False)
+    with torch.no_grad():
+        return q(x)
 
 
 def quantize_weight(w: torch.Tensor, bits: int) -> torch.Tensor:
-    """Per-output-channel symmetric; BN folding rescales channels, which this is blind to."""
-    levels = 2 ** (bits - 1) - 1
-    s = w.abs().flatten(1).amax(1).clamp_min(1e-12) / levels
-    s = s.view(-1, *([1] * (w.dim() - 1)))
-    return torch.clamp(torch.floor(w / s + 0.5), -levels - 1, levels) * s
+    """`quant.fakequant.WeightQuant` per output channel with its MSE-chosen clip."""
+    q = WeightQuant(bits, w.shape[0])
+    with torch.no_grad():
+        q.init_mse(w)
+        return q(w)
 
 
 def _probed(model: nn.Module, graph: Graph) -> tuple[torch.fx.GraphModule, dict[str, _Probe]]:
@@ -124,7 +122,7 @@ def measure_sensitivity(
         top = float(x.abs().max()) or 1.0
         for b in LOW_BITS + (8,):
             cands = [top * f for f in (1.0, 0.8, 0.6, 0.45, 0.3, 0.2)]
-            errs = [float((fake_quant(x, b, c, p.signed) - x).pow(2).mean()) for c in cands]
+            errs = [float((act_quant(x, b, c, p.signed) - x).pow(2).mean()) for c in cands]
             clips[name, b] = cands[int(np.argmin(errs))]
     base = loss()
     sens: dict[Key, float] = {}
@@ -160,10 +158,20 @@ def evaluator_sensitivity(graph: Graph, evaluate: Evaluator) -> dict[Key, float]
 
 
 def solve_ilp(
-    graph: Graph, budget: Budget, sens: dict[Key, float], *, max_rounds: int = 20
+    graph: Graph,
+    budget: Budget,
+    sens: dict[Key, float],
+    *,
+    max_rounds: int = 20,
+    sizes: SizeTable | None = None,
+    weights_only: bool = False,
 ) -> Policy:
-    """The policy of least summed sensitivity whose FLASH and planned arena fit `budget`."""
-    keys = choice_keys(graph)
+    """The policy of least summed sensitivity whose FLASH and planned arena fit `budget`.
+
+    `weights_only`: activations are not decision variables (they stay at 8 bits).
+    """
+    sizes = sizes or size_table(graph)
+    keys = [k for k in choice_keys(graph) if not (weights_only and k[0] == "a")]
     bits = ALLOWED_BITS
     var = {(k, n, b): i for i, (k, n, b) in enumerate((k, n, b) for k, n in keys for b in bits)}
     nv = len(var)
@@ -180,19 +188,19 @@ def solve_ilp(
         r = np.zeros(nv)
         for o in graph.weight_ops:
             for b in bits:
-                r[var["w", o.name, b]] = weight_bytes(o, b)
-        fixed = sum(param_bytes(o) for o in graph.ops)
+                r[var["w", o.name, b]] = sizes.weight[o.name][b]
+        fixed = sizes.params
         rows.append(r), lo.append(0), hi.append(budget.flash - fixed)
     ram_rows = []
     if budget.ram is not None:
         for s in range(len(graph.ops)):
             r, const = np.zeros(nv), 0
-            for t in graph.live_at(s):
+            for t in sizes.live[s]:
                 if ("a", t, 8) in var:
                     for b in bits:
-                        r[var["a", t, b]] = activation_bytes(graph.tensors[t].shape, b)
+                        r[var["a", t, b]] = sizes.act[t][b]
                 else:
-                    const += activation_bytes(graph.tensors[t].shape, 8)
+                    const += sizes.act[t][8]
             ram_rows.append((r, const))
     # The rows bound the live tensors; the kernels' scratch (set by the weight bits) takes its
     # share first, at its largest over the allowed bits, and the loop below re-checks the plan.
@@ -231,6 +239,15 @@ def solve_ilp(
     raise InfeasibleBudgetError(
         "the ILP could not find a policy whose planned arena fits the RAM budget."
     )
+
+
+def gains_from(sens: dict[Key, float]) -> dict[Key, float]:
+    """The action wall's fill gains: the sensitivity saved by doubling from b bits."""
+    out: dict[Key, float] = {}
+    for (kind, name, b), v in sens.items():
+        up = 0.0 if 2 * b == max(ALLOWED_BITS) else sens.get((kind, name, 2 * b), 0.0)
+        out[kind, name, b] = max(0.0, v - up)
+    return out
 
 
 def policy_cost(policy: Policy, graph: Graph, sens: dict[Key, float]) -> float:

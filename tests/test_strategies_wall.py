@@ -11,7 +11,7 @@ from micromix.errors import InfeasibleBudgetError
 from micromix.graph import trace
 from micromix.memory import memory_report, scratch_bytes
 from micromix.policy import Policy
-from micromix.search import QuantEnv, Wall, rule_policy
+from micromix.strategies import QuantEnv, Wall, rule_policy
 
 
 def chain(c1: int = 8, c2: int = 16, classes: int = 2) -> nn.Module:
@@ -147,3 +147,54 @@ def test_infeasible_names_the_2bit_minimum(chain_graph):
         Policy.uniform(chain_graph, 8)
     )
     assert report.flash_bytes == low.flash_bytes and report.ram_bytes <= low.ram_bytes
+
+
+@pytest.mark.parametrize("which", ["chain", "residual"])
+def test_fill_raises_until_nothing_more_fits(which, chain_graph, tiny_resnet):
+    graph = chain_graph if which == "chain" else trace(tiny_resnet, (1, 1, 16, 16))
+    rng = np.random.default_rng(1)
+    env = QuantEnv(graph, _random_budget(graph, rng))
+    fixed = {graph.input, graph.output}
+    for _ in range(40):
+        budget = _random_budget(graph, rng)
+        wall = Wall(graph, budget)
+        walled, _ = wall.enforce(env.policy_from_actions(rng.uniform(size=env.steps_per_episode)))
+        out, report = wall.fill(walled)
+        assert budget.fits(memory_report(graph, out)) and budget.fits(report)
+        for k, b in out.weights.items():  # only ever raises
+            assert b >= walled.weights[k]
+        for k, b in out.activations.items():
+            assert b >= walled.activations[k]
+        # Maximal: no single tensor can take its next bit-width and still fit.
+        for k, b in out.weights.items():
+            if b < 8:
+                assert not budget.fits(memory_report(graph, out.replace(weights={k: 2 * b})))
+        for k, b in out.activations.items():
+            if b < 8 and k not in fixed:
+                up = out.replace(activations={k: 2 * b})
+                assert not budget.fits(memory_report(graph, up)), (k, b)
+
+
+def test_fill_follows_gains_per_byte(chain_graph):
+    g = chain_graph
+    two = Policy.uniform(g, 2)
+    w = [o.name for o in g.weight_ops]
+    # Room for exactly one layer's 2 -> 4 step: the gains decide which.
+    extra = {o: memory_report(g, two.replace(weights={o: 4})).flash_bytes for o in w}
+    budget = Budget(max(extra.values()), None)
+    for pick in w:
+        gains = {("w", o, b): (5.0 if o == pick else 0.1) for o in w for b in (2, 4)}
+        out, _ = Wall(g, budget).fill(two, gains)
+        assert out.weights[pick] >= 4, pick
+
+
+def test_weight_only_wall_never_cuts_activations(chain_graph):
+    g = chain_graph
+    ref, low = memory_report(g, Policy.uniform(g, 8)), smallest_footprint(g)
+    budget = Budget((low.flash_bytes + ref.flash_bytes) // 2, ref.ram_bytes)
+    out, _ = Wall(g, budget, weights_only=True).enforce(Policy.uniform(g, 8))
+    assert set(out.activations.values()) == {8} and budget.fits(memory_report(g, out))
+    assert min(out.weights.values()) < 8
+    tight = Budget(None, (low.ram_bytes + ref.ram_bytes) // 2)
+    with pytest.raises(InfeasibleBudgetError, match="8-bit activations"):
+        Wall(g, tight, weights_only=True).enforce(Policy.uniform(g, 8))

@@ -1,0 +1,390 @@
+"""`search()`: one entry point for every registered strategy, with run directory and resume.
+
+    search(model, data, budget, "haq", episodes=40)            # a name and its settings
+    search(model, data, budget, HAQConfig(episodes=40))       # or a config
+
+Strategies (registry.py): haq and random (episodic, haq.py), rule, ilp and uniform
+(simple.py). The episodic ones write one JSON line per episode and an atomic checkpoint after
+each batch, so `resume=True` after a `kill -9` ends with the same policy as an uninterrupted
+run. A checkpoint written under other settings is refused, naming the setting that differs.
+
+The choice is honest: the top-k distinct policies by search score (short fine-tune, held-out
+subset) are re-scored by the evaluator's `rescorer()` (longer fine-tune, whole held-out split)
+and the best re-score wins. `SearchResult.search_score` and `.heldout_acc` keep both; the test
+split is never looked at.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ..budget import Budget, check_feasible
+from ..data import DataSplits
+from ..errors import CheckpointError, InfeasibleBudgetError, MicromixError
+from ..graph import Graph, trace
+from ..memory import MemoryReport, SizeTable, memory_report, size_table
+from ..policy import FIXED_BITS, Policy
+from ..rundir import open_run_dir, write_json
+from .evaluate import CachedEvaluator, Evaluator, QATEvaluator, QATSettings, threads
+from .parallel import make_pool
+from .registry import StrategyConfig, create, get
+from .wall import Wall
+
+ILP_CALIB_IMAGES = 1024
+# What a search writes into its run directory (`force=True` removes these first).
+SEARCH_FILES = (
+    "checkpoint.pt",
+    "episodes.jsonl",
+    "policy.json",
+    "memory.json",
+    "metrics.json",
+    "rewards.png",
+    "policy.png",
+)
+
+
+@dataclass
+class SearchResult:
+    strategy: str
+    policy: Policy
+    search_score: float  # held-out subset accuracy after the short fine-tune
+    report: MemoryReport
+    budget: Budget
+    float_accuracy: float | None = None
+    episodes: int = 0  # distinct policies the strategy evaluated
+    evaluations: int = 0  # distinct policies trained over the whole search (resumes included)
+    cache_hits: int = 0  # evaluations the cache saved in this call
+    proposals: int = 0  # episodes proposed, repeats included
+    wall_seconds: float = 0.0
+    heldout_acc: float | None = None  # the re-score of the returned policy
+    rescored: list[dict[str, Any]] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        """The re-scored held-out accuracy when there is one, else the search score."""
+        return self.search_score if self.heldout_acc is None else self.heldout_acc
+
+    @property
+    def utilization(self) -> dict[str, float | None]:
+        return self.budget.utilization(self.report)
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "search_score": self.search_score,
+            "heldout_acc": self.heldout_acc,
+            "best_accuracy": self.accuracy,
+            "float_accuracy": self.float_accuracy,
+            "flash_bytes": self.report.flash_bytes,
+            "ram_bytes": self.report.ram_bytes,
+            "budget": self.budget.to_json(),
+            "utilization": self.utilization,
+            "episodes": self.episodes,
+            "proposals": self.proposals,
+            "evaluations": self.evaluations,
+            "cache_hits": self.cache_hits,
+            "wall_seconds": self.wall_seconds,
+            "rescored": self.rescored,
+            "config": self.config,
+        }
+
+
+@dataclass
+class SearchContext:
+    """What a strategy's `run(ctx, cfg)` may use."""
+
+    graph: Graph
+    budget: Budget
+    sizes: SizeTable
+    cached: CachedEvaluator
+    pool: Any
+    identity: dict[str, Any]
+    model: nn.Module | None = None
+    data: DataSplits | None = None
+    qat: QATSettings = field(default_factory=QATSettings)
+    seed: int = 0
+    run: Path | None = None
+    resume: bool = False
+    progress: bool = True
+    stop_after: int | None = None
+    _sens: dict | None = None
+    _walls: dict = field(default_factory=dict)
+
+    def wall(self, weights_only: bool = False) -> Wall:
+        if weights_only not in self._walls:
+            self._walls[weights_only] = Wall(
+                self.graph, self.budget, sizes=self.sizes, weights_only=weights_only
+            )
+        return self._walls[weights_only]
+
+    def sensitivities(self) -> dict:
+        """Per-tensor sensitivities (ilp.py): measured on train images when a model is given,
+        else by the evaluator itself (not counted as search evaluations)."""
+        if self._sens is None:
+            from .ilp import evaluator_sensitivity, measure_sensitivity
+
+            if self.model is not None and self.data is not None:
+                calib = self.data.train.subset(ILP_CALIB_IMAGES, seed=self.seed)
+                with threads(self.qat.threads):
+                    self._sens = measure_sensitivity(self.model.eval(), self.graph, calib)
+            else:
+                self._sens = evaluator_sensitivity(self.graph, self.cached.fn)
+        return self._sens
+
+    def gains(self) -> dict:
+        from .ilp import gains_from
+
+        return gains_from(self.sensitivities())
+
+
+def resolve_config(strategy: str | StrategyConfig, settings: dict[str, Any]) -> StrategyConfig:
+    """A config from a name and settings, or a config with some settings changed."""
+    if isinstance(strategy, StrategyConfig):
+        if not settings:
+            return strategy
+        known = {f.name for f in dataclasses.fields(strategy)}
+        bad = sorted(set(settings) - known)
+        if bad:
+            raise MicromixError(f"strategy {strategy.name!r} has no setting {bad[0]!r}.")
+        return dataclasses.replace(strategy, **settings)
+    return create(strategy, **settings)
+
+
+def search_identity(
+    cfg: StrategyConfig, evaluator: Any, seed: int, budget: Budget, graph: Graph
+) -> dict[str, Any]:
+    """Every setting that changes a reward: a resume under another identity is refused."""
+    ident = getattr(evaluator, "identity", None)
+    return {
+        "strategy": cfg.to_json(),
+        "evaluator": ident() if callable(ident) else type(evaluator).__name__,
+        "seed": seed,
+        "budget": budget.to_json(),
+        "graph": ";".join(f"{o.name}:{o.kind}:{o.out_shape}" for o in graph.ops),
+    }
+
+
+def identity_difference(saved: Any, want: Any, path: str = "") -> str | None:
+    """The dotted name of the first setting where `saved` and `want` differ, or None."""
+    if isinstance(saved, dict) and isinstance(want, dict):
+        for k in list(want) + [k for k in saved if k not in want]:
+            d = identity_difference(saved.get(k), want.get(k), f"{path}.{k}" if path else str(k))
+            if d is not None:
+                return d
+        return None
+    if isinstance(saved, (list, tuple)) and isinstance(want, (list, tuple)):
+        saved, want = list(saved), list(want)
+    return None if saved == want else (path or "identity")
+
+
+def check_identity(saved: Any, want: dict[str, Any], where: Path | str) -> None:
+    diff = identity_difference(saved, want)
+    if diff is not None:
+        raise CheckpointError(
+            f"checkpoint {where} belongs to another search: its setting '{diff}' differs; "
+            "pass --force to start over."
+        )
+
+
+def search(
+    model: nn.Module | None,
+    data: DataSplits | None,
+    budget: Budget,
+    strategy: str | StrategyConfig = "haq",
+    *,
+    run_dir: str | Path | None = None,
+    seed: int = 0,
+    evaluator: Evaluator | None = None,
+    rescorer: Evaluator | None = None,
+    resume: bool = False,
+    force: bool = False,
+    graph: Graph | None = None,
+    qat: QATSettings | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    plots: bool = True,
+    stop_after: int | None = None,
+    workers: int = 1,
+    ray_address: str | None = None,
+    **settings: Any,
+) -> SearchResult:
+    """Find a policy that fits `budget` and keeps accuracy; see the module docstring.
+
+    `strategy`: a registered name (its config's fields may be given as keywords, e.g.
+    `episodes=40, weights_only=True`) or a config (`create("haq", ...)`, `HAQConfig(...)`).
+    `evaluator` (policy -> held-out accuracy %) replaces the QAT evaluator built from `model`
+    and `data`; `rescorer` scores the final top-k (default: the evaluator's `rescorer()`, or
+    the evaluator itself). `stop_after` ends an episodic run after that many evaluations, as
+    an interruption would (for tests). `workers` > 1 or `ray_address` score a batch's policies
+    as Ray tasks; the result does not depend on them.
+    """
+    cfg = resolve_config(strategy, settings)
+    entry = get(cfg.name)
+    if graph is None:
+        if model is None:
+            raise MicromixError("search needs a model or a traced graph.")
+        graph = trace(model)
+    _validate(cfg, graph, budget)  # before any training
+    qat = qat or QATSettings()
+    for what, n in (("train", qat.train_images), ("eval", qat.eval_images)):
+        if n < 1:
+            raise MicromixError(f"--{what}-images must be at least 1, got {n}.")
+    if evaluator is None and qat.train_images < qat.batch_size:
+        raise MicromixError(
+            f"--train-images {qat.train_images} is fewer than one fine-tune batch of the search "
+            f"({qat.batch_size} images), so no policy would be trained; use at least {qat.batch_size}."
+        )
+    if evaluator is None:
+        if model is None or data is None:
+            raise MicromixError("search needs a model and data, or an evaluator.")
+        evaluator = QATEvaluator(model, data, graph=graph, settings=qat, seed=seed, device=device)
+    if rescorer is None:
+        make = getattr(evaluator, "rescorer", None)
+        rescorer = make() if callable(make) else evaluator
+    identity = search_identity(cfg, evaluator, seed, budget, graph)
+    rd = run = None
+    if run_dir is not None:  # lock; a resume must have every setting that changes a reward
+        rd = open_run_dir(
+            run_dir,
+            "search",
+            {
+                **identity,
+                "device": str(device),
+                "workers": workers,  # recorded only: the result does not depend on it
+                "model": getattr(model, "micromix_config", None),
+            },
+            resume=resume,
+            force=force,
+            result_keys=(*identity, "device"),
+            owned=SEARCH_FILES,
+        )
+        run = rd.path
+    cached = CachedEvaluator(evaluator)
+    pool = make_pool(evaluator, workers, ray_address) if entry.episodic else None
+    ctx = SearchContext(
+        graph=graph,
+        budget=budget,
+        sizes=size_table(graph),
+        cached=cached,
+        pool=pool,
+        identity=identity,
+        model=model,
+        data=data,
+        qat=qat,
+        seed=seed,
+        run=run,
+        resume=resume,
+        progress=progress,
+        stop_after=stop_after,
+    )
+    t0 = time.time()
+    try:
+        result = entry.run(ctx, cfg)
+        finished = stop_after is None or result.episodes < stop_after or not entry.episodic
+        if finished:
+            _choose(graph, result, cached, rescorer, getattr(cfg, "top_k", 1), workers, ray_address)
+    except BaseException:
+        if rd is not None:
+            rd.close()
+        raise
+    finally:
+        if pool is not None:
+            pool.close()
+    if not entry.episodic:
+        result.wall_seconds = time.time() - t0
+    result.config = cfg.to_json()
+    result.float_accuracy = cached.float_accuracy
+    # Policies trained over the whole search (a resumed run counts those before the stop too).
+    result.evaluations, result.cache_hits = len(cached.cache), cached.hits
+    if rd is not None:
+        try:
+            _write_outputs(rd.path, graph, result, plots)
+        finally:
+            rd.close()
+    return result
+
+
+def _validate(cfg: StrategyConfig, graph: Graph, budget: Budget) -> None:
+    check_feasible(graph, budget)
+    for name in ("episodes", "batch", "top_k", "max_proposals_factor"):
+        v = getattr(cfg, name, None)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise MicromixError(f"{name} must be a positive integer, got {v!r}.")
+    for name in getattr(cfg, "seeds", ()):
+        if name not in ("rule", "ilp", "uniform"):
+            raise MicromixError(f"seeds may name rule, ilp or uniform, not {name!r}.")
+    if cfg.weights_only:
+        check_weight_only(graph, budget)
+
+
+def check_weight_only(graph: Graph, budget: Budget) -> None:
+    """A weight-only search keeps activations at 8 bits: refuse a budget that cannot hold it."""
+    least = memory_report(graph, Policy.uniform(graph, 2, FIXED_BITS))
+    if not budget.fits(least):
+        raise InfeasibleBudgetError(
+            "a weight-only search keeps activations at 8 bits, and even with 2-bit weights "
+            f"that does not fit ({budget.describe(least)})."
+        )
+
+
+def _choose(
+    graph: Graph,
+    result: SearchResult,
+    cached: CachedEvaluator,
+    rescorer: Evaluator,
+    k: int,
+    workers: int,
+    address: str | None,
+) -> None:
+    """Re-score the top-k distinct policies; return the best re-score (ties: search score)."""
+    rows, seen = [], set()
+    for h in sorted(result.history, key=lambda h: -h["accuracy"]):
+        key = json.dumps(h["policy"], sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            rows.append(h)
+        if len(rows) == k:
+            break
+    policies = [Policy.from_json(h["policy"]) for h in rows]
+    if rescorer is cached.fn:  # the same evaluator (e.g. a synthetic one): scores are known
+        scores = cached.many(policies)
+    else:
+        pool = make_pool(rescorer, min(workers, len(policies)), address if workers > 1 else None)
+        try:
+            scores = pool.map(policies)
+        finally:
+            pool.close()
+    result.rescored = [
+        {"search_score": h["accuracy"], "heldout_acc": s, "policy": h["policy"]}
+        for h, s in zip(rows, scores)
+    ]
+    i = max(range(len(rows)), key=lambda j: (scores[j], rows[j]["accuracy"], -j))
+    result.policy = policies[i]
+    result.search_score = rows[i]["accuracy"]
+    result.heldout_acc = scores[i]
+    result.report = memory_report(graph, result.policy)
+
+
+def _write_outputs(run: Path, graph: Graph, result: SearchResult, plots: bool) -> None:
+    result.policy.save(run / "policy.json")
+    mem = result.report.to_json()
+    mem["budget"] = result.budget.to_json()
+    mem["utilization"] = result.utilization
+    write_json(run / "memory.json", mem)
+    write_json(run / "metrics.json", result.metrics())
+    if plots:
+        from .plots import plot_policy, plot_rewards
+
+        if len(result.history) > 1:
+            plot_rewards(result.history, run / "rewards.png")
+        plot_policy(graph, result.policy, result.report, result.budget, run / "policy.png")

@@ -1,0 +1,436 @@
+"""search(): strategies, ILP optimality, evaluation cache, resume after kill -9, CLI errors."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from micromix.budget import Budget
+from micromix.cli import main
+from micromix.errors import CheckpointError, MicromixError
+from micromix.graph import trace
+from micromix.memory import memory_report
+from micromix.policy import ALLOWED_BITS, Policy
+from micromix.strategies import (
+    CachedEvaluator,
+    DDPGConfig,
+    SyntheticEvaluator,
+    check_identity,
+    config_from_json,
+    create,
+    list_strategies,
+    search,
+    solve_ilp,
+)
+from micromix.strategies.ilp import choice_keys, policy_cost
+
+# The script both the test and the killed subprocess use, so they search the same thing.
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import torch.nn as nn
+    from micromix.budget import Budget
+    from micromix.graph import trace
+    from micromix.memory import memory_report
+    from micromix.policy import Policy
+    from micromix.strategies import DDPGConfig, SyntheticEvaluator, search
+
+    def setup():
+        layers, c = [], 1
+        for out, groups in ((8, 1), (8, 8), (16, 1), (16, 16), (24, 1), (24, 24), (32, 1)):
+            layers += [nn.Conv2d(c, out, 3, padding=1, groups=groups, bias=False),
+                       nn.BatchNorm2d(out), nn.ReLU()]
+            c = out
+        net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 4)).eval()
+        g = trace(net, (1, 1, 8, 8))
+        hi, lo = (memory_report(g, Policy.uniform(g, b)) for b in (8, 2))
+        f, r = (int(a + 0.4 * (b - a)) for a, b in ((lo.flash_bytes, hi.flash_bytes), (lo.ram_bytes, hi.ram_bytes)))
+        return g, Budget(f, r)
+
+    def run(run_dir, delay=0.0, evaluator=None, **kw):
+        g, budget = setup()
+        kw = {"episodes": 24, "resume": True, "fill": False,
+              "agent": DDPGConfig(hidden=32, warmup=5, batch_size=16), **kw}
+        return search(
+            None, None, budget, "haq", graph=g,
+            evaluator=evaluator or SyntheticEvaluator(g, delay=delay),
+            run_dir=run_dir, seed=7, progress=False, plots=False, **kw,
+        )
+
+    if __name__ == "__main__":
+        run(sys.argv[1], delay=float(sys.argv[2]))
+    """
+)
+
+
+@pytest.fixture
+def script(tmp_path):
+    path = tmp_path / "search_script.py"
+    path.write_text(SCRIPT)
+    ns: dict = {"__name__": "search_script"}
+    exec(compile(SCRIPT, str(path), "exec"), ns)
+    return path, ns
+
+
+def test_resume_after_kill_9_gives_same_best(tmp_path, script):
+    path, ns = script
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, str(path), str(killed), "0.1"], env=env)
+    lines = killed / "episodes.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        if lines.exists() and len(lines.read_text().splitlines()) >= 9:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the search finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = [json.loads(x) for x in lines.read_text().splitlines()]
+    assert 9 <= sum(h["new"] for h in done) < 24
+    resumed = ns["run"](killed)
+    straight = ns["run"](tmp_path / "straight")
+    assert resumed.policy == straight.policy
+    assert resumed.accuracy == straight.accuracy
+    assert [h["accuracy"] for h in resumed.history] == [h["accuracy"] for h in straight.history]
+    rows = [json.loads(x) for x in lines.read_text().splitlines()]
+    assert sum(h["new"] for h in rows) == 24 == resumed.episodes
+    assert resumed.evaluations == len({json.dumps(h["policy"]) for h in resumed.history})
+    # The checkpoint is plain data: it loads without executing code.
+    ck = torch.load(killed / "checkpoint.pt", weights_only=True)
+    assert ck["identity"]["seed"] == 7
+
+
+def test_stop_and_resume_in_process(tmp_path, script):
+    _, ns = script
+    first = ns["run"](tmp_path / "a", stop_after=8)
+    assert first.episodes == 8
+    g, _ = ns["setup"]()
+    synthetic, calls = SyntheticEvaluator(g), []
+
+    def counting(p):
+        calls.append(p.key())
+        return synthetic(p)
+
+    counting.identity = synthetic.identity  # the same scores: the resume is allowed
+
+    resumed = ns["run"](tmp_path / "a", evaluator=counting)
+    straight = ns["run"](tmp_path / "b")
+    assert resumed.policy == straight.policy and resumed.episodes == 24
+    # The cache came back with the checkpoint: no policy of the first 8 episodes was retrained.
+    n_first = len(first.history)
+    before = {Policy.from_json(h["policy"]).key() for h in resumed.history[:n_first]}
+    after = {Policy.from_json(h["policy"]).key() for h in resumed.history[n_first:]}
+    assert sorted(calls) == sorted(after - before)
+    for name in ("policy.json", "memory.json", "metrics.json", "config.json", "episodes.jsonl"):
+        assert (tmp_path / "b" / name).exists()
+    metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert metrics["episodes"] == 24 and 0 < metrics["utilization"]["flash"] <= 1
+
+
+def test_all_strategies_fit_and_write_outputs(tmp_path, script):
+    _, ns = script
+    g, budget = ns["setup"]()
+    ev = SyntheticEvaluator(g)
+    accs = {}
+    for s in list_strategies():
+        kw = {"episodes": 30} if s in ("haq", "random") else {}
+        if s == "haq":
+            kw["agent"] = DDPGConfig(hidden=32, warmup=10, batch_size=16)
+        r = search(
+            None, None, budget, s, graph=g, evaluator=ev, run_dir=tmp_path / s,
+            progress=False, **kw,
+        )  # fmt: skip
+        assert budget.fits(memory_report(g, r.policy)) and budget.fits(r.report)
+        assert r.search_score == ev(r.policy) == r.heldout_acc
+        accs[s] = r.accuracy
+        assert (tmp_path / s / "policy.png").exists()
+        metrics = json.loads((tmp_path / s / "metrics.json").read_text())
+        assert metrics["search_score"] == r.search_score and metrics["config"]["strategy"] == s
+    assert (tmp_path / "haq" / "rewards.png").exists()
+    # The exact program is at least as good as the rule and uniform on its own objective, and
+    # haq starts from rule and ilp, so it is never below either.
+    assert accs["ilp"] >= accs["uniform"] and accs["ilp"] >= accs["rule"]
+    assert accs["haq"] >= max(accs["rule"], accs["ilp"])
+
+
+def test_configs_round_trip_through_json():
+    for name in list_strategies():
+        cfg = create(name, weights_only=True)
+        back = config_from_json(json.loads(json.dumps(cfg.to_json())))
+        assert back == cfg and type(back) is type(cfg)
+    haq = create("haq", episodes=40, agent=DDPGConfig(hidden=8), seeds=("ilp",))
+    assert config_from_json(json.loads(json.dumps(haq.to_json()))) == haq
+    with pytest.raises(MicromixError, match="no setting 'episodes'"):
+        create("rule", episodes=3)
+    with pytest.raises(MicromixError, match="unknown strategy"):
+        create("magic")
+
+
+def test_resume_refuses_other_settings_naming_them(tmp_path, script):
+    _, ns = script
+    ns["run"](tmp_path / "a", stop_after=6)
+    with pytest.raises(MicromixError, match="strategy.agent.sigma was 0.5, now 0.3"):
+        ns["run"](tmp_path / "a", agent=DDPGConfig(hidden=32, warmup=5, batch_size=16, sigma=0.3))
+    g, _ = ns["setup"]()
+    with pytest.raises(MicromixError, match="evaluator.float_accuracy was 90.0, now 80.0"):
+        ns["run"](tmp_path / "a", evaluator=SyntheticEvaluator(g, float_accuracy=80.0))
+    with pytest.raises(MicromixError, match="strategy.batch was 4, now 2"):
+        ns["run"](tmp_path / "a", batch=2)
+    assert ns["run"](tmp_path / "a").episodes == 24  # the same settings continue
+    # The checkpoint carries the identity too (a checkpoint copied into another run).
+    ck = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    other = json.loads(json.dumps(ck["identity"]))
+    other["strategy"]["agent"]["tau"] = 0.5
+    with pytest.raises(CheckpointError, match="'strategy.agent.tau'"):
+        check_identity(ck["identity"], other, "checkpoint.pt")
+    check_identity(ck["identity"], json.loads(json.dumps(ck["identity"])), "checkpoint.pt")
+
+
+@pytest.mark.parametrize("strategy", ["rule", "ilp", "uniform", "haq", "random"])
+def test_weight_only_keeps_activations_at_8(strategy, script):
+    _, ns = script
+    g, budget = ns["setup"]()
+    flash_only = type(budget)(budget.flash, None)
+    kw = {"episodes": 6, "agent": DDPGConfig(hidden=16, warmup=2)} if strategy == "haq" else {}
+    kw = {"episodes": 6} if strategy == "random" else kw
+    r = search(
+        None, None, flash_only, strategy, graph=g, evaluator=SyntheticEvaluator(g),
+        weights_only=True, progress=False, plots=False, **kw,
+    )  # fmt: skip
+    assert set(r.policy.activations.values()) == {8}
+    assert min(r.policy.weights.values()) < 8 and flash_only.fits(r.report)
+    with pytest.raises(MicromixError, match="weight-only"):
+        search(None, None, budget, strategy, graph=g, evaluator=SyntheticEvaluator(g),
+               weights_only=True, progress=False, plots=False, **kw)  # fmt: skip
+
+
+def test_two_ray_workers_give_the_same_result(script):
+    pytest.importorskip("ray") if not os.environ.get("MICROMIX_STRICT") else None
+    _, ns = script
+    one = ns["run"](None, episodes=12)
+    two = ns["run"](None, episodes=12, workers=2)
+    assert one.policy == two.policy and one.episodes == two.episodes == 12
+    assert [h["accuracy"] for h in one.history] == [h["accuracy"] for h in two.history]
+
+
+def test_haq_learns_a_known_additive_reward(script):
+    """The synthetic reward is additive, so the ILP on its exact sensitivities is the optimum.
+
+    haq without seeds and without the fill pass (only the agent learns) must get within 1 %
+    of it in 40 evaluations and beat random at the same count. Measured: a correct agent
+    reaches the optimum on seeds 0-2; with the actor loss's sign flipped it ends 1-4 % below.
+    """
+    from micromix.strategies.ilp import evaluator_sensitivity
+
+    _, ns = script
+    g, budget = ns["setup"]()
+    ev = SyntheticEvaluator(g)
+    best = ev(solve_ilp(g, budget, evaluator_sensitivity(g, ev)))
+    common = {"graph": g, "evaluator": ev, "episodes": 40, "fill": False, "progress": False}
+    haq = search(
+        None, None, budget, "haq", seeds=(), agent=DDPGConfig(hidden=64, warmup=10), **common
+    )
+    rnd = search(None, None, budget, "random", **common)
+    assert haq.episodes == rnd.episodes == 40
+    assert haq.search_score >= 0.99 * best
+    assert haq.search_score > rnd.search_score
+
+
+def test_cache_hit_avoids_reevaluation():
+    calls = []
+
+    def fn(p: Policy) -> float:
+        calls.append(p.key())
+        return 50.0
+
+    ev = CachedEvaluator(fn)
+    p = Policy({"a": 8}, {"input": 8})
+    assert ev(p) == ev(Policy({"a": 8}, {"input": 8})) == 50.0
+    assert len(calls) == 1 and ev.hits == 1 and ev.misses == 1
+    ev(Policy({"a": 4}, {"input": 8}))
+    assert len(calls) == 2
+
+
+def test_search_passes_the_incumbent_to_screening_evaluators(script):
+    """Successive halving: after the first batch every new policy is screened against the
+    best score of the batches before it."""
+    _, ns = script
+    g, budget = ns["setup"]()
+    synthetic, seen = SyntheticEvaluator(g), []
+
+    class Screening:
+        float_accuracy = synthetic.float_accuracy
+
+        def __call__(self, p):
+            seen.append(None)
+            return synthetic(p)
+
+        def screen(self, p, incumbent):
+            seen.append(incumbent)
+            return synthetic(p)
+
+    r = search(None, None, budget, "random", graph=g, evaluator=Screening(), episodes=12, fill=False,
+               batch=4, progress=False, plots=False)  # fmt: skip
+    rows = [h for h in r.history if h["new"]]
+    assert len(seen) == len(rows) == 12
+    for inc, h in zip(seen, rows):
+        before = [x["accuracy"] for x in r.history if x["episode"] // 4 < h["episode"] // 4]
+        assert inc == (max(before) if before else None)
+    assert seen[-1] is not None
+
+
+def test_qat_screen_scores_the_first_images_only_when_far_below(fashion):
+    from micromix.models import create as create_model
+    from micromix.strategies import QATEvaluator, QATSettings
+    from micromix.train import evaluate
+
+    torch.manual_seed(0)
+    model = create_model("mobilenet_v1", width=0.25, resolution=28, in_channels=1)
+    settings = QATSettings(train_images=64, eval_images=96, screen_images=32)
+    ev = QATEvaluator(model, fashion, settings=settings)
+    g = trace(model)
+    p = Policy.uniform(g, 4)
+    full = ev(p)
+    assert ev.screen(p, incumbent=0.0) == pytest.approx(full)  # near the incumbent: all 96
+    first = evaluate(ev.finetune(p), ev.heldout.take(range(32)))
+    assert ev.screen(p, incumbent=full + 200.0) == pytest.approx(first)  # far below: 32 only
+    ident = ev.identity()
+    assert len(ident["weights_sha256"]) == 64
+    assert ident["settings"]["screen_images"] == 32 and ident["heldout_images"] == len(
+        fashion.heldout
+    )
+    assert len(ev.rescorer().heldout) == len(fashion.heldout)
+
+
+def test_ilp_matches_brute_force():
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.Conv2d(4, 8, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3),
+    ).eval()  # fmt: skip
+    g = trace(net, (1, 1, 6, 6))
+    keys = choice_keys(g)
+    assert len(keys) == 6  # 3 weights + 2 conv outputs + the pool output
+    rng = np.random.default_rng(0)
+    ref8, ref2 = (memory_report(g, Policy.uniform(g, b)) for b in (8, 2))
+    for trial in range(3):
+        sens = {(k, n, b): float(rng.uniform(0, 1)) * (8 / b - 1) for k, n in keys for b in (2, 4)}
+        budget = Budget(
+            int(rng.uniform(ref2.flash_bytes, ref8.flash_bytes)),
+            int(rng.uniform(ref2.ram_bytes, ref8.ram_bytes)),
+        )
+        best = None
+        for combo in itertools.product(ALLOWED_BITS, repeat=len(keys)):
+            ch = dict(zip(keys, combo))
+            p = Policy.uniform(g, 8).replace(
+                weights={n: b for (k, n), b in ch.items() if k == "w"},
+                activations={n: b for (k, n), b in ch.items() if k == "a"},
+            )
+            if budget.fits(memory_report(g, p)):
+                c = policy_cost(p, g, sens)
+                best = c if best is None else min(best, c)
+        p = solve_ilp(g, budget, sens)
+        assert budget.fits(memory_report(g, p))
+        assert policy_cost(p, g, sens) == pytest.approx(best, abs=1e-6), trial
+
+
+# ---- CLI -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
+    from micromix.models import create
+    from micromix.train import save_model
+
+    torch.manual_seed(0)
+    path = tmp_path / "float.pt"
+    save_model(
+        path, create("mobilenet_v1", width=0.25, resolution=28, in_channels=1, num_classes=10)
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--strategy", "magic"], "unknown strategy"),
+        (["--checkpoint", "missing.pt", "--flash", "1kB"], "does not exist"),
+        (["--checkpoint", "{ck}"], "give a budget"),
+        (["--checkpoint", "{ck}", "--flash", "100"], "2 bits everywhere"),
+        (["--checkpoint", "{ck}", "--flash", "0.5x", "--episodes", "0"], "--episodes"),
+        (["--flash", "1kB"], "--checkpoint is required"),
+        (
+            ["--strategy", "rule", "--checkpoint", "{ck}", "--flash", "0.5x", "--episodes", "5"],
+            "--episodes applies to haq and random",
+        ),
+        (["--checkpoint", "{ck}", "--flash", "0.5x", "--workers", "0"], "--workers"),
+        (
+            ["--checkpoint", "{ck}", "--flash", "0.5x", "--ram", "0.3x", "--weight-only"],
+            "weight-only",
+        ),
+    ],
+)
+def test_cli_errors_exit_2_with_one_line(args, needle, tmp_path, tiny_checkpoint, capsys):
+    args = [a.replace("{ck}", str(tiny_checkpoint)) for a in args]
+    rc = main(["search", *args, "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1 and needle in err, err
+
+
+def test_cli_rule_end_to_end(tmp_path, tiny_checkpoint, fashion, capsys):
+    rc = main(
+        ["search", "--strategy", "rule", "--checkpoint", str(tiny_checkpoint), "--flash", "0.48x",
+         "--ram", "0.42x", "--run-dir", str(tmp_path / "r"), "--train-images", "64",
+         "--eval-images", "64", "--no-progress"]
+    )  # fmt: skip
+    assert rc == 0
+    assert "held-out accuracy" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert max(metrics["utilization"].values()) <= 1.0
+    assert Policy.load(tmp_path / "r" / "policy.json")
+
+
+def test_cli_weight_only_rule_keeps_activations_at_8(tmp_path, tiny_checkpoint, fashion, capsys):
+    rc = main(
+        ["search", "--strategy", "ilp", "--weight-only", "--checkpoint", str(tiny_checkpoint),
+         "--flash", "0.48x", "--run-dir", str(tmp_path / "w"), "--train-images", "64",
+         "--eval-images", "64", "--no-progress"]
+    )  # fmt: skip
+    assert rc == 0
+    policy = Policy.load(tmp_path / "w" / "policy.json")
+    assert set(policy.activations.values()) == {8} and min(policy.weights.values()) < 8
+    cfg = json.loads((tmp_path / "w" / "config.json").read_text())
+    assert cfg["settings"]["strategy"] == {"strategy": "ilp", "weights_only": True, "fill": True}
+    metrics = json.loads((tmp_path / "w" / "metrics.json").read_text())
+    assert metrics["heldout_acc"] is not None and metrics["search_score"] is not None
+
+
+def test_run_accepts_weight_only_and_workers():
+    from dataclasses import fields
+
+    from micromix.cli import build_parser
+    from micromix.cli.cmd_search import strategy_config
+    from micromix.pipeline import RunConfig
+
+    args = build_parser().parse_args(["run", "--weight-only", "--workers", "2"])
+    changes = {f.name: getattr(args, f.name) for f in fields(RunConfig) if getattr(args, f.name, None) is not None}  # fmt: skip
+    assert changes == {"weight_only": True, "workers": 2}
+    plain = build_parser().parse_args(["run"])
+    assert plain.weight_only is None and plain.workers is None  # the preset's values stay
+    cfg = strategy_config("rule", weights_only=True)
+    assert cfg.weights_only and cfg.name == "rule"
+    with pytest.raises(MicromixError, match="--warmup applies to haq"):
+        strategy_config("random", episodes=4, warmup=2)
