@@ -166,6 +166,12 @@ static inline uint32_t mm_w32(const uint8_t *p)
         __asm__("sxtb16 %0, %1, ror #8" : "=r"(r_) : "r"(x));                                     \
         r_;                                                                                       \
     })
+#define MM_ANDSL4(x, m)                                                                           \
+    ({                                                                                            \
+        uint32_t r_;                                                                              \
+        __asm__("and %0, %1, %2, lsl #4" : "=r"(r_) : "r"(m), "r"(x));                            \
+        r_;                                                                                       \
+    })
 #define MM_SMLAD(a, b, acc) __asm__("smlad %0, %1, %2, %0" : "+r"(acc) : "r"(a), "r"(b))
 
 /* Buffer slot of element e within a block of 4 * 8 / wb elements; lpw = log2(8 / wb) (shifts,
@@ -332,13 +338,13 @@ static void mm_pws_dot2(const int16_t *x, const uint8_t *w0, const uint8_t *w1, 
             const uint32_t p0 = mm_x32(x), p1 = mm_x32(x + 2), p2 = mm_x32(x + 4);
             const uint32_t p3 = mm_x32(x + 6);
             const uint32_t u = mm_w32(w0 + 4 * i), v = mm_w32(w1 + 4 * i);
-            uint32_t t = (u << 4) & m;
+            uint32_t t = MM_ANDSL4(u, m);
             MM_SMLAD(MM_SX(t), p0, a0);
             MM_SMLAD(MM_SXR(t), p1, a0);
             t = u & m;
             MM_SMLAD(MM_SX(t), p2, a0);
             MM_SMLAD(MM_SXR(t), p3, a0);
-            t = (v << 4) & m;
+            t = MM_ANDSL4(v, m);
             MM_SMLAD(MM_SX(t), p0, a1);
             MM_SMLAD(MM_SXR(t), p1, a1);
             t = v & m;
@@ -349,7 +355,8 @@ static void mm_pws_dot2(const int16_t *x, const uint8_t *w0, const uint8_t *w1, 
         const uint32_t m = 0xC0C0C0C0u;
         for (int32_t i = 0; i < nw; i++, x += 16) {
             const uint32_t u = mm_w32(w0 + 4 * i), v = mm_w32(w1 + 4 * i);
-for (int f = 0; f < 4; f++) {
+#pragma GCC unroll 4
+            for (int f = 0; f < 4; f++) {
                 const uint32_t p0 = mm_x32(x + 4 * f), p1 = mm_x32(x + 4 * f + 2);
                 const uint32_t tu = (u << (6 - 2 * f)) & m, tv = (v << (6 - 2 * f)) & m;
                 MM_SMLAD(MM_SX(tu), p0, a0);
@@ -386,14 +393,18 @@ void mm_pointwise_sub(const uint8_t *in, uint8_t *out, const uint8_t *w, const i
                 const uint8_t *w0 = w + (int32_t)co * rb, *w1 = two ? w0 + rb : w0;
                 int32_t acc[2];
                 mm_pws_dot2(buf, w0, w1, nw, wb, acc);
-                for (int j = 0; j <= two; j++) {
-                    const uint8_t *wr0 = j ? w1 : w0;
-                    int32_t a = acc[j] >> scale; /* exact: every term is a multiple */
-                    for (int32_t e = nblk; e < in_c; e++)
-                        a += buf[e] * mm_get(wr0, e, wb, 1);
-                    mm_put(&wr, mm_requant(mm_biased(a, bias[co + j], bk), mult[co + j],
-                                           shift[co + j], qmin, qmax));
-                }
+                acc[0] >>= scale; /* exact: every term is a multiple */
+                acc[1] >>= scale;
+                if (nblk < in_c) /* the row tails, in natural order */
+                    for (int32_t e = nblk; e < in_c; e++) {
+                        acc[0] += buf[e] * mm_get(w0, e, wb, 1);
+                        acc[1] += buf[e] * mm_get(w1, e, wb, 1);
+                    }
+                mm_put(&wr, mm_requant(mm_biased(acc[0], bias[co], bk), mult[co], shift[co], qmin,
+                                       qmax));
+                if (two)
+                    mm_put(&wr, mm_requant(mm_biased(acc[1], bias[co + 1], bk), mult[co + 1],
+                                           shift[co + 1], qmin, qmax));
             }
             mm_flush(&wr);
             out = wr.p;
