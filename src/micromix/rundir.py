@@ -122,11 +122,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except OSError as e:
         raise storage_error(e, path) from None
     finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+        _discard(tmp)
 
 
 @contextmanager
@@ -148,11 +144,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except OSError as e:
         raise storage_error(e, path) from None
     finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+        _discard(tmp)
+
+
+def _discard(tmp: str | None) -> None:
+    """Remove a temporary file left by a failed write; a second failure must not mask the first."""
+    if tmp is not None:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
 
 
 def default_mode(folder: bool = False) -> int:
