@@ -36,6 +36,7 @@ import re
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -273,7 +274,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[
     if not path.is_file():  # a FIFO or device would block or never end
         raise CheckpointError(f"checkpoint {path} is not a regular file.")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about legacy pickle protocols on stderr; the refusal below is the
+            # one sentence the user gets
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
         if found:  # the refusal that matters: a class or function a pickle would call
