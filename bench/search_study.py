@@ -29,7 +29,12 @@ from micromix.strategies import DDPGConfig, create, search
 from micromix.strategies.evaluate import threads
 from micromix.train import evaluate, load_model
 
-FLOAT = {"mobilenet_v1": "src/micromix/assets/mobilenet_v1_w025_fmnist28.pt"}
+FLOAT = {
+    "mobilenet_v1": "src/micromix/assets/mobilenet_v1_w025_fmnist28.pt",
+    # the paper study's float models (bench/paper_study.py, results/paper_study/tables.md)
+    "mobilenet_v2": "results/paper_study/float_models/mobilenet_v2_w035_fmnist28.pt",
+    "mnasnet": "results/paper_study/float_models/mnasnet_w035_fmnist28.pt",
+}
 CELLS = {
     "table_a": ("0.48x", None, True),
     "table_b": ("0.48x", "0.42x", False),
@@ -48,6 +53,7 @@ def main() -> int:
     ap.add_argument("--finetune-epochs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="results/search_study.json")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (search and final QAT)")
     a = ap.parse_args()
     model, _ = load_model(FLOAT[a.model])
     graph = trace(model)
@@ -71,13 +77,16 @@ def main() -> int:
         force=True,
         progress=False,
         plots=False,
+        device=a.device,
     )
     search_s = time.time() - t0
     t1 = time.time()
     recipe = qat_recipe(a.finetune_epochs, seed=a.seed)
     with threads(1):  # on a busy 2-core machine one thread is fastest (results/search.md)
-        q = finetune(model, res.policy, data.train, recipe, graph=graph, progress=False)
-        test = evaluate(q, data.test)
+        q = finetune(
+            model, res.policy, data.train, recipe, graph=graph, progress=False, device=a.device
+        )
+        test = evaluate(q, data.test, device=a.device)
     u = budget.utilization(res.report)
     row = {
         "test": test,
@@ -90,6 +99,7 @@ def main() -> int:
         "search_seconds": round(search_s, 1),
         "final_qat_epochs": a.finetune_epochs,
         "final_qat_seconds": round(time.time() - t1, 1),
+        "device": a.device,
         "command": "PYTHONPATH=src python " + " ".join(sys.argv),
     }
     out = Path(a.out)

@@ -94,3 +94,24 @@ def test_train_cli_writes_run_dir(tmp_path, fashion, capsys):
 def test_targets_and_models_lists(capsys):
     assert main(["targets"]) == 0 and "stm32h743" in capsys.readouterr().out
     assert main(["models"]) == 0 and "mnasnet" in capsys.readouterr().out
+
+
+def test_memory_names_the_trailing_softmax_it_leaves_out(tmp_path, capsys):
+    """The C returns logits; the user must be told that the softmax is theirs to apply."""
+    net = tmp_path / "net.py"
+    net.write_text(
+        "import torch.nn as nn\nimport torch.nn.functional as F\n\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = nn.Conv2d(1, 4, 3)\n"
+        "        self.fc = nn.Linear(4 * 6 * 6, 3)\n\n"
+        "    def forward(self, x):\n"
+        "        return F.softmax(self.fc(F.relu(self.conv(x)).flatten(1)), dim=1)\n"
+    )
+    model = ["memory", "--model", f"{net}:Net", "--input-shape", "1x8x8"]
+    assert main([*model, "--json"]) == 0
+    notes = json.loads(capsys.readouterr().out)["notes"]
+    assert len(notes) == 1 and "softmax" in notes[0] and "logits" in notes[0]
+    assert main(model) == 0
+    assert capsys.readouterr().out.rstrip().splitlines()[-1] == f"note: {notes[0]}"

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -84,8 +85,11 @@ def world(tmp_path_factory) -> dict[str, str]:
     evil = Evil(out / MARKER)
     torch.save({"kind": "micromix-model", "x": evil}, base / "evil.pt")
     (base / "evil_raw.pt").write_bytes(pickle.dumps(evil, protocol=2))
+    # protocol 5 (Python's default): torch.load also prints a UserWarning, which must not reach
+    # the user as extra stderr lines
+    (base / "evil_p5.pt").write_bytes(pickle.dumps(evil, protocol=5))
     torch.save([evil], base / "evil_list.pt")
-    w.update({k: str(base / f"{k}.pt") for k in ("evil", "evil_raw", "evil_list")})
+    w.update({k: str(base / f"{k}.pt") for k in ("evil", "evil_raw", "evil_p5", "evil_list")})
     for name, victim in (
         ("train", "checkpoint.pt"),
         ("ft", "checkpoint.pt"),
@@ -620,3 +624,14 @@ def test_run_records_the_model_of_its_checkpoint(tmp_path):
     save_model(path, create("mobilenet_v2", width=0.35, resolution=16, num_classes=5))
     cfg = resolve_checkpoint(replace(preset("quick"), checkpoint=str(path)))
     assert (cfg.model, cfg.width, cfg.resolution, cfg.classes) == ("mobilenet_v2", 0.35, 16, 5)
+
+
+def test_a_protocol5_pickle_is_one_sentence_without_torch_warnings(world, capsys):
+    """torch.load warns about pickle protocols above 2 on stderr; the user gets one sentence."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["memory", "--checkpoint", world["evil_p5"]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert [str(w.message) for w in caught] == []
+    assert len(err) == 1 and "without running code" in err[0]
+    assert not Path(world["marker"]).exists()

@@ -44,7 +44,17 @@ _EXPORTS = {
     "MicromixError": "errors",
     "search": "strategies",
 }
-_SUBPACKAGES = {"models", "data", "quant", "integer", "export", "graph", "memory", "budget", "strategies"}
+_SUBPACKAGES = {
+    "models",
+    "data",
+    "quant",
+    "integer",
+    "export",
+    "graph",
+    "memory",
+    "budget",
+    "strategies",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -106,6 +106,8 @@ def _render(run_dir: str | Path) -> str:
             "",
             "## Memory (exact; the C build allocates the same bytes)",
             "",
+            *[f"Note: {note}" for note in graph.notes],
+            *([""] if graph.notes else []),
             *(
                 [
                     f"Target: {budget.target} (budget = its largest regions less the reserves for "

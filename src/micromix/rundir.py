@@ -36,6 +36,7 @@ import re
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -122,11 +123,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except OSError as e:
         raise storage_error(e, path) from None
     finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+        _discard(tmp)
 
 
 @contextmanager
@@ -148,11 +145,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except OSError as e:
         raise storage_error(e, path) from None
     finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+        _discard(tmp)
+
+
+def _discard(tmp: str | None) -> None:
+    """Remove a temporary file left by a failed write; a second failure must not mask the first."""
+    if tmp is not None:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
 
 
 def default_mode(folder: bool = False) -> int:
@@ -272,7 +274,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[
     if not path.is_file():  # a FIFO or device would block or never end
         raise CheckpointError(f"checkpoint {path} is not a regular file.")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about legacy pickle protocols on stderr; the refusal below is the
+            # one sentence the user gets
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
         if found:  # the refusal that matters: a class or function a pickle would call

@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         budget = Budget.parse(args.flash, args.ram, target=args.target, reference=ref)
     if args.json:
         out = report.to_json()
+        out["notes"] = list(graph.notes)
         if budget is not None:
             out["budget"] = budget.to_json()
             out["utilization"] = budget.utilization(report)
@@ -94,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
     else:
         print(report.table(budget))
+        for note in graph.notes:  # e.g. a trailing softmax left to the application
+            print(f"note: {note}")
         if args.cost:
             print()
             print(cost_table(cost_rows(graph, policy)))

@@ -66,14 +66,14 @@ class _Probe(nn.Module):
 
 def act_quant(x: torch.Tensor, bits: int, clip: float, signed: bool) -> torch.Tensor:
     """`quant.fakequant.ActQuant` at a fixed clip (the forward QAT and the export use)."""
-    q = ActQuant(bits, signed, init=clip, learn=False)
+    q = ActQuant(bits, signed, init=clip, learn=False).to(x.device)  # buffers on x's device
     with torch.no_grad():
         return q(x)
 
 
 def quantize_weight(w: torch.Tensor, bits: int) -> torch.Tensor:
     """`quant.fakequant.WeightQuant` per output channel with its MSE-chosen clip."""
-    q = WeightQuant(bits, w.shape[0])
+    q = WeightQuant(bits, w.shape[0]).to(w.device)  # its clip buffer on w's device (CUDA)
     with torch.no_grad():
         q.init_mse(w)
         return q(w)
