@@ -215,7 +215,11 @@ def test_c_requantization_matches_numpy(harness: Path) -> None:
     for _ in range(400):
         acc = int(rng.integers(INT32_MIN + 1, INT32_MAX, dtype=np.int64))
         m0 = int(rng.integers(-(2**31) + 1, 2**31, dtype=np.int64))
-        s = int(rng.integers(20, MAX_SHIFT + 1)) if rng.random() < 0.7 else int(rng.integers(30, 35))
+        s = (
+            int(rng.integers(20, MAX_SHIFT + 1))
+            if rng.random() < 0.7
+            else int(rng.integers(30, 35))
+        )
         cases.append((acc, m0, s, -127, 127) if rng.random() < 0.5 else (acc, m0, s, 0, 15))
     cases += [(INT32_MAX, 2**31 - 1, 62, -(2**31) + 1, 2**31 - 1), (-3, 2**30, 31, -8, 7)]
     text = "".join(f"R {a} {m} {s} {lo} {hi}\n" for a, m, s, lo, hi in cases)

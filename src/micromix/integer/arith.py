@@ -120,7 +120,9 @@ def requantize(
     return np.right_shift(acc * m0 + half, shift)
 
 
-def requantize_hi32(acc: np.ndarray | int, m0: np.ndarray | int, shift: np.ndarray | int) -> np.ndarray:
+def requantize_hi32(
+    acc: np.ndarray | int, m0: np.ndarray | int, shift: np.ndarray | int
+) -> np.ndarray:
     """The C kernels' 32-bit form of `requantize` for shifts above 32, bit for bit the same.
 
     hi = (acc * m0) >> 32 (the high word of the 64-bit product, as SMULL leaves it), then
