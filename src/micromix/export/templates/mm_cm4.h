@@ -6,4 +6,6 @@ int mm_semihost(int op, const void *arg);
 void mm_puts(const char *s);
 void mm_exit(int ok);
 uint32_t mm_stack_used(void);
+/* Writes v in decimal at p (no terminator); returns the end. No printf in these images. */
+char *mm_itoa(char *p, long v);
 #endif

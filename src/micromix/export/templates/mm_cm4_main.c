@@ -11,22 +11,6 @@
 extern const int mm_test_count;
 extern const uint8_t mm_test_images[], mm_test_expected[];
 
-static char *mm_itoa(char *p, long v)
-{
-    char tmp[12];
-    int n = 0;
-    unsigned long u = v < 0 ? 0UL - (unsigned long)v : (unsigned long)v;
-    if (v < 0)
-        *p++ = '-';
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    while (n)
-        *p++ = tmp[--n];
-    return p;
-}
-
 int main(void)
 {
     static MICROMIX_OUTPUT_T out[MICROMIX_OUTPUT_BYTES];

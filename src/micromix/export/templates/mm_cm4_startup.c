@@ -58,3 +58,19 @@ __attribute__((section(".isr_vector"), used)) const mm_vector mm_vectors[16] = {
     (mm_vector)(uintptr_t)&_estack, Reset_Handler, mm_fault, mm_fault, mm_fault, mm_fault,
     mm_fault, 0, 0, 0, 0, mm_fault, mm_fault, 0, mm_fault, mm_fault,
 };
+
+char *mm_itoa(char *p, long v)
+{
+    char tmp[12];
+    int n = 0;
+    unsigned long u = v < 0 ? 0UL - (unsigned long)v : (unsigned long)v;
+    if (v < 0)
+        *p++ = '-';
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}

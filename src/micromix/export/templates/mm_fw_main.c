@@ -10,22 +10,6 @@
 #include "micromix_model.h"
 #include "mm_cm4.h"
 
-static char *mm_itoa(char *p, long v)
-{
-    char tmp[12];
-    int n = 0;
-    unsigned long u = v < 0 ? 0UL - (unsigned long)v : (unsigned long)v;
-    if (v < 0)
-        *p++ = '-';
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    while (n)
-        *p++ = tmp[--n];
-    return p;
-}
-
 /* Semihosting SYS_OPEN / SYS_READ: the next image straight into the arena's input slot. */
 static int mm_open_input(void)
 {
