@@ -22,10 +22,10 @@ from ..rundir import check_run_dir, open_run_dir, write_json
 from ..train import evaluate, fit, float_recipe, save_model
 from .cmd_finetune import add_qat_args
 from .common import (
+    add_budget_args,
     add_common,
     add_data_args,
     add_model_args,
-    budget_arg,
     data_for,
     load_model_for,
     positive_int,
@@ -47,15 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     f = sub.add_parser("fit8", help="largest 8-bit width x resolution that fits the budget")
     f.add_argument("--checkpoint", required=True, help="float model.pt: architecture and reference")
-    f.add_argument(
-        "--flash",
-        type=budget_arg,
-        help="FLASH budget: 112kB, or 0.48x of the reference's 8-bit FLASH",
-    )
-    f.add_argument(
-        "--ram", type=budget_arg, help="RAM budget: 8kB, or 0.42x of the reference's 8-bit RAM"
-    )
-    f.add_argument("--target", help="MCU target name (see `micromix targets`)")
+    add_budget_args(f)
     f.add_argument("--widths", default=",".join(map(str, WIDTHS)), help="width grid")
     f.add_argument("--resolutions", default=",".join(map(str, RESOLUTIONS)), help="resolution grid")
     f.add_argument("--train", action="store_true", help="also train it (float, then 8-bit QAT)")

@@ -12,8 +12,8 @@ from ..graph import trace
 from ..memory import memory_report
 from ..policy import Policy
 from .common import (
+    add_budget_args,
     add_model_args,
-    budget_arg,
     json_file,
     load_model_for,
     model_from_run_dir,
@@ -42,13 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--abits", type=positive_int, default=None, help="uniform activation bits")
     p.add_argument("--policy", type=json_file, help="policy JSON file (overrides --bits)")
-    p.add_argument(
-        "--flash",
-        type=budget_arg,
-        help="FLASH budget: 512kB, 512KiB, 524288 or 0.48x of the 8-bit figure",
-    )
-    p.add_argument("--ram", type=budget_arg, help="RAM budget, same forms")
-    p.add_argument("--target", help="MCU target name (see `micromix targets`)")
+    add_budget_args(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument(
         "--cost",

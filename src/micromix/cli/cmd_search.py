@@ -13,10 +13,10 @@ from ..policy import Policy
 from ..rundir import check_run_dir
 from .common import (
     add_batch_size,
+    add_budget_args,
     add_common,
     add_data_args,
     add_model_args,
-    budget_arg,
     check_classes,
     data_for,
     load_model_for,
@@ -38,11 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "{'state_dict': ...} or {'model': ...})",
     )
     add_model_args(p, default=None)
-    p.add_argument(
-        "--flash", type=budget_arg, help="FLASH budget: 512kB, 512KiB, 524288 or 0.48x of 8-bit"
-    )
-    p.add_argument("--ram", type=budget_arg, help="RAM budget, same forms (e.g. 0.42x)")
-    p.add_argument("--target", help="MCU target whose FLASH/RAM are the budget")
+    add_budget_args(p)
     p.add_argument(
         "--episodes", type=positive_int, default=None, help="episodes for haq/random (600)"
     )

@@ -156,6 +156,21 @@ _ZOO_FLAGS = {
 }
 
 
+def add_budget_args(p: argparse.ArgumentParser) -> None:
+    """--flash / --ram / --target, read the same way by every command that takes a budget."""
+    p.add_argument(
+        "--flash",
+        type=budget_arg,
+        help="FLASH budget: 512kB, 512KiB, 524288, or 0.48x of the uniform 8-bit figure",
+    )
+    p.add_argument("--ram", type=budget_arg, help="RAM budget, same forms (e.g. 0.42x)")
+    p.add_argument(
+        "--target",
+        help="MCU target: a name (see `micromix targets`) or a .toml / .json target file; "
+        "--flash / --ram then apply within it",
+    )
+
+
 def add_batch_size(p: argparse.ArgumentParser, default: int, what: str = "training") -> None:
     p.add_argument(
         "--batch-size", type=positive_int, default=default, help=f"{what} batch size ({default})"
