@@ -122,9 +122,9 @@ def scratch_need(op: Op, w_bits: int | None) -> int:
     """Bytes of the shared scratch buffer `op`'s kernel uses (int32 tables first, then int16).
 
     small: tap offsets (int32 per tap), the weight tile (row x lanes int16) and the unpacked
-    patch (row int16). depthwise: tap offsets and a taps x lanes int16 weight tile, on the
-    lane path only (at most MM_MAX_TAPS taps and MM_LANES channels). conv: the unpacked patch,
-    in chunks of MM_PATCH elements of one pixel when the patch is longer than MM_PATCH.
+    patch (row int16). depthwise: none (its weight pairs are a small fixed stack table).
+    conv: the unpacked patch, in chunks of MM_PATCH elements of one pixel when the patch is
+    longer than MM_PATCH.
     """
     kind = kernel_of(op, w_bits)
     lanes = kernel_constant("MM_LANES")
@@ -133,9 +133,6 @@ def scratch_need(op: Op, w_bits: int | None) -> int:
     if kind == "small":
         row = op.weight.row_elems
         return 4 * taps + 2 * row * lanes + 2 * row
-    if kind == "depthwise":
-        lane_path = taps <= kernel_constant("MM_MAX_TAPS") and op.in_shape[0] >= lanes
-        return 4 * taps + 2 * taps * lanes if lane_path else 0
     if kind == "conv":
         row, patch = op.weight.row_elems, kernel_constant("MM_PATCH")
         cin_g = op.in_shape[0] // op.groups

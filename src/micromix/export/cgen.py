@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..integer.arith import pack_bits
 from ..integer.model import IntegerModel, IntOp
 from ..memory import kernel_constant, kernel_of, param_arrays
 from .cgen_ops import ops_call
@@ -83,30 +84,42 @@ def is_pointwise8(iop: IntOp) -> bool:
     return (kh, kw) == (1, 1) or ((kh, kw) == (h, w) and (oh, ow) == (1, 1))
 
 
-def is_depthwise8(iop: IntOp) -> bool:
-    """The kernels' MM_IS_DW8: a depthwise layer (kernel_of) with 8-bit inputs and weights on a
-    multiple of 4 channels runs mm_dw8, which reads its weights in groups of four channels."""
+def depthwise_layout(iop: IntOp) -> np.ndarray | None:
+    """mm_depthwise's weight bytes, or None where it reads natural rows (kernels above
+    MM_DW_TAPS taps). Channels in groups of four: a group is row_bytes words; byte j of word
+    k holds channel j's taps k * per .. k * per + per - 1 (per = 8 // w_bits), the first in
+    the top bits; the last c % 4 channels keep their natural rows. Same byte count."""
     op = iop.op
     if op.kind != "conv" or kernel_of(op, iop.w_bits or 8) != "depthwise":
-        return False
-    return iop.in_bits[0] == 8 and iop.w_bits == 8 and op.out_shape[0] % 4 == 0
+        return None
+    (kh, kw), c, wb = iop.kernel, op.out_shape[0], iop.w_bits
+    taps = kh * kw
+    if taps > kernel_constant("MM_DW_TAPS"):
+        return None
+    per, c4 = 8 // wb, c - c % 4
+    words = -(-taps // per)
+    vals = np.zeros((c, words * per), dtype=np.int64)
+    vals[:, :taps] = iop.weight_matrix().reshape(c, taps)
+    g = vals[:c4].reshape(c4 // 4, 4, words, per).transpose(0, 2, 1, 3)[..., ::-1]
+    head = pack_bits(g.reshape(-1, per), wb, signed=True).reshape(-1)
+    tail = np.asarray(iop.weights, dtype=np.uint8).reshape(c, -1)[c4:].reshape(-1)
+    return np.concatenate([head, tail])
 
 
 def kernel_layout(iop: IntOp) -> np.ndarray:
     """The packed weight bytes in the order the kernel reads them (same bytes, same count).
 
-    mm_dw8 (depthwise, 8/8 bits): groups of four channels; within a group, tap after tap, the
-    four channels' weights (tap t of channel 4g + j at 4 * (g * taps + t) + j).
+    mm_depthwise: see depthwise_layout.
     mm_pointwise8: each block of four rows interleaves 4-byte runs (row 0 bytes 0-3, row 1
     bytes 0-3, row 2, row 3, then bytes 4-7 of each ...), followed by the last row % 4 bytes of
     each row, row after row; rows after the last full block stay as they are. Other kernels read
     the natural row order.
     """
     w = np.asarray(iop.weights, dtype=np.uint8)
-    if is_depthwise8(iop):  # mm_dw8: groups of four channels, tap after tap
-        c = iop.op.out_shape[0]
-        g = w.reshape(c // 4, 4, -1).transpose(0, 2, 1)
-        return np.ascontiguousarray(g).reshape(w.shape)
+    dw = depthwise_layout(iop)
+    if dw is not None:
+        assert dw.size == w.size
+        return dw.reshape(w.shape)
     if not is_pointwise8(iop):
         return w
     cout = iop.op.out_shape[0]

@@ -35,14 +35,6 @@ typedef char mm_needs_arithmetic_shift[((-8 >> 1) == -4) ? 1 : -1];
  * fixed locals stay on the stack. A patch longer than MM_PATCH int16 elements is processed
  * in chunks of at most MM_PATCH elements of one pixel. */
 #define MM_PATCH 256
-/* gcc inlines mm_dw_block into mm_depthwise, and the register pressure of the merged loops
- * costs 12 % more instructions there (callgrind, bench/c_inference.py). */
-#if defined(__GNUC__)
-#define MM_NOINLINE __attribute__((noinline))
-#else
-#define MM_NOINLINE
-#endif
-#define MM_MAX_TAPS 25 /* depthwise kernels up to 5x5 take the vectorised path */
 
 static inline int32_t mm_bytes(int32_t elems, int bits) { return (elems * bits + 7) >> 3; }
 
@@ -268,12 +260,10 @@ void mm_conv_small(const uint8_t *in, uint8_t *out, const uint8_t *w, const int3
                    int out_c, int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw,
                    int fmt, int32_t qmin, int32_t qmax, void *scratch);
 
-/* Depthwise layers with 8-bit inputs and weights on a multiple of 4 channels run mm_dw8 (mm_dw.c),
- * whose weights the export stores in groups of four channels, tap after tap (tap t of channel
- * 4g + j at 4 * (g * taps + t) + j). */
-#define MM_IS_DW8(c, in_bits, w_bits) ((in_bits) == 8 && (w_bits) == 8 && (c) % 4 == 0)
-
-/* Depthwise convolution (groups == in_c == out_c), any kernel size. */
+/* Depthwise convolution (groups == in_c == out_c), any kernel size (mm_dw.c, no scratch).
+ * Kernels of up to MM_DW_TAPS taps run four channels at a time, their weights stored in groups
+ * of four channels (cgen.depthwise_layout: same bytes); larger kernels read natural rows. */
+#define MM_DW_TAPS 25
 void mm_depthwise(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
                   const int32_t *mult, const int8_t *shift, int c, int in_h, int in_w,
                   int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw, int fmt,
