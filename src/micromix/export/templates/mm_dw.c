@@ -30,6 +30,7 @@ MM_DW_ASM1(uxtb16)
 MM_DW_ASM1(sxtb16)
 MM_DW_ASM2(smlabb)
 MM_DW_ASM2(smlatt)
+MM_DW_ASM2(smmla) /* c + the high word of a * b */
 static inline uint32_t mm_dw_uxtb16_8(uint32_t x)
 {
     uint32_t r;
@@ -58,6 +59,10 @@ static inline int32_t mm_dw_smlatt(uint32_t a, uint32_t b, int32_t c)
 {
     return c + (int16_t)(a >> 16) * (int16_t)(b >> 16);
 }
+static inline int32_t mm_dw_smmla(uint32_t a, uint32_t b, int32_t c)
+{
+    return c + (int32_t)(((int64_t)(int32_t)a * (int32_t)b) >> 32);
+}
 #endif
 
 static inline uint32_t mm_dw_pair(int32_t lo, int32_t hi)
@@ -70,7 +75,6 @@ typedef struct {
     int32_t in_pix, out_pix, row; /* bytes per input pixel, output pixel, input row */
     int in_h, in_w, out_h, out_w, kh, kw, sh, sw, ph, pw, ib, is, ob, bk;
     int32_t qmin, qmax;
-    int wsh;         /* the accumulators hold the sums times 2^wsh */
     int ox_in, n_in; /* output columns ox_in .. ox_in + n_in - 1: 3x3 windows inside the width */
 } mm_dwl;
 
@@ -161,43 +165,81 @@ static uint32_t mm_dw_xany(const uint8_t *p, int ib, int is, uint32_t *hi)
 /* A group's requantization (mm_requant's rule): for shifts above 32 (fast) the 32-bit form
  * with the rounding term r and the shift n - 32 precomputed per channel, else mm_requant. */
 typedef struct {
-    const int32_t *b, *m;
+    int32_t b[4], m[4], r[4], n[4]; /* the asm below reads these at fixed offsets */
+    int32_t bk, lo, hi; /* the bias shift, the clamp range */
     const int8_t *s;
-    int32_t r[4], n[4];
-    int fast;
+    int fast; /* 0: mm_requant; 1: the fast rule; 2: the fast rule, clamp [0, 255] */
 } mm_dwq;
 
 static void mm_dw_requant4(const mm_dwl *L, const mm_dwq *q, const int32_t *acc, int32_t *y)
 {
     for (int j = 0; j < 4; j++)
-        y[j] = mm_requant(mm_biased(acc[j] >> L->wsh, q->b[j], L->bk), q->m[j], q->s[j], L->qmin,
+        y[j] = mm_requant(mm_biased(acc[j], q->b[j], L->bk), q->m[j], q->s[j], L->qmin,
                           L->qmax);
 }
 
+#if defined(__ARM_FEATURE_DSP)
+/* The fast rule for the four outputs in one asm block: shifts, bias, SMMLA (the high word of
+ * the product plus the rounding term), shift, clamp; gcc kept reloading q otherwise. */
+#define MM_DW_RQJ(A, OB, OM, OR, ON)                                                              \
+    MM_DW_RQJ_(A, OB, OM, OR, ON)                                                                 \
+    "cmp %[" A "], %[lo]\n\tit lt\n\tmovlt %[" A "], %[lo]\n\t"                                  \
+    "cmp %[" A "], %[hi]\n\tit gt\n\tmovgt %[" A "], %[hi]\n\t"
+#define MM_DW_RQJ_(A, OB, OM, OR, ON)                                                             \
+    "lsl %[" A "], %[" A "], %[bk]\n\tldr %[t], [%[q], #" OB "]\n\tadd %[" A "], %[" A "], %[t]\n\t" \
+    "ldr %[t], [%[q], #" OM "]\n\tldr %[u], [%[q], #" OR "]\n\t"                                  \
+    "smmla %[" A "], %[" A "], %[t], %[u]\n\tldr %[t], [%[q], #" ON "]\n\t"                       \
+    "asr %[" A "], %[" A "], %[t]\n\t"
+/* The clamp to [0, 255] (8-bit unsigned outputs) is one USAT. */
+#define MM_DW_RQU8(A, OB, OM, OR, ON) MM_DW_RQJ_(A, OB, OM, OR, ON) "usat %[" A "], #8, %[" A "]\n\t"
+#define MM_DW_REQ4U8() MM_DW_REQ4_(MM_DW_RQU8)
+#define MM_DW_REQ4() MM_DW_REQ4_(MM_DW_RQJ)
+#define MM_DW_REQ4_(J)                                                                            \
+    do {                                                                                          \
+        uint32_t t_, u_;                                                                          \
+        __asm__(J("a0", "0", "16", "32", "48") J("a1", "4", "20", "36", "52")                     \
+                    J("a2", "8", "24", "40", "56") J("a3", "12", "28", "44", "60")                \
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [t] "=&r"(t_),     \
+                  [u] "=&r"(u_)                                                                   \
+                : [q] "r"(q), [bk] "r"(q->bk), [lo] "r"(q->lo),                                   \
+                  [hi] "r"(q->hi), "m"(*q)                                                        \
+                : "cc");                                                                          \
+    } while (0)
+#else
 #define MM_DW_RQ(a, j)                                                                            \
     do {                                                                                          \
-        int32_t v_ = (int32_t)(((int64_t)mm_biased(a >> wsh, q->b[j], bk) * q->m[j]) >> 32);     \
-        v_ = (v_ + q->r[j]) >> q->n[j];                                                           \
-        a = v_ < qmin ? qmin : v_ > qmax ? qmax : v_;                                             \
+        const int32_t v_ =                                                                        \
+            mm_dw_smmla((uint32_t)mm_biased(a, q->b[j], q->bk), (uint32_t)q->m[j],                 \
+                        q->r[j]) >>                                                               \
+            q->n[j];                                                                              \
+        a = v_ < q->lo ? q->lo : v_ > q->hi ? q->hi : v_;                                         \
     } while (0)
+#define MM_DW_REQ4()                                                                              \
+    do {                                                                                          \
+        MM_DW_RQ(a0, 0);                                                                          \
+        MM_DW_RQ(a1, 1);                                                                          \
+        MM_DW_RQ(a2, 2);                                                                          \
+        MM_DW_RQ(a3, 3);                                                                          \
+    } while (0)
+#define MM_DW_REQ4U8() MM_DW_REQ4()
+#endif
 
 /* One group of four channels over the whole output: in and out point at the group's first
  * byte of pixel 0, wp holds the taps' weight pairs. Windows inside the image are told by one
  * unsigned compare of the window's first column (lim is 0 on rows that need padding). */
-#define MM_DW_GROUP(name, T, maskv)                                                               \
+#define MM_DW_GROUP(name, T, maskv, unroll, usat8)                                                               \
     static void name(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,      \
                      const mm_dwq *q)                                                             \
     {                                                                                             \
         const int32_t ip = L->in_pix, ip2 = 2 * ip, rs = L->row, step = L->sw * ip;              \
-        const int kh = L->kh, kw = L->kw, ob = L->ob, bk = L->bk, wsh = L->wsh;                   \
-        const int32_t qmin = L->qmin, qmax = L->qmax;                                             \
+        const int kh = L->kh, kw = L->kw, ob = L->ob;                                             \
         const uint32_t mask = (maskv);                                                            \
         const int32_t zero = 0;                                                                   \
         (void)mask;                                                                               \
         for (int oy = 0; oy < L->out_h; oy++) {                                                   \
             const int iy0 = oy * L->sh - L->ph;                                                   \
             const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = L->in_h - iy0 < kh ? L->in_h - iy0 : kh;   \
-            const uint32_t n_in = kh == 3 && kw == 3 && ky0 == 0 && ky1 == 3 ? L->n_in : 0;     \
+            const uint32_t n_in = (unroll) && kh == 3 && kw == 3 && ky0 == 0 && ky1 == 3 ? L->n_in : 0; \
             int32_t px = (int32_t)iy0 * rs - (int32_t)L->pw * ip; /* window corner */          \
             for (int ox = 0; ox < L->out_w; ox++, out += L->out_pix, px += step) {               \
                 int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;                                           \
@@ -217,17 +259,31 @@ static void mm_dw_requant4(const mm_dwl *L, const mm_dwq *q, const int32_t *acc,
                 } else {                                                                          \
                     const int ix0 = ox * L->sw - L->pw, kx0 = ix0 < 0 ? -ix0 : 0,                 \
                               kx1 = L->in_w - ix0 < kw ? L->in_w - ix0 : kw;                      \
-                    for (int ky = ky0; ky < ky1; ky++) {                                          \
-                        const uint8_t *r = in + (px + (int32_t)ky * rs + (int32_t)kx0 * ip);      \
-                        for (int kx = kx0; kx < kx1; kx++, r += ip)                               \
-                            T(r, zero, wp + 2 * (ky * kw + kx), 0);                               \
+                    if ((unroll) && kh == 3 && kw == 3) { /* each valid row's valid taps */   \
+                        for (int ky = kx0 < kx1 ? ky0 : ky1; ky < ky1; ky++) {                    \
+                            const uint32_t *wr = wp + 6 * ky;                                     \
+                            int32_t o = px + (int32_t)ky * rs;                                    \
+                            if (kx0 == 0)                                                         \
+                                T(in, o, wr, 0);                                                  \
+                            o += ip;                                                              \
+                            if (kx0 <= 1 && kx1 >= 2)                                             \
+                                T(in, o, wr, 1);                                                  \
+                            o += ip;                                                              \
+                            if (kx1 == 3)                                                         \
+                                T(in, o, wr, 2);                                                  \
+                        }                                                                         \
+                    } else {                                                                      \
+                        for (int ky = ky0; ky < ky1; ky++) {                                      \
+                            const uint8_t *r = in + (px + (int32_t)ky * rs + (int32_t)kx0 * ip);  \
+                            for (int kx = kx0; kx < kx1; kx++, r += ip)                           \
+                                T(r, zero, wp + 2 * (ky * kw + kx), 0);                           \
+                        }                                                                         \
                     }                                                                             \
                 }                                                                                 \
-                if (q->fast) {                                                                    \
-                    MM_DW_RQ(a0, 0);                                                              \
-                    MM_DW_RQ(a1, 1);                                                              \
-                    MM_DW_RQ(a2, 2);                                                              \
-                    MM_DW_RQ(a3, 3);                                                              \
+                if ((usat8) && q->fast == 2) {                                                    \
+                    MM_DW_REQ4U8();                                                               \
+                } else if (q->fast) {                                                             \
+                    MM_DW_REQ4();                                                                 \
                 } else {                                                                          \
                     int32_t acc_[4] = {a0, a1, a2, a3}, y_[4];                                    \
                     mm_dw_requant4(L, q, acc_, y_);                                               \
@@ -252,10 +308,10 @@ static void mm_dw_requant4(const mm_dwl *L, const mm_dwq *q, const int32_t *acc,
         }                                                                                         \
     }
 
-MM_DW_GROUP(mm_dw_8u, MM_DW_T8U, 0)
-MM_DW_GROUP(mm_dw_4u, MM_DW_T4U, 0x000F000Fu)
-MM_DW_GROUP(mm_dw_2u, MM_DW_T2U, 0x00030003u)
-MM_DW_GROUP(mm_dw_any, MM_DW_TANY, 0)
+MM_DW_GROUP(mm_dw_8u, MM_DW_T8U, 0, 1, 1)
+MM_DW_GROUP(mm_dw_4u, MM_DW_T4U, 0x000F000Fu, 1, 0)
+MM_DW_GROUP(mm_dw_2u, MM_DW_T2U, 0x00030003u, 1, 0)
+MM_DW_GROUP(mm_dw_any, MM_DW_TANY, 0, 0, 0) /* signed inputs (rare): no unrolled code */
 
 /* One channel over the whole output (the few leftover channels, or kernels larger than
  * MM_DW_TAPS); sub-byte results are OR-ed into the zeroed output. */
@@ -307,10 +363,9 @@ void mm_depthwise(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32
      * window ends inside (ix0 + 3 <= in_w) */
     const int ox_in = (pw + sw - 1) / sw, ox_end = in_w >= 3 ? (in_w - 3 + pw) / sw + 1 : 0;
     const mm_dwl L = {in_pix, out_pix, in_pix * in_w, in_h, in_w, out_h, out_w, kh, kw,
-                      sh, sw, ph, pw, ib, is, ob, MM_FMT_BIAS_SHIFT(fmt), qmin, qmax, 8 - wb,
-                      ox_in, ox_end > ox_in ? (ox_end < out_w ? ox_end : out_w) - ox_in : 0};
+                      sh, sw, ph, pw, ib, is, ob, MM_FMT_BIAS_SHIFT(fmt), qmin, qmax, ox_in, ox_end > ox_in ? (ox_end < out_w ? ox_end : out_w) - ox_in : 0};
     const mm_dw_fn fn = is ? mm_dw_any : ib == 8 ? mm_dw_8u : ib == 4 ? mm_dw_4u : mm_dw_2u;
-    const int per = 8 / wb;
+    const int per = 8 / wb, wsh = 8 - wb;
     const uint32_t top = wb == 8 ? 0xFFFFFFFFu : wb == 4 ? 0xF0F0F0F0u : 0xC0C0C0C0u;
     uint32_t wp[2 * MM_DW_TAPS]; /* the group's weights as halfword pairs, tap after tap */
     mm_dwq q;
@@ -318,26 +373,38 @@ void mm_depthwise(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32
     (void)scratch;
     for (ch = 0; ch < grouped; ch += 4) {
         /* Byte j of word k holds channel j's taps k * per ..., the first in the top bits:
-         * masked in place they are the weights times 2^(8 - wb) (L.wsh undoes it). */
+         * masked in place (SXTB16) they are the weights times 2^(8 - wb), shifted back. */
         const uint8_t *g = w + ch * row_bytes;
-        for (int t = 0; t < taps; g += 4) {
+        for (int t = 0; wb == 8 && t < taps; t++, g += 4) { /* one tap per word */
+            uint32_t word;
+            memcpy(&word, g, 4);
+            wp[2 * t] = mm_dw_sxtb16(word);
+            wp[2 * t + 1] = mm_dw_sxtb16_8(word);
+        }
+        for (int t = 0; wb != 8 && t < taps; g += 4) {
             uint32_t word;
             memcpy(&word, g, 4);
             for (int f = 0; f < per && t < taps; f++, t++) {
                 const uint32_t v = (word << (f * wb)) & top;
-                wp[2 * t] = mm_dw_sxtb16(v);
-                wp[2 * t + 1] = mm_dw_sxtb16_8(v);
+                const uint32_t p0 = mm_dw_sxtb16(v), p1 = mm_dw_sxtb16_8(v);
+                wp[2 * t] = mm_dw_pair((int16_t)(p0 & 0xFFFFu) >> wsh, (int32_t)p0 >> (16 + wsh));
+                wp[2 * t + 1] = mm_dw_pair((int16_t)(p1 & 0xFFFFu) >> wsh, (int32_t)p1 >> (16 + wsh));
             }
         }
-        q.b = bias + ch;
-        q.m = mult + ch;
         q.s = shift + ch;
+        q.bk = L.bk;
+        q.lo = qmin;
+        q.hi = qmax;
         q.fast = 1;
         for (int j = 0; j < 4; j++) {
+            q.b[j] = bias[ch + j];
+            q.m[j] = mult[ch + j];
             q.fast &= q.s[j] > 32;
             q.n[j] = q.s[j] - 32;
             q.r[j] = q.fast ? (int32_t)1 << (q.s[j] - 33) : 0;
         }
+        if (q.fast && qmin == 0 && qmax == 255)
+            q.fast = 2;
         fn(&L, in + ((ch * ib) >> 3), out + ((ch * ob) >> 3), wp, &q);
     }
     if (ob != 8 && grouped < c) /* the single-channel tail ORs its bits in */
