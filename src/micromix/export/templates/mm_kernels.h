@@ -42,6 +42,15 @@ typedef char mm_needs_arithmetic_shift[((-8 >> 1) == -4) ? 1 : -1];
 #else
 #define MM_NOINLINE
 #endif
+/* Pointwise helpers that take a constant flag are forced inline so that each call is
+ * specialised; the common branch of a requantization is marked as such. */
+#if defined(__GNUC__)
+#define MM_INLINE inline __attribute__((always_inline))
+#define MM_LIKELY(c) __builtin_expect(!!(c), 1)
+#else
+#define MM_INLINE inline
+#define MM_LIKELY(c) (c)
+#endif
 #define MM_MAX_TAPS 25 /* depthwise kernels up to 5x5 take the vectorised path */
 
 static inline int32_t mm_bytes(int32_t elems, int bits) { return (elems * bits + 7) >> 3; }
@@ -165,6 +174,23 @@ static inline int32_t mm_requant(int32_t acc, int32_t m0, int shift, int32_t qmi
         return (int32_t)w;
     }
     return v < qmin ? qmin : v > qmax ? qmax : v;
+}
+
+/* mm_requant for the pointwise kernels: the common case (shift > 32) inline, its rounding as
+ * ((hi >> (k - 1)) + 1) >> 1, which equals (hi + 2^(k-1)) >> k for k >= 1 (hi = q 2^(k-1) + r
+ * with 0 <= r < 2^(k-1): both are floor((q + 1) / 2)), one instruction fewer per output; the
+ * rare case out of line (mm_dot.c; its 64-bit shift is long code). */
+int32_t mm_requant_call(int32_t acc, int32_t m0, int shift, int32_t qmin, int32_t qmax);
+static MM_INLINE int32_t mm_pw_rq(int32_t acc, int32_t b, int32_t m0, int s, int bk,
+                                  int32_t qmin, int32_t qmax)
+{
+    acc = mm_biased(acc, b, bk);
+    if (MM_LIKELY(s > 32)) {
+        const int32_t hi = (int32_t)(((int64_t)acc * m0) >> 32);
+        const int32_t v = ((hi >> (s - 33)) + 1) >> 1;
+        return v < qmin ? qmin : v > qmax ? qmax : v;
+    }
+    return mm_requant_call(acc, m0, s, qmin, qmax);
 }
 
 /* Sequential writer of packed values: whole bytes only, so a pixel's padding bits are zero
