@@ -211,8 +211,8 @@ static inline void mm_st32(int16_t *p, uint32_t v) { memcpy(p, &v, 4); }
  * sit exactly where the weight's fields do, so pair (f, r) is one shift and one AND of the
  * input word (two more for signed inputs); 8-bit inputs are halfword merges of UXTB16 or SXTB16
  * results. Other pairs go element by element. */
-static MM_NOINLINE void mm_pw_fill(int16_t *buf, const uint8_t *px, int32_t nblk, int ib, int is, int wb,
-                       int lpw)
+static MM_NOINLINE void mm_pw_fill(int16_t *buf, const uint8_t *px, int32_t nblk, int ib,
+                                   int is, int wb, int lpw)
 {
     const int32_t nw = nblk >> (2 + lpw);
     if (ib == wb && wb == 4) {
