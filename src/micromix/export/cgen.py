@@ -83,6 +83,33 @@ def is_pointwise8(iop: IntOp) -> bool:
     return (kh, kw) == (1, 1) or ((kh, kw) == (h, w) and (oh, ow) == (1, 1))
 
 
+def is_pointwise_sub(iop: IntOp) -> bool:
+    """The kernels' MM_IS_PWSUB: a 1x1 conv (or a linear on a 1 x 1 input) with 4- or 2-bit
+    weights on 32 to MM_PATCH input channels, no padding, runs mm_pointwise_sub on every core,
+    which reads its weight rows in blocks of four (`kernel_layout`)."""
+    op = iop.op
+    if op.kind not in ("conv", "linear") or iop.groups != 1:
+        return False
+    if (iop.w_bits or 8) >= 8 or tuple(iop.padding) != (0, 0) or tuple(iop.kernel) != (1, 1):
+        return False
+    return 32 <= op.in_shape[0] <= kernel_constant("MM_PATCH")
+
+
+def interleave4(rows: np.ndarray, head: int) -> np.ndarray:
+    """Rows (one per output channel, bytes) in blocks of four: the first `head` bytes (a
+    multiple of 4) of the block's rows as 4-byte words, word after word and row after row within
+    a word; then each row's remaining bytes, row after row. Rows after the last full block stay
+    as they are. A permutation of the bytes."""
+    cout = rows.shape[0]
+    blocks = []
+    for b in range(cout // 4):
+        r = rows[4 * b : 4 * b + 4]
+        blocks.append(r[:, :head].reshape(4, head // 4, 4).transpose(1, 0, 2).reshape(-1))
+        blocks.append(r[:, head:].reshape(-1))
+    blocks.append(rows[cout - cout % 4 :].reshape(-1))
+    return np.concatenate(blocks)
+
+
 def is_depthwise8(iop: IntOp) -> bool:
     """The kernels' MM_IS_DW8: a depthwise layer (kernel_of) with 8-bit inputs and weights on a
     multiple of 4 channels runs mm_dw8, which reads its weights in groups of four channels."""
@@ -99,26 +126,24 @@ def kernel_layout(iop: IntOp) -> np.ndarray:
     four channels' weights (tap t of channel 4g + j at 4 * (g * taps + t) + j).
     mm_pointwise8: each block of four rows interleaves 4-byte runs (row 0 bytes 0-3, row 1
     bytes 0-3, row 2, row 3, then bytes 4-7 of each ...), followed by the last row % 4 bytes of
-    each row, row after row; rows after the last full block stay as they are. Other kernels read
-    the natural row order.
+    each row, row after row; rows after the last full block stay as they are.
+    mm_pointwise_sub (MM_IS_PWSUB): the same over the bytes of the whole blocks of 32 / w_bits
+    elements. Other kernels read the natural row order.
     """
     w = np.asarray(iop.weights, dtype=np.uint8)
     if is_depthwise8(iop):  # mm_dw8: groups of four channels, tap after tap
         c = iop.op.out_shape[0]
         g = w.reshape(c // 4, 4, -1).transpose(0, 2, 1)
         return np.ascontiguousarray(g).reshape(w.shape)
-    if not is_pointwise8(iop):
-        return w
     cout = iop.op.out_shape[0]
     rows = w.reshape(cout, -1)
-    n = rows.shape[1]
-    n4, out = n - n % 4, [rows[cout - cout % 4 :]]
-    blocks = []
-    for b in range(cout // 4):
-        r = rows[4 * b : 4 * b + 4]
-        head = r[:, :n4].reshape(4, n4 // 4, 4).transpose(1, 0, 2).reshape(-1)
-        blocks += [head, r[:, n4:].reshape(-1)]
-    flat = np.concatenate(blocks + [x.reshape(-1) for x in out])
+    if is_pointwise_sub(iop):  # words over the whole blocks of 32 / w_bits elements
+        c = iop.op.in_shape[0]
+        flat = interleave4(rows, (c - c % (32 // iop.w_bits)) * iop.w_bits // 8)
+    elif is_pointwise8(iop):
+        flat = interleave4(rows, rows.shape[1] - rows.shape[1] % 4)
+    else:
+        return w
     assert flat.size == w.size
     return flat.reshape(w.shape)
 

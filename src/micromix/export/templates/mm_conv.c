@@ -310,13 +310,11 @@ int mm_try_pointwise8(const uint8_t *in, uint8_t *out, const uint8_t *w, const i
             }
         return 1;
     }
-#if defined(__ARM_FEATURE_DSP)
     if (MM_IS_PWSUB(groups, MM_FMT_IN_BITS(fmt), MM_FMT_W_BITS(fmt), kh, kw, ph, pw, in_c)) {
         mm_pointwise_sub(in, out, w, bias, mult, shift, in_c, in_w, out_c, out_h, out_w, sh, sw,
                          fmt, qmin, qmax, (int16_t *)scratch);
         return 1;
     }
-#endif
     if (!MM_IS_PW8(groups, MM_FMT_IN_BITS(fmt), MM_FMT_W_BITS(fmt), kh, kw, ph, pw, in_h, in_w,
                    out_h, out_w))
         return 0;

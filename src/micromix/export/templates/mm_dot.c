@@ -272,73 +272,142 @@ static MM_NOINLINE void mm_pw_fill(int16_t *buf, const uint8_t *px, int32_t nblk
     }
 }
 
-/* One weight row's word u against the input pairs of one field step: an AND that brings the
- * field to the top of each byte, two SXTB16 and two SMLAD, in one asm block so that the
- * compiler keeps this order (left to itself it hoisted every load and spilled the pairs). */
-#define MM_FIELD(acc, wv, mk, sh, q0, q1)                                                       \
+/* One weight row's word, loaded from [p + off], against the input pairs of one field step: an
+ * AND that brings the field to the top of each byte, two SXTB16 and two SMLAD. One asm block,
+ * load included, so that the compiler keeps this order and reloads the word for the next
+ * field (left to itself it hoisted every load and spilled the pairs). The weights are
+ * constants no store can change. */
+#define MM_FIELD(acc, p, off, mk, sh, q0, q1)                                                     \
     do {                                                                                          \
         uint32_t t_, s_;                                                                          \
-        __asm__("and %[T], %[M], %[W], lsl #" #sh "\n\t"                                          \
+        __asm__("ldr %[T], [%[P], #" #off "]\n\t"                                                 \
+                "and %[T], %[M], %[T], lsl #" #sh "\n\t"                                          \
                 "sxtb16 %[S], %[T]\n\t"                                                           \
                 "smlad %[A], %[S], %[X0], %[A]\n\t"                                               \
                 "sxtb16 %[S], %[T], ror #8\n\t"                                                   \
-                "smlad %[A], %[S], %[X1], %[A]"                                                    \
+                "smlad %[A], %[S], %[X1], %[A]"                                                   \
                 : [A] "+r"(acc), [T] "=&r"(t_), [S] "=&r"(s_)                                     \
-                : [M] "r"(mk), [W] "r"(wv), [X0] "r"(q0), [X1] "r"(q1));                          \
+                : [M] "r"(mk), [P] "r"(p), [X0] "r"(q0), [X1] "r"(q1));                           \
     } while (0)
 
-/* Two rows (w0, w0 + rb) against the unpacked pixel x, nw weight words each: per field, one
- * pair of input loads shared by both rows. Sums scaled by 2^(8 - wb). */
-static inline void mm_pws_dot2(const int16_t *x, const uint8_t *w0, int32_t rb, int32_t nw,
-                               int wb, int32_t *o)
+/* The same for two rows (words at p + oa and p + ob), both words loaded first: back-to-back
+ * loads pipeline (one cycle each after the first) where a load between multiplies costs two. */
+#define MM_FIELD2(acca, accb, p, oa, ob, mk, sh, q0, q1)                                          \
+    do {                                                                                          \
+        uint32_t u_, v_, s_;                                                                      \
+        __asm__("ldr %[U], [%[P], #" #oa "]\n\t"                                                  \
+                "ldr %[V], [%[P], #" #ob "]\n\t"                                                  \
+                "and %[U], %[M], %[U], lsl #" #sh "\n\t"                                          \
+                "and %[V], %[M], %[V], lsl #" #sh "\n\t"                                          \
+                "sxtb16 %[S], %[U]\n\t"                                                           \
+                "smlad %[A], %[S], %[X0], %[A]\n\t"                                               \
+                "sxtb16 %[S], %[U], ror #8\n\t"                                                   \
+                "smlad %[A], %[S], %[X1], %[A]\n\t"                                               \
+                "sxtb16 %[S], %[V]\n\t"                                                           \
+                "smlad %[B], %[S], %[X0], %[B]\n\t"                                               \
+                "sxtb16 %[S], %[V], ror #8\n\t"                                                   \
+                "smlad %[B], %[S], %[X1], %[B]"                                                    \
+                : [A] "+r"(acca), [B] "+r"(accb), [U] "=&r"(u_), [V] "=&r"(v_), [S] "=&r"(s_)     \
+                : [M] "r"(mk), [P] "r"(p), [X0] "r"(q0), [X1] "r"(q1));                           \
+    } while (0)
+
+/* One field step of the four rows of an interleaved block (row j's word at p + 4j). */
+#define MM_FIELD4(p, m, sh, q0, q1)                                                               \
+    do {                                                                                          \
+        const uint32_t x0_ = (q0), x1_ = (q1);                                                    \
+        MM_FIELD2(a0, a1, p, 0, 4, m, sh, x0_, x1_);                                              \
+        MM_FIELD2(a2, a3, p, 8, 12, m, sh, x0_, x1_);                                             \
+    } while (0)
+
+/* Four rows of an interleaved block against the unpacked pixel x (nw words per row): per field,
+ * one pair of input loads shared by the four rows. Sums scaled by 2^(8 - wb). */
+static inline void mm_pws_dot4(const int16_t *x, const uint8_t *w, int32_t nw, int wb,
+                               int32_t *o)
 {
-    int32_t a0 = 0, a1 = 0;
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    const uint8_t *const end = w + 16 * nw;
     if (wb == 4) {
         const uint32_t m = 0xF0F0F0F0u;
-        const uint8_t *const end = w0 + 4 * nw;
-        for (; w0 < end; w0 += 4, x += 8) {
-            const uint32_t u = mm_w32(w0), v = mm_w32(w0 + rb);
-            uint32_t p0 = mm_x32(x), p1 = mm_x32(x + 2);
-            MM_FIELD(a0, u, m, 4, p0, p1);
-            MM_FIELD(a1, v, m, 4, p0, p1);
-            p0 = mm_x32(x + 4);
-            p1 = mm_x32(x + 6);
-            MM_FIELD(a0, u, m, 0, p0, p1);
-            MM_FIELD(a1, v, m, 0, p0, p1);
+        for (; w < end; w += 16, x += 8) {
+            MM_FIELD4(w, m, 4, mm_x32(x), mm_x32(x + 2));
+            MM_FIELD4(w, m, 0, mm_x32(x + 4), mm_x32(x + 6));
         }
     } else {
         const uint32_t m = 0xC0C0C0C0u;
-        const uint8_t *const end = w0 + 4 * nw;
-        for (; w0 < end; w0 += 4, x += 16) {
-            const uint32_t u = mm_w32(w0), v = mm_w32(w0 + rb);
-            uint32_t p0 = mm_x32(x), p1 = mm_x32(x + 2);
-            MM_FIELD(a0, u, m, 6, p0, p1);
-            MM_FIELD(a1, v, m, 6, p0, p1);
-            p0 = mm_x32(x + 4);
-            p1 = mm_x32(x + 6);
-            MM_FIELD(a0, u, m, 4, p0, p1);
-            MM_FIELD(a1, v, m, 4, p0, p1);
-            p0 = mm_x32(x + 8);
-            p1 = mm_x32(x + 10);
-            MM_FIELD(a0, u, m, 2, p0, p1);
-            MM_FIELD(a1, v, m, 2, p0, p1);
-            p0 = mm_x32(x + 12);
-            p1 = mm_x32(x + 14);
-            MM_FIELD(a0, u, m, 0, p0, p1);
-            MM_FIELD(a1, v, m, 0, p0, p1);
+        for (; w < end; w += 16, x += 16) {
+            MM_FIELD4(w, m, 6, mm_x32(x), mm_x32(x + 2));
+            MM_FIELD4(w, m, 4, mm_x32(x + 4), mm_x32(x + 6));
+            MM_FIELD4(w, m, 2, mm_x32(x + 8), mm_x32(x + 10));
+            MM_FIELD4(w, m, 0, mm_x32(x + 12), mm_x32(x + 14));
         }
     }
     o[0] = a0;
     o[1] = a1;
+    o[2] = a2;
+    o[3] = a3;
 }
 
-/* The rows' tails (elements nblk .. n - 1, natural order in x and in the rows). */
-static MM_NOINLINE void mm_pws_tail(const int16_t *x, const uint8_t *w0, int32_t rb, int32_t nblk,
-                                    int32_t n, int wb, int32_t *o)
+/* One row in natural order (the rows after the last block of four); scaled like mm_pws_dot4. */
+static int32_t mm_pws_dot1(const int16_t *x, const uint8_t *w, int32_t nw, int wb)
 {
-    for (int32_t e = nblk; e < n; e++) {
-        o[0] += x[e] * mm_get(w0, e, wb, 1);
-        o[1] += x[e] * mm_get(w0 + rb, e, wb, 1);
+    int32_t a0 = 0;
+    const uint8_t *const end = w + 4 * nw;
+    const uint32_t m = wb == 4 ? 0xF0F0F0F0u : 0xC0C0C0C0u;
+    for (; w < end; w += 4) {
+        if (wb == 4) {
+            MM_FIELD(a0, w, 0, m, 4, mm_x32(x), mm_x32(x + 2));
+            MM_FIELD(a0, w, 0, m, 0, mm_x32(x + 4), mm_x32(x + 6));
+            x += 8;
+        } else {
+            MM_FIELD(a0, w, 0, m, 6, mm_x32(x), mm_x32(x + 2));
+            MM_FIELD(a0, w, 0, m, 4, mm_x32(x + 4), mm_x32(x + 6));
+            MM_FIELD(a0, w, 0, m, 2, mm_x32(x + 8), mm_x32(x + 10));
+            MM_FIELD(a0, w, 0, m, 0, mm_x32(x + 12), mm_x32(x + 14));
+            x += 16;
+        }
+    }
+    return a0;
+}
+#define MM_PWS_SCALE(wb) ((wb) == 4 ? 4 : 6) /* the fields sit at the top of their bytes */
+#else
+/* ---- sub-byte pointwise, portable: the pixel unpacked in natural order, the weight rows
+ * read in their layout (row j of an interleaved block: word i at 16 i + 4 j). */
+#define MM_PWS_SCALE(wb) 0
+
+/* One row whose word i sits at w + ws * i. */
+static int32_t mm_pws_row(const int16_t *x, const uint8_t *w, int32_t ws, int32_t nw, int wb)
+{
+    const int per = 8 / wb, mask = (1 << wb) - 1, sx = 1 << (wb - 1);
+    int32_t acc = 0;
+    for (int32_t i = 0; i < nw; i++, w += ws)
+        for (int b = 0; b < 4; b++, x += per)
+            for (int f = 0; f < per; f++)
+                acc += x[f] * ((((w[b] >> (f * wb)) & mask) ^ sx) - sx);
+    return acc;
+}
+
+static void mm_pws_dot4(const int16_t *x, const uint8_t *w, int32_t nw, int wb, int32_t *o)
+{
+    for (int j = 0; j < 4; j++)
+        o[j] = mm_pws_row(x, w + 4 * j, 16, nw, wb);
+}
+
+static int32_t mm_pws_dot1(const int16_t *x, const uint8_t *w, int32_t nw, int wb)
+{
+    return mm_pws_row(x, w, 4, nw, wb);
+}
+#endif
+
+/* Adds k rows' tails, scaled like their sums: elements nblk .. n - 1 (natural order in x),
+ * row j's packed from t + j * tb on. */
+static MM_NOINLINE void mm_pws_tails(const int16_t *x, const uint8_t *t, int32_t tb, int k,
+                                     int32_t nblk, int32_t n, int wb, int scale, int32_t *acc)
+{
+    for (int j = 0; j < k; j++, t += tb) {
+        int32_t a = 0;
+        for (int32_t e = nblk; e < n; e++)
+            a += x[e] * mm_get(t, e - nblk, wb, 1);
+        acc[j] += a * (1 << scale); /* fits: |sums| stay below 2^24 (MM_PATCH inputs) */
     }
 }
 
@@ -348,49 +417,60 @@ void mm_pointwise_sub(const uint8_t *in, uint8_t *out, const uint8_t *w, const i
                       int16_t *buf)
 {
     const int ib = MM_FMT_IN_BITS(fmt), is = MM_FMT_IN_SIGNED(fmt), wb = MM_FMT_W_BITS(fmt);
-    const int ob = MM_FMT_OUT_BITS(fmt), bk = MM_FMT_BIAS_SHIFT(fmt);
-    const int lpw = wb == 4 ? 1 : 2, blk = 4 << lpw, scale = 2 + 2 * lpw;
+    const int ob = MM_FMT_OUT_BITS(fmt), bk = MM_FMT_BIAS_SHIFT(fmt), scale = MM_PWS_SCALE(wb);
+    const int lpw = wb == 4 ? 1 : 2, blk = 4 << lpw;
     const int32_t in_pix = mm_bytes(in_c, ib), rb = mm_bytes(in_c, wb);
-    const int32_t nblk = in_c - in_c % blk, nw = nblk / blk;
+    const int32_t nblk = in_c - in_c % blk, nw = nblk / blk, tb = rb - 4 * nw;
     for (int oy = 0; oy < out_h; oy++) {
         for (int ox = 0; ox < out_w; ox++) {
             const uint8_t *px = in + ((int32_t)oy * sh * in_w + (int32_t)ox * sw) * in_pix;
-            const uint8_t *w0 = w;
+            const uint8_t *wp = w;
             mm_writer wr = {out, 0, 0, ob};
+            int co = 0;
+#if defined(__ARM_FEATURE_DSP)
             mm_pw_fill(buf, px, nblk, ib, is, wb, lpw);
             for (int32_t e = nblk; e < in_c; e++)
                 buf[e] = (int16_t)mm_get(px, e, ib, is);
-            for (int co = 0; co < out_c; co += 2, w0 += 2 * rb) {
-                /* An odd last row runs as a pair with itself (its second result unused). */
-                const int32_t step = co + 1 < out_c ? rb : 0;
-                int32_t acc[2];
-                mm_pws_dot2(buf, w0, step, nw, wb, acc);
-                acc[0] >>= scale; /* exact: every term is a multiple */
-                acc[1] >>= scale;
-                if (nblk < in_c)
-                    mm_pws_tail(buf, w0, step, nblk, in_c, wb, acc);
-                acc[0] = mm_pw_rq(acc[0], bias[co], mult[co], shift[co], bk, qmin, qmax);
-                if (ob == 8 && step) { /* whole bytes: no packing */
+#else
+            (void)lpw;
+            mm_unpack(buf, px, in_c, ib, is);
+#endif
+            for (; co + 4 <= out_c; co += 4, wp += 4 * rb) {
+                int32_t acc[4];
+                mm_pws_dot4(buf, wp, nw, wb, acc);
+                if (tb)
+                    mm_pws_tails(buf, wp + 16 * nw, tb, 4, nblk, in_c, wb, scale, acc);
+#if defined(__GNUC__)
+#pragma GCC unroll 4
+#endif
+                for (int j = 0; j < 4; j++) /* >> scale is exact: every term is a multiple */
+                    acc[j] = mm_pw_rq(acc[j] >> scale, bias[co + j], mult[co + j], shift[co + j],
+                                      bk, qmin, qmax);
+                if (ob == 8) { /* whole bytes: no packing */
                     wr.p[0] = (uint8_t)acc[0];
-                    wr.p[1] = (uint8_t)mm_pw_rq(acc[1], bias[co + 1], mult[co + 1],
-                                                shift[co + 1], bk, qmin, qmax);
-                    wr.p += 2;
-                    continue;
+                    wr.p[1] = (uint8_t)acc[1];
+                    wr.p[2] = (uint8_t)acc[2];
+                    wr.p[3] = (uint8_t)acc[3];
+                    wr.p += 4;
+                } else {
+                    for (int j = 0; j < 4; j++)
+                        mm_put(&wr, acc[j]);
                 }
-                mm_put(&wr, acc[0]);
-                if (step)
-                    mm_put(&wr, mm_pw_rq(acc[1], bias[co + 1], mult[co + 1], shift[co + 1], bk,
-                                         qmin, qmax));
+            }
+            for (; co < out_c; co++, wp += rb) {
+                int32_t acc = mm_pws_dot1(buf, wp, nw, wb);
+                if (tb)
+                    mm_pws_tails(buf, wp + 4 * nw, 0, 1, nblk, in_c, wb, scale, &acc);
+                mm_put(&wr, mm_pw_rq(acc >> scale, bias[co], mult[co], shift[co], bk, qmin, qmax));
             }
             mm_flush(&wr);
             out = wr.p;
         }
     }
 }
-#endif
 
 /* mm_requant out of line, for the rare shifts <= 32 of mm_pw_rq (its 64-bit shift is long). */
-int32_t mm_requant_call(int32_t acc, int32_t m0, int s, int32_t qmin, int32_t qmax)
+MM_NOINLINE int32_t mm_requant_call(int32_t acc, int32_t m0, int s, int32_t qmin, int32_t qmax)
 {
     return mm_requant(acc, m0, s, qmin, qmax);
 }

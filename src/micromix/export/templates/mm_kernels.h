@@ -263,13 +263,18 @@ int mm_try_pointwise8(const uint8_t *in, uint8_t *out, const uint8_t *w, const i
                       int out_c, int out_h, int out_w, int kh, int kw, int sh, int sw, int ph,
                       int pw, int groups, int fmt, int32_t qmin, int32_t qmax, void *scratch);
 
-/* DSP cores: 1x1 layers with sub-byte inputs or weights (not both 8-bit) on 32 to MM_PATCH
- * input channels (fewer: the lane kernel is faster, measured) unpack each input pixel once into the scratch (in_c int16, which
- * memory.scratch_need already counts for these layers) and expand the packed weights in
- * registers (mm_dot.c). */
+/* 1x1 layers (and linears on a 1 x 1 input) with 4- or 2-bit weights on 32 to MM_PATCH input
+ * channels (fewer: the lane kernel is faster, measured), on every core: each input pixel is
+ * unpacked once into the scratch (in_c int16, less than memory.scratch_need counts for these
+ * layers), the packed weights are expanded in registers (mm_dot.c; SMLAD on DSP cores). Weight
+ * layout (the export reorders the rows, same bytes): each block of four rows interleaves the
+ * rows' 4-byte words (row 0 word 0, row 1 word 0, ..., row 0 word 1, ...) over the first
+ * nblk = in_c - in_c % (32 / w_bits) elements, then each row's remaining bytes, row after row;
+ * rows after the last full block stay in natural order. MM_IS_PWSUB is the rule (cgen.py
+ * mirrors it). */
 #define MM_IS_PWSUB(groups, in_bits, w_bits, kh, kw, ph, pw, in_c)                                \
-    ((groups) == 1 && !((in_bits) == 8 && (w_bits) == 8) && (kh) == 1 && (kw) == 1 &&            \
-     (ph) == 0 && (pw) == 0 && (in_c) >= 32 && (in_c) <= MM_PATCH)
+    ((groups) == 1 && (w_bits) < 8 && (kh) == 1 && (kw) == 1 && (ph) == 0 && (pw) == 0 &&       \
+     (in_c) >= 32 && (in_c) <= MM_PATCH)
 void mm_pointwise_sub(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
                       const int32_t *mult, const int8_t *shift, int in_c, int in_w, int out_c,
                       int out_h, int out_w, int sh, int sw, int fmt, int32_t qmin, int32_t qmax,
