@@ -143,9 +143,9 @@ def test_sub_byte_pointwise_paths_are_bit_exact_under_qemu(tmp_path, core: str) 
 
 
 def odd_rows_model():
-    """1x1 layers with an odd number of output rows (the last row of mm_pointwise_sub runs as a
-    pair with itself) and input channels off the 8/16-element blocks (row tails), at 4/4, 2/2,
-    4/2 and 8/8 bits, then a linear with 10 classes (rows after the last block of four)."""
+    """1x1 layers with output rows after the last block of four (natural order) and input
+    channels off the 8/16-element blocks (row tails; 12 inputs: one word), at 4/4, 2/2, 4/2 and
+    8/8 bits, then a linear with 10 classes."""
     import torch
     from torch import nn
 
@@ -156,7 +156,7 @@ def odd_rows_model():
     from micromix.policy import Policy
 
     torch.manual_seed(1)
-    chans = [36, 45, 37, 33, 35]
+    chans = [12, 45, 37, 33, 35]
     layers = [conv_bn(1, chans[0], 3, 4)]
     layers += [conv_bn(a, b, 1) for a, b in zip(chans, chans[1:], strict=False)]
     model = nn.Sequential(*layers, nn.Flatten(), nn.Linear(35 * 4 * 4, 10)).eval()

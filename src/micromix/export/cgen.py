@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..integer.model import IntegerModel, IntOp
+from ..memory import is_pointwise_sub as memory_pointwise_sub
 from ..memory import kernel_constant, kernel_of, param_arrays
 from .cgen_ops import ops_call
 
@@ -84,15 +85,9 @@ def is_pointwise8(iop: IntOp) -> bool:
 
 
 def is_pointwise_sub(iop: IntOp) -> bool:
-    """The kernels' MM_IS_PWSUB: a 1x1 conv (or a linear on a 1 x 1 input) with 4- or 2-bit
-    weights on 32 to MM_PATCH input channels, no padding, runs mm_pointwise_sub on every core,
+    """The kernels' MM_IS_PWSUB (memory.is_pointwise_sub): mm_pointwise_sub on every core,
     which reads its weight rows in blocks of four (`kernel_layout`)."""
-    op = iop.op
-    if op.kind not in ("conv", "linear") or iop.groups != 1:
-        return False
-    if (iop.w_bits or 8) >= 8 or tuple(iop.padding) != (0, 0) or tuple(iop.kernel) != (1, 1):
-        return False
-    return 32 <= op.in_shape[0] <= kernel_constant("MM_PATCH")
+    return memory_pointwise_sub(iop.op, iop.w_bits)
 
 
 def interleave4(rows: np.ndarray, head: int) -> np.ndarray:
