@@ -386,10 +386,33 @@ static int32_t mm_pws_row(const int16_t *x, const uint8_t *w, int32_t ws, int32_
     return acc;
 }
 
+/* The four rows of an interleaved block together: each input value is read once for the
+ * four weight fields it meets (the x4 dot products' scheme). */
 static void mm_pws_dot4(const int16_t *x, const uint8_t *w, int32_t nw, int wb, int32_t *o)
 {
-    for (int j = 0; j < 4; j++)
-        o[j] = mm_pws_row(x, w + 4 * j, 16, nw, wb);
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (int32_t i = 0; i < 4 * nw; i++, w += (i & 3) ? 1 : 13) {
+        const int32_t u0 = w[0], u1 = w[4], u2 = w[8], u3 = w[12];
+        if (wb == 4) {
+            for (int f = 0; f < 8; f += 4, x++) {
+                a0 += *x * MM_S4(u0, f);
+                a1 += *x * MM_S4(u1, f);
+                a2 += *x * MM_S4(u2, f);
+                a3 += *x * MM_S4(u3, f);
+            }
+        } else {
+            for (int f = 0; f < 8; f += 2, x++) {
+                a0 += *x * MM_S2(u0, f);
+                a1 += *x * MM_S2(u1, f);
+                a2 += *x * MM_S2(u2, f);
+                a3 += *x * MM_S2(u3, f);
+            }
+        }
+    }
+    o[0] = a0;
+    o[1] = a1;
+    o[2] = a2;
+    o[3] = a3;
 }
 
 static int32_t mm_pws_dot1(const int16_t *x, const uint8_t *w, int32_t nw, int wb)
