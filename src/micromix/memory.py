@@ -95,6 +95,20 @@ def kernel_constant(name: str) -> int:
     return int(m.group(1))
 
 
+def is_pointwise_sub(op: Op, w_bits: int | None) -> bool:
+    """The kernels' MM_IS_PWSUB: a 1x1 conv, or a linear on a 1 x 1 input, with 4- or 2-bit
+    weights on at least 32 / w_bits and at most MM_PATCH input channels, no padding, no groups
+    (mm_pointwise_sub on every core; its scratch is one int16 per input channel)."""
+    if op.kind not in ("conv", "linear") or w_bits is None or w_bits >= 8:
+        return False
+    c, h, w = op.in_shape
+    kernel = op.kernel if op.kind == "conv" else (h, w)
+    padding = op.padding if op.kind == "conv" else (0, 0)
+    if op.groups != 1 or tuple(kernel) != (1, 1) or tuple(padding) != (0, 0):
+        return False
+    return c * w_bits >= 32 and c <= kernel_constant("MM_PATCH")
+
+
 def kernel_of(op: Op, w_bits: int | None) -> str:
     """The C kernel that runs `op`: "small", "depthwise", "conv" (also linear), "add", "avgpool".
 
@@ -126,6 +140,8 @@ def scratch_need(op: Op, w_bits: int | None) -> int:
     conv: the unpacked patch, in chunks of MM_PATCH elements of one pixel when the patch is
     longer than MM_PATCH.
     """
+    if is_pointwise_sub(op, w_bits):  # one unpacked input pixel (mm_pointwise_sub)
+        return 2 * op.in_shape[0]
     kind = kernel_of(op, w_bits)
     lanes = kernel_constant("MM_LANES")
     # A linear on a C x H x W input runs as an H x W convolution with a 1 x 1 output.

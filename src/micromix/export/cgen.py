@@ -19,6 +19,7 @@ import numpy as np
 
 from ..integer.arith import pack_bits
 from ..integer.model import IntegerModel, IntOp
+from ..memory import is_pointwise_sub as memory_pointwise_sub
 from ..memory import kernel_constant, kernel_of, param_arrays
 from .cgen_ops import ops_call
 
@@ -84,6 +85,27 @@ def is_pointwise8(iop: IntOp) -> bool:
     return (kh, kw) == (1, 1) or ((kh, kw) == (h, w) and (oh, ow) == (1, 1))
 
 
+def is_pointwise_sub(iop: IntOp) -> bool:
+    """The kernels' MM_IS_PWSUB (memory.is_pointwise_sub): mm_pointwise_sub on every core,
+    which reads its weight rows in blocks of four (`kernel_layout`)."""
+    return memory_pointwise_sub(iop.op, iop.w_bits)
+
+
+def interleave4(rows: np.ndarray, head: int) -> np.ndarray:
+    """Rows (one per output channel, bytes) in blocks of four: the first `head` bytes (a
+    multiple of 4) of the block's rows as 4-byte words, word after word and row after row within
+    a word; then each row's remaining bytes, row after row. Rows after the last full block stay
+    as they are. A permutation of the bytes."""
+    cout = rows.shape[0]
+    blocks = []
+    for b in range(cout // 4):
+        r = rows[4 * b : 4 * b + 4]
+        blocks.append(r[:, :head].reshape(4, head // 4, 4).transpose(1, 0, 2).reshape(-1))
+        blocks.append(r[:, head:].reshape(-1))
+    blocks.append(rows[cout - cout % 4 :].reshape(-1))
+    return np.concatenate(blocks)
+
+
 def depthwise_layout(iop: IntOp) -> np.ndarray | None:
     """mm_depthwise's weight bytes, or None where it reads natural rows (kernels above
     MM_DW_TAPS taps). Channels in groups of four: a group is row_bytes words; byte j of word
@@ -112,26 +134,24 @@ def kernel_layout(iop: IntOp) -> np.ndarray:
     mm_depthwise: see depthwise_layout.
     mm_pointwise8: each block of four rows interleaves 4-byte runs (row 0 bytes 0-3, row 1
     bytes 0-3, row 2, row 3, then bytes 4-7 of each ...), followed by the last row % 4 bytes of
-    each row, row after row; rows after the last full block stay as they are. Other kernels read
-    the natural row order.
+    each row, row after row; rows after the last full block stay as they are.
+    mm_pointwise_sub (MM_IS_PWSUB): the same over the bytes of the whole blocks of 32 / w_bits
+    elements. Other kernels read the natural row order.
     """
     w = np.asarray(iop.weights, dtype=np.uint8)
     dw = depthwise_layout(iop)
     if dw is not None:
         assert dw.size == w.size
         return dw.reshape(w.shape)
-    if not is_pointwise8(iop):
-        return w
     cout = iop.op.out_shape[0]
     rows = w.reshape(cout, -1)
-    n = rows.shape[1]
-    n4, out = n - n % 4, [rows[cout - cout % 4 :]]
-    blocks = []
-    for b in range(cout // 4):
-        r = rows[4 * b : 4 * b + 4]
-        head = r[:, :n4].reshape(4, n4 // 4, 4).transpose(1, 0, 2).reshape(-1)
-        blocks += [head, r[:, n4:].reshape(-1)]
-    flat = np.concatenate(blocks + [x.reshape(-1) for x in out])
+    if is_pointwise_sub(iop):  # words over the whole blocks of 32 / w_bits elements
+        c = iop.op.in_shape[0]
+        flat = interleave4(rows, (c - c % (32 // iop.w_bits)) * iop.w_bits // 8)
+    elif is_pointwise8(iop):
+        flat = interleave4(rows, rows.shape[1] - rows.shape[1] % 4)
+    else:
+        return w
     assert flat.size == w.size
     return flat.reshape(w.shape)
 
