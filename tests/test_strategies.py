@@ -254,11 +254,10 @@ def test_seeds_are_always_rescored_and_can_win(script):
     _, ns = script
     g, budget = ns["setup"]()
     syn = SyntheticEvaluator(g)
-    from micromix.strategies.simple import seed_policy  # noqa: F401 (the policies below)
     from micromix.strategies.wall import Wall
 
     wall = Wall(g, budget)
-    rule = wall.fill(wall.enforce(Policy.uniform(g, 8))[0])[0]
+    rule = wall.fill_exchange(wall.enforce(Policy.uniform(g, 8))[0])[0]
 
     def short(p: Policy) -> float:  # every agent policy beats the seeds here
         return syn(p) - (50.0 if p.key() == rule.key() else 0.0)

@@ -162,7 +162,7 @@ def _episodic(ctx, cfg: RandomConfig, haq: bool):
     def walled(proposal: Policy) -> tuple[Policy, Any]:
         policy, report = wall.enforce(proposal)
         if cfg.fill:
-            policy, report = wall.fill(policy, gains)
+            policy, report = wall.fill_exchange(policy, gains)
         return policy, report
 
     def row(i: int, policy: Policy, report, acc: float, new: bool, secs: float, **kw) -> dict:
