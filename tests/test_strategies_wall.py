@@ -203,10 +203,10 @@ def test_weight_only_wall_never_cuts_activations(chain_graph):
 def test_fill_exchange_reaches_98_percent_where_fill_stops_short():
     """MobileNetV1-0.25 at FLASH 0.75x + RAM 0.42x: the rule's fill stops at 96.1 % (the next
     doubling is 16 kB, 6.9 kB remain); raising it and halving two smaller tensors fits."""
+    from pathlib import Path
+
     from micromix.strategies.wall import FILL_TARGET
     from micromix.train import load_model
-
-    from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     model, _ = load_model(root / "src/micromix/assets/mobilenet_v1_w025_fmnist28.pt")

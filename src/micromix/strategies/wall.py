@@ -312,7 +312,9 @@ class Wall:
                 return None
             cover = [c for c in cands if c[0] >= deficit]
             freed, _, o = (
-                min(cover, key=lambda c: (c[0], c[1])) if cover else max(cands, key=lambda c: (c[0], -c[1]))
+                min(cover, key=lambda c: (c[0], c[1]))
+                if cover
+                else max(cands, key=lambda c: (c[0], -c[1]))
             )
             weights[o] //= 2
             touched.add(o)
@@ -329,7 +331,9 @@ class Wall:
             )
 
         total = sum(up("w", o, b) for o, b in policy.weights.items())
-        return total + sum(up("a", t, b) for t, b in policy.activations.items() if t not in self.fixed)
+        return total + sum(
+            up("a", t, b) for t, b in policy.activations.items() if t not in self.fixed
+        )
 
 
 def rule_policy(graph: Graph, budget: Budget, *, weights_only: bool = False) -> Policy:
