@@ -79,8 +79,9 @@ class Wall:
     def live_bytes(self, acts: dict[str, int], step: int) -> int:
         return sum(self.act_bytes[t][acts[t]] for t in self.live[step])
 
-    def flash_bytes(self, weights: dict[str, int]) -> int:
-        return self.param_bytes + sum(self.w_bytes[o][b] for o, b in weights.items())
+    def flash_bytes(self, weights: dict[str, int], acts: dict[str, int] | None = None) -> int:
+        """Exactly memory_report's FLASH (lut tables at `acts`' bits; None: at 8 bits)."""
+        return self.sizes.flash(weights, acts)
 
     def cuttable(self, acts: dict[str, int], names) -> list[str]:
         if self.weights_only:  # activations stay at 8 bits: nothing to cut
@@ -100,7 +101,7 @@ class Wall:
     def enforce(self, policy: Policy) -> tuple[Policy, MemoryReport]:
         """Lower bits of `policy` until it fits; returns it with its memory report."""
         self.log = []
-        weights = self.fit_flash(dict(policy.weights))
+        weights = self.fit_flash(dict(policy.weights), policy.activations)
         acts = self.fit_ram(dict(policy.activations), weights)
         out = Policy(weights, acts)
         out, report = self.fit_arena(out)
@@ -110,12 +111,15 @@ class Wall:
             )
         return out, report
 
-    def fit_flash(self, weights: dict[str, int]) -> dict[str, int]:
+    def fit_flash(
+        self, weights: dict[str, int], acts: dict[str, int] | None = None
+    ) -> dict[str, int]:
         limit = self.budget.flash
+        acts = None if acts is None or self.weights_only else acts  # weight-only: 8-bit tables
         if limit is None:
             return weights
         order = [o.name for o in self.graph.weight_ops]
-        while self.flash_bytes(weights) > limit:
+        while self.flash_bytes(weights, acts) > limit:
             cands = [o for o in order if weights[o] > MIN_BITS]
             if not cands:
                 raise InfeasibleBudgetError(
@@ -214,7 +218,7 @@ class Wall:
         live_of = {t: [s for s, names in enumerate(self.live) if t in names] for t in acts}
         blocked: set[tuple[str, str]] = set(frozen)
         while True:
-            flash = self.flash_bytes(weights)
+            flash = self.flash_bytes(weights, acts)
             scratch = self.scratch_bytes(weights) if ram_lim is not None else 0
             best, best_score = None, 0.0
             for o, b in weights.items():
@@ -236,6 +240,13 @@ class Wall:
                     if t in self.fixed or b >= MAX_BITS or ("a", t) in blocked:
                         continue
                     extra = self.act_bytes[t][2 * b] - self.act_bytes[t][b]
+                    table = self.sizes.act_flash.get(t)  # lut tables grow with their input
+                    if (
+                        table is not None
+                        and flash_lim is not None
+                        and flash + table[2 * b] - table[b] > flash_lim
+                    ):
+                        continue
                     if any(self.live_at(acts, s) + extra + scratch > ram_lim for s in live_of[t]):
                         continue
                     score = gain("a", t, b) / max(extra, 1)
@@ -299,8 +310,9 @@ class Wall:
         weights[t] *= 2
         limit = self.budget.flash
         touched = {t}
-        while self.flash_bytes(weights) > limit:
-            deficit = self.flash_bytes(weights) - limit
+        acts = dict(policy.activations)
+        while self.flash_bytes(weights, acts) > limit:
+            deficit = self.flash_bytes(weights, acts) - limit
             cands = []
             for o, b in weights.items():
                 if o in touched or b <= MIN_BITS:
