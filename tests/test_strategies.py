@@ -289,6 +289,41 @@ def test_rescorer_uses_the_final_recipe(fashion):
         search(model, fashion, Budget(None, None), "rule", qat=QATSettings(rescore_recipe="x"))
 
 
+def test_surrogate_screen_skips_policies_ranked_far_below(script):
+    """screen=4: a fresh policy the surrogate predicts more than 4 points below the best
+    score is never trained (the evaluator never sees it), the agent learns the prediction, and
+    the distinct evaluations still reach `episodes`."""
+    from micromix.strategies.haq import Surrogate
+    from micromix.strategies.ilp import evaluator_sensitivity
+
+    _, ns = script
+    g, budget = ns["setup"]()
+    syn = SyntheticEvaluator(g)
+    sur = Surrogate(g, evaluator_sensitivity(g, syn), 4.0)
+    trained: list[str] = []
+
+    def ev(p: Policy) -> float:
+        trained.append(p.key())
+        return syn(p)
+
+    r = search(None, None, budget, "haq", graph=g, evaluator=ev, episodes=16, screen=4.0, fill=False,
+               agent=DDPGConfig(hidden=32, warmup=4), progress=False, plots=False)  # fmt: skip
+    screened = [h for h in r.history if h.get("screened")]
+    assert screened and r.episodes == 16
+    for h in screened:
+        p = Policy.from_json(h["policy"])
+        assert p.key() not in trained
+        batch = h["episode"] // 4  # what was trained before this batch
+        before = [x for x in r.history if not x.get("screened") and x["episode"] // 4 < batch]
+        best = max(x["accuracy"] for x in before)
+        assert h["accuracy"] == pytest.approx(sur.predict(p, before))
+        assert h["accuracy"] < best - 4.0
+        assert syn(p) < best - 4.0  # the synthetic reward is additive: the guess is right
+    assert all(not h.get("screened") for h in r.rescored)
+    with pytest.raises(MicromixError, match="screen"):
+        search(None, None, budget, "haq", graph=g, evaluator=syn, screen=-1.0)
+
+
 def test_cache_hit_avoids_reevaluation():
     calls = []
 

@@ -323,6 +323,9 @@ def _validate(cfg: StrategyConfig, graph: Graph, budget: Budget) -> None:
         v = getattr(cfg, name, None)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise MicromixError(f"{name} must be a positive integer, got {v!r}.")
+    screen = getattr(cfg, "screen", None)
+    if screen is not None and (isinstance(screen, bool) or not screen > 0):
+        raise MicromixError(f"screen must be a positive margin in points or None, got {screen!r}.")
     for name in getattr(cfg, "seeds", ()):
         if name not in ("rule", "ilp", "uniform"):
             raise MicromixError(f"seeds may name rule, ilp or uniform, not {name!r}.")
@@ -353,7 +356,9 @@ def _choose(
     re-score (ties: search score). The seeds are always among them, so the returned policy
     re-scores at least as well as each seed, whatever the short fine-tune thought of them."""
     rows, seen = [], set()
-    ranked = sorted(result.history, key=lambda h: -h["accuracy"])
+    ranked = sorted(
+        (h for h in result.history if not h.get("screened")), key=lambda h: -h["accuracy"]
+    )
     for h in ranked:
         key = json.dumps(h["policy"], sort_keys=True)
         if key not in seen and (len(rows) < k or h.get("seed")):
