@@ -27,6 +27,8 @@ lower bits; a low proposal is never repaired). `fill` doubles, one at a time, th
 next bit-width gains most per extra byte of its budget (FLASH for weights, RAM for
 activations) among those that still fit, until none fits. The gain of b -> 2b bits is the
 sensitivity drop when one is known (the ILP's), else a fixed proxy (2 -> 4 worth 4x 4 -> 8).
+Doublings are coarse, so `fill_exchange` (what the strategies use) goes on while FLASH is under
+98 % used: raise one more weight tensor and halve others by best fit (see its docstring).
 """
 
 from __future__ import annotations
