@@ -104,6 +104,22 @@ def render(doc: dict, header: str = "") -> str:
             f"points (goal >= +0.30); worst cell {worst:+.2f} (goal >= -0.10); "
             f"cells within 0.1: {sum(x >= -0.1 for x in diffs)} of {len(diffs)}"
         )
+    agree = {k: [0, 0] for k in ("search_score", "heldout_rescore")}
+    for model in (k for k in doc if not k.startswith("_")):
+        for row in doc[model].values():
+            names = [s for s in STRATEGIES if s in row]
+            for j, a in enumerate(names):
+                for b in names[j + 1 :]:
+                    dt = row[a]["test"] - row[b]["test"]
+                    for k, n in agree.items():
+                        dk = (row[a].get(k) or 0) - (row[b].get(k) or 0)
+                        if dt and dk:
+                            n[0] += (dt > 0) == (dk > 0)
+                            n[1] += 1
+    lines.append(
+        "pairs of strategies in a cell ordered as by the test set (ties left out): "
+        + "; ".join(f"{k} {a} of {n}" for k, (a, n) in agree.items())
+    )
     used = [
         (m, c, s, x)
         for m in doc
