@@ -275,7 +275,7 @@ def test_seeds_are_always_rescored_and_can_win(script):
     assert r.policy == rule and r.heldout_acc == 99.0
 
 
-def test_rescorer_uses_the_final_recipe(fashion):
+def test_rescorer_uses_the_final_recipe(fashion, monkeypatch):
     from micromix.models import create as create_model
     from micromix.quant.finetune import qat_recipe
     from micromix.strategies import QATEvaluator, QATSettings
@@ -285,6 +285,13 @@ def test_rescorer_uses_the_final_recipe(fashion):
     re = ev.rescorer()
     assert re.cfg == qat_recipe(3, seed=0) and ev.cfg.lr != re.cfg.lr
     assert len(re.train) == 6000 and len(re.heldout) == len(fashion.heldout)
+    two = QATEvaluator(
+        model, fashion, settings=QATSettings(train_images=64, eval_images=32, repeats=2)
+    )
+    # Each repeat scores with its own training seed; the score is their mean.
+    monkeypatch.setattr(QATEvaluator, "screen", lambda self, p, inc: 10.0 * (self.cfg.seed + 1))
+    assert two(Policy.uniform(trace(model), 4)) == pytest.approx((10.0 + 20.0) / 2)
+    assert ev.with_settings(rescore_seeds=3).rescorer().settings.repeats == 3
     with pytest.raises(MicromixError, match="rescore_recipe"):
         search(model, fashion, Budget(None, None), "rule", qat=QATSettings(rescore_recipe="x"))
 

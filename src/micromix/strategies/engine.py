@@ -239,6 +239,9 @@ def search(
     for what, n in (("train", qat.train_images), ("eval", qat.eval_images)):
         if n < 1:
             raise MicromixError(f"--{what}-images must be at least 1, got {n}.")
+    for what, n in (("repeats", qat.repeats), ("rescore_seeds", qat.rescore_seeds)):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise MicromixError(f"QAT setting {what} must be a positive integer, got {n!r}.")
     for what, r in (("recipe", qat.recipe), ("rescore_recipe", qat.rescore_recipe)):
         if r not in ("search", "final"):
             raise MicromixError(f"QAT setting {what} must be 'search' or 'final', not {r!r}.")

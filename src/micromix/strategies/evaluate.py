@@ -120,12 +120,14 @@ class QATSettings:
     rescore_images: int | None = None
     rescore_train_images: int = 6000
     rescore_recipe: str = "final"  # "final" (qat_recipe) or "search" (this fine-tune, longer)
+    rescore_seeds: int = 1  # the re-score averages this many fine-tunes (seeds seed, seed+1, ...)
     # Successive halving: a policy is scored on the first `screen_images` held-out images; only
     # one within `screen_margin` points of the incumbent gets the rest of `eval_images` (the
     # fine-tune is shared). 0: always the whole subset.
     screen_images: int = 500
     screen_margin: float = 1.0
     recipe: str = "search"  # "search": the settings above; "final": the final QAT's recipe
+    repeats: int = 1  # fine-tunes (training seeds seed, seed+1, ...) averaged per score
 
     def train_config(self, seed: int) -> TrainConfig:
         if self.recipe == "final":
@@ -178,8 +180,16 @@ class QATEvaluator:
         self.cfg = settings.train_config(self.seed)
         self.train = self.data.train.subset(settings.train_images, seed=settings.subset_seed)
         self.heldout = self.data.heldout.subset(settings.eval_images, seed=settings.subset_seed)
-        with threads(settings.threads):
-            self.float_accuracy = evaluate(self.model, self.heldout, device=self.device)
+        self._float_accuracy: float | None = None
+
+    @property
+    def float_accuracy(self) -> float:
+        """The float model on the scored images (computed when first asked: a re-scorer on
+        the whole held-out split never needs it)."""
+        if self._float_accuracy is None:
+            with threads(self.settings.threads):
+                self._float_accuracy = evaluate(self.model, self.heldout, device=self.device)
+        return self._float_accuracy
 
     def finetune(self, policy: Policy, cfg: TrainConfig | None = None) -> nn.Module:
         from ..quant.finetune import finetune
@@ -196,7 +206,15 @@ class QATEvaluator:
         )
 
     def __call__(self, policy: Policy) -> float:
-        return self.screen(policy, None)
+        if self.settings.repeats <= 1:
+            return self.screen(policy, None)
+        scores = []
+        for i in range(self.settings.repeats):  # each repeat its own training seed
+            ev = object.__new__(QATEvaluator)
+            ev.__dict__.update(self.__dict__)
+            ev.cfg = replace(self.cfg, seed=self.seed + i)
+            scores.append(ev.screen(policy, None))
+        return sum(scores) / len(scores)
 
     def screen(self, policy: Policy, incumbent: float | None) -> float:
         """The held-out score, cut short (successive halving, see QATSettings) when the first
@@ -237,6 +255,7 @@ class QATEvaluator:
             recipe=s.rescore_recipe,
             calib_batches=4 if final else s.calib_batches,  # finetune()'s default, as the final QAT
             screen_images=0,
+            repeats=s.rescore_seeds,
         )
 
     def with_settings(self, **changes: Any) -> QATEvaluator:
