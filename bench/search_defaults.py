@@ -46,6 +46,8 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "no_pin_ends": ({"pin_ends": False}, {}),
     "reward_clip_0.3": ({}, {"reward_clip": 0.3}),
     "reward_clip_0.1": ({}, {"reward_clip": 0.1}),
+    "lr_actor_1e-3": ({}, {"lr_actor": 1e-3}),
+    "lr_actor_1e-3_discount_0.9": ({}, {"lr_actor": 1e-3, "discount": 0.9}),
     "screen_1": ({"screen": 1.0}, {}),
     "screen_3": ({"screen": 3.0}, {}),
 }
