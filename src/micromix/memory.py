@@ -437,11 +437,24 @@ class SizeTable:
 
     act: Mapping[str, Mapping[int, int]]  # activation tensor -> bits -> bytes
     weight: Mapping[str, Mapping[int, int]]  # weight op -> bits -> bytes
-    params: int  # the integer parameters of every op (independent of the bits)
+    params: int  # the integer parameters of every op that do not depend on the bits
     live: tuple[tuple[str, ...], ...]  # tensors live at each execution step
+    # activation tensor -> bits -> FLASH bytes of the lut tables that read it (2^bits each, as
+    # the export builds them); only tensors some lut op reads
+    act_flash: Mapping[str, Mapping[int, int]] = field(default_factory=dict)
 
-    def flash(self, weights: Mapping[str, int]) -> int:
-        return self.params + sum(self.weight[o][b] for o, b in weights.items())
+    def flash(self, weights: Mapping[str, int], acts: Mapping[str, int] | None = None) -> int:
+        """FLASH of a policy: exactly memory_report's figure. Without `acts` the lut tables
+        count at 8 input bits (their upper bound)."""
+        return (
+            self.params
+            + sum(self.weight[o][b] for o, b in weights.items())
+            + self.table_flash(acts)
+        )
+
+    def table_flash(self, acts: Mapping[str, int] | None = None) -> int:
+        """The lut tables' FLASH at the bits of the tensors they read (None: at 8 bits)."""
+        return sum(t[8 if acts is None else acts[n]] for n, t in self.act_flash.items())
 
     def live_at(self, acts: Mapping[str, int], step: int) -> int:
         return sum(self.act[t][acts[t]] for t in self.live[step])
@@ -461,6 +474,10 @@ def size_table(graph: Graph) -> SizeTable:
             for n, t in graph.tensors.items()
         },
         weight={o.name: {b: weight_bytes(o, b) for b in ALLOWED_BITS} for o in graph.weight_ops},
-        params=sum(param_bytes(o) for o in graph.ops),
+        params=sum(param_bytes(o) for o in graph.ops if o.kind != "lut"),
         live=tuple(tuple(graph.live_at(s)) for s in range(len(graph.ops))),
+        act_flash={
+            n: {b: activation_flash_bytes(graph, n, b) for b in ALLOWED_BITS}
+            for n in sorted({o.inputs[0] for o in graph.ops if o.kind == "lut"})
+        },
     )
