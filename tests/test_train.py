@@ -89,3 +89,67 @@ def test_model_file_round_trip_and_corruption(tmp_path):
             assert str(path) in str(e) and "\n" not in str(e)
         else:
             raise AssertionError("expected CheckpointError")
+
+
+# ---- distillation ------------------------------------------------------------------------------
+
+
+def test_distill_loss_is_cross_entropy_at_weight_zero_and_pulls_toward_teacher():
+    from micromix.train import distill_loss
+
+    torch.manual_seed(0)
+    ce = nn.CrossEntropyLoss()
+    s = torch.randn(8, 5)
+    t = torch.randn(8, 5) * 3
+    y = torch.randint(0, 5, (8,))
+    assert torch.equal(distill_loss(s, y, t, 0.0, 4.0, ce), ce(s, y))
+    assert torch.equal(distill_loss(s, y, None, 0.7, 4.0, ce), ce(s, y))
+    # weight 1, T: the loss is T^2 KL, zero where the student equals the teacher
+    assert distill_loss(t, y, t, 1.0, 2.0, ce).abs() < 1e-6
+    x = s.clone().requires_grad_(True)
+    loss = distill_loss(x, y, t, 1.0, 2.0, ce)
+    loss.backward()
+    p_s = torch.softmax(s / 2, 1)
+    p_t = torch.softmax(t / 2, 1)
+    kl = (p_t * (p_t.log() - p_s.log())).sum(1).mean() * 4
+    torch.testing.assert_close(loss, kl)
+    # a gradient step moves the student's distribution toward the teacher's
+    moved = torch.softmax((s - 0.5 * x.grad) / 2, 1)
+    assert (moved - p_t).abs().sum() < (p_s - p_t).abs().sum()
+
+
+class _Counting(nn.Module):
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net, self.images = net, 0
+
+    def forward(self, x):
+        self.images += len(x)
+        return self.net(x)
+
+
+def test_fit_distills_and_caches_teacher_logits_without_augmentation():
+    """Without augmentation each image's teacher logits are computed once over all epochs; a
+    teacher changes the result, and kd_weight 0 ignores it."""
+    torch.manual_seed(0)
+    ds = _toy(128)
+    teacher_net = create("mobilenet_v1", width=0.1, resolution=8, in_channels=1, num_classes=2)
+    teacher = _Counting(teacher_net.eval())
+    cfg = TrainConfig(epochs=3, batch_size=32, lr=0.05, augment=False, kd_weight=0.8)
+
+    def run(c, t):
+        torch.manual_seed(1)
+        m = create("mobilenet_v1", width=0.1, resolution=8, in_channels=1, num_classes=2)
+        fit(m, ds, c, progress=False, teacher=t)
+        return m
+
+    kd = run(cfg, teacher)
+    assert teacher.images == 128  # 3 epochs of 128 images, each image's logits once
+    plain = run(TrainConfig(**{**cfg.to_json(), "kd_weight": 0.0}), teacher)
+    assert teacher.images == 128  # not called at weight 0
+    assert not torch.equal(kd.classifier.weight, plain.classifier.weight)
+    from dataclasses import replace
+
+    teacher.images = 0
+    run(replace(cfg, augment=True, epochs=1), teacher)
+    assert teacher.images == 128  # augmented: every batch afresh (one epoch here)
