@@ -10,7 +10,7 @@ repeated runs add up; a job already in --out is skipped unless --redo). Schema:
 percent; `_meta` holds the commands, device, torch version and per-job seconds and histories.
 Policies: w8a8, w4a4, w2a4 (uniform) and ilp_table_b (results/qat_policies/, bench/qat_policies.py).
 Recipes: micromix.quant.recipe.RECIPES (old, new, new_no_kd, new_no_lsq, new_old_schedule,
-new_no_bn_reest).
+new_no_bn_reest; new_augment: `new` with augmentation back).
 """
 
 from __future__ import annotations

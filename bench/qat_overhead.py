@@ -30,7 +30,7 @@ from micromix.policy import Policy
 from micromix.quant import ActQuant, WeightQuant, prepare
 from micromix.quant.finetune import make_teacher
 from micromix.quant.recipe import NEW
-from micromix.train import distill_loss
+from micromix.train import _teacher_forward, distill_loss
 
 
 def step_timer(
@@ -54,8 +54,7 @@ def step_timer(
             loss = loss_fn(model(x), y)
         else:
             if every >= 1:
-                with torch.no_grad():
-                    soft = teacher(x)
+                soft = _teacher_forward(teacher, x)
             else:
                 soft = stored
             loss = distill_loss(model(x), y, soft, NEW.kd_weight, NEW.kd_temperature, loss_fn)
@@ -65,8 +64,7 @@ def step_timer(
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         if teacher is not None and every < 1:  # the cached logits' share of this step
             t1, c1 = time.perf_counter(), time.process_time()
-            with torch.no_grad():
-                teacher(x)
+            _teacher_forward(teacher, x)
             wall += every * (time.perf_counter() - t1)
             cpu += every * (time.process_time() - c1)
         return wall, cpu
