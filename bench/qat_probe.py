@@ -72,6 +72,7 @@ def main() -> int:
         "train_cpu_seconds": round(cpu, 1),
         "wall_seconds": round(time.time() - t0, 1),
         "settings": recipe.to_json(),
+        "lsq_adam_lr_scaled": True,  # since the LSQ step sizes' Adam lr carries 1/sqrt(N Q_p)
         "command": "PYTHONPATH=src python " + " ".join(sys.argv),
     }
     out = Path(a.out)

@@ -292,3 +292,14 @@ def test_config_json_records_the_thread_count(tmp_path):
         assert json.loads((tmp_path / "b" / "config.json").read_text())["torch_threads"] == 2
     finally:
         torch.set_num_threads(was)
+
+
+def test_run_refuses_unknown_qat_recipe_before_any_stage(tmp_path, capsys):
+    from micromix.pipeline import RunConfig
+    from micromix.quant.recipe import DEFAULT_RECIPE
+
+    assert RunConfig().qat_recipe == DEFAULT_RECIPE
+    code = main(["run", "--qat-recipe", "newest", "--run-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "unknown QAT recipe 'newest'" in err, err
+    assert not (tmp_path / "r").exists()

@@ -153,3 +153,38 @@ def test_fit_distills_and_caches_teacher_logits_without_augmentation():
     teacher.images = 0
     run(replace(cfg, augment=True, epochs=1), teacher)
     assert teacher.images == 128  # augmented: every batch afresh (one epoch here)
+
+
+def test_adam_scales_the_learning_rate_of_parameters_that_ask():
+    """LSQ's gradient scale is divided out by Adam; make_optimizer puts it into the lr."""
+    from dataclasses import replace
+
+    from micromix.train import make_optimizer
+
+    m = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
+    m[1].bias.lr_scale = 0.25
+    cfg = TrainConfig(optimizer="adam", lr=1e-3, weight_decay=1e-4)
+    opt = make_optimizer(m, cfg)
+    (group,) = [g for g in opt.param_groups if any(p is m[1].bias for p in g["params"])]
+    assert group["lr"] == 1e-3 * 0.25 and group["weight_decay"] == 0.0
+    assert len(group["params"]) == 1
+    sgd = make_optimizer(m, replace(cfg, optimizer="sgd"))
+    assert all(g["lr"] == 1e-3 for g in sgd.param_groups)  # SGD keeps the gradient's scale
+    # fit keeps the ratio while the schedule moves the learning rate
+    ds = _toy(64)
+    seen = []
+    real_step = torch.optim.Adam.step
+
+    def spy(self, *a, **k):
+        seen.append([g["lr"] for g in self.param_groups])
+        return real_step(self, *a, **k)
+
+    torch.optim.Adam.step = spy
+    try:
+        net = create("mobilenet_v1", width=0.1, resolution=8, in_channels=1, num_classes=2)
+        net.classifier.bias.lr_scale = 0.5
+        fit(net, ds, replace(cfg, epochs=1, batch_size=16, schedule="cosine"), progress=False)
+    finally:
+        torch.optim.Adam.step = real_step
+    assert len(seen) == 4 and seen[1][0] < seen[0][0]
+    assert all(abs(lrs[-1] - 0.5 * lrs[0]) < 1e-15 for lrs in seen)

@@ -91,13 +91,24 @@ def lr_at(cfg: TrainConfig, epoch_float: float) -> float:
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     # No weight decay on BN, biases and learned clips: decaying them only hurts.
     decay, no_decay = [], []
+    scaled: dict[float, list[nn.Parameter]] = {}
     for p in model.parameters():
         if not p.requires_grad:
+            continue
+        # Adam divides any gradient scale out, so a parameter that asks for one (LSQ's step
+        # sizes: `lr_scale` = 1 / sqrt(N * Q_p)) gets it as a scale of its learning rate.
+        s = getattr(p, "lr_scale", None) if cfg.optimizer == "adam" else None
+        if s is not None:
+            scaled.setdefault(float(s), []).append(p)
             continue
         (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
+    ]
+    groups += [
+        {"params": ps, "weight_decay": 0.0, "lr": cfg.lr * s, "lr_scale": s}
+        for s, ps in scaled.items()
     ]
     if cfg.optimizer == "adam":
         return torch.optim.Adam(groups, lr=cfg.lr)
@@ -266,7 +277,7 @@ def fit(
             if i >= per_epoch:
                 break
             for g in opt.param_groups:
-                g["lr"] = lr_at(cfg, epoch + i / per_epoch)
+                g["lr"] = lr_at(cfg, epoch + i / per_epoch) * g.get("lr_scale", 1.0)
             soft = None
             if cached is not None:
                 fresh = ~have[y]

@@ -239,6 +239,9 @@ class WeightQuant(nn.Module):
         if self.mode == "lsq":
             self.step.copy_(best / self.qmax)
             self.gscale = lsq_grad_scale(flat.shape[1], self.qmax)
+            # For Adam, which cancels the gradient scale: train.make_optimizer scales the
+            # step's learning rate by it instead.
+            self.step.lr_scale = self.gscale
         else:
             self.clip.copy_(best)
 
