@@ -30,7 +30,7 @@ from micromix.policy import Policy
 from micromix.quant import ActQuant, WeightQuant, prepare
 from micromix.quant.finetune import make_teacher
 from micromix.quant.recipe import NEW
-from micromix.train import _teacher_forward, distill_loss
+from micromix.train import distill_loss, teacher_forward
 
 
 def step_timer(
@@ -54,7 +54,7 @@ def step_timer(
             loss = loss_fn(model(x), y)
         else:
             if every >= 1:
-                soft = _teacher_forward(teacher, x)
+                soft = teacher_forward(teacher, x)
             else:
                 soft = stored
             loss = distill_loss(model(x), y, soft, NEW.kd_weight, NEW.kd_temperature, loss_fn)
@@ -64,7 +64,7 @@ def step_timer(
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         if teacher is not None and every < 1:  # the cached logits' share of this step
             t1, c1 = time.perf_counter(), time.process_time()
-            _teacher_forward(teacher, x)
+            teacher_forward(teacher, x)
             wall += every * (time.perf_counter() - t1)
             cpu += every * (time.process_time() - c1)
         return wall, cpu

@@ -143,9 +143,12 @@ def distill_loss(
     return (1.0 - weight) * hard + (weight * t * t) * soft
 
 
-def _teacher_forward(teacher: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    # inference_mode skips autograd's version counters (measured ~1/3 faster than no_grad on
-    # one CPU thread); the clone makes the logits an ordinary tensor for the loss.
+def teacher_forward(teacher: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The teacher's logits for `x`, outside autograd.
+
+    inference_mode skips autograd's bookkeeping (18.6 vs 29-38 ms under no_grad for a batch of
+    128 on one CPU thread, results/qat_overhead.md); the clone makes the logits an ordinary
+    tensor that the loss may use."""
     with torch.inference_mode():
         out = teacher(x)
     return out.clone()
@@ -282,11 +285,11 @@ def fit(
             if cached is not None:
                 fresh = ~have[y]
                 if bool(fresh.any()):
-                    cached[y[fresh]] = _teacher_forward(teacher, x[fresh])
+                    cached[y[fresh]] = teacher_forward(teacher, x[fresh])
                     have[y[fresh]] = True
                 soft, y = cached[y], labels[y]
             elif teacher is not None:
-                soft = _teacher_forward(teacher, x)
+                soft = teacher_forward(teacher, x)
             out = net(x)
             loss = distill_loss(out, y, soft, cfg.kd_weight, cfg.kd_temperature, loss_fn)
             opt.zero_grad(set_to_none=True)
