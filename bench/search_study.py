@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from micromix.budget import Budget
@@ -25,7 +26,7 @@ from micromix.graph import trace
 from micromix.memory import memory_report
 from micromix.policy import Policy
 from micromix.quant.finetune import finetune, qat_recipe
-from micromix.strategies import DDPGConfig, create, search
+from micromix.strategies import DDPGConfig, QATSettings, create, search
 from micromix.strategies.evaluate import threads
 from micromix.train import evaluate, load_model
 
@@ -43,7 +44,122 @@ CELLS = {
 }
 
 
+STRATEGIES = ("rule", "ilp", "haq")
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def _trio(rows: tuple[dict, ...]):
+    def fmt(key: str, f=lambda x: f"{x:.2f}") -> str:
+        return "/".join("-" if x.get(key) is None else f(x[key]) for x in rows)
+
+    return fmt
+
+
+def _secs(x: float) -> str:
+    return f"{x:.0f}"
+
+
+def _pct1(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def render(doc: dict, header: str = "") -> str:
+    """The results/search_study.md table from the merged JSON: test accuracy per strategy,
+    haq - max(rule, ilp), the held-out re-scores (the choice haq made) and the budget used."""
+    lines = [header] if header else []
+    lines += [
+        "| model | cell | rule | ilp | haq | haq - max(rule, ilp) | re-score r/i/h (held-out) "
+        "| search score r/i/h | FLASH used % r/i/h | RAM used % r/i/h | search s r/i/h "
+        "| final QAT s r/i/h |",
+        "|---|---|---:|---:|---:|---:|---|---|---|---|---|---|",
+    ]
+    diffs, missing = [], []
+    for model in sorted(k for k in doc if not k.startswith("_")):
+        for cell in sorted(doc[model]):
+            row = doc[model][cell]
+            if any(s not in row for s in STRATEGIES):
+                missing.append(
+                    f"{model}/{cell}: " + ", ".join(s for s in STRATEGIES if s not in row)
+                )
+                continue
+            r, i, h = (row[s] for s in STRATEGIES)
+            d = h["test"] - max(r["test"], i["test"])
+            diffs.append(d)
+
+            trio = _trio((r, i, h))
+            lines.append(
+                f"| {model} | {cell} | {r['test']:.2f} | {i['test']:.2f} | {h['test']:.2f} "
+                f"| {d:+.2f} | {trio('heldout_rescore')} | {trio('search_score')} "
+                f"| {trio('flash_used', _pct1)} | {trio('ram_used', _pct1)} "
+                f"| {trio('search_seconds', _secs)} | {trio('final_qat_seconds', _secs)} |"
+            )
+    lines.append("")
+    if diffs:
+        worst = min(diffs)
+        lines.append(
+            f"mean of haq - max(rule, ilp) over the {len(diffs)} cells: {sum(diffs) / len(diffs):+.2f} "
+            f"points (goal >= +0.30); worst cell {worst:+.2f} (goal >= -0.10); "
+            f"cells within 0.1: {sum(x >= -0.1 for x in diffs)} of {len(diffs)}"
+        )
+    agree = {k: [0, 0] for k in ("search_score", "heldout_rescore")}
+    for model in (k for k in doc if not k.startswith("_")):
+        for row in doc[model].values():
+            names = [s for s in STRATEGIES if s in row]
+            for j, a in enumerate(names):
+                for b in names[j + 1 :]:
+                    dt = row[a]["test"] - row[b]["test"]
+                    for k, n in agree.items():
+                        dk = (row[a].get(k) or 0) - (row[b].get(k) or 0)
+                        if dt and dk:
+                            n[0] += (dt > 0) == (dk > 0)
+                            n[1] += 1
+    lines.append(
+        "pairs of strategies in a cell ordered as by the test set (ties left out): "
+        + "; ".join(f"{k} {a} of {n}" for k, (a, n) in agree.items())
+    )
+    used = [
+        (m, c, s, x)
+        for m in doc
+        if not m.startswith("_")
+        for c in doc[m]
+        for s, x in doc[m][c].items()
+        if isinstance(x, dict)
+    ]
+    low = [
+        f"{m}/{c}/{s} {_pct(max(v for v in (x.get('flash_used'), x.get('ram_used')) if v is not None))}"
+        for m, c, s, x in used
+        if max((v for v in (x.get("flash_used"), x.get("ram_used")) if v is not None), default=1)
+        < 0.98
+    ]
+    lines.append(
+        "binding budget >= 98 % used by every returned policy"
+        if not low
+        else "binding budget under 98 %: " + ", ".join(low)
+    )
+    if missing:
+        lines.append("missing (a process failed or timed out): " + "; ".join(missing))
+    return "\n".join(lines) + "\n"
+
+
+def render_main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description="render results/search_study.md from the JSON")
+    ap.add_argument("--render", required=True, help="merged study JSON")
+    ap.add_argument("--md", required=True, help="markdown file to write")
+    ap.add_argument("--header", default="", help="a file whose text goes above the table")
+    a = ap.parse_args(argv)
+    doc = json.loads(Path(a.render).read_text())
+    header = Path(a.header).read_text() if a.header else ""
+    Path(a.md).write_text(render(doc, header))
+    print(Path(a.md).read_text())
+    return 0
+
+
 def main() -> int:
+    if "--render" in sys.argv:
+        return render_main(sys.argv[1:])
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default="mobilenet_v1", choices=sorted(FLOAT))
     ap.add_argument("--cell", default="table_b", choices=sorted(CELLS))
@@ -54,6 +170,9 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="results/search_study.json")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (search and final QAT)")
+    ap.add_argument(
+        "--quick", action="store_true", help="a check of the script only: tiny image counts"
+    )
     a = ap.parse_args()
     model, _ = load_model(FLOAT[a.model])
     graph = trace(model)
@@ -64,6 +183,13 @@ def main() -> int:
     kw: dict = {"weights_only": weights_only}
     if a.strategy == "haq":
         kw.update(episodes=a.episodes, agent=DDPGConfig(warmup=a.warmup))
+    qat = QATSettings()
+    train = data.train
+    if a.quick:
+        qat = QATSettings(train_images=128, eval_images=128, rescore_train_images=128,
+                          rescore_images=128, rescore_epochs=1)  # fmt: skip
+        train = data.train.subset(256, seed=0)
+        data = replace(data, test=data.test.subset(256, seed=0))
     t0 = time.time()
     res = search(
         model,
@@ -78,14 +204,13 @@ def main() -> int:
         progress=False,
         plots=False,
         device=a.device,
+        qat=qat,
     )
     search_s = time.time() - t0
     t1 = time.time()
     recipe = qat_recipe(a.finetune_epochs, seed=a.seed)
     with threads(1):  # on a busy 2-core machine one thread is fastest (results/search.md)
-        q = finetune(
-            model, res.policy, data.train, recipe, graph=graph, progress=False, device=a.device
-        )
+        q = finetune(model, res.policy, train, recipe, graph=graph, progress=False, device=a.device)
         test = evaluate(q, data.test, device=a.device)
     u = budget.utilization(res.report)
     row = {
@@ -100,6 +225,7 @@ def main() -> int:
         "final_qat_epochs": a.finetune_epochs,
         "final_qat_seconds": round(time.time() - t1, 1),
         "device": a.device,
+        "quick": a.quick,
         "command": "PYTHONPATH=src python " + " ".join(sys.argv),
     }
     out = Path(a.out)

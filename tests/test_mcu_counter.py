@@ -140,3 +140,49 @@ def test_sub_byte_pointwise_paths_are_bit_exact_under_qemu(tmp_path, core: str) 
     elf = mc.micromix_elf(im, image, tmp_path / "pw", [*cpu.flags.split(), "-O2"], core)
     c = mc.count(elf, plugin, cpu.machine)
     assert "bench: ok" in c.output, c.output[-300:]
+
+
+def odd_rows_model():
+    """1x1 layers with output rows after the last block of four (natural order) and input
+    channels off the 8/16-element blocks (row tails; 12 inputs: one word), at 4/4, 2/2, 4/2 and
+    8/8 bits, then a linear with 10 classes."""
+    import torch
+    from torch import nn
+
+    from micromix.graph import trace
+    from micromix.integer import convert
+    from micromix.integer.convert import random_qparams
+    from micromix.models import conv_bn
+    from micromix.policy import Policy
+
+    torch.manual_seed(1)
+    chans = [12, 45, 37, 33, 35]
+    layers = [conv_bn(1, chans[0], 3, 4)]
+    layers += [conv_bn(a, b, 1) for a, b in zip(chans, chans[1:], strict=False)]
+    model = nn.Sequential(*layers, nn.Flatten(), nn.Linear(35 * 4 * 4, 10)).eval()
+    g = trace(model, (1, 1, 16, 16))
+    pw = [o for o in g.ops if o.kind == "conv"][1:]
+    p = Policy.uniform(g, 8)
+    acts, weights = dict(p.activations), dict(p.weights)
+    for o, (ib, wb) in zip(pw, ((4, 4), (2, 2), (4, 2), (8, 8)), strict=True):
+        acts[o.inputs[0]], weights[o.name] = ib, wb
+    pol = Policy(weights, acts)
+    return convert(random_qparams(g, pol, seed=5), g, pol)
+
+
+@pytest.mark.parametrize("core", ["cortex-m3", "cortex-m4"])
+def test_odd_rows_and_row_tails_are_bit_exact_under_qemu(tmp_path, core: str) -> None:
+    import numpy as np
+
+    from micromix.export.cores import core as get_core
+
+    need_tools()
+    mc = bench()
+    cpu = get_core(core)
+    plugin = mc.build_plugin(tmp_path)
+    im = odd_rows_model()
+    assert [o.op.out_shape[0] % 2 for o in im.ops[1:5]] == [1, 1, 1, 1]
+    image = np.random.default_rng(5).integers(0, 256, im.input_shape, dtype=np.uint8)
+    elf = mc.micromix_elf(im, image, tmp_path / "odd", [*cpu.flags.split(), "-O2"], core)
+    c = mc.count(elf, plugin, cpu.machine)
+    assert "bench: ok" in c.output, c.output[-300:]

@@ -197,12 +197,15 @@ class KernelZoo(nn.Module):
 def test_kernel_scratch_by_hand():
     g = trace(KernelZoo(), (1, 1, 4, 4))
     ops = {o.name: o for o in g.ops}
-    # (kernel, scratch bytes) at 8-bit and at 4-bit weights; lanes = 8, int32 tap offsets.
+    # (kernel, scratch bytes) at 8-bit and at 4-bit weights; lanes = 8, int32 tap offsets;
+    # depthwise keeps its weight pairs in a fixed stack table, no scratch.
     want = {
         "stem": (("small", 4 * 9 + 2 * 9 * 8 + 2 * 9), ("small", 4 * 9 + 2 * 9 * 8 + 2 * 9)),
-        "dw": (("depthwise", 4 * 9 + 2 * 9 * 8), ("depthwise", 4 * 9 + 2 * 9 * 8)),
-        "pw": (("small", 4 + 2 * 8 * 8 + 2 * 8), ("small", 4 + 2 * 8 * 8 + 2 * 8)),
-        "pw32": (("conv", 2 * 32), ("small", 4 + 2 * 32 * 8 + 2 * 32)),
+        "dw": (("depthwise", 0), ("depthwise", 0)),
+        # 4-bit weights on >= 8 channels: mm_pointwise_sub (through mm_conv_small's
+        # mm_try_pointwise8), one unpacked input pixel.
+        "pw": (("small", 4 + 2 * 8 * 8 + 2 * 8), ("small", 2 * 8)),
+        "pw32": (("conv", 2 * 32), ("small", 2 * 32)),
         "full": (("conv", 2 * 40), ("conv", 2 * 40)),
         "wide": (("conv", 2 * 256), ("conv", 2 * 256)),
         "fc": (("conv", 2 * 256), ("conv", 2 * 256)),
@@ -216,9 +219,12 @@ def test_kernel_scratch_by_hand():
     p8 = Policy.uniform(g, 8)
     assert scratch_bytes(g, p8.weights) == 512
     p4 = Policy.uniform(g, 4)
-    assert scratch_bytes(g, p4.weights) == 580  # pw32 on lanes: 4 + 512 + 64
+    assert scratch_bytes(g, p4.weights) == 512  # wide and fc: 256-element chunks
+    p2 = Policy.uniform(g, 2)  # pw at 2 bits (8 channels, under one word) stays on lanes
+    assert scratch_need(ops["pw"], 2) == 4 + 2 * 8 * 8 + 2 * 8
     r = memory_report(g, p4)
-    assert (r.scratch_bytes, r.ram_bytes) == (580, r.arena_bytes + 580)
+    assert (r.scratch_bytes, r.ram_bytes) == (512, r.arena_bytes + 512)
+    assert scratch_bytes(g, p2.weights) == 512
 
 
 def test_scratch_is_whole_words():

@@ -72,3 +72,37 @@ def test_new_op_bytes_by_hand() -> None:
     assert rep.tensor_bytes["mean"] == 4 and rep.tensor_bytes["sigmoid"] == 2
     layer = {x.name: x for x in rep.layers}
     assert layer["cat"].in_bytes == 36 * 1 + 36 * 3  # 3 x 2 bits -> 1 B, 5 x 4 bits -> 3 B
+
+
+def test_size_table_counts_tables_at_their_input_bits() -> None:
+    """The searches' size table gives memory_report's FLASH exactly (lut tables of 2^bits
+    entries, as the export builds them), and the wall and the ILP fit such budgets exactly."""
+    import random
+
+    from micromix.budget import Budget
+    from micromix.memory import size_table
+    from micromix.policy import ALLOWED_BITS
+    from micromix.strategies import Wall, solve_ilp
+
+    g = trace(Net(), (1, 1, 6, 6))
+    sizes = size_table(g)
+    assert set(sizes.act_flash) == {"mean", "mul"} and sizes.act_flash["mean"][2] == 4
+    rng = random.Random(0)
+    fixed = (g.input, g.output)
+    for _ in range(30):
+        pol = Policy(
+            {o.name: rng.choice(ALLOWED_BITS) for o in g.weight_ops},
+            {t: 8 if t in fixed else rng.choice(ALLOWED_BITS) for t in g.tensors},
+        )
+        want = memory_report(g, pol).flash_bytes
+        assert sizes.flash(pol.weights, pol.activations) == want
+        assert Wall(g, Budget(None, None)).flash_bytes(pol.weights, pol.activations) == want
+    # A budget that 8-bit tables would not fit but 2-bit inputs of both tables do.
+    low = Policy.uniform(g, 2, 8).replace(activations={"mean": 2, "mul": 2})
+    budget = Budget(memory_report(g, low).flash_bytes, None)
+    assert sizes.flash(low.weights) > budget.flash  # the 8-bit upper bound would refuse it
+    ilp = solve_ilp(g, budget, {}, sizes=sizes)
+    assert budget.fits(memory_report(g, ilp))
+    wall = Wall(g, budget)
+    out, rep = wall.fill(wall.enforce(low)[0])
+    assert budget.fits(rep) and rep.flash_bytes == memory_report(g, out).flash_bytes

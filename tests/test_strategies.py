@@ -248,6 +248,89 @@ def test_haq_learns_a_known_additive_reward(script):
     assert haq.search_score > rnd.search_score
 
 
+def test_seeds_are_always_rescored_and_can_win(script):
+    """The short score puts the seeds last (below every agent policy, outside the top-k); the
+    re-score prefers the rule seed: haq must re-score it and return it."""
+    _, ns = script
+    g, budget = ns["setup"]()
+    syn = SyntheticEvaluator(g)
+    from micromix.strategies.wall import Wall
+
+    wall = Wall(g, budget)
+    rule = wall.fill_exchange(wall.enforce(Policy.uniform(g, 8))[0])[0]
+
+    def short(p: Policy) -> float:  # every agent policy beats the seeds here
+        return syn(p) - (50.0 if p.key() == rule.key() else 0.0)
+
+    def rescore(p: Policy) -> float:
+        return 99.0 if p.key() == rule.key() else syn(p)
+
+    r = search(None, None, budget, "haq", graph=g, evaluator=short, rescorer=rescore,
+               episodes=8, top_k=2, agent=DDPGConfig(hidden=32, warmup=4), progress=False,
+               plots=False)  # fmt: skip
+    seeds = [h for h in r.history if h.get("seed") == "rule"]
+    assert seeds and sorted(h["accuracy"] for h in r.history)[0] == seeds[0]["accuracy"]
+    keys = [Policy.from_json(x["policy"]).key() for x in r.rescored]
+    assert rule.key() in keys and len(keys) >= 3  # top-2 plus the seeds
+    assert r.policy == rule and r.heldout_acc == 99.0
+
+
+def test_rescorer_uses_the_final_recipe(fashion, monkeypatch):
+    from micromix.models import create as create_model
+    from micromix.quant.finetune import qat_recipe
+    from micromix.strategies import QATEvaluator, QATSettings
+
+    model = create_model("mobilenet_v1", width=0.25, resolution=28, in_channels=1)
+    ev = QATEvaluator(model, fashion, settings=QATSettings(train_images=64, eval_images=32))
+    re = ev.rescorer()
+    assert re.cfg == qat_recipe(3, seed=0) and ev.cfg.lr != re.cfg.lr
+    assert len(re.train) == 6000 and len(re.heldout) == len(fashion.heldout)
+    two = QATEvaluator(
+        model, fashion, settings=QATSettings(train_images=64, eval_images=32, repeats=2)
+    )
+    # Each repeat scores with its own training seed; the score is their mean.
+    monkeypatch.setattr(QATEvaluator, "screen", lambda self, p, inc: 10.0 * (self.cfg.seed + 1))
+    assert two(Policy.uniform(trace(model), 4)) == pytest.approx((10.0 + 20.0) / 2)
+    assert ev.with_settings(rescore_seeds=3).rescorer().settings.repeats == 3
+    with pytest.raises(MicromixError, match="rescore_recipe"):
+        search(model, fashion, Budget(None, None), "rule", qat=QATSettings(rescore_recipe="x"))
+
+
+def test_surrogate_screen_skips_policies_ranked_far_below(script):
+    """screen=4: a fresh policy the surrogate predicts more than 4 points below the best
+    score is never trained (the evaluator never sees it), the agent learns the prediction, and
+    the distinct evaluations still reach `episodes`."""
+    from micromix.strategies.haq import Surrogate
+    from micromix.strategies.ilp import evaluator_sensitivity
+
+    _, ns = script
+    g, budget = ns["setup"]()
+    syn = SyntheticEvaluator(g)
+    sur = Surrogate(g, evaluator_sensitivity(g, syn), 4.0)
+    trained: list[str] = []
+
+    def ev(p: Policy) -> float:
+        trained.append(p.key())
+        return syn(p)
+
+    r = search(None, None, budget, "haq", graph=g, evaluator=ev, episodes=16, screen=4.0, fill=False,
+               agent=DDPGConfig(hidden=32, warmup=4), progress=False, plots=False)  # fmt: skip
+    screened = [h for h in r.history if h.get("screened")]
+    assert screened and r.episodes == 16
+    for h in screened:
+        p = Policy.from_json(h["policy"])
+        assert p.key() not in trained
+        batch = h["episode"] // 4  # what was trained before this batch
+        before = [x for x in r.history if not x.get("screened") and x["episode"] // 4 < batch]
+        best = max(x["accuracy"] for x in before)
+        assert h["accuracy"] == pytest.approx(sur.predict(p, before))
+        assert h["accuracy"] < best - 4.0
+        assert syn(p) < best - 4.0  # the synthetic reward is additive: the guess is right
+    assert all(not h.get("screened") for h in r.rescored)
+    with pytest.raises(MicromixError, match="screen"):
+        search(None, None, budget, "haq", graph=g, evaluator=syn, screen=-1.0)
+
+
 def test_cache_hit_avoids_reevaluation():
     calls = []
 

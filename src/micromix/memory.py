@@ -95,6 +95,20 @@ def kernel_constant(name: str) -> int:
     return int(m.group(1))
 
 
+def is_pointwise_sub(op: Op, w_bits: int | None) -> bool:
+    """The kernels' MM_IS_PWSUB: a 1x1 conv, or a linear on a 1 x 1 input, with 4- or 2-bit
+    weights on at least 32 / w_bits and at most MM_PATCH input channels, no padding, no groups
+    (mm_pointwise_sub on every core; its scratch is one int16 per input channel)."""
+    if op.kind not in ("conv", "linear") or w_bits is None or w_bits >= 8:
+        return False
+    c, h, w = op.in_shape
+    kernel = op.kernel if op.kind == "conv" else (h, w)
+    padding = op.padding if op.kind == "conv" else (0, 0)
+    if op.groups != 1 or tuple(kernel) != (1, 1) or tuple(padding) != (0, 0):
+        return False
+    return c * w_bits >= 32 and c <= kernel_constant("MM_PATCH")
+
+
 def kernel_of(op: Op, w_bits: int | None) -> str:
     """The C kernel that runs `op`: "small", "depthwise", "conv" (also linear), "add", "avgpool".
 
@@ -122,10 +136,12 @@ def scratch_need(op: Op, w_bits: int | None) -> int:
     """Bytes of the shared scratch buffer `op`'s kernel uses (int32 tables first, then int16).
 
     small: tap offsets (int32 per tap), the weight tile (row x lanes int16) and the unpacked
-    patch (row int16). depthwise: tap offsets and a taps x lanes int16 weight tile, on the
-    lane path only (at most MM_MAX_TAPS taps and MM_LANES channels). conv: the unpacked patch,
-    in chunks of MM_PATCH elements of one pixel when the patch is longer than MM_PATCH.
+    patch (row int16). depthwise: none (its weight pairs are a small fixed stack table).
+    conv: the unpacked patch, in chunks of MM_PATCH elements of one pixel when the patch is
+    longer than MM_PATCH.
     """
+    if is_pointwise_sub(op, w_bits):  # one unpacked input pixel (mm_pointwise_sub)
+        return 2 * op.in_shape[0]
     kind = kernel_of(op, w_bits)
     lanes = kernel_constant("MM_LANES")
     # A linear on a C x H x W input runs as an H x W convolution with a 1 x 1 output.
@@ -133,9 +149,6 @@ def scratch_need(op: Op, w_bits: int | None) -> int:
     if kind == "small":
         row = op.weight.row_elems
         return 4 * taps + 2 * row * lanes + 2 * row
-    if kind == "depthwise":
-        lane_path = taps <= kernel_constant("MM_MAX_TAPS") and op.in_shape[0] >= lanes
-        return 4 * taps + 2 * taps * lanes if lane_path else 0
     if kind == "conv":
         row, patch = op.weight.row_elems, kernel_constant("MM_PATCH")
         cin_g = op.in_shape[0] // op.groups
@@ -424,11 +437,24 @@ class SizeTable:
 
     act: Mapping[str, Mapping[int, int]]  # activation tensor -> bits -> bytes
     weight: Mapping[str, Mapping[int, int]]  # weight op -> bits -> bytes
-    params: int  # the integer parameters of every op (independent of the bits)
+    params: int  # the integer parameters of every op that do not depend on the bits
     live: tuple[tuple[str, ...], ...]  # tensors live at each execution step
+    # activation tensor -> bits -> FLASH bytes of the lut tables that read it (2^bits each, as
+    # the export builds them); only tensors some lut op reads
+    act_flash: Mapping[str, Mapping[int, int]] = field(default_factory=dict)
 
-    def flash(self, weights: Mapping[str, int]) -> int:
-        return self.params + sum(self.weight[o][b] for o, b in weights.items())
+    def flash(self, weights: Mapping[str, int], acts: Mapping[str, int] | None = None) -> int:
+        """FLASH of a policy: exactly memory_report's figure. Without `acts` the lut tables
+        count at 8 input bits (their upper bound)."""
+        return (
+            self.params
+            + sum(self.weight[o][b] for o, b in weights.items())
+            + self.table_flash(acts)
+        )
+
+    def table_flash(self, acts: Mapping[str, int] | None = None) -> int:
+        """The lut tables' FLASH at the bits of the tensors they read (None: at 8 bits)."""
+        return sum(t[8 if acts is None else acts[n]] for n, t in self.act_flash.items())
 
     def live_at(self, acts: Mapping[str, int], step: int) -> int:
         return sum(self.act[t][acts[t]] for t in self.live[step])
@@ -448,6 +474,10 @@ def size_table(graph: Graph) -> SizeTable:
             for n, t in graph.tensors.items()
         },
         weight={o.name: {b: weight_bytes(o, b) for b in ALLOWED_BITS} for o in graph.weight_ops},
-        params=sum(param_bytes(o) for o in graph.ops),
+        params=sum(param_bytes(o) for o in graph.ops if o.kind != "lut"),
         live=tuple(tuple(graph.live_at(s)) for s in range(len(graph.ops))),
+        act_flash={
+            n: {b: activation_flash_bytes(graph, n, b) for b in ALLOWED_BITS}
+            for n in sorted({o.inputs[0] for o in graph.ops if o.kind == "lut"})
+        },
     )

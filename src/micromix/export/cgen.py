@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..integer.arith import pack_bits
 from ..integer.model import IntegerModel, IntOp
+from ..memory import is_pointwise_sub as memory_pointwise_sub
 from ..memory import kernel_constant, kernel_of, param_arrays
 from .cgen_ops import ops_call
 
@@ -83,42 +85,73 @@ def is_pointwise8(iop: IntOp) -> bool:
     return (kh, kw) == (1, 1) or ((kh, kw) == (h, w) and (oh, ow) == (1, 1))
 
 
-def is_depthwise8(iop: IntOp) -> bool:
-    """The kernels' MM_IS_DW8: a depthwise layer (kernel_of) with 8-bit inputs and weights on a
-    multiple of 4 channels runs mm_dw8, which reads its weights in groups of four channels."""
+def is_pointwise_sub(iop: IntOp) -> bool:
+    """The kernels' MM_IS_PWSUB (memory.is_pointwise_sub): mm_pointwise_sub on every core,
+    which reads its weight rows in blocks of four (`kernel_layout`)."""
+    return memory_pointwise_sub(iop.op, iop.w_bits)
+
+
+def interleave4(rows: np.ndarray, head: int) -> np.ndarray:
+    """Rows (one per output channel, bytes) in blocks of four: the first `head` bytes (a
+    multiple of 4) of the block's rows as 4-byte words, word after word and row after row within
+    a word; then each row's remaining bytes, row after row. Rows after the last full block stay
+    as they are. A permutation of the bytes."""
+    cout = rows.shape[0]
+    blocks = []
+    for b in range(cout // 4):
+        r = rows[4 * b : 4 * b + 4]
+        blocks.append(r[:, :head].reshape(4, head // 4, 4).transpose(1, 0, 2).reshape(-1))
+        blocks.append(r[:, head:].reshape(-1))
+    blocks.append(rows[cout - cout % 4 :].reshape(-1))
+    return np.concatenate(blocks)
+
+
+def depthwise_layout(iop: IntOp) -> np.ndarray | None:
+    """mm_depthwise's weight bytes, or None where it reads natural rows (kernels above
+    MM_DW_TAPS taps). Channels in groups of four: a group is row_bytes words; byte j of word
+    k holds channel j's taps k * per .. k * per + per - 1 (per = 8 // w_bits), the first in
+    the top bits; the last c % 4 channels keep their natural rows. Same byte count."""
     op = iop.op
     if op.kind != "conv" or kernel_of(op, iop.w_bits or 8) != "depthwise":
-        return False
-    return iop.in_bits[0] == 8 and iop.w_bits == 8 and op.out_shape[0] % 4 == 0
+        return None
+    (kh, kw), c, wb = iop.kernel, op.out_shape[0], iop.w_bits
+    taps = kh * kw
+    if taps > kernel_constant("MM_DW_TAPS"):
+        return None
+    per, c4 = 8 // wb, c - c % 4
+    words = -(-taps // per)
+    vals = np.zeros((c, words * per), dtype=np.int64)
+    vals[:, :taps] = iop.weight_matrix().reshape(c, taps)
+    g = vals[:c4].reshape(c4 // 4, 4, words, per).transpose(0, 2, 1, 3)[..., ::-1]
+    head = pack_bits(g.reshape(-1, per), wb, signed=True).reshape(-1)
+    tail = np.asarray(iop.weights, dtype=np.uint8).reshape(c, -1)[c4:].reshape(-1)
+    return np.concatenate([head, tail])
 
 
 def kernel_layout(iop: IntOp) -> np.ndarray:
     """The packed weight bytes in the order the kernel reads them (same bytes, same count).
 
-    mm_dw8 (depthwise, 8/8 bits): groups of four channels; within a group, tap after tap, the
-    four channels' weights (tap t of channel 4g + j at 4 * (g * taps + t) + j).
+    mm_depthwise: see depthwise_layout.
     mm_pointwise8: each block of four rows interleaves 4-byte runs (row 0 bytes 0-3, row 1
     bytes 0-3, row 2, row 3, then bytes 4-7 of each ...), followed by the last row % 4 bytes of
-    each row, row after row; rows after the last full block stay as they are. Other kernels read
-    the natural row order.
+    each row, row after row; rows after the last full block stay as they are.
+    mm_pointwise_sub (MM_IS_PWSUB): the same over the bytes of the whole blocks of 32 / w_bits
+    elements. Other kernels read the natural row order.
     """
     w = np.asarray(iop.weights, dtype=np.uint8)
-    if is_depthwise8(iop):  # mm_dw8: groups of four channels, tap after tap
-        c = iop.op.out_shape[0]
-        g = w.reshape(c // 4, 4, -1).transpose(0, 2, 1)
-        return np.ascontiguousarray(g).reshape(w.shape)
-    if not is_pointwise8(iop):
-        return w
+    dw = depthwise_layout(iop)
+    if dw is not None:
+        assert dw.size == w.size
+        return dw.reshape(w.shape)
     cout = iop.op.out_shape[0]
     rows = w.reshape(cout, -1)
-    n = rows.shape[1]
-    n4, out = n - n % 4, [rows[cout - cout % 4 :]]
-    blocks = []
-    for b in range(cout // 4):
-        r = rows[4 * b : 4 * b + 4]
-        head = r[:, :n4].reshape(4, n4 // 4, 4).transpose(1, 0, 2).reshape(-1)
-        blocks += [head, r[:, n4:].reshape(-1)]
-    flat = np.concatenate(blocks + [x.reshape(-1) for x in out])
+    if is_pointwise_sub(iop):  # words over the whole blocks of 32 / w_bits elements
+        c = iop.op.in_shape[0]
+        flat = interleave4(rows, (c - c % (32 // iop.w_bits)) * iop.w_bits // 8)
+    elif is_pointwise8(iop):
+        flat = interleave4(rows, rows.shape[1] - rows.shape[1] % 4)
+    else:
+        return w
     assert flat.size == w.size
     return flat.reshape(w.shape)
 

@@ -239,6 +239,12 @@ def search(
     for what, n in (("train", qat.train_images), ("eval", qat.eval_images)):
         if n < 1:
             raise MicromixError(f"--{what}-images must be at least 1, got {n}.")
+    for what, n in (("repeats", qat.repeats), ("rescore_seeds", qat.rescore_seeds)):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise MicromixError(f"QAT setting {what} must be a positive integer, got {n!r}.")
+    for what, r in (("recipe", qat.recipe), ("rescore_recipe", qat.rescore_recipe)):
+        if r not in ("search", "final"):
+            raise MicromixError(f"QAT setting {what} must be 'search' or 'final', not {r!r}.")
     if evaluator is None and qat.train_images < qat.batch_size:
         raise MicromixError(
             f"--train-images {qat.train_images} is fewer than one fine-tune batch of the search "
@@ -320,6 +326,9 @@ def _validate(cfg: StrategyConfig, graph: Graph, budget: Budget) -> None:
         v = getattr(cfg, name, None)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise MicromixError(f"{name} must be a positive integer, got {v!r}.")
+    screen = getattr(cfg, "screen", None)
+    if screen is not None and (isinstance(screen, bool) or not screen > 0):
+        raise MicromixError(f"screen must be a positive margin in points or None, got {screen!r}.")
     for name in getattr(cfg, "seeds", ()):
         if name not in ("rule", "ilp", "uniform"):
             raise MicromixError(f"seeds may name rule, ilp or uniform, not {name!r}.")
@@ -346,15 +355,18 @@ def _choose(
     workers: int,
     address: str | None,
 ) -> None:
-    """Re-score the top-k distinct policies; return the best re-score (ties: search score)."""
+    """Re-score the top-k distinct policies and every seed policy (rule, ilp); return the best
+    re-score (ties: search score). The seeds are always among them, so the returned policy
+    re-scores at least as well as each seed, whatever the short fine-tune thought of them."""
     rows, seen = [], set()
-    for h in sorted(result.history, key=lambda h: -h["accuracy"]):
+    ranked = sorted(
+        (h for h in result.history if not h.get("screened")), key=lambda h: -h["accuracy"]
+    )
+    for h in ranked:
         key = json.dumps(h["policy"], sort_keys=True)
-        if key not in seen:
+        if key not in seen and (len(rows) < k or h.get("seed")):
             seen.add(key)
             rows.append(h)
-        if len(rows) == k:
-            break
     policies = [Policy.from_json(h["policy"]) for h in rows]
     if rescorer is cached.fn:  # the same evaluator (e.g. a synthetic one): scores are known
         scores = cached.many(policies)

@@ -167,7 +167,7 @@ class QuantEnv:
         weights = {o.name: self.weights.get(o.name, 2) for o in self.layers}
         acts = {n: self.acts.get(n, 2) for n in self.graph.tensors}
         acts = derive_activations(self.graph, acts)
-        flash = self.param_bytes + sum(self.w_bytes[o][b] for o, b in weights.items())
+        flash = self.sizes.flash(weights, acts)
         ram = max(live_bytes(self.graph, {n: self.act_bytes[n][b] for n, b in acts.items()}))
         ram += scratch_bytes(self.graph, weights)
         return flash, ram

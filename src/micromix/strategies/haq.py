@@ -54,6 +54,11 @@ class HAQConfig(RandomConfig):
     name = "haq"
     agent: DDPGConfig = field(default_factory=DDPGConfig)
     seeds: tuple[str, ...] = ("rule", "ilp")  # strategies whose policies start the search
+    # Surrogate screen: a fresh policy that the ILP's additive model (its summed sensitivity,
+    # fitted to the scores trained so far) predicts more than `screen` points below the best
+    # score is not trained; the agent learns the predicted score instead, and it does not
+    # count against `episodes`. None: every policy is trained.
+    screen: float | None = None
 
 
 def _seed_rng(seed: int) -> None:
@@ -98,6 +103,7 @@ def _episodic(ctx, cfg: RandomConfig, haq: bool):
     env = QuantEnv(graph, budget, cfg.weights_only, pin_ends=cfg.pin_ends, sizes=ctx.sizes)
     wall = ctx.wall(cfg.weights_only)
     gains = ctx.gains() if haq and cfg.fill else None
+    surrogate = Surrogate(graph, ctx.sensitivities(), cfg.screen) if haq and cfg.screen else None
     agent = (
         DDPG(OBS_DIM, env.steps_per_episode, cfg.agent, ctx.seed, episodes=cfg.episodes)
         if haq
@@ -134,6 +140,8 @@ def _episodic(ctx, cfg: RandomConfig, haq: bool):
         nonlocal best
         for row in rows:
             history.append(row)
+            if row.get("screened"):
+                continue
             if best is None or row["accuracy"] > best[0]:
                 best = [row["accuracy"], len(history) - 1]
         if run is not None:
@@ -162,7 +170,7 @@ def _episodic(ctx, cfg: RandomConfig, haq: bool):
     def walled(proposal: Policy) -> tuple[Policy, Any]:
         policy, report = wall.enforce(proposal)
         if cfg.fill:
-            policy, report = wall.fill(policy, gains)
+            policy, report = wall.fill_exchange(policy, gains)
         return policy, report
 
     def row(i: int, policy: Policy, report, acc: float, new: bool, secs: float, **kw) -> dict:
@@ -236,24 +244,39 @@ def _episodic(ctx, cfg: RandomConfig, haq: bool):
             if p.key() not in seen and len(fresh) < stop - n_done:
                 seen[p.key()] = 0.0
                 fresh.append(p)
+        predicted: dict[str, float] = {}
+        if surrogate is not None and best is not None:
+            scored = [h for h in history if not h.get("screened")]
+            kept = []
+            for p in fresh:
+                guess = surrogate.screen(p, best[0], scored)
+                if guess is None:
+                    kept.append(p)
+                else:
+                    predicted[p.key()] = guess
+            fresh = kept
         ctx.cached.many(fresh, ctx.pool, incumbent=None if best is None else best[0])
         fresh_keys = {p.key() for p in fresh}
         secs = (time.time() - t0) / len(batch)
         rows = []
         for i, policy, report in batch:
             key = policy.key()
-            if key not in ctx.cached.cache:  # over the episode budget: not evaluated, not learnt
+            extra = {}
+            if key in predicted:  # screened: learnt from the surrogate's guess, not trained
+                acc, new, extra = predicted[key], False, {"screened": True}
+            elif key not in ctx.cached.cache:  # over the episode budget: not evaluated or learnt
                 continue
-            new = key in fresh_keys
-            fresh_keys.discard(key)
-            acc = ctx.cached.cache[key]
-            r = row(i, policy, report, acc, new, secs)
+            else:
+                new = key in fresh_keys
+                fresh_keys.discard(key)
+                acc = ctx.cached.cache[key]
+            r = row(i, policy, report, acc, new, secs, **extra)
             if agent is not None:
                 trans = env.transitions(env.actions_of(policy))
                 agent.remember(trans, r["reward"])
                 r["sigma"] = agent.sigma(_schedule(agent, i, n_done))
             rows.append(r)
-        boost = 1.0 if fresh else min(boost * 2.0, 64.0)
+        boost = 1.0 if fresh or predicted else min(boost * 2.0, 64.0)
         if agent is not None:
             for r in rows:  # a repeat is remembered but pays for no updates (HAQ: one per
                 if r["new"]:  # transition of an evaluated episode)
@@ -280,6 +303,35 @@ def _episodic(ctx, cfg: RandomConfig, haq: bool):
         wall_seconds=elapsed,
         history=history,
     )
+
+
+class Surrogate:
+    """The ILP's additive model as a predictor: accuracy ~ a - b x (summed sensitivity), a and
+    b fitted (least squares, b >= 0) on the policies trained so far."""
+
+    def __init__(self, graph, sens: dict, margin: float) -> None:
+        from .ilp import policy_cost
+
+        self.cost = lambda p: policy_cost(p, graph, sens)
+        self.margin = margin
+
+    def predict(self, policy: Policy, scored: list[dict]) -> float | None:
+        """The predicted score, or None while the trained policies cannot fit a line."""
+        x = np.array([self.cost(Policy.from_json(h["policy"])) for h in scored])
+        y = np.array([h["accuracy"] for h in scored])
+        if len(x) < 2 or np.ptp(x) <= 0:
+            return None
+        b = max(0.0, -float(np.polyfit(x, y, 1)[0]))
+        a = float(np.mean(y + b * x))
+        return a - b * self.cost(policy)
+
+    def screen(self, policy: Policy, incumbent: float, scored: list[dict]) -> float | None:
+        """None when `policy` is worth training, else the predicted score the agent learns
+        instead (more than `margin` points below the `incumbent` score)."""
+        guess = self.predict(policy, scored)
+        if guess is None or guess >= incumbent - self.margin:
+            return None
+        return guess
 
 
 def _schedule(agent: DDPG, proposal: int, distinct: int) -> int:

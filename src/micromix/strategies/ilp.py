@@ -190,6 +190,12 @@ def solve_ilp(
             for b in bits:
                 r[var["w", o.name, b]] = sizes.weight[o.name][b]
         fixed = sizes.params
+        for t, table in sizes.act_flash.items():  # lut tables: 2^bits bytes of their input
+            if ("a", t, 8) in var:
+                for b in bits:
+                    r[var["a", t, b]] += table[b]
+            else:
+                fixed += table[8]
         rows.append(r), lo.append(0), hi.append(budget.flash - fixed)
     ram_rows = []
     if budget.ram is not None:

@@ -53,12 +53,12 @@ def seed_policy(ctx, name: str, weights_only: bool, fill: bool) -> Policy:
     wall = ctx.wall(weights_only)
     if name == "rule":
         policy, _ = wall.enforce(Policy.uniform(ctx.graph, 8))
-        return wall.fill(policy)[0] if fill else policy
+        return wall.fill_exchange(policy)[0] if fill else policy
     if name == "ilp":
         sens = ctx.sensitivities()
         policy = solve_ilp(ctx.graph, ctx.budget, sens, sizes=ctx.sizes, weights_only=weights_only)
         policy, _ = wall.enforce(policy)  # a no-op on a fitting policy
-        return wall.fill(policy, gains_from(sens))[0] if fill else policy
+        return wall.fill_exchange(policy, gains_from(sens))[0] if fill else policy
     if name == "uniform":
         return uniform_policy(ctx.graph, ctx.budget, weights_only=weights_only)
     raise MicromixError(f"strategy {name!r} cannot seed a search; use rule, ilp or uniform.")

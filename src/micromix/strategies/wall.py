@@ -27,6 +27,8 @@ lower bits; a low proposal is never repaired). `fill` doubles, one at a time, th
 next bit-width gains most per extra byte of its budget (FLASH for weights, RAM for
 activations) among those that still fit, until none fits. The gain of b -> 2b bits is the
 sensitivity drop when one is known (the ILP's), else a fixed proxy (2 -> 4 worth 4x 4 -> 8).
+Doublings are coarse, so `fill_exchange` (what the strategies use) goes on while FLASH is under
+98 % used: raise one more weight tensor and halve others by best fit (see its docstring).
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ MIN_BITS = min(ALLOWED_BITS)
 MAX_BITS = max(ALLOWED_BITS)
 SHARE_WINDOW = 0.05  # the 5 percentage points of the FLASH rule
 PROXY_GAIN = {2: 1.0, 4: 0.25}  # gain of doubling from these bits when no sensitivity is known
+FILL_TARGET = 0.98  # FLASH share the exchange pass aims at (issue 13's goal)
+EXCHANGE_ROUNDS = 8
 Gains = dict[tuple[str, str, int], float]  # ("w"|"a", name, from bits) -> gain of doubling
 
 
@@ -77,8 +81,9 @@ class Wall:
     def live_bytes(self, acts: dict[str, int], step: int) -> int:
         return sum(self.act_bytes[t][acts[t]] for t in self.live[step])
 
-    def flash_bytes(self, weights: dict[str, int]) -> int:
-        return self.param_bytes + sum(self.w_bytes[o][b] for o, b in weights.items())
+    def flash_bytes(self, weights: dict[str, int], acts: dict[str, int] | None = None) -> int:
+        """Exactly memory_report's FLASH (lut tables at `acts`' bits; None: at 8 bits)."""
+        return self.sizes.flash(weights, acts)
 
     def cuttable(self, acts: dict[str, int], names) -> list[str]:
         if self.weights_only:  # activations stay at 8 bits: nothing to cut
@@ -98,7 +103,7 @@ class Wall:
     def enforce(self, policy: Policy) -> tuple[Policy, MemoryReport]:
         """Lower bits of `policy` until it fits; returns it with its memory report."""
         self.log = []
-        weights = self.fit_flash(dict(policy.weights))
+        weights = self.fit_flash(dict(policy.weights), policy.activations)
         acts = self.fit_ram(dict(policy.activations), weights)
         out = Policy(weights, acts)
         out, report = self.fit_arena(out)
@@ -108,12 +113,15 @@ class Wall:
             )
         return out, report
 
-    def fit_flash(self, weights: dict[str, int]) -> dict[str, int]:
+    def fit_flash(
+        self, weights: dict[str, int], acts: dict[str, int] | None = None
+    ) -> dict[str, int]:
         limit = self.budget.flash
+        acts = None if acts is None or self.weights_only else acts  # weight-only: 8-bit tables
         if limit is None:
             return weights
         order = [o.name for o in self.graph.weight_ops]
-        while self.flash_bytes(weights) > limit:
+        while self.flash_bytes(weights, acts) > limit:
             cands = [o for o in order if weights[o] > MIN_BITS]
             if not cands:
                 raise InfeasibleBudgetError(
@@ -197,8 +205,11 @@ class Wall:
 
     # ---- upward pass ---------------------------------------------------------------------------
 
-    def fill(self, policy: Policy, gains: Gains | None = None) -> tuple[Policy, MemoryReport]:
-        """Raise bits while the budgets allow, best gain per byte first (module docstring)."""
+    def fill(
+        self, policy: Policy, gains: Gains | None = None, frozen: frozenset = frozenset()
+    ) -> tuple[Policy, MemoryReport]:
+        """Raise bits while the budgets allow, best gain per byte first (module docstring).
+        `frozen`: ("w"|"a", name) pairs that keep their bits."""
         weights, acts = dict(policy.weights), dict(policy.activations)
         flash_lim, ram_lim = self.budget.flash, self.budget.ram
 
@@ -207,9 +218,9 @@ class Wall:
             return max(g, 1e-9)  # a free tensor still beats leaving the budget unused
 
         live_of = {t: [s for s, names in enumerate(self.live) if t in names] for t in acts}
-        blocked: set[tuple[str, str]] = set()
+        blocked: set[tuple[str, str]] = set(frozen)
         while True:
-            flash = self.flash_bytes(weights)
+            flash = self.flash_bytes(weights, acts)
             scratch = self.scratch_bytes(weights) if ram_lim is not None else 0
             best, best_score = None, 0.0
             for o, b in weights.items():
@@ -231,6 +242,13 @@ class Wall:
                     if t in self.fixed or b >= MAX_BITS or ("a", t) in blocked:
                         continue
                     extra = self.act_bytes[t][2 * b] - self.act_bytes[t][b]
+                    table = self.sizes.act_flash.get(t)  # lut tables grow with their input
+                    if (
+                        table is not None
+                        and flash_lim is not None
+                        and flash + table[2 * b] - table[b] > flash_lim
+                    ):
+                        continue
                     if any(self.live_at(acts, s) + extra + scratch > ram_lim for s in live_of[t]):
                         continue
                     score = gain("a", t, b) / max(extra, 1)
@@ -253,6 +271,83 @@ class Wall:
 
     def live_at(self, acts: dict[str, int], step: int) -> int:
         return self.live_bytes(acts, step)
+
+    def fill_exchange(
+        self, policy: Policy, gains: Gains | None = None, target: float = FILL_TARGET
+    ) -> tuple[Policy, MemoryReport]:
+        """`fill`, then exchanges while FLASH is used below `target`. Bits move in doublings, so
+        the last raise often does not fit (rule at FLASH 0.75x: 96.1 %, 6.9 kB short of a
+        16 kB step). A trial raises one weight tensor anyway and repairs FLASH by best fit:
+        halve the tensor that frees the fewest bytes still covering the deficit, or, when none
+        does, the one that frees the most (least gain lost on a tie); then fill around it. Of
+        the trials that use more FLASH and fit, one that reaches `target` is preferred, then the
+        most summed gain (the fill's gains), then the most bytes. FLASH used grows every round,
+        so the loop ends."""
+        best, report = self.fill(policy, gains)
+        limit = self.budget.flash
+        if limit is None:
+            return best, report
+        for _ in range(EXCHANGE_ROUNDS):
+            if report.flash_bytes >= target * limit:
+                break
+            trials = []
+            for t, b in best.weights.items():
+                if b >= MAX_BITS:
+                    continue
+                q = self._raise_and_repair(best, t, gains)
+                if q is None:
+                    continue
+                q, rep = self.fill(q, gains, frozenset(("w", o) for o in q.weights))
+                if rep.flash_bytes > report.flash_bytes and self.budget.fits(rep):
+                    hit = rep.flash_bytes >= target * limit
+                    trials.append(((hit, self.value(q, gains), rep.flash_bytes), q, rep))
+            if not trials:
+                break
+            _, best, report = max(trials, key=lambda x: x[0])
+            best, report = self.fill(best, gains)
+        return best, report
+
+    def _raise_and_repair(self, policy: Policy, t: str, gains: Gains | None) -> Policy | None:
+        weights = dict(policy.weights)
+        weights[t] *= 2
+        limit = self.budget.flash
+        touched = {t}
+        acts = dict(policy.activations)
+        while self.flash_bytes(weights, acts) > limit:
+            deficit = self.flash_bytes(weights, acts) - limit
+            cands = []
+            for o, b in weights.items():
+                if o in touched or b <= MIN_BITS:
+                    continue
+                freed = self.w_bytes[o][b] - self.w_bytes[o][b // 2]
+                lost = PROXY_GAIN[b // 2] if gains is None else gains.get(("w", o, b // 2), 0.0)
+                cands.append((freed, lost, o))
+            if not cands:
+                return None
+            cover = [c for c in cands if c[0] >= deficit]
+            freed, _, o = (
+                min(cover, key=lambda c: (c[0], c[1]))
+                if cover
+                else max(cands, key=lambda c: (c[0], -c[1]))
+            )
+            weights[o] //= 2
+            touched.add(o)
+        return Policy(weights, dict(policy.activations))
+
+    def value(self, policy: Policy, gains: Gains | None = None) -> float:
+        """The summed gains of every doubling a policy's bits contain (what the fill maximises)."""
+
+        def up(kind: str, name: str, bits: int) -> float:
+            return sum(
+                PROXY_GAIN[b] if gains is None else gains.get((kind, name, b), 0.0)
+                for b in PROXY_GAIN
+                if b < bits
+            )
+
+        total = sum(up("w", o, b) for o, b in policy.weights.items())
+        return total + sum(
+            up("a", t, b) for t, b in policy.activations.items() if t not in self.fixed
+        )
 
 
 def rule_policy(graph: Graph, budget: Budget, *, weights_only: bool = False) -> Policy:

@@ -131,38 +131,32 @@ static inline int32_t mm_smlad(uint32_t a, uint32_t b, int32_t acc)
     return r;
 }
 
-/* Four output channels of one pixel from an interleaved weight block (mm_pointwise8): per 4
- * inputs one input load and two extends shared by the four rows, then per row one load, two
- * extends and two dual MACs, all from one weight pointer. */
-static inline void mm_pw8x4(const uint8_t *x, const int8_t *w, int32_t n, int is, int32_t *out)
+/* One step of mm_pw8x4: four inputs (one load, two extends shared by the four rows), then per
+ * row one load, two extends and two dual MACs, all from one weight pointer. */
+#define MM_PW8_STEP(is, xp, wp)                                                                   \
+    do {                                                                                          \
+        const uint32_t xv_ = mm_ld32(xp);                                                         \
+        const uint32_t xe_ = (is) ? mm_sx02(xv_) : mm_ux02(xv_);                                  \
+        const uint32_t xo_ = (is) ? mm_sx13(xv_) : mm_ux13(xv_);                                  \
+        uint32_t v_ = mm_ld32(wp);                                                                \
+        a0 = mm_smlad(mm_sx02(v_), xe_, mm_smlad(mm_sx13(v_), xo_, a0));                          \
+        v_ = mm_ld32((wp) + 4);                                                                   \
+        a1 = mm_smlad(mm_sx02(v_), xe_, mm_smlad(mm_sx13(v_), xo_, a1));                          \
+        v_ = mm_ld32((wp) + 8);                                                                   \
+        a2 = mm_smlad(mm_sx02(v_), xe_, mm_smlad(mm_sx13(v_), xo_, a2));                          \
+        v_ = mm_ld32((wp) + 12);                                                                  \
+        a3 = mm_smlad(mm_sx02(v_), xe_, mm_smlad(mm_sx13(v_), xo_, a3));                          \
+    } while (0)
+
+/* Four output channels of one pixel from an interleaved weight block (mm_pointwise8), eight
+ * inputs per iteration on a down counter (the loop overhead and a spilled end pointer were a
+ * fifth of the loop's cycles). `is` is a constant at every call, so each use is specialised. */
+static MM_INLINE void mm_pw8x4(const uint8_t *x, const int8_t *w,
+                                                           int32_t n, const int is, int32_t *out)
 {
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-    const uint8_t *const x4 = x + (n & ~3);
-    if (is) {
-        for (; x < x4; x += 4, w += 16) {
-            const uint32_t xv = mm_ld32(x), xe = mm_sx02(xv), xo = mm_sx13(xv);
-            uint32_t v = mm_ld32(w);
-            a0 = mm_smlad(mm_sx02(v), xe, mm_smlad(mm_sx13(v), xo, a0));
-            v = mm_ld32(w + 4);
-            a1 = mm_smlad(mm_sx02(v), xe, mm_smlad(mm_sx13(v), xo, a1));
-            v = mm_ld32(w + 8);
-            a2 = mm_smlad(mm_sx02(v), xe, mm_smlad(mm_sx13(v), xo, a2));
-            v = mm_ld32(w + 12);
-            a3 = mm_smlad(mm_sx02(v), xe, mm_smlad(mm_sx13(v), xo, a3));
-        }
-    } else {
-        for (; x < x4; x += 4, w += 16) {
-            const uint32_t xv = mm_ld32(x), xe = mm_ux02(xv), xo = mm_ux13(xv);
-            uint32_t v = mm_ld32(w);
-            a0 = mm_smlad(mm_sx02(v), xe, mm_smlad(mm_sx13(v), xo, a0));
-            v = mm_ld32(w + 4);
-            a1 = mm_smlad(mm_sx02(v), xe, mm_smlad(mm_sx13(v), xo, a1));
-            v = mm_ld32(w + 8);
-            a2 = mm_smlad(mm_sx02(v), xe, mm_smlad(mm_sx13(v), xo, a2));
-            v = mm_ld32(w + 12);
-            a3 = mm_smlad(mm_sx02(v), xe, mm_smlad(mm_sx13(v), xo, a3));
-        }
-    }
+    for (int32_t k = n >> 2; k > 0; k--, x += 4, w += 16)
+        MM_PW8_STEP(is, x, w);
     {
         const int32_t t = n & 3; /* the rows' tails, one after the other */
         for (int32_t i = 0; i < t; i++) {
@@ -177,6 +171,21 @@ static inline void mm_pw8x4(const uint8_t *x, const int8_t *w, int32_t n, int is
     out[1] = a1;
     out[2] = a2;
     out[3] = a3;
+}
+
+/* One row in natural order (the rows after the last block of four: a linear's last classes). */
+static int32_t mm_pw8x1(const uint8_t *x, const int8_t *w,
+                                                              int32_t n, const int is)
+{
+    int32_t a = 0, i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const uint32_t xv = mm_ld32(x + i), v = mm_ld32(w + i);
+        const uint32_t xe = is ? mm_sx02(xv) : mm_ux02(xv), xo = is ? mm_sx13(xv) : mm_ux13(xv);
+        a = mm_smlad(mm_sx02(v), xe, mm_smlad(mm_sx13(v), xo, a));
+    }
+    for (; i < n; i++)
+        a += (is ? (int8_t)x[i] : x[i]) * w[i];
+    return a;
 }
 #else
 /* Portable: the input bytes are read in place, four rows share each input value. */
@@ -204,6 +213,14 @@ static inline void mm_pw8x4(const uint8_t *x, const int8_t *w, int32_t n, int is
     out[2] = a2;
     out[3] = a3;
 }
+
+static inline int32_t mm_pw8x1(const uint8_t *x, const int8_t *w, int32_t n, int is)
+{
+    int32_t a = 0;
+    for (int32_t i = 0; i < n; i++)
+        a += (is ? (int8_t)x[i] : x[i]) * w[i];
+    return a;
+}
 #endif
 
 void mm_pointwise8(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
@@ -212,27 +229,38 @@ void mm_pointwise8(const uint8_t *in, uint8_t *out, const uint8_t *w, const int3
                    int32_t qmax)
 {
     const int is = MM_FMT_IN_SIGNED(fmt), ob = MM_FMT_OUT_BITS(fmt), bk = MM_FMT_BIAS_SHIFT(fmt);
-    const int8_t *ws = (const int8_t *)w;
     for (int oy = 0; oy < out_h; oy++) {
         const uint8_t *x = in + (int32_t)oy * in_row_step;
         for (int ox = 0; ox < out_w; ox++, x += in_step) {
+            const int8_t *ws = (const int8_t *)w;
             mm_writer wr = {out, 0, 0, ob};
             int co = 0;
-            for (; co + 4 <= out_c; co += 4) {
+            for (; co + 4 <= out_c; co += 4, ws += 4 * row) {
                 int32_t acc[4];
-                mm_pw8x4(x, ws + co * row, row, is, acc);
+                if (is)
+                    mm_pw8x4(x, ws, row, 1, acc);
+                else
+                    mm_pw8x4(x, ws, row, 0, acc);
+#if defined(__GNUC__)
+#pragma GCC unroll 4
+#endif
                 for (int j = 0; j < 4; j++)
-                    mm_put(&wr, mm_requant(mm_biased(acc[j], bias[co + j], bk), mult[co + j],
-                                           shift[co + j], qmin, qmax));
+                    acc[j] = mm_pw_rq(acc[j], bias[co + j], mult[co + j], shift[co + j], bk, qmin,
+                                      qmax);
+                if (ob == 8) { /* whole bytes: no packing */
+                    wr.p[0] = (uint8_t)acc[0];
+                    wr.p[1] = (uint8_t)acc[1];
+                    wr.p[2] = (uint8_t)acc[2];
+                    wr.p[3] = (uint8_t)acc[3];
+                    wr.p += 4;
+                } else {
+                    for (int j = 0; j < 4; j++)
+                        mm_put(&wr, acc[j]);
+                }
             }
-            for (; co < out_c; co++) {
-                const int8_t *wr0 = ws + co * row;
-                int32_t acc = 0;
-                for (int32_t i = 0; i < row; i++)
-                    acc += (is ? (int8_t)x[i] : x[i]) * wr0[i];
-                mm_put(&wr, mm_requant(mm_biased(acc, bias[co], bk), mult[co], shift[co], qmin,
-                                       qmax));
-            }
+            for (; co < out_c; co++, ws += row)
+                mm_put(&wr, mm_pw_rq(mm_pw8x1(x, ws, row, is), bias[co], mult[co], shift[co], bk,
+                                     qmin, qmax));
             mm_flush(&wr);
             out = wr.p;
         }
@@ -282,13 +310,11 @@ int mm_try_pointwise8(const uint8_t *in, uint8_t *out, const uint8_t *w, const i
             }
         return 1;
     }
-#if defined(__ARM_FEATURE_DSP)
     if (MM_IS_PWSUB(groups, MM_FMT_IN_BITS(fmt), MM_FMT_W_BITS(fmt), kh, kw, ph, pw, in_c)) {
         mm_pointwise_sub(in, out, w, bias, mult, shift, in_c, in_w, out_c, out_h, out_w, sh, sw,
                          fmt, qmin, qmax, (int16_t *)scratch);
         return 1;
     }
-#endif
     if (!MM_IS_PW8(groups, MM_FMT_IN_BITS(fmt), MM_FMT_W_BITS(fmt), kh, kw, ph, pw, in_h, in_w,
                    out_h, out_w))
         return 0;

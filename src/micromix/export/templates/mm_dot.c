@@ -136,12 +136,14 @@ void mm_dot2x4(const int16_t *x, const uint8_t *w, int32_t rb, int32_t n, int32_
 #if defined(__ARM_FEATURE_DSP)
 /* ---- sub-byte pointwise on DSP cores (mm_pointwise_sub) ------------------------------------
  *
- * A weight word (4 packed bytes, natural layout) becomes SMLAD-ready halfword pairs with one
- * AND per field and one SXTB16 per pair: field f of every byte is masked in place at the top of
- * its byte (so the sign bit is the byte's), which scales it by 2^(8 - bits): 16 for 4-bit, 64
- * for 2-bit weights; the sum is shifted back exactly at the end. The pairs come out in the order
- * p = 2f + r (r: bytes 0 and 2, then 1 and 3), so the input pixel is unpacked once per pixel
- * into int16 in that order (mm_pw_slot); one LDR then gives one ready input pair. */
+ * Only 4- or 2-bit weights come here (8-bit weights with sub-byte inputs take MM_IS_PW8S, whose
+ * rule is checked first). A weight word (4 packed bytes, natural layout) becomes SMLAD-ready
+ * halfword pairs with one AND per field and one SXTB16 per pair: field f of every byte is
+ * masked in place at the top of its byte (so the sign bit is the byte's), which scales it by
+ * 2^(8 - bits): 16 for 4-bit, 64 for 2-bit weights; the sum is shifted back exactly at the end.
+ * The pairs come out in the order p = 2f + r (r: bytes 0 and 2, then 1 and 3), so the input
+ * pixel is unpacked once per pixel into int16 in that order (mm_pw_fill); one LDR then gives
+ * one ready input pair, shared by two weight rows. */
 static inline uint32_t mm_x32(const int16_t *p)
 {
     uint32_t v;
@@ -166,22 +168,6 @@ static inline uint32_t mm_w32(const uint8_t *p)
         __asm__("sxtb16 %0, %1, ror #8" : "=r"(r_) : "r"(x));                                     \
         r_;                                                                                       \
     })
-#define MM_ANDSL4(x, m)                                                                           \
-    ({                                                                                            \
-        uint32_t r_;                                                                              \
-        __asm__("and %0, %1, %2, lsl #4" : "=r"(r_) : "r"(m), "r"(x));                            \
-        r_;                                                                                       \
-    })
-#define MM_SMLAD(a, b, acc) __asm__("smlad %0, %1, %2, %0" : "+r"(acc) : "r"(a), "r"(b))
-
-/* Buffer slot of element e within a block of 4 * 8 / wb elements; lpw = log2(8 / wb) (shifts,
- * no division: this runs once per input element and pixel). */
-static inline int32_t mm_pw_slot(int32_t e, int lpw)
-{
-    const int32_t byte = e >> lpw, f = e & ((1 << lpw) - 1);
-    return 2 * (2 * f + (byte & 1)) + (byte >> 1);
-}
-
 #define MM_UX(x)                                                                                  \
     ({                                                                                            \
         uint32_t r_;                                                                              \
@@ -194,53 +180,60 @@ static inline int32_t mm_pw_slot(int32_t e, int lpw)
         __asm__("uxtb16 %0, %1, ror #8" : "=r"(r_) : "r"(x));                                     \
         r_;                                                                                       \
     })
+#define MM_ANDSL4(x, m)                                                                           \
+    ({                                                                                            \
+        uint32_t r_;                                                                              \
+        __asm__("and %0, %1, %2, lsl #4" : "=r"(r_) : "r"(m), "r"(x));                            \
+        r_;                                                                                       \
+    })
+/* Two signed halfwords from two unsigned fields v: (v ^ s) - s per halfword (s = 2^(bits-1)
+ * in each, or 0 for unsigned inputs). */
+#define MM_SF16(v, s)                                                                             \
+    ({                                                                                            \
+        uint32_t r_;                                                                              \
+        __asm__("ssub16 %0, %1, %2" : "=r"(r_) : "r"((v) ^ (s)), "r"(s));                         \
+        r_;                                                                                       \
+    })
+#define MM_SMLAD(a, b, acc) __asm__("smlad %0, %1, %2, %0" : "+r"(acc) : "r"(a), "r"(b))
+
+/* Buffer slot of element e within a block of 4 * 8 / wb elements; lpw = log2(8 / wb) (shifts,
+ * no division: this runs once per input element and pixel). */
+static inline int32_t mm_pw_slot(int32_t e, int lpw)
+{
+    const int32_t byte = e >> lpw, f = e & ((1 << lpw) - 1);
+    return 2 * (2 * f + (byte & 1)) + (byte >> 1);
+}
 
 static inline void mm_st32(int16_t *p, uint32_t v) { memcpy(p, &v, 4); }
 
-/* Element by element, any bit widths and signedness. */
-static void mm_pw_fill_any(int16_t *buf, const uint8_t *px, int32_t nblk, int ib, int is, int lpw)
-{
-    const int blk = 4 << lpw;
-    for (int32_t e = 0; e < nblk; e++)
-        buf[(e & ~(blk - 1)) + mm_pw_slot(e & (blk - 1), lpw)] = (int16_t)mm_get(px, e, ib, is);
-}
-
 /* Input pixel px -> the pair-ordered buffer of mm_pws_dot2 for the first nblk elements (a
- * multiple of blk), without a per-element field extraction where the bit widths allow. With
- * equal input and weight bits the fields of the 4 input bytes of a block sit exactly where the
- * weight's fields do, so pair (f, r) is one shift and one AND of the input word; 8-bit inputs
- * are halfword merges of UXTB16 results; so are 4- and 2-bit inputs against 8-bit weights. */
-static void mm_pw_fill(int16_t *buf, const uint8_t *px, int32_t nblk, int ib, int is, int wb,
-                       int lpw)
+ * multiple of blk). With equal input and weight bits the fields of the 4 input bytes of a block
+ * sit exactly where the weight's fields do, so pair (f, r) is one shift and one AND of the
+ * input word (two more for signed inputs); 8-bit inputs are halfword merges of UXTB16 or SXTB16
+ * results. Other pairs go element by element. */
+static MM_NOINLINE void mm_pw_fill(int16_t *buf, const uint8_t *px, int32_t nblk, int ib,
+                                   int is, int wb, int lpw)
 {
     const int32_t nw = nblk >> (2 + lpw);
-    if (is) { /* signed inputs (rare: most layers follow a ReLU): the element-wise path */
-        mm_pw_fill_any(buf, px, nblk, ib, is, lpw);
-        return;
-    }
     if (ib == wb && wb == 4) {
-        const uint32_t m = 0x000F000Fu;
+        const uint32_t m = 0x000F000Fu, s = is ? 0x00080008u : 0;
         for (int32_t k = 0; k < nw; k++, buf += 8) {
             const uint32_t W = mm_w32(px + 4 * k);
-            mm_st32(buf, (W >> 0) & m);
-            mm_st32(buf + 2, (W >> 8) & m);
-            mm_st32(buf + 4, (W >> 4) & m);
-            mm_st32(buf + 6, (W >> 12) & m);
+            mm_st32(buf, MM_SF16((W >> 0) & m, s));
+            mm_st32(buf + 2, MM_SF16((W >> 8) & m, s));
+            mm_st32(buf + 4, MM_SF16((W >> 4) & m, s));
+            mm_st32(buf + 6, MM_SF16((W >> 12) & m, s));
         }
         return;
     }
     if (ib == wb && wb == 2) {
-        const uint32_t m = 0x00030003u;
+        const uint32_t m = 0x00030003u, s = is ? 0x00020002u : 0;
         for (int32_t k = 0; k < nw; k++, buf += 16) {
             const uint32_t W = mm_w32(px + 4 * k);
-            mm_st32(buf, (W >> 0) & m);
-            mm_st32(buf + 2, (W >> 8) & m);
-            mm_st32(buf + 4, (W >> 2) & m);
-            mm_st32(buf + 6, (W >> 10) & m);
-            mm_st32(buf + 8, (W >> 4) & m);
-            mm_st32(buf + 10, (W >> 12) & m);
-            mm_st32(buf + 12, (W >> 6) & m);
-            mm_st32(buf + 14, (W >> 14) & m);
+            for (int f = 0; f < 4; f++) {
+                mm_st32(buf + 4 * f, MM_SF16((W >> (2 * f)) & m, s));
+                mm_st32(buf + 4 * f + 2, MM_SF16((W >> (2 * f + 8)) & m, s));
+            }
         }
         return;
     }
@@ -248,8 +241,8 @@ static void mm_pw_fill(int16_t *buf, const uint8_t *px, int32_t nblk, int ib, in
         /* Block of 8 bytes A, B: pairs (x0, x4), (x2, x6), (x1, x5), (x3, x7). */
         for (int32_t k = 0; k < nw; k++, buf += 8, px += 8) {
             const uint32_t A = mm_w32(px), B = mm_w32(px + 4);
-            const uint32_t a0 = MM_UX(A), b0 = MM_UX(B);
-            const uint32_t a1 = MM_UXR(A), b1 = MM_UXR(B);
+            const uint32_t a0 = is ? MM_SX(A) : MM_UX(A), b0 = is ? MM_SX(B) : MM_UX(B);
+            const uint32_t a1 = is ? MM_SXR(A) : MM_UXR(A), b1 = is ? MM_SXR(B) : MM_UXR(B);
             mm_st32(buf, (a0 & 0xFFFFu) | (b0 << 16));
             mm_st32(buf + 2, (a0 >> 16) | (b0 & 0xFFFF0000u));
             mm_st32(buf + 4, (a1 & 0xFFFFu) | (b1 << 16));
@@ -260,114 +253,185 @@ static void mm_pw_fill(int16_t *buf, const uint8_t *px, int32_t nblk, int ib, in
     if (ib == 8 && wb == 2) {
         /* Block of 16 bytes A, B, C, D: pair (f, 0) = (A.f, C.f), pair (f, 1) = (B.f, D.f). */
         for (int32_t k = 0; k < nw; k++, buf += 16, px += 16) {
-            const uint32_t A = mm_w32(px), B = mm_w32(px + 4), C = mm_w32(px + 8);
-            const uint32_t D = mm_w32(px + 12);
-            const uint32_t a0 = MM_UX(A), a1 = MM_UXR(A);
-            const uint32_t b0 = MM_UX(B), b1 = MM_UXR(B);
-            const uint32_t c0 = MM_UX(C), c1 = MM_UXR(C);
-            const uint32_t d0 = MM_UX(D), d1 = MM_UXR(D);
-            mm_st32(buf, (a0 & 0xFFFFu) | (c0 << 16));          /* f0 r0 */
-            mm_st32(buf + 2, (b0 & 0xFFFFu) | (d0 << 16));      /* f0 r1 */
-            mm_st32(buf + 4, (a1 & 0xFFFFu) | (c1 << 16));      /* f1 r0 */
-            mm_st32(buf + 6, (b1 & 0xFFFFu) | (d1 << 16));      /* f1 r1 */
-            mm_st32(buf + 8, (a0 >> 16) | (c0 & 0xFFFF0000u));  /* f2 r0 */
-            mm_st32(buf + 10, (b0 >> 16) | (d0 & 0xFFFF0000u)); /* f2 r1 */
-            mm_st32(buf + 12, (a1 >> 16) | (c1 & 0xFFFF0000u)); /* f3 r0 */
-            mm_st32(buf + 14, (b1 >> 16) | (d1 & 0xFFFF0000u)); /* f3 r1 */
-        }
-        return;
-    }
-    if (wb == 8 && ib == 4) {
-        /* Two blocks per input word: A holds x0, x2, x4, x6 and B x1, x3, x5, x7 (one per
-         * byte); the pairs (x0, x2) (x1, x3) | (x4, x6) (x5, x7) are halfword merges of their
-         * even and odd bytes. */
-        int32_t k = 0;
-        for (; 8 * k + 8 <= nblk; k++, buf += 8) {
-            const uint32_t W = mm_w32(px + 4 * k);
-            const uint32_t A = W & 0x0F0F0F0Fu, B = (W >> 4) & 0x0F0F0F0Fu;
-            const uint32_t ae = MM_UX(A), ao = MM_UXR(A), be = MM_UX(B), bo = MM_UXR(B);
-            mm_st32(buf, (ae & 0xFFFFu) | (ao << 16));
-            mm_st32(buf + 2, (be & 0xFFFFu) | (bo << 16));
-            mm_st32(buf + 4, (ae >> 16) | (ao & 0xFFFF0000u));
-            mm_st32(buf + 6, (be >> 16) | (bo & 0xFFFF0000u));
-        }
-        for (int32_t e = 8 * k; e < nblk; e++)
-            buf[(e & ~3) - 8 * k + mm_pw_slot(e & 3, 0)] = (int16_t)mm_get(px, e, ib, is);
-        return;
-    }
-    if (wb == 8 && ib == 2) {
-        /* Four blocks per input word: A_j holds x(4k + j) in byte k; block k's pairs are
-         * (A_0.k, A_2.k) and (A_1.k, A_3.k). */
-        int32_t k = 0;
-        for (; 16 * k + 16 <= nblk; k++, buf += 16) {
-            const uint32_t W = mm_w32(px + 4 * k);
-            for (int j = 0; j < 2; j++) {
-                const uint32_t lo = (W >> (2 * j)) & 0x03030303u;
-                const uint32_t hi = (W >> (2 * j + 4)) & 0x03030303u;
-                const uint32_t le = MM_UX(lo), lodd = MM_UXR(lo), he = MM_UX(hi), ho = MM_UXR(hi);
-                mm_st32(buf + 2 * j, (le & 0xFFFFu) | (he << 16));
-                mm_st32(buf + 4 + 2 * j, (lodd & 0xFFFFu) | (ho << 16));
-                mm_st32(buf + 8 + 2 * j, (le >> 16) | (he & 0xFFFF0000u));
-                mm_st32(buf + 12 + 2 * j, (lodd >> 16) | (ho & 0xFFFF0000u));
+            for (int r = 0; r < 2; r++) {
+                const uint32_t A = mm_w32(px + 4 * r), C = mm_w32(px + 8 + 4 * r);
+                const uint32_t a0 = is ? MM_SX(A) : MM_UX(A), a1 = is ? MM_SXR(A) : MM_UXR(A);
+                const uint32_t c0 = is ? MM_SX(C) : MM_UX(C), c1 = is ? MM_SXR(C) : MM_UXR(C);
+                mm_st32(buf + 2 * r, (a0 & 0xFFFFu) | (c0 << 16));          /* f0 */
+                mm_st32(buf + 4 + 2 * r, (a1 & 0xFFFFu) | (c1 << 16));      /* f1 */
+                mm_st32(buf + 8 + 2 * r, (a0 >> 16) | (c0 & 0xFFFF0000u));  /* f2 */
+                mm_st32(buf + 12 + 2 * r, (a1 >> 16) | (c1 & 0xFFFF0000u)); /* f3 */
             }
         }
-        for (int32_t e = 16 * k; e < nblk; e++)
-            buf[(e & ~3) - 16 * k + mm_pw_slot(e & 3, 0)] = (int16_t)mm_get(px, e, ib, is);
         return;
     }
-    mm_pw_fill_any(buf, px, nblk, ib, is, lpw);
+    {
+        const int blk = 4 << lpw;
+        for (int32_t e = 0; e < nblk; e++)
+            buf[(e & ~(blk - 1)) + mm_pw_slot(e & (blk - 1), lpw)] = (int16_t)mm_get(px, e, ib, is);
+    }
 }
 
-/* Two rows against the unpacked pixel x; nw weight words each; scaled sums. */
-static void mm_pws_dot2(const int16_t *x, const uint8_t *w0, const uint8_t *w1, int32_t nw,
-                        int wb, int32_t *o)
+/* One weight row's word, loaded from [p + off], against the input pairs of one field step: an
+ * AND that brings the field to the top of each byte, two SXTB16 and two SMLAD. One asm block,
+ * load included, so that the compiler keeps this order and reloads the word for the next
+ * field (left to itself it hoisted every load and spilled the pairs). The weights are
+ * constants no store can change. */
+#define MM_FIELD(acc, p, off, mk, sh, q0, q1)                                                     \
+    do {                                                                                          \
+        uint32_t t_, s_;                                                                          \
+        __asm__("ldr %[T], [%[P], #" #off "]\n\t"                                                 \
+                "and %[T], %[M], %[T], lsl #" #sh "\n\t"                                          \
+                "sxtb16 %[S], %[T]\n\t"                                                           \
+                "smlad %[A], %[S], %[X0], %[A]\n\t"                                               \
+                "sxtb16 %[S], %[T], ror #8\n\t"                                                   \
+                "smlad %[A], %[S], %[X1], %[A]"                                                   \
+                : [A] "+r"(acc), [T] "=&r"(t_), [S] "=&r"(s_)                                     \
+                : [M] "r"(mk), [P] "r"(p), [X0] "r"(q0), [X1] "r"(q1));                           \
+    } while (0)
+
+/* The same for two rows (words at p + oa and p + ob), both words loaded first: back-to-back
+ * loads pipeline (one cycle each after the first) where a load between multiplies costs two. */
+#define MM_FIELD2(acca, accb, p, oa, ob, mk, sh, q0, q1)                                          \
+    do {                                                                                          \
+        uint32_t u_, v_, s_;                                                                      \
+        __asm__("ldr %[U], [%[P], #" #oa "]\n\t"                                                  \
+                "ldr %[V], [%[P], #" #ob "]\n\t"                                                  \
+                "and %[U], %[M], %[U], lsl #" #sh "\n\t"                                          \
+                "and %[V], %[M], %[V], lsl #" #sh "\n\t"                                          \
+                "sxtb16 %[S], %[U]\n\t"                                                           \
+                "smlad %[A], %[S], %[X0], %[A]\n\t"                                               \
+                "sxtb16 %[S], %[U], ror #8\n\t"                                                   \
+                "smlad %[A], %[S], %[X1], %[A]\n\t"                                               \
+                "sxtb16 %[S], %[V]\n\t"                                                           \
+                "smlad %[B], %[S], %[X0], %[B]\n\t"                                               \
+                "sxtb16 %[S], %[V], ror #8\n\t"                                                   \
+                "smlad %[B], %[S], %[X1], %[B]"                                                    \
+                : [A] "+r"(acca), [B] "+r"(accb), [U] "=&r"(u_), [V] "=&r"(v_), [S] "=&r"(s_)     \
+                : [M] "r"(mk), [P] "r"(p), [X0] "r"(q0), [X1] "r"(q1));                           \
+    } while (0)
+
+/* One field step of the four rows of an interleaved block (row j's word at p + 4j). */
+#define MM_FIELD4(p, m, sh, q0, q1)                                                               \
+    do {                                                                                          \
+        const uint32_t x0_ = (q0), x1_ = (q1);                                                    \
+        MM_FIELD2(a0, a1, p, 0, 4, m, sh, x0_, x1_);                                              \
+        MM_FIELD2(a2, a3, p, 8, 12, m, sh, x0_, x1_);                                             \
+    } while (0)
+
+/* Four rows of an interleaved block against the unpacked pixel x (nw words per row): per field,
+ * one pair of input loads shared by the four rows. Sums scaled by 2^(8 - wb). */
+static inline void mm_pws_dot4(const int16_t *x, const uint8_t *w, int32_t nw, int wb,
+                               int32_t *o)
 {
-    int32_t a0 = 0, a1 = 0;
-    if (wb == 8) {
-        for (int32_t i = 0; i < nw; i++, x += 4) {
-            const uint32_t p0 = mm_x32(x), p1 = mm_x32(x + 2);
-            const uint32_t u = mm_w32(w0 + 4 * i), v = mm_w32(w1 + 4 * i);
-            MM_SMLAD(MM_SX(u), p0, a0);
-            MM_SMLAD(MM_SXR(u), p1, a0);
-            MM_SMLAD(MM_SX(v), p0, a1);
-            MM_SMLAD(MM_SXR(v), p1, a1);
-        }
-    } else if (wb == 4) {
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    const uint8_t *const end = w + 16 * nw;
+    if (wb == 4) {
         const uint32_t m = 0xF0F0F0F0u;
-        for (int32_t i = 0; i < nw; i++, x += 8) {
-            const uint32_t p0 = mm_x32(x), p1 = mm_x32(x + 2), p2 = mm_x32(x + 4);
-            const uint32_t p3 = mm_x32(x + 6);
-            const uint32_t u = mm_w32(w0 + 4 * i), v = mm_w32(w1 + 4 * i);
-            uint32_t t = MM_ANDSL4(u, m);
-            MM_SMLAD(MM_SX(t), p0, a0);
-            MM_SMLAD(MM_SXR(t), p1, a0);
-            t = u & m;
-            MM_SMLAD(MM_SX(t), p2, a0);
-            MM_SMLAD(MM_SXR(t), p3, a0);
-            t = MM_ANDSL4(v, m);
-            MM_SMLAD(MM_SX(t), p0, a1);
-            MM_SMLAD(MM_SXR(t), p1, a1);
-            t = v & m;
-            MM_SMLAD(MM_SX(t), p2, a1);
-            MM_SMLAD(MM_SXR(t), p3, a1);
+        for (; w < end; w += 16, x += 8) {
+            MM_FIELD4(w, m, 4, mm_x32(x), mm_x32(x + 2));
+            MM_FIELD4(w, m, 0, mm_x32(x + 4), mm_x32(x + 6));
         }
     } else {
         const uint32_t m = 0xC0C0C0C0u;
-        for (int32_t i = 0; i < nw; i++, x += 16) {
-            const uint32_t u = mm_w32(w0 + 4 * i), v = mm_w32(w1 + 4 * i);
-#pragma GCC unroll 4
-            for (int f = 0; f < 4; f++) {
-                const uint32_t p0 = mm_x32(x + 4 * f), p1 = mm_x32(x + 4 * f + 2);
-                const uint32_t tu = (u << (6 - 2 * f)) & m, tv = (v << (6 - 2 * f)) & m;
-                MM_SMLAD(MM_SX(tu), p0, a0);
-                MM_SMLAD(MM_SXR(tu), p1, a0);
-                MM_SMLAD(MM_SX(tv), p0, a1);
-                MM_SMLAD(MM_SXR(tv), p1, a1);
+        for (; w < end; w += 16, x += 16) {
+            MM_FIELD4(w, m, 6, mm_x32(x), mm_x32(x + 2));
+            MM_FIELD4(w, m, 4, mm_x32(x + 4), mm_x32(x + 6));
+            MM_FIELD4(w, m, 2, mm_x32(x + 8), mm_x32(x + 10));
+            MM_FIELD4(w, m, 0, mm_x32(x + 12), mm_x32(x + 14));
+        }
+    }
+    o[0] = a0;
+    o[1] = a1;
+    o[2] = a2;
+    o[3] = a3;
+}
+
+/* One row in natural order (the rows after the last block of four); scaled like mm_pws_dot4. */
+static int32_t mm_pws_dot1(const int16_t *x, const uint8_t *w, int32_t nw, int wb)
+{
+    int32_t a0 = 0;
+    const uint8_t *const end = w + 4 * nw;
+    const uint32_t m = wb == 4 ? 0xF0F0F0F0u : 0xC0C0C0C0u;
+    for (; w < end; w += 4) {
+        if (wb == 4) {
+            MM_FIELD(a0, w, 0, m, 4, mm_x32(x), mm_x32(x + 2));
+            MM_FIELD(a0, w, 0, m, 0, mm_x32(x + 4), mm_x32(x + 6));
+            x += 8;
+        } else {
+            MM_FIELD(a0, w, 0, m, 6, mm_x32(x), mm_x32(x + 2));
+            MM_FIELD(a0, w, 0, m, 4, mm_x32(x + 4), mm_x32(x + 6));
+            MM_FIELD(a0, w, 0, m, 2, mm_x32(x + 8), mm_x32(x + 10));
+            MM_FIELD(a0, w, 0, m, 0, mm_x32(x + 12), mm_x32(x + 14));
+            x += 16;
+        }
+    }
+    return a0;
+}
+#define MM_PWS_SCALE(wb) ((wb) == 4 ? 4 : 6) /* the fields sit at the top of their bytes */
+#else
+/* ---- sub-byte pointwise, portable: the pixel unpacked in natural order, the weight rows
+ * read in their layout (row j of an interleaved block: word i at 16 i + 4 j). */
+#define MM_PWS_SCALE(wb) 0
+
+/* One row whose word i sits at w + ws * i. */
+static int32_t mm_pws_row(const int16_t *x, const uint8_t *w, int32_t ws, int32_t nw, int wb)
+{
+    const int per = 8 / wb, mask = (1 << wb) - 1, sx = 1 << (wb - 1);
+    int32_t acc = 0;
+    for (int32_t i = 0; i < nw; i++, w += ws)
+        for (int b = 0; b < 4; b++, x += per)
+            for (int f = 0; f < per; f++)
+                acc += x[f] * ((((w[b] >> (f * wb)) & mask) ^ sx) - sx);
+    return acc;
+}
+
+/* The four rows of an interleaved block together: each input value is read once for the
+ * four weight fields it meets (the x4 dot products' scheme). */
+static void mm_pws_dot4(const int16_t *x, const uint8_t *w, int32_t nw, int wb, int32_t *o)
+{
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (int32_t i = 0; i < 4 * nw; i++, w += (i & 3) ? 1 : 13) {
+        const int32_t u0 = w[0], u1 = w[4], u2 = w[8], u3 = w[12];
+        if (wb == 4) {
+            for (int f = 0; f < 8; f += 4, x++) {
+                a0 += *x * MM_S4(u0, f);
+                a1 += *x * MM_S4(u1, f);
+                a2 += *x * MM_S4(u2, f);
+                a3 += *x * MM_S4(u3, f);
+            }
+        } else {
+            for (int f = 0; f < 8; f += 2, x++) {
+                a0 += *x * MM_S2(u0, f);
+                a1 += *x * MM_S2(u1, f);
+                a2 += *x * MM_S2(u2, f);
+                a3 += *x * MM_S2(u3, f);
             }
         }
     }
     o[0] = a0;
     o[1] = a1;
+    o[2] = a2;
+    o[3] = a3;
+}
+
+static int32_t mm_pws_dot1(const int16_t *x, const uint8_t *w, int32_t nw, int wb)
+{
+    return mm_pws_row(x, w, 4, nw, wb);
+}
+#endif
+
+/* Adds k rows' tails, scaled like their sums: elements nblk .. n - 1 (natural order in x),
+ * row j's packed from t + j * tb on. */
+static MM_NOINLINE void mm_pws_tails(const int16_t *x, const uint8_t *t, int32_t tb, int k,
+                                     int32_t nblk, int32_t n, int wb, int scale, int32_t *acc)
+{
+    for (int j = 0; j < k; j++, t += tb) {
+        int32_t a = 0;
+        for (int32_t e = nblk; e < n; e++)
+            a += x[e] * mm_get(t, e - nblk, wb, 1);
+        acc[j] += a * (1 << scale); /* fits: |sums| stay below 2^24 (MM_PATCH inputs) */
+    }
 }
 
 void mm_pointwise_sub(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
@@ -376,39 +440,60 @@ void mm_pointwise_sub(const uint8_t *in, uint8_t *out, const uint8_t *w, const i
                       int16_t *buf)
 {
     const int ib = MM_FMT_IN_BITS(fmt), is = MM_FMT_IN_SIGNED(fmt), wb = MM_FMT_W_BITS(fmt);
-    const int ob = MM_FMT_OUT_BITS(fmt), bk = MM_FMT_BIAS_SHIFT(fmt);
-    const int lpw = wb == 8 ? 0 : wb == 4 ? 1 : 2, blk = 4 << lpw, scale = lpw ? 2 + 2 * lpw : 0;
+    const int ob = MM_FMT_OUT_BITS(fmt), bk = MM_FMT_BIAS_SHIFT(fmt), scale = MM_PWS_SCALE(wb);
+    const int lpw = wb == 4 ? 1 : 2, blk = 4 << lpw;
     const int32_t in_pix = mm_bytes(in_c, ib), rb = mm_bytes(in_c, wb);
-    const int32_t nblk = in_c - in_c % blk, nw = nblk / blk;
+    const int32_t nblk = in_c - in_c % blk, nw = nblk / blk, tb = rb - 4 * nw;
     for (int oy = 0; oy < out_h; oy++) {
         for (int ox = 0; ox < out_w; ox++) {
             const uint8_t *px = in + ((int32_t)oy * sh * in_w + (int32_t)ox * sw) * in_pix;
+            const uint8_t *wp = w;
             mm_writer wr = {out, 0, 0, ob};
             int co = 0;
+#if defined(__ARM_FEATURE_DSP)
             mm_pw_fill(buf, px, nblk, ib, is, wb, lpw);
             for (int32_t e = nblk; e < in_c; e++)
                 buf[e] = (int16_t)mm_get(px, e, ib, is);
-            for (; co < out_c; co += 2) {
-                const int two = co + 1 < out_c;
-                const uint8_t *w0 = w + (int32_t)co * rb, *w1 = two ? w0 + rb : w0;
-                int32_t acc[2];
-                mm_pws_dot2(buf, w0, w1, nw, wb, acc);
-                acc[0] >>= scale; /* exact: every term is a multiple */
-                acc[1] >>= scale;
-                if (nblk < in_c) /* the row tails, in natural order */
-                    for (int32_t e = nblk; e < in_c; e++) {
-                        acc[0] += buf[e] * mm_get(w0, e, wb, 1);
-                        acc[1] += buf[e] * mm_get(w1, e, wb, 1);
-                    }
-                mm_put(&wr, mm_requant(mm_biased(acc[0], bias[co], bk), mult[co], shift[co], qmin,
-                                       qmax));
-                if (two)
-                    mm_put(&wr, mm_requant(mm_biased(acc[1], bias[co + 1], bk), mult[co + 1],
-                                           shift[co + 1], qmin, qmax));
+#else
+            (void)lpw;
+            mm_unpack(buf, px, in_c, ib, is);
+#endif
+            for (; co + 4 <= out_c; co += 4, wp += 4 * rb) {
+                int32_t acc[4];
+                mm_pws_dot4(buf, wp, nw, wb, acc);
+                if (tb)
+                    mm_pws_tails(buf, wp + 16 * nw, tb, 4, nblk, in_c, wb, scale, acc);
+#if defined(__GNUC__)
+#pragma GCC unroll 4
+#endif
+                for (int j = 0; j < 4; j++) /* >> scale is exact: every term is a multiple */
+                    acc[j] = mm_pw_rq(acc[j] >> scale, bias[co + j], mult[co + j], shift[co + j],
+                                      bk, qmin, qmax);
+                if (ob == 8) { /* whole bytes: no packing */
+                    wr.p[0] = (uint8_t)acc[0];
+                    wr.p[1] = (uint8_t)acc[1];
+                    wr.p[2] = (uint8_t)acc[2];
+                    wr.p[3] = (uint8_t)acc[3];
+                    wr.p += 4;
+                } else {
+                    for (int j = 0; j < 4; j++)
+                        mm_put(&wr, acc[j]);
+                }
+            }
+            for (; co < out_c; co++, wp += rb) {
+                int32_t acc = mm_pws_dot1(buf, wp, nw, wb);
+                if (tb)
+                    mm_pws_tails(buf, wp + 4 * nw, 0, 1, nblk, in_c, wb, scale, &acc);
+                mm_put(&wr, mm_pw_rq(acc >> scale, bias[co], mult[co], shift[co], bk, qmin, qmax));
             }
             mm_flush(&wr);
             out = wr.p;
         }
     }
 }
-#endif
+
+/* mm_requant out of line, for the rare shifts <= 32 of mm_pw_rq (its 64-bit shift is long). */
+MM_NOINLINE int32_t mm_requant_call(int32_t acc, int32_t m0, int s, int32_t qmin, int32_t qmax)
+{
+    return mm_requant(acc, m0, s, qmin, qmax);
+}

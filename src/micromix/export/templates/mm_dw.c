@@ -1,210 +1,320 @@
 /* micromix: depthwise convolution (groups == channels) for every bit combination.
  *
- * Blocks of MM_LANES channels run side by side: their weights are transposed once into a
- * small stack table, and each tap then multiplies MM_LANES contiguous channels of one input
- * pixel, a fixed-length loop that gcc -O2 vectorises. Leftover channels run one at a time.
+ * Channels run in groups of four, one group over the whole output at a time. The group's
+ * weights are widened once into halfword pairs (channels 0 and 2 of the group in one word,
+ * 1 and 3 in the other: a small stack table), so that each tap of each pixel is one load of
+ * the four channels' inputs, two or three instructions that make halfword pairs of them, and
+ * four SMLABB / SMLATT on DSP cores (plain C with the same meaning elsewhere). Accumulators
+ * stay in registers; 3x3 windows inside the image are unrolled, border windows run their
+ * valid taps only (the zero padding adds nothing). Leftover channels (c % 4) and kernels of
+ * more than MM_DW_TAPS taps run one channel at a time. Weights keep their natural rows.
  */
 #include "mm_kernels.h"
 
-/* Lane j of a block holds channel c0 + mm_lane(j): for sub-byte inputs the lanes are in
- * planar order (first field of each byte, then the second, ...), so that unpacking a pixel
- * writes contiguous lanes, which gcc vectorises; the outputs are put back in channel order. */
-static inline int mm_lane(int j, int ib)
-{
-    const int per = 8 / ib, nb = MM_LANES / per;
-    return (j % nb) * per + j / nb;
-}
-
-static inline void mm_unpack_planar(int16_t *restrict v, const uint8_t *restrict p, int ib, int is)
-{
-    int16_t b[MM_LANES / 2];
-    if (ib == 8) {
-        mm_unpack_lanes(v, p, 8, is);
-    } else if (ib == 4) {
-        const int16_t sx = is ? 8 : 0;
-        for (int k = 0; k < MM_LANES / 2; k++)
-            b[k] = p[k];
-        for (int k = 0; k < MM_LANES / 2; k++)
-            v[k] = (int16_t)(((b[k] & 15) ^ sx) - sx);
-        for (int k = 0; k < MM_LANES / 2; k++)
-            v[MM_LANES / 2 + k] = (int16_t)(((b[k] >> 4) ^ sx) - sx);
-    } else {
-        const int16_t sx = is ? 2 : 0;
-        for (int k = 0; k < MM_LANES / 4; k++)
-            b[k] = p[k];
-        for (int f = 0; f < 4; f++)
-            for (int k = 0; k < MM_LANES / 4; k++)
-                v[f * (MM_LANES / 4) + k] = (int16_t)((((b[k] >> (2 * f)) & 3) ^ sx) - sx);
-    }
-}
-
-#if defined(__ARM_FEATURE_DSP) && MM_LANES == 8
-/* DSP cores, unsigned 4- and 2-bit inputs: one tap of the eight lanes in one asm block. The
- * packed input bytes are masked into halfword pairs in place (no per-lane unpacking) and meet
- * the lane tile's int16 weight words through SMLAxy, whose operand halves pick the lanes: for
- * 4-bit inputs the pairs are lanes (0,2), (1,3), (4,6), (5,7) of the planar lane order, for
- * 2-bit inputs lanes (0,1), (2,3), (4,5), (6,7). Accumulators stay in registers. The blocks
- * read memory without saying so (every register is taken): mm_dw_block puts a compiler
- * barrier after it writes the tile, and the input tensor is not written during the call. */
-/* Two blocks per tap (lanes 0-3, then 4-7): nine registers each, which every core's
- * register allocation can meet. */
-#define MM_DWB_OUTS(b0, b1, b2, b3)                                                               \
-    [b0] "+r"(b0), [b1] "+r"(b1), [b2] "+r"(b2), [b3] "+r"(b3), [u] "=&r"(u_), [t] "=&r"(t_),    \
-        [w] "=&r"(w_)
-#define MM_DWB_HALF4(px, wv, shift, ko0, ko1, b0, b1, b2, b3)                                     \
-    __asm__ volatile("ldr %[u], [%[p]]\n\t" shift "and %[u], %[u], #0x0F0F0F0F\n\t"              \
-                     "uxtb16 %[t], %[u]\n\tuxtb16 %[u], %[u], ror #8\n\t"                         \
-                     "ldr %[w], [%[k], #" ko0 "]\n\t"                                             \
-                     "smlabb %[" #b0 "], %[t], %[w], %[" #b0 "]\n\t"                              \
-                     "smlabt %[" #b1 "], %[u], %[w], %[" #b1 "]\n\t"                              \
-                     "ldr %[w], [%[k], #" ko1 "]\n\t"                                             \
-                     "smlatb %[" #b2 "], %[t], %[w], %[" #b2 "]\n\t"                              \
-                     "smlatt %[" #b3 "], %[u], %[w], %[" #b3 "]"                                  \
-                     : MM_DWB_OUTS(b0, b1, b2, b3)                                                \
-                     : [p] "r"(px), [k] "r"(wv))
-#define MM_DWB_TAP4(px, wv)                                                                       \
-    do {                                                                                          \
-        MM_DWB_HALF4(px, wv, "", "0", "4", a0, a1, a2, a3);                                       \
-        MM_DWB_HALF4(px, wv, "lsr %[u], %[u], #4\n\t", "8", "12", a4, a5, a6, a7);                \
-    } while (0)
-#define MM_DWB_HALF2(px, wv, s0, s1, ko0, ko1, b0, b1, b2, b3)                                    \
-    __asm__ volatile("ldrh %[u], [%[p]]\n\torr %[u], %[u], %[u], lsl #8\n\t"                     \
-                     "lsr %[t], %[u], #" s0 "\n\tand %[t], %[t], #0x00030003\n\t"                 \
-                     "ldr %[w], [%[k], #" ko0 "]\n\t"                                             \
-                     "smlabb %[" #b0 "], %[t], %[w], %[" #b0 "]\n\t"                              \
-                     "smlatt %[" #b1 "], %[t], %[w], %[" #b1 "]\n\t"                              \
-                     "lsr %[t], %[u], #" s1 "\n\tand %[t], %[t], #0x00030003\n\t"                 \
-                     "ldr %[w], [%[k], #" ko1 "]\n\t"                                             \
-                     "smlabb %[" #b2 "], %[t], %[w], %[" #b2 "]\n\t"                              \
-                     "smlatt %[" #b3 "], %[t], %[w], %[" #b3 "]"                                  \
-                     : MM_DWB_OUTS(b0, b1, b2, b3)                                                \
-                     : [p] "r"(px), [k] "r"(wv))
-#define MM_DWB_TAP2(px, wv)                                                                       \
-    do {                                                                                          \
-        MM_DWB_HALF2(px, wv, "0", "2", "0", "4", a0, a1, a2, a3);                                 \
-        MM_DWB_HALF2(px, wv, "4", "6", "8", "12", a4, a5, a6, a7);                                \
-    } while (0)
-#define MM_DWB_TAP(px, wv)                                                                        \
-    do {                                                                                          \
-        uint32_t u_, t_, w_;                                                                      \
-        if (ib == 4)                                                                              \
-            MM_DWB_TAP4(px, wv);                                                                  \
-        else                                                                                      \
-            MM_DWB_TAP2(px, wv);                                                                  \
-    } while (0)
-#endif
-
-/* Channels c0 .. c0+MM_LANES-1 over the whole output; sub-byte outputs fill whole bytes. */
-MM_NOINLINE static void mm_dw_block(const uint8_t *in, uint8_t *out, const uint8_t *w,
-                                    const int32_t *bias, const int32_t *mult,
-                                    const int8_t *shift, int c0, int32_t in_pix, int32_t out_pix,
-                                    int in_h, int in_w, int out_h, int out_w, int kh, int kw,
-                                    int sh, int sw, int ph, int pw, int fmt, int32_t qmin,
-                                    int32_t qmax, void *scratch)
-{
-    const int ib = MM_FMT_IN_BITS(fmt), is = MM_FMT_IN_SIGNED(fmt);
-    const int wb = MM_FMT_W_BITS(fmt), ob = MM_FMT_OUT_BITS(fmt), bk = MM_FMT_BIAS_SHIFT(fmt);
-    const int32_t row_bytes = mm_bytes(kh * kw, wb);
-    /* Scratch: each tap's byte offset from the window's corner (int32), then the lanes'
-     * weights per tap, as memory.scratch_need counts them. */
-    int32_t *restrict off = (int32_t *)scratch;
-    int16_t (*restrict wt)[MM_LANES] = (int16_t (*)[MM_LANES])(off + kh * kw);
-    int ch[MM_LANES], sl[MM_LANES];
-    int32_t bl[MM_LANES], ml[MM_LANES]; /* the lanes' parameters, in lane order */
-    for (int j = 0; j < MM_LANES; j++) {
-        ch[j] = c0 + mm_lane(j, ib);
-        bl[j] = bias[ch[j]];
-        ml[j] = mult[ch[j]];
-        sl[j] = shift[ch[j]];
-    }
-    for (int t = 0; t < kh * kw; t++)
-        for (int j = 0; j < MM_LANES; j++)
-            wt[t][j] = (int16_t)mm_get(w + ch[j] * row_bytes, t, wb, 1);
-    for (int ky = 0; ky < kh; ky++)
-        for (int kx = 0; kx < kw; kx++)
-            off[ky * kw + kx] = ((int32_t)ky * in_w + kx) * in_pix;
 #if defined(__ARM_FEATURE_DSP)
-    __asm__ volatile("" ::: "memory"); /* the tile is in memory before the asm blocks read it */
-#endif
-    in += (c0 * ib) >> 3;
-    out += (c0 * ob) >> 3;
-    for (int oy = 0; oy < out_h; oy++) {
-        const int iy0 = oy * sh - ph;
-        const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = in_h - iy0 < kh ? in_h - iy0 : kh;
-        for (int ox = 0; ox < out_w; ox++) {
-            const int ix0 = ox * sw - pw;
-            const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = in_w - ix0 < kw ? in_w - ix0 : kw;
-            int32_t acc[MM_LANES], y[MM_LANES];
-            for (int j = 0; j < MM_LANES; j++)
-                acc[j] = 0;
-#if defined(__ARM_FEATURE_DSP) && MM_LANES == 8
-            if (!is && (ib == 4 || ib == 2)) {
-                int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
-                if (ky1 - ky0 == kh && kx1 - kx0 == kw) {
-                    const uint8_t *corner = in + ((int32_t)iy0 * in_w + ix0) * in_pix;
-                    for (int t = 0; t < kh * kw; t++)
-                        MM_DWB_TAP(corner + off[t], wt[t]);
-                } else {
-                    for (int ky = ky0; ky < ky1; ky++)
-                        for (int kx = kx0; kx < kx1; kx++)
-                            MM_DWB_TAP(in + ((int32_t)(iy0 + ky) * in_w + ix0 + kx) * in_pix,
-                                       wt[ky * kw + kx]);
-                }
-                acc[0] = a0;
-                acc[1] = a1;
-                acc[2] = a2;
-                acc[3] = a3;
-                acc[4] = a4;
-                acc[5] = a5;
-                acc[6] = a6;
-                acc[7] = a7;
-            } else
-#endif
-            if (ky1 - ky0 == kh && kx1 - kx0 == kw) { /* inside the image: one flat tap loop */
-                const uint8_t *corner = in + ((int32_t)iy0 * in_w + ix0) * in_pix;
-                if (ib == 8 && !is) { /* the common case, without a per-tap format switch */
-                    for (int t = 0; t < kh * kw; t++) {
-                        const uint8_t *p = corner + off[t];
-                        int16_t x[MM_LANES]; /* through int16: gcc vectorises that */
-                        for (int j = 0; j < MM_LANES; j++)
-                            x[j] = p[j];
-                        for (int j = 0; j < MM_LANES; j++)
-                            acc[j] += x[j] * wt[t][j];
-                    }
-                } else {
-                    for (int t = 0; t < kh * kw; t++) {
-                        int16_t x[MM_LANES];
-                        mm_unpack_planar(x, corner + off[t], ib, is);
-                        for (int j = 0; j < MM_LANES; j++)
-                            acc[j] += x[j] * wt[t][j];
-                    }
-                }
-            } else {
-                for (int ky = ky0; ky < ky1; ky++) {
-                    for (int kx = kx0; kx < kx1; kx++) {
-                        int16_t x[MM_LANES];
-                        const int16_t *wv = wt[ky * kw + kx];
-                        const int32_t pix = (int32_t)(iy0 + ky) * in_w + ix0 + kx;
-                        mm_unpack_planar(x, in + pix * in_pix, ib, is);
-                        for (int j = 0; j < MM_LANES; j++)
-                            acc[j] += x[j] * wv[j];
-                    }
-                }
-            }
-            if (ib == 8) /* lanes are channels */
-                for (int j = 0; j < MM_LANES; j++)
-                    y[j] = mm_requant(mm_biased(acc[j], bl[j], bk), ml[j], sl[j], qmin, qmax);
-            else
-                for (int j = 0; j < MM_LANES; j++)
-                    y[ch[j] - c0] =
-                        mm_requant(mm_biased(acc[j], bl[j], bk), ml[j], sl[j], qmin, qmax);
-            mm_pack_lanes(out + ((int32_t)oy * out_w + ox) * out_pix, y, ob);
-        }
+#define MM_DW_ASM1(ins)                                                                           \
+    static inline uint32_t mm_dw_##ins(uint32_t x)                                                \
+    {                                                                                             \
+        uint32_t r;                                                                               \
+        __asm__(#ins " %0, %1" : "=r"(r) : "r"(x));                                               \
+        return r;                                                                                 \
     }
+#define MM_DW_ASM2(ins)                                                                           \
+    static inline int32_t mm_dw_##ins(uint32_t a, uint32_t b, int32_t c)                          \
+    {                                                                                             \
+        int32_t r;                                                                                \
+        __asm__(#ins " %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(c));                       \
+        return r;                                                                                 \
+    }
+MM_DW_ASM1(uxtb16)
+MM_DW_ASM1(sxtb16)
+MM_DW_ASM2(smlabb)
+MM_DW_ASM2(smlatt)
+MM_DW_ASM2(smmla) /* c + the high word of a * b */
+static inline uint32_t mm_dw_uxtb16_8(uint32_t x)
+{
+    uint32_t r;
+    __asm__("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
 }
+static inline uint32_t mm_dw_sxtb16_8(uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+#else /* the same operations in C */
+static inline uint32_t mm_dw_uxtb16(uint32_t x) { return x & 0x00FF00FFu; }
+static inline uint32_t mm_dw_uxtb16_8(uint32_t x) { return (x >> 8) & 0x00FF00FFu; }
+static inline uint32_t mm_dw_sxtb16(uint32_t x)
+{
+    return (uint32_t)(uint16_t)(int8_t)(x & 0xFFu) | ((uint32_t)(int8_t)((x >> 16) & 0xFFu) << 16);
+}
+static inline uint32_t mm_dw_sxtb16_8(uint32_t x) { return mm_dw_sxtb16(x >> 8); }
+static inline int32_t mm_dw_smlabb(uint32_t a, uint32_t b, int32_t c)
+{
+    return c + (int16_t)(a & 0xFFFFu) * (int16_t)(b & 0xFFFFu);
+}
+static inline int32_t mm_dw_smlatt(uint32_t a, uint32_t b, int32_t c)
+{
+    return c + (int16_t)(a >> 16) * (int16_t)(b >> 16);
+}
+static inline int32_t mm_dw_smmla(uint32_t a, uint32_t b, int32_t c)
+{
+    return c + (int32_t)(((int64_t)(int32_t)a * (int32_t)b) >> 32);
+}
+#endif
+
+static inline uint32_t mm_dw_pair(int32_t lo, int32_t hi)
+{
+    return ((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16);
+}
+
+/* The layer, as the group kernels see it. */
+typedef struct {
+    int32_t in_pix, out_pix, row; /* bytes per input pixel, output pixel, input row */
+    int in_h, in_w, out_h, out_w, kh, kw, sh, sw, ph, pw, ib, is, ob, bk;
+    int32_t qmin, qmax;
+    int ox_in, n_in; /* output columns ox_in .. ox_in + n_in - 1: 3x3 windows inside the width */
+} mm_dwl;
+
+/* Halfword pairs of the four channels' inputs at p: lo = (ch 0, ch 2), hi = (ch 1, ch 3).
+ * 8-bit unsigned: UXTB16 picks bytes 0, 2 (and 1, 3 rotated); 4- and 2-bit unsigned: the
+ * second byte (field pair) is moved up by an OR, then masks pick the fields in place. */
+#define MM_DW_X8U(p, lo, hi)                                                                      \
+    do {                                                                                          \
+        uint32_t x_;                                                                              \
+        memcpy(&x_, (p), 4);                                                                      \
+        lo = mm_dw_uxtb16(x_);                                                                    \
+        hi = mm_dw_uxtb16_8(x_);                                                                  \
+    } while (0)
+#define MM_DW_X4U(p, lo, hi)                                                                      \
+    do {                                                                                          \
+        uint16_t h_;                                                                              \
+        uint32_t x_;                                                                              \
+        memcpy(&h_, (p), 2);                                                                      \
+        x_ = h_ | ((uint32_t)h_ << 8);                                                            \
+        lo = x_ & 0x000F000Fu;                                                                    \
+        hi = (x_ >> 4) & 0x000F000Fu;                                                             \
+    } while (0)
+#define MM_DW_X2U(p, lo, hi)                                                                      \
+    do {                                                                                          \
+        const uint32_t x_ = *(p) | ((uint32_t) * (p) << 12);                                      \
+        lo = x_ & 0x00030003u;                                                                    \
+        hi = (x_ >> 2) & 0x00030003u;                                                             \
+    } while (0)
+/* Any format (signed inputs): field by field. */
+static uint32_t mm_dw_xany(const uint8_t *p, int ib, int is, uint32_t *hi)
+{
+    *hi = mm_dw_pair(mm_get(p, 1, ib, is), mm_get(p, 3, ib, is));
+    return mm_dw_pair(mm_get(p, 0, ib, is), mm_get(p, 2, ib, is));
+}
+#define MM_DW_XANY(p, lo, hi) lo = mm_dw_xany((p), L->ib, L->is, &hi)
+
+#define MM_DW_TAPC(X, P_, K_, T_)                                                                     \
+    do {                                                                                          \
+        uint32_t lo_, hi_, w_[2];                                                                 \
+        X((P_), lo_, hi_);                                                                        \
+        w_[0] = (K_)[2 * (T_)];                                                                 \
+        w_[1] = (K_)[2 * (T_) + 1];                                                           \
+        a0 = mm_dw_smlabb(lo_, w_[0], a0);                                                        \
+        a2 = mm_dw_smlatt(lo_, w_[0], a2);                                                        \
+        a1 = mm_dw_smlabb(hi_, w_[1], a1);                                                        \
+        a3 = mm_dw_smlatt(hi_, w_[1], a3);                                                        \
+    } while (0)
+
+#if defined(__ARM_FEATURE_DSP)
+/* DSP cores: one tap in one asm block (the input word at base r + offset o, the two weight
+ * pairs at wp + 8t, the pairs made, four MACs), so that gcc neither hoists the loads nor
+ * spills the pairs. The blocks read memory that nothing writes during a group's call (the
+ * input tensor, and wp, written before the call). */
+#define MM_DW_MACS                                                                                \
+    "smlabb %[a0], %[x], %[w], %[a0]\n\tsmlatt %[a2], %[x], %[w], %[a2]\n\t"                      \
+    "smlabb %[a1], %[u], %[v], %[a1]\n\tsmlatt %[a3], %[u], %[v], %[a3]"
+#define MM_DW_OUTS                                                                                \
+    [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "=&r"(x_), [u] "=&r"(u_),    \
+        [w] "=&r"(w_), [v] "=&r"(v_)
+#define MM_DW_ASM(ld, pairs, R_, O_, K_, T_, ...)                                                 \
+    do {                                                                                          \
+        uint32_t x_, u_, w_, v_;                                                                  \
+        __asm__ volatile(ld " %[x], [%[r], %[o]]\n\tldr %[w], [%[k], %[kw]]\n\t"                  \
+                            "ldr %[v], [%[k], %[kv]]\n\t" pairs MM_DW_MACS                        \
+                         : MM_DW_OUTS                                                             \
+                         : [r] "r"(R_), [o] "r"(O_), [k] "r"(K_), [kw] "I"(8 * (T_)),             \
+                           [kv] "I"(8 * (T_) + 4) __VA_ARGS__);                                   \
+    } while (0)
+#define MM_DW_T8U(R_, O_, K_, T_)                                                                 \
+    MM_DW_ASM("ldr", "uxtb16 %[u], %[x], ror #8\n\tuxtb16 %[x], %[x]\n\t", R_, O_, K_, T_, )
+#define MM_DW_T4U(R_, O_, K_, T_)                                                                 \
+    MM_DW_ASM("ldrh",                                                                             \
+              "orr %[x], %[x], %[x], lsl #8\n\tand %[u], %[m], %[x], lsr #4\n\t"                  \
+              "and %[x], %[x], %[m]\n\t",                                                         \
+              R_, O_, K_, T_, , [m] "r"(mask))
+#define MM_DW_T2U(R_, O_, K_, T_)                                                                 \
+    MM_DW_ASM("ldrb",                                                                             \
+              "orr %[x], %[x], %[x], lsl #12\n\tand %[u], %[m], %[x], lsr #2\n\t"                 \
+              "and %[x], %[x], %[m]\n\t",                                                         \
+              R_, O_, K_, T_, , [m] "r"(mask))
+#else
+#define MM_DW_T8U(R_, O_, K_, T_) MM_DW_TAPC(MM_DW_X8U, (R_) + (O_), K_, T_)
+#define MM_DW_T4U(R_, O_, K_, T_) MM_DW_TAPC(MM_DW_X4U, (R_) + (O_), K_, T_)
+#define MM_DW_T2U(R_, O_, K_, T_) MM_DW_TAPC(MM_DW_X2U, (R_) + (O_), K_, T_)
+#endif
+#define MM_DW_TANY(R_, O_, K_, T_) MM_DW_TAPC(MM_DW_XANY, (R_) + (O_), K_, T_)
+
+/* A group's requantization (mm_requant's rule): for shifts above 32 (fast) the 32-bit form
+ * with the rounding term r and the shift n - 32 precomputed per channel, else mm_requant. */
+typedef struct {
+    int32_t b[4], m[4], r[4], n[4]; /* the asm below reads these at fixed offsets */
+    int32_t bk, lo, hi; /* the bias shift, the clamp range */
+    const int8_t *s;
+    int fast; /* 0: mm_requant; 1: the fast rule; 2: the fast rule, clamp [0, 255] */
+} mm_dwq;
+
+static void mm_dw_requant4(const mm_dwl *L, const mm_dwq *q, const int32_t *acc, int32_t *y)
+{
+    for (int j = 0; j < 4; j++)
+        y[j] = mm_requant(mm_biased(acc[j], q->b[j], L->bk), q->m[j], q->s[j], L->qmin,
+                          L->qmax);
+}
+
+#if defined(__ARM_FEATURE_DSP)
+/* The fast rule for the four outputs in one asm block: shifts, bias, SMMLA (the high word of
+ * the product plus the rounding term), shift, clamp; gcc kept reloading q otherwise. */
+#define MM_DW_RQJ(A, OB, OM, OR, ON)                                                              \
+    MM_DW_RQJ_(A, OB, OM, OR, ON)                                                                 \
+    "cmp %[" A "], %[lo]\n\tit lt\n\tmovlt %[" A "], %[lo]\n\t"                                  \
+    "cmp %[" A "], %[hi]\n\tit gt\n\tmovgt %[" A "], %[hi]\n\t"
+#define MM_DW_RQJ_(A, OB, OM, OR, ON)                                                             \
+    "lsl %[" A "], %[" A "], %[bk]\n\tldr %[t], [%[q], #" OB "]\n\tadd %[" A "], %[" A "], %[t]\n\t" \
+    "ldr %[t], [%[q], #" OM "]\n\tldr %[u], [%[q], #" OR "]\n\t"                                  \
+    "smmla %[" A "], %[" A "], %[t], %[u]\n\tldr %[t], [%[q], #" ON "]\n\t"                       \
+    "asr %[" A "], %[" A "], %[t]\n\t"
+/* The clamp to [0, 255] (8-bit unsigned outputs) is one USAT. */
+#define MM_DW_RQU8(A, OB, OM, OR, ON) MM_DW_RQJ_(A, OB, OM, OR, ON) "usat %[" A "], #8, %[" A "]\n\t"
+#define MM_DW_REQ4U8() MM_DW_REQ4_(MM_DW_RQU8)
+#define MM_DW_REQ4() MM_DW_REQ4_(MM_DW_RQJ)
+#define MM_DW_REQ4_(J)                                                                            \
+    do {                                                                                          \
+        uint32_t t_, u_;                                                                          \
+        __asm__(J("a0", "0", "16", "32", "48") J("a1", "4", "20", "36", "52")                     \
+                    J("a2", "8", "24", "40", "56") J("a3", "12", "28", "44", "60")                \
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [t] "=&r"(t_),     \
+                  [u] "=&r"(u_)                                                                   \
+                : [q] "r"(q), [bk] "r"(q->bk), [lo] "r"(q->lo),                                   \
+                  [hi] "r"(q->hi), "m"(*q)                                                        \
+                : "cc");                                                                          \
+    } while (0)
+#else
+#define MM_DW_RQ(a, j)                                                                            \
+    do {                                                                                          \
+        const int32_t v_ =                                                                        \
+            mm_dw_smmla((uint32_t)mm_biased(a, q->b[j], q->bk), (uint32_t)q->m[j],                 \
+                        q->r[j]) >>                                                               \
+            q->n[j];                                                                              \
+        a = v_ < q->lo ? q->lo : v_ > q->hi ? q->hi : v_;                                         \
+    } while (0)
+#define MM_DW_REQ4()                                                                              \
+    do {                                                                                          \
+        MM_DW_RQ(a0, 0);                                                                          \
+        MM_DW_RQ(a1, 1);                                                                          \
+        MM_DW_RQ(a2, 2);                                                                          \
+        MM_DW_RQ(a3, 3);                                                                          \
+    } while (0)
+#define MM_DW_REQ4U8() MM_DW_REQ4()
+#endif
+
+/* One group of four channels over the whole output: in and out point at the group's first
+ * byte of pixel 0, wp holds the taps' weight pairs. Windows inside the image are told by one
+ * unsigned compare of the window's first column (lim is 0 on rows that need padding). */
+#define MM_DW_GROUP(name, T, maskv, unroll, usat8)                                                               \
+    static void name(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,      \
+                     const mm_dwq *q)                                                             \
+    {                                                                                             \
+        const int32_t ip = L->in_pix, ip2 = 2 * ip, rs = L->row, step = L->sw * ip;              \
+        const int kh = L->kh, kw = L->kw, ob = L->ob;                                             \
+        const uint32_t mask = (maskv);                                                            \
+        const int32_t zero = 0;                                                                   \
+        (void)mask;                                                                               \
+        for (int oy = 0; oy < L->out_h; oy++) {                                                   \
+            const int iy0 = oy * L->sh - L->ph;                                                   \
+            const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = L->in_h - iy0 < kh ? L->in_h - iy0 : kh;   \
+            const uint32_t n_in = (unroll) && kh == 3 && kw == 3 && ky0 == 0 && ky1 == 3 ? L->n_in : 0; \
+            int32_t px = (int32_t)iy0 * rs - (int32_t)L->pw * ip; /* window corner */          \
+            for (int ox = 0; ox < L->out_w; ox++, out += L->out_pix, px += step) {               \
+                int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;                                           \
+                if ((uint32_t)(ox - L->ox_in) < n_in) {                                           \
+                    const uint8_t *r = in + px;                                                   \
+                    T(r, zero, wp, 0);                                                            \
+                    T(r, ip, wp, 1);                                                              \
+                    T(r, ip2, wp, 2);                                                             \
+                    r += rs;                                                                      \
+                    T(r, zero, wp, 3);                                                            \
+                    T(r, ip, wp, 4);                                                              \
+                    T(r, ip2, wp, 5);                                                             \
+                    r += rs;                                                                      \
+                    T(r, zero, wp, 6);                                                            \
+                    T(r, ip, wp, 7);                                                              \
+                    T(r, ip2, wp, 8);                                                             \
+                } else {                                                                          \
+                    const int ix0 = ox * L->sw - L->pw, kx0 = ix0 < 0 ? -ix0 : 0,                 \
+                              kx1 = L->in_w - ix0 < kw ? L->in_w - ix0 : kw;                      \
+                    if ((unroll) && kh == 3 && kw == 3) { /* each valid row's valid taps */   \
+                        for (int ky = kx0 < kx1 ? ky0 : ky1; ky < ky1; ky++) {                    \
+                            const uint32_t *wr = wp + 6 * ky;                                     \
+                            int32_t o = px + (int32_t)ky * rs;                                    \
+                            if (kx0 == 0)                                                         \
+                                T(in, o, wr, 0);                                                  \
+                            o += ip;                                                              \
+                            if (kx0 <= 1 && kx1 >= 2)                                             \
+                                T(in, o, wr, 1);                                                  \
+                            o += ip;                                                              \
+                            if (kx1 == 3)                                                         \
+                                T(in, o, wr, 2);                                                  \
+                        }                                                                         \
+                    } else {                                                                      \
+                        for (int ky = ky0; ky < ky1; ky++) {                                      \
+                            const uint8_t *r = in + (px + (int32_t)ky * rs + (int32_t)kx0 * ip);  \
+                            for (int kx = kx0; kx < kx1; kx++, r += ip)                           \
+                                T(r, zero, wp + 2 * (ky * kw + kx), 0);                           \
+                        }                                                                         \
+                    }                                                                             \
+                }                                                                                 \
+                if ((usat8) && q->fast == 2) {                                                    \
+                    MM_DW_REQ4U8();                                                               \
+                } else if (q->fast) {                                                             \
+                    MM_DW_REQ4();                                                                 \
+                } else {                                                                          \
+                    int32_t acc_[4] = {a0, a1, a2, a3}, y_[4];                                    \
+                    mm_dw_requant4(L, q, acc_, y_);                                               \
+                    a0 = y_[0];                                                                   \
+                    a1 = y_[1];                                                                   \
+                    a2 = y_[2];                                                                   \
+                    a3 = y_[3];                                                                   \
+                }                                                                                 \
+                if (ob == 8) {                                                                    \
+                    out[0] = (uint8_t)a0;                                                         \
+                    out[1] = (uint8_t)a1;                                                         \
+                    out[2] = (uint8_t)a2;                                                         \
+                    out[3] = (uint8_t)a3;                                                         \
+                } else if (ob == 4) {                                                             \
+                    out[0] = (uint8_t)((a0 & 15) | ((uint32_t)a1 << 4));                          \
+                    out[1] = (uint8_t)((a2 & 15) | ((uint32_t)a3 << 4));                          \
+                } else {                                                                          \
+                    out[0] = (uint8_t)((a0 & 3) | ((a1 & 3) << 2) | ((a2 & 3) << 4) |             \
+                                       ((uint32_t)a3 << 6));                                      \
+                }                                                                                 \
+            }                                                                                     \
+        }                                                                                         \
+    }
+
+MM_DW_GROUP(mm_dw_8u, MM_DW_T8U, 0, 1, 1)
+MM_DW_GROUP(mm_dw_4u, MM_DW_T4U, 0x000F000Fu, 1, 0)
+MM_DW_GROUP(mm_dw_2u, MM_DW_T2U, 0x00030003u, 1, 0)
+MM_DW_GROUP(mm_dw_any, MM_DW_TANY, 0, 0, 0) /* signed inputs (rare): no unrolled code */
 
 /* One channel over the whole output (the few leftover channels, or kernels larger than
- * MM_MAX_TAPS); sub-byte results are OR-ed into the zeroed output. */
+ * MM_DW_TAPS); sub-byte results are OR-ed into the zeroed output. */
 static void mm_dw_channel(const uint8_t *in, uint8_t *out, const uint8_t *w, int32_t b,
                           int32_t m0, int s, int ch, int32_t in_pix, int32_t out_pix, int in_h,
                           int in_w, int out_h, int out_w, int kh, int kw, int sh, int sw, int ph,
@@ -235,201 +345,72 @@ static void mm_dw_channel(const uint8_t *in, uint8_t *out, const uint8_t *w, int
     }
 }
 
-#if defined(__ARM_FEATURE_DSP)
-static inline uint32_t mm_dld32(const void *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-#define MM_DSP1(ins, x)                                                                           \
-    ({                                                                                            \
-        uint32_t r_;                                                                              \
-        __asm__(ins : "=r"(r_) : "r"(x));                                                         \
-        r_;                                                                                       \
-    })
-#endif
-
-/* One tap of four channels: the input word at px, the weight word at pk (channels 0..3). */
-#if defined(__ARM_FEATURE_DSP)
-/* One tap of four channels in one asm block (loads, extends, four MACs): kept together, gcc
- * neither hoists the loads nor spills the halfword pairs. The input word is at base + off
- * (a register), the weight word at pk + ko (an immediate). */
-#define MM_DW8_ASM(ext, xaddr)                                                                    \
-    "ldr %[x], " xaddr "\n\tldr %[w], [%[k], %[kk]]\n\tsxtb16 %[t], %[w]\n\t"                    \
-    "sxtb16 %[w], %[w], ror #8\n\t" ext " %[u], %[x]\n\t" ext " %[x], %[x], ror #8\n\t"           \
-    "smlabb %[a0], %[u], %[t], %[a0]\n\tsmlatt %[a2], %[u], %[t], %[a2]\n\t"                      \
-    "smlabb %[a1], %[x], %[w], %[a1]\n\tsmlatt %[a3], %[x], %[w], %[a3]"
-#define MM_DW8_OUTS                                                                               \
-    [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "=&r"(x_), [w] "=&r"(w_),    \
-        [t] "=&r"(t_), [u] "=&r"(u_)
-typedef struct {
-    char b[4];
-} mm_word;
-#define MM_DW8_TAPR(ext, base, off, pk, ko)                                                       \
-    __asm__ volatile(MM_DW8_ASM(ext, "[%[p], %[o]]")                                             \
-                     : MM_DW8_OUTS                                                                \
-                     : [p] "r"(base), [o] "r"(off), [k] "r"(pk), [kk] "I"(ko),                    \
-                       "m"(*(const mm_word *)((base) + (off))), "m"(*(const mm_word *)((pk) + (ko))))
-#define MM_DW8_TAP0(ext, base, pk, ko)                                                            \
-    __asm__ volatile(MM_DW8_ASM(ext, "[%[p]]")                                                   \
-                     : MM_DW8_OUTS                                                                \
-                     : [p] "r"(base), [k] "r"(pk), [kk] "I"(ko), "m"(*(const mm_word *)(base)),   \
-                       "m"(*(const mm_word *)((pk) + (ko))))
-/* A whole 3x3 window inside the image: rows rs bytes apart, pixels c apart. */
-#define MM_DW8_3X3(ext)                                                                           \
-    do {                                                                                          \
-        MM_DW8_TAP0(ext, r, pk, 0);                                                               \
-        MM_DW8_TAPR(ext, r, c, pk, 4);                                                            \
-        MM_DW8_TAPR(ext, r, c2, pk, 8);                                                           \
-        r += rs;                                                                                  \
-        MM_DW8_TAP0(ext, r, pk, 12);                                                              \
-        MM_DW8_TAPR(ext, r, c, pk, 16);                                                           \
-        MM_DW8_TAPR(ext, r, c2, pk, 20);                                                          \
-        r += rs;                                                                                  \
-        MM_DW8_TAP0(ext, r, pk, 24);                                                              \
-        MM_DW8_TAPR(ext, r, c, pk, 28);                                                           \
-        MM_DW8_TAPR(ext, r, c2, pk, 32);                                                          \
-    } while (0)
-#define MM_DW8_TAPS(px, pk)                                                                       \
-    do {                                                                                          \
-        if (is)                                                                                   \
-            MM_DW8_TAP0("sxtb16", px, pk, 0);                                                     \
-        else                                                                                      \
-            MM_DW8_TAP0("uxtb16", px, pk, 0);                                                     \
-    } while (0)
-#else
-#define MM_DW8_TAPS(px, pk)                                                                       \
-    do {                                                                                          \
-        const uint8_t *p_ = (px);                                                                 \
-        const int8_t *k_ = (pk);                                                                  \
-        if (is) {                                                                                 \
-            a0 += (int8_t)p_[0] * k_[0];                                                          \
-            a1 += (int8_t)p_[1] * k_[1];                                                          \
-            a2 += (int8_t)p_[2] * k_[2];                                                          \
-            a3 += (int8_t)p_[3] * k_[3];                                                          \
-        } else {                                                                                  \
-            a0 += p_[0] * k_[0];                                                                  \
-            a1 += p_[1] * k_[1];                                                                  \
-            a2 += p_[2] * k_[2];                                                                  \
-            a3 += p_[3] * k_[3];                                                                  \
-        }                                                                                         \
-    } while (0)
-#endif
-
-/* The four results of channel group ch, requantized, stored in channel order. */
-#define MM_DW8_EMIT()                                                                             \
-    do {                                                                                          \
-        const int32_t y0 = mm_requant(mm_biased(a0, bias[ch], bk), mult[ch], shift[ch], qmin, qmax); \
-        const int32_t y1 =                                                                        \
-            mm_requant(mm_biased(a1, bias[ch + 1], bk), mult[ch + 1], shift[ch + 1], qmin, qmax); \
-        const int32_t y2 =                                                                        \
-            mm_requant(mm_biased(a2, bias[ch + 2], bk), mult[ch + 2], shift[ch + 2], qmin, qmax); \
-        const int32_t y3 =                                                                        \
-            mm_requant(mm_biased(a3, bias[ch + 3], bk), mult[ch + 3], shift[ch + 3], qmin, qmax); \
-        if (ob == 8) {                                                                            \
-            o[0] = (uint8_t)y0;                                                                   \
-            o[1] = (uint8_t)y1;                                                                   \
-            o[2] = (uint8_t)y2;                                                                   \
-            o[3] = (uint8_t)y3;                                                                   \
-            o += 4;                                                                               \
-        } else {                                                                                  \
-            mm_put(&wr, y0);                                                                      \
-            mm_put(&wr, y1);                                                                      \
-            mm_put(&wr, y2);                                                                      \
-            mm_put(&wr, y3);                                                                      \
-        }                                                                                         \
-    } while (0)
-
-/* 8-bit inputs and weights, channels a multiple of 4 (MM_IS_DW8): weights grouped by four
- * channels (the export reorders them, same bytes): group g holds, tap after tap, the four
- * channels' weights, so one word is a tap of four channels, as is one word of an input pixel.
- * Pixel by pixel, four channels at a time, accumulators in registers; windows inside the image
- * of a 3x3 kernel are unrolled. On DSP cores the products come from SMLABB / SMLATT on
- * halfword pairs (UXTB16 / SXTB16 with the rotation folded in). */
-static void mm_dw8(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
-                   const int32_t *mult, const int8_t *shift, int c, int in_h, int in_w,
-                   int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw, int fmt,
-                   int32_t qmin, int32_t qmax)
-{
-    const int is = MM_FMT_IN_SIGNED(fmt), ob = MM_FMT_OUT_BITS(fmt), bk = MM_FMT_BIAS_SHIFT(fmt);
-    const int taps = kh * kw;
-    const int32_t rs = (int32_t)in_w * c, c2 = 2 * c;
-    for (int oy = 0; oy < out_h; oy++) {
-        const int iy0 = oy * sh - ph;
-        const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = in_h - iy0 < kh ? in_h - iy0 : kh;
-        for (int ox = 0; ox < out_w; ox++) {
-            const int ix0 = ox * sw - pw;
-            const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = in_w - ix0 < kw ? in_w - ix0 : kw;
-            const int inside = kh == 3 && kw == 3 && ky0 == 0 && kx0 == 0 && ky1 == 3 && kx1 == 3;
-            mm_writer wr = {out, 0, 0, ob};
-            const int8_t *pk = (const int8_t *)w;
-            uint8_t *o = out;
-            if (inside) {
-                const uint8_t *const r0 = in + ((int32_t)iy0 * in_w + ix0) * c;
-                for (int ch = 0; ch < c; ch += 4, pk += 36) {
-                    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-                    const uint8_t *r = r0 + ch;
-#if defined(__ARM_FEATURE_DSP)
-                    uint32_t x_, w_, t_, u_;
-                    if (is)
-                        MM_DW8_3X3("sxtb16");
-                    else
-                        MM_DW8_3X3("uxtb16");
-#else
-                    for (int t = 0; t < 9; t++)
-                        MM_DW8_TAPS(r + (t / 3) * rs + (t % 3) * c, pk + 4 * t);
-                    (void)c2;
-#endif
-                    MM_DW8_EMIT();
-                }
-            } else {
-                for (int ch = 0; ch < c; ch += 4, pk += 4 * taps) {
-                    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-                    for (int ky = ky0; ky < ky1; ky++) {
-                        const uint8_t *px = in + ((int32_t)(iy0 + ky) * in_w + ix0 + kx0) * c + ch;
-                        const int8_t *pt = pk + 4 * (ky * kw + kx0);
-                        for (int kx = kx0; kx < kx1; kx++, px += c, pt += 4) {
-#if defined(__ARM_FEATURE_DSP)
-                            uint32_t x_, w_, t_, u_;
-#endif
-                            MM_DW8_TAPS(px, pt);
-                        }
-                    }
-                    MM_DW8_EMIT();
-                }
-            }
-            if (ob == 8) {
-                out = o;
-            } else {
-                mm_flush(&wr);
-                out = wr.p;
-            }
-        }
-    }
-}
+typedef void (*mm_dw_fn)(const mm_dwl *, const uint8_t *, uint8_t *, const uint32_t *,
+                         const mm_dwq *);
 
 void mm_depthwise(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
                   const int32_t *mult, const int8_t *shift, int c, int in_h, int in_w,
                   int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw, int fmt,
                   int32_t qmin, int32_t qmax, void *scratch)
 {
-    const int ib = MM_FMT_IN_BITS(fmt), ob = MM_FMT_OUT_BITS(fmt);
+    const int ib = MM_FMT_IN_BITS(fmt), is = MM_FMT_IN_SIGNED(fmt);
+    const int wb = MM_FMT_W_BITS(fmt), ob = MM_FMT_OUT_BITS(fmt);
     const int32_t in_pix = mm_bytes(c, ib), out_pix = mm_bytes(c, ob);
-    const int blocked = kh * kw <= MM_MAX_TAPS ? c - c % MM_LANES : 0;
+    const int taps = kh * kw;
+    const int32_t row_bytes = mm_bytes(taps, wb);
+    const int grouped = taps <= MM_DW_TAPS ? c - c % 4 : 0;
+    /* first column whose window starts inside (ix0 >= 0), first one past the last whose
+     * window ends inside (ix0 + 3 <= in_w) */
+    const int ox_in = (pw + sw - 1) / sw, ox_end = in_w >= 3 ? (in_w - 3 + pw) / sw + 1 : 0;
+    const mm_dwl L = {in_pix, out_pix, in_pix * in_w, in_h, in_w, out_h, out_w, kh, kw,
+                      sh, sw, ph, pw, ib, is, ob, MM_FMT_BIAS_SHIFT(fmt), qmin, qmax, ox_in, ox_end > ox_in ? (ox_end < out_w ? ox_end : out_w) - ox_in : 0};
+    const mm_dw_fn fn = is ? mm_dw_any : ib == 8 ? mm_dw_8u : ib == 4 ? mm_dw_4u : mm_dw_2u;
+    const int per = 8 / wb, wsh = 8 - wb;
+    const uint32_t top = wb == 8 ? 0xFFFFFFFFu : wb == 4 ? 0xF0F0F0F0u : 0xC0C0C0C0u;
+    uint32_t wp[2 * MM_DW_TAPS]; /* the group's weights as halfword pairs, tap after tap */
+    mm_dwq q;
     int ch;
-    if (MM_IS_DW8(c, ib, MM_FMT_W_BITS(fmt))) {
-        mm_dw8(in, out, w, bias, mult, shift, c, in_h, in_w, out_h, out_w, kh, kw, sh, sw, ph, pw,
-               fmt, qmin, qmax);
-        return;
+    (void)scratch;
+    for (ch = 0; ch < grouped; ch += 4) {
+        /* Byte j of word k holds channel j's taps k * per ..., the first in the top bits:
+         * masked in place (SXTB16) they are the weights times 2^(8 - wb), shifted back. */
+        const uint8_t *g = w + ch * row_bytes;
+        for (int t = 0; wb == 8 && t < taps; t++, g += 4) { /* one tap per word */
+            uint32_t word;
+            memcpy(&word, g, 4);
+            wp[2 * t] = mm_dw_sxtb16(word);
+            wp[2 * t + 1] = mm_dw_sxtb16_8(word);
+        }
+        for (int t = 0; wb != 8 && t < taps; g += 4) {
+            uint32_t word;
+            memcpy(&word, g, 4);
+            for (int f = 0; f < per && t < taps; f++, t++) {
+                const uint32_t v = (word << (f * wb)) & top;
+                const uint32_t p0 = mm_dw_sxtb16(v), p1 = mm_dw_sxtb16_8(v);
+                wp[2 * t] = mm_dw_pair((int16_t)(p0 & 0xFFFFu) >> wsh, (int32_t)p0 >> (16 + wsh));
+                wp[2 * t + 1] = mm_dw_pair((int16_t)(p1 & 0xFFFFu) >> wsh, (int32_t)p1 >> (16 + wsh));
+            }
+        }
+        q.s = shift + ch;
+        q.bk = L.bk;
+        q.lo = qmin;
+        q.hi = qmax;
+        q.fast = 1;
+        for (int j = 0; j < 4; j++) {
+            q.b[j] = bias[ch + j];
+            q.m[j] = mult[ch + j];
+            q.fast &= q.s[j] > 32;
+            q.n[j] = q.s[j] - 32;
+            q.r[j] = q.fast ? (int32_t)1 << (q.s[j] - 33) : 0;
+        }
+        if (q.fast && qmin == 0 && qmax == 255)
+            q.fast = 2;
+        fn(&L, in + ((ch * ib) >> 3), out + ((ch * ob) >> 3), wp, &q);
     }
-    if (ob != 8 && blocked < c) /* the single-channel tail ORs its bits in */
+    if (ob != 8 && grouped < c) /* the single-channel tail ORs its bits in */
         for (int32_t p = 0; p < (int32_t)out_h * out_w; p++)
-            memset(out + p * out_pix + ((blocked * ob) >> 3), 0,
-                   (size_t)(out_pix - ((blocked * ob) >> 3)));
-    for (ch = 0; ch < blocked; ch += MM_LANES)
-        mm_dw_block(in, out, w, bias, mult, shift, ch, in_pix, out_pix, in_h, in_w, out_h, out_w,
-                    kh, kw, sh, sw, ph, pw, fmt, qmin, qmax, scratch);
+            memset(out + p * out_pix + ((grouped * ob) >> 3), 0,
+                   (size_t)(out_pix - ((grouped * ob) >> 3)));
     for (; ch < c; ch++)
         mm_dw_channel(in, out, w, bias[ch], mult[ch], shift[ch], ch, in_pix, out_pix, in_h, in_w,
                       out_h, out_w, kh, kw, sh, sw, ph, pw, fmt, qmin, qmax);

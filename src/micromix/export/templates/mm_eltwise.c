@@ -30,6 +30,11 @@ void mm_avgpool(const uint8_t *in, uint8_t *out, const int32_t *mult, const int8
     const int32_t in_pix = mm_bytes(c, ib), o_pix = mm_bytes(c, ob);
     (void)in_h; /* windows tile the input: out_h * kh rows are read, the rest is cropped */
     if (ib == 8 && ob == 8) { /* whole bytes: read and write them directly */
+        /* A shift s <= 32 (a window's 1/n multiplier) takes mm_pw_rq's 32-bit form on the sum
+         * scaled by 2^(33 - s): (sum 2^u m0 + 2^(s+u-1)) >> (s + u) is the same value, and
+         * |sum| < 256 kh kw <= 2^(s-2) keeps sum 2^u below 2^31. */
+        const int s0 = shift[0];
+        const int up = s0 <= 32 && s0 >= 24 && kh * kw <= 1 << (s0 - 10) ? 33 - s0 : 0;
         for (int oy = 0; oy < out_h; oy++) {
             for (int ox = 0; ox < out_w; ox++) {
                 const uint8_t *p0 = in + ((int32_t)oy * kh * in_w + (int32_t)ox * kw) * in_pix;
@@ -41,7 +46,8 @@ void mm_avgpool(const uint8_t *in, uint8_t *out, const int32_t *mult, const int8
                         for (int kx = 0; kx < kw; kx++, p += in_pix)
                             sum += is ? (int8_t)*p : *p;
                     }
-                    po[ch] = (uint8_t)mm_requant(sum, mult[0], shift[0], qmin, qmax);
+                    po[ch] =
+                        (uint8_t)mm_pw_rq(sum * (1 << up), 0, mult[0], s0 + up, 0, qmin, qmax);
                 }
             }
         }

@@ -35,14 +35,21 @@ typedef char mm_needs_arithmetic_shift[((-8 >> 1) == -4) ? 1 : -1];
  * fixed locals stay on the stack. A patch longer than MM_PATCH int16 elements is processed
  * in chunks of at most MM_PATCH elements of one pixel. */
 #define MM_PATCH 256
-/* gcc inlines mm_dw_block into mm_depthwise, and the register pressure of the merged loops
- * costs 12 % more instructions there (callgrind, bench/c_inference.py). */
+/* Cold helpers stay out of line so the hot loops that call them keep their registers. */
 #if defined(__GNUC__)
 #define MM_NOINLINE __attribute__((noinline))
 #else
 #define MM_NOINLINE
 #endif
-#define MM_MAX_TAPS 25 /* depthwise kernels up to 5x5 take the vectorised path */
+/* Pointwise helpers that take a constant flag are forced inline so that each call is
+ * specialised; the common branch of a requantization is marked as such. */
+#if defined(__GNUC__)
+#define MM_INLINE inline __attribute__((always_inline))
+#define MM_LIKELY(c) __builtin_expect(!!(c), 1)
+#else
+#define MM_INLINE inline
+#define MM_LIKELY(c) (c)
+#endif
 
 static inline int32_t mm_bytes(int32_t elems, int bits) { return (elems * bits + 7) >> 3; }
 
@@ -167,6 +174,23 @@ static inline int32_t mm_requant(int32_t acc, int32_t m0, int shift, int32_t qmi
     return v < qmin ? qmin : v > qmax ? qmax : v;
 }
 
+/* mm_requant for the pointwise kernels: the common case (shift > 32) inline, its rounding as
+ * ((hi >> (k - 1)) + 1) >> 1, which equals (hi + 2^(k-1)) >> k for k >= 1 (hi = q 2^(k-1) + r
+ * with 0 <= r < 2^(k-1): both are floor((q + 1) / 2)), one instruction fewer per output; the
+ * rare case out of line (mm_dot.c; its 64-bit shift is long code). */
+int32_t mm_requant_call(int32_t acc, int32_t m0, int shift, int32_t qmin, int32_t qmax);
+static MM_INLINE int32_t mm_pw_rq(int32_t acc, int32_t b, int32_t m0, int s, int bk,
+                                  int32_t qmin, int32_t qmax)
+{
+    acc = mm_biased(acc, b, bk);
+    if (MM_LIKELY(s > 32)) {
+        const int32_t hi = (int32_t)(((int64_t)acc * m0) >> 32);
+        const int32_t v = ((hi >> (s - 33)) + 1) >> 1;
+        return v < qmin ? qmin : v > qmax ? qmax : v;
+    }
+    return mm_requant_call(acc, m0, s, qmin, qmax);
+}
+
 /* Sequential writer of packed values: whole bytes only, so a pixel's padding bits are zero
  * and nothing outside the output tensor is ever touched. */
 typedef struct {
@@ -237,13 +261,19 @@ int mm_try_pointwise8(const uint8_t *in, uint8_t *out, const uint8_t *w, const i
                       int out_c, int out_h, int out_w, int kh, int kw, int sh, int sw, int ph,
                       int pw, int groups, int fmt, int32_t qmin, int32_t qmax, void *scratch);
 
-/* DSP cores: 1x1 layers with sub-byte inputs or weights (not both 8-bit) on 32 to MM_PATCH
- * input channels (fewer: the lane kernel is faster, measured) unpack each input pixel once into the scratch (in_c int16, which
- * memory.scratch_need already counts for these layers) and expand the packed weights in
- * registers (mm_dot.c). */
+/* 1x1 layers (and linears on a 1 x 1 input) with 4- or 2-bit weights on at least one weight
+ * word (32 / w_bits) and at most MM_PATCH input channels, on every core (from 8 channels at 4
+ * bits and 16 at 2 bits this beats the lane kernel on Cortex-M4, measured): each input pixel is
+ * unpacked once into the scratch (in_c int16, less than memory.scratch_need counts for these
+ * layers), the packed weights are expanded in registers (mm_dot.c; SMLAD on DSP cores). Weight
+ * layout (the export reorders the rows, same bytes): each block of four rows interleaves the
+ * rows' 4-byte words (row 0 word 0, row 1 word 0, ..., row 0 word 1, ...) over the first
+ * nblk = in_c - in_c % (32 / w_bits) elements, then each row's remaining bytes, row after row;
+ * rows after the last full block stay in natural order. MM_IS_PWSUB is the rule (cgen.py
+ * mirrors it). */
 #define MM_IS_PWSUB(groups, in_bits, w_bits, kh, kw, ph, pw, in_c)                                \
-    ((groups) == 1 && !((in_bits) == 8 && (w_bits) == 8) && (kh) == 1 && (kw) == 1 &&            \
-     (ph) == 0 && (pw) == 0 && (in_c) >= 32 && (in_c) <= MM_PATCH)
+    ((groups) == 1 && (w_bits) < 8 && (kh) == 1 && (kw) == 1 && (ph) == 0 && (pw) == 0 &&       \
+     (in_c) * (w_bits) >= 32 && (in_c) <= MM_PATCH)
 void mm_pointwise_sub(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
                       const int32_t *mult, const int8_t *shift, int in_c, int in_w, int out_c,
                       int out_h, int out_w, int sh, int sw, int fmt, int32_t qmin, int32_t qmax,
@@ -268,12 +298,10 @@ void mm_conv_small(const uint8_t *in, uint8_t *out, const uint8_t *w, const int3
                    int out_c, int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw,
                    int fmt, int32_t qmin, int32_t qmax, void *scratch);
 
-/* Depthwise layers with 8-bit inputs and weights on a multiple of 4 channels run mm_dw8 (mm_dw.c),
- * whose weights the export stores in groups of four channels, tap after tap (tap t of channel
- * 4g + j at 4 * (g * taps + t) + j). */
-#define MM_IS_DW8(c, in_bits, w_bits) ((in_bits) == 8 && (w_bits) == 8 && (c) % 4 == 0)
-
-/* Depthwise convolution (groups == in_c == out_c), any kernel size. */
+/* Depthwise convolution (groups == in_c == out_c), any kernel size (mm_dw.c, no scratch).
+ * Kernels of up to MM_DW_TAPS taps run four channels at a time, their weights stored in groups
+ * of four channels (cgen.depthwise_layout: same bytes); larger kernels read natural rows. */
+#define MM_DW_TAPS 25
 void mm_depthwise(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
                   const int32_t *mult, const int8_t *shift, int c, int in_h, int in_w,
                   int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw, int fmt,
