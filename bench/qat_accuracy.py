@@ -9,8 +9,8 @@ repeated runs add up; a job already in --out is skipped unless --redo). Schema:
 {"<model>": {"float": acc, "<policy>": {"<recipe>": acc}}, "_meta": {...}} with test top-1 in
 percent; `_meta` holds the commands, device, torch version and per-job seconds and histories.
 Policies: w8a8, w4a4, w2a4 (uniform) and ilp_table_b (results/qat_policies/, bench/qat_policies.py).
-Recipes: micromix.quant.recipe.RECIPES (old, new, new_no_kd, new_no_lsq, new_old_schedule,
-new_no_bn_reest; new_augment: `new` with augmentation back).
+Recipes: micromix.quant.recipe.RECIPES (old, new, kd = new + distillation, and kd's ablations
+kd_no_lsq, kd_old_schedule, kd_no_bn_reest, kd_augment).
 """
 
 from __future__ import annotations

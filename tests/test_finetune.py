@@ -168,12 +168,12 @@ def test_recipe_json_round_trip_and_refusals():
         back = QATRecipe.from_json(json.loads(json.dumps(r.to_json())))
         assert back == r, name
     assert DEFAULT_RECIPE in RECIPES
-    new = RECIPES["new"]
-    # each ablation differs from `new` in exactly its ingredient
-    assert RECIPES["new_no_kd"].kd_weight == 0 and new.kd_weight > 0
-    assert RECIPES["new_no_lsq"].weight_quant == "mse" and new.weight_quant == "lsq"
-    assert RECIPES["new_no_bn_reest"].bn_reestimate_batches == 0 < new.bn_reestimate_batches
-    assert RECIPES["new_old_schedule"].train_config(10).lr_steps == qat_recipe(10).lr_steps
+    new, kd = RECIPES["new"], RECIPES["kd"]
+    # `new` is `kd` without the teacher; each ablation differs from `kd` in exactly its ingredient
+    assert new == replace(kd, kd_weight=0.0) and kd.kd_weight > 0
+    assert RECIPES["kd_no_lsq"] == replace(kd, weight_quant="mse") and kd.weight_quant == "lsq"
+    assert RECIPES["kd_no_bn_reest"].bn_reestimate_batches == 0 < kd.bn_reestimate_batches
+    assert RECIPES["kd_old_schedule"].train_config(10).lr_steps == qat_recipe(10).lr_steps
     # the old recipe is today's QAT_RECIPE behaviour
     assert RECIPES["old"].train_config(3) == qat_recipe(3)
     assert recipe("new", kd_temperature=8.0).kd_temperature == 8.0

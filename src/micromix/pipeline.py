@@ -288,7 +288,11 @@ class Pipeline:
             warmup=c.warmup if c.strategy == "haq" else None,
             weights_only=c.weight_only,
         )
-        qat = QATSettings(train_images=c.search_train_images, eval_images=c.search_eval_images)
+        qat = QATSettings(
+            train_images=c.search_train_images,
+            eval_images=c.search_eval_images,
+            final_recipe=c.qat_recipe,
+        )
         if c.batch_size:
             qat = replace(qat, batch_size=c.batch_size)
         result = search(
