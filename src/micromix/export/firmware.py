@@ -193,7 +193,7 @@ def fit_check(
     expected: np.ndarray,
     memory_model: dict,
     *,
-    timeout: float = 600,
+    timeout: float | None = None,
 ) -> dict:
     """Link the minimal firmware for `target`, give the verdict, and run the chip-sized image
     under qemu on the first images of `images_hwc` (uint8, N x bytes); `expected` holds the
@@ -253,6 +253,11 @@ def fit_check(
         )
     make(fw, "firmware_qemu.elf")
     _, _, stack_room = _usage(fw / "firmware_qemu.elf")
+    if timeout is None:
+        # A stack that overflows into .bss can leave the image looping instead of faulting, so
+        # the limit follows the work: a few ms per image under qemu, 100x that here for slow
+        # or busy machines.
+        timeout = 60 + 0.5 * len(images_hwc)
     try:
         q = run_qemu(fw / "firmware_qemu.elf", board, timeout=timeout)
     except MicromixError:
