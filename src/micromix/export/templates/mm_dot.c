@@ -475,9 +475,15 @@ void mm_pointwise_sub(const uint8_t *in, uint8_t *out, const uint8_t *w, const i
                     wr.p[2] = (uint8_t)acc[2];
                     wr.p[3] = (uint8_t)acc[3];
                     wr.p += 4;
-                } else {
-                    for (int j = 0; j < 4; j++)
-                        mm_put(&wr, acc[j]);
+                } else { /* 4 x 4 or 4 x 2 bits: whole bytes, the writer is byte-aligned here */
+                    const uint32_t m = (1u << ob) - 1u;
+                    const uint32_t v = ((uint32_t)acc[0] & m) | (((uint32_t)acc[1] & m) << ob) |
+                                       (((uint32_t)acc[2] & m) << 2 * ob) |
+                                       ((uint32_t)acc[3] << 3 * ob);
+                    wr.p[0] = (uint8_t)v;
+                    if (ob == 4)
+                        wr.p[1] = (uint8_t)(v >> 8);
+                    wr.p += ob >> 1;
                 }
             }
             for (; co < out_c; co++, wp += rb) {
