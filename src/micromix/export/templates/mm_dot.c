@@ -469,22 +469,7 @@ void mm_pointwise_sub(const uint8_t *in, uint8_t *out, const uint8_t *w, const i
                 for (int j = 0; j < 4; j++) /* >> scale is exact: every term is a multiple */
                     acc[j] = mm_pw_rq(acc[j] >> scale, bias[co + j], mult[co + j], shift[co + j],
                                       bk, qmin, qmax);
-                if (ob == 8) { /* whole bytes: no packing */
-                    wr.p[0] = (uint8_t)acc[0];
-                    wr.p[1] = (uint8_t)acc[1];
-                    wr.p[2] = (uint8_t)acc[2];
-                    wr.p[3] = (uint8_t)acc[3];
-                    wr.p += 4;
-                } else { /* 4 x 4 or 4 x 2 bits: whole bytes, the writer is byte-aligned here */
-                    const uint32_t m = (1u << ob) - 1u;
-                    const uint32_t v = ((uint32_t)acc[0] & m) | (((uint32_t)acc[1] & m) << ob) |
-                                       (((uint32_t)acc[2] & m) << 2 * ob) |
-                                       ((uint32_t)acc[3] << 3 * ob);
-                    wr.p[0] = (uint8_t)v;
-                    if (ob == 4)
-                        wr.p[1] = (uint8_t)(v >> 8);
-                    wr.p += ob >> 1;
-                }
+                mm_put4(&wr, acc);
             }
             for (; co < out_c; co++, wp += rb) {
                 int32_t acc = mm_pws_dot1(buf, wp, nw, wb);
