@@ -229,20 +229,24 @@ static inline void mm_flush(mm_writer *w)
 static inline void mm_put4(mm_writer *w, const int32_t *a)
 {
     const int ob = w->bits;
-    if (ob == 8) {
+    uint32_t v;
+    if (MM_LIKELY(ob == 8)) { /* whole bytes, no packing; kept inline (the old layout) */
         w->p[0] = (uint8_t)a[0];
         w->p[1] = (uint8_t)a[1];
         w->p[2] = (uint8_t)a[2];
         w->p[3] = (uint8_t)a[3];
-    } else {
-        const uint32_t m = (1u << ob) - 1u;
-        const uint32_t v = ((uint32_t)a[0] & m) | (((uint32_t)a[1] & m) << ob) |
-                           (((uint32_t)a[2] & m) << 2 * ob) | ((uint32_t)a[3] << 3 * ob);
-        w->p[0] = (uint8_t)v;
-        if (ob == 4)
-            w->p[1] = (uint8_t)(v >> 8);
+        w->p += 4;
+        return;
     }
-    w->p += ob >> 1;
+    v = ((uint32_t)a[0] & ((1u << ob) - 1u)) | (((uint32_t)a[1] & ((1u << ob) - 1u)) << ob) |
+        (((uint32_t)a[2] & ((1u << ob) - 1u)) << 2 * ob) | ((uint32_t)a[3] << 3 * ob);
+    w->p[0] = (uint8_t)v;
+    if (ob == 4) {
+        w->p[1] = (uint8_t)(v >> 8);
+        w->p += 2;
+    } else {
+        w->p += 1;
+    }
 }
 
 /* Dot products of an unpacked patch x with n weights packed from the start of w (mm_dot.c).
