@@ -1,8 +1,12 @@
 """Time of a QAT training step over a float training step, same model, same batches.
 
-Also times a naive fake-quant (composed autograd ops) on the 8/8 model for comparison.
+Also times a naive fake-quant (composed autograd ops) on the 8/8 model for comparison, and the
+`new` recipe's step (quant.recipe: LSQ weight step sizes + distillation from the float model)
+with the teacher's forward pass included: online (a teacher forward every step, as with
+augmentation) and cached (no augmentation: each image's teacher logits are computed once per
+run, so a run of E epochs pays 1/E of a teacher forward per step; E = --epochs).
 
-    .venv/bin/python bench/qat_overhead.py [--steps 30] [--batch 128] [--threads N]
+    .venv/bin/python bench/qat_overhead.py [--steps 30] [--batch 128] [--threads N] [--epochs 3]
 
 MobileNetV1-0.25 at 28x28 (stride-1 stem), random data, Adam, train mode (BN updating).
 Float and QAT steps are interleaved in rounds so that a load change on a shared machine hits
@@ -24,20 +28,46 @@ from micromix.graph import trace
 from micromix.models import create
 from micromix.policy import Policy
 from micromix.quant import ActQuant, WeightQuant, prepare
+from micromix.quant.finetune import make_teacher
+from micromix.quant.recipe import NEW
+from micromix.train import distill_loss, teacher_forward
 
 
-def step_timer(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+def step_timer(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    teacher: nn.Module | None = None,
+    every: float = 1.0,
+):
+    """One training step. With `teacher`: the distillation loss of the new recipe, the teacher
+    run on the batch (online, every=1) or its forward time counted `every` (< 1: cached logits
+    computed once per run, amortized over the run's epochs) with stored logits used."""
     opt = torch.optim.Adam(model.parameters(), lr=1e-5)
     loss_fn = nn.CrossEntropyLoss()
     model.train()
+    stored = teacher(x).detach() if teacher is not None else None
 
     def step() -> tuple[float, float]:
         t0, c0 = time.perf_counter(), time.process_time()
-        loss = loss_fn(model(x), y)
+        if teacher is None:
+            loss = loss_fn(model(x), y)
+        else:
+            if every >= 1:
+                soft = teacher_forward(teacher, x)
+            else:
+                soft = stored
+            loss = distill_loss(model(x), y, soft, NEW.kd_weight, NEW.kd_temperature, loss_fn)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return time.perf_counter() - t0, time.process_time() - c0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        if teacher is not None and every < 1:  # the cached logits' share of this step
+            t1, c1 = time.perf_counter(), time.process_time()
+            teacher_forward(teacher, x)
+            wall += every * (time.perf_counter() - t1)
+            cpu += every * (time.process_time() - c1)
+        return wall, cpu
 
     return step
 
@@ -82,6 +112,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument(
+        "--epochs", type=int, default=3, help="run length the cached teacher spreads over"
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -100,6 +133,12 @@ def main() -> None:
     for name, pol in policies.items():
         timers[name] = step_timer(prepare(model, pol, graph), x, y)
     timers["naive 8/8"] = step_timer(naive(prepare(model, policies["8/8"], graph)), x, y)
+    teacher = make_teacher(model)
+    for name in ("4/4", "W2/A4"):
+        lsq = prepare(model, policies[name], graph, weight_quant=NEW.weight_quant)
+        timers[f"new {name} online"] = step_timer(lsq, x, y, teacher)
+        lsq = prepare(model, policies[name], graph, weight_quant=NEW.weight_quant)
+        timers[f"new {name} cached"] = step_timer(lsq, x, y, teacher, every=1 / args.epochs)
     times: dict[str, list[tuple[float, float]]] = {k: [] for k in timers}
     for _ in range(3):  # warm-up
         for t in timers.values():
@@ -115,12 +154,12 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
         f"{args.rounds} x {args.steps} steps each, load average {os.getloadavg()[0]:.2f}"
     )
-    print(f"{'model':<12} {'wall ms':>8} {'ratio':>6} {'cpu ms':>8} {'ratio':>6}")
+    print(f"{'model':<18} {'wall ms':>8} {'ratio':>6} {'cpu ms':>8} {'ratio':>6}")
     for name, ts in times.items():
         wall = statistics.median(t[0] for t in ts)
         cpu = statistics.median(t[1] for t in ts)
         print(
-            f"{name:<12} {1000 * wall:>8.1f} {wall / base_wall:>6.2f} "
+            f"{name:<18} {1000 * wall:>8.1f} {wall / base_wall:>6.2f} "
             f"{1000 * cpu:>8.1f} {cpu / base_cpu:>6.2f}"
         )
 

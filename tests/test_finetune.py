@@ -127,7 +127,179 @@ def test_cli_finetune_and_resume(tmp_path, capsys, float_ckpt, fashion):
     code, err = run_cli(capsys, *longer, "--run-dir", rd, "--resume")
     assert code == 2 and "train.epochs was 1, now 2" in err, err
     assert {p.name: p.read_bytes() for p in rd.iterdir() if p.is_file()} == before
+    # A recipe setting is a setting like any other: changed, the resume is refused.
+    code, err = run_cli(capsys, *args, "--run-dir", rd, "--resume", "--kd-weight", "0.5")
+    assert code == 2 and "qat_recipe.kd_weight was 0.0, now 0.5" in err, err
     code, err = run_cli(capsys, *args, "--run-dir", rd, "--resume")
     assert code == 0, err
     m = json.loads((rd / "metrics.json").read_text())
     assert [h["epoch"] for h in m["history"]] == [1]
+    cfg = json.loads((rd / "config.json").read_text())
+    assert cfg["torch_threads"] == torch.get_num_threads()
+    assert cfg["settings"]["qat_recipe"]["name"] == "old"
+
+
+@pytest.mark.slow
+def test_cli_finetune_new_recipe_flags(tmp_path, capsys, float_ckpt, fashion):
+    ck, _ = float_ckpt
+    rd = tmp_path / "run"
+    code, err = run_cli(
+        capsys, "--checkpoint", ck, "--bits", 4, "--epochs", 2, "--max-batches", 2,
+        "--recipe", "new", "--kd-temperature", 3, "--no-augment", "--run-dir", rd,
+    )  # fmt: skip
+    assert code == 0, err
+    rec = json.loads((rd / "config.json").read_text())["settings"]["qat_recipe"]
+    assert rec["name"] == "new" and rec["kd_temperature"] == 3.0 and rec["augment"] is False
+    assert rec["weight_quant"] == "lsq"
+    q, _ = load_qat(rd / "qat.pt")
+    assert q.weight_quant == "lsq"
+    code, err = run_cli(capsys, "--checkpoint", ck, "--kd-weight", 2, "--run-dir", rd, "--force")
+    assert code == 2 and "distillation weight must be in [0, 1]" in err, err
+
+
+# ---- issue 15: recipes, LSQ, BN re-estimation --------------------------------------------------
+
+
+def test_recipe_json_round_trip_and_refusals():
+    from micromix.errors import MicromixError
+    from micromix.quant.recipe import DEFAULT_RECIPE, RECIPES, QATRecipe, recipe
+
+    for name, r in RECIPES.items():
+        back = QATRecipe.from_json(json.loads(json.dumps(r.to_json())))
+        assert back == r, name
+    assert DEFAULT_RECIPE in RECIPES
+    new, kd = RECIPES["new"], RECIPES["kd"]
+    # `new` is `kd` without the teacher; each ablation differs from `kd` in exactly its ingredient
+    assert new == replace(kd, kd_weight=0.0) and kd.kd_weight > 0
+    assert RECIPES["kd_no_lsq"] == replace(kd, weight_quant="mse") and kd.weight_quant == "lsq"
+    assert RECIPES["kd_no_bn_reest"].bn_reestimate_batches == 0 < kd.bn_reestimate_batches
+    assert RECIPES["kd_old_schedule"].train_config(10).lr_steps == qat_recipe(10).lr_steps
+    # the old recipe is today's QAT_RECIPE behaviour
+    assert RECIPES["old"].train_config(3) == qat_recipe(3)
+    assert recipe("new", kd_temperature=8.0).kd_temperature == 8.0
+    for bad in ({"kd_weight": 1.5}, {"nope": 1}, {"schedule": "linear"}, {"weight_quant": "x"}):
+        with pytest.raises(MicromixError):
+            QATRecipe.from_json({**new.to_json(), **bad})
+    with pytest.raises(MicromixError, match="unknown QAT recipe"):
+        recipe("newest")
+
+
+def test_bn_reestimation_moves_stats_to_the_quantized_activations():
+    """calibrate leaves BN statistics of float activations; re-estimation with the quantizers on
+    makes them the statistics of the quantized activations BN will see (and fold)."""
+    from micromix.quant.prepare import calibrate, calibration_batches, prepare, reestimate_bn
+
+    torch.manual_seed(0)
+    model = SkipNet()
+    g = trace(model, (1, 1, 8, 8))
+    q = prepare(model, Policy.uniform(g, 2), g)
+    ds = image_set(256)
+    calibrate(q, ds, batches=2, batch_size=64)
+    bn = q.net.bn2  # after the 2-bit activation of the depthwise output
+    xs = calibration_batches(ds, 2, 64)
+    # The statistics BN meets with the quantizers on, read without changing any (momentum 0):
+    # BN normalizes with batch statistics while they are estimated.
+    bns = [m for m in q.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in bns:
+        m.momentum = 0.0
+    seen = []
+    hook = bn.register_forward_pre_hook(lambda m, a: seen.append(a[0].detach()))
+    q.train()
+    with torch.no_grad():
+        for x in xs:
+            q(x)
+    hook.remove()
+    for m in bns:
+        m.momentum = 0.1
+    target = torch.cat(seen).mean((0, 2, 3))
+    before = (bn.running_mean - target).abs().max()
+    reestimate_bn(q, xs)
+    after = (bn.running_mean - target).abs().max()
+    assert before > 1e-3 and after < 1e-5 < before
+
+
+def test_finetune_new_recipe_reestimates_before_freezing(monkeypatch):
+    import sys
+
+    from micromix.quant.recipe import RECIPES
+
+    ft = sys.modules["micromix.quant.finetune"]  # the package binds the name to the function
+
+    model = SkipNet()
+    g = trace(model, (1, 1, 8, 8))
+    ds = image_set(128)
+    r = replace(RECIPES["new"], augment=False, bn_reestimate_batches=2)
+    calls = []
+    real = ft.reestimate_bn
+    monkeypatch.setattr(ft, "reestimate_bn", lambda m, xs: calls.append(len(xs)) or real(m, xs))
+    cfg = r.train_config(2, batch_size=32, max_batches=2)
+    q = finetune(model, Policy.uniform(g, 4), ds, cfg, recipe=r, graph=g, progress=False)
+    assert calls == [2]  # once, when BN freezes after epoch 1
+    assert q.weight_quant == "lsq"
+    assert any(n.endswith("wq.step") for n, _ in q.named_parameters())
+
+
+def test_lsq_trained_model_converts_with_agreement(tmp_path):
+    """Learned step sizes change nothing downstream: the integer model of an LSQ-trained model
+    (saved and loaded again) gives the fake-quant model's top-1 on >= 99.9 % of images."""
+    from micromix.integer import convert
+    from micromix.quant.finetune import save_qat
+    from micromix.quant.recipe import RECIPES
+
+    torch.manual_seed(0)
+    model = SkipNet()
+    g = trace(model, (1, 1, 8, 8))
+    ds = image_set(256)
+    r = replace(RECIPES["new"], lr=3e-3, kd_weight=0.0)
+    cfg = r.train_config(2, batch_size=32, max_batches=4)
+    q = finetune(model, Policy.uniform(g, 4, 8), ds, cfg, recipe=r, graph=g, progress=False)
+    start = replace(r, lr=1e-12)
+    q0 = finetune(
+        model,
+        Policy.uniform(g, 4, 8),
+        ds,
+        start.train_config(1, max_batches=1),
+        recipe=start,
+        graph=g,
+        progress=False,
+    )
+    steps = {n: p for n, p in q.named_parameters() if n.endswith("wq.step")}
+    steps0 = dict(q0.named_parameters())
+    assert any(not torch.allclose(p, steps0[n]) for n, p in steps.items())  # steps were learned
+    save_qat(tmp_path / "q.pt", q)
+    loaded, _ = load_qat(tmp_path / "q.pt", model=model)
+    test = image_set(1000, seed=5)
+    with torch.no_grad():
+        fq = q(test.images.float() / 255).argmax(1).numpy()
+        fq_loaded = loaded(test.images.float() / 255).argmax(1).numpy()
+    yi = convert(loaded).run(test.images.numpy()).argmax(1)
+    assert (fq == fq_loaded).all()
+    assert (fq == yi).mean() >= 0.999
+
+
+def test_config_json_records_the_thread_count(tmp_path):
+    from micromix.rundir import open_run_dir
+
+    was = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        rd = open_run_dir(tmp_path / "a", "finetune", {"x": 1})
+        rd.close()
+        assert json.loads((tmp_path / "a" / "config.json").read_text())["torch_threads"] == 1
+        torch.set_num_threads(2)
+        rd = open_run_dir(tmp_path / "b", "finetune", {"x": 1})
+        rd.close()
+        assert json.loads((tmp_path / "b" / "config.json").read_text())["torch_threads"] == 2
+    finally:
+        torch.set_num_threads(was)
+
+
+def test_run_refuses_unknown_qat_recipe_before_any_stage(tmp_path, capsys):
+    from micromix.pipeline import RunConfig
+    from micromix.quant.recipe import DEFAULT_RECIPE
+
+    assert RunConfig().qat_recipe == DEFAULT_RECIPE
+    code = main(["run", "--qat-recipe", "newest", "--run-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "unknown QAT recipe 'newest'" in err, err
+    assert not (tmp_path / "r").exists()

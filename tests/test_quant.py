@@ -398,3 +398,45 @@ def test_load_qat_errors(tmp_path, tiny_resnet):
     torch.save({"kind": "micromix-model"}, tmp_path / "f.pt")
     with pytest.raises(CheckpointError, match="not a micromix QAT"):
         load_qat(tmp_path / "f.pt")
+
+
+# ---- learned weight step sizes (LSQ) ---------------------------------------------------------
+
+
+def test_lsq_step_gradient_matches_hand_computation():
+    from micromix.quant.fakequant import WeightQuant
+
+    torch.manual_seed(0)
+    w = torch.randn(3, 2, 3, 3)
+    wq = WeightQuant(4, 3, mode="lsq")
+    wq.init_mse(w)
+    with torch.no_grad():
+        wq.step.mul_(0.6)  # a tighter grid: some weights fall outside it
+    g = torch.randn_like(w)
+    w_req = w.clone().requires_grad_(True)
+    (wq(w_req) * g).sum().backward()
+    qmin, qmax = wq.qmin, wq.qmax
+    assert (qmin, qmax) == (-7, 7)
+    s = wq.step.detach().view(-1, 1, 1, 1)
+    u = w / s
+    q = torch.floor(u + 0.5).clamp(qmin, qmax)
+    inside = (u > qmin) & (u < qmax)
+    assert (~inside).any() and inside.any()
+    d_step = torch.where(inside, q - u, q)  # LSQ: d y / d s
+    gscale = 1.0 / (18 * 7) ** 0.5  # N = 2 * 3 * 3 weights per channel, Q_p = 7
+    want = gscale * (g * d_step).sum((1, 2, 3))
+    torch.testing.assert_close(wq.step.grad, want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(w_req.grad, torch.where(inside, g, torch.zeros_like(g)))
+
+
+def test_lsq_starts_at_the_mse_grid():
+    from micromix.quant.fakequant import WeightQuant
+
+    w = torch.randn(4, 8)
+    mse, lsq = WeightQuant(2, 4), WeightQuant(2, 4, mode="lsq")
+    mse.init_mse(w)
+    lsq.init_mse(w)
+    torch.testing.assert_close(lsq.scale(), mse.scale())
+    with torch.no_grad():
+        assert torch.equal(lsq(w), mse(w))
+    assert isinstance(lsq.step, nn.Parameter) and "clip" not in dict(mse.named_parameters())

@@ -89,3 +89,102 @@ def test_model_file_round_trip_and_corruption(tmp_path):
             assert str(path) in str(e) and "\n" not in str(e)
         else:
             raise AssertionError("expected CheckpointError")
+
+
+# ---- distillation ------------------------------------------------------------------------------
+
+
+def test_distill_loss_is_cross_entropy_at_weight_zero_and_pulls_toward_teacher():
+    from micromix.train import distill_loss
+
+    torch.manual_seed(0)
+    ce = nn.CrossEntropyLoss()
+    s = torch.randn(8, 5)
+    t = torch.randn(8, 5) * 3
+    y = torch.randint(0, 5, (8,))
+    assert torch.equal(distill_loss(s, y, t, 0.0, 4.0, ce), ce(s, y))
+    assert torch.equal(distill_loss(s, y, None, 0.7, 4.0, ce), ce(s, y))
+    # weight 1, T: the loss is T^2 KL, zero where the student equals the teacher
+    assert distill_loss(t, y, t, 1.0, 2.0, ce).abs() < 1e-6
+    x = s.clone().requires_grad_(True)
+    loss = distill_loss(x, y, t, 1.0, 2.0, ce)
+    loss.backward()
+    p_s = torch.softmax(s / 2, 1)
+    p_t = torch.softmax(t / 2, 1)
+    kl = (p_t * (p_t.log() - p_s.log())).sum(1).mean() * 4
+    torch.testing.assert_close(loss, kl)
+    # a gradient step moves the student's distribution toward the teacher's
+    moved = torch.softmax((s - 0.5 * x.grad) / 2, 1)
+    assert (moved - p_t).abs().sum() < (p_s - p_t).abs().sum()
+
+
+class _Counting(nn.Module):
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net, self.images = net, 0
+
+    def forward(self, x):
+        self.images += len(x)
+        return self.net(x)
+
+
+def test_fit_distills_and_caches_teacher_logits_without_augmentation():
+    """Without augmentation each image's teacher logits are computed once over all epochs; a
+    teacher changes the result, and kd_weight 0 ignores it."""
+    torch.manual_seed(0)
+    ds = _toy(128)
+    teacher_net = create("mobilenet_v1", width=0.1, resolution=8, in_channels=1, num_classes=2)
+    teacher = _Counting(teacher_net.eval())
+    cfg = TrainConfig(epochs=3, batch_size=32, lr=0.05, augment=False, kd_weight=0.8)
+
+    def run(c, t):
+        torch.manual_seed(1)
+        m = create("mobilenet_v1", width=0.1, resolution=8, in_channels=1, num_classes=2)
+        fit(m, ds, c, progress=False, teacher=t)
+        return m
+
+    kd = run(cfg, teacher)
+    assert teacher.images == 128  # 3 epochs of 128 images, each image's logits once
+    plain = run(TrainConfig(**{**cfg.to_json(), "kd_weight": 0.0}), teacher)
+    assert teacher.images == 128  # not called at weight 0
+    assert not torch.equal(kd.classifier.weight, plain.classifier.weight)
+    from dataclasses import replace
+
+    teacher.images = 0
+    run(replace(cfg, augment=True, epochs=1), teacher)
+    assert teacher.images == 128  # augmented: every batch afresh (one epoch here)
+
+
+def test_adam_scales_the_learning_rate_of_parameters_that_ask():
+    """LSQ's gradient scale is divided out by Adam; make_optimizer puts it into the lr."""
+    from dataclasses import replace
+
+    from micromix.train import make_optimizer
+
+    m = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
+    m[1].bias.lr_scale = 0.25
+    cfg = TrainConfig(optimizer="adam", lr=1e-3, weight_decay=1e-4)
+    opt = make_optimizer(m, cfg)
+    (group,) = [g for g in opt.param_groups if any(p is m[1].bias for p in g["params"])]
+    assert group["lr"] == 1e-3 * 0.25 and group["weight_decay"] == 0.0
+    assert len(group["params"]) == 1
+    sgd = make_optimizer(m, replace(cfg, optimizer="sgd"))
+    assert all(g["lr"] == 1e-3 for g in sgd.param_groups)  # SGD keeps the gradient's scale
+    # fit keeps the ratio while the schedule moves the learning rate
+    ds = _toy(64)
+    seen = []
+    real_step = torch.optim.Adam.step
+
+    def spy(self, *a, **k):
+        seen.append([g["lr"] for g in self.param_groups])
+        return real_step(self, *a, **k)
+
+    torch.optim.Adam.step = spy
+    try:
+        net = create("mobilenet_v1", width=0.1, resolution=8, in_channels=1, num_classes=2)
+        net.classifier.bias.lr_scale = 0.5
+        fit(net, ds, replace(cfg, epochs=1, batch_size=16, schedule="cosine"), progress=False)
+    finally:
+        torch.optim.Adam.step = real_step
+    assert len(seen) == 4 and seen[1][0] < seen[0][0]
+    assert all(abs(lrs[-1] - 0.5 * lrs[0]) < 1e-15 for lrs in seen)

@@ -25,6 +25,7 @@ from .graph import trace
 from .memory import memory_report
 from .models import input_shape_of, spec_of
 from .policy import Policy
+from .quant.recipe import DEFAULT_RECIPE, recipe
 from .rundir import check_run_dir, load_checkpoint, open_run_dir, read_json, write_json
 from .train import evaluate, fit, float_recipe, load_float, load_model, save_model
 
@@ -60,6 +61,7 @@ class RunConfig:
     workers: int = 1  # policies evaluated at a time by the search (Ray above 1)
     finetune_epochs: int = 3
     finetune_batches: int | None = None  # cap per epoch, for the smoke preset
+    qat_recipe: str = DEFAULT_RECIPE  # a name in quant.recipe.RECIPES
     eval_images: int | None = None  # None: the whole 10k test set
     export_images: int = 1000
     export_target: str = "auto"  # host, cortex-m4, or auto (cortex-m4 when its tools are installed)
@@ -138,6 +140,7 @@ class Pipeline:
         from .train import QAT_RECIPE
 
         c = self.cfg
+        recipe(c.qat_recipe)  # an unknown recipe name is refused here
         if c.strategy not in list_strategies():
             raise MicromixError(
                 f"unknown strategy {c.strategy!r}; choose one of {', '.join(list_strategies())}."
@@ -285,7 +288,11 @@ class Pipeline:
             warmup=c.warmup if c.strategy == "haq" else None,
             weights_only=c.weight_only,
         )
-        qat = QATSettings(train_images=c.search_train_images, eval_images=c.search_eval_images)
+        qat = QATSettings(
+            train_images=c.search_train_images,
+            eval_images=c.search_eval_images,
+            final_recipe=c.qat_recipe,
+        )
         if c.batch_size:
             qat = replace(qat, batch_size=c.batch_size)
         result = search(
@@ -311,7 +318,7 @@ class Pipeline:
         return result.policy
 
     def finetune(self, model: torch.nn.Module, policy: Policy):
-        from .quant.finetune import finetune, load_qat, qat_recipe, save_qat
+        from .quant.finetune import finetune, load_qat, save_qat
 
         path = self.dir / "finetune" / "qat.pt"
         if "finetune" in self.done:
@@ -319,7 +326,8 @@ class Pipeline:
         c = self.cfg
         t0 = time.time()
         graph = trace(model)
-        cfg = qat_recipe(c.finetune_epochs, max_batches=c.finetune_batches, seed=c.seed)
+        qat = recipe(c.qat_recipe)
+        cfg = qat.train_config(c.finetune_epochs, max_batches=c.finetune_batches, seed=c.seed)
         if c.batch_size:
             cfg = replace(cfg, batch_size=c.batch_size)
         q = finetune(
@@ -332,6 +340,7 @@ class Pipeline:
             resume=self.resume,
             graph=graph,
             progress=self.progress,
+            recipe=qat,
         )
         acc = evaluate(q, self.test_set, device=self.device)
         save_qat(path, q)

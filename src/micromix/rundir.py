@@ -602,7 +602,15 @@ def _remove(p: Path) -> None:
 
 
 def _config(p: Path, command: str, settings: dict[str, Any]) -> dict[str, Any]:
-    return {"command": command, "argv": sys.argv, "settings": settings, "versions": versions()}
+    return {
+        "command": command,
+        "argv": sys.argv,
+        "settings": settings,
+        "versions": versions(),
+        # Floating-point sums depend on how work is split over threads: part of "same seed,
+        # same result" (with the device type and the torch version in `versions`).
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def prepare_run_dir(path: str | os.PathLike, *, force: bool = False, resume: bool = False) -> Path:

@@ -19,7 +19,7 @@ from ..quant.finetune import finetune, qat_recipe, save_qat
 from ..quant.kmeans import kmeans_flash_bytes, kmeans_quantize
 from ..quant.prepare import calibrate, calibration_batches, reestimate_bn
 from ..rundir import check_run_dir, open_run_dir, write_json
-from ..train import evaluate, fit, float_recipe, save_model
+from ..train import QAT_RECIPE, evaluate, fit, float_recipe, save_model
 from .cmd_finetune import add_qat_args
 from .common import (
     add_budget_args,
@@ -136,7 +136,7 @@ def _qat_cfg(args):
         args.epochs,
         seed=args.seed,
         batch_size=args.batch_size,
-        lr=args.lr,
+        lr=QAT_RECIPE.lr if args.lr is None else args.lr,
         max_batches=args.max_batches,
     )
 

@@ -11,8 +11,9 @@ from ..errors import MicromixError
 from ..graph import trace
 from ..memory import memory_report
 from ..policy import Policy
-from ..quant.fakequant import DEFAULT_WEIGHT_RANGE, WEIGHT_RANGES
-from ..quant.finetune import finetune, qat_recipe, save_qat
+from ..quant.fakequant import DEFAULT_WEIGHT_RANGE, WEIGHT_QUANTS, WEIGHT_RANGES
+from ..quant.finetune import finetune, save_qat
+from ..quant.recipe import DEFAULT_RECIPE, RECIPES, SCHEDULES, QATRecipe, recipe
 from ..rundir import check_run_dir, open_run_dir, write_json
 from ..train import QAT_RECIPE, evaluate
 from .common import (
@@ -39,6 +40,7 @@ FINETUNE_RESULT_KEYS = (
     "model",
     "bits",
     "weight_range",
+    "qat_recipe",
     "dataset",
     "train",
     "device",
@@ -66,6 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_policy_args(p)
     add_data_args(p)
     add_qat_args(p)
+    add_recipe_args(p)
     add_common(p)
 
 
@@ -80,7 +83,12 @@ def add_policy_args(p: argparse.ArgumentParser) -> None:
 def add_qat_args(p: argparse.ArgumentParser, *, weight_range: bool = True) -> None:
     p.add_argument("--epochs", type=positive_int, default=QAT_RECIPE.epochs)
     add_batch_size(p, QAT_RECIPE.batch_size)
-    p.add_argument("--lr", type=positive_float, default=QAT_RECIPE.lr, help="Adam learning rate")
+    p.add_argument(
+        "--lr",
+        type=positive_float,
+        default=None,
+        help=f"Adam learning rate (default: the recipe's; {QAT_RECIPE.lr:g} in the old recipe)",
+    )
     if weight_range:
         p.add_argument(
             "--weight-range",
@@ -93,6 +101,58 @@ def add_qat_args(p: argparse.ArgumentParser, *, weight_range: bool = True) -> No
         type=positive_int,
         default=None,
         help="cap on batches per epoch (quick runs)",
+    )
+
+
+def add_recipe_args(p: argparse.ArgumentParser) -> None:
+    """--recipe and one flag per recipe setting (None: the named recipe's value)."""
+    p.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        default=DEFAULT_RECIPE,
+        help=f"named QAT recipe (default {DEFAULT_RECIPE}); the flags below change one setting",
+    )
+    p.add_argument("--schedule", choices=SCHEDULES, default=None, help="learning-rate schedule")
+    p.add_argument("--warmup-epochs", type=float, default=None, help="linear warm-up length")
+    p.add_argument(
+        "--weight-quant",
+        choices=WEIGHT_QUANTS,
+        default=None,
+        help="mse: fixed per-channel MSE clips; lsq: learned step sizes (LSQ)",
+    )
+    p.add_argument(
+        "--kd-weight",
+        type=float,
+        default=None,
+        help="weight of distillation from the float model in [0, 1] (0: off)",
+    )
+    p.add_argument("--kd-temperature", type=positive_float, default=None)
+    p.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="random crop + flip (off: the teacher's logits are computed once per image)",
+    )
+    p.add_argument(
+        "--bn-reestimate-batches",
+        type=int,
+        default=None,
+        help="batches of BN re-estimation with the quantizers on, before BN freezes (0: off)",
+    )
+
+
+def recipe_from_args(args: argparse.Namespace) -> QATRecipe:
+    """The recipe the flags ask for; a bad value is refused before anything runs."""
+    return recipe(
+        getattr(args, "recipe", DEFAULT_RECIPE),
+        lr=args.lr,
+        schedule=getattr(args, "schedule", None),
+        warmup_epochs=getattr(args, "warmup_epochs", None),
+        weight_quant=getattr(args, "weight_quant", None),
+        kd_weight=getattr(args, "kd_weight", None),
+        kd_temperature=getattr(args, "kd_temperature", None),
+        augment=getattr(args, "augment", None),
+        bn_reestimate_batches=getattr(args, "bn_reestimate_batches", None),
     )
 
 
@@ -110,18 +170,15 @@ def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     # Every check first: a refused command leaves the run directory as it was.
     check_run_dir(run_dir, "finetune", resume=args.resume, force=args.force)
+    qat = recipe_from_args(args)
     model = load_model_for(args)
     graph = trace(model)
     policy = resolve_policy(args, graph)
     data = data_for(args, model)
     check_classes(data, graph)
     check_batches(len(data.train), args.batch_size * dist.world()[1])
-    cfg = qat_recipe(
-        args.epochs,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        max_batches=args.max_batches,
+    cfg = qat.train_config(
+        args.epochs, seed=args.seed, batch_size=args.batch_size, max_batches=args.max_batches
     )
     report = memory_report(graph, policy)
     if dist.is_main():
@@ -132,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
             "policy": args.policy or f"uniform W{policy_bits(args)[0]}/A{policy_bits(args)[1]}",
             "bits": policy.to_json(),
             "weight_range": args.weight_range,
+            "qat_recipe": {"name": args.recipe, **qat.to_json()},
             "dataset": args.dataset,
             "train": cfg.to_json(),
             "device": str(device),
@@ -162,6 +220,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         graph=graph,
         weight_range=args.weight_range,
+        recipe=qat,
     )
     test_acc = evaluate(qmodel, data.test, device=device)
     held_acc = evaluate(qmodel, data.heldout, device=device)

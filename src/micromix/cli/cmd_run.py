@@ -30,6 +30,7 @@ _OVERRIDES = {
     "strategy": str,
     "episodes": positive_int,
     "finetune_epochs": positive_int,
+    "qat_recipe": str,
     "float_epochs": positive_int,
     "eval_images": positive_int,
     "export_images": positive_int,

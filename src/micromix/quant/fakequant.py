@@ -12,6 +12,8 @@ per tensor instead of five, and the gradient of the clip reduces to two dot prod
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -19,6 +21,9 @@ import torch.nn.functional as F
 from .params import qrange
 
 WEIGHT_RANGES = ("narrow", "full")
+# mse: per-channel clips fixed at their MSE-optimal value; lsq: learned step sizes (LSQ,
+# Esser et al. 2020) started from those clips. Same bits and bytes either way.
+WEIGHT_QUANTS = ("mse", "lsq")
 DEFAULT_WEIGHT_RANGE = "narrow"  # measured better at 2 bits, see results/qat_accuracy.md
 _MIN_CLIP = 1e-8  # a dead channel (all weights 0) must not divide by zero
 
@@ -68,6 +73,41 @@ class _ClipQuant(torch.autograd.Function):
                 dims = tuple(range(1, u.dim()))
                 gclip = ((g * y).sum(dims) - scale.view(-1) * (gx * u).sum(dims)) / clip
         return (gx if ctx.needs_input_grad[0] else None), gclip, None, None, None
+
+
+class _StepQuant(torch.autograd.Function):
+    """LSQ: quantize `x` (one row per output channel) with a learned per-row step size.
+
+    d y / d step = q - u inside the clip (rounding error in steps), q at qmin/qmax outside; the
+    step's gradient is multiplied by `gscale` = 1 / sqrt(N * qmax) (N = weights per row), LSQ's
+    gradient scale that keeps the step's updates in proportion to the weights'.
+    """
+
+    @staticmethod
+    def forward(ctx, x, step, qmin: int, qmax: int, gscale: float):
+        scale = step.clamp_min(_MIN_CLIP).view(-1, *([1] * (x.dim() - 1)))
+        u = x / scale
+        y = u.add(0.5).floor_().clamp_(qmin, qmax).mul_(scale)
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            ctx.save_for_backward(u, y, scale)
+        ctx.qrange, ctx.gscale = (qmin, qmax), gscale
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        u, y, scale = ctx.saved_tensors
+        gx = torch.ops.aten.hardtanh_backward(g, u, *ctx.qrange)
+        gstep = None
+        if ctx.needs_input_grad[1]:
+            # sum g * q - sum g_inside * u, with q = y / scale: two reductions per row.
+            dims = tuple(range(1, u.dim()))
+            gstep = ((g * y).sum(dims) / scale.view(-1) - (gx * u).sum(dims)) * ctx.gscale
+        return (gx if ctx.needs_input_grad[0] else None), gstep, None, None, None
+
+
+def lsq_grad_scale(numel_per_channel: int, qmax: int) -> float:
+    """LSQ's gradient scale of a step size: 1 / sqrt(N * Q_p)."""
+    return 1.0 / math.sqrt(numel_per_channel * qmax)
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -133,6 +173,10 @@ class WeightQuant(nn.Module):
     set per channel to the value of least quantization error (`init_mse`); it stays fixed unless
     `learn_clip`, which measured worse (results/qat_accuracy.md): with Adam its steps are as
     large as the weights' own and the grid drifts while the weights adapt to it.
+
+    `mode="lsq"`: the per-channel step size `step` (= scale) is a parameter trained with LSQ's
+    gradient (`_StepQuant`), initialised from the MSE clip. `scale()` and `int_weight` read
+    whichever the mode keeps, so the integer conversion is the same for both.
     """
 
     def __init__(
@@ -142,22 +186,32 @@ class WeightQuant(nn.Module):
         weight_range: str = DEFAULT_WEIGHT_RANGE,
         *,
         learn_clip: bool = False,
-    ):
+        mode: str = "mse",
+    ) -> None:
         super().__init__()
-        self.bits, self.weight_range = int(bits), weight_range
+        if mode not in WEIGHT_QUANTS:
+            raise ValueError(f"weight quantizer mode must be one of {WEIGHT_QUANTS}, got {mode!r}")
+        self.bits, self.weight_range, self.mode = int(bits), weight_range, mode
         self.qmin, self.qmax = weight_qrange(self.bits, weight_range)
-        if learn_clip:
+        self.gscale = 1.0
+        if mode == "lsq":
+            self.step = nn.Parameter(torch.ones(channels) / self.qmax)
+        elif learn_clip:
             self.clip = nn.Parameter(torch.ones(channels))
         else:
             self.register_buffer("clip", torch.ones(channels))
 
     def scale(self) -> torch.Tensor:
+        if self.mode == "lsq":
+            return self.step.clamp_min(_MIN_CLIP)
         return self.clip.clamp_min(_MIN_CLIP) / self.qmax
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         if not torch.is_grad_enabled():
             s = self.scale().view(-1, *([1] * (w.dim() - 1)))
             return fake_quant(w, s, self.qmin, self.qmax)
+        if self.mode == "lsq":
+            return _StepQuant.apply(w, self.step, self.qmin, self.qmax, self.gscale)
         return _ClipQuant.apply(w, self.clip, self.qmin, self.qmax, self.qmax)
 
     @torch.no_grad()
@@ -182,10 +236,19 @@ class WeightQuant(nn.Module):
             better = err < best_err
             best_err = torch.where(better, err, best_err)
             best = torch.where(better, clip, best)
-        self.clip.copy_(best)
+        if self.mode == "lsq":
+            self.step.copy_(best / self.qmax)
+            self.gscale = lsq_grad_scale(flat.shape[1], self.qmax)
+            # For Adam, which cancels the gradient scale: train.make_optimizer scales the
+            # step's learning rate by it instead.
+            self.step.lr_scale = self.gscale
+        else:
+            self.clip.copy_(best)
 
     def extra_repr(self) -> str:
-        return f"bits={self.bits}, range={self.weight_range} [{self.qmin}, {self.qmax}]"
+        return (
+            f"bits={self.bits}, range={self.weight_range} [{self.qmin}, {self.qmax}], {self.mode}"
+        )
 
 
 def conv_args(conv: nn.Conv2d) -> tuple:
@@ -206,11 +269,20 @@ def conv_args(conv: nn.Conv2d) -> tuple:
 class QConv2d(nn.Conv2d):
     """A Conv2d whose weight is fake-quantized per output channel; same parameter names."""
 
-    def __init__(self, conv: nn.Conv2d, bits: int, weight_range: str, learn_clip: bool = False):
+    def __init__(
+        self,
+        conv: nn.Conv2d,
+        bits: int,
+        weight_range: str,
+        learn_clip: bool = False,
+        mode: str = "mse",
+    ) -> None:
         w = conv.weight
         super().__init__(*conv_args(conv), device=w.device, dtype=w.dtype)
         self.weight, self.bias = conv.weight, conv.bias
-        self.wq = WeightQuant(bits, conv.out_channels, weight_range, learn_clip=learn_clip)
+        self.wq = WeightQuant(
+            bits, conv.out_channels, weight_range, learn_clip=learn_clip, mode=mode
+        )
         self.wq.to(w.device)
         self.wq.init_mse(w)
 
@@ -221,13 +293,22 @@ class QConv2d(nn.Conv2d):
 class QLinear(nn.Linear):
     """A Linear whose weight is fake-quantized per output row; same parameter names."""
 
-    def __init__(self, lin: nn.Linear, bits: int, weight_range: str, learn_clip: bool = False):
+    def __init__(
+        self,
+        lin: nn.Linear,
+        bits: int,
+        weight_range: str,
+        learn_clip: bool = False,
+        mode: str = "mse",
+    ) -> None:
         w = lin.weight
         super().__init__(
             lin.in_features, lin.out_features, lin.bias is not None, device=w.device, dtype=w.dtype
         )
         self.weight, self.bias = lin.weight, lin.bias
-        self.wq = WeightQuant(bits, lin.out_features, weight_range, learn_clip=learn_clip)
+        self.wq = WeightQuant(
+            bits, lin.out_features, weight_range, learn_clip=learn_clip, mode=mode
+        )
         self.wq.to(w.device)
         self.wq.init_mse(w)
 
@@ -236,12 +317,12 @@ class QLinear(nn.Linear):
 
 
 def quantize_weight_module(
-    m: nn.Module, bits: int, weight_range: str, learn_clip: bool = False
+    m: nn.Module, bits: int, weight_range: str, learn_clip: bool = False, mode: str = "mse"
 ) -> nn.Module:
     if isinstance(m, nn.Conv2d):
-        return QConv2d(m, bits, weight_range, learn_clip)
+        return QConv2d(m, bits, weight_range, learn_clip, mode)
     if isinstance(m, nn.Linear):
-        return QLinear(m, bits, weight_range, learn_clip)
+        return QLinear(m, bits, weight_range, learn_clip, mode)
     raise TypeError(f"cannot quantize the weights of {type(m).__name__}")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,15 +18,21 @@ from ..models import spec_of
 from ..policy import Policy
 from ..rundir import load_checkpoint, save_checkpoint
 from ..train import QAT_RECIPE, TrainConfig, fit
-from .fakequant import DEFAULT_WEIGHT_RANGE, WEIGHT_RANGES
-from .prepare import QATModel, calibrate, prepare
+from .fakequant import DEFAULT_WEIGHT_RANGE, WEIGHT_QUANTS, WEIGHT_RANGES
+from .prepare import QATModel, calibrate, calibration_batches, prepare, reestimate_bn
+from .recipe import QATRecipe
 
 QAT_KIND = "micromix-qat"
 
 
-def qat_recipe(epochs: int | None = None, **changes: Any) -> TrainConfig:
-    """QAT_RECIPE for `epochs` epochs: its learning-rate steps keep their place relative to the
-    length of the run (at 4/10 and 8/10), so a short fine-tune still anneals."""
+def qat_recipe(
+    epochs: int | None = None, *, recipe: QATRecipe | None = None, **changes: Any
+) -> TrainConfig:
+    """QAT_RECIPE (or `recipe`'s TrainConfig) for `epochs` epochs: its learning-rate steps keep
+    their place relative to the length of the run (at 4/10 and 8/10), so a short fine-tune
+    still anneals."""
+    if recipe is not None:
+        return recipe.train_config(QAT_RECIPE.epochs if epochs is None else epochs, **changes)
     cfg = QAT_RECIPE
     if epochs is not None and epochs != cfg.epochs:
         steps = tuple((max(1, round(at * epochs / cfg.epochs)), f) for at, f in cfg.lr_steps)
@@ -47,16 +55,27 @@ def finetune(
     weight_range: str = DEFAULT_WEIGHT_RANGE,
     learn_weight_clip: bool = False,
     calib_batches: int = 4,
+    recipe: QATRecipe | None = None,
 ) -> QATModel:
     """Quantization-aware fine-tuning of a copy of the float `model` under `policy`.
 
     Activation clips are calibrated on `train` first, then `train.fit` runs `cfg` (BN statistics
     frozen after `cfg.freeze_bn_after` epochs). Under torchrun every rank runs this and only
     rank 0 writes `checkpoint`; `resume=True` continues from it.
+
+    `recipe` adds what a TrainConfig does not hold: the weight quantizer (MSE clips or LSQ) and
+    BN re-estimation before BN freezes; `cfg` should be `recipe.train_config(...)`. With
+    cfg.kd_weight > 0 the float `model` (eval mode, BN folded) is the teacher.
     """
     device = torch.device(device)
+    weight_quant = recipe.weight_quant if recipe is not None else "mse"
     qmodel = prepare(
-        model, policy, graph, weight_range=weight_range, learn_weight_clip=learn_weight_clip
+        model,
+        policy,
+        graph,
+        weight_range=weight_range,
+        learn_weight_clip=learn_weight_clip,
+        weight_quant=weight_quant,
     ).to(device)
     qmodel.micromix_spec = spec_of(model)  # saved with it: later commands rebuild the model
     resuming = resume and checkpoint is not None and Path(checkpoint).exists()
@@ -65,6 +84,12 @@ def finetune(
     else:
         # Skipped on resume: the checkpoint holds the trained clips anyway.
         calibrate(qmodel, train, batches=calib_batches, batch_size=cfg.batch_size, device=device)
+    reest = recipe.bn_reestimate_batches if recipe is not None else 0
+
+    def before_bn_freeze(m: nn.Module) -> None:
+        # The quantizers are on now: BN sees the quantized pre-activations it will fold.
+        reestimate_bn(m, calibration_batches(train, reest, cfg.batch_size, device))
+
     state = fit(
         qmodel,
         train,
@@ -76,10 +101,29 @@ def finetune(
         extra_state=lambda: _describe(qmodel),
         progress=progress,
         desc="qat",
+        teacher=make_teacher(model, device) if cfg.kd_weight > 0 else None,
+        before_bn_freeze=before_bn_freeze if reest > 0 else None,
     )
     qmodel.history = state.history  # per-epoch loss, accuracy and seconds
     qmodel.eval()
     return qmodel
+
+
+def make_teacher(model: nn.Module, device: torch.device | str = "cpu") -> nn.Module:
+    """A frozen copy of the float `model` for distillation: eval mode, no gradients, and BN
+    folded into the convolutions where torch.fx can (fewer passes per teacher forward)."""
+    teacher = copy.deepcopy(model).to(device).eval()
+    try:
+        with warnings.catch_warnings():  # the module imports deprecated torch.jit helpers
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from torch.fx.experimental.optimization import fuse
+
+        teacher = fuse(teacher)
+    except Exception:  # untraceable or unusual layers: the unfused copy computes the same
+        pass
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
 
 
 def _describe(qmodel: QATModel) -> dict[str, Any]:
@@ -89,6 +133,7 @@ def _describe(qmodel: QATModel) -> dict[str, Any]:
         "model_spec": _spec_json(qmodel),
         "policy": qmodel.policy.to_json(),
         "weight_range": qmodel.weight_range,
+        "weight_quant": qmodel.weight_quant,
         "input_shape": list(qmodel.graph.input_shape),
     }
 
@@ -155,11 +200,14 @@ def load_qat(
     weight_range = ck.get("weight_range", DEFAULT_WEIGHT_RANGE)
     if weight_range not in WEIGHT_RANGES:
         raise CheckpointError(f"{path} has an unknown weight range {weight_range!r}.")
+    weight_quant = ck.get("weight_quant", "mse")
+    if weight_quant not in WEIGHT_QUANTS:
+        raise CheckpointError(f"{path} has an unknown weight quantizer {weight_quant!r}.")
     try:
         shape = ck.get("input_shape")
         graph = trace(model, tuple(shape) if shape else None)
         policy = Policy.from_json(ck["policy"], source=f"the policy in {path}")
-        qmodel = prepare(model, policy, graph, weight_range=weight_range)
+        qmodel = prepare(model, policy, graph, weight_range=weight_range, weight_quant=weight_quant)
         qmodel.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError, TypeError, MicromixError):
         raise CheckpointError(

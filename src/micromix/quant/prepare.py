@@ -41,6 +41,8 @@ QUANT_BITS = tuple(range(2, 9))  # what the quantizers can do; the search emits 
 class QATModel(nn.Module):
     """A fake-quant model: `net` is the rewritten GraphModule; `graph`/`policy` describe it."""
 
+    weight_quant = "mse"  # "lsq" when the weight quantizers learn their step sizes
+
     def __init__(
         self,
         net: torch.fx.GraphModule,
@@ -182,11 +184,13 @@ def prepare(
     *,
     weight_range: str = DEFAULT_WEIGHT_RANGE,
     learn_weight_clip: bool = False,
+    weight_quant: str = "mse",
 ) -> QATModel:
     """A fake-quant copy of `model` under `policy` (the float model is never changed).
 
     Works for any model `micromix.graph.trace` accepts; pass `graph` to skip tracing.
-    Activation clips start at 6; call `calibrate` to set them from data.
+    Activation clips start at 6; call `calibrate` to set them from data. `weight_quant`: "mse"
+    (fixed MSE clips) or "lsq" (learned step sizes from the same start).
     """
     if graph is None:
         graph = trace(model)
@@ -198,12 +202,13 @@ def prepare(
         graph,
         act_bits=lambda t: policy.activations[t],
         weight_module=lambda op, m: quantize_weight_module(
-            m, policy.weights[op], weight_range, learn_weight_clip
+            m, policy.weights[op], weight_range, learn_weight_clip, weight_quant
         ),
     )
     qmodel = QATModel(
         gm, graph, policy, targets, weight_range, getattr(model, "micromix_config", None)
     )
+    qmodel.weight_quant = weight_quant
     qmodel.train(model.training)
     return qmodel.to(device)
 

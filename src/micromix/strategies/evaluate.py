@@ -20,6 +20,7 @@ import torch.nn as nn
 from ..data import DataSplits
 from ..graph import Graph, trace
 from ..policy import Policy
+from ..quant.recipe import DEFAULT_RECIPE, RECIPES
 from ..train import TrainConfig, evaluate
 
 Evaluator = Callable[[Policy], float]
@@ -110,7 +111,7 @@ class QATSettings:
     # a second thread that gets descheduled made each episode 10x slower (2 s -> 22 s).
     threads: int | None = 1  # None: torch's default
     # The final choice among the top-k policies (and the seeds): the FINAL QAT's recipe
-    # (quant.finetune.qat_recipe: same optimizer, lr steps, BN freeze, augmentation, batch and
+    # (quant.recipe.RECIPES[final_recipe]: same optimizer, lr steps, BN freeze, augmentation, batch and
     # calibration) for `rescore_epochs` over `rescore_train_images` fresh train images (the
     # final QAT takes all of them), scored on the whole held-out split (None) or this many of
     # its images. The issue 13 study showed the search's own recipe (Adam 1e-3, 2,000 images
@@ -127,13 +128,12 @@ class QATSettings:
     screen_images: int = 500
     screen_margin: float = 1.0
     recipe: str = "search"  # "search": the settings above; "final": the final QAT's recipe
+    final_recipe: str = DEFAULT_RECIPE  # the final QAT's recipe (a name in quant.recipe.RECIPES)
     repeats: int = 1  # fine-tunes (training seeds seed, seed+1, ...) averaged per score
 
     def train_config(self, seed: int) -> TrainConfig:
         if self.recipe == "final":
-            from ..quant.finetune import qat_recipe
-
-            return qat_recipe(self.epochs, seed=seed)
+            return RECIPES[self.final_recipe].train_config(self.epochs, seed=seed)
         return TrainConfig(
             epochs=self.epochs,
             batch_size=self.batch_size,
@@ -194,6 +194,9 @@ class QATEvaluator:
     def finetune(self, policy: Policy, cfg: TrainConfig | None = None) -> nn.Module:
         from ..quant.finetune import finetune
 
+        s = self.settings
+        # the final recipe's weight quantizer and BN re-estimation too, not only its cfg
+        recipe = RECIPES[s.final_recipe] if s.recipe == "final" else None
         return finetune(
             self.model,
             policy,
@@ -203,6 +206,7 @@ class QATEvaluator:
             graph=self.graph,
             progress=False,
             calib_batches=self.settings.calib_batches,
+            recipe=recipe,
         )
 
     def __call__(self, policy: Policy) -> float:
