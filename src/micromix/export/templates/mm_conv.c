@@ -247,16 +247,7 @@ void mm_pointwise8(const uint8_t *in, uint8_t *out, const uint8_t *w, const int3
                 for (int j = 0; j < 4; j++)
                     acc[j] = mm_pw_rq(acc[j], bias[co + j], mult[co + j], shift[co + j], bk, qmin,
                                       qmax);
-                if (ob == 8) { /* whole bytes: no packing */
-                    wr.p[0] = (uint8_t)acc[0];
-                    wr.p[1] = (uint8_t)acc[1];
-                    wr.p[2] = (uint8_t)acc[2];
-                    wr.p[3] = (uint8_t)acc[3];
-                    wr.p += 4;
-                } else {
-                    for (int j = 0; j < 4; j++)
-                        mm_put(&wr, acc[j]);
-                }
+                mm_put4(&wr, acc);
             }
             for (; co < out_c; co++, ws += row)
                 mm_put(&wr, mm_pw_rq(mm_pw8x1(x, ws, row, is), bias[co], mult[co], shift[co], bk,

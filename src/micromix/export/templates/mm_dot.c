@@ -469,16 +469,7 @@ void mm_pointwise_sub(const uint8_t *in, uint8_t *out, const uint8_t *w, const i
                 for (int j = 0; j < 4; j++) /* >> scale is exact: every term is a multiple */
                     acc[j] = mm_pw_rq(acc[j] >> scale, bias[co + j], mult[co + j], shift[co + j],
                                       bk, qmin, qmax);
-                if (ob == 8) { /* whole bytes: no packing */
-                    wr.p[0] = (uint8_t)acc[0];
-                    wr.p[1] = (uint8_t)acc[1];
-                    wr.p[2] = (uint8_t)acc[2];
-                    wr.p[3] = (uint8_t)acc[3];
-                    wr.p += 4;
-                } else {
-                    for (int j = 0; j < 4; j++)
-                        mm_put(&wr, acc[j]);
-                }
+                mm_put4(&wr, acc);
             }
             for (; co < out_c; co++, wp += rb) {
                 int32_t acc = mm_pws_dot1(buf, wp, nw, wb);

@@ -62,7 +62,7 @@ void mm_avgpool(const uint8_t *in, uint8_t *out, const int32_t *mult, const int8
                     for (int kx = 0; kx < kw; kx++)
                         sum += mm_get(in + ((int32_t)(oy * kh + ky) * in_w + ox * kw + kx) * in_pix,
                                       ch, ib, is);
-                mm_put(&wr, mm_requant(sum, mult[0], shift[0], qmin, qmax));
+                mm_put(&wr, mm_requant_call(sum, mult[0], shift[0], qmin, qmax));
             }
             mm_flush(&wr);
         }

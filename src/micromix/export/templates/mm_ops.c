@@ -45,7 +45,7 @@ void mm_maxpool(const uint8_t *in, uint8_t *out, const int32_t *mult, const int8
                         const int32_t v = mm_get(in + pix * in_pix, ch, ib, is);
                         m = v > m ? v : m;
                     }
-                mm_put(&wr, mm_requant(m, mult[0], shift[0], qmin, qmax));
+                mm_put(&wr, mm_requant_call(m, mult[0], shift[0], qmin, qmax));
             }
             mm_flush(&wr);
         }
@@ -77,7 +77,7 @@ void mm_avgpool_pad(const uint8_t *in, uint8_t *out, const int32_t *mult, const 
                     for (int kx = kx0; kx < kx1; kx++)
                         sum += mm_get(in + ((int32_t)(iy0 + ky) * in_w + ix0 + kx) * in_pix,
                                       ch, ib, is);
-                mm_put(&wr, mm_requant(sum, mult[d], shift[d], qmin, qmax));
+                mm_put(&wr, mm_requant_call(sum, mult[d], shift[d], qmin, qmax));
             }
             mm_flush(&wr);
         }
@@ -97,7 +97,7 @@ void mm_concat(const uint8_t *in, uint8_t *out, const int32_t *mult, const int8_
         const uint8_t *pi = in + p * in_pix;
         uint8_t *po = out + p * o_pix;
         for (int ch = 0; ch < c; ch++) {
-            const int32_t v = mm_requant(mm_get(pi, ch, ib, is), mult[0], shift[0], qmin, qmax);
+            const int32_t v = mm_requant_call(mm_get(pi, ch, ib, is), mult[0], shift[0], qmin, qmax);
             mm_set(po, c_off + ch, ob, v);
         }
         if (c_off + c == c_total && (end_bit & 7))
@@ -132,7 +132,7 @@ void mm_mul(const uint8_t *x, const uint8_t *g, uint8_t *out, const int32_t *mul
         const uint8_t *px = x + p * x_pix, *pg = g + (g_per_pixel ? p * g_pix : 0);
         mm_writer wr = {out + p * o_pix, 0, 0, ob};
         for (int ch = 0; ch < c; ch++)
-            mm_put(&wr, mm_requant(mm_get(px, ch, xb, xs) * mm_get(pg, ch, gb, gs), mult[0],
+            mm_put(&wr, mm_requant_call(mm_get(px, ch, xb, xs) * mm_get(pg, ch, gb, gs), mult[0],
                                    shift[0], qmin, qmax));
         mm_flush(&wr);
     }
