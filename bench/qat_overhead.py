@@ -1,10 +1,11 @@
 """Time of a QAT training step over a float training step, same model, same batches.
 
-Also times a naive fake-quant (composed autograd ops) on the 8/8 model for comparison, and the
-`new` recipe's step (quant.recipe: LSQ weight step sizes + distillation from the float model)
-with the teacher's forward pass included: online (a teacher forward every step, as with
-augmentation) and cached (no augmentation: each image's teacher logits are computed once per
-run, so a run of E epochs pays 1/E of a teacher forward per step; E = --epochs).
+Also times a naive fake-quant (composed autograd ops) on the 8/8 model for comparison, the
+`new` recipe's step (quant.recipe: LSQ weight step sizes, no teacher) and the `kd` recipe's
+(`new` + distillation from the float model) with the teacher's forward pass included: online (a
+teacher forward every step, as with augmentation) and cached (no augmentation: each image's
+teacher logits are computed once per run, so a run of E epochs pays 1/E of a teacher forward
+per step; E = --epochs).
 
     .venv/bin/python bench/qat_overhead.py [--steps 30] [--batch 128] [--threads N] [--epochs 3]
 
@@ -29,7 +30,7 @@ from micromix.models import create
 from micromix.policy import Policy
 from micromix.quant import ActQuant, WeightQuant, prepare
 from micromix.quant.finetune import make_teacher
-from micromix.quant.recipe import NEW
+from micromix.quant.recipe import KD, NEW
 from micromix.train import distill_loss, teacher_forward
 
 
@@ -57,7 +58,7 @@ def step_timer(
                 soft = teacher_forward(teacher, x)
             else:
                 soft = stored
-            loss = distill_loss(model(x), y, soft, NEW.kd_weight, NEW.kd_temperature, loss_fn)
+            loss = distill_loss(model(x), y, soft, KD.kd_weight, KD.kd_temperature, loss_fn)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -136,9 +137,11 @@ def main() -> None:
     teacher = make_teacher(model)
     for name in ("4/4", "W2/A4"):
         lsq = prepare(model, policies[name], graph, weight_quant=NEW.weight_quant)
-        timers[f"new {name} online"] = step_timer(lsq, x, y, teacher)
-        lsq = prepare(model, policies[name], graph, weight_quant=NEW.weight_quant)
-        timers[f"new {name} cached"] = step_timer(lsq, x, y, teacher, every=1 / args.epochs)
+        timers[f"new {name}"] = step_timer(lsq, x, y)
+        lsq = prepare(model, policies[name], graph, weight_quant=KD.weight_quant)
+        timers[f"kd {name} online"] = step_timer(lsq, x, y, teacher)
+        lsq = prepare(model, policies[name], graph, weight_quant=KD.weight_quant)
+        timers[f"kd {name} cached"] = step_timer(lsq, x, y, teacher, every=1 / args.epochs)
     times: dict[str, list[tuple[float, float]]] = {k: [] for k in timers}
     for _ in range(3):  # warm-up
         for t in timers.values():
