@@ -98,54 +98,22 @@ static inline uint32_t mm_ld32(const void *p)
     memcpy(&v, p, 4);
     return v;
 }
-/* Bytes 0 and 2 / 1 and 3 of a word, sign- or zero-extended to the two halfwords SMLAD takes;
- * the rotation is folded into the extend (one instruction each). */
-static inline uint32_t mm_sx02(uint32_t x)
-{
-    uint32_t r;
-    __asm__("sxtb16 %0, %1" : "=r"(r) : "r"(x));
-    return r;
-}
-static inline uint32_t mm_sx13(uint32_t x)
-{
-    uint32_t r;
-    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
-    return r;
-}
-static inline uint32_t mm_ux02(uint32_t x)
-{
-    uint32_t r;
-    __asm__("uxtb16 %0, %1" : "=r"(r) : "r"(x));
-    return r;
-}
-static inline uint32_t mm_ux13(uint32_t x)
-{
-    uint32_t r;
-    __asm__("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
-    return r;
-}
-static inline int32_t mm_smlad(uint32_t a, uint32_t b, int32_t acc)
-{
-    int32_t r;
-    __asm__("smlad %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
-    return r;
-}
 
 /* One step of mm_pw8x4: four inputs (one load, two extends shared by the four rows), then per
  * row one load, two extends and two dual MACs, all from one weight pointer. */
 #define MM_PW8_STEP(is, xp, wp)                                                                   \
     do {                                                                                          \
         const uint32_t xv_ = mm_ld32(xp);                                                         \
-        const uint32_t xe_ = (is) ? mm_sx02(xv_) : mm_ux02(xv_);                                  \
-        const uint32_t xo_ = (is) ? mm_sx13(xv_) : mm_ux13(xv_);                                  \
+        const uint32_t xe_ = (is) ? mm_sxtb16(xv_) : mm_uxtb16(xv_);                              \
+        const uint32_t xo_ = (is) ? mm_sxtb16_8(xv_) : mm_uxtb16_8(xv_);                          \
         uint32_t v_ = mm_ld32(wp);                                                                \
-        a0 = mm_smlad(mm_sx02(v_), xe_, mm_smlad(mm_sx13(v_), xo_, a0));                          \
+        a0 = mm_smlad(mm_sxtb16(v_), xe_, mm_smlad(mm_sxtb16_8(v_), xo_, a0));                    \
         v_ = mm_ld32((wp) + 4);                                                                   \
-        a1 = mm_smlad(mm_sx02(v_), xe_, mm_smlad(mm_sx13(v_), xo_, a1));                          \
+        a1 = mm_smlad(mm_sxtb16(v_), xe_, mm_smlad(mm_sxtb16_8(v_), xo_, a1));                    \
         v_ = mm_ld32((wp) + 8);                                                                   \
-        a2 = mm_smlad(mm_sx02(v_), xe_, mm_smlad(mm_sx13(v_), xo_, a2));                          \
+        a2 = mm_smlad(mm_sxtb16(v_), xe_, mm_smlad(mm_sxtb16_8(v_), xo_, a2));                    \
         v_ = mm_ld32((wp) + 12);                                                                  \
-        a3 = mm_smlad(mm_sx02(v_), xe_, mm_smlad(mm_sx13(v_), xo_, a3));                          \
+        a3 = mm_smlad(mm_sxtb16(v_), xe_, mm_smlad(mm_sxtb16_8(v_), xo_, a3));                    \
     } while (0)
 
 /* Four output channels of one pixel from an interleaved weight block (mm_pointwise8), eight
@@ -180,8 +148,9 @@ static int32_t mm_pw8x1(const uint8_t *x, const int8_t *w,
     int32_t a = 0, i = 0;
     for (; i + 4 <= n; i += 4) {
         const uint32_t xv = mm_ld32(x + i), v = mm_ld32(w + i);
-        const uint32_t xe = is ? mm_sx02(xv) : mm_ux02(xv), xo = is ? mm_sx13(xv) : mm_ux13(xv);
-        a = mm_smlad(mm_sx02(v), xe, mm_smlad(mm_sx13(v), xo, a));
+        const uint32_t xe = is ? mm_sxtb16(xv) : mm_uxtb16(xv);
+        const uint32_t xo = is ? mm_sxtb16_8(xv) : mm_uxtb16_8(xv);
+        a = mm_smlad(mm_sxtb16(v), xe, mm_smlad(mm_sxtb16_8(v), xo, a));
     }
     for (; i < n; i++)
         a += (is ? (int8_t)x[i] : x[i]) * w[i];

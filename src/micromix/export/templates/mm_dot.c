@@ -156,30 +156,6 @@ static inline uint32_t mm_w32(const uint8_t *p)
     memcpy(&v, p, 4);
     return v;
 }
-#define MM_SX(x)                                                                                  \
-    ({                                                                                            \
-        uint32_t r_;                                                                              \
-        __asm__("sxtb16 %0, %1" : "=r"(r_) : "r"(x));                                             \
-        r_;                                                                                       \
-    })
-#define MM_SXR(x)                                                                                 \
-    ({                                                                                            \
-        uint32_t r_;                                                                              \
-        __asm__("sxtb16 %0, %1, ror #8" : "=r"(r_) : "r"(x));                                     \
-        r_;                                                                                       \
-    })
-#define MM_UX(x)                                                                                  \
-    ({                                                                                            \
-        uint32_t r_;                                                                              \
-        __asm__("uxtb16 %0, %1" : "=r"(r_) : "r"(x));                                             \
-        r_;                                                                                       \
-    })
-#define MM_UXR(x)                                                                                 \
-    ({                                                                                            \
-        uint32_t r_;                                                                              \
-        __asm__("uxtb16 %0, %1, ror #8" : "=r"(r_) : "r"(x));                                     \
-        r_;                                                                                       \
-    })
 #define MM_ANDSL4(x, m)                                                                           \
     ({                                                                                            \
         uint32_t r_;                                                                              \
@@ -241,8 +217,8 @@ static MM_NOINLINE void mm_pw_fill(int16_t *buf, const uint8_t *px, int32_t nblk
         /* Block of 8 bytes A, B: pairs (x0, x4), (x2, x6), (x1, x5), (x3, x7). */
         for (int32_t k = 0; k < nw; k++, buf += 8, px += 8) {
             const uint32_t A = mm_w32(px), B = mm_w32(px + 4);
-            const uint32_t a0 = is ? MM_SX(A) : MM_UX(A), b0 = is ? MM_SX(B) : MM_UX(B);
-            const uint32_t a1 = is ? MM_SXR(A) : MM_UXR(A), b1 = is ? MM_SXR(B) : MM_UXR(B);
+            const uint32_t a0 = is ? mm_sxtb16(A) : mm_uxtb16(A), b0 = is ? mm_sxtb16(B) : mm_uxtb16(B);
+            const uint32_t a1 = is ? mm_sxtb16_8(A) : mm_uxtb16_8(A), b1 = is ? mm_sxtb16_8(B) : mm_uxtb16_8(B);
             mm_st32(buf, (a0 & 0xFFFFu) | (b0 << 16));
             mm_st32(buf + 2, (a0 >> 16) | (b0 & 0xFFFF0000u));
             mm_st32(buf + 4, (a1 & 0xFFFFu) | (b1 << 16));
@@ -255,8 +231,8 @@ static MM_NOINLINE void mm_pw_fill(int16_t *buf, const uint8_t *px, int32_t nblk
         for (int32_t k = 0; k < nw; k++, buf += 16, px += 16) {
             for (int r = 0; r < 2; r++) {
                 const uint32_t A = mm_w32(px + 4 * r), C = mm_w32(px + 8 + 4 * r);
-                const uint32_t a0 = is ? MM_SX(A) : MM_UX(A), a1 = is ? MM_SXR(A) : MM_UXR(A);
-                const uint32_t c0 = is ? MM_SX(C) : MM_UX(C), c1 = is ? MM_SXR(C) : MM_UXR(C);
+                const uint32_t a0 = is ? mm_sxtb16(A) : mm_uxtb16(A), a1 = is ? mm_sxtb16_8(A) : mm_uxtb16_8(A);
+                const uint32_t c0 = is ? mm_sxtb16(C) : mm_uxtb16(C), c1 = is ? mm_sxtb16_8(C) : mm_uxtb16_8(C);
                 mm_st32(buf + 2 * r, (a0 & 0xFFFFu) | (c0 << 16));          /* f0 */
                 mm_st32(buf + 4 + 2 * r, (a1 & 0xFFFFu) | (c1 << 16));      /* f1 */
                 mm_st32(buf + 8 + 2 * r, (a0 >> 16) | (c0 & 0xFFFF0000u));  /* f2 */
@@ -306,7 +282,7 @@ static MM_NOINLINE void mm_pw_fill(int16_t *buf, const uint8_t *px, int32_t nblk
                 "sxtb16 %[S], %[V]\n\t"                                                           \
                 "smlad %[B], %[S], %[X0], %[B]\n\t"                                               \
                 "sxtb16 %[S], %[V], ror #8\n\t"                                                   \
-                "smlad %[B], %[S], %[X1], %[B]"                                                    \
+                "smlad %[B], %[S], %[X1], %[B]"                                                   \
                 : [A] "+r"(acca), [B] "+r"(accb), [U] "=&r"(u_), [V] "=&r"(v_), [S] "=&r"(s_)     \
                 : [M] "r"(mk), [P] "r"(p), [X0] "r"(q0), [X1] "r"(q1));                           \
     } while (0)

@@ -11,60 +11,6 @@
  */
 #include "mm_kernels.h"
 
-#if defined(__ARM_FEATURE_DSP)
-#define MM_DW_ASM1(ins)                                                                           \
-    static inline uint32_t mm_dw_##ins(uint32_t x)                                                \
-    {                                                                                             \
-        uint32_t r;                                                                               \
-        __asm__(#ins " %0, %1" : "=r"(r) : "r"(x));                                               \
-        return r;                                                                                 \
-    }
-#define MM_DW_ASM2(ins)                                                                           \
-    static inline int32_t mm_dw_##ins(uint32_t a, uint32_t b, int32_t c)                          \
-    {                                                                                             \
-        int32_t r;                                                                                \
-        __asm__(#ins " %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(c));                       \
-        return r;                                                                                 \
-    }
-MM_DW_ASM1(uxtb16)
-MM_DW_ASM1(sxtb16)
-MM_DW_ASM2(smlabb)
-MM_DW_ASM2(smlatt)
-MM_DW_ASM2(smmla) /* c + the high word of a * b */
-static inline uint32_t mm_dw_uxtb16_8(uint32_t x)
-{
-    uint32_t r;
-    __asm__("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
-    return r;
-}
-static inline uint32_t mm_dw_sxtb16_8(uint32_t x)
-{
-    uint32_t r;
-    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
-    return r;
-}
-#else /* the same operations in C */
-static inline uint32_t mm_dw_uxtb16(uint32_t x) { return x & 0x00FF00FFu; }
-static inline uint32_t mm_dw_uxtb16_8(uint32_t x) { return (x >> 8) & 0x00FF00FFu; }
-static inline uint32_t mm_dw_sxtb16(uint32_t x)
-{
-    return (uint32_t)(uint16_t)(int8_t)(x & 0xFFu) | ((uint32_t)(int8_t)((x >> 16) & 0xFFu) << 16);
-}
-static inline uint32_t mm_dw_sxtb16_8(uint32_t x) { return mm_dw_sxtb16(x >> 8); }
-static inline int32_t mm_dw_smlabb(uint32_t a, uint32_t b, int32_t c)
-{
-    return c + (int16_t)(a & 0xFFFFu) * (int16_t)(b & 0xFFFFu);
-}
-static inline int32_t mm_dw_smlatt(uint32_t a, uint32_t b, int32_t c)
-{
-    return c + (int16_t)(a >> 16) * (int16_t)(b >> 16);
-}
-static inline int32_t mm_dw_smmla(uint32_t a, uint32_t b, int32_t c)
-{
-    return c + (int32_t)(((int64_t)(int32_t)a * (int32_t)b) >> 32);
-}
-#endif
-
 static inline uint32_t mm_dw_pair(int32_t lo, int32_t hi)
 {
     return ((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16);
@@ -85,8 +31,8 @@ typedef struct {
     do {                                                                                          \
         uint32_t x_;                                                                              \
         memcpy(&x_, (p), 4);                                                                      \
-        lo = mm_dw_uxtb16(x_);                                                                    \
-        hi = mm_dw_uxtb16_8(x_);                                                                  \
+        lo = mm_uxtb16(x_);                                                                       \
+        hi = mm_uxtb16_8(x_);                                                                     \
     } while (0)
 #define MM_DW_X4U(p, lo, hi)                                                                      \
     do {                                                                                          \
@@ -111,16 +57,16 @@ static uint32_t mm_dw_xany(const uint8_t *p, int ib, int is, uint32_t *hi)
 }
 #define MM_DW_XANY(p, lo, hi) lo = mm_dw_xany((p), L->ib, L->is, &hi)
 
-#define MM_DW_TAPC(X, P_, K_, T_)                                                                     \
+#define MM_DW_TAPC(X, P_, K_, T_)                                                                 \
     do {                                                                                          \
         uint32_t lo_, hi_, w_[2];                                                                 \
         X((P_), lo_, hi_);                                                                        \
-        w_[0] = (K_)[2 * (T_)];                                                                 \
-        w_[1] = (K_)[2 * (T_) + 1];                                                           \
-        a0 = mm_dw_smlabb(lo_, w_[0], a0);                                                        \
-        a2 = mm_dw_smlatt(lo_, w_[0], a2);                                                        \
-        a1 = mm_dw_smlabb(hi_, w_[1], a1);                                                        \
-        a3 = mm_dw_smlatt(hi_, w_[1], a3);                                                        \
+        w_[0] = (K_)[2 * (T_)];                                                                   \
+        w_[1] = (K_)[2 * (T_) + 1];                                                               \
+        a0 = mm_smlabb(lo_, w_[0], a0);                                                           \
+        a2 = mm_smlatt(lo_, w_[0], a2);                                                           \
+        a1 = mm_smlabb(hi_, w_[1], a1);                                                           \
+        a3 = mm_smlatt(hi_, w_[1], a3);                                                           \
     } while (0)
 
 #if defined(__ARM_FEATURE_DSP)
@@ -132,7 +78,7 @@ static uint32_t mm_dw_xany(const uint8_t *p, int ib, int is, uint32_t *hi)
     "smlabb %[a0], %[x], %[w], %[a0]\n\tsmlatt %[a2], %[x], %[w], %[a2]\n\t"                      \
     "smlabb %[a1], %[u], %[v], %[a1]\n\tsmlatt %[a3], %[u], %[v], %[a3]"
 #define MM_DW_OUTS                                                                                \
-    [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "=&r"(x_), [u] "=&r"(u_),    \
+    [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "=&r"(x_), [u] "=&r"(u_),     \
         [w] "=&r"(w_), [v] "=&r"(v_)
 #define MM_DW_ASM(ld, pairs, R_, O_, K_, T_, ...)                                                 \
     do {                                                                                          \
@@ -183,7 +129,7 @@ static void mm_dw_requant4(const mm_dwl *L, const mm_dwq *q, const int32_t *acc,
  * the product plus the rounding term), shift, clamp; gcc kept reloading q otherwise. */
 #define MM_DW_RQJ(A, OB, OM, OR, ON)                                                              \
     MM_DW_RQJ_(A, OB, OM, OR, ON)                                                                 \
-    "cmp %[" A "], %[lo]\n\tit lt\n\tmovlt %[" A "], %[lo]\n\t"                                  \
+    "cmp %[" A "], %[lo]\n\tit lt\n\tmovlt %[" A "], %[lo]\n\t"                                   \
     "cmp %[" A "], %[hi]\n\tit gt\n\tmovgt %[" A "], %[hi]\n\t"
 #define MM_DW_RQJ_(A, OB, OM, OR, ON)                                                             \
     "lsl %[" A "], %[" A "], %[bk]\n\tldr %[t], [%[q], #" OB "]\n\tadd %[" A "], %[" A "], %[t]\n\t" \
@@ -199,7 +145,7 @@ static void mm_dw_requant4(const mm_dwl *L, const mm_dwq *q, const int32_t *acc,
         uint32_t t_, u_;                                                                          \
         __asm__(J("a0", "0", "16", "32", "48") J("a1", "4", "20", "36", "52")                     \
                     J("a2", "8", "24", "40", "56") J("a3", "12", "28", "44", "60")                \
-                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [t] "=&r"(t_),     \
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [t] "=&r"(t_),      \
                   [u] "=&r"(u_)                                                                   \
                 : [q] "r"(q), [bk] "r"(q->bk), [lo] "r"(q->lo),                                   \
                   [hi] "r"(q->hi), "m"(*q)                                                        \
@@ -209,7 +155,7 @@ static void mm_dw_requant4(const mm_dwl *L, const mm_dwq *q, const int32_t *acc,
 #define MM_DW_RQ(a, j)                                                                            \
     do {                                                                                          \
         const int32_t v_ =                                                                        \
-            mm_dw_smmla((uint32_t)mm_biased(a, q->b[j], q->bk), (uint32_t)q->m[j],                 \
+            mm_smmla((uint32_t)mm_biased(a, q->b[j], q->bk), (uint32_t)q->m[j],                   \
                         q->r[j]) >>                                                               \
             q->n[j];                                                                              \
         a = v_ < q->lo ? q->lo : v_ > q->hi ? q->hi : v_;                                         \
@@ -227,21 +173,21 @@ static void mm_dw_requant4(const mm_dwl *L, const mm_dwq *q, const int32_t *acc,
 /* One group of four channels over the whole output: in and out point at the group's first
  * byte of pixel 0, wp holds the taps' weight pairs. Windows inside the image are told by one
  * unsigned compare of the window's first column (lim is 0 on rows that need padding). */
-#define MM_DW_GROUP(name, T, maskv, unroll, usat8)                                                               \
-    static void name(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,      \
+#define MM_DW_GROUP(name, T, maskv, unroll, usat8)                                                \
+    static void name(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,        \
                      const mm_dwq *q)                                                             \
     {                                                                                             \
-        const int32_t ip = L->in_pix, ip2 = 2 * ip, rs = L->row, step = L->sw * ip;              \
+        const int32_t ip = L->in_pix, ip2 = 2 * ip, rs = L->row, step = L->sw * ip;               \
         const int kh = L->kh, kw = L->kw, ob = L->ob;                                             \
         const uint32_t mask = (maskv);                                                            \
         const int32_t zero = 0;                                                                   \
         (void)mask;                                                                               \
         for (int oy = 0; oy < L->out_h; oy++) {                                                   \
             const int iy0 = oy * L->sh - L->ph;                                                   \
-            const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = L->in_h - iy0 < kh ? L->in_h - iy0 : kh;   \
+            const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = L->in_h - iy0 < kh ? L->in_h - iy0 : kh;    \
             const uint32_t n_in = (unroll) && kh == 3 && kw == 3 && ky0 == 0 && ky1 == 3 ? L->n_in : 0; \
-            int32_t px = (int32_t)iy0 * rs - (int32_t)L->pw * ip; /* window corner */          \
-            for (int ox = 0; ox < L->out_w; ox++, out += L->out_pix, px += step) {               \
+            int32_t px = (int32_t)iy0 * rs - (int32_t)L->pw * ip; /* window corner */             \
+            for (int ox = 0; ox < L->out_w; ox++, out += L->out_pix, px += step) {                \
                 int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;                                           \
                 if ((uint32_t)(ox - L->ox_in) < n_in) {                                           \
                     const uint8_t *r = in + px;                                                   \
@@ -259,7 +205,7 @@ static void mm_dw_requant4(const mm_dwl *L, const mm_dwq *q, const int32_t *acc,
                 } else {                                                                          \
                     const int ix0 = ox * L->sw - L->pw, kx0 = ix0 < 0 ? -ix0 : 0,                 \
                               kx1 = L->in_w - ix0 < kw ? L->in_w - ix0 : kw;                      \
-                    if ((unroll) && kh == 3 && kw == 3) { /* each valid row's valid taps */   \
+                    if ((unroll) && kh == 3 && kw == 3) { /* each valid row's valid taps */       \
                         for (int ky = kx0 < kx1 ? ky0 : ky1; ky < ky1; ky++) {                    \
                             const uint32_t *wr = wp + 6 * ky;                                     \
                             int32_t o = px + (int32_t)ky * rs;                                    \
@@ -378,15 +324,15 @@ void mm_depthwise(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32
         for (int t = 0; wb == 8 && t < taps; t++, g += 4) { /* one tap per word */
             uint32_t word;
             memcpy(&word, g, 4);
-            wp[2 * t] = mm_dw_sxtb16(word);
-            wp[2 * t + 1] = mm_dw_sxtb16_8(word);
+            wp[2 * t] = mm_sxtb16(word);
+            wp[2 * t + 1] = mm_sxtb16_8(word);
         }
         for (int t = 0; wb != 8 && t < taps; g += 4) {
             uint32_t word;
             memcpy(&word, g, 4);
             for (int f = 0; f < per && t < taps; f++, t++) {
                 const uint32_t v = (word << (f * wb)) & top;
-                const uint32_t p0 = mm_dw_sxtb16(v), p1 = mm_dw_sxtb16_8(v);
+                const uint32_t p0 = mm_sxtb16(v), p1 = mm_sxtb16_8(v);
                 wp[2 * t] = mm_dw_pair((int16_t)(p0 & 0xFFFFu) >> wsh, (int32_t)p0 >> (16 + wsh));
                 wp[2 * t + 1] = mm_dw_pair((int16_t)(p1 & 0xFFFFu) >> wsh, (int32_t)p1 >> (16 + wsh));
             }

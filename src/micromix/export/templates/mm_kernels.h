@@ -22,7 +22,7 @@ typedef char mm_needs_arithmetic_shift[((-8 >> 1) == -4) ? 1 : -1];
 /* One int describes an op's number formats: input bits and signedness, weight bits, output
  * bits (the output's signedness only matters through the clamp range), and the bias shift k:
  * a conv's bias is stored in units of 2^-k accumulator steps (see mm_biased). */
-#define MM_FMT(in_bits, in_signed, w_bits, out_bits, bias_shift) \
+#define MM_FMT(in_bits, in_signed, w_bits, out_bits, bias_shift)                                  \
     ((in_bits) | ((in_signed) << 4) | ((w_bits) << 8) | ((out_bits) << 12) | ((bias_shift) << 16))
 #define MM_FMT_IN_BITS(f) ((f) & 15)
 #define MM_FMT_IN_SIGNED(f) (((f) >> 4) & 1)
@@ -49,6 +49,58 @@ typedef char mm_needs_arithmetic_shift[((-8 >> 1) == -4) ? 1 : -1];
 #else
 #define MM_INLINE inline
 #define MM_LIKELY(c) (c)
+#endif
+
+/* The DSP instructions the kernels use, one definition each: inline asm on cores with the DSP
+ * extension, plain C with the same meaning elsewhere. _8: the operand rotated right by 8
+ * first (bytes 1 and 3 instead of 0 and 2); the rotation is folded into the extend. */
+#if defined(__ARM_FEATURE_DSP)
+#define MM_ASM1(name, ins)                                                                        \
+    static inline uint32_t name(uint32_t x)                                                       \
+    {                                                                                             \
+        uint32_t r;                                                                               \
+        __asm__(ins : "=r"(r) : "r"(x));                                                          \
+        return r;                                                                                 \
+    }
+#define MM_ASM2(name, ins)                                                                        \
+    static inline int32_t name(uint32_t a, uint32_t b, int32_t c)                                 \
+    {                                                                                             \
+        int32_t r;                                                                                \
+        __asm__(ins " %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(c));                        \
+        return r;                                                                                 \
+    }
+MM_ASM1(mm_uxtb16, "uxtb16 %0, %1")
+MM_ASM1(mm_uxtb16_8, "uxtb16 %0, %1, ror #8")
+MM_ASM1(mm_sxtb16, "sxtb16 %0, %1")
+MM_ASM1(mm_sxtb16_8, "sxtb16 %0, %1, ror #8")
+MM_ASM2(mm_smlad, "smlad")
+MM_ASM2(mm_smlabb, "smlabb")
+MM_ASM2(mm_smlatt, "smlatt")
+MM_ASM2(mm_smmla, "smmla") /* c + the high word of a * b */
+#else
+static inline uint32_t mm_uxtb16(uint32_t x) { return x & 0x00FF00FFu; }
+static inline uint32_t mm_uxtb16_8(uint32_t x) { return (x >> 8) & 0x00FF00FFu; }
+static inline uint32_t mm_sxtb16(uint32_t x)
+{
+    return (uint32_t)(uint16_t)(int8_t)(x & 0xFFu) | ((uint32_t)(int8_t)((x >> 16) & 0xFFu) << 16);
+}
+static inline uint32_t mm_sxtb16_8(uint32_t x) { return mm_sxtb16(x >> 8); }
+static inline int32_t mm_smlabb(uint32_t a, uint32_t b, int32_t c)
+{
+    return c + (int16_t)(a & 0xFFFFu) * (int16_t)(b & 0xFFFFu);
+}
+static inline int32_t mm_smlatt(uint32_t a, uint32_t b, int32_t c)
+{
+    return c + (int16_t)(a >> 16) * (int16_t)(b >> 16);
+}
+static inline int32_t mm_smlad(uint32_t a, uint32_t b, int32_t c)
+{
+    return mm_smlatt(a, b, mm_smlabb(a, b, c));
+}
+static inline int32_t mm_smmla(uint32_t a, uint32_t b, int32_t c)
+{
+    return c + (int32_t)(((int64_t)(int32_t)a * (int32_t)b) >> 32);
+}
 #endif
 
 static inline int32_t mm_bytes(int32_t elems, int bits) { return (elems * bits + 7) >> 3; }
@@ -266,7 +318,7 @@ void mm_dot2x4(const int16_t *x, const uint8_t *w, int32_t row_bytes, int32_t n,
  * then the rows' last row % 4 bytes one row after the other; rows past the last full block stay
  * in natural order. MM_IS_PW8 is the rule (memory.py / cgen.py mirror it). */
 #define MM_IS_PW8(groups, in_bits, w_bits, kh, kw, ph, pw, in_h, in_w, out_h, out_w)              \
-    ((groups) == 1 && (in_bits) == 8 && (w_bits) == 8 && (ph) == 0 && (pw) == 0 &&              \
+    ((groups) == 1 && (in_bits) == 8 && (w_bits) == 8 && (ph) == 0 && (pw) == 0 &&                \
      (((kh) == 1 && (kw) == 1) || ((kh) == (in_h) && (kw) == (in_w) && (out_h) == 1 && (out_w) == 1)))
 void mm_pointwise8(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
                    const int32_t *mult, const int8_t *shift, int32_t row, int out_c, int out_h,
@@ -279,7 +331,7 @@ void mm_pointwise8(const uint8_t *in, uint8_t *out, const uint8_t *w, const int3
  * kernels' scratch holds; shorter rows run faster on mm_small's lanes). MM_IS_PW8S is the
  * rule (cgen.py mirrors it). */
 #define MM_IS_PW8S(groups, in_bits, w_bits, kh, kw, ph, pw, in_c)                                 \
-    ((groups) == 1 && (in_bits) < 8 && (w_bits) == 8 && (kh) == 1 && (kw) == 1 && (ph) == 0 &&   \
+    ((groups) == 1 && (in_bits) < 8 && (w_bits) == 8 && (kh) == 1 && (kw) == 1 && (ph) == 0 &&    \
      (pw) == 0 && (in_c) >= 32 && (in_c) <= MM_PATCH)
 /* Runs mm_pointwise8 and returns 1 when MM_IS_PW8 or MM_IS_PW8S holds, else returns 0. */
 int mm_try_pointwise8(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
@@ -298,7 +350,7 @@ int mm_try_pointwise8(const uint8_t *in, uint8_t *out, const uint8_t *w, const i
  * rows after the last full block stay in natural order. MM_IS_PWSUB is the rule (cgen.py
  * mirrors it). */
 #define MM_IS_PWSUB(groups, in_bits, w_bits, kh, kw, ph, pw, in_c)                                \
-    ((groups) == 1 && (w_bits) < 8 && (kh) == 1 && (kw) == 1 && (ph) == 0 && (pw) == 0 &&       \
+    ((groups) == 1 && (w_bits) < 8 && (kh) == 1 && (kw) == 1 && (ph) == 0 && (pw) == 0 &&         \
      (in_c) * (w_bits) >= 32 && (in_c) <= MM_PATCH)
 void mm_pointwise_sub(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
                       const int32_t *mult, const int8_t *shift, int in_c, int in_w, int out_c,
