@@ -20,7 +20,7 @@ from ..rundir import load_checkpoint, save_checkpoint
 from ..train import QAT_RECIPE, TrainConfig, fit
 from .fakequant import DEFAULT_WEIGHT_RANGE, WEIGHT_QUANTS, WEIGHT_RANGES
 from .prepare import QATModel, calibrate, calibration_batches, prepare, reestimate_bn
-from .recipe import QATRecipe
+from .recipe import RECIPES, QATRecipe
 
 QAT_KIND = "micromix-qat"
 
@@ -31,13 +31,10 @@ def qat_recipe(
     """QAT_RECIPE (or `recipe`'s TrainConfig) for `epochs` epochs: its learning-rate steps keep
     their place relative to the length of the run (at 4/10 and 8/10), so a short fine-tune
     still anneals."""
-    if recipe is not None:
-        return recipe.train_config(QAT_RECIPE.epochs if epochs is None else epochs, **changes)
-    cfg = QAT_RECIPE
-    if epochs is not None and epochs != cfg.epochs:
-        steps = tuple((max(1, round(at * epochs / cfg.epochs)), f) for at, f in cfg.lr_steps)
-        cfg = replace(cfg, epochs=epochs, lr_steps=steps if epochs > 1 else ())
-    return replace(cfg, **changes)
+    # the step placement lives in QATRecipe.train_config alone; `old` is QAT_RECIPE itself
+    return (recipe or RECIPES["old"]).train_config(
+        QAT_RECIPE.epochs if epochs is None else epochs, **changes
+    )
 
 
 def finetune(
