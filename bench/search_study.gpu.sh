@@ -8,8 +8,10 @@
 # Run from the repository root; the Fashion-MNIST .gz files in $MICROMIX_DATA (default .devdata):
 #   OUT=/tmp/out bash bench/search_study.gpu.sh
 # Settings (environment): EPISODES (40), FINAL_EPOCHS (3), DEVICE (cuda), JOB_TIMEOUT (seconds,
-# 700), MODELS, CELLS, STRATS (space-separated subsets), QUICK=1 (tiny image counts: a check
-# of the script only, e.g. QUICK=1 DEVICE=cpu EPISODES=2 MODELS=mobilenet_v1 CELLS=table_b).
+# 700), MODELS, CELLS, STRATS (space-separated subsets), PARALLEL (processes at a time; all
+# at once by default; the order is cell-major, table_b first), QUICK=1 (tiny image counts: a
+# check of the script only, e.g. QUICK=1 DEVICE=cpu EPISODES=2 MODELS=mobilenet_v1 CELLS=table_b).
+# On a 2-core machine: DEVICE=cpu PARALLEL=2 JOB_TIMEOUT=7200.
 set -u
 export MICROMIX_DATA=${MICROMIX_DATA:-$PWD/.devdata} PYTHONPATH=$PWD/src OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
 OUT=${OUT:-$PWD/study_out}
@@ -20,14 +22,17 @@ start=$(date +%s)
 nproc; nvidia-smi -L 2>/dev/null || true
 $PY -c "import torch, numpy, scipy; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 jobs=()
-for m in ${MODELS:-mobilenet_v1 mobilenet_v2 mnasnet}; do
-  for c in ${CELLS:-table_a table_b flash_0.36x flash_0.75x}; do
+for c in ${CELLS:-table_b table_a flash_0.36x flash_0.75x}; do
+  for m in ${MODELS:-mobilenet_v1 mobilenet_v2 mnasnet}; do
     for s in ${STRATS:-haq rule ilp}; do jobs+=("$m $c $s"); done
   done
 done
 echo "${#jobs[@]} processes"
 for j in "${jobs[@]}"; do
   set -- $j
+  if [ -n "${PARALLEL:-}" ]; then
+    while [ "$(jobs -rp | wc -l)" -ge "$PARALLEL" ]; do wait -n; done
+  fi
   # rule and ilp finish early; haq is the critical path, so it gets the CPU first.
   nice_level=0; [ "$3" != haq ] && nice_level=5
   ( t0=$(date +%s)
@@ -39,8 +44,9 @@ done
 wait
 elapsed=$(( $(date +%s) - start ))
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-machine="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1), $(nproc) cores"
-WORK="$WORK" OUT="$OUT" ELAPSED="$elapsed" COMMIT="$commit" MACHINE="$machine" N="${#jobs[@]}" $PY - <<'PY'
+machine="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || true)"
+machine="${machine:-$(lscpu | sed -n 's/^Model name: *//p' | head -1)}, $(nproc) cores"
+PAR="${PARALLEL:-all}" DEV="${DEVICE:-cuda}" WORK="$WORK" OUT="$OUT" ELAPSED="$elapsed" COMMIT="$commit" MACHINE="$machine" N="${#jobs[@]}" $PY - <<'PY'
 import glob, json, os
 import torch
 work, out = os.environ["WORK"], os.environ["OUT"]
@@ -54,7 +60,10 @@ doc["_meta"] = {
     "processes": int(os.environ["N"]),
     "wall_seconds": int(os.environ["ELAPSED"]),
     "commit": os.environ["COMMIT"],
-    "command": "OUT=<dir> bash bench/search_study.gpu.sh",
+    "parallel": os.environ["PAR"],
+    "device": os.environ["DEV"],
+    "command": f"OUT=<dir> DEVICE={os.environ['DEV']} PARALLEL={os.environ['PAR']} "
+    "bash bench/search_study.gpu.sh",
 }
 json.dump(doc, open(f"{out}/search_study.json", "w"), indent=1)
 with open(f"{out}/logs.txt", "w") as f:
@@ -66,14 +75,14 @@ with open(f"{work}/header.md", "w") as f:
     f.write(
         "# Issue 13 study: haq vs rule vs ilp after the same final QAT\n\n"
         "Produced by `OUT=<dir> bash bench/search_study.gpu.sh` (commit "
-        f"{m['commit']}): {m['processes']} processes at once on {m['machine']}, "
+        f"{m['commit']}): {m['processes']} processes, {m['parallel']} at a time, on {m['machine']}, "
         f"{m['wall_seconds']} s in all. One process per model, cell and strategy runs\n\n"
         "    PYTHONPATH=src python bench/search_study.py --model M --cell C --strategy S \\\n"
-        "        --episodes 40 --finetune-epochs 3 --device cuda\n\n"
+        f"        --episodes 40 --finetune-epochs 3 --device {m['device']}\n\n"
         "(each entry of search_study.json holds its command). Seed 0; haq 40 episodes, seeded\n"
         "with rule and ilp; its choice re-scores its top-3 and both seeds on the held-out split\n"
         "(`heldout_rescore`; `search_score` is the search's short score). Every returned policy\n"
-        "then gets the same final QAT, scored once on the 10k test set. Cells (ratios of the\n"
+        "then gets the same final QAT (`micromix run`'s recipe), scored once on the 10k test set. Cells (ratios of the\n"
         "uniform 8-bit FLASH / RAM): table_a = FLASH 0.48x, weight-only; table_b = FLASH 0.48x\n"
         "+ RAM 0.42x; flash_0.36x / flash_0.75x = that FLASH + RAM 0.42x. The standard error\n"
         "of one test accuracy is about 0.3 points.\n\n"

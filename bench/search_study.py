@@ -25,7 +25,8 @@ from micromix.data import load_dataset
 from micromix.graph import trace
 from micromix.memory import memory_report
 from micromix.policy import Policy
-from micromix.quant.finetune import finetune, qat_recipe
+from micromix.quant.finetune import finetune
+from micromix.quant.recipe import DEFAULT_RECIPE, RECIPES, recipe
 from micromix.strategies import DDPGConfig, QATSettings, create, search
 from micromix.strategies.evaluate import threads
 from micromix.train import evaluate, load_model
@@ -168,6 +169,12 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--finetune-epochs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--qat-recipe",
+        default=DEFAULT_RECIPE,
+        choices=sorted(RECIPES),
+        help="the final QAT's recipe, also the re-score's (as `micromix run --qat-recipe`)",
+    )
     ap.add_argument("--out", default="results/search_study.json")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (search and final QAT)")
     ap.add_argument(
@@ -183,11 +190,11 @@ def main() -> int:
     kw: dict = {"weights_only": weights_only}
     if a.strategy == "haq":
         kw.update(episodes=a.episodes, agent=DDPGConfig(warmup=a.warmup))
-    qat = QATSettings()
+    qat = QATSettings(final_recipe=a.qat_recipe)
     train = data.train
     if a.quick:
-        qat = QATSettings(train_images=128, eval_images=128, rescore_train_images=128,
-                          rescore_images=128, rescore_epochs=1)  # fmt: skip
+        qat = replace(qat, train_images=128, eval_images=128, rescore_train_images=128,
+                      rescore_images=128, rescore_epochs=1)  # fmt: skip
         train = data.train.subset(256, seed=0)
         data = replace(data, test=data.test.subset(256, seed=0))
     t0 = time.time()
@@ -208,9 +215,15 @@ def main() -> int:
     )
     search_s = time.time() - t0
     t1 = time.time()
-    recipe = qat_recipe(a.finetune_epochs, seed=a.seed)
+    # the final QAT of `micromix run` (pipeline.Run.finetune): the recipe's TrainConfig and the
+    # recipe itself (LSQ, BN re-estimation, distillation live there)
+    final = recipe(a.qat_recipe)
+    cfg = final.train_config(a.finetune_epochs, seed=a.seed)
     with threads(1):  # on a busy 2-core machine one thread is fastest (results/search.md)
-        q = finetune(model, res.policy, train, recipe, graph=graph, progress=False, device=a.device)
+        q = finetune(
+            model, res.policy, train, cfg, graph=graph, progress=False, device=a.device,
+            recipe=final,
+        )  # fmt: skip
         test = evaluate(q, data.test, device=a.device)
     u = budget.utilization(res.report)
     row = {
@@ -223,6 +236,7 @@ def main() -> int:
         "evaluations": res.evaluations,
         "search_seconds": round(search_s, 1),
         "final_qat_epochs": a.finetune_epochs,
+        "final_qat_recipe": a.qat_recipe,
         "final_qat_seconds": round(time.time() - t1, 1),
         "device": a.device,
         "quick": a.quick,
