@@ -19,7 +19,7 @@ PY=${PY:-python3}
 WORK=$(mktemp -d /tmp/search_study.XXXX)
 mkdir -p "$OUT"
 start=$(date +%s)
-nproc; nvidia-smi -L 2>/dev/null || true
+nproc --all; nvidia-smi -L 2>/dev/null || true
 $PY -c "import torch, numpy, scipy; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 jobs=()
 for c in ${CELLS:-table_b table_a flash_0.36x flash_0.75x}; do
@@ -45,7 +45,7 @@ wait
 elapsed=$(( $(date +%s) - start ))
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 machine="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || true)"
-machine="${machine:-$(lscpu | sed -n 's/^Model name: *//p' | head -1)}, $(nproc) cores"
+machine="${machine:-$(lscpu | sed -n 's/^Model name: *//p' | head -1)}, $(nproc --all) cores"
 PAR="${PARALLEL:-all}" DEV="${DEVICE:-cuda}" WORK="$WORK" OUT="$OUT" ELAPSED="$elapsed" COMMIT="$commit" MACHINE="$machine" N="${#jobs[@]}" $PY - <<'PY'
 import glob, json, os
 import torch
