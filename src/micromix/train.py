@@ -215,8 +215,9 @@ def fit(
     opt = make_optimizer(model, cfg)
     state = FitState()
     seed_everything(cfg.seed)
+    resume_ck = None
     if resume and checkpoint is not None and Path(checkpoint).exists():
-        ck = load_checkpoint(checkpoint, map_location=str(device))
+        ck = resume_ck = load_checkpoint(checkpoint, map_location=str(device))
         try:
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
@@ -240,6 +241,11 @@ def fit(
         # first time its image comes up and reused in later epochs (index labels pick them).
         cached = torch.full((len(train), len(train.classes)), float("nan"), device=device)
         have = torch.zeros(len(train), dtype=torch.bool, device=device)
+        if resume_ck is not None and "teacher_logits" in resume_ck:
+            # The checkpoint's logits, not recomputed ones: the teacher's float result
+            # depends on which images share its batch, and a resumed run batches differently.
+            cached.copy_(resume_ck["teacher_logits"].to(device))
+            have.copy_(~cached.isnan().any(1))
         data = ImageSet(train.images, torch.arange(len(train)), train.classes)
         labels = train.labels.to(device)
     per_epoch = num_batches(len(train), cfg.batch_size, world, drop_last=True)
@@ -326,6 +332,8 @@ def fit(
                 "rng": {"torch": torch.get_rng_state()},
                 "config": cfg.to_json(),
             }
+            if cached is not None:
+                ck["teacher_logits"] = cached.cpu()
             if extra_state is not None:
                 ck.update(extra_state())
             save_checkpoint(checkpoint, ck)
