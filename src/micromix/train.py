@@ -215,9 +215,10 @@ def fit(
     opt = make_optimizer(model, cfg)
     state = FitState()
     seed_everything(cfg.seed)
-    resume_ck = None
+    saved_logits = None
     if resume and checkpoint is not None and Path(checkpoint).exists():
-        ck = resume_ck = load_checkpoint(checkpoint, map_location=str(device))
+        ck = load_checkpoint(checkpoint, map_location=str(device))
+        saved_logits = ck.get("teacher_logits")
         try:
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
@@ -238,14 +239,13 @@ def fit(
     cached, data = None, train
     if teacher is not None and not cfg.augment:
         # Without augmentation an image's teacher logits never change: each is computed the
-        # first time its image comes up and reused in later epochs (index labels pick them).
+        # first time its image comes up (NaN until then) and reused in later epochs (index
+        # labels pick them).
         cached = torch.full((len(train), len(train.classes)), float("nan"), device=device)
-        have = torch.zeros(len(train), dtype=torch.bool, device=device)
-        if resume_ck is not None and "teacher_logits" in resume_ck:
+        if saved_logits is not None:
             # The checkpoint's logits, not recomputed ones: the teacher's float result
             # depends on which images share its batch, and a resumed run batches differently.
-            cached.copy_(resume_ck["teacher_logits"].to(device))
-            have.copy_(~cached.isnan().any(1))
+            cached.copy_(saved_logits)
         data = ImageSet(train.images, torch.arange(len(train)), train.classes)
         labels = train.labels.to(device)
     per_epoch = num_batches(len(train), cfg.batch_size, world, drop_last=True)
@@ -289,10 +289,9 @@ def fit(
                 g["lr"] = lr_at(cfg, epoch + i / per_epoch) * g.get("lr_scale", 1.0)
             soft = None
             if cached is not None:
-                fresh = ~have[y]
+                fresh = cached[y].isnan().any(1)
                 if bool(fresh.any()):
                     cached[y[fresh]] = teacher_forward(teacher, x[fresh])
-                    have[y[fresh]] = True
                 soft, y = cached[y], labels[y]
             elif teacher is not None:
                 soft = teacher_forward(teacher, x)

@@ -144,15 +144,15 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
 def recipe_from_args(args: argparse.Namespace) -> QATRecipe:
     """The recipe the flags ask for; a bad value is refused before anything runs."""
     return recipe(
-        getattr(args, "recipe", DEFAULT_RECIPE),
+        args.recipe,
         lr=args.lr,
-        schedule=getattr(args, "schedule", None),
-        warmup_epochs=getattr(args, "warmup_epochs", None),
-        weight_quant=getattr(args, "weight_quant", None),
-        kd_weight=getattr(args, "kd_weight", None),
-        kd_temperature=getattr(args, "kd_temperature", None),
-        augment=getattr(args, "augment", None),
-        bn_reestimate_batches=getattr(args, "bn_reestimate_batches", None),
+        schedule=args.schedule,
+        warmup_epochs=args.warmup_epochs,
+        weight_quant=args.weight_quant,
+        kd_weight=args.kd_weight,
+        kd_temperature=args.kd_temperature,
+        augment=args.augment,
+        bn_reestimate_batches=args.bn_reestimate_batches,
     )
 
 
