@@ -25,9 +25,10 @@ import torch
 from PIL import Image
 
 from micromix.cli import main
+from micromix.files import TMP_SUFFIX, write_json
 from micromix.models import create
 from micromix.pipeline import preset
-from micromix.rundir import LOCK_NAME, TMP_SUFFIX, open_run_dir, write_json
+from micromix.rundir import LOCK_NAME, open_run_dir
 from micromix.train import save_model
 
 MARKER = "pwned.txt"  # what the malicious pickles create when they run

@@ -12,6 +12,7 @@ from conftest import TinyResNet
 
 import micromix as mm
 from micromix.errors import CheckpointError, MicromixError
+from micromix.files import load_checkpoint
 from micromix.models import (
     ModelSpec,
     build,
@@ -20,7 +21,6 @@ from micromix.models import (
     spec_from_ref,
     spec_of,
 )
-from micromix.rundir import load_checkpoint
 from micromix.train import load_float, load_weights
 
 NET = """

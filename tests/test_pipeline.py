@@ -8,8 +8,8 @@ import pytest
 from conftest import require_tool
 
 from micromix.cli import main
+from micromix.files import read_json
 from micromix.pipeline import PRESETS, RunConfig, run_pipeline
-from micromix.rundir import read_json
 
 TINY = RunConfig(
     episodes=2,

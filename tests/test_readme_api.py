@@ -72,7 +72,7 @@ def test_readme_api_block_runs_on_a_user_model(tmp_path, monkeypatch):
     scope: dict = {}
     exec(compile(block, str(README), "exec"), scope)
     # The block produced a checked C export and a model file that rebuilds MyNet.
-    assert mm.rundir.read_json(run_dir / "c" / "export.json")["checked"] is True
+    assert mm.files.read_json(run_dir / "c" / "export.json")["checked"] is True
     model = scope["model"]
     loaded, _ = mm.load_model(run_dir / "model.pt")
     assert type(loaded).__name__ == "MyNet" and loaded is not model

@@ -21,12 +21,13 @@ import torch
 from .budget import Budget, check_feasible
 from .data import DataSplits, load_dataset
 from .errors import MicromixError
+from .files import load_checkpoint, read_json, write_json
 from .graph import trace
 from .memory import memory_report
 from .models import input_shape_of, spec_of
 from .policy import Policy
 from .quant.recipe import DEFAULT_RECIPE, recipe
-from .rundir import check_run_dir, load_checkpoint, open_run_dir, read_json, write_json
+from .rundir import check_run_dir, open_run_dir
 from .train import evaluate, fit, float_recipe, load_float, load_model, save_model
 
 ASSET = Path(__file__).parent / "assets" / "mobilenet_v1_w025_fmnist28.pt"

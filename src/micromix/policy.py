@@ -112,13 +112,13 @@ class Policy:
         return cls(obj["weights"], obj["activations"])
 
     def save(self, path: str | os.PathLike) -> None:
-        from .rundir import write_json
+        from .files import write_json
 
         write_json(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Policy:
-        from .rundir import read_json
+        from .files import read_json
 
         p = Path(path)
         obj = read_json(p, what="policy file", error=PolicyError)

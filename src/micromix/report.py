@@ -14,10 +14,10 @@ from typing import Any
 
 from .budget import Budget
 from .errors import MicromixError
+from .files import read_json, write_text
 from .graph import trace
 from .memory import memory_report
 from .policy import Policy
-from .rundir import read_json, write_text
 from .train import load_model
 
 

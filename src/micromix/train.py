@@ -23,7 +23,7 @@ from tqdm import tqdm
 from . import distributed as dist
 from .data import ImageSet, batches, num_batches
 from .errors import CheckpointError, MicromixError
-from .rundir import load_checkpoint, save_checkpoint
+from .files import load_checkpoint, save_checkpoint
 
 
 @dataclass(frozen=True)

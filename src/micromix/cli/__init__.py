@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     except MicromixError as e:
         return _fail(str(e))
     except OSError as e:  # a full or read-only disk, permissions: path and cause
-        from ..rundir import os_error_message
+        from ..files import os_error_message
 
         return _fail(os_error_message(e, action="access"))
     except RecursionError:

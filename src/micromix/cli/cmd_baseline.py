@@ -11,6 +11,7 @@ from .. import distributed as dist
 from ..baselines import RESOLUTIONS, UNIFORM, WIDTHS, best_fitting_8bit, uniform_policies
 from ..budget import Budget
 from ..errors import MicromixError
+from ..files import write_json
 from ..graph import trace
 from ..memory import memory_report
 from ..models import create_from_config
@@ -18,7 +19,7 @@ from ..policy import Policy
 from ..quant.finetune import finetune, qat_recipe, save_qat
 from ..quant.kmeans import kmeans_flash_bytes, kmeans_quantize
 from ..quant.prepare import calibrate, calibration_batches, reestimate_bn
-from ..rundir import check_run_dir, open_run_dir, write_json
+from ..rundir import check_run_dir, open_run_dir
 from ..train import QAT_RECIPE, evaluate, fit, float_recipe, save_model
 from .cmd_finetune import add_qat_args
 from .common import (

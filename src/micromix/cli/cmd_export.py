@@ -91,7 +91,7 @@ def _check_out(out: Path, run_dir: Path, force: bool) -> None:
 
 def _recorded_dataset(run_dir: Path) -> str:
     """The --dataset of the command that made the run directory (fashion_mnist if none)."""
-    from ..rundir import read_json
+    from ..files import read_json
 
     cfg = run_dir / "config.json"
     settings = (read_json(cfg).get("settings") or {}) if cfg.is_file() else {}
@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     if args.no_check:
         print("  not built (--no-check); `make check` in the folder builds and runs the self-test")
         return 0
-    from ..rundir import read_json
+    from ..files import read_json
 
     summary = read_json(out / "export.json")
     b = summary["built"]

@@ -8,13 +8,14 @@ from pathlib import Path
 
 from .. import distributed as dist
 from ..errors import MicromixError
+from ..files import write_json
 from ..graph import trace
 from ..memory import memory_report
 from ..policy import Policy
 from ..quant.fakequant import DEFAULT_WEIGHT_RANGE, WEIGHT_QUANTS, WEIGHT_RANGES
 from ..quant.finetune import finetune, save_qat
 from ..quant.recipe import DEFAULT_RECIPE, RECIPES, SCHEDULES, QATRecipe, recipe
-from ..rundir import check_run_dir, open_run_dir, write_json
+from ..rundir import check_run_dir, open_run_dir
 from ..train import QAT_RECIPE, evaluate
 from .common import (
     add_batch_size,

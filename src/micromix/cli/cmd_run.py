@@ -81,7 +81,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _recorded(run_dir: Path, cfg: RunConfig) -> RunConfig:
-    from ..rundir import read_json
+    from ..files import read_json
 
     path = run_dir / "config.json"
     if not path.is_file():

@@ -98,7 +98,7 @@ def strategy_config(
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from ..rundir import read_json, write_json
+    from ..files import read_json, write_json
     from ..strategies import QATSettings, get, search
 
     get(args.strategy)  # an unknown strategy fails here, naming the known ones

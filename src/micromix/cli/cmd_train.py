@@ -8,8 +8,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from .. import distributed as dist
+from ..files import write_json
 from ..graph import trace
-from ..rundir import check_run_dir, open_run_dir, write_json
+from ..rundir import check_run_dir, open_run_dir
 from ..train import evaluate, fit, float_recipe, save_model
 from .common import (
     add_batch_size,

@@ -307,8 +307,8 @@ def load_model_for(args: argparse.Namespace, checkpoint: str | None = None) -> n
 def model_from_run_dir(run_dir: str | Path) -> nn.Module:
     """The model a run directory recorded: its float model file, else the spec of its QAT
     checkpoint or config.json (architecture only)."""
+    from ..files import load_checkpoint, read_json
     from ..models import ModelSpec, build
-    from ..rundir import load_checkpoint, read_json
     from ..train import load_model
 
     d = Path(run_dir)

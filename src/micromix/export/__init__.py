@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MicromixError
+from ..files import TMP_SUFFIX, default_mode, read_json, storage_error, write_json
 from ..integer.model import IntegerModel
 from ..mcu import Target, get_target, target_from_json
-from ..rundir import TMP_SUFFIX, default_mode, read_json, storage_error, write_json
 from .build import built_memory, missing_tools, run_cm4, run_selftest
 from .cgen import write_sources
 from .firmware import FitError, fit_check

@@ -13,10 +13,10 @@ import torch.nn as nn
 
 from ..data import ImageSet
 from ..errors import CheckpointError, MicromixError
+from ..files import load_checkpoint, save_checkpoint
 from ..graph import Graph
 from ..models import spec_of
 from ..policy import Policy
-from ..rundir import load_checkpoint, save_checkpoint
 from ..train import QAT_RECIPE, TrainConfig, fit
 from .fakequant import DEFAULT_WEIGHT_RANGE, WEIGHT_QUANTS, WEIGHT_RANGES
 from .prepare import QATModel, calibrate, calibration_batches, prepare, reestimate_bn

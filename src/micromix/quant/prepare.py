@@ -39,9 +39,8 @@ QUANT_BITS = tuple(range(2, 9))  # what the quantizers can do; the search emits 
 
 
 class QATModel(nn.Module):
-    """A fake-quant model: `net` is the rewritten GraphModule; `graph`/`policy` describe it."""
-
-    weight_quant = "mse"  # "lsq" when the weight quantizers learn their step sizes
+    """A fake-quant model: `net` is the rewritten GraphModule; `graph`/`policy` describe it.
+    `weight_quant` is "mse" (fixed clips) or "lsq" (learned step sizes), as `prepare` built it."""
 
     def __init__(
         self,
@@ -51,6 +50,7 @@ class QATModel(nn.Module):
         act_targets: dict[str, str],
         weight_range: str,
         model_config: dict | None,
+        weight_quant: str = "mse",
     ) -> None:
         super().__init__()
         self.net = net
@@ -58,6 +58,7 @@ class QATModel(nn.Module):
         self.policy = policy
         self.act_targets = act_targets  # tensor name -> module path of its ActQuant in `net`
         self.weight_range = weight_range
+        self.weight_quant = weight_quant
         self.model_config = model_config
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -206,9 +207,14 @@ def prepare(
         ),
     )
     qmodel = QATModel(
-        gm, graph, policy, targets, weight_range, getattr(model, "micromix_config", None)
+        gm,
+        graph,
+        policy,
+        targets,
+        weight_range,
+        getattr(model, "micromix_config", None),
+        weight_quant,
     )
-    qmodel.weight_quant = weight_quant
     qmodel.train(model.training)
     return qmodel.to(device)
 

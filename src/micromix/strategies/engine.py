@@ -29,10 +29,11 @@ import torch.nn as nn
 from ..budget import Budget, check_feasible
 from ..data import DataSplits
 from ..errors import CheckpointError, InfeasibleBudgetError, MicromixError
+from ..files import write_json
 from ..graph import Graph, trace
 from ..memory import MemoryReport, SizeTable, memory_report, size_table
 from ..policy import FIXED_BITS, Policy
-from ..rundir import open_run_dir, write_json
+from ..rundir import open_run_dir
 from .evaluate import CachedEvaluator, Evaluator, QATEvaluator, QATSettings, threads
 from .parallel import make_pool
 from .registry import StrategyConfig, create, get

@@ -28,9 +28,9 @@ import torch
 from tqdm import tqdm
 
 from ..errors import MicromixError
+from ..files import load_checkpoint, save_checkpoint, write_text
 from ..memory import memory_report
 from ..policy import Policy
-from ..rundir import load_checkpoint, save_checkpoint, write_text
 from .ddpg import DDPG, DDPGConfig
 from .env import OBS_DIM, QuantEnv, reward
 from .registry import StrategyConfig, register

@@ -12,10 +12,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..budget import Budget  # noqa: E402
+from ..files import atomic_path  # noqa: E402
 from ..graph import Graph  # noqa: E402
 from ..memory import MemoryReport  # noqa: E402
 from ..policy import Policy  # noqa: E402
-from ..rundir import atomic_path  # noqa: E402
 
 
 def plot_rewards(history: list[dict[str, Any]], path: str | Path) -> None:
