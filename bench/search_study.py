@@ -158,6 +158,22 @@ def render_main(argv: list[str]) -> int:
     return 0
 
 
+def final_qat(
+    model, graph, policy: Policy, train, test, recipe_name: str, epochs: int, seed: int,
+    device: str,
+) -> float:  # fmt: skip
+    """`micromix run`'s final QAT of `policy` (pipeline.Run.finetune: the recipe's TrainConfig
+    and the recipe itself, where LSQ, BN re-estimation and distillation live), then its test
+    accuracy. Deterministic for a given seed, device and thread count."""
+    final = recipe(recipe_name)
+    cfg = final.train_config(epochs, seed=seed)
+    with threads(1):  # on a busy 2-core machine one thread is fastest (results/search.md)
+        q = finetune(
+            model, policy, train, cfg, graph=graph, progress=False, device=device, recipe=final
+        )
+        return evaluate(q, test, device=device)
+
+
 def main() -> int:
     if "--render" in sys.argv:
         return render_main(sys.argv[1:])
@@ -215,16 +231,10 @@ def main() -> int:
     )
     search_s = time.time() - t0
     t1 = time.time()
-    # the final QAT of `micromix run` (pipeline.Run.finetune): the recipe's TrainConfig and the
-    # recipe itself (LSQ, BN re-estimation, distillation live there)
-    final = recipe(a.qat_recipe)
-    cfg = final.train_config(a.finetune_epochs, seed=a.seed)
-    with threads(1):  # on a busy 2-core machine one thread is fastest (results/search.md)
-        q = finetune(
-            model, res.policy, train, cfg, graph=graph, progress=False, device=a.device,
-            recipe=final,
-        )  # fmt: skip
-        test = evaluate(q, data.test, device=a.device)
+    test = final_qat(
+        model, graph, res.policy, train, data.test, a.qat_recipe, a.finetune_epochs, a.seed,
+        a.device,
+    )  # fmt: skip
     u = budget.utilization(res.report)
     row = {
         "test": test,
