@@ -87,7 +87,7 @@ def render(doc: dict, header: str = "") -> str:
                 )
                 continue
             r, i, h = (row[s] for s in STRATEGIES)
-            d = h["test"] - max(r["test"], i["test"])
+            d = round(h["test"] - max(r["test"], i["test"]), 2)  # accuracies have 2 decimals
             diffs.append(d)
 
             trio = _trio((r, i, h))

@@ -1,0 +1,77 @@
+"""The most a weight-bit search could reach at a RAM budget (issue 13's study).
+
+Every weight tensor at 8 bits (FLASH ignored), the activations of a policy that fits the RAM
+budget (e.g. a study cell's ilp policy, RAM 0.42x), then the study's final QAT
+(`search_study.final_qat`) and the test accuracy. In a RAM-bound cell every strategy fills RAM
+with the same number of 4- and 2-bit activations, so this is the accuracy any choice of weight
+bits is measured against; the uniform W8/A8 QAT is not reachable there.
+
+    MICROMIX_DATA=<fashion-mnist folder> PYTHONPATH=src OMP_NUM_THREADS=1 python \\
+        bench/search_ceiling.py --model mnasnet \\
+        --activations-from runs/search_study/mnasnet-flash_0.75x-ilp/policy.json --out x.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from search_study import FLOAT, final_qat  # noqa: E402
+
+from micromix.budget import Budget  # noqa: E402
+from micromix.data import load_dataset  # noqa: E402
+from micromix.graph import trace  # noqa: E402
+from micromix.memory import memory_report  # noqa: E402
+from micromix.policy import Policy  # noqa: E402
+from micromix.train import load_model  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", required=True, choices=sorted(FLOAT))
+    ap.add_argument("--activations-from", required=True, type=Path, help="a policy JSON")
+    ap.add_argument("--ram", default="0.42x", help="the RAM budget the activations must fit")
+    ap.add_argument("--finetune-epochs", type=int, default=3)
+    ap.add_argument("--qat-recipe", default="new")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", required=True, type=Path)
+    a = ap.parse_args()
+    model, _ = load_model(FLOAT[a.model])
+    graph = trace(model)
+    src = json.loads(a.activations_from.read_text())
+    policy = Policy.from_json({**src, "weights": {k: 8 for k in src["weights"]}})
+    ref = memory_report(graph, Policy.uniform(graph, 8))
+    rep = memory_report(graph, policy)
+    ram = Budget.parse(None, a.ram, reference=ref).ram
+    if rep.ram_bytes > ram:
+        sys.exit(f"the activations of {a.activations_from} need {rep.ram_bytes} B, over {ram} B.")
+    data = load_dataset("fashion_mnist")
+    t0 = time.time()
+    test = final_qat(
+        model, graph, policy, data.train, data.test, a.qat_recipe, a.finetune_epochs, a.seed,
+        a.device,
+    )  # fmt: skip
+    row = {
+        "test": test,
+        "ram_bytes": rep.ram_bytes,
+        "ram_budget": ram,
+        "activation_bits": {b: list(policy.activations.values()).count(b) for b in (2, 4, 8)},
+        "final_qat_recipe": a.qat_recipe,
+        "final_qat_epochs": a.finetune_epochs,
+        "final_qat_seconds": round(time.time() - t0, 1),
+        "command": "PYTHONPATH=src python " + " ".join(sys.argv),
+    }
+    print(json.dumps(row))
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(row, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
