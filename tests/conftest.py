@@ -8,6 +8,7 @@ run cannot pass without the checks the project promises.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 
@@ -53,6 +54,15 @@ STRICT = os.environ.get("MICROMIX_STRICT", "") not in ("", "0")
 FASHION_HINT = (
     "Fashion-MNIST not installed: apt-get install dataset-fashion-mnist (or set MICROMIX_DATA)"
 )
+
+
+def full_disk(monkeypatch) -> None:
+    """Every fsync fails as on a full disk (ENOSPC): atomic writes fail at their last step."""
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
 
 
 def missing(reason: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 from pathlib import Path
@@ -10,22 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import full_disk
 
 from micromix.errors import CheckpointError, RunDirError, StorageError
 from micromix.files import atomic_path, load_checkpoint, read_json, save_checkpoint, write_json
 
 
-def _full_disk(monkeypatch) -> None:
-    def full(fd):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(os, "fsync", full)
-
-
 def test_failed_write_keeps_the_old_file_and_removes_the_temporary(tmp_path, monkeypatch):
     path = tmp_path / "m.json"
     write_json(path, {"v": 1})
-    _full_disk(monkeypatch)
+    full_disk(monkeypatch)
     with pytest.raises(StorageError, match=r"cannot write .*m\.json: the disk is full\."):
         write_json(path, {"v": 2})
     with pytest.raises(StorageError, match="the disk is full"):

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import full_disk
 from PIL import Image
 
 from micromix.cli import main
@@ -499,10 +500,7 @@ def test_read_only_folder(world, capsys, monkeypatch, tmp_path):
 def test_full_disk_during_a_write_removes_the_temporary_file(world, capsys, monkeypatch, tmp_path):
     d = tmp_path / "run"
 
-    def full(fd):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(os, "fsync", full)
+    full_disk(monkeypatch)
     code, out = _run(["train", *TRAIN, "--dataset", world["img"], "--run-dir", str(d)], capsys)
     assert (
         code == 2 and "config.json: the disk is full" in out and len(out.strip().splitlines()) == 1
@@ -517,10 +515,7 @@ def test_export_on_a_full_disk_keeps_the_old_export(world, capsys, monkeypatch, 
     (out / "micromix_weights.c").write_text("/* the old model */\n")
     before = _tree(out)
 
-    def full_later(fd):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(os, "fsync", full_later)
+    full_disk(monkeypatch)
     argv = ["export", "--run-dir", world["ft"], "--out", str(out), "--force", "--no-check"]
     code, err = _run([*argv, "--random-images", "--images", "4"], capsys)
     assert code == 2 and "the disk is full" in err and len(err.strip().splitlines()) == 1, err

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import errno
-import os
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
+from conftest import full_disk
 
 from micromix.budget import Budget
 from micromix.errors import RunDirError, StorageError
@@ -17,13 +16,6 @@ from micromix.graph import trace
 from micromix.memory import memory_report
 from micromix.policy import Policy
 from micromix.rundir import LOCK_NAME, lock_dir, open_run_dir
-
-
-def _full_disk(monkeypatch) -> None:
-    def full(fd):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(os, "fsync", full)
 
 
 def _temps(d: Path) -> list[Path]:
@@ -79,7 +71,7 @@ def test_open_run_dir_identity(tmp_path):
 
 def test_failed_open_leaves_no_folder_and_nested_opens_share_the_lock(tmp_path, monkeypatch):
     with monkeypatch.context() as m:
-        _full_disk(m)
+        full_disk(m)
         with pytest.raises(StorageError, match="config.json: the disk is full"):
             open_run_dir(tmp_path / "x", "train", {})
     assert sorted(p.name for p in tmp_path.iterdir()) == []
