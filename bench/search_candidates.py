@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from search_study import FLOAT, final_qat  # noqa: E402
+from search_study import FLOAT, add_final_qat_args, final_qat  # noqa: E402
 
 from micromix.data import load_dataset  # noqa: E402
 from micromix.graph import trace  # noqa: E402
@@ -55,10 +55,7 @@ def main() -> int:
     ap.add_argument("--model", required=True, choices=sorted(FLOAT))
     ap.add_argument("--cell", required=True)
     ap.add_argument("--run-dir", required=True, type=Path)
-    ap.add_argument("--finetune-epochs", type=int, default=3)
-    ap.add_argument("--qat-recipe", default="new")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="cpu")
+    add_final_qat_args(ap)
     ap.add_argument("--skip-seeds", action="store_true", help="seeds' tests are in the study")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--quick", action="store_true", help="a check of the script: 256 images")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from search_study import FLOAT, final_qat  # noqa: E402
+from search_study import FLOAT, add_final_qat_args, final_qat  # noqa: E402
 
 from micromix.budget import Budget  # noqa: E402
 from micromix.data import load_dataset  # noqa: E402
@@ -36,10 +36,7 @@ def main() -> int:
     ap.add_argument("--model", required=True, choices=sorted(FLOAT))
     ap.add_argument("--activations-from", required=True, type=Path, help="a policy JSON")
     ap.add_argument("--ram", default="0.42x", help="the RAM budget the activations must fit")
-    ap.add_argument("--finetune-epochs", type=int, default=3)
-    ap.add_argument("--qat-recipe", default="new")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="cpu")
+    add_final_qat_args(ap)
     ap.add_argument("--out", required=True, type=Path)
     a = ap.parse_args()
     model, _ = load_model(FLOAT[a.model])

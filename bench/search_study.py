@@ -158,6 +158,19 @@ def render_main(argv: list[str]) -> int:
     return 0
 
 
+def add_final_qat_args(ap: argparse.ArgumentParser) -> None:
+    """The final QAT's flags, the same in every script that runs it."""
+    ap.add_argument("--finetune-epochs", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--qat-recipe",
+        default=DEFAULT_RECIPE,
+        choices=sorted(RECIPES),
+        help="the final QAT's recipe, also the re-score's (as `micromix run --qat-recipe`)",
+    )
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (search and final QAT)")
+
+
 def final_qat(
     model, graph, policy: Policy, train, test, recipe_name: str, epochs: int, seed: int,
     device: str,
@@ -183,16 +196,8 @@ def main() -> int:
     ap.add_argument("--strategy", required=True, choices=["haq", "rule", "ilp"])
     ap.add_argument("--episodes", type=int, default=40)
     ap.add_argument("--warmup", type=int, default=10)
-    ap.add_argument("--finetune-epochs", type=int, default=3)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument(
-        "--qat-recipe",
-        default=DEFAULT_RECIPE,
-        choices=sorted(RECIPES),
-        help="the final QAT's recipe, also the re-score's (as `micromix run --qat-recipe`)",
-    )
+    add_final_qat_args(ap)
     ap.add_argument("--out", default="results/search_study.json")
-    ap.add_argument("--device", default="cpu", help="cpu or cuda (search and final QAT)")
     ap.add_argument(
         "--quick", action="store_true", help="a check of the script only: tiny image counts"
     )
