@@ -170,15 +170,19 @@ def test_user_model_through_the_cli(tmp_path, capsys, source, name, margs, shape
     cli("train", *model, "--checkpoint", plain, "--dataset", data, "--epochs", 1,
         "--batch-size", 32, "--lr", 0.05, "--run-dir", tmp_path / "float")  # fmt: skip
     float_pt = tmp_path / "float" / "model.pt"
-    # From here on the model file names its own architecture: no --model needed.
-    cli("search", "--checkpoint", float_pt, "--strategy", "rule", "--flash", "0.85x",
+    # Commands that build the model name its code on the command line, even with the model
+    # file (whose spec is data: it never picks the code that runs).
+    cli("search", *model, "--checkpoint", float_pt, "--strategy", "rule", "--flash", "0.85x",
         "--ram", "0.85x", "--dataset", data, "--train-images", 64, "--eval-images", 32,
         "--batch-size", 16, "--no-progress", "--run-dir", tmp_path / "search")  # fmt: skip
     policy = tmp_path / "search" / "policy.json"
-    cli("finetune", "--checkpoint", float_pt, "--policy", policy, "--dataset", data,
+    cli("finetune", *model, "--checkpoint", float_pt, "--policy", policy, "--dataset", data,
         "--epochs", 1, "--max-batches", 3, "--batch-size", 16, "--run-dir", tmp_path / "ft")  # fmt: skip
     capsys.readouterr()
-    cli("export", "--run-dir", tmp_path / "ft", "--images", 12)  # dataset from the run dir
+    # The recorded dataset is a path: read from a run directory, it is not followed.
+    assert main(["export", "--run-dir", str(tmp_path / "ft"), "--images", "12"]) == 2
+    assert f"records --dataset {data}" in capsys.readouterr().err
+    cli("export", "--run-dir", tmp_path / "ft", "--images", 12, "--dataset", data)
     out = capsys.readouterr().out
     assert f"the first 12 {data} test images" in out
     assert "12/12 images bit-identical" in out and "exactly the memory model" in out
@@ -186,12 +190,16 @@ def test_user_model_through_the_cli(tmp_path, capsys, source, name, margs, shape
     # The memory report of the run directory (its model and policy) = the compiled objects.
     mem = memory_json(capsys, "--run-dir", tmp_path / "ft")
     assert (built["const_bytes"], built["ram_bytes"]) == (mem["flash_bytes"], mem["ram_bytes"])
+    # The model file alone is measured from its stored graph: no --model, no code.
     assert mem == memory_json(capsys, "--checkpoint", float_pt, "--policy", policy)
 
 
 @pytest.mark.parametrize("source, name, margs, shape, kind", MODELS)
-def test_run_dir_of_a_user_model_needs_no_model_flags(tmp_path, capsys, source, name, margs,
-                                                      shape, kind):  # fmt: skip
+def test_run_dir_of_a_user_model_works_without_its_source(tmp_path, capsys, source, name, margs,
+                                                          shape, kind):  # fmt: skip
+    """report, export and memory of a run directory work from its data with the model's .py
+    deleted (C bit-identical to the run's own export); a resume needs --model again, and a
+    changed source is refused naming both hashes."""
     _need_gcc()
     net = tmp_path / "net.py"
     source = source.read_text() if isinstance(source, Path) else source
@@ -199,8 +207,8 @@ def test_run_dir_of_a_user_model_needs_no_model_flags(tmp_path, capsys, source, 
     dims = tuple(int(d) for d in shape.split("x"))
     data = make_dataset(tmp_path, kind, dims, margs.get("num_classes", 10))
     run = tmp_path / "run"
-    cli("run", "--quiet", "--model", f"{net}:{name}", "--model-args", json.dumps(margs),
-        "--input-shape", shape, "--dataset", data, "--strategy", "rule", "--float-epochs", 1,
+    model = ["--model", f"{net}:{name}", "--model-args", json.dumps(margs), "--input-shape", shape]
+    cli("run", "--quiet", *model, "--dataset", data, "--strategy", "rule", "--float-epochs", 1,
         "--flash", "0.85x", "--ram", "0.85x", "--search-train-images", 64,
         "--search-eval-images", 32, "--finetune-epochs", 1, "--finetune-batches", 2,
         "--eval-images", 30, "--export-images", 6, "--export-target", "host",
@@ -208,20 +216,25 @@ def test_run_dir_of_a_user_model_needs_no_model_flags(tmp_path, capsys, source, 
     spec = json.loads((run / "config.json").read_text())["settings"]["model_spec"]
     assert spec["kind"] == "file" and spec["location"] == str(net.resolve())
     assert spec["input_shape"] == list(dims) and spec["args"] == margs
+    net.unlink()  # a received run directory: the data travels, the model's source does not
     capsys.readouterr()
     cli("report", run)
     assert "report.md" in capsys.readouterr().out and (run / "policy.png").exists()
-    cli("export", "--run-dir", run, "--out", tmp_path / "c2", "--images", 4)
-    assert "4/4 images bit-identical" in capsys.readouterr().out
+    cli("export", "--run-dir", run, "--out", tmp_path / "c2", "--images", 6, "--dataset", data)
+    assert "6/6 images bit-identical" in capsys.readouterr().out
+    for c_file in (run / "c").glob("*.[ch]"):
+        assert c_file.read_bytes() == (tmp_path / "c2" / c_file.name).read_bytes(), c_file.name
     stages = json.loads((run / "stages.json").read_text())
     mem = memory_json(capsys, "--run-dir", run)
     assert stages["export"]["memory model FLASH (B)"] == mem["flash_bytes"]
-    # A changed source file still builds, with one warning line naming it.
+    # Resuming builds the model: only with --model (and the data path) given again, and only
+    # the recorded source.
     net.write_text(source + "\n# edited\n")
-    capsys.readouterr()
-    cli("memory", "--run-dir", run)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert (
-        len(err) == 1 and "changed since it was recorded" in err[0] and str(net.resolve()) in err[0]
-    )
-    cli("run", "--resume", "--quiet", "--run-dir", run)  # nothing to redo; no model flags
+    for argv, needle in (([], "--model"), (model, "sha256")):
+        capsys.readouterr()
+        argv = ["run", "--resume", "--quiet", *argv, "--dataset", data, "--run-dir", str(run)]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle in err and str(net.resolve()) in err
+    net.write_text(source)
+    cli("run", "--resume", "--quiet", *model, "--dataset", data, "--run-dir", run)  # no redo

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
+import numpy as np
 import pytest
 import torch
 from conftest import TinyResNet
@@ -14,6 +15,7 @@ import micromix as mm
 from micromix.errors import CheckpointError, MicromixError
 from micromix.files import load_checkpoint
 from micromix.models import (
+    authorize,
     ModelSpec,
     build,
     from_source,
@@ -66,7 +68,9 @@ def test_spec_json_round_trip_and_rebuild(net_file):
     assert len(spec.sha256) == 64
     again = ModelSpec.from_json(json.loads(json.dumps(spec.to_json())))
     assert again == spec and again.input_shape == (1, 9, 7)
-    model = build(again)
+    with pytest.raises(MicromixError, match="names code to run"):
+        build(again)  # read from a file: data, until the command line names the same code
+    model = build(authorize(again, spec, "net.json"))
     assert model.fc.out_features == 12 and spec_of(model) == spec
     graph = mm.trace(model)  # the spec gives the shape
     assert graph.input_shape == (1, 1, 9, 7)
@@ -122,7 +126,9 @@ def test_save_and_load_a_non_zoo_model(tmp_path, tiny_resnet):
     mm.save_model(tmp_path / "m.pt", tiny_resnet)
     ck = load_checkpoint(tmp_path / "m.pt")
     assert ck["model_spec"]["kind"] == "file" and ck["model_spec"]["name"] == "TinyResNet"
-    loaded, _ = mm.load_model(tmp_path / "m.pt")
+    with pytest.raises(MicromixError, match="names code to run"):
+        mm.load_model(tmp_path / "m.pt")  # the file alone never picks the code
+    loaded, _ = mm.load_model(tmp_path / "m.pt", named=spec_of(tiny_resnet))
     x = torch.rand(3, 1, 12, 10)
     assert torch.equal(loaded.eval()(x), tiny_resnet.eval()(x))
     assert mm.trace(loaded).input_shape == (1, 1, 12, 10)
@@ -140,7 +146,8 @@ def test_checkpoint_layouts(tmp_path, layout):
         "ddp": {"state_dict": {f"module.{k}": v for k, v in sd.items()}},
     }[layout]
     torch.save(obj, tmp_path / "w.pth")
-    spec = ModelSpec("file", "TinyResNet", {}, (1, 8, 8), __import__("conftest").__file__)
+    where = __import__("conftest").__file__
+    spec = ModelSpec("file", "TinyResNet", {}, (1, 8, 8), where, named=True)
     model = load_float(tmp_path / "w.pth", spec)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in sd.items())
 
@@ -181,14 +188,27 @@ def test_api_needs_the_shape_once(tiny_resnet):
     assert imodel.input_shape == (1, 16, 16)
 
 
-def test_qat_checkpoint_of_a_file_model_rebuilds_without_the_model(tmp_path, net_file):
-    from micromix.quant.finetune import load_qat, save_qat
+def test_qat_checkpoint_of_a_file_model_converts_without_the_model(tmp_path, net_file):
+    """The QAT checkpoint rebuilds its QAT model only with the model named by the caller, but
+    its integer model comes from the stored data alone, equal to converting the live model."""
+    from micromix.integer import convert
+    from micromix.quant.finetune import load_integer, load_qat, save_qat
 
     model = from_source(f"{net_file}:Net", input_shape="1x6x6", num_classes=4).eval()
     qmodel = mm.prepare(model, mm.Policy.uniform(mm.trace(model), 4))
     qmodel.micromix_spec = spec_of(model)
     save_qat(tmp_path / "qat.pt", qmodel)
-    again, ck = load_qat(tmp_path / "qat.pt")
+    with pytest.raises(MicromixError, match="names code to run"):
+        load_qat(tmp_path / "qat.pt")
+    again, ck = load_qat(tmp_path / "qat.pt", model)
     assert ck["model_spec"]["args"] == {"num_classes": 4}
     x = torch.rand(2, 1, 6, 6)
     assert torch.equal(again(x), qmodel(x))
+    net_file.unlink()
+    stored, live = load_integer(tmp_path / "qat.pt"), convert(qmodel)
+    images = torch.randint(0, 256, (5, 1, 6, 6), dtype=torch.uint8).numpy()
+    assert np.array_equal(stored.run(images), live.run(images))
+    for a, b in zip(stored.ops, live.ops):
+        assert a.op == b.op and all(np.array_equal(a.arrays[k], b.arrays[k]) for k in a.arrays)
+        assert (a.weights is None) == (b.weights is None)
+        assert a.weights is None or np.array_equal(a.weights, b.weights)

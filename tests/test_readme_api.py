@@ -74,7 +74,9 @@ def test_readme_api_block_runs_on_a_user_model(tmp_path, monkeypatch):
     # The block produced a checked C export and a model file that rebuilds MyNet.
     assert mm.files.read_json(run_dir / "c" / "export.json")["checked"] is True
     model = scope["model"]
-    loaded, _ = mm.load_model(run_dir / "model.pt")
+    with pytest.raises(mm.MicromixError, match="names code to run"):
+        mm.load_model(run_dir / "model.pt")  # the file's spec alone never picks the code
+    loaded, _ = mm.load_model(run_dir / "model.pt", named=mm.models.spec_of(model))
     assert type(loaded).__name__ == "MyNet" and loaded is not model
     assert loaded.micromix_spec.input_shape == (1, 28, 28)
     x = torch.rand(4, 1, 28, 28)

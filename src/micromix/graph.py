@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import torch
 import torch.fx
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 from torch.fx.passes.shape_prop import ShapeProp
 
 from . import graph_ops
-from .errors import UnsupportedOpError
+from .errors import MicromixError, UnsupportedOpError
 
 INPUT = "input"
 
@@ -141,6 +142,68 @@ class Graph:
         for i, o in self.steps():
             lines.append(f"{i:>4}  {o.name:<28} {o.kind:<7} {str(o.out_shape):<16} {o.macs:>12,}")
         return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON data; `graph_from_json` gives back an equal Graph. A run directory stores
+        it, so `report`, `memory --run-dir` and `export --run-dir` need no model code."""
+        return _plain(self)
+
+
+# ---- the Graph as data ---------------------------------------------------------------------
+
+OP_KINDS = ("conv", "linear", "add", "avgpool", "maxpool", "cat", "lut", "mul")
+
+
+def _plain(obj: Any) -> Any:
+    if hasattr(obj, "__dataclass_fields__"):
+        return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (tuple, list)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _tuples(v: Any) -> Any:
+    """JSON lists back to the tuples every sequence of a Graph is."""
+    return tuple(_tuples(x) for x in v) if isinstance(v, list) else v
+
+
+def _record(cls: type, d: Any, nested: dict[str, Any] | None = None) -> Any:
+    """`cls(**d)` for a JSON object with exactly cls's fields (nested: field -> builder)."""
+    names = {f.name for f in fields(cls)}
+    if not isinstance(d, dict) or not set(d) <= names:
+        raise TypeError(f"{cls.__name__} expects the keys {sorted(names)}")
+    nested = nested or {}
+    return cls(**{k: nested[k](v) if k in nested else _tuples(v) for k, v in d.items()})
+
+
+def _op(d: Any) -> Op:
+    op = _record(Op, d, {"weight": lambda w: None if w is None else _record(WeightInfo, w)})
+    if op.kind not in OP_KINDS:
+        raise ValueError(f"unknown op kind {op.kind!r}")
+    return op
+
+
+def graph_from_json(d: Any, source: str = "the stored graph") -> Graph:
+    """The Graph that `Graph.to_json` wrote; damaged or foreign data is one sentence."""
+    try:
+        tensors = d["tensors"]
+        graph = _record(
+            Graph,
+            d,
+            {
+                "ops": lambda ops: tuple(_op(o) for o in ops),
+                "tensors": lambda ts: {k: _record(TensorInfo, v) for k, v in ts.items()},
+            },
+        )
+        if not isinstance(tensors, dict) or graph.input not in graph.tensors:
+            raise ValueError("no input tensor")
+        if graph.output not in graph.tensors or not graph.ops:
+            raise ValueError("no output tensor")
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise MicromixError(f"{source} is damaged ({type(e).__name__}: {str(e)[:80]}).") from None
+    return graph
 
 
 # ---- tracing -------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from .models import input_shape_of, spec_of
 from .policy import Policy
 from .quant.recipe import DEFAULT_RECIPE, recipe
 from .rundir import check_run_dir, open_run_dir
+from .stored import write_graph
 from .train import evaluate, fit, float_recipe, load_float, load_model, save_model
 
 ASSET = Path(__file__).parent / "assets" / "mobilenet_v1_w025_fmnist28.pt"
@@ -122,6 +123,7 @@ class Pipeline:
         self.state_path = run_dir / "stages.json"
         self.done: dict[str, Any] = {}
         self._data: DataSplits | None = None
+        self.graph = None  # traced by validate
         self.spec = cfg.model_spec()
         self.input_shape = self.spec.input_shape  # None only for a zoo spec before building
         self.model_spec_json: dict[str, Any] | None = self.spec.to_json()
@@ -152,7 +154,7 @@ class Pipeline:
             )
         saved = self.dir / "float" / "model.pt"
         if self.resume and saved.exists():
-            model = load_model(saved)[0]
+            model = load_model(saved, named=self.spec)[0]
         elif c.checkpoint or self._asset_matches():
             # A micromix model file as it is; plain weights go into the --model architecture.
             model = load_float(c.checkpoint or ASSET, self.spec)
@@ -160,7 +162,7 @@ class Pipeline:
             from .models import build
 
             model = build(self.spec)
-        graph = trace(model)
+        graph = self.graph = trace(model)
         self.input_shape = input_shape_of(model)[1:]  # the data is loaded at this size
         spec = spec_of(model)
         self.model_spec_json = None if spec is None else spec.to_json()
@@ -204,7 +206,7 @@ class Pipeline:
         c = self.cfg
         path = self.dir / "float" / "model.pt"
         if "float" in self.done:
-            model = load_model(path)[0]
+            model = load_model(path, named=self.spec)[0]
             self.input_shape = input_shape_of(model)[1:]
             return model
         t0 = time.time()
@@ -323,7 +325,7 @@ class Pipeline:
 
         path = self.dir / "finetune" / "qat.pt"
         if "finetune" in self.done:
-            return load_qat(path)[0]
+            return load_qat(path, model)[0]
         c = self.cfg
         t0 = time.time()
         graph = trace(model)
@@ -463,6 +465,7 @@ OWNED = (
     "budget.json",
     "policy.json",
     "memory.json",
+    "graph.json",
     "report.md",
     "policy.png",
     "search_curve.png",
@@ -516,6 +519,7 @@ def run_pipeline(
         result_keys=list(cfg.to_json()),
     ):
         p.load_state()
+        write_graph(run_dir, p.graph)
         t0 = time.time()
         model = p.float_model()
         budget = p.budget(model)
@@ -550,10 +554,14 @@ def resolve_checkpoint(cfg: RunConfig, explicit: set[str] = frozenset()) -> RunC
         "classes": mc.get("num_classes"),
     }
     spec = meta.get("model_spec") or {}
-    if spec.get("kind") in ("file", "module"):  # a user's model: its spec names it
+    if spec.get("kind") in ("file", "module"):  # a user's model: its spec names code
+        from .models import ModelSpec
+        from .models.spec import refuse_code
+
+        if "model" not in explicit:  # only the command line chooses code; see Pipeline.validate
+            raise refuse_code(ModelSpec.from_json(spec), cfg.checkpoint)
         shape = spec.get("input_shape")
         from_file = {
-            "model": f"{spec['location']}:{spec['name']}",
             "model_args": json.dumps(spec.get("args") or {}, sort_keys=True),
             "input_shape": "x".join(map(str, shape)) if shape else None,
         }

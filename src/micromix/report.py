@@ -1,8 +1,9 @@
 """report.md and PNG plots of a `micromix run` directory, rendered from the files in it.
 
 Everything shown is read back from the run directory (stages.json, budget.json, policy.json,
-search/episodes.jsonl, the float model), so `micromix report D` renders the same report again
-at any time, also for a run that stopped half way.
+search/episodes.jsonl, graph.json), so `micromix report D` renders the same report again
+at any time, also for a run that stopped half way, and for a received run directory without
+the model's source: it builds no model and imports no code.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from typing import Any
 from .budget import Budget
 from .errors import MicromixError
 from .files import read_json, write_text
-from .graph import trace
 from .memory import memory_report
 from .policy import Policy
-from .train import load_model
+from .stored import graph_of_run_dir, inside
 
 
 def _load_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -55,20 +55,20 @@ def render(run_dir: str | Path) -> str:
 
 def _render(run_dir: str | Path) -> str:
     d = Path(run_dir)
-    if not (d / "config.json").exists():
+    if not inside(d, "config.json").exists():
         raise MicromixError(f"{d} is not a micromix run directory (no config.json).")
     stages: dict[str, Any] = (
-        read_json(d / "stages.json", expect=dict) if (d / "stages.json").exists() else {}
+        read_json(d / "stages.json", expect=dict) if inside(d, "stages.json").exists() else {}
     )
     cfg = read_json(d / "config.json", expect=dict)
     budget = (
         Budget.from_json(read_json(d / "budget.json", expect=dict))
-        if (d / "budget.json").exists()
+        if inside(d, "budget.json").exists()
         else Budget()
     )
     ref = (
         read_json(d / "budget.json", expect=dict).get("reference_8bit", {})
-        if (d / "budget.json").exists()
+        if inside(d, "budget.json").exists()
         else {}
     )
 
@@ -94,11 +94,11 @@ def _render(run_dir: str | Path) -> str:
         )
 
     summary_mem = ""
-    if (d / "policy.json").exists() and (d / "float" / "model.pt").exists():
+    if inside(d, "policy.json").exists():
         from .strategies.plots import plot_policy
 
-        graph = trace(load_model(d / "float" / "model.pt")[0])
-        policy = Policy.load(d / "policy.json").validate(graph)
+        graph = graph_of_run_dir(d)  # data: no model is built, no code imported
+        policy = Policy.load(inside(d, "policy.json")).validate(graph)
         rep = memory_report(graph, policy)
         plot_policy(graph, policy, rep, budget, d / "policy.png")
         util = budget.utilization(rep)
@@ -136,7 +136,7 @@ def _render(run_dir: str | Path) -> str:
         ]
         summary_mem = budget.describe(rep)
 
-    episodes = _load_jsonl(d / "search" / "episodes.jsonl")
+    episodes = _load_jsonl(inside(d, "search/episodes.jsonl"))
     if episodes:
         from .strategies.plots import plot_rewards
 

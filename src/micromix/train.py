@@ -350,26 +350,36 @@ MODEL_KIND = "micromix-model"
 def save_model(path: str | Path, model: nn.Module, **meta: Any) -> None:
     """A self-describing model file: the model spec (plain JSON data that rebuilds the
     architecture: zoo name, or file/module + NAME + args + input shape) plus the weights."""
-    from .models import spec_of
+    from .graph import trace
+    from .models import input_shape_of, spec_of
 
     spec = spec_of(model)
     cfg = getattr(model, "micromix_config", None)
+    # The traced graph as data: `micromix memory` and `report` read it without the model code.
+    try:
+        graph = trace(model).to_json() if input_shape_of(model) is not None else None
+    except MicromixError:  # a model micromix cannot quantize may still be trained and saved
+        graph = None
     save_checkpoint(
         path,
         {
             "kind": MODEL_KIND,
             "model_spec": None if spec is None else spec.to_json(),
             "model_config": cfg,
+            "graph": graph,
             "state_dict": model.state_dict(),
             **meta,
         },
     )
 
 
-def load_model(path: str | Path, map_location: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+def load_model(
+    path: str | Path, map_location: str = "cpu", *, named: Any = None
+) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a model saved by `save_model` (e.g. `micromix train`'s model.pt): zoo models
-    from their config, others by importing their recorded file or module again."""
-    from .models import ModelSpec, build, create_from_config
+    from their config; any other model only when `named` (the ModelSpec of the user's --model)
+    names the same code as the file (`models.spec.authorize`): a file never picks the code."""
+    from .models import ModelSpec, authorize, build, create_from_config
 
     ck = load_checkpoint(path, map_location=map_location)
     if ck.get("kind") != MODEL_KIND or not (ck.get("model_spec") or ck.get("model_config")):
@@ -378,7 +388,7 @@ def load_model(path: str | Path, map_location: str = "cpu") -> tuple[nn.Module, 
             "pass it as --checkpoint together with --model to load plain weights."
         )
     if ck.get("model_spec"):
-        model = build(ModelSpec.from_json(ck["model_spec"]))
+        model = build(authorize(ModelSpec.from_json(ck["model_spec"]), named, str(path)))
     else:
         model = create_from_config(ck["model_config"])
     load_weights(model, ck["state_dict"], source=str(path))
@@ -386,8 +396,9 @@ def load_model(path: str | Path, map_location: str = "cpu") -> tuple[nn.Module, 
 
 
 def load_float(checkpoint: str | Path | None, spec: Any = None) -> nn.Module:
-    """A float model: a micromix model file as it is, plain weights (any layout
-    `state_dict_of` knows) into the model `spec` describes, or a fresh `spec` model."""
+    """A float model: a micromix model file (its own architecture; code outside the zoo only
+    when `spec` names it), plain weights (any layout `state_dict_of` knows) into the model
+    `spec` describes, or a fresh `spec` model."""
     from .models import build
 
     if checkpoint is None:
@@ -396,7 +407,7 @@ def load_float(checkpoint: str | Path | None, spec: Any = None) -> nn.Module:
         return build(spec)
     ck = load_checkpoint(checkpoint)
     if is_model_file(ck):
-        return load_model(checkpoint)[0]
+        return load_model(checkpoint, named=spec)[0]
     if spec is None:
         raise CheckpointError(
             f"{checkpoint} holds plain weights, not a micromix model file; give --model "

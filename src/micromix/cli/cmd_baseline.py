@@ -76,6 +76,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..stored import write_graph
+
     device = dist.init_from_env(resolve_device(args.device))
     run_dir = Path(args.run_dir)
     command = f"baseline {args.kind}"
@@ -92,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         }
         settings["model_spec"] = spec_json(model)
         open_run_dir(run_dir, command, settings, resume=args.resume, force=args.force)
+        write_graph(run_dir, graph)
     dist.barrier()
     result = job(args, model, graph, device, run_dir)
     if dist.is_main():

@@ -89,43 +89,52 @@ def _check_out(out: Path, run_dir: Path, force: bool) -> None:
         raise MicromixError(f"{out} is not empty; pass --force to replace the export.")
 
 
-def _recorded_dataset(run_dir: Path) -> str:
-    """The --dataset of the command that made the run directory (fashion_mnist if none)."""
-    from ..files import read_json
+def _recorded_dataset(run_dir: Path, random_images: bool) -> str:
+    """The --dataset of the command that made the run directory (fashion_mnist if none); a
+    recorded path is not followed (the user gives --dataset again)."""
+    from ..stored import names_code_or_path, recorded_setting, refuse_recorded
 
-    cfg = run_dir / "config.json"
-    settings = (read_json(cfg).get("settings") or {}) if cfg.is_file() else {}
-    return settings.get("dataset") or "fashion_mnist"
+    name = recorded_setting(run_dir, "dataset") or "fashion_mnist"
+    if names_code_or_path("dataset", name) and not random_images:
+        raise refuse_recorded("dataset", name, run_dir / "config.json")
+    return name
+
+
+def _integer_model(ckpt: Path):
+    """The IntegerModel of a QAT checkpoint, from its stored data (no model code runs); a
+    checkpoint from before that data was stored is rebuilt, for a zoo model only."""
+    from ..files import load_checkpoint
+    from ..integer import convert
+    from ..quant.finetune import load_integer, load_qat
+
+    if "integer" in load_checkpoint(ckpt):
+        return load_integer(ckpt)
+    return convert(load_qat(ckpt)[0])  # refuses a spec that names code
 
 
 def run(args: argparse.Namespace) -> int:
     from ..export import export_c
-    from ..integer import convert
-    from ..quant.finetune import load_qat
     from ..rundir import lock_dir
+    from ..stored import QAT_FILES, first_file, inside
 
     if args.target not in ("host", "cortex-m4"):
         from ..mcu import get_target
 
         get_target(args.target)  # an unknown target or a bad target file: stop now
     run_dir = Path(args.run_dir)
-    ckpt = next(
-        (run_dir / n for n in ("qat.pt", "finetune/qat.pt") if (run_dir / n).is_file()),
-        run_dir / "qat.pt",
-    )
-    if not ckpt.is_file():
+    ckpt = first_file(run_dir, QAT_FILES)
+    if ckpt is None:
         raise MicromixError(
             f"{run_dir} has no qat.pt; run `micromix finetune --run-dir {run_dir}` first."
         )
     out = Path(args.out) if args.out else run_dir / "c"
     _check_out(out, run_dir, args.force)  # before the slow loading
-    qmodel, _ = load_qat(ckpt)
-    policy_file = run_dir / "policy.json"
-    if policy_file.exists() and Policy.load(policy_file) != qmodel.policy:
-        raise MicromixError(f"{policy_file} does not match the policy stored in {ckpt}.")
-    imodel = convert(qmodel)
     if args.dataset is None:
-        args.dataset = _recorded_dataset(run_dir)
+        args.dataset = _recorded_dataset(run_dir, args.random_images)
+    imodel = _integer_model(ckpt)
+    policy_file = inside(run_dir, "policy.json")
+    if policy_file.exists() and Policy.load(policy_file) != imodel.policy:
+        raise MicromixError(f"{policy_file} does not match the policy stored in {ckpt}.")
     images, labels, what = _test_images(args, imodel.input_shape)
     # One exporter per output folder; the lock file sits beside it because the folder itself
     # is replaced whole at the end.

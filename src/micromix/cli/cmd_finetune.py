@@ -52,6 +52,7 @@ FINETUNE_FILES = (
     "config.json",
     "policy.json",
     "memory.json",
+    "graph.json",
     "metrics.json",
     "qat.pt",
     "checkpoint.pt",
@@ -167,6 +168,8 @@ def resolve_policy(args: argparse.Namespace, graph) -> Policy:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..stored import write_graph
+
     device = dist.init_from_env(resolve_device(args.device))
     run_dir = Path(args.run_dir)
     # Every check first: a refused command leaves the run directory as it was.
@@ -208,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
         if not rd.resumed:  # only once the run directory is ours; a resume has them already
             policy.save(run_dir / "policy.json")
             write_json(run_dir / "memory.json", report.to_json())
+            write_graph(run_dir, graph)
     dist.barrier()
     t0 = time.time()
     float_acc = evaluate(model.to(device), data.test, device=device)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from ..budget import Budget
 from ..cost import cost_rows, cost_table
@@ -16,7 +15,6 @@ from .common import (
     add_model_args,
     json_file,
     load_model_for,
-    model_from_run_dir,
     positive_int,
 )
 
@@ -52,15 +50,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def _graph(args: argparse.Namespace):
+    """The Graph to measure. A run directory, or a micromix model file given without --model,
+    is read as data (its stored graph): no model is built and no code imported."""
+    from ..stored import graph_of_file, graph_of_run_dir, inside
+
     if args.run_dir and not (args.checkpoint or args.model):
-        model = model_from_run_dir(args.run_dir)
-        recorded = Path(args.run_dir) / "policy.json"
+        recorded = inside(args.run_dir, "policy.json")
         if args.policy is None and recorded.is_file():
             args.policy = str(recorded)
-    else:
-        model = load_model_for(args)
-    graph = trace(model)
+        return graph_of_run_dir(args.run_dir)
+    if args.checkpoint and not args.model and not args.input_shape:
+        graph = graph_of_file(args.checkpoint)
+        if graph is not None:
+            return graph
+    return trace(load_model_for(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    graph = _graph(args)
     policy = (
         Policy.load(args.policy).validate(graph)
         if args.policy

@@ -80,17 +80,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _recorded(run_dir: Path, cfg: RunConfig) -> RunConfig:
+def _recorded(run_dir: Path, cfg: RunConfig, args: argparse.Namespace) -> RunConfig:
+    """The settings config.json recorded, as defaults of a resume. A recorded value that names
+    code or a path (a model outside the zoo, a checkpoint, a dataset file) is never taken from
+    the file: the command line must give it again (the resume check then compares the two)."""
     from ..files import read_json
+    from ..stored import inside, names_code_or_path, refuse_recorded
 
-    path = run_dir / "config.json"
+    path = inside(run_dir, "config.json")
     if not path.is_file():
         return cfg
     old = read_json(path)
     if old.get("command") != "run":
         return cfg
     names = {f.name for f in fields(cfg)}
-    return replace(cfg, **{k: v for k, v in (old.get("settings") or {}).items() if k in names})
+    taken = {}
+    for k, v in (old.get("settings") or {}).items():
+        if k not in names or getattr(args, k, None) is not None:
+            continue
+        if names_code_or_path(k, v):
+            raise refuse_recorded(k, v, path)
+        taken[k] = v
+    return replace(cfg, **taken)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -100,7 +111,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     resumed run starts from the settings it recorded (its model included)."""
     cfg = preset(args.preset)
     if args.resume and not args.force:
-        cfg = _recorded(Path(args.run_dir or f"runs/{args.preset}"), cfg)
+        cfg = _recorded(Path(args.run_dir or f"runs/{args.preset}"), cfg, args)
     changes = {
         f.name: getattr(args, f.name)
         for f in fields(cfg)

@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from ..files import read_json, write_json
+    from ..stored import write_graph
     from ..strategies import QATSettings, get, search
 
     get(args.strategy)  # an unknown strategy fails here, naming the known ones
@@ -151,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
     recorded.setdefault("settings", {})["model_spec"] = spec_json(model)
     recorded["settings"]["dataset"] = args.dataset
     write_json(cfg_path, recorded)
+    write_graph(args.run_dir, graph)
     u = result.utilization
     used = ", ".join(
         f"{k.upper()} {format_bytes(getattr(result.report, f'{k}_bytes'))} ({100 * v:.1f}% of budget)"

@@ -30,7 +30,8 @@ from .common import (
 
 NAME = "train"
 HELP = "train a float model (checkpoint each epoch, --resume continues)"
-TRAIN_FILES = ("config.json", "metrics.json", "model.pt", "checkpoint.pt")  # what --force removes
+# what --force removes
+TRAIN_FILES = ("config.json", "graph.json", "metrics.json", "model.pt", "checkpoint.pt")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,6 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..stored import write_graph
+
     device = dist.init_from_env(resolve_device(args.device))
     run_dir = Path(args.run_dir)
     # Every check first: a refused command leaves the run directory as it was.
@@ -66,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         model = load_model_for(args)
     data = data_for(args, model)
-    check_classes(data, trace(model))
+    graph = trace(model)
+    check_classes(data, graph)
     train = (
         data.train
         if args.train_images is None
@@ -87,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         open_run_dir(
             run_dir, "train", settings, resume=args.resume, force=args.force, owned=TRAIN_FILES
         )
+        write_graph(run_dir, graph)
     dist.barrier()
     t0 = time.time()
     state = fit(

@@ -305,26 +305,26 @@ def load_model_for(args: argparse.Namespace, checkpoint: str | None = None) -> n
 
 
 def model_from_run_dir(run_dir: str | Path) -> nn.Module:
-    """The model a run directory recorded: its float model file, else the spec of its QAT
-    checkpoint or config.json (architecture only)."""
-    from ..files import load_checkpoint, read_json
-    from ..models import ModelSpec, build
+    """The zoo model a run directory recorded (its float model file, else the spec of its QAT
+    checkpoint or config.json; architecture only). A recorded spec that names code is refused
+    (`models.spec.authorize`): the user names a model outside the zoo with --model."""
+    from ..files import load_checkpoint
+    from ..models import ModelSpec, authorize, build
+    from ..stored import MODEL_FILES, QAT_FILES, first_file, recorded_setting
     from ..train import load_model
 
     d = Path(run_dir)
-    for name in ("model.pt", "float/model.pt"):
-        if (d / name).is_file():
-            return load_model(d / name)[0]
-    for name in ("qat.pt", "finetune/qat.pt"):
-        if (d / name).is_file():
-            spec = load_checkpoint(d / name).get("model_spec")
-            if spec:
-                return build(ModelSpec.from_json(spec))
-    if (d / "config.json").is_file():
-        spec = (read_json(d / "config.json").get("settings") or {}).get("model_spec")
-        if spec:
-            return build(ModelSpec.from_json(spec))
-    raise MicromixError(f"{d} records no model (no model.pt, qat.pt or model spec in config.json).")
+    p = first_file(d, MODEL_FILES)
+    if p is not None:
+        return load_model(p)[0]
+    p = first_file(d, QAT_FILES)
+    spec = load_checkpoint(p).get("model_spec") if p is not None else None
+    spec = spec or recorded_setting(d, "model_spec")
+    if not spec:
+        raise MicromixError(
+            f"{d} records no model (no model.pt, qat.pt or model spec in config.json)."
+        )
+    return build(authorize(ModelSpec.from_json(spec), None, f"{d}'s model spec"))
 
 
 def spec_json(model: nn.Module) -> dict | None:

@@ -19,6 +19,7 @@ from torch import nn
 from micromix.errors import MicromixError
 from micromix.models.spec import (
     ModelSpec,
+    authorize,
     build,
     input_shape_of,
     parse_input_shape,
@@ -193,6 +194,7 @@ def init_weights(model: nn.Module) -> None:
 __all__ = [
     "CONFIG_KEYS",
     "ModelSpec",
+    "authorize",
     "build",
     "from_source",
     "input_shape_of",

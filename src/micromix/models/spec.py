@@ -1,11 +1,14 @@
 """Where a model comes from: a zoo name, a user's .py file, or an importable module.
 
 A `ModelSpec` is plain data (it round-trips through JSON and lives in config.json and in every
-checkpoint), so later commands rebuild the same model without being told again, and no
-checkpoint ever needs a pickled class. Building from a file runs that file, which is the point:
-it is the user's own model. To never import code silently from elsewhere, a spec names the
-file by its absolute path and records its sha256; a rebuild warns (one line) when the file
-changed since.
+checkpoint), so no checkpoint ever needs a pickled class. Building from a file runs that
+file, which is the point when it is the user's own model, and the danger when the spec came
+from somebody else's file. So a spec has an authority: `named` is True only for a spec made
+from what the user typed (`--model REF`, `spec_from_ref`) or from a live object of this
+process; a spec read from JSON (`from_json`: checkpoints, config.json) is data. `build`
+refuses a non-zoo spec that is not named, and `authorize` is the one way a file's spec becomes
+buildable: the command line must name the same code (same file or module, same NAME, same
+sha256 when both are known). Zoo specs are registry names and always build.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ class ModelSpec:
     input_shape: tuple[int, int, int] | None = None
     location: str | None = None
     sha256: str | None = None
+    # Not data: whether the user named this code in this process (see the module docstring).
+    named: bool = field(default=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -143,7 +148,7 @@ def spec_from_ref(
     args = dict(args or {})
     shape = None if input_shape is None else parse_input_shape(input_shape)
     if ref in list_models():
-        return ModelSpec("zoo", ref, args, shape)
+        return ModelSpec("zoo", ref, args, shape, named=True)
     where, sep, name = ref.rpartition(":")
     if not sep or not where or not name.isidentifier():
         raise MicromixError(
@@ -154,14 +159,58 @@ def spec_from_ref(
         path = Path(where).expanduser().resolve()
         if not path.is_file():
             raise MicromixError(f"model file {where} does not exist.")
-        return ModelSpec("file", name, args, shape, str(path), file_sha256(path))
+        return ModelSpec("file", name, args, shape, str(path), file_sha256(path), named=True)
     if not all(part.isidentifier() for part in where.split(".")):
         raise MicromixError(f"{where!r} is neither a .py file nor a dotted module name.")
     origin = importlib.util.find_spec(where) if _importable(where) else None
     if origin is None:
         raise MicromixError(f"module {where} cannot be found on the Python path.")
     sha = file_sha256(origin.origin) if origin.origin and Path(origin.origin).is_file() else None
-    return ModelSpec("module", name, args, shape, where, sha)
+    return ModelSpec("module", name, args, shape, where, sha, named=True)
+
+
+def refuse_code(spec: ModelSpec, source: str) -> MicromixError:
+    """The one sentence for a file whose spec names code the command line did not name."""
+    return MicromixError(
+        f"{source} names code to run ({spec.kind} {spec.ref}) and micromix runs no code named "
+        f"inside a file; if you trust it, give --model {spec.ref} (with its --model-args and "
+        "--input-shape) on the command line."
+    )
+
+
+def authorize(recorded: ModelSpec, named: ModelSpec | None, source: str) -> ModelSpec:
+    """The buildable spec for a spec read from a file (`source` says which, for messages).
+
+    A zoo spec is a registry name: it builds as recorded. Any other spec builds only when the
+    user named the same code (`named`, from the command line): same kind, location and NAME,
+    and the same sha256 when both are known. The result is the named spec, with the file's
+    arguments and input shape where the command line gave none. Raises before anything is
+    imported."""
+    if recorded.kind == "zoo":
+        return replace(recorded, named=True)
+    if named is None or not named.named or named.kind == "zoo":
+        raise refuse_code(recorded, source)
+    same = (recorded.kind, recorded.location, recorded.name) == (
+        named.kind,
+        named.location,
+        named.name,
+    )
+    if not same:
+        raise MicromixError(
+            f"{source} records model {recorded.ref} but --model names {named.ref}; give "
+            f"--model {recorded.ref} to use this file, or another file for {named.ref}."
+        )
+    if recorded.sha256 and named.sha256 and recorded.sha256 != named.sha256:
+        raise MicromixError(
+            f"{source} records {recorded.ref} with sha256 {recorded.sha256[:12]} but that "
+            f"file now has sha256 {named.sha256[:12]}; restore the recorded source or start "
+            "over with --force."
+        )
+    return replace(
+        named,
+        args=named.args or dict(recorded.args),
+        input_shape=named.input_shape or recorded.input_shape,
+    )
 
 
 def _importable(dotted: str) -> bool:
@@ -243,6 +292,8 @@ def build(spec: ModelSpec, *, warn: bool = True) -> nn.Module:
             shape = spec.input_shape  # a zoo net is convolutional: any H x W works
         spec = replace(spec, args=_zoo_args(cfg), input_shape=shape)
     else:
+        if not spec.named:  # only `authorize` or the command line make a file's spec buildable
+            raise refuse_code(spec, "the model spec")
         factory = getattr(_source(spec, warn), spec.name, None)
         if factory is None or not callable(factory):
             raise MicromixError(f"{spec.location} has no class or function named {spec.name}.")
@@ -294,9 +345,11 @@ def _spec_from_class(model: nn.Module) -> ModelSpec | None:
         return None
     path = str(Path(path).resolve())
     # A package module (pkg.net) is found again by import; a script or a test file by its path.
+    # The class is live in this process, so its code already ran: the spec is `named`.
     if module is not None and "." in cls.__module__ and _importable(cls.__module__):
-        return ModelSpec("module", cls.__qualname__, {}, None, cls.__module__, file_sha256(path))
-    return ModelSpec("file", cls.__qualname__, {}, None, path, file_sha256(path))
+        sha = file_sha256(path)
+        return ModelSpec("module", cls.__qualname__, {}, None, cls.__module__, sha, named=True)
+    return ModelSpec("file", cls.__qualname__, {}, None, path, file_sha256(path), named=True)
 
 
 def input_shape_of(model: nn.Module) -> tuple[int, int, int, int] | None:

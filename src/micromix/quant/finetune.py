@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -19,6 +20,7 @@ from ..models import spec_of
 from ..policy import Policy
 from ..train import QAT_RECIPE, TrainConfig, fit
 from .fakequant import DEFAULT_WEIGHT_RANGE, WEIGHT_QUANTS, WEIGHT_RANGES
+from .params import qparams_from_data, qparams_to_data
 from .prepare import QATModel, calibrate, calibration_batches, prepare, reestimate_bn
 from .recipe import RECIPES, QATRecipe
 
@@ -155,9 +157,44 @@ def _check_same_run(path: str | Path, policy: Policy, weight_range: str) -> None
 
 
 def save_qat(path: str | Path, qmodel: QATModel, **meta: Any) -> None:
-    """Write a self-describing QAT checkpoint that `load_qat` (and `micromix export`) rebuilds."""
+    """Write a self-describing QAT checkpoint: `load_qat` rebuilds the QAT model from it (with
+    the model code), and `load_integer` the integer model from its data alone (the Graph as
+    JSON and the QuantParams as tensors), so a received checkpoint exports without code."""
+    from .prepare import quant_params
+
     state = {k: v.detach().cpu() for k, v in qmodel.state_dict().items()}
-    save_checkpoint(path, {**_describe(qmodel), "state_dict": state, **meta})
+    qp = qparams_to_data(quant_params(qmodel))
+    for layer in qp["layers"].values():
+        for k in ("w_int", "w_scale", "bias"):
+            layer[k] = torch.from_numpy(np.ascontiguousarray(layer[k]))
+    integer = {"graph": qmodel.graph.to_json(), "quant_params": qp}
+    save_checkpoint(path, {**_describe(qmodel), "state_dict": state, "integer": integer, **meta})
+
+
+def load_integer(path: str | Path):
+    """The IntegerModel of a QAT checkpoint from its stored data: no model is built and no
+    code is imported. Raises CheckpointError for a file without that data (written by an
+    older micromix) or with damaged data."""
+    from ..graph import graph_from_json
+    from ..integer import convert
+
+    ck = load_checkpoint(path)
+    data = ck.get("integer") if ck.get("kind") == QAT_KIND else None
+    if not isinstance(data, dict) or "policy" not in ck:
+        raise CheckpointError(
+            f"{path} holds no integer model data (not a QAT checkpoint, or one written before "
+            "micromix stored it); run `micromix finetune` again to write it."
+        )
+    graph = graph_from_json(data.get("graph"), f"the graph in {path}")
+    policy = Policy.from_json(ck["policy"], source=f"the policy in {path}")
+    try:
+        qp = qparams_from_data(data["quant_params"])
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise CheckpointError(
+            f"the quantization parameters in {path} are damaged ({type(e).__name__}: "
+            f"{str(e)[:80]})."
+        ) from None
+    return convert(qp, graph, policy)
 
 
 def load_qat(
@@ -166,10 +203,11 @@ def load_qat(
     """Rebuild a QAT model saved by `save_qat` (or a finetune checkpoint).
 
     Zoo models rebuild from the stored config; for any other model pass the float `model`
-    (architecture only: its weights are replaced by the checkpoint's).
+    (architecture only: its weights are replaced by the checkpoint's): the code a file names
+    never runs on the file's say (`models.spec.authorize`).
     """
     from ..graph import trace
-    from ..models import ModelSpec, build, create_from_config
+    from ..models import ModelSpec, authorize, build, create_from_config
 
     ck = load_checkpoint(path, map_location=map_location)
     if ck.get("kind") != QAT_KIND or "policy" not in ck:
@@ -182,6 +220,7 @@ def load_qat(
     spec = ModelSpec.from_json(ck["model_spec"]) if ck.get("model_spec") else None
     if model is None:
         if spec is not None:
+            spec = authorize(spec, None, str(path))
             model = build(spec)
         elif not ck.get("model_config"):
             raise CheckpointError(

@@ -65,3 +65,41 @@ class LayerQuant:
 class QuantParams:
     tensors: dict[str, TensorQuant]  # every activation tensor of the Graph
     layers: dict[str, LayerQuant]  # every conv / linear op of the Graph
+
+
+def qparams_to_data(qp: QuantParams) -> dict:
+    """QuantParams as plain data (numbers, strings, numpy arrays); `qparams_from_data` is the
+    inverse. A QAT checkpoint stores it (arrays as tensors), so conversion and export need no
+    model code."""
+    return {
+        "tensors": {
+            n: {"bits": t.bits, "signed": t.signed, "scale": t.scale} for n, t in qp.tensors.items()
+        },
+        "layers": {
+            n: {"bits": lq.bits, "w_int": lq.w_int, "w_scale": lq.w_scale, "bias": lq.bias}
+            for n, lq in qp.layers.items()
+        },
+    }
+
+
+def qparams_from_data(d: dict) -> QuantParams:
+    """The QuantParams of `qparams_to_data` (arrays may be numpy arrays or CPU tensors).
+    Raises TypeError / ValueError / KeyError on damaged data; the caller names the file."""
+    tensors = {}
+    for n, t in d["tensors"].items():
+        bits, signed, scale = t["bits"], t["signed"], t["scale"]
+        if type(bits) is not int or type(signed) is not bool or not isinstance(scale, float):
+            raise TypeError(f"tensor {n!r}: bits, signed and scale must be int, bool, float")
+        if not (np.isfinite(scale) and scale > 0):
+            raise ValueError(f"tensor {n!r}: scale must be finite and positive")
+        tensors[n] = TensorQuant(n, bits, signed, scale)
+    layers = {}
+    for n, lq in d["layers"].items():
+        w_int, w_scale, bias = (np.asarray(lq[k]) for k in ("w_int", "w_scale", "bias"))
+        if w_int.dtype != np.int64 or w_scale.dtype != np.float64 or bias.dtype != np.float64:
+            raise TypeError(f"layer {n!r}: w_int must be int64, w_scale and bias float64")
+        rows = (len(w_int),) if w_int.ndim else ()
+        if type(lq["bits"]) is not int or not w_scale.shape == bias.shape == rows:
+            raise ValueError(f"layer {n!r}: bits or array shapes do not match")
+        layers[n] = LayerQuant(n, lq["bits"], w_int, w_scale, bias)
+    return QuantParams(tensors, layers)

@@ -43,6 +43,7 @@ ILP_CALIB_IMAGES = 1024
 # What a search writes into its run directory (`force=True` removes these first).
 SEARCH_FILES = (
     "checkpoint.pt",
+    "graph.json",
     "episodes.jsonl",
     "policy.json",
     "memory.json",

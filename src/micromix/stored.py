@@ -1,0 +1,145 @@
+"""What a run directory or a checkpoint holds as data, read without building a model.
+
+Run directories and checkpoints travel (a colleague's search, CI artifacts, a model from an
+issue thread), so everything read from them is data: a model spec inside is never imported or
+called on its own authority (`models.spec.authorize`), a path inside is never followed, and a
+file of a received run directory is read only when it resolves inside that directory (a
+symbolic link to elsewhere is refused). What the data-only commands need is stored as plain
+data by the commands that write it:
+
+- `graph.json` (every command that traces writes it; model files and QAT checkpoints embed the
+  same JSON): `report` and `memory --run-dir` need nothing else besides policy.json;
+- the QAT checkpoint's `integer` entry (Graph + QuantParams): `export --run-dir`.
+
+Run directories written before these files existed still work for zoo models (a registry name
+builds no foreign code); for other models the command names the code and how to run it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .errors import MicromixError
+from .files import load_checkpoint, read_json, write_json
+from .graph import Graph, graph_from_json, trace
+
+GRAPH_FILE = "graph.json"
+# Where each command keeps its checkpoints (`micromix run` in stage folders).
+MODEL_FILES = ("model.pt", "float/model.pt")
+QAT_FILES = ("qat.pt", "finetune/qat.pt")
+
+
+def inside(run_dir: str | Path, name: str) -> Path:
+    """`run_dir/name`, refused when it resolves outside `run_dir` (a link to elsewhere)."""
+    d = Path(run_dir)
+    p = d / name
+    if p.is_symlink() or p.exists():
+        if not p.resolve().is_relative_to(d.resolve()):
+            raise MicromixError(
+                f"{p} points outside the run directory {d}; micromix follows no path read "
+                "from a run directory."
+            )
+    return p
+
+
+def first_file(run_dir: str | Path, names: tuple[str, ...]) -> Path | None:
+    for name in names:
+        p = inside(run_dir, name)
+        if p.is_file():
+            return p
+    return None
+
+
+def write_graph(run_dir: str | Path, graph: Graph) -> None:
+    write_json(Path(run_dir) / GRAPH_FILE, graph.to_json())
+
+
+def graph_of_file(path: str | Path) -> Graph | None:
+    """The Graph a model file or QAT checkpoint embeds, or None when it has none."""
+    ck = load_checkpoint(path)
+    data = ck.get("graph")
+    if data is None and isinstance(ck.get("integer"), dict):
+        data = ck["integer"].get("graph")
+    return None if data is None else graph_from_json(data, f"the graph in {path}")
+
+
+def graph_of_run_dir(run_dir: str | Path) -> Graph:
+    """The Graph a run directory recorded, from data: graph.json, else the graph embedded in
+    its QAT checkpoint or model file, else (older run directories) a zoo model rebuilt from
+    its recorded spec. A spec that names code is refused, naming the code."""
+    d = Path(run_dir)
+    p = first_file(d, (GRAPH_FILE,))
+    if p is not None:
+        return graph_from_json(read_json(p), str(p))
+    for p in filter(None, (first_file(d, QAT_FILES), first_file(d, MODEL_FILES))):
+        graph = graph_of_file(p)
+        if graph is not None:
+            return graph
+    return trace(_recorded_zoo_model(d))
+
+
+def _recorded_zoo_model(d: Path) -> Any:
+    from .models import ModelSpec, authorize, build, create_from_config
+
+    spec = None
+    for p in filter(None, (first_file(d, QAT_FILES), first_file(d, MODEL_FILES))):
+        ck = load_checkpoint(p)
+        spec = ck.get("model_spec")
+        if spec:
+            break
+        if ck.get("model_config"):  # a zoo model's registry name and options
+            return create_from_config(ck["model_config"])
+    cfg = first_file(d, ("config.json",))
+    if not spec and cfg is not None:
+        spec = (read_json(cfg, expect=dict).get("settings") or {}).get("model_spec")
+    if not spec:
+        raise MicromixError(f"{d} records no model (no graph.json, model file or model spec).")
+    return build(authorize(ModelSpec.from_json(spec), None, f"{d}'s model spec"))
+
+
+def recorded_setting(run_dir: str | Path, key: str) -> Any:
+    """settings[key] of run_dir/config.json (None when absent)."""
+    cfg = first_file(run_dir, ("config.json",))
+    if cfg is None:
+        return None
+    return (read_json(cfg, expect=dict).get("settings") or {}).get(key)
+
+
+# Settings whose value can name code or a path; the others are numbers and registry names,
+# which their own checks validate.
+_FLAGS = {
+    "model": "--model",
+    "checkpoint": "--checkpoint",
+    "dataset": "--dataset",
+    "data_dir": "--data-dir",
+    "target": "--target",
+}
+
+
+def names_code_or_path(key: str, value: Any) -> bool:
+    """Whether a recorded setting `key: value` names code or a path (and so must come from the
+    command line): a model outside the zoo, any checkpoint or data folder, a dataset other
+    than the built-in one, a target file."""
+    from .data import dataset_kind
+    from .models import list_models
+
+    if value is None or key not in _FLAGS:
+        return False
+    if key == "model":
+        return value not in list_models()
+    if key == "dataset":
+        try:
+            return dataset_kind(value) != "fashion_mnist"
+        except MicromixError:
+            return True
+    if key == "target":
+        return str(value).lower().endswith((".toml", ".json"))
+    return True
+
+
+def refuse_recorded(key: str, value: Any, source: str | Path) -> MicromixError:
+    return MicromixError(
+        f"{source} records {_FLAGS[key]} {value}, and micromix runs no code and follows no path "
+        f"read from a run directory; give {_FLAGS[key]} {value} on the command line to use it."
+    )
