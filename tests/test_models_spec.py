@@ -15,8 +15,8 @@ import micromix as mm
 from micromix.errors import CheckpointError, MicromixError
 from micromix.files import load_checkpoint
 from micromix.models import (
-    authorize,
     ModelSpec,
+    authorize,
     build,
     from_source,
     parse_input_shape,
