@@ -631,3 +631,181 @@ def test_a_protocol5_pickle_is_one_sentence_without_torch_warnings(world, capsys
     assert [str(w.message) for w in caught] == []
     assert len(err) == 1 and "without running code" in err[0]
     assert not Path(world["marker"]).exists()
+
+
+# ---- code named inside a file: a spec is data --------------------------------------------
+# A weights_only-loadable file can still name code: a model spec {"kind": "module", ...} names
+# any importable callable with arguments from the file (here builtins.open(marker, "w")), and
+# a received run directory's spec can point at a .py inside it that writes the marker when
+# imported. No command may run either; the data-only commands work without them.
+
+EVIL_PY = "open({marker!r}, 'w').write('imported')\nimport torch.nn as nn\nNet = nn.Linear\n"
+
+
+def _callable_spec(marker: Path) -> dict:
+    args = {"file": str(marker), "mode": "w"}
+    return {"kind": "module", "name": "open", "location": "builtins", "args": args}
+
+
+def _file_spec(py: Path) -> dict:
+    return {"kind": "file", "name": "Net", "location": str(py), "input_shape": [1, 8, 8]}
+
+
+@pytest.fixture(scope="module")
+def code_world(world) -> dict[str, str]:
+    """Checkpoints whose spec names a module callable, and received run directories whose
+    spec names a .py inside them; copies of the real ones of `world` otherwise."""
+    base, marker = Path(world["base"]) / "code", Path(world["marker"])
+    base.mkdir()
+    w = dict(world)
+    state = torch.load(world["float_ckpt"], weights_only=True)
+    for name, spec in (("spec_call", _callable_spec(marker)), ("spec_py", None)):
+        d = base / name
+        d.mkdir()
+        (d / "evil.py").write_text(EVIL_PY.format(marker=str(marker)))
+        spec = spec or _file_spec(d / "evil.py")
+        torch.save({**state, "model_spec": spec, "graph": None}, d / "model.pt")
+        w[f"{name}_ck"] = str(d / "model.pt")
+        # a received run directory of each command, holding only the spec
+        for cmd in ("run", "train", "search"):
+            rd = d / f"recv_{cmd}"
+            rd.mkdir()
+            shutil.copy(d / "evil.py", rd / "evil.py")
+            local = spec if spec["kind"] == "module" else _file_spec(rd / "evil.py")
+            ref = f"{local['location']}:{local['name']}"
+            settings = {"model_spec": local, "model": ref, "dataset": "fashion_mnist"}
+            write_json(rd / "config.json", {"command": cmd, "settings": settings})
+            w[f"{name}_{cmd}"] = str(rd)
+        # a real search directory (graph.json included) whose recorded spec names the code
+        rd = d / "recv_search_real"
+        shutil.copytree(world["search"], rd)
+        cfg = json.loads((rd / "config.json").read_text())
+        cfg["settings"]["model_spec"] = local
+        write_json(rd / "config.json", cfg)
+        w[f"{name}_search_real"] = str(rd)
+        # ... with a policy (report and memory then need the graph)
+        rd = d / "recv_policy"
+        shutil.copytree(d / "recv_run", rd)
+        shutil.copy(Path(world["ft"]) / "policy.json", rd / "policy.json")
+        w[f"{name}_policy"] = str(rd)
+        # a fine-tune directory whose QAT checkpoint names the code; without its integer data
+        # the export would have to build the model
+        qd = d / "recv_qat"
+        shutil.copytree(world["ft"], qd)
+        (qd / "graph.json").unlink()
+        ck = torch.load(qd / "qat.pt", weights_only=True)
+        ck["model_spec"] = spec if spec["kind"] == "module" else _file_spec(qd / "evil.py")
+        shutil.copy(d / "evil.py", qd / "evil.py")
+        torch.save({k: v for k, v in ck.items() if k != "integer"}, qd / "qat.pt")
+        w[f"{name}_qat"] = str(qd)
+        # ... and with it: works from the data alone
+        qd2 = d / "recv_qat_data"
+        shutil.copytree(qd, qd2)
+        torch.save(ck, qd2 / "qat.pt")
+        w[f"{name}_qat_data"] = str(qd2)
+    return w
+
+
+NEW = ["--run-dir", "{new}"]
+# (id, argv, exit code, a phrase of the sentence when refused)
+CODE_CASES = []
+for _k in ("spec_call", "spec_py"):
+    _ck = ["--checkpoint", "{%s_ck}" % _k]
+    CODE_CASES += [
+        (f"{_k}-memory-ckpt", ["memory", *_ck], 2, "names code to run"),
+        (f"{_k}-search-ckpt", ["search", *_ck, *SEARCH, *D, *NEW], 2, "names code to run"),
+        (f"{_k}-finetune-ckpt", ["finetune", *_ck, *FINETUNE, *D, *NEW], 2, "names code to run"),
+        (f"{_k}-train-ckpt", ["train", *_ck, *TRAIN, *D, *NEW], 2, "names code to run"),
+        (f"{_k}-run-ckpt", ["run", *_ck, *D, *RUN, *NEW], 2, "names code to run"),
+        (f"{_k}-baseline-ckpt", ["baseline", "uniform", *_ck, *D, *NEW], 2, "names code"),
+        (f"{_k}-fit8-ckpt", ["baseline", "fit8", *_ck, "--flash", "0.5x", *NEW], 2, "names code"),
+        (f"{_k}-report-cfg", ["report", "{%s_run}" % _k], 0, ""),
+        (f"{_k}-report-policy", ["report", "{%s_policy}" % _k], 2, "names code to run"),
+        (f"{_k}-memory-run-dir", ["memory", "--run-dir", "{%s_policy}" % _k], 2, "names code"),
+        (f"{_k}-memory-search-dir", ["memory", "--run-dir", "{%s_search}" % _k], 2, "names code"),
+        (f"{_k}-export-cfg", ["export", "--run-dir", "{%s_run}" % _k], 2, "has no qat.pt"),
+        (f"{_k}-export-qat", ["export", "--run-dir", "{%s_qat}" % _k, *D], 2, "names code"),
+        (f"{_k}-export-qat-data", ["export", "--run-dir", "{%s_qat_data}" % _k, *D], 0, ""),
+        (
+            f"{_k}-train-resume",
+            ["train", *TRAIN, *D, "--resume", "--run-dir", "{%s_train}" % _k],
+            2,
+            "names code to run",
+        ),  # fmt: skip
+        (
+            f"{_k}-run-resume",
+            ["run", *D, *RUN, "--resume", "--run-dir", "{%s_run}" % _k],
+            2,
+            "records --model",
+        ),  # fmt: skip
+        (
+            f"{_k}-search-resume",
+            ["search", *CK, *SEARCH, *D, "--resume", "--run-dir", "{%s_search_real}" % _k],
+            2,
+            "it recorded model",
+        ),  # fmt: skip
+        (f"{_k}-memory-search-real", ["memory", "--run-dir", "{%s_search_real}" % _k], 0, ""),
+    ]
+
+
+@pytest.mark.parametrize("case, argv, code, needle", CODE_CASES, ids=[c[0] for c in CODE_CASES])
+def test_no_code_named_inside_a_file_runs(code_world, capsys, case, argv, code, needle):
+    base, marker = Path(code_world["base"]), Path(code_world["marker"])
+    before = _tree(base)
+    got, err = _run([a.format(**code_world) for a in argv], capsys)
+    assert not marker.exists(), f"{case}: code named inside a file ran"
+    assert got == code, (case, err)
+    if code == 2:
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert err.startswith("micromix: error:") and needle in err, err
+        assert _tree(base) == before, "a refused command changed files"
+
+
+def test_a_refusal_says_which_code_and_how_to_run_it(code_world, capsys):
+    code, err = _run(["memory", "--checkpoint", code_world["spec_call_ck"]], capsys)
+    assert code == 2 and "module builtins:open" in err and "--model builtins:open" in err
+
+
+def test_named_code_matching_the_file_is_accepted(code_world, capsys, tmp_path):
+    """The user names the same code on the command line: the spec's code then runs (here a
+    .py whose import writes the marker, so the marker shows that the authority came from the
+    command line, not the file)."""
+    marker = Path(code_world["marker"])
+    py = Path(code_world["spec_py_ck"]).parent / "evil.py"
+    argv = ["memory", "--checkpoint", code_world["spec_py_ck"], "--model", f"{py}:Net"]
+    _run([*argv, "--input-shape", "1x8x8"], capsys)  # nn.Linear() then fails: no matter
+    try:
+        assert marker.exists(), "the named code did not run"
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+def test_a_link_out_of_a_received_run_directory_is_not_followed(world, capsys, tmp_path):
+    d = tmp_path / "recv"
+    shutil.copytree(world["ft"], d)
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"format": 1}')
+    (d / "policy.json").unlink()
+    (d / "policy.json").symlink_to(secret)
+    code, err = _run(["memory", "--run-dir", str(d)], capsys)
+    assert code == 2 and "points outside the run directory" in err
+
+
+def test_damaged_integer_data_is_one_sentence(world, capsys, tmp_path):
+    """The stored graph and quantization parameters are read as hostile data too."""
+    d = tmp_path / "recv"
+    shutil.copytree(world["ft"], d)
+    ck = torch.load(d / "qat.pt", weights_only=True)
+    layer = next(iter(ck["integer"]["quant_params"]["layers"].values()))
+    for damage in (
+        lambda: ck["integer"]["graph"]["ops"][0].update(kind="system"),
+        lambda: ck["integer"]["graph"]["ops"][-1].update(out_shape=[999, 1, 1]),
+        lambda: layer.update(w_int=layer["w_int"].float()),
+        lambda: layer.update(w_scale=layer["w_scale"][:1]),
+    ):
+        damage()
+        torch.save(ck, d / "qat.pt")
+        code, err = _run(["export", "--run-dir", str(d), "--no-check", "--random-images"], capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "damaged" in err, err
+        ck = torch.load(Path(world["ft"]) / "qat.pt", weights_only=True)
+        layer = next(iter(ck["integer"]["quant_params"]["layers"].values()))

@@ -143,3 +143,22 @@ def refuse_recorded(key: str, value: Any, source: str | Path) -> MicromixError:
         f"{source} records {_FLAGS[key]} {value}, and micromix runs no code and follows no path "
         f"read from a run directory; give {_FLAGS[key]} {value} on the command line to use it."
     )
+
+
+def check_same_model(run_dir: str | Path, spec: dict | None) -> None:
+    """On --resume: the model the command line names (`spec`, JSON) must be the one the run
+    directory recorded (kind, location, NAME, arguments and sha256), else refused naming both."""
+    recorded = recorded_setting(run_dir, "model_spec")
+    if not recorded or spec is None:
+        return
+    keys = ("kind", "location", "name", "args", "sha256")
+    if any(recorded.get(k) != spec.get(k) for k in keys):
+
+        def ref(s: dict) -> str:
+            where = f"{s.get('location')}:" if s.get("location") else ""
+            return f"{where}{s.get('name')} (sha256 {str(s.get('sha256'))[:12]})"
+
+        raise MicromixError(
+            f"cannot resume {run_dir}: it recorded model {ref(recorded)} but the command line "
+            f"names {ref(spec)}; give the recorded model, or --force to start over."
+        )

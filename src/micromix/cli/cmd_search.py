@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from ..files import read_json, write_json
-    from ..stored import write_graph
+    from ..stored import check_same_model, write_graph
     from ..strategies import QATSettings, get, search
 
     get(args.strategy)  # an unknown strategy fails here, naming the known ones
@@ -115,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     check_run_dir(args.run_dir, "search", resume=args.resume, force=args.force)
     model = load_model_for(args)
+    if args.resume:
+        check_same_model(args.run_dir, spec_json(model))
     graph = trace(model)
     ref = memory_report(graph, Policy.uniform(graph, 8))
     budget = Budget.parse(args.flash, args.ram, target=args.target, reference=ref)

@@ -188,13 +188,11 @@ def load_integer(path: str | Path):
     graph = graph_from_json(data.get("graph"), f"the graph in {path}")
     policy = Policy.from_json(ck["policy"], source=f"the policy in {path}")
     try:
-        qp = qparams_from_data(data["quant_params"])
-    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        return convert(qparams_from_data(data["quant_params"]), graph, policy)
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
         raise CheckpointError(
-            f"the quantization parameters in {path} are damaged ({type(e).__name__}: "
-            f"{str(e)[:80]})."
+            f"the integer model data in {path} is damaged ({type(e).__name__}: {str(e)[:80]})."
         ) from None
-    return convert(qp, graph, policy)
 
 
 def load_qat(
