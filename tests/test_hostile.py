@@ -707,10 +707,17 @@ def code_world(world) -> dict[str, str]:
 
 
 NEW = ["--run-dir", "{new}"]
+
+
+def _at(kind: str, name: str) -> str:
+    """The `code_world` placeholder of the file or folder `name` of `kind`."""
+    return "{" + f"{kind}_{name}" + "}"
+
+
 # (id, argv, exit code, a phrase of the sentence when refused)
 CODE_CASES = []
 for _k in ("spec_call", "spec_py"):
-    _ck = ["--checkpoint", "{%s_ck}" % _k]
+    _ck = ["--checkpoint", _at(_k, "ck")]
     CODE_CASES += [
         (f"{_k}-memory-ckpt", ["memory", *_ck], 2, "names code to run"),
         (f"{_k}-search-ckpt", ["search", *_ck, *SEARCH, *D, *NEW], 2, "names code to run"),
@@ -719,32 +726,32 @@ for _k in ("spec_call", "spec_py"):
         (f"{_k}-run-ckpt", ["run", *_ck, *D, *RUN, *NEW], 2, "names code to run"),
         (f"{_k}-baseline-ckpt", ["baseline", "uniform", *_ck, *D, *NEW], 2, "names code"),
         (f"{_k}-fit8-ckpt", ["baseline", "fit8", *_ck, "--flash", "0.5x", *NEW], 2, "names code"),
-        (f"{_k}-report-cfg", ["report", "{%s_run}" % _k], 0, ""),
-        (f"{_k}-report-policy", ["report", "{%s_policy}" % _k], 2, "names code to run"),
-        (f"{_k}-memory-run-dir", ["memory", "--run-dir", "{%s_policy}" % _k], 2, "names code"),
-        (f"{_k}-memory-search-dir", ["memory", "--run-dir", "{%s_search}" % _k], 2, "names code"),
-        (f"{_k}-export-cfg", ["export", "--run-dir", "{%s_run}" % _k], 2, "has no qat.pt"),
-        (f"{_k}-export-qat", ["export", "--run-dir", "{%s_qat}" % _k, *D], 2, "names code"),
-        (f"{_k}-export-qat-data", ["export", "--run-dir", "{%s_qat_data}" % _k, *D], 0, ""),
+        (f"{_k}-report-cfg", ["report", _at(_k, "run")], 0, ""),
+        (f"{_k}-report-policy", ["report", _at(_k, "policy")], 2, "names code to run"),
+        (f"{_k}-memory-run-dir", ["memory", "--run-dir", _at(_k, "policy")], 2, "names code"),
+        (f"{_k}-memory-search-dir", ["memory", "--run-dir", _at(_k, "search")], 2, "names code"),
+        (f"{_k}-export-cfg", ["export", "--run-dir", _at(_k, "run")], 2, "has no qat.pt"),
+        (f"{_k}-export-qat", ["export", "--run-dir", _at(_k, "qat"), *D], 2, "names code"),
+        (f"{_k}-export-qat-data", ["export", "--run-dir", _at(_k, "qat_data"), *D], 0, ""),
         (
             f"{_k}-train-resume",
-            ["train", *TRAIN, *D, "--resume", "--run-dir", "{%s_train}" % _k],
+            ["train", *TRAIN, *D, "--resume", "--run-dir", _at(_k, "train")],
             2,
             "names code to run",
         ),  # fmt: skip
         (
             f"{_k}-run-resume",
-            ["run", *D, *RUN, "--resume", "--run-dir", "{%s_run}" % _k],
+            ["run", *D, *RUN, "--resume", "--run-dir", _at(_k, "run")],
             2,
             "records --model",
         ),  # fmt: skip
         (
             f"{_k}-search-resume",
-            ["search", *CK, *SEARCH, *D, "--resume", "--run-dir", "{%s_search_real}" % _k],
+            ["search", *CK, *SEARCH, *D, "--resume", "--run-dir", _at(_k, "search_real")],
             2,
             "it recorded model",
         ),  # fmt: skip
-        (f"{_k}-memory-search-real", ["memory", "--run-dir", "{%s_search_real}" % _k], 0, ""),
+        (f"{_k}-memory-search-real", ["memory", "--run-dir", _at(_k, "search_real")], 0, ""),
     ]
 
 
@@ -795,17 +802,21 @@ def test_damaged_integer_data_is_one_sentence(world, capsys, tmp_path):
     """The stored graph and quantization parameters are read as hostile data too."""
     d = tmp_path / "recv"
     shutil.copytree(world["ft"], d)
-    ck = torch.load(d / "qat.pt", weights_only=True)
-    layer = next(iter(ck["integer"]["quant_params"]["layers"].values()))
+
+    def op(ck: dict, i: int) -> dict:
+        return ck["integer"]["graph"]["ops"][i]
+
+    def layer(ck: dict) -> dict:
+        return next(iter(ck["integer"]["quant_params"]["layers"].values()))
+
     for damage in (
-        lambda: ck["integer"]["graph"]["ops"][0].update(kind="system"),
-        lambda: ck["integer"]["graph"]["ops"][-1].update(out_shape=[999, 1, 1]),
-        lambda: layer.update(w_int=layer["w_int"].float()),
-        lambda: layer.update(w_scale=layer["w_scale"][:1]),
+        lambda ck: op(ck, 0).update(kind="system"),
+        lambda ck: op(ck, -1).update(out_shape=[999, 1, 1]),
+        lambda ck: layer(ck).update(w_int=layer(ck)["w_int"].float()),
+        lambda ck: layer(ck).update(w_scale=layer(ck)["w_scale"][:1]),
     ):
-        damage()
+        ck = torch.load(Path(world["ft"]) / "qat.pt", weights_only=True)
+        damage(ck)
         torch.save(ck, d / "qat.pt")
         code, err = _run(["export", "--run-dir", str(d), "--no-check", "--random-images"], capsys)
         assert code == 2 and len(err.strip().splitlines()) == 1 and "damaged" in err, err
-        ck = torch.load(Path(world["ft"]) / "qat.pt", weights_only=True)
-        layer = next(iter(ck["integer"]["quant_params"]["layers"].values()))
