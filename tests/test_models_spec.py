@@ -192,7 +192,8 @@ def test_qat_checkpoint_of_a_file_model_converts_without_the_model(tmp_path, net
     """The QAT checkpoint rebuilds its QAT model only with the model named by the caller, but
     its integer model comes from the stored data alone, equal to converting the live model."""
     from micromix.integer import convert
-    from micromix.quant.finetune import load_integer, load_qat, save_qat
+    from micromix.quant.finetune import load_qat, save_qat
+    from micromix.stored import load_integer
 
     model = from_source(f"{net_file}:Net", input_shape="1x6x6", num_classes=4).eval()
     qmodel = mm.prepare(model, mm.Policy.uniform(mm.trace(model), 4))

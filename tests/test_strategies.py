@@ -511,8 +511,8 @@ def test_run_accepts_weight_only_and_workers():
     from dataclasses import fields
 
     from micromix.cli import build_parser
-    from micromix.cli.cmd_search import strategy_config
     from micromix.pipeline import RunConfig
+    from micromix.strategies import strategy_config
 
     args = build_parser().parse_args(["run", "--weight-only", "--workers", "2"])
     changes = {f.name: getattr(args, f.name) for f in fields(RunConfig) if getattr(args, f.name, None) is not None}  # fmt: skip

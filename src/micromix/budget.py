@@ -1,10 +1,9 @@
-"""Budgets in bytes and byte-size parsing; the MCU target registry lives in mcu.py (its
+"""Budgets in bytes; the MCU target registry lives in mcu.py and byte sizes in units.py (their
 names are re-exported here)."""
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 from .errors import InfeasibleBudgetError, MicromixError
@@ -12,6 +11,7 @@ from .graph import Graph
 from .mcu import Region, Target, get_target, list_targets, register_target
 from .memory import MemoryReport, memory_report
 from .policy import Policy
+from .units import format_bytes, parse_bytes
 
 __all__ = [
     "Budget",
@@ -25,43 +25,6 @@ __all__ = [
     "register_target",
     "smallest_footprint",
 ]
-
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "kb": 1000,
-    "mb": 1000**2,
-    "gb": 1000**3,
-    "kib": 1024,
-    "mib": 1024**2,
-    "gib": 1024**3,
-}
-
-
-def parse_bytes(text: str | int) -> int:
-    """`512kB` = 512,000; `512KiB` = 524,288; `2MB`; plain integers are bytes."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        if text <= 0:
-            raise MicromixError(f"a memory size must be positive, got {text}.")
-        return text
-    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
-    unit = m.group(2).lower() if m else None
-    if not m or unit not in _UNITS:
-        raise MicromixError(
-            f"cannot read memory size {text!r}; write e.g. 512kB (x1000), 512KiB (x1024) or 524288."
-        )
-    value = float(m.group(1)) * _UNITS[unit]
-    if value != int(value) or value <= 0:
-        raise MicromixError(f"memory size {text!r} is not a positive whole number of bytes.")
-    return int(value)
-
-
-def format_bytes(n: int) -> str:
-    if n >= 1000**2:
-        return f"{n / 1000**2:.2f} MB"
-    if n >= 1000:
-        return f"{n / 1000:.1f} kB"
-    return f"{n} B"
 
 
 @dataclass(frozen=True)

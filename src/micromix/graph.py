@@ -20,6 +20,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from . import graph_ops
 from .errors import MicromixError, UnsupportedOpError
+from .graph_ops import chw
 
 INPUT = "input"
 
@@ -260,17 +261,6 @@ def trace(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> Graph
     return graph
 
 
-def _chw(node: torch.fx.Node) -> tuple[int, int, int]:
-    shape = tuple(node.meta["tensor_meta"].shape)[1:]
-    if len(shape) == 3:
-        return shape  # type: ignore[return-value]
-    if len(shape) == 1:
-        return (shape[0], 1, 1)
-    raise UnsupportedOpError(
-        f"tensor {node.name} has shape {tuple(shape)}; only (C,H,W) or (F,) are supported."
-    )
-
-
 class _Fuser:
     """Walks fx nodes in order, grouping conv/linear + BN + ReLU into ops and aliasing no-ops."""
 
@@ -313,7 +303,7 @@ class _Fuser:
             if INPUT in self.shapes:
                 raise self.unsupported(node, "(a second model input)")
             self.value[node.name] = INPUT
-            self.shapes[INPUT] = _chw(node)
+            self.shapes[INPUT] = chw(node)
             self.signed[INPUT] = False
             self.fx_of[INPUT] = node.name
             return
@@ -444,12 +434,12 @@ class _Fuser:
         for n in nodes:
             self.done.add(n.name)
         self.value[last.name] = name
-        self.shapes[name] = _chw(last)
+        self.shapes[name] = chw(last)
         self.fx_of[name] = last.name
         op.update(
             name=name,
             output=name,
-            out_shape=_chw(last),
+            out_shape=chw(last),
             fx_nodes=tuple(n.name for n in nodes),
             in_shapes=tuple(self.shapes[t] for t in op["inputs"]),
         )
@@ -470,7 +460,7 @@ class _Fuser:
         elif len(node.args[0].meta["tensor_meta"].shape) != 2:
             raise self.unsupported(node, "Linear on a tensor that is not flattened to (N, F)")
         last, act = self.absorb_act(last, nodes)
-        out = _chw(last)
+        out = chw(last)
         w = tuple(m.weight.shape)
         if kind == "conv":
             macs = out[0] * out[1] * out[2] * w[1] * w[2] * w[3]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 import torch.fx
@@ -20,8 +20,46 @@ import torch.nn.functional as F
 
 from .errors import UnsupportedOpError
 
-if TYPE_CHECKING:  # the fuser lives in graph.py, which imports this module
-    from .graph import _Fuser
+
+class Fuser(Protocol):
+    """What a handler may read and call of the tracer (`graph.Fuser`): the fx modules, the
+    tensors traced so far (`value`: fx node -> tensor, `shapes`, `signed`), and the three ways
+    to change them: `emit` an op, alias a node (`value`), or drop it (`dropped`, `notes`)."""
+
+    gm: torch.fx.GraphModule
+    modules: dict[str, nn.Module]
+    value: dict[str, str]
+    shapes: dict[str, tuple[int, int, int]]
+    signed: dict[str, bool]
+    ops: list[dict]
+    done: set[str]
+    notes: list[str]
+    dropped: list[str]
+
+    def src(self, node: torch.fx.Node, arg: Any) -> str: ...
+
+    def absorb_act(
+        self, last: torch.fx.Node, nodes: list[torch.fx.Node]
+    ) -> tuple[torch.fx.Node, str | None]: ...
+
+    def emit(
+        self, first: torch.fx.Node, nodes: list[torch.fx.Node], last: torch.fx.Node, **op: Any
+    ) -> None: ...
+
+    def name_for(self, node: torch.fx.Node) -> str: ...
+
+
+def chw(node: torch.fx.Node) -> tuple[int, int, int]:
+    """(C, H, W) of a traced tensor; a vector (N, F) is (F, 1, 1)."""
+    shape = tuple(node.meta["tensor_meta"].shape)[1:]
+    if len(shape) == 3:
+        return shape  # type: ignore[return-value]
+    if len(shape) == 1:
+        return (shape[0], 1, 1)
+    raise UnsupportedOpError(
+        f"tensor {node.name} has shape {tuple(shape)}; only (C,H,W) or (F,) are supported."
+    )
+
 
 # Table activations: fn name -> whether the output can be negative for a negative input.
 LUT_FNS = ("hardswish", "hardsigmoid", "sigmoid", "silu", "leaky_relu", "tanh")
@@ -102,7 +140,7 @@ def _fn_name(node: torch.fx.Node) -> str:
     return getattr(node.target, "__name__", str(node.target))
 
 
-def where(fz: _Fuser, node: torch.fx.Node) -> str:
+def where(fz: Fuser, node: torch.fx.Node) -> str:
     """The place of `node` in the user's code: the module, or the module whose forward calls it."""
     if node.op == "call_module":
         return f"module `{node.target}` ({type(fz.modules[node.target]).__name__})"
@@ -115,13 +153,13 @@ def where(fz: _Fuser, node: torch.fx.Node) -> str:
     return f"{call} in the forward of the model ({type(fz.gm).__name__})"
 
 
-def refuse(fz: _Fuser, node: torch.fx.Node, spec: Args, arg: str, value, why: str) -> Exception:
+def refuse(fz: Fuser, node: torch.fx.Node, spec: Args, arg: str, value, why: str) -> Exception:
     return UnsupportedOpError(
         f"{spec.op} at {where(fz, node)} has {arg}={value!r}, which micromix cannot honour ({why})."
     )
 
 
-def read_args(fz: _Fuser, node: torch.fx.Node, spec: Args) -> dict[str, Any]:
+def read_args(fz: Fuser, node: torch.fx.Node, spec: Args) -> dict[str, Any]:
     """The values of `spec.names` for `node`: module attributes, or call arguments and defaults."""
     if node.op == "call_module":
         m = fz.modules[node.target]
@@ -157,7 +195,7 @@ def pool_size(size: int, k: int, s: int, p: int, ceil: bool) -> int:
     return o - 1 if (o - 1) * s >= size + p else o
 
 
-def _input(fz: _Fuser, node: torch.fx.Node) -> str:
+def _input(fz: Fuser, node: torch.fx.Node) -> str:
     x = node.args[0] if node.args else node.kwargs.get("input")
     return fz.src(node, x)
 
@@ -167,7 +205,7 @@ def _input(fz: _Fuser, node: torch.fx.Node) -> str:
 CONV = Args("Conv2d", ("padding_mode", "padding", "dilation"))
 
 
-def check_conv(fz: _Fuser, node: torch.fx.Node) -> None:
+def check_conv(fz: Fuser, node: torch.fx.Node) -> None:
     a = read_args(fz, node, CONV)
     if a["padding_mode"] != "zeros":
         raise refuse(fz, node, CONV, "padding_mode", a["padding_mode"], "only zero padding")
@@ -194,7 +232,7 @@ ADAPTIVE_AVG = Args("adaptive average pooling", ("output_size",))
 MEAN = Args("mean", ("dim", "keepdim", "dtype"), dict(keepdim=False, dtype=None))
 
 
-def _adaptive(fz: _Fuser, node, spec: Args, x: str, out: tuple[int, int, int]):
+def _adaptive(fz: Fuser, node, spec: Args, x: str, out: tuple[int, int, int]):
     _, h, w = fz.shapes[x]
     _, oh, ow = out
     if h % oh or w % ow:
@@ -204,7 +242,7 @@ def _adaptive(fz: _Fuser, node, spec: Args, x: str, out: tuple[int, int, int]):
     return (h // oh, w // ow), (h // oh, w // ow)
 
 
-def _is_adaptive(fz: _Fuser, node) -> bool:
+def _is_adaptive(fz: Fuser, node) -> bool:
     if node.op == "call_module":
         return isinstance(fz.modules[node.target], (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d))
     return node.target in (F.adaptive_avg_pool2d, F.adaptive_max_pool2d)
@@ -222,9 +260,7 @@ def _window(fz, node, spec, a, x) -> tuple[tuple, tuple, tuple]:
     return kernel, stride, padding
 
 
-def maxpool(fz: _Fuser, node: torch.fx.Node) -> None:
-    from .graph import _chw
-
+def maxpool(fz: Fuser, node: torch.fx.Node) -> None:
     x = _input(fz, node)
     c, h, w = fz.shapes[x]
     adaptive = _is_adaptive(fz, node)
@@ -236,7 +272,7 @@ def maxpool(fz: _Fuser, node: torch.fx.Node) -> None:
         raise refuse(fz, node, spec, "return_indices", True, "the indices are not computed")
     ceil = False
     if adaptive:
-        kernel, stride = _adaptive(fz, node, spec, x, _chw(node))
+        kernel, stride = _adaptive(fz, node, spec, x, chw(node))
         padding = (0, 0)
     else:
         if _pair(a["dilation"]) != (1, 1):
@@ -245,7 +281,7 @@ def maxpool(fz: _Fuser, node: torch.fx.Node) -> None:
         ceil = bool(a["ceil_mode"])
     nodes = [node]
     last, act = fz.absorb_act(node, nodes)
-    out = _chw(last)
+    out = chw(last)
     want = tuple(pool_size(n, k, s, p, ceil) for n, k, s, p in zip((h, w), kernel, stride, padding))
     if out[1:] != want:  # torch and our size rule must agree, or the arena plan is wrong
         raise ValueError(f"pooling {node.name}: torch gives {out[1:]}, the size rule {want}")
@@ -257,9 +293,7 @@ def maxpool(fz: _Fuser, node: torch.fx.Node) -> None:
     )  # fmt: skip
 
 
-def avgpool(fz: _Fuser, node: torch.fx.Node) -> None:
-    from .graph import _chw
-
+def avgpool(fz: Fuser, node: torch.fx.Node) -> None:
     x = _input(fz, node)
     c, h, w = fz.shapes[x]
     padding, include_pad = (0, 0), True
@@ -267,7 +301,7 @@ def avgpool(fz: _Fuser, node: torch.fx.Node) -> None:
         kernel = stride = (h, w)
     elif _is_adaptive(fz, node):
         read_args(fz, node, ADAPTIVE_AVG)
-        kernel, stride = _adaptive(fz, node, ADAPTIVE_AVG, x, _chw(node))
+        kernel, stride = _adaptive(fz, node, ADAPTIVE_AVG, x, chw(node))
     else:
         a = read_args(fz, node, AVGPOOL)
         if a["divisor_override"] is not None:
@@ -285,7 +319,7 @@ def avgpool(fz: _Fuser, node: torch.fx.Node) -> None:
         include_pad = bool(a["count_include_pad"]) or padding == (0, 0)
     nodes = [node]
     last, act = fz.absorb_act(node, nodes)
-    out = _chw(last)
+    out = chw(last)
     want = tuple(
         pool_size(n, k, s, p, False) for n, k, s, p in zip((h, w), kernel, stride, padding)
     )
@@ -301,9 +335,7 @@ def avgpool(fz: _Fuser, node: torch.fx.Node) -> None:
 CAT = Args("torch.cat", ("tensors", "dim", "axis"), {"dim": 0, "axis": None}, first=0)
 
 
-def cat(fz: _Fuser, node: torch.fx.Node) -> None:
-    from .graph import _chw
-
+def cat(fz: Fuser, node: torch.fx.Node) -> None:
     a = read_args(fz, node, CAT)
     if a["axis"] is not None:  # numpy's spelling, which torch.cat accepts too
         a["dim"] = a["axis"]
@@ -318,7 +350,7 @@ def cat(fz: _Fuser, node: torch.fx.Node) -> None:
         return
     nodes = [node]
     last, act = fz.absorb_act(node, nodes)
-    out = _chw(last)
+    out = chw(last)
     fz.signed[fz.name_for(node)] = act is None and any(fz.signed[t] for t in xs)
     fz.emit(
         node, nodes, last, kind="cat", inputs=xs, in_shape=fz.shapes[xs[0]],
@@ -335,7 +367,7 @@ LUT_ARGS = {
 }
 
 
-def lut_fn(fz: _Fuser, node: torch.fx.Node) -> str:
+def lut_fn(fz: Fuser, node: torch.fx.Node) -> str:
     if node.op == "call_module":
         return _LUT_MODULES[type(fz.modules[node.target])]
     if node.op == "call_method":
@@ -343,9 +375,7 @@ def lut_fn(fz: _Fuser, node: torch.fx.Node) -> str:
     return _LUT_FUNCS[node.target]
 
 
-def lut(fz: _Fuser, node: torch.fx.Node) -> None:
-    from .graph import _chw
-
+def lut(fz: Fuser, node: torch.fx.Node) -> None:
     fn = lut_fn(fz, node)
     x = _input(fz, node)
     spec = LUT_ARGS.get(fn, Args(fn, ("inplace",), {"inplace": False}))
@@ -353,7 +383,7 @@ def lut(fz: _Fuser, node: torch.fx.Node) -> None:
     alpha = float(a.get("negative_slope", 0.0))
     nodes = [node]
     last, act = fz.absorb_act(node, nodes)
-    c, h, w = _chw(last)
+    c, h, w = chw(last)
     fz.signed[fz.name_for(node)] = act is None and fn not in _NONNEG_FNS and fz.signed[x]
     fz.emit(
         node, nodes, last, kind="lut", inputs=(x,), in_shape=fz.shapes[x], macs=c * h * w,
@@ -364,9 +394,7 @@ def lut(fz: _Fuser, node: torch.fx.Node) -> None:
 MUL = Args("multiply", ("other",))
 
 
-def mul(fz: _Fuser, node: torch.fx.Node) -> None:
-    from .graph import _chw
-
+def mul(fz: Fuser, node: torch.fx.Node) -> None:
     if len(node.args) != 2 or node.kwargs:
         raise refuse(fz, node, MUL, "arguments", node.args, "it multiplies exactly two tensors")
     a, b = (fz.src(node, t) for t in node.args)
@@ -382,16 +410,14 @@ def mul(fz: _Fuser, node: torch.fx.Node) -> None:
         )  # fmt: skip
     nodes = [node]
     last, act = fz.absorb_act(node, nodes)
-    c, h, w = _chw(last)
+    c, h, w = chw(last)
     fz.signed[fz.name_for(node)] = act is None and (fz.signed[a] or fz.signed[b])
     fz.emit(node, nodes, last, kind="mul", inputs=(a, b), in_shape=sa, macs=c * h * w, act=act)
 
 
-def _swish(fz: _Fuser, node: torch.fx.Node) -> bool:
+def _swish(fz: Fuser, node: torch.fx.Node) -> bool:
     """x * sigmoid(x) written by hand is one silu table: the sigmoid op already emitted for
     it (read by nothing else) is taken back, and the multiply becomes the table."""
-    from .graph import _chw
-
     for x_node, s_node in (node.args, node.args[::-1]):
         name = fz.value[s_node.name]
         op = next((o for o in fz.ops if o["name"] == name), None)
@@ -408,7 +434,7 @@ def _swish(fz: _Fuser, node: torch.fx.Node) -> bool:
         fz.done.discard(s_node.name)
         nodes = [s_node, node]
         last, act = fz.absorb_act(node, nodes)
-        c, h, w = _chw(last)
+        c, h, w = chw(last)
         x = op["inputs"][0]
         fz.signed[fz.name_for(node)] = act is None and fz.signed[x]
         fz.emit(
@@ -424,7 +450,7 @@ SOFTMAX = Args(
 )
 
 
-def softmax(fz: _Fuser, node: torch.fx.Node) -> None:
+def softmax(fz: Fuser, node: torch.fx.Node) -> None:
     x = _input(fz, node)
     a = read_args(fz, node, SOFTMAX)
     rank = len(node.meta["tensor_meta"].shape)
@@ -445,7 +471,7 @@ def softmax(fz: _Fuser, node: torch.fx.Node) -> None:
     )
 
 
-HANDLERS: dict[str, Callable[[_Fuser, torch.fx.Node], None]] = {
+HANDLERS: dict[str, Callable[[Fuser, torch.fx.Node], None]] = {
     "avgpool": avgpool,
     "maxpool": maxpool,
     "cat": cat,

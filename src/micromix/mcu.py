@@ -18,6 +18,7 @@ from pathlib import Path
 import tomllib
 
 from .errors import MicromixError
+from .units import parse_bytes
 
 # Defaults of the reserves (bytes kept out of the search's budget). Measured: the library's
 # code is 23.4 kB for MobileNetV1-1.0 on cortex-m7 (arm-none-eabi-gcc -O2, the DSP kernels of
@@ -252,8 +253,6 @@ def _validate(t: Target, where: str) -> None:
 
 
 def _regions(obj: object, what: str, where: str) -> tuple[Region, ...]:
-    from .budget import parse_bytes
-
     if not isinstance(obj, list) or not all(isinstance(r, dict) for r in obj):
         raise MicromixError(
             f"{where}: {what} must be a list of regions like "
@@ -291,8 +290,6 @@ def load_target_file(path: str | Path) -> Target:
     reserve_flash = "32KiB"   # optional: FLASH kept for code, startup, vector table
     reserve_ram = "8KiB"      # optional: RAM kept for the stack and startup data
     """
-    from .budget import parse_bytes
-
     p = Path(path)
     if not p.is_file():
         raise MicromixError(f"target file {p} does not exist.")

@@ -137,7 +137,7 @@ class Pipeline:
         """Every setting that can be checked before a stage runs: strategy, export target,
         model, budget (feasible even at 2 bits), dataset (classes vs the model's head), and
         image counts against batch sizes. Writes nothing."""
-        from .cli.common import check_batches, check_classes
+        from .checks import check_batches, check_classes
         from .strategies import list_strategies
         from .strategies.evaluate import QATSettings
         from .train import QAT_RECIPE
@@ -282,8 +282,7 @@ class Pipeline:
             return Policy.load(self.dir / "policy.json")
         c = self.cfg
         t0 = time.time()
-        from .cli.cmd_search import strategy_config
-        from .strategies import QATSettings
+        from .strategies import QATSettings, strategy_config
 
         cfg = strategy_config(
             c.strategy,

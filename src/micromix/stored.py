@@ -20,9 +20,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .errors import MicromixError
+from .errors import CheckpointError, MicromixError
 from .files import load_checkpoint, read_json, write_json
 from .graph import Graph, graph_from_json, trace
+from .integer import IntegerModel, convert
+from .policy import Policy
+from .quant.finetune import QAT_KIND
+from .quant.params import qparams_from_data
 
 GRAPH_FILE = "graph.json"
 # Where each command keeps its checkpoints (`micromix run` in stage folders).
@@ -162,3 +166,24 @@ def check_same_model(run_dir: str | Path, spec: dict | None) -> None:
             f"cannot resume {run_dir}: it recorded model {ref(recorded)} but the command line "
             f"names {ref(spec)}; give the recorded model, or --force to start over."
         )
+
+
+def load_integer(path: str | Path) -> IntegerModel:
+    """The IntegerModel of a QAT checkpoint from its stored data: no model is built and no
+    code is imported. Raises CheckpointError for a file without that data (written by an
+    older micromix) or with damaged data."""
+    ck = load_checkpoint(path)
+    data = ck.get("integer") if ck.get("kind") == QAT_KIND else None
+    if not isinstance(data, dict) or "policy" not in ck:
+        raise CheckpointError(
+            f"{path} holds no integer model data (not a QAT checkpoint, or one written before "
+            "micromix stored it); run `micromix finetune` again to write it."
+        )
+    graph = graph_from_json(data.get("graph"), f"the graph in {path}")
+    policy = Policy.from_json(ck["policy"], source=f"the policy in {path}")
+    try:
+        return convert(qparams_from_data(data["quant_params"]), graph, policy)
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
+        raise CheckpointError(
+            f"the integer model data in {path} is damaged ({type(e).__name__}: {str(e)[:80]})."
+        ) from None

@@ -105,7 +105,8 @@ def _integer_model(ckpt: Path):
     checkpoint from before that data was stored is rebuilt, for a zoo model only."""
     from ..files import load_checkpoint
     from ..integer import convert
-    from ..quant.finetune import load_integer, load_qat
+    from ..quant.finetune import load_qat
+    from ..stored import load_integer
 
     if "integer" in load_checkpoint(ckpt):
         return load_integer(ckpt)

@@ -69,38 +69,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_common(p)
 
 
-def strategy_config(
-    name: str,
-    *,
-    episodes: int | None = None,
-    warmup: int | None = None,
-    weights_only: bool = False,
-):
-    """The strategy config the search options ask for (one error naming a misplaced option)."""
-    from dataclasses import replace
-
-    from ..strategies import DDPGConfig, create, get
-
-    settings: dict = {"weights_only": weights_only}
-    if episodes is not None or warmup is not None:
-        if not get(name).episodic:
-            flag = "--episodes" if episodes is not None else "--warmup"
-            raise MicromixError(f"{flag} applies to haq and random, not to {name}.")
-        if episodes is not None:
-            settings["episodes"] = episodes
-        if warmup is not None:
-            if name != "haq":
-                raise MicromixError(f"--warmup applies to haq, not to {name}.")
-            settings["agent"] = replace(DDPGConfig(), warmup=warmup)
-    return create(name, **settings)
-
-
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from ..files import read_json, write_json
     from ..stored import check_same_model, write_graph
-    from ..strategies import QATSettings, get, search
+    from ..strategies import QATSettings, get, search, strategy_config
 
     get(args.strategy)  # an unknown strategy fails here, naming the known ones
     if not args.checkpoint:

@@ -16,7 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..checks import check_batches, check_classes, model_classes
 from ..errors import MicromixError
+
+__all__ = ["check_batches", "check_classes", "model_classes"]  # re-exported for the commands
 
 # ---- argparse types: a bad value is a usage error (one sentence, exit 2) -------------------
 
@@ -73,7 +76,7 @@ def positive_float(text: str) -> float:
 def budget_arg(text: str) -> str:
     """A memory size (512kB, 512KiB, 524288) or a finite positive ratio (0.48x); kept as text
     because a ratio needs the model's 8-bit footprint, known only later."""
-    from ..budget import parse_bytes
+    from ..units import parse_bytes
 
     s = str(text).strip()
     if s.lower().endswith("x"):
@@ -106,33 +109,6 @@ def json_file(text: str) -> str:
 
 
 # ---- checks that need the model or the data -----------------------------------------------
-
-
-def model_classes(graph) -> int:
-    """Outputs of the model's last op: the number of classes its head tells apart."""
-    n = 1
-    for d in graph.ops[-1].out_shape:
-        n *= int(d)
-    return n
-
-
-def check_classes(data, graph) -> None:
-    """An image set with more classes than the model's head cannot be trained or scored."""
-    k, n = len(data.classes), model_classes(graph)
-    if k > n:
-        raise MicromixError(
-            f"the dataset has {k} classes but the model's head has {n} outputs; use a model "
-            f"built for {k} classes (--classes {k})."
-        )
-
-
-def check_batches(n_images: int, batch_size: int, what: str = "training images") -> None:
-    """Training drops the last partial batch: fewer images than a batch would train nothing."""
-    if n_images < batch_size:
-        raise MicromixError(
-            f"--batch-size {batch_size} is larger than the {n_images} {what}, so no batch "
-            "would be trained; lower --batch-size or use more images."
-        )
 
 
 def add_common(p: argparse.ArgumentParser, *, run_dir: bool = True) -> None:

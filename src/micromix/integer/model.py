@@ -15,59 +15,21 @@ is int64, with the overflow checks of the C semantics.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import OverflowError32
-from ..graph import Graph, Op
+from ..graph import Graph
 from ..memory import MemoryReport
 from ..policy import Policy
 from ..quant.params import TensorQuant
-from .arith import check_int32, requantize, unpack_bits
+from .arith import check_int32, requantize
+from .intop import IntOp
+from .ops import KERNELS as OP_KERNELS
 
-
-@dataclass(frozen=True, eq=False)
-class IntOp:
-    """One op of the schedule with its integer constants."""
-
-    op: Op
-    in_bits: tuple[int, ...]
-    in_signed: tuple[bool, ...]
-    out_bits: int
-    out_signed: bool
-    qmin: int  # clamp range of the output (absorbs ReLU / ReLU6 through the PACT scale)
-    qmax: int
-    arrays: dict[str, np.ndarray]  # suffix of memory.param_arrays(op) -> int32 / int8 array
-    w_bits: int | None = None
-    weights: np.ndarray | None = None  # packed uint8, C_out rows of row_bytes, as in C
-    bias_shift: int = 0  # conv / linear: the bias is in units of 2^-bias_shift accumulator steps
-    kernel: tuple[int, int] = (1, 1)  # as executed: a linear on a (C,H,W) input is an HxW conv
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    groups: int = 1
-    _cache: dict = field(default_factory=dict, repr=False)
-
-    @property
-    def name(self) -> str:
-        return self.op.name
-
-    @property
-    def row_elems(self) -> int:
-        c = self.op.in_shape[0] // self.groups
-        return self.kernel[0] * self.kernel[1] * c
-
-    def weight_matrix(self) -> np.ndarray:
-        """Unpacked weights, int64 (C_out, kh, kw, C_in/groups), from the packed bytes."""
-        if "w" not in self._cache:
-            if self.weights is None or self.w_bits is None:
-                raise ValueError(f"op {self.op.name} has no weights")
-            cout = self.op.out_shape[0]
-            rows = self.weights.reshape(cout, -1)
-            w = unpack_bits(rows, self.w_bits, self.row_elems, signed=True)
-            self._cache["w"] = w.reshape(cout, *self.kernel, -1)
-        return self._cache["w"]
+__all__ = ["IntOp", "IntegerModel", "conv_accumulate"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -189,8 +151,4 @@ def _add(iop: IntOp, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.clip(y, iop.qmin, iop.qmax)
 
 
-_KERNELS = {"conv": _conv, "linear": _conv, "add": _add}
-
-from .ops import KERNELS as _OP_KERNELS  # noqa: E402  (ops imports IntOp from here)
-
-_KERNELS.update(_OP_KERNELS)
+_KERNELS = {"conv": _conv, "linear": _conv, "add": _add, **OP_KERNELS}

@@ -16,7 +16,6 @@ tensor's integer range, where an absorbed ReLU lives):
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -25,9 +24,7 @@ from ..graph import Op
 from ..quant.lut import lut_table, numpy_fn
 from ..quant.params import QuantParams, TensorQuant
 from .arith import quantize_multiplier, requantize
-
-if TYPE_CHECKING:  # model.py registers the kernels below, so it imports this module
-    from .model import IntOp
+from .intop import IntOp
 
 _LOW = -(2**40)  # below every code: padding never wins a max
 
@@ -39,8 +36,6 @@ def _mults(reals: list[float]) -> tuple[list[int], list[int]]:
 
 def convert_op(op: Op, qp: QuantParams, base: Callable, arrays: Callable) -> IntOp:
     """`base(op, out, ins, arrays)` and `arrays(op, **values)` are convert.py's helpers."""
-    from .model import IntOp
-
     out = qp.tensors[op.output]
     ins = [qp.tensors[t] for t in op.inputs]
     s_in = ins[0].scale

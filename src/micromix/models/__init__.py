@@ -1,22 +1,25 @@
-"""Model zoo: a timm-style registry of small CNNs for microcontrollers.
+"""Model zoo: a timm-style registry of small CNNs for microcontrollers (`registry.py`), the
+blocks they share (`layers.py`), and model specs (`spec.py`: a zoo name, a user's .py file or
+an importable module, as plain data).
 
-Every model is built only from ops the micromix fx tracer can fuse (conv+BN+ReLU, ``x + y``,
-pooling, flatten, dropout, linear) and carries ``model.micromix_config`` -- a plain,
-JSON-serialisable dict -- so a checkpoint can rebuild the exact model with
-``create_from_config(cfg)``.
+Every zoo model is built only from ops the micromix fx tracer can fuse (conv+BN+ReLU, ``x + y``,
+pooling, flatten, dropout, linear) and carries ``model.micromix_config``.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
-import math
-import numbers
-from collections.abc import Callable
-
 from torch import nn
 
 from micromix.errors import MicromixError
+from micromix.models import mnasnet, mobilenet_v1, mobilenet_v2
+from micromix.models.layers import ConvNet, conv_bn, init_weights
+from micromix.models.registry import (
+    CONFIG_KEYS,
+    create,
+    create_from_config,
+    list_models,
+    register,
+)
 from micromix.models.spec import (
     ModelSpec,
     authorize,
@@ -28,101 +31,6 @@ from micromix.models.spec import (
     spec_from_ref,
     spec_of,
 )
-
-Builder = Callable[..., nn.Module]
-
-# The only keyword arguments a builder may take; also the keys of micromix_config (plus "name").
-CONFIG_KEYS = ("width", "resolution", "in_channels", "num_classes", "stem_stride", "dropout")
-
-_REGISTRY: dict[str, Builder] = {}
-
-
-def register(name: str) -> Callable[[Builder], Builder]:
-    """Register a builder under ``name``; the wrapped builder validates its arguments and
-    attaches ``micromix_config``, so direct calls and ``create`` behave the same."""
-
-    def decorator(fn: Builder) -> Builder:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is already registered")
-        defaults = {k: p.default for k, p in inspect.signature(fn).parameters.items()}
-        if tuple(sorted(defaults)) != tuple(sorted(CONFIG_KEYS)):
-            raise TypeError(f"builder {name!r} must take exactly the keywords {CONFIG_KEYS}")
-
-        @functools.wraps(fn)
-        def build(**kwargs: object) -> nn.Module:
-            unknown = sorted(set(kwargs) - set(CONFIG_KEYS))
-            if unknown:
-                raise MicromixError(
-                    f"unknown option(s) {', '.join(unknown)} for model '{name}'; "
-                    f"allowed: {', '.join(CONFIG_KEYS)}."
-                )
-            args = _validate(name, {**defaults, **kwargs})
-            model = fn(**args)
-            model.micromix_config = {"name": name, **args}
-            return model
-
-        _REGISTRY[name] = build
-        return build
-
-    return decorator
-
-
-def _positive_int(name: str, key: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise MicromixError(f"{key} must be a positive integer, got {value!r} for model '{name}'.")
-    return int(value)
-
-
-def _validate(name: str, args: dict[str, object]) -> dict[str, object]:
-    """Check user-supplied options and return them as plain Python numbers (JSON-safe)."""
-    width = args["width"]
-    if (
-        isinstance(width, bool)
-        or not isinstance(width, numbers.Real)
-        or not math.isfinite(width)
-        or width <= 0
-    ):
-        raise MicromixError(f"width must be a positive number, got {width!r} for model '{name}'.")
-    # Every conv uses padding=k//2, so each stride maps a size n to ceil(n/stride) >= 1: any
-    # resolution >= 1 still yields at least a 1x1 map before the global pool.
-    resolution = _positive_int(name, "resolution", args["resolution"])
-    in_channels = _positive_int(name, "in_channels", args["in_channels"])
-    num_classes = _positive_int(name, "num_classes", args["num_classes"])
-    stem_stride = args["stem_stride"]
-    if stem_stride is None:
-        # Small inputs (e.g. 28x28 Fashion-MNIST) would lose too much detail in a stride-2 stem.
-        stem_stride = 1 if resolution <= 64 else 2
-    stem_stride = _positive_int(name, "stem_stride", stem_stride)
-    dropout = args["dropout"]
-    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
-        raise MicromixError(f"dropout must be in [0, 1), got {dropout!r} for model '{name}'.")
-    return {
-        "width": float(width),
-        "resolution": resolution,
-        "in_channels": in_channels,
-        "num_classes": num_classes,
-        "stem_stride": stem_stride,
-        "dropout": float(dropout),
-    }
-
-
-def list_models() -> list[str]:
-    """Names of all registered models, sorted."""
-    return sorted(_REGISTRY)
-
-
-def create(name: str, **kwargs: object) -> nn.Module:
-    """Build the model ``name`` with the options in ``CONFIG_KEYS``; ``create(**cfg)`` works."""
-    if not isinstance(name, str) or name not in _REGISTRY:
-        raise MicromixError(f"unknown model {name!r}; available: {', '.join(list_models())}.")
-    return _REGISTRY[name](**kwargs)
-
-
-def create_from_config(cfg: dict) -> nn.Module:
-    """Rebuild a model from its ``micromix_config`` (e.g. as stored in a checkpoint)."""
-    if not isinstance(cfg, dict) or "name" not in cfg or not all(isinstance(k, str) for k in cfg):
-        raise MicromixError("model config must be a dict with a 'name' key and string keys.")
-    return create(**cfg)
 
 
 def input_shape(model: nn.Module) -> tuple[int, int, int, int]:
@@ -138,57 +46,6 @@ def input_shape(model: nn.Module) -> tuple[int, int, int, int]:
 def from_source(ref: str, *, input_shape: object = None, **args: object) -> nn.Module:
     """Build ``--model REF`` from Python: a zoo name, "path/net.py:NAME" or "pkg.mod:NAME"."""
     return build(spec_from_ref(ref, args, input_shape))
-
-
-def conv_bn(
-    in_ch: int,
-    out_ch: int,
-    kernel: int,
-    stride: int = 1,
-    groups: int = 1,
-    act: type[nn.Module] | None = nn.ReLU,
-) -> nn.Sequential:
-    """Conv (no bias: BN supplies it) + BN + optional fresh activation, the unit the tracer fuses."""
-    layers: list[nn.Module] = [
-        nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(out_ch),
-    ]
-    if act is not None:
-        layers.append(act())
-    return nn.Sequential(*layers)
-
-
-class ConvNet(nn.Module):
-    """Shared head: ``features`` -> global average pool -> flatten -> dropout -> linear."""
-
-    def __init__(
-        self, features: nn.Sequential, channels: int, num_classes: int, dropout: float
-    ) -> None:
-        super().__init__()
-        self.features = features
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten(1)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(channels, num_classes)
-        init_weights(self)
-
-    def forward(self, x):
-        return self.classifier(self.dropout(self.flatten(self.pool(self.features(x)))))
-
-
-def init_weights(model: nn.Module) -> None:
-    """torchvision's scheme, so training from scratch converges without tuning."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, 0.01)
-            nn.init.zeros_(m.bias)
 
 
 __all__ = [
@@ -212,6 +69,4 @@ __all__ = [
     "list_models",
     "register",
 ]
-
-# Imported last on purpose: the submodules register themselves using the helpers above.
-from micromix.models import mnasnet, mobilenet_v1, mobilenet_v2  # noqa: E402, F401
+_ZOO = (mnasnet, mobilenet_v1, mobilenet_v2)  # imported for their registrations

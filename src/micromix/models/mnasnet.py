@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from micromix.models import ConvNet, conv_bn, register
+from micromix.models.layers import ConvNet, conv_bn
 from micromix.models.mobilenet_v2 import InvertedResidual
+from micromix.models.registry import register
 
 # Depths of: stem, separable conv output, then the six stacks below (torchvision's _get_depths).
 _DEPTHS = (32, 16, 24, 40, 80, 96, 192, 320)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from micromix.models import ConvNet, conv_bn, register
+from micromix.models.layers import ConvNet, conv_bn
+from micromix.models.registry import register
 
 # (out_channels, stride) of the 13 depthwise-separable blocks, as in the paper's Table 1.
 _BLOCKS = (

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from micromix.models import ConvNet, conv_bn, register
+from micromix.models.layers import ConvNet, conv_bn
+from micromix.models.registry import register
 
 # (expansion t, out channels c, repeats n, first stride s), the paper's Table 2.
 _SETTINGS = (

@@ -26,6 +26,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import MicromixError
+from .registry import create, list_models
 
 KINDS = ("zoo", "file", "module")
 
@@ -143,8 +144,6 @@ def spec_from_ref(
     ref: str, args: dict[str, Any] | None = None, input_shape: Any = None
 ) -> ModelSpec:
     """The spec of `--model REF`: a zoo name, path/to/net.py:NAME or package.module:NAME."""
-    from . import list_models
-
     args = dict(args or {})
     shape = None if input_shape is None else parse_input_shape(input_shape)
     if ref in list_models():
@@ -277,8 +276,6 @@ def _source(spec: ModelSpec, warn: bool) -> Any:
 
 def build(spec: ModelSpec, *, warn: bool = True) -> nn.Module:
     """The model a spec describes (fresh weights); it carries the spec as `micromix_spec`."""
-    from . import create
-
     if spec.kind == "zoo":
         model = create(spec.name, **spec.args)
         cfg = model.micromix_config

@@ -20,7 +20,7 @@ from ..models import spec_of
 from ..policy import Policy
 from ..train import QAT_RECIPE, TrainConfig, fit
 from .fakequant import DEFAULT_WEIGHT_RANGE, WEIGHT_QUANTS, WEIGHT_RANGES
-from .params import qparams_from_data, qparams_to_data
+from .params import qparams_to_data
 from .prepare import QATModel, calibrate, calibration_batches, prepare, reestimate_bn
 from .recipe import RECIPES, QATRecipe
 
@@ -158,7 +158,7 @@ def _check_same_run(path: str | Path, policy: Policy, weight_range: str) -> None
 
 def save_qat(path: str | Path, qmodel: QATModel, **meta: Any) -> None:
     """Write a self-describing QAT checkpoint: `load_qat` rebuilds the QAT model from it (with
-    the model code), and `load_integer` the integer model from its data alone (the Graph as
+    the model code), and `stored.load_integer` the integer model from its data alone (the Graph as
     JSON and the QuantParams as tensors), so a received checkpoint exports without code."""
     from .prepare import quant_params
 
@@ -169,30 +169,6 @@ def save_qat(path: str | Path, qmodel: QATModel, **meta: Any) -> None:
             layer[k] = torch.from_numpy(np.ascontiguousarray(layer[k]))
     integer = {"graph": qmodel.graph.to_json(), "quant_params": qp}
     save_checkpoint(path, {**_describe(qmodel), "state_dict": state, "integer": integer, **meta})
-
-
-def load_integer(path: str | Path):
-    """The IntegerModel of a QAT checkpoint from its stored data: no model is built and no
-    code is imported. Raises CheckpointError for a file without that data (written by an
-    older micromix) or with damaged data."""
-    from ..graph import graph_from_json
-    from ..integer import convert
-
-    ck = load_checkpoint(path)
-    data = ck.get("integer") if ck.get("kind") == QAT_KIND else None
-    if not isinstance(data, dict) or "policy" not in ck:
-        raise CheckpointError(
-            f"{path} holds no integer model data (not a QAT checkpoint, or one written before "
-            "micromix stored it); run `micromix finetune` again to write it."
-        )
-    graph = graph_from_json(data.get("graph"), f"the graph in {path}")
-    policy = Policy.from_json(ck["policy"], source=f"the policy in {path}")
-    try:
-        return convert(qparams_from_data(data["quant_params"]), graph, policy)
-    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
-        raise CheckpointError(
-            f"the integer model data in {path} is damaged ({type(e).__name__}: {str(e)[:80]})."
-        ) from None
 
 
 def load_qat(

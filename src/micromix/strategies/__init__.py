@@ -15,7 +15,15 @@ from .evaluate import CachedEvaluator, Evaluator, QATEvaluator, QATSettings, Syn
 from .haq import HAQConfig, RandomConfig
 from .ilp import measure_sensitivity, solve_ilp
 from .parallel import LocalPool, RayPool, make_pool
-from .registry import StrategyConfig, config_from_json, create, get, list_strategies, register
+from .registry import (
+    StrategyConfig,
+    config_from_json,
+    create,
+    get,
+    list_strategies,
+    register,
+    strategy_config,
+)
 from .simple import UNIFORM_ORDER, ILPConfig, RuleConfig, UniformConfig, uniform_policy
 from .wall import Wall, rule_policy
 
@@ -44,6 +52,7 @@ __all__ = [
     "bits_to_action",
     "check_identity",
     "config_from_json",
+    "strategy_config",
     "create",
     "derive_activations",
     "get",

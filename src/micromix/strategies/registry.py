@@ -112,3 +112,27 @@ def create(name: str, **settings: Any) -> StrategyConfig:
 
 def config_from_json(d: dict[str, Any]) -> StrategyConfig:
     return get(d.get("strategy", "")).config.from_json(d)
+
+
+def strategy_config(
+    name: str,
+    *,
+    episodes: int | None = None,
+    warmup: int | None = None,
+    weights_only: bool = False,
+):
+    """The strategy config the search options ask for (one error naming a misplaced option)."""
+    from .ddpg import DDPGConfig
+
+    settings: dict = {"weights_only": weights_only}
+    if episodes is not None or warmup is not None:
+        if not get(name).episodic:
+            flag = "--episodes" if episodes is not None else "--warmup"
+            raise MicromixError(f"{flag} applies to haq and random, not to {name}.")
+        if episodes is not None:
+            settings["episodes"] = episodes
+        if warmup is not None:
+            if name != "haq":
+                raise MicromixError(f"--warmup applies to haq, not to {name}.")
+            settings["agent"] = dataclasses.replace(DDPGConfig(), warmup=warmup)
+    return create(name, **settings)
