@@ -16,6 +16,7 @@ from micromix.errors import CheckpointError, MicromixError
 from micromix.files import load_checkpoint
 from micromix.models import (
     ModelSpec,
+    attach_spec,
     authorize,
     build,
     from_source,
@@ -197,7 +198,7 @@ def test_qat_checkpoint_of_a_file_model_converts_without_the_model(tmp_path, net
 
     model = from_source(f"{net_file}:Net", input_shape="1x6x6", num_classes=4).eval()
     qmodel = mm.prepare(model, mm.Policy.uniform(mm.trace(model), 4))
-    qmodel.micromix_spec = spec_of(model)
+    attach_spec(qmodel, spec_of(model))
     save_qat(tmp_path / "qat.pt", qmodel)
     with pytest.raises(MicromixError, match="names code to run"):
         load_qat(tmp_path / "qat.pt")

@@ -78,7 +78,7 @@ def test_readme_api_block_runs_on_a_user_model(tmp_path, monkeypatch):
         mm.load_model(run_dir / "model.pt")  # the file's spec alone never picks the code
     loaded, _ = mm.load_model(run_dir / "model.pt", named=mm.models.spec_of(model))
     assert type(loaded).__name__ == "MyNet" and loaded is not model
-    assert loaded.micromix_spec.input_shape == (1, 28, 28)
+    assert mm.models.spec_of(loaded).input_shape == (1, 28, 28)
     x = torch.rand(4, 1, 28, 28)
     assert torch.equal(loaded.eval()(x), model.eval()(x))
     assert scope["result"].report.flash_bytes <= scope["budget"].flash

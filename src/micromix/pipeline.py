@@ -184,7 +184,7 @@ class Pipeline:
             if self.input_shape is None:
                 from .models import build
 
-                self.input_shape = build(self.spec).micromix_spec.input_shape
+                self.input_shape = input_shape_of(build(self.spec))[1:]
             self._data = load_dataset(self.cfg.dataset, input_shape=self.input_shape)
         return self._data
 

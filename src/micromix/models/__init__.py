@@ -22,6 +22,7 @@ from micromix.models.registry import (
 )
 from micromix.models.spec import (
     ModelSpec,
+    attach_spec,
     authorize,
     build,
     input_shape_of,
@@ -51,6 +52,7 @@ def from_source(ref: str, *, input_shape: object = None, **args: object) -> nn.M
 __all__ = [
     "CONFIG_KEYS",
     "ModelSpec",
+    "attach_spec",
     "authorize",
     "build",
     "from_source",

@@ -19,6 +19,7 @@ import importlib.util
 import inspect
 import json
 import sys
+import weakref
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -275,7 +276,7 @@ def _source(spec: ModelSpec, warn: bool) -> Any:
 
 
 def build(spec: ModelSpec, *, warn: bool = True) -> nn.Module:
-    """The model a spec describes (fresh weights); it carries the spec as `micromix_spec`."""
+    """The model a spec describes (fresh weights); `spec_of` gives the spec back."""
     if spec.kind == "zoo":
         model = create(spec.name, **spec.args)
         cfg = model.micromix_config
@@ -302,7 +303,7 @@ def build(spec: ModelSpec, *, warn: bool = True) -> nn.Module:
             raise MicromixError(
                 f"{spec.ref} returned a {type(model).__name__}, not a torch.nn.Module."
             )
-    model.micromix_spec = spec
+    attach_spec(model, spec)
     return model
 
 
@@ -310,22 +311,48 @@ def _zoo_args(cfg: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in cfg.items() if k != "name"}
 
 
+@dataclass(frozen=True)
+class _Known:
+    """What micromix learned about a model it did not write: the spec it was built from and
+    the input shape it was last traced with."""
+
+    spec: ModelSpec | None = None
+    input_shape: tuple[int, int, int] | None = None
+
+
+# The one place for that knowledge. It is kept beside the model (weakly: an entry goes with its
+# model), never written onto it; zoo models carry their own `micromix_config`.
+_KNOWN: weakref.WeakKeyDictionary[nn.Module, _Known] = weakref.WeakKeyDictionary()
+
+
+def attach_spec(model: nn.Module, spec: ModelSpec | None) -> None:
+    """Remember that `model` is described by `spec` (what `spec_of` then returns)."""
+    _KNOWN[model] = replace(_KNOWN.get(model, _Known()), spec=spec)
+
+
+def attached_spec(model: nn.Module) -> ModelSpec | None:
+    """The spec `build` or `attach_spec` gave `model`, nothing derived."""
+    return _KNOWN.get(model, _Known()).spec
+
+
 def spec_of(model: nn.Module) -> ModelSpec | None:
     """The model's spec: the one it was built from, or one derived for a zoo model or for a
     class defined in a file (keyword arguments unknown: {}), with the traced input shape."""
-    spec = getattr(model, "micromix_spec", None)
+    known = _KNOWN.get(model, _Known())
+    spec = known.spec
     cfg = getattr(model, "micromix_config", None)
-    if not isinstance(spec, ModelSpec):
+    if spec is None:
         if isinstance(cfg, dict) and "name" in cfg:
             r = int(cfg["resolution"])
-            spec = ModelSpec("zoo", cfg["name"], _zoo_args(cfg), (int(cfg["in_channels"]), r, r))
+            spec = ModelSpec(
+                "zoo", cfg["name"], _zoo_args(cfg), (int(cfg["in_channels"]), r, r), named=True
+            )
         else:
             spec = _spec_from_class(model)
     if spec is None:
         return None
-    traced = getattr(model, "micromix_input_shape", None)
-    if traced is not None:
-        spec = replace(spec, input_shape=parse_input_shape(traced))
+    if known.input_shape is not None:
+        spec = replace(spec, input_shape=known.input_shape)
     return spec
 
 
@@ -351,12 +378,10 @@ def _spec_from_class(model: nn.Module) -> ModelSpec | None:
 
 def input_shape_of(model: nn.Module) -> tuple[int, int, int, int] | None:
     """(1, C, H, W) the model was last traced with, or the one its spec or zoo config gives."""
-    traced = getattr(model, "micromix_input_shape", None)
-    if traced is not None:
-        return (1, *parse_input_shape(traced))
-    spec = getattr(model, "micromix_spec", None)
-    if isinstance(spec, ModelSpec) and spec.input_shape is not None:
-        return (1, *spec.input_shape)
+    known = _KNOWN.get(model, _Known())
+    shape = known.input_shape or (known.spec.input_shape if known.spec else None)
+    if shape is not None:
+        return (1, *shape)
     cfg = getattr(model, "micromix_config", None)
     if isinstance(cfg, dict) and "resolution" in cfg:
         r = int(cfg["resolution"])
@@ -365,8 +390,9 @@ def input_shape_of(model: nn.Module) -> tuple[int, int, int, int] | None:
 
 
 def record_input_shape(model: nn.Module, input_shape: tuple[int, ...]) -> None:
-    """Remember the traced shape on the model, so no later call needs it again."""
+    """Remember the traced shape of `model`, so no later call needs it again."""
+    shape = parse_input_shape(tuple(int(d) for d in input_shape))
     try:
-        model.micromix_input_shape = tuple(int(d) for d in input_shape)
-    except (AttributeError, TypeError):
-        pass  # a model that forbids new attributes simply keeps asking for the shape
+        _KNOWN[model] = replace(_KNOWN.get(model, _Known()), input_shape=shape)
+    except TypeError:
+        pass  # a model that cannot be weakly referenced simply keeps asking for the shape

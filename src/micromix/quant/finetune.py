@@ -16,7 +16,7 @@ from ..data import ImageSet
 from ..errors import CheckpointError, MicromixError
 from ..files import load_checkpoint, save_checkpoint
 from ..graph import Graph
-from ..models import spec_of
+from ..models.spec import attach_spec, attached_spec, spec_of
 from ..policy import Policy
 from ..train import QAT_RECIPE, TrainConfig, fit
 from .fakequant import DEFAULT_WEIGHT_RANGE, WEIGHT_QUANTS, WEIGHT_RANGES
@@ -76,7 +76,7 @@ def finetune(
         learn_weight_clip=learn_weight_clip,
         weight_quant=weight_quant,
     ).to(device)
-    qmodel.micromix_spec = spec_of(model)  # saved with it: later commands rebuild the model
+    attach_spec(qmodel, spec_of(model))  # saved with it: later commands rebuild the model
     resuming = resume and checkpoint is not None and Path(checkpoint).exists()
     if resuming:
         _check_same_run(checkpoint, policy, weight_range)
@@ -138,7 +138,7 @@ def _describe(qmodel: QATModel) -> dict[str, Any]:
 
 
 def _spec_json(qmodel: QATModel) -> dict[str, Any] | None:
-    spec = getattr(qmodel, "micromix_spec", None)
+    spec = attached_spec(qmodel)
     if spec is None:
         return None
     return replace(spec, input_shape=tuple(qmodel.graph.input_shape[1:])).to_json()
@@ -223,6 +223,6 @@ def load_qat(
         raise CheckpointError(
             f"the weights in {path} do not match the model it describes."
         ) from None
-    qmodel.micromix_spec = spec if spec is not None else spec_of(model)
+    attach_spec(qmodel, spec if spec is not None else spec_of(model))
     qmodel.eval()
     return qmodel, ck
