@@ -202,7 +202,10 @@ def _add(r: _Reader, steps: Steps, node: Any) -> str:
     return steps.add("add", Add(), a, b)
 
 
-def _alias(r: _Reader, steps: Steps, node: Any) -> str:
+def _alias(r: _Reader, steps: Steps, node: Any) -> str | None:
+    if node.input[0] in r.const:  # exporters pass shared weights through Identity
+        r.const[node.output[0]] = r.const[node.input[0]]
+        return None
     return r.value(node.input[0], node.op_type)
 
 
