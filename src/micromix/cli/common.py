@@ -158,7 +158,8 @@ def add_model_args(p: argparse.ArgumentParser, *, default: str | None = "mobilen
         "--model",
         default=None,
         help="a zoo name (see `micromix models`), path/to/net.py:NAME or package.module:NAME "
-        f"(NAME a class or factory){'; default ' + default if default else ''}",
+        "(NAME a class or factory), or an .onnx / .tflite file (int8 files are dequantized; "
+        f"its input shape is read from it){'; default ' + default if default else ''}",
     )
     p.add_argument(
         "--model-args",
@@ -241,7 +242,8 @@ def model_spec(args: argparse.Namespace, *, ref: str | None = None):
     ref = ref or args.model or getattr(args, "_model_default", None)
     if ref is None:
         raise MicromixError(
-            "give --model (a zoo name, path/to/net.py:NAME or package.module:NAME)."
+            "give --model (a zoo name, path/to/net.py:NAME, package.module:NAME or a .onnx / "
+            ".tflite file)."
         )
     extra = parse_model_args(getattr(args, "model_args", None))
     shape = getattr(args, "input_shape", None)

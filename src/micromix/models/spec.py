@@ -1,4 +1,5 @@
-"""Where a model comes from: a zoo name, a user's .py file, or an importable module.
+"""Where a model comes from: a zoo name, a user's .py file, an importable module, or an ONNX /
+TFLite file (`importers`: its numbers become torch layers, no code in it runs).
 
 A `ModelSpec` is plain data (it round-trips through JSON and lives in config.json and in every
 checkpoint), so no checkpoint ever needs a pickled class. Building from a file runs that
@@ -8,7 +9,10 @@ from what the user typed (`--model REF`, `spec_from_ref`) or from a live object 
 process; a spec read from JSON (`from_json`: checkpoints, config.json) is data. `build`
 refuses a non-zoo spec that is not named, and `authorize` is the one way a file's spec becomes
 buildable: the command line must name the same code (same file or module, same NAME, same
-sha256 when both are known). Zoo specs are registry names and always build.
+sha256 when both are known). Zoo specs are registry names and always build. An .onnx / .tflite
+spec holds a path, and a path read from a file is never followed: it is authorized like a .py
+file (the command line names the same file, same sha256), and builds only from a file whose
+sha256 is the recorded one.
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ from typing import Any
 
 from torch import nn
 
+from .. import importers
 from ..errors import MicromixError
 from .registry import create, list_models
 
-KINDS = ("zoo", "file", "module")
+IMPORTED = ("onnx", "tflite")  # kinds whose location is a model file read as data
+KINDS = ("zoo", "file", "module", *IMPORTED)
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,8 @@ class ModelSpec:
     """Everything needed to rebuild a model's architecture (the weights live elsewhere).
 
     kind: "zoo" (name is a registry name), "file" (location is the absolute path of a .py
-    file) or "module" (location is a dotted module name); name is the class or factory;
+    file), "module" (location is a dotted module name), or "onnx" / "tflite" (location is
+    the absolute path of that file, name its file name); name is the class or factory;
     args its keyword arguments (JSON values); input_shape is (C, H, W) or None when unknown;
     sha256 is the hash of the source file when it was recorded.
     """
@@ -68,7 +75,11 @@ class ModelSpec:
     @property
     def ref(self) -> str:
         """What the user types after --model."""
-        return self.name if self.kind == "zoo" else f"{self.location}:{self.name}"
+        if self.kind == "zoo":
+            return self.name
+        if self.kind in IMPORTED:
+            return str(self.location)
+        return f"{self.location}:{self.name}"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -144,16 +155,19 @@ def file_sha256(path: str | Path) -> str:
 def spec_from_ref(
     ref: str, args: dict[str, Any] | None = None, input_shape: Any = None
 ) -> ModelSpec:
-    """The spec of `--model REF`: a zoo name, path/to/net.py:NAME or package.module:NAME."""
+    """The spec of `--model REF`: a zoo name, path/to/net.py:NAME, package.module:NAME, or
+    path/to/net.onnx / .tflite (its input shape read from the file)."""
     args = dict(args or {})
     shape = None if input_shape is None else parse_input_shape(input_shape)
     if ref in list_models():
         return ModelSpec("zoo", ref, args, shape, named=True)
+    if importers.kind_of(ref):
+        return _imported_spec(ref, args, shape)
     where, sep, name = ref.rpartition(":")
     if not sep or not where or not name.isidentifier():
         raise MicromixError(
             f"unknown model {ref!r}; give a zoo name ({', '.join(list_models())}), "
-            "path/to/net.py:NAME or package.module:NAME."
+            "path/to/net.py:NAME, package.module:NAME or a .onnx / .tflite file."
         )
     if where.endswith(".py") or "/" in where or "\\" in where:
         path = Path(where).expanduser().resolve()
@@ -169,8 +183,29 @@ def spec_from_ref(
     return ModelSpec("module", name, args, shape, where, sha, named=True)
 
 
+def _imported_spec(ref: str, args: dict[str, Any], shape: Any) -> ModelSpec:
+    kind = importers.kind_of(ref) or ""
+    path = Path(ref).expanduser().resolve()
+    if not path.is_file():
+        raise MicromixError(f"model file {ref} does not exist.")
+    if args:
+        raise MicromixError(f"--model-args does not apply to {kind} files; {ref} has no arguments.")
+    found = importers.input_shape(kind, path)
+    if shape is not None and shape != found:
+        raise MicromixError(
+            f"--input-shape {'x'.join(map(str, shape))} differs from the input "
+            f"{'x'.join(map(str, found))} that {ref} declares; leave --input-shape out."
+        )
+    return ModelSpec(kind, path.name, {}, found, str(path), file_sha256(path), named=True)
+
+
 def refuse_code(spec: ModelSpec, source: str) -> MicromixError:
     """The one sentence for a file whose spec names code the command line did not name."""
+    if spec.kind in IMPORTED:
+        return MicromixError(
+            f"{source} names a model file ({spec.ref}) and micromix follows no path read from "
+            f"a file; if you trust it, give --model {spec.ref} on the command line."
+        )
     return MicromixError(
         f"{source} names code to run ({spec.kind} {spec.ref}) and micromix runs no code named "
         f"inside a file; if you trust it, give --model {spec.ref} (with its --model-args and "
@@ -289,6 +324,8 @@ def build(spec: ModelSpec, *, warn: bool = True) -> nn.Module:
                 )
             shape = spec.input_shape  # a zoo net is convolutional: any H x W works
         spec = replace(spec, args=_zoo_args(cfg), input_shape=shape)
+    elif spec.kind in IMPORTED:
+        model = _build_imported(spec)
     else:
         if not spec.named:  # only `authorize` or the command line make a file's spec buildable
             raise refuse_code(spec, "the model spec")
@@ -305,6 +342,20 @@ def build(spec: ModelSpec, *, warn: bool = True) -> nn.Module:
             )
     attach_spec(model, spec)
     return model
+
+
+def _build_imported(spec: ModelSpec) -> nn.Module:
+    if not spec.named:
+        raise refuse_code(spec, "the model spec")
+    path = Path(spec.location or "")
+    if not path.is_file():
+        raise MicromixError(f"model file {path} does not exist.")
+    if spec.sha256 and file_sha256(path) != spec.sha256:
+        # The file is the model (its weights too): a changed file is another model.
+        raise MicromixError(
+            f"{path} changed since it was named (sha256 {spec.sha256[:12]}); name it again."
+        )
+    return importers.load(spec.kind, path)
 
 
 def _zoo_args(cfg: dict[str, Any]) -> dict[str, Any]:
