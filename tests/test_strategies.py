@@ -277,7 +277,6 @@ def test_seeds_are_always_rescored_and_can_win(script):
 
 def test_rescorer_uses_the_final_recipe(fashion, monkeypatch):
     from micromix.models import create as create_model
-    from micromix.quant.finetune import qat_recipe
     from micromix.quant.recipe import DEFAULT_RECIPE, RECIPES
     from micromix.strategies import QATEvaluator, QATSettings
 
@@ -289,7 +288,7 @@ def test_rescorer_uses_the_final_recipe(fashion, monkeypatch):
     old = QATEvaluator(
         model, fashion, settings=QATSettings(train_images=64, eval_images=32, final_recipe="old")
     )
-    assert old.rescorer().cfg == qat_recipe(3, seed=0) != re.cfg
+    assert old.rescorer().cfg == RECIPES["old"].train_config(3, seed=0) != re.cfg
     assert len(re.train) == 6000 and len(re.heldout) == len(fashion.heldout)
     two = QATEvaluator(
         model, fashion, settings=QATSettings(train_images=64, eval_images=32, repeats=2)

@@ -22,7 +22,7 @@ from micromix.integer import convert
 from micromix.integer.model import _KERNELS
 from micromix.memory import memory_report
 from micromix.policy import Policy
-from micromix.quant import finetune, qat_recipe
+from micromix.quant import finetune
 
 
 def require_tools(*tools: str) -> None:
@@ -94,8 +94,10 @@ def test_user_model_end_to_end(tmp_path, name: str) -> None:
     pol = user_policy(name, g)
     report = memory_report(g, pol)
     data = random_data(shape)
-    cfg = qat_recipe(1, max_batches=3, batch_size=32)
-    qmodel = finetune(model, pol, data, cfg, graph=g, progress=False, calib_batches=2)
+    qmodel = finetune(
+        model, pol, data, epochs=1, max_batches=3, batch_size=32, graph=g, progress=False,
+        calib_batches=2,
+    )  # fmt: skip
     im = convert(qmodel)
     assert (im.report.flash_bytes, im.report.ram_bytes) == (report.flash_bytes, report.ram_bytes)
 
