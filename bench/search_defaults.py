@@ -188,7 +188,17 @@ def run_qat(a: argparse.Namespace) -> dict[str, Any]:
 
 def child(a: argparse.Namespace, variant: str, seed: int) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "bench.search_defaults", "--one", variant, "--seed", str(seed)]
-    for k in ("mode", "episodes", "warmup", "reward", "model", "cell", "device", "final_epochs"):
+    for k in (
+        "mode",
+        "episodes",
+        "warmup",
+        "reward",
+        "model",
+        "cell",
+        "device",
+        "final_epochs",
+        "qat_recipe",
+    ):
         cmd += [f"--{k.replace('_', '-')}", str(getattr(a, k))]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
