@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from conftest import require_module
 
 from micromix.budget import Budget
 from micromix.cli import main
@@ -217,7 +218,7 @@ def test_weight_only_keeps_activations_at_8(strategy, script):
 
 
 def test_two_ray_workers_give_the_same_result(script):
-    pytest.importorskip("ray") if not os.environ.get("MICROMIX_STRICT") else None
+    require_module("ray")
     _, ns = script
     one = ns["run"](None, episodes=12)
     two = ns["run"](None, episodes=12, workers=2)

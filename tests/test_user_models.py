@@ -25,11 +25,6 @@ from micromix.policy import Policy
 from micromix.quant import finetune
 
 
-def require_tools(*tools: str) -> None:
-    """Skip without the tools, but fail under MICROMIX_STRICT=1 (CI)."""
-    require_tool(*tools)
-
-
 def user_model(name: str) -> tuple[torch.nn.Module, tuple[int, int, int]]:
     mod = importlib.import_module(f"user_models.{name}")
     torch.manual_seed(0)
@@ -88,7 +83,7 @@ def _inputs(g, tensor: str) -> tuple[str, ...]:
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_user_model_end_to_end(tmp_path, name: str) -> None:
-    require_tools("gcc", "make", "nm", "size")
+    require_tool("gcc", "make", "nm", "size")
     model, shape = user_model(name)
     g = trace(model, (1, *shape))
     pol = user_policy(name, g)
@@ -151,7 +146,7 @@ def test_concat_branches_keep_their_own_bits_and_the_kernel_writes_only_its_outp
 ) -> None:
     """Sub-byte channels of different inputs share output bytes: the concat kernel's
     read-modify-write must stay inside its output tensor (checked-writes build)."""
-    require_tools("gcc", "make", "nm", "size")
+    require_tool("gcc", "make", "nm", "size")
     from test_export import run_checked_build
 
     from micromix.integer.convert import random_qparams
