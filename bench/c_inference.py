@@ -8,7 +8,7 @@ does not depend on the weight values) and exported. Measured:
   x86-64 baseline SSE2) divided by the network's MACs;
 - the Cortex-M4 image (arm-none-eabi-gcc -O2, qemu mps2-an386): FLASH, RAM, stack, outputs.
 
-    .venv/bin/python bench/c_inference.py [--out results/c_inference.md]
+    python -m bench.c_inference [--out results/c_inference.md]
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def write(args, rows, macs: int, cm4: bool) -> None:
     lines = [
         "# C inference: exactness, memory, speed",
         "",
-        f"Command: `.venv/bin/python bench/c_inference.py` (MobileNetV1-0.25, 28x28 Fashion-MNIST, "
+        f"Command: `python -m bench.c_inference` (MobileNetV1-0.25, 28x28 Fashion-MNIST, "
         f"{macs:,} MACs per inference; float model `{args.checkpoint}` calibrated per policy).",
         f"Host: {gcc}, `-std=c99 -Wall -Wextra -Werror -O2`, x86-64 baseline (SSE2), "
         f"{platform.machine()}. Cortex-M4: arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -O2, qemu "

@@ -9,7 +9,7 @@ activation clips, no training) on a few Fashion-MNIST training images, upscaled 
 and repeated to three (RGB) channels. The logits mean nothing; the memory and the bit-exact
 agreement are what this measures.
 
-    python bench/firmware_scale.py [--out results/firmware_scale.md] [--calib 8]
+    python -m bench.firmware_scale [--out results/firmware_scale.md] [--calib 8]
 
 Heavy (several minutes on two cores): run it once.
 """
@@ -100,7 +100,7 @@ def main() -> None:
     lines = [
         "# Paper scale on the chip: MobileNetV1-1.0 224x224x3, 1000 classes, STM32H743",
         "",
-        "Command: `PYTHONPATH=src OMP_NUM_THREADS=1 python bench/firmware_scale.py` (run once;",
+        "Command: `python -m bench.firmware_scale` (run once;",
         "2-core machine shared with other jobs; arm-none-eabi-gcc 12.2, qemu 7.2).",
         "",
         "Weights: seeded random initialisation (no 224-px 1000-class data set here); fake-quant",

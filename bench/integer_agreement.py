@@ -4,7 +4,7 @@ For each policy the float MobileNetV1-0.25 is prepared and calibrated (post-trai
 fine-tune) or a QAT checkpoint `runs/*/qat.pt` is loaded; both models then classify the 10k
 test images: top-1 of each and the share of images on which their predictions agree.
 
-    .venv/bin/python bench/integer_agreement.py [--checkpoint runs/float-mbv1-025/model.pt]
+    python -m bench.integer_agreement [--checkpoint runs/float-mbv1-025/model.pt]
         [--qat runs/qat-w2a4-full/qat.pt ...] [--out results/integer_agreement.md]
 """
 
@@ -116,7 +116,7 @@ def main() -> None:
     lines = [
         "# Integer model vs fake-quant model (Fashion-MNIST test set)",
         "",
-        f"Command: `.venv/bin/python bench/integer_agreement.py` ({len(test)} test images, "
+        f"Command: `python -m bench.integer_agreement` ({len(test)} test images, "
         f"float model `{args.checkpoint}`, MobileNetV1-0.25, 28x28, for the PTQ rows).",
         "",
         "The integer model is `micromix.integer.convert(qmodel)` run by the numpy reference (which the",

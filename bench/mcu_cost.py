@@ -9,7 +9,7 @@ the harness calls a marker between layers, so each layer is one segment. The cou
 validated first on a hand-counted loop (bench/mcu/counter_check.c: 403 instructions, 705
 cycles). Each micromix image also checks its output against the numpy reference.
 
-    PYTHONPATH=src .venv/bin/python bench/mcu_cost.py [--cmsis-nn ../shared/third_party/cmsis-nn]
+    python -m bench.mcu_cost [--cmsis-nn ../shared/third_party/cmsis-nn]
 
 Writes results/mcu_cost.md, results/mcu_cost.json and the per-layer cost table
 src/micromix/assets/mcu_cost_table.json (micromix.cost loads it).
@@ -492,14 +492,14 @@ def write(args, flags, results, layers, hists, text) -> None:
                  "layers": cost_table(layers)}, indent=1) + "\n"
         )  # fmt: skip
     Path(args.json).write_text(json.dumps(
-        {"command": "python bench/mcu_cost.py " + " ".join(sys.argv[1:]), "flags": " ".join(flags),
+        {"command": "python -m bench.mcu_cost " + " ".join(sys.argv[1:]), "flags": " ".join(flags),
          **results, "layers": layers}, indent=1) + "\n")  # fmt: skip
     gcc = run([GCC, "--version"], Path.cwd()).splitlines()[0]
     base = results.get("cmsis_nn_s8")
     md = [
         "# Cost on the Cortex-M: executed instructions under qemu",
         "",
-        f"Command: `PYTHONPATH=src python bench/mcu_cost.py {' '.join(sys.argv[1:])}`",
+        f"Command: `python -m bench.mcu_cost {' '.join(sys.argv[1:])}`",
         "",
         f"Compiler: {gcc}, flags `{' '.join(flags)}` for every build (micromix and CMSIS-NN).",
         "MobileNetV1-0.25 28x28 (shipped float model, post-training calibrated per policy; the",

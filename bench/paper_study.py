@@ -7,8 +7,8 @@ policy after the same final QAT fine-tune; and a Pareto sweep of FLASH budgets. 
 stored in OUT/raw.json as soon as it is measured, and a rerun skips measured cells, so the
 study can be stopped and continued.
 
-    python bench/paper_study.py --out results/paper_study            # the committed run
-    python bench/paper_study.py --models mobilenet_v1 --episodes 10 --finetune-epochs 1  # quick
+    python -m bench.paper_study --out results/paper_study            # the committed run
+    python -m bench.paper_study --models mobilenet_v1 --episodes 10 --finetune-epochs 1  # quick
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 import micromix as mm
+from bench.common import FLOAT_CMD, add_qat_recipe_arg, float_path
 from micromix.baselines import best_fitting_8bit
 from micromix.budget import Budget
 from micromix.data import load_dataset
@@ -30,22 +31,11 @@ from micromix.graph import trace
 from micromix.memory import memory_report
 from micromix.models import create_from_config
 from micromix.policy import Policy
-from micromix.quant.finetune import finetune, qat_recipe
+from micromix.quant.finetune import finetune
 from micromix.quant.kmeans import kmeans_flash_bytes, kmeans_quantize
+from micromix.quant.recipe import RECIPES
 from micromix.strategies import search
 from micromix.train import evaluate, fit, float_recipe, load_model
-
-FLOAT = {  # float checkpoints made by `micromix train` (see results/float_training.md)
-    "mobilenet_v1": "src/micromix/assets/mobilenet_v1_w025_fmnist28.pt",
-    "mobilenet_v2": "results/paper_study/float_models/mobilenet_v2_w035_fmnist28.pt",
-    "mnasnet": "results/paper_study/float_models/mnasnet_w035_fmnist28.pt",
-}
-FLOAT_CMD = {
-    "mobilenet_v1": "micromix train --model mobilenet_v1 --width 0.25 --epochs 20 --run-dir runs/float-mbv1-025 --seed 0",
-    "mobilenet_v2": "micromix train --model mobilenet_v2 --width 0.35 --epochs 15 --run-dir runs/float-mbv2-035 --seed 0",
-    "mnasnet": "micromix train --model mnasnet --width 0.35 --epochs 15 --run-dir runs/float-mnas-035 --seed 0",
-}
-
 
 # What a cell's RAM figure means; raw.json files from before the scratch term lack it.
 RAM_MODEL = "arena+scratch"
@@ -83,8 +73,8 @@ class Study:
 
     def qat(self, model, policy: Policy, graph) -> dict:
         a = self.args
-        cfg = qat_recipe(a.finetune_epochs, seed=a.seed)
-        q = finetune(model, policy, self.data.train, cfg, graph=graph, progress=False)
+        q = finetune(model, policy, self.data.train, a.qat_recipe, epochs=a.finetune_epochs,
+                     seed=a.seed, graph=graph, progress=False)  # fmt: skip
         rep = memory_report(graph, policy)
         return {
             "test_acc": evaluate(q, self.data.test),
@@ -137,7 +127,7 @@ class Study:
 
     def model(self, name: str) -> None:
         a = self.args
-        model, _ = load_model(FLOAT[name])
+        model, _ = load_model(float_path(name))
         graph = trace(model)
         ref = memory_report(graph, Policy.uniform(graph, 8))
         self.cell(
@@ -163,7 +153,8 @@ class Study:
 
             def kmeans_cell() -> dict:
                 km = kmeans_quantize(model, wbits, graph, act_bits=8)
-                fit(km, self.data.train, qat_recipe(a.finetune_epochs, seed=a.seed), progress=False)
+                cfg = RECIPES[a.qat_recipe].train_config(a.finetune_epochs, seed=a.seed)
+                fit(km, self.data.train, cfg, progress=False)
                 fl = kmeans_flash_bytes(graph, wbits)
                 return {
                     "test_acc": evaluate(km, self.data.test),
@@ -202,7 +193,9 @@ class Study:
                     small,
                     Policy.uniform(g, 8),
                     data.train,
-                    qat_recipe(a.finetune_epochs, seed=a.seed),
+                    a.qat_recipe,
+                    epochs=a.finetune_epochs,
+                    seed=a.seed,
                     graph=g,
                     progress=False,
                 )
@@ -230,7 +223,7 @@ class Study:
                     )
 
     def write_tables(self) -> None:
-        from bench_tables import write_markdown  # noqa: PLC0415 (a sibling script)
+        from bench.bench_tables import write_markdown  # noqa: PLC0415 (matplotlib only here)
 
         write_markdown(self.raw, self.out, self.args, FLOAT_CMD, RAM_MODEL)
 
@@ -246,6 +239,7 @@ def main() -> int:
     p.add_argument("--episodes", type=int, default=30)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--finetune-epochs", type=int, default=2)
+    add_qat_recipe_arg(p)
     p.add_argument(
         "--float-epochs", type=int, default=10, help="for the best-fitting 8-bit network"
     )
@@ -258,7 +252,6 @@ def main() -> int:
     p.add_argument("--tables-only", action="store_true", help="render the tables from raw.json")
     args = p.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    sys.path.insert(0, str(Path(__file__).parent))
     study = Study(args)
     t0 = time.time()
     if not args.tables_only:

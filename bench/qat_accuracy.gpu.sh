@@ -10,7 +10,7 @@
 set -e
 export PYTHONPATH=src OMP_NUM_THREADS=1
 run() {
-    python bench/qat_accuracy.py --device cuda --jobs 16 --epochs 3 \
+    python -m bench.qat_accuracy --device cuda --jobs 16 --epochs 3 \
         --models mobilenet_v1,mobilenet_v2,mnasnet --policies w8a8,w4a4,w2a4,ilp_table_b \
         --recipes "$1" --out results/qat_accuracy.json
 }

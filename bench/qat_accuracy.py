@@ -1,6 +1,6 @@
 """Issue 15's QAT benchmark: old recipe vs new (and its ablations), same epochs, per model and policy.
 
-    MICROMIX_DATA=/path/to/fashion-mnist PYTHONPATH=src python bench/qat_accuracy.py \\
+    python -m bench.qat_accuracy \\
         --device cuda --jobs 16 --epochs 3 --out results/qat_accuracy.json
 
 Every (model, policy, recipe) QAT run is an independent job, run as its own subprocess with one
@@ -25,12 +25,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-FLOAT = {
-    "mobilenet_v1": "src/micromix/assets/mobilenet_v1_w025_fmnist28.pt",
-    "mobilenet_v2": "results/paper_study/float_models/mobilenet_v2_w035_fmnist28.pt",
-    "mnasnet": "results/paper_study/float_models/mnasnet_w035_fmnist28.pt",
-}
+from bench.common import FLOAT, ROOT, float_path
+
 UNIFORM = {"w8a8": (8, 8), "w4a4": (4, 4), "w2a4": (2, 4)}
 POLICY_DIR = "results/qat_policies"
 ABLATION_ORDER = ("old", "new")  # first in the queue: a cut-short run still has the comparison
@@ -59,7 +55,7 @@ def worker(job: dict) -> dict:
 
     t0 = time.time()
     device = job["device"]
-    model, _ = load_model(ROOT / FLOAT[job["model"]])
+    model, _ = load_model(float_path(job["model"]))
     data = load_dataset("fashion_mnist")
     test = data.test
     if job.get("test_limit"):
@@ -73,14 +69,14 @@ def worker(job: dict) -> dict:
     else:
         graph = trace(model)
         policy = policy_for(job["policy"], job["model"], graph)
-        recipe = RECIPES[job["recipe"]]
-        cfg = recipe.train_config(job["epochs"], seed=job["seed"], max_batches=job["max_batches"])
         q = finetune(
             model,
             policy,
             data.train,
-            cfg,
-            recipe=recipe,
+            RECIPES[job["recipe"]],
+            epochs=job["epochs"],
+            seed=job["seed"],
+            max_batches=job["max_batches"],
             graph=graph,
             device=device,
             progress=False,
@@ -207,7 +203,7 @@ def main() -> int:
 
     def run(job: dict) -> None:
         p = subprocess.run(
-            [sys.executable, __file__, "--worker", json.dumps(job)],
+            [sys.executable, "-m", "bench.qat_accuracy", "--worker", json.dumps(job)],
             env=env,
             cwd=ROOT,
             capture_output=True,

@@ -1,6 +1,6 @@
 """Integer model vs the fake-quant model of one QAT checkpoint (e.g. LSQ-trained) on test images.
 
-    PYTHONPATH=src .venv/bin/python bench/qat_lsq_agreement.py RUN_DIR/qat.pt [--images 10000]
+    python -m bench.qat_lsq_agreement RUN_DIR/qat.pt [--images 10000]
 
 Prints the weight quantizer of the checkpoint, top-1 of both models and the share of images
 on which their predictions agree (bench/integer_agreement.py does this for the PTQ rows).

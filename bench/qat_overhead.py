@@ -7,7 +7,7 @@ teacher forward every step, as with augmentation) and cached (no augmentation: e
 teacher logits are computed once per run, so a run of E epochs pays 1/E of a teacher forward
 per step; E = --epochs).
 
-    .venv/bin/python bench/qat_overhead.py [--steps 30] [--batch 128] [--threads N] [--epochs 3]
+    python -m bench.qat_overhead [--steps 30] [--batch 128] [--threads N] [--epochs 3]
 
 MobileNetV1-0.25 at 28x28 (stride-1 stem), random data, Adam, train mode (BN updating).
 Float and QAT steps are interleaved in rounds so that a load change on a shared machine hits

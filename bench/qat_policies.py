@@ -1,7 +1,7 @@
 """Compute the ilp Table B policy (FLASH 0.48x + RAM 0.42x of the uniform 8-bit sizes) of each
 float model once and commit it, so that bench/qat_accuracy.py never reruns the search.
 
-    PYTHONPATH=src .venv/bin/python bench/qat_policies.py --models mobilenet_v1,mobilenet_v2,mnasnet
+    python -m bench.qat_policies --models mobilenet_v1,mobilenet_v2,mnasnet
 
 Same call as bench/search_study.py --cell table_b --strategy ilp (seed 0); writes
 results/qat_policies/<model>_ilp_table_b.json (a policy file `micromix finetune --policy` reads).
@@ -16,16 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.common import CELLS, FLOAT, load_float
 from micromix.budget import Budget
 from micromix.data import load_dataset
-from micromix.graph import trace
 from micromix.memory import memory_report
 from micromix.policy import Policy
 from micromix.strategies import create, search
-from micromix.train import load_model
-
-sys.path.insert(0, str(Path(__file__).parent))
-from search_study import CELLS, FLOAT  # noqa: E402
 
 OUT = Path("results/qat_policies")
 
@@ -38,8 +34,7 @@ def main() -> int:
     data = load_dataset("fashion_mnist")
     flash, ram, weights_only = CELLS["table_b"]
     for name in a.models.split(","):
-        model, _ = load_model(FLOAT[name])
-        graph = trace(model)
+        model, graph = load_float(name)
         budget = Budget.parse(flash, ram, reference=memory_report(graph, Policy.uniform(graph, 8)))
         t0 = time.time()
         with tempfile.TemporaryDirectory() as tmp:

@@ -1,6 +1,6 @@
 """Short CPU probes of QAT recipe settings (issue 15): pick the candidate `new` recipe.
 
-    PYTHONPATH=src .venv/bin/python bench/qat_probe.py --policy w4a4 --recipe new \\
+    python -m bench.qat_probe --policy w4a4 --recipe new \\
         --set kd_temperature=4 --set lr=3e-4 --out results/qat_probes.json
 
 MobileNetV1-0.25 (the shipped float model), 2 epochs of 75 batches of 128 (150 batches, so BN
@@ -20,14 +20,13 @@ from pathlib import Path
 
 import torch
 
+from bench.common import load_float
 from micromix.data import load_dataset
-from micromix.graph import trace
 from micromix.policy import Policy
 from micromix.quant.finetune import finetune
 from micromix.quant.recipe import RECIPES, QATRecipe
-from micromix.train import evaluate, load_model
+from micromix.train import evaluate
 
-FLOAT = "src/micromix/assets/mobilenet_v1_w025_fmnist28.pt"
 UNIFORM = {"w8a8": (8, 8), "w4a4": (4, 4), "w2a4": (2, 4)}
 
 
@@ -51,17 +50,16 @@ def main() -> int:
     a = ap.parse_args()
     torch.set_num_threads(1)
     recipe: QATRecipe = replace(RECIPES[a.recipe], **parse_set(a.set))
-    model, _ = load_model(FLOAT)
-    graph = trace(model)
+    model, graph = load_float("mobilenet_v1")
     if a.policy in UNIFORM:
         policy = Policy.uniform(graph, *UNIFORM[a.policy])
     else:
         policy = Policy.load("results/qat_policies/mobilenet_v1_ilp_table_b.json")
     data = load_dataset("fashion_mnist")
     held = data.heldout.take(range(a.heldout))
-    cfg = recipe.train_config(a.epochs, max_batches=a.batches)
     c0, t0 = time.process_time(), time.time()
-    q = finetune(model, policy, data.train, cfg, recipe=recipe, graph=graph, progress=False)
+    q = finetune(model, policy, data.train, recipe, epochs=a.epochs, max_batches=a.batches,
+                 graph=graph, progress=False)  # fmt: skip
     cpu = time.process_time() - c0
     acc = evaluate(q, held)
     row = {

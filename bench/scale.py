@@ -7,7 +7,7 @@ classes in test/. Then runs the whole pipeline under `/usr/bin/time -v` with tin
 image counts (the point is memory, not accuracy) and writes the peak RSS and the exact command
 to results/scale.md.
 
-    python bench/scale.py [--root /tmp/micromix-scale] [--out results/scale.md]
+    python -m bench.scale [--root /tmp/micromix-scale] [--out results/scale.md]
 """
 
 from __future__ import annotations
@@ -89,13 +89,13 @@ its short QAT score, QAT fine-tune, integer model, C export built and checked, r
 **{rss / 1e9:.2f} GB** ({rss:,} bytes, `Maximum resident set size` of `/usr/bin/time -v`;
 the limit asked for is 3 GB). Wall time {wall / 60:.1f} min on the shared 2-core machine.
 
-The data is a folder built by `python bench/scale.py` ({build_s:.0f} s): Fashion-MNIST images
+The data is a folder built by `python -m bench.scale` ({build_s:.0f} s): Fashion-MNIST images
 upscaled to 224x224 and tinted to RGB, 1000 class sub-folders with ONE training image each
 (train/) and one test image for each of the first {a.test_classes} classes (test/). The counts
 are tiny on purpose: this measures memory, not accuracy (1 float epoch over 800 images, batch
 {a.batch_size}; 16 images per search score; 4 QAT batches; 16 test images; 2 self-test images).
 
-Command (run by `python bench/scale.py`):
+Command (run by `python -m bench.scale`):
 
 ```
 {shown}

@@ -1,6 +1,6 @@
 """Search strategies on Fashion-MNIST / MobileNetV1-0.25 at the paper's budget ratios.
 
-    .venv/bin/python bench/search.py --checkpoint runs/float-mbv1-025/model.pt \\
+    python -m bench.search --checkpoint runs/float-mbv1-025/model.pt \\
         --episodes 300 --out runs/bench-search [--strategies rule,uniform,ilp,random,haq] \\
         [--finetune-epochs 3] [--profile]
 
@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from bench.common import add_qat_recipe_arg
 from micromix.budget import Budget
 from micromix.data import load_dataset
 from micromix.graph import trace
@@ -32,23 +32,18 @@ from micromix.strategies import QATEvaluator, QATSettings, QuantEnv, Wall, searc
 from micromix.strategies.ddpg import DDPG, DDPGConfig
 from micromix.strategies.env import OBS_DIM
 from micromix.strategies.evaluate import threads
-from micromix.train import QAT_RECIPE, evaluate, load_model
+from micromix.train import evaluate, load_model
 
 
-def final_finetune(model, policy: Policy, data, graph, epochs: int, seed: int) -> dict:
+def final_finetune(
+    model, policy: Policy, data, graph, recipe: str, epochs: int, seed: int
+) -> dict:  # fmt: skip
     from micromix.quant.finetune import finetune
 
-    # The MLSys 2020 recipe (Adam 1e-4, steps to 5e-5 and 1e-5, BN frozen after epoch 1),
-    # compressed to `epochs`.
-    cfg = replace(
-        QAT_RECIPE,
-        epochs=epochs,
-        lr_steps=((max(1, epochs // 2), 0.5), (max(1, epochs - 1), 0.1)) if epochs > 1 else (),
-        seed=seed,
-    )
     t0 = time.time()
     with threads(1):
-        q = finetune(model, policy, data.train, cfg, graph=graph, progress=False)
+        q = finetune(model, policy, data.train, recipe, epochs=epochs, seed=seed, graph=graph,
+                     progress=False)  # fmt: skip
         test = evaluate(q, data.test)
         held = evaluate(q, data.heldout)
     return {"test_acc": test, "heldout_acc_full": held, "finetune_seconds": time.time() - t0}
@@ -99,6 +94,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help="policies evaluated at a time (Ray)")
     ap.add_argument("--episodes", type=int, default=300)
     ap.add_argument("--finetune-epochs", type=int, default=3)
+    add_qat_recipe_arg(ap)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
@@ -140,7 +136,9 @@ def main() -> None:
         row = {
             **r.metrics(),
             "search_seconds_this_call": search_wall,
-            **final_finetune(model, r.policy, data, graph, args.finetune_epochs, args.seed),
+            **final_finetune(
+                model, r.policy, data, graph, args.qat_recipe, args.finetune_epochs, args.seed
+            ),
         }
         if len(r.history) > 1:  # best-so-far after 50, 100, ... evaluated episodes
             accs = np.maximum.accumulate([h["accuracy"] for h in r.history])

@@ -7,11 +7,10 @@ so a study cell can say whether a better choice among them existed: the best can
 accuracy bounds what any selection rule could have returned from that search. The test set is
 used only to measure, never to choose.
 
-    MICROMIX_DATA=<fashion-mnist folder> PYTHONPATH=src OMP_NUM_THREADS=1 python \\
-        bench/search_candidates.py --model mnasnet --cell table_a \\
+    MICROMIX_DATA=<fashion-mnist folder> python -m bench.search_candidates --model mnasnet --cell table_a \\
         --run-dir runs/search_study/mnasnet-table_a-haq --out results/search_candidates.json
 
-The run directory is one `bench/search_study.py --strategy haq` wrote (its metrics.json and
+The run directory is one `bench.search_study --strategy haq` wrote (its metrics.json and
 episodes.jsonl). A candidate that is a seed's policy is marked with the seed's name; its final
 QAT equals that strategy's study entry when seed, device and thread count are the same.
 """
@@ -24,14 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from search_study import FLOAT, add_final_qat_args, final_qat  # noqa: E402
-
-from micromix.data import load_dataset  # noqa: E402
-from micromix.graph import trace  # noqa: E402
-from micromix.policy import Policy  # noqa: E402
-from micromix.train import load_model  # noqa: E402
+from bench.common import FLOAT, add_final_qat_args, final_qat, load_float
+from micromix.data import load_dataset
+from micromix.policy import Policy
 
 
 def _key(policy: dict) -> str:
@@ -60,8 +54,7 @@ def main() -> int:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--quick", action="store_true", help="a check of the script: 256 images")
     a = ap.parse_args()
-    model, _ = load_model(FLOAT[a.model])
-    graph = trace(model)
+    model, graph = load_float(a.model)
     data = load_dataset("fashion_mnist")
     train, test = data.train, data.test
     if a.quick:

@@ -6,8 +6,7 @@ budget (e.g. a study cell's ilp policy, RAM 0.42x), then the study's final QAT
 with the same number of 4- and 2-bit activations, so this is the accuracy any choice of weight
 bits is measured against; the uniform W8/A8 QAT is not reachable there.
 
-    MICROMIX_DATA=<fashion-mnist folder> PYTHONPATH=src OMP_NUM_THREADS=1 python \\
-        bench/search_ceiling.py --model mnasnet \\
+    MICROMIX_DATA=<fashion-mnist folder> python -m bench.search_ceiling --model mnasnet \\
         --activations-from runs/search_study/mnasnet-flash_0.75x-ilp/policy.json --out x.json
 """
 
@@ -19,16 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from search_study import FLOAT, add_final_qat_args, final_qat  # noqa: E402
-
-from micromix.budget import Budget  # noqa: E402
-from micromix.data import load_dataset  # noqa: E402
-from micromix.graph import trace  # noqa: E402
-from micromix.memory import memory_report  # noqa: E402
-from micromix.policy import Policy  # noqa: E402
-from micromix.train import load_model  # noqa: E402
+from bench.common import FLOAT, add_final_qat_args, final_qat, load_float
+from micromix.budget import Budget
+from micromix.data import load_dataset
+from micromix.memory import memory_report
+from micromix.policy import Policy
 
 
 def main() -> int:
@@ -39,8 +33,7 @@ def main() -> int:
     add_final_qat_args(ap)
     ap.add_argument("--out", required=True, type=Path)
     a = ap.parse_args()
-    model, _ = load_model(FLOAT[a.model])
-    graph = trace(model)
+    model, graph = load_float(a.model)
     src = json.loads(a.activations_from.read_text())
     policy = Policy.from_json({**src, "weights": {k: 8 for k in src["weights"]}})
     ref = memory_report(graph, Policy.uniform(graph, 8))

@@ -7,14 +7,14 @@ layers both at 2 bits, which no per-tensor sensitivity sees: the surrogate scree
 an approximation). haq runs WITHOUT seeds and without the fill pass there (the ILP seed, and
 the fill with exact gains, would be the optimum at once), so the figures are the agent's own:
 
-    PYTHONPATH=src python bench/search_defaults.py --mode synthetic --episodes 40 \\
+    python -m bench.search_defaults --mode synthetic --episodes 40 \\
         --seeds 0 1 2 3 4 --jobs 2 --out results/search_defaults_synthetic.json
 
 QAT (the lent GPU machine: one process per variant and seed, `--device cuda`; data from
 MICROMIX_DATA): the real search with its seeds, its search score, its held-out re-score and,
 with --final-epochs, the final QAT's test accuracy:
 
-    MICROMIX_DATA=<fashion-mnist folder> PYTHONPATH=src python bench/search_defaults.py \\
+    MICROMIX_DATA=<fashion-mnist folder> python -m bench.search_defaults \\
         --mode qat --model mobilenet_v1 --cell table_b --episodes 24 --seeds 0 1 \\
         --device cuda --jobs 16 --final-epochs 3 --out results/search_defaults_qat.json
 
@@ -35,8 +35,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
+from bench.common import ROOT, add_qat_recipe_arg
 
 # name -> (HAQConfig field changes, DDPGConfig field changes)
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -150,23 +149,16 @@ def run_synthetic(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_qat(a: argparse.Namespace) -> dict[str, Any]:
-    from search_study import CELLS, FLOAT
-
-    from micromix.budget import Budget
+    from bench.common import CELLS, load_float, ratio_budget
     from micromix.data import load_dataset
-    from micromix.graph import trace
-    from micromix.memory import memory_report
-    from micromix.policy import Policy
-    from micromix.quant.finetune import finetune, qat_recipe
+    from micromix.quant.finetune import finetune
     from micromix.strategies import search
     from micromix.strategies.evaluate import threads
-    from micromix.train import evaluate, load_model
+    from micromix.train import evaluate
 
-    model, _ = load_model(ROOT / FLOAT[a.model])
-    graph = trace(model)
-    ref = memory_report(graph, Policy.uniform(graph, 8))
+    model, graph = load_float(a.model)
     flash, ram, weights_only = CELLS[a.cell]
-    budget = Budget.parse(flash, ram, reference=ref)
+    budget = ratio_budget(graph, flash, ram)
     data = load_dataset("fashion_mnist")
     cfg = replace(
         haq_config(a.one, a.episodes, a.warmup, ("rule", "ilp")), weights_only=weights_only
@@ -185,8 +177,8 @@ def run_qat(a: argparse.Namespace) -> dict[str, Any]:
     }
     if a.final_epochs:
         with threads(1):
-            q = finetune(model, r.policy, data.train, qat_recipe(a.final_epochs, seed=a.seed),
-                         graph=graph, progress=False, device=a.device)  # fmt: skip
+            q = finetune(model, r.policy, data.train, a.qat_recipe, epochs=a.final_epochs,
+                         seed=a.seed, graph=graph, progress=False, device=a.device)  # fmt: skip
             row["test"] = evaluate(q, data.test, device=a.device)
     return row
 
@@ -195,8 +187,18 @@ def run_qat(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def child(a: argparse.Namespace, variant: str, seed: int) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--one", variant, "--seed", str(seed)]
-    for k in ("mode", "episodes", "warmup", "reward", "model", "cell", "device", "final_epochs"):
+    cmd = [sys.executable, "-m", "bench.search_defaults", "--one", variant, "--seed", str(seed)]
+    for k in (
+        "mode",
+        "episodes",
+        "warmup",
+        "reward",
+        "model",
+        "cell",
+        "device",
+        "final_epochs",
+        "qat_recipe",
+    ):
         cmd += [f"--{k.replace('_', '-')}", str(getattr(a, k))]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
@@ -249,6 +251,7 @@ def main() -> int:
     ap.add_argument("--model", default="mobilenet_v1")
     ap.add_argument("--cell", default="table_b")
     ap.add_argument("--device", default="cpu")
+    add_qat_recipe_arg(ap)
     ap.add_argument(
         "--final-epochs", type=int, default=0, help="qat mode: final QAT epochs (0: none)"
     )

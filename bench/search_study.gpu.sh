@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Issue 13's study on the lent GPU machine: 3 models x 4 cells x (haq 40 episodes, rule, ilp),
 # one process per cell and strategy (36 at once on 16 cores + 1 GPU), each with the same final
-# QAT (bench/search_study.py). Writes into $OUT (default ./study_out):
+# QAT (bench.search_study). Writes into $OUT (default ./study_out):
 #   search_study.json  the merged results (results/search_study.json's schema) + _meta
-#   search_study.md    the table (bench/search_study.py --render), ready for results/
+#   search_study.md    the table (bench.search_study --render), ready for results/
 #   logs.txt           exit codes and the tail of every process's log
 # Run from the repository root; the Fashion-MNIST .gz files in $MICROMIX_DATA (default .devdata):
 #   OUT=/tmp/out bash bench/search_study.gpu.sh
@@ -36,7 +36,7 @@ for j in "${jobs[@]}"; do
   # rule and ilp finish early; haq is the critical path, so it gets the CPU first.
   nice_level=0; [ "$3" != haq ] && nice_level=5
   ( t0=$(date +%s)
-    timeout "${JOB_TIMEOUT:-700}" nice -n $nice_level $PY bench/search_study.py --model "$1" --cell "$2" \
+    timeout "${JOB_TIMEOUT:-700}" nice -n $nice_level $PY -m bench.search_study --model "$1" --cell "$2" \
       --strategy "$3" --episodes "${EPISODES:-40}" --finetune-epochs "${FINAL_EPOCHS:-3}" \
       --device "${DEVICE:-cuda}" ${QUICK:+--quick} --out "$WORK/$1_$2_$3.json" > "$WORK/$1_$2_$3.log" 2>&1
     echo "$1 $2 $3 rc=$? $(( $(date +%s) - t0 ))s" >> "$WORK/rc.txt" ) &
@@ -77,7 +77,7 @@ with open(f"{work}/header.md", "w") as f:
         "Produced by `OUT=<dir> bash bench/search_study.gpu.sh` (commit "
         f"{m['commit']}): {m['processes']} processes, {m['parallel']} at a time, on {m['machine']}, "
         f"{m['wall_seconds']} s in all. One process per model, cell and strategy runs\n\n"
-        "    PYTHONPATH=src python bench/search_study.py --model M --cell C --strategy S \\\n"
+        "    python -m bench.search_study --model M --cell C --strategy S \\\n"
         f"        --episodes 40 --finetune-epochs 3 --device {m['device']}\n\n"
         "(each entry of search_study.json holds its command). Seed 0; haq 40 episodes, seeded\n"
         "with rule and ilp; its choice re-scores its top-3 and both seeds on the held-out split\n"
@@ -88,6 +88,6 @@ with open(f"{work}/header.md", "w") as f:
         "of one test accuracy is about 0.3 points.\n\n"
     )
 PY
-$PY bench/search_study.py --render "$OUT/search_study.json" --md "$OUT/search_study.md" --header "$WORK/header.md"
+$PY -m bench.search_study --render "$OUT/search_study.json" --md "$OUT/search_study.md" --header "$WORK/header.md"
 cat "$WORK/rc.txt"
 echo "wall ${elapsed}s"

@@ -1,12 +1,12 @@
-"""One cell of issue 13's study: haq vs rule vs ilp, each policy after the same final QAT.
+"""haq vs rule vs ilp at one budget cell, each policy after the same final QAT.
 
-    PYTHONPATH=src .venv/bin/python bench/search_study.py --cell table_b --strategy rule \\
+    python -m bench.search_study --cell table_b --strategy rule \\
         --episodes 40 --finetune-epochs 1 --out results/search_study.json
 
 Cells (ratios of the uniform 8-bit FLASH / RAM): table_a = FLASH 0.48x, weight-only search;
 table_b = FLASH 0.48x + RAM 0.42x; flash_0.36x / flash_0.75x = that FLASH + RAM 0.42x. One
 strategy per call (each call is short enough for a shared machine; the search runs resume in
-OUT_DIR/runs). The result is merged into --out in the issue's schema:
+OUT_DIR/runs). The result is merged into --out as:
 {"<model>": {"<cell>": {"<strategy>": {"test", "heldout_rescore", "search_score",
 "flash_used", "ram_used", ...}}}}, with the command of every entry.
 """
@@ -20,30 +20,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from micromix.budget import Budget
+from bench.common import CELLS, FLOAT, add_final_qat_args, final_qat, load_float, ratio_budget
 from micromix.data import load_dataset
-from micromix.graph import trace
-from micromix.memory import memory_report
-from micromix.policy import Policy
-from micromix.quant.finetune import finetune
-from micromix.quant.recipe import DEFAULT_RECIPE, RECIPES, recipe
 from micromix.strategies import DDPGConfig, QATSettings, create, search
-from micromix.strategies.evaluate import threads
-from micromix.train import evaluate, load_model
-
-FLOAT = {
-    "mobilenet_v1": "src/micromix/assets/mobilenet_v1_w025_fmnist28.pt",
-    # the paper study's float models (bench/paper_study.py, results/paper_study/tables.md)
-    "mobilenet_v2": "results/paper_study/float_models/mobilenet_v2_w035_fmnist28.pt",
-    "mnasnet": "results/paper_study/float_models/mnasnet_w035_fmnist28.pt",
-}
-CELLS = {
-    "table_a": ("0.48x", None, True),
-    "table_b": ("0.48x", "0.42x", False),
-    "flash_0.36x": ("0.36x", "0.42x", False),
-    "flash_0.75x": ("0.75x", "0.42x", False),
-}
-
 
 STRATEGIES = ("rule", "ilp", "haq")
 
@@ -158,35 +137,6 @@ def render_main(argv: list[str]) -> int:
     return 0
 
 
-def add_final_qat_args(ap: argparse.ArgumentParser) -> None:
-    """The final QAT's flags, the same in every script that runs it."""
-    ap.add_argument("--finetune-epochs", type=int, default=3)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument(
-        "--qat-recipe",
-        default=DEFAULT_RECIPE,
-        choices=sorted(RECIPES),
-        help="the final QAT's recipe, also the re-score's (as `micromix run --qat-recipe`)",
-    )
-    ap.add_argument("--device", default="cpu", help="cpu or cuda (search and final QAT)")
-
-
-def final_qat(
-    model, graph, policy: Policy, train, test, recipe_name: str, epochs: int, seed: int,
-    device: str,
-) -> float:  # fmt: skip
-    """`micromix run`'s final QAT of `policy` (pipeline.Run.finetune: the recipe's TrainConfig
-    and the recipe itself, where LSQ, BN re-estimation and distillation live), then its test
-    accuracy. Deterministic for a given seed, device and thread count."""
-    final = recipe(recipe_name)
-    cfg = final.train_config(epochs, seed=seed)
-    with threads(1):  # on a busy 2-core machine one thread is fastest (results/search.md)
-        q = finetune(
-            model, policy, train, cfg, graph=graph, progress=False, device=device, recipe=final
-        )
-        return evaluate(q, test, device=device)
-
-
 def main() -> int:
     if "--render" in sys.argv:
         return render_main(sys.argv[1:])
@@ -202,11 +152,9 @@ def main() -> int:
         "--quick", action="store_true", help="a check of the script only: tiny image counts"
     )
     a = ap.parse_args()
-    model, _ = load_model(FLOAT[a.model])
-    graph = trace(model)
-    ref = memory_report(graph, Policy.uniform(graph, 8))
+    model, graph = load_float(a.model)
     flash, ram, weights_only = CELLS[a.cell]
-    budget = Budget.parse(flash, ram, reference=ref)
+    budget = ratio_budget(graph, flash, ram)
     data = load_dataset("fashion_mnist")
     kw: dict = {"weights_only": weights_only}
     if a.strategy == "haq":
@@ -255,7 +203,7 @@ def main() -> int:
         "final_qat_seconds": round(time.time() - t1, 1),
         "device": a.device,
         "quick": a.quick,
-        "command": "PYTHONPATH=src python " + " ".join(sys.argv),
+        "command": "python -m bench.search_study " + " ".join(sys.argv[1:]),
     }
     out = Path(a.out)
     doc = json.loads(out.read_text()) if out.exists() else {}

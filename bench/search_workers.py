@@ -1,6 +1,6 @@
 """Distinct policy evaluations per hour with 1 and with N Ray workers (issue 13, item 5).
 
-    PYTHONPATH=src .venv/bin/python bench/search_workers.py --episodes 8 --workers 1 2 \\
+    python -m bench.search_workers --episodes 8 --workers 1 2 \\
         --out results/search_workers.json
 
 The shipped float MobileNetV1-0.25 (Fashion-MNIST), FLASH 0.48x / RAM 0.42x, the `random`
@@ -23,15 +23,9 @@ from pathlib import Path
 
 import torch
 
-from micromix.budget import Budget
+from bench.common import load_float, ratio_budget
 from micromix.data import load_dataset
-from micromix.graph import trace
-from micromix.memory import memory_report
-from micromix.policy import Policy
 from micromix.strategies import QATSettings, search
-from micromix.train import load_model
-
-ASSET = Path(__file__).resolve().parents[1] / "src/micromix/assets/mobilenet_v1_w025_fmnist28.pt"
 
 
 def main() -> int:
@@ -41,10 +35,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--out", default="results/search_workers.json")
     args = ap.parse_args()
-    model, _ = load_model(ASSET)
-    graph = trace(model)
-    ref = memory_report(graph, Policy.uniform(graph, 8))
-    budget = Budget.parse("0.48x", "0.42x", reference=ref)
+    model, graph = load_float("mobilenet_v1")
+    budget = ratio_budget(graph, "0.48x", "0.42x")
     data = load_dataset("fashion_mnist")
     qat = QATSettings(screen_images=0, rescore_epochs=1, rescore_images=500)
     rows, policies = {}, {}

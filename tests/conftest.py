@@ -9,6 +9,7 @@ run cannot pass without the checks the project promises.
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import shutil
 
@@ -77,6 +78,14 @@ def require_tool(*names: str) -> None:
     absent = [n for n in names if shutil.which(n) is None]
     if absent:
         missing(f"{', '.join(absent)} not installed")
+
+
+def require_module(name: str):
+    """The imported module `name` (an optional extra), or skip / fail as `missing` says."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        missing(f"the optional module {name} is not installed")
 
 
 def require_fashion(**kwargs):

@@ -12,15 +12,14 @@ spotting-like .npz (NHWC floats in [0, 1]). Adding a model is one line in MODELS
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_tool
 from PIL import Image
 
 from micromix.cli import main
-from micromix.export.build import missing_tools
 
 RESNET = '''
 import torch
@@ -128,12 +127,7 @@ def make_dataset(root: Path, kind: str, shape: tuple[int, int, int], classes: in
 
 
 def _need_gcc() -> None:
-    missing = missing_tools("gcc", "make", "nm", "size")
-    if missing:
-        msg = f"the C export check needs {', '.join(missing)}"
-        if os.environ.get("MICROMIX_STRICT") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
+    require_tool("gcc", "make", "nm", "size")
 
 
 def cli(*argv: str) -> None:

@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -35,18 +34,21 @@ def worker(rank: int, world: int, port: int, out: str) -> None:
     from micromix import distributed as dist
     from micromix.graph import trace
     from micromix.policy import Policy
-    from micromix.quant.finetune import finetune, qat_recipe
+    from micromix.quant.finetune import finetune
+    from micromix.quant.recipe import recipe
 
     dist.init_from_env(torch.device("cpu"))
     torch.manual_seed(0)
     model = SkipNet()
     g = trace(model, (1, 1, 8, 8))
-    cfg = replace(qat_recipe(2), lr=3e-3, batch_size=16, max_batches=3, augment=False)
     q = finetune(
         model,
         Policy.uniform(g, 4),
         image_set(128),
-        cfg,
+        recipe("old", lr=3e-3, augment=False),
+        epochs=2,
+        batch_size=16,
+        max_batches=3,
         graph=g,
         checkpoint=Path(out) / "ck.pt",
         progress=False,

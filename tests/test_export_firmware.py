@@ -27,11 +27,6 @@ from micromix.mcu import BOARDS, Region, get_target
 ARM = ("arm-none-eabi-gcc", "arm-none-eabi-nm", "qemu-system-arm", "make")
 
 
-def require(*tools: str) -> None:
-    """Skip without the tools, but fail under MICROMIX_STRICT=1 (CI has them)."""
-    require_tool(*tools)
-
-
 def tiny_model(name: str = "mixed"):
     model, g = tiny(False)
     pol = policies(g)[name]
@@ -67,7 +62,7 @@ int main(int argc, char **argv)
 def test_zero_copy_api_gives_the_reference_outputs(tmp_path) -> None:
     """An application writes micromix_input() and reads micromix_output(), against the library
     built with its own Makefile (no main, no test data in it)."""
-    require("gcc", "make", "nm")
+    require_tool("gcc", "make", "nm")
     im = tiny_model()
     out = export_c(im, tmp_path / "c", test_images=images(2), check=False)
     lib = out / "lib"
@@ -97,7 +92,7 @@ def test_zero_copy_api_gives_the_reference_outputs(tmp_path) -> None:
 
 
 def test_cmake_builds_the_library_with_the_arm_toolchain_file(tmp_path) -> None:
-    require("cmake", "arm-none-eabi-gcc", "arm-none-eabi-nm", "make")
+    require_tool("cmake", "arm-none-eabi-gcc", "arm-none-eabi-nm", "make")
     im = tiny_model()
     out = export_c(im, tmp_path / "c", test_images=images(2), check=False)
     lib, build = out / "lib", tmp_path / "build"
@@ -121,7 +116,7 @@ def test_cmake_builds_the_library_with_the_arm_toolchain_file(tmp_path) -> None:
 
 
 def test_fit_verdict_link_map_agrees_and_chip_sized_image_runs(tmp_path) -> None:
-    require(*ARM)
+    require_tool(*ARM)
     im = tiny_model()
     out, s = export_for(tmp_path / "c", im, "stm32f412")
     f = s["fit"]
@@ -155,7 +150,7 @@ def test_fit_verdict_link_map_agrees_and_chip_sized_image_runs(tmp_path) -> None
 def test_fit_verdict_refuses_one_byte_over(tmp_path) -> None:
     """A synthetic target sized from a real build: FLASH exactly what is needed fits; one byte
     less is refused with one sentence naming the region, the bytes needed and available."""
-    require(*ARM)
+    require_tool(*ARM)
     im = tiny_model("4/4")
     _, s = export_for(tmp_path / "a", im, "stm32f412", n=1)
     need_flash, ram_static = s["fit"]["flash"]["needed"], s["fit"]["ram"]["needed"]
@@ -183,7 +178,7 @@ def test_fit_verdict_refuses_one_byte_over(tmp_path) -> None:
 
 
 def test_export_cli_exits_2_when_the_model_does_not_fit(tmp_path, capsys) -> None:
-    require(*ARM)
+    require_tool(*ARM)
     from test_integer import mixed_policy
 
     from micromix.graph import trace
@@ -217,7 +212,7 @@ def test_export_cli_exits_2_when_the_model_does_not_fit(tmp_path, capsys) -> Non
 
 
 def test_non_arm_target_is_refused_with_a_sentence(tmp_path) -> None:
-    require("gcc", "make", "nm", "size")
+    require_tool("gcc", "make", "nm", "size")
     with pytest.raises(MicromixError, match="needs a Cortex-M core"):
         export_for(tmp_path / "c", tiny_model(), "gap8", n=1)
 
@@ -225,7 +220,7 @@ def test_non_arm_target_is_refused_with_a_sentence(tmp_path) -> None:
 def test_run_pipeline_exports_for_its_target_and_fails_when_it_does_not_fit(tmp_path) -> None:
     """`micromix run --target` links and checks the firmware for that target; a model that
     does not fit the target ends the run with FitError (exit 2), not with a success."""
-    require(*ARM)
+    require_tool(*ARM)
     from types import SimpleNamespace
 
     import torch

@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from conftest import require_tool
 from test_export import run_checked_build
-from test_user_models import require_tools
 
 from micromix.export import export_c
 from micromix.export.build import symbols
@@ -70,7 +70,7 @@ def test_every_new_op_kind_is_traced() -> None:
 
 @pytest.mark.parametrize("name", ["8/8", "4/4", "2/2", "mixed0", "mixed1"])
 def test_new_kernels_are_bit_exact_and_exactly_sized(tmp_path, name: str) -> None:
-    require_tools("gcc", "make", "nm", "size")
+    require_tool("gcc", "make", "nm", "size")
     g = ops_graph()
     pol = policies(g)[name]
     im = convert(random_qparams(g, pol, seed=7), g, pol)
@@ -93,7 +93,7 @@ def test_new_kernels_are_bit_exact_and_exactly_sized(tmp_path, name: str) -> Non
 
 
 def test_new_kernels_write_only_their_output(tmp_path) -> None:
-    require_tools("gcc", "make")
+    require_tool("gcc", "make")
     g = ops_graph()
     pol = policies(g)["mixed1"]
     im = convert(random_qparams(g, pol, seed=2), g, pol)
@@ -109,7 +109,7 @@ def test_new_kernels_on_cortex_m4_under_qemu(tmp_path) -> None:
     (export_c raises otherwise), and the tables are in the image's FLASH constants."""
     from micromix.export.build import ARM_TOOLS
 
-    require_tools(*ARM_TOOLS)
+    require_tool(*ARM_TOOLS)
     g = ops_graph()
     pol = policies(g)["mixed0"]
     im = convert(random_qparams(g, pol, seed=7), g, pol)

@@ -13,10 +13,12 @@ from micromix.cli import main
 from micromix.graph import trace
 from micromix.models import create
 from micromix.policy import Policy
-from micromix.quant.finetune import finetune, load_qat, qat_recipe
+from micromix.quant.finetune import finetune, load_qat
+from micromix.quant.recipe import recipe
 from micromix.train import save_model
 
-CFG = replace(qat_recipe(2), lr=3e-3, batch_size=32, augment=False)
+# the old recipe (BN frozen after epoch 1, fixed clips) at a rate that moves a tiny net fast
+FAST = recipe("old", lr=3e-3, augment=False)
 
 
 def bn_means(q) -> dict[str, torch.Tensor]:
@@ -30,19 +32,24 @@ def test_bn_frozen_after_first_epoch_and_resume_matches(tmp_path):
     pol = Policy.uniform(g, 4)
     ds = image_set(128)
     ck = tmp_path / "ck.pt"
-    one = finetune(model, pol, ds, replace(CFG, epochs=1), checkpoint=ck, graph=g, progress=False)
+    one = finetune(
+        model, pol, ds, FAST, epochs=1, checkpoint=ck, graph=g, progress=False, batch_size=32
+    )
     after1 = bn_means(one)
     float_means = {
         f"net.{k}": v for k, v in model.state_dict().items() if k.endswith("running_mean")
     }
     assert any(not torch.equal(after1[k], float_means[k]) for k in after1)  # epoch 1 updates BN
-    two = finetune(model, pol, ds, CFG, checkpoint=ck, resume=True, graph=g, progress=False)
+    two = finetune(
+        model, pol, ds, FAST, epochs=2, checkpoint=ck, resume=True, graph=g, progress=False,
+        batch_size=32,
+    )  # fmt: skip
     assert [h["epoch"] for h in two.history] == [1, 2]
     after2 = bn_means(two)
     assert all(torch.equal(after1[k], after2[k]) for k in after1)  # frozen in epoch 2
     assert not torch.equal(one.net.stem.weight, two.net.stem.weight)  # but training went on
     # an uninterrupted run ends exactly where the interrupted + resumed one does
-    ref = finetune(model, pol, ds, CFG, graph=g, progress=False)
+    ref = finetune(model, pol, ds, FAST, epochs=2, graph=g, progress=False, batch_size=32)
     for k, v in ref.state_dict().items():
         assert torch.equal(v, two.state_dict()[k]), k
     q, meta = load_qat(ck, model=model)
@@ -56,17 +63,42 @@ def test_resume_refuses_other_policy(tmp_path):
     g = trace(model, (1, 1, 8, 8))
     ds = image_set(64)
     ck = tmp_path / "ck.pt"
-    cfg = replace(CFG, epochs=1, max_batches=1)
-    finetune(model, Policy.uniform(g, 4), ds, cfg, checkpoint=ck, graph=g, progress=False)
+    run = {"epochs": 1, "max_batches": 1, "batch_size": 32, "graph": g, "checkpoint": ck}
+    finetune(model, Policy.uniform(g, 4), ds, FAST, progress=False, **run)
     with pytest.raises(CheckpointError, match="another policy"):
-        finetune(model, Policy.uniform(g, 8), ds, cfg, checkpoint=ck, resume=True, graph=g)
+        finetune(model, Policy.uniform(g, 8), ds, FAST, resume=True, **run)
 
 
-def test_qat_recipe_scales_lr_steps():
-    assert qat_recipe(10).lr_steps == ((4, 0.5), (8, 0.1))
-    assert qat_recipe(5).lr_steps == ((2, 0.5), (4, 0.1))
-    assert qat_recipe(1).lr_steps == ()
-    assert qat_recipe(3).freeze_bn_after == 1 and qat_recipe(3).optimizer == "adam"
+def test_step_schedule_keeps_its_steps_relative_to_the_run():
+    from micromix.train import lr_at
+
+    old = recipe("old")
+    for epochs in (1, 3, 5, 10, 20):
+        cfg = old.train_config(epochs)
+        lrs = [lr_at(cfg, e) for e in range(epochs)]
+        assert lrs[0] == old.lr and lrs == sorted(lrs, reverse=True)  # starts at lr, anneals
+        if epochs >= 5:  # long enough for both steps: lr x0.5 near 40 %, x0.1 near 80 %
+            assert sorted(set(lrs), reverse=True) == pytest.approx(
+                [old.lr, old.lr / 2, old.lr / 10]
+            )
+            assert lrs[round(0.4 * epochs) - 1] == old.lr and lrs[-1] == old.lr / 10
+
+
+def test_finetune_defaults_to_the_new_recipe_and_refuses_recipe_settings_as_run_settings():
+    import inspect
+
+    from micromix.errors import MicromixError
+    from micromix.quant.recipe import DEFAULT_RECIPE, RECIPES, QATRecipe
+
+    assert DEFAULT_RECIPE == "new" and QATRecipe() == RECIPES["new"]
+    assert inspect.signature(finetune).parameters["recipe"].default == DEFAULT_RECIPE
+    model = SkipNet()
+    g = trace(model, (1, 1, 8, 8))
+    q = finetune(model, Policy.uniform(g, 4), image_set(64), epochs=1, max_batches=1,
+                 batch_size=32, graph=g, progress=False)  # fmt: skip
+    assert q.weight_quant == RECIPES["new"].weight_quant == "lsq"
+    with pytest.raises(MicromixError, match="lr is a QAT recipe setting"):
+        finetune(model, Policy.uniform(g, 4), image_set(64), lr=1e-2, graph=g, progress=False)
 
 
 # ---- CLI -------------------------------------------------------------------------------------
@@ -173,9 +205,10 @@ def test_recipe_json_round_trip_and_refusals():
     assert new == replace(kd, kd_weight=0.0) and kd.kd_weight > 0
     assert RECIPES["kd_no_lsq"] == replace(kd, weight_quant="mse") and kd.weight_quant == "lsq"
     assert RECIPES["kd_no_bn_reest"].bn_reestimate_batches == 0 < kd.bn_reestimate_batches
-    assert RECIPES["kd_old_schedule"].train_config(10).lr_steps == qat_recipe(10).lr_steps
-    # the old recipe is today's QAT_RECIPE behaviour
-    assert RECIPES["old"].train_config(3) == qat_recipe(3)
+    assert (
+        RECIPES["kd_old_schedule"].train_config(10).lr_steps
+        == RECIPES["old"].train_config(10).lr_steps
+    )
     assert recipe("new", kd_temperature=8.0).kd_temperature == 8.0
     for bad in ({"kd_weight": 1.5}, {"nope": 1}, {"schedule": "linear"}, {"weight_quant": "x"}):
         with pytest.raises(MicromixError):
@@ -232,8 +265,8 @@ def test_finetune_new_recipe_reestimates_before_freezing(monkeypatch):
     calls = []
     real = ft.reestimate_bn
     monkeypatch.setattr(ft, "reestimate_bn", lambda m, xs: calls.append(len(xs)) or real(m, xs))
-    cfg = r.train_config(2, batch_size=32, max_batches=2)
-    q = finetune(model, Policy.uniform(g, 4), ds, cfg, recipe=r, graph=g, progress=False)
+    q = finetune(model, Policy.uniform(g, 4), ds, r, epochs=2, batch_size=32, max_batches=2,
+                 graph=g, progress=False)  # fmt: skip
     assert calls == [2]  # once, when BN freezes after epoch 1
     assert q.weight_quant == "lsq"
     assert any(n.endswith("wq.step") for n, _ in q.named_parameters())
@@ -251,17 +284,11 @@ def test_lsq_trained_model_converts_with_agreement(tmp_path):
     g = trace(model, (1, 1, 8, 8))
     ds = image_set(256)
     r = replace(RECIPES["new"], lr=3e-3, kd_weight=0.0)
-    cfg = r.train_config(2, batch_size=32, max_batches=4)
-    q = finetune(model, Policy.uniform(g, 4, 8), ds, cfg, recipe=r, graph=g, progress=False)
+    q = finetune(model, Policy.uniform(g, 4, 8), ds, r, epochs=2, batch_size=32, max_batches=4,
+                 graph=g, progress=False)  # fmt: skip
     start = replace(r, lr=1e-12)
     q0 = finetune(
-        model,
-        Policy.uniform(g, 4, 8),
-        ds,
-        start.train_config(1, max_batches=1),
-        recipe=start,
-        graph=g,
-        progress=False,
+        model, Policy.uniform(g, 4, 8), ds, start, epochs=1, max_batches=1, graph=g, progress=False
     )
     steps = {n: p for n, p in q.named_parameters() if n.endswith("wq.step")}
     steps0 = dict(q0.named_parameters())
@@ -320,8 +347,8 @@ def test_crash_after_an_epoch_then_resume_matches_uninterrupted(tmp_path, monkey
     pol = Policy.uniform(g, 4)
     ds = image_set(128)
     qr = replace(recipe(name), bn_reestimate_batches=2)
-    cfg = qr.train_config(3, batch_size=32, seed=0)
-    ref = finetune(model, pol, ds, cfg, graph=g, progress=False, recipe=qr)
+    run = {"epochs": 3, "batch_size": 32, "seed": 0, "graph": g, "progress": False}
+    ref = finetune(model, pol, ds, qr, **run)
 
     real_save, calls = train_mod.save_checkpoint, []
 
@@ -333,12 +360,10 @@ def test_crash_after_an_epoch_then_resume_matches_uninterrupted(tmp_path, monkey
     ck = tmp_path / "ck.pt"
     monkeypatch.setattr(train_mod, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        finetune(model, pol, ds, cfg, checkpoint=ck, graph=g, progress=False, recipe=qr)
+        finetune(model, pol, ds, qr, checkpoint=ck, **run)
     monkeypatch.setattr(train_mod, "save_checkpoint", real_save)
     assert calls == [1]
-    resumed = finetune(
-        model, pol, ds, cfg, checkpoint=ck, resume=True, graph=g, progress=False, recipe=qr
-    )
+    resumed = finetune(model, pol, ds, qr, checkpoint=ck, resume=True, **run)
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
     steps = [k for k in ref.state_dict() if "step" in k or "scale" in k]
     assert steps, "the lsq recipe should have learned step sizes in its state"

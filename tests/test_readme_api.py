@@ -6,7 +6,6 @@ temporary run directory), and `from my_net import MyNet` finds the MyNet below.
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import types
@@ -16,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from conftest import require_tool
 
 import micromix as mm
-from micromix.export.build import missing_tools
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SETTINGS = 'DATASET, EPISODES, QAT_EPOCHS, RUN_DIR = "fashion_mnist", 60, 3, "runs/api"'
@@ -50,10 +49,7 @@ def readme_api_block() -> str:
 
 
 def test_readme_api_block_runs_on_a_user_model(tmp_path, monkeypatch):
-    if missing_tools("gcc", "make", "nm", "size"):
-        if os.environ.get("MICROMIX_STRICT") == "1":
-            pytest.fail("the README block builds C with gcc, make and binutils")
-        pytest.skip("gcc, make and binutils are needed")
+    require_tool("gcc", "make", "nm", "size")  # the README block builds C
     block = readme_api_block()
     assert block.count(SETTINGS) == 1, "the README's settings line changed; update SETTINGS"
     rng = np.random.default_rng(0)

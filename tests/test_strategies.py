@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from conftest import require_module
 
 from micromix.budget import Budget
 from micromix.cli import main
@@ -217,7 +218,7 @@ def test_weight_only_keeps_activations_at_8(strategy, script):
 
 
 def test_two_ray_workers_give_the_same_result(script):
-    pytest.importorskip("ray") if not os.environ.get("MICROMIX_STRICT") else None
+    require_module("ray")
     _, ns = script
     one = ns["run"](None, episodes=12)
     two = ns["run"](None, episodes=12, workers=2)
@@ -277,7 +278,6 @@ def test_seeds_are_always_rescored_and_can_win(script):
 
 def test_rescorer_uses_the_final_recipe(fashion, monkeypatch):
     from micromix.models import create as create_model
-    from micromix.quant.finetune import qat_recipe
     from micromix.quant.recipe import DEFAULT_RECIPE, RECIPES
     from micromix.strategies import QATEvaluator, QATSettings
 
@@ -289,7 +289,7 @@ def test_rescorer_uses_the_final_recipe(fashion, monkeypatch):
     old = QATEvaluator(
         model, fashion, settings=QATSettings(train_images=64, eval_images=32, final_recipe="old")
     )
-    assert old.rescorer().cfg == qat_recipe(3, seed=0) != re.cfg
+    assert old.rescorer().cfg == RECIPES["old"].train_config(3, seed=0) != re.cfg
     assert len(re.train) == 6000 and len(re.heldout) == len(fashion.heldout)
     two = QATEvaluator(
         model, fashion, settings=QATSettings(train_images=64, eval_images=32, repeats=2)

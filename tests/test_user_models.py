@@ -22,12 +22,7 @@ from micromix.integer import convert
 from micromix.integer.model import _KERNELS
 from micromix.memory import memory_report
 from micromix.policy import Policy
-from micromix.quant import finetune, qat_recipe
-
-
-def require_tools(*tools: str) -> None:
-    """Skip without the tools, but fail under MICROMIX_STRICT=1 (CI)."""
-    require_tool(*tools)
+from micromix.quant import finetune
 
 
 def user_model(name: str) -> tuple[torch.nn.Module, tuple[int, int, int]]:
@@ -88,14 +83,16 @@ def _inputs(g, tensor: str) -> tuple[str, ...]:
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_user_model_end_to_end(tmp_path, name: str) -> None:
-    require_tools("gcc", "make", "nm", "size")
+    require_tool("gcc", "make", "nm", "size")
     model, shape = user_model(name)
     g = trace(model, (1, *shape))
     pol = user_policy(name, g)
     report = memory_report(g, pol)
     data = random_data(shape)
-    cfg = qat_recipe(1, max_batches=3, batch_size=32)
-    qmodel = finetune(model, pol, data, cfg, graph=g, progress=False, calib_batches=2)
+    qmodel = finetune(
+        model, pol, data, epochs=1, max_batches=3, batch_size=32, graph=g, progress=False,
+        calib_batches=2,
+    )  # fmt: skip
     im = convert(qmodel)
     assert (im.report.flash_bytes, im.report.ram_bytes) == (report.flash_bytes, report.ram_bytes)
 
@@ -149,7 +146,7 @@ def test_concat_branches_keep_their_own_bits_and_the_kernel_writes_only_its_outp
 ) -> None:
     """Sub-byte channels of different inputs share output bytes: the concat kernel's
     read-modify-write must stay inside its output tensor (checked-writes build)."""
-    require_tools("gcc", "make", "nm", "size")
+    require_tool("gcc", "make", "nm", "size")
     from test_export import run_checked_build
 
     from micromix.integer.convert import random_qparams

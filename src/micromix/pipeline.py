@@ -26,7 +26,7 @@ from .graph import trace
 from .memory import memory_report
 from .models import input_shape_of, spec_of
 from .policy import Policy
-from .quant.recipe import DEFAULT_RECIPE, recipe
+from .quant.recipe import DEFAULT_RECIPE, QAT_BATCH_SIZE, recipe
 from .rundir import check_run_dir, open_run_dir
 from .stored import write_graph
 from .train import evaluate, fit, float_recipe, load_float, load_model, save_model
@@ -140,7 +140,6 @@ class Pipeline:
         from .checks import check_batches, check_classes
         from .strategies import list_strategies
         from .strategies.evaluate import QATSettings
-        from .train import QAT_RECIPE
 
         c = self.cfg
         recipe(c.qat_recipe)  # an unknown recipe name is refused here
@@ -175,7 +174,7 @@ class Pipeline:
                 f"--search-train-images {c.search_train_images} is fewer than one fine-tune "
                 f"batch of the search ({batch} images); use at least {batch}."
             )
-        check_batches(len(self.data.train), c.batch_size or QAT_RECIPE.batch_size)
+        check_batches(len(self.data.train), c.batch_size or QAT_BATCH_SIZE)
 
     # ---- helpers -------------------------------------------------------------------------
     @property
@@ -328,21 +327,20 @@ class Pipeline:
         c = self.cfg
         t0 = time.time()
         graph = trace(model)
-        qat = recipe(c.qat_recipe)
-        cfg = qat.train_config(c.finetune_epochs, max_batches=c.finetune_batches, seed=c.seed)
-        if c.batch_size:
-            cfg = replace(cfg, batch_size=c.batch_size)
         q = finetune(
             model,
             policy,
             self.data.train,
-            cfg,
+            c.qat_recipe,
+            epochs=c.finetune_epochs,
             device=self.device,
             checkpoint=self.dir / "finetune" / "checkpoint.pt",
             resume=self.resume,
             graph=graph,
             progress=self.progress,
-            recipe=qat,
+            max_batches=c.finetune_batches,
+            seed=c.seed,
+            batch_size=c.batch_size or QAT_BATCH_SIZE,
         )
         acc = evaluate(q, self.test_set, device=self.device)
         save_qat(path, q)

@@ -57,18 +57,6 @@ class TrainConfig:
         return cls(**d)
 
 
-# The MLSys 2020 QAT recipe: Adam 1e-4, stepped to 5e-5 and 1e-5, BN frozen after one epoch.
-QAT_RECIPE = TrainConfig(
-    epochs=10,
-    optimizer="adam",
-    lr=1e-4,
-    weight_decay=0.0,
-    schedule="step",
-    lr_steps=((4, 0.5), (8, 0.1)),
-    freeze_bn_after=1,
-)
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

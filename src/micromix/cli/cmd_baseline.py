@@ -16,12 +16,12 @@ from ..graph import trace
 from ..memory import memory_report
 from ..models import create_from_config
 from ..policy import Policy
-from ..quant.finetune import finetune, qat_recipe, save_qat
+from ..quant.finetune import finetune, save_qat
 from ..quant.kmeans import kmeans_flash_bytes, kmeans_quantize
 from ..quant.prepare import calibrate, calibration_batches, reestimate_bn
 from ..rundir import check_run_dir, open_run_dir
-from ..train import QAT_RECIPE, evaluate, fit, float_recipe, save_model
-from .cmd_finetune import add_qat_args
+from ..train import evaluate, fit, float_recipe, save_model
+from .cmd_finetune import add_qat_args, add_recipe_args, recipe_from_args
 from .common import (
     add_budget_args,
     add_common,
@@ -72,6 +72,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         add_model_args(s, default=None)
         add_data_args(s)
         add_qat_args(s, weight_range=s is not k)
+        add_recipe_args(s)
         add_common(s)
 
 
@@ -104,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace, graph) -> None:
+    recipe_from_args(args)  # a bad recipe setting is refused here
     if args.kind == "uniform":
         uniform_policies(graph, _names(args.configs))
     elif args.kind == "fit8":
@@ -135,14 +137,9 @@ def _plain(v):
     return v if isinstance(v, (str, int, float, bool, type(None))) else str(v)
 
 
-def _qat_cfg(args):
-    return qat_recipe(
-        args.epochs,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        lr=QAT_RECIPE.lr if args.lr is None else args.lr,
-        max_batches=args.max_batches,
-    )
+def _run_settings(args) -> dict:
+    """What the QAT recipe does not hold, the same for every baseline."""
+    return {"seed": args.seed, "batch_size": args.batch_size, "max_batches": args.max_batches}
 
 
 def _finetune(args, model, policy: Policy, graph, train, device, checkpoint: Path):
@@ -151,12 +148,14 @@ def _finetune(args, model, policy: Policy, graph, train, device, checkpoint: Pat
         model,
         policy,
         train,
-        _qat_cfg(args),
+        recipe_from_args(args),
+        epochs=args.epochs,
         device=device,
         checkpoint=checkpoint,
         resume=args.resume,
         graph=graph,
         weight_range=args.weight_range,
+        **_run_settings(args),
     )
 
 
@@ -237,7 +236,7 @@ def run_kmeans(args, model, graph, device, run_dir: Path) -> dict:
     fit(
         km,
         data.train,
-        _qat_cfg(args),
+        recipe_from_args(args).train_config(args.epochs, **_run_settings(args)),
         device=device,
         checkpoint=run_dir / "checkpoint.pt",
         resume=args.resume,

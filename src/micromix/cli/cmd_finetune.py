@@ -14,9 +14,17 @@ from ..memory import memory_report
 from ..policy import Policy
 from ..quant.fakequant import DEFAULT_WEIGHT_RANGE, WEIGHT_QUANTS, WEIGHT_RANGES
 from ..quant.finetune import finetune, save_qat
-from ..quant.recipe import DEFAULT_RECIPE, RECIPES, SCHEDULES, QATRecipe, recipe
+from ..quant.recipe import (
+    DEFAULT_RECIPE,
+    QAT_BATCH_SIZE,
+    QAT_EPOCHS,
+    RECIPES,
+    SCHEDULES,
+    QATRecipe,
+    recipe,
+)
 from ..rundir import check_run_dir, open_run_dir
-from ..train import QAT_RECIPE, evaluate
+from ..train import evaluate
 from .common import (
     add_batch_size,
     add_common,
@@ -83,13 +91,13 @@ def add_policy_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_qat_args(p: argparse.ArgumentParser, *, weight_range: bool = True) -> None:
-    p.add_argument("--epochs", type=positive_int, default=QAT_RECIPE.epochs)
-    add_batch_size(p, QAT_RECIPE.batch_size)
+    p.add_argument("--epochs", type=positive_int, default=QAT_EPOCHS)
+    add_batch_size(p, QAT_BATCH_SIZE)
     p.add_argument(
         "--lr",
         type=positive_float,
         default=None,
-        help=f"Adam learning rate (default: the recipe's; {QAT_RECIPE.lr:g} in the old recipe)",
+        help=f"Adam learning rate (default: the recipe's; {RECIPES[DEFAULT_RECIPE].lr:g} in {DEFAULT_RECIPE})",
     )
     if weight_range:
         p.add_argument(
@@ -181,9 +189,12 @@ def run(args: argparse.Namespace) -> int:
     data = data_for(args, model)
     check_classes(data, graph)
     check_batches(len(data.train), args.batch_size * dist.world()[1])
-    cfg = qat.train_config(
-        args.epochs, seed=args.seed, batch_size=args.batch_size, max_batches=args.max_batches
-    )
+    run_settings = {
+        "seed": args.seed,
+        "batch_size": args.batch_size,
+        "max_batches": args.max_batches,
+    }
+    cfg = qat.train_config(args.epochs, **run_settings)  # recorded; finetune builds the same
     report = memory_report(graph, policy)
     if dist.is_main():
         settings = {
@@ -219,13 +230,14 @@ def run(args: argparse.Namespace) -> int:
         model,
         policy,
         data.train,
-        cfg,
+        qat,
+        epochs=args.epochs,
         device=device,
         checkpoint=run_dir / "checkpoint.pt",
         resume=args.resume,
         graph=graph,
         weight_range=args.weight_range,
-        recipe=qat,
+        **run_settings,
     )
     test_acc = evaluate(qmodel, data.test, device=device)
     held_acc = evaluate(qmodel, data.heldout, device=device)

@@ -3,23 +3,26 @@
 from .fakequant import DEFAULT_WEIGHT_RANGE, WEIGHT_RANGES, ActQuant, WeightQuant
 
 # Binding the name makes `micromix.quant.finetune` the function, not its submodule.
-from .finetune import finetune, load_qat, qat_recipe, save_qat
+from .finetune import finetune, load_qat, save_qat
 from .params import LayerQuant, QuantParams, TensorQuant, qrange, round_half_up
 from .prepare import QATModel, calibrate, prepare, quant_params
+from .recipe import DEFAULT_RECIPE, RECIPES, QATRecipe
 
 __all__ = [
+    "DEFAULT_RECIPE",
     "DEFAULT_WEIGHT_RANGE",
+    "RECIPES",
     "WEIGHT_RANGES",
     "ActQuant",
     "LayerQuant",
     "QATModel",
+    "QATRecipe",
     "QuantParams",
     "TensorQuant",
     "WeightQuant",
     "calibrate",
     "finetune",
     "load_qat",
-    "qat_recipe",
     "save_qat",
     "prepare",
     "qrange",

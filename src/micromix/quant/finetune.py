@@ -18,33 +18,23 @@ from ..files import load_checkpoint, save_checkpoint
 from ..graph import Graph
 from ..models.spec import attach_spec, attached_spec, spec_of
 from ..policy import Policy
-from ..train import QAT_RECIPE, TrainConfig, fit
+from ..train import fit
 from .fakequant import DEFAULT_WEIGHT_RANGE, WEIGHT_QUANTS, WEIGHT_RANGES
 from .params import qparams_to_data
 from .prepare import QATModel, calibrate, calibration_batches, prepare, reestimate_bn
-from .recipe import RECIPES, QATRecipe
+from .recipe import DEFAULT_RECIPE, QAT_EPOCHS, QATRecipe
+from .recipe import recipe as named_recipe
 
 QAT_KIND = "micromix-qat"
-
-
-def qat_recipe(
-    epochs: int | None = None, *, recipe: QATRecipe | None = None, **changes: Any
-) -> TrainConfig:
-    """QAT_RECIPE (or `recipe`'s TrainConfig) for `epochs` epochs: its learning-rate steps keep
-    their place relative to the length of the run (at 4/10 and 8/10), so a short fine-tune
-    still anneals."""
-    # the step placement lives in QATRecipe.train_config alone; `old` is QAT_RECIPE itself
-    return (recipe or RECIPES["old"]).train_config(
-        QAT_RECIPE.epochs if epochs is None else epochs, **changes
-    )
 
 
 def finetune(
     model: nn.Module,
     policy: Policy,
     train: ImageSet,
-    cfg: TrainConfig = QAT_RECIPE,
+    recipe: QATRecipe | str = DEFAULT_RECIPE,
     *,
+    epochs: int = QAT_EPOCHS,
     device: torch.device | str = "cpu",
     checkpoint: str | Path | None = None,
     resume: bool = False,
@@ -54,27 +44,28 @@ def finetune(
     weight_range: str = DEFAULT_WEIGHT_RANGE,
     learn_weight_clip: bool = False,
     calib_batches: int = 4,
-    recipe: QATRecipe | None = None,
+    **train_settings: Any,
 ) -> QATModel:
-    """Quantization-aware fine-tuning of a copy of the float `model` under `policy`.
+    """Quantization-aware fine-tuning of a copy of the float `model` under `policy`, with
+    `recipe` (a QATRecipe or a name in quant.recipe.RECIPES) for `epochs` epochs.
 
-    Activation clips are calibrated on `train` first, then `train.fit` runs `cfg` (BN statistics
-    frozen after `cfg.freeze_bn_after` epochs). Under torchrun every rank runs this and only
-    rank 0 writes `checkpoint`; `resume=True` continues from it.
-
-    `recipe` adds what a TrainConfig does not hold: the weight quantizer (MSE clips or LSQ) and
-    BN re-estimation before BN freezes; `cfg` should be `recipe.train_config(...)`. With
-    cfg.kd_weight > 0 the float `model` (eval mode, BN folded) is the teacher.
+    `train_settings` are what a recipe does not hold (TrainConfig's batch_size, seed,
+    max_batches). Activation clips are calibrated on `train` first, then `train.fit` runs the
+    recipe (BN statistics re-estimated, then frozen after `freeze_bn_after` epochs). With
+    kd_weight > 0 the float `model` (eval mode, BN folded) is the teacher. Under torchrun every
+    rank runs this and only rank 0 writes `checkpoint`; `resume=True` continues from it.
     """
     device = torch.device(device)
-    weight_quant = recipe.weight_quant if recipe is not None else "mse"
+    if isinstance(recipe, str):
+        recipe = named_recipe(recipe)
+    cfg = recipe.train_config(epochs, **train_settings)
     qmodel = prepare(
         model,
         policy,
         graph,
         weight_range=weight_range,
         learn_weight_clip=learn_weight_clip,
-        weight_quant=weight_quant,
+        weight_quant=recipe.weight_quant,
     ).to(device)
     attach_spec(qmodel, spec_of(model))  # saved with it: later commands rebuild the model
     resuming = resume and checkpoint is not None and Path(checkpoint).exists()
@@ -83,7 +74,7 @@ def finetune(
     else:
         # Skipped on resume: the checkpoint holds the trained clips anyway.
         calibrate(qmodel, train, batches=calib_batches, batch_size=cfg.batch_size, device=device)
-    reest = recipe.bn_reestimate_batches if recipe is not None else 0
+    reest = recipe.bn_reestimate_batches
 
     def before_bn_freeze(m: nn.Module) -> None:
         # The quantizers are on now: BN sees the quantized pre-activations it will fold.

@@ -1,10 +1,11 @@
 """QAT recipes as data: a frozen dataclass that round-trips through JSON, and named recipes.
 
-`old` is the MLSys 2020 recipe micromix used until issue 15 (Adam 1e-4 stepped x0.5 / x0.1 at
-4/10 and 8/10 of the run, BN frozen after epoch 1, fixed MSE weight clips, no teacher). `new`
-(the default) has learned weight step sizes (LSQ), Adam 1e-3 with warm-up + cosine, no
-augmentation and BN re-estimation with the quantizers on before BN freezes; `kd` adds
-distillation from the float model, and `kd_*` are `kd` minus one ingredient each. Which one `micromix finetune` / `run` use without --recipe is DEFAULT_RECIPE.
+`new` (the default everywhere: `QATRecipe()`, `finetune`, the CLI) has learned weight step sizes
+(LSQ), Adam 1e-3 with warm-up + cosine, no augmentation and BN re-estimation with the quantizers
+on before BN freezes; `kd` adds distillation from the float model, and `kd_*` are `kd` minus one
+ingredient each. `old` is the MLSys 2020 recipe micromix used until issue 15 (Adam 1e-4 stepped
+x0.5 / x0.1 at 4/10 and 8/10 of the run, BN frozen after epoch 1, fixed MSE weight clips, no
+teacher), kept by name for the studies that cite it.
 """
 
 from __future__ import annotations
@@ -13,25 +14,31 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from ..errors import MicromixError
-from ..train import QAT_RECIPE, TrainConfig
+from ..train import TrainConfig
 from .fakequant import WEIGHT_QUANTS
 
 SCHEDULES = ("step", "cosine")
+QAT_EPOCHS = 10  # a fine-tune's length when the caller names none
+QAT_BATCH_SIZE = 128
+# The step schedule: lr x0.5 at 4/10 and x0.1 at 8/10 of the run (the MLSys 2020 recipe's steps
+# at epochs 4 and 8 of 10), so a short fine-tune still anneals.
+STEPS_PER_10_EPOCHS = ((4, 0.5), (8, 0.1))
 
 
 @dataclass(frozen=True)
 class QATRecipe:
     """Every QAT training setting beyond the run's length, batch size and seed."""
 
-    lr: float = QAT_RECIPE.lr  # Adam
-    schedule: str = "step"  # step: x0.5 at 4/10, x0.1 at 8/10 of the run; cosine: to 0
-    warmup_epochs: float = 0.0  # linear warm-up (fraction of an epoch allowed)
-    weight_quant: str = "mse"  # mse: fixed per-channel MSE clips; lsq: learned step sizes
+    # The defaults are the `new` recipe (see RECIPES for why each value).
+    lr: float = 1e-3  # Adam
+    schedule: str = "cosine"  # step: x0.5 at 4/10, x0.1 at 8/10 of the run; cosine: to 0
+    warmup_epochs: float = 0.1  # linear warm-up (fraction of an epoch allowed)
+    weight_quant: str = "lsq"  # mse: fixed per-channel MSE clips; lsq: learned step sizes
     kd_weight: float = 0.0  # distillation from the float model: 0 = plain cross-entropy
-    kd_temperature: float = 1.0
-    augment: bool = True  # random crop + flip (off: the teacher's logits are computed once)
-    bn_reestimate_batches: int = 0  # BN statistics recomputed, quantizers on, before freezing
-    freeze_bn_after: int = 1  # epochs of BN statistics updates
+    kd_temperature: float = 4.0
+    augment: bool = False  # random crop + flip (off: the teacher's logits are computed once)
+    bn_reestimate_batches: int = 8  # BN statistics recomputed, quantizers on, before freezing
+    freeze_bn_after: int | None = 1  # epochs of BN statistics updates (None: never frozen)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -52,22 +59,29 @@ class QATRecipe:
             bad = f"distillation temperature must be positive, got {self.kd_temperature}"
         elif self.bn_reestimate_batches < 0:
             bad = f"BN re-estimation batches must be >= 0, got {self.bn_reestimate_batches}"
-        elif self.freeze_bn_after < 0:
+        elif self.freeze_bn_after is not None and self.freeze_bn_after < 0:
             bad = f"freeze-BN epoch must be >= 0, got {self.freeze_bn_after}"
         if bad:
             raise MicromixError(f"QAT recipe: {bad}.")
 
-    def train_config(self, epochs: int, **changes: Any) -> TrainConfig:
-        """The TrainConfig of this recipe for `epochs` epochs. The step schedule keeps its steps
-        at 4/10 and 8/10 of the run, so a short fine-tune still anneals."""
+    def train_config(self, epochs: int = QAT_EPOCHS, **changes: Any) -> TrainConfig:
+        """The TrainConfig of this recipe for `epochs` epochs; `changes` set what a recipe does
+        not hold (batch_size, seed, max_batches). The step schedule keeps its steps at 4/10 and
+        8/10 of the run."""
+        named = sorted(set(changes) & {f.name for f in fields(self)})
+        if named:
+            raise MicromixError(
+                f"{named[0]} is a QAT recipe setting: change it in the recipe, "
+                f"e.g. recipe(name, {named[0]}=...)."
+            )
         steps: tuple[tuple[int, float], ...] = ()
         if self.schedule == "step" and epochs > 1:
-            steps = tuple(
-                (max(1, round(at * epochs / QAT_RECIPE.epochs)), f) for at, f in QAT_RECIPE.lr_steps
-            )
-        cfg = replace(
-            QAT_RECIPE,
+            steps = tuple((max(1, round(at * epochs / 10)), f) for at, f in STEPS_PER_10_EPOCHS)
+        cfg = TrainConfig(
             epochs=epochs,
+            batch_size=QAT_BATCH_SIZE,
+            optimizer="adam",
+            weight_decay=0.0,
             lr=self.lr,
             schedule=self.schedule,
             lr_steps=steps,
@@ -77,7 +91,13 @@ class QATRecipe:
             kd_weight=self.kd_weight,
             kd_temperature=self.kd_temperature,
         )
-        return replace(cfg, **changes)
+        try:
+            return replace(cfg, **changes)
+        except TypeError:
+            known = ", ".join(f.name for f in fields(TrainConfig))
+            raise MicromixError(
+                f"QAT training settings: unknown setting in {sorted(changes)}; known: {known}."
+            ) from None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,21 +116,22 @@ class QATRecipe:
             raise MicromixError(f"{source} is malformed: {e}.") from None
 
 
-OLD = QATRecipe()
-# `kd` was chosen by short CPU probes (2 x 75 batches, results/qat_accuracy.md); `new` is `kd`
-# without the teacher: in the 3-epoch benchmark (results/qat_accuracy.md, 3 models x 4
-# policies) distillation lost in 10 of 12 cells (mean -0.33 points), so `new` is the default.
-KD = QATRecipe(
-    lr=1e-3,  # probes: W2/A4 83.55 vs 80.25 at 3e-4; W4/A4 89.85 vs 89.7 (3e-4), 89.0 (1e-4)
-    schedule="cosine",
-    warmup_epochs=0.1,
-    weight_quant="lsq",
-    kd_weight=0.9,
-    kd_temperature=4.0,
-    augment=False,  # 3 epochs, MobileNetV1: augmentation back lost 0.2-2.2 points per policy
-    bn_reestimate_batches=8,
+OLD = QATRecipe(
+    lr=1e-4,
+    schedule="step",
+    warmup_epochs=0.0,
+    weight_quant="mse",
+    kd_temperature=1.0,
+    augment=True,
+    bn_reestimate_batches=0,
 )
-NEW = replace(KD, kd_weight=0.0)
+# `kd` was chosen by short CPU probes (2 x 75 batches, results/qat_accuracy.md): lr 1e-3 (W2/A4
+# 83.55 vs 80.25 at 3e-4; W4/A4 89.85 vs 89.7 (3e-4), 89.0 (1e-4)), no augmentation (3 epochs,
+# MobileNetV1: augmentation back lost 0.2-2.2 points per policy). `new` is `kd` without the
+# teacher: in the 3-epoch benchmark (results/qat_accuracy.md, 3 models x 4 policies)
+# distillation lost in 10 of 12 cells (mean -0.33 points), so `new` is the default.
+NEW = QATRecipe()
+KD = replace(NEW, kd_weight=0.9)
 # `kd` minus one ingredient each (the benchmark's ablations were run on `kd`).
 ABLATIONS = {
     "no_lsq": {"weight_quant": "mse"},

@@ -20,7 +20,7 @@ import torch.nn as nn
 from ..data import DataSplits
 from ..graph import Graph, trace
 from ..policy import Policy
-from ..quant.recipe import DEFAULT_RECIPE, RECIPES
+from ..quant.recipe import DEFAULT_RECIPE, RECIPES, QATRecipe
 from ..train import TrainConfig, evaluate
 
 Evaluator = Callable[[Policy], float]
@@ -120,7 +120,9 @@ class QATSettings:
     rescore_epochs: int = 3
     rescore_images: int | None = None
     rescore_train_images: int = 6000
-    rescore_recipe: str = "final"  # "final" (qat_recipe) or "search" (this fine-tune, longer)
+    rescore_recipe: str = (
+        "final"  # "final" (the final QAT's recipe) or "search" (this fine-tune, longer)
+    )
     rescore_seeds: int = 1  # the re-score averages this many fine-tunes (seeds seed, seed+1, ...)
     # Successive halving: a policy is scored on the first `screen_images` held-out images; only
     # one within `screen_margin` points of the incumbent gets the rest of `eval_images` (the
@@ -131,20 +133,29 @@ class QATSettings:
     final_recipe: str = DEFAULT_RECIPE  # the final QAT's recipe (a name in quant.recipe.RECIPES)
     repeats: int = 1  # fine-tunes (training seeds seed, seed+1, ...) averaged per score
 
-    def train_config(self, seed: int) -> TrainConfig:
+    def qat_recipe(self) -> QATRecipe:
+        """The recipe of these fine-tunes: the final QAT's, or the search's own settings."""
         if self.recipe == "final":
-            return RECIPES[self.final_recipe].train_config(self.epochs, seed=seed)
-        return TrainConfig(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            optimizer="adam",
+            return RECIPES[self.final_recipe]
+        return QATRecipe(
             lr=self.lr,
-            weight_decay=0.0,
             schedule="cosine",
+            warmup_epochs=0.0,
+            weight_quant="mse",
+            kd_temperature=1.0,
             augment=False,  # a one-epoch fine-tune recovers faster on the plain images
+            bn_reestimate_batches=0,
             freeze_bn_after=None,
-            seed=seed,
         )
+
+    def run_settings(self, seed: int) -> dict[str, Any]:
+        """What the recipe does not hold; the final recipe keeps the final QAT's batch size."""
+        if self.recipe == "final":
+            return {"seed": seed}
+        return {"seed": seed, "batch_size": self.batch_size}
+
+    def train_config(self, seed: int) -> TrainConfig:
+        return self.qat_recipe().train_config(self.epochs, **self.run_settings(seed))
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -191,22 +202,21 @@ class QATEvaluator:
                 self._float_accuracy = evaluate(self.model, self.heldout, device=self.device)
         return self._float_accuracy
 
-    def finetune(self, policy: Policy, cfg: TrainConfig | None = None) -> nn.Module:
+    def finetune(self, policy: Policy) -> nn.Module:
         from ..quant.finetune import finetune
 
         s = self.settings
-        # the final recipe's weight quantizer and BN re-estimation too, not only its cfg
-        recipe = RECIPES[s.final_recipe] if s.recipe == "final" else None
         return finetune(
             self.model,
             policy,
             self.train,
-            cfg or self.cfg,
+            s.qat_recipe(),
+            epochs=s.epochs,
             device=self.device,
             graph=self.graph,
             progress=False,
-            calib_batches=self.settings.calib_batches,
-            recipe=recipe,
+            calib_batches=s.calib_batches,
+            **s.run_settings(self.cfg.seed),  # a repeat's own seed (see __call__)
         )
 
     def __call__(self, policy: Policy) -> float:
