@@ -199,81 +199,22 @@ def fit_check(
     under qemu on the first images of `images_hwc` (uint8, N x bytes); `expected` holds the
     reference's output bytes. Raises FitError when FLASH or RAM does not fit, MicromixError
     when the outputs differ or the link disagrees with the memory model."""
-    if target.board is None:
-        raise MicromixError(
-            f"target {target.name} has core {target.core}, which micromix cannot build for; "
-            "the fit verdict needs a Cortex-M core."
-        )
-    missing = missing_tools("arm-none-eabi-gcc", ARM_NM, "qemu-system-arm")
-    if missing:
-        raise MicromixError(
-            f"the fit verdict for {target.name} needs {', '.join(missing)}, which is not installed."
-        )
-    fw = Path(out_dir).resolve() / FW_DIR
-    fw.mkdir(parents=True, exist_ok=True)
-    for name in FW_FILES:
-        (fw / name).write_text(template(name))
-    (fw / "Makefile").write_text(firmware_makefile(target))
-    big = 1 << 27  # for measuring: room for anything, so the link reports sizes, not overflows
+    _check_buildable(target)
+    fw = _write_firmware(Path(out_dir).resolve() / FW_DIR, target, images_hwc)
     pf, pr = target.flash_region, target.ram_region
-    (fw / "probe.ld").write_text(
-        linker_script(
-            target,
-            flash=Region(pf.name, pf.origin, big),
-            ram=Region(pr.name, pr.origin, big),
-            note=", regions unbounded (to measure)",
-        )
-    )
-    (fw / "chip.ld").write_text(linker_script(target))
-    board = target.board
-    b_flash, b_ram, b_size = BOARDS[board]
-    (fw / "qemu.ld").write_text(
-        linker_script(
-            target,
-            flash=Region(pf.name, b_flash, pf.length),
-            ram=Region(pr.name, b_ram, pr.length),
-            note=f", its FLASH and RAM sizes at the addresses of qemu's {board}",
-        )
-    )
-    (fw / "mm_input.bin").write_bytes(np.ascontiguousarray(images_hwc, dtype=np.uint8).tobytes())
-
     make(fw, "firmware_probe.elf")
     flash_need, ram_static, _ = _usage(fw / "firmware_probe.elf")
     flash = Fit(f"{target.name}'s {pf.name}", flash_need, pf.length)
-    ram = Fit(f"{target.name}'s {pr.name}", ram_static, pr.length)
     _raise_if_over(flash, "")
-    _raise_if_over(ram, " before any stack")
+    _raise_if_over(Fit(f"{target.name}'s {pr.name}", ram_static, pr.length), " before any stack")
     _agree_with_memory_model(fw / "firmware_probe.elf", fw / "firmware_probe.map", memory_model)
-
-    result: dict = {"target": target.name, "core": target.core, "board": board}
-    if max(pf.length, pr.length) > b_size:
-        raise MicromixError(
-            f"qemu's {board} has {b_size:,} B per memory, less than {target.name}'s; the "
-            "chip-sized image cannot run there."
-        )
-    make(fw, "firmware_qemu.elf")
-    _, _, stack_room = _usage(fw / "firmware_qemu.elf")
     if timeout is None:
         # A stack that overflows into .bss can leave the image looping instead of faulting, so
         # the limit follows the work: a few ms per image under qemu, 100x that here for slow
         # or busy machines.
         timeout = 60 + 0.5 * len(images_hwc)
-    try:
-        q = run_qemu(fw / "firmware_qemu.elf", board, timeout=timeout)
-    except MicromixError:
-        if stack_room < target.reserve_ram:  # most likely the stack ran into .bss
-            raise FitError(
-                f"the model and its minimal firmware do not fit {ram.region} with a call stack: "
-                f"{ram_static:,} B of static data leave {stack_room:,} B of its "
-                f"{pr.length:,} B, and the image failed under qemu."
-            ) from None
-        raise
-    if q.stack_used >= stack_room:  # painting gone up to .bss: the stack overflowed
-        raise FitError(
-            f"the firmware does not fit {target.name}'s {pr.name}: the call stack used all "
-            f"{stack_room:,} B left after {ram_static:,} B of static data."
-        )
-    ram = Fit(ram.region, ram_static + q.stack_used, pr.length)
+    q = _run_chip_sized(fw, target, ram_static, timeout)
+    ram = Fit(f"{target.name}'s {pr.name}", ram_static + q.stack_used, pr.length)
     _raise_if_over(ram, " with the measured stack")
     n = len(q.outputs)
     if n != len(images_hwc) or not np.array_equal(q.outputs, expected[:n].astype(np.int64)):
@@ -285,32 +226,107 @@ def fit_check(
     (fw / "firmware_chip.elf").unlink(missing_ok=True)
     make(fw, "firmware_chip.elf", variables={"STACK_MIN": str(q.stack_used)})
     chip_flash, chip_ram, _ = _usage(fw / "firmware_chip.elf")
-    sizes = map_sizes(fw / "firmware_chip.map")
-    lib_objs = {p.stem + ".o" for p in (Path(out_dir) / LIB_DIR).glob("*.c")}
-    code = sum(v for (sec, obj), v in sizes.items() if sec == ".text" and obj in lib_objs)
-    result.update(
-        {
-            "flash": {**asdict(flash), "margin": flash.margin},
-            "ram": {**asdict(ram), "margin": ram.margin},
-            "flash_breakdown": {
-                "constants": memory_model["flash_bytes"],
-                "library_code": code,
-                "startup_main_libc_vectors": flash.needed - memory_model["flash_bytes"] - code,
-            },
-            "ram_breakdown": {
-                "arena": memory_model["arena_bytes"],
-                "scratch": memory_model["scratch_bytes"],
-                "startup_data": ram_static
-                - memory_model["arena_bytes"]
-                - memory_model["scratch_bytes"],
-                "stack_peak": q.stack_used,
-            },
-            "chip_link": {"flash_bytes": chip_flash, "ram_static_bytes": chip_ram},
-            "qemu_images": n,
-            "fits": True,
-        }
-    )
-    return result
+    code = _library_code(fw / "firmware_chip.map", Path(out_dir))
+    mm = memory_model
+    return {
+        "target": target.name,
+        "core": target.core,
+        "board": target.board,
+        "flash": {**asdict(flash), "margin": flash.margin},
+        "ram": {**asdict(ram), "margin": ram.margin},
+        "flash_breakdown": {
+            "constants": mm["flash_bytes"],
+            "library_code": code,
+            "startup_main_libc_vectors": flash.needed - mm["flash_bytes"] - code,
+        },
+        "ram_breakdown": {
+            "arena": mm["arena_bytes"],
+            "scratch": mm["scratch_bytes"],
+            "startup_data": ram_static - mm["arena_bytes"] - mm["scratch_bytes"],
+            "stack_peak": q.stack_used,
+        },
+        "chip_link": {"flash_bytes": chip_flash, "ram_static_bytes": chip_ram},
+        "qemu_images": n,
+        "fits": True,
+    }
+
+
+def _check_buildable(target: Target) -> None:
+    if target.board is None:
+        raise MicromixError(
+            f"target {target.name} has core {target.core}, which micromix cannot build for; "
+            "the fit verdict needs a Cortex-M core."
+        )
+    missing = missing_tools("arm-none-eabi-gcc", ARM_NM, "qemu-system-arm")
+    if missing:
+        raise MicromixError(
+            f"the fit verdict for {target.name} needs {', '.join(missing)}, which is not installed."
+        )
+    b_size = BOARDS[target.board][2]
+    if max(target.flash_region.length, target.ram_region.length) > b_size:
+        raise MicromixError(
+            f"qemu's {target.board} has {b_size:,} B per memory, less than {target.name}'s; the "
+            "chip-sized image cannot run there."
+        )
+
+
+def _write_firmware(fw: Path, target: Target, images_hwc: np.ndarray) -> Path:
+    """The firmware folder: sources, Makefile, the three linker scripts (probe: unbounded
+    regions, to measure; chip: the chip's map; qemu: the chip's sizes at the board's
+    addresses) and the input images."""
+    fw.mkdir(parents=True, exist_ok=True)
+    for name in FW_FILES:
+        (fw / name).write_text(template(name))
+    (fw / "Makefile").write_text(firmware_makefile(target))
+    big = 1 << 27  # for measuring: room for anything, so the link reports sizes, not overflows
+    pf, pr = target.flash_region, target.ram_region
+    b_flash, b_ram, _ = BOARDS[target.board]
+    scripts = {
+        "probe.ld": (big, pf.origin, big, pr.origin, ", regions unbounded (to measure)"),
+        "qemu.ld": (
+            pf.length,
+            b_flash,
+            pr.length,
+            b_ram,
+            f", its FLASH and RAM sizes at the addresses of qemu's {target.board}",
+        ),
+    }
+    for name, (fl, fo, rl, ro, note) in scripts.items():
+        regions = dict(flash=Region(pf.name, fo, fl), ram=Region(pr.name, ro, rl))
+        (fw / name).write_text(linker_script(target, **regions, note=note))
+    (fw / "chip.ld").write_text(linker_script(target))
+    (fw / "mm_input.bin").write_bytes(np.ascontiguousarray(images_hwc, dtype=np.uint8).tobytes())
+    return fw
+
+
+def _run_chip_sized(fw: Path, target: Target, ram_static: int, timeout: float):
+    """Run the image with the chip's sizes under qemu; a stack that ran into .bss is a FitError."""
+    pr = target.ram_region
+    make(fw, "firmware_qemu.elf")
+    _, _, stack_room = _usage(fw / "firmware_qemu.elf")
+    try:
+        q = run_qemu(fw / "firmware_qemu.elf", target.board, timeout=timeout)
+    except MicromixError:
+        if stack_room < target.reserve_ram:  # most likely the stack ran into .bss
+            raise FitError(
+                f"the model and its minimal firmware do not fit {target.name}'s {pr.name} with "
+                f"a call stack: {ram_static:,} B of static data leave {stack_room:,} B of its "
+                f"{pr.length:,} B, and the image failed under qemu."
+            ) from None
+        raise
+    if q.stack_used >= stack_room:  # painting gone up to .bss: the stack overflowed
+        raise FitError(
+            f"the firmware does not fit {target.name}'s {pr.name}: the call stack used all "
+            f"{stack_room:,} B left after {ram_static:,} B of static data."
+        )
+    return q
+
+
+def _library_code(chip_map: Path, out_dir: Path) -> int:
+    """.text bytes of the micromix library's objects in the chip link."""
+    lib_objs = {p.stem + ".o" for p in (out_dir / LIB_DIR).glob("*.c")}
+    sizes = map_sizes(chip_map)
+    return sum(v for (sec, obj), v in sizes.items() if sec == ".text" and obj in lib_objs)
 
 
 def _raise_if_over(f: Fit, when: str) -> None:
