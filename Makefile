@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 .PHONY: setup data demo test test-all lint bench clean
 
 $(BIN)/micromix: pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "micromix needs Python >= 3.10; set PYTHON=python3.11")'
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "micromix needs Python >= 3.11 (tomllib); set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -e '.[test,ray]' || { echo "make: pip could not install micromix; it needs torch==2.13.0 (CPU wheel) from PyPI or a local wheel index." >&2; exit 1; }
 	@touch $@
