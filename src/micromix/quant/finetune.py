@@ -19,7 +19,14 @@ from ..models import spec_of
 from ..policy import Policy
 from ..train import QAT_RECIPE, TrainConfig, fit
 from .fakequant import DEFAULT_WEIGHT_RANGE, WEIGHT_QUANTS, WEIGHT_RANGES
-from .prepare import QATModel, calibrate, calibration_batches, prepare, reestimate_bn
+from .prepare import (
+    QATModel,
+    calibrate,
+    calibration_batches,
+    prepare,
+    reestimate_bn,
+    repair_dead_channels,
+)
 from .recipe import RECIPES, QATRecipe
 
 QAT_KIND = "micromix-qat"
@@ -102,6 +109,10 @@ def finetune(
         before_bn_freeze=before_bn_freeze if reest > 0 else None,
     )
     qmodel.history = state.history  # per-epoch loss, accuracy and seconds
+    qmodel.repaired = repair_dead_channels(qmodel)
+    if qmodel.repaired and progress:
+        where = "; ".join(f"{k} channels {v}" for k, v in qmodel.repaired.items())
+        print(f"[micromix] QAT left channels deployed as all zeros; re-initialised: {where}")
     qmodel.eval()
     return qmodel
 
