@@ -38,6 +38,7 @@ class TrainConfig:
     # step schedule: lr multiplied by each factor once `epoch >= at`, e.g. ((3, 0.5), (6, 0.1))
     lr_steps: tuple[tuple[int, float], ...] = ()
     warmup_epochs: float = 0.0
+    grad_clip: float | None = None  # max global L2 norm of the gradient per step (None: off)
     label_smoothing: float = 0.0
     augment: bool = True
     freeze_bn_after: int | None = None  # epochs of BN statistics updates, then frozen
@@ -299,6 +300,8 @@ def fit(
             loss = distill_loss(out, y, soft, cfg.kd_weight, cfg.kd_temperature, loss_fn)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             seen += len(y)
             loss_sum += loss.item() * len(y)
@@ -338,6 +341,46 @@ def fit(
             save_checkpoint(checkpoint, ck)
         dist.barrier()
     return state
+
+
+CHANCE_LOSS_TOLERANCE = 0.03  # relative distance of the loss from ln(classes) that is "at chance"
+
+
+def check_not_at_chance(row: dict[str, float], classes: int) -> None:
+    """Refuse a model whose epoch `row` (fit's history) is at chance: loss within 3 % of
+    ln(classes) and training accuracy below twice 1/classes. More epochs do not help such a
+    model (issue 25: 20 epochs at loss 2.3026 = ln 10), so the run stops here, saying why."""
+    chance = math.log(classes)
+    if abs(row["loss"] - chance) > CHANCE_LOSS_TOLERANCE * chance:
+        return
+    if row["train_acc"] >= 2 * 100.0 / classes:
+        return
+    raise MicromixError(
+        f"the float model is at chance after epoch {int(row['epoch'])} (loss {row['loss']:.4f}, "
+        f"ln {classes} = {chance:.4f}; train accuracy {row['train_acc']:.1f} %), so this training "
+        "recipe does not train this network: train it with `micromix train` at a smaller --lr "
+        "(e.g. --lr 0.01) and pass the model file with --checkpoint."
+    )
+
+
+def fit_checked(
+    model: nn.Module, train: ImageSet, cfg: TrainConfig, *, checkpoint: str | Path, **kw: Any
+) -> FitState:
+    """`fit` (same arguments) that stops after the first epoch if the model is still at chance
+    there (`check_not_at_chance`). It runs as two `fit` calls joined by the checkpoint, which
+    resumes exactly, so a model that trains ends bit-identical to one plain `fit`."""
+    rank, world = dist.world()
+    state = fit(model, train, cfg, checkpoint=checkpoint, until_epoch=1, **kw)
+    first = dict(state.history[0])
+    if world > 1:  # every rank decides on the same (summed) figures
+        loss, acc = dist.all_reduce_sum(
+            [first["loss"], first["train_acc"]], next(model.parameters()).device
+        )
+        first.update(loss=loss / world, train_acc=acc / world)
+    check_not_at_chance(first, len(train.classes))
+    if cfg.epochs <= 1:
+        return state
+    return fit(model, train, cfg, checkpoint=checkpoint, **{**kw, "resume": True})
 
 
 def float_recipe(epochs: int, seed: int = 0, batch_size: int = 128) -> TrainConfig:
