@@ -268,3 +268,53 @@ def test_grad_clip_bounds_every_update():
     fit(model, _toy(), cfg, progress=False)
     after = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
     assert 0 < (after - before).norm() <= 0.5 * 1.9 * 0.01 + 1e-6
+
+
+def _bn_free_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 2),
+    )
+
+
+def test_probe_lr_steps_down_from_an_lr_that_does_not_train():
+    """At a peak lr of 5 a BN-free net does not learn; the range test picks a smaller lr whose
+    probe loss is the lowest (within the tolerance), and leaves the model it probes untouched."""
+    import math
+
+    from micromix.train import PROBE_TOLERANCE, probe_lr
+
+    model = _bn_free_net()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = TrainConfig(epochs=3, batch_size=32, lr=5.0, augment=False)
+    lr, losses = probe_lr(model, _toy(), cfg)
+    assert lr < cfg.lr and len(losses) > 1
+    best = min(v for v in losses.values() if math.isfinite(v))
+    assert losses[lr] <= best * (1 + PROBE_TOLERANCE)
+    assert not losses[cfg.lr] <= losses[lr]  # the lr it stepped down from was worse (or NaN)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_train_float_resumes_with_the_lr_it_chose(tmp_path, monkeypatch):
+    import micromix.train as train_mod
+
+    cfg = TrainConfig(epochs=2, batch_size=32, lr=5.0, augment=False)
+    ck = tmp_path / "ck.pt"
+    first = train_mod.train_float(_bn_free_net(), _toy(), cfg, checkpoint=ck, progress=False)
+    chosen = train_mod.load_checkpoint(ck)["config"]["lr"]
+    assert chosen < cfg.lr
+
+    def no_probe(*a, **k):
+        raise AssertionError("a resumed run must not probe again")
+
+    monkeypatch.setattr(train_mod, "probe_lr", no_probe)
+    again = train_mod.train_float(
+        _bn_free_net(), _toy(), cfg, checkpoint=ck, resume=True, progress=False
+    )
+    assert again.history == first.history

@@ -28,7 +28,7 @@ from .models import input_shape_of, spec_of
 from .policy import Policy
 from .quant.recipe import DEFAULT_RECIPE, recipe
 from .rundir import check_run_dir, open_run_dir
-from .train import evaluate, fit_checked, float_recipe, load_float, load_model, save_model
+from .train import evaluate, float_recipe, load_float, load_model, save_model, train_float
 
 ASSET = Path(__file__).parent / "assets" / "mobilenet_v1_w025_fmnist28.pt"
 ASSET_COMMAND = "micromix train --model mobilenet_v1 --width 0.25 --epochs 20 --run-dir runs/float-mbv1-025 --seed 0"
@@ -221,7 +221,7 @@ class Pipeline:
             self.say(f"training the float model ({c.float_epochs} epochs)")
             model = build(self.spec)
             cfg = float_recipe(c.float_epochs, seed=c.seed, batch_size=c.batch_size or 128)
-            fit_checked(  # stops after epoch 1 if the model is still at chance there
+            train_float(  # lr range test; stops after epoch 1 if still at chance there
                 model,
                 self.data.train,
                 cfg,

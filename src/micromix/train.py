@@ -7,6 +7,7 @@ writes. A checkpoint after every epoch holds model, optimizer, epoch and RNG sta
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import time
@@ -381,6 +382,61 @@ def fit_checked(
     if cfg.epochs <= 1:
         return state
     return fit(model, train, cfg, checkpoint=checkpoint, **{**kw, "resume": True})
+
+
+# The learning-rate range test of `train_float`: peak lrs tried, as fractions of cfg.lr.
+PROBE_FACTORS = (1.0, 0.3, 0.1, 0.03, 0.01)
+PROBE_BATCHES = 30
+PROBE_TOLERANCE = 0.05  # a larger lr is kept while its probe loss is within 5 % of the best
+
+
+def probe_lr(
+    model: nn.Module, train: ImageSet, cfg: TrainConfig, *, device: torch.device | str = "cpu"
+) -> tuple[float, dict[float, float]]:
+    """A learning-rate range test: a copy of `model` trains PROBE_BATCHES batches at each
+    constant lr cfg.lr x PROBE_FACTORS; returns the largest lr whose mean loss is within
+    PROBE_TOLERANCE of the lowest, and every lr's loss. BN nets keep SGD's 0.1; BN-free ones
+    that 0.1 leaves at chance (issue 25, results/float_recipe.md) get the lr that trains them."""
+    losses: dict[float, float] = {}
+    for f in PROBE_FACTORS:
+        lr = cfg.lr * f
+        probe = replace(
+            cfg,
+            epochs=1,
+            lr=lr,
+            max_batches=PROBE_BATCHES,
+            schedule="step",
+            lr_steps=(),
+            warmup_epochs=0.0,
+        )
+        state = fit(copy.deepcopy(model), train, probe, device=device, progress=False)
+        losses[lr] = state.history[0]["loss"]
+    _, world = dist.world()
+    if world > 1:  # every rank picks from the same (mean) losses
+        sums = dist.all_reduce_sum(list(losses.values()), torch.device(device))
+        losses = {lr: v / world for lr, v in zip(losses, sums)}
+    finite = {lr: v for lr, v in losses.items() if math.isfinite(v)}
+    if not finite:
+        return cfg.lr, losses
+    best = min(finite.values())
+    return max(lr for lr, v in finite.items() if v <= best + PROBE_TOLERANCE * abs(best)), losses
+
+
+def train_float(
+    model: nn.Module, train: ImageSet, cfg: TrainConfig, *, checkpoint: str | Path, **kw: Any
+) -> FitState:
+    """Float training as `micromix run` does it: the peak lr from `probe_lr` (on resume, the
+    checkpoint's), then `fit_checked` (stops a model still at chance after epoch 1)."""
+    device = kw.get("device", "cpu")
+    if kw.get("resume") and Path(checkpoint).exists():
+        cfg = replace(cfg, lr=float(load_checkpoint(checkpoint)["config"]["lr"]))
+    else:
+        lr, losses = probe_lr(model, train, cfg, device=device)
+        cfg = replace(cfg, lr=lr)
+        if kw.get("progress", True) and dist.world()[0] == 0:
+            tried = ", ".join(f"{k:.3g}: {v:.3f}" for k, v in losses.items())
+            print(f"float lr {lr:.3g} (probe losses {tried})", flush=True)
+    return fit_checked(model, train, cfg, checkpoint=checkpoint, **kw)
 
 
 def float_recipe(epochs: int, seed: int = 0, batch_size: int = 128) -> TrainConfig:
