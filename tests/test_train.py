@@ -283,38 +283,43 @@ def _bn_free_net() -> nn.Module:
     )
 
 
-def test_probe_lr_steps_down_from_an_lr_that_does_not_train():
-    """At a peak lr of 5 a BN-free net does not learn; the range test picks a smaller lr whose
-    probe loss is the lowest (within the tolerance), and leaves the model it probes untouched."""
+def test_probe_recipe_turns_to_adam_where_sgd_does_not_train():
+    """At a peak lr of 5, SGD leaves a BN-free net where it started; Adam 1e-3 lowers its loss
+    in the same batches, so the probe picks Adam. The model it probes is left untouched."""
     import math
 
-    from micromix.train import PROBE_TOLERANCE, probe_lr
+    from micromix.train import probe_recipe
 
     model = _bn_free_net()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     cfg = TrainConfig(epochs=3, batch_size=32, lr=5.0, augment=False)
-    lr, losses = probe_lr(model, _toy(), cfg)
-    assert lr < cfg.lr and len(losses) > 1
-    best = min(v for v in losses.values() if math.isfinite(v))
-    assert losses[lr] <= best * (1 + PROBE_TOLERANCE)
-    assert not losses[cfg.lr] <= losses[lr]  # the lr it stepped down from was worse (or NaN)
+    chosen, (sgd, adam) = probe_recipe(model, _toy(1280), cfg)
+    assert (chosen.optimizer, chosen.lr) == ("adam", 1e-3)
+    assert adam < math.log(2) and not sgd < adam  # NaN or higher
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
 
 
-def test_train_float_resumes_with_the_lr_it_chose(tmp_path, monkeypatch):
+def test_probe_recipe_keeps_sgd_where_it_trains():
+    from micromix.train import probe_recipe
+
+    chosen, (sgd, adam) = probe_recipe(_net(), _toy(1280), CFG)
+    assert chosen == CFG and sgd < adam
+
+
+def test_train_float_resumes_with_the_recipe_it_chose(tmp_path, monkeypatch):
     import micromix.train as train_mod
 
     cfg = TrainConfig(epochs=2, batch_size=32, lr=5.0, augment=False)
     ck = tmp_path / "ck.pt"
-    first = train_mod.train_float(_bn_free_net(), _toy(), cfg, checkpoint=ck, progress=False)
-    chosen = train_mod.load_checkpoint(ck)["config"]["lr"]
-    assert chosen < cfg.lr
+    data = _toy(4000)
+    first = train_mod.train_float(_bn_free_net(), data, cfg, checkpoint=ck, progress=False)
+    assert train_mod.load_checkpoint(ck)["config"]["optimizer"] == "adam"
 
     def no_probe(*a, **k):
         raise AssertionError("a resumed run must not probe again")
 
-    monkeypatch.setattr(train_mod, "probe_lr", no_probe)
+    monkeypatch.setattr(train_mod, "probe_recipe", no_probe)
     again = train_mod.train_float(
-        _bn_free_net(), _toy(), cfg, checkpoint=ck, resume=True, progress=False
+        _bn_free_net(), data, cfg, checkpoint=ck, resume=True, progress=False
     )
     assert again.history == first.history
