@@ -90,7 +90,9 @@ def render(res: dict) -> str:
     lines = [
         "# Float training recipes (issue 25, part 2)",
         "",
-        f"Command: `{res['command']}`",
+        "Commands (PYTHONPATH=src OMP_NUM_THREADS=1 .venv/bin/python ...), one per group of rows:",
+        "",
+        *sorted({f"    {r['command']}" for r in res["rows"]}),
         "",
         f"{a['train_images']} training images (a fixed subset of the training split: Fashion-MNIST's 60k less the search's held-out images), "
         f"{a['epochs']} epochs, batch 128, test accuracy on {a['test_images']} test images; "
