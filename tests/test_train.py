@@ -211,7 +211,7 @@ def test_fit_checked_stops_a_model_at_chance_after_one_epoch(tmp_path):
 
     ck = tmp_path / "ck.pt"
     with pytest.raises(MicromixError, match=r"at chance after epoch 1.*--lr.*--checkpoint"):
-        fit_checked(_dead_net(), _toy(), CFG, checkpoint=ck, progress=False)
+        fit_checked(_dead_net(), _toy(3300), CFG, checkpoint=ck, progress=False)  # 103 steps
     assert load_checkpoint(ck)["epoch"] == 1  # no second epoch was spent
 
 
@@ -237,12 +237,13 @@ def test_chance_is_judged_by_loss_and_accuracy():
     from micromix.errors import MicromixError
     from micromix.train import check_not_at_chance
 
-    at = {"epoch": 1, "loss": math.log(10) * 1.01, "train_acc": 10.3}
+    at = {"epoch": 1, "steps": 390, "loss": math.log(10) * 1.01, "train_acc": 10.3}
     with pytest.raises(MicromixError):
         check_not_at_chance(at, 10)
     check_not_at_chance({**at, "loss": math.log(10) * 0.9}, 10)  # learning, slowly
     check_not_at_chance({**at, "train_acc": 35.0}, 10)  # calibrated but right a third of the time
     check_not_at_chance(at, 2)  # ln 10 is no chance level for two classes
+    check_not_at_chance({**at, "steps": 8}, 10)  # 8 steps say nothing yet
 
 
 def test_grad_clip_bounds_every_update():

@@ -265,7 +265,7 @@ def fit(
             if epoch == cfg.freeze_bn_after and before_bn_freeze is not None:
                 before_bn_freeze(model)
             freeze_bn(net)
-        t0, seen, loss_sum, correct = time.time(), 0, 0.0, 0
+        t0, seen, steps, loss_sum, correct = time.time(), 0, 0, 0.0, 0
         bar = tqdm(
             total=per_epoch,
             desc=f"{desc} {epoch + 1}/{cfg.epochs}",
@@ -304,7 +304,7 @@ def fit(
             if cfg.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
-            seen += len(y)
+            seen, steps = seen + len(y), steps + 1
             loss_sum += loss.item() * len(y)
             correct += (out.argmax(1) == y).sum().item()
             bar.update(1)
@@ -312,6 +312,7 @@ def fit(
         bar.close()
         row = {
             "epoch": epoch + 1,
+            "steps": steps,
             "loss": loss_sum / max(seen, 1),
             "train_acc": 100 * correct / max(seen, 1),
             "seconds": time.time() - t0,
@@ -345,13 +346,19 @@ def fit(
 
 
 CHANCE_LOSS_TOLERANCE = 0.03  # relative distance of the loss from ln(classes) that is "at chance"
+# Fewer optimizer steps than this in the epoch judge nothing: a tiny data set's first epoch
+# (a few batches) is at chance because it has barely started, and its epochs cost little.
+CHANCE_MIN_STEPS = 100
 
 
 def check_not_at_chance(row: dict[str, float], classes: int) -> None:
     """Refuse a model whose epoch `row` (fit's history) is at chance: loss within 3 % of
-    ln(classes) and training accuracy below twice 1/classes. More epochs do not help such a
+    ln(classes) and training accuracy below twice 1/classes, after at least CHANCE_MIN_STEPS
+    optimizer steps. More epochs do not help such a
     model (issue 25: 20 epochs at loss 2.3026 = ln 10), so the run stops here, saying why."""
     chance = math.log(classes)
+    if row.get("steps", CHANCE_MIN_STEPS) < CHANCE_MIN_STEPS:
+        return
     if abs(row["loss"] - chance) > CHANCE_LOSS_TOLERANCE * chance:
         return
     if row["train_acc"] >= 2 * 100.0 / classes:
