@@ -75,3 +75,46 @@ def test_utilization(tiny_resnet):
     r = memory_report(g, Policy.uniform(g, 8))
     u = Budget(2 * r.flash_bytes, None).utilization(r)
     assert u == {"flash": 0.5, "ram": None}
+
+
+def _wide(n_in: tuple[int, int]) -> tuple:
+    """A linear layer over a whole 1 x H x W image: fan-in H * W."""
+    import torch.nn as nn
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(n_in[0] * n_in[1], 2)).eval()
+    return model, trace(model, (1, 1, *n_in))
+
+
+def test_weight_bits_caps_are_exactly_what_the_conversion_accepts():
+    """Fan-in 70,000 over 8-bit pixels: the worst case of 8-bit weights (70,000 x 128 x 255)
+    passes 2^31, that of 4-bit ones does not. The conversion, given those worst-case weights,
+    refuses exactly the bits the cap excludes: the one bound serves both."""
+    import numpy as np
+
+    from micromix.budget import weight_bits_caps
+    from micromix.errors import OverflowError32
+    from micromix.integer import convert
+    from micromix.integer.convert import random_qparams
+    from micromix.quant.params import LayerQuant, QuantParams
+
+    _, g = _wide((250, 280))
+    (layer,) = [o.name for o in g.weight_ops]
+    assert weight_bits_caps(g) == {layer: 4}
+    for bits in (2, 4, 8):
+        pol = Policy.uniform(g, bits, 8)
+        qp = random_qparams(g, pol)
+        lq = qp.layers[layer]
+        worst = np.full_like(lq.w_int, -(2 ** (bits - 1)))
+        layers = {layer: LayerQuant(layer, bits, worst, np.abs(lq.w_scale), np.zeros(2))}
+        qp = QuantParams(qp.tensors, layers)
+        if bits <= 4:
+            convert(qp, g, pol)
+        else:
+            with pytest.raises(OverflowError32):
+                convert(qp, g, pol)
+
+
+def test_a_layer_that_overflows_at_two_bits_is_refused_before_anything_trains():
+    _, g = _wide((2000, 2150))  # 4.3M products per output: over 2^31 / (2 x 255)
+    with pytest.raises(MicromixError, match="overflow even with 2-bit weights"):
+        check_feasible(g, Budget())

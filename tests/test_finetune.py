@@ -269,7 +269,7 @@ def test_finetune_new_recipe_reestimates_before_freezing(monkeypatch):
                  graph=g, progress=False)  # fmt: skip
     assert calls == [2]  # once, when BN freezes after epoch 1
     assert q.weight_quant == "lsq"
-    assert any(n.endswith("wq.step") for n, _ in q.named_parameters())
+    assert any(n.endswith("wq.step_raw") for n, _ in q.named_parameters())
 
 
 def test_lsq_trained_model_converts_with_agreement(tmp_path):
@@ -290,7 +290,7 @@ def test_lsq_trained_model_converts_with_agreement(tmp_path):
     q0 = finetune(
         model, Policy.uniform(g, 4, 8), ds, start, epochs=1, max_batches=1, graph=g, progress=False
     )
-    steps = {n: p for n, p in q.named_parameters() if n.endswith("wq.step")}
+    steps = {n: p for n, p in q.named_parameters() if n.endswith("wq.step_raw")}
     steps0 = dict(q0.named_parameters())
     assert any(not torch.allclose(p, steps0[n]) for n, p in steps.items())  # steps were learned
     save_qat(tmp_path / "q.pt", q)

@@ -91,3 +91,49 @@ def test_run_errors_one_line(argv, needle, tmp_path, capsys, fashion):
     assert main([*argv, "--run-dir", str(tmp_path / "r"), "--quiet", "--eval-images", "100"]) == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1
+
+
+DEAD_NET = '''
+import torch.nn as nn
+
+
+class Dead(nn.Module):
+    """Its logits are a ReLU of a strongly negative number: at chance whatever it trains."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 10, 28)
+        nn.init.zeros_(self.conv.weight)
+        nn.init.constant_(self.conv.bias, -100.0)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.conv(x)).flatten(1)
+'''
+
+
+def test_run_stops_a_model_at_chance_after_its_first_float_epoch(
+    tmp_path, capsys, monkeypatch, fashion
+):
+    """Issue 25: `micromix run` spent 20 float epochs, a search and QAT on a model at chance.
+    Now it stops after epoch 1, before the search, with one sentence naming the fix."""
+    from dataclasses import replace
+
+    import micromix.pipeline as pipeline_mod
+    from micromix.train import CHANCE_MIN_STEPS
+
+    real = pipeline_mod.float_recipe
+    # as short an epoch as the check judges: what matters is the first epoch's figures
+    monkeypatch.setattr(
+        pipeline_mod,
+        "float_recipe",
+        lambda *a, **k: replace(real(*a, **k), max_batches=CHANCE_MIN_STEPS),
+    )
+    (tmp_path / "dead.py").write_text(DEAD_NET)
+    argv = ["run", "--model", f"{tmp_path / 'dead.py'}:Dead", "--input-shape", "1x28x28"]
+    argv += ["--float-epochs", "3", "--ram", "1x", "--run-dir", str(tmp_path / "r"), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "at chance after epoch 1" in err and "--lr" in err and "--checkpoint" in err, err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "r" / "search").exists()

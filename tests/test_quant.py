@@ -7,6 +7,8 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from micromix.data import ImageSet
 from micromix.errors import CheckpointError, PolicyError
@@ -411,13 +413,13 @@ def test_lsq_step_gradient_matches_hand_computation():
     wq = WeightQuant(4, 3, mode="lsq")
     wq.init_mse(w)
     with torch.no_grad():
-        wq.step.mul_(0.6)  # a tighter grid: some weights fall outside it
+        wq.step_init.mul_(0.6)  # a tighter grid: some weights fall outside it
     g = torch.randn_like(w)
     w_req = w.clone().requires_grad_(True)
     (wq(w_req) * g).sum().backward()
     qmin, qmax = wq.qmin, wq.qmax
     assert (qmin, qmax) == (-7, 7)
-    s = wq.step.detach().view(-1, 1, 1, 1)
+    s = wq.step().detach().view(-1, 1, 1, 1)
     u = w / s
     q = torch.floor(u + 0.5).clamp(qmin, qmax)
     inside = (u > qmin) & (u < qmax)
@@ -425,7 +427,8 @@ def test_lsq_step_gradient_matches_hand_computation():
     d_step = torch.where(inside, q - u, q)  # LSQ: d y / d s
     gscale = 1.0 / (18 * 7) ** 0.5  # N = 2 * 3 * 3 weights per channel, Q_p = 7
     want = gscale * (g * d_step).sum((1, 2, 3))
-    torch.testing.assert_close(wq.step.grad, want, rtol=1e-5, atol=1e-6)
+    # d step / d step_raw = 1 where step_raw = 0: the gradient is LSQ's own
+    torch.testing.assert_close(wq.step_raw.grad, want, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(w_req.grad, torch.where(inside, g, torch.zeros_like(g)))
 
 
@@ -439,4 +442,106 @@ def test_lsq_starts_at_the_mse_grid():
     torch.testing.assert_close(lsq.scale(), mse.scale())
     with torch.no_grad():
         assert torch.equal(lsq(w), mse(w))
-    assert isinstance(lsq.step, nn.Parameter) and "clip" not in dict(mse.named_parameters())
+    assert isinstance(lsq.step_raw, nn.Parameter) and "clip" not in dict(mse.named_parameters())
+
+
+def _push_steps_down(wq: WeightQuant, w: torch.Tensor, optimizer: str, lr: float, steps: int):
+    """Train `wq` (and w) on a loss that shrinks every weight's magnitude: the gradient drives
+    the step sizes down; yields the step sizes after every optimizer step."""
+    from micromix.train import TrainConfig, make_optimizer
+
+    w = nn.Parameter(w.clone())
+    holder = nn.Module()
+    holder.w, holder.wq = w, wq
+    opt = make_optimizer(holder, TrainConfig(optimizer=optimizer, lr=lr, weight_decay=0.0))
+    for _ in range(steps):
+        opt.zero_grad()
+        (wq(w) * torch.sign(w.detach())).sum().backward()
+        opt.step()
+        yield wq.step().detach()
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    bits=st.sampled_from([2, 4, 8]),
+    optimizer=st.sampled_from(["adam", "sgd"]),
+    lr=st.floats(1e-4, 0.3),
+)
+def test_lsq_steps_stay_positive_in_any_training_run(seed, bits, optimizer, lr):
+    """Whatever the optimizer and learning rate, a learned step is never <= 0 and never reaches
+    the floor that deploys a channel as zeros, even under a loss that pulls it down."""
+    from micromix.quant.fakequant import _MIN_CLIP
+
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(4, 3, 3, 3, generator=g) * torch.rand(4, 1, 1, 1, generator=g)
+    wq = WeightQuant(bits, 4, mode="lsq")
+    wq.init_mse(w)
+    for step in _push_steps_down(wq, w, optimizer, lr, 40):
+        assert torch.isfinite(step).all() and (step > _MIN_CLIP).all(), step
+
+
+def test_a_plain_step_parameter_would_go_negative_where_ours_does_not():
+    """The oracle for the property test above: the same run with the step as a plain parameter
+    (the quantizer before issue 25) crosses zero."""
+    from micromix.quant.fakequant import _StepQuant
+
+    torch.manual_seed(0)
+    w = torch.randn(4, 3, 3, 3)
+    wq = WeightQuant(4, 4, mode="lsq")
+    wq.init_mse(w)
+    plain = nn.Parameter(wq.step().detach().clone())
+    opt = torch.optim.SGD([plain], lr=0.3)
+    for _ in range(40):
+        opt.zero_grad()
+        (_StepQuant.apply(w, plain, wq.qmin, wq.qmax, wq.gscale) * torch.sign(w)).sum().backward()
+        opt.step()
+    assert (plain <= 0).any()
+    ours = list(_push_steps_down(wq, w, "sgd", 0.3, 40))[-1]
+    assert (ours > 0).all()
+
+
+def test_floor_clamped_channel_deploys_as_zero_scale_and_converts():
+    """An LSQ checkpoint from before the positive parametrization, with a negative step in one
+    channel (issue 25), loads; that channel gets codes 0 and scale 0, so the conversion gives it
+    its bias instead of refusing an int32 overflow, and the integer model agrees with
+    fake-quant."""
+    from micromix.integer import convert
+
+    torch.manual_seed(0)
+    model = randomize_bn(SkipNet())
+    g = trace(model, (1, 1, 8, 8))
+    q = prepare(model, Policy.uniform(g, 8), g, weight_quant="lsq").eval()
+    calibrate(q, image_set(64), batches=1, batch_size=64)
+    # the old format: the step itself under `step`, nothing else
+    old = {k: v for k, v in q.state_dict().items() if not k.endswith(("step_raw", "step_init"))}
+    for op in g.weight_ops:
+        old[f"net.{op.name}.wq.step"] = q.weight_module(op.name).wq.step().detach().clone()
+    old["net.pw.wq.step"][1] = -4e-4  # as in the user's run
+    q.load_state_dict(old)
+    m = q.weight_module("pw")
+    w_int, scale = m.wq.int_weight(m.weight)
+    assert scale[1] == 0 and (w_int[1] == 0).all() and (scale[[0, 2]] > 0).all()
+    lq = quant_params(q).layers["pw"]
+    assert lq.w_scale[1] == 0 and lq.bias[1] != 0  # BN's shift stays: the channel is its bias
+    x = image_set(200, seed=3).images
+    with torch.no_grad():
+        fq = q(x.float() / 255).argmax(1).numpy()
+    assert (convert(q).run(x.numpy()).argmax(1) == fq).mean() >= 0.99
+
+
+def test_repair_gives_an_all_zero_channel_its_mse_grid_back():
+    from micromix.quant.prepare import repair_dead_channels
+
+    torch.manual_seed(0)
+    model = SkipNet()
+    g = trace(model, (1, 1, 8, 8))
+    q = prepare(model, Policy.uniform(g, 4), g, weight_quant="lsq")
+    m = q.weight_module("dw")
+    start = m.wq.step().detach().clone()
+    with torch.no_grad():
+        m.wq.step_raw[2] = 5 * m.weight[2].abs().max()  # a grid past all of its weights
+    assert m.wq.dead_channels(m.weight) == [2]
+    assert repair_dead_channels(q) == {"dw": [2]}
+    assert m.wq.dead_channels(m.weight) == [] and repair_dead_channels(q) == {}
+    torch.testing.assert_close(m.wq.step().detach(), start)

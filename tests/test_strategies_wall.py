@@ -221,3 +221,20 @@ def test_fill_exchange_reaches_98_percent_where_fill_stops_short():
     assert budget.fits(memory_report(g, out)) and report == memory_report(g, out)
     assert report.flash_bytes >= FILL_TARGET * budget.flash
     assert wall.value(out) > wall.value(wall.fill(walled)[0])  # fewer low-bit steps lost
+
+
+def test_the_wall_never_gives_a_layer_bits_its_accumulator_cannot_hold():
+    """A linear layer of fan-in 70,000 over 8-bit pixels overflows int32 at 8-bit weights: the
+    rule (8 bits, then the wall and its upward pass), the ILP's seed and `uniform` stop at 4,
+    with no budget in the way."""
+    from micromix.strategies.simple import uniform_policy
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(250 * 280, 2)).eval()
+    g = trace(model, (1, 1, 250, 280))
+    (layer,) = [o.name for o in g.weight_ops]
+    wall = Wall(g, Budget())
+    policy, _ = wall.enforce(Policy.uniform(g, 8))
+    assert policy.weights[layer] == 4 and ("accumulator", layer, 4) in wall.log
+    assert wall.fill_exchange(Policy.uniform(g, 2))[0].weights[layer] == 4
+    assert rule_policy(g, Budget()).weights[layer] == 4
+    assert uniform_policy(g, Budget()).weights[layer] == 4

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn as nn
 
@@ -188,3 +190,137 @@ def test_adam_scales_the_learning_rate_of_parameters_that_ask():
         torch.optim.Adam.step = real_step
     assert len(seen) == 4 and seen[1][0] < seen[0][0]
     assert all(abs(lrs[-1] - 0.5 * lrs[0]) < 1e-15 for lrs in seen)
+
+
+def _dead_net() -> nn.Module:
+    """Logits are a ReLU of a strongly negative pre-activation: constant 0, nothing to learn
+    (the SqueezeNet failure of issue 25 in miniature)."""
+    net = _net()
+    with torch.no_grad():
+        net[5].weight.zero_()
+        net[5].bias.fill_(-100.0)
+    return nn.Sequential(net, nn.ReLU())
+
+
+def test_fit_checked_stops_a_model_at_chance_after_one_epoch(tmp_path):
+    import pytest
+
+    from micromix.errors import MicromixError
+    from micromix.files import load_checkpoint
+    from micromix.train import fit_checked
+
+    ck = tmp_path / "ck.pt"
+    with pytest.raises(MicromixError, match=r"at chance after epoch 1.*--lr.*--checkpoint"):
+        fit_checked(_dead_net(), _toy(3300), CFG, checkpoint=ck, progress=False)  # 103 steps
+    assert load_checkpoint(ck)["epoch"] == 1  # no second epoch was spent
+
+
+def test_fit_checked_is_plain_fit_for_a_model_that_trains(tmp_path):
+    """The check splits training at epoch 1 through the checkpoint; the result is bit-identical
+    to one uninterrupted fit."""
+    from micromix.train import fit_checked
+
+    ref, checked = _net(), _net()
+    want = fit(ref, _toy(), CFG, progress=False)
+    got = fit_checked(checked, _toy(), CFG, checkpoint=tmp_path / "ck.pt", progress=False)
+    assert [h["epoch"] for h in got.history] == [1, 2, 3]
+    assert [h["loss"] for h in got.history] == [h["loss"] for h in want.history]
+    for k, v in ref.state_dict().items():
+        assert torch.equal(v, checked.state_dict()[k]), k
+
+
+def test_chance_is_judged_by_loss_and_accuracy():
+    import math
+
+    import pytest
+
+    from micromix.errors import MicromixError
+    from micromix.train import check_not_at_chance
+
+    at = {"epoch": 1, "steps": 390, "loss": math.log(10) * 1.01, "train_acc": 10.3}
+    with pytest.raises(MicromixError):
+        check_not_at_chance(at, 10)
+    check_not_at_chance({**at, "loss": math.log(10) * 0.9}, 10)  # learning, slowly
+    check_not_at_chance({**at, "train_acc": 35.0}, 10)  # calibrated but right a third of the time
+    check_not_at_chance(at, 2)  # ln 10 is no chance level for two classes
+    check_not_at_chance({**at, "steps": 8}, 10)  # 8 steps say nothing yet
+
+
+def test_grad_clip_bounds_every_update():
+    """With clip c, SGD's first step (Nesterov, momentum m) moves the parameters by at most
+    lr * (1 + m) * c; without the clip it moves them further."""
+    cfg = TrainConfig(
+        epochs=1,
+        batch_size=32,
+        lr=0.5,
+        weight_decay=0.0,
+        schedule="step",
+        augment=False,
+        grad_clip=0.01,
+        max_batches=1,
+    )
+    free = _net()
+    before = torch.cat([p.detach().reshape(-1).clone() for p in free.parameters()])
+    fit(free, _toy(), replace(cfg, grad_clip=None), progress=False)
+    moved = torch.cat([p.detach().reshape(-1) for p in free.parameters()]) - before
+    assert moved.norm() > 0.5 * 1.9 * 0.01
+    model = _net()
+    before = torch.cat([p.detach().reshape(-1).clone() for p in model.parameters()])
+    fit(model, _toy(), cfg, progress=False)
+    after = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    assert 0 < (after - before).norm() <= 0.5 * 1.9 * 0.01 + 1e-6
+
+
+def _bn_free_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 2),
+    )
+
+
+def test_probe_recipe_turns_to_adam_where_sgd_does_not_train():
+    """At a peak lr of 5, SGD leaves a BN-free net where it started; Adam 1e-3 lowers its loss
+    in the same batches, so the probe picks Adam. The model it probes is left untouched."""
+    import math
+
+    from micromix.train import probe_recipe
+
+    model = _bn_free_net()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = TrainConfig(epochs=3, batch_size=32, lr=5.0, augment=False)
+    chosen, (sgd, adam) = probe_recipe(model, _toy(1280), cfg)
+    assert (chosen.optimizer, chosen.lr) == ("adam", 1e-3)
+    assert adam < math.log(2) and not sgd < adam  # NaN or higher
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_probe_recipe_keeps_sgd_where_it_trains():
+    from micromix.train import probe_recipe
+
+    chosen, (sgd, adam) = probe_recipe(_net(), _toy(1280), CFG)
+    assert chosen == CFG and sgd < adam
+
+
+def test_train_float_resumes_with_the_recipe_it_chose(tmp_path, monkeypatch):
+    import micromix.train as train_mod
+
+    cfg = TrainConfig(epochs=2, batch_size=32, lr=5.0, augment=False)
+    ck = tmp_path / "ck.pt"
+    data = _toy(4000)
+    first = train_mod.train_float(_bn_free_net(), data, cfg, checkpoint=ck, progress=False)
+    assert train_mod.load_checkpoint(ck)["config"]["optimizer"] == "adam"
+
+    def no_probe(*a, **k):
+        raise AssertionError("a resumed run must not probe again")
+
+    monkeypatch.setattr(train_mod, "probe_recipe", no_probe)
+    again = train_mod.train_float(
+        _bn_free_net(), data, cfg, checkpoint=ck, resume=True, progress=False
+    )
+    assert again.history == first.history

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 
 from .errors import InfeasibleBudgetError, MicromixError
 from .graph import Graph
+from .integer.arith import INT32_MAX, accumulator_bound
 from .mcu import Region, Target, get_target, list_targets, register_target
 from .memory import MemoryReport, memory_report
-from .policy import Policy
+from .policy import ALLOWED_BITS, Policy
 from .units import format_bytes, parse_bytes
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "parse_bytes",
     "register_target",
     "smallest_footprint",
+    "weight_bits_caps",
 ]
 
 
@@ -129,8 +131,37 @@ def smallest_footprint(graph: Graph) -> MemoryReport:
     return memory_report(graph, Policy.uniform(graph, 2, 2))
 
 
+# Activations are searched up to 8 bits: the caps hold whatever bits the search gives a tensor.
+_MAX_ACT_BITS = max(ALLOWED_BITS)
+
+
+def weight_bits_caps(graph: Graph) -> dict[str, int]:
+    """Per conv / linear layer, the most weight bits (of ALLOWED_BITS) at which its int32
+    accumulator cannot overflow for any weights and any input codes up to 8 bits (the bias
+    comes from training and is checked by the conversion). The search never gives a layer more;
+    a layer that overflows even at 2 bits is refused here, before anything trains."""
+    caps = {}
+    for op in graph.weight_ops:
+        signed = graph.tensors[op.inputs[0]].signed
+        n = op.weight.row_elems
+        ok = [
+            b
+            for b in ALLOWED_BITS
+            if accumulator_bound(n * 2 ** (b - 1), _MAX_ACT_BITS, signed) <= INT32_MAX
+        ]
+        if not ok:
+            raise MicromixError(
+                f"layer {op.name} sums {n:,} products per output: its int32 accumulator can "
+                f"overflow even with {min(ALLOWED_BITS)}-bit weights; split the layer."
+            )
+        caps[op.name] = max(ok)
+    return caps
+
+
 def check_feasible(graph: Graph, budget: Budget) -> None:
-    """Fail before any training when even the smallest policy cannot fit."""
+    """Fail before any training when even the smallest policy cannot fit, or a layer's
+    accumulator overflows at any bits (`weight_bits_caps`)."""
+    weight_bits_caps(graph)
     low = smallest_footprint(graph)
     if budget.fits(low):
         return

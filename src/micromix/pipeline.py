@@ -29,7 +29,7 @@ from .policy import Policy
 from .quant.recipe import DEFAULT_RECIPE, QAT_BATCH_SIZE, recipe
 from .rundir import check_run_dir, open_run_dir
 from .stored import write_graph
-from .train import evaluate, fit, float_recipe, load_float, load_model, save_model
+from .train import evaluate, float_recipe, load_float, load_model, save_model, train_float
 
 ASSET = Path(__file__).parent / "assets" / "mobilenet_v1_w025_fmnist28.pt"
 ASSET_COMMAND = "micromix train --model mobilenet_v1 --width 0.25 --epochs 20 --run-dir runs/float-mbv1-025 --seed 0"
@@ -222,7 +222,7 @@ class Pipeline:
             self.say(f"training the float model ({c.float_epochs} epochs)")
             model = build(self.spec)
             cfg = float_recipe(c.float_epochs, seed=c.seed, batch_size=c.batch_size or 128)
-            fit(
+            train_float(  # lr range test; stops after epoch 1 if still at chance there
                 model,
                 self.data.train,
                 cfg,

@@ -7,6 +7,7 @@ writes. A checkpoint after every epoch holds model, optimizer, epoch and RNG sta
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import time
@@ -38,6 +39,7 @@ class TrainConfig:
     # step schedule: lr multiplied by each factor once `epoch >= at`, e.g. ((3, 0.5), (6, 0.1))
     lr_steps: tuple[tuple[int, float], ...] = ()
     warmup_epochs: float = 0.0
+    grad_clip: float | None = None  # max global L2 norm of the gradient per step (None: off)
     label_smoothing: float = 0.0
     augment: bool = True
     freeze_bn_after: int | None = None  # epochs of BN statistics updates, then frozen
@@ -251,7 +253,7 @@ def fit(
             if epoch == cfg.freeze_bn_after and before_bn_freeze is not None:
                 before_bn_freeze(model)
             freeze_bn(net)
-        t0, seen, loss_sum, correct = time.time(), 0, 0.0, 0
+        t0, seen, steps, loss_sum, correct = time.time(), 0, 0, 0.0, 0
         bar = tqdm(
             total=per_epoch,
             desc=f"{desc} {epoch + 1}/{cfg.epochs}",
@@ -287,8 +289,10 @@ def fit(
             loss = distill_loss(out, y, soft, cfg.kd_weight, cfg.kd_temperature, loss_fn)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
-            seen += len(y)
+            seen, steps = seen + len(y), steps + 1
             loss_sum += loss.item() * len(y)
             correct += (out.argmax(1) == y).sum().item()
             bar.update(1)
@@ -296,6 +300,7 @@ def fit(
         bar.close()
         row = {
             "epoch": epoch + 1,
+            "steps": steps,
             "loss": loss_sum / max(seen, 1),
             "train_acc": 100 * correct / max(seen, 1),
             "seconds": time.time() - t0,
@@ -326,6 +331,107 @@ def fit(
             save_checkpoint(checkpoint, ck)
         dist.barrier()
     return state
+
+
+CHANCE_LOSS_TOLERANCE = 0.03  # relative distance of the loss from ln(classes) that is "at chance"
+# Fewer optimizer steps than this in the epoch judge nothing: a tiny data set's first epoch
+# (a few batches) is at chance because it has barely started, and its epochs cost little.
+CHANCE_MIN_STEPS = 100
+
+
+def check_not_at_chance(row: dict[str, float], classes: int) -> None:
+    """Refuse a model whose epoch `row` (fit's history) is at chance: loss within 3 % of
+    ln(classes) and training accuracy below twice 1/classes, after at least CHANCE_MIN_STEPS
+    optimizer steps. More epochs do not help such a
+    model (issue 25: 20 epochs at loss 2.3026 = ln 10), so the run stops here, saying why."""
+    chance = math.log(classes)
+    if row.get("steps", CHANCE_MIN_STEPS) < CHANCE_MIN_STEPS:
+        return
+    if abs(row["loss"] - chance) > CHANCE_LOSS_TOLERANCE * chance:
+        return
+    if row["train_acc"] >= 2 * 100.0 / classes:
+        return
+    raise MicromixError(
+        f"the float model is at chance after epoch {int(row['epoch'])} (loss {row['loss']:.4f}, "
+        f"ln {classes} = {chance:.4f}; train accuracy {row['train_acc']:.1f} %), so this training "
+        "recipe does not train this network: train it with `micromix train` at a smaller --lr "
+        "(e.g. --lr 0.01) and pass the model file with --checkpoint."
+    )
+
+
+def fit_checked(
+    model: nn.Module, train: ImageSet, cfg: TrainConfig, *, checkpoint: str | Path, **kw: Any
+) -> FitState:
+    """`fit` (same arguments) that stops after the first epoch if the model is still at chance
+    there (`check_not_at_chance`). It runs as two `fit` calls joined by the checkpoint, which
+    resumes exactly, so a model that trains ends bit-identical to one plain `fit`."""
+    _, world = dist.world()
+    state = fit(model, train, cfg, checkpoint=checkpoint, until_epoch=1, **kw)
+    first = dict(state.history[0])
+    if world > 1:  # every rank decides on the same (summed) figures
+        loss, acc = dist.all_reduce_sum(
+            [first["loss"], first["train_acc"]], next(model.parameters()).device
+        )
+        first.update(loss=loss / world, train_acc=acc / world)
+    check_not_at_chance(first, len(train.classes))
+    if cfg.epochs <= 1:
+        return state
+    return fit(model, train, cfg, checkpoint=checkpoint, **{**kw, "resume": True})
+
+
+# The recipes `train_float` tries, in order of preference: micromix's SGD (measured best on the
+# BN zoo, results/float_training.md) and Adam 1e-3, which trains BN-free nets that SGD at 0.1
+# leaves at chance (issue 25, results/float_recipe.md).
+PROBE_ADAM = {"optimizer": "adam", "lr": 1e-3}
+PROBE_BATCHES = 40
+PROBE_KEEP = 0.5  # an earlier recipe is kept while its loss drop is >= half the best drop
+
+
+def probe_recipe(
+    model: nn.Module, train: ImageSet, cfg: TrainConfig, *, device: torch.device | str = "cpu"
+) -> tuple[TrainConfig, list[float]]:
+    """Train a copy of `model` for PROBE_BATCHES batches with `cfg` (constant lr) and with Adam
+    1e-3; return the first (cfg first) whose mean loss fell from chance, ln(classes), by at
+    least PROBE_KEEP of the largest fall, and both probe losses. A loss that falls is what
+    tells them apart, not an lr range test: in 80 batches SGD at 0.1, 0.03 ... 0.001 all sat
+    at ln 10 on the BN-free SqueezeNet, while Adam's loss already fell."""
+    tries = [cfg, replace(cfg, **PROBE_ADAM)]
+    losses = []
+    for c in tries:
+        probe = replace(
+            c, epochs=1, max_batches=PROBE_BATCHES, schedule="step", lr_steps=(), warmup_epochs=0.0
+        )
+        state = fit(copy.deepcopy(model), train, probe, device=device, progress=False)
+        losses.append(state.history[0]["loss"])
+    _, world = dist.world()
+    if world > 1:  # every rank chooses from the same (mean) losses
+        losses = [v / world for v in dist.all_reduce_sum(losses, torch.device(device))]
+    chance = math.log(len(train.classes))
+    drops = [chance - v if math.isfinite(v) else -math.inf for v in losses]
+    best = max(drops)
+    if best <= 0:  # nothing learns yet: keep the preferred recipe (fit_checked judges it)
+        return cfg, losses
+    return next(c for c, d in zip(tries, drops) if d >= PROBE_KEEP * best), losses
+
+
+def train_float(
+    model: nn.Module, train: ImageSet, cfg: TrainConfig, *, checkpoint: str | Path, **kw: Any
+) -> FitState:
+    """Float training as `micromix run` does it: `cfg` or Adam, as `probe_recipe` chooses (on
+    resume, the checkpoint's choice), then `fit_checked` (stops a model still at chance after
+    epoch 1)."""
+    device = kw.get("device", "cpu")
+    if kw.get("resume") and Path(checkpoint).exists():
+        saved = load_checkpoint(checkpoint)["config"]
+        cfg = replace(cfg, optimizer=saved["optimizer"], lr=float(saved["lr"]))
+    else:
+        cfg, losses = probe_recipe(model, train, cfg, device=device)
+        if kw.get("progress", True) and dist.world()[0] == 0:
+            tried = ", ".join(f"{v:.3f}" for v in losses)
+            print(
+                f"float training: {cfg.optimizer} lr {cfg.lr:g} (probe losses {tried})", flush=True
+            )
+    return fit_checked(model, train, cfg, checkpoint=checkpoint, **kw)
 
 
 def float_recipe(epochs: int, seed: int = 0, batch_size: int = 128) -> TrainConfig:

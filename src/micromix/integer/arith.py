@@ -21,6 +21,7 @@ from ..quant.params import qrange, round_half_up
 
 __all__ = [
     "INT32_MAX",
+    "accumulator_bound",
     "INT32_MIN",
     "MAX_SHIFT",
     "check_int32",
@@ -38,6 +39,19 @@ __all__ = [
 INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
+
+
+def accumulator_bound(
+    weight_abs_sum: np.ndarray | float, in_bits: int, in_signed: bool
+) -> np.ndarray:
+    """Worst |sum(w_int * q_in)| of a conv / linear row whose |w_int| sum to `weight_abs_sum`,
+    over every input code of a `in_bits` tensor: the int32 accumulator before its bias. The
+    conversion adds the trained bias to it; before training, the search bounds the row by
+    fan-in x 2^(w_bits - 1) (any weights)."""
+    lo, hi = qrange(in_bits, in_signed)
+    return np.asarray(weight_abs_sum, dtype=np.float64) * max(abs(lo), abs(hi))
+
+
 # |acc| < 2^31 and |m0| < 2^31 keep acc * m0 below 2^62; with the rounding term 2^(n-1) <= 2^61
 # the sum stays below 2^63. A shift of 62 also fits the int8 the export stores it in.
 MAX_SHIFT = 62

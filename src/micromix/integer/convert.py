@@ -27,6 +27,7 @@ from . import ops
 from .arith import (
     INT32_MAX,
     MAX_SHIFT,
+    accumulator_bound,
     pack_bits,
     quantize_multiplier,
     quantize_multiplier_pair,
@@ -178,7 +179,7 @@ def _weighted(op: Op, qp: QuantParams, out: TensorQuant, inp: TensorQuant) -> In
     ]
     mult = np.array([m for m, _ in mq], dtype=np.int64)
     shift = np.array([n for _, n in mq], dtype=np.int64)
-    bound = np.abs(rows).sum(axis=1).astype(np.float64) * max(abs(inp.qmin), abs(inp.qmax))
+    bound = accumulator_bound(np.abs(rows).sum(axis=1), inp.bits, inp.signed)
 
     def biases(k: int) -> np.ndarray:
         return np.where(zero, const * 2.0**k, round_half_up(b_acc * 2.0**k))
@@ -191,9 +192,17 @@ def _weighted(op: Op, qp: QuantParams, out: TensorQuant, inp: TensorQuant) -> In
 
     if not fits(0):
         ch = int(np.argmax(bound + np.abs(biases(0))))
+        # The search keeps the weights' part within int32 (budget.weight_bits_caps); what is
+        # left is a bias that is large against the channel's trained scale.
+        why = (
+            "lower the weight bits"
+            if bound[ch] > INT32_MAX
+            else f"its bias {bias[ch]:.3g} is {abs(b_acc[ch]):.3g} accumulator steps of scale "
+            f"{w_scale[ch] * s_in:.3g}; retrain the layer or rescale it"
+        )
         raise OverflowError32(
             f"layer {op.name}, channel {ch}: the int32 accumulator could overflow (worst case "
-            f"{bound[ch] + abs(biases(0)[ch]):.3g}); lower the bits or rescale the layer."
+            f"{bound[ch] + abs(biases(0)[ch]):.3g}); {why}."
         )
     # The bias keeps as many fractional bits as int32 allows (up to MAX_BIAS_SHIFT): rounding
     # it to whole accumulator steps would cost up to M/2 output steps, and BN can make M > 1.

@@ -26,6 +26,10 @@ WEIGHT_RANGES = ("narrow", "full")
 WEIGHT_QUANTS = ("mse", "lsq")
 DEFAULT_WEIGHT_RANGE = "narrow"  # measured better at 2 bits, see results/qat_accuracy.md
 _MIN_CLIP = 1e-8  # a dead channel (all weights 0) must not divide by zero
+# An LSQ step never falls below this fraction of its start: a grid 1024x finer than the MSE one
+# saturates every weight, so no training wants it, and the bias over such a scale stays within
+# 2^10 of its starting size. A power of two: 1 - it is exact, so the start is the MSE grid.
+_STEP_FLOOR = 2.0**-10
 
 
 def weight_qrange(bits: int, weight_range: str) -> tuple[int, int]:
@@ -174,9 +178,17 @@ class WeightQuant(nn.Module):
     `learn_clip`, which measured worse (results/qat_accuracy.md): with Adam its steps are as
     large as the weights' own and the grid drifts while the weights adapt to it.
 
-    `mode="lsq"`: the per-channel step size `step` (= scale) is a parameter trained with LSQ's
-    gradient (`_StepQuant`), initialised from the MSE clip. `scale()` and `int_weight` read
-    whichever the mode keeps, so the integer conversion is the same for both.
+    `mode="lsq"`: the per-channel step size (= scale) is learned with LSQ's gradient
+    (`_StepQuant`), initialised from the MSE clip. It is positive by construction:
+    see `step()`, where `step_raw` (0 at the start) is the parameter the optimizer sees.
+    d step / d step_raw is 1 at the start, so the updates are LSQ's own there, and they shrink
+    in proportion as the step nears its floor, which it therefore never reaches; a plain step
+    parameter could cross 0 (issue 25: a channel with step -0.0004 was deployed as zeros). `scale()` and `int_weight` read whichever the mode keeps, so
+    the integer conversion is the same for both.
+
+    A channel whose scale is at the floor `_MIN_CLIP` (a dead channel, or a step that
+    underflowed) is deployed as a zero-scale channel: codes 0, scale 0, so the conversion gives
+    it its bias and nothing else instead of dividing the bias by 1e-8.
     """
 
     def __init__(
@@ -195,60 +207,124 @@ class WeightQuant(nn.Module):
         self.qmin, self.qmax = weight_qrange(self.bits, weight_range)
         self.gscale = 1.0
         if mode == "lsq":
-            self.step = nn.Parameter(torch.ones(channels) / self.qmax)
+            self.step_raw = nn.Parameter(torch.zeros(channels))
+            self.register_buffer("step_init", torch.ones(channels) / self.qmax)
         elif learn_clip:
             self.clip = nn.Parameter(torch.ones(channels))
         else:
             self.register_buffer("clip", torch.ones(channels))
 
-    def scale(self) -> torch.Tensor:
+    def step(self) -> torch.Tensor:
+        """LSQ's step sizes, differentiable in `step_raw`: s0 * (eps + (1 - eps) e^(r / ((1 - eps) s0)))
+        with s0 = step_init, r = step_raw. Above s0 * eps however far r falls (so the floor
+        `_MIN_CLIP` is never reached from any usable start), d step / d r = 1 at r = 0."""
+        keep = 1.0 - _STEP_FLOOR
+        # The cap only guards exp against overflow (a step e^30 times its start is no grid).
+        grow = torch.exp((self.step_raw / (keep * self.step_init)).clamp_max(30.0))
+        return self.step_init * (_STEP_FLOOR + keep * grow)
+
+    def _floor_and_raw(self) -> tuple[float, torch.Tensor]:
         if self.mode == "lsq":
-            return self.step.clamp_min(_MIN_CLIP)
-        return self.clip.clamp_min(_MIN_CLIP) / self.qmax
+            return _MIN_CLIP, self.step()
+        return _MIN_CLIP / self.qmax, self.clip / self.qmax
+
+    def scale(self) -> torch.Tensor:
+        floor, raw = self._floor_and_raw()
+        return raw.clamp_min(floor)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         if not torch.is_grad_enabled():
-            s = self.scale().view(-1, *([1] * (w.dim() - 1)))
-            return fake_quant(w, s, self.qmin, self.qmax)
+            q, scale = self._grid(w)
+            return q.mul_(scale.view(-1, *([1] * (w.dim() - 1))))
         if self.mode == "lsq":
-            return _StepQuant.apply(w, self.step, self.qmin, self.qmax, self.gscale)
+            return _StepQuant.apply(w, self.step(), self.qmin, self.qmax, self.gscale)
         return _ClipQuant.apply(w, self.clip, self.qmin, self.qmax, self.qmax)
+
+    @torch.no_grad()
+    def _grid(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(float codes, per-channel scale) of the deployed weights; floor-clamped channels get
+        codes 0 and scale 0."""
+        floor, raw = self._floor_and_raw()
+        live = raw > floor
+        scale = raw.clamp_min(floor)
+        view = scale.view(-1, *([1] * (w.dim() - 1)))
+        q = (w / view).add_(0.5).floor_().clamp_(self.qmin, self.qmax)
+        q.mul_(live.view_as(view).to(q.dtype))
+        return q, torch.where(live, scale, torch.zeros_like(scale))
 
     @torch.no_grad()
     def int_weight(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(integer codes, per-channel scale) such that forward(w) == scale * codes."""
-        scale = self.scale()
-        view = scale.view(-1, *([1] * (w.dim() - 1)))
-        q = (w / view).add_(0.5).floor_().clamp_(self.qmin, self.qmax)
+        q, scale = self._grid(w)
         return q.to(torch.int64), scale
 
     @torch.no_grad()
     def init_mse(self, w: torch.Tensor, steps: int = 46) -> None:
         """Set each channel's clip to the fraction of max|w| (0.1 .. 1) with the least error."""
         flat = w.detach().reshape(w.shape[0], -1)
-        top = flat.abs().amax(1).clamp_min(_MIN_CLIP)
-        best_err = torch.full_like(top, float("inf"))
-        best = top.clone()
-        for f in torch.linspace(0.1, 1.0, steps).tolist():
-            clip = top * f
-            s = (clip / self.qmax)[:, None]
-            err = (fake_quant(flat, s, self.qmin, self.qmax) - flat).pow_(2).sum(1)
-            better = err < best_err
-            best_err = torch.where(better, err, best_err)
-            best = torch.where(better, clip, best)
+        self._set_clips(_mse_clips(flat, self.qmin, self.qmax, steps))
         if self.mode == "lsq":
-            self.step.copy_(best / self.qmax)
             self.gscale = lsq_grad_scale(flat.shape[1], self.qmax)
             # For Adam, which cancels the gradient scale: train.make_optimizer scales the
             # step's learning rate by it instead.
-            self.step.lr_scale = self.gscale
+            self.step_raw.lr_scale = self.gscale
+
+    def _set_clips(self, clips: torch.Tensor, rows: torch.Tensor | None = None) -> None:
+        rows = torch.arange(len(clips), device=clips.device) if rows is None else rows
+        if self.mode == "lsq":
+            self.step_init[rows] = clips[rows] / self.qmax
+            self.step_raw.data[rows] = 0.0
         else:
-            self.clip.copy_(best)
+            self.clip.data[rows] = clips[rows]
+
+    @torch.no_grad()
+    def dead_channels(self, w: torch.Tensor) -> list[int]:
+        """Channels deployed as all-zero codes although their float weights are not all zero."""
+        q, _ = self._grid(w)
+        flat_q, flat_w = q.reshape(len(q), -1), w.detach().reshape(len(q), -1)
+        dead = (flat_q == 0).all(1) & (flat_w != 0).any(1)
+        return dead.nonzero().view(-1).tolist()
+
+    @torch.no_grad()
+    def repair(self, w: torch.Tensor) -> list[int]:
+        """Re-initialise the grid of every `dead_channels` channel from its float weights
+        (the MSE clip `init_mse` starts from); returns those channels."""
+        rows = self.dead_channels(w)
+        if rows:
+            flat = w.detach().reshape(w.shape[0], -1)
+            idx = torch.tensor(rows, device=flat.device)
+            self._set_clips(_mse_clips(flat, self.qmin, self.qmax), idx)
+        return rows
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # Checkpoints from before the positive parametrization hold the step itself (`step`):
+        # it becomes step_init with step_raw = 0, the same grid; a step <= 0 becomes the floor,
+        # which deploys as a zero-scale channel, as such a channel was deployed (as zeros).
+        old = state_dict.pop(prefix + "step", None)
+        if old is not None and self.mode == "lsq":
+            state_dict.setdefault(prefix + "step_init", old.clamp_min(_MIN_CLIP))
+            state_dict.setdefault(prefix + "step_raw", torch.zeros_like(old))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
         return (
             f"bits={self.bits}, range={self.weight_range} [{self.qmin}, {self.qmax}], {self.mode}"
         )
+
+
+def _mse_clips(flat: torch.Tensor, qmin: int, qmax: int, steps: int = 46) -> torch.Tensor:
+    """Per row, the fraction of max|w| (0.1 .. 1) whose grid has the least squared error."""
+    top = flat.abs().amax(1).clamp_min(_MIN_CLIP)
+    best_err = torch.full_like(top, float("inf"))
+    best = top.clone()
+    for f in torch.linspace(0.1, 1.0, steps).tolist():
+        clip = top * f
+        s = (clip / qmax)[:, None]
+        err = (fake_quant(flat, s, qmin, qmax) - flat).pow_(2).sum(1)
+        better = err < best_err
+        best_err = torch.where(better, err, best_err)
+        best = torch.where(better, clip, best)
+    return best
 
 
 def conv_args(conv: nn.Conv2d) -> tuple:

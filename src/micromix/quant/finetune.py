@@ -21,7 +21,14 @@ from ..policy import Policy
 from ..train import fit
 from .fakequant import DEFAULT_WEIGHT_RANGE, WEIGHT_QUANTS, WEIGHT_RANGES
 from .params import qparams_to_data
-from .prepare import QATModel, calibrate, calibration_batches, prepare, reestimate_bn
+from .prepare import (
+    QATModel,
+    calibrate,
+    calibration_batches,
+    prepare,
+    reestimate_bn,
+    repair_dead_channels,
+)
 from .recipe import DEFAULT_RECIPE, QAT_EPOCHS, QATRecipe
 from .recipe import recipe as named_recipe
 
@@ -95,6 +102,10 @@ def finetune(
         before_bn_freeze=before_bn_freeze if reest > 0 else None,
     )
     qmodel.history = state.history  # per-epoch loss, accuracy and seconds
+    qmodel.repaired = repair_dead_channels(qmodel)
+    if qmodel.repaired and progress:
+        where = "; ".join(f"{k} channels {v}" for k, v in qmodel.repaired.items())
+        print(f"[micromix] QAT left channels deployed as all zeros; re-initialised: {where}")
     qmodel.eval()
     return qmodel
 

@@ -346,6 +346,24 @@ def quant_params(qmodel: QATModel) -> QuantParams:
     return QuantParams(tensors, layers)
 
 
+def repair_dead_channels(qmodel: QATModel) -> dict[str, list[int]]:
+    """Give every channel that would be deployed as all-zero codes while its float weights are
+    not (a grid that grew past all of its weights, or a step that underflowed) its starting
+    MSE grid back; returns {layer: channels} of those repaired.
+
+    Such a channel silently deploys as zeros: fake-quant, numpy and C all agree on it, so no
+    later check notices. Repairing rather than refusing keeps a finished QAT run; the accuracy
+    the caller measures afterwards is that of the repaired model.
+    """
+    fixed: dict[str, list[int]] = {}
+    for op in qmodel.graph.weight_ops:
+        m = qmodel.weight_module(op.name)
+        rows = m.wq.repair(m.weight)
+        if rows:
+            fixed[op.name] = rows
+    return fixed
+
+
 def bn_affine(bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
     """(factor, shift) with BN_eval(y) = factor * y + shift, in float64."""
     if bn.running_mean is None or bn.running_var is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..budget import Budget
+from ..budget import Budget, weight_bits_caps
 from ..errors import MicromixError
 from ..graph import Graph
 from ..memory import memory_report
@@ -41,9 +41,10 @@ class UniformConfig(StrategyConfig):
 
 def uniform_policy(graph: Graph, budget: Budget, *, weights_only: bool = False) -> Policy:
     order = [(w, a) for w, a in UNIFORM_ORDER if a == FIXED_BITS] if weights_only else UNIFORM_ORDER
+    cap = min(weight_bits_caps(graph).values(), default=max(b for b, _ in order))
     for w, a in order:
         p = Policy.uniform(graph, w, a)
-        if budget.fits(memory_report(graph, p)):
+        if w <= cap and budget.fits(memory_report(graph, p)):
             return p
     raise MicromixError("no uniform policy fits the budget.")
 

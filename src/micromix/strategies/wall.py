@@ -18,6 +18,10 @@ The arena planner may exceed the liveness bound on residual nets, so afterwards 
 arena (memory_report.ram_bytes, what the device allocates) is checked and the largest tensor
 of the peak step is halved until the arena fits.
 
+Accumulators: a layer's weights never get more bits than `budget.weight_bits_caps` allows (its
+int32 accumulator could overflow above them for some input); enforce lowers them first, and the
+upward passes stop there.
+
 FLASH (weights): while over budget, among layers not at 2 bits take those whose share of the
 current weight bytes is within 5 percentage points of the largest share, and halve the
 earliest one.
@@ -33,7 +37,7 @@ Doublings are coarse, so `fill_exchange` (what the strategies use) goes on while
 
 from __future__ import annotations
 
-from ..budget import Budget, check_feasible
+from ..budget import Budget, check_feasible, weight_bits_caps
 from ..errors import InfeasibleBudgetError
 from ..graph import Graph
 from ..memory import MemoryReport, SizeTable, memory_report, scratch_need, size_table
@@ -62,6 +66,8 @@ class Wall:
         check_feasible(graph, budget)  # raises InfeasibleBudgetError naming the 2-bit minimum
         self.graph, self.budget, self.weights_only = graph, budget, weights_only
         self.fixed = frozenset((graph.input, graph.output))
+        # A layer whose int32 accumulator could overflow above these bits never gets them.
+        self.wmax = weight_bits_caps(graph)
         # Byte tables come from memory.py; the wall only adds them up.
         self.sizes = sizes or size_table(graph)
         self.act_bytes, self.w_bytes = self.sizes.act, self.sizes.weight
@@ -103,7 +109,12 @@ class Wall:
     def enforce(self, policy: Policy) -> tuple[Policy, MemoryReport]:
         """Lower bits of `policy` until it fits; returns it with its memory report."""
         self.log = []
-        weights = self.fit_flash(dict(policy.weights), policy.activations)
+        weights = dict(policy.weights)
+        for o, cap in self.wmax.items():
+            if weights[o] > cap:
+                weights[o] = cap
+                self.log.append(("accumulator", o, cap))
+        weights = self.fit_flash(weights, policy.activations)
         acts = self.fit_ram(dict(policy.activations), weights)
         out = Policy(weights, acts)
         out, report = self.fit_arena(out)
@@ -224,7 +235,7 @@ class Wall:
             scratch = self.scratch_bytes(weights) if ram_lim is not None else 0
             best, best_score = None, 0.0
             for o, b in weights.items():
-                if b >= MAX_BITS or ("w", o) in blocked:
+                if b >= self.wmax[o] or ("w", o) in blocked:
                     continue
                 extra = self.w_bytes[o][2 * b] - self.w_bytes[o][b]
                 if flash_lim is not None and flash + extra > flash_lim:
@@ -292,7 +303,7 @@ class Wall:
                 break
             trials = []
             for t, b in best.weights.items():
-                if b >= MAX_BITS:
+                if b >= self.wmax[t]:
                     continue
                 q = self._raise_and_repair(best, t, gains)
                 if q is None:
