@@ -264,10 +264,10 @@ MM_DW_GROUP(mm_dw_any, MM_DW_TANY, 0, 0, 0) /* signed inputs (rare): no unrolled
 static void mm_dw_channel(const uint8_t *in, uint8_t *out, const uint8_t *w, int32_t b,
                           int32_t m0, int s, int ch, int32_t in_pix, int32_t out_pix, int in_h,
                           int in_w, int out_h, int out_w, int kh, int kw, int sh, int sw, int ph,
-                          int pw, int fmt, int32_t qmin, int32_t qmax)
+                          int pw, const mm_quant_params *q)
 {
-    const int ib = MM_FMT_IN_BITS(fmt), is = MM_FMT_IN_SIGNED(fmt);
-    const int wb = MM_FMT_W_BITS(fmt), ob = MM_FMT_OUT_BITS(fmt);
+    const int ib = q->in_bits, is = q->in_signed, wb = q->w_bits, ob = q->out_bits;
+    const int32_t qmin = q->qmin, qmax = q->qmax;
     const int32_t obyte = (ch * ob) >> 3, oshift = (ch * ob) & 7, omask = (1 << ob) - 1;
     const uint8_t *wk = w + ch * mm_bytes(kh * kw, wb);
     for (int oy = 0; oy < out_h; oy++) {
@@ -282,7 +282,7 @@ static void mm_dw_channel(const uint8_t *in, uint8_t *out, const uint8_t *w, int
                 for (int kx = kx0; kx < kx1; kx++)
                     acc += mm_get(in + ((int32_t)(iy0 + ky) * in_w + ix0 + kx) * in_pix, ch, ib,
                                   is) * mm_get(wk, ky * kw + kx, wb, 1);
-            y = mm_requant(mm_biased(acc, b, MM_FMT_BIAS_SHIFT(fmt)), m0, s, qmin, qmax);
+            y = mm_requant(mm_biased(acc, b, q->bias_shift), m0, s, qmin, qmax);
             if (ob == 8)
                 *po = (uint8_t)y;
             else
@@ -294,13 +294,15 @@ static void mm_dw_channel(const uint8_t *in, uint8_t *out, const uint8_t *w, int
 typedef void (*mm_dw_fn)(const mm_dwl *, const uint8_t *, uint8_t *, const uint32_t *,
                          const mm_dwq *);
 
-void mm_depthwise(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
-                  const int32_t *mult, const int8_t *shift, int c, int in_h, int in_w,
-                  int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw, int fmt,
-                  int32_t qmin, int32_t qmax, void *scratch)
+void mm_depthwise(MM_CONV_ARGS)
 {
-    const int ib = MM_FMT_IN_BITS(fmt), is = MM_FMT_IN_SIGNED(fmt);
-    const int wb = MM_FMT_W_BITS(fmt), ob = MM_FMT_OUT_BITS(fmt);
+    const int ib = q->in_bits, is = q->in_signed, wb = q->w_bits, ob = q->out_bits;
+    const int c = d->in_c, in_h = d->in_h, in_w = d->in_w, out_h = d->out_h, out_w = d->out_w;
+    const int kh = d->k_h, kw = d->k_w, sh = d->stride_h, sw = d->stride_w;
+    const int ph = d->pad_h, pw = d->pad_w;
+    const int32_t *const bias = q->bias, *const mult = q->mult;
+    const int8_t *const shift = q->shift;
+    const int32_t qmin = q->qmin, qmax = q->qmax;
     const int32_t in_pix = mm_bytes(c, ib), out_pix = mm_bytes(c, ob);
     const int taps = kh * kw;
     const int32_t row_bytes = mm_bytes(taps, wb);
@@ -309,13 +311,14 @@ void mm_depthwise(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32
      * window ends inside (ix0 + 3 <= in_w) */
     const int ox_in = (pw + sw - 1) / sw, ox_end = in_w >= 3 ? (in_w - 3 + pw) / sw + 1 : 0;
     const mm_dwl L = {in_pix, out_pix, in_pix * in_w, in_h, in_w, out_h, out_w, kh, kw,
-                      sh, sw, ph, pw, ib, is, ob, MM_FMT_BIAS_SHIFT(fmt), qmin, qmax, ox_in, ox_end > ox_in ? (ox_end < out_w ? ox_end : out_w) - ox_in : 0};
+                      sh, sw, ph, pw, ib, is, ob, q->bias_shift, qmin, qmax, ox_in, ox_end > ox_in ? (ox_end < out_w ? ox_end : out_w) - ox_in : 0};
     const mm_dw_fn fn = is ? mm_dw_any : ib == 8 ? mm_dw_8u : ib == 4 ? mm_dw_4u : mm_dw_2u;
     const int per = 8 / wb, wsh = 8 - wb;
     const uint32_t top = wb == 8 ? 0xFFFFFFFFu : wb == 4 ? 0xF0F0F0F0u : 0xC0C0C0C0u;
     uint32_t wp[2 * MM_DW_TAPS]; /* the group's weights as halfword pairs, tap after tap */
-    mm_dwq q;
+    mm_dwq rq;
     int ch;
+    MM_ASSERT(d->groups == c && d->out_c == c);
     (void)scratch;
     for (ch = 0; ch < grouped; ch += 4) {
         /* Byte j of word k holds channel j's taps k * per ..., the first in the top bits:
@@ -337,21 +340,21 @@ void mm_depthwise(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32
                 wp[2 * t + 1] = mm_dw_pair((int16_t)(p1 & 0xFFFFu) >> wsh, (int32_t)p1 >> (16 + wsh));
             }
         }
-        q.s = shift + ch;
-        q.bk = L.bk;
-        q.lo = qmin;
-        q.hi = qmax;
-        q.fast = 1;
+        rq.s = shift + ch;
+        rq.bk = L.bk;
+        rq.lo = qmin;
+        rq.hi = qmax;
+        rq.fast = 1;
         for (int j = 0; j < 4; j++) {
-            q.b[j] = bias[ch + j];
-            q.m[j] = mult[ch + j];
-            q.fast &= q.s[j] > 32;
-            q.n[j] = q.s[j] - 32;
-            q.r[j] = q.fast ? (int32_t)1 << (q.s[j] - 33) : 0;
+            rq.b[j] = bias[ch + j];
+            rq.m[j] = mult[ch + j];
+            rq.fast &= rq.s[j] > 32;
+            rq.n[j] = rq.s[j] - 32;
+            rq.r[j] = rq.fast ? (int32_t)1 << (rq.s[j] - 33) : 0;
         }
-        if (q.fast && qmin == 0 && qmax == 255)
-            q.fast = 2;
-        fn(&L, in + ((ch * ib) >> 3), out + ((ch * ob) >> 3), wp, &q);
+        if (rq.fast && qmin == 0 && qmax == 255)
+            rq.fast = 2;
+        fn(&L, in + ((ch * ib) >> 3), out + ((ch * ob) >> 3), wp, &rq);
     }
     if (ob != 8 && grouped < c) /* the single-channel tail ORs its bits in */
         for (int32_t p = 0; p < (int32_t)out_h * out_w; p++)
@@ -359,5 +362,5 @@ void mm_depthwise(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32
                    (size_t)(out_pix - ((grouped * ob) >> 3)));
     for (; ch < c; ch++)
         mm_dw_channel(in, out, w, bias[ch], mult[ch], shift[ch], ch, in_pix, out_pix, in_h, in_w,
-                      out_h, out_w, kh, kw, sh, sw, ph, pw, fmt, qmin, qmax);
+                      out_h, out_w, kh, kw, sh, sw, ph, pw, q);
 }
