@@ -170,94 +170,130 @@ static void mm_dw_requant4(const mm_dwl *L, const mm_dwq *q, const int32_t *acc,
 #define MM_DW_REQ4U8() MM_DW_REQ4()
 #endif
 
+/* The input formats of the group kernel, each a specialisation of mm_dw_group. */
+enum { MM_DW_8U, MM_DW_4U, MM_DW_2U, MM_DW_ANY };
+
+/* One tap for the format `kind` (a constant at each use: the other branches fold away). */
+#define MM_DW_TAP(kind, R_, O_, K_, T_)                                                           \
+    do {                                                                                          \
+        if ((kind) == MM_DW_8U)                                                                   \
+            MM_DW_T8U(R_, O_, K_, T_);                                                            \
+        else if ((kind) == MM_DW_4U)                                                              \
+            MM_DW_T4U(R_, O_, K_, T_);                                                            \
+        else if ((kind) == MM_DW_2U)                                                              \
+            MM_DW_T2U(R_, O_, K_, T_);                                                            \
+        else                                                                                      \
+            MM_DW_TANY(R_, O_, K_, T_);                                                           \
+    } while (0)
+
 /* One group of four channels over the whole output: in and out point at the group's first
  * byte of pixel 0, wp holds the taps' weight pairs. Windows inside the image are told by one
- * unsigned compare of the window's first column (lim is 0 on rows that need padding). */
-#define MM_DW_GROUP(name, T, maskv, unroll, usat8)                                                \
-    static void name(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,        \
-                     const mm_dwq *q)                                                             \
-    {                                                                                             \
-        const int32_t ip = L->in_pix, ip2 = 2 * ip, rs = L->row, step = L->sw * ip;               \
-        const int kh = L->kh, kw = L->kw, ob = L->ob;                                             \
-        const uint32_t mask = (maskv);                                                            \
-        const int32_t zero = 0;                                                                   \
-        (void)mask;                                                                               \
-        for (int oy = 0; oy < L->out_h; oy++) {                                                   \
-            const int iy0 = oy * L->sh - L->ph;                                                   \
-            const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = L->in_h - iy0 < kh ? L->in_h - iy0 : kh;    \
-            const uint32_t n_in = (unroll) && kh == 3 && kw == 3 && ky0 == 0 && ky1 == 3 ? L->n_in : 0; \
-            int32_t px = (int32_t)iy0 * rs - (int32_t)L->pw * ip; /* window corner */             \
-            for (int ox = 0; ox < L->out_w; ox++, out += L->out_pix, px += step) {                \
-                int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;                                           \
-                if ((uint32_t)(ox - L->ox_in) < n_in) {                                           \
-                    const uint8_t *r = in + px;                                                   \
-                    T(r, zero, wp, 0);                                                            \
-                    T(r, ip, wp, 1);                                                              \
-                    T(r, ip2, wp, 2);                                                             \
-                    r += rs;                                                                      \
-                    T(r, zero, wp, 3);                                                            \
-                    T(r, ip, wp, 4);                                                              \
-                    T(r, ip2, wp, 5);                                                             \
-                    r += rs;                                                                      \
-                    T(r, zero, wp, 6);                                                            \
-                    T(r, ip, wp, 7);                                                              \
-                    T(r, ip2, wp, 8);                                                             \
-                } else {                                                                          \
-                    const int ix0 = ox * L->sw - L->pw, kx0 = ix0 < 0 ? -ix0 : 0,                 \
-                              kx1 = L->in_w - ix0 < kw ? L->in_w - ix0 : kw;                      \
-                    if ((unroll) && kh == 3 && kw == 3) { /* each valid row's valid taps */       \
-                        for (int ky = kx0 < kx1 ? ky0 : ky1; ky < ky1; ky++) {                    \
-                            const uint32_t *wr = wp + 6 * ky;                                     \
-                            int32_t o = px + (int32_t)ky * rs;                                    \
-                            if (kx0 == 0)                                                         \
-                                T(in, o, wr, 0);                                                  \
-                            o += ip;                                                              \
-                            if (kx0 <= 1 && kx1 >= 2)                                             \
-                                T(in, o, wr, 1);                                                  \
-                            o += ip;                                                              \
-                            if (kx1 == 3)                                                         \
-                                T(in, o, wr, 2);                                                  \
-                        }                                                                         \
-                    } else {                                                                      \
-                        for (int ky = ky0; ky < ky1; ky++) {                                      \
-                            const uint8_t *r = in + (px + (int32_t)ky * rs + (int32_t)kx0 * ip);  \
-                            for (int kx = kx0; kx < kx1; kx++, r += ip)                           \
-                                T(r, zero, wp + 2 * (ky * kw + kx), 0);                           \
-                        }                                                                         \
-                    }                                                                             \
-                }                                                                                 \
-                if ((usat8) && q->fast == 2) {                                                    \
-                    MM_DW_REQ4U8();                                                               \
-                } else if (q->fast) {                                                             \
-                    MM_DW_REQ4();                                                                 \
-                } else {                                                                          \
-                    int32_t acc_[4] = {a0, a1, a2, a3}, y_[4];                                    \
-                    mm_dw_requant4(L, q, acc_, y_);                                               \
-                    a0 = y_[0];                                                                   \
-                    a1 = y_[1];                                                                   \
-                    a2 = y_[2];                                                                   \
-                    a3 = y_[3];                                                                   \
-                }                                                                                 \
-                if (ob == 8) {                                                                    \
-                    out[0] = (uint8_t)a0;                                                         \
-                    out[1] = (uint8_t)a1;                                                         \
-                    out[2] = (uint8_t)a2;                                                         \
-                    out[3] = (uint8_t)a3;                                                         \
-                } else if (ob == 4) {                                                             \
-                    out[0] = (uint8_t)((a0 & 15) | ((uint32_t)a1 << 4));                          \
-                    out[1] = (uint8_t)((a2 & 15) | ((uint32_t)a3 << 4));                          \
-                } else {                                                                          \
-                    out[0] = (uint8_t)((a0 & 3) | ((a1 & 3) << 2) | ((a2 & 3) << 4) |             \
-                                       ((uint32_t)a3 << 6));                                      \
-                }                                                                                 \
-            }                                                                                     \
-        }                                                                                         \
+ * unsigned compare of the window's first column (lim is 0 on rows that need padding). Forced
+ * inline into one function per input format (`kind` a constant): signed inputs (rare) get no
+ * unrolled code, 8-bit unsigned ones a USAT clamp to [0, 255]. */
+static MM_INLINE void mm_dw_group(const mm_dwl *L, const uint8_t *in, uint8_t *out,
+                                  const uint32_t *wp, const mm_dwq *q, const int kind)
+{
+    const int32_t ip = L->in_pix, ip2 = 2 * ip, rs = L->row, step = L->sw * ip;
+    const int kh = L->kh, kw = L->kw, ob = L->ob, unroll = kind != MM_DW_ANY;
+    const uint32_t mask = kind == MM_DW_4U ? 0x000F000Fu : kind == MM_DW_2U ? 0x00030003u : 0;
+    const int32_t zero = 0;
+    (void)mask;
+    for (int oy = 0; oy < L->out_h; oy++) {
+        const int iy0 = oy * L->sh - L->ph;
+        const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = L->in_h - iy0 < kh ? L->in_h - iy0 : kh;
+        const uint32_t n_in = unroll && kh == 3 && kw == 3 && ky0 == 0 && ky1 == 3 ? L->n_in : 0;
+        int32_t px = (int32_t)iy0 * rs - (int32_t)L->pw * ip; /* window corner */
+        for (int ox = 0; ox < L->out_w; ox++, out += L->out_pix, px += step) {
+            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            if ((uint32_t)(ox - L->ox_in) < n_in) {
+                const uint8_t *r = in + px;
+                MM_DW_TAP(kind, r, zero, wp, 0);
+                MM_DW_TAP(kind, r, ip, wp, 1);
+                MM_DW_TAP(kind, r, ip2, wp, 2);
+                r += rs;
+                MM_DW_TAP(kind, r, zero, wp, 3);
+                MM_DW_TAP(kind, r, ip, wp, 4);
+                MM_DW_TAP(kind, r, ip2, wp, 5);
+                r += rs;
+                MM_DW_TAP(kind, r, zero, wp, 6);
+                MM_DW_TAP(kind, r, ip, wp, 7);
+                MM_DW_TAP(kind, r, ip2, wp, 8);
+            } else {
+                const int ix0 = ox * L->sw - L->pw, kx0 = ix0 < 0 ? -ix0 : 0,
+                          kx1 = L->in_w - ix0 < kw ? L->in_w - ix0 : kw;
+                if (unroll && kh == 3 && kw == 3) { /* each valid row's valid taps */
+                    for (int ky = kx0 < kx1 ? ky0 : ky1; ky < ky1; ky++) {
+                        const uint32_t *wr = wp + 6 * ky;
+                        int32_t o = px + (int32_t)ky * rs;
+                        if (kx0 == 0)
+                            MM_DW_TAP(kind, in, o, wr, 0);
+                        o += ip;
+                        if (kx0 <= 1 && kx1 >= 2)
+                            MM_DW_TAP(kind, in, o, wr, 1);
+                        o += ip;
+                        if (kx1 == 3)
+                            MM_DW_TAP(kind, in, o, wr, 2);
+                    }
+                } else {
+                    for (int ky = ky0; ky < ky1; ky++) {
+                        const uint8_t *r = in + (px + (int32_t)ky * rs + (int32_t)kx0 * ip);
+                        for (int kx = kx0; kx < kx1; kx++, r += ip)
+                            MM_DW_TAP(kind, r, zero, wp + 2 * (ky * kw + kx), 0);
+                    }
+                }
+            }
+            if ((kind == MM_DW_8U) && q->fast == 2) {
+                MM_DW_REQ4U8();
+            } else if (q->fast) {
+                MM_DW_REQ4();
+            } else {
+                int32_t acc_[4] = {a0, a1, a2, a3}, y_[4];
+                mm_dw_requant4(L, q, acc_, y_);
+                a0 = y_[0];
+                a1 = y_[1];
+                a2 = y_[2];
+                a3 = y_[3];
+            }
+            if (ob == 8) {
+                out[0] = (uint8_t)a0;
+                out[1] = (uint8_t)a1;
+                out[2] = (uint8_t)a2;
+                out[3] = (uint8_t)a3;
+            } else if (ob == 4) {
+                out[0] = (uint8_t)((a0 & 15) | ((uint32_t)a1 << 4));
+                out[1] = (uint8_t)((a2 & 15) | ((uint32_t)a3 << 4));
+            } else {
+                out[0] = (uint8_t)((a0 & 3) | ((a1 & 3) << 2) | ((a2 & 3) << 4) |
+                                   ((uint32_t)a3 << 6));
+            }
+        }
     }
+}
 
-MM_DW_GROUP(mm_dw_8u, MM_DW_T8U, 0, 1, 1)
-MM_DW_GROUP(mm_dw_4u, MM_DW_T4U, 0x000F000Fu, 1, 0)
-MM_DW_GROUP(mm_dw_2u, MM_DW_T2U, 0x00030003u, 1, 0)
-MM_DW_GROUP(mm_dw_any, MM_DW_TANY, 0, 0, 0) /* signed inputs (rare): no unrolled code */
+static void mm_dw_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
+                     const mm_dwq *q)
+{
+    mm_dw_group(L, in, out, wp, q, MM_DW_8U);
+}
+
+static void mm_dw_4u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
+                     const mm_dwq *q)
+{
+    mm_dw_group(L, in, out, wp, q, MM_DW_4U);
+}
+
+static void mm_dw_2u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
+                     const mm_dwq *q)
+{
+    mm_dw_group(L, in, out, wp, q, MM_DW_2U);
+}
+
+static void mm_dw_any(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
+                      const mm_dwq *q)
+{
+    mm_dw_group(L, in, out, wp, q, MM_DW_ANY);
+}
 
 /* One channel over the whole output (the few leftover channels, or kernels larger than
  * MM_DW_TAPS); sub-byte results are OR-ed into the zeroed output. */
