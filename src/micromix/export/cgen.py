@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import MicromixError
 from ..integer.arith import pack_bits
 from ..integer.model import IntegerModel, IntOp
 from ..memory import CONV_KERNELS, KERNEL_CONSTANTS, kernel_constant, param_arrays
@@ -220,6 +221,9 @@ def _fmt(in_bits: int, in_signed: bool, w_bits: int, out_bits: int, bias_shift: 
     return f"MM_FMT({in_bits}, {int(in_signed)}, {w_bits}, {out_bits}, {bias_shift})"
 
 
+DIM_MAX = 2**15 - 1  # mm_conv_dims holds int16 sizes
+
+
 def _conv_call(step: int, iop: IntOp, kernel: str, a: str, y: str) -> str:
     """The call of `kernel` (the one the memory report records) with its dims and params
     structs built at the call site: immediates of the call, like the arguments they replace,
@@ -229,7 +233,11 @@ def _conv_call(step: int, iop: IntOp, kernel: str, a: str, y: str) -> str:
     dims = (*op.in_shape, *op.out_shape, kh, kw, sh, sw, ph, pw, iop.groups)
     arr = {s: c_name(step, op.name, s) for s in ("bias", "mult", "shift")}
     fmt = (iop.in_bits[0], int(iop.in_signed[0]), iop.w_bits or 8, iop.out_bits, iop.bias_shift)
-    q = (arr["bias"], arr["mult"], arr["shift"], *fmt, iop.qmin, iop.qmax)
+    q = (arr["bias"], arr["mult"], arr["shift"], iop.qmin, iop.qmax, *fmt)
+    if max(dims) > DIM_MAX:
+        raise MicromixError(
+            f"layer {op.name} has a dimension above {DIM_MAX}, more than the C kernels take."
+        )
     return (
         f"{{\n        const mm_conv_dims d = {{{', '.join(map(str, dims))}}};\n"
         f"        const mm_quant_params q = {{{', '.join(map(str, q))}}};\n"

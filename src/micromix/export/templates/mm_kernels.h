@@ -337,9 +337,9 @@ void mm_dot2x4(const int16_t *x, const uint8_t *w, int32_t row_bytes, int32_t n,
  * formats and per-channel parameters, and the shared scratch buffer. The export builds the two
  * structs at the call site (they are immediates of the call, not model constants). A linear on
  * a C x H x W input is an H x W convolution with a 1 x 1 output. */
-typedef struct {
-    int in_c, in_h, in_w, out_c, out_h, out_w;
-    int k_h, k_w, stride_h, stride_w, pad_h, pad_w, groups;
+typedef struct { /* int16: the per-call copy gcc makes of these stays small (cgen checks) */
+    int16_t in_c, in_h, in_w, out_c, out_h, out_w;
+    int16_t k_h, k_w, stride_h, stride_w, pad_h, pad_w, groups;
 } mm_conv_dims;
 
 /* Requantization of each output channel c: mm_requant(mm_biased(dot, bias[c], bias_shift),
@@ -348,8 +348,8 @@ typedef struct {
 typedef struct {
     const int32_t *bias, *mult;
     const int8_t *shift;
-    int in_bits, in_signed, w_bits, out_bits, bias_shift;
     int32_t qmin, qmax;
+    uint8_t in_bits, in_signed, w_bits, out_bits, bias_shift;
 } mm_quant_params;
 
 #define MM_CONV_ARGS                                                                              \
