@@ -336,8 +336,6 @@ void mm_depthwise(MM_CONV_ARGS)
     const int c = d->in_c, in_h = d->in_h, in_w = d->in_w, out_h = d->out_h, out_w = d->out_w;
     const int kh = d->k_h, kw = d->k_w, sh = d->stride_h, sw = d->stride_w;
     const int ph = d->pad_h, pw = d->pad_w;
-    const int32_t *const bias = q->bias, *const mult = q->mult;
-    const int8_t *const shift = q->shift;
     const int32_t qmin = q->qmin, qmax = q->qmax;
     const int32_t in_pix = mm_bytes(c, ib), out_pix = mm_bytes(c, ob);
     const int taps = kh * kw;
@@ -376,14 +374,14 @@ void mm_depthwise(MM_CONV_ARGS)
                 wp[2 * t + 1] = mm_dw_pair((int16_t)(p1 & 0xFFFFu) >> wsh, (int32_t)p1 >> (16 + wsh));
             }
         }
-        rq.s = shift + ch;
+        rq.s = q->shift + ch;
         rq.bk = L.bk;
         rq.lo = qmin;
         rq.hi = qmax;
         rq.fast = 1;
         for (int j = 0; j < 4; j++) {
-            rq.b[j] = bias[ch + j];
-            rq.m[j] = mult[ch + j];
+            rq.b[j] = q->bias[ch + j];
+            rq.m[j] = q->mult[ch + j];
             rq.fast &= rq.s[j] > 32;
             rq.n[j] = rq.s[j] - 32;
             rq.r[j] = rq.fast ? (int32_t)1 << (rq.s[j] - 33) : 0;
@@ -397,6 +395,6 @@ void mm_depthwise(MM_CONV_ARGS)
             memset(out + p * out_pix + ((grouped * ob) >> 3), 0,
                    (size_t)(out_pix - ((grouped * ob) >> 3)));
     for (; ch < c; ch++)
-        mm_dw_channel(in, out, w, bias[ch], mult[ch], shift[ch], ch, in_pix, out_pix, in_h, in_w,
+        mm_dw_channel(in, out, w, q->bias[ch], q->mult[ch], q->shift[ch], ch, in_pix, out_pix, in_h, in_w,
                       out_h, out_w, kh, kw, sh, sw, ph, pw, q);
 }
