@@ -358,3 +358,43 @@ def test_model_calls_exactly_the_kernel_the_memory_report_records() -> None:
             assert not set(called) & set(CONV_KERNELS), (step, called)
     # the net exercises the choice: pointwise (8-bit, widened, sub-byte), depthwise, general
     assert {"mm_pointwise8", "mm_pointwise_sub", "mm_depthwise", "mm_conv"} <= set(recorded)
+
+
+DEBUG_HARNESS = r"""
+#include <stdlib.h>
+#include "mm_kernels.h"
+static const int32_t bias[4] = {0, 1, 2, 3}, mult[4] = {1 << 30, 1 << 30, 1 << 30, 1 << 30};
+static const int8_t shift[4] = {40, 40, 40, 40};
+static uint8_t in[4 * 4 * 8], out[4 * 4 * 4], w[4 * 8];
+static int32_t scratch[256];
+int main(int argc, char **argv)
+{
+    /* a 1x1 layer, 8-bit inputs and weights: mm_pointwise8's, never mm_conv's */
+    const mm_conv_dims d = {8, 4, 4, 4, 4, 4, 1, 1, 1, 1, 0, 0, 1};
+    const mm_quant_params q = {bias, mult, shift, -128, 127, 8, 1, 8, 8, 0};
+    (void)argv;
+    if (argc > 1)
+        mm_conv(in, out, w, &d, &q, scratch);
+    else
+        mm_pointwise8(in, out, w, &d, &q, scratch);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_debug_build_refuses_a_kernel_the_export_would_not_choose(tmp_path, debug: bool) -> None:
+    """The C keeps its kernel rules as MM_DEBUG assertions: a call of mm_conv on an 8-bit 1x1
+    layer (mm_pointwise8's) aborts in a debug build and runs in a release build; the right
+    kernel runs in both."""
+    d = _kernel_dir(tmp_path)
+    (d / "t.c").write_text(DEBUG_HARNESS)
+    srcs = ["t.c", "mm_conv.c", "mm_dot.c"]
+    flags = ["-std=c99", "-O1", "-I."] + (["-DMM_DEBUG"] if debug else [])
+    subprocess.run(["gcc", *flags, "-o", "t", *srcs], cwd=d, check=True)
+    right = subprocess.run(["./t"], cwd=d, capture_output=True)
+    wrong = subprocess.run(["./t", "wrong"], cwd=d, capture_output=True)
+    assert right.returncode == 0
+    assert (wrong.returncode != 0) == debug, wrong.stderr
+    if debug:
+        assert b"mm_conv: Assertion" in wrong.stderr  # the kernel's own check, not a crash

@@ -136,7 +136,7 @@ void mm_dot2x4(const int16_t *x, const uint8_t *w, int32_t rb, int32_t n, int32_
 #if defined(__ARM_FEATURE_DSP)
 /* ---- sub-byte pointwise on DSP cores (mm_pointwise_sub) ------------------------------------
  *
- * Only 4- or 2-bit weights come here (8-bit weights with sub-byte inputs take MM_IS_PW8S, whose
+ * Only 4- or 2-bit weights come here (8-bit weights with sub-byte inputs take MM_IS_PW8W, whose
  * rule is checked first). A weight word (4 packed bytes, natural layout) becomes SMLAD-ready
  * halfword pairs with one AND per field and one SXTB16 per pair: field f of every byte is
  * masked in place at the top of its byte (so the sign bit is the byte's), which scales it by
