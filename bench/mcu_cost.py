@@ -436,14 +436,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def kernel_text_all(work: Path, flags: list[str]) -> int:
     """.text bytes of every kernel source compiled whole (all bit combinations)."""
-    from micromix.export.cgen import KERNEL_FILES, template
+    from micromix.export.cgen import kernel_sources
 
     d = work / "ktext"
     d.mkdir(parents=True, exist_ok=True)
-    for f in KERNEL_FILES:
-        (d / f).write_text(template(f))
+    files = kernel_sources()
+    for f, text in files.items():
+        (d / f).write_text(text)
     size = 0
-    for f in KERNEL_FILES:
+    for f in sorted(files):
         if f.endswith(".c"):
             run([GCC, *flags, "-std=c99", "-c", "-o", f"{f}.o", f], d)
             out = run(["arm-none-eabi-size", "-A", f"{f}.o"], d)

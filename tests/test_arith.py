@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import subprocess
 from fractions import Fraction
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from micromix.errors import OverflowError32
+from micromix.export.cgen import kernel_sources
 from micromix.integer.arith import (
     INT32_MAX,
     INT32_MIN,
@@ -202,8 +202,8 @@ def harness(tmp_path_factory) -> Path:
     require_tool("gcc")
     d = tmp_path_factory.mktemp("harness")
     (d / "t.c").write_text(HARNESS)
-    tpl = resources.files("micromix.export").joinpath("templates", "mm_kernels.h")
-    (d / "mm_kernels.h").write_text(tpl.read_text())
+    for name, text in kernel_sources().items():
+        (d / name).write_text(text)
     cmd = ["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-o", "t", "t.c"]
     subprocess.run(cmd, cwd=d, check=True, capture_output=True)
     return d / "t"

@@ -5,6 +5,8 @@ under qemu."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -269,3 +271,130 @@ def test_scratch_size_is_exactly_what_the_kernels_use(tmp_path, net: str) -> Non
     )
     r = run_checked_build(out)
     assert r.returncode != 0 and b"wrote past the" in r.stderr
+
+
+# ---- the kernel library as C99, the kernel choice made once -------------------------------
+
+
+def _kernel_dir(tmp: Path) -> Path:
+    from micromix.export.cgen import kernel_sources
+
+    d = tmp / "kernels"
+    d.mkdir()
+    for name, text in kernel_sources().items():
+        (d / name).write_text(text)
+    return d
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_kernels_compile_as_pedantic_c99(tmp_path, debug: bool) -> None:
+    """Every kernel file, with the generated mm_config.h, is ISO C99: no GNU statement
+    expressions or other extensions gcc -pedantic rejects; also the Cortex-M4 (DSP) code paths
+    when the ARM compiler is installed, and the MM_DEBUG build whose assertions check the
+    export's kernel choice."""
+    d = _kernel_dir(tmp_path)
+    flags = ["-std=c99", "-pedantic", "-Werror", "-Wall", "-Wextra", "-O2"]
+    flags += ["-DMM_DEBUG"] if debug else []
+    compilers = [["gcc"]]
+    if shutil.which("arm-none-eabi-gcc"):
+        compilers.append(["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb"])
+    for cc in compilers:
+        for src in sorted(d.glob("mm_*.c")):
+            r = subprocess.run(
+                [*cc, *flags, "-c", "-o", f"{src.stem}.o", src.name],
+                cwd=d,
+                capture_output=True,
+                text=True,
+            )
+            assert r.returncode == 0, (cc[0], src.name, r.stderr)
+
+
+def test_kernel_objects_call_each_other_without_cycles(tmp_path) -> None:
+    """Which kernel object needs which (nm: undefined mm_* symbols and their definitions): the
+    graph has no cycle (mm_conv.c and mm_small.c used to call each other)."""
+    d = _kernel_dir(tmp_path)
+    needs, defines = {}, {}
+    for src in sorted(d.glob("mm_*.c")):
+        obj = d / f"{src.stem}.o"
+        subprocess.run(
+            ["gcc", "-std=c99", "-O2", "-c", "-o", obj.name, src.name], cwd=d, check=True
+        )
+        out = subprocess.run(["nm", obj.name], cwd=d, capture_output=True, text=True).stdout
+        rows = [ln.split() for ln in out.splitlines()]
+        needs[src.stem] = {r[-1] for r in rows if r[0] == "U" and r[-1].startswith("mm_")}
+        defines.update({r[-1]: src.stem for r in rows if len(r) == 3 and r[1] == "T"})
+    graph = {f: {defines[s] for s in syms} - {f} for f, syms in needs.items()}
+    assert graph["mm_conv"] == {"mm_dot"} and "mm_conv" not in graph["mm_small"]
+    done: set[str] = set()
+    for start in graph:  # depth-first: a node met again on its own path is a cycle
+        stack = [(start, (start,))]
+        while stack:
+            node, path = stack.pop()
+            for nxt in graph[node]:
+                assert nxt not in path, f"C call cycle: {' -> '.join((*path, nxt))}"
+                if nxt not in done:
+                    stack.append((nxt, (*path, nxt)))
+        done.add(start)
+
+
+def test_model_calls_exactly_the_kernel_the_memory_report_records() -> None:
+    """Each step of the generated micromix_run calls the one kernel function that the memory
+    report records for that layer (ComboNet: every bit triple, so every conv kernel)."""
+    from micromix.export.cgen import model_sources
+    from micromix.memory import CONV_KERNELS
+
+    im = combo_integer_model()
+    source = model_sources(im)[1]
+    body = source[source.index("int micromix_run(void)") :]
+    steps = body.split("MM_STEP_BEGIN();")[1:]
+    assert len(steps) == len(im.ops)
+    recorded = [x.kernel for x in im.report.layers]
+    for step, text in enumerate(steps):
+        called = re.findall(r"\b(mm_[a-z0-9_]+)\(", text.split("MM_STEP_END(")[0])
+        called = [c for c in called if c != "mm_unguard"]
+        if recorded[step] in CONV_KERNELS:
+            assert called == [recorded[step]], (step, called, recorded[step])
+        else:
+            assert not set(called) & set(CONV_KERNELS), (step, called)
+    # the net exercises the choice: pointwise (8-bit, widened, sub-byte), depthwise, general
+    assert {"mm_pointwise8", "mm_pointwise_sub", "mm_depthwise", "mm_conv"} <= set(recorded)
+
+
+DEBUG_HARNESS = r"""
+#include <stdlib.h>
+#include "mm_kernels.h"
+static const int32_t bias[4] = {0, 1, 2, 3}, mult[4] = {1 << 30, 1 << 30, 1 << 30, 1 << 30};
+static const int8_t shift[4] = {40, 40, 40, 40};
+static uint8_t in[4 * 4 * 8], out[4 * 4 * 4], w[4 * 8];
+static int32_t scratch[256];
+int main(int argc, char **argv)
+{
+    /* a 1x1 layer, 8-bit inputs and weights: mm_pointwise8's, never mm_conv's */
+    const mm_conv_dims d = {8, 4, 4, 4, 4, 4, 1, 1, 1, 1, 0, 0, 1};
+    const mm_quant_params q = {bias, mult, shift, -128, 127, 8, 1, 8, 8, 0};
+    (void)argv;
+    if (argc > 1)
+        mm_conv(in, out, w, &d, &q, scratch);
+    else
+        mm_pointwise8(in, out, w, &d, &q, scratch);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_debug_build_refuses_a_kernel_the_export_would_not_choose(tmp_path, debug: bool) -> None:
+    """The C keeps its kernel rules as MM_DEBUG assertions: a call of mm_conv on an 8-bit 1x1
+    layer (mm_pointwise8's) aborts in a debug build and runs in a release build; the right
+    kernel runs in both."""
+    d = _kernel_dir(tmp_path)
+    (d / "t.c").write_text(DEBUG_HARNESS)
+    srcs = ["t.c", "mm_conv.c", "mm_dot.c"]
+    flags = ["-std=c99", "-O1", "-I."] + (["-DMM_DEBUG"] if debug else [])
+    subprocess.run(["gcc", *flags, "-o", "t", *srcs], cwd=d, check=True)
+    right = subprocess.run(["./t"], cwd=d, capture_output=True)
+    wrong = subprocess.run(["./t", "wrong"], cwd=d, capture_output=True)
+    assert right.returncode == 0
+    assert (wrong.returncode != 0) == debug, wrong.stderr
+    if debug:
+        assert b"mm_conv: Assertion" in wrong.stderr  # the kernel's own check, not a crash

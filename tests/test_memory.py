@@ -197,25 +197,37 @@ class KernelZoo(nn.Module):
 def test_kernel_scratch_by_hand():
     g = trace(KernelZoo(), (1, 1, 4, 4))
     ops = {o.name: o for o in g.ops}
-    # (kernel, scratch bytes) at 8-bit and at 4-bit weights; lanes = 8, int32 tap offsets;
-    # depthwise keeps its weight pairs in a fixed stack table, no scratch.
+    # (kernel, scratch bytes) at 8-bit weights on 8-bit inputs and at 4-bit weights; lanes = 8,
+    # int32 tap offsets; depthwise keeps its weight pairs in a fixed stack table, no scratch.
+    # The 8-bit pointwise kernels read the input in place but are counted their family's
+    # scratch (small or conv), so the RAM figure does not depend on the activation bits.
+    small_9 = 4 * 9 + 2 * 9 * 8 + 2 * 9
     want = {
-        "stem": (("small", 4 * 9 + 2 * 9 * 8 + 2 * 9), ("small", 4 * 9 + 2 * 9 * 8 + 2 * 9)),
-        "dw": (("depthwise", 0), ("depthwise", 0)),
-        # 4-bit weights on >= 8 channels: mm_pointwise_sub (through mm_conv_small's
-        # mm_try_pointwise8), one unpacked input pixel.
-        "pw": (("small", 4 + 2 * 8 * 8 + 2 * 8), ("small", 2 * 8)),
-        "pw32": (("conv", 2 * 32), ("small", 2 * 32)),
-        "full": (("conv", 2 * 40), ("conv", 2 * 40)),
-        "wide": (("conv", 2 * 256), ("conv", 2 * 256)),
-        "fc": (("conv", 2 * 256), ("conv", 2 * 256)),
+        "stem": (("mm_conv_small", small_9), ("mm_conv_small", small_9)),
+        "dw": (("mm_depthwise", 0), ("mm_depthwise", 0)),
+        # 4-bit weights on >= 8 channels: mm_pointwise_sub, one unpacked input pixel.
+        "pw": (("mm_pointwise8", 4 + 2 * 8 * 8 + 2 * 8), ("mm_pointwise_sub", 2 * 8)),
+        "pw32": (("mm_pointwise8", 2 * 32), ("mm_pointwise_sub", 2 * 32)),
+        "full": (("mm_conv", 2 * 40), ("mm_conv", 2 * 40)),
+        # 300 channels: mm_pointwise8 has no limit, mm_pointwise_sub takes at most MM_PATCH.
+        "wide": (("mm_pointwise8", 2 * 256), ("mm_conv", 2 * 256)),
+        # a window over the whole 4 x 4 input: one contiguous run of bytes at 8 bits
+        "fc": (("mm_pointwise8", 2 * 256), ("mm_conv", 2 * 256)),
     }
     for name, per_bits in want.items():
         for bits, (kernel, need) in zip((8, 4), per_bits):
-            assert (kernel_of(ops[name], bits), scratch_need(ops[name], bits)) == (
+            assert (kernel_of(ops[name], bits, 8), scratch_need(ops[name], bits)) == (
                 kernel,
                 need,
             ), (name, bits)
+    # 8-bit weights on 4-bit inputs: 1x1 layers of 32 to MM_PATCH channels widen each pixel.
+    got = {n: kernel_of(ops[n], 8, 4) for n in ("pw", "pw32", "wide", "fc")}
+    assert got == {
+        "pw": "mm_conv_small",
+        "pw32": "mm_pointwise8_widen",
+        "wide": "mm_conv",
+        "fc": "mm_conv",
+    }
     p8 = Policy.uniform(g, 8)
     assert scratch_bytes(g, p8.weights) == 512
     p4 = Policy.uniform(g, 4)

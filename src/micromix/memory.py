@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import functools
 import random
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 
 from .graph import Graph, Op, TensorInfo
 from .policy import Policy
@@ -85,38 +83,80 @@ def activation_flash_bytes(graph: Graph, tensor: str, bits: int) -> int:
 # ---- kernel scratch ------------------------------------------------------------------------
 
 
-@functools.cache
+# The constants the C kernels and the memory model share, defined here only: cgen writes them
+# into the generated mm_config.h that every kernel includes (nothing parses C).
+#   MM_PATCH: int16 elements of an unpacked patch (longer ones run in chunks of one pixel's).
+#   MM_LANES: output channels side by side (mm_conv_small, mm_depthwise's groups are 4).
+#   MM_SMALL_ROW, MM_SMALL_ROW_BITS: the longest weight row mm_conv_small takes.
+#   MM_DW_TAPS: the largest kernel mm_depthwise runs four channels at a time.
+KERNEL_CONSTANTS: Mapping[str, int] = {
+    "MM_PATCH": 256,
+    "MM_LANES": 8,
+    "MM_SMALL_ROW": 32,
+    "MM_SMALL_ROW_BITS": 128,
+    "MM_DW_TAPS": 25,
+}
+
+
 def kernel_constant(name: str) -> int:
-    """A `#define` of the C kernels' header, so the Python and C sides cannot disagree."""
-    header = resources.files("micromix").joinpath("export", "templates", "mm_kernels.h")
-    m = re.search(rf"^#define {name} (\d+)", header.read_text(), re.M)
-    if m is None:
-        raise ValueError(f"mm_kernels.h defines no {name}")
-    return int(m.group(1))
+    """One of KERNEL_CONSTANTS (the C side reads the same value from mm_config.h)."""
+    if name not in KERNEL_CONSTANTS:
+        raise ValueError(f"no kernel constant {name}")
+    return KERNEL_CONSTANTS[name]
+
+
+# The C functions that run a conv or linear layer (kernel_of picks one per layer).
+CONV_KERNELS = (
+    "mm_pointwise8",
+    "mm_pointwise8_widen",
+    "mm_pointwise_sub",
+    "mm_conv_small",
+    "mm_depthwise",
+    "mm_conv",
+)
+
+
+def _window(op: Op) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(kernel, padding) as the kernels run the op: a linear on C x H x W is an H x W conv."""
+    if op.kind == "linear":
+        return (op.in_shape[1], op.in_shape[2]), (0, 0)
+    return tuple(op.kernel), tuple(op.padding)
 
 
 def is_pointwise_sub(op: Op, w_bits: int | None) -> bool:
-    """The kernels' MM_IS_PWSUB: a 1x1 conv, or a linear on a 1 x 1 input, with 4- or 2-bit
+    """mm_pointwise_sub's layers: a 1x1 conv, or a linear on a 1 x 1 input, with 4- or 2-bit
     weights on at least 32 / w_bits and at most MM_PATCH input channels, no padding, no groups
-    (mm_pointwise_sub on every core; its scratch is one int16 per input channel)."""
+    (its scratch is one int16 per input channel)."""
     if op.kind not in ("conv", "linear") or w_bits is None or w_bits >= 8:
         return False
-    c, h, w = op.in_shape
-    kernel = op.kernel if op.kind == "conv" else (h, w)
-    padding = op.padding if op.kind == "conv" else (0, 0)
-    if op.groups != 1 or tuple(kernel) != (1, 1) or tuple(padding) != (0, 0):
+    kernel, padding = _window(op)
+    if op.groups != 1 or kernel != (1, 1) or padding != (0, 0):
         return False
+    c = op.in_shape[0]
     return c * w_bits >= 32 and c <= kernel_constant("MM_PATCH")
 
 
-def kernel_of(op: Op, w_bits: int | None) -> str:
-    """The C kernel that runs `op`: "small", "depthwise", "conv" (also linear), "add", "avgpool".
+def _pointwise8(op: Op, w_bits: int, in_bits: int) -> str | None:
+    """mm_pointwise8 (8-bit inputs whose patch is one contiguous run of input bytes: 1x1 without
+    padding, or a window covering the whole input) or mm_pointwise8_widen (1x1, 2/4-bit inputs
+    of 32 to MM_PATCH channels widened to bytes per pixel); None for other layers."""
+    kernel, padding = _window(op)
+    if op.groups != 1 or w_bits != 8 or padding != (0, 0):
+        return None
+    c, h, w = op.in_shape
+    if in_bits != 8:
+        ok = kernel == (1, 1) and 32 <= c <= kernel_constant("MM_PATCH")
+        return "mm_pointwise8_widen" if ok else None
+    if kernel == (1, 1) or (kernel == (h, w) and tuple(op.out_shape[1:]) == (1, 1)):
+        return "mm_pointwise8"
+    return None
 
-    The same rule as the kernels' MM_IS_SMALL: rows short enough for output channels in lanes.
-    """
-    if op.kind not in ("conv", "linear"):
-        return op.kind
-    if op.weight is None or w_bits is None:
+
+def _family(op: Op, w_bits: int) -> str:
+    """The scratch layout a conv or linear layer is sized for: "small" (rows short enough for
+    output channels in lanes), "depthwise" or "conv". The pointwise kernels run inside the
+    scratch of their family (so the figures do not depend on the activation bits)."""
+    if op.weight is None:
         raise ValueError(f"op {op.name} needs a weight and its bits")
     row = op.weight.row_elems
     small = (
@@ -132,17 +172,43 @@ def kernel_of(op: Op, w_bits: int | None) -> str:
     return "conv"
 
 
+def kernel_of(op: Op, w_bits: int | None, in_bits: int | None) -> str:
+    """The C function that runs `op`, chosen here once (the export calls it directly; the C
+    checks the choice only in debug builds): one of CONV_KERNELS for a conv or linear with
+    `w_bits` weights on `in_bits` inputs, else the op kind."""
+    if op.kind not in ("conv", "linear"):
+        return op.kind
+    if w_bits is None or in_bits is None:
+        raise ValueError(f"op {op.name} needs its weight and input bits")
+    family = _family(op, w_bits)
+    if family == "depthwise":
+        return "mm_depthwise"
+    pointwise = _pointwise8(op, w_bits, in_bits)
+    if pointwise == "mm_pointwise8_widen":
+        return pointwise
+    if is_pointwise_sub(op, w_bits):
+        return "mm_pointwise_sub"
+    if pointwise is not None:
+        return pointwise
+    return "mm_conv_small" if family == "small" else "mm_conv"
+
+
 def scratch_need(op: Op, w_bits: int | None) -> int:
     """Bytes of the shared scratch buffer `op`'s kernel uses (int32 tables first, then int16).
 
     small: tap offsets (int32 per tap), the weight tile (row x lanes int16) and the unpacked
     patch (row int16). depthwise: none (its weight pairs are a small fixed stack table).
     conv: the unpacked patch, in chunks of MM_PATCH elements of one pixel when the patch is
-    longer than MM_PATCH.
+    longer than MM_PATCH. mm_pointwise_sub: one unpacked input pixel. mm_pointwise8 and
+    mm_pointwise8_widen (in_c bytes) take what their family counts.
     """
+    if op.kind not in ("conv", "linear"):
+        return 0
+    if w_bits is None:
+        raise ValueError(f"op {op.name} needs its weight bits")
     if is_pointwise_sub(op, w_bits):  # one unpacked input pixel (mm_pointwise_sub)
         return 2 * op.in_shape[0]
-    kind = kernel_of(op, w_bits)
+    kind = _family(op, w_bits)
     lanes = kernel_constant("MM_LANES")
     # A linear on a C x H x W input runs as an H x W convolution with a 1 x 1 output.
     taps = op.in_shape[1] * op.in_shape[2] if op.kind == "linear" else op.kernel[0] * op.kernel[1]
@@ -330,6 +396,8 @@ class LayerMemory:
     step: int
     name: str
     kind: str
+    kernel: str  # the C function that runs it (kernel_of): the export calls exactly this one
+    scratch_bytes: int  # of the shared scratch buffer, while it runs (scratch_need)
     weight_bits: int | None
     out_bits: int
     weight_bytes: int
@@ -398,6 +466,8 @@ def memory_report(graph: Graph, policy: Policy) -> MemoryReport:
                 step=i,
                 name=o.name,
                 kind=o.kind,
+                kernel=kernel_of(o, wbits, policy.activations[o.inputs[0]]),
+                scratch_bytes=scratch_need(o, wbits),
                 weight_bits=wbits,
                 out_bits=policy.activations[o.output],
                 weight_bytes=weight_bytes(o, wbits) if wbits is not None else 0,

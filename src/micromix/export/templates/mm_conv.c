@@ -192,12 +192,16 @@ static inline int32_t mm_pw8x1(const uint8_t *x, const int8_t *w, int32_t n, int
 }
 #endif
 
-void mm_pointwise8(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
-                   const int32_t *mult, const int8_t *shift, int32_t row, int out_c, int out_h,
-                   int out_w, int32_t in_row_step, int32_t in_step, int fmt, int32_t qmin,
-                   int32_t qmax)
+/* `npix` = out_h x out_w pixels of `row` contiguous input bytes, in_step bytes apart within a
+ * row of pixels and in_row_step between rows, each against out_c interleaved weight rows. */
+static MM_NOINLINE void mm_pw8_run(const uint8_t *in, uint8_t *out, const uint8_t *w,
+                                   const mm_quant_params *q, int32_t row, int out_c, int out_h,
+                                   int out_w, int32_t in_row_step, int32_t in_step)
 {
-    const int is = MM_FMT_IN_SIGNED(fmt), ob = MM_FMT_OUT_BITS(fmt), bk = MM_FMT_BIAS_SHIFT(fmt);
+    const int32_t *const bias = q->bias, *const mult = q->mult;
+    const int8_t *const shift = q->shift;
+    const int32_t qmin = q->qmin, qmax = q->qmax;
+    const int is = q->in_signed, ob = q->out_bits, bk = q->bias_shift;
     for (int oy = 0; oy < out_h; oy++) {
         const uint8_t *x = in + (int32_t)oy * in_row_step;
         for (int ox = 0; ox < out_w; ox++, x += in_step) {
@@ -251,41 +255,34 @@ static void mm_widen(uint8_t *d, const uint8_t *p, int32_t n, int bits, int is)
         d[e] = (uint8_t)mm_get(p, k, bits, is);
 }
 
-int mm_try_pointwise8(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
-                      const int32_t *mult, const int8_t *shift, int in_c, int in_h, int in_w,
-                      int out_c, int out_h, int out_w, int kh, int kw, int sh, int sw, int ph,
-                      int pw, int groups, int fmt, int32_t qmin, int32_t qmax, void *scratch)
+void mm_pointwise8(MM_CONV_ARGS)
 {
-    if (MM_IS_PW8S(groups, MM_FMT_IN_BITS(fmt), MM_FMT_W_BITS(fmt), kh, kw, ph, pw, in_c)) {
-        const int ib = MM_FMT_IN_BITS(fmt), is = MM_FMT_IN_SIGNED(fmt);
-        const int32_t in_pix = mm_bytes(in_c, ib), out_pix = mm_bytes(out_c, MM_FMT_OUT_BITS(fmt));
-        uint8_t *x = (uint8_t *)scratch;
-        for (int oy = 0; oy < out_h; oy++)
-            for (int ox = 0; ox < out_w; ox++) {
-                mm_widen(x, in + ((int32_t)oy * sh * in_w + (int32_t)ox * sw) * in_pix, in_c, ib,
-                         is);
-                mm_pointwise8(x, out, w, bias, mult, shift, in_c, out_c, 1, 1, 0, 0, fmt, qmin,
-                              qmax);
-                out += out_pix;
-            }
-        return 1;
-    }
-    if (MM_IS_PWSUB(groups, MM_FMT_IN_BITS(fmt), MM_FMT_W_BITS(fmt), kh, kw, ph, pw, in_c)) {
-        mm_pointwise_sub(in, out, w, bias, mult, shift, in_c, in_w, out_c, out_h, out_w, sh, sw,
-                         fmt, qmin, qmax, (int16_t *)scratch);
-        return 1;
-    }
-    if (!MM_IS_PW8(groups, MM_FMT_IN_BITS(fmt), MM_FMT_W_BITS(fmt), kh, kw, ph, pw, in_h, in_w,
-                   out_h, out_w))
-        return 0;
+    const int32_t in_pix = d->in_c; /* 8-bit inputs: one byte per channel */
+    MM_ASSERT(MM_IS_PW8(d, q));
+    (void)scratch;
     /* Each output pixel's patch is one contiguous run of input bytes. */
-    if (kh == 1 && kw == 1)
-        mm_pointwise8(in, out, w, bias, mult, shift, in_c, out_c, out_h, out_w,
-                      (int32_t)sh * in_w * in_c, (int32_t)sw * in_c, fmt, qmin, qmax);
+    if (d->k_h == 1 && d->k_w == 1)
+        mm_pw8_run(in, out, w, q, d->in_c, d->out_c, d->out_h, d->out_w,
+                   (int32_t)d->stride_h * d->in_w * in_pix, (int32_t)d->stride_w * in_pix);
     else
-        mm_pointwise8(in, out, w, bias, mult, shift, (int32_t)kh * kw * in_c, out_c, 1, 1, 0, 0,
-                      fmt, qmin, qmax);
-    return 1;
+        mm_pw8_run(in, out, w, q, (int32_t)d->k_h * d->k_w * d->in_c, d->out_c, 1, 1, 0, 0);
+}
+
+void mm_pointwise8_widen(MM_CONV_ARGS)
+{
+    const int ib = q->in_bits, is = q->in_signed, in_c = d->in_c;
+    const int32_t in_pix = mm_bytes(in_c, ib), out_pix = mm_bytes(d->out_c, q->out_bits);
+    uint8_t *x = (uint8_t *)scratch;
+    MM_ASSERT(MM_IS_PW8W(d, q));
+    for (int oy = 0; oy < d->out_h; oy++)
+        for (int ox = 0; ox < d->out_w; ox++) {
+            mm_widen(x,
+                     in + ((int32_t)oy * d->stride_h * d->in_w + (int32_t)ox * d->stride_w) *
+                              in_pix,
+                     in_c, ib, is);
+            mm_pw8_run(x, out, w, q, in_c, d->out_c, 1, 1, 0, 0);
+            out += out_pix;
+        }
 }
 
 /* Geometry and formats of one conv call, to keep the helper signatures short. */
@@ -342,41 +339,35 @@ static void mm_conv_chunked(const mm_conv_ctx *k, int16_t *buf, mm_writer *wr, i
     }
 }
 
-void mm_conv(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
-             const int32_t *mult, const int8_t *shift, int in_c, int in_h, int in_w, int out_c,
-             int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw, int groups,
-             int fmt, int32_t qmin, int32_t qmax, void *scratch)
+void mm_conv(MM_CONV_ARGS)
 {
     mm_conv_ctx k;
     int16_t *const buf = (int16_t *)scratch; /* min(row, MM_PATCH) elements, or a chunk */
-    const int ob = MM_FMT_OUT_BITS(fmt);
-    const int32_t out_pix = mm_bytes(out_c, ob);
-    if (mm_try_pointwise8(in, out, w, bias, mult, shift, in_c, in_h, in_w, out_c, out_h, out_w, kh,
-                          kw, sh, sw, ph, pw, groups, fmt, qmin, qmax, scratch))
-        return;
-    if (MM_IS_SMALL(groups, (int32_t)kh * kw * in_c, MM_FMT_W_BITS(fmt), out_c)) {
-        mm_conv_small(in, out, w, bias, mult, shift, in_c, in_h, in_w, out_c, out_h, out_w, kh,
-                      kw, sh, sw, ph, pw, fmt, qmin, qmax, scratch);
-        return;
-    }
+    const int ob = q->out_bits, in_h = d->in_h, in_w = d->in_w, kh = d->k_h, kw = d->k_w;
+    const int out_h = d->out_h, out_w = d->out_w, sh = d->stride_h, sw = d->stride_w;
+    const int ph = d->pad_h, pw = d->pad_w, groups = d->groups;
+    const int32_t *const bias = q->bias, *const mult = q->mult;
+    const int8_t *const shift = q->shift;
+    const int32_t qmin = q->qmin, qmax = q->qmax, out_pix = mm_bytes(d->out_c, ob);
+    MM_ASSERT(!MM_IS_PW8(d, q) && !MM_IS_PW8W(d, q) && !MM_IS_PWSUB(d, q) && !MM_IS_SMALL(d, q));
     k.in = in;
     k.w = w;
     k.bias = bias;
     k.mult = mult;
     k.shift = shift;
-    k.in_c = in_c;
+    k.in_c = d->in_c;
     k.in_h = in_h;
     k.in_w = in_w;
     k.kh = kh;
     k.kw = kw;
-    k.cin_g = in_c / groups;
-    k.cout_g = out_c / groups;
-    k.ib = MM_FMT_IN_BITS(fmt);
-    k.is = MM_FMT_IN_SIGNED(fmt);
-    k.wb = MM_FMT_W_BITS(fmt);
+    k.cin_g = d->in_c / groups;
+    k.cout_g = d->out_c / groups;
+    k.ib = q->in_bits;
+    k.is = q->in_signed;
+    k.wb = q->w_bits;
     k.lp = k.wb == 8 ? 0 : k.wb == 4 ? 1 : 2;
-    k.bk = MM_FMT_BIAS_SHIFT(fmt);
-    k.in_pix = mm_bytes(in_c, k.ib);
+    k.bk = q->bias_shift;
+    k.in_pix = mm_bytes(d->in_c, k.ib);
     k.row = (int32_t)kh * kw * k.cin_g;
     k.row_bytes = mm_bytes(k.row, k.wb);
     k.qmin = qmin;

@@ -136,7 +136,7 @@ void mm_dot2x4(const int16_t *x, const uint8_t *w, int32_t rb, int32_t n, int32_
 #if defined(__ARM_FEATURE_DSP)
 /* ---- sub-byte pointwise on DSP cores (mm_pointwise_sub) ------------------------------------
  *
- * Only 4- or 2-bit weights come here (8-bit weights with sub-byte inputs take MM_IS_PW8S, whose
+ * Only 4- or 2-bit weights come here (8-bit weights with sub-byte inputs take MM_IS_PW8W, whose
  * rule is checked first). A weight word (4 packed bytes, natural layout) becomes SMLAD-ready
  * halfword pairs with one AND per field and one SXTB16 per pair: field f of every byte is
  * masked in place at the top of its byte (so the sign bit is the byte's), which scales it by
@@ -156,21 +156,6 @@ static inline uint32_t mm_w32(const uint8_t *p)
     memcpy(&v, p, 4);
     return v;
 }
-#define MM_ANDSL4(x, m)                                                                           \
-    ({                                                                                            \
-        uint32_t r_;                                                                              \
-        __asm__("and %0, %1, %2, lsl #4" : "=r"(r_) : "r"(m), "r"(x));                            \
-        r_;                                                                                       \
-    })
-/* Two signed halfwords from two unsigned fields v: (v ^ s) - s per halfword (s = 2^(bits-1)
- * in each, or 0 for unsigned inputs). */
-#define MM_SF16(v, s)                                                                             \
-    ({                                                                                            \
-        uint32_t r_;                                                                              \
-        __asm__("ssub16 %0, %1, %2" : "=r"(r_) : "r"((v) ^ (s)), "r"(s));                         \
-        r_;                                                                                       \
-    })
-#define MM_SMLAD(a, b, acc) __asm__("smlad %0, %1, %2, %0" : "+r"(acc) : "r"(a), "r"(b))
 
 /* Buffer slot of element e within a block of 4 * 8 / wb elements; lpw = log2(8 / wb) (shifts,
  * no division: this runs once per input element and pixel). */
@@ -195,10 +180,10 @@ static MM_NOINLINE void mm_pw_fill(int16_t *buf, const uint8_t *px, int32_t nblk
         const uint32_t m = 0x000F000Fu, s = is ? 0x00080008u : 0;
         for (int32_t k = 0; k < nw; k++, buf += 8) {
             const uint32_t W = mm_w32(px + 4 * k);
-            mm_st32(buf, MM_SF16((W >> 0) & m, s));
-            mm_st32(buf + 2, MM_SF16((W >> 8) & m, s));
-            mm_st32(buf + 4, MM_SF16((W >> 4) & m, s));
-            mm_st32(buf + 6, MM_SF16((W >> 12) & m, s));
+            mm_st32(buf, mm_ssub16(((W >> 0) & m) ^ s, s));
+            mm_st32(buf + 2, mm_ssub16(((W >> 8) & m) ^ s, s));
+            mm_st32(buf + 4, mm_ssub16(((W >> 4) & m) ^ s, s));
+            mm_st32(buf + 6, mm_ssub16(((W >> 12) & m) ^ s, s));
         }
         return;
     }
@@ -207,8 +192,8 @@ static MM_NOINLINE void mm_pw_fill(int16_t *buf, const uint8_t *px, int32_t nblk
         for (int32_t k = 0; k < nw; k++, buf += 16) {
             const uint32_t W = mm_w32(px + 4 * k);
             for (int f = 0; f < 4; f++) {
-                mm_st32(buf + 4 * f, MM_SF16((W >> (2 * f)) & m, s));
-                mm_st32(buf + 4 * f + 2, MM_SF16((W >> (2 * f + 8)) & m, s));
+                mm_st32(buf + 4 * f, mm_ssub16(((W >> (2 * f)) & m) ^ s, s));
+                mm_st32(buf + 4 * f + 2, mm_ssub16(((W >> (2 * f + 8)) & m) ^ s, s));
             }
         }
         return;
@@ -410,16 +395,20 @@ static MM_NOINLINE void mm_pws_tails(const int16_t *x, const uint8_t *t, int32_t
     }
 }
 
-void mm_pointwise_sub(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
-                      const int32_t *mult, const int8_t *shift, int in_c, int in_w, int out_c,
-                      int out_h, int out_w, int sh, int sw, int fmt, int32_t qmin, int32_t qmax,
-                      int16_t *buf)
+void mm_pointwise_sub(MM_CONV_ARGS)
 {
-    const int ib = MM_FMT_IN_BITS(fmt), is = MM_FMT_IN_SIGNED(fmt), wb = MM_FMT_W_BITS(fmt);
-    const int ob = MM_FMT_OUT_BITS(fmt), bk = MM_FMT_BIAS_SHIFT(fmt), scale = MM_PWS_SCALE(wb);
+    const int ib = q->in_bits, is = q->in_signed, wb = q->w_bits, ob = q->out_bits;
+    const int bk = q->bias_shift, scale = MM_PWS_SCALE(wb), in_c = d->in_c, in_w = d->in_w;
+    const int out_c = d->out_c, out_h = d->out_h, out_w = d->out_w;
+    const int sh = d->stride_h, sw = d->stride_w;
+    const int32_t *const bias = q->bias, *const mult = q->mult;
+    const int8_t *const shift = q->shift;
+    const int32_t qmin = q->qmin, qmax = q->qmax;
+    int16_t *const buf = (int16_t *)scratch;
     const int lpw = wb == 4 ? 1 : 2, blk = 4 << lpw;
     const int32_t in_pix = mm_bytes(in_c, ib), rb = mm_bytes(in_c, wb);
     const int32_t nblk = in_c - in_c % blk, nw = nblk / blk, tb = rb - 4 * nw;
+    MM_ASSERT(MM_IS_PWSUB(d, q) && !MM_IS_PW8W(d, q));
     for (int oy = 0; oy < out_h; oy++) {
         for (int ox = 0; ox < out_w; ox++) {
             const uint8_t *px = in + ((int32_t)oy * sh * in_w + (int32_t)ox * sw) * in_pix;

@@ -170,104 +170,140 @@ static void mm_dw_requant4(const mm_dwl *L, const mm_dwq *q, const int32_t *acc,
 #define MM_DW_REQ4U8() MM_DW_REQ4()
 #endif
 
+/* The input formats of the group kernel, each a specialisation of mm_dw_group. */
+enum { MM_DW_8U, MM_DW_4U, MM_DW_2U, MM_DW_ANY };
+
+/* One tap for the format `kind` (a constant at each use: the other branches fold away). */
+#define MM_DW_TAP(kind, R_, O_, K_, T_)                                                           \
+    do {                                                                                          \
+        if ((kind) == MM_DW_8U)                                                                   \
+            MM_DW_T8U(R_, O_, K_, T_);                                                            \
+        else if ((kind) == MM_DW_4U)                                                              \
+            MM_DW_T4U(R_, O_, K_, T_);                                                            \
+        else if ((kind) == MM_DW_2U)                                                              \
+            MM_DW_T2U(R_, O_, K_, T_);                                                            \
+        else                                                                                      \
+            MM_DW_TANY(R_, O_, K_, T_);                                                           \
+    } while (0)
+
 /* One group of four channels over the whole output: in and out point at the group's first
  * byte of pixel 0, wp holds the taps' weight pairs. Windows inside the image are told by one
- * unsigned compare of the window's first column (lim is 0 on rows that need padding). */
-#define MM_DW_GROUP(name, T, maskv, unroll, usat8)                                                \
-    static void name(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,        \
-                     const mm_dwq *q)                                                             \
-    {                                                                                             \
-        const int32_t ip = L->in_pix, ip2 = 2 * ip, rs = L->row, step = L->sw * ip;               \
-        const int kh = L->kh, kw = L->kw, ob = L->ob;                                             \
-        const uint32_t mask = (maskv);                                                            \
-        const int32_t zero = 0;                                                                   \
-        (void)mask;                                                                               \
-        for (int oy = 0; oy < L->out_h; oy++) {                                                   \
-            const int iy0 = oy * L->sh - L->ph;                                                   \
-            const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = L->in_h - iy0 < kh ? L->in_h - iy0 : kh;    \
-            const uint32_t n_in = (unroll) && kh == 3 && kw == 3 && ky0 == 0 && ky1 == 3 ? L->n_in : 0; \
-            int32_t px = (int32_t)iy0 * rs - (int32_t)L->pw * ip; /* window corner */             \
-            for (int ox = 0; ox < L->out_w; ox++, out += L->out_pix, px += step) {                \
-                int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;                                           \
-                if ((uint32_t)(ox - L->ox_in) < n_in) {                                           \
-                    const uint8_t *r = in + px;                                                   \
-                    T(r, zero, wp, 0);                                                            \
-                    T(r, ip, wp, 1);                                                              \
-                    T(r, ip2, wp, 2);                                                             \
-                    r += rs;                                                                      \
-                    T(r, zero, wp, 3);                                                            \
-                    T(r, ip, wp, 4);                                                              \
-                    T(r, ip2, wp, 5);                                                             \
-                    r += rs;                                                                      \
-                    T(r, zero, wp, 6);                                                            \
-                    T(r, ip, wp, 7);                                                              \
-                    T(r, ip2, wp, 8);                                                             \
-                } else {                                                                          \
-                    const int ix0 = ox * L->sw - L->pw, kx0 = ix0 < 0 ? -ix0 : 0,                 \
-                              kx1 = L->in_w - ix0 < kw ? L->in_w - ix0 : kw;                      \
-                    if ((unroll) && kh == 3 && kw == 3) { /* each valid row's valid taps */       \
-                        for (int ky = kx0 < kx1 ? ky0 : ky1; ky < ky1; ky++) {                    \
-                            const uint32_t *wr = wp + 6 * ky;                                     \
-                            int32_t o = px + (int32_t)ky * rs;                                    \
-                            if (kx0 == 0)                                                         \
-                                T(in, o, wr, 0);                                                  \
-                            o += ip;                                                              \
-                            if (kx0 <= 1 && kx1 >= 2)                                             \
-                                T(in, o, wr, 1);                                                  \
-                            o += ip;                                                              \
-                            if (kx1 == 3)                                                         \
-                                T(in, o, wr, 2);                                                  \
-                        }                                                                         \
-                    } else {                                                                      \
-                        for (int ky = ky0; ky < ky1; ky++) {                                      \
-                            const uint8_t *r = in + (px + (int32_t)ky * rs + (int32_t)kx0 * ip);  \
-                            for (int kx = kx0; kx < kx1; kx++, r += ip)                           \
-                                T(r, zero, wp + 2 * (ky * kw + kx), 0);                           \
-                        }                                                                         \
-                    }                                                                             \
-                }                                                                                 \
-                if ((usat8) && q->fast == 2) {                                                    \
-                    MM_DW_REQ4U8();                                                               \
-                } else if (q->fast) {                                                             \
-                    MM_DW_REQ4();                                                                 \
-                } else {                                                                          \
-                    int32_t acc_[4] = {a0, a1, a2, a3}, y_[4];                                    \
-                    mm_dw_requant4(L, q, acc_, y_);                                               \
-                    a0 = y_[0];                                                                   \
-                    a1 = y_[1];                                                                   \
-                    a2 = y_[2];                                                                   \
-                    a3 = y_[3];                                                                   \
-                }                                                                                 \
-                if (ob == 8) {                                                                    \
-                    out[0] = (uint8_t)a0;                                                         \
-                    out[1] = (uint8_t)a1;                                                         \
-                    out[2] = (uint8_t)a2;                                                         \
-                    out[3] = (uint8_t)a3;                                                         \
-                } else if (ob == 4) {                                                             \
-                    out[0] = (uint8_t)((a0 & 15) | ((uint32_t)a1 << 4));                          \
-                    out[1] = (uint8_t)((a2 & 15) | ((uint32_t)a3 << 4));                          \
-                } else {                                                                          \
-                    out[0] = (uint8_t)((a0 & 3) | ((a1 & 3) << 2) | ((a2 & 3) << 4) |             \
-                                       ((uint32_t)a3 << 6));                                      \
-                }                                                                                 \
-            }                                                                                     \
-        }                                                                                         \
+ * unsigned compare of the window's first column (lim is 0 on rows that need padding). Forced
+ * inline into one function per input format (`kind` a constant): signed inputs (rare) get no
+ * unrolled code, 8-bit unsigned ones a USAT clamp to [0, 255]. */
+static MM_INLINE void mm_dw_group(const mm_dwl *L, const uint8_t *in, uint8_t *out,
+                                  const uint32_t *wp, const mm_dwq *q, const int kind)
+{
+    const int32_t ip = L->in_pix, ip2 = 2 * ip, rs = L->row, step = L->sw * ip;
+    const int kh = L->kh, kw = L->kw, ob = L->ob, unroll = kind != MM_DW_ANY;
+    const uint32_t mask = kind == MM_DW_4U ? 0x000F000Fu : kind == MM_DW_2U ? 0x00030003u : 0;
+    const int32_t zero = 0;
+    (void)mask;
+    for (int oy = 0; oy < L->out_h; oy++) {
+        const int iy0 = oy * L->sh - L->ph;
+        const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = L->in_h - iy0 < kh ? L->in_h - iy0 : kh;
+        const uint32_t n_in = unroll && kh == 3 && kw == 3 && ky0 == 0 && ky1 == 3 ? L->n_in : 0;
+        int32_t px = (int32_t)iy0 * rs - (int32_t)L->pw * ip; /* window corner */
+        for (int ox = 0; ox < L->out_w; ox++, out += L->out_pix, px += step) {
+            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            if ((uint32_t)(ox - L->ox_in) < n_in) {
+                const uint8_t *r = in + px;
+                MM_DW_TAP(kind, r, zero, wp, 0);
+                MM_DW_TAP(kind, r, ip, wp, 1);
+                MM_DW_TAP(kind, r, ip2, wp, 2);
+                r += rs;
+                MM_DW_TAP(kind, r, zero, wp, 3);
+                MM_DW_TAP(kind, r, ip, wp, 4);
+                MM_DW_TAP(kind, r, ip2, wp, 5);
+                r += rs;
+                MM_DW_TAP(kind, r, zero, wp, 6);
+                MM_DW_TAP(kind, r, ip, wp, 7);
+                MM_DW_TAP(kind, r, ip2, wp, 8);
+            } else {
+                const int ix0 = ox * L->sw - L->pw, kx0 = ix0 < 0 ? -ix0 : 0,
+                          kx1 = L->in_w - ix0 < kw ? L->in_w - ix0 : kw;
+                if (unroll && kh == 3 && kw == 3) { /* each valid row's valid taps */
+                    for (int ky = kx0 < kx1 ? ky0 : ky1; ky < ky1; ky++) {
+                        const uint32_t *wr = wp + 6 * ky;
+                        int32_t o = px + (int32_t)ky * rs;
+                        if (kx0 == 0)
+                            MM_DW_TAP(kind, in, o, wr, 0);
+                        o += ip;
+                        if (kx0 <= 1 && kx1 >= 2)
+                            MM_DW_TAP(kind, in, o, wr, 1);
+                        o += ip;
+                        if (kx1 == 3)
+                            MM_DW_TAP(kind, in, o, wr, 2);
+                    }
+                } else {
+                    for (int ky = ky0; ky < ky1; ky++) {
+                        const uint8_t *r = in + (px + (int32_t)ky * rs + (int32_t)kx0 * ip);
+                        for (int kx = kx0; kx < kx1; kx++, r += ip)
+                            MM_DW_TAP(kind, r, zero, wp + 2 * (ky * kw + kx), 0);
+                    }
+                }
+            }
+            if ((kind == MM_DW_8U) && q->fast == 2) {
+                MM_DW_REQ4U8();
+            } else if (q->fast) {
+                MM_DW_REQ4();
+            } else {
+                int32_t acc_[4] = {a0, a1, a2, a3}, y_[4];
+                mm_dw_requant4(L, q, acc_, y_);
+                a0 = y_[0];
+                a1 = y_[1];
+                a2 = y_[2];
+                a3 = y_[3];
+            }
+            if (ob == 8) {
+                out[0] = (uint8_t)a0;
+                out[1] = (uint8_t)a1;
+                out[2] = (uint8_t)a2;
+                out[3] = (uint8_t)a3;
+            } else if (ob == 4) {
+                out[0] = (uint8_t)((a0 & 15) | ((uint32_t)a1 << 4));
+                out[1] = (uint8_t)((a2 & 15) | ((uint32_t)a3 << 4));
+            } else {
+                out[0] = (uint8_t)((a0 & 3) | ((a1 & 3) << 2) | ((a2 & 3) << 4) |
+                                   ((uint32_t)a3 << 6));
+            }
+        }
     }
+}
 
-MM_DW_GROUP(mm_dw_8u, MM_DW_T8U, 0, 1, 1)
-MM_DW_GROUP(mm_dw_4u, MM_DW_T4U, 0x000F000Fu, 1, 0)
-MM_DW_GROUP(mm_dw_2u, MM_DW_T2U, 0x00030003u, 1, 0)
-MM_DW_GROUP(mm_dw_any, MM_DW_TANY, 0, 0, 0) /* signed inputs (rare): no unrolled code */
+static void mm_dw_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
+                     const mm_dwq *q)
+{
+    mm_dw_group(L, in, out, wp, q, MM_DW_8U);
+}
+
+static void mm_dw_4u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
+                     const mm_dwq *q)
+{
+    mm_dw_group(L, in, out, wp, q, MM_DW_4U);
+}
+
+static void mm_dw_2u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
+                     const mm_dwq *q)
+{
+    mm_dw_group(L, in, out, wp, q, MM_DW_2U);
+}
+
+static void mm_dw_any(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
+                      const mm_dwq *q)
+{
+    mm_dw_group(L, in, out, wp, q, MM_DW_ANY);
+}
 
 /* One channel over the whole output (the few leftover channels, or kernels larger than
  * MM_DW_TAPS); sub-byte results are OR-ed into the zeroed output. */
 static void mm_dw_channel(const uint8_t *in, uint8_t *out, const uint8_t *w, int32_t b,
                           int32_t m0, int s, int ch, int32_t in_pix, int32_t out_pix, int in_h,
                           int in_w, int out_h, int out_w, int kh, int kw, int sh, int sw, int ph,
-                          int pw, int fmt, int32_t qmin, int32_t qmax)
+                          int pw, const mm_quant_params *q)
 {
-    const int ib = MM_FMT_IN_BITS(fmt), is = MM_FMT_IN_SIGNED(fmt);
-    const int wb = MM_FMT_W_BITS(fmt), ob = MM_FMT_OUT_BITS(fmt);
+    const int ib = q->in_bits, is = q->in_signed, wb = q->w_bits, ob = q->out_bits;
+    const int32_t qmin = q->qmin, qmax = q->qmax;
     const int32_t obyte = (ch * ob) >> 3, oshift = (ch * ob) & 7, omask = (1 << ob) - 1;
     const uint8_t *wk = w + ch * mm_bytes(kh * kw, wb);
     for (int oy = 0; oy < out_h; oy++) {
@@ -282,7 +318,7 @@ static void mm_dw_channel(const uint8_t *in, uint8_t *out, const uint8_t *w, int
                 for (int kx = kx0; kx < kx1; kx++)
                     acc += mm_get(in + ((int32_t)(iy0 + ky) * in_w + ix0 + kx) * in_pix, ch, ib,
                                   is) * mm_get(wk, ky * kw + kx, wb, 1);
-            y = mm_requant(mm_biased(acc, b, MM_FMT_BIAS_SHIFT(fmt)), m0, s, qmin, qmax);
+            y = mm_requant(mm_biased(acc, b, q->bias_shift), m0, s, qmin, qmax);
             if (ob == 8)
                 *po = (uint8_t)y;
             else
@@ -294,13 +330,13 @@ static void mm_dw_channel(const uint8_t *in, uint8_t *out, const uint8_t *w, int
 typedef void (*mm_dw_fn)(const mm_dwl *, const uint8_t *, uint8_t *, const uint32_t *,
                          const mm_dwq *);
 
-void mm_depthwise(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
-                  const int32_t *mult, const int8_t *shift, int c, int in_h, int in_w,
-                  int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw, int fmt,
-                  int32_t qmin, int32_t qmax, void *scratch)
+void mm_depthwise(MM_CONV_ARGS)
 {
-    const int ib = MM_FMT_IN_BITS(fmt), is = MM_FMT_IN_SIGNED(fmt);
-    const int wb = MM_FMT_W_BITS(fmt), ob = MM_FMT_OUT_BITS(fmt);
+    const int ib = q->in_bits, is = q->in_signed, wb = q->w_bits, ob = q->out_bits;
+    const int c = d->in_c, in_h = d->in_h, in_w = d->in_w, out_h = d->out_h, out_w = d->out_w;
+    const int kh = d->k_h, kw = d->k_w, sh = d->stride_h, sw = d->stride_w;
+    const int ph = d->pad_h, pw = d->pad_w;
+    const int32_t qmin = q->qmin, qmax = q->qmax;
     const int32_t in_pix = mm_bytes(c, ib), out_pix = mm_bytes(c, ob);
     const int taps = kh * kw;
     const int32_t row_bytes = mm_bytes(taps, wb);
@@ -309,13 +345,14 @@ void mm_depthwise(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32
      * window ends inside (ix0 + 3 <= in_w) */
     const int ox_in = (pw + sw - 1) / sw, ox_end = in_w >= 3 ? (in_w - 3 + pw) / sw + 1 : 0;
     const mm_dwl L = {in_pix, out_pix, in_pix * in_w, in_h, in_w, out_h, out_w, kh, kw,
-                      sh, sw, ph, pw, ib, is, ob, MM_FMT_BIAS_SHIFT(fmt), qmin, qmax, ox_in, ox_end > ox_in ? (ox_end < out_w ? ox_end : out_w) - ox_in : 0};
+                      sh, sw, ph, pw, ib, is, ob, q->bias_shift, qmin, qmax, ox_in, ox_end > ox_in ? (ox_end < out_w ? ox_end : out_w) - ox_in : 0};
     const mm_dw_fn fn = is ? mm_dw_any : ib == 8 ? mm_dw_8u : ib == 4 ? mm_dw_4u : mm_dw_2u;
     const int per = 8 / wb, wsh = 8 - wb;
     const uint32_t top = wb == 8 ? 0xFFFFFFFFu : wb == 4 ? 0xF0F0F0F0u : 0xC0C0C0C0u;
     uint32_t wp[2 * MM_DW_TAPS]; /* the group's weights as halfword pairs, tap after tap */
-    mm_dwq q;
+    mm_dwq rq;
     int ch;
+    MM_ASSERT(d->groups == c && d->out_c == c);
     (void)scratch;
     for (ch = 0; ch < grouped; ch += 4) {
         /* Byte j of word k holds channel j's taps k * per ..., the first in the top bits:
@@ -337,27 +374,27 @@ void mm_depthwise(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32
                 wp[2 * t + 1] = mm_dw_pair((int16_t)(p1 & 0xFFFFu) >> wsh, (int32_t)p1 >> (16 + wsh));
             }
         }
-        q.s = shift + ch;
-        q.bk = L.bk;
-        q.lo = qmin;
-        q.hi = qmax;
-        q.fast = 1;
+        rq.s = q->shift + ch;
+        rq.bk = L.bk;
+        rq.lo = qmin;
+        rq.hi = qmax;
+        rq.fast = 1;
         for (int j = 0; j < 4; j++) {
-            q.b[j] = bias[ch + j];
-            q.m[j] = mult[ch + j];
-            q.fast &= q.s[j] > 32;
-            q.n[j] = q.s[j] - 32;
-            q.r[j] = q.fast ? (int32_t)1 << (q.s[j] - 33) : 0;
+            rq.b[j] = q->bias[ch + j];
+            rq.m[j] = q->mult[ch + j];
+            rq.fast &= rq.s[j] > 32;
+            rq.n[j] = rq.s[j] - 32;
+            rq.r[j] = rq.fast ? (int32_t)1 << (rq.s[j] - 33) : 0;
         }
-        if (q.fast && qmin == 0 && qmax == 255)
-            q.fast = 2;
-        fn(&L, in + ((ch * ib) >> 3), out + ((ch * ob) >> 3), wp, &q);
+        if (rq.fast && qmin == 0 && qmax == 255)
+            rq.fast = 2;
+        fn(&L, in + ((ch * ib) >> 3), out + ((ch * ob) >> 3), wp, &rq);
     }
     if (ob != 8 && grouped < c) /* the single-channel tail ORs its bits in */
         for (int32_t p = 0; p < (int32_t)out_h * out_w; p++)
             memset(out + p * out_pix + ((grouped * ob) >> 3), 0,
                    (size_t)(out_pix - ((grouped * ob) >> 3)));
     for (; ch < c; ch++)
-        mm_dw_channel(in, out, w, bias[ch], mult[ch], shift[ch], ch, in_pix, out_pix, in_h, in_w,
-                      out_h, out_w, kh, kw, sh, sw, ph, pw, fmt, qmin, qmax);
+        mm_dw_channel(in, out, w, q->bias[ch], q->mult[ch], q->shift[ch], ch, in_pix, out_pix, in_h, in_w,
+                      out_h, out_w, kh, kw, sh, sw, ph, pw, q);
 }

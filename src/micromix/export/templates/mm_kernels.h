@@ -15,6 +15,19 @@
 #include <stdint.h>
 #include <string.h>
 
+/* MM_PATCH, MM_LANES, MM_SMALL_ROW, MM_SMALL_ROW_BITS, MM_DW_TAPS: written by the export from
+ * memory.KERNEL_CONSTANTS, the one definition the memory model also reads. */
+#include "mm_config.h"
+
+/* The export picks each layer's kernel once (memory.kernel_of) and calls it directly; kernels
+ * only check that choice, in debug builds (-DMM_DEBUG: the host self-test). */
+#ifdef MM_DEBUG
+#include <assert.h>
+#define MM_ASSERT(c) assert(c)
+#else
+#define MM_ASSERT(c) ((void)0)
+#endif
+
 /* Flooring (arithmetic) right shift of negative values is implementation-defined in C99;
  * every compiler micromix targets does it, and this refuses to build where it is not so. */
 typedef char mm_needs_arithmetic_shift[((-8 >> 1) == -4) ? 1 : -1];
@@ -34,7 +47,6 @@ typedef char mm_needs_arithmetic_shift[((-8 >> 1) == -4) ? 1 : -1];
  * size the memory model computes (memory.scratch_need mirrors the layouts below); only small
  * fixed locals stay on the stack. A patch longer than MM_PATCH int16 elements is processed
  * in chunks of at most MM_PATCH elements of one pixel. */
-#define MM_PATCH 256
 /* Cold helpers stay out of line so the hot loops that call them keep their registers. */
 #if defined(__GNUC__)
 #define MM_NOINLINE __attribute__((noinline))
@@ -77,6 +89,12 @@ MM_ASM2(mm_smlad, "smlad")
 MM_ASM2(mm_smlabb, "smlabb")
 MM_ASM2(mm_smlatt, "smlatt")
 MM_ASM2(mm_smmla, "smmla") /* c + the high word of a * b */
+static inline uint32_t mm_ssub16(uint32_t a, uint32_t b) /* halfword-wise a - b */
+{
+    uint32_t r;
+    __asm__("ssub16 %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
 #else
 static inline uint32_t mm_uxtb16(uint32_t x) { return x & 0x00FF00FFu; }
 static inline uint32_t mm_uxtb16_8(uint32_t x) { return (x >> 8) & 0x00FF00FFu; }
@@ -100,6 +118,10 @@ static inline int32_t mm_smlad(uint32_t a, uint32_t b, int32_t c)
 static inline int32_t mm_smmla(uint32_t a, uint32_t b, int32_t c)
 {
     return c + (int32_t)(((int64_t)(int32_t)a * (int32_t)b) >> 32);
+}
+static inline uint32_t mm_ssub16(uint32_t a, uint32_t b)
+{
+    return ((a - b) & 0xFFFFu) | (((a >> 16) - (b >> 16)) << 16);
 }
 #endif
 
@@ -154,9 +176,8 @@ static inline void mm_unpack(int16_t *restrict d, const uint8_t *restrict p, int
     }
 }
 
-/* Lane blocks: MM_LANES channels side by side (depthwise, small convolutions). MM_LANES
- * values of 2, 4 or 8 bits are always whole bytes. */
-#define MM_LANES 8
+/* Lane blocks: MM_LANES channels side by side (small convolutions). MM_LANES values of 2, 4
+ * or 8 bits are always whole bytes. */
 
 static inline void mm_unpack_lanes(int16_t *restrict v, const uint8_t *restrict p, int bits,
                                    int is_signed)
@@ -310,80 +331,83 @@ void mm_dot4x4(const int16_t *x, const uint8_t *w, int32_t row_bytes, int32_t n,
 int32_t mm_dot2(const int16_t *x, const uint8_t *w, int32_t n);
 void mm_dot2x4(const int16_t *x, const uint8_t *w, int32_t row_bytes, int32_t n, int32_t *out);
 
-/* Pointwise and linear layers with 8-bit inputs and weights, read straight from the input
- * tensor (no unpacked copy): `npix` pixels of `row` contiguous input bytes, `in_step` bytes
- * apart, each against out_c weight rows (mm_conv.c; SMLAD dual MACs where the core has the
- * DSP extension). Weight layout (the export reorders the rows, same bytes): each block of four
- * rows interleaves 4-byte runs (row 0 bytes 0-3, row 1 bytes 0-3, ..., row 0 bytes 4-7, ...),
- * then the rows' last row % 4 bytes one row after the other; rows past the last full block stay
- * in natural order. MM_IS_PW8 is the rule (memory.py / cgen.py mirror it). */
-#define MM_IS_PW8(groups, in_bits, w_bits, kh, kw, ph, pw, in_h, in_w, out_h, out_w)              \
-    ((groups) == 1 && (in_bits) == 8 && (w_bits) == 8 && (ph) == 0 && (pw) == 0 &&                \
-     (((kh) == 1 && (kw) == 1) || ((kh) == (in_h) && (kw) == (in_w) && (out_h) == 1 && (out_w) == 1)))
-void mm_pointwise8(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
-                   const int32_t *mult, const int8_t *shift, int32_t row, int out_c, int out_h,
-                   int out_w, int32_t in_row_step, int32_t in_step, int fmt, int32_t qmin,
-                   int32_t qmax);
+/* ---- conv and linear layers ----------------------------------------------------------------
+ * Every conv kernel takes the same arguments: the input and output tensors, the packed weights
+ * (in the order cgen.kernel_layout gives for that kernel), the layer's geometry, its number
+ * formats and per-channel parameters, and the shared scratch buffer. The export builds the two
+ * structs at the call site (they are immediates of the call, not model constants). A linear on
+ * a C x H x W input is an H x W convolution with a 1 x 1 output. */
+typedef struct { /* int16: the per-call copy gcc makes of these stays small (cgen checks) */
+    int16_t in_c, in_h, in_w, out_c, out_h, out_w;
+    int16_t k_h, k_w, stride_h, stride_w, pad_h, pad_w, groups;
+} mm_conv_dims;
 
-/* 1x1 layers with 8-bit weights and 2- or 4-bit inputs of 32 to MM_PATCH channels run
- * mm_pointwise8 too (same weight layout), each input pixel first widened to one byte per
- * channel in the scratch buffer (in_c bytes: less than the int16 patch the conv and small
- * kernels' scratch holds; shorter rows run faster on mm_small's lanes). MM_IS_PW8S is the
- * rule (cgen.py mirrors it). */
-#define MM_IS_PW8S(groups, in_bits, w_bits, kh, kw, ph, pw, in_c)                                 \
-    ((groups) == 1 && (in_bits) < 8 && (w_bits) == 8 && (kh) == 1 && (kw) == 1 && (ph) == 0 &&    \
-     (pw) == 0 && (in_c) >= 32 && (in_c) <= MM_PATCH)
-/* Runs mm_pointwise8 and returns 1 when MM_IS_PW8 or MM_IS_PW8S holds, else returns 0. */
-int mm_try_pointwise8(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
-                      const int32_t *mult, const int8_t *shift, int in_c, int in_h, int in_w,
-                      int out_c, int out_h, int out_w, int kh, int kw, int sh, int sw, int ph,
-                      int pw, int groups, int fmt, int32_t qmin, int32_t qmax, void *scratch);
+/* Requantization of each output channel c: mm_requant(mm_biased(dot, bias[c], bias_shift),
+ * mult[c], shift[c], qmin, qmax); the input's bits and signedness, the weights' and the
+ * output's bits. */
+typedef struct {
+    const int32_t *bias, *mult;
+    const int8_t *shift;
+    int32_t qmin, qmax;
+    uint8_t in_bits, in_signed, w_bits, out_bits, bias_shift;
+} mm_quant_params;
 
-/* 1x1 layers (and linears on a 1 x 1 input) with 4- or 2-bit weights on at least one weight
- * word (32 / w_bits) and at most MM_PATCH input channels, on every core (from 8 channels at 4
- * bits and 16 at 2 bits this beats the lane kernel on Cortex-M4, measured): each input pixel is
- * unpacked once into the scratch (in_c int16, less than memory.scratch_need counts for these
- * layers), the packed weights are expanded in registers (mm_dot.c; SMLAD on DSP cores). Weight
- * layout (the export reorders the rows, same bytes): each block of four rows interleaves the
- * rows' 4-byte words (row 0 word 0, row 1 word 0, ..., row 0 word 1, ...) over the first
+#define MM_CONV_ARGS                                                                              \
+    const uint8_t *in, uint8_t *out, const uint8_t *w, const mm_conv_dims *d,                     \
+        const mm_quant_params *q, void *scratch
+
+/* The rules memory.kernel_of applies, checked here in debug builds only. */
+#define MM_IS_PW8(d, q)                                                                           \
+    ((d)->groups == 1 && (q)->in_bits == 8 && (q)->w_bits == 8 && (d)->pad_h == 0 &&              \
+     (d)->pad_w == 0 &&                                                                           \
+     (((d)->k_h == 1 && (d)->k_w == 1) || ((d)->k_h == (d)->in_h && (d)->k_w == (d)->in_w &&      \
+                                           (d)->out_h == 1 && (d)->out_w == 1)))
+#define MM_IS_PW8W(d, q)                                                                          \
+    ((d)->groups == 1 && (q)->in_bits < 8 && (q)->w_bits == 8 && (d)->k_h == 1 &&                 \
+     (d)->k_w == 1 && (d)->pad_h == 0 && (d)->pad_w == 0 && (d)->in_c >= 32 &&                    \
+     (d)->in_c <= MM_PATCH)
+#define MM_IS_PWSUB(d, q)                                                                         \
+    ((d)->groups == 1 && (q)->w_bits < 8 && (d)->k_h == 1 && (d)->k_w == 1 && (d)->pad_h == 0 &&  \
+     (d)->pad_w == 0 && (d)->in_c * (q)->w_bits >= 32 && (d)->in_c <= MM_PATCH)
+#define MM_IS_SMALL(d, q)                                                                         \
+    ((d)->groups == 1 && (int32_t)(d)->k_h * (d)->k_w * (d)->in_c <= MM_SMALL_ROW &&              \
+     (int32_t)(d)->k_h * (d)->k_w * (d)->in_c * (q)->w_bits <= MM_SMALL_ROW_BITS &&               \
+     (d)->out_c % MM_LANES == 0)
+
+/* MM_IS_PW8: 8-bit inputs and weights whose patch is one contiguous run of input bytes (1x1
+ * without padding, or a window over the whole input), read straight from the input tensor
+ * (mm_conv.c; SMLAD dual MACs where the core has the DSP extension). Weight layout: each block
+ * of four rows interleaves 4-byte runs (row 0 bytes 0-3, row 1 bytes 0-3, ..., row 0 bytes
+ * 4-7, ...), then the rows' last row % 4 bytes one row after the other; rows past the last full
+ * block stay in natural order. No scratch. */
+void mm_pointwise8(MM_CONV_ARGS);
+
+/* MM_IS_PW8W: 1x1 layers with 8-bit weights and 2- or 4-bit inputs of 32 to MM_PATCH
+ * channels: mm_pointwise8 on each input pixel first widened to one byte per channel in the
+ * scratch (in_c bytes: less than the memory model counts for these layers). */
+void mm_pointwise8_widen(MM_CONV_ARGS);
+
+/* MM_IS_PWSUB: 1x1 layers (and linears on a 1 x 1 input) with 4- or 2-bit weights on at least
+ * one weight word (32 / w_bits) and at most MM_PATCH input channels (from 8 channels at 4 bits
+ * and 16 at 2 bits this beats the lane kernel on Cortex-M4, measured): each input pixel is
+ * unpacked once into the scratch (in_c int16), the packed weights are expanded in registers
+ * (mm_dot.c; SMLAD on DSP cores). Weight layout: each block of four rows interleaves the rows'
+ * 4-byte words (row 0 word 0, row 1 word 0, ..., row 0 word 1, ...) over the first
  * nblk = in_c - in_c % (32 / w_bits) elements, then each row's remaining bytes, row after row;
- * rows after the last full block stay in natural order. MM_IS_PWSUB is the rule (cgen.py
- * mirrors it). */
-#define MM_IS_PWSUB(groups, in_bits, w_bits, kh, kw, ph, pw, in_c)                                \
-    ((groups) == 1 && (w_bits) < 8 && (kh) == 1 && (kw) == 1 && (ph) == 0 && (pw) == 0 &&         \
-     (in_c) * (w_bits) >= 32 && (in_c) <= MM_PATCH)
-void mm_pointwise_sub(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
-                      const int32_t *mult, const int8_t *shift, int in_c, int in_w, int out_c,
-                      int out_h, int out_w, int sh, int sw, int fmt, int32_t qmin, int32_t qmax,
-                      int16_t *buf);
+ * rows after the last full block stay in natural order. */
+void mm_pointwise_sub(MM_CONV_ARGS);
 
-/* Convolution of any kernel, stride, zero padding and groups; also pointwise and linear
- * (a linear on a C x H x W input is an H x W convolution with a 1 x 1 output). */
-void mm_conv(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
-             const int32_t *mult, const int8_t *shift, int in_c, int in_h, int in_w, int out_c,
-             int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw, int groups,
-             int fmt, int32_t qmin, int32_t qmax, void *scratch);
-
-/* Convolution whose weight rows are shorter than one vector of dot product (stems, pointwise
- * layers on few channels): output channels in lanes instead (mm_small.c). */
-#define MM_SMALL_ROW 32
-#define MM_SMALL_ROW_BITS 128
-#define MM_IS_SMALL(groups, row, w_bits, out_c)                                                   \
-    ((groups) == 1 && (row) <= MM_SMALL_ROW && (row) * (w_bits) <= MM_SMALL_ROW_BITS &&           \
-     (out_c) % MM_LANES == 0)
-void mm_conv_small(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
-                   const int32_t *mult, const int8_t *shift, int in_c, int in_h, int in_w,
-                   int out_c, int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw,
-                   int fmt, int32_t qmin, int32_t qmax, void *scratch);
+/* MM_IS_SMALL: weight rows shorter than one vector of dot product (stems, pointwise layers on
+ * few channels): output channels in lanes instead (mm_small.c). */
+void mm_conv_small(MM_CONV_ARGS);
 
 /* Depthwise convolution (groups == in_c == out_c), any kernel size (mm_dw.c, no scratch).
  * Kernels of up to MM_DW_TAPS taps run four channels at a time, their weights stored in groups
  * of four channels (cgen.depthwise_layout: same bytes); larger kernels read natural rows. */
-#define MM_DW_TAPS 25
-void mm_depthwise(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
-                  const int32_t *mult, const int8_t *shift, int c, int in_h, int in_w,
-                  int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw, int fmt,
-                  int32_t qmin, int32_t qmax, void *scratch);
+void mm_depthwise(MM_CONV_ARGS);
+
+/* Any other convolution: any kernel, stride, zero padding and groups (mm_conv.c). */
+void mm_conv(MM_CONV_ARGS);
 
 /* out = clamp((a * m[0] + b * m[1] + 2^(n-1)) >> n); fmt_b gives b's bits and signedness. */
 void mm_add(const uint8_t *a, const uint8_t *b, uint8_t *out, const int32_t *mult,

@@ -7,13 +7,15 @@
  */
 #include "mm_kernels.h"
 
-void mm_conv_small(const uint8_t *in, uint8_t *out, const uint8_t *w, const int32_t *bias,
-                   const int32_t *mult, const int8_t *shift, int in_c, int in_h, int in_w,
-                   int out_c, int out_h, int out_w, int kh, int kw, int sh, int sw, int ph, int pw,
-                   int fmt, int32_t qmin, int32_t qmax, void *scratch)
+void mm_conv_small(MM_CONV_ARGS)
 {
-    const int ib = MM_FMT_IN_BITS(fmt), is = MM_FMT_IN_SIGNED(fmt);
-    const int wb = MM_FMT_W_BITS(fmt), ob = MM_FMT_OUT_BITS(fmt), bk = MM_FMT_BIAS_SHIFT(fmt);
+    const int ib = q->in_bits, is = q->in_signed, wb = q->w_bits, ob = q->out_bits;
+    const int bk = q->bias_shift, in_c = d->in_c, in_h = d->in_h, in_w = d->in_w;
+    const int out_c = d->out_c, out_h = d->out_h, out_w = d->out_w, kh = d->k_h, kw = d->k_w;
+    const int sh = d->stride_h, sw = d->stride_w, ph = d->pad_h, pw = d->pad_w;
+    const int32_t *const bias = q->bias, *const mult = q->mult;
+    const int8_t *const shift = q->shift;
+    const int32_t qmin = q->qmin, qmax = q->qmax;
     const int32_t row = (int32_t)kh * kw * in_c, row_bytes = mm_bytes(row, wb);
     const int32_t in_pix = mm_bytes(in_c, ib), out_pix = mm_bytes(out_c, ob);
     /* Scratch: each tap's byte offset from the window's corner (int32), the weight tile
@@ -21,9 +23,7 @@ void mm_conv_small(const uint8_t *in, uint8_t *out, const uint8_t *w, const int3
     int32_t *restrict off = (int32_t *)scratch;
     int16_t (*restrict tile)[MM_LANES] = (int16_t (*)[MM_LANES])(off + kh * kw);
     int16_t *restrict x = (int16_t *)(tile + row);
-    if (mm_try_pointwise8(in, out, w, bias, mult, shift, in_c, in_h, in_w, out_c, out_h, out_w,
-                          kh, kw, sh, sw, ph, pw, 1, fmt, qmin, qmax, scratch))
-        return; /* 8-bit pointwise: the direct kernel reads the input in place */
+    MM_ASSERT(MM_IS_SMALL(d, q) && !MM_IS_PW8(d, q) && !MM_IS_PW8W(d, q) && !MM_IS_PWSUB(d, q));
     for (int ky = 0; ky < kh; ky++)
         for (int kx = 0; kx < kw; kx++)
             off[ky * kw + kx] = ((int32_t)ky * in_w + kx) * in_pix;
