@@ -26,6 +26,7 @@ from .graph import trace
 from .memory import memory_report
 from .models import input_shape_of, spec_of
 from .policy import Policy
+from .progress import Progress, duration
 from .quant.recipe import DEFAULT_RECIPE, recipe
 from .rundir import check_run_dir, open_run_dir
 from .train import evaluate, fit, float_recipe, load_float, load_model, save_model
@@ -125,6 +126,8 @@ class Pipeline:
         self.spec = cfg.model_spec()
         self.input_shape = self.spec.input_shape  # None only for a zoo spec before building
         self.model_spec_json: dict[str, Any] | None = self.spec.to_json()
+        # Stages differ too much in length for a count to predict the time left: elapsed only.
+        self.clock = Progress(None, "stages", enabled=progress, bar=False)
 
     def load_state(self) -> None:
         """The finished stages (on --resume), read once the run directory is ours."""
@@ -194,6 +197,7 @@ class Pipeline:
     def mark(self, stage: str, **info: Any) -> None:
         self.done[stage] = {"seconds": info.pop("seconds", None), **info}
         write_json(self.state_path, self.done)
+        self.clock.write(stage_line(stage, self.done[stage]["seconds"]))
 
     def say(self, msg: str) -> None:
         if self.progress:
@@ -430,6 +434,11 @@ class Pipeline:
         text = render(self.dir)
         self.mark("report")
         return text
+
+
+def stage_line(stage: str, seconds: float | None) -> str:
+    took = "" if seconds is None else f" in {duration(seconds)}"
+    return f"[micromix] stage {stage} done{took} ({STAGES.index(stage) + 1}/{len(STAGES)})"
 
 
 def _b(v: int | None) -> str:
