@@ -385,6 +385,7 @@ class Pipeline:
     def export(self, imodel) -> None:
         from .export import export_c
         from .export.build import missing_tools
+        from .report import export_rows
 
         if "export" in self.done:
             return
@@ -400,29 +401,7 @@ class Pipeline:
         images = self.data.test.images[: self.cfg.export_images].numpy()
         out = export_c(imodel, self.dir / "c", test_images=images, target=chip or target)
         info = read_json(out / "export.json")
-        row = {
-            "target": chip.name if chip is not None else target,
-            "self-test images bit-identical": f"{info['selftest_identical']} / {info['selftest_images']}",
-            "const data in the object file (B)": info["built"]["const_bytes"],
-            "arena + scratch in the object file (B)": info["built"]["ram_bytes"],
-            "memory model FLASH (B)": info["memory_model"]["flash_bytes"],
-            "memory model RAM (B)": info["memory_model"]["ram_bytes"],
-        }
-        if "fit" in info:
-            f = info["fit"]
-            for k in ("flash", "ram"):
-                row[f"fit: {f[k]['region']} needed / available (B)"] = (
-                    f"{f[k]['needed']:,} / {f[k]['available']:,}"
-                )
-            row[f"fit: chip-sized image on qemu {f['board']}"] = (
-                f"{f['qemu_images']} images = reference"
-            )
-        if "cortex_m4" in info:
-            m4 = info["cortex_m4"]
-            row["Cortex-M4 image FLASH, text+rodata (B)"] = m4["flash_bytes"]
-            row["Cortex-M4 image RAM, data+bss+stack (B)"] = m4["ram_bytes"]
-            row["Cortex-M4 call stack used, measured (B)"] = m4["stack_used"]
-            row["Cortex-M4 logits = reference (qemu)"] = f"{m4['images']} images"
+        row = export_rows(info)  # report.md reads the same rows from c/export.json
         self.mark("export", seconds=time.time() - t0, **row)
         self.say(
             f"C export in {out}: checked, {row['self-test images bit-identical']} images bit-identical"
