@@ -307,7 +307,7 @@ def search(
             _choose(graph, result, cached, rescorer, k, (workers, ray_address), progress)
     except BaseException:
         if rd is not None:
-            rd.close()
+            rd.close(failed=True)
         raise
     finally:
         if pool is not None:
@@ -321,8 +321,10 @@ def search(
     if rd is not None:
         try:
             _write_outputs(rd.path, graph, result, plots)
-        finally:
-            rd.close()
+        except BaseException:
+            rd.close(failed=True)  # a --force keeps the earlier search's files
+            raise
+        rd.close()
     return result
 
 
