@@ -26,7 +26,9 @@ def test_the_export_section_is_the_current_export_not_the_stage_record(tmp_path)
         summary = render(d)
     report = (d / "report.md").read_text()
     assert "stm32f412" not in report + summary and "fit:" not in report + summary
-    assert "| target | host |" in report and "| const data in the object file (B) | 1,234 |" in report
+    assert (
+        "| target | host |" in report and "| const data in the object file (B) | 1,234 |" in report
+    )
     assert "C build: target host" in summary
 
 

@@ -139,6 +139,8 @@ def test_search_force_on_a_full_disk_keeps_the_previous_search(tmp_path, monkeyp
     with monkeypatch.context() as m:
         full_disk(m)
         with pytest.raises(StorageError):
-            search(None, None, Budget(None, None), "uniform", run_dir=tmp_path / "s", force=True, **kw)
+            search(
+                None, None, Budget(None, None), "uniform", run_dir=tmp_path / "s", force=True, **kw
+            )
     assert {n: (tmp_path / "s" / n).read_bytes() for n in kept} == kept
     assert _temps(tmp_path / "s") == []

@@ -64,7 +64,9 @@ def export_rows(info: dict[str, Any]) -> dict[str, Any]:
             row[f"fit: {f[k]['region']} needed / available (B)"] = (
                 f"{f[k]['needed']:,} / {f[k]['available']:,}"
             )
-        row[f"fit: chip-sized image on qemu {f['board']}"] = f"{f['qemu_images']} images = reference"
+        row[f"fit: chip-sized image on qemu {f['board']}"] = (
+            f"{f['qemu_images']} images = reference"
+        )
     if "cortex_m4" in info:
         m4 = info["cortex_m4"]
         row["Cortex-M4 image FLASH, text+rodata (B)"] = m4["flash_bytes"]
@@ -185,7 +187,9 @@ def _render(run_dir: str | Path) -> str:
     e = export_rows(read_json(export_json, expect=dict)) if export_json.is_file() else None
     if e is not None:
         lines += ["", "## C export", "", "| | value |", "|---|---|"]
-        lines += [f"| {k} | {v:,} |" if isinstance(v, int) else f"| {k} | {v} |" for k, v in e.items()]
+        lines += [
+            f"| {k} | {v:,} |" if isinstance(v, int) else f"| {k} | {v} |" for k, v in e.items()
+        ]
         # Quoted: a path with spaces or `$(...)` pasted into a shell must stay one argument.
         make = f"make -C {shlex.quote(str(d / 'c'))}"
         lines += ["", f"Sources in `{d / 'c'}`; build with `{make}`."]

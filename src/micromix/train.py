@@ -316,7 +316,8 @@ def fit(
         state.epoch = epoch + 1
         extra = f", eval {row['eval_acc']:.2f}%" if "eval_acc" in row else ""
         epochs.update(
-            1, f"loss {row['loss']:.4f}, train {row['train_acc']:.2f}%{extra}, {row['seconds']:.0f}s"
+            1,
+            f"loss {row['loss']:.4f}, train {row['train_acc']:.2f}%{extra}, {row['seconds']:.0f}s",
         )
         if checkpoint is not None and rank == 0:
             ck = {

@@ -11,7 +11,8 @@ run. A checkpoint written under other settings is refused, naming the setting th
 The choice is honest: the top-k distinct policies by search score (short fine-tune, held-out
 subset) are re-scored by the evaluator's `rescorer()` (longer fine-tune, whole held-out split)
 and the best re-score wins. `SearchResult.search_score` and `.heldout_acc` keep both; the test
-split is never looked at.
+split is never looked at. A search with one candidate (rule, ilp, uniform) has nothing to
+choose: it is not re-scored (`heldout_acc` None).
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from ..files import write_json
 from ..graph import Graph, trace
 from ..memory import MemoryReport, SizeTable, memory_report, size_table
 from ..policy import FIXED_BITS, Policy
-from ..rundir import open_run_dir
 from ..progress import Progress
+from ..rundir import open_run_dir
 from .evaluate import CachedEvaluator, Evaluator, QATEvaluator, QATSettings, score, threads
 from .parallel import make_pool
 from .registry import StrategyConfig, create, get
