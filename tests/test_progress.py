@@ -58,6 +58,7 @@ def test_disabled_writes_nothing_anywhere():
     tty, out = FakeTTY(), io.StringIO()
     p = Progress(3, "x", enabled=False, stream=tty, out=out)
     p.update(3, "done")
+    p.write("stage search done")  # --quiet: not even the per-stage lines
     p.close()
     assert tty.getvalue() == "" and out.getvalue() == ""
 

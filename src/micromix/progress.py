@@ -85,6 +85,7 @@ class Progress:
                 leave=False,
                 dynamic_ncols=True,
             )
+        self.enabled = enabled
         self._lines = enabled and lines and self._bar is None
 
     @property
@@ -108,6 +109,8 @@ class Progress:
 
     def write(self, text: str) -> None:
         """One line: `text`, then the elapsed time and the estimate of the time left."""
+        if not self.enabled:
+            return
         left = self.remaining()
         tail = f"{duration(self.elapsed)} elapsed"
         if left is not None and self.total is not None and self.done < self.total:
