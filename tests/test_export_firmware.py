@@ -204,6 +204,11 @@ def test_export_cli_exits_2_when_the_model_does_not_fit(tmp_path, capsys) -> Non
     out = capsys.readouterr().out
     assert "fit verdict for stm32h743" in out and "of stm32h743's AXI_SRAM" in out
     assert "mps2-an500: 1 images identical" in out
+    # --force without --target rebuilds for the chip of the export it replaces, not the host
+    assert main([*args, "--force"]) == 0
+    out = capsys.readouterr().out
+    assert "for stm32h743 (the replaced export's)" in out and "fit verdict for stm32h743" in out
+    assert json.loads((run_dir / "c" / "export.json").read_text())["chip"]["name"] == "stm32h743"
     assert main([*args, "--target", str(board), "--force"]) == 2
     err = capsys.readouterr().err
     assert "do not fit tiny_chip's FLASH" in err and "16,384 B available" in err

@@ -147,3 +147,15 @@ def test_unsupported_ops_name_op_and_place(model, needle):
 def test_trace_needs_shape_outside_zoo(tiny_resnet):
     with pytest.raises(UnsupportedOpError, match="input_shape"):
         trace(tiny_resnet)
+
+
+def test_a_model_that_does_not_run_on_the_shape_is_one_sentence_with_the_cause(capfd):
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    with pytest.raises(UnsupportedOpError) as e:
+        trace(net, (1, 3, 8, 8))
+    msg = str(e.value)
+    assert "layer `0` (Conv2d)" in msg and "to have 1 channels, but got 3" in msg
+    assert "\n" not in msg and "ShapeProp" not in msg and "meta=" not in msg
+    assert capfd.readouterr().err == ""  # fx's own traceback is not printed
+    with pytest.raises(UnsupportedOpError, match=r"layer `3` \(Linear\)"):
+        trace(net, (1, 1, 10, 10))  # the convolution runs; the flattened size is wrong

@@ -607,6 +607,7 @@ def test_report_quotes_the_printed_shell_command(tmp_path):
     d = tmp_path / "runs $(touch x) 'q'"
     with open_run_dir(d, "run", {}):
         write_json(d / "stages.json", {"export": {"target": "host", "seconds": 1.0}})
+        write_json(d / "c" / "export.json", {"target": "host"})
         render(d)
     line = next(x for x in (d / "report.md").read_text().splitlines() if "make -C" in x)
     cmd = line.split("build with `", 1)[1].rsplit("`", 1)[0]

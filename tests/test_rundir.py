@@ -15,7 +15,7 @@ from micromix.files import TMP_SUFFIX
 from micromix.graph import trace
 from micromix.memory import memory_report
 from micromix.policy import Policy
-from micromix.rundir import LOCK_NAME, lock_dir, open_run_dir
+from micromix.rundir import LOCK_NAME, lock_dir, open_run_dir, release_all
 
 
 def _temps(d: Path) -> list[Path]:
@@ -93,3 +93,54 @@ def test_stale_temporary_files_are_cleared_when_a_run_dir_is_opened(tmp_path):
     (d / f".c.xyz{TMP_SUFFIX}").mkdir()  # a killed export's staging folder
     with open_run_dir(d, "train", {}, resume=True):
         assert not _temps(d)
+
+
+def test_force_keeps_the_earlier_results_until_the_command_ends_well(tmp_path):
+    d = tmp_path / "r"
+    with open_run_dir(d, "train", {"lr": 0.1}, owned=["model.pt"]):
+        (d / "model.pt").write_text("old model")
+    before = (d / "config.json").read_text()
+    with pytest.raises(RuntimeError, match="disk"):
+        with open_run_dir(d, "train", {"lr": 0.2}, force=True, owned=["model.pt"]):
+            assert not (d / "model.pt").exists()  # set aside: the new run starts clean
+            (d / "model.pt").write_text("half a model")
+            raise RuntimeError("the disk is full")  # the new run fails before its results
+    assert (d / "model.pt").read_text() == "old model" and (d / "config.json").read_text() == before
+    assert sorted(p.name for p in d.iterdir()) == ["config.json", "model.pt"]
+    with open_run_dir(d, "train", {"lr": 0.2}, force=True, owned=["model.pt"]):
+        (d / "model.pt").write_text("new model")
+    assert (d / "model.pt").read_text() == "new model" and (d / "config.json").read_text() != before
+    assert sorted(p.name for p in d.iterdir()) == ["config.json", "model.pt"]
+
+
+def test_a_failed_cli_force_puts_the_earlier_results_back(tmp_path, monkeypatch):
+    from micromix.rundir import settle_all
+
+    d = tmp_path / "r"
+    with open_run_dir(d, "search", {"seed": 0}, owned=["metrics.json"]):
+        (d / "metrics.json").write_text("{}")
+    # the CLI's commands keep their run directory open until main() settles them
+    open_run_dir(d, "search", {"seed": 1}, force=True, owned=["metrics.json"])
+    assert not (d / "metrics.json").exists()
+    settle_all(failed=True)
+    release_all()
+    assert (d / "metrics.json").read_text() == "{}"
+    assert '"seed": 0' in (d / "config.json").read_text()
+
+
+def test_search_force_on_a_full_disk_keeps_the_previous_search(tmp_path, monkeypatch):
+    from micromix.strategies import SyntheticEvaluator, search
+
+    net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(128, 4))
+    g = trace(net.eval(), (1, 1, 4, 4))
+    kw = dict(graph=g, evaluator=SyntheticEvaluator(g), progress=False, plots=False)
+    search(None, None, Budget(None, None), "rule", run_dir=tmp_path / "s", **kw)
+    kept = {n: (tmp_path / "s" / n).read_bytes() for n in ("config.json", "metrics.json")}
+    with monkeypatch.context() as m:
+        full_disk(m)
+        with pytest.raises(StorageError):
+            search(
+                None, None, Budget(None, None), "uniform", run_dir=tmp_path / "s", force=True, **kw
+            )
+    assert {n: (tmp_path / "s" / n).read_bytes() for n in kept} == kept
+    assert _temps(tmp_path / "s") == []

@@ -324,3 +324,15 @@ def test_train_float_resumes_with_the_recipe_it_chose(tmp_path, monkeypatch):
         _bn_free_net(), data, cfg, checkpoint=ck, resume=True, progress=False
     )
     assert again.history == first.history
+
+
+def test_a_redirected_fit_logs_one_line_per_epoch_with_time_left(capsys):
+    # capsys's streams are not terminals, as in CI or under nohup: no bar redraws
+    cfg = TrainConfig(epochs=4, batch_size=8, lr=0.05, augment=False)
+    fit(_net(), _toy(), cfg, progress=True, desc="qat")
+    cap = capsys.readouterr()
+    lines = cap.out.splitlines()
+    assert "\r" not in cap.err + cap.out
+    assert len(lines) == cfg.epochs  # 32 batches per epoch, one line per epoch
+    assert [line.split(":")[0] for line in lines] == [f"qat epoch {i}/4" for i in range(1, 5)]
+    assert all("left" in line for line in lines[:-1]) and "elapsed" in lines[-1]

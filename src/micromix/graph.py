@@ -7,6 +7,8 @@ and every op writes one activation tensor. Ops are in execution order; op i runs
 
 from __future__ import annotations
 
+import contextlib
+import io
 import operator
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
@@ -248,17 +250,45 @@ def trace(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> Graph
     try:
         param = next(model.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
-        with torch.no_grad():
-            ShapeProp(gm).propagate(torch.zeros(input_shape, device=device))
-    except Exception as e:
-        raise UnsupportedOpError(
-            f"the model does not run on input shape {input_shape} ({type(e).__name__}: {str(e).splitlines()[0]})."
-        ) from None
+        _propagate_shapes(gm, torch.zeros(input_shape, device=device))
     finally:
         model.train(was_training)
     graph = _Fuser(gm, input_shape).run()
     record_input_shape(model, input_shape)
     return graph
+
+
+class _NamedShapeProp(ShapeProp):
+    """ShapeProp that remembers the node it is running, to name it when the model fails."""
+
+    node: torch.fx.Node | None = None
+
+    def run_node(self, n: torch.fx.Node) -> Any:
+        self.node = n
+        return super().run_node(n)
+
+
+def _propagate_shapes(gm: torch.fx.GraphModule, x: torch.Tensor) -> None:
+    """Record every node's output shape for input `x`; a model that does not run on it is one
+    sentence with the layer and torch's own reason (e.g. "expected input ... to have 1
+    channels, but got 3"), not fx's wrapper message and the traceback ShapeProp prints."""
+    prop = _NamedShapeProp(gm)
+    try:
+        # ShapeProp prints the traceback of any failure itself before re-raising it
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
+            prop.propagate(x)
+    except Exception as e:
+        cause = e.__cause__ if e.__cause__ is not None else e
+        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0].rstrip(".")
+        n, where = prop.node, ""
+        if n is not None and n.op == "call_module":
+            where = f" at layer `{n.target}` ({type(gm.get_submodule(str(n.target))).__name__})"
+        elif n is not None and n.op != "placeholder":
+            where = f" at `{n.name}`"
+        shape = "x".join(map(str, x.shape[1:]))
+        raise UnsupportedOpError(
+            f"the model does not run on input shape {shape}{where}: {reason}."
+        ) from None
 
 
 class _Fuser:

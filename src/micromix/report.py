@@ -41,6 +41,41 @@ def _bytes(v: int | None) -> str:
     return "-" if v is None else f"{v:,} B"
 
 
+def export_rows(info: dict[str, Any]) -> dict[str, Any]:
+    """The C export's table rows, from its export.json (the folder's own record, so a report
+    never shows the results of an export that `micromix export --force` has replaced)."""
+    chip = info.get("chip")
+    row: dict[str, Any] = {"target": chip["name"] if isinstance(chip, dict) else info["target"]}
+    if "built" not in info:
+        row["built and checked"] = "no (--no-check)"
+        return row
+    row.update(
+        {
+            "self-test images bit-identical": f"{info['selftest_identical']} / {info['selftest_images']}",
+            "const data in the object file (B)": info["built"]["const_bytes"],
+            "arena + scratch in the object file (B)": info["built"]["ram_bytes"],
+            "memory model FLASH (B)": info["memory_model"]["flash_bytes"],
+            "memory model RAM (B)": info["memory_model"]["ram_bytes"],
+        }
+    )
+    if "fit" in info:
+        f = info["fit"]
+        for k in ("flash", "ram"):
+            row[f"fit: {f[k]['region']} needed / available (B)"] = (
+                f"{f[k]['needed']:,} / {f[k]['available']:,}"
+            )
+        row[f"fit: chip-sized image on qemu {f['board']}"] = (
+            f"{f['qemu_images']} images = reference"
+        )
+    if "cortex_m4" in info:
+        m4 = info["cortex_m4"]
+        row["Cortex-M4 image FLASH, text+rodata (B)"] = m4["flash_bytes"]
+        row["Cortex-M4 image RAM, data+bss+stack (B)"] = m4["ram_bytes"]
+        row["Cortex-M4 call stack used, measured (B)"] = m4["stack_used"]
+        row["Cortex-M4 logits = reference (qemu)"] = f"{m4['images']} images"
+    return row
+
+
 def render(run_dir: str | Path) -> str:
     """Write run_dir/report.md (+ PNGs) and return the short summary printed by `micromix run`."""
     try:
@@ -148,13 +183,12 @@ def _render(run_dir: str | Path) -> str:
             "![reward per episode](search_curve.png)",
         ]
 
-    if "export" in stages:
-        e = stages["export"]
+    export_json = d / "c" / "export.json"
+    e = export_rows(read_json(export_json, expect=dict)) if export_json.is_file() else None
+    if e is not None:
         lines += ["", "## C export", "", "| | value |", "|---|---|"]
         lines += [
-            f"| {k} | {v:,} |" if isinstance(v, int) else f"| {k} | {v} |"
-            for k, v in e.items()
-            if k != "seconds"
+            f"| {k} | {v:,} |" if isinstance(v, int) else f"| {k} | {v} |" for k, v in e.items()
         ]
         # Quoted: a path with spaces or `$(...)` pasted into a shell must stay one argument.
         make = f"make -C {shlex.quote(str(d / 'c'))}"
@@ -177,15 +211,10 @@ def _render(run_dir: str | Path) -> str:
     ]
     if summary_mem:
         summary.append(summary_mem)
-    if "export" in stages:
-        e = stages["export"]
+    if e is not None:
         summary.append(
             "C build: "
-            + ", ".join(
-                f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
-                for k, v in e.items()
-                if k != "seconds"
-            )
+            + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in e.items())
         )
     summary.append(f"report: {d / 'report.md'}")
     return "\n".join(summary)

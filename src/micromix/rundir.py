@@ -9,7 +9,8 @@ loading without running code, is `files.py`'s):
   (config.json's "command") and the same result-relevant settings (config.json's
   "settings"), else it is refused with a sentence naming the setting and both values. Only
   then is config.json written (a fresh start; a resume keeps it). `--force` starts over (the
-  command's `owned` files are removed; a user's other files stay).
+  command's `owned` files are set aside until it ends, put back if it fails; a user's other
+  files stay).
 - **One writer.** An exclusive `fcntl.flock` on `<dir>/.micromix.lock` (holding the PID) for as
   long as the command runs; a second process is refused with a sentence naming the holder's
   PID. The kernel drops the lock when its process dies, so a `kill -9` never leaves a folder
@@ -168,6 +169,7 @@ class RunDir:
     config: dict[str, Any]
     resumed: bool
     _lock: DirLock | None = field(default=None, repr=False)
+    _previous: Previous | None = field(default=None, repr=False)
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name
@@ -175,7 +177,12 @@ class RunDir:
     def __fspath__(self) -> str:
         return str(self.path)
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
+        """Release the folder. After --force, `failed` puts the earlier results back (the
+        command wrote nothing whole); otherwise they are dropped now."""
+        if self._previous is not None:
+            self._previous.settle(failed)
+            self._previous = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -183,8 +190,53 @@ class RunDir:
     def __enter__(self) -> RunDir:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(failed=exc_type is not None)
+
+
+PREVIOUS = f".previous{TMP_SUFFIX}"
+_PREVIOUS: dict[str, Previous] = {}  # run directory -> the results a --force set aside
+
+
+@dataclass
+class Previous:
+    """What a --force start set aside (renamed, so it needs no free space): kept until the
+    command ends, then dropped (success) or put back (failure). A `kill -9` leaves it as a
+    temporary folder that the next `open_run_dir` removes."""
+
+    folder: Path
+    names: tuple[str, ...]  # what the command writes: removed before the old ones go back
+
+    @classmethod
+    def set_aside(cls, p: Path, names: Iterable[str]) -> Previous:
+        folder = p / PREVIOUS
+        names = tuple(dict.fromkeys((*names, CONFIG)))
+        try:
+            folder.mkdir()
+            for name in names:
+                if (p / name).exists() or (p / name).is_symlink():
+                    os.rename(p / name, folder / name)
+        except OSError as e:
+            raise storage_error(e, folder, "write") from None
+        prev = cls(folder, names)
+        _PREVIOUS[str(p.resolve())] = prev
+        return prev
+
+    def settle(self, failed: bool) -> None:
+        _PREVIOUS.pop(str(self.folder.parent.resolve()), None)
+        if failed:
+            for name in self.names:
+                _remove(self.folder.parent / name)
+            for e in self.folder.iterdir():
+                os.rename(e, self.folder.parent / e.name)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def settle_all(failed: bool) -> None:
+    """End every --force of this process: drop the earlier results, or put them back when
+    the command `failed` (the CLI calls this when a command ends)."""
+    for prev in list(_PREVIOUS.values()):
+        prev.settle(failed)
 
 
 def open_run_dir(
@@ -204,8 +256,10 @@ def open_run_dir(
     - `resume`: config.json must name the same `command`, and every setting in `result_keys`
       (dotted keys into nested dicts, e.g. "train.lr"; None: every key of `settings`) must
       equal the recorded one, else refused naming the setting and both values;
-    - `force`: the entries named in `owned` (files or folders the command writes) are removed
-      and the command starts over; other files stay.
+    - `force`: the entries named in `owned` (files or folders the command writes) and
+      config.json are set aside and the command starts over; other files stay. They are
+      dropped when the command ends well (`close()`, the context manager, `settle_all`) and put
+      back when it fails, so a failed --force (a full disk) keeps the earlier results.
 
     Nothing is written before the checks pass (a refusal leaves the folder as it was), and a
     resume leaves config.json as it is (its settings are the ones checked). The returned
@@ -217,18 +271,19 @@ def open_run_dir(
         raise RunDirError(f"run directory {p} exists and is not a folder.")
     created = not p.exists()
     lock = lock_dir(p)
+    previous = None
     try:
         _remove_stale_temps(p)
         resumed = _check_claim(p, command, settings, resume, force, result_keys)
-        if force:
-            for name in owned:
-                _remove(p / name)
+        previous = Previous.set_aside(p, owned) if force and not created else None
         if resumed:  # same command and settings (checked): config.json already says so
             config = read_json(p / CONFIG, error=RunDirError)
         else:
             config = _config(p, command, settings)
             write_json(p / CONFIG, config)
     except BaseException:
+        if previous is not None:
+            previous.settle(failed=True)
         lock.release()
         if created:
             try:
@@ -236,7 +291,7 @@ def open_run_dir(
             except OSError:
                 pass
         raise
-    return RunDir(p, command, config, resumed, lock)
+    return RunDir(p, command, config, resumed, lock, previous)
 
 
 def check_run_dir(

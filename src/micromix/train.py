@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-from tqdm import tqdm
 
 from . import distributed as dist
 from .data import ImageSet, batches, num_batches
 from .errors import CheckpointError, MicromixError
 from .files import load_checkpoint, save_checkpoint
+from .progress import Progress
 
 
 @dataclass(frozen=True)
@@ -247,6 +247,10 @@ def fit(
             + (f" on each of {world} processes" if world > 1 else "")
             + "; lower --batch-size or use more images."
         )
+    talk = progress and rank == 0
+    # One line per epoch (elapsed, time left) on a terminal and in a log; batches as a bar
+    # on a terminal only.
+    epochs = Progress(cfg.epochs, f"{desc} epoch", enabled=talk, bar=False, initial=state.epoch)
     for epoch in range(state.epoch, min(cfg.epochs, until_epoch or cfg.epochs)):
         net.train()
         if cfg.freeze_bn_after is not None and epoch >= cfg.freeze_bn_after:
@@ -254,12 +258,7 @@ def fit(
                 before_bn_freeze(model)
             freeze_bn(net)
         t0, seen, steps, loss_sum, correct = time.time(), 0, 0, 0.0, 0
-        bar = tqdm(
-            total=per_epoch,
-            desc=f"{desc} {epoch + 1}/{cfg.epochs}",
-            disable=not (progress and rank == 0),
-            leave=False,
-        )
+        bar = Progress(per_epoch, f"{desc} {epoch + 1}/{cfg.epochs}", enabled=talk, lines=False)
         it = batches(
             data,
             cfg.batch_size,
@@ -295,8 +294,7 @@ def fit(
             seen, steps = seen + len(y), steps + 1
             loss_sum += loss.item() * len(y)
             correct += (out.argmax(1) == y).sum().item()
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}")
+            bar.update(1, f"loss={loss_sum / seen:.3f}, acc={100 * correct / seen:.1f}")
         bar.close()
         row = {
             "epoch": epoch + 1,
@@ -309,12 +307,11 @@ def fit(
             row["eval_acc"] = evaluate(model, eval_set, device=device)
         state.history.append(row)
         state.epoch = epoch + 1
-        if rank == 0 and progress:
-            extra = f", eval {row['eval_acc']:.2f}%" if "eval_acc" in row else ""
-            print(
-                f"{desc} epoch {epoch + 1}/{cfg.epochs}: loss {row['loss']:.4f}, train {row['train_acc']:.2f}%{extra}, {row['seconds']:.0f}s",
-                flush=True,
-            )
+        extra = f", eval {row['eval_acc']:.2f}%" if "eval_acc" in row else ""
+        epochs.update(
+            1,
+            f"loss {row['loss']:.4f}, train {row['train_acc']:.2f}%{extra}, {row['seconds']:.0f}s",
+        )
         if checkpoint is not None and rank == 0:
             ck = {
                 "model": model.state_dict(),

@@ -67,8 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "_run"):
         parser.print_help()
         return 2
+    ok = False
     try:
-        return int(args._run(args) or 0)
+        code = int(args._run(args) or 0)
+        ok = code == 0
+        return code
     except MicromixError as e:
         return _fail(str(e))
     except OSError as e:  # a full or read-only disk, permissions: path and cause
@@ -101,8 +104,9 @@ def main(argv: list[str] | None = None) -> int:
             code=1,
         )
     finally:
-        from ..rundir import release_all
+        from ..rundir import release_all, settle_all
 
+        settle_all(failed=not ok)  # a failed --force puts the earlier results back
         release_all()  # locks of run directories end with the command, also in-process
 
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import DatasetNotFoundError, MicromixError
 from ..policy import Policy
 from .common import add_data_args, positive_int
+
+if TYPE_CHECKING:
+    from ..mcu import Target
 
 NAME = "export"
 HELP = "integer-only C code of a fine-tuned model, built and checked bit for bit"
@@ -24,10 +28,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output folder (default: RUN_DIR/c)")
     p.add_argument(
         "--target",
-        default="host",
+        default=None,
         help="host: gcc self-test; cortex-m4: also a test-only bare-metal image under qemu; an "
         "MCU target (stm32h743, ... or my_board.toml): also the fit verdict against its memory "
-        "map and the chip-sized image under qemu (exit 2 when it does not fit)",
+        "map and the chip-sized image under qemu (exit 2 when it does not fit); default: the "
+        "target of the export being replaced, else host",
     )
     p.add_argument(
         "--chip-images",
@@ -89,6 +94,21 @@ def _check_out(out: Path, run_dir: Path, force: bool) -> None:
         raise MicromixError(f"{out} is not empty; pass --force to replace the export.")
 
 
+def kept_target(out: Path) -> str | Target:
+    """The target the export in `out` was made for (its export.json), so `export --force`
+    without --target rebuilds it for the same chip; host when there is none to replace."""
+    from ..files import read_json
+    from ..mcu import target_from_json
+
+    summary = out / "export.json"
+    if not summary.is_file():
+        return "host"
+    info = read_json(summary, expect=dict)
+    if isinstance(info.get("chip"), dict):  # a user's target file may be gone: its map is here
+        return target_from_json(info["chip"])
+    return info.get("target") if info.get("target") in ("host", "cortex-m4") else "host"
+
+
 def _recorded_dataset(run_dir: Path, random_images: bool) -> str:
     """The --dataset of the command that made the run directory (fashion_mnist if none); a
     recorded path is not followed (the user gives --dataset again)."""
@@ -118,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     from ..rundir import lock_dir
     from ..stored import QAT_FILES, first_file, inside
 
-    if args.target not in ("host", "cortex-m4"):
+    if args.target not in (None, "host", "cortex-m4"):
         from ..mcu import get_target
 
         get_target(args.target)  # an unknown target or a bad target file: stop now
@@ -130,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         )
     out = Path(args.out) if args.out else run_dir / "c"
     _check_out(out, run_dir, args.force)  # before the slow loading
+    target = args.target if args.target is not None else kept_target(out)
     if args.dataset is None:
         args.dataset = _recorded_dataset(run_dir, args.random_images)
     imodel = _integer_model(ckpt)
@@ -142,11 +163,16 @@ def run(args: argparse.Namespace) -> int:
     lock = lock_dir(out, lockfile=out.parent / f".{out.name}.micromix.lock")
     try:
         _check_out(out, run_dir, args.force)
-        print(f"micromix: exporting {len(imodel.ops)} ops to {out}; self-test on {what}")
+        name = target if isinstance(target, str) else target.name
+        kept = " (the replaced export's)" if args.target is None and name != "host" else ""
+        print(
+            f"micromix: exporting {len(imodel.ops)} ops to {out} for {name}{kept}; "
+            f"self-test on {what}"
+        )
         export_c(
             imodel,
             out,
-            target=args.target,
+            target=target,
             test_images=images,
             check=not args.no_check,
             cm4_images=args.chip_images,

@@ -29,6 +29,7 @@ _OVERRIDES = {
     "target": str,
     "strategy": str,
     "episodes": positive_int,
+    "top_k": positive_int,
     "finetune_epochs": positive_int,
     "qat_recipe": str,
     "float_epochs": positive_int,

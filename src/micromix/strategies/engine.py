@@ -11,7 +11,8 @@ run. A checkpoint written under other settings is refused, naming the setting th
 The choice is honest: the top-k distinct policies by search score (short fine-tune, held-out
 subset) are re-scored by the evaluator's `rescorer()` (longer fine-tune, whole held-out split)
 and the best re-score wins. `SearchResult.search_score` and `.heldout_acc` keep both; the test
-split is never looked at.
+split is never looked at. A search with one candidate (rule, ilp, uniform) has nothing to
+choose: it is not re-scored (`heldout_acc` None).
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from ..files import write_json
 from ..graph import Graph, trace
 from ..memory import MemoryReport, SizeTable, memory_report, size_table
 from ..policy import FIXED_BITS, Policy
+from ..progress import Progress
 from ..rundir import open_run_dir
-from .evaluate import CachedEvaluator, Evaluator, QATEvaluator, QATSettings, threads
+from .evaluate import CachedEvaluator, Evaluator, QATEvaluator, QATSettings, score, threads
 from .parallel import make_pool
 from .registry import StrategyConfig, create, get
 from .wall import Wall
@@ -133,12 +135,15 @@ class SearchContext:
         """Per-tensor sensitivities (ilp.py): measured on train images when a model is given,
         else by the evaluator itself (not counted as search evaluations)."""
         if self._sens is None:
-            from .ilp import evaluator_sensitivity, measure_sensitivity
+            from .ilp import SENSITIVITY_BATCH, evaluator_sensitivity, measure_sensitivity
 
             if self.model is not None and self.data is not None:
                 calib = self.data.train.subset(ILP_CALIB_IMAGES, seed=self.seed)
+                batch = self.qat.user_batch_size or SENSITIVITY_BATCH
                 with threads(self.qat.threads):
-                    self._sens = measure_sensitivity(self.model.eval(), self.graph, calib)
+                    self._sens = measure_sensitivity(
+                        self.model.eval(), self.graph, calib, batch_size=batch
+                    )
             else:
                 self._sens = evaluator_sensitivity(self.graph, self.cached.fn)
         return self._sens
@@ -300,10 +305,11 @@ def search(
         result = entry.run(ctx, cfg)
         finished = stop_after is None or result.episodes < stop_after or not entry.episodic
         if finished:
-            _choose(graph, result, cached, rescorer, getattr(cfg, "top_k", 1), workers, ray_address)
+            k = getattr(cfg, "top_k", 1)
+            _choose(graph, result, cached, rescorer, k, (workers, ray_address), progress)
     except BaseException:
         if rd is not None:
-            rd.close()
+            rd.close(failed=True)
         raise
     finally:
         if pool is not None:
@@ -317,8 +323,10 @@ def search(
     if rd is not None:
         try:
             _write_outputs(rd.path, graph, result, plots)
-        finally:
-            rd.close()
+        except BaseException:
+            rd.close(failed=True)  # a --force keeps the earlier search's files
+            raise
+        rd.close()
     return result
 
 
@@ -354,26 +362,30 @@ def _choose(
     cached: CachedEvaluator,
     rescorer: Evaluator,
     k: int,
-    workers: int,
-    address: str | None,
+    parallel: tuple[int, str | None] = (1, None),
+    progress: bool = False,
 ) -> None:
     """Re-score the top-k distinct policies and every seed policy (rule, ilp); return the best
     re-score (ties: search score). The seeds are always among them, so the returned policy
-    re-scores at least as well as each seed, whatever the short fine-tune thought of them."""
-    rows, seen = [], set()
-    ranked = sorted(
-        (h for h in result.history if not h.get("screened")), key=lambda h: -h["accuracy"]
-    )
-    for h in ranked:
-        key = json.dumps(h["policy"], sort_keys=True)
-        if key not in seen and (len(rows) < k or h.get("seed")):
-            seen.add(key)
-            rows.append(h)
+    re-scores at least as well as each seed, whatever the short fine-tune thought of them.
+    One candidate has nothing to choose from: it keeps its search score, re-scored by nobody
+    (rule, ilp and uniform; the longer fine-tune was their run's largest memory peak)."""
+    rows = candidates(result.history, k)
+    if len(rows) <= 1:
+        return
     policies = [Policy.from_json(h["policy"]) for h in rows]
+    workers, address = parallel
     if rescorer is cached.fn:  # the same evaluator (e.g. a synthetic one): scores are known
         scores = cached.many(policies)
+    elif workers <= 1:  # one at a time, so the log can say how far it is
+        bar = Progress(len(policies), "re-score", enabled=progress)
+        scores = []
+        for p in policies:
+            scores.append(score(rescorer, p))
+            bar.update(1, f"held-out {scores[-1]:.2f}%")
+        bar.close()
     else:
-        pool = make_pool(rescorer, min(workers, len(policies)), address if workers > 1 else None)
+        pool = make_pool(rescorer, min(workers, len(policies)), address)
         try:
             scores = pool.map(policies)
         finally:
@@ -387,6 +399,19 @@ def _choose(
     result.search_score = rows[i]["accuracy"]
     result.heldout_acc = scores[i]
     result.report = memory_report(graph, result.policy)
+
+
+def candidates(history: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+    """The rows the final choice re-scores: the k best distinct policies by search score and
+    every seed, each policy once."""
+    rows, seen = [], set()
+    ranked = sorted((h for h in history if not h.get("screened")), key=lambda h: -h["accuracy"])
+    for h in ranked:
+        key = json.dumps(h["policy"], sort_keys=True)
+        if key not in seen and (len(rows) < k or h.get("seed")):
+            seen.add(key)
+            rows.append(h)
+    return rows
 
 
 def _write_outputs(run: Path, graph: Graph, result: SearchResult, plots: bool) -> None:

@@ -17,13 +17,14 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ..data import DataSplits
+from ..data import DataSplits, ImageSet
 from ..graph import Graph, trace
 from ..policy import Policy
 from ..quant.recipe import DEFAULT_RECIPE, RECIPES, QATRecipe
 from ..train import TrainConfig, evaluate
 
 Evaluator = Callable[[Policy], float]
+EVAL_BATCH = 100  # `train.evaluate`'s default: batches of ~100 are fastest on small CPUs
 
 
 @contextmanager
@@ -132,6 +133,10 @@ class QATSettings:
     recipe: str = "search"  # "search": the settings above; "final": the final QAT's recipe
     final_recipe: str = DEFAULT_RECIPE  # the final QAT's recipe (a name in quant.recipe.RECIPES)
     repeats: int = 1  # fine-tunes (training seeds seed, seed+1, ...) averaged per score
+    # --batch-size as the user gave it: then every fine-tune and evaluation of the search uses
+    # it (the final recipe's re-score, held-out scoring, ILP sensitivities), so memory scales
+    # with it. None: each its own default (the final recipe's 128, evaluation's 100, ...).
+    user_batch_size: int | None = None
 
     def qat_recipe(self) -> QATRecipe:
         """The recipe of these fine-tunes: the final QAT's, or the search's own settings."""
@@ -151,14 +156,24 @@ class QATSettings:
     def run_settings(self, seed: int) -> dict[str, Any]:
         """What the recipe does not hold; the final recipe keeps the final QAT's batch size."""
         if self.recipe == "final":
-            return {"seed": seed}
+            return {
+                "seed": seed,
+                **({"batch_size": self.user_batch_size} if self.user_batch_size else {}),
+            }
         return {"seed": seed, "batch_size": self.batch_size}
 
     def train_config(self, seed: int) -> TrainConfig:
         return self.qat_recipe().train_config(self.epochs, **self.run_settings(seed))
 
+    @property
+    def eval_batch_size(self) -> int:
+        return self.user_batch_size or EVAL_BATCH
+
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        d = dict(self.__dict__)
+        if d["user_batch_size"] is None:  # searches checkpointed before it existed still resume
+            del d["user_batch_size"]
+        return d
 
 
 class QATEvaluator:
@@ -199,7 +214,7 @@ class QATEvaluator:
         the whole held-out split never needs it)."""
         if self._float_accuracy is None:
             with threads(self.settings.threads):
-                self._float_accuracy = evaluate(self.model, self.heldout, device=self.device)
+                self._float_accuracy = self._evaluate(self.model, self.heldout)
         return self._float_accuracy
 
     def finetune(self, policy: Policy) -> nn.Module:
@@ -238,12 +253,15 @@ class QATEvaluator:
             qmodel = self.finetune(policy)
             n = s.screen_images
             if incumbent is None or not 0 < n < n_all:
-                return evaluate(qmodel, self.heldout, device=self.device)
-            first = evaluate(qmodel, self.heldout.take(range(n)), device=self.device)
+                return self._evaluate(qmodel, self.heldout)
+            first = self._evaluate(qmodel, self.heldout.take(range(n)))
             if first < incumbent - s.screen_margin:
                 return first  # screened out: it cannot be the best, so 500 images suffice
-            rest = evaluate(qmodel, self.heldout.take(range(n, n_all)), device=self.device)
+            rest = self._evaluate(qmodel, self.heldout.take(range(n, n_all)))
             return (first * n + rest * (n_all - n)) / n_all
+
+    def _evaluate(self, model: nn.Module, ds: ImageSet) -> float:
+        return evaluate(model, ds, batch_size=self.settings.eval_batch_size, device=self.device)
 
     def identity(self) -> dict[str, Any]:
         """Everything that changes a score (a resumed search must not mix two evaluators)."""

@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ..errors import MicromixError
 from ..files import load_checkpoint, save_checkpoint, write_text
 from ..memory import memory_report
 from ..policy import Policy
+from ..progress import Progress
 from .ddpg import DDPG, DDPGConfig
 from .env import OBS_DIM, QuantEnv, reward
 from .registry import StrategyConfig, register
@@ -212,12 +212,9 @@ def _episodic(ctx, cfg: RandomConfig, haq: bool):
 
     stop = cfg.episodes if ctx.stop_after is None else min(cfg.episodes, ctx.stop_after)
     cap = cfg.max_proposals_factor * cfg.episodes
-    bar = tqdm(
-        total=cfg.episodes,
-        initial=min(distinct(), cfg.episodes),
-        desc=cfg.name,
-        disable=not ctx.progress,
-        dynamic_ncols=True,
+    # A bar on a terminal; in a log, one line per batch of episodes.
+    bar = Progress(
+        cfg.episodes, cfg.name, enabled=ctx.progress, initial=min(distinct(), cfg.episodes)
     )
     while distinct() < stop and proposals < cap:
         t0 = time.time()
@@ -284,9 +281,7 @@ def _episodic(ctx, cfg: RandomConfig, haq: bool):
         elapsed += time.time() - t0
         record(rows)
         checkpoint()
-        bar.update(distinct() - bar.n)
-        if best is not None:
-            bar.set_postfix(best=f"{best[0]:.2f}%")
+        bar.update(distinct() - bar.done, "" if best is None else f"best {best[0]:.2f}%")
     bar.close()
     if best is None:
         raise MicromixError("the search ran no episode.")

@@ -98,9 +98,12 @@ def _probed(model: nn.Module, graph: Graph) -> tuple[torch.fx.GraphModule, dict[
     return gm.eval(), probes
 
 
+SENSITIVITY_BATCH = 256
+
+
 @torch.no_grad()
 def measure_sensitivity(
-    model: nn.Module, graph: Graph, calib: ImageSet, *, batch_size: int = 256
+    model: nn.Module, graph: Graph, calib: ImageSet, *, batch_size: int = SENSITIVITY_BATCH
 ) -> dict[Key, float]:
     """Loss increase per (tensor, bits) on `calib` (see the module docstring)."""
     gm, probes = _probed(model, graph)

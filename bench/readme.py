@@ -1,0 +1,139 @@
+"""The README's results table, rendered from results/*.json: the one place its figures come
+from, so the README and the result files cannot disagree.
+
+    python -m bench.readme            # print the table
+    python -m bench.readme --write    # replace the block between the README's markers
+    python -m bench.readme --check    # exit 1 when the README's block is not the rendering
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from typing import Any
+
+from bench.common import ROOT, md_table
+
+BEGIN, END = "<!-- results: python -m bench.readme --write -->", "<!-- /results -->"
+RESULTS = ROOT / "results"
+
+
+def _load(name: str) -> Any:
+    return json.loads((RESULTS / name).read_text())
+
+
+def _qat() -> tuple[str, str, str]:
+    d = _load("qat_accuracy.json")["mobilenet_v1"]
+    cells = ", ".join(
+        f"{k.upper().replace('_TABLE_B', ' Table B')} {d[k]['new']:.2f} %"
+        for k in ("w8a8", "w4a4", "w2a4", "ilp_table_b")
+    )
+    noise = _load("qat_seed_noise.json")["mobilenet_v1"]["ilp_table_b"]["new"]
+    what = "QAT, MobileNetV1-0.25, 3 epochs (`new` recipe)"
+    return (
+        what,
+        f"{cells} (float {d['float']:.2f} %); 5 seeds: stdev {noise['stdev']:.2f}",
+        "qat_accuracy.json",
+    )
+
+
+def _search() -> tuple[str, str, str]:
+    diffs = []
+    for model, cells in _load("search_study.json").items():
+        if model.startswith("_"):  # _meta: how it was measured
+            continue
+        for cell in cells.values():
+            if {"haq", "rule", "ilp"} <= set(cell):
+                best = max(cell["rule"]["test"], cell["ilp"]["test"])
+                diffs.append(round(cell["haq"]["test"] - best, 2))
+    within = sum(d >= -0.1 for d in diffs)
+    what = "search: haq vs the better of rule / ilp, same final QAT"
+    res = f"within 0.1 points in {within} of {len(diffs)} cells, mean {statistics.mean(diffs):+.2f}"
+    return what, res, "search_study.json"
+
+
+def _mcu() -> tuple[str, str, str]:
+    d = _load("mcu_cost.json")
+    ref = d["cmsis_nn_s8"]["est_cycles"]
+    parts = [
+        f"{k.removeprefix('micromix_').upper().replace('MIXED', 'mixed')} "
+        f"{d[k]['est_cycles'] / ref:.2f}x"
+        for k in ("micromix_w8a8", "micromix_mixed", "micromix_w4a4", "micromix_w2a2")
+    ]
+    what = "Cortex-M4 est. cycles vs CMSIS-NN s8 (demo net, -O2, qemu)"
+    return what, ", ".join(parts), "mcu_cost.json"
+
+
+def _mlperf() -> tuple[str, str, str]:
+    d = _load("mlperf_tiny.json")
+    parts = []
+    for task, r in d.items():
+        if task.startswith("_"):
+            continue
+        w = r["micromix_w8a8"]
+        parts.append(
+            f"{task.upper()} RAM {w['ram'] / r['tflm']['arena']:.2f}x, "
+            f"FLASH {w['flash'] / r['tflm']['flash']:.2f}x"
+        )
+    what = "MLPerf Tiny W8/A8 vs TFLite Micro (arena, int8 file)"
+    return what, "; ".join(parts), "mlperf_tiny.json"
+
+
+def _float_recipe() -> tuple[str, str, str]:
+    rows = _load("float_recipe.json")["rows"]
+    sq = {r["recipe"]: r["test_acc"] for r in rows if r["model"].startswith("squeezenet")}
+    old = next(v for k, v in sq.items() if k.startswith("old default"))
+    new = next(v for k, v in sq.items() if "run" in k)
+    what = "float training of a BN-free SqueezeNet (3 epochs, 20k images)"
+    return what, f"old default {old:.2f} %, `micromix run`'s probe {new:.2f} %", "float_recipe.json"
+
+
+def _workers() -> tuple[str, str, str]:
+    r = _load("search_workers.json")["rows"]["2"]
+    what = "search evaluations in parallel (Ray), 2 workers"
+    return (
+        what,
+        f"{r['speedup']:.2f}x the evaluations per hour of 1, same policy",
+        "search_workers.json",
+    )
+
+
+ROWS = (_qat, _search, _mcu, _mlperf, _float_recipe, _workers)
+
+
+def render() -> str:
+    rows = [(what, res, f"`results/{src}`") for what, res, src in (f() for f in ROWS)]
+    return "\n".join(md_table(("what", "measured", "file"), rows, "lll"))
+
+
+def _replace(text: str, table: str) -> str:
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"README.md has no {BEGIN} ... {END} block.")
+    head, rest = text.split(BEGIN, 1)
+    return f"{head}{BEGIN}\n{table}\n{END}{rest.split(END, 1)[1]}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--write", action="store_true", help="update README.md in place")
+    ap.add_argument("--check", action="store_true", help="exit 1 if README.md is stale")
+    args = ap.parse_args(argv)
+    table = render()
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if args.check:
+        if _replace(text, table) != text:
+            print("README.md's results table is stale: run python -m bench.readme --write")
+            return 1
+        return 0
+    if args.write:
+        readme.write_text(_replace(text, table))
+        return 0
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
