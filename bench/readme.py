@@ -1,9 +1,10 @@
-"""The README's results table, rendered from results/*.json: the one place its figures come
-from, so the README and the result files cannot disagree.
+"""The README's measured blocks (the demo run and the results table), rendered from
+results/*.json: the one place their figures come from, so the README and the result files
+cannot disagree.
 
-    python -m bench.readme            # print the table
-    python -m bench.readme --write    # replace the block between the README's markers
-    python -m bench.readme --check    # exit 1 when the README's block is not the rendering
+    python -m bench.readme            # print the blocks
+    python -m bench.readme --write    # replace each block between the README's markers
+    python -m bench.readme --check    # exit 1 when a README block is not the rendering
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from typing import Any
 
 from bench.common import ROOT, md_table
 
-BEGIN, END = "<!-- results: python -m bench.readme --write -->", "<!-- /results -->"
 RESULTS = ROOT / "results"
+
+
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}: python -m bench.readme --write -->", f"<!-- /{name} -->"
 
 
 def _load(name: str) -> Any:
@@ -103,16 +107,67 @@ def _workers() -> tuple[str, str, str]:
 ROWS = (_qat, _search, _mcu, _mlperf, _float_recipe, _workers)
 
 
-def render() -> str:
+def results_table() -> str:
     rows = [(what, res, f"`results/{src}`") for what, res, src in (f() for f in ROWS)]
     return "\n".join(md_table(("what", "measured", "file"), rows, "lll"))
 
 
-def _replace(text: str, table: str) -> str:
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"README.md has no {BEGIN} ... {END} block.")
-    head, rest = text.split(BEGIN, 1)
-    return f"{head}{BEGIN}\n{table}\n{END}{rest.split(END, 1)[1]}"
+def demo_table() -> str:
+    """The last run recorded in results/demo.json: its stages, time and log, with the machine."""
+    d = _load("demo.json")
+    run = d["runs"][-1]
+    st = run["stages"]
+    ex = st.get("export", {})
+    export = "checked"
+    if "self-test images bit-identical" in ex:
+        export = (
+            f"{ex['self-test images bit-identical']} images bit-identical; objects hold FLASH "
+            f"{ex['const data in the object file (B)']:,} B and RAM "
+            f"{ex['arena + scratch in the object file (B)']:,} B = the memory model"
+        )
+    rows = [
+        ("float model (shipped checkpoint)", f"{st['float']['test_acc']:.2f} % test"),
+        (
+            "search (haq)",
+            f"search score {st['search']['search_score']:.2f} %, held-out re-score "
+            f"{st['search']['heldout_acc']:.2f} %",
+        ),
+        ("QAT fine-tune, 3 epochs", f"{st['finetune']['test_acc']:.2f} % test"),
+        (
+            "integer model (numpy)",
+            f"{st['integer']['test_acc']:.2f} % test, {st['integer']['agreement']:.2f} % same "
+            "predictions as fake-quant",
+        ),
+        ("C export + checks", export),
+    ]
+    keys = ("float", "search", "finetune", "integer", "export")
+    rows = [(a, b, f"{st[k]['seconds']:,.0f}") for (a, b), k in zip(rows, keys)]
+    t = run["time_v"]
+    lines = md_table(("stage", "result", "seconds"), rows, "llr")
+    lines += [
+        "",
+        f"Wall {t['wall']}, CPU {t['user_s'] + t['sys_s']:.0f} s, peak RSS "
+        f"{t['max_rss_kb'] / 1e6:.2f} GB; a redirected log of {run['log_lines_redirected']} lines. "
+        f"Machine: {d['machine']}. Command: `{run['command']}` (`results/demo.json`).",
+    ]
+    return "\n".join(lines)
+
+
+BLOCKS = {"demo": demo_table, "results": results_table}
+
+
+def _replace(text: str, name: str, block: str) -> str:
+    begin, end = _markers(name)
+    if begin not in text or end not in text:
+        raise SystemExit(f"README.md has no {begin} ... {end} block.")
+    head, rest = text.split(begin, 1)
+    return f"{head}{begin}\n{block}\n{end}{rest.split(end, 1)[1]}"
+
+
+def render_readme(text: str) -> str:
+    for name, fn in BLOCKS.items():
+        text = _replace(text, name, fn())
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,18 +175,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write", action="store_true", help="update README.md in place")
     ap.add_argument("--check", action="store_true", help="exit 1 if README.md is stale")
     args = ap.parse_args(argv)
-    table = render()
     readme = ROOT / "README.md"
     text = readme.read_text()
     if args.check:
-        if _replace(text, table) != text:
-            print("README.md's results table is stale: run python -m bench.readme --write")
+        if render_readme(text) != text:
+            print("README.md's measured blocks are stale: run python -m bench.readme --write")
             return 1
         return 0
     if args.write:
-        readme.write_text(_replace(text, table))
+        readme.write_text(render_readme(text))
         return 0
-    print(table)
+    print("\n\n".join(fn() for fn in BLOCKS.values()))
     return 0
 
 
