@@ -118,3 +118,21 @@ def test_a_layer_that_overflows_at_two_bits_is_refused_before_anything_trains():
     _, g = _wide((2000, 2150))  # 4.3M products per output: over 2^31 / (2 x 255)
     with pytest.raises(MicromixError, match="overflow even with 2-bit weights"):
         check_feasible(g, Budget())
+
+
+def test_a_layer_larger_than_the_kernels_take_is_refused_before_training():
+    """mm_conv_dims holds int16 sizes: a layer with 32,768 outputs is refused by the check that
+    runs before the search (check_feasible), not by the C export at the end; 32,767 passes."""
+    import pytest
+    import torch.nn as nn
+
+    from micromix.budget import Budget, check_feasible
+    from micromix.errors import MicromixError
+    from micromix.graph import trace
+
+    def head(outputs: int) -> nn.Module:
+        return nn.Sequential(nn.Flatten(1), nn.Linear(4, outputs))
+
+    check_feasible(trace(head(2**15 - 1), (1, 4, 1, 1)), Budget())
+    with pytest.raises(MicromixError, match="dimension above 32767"):
+        check_feasible(trace(head(2**15), (1, 4, 1, 1)), Budget())

@@ -10,7 +10,7 @@ from .errors import InfeasibleBudgetError, MicromixError
 from .graph import Graph
 from .integer.arith import INT32_MAX, accumulator_bound
 from .mcu import Region, Target, get_target, list_targets, register_target
-from .memory import MemoryReport, memory_report
+from .memory import MemoryReport, check_kernel_limits, memory_report
 from .policy import ALLOWED_BITS, Policy
 from .units import format_bytes, parse_bytes
 
@@ -160,7 +160,9 @@ def weight_bits_caps(graph: Graph) -> dict[str, int]:
 
 def check_feasible(graph: Graph, budget: Budget) -> None:
     """Fail before any training when even the smallest policy cannot fit, or a layer's
-    accumulator overflows at any bits (`weight_bits_caps`)."""
+    accumulator overflows at any bits (`weight_bits_caps`), or a layer is larger than the C
+    kernels take (`memory.check_kernel_limits`)."""
+    check_kernel_limits(graph)
     weight_bits_caps(graph)
     low = smallest_footprint(graph)
     if budget.fits(low):

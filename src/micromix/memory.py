@@ -19,6 +19,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
+from .errors import MicromixError
 from .graph import Graph, Op, TensorInfo
 from .policy import Policy
 
@@ -96,6 +97,28 @@ KERNEL_CONSTANTS: Mapping[str, int] = {
     "MM_SMALL_ROW_BITS": 128,
     "MM_DW_TAPS": 25,
 }
+
+
+DIM_MAX = 2**15 - 1  # the kernels' mm_conv_dims holds int16 sizes
+
+
+def conv_dims(op: Op) -> tuple[int, ...]:
+    """mm_conv_dims of a conv or linear op as executed (a linear on a C x H x W input is an
+    H x W convolution): in C, H, W, out C, H, W, kernel, stride, padding, groups."""
+    if op.weight is None:
+        raise ValueError(f"op {op.name} has no weight")
+    linear = len(op.weight.shape) == 2  # runs as a conv whose kernel is the whole input
+    kernel = op.in_shape[1:] if linear else op.kernel
+    return (*op.in_shape, *op.out_shape, *kernel, *op.stride, *op.padding, op.groups)
+
+
+def check_kernel_limits(graph: Graph) -> None:
+    """Refuse, before anything is trained, a layer the C kernels cannot run."""
+    for op in graph.weight_ops:
+        if max(conv_dims(op)) > DIM_MAX:
+            raise MicromixError(
+                f"layer {op.name} has a dimension above {DIM_MAX}, more than the C kernels take."
+            )
 
 
 def kernel_constant(name: str) -> int:

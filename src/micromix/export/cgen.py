@@ -20,7 +20,14 @@ import numpy as np
 from ..errors import MicromixError
 from ..integer.arith import pack_bits
 from ..integer.model import IntegerModel, IntOp
-from ..memory import CONV_KERNELS, KERNEL_CONSTANTS, kernel_constant, param_arrays
+from ..memory import (
+    CONV_KERNELS,
+    DIM_MAX,
+    KERNEL_CONSTANTS,
+    conv_dims,
+    kernel_constant,
+    param_arrays,
+)
 from .cgen_ops import ops_call
 
 # Files of the export that are not part of the library: the self-test harness, the bare-metal
@@ -221,20 +228,16 @@ def _fmt(in_bits: int, in_signed: bool, w_bits: int, out_bits: int, bias_shift: 
     return f"MM_FMT({in_bits}, {int(in_signed)}, {w_bits}, {out_bits}, {bias_shift})"
 
 
-DIM_MAX = 2**15 - 1  # mm_conv_dims holds int16 sizes
-
-
 def _conv_call(step: int, iop: IntOp, kernel: str, a: str, y: str) -> str:
     """The call of `kernel` (the one the memory report records) with its dims and params
     structs built at the call site: immediates of the call, like the arguments they replace,
     not model constants (micromix_model.o keeps no data but the arena and the scratch)."""
     op = iop.op
-    (kh, kw), (sh, sw), (ph, pw) = iop.kernel, iop.stride, iop.padding
-    dims = (*op.in_shape, *op.out_shape, kh, kw, sh, sw, ph, pw, iop.groups)
+    dims = conv_dims(op)
     arr = {s: c_name(step, op.name, s) for s in ("bias", "mult", "shift")}
     fmt = (iop.in_bits[0], int(iop.in_signed[0]), iop.w_bits or 8, iop.out_bits, iop.bias_shift)
     q = (arr["bias"], arr["mult"], arr["shift"], iop.qmin, iop.qmax, *fmt)
-    if max(dims) > DIM_MAX:
+    if max(dims) > DIM_MAX:  # check_kernel_limits refuses such a graph before any training
         raise MicromixError(
             f"layer {op.name} has a dimension above {DIM_MAX}, more than the C kernels take."
         )
