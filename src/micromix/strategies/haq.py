@@ -97,88 +97,121 @@ def run_haq(ctx, cfg: HAQConfig):
 
 
 def _episodic(ctx, cfg: RandomConfig, haq: bool):
-    from .engine import SearchResult, check_identity
-
-    graph, budget = ctx.graph, ctx.budget
-    env = QuantEnv(graph, budget, cfg.weights_only, pin_ends=cfg.pin_ends, sizes=ctx.sizes)
-    wall = ctx.wall(cfg.weights_only)
-    gains = ctx.gains() if haq and cfg.fill else None
-    surrogate = Surrogate(graph, ctx.sensitivities(), cfg.screen) if haq and cfg.screen else None
-    agent = (
-        DDPG(OBS_DIM, env.steps_per_episode, cfg.agent, ctx.seed, episodes=cfg.episodes)
-        if haq
-        else None
+    """The random strategy (haq=False) and HAQ's agent: batches of walled proposals, the new
+    ones scored, the agent taught, a checkpoint after every batch (see `_Episodes`)."""
+    run = _Episodes(ctx, cfg, haq)
+    if haq and not run.resumed and cfg.seeds:
+        run.seed()
+    stop = cfg.episodes if ctx.stop_after is None else min(cfg.episodes, ctx.stop_after)
+    cap = cfg.max_proposals_factor * cfg.episodes
+    # A bar on a terminal; in a log, one line per batch of episodes.
+    bar = Progress(
+        cfg.episodes, cfg.name, enabled=ctx.progress, initial=min(run.distinct(), cfg.episodes)
     )
-    rng = np.random.default_rng(ctx.seed)  # the random strategy's actions
-    history: list[dict[str, Any]] = []
-    seeds: list[list[float]] = []  # walled actions of the seed policies
-    best: list[Any] | None = None  # [accuracy, row index]
-    elapsed, proposals = 0.0, 0
-    boost = 1.0  # exploration boost: doubles after each batch that found nothing new
-    run = ctx.run
-    ck_path = run / "checkpoint.pt" if run is not None else None
-    _seed_rng(ctx.seed)
-    resumed = False
-    if ctx.resume and ck_path is not None and ck_path.exists():
+    while run.distinct() < stop and run.proposals < cap:
+        run.batch(stop)
+        best = run.best
+        bar.update(run.distinct() - bar.done, "" if best is None else f"best {best[0]:.2f}%")
+    bar.close()
+    return run.result()
+
+
+class _Episodes:
+    """The state of an episodic search (history, best, seeds, the agent, the RNGs) and its
+    steps; every field that a resume needs is in `checkpoint`."""
+
+    def __init__(self, ctx, cfg: RandomConfig, haq: bool) -> None:
+        graph = ctx.graph
+        self.ctx, self.cfg = ctx, cfg
+        self.env = QuantEnv(
+            graph, ctx.budget, cfg.weights_only, pin_ends=cfg.pin_ends, sizes=ctx.sizes
+        )
+        self.wall = ctx.wall(cfg.weights_only)
+        self.gains = ctx.gains() if haq and cfg.fill else None
+        self.surrogate = (
+            Surrogate(graph, ctx.sensitivities(), cfg.screen) if haq and cfg.screen else None
+        )
+        self.agent = (
+            DDPG(OBS_DIM, self.env.steps_per_episode, cfg.agent, ctx.seed, episodes=cfg.episodes)
+            if haq
+            else None
+        )
+        self.rng = np.random.default_rng(ctx.seed)  # the random strategy's actions
+        self.history: list[dict[str, Any]] = []
+        self.seeds: list[list[float]] = []  # walled actions of the seed policies
+        self.best: list[Any] | None = None  # [accuracy, row index]
+        self.elapsed, self.proposals = 0.0, 0
+        self.boost = 1.0  # exploration boost: doubles after each batch that found nothing new
+        self.ck_path = ctx.run / "checkpoint.pt" if ctx.run is not None else None
+        _seed_rng(ctx.seed)
+        self.resumed = self._resume()
+        if ctx.run is not None:  # drop lines written after the last checkpoint
+            text = "".join(json.dumps(h) + "\n" for h in self.history)
+            write_text(ctx.run / "episodes.jsonl", text)
+
+    def _resume(self) -> bool:
+        from .engine import check_identity
+
+        ctx, ck_path = self.ctx, self.ck_path
+        if not (ctx.resume and ck_path is not None and ck_path.exists()):
+            return False
         ck = load_checkpoint(ck_path)
         check_identity(ck.get("identity"), ctx.identity, ck_path)
-        if agent is not None:
-            agent.load_state_dict(ck["agent"])
-        rng.bit_generator.state = ck["rng"]["strategy"]
+        if self.agent is not None:
+            self.agent.load_state_dict(ck["agent"])
+        self.rng.bit_generator.state = ck["rng"]["strategy"]
         _set_rng_states(ck["rng"]["global"])
         ctx.cached.cache.update(ck["cache"])
-        history, best, elapsed = ck["history"], ck["best"], ck["elapsed"]
-        seeds, proposals, boost = ck["seeds"], ck["proposals"], ck["boost"]
-        resumed = True
-    if run is not None:  # drop lines written after the last checkpoint
-        write_text(run / "episodes.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+        self.history, self.best, self.elapsed = ck["history"], ck["best"], ck["elapsed"]
+        self.seeds, self.proposals, self.boost = ck["seeds"], ck["proposals"], ck["boost"]
+        return True
 
-    def distinct() -> int:
-        return sum(1 for h in history if h["new"])
+    def distinct(self) -> int:
+        return sum(1 for h in self.history if h["new"])
 
-    def record(rows: list[dict[str, Any]]) -> None:
-        nonlocal best
+    def record(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:
-            history.append(row)
+            self.history.append(row)
             if row.get("screened"):
                 continue
-            if best is None or row["accuracy"] > best[0]:
-                best = [row["accuracy"], len(history) - 1]
-        if run is not None:
-            with open(run / "episodes.jsonl", "a") as f:
+            if self.best is None or row["accuracy"] > self.best[0]:
+                self.best = [row["accuracy"], len(self.history) - 1]
+        if self.ctx.run is not None:
+            with open(self.ctx.run / "episodes.jsonl", "a") as f:
                 f.writelines(json.dumps(r) + "\n" for r in rows)
 
-    def checkpoint() -> None:
-        if ck_path is None:
+    def checkpoint(self) -> None:
+        if self.ck_path is None:
             return
+        agent = self.agent
         save_checkpoint(
-            ck_path,
+            self.ck_path,
             {
-                "identity": ctx.identity,
+                "identity": self.ctx.identity,
                 "agent": agent.state_dict() if agent is not None else None,
-                "rng": {"strategy": rng.bit_generator.state, "global": _rng_states()},
-                "cache": dict(ctx.cached.cache),
-                "history": history,
-                "best": best,
-                "elapsed": elapsed,
-                "seeds": seeds,
-                "proposals": proposals,
-                "boost": boost,
+                "rng": {"strategy": self.rng.bit_generator.state, "global": _rng_states()},
+                "cache": dict(self.ctx.cached.cache),
+                "history": self.history,
+                "best": self.best,
+                "elapsed": self.elapsed,
+                "seeds": self.seeds,
+                "proposals": self.proposals,
+                "boost": self.boost,
             },
         )
 
-    def walled(proposal: Policy) -> tuple[Policy, Any]:
-        policy, report = wall.enforce(proposal)
-        if cfg.fill:
-            policy, report = wall.fill_exchange(policy, gains)
+    def walled(self, proposal: Policy) -> tuple[Policy, Any]:
+        policy, report = self.wall.enforce(proposal)
+        if self.cfg.fill:
+            policy, report = self.wall.fill_exchange(policy, self.gains)
         return policy, report
 
-    def row(i: int, policy: Policy, report, acc: float, new: bool, secs: float, **kw) -> dict:
+    def row(self, i: int, policy: Policy, report, acc: float, new: bool, secs: float, **kw):
         return {
             "episode": i,
             "new": new,
             "accuracy": acc,
-            "reward": reward(acc, ctx.cached.float_accuracy or 0.0),
+            "reward": reward(acc, self.ctx.cached.float_accuracy or 0.0),
             "flash_bytes": report.flash_bytes,
             "ram_bytes": report.ram_bytes,
             "seconds": secs,
@@ -186,73 +219,83 @@ def _episodic(ctx, cfg: RandomConfig, haq: bool):
             **kw,
         }
 
-    t_start = time.time()
-    if haq and not resumed and cfg.seeds:
+    def seed(self) -> None:
+        """Score the seed policies (rule, ilp), teach the agent their transitions, and clone
+        the best one into its actor."""
         from .simple import seed_policy
 
+        ctx, cfg, env, agent = self.ctx, self.cfg, self.env, self.agent
+        t_start = time.time()
         seed_rows, pols = [], []
         for name in cfg.seeds:
             policy = seed_policy(ctx, name, cfg.weights_only, cfg.fill)
-            pols.append((name, policy, memory_report(graph, policy)))
+            pols.append((name, policy, memory_report(ctx.graph, policy)))
         accs = ctx.cached.many([p for _, p, _ in pols], ctx.pool)
         seen: set[str] = set()
         for (name, policy, report), acc in zip(pols, accs):
             actions = env.actions_of(policy)
-            seeds.append(actions)
+            self.seeds.append(actions)
             agent.remember(env.transitions(actions), reward(acc, ctx.cached.float_accuracy or 0.0))
             new = policy.key() not in seen
             seen.add(policy.key())
-            seed_rows.append(row(-1, policy, report, acc, new, 0.0, seed=name))
+            seed_rows.append(self.row(-1, policy, report, acc, new, 0.0, seed=name))
         top = max(range(len(seed_rows)), key=lambda i: seed_rows[i]["accuracy"])
-        trans = env.transitions(seeds[top])
+        trans = env.transitions(self.seeds[top])
         agent.clone(np.stack([t[0] for t in trans]), np.asarray([t[1] for t in trans]))
-        elapsed += time.time() - t_start
-        record(seed_rows)
-        checkpoint()
+        self.elapsed += time.time() - t_start
+        self.record(seed_rows)
+        self.checkpoint()
 
-    stop = cfg.episodes if ctx.stop_after is None else min(cfg.episodes, ctx.stop_after)
-    cap = cfg.max_proposals_factor * cfg.episodes
-    # A bar on a terminal; in a log, one line per batch of episodes.
-    bar = Progress(
-        cfg.episodes, cfg.name, enabled=ctx.progress, initial=min(distinct(), cfg.episodes)
-    )
-    while distinct() < stop and proposals < cap:
-        t0 = time.time()
-        n_done = distinct()
-        batch = []
-        for _ in range(cfg.batch):
+    def _propose(self, n_done: int) -> list[tuple[int, Policy, Any]]:
+        """One batch of walled proposals: the agent's (around a seed's actions) or random."""
+        env, agent, batch = self.env, self.agent, []
+        for _ in range(self.cfg.batch):
             obs, done, actions = env.reset(), False, []
-            around = seeds[proposals % len(seeds)] if seeds else None
+            around = self.seeds[self.proposals % len(self.seeds)] if self.seeds else None
             while not done:
                 if agent is None:
-                    a = float(rng.uniform())
+                    a = float(self.rng.uniform())
                 else:
                     mu = around[len(actions)] if around is not None else None
-                    a = agent.act(obs, _schedule(agent, proposals, n_done), around=mu, boost=boost)
+                    step = _schedule(agent, self.proposals, n_done)
+                    a = agent.act(obs, step, around=mu, boost=self.boost)
                 obs, done = env.step(a)
                 actions.append(a)
-            policy, report = walled(env.proposal())
-            batch.append((proposals, policy, report))
-            proposals += 1
-        # The distinct new policies of the batch, in order, up to what the budget has left.
-        seen = dict(ctx.cached.cache)
+            policy, report = self.walled(env.proposal())
+            batch.append((self.proposals, policy, report))
+            self.proposals += 1
+        return batch
+
+    def _fresh(self, batch, room: int) -> tuple[list[Policy], dict[str, float]]:
+        """The distinct new policies of the batch, in order, up to `room`; those the surrogate
+        screens out get its guess instead of a fine-tune."""
+        seen = dict(self.ctx.cached.cache)
         fresh: list[Policy] = []
         for _, p, _ in batch:
-            if p.key() not in seen and len(fresh) < stop - n_done:
+            if p.key() not in seen and len(fresh) < room:
                 seen[p.key()] = 0.0
                 fresh.append(p)
         predicted: dict[str, float] = {}
-        if surrogate is not None and best is not None:
-            scored = [h for h in history if not h.get("screened")]
+        if self.surrogate is not None and self.best is not None:
+            scored = [h for h in self.history if not h.get("screened")]
             kept = []
             for p in fresh:
-                guess = surrogate.screen(p, best[0], scored)
+                guess = self.surrogate.screen(p, self.best[0], scored)
                 if guess is None:
                     kept.append(p)
                 else:
                     predicted[p.key()] = guess
             fresh = kept
-        ctx.cached.many(fresh, ctx.pool, incumbent=None if best is None else best[0])
+        return fresh, predicted
+
+    def batch(self, stop: int) -> None:
+        ctx, agent = self.ctx, self.agent
+        t0 = time.time()
+        n_done = self.distinct()
+        batch = self._propose(n_done)
+        fresh, predicted = self._fresh(batch, stop - n_done)
+        incumbent = None if self.best is None else self.best[0]
+        ctx.cached.many(fresh, ctx.pool, incumbent=incumbent)
         fresh_keys = {p.key() for p in fresh}
         secs = (time.time() - t0) / len(batch)
         rows = []
@@ -267,37 +310,39 @@ def _episodic(ctx, cfg: RandomConfig, haq: bool):
                 new = key in fresh_keys
                 fresh_keys.discard(key)
                 acc = ctx.cached.cache[key]
-            r = row(i, policy, report, acc, new, secs, **extra)
+            r = self.row(i, policy, report, acc, new, secs, **extra)
             if agent is not None:
-                trans = env.transitions(env.actions_of(policy))
-                agent.remember(trans, r["reward"])
+                agent.remember(self.env.transitions(self.env.actions_of(policy)), r["reward"])
                 r["sigma"] = agent.sigma(_schedule(agent, i, n_done))
             rows.append(r)
-        boost = 1.0 if fresh or predicted else min(boost * 2.0, 64.0)
+        self.boost = 1.0 if fresh or predicted else min(self.boost * 2.0, 64.0)
         if agent is not None:
             for r in rows:  # a repeat is remembered but pays for no updates (HAQ: one per
                 if r["new"]:  # transition of an evaluated episode)
-                    agent.end_episode(_schedule(agent, r["episode"], n_done), env.steps_per_episode)
-        elapsed += time.time() - t0
-        record(rows)
-        checkpoint()
-        bar.update(distinct() - bar.done, "" if best is None else f"best {best[0]:.2f}%")
-    bar.close()
-    if best is None:
-        raise MicromixError("the search ran no episode.")
-    top = history[best[1]]
-    policy = Policy.from_json(top["policy"])
-    return SearchResult(
-        cfg.name,
-        policy,
-        top["accuracy"],
-        memory_report(graph, policy),
-        budget,
-        episodes=distinct(),
-        proposals=proposals,
-        wall_seconds=elapsed,
-        history=history,
-    )
+                    step = _schedule(agent, r["episode"], n_done)
+                    agent.end_episode(step, self.env.steps_per_episode)
+        self.elapsed += time.time() - t0
+        self.record(rows)
+        self.checkpoint()
+
+    def result(self):
+        from .engine import SearchResult
+
+        if self.best is None:
+            raise MicromixError("the search ran no episode.")
+        top = self.history[self.best[1]]
+        policy = Policy.from_json(top["policy"])
+        return SearchResult(
+            self.cfg.name,
+            policy,
+            top["accuracy"],
+            memory_report(self.ctx.graph, policy),
+            self.ctx.budget,
+            episodes=self.distinct(),
+            proposals=self.proposals,
+            wall_seconds=self.elapsed,
+            history=self.history,
+        )
 
 
 class Surrogate:
