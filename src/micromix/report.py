@@ -96,20 +96,39 @@ def _render(run_dir: str | Path) -> str:
         read_json(d / "stages.json", expect=dict) if inside(d, "stages.json").exists() else {}
     )
     cfg = read_json(d / "config.json", expect=dict)
-    budget = (
-        Budget.from_json(read_json(d / "budget.json", expect=dict))
-        if inside(d, "budget.json").exists()
-        else Budget()
-    )
-    ref = (
-        read_json(d / "budget.json", expect=dict).get("reference_8bit", {})
-        if inside(d, "budget.json").exists()
-        else {}
-    )
-
-    lines = [f"# micromix run: {d.name}", ""]
+    has_budget = inside(d, "budget.json").exists()
+    recorded = read_json(d / "budget.json", expect=dict) if has_budget else {}
+    budget = Budget.from_json(recorded) if has_budget else Budget()
     acc = {k: stages.get(k, {}).get("test_acc") for k in ("float", "finetune", "integer")}
-    lines += [
+    memory, summary_mem = _memory_section(d, budget, recorded.get("reference_8bit", {}))
+    export_json = inside(d, "c/export.json")
+    e = export_rows(read_json(export_json, expect=dict)) if export_json.is_file() else None
+    lines = [
+        f"# micromix run: {d.name}",
+        "",
+        *_accuracy_section(acc, stages),
+        *memory,
+        *_search_section(d),
+        *_export_section(d, e),
+        *_settings_section(cfg, stages),
+    ]
+    write_text(d / "report.md", "\n".join(lines) + "\n")
+    summary = [
+        f"float {_pct(acc['float'])} | fake-quant {_pct(acc['finetune'])} | integer {_pct(acc['integer'])}",
+    ]
+    if summary_mem:
+        summary.append(summary_mem)
+    if e is not None:
+        summary.append(
+            "C build: "
+            + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in e.items())
+        )
+    summary.append(f"report: {d / 'report.md'}")
+    return "\n".join(summary)
+
+
+def _accuracy_section(acc: dict[str, float | None], stages: dict[str, Any]) -> list[str]:
+    lines = [
         "## Accuracy (test set)",
         "",
         "| model | top-1 |",
@@ -127,94 +146,79 @@ def _render(run_dir: str | Path) -> str:
         lines.append(
             f"\nBest held-out accuracy during the search: {_pct(stages['search'].get('heldout_acc'))}."
         )
+    return lines
 
-    summary_mem = ""
-    if inside(d, "policy.json").exists():
-        from .strategies.plots import plot_policy
 
-        graph = graph_of_run_dir(d)  # data: no model is built, no code imported
-        policy = Policy.load(inside(d, "policy.json")).validate(graph)
-        rep = memory_report(graph, policy)
-        plot_policy(graph, policy, rep, budget, d / "policy.png")
-        util = budget.utilization(rep)
-        lines += [
-            "",
-            "## Memory (exact; the C build allocates the same bytes)",
-            "",
-            *[f"Note: {note}" for note in graph.notes],
-            *([""] if graph.notes else []),
-            *(
-                [
-                    f"Target: {budget.target} (budget = its largest regions less the reserves for "
-                    "code, startup and stack, or the limits given within it).",
-                    "",
-                ]
-                if budget.target
-                else []
-            ),
-            "| | used | budget | utilization | uniform 8-bit |",
-            "|---|---|---|---|---|",
-            f"| FLASH | {_bytes(rep.flash_bytes)} | {_bytes(budget.flash)} | {_pct(None if util['flash'] is None else 100 * util['flash'])} | {_bytes(ref.get('flash'))} |",
-            f"| RAM (arena + scratch) | {_bytes(rep.ram_bytes)} | {_bytes(budget.ram)} | {_pct(None if util['ram'] is None else 100 * util['ram'])} | {_bytes(ref.get('ram'))} |",
-            "",
-            f"RAM = activation arena {rep.arena_bytes:,} B (liveness lower bound "
-            f"{rep.ram_lower_bound:,} B) + the kernels' shared scratch {rep.scratch_bytes:,} B. "
-            "The call stack (small fixed locals) is extra: the C build section gives it as measured under qemu.",
-            "",
-            "![bits and memory per layer](policy.png)",
-            "",
-            "### Bits and bytes per layer",
-            "",
-            "```",
-            rep.table(budget),
-            "```",
-        ]
-        summary_mem = budget.describe(rep)
+def _memory_section(d: Path, budget: Budget, ref: dict[str, Any]) -> tuple[list[str], str]:
+    """The memory tables and policy plot of the run's policy (from the stored graph: no model
+    is built, no code imported), and the one-line summary; nothing without a policy."""
+    if not inside(d, "policy.json").exists():
+        return [], ""
+    from .strategies.plots import plot_policy
 
-    episodes = _load_jsonl(inside(d, "search/episodes.jsonl"))
-    if episodes:
-        from .strategies.plots import plot_rewards
-
-        plot_rewards(episodes, d / "search_curve.png")
-        lines += [
-            "",
-            f"## Search ({len(episodes)} episodes)",
-            "",
-            "![reward per episode](search_curve.png)",
-        ]
-
-    export_json = d / "c" / "export.json"
-    e = export_rows(read_json(export_json, expect=dict)) if export_json.is_file() else None
-    if e is not None:
-        lines += ["", "## C export", "", "| | value |", "|---|---|"]
-        lines += [
-            f"| {k} | {v:,} |" if isinstance(v, int) else f"| {k} | {v} |" for k, v in e.items()
-        ]
-        # Quoted: a path with spaces or `$(...)` pasted into a shell must stay one argument.
-        make = f"make -C {shlex.quote(str(d / 'c'))}"
-        lines += ["", f"Sources in `{d / 'c'}`; build with `{make}`."]
-
-    lines += [
+    graph = graph_of_run_dir(d)
+    policy = Policy.load(inside(d, "policy.json")).validate(graph)
+    rep = memory_report(graph, policy)
+    plot_policy(graph, policy, rep, budget, d / "policy.png")
+    util = {k: None if v is None else 100 * v for k, v in budget.utilization(rep).items()}
+    target = [
+        f"Target: {budget.target} (budget = its largest regions less the reserves for "
+        "code, startup and stack, or the limits given within it).",
         "",
-        "## Settings",
+    ]
+    lines = [
         "",
-        "```json",
-        json.dumps(cfg.get("settings", {}), indent=2),
+        "## Memory (exact; the C build allocates the same bytes)",
+        "",
+        *[f"Note: {note}" for note in graph.notes],
+        *([""] if graph.notes else []),
+        *(target if budget.target else []),
+        "| | used | budget | utilization | uniform 8-bit |",
+        "|---|---|---|---|---|",
+        f"| FLASH | {_bytes(rep.flash_bytes)} | {_bytes(budget.flash)} | {_pct(util['flash'])} | {_bytes(ref.get('flash'))} |",
+        f"| RAM (arena + scratch) | {_bytes(rep.ram_bytes)} | {_bytes(budget.ram)} | {_pct(util['ram'])} | {_bytes(ref.get('ram'))} |",
+        "",
+        f"RAM = activation arena {rep.arena_bytes:,} B (liveness lower bound "
+        f"{rep.ram_lower_bound:,} B) + the kernels' shared scratch {rep.scratch_bytes:,} B. "
+        "The call stack (small fixed locals) is extra: the C build section gives it as measured under qemu.",
+        "",
+        "![bits and memory per layer](policy.png)",
+        "",
+        "### Bits and bytes per layer",
+        "",
+        "```",
+        rep.table(budget),
         "```",
     ]
-    lines += ["", "## Stage times", "", "| stage | seconds |", "|---|---|"]
-    lines += [f"| {k} | {v.get('seconds') or 0:.1f} |" for k, v in stages.items()]
-    write_text(d / "report.md", "\n".join(lines) + "\n")
+    return lines, budget.describe(rep)
 
-    summary = [
-        f"float {_pct(acc['float'])} | fake-quant {_pct(acc['finetune'])} | integer {_pct(acc['integer'])}",
+
+def _search_section(d: Path) -> list[str]:
+    episodes = _load_jsonl(inside(d, "search/episodes.jsonl"))
+    if not episodes:
+        return []
+    from .strategies.plots import plot_rewards
+
+    plot_rewards(episodes, d / "search_curve.png")
+    return [
+        "",
+        f"## Search ({len(episodes)} episodes)",
+        "",
+        "![reward per episode](search_curve.png)",
     ]
-    if summary_mem:
-        summary.append(summary_mem)
-    if e is not None:
-        summary.append(
-            "C build: "
-            + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in e.items())
-        )
-    summary.append(f"report: {d / 'report.md'}")
-    return "\n".join(summary)
+
+
+def _export_section(d: Path, e: dict[str, Any] | None) -> list[str]:
+    if e is None:
+        return []
+    lines = ["", "## C export", "", "| | value |", "|---|---|"]
+    lines += [f"| {k} | {v:,} |" if isinstance(v, int) else f"| {k} | {v} |" for k, v in e.items()]
+    # Quoted: a path with spaces or `$(...)` pasted into a shell must stay one argument.
+    make = f"make -C {shlex.quote(str(d / 'c'))}"
+    return [*lines, "", f"Sources in `{d / 'c'}`; build with `{make}`."]
+
+
+def _settings_section(cfg: dict[str, Any], stages: dict[str, Any]) -> list[str]:
+    lines = ["", "## Settings", "", "```json", json.dumps(cfg.get("settings", {}), indent=2), "```"]
+    lines += ["", "## Stage times", "", "| stage | seconds |", "|---|---|"]
+    return lines + [f"| {k} | {v.get('seconds') or 0:.1f} |" for k, v in stages.items()]

@@ -203,41 +203,27 @@ def fit(
     rank, world = dist.world()
     model.to(device)
     opt = make_optimizer(model, cfg)
-    state = FitState()
     seed_everything(cfg.seed)
-    saved_logits = None
+    state, saved_logits = FitState(), None
     if resume and checkpoint is not None and Path(checkpoint).exists():
-        ck = load_checkpoint(checkpoint, map_location=str(device))
-        saved_logits = ck.get("teacher_logits")
-        try:
-            model.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["optimizer"])
-        except (KeyError, RuntimeError, ValueError):
-            raise CheckpointError(
-                f"checkpoint {checkpoint} does not match this model or settings."
-            ) from None
-        state = FitState(ck["epoch"], ck["history"])
-        torch.set_rng_state(ck["rng"]["torch"])
+        state, saved_logits = _load_fit_checkpoint(checkpoint, model, opt, device)
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    if not cfg.kd_weight:
-        teacher = None
-    cached, data = None, train
-    if teacher is not None and not cfg.augment:
-        # Without augmentation an image's teacher logits never change: each is computed the
-        # first time its image comes up (NaN until then) and reused in later epochs (index
-        # labels pick them).
-        cached = torch.full((len(train), len(train.classes)), float("nan"), device=device)
-        if saved_logits is not None:
-            # The checkpoint's logits, not recomputed ones: the teacher's float result
-            # depends on which images share its batch, and a resumed run batches differently.
-            cached.copy_(saved_logits)
-        data = ImageSet(train.images, torch.arange(len(train)), train.classes)
-        labels = train.labels.to(device)
+    run = _EpochRun(
+        model=model,
+        net=net,
+        opt=opt,
+        cfg=cfg,
+        loss_fn=nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
+        teacher=teacher if cfg.kd_weight else None,
+        data=train,
+        device=device,
+    )
+    if run.teacher is not None and not cfg.augment:
+        run.cache_teacher(train, saved_logits)
     per_epoch = num_batches(len(train), cfg.batch_size, world, drop_last=True)
     if cfg.max_batches:
         per_epoch = min(per_epoch, cfg.max_batches)
@@ -257,52 +243,9 @@ def fit(
             if epoch == cfg.freeze_bn_after and before_bn_freeze is not None:
                 before_bn_freeze(model)
             freeze_bn(net)
-        t0, seen, steps, loss_sum, correct = time.time(), 0, 0, 0.0, 0
         bar = Progress(per_epoch, f"{desc} {epoch + 1}/{cfg.epochs}", enabled=talk, lines=False)
-        it = batches(
-            data,
-            cfg.batch_size,
-            shuffle=True,
-            seed=cfg.seed,
-            epoch=epoch,
-            augment=cfg.augment,
-            device=device,
-            rank=rank,
-            world_size=world,
-            drop_last=True,
-        )
-        for i, (x, y) in enumerate(it):
-            if i >= per_epoch:
-                break
-            for g in opt.param_groups:
-                g["lr"] = lr_at(cfg, epoch + i / per_epoch) * g.get("lr_scale", 1.0)
-            soft = None
-            if cached is not None:
-                fresh = cached[y].isnan().any(1)
-                if bool(fresh.any()):
-                    cached[y[fresh]] = teacher_forward(teacher, x[fresh])
-                soft, y = cached[y], labels[y]
-            elif teacher is not None:
-                soft = teacher_forward(teacher, x)
-            out = net(x)
-            loss = distill_loss(out, y, soft, cfg.kd_weight, cfg.kd_temperature, loss_fn)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            seen, steps = seen + len(y), steps + 1
-            loss_sum += loss.item() * len(y)
-            correct += (out.argmax(1) == y).sum().item()
-            bar.update(1, f"loss={loss_sum / seen:.3f}, acc={100 * correct / seen:.1f}")
+        row = run.epoch(epoch, per_epoch, bar, rank, world)
         bar.close()
-        row = {
-            "epoch": epoch + 1,
-            "steps": steps,
-            "loss": loss_sum / max(seen, 1),
-            "train_acc": 100 * correct / max(seen, 1),
-            "seconds": time.time() - t0,
-        }
         if eval_set is not None:
             row["eval_acc"] = evaluate(model, eval_set, device=device)
         state.history.append(row)
@@ -321,13 +264,112 @@ def fit(
                 "rng": {"torch": torch.get_rng_state()},
                 "config": cfg.to_json(),
             }
-            if cached is not None:
-                ck["teacher_logits"] = cached.cpu()
+            if run.cached is not None:
+                ck["teacher_logits"] = run.cached.cpu()
             if extra_state is not None:
                 ck.update(extra_state())
             save_checkpoint(checkpoint, ck)
         dist.barrier()
     return state
+
+
+def _load_fit_checkpoint(
+    checkpoint: str | Path, model: nn.Module, opt: torch.optim.Optimizer, device: torch.device
+) -> tuple[FitState, torch.Tensor | None]:
+    """The epoch, history, weights, optimizer and RNG of a fit checkpoint (and its cached
+    teacher logits), loaded into `model` and `opt`."""
+    ck = load_checkpoint(checkpoint, map_location=str(device))
+    try:
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+    except (KeyError, RuntimeError, ValueError):
+        raise CheckpointError(
+            f"checkpoint {checkpoint} does not match this model or settings."
+        ) from None
+    torch.set_rng_state(ck["rng"]["torch"])
+    return FitState(ck["epoch"], ck["history"]), ck.get("teacher_logits")
+
+
+@dataclass
+class _EpochRun:
+    """One training epoch's loop: batches, the learning-rate schedule, distillation (with the
+    teacher's logits cached per image when nothing is augmented), the optimizer step."""
+
+    model: nn.Module  # the model being trained; `net` runs it (DDP under torchrun)
+    net: nn.Module
+    opt: torch.optim.Optimizer
+    cfg: TrainConfig
+    loss_fn: nn.Module
+    teacher: nn.Module | None
+    data: ImageSet
+    device: torch.device
+    cached: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+
+    def cache_teacher(self, train: ImageSet, saved: torch.Tensor | None) -> None:
+        """Without augmentation an image's teacher logits never change: each is computed the
+        first time its image comes up (NaN until then) and reused in later epochs (index
+        labels pick them)."""
+        self.cached = torch.full((len(train), len(train.classes)), float("nan"), device=self.device)
+        if saved is not None:
+            # The checkpoint's logits, not recomputed ones: the teacher's float result
+            # depends on which images share its batch, and a resumed run batches differently.
+            self.cached.copy_(saved)
+        self.data = ImageSet(train.images, torch.arange(len(train)), train.classes)
+        self.labels = train.labels.to(self.device)
+
+    def epoch(self, epoch: int, per_epoch: int, bar: Progress, rank: int, world: int) -> dict:
+        cfg, opt = self.cfg, self.opt
+        t0, seen, steps, loss_sum, correct = time.time(), 0, 0, 0.0, 0
+        it = batches(
+            self.data,
+            cfg.batch_size,
+            shuffle=True,
+            seed=cfg.seed,
+            epoch=epoch,
+            augment=cfg.augment,
+            device=self.device,
+            rank=rank,
+            world_size=world,
+            drop_last=True,
+        )
+        for i, (x, y) in enumerate(it):
+            if i >= per_epoch:
+                break
+            for g in opt.param_groups:
+                g["lr"] = lr_at(cfg, epoch + i / per_epoch) * g.get("lr_scale", 1.0)
+            soft, y = self._soft_targets(x, y)
+            out = self.net(x)
+            loss = distill_loss(out, y, soft, cfg.kd_weight, cfg.kd_temperature, self.loss_fn)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            opt.step()
+            seen, steps = seen + len(y), steps + 1
+            loss_sum += loss.item() * len(y)
+            correct += (out.argmax(1) == y).sum().item()
+            bar.update(1, f"loss={loss_sum / seen:.3f}, acc={100 * correct / seen:.1f}")
+        return {
+            "epoch": epoch + 1,
+            "steps": steps,
+            "loss": loss_sum / max(seen, 1),
+            "train_acc": 100 * correct / max(seen, 1),
+            "seconds": time.time() - t0,
+        }
+
+    def _soft_targets(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """The teacher's logits for the batch (None without a teacher) and the true labels."""
+        if self.cached is not None:
+            fresh = self.cached[y].isnan().any(1)
+            if bool(fresh.any()):
+                self.cached[y[fresh]] = teacher_forward(self.teacher, x[fresh])
+            return self.cached[y], self.labels[y]
+        if self.teacher is not None:
+            return teacher_forward(self.teacher, x), y
+        return None, y
 
 
 CHANCE_LOSS_TOLERANCE = 0.03  # relative distance of the loss from ln(classes) that is "at chance"
