@@ -14,6 +14,7 @@ from PIL import Image
 from micromix.data import (
     FASHION_MNIST_CLASSES,
     ImageSet,
+    Sampling,
     batches,
     heldout_indices,
     load_dataset,
@@ -154,7 +155,7 @@ def _tiny(n: int = 23) -> ImageSet:
 
 
 def _order(ds: ImageSet, **kw) -> list[int]:
-    return [int(v) for _, y in batches(ds, 5, **kw) for v in y]
+    return [int(v) for _, y in batches(ds, 5, Sampling(**kw)) for v in y]
 
 
 def test_batches_shuffle_reproducible_and_complete():
@@ -169,7 +170,11 @@ def test_batches_shuffle_reproducible_and_complete():
     assert x.dtype == torch.float32 and y.dtype == torch.int64 and x.shape == (5, 1, 8, 8)
     assert torch.allclose(x[:, 0, 0, 0], y.float() / 255)
     assert len(list(batches(ds, 5))) == num_batches(len(ds), 5) == 5
-    assert len(list(batches(ds, 5, drop_last=True))) == num_batches(len(ds), 5, drop_last=True) == 4
+    assert (
+        len(list(batches(ds, 5, Sampling(drop_last=True))))
+        == num_batches(len(ds), 5, drop_last=True)
+        == 4
+    )
 
 
 def test_batches_ranks_disjoint_equal():
@@ -180,8 +185,8 @@ def test_batches_ranks_disjoint_equal():
     assert sorted(r0 + r1) == list(range(22))
     # Odd size: padded by wrapping so both ranks run the same number of batches.
     odd = _tiny(23)
-    p0 = list(batches(odd, 5, rank=0, world_size=2))
-    p1 = list(batches(odd, 5, rank=1, world_size=2))
+    p0 = list(batches(odd, 5, Sampling(rank=0, world_size=2)))
+    p1 = list(batches(odd, 5, Sampling(rank=1, world_size=2)))
     assert len(p0) == len(p1) == num_batches(23, 5, world_size=2)
     assert set(_order(odd, rank=0, world_size=2)) | set(_order(odd, rank=1, world_size=2)) == set(
         range(23)
@@ -192,9 +197,9 @@ def test_augment_shapes_range_deterministic():
     g = torch.Generator().manual_seed(0)
     images = torch.randint(1, 256, (64, 3, 28, 28), dtype=torch.uint8, generator=g)
     ds = ImageSet(images, torch.zeros(64, dtype=torch.int64), ("a",))
-    a = [x for x, _ in batches(ds, 16, shuffle=True, augment=True, seed=2)]
-    b = [x for x, _ in batches(ds, 16, shuffle=True, augment=True, seed=2)]
-    plain = [x for x, _ in batches(ds, 16, shuffle=True, seed=2)]
+    a = [x for x, _ in batches(ds, 16, Sampling(shuffle=True, augment=True, seed=2))]
+    b = [x for x, _ in batches(ds, 16, Sampling(shuffle=True, augment=True, seed=2))]
+    plain = [x for x, _ in batches(ds, 16, Sampling(shuffle=True, seed=2))]
     assert all(torch.equal(u, v) for u, v in zip(a, b))
     assert all(x.shape == (16, 3, 28, 28) and x.min() >= 0 and x.max() <= 1 for x in a)
     assert any(not torch.equal(u, v) for u, v in zip(a, plain))

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from . import distributed as dist
-from .data import ImageSet, batches, num_batches
+from .data import ImageSet, Sampling, batches, num_batches
 from .errors import CheckpointError, MicromixError
 from .files import load_checkpoint, save_checkpoint
 from .progress import Progress
@@ -160,7 +160,7 @@ def evaluate(
     was = model.training
     model.eval()
     correct = total = 0
-    for x, y in batches(ds, batch_size, device=device, rank=rank, world_size=world):
+    for x, y in batches(ds, batch_size, Sampling(rank=rank, world_size=world), device=device):
         correct += (model(x).argmax(1) == y).sum().item()
         total += len(y)
     model.train(was)
@@ -321,18 +321,8 @@ class _EpochRun:
     def epoch(self, epoch: int, per_epoch: int, bar: Progress, rank: int, world: int) -> dict:
         cfg, opt = self.cfg, self.opt
         t0, seen, steps, loss_sum, correct = time.time(), 0, 0, 0.0, 0
-        it = batches(
-            self.data,
-            cfg.batch_size,
-            shuffle=True,
-            seed=cfg.seed,
-            epoch=epoch,
-            augment=cfg.augment,
-            device=self.device,
-            rank=rank,
-            world_size=world,
-            drop_last=True,
-        )
+        order = Sampling(True, cfg.seed, epoch, cfg.augment, rank, world, drop_last=True)
+        it = batches(self.data, cfg.batch_size, order, device=self.device)
         for i, (x, y) in enumerate(it):
             if i >= per_epoch:
                 break

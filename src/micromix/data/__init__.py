@@ -16,6 +16,7 @@ from .idx import FASHION_MNIST_CLASSES, load_fashion_mnist, load_fashion_mnist_r
 from .loader import (
     DataSplits,
     ImageSet,
+    Sampling,
     batches,
     heldout_indices,
     num_batches,
@@ -28,6 +29,7 @@ __all__ = [
     "FASHION_MNIST_CLASSES",
     "DataSplits",
     "ImageSet",
+    "Sampling",
     "batches",
     "dataset_kind",
     "heldout_indices",

@@ -175,18 +175,26 @@ def augment_batch(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return out.permute(0, 3, 1, 2).contiguous()
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """How one pass walks a data set: shuffled by (seed, epoch) or in order, augmented or not,
+    as the shard of process `rank` of `world_size`, with or without the last partial batch."""
+
+    shuffle: bool = False
+    seed: int = 0
+    epoch: int = 0
+    augment: bool = False
+    rank: int = 0
+    world_size: int = 1
+    drop_last: bool = False
+
+
 def batches(
     ds: ImageSet,
     batch_size: int,
+    sampling: Sampling = Sampling(),
     *,
-    shuffle: bool = False,
-    seed: int = 0,
-    epoch: int = 0,
-    augment: bool = False,
     device: torch.device | str = "cpu",
-    rank: int = 0,
-    world_size: int = 1,
-    drop_last: bool = False,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (x, y): float32 x = pixel / 255 of shape N x C x H x W on ``device``, int64 y.
 
@@ -195,12 +203,14 @@ def batches(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    n = len(ds)
-    order = torch.randperm(n, generator=_generator(seed, epoch)) if shuffle else torch.arange(n)
-    idx = _shard(n, order, rank, world_size, drop_last) if world_size > 1 else order
+    s, n = sampling, len(ds)
+    order = (
+        torch.randperm(n, generator=_generator(s.seed, s.epoch)) if s.shuffle else torch.arange(n)
+    )
+    idx = _shard(n, order, s.rank, s.world_size, s.drop_last) if s.world_size > 1 else order
     # Per-rank stream so ranks do not apply identical crops to their different images.
-    aug_gen = _generator(seed, epoch, rank, 1) if augment else None
-    stop = len(idx) - len(idx) % batch_size if drop_last else len(idx)
+    aug_gen = _generator(s.seed, s.epoch, s.rank, 1) if s.augment else None
+    stop = len(idx) - len(idx) % batch_size if s.drop_last else len(idx)
     for start in range(0, stop, batch_size):
         bidx = idx[start : start + batch_size]
         x = ds.images[bidx]
