@@ -20,7 +20,7 @@ import torch
 import torch.fx
 import torch.nn as nn
 
-from ..data import ImageSet
+from ..data import ImageSet, Sampling
 from ..data import batches as iter_batches
 from ..graph import Graph, trace
 from ..policy import Policy
@@ -294,7 +294,7 @@ def calibration_batches(
     ds: ImageSet, batches: int, batch_size: int, device: torch.device | str = "cpu"
 ) -> list[torch.Tensor]:
     """The first `batches` batches of a fixed shuffle: the same images on every rank and call."""
-    it = iter_batches(ds, batch_size, shuffle=True, seed=12345, device=device)
+    it = iter_batches(ds, batch_size, Sampling(shuffle=True, seed=12345), device=device)
     return [x for _, (x, _y) in zip(range(batches), it)]
 
 
