@@ -24,12 +24,31 @@ TINY = RunConfig(
 )
 
 
+TRACES: list[str] = []  # the models the module's run traced
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, fashion):
+    import micromix.graph
+
     require_tool("gcc", "make", "nm", "size")  # the export stage builds and checks the C
     d = tmp_path_factory.mktemp("run")
-    run_pipeline(d, TINY, progress=False)
+    real = micromix.graph._Fuser.run
+
+    def counted(self):
+        TRACES.append(type(self.gm).__name__)
+        return real(self)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(micromix.graph._Fuser, "run", counted)
+        run_pipeline(d, TINY, progress=False)
     return d
+
+
+def test_a_run_traces_its_model_once(run_dir):
+    """Validation traces the model and hands the Graph to every stage (budget, search, QAT,
+    the model file): one trace per run."""
+    assert len(TRACES) == 1, TRACES
 
 
 def test_every_stage_done_and_consistent(run_dir):

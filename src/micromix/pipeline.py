@@ -184,6 +184,13 @@ class Pipeline:
         check_batches(len(self.data.train), c.batch_size or QAT_BATCH_SIZE)
 
     # ---- helpers -------------------------------------------------------------------------
+    def traced(self, model: torch.nn.Module):
+        """The Graph `validate` traced (one trace per run: the stages' model has the same
+        architecture and input shape); traced here only when validate did not run."""
+        if self.graph is None:
+            self.graph = trace(model)
+        return self.graph
+
     @property
     def data(self) -> DataSplits:
         if self._data is None:
@@ -249,7 +256,8 @@ class Pipeline:
             made_by = "micromix run (float stage)"
         self.input_shape = input_shape_of(model)[1:]
         acc = evaluate(model.to(self.device), self.test_set, **self.eval_kw)
-        save_model(path, model.cpu(), made_by=made_by, metrics={"test_acc": acc})
+        graph = self.traced(model)
+        save_model(path, model.cpu(), graph=graph, made_by=made_by, metrics={"test_acc": acc})
         self.mark("float", test_acc=acc, source=src or "trained", seconds=time.time() - t0)
         self.say(f"float test accuracy {acc:.2f}%")
         return model
@@ -269,7 +277,7 @@ class Pipeline:
 
     def budget(self, model: torch.nn.Module) -> Budget:
         c = self.cfg
-        graph = trace(model)
+        graph = self.traced(model)
         ref = memory_report(graph, Policy.uniform(graph, 8))
         budget = Budget.parse(c.flash, c.ram, target=c.target, reference=ref)
         check_feasible(graph, budget)
@@ -324,6 +332,7 @@ class Pipeline:
             qat=qat,
             progress=self.progress,
             workers=c.workers,
+            graph=self.traced(model),
         )
         result.policy.save(self.dir / "policy.json")
         self.mark(
@@ -342,7 +351,7 @@ class Pipeline:
             return load_qat(path, model)[0]
         c = self.cfg
         t0 = time.time()
-        graph = trace(model)
+        graph = self.traced(model)
         q = finetune(
             model,
             policy,

@@ -470,19 +470,22 @@ def float_recipe(epochs: int, seed: int = 0, batch_size: int = 128) -> TrainConf
 MODEL_KIND = "micromix-model"
 
 
-def save_model(path: str | Path, model: nn.Module, **meta: Any) -> None:
+def save_model(path: str | Path, model: nn.Module, *, graph: Any = None, **meta: Any) -> None:
     """A self-describing model file: the model spec (plain JSON data that rebuilds the
-    architecture: zoo name, or file/module + NAME + args + input shape) plus the weights."""
+    architecture: zoo name, or file/module + NAME + args + input shape), the weights, and the
+    traced Graph as data (`graph`, or traced here), which `micromix memory` and `report` read
+    without the model code."""
     from .graph import trace
     from .models import input_shape_of, spec_of
 
     spec = spec_of(model)
     cfg = getattr(model, "micromix_config", None)
-    # The traced graph as data: `micromix memory` and `report` read it without the model code.
-    try:
-        graph = trace(model).to_json() if input_shape_of(model) is not None else None
-    except MicromixError:  # a model micromix cannot quantize may still be trained and saved
-        graph = None
+    if graph is None:
+        try:
+            graph = trace(model) if input_shape_of(model) is not None else None
+        except MicromixError:  # a model micromix cannot quantize may still be trained and saved
+            graph = None
+    graph = None if graph is None else graph.to_json()
     save_checkpoint(
         path,
         {
