@@ -328,11 +328,6 @@ def test_imported_reference_model_exports_bit_exact_c(tmp_path, task: str) -> No
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    raises=MicromixError,
-    reason="W8/A8 VWW: integer.convert's int32 worst-case bound refuses conv20 (1.65e11)",
-)
 def test_imported_vww_exports_bit_exact_c(tmp_path) -> None:
     require_module("tflite")
     s = _w8a8_c(mlperf(FLOAT_FILES["vww"]), tmp_path)

@@ -160,6 +160,10 @@ def oracle_tensors(imodel, qp: QuantParams, x: np.ndarray) -> dict[str, np.ndarr
         xs = [vals[t] for t in op.inputs]
         if op.kind in ("conv", "linear"):
             w = torch.tensor(qp.layers[op.name].w_int, dtype=torch.float64)
+            # A channel the conversion made a constant (past its clamp for every input, or
+            # a zero scale) has zero weights there, and the bias is its output.
+            const = np.all(iop.weight_matrix().reshape(len(w), -1) == 0, axis=1)
+            w[torch.from_numpy(const)] = 0
             if op.kind == "conv":
                 acc = F.conv2d(xs[0], w, None, op.stride, op.padding, 1, op.groups)
             else:
@@ -291,15 +295,39 @@ def test_zero_scale_channel_outputs_its_bias() -> None:
 
 
 def test_accumulator_overflow_is_an_error_naming_the_layer() -> None:
+    """A bias of 3e9 accumulator steps whose output is still inside the clamp (the output
+    scale is as large as the bias) cannot be formed in int32."""
     model, g = tiny()
     pol = Policy.uniform(g, 8)
     qp = random_qparams(g, pol)
     lq = qp.layers["grouped"]
+    s_in = qp.tensors[g.op("grouped").inputs[0]].scale
     bias = lq.bias.copy()
-    bias[0] = 1e9 * lq.w_scale[0]  # 1e9 / s_in accumulator steps: far beyond int32
+    bias[0] = 3e9 * lq.w_scale[0] * s_in
     qp.layers["grouped"] = LayerQuant(lq.name, lq.bits, lq.w_int, lq.w_scale, bias)
+    qp.tensors["grouped"] = replace(qp.tensors["grouped"], scale=abs(bias[0]))
     with pytest.raises(OverflowError32, match="grouped"):
         convert(qp, g, pol)
+
+
+@pytest.mark.parametrize("side", [1.0, -1.0])
+def test_a_channel_past_its_clamp_for_every_input_is_a_constant(side: float) -> None:
+    """A bias so large that no dot product brings the output back inside the clamp (here 1e9
+    accumulator steps, which int32 cannot hold) is the saturated code for every input, exactly
+    as the real-valued formula gives, instead of an overflow; the other channels are as before."""
+    model, g = tiny()
+    pol = Policy.uniform(g, 8)
+    qp = random_qparams(g, pol)
+    before = convert(qp, g, pol).run_tensors(images(6))["grouped"]
+    lq = qp.layers["grouped"]
+    s_in = qp.tensors[g.op("grouped").inputs[0]].scale
+    bias = lq.bias.copy()
+    bias[0] = side * 1e9 * abs(lq.w_scale[0]) * s_in
+    qp.layers["grouped"] = LayerQuant(lq.name, lq.bits, lq.w_int, lq.w_scale, bias)
+    got = convert(qp, g, pol).run_tensors(images(6))["grouped"]
+    t = qp.tensors["grouped"]
+    assert np.all(got[..., 0] == (t.qmax if side > 0 else t.qmin))
+    np.testing.assert_array_equal(got[..., 1:], before[..., 1:])
 
 
 def test_inconsistent_inputs_are_clear_errors() -> None:

@@ -169,9 +169,16 @@ def _weighted(op: Op, qp: QuantParams, out: TensorQuant, inp: TensorQuant) -> In
     bias = np.asarray(lq.bias, dtype=np.float64).reshape(cout)
     rows = rows.reshape(cout, -1).copy()
     s_in, s_out = inp.scale, out.scale
-    zero = w_scale == 0.0
-    # A channel with a zero scale outputs its bias: zero weights, multiplier 1, bias = output.
+    bound = accumulator_bound(np.abs(rows).sum(axis=1), inp.bits, inp.signed)
+    # A channel whose output is the same code for every input is a constant: a zero scale, or
+    # a bias so far past the clamp that no dot product brings the output back inside it (one
+    # step of margin). It outputs that code: zero weights, multiplier 1, bias = output. (Left
+    # as a dot product, its bias in accumulator steps can overflow int32 for nothing.)
+    reach = np.abs(w_scale) * s_in * bound
+    low, high = (bias - reach) / s_out, (bias + reach) / s_out
+    zero = (w_scale == 0.0) | (low >= out.qmax + 0.5) | (high < out.qmin - 0.5)
     rows[zero] = 0
+    bound = np.where(zero, 0.0, bound)
     const = np.clip(round_half_up(bias / s_out), out.qmin, out.qmax)
     b_acc = np.where(zero, 0.0, bias / np.where(zero, 1.0, w_scale * s_in))  # accumulator units
     mq = [
@@ -179,7 +186,6 @@ def _weighted(op: Op, qp: QuantParams, out: TensorQuant, inp: TensorQuant) -> In
     ]
     mult = np.array([m for m, _ in mq], dtype=np.int64)
     shift = np.array([n for _, n in mq], dtype=np.int64)
-    bound = accumulator_bound(np.abs(rows).sum(axis=1), inp.bits, inp.signed)
 
     def biases(k: int) -> np.ndarray:
         return np.where(zero, const * 2.0**k, round_half_up(b_acc * 2.0**k))
