@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .common import md_table  # noqa: E402
+
 ROWS_A = [
     ("haq", "haq: mixed 2/4/8 uniform (searched)"),
     ("kmeans", "k-means non-uniform, haq's per-layer bits"),
@@ -35,23 +37,20 @@ def _fmt(v: Any, kind: str) -> str:
 def _table(
     raw: dict, name: str, table: str, rows: list[tuple[str, str]], budget: dict
 ) -> list[str]:
-    out = [
-        "| policy | test top-1 % | FLASH B | RAM B | fits | minutes |",
-        "|---|---|---|---|---|---|",
-    ]
+    out = []
     for key, label in rows:
         c = raw.get(f"{name}/{table}/{key}")
         if c is None:
-            out.append(f"| {label} | not run | | | | |")
+            out.append([label, "not run", "", "", "", ""])
             continue
         fits = all(
             budget.get(k) is None or c.get(k) is None or c[k] <= budget[k] for k in ("flash", "ram")
         )
         out.append(
-            f"| {label} | {_fmt(c.get('test_acc'), 'acc')} | {_fmt(c.get('flash'), 'b')} | {_fmt(c.get('ram'), 'b')} "
-            f"| {'yes' if fits else 'NO'} | {c.get('seconds', 0) / 60:.1f} |"
-        )
-    return out
+            [label, _fmt(c.get("test_acc"), "acc"), _fmt(c.get("flash"), "b"),
+             _fmt(c.get("ram"), "b"), "yes" if fits else "NO", f"{c.get('seconds', 0) / 60:.1f}"]
+        )  # fmt: skip
+    return md_table(("policy", "test top-1 %", "FLASH B", "RAM B", "fits", "minutes"), out)
 
 
 def write_markdown(
@@ -129,15 +128,12 @@ def _pareto_table(raw: dict, name: str) -> list[str]:
         if len(parts) == 4 and parts[0] == name and parts[1] == "pareto":
             cells[float(parts[3]), parts[2]] = c
     rows = [
-        "| FLASH budget | strategy | test top-1 % | FLASH B | RAM B | minutes |",
-        "|---|---|---|---|---|---|",
-    ]
-    for (ratio, strategy), c in sorted(cells.items()):
-        rows.append(
-            f"| {ratio}x | {strategy} | {c['test_acc']:.2f} | {c['flash']:,} | {c['ram']:,} | "
-            f"{c['seconds'] / 60:.1f} |"
-        )
-    return rows
+        [f"{ratio}x", strategy, f"{c['test_acc']:.2f}", f"{c['flash']:,}", f"{c['ram']:,}",
+         f"{c['seconds'] / 60:.1f}"]
+        for (ratio, strategy), c in sorted(cells.items())
+    ]  # fmt: skip
+    header = ("FLASH budget", "strategy", "test top-1 %", "FLASH B", "RAM B", "minutes")
+    return md_table(header, rows)
 
 
 def _pareto(raw: dict, name: str, out: Path) -> str | None:

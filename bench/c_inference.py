@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.common import md_table
 from micromix.budget import Budget
 from micromix.data import load_dataset
 from micromix.export import export_c
@@ -120,29 +121,31 @@ def write(args, rows, macs: int, cm4: bool) -> None:
         "",
         "## Bit-exactness and memory (object files read with `nm -S` / `size -A`)",
         "",
-        "| policy | self-test (host) | memory model FLASH | `.rodata` of weights.o | model constants (nm) "
-        "| memory model RAM = arena + scratch | arena symbol (nm) | scratch symbol (nm) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, rep, s, _, _ in rows:
-        b = s["built"]
-        lines.append(
-            f"| {name} | {s['selftest_identical']}/{s['selftest_images']} identical | "
-            f"{rep.flash_bytes:,} | {b['rodata_bytes']:,} | {b['const_bytes']:,} | "
-            f"{rep.ram_bytes:,} = {rep.arena_bytes:,} + {rep.scratch_bytes:,} | "
-            f"{b['arena_bytes']:,} | {b['scratch_bytes']:,} |"
-        )
+    header = ("policy", "self-test (host)", "memory model FLASH", "`.rodata` of weights.o",
+              "model constants (nm)", "memory model RAM = arena + scratch", "arena symbol (nm)",
+              "scratch symbol (nm)")  # fmt: skip
+    cells = [
+        [name, f"{s['selftest_identical']}/{s['selftest_images']} identical",
+         f"{rep.flash_bytes:,}", f"{s['built']['rodata_bytes']:,}",
+         f"{s['built']['const_bytes']:,}",
+         f"{rep.ram_bytes:,} = {rep.arena_bytes:,} + {rep.scratch_bytes:,}",
+         f"{s['built']['arena_bytes']:,}", f"{s['built']['scratch_bytes']:,}"]
+        for name, rep, s, _, _ in rows
+    ]  # fmt: skip
+    lines += md_table(header, cells, "lrrrrrrr")
     lines += [
         "",
         "## Speed (host, `valgrind --tool=callgrind --toggle-collect=micromix_run`)",
         "",
-        "| policy | instructions / inference | instructions / MAC | vs W8/A8 | kernel code (.text) |",
-        "|---|---:|---:|---:|---:|",
     ]
-    for name, _, _, ipi, text in rows:
-        lines.append(
-            f"| {name} | {ipi:,.0f} | {ipi / macs:.2f} | {ipi / macs / base:.2f}x | {text:,} B |"
-        )
+    header = ("policy", "instructions / inference", "instructions / MAC", "vs W8/A8",
+              "kernel code (.text)")  # fmt: skip
+    cells = [
+        [name, f"{ipi:,.0f}", f"{ipi / macs:.2f}", f"{ipi / macs / base:.2f}x", f"{text:,} B"]
+        for name, _, _, ipi, text in rows
+    ]
+    lines += md_table(header, cells, "lrrrr")
     if cm4:
         lines += [
             "",
@@ -152,18 +155,20 @@ def write(args, rows, macs: int, cm4: bool) -> None:
             "reserved stack (4 KiB). The image also holds its self-test: 8 embedded test images "
             "with their expected outputs (.rodata) and an output buffer and print line (.bss).",
             "",
-            "| policy | outputs under qemu | memory model FLASH | image FLASH | memory model RAM | "
-            "image RAM (.bss + stack) | stack used |",
-            "|---|---:|---:|---:|---:|---:|---:|",
         ]
+        header = ("policy", "outputs under qemu", "memory model FLASH", "image FLASH",
+                  "memory model RAM", "image RAM (.bss + stack)", "stack used")  # fmt: skip
+        cells = []
         for name, rep, s, _, _ in rows:
             m = s["cortex_m4"]
-            lines.append(
-                f"| {name} | {m['images']}/{m['images']} identical | {rep.flash_bytes:,} | "
-                f"{m['flash_bytes']:,} | {rep.ram_bytes:,} | {m['ram_bytes']:,} "
-                f"({m['sections'].get('.bss', 0):,} + {m['sections'].get('.stack', 0):,}) | "
-                f"{m['stack_used']:,} B |"
-            )
+            sec = m["sections"]
+            cells.append(
+                [name, f"{m['images']}/{m['images']} identical", f"{rep.flash_bytes:,}",
+                 f"{m['flash_bytes']:,}", f"{rep.ram_bytes:,}",
+                 f"{m['ram_bytes']:,} ({sec.get('.bss', 0):,} + {sec.get('.stack', 0):,})",
+                 f"{m['stack_used']:,} B"]
+            )  # fmt: skip
+        lines += md_table(header, cells, "lrrrrrr")
     lines += [
         "",
         "## Notes",

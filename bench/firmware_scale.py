@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench.common import md_table
 from micromix.budget import Budget
 from micromix.data import load_dataset
 from micromix.data.loader import ImageSet
@@ -118,12 +119,15 @@ def main() -> None:
         "",
         "## Fit verdict (library + minimal startup and main, linked against the chip's map)",
         "",
-        "| region | needed (B) | available (B) | margin (B) |",
-        "|---|---:|---:|---:|",
+        *md_table(
+            ("region", "needed (B)", "available (B)", "margin (B)"),
+            [
+                [f["region"], f"{f['needed']:,}", f"{f['available']:,}", f"{f['margin']:,}"]
+                for f in (fit["flash"], fit["ram"])
+            ],
+            "lrrr",
+        ),
     ]
-    for k in ("flash", "ram"):
-        f = fit[k]
-        lines.append(f"| {f['region']} | {f['needed']:,} | {f['available']:,} | {f['margin']:,} |")
     fb, rb = fit["flash_breakdown"], fit["ram_breakdown"]
     lines += [
         "",
@@ -138,9 +142,11 @@ def main() -> None:
         "",
         "## Times",
         "",
-        "| step | wall (s) | CPU (s) |",
-        "|---|---:|---:|",
-        *(f"| {k} | {w:.1f} | {cp:.1f} |" for k, (w, cp) in times.items()),
+        *md_table(
+            ("step", "wall (s)", "CPU (s)"),
+            [[k, f"{w:.1f}", f"{cp:.1f}"] for k, (w, cp) in times.items()],
+            "lrr",
+        ),
         "",
         f"Peak RSS of the Python process: "
         f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB.",

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.common import md_table
 from micromix.budget import Budget
 from micromix.data import load_dataset
 from micromix.graph import trace
@@ -122,14 +123,15 @@ def main() -> None:
         "The integer model is `micromix.integer.convert(qmodel)` run by the numpy reference (which the",
         "C export matches bit for bit); the fake-quant model is the PyTorch module it was converted from.",
         "",
-        "| policy | model | FLASH B | RAM B | fake-quant top-1 | integer top-1 | difference | predictions agree |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, kind, r in rows:
-        lines.append(
-            f"| {name} | {kind} | {r['flash']:,} | {r['ram']:,} | {r['fq']:.2f}% | {r['int']:.2f}% | "
-            f"{r['int'] - r['fq']:+.2f} | {r['agree']:.2f}% |"
-        )
+    header = ("policy", "model", "FLASH B", "RAM B", "fake-quant top-1", "integer top-1",
+              "difference", "predictions agree")  # fmt: skip
+    cells = [
+        [name, kind, f"{r['flash']:,}", f"{r['ram']:,}", f"{r['fq']:.2f}%", f"{r['int']:.2f}%",
+         f"{r['int'] - r['fq']:+.2f}", f"{r['agree']:.2f}%"]
+        for name, kind, r in rows
+    ]  # fmt: skip
+    lines += md_table(header, cells, "llrrrrrr")
     lines += [
         "",
         "Calibrated (PTQ) rows: `micromix.quant.prepare` + `calibrate` (4 batches) of the float model,",

@@ -486,6 +486,9 @@ def cost_table(layers: dict[str, list[dict]]) -> dict:
 
 
 def write(args, flags, results, layers, hists, text) -> None:
+    # Imported here: the qemu kernel tests load this file alone, outside the bench package.
+    from bench.common import md_table
+
     if args.table and any(n.startswith("micromix") for n in layers):
         Path(args.table).write_text(
             json.dumps(
@@ -517,17 +520,19 @@ def write(args, flags, results, layers, hists, text) -> None:
         "",
         "## Per network",
         "",
-        "| build | instructions | est. cycles | MACs | instr/MAC | cycles/MAC | vs CMSIS-NN (instr) | vs CMSIS-NN (cycles) | kernel .text B |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    cells = []
     for name, r in results.items():
         ri = f"{r['instructions'] / base['instructions']:.2f}" if base else "-"
         rc = f"{r['est_cycles'] / base['est_cycles']:.2f}" if base else "-"
-        md.append(
-            f"| {name} | {r['instructions']:,} | {r['est_cycles']:,} | {r['macs']:,} | "
-            f"{r['instructions'] / r['macs']:.2f} | {r['est_cycles'] / r['macs']:.2f} | {ri} | {rc} | "
-            f"{text.get(name, '-')} |"
-        )
+        cells.append(
+            [name, f"{r['instructions']:,}", f"{r['est_cycles']:,}", f"{r['macs']:,}",
+             f"{r['instructions'] / r['macs']:.2f}", f"{r['est_cycles'] / r['macs']:.2f}", ri, rc,
+             text.get(name, "-")]
+        )  # fmt: skip
+    header = ("build", "instructions", "est. cycles", "MACs", "instr/MAC", "cycles/MAC",
+              "vs CMSIS-NN (instr)", "vs CMSIS-NN (cycles)", "kernel .text B")  # fmt: skip
+    md += md_table(header, cells, "l" + "r" * 8)
     base_file = Path(args.json).with_name("mcu_cost_baseline.json")
     if base_file.exists() and args.opt == "-O2" and args.core == "cortex-m4":
         old = json.loads(base_file.read_text())
@@ -536,16 +541,17 @@ def write(args, flags, results, layers, hists, text) -> None:
             "Before the DSP kernels (results/mcu_cost_baseline.json: the same benchmark on the",
             "kernels of commit 036497a, -O2):",
             "",
-            "| build | instructions before | now | est. cycles before | now |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        for name, r in results.items():
-            if name in old:
-                o = old[name]
-                md.append(
-                    f"| {name} | {o['instructions']:,} | {r['instructions']:,} | "
-                    f"{o['est_cycles']:,} | {r['est_cycles']:,} |"
-                )
+            *md_table(
+                ("build", "instructions before", "now", "est. cycles before", "now"),
+                [
+                    [name, f"{old[name]['instructions']:,}", f"{r['instructions']:,}",
+                     f"{old[name]['est_cycles']:,}", f"{r['est_cycles']:,}"]
+                    for name, r in results.items()
+                    if name in old
+                ],
+                "lrrrr",
+            ),
+        ]  # fmt: skip
     md += [
         "",
         f"Kernel code for all bit combinations (every kernel source compiled whole): "
@@ -555,24 +561,24 @@ def write(args, flags, results, layers, hists, text) -> None:
         "",
     ]
     types = sorted({r["type"] for rows in layers.values() for r in rows})
-    md.append("| build | " + " | ".join(types) + " |")
-    md.append("|---|" + "---:|" * len(types))
+    per_type = []
     for name, rows in layers.items():
-        cells = []
+        cells = [name]
         for t in types:
             sel = [r for r in rows if r["type"] == t]
             m = sum(r["macs"] for r in sel)
             cells.append(f"{sum(r['instructions'] for r in sel) / m:.2f} / "
                          f"{sum(r['est_cycles'] for r in sel) / m:.2f}")  # fmt: skip
-        md.append(f"| {name} | " + " | ".join(cells) + " |")
+        per_type.append(cells)
+    md += md_table(["build", *types], per_type, "l" + "r" * len(types))
     md += ["", "## Per layer (instructions)", ""]
     names = list(layers)
-    md.append("| layer | type | MACs | " + " | ".join(names) + " |")
-    md.append("|---|---|---:|" + "---:|" * len(names))
-    first = layers[names[0]]
-    for k, r in enumerate(first):
-        md.append(f"| {r['layer']} | {r['type']} | {r['macs']:,} | "
-                  + " | ".join(f"{layers[n][k]['instructions']:,}" for n in names) + " |")  # fmt: skip
+    per_layer = [
+        [r["layer"], r["type"], f"{r['macs']:,}",
+         *(f"{layers[n][k]['instructions']:,}" for n in names)]
+        for k, r in enumerate(layers[names[0]])
+    ]  # fmt: skip
+    md += md_table(["layer", "type", "MACs", *names], per_layer, "llr" + "r" * len(names))
     md += ["", "## Most executed instructions", ""]
     for name, h in hists.items():
         top = sorted(h.items(), key=lambda kv: -kv[1])[:12]

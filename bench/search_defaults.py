@@ -35,7 +35,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, add_qat_recipe_arg
+from bench.common import ROOT, add_qat_recipe_arg, md_table
 
 # name -> (HAQConfig field changes, DDPGConfig field changes)
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -234,10 +234,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def table(summary: dict[str, dict[str, Any]]) -> str:
     keys = sorted({k for s in summary.values() for k in s})
-    lines = ["| variant | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
-    for v, s in summary.items():
-        lines.append(f"| {v} | " + " | ".join(str(s.get(k, "-")) for k in keys) + " |")
-    return "\n".join(lines)
+    rows = [[v, *(s.get(k, "-") for k in keys)] for v, s in summary.items()]
+    return "\n".join(md_table(["variant", *keys], rows, "l" + "r" * len(keys)))
 
 
 def main() -> int:

@@ -20,7 +20,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from bench.common import CELLS, FLOAT, add_final_qat_args, final_qat, load_float, ratio_budget
+from bench.common import (
+    CELLS,
+    FLOAT,
+    add_final_qat_args,
+    final_qat,
+    load_float,
+    md_table,
+    ratio_budget,
+)
 from micromix.data import load_dataset
 from micromix.strategies import DDPGConfig, QATSettings, create, search
 
@@ -50,12 +58,10 @@ def render(doc: dict, header: str = "") -> str:
     """The results/search_study.md table from the merged JSON: test accuracy per strategy,
     haq - max(rule, ilp), the held-out re-scores (the choice haq made) and the budget used."""
     lines = [header] if header else []
-    lines += [
-        "| model | cell | rule | ilp | haq | haq - max(rule, ilp) | re-score r/i/h (held-out) "
-        "| search score r/i/h | FLASH used % r/i/h | RAM used % r/i/h | search s r/i/h "
-        "| final QAT s r/i/h |",
-        "|---|---|---:|---:|---:|---:|---|---|---|---|---|---|",
-    ]
+    header = ("model", "cell", "rule", "ilp", "haq", "haq - max(rule, ilp)",
+              "re-score r/i/h (held-out)", "search score r/i/h", "FLASH used % r/i/h",
+              "RAM used % r/i/h", "search s r/i/h", "final QAT s r/i/h")  # fmt: skip
+    rows: list[list[str]] = []
     diffs, missing = [], []
     for model in sorted(k for k in doc if not k.startswith("_")):
         for cell in sorted(doc[model]):
@@ -70,12 +76,13 @@ def render(doc: dict, header: str = "") -> str:
             diffs.append(d)
 
             trio = _trio((r, i, h))
-            lines.append(
-                f"| {model} | {cell} | {r['test']:.2f} | {i['test']:.2f} | {h['test']:.2f} "
-                f"| {d:+.2f} | {trio('heldout_rescore')} | {trio('search_score')} "
-                f"| {trio('flash_used', _pct1)} | {trio('ram_used', _pct1)} "
-                f"| {trio('search_seconds', _secs)} | {trio('final_qat_seconds', _secs)} |"
-            )
+            rows.append(
+                [model, cell, f"{r['test']:.2f}", f"{i['test']:.2f}", f"{h['test']:.2f}",
+                 f"{d:+.2f}", trio("heldout_rescore"), trio("search_score"),
+                 trio("flash_used", _pct1), trio("ram_used", _pct1),
+                 trio("search_seconds", _secs), trio("final_qat_seconds", _secs)]
+            )  # fmt: skip
+    lines += md_table(header, rows, "llrrrrllllll")
     lines.append("")
     if diffs:
         worst = min(diffs)

@@ -4,35 +4,57 @@
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import replace
 
 import pytest
 
-from micromix.budget import Budget
+from micromix.budget import Budget, check_feasible, smallest_footprint
 from micromix.cli import build_parser, main
 from micromix.cli.cmd_run import config_from_args
-from micromix.errors import MicromixError
+from micromix.errors import InfeasibleBudgetError, MicromixError
 from micromix.graph import trace
-from micromix.mcu import CORES, get_target, list_targets
+from micromix.mcu import CORES, Region, Target, get_target, list_targets
 from micromix.memory import memory_report
 from micromix.policy import Policy
 
 K = 1024
 
 
-def test_registry_has_cores_and_vendor_memory_maps() -> None:
-    h7 = get_target("stm32h743")
-    assert h7.core == "cortex-m7"
-    regions = {r.name: (r.origin, r.length) for r in h7.ram_regions}
-    assert regions["AXI_SRAM"] == (0x24000000, 512 * K)
-    assert regions["DTCM"] == (0x20000000, 128 * K)
-    assert regions["SRAM1"][0] == 0x30000000 and regions["SRAM4"][0] == 0x38000000
-    assert (h7.flash_region.origin, h7.flash) == (0x08000000, 2 * K * K)
-    assert h7.ram_region.name == "AXI_SRAM" and h7.ram == 512 * K  # the largest one
-    f4 = get_target("stm32f412")
-    assert (f4.core, f4.flash, f4.ram) == ("cortex-m4f", K * K, 256 * K)
-    for t in list_targets():
+def overlap(a: Region, b: Region) -> bool:
+    return a.origin < b.origin + b.length and b.origin < a.origin + a.length
+
+
+def test_every_target_keeps_a_reserve_and_a_sound_memory_map() -> None:
+    """What the search and the linker script rely on: the budget is below the chip's memory
+    (room for code and stack), no two regions share an address, a limit up to the arena's
+    region is accepted and one byte more is refused, and the map cites its vendor document."""
+    targets = list_targets()
+    assert len(targets) >= 4
+    for t in targets:
         assert t.core in CORES and "section" in t.source.lower(), t.name
-    assert {"stm32h743", "stm32f746", "stm32f412", "nrf52840"} <= {t.name for t in list_targets()}
+        assert 0 < t.ram_budget < t.ram, t.name
+        assert t.flash is None or 0 < t.flash_budget < t.flash, t.name
+        regions = [*t.flash_regions, *t.ram_regions]
+        for i, r in enumerate(regions):
+            assert not any(overlap(r, q) for q in regions[i + 1 :]), (t.name, r.name)
+        assert Budget.parse(ram=t.ram, target=t).ram == t.ram
+        with pytest.raises(MicromixError, match=f"{t.name}'s {t.ram_region.name}"):
+            Budget.parse(ram=t.ram + 1, target=t)
+
+
+def test_a_model_over_the_usable_budget_is_refused(tiny_resnet) -> None:
+    """A model that fits the chip's RAM but not what is left after the reserve is refused
+    before anything runs; with a smaller reserve the same model is accepted."""
+    g = trace(tiny_resnet, (1, 1, 8, 8))
+    low = smallest_footprint(g)
+    ram = (Region("SRAM", 0x20000000, low.ram_bytes + 64),)
+    tight = Target("tight", "cortex-m4f", (Region("FLASH", 0x08000000, K * K),), ram,
+                   reserve_ram=128)  # fmt: skip
+    assert low.ram_bytes < tight.ram
+    with pytest.raises(InfeasibleBudgetError, match="cannot be met"):
+        check_feasible(g, Budget.parse(target=tight))
+    check_feasible(g, Budget.parse(target=replace(tight, reserve_ram=64)))
 
 
 def write(tmp_path, name: str, text: str):
@@ -96,7 +118,7 @@ def test_budget_within_a_target(tiny_resnet) -> None:
     ref = memory_report(g, Policy.uniform(g, 8))
     t = get_target("stm32f412")
     b = Budget.parse(target="stm32f412")
-    assert b == Budget(t.flash - t.reserve_flash, t.ram - t.reserve_ram, "stm32f412")
+    assert b == Budget(t.flash_budget, t.ram_budget, "stm32f412")
     r = Budget.parse("0.5x", "0.42x", target="stm32f412", reference=ref)
     assert (r.flash, r.ram) == (int(0.5 * ref.flash_bytes), int(0.42 * ref.ram_bytes))
     big = Budget.parse("1000000x", None, target="stm32f412", reference=ref)
@@ -122,8 +144,29 @@ def test_run_presets_honour_target() -> None:
 def test_cli_targets_and_unknown_target(tmp_path, capsys) -> None:
     assert main(["targets"]) == 0
     out = capsys.readouterr().out
-    assert "AXI_SRAM" in out and "0x24000000" in out and "cortex-m7" in out and "RM0433" in out
+    for t in list_targets():  # every chip with its arena region, where it is and its source
+        r = t.ram_region
+        assert t.name in out and r.name in out and f"{r.origin:#010x}" in out, t.name
+        assert t.source.split(",")[0] in out, t.name
     assert main(["targets", "--target", str(write(tmp_path, "b.toml", BOARD)), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["ram_bytes"] == 128 * K
     assert main(["run", "--target", "esp8266", "--run-dir", str(tmp_path / "r")]) == 2
     assert "unknown target 'esp8266'" in capsys.readouterr().err
+
+
+def test_run_refuses_a_board_whose_reserve_leaves_too_little_ram(tmp_path, capsys) -> None:
+    """`micromix run --target` stops before any stage with one sentence and exit 2 when even
+    2 bits everywhere need more RAM than the board leaves after its reserve, though the
+    model would fit the board's whole RAM; no run directory is left behind."""
+    board = BOARD.replace('"128KiB"', '"12KiB"').replace('"64KiB"', '"1KiB"')
+    board = board.replace('reserve_ram = "4KiB"', 'reserve_ram = "8KiB"')
+    t = get_target(str(write(tmp_path, "small.toml", board)))
+    # --search-train-images 1 makes a later check refuse the run should this one not, so a
+    # regression fails fast instead of training.
+    args = ["--target", str(tmp_path / "small.toml"), "--search-train-images", "1"]
+    assert main(["run", *args, "--strategy", "haq", "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be met" in err and err.count("\n") == 1
+    need = int(re.search(r"RAM ([\d,]+) B\.", err).group(1).replace(",", ""))
+    assert t.ram_budget < need < t.ram
+    assert not (tmp_path / "r").exists()

@@ -1,4 +1,5 @@
-"""DDPG agent: HAQ's exploration schedule, updates, replay buffer and exact state round trip."""
+"""DDPG agent: exploration that narrows over the search, updates, replay buffer and exact state
+round trip."""
 
 from __future__ import annotations
 
@@ -21,20 +22,41 @@ def fill(a: DDPG, episodes: int, rng: np.random.Generator) -> None:
         a.remember(trans, float(rng.normal()))
 
 
-def test_defaults_are_haq():
-    c = DDPGConfig()
-    assert (c.hidden, c.lr_actor, c.lr_critic, c.tau, c.discount) == (300, 1e-4, 1e-3, 0.01, 1.0)
-    assert (c.buffer_episodes, c.batch_size, c.warmup, c.sigma) == (128, 64, 20, 0.5)
-    assert c.baseline_alpha == 0.5
-    assert DDPG(OBS, 56, c).buffer.capacity == 128 * 56
+def test_default_exploration_narrows_and_actions_stay_in_range():
+    """With the defaults: warm-up covers the whole action range; after it the actions spread
+    around the actor's action by less and less, and every action is a valid one (in [0, 1])."""
+    episodes = 60
+    a = DDPG(OBS, 4, DDPGConfig(), episodes=episodes)
+    obs = np.random.default_rng(5).random(OBS).astype(np.float32)
+    mu = a.deterministic_action(obs)
+    warm = [a.act(obs, 0) for _ in range(400)]
+    assert min(warm) < 0.05 and max(warm) > 0.95
+    spread = []
+    for ep in (a.cfg.warmup, 40, episodes - 1):
+        xs = np.array([a.act(obs, ep) for _ in range(400)])
+        assert xs.min() >= 0.0 and xs.max() <= 1.0, ep
+        spread.append(np.sqrt(np.mean((xs - mu) ** 2)))
+    assert spread[0] > spread[1] > spread[2] and spread[2] < 0.1
+    sig = [a.sigma(e) for e in range(a.cfg.warmup, episodes)]
+    assert all(x > y for x, y in zip(sig, sig[1:]))
+
+
+def test_replay_keeps_the_last_buffer_episodes():
+    """The replay buffer holds the most recent `buffer_episodes` episodes, whatever the
+    episode length: older episodes are forgotten whole."""
+    a = DDPG(OBS, 4, DDPGConfig(buffer_episodes=3))
+    for ep in range(5):
+        a.remember([(np.zeros(OBS), 0.5, np.zeros(OBS), i == 3) for i in range(4)], float(ep))
+    assert sorted(a.buffer.reward[: a.buffer.size, 0].tolist()) == [2.0] * 4 + [3.0] * 4 + [4.0] * 4
 
 
 def test_sigma_schedule():
     a = agent(sigma_decay=0.99)  # HAQ's fixed decay, when asked for
     assert a.sigma(0) == a.sigma(19) == 0.0  # warm-up: explores otherwise (see act)
-    assert a.sigma(20) == pytest.approx(0.5)
-    assert a.sigma(120) == pytest.approx(0.5 * 0.99**100)
-    assert a.sigma(300) < a.sigma(100)
+    assert a.sigma(20) == pytest.approx(a.cfg.sigma)  # the full width when updates begin
+    # a fixed decay: the width shrinks by the same factor every episode
+    ratios = [a.sigma(e + 1) / a.sigma(e) for e in (20, 120, 299)]
+    assert ratios == pytest.approx([0.99] * 3)
 
 
 @pytest.mark.parametrize("episodes", [40, 600])

@@ -29,6 +29,16 @@ void mm_avgpool(const uint8_t *in, uint8_t *out, const int32_t *mult, const int8
     const int ib = MM_FMT_IN_BITS(fmt), is = MM_FMT_IN_SIGNED(fmt), ob = MM_FMT_OUT_BITS(fmt);
     const int32_t in_pix = mm_bytes(c, ib), o_pix = mm_bytes(c, ob);
     (void)in_h; /* windows tile the input: out_h * kh rows are read, the rest is cropped */
+#ifdef MM_TEST_FAULT_READ_PAST_INPUT
+    /* Test hook (tests/test_export_guard.py): a one-byte read past the input, which the
+     * guarded self-test must catch. Never defined in a real build. */
+    if (((volatile const uint8_t *)in)[(int32_t)in_h * in_w * in_pix] == 7) qmin++;
+#endif
+#ifdef MM_TEST_FAULT_WRITE_BEFORE_OUTPUT
+    /* Test hook (tests/test_export.py): a write to the byte before the output, which the
+     * -DMICROMIX_CHECK_WRITES self-test must catch. Never defined in a real build. */
+    out[-1] ^= 0x5A;
+#endif
     if (ib == 8 && ob == 8) { /* whole bytes: read and write them directly */
         /* A shift s <= 32 (a window's 1/n multiplier) takes mm_pw_rq's 32-bit form on the sum
          * scaled by 2^(33 - s): (sum 2^u m0 + 2^(s+u-1)) >> (s + u) is the same value, and
