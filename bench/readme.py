@@ -148,7 +148,8 @@ def demo_table() -> str:
         "",
         f"Wall {t['wall']}, CPU {t['user_s'] + t['sys_s']:.0f} s, peak RSS "
         f"{t['max_rss_kb'] / 1e6:.2f} GB; a redirected log of {run['log_lines_redirected']} lines. "
-        f"Machine: {d['machine']}. Command: `{run['command']}` (`results/demo.json`).",
+        f"Machine: {run.get('machine', d['machine'])}. Command: `{run['command']}` "
+        "(`results/demo.json`).",
     ]
     return "\n".join(lines)
 
