@@ -750,7 +750,7 @@ for _k in ("spec_call", "spec_py"):
             f"{_k}-search-resume",
             ["search", *CK, *SEARCH, *D, "--resume", "--run-dir", _at(_k, "search_real")],
             2,
-            "it recorded model",
+            "model_spec",
         ),  # fmt: skip
         (f"{_k}-memory-search-real", ["memory", "--run-dir", _at(_k, "search_real")], 0, ""),
     ]

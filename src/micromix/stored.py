@@ -25,7 +25,7 @@ from .files import load_checkpoint, read_json, write_json
 from .graph import Graph, graph_from_json, trace
 from .integer import IntegerModel, convert
 from .policy import Policy
-from .quant.finetune import QAT_KIND
+from .quant.finetune import QAT_KIND, load_qat
 from .quant.params import qparams_from_data
 
 GRAPH_FILE = "graph.json"
@@ -149,35 +149,19 @@ def refuse_recorded(key: str, value: Any, source: str | Path) -> MicromixError:
     )
 
 
-def check_same_model(run_dir: str | Path, spec: dict | None) -> None:
-    """On --resume: the model the command line names (`spec`, JSON) must be the one the run
-    directory recorded (kind, location, NAME, arguments and sha256), else refused naming both."""
-    recorded = recorded_setting(run_dir, "model_spec")
-    if not recorded or spec is None:
-        return
-    keys = ("kind", "location", "name", "args", "sha256")
-    if any(recorded.get(k) != spec.get(k) for k in keys):
-
-        def ref(s: dict) -> str:
-            where = f"{s.get('location')}:" if s.get("location") else ""
-            return f"{where}{s.get('name')} (sha256 {str(s.get('sha256'))[:12]})"
-
-        raise MicromixError(
-            f"cannot resume {run_dir}: it recorded model {ref(recorded)} but the command line "
-            f"names {ref(spec)}; give the recorded model, or --force to start over."
-        )
-
-
 def load_integer(path: str | Path) -> IntegerModel:
     """The IntegerModel of a QAT checkpoint from its stored data: no model is built and no
-    code is imported. Raises CheckpointError for a file without that data (written by an
-    older micromix) or with damaged data."""
+    code is imported. A QAT checkpoint written before that data was stored is rebuilt, for a
+    zoo model only (`load_qat` refuses a spec that names code). Damaged data, or a file that is
+    no QAT checkpoint, is a CheckpointError."""
     ck = load_checkpoint(path)
     data = ck.get("integer") if ck.get("kind") == QAT_KIND else None
+    if data is None and ck.get("kind") == QAT_KIND:
+        return convert(load_qat(path)[0])
     if not isinstance(data, dict) or "policy" not in ck:
         raise CheckpointError(
-            f"{path} holds no integer model data (not a QAT checkpoint, or one written before "
-            "micromix stored it); run `micromix finetune` again to write it."
+            f"{path} holds no integer model data (not a QAT checkpoint, or its data is "
+            "damaged); run `micromix finetune` again to write it."
         )
     graph = graph_from_json(data.get("graph"), f"the graph in {path}")
     policy = Policy.from_json(ck["policy"], source=f"the policy in {path}")

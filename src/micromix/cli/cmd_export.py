@@ -120,23 +120,10 @@ def _recorded_dataset(run_dir: Path, random_images: bool) -> str:
     return name
 
 
-def _integer_model(ckpt: Path):
-    """The IntegerModel of a QAT checkpoint, from its stored data (no model code runs); a
-    checkpoint from before that data was stored is rebuilt, for a zoo model only."""
-    from ..files import load_checkpoint
-    from ..integer import convert
-    from ..quant.finetune import load_qat
-    from ..stored import load_integer
-
-    if "integer" in load_checkpoint(ckpt):
-        return load_integer(ckpt)
-    return convert(load_qat(ckpt)[0])  # refuses a spec that names code
-
-
 def run(args: argparse.Namespace) -> int:
     from ..export import export_c
     from ..rundir import lock_dir
-    from ..stored import QAT_FILES, first_file, inside
+    from ..stored import QAT_FILES, first_file, inside, load_integer
 
     if args.target not in (None, "host", "cortex-m4"):
         from ..mcu import get_target
@@ -153,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     target = args.target if args.target is not None else kept_target(out)
     if args.dataset is None:
         args.dataset = _recorded_dataset(run_dir, args.random_images)
-    imodel = _integer_model(ckpt)
+    imodel = load_integer(ckpt)
     policy_file = inside(run_dir, "policy.json")
     if policy_file.exists() and Policy.load(policy_file) != imodel.policy:
         raise MicromixError(f"{policy_file} does not match the policy stored in {ckpt}.")

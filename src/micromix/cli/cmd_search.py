@@ -23,7 +23,6 @@ from .common import (
     nonneg_int,
     positive_int,
     resolve_device,
-    spec_json,
 )
 
 NAME = "search"
@@ -73,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from ..files import read_json, write_json
-    from ..stored import check_same_model, write_graph
+    from ..stored import write_graph
     from ..strategies import QATSettings, get, search, strategy_config
 
     get(args.strategy)  # an unknown strategy fails here, naming the known ones
@@ -89,8 +88,6 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     check_run_dir(args.run_dir, "search", resume=args.resume, force=args.force)
     model = load_model_for(args)
-    if args.resume:
-        check_same_model(args.run_dir, spec_json(model))
     graph = trace(model)
     ref = memory_report(graph, Policy.uniform(graph, 8))
     budget = Budget.parse(args.flash, args.ram, target=args.target, reference=ref)
@@ -122,11 +119,10 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         ray_address=args.ray_address,
     )
-    # The run directory names its model, so later commands need not be told again.
+    # The run directory names its data (search() recorded the model's spec).
     cfg_path = Path(args.run_dir) / "config.json"
     recorded = read_json(cfg_path)
-    recorded.setdefault("settings", {})["model_spec"] = spec_json(model)
-    recorded["settings"]["dataset"] = args.dataset
+    recorded.setdefault("settings", {})["dataset"] = args.dataset
     write_json(cfg_path, recorded)
     write_graph(args.run_dir, graph)
     u = result.utilization

@@ -42,18 +42,18 @@ def run(model: bytes, x: np.ndarray) -> np.ndarray:
 
 def input_quantization(model: bytes) -> tuple[float, int] | None:
     """(scale, zero point) of an integer input, None for a float input."""
-    q = _runtime().Interpreter.from_bytes(bytes(model)).get_input_details(0)
-    if q["dtype"] == np.float32:
-        return None
-    p = q["quantization_parameters"]
-    return float(p["scales"][0]), int(p["zero_points"][0])
+    return _quantization(_runtime().Interpreter.from_bytes(bytes(model)).get_input_details(0))
 
 
 def output_quantization(model: bytes) -> tuple[float, int] | None:
-    q = _runtime().Interpreter.from_bytes(bytes(model)).get_output_details(0)
-    if q["dtype"] == np.float32:
+    """(scale, zero point) of an integer output, None for a float output."""
+    return _quantization(_runtime().Interpreter.from_bytes(bytes(model)).get_output_details(0))
+
+
+def _quantization(details: dict) -> tuple[float, int] | None:
+    if details["dtype"] == np.float32:
         return None
-    p = q["quantization_parameters"]
+    p = details["quantization_parameters"]
     return float(p["scales"][0]), int(p["zero_points"][0])
 
 

@@ -33,6 +33,7 @@ from ..errors import CheckpointError, InfeasibleBudgetError, MicromixError
 from ..files import write_json
 from ..graph import Graph, trace
 from ..memory import MemoryReport, SizeTable, memory_report, size_table
+from ..models.spec import spec_of
 from ..policy import FIXED_BITS, Policy
 from ..progress import Progress
 from ..rundir import open_run_dir
@@ -265,6 +266,7 @@ def search(
         make = getattr(evaluator, "rescorer", None)
         rescorer = make() if callable(make) else evaluator
     identity = search_identity(cfg, evaluator, seed, budget, graph)
+    spec = None if model is None else spec_of(model)
     rd = run = None
     if run_dir is not None:  # lock; a resume must have every setting that changes a reward
         rd = open_run_dir(
@@ -275,10 +277,12 @@ def search(
                 "device": str(device),
                 "workers": workers,  # recorded only: the result does not depend on it
                 "model": getattr(model, "micromix_config", None),
+                # the model's code (file, NAME, sha256): a resume must name the same one
+                "model_spec": None if spec is None else spec.to_json(),
             },
             resume=resume,
             force=force,
-            result_keys=(*identity, "device"),
+            result_keys=(*identity, "device", "model_spec"),
             owned=SEARCH_FILES,
         )
         run = rd.path
