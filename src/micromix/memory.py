@@ -112,13 +112,20 @@ def conv_dims(op: Op) -> tuple[int, ...]:
     return (*op.in_shape, *op.out_shape, *kernel, *op.stride, *op.padding, op.groups)
 
 
+def kernel_dims(op: Op) -> tuple[int, ...]:
+    """`conv_dims(op)`, refused when the C kernels cannot hold them (int16 sizes)."""
+    dims = conv_dims(op)
+    if max(dims) > DIM_MAX:
+        raise MicromixError(
+            f"layer {op.name} has a dimension above {DIM_MAX}, more than the C kernels take."
+        )
+    return dims
+
+
 def check_kernel_limits(graph: Graph) -> None:
     """Refuse, before anything is trained, a layer the C kernels cannot run."""
     for op in graph.weight_ops:
-        if max(conv_dims(op)) > DIM_MAX:
-            raise MicromixError(
-                f"layer {op.name} has a dimension above {DIM_MAX}, more than the C kernels take."
-            )
+        kernel_dims(op)
 
 
 def kernel_constant(name: str) -> int:

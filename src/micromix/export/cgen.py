@@ -17,15 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MicromixError
 from ..integer.arith import pack_bits
 from ..integer.model import IntegerModel, IntOp
 from ..memory import (
     CONV_KERNELS,
-    DIM_MAX,
     KERNEL_CONSTANTS,
-    conv_dims,
     kernel_constant,
+    kernel_dims,
     param_arrays,
 )
 from .cgen_ops import ops_call
@@ -233,14 +231,10 @@ def _conv_call(step: int, iop: IntOp, kernel: str, a: str, y: str) -> str:
     structs built at the call site: immediates of the call, like the arguments they replace,
     not model constants (micromix_model.o keeps no data but the arena and the scratch)."""
     op = iop.op
-    dims = conv_dims(op)
+    dims = kernel_dims(op)  # check_kernel_limits refused such a graph before any training
     arr = {s: c_name(step, op.name, s) for s in ("bias", "mult", "shift")}
     fmt = (iop.in_bits[0], int(iop.in_signed[0]), iop.w_bits or 8, iop.out_bits, iop.bias_shift)
     q = (arr["bias"], arr["mult"], arr["shift"], iop.qmin, iop.qmax, *fmt)
-    if max(dims) > DIM_MAX:  # check_kernel_limits refuses such a graph before any training
-        raise MicromixError(
-            f"layer {op.name} has a dimension above {DIM_MAX}, more than the C kernels take."
-        )
     return (
         f"{{\n        const mm_conv_dims d = {{{', '.join(map(str, dims))}}};\n"
         f"        const mm_quant_params q = {{{', '.join(map(str, q))}}};\n"
