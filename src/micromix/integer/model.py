@@ -29,7 +29,7 @@ from .arith import check_int32, requantize
 from .intop import IntOp
 from .ops import KERNELS as OP_KERNELS
 
-__all__ = ["IntOp", "IntegerModel", "conv_accumulate"]
+__all__ = ["IntOp", "IntegerModel", "conv_accumulate", "run_op"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,8 +77,13 @@ class IntegerModel:
         }
         for iop in self.ops:
             x = [vals[t] for t in iop.op.inputs]
-            vals[iop.op.output] = _KERNELS[iop.op.kind](iop, *x)
+            vals[iop.op.output] = run_op(iop, *x)
         return vals
+
+
+def run_op(iop: IntOp, *xs: np.ndarray) -> np.ndarray:
+    """The numpy reference of one op: int64 N x H x W x C inputs -> its output tensor."""
+    return _KERNELS[iop.op.kind](iop, *xs)
 
 
 def _windows(x: np.ndarray, iop: IntOp) -> np.ndarray:
