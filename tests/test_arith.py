@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from micromix.errors import OverflowError32
 from micromix.export.cgen import kernel_sources
-from micromix.integer.arith import (
+from micromix.numerics.arith import (
     INT32_MAX,
     INT32_MIN,
     MAX_SHIFT,

@@ -95,7 +95,7 @@ def test_weight_bits_caps_are_exactly_what_the_conversion_accepts():
     from micromix.errors import OverflowError32
     from micromix.integer import convert
     from micromix.integer.convert import random_qparams
-    from micromix.quant.params import LayerQuant, QuantParams
+    from micromix.numerics.params import LayerQuant, QuantParams
 
     _, g = _wide((250, 280))
     (layer,) = [o.name for o in g.weight_ops]

@@ -13,12 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from micromix.graph import Op
-from micromix.graph_ops import pool_size
-from micromix.integer import ops
-from micromix.integer.arith import quantize_multiplier
-from micromix.integer.convert import _arrays, _base
 from micromix.memory import param_bytes
-from micromix.quant.params import QuantParams, TensorQuant, qrange
+from micromix.numerics.arith import quantize_multiplier
+from micromix.ops import get
+from micromix.ops.tracing import pool_size
+from micromix.numerics.params import QuantParams, TensorQuant, qrange
 
 BITS = st.sampled_from([2, 4, 8])
 SCALE = st.floats(1e-3, 1.0)
@@ -31,7 +30,7 @@ def make(kind: str, ins: list[TensorQuant], out: TensorQuant, shapes, out_shape,
         out_shape=out_shape, macs=0, in_shapes=tuple(shapes), **attrs,
     )  # fmt: skip
     qp = QuantParams({**{t.name: t for t in ins}, "op": out}, {})
-    return ops.convert_op(op, qp, _base, _arrays)
+    return get(kind).convert(op, qp)
 
 
 def codes(rng, shape, t: TensorQuant) -> np.ndarray:
@@ -77,7 +76,7 @@ def test_maxpool_matches_loops_and_torch(win, ceil, tx, out_bits, seed) -> None:
     iop = make("maxpool", [tx], to, [(c, h, w)], (c, oh, ow), kernel=(kh, kw), stride=(sh, sw),
                padding=(ph, pw), ceil_mode=ceil)  # fmt: skip
     x = codes(np.random.default_rng(seed), (1, h, w, c), tx)
-    got = ops.maxpool(iop, x)
+    got = get("maxpool").run(iop, x)
     m0, n = int(iop.arrays["mult"][0]), int(iop.arrays["shift"][0])
     for oy in range(oh):
         for ox in range(ow):
@@ -105,7 +104,7 @@ def test_avgpool_matches_loops_and_torch(win, include_pad, tx, to, seed) -> None
                padding=(ph, pw), count_include_pad=include_pad)  # fmt: skip
     assert param_bytes(iop.op) == 5 * (1 if include_pad else kh * kw)
     x = codes(np.random.default_rng(seed), (1, h, w, c), tx)
-    got = ops.avgpool(iop, x)
+    got = get("avgpool").run(iop, x)
     for oy in range(oh):
         for ox in range(ow):
             inside = [
@@ -135,7 +134,7 @@ def test_concat_requantizes_each_input_to_the_output(tins, to, seed) -> None:
     iop = make("cat", tins, to, [(c, 2, 3) for c in chans], (sum(chans), 2, 3))
     assert param_bytes(iop.op) == 5 * len(tins)
     xs = [codes(rng, (1, 2, 3, c), t) for c, t in zip(chans, tins)]
-    got = ops.cat(iop, *xs)
+    got = get("cat").run(iop, *xs)
     col = 0
     for x, t in zip(xs, tins):
         m0, n = quantize_multiplier(t.scale / to.scale)
@@ -147,7 +146,7 @@ def test_concat_requantizes_each_input_to_the_output(tins, to, seed) -> None:
     same = make("cat", [to, TensorQuant("y", to.bits, to.signed, to.scale)], to,
                 [(2, 1, 1), (3, 1, 1)], (5, 1, 1))  # fmt: skip
     a, b = codes(rng, (1, 1, 1, 2), to), codes(rng, (1, 1, 1, 3), to)
-    assert np.array_equal(ops.cat(same, a, b), np.concatenate([a, b], axis=3))
+    assert np.array_equal(get("cat").run(same, a, b), np.concatenate([a, b], axis=3))
 
 
 def _oracle_fn(fn: str, alpha: float, v: float) -> float:
@@ -179,7 +178,7 @@ def test_lut_is_the_rounded_function_of_every_input_code(fn, alpha, tx, to, s_in
     assert iop.arrays["table"].dtype == np.uint8 and iop.arrays["table"].size == 2**tx.bits
     assert param_bytes(iop.op, tx.bits) == 2**tx.bits
     x = np.arange(tx.qmin, tx.qmax + 1, dtype=np.int64).reshape(1, 1, -1, 1)
-    got = ops.lut(iop, x).reshape(-1)
+    got = get("lut").run(iop, x).reshape(-1)
     for q, y in zip(x.reshape(-1), got):
         r = _oracle_fn(fn, alpha, tx.scale * int(q)) / to.scale
         want = min(to.qmax, max(to.qmin, math.floor(r + 0.5)))
@@ -195,7 +194,7 @@ def test_multiply_by_a_gate(tx, tg, to, per_pixel, seed) -> None:
     iop = make("mul", [tx, tg], to, [(3, 2, 4), gshape], (3, 2, 4))
     x = codes(rng, (2, 2, 4, 3), tx)
     g = codes(rng, (2, *gshape[1:], 3), tg)
-    got = ops.mul(iop, x, g)
+    got = get("mul").run(iop, x, g)
     m0, n = quantize_multiplier(tx.scale * tg.scale / to.scale)
     for i, yy, xx, c in np.ndindex(got.shape):
         gv = g[i, yy, xx, c] if per_pixel else g[i, 0, 0, c]
@@ -207,10 +206,10 @@ def test_lut_table_is_indexed_by_raw_bits_and_sign_extended() -> None:
     to = TensorQuant("op", 4, True, 0.25)
     iop = make("lut", [tx], to, [(1, 1, 1)], (1, 1, 1), fn="leaky_relu", alpha=0.25)
     # code -3 (raw 13): leaky_relu(-1.5) = -0.375 -> -1.5 steps -> round half up: -1
-    assert ops.lut(iop, np.array([[[[-3]]]]))[0, 0, 0, 0] == -1
+    assert get("lut").run(iop, np.array([[[[-3]]]]))[0, 0, 0, 0] == -1
     assert iop.arrays["table"][13] == 255  # -1 as a byte
     assert qrange(4, True) == (-7, 7)
-    assert ops.lut(iop, np.array([[[[7]]]]))[0, 0, 0, 0] == 7  # 3.5 / 0.25 = 14, clamped
+    assert get("lut").run(iop, np.array([[[[7]]]]))[0, 0, 0, 0] == 7  # 3.5 / 0.25 = 14, clamped
 
 
 @pytest.mark.parametrize("include_pad", [True, False])

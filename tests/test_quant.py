@@ -16,7 +16,7 @@ from micromix.graph import trace
 from micromix.policy import Policy
 from micromix.quant import ActQuant, WeightQuant, calibrate, prepare, quant_params
 from micromix.quant.finetune import load_qat, save_qat
-from micromix.quant.params import QuantParams, round_half_up
+from micromix.numerics.params import QuantParams, round_half_up
 
 
 class SkipNet(nn.Module):

@@ -19,7 +19,7 @@ from micromix.data import ImageSet
 from micromix.export import export_c
 from micromix.graph import trace
 from micromix.integer import convert
-from micromix.integer.model import _KERNELS
+from micromix.integer.model import run_op
 from micromix.memory import memory_report
 from micromix.policy import Policy
 from micromix.quant import finetune
@@ -101,7 +101,7 @@ def test_user_model_end_to_end(tmp_path, name: str) -> None:
     x = data.images[:64]
     fq = fake_quant_codes(qmodel, x)
     for iop in im.ops:
-        got = _KERNELS[iop.op.kind](iop, *(fq[t] for t in iop.op.inputs))
+        got = run_op(iop, *(fq[t] for t in iop.op.inputs))
         want = fq[iop.op.output]
         diff = np.abs(got - want)
         if iop.op.kind in ("lut", "maxpool", "cat"):

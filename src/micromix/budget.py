@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from .errors import InfeasibleBudgetError, MicromixError
 from .graph import Graph
-from .integer.arith import INT32_MAX, accumulator_bound
+from .numerics.arith import INT32_MAX, accumulator_bound
 from .mcu import Region, Target, get_target, list_targets, register_target
 from .memory import MemoryReport, check_kernel_limits, memory_report
 from .policy import ALLOWED_BITS, Policy

@@ -19,11 +19,10 @@ import random
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
-from .errors import MicromixError
-from .graph import Graph, Op, TensorInfo
+from .ir import Graph, Op, TensorInfo
+from .ops import of
+from .ops.common import CTYPE_BYTES
 from .policy import Policy
-
-CTYPE_BYTES = {"int8": 1, "uint8": 1, "int32": 4}
 
 
 def packed_bytes(elems: int, bits: int) -> int:
@@ -45,211 +44,48 @@ def weight_bytes(op: Op, bits: int) -> int:
 
 
 def param_arrays(op: Op, in_bits: int | None = None) -> list[tuple[str, str, int]]:
-    """The integer constants the export stores for `op`, as (suffix, C type, count).
-
-    conv/linear: per output channel an int32 bias (absorbs BN's shift), an int32 multiplier
-    mantissa and an int8 shift (ICN-equivalent requantization). add: one int32 multiplier per
-    input and one shared shift. avgpool: one multiplier and one shift, or one per possible
-    divisor (1 .. kh*kw) when padded zeros are not counted. maxpool, mul: one multiplier and
-    shift. cat: one multiplier and shift per input. lut: a table of one byte per input code,
-    2^in_bits entries (`in_bits` is the input tensor's bits; None gives the 8-bit upper bound).
-    """
-    if op.kind in ("conv", "linear"):
-        c = op.out_shape[0]
-        return [("bias", "int32", c), ("mult", "int32", c), ("shift", "int8", c)]
-    if op.kind == "add":
-        return [("mult", "int32", 2), ("shift", "int8", 1)]
-    if op.kind == "avgpool":
-        n = 1 if op.count_include_pad else op.kernel[0] * op.kernel[1]
-        return [("mult", "int32", n), ("shift", "int8", n)]
-    if op.kind in ("maxpool", "mul", "cat"):
-        n = len(op.inputs) if op.kind == "cat" else 1
-        return [("mult", "int32", n), ("shift", "int8", n)]
-    if op.kind == "lut":
-        return [("table", "uint8", 2 ** (8 if in_bits is None else in_bits))]
-    raise ValueError(f"no parameter layout for op kind {op.kind}")
+    """The integer constants the export stores for `op`, as (suffix, C type, count): its op
+    kind's layout (`ops.of(op).params`). `in_bits` is the input tensor's bits, which sizes a
+    table activation's table (None gives the 8-bit upper bound)."""
+    return of(op).params(op, in_bits)
 
 
 def param_bytes(op: Op, in_bits: int | None = None) -> int:
     return sum(CTYPE_BYTES[t] * n for _, t, n in param_arrays(op, in_bits))
 
 
+def _input_bits_matter(op: Op) -> bool:
+    return param_bytes(op, 2) != param_bytes(op, 8)
+
+
 def activation_flash_bytes(graph: Graph, tensor: str, bits: int) -> int:
-    """FLASH bytes that depend on the bits of activation `tensor`: the tables (2^bits bytes)
-    of the lut ops that read it. `param_bytes(op)` without `in_bits` counts these at 8 bits
-    (the upper bound); the exact FLASH is that minus (256 - 2^bits) per table."""
-    return sum(2**bits for o in graph.ops if o.kind == "lut" and o.inputs[0] == tensor)
+    """FLASH bytes that depend on the bits of activation `tensor`: the constants of the ops
+    whose layout grows with their input's bits (a table activation's 2^bits entries) that read
+    it. `param_bytes(op)` without `in_bits` counts these at 8 bits (the upper bound)."""
+    return sum(
+        param_bytes(o, bits) for o in graph.ops if o.inputs[0] == tensor and _input_bits_matter(o)
+    )
 
 
-# ---- kernel scratch ------------------------------------------------------------------------
-
-
-# The constants the C kernels and the memory model share, defined here only: cgen writes them
-# into the generated mm_config.h that every kernel includes (nothing parses C).
-#   MM_PATCH: int16 elements of an unpacked patch (longer ones run in chunks of one pixel's).
-#   MM_LANES: output channels side by side (mm_conv_small, mm_depthwise's groups are 4).
-#   MM_SMALL_ROW, MM_SMALL_ROW_BITS: the longest weight row mm_conv_small takes.
-#   MM_DW_TAPS: the largest kernel mm_depthwise runs four channels at a time.
-KERNEL_CONSTANTS: Mapping[str, int] = {
-    "MM_PATCH": 256,
-    "MM_LANES": 8,
-    "MM_SMALL_ROW": 32,
-    "MM_SMALL_ROW_BITS": 128,
-    "MM_DW_TAPS": 25,
-}
-
-
-DIM_MAX = 2**15 - 1  # the kernels' mm_conv_dims holds int16 sizes
-
-
-def conv_dims(op: Op) -> tuple[int, ...]:
-    """mm_conv_dims of a conv or linear op as executed (a linear on a C x H x W input is an
-    H x W convolution): in C, H, W, out C, H, W, kernel, stride, padding, groups."""
-    if op.weight is None:
-        raise ValueError(f"op {op.name} has no weight")
-    linear = len(op.weight.shape) == 2  # runs as a conv whose kernel is the whole input
-    kernel = op.in_shape[1:] if linear else op.kernel
-    return (*op.in_shape, *op.out_shape, *kernel, *op.stride, *op.padding, op.groups)
-
-
-def kernel_dims(op: Op) -> tuple[int, ...]:
-    """`conv_dims(op)`, refused when the C kernels cannot hold them (int16 sizes)."""
-    dims = conv_dims(op)
-    if max(dims) > DIM_MAX:
-        raise MicromixError(
-            f"layer {op.name} has a dimension above {DIM_MAX}, more than the C kernels take."
-        )
-    return dims
+# ---- kernels -------------------------------------------------------------------------------
 
 
 def check_kernel_limits(graph: Graph) -> None:
-    """Refuse, before anything is trained, a layer the C kernels cannot run."""
-    for op in graph.weight_ops:
-        kernel_dims(op)
-
-
-def kernel_constant(name: str) -> int:
-    """One of KERNEL_CONSTANTS (the C side reads the same value from mm_config.h)."""
-    if name not in KERNEL_CONSTANTS:
-        raise ValueError(f"no kernel constant {name}")
-    return KERNEL_CONSTANTS[name]
-
-
-# The C functions that run a conv or linear layer (kernel_of picks one per layer).
-CONV_KERNELS = (
-    "mm_pointwise8",
-    "mm_pointwise8_widen",
-    "mm_pointwise_sub",
-    "mm_conv_small",
-    "mm_depthwise",
-    "mm_conv",
-)
-
-
-def _window(op: Op) -> tuple[tuple[int, int], tuple[int, int]]:
-    """(kernel, padding) as the kernels run the op: a linear on C x H x W is an H x W conv."""
-    if op.kind == "linear":
-        return (op.in_shape[1], op.in_shape[2]), (0, 0)
-    return tuple(op.kernel), tuple(op.padding)
-
-
-def is_pointwise_sub(op: Op, w_bits: int | None) -> bool:
-    """mm_pointwise_sub's layers: a 1x1 conv, or a linear on a 1 x 1 input, with 4- or 2-bit
-    weights on at least 32 / w_bits and at most MM_PATCH input channels, no padding, no groups
-    (its scratch is one int16 per input channel)."""
-    if op.kind not in ("conv", "linear") or w_bits is None or w_bits >= 8:
-        return False
-    kernel, padding = _window(op)
-    if op.groups != 1 or kernel != (1, 1) or padding != (0, 0):
-        return False
-    c = op.in_shape[0]
-    return c * w_bits >= 32 and c <= kernel_constant("MM_PATCH")
-
-
-def _pointwise8(op: Op, w_bits: int, in_bits: int) -> str | None:
-    """mm_pointwise8 (8-bit inputs whose patch is one contiguous run of input bytes: 1x1 without
-    padding, or a window covering the whole input) or mm_pointwise8_widen (1x1, 2/4-bit inputs
-    of 32 to MM_PATCH channels widened to bytes per pixel); None for other layers."""
-    kernel, padding = _window(op)
-    if op.groups != 1 or w_bits != 8 or padding != (0, 0):
-        return None
-    c, h, w = op.in_shape
-    if in_bits != 8:
-        ok = kernel == (1, 1) and 32 <= c <= kernel_constant("MM_PATCH")
-        return "mm_pointwise8_widen" if ok else None
-    if kernel == (1, 1) or (kernel == (h, w) and tuple(op.out_shape[1:]) == (1, 1)):
-        return "mm_pointwise8"
-    return None
-
-
-def _family(op: Op, w_bits: int) -> str:
-    """The scratch layout a conv or linear layer is sized for: "small" (rows short enough for
-    output channels in lanes), "depthwise" or "conv". The pointwise kernels run inside the
-    scratch of their family (so the figures do not depend on the activation bits)."""
-    if op.weight is None:
-        raise ValueError(f"op {op.name} needs a weight and its bits")
-    row = op.weight.row_elems
-    small = (
-        op.groups == 1
-        and row <= kernel_constant("MM_SMALL_ROW")
-        and row * w_bits <= kernel_constant("MM_SMALL_ROW_BITS")
-        and op.out_shape[0] % kernel_constant("MM_LANES") == 0
-    )
-    if small:
-        return "small"
-    if op.is_depthwise and op.in_shape[0] == op.out_shape[0]:
-        return "depthwise"
-    return "conv"
+    """Refuse, before anything is trained, an op its C kernel cannot run."""
+    for op in graph.ops:
+        of(op).check(op)
 
 
 def kernel_of(op: Op, w_bits: int | None, in_bits: int | None) -> str:
-    """The C function that runs `op`, chosen here once (the export calls it directly; the C
-    checks the choice only in debug builds): one of CONV_KERNELS for a conv or linear with
-    `w_bits` weights on `in_bits` inputs, else the op kind."""
-    if op.kind not in ("conv", "linear"):
-        return op.kind
-    if w_bits is None or in_bits is None:
-        raise ValueError(f"op {op.name} needs its weight and input bits")
-    family = _family(op, w_bits)
-    if family == "depthwise":
-        return "mm_depthwise"
-    pointwise = _pointwise8(op, w_bits, in_bits)
-    if pointwise == "mm_pointwise8_widen":
-        return pointwise
-    if is_pointwise_sub(op, w_bits):
-        return "mm_pointwise_sub"
-    if pointwise is not None:
-        return pointwise
-    return "mm_conv_small" if family == "small" else "mm_conv"
+    """The C function that runs `op` with `w_bits` weights (None for ops without) on `in_bits`
+    inputs, chosen here once by its op kind: the export calls it directly, and the C checks
+    the choice only in debug builds."""
+    return of(op).kernel(op, w_bits, in_bits)
 
 
 def scratch_need(op: Op, w_bits: int | None) -> int:
-    """Bytes of the shared scratch buffer `op`'s kernel uses (int32 tables first, then int16).
-
-    small: tap offsets (int32 per tap), the weight tile (row x lanes int16) and the unpacked
-    patch (row int16). depthwise: none (its weight pairs are a small fixed stack table).
-    conv: the unpacked patch, in chunks of MM_PATCH elements of one pixel when the patch is
-    longer than MM_PATCH. mm_pointwise_sub: one unpacked input pixel. mm_pointwise8 and
-    mm_pointwise8_widen (in_c bytes) take what their family counts.
-    """
-    if op.kind not in ("conv", "linear"):
-        return 0
-    if w_bits is None:
-        raise ValueError(f"op {op.name} needs its weight bits")
-    if is_pointwise_sub(op, w_bits):  # one unpacked input pixel (mm_pointwise_sub)
-        return 2 * op.in_shape[0]
-    kind = _family(op, w_bits)
-    lanes = kernel_constant("MM_LANES")
-    # A linear on a C x H x W input runs as an H x W convolution with a 1 x 1 output.
-    taps = op.in_shape[1] * op.in_shape[2] if op.kind == "linear" else op.kernel[0] * op.kernel[1]
-    if kind == "small":
-        row = op.weight.row_elems
-        return 4 * taps + 2 * row * lanes + 2 * row
-    if kind == "conv":
-        row, patch = op.weight.row_elems, kernel_constant("MM_PATCH")
-        cin_g = op.in_shape[0] // op.groups
-        return 2 * (row if row <= patch else min(cin_g, patch))
-    return 0
+    """Bytes of the shared scratch buffer `op`'s kernel uses (its op kind's `scratch`)."""
+    return of(op).scratch(op, w_bits)
 
 
 def scratch_bytes(graph: Graph, weights: Mapping[str, int]) -> int:
@@ -574,10 +410,10 @@ def size_table(graph: Graph) -> SizeTable:
             for n, t in graph.tensors.items()
         },
         weight={o.name: {b: weight_bytes(o, b) for b in ALLOWED_BITS} for o in graph.weight_ops},
-        params=sum(param_bytes(o) for o in graph.ops if o.kind != "lut"),
+        params=sum(param_bytes(o) for o in graph.ops if not _input_bits_matter(o)),
         live=tuple(tuple(graph.live_at(s)) for s in range(len(graph.ops))),
         act_flash={
             n: {b: activation_flash_bytes(graph, n, b) for b in ALLOWED_BITS}
-            for n in sorted({o.inputs[0] for o in graph.ops if o.kind == "lut"})
+            for n in sorted({o.inputs[0] for o in graph.ops if _input_bits_matter(o)})
         },
     )

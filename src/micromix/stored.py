@@ -26,7 +26,7 @@ from .graph import Graph, graph_from_json, trace
 from .integer import IntegerModel, convert
 from .policy import Policy
 from .quant.finetune import QAT_KIND, load_qat
-from .quant.params import qparams_from_data
+from .numerics.params import qparams_from_data
 
 GRAPH_FILE = "graph.json"
 # Where each command keeps its checkpoints (`micromix run` in stage folders).

@@ -1,7 +1,7 @@
 """Integer-only inference: requantization arithmetic, packing, IntegerModel and its numpy
 reference interpreter (the bit-exact specification of what the exported C computes)."""
 
-from .arith import (
+from ..numerics.arith import (
     pack_bits,
     quantize_multiplier,
     requantize,

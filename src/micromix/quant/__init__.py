@@ -1,10 +1,10 @@
 """Quantization-aware training: fake quantizers, prepare / calibrate / quant_params, finetune."""
 
+from ..numerics.params import LayerQuant, QuantParams, TensorQuant, qrange, round_half_up
 from .fakequant import DEFAULT_WEIGHT_RANGE, WEIGHT_RANGES, ActQuant, WeightQuant
 
 # Binding the name makes `micromix.quant.finetune` the function, not its submodule.
 from .finetune import finetune, load_qat, save_qat
-from .params import LayerQuant, QuantParams, TensorQuant, qrange, round_half_up
 from .prepare import QATModel, calibrate, prepare, quant_params
 from .recipe import DEFAULT_RECIPE, RECIPES, QATRecipe
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .params import qrange
+from ..numerics.params import qrange
 
 WEIGHT_RANGES = ("narrow", "full")
 # mse: per-channel clips fixed at their MSE-optimal value; lsq: learned step sizes (LSQ,

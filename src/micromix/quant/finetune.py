@@ -17,10 +17,10 @@ from ..errors import CheckpointError, MicromixError
 from ..files import load_checkpoint, save_checkpoint
 from ..graph import Graph
 from ..models.spec import attach_spec, attached_spec, spec_of
+from ..numerics.params import qparams_to_data
 from ..policy import Policy
 from ..train import fit
 from .fakequant import DEFAULT_WEIGHT_RANGE, WEIGHT_QUANTS, WEIGHT_RANGES
-from .params import qparams_to_data
 from .prepare import (
     QATModel,
     calibrate,

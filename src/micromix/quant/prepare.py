@@ -11,7 +11,6 @@ folds into the per-channel weight scale and bias.
 from __future__ import annotations
 
 import copy
-import operator
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -23,6 +22,9 @@ import torch.nn as nn
 from ..data import ImageSet, Sampling
 from ..data import batches as iter_batches
 from ..graph import Graph, trace
+from ..numerics.params import LayerQuant, QuantParams, TensorQuant
+from ..ops import of
+from ..ops.common import module_name
 from ..policy import Policy
 from .fakequant import (
     DEFAULT_WEIGHT_RANGE,
@@ -31,8 +33,6 @@ from .fakequant import (
     fake_quant,
     quantize_weight_module,
 )
-from .lut import LutAct
-from .params import LayerQuant, QuantParams, TensorQuant
 
 INPUT_SCALE = 1.0 / 255.0
 QUANT_BITS = tuple(range(2, 9))  # what the quantizers can do; the search emits 2, 4, 8
@@ -71,10 +71,6 @@ class QATModel(nn.Module):
         return self.net.get_submodule(self.graph.op(op_name).weight.module)
 
 
-def _module_name(tensor: str) -> str:
-    return "t_" + "".join(c if c.isalnum() else "_" for c in tensor)
-
-
 def rewrite(
     model: nn.Module,
     graph: Graph,
@@ -93,7 +89,7 @@ def rewrite(
         node = nodes[name]
         node.replace_all_uses_with(node.args[0] if node.args else node.kwargs["input"])
         gm.graph.erase_node(node)
-    luts = _table_activations(gm, graph, nodes)
+    hooks = {o.name: h(gm, o, nodes) for o in graph.ops if (h := of(o).qat) is not None}
     for op in graph.weight_ops:
         path = op.weight.module
         gm.set_submodule(path, weight_module(op.name, gm.get_submodule(path)))
@@ -118,7 +114,7 @@ def rewrite(
         else:
             act = op.act if op is not None else None
             q = ActQuant(bits, t.signed, float_act=act if not t.signed else None)
-        mod = _module_name(name)
+        mod = module_name(name)
         holder.add_module(mod, q)
         targets[name] = f"act_quant.{mod}"
         if op is not None and op.act is not None and not t.signed:
@@ -131,17 +127,17 @@ def rewrite(
             with gm.graph.inserting_after(node):
                 new = gm.graph.call_module(targets[name], (node,))
             node.replace_all_uses_with(new, delete_user_cb=lambda user, new=new: user is not new)
-    for op_name, lut in luts.items():
+    for op_name, hook in hooks.items():  # e.g. a table activation reads both quantizers
         op = graph.op(op_name)
-        if op.inputs[0] in targets and op.output in targets:
-            lut.bind(gm.get_submodule(targets[op.inputs[0]]), gm.get_submodule(targets[op.output]))
+        if hook is not None and op.inputs[0] in targets and op.output in targets:
+            hook.bind(gm.get_submodule(targets[op.inputs[0]]), gm.get_submodule(targets[op.output]))
     gm.graph.lint()
     gm.recompile()
     return gm, targets
 
 
 def _keeps_input_grid(graph: Graph, op, act_bits: Callable[[str], int | None]) -> bool:
-    if op is None or op.kind != "maxpool" or op.act is not None:
+    if op is None or not of(op).keeps_grid or op.act is not None:
         return False
     x = op.inputs[0]
     return (
@@ -149,33 +145,6 @@ def _keeps_input_grid(graph: Graph, op, act_bits: Callable[[str], int | None]) -
         and act_bits(x) == act_bits(op.output)
         and graph.tensors[x].signed == graph.tensors[op.output].signed
     )
-
-
-def _is_mul(node: torch.fx.Node) -> bool:
-    return node.target in (operator.mul, torch.mul, "mul", "__mul__")
-
-
-def _table_activations(gm: torch.fx.GraphModule, graph: Graph, nodes: dict) -> dict[str, LutAct]:
-    """Turn every table-activation node into a call of a LutAct module (in place, same name)."""
-    luts: dict[str, LutAct] = {}
-    if any(o.kind == "lut" for o in graph.ops):
-        gm.add_module("mm_lut", nn.Module())
-    for op in graph.ops:
-        if op.kind != "lut":
-            continue
-        node = nodes[op.fx_nodes[0]]
-        x = node.args[0] if node.args else node.kwargs["input"]
-        table_node = node
-        if len(op.fx_nodes) > 1 and _is_mul(nodes[op.fx_nodes[1]]):
-            table_node = nodes[op.fx_nodes[1]]  # x * sigmoid(x) traced as one silu table
-        mod = _module_name(op.name)
-        luts[op.name] = LutAct(op.fn, op.alpha)
-        gm.get_submodule("mm_lut").add_module(mod, luts[op.name])
-        table_node.op, table_node.target = "call_module", f"mm_lut.{mod}"
-        table_node.args, table_node.kwargs = (x,), {}
-        if table_node is not node:
-            gm.graph.erase_node(node)  # the sigmoid, now read by nothing
-    return luts
 
 
 def prepare(

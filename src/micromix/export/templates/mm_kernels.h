@@ -16,7 +16,7 @@
 #include <string.h>
 
 /* MM_PATCH, MM_LANES, MM_SMALL_ROW, MM_SMALL_ROW_BITS, MM_DW_TAPS: written by the export from
- * memory.KERNEL_CONSTANTS, the one definition the memory model also reads. */
+ * ops.common.KERNEL_CONSTANTS, the one definition the memory model also reads. */
 #include "mm_config.h"
 
 /* The export picks each layer's kernel once (memory.kernel_of) and calls it directly; kernels
@@ -333,7 +333,7 @@ void mm_dot2x4(const int16_t *x, const uint8_t *w, int32_t row_bytes, int32_t n,
 
 /* ---- conv and linear layers ----------------------------------------------------------------
  * Every conv kernel takes the same arguments: the input and output tensors, the packed weights
- * (in the order cgen.kernel_layout gives for that kernel), the layer's geometry, its number
+ * (in the order ops.conv.weight_layout gives for that kernel), the layer's geometry, its number
  * formats and per-channel parameters, and the shared scratch buffer. The export builds the two
  * structs at the call site (they are immediates of the call, not model constants). A linear on
  * a C x H x W input is an H x W convolution with a 1 x 1 output. */
@@ -403,7 +403,7 @@ void mm_conv_small(MM_CONV_ARGS);
 
 /* Depthwise convolution (groups == in_c == out_c), any kernel size (mm_dw.c, no scratch).
  * Kernels of up to MM_DW_TAPS taps run four channels at a time, their weights stored in groups
- * of four channels (cgen.depthwise_layout: same bytes); larger kernels read natural rows. */
+ * of four channels (ops.conv.depthwise_layout: same bytes); larger kernels read natural rows. */
 void mm_depthwise(MM_CONV_ARGS);
 
 /* Any other convolution: any kernel, stride, zero padding and groups (mm_conv.c). */
@@ -432,5 +432,8 @@ void mm_lut(const uint8_t *in, uint8_t *out, const uint8_t *table, int c, int h,
 void mm_mul(const uint8_t *x, const uint8_t *g, uint8_t *out, const int32_t *mult,
             const int8_t *shift, int c, int h, int w, int g_per_pixel, int fmt_x, int fmt_g,
             int32_t qmin, int32_t qmax);
+
+/* The kernels that op modules of micromix.ops carry themselves (mm_op_<kind>.c). */
+#include "mm_registry.h"
 
 #endif

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..graph import Op
+from ..ir import Op
 from .arith import unpack_bits
 
 

@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from ..errors import OverflowError32
-from ..quant.params import qrange, round_half_up
+from .params import qrange, round_half_up
 
 __all__ = [
     "INT32_MAX",

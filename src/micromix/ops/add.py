@@ -1,0 +1,88 @@
+"""add: the elementwise sum of two tensors of one shape (a residual connection), with a ReLU /
+ReLU6 fused.
+
+Integer semantics: out = clamp((q_a * m_a + q_b * m_b + 2^(n-1)) >> n), one int32 multiplier
+per input and one shift n shared by both (`quantize_multiplier_pair`)."""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+import torch
+import torch.fx
+
+from ..ir import Op
+from ..numerics.arith import quantize_multiplier_pair, requantize
+from ..numerics.intop import IntOp
+from ..numerics.params import QuantParams, TensorQuant
+from .common import fmt, int_op, typed_arrays
+from .registry import CallSite, OpDef, register
+from .tracing import Fuser
+
+
+def trace(fz: Fuser, node: torch.fx.Node) -> None:
+    args = [a for a in node.args if isinstance(a, torch.fx.Node)]
+    if len(args) != 2 or len(node.args) != 2 or node.kwargs:
+        raise fz.unsupported(node, "add of anything but two tensors")
+    a, b = (fz.src(node, x) for x in args)
+    if fz.shapes[a] != fz.shapes[b]:
+        raise fz.unsupported(node, f"add of tensors with shapes {fz.shapes[a]} and {fz.shapes[b]}")
+    nodes = [node]
+    last, act = fz.absorb_act(node, nodes)
+    fz.signed[fz.name_for(node)] = act is None and (fz.signed[a] or fz.signed[b])
+    c, h, w = fz.shapes[a]
+    fz.emit(
+        node, nodes, last, kind="add", inputs=(a, b), in_shape=fz.shapes[a], macs=c * h * w,
+        act=act,
+    )  # fmt: skip
+
+
+def params(op: Op, in_bits: int | None = None) -> list[tuple[str, str, int]]:
+    return [("mult", "int32", 2), ("shift", "int8", 1)]
+
+
+def convert(op: Op, qp: QuantParams) -> IntOp:
+    out, ins = qp.tensors[op.output], [qp.tensors[t] for t in op.inputs]
+    ma, mb, n = quantize_multiplier_pair(ins[0].scale / out.scale, ins[1].scale / out.scale)
+    return int_op(op, out, ins, typed_arrays(op, ins[0].bits, mult=[ma, mb], shift=[n]))
+
+
+def run(iop: IntOp, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    m = iop.arrays["mult"].astype(np.int64)
+    s = int(iop.arrays["shift"][0])
+    acc = a * m[0] + b * m[1]  # |q| <= 255, |m| < 2^31: far inside int64
+    y = requantize(acc, 1, s, where=f"add {iop.name}")
+    return np.clip(y, iop.qmin, iop.qmax)
+
+
+def real(op: Op, ins: list[TensorQuant], xs: list[np.ndarray]) -> np.ndarray:
+    return xs[0] * ins[0].scale + xs[1] * ins[1].scale
+
+
+def emit(site: CallSite) -> str:
+    iop, a, arr = site.iop, site.inputs, site.arrays
+    c, h, w = iop.op.in_shape
+    fa = fmt(iop.in_bits[0], iop.in_signed[0], 0, iop.out_bits)
+    fb = fmt(iop.in_bits[1], iop.in_signed[1], 0, 0)
+    return (
+        f"mm_add({a[0]}, {a[1]}, {site.output}, {arr['mult']}, {arr['shift']}, {c}, {h}, {w},\n"
+        f"           {fa}, {fb}, {iop.qmin}, {iop.qmax});"
+    )
+
+
+register(
+    OpDef(
+        kind="add",
+        describe="residual add",
+        trace=trace,
+        params=params,
+        kernel=lambda op, w_bits, in_bits: "mm_add",
+        convert=convert,
+        run=run,
+        real=real,
+        emit=emit,
+        functions=(operator.add, torch.add, operator.iadd),
+        methods=("add", "add_", "__add__"),
+    )
+)

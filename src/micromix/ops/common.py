@@ -1,0 +1,150 @@
+"""Helpers the op modules share: the kernels' constants, integer conversion (typed constant
+arrays, requantization multipliers), the windowed numpy reference, and C argument formats."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..errors import OverflowError32
+from ..ir import Op
+from ..numerics.arith import quantize_multiplier, requantize
+from ..numerics.intop import IntOp
+from ..numerics.params import TensorQuant
+from .registry import get
+
+CTYPE_BYTES = {"int8": 1, "uint8": 1, "int32": 4}
+CTYPES = {"int32": "int32_t", "int8": "int8_t", "uint8": "uint8_t"}
+_NP = {"int32": np.int32, "int8": np.int8, "uint8": np.uint8}
+
+# The constants the C kernels and the memory model share, defined here only: cgen writes them
+# into the generated mm_config.h that every kernel includes (nothing parses C).
+#   MM_PATCH: int16 elements of an unpacked patch (longer ones run in chunks of one pixel's).
+#   MM_LANES: output channels side by side (mm_conv_small, mm_depthwise's groups are 4).
+#   MM_SMALL_ROW, MM_SMALL_ROW_BITS: the longest weight row mm_conv_small takes.
+#   MM_DW_TAPS: the largest kernel mm_depthwise runs four channels at a time.
+KERNEL_CONSTANTS: Mapping[str, int] = {
+    "MM_PATCH": 256,
+    "MM_LANES": 8,
+    "MM_SMALL_ROW": 32,
+    "MM_SMALL_ROW_BITS": 128,
+    "MM_DW_TAPS": 25,
+}
+
+
+def kernel_constant(name: str) -> int:
+    """One of KERNEL_CONSTANTS (the C side reads the same value from mm_config.h)."""
+    if name not in KERNEL_CONSTANTS:
+        raise ValueError(f"no kernel constant {name}")
+    return KERNEL_CONSTANTS[name]
+
+
+def requant_params(op: Op, n: int = 1) -> list[tuple[str, str, int]]:
+    """`n` int32 multiplier mantissas and `n` int8 shifts (one requantization each)."""
+    return [("mult", "int32", n), ("shift", "int8", n)]
+
+
+def module_name(name: str) -> str:
+    """The attribute name of a module the QAT rewrite adds for tensor or op `name`."""
+    return "t_" + "".join(c if c.isalnum() else "_" for c in name)
+
+
+# ---- integer conversion --------------------------------------------------------------------
+
+
+def typed_arrays(op: Op, in_bits: int | None, **values: object) -> dict[str, np.ndarray]:
+    """The op's constants, named, typed and sized exactly as its `params` layout says."""
+    out = {}
+    for suffix, ctype, count in get(op.kind).params(op, in_bits):
+        a = np.asarray(values[suffix], dtype=np.int64)
+        if a.shape != (count,):
+            raise ValueError(f"parameter {suffix} of {op.name} has shape {a.shape}, not ({count},)")
+        info = np.iinfo(_NP[ctype])
+        if a.min() < info.min or a.max() > info.max:
+            raise OverflowError32(f"layer {op.name}: {suffix} does not fit {ctype}.")
+        out[suffix] = a.astype(_NP[ctype])
+    return out
+
+
+def int_op(op: Op, out: TensorQuant, ins: list[TensorQuant], arrays: dict, **extra) -> IntOp:
+    """The IntOp of `op` with its quantized inputs and output and its constants."""
+    return IntOp(
+        op=op,
+        in_bits=tuple(t.bits for t in ins),
+        in_signed=tuple(t.signed for t in ins),
+        out_bits=out.bits,
+        out_signed=out.signed,
+        qmin=out.qmin,
+        qmax=out.qmax,
+        arrays=arrays,
+        **extra,
+    )
+
+
+def multipliers(reals: list[float]) -> dict[str, list[int]]:
+    """{"mult": mantissas, "shift": shifts} of the real requantization factors `reals`."""
+    pairs = [quantize_multiplier(r) for r in reals]
+    return {"mult": [m for m, _ in pairs], "shift": [n for _, n in pairs]}
+
+
+def requant_op(op: Op, qp, reals: list[float]) -> IntOp:
+    """The IntOp of an op whose only constants are one requantization per entry of `reals`."""
+    out, ins = qp.tensors[op.output], [qp.tensors[t] for t in op.inputs]
+    arrays = typed_arrays(op, ins[0].bits, **multipliers(reals))
+    return int_op(op, out, ins, arrays, kernel=op.kernel, stride=op.stride, padding=op.padding)
+
+
+# ---- numpy reference (activations int64, N x H x W x C) ------------------------------------
+
+
+def finish(iop: IntOp, acc: np.ndarray, index: np.ndarray | int = 0) -> np.ndarray:
+    """Requantize `acc` by the op's multiplier `index` and clamp to the output range."""
+    m, n = iop.arrays["mult"].astype(np.int64), iop.arrays["shift"].astype(np.int64)
+    y = requantize(acc, m[index], n[index], where=f"{iop.op.kind} {iop.name}")
+    return np.clip(y, iop.qmin, iop.qmax)
+
+
+def padded_windows(x: np.ndarray, iop: IntOp, fill: int) -> np.ndarray:
+    """(N, OH, OW, C, kh, kw) windows of `x` padded with `fill` (bottom / right as far as the
+    last window needs: ceil_mode)."""
+    (kh, kw), (sh, sw), (ph, pw) = iop.kernel, iop.stride, iop.padding
+    _, oh, ow = iop.op.out_shape
+    _, h, w, _ = x.shape
+    bottom = max(ph, (oh - 1) * sh + kh - h - ph)
+    right = max(pw, (ow - 1) * sw + kw - w - pw)
+    x = np.pad(x, ((0, 0), (ph, bottom), (pw, right), (0, 0)), constant_values=fill)
+    v = sliding_window_view(x, (kh, kw), axis=(1, 2))
+    return v[:, : (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw]
+
+
+def same_real(op: Op, ins: list[TensorQuant], xs: list[np.ndarray]) -> np.ndarray:
+    """The real value of the first input: ops that move or select values keep its spread."""
+    return xs[0] * ins[0].scale
+
+
+# ---- C -------------------------------------------------------------------------------------
+
+
+def fmt(in_bits: int, in_signed: bool, w_bits: int = 0, out_bits: int = 0, k: int = 0) -> str:
+    """MM_FMT(...): the bit formats of a kernel call, one argument of the C kernels."""
+    return f"MM_FMT({in_bits}, {int(in_signed)}, {w_bits}, {out_bits}, {k})"
+
+
+def geometry_call(fn: str, site, q_extra: tuple = ()) -> str:
+    """`fn(in..., out, &d, &q)` with CMSIS-NN-style dims (mm_conv_dims: in and out C, H, W;
+    kernel, stride, padding, groups from the op) and params (mm_quant_params: no bias, the
+    op's requantization, clamp and bit formats) built at the call site."""
+    iop = site.iop
+    op = iop.op
+    dims = (*op.in_shape, *op.out_shape, *iop.kernel, *iop.stride, *iop.padding, 1)
+    arr = site.arrays
+    q = ("0", arr["mult"], arr["shift"], iop.qmin, iop.qmax, iop.in_bits[0],
+         int(iop.in_signed[0]), 0, iop.out_bits, 0, *q_extra)  # fmt: skip
+    args = ", ".join([*site.inputs, site.output])
+    return (
+        f"{{\n        const mm_conv_dims d = {{{', '.join(map(str, dims))}}};\n"
+        f"        const mm_quant_params q = {{{', '.join(map(str, q))}}};\n"
+        f"        {fn}({args}, &d, &q);\n    }}"
+    )

@@ -1,0 +1,489 @@
+"""conv: a Conv2d (any groups) with its BatchNorm and ReLU / ReLU6 fused, and the machinery the
+linear op shares with it (a linear on a C x H x W input runs as an H x W convolution).
+
+Integer semantics, channel c: acc = sum(w_int * q_in) * 2^k + B_c with B_c = round_half_up(
+bias_c / (w_scale_c * s_in) * 2^k); out = clamp(round_half_up(M_c * 2^-k * acc)) with
+M_c = w_scale_c * s_in / s_out as an int32 mantissa and a shift (M_c < 0 is fine: BN can flip
+a channel's sign). k (per layer, `IntOp.bias_shift`) is the largest for which acc provably fits
+int32; k = 0 is the classic bias in accumulator units, whose rounding costs up to M_c / 2
+output steps, a lot where BN makes M_c large. A channel whose output is one code for every input
+is stored as that constant (zero weights, multiplier 1, bias = the code).
+
+The C kernel is chosen here once per layer (`kernel_of`); the export calls it directly and the
+C checks the choice only in debug builds. Its weight bytes are laid out at export time in the
+order that kernel reads them (`weight_layout`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch.fx
+import torch.nn as nn
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..errors import MicromixError, OverflowError32
+from ..ir import Op, WeightInfo
+from ..numerics.arith import (
+    INT32_MAX,
+    MAX_SHIFT,
+    accumulator_bound,
+    check_int32,
+    pack_bits,
+    quantize_multiplier,
+    requantize,
+)
+from ..numerics.intop import IntOp
+from ..numerics.params import QuantParams, round_half_up
+from .common import int_op, kernel_constant, typed_arrays
+from .registry import CallSite, OpDef, register
+from .tracing import Args, Fuser, chw, pair, read_args, refuse
+
+MAX_BIAS_SHIFT = 24  # fractional bits of a conv bias (2^-24 accumulator steps is plenty)
+DIM_MAX = 2**15 - 1  # the kernels' mm_conv_dims holds int16 sizes
+
+# The C functions that run a conv or linear layer (kernel_of picks one per layer).
+CONV_KERNELS = (
+    "mm_pointwise8",
+    "mm_pointwise8_widen",
+    "mm_pointwise_sub",
+    "mm_conv_small",
+    "mm_depthwise",
+    "mm_conv",
+)
+
+# ---- trace ---------------------------------------------------------------------------------
+
+CONV = Args("Conv2d", ("padding_mode", "padding", "dilation"))
+
+
+def check_conv(fz: Fuser, node: torch.fx.Node) -> None:
+    a = read_args(fz, node, CONV)
+    if a["padding_mode"] != "zeros":
+        raise refuse(fz, node, CONV, "padding_mode", a["padding_mode"], "only zero padding")
+    if isinstance(a["padding"], str):
+        raise refuse(fz, node, CONV, "padding", a["padding"], "give the padding as numbers")
+    if pair(a["dilation"]) != (1, 1):
+        raise refuse(fz, node, CONV, "dilation", a["dilation"], "only dilation 1 is supported")
+
+
+def emit_weighted(fz: Fuser, node: torch.fx.Node, kind: str, nodes, last, **attrs) -> None:
+    """Emit the conv or linear op of `node` whose fused nodes end at `last` (BN, if any, is
+    absorbed already); takes the ReLU that follows."""
+    m = fz.modules[node.target]
+    x = fz.src(node, node.args[0])
+    last, act = fz.absorb_act(last, nodes)
+    out = chw(last)
+    w = tuple(m.weight.shape)
+    macs = w[0] * w[1] if len(w) == 2 else out[0] * out[1] * out[2] * w[1] * w[2] * w[3]
+    fz.signed[fz.name_for(node)] = act is None
+    fz.emit(
+        node, nodes, last, kind=kind, inputs=(x,), in_shape=fz.shapes[x], macs=macs,
+        weight=WeightInfo(str(node.target), w), act=act, **attrs,
+    )  # fmt: skip
+
+
+def trace(fz: Fuser, node: torch.fx.Node) -> None:
+    m = fz.modules[node.target]
+    check_conv(fz, node)
+    nodes = [node]
+    last, bn = fz.absorb_bn(node, nodes)
+    emit_weighted(
+        fz, node, "conv", nodes, last, bn=bn, kernel=tuple(m.kernel_size),
+        stride=tuple(m.stride), padding=tuple(m.padding), groups=m.groups,
+    )  # fmt: skip
+
+
+# ---- memory: constants, kernel choice, scratch ---------------------------------------------
+
+
+def params(op: Op, in_bits: int | None = None) -> list[tuple[str, str, int]]:
+    """Per output channel an int32 bias (absorbs BN's shift), an int32 multiplier mantissa and
+    an int8 shift (ICN-equivalent requantization)."""
+    c = op.out_shape[0]
+    return [("bias", "int32", c), ("mult", "int32", c), ("shift", "int8", c)]
+
+
+def conv_dims(op: Op) -> tuple[int, ...]:
+    """mm_conv_dims of a conv or linear op as executed (a linear on a C x H x W input is an
+    H x W convolution): in C, H, W, out C, H, W, kernel, stride, padding, groups."""
+    kernel, _ = window(op)
+    return (*op.in_shape, *op.out_shape, *kernel, *op.stride, *op.padding, op.groups)
+
+
+def kernel_dims(op: Op) -> tuple[int, ...]:
+    """`conv_dims(op)`, refused when the C kernels cannot hold them (int16 sizes)."""
+    dims = conv_dims(op)
+    if max(dims) > DIM_MAX:
+        raise MicromixError(
+            f"layer {op.name} has a dimension above {DIM_MAX}, more than the C kernels take."
+        )
+    return dims
+
+
+def window(op: Op) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(kernel, padding) as the kernels run the op: a linear on C x H x W is an H x W conv."""
+    if op.weight is not None and len(op.weight.shape) == 2:
+        return (op.in_shape[1], op.in_shape[2]), (0, 0)
+    return tuple(op.kernel), tuple(op.padding)
+
+
+def is_pointwise_sub(op: Op, w_bits: int | None) -> bool:
+    """mm_pointwise_sub's layers: a 1x1 conv, or a linear on a 1 x 1 input, with 4- or 2-bit
+    weights on at least 32 / w_bits and at most MM_PATCH input channels, no padding, no groups
+    (its scratch is one int16 per input channel)."""
+    if op.weight is None or w_bits is None or w_bits >= 8:
+        return False
+    kernel, padding = window(op)
+    if op.groups != 1 or kernel != (1, 1) or padding != (0, 0):
+        return False
+    c = op.in_shape[0]
+    return c * w_bits >= 32 and c <= kernel_constant("MM_PATCH")
+
+
+def _pointwise8(op: Op, w_bits: int, in_bits: int) -> str | None:
+    """mm_pointwise8 (8-bit inputs whose patch is one contiguous run of input bytes: 1x1 without
+    padding, or a window covering the whole input) or mm_pointwise8_widen (1x1, 2/4-bit inputs
+    of 32 to MM_PATCH channels widened to bytes per pixel); None for other layers."""
+    kernel, padding = window(op)
+    if op.groups != 1 or w_bits != 8 or padding != (0, 0):
+        return None
+    c, h, w = op.in_shape
+    if in_bits != 8:
+        ok = kernel == (1, 1) and 32 <= c <= kernel_constant("MM_PATCH")
+        return "mm_pointwise8_widen" if ok else None
+    if kernel == (1, 1) or (kernel == (h, w) and tuple(op.out_shape[1:]) == (1, 1)):
+        return "mm_pointwise8"
+    return None
+
+
+def _family(op: Op, w_bits: int) -> str:
+    """The scratch layout a conv or linear layer is sized for: "small" (rows short enough for
+    output channels in lanes), "depthwise" or "conv". The pointwise kernels run inside the
+    scratch of their family (so the figures do not depend on the activation bits)."""
+    if op.weight is None:
+        raise ValueError(f"op {op.name} needs a weight and its bits")
+    row = op.weight.row_elems
+    small = (
+        op.groups == 1
+        and row <= kernel_constant("MM_SMALL_ROW")
+        and row * w_bits <= kernel_constant("MM_SMALL_ROW_BITS")
+        and op.out_shape[0] % kernel_constant("MM_LANES") == 0
+    )
+    if small:
+        return "small"
+    if op.is_depthwise and op.in_shape[0] == op.out_shape[0]:
+        return "depthwise"
+    return "conv"
+
+
+def kernel_of(op: Op, w_bits: int | None, in_bits: int | None) -> str:
+    """The C function that runs `op` with `w_bits` weights on `in_bits` inputs (CONV_KERNELS)."""
+    if w_bits is None or in_bits is None:
+        raise ValueError(f"op {op.name} needs its weight and input bits")
+    family = _family(op, w_bits)
+    if family == "depthwise":
+        return "mm_depthwise"
+    pointwise = _pointwise8(op, w_bits, in_bits)
+    if pointwise == "mm_pointwise8_widen":
+        return pointwise
+    if is_pointwise_sub(op, w_bits):
+        return "mm_pointwise_sub"
+    if pointwise is not None:
+        return pointwise
+    return "mm_conv_small" if family == "small" else "mm_conv"
+
+
+def scratch_need(op: Op, w_bits: int | None) -> int:
+    """Bytes of the shared scratch buffer `op`'s kernel uses (int32 tables first, then int16).
+
+    small: tap offsets (int32 per tap), the weight tile (row x lanes int16) and the unpacked
+    patch (row int16). depthwise: none (its weight pairs are a small fixed stack table).
+    conv: the unpacked patch, in chunks of MM_PATCH elements of one pixel when the patch is
+    longer than MM_PATCH. mm_pointwise_sub: one unpacked input pixel. mm_pointwise8 and
+    mm_pointwise8_widen (in_c bytes) take what their family counts.
+    """
+    if w_bits is None:
+        raise ValueError(f"op {op.name} needs its weight bits")
+    if is_pointwise_sub(op, w_bits):  # one unpacked input pixel (mm_pointwise_sub)
+        return 2 * op.in_shape[0]
+    family = _family(op, w_bits)
+    lanes = kernel_constant("MM_LANES")
+    kernel, _ = window(op)
+    taps = kernel[0] * kernel[1]
+    if family == "small":
+        row = op.weight.row_elems
+        return 4 * taps + 2 * row * lanes + 2 * row
+    if family == "conv":
+        row, patch = op.weight.row_elems, kernel_constant("MM_PATCH")
+        cin_g = op.in_shape[0] // op.groups
+        return 2 * (row if row <= patch else min(cin_g, patch))
+    return 0
+
+
+# ---- integer conversion --------------------------------------------------------------------
+
+
+def _geometry(op: Op) -> dict:
+    kernel, padding = window(op)
+    return dict(kernel=kernel, stride=op.stride, padding=padding, groups=op.groups)
+
+
+def weight_rows(op: Op, w: np.ndarray) -> np.ndarray:
+    """Integer weights as the C rows: (C_out, kh, kw, C_in/g) flattened per output channel, to
+    match the HWC input. PyTorch flattens a linear's (C, H, W) input; the arena holds HWC, so
+    its columns are permuted to (H, W, C) and it runs as an H x W convolution."""
+    cout = w.shape[0]
+    if w.ndim == 4:
+        return w.transpose(0, 2, 3, 1).reshape(cout, -1)
+    c, h, wd = op.in_shape
+    return w.reshape(cout, c, h, wd).transpose(0, 2, 3, 1).reshape(cout, -1)
+
+
+def _checked_weights(op: Op, qp: QuantParams) -> np.ndarray:
+    lq = qp.layers[op.name]
+    if op.weight is None:
+        raise ValueError(f"op {op.name} has no weight")
+    w = np.asarray(lq.w_int, dtype=np.int64)
+    if w.shape != op.weight.shape:
+        raise MicromixError(
+            f"layer '{op.name}' has weights of shape {w.shape}, expected {op.weight.shape}."
+        )
+    lo, hi = -(2 ** (lq.bits - 1)), 2 ** (lq.bits - 1) - 1
+    if w.min() < lo or w.max() > hi:
+        raise MicromixError(
+            f"layer '{op.name}' has weights outside [{lo}, {hi}] for {lq.bits} bits."
+        )
+    return w
+
+
+def convert(op: Op, qp: QuantParams) -> IntOp:
+    lq, out, inp = qp.layers[op.name], qp.tensors[op.output], qp.tensors[op.inputs[0]]
+    rows = weight_rows(op, _checked_weights(op, qp)).copy()
+    cout = rows.shape[0]
+    w_scale = np.asarray(lq.w_scale, dtype=np.float64).reshape(cout)
+    bias = np.asarray(lq.bias, dtype=np.float64).reshape(cout)
+    s_in, s_out = inp.scale, out.scale
+    bound = accumulator_bound(np.abs(rows).sum(axis=1), inp.bits, inp.signed)
+    # A channel whose output is the same code for every input is a constant: a zero scale, or
+    # a bias so far past the clamp that no dot product brings the output back inside it (one
+    # step of margin). It outputs that code: zero weights, multiplier 1, bias = output. (Left
+    # as a dot product, its bias in accumulator steps can overflow int32 for nothing.)
+    reach = np.abs(w_scale) * s_in * bound
+    low, high = (bias - reach) / s_out, (bias + reach) / s_out
+    zero = (w_scale == 0.0) | (low >= out.qmax + 0.5) | (high < out.qmin - 0.5)
+    rows[zero] = 0
+    bound = np.where(zero, 0.0, bound)
+    const = np.clip(round_half_up(bias / s_out), out.qmin, out.qmax)
+    b_acc = np.where(zero, 0.0, bias / np.where(zero, 1.0, w_scale * s_in))  # accumulator units
+    mq = [
+        (2**30, 30) if z else quantize_multiplier(m) for z, m in zip(zero, w_scale * s_in / s_out)
+    ]
+    mult = np.array([m for m, _ in mq], dtype=np.int64)
+    shift = np.array([n for _, n in mq], dtype=np.int64)
+
+    def biases(k: int) -> np.ndarray:
+        return np.where(zero, const * 2.0**k, round_half_up(b_acc * 2.0**k))
+
+    def fits(k: int) -> bool:
+        # The C code forms dot * 2^k + B in int32: the worst case must fit, for every input.
+        return bool(np.all(bound * 2.0**k + np.abs(biases(k)) <= INT32_MAX)) and bool(
+            np.all(shift + k <= MAX_SHIFT)
+        )
+
+    if not fits(0):
+        _refuse_overflow(op, bound, bias, b_acc, w_scale * s_in, biases(0))
+    # The bias keeps as many fractional bits as int32 allows (up to MAX_BIAS_SHIFT): rounding
+    # it to whole accumulator steps would cost up to M/2 output steps, and BN can make M > 1.
+    k = 0
+    while k < MAX_BIAS_SHIFT and fits(k + 1):
+        k += 1
+    packed = pack_bits(rows, lq.bits, signed=True).reshape(-1)
+    arrays = typed_arrays(op, inp.bits, bias=biases(k).astype(np.int64), mult=mult, shift=shift + k)
+    return int_op(
+        op, out, [inp], arrays, w_bits=lq.bits, weights=packed, bias_shift=k, **_geometry(op)
+    )
+
+
+def _refuse_overflow(op: Op, bound, bias, b_acc, step, b0) -> None:
+    ch = int(np.argmax(bound + np.abs(b0)))
+    # The search keeps the weights' part within int32 (budget.weight_bits_caps); what is
+    # left is a bias that is large against the channel's trained scale.
+    why = (
+        "lower the weight bits"
+        if bound[ch] > INT32_MAX
+        else f"its bias {bias[ch]:.3g} is {abs(b_acc[ch]):.3g} accumulator steps of scale "
+        f"{step[ch]:.3g}; retrain the layer or rescale it"
+    )
+    raise OverflowError32(
+        f"layer {op.name}, channel {ch}: the int32 accumulator could overflow (worst case "
+        f"{bound[ch] + abs(b0[ch]):.3g}); {why}."
+    )
+
+
+# ---- numpy reference -----------------------------------------------------------------------
+
+
+def _windows(x: np.ndarray, iop: IntOp) -> np.ndarray:
+    """(N, OH, OW, C, kh, kw) views of the zero-padded input (zero is the real 0)."""
+    (kh, kw), (sh, sw), (ph, pw) = iop.kernel, iop.stride, iop.padding
+    if ph or pw:
+        x = np.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+    _, oh, ow = iop.op.out_shape
+    v = sliding_window_view(x, (kh, kw), axis=(1, 2))
+    return v[:, : (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw]
+
+
+def _exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b for integer matrices, exact. Every partial sum is bounded by max|a| * sum|b| over
+    a column of b; float32 holds integers exactly below 2^24, float64 below 2^53."""
+    bound = float(np.abs(a).max(initial=0)) * float(np.abs(b).sum(axis=0).max(initial=0))
+    ft = np.float32 if bound < 2**24 else np.float64
+    if bound >= 2**53:  # float64 would round: the integer result would be wrong
+        raise OverflowError32(
+            f"an integer product reaches {bound:.3g}, beyond exact float64 (2^53)."
+        )
+    return np.rint(a.astype(ft) @ b.astype(ft)).astype(np.int64)
+
+
+def conv_accumulate(iop: IntOp, x: np.ndarray) -> np.ndarray:
+    """sum(w_int * q_in) of a conv / linear op, int64 (N, OH, OW, C_out), without the bias."""
+    w = iop.weight_matrix()  # (C_out, kh, kw, C_in/g)
+    n = len(x)
+    cout, oh, ow = iop.op.out_shape
+    cin = x.shape[3]
+    g = iop.groups
+    if g == cin == cout and g > 1:  # depthwise: one tap at a time, elementwise
+        # int32 is exact here: conversion proved |sum| < 2^31 for every channel.
+        acc = np.zeros((n, oh, ow, cout), np.int32)
+        win = _windows(x.astype(np.int32), iop)  # (N, OH, OW, C, kh, kw)
+        w32 = w.astype(np.int32)
+        for i in range(iop.kernel[0]):
+            for j in range(iop.kernel[1]):
+                acc += win[..., i, j] * w32[:, i, j, 0]
+        return acc.astype(np.int64)
+    if iop.kernel == (1, 1) and iop.stride == (1, 1) and iop.padding == (0, 0) and g == 1:
+        cols = x.reshape(-1, cin)
+        return _exact_matmul(cols, w.reshape(cout, -1).T).reshape(n, oh, ow, cout)
+    win = _windows(x, iop).transpose(0, 1, 2, 4, 5, 3)  # (N, OH, OW, kh, kw, C): row order
+    cg, og = cin // g, cout // g
+    parts = []
+    for k in range(g):
+        cols = win[..., k * cg : (k + 1) * cg].reshape(n * oh * ow, -1)
+        wk = w[k * og : (k + 1) * og].reshape(og, -1)
+        parts.append(_exact_matmul(cols, wk.T))
+    return np.concatenate(parts, axis=1).reshape(n, oh, ow, cout)
+
+
+def run(iop: IntOp, x: np.ndarray) -> np.ndarray:
+    acc = conv_accumulate(iop, x) * (1 << iop.bias_shift) + iop.arrays["bias"].astype(np.int64)
+    check_int32(acc, f"layer {iop.name}")
+    y = requantize(acc, iop.arrays["mult"], iop.arrays["shift"], where=f"layer {iop.name}")
+    return np.clip(y, iop.qmin, iop.qmax)
+
+
+# ---- C -------------------------------------------------------------------------------------
+
+
+def emit(site: CallSite) -> str:
+    """The call of the kernel the memory report records, with its dims and params structs
+    built at the call site: immediates of the call, like the arguments they replace, not model
+    constants (micromix_model.o keeps no data but the arena and the scratch)."""
+    iop, arr = site.iop, site.arrays
+    dims = kernel_dims(iop.op)  # check_kernel_limits refused such a graph before any training
+    fmt = (iop.in_bits[0], int(iop.in_signed[0]), iop.w_bits or 8, iop.out_bits, iop.bias_shift)
+    q = (arr["bias"], arr["mult"], arr["shift"], iop.qmin, iop.qmax, *fmt)
+    return (
+        f"{{\n        const mm_conv_dims d = {{{', '.join(map(str, dims))}}};\n"
+        f"        const mm_quant_params q = {{{', '.join(map(str, q))}}};\n"
+        f"        {site.kernel}({site.inputs[0]}, {site.output}, {arr['w']}, &d, &q, s);\n    }}"
+    )
+
+
+def interleave4(rows: np.ndarray, head: int) -> np.ndarray:
+    """Rows (one per output channel, bytes) in blocks of four: the first `head` bytes (a
+    multiple of 4) of the block's rows as 4-byte words, word after word and row after row within
+    a word; then each row's remaining bytes, row after row. Rows after the last full block stay
+    as they are. A permutation of the bytes."""
+    cout = rows.shape[0]
+    blocks = []
+    for b in range(cout // 4):
+        r = rows[4 * b : 4 * b + 4]
+        blocks.append(r[:, :head].reshape(4, head // 4, 4).transpose(1, 0, 2).reshape(-1))
+        blocks.append(r[:, head:].reshape(-1))
+    blocks.append(rows[cout - cout % 4 :].reshape(-1))
+    return np.concatenate(blocks)
+
+
+def depthwise_layout(iop: IntOp, kernel: str) -> np.ndarray | None:
+    """mm_depthwise's weight bytes, or None where it reads natural rows (kernels above
+    MM_DW_TAPS taps). Channels in groups of four: a group is row_bytes words; byte j of word
+    k holds channel j's taps k * per .. k * per + per - 1 (per = 8 // w_bits), the first in
+    the top bits; the last c % 4 channels keep their natural rows. Same byte count."""
+    op = iop.op
+    if kernel != "mm_depthwise":
+        return None
+    (kh, kw), c, wb = iop.kernel, op.out_shape[0], iop.w_bits
+    taps = kh * kw
+    if taps > kernel_constant("MM_DW_TAPS"):
+        return None
+    per, c4 = 8 // wb, c - c % 4
+    words = -(-taps // per)
+    vals = np.zeros((c, words * per), dtype=np.int64)
+    vals[:, :taps] = iop.weight_matrix().reshape(c, taps)
+    g = vals[:c4].reshape(c4 // 4, 4, words, per).transpose(0, 2, 1, 3)[..., ::-1]
+    head = pack_bits(g.reshape(-1, per), wb, signed=True).reshape(-1)
+    tail = np.asarray(iop.weights, dtype=np.uint8).reshape(c, -1)[c4:].reshape(-1)
+    return np.concatenate([head, tail])
+
+
+def weight_layout(iop: IntOp, kernel: str) -> np.ndarray:
+    """The packed weight bytes in the order `kernel` reads them (same bytes, same count).
+
+    mm_depthwise: see depthwise_layout.
+    mm_pointwise8 (and mm_pointwise8_widen): each block of four rows interleaves 4-byte runs
+    (row 0 bytes 0-3, row 1 bytes 0-3, row 2, row 3, then bytes 4-7 of each ...), followed by
+    the last row % 4 bytes of each row, row after row; rows after the last full block stay as
+    they are. mm_pointwise_sub: the same over the bytes of the whole blocks of 32 / w_bits
+    elements. Other kernels read the natural row order.
+    """
+    w = np.asarray(iop.weights, dtype=np.uint8)
+    dw = depthwise_layout(iop, kernel)
+    if dw is not None:
+        assert dw.size == w.size
+        return dw.reshape(w.shape)
+    cout = iop.op.out_shape[0]
+    rows = w.reshape(cout, -1)
+    if kernel == "mm_pointwise_sub":  # words over the whole blocks of 32 / w_bits elements
+        c = iop.op.in_shape[0]
+        flat = interleave4(rows, (c - c % (32 // iop.w_bits)) * iop.w_bits // 8)
+    elif kernel in ("mm_pointwise8", "mm_pointwise8_widen"):
+        flat = interleave4(rows, rows.shape[1] - rows.shape[1] % 4)
+    else:
+        return w
+    assert flat.size == w.size
+    return flat.reshape(w.shape)
+
+
+def weighted_def(kind: str, describe: str, trace_fn, **match) -> OpDef:
+    """The OpDef of a weighted layer (conv, linear): everything but its trace is shared."""
+    return OpDef(
+        kind=kind,
+        describe=describe,
+        trace=trace_fn,
+        params=params,
+        kernel=kernel_of,
+        convert=convert,
+        run=run,
+        emit=emit,
+        scratch=scratch_need,
+        check=kernel_dims,
+        weight_layout=weight_layout,
+        **match,
+    )
+
+
+register(
+    weighted_def(
+        "conv", "Conv2d (any groups) with a BatchNorm2d after it", trace, modules=(nn.Conv2d,)
+    )
+)
