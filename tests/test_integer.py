@@ -16,12 +16,12 @@ from torch import nn
 from micromix.errors import MicromixError, OverflowError32
 from micromix.graph import trace
 from micromix.integer import convert
-from micromix.numerics.arith import requantize
 from micromix.integer.convert import random_qparams
 from micromix.memory import param_arrays
 from micromix.models import conv_bn
-from micromix.policy import Policy
+from micromix.numerics.arith import requantize
 from micromix.numerics.params import LayerQuant, QuantParams
+from micromix.policy import Policy
 
 FLOAT_CKPT = Path(__file__).resolve().parents[1] / "runs" / "float-mbv1-025" / "model.pt"
 

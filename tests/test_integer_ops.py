@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from micromix.graph import Op
 from micromix.memory import param_bytes
 from micromix.numerics.arith import quantize_multiplier
+from micromix.numerics.params import QuantParams, TensorQuant, qrange
 from micromix.ops import get
 from micromix.ops.tracing import pool_size
-from micromix.numerics.params import QuantParams, TensorQuant, qrange
 
 BITS = st.sampled_from([2, 4, 8])
 SCALE = st.floats(1e-3, 1.0)

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from micromix.data import ImageSet
 from micromix.errors import CheckpointError, PolicyError
 from micromix.graph import trace
+from micromix.numerics.params import QuantParams, round_half_up
 from micromix.policy import Policy
 from micromix.quant import ActQuant, WeightQuant, calibrate, prepare, quant_params
 from micromix.quant.finetune import load_qat, save_qat
-from micromix.numerics.params import QuantParams, round_half_up
 
 
 class SkipNet(nn.Module):

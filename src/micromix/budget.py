@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from .errors import InfeasibleBudgetError, MicromixError
 from .graph import Graph
-from .numerics.arith import INT32_MAX, accumulator_bound
 from .mcu import Region, Target, get_target, list_targets, register_target
 from .memory import MemoryReport, check_kernel_limits, memory_report
+from .numerics.arith import INT32_MAX, accumulator_bound
 from .policy import ALLOWED_BITS, Policy
 from .units import format_bytes, parse_bytes
 

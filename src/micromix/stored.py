@@ -24,9 +24,9 @@ from .errors import CheckpointError, MicromixError
 from .files import load_checkpoint, read_json, write_json
 from .graph import Graph, graph_from_json, trace
 from .integer import IntegerModel, convert
+from .numerics.params import qparams_from_data
 from .policy import Policy
 from .quant.finetune import QAT_KIND, load_qat
-from .numerics.params import qparams_from_data
 
 GRAPH_FILE = "graph.json"
 # Where each command keeps its checkpoints (`micromix run` in stage folders).
