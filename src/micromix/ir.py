@@ -40,9 +40,9 @@ class WeightInfo:
 
 @dataclass(frozen=True)
 class Op:
-    """One step of the schedule. `kind` is conv, linear, add, avgpool, maxpool, cat (inputs
-    joined along channels, in order), lut (an activation function as a table, `fn`), or mul
-    (inputs[0] times a per-channel gate inputs[1] of shape (C, 1, 1))."""
+    """One step of the schedule. `kind` names its entry in the op registry (micromix.ops:
+    conv, linear, add, avgpool, maxpool, cat, lut, mul, upsample, pad, ...), whose module says
+    what the optional fields below mean for it; the ones it does not use keep their defaults."""
 
     name: str
     kind: str

@@ -1,7 +1,7 @@
 """IntOp: one op of the schedule with its integer constants, as the C export stores them.
 
-Shared by the numpy kernels (`integer.model`, `integer.ops`) and the conversion, so that none of
-them imports another to know the record they all read.
+Shared by the op modules' conversion and numpy kernels (micromix.ops), the integer model and the
+export, so that none of them imports another to know the record they all read.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from ..ir import Op
 from ..numerics.arith import quantize_multiplier_pair, requantize
 from ..numerics.intop import IntOp
 from ..numerics.params import QuantParams, TensorQuant
-from .common import fmt, int_op, typed_arrays
+from .common import dims_of, int_op, quant_of, struct_call, typed_arrays
 from .registry import CallSite, OpDef, register
 from .tracing import Fuser
 
@@ -61,14 +61,9 @@ def real(op: Op, ins: list[TensorQuant], xs: list[np.ndarray]) -> np.ndarray:
 
 
 def emit(site: CallSite) -> str:
-    iop, a, arr = site.iop, site.inputs, site.arrays
-    c, h, w = iop.op.in_shape
-    fa = fmt(iop.in_bits[0], iop.in_signed[0], 0, iop.out_bits)
-    fb = fmt(iop.in_bits[1], iop.in_signed[1], 0, 0)
-    return (
-        f"mm_add({a[0]}, {a[1]}, {site.output}, {arr['mult']}, {arr['shift']}, {c}, {h}, {w},\n"
-        f"           {fa}, {fb}, {iop.qmin}, {iop.qmax});"
-    )
+    iop = site.iop
+    q = quant_of(iop, site.arrays, second=True)
+    return struct_call("mm_add", [*site.inputs, site.output], dims_of(iop), q)
 
 
 register(

@@ -17,8 +17,17 @@ import torch.nn.functional as F
 from ..ir import Op
 from ..numerics.intop import IntOp
 from ..numerics.params import QuantParams
-from .common import finish, fmt, padded_windows, requant_op, requant_params, same_real
-from .maxpool import adaptive_window, check_size, geometry, window_args
+from .common import (
+    dims_of,
+    finish,
+    padded_windows,
+    quant_of,
+    requant_op,
+    requant_params,
+    same_real,
+    struct_call,
+)
+from .maxpool import adaptive_window, check_size, window_args
 from .registry import CallSite, OpDef, register
 from .tracing import Args, Fuser, chw, input_of, pool_size, read_args, refuse
 
@@ -109,22 +118,11 @@ def run(iop: IntOp, x: np.ndarray) -> np.ndarray:
 
 
 def emit(site: CallSite) -> str:
-    iop, arr, x, y = site.iop, site.arrays, site.inputs[0], site.output
-    f = fmt(iop.in_bits[0], iop.in_signed[0], 0, iop.out_bits)
-    lim = f"{iop.qmin}, {iop.qmax}"
+    iop = site.iop
+    args = ([site.inputs[0], site.output], dims_of(iop), quant_of(iop, site.arrays))
     if site.kernel == "mm_avgpool":
-        c, h, w = iop.op.in_shape
-        _, oh, ow = iop.op.out_shape
-        (kh, kw) = iop.kernel
-        return (
-            f"mm_avgpool({x}, {y}, {arr['mult']}, {arr['shift']}, {c}, {h}, {w}, {oh}, {ow}, "
-            f"{kh}, {kw},\n               {f}, {lim});"
-        )
-    per = int(not iop.op.count_include_pad)
-    return (
-        f"mm_avgpool_pad({x}, {y}, {arr['mult']}, {arr['shift']}, {geometry(iop)}, {per},\n"
-        f"                   {f}, {lim});"
-    )
+        return struct_call("mm_avgpool", *args)
+    return struct_call("mm_avgpool_pad", *args, (int(not iop.op.count_include_pad),))
 
 
 register(

@@ -11,7 +11,7 @@ import torch.fx
 from ..ir import Op
 from ..numerics.intop import IntOp
 from ..numerics.params import QuantParams, TensorQuant
-from .common import finish, fmt, requant_op, requant_params
+from .common import dims_of, finish, quant_of, requant_op, requant_params, struct_call
 from .registry import CallSite, OpDef, register
 from .tracing import Args, Fuser, chw, read_args, refuse
 
@@ -55,18 +55,14 @@ def real(op: Op, ins: list[TensorQuant], xs: list[np.ndarray]) -> np.ndarray:
 
 
 def emit(site: CallSite) -> str:
-    iop, arr = site.iop, site.arrays
-    oc, oh, ow = iop.op.out_shape
-    parts, off = [], 0
+    """One mm_concat per input, each writing its channels at their offset."""
+    iop, calls, off = site.iop, [], 0
     for i, x in enumerate(site.inputs):
         ci = iop.op.in_shapes[i][0]
-        f = fmt(iop.in_bits[i], iop.in_signed[i], 0, iop.out_bits)
-        parts.append(
-            f"mm_concat({x}, {site.output}, {arr['mult']} + {i}, {arr['shift']} + {i}, {ci}, "
-            f"{off}, {oc}, {oh}, {ow}, {f}, {iop.qmin}, {iop.qmax});"
-        )
+        q = quant_of(iop, site.arrays, i)
+        calls.append(struct_call("mm_concat", [x, site.output], dims_of(iop, ci), q, (off,)))
         off += ci
-    return "\n    ".join(parts)
+    return "\n    ".join(calls)
 
 
 register(

@@ -127,24 +127,35 @@ def same_real(op: Op, ins: list[TensorQuant], xs: list[np.ndarray]) -> np.ndarra
 # ---- C -------------------------------------------------------------------------------------
 
 
-def fmt(in_bits: int, in_signed: bool, w_bits: int = 0, out_bits: int = 0, k: int = 0) -> str:
-    """MM_FMT(...): the bit formats of a kernel call, one argument of the C kernels."""
-    return f"MM_FMT({in_bits}, {int(in_signed)}, {w_bits}, {out_bits}, {k})"
-
-
-def geometry_call(fn: str, site, q_extra: tuple = ()) -> str:
-    """`fn(in..., out, &d, &q)` with CMSIS-NN-style dims (mm_conv_dims: in and out C, H, W;
-    kernel, stride, padding, groups from the op) and params (mm_quant_params: no bias, the
-    op's requantization, clamp and bit formats) built at the call site."""
-    iop = site.iop
+def dims_of(iop: IntOp, in_c: int | None = None) -> tuple[int, ...]:
+    """mm_conv_dims of an op as its kernel runs it: input and output C, H, W, the window's
+    kernel, stride and padding, groups (`in_c` replaces the input channels: one input of a
+    concat)."""
     op = iop.op
-    dims = (*op.in_shape, *op.out_shape, *iop.kernel, *iop.stride, *iop.padding, 1)
-    arr = site.arrays
-    q = ("0", arr["mult"], arr["shift"], iop.qmin, iop.qmax, iop.in_bits[0],
-         int(iop.in_signed[0]), 0, iop.out_bits, 0, *q_extra)  # fmt: skip
-    args = ", ".join([*site.inputs, site.output])
+    c, h, w = op.in_shape
+    return (in_c or c, h, w, *op.out_shape, *iop.kernel, *iop.stride, *iop.padding, iop.groups)
+
+
+def quant_of(iop: IntOp, arrays: dict[str, str], index: int = 0, *, second: bool = False) -> tuple:
+    """mm_quant_params of an op: its constants (`arrays`, from `index` on), clamp, and bits;
+    `second`: the second input's bits and signedness (add, multiply)."""
+    suffix = (lambda s: arrays[s] + (f" + {index}" if index else "")) if arrays else None
+    bias = arrays["bias"] if "bias" in arrays else "0"
+    mult, shift = (suffix("mult"), suffix("shift")) if "mult" in arrays else ("0", "0")
+    in2 = (iop.in_bits[1], int(iop.in_signed[1])) if second else (0, 0)
+    return (
+        bias, mult, shift, iop.qmin, iop.qmax, iop.in_bits[index], int(iop.in_signed[index]),
+        iop.w_bits or 0, iop.out_bits, iop.bias_shift, *in2,
+    )  # fmt: skip
+
+
+def struct_call(fn: str, before: list[str], dims: tuple, q: tuple, after: tuple = ()) -> str:
+    """`fn(before..., &d, &q, after...)` with CMSIS-NN-style dims and params structs built at
+    the call site: immediates of the call, not model constants (micromix_model.o keeps no data
+    but the arena and the scratch)."""
+    args = ", ".join([*before, "&d", "&q", *map(str, after)])
     return (
         f"{{\n        const mm_conv_dims d = {{{', '.join(map(str, dims))}}};\n"
         f"        const mm_quant_params q = {{{', '.join(map(str, q))}}};\n"
-        f"        {fn}({args}, &d, &q);\n    }}"
+        f"        {fn}({args});\n    }}"
     )

@@ -34,7 +34,7 @@ from ..numerics.arith import (
 )
 from ..numerics.intop import IntOp
 from ..numerics.params import QuantParams, round_half_up
-from .common import int_op, kernel_constant, typed_arrays
+from .common import int_op, kernel_constant, quant_of, struct_call, typed_arrays
 from .registry import CallSite, OpDef, register
 from .tracing import Args, Fuser, chw, pair, read_args, refuse
 
@@ -385,18 +385,11 @@ def run(iop: IntOp, x: np.ndarray) -> np.ndarray:
 
 
 def emit(site: CallSite) -> str:
-    """The call of the kernel the memory report records, with its dims and params structs
-    built at the call site: immediates of the call, like the arguments they replace, not model
-    constants (micromix_model.o keeps no data but the arena and the scratch)."""
+    """The call of the kernel the memory report records (`kernel_dims` checked its sizes
+    before any training)."""
     iop, arr = site.iop, site.arrays
-    dims = kernel_dims(iop.op)  # check_kernel_limits refused such a graph before any training
-    fmt = (iop.in_bits[0], int(iop.in_signed[0]), iop.w_bits or 8, iop.out_bits, iop.bias_shift)
-    q = (arr["bias"], arr["mult"], arr["shift"], iop.qmin, iop.qmax, *fmt)
-    return (
-        f"{{\n        const mm_conv_dims d = {{{', '.join(map(str, dims))}}};\n"
-        f"        const mm_quant_params q = {{{', '.join(map(str, q))}}};\n"
-        f"        {site.kernel}({site.inputs[0]}, {site.output}, {arr['w']}, &d, &q, s);\n    }}"
-    )
+    before = [site.inputs[0], site.output, arr["w"]]
+    return struct_call(site.kernel, before, kernel_dims(iop.op), quant_of(iop, arr), ("s",))
 
 
 def interleave4(rows: np.ndarray, head: int) -> np.ndarray:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from ..ir import Op
 from ..numerics.intop import IntOp
 from ..numerics.params import QuantParams, TensorQuant, qrange, round_half_up
-from .common import fmt, int_op, module_name, typed_arrays
+from .common import dims_of, int_op, module_name, quant_of, struct_call, typed_arrays
 from .registry import CallSite, OpDef, register
 from .tracing import Args, Fuser, chw, input_of, read_args
 
@@ -280,9 +280,8 @@ def real(op: Op, ins: list[TensorQuant], xs: list[np.ndarray]) -> np.ndarray:
 
 def emit(site: CallSite) -> str:
     iop = site.iop
-    c, h, w = iop.op.in_shape
-    f = fmt(iop.in_bits[0], iop.in_signed[0], 0, iop.out_bits)
-    return f"mm_lut({site.inputs[0]}, {site.output}, {site.arrays['table']}, {c}, {h}, {w}, {f});"
+    before = [site.inputs[0], site.output, site.arrays["table"]]
+    return struct_call("mm_lut", before, dims_of(iop), quant_of(iop, {}))
 
 
 register(

@@ -16,7 +16,16 @@ import torch.nn.functional as F
 from ..ir import Op
 from ..numerics.intop import IntOp
 from ..numerics.params import QuantParams
-from .common import finish, fmt, padded_windows, requant_op, requant_params, same_real
+from .common import (
+    dims_of,
+    finish,
+    padded_windows,
+    quant_of,
+    requant_op,
+    requant_params,
+    same_real,
+    struct_call,
+)
 from .registry import CallSite, OpDef, register
 from .tracing import Args, Fuser, chw, input_of, pair, pool_size, read_args, refuse
 
@@ -107,21 +116,9 @@ def run(iop: IntOp, x: np.ndarray) -> np.ndarray:
     return finish(iop, padded_windows(x, iop, _LOW).max(axis=(4, 5)))
 
 
-def geometry(iop: IntOp) -> str:
-    """in C, H, W, out H, W, kernel, stride, padding: the window arguments of a pooling call."""
-    c, h, w = iop.op.in_shape
-    _, oh, ow = iop.op.out_shape
-    (kh, kw), (sh, sw), (ph, pw) = iop.kernel, iop.stride, iop.padding
-    return f"{c}, {h}, {w}, {oh}, {ow}, {kh}, {kw}, {sh}, {sw}, {ph}, {pw}"
-
-
 def emit(site: CallSite) -> str:
-    iop, arr = site.iop, site.arrays
-    f = fmt(iop.in_bits[0], iop.in_signed[0], 0, iop.out_bits)
-    return (
-        f"mm_maxpool({site.inputs[0]}, {site.output}, {arr['mult']}, {arr['shift']}, "
-        f"{geometry(iop)},\n               {f}, {iop.qmin}, {iop.qmax});"
-    )
+    q = quant_of(site.iop, site.arrays)
+    return struct_call("mm_maxpool", [site.inputs[0], site.output], dims_of(site.iop), q)
 
 
 register(

@@ -15,7 +15,7 @@ import torch.fx
 from ..ir import Op
 from ..numerics.intop import IntOp
 from ..numerics.params import QuantParams, TensorQuant
-from .common import finish, fmt, requant_op, requant_params
+from .common import dims_of, finish, quant_of, requant_op, requant_params, struct_call
 from .lut import fuse_swish
 from .registry import CallSite, OpDef, register
 from .tracing import Args, Fuser, chw, is_tensor, refuse
@@ -62,15 +62,11 @@ def real(op: Op, ins: list[TensorQuant], xs: list[np.ndarray]) -> np.ndarray:
 
 
 def emit(site: CallSite) -> str:
-    iop, a, arr = site.iop, site.inputs, site.arrays
-    c, h, w = iop.op.in_shape
-    f = fmt(iop.in_bits[0], iop.in_signed[0], 0, iop.out_bits)
-    fg = fmt(iop.in_bits[1], iop.in_signed[1], 0)
+    iop = site.iop
+    q = quant_of(iop, site.arrays, second=True)
     per_pixel = int(iop.op.in_shapes[1][1:] != (1, 1))
-    return (
-        f"mm_mul({a[0]}, {a[1]}, {site.output}, {arr['mult']}, {arr['shift']}, {c}, {h}, {w}, "
-        f"{per_pixel},\n           {f}, {fg}, {iop.qmin}, {iop.qmax});"
-    )
+    before = [*site.inputs, site.output]
+    return struct_call("mm_mul", before, dims_of(iop), q, (per_pixel,))
 
 
 register(

@@ -18,7 +18,15 @@ import torch.nn.functional as F
 from ..ir import Op
 from ..numerics.intop import IntOp
 from ..numerics.params import QuantParams
-from .common import finish, geometry_call, requant_op, requant_params, same_real
+from .common import (
+    dims_of,
+    finish,
+    quant_of,
+    requant_op,
+    requant_params,
+    same_real,
+    struct_call,
+)
 from .registry import CallSite, OpDef, register
 from .tracing import Args, Fuser, chw, input_of, read_args, refuse
 
@@ -74,7 +82,8 @@ def run(iop: IntOp, x: np.ndarray) -> np.ndarray:
 
 
 def emit(site: CallSite) -> str:
-    return geometry_call("mm_pad", site)
+    q = quant_of(site.iop, site.arrays)
+    return struct_call("mm_pad", [site.inputs[0], site.output], dims_of(site.iop), q)
 
 
 C_SOURCE = r"""/* micromix: zero padding of height and width (micromix.ops.pad). d->pad_h / pad_w are the top

@@ -17,7 +17,15 @@ import torch.nn.functional as F
 from ..ir import Op
 from ..numerics.intop import IntOp
 from ..numerics.params import QuantParams
-from .common import finish, geometry_call, requant_op, requant_params, same_real
+from .common import (
+    dims_of,
+    finish,
+    quant_of,
+    requant_op,
+    requant_params,
+    same_real,
+    struct_call,
+)
 from .registry import CallSite, OpDef, register
 from .tracing import Args, Fuser, chw, input_of, read_args, refuse
 
@@ -67,7 +75,8 @@ def run(iop: IntOp, x: np.ndarray) -> np.ndarray:
 
 
 def emit(site: CallSite) -> str:
-    return geometry_call("mm_upsample", site)
+    q = quant_of(site.iop, site.arrays)
+    return struct_call("mm_upsample", [site.inputs[0], site.output], dims_of(site.iop), q)
 
 
 C_SOURCE = r"""/* micromix: nearest-neighbour upsampling by whole factors (micromix.ops.upsample). */

@@ -1,13 +1,12 @@
 /* micromix: residual add and average pooling, any input / output bits. */
 #include "mm_kernels.h"
 
-void mm_add(const uint8_t *a, const uint8_t *b, uint8_t *out, const int32_t *mult,
-            const int8_t *shift, int c, int h, int w, int fmt_a, int fmt_b, int32_t qmin,
-            int32_t qmax)
+void mm_add(const uint8_t *a, const uint8_t *b, uint8_t *out, const mm_conv_dims *d,
+            const mm_quant_params *q)
 {
-    const int ab = MM_FMT_IN_BITS(fmt_a), as = MM_FMT_IN_SIGNED(fmt_a);
-    const int bb = MM_FMT_IN_BITS(fmt_b), bs = MM_FMT_IN_SIGNED(fmt_b);
-    const int ob = MM_FMT_OUT_BITS(fmt_a), n = shift[0];
+    const int ab = q->in_bits, as = q->in_signed, bb = q->in2_bits, bs = q->in2_signed;
+    const int ob = q->out_bits, n = q->shift[0], c = d->in_c, h = d->in_h, w = d->in_w;
+    const int32_t *mult = q->mult, qmin = q->qmin, qmax = q->qmax;
     const int32_t a_pix = mm_bytes(c, ab), b_pix = mm_bytes(c, bb), o_pix = mm_bytes(c, ob);
     const int64_t ma = mult[0], mb = mult[1], half = (int64_t)1 << (n - 1);
     for (int32_t p = 0; p < (int32_t)h * w; p++) {
@@ -22,11 +21,14 @@ void mm_add(const uint8_t *a, const uint8_t *b, uint8_t *out, const int32_t *mul
     }
 }
 
-void mm_avgpool(const uint8_t *in, uint8_t *out, const int32_t *mult, const int8_t *shift,
-                int c, int in_h, int in_w, int out_h, int out_w, int kh, int kw, int fmt,
-                int32_t qmin, int32_t qmax)
+void mm_avgpool(const uint8_t *in, uint8_t *out, const mm_conv_dims *d, const mm_quant_params *q)
 {
-    const int ib = MM_FMT_IN_BITS(fmt), is = MM_FMT_IN_SIGNED(fmt), ob = MM_FMT_OUT_BITS(fmt);
+    const int ib = q->in_bits, is = q->in_signed, ob = q->out_bits, c = d->in_c;
+    const int in_h = d->in_h, in_w = d->in_w, out_h = d->out_h, out_w = d->out_w;
+    const int kh = d->k_h, kw = d->k_w;
+    const int32_t *mult = q->mult, qmax = q->qmax;
+    const int8_t *shift = q->shift;
+    int32_t qmin = q->qmin;
     const int32_t in_pix = mm_bytes(c, ib), o_pix = mm_bytes(c, ob);
     (void)in_h; /* windows tile the input: out_h * kh rows are read, the rest is cropped */
 #ifdef MM_TEST_FAULT_READ_PAST_INPUT

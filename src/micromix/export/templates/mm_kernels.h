@@ -32,17 +32,6 @@
  * every compiler micromix targets does it, and this refuses to build where it is not so. */
 typedef char mm_needs_arithmetic_shift[((-8 >> 1) == -4) ? 1 : -1];
 
-/* One int describes an op's number formats: input bits and signedness, weight bits, output
- * bits (the output's signedness only matters through the clamp range), and the bias shift k:
- * a conv's bias is stored in units of 2^-k accumulator steps (see mm_biased). */
-#define MM_FMT(in_bits, in_signed, w_bits, out_bits, bias_shift)                                  \
-    ((in_bits) | ((in_signed) << 4) | ((w_bits) << 8) | ((out_bits) << 12) | ((bias_shift) << 16))
-#define MM_FMT_IN_BITS(f) ((f) & 15)
-#define MM_FMT_IN_SIGNED(f) (((f) >> 4) & 1)
-#define MM_FMT_W_BITS(f) (((f) >> 8) & 15)
-#define MM_FMT_OUT_BITS(f) (((f) >> 12) & 15)
-#define MM_FMT_BIAS_SHIFT(f) (((f) >> 16) & 31)
-
 /* Kernels keep their unpacked patches and weight tiles in one static scratch buffer whose
  * size the memory model computes (memory.scratch_need mirrors the layouts below); only small
  * fixed locals stay on the stack. A patch longer than MM_PATCH int16 elements is processed
@@ -344,12 +333,15 @@ typedef struct { /* int16: the per-call copy gcc makes of these stays small (cge
 
 /* Requantization of each output channel c: mm_requant(mm_biased(dot, bias[c], bias_shift),
  * mult[c], shift[c], qmin, qmax); the input's bits and signedness, the weights' and the
- * output's bits. */
+ * output's bits. Ops without weights leave bias and w_bits 0; in2_bits / in2_signed are the
+ * second input's (the add's b, the multiply's gate). Every kernel takes its geometry as an
+ * mm_conv_dims and its numbers as an mm_quant_params, both built at the call site. */
 typedef struct {
     const int32_t *bias, *mult;
     const int8_t *shift;
     int32_t qmin, qmax;
     uint8_t in_bits, in_signed, w_bits, out_bits, bias_shift;
+    uint8_t in2_bits, in2_signed;
 } mm_quant_params;
 
 #define MM_CONV_ARGS                                                                              \
@@ -409,29 +401,39 @@ void mm_depthwise(MM_CONV_ARGS);
 /* Any other convolution: any kernel, stride, zero padding and groups (mm_conv.c). */
 void mm_conv(MM_CONV_ARGS);
 
-/* out = clamp((a * m[0] + b * m[1] + 2^(n-1)) >> n); fmt_b gives b's bits and signedness. */
-void mm_add(const uint8_t *a, const uint8_t *b, uint8_t *out, const int32_t *mult,
-            const int8_t *shift, int c, int h, int w, int fmt_a, int fmt_b, int32_t qmin,
-            int32_t qmax);
+/* ---- mm_eltwise.c, mm_ops.c: ops without weights (micromix.ops.<kind> is each one's
+ * reference). d: in C, H, W (of the first input), out C, H, W, the window's kernel, stride and
+ * padding; q: mult / shift, clamp and bits. ------------------------------------------------ */
 
-/* Average over kh x kw windows with stride equal to the window, no padding. */
-void mm_avgpool(const uint8_t *in, uint8_t *out, const int32_t *mult, const int8_t *shift,
-                int c, int in_h, int in_w, int out_h, int out_w, int kh, int kw, int fmt,
-                int32_t qmin, int32_t qmax);
+/* add: out = clamp((a * m[0] + b * m[1] + 2^(n-1)) >> n), n = shift[0]; b's bits in in2_*. */
+void mm_add(const uint8_t *a, const uint8_t *b, uint8_t *out, const mm_conv_dims *d,
+            const mm_quant_params *q);
 
-/* ---- mm_ops.c: pooling with padding, concat, table activations, multiply ---------------- */
-void mm_maxpool(const uint8_t *in, uint8_t *out, const int32_t *mult, const int8_t *shift, int c,
-                int in_h, int in_w, int out_h, int out_w, int kh, int kw, int sh, int sw, int ph,
-                int pw, int fmt, int32_t qmin, int32_t qmax);
-void mm_avgpool_pad(const uint8_t *in, uint8_t *out, const int32_t *mult, const int8_t *shift,
-                    int c, int in_h, int in_w, int out_h, int out_w, int kh, int kw, int sh,
-                    int sw, int ph, int pw, int per_count, int fmt, int32_t qmin, int32_t qmax);
-void mm_concat(const uint8_t *in, uint8_t *out, const int32_t *mult, const int8_t *shift, int c,
-               int c_off, int c_total, int h, int w, int fmt, int32_t qmin, int32_t qmax);
-void mm_lut(const uint8_t *in, uint8_t *out, const uint8_t *table, int c, int h, int w, int fmt);
-void mm_mul(const uint8_t *x, const uint8_t *g, uint8_t *out, const int32_t *mult,
-            const int8_t *shift, int c, int h, int w, int g_per_pixel, int fmt_x, int fmt_g,
-            int32_t qmin, int32_t qmax);
+/* avgpool over windows that tile the input (stride = kernel, no padding). */
+void mm_avgpool(const uint8_t *in, uint8_t *out, const mm_conv_dims *d, const mm_quant_params *q);
+
+/* avgpool with any stride and zero padding. per_count = 0: one multiplier (the divisor is the
+ * window size, padded zeros included); 1: multiplier n - 1 for a window with n taps inside the
+ * input (count_include_pad=False). */
+void mm_avgpool_pad(const uint8_t *in, uint8_t *out, const mm_conv_dims *d,
+                    const mm_quant_params *q, int per_count);
+
+/* maxpool with any window, stride and padding (padded taps never win). */
+void mm_maxpool(const uint8_t *in, uint8_t *out, const mm_conv_dims *d, const mm_quant_params *q);
+
+/* One input of a channel concat: its d->in_c channels, requantized by mult[0] / shift[0], go
+ * to channels [c_off, c_off + in_c) of every output pixel (d->out_c channels). */
+void mm_concat(const uint8_t *in, uint8_t *out, const mm_conv_dims *d, const mm_quant_params *q,
+               int c_off);
+
+/* out = table[raw bits of the input code], one table byte per input code. */
+void mm_lut(const uint8_t *in, uint8_t *out, const uint8_t *table, const mm_conv_dims *d,
+            const mm_quant_params *q);
+
+/* out = clamp(requant(x * g)); g (bits in in2_*) is one value per channel (g_per_pixel = 0, an
+ * N x C x 1 x 1 gate) or a map of x's shape (g_per_pixel = 1). */
+void mm_mul(const uint8_t *x, const uint8_t *g, uint8_t *out, const mm_conv_dims *d,
+            const mm_quant_params *q, int g_per_pixel);
 
 /* The kernels that op modules of micromix.ops carry themselves (mm_op_<kind>.c). */
 #include "mm_registry.h"
