@@ -20,14 +20,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 from .ir import Graph, Op, TensorInfo
+from .numerics.arith import packed_bytes
 from .ops import of
 from .ops.common import CTYPE_BYTES
 from .policy import Policy
-
-
-def packed_bytes(elems: int, bits: int) -> int:
-    """Bytes of `elems` values of `bits` bits, padded to a whole byte."""
-    return (elems * bits + 7) // 8
 
 
 def activation_bytes(shape: tuple[int, int, int], bits: int) -> int:

@@ -41,6 +41,11 @@ INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 
 
+def packed_bytes(elems: int, bits: int) -> int:
+    """Bytes of `elems` values of `bits` bits, padded to a whole byte."""
+    return (elems * bits + 7) // 8
+
+
 def accumulator_bound(
     weight_abs_sum: np.ndarray | float, in_bits: int, in_signed: bool
 ) -> np.ndarray:

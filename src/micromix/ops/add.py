@@ -16,7 +16,7 @@ from ..ir import Op
 from ..numerics.arith import quantize_multiplier_pair, requantize
 from ..numerics.intop import IntOp
 from ..numerics.params import QuantParams, TensorQuant
-from .common import dims_of, int_op, quant_of, struct_call, typed_arrays
+from .common import dims_of, int_op, quant_of, same_pixel_in_place, struct_call, typed_arrays
 from .registry import CallSite, OpDef, register
 from .tracing import Fuser
 
@@ -77,6 +77,7 @@ register(
         run=run,
         real=real,
         emit=emit,
+        in_place=same_pixel_in_place,
         functions=(operator.add, torch.add, operator.iadd),
         methods=("add", "add_", "__add__"),
     )

@@ -51,6 +51,41 @@ def module_name(name: str) -> str:
     return "t_" + "".join(c if c.isalnum() else "_" for c in name)
 
 
+# ---- running in place ----------------------------------------------------------------------
+
+
+def window_overlap(op: Op, in_pix: int, out_pix: int) -> int:
+    """Bytes by which the output of a window op must start before its input so that its kernel
+    can write the output over the input as it goes: the kernel writes output pixels in raster
+    order (per channel group), each after reading its window, so writing output pixel P may
+    only destroy input pixels that no output after P reads. 0 or more (TinyEngine's in-place
+    depthwise, with the arena as the buffer: about one input row at stride 1, none at 2)."""
+    (_, h, w), (_, oh, ow) = op.in_shape, op.out_shape
+    (kh, kw), (sh, sw), (ph, pw) = op.kernel, op.stride, op.padding
+    iy, ix = np.arange(h), np.arange(w)
+    # the last output row / column whose window holds input row iy / column ix (-1: none)
+    ly = np.minimum((iy + ph) // sh, oh - 1)
+    lx = np.minimum((ix + pw) // sw, ow - 1)
+    ly = np.where(ly * sh - ph + kh > iy, ly, -1)
+    lx = np.where(lx * sw - pw + kw > ix, lx, -1)
+    last = np.where((ly[:, None] >= 0) & (lx[None, :] >= 0), ly[:, None] * ow + lx[None, :], -1)
+    last = last.reshape(-1)  # raster index of the last output that reads each input pixel
+    # alive[P] = min{Q : last[Q] > P}: the first input pixel some output after P still reads
+    first_at = np.full(oh * ow + 2, h * w, dtype=np.int64)  # first_at[v]: min Q, last[Q] = v - 1
+    np.minimum.at(first_at, last + 1, np.arange(h * w))
+    alive = np.minimum.accumulate(first_at[::-1])[::-1][2:]
+    p = np.arange(oh * ow, dtype=np.int64)
+    return max(0, int(((p + 1) * out_pix - alive * in_pix).max()))
+
+
+def same_pixel_in_place(op: Op, in_bits: int, out_bits: int, w_bits: int | None) -> int | None:
+    """Elementwise kernels read each output pixel's inputs before writing it: the output can
+    start where its first input does, when their pixels take the same bytes."""
+    if op.in_shape != op.out_shape or in_bits != out_bits:
+        return None
+    return 0
+
+
 # ---- integer conversion --------------------------------------------------------------------
 
 

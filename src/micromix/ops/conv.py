@@ -29,12 +29,20 @@ from ..numerics.arith import (
     accumulator_bound,
     check_int32,
     pack_bits,
+    packed_bytes,
     quantize_multiplier,
     requantize,
 )
 from ..numerics.intop import IntOp
 from ..numerics.params import QuantParams, round_half_up
-from .common import int_op, kernel_constant, quant_of, struct_call, typed_arrays
+from .common import (
+    int_op,
+    kernel_constant,
+    quant_of,
+    struct_call,
+    typed_arrays,
+    window_overlap,
+)
 from .registry import CallSite, OpDef, register
 from .tracing import Args, Fuser, chw, pair, read_args, refuse
 
@@ -218,6 +226,20 @@ def scratch_need(op: Op, w_bits: int | None) -> int:
         cin_g = op.in_shape[0] // op.groups
         return 2 * (row if row <= patch else min(cin_g, patch))
     return 0
+
+
+def in_place(op: Op, in_bits: int, out_bits: int, w_bits: int | None) -> int | None:
+    """mm_depthwise writes each group of four channels' outputs in raster order after reading
+    their windows, so its output can overwrite its input (ops.common.window_overlap) when both
+    have the same channels and bits; not with a single-channel tail below 8 bits (it clears
+    every pixel's tail bits before computing them)."""
+    c = op.out_shape[0]
+    if kernel_of(op, w_bits, in_bits) != "mm_depthwise" or in_bits != out_bits:
+        return None
+    if op.in_shape[0] != c or (out_bits != 8 and c % 4):
+        return None
+    pix = packed_bytes(c, in_bits)
+    return window_overlap(op, pix, pix)
 
 
 # ---- integer conversion --------------------------------------------------------------------
@@ -471,6 +493,7 @@ def weighted_def(kind: str, describe: str, trace_fn, **match) -> OpDef:
         scratch=scratch_need,
         check=kernel_dims,
         weight_layout=weight_layout,
+        in_place=in_place,
         **match,
     )
 

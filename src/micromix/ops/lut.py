@@ -23,7 +23,15 @@ import torch.nn.functional as F
 from ..ir import Op
 from ..numerics.intop import IntOp
 from ..numerics.params import QuantParams, TensorQuant, qrange, round_half_up
-from .common import dims_of, int_op, module_name, quant_of, struct_call, typed_arrays
+from .common import (
+    dims_of,
+    int_op,
+    module_name,
+    quant_of,
+    same_pixel_in_place,
+    struct_call,
+    typed_arrays,
+)
 from .registry import CallSite, OpDef, register
 from .tracing import Args, Fuser, chw, input_of, read_args
 
@@ -295,6 +303,7 @@ register(
         run=run,
         real=real,
         emit=emit,
+        in_place=same_pixel_in_place,
         qat=qat,
         modules=tuple(_MODULES),
         functions=tuple(_FUNCS),

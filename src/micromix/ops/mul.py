@@ -15,7 +15,15 @@ import torch.fx
 from ..ir import Op
 from ..numerics.intop import IntOp
 from ..numerics.params import QuantParams, TensorQuant
-from .common import dims_of, finish, quant_of, requant_op, requant_params, struct_call
+from .common import (
+    dims_of,
+    finish,
+    quant_of,
+    requant_op,
+    requant_params,
+    same_pixel_in_place,
+    struct_call,
+)
 from .lut import fuse_swish
 from .registry import CallSite, OpDef, register
 from .tracing import Args, Fuser, chw, is_tensor, refuse
@@ -80,6 +88,7 @@ register(
         run=run,
         real=real,
         emit=emit,
+        in_place=same_pixel_in_place,
         functions=(operator.mul, torch.mul, operator.imul),
         methods=("mul", "mul_", "__mul__"),
         accepts=_takes,

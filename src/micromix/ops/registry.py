@@ -38,6 +38,10 @@ def _no_scratch(op: Op, w_bits: int | None) -> int:
     return 0
 
 
+def _never_in_place(op: Op, in_bits: int, out_bits: int, w_bits: int | None) -> int | None:
+    return None
+
+
 def _no_check(op: Op) -> None:
     return None
 
@@ -61,7 +65,9 @@ class OpDef:
       function that runs it (chosen once, recorded in the MemoryReport), `scratch(op, w_bits)`
       bytes of the shared scratch buffer it needs, `check(op)` refuses (before any training) an
       op its C kernel cannot run, `weight_layout(iop, kernel)` its weight bytes in the order
-      that kernel reads them;
+      that kernel reads them, `in_place(op, in_bits, out_bits, w_bits)` the bytes by which its
+      output must start before its first input for its kernel to write the output over that
+      input as it goes (None: it cannot);
     - QAT: `keeps_grid` (its output may share its input's quantizer when the bits agree: then
       its requantization is exactly 1), `qat(gm, op, nodes)` rewrites its fx nodes for
       fake-quant training and returns an object whose `bind(q_in, q_out)` is called once the
@@ -90,6 +96,7 @@ class OpDef:
     accepts: Callable[[Any, Any], bool] = _takes_all
     scratch: Callable[[Op, int | None], int] = _no_scratch
     check: Callable[[Op], object] = _no_check
+    in_place: Callable[[Op, int, int, int | None], int | None] = _never_in_place
     weight_layout: Callable[[IntOp, str], np.ndarray] | None = None
     keeps_grid: bool = False
     qat: Callable[[Any, Op, dict], Any] | None = None
