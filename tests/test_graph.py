@@ -79,11 +79,11 @@ def test_functional_forms_and_flatten_of_spatial_map():
     assert g.ops[2].in_shape == (4, 2, 2) and g.ops[2].weight.row_elems == 16
 
 
-class WithUpsample(nn.Module):
+class WithShuffle(nn.Module):
     def __init__(self):
         super().__init__()
-        self.c = nn.Conv2d(1, 2, 3)
-        self.up = nn.Upsample(scale_factor=2)
+        self.c = nn.Conv2d(1, 4, 3)
+        self.up = nn.PixelShuffle(2)
 
     def forward(self, x):
         return self.up(self.c(x))
@@ -91,7 +91,7 @@ class WithUpsample(nn.Module):
 
 class Interp(nn.Module):
     def forward(self, x):
-        return F.interpolate(x, scale_factor=2)
+        return torch.flip(x, (2,))
 
 
 class WithNestedInterp(nn.Module):
@@ -128,10 +128,10 @@ class StandaloneBN(nn.Module):
 @pytest.mark.parametrize(
     "model, needle",
     [
-        (WithUpsample(), "Upsample` at module `up`"),
+        (WithShuffle(), "PixelShuffle` at module `up`"),
         (
             WithNestedInterp(),
-            "`interpolate` (fx node `interpolate`) in the forward of module `block.0` (Interp)",
+            "`flip` (fx node `flip`) in the forward of module `block.0` (Interp)",
         ),
         (DataDependent(), "torch.fx cannot trace"),
         (StandaloneBN(), "module `bn`"),
