@@ -51,7 +51,7 @@ def _traits(op: Op) -> _Traits:
         return _Traits("elementwise", 0)
     if op.kind == "maxpool":
         return _Traits(None, _BELOW_ANY_CODE)
-    if op.kind == "avgpool" and not op.count_include_pad and op.padding != (0, 0):
+    if op.kind == "avgpool" and not op.count_include_pad and (any(op.padding) or op.ceil_mode):
         return _Traits(None, None)  # its divisor counts the taps inside the input
     return _Traits(None, 0)
 
@@ -111,7 +111,7 @@ def stage_ops(graph: Graph, split: str) -> tuple[Op, ...]:
         )
     ops = graph.ops[: k + 1]
     for o in ops:
-        if any(o.padding) and _traits(o).border_fill is None:
+        if _traits(o).border_fill is None:
             patch_fill(o)
     return ops
 
