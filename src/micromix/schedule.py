@@ -327,8 +327,7 @@ def _arena_graph(graph: Graph, bufs: dict[str, _Buf]) -> Graph:
     """The buffers as the tensors of a Graph: plan_arena and check_plan read only their names
     and live steps."""
     tensors = {
-        n: TensorInfo(n, (b.bytes, 1, 1), None, (), b.first, b.last, False)
-        for n, b in bufs.items()
+        n: TensorInfo(n, (b.bytes, 1, 1), None, (), b.first, b.last, False) for n, b in bufs.items()
     }
     return replace(graph, ops=(), tensors=tensors)
 
@@ -390,6 +389,8 @@ def _patch_drafts(
     grid: int | None,
     max_recompute: float,
 ) -> list[_Draft]:
+    if split is not None:
+        stage_ops(graph, split)  # refuses an unknown split or one a residual crosses
     splits = [split] if split is not None else split_points(graph)
     layer_macs = sum(o.macs for o in graph.ops)
     out = []

@@ -11,8 +11,15 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..schedule import Span, input_span, macs_per_pixel, patch_fill, reads_whole, stage_ops
-from ..schedule import stage_spans
+from ..schedule import (
+    Span,
+    input_span,
+    macs_per_pixel,
+    patch_fill,
+    reads_whole,
+    stage_ops,
+    stage_spans,
+)
 from .model import IntegerModel, IntOp, run_op
 
 _Held = tuple[np.ndarray, tuple[Span, Span]]  # a tensor's computed region and its spans
