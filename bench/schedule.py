@@ -20,6 +20,7 @@ from pathlib import Path
 from bench.common import FLOAT, load_float, md_table
 from micromix.files import write_json, write_text
 from micromix.graph import Graph, trace
+from micromix.memory import activation_bytes
 from micromix.models import create
 from micromix.policy import Policy
 from micromix.schedule import plan
@@ -100,7 +101,11 @@ def render(doc: dict, cap: float) -> str:
         r = doc[name]
         ratio = r["layer"]["ram"] / r["auto"]["ram"]
         verdict = "met" if ratio >= goal and r["auto"]["mac_overhead"] <= cap else "NOT met"
-        lines.append(f"- {name}: layer / auto = {ratio:.2f}x (goal >= {goal:g}x): {verdict}")
+        bound = r["layer"]["ram"] / doc["_input_resident_floor"][name]
+        lines.append(
+            f"- {name}: layer / auto = {ratio:.2f}x (goal >= {goal:g}x): {verdict}; no schedule "
+            f"that keeps the input image in RAM (as memory_report counts it) passes {bound:.2f}x"
+        )
     ram = doc[PAPER_MODEL]["auto"]["ram"]
     fits = "fits" if ram <= PAPER_RAM else "does NOT fit"
     lines.append(f"- {PAPER_MODEL} W8/A8 under auto: {ram:,} B, {fits} {PAPER_RAM:,} B")
@@ -119,9 +124,13 @@ def main() -> int:
     ap.add_argument("--max-recompute", type=float, default=0.10)
     ap.add_argument("--out", type=Path, default=Path("results/schedule.json"))
     a = ap.parse_args()
-    doc: dict = {}
+    doc: dict = {"_input_resident_floor": {}}
     for name, g in graphs().items():
         doc[name] = measure(g, a.max_recompute)
+        # the input is live at the first step of every schedule that holds it, with the scratch
+        scratch = doc[name]["layer"]["ram"] - plan(g, Policy.uniform(g, 8), "layer").arena_bytes
+        floor = scratch + activation_bytes(g.tensors[g.input].shape, 8)
+        doc["_input_resident_floor"][name] = floor
         print(name, {k: v["ram"] for k, v in doc[name].items()}, flush=True)
     doc["_meta"] = {
         "command": "PYTHONPATH=src python -m bench.schedule " + " ".join(sys.argv[1:]),

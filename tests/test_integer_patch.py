@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import functools
+import importlib
 
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from user_models import MODELS
 
 from micromix.graph import trace
 from micromix.integer import convert
@@ -44,6 +46,10 @@ class Odd(nn.Module):
 def _model(name: str, abits: int):
     if name == "odd":
         g = trace(Odd().eval(), (1, 1, 23, 29))
+    elif name in MODELS:
+        mod = importlib.import_module(f"user_models.{name}")
+        torch.manual_seed(0)
+        g = trace(getattr(mod, MODELS[name])().eval(), (1, *mod.INPUT_SHAPE))
     else:
         width = 0.25 if name == "mobilenet_v1" else 0.35
         g = trace(create(name, width=width, resolution=28, in_channels=1, num_classes=10))
@@ -63,7 +69,7 @@ CASES = [
     (name, abits, i)
     for name, abits in [("mobilenet_v1", 8), ("mobilenet_v2", 8), ("mnasnet", 4), ("odd", 8)]
     for i in range(4)
-]
+] + [(name, 8, i) for name in sorted(MODELS) for i in (1, 3)]
 
 
 @pytest.mark.parametrize("name, abits, which", CASES)
