@@ -45,7 +45,7 @@ _BELOW_ANY_CODE = -(2**40)  # a max pool's padding never wins
 
 def _traits(op: Op) -> _Traits:
     """What a schedule needs to know per op kind (moves to the op registry)."""
-    if op.kind == "conv" and op.is_depthwise and op.in_shape[0] == op.out_shape[0]:
+    if op.is_depthwise and op.in_shape[0] == op.out_shape[0]:
         return _Traits("depthwise", 0)
     if op.kind in ("add", "mul", "lut"):
         return _Traits("elementwise", 0)
@@ -294,7 +294,12 @@ def _merge_inplace(
 ) -> bool:
     """Let `op` write its output over an input that dies here, when its kind allows; the
     depthwise scheme adds its one-group buffer. `fixed`: tensors a patch stage op must not
-    overwrite or be overwritten into (the network input and the split tensor outlive a patch)."""
+    overwrite or be overwritten into (the network input and the split tensor outlive a patch).
+
+    In a patch stage an input buffer may hold a larger region than the output (another reader
+    needed more): an elementwise op run in pixel order still never overwrites a pixel it has
+    yet to read (the input pixel of output pixel p sits at index >= p), and the depthwise
+    scheme writes a group only over bytes of the same group, already read."""
     how = _traits(op).inplace
     out = op.output
     if how is None or fixed & {out, *op.inputs}:
