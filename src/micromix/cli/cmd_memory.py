@@ -7,12 +7,15 @@ import json
 
 from ..budget import Budget
 from ..cost import cost_rows, cost_table
+from ..errors import MicromixError
 from ..graph import trace
 from ..memory import memory_report
 from ..policy import Policy
+from ..schedule import plan
 from .common import (
     add_budget_args,
     add_model_args,
+    add_schedule_args,
     json_file,
     load_model_for,
     positive_int,
@@ -41,6 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--abits", type=positive_int, default=None, help="uniform activation bits")
     p.add_argument("--policy", type=json_file, help="policy JSON file (overrides --bits)")
     add_budget_args(p)
+    add_schedule_args(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument(
         "--cost",
@@ -75,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         else Policy.uniform(graph, args.bits, args.abits)
     )
     report = memory_report(graph, policy)
+    scheduled = _schedules(graph, policy, args)
     budget = None
     if args.flash or args.ram or args.target:
         ref = memory_report(graph, Policy.uniform(graph, 8))
@@ -94,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
                 "est_cycles": sum(r["est_cycles"] for r in known),
                 "layers_without_measurement": len(rows) - len(known),
             }
+        if scheduled is not None:
+            out["schedule"] = _schedule_json(scheduled, report.ram_bytes)
         print(json.dumps(out, indent=2))
     else:
         print(report.table(budget))
@@ -102,4 +109,67 @@ def run(args: argparse.Namespace) -> int:
         if args.cost:
             print()
             print(cost_table(cost_rows(graph, policy)))
+        if scheduled is not None:
+            print()
+            print(_schedule_table(scheduled, report.ram_bytes))
     return 0
+
+
+EXPORT_NOTE = (
+    "the exported C runs layer by layer: its RAM is the layer figure ({:,} B) until the C "
+    "follows the schedule"
+)
+
+
+def _schedules(graph, policy: Policy, args: argparse.Namespace):
+    """{schedule: ScheduledMemory} for every schedule and "chosen" for --schedule; None when
+    neither --schedule nor --max-recompute is given."""
+    if args.schedule is None and args.max_recompute is None:
+        return None
+    cap = 0.10 if args.max_recompute is None else args.max_recompute
+    out = {k: plan(graph, policy, k, cap) for k in ("layer", "inplace", "auto")}
+    try:
+        out["patch"] = plan(graph, policy, "patch", cap)
+    except MicromixError:  # no split point within the cap: patch is not an option here
+        if args.schedule == "patch":
+            raise
+    out["chosen"] = out[args.schedule or "auto"]
+    return out
+
+
+def _schedule_json(scheduled: dict, export_ram: int) -> dict:
+    return {
+        "schedules": {
+            k: {"ram": m.ram_bytes, "macs": m.macs, "mac_overhead": m.mac_overhead}
+            for k, m in scheduled.items()
+            if k != "chosen"
+        },
+        "chosen": scheduled["chosen"].to_json(),
+        "export_ram": export_ram,
+        "note": EXPORT_NOTE.format(export_ram),
+    }
+
+
+def _schedule_table(scheduled: dict, export_ram: int) -> str:
+    rows = [f"{'schedule':<9} {'peak RAM B':>12} {'MACs':>14} {'recompute':>9}"]
+    for k in ("layer", "inplace", "patch", "auto"):
+        if k in scheduled:
+            m = scheduled[k]
+            rows.append(f"{k:<9} {m.ram_bytes:>12,} {m.macs:>14,} {100 * m.mac_overhead:>8.1f}%")
+        else:
+            rows.append(f"{k:<9} {'-':>12} (no split point within the recompute cap)")
+    chosen = scheduled["chosen"]
+    rows += ["", f"chosen: {chosen.describe()}"]
+    if chosen.inplace:
+        rows.append(f"in place: {', '.join(chosen.inplace)}")
+    rows.append(f"{'step':>4} {'op':<40} {'live B':>10}  buffers (bytes)")
+    for s in chosen.steps:
+        live = sum(b for _, b in s.buffers)
+        bufs = ", ".join(f"{n} {b:,}" for n, b in s.buffers)
+        rows.append(f"{s.step:>4} {s.label[:40]:<40} {live:>10,}  {bufs}")
+    rows.append(
+        f"RAM {chosen.ram_bytes:,} B (arena {chosen.arena_bytes:,}, kernel scratch "
+        f"{chosen.scratch_bytes:,})"
+    )
+    rows.append("note: " + EXPORT_NOTE.format(export_ram) + ".")
+    return "\n".join(rows)

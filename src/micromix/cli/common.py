@@ -321,3 +321,31 @@ def resolve_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise MicromixError(f"unknown device {name!r}; use cpu or cuda.") from None
+
+
+def fraction_arg(text: str) -> float:
+    """A finite fraction >= 0 (0.1 = 10 %)."""
+    v = _float(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be a fraction of 0 or more, got {text!r}")
+    return v
+
+
+def add_schedule_args(p: argparse.ArgumentParser) -> None:
+    """--schedule and --max-recompute (micromix.schedule), the same on every command."""
+    from ..schedule import SCHEDULES
+
+    p.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default=None,
+        help="execution schedule whose peak RAM to report: layer by layer, in place, patch by "
+        "patch, or auto (the smallest peak within --max-recompute)",
+    )
+    p.add_argument(
+        "--max-recompute",
+        type=fraction_arg,
+        default=None,
+        help="the most MACs a patch schedule may recompute, as a fraction of the layer-by-layer "
+        "MACs (default 0.1)",
+    )

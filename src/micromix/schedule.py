@@ -1,0 +1,456 @@
+"""Schedules and their exact RAM: layer by layer, in place, and patch by patch.
+
+`layer` is memory.memory_report's figure: every tensor lives in full from the op that writes it
+to the last op that reads it. `inplace` lets an op write its output over an input that dies at
+that op: a depthwise conv (TinyEngine's scheme: one channel group at a time through a buffer of
+that group's output plane, then copied over the input's bytes of the same channels, valid for
+any stride when input and output have the same bits and channels) and elementwise ops / tables
+of equal in / out bits. `patch` runs the ops up to a split tensor once per cell of an n x n grid
+of that tensor (MCUNetV2): each cell computes, from the input region its receptive field needs
+(clipped at the borders, where the op's own padding is applied), a patch-sized buffer per
+intermediate tensor and writes its slice of the split tensor; the rest runs layer by layer
+(in place where it applies). The recomputed MACs are counted exactly.
+
+Every plan is a list of buffers with live steps that memory.plan_arena places, so a peak is an
+arena plan that memory.check_plan verifies, plus the kernels' shared scratch (as memory.py).
+The geometry functions (`stage_spans`, `input_span`, `macs_per_pixel`, `patch_fill`) are what
+integer.patch runs, so the reference computes exactly what the plan counts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from .errors import MicromixError
+from .graph import Graph, Op, TensorInfo
+from .memory import activation_bytes, packed_bytes, plan_arena, scratch_bytes
+from .policy import Policy
+
+SCHEDULES = ("auto", "layer", "inplace", "patch")
+GRIDS = range(2, 9)  # the patch grids `auto` and `patch` search
+
+Span = tuple[int, int]  # [lo, hi) along one spatial axis
+
+
+@dataclass(frozen=True)
+class _Traits:
+    inplace: str | None  # "depthwise", "elementwise" or None
+    border_fill: int | None  # code the op's padding holds; None: padding cannot be made explicit
+
+
+_BELOW_ANY_CODE = -(2**40)  # a max pool's padding never wins
+
+
+def _traits(op: Op) -> _Traits:
+    """What a schedule needs to know per op kind (moves to the op registry)."""
+    if op.is_depthwise and op.in_shape[0] == op.out_shape[0]:
+        return _Traits("depthwise", 0)
+    if op.kind in ("add", "mul", "lut"):
+        return _Traits("elementwise", 0)
+    if op.kind == "maxpool":
+        return _Traits(None, _BELOW_ANY_CODE)
+    if op.kind == "avgpool" and not op.count_include_pad and (any(op.padding) or op.ceil_mode):
+        return _Traits(None, None)  # its divisor counts the taps inside the input
+    return _Traits(None, 0)
+
+
+def patch_fill(op: Op) -> int:
+    """The code written where `op`'s input region crosses the tensor border (its padding)."""
+    fill = _traits(op).border_fill
+    if fill is None:
+        raise MicromixError(f"layer {op.name} cannot run on patches (its padding is not a value).")
+    return fill
+
+
+# ---- geometry ------------------------------------------------------------------------------
+
+
+def reads_whole(op: Op, shape: tuple[int, int, int]) -> bool:
+    """True when `op` reads all of an input of `shape`: a broadcast gate, or an op with a 1 x 1
+    output (linear, global pool) whose input is larger."""
+    out_hw, in_hw = tuple(op.out_shape[1:]), tuple(op.in_shape[1:])
+    return tuple(shape[1:]) != in_hw or (out_hw == (1, 1) and in_hw != (1, 1))
+
+
+def input_span(op: Op, shape: tuple[int, int, int], span: Span, axis: int) -> Span:
+    """The input rows (axis 0) or columns (axis 1) output `span` reads, before clipping to the
+    input (negative or past the end: the op's padding)."""
+    if reads_whole(op, shape):
+        return 0, shape[1 + axis]
+    k, s, p = op.kernel[axis], op.stride[axis], op.padding[axis]
+    return span[0] * s - p, (span[1] - 1) * s - p + k
+
+
+def macs_per_pixel(op: Op) -> int:
+    """MACs of one output pixel of `op` (all its channels)."""
+    pixels = op.out_shape[1] * op.out_shape[2]
+    if op.macs % pixels:
+        raise ValueError(f"op {op.name}'s MACs are not a whole number per output pixel")
+    return op.macs // pixels
+
+
+def cuts(size: int, n: int) -> list[Span]:
+    """`size` cut into `n` spans as even as possible."""
+    return [(i * size // n, (i + 1) * size // n) for i in range(n)]
+
+
+def stage_ops(graph: Graph, split: str) -> tuple[Op, ...]:
+    """The ops that run per patch for split tensor `split` (up to and including its producer),
+    refused unless `split` is the only tensor they pass on (no residual crosses the split) and
+    every one of them can run on patches."""
+    steps = {o.name: i for i, o in enumerate(graph.ops)}
+    if split not in steps:
+        raise MicromixError(f"no layer '{split}' to split the network at.")
+    k = steps[split]
+    crossing = [t.name for t in graph.tensors.values() if t.first <= k < t.last]
+    if crossing != [split] and not (k == len(graph.ops) - 1 and not crossing):
+        raise MicromixError(
+            f"cannot split at '{split}': tensors {crossing} are live across it (a residual)."
+        )
+    ops = graph.ops[: k + 1]
+    for o in ops:
+        if _traits(o).border_fill is None:
+            patch_fill(o)
+    return ops
+
+
+def split_points(graph: Graph) -> list[str]:
+    """Every tensor the network can be split at (stage_ops accepts it), in execution order."""
+    out = []
+    for o in graph.ops:
+        try:
+            stage_ops(graph, o.name)
+        except MicromixError:
+            continue
+        out.append(o.name)
+    return out
+
+
+def stage_spans(graph: Graph, split: str, grid: int, axis: int) -> list[dict[str, Span]]:
+    """Per grid row (axis 0) or column (axis 1): the span of every tensor of the stage that
+    cell computes (its split-tensor slice, and the union of what the consumers read, clipped),
+    the network input included."""
+    ops = stage_ops(graph, split)
+    size = graph.tensors[split].shape[1 + axis]
+    if not 1 <= grid <= size:
+        raise MicromixError(f"a {grid} x {grid} grid does not fit the {split} tensor.")
+    out = []
+    for cell in cuts(size, grid):
+        need: dict[str, Span] = {split: cell}
+        for o in reversed(ops):
+            for t in o.inputs:
+                shape = graph.tensors[t].shape
+                lo, hi = input_span(o, shape, need[o.output], axis)
+                lo, hi = max(lo, 0), min(hi, shape[1 + axis])
+                old = need.get(t, (lo, hi))
+                need[t] = (min(old[0], lo), max(old[1], hi))
+        out.append(need)
+    return out
+
+
+# ---- plans ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepBuffers:
+    step: int
+    label: str  # the op; "(per patch)" inside the patch stage
+    buffers: tuple[tuple[str, int], ...]  # (buffer, bytes) live at this step
+
+
+@dataclass(frozen=True)
+class ScheduledMemory:
+    kind: str  # layer, inplace or patch
+    split: str | None  # patch: the tensor the per-patch stage writes
+    grid: int  # patch: n of the n x n grid (1 otherwise)
+    inplace: tuple[str, ...]  # ops whose output overwrites an input
+    ram_bytes: int  # arena + kernel scratch (memory.memory_report's convention)
+    arena_bytes: int
+    scratch_bytes: int
+    macs: int
+    layer_macs: int
+    steps: tuple[StepBuffers, ...]
+    buffer_bytes: dict[str, int] = field(hash=False)
+    live: dict[str, tuple[int, int]] = field(hash=False)  # buffer -> (first, last) step
+    offsets: dict[str, int] = field(hash=False)
+    tensors: dict[str, str] = field(hash=False)  # activation tensor -> the buffer holding it
+
+    @property
+    def mac_overhead(self) -> float:
+        return self.macs / self.layer_macs - 1
+
+    def describe(self) -> str:
+        what = self.kind
+        if self.kind == "patch":
+            what += f" (split at {self.split}, {self.grid} x {self.grid} grid)"
+        return f"{what}: peak RAM {self.ram_bytes:,} B, MACs {self.macs:,} (+{100 * self.mac_overhead:.1f} %)"
+
+    def to_json(self) -> dict:
+        return {
+            "kind": self.kind,
+            "split": self.split,
+            "grid": self.grid,
+            "inplace": list(self.inplace),
+            "ram": self.ram_bytes,
+            "arena": self.arena_bytes,
+            "scratch": self.scratch_bytes,
+            "macs": self.macs,
+            "mac_overhead": self.mac_overhead,
+            "steps": [
+                {"step": s.step, "op": s.label, "buffers": dict(s.buffers)} for s in self.steps
+            ],
+            "offsets": dict(self.offsets),
+        }
+
+
+@dataclass
+class _Buf:
+    first: int
+    last: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class _Draft:
+    """A plan before placement: buffers, which tensor lives in which, and the MACs."""
+
+    kind: str
+    split: str | None
+    grid: int
+    bufs: dict[str, _Buf]
+    home: dict[str, str]
+    inplace: tuple[str, ...]
+    macs: int
+
+    def lower_bound(self) -> int:
+        steps = max(b.last for b in self.bufs.values()) + 1
+        live = [0] * steps
+        for b in self.bufs.values():
+            for s in range(b.first, b.last + 1):
+                live[s] += b.bytes
+        return max(live)
+
+
+def _layer_bufs(graph: Graph, policy: Policy) -> dict[str, _Buf]:
+    return {
+        n: _Buf(t.first, t.last, activation_bytes(t.shape, policy.activations[n]))
+        for n, t in graph.tensors.items()
+    }
+
+
+def _draft(
+    graph: Graph, policy: Policy, inplace: bool, split: str | None = None, grid: int = 1
+) -> _Draft:
+    bufs = _layer_bufs(graph, policy)
+    macs = sum(o.macs for o in graph.ops)
+    stage_end = -1
+    if split is not None:
+        macs += _patch_buffers(graph, policy, bufs, split, grid)
+        stage_end = graph.tensors[split].first
+    home = {n: n for n in bufs}
+    done: list[str] = []
+    if inplace:
+        for step, op in enumerate(graph.ops):
+            fixed = {graph.input, split} if step <= stage_end else set()
+            if _merge_inplace(graph, policy, step, op, bufs, home, fixed):
+                done.append(op.name)
+    kind = "patch" if split is not None else ("inplace" if inplace else "layer")
+    return _Draft(kind, split, grid, bufs, home, tuple(done), macs)
+
+
+def _patch_buffers(
+    graph: Graph, policy: Policy, bufs: dict[str, _Buf], split: str, grid: int
+) -> int:
+    """Shrink the stage's intermediates to their largest patch, keep the network input and the
+    split tensor live through the whole stage; returns the recomputed MACs."""
+    rows, cols = (stage_spans(graph, split, grid, a) for a in (0, 1))
+    ops = graph.ops[: graph.tensors[split].first + 1]
+    extra = 0
+    for o in ops:
+        n_rows = sum(r[o.output][1] - r[o.output][0] for r in rows)
+        n_cols = sum(c[o.output][1] - c[o.output][0] for c in cols)
+        extra += macs_per_pixel(o) * n_rows * n_cols - o.macs
+        if o.output != split:
+            h = max(r[o.output][1] - r[o.output][0] for r in rows)
+            w = max(c[o.output][1] - c[o.output][0] for c in cols)
+            c = o.out_shape[0]
+            bufs[o.output].bytes = activation_bytes((c, h, w), policy.activations[o.output])
+    k = len(ops) - 1
+    bufs[graph.input].last = max(bufs[graph.input].last, k)
+    bufs[split].first = 0
+    return extra
+
+
+def _merge_inplace(
+    graph: Graph,
+    policy: Policy,
+    step: int,
+    op: Op,
+    bufs: dict[str, _Buf],
+    home: dict[str, str],
+    fixed: set[str],
+) -> bool:
+    """Let `op` write its output over an input that dies here, when its kind allows; the
+    depthwise scheme adds its one-group buffer. `fixed`: tensors a patch stage op must not
+    overwrite or be overwritten into (the network input and the split tensor outlive a patch).
+
+    In a patch stage an input buffer may hold a larger region than the output (another reader
+    needed more): an elementwise op run in pixel order still never overwrites a pixel it has
+    yet to read (the input pixel of output pixel p sits at index >= p), and the depthwise
+    scheme writes a group only over bytes of the same group, already read."""
+    how = _traits(op).inplace
+    out = op.output
+    if how is None or fixed & {out, *op.inputs}:
+        return False
+    bits = policy.activations[out]
+    for t in op.inputs:
+        b = bufs[home[t]]
+        same = policy.activations[t] == bits and graph.tensors[t].shape[0] == op.out_shape[0]
+        if how == "elementwise":
+            same = same and graph.tensors[t].shape == op.out_shape
+        if not same or b.last != step or bufs[out].first != step or bufs[out].bytes > b.bytes:
+            continue
+        mine = bufs.pop(out)
+        b.last = mine.last
+        home[out] = home[t]
+        if how == "depthwise":
+            pixels = mine.bytes // packed_bytes(op.out_shape[0], bits)
+            bufs[f"{op.name}.group"] = _Buf(step, step, pixels * _group_bytes(op, bits))
+        return True
+    return False
+
+
+def _group_bytes(op: Op, bits: int) -> int:
+    """Bytes per pixel of one channel group: the fewest channels that fill whole bytes
+    (lcm(bits, 8) / bits), so copying a group back leaves its neighbours' bits alone."""
+    return packed_bytes(min(op.out_shape[0], math.lcm(bits, 8) // bits), bits)
+
+
+def _arena_graph(graph: Graph, bufs: dict[str, _Buf]) -> Graph:
+    """The buffers as the tensors of a Graph: plan_arena and check_plan read only their names
+    and live steps."""
+    tensors = {
+        n: TensorInfo(n, (b.bytes, 1, 1), None, (), b.first, b.last, False) for n, b in bufs.items()
+    }
+    return replace(graph, ops=(), tensors=tensors)
+
+
+def arena_graph(memory: ScheduledMemory, graph: Graph) -> Graph:
+    """The plan's buffers as a Graph, for memory.check_plan(g, memory.buffer_bytes, ...)."""
+    bufs = {n: _Buf(*memory.live[n], b) for n, b in memory.buffer_bytes.items()}
+    return _arena_graph(graph, bufs)
+
+
+def _place(graph: Graph, policy: Policy, d: _Draft) -> ScheduledMemory:
+    sizes = {n: b.bytes for n, b in d.bufs.items()}
+    arena, offsets = plan_arena(_arena_graph(graph, d.bufs), sizes)
+    scratch = scratch_bytes(graph, policy.weights)
+    stage_end = graph.tensors[d.split].first if d.split is not None else -1
+    steps = tuple(
+        StepBuffers(
+            s,
+            o.name + (" (per patch)" if s <= stage_end else ""),
+            tuple((n, b.bytes) for n, b in d.bufs.items() if b.first <= s <= b.last),
+        )
+        for s, o in enumerate(graph.ops)
+    )
+    return ScheduledMemory(
+        kind=d.kind,
+        split=d.split,
+        grid=d.grid,
+        inplace=d.inplace,
+        ram_bytes=arena + scratch,
+        arena_bytes=arena,
+        scratch_bytes=scratch,
+        macs=d.macs,
+        layer_macs=sum(o.macs for o in graph.ops),
+        steps=steps,
+        buffer_bytes=sizes,
+        live={n: (b.first, b.last) for n, b in d.bufs.items()},
+        offsets=offsets,
+        tensors=dict(d.home),
+    )
+
+
+def _best(graph: Graph, policy: Policy, drafts: Iterable[_Draft]) -> ScheduledMemory | None:
+    """The smallest placed peak (then the fewest MACs). Drafts are placed in order of their
+    liveness lower bound and the search stops once no later one can beat the best placed."""
+    best: ScheduledMemory | None = None
+    for lb, d in sorted(((d.lower_bound(), d) for d in drafts), key=lambda x: (x[0], x[1].macs)):
+        if best is not None and lb >= best.arena_bytes:
+            break
+        m = _place(graph, policy, d)
+        if best is None or (m.arena_bytes, m.macs) < (best.arena_bytes, best.macs):
+            best = m
+    return best
+
+
+def _patch_drafts(
+    graph: Graph,
+    policy: Policy,
+    split: str | None,
+    grid: int | None,
+    max_recompute: float,
+) -> list[_Draft]:
+    if split is not None:
+        stage_ops(graph, split)  # refuses an unknown split or one a residual crosses
+    splits = [split] if split is not None else split_points(graph)
+    layer_macs = sum(o.macs for o in graph.ops)
+    out = []
+    for s in splits:
+        _, h, w = graph.tensors[s].shape
+        for n in [grid] if grid is not None else GRIDS:
+            if grid is None and n > min(h, w):
+                break
+            d = _draft(graph, policy, True, s, n)
+            explicit = split is not None and grid is not None
+            if explicit or d.macs <= layer_macs * (1 + max_recompute):
+                out.append(d)
+    return out
+
+
+def plan(
+    graph: Graph,
+    policy: Policy,
+    schedule: str = "auto",
+    max_recompute: float = 0.10,
+    *,
+    split: str | None = None,
+    grid: int | None = None,
+) -> ScheduledMemory:
+    """The schedule of `graph` under `policy` and its exact RAM (see the module docstring).
+
+    layer: today's figure (memory_report's ram_bytes). inplace: every op that can write over a
+    dying input does (never above layer: with no gain it keeps no in-place op). patch: the
+    split tensor and grid (2..8 unless given) of smallest peak whose recomputed MACs stay within
+    `max_recompute` of layer's (a split and grid both given are taken as they are). auto: the
+    smallest peak of all of these within the cap.
+    """
+    if schedule not in SCHEDULES:
+        raise MicromixError(f"unknown schedule '{schedule}' (choose {', '.join(SCHEDULES)}).")
+    if not (isinstance(max_recompute, (int, float)) and 0 <= max_recompute < math.inf):
+        raise MicromixError(f"the recompute cap must be a fraction >= 0, got {max_recompute!r}.")
+    if (split is not None or grid is not None) and schedule != "patch":
+        raise MicromixError("a split layer or grid is only for the patch schedule.")
+    if grid is not None and not (isinstance(grid, int) and grid >= 1):
+        raise MicromixError(f"the patch grid must be a whole number >= 1, got {grid!r}.")
+    policy.validate(graph, allowed=tuple(range(1, 9)))
+    layer = _place(graph, policy, _draft(graph, policy, False))
+    if schedule == "layer":
+        return layer
+    inplace = _place(graph, policy, _draft(graph, policy, True))
+    if inplace.ram_bytes > layer.ram_bytes:
+        inplace = replace(layer, kind="inplace")
+    if schedule == "inplace":
+        return inplace
+    patch = _best(graph, policy, _patch_drafts(graph, policy, split, grid, max_recompute))
+    if schedule == "patch":
+        if patch is None:
+            raise MicromixError(
+                f"no patch schedule recomputes at most {100 * max_recompute:g} % of the MACs."
+            )
+        return patch
+    options = [layer, inplace] + ([patch] if patch is not None else [])
+    return min(options, key=lambda m: (m.ram_bytes, m.macs))

@@ -1,0 +1,186 @@
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch.nn as nn
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from micromix.errors import MicromixError
+from micromix.graph import trace
+from micromix.memory import check_plan, memory_report, packed_bytes, scratch_bytes
+from micromix.models import create
+from micromix.policy import Policy
+from micromix.schedule import arena_graph, plan, split_points, stage_ops
+
+SCHEDULES = ("layer", "inplace", "patch", "auto")
+
+
+@functools.cache
+def zoo(name: str, width: float, res: int, chans: int = 1):
+    m = create(name, width=width, resolution=res, in_channels=chans, num_classes=10)
+    return trace(m, (1, chans, res, res))
+
+
+STUDY = [("mobilenet_v1", 0.25), ("mobilenet_v2", 0.35), ("mnasnet", 0.35)]
+
+
+def random_policy(g, draw_bits) -> Policy:
+    base = Policy.uniform(g, 8)
+    inner = [t for t in g.tensors if t not in (g.input, g.output)]
+    return base.replace(
+        weights={o.name: draw_bits() for o in g.weight_ops},
+        activations={t: draw_bits() for t in inner},
+    )
+
+
+def _overlap_free(m, g) -> bool:
+    """No two buffers live at the same step share a byte (an oracle apart from check_plan)."""
+    for s in range(len(g.ops)):
+        spans = sorted(
+            (m.offsets[n], m.offsets[n] + b)
+            for n, b in m.buffer_bytes.items()
+            if m.live[n][0] <= s <= m.live[n][1] and b
+        )
+        if any(a[1] > b[0] for a, b in zip(spans, spans[1:])):
+            return False
+    return all(m.offsets[n] + b <= m.arena_bytes for n, b in m.buffer_bytes.items())
+
+
+@pytest.mark.parametrize("name, width", STUDY)
+def test_layer_is_memory_reports_ram(name, width):
+    g = zoo(name, width, 28)
+    for bits in (8, 4, 2):
+        p = Policy.uniform(g, bits).replace(activations={g.input: 8, g.output: 8})
+        assert plan(g, p, "layer").ram_bytes == memory_report(g, p).ram_bytes
+
+
+def test_layer_is_memory_reports_ram_on_a_residual_net(tiny_resnet):
+    g = trace(tiny_resnet, (1, 1, 12, 12))
+    p = Policy.uniform(g, 8)
+    assert plan(g, p, "layer").ram_bytes == memory_report(g, p).ram_bytes
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data(), st.sampled_from(STUDY))
+def test_every_plan_places_its_buffers_apart_and_inplace_never_above_layer(data, model):
+    g = zoo(*model, 28)
+    p = random_policy(g, lambda: data.draw(st.sampled_from((2, 3, 4, 8))))
+    layer = plan(g, p, "layer")
+    for kind in SCHEDULES:
+        m = plan(g, p, kind, max_recompute=0.5)
+        assert check_plan(arena_graph(m, g), m.buffer_bytes, m.offsets, m.arena_bytes)
+        assert _overlap_free(m, g)
+        assert m.ram_bytes == m.arena_bytes + scratch_bytes(g, p.weights)
+        assert m.ram_bytes <= layer.ram_bytes or kind == "patch"
+        # every tensor has a home buffer that is live whenever the tensor is
+        for t, info in g.tensors.items():
+            first, last = m.live[m.tensors[t]]
+            assert first <= info.first and (last >= info.last or kind == "patch")
+    assert plan(g, p, "auto", 0.5).ram_bytes <= min(
+        plan(g, p, k, 0.5).ram_bytes for k in ("layer", "inplace", "patch")
+    )
+
+
+class DwChain(nn.Module):
+    """conv 1 -> 4 channels, depthwise 3x3 (stride s), pointwise 4 -> 2: one in-place op."""
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.a = nn.Conv2d(1, 4, 3, padding=1)
+        self.dw = nn.Conv2d(4, 4, 3, stride=stride, padding=1, groups=4)
+        self.pw = nn.Conv2d(4, 2, 1)
+
+    def forward(self, x):
+        return self.pw(self.dw(self.a(x).relu()).relu())
+
+
+@pytest.mark.parametrize("stride, abits", [(1, 8), (2, 8), (1, 4), (2, 2), (1, 3)])
+def test_inplace_depthwise_counts_one_channel_group_plane(stride, abits):
+    g = trace(DwChain(stride), (1, 1, 8, 8))
+    p = Policy.uniform(g, 8).replace(activations={"a": abits, "dw": abits})
+    m = plan(g, p, "inplace")
+    assert m.inplace == ("dw",)
+    o = 8 // stride
+    a = 64 * packed_bytes(4, abits)  # the conv's output, overwritten by the depthwise output
+    group = {8: 1, 4: 2, 2: 4, 3: 8}[abits]  # channels that fill whole bytes, at most 4
+    plane = o * o * packed_bytes(min(group, 4), abits)
+    pw_out = o * o * 2
+    assert m.arena_bytes == max(64 + a, a + plane, a + pw_out)
+    dw = o * o * packed_bytes(4, abits)
+    assert plan(g, p, "layer").arena_bytes == max(64 + a, a + dw, dw + pw_out)
+
+
+def test_inplace_refused_when_bits_change():
+    g = trace(DwChain(1), (1, 1, 8, 8))
+    p = Policy.uniform(g, 8).replace(activations={"a": 8, "dw": 4})
+    assert plan(g, p, "inplace").inplace == ()
+
+
+def test_inplace_elementwise_writes_over_the_dying_input(tiny_resnet):
+    g = trace(tiny_resnet, (1, 1, 12, 12))
+    p = Policy.uniform(g, 8)
+    m = plan(g, p, "inplace")
+    add = next(o for o in g.ops if o.kind == "add")
+    assert add.name in m.inplace
+    assert m.tensors[add.output] in {m.tensors[t] for t in add.inputs}
+
+
+def test_patch_lowers_the_peak_of_a_net_with_a_large_first_stage():
+    g = zoo("mobilenet_v1", 0.25, 96, 3)
+    p = Policy.uniform(g, 8)
+    layer, patch = plan(g, p, "layer"), plan(g, p, "patch", 0.10)
+    assert patch.ram_bytes < 0.75 * layer.ram_bytes
+    assert 0 < patch.mac_overhead <= 0.10
+    assert patch.grid >= 2 and patch.split in split_points(g)
+    # the network input and the split tensor are the only full tensors of the stage
+    stage = stage_ops(g, patch.split)
+    for o in stage[:-1]:
+        assert (
+            patch.buffer_bytes[patch.tensors[o.output]] < memory_report(g, p).tensor_bytes[o.name]
+        )
+
+
+def test_recompute_cap_is_respected():
+    g = zoo("mobilenet_v1", 0.25, 96, 3)
+    p = Policy.uniform(g, 8)
+    for cap in (0.0, 0.02, 0.1, 0.3):
+        m = plan(g, p, "auto", cap)
+        assert m.mac_overhead <= cap + 1e-12
+    assert plan(g, p, "auto", 0.3).ram_bytes <= plan(g, p, "auto", 0.02).ram_bytes
+    assert plan(g, p, "patch", 0.0).mac_overhead == 0  # a split after the stem recomputes nothing
+
+
+def test_grid_one_is_layer_by_layer_work():
+    g = zoo("mobilenet_v2", 0.35, 28)
+    p = Policy.uniform(g, 8)
+    for s in split_points(g)[:6]:
+        assert plan(g, p, "patch", split=s, grid=1).mac_overhead == 0
+
+
+def test_split_inside_a_residual_block_is_refused():
+    g = zoo("mobilenet_v2", 0.35, 28)
+    p = Policy.uniform(g, 8)
+    add = next(o for o in g.ops if o.kind == "add")
+    inside = g.ops[g.ops.index(add) - 1].name  # the projection: the skip is live across it
+    assert inside not in split_points(g) and add.name in split_points(g)
+    with pytest.raises(MicromixError, match="residual"):
+        plan(g, p, "patch", split=inside, grid=2)
+
+
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        (dict(schedule="fastest"), "unknown schedule"),
+        (dict(max_recompute=-0.1), "fraction"),
+        (dict(schedule="layer", grid=2), "only for the patch"),
+        (dict(schedule="patch", split="nope", grid=2), "no layer"),
+        (dict(schedule="patch", split="features.0.0", grid=99), "grid does not fit"),
+        (dict(schedule="patch", split="features.0.0", grid=0), "whole number"),
+    ],
+)
+def test_bad_settings_are_one_sentence(kwargs, needle):
+    g = zoo("mobilenet_v1", 0.25, 28)
+    with pytest.raises(MicromixError, match=needle):
+        plan(g, Policy.uniform(g, 8), **kwargs)
