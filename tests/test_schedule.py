@@ -11,6 +11,7 @@ from micromix.errors import MicromixError
 from micromix.graph import trace
 from micromix.memory import check_plan, memory_report, packed_bytes, scratch_bytes
 from micromix.models import create
+from micromix.ops.common import window_overlap
 from micromix.policy import Policy
 from micromix.schedule import arena_graph, plan, split_points, stage_ops
 
@@ -97,19 +98,24 @@ class DwChain(nn.Module):
 
 
 @pytest.mark.parametrize("stride, abits", [(1, 8), (2, 8), (1, 4), (2, 2), (1, 3)])
-def test_inplace_depthwise_counts_one_channel_group_plane(stride, abits):
+def test_inplace_depthwise_output_starts_its_overlap_before_the_input(stride, abits):
     g = trace(DwChain(stride), (1, 1, 8, 8))
     p = Policy.uniform(g, 8).replace(activations={"a": abits, "dw": abits})
-    m = plan(g, p, "inplace")
-    assert m.inplace == ("dw",)
+    pix = packed_bytes(4, abits)
+    d = window_overlap(g.op("dw"), pix, pix)
+    assert 0 <= d <= (8 + 2) * pix  # at most an input row and two pixels
     o = 8 // stride
-    a = 64 * packed_bytes(4, abits)  # the conv's output, overwritten by the depthwise output
-    group = {8: 1, 4: 2, 2: 4, 3: 8}[abits]  # channels that fill whole bytes, at most 4
-    plane = o * o * packed_bytes(min(group, 4), abits)
-    pw_out = o * o * 2
-    assert m.arena_bytes == max(64 + a, a + plane, a + pw_out)
-    dw = o * o * packed_bytes(4, abits)
-    assert plan(g, p, "layer").arena_bytes == max(64 + a, a + dw, dw + pw_out)
+    a, dw, pw_out = 64 * pix, o * o * pix, o * o * 2
+    layer = max(64 + a, a + dw, dw + pw_out)
+    assert plan(g, p, "layer").arena_bytes == layer
+    # the shared buffer holds a's bytes and the overlap from a's first step to dw's last
+    shared = max(64 + a + d, a + d + pw_out)
+    m = plan(g, p, "inplace")
+    if shared <= layer:
+        assert m.inplace == ("dw",) and m.arena_bytes == shared
+        assert m.tensor_offset("a") - m.tensor_offset("dw") == d  # the output starts d before
+    else:  # writing in place would cost more than it saves: kept layer by layer
+        assert m.inplace == () and m.arena_bytes == layer
 
 
 def test_inplace_refused_when_bits_change():

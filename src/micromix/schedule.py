@@ -2,10 +2,11 @@
 
 `layer` is memory.memory_report's figure: every tensor lives in full from the op that writes it
 to the last op that reads it. `inplace` lets an op write its output over an input that dies at
-that op: a depthwise conv (TinyEngine's scheme: one channel group at a time through a buffer of
-that group's output plane, then copied over the input's bytes of the same channels, valid for
-any stride when input and output have the same bits and channels) and elementwise ops / tables
-of equal in / out bits. `patch` runs the ops up to a split tensor once per cell of an n x n grid
+that op, where its kernel can (`OpDef.in_place`): the kernel writes output pixels in raster
+order, each after reading its window, so the output starts a few bytes before the input
+(about one input row for a 3x3 depthwise at stride 1, a pixel at stride 2, nothing for
+elementwise ops and tables of equal in / out bits) and that overlap is the only extra RAM:
+TinyEngine's in-place depthwise with the arena itself as the buffer, and no kernel changes. `patch` runs the ops up to a split tensor once per cell of an n x n grid
 of that tensor (MCUNetV2): each cell computes, from the input region its receptive field needs
 (clipped at the borders, where the op's own padding is applied), a patch-sized buffer per
 intermediate tensor and writes its slice of the split tensor; the rest runs layer by layer
@@ -25,7 +26,8 @@ from dataclasses import dataclass, field, replace
 
 from .errors import MicromixError
 from .graph import Graph, Op, TensorInfo
-from .memory import activation_bytes, packed_bytes, plan_arena, scratch_bytes
+from .memory import activation_bytes, plan_arena, scratch_bytes
+from .ops import of
 from .policy import Policy
 
 SCHEDULES = ("auto", "layer", "inplace", "patch")
@@ -34,31 +36,9 @@ GRIDS = range(2, 9)  # the patch grids `auto` and `patch` search
 Span = tuple[int, int]  # [lo, hi) along one spatial axis
 
 
-@dataclass(frozen=True)
-class _Traits:
-    inplace: str | None  # "depthwise", "elementwise" or None
-    border_fill: int | None  # code the op's padding holds; None: padding cannot be made explicit
-
-
-_BELOW_ANY_CODE = -(2**40)  # a max pool's padding never wins
-
-
-def _traits(op: Op) -> _Traits:
-    """What a schedule needs to know per op kind (moves to the op registry)."""
-    if op.is_depthwise and op.in_shape[0] == op.out_shape[0]:
-        return _Traits("depthwise", 0)
-    if op.kind in ("add", "mul", "lut"):
-        return _Traits("elementwise", 0)
-    if op.kind == "maxpool":
-        return _Traits(None, _BELOW_ANY_CODE)
-    if op.kind == "avgpool" and not op.count_include_pad and (any(op.padding) or op.ceil_mode):
-        return _Traits(None, None)  # its divisor counts the taps inside the input
-    return _Traits(None, 0)
-
-
 def patch_fill(op: Op) -> int:
     """The code written where `op`'s input region crosses the tensor border (its padding)."""
-    fill = _traits(op).border_fill
+    fill = of(op).patch_fill(op)
     if fill is None:
         raise MicromixError(f"layer {op.name} cannot run on patches (its padding is not a value).")
     return fill
@@ -111,8 +91,7 @@ def stage_ops(graph: Graph, split: str) -> tuple[Op, ...]:
         )
     ops = graph.ops[: k + 1]
     for o in ops:
-        if _traits(o).border_fill is None:
-            patch_fill(o)
+        patch_fill(o)
     return ops
 
 
@@ -176,6 +155,11 @@ class ScheduledMemory:
     live: dict[str, tuple[int, int]] = field(hash=False)  # buffer -> (first, last) step
     offsets: dict[str, int] = field(hash=False)
     tensors: dict[str, str] = field(hash=False)  # activation tensor -> the buffer holding it
+    deltas: dict[str, int] = field(hash=False, default_factory=dict)  # its offset in there
+
+    def tensor_offset(self, tensor: str) -> int:
+        """Where `tensor` starts in the arena (its buffer's offset plus its place in it)."""
+        return self.offsets[self.tensors[tensor]] + self.deltas.get(tensor, 0)
 
     @property
     def mac_overhead(self) -> float:
@@ -221,7 +205,8 @@ class _Draft:
     grid: int
     bufs: dict[str, _Buf]
     home: dict[str, str]
-    inplace: tuple[str, ...]
+    delta: dict[str, int]  # tensor -> its byte offset inside its buffer
+    inplace: list[str]
     macs: int
 
     def lower_bound(self) -> int:
@@ -249,15 +234,14 @@ def _draft(
     if split is not None:
         macs += _patch_buffers(graph, policy, bufs, split, grid)
         stage_end = graph.tensors[split].first
-    home = {n: n for n in bufs}
-    done: list[str] = []
+    kind = "patch" if split is not None else ("inplace" if inplace else "layer")
+    d = _Draft(kind, split, grid, bufs, {n: n for n in bufs}, dict.fromkeys(bufs, 0), [], macs)
     if inplace:
         for step, op in enumerate(graph.ops):
-            fixed = {graph.input, split} if step <= stage_end else set()
-            if _merge_inplace(graph, policy, step, op, bufs, home, fixed):
-                done.append(op.name)
-    kind = "patch" if split is not None else ("inplace" if inplace else "layer")
-    return _Draft(kind, split, grid, bufs, home, tuple(done), macs)
+            # a patch stage's ops work on patches: their windows are not the tensor's
+            if step > stage_end and _merge_inplace(graph, policy, step, op, d, set()):
+                d.inplace.append(op.name)
+    return d
 
 
 def _patch_buffers(
@@ -288,44 +272,38 @@ def _merge_inplace(
     policy: Policy,
     step: int,
     op: Op,
-    bufs: dict[str, _Buf],
-    home: dict[str, str],
+    d: _Draft,
     fixed: set[str],
 ) -> bool:
-    """Let `op` write its output over an input that dies here, when its kind allows; the
-    depthwise scheme adds its one-group buffer. `fixed`: tensors a patch stage op must not
-    overwrite or be overwritten into (the network input and the split tensor outlive a patch).
-
-    In a patch stage an input buffer may hold a larger region than the output (another reader
-    needed more): an elementwise op run in pixel order still never overwrites a pixel it has
-    yet to read (the input pixel of output pixel p sits at index >= p), and the depthwise
-    scheme writes a group only over bytes of the same group, already read."""
-    how = _traits(op).inplace
+    """Let `op` write its output over an input that dies here, when its op kind's kernel can
+    (`OpDef.in_place`: the bytes by which the output must start before that input, about one
+    input row for a 3x3 depthwise, none for elementwise ops). The output goes at the front of
+    the input's buffer, which grows by that overlap. `fixed`: tensors a patch stage op must not
+    overwrite or be overwritten into (the network input and the split tensor outlive a patch)."""
     out = op.output
-    if how is None or fixed & {out, *op.inputs}:
+    if fixed & {out, *op.inputs} or d.bufs[out].first != step:
         return False
-    bits = policy.activations[out]
+    in_bits = policy.activations[op.inputs[0]]
+    w_bits = policy.weights[op.name] if op.has_weight else None
+    overlap = of(op).in_place(op, in_bits, policy.activations[out], w_bits)
+    if overlap is None:
+        return False
     for t in op.inputs:
-        b = bufs[home[t]]
-        same = policy.activations[t] == bits and graph.tensors[t].shape[0] == op.out_shape[0]
-        if how == "elementwise":
-            same = same and graph.tensors[t].shape == op.out_shape
-        if not same or b.last != step or bufs[out].first != step or bufs[out].bytes > b.bytes:
+        home, b, size = d.home[t], d.bufs[d.home[t]], d.bufs[out].bytes
+        if graph.tensors[t].shape != graph.tensors[op.inputs[0]].shape or b.last != step:
             continue
-        mine = bufs.pop(out)
+        if policy.activations[t] != in_bits:
+            continue
+        shift = overlap - d.delta[t]  # the input moves up so the output fits before it
+        for name, h in d.home.items():
+            if h == home:
+                d.delta[name] += max(shift, 0)
+        d.home[out], d.delta[out] = home, max(0, d.delta[t] - overlap)
+        mine = d.bufs.pop(out)
         b.last = mine.last
-        home[out] = home[t]
-        if how == "depthwise":
-            pixels = mine.bytes // packed_bytes(op.out_shape[0], bits)
-            bufs[f"{op.name}.group"] = _Buf(step, step, pixels * _group_bytes(op, bits))
+        b.bytes = max(b.bytes + max(shift, 0), d.delta[out] + size)
         return True
     return False
-
-
-def _group_bytes(op: Op, bits: int) -> int:
-    """Bytes per pixel of one channel group: the fewest channels that fill whole bytes
-    (lcm(bits, 8) / bits), so copying a group back leaves its neighbours' bits alone."""
-    return packed_bytes(min(op.out_shape[0], math.lcm(bits, 8) // bits), bits)
 
 
 def _arena_graph(graph: Graph, bufs: dict[str, _Buf]) -> Graph:
@@ -360,7 +338,7 @@ def _place(graph: Graph, policy: Policy, d: _Draft) -> ScheduledMemory:
         kind=d.kind,
         split=d.split,
         grid=d.grid,
-        inplace=d.inplace,
+        inplace=tuple(d.inplace),
         ram_bytes=arena + scratch,
         arena_bytes=arena,
         scratch_bytes=scratch,
@@ -371,6 +349,7 @@ def _place(graph: Graph, policy: Policy, d: _Draft) -> ScheduledMemory:
         live={n: (b.first, b.last) for n, b in d.bufs.items()},
         offsets=offsets,
         tensors=dict(d.home),
+        deltas=dict(d.delta),
     )
 
 

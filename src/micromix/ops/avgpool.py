@@ -94,6 +94,13 @@ def _divisors(op: Op) -> list[int]:
     return [k] if op.count_include_pad else list(range(1, k + 1))
 
 
+def patch_fill(op: Op) -> int | None:
+    """Zeros, unless the divisor counts only the taps inside the input (then a patch's border
+    is not a value it could be filled with)."""
+    clipped = not op.count_include_pad and (any(op.padding) or op.ceil_mode)
+    return None if clipped else 0
+
+
 def params(op: Op, in_bits: int | None = None) -> list[tuple[str, str, int]]:
     return requant_params(op, len(_divisors(op)))
 
@@ -140,5 +147,6 @@ register(
         functions=(F.adaptive_avg_pool2d, F.avg_pool2d),
         methods=("mean",),
         accepts=_is_global_mean,
+        patch_fill=patch_fill,
     )
 )

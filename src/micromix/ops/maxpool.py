@@ -133,6 +133,7 @@ register(
         real=same_real,
         emit=emit,
         keeps_grid=True,
+        patch_fill=lambda op: _LOW,  # padding never wins
         modules=(nn.MaxPool2d, nn.AdaptiveMaxPool2d),
         functions=(F.max_pool2d, F.max_pool2d_with_indices, F.adaptive_max_pool2d),
     )

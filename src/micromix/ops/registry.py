@@ -42,6 +42,10 @@ def _never_in_place(op: Op, in_bits: int, out_bits: int, w_bits: int | None) -> 
     return None
 
 
+def _zero_fill(op: Op) -> int | None:
+    return 0
+
+
 def _no_check(op: Op) -> None:
     return None
 
@@ -67,7 +71,9 @@ class OpDef:
       op its C kernel cannot run, `weight_layout(iop, kernel)` its weight bytes in the order
       that kernel reads them, `in_place(op, in_bits, out_bits, w_bits)` the bytes by which its
       output must start before its first input for its kernel to write the output over that
-      input as it goes (None: it cannot);
+      input as it goes (None: it cannot), `patch_fill(op)` the code its padding holds when it
+      runs on a patch whose input region crosses the tensor's border (None: it cannot run on
+      patches; its receptive field is its kernel, stride and padding);
     - QAT: `keeps_grid` (its output may share its input's quantizer when the bits agree: then
       its requantization is exactly 1), `qat(gm, op, nodes)` rewrites its fx nodes for
       fake-quant training and returns an object whose `bind(q_in, q_out)` is called once the
@@ -97,6 +103,7 @@ class OpDef:
     scratch: Callable[[Op, int | None], int] = _no_scratch
     check: Callable[[Op], object] = _no_check
     in_place: Callable[[Op, int, int, int | None], int | None] = _never_in_place
+    patch_fill: Callable[[Op], int | None] = _zero_fill
     weight_layout: Callable[[IntOp, str], np.ndarray] | None = None
     keeps_grid: bool = False
     qat: Callable[[Any, Op, dict], Any] | None = None

@@ -111,6 +111,7 @@ register(
         real=same_real,
         emit=emit,
         keeps_grid=True,
+        patch_fill=lambda op: None,  # its receptive field is not a window: no patches
         modules=(nn.Upsample,),
         functions=(F.interpolate,),
         c_source=C_SOURCE,
