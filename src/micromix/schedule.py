@@ -129,6 +129,58 @@ def stage_spans(graph: Graph, split: str, grid: int, axis: int) -> list[dict[str
     return out
 
 
+@dataclass(frozen=True)
+class TileStep:
+    """One op of one patch cell as the C runs it: its output region, the (clipped) input
+    region its kernel reads, and the padding that region leaves on the top and left (the
+    kernel's own clipping pads the bottom and right at the tensor's border)."""
+
+    op: Op
+    rows: Span  # of its output tensor
+    cols: Span
+    in_rows: Span  # of its (first) input tensor, inside the tensor
+    in_cols: Span
+    pad: tuple[int, int]  # (top, left) rows and columns of padding in the kernel's window
+    staged: bool  # its input is the network input, copied into the staging buffer first
+
+
+def cells(graph: Graph, split: str, grid: int) -> list[list[TileStep]]:
+    """The patch stage as the C runs it: per cell of the grid (row-major), its ops in order.
+    Refused (one sentence) where a kernel could not read its input tile in place: an op that
+    reads a whole tensor, or a tensor whose patch holds more than one of its readers needs (a
+    tensor read by two ops of the stage); the network input is always copied in."""
+    ops = stage_ops(graph, split)
+    out = []
+    for rows in stage_spans(graph, split, grid, 0):
+        for cols in stage_spans(graph, split, grid, 1):
+            out.append([_tile_step(graph, o, rows, cols) for o in ops])
+    return out
+
+
+def _tile_step(graph: Graph, o: Op, rows: dict[str, Span], cols: dict[str, Span]) -> TileStep:
+    spans, pads, staged = [], [], False
+    for axis, need in ((0, rows), (1, cols)):
+        for t in o.inputs:
+            shape = graph.tensors[t].shape
+            if reads_whole(o, shape):
+                raise MicromixError(
+                    f"layer {o.name} reads a whole tensor: it cannot run on patches."
+                )
+            lo, hi = input_span(o, shape, need[o.output], axis)
+            inside = (max(lo, 0), min(hi, shape[1 + axis]))
+            if t != graph.input and inside != need[t]:
+                raise MicromixError(
+                    f"layer {o.name} reads part of a patch another layer needs more of; the C "
+                    "runs a patch stage only where each tensor has one reader."
+                )
+            staged = staged or t == graph.input
+        spans.append(inside)
+        pads.append(inside[0] - lo)
+    if staged and len(o.inputs) != 1:
+        raise MicromixError(f"layer {o.name} reads the network input and another tensor.")
+    return TileStep(o, rows[o.output], cols[o.output], spans[0], spans[1], tuple(pads), staged)
+
+
 # ---- plans ---------------------------------------------------------------------------------
 
 
@@ -264,7 +316,32 @@ def _patch_buffers(
     k = len(ops) - 1
     bufs[graph.input].last = max(bufs[graph.input].last, k)
     bufs[split].first = 0
+    # The C copies each patch of the network input into one buffer before the kernel that
+    # reads it, and each patch of the split tensor out of one (kernels read and write whole
+    # rows of a tensor, a patch is not).
+    steps = [st for cell in cells(graph, split, grid) for st in cell]
+    bits = policy.activations
+    staged_in = [
+        activation_bytes((graph.tensors[graph.input].shape[0], _n(st.in_rows), _n(st.in_cols)),
+                         bits[graph.input])
+        for st in steps if st.staged
+    ]  # fmt: skip
+    c = graph.tensors[split].shape[0]
+    staged_out = [
+        activation_bytes((c, _n(st.rows), _n(st.cols)), bits[split])
+        for st in steps
+        if st.op.output == split
+    ]
+    bufs[STAGE_IN] = _Buf(0, k, max(staged_in, default=0))
+    bufs[STAGE_OUT] = _Buf(0, k, max(staged_out))
     return extra
+
+
+STAGE_IN, STAGE_OUT = "(patch of the input)", "(patch of the split tensor)"
+
+
+def _n(span: Span) -> int:
+    return span[1] - span[0]
 
 
 def _merge_inplace(
