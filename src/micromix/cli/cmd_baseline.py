@@ -16,11 +16,11 @@ from ..graph import trace
 from ..memory import memory_report
 from ..models import create_from_config
 from ..policy import Policy
-from ..quant.finetune import finetune, save_qat
+from ..quant.finetune import FinetuneConfig, finetune, save_qat
 from ..quant.kmeans import kmeans_flash_bytes, kmeans_quantize
 from ..quant.prepare import calibrate, calibration_batches, reestimate_bn
 from ..rundir import check_run_dir, open_run_dir
-from ..train import evaluate, fit, float_recipe, save_model
+from ..train import FitRun, evaluate, fit, float_recipe, save_model
 from .cmd_finetune import add_qat_args, add_recipe_args, recipe_from_args
 from .common import (
     add_budget_args,
@@ -137,26 +137,23 @@ def _plain(v):
     return v if isinstance(v, (str, int, float, bool, type(None))) else str(v)
 
 
-def _run_settings(args) -> dict:
-    """What the QAT recipe does not hold, the same for every baseline."""
-    return {"seed": args.seed, "batch_size": args.batch_size, "max_batches": args.max_batches}
-
-
-def _finetune(args, model, policy: Policy, graph, train, device, checkpoint: Path):
+def _qat_config(args, device, checkpoint: Path) -> FinetuneConfig:
     """The same QAT (settings, resume, weight range) for every baseline policy."""
-    return finetune(
-        model,
-        policy,
-        train,
-        recipe_from_args(args),
+    return FinetuneConfig(
         epochs=args.epochs,
+        batch_size=args.batch_size,
+        max_batches=args.max_batches,
+        seed=args.seed,
+        weight_range=args.weight_range,
         device=device,
         checkpoint=checkpoint,
         resume=args.resume,
-        graph=graph,
-        weight_range=args.weight_range,
-        **_run_settings(args),
     )
+
+
+def _finetune(args, model, policy: Policy, graph, train, device, checkpoint: Path):
+    config = _qat_config(args, device, checkpoint)
+    return finetune(model, policy, train, recipe_from_args(args), config, graph=graph)
 
 
 def run_uniform(args, model, graph, device, run_dir: Path) -> dict:
@@ -209,9 +206,7 @@ def run_fit8(args, model, graph, device, run_dir: Path) -> dict:
         net,
         data.train,
         fcfg,
-        device=device,
-        checkpoint=run_dir / "float-checkpoint.pt",
-        resume=args.resume,
+        FitRun(device=device, checkpoint=run_dir / "float-checkpoint.pt", resume=args.resume),
     )
     best["float_test_acc"] = evaluate(net, data.test, device=device)
     if dist.is_main():
@@ -236,11 +231,10 @@ def run_kmeans(args, model, graph, device, run_dir: Path) -> dict:
     fit(
         km,
         data.train,
-        recipe_from_args(args).train_config(args.epochs, **_run_settings(args)),
-        device=device,
-        checkpoint=run_dir / "checkpoint.pt",
-        resume=args.resume,
-        desc="kmeans",
+        _qat_config(args, device, None).train_config(recipe_from_args(args)),
+        FitRun(
+            device=device, checkpoint=run_dir / "checkpoint.pt", resume=args.resume, desc="kmeans"
+        ),
     )
     flash = kmeans_flash_bytes(graph, args.wbits, args.centroid_bytes)
     uniform = memory_report(
