@@ -35,7 +35,7 @@ from micromix.strategies import (
     search,
     solve_ilp,
 )
-from micromix.strategies.ilp import choice_keys, policy_cost
+from micromix.strategies.ilp import choice_keys, policy_cost, policy_of
 
 QUIET = SearchConfig(progress=False, plots=False)
 
@@ -576,3 +576,18 @@ def test_run_accepts_weight_only_and_workers():
     assert cfg.weights_only and cfg.name == "rule"
     with pytest.raises(MicromixError, match="--warmup applies to haq"):
         strategy_config("random", episodes=4, warmup=2)
+
+
+def test_policy_of_changes_exactly_the_chosen_tensor_by_its_tag(tiny_resnet):
+    """A key's tag, not its name, says whether weight or activation bits change: an op and
+    its output tensor share a name."""
+    g = trace(tiny_resnet, (1, 1, 8, 8))
+    base = Policy.uniform(g, 8)
+    weight_keys = choice_keys(g, weights_only=True)
+    assert weight_keys and set(weight_keys) < set(choice_keys(g))
+    assert {n for _, n in weight_keys} & {n for _, n in set(choice_keys(g)) - set(weight_keys)}
+    for key in choice_keys(g):
+        p = policy_of(base, {key: 2})
+        w = {n for n, b in p.weights.items() if b != base.weights[n]}
+        a = {t for t, b in p.activations.items() if b != base.activations[t]}
+        assert (w, a) == (({key[1]}, set()) if key in weight_keys else (set(), {key[1]}))

@@ -97,7 +97,7 @@ class RunConfig:
             zoo = {"width": self.width, "resolution": r, "in_channels": c}
             args = {**zoo, "num_classes": self.classes, **args}
         spec = spec_from_ref(self.model, args, self.input_shape)  # an unknown name fails here
-        if spec.input_shape is None and spec.kind != "zoo":
+        if spec.input_shape is None and not spec.is_zoo:
             raise MicromixError(f"give --input-shape CxHxW for {self.model} (e.g. 1x28x28).")
         return spec
 
