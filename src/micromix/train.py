@@ -2,7 +2,7 @@
 
 `fit` runs single-process or under torchrun (DistributedDataParallel); only rank 0 prints and
 writes. A checkpoint after every epoch holds model, optimizer, epoch and RNG states, so
-`resume=True` continues exactly where an interrupted run stopped.
+`FitRun(resume=True)` continues exactly where an interrupted run stopped.
 """
 
 from __future__ import annotations

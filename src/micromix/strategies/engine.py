@@ -6,8 +6,9 @@
 
 Strategies (registry.py): haq and random (episodic, haq.py), rule, ilp and uniform
 (simple.py). The episodic ones write one JSON line per episode and an atomic checkpoint after
-each batch, so `SearchConfig(resume=True)` after a `kill -9` ends with the same policy as an uninterrupted
-run. A checkpoint written under other settings is refused, naming the setting that differs.
+each batch, so `SearchConfig(resume=True)` after a `kill -9` ends with the same policy as an
+uninterrupted run. A checkpoint written under other settings is refused, naming the setting
+that differs.
 
 The choice is honest: the top-k distinct policies by search score (short fine-tune, held-out
 subset) are re-scored by the evaluator's `rescorer()` (longer fine-tune, whole held-out split)
