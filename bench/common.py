@@ -14,7 +14,7 @@ from micromix.budget import Budget
 from micromix.graph import Graph, trace
 from micromix.memory import memory_report
 from micromix.policy import Policy
-from micromix.quant.finetune import finetune
+from micromix.quant.finetune import FinetuneConfig, finetune
 from micromix.quant.recipe import DEFAULT_RECIPE, RECIPES
 from micromix.strategies.evaluate import threads
 from micromix.train import evaluate, load_model
@@ -81,10 +81,8 @@ def final_qat(
     """`micromix run`'s final QAT of `policy` (pipeline.Run.finetune), then its test accuracy.
     Deterministic for a given seed, device and thread count."""
     with threads(1):  # on a busy 2-core machine one thread is fastest (results/search.md)
-        q = finetune(
-            model, policy, train, recipe_name, epochs=epochs, seed=seed, graph=graph,
-            progress=False, device=device,
-        )  # fmt: skip
+        run = FinetuneConfig(epochs=epochs, seed=seed, device=device, progress=False)
+        q = finetune(model, policy, train, recipe_name, run, graph=graph)
         return evaluate(q, test, device=device)
 
 

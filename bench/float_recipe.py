@@ -31,7 +31,7 @@ import torch
 from micromix.data import load_dataset
 from micromix.files import write_json, write_text
 from micromix.models import create
-from micromix.train import evaluate, fit, fit_checked, float_recipe, probe_recipe
+from micromix.train import FitRun, evaluate, fit, fit_checked, float_recipe, probe_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBED = "micromix run now (probe: sgd 0.1 or adam 1e-3)"
@@ -73,9 +73,10 @@ def run(model_fn, recipe: dict, train, test, epochs: int) -> dict:
     if recipe is RECIPES[PROBED]:
         with tempfile.TemporaryDirectory() as d:
             cfg, _ = probe_recipe(model, train, cfg)
-            state = fit_checked(model, train, cfg, checkpoint=Path(d) / "ck.pt", progress=False)
+            run = FitRun(checkpoint=Path(d) / "ck.pt", progress=False)
+            state = fit_checked(model, train, cfg, run)
     else:
-        state = fit(model, train, cfg, progress=False)
+        state = fit(model, train, cfg, FitRun(progress=False))
     acc = evaluate(model, test)
     return {
         "config": cfg.to_json(),

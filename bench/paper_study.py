@@ -31,11 +31,11 @@ from micromix.graph import trace
 from micromix.memory import memory_report
 from micromix.models import create_from_config
 from micromix.policy import Policy
-from micromix.quant.finetune import finetune
+from micromix.quant.finetune import FinetuneConfig, finetune
 from micromix.quant.kmeans import kmeans_flash_bytes, kmeans_quantize
 from micromix.quant.recipe import RECIPES
-from micromix.strategies import search
-from micromix.train import evaluate, fit, float_recipe, load_model
+from micromix.strategies import SearchConfig, search
+from micromix.train import FitRun, evaluate, fit, float_recipe, load_model
 
 # What a cell's RAM figure means; raw.json files from before the scratch term lack it.
 RAM_MODEL = "arena+scratch"
@@ -73,8 +73,8 @@ class Study:
 
     def qat(self, model, policy: Policy, graph) -> dict:
         a = self.args
-        q = finetune(model, policy, self.data.train, a.qat_recipe, epochs=a.finetune_epochs,
-                     seed=a.seed, graph=graph, progress=False)  # fmt: skip
+        run = FinetuneConfig(epochs=a.finetune_epochs, seed=a.seed, progress=False)
+        q = finetune(model, policy, self.data.train, a.qat_recipe, run, graph=graph)
         rep = memory_report(graph, policy)
         return {
             "test_acc": evaluate(q, self.data.test),
@@ -108,13 +108,15 @@ class Study:
             self.data,
             budget,
             create(strategy, **kw),
-            run_dir=self.out / "runs" / tag,
-            seed=a.seed,
-            resume=True,
-            force=True,
+            SearchConfig(
+                run_dir=self.out / "runs" / tag,
+                seed=a.seed,
+                resume=True,
+                force=True,
+                progress=False,
+                plots=False,
+            ),
             graph=graph,
-            progress=False,
-            plots=False,
         )
         out = self.qat(model, res.policy, graph)
         out.update(
@@ -154,7 +156,7 @@ class Study:
             def kmeans_cell() -> dict:
                 km = kmeans_quantize(model, wbits, graph, act_bits=8)
                 cfg = RECIPES[a.qat_recipe].train_config(a.finetune_epochs, seed=a.seed)
-                fit(km, self.data.train, cfg, progress=False)
+                fit(km, self.data.train, cfg, FitRun(progress=False))
                 fl = kmeans_flash_bytes(graph, wbits)
                 return {
                     "test_acc": evaluate(km, self.data.test),
@@ -187,17 +189,20 @@ class Study:
                 )
                 small = create_from_config(best["model_config"])
                 data = load_dataset("fashion_mnist", resolution=best["model_config"]["resolution"])
-                fit(small, data.train, float_recipe(a.float_epochs, seed=a.seed), progress=False)
+                fit(
+                    small,
+                    data.train,
+                    float_recipe(a.float_epochs, seed=a.seed),
+                    FitRun(progress=False),
+                )
                 g = trace(small)
                 q = finetune(
                     small,
                     Policy.uniform(g, 8),
                     data.train,
                     a.qat_recipe,
-                    epochs=a.finetune_epochs,
-                    seed=a.seed,
+                    FinetuneConfig(epochs=a.finetune_epochs, seed=a.seed, progress=False),
                     graph=g,
-                    progress=False,
                 )
                 return {
                     "test_acc": evaluate(q, data.test),

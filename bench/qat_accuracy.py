@@ -49,7 +49,7 @@ def worker(job: dict) -> dict:
     torch.set_num_threads(1)
     from micromix.data import load_dataset
     from micromix.graph import trace
-    from micromix.quant.finetune import finetune
+    from micromix.quant.finetune import FinetuneConfig, finetune
     from micromix.quant.recipe import RECIPES
     from micromix.train import evaluate, load_model
 
@@ -74,12 +74,14 @@ def worker(job: dict) -> dict:
             policy,
             data.train,
             RECIPES[job["recipe"]],
-            epochs=job["epochs"],
-            seed=job["seed"],
-            max_batches=job["max_batches"],
+            FinetuneConfig(
+                epochs=job["epochs"],
+                seed=job["seed"],
+                max_batches=job["max_batches"],
+                device=device,
+                progress=False,
+            ),
             graph=graph,
-            device=device,
-            progress=False,
         )
         out["acc"] = evaluate(q, test, device=device)
         out["history"] = q.history

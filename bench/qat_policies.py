@@ -21,7 +21,7 @@ from micromix.budget import Budget
 from micromix.data import load_dataset
 from micromix.memory import memory_report
 from micromix.policy import Policy
-from micromix.strategies import create, search
+from micromix.strategies import SearchConfig, create, search
 
 OUT = Path("results/qat_policies")
 
@@ -43,12 +43,10 @@ def main() -> int:
                 data,
                 budget,
                 create("ilp", weights_only=weights_only),
+                SearchConfig(
+                    run_dir=Path(tmp) / "run", device=a.device, progress=False, plots=False
+                ),
                 graph=graph,
-                seed=0,
-                run_dir=Path(tmp) / "run",
-                progress=False,
-                plots=False,
-                device=a.device,
             )
         OUT.mkdir(parents=True, exist_ok=True)
         path = OUT / f"{name}_ilp_table_b.json"

@@ -23,7 +23,7 @@ import torch
 from bench.common import load_float
 from micromix.data import load_dataset
 from micromix.policy import Policy
-from micromix.quant.finetune import finetune
+from micromix.quant.finetune import FinetuneConfig, finetune
 from micromix.quant.recipe import RECIPES, QATRecipe
 from micromix.train import evaluate
 
@@ -58,8 +58,8 @@ def main() -> int:
     data = load_dataset("fashion_mnist")
     held = data.heldout.take(range(a.heldout))
     c0, t0 = time.process_time(), time.time()
-    q = finetune(model, policy, data.train, recipe, epochs=a.epochs, max_batches=a.batches,
-                 graph=graph, progress=False)  # fmt: skip
+    run = FinetuneConfig(epochs=a.epochs, max_batches=a.batches, progress=False)
+    q = finetune(model, policy, data.train, recipe, run, graph=graph)
     cpu = time.process_time() - c0
     acc = evaluate(q, held)
     row = {

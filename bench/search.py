@@ -28,7 +28,7 @@ from micromix.data import load_dataset
 from micromix.graph import trace
 from micromix.memory import memory_report
 from micromix.policy import Policy
-from micromix.strategies import QATEvaluator, QATSettings, QuantEnv, Wall, search
+from micromix.strategies import QATEvaluator, QATSettings, QuantEnv, SearchConfig, Wall, search
 from micromix.strategies.ddpg import DDPG, DDPGConfig
 from micromix.strategies.env import OBS_DIM
 from micromix.strategies.evaluate import threads
@@ -38,12 +38,12 @@ from micromix.train import evaluate, load_model
 def final_finetune(
     model, policy: Policy, data, graph, recipe: str, epochs: int, seed: int
 ) -> dict:  # fmt: skip
-    from micromix.quant.finetune import finetune
+    from micromix.quant.finetune import FinetuneConfig, finetune
 
     t0 = time.time()
     with threads(1):
-        q = finetune(model, policy, data.train, recipe, epochs=epochs, seed=seed, graph=graph,
-                     progress=False)  # fmt: skip
+        run = FinetuneConfig(epochs=epochs, seed=seed, progress=False)
+        q = finetune(model, policy, data.train, recipe, run, graph=graph)
         test = evaluate(q, data.test)
         held = evaluate(q, data.heldout)
     return {"test_acc": test, "heldout_acc_full": held, "finetune_seconds": time.time() - t0}
@@ -124,13 +124,15 @@ def main() -> None:
             data,
             budget,
             strategy,
-            **kw,
-            workers=args.workers,
-            run_dir=out / strategy,
-            seed=args.seed,
-            resume=True,
+            SearchConfig(
+                run_dir=out / strategy,
+                seed=args.seed,
+                qat=QATSettings(),
+                resume=True,
+                workers=args.workers,
+            ),
             graph=graph,
-            qat=QATSettings(),
+            **kw,
         )
         search_wall = time.time() - t0
         row = {

@@ -115,7 +115,7 @@ def make_evaluator(graph, kind: str):
 
 
 def run_synthetic(a: argparse.Namespace) -> dict[str, Any]:
-    from micromix.strategies import search, solve_ilp
+    from micromix.strategies import SearchConfig, search, solve_ilp
     from micromix.strategies.ilp import evaluator_sensitivity
 
     g, budget = synthetic_graph()
@@ -125,8 +125,8 @@ def run_synthetic(a: argparse.Namespace) -> dict[str, Any]:
     # additive reward at the first episode, and the ILP seed is that optimum.
     cfg = replace(haq_config(a.one, a.episodes, a.warmup, ()), fill=False)
     t0 = time.time()
-    r = search(None, None, budget, cfg, graph=g, evaluator=ev, seed=a.seed, progress=False,
-               plots=False)  # fmt: skip
+    run = SearchConfig(seed=a.seed, progress=False, plots=False)
+    r = search(None, None, budget, cfg, run, graph=g, evaluator=ev)
     trained = [h for h in r.history if h["new"]]  # in order; screened rows are not trained
     hits = [i for i, h in enumerate(trained) if h["accuracy"] >= 0.99 * optimum]
     first = hits[0] + 1 if hits else None  # trained (distinct) evaluations until within 1 %
@@ -151,8 +151,8 @@ def run_synthetic(a: argparse.Namespace) -> dict[str, Any]:
 def run_qat(a: argparse.Namespace) -> dict[str, Any]:
     from bench.common import CELLS, load_float, ratio_budget
     from micromix.data import load_dataset
-    from micromix.quant.finetune import finetune
-    from micromix.strategies import search
+    from micromix.quant.finetune import FinetuneConfig, finetune
+    from micromix.strategies import SearchConfig, search
     from micromix.strategies.evaluate import threads
     from micromix.train import evaluate
 
@@ -164,8 +164,8 @@ def run_qat(a: argparse.Namespace) -> dict[str, Any]:
         haq_config(a.one, a.episodes, a.warmup, ("rule", "ilp")), weights_only=weights_only
     )
     t0 = time.time()
-    r = search(model, data, budget, cfg, graph=graph, seed=a.seed, device=a.device,
-               progress=False, plots=False)  # fmt: skip
+    run = SearchConfig(seed=a.seed, device=a.device, progress=False, plots=False)
+    r = search(model, data, budget, cfg, run, graph=graph)
     row = {
         "variant": a.one,
         "seed": a.seed,
@@ -177,8 +177,10 @@ def run_qat(a: argparse.Namespace) -> dict[str, Any]:
     }
     if a.final_epochs:
         with threads(1):
-            q = finetune(model, r.policy, data.train, a.qat_recipe, epochs=a.final_epochs,
-                         seed=a.seed, graph=graph, progress=False, device=a.device)  # fmt: skip
+            qat = FinetuneConfig(
+                epochs=a.final_epochs, seed=a.seed, device=a.device, progress=False
+            )
+            q = finetune(model, r.policy, data.train, a.qat_recipe, qat, graph=graph)
             row["test"] = evaluate(q, data.test, device=a.device)
     return row
 

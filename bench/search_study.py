@@ -30,7 +30,7 @@ from bench.common import (
     ratio_budget,
 )
 from micromix.data import load_dataset
-from micromix.strategies import DDPGConfig, QATSettings, create, search
+from micromix.strategies import DDPGConfig, QATSettings, SearchConfig, create, search
 
 STRATEGIES = ("rule", "ilp", "haq")
 
@@ -179,15 +179,17 @@ def main() -> int:
         data,
         budget,
         create(a.strategy, **kw),
+        SearchConfig(
+            run_dir=Path("runs/search_study") / f"{a.model}-{a.cell}-{a.strategy}",
+            seed=a.seed,
+            qat=qat,
+            resume=True,
+            force=True,
+            device=a.device,
+            progress=False,
+            plots=False,
+        ),
         graph=graph,
-        seed=a.seed,
-        run_dir=Path("runs/search_study") / f"{a.model}-{a.cell}-{a.strategy}",
-        resume=True,
-        force=True,
-        progress=False,
-        plots=False,
-        device=a.device,
-        qat=qat,
     )
     search_s = time.time() - t0
     t1 = time.time()

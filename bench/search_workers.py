@@ -25,7 +25,7 @@ import torch
 
 from bench.common import load_float, ratio_budget
 from micromix.data import load_dataset
-from micromix.strategies import QATSettings, search
+from micromix.strategies import QATSettings, SearchConfig, search
 
 
 def main() -> int:
@@ -47,14 +47,11 @@ def main() -> int:
             data,
             budget,
             "random",
+            SearchConfig(qat=qat, workers=n, progress=False, plots=False),
+            graph=graph,
             episodes=args.episodes,
             batch=args.batch,
             top_k=1,
-            graph=graph,
-            qat=qat,
-            workers=n,
-            progress=False,
-            plots=False,
         )
         total = time.time() - t0
         rows[str(n)] = {

@@ -26,8 +26,8 @@ from micromix.graph import trace
 from micromix.integer import convert
 from micromix.models import from_source
 from micromix.policy import Policy
-from micromix.quant import finetune
-from micromix.train import fit, float_recipe
+from micromix.quant import FinetuneConfig, finetune
+from micromix.train import FitRun, fit, float_recipe
 
 USER_MODELS = [  # what results/user_models_ops.md measured
     "tests/user_models/maxpool_cnn.py:MaxPoolCNN",
@@ -66,13 +66,13 @@ def main() -> None:
             model,
             data.train,
             replace(float_recipe(1), max_batches=args.float_batches),
-            progress=False,
+            FitRun(progress=False),
         )
         model.eval()
         g = trace(model, (1, 1, 28, 28))
         pol = mixed(g, 1)
-        q = finetune(model, pol, data.train, args.qat_recipe, epochs=1,
-                     max_batches=args.qat_batches, graph=g, progress=False)  # fmt: skip
+        run = FinetuneConfig(epochs=1, max_batches=args.qat_batches, progress=False)
+        q = finetune(model, pol, data.train, args.qat_recipe, run, graph=g)
         im = convert(q)
         with torch.no_grad():
             fq = torch.cat([q(x.float() / 255) for x in test.images.split(250)]).argmax(1).numpy()

@@ -146,3 +146,15 @@ def test_baseline_cli_errors(tmp_path, capsys):
         assert code == 2 and msg in err and len(err.splitlines()) == 1, err
         if "--flash" not in argv:  # a bad command line writes nothing
             assert not rd.exists()
+
+
+def test_each_baseline_sub_command_is_a_registry_entry():
+    """`micromix baseline KIND` runs BASELINES[KIND]: the sub-commands are its keys."""
+    import argparse
+
+    from micromix.cli import cmd_baseline
+
+    p = argparse.ArgumentParser()
+    cmd_baseline.add_arguments(p)
+    subs = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(subs.choices) == set(cmd_baseline.BASELINES)

@@ -116,3 +116,16 @@ def test_batch_size_must_be_positive(cmd, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "--batch-size" in err and "at least 1" in err and len(err.splitlines()) == 1
+
+
+def test_each_dataset_kind_is_one_source_and_only_the_built_in_one_is_no_path(tmp_path):
+    """A stored dataset that is a folder or a file must come from the command line."""
+    from micromix.data import KINDS, SOURCES, dataset_source
+    from micromix.stored import names_code_or_path
+
+    names = {"fashion_mnist": "Fashion-MNIST", "npz": str(tmp_path / "d.npz"), "folder": "a/b"}
+    assert set(names) == set(KINDS) == set(SOURCES)
+    for kind, name in names.items():
+        assert dataset_source(name) is SOURCES[kind]
+        assert names_code_or_path("dataset", name) == SOURCES[kind].is_path
+    assert [k for k, s in SOURCES.items() if not s.is_path] == ["fashion_mnist"]

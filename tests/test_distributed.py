@@ -34,7 +34,7 @@ def worker(rank: int, world: int, port: int, out: str) -> None:
     from micromix import distributed as dist
     from micromix.graph import trace
     from micromix.policy import Policy
-    from micromix.quant.finetune import finetune
+    from micromix.quant.finetune import FinetuneConfig, finetune
     from micromix.quant.recipe import recipe
 
     dist.init_from_env(torch.device("cpu"))
@@ -46,12 +46,10 @@ def worker(rank: int, world: int, port: int, out: str) -> None:
         Policy.uniform(g, 4),
         image_set(128),
         recipe("old", lr=3e-3, augment=False),
-        epochs=2,
-        batch_size=16,
-        max_batches=3,
+        FinetuneConfig(
+            epochs=2, batch_size=16, max_batches=3, checkpoint=Path(out) / "ck.pt", progress=False
+        ),
         graph=g,
-        checkpoint=Path(out) / "ck.pt",
-        progress=False,
     )
     torch.save({k: v.clone() for k, v in q.state_dict().items()}, Path(out) / f"rank{rank}.pt")
     dist.shutdown()

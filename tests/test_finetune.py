@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pytest
 import torch
@@ -13,7 +13,7 @@ from micromix.cli import main
 from micromix.graph import trace
 from micromix.models import create
 from micromix.policy import Policy
-from micromix.quant.finetune import finetune, load_qat
+from micromix.quant.finetune import FinetuneConfig, finetune, load_qat
 from micromix.quant.recipe import recipe
 from micromix.train import save_model
 
@@ -32,24 +32,22 @@ def test_bn_frozen_after_first_epoch_and_resume_matches(tmp_path):
     pol = Policy.uniform(g, 4)
     ds = image_set(128)
     ck = tmp_path / "ck.pt"
-    one = finetune(
-        model, pol, ds, FAST, epochs=1, checkpoint=ck, graph=g, progress=False, batch_size=32
-    )
+    quiet = FinetuneConfig(batch_size=32, progress=False)
+    one = finetune(model, pol, ds, FAST, replace(quiet, epochs=1, checkpoint=ck), graph=g)
     after1 = bn_means(one)
     float_means = {
         f"net.{k}": v for k, v in model.state_dict().items() if k.endswith("running_mean")
     }
     assert any(not torch.equal(after1[k], float_means[k]) for k in after1)  # epoch 1 updates BN
     two = finetune(
-        model, pol, ds, FAST, epochs=2, checkpoint=ck, resume=True, graph=g, progress=False,
-        batch_size=32,
-    )  # fmt: skip
+        model, pol, ds, FAST, replace(quiet, epochs=2, checkpoint=ck, resume=True), graph=g
+    )
     assert [h["epoch"] for h in two.history] == [1, 2]
     after2 = bn_means(two)
     assert all(torch.equal(after1[k], after2[k]) for k in after1)  # frozen in epoch 2
     assert not torch.equal(one.net.stem.weight, two.net.stem.weight)  # but training went on
     # an uninterrupted run ends exactly where the interrupted + resumed one does
-    ref = finetune(model, pol, ds, FAST, epochs=2, graph=g, progress=False, batch_size=32)
+    ref = finetune(model, pol, ds, FAST, replace(quiet, epochs=2), graph=g)
     for k, v in ref.state_dict().items():
         assert torch.equal(v, two.state_dict()[k]), k
     q, meta = load_qat(ck, model=model)
@@ -63,10 +61,10 @@ def test_resume_refuses_other_policy(tmp_path):
     g = trace(model, (1, 1, 8, 8))
     ds = image_set(64)
     ck = tmp_path / "ck.pt"
-    run = {"epochs": 1, "max_batches": 1, "batch_size": 32, "graph": g, "checkpoint": ck}
-    finetune(model, Policy.uniform(g, 4), ds, FAST, progress=False, **run)
+    run = FinetuneConfig(epochs=1, max_batches=1, batch_size=32, checkpoint=ck, progress=False)
+    finetune(model, Policy.uniform(g, 4), ds, FAST, run, graph=g)
     with pytest.raises(CheckpointError, match="another policy"):
-        finetune(model, Policy.uniform(g, 8), ds, FAST, resume=True, **run)
+        finetune(model, Policy.uniform(g, 8), ds, FAST, replace(run, resume=True), graph=g)
 
 
 def test_step_schedule_keeps_its_steps_relative_to_the_run():
@@ -84,7 +82,7 @@ def test_step_schedule_keeps_its_steps_relative_to_the_run():
             assert lrs[round(0.4 * epochs) - 1] == old.lr and lrs[-1] == old.lr / 10
 
 
-def test_finetune_defaults_to_the_new_recipe_and_refuses_recipe_settings_as_run_settings():
+def test_finetune_defaults_to_the_new_recipe_and_its_config_holds_no_recipe_setting():
     import inspect
 
     from micromix.errors import MicromixError
@@ -94,11 +92,13 @@ def test_finetune_defaults_to_the_new_recipe_and_refuses_recipe_settings_as_run_
     assert inspect.signature(finetune).parameters["recipe"].default == DEFAULT_RECIPE
     model = SkipNet()
     g = trace(model, (1, 1, 8, 8))
-    q = finetune(model, Policy.uniform(g, 4), image_set(64), epochs=1, max_batches=1,
-                 batch_size=32, graph=g, progress=False)  # fmt: skip
+    run = FinetuneConfig(epochs=1, max_batches=1, batch_size=32, progress=False)
+    q = finetune(model, Policy.uniform(g, 4), image_set(64), config=run, graph=g)
     assert q.weight_quant == RECIPES["new"].weight_quant == "lsq"
+    # A recipe's setting is changed in the recipe: the run's config has no field for it.
+    assert not {f.name for f in fields(FinetuneConfig)} & {f.name for f in fields(QATRecipe)}
     with pytest.raises(MicromixError, match="lr is a QAT recipe setting"):
-        finetune(model, Policy.uniform(g, 4), image_set(64), lr=1e-2, graph=g, progress=False)
+        RECIPES["new"].train_config(1, lr=1e-2)
 
 
 # ---- CLI -------------------------------------------------------------------------------------
@@ -265,8 +265,8 @@ def test_finetune_new_recipe_reestimates_before_freezing(monkeypatch):
     calls = []
     real = ft.reestimate_bn
     monkeypatch.setattr(ft, "reestimate_bn", lambda m, xs: calls.append(len(xs)) or real(m, xs))
-    q = finetune(model, Policy.uniform(g, 4), ds, r, epochs=2, batch_size=32, max_batches=2,
-                 graph=g, progress=False)  # fmt: skip
+    run = FinetuneConfig(epochs=2, batch_size=32, max_batches=2, progress=False)
+    q = finetune(model, Policy.uniform(g, 4), ds, r, run, graph=g)
     assert calls == [2]  # once, when BN freezes after epoch 1
     assert q.weight_quant == "lsq"
     assert any(n.endswith("wq.step_raw") for n, _ in q.named_parameters())
@@ -284,12 +284,11 @@ def test_lsq_trained_model_converts_with_agreement(tmp_path):
     g = trace(model, (1, 1, 8, 8))
     ds = image_set(256)
     r = replace(RECIPES["new"], lr=3e-3, kd_weight=0.0)
-    q = finetune(model, Policy.uniform(g, 4, 8), ds, r, epochs=2, batch_size=32, max_batches=4,
-                 graph=g, progress=False)  # fmt: skip
+    run = FinetuneConfig(epochs=2, batch_size=32, max_batches=4, progress=False)
+    q = finetune(model, Policy.uniform(g, 4, 8), ds, r, run, graph=g)
     start = replace(r, lr=1e-12)
-    q0 = finetune(
-        model, Policy.uniform(g, 4, 8), ds, start, epochs=1, max_batches=1, graph=g, progress=False
-    )
+    run0 = FinetuneConfig(epochs=1, max_batches=1, progress=False)
+    q0 = finetune(model, Policy.uniform(g, 4, 8), ds, start, run0, graph=g)
     steps = {n: p for n, p in q.named_parameters() if n.endswith("wq.step_raw")}
     steps0 = dict(q0.named_parameters())
     assert any(not torch.allclose(p, steps0[n]) for n, p in steps.items())  # steps were learned
@@ -347,8 +346,8 @@ def test_crash_after_an_epoch_then_resume_matches_uninterrupted(tmp_path, monkey
     pol = Policy.uniform(g, 4)
     ds = image_set(128)
     qr = replace(recipe(name), bn_reestimate_batches=2)
-    run = {"epochs": 3, "batch_size": 32, "seed": 0, "graph": g, "progress": False}
-    ref = finetune(model, pol, ds, qr, **run)
+    run = FinetuneConfig(epochs=3, batch_size=32, seed=0, progress=False)
+    ref = finetune(model, pol, ds, qr, run, graph=g)
 
     real_save, calls = train_mod.save_checkpoint, []
 
@@ -360,10 +359,10 @@ def test_crash_after_an_epoch_then_resume_matches_uninterrupted(tmp_path, monkey
     ck = tmp_path / "ck.pt"
     monkeypatch.setattr(train_mod, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        finetune(model, pol, ds, qr, checkpoint=ck, **run)
+        finetune(model, pol, ds, qr, replace(run, checkpoint=ck), graph=g)
     monkeypatch.setattr(train_mod, "save_checkpoint", real_save)
     assert calls == [1]
-    resumed = finetune(model, pol, ds, qr, checkpoint=ck, resume=True, **run)
+    resumed = finetune(model, pol, ds, qr, replace(run, checkpoint=ck, resume=True), graph=g)
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
     steps = [k for k in ref.state_dict() if "step" in k or "scale" in k]
     assert steps, "the lsq recipe should have learned step sizes in its state"

@@ -286,6 +286,11 @@ CASES = [
         ["run", *D, *RUN, "--eval-images", "0", "--run-dir", "{new}"],
         "--eval-images",
     ),
+    (  # every strategy's search fine-tunes (rule's re-score too): refused before float training
+        "run-rule-search-train-images-small",
+        ["run", *D, *RUN, "--strategy", "rule", "--search-train-images", "8", "--run-dir", "{new}"],
+        "fewer than one fine-tune batch",
+    ),
     ("run-more-classes", ["run", "--dataset", "{img4}", *RUN, "--run-dir", "{new}"], "4 classes"),
     (
         "train-more-classes",

@@ -1,5 +1,7 @@
-"""The package's import structure: no import cycles (imports inside functions and under
-TYPE_CHECKING count: they only hide a cycle), and no library module imports the CLI or bench."""
+"""The package's structure: no import cycles (imports inside functions and under
+TYPE_CHECKING count: they only hide a cycle), no library module imports the CLI or bench, no
+function over 100 lines, and no public function with more than 8 parameters (settings travel
+as config objects: TrainConfig, FitRun, FinetuneConfig, SearchConfig, ...)."""
 
 from __future__ import annotations
 
@@ -113,3 +115,46 @@ def test_the_library_imports_neither_the_cli_nor_bench():
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
                 assert not any(n == "bench" or n.startswith("bench.") for n in names), p
+
+
+MAX_LINES, MAX_PARAMS = 100, 8
+
+
+def _oversized(source: str) -> list[str]:
+    """Functions of `source` over MAX_LINES lines, and public ones (no leading underscore)
+    with more than MAX_PARAMS parameters (positional and keyword-only; not self, cls, *args
+    or **kwargs)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        a = node.args
+        params = [x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
+        n = len([p for p in params if p not in ("self", "cls")])
+        lines = node.end_lineno - node.lineno + 1
+        if lines > MAX_LINES:
+            found.append(f"{node.name}: {lines} lines")
+        if n > MAX_PARAMS and not node.name.startswith("_"):
+            found.append(f"{node.name}: {n} parameters")
+    return found
+
+
+def test_the_size_scan_finds_long_functions_and_long_parameter_lists():
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_LINES))
+    wide = ", ".join(f"a{i}" for i in range(MAX_PARAMS))
+    src = (
+        f"def long():\n{body}\n"
+        f"def wide(self, {wide}, *, k=1, **kw): pass\n"
+        f"def ok(self, {wide}, *args, **kw): pass\n"
+        f"def _private({wide}, b): pass\n"
+    )
+    assert _oversized(src) == [f"long: {MAX_LINES + 1} lines", f"wide: {MAX_PARAMS + 1} parameters"]
+
+
+def test_no_function_is_too_long_and_no_public_one_takes_too_many_parameters():
+    found = [
+        f"{p.relative_to(SRC)}: {f}"
+        for p in sorted(SRC.rglob("*.py"))
+        for f in _oversized(p.read_text())
+    ]
+    assert found == []

@@ -350,11 +350,11 @@ def _agreement_setup():
         model = load_model(FLOAT_CKPT)[0].eval()
     else:  # a small net from the zoo, briefly trained
         from micromix.models import create
-        from micromix.train import fit, float_recipe
+        from micromix.train import FitRun, fit, float_recipe
 
         model = create("mobilenet_v1", width=0.25, resolution=28, in_channels=1, num_classes=10)
         cfg = replace(float_recipe(1), max_batches=40)
-        fit(model, data.train, cfg, progress=False)
+        fit(model, data.train, cfg, FitRun(progress=False))
         model.eval()
     return model, trace(model), data
 

@@ -214,3 +214,31 @@ def test_qat_checkpoint_of_a_file_model_converts_without_the_model(tmp_path, net
         assert a.op == b.op and all(np.array_equal(a.arrays[k], b.arrays[k]) for k in a.arrays)
         assert (a.weights is None) == (b.weights is None)
         assert a.weights is None or np.array_equal(a.weights, b.weights)
+
+
+def test_every_stored_kind_has_one_source_and_only_the_zoo_builds_unnamed(tmp_path):
+    """The registry of model sources holds each kind a config.json or checkpoint may name
+    ("kind" stays the stored key); a spec read from a file builds only for the zoo, and the
+    refusal says code or model file as the source does."""
+    from micromix import importers
+    from micromix.models.spec import SOURCES
+
+    assert set(SOURCES) == {"zoo", "file", "module", *importers.KINDS.values()}
+    for kind, source in SOURCES.items():
+        where = None if source.zoo else str(tmp_path / f"net.{kind}")
+        stored = ModelSpec.from_json(
+            ModelSpec(kind, "mobilenet_v1" if source.zoo else "Net", location=where).to_json()
+        )
+        assert stored.to_json()["kind"] == kind and stored.source is source
+        assert stored.is_zoo == (kind == "zoo")
+        assert stored.is_model_file == (kind in importers.KINDS.values())
+        if stored.is_zoo:
+            assert authorize(stored, None, "config.json").named
+            continue
+        phrase = "names a model file" if stored.is_model_file else "names code to run"
+        with pytest.raises(MicromixError, match=phrase):
+            authorize(stored, None, "config.json")
+        with pytest.raises(MicromixError, match=phrase):
+            build(stored)  # unnamed: refused before any file is read
+    with pytest.raises(MicromixError, match="kind must be one of zoo, file, module"):
+        ModelSpec.from_json({"kind": "pickle", "name": "x", "location": "a"})

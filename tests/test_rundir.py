@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ def _temps(d: Path) -> list[Path]:
 
 
 def test_search_checkpoint_loads_with_weights_only_and_resumes(tmp_path):
-    from micromix.strategies import DDPGConfig, SyntheticEvaluator, search
+    from micromix.strategies import DDPGConfig, SearchConfig, SyntheticEvaluator, search
 
     net = nn.Sequential(
         nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 16, 4)
@@ -31,19 +32,18 @@ def test_search_checkpoint_loads_with_weights_only_and_resumes(tmp_path):
     g = trace(net, (1, 1, 4, 4))
     hi, lo = (memory_report(g, Policy.uniform(g, b)) for b in (8, 2))
     budget = Budget((hi.flash_bytes + lo.flash_bytes) // 2, None)
-    kw = dict(graph=g, evaluator=SyntheticEvaluator(g), episodes=6, seed=3, progress=False)
-    kw.update(agent=DDPGConfig(hidden=16, warmup=2, batch_size=4), plots=False)
-    search(None, None, budget, "haq", run_dir=tmp_path / "a", stop_after=3, **kw)
+    kw = dict(graph=g, evaluator=SyntheticEvaluator(g), episodes=6)
+    kw.update(agent=DDPGConfig(hidden=16, warmup=2, batch_size=4))
+    run = SearchConfig(run_dir=tmp_path / "a", seed=3, progress=False, plots=False)
+    search(None, None, budget, "haq", replace(run, stop_after=3), **kw)
     ck = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)  # no numpy inside
     assert sum(h["new"] for h in ck["history"]) == 3
     assert isinstance(ck["agent"]["buffer"]["obs"], torch.Tensor)
-    resumed = search(None, None, budget, "haq", run_dir=tmp_path / "a", resume=True, **kw)
-    straight = search(None, None, budget, "haq", run_dir=tmp_path / "b", **kw)
+    resumed = search(None, None, budget, "haq", replace(run, resume=True), **kw)
+    straight = search(None, None, budget, "haq", replace(run, run_dir=tmp_path / "b"), **kw)
     assert [h["policy"] for h in resumed.history] == [h["policy"] for h in straight.history]
     with pytest.raises(RunDirError, match="strategy.episodes was 6, now 7"):
-        search(
-            None, None, budget, "haq", run_dir=tmp_path / "a", resume=True, **{**kw, "episodes": 7}
-        )
+        search(None, None, budget, "haq", replace(run, resume=True), **{**kw, "episodes": 7})
 
 
 def test_open_run_dir_identity(tmp_path):
@@ -129,18 +129,17 @@ def test_a_failed_cli_force_puts_the_earlier_results_back(tmp_path, monkeypatch)
 
 
 def test_search_force_on_a_full_disk_keeps_the_previous_search(tmp_path, monkeypatch):
-    from micromix.strategies import SyntheticEvaluator, search
+    from micromix.strategies import SearchConfig, SyntheticEvaluator, search
 
     net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(128, 4))
     g = trace(net.eval(), (1, 1, 4, 4))
-    kw = dict(graph=g, evaluator=SyntheticEvaluator(g), progress=False, plots=False)
-    search(None, None, Budget(None, None), "rule", run_dir=tmp_path / "s", **kw)
+    kw = dict(graph=g, evaluator=SyntheticEvaluator(g))
+    run = SearchConfig(run_dir=tmp_path / "s", progress=False, plots=False)
+    search(None, None, Budget(None, None), "rule", run, **kw)
     kept = {n: (tmp_path / "s" / n).read_bytes() for n in ("config.json", "metrics.json")}
     with monkeypatch.context() as m:
         full_disk(m)
         with pytest.raises(StorageError):
-            search(
-                None, None, Budget(None, None), "uniform", run_dir=tmp_path / "s", force=True, **kw
-            )
+            search(None, None, Budget(None, None), "uniform", replace(run, force=True), **kw)
     assert {n: (tmp_path / "s" / n).read_bytes() for n in kept} == kept
     assert _temps(tmp_path / "s") == []

@@ -26,6 +26,7 @@ from micromix.policy import ALLOWED_BITS, Policy
 from micromix.strategies import (
     CachedEvaluator,
     DDPGConfig,
+    SearchConfig,
     SyntheticEvaluator,
     check_identity,
     config_from_json,
@@ -34,7 +35,9 @@ from micromix.strategies import (
     search,
     solve_ilp,
 )
-from micromix.strategies.ilp import choice_keys, policy_cost
+from micromix.strategies.ilp import choice_keys, policy_cost, policy_of
+
+QUIET = SearchConfig(progress=False, plots=False)
 
 # The script both the test and the killed subprocess use, so they search the same thing.
 SCRIPT = textwrap.dedent(
@@ -45,7 +48,7 @@ SCRIPT = textwrap.dedent(
     from micromix.graph import trace
     from micromix.memory import memory_report
     from micromix.policy import Policy
-    from micromix.strategies import DDPGConfig, SyntheticEvaluator, search
+    from micromix.strategies import DDPGConfig, SearchConfig, SyntheticEvaluator, search
 
     def setup():
         layers, c = [], 1
@@ -59,14 +62,15 @@ SCRIPT = textwrap.dedent(
         f, r = (int(a + 0.4 * (b - a)) for a, b in ((lo.flash_bytes, hi.flash_bytes), (lo.ram_bytes, hi.ram_bytes)))
         return g, Budget(f, r)
 
-    def run(run_dir, delay=0.0, evaluator=None, **kw):
+    def run(run_dir, delay=0.0, evaluator=None, stop_after=None, workers=1, **kw):
         g, budget = setup()
-        kw = {"episodes": 24, "resume": True, "fill": False,
+        kw = {"episodes": 24, "fill": False,
               "agent": DDPGConfig(hidden=32, warmup=5, batch_size=16), **kw}
+        config = SearchConfig(run_dir=run_dir, seed=7, resume=True, progress=False, plots=False,
+                              stop_after=stop_after, workers=workers)
         return search(
-            None, None, budget, "haq", graph=g,
-            evaluator=evaluator or SyntheticEvaluator(g, delay=delay),
-            run_dir=run_dir, seed=7, progress=False, plots=False, **kw,
+            None, None, budget, "haq", config, graph=g,
+            evaluator=evaluator or SyntheticEvaluator(g, delay=delay), **kw,
         )
 
     if __name__ == "__main__":
@@ -149,10 +153,8 @@ def test_all_strategies_fit_and_write_outputs(tmp_path, script):
         kw = {"episodes": 30} if s in ("haq", "random") else {}
         if s == "haq":
             kw["agent"] = DDPGConfig(hidden=32, warmup=10, batch_size=16)
-        r = search(
-            None, None, budget, s, graph=g, evaluator=ev, run_dir=tmp_path / s,
-            progress=False, **kw,
-        )  # fmt: skip
+        config = SearchConfig(run_dir=tmp_path / s, progress=False)
+        r = search(None, None, budget, s, config, graph=g, evaluator=ev, **kw)
         assert budget.fits(memory_report(g, r.policy)) and budget.fits(r.report)
         assert r.search_score == ev(r.policy)
         # one candidate (rule, ilp, uniform) has nothing to choose: no re-score
@@ -209,14 +211,14 @@ def test_weight_only_keeps_activations_at_8(strategy, script):
     kw = {"episodes": 6, "agent": DDPGConfig(hidden=16, warmup=2)} if strategy == "haq" else {}
     kw = {"episodes": 6} if strategy == "random" else kw
     r = search(
-        None, None, flash_only, strategy, graph=g, evaluator=SyntheticEvaluator(g),
-        weights_only=True, progress=False, plots=False, **kw,
+        None, None, flash_only, strategy, QUIET, graph=g, evaluator=SyntheticEvaluator(g),
+        weights_only=True, **kw,
     )  # fmt: skip
     assert set(r.policy.activations.values()) == {8}
     assert min(r.policy.weights.values()) < 8 and flash_only.fits(r.report)
     with pytest.raises(MicromixError, match="weight-only"):
-        search(None, None, budget, strategy, graph=g, evaluator=SyntheticEvaluator(g),
-               weights_only=True, progress=False, plots=False, **kw)  # fmt: skip
+        search(None, None, budget, strategy, QUIET, graph=g, evaluator=SyntheticEvaluator(g),
+               weights_only=True, **kw)  # fmt: skip
 
 
 def test_two_ray_workers_give_the_same_result(script):
@@ -241,11 +243,12 @@ def test_haq_learns_a_known_additive_reward(script):
     g, budget = ns["setup"]()
     ev = SyntheticEvaluator(g)
     best = ev(solve_ilp(g, budget, evaluator_sensitivity(g, ev)))
-    common = {"graph": g, "evaluator": ev, "episodes": 40, "fill": False, "progress": False}
+    common = {"graph": g, "evaluator": ev, "episodes": 40, "fill": False}
+    quiet = SearchConfig(progress=False)
     haq = search(
-        None, None, budget, "haq", seeds=(), agent=DDPGConfig(hidden=64, warmup=10), **common
+        None, None, budget, "haq", quiet, seeds=(), agent=DDPGConfig(hidden=64, warmup=10), **common
     )
-    rnd = search(None, None, budget, "random", **common)
+    rnd = search(None, None, budget, "random", quiet, **common)
     assert haq.episodes == rnd.episodes == 40
     assert haq.search_score >= 0.99 * best
     assert haq.search_score > rnd.search_score
@@ -268,9 +271,8 @@ def test_seeds_are_always_rescored_and_can_win(script):
     def rescore(p: Policy) -> float:
         return 99.0 if p.key() == rule.key() else syn(p)
 
-    r = search(None, None, budget, "haq", graph=g, evaluator=short, rescorer=rescore,
-               episodes=8, top_k=2, agent=DDPGConfig(hidden=32, warmup=4), progress=False,
-               plots=False)  # fmt: skip
+    r = search(None, None, budget, "haq", QUIET, graph=g, evaluator=short, rescorer=rescore,
+               episodes=8, top_k=2, agent=DDPGConfig(hidden=32, warmup=4))  # fmt: skip
     seeds = [h for h in r.history if h.get("seed") == "rule"]
     assert seeds and sorted(h["accuracy"] for h in r.history)[0] == seeds[0]["accuracy"]
     keys = [Policy.from_json(x["policy"]).key() for x in r.rescored]
@@ -301,7 +303,7 @@ def test_rescorer_uses_the_final_recipe(fashion, monkeypatch):
     assert two(Policy.uniform(trace(model), 4)) == pytest.approx((10.0 + 20.0) / 2)
     assert ev.with_settings(rescore_seeds=3).rescorer().settings.repeats == 3
     with pytest.raises(MicromixError, match="rescore_recipe"):
-        search(model, fashion, Budget(None, None), "rule", qat=QATSettings(rescore_recipe="x"))
+        QATSettings(rescore_recipe="x")
 
 
 def test_the_search_honours_the_users_batch_size_everywhere(fashion, monkeypatch):
@@ -332,8 +334,8 @@ def test_one_candidate_is_not_rescored(script):
         raise AssertionError("a search with one candidate re-scored it")
 
     for s in ("rule", "ilp", "uniform"):
-        r = search(None, None, budget, s, graph=g, evaluator=SyntheticEvaluator(g),
-                   rescorer=rescorer, progress=False, plots=False)  # fmt: skip
+        r = search(None, None, budget, s, QUIET, graph=g, evaluator=SyntheticEvaluator(g),
+                   rescorer=rescorer)  # fmt: skip
         assert r.heldout_acc is None and r.rescored == [] and r.accuracy == r.search_score
 
 
@@ -354,8 +356,8 @@ def test_surrogate_screen_skips_policies_ranked_far_below(script):
         trained.append(p.key())
         return syn(p)
 
-    r = search(None, None, budget, "haq", graph=g, evaluator=ev, episodes=16, screen=4.0, fill=False,
-               agent=DDPGConfig(hidden=32, warmup=4), progress=False, plots=False)  # fmt: skip
+    r = search(None, None, budget, "haq", QUIET, graph=g, evaluator=ev, episodes=16, screen=4.0,
+               fill=False, agent=DDPGConfig(hidden=32, warmup=4))  # fmt: skip
     screened = [h for h in r.history if h.get("screened")]
     assert screened and r.episodes == 16
     for h in screened:
@@ -370,6 +372,21 @@ def test_surrogate_screen_skips_policies_ranked_far_below(script):
     assert all(not h.get("screened") for h in r.rescored)
     with pytest.raises(MicromixError, match="screen"):
         search(None, None, budget, "haq", graph=g, evaluator=syn, screen=-1.0)
+
+
+def test_a_run_setting_given_as_a_strategy_setting_names_search_config(script):
+    """The settings of how a search runs are one object: the old keyword is refused, saying
+    where it went, before anything is evaluated."""
+    _, ns = script
+    g, budget = ns["setup"]()
+
+    def never(p: Policy) -> float:
+        raise AssertionError("refused settings must stop the search before any evaluation")
+
+    with pytest.raises(MicromixError, match=r"run_dir is a setting of how the search runs"):
+        search(None, None, budget, "rule", graph=g, evaluator=never, run_dir="runs/x")
+    with pytest.raises(MicromixError, match=r"config=SearchConfig\(seed=\.\.\.\)"):
+        search(None, None, budget, "haq", graph=g, evaluator=never, episodes=4, seed=1)
 
 
 def test_cache_hit_avoids_reevaluation():
@@ -405,8 +422,8 @@ def test_search_passes_the_incumbent_to_screening_evaluators(script):
             seen.append(incumbent)
             return synthetic(p)
 
-    r = search(None, None, budget, "random", graph=g, evaluator=Screening(), episodes=12, fill=False,
-               batch=4, progress=False, plots=False)  # fmt: skip
+    r = search(None, None, budget, "random", QUIET, graph=g, evaluator=Screening(), episodes=12,
+               fill=False, batch=4)  # fmt: skip
     rows = [h for h in r.history if h["new"]]
     assert len(seen) == len(rows) == 12
     for inc, h in zip(seen, rows):
@@ -559,3 +576,18 @@ def test_run_accepts_weight_only_and_workers():
     assert cfg.weights_only and cfg.name == "rule"
     with pytest.raises(MicromixError, match="--warmup applies to haq"):
         strategy_config("random", episodes=4, warmup=2)
+
+
+def test_policy_of_changes_exactly_the_chosen_tensor_by_its_tag(tiny_resnet):
+    """A key's tag, not its name, says whether weight or activation bits change: an op and
+    its output tensor share a name."""
+    g = trace(tiny_resnet, (1, 1, 8, 8))
+    base = Policy.uniform(g, 8)
+    weight_keys = choice_keys(g, weights_only=True)
+    assert weight_keys and set(weight_keys) < set(choice_keys(g))
+    assert {n for _, n in weight_keys} & {n for _, n in set(choice_keys(g)) - set(weight_keys)}
+    for key in choice_keys(g):
+        p = policy_of(base, {key: 2})
+        w = {n for n, b in p.weights.items() if b != base.weights[n]}
+        a = {t for t, b in p.activations.items() if b != base.activations[t]}
+        assert (w, a) == (({key[1]}, set()) if key in weight_keys else (set(), {key[1]}))

@@ -8,7 +8,7 @@ import torch.nn as nn
 from micromix.data import ImageSet
 from micromix.errors import CheckpointError
 from micromix.models import create
-from micromix.train import TrainConfig, evaluate, fit, load_model, lr_at, save_model
+from micromix.train import FitRun, TrainConfig, evaluate, fit, load_model, lr_at, save_model
 
 
 def _toy(n: int = 256, seed: int = 0) -> ImageSet:
@@ -33,13 +33,14 @@ def _net() -> nn.Module:
 
 
 CFG = TrainConfig(epochs=3, batch_size=32, lr=0.05, augment=False)
+QUIET = FitRun(progress=False)
 
 
 def test_fit_learns_and_records_history():
     ds = _toy()
     model = _net()
     before = evaluate(model, ds)
-    state = fit(model, ds, CFG, progress=False)
+    state = fit(model, ds, CFG, QUIET)
     assert state.epoch == 3 and len(state.history) == 3
     assert state.history[-1]["loss"] < state.history[0]["loss"]
     assert evaluate(model, ds) > max(before, 80.0)
@@ -48,13 +49,15 @@ def test_fit_learns_and_records_history():
 def test_resume_matches_uninterrupted_run(tmp_path):
     ds = _toy()
     full = _net()
-    fit(full, ds, CFG, progress=False)
+    fit(full, ds, CFG, QUIET)
     part = _net()
     ck = tmp_path / "ck.pt"
-    fit(part, ds, CFG, checkpoint=ck, progress=False, until_epoch=1)  # "killed" after epoch 1
+    fit(
+        part, ds, CFG, FitRun(checkpoint=ck, progress=False, until_epoch=1)
+    )  # "killed" after epoch 1
     # A new process would rebuild the model from scratch and resume from the file.
     resumed = _net()
-    state = fit(resumed, ds, CFG, checkpoint=ck, resume=True, progress=False)
+    state = fit(resumed, ds, CFG, FitRun(checkpoint=ck, resume=True, progress=False))
     assert state.epoch == 3
     for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
@@ -63,8 +66,8 @@ def test_resume_matches_uninterrupted_run(tmp_path):
 def test_same_seed_same_weights():
     ds = _toy()
     a, b = _net(), _net()
-    fit(a, ds, CFG, progress=False)
-    fit(b, ds, CFG, progress=False)
+    fit(a, ds, CFG, QUIET)
+    fit(b, ds, CFG, QUIET)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
@@ -142,7 +145,7 @@ def test_fit_distills_and_caches_teacher_logits_without_augmentation():
     def run(c, t):
         torch.manual_seed(1)
         m = create("mobilenet_v1", width=0.1, resolution=8, in_channels=1, num_classes=2)
-        fit(m, ds, c, progress=False, teacher=t)
+        fit(m, ds, c, QUIET, teacher=t)
         return m
 
     kd = run(cfg, teacher)
@@ -185,7 +188,7 @@ def test_adam_scales_the_learning_rate_of_parameters_that_ask():
     try:
         net = create("mobilenet_v1", width=0.1, resolution=8, in_channels=1, num_classes=2)
         net.classifier.bias.lr_scale = 0.5
-        fit(net, ds, replace(cfg, epochs=1, batch_size=16, schedule="cosine"), progress=False)
+        fit(net, ds, replace(cfg, epochs=1, batch_size=16, schedule="cosine"), QUIET)
     finally:
         torch.optim.Adam.step = real_step
     assert len(seen) == 4 and seen[1][0] < seen[0][0]
@@ -211,7 +214,9 @@ def test_fit_checked_stops_a_model_at_chance_after_one_epoch(tmp_path):
 
     ck = tmp_path / "ck.pt"
     with pytest.raises(MicromixError, match=r"at chance after epoch 1.*--lr.*--checkpoint"):
-        fit_checked(_dead_net(), _toy(3300), CFG, checkpoint=ck, progress=False)  # 103 steps
+        fit_checked(
+            _dead_net(), _toy(3300), CFG, FitRun(checkpoint=ck, progress=False)
+        )  # 103 steps
     assert load_checkpoint(ck)["epoch"] == 1  # no second epoch was spent
 
 
@@ -221,8 +226,8 @@ def test_fit_checked_is_plain_fit_for_a_model_that_trains(tmp_path):
     from micromix.train import fit_checked
 
     ref, checked = _net(), _net()
-    want = fit(ref, _toy(), CFG, progress=False)
-    got = fit_checked(checked, _toy(), CFG, checkpoint=tmp_path / "ck.pt", progress=False)
+    want = fit(ref, _toy(), CFG, QUIET)
+    got = fit_checked(checked, _toy(), CFG, FitRun(checkpoint=tmp_path / "ck.pt", progress=False))
     assert [h["epoch"] for h in got.history] == [1, 2, 3]
     assert [h["loss"] for h in got.history] == [h["loss"] for h in want.history]
     for k, v in ref.state_dict().items():
@@ -261,12 +266,12 @@ def test_grad_clip_bounds_every_update():
     )
     free = _net()
     before = torch.cat([p.detach().reshape(-1).clone() for p in free.parameters()])
-    fit(free, _toy(), replace(cfg, grad_clip=None), progress=False)
+    fit(free, _toy(), replace(cfg, grad_clip=None), QUIET)
     moved = torch.cat([p.detach().reshape(-1) for p in free.parameters()]) - before
     assert moved.norm() > 0.5 * 1.9 * 0.01
     model = _net()
     before = torch.cat([p.detach().reshape(-1).clone() for p in model.parameters()])
-    fit(model, _toy(), cfg, progress=False)
+    fit(model, _toy(), cfg, QUIET)
     after = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
     assert 0 < (after - before).norm() <= 0.5 * 1.9 * 0.01 + 1e-6
 
@@ -313,7 +318,7 @@ def test_train_float_resumes_with_the_recipe_it_chose(tmp_path, monkeypatch):
     cfg = TrainConfig(epochs=2, batch_size=32, lr=5.0, augment=False)
     ck = tmp_path / "ck.pt"
     data = _toy(4000)
-    first = train_mod.train_float(_bn_free_net(), data, cfg, checkpoint=ck, progress=False)
+    first = train_mod.train_float(_bn_free_net(), data, cfg, FitRun(checkpoint=ck, progress=False))
     assert train_mod.load_checkpoint(ck)["config"]["optimizer"] == "adam"
 
     def no_probe(*a, **k):
@@ -321,7 +326,7 @@ def test_train_float_resumes_with_the_recipe_it_chose(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_mod, "probe_recipe", no_probe)
     again = train_mod.train_float(
-        _bn_free_net(), data, cfg, checkpoint=ck, resume=True, progress=False
+        _bn_free_net(), data, cfg, FitRun(checkpoint=ck, resume=True, progress=False)
     )
     assert again.history == first.history
 
@@ -329,7 +334,7 @@ def test_train_float_resumes_with_the_recipe_it_chose(tmp_path, monkeypatch):
 def test_a_redirected_fit_logs_one_line_per_epoch_with_time_left(capsys):
     # capsys's streams are not terminals, as in CI or under nohup: no bar redraws
     cfg = TrainConfig(epochs=4, batch_size=8, lr=0.05, augment=False)
-    fit(_net(), _toy(), cfg, progress=True, desc="qat")
+    fit(_net(), _toy(), cfg, FitRun(progress=True, desc="qat"))
     cap = capsys.readouterr()
     lines = cap.out.splitlines()
     assert "\r" not in cap.err + cap.out

@@ -22,7 +22,7 @@ from micromix.integer import convert
 from micromix.integer.model import run_op
 from micromix.memory import memory_report
 from micromix.policy import Policy
-from micromix.quant import finetune
+from micromix.quant import FinetuneConfig, finetune
 
 
 def user_model(name: str) -> tuple[torch.nn.Module, tuple[int, int, int]]:
@@ -89,10 +89,8 @@ def test_user_model_end_to_end(tmp_path, name: str) -> None:
     pol = user_policy(name, g)
     report = memory_report(g, pol)
     data = random_data(shape)
-    qmodel = finetune(
-        model, pol, data, epochs=1, max_batches=3, batch_size=32, graph=g, progress=False,
-        calib_batches=2,
-    )  # fmt: skip
+    run = FinetuneConfig(epochs=1, max_batches=3, batch_size=32, calib_batches=2, progress=False)
+    qmodel = finetune(model, pol, data, config=run, graph=g)
     im = convert(qmodel)
     assert (im.report.flash_bytes, im.report.ram_bytes) == (report.flash_bytes, report.ram_bytes)
 

@@ -6,9 +6,9 @@ The public API, imported lazily so `import micromix` stays cheap:
     Policy                            policy.py    bits per weight and activation tensor
     memory_report, MemoryReport       memory.py    exact FLASH / RAM / arena plan
     Budget, targets, get_target       budget.py    limits in bytes, MCU registry
-    load_model, save_model, fit       train.py     float models and training
-    prepare, finetune, quant_params   quant/       fake-quant QAT
-    search                            strategies/  haq | rule | ilp | uniform | random
+    load_model, save_model, fit       train.py     float models and training (TrainConfig, FitRun)
+    prepare, finetune, quant_params   quant/       fake-quant QAT (FinetuneConfig)
+    search, SearchConfig              strategies/  haq | rule | ilp | uniform | random
     convert, IntegerModel             integer/     integer-only model + numpy reference
     export_c                          export/      C99 project
     models, data                      sub-packages (registry, datasets)
@@ -35,14 +35,17 @@ _EXPORTS = {
     "fit": "train",
     "evaluate": "train",
     "TrainConfig": "train",
+    "FitRun": "train",
     "prepare": "quant",
     "finetune": "quant",
+    "FinetuneConfig": "quant",
     "quant_params": "quant",
     "convert": "integer",
     "IntegerModel": "integer",
     "export_c": "export",
     "MicromixError": "errors",
     "search": "strategies",
+    "SearchConfig": "strategies",
 }
 _SUBPACKAGES = {
     "models",

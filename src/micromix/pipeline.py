@@ -30,7 +30,15 @@ from .progress import Progress, duration
 from .quant.recipe import DEFAULT_RECIPE, QAT_BATCH_SIZE, recipe
 from .rundir import check_run_dir, open_run_dir
 from .stored import write_graph
-from .train import evaluate, float_recipe, load_float, load_model, save_model, train_float
+from .train import (
+    FitRun,
+    evaluate,
+    float_recipe,
+    load_float,
+    load_model,
+    save_model,
+    train_float,
+)
 
 ASSET = Path(__file__).parent / "assets" / "mobilenet_v1_w025_fmnist28.pt"
 ASSET_COMMAND = "micromix train --model mobilenet_v1 --width 0.25 --epochs 20 --run-dir runs/float-mbv1-025 --seed 0"
@@ -89,7 +97,7 @@ class RunConfig:
             zoo = {"width": self.width, "resolution": r, "in_channels": c}
             args = {**zoo, "num_classes": self.classes, **args}
         spec = spec_from_ref(self.model, args, self.input_shape)  # an unknown name fails here
-        if spec.input_shape is None and spec.kind != "zoo":
+        if spec.input_shape is None and not spec.is_zoo:
             raise MicromixError(f"give --input-shape CxHxW for {self.model} (e.g. 1x28x28).")
         return spec
 
@@ -149,7 +157,6 @@ class Pipeline:
         image counts against batch sizes. Writes nothing."""
         from .checks import check_batches, check_classes
         from .strategies import list_strategies
-        from .strategies.evaluate import QATSettings
 
         c = self.cfg
         recipe(c.qat_recipe)  # an unknown recipe name is refused here
@@ -178,12 +185,9 @@ class Pipeline:
         ref = memory_report(graph, Policy.uniform(graph, 8))
         check_feasible(graph, Budget.parse(c.flash, c.ram, target=c.target, reference=ref))
         check_classes(self.data, graph)
-        batch = c.batch_size or QATSettings().batch_size
-        if c.search_train_images < batch and c.strategy in ("haq", "random"):
-            raise MicromixError(
-                f"--search-train-images {c.search_train_images} is fewer than one fine-tune "
-                f"batch of the search ({batch} images); use at least {batch}."
-            )
+        _, search = self.search_settings()  # every search and QAT setting refused here
+        search.qat.check_trains("--search-train-images")
+        self.finetune_config()
         check_batches(len(self.data.train), c.batch_size or QAT_BATCH_SIZE)
 
     # ---- helpers -------------------------------------------------------------------------
@@ -250,11 +254,13 @@ class Pipeline:
                 model,
                 self.data.train,
                 cfg,
-                device=self.device,
-                checkpoint=self.dir / "float" / "checkpoint.pt",
-                resume=self.resume,
-                progress=self.progress,
-                desc="float",
+                FitRun(
+                    device=self.device,
+                    checkpoint=self.dir / "float" / "checkpoint.pt",
+                    resume=self.resume,
+                    progress=self.progress,
+                    desc="float",
+                ),
             )
             made_by = "micromix run (float stage)"
         self.input_shape = input_shape_of(model)[1:]
@@ -304,10 +310,23 @@ class Pipeline:
 
         if "search" in self.done:
             return Policy.load(self.dir / "policy.json")
-        c = self.cfg
         t0 = time.time()
-        from .strategies import QATSettings, strategy_config
+        cfg, config = self.search_settings()
+        result = search(model, self.data, budget, cfg, config, graph=self.traced(model))
+        result.policy.save(self.dir / "policy.json")
+        self.mark(
+            "search",
+            heldout_acc=result.accuracy,
+            search_score=result.search_score,
+            seconds=time.time() - t0,
+        )
+        return result.policy
 
+    def search_settings(self):
+        """The search stage's strategy config and SearchConfig (checked when built)."""
+        from .strategies import QATSettings, SearchConfig, strategy_config
+
+        c = self.cfg
         cfg = strategy_config(
             c.strategy,
             episodes=c.episodes if c.strategy in ("haq", "random") else None,
@@ -323,28 +342,32 @@ class Pipeline:
             qat = replace(qat, batch_size=c.batch_size, user_batch_size=c.batch_size)
         if c.strategy in ("haq", "random"):
             cfg = replace(cfg, top_k=c.top_k)
-        result = search(
-            model,
-            self.data,
-            budget,
-            cfg,
+        config = SearchConfig(
             run_dir=self.dir / "search",
             seed=c.seed,
+            qat=qat,
             resume=self.resume,
             device=self.device,
-            qat=qat,
             progress=self.progress,
             workers=c.workers,
-            graph=self.traced(model),
         )
-        result.policy.save(self.dir / "policy.json")
-        self.mark(
-            "search",
-            heldout_acc=result.accuracy,
-            search_score=result.search_score,
-            seconds=time.time() - t0,
+        return cfg, config
+
+    def finetune_config(self):
+        """The final QAT's FinetuneConfig (checked when built)."""
+        from .quant.finetune import FinetuneConfig
+
+        c = self.cfg
+        return FinetuneConfig(
+            epochs=c.finetune_epochs,
+            batch_size=c.batch_size or QAT_BATCH_SIZE,
+            max_batches=c.finetune_batches,
+            seed=c.seed,
+            device=self.device,
+            checkpoint=self.dir / "finetune" / "checkpoint.pt",
+            resume=self.resume,
+            progress=self.progress,
         )
-        return result.policy
 
     def finetune(self, model: torch.nn.Module, policy: Policy):
         from .quant.finetune import finetune, load_qat, save_qat
@@ -356,19 +379,7 @@ class Pipeline:
         t0 = time.time()
         graph = self.traced(model)
         q = finetune(
-            model,
-            policy,
-            self.data.train,
-            c.qat_recipe,
-            epochs=c.finetune_epochs,
-            device=self.device,
-            checkpoint=self.dir / "finetune" / "checkpoint.pt",
-            resume=self.resume,
-            graph=graph,
-            progress=self.progress,
-            max_batches=c.finetune_batches,
-            seed=c.seed,
-            batch_size=c.batch_size or QAT_BATCH_SIZE,
+            model, policy, self.data.train, c.qat_recipe, self.finetune_config(), graph=graph
         )
         acc = evaluate(q, self.test_set, **self.eval_kw)
         save_qat(path, q)

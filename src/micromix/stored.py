@@ -125,7 +125,7 @@ def names_code_or_path(key: str, value: Any) -> bool:
     """Whether a recorded setting `key: value` names code or a path (and so must come from the
     command line): a model outside the zoo, any checkpoint or data folder, a dataset other
     than the built-in one, a target file."""
-    from .data import dataset_kind
+    from .data import dataset_source
     from .models import list_models
 
     if value is None or key not in _FLAGS:
@@ -134,7 +134,7 @@ def names_code_or_path(key: str, value: Any) -> bool:
         return value not in list_models()
     if key == "dataset":
         try:
-            return dataset_kind(value) != "fashion_mnist"
+            return dataset_source(value).is_path
         except MicromixError:
             return True
     if key == "target":

@@ -2,7 +2,7 @@
 
 `fit` runs single-process or under torchrun (DistributedDataParallel); only rank 0 prints and
 writes. A checkpoint after every epoch holds model, optimizer, epoch and RNG states, so
-`resume=True` continues exactly where an interrupted run stopped.
+`FitRun(resume=True)` continues exactly where an interrupted run stopped.
 """
 
 from __future__ import annotations
@@ -20,11 +20,16 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from . import configs
 from . import distributed as dist
+from .configs import check_choice, check_int, check_number
 from .data import ImageSet, Sampling, batches, num_batches
 from .errors import CheckpointError, MicromixError
 from .files import load_checkpoint, save_checkpoint
 from .progress import Progress
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("cosine", "step")
 
 
 @dataclass(frozen=True)
@@ -49,14 +54,27 @@ class TrainConfig:
     kd_weight: float = 0.0
     kd_temperature: float = 1.0
 
+    def __post_init__(self) -> None:
+        # Refused when built, before any training: one sentence each.
+        check_int("epochs", self.epochs, 0)
+        check_int("batch_size", self.batch_size, 1)
+        check_int("max_batches", self.max_batches, 1, optional=True)
+        check_int("freeze_bn_after", self.freeze_bn_after, 0, optional=True)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_number("the learning rate", self.lr, 0.0)
+        if self.lr == 0:
+            raise MicromixError("the learning rate must be positive, got 0.")
+        check_number("warmup_epochs", self.warmup_epochs, 0.0)
+        check_number("kd_weight", self.kd_weight, 0.0, 1.0)
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> TrainConfig:
-        d = dict(d)
-        d["lr_steps"] = tuple(tuple(x) for x in d.get("lr_steps", ()))
-        return cls(**d)
+    def from_json(cls, d: Any) -> TrainConfig:
+        steps = lambda v: tuple(tuple(x) for x in v)  # noqa: E731  (JSON has lists only)
+        return configs.from_json(cls, d, "the training settings", lr_steps=steps)
 
 
 def seed_everything(seed: int) -> None:
@@ -168,6 +186,45 @@ def evaluate(
     return 100.0 * correct / max(total, 1)
 
 
+@dataclass(frozen=True)
+class FitRun:
+    """Where and how `fit` runs, as opposed to what it computes (TrainConfig).
+
+    `checkpoint` is written (rank 0) after each epoch; with `resume` it is read first.
+    `until_epoch` stops early without changing the schedule (a staged or interrupted run).
+    """
+
+    device: str = "cpu"
+    checkpoint: str | None = None
+    resume: bool = False
+    progress: bool = True
+    desc: str = "train"  # the progress lines' label
+    until_epoch: int | None = None
+
+    def __post_init__(self) -> None:
+        # torch.device and Path are accepted; the stored form is a string.
+        object.__setattr__(self, "device", str(self.device))
+        if self.checkpoint is not None:
+            object.__setattr__(self, "checkpoint", str(self.checkpoint))
+        check_int("until_epoch", self.until_epoch, 1, optional=True)
+
+    def to_json(self) -> dict[str, Any]:
+        return configs.to_json(self)
+
+    @classmethod
+    def from_json(cls, d: Any) -> FitRun:
+        return configs.from_json(cls, d, "the fit run settings")
+
+
+@dataclass(frozen=True)
+class FitHooks:
+    """Code `fit` calls (never data: not stored). `extra_state()` is merged into each
+    checkpoint; `before_bn_freeze(model)` runs once, right before BN statistics freeze."""
+
+    extra_state: Callable[[], dict[str, Any]] | None = None
+    before_bn_freeze: Callable[[nn.Module], None] | None = None
+
+
 @dataclass
 class FitState:
     epoch: int = 0  # epochs completed
@@ -178,41 +235,34 @@ def fit(
     model: nn.Module,
     train: ImageSet,
     cfg: TrainConfig,
+    run: FitRun | None = None,
     *,
-    device: torch.device | str = "cpu",
-    checkpoint: str | Path | None = None,
-    resume: bool = False,
     eval_set: ImageSet | None = None,
-    extra_state: Callable[[], dict[str, Any]] | None = None,
-    progress: bool = True,
-    desc: str = "train",
-    until_epoch: int | None = None,
     teacher: nn.Module | None = None,
-    before_bn_freeze: Callable[[nn.Module], None] | None = None,
+    hooks: FitHooks | None = None,
 ) -> FitState:
-    """Train `model` in place for cfg.epochs epochs; returns the per-epoch history.
+    """Train `model` in place for cfg.epochs epochs, as `run` says; returns the per-epoch
+    history, with the accuracy on `eval_set` after each epoch when given.
 
     Under torchrun the model is wrapped in DistributedDataParallel and each rank sees a shard.
-    `checkpoint` is written (rank 0) after each epoch; with `resume` it is read first.
-    `until_epoch` stops early without changing the schedule (a staged or interrupted run).
     `teacher` (eval mode, no gradients) is distilled with cfg.kd_weight / cfg.kd_temperature;
     without augmentation its logits are fixed per image: computed once, the first time.
-    `before_bn_freeze(model)` runs once, right before BN statistics freeze (re-estimation).
     """
-    device = torch.device(device)
+    run, hooks = run or FitRun(), hooks or FitHooks()
+    device, checkpoint = torch.device(run.device), run.checkpoint
     rank, world = dist.world()
     model.to(device)
     opt = make_optimizer(model, cfg)
     seed_everything(cfg.seed)
     state, saved_logits = FitState(), None
-    if resume and checkpoint is not None and Path(checkpoint).exists():
+    if run.resume and checkpoint is not None and Path(checkpoint).exists():
         state, saved_logits = _load_fit_checkpoint(checkpoint, model, opt, device)
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    run = _EpochRun(
+    loop = _EpochRun(
         model=model,
         net=net,
         opt=opt,
@@ -222,8 +272,8 @@ def fit(
         data=train,
         device=device,
     )
-    if run.teacher is not None and not cfg.augment:
-        run.cache_teacher(train, saved_logits)
+    if loop.teacher is not None and not cfg.augment:
+        loop.cache_teacher(train, saved_logits)
     per_epoch = num_batches(len(train), cfg.batch_size, world, drop_last=True)
     if cfg.max_batches:
         per_epoch = min(per_epoch, cfg.max_batches)
@@ -233,18 +283,18 @@ def fit(
             + (f" on each of {world} processes" if world > 1 else "")
             + "; lower --batch-size or use more images."
         )
-    talk = progress and rank == 0
+    talk, desc, until_epoch = run.progress and rank == 0, run.desc, run.until_epoch
     # One line per epoch (elapsed, time left) on a terminal and in a log; batches as a bar
     # on a terminal only.
     epochs = Progress(cfg.epochs, f"{desc} epoch", enabled=talk, bar=False, initial=state.epoch)
     for epoch in range(state.epoch, min(cfg.epochs, until_epoch or cfg.epochs)):
         net.train()
         if cfg.freeze_bn_after is not None and epoch >= cfg.freeze_bn_after:
-            if epoch == cfg.freeze_bn_after and before_bn_freeze is not None:
-                before_bn_freeze(model)
+            if epoch == cfg.freeze_bn_after and hooks.before_bn_freeze is not None:
+                hooks.before_bn_freeze(model)
             freeze_bn(net)
         bar = Progress(per_epoch, f"{desc} {epoch + 1}/{cfg.epochs}", enabled=talk, lines=False)
-        row = run.epoch(epoch, per_epoch, bar, rank, world)
+        row = loop.epoch(epoch, per_epoch, bar, rank, world)
         bar.close()
         if eval_set is not None:
             row["eval_acc"] = evaluate(model, eval_set, device=device)
@@ -264,10 +314,10 @@ def fit(
                 "rng": {"torch": torch.get_rng_state()},
                 "config": cfg.to_json(),
             }
-            if run.cached is not None:
-                ck["teacher_logits"] = run.cached.cpu()
-            if extra_state is not None:
-                ck.update(extra_state())
+            if loop.cached is not None:
+                ck["teacher_logits"] = loop.cached.cpu()
+            if hooks.extra_state is not None:
+                ck.update(hooks.extra_state())
             save_checkpoint(checkpoint, ck)
         dist.barrier()
     return state
@@ -389,13 +439,16 @@ def check_not_at_chance(row: dict[str, float], classes: int) -> None:
 
 
 def fit_checked(
-    model: nn.Module, train: ImageSet, cfg: TrainConfig, *, checkpoint: str | Path, **kw: Any
+    model: nn.Module, train: ImageSet, cfg: TrainConfig, run: FitRun, **kw: Any
 ) -> FitState:
-    """`fit` (same arguments) that stops after the first epoch if the model is still at chance
-    there (`check_not_at_chance`). It runs as two `fit` calls joined by the checkpoint, which
-    resumes exactly, so a model that trains ends bit-identical to one plain `fit`."""
+    """`fit` (same arguments; `run` names a checkpoint) that stops after the first epoch if the
+    model is still at chance there (`check_not_at_chance`). It runs as two `fit` calls joined by
+    the checkpoint, which resumes exactly, so a model that trains ends bit-identical to one
+    plain `fit`."""
+    if run.checkpoint is None:
+        raise ValueError("fit_checked resumes from its checkpoint: FitRun.checkpoint is needed.")
     _, world = dist.world()
-    state = fit(model, train, cfg, checkpoint=checkpoint, until_epoch=1, **kw)
+    state = fit(model, train, cfg, replace(run, until_epoch=1), **kw)
     first = dict(state.history[0])
     if world > 1:  # every rank decides on the same (summed) figures
         loss, acc = dist.all_reduce_sum(
@@ -405,7 +458,7 @@ def fit_checked(
     check_not_at_chance(first, len(train.classes))
     if cfg.epochs <= 1:
         return state
-    return fit(model, train, cfg, checkpoint=checkpoint, **{**kw, "resume": True})
+    return fit(model, train, cfg, replace(run, resume=True), **kw)
 
 
 # The recipes `train_float` tries, in order of preference: micromix's SGD (measured best on the
@@ -430,7 +483,7 @@ def probe_recipe(
         probe = replace(
             c, epochs=1, max_batches=PROBE_BATCHES, schedule="step", lr_steps=(), warmup_epochs=0.0
         )
-        state = fit(copy.deepcopy(model), train, probe, device=device, progress=False)
+        state = fit(copy.deepcopy(model), train, probe, FitRun(device=device, progress=False))
         losses.append(state.history[0]["loss"])
     _, world = dist.world()
     if world > 1:  # every rank chooses from the same (mean) losses
@@ -444,23 +497,23 @@ def probe_recipe(
 
 
 def train_float(
-    model: nn.Module, train: ImageSet, cfg: TrainConfig, *, checkpoint: str | Path, **kw: Any
+    model: nn.Module, train: ImageSet, cfg: TrainConfig, run: FitRun, **kw: Any
 ) -> FitState:
     """Float training as `micromix run` does it: `cfg` or Adam, as `probe_recipe` chooses (on
     resume, the checkpoint's choice), then `fit_checked` (stops a model still at chance after
     epoch 1)."""
-    device = kw.get("device", "cpu")
-    if kw.get("resume") and Path(checkpoint).exists():
-        saved = load_checkpoint(checkpoint)["config"]
+    device = run.device
+    if run.resume and run.checkpoint is not None and Path(run.checkpoint).exists():
+        saved = load_checkpoint(run.checkpoint)["config"]
         cfg = replace(cfg, optimizer=saved["optimizer"], lr=float(saved["lr"]))
     else:
         cfg, losses = probe_recipe(model, train, cfg, device=device)
-        if kw.get("progress", True) and dist.world()[0] == 0:
+        if run.progress and dist.world()[0] == 0:
             tried = ", ".join(f"{v:.3f}" for v in losses)
             print(
                 f"float training: {cfg.optimizer} lr {cfg.lr:g} (probe losses {tried})", flush=True
             )
-    return fit_checked(model, train, cfg, checkpoint=checkpoint, **kw)
+    return fit_checked(model, train, cfg, run, **kw)
 
 
 def float_recipe(epochs: int, seed: int = 0, batch_size: int = 128) -> TrainConfig:

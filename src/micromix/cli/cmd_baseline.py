@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from .. import distributed as dist
 from ..baselines import RESOLUTIONS, UNIFORM, WIDTHS, best_fitting_8bit, uniform_policies
@@ -16,11 +18,11 @@ from ..graph import trace
 from ..memory import memory_report
 from ..models import create_from_config
 from ..policy import Policy
-from ..quant.finetune import finetune, save_qat
+from ..quant.finetune import FinetuneConfig, finetune, save_qat
 from ..quant.kmeans import kmeans_flash_bytes, kmeans_quantize
 from ..quant.prepare import calibrate, calibration_batches, reestimate_bn
 from ..rundir import check_run_dir, open_run_dir
-from ..train import evaluate, fit, float_recipe, save_model
+from ..train import FitRun, evaluate, fit, float_recipe, save_model
 from .cmd_finetune import add_qat_args, add_recipe_args, recipe_from_args
 from .common import (
     add_budget_args,
@@ -85,8 +87,9 @@ def run(args: argparse.Namespace) -> int:
     check_run_dir(run_dir, command, resume=args.resume, force=args.force)
     model = load_model_for(args)
     graph = trace(model)
-    job = {"uniform": run_uniform, "fit8": run_fit8, "kmeans": run_kmeans}[args.kind]
-    _validate(args, graph)  # user mistakes surface before anything is written
+    baseline = BASELINES[args.kind]  # argparse allows only its keys
+    recipe_from_args(args)  # a bad recipe setting is refused here
+    baseline.check(args, graph)  # user mistakes surface before anything is written
     if dist.is_main():
         settings = {
             k: _plain(v)
@@ -97,23 +100,26 @@ def run(args: argparse.Namespace) -> int:
         open_run_dir(run_dir, command, settings, resume=args.resume, force=args.force)
         write_graph(run_dir, graph)
     dist.barrier()
-    result = job(args, model, graph, device, run_dir)
+    result = baseline.run(args, model, graph, device, run_dir)
     if dist.is_main():
         write_json(run_dir / f"{args.kind}.json", result)
     dist.shutdown()
     return 0
 
 
-def _validate(args: argparse.Namespace, graph) -> None:
-    recipe_from_args(args)  # a bad recipe setting is refused here
-    if args.kind == "uniform":
-        uniform_policies(graph, _names(args.configs))
-    elif args.kind == "fit8":
-        if not (args.flash or args.ram or args.target):
-            raise MicromixError("fit8 needs a budget: give --flash, --ram or --target.")
-        _numbers(args.widths, float, "--widths")
-        _numbers(args.resolutions, int, "--resolutions")
-    elif args.wbits not in range(1, 9) or args.abits not in (0, *range(2, 9)):
+def check_uniform(args: argparse.Namespace, graph) -> None:
+    uniform_policies(graph, _names(args.configs))
+
+
+def check_fit8(args: argparse.Namespace, graph) -> None:
+    if not (args.flash or args.ram or args.target):
+        raise MicromixError("fit8 needs a budget: give --flash, --ram or --target.")
+    _numbers(args.widths, float, "--widths")
+    _numbers(args.resolutions, int, "--resolutions")
+
+
+def check_kmeans(args: argparse.Namespace, graph) -> None:
+    if args.wbits not in range(1, 9) or args.abits not in (0, *range(2, 9)):
         raise MicromixError("k-means needs --wbits 1..8 and --abits 0 (float) or 2..8.")
 
 
@@ -137,26 +143,23 @@ def _plain(v):
     return v if isinstance(v, (str, int, float, bool, type(None))) else str(v)
 
 
-def _run_settings(args) -> dict:
-    """What the QAT recipe does not hold, the same for every baseline."""
-    return {"seed": args.seed, "batch_size": args.batch_size, "max_batches": args.max_batches}
-
-
-def _finetune(args, model, policy: Policy, graph, train, device, checkpoint: Path):
+def _qat_config(args, device, checkpoint: Path) -> FinetuneConfig:
     """The same QAT (settings, resume, weight range) for every baseline policy."""
-    return finetune(
-        model,
-        policy,
-        train,
-        recipe_from_args(args),
+    return FinetuneConfig(
         epochs=args.epochs,
+        batch_size=args.batch_size,
+        max_batches=args.max_batches,
+        seed=args.seed,
+        weight_range=args.weight_range,
         device=device,
         checkpoint=checkpoint,
         resume=args.resume,
-        graph=graph,
-        weight_range=args.weight_range,
-        **_run_settings(args),
     )
+
+
+def _finetune(args, model, policy: Policy, graph, train, device, checkpoint: Path):
+    config = _qat_config(args, device, checkpoint)
+    return finetune(model, policy, train, recipe_from_args(args), config, graph=graph)
 
 
 def run_uniform(args, model, graph, device, run_dir: Path) -> dict:
@@ -209,9 +212,7 @@ def run_fit8(args, model, graph, device, run_dir: Path) -> dict:
         net,
         data.train,
         fcfg,
-        device=device,
-        checkpoint=run_dir / "float-checkpoint.pt",
-        resume=args.resume,
+        FitRun(device=device, checkpoint=run_dir / "float-checkpoint.pt", resume=args.resume),
     )
     best["float_test_acc"] = evaluate(net, data.test, device=device)
     if dist.is_main():
@@ -236,11 +237,10 @@ def run_kmeans(args, model, graph, device, run_dir: Path) -> dict:
     fit(
         km,
         data.train,
-        recipe_from_args(args).train_config(args.epochs, **_run_settings(args)),
-        device=device,
-        checkpoint=run_dir / "checkpoint.pt",
-        resume=args.resume,
-        desc="kmeans",
+        _qat_config(args, device, None).train_config(recipe_from_args(args)),
+        FitRun(
+            device=device, checkpoint=run_dir / "checkpoint.pt", resume=args.resume, desc="kmeans"
+        ),
     )
     flash = kmeans_flash_bytes(graph, args.wbits, args.centroid_bytes)
     uniform = memory_report(
@@ -260,3 +260,19 @@ def run_kmeans(args, model, graph, device, run_dir: Path) -> dict:
             f"(indices {flash['index_bytes']:,} + codebooks {flash['codebook_bytes']:,} + parameters {flash['param_bytes']:,})"
         )
     return result
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """One `micromix baseline KIND`: its checks (before anything is written) and its job."""
+
+    check: Callable[[argparse.Namespace, Any], None]
+    run: Callable[[argparse.Namespace, Any, Any, Any, Path], dict]
+
+
+# KIND -> baseline; the sub-commands are its keys.
+BASELINES: dict[str, Baseline] = {
+    "uniform": Baseline(check_uniform, run_uniform),
+    "fit8": Baseline(check_fit8, run_fit8),
+    "kmeans": Baseline(check_kmeans, run_kmeans),
+}

@@ -13,7 +13,7 @@ from ..graph import trace
 from ..memory import memory_report
 from ..policy import Policy
 from ..quant.fakequant import DEFAULT_WEIGHT_RANGE, WEIGHT_QUANTS, WEIGHT_RANGES
-from ..quant.finetune import finetune, save_qat
+from ..quant.finetune import FinetuneConfig, finetune, save_qat
 from ..quant.recipe import (
     DEFAULT_RECIPE,
     QAT_BATCH_SIZE,
@@ -183,18 +183,23 @@ def run(args: argparse.Namespace) -> int:
     # Every check first: a refused command leaves the run directory as it was.
     check_run_dir(run_dir, "finetune", resume=args.resume, force=args.force)
     qat = recipe_from_args(args)
+    config = FinetuneConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        max_batches=args.max_batches,
+        seed=args.seed,
+        weight_range=args.weight_range,
+        device=device,
+        checkpoint=run_dir / "checkpoint.pt",
+        resume=args.resume,
+    )
+    cfg = config.train_config(qat)  # recorded; finetune trains with the same
     model = load_model_for(args)
     graph = trace(model)
     policy = resolve_policy(args, graph)
     data = data_for(args, model)
     check_classes(data, graph)
     check_batches(len(data.train), args.batch_size * dist.world()[1])
-    run_settings = {
-        "seed": args.seed,
-        "batch_size": args.batch_size,
-        "max_batches": args.max_batches,
-    }
-    cfg = qat.train_config(args.epochs, **run_settings)  # recorded; finetune builds the same
     report = memory_report(graph, policy)
     if dist.is_main():
         settings = {
@@ -226,19 +231,7 @@ def run(args: argparse.Namespace) -> int:
     dist.barrier()
     t0 = time.time()
     float_acc = evaluate(model.to(device), data.test, device=device)
-    qmodel = finetune(
-        model,
-        policy,
-        data.train,
-        qat,
-        epochs=args.epochs,
-        device=device,
-        checkpoint=run_dir / "checkpoint.pt",
-        resume=args.resume,
-        graph=graph,
-        weight_range=args.weight_range,
-        **run_settings,
-    )
+    qmodel = finetune(model, policy, data.train, qat, config, graph=graph)
     test_acc = evaluate(qmodel, data.test, device=device)
     held_acc = evaluate(qmodel, data.heldout, device=device)
     if dist.is_main():

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..files import read_json, write_json
     from ..stored import write_graph
-    from ..strategies import QATSettings, get, search, strategy_config
+    from ..strategies import QATSettings, SearchConfig, get, search, strategy_config
 
     get(args.strategy)  # an unknown strategy fails here, naming the known ones
     if not args.checkpoint:
@@ -85,7 +85,23 @@ def run(args: argparse.Namespace) -> int:
     cfg = strategy_config(
         args.strategy, episodes=args.episodes, warmup=args.warmup, weights_only=args.weight_only
     )
-    device = resolve_device(args.device)
+    qat = QATSettings(batch_size=args.batch_size)
+    if args.train_images is not None:
+        qat = replace(qat, train_images=args.train_images)
+    if args.eval_images is not None:
+        qat = replace(qat, eval_images=args.eval_images)
+    config = SearchConfig(  # every setting checked here, before anything loads or trains
+        run_dir=args.run_dir,
+        seed=args.seed,
+        qat=qat,
+        resume=args.resume,
+        force=args.force,
+        device=resolve_device(args.device),
+        progress=not args.no_progress,
+        workers=args.workers,
+        ray_address=args.ray_address,
+    )
+    qat.check_trains()  # the QAT evaluator's: refused before the data loads
     check_run_dir(args.run_dir, "search", resume=args.resume, force=args.force)
     model = load_model_for(args)
     graph = trace(model)
@@ -98,27 +114,7 @@ def run(args: argparse.Namespace) -> int:
         check_weight_only(graph, budget)
     data = data_for(args, model)
     check_classes(data, graph)
-    qat = QATSettings(batch_size=args.batch_size)
-    if args.train_images is not None:
-        qat = replace(qat, train_images=args.train_images)
-    if args.eval_images is not None:
-        qat = replace(qat, eval_images=args.eval_images)
-    result = search(
-        model,
-        data,
-        budget,
-        cfg,
-        run_dir=args.run_dir,
-        seed=args.seed,
-        resume=args.resume,
-        force=args.force,
-        graph=graph,
-        qat=qat,
-        device=device,
-        progress=not args.no_progress,
-        workers=args.workers,
-        ray_address=args.ray_address,
-    )
+    result = search(model, data, budget, cfg, config, graph=graph)
     # The run directory names its data (search() recorded the model's spec).
     cfg_path = Path(args.run_dir) / "config.json"
     recorded = read_json(cfg_path)

@@ -11,7 +11,7 @@ from .. import distributed as dist
 from ..files import write_json
 from ..graph import trace
 from ..rundir import check_run_dir, open_run_dir
-from ..train import evaluate, fit, float_recipe, save_model
+from ..train import FitRun, evaluate, fit, float_recipe, save_model
 from .common import (
     add_batch_size,
     add_common,
@@ -98,10 +98,7 @@ def run(args: argparse.Namespace) -> int:
         model,
         train,
         cfg,
-        device=device,
-        checkpoint=run_dir / "checkpoint.pt",
-        resume=args.resume,
-        desc="train",
+        FitRun(device=device, checkpoint=run_dir / "checkpoint.pt", resume=args.resume),
     )
     test_acc = evaluate(model, data.test, device=device)
     held_acc = evaluate(model, data.heldout, device=device)

@@ -248,7 +248,7 @@ def model_spec(args: argparse.Namespace, *, ref: str | None = None):
     extra = parse_model_args(getattr(args, "model_args", None))
     shape = getattr(args, "input_shape", None)
     spec = spec_from_ref(ref, extra, shape)
-    if spec.kind == "zoo":
+    if spec.is_zoo:
         kw = model_kwargs(args)
         flag_of = {"num_classes": "classes"}
         for k, v in extra.items():

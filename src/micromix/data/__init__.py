@@ -8,7 +8,8 @@ straight into the tensor of their split; an .npz is converted in chunks.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from ..errors import MicromixError
 from .folder import TEST_FRACTION, folder_test_images, load_folder_splits, load_image_folder
@@ -25,6 +26,8 @@ from .loader import (
 )
 from .npz import load_npz, npz_test_images
 
+DataDir = str | os.PathLike[str] | None  # where the Fashion-MNIST files are (None: found)
+
 __all__ = [
     "FASHION_MNIST_CLASSES",
     "DataSplits",
@@ -32,6 +35,7 @@ __all__ = [
     "Sampling",
     "batches",
     "dataset_kind",
+    "dataset_source",
     "heldout_indices",
     "load_dataset",
     "load_fashion_mnist",
@@ -41,8 +45,6 @@ __all__ = [
     "num_batches",
     "split_heldout",
 ]
-
-KINDS = ("fashion_mnist", "folder", "npz")
 
 
 def dataset_kind(name: str) -> str:
@@ -59,6 +61,11 @@ def dataset_kind(name: str) -> str:
         f"unknown dataset {name!r}; use fashion_mnist, the path of a folder with one sub-folder "
         "per class, or an .npz with x_train, y_train, x_test, y_test."
     )
+
+
+def dataset_source(name: str) -> DatasetSource:
+    """The registry entry of `name`'s kind (see `dataset_kind`)."""
+    return SOURCES[dataset_kind(name)]
 
 
 def _shape(
@@ -94,28 +101,7 @@ def load_dataset(
     c, h, w = _shape(input_shape, resolution, in_channels)
     if c not in (1, 3):
         raise MicromixError(f"images have 1 or 3 channels; the model takes {c}.")
-    kind = dataset_kind(name)
-    if kind == "folder":
-        return load_folder_splits(
-            name, resolution=(h, w), in_channels=c, heldout=heldout, split_seed=split_seed
-        )
-    if kind == "npz":
-        train, test = load_npz(name, (c, h, w))
-        # As for folders: a small file cannot spare 10,000 images; at most a fifth of train.
-        train, held = split_heldout(
-            train, min(heldout, int(len(train) * TEST_FRACTION)), split_seed
-        )
-        return DataSplits(train, held, test)
-    (x, y), (xt, yt) = load_fashion_mnist_raw(data_dir)
-    # Split at 28 x 28, then resize each split once: the full set never exists at the big size.
-    train_idx, held_idx = heldout_indices(len(y), heldout, split_seed)
-
-    def at_size(images, labels):
-        return ImageSet(resize_images(images, (h, w), c), labels, FASHION_MNIST_CLASSES)
-
-    return DataSplits(
-        at_size(x[train_idx], y[train_idx]), at_size(x[held_idx], y[held_idx]), at_size(xt, yt)
-    )
+    return dataset_source(name).splits(name, (c, h, w), data_dir, heldout, split_seed)
 
 
 def load_test_images(
@@ -128,10 +114,77 @@ def load_test_images(
 ) -> ImageSet:
     """The first ``n`` images of the test split, reading no more than needed (C export)."""
     c, h, w = _shape(input_shape, 0, 0)
-    kind = dataset_kind(name)
-    if kind == "folder":
-        return folder_test_images(name, n, resolution=(h, w), in_channels=c, split_seed=split_seed)
-    if kind == "npz":
-        return npz_test_images(name, n, (c, h, w))
+    return dataset_source(name).test_images(name, n, (c, h, w), data_dir, split_seed)
+
+
+def _fashion_splits(
+    name: str, shape: tuple[int, int, int], data_dir: DataDir, heldout: int, split_seed: int
+) -> DataSplits:
+    c, h, w = shape
+    (x, y), (xt, yt) = load_fashion_mnist_raw(data_dir)
+    # Split at 28 x 28, then resize each split once: the full set never exists at the big size.
+    train_idx, held_idx = heldout_indices(len(y), heldout, split_seed)
+
+    def at_size(images, labels):
+        return ImageSet(resize_images(images, (h, w), c), labels, FASHION_MNIST_CLASSES)
+
+    return DataSplits(
+        at_size(x[train_idx], y[train_idx]), at_size(x[held_idx], y[held_idx]), at_size(xt, yt)
+    )
+
+
+def _fashion_test(
+    name: str, n: int, shape: tuple[int, int, int], data_dir: DataDir, split_seed: int
+) -> ImageSet:
+    c, h, w = shape
     ((xt, yt),) = load_fashion_mnist_raw(data_dir, parts=("test",))
     return ImageSet(resize_images(xt[:n], (h, w), c), yt[:n], FASHION_MNIST_CLASSES)
+
+
+def _folder_splits(
+    name: str, shape: tuple[int, int, int], data_dir: DataDir, heldout: int, split_seed: int
+) -> DataSplits:
+    c, h, w = shape
+    return load_folder_splits(
+        name, resolution=(h, w), in_channels=c, heldout=heldout, split_seed=split_seed
+    )
+
+
+def _folder_test(
+    name: str, n: int, shape: tuple[int, int, int], data_dir: DataDir, split_seed: int
+) -> ImageSet:
+    c, h, w = shape
+    return folder_test_images(name, n, resolution=(h, w), in_channels=c, split_seed=split_seed)
+
+
+def _npz_splits(
+    name: str, shape: tuple[int, int, int], data_dir: DataDir, heldout: int, split_seed: int
+) -> DataSplits:
+    train, test = load_npz(name, shape)
+    # As for folders: a small file cannot spare 10,000 images; at most a fifth of train.
+    train, held = split_heldout(train, min(heldout, int(len(train) * TEST_FRACTION)), split_seed)
+    return DataSplits(train, held, test)
+
+
+def _npz_test(
+    name: str, n: int, shape: tuple[int, int, int], data_dir: DataDir, split_seed: int
+) -> ImageSet:
+    return npz_test_images(name, n, shape)
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """One kind of dataset (a registry keyed by `dataset_kind`): its train / held-out / test
+    splits at a (C, H, W), the first n test images alone, and whether the name is a path."""
+
+    splits: Callable[[str, tuple[int, int, int], DataDir, int, int], DataSplits]
+    test_images: Callable[[str, int, tuple[int, int, int], DataDir, int], ImageSet]
+    is_path: bool = True  # a folder or file the user names (never followed from a file)
+
+
+SOURCES: dict[str, DatasetSource] = {
+    "fashion_mnist": DatasetSource(_fashion_splits, _fashion_test, is_path=False),
+    "folder": DatasetSource(_folder_splits, _folder_test),
+    "npz": DatasetSource(_npz_splits, _npz_test),
+}
+KINDS = tuple(SOURCES)

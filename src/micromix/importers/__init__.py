@@ -7,7 +7,9 @@ suffix to the model-spec kind (`models.spec`), which keeps the file's path and s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 from ..errors import MicromixError
 from .net import ImportedNet
@@ -20,14 +22,27 @@ def kind_of(path: str | Path) -> str | None:
     return KINDS.get(Path(path).suffix.lower())
 
 
-def _module(kind: str):
-    if kind == "tflite":
-        from . import tflite as mod
-    elif kind == "onnx":
-        from . import onnx as mod
-    else:
+def _onnx() -> ModuleType:
+    from . import onnx
+
+    return onnx
+
+
+def _tflite() -> ModuleType:
+    from . import tflite
+
+    return tflite
+
+
+# kind -> its reader module, imported when first used (each pulls in its framework's parser).
+IMPORTERS: dict[str, Callable[[], ModuleType]] = {"onnx": _onnx, "tflite": _tflite}
+
+
+def _module(kind: str) -> ModuleType:
+    reader = IMPORTERS.get(kind)
+    if reader is None:
         raise MicromixError(f"no importer for {kind!r} files; micromix reads .onnx and .tflite.")
-    return mod
+    return reader()
 
 
 def input_shape(kind: str, path: str | Path) -> tuple[int, int, int]:
@@ -40,4 +55,4 @@ def load(kind: str, path: str | Path) -> ImportedNet:
     return _module(kind).load(path)
 
 
-__all__ = ["KINDS", "ImportedNet", "input_shape", "kind_of", "load"]
+__all__ = ["IMPORTERS", "KINDS", "ImportedNet", "input_shape", "kind_of", "load"]

@@ -24,7 +24,9 @@ import inspect
 import json
 import sys
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +35,6 @@ from torch import nn
 from .. import importers
 from ..errors import MicromixError
 from .registry import create, list_models
-
-IMPORTED = ("onnx", "tflite")  # kinds whose location is a model file read as data
-KINDS = ("zoo", "file", "module", *IMPORTED)
 
 
 @dataclass(frozen=True)
@@ -59,9 +58,9 @@ class ModelSpec:
     named: bool = field(default=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
+        if SOURCES.get(self.kind) is None:
             raise MicromixError(
-                f"model spec kind must be one of {', '.join(KINDS)}, got {self.kind!r}."
+                f"model spec kind must be one of {', '.join(SOURCES)}, got {self.kind!r}."
             )
         if not isinstance(self.name, str) or not self.name:
             raise MicromixError("a model spec needs a non-empty name.")
@@ -69,15 +68,30 @@ class ModelSpec:
             raise MicromixError("model arguments must be a JSON object with string keys.")
         if self.input_shape is not None:
             object.__setattr__(self, "input_shape", parse_input_shape(self.input_shape))
-        if self.kind != "zoo" and not self.location:
+        if not self.is_zoo and not self.location:
             raise MicromixError(f"a {self.kind} model spec needs its location.")
+
+    @property
+    def source(self) -> ModelSource:
+        """The registry entry of this spec's kind: how it builds and what trust it needs."""
+        return SOURCES[self.kind]
+
+    @property
+    def is_zoo(self) -> bool:
+        """A name in micromix's model registry: it builds from any file as recorded."""
+        return self.source.zoo
+
+    @property
+    def is_model_file(self) -> bool:
+        """An ONNX / TFLite file: its location is a model read as data, not code."""
+        return self.source.model_file
 
     @property
     def ref(self) -> str:
         """What the user types after --model."""
-        if self.kind == "zoo":
+        if self.is_zoo:
             return self.name
-        if self.kind in IMPORTED:
+        if self.is_model_file:
             return str(self.location)
         return f"{self.location}:{self.name}"
 
@@ -201,7 +215,7 @@ def _imported_spec(ref: str, args: dict[str, Any], shape: Any) -> ModelSpec:
 
 def refuse_code(spec: ModelSpec, source: str) -> MicromixError:
     """The one sentence for a file whose spec names code the command line did not name."""
-    if spec.kind in IMPORTED:
+    if spec.is_model_file:
         return MicromixError(
             f"{source} names a model file ({spec.ref}) and micromix follows no path read from "
             f"a file; if you trust it, give --model {spec.ref} on the command line."
@@ -221,9 +235,9 @@ def authorize(recorded: ModelSpec, named: ModelSpec | None, source: str) -> Mode
     and the same sha256 when both are known. The result is the named spec, with the file's
     arguments and input shape where the command line gave none. Raises before anything is
     imported."""
-    if recorded.kind == "zoo":
+    if recorded.is_zoo:
         return replace(recorded, named=True)
-    if named is None or not named.named or named.kind == "zoo":
+    if named is None or not named.named or named.is_zoo:
         raise refuse_code(recorded, source)
     same = (recorded.kind, recorded.location, recorded.name) == (
         named.kind,
@@ -284,18 +298,20 @@ def _import_file(path: Path, sha: str) -> Any:
     return module
 
 
-def _source(spec: ModelSpec, warn: bool) -> Any:
-    """The module holding spec.name, checked against the recorded hash."""
-    if spec.kind == "file":
-        path = Path(spec.location or "")
-        if not path.is_file():
-            raise MicromixError(f"model file {path} (recorded in the model spec) does not exist.")
-        sha = file_sha256(path)
-        if warn and spec.sha256 and sha != spec.sha256:
-            _warn(
-                f"{path} changed since it was recorded (sha256 {spec.sha256[:12]} -> {sha[:12]})."
-            )
-        return _import_file(path, sha)
+def _file_module(spec: ModelSpec, warn: bool) -> Any:
+    """The module of a .py file spec, executed once per file content; warns when the file
+    changed since its sha256 was recorded."""
+    path = Path(spec.location or "")
+    if not path.is_file():
+        raise MicromixError(f"model file {path} (recorded in the model spec) does not exist.")
+    sha = file_sha256(path)
+    if warn and spec.sha256 and sha != spec.sha256:
+        _warn(f"{path} changed since it was recorded (sha256 {spec.sha256[:12]} -> {sha[:12]}).")
+    return _import_file(path, sha)
+
+
+def _dotted_module(spec: ModelSpec, warn: bool) -> Any:
+    """The imported module of a dotted-name spec, checked against the recorded hash."""
     try:
         module = importlib.import_module(spec.location or "")
     except Exception as e:
@@ -312,39 +328,44 @@ def _source(spec: ModelSpec, warn: bool) -> Any:
 
 def build(spec: ModelSpec, *, warn: bool = True) -> nn.Module:
     """The model a spec describes (fresh weights); `spec_of` gives the spec back."""
-    if spec.kind == "zoo":
-        model = create(spec.name, **spec.args)
-        cfg = model.micromix_config
-        shape = (cfg["in_channels"], cfg["resolution"], cfg["resolution"])
-        if spec.input_shape is not None and spec.input_shape != shape:
-            if spec.input_shape[0] != shape[0]:
-                raise MicromixError(
-                    f"input shape {spec.input_shape} has {spec.input_shape[0]} channels but the "
-                    f"model takes {shape[0]}; use --in-channels {spec.input_shape[0]}."
-                )
-            shape = spec.input_shape  # a zoo net is convolutional: any H x W works
-        spec = replace(spec, args=_zoo_args(cfg), input_shape=shape)
-    elif spec.kind in IMPORTED:
-        model = _build_imported(spec)
-    else:
-        if not spec.named:  # only `authorize` or the command line make a file's spec buildable
-            raise refuse_code(spec, "the model spec")
-        factory = getattr(_source(spec, warn), spec.name, None)
-        if factory is None or not callable(factory):
-            raise MicromixError(f"{spec.location} has no class or function named {spec.name}.")
-        try:
-            model = factory(**spec.args)
-        except TypeError as e:
-            raise MicromixError(f"{spec.name}(**{spec.args}) failed: {e}.") from None
-        if not isinstance(model, nn.Module):
-            raise MicromixError(
-                f"{spec.ref} returned a {type(model).__name__}, not a torch.nn.Module."
-            )
+    model, spec = spec.source.build(spec, warn)
     attach_spec(model, spec)
     return model
 
 
-def _build_imported(spec: ModelSpec) -> nn.Module:
+def _build_zoo(spec: ModelSpec, warn: bool) -> tuple[nn.Module, ModelSpec]:
+    model = create(spec.name, **spec.args)
+    cfg = model.micromix_config
+    shape = (cfg["in_channels"], cfg["resolution"], cfg["resolution"])
+    if spec.input_shape is not None and spec.input_shape != shape:
+        if spec.input_shape[0] != shape[0]:
+            raise MicromixError(
+                f"input shape {spec.input_shape} has {spec.input_shape[0]} channels but the "
+                f"model takes {shape[0]}; use --in-channels {spec.input_shape[0]}."
+            )
+        shape = spec.input_shape  # a zoo net is convolutional: any H x W works
+    return model, replace(spec, args=_zoo_args(cfg), input_shape=shape)
+
+
+def _build_code(
+    module_of: Callable[[ModelSpec, bool], Any], spec: ModelSpec, warn: bool
+) -> tuple[nn.Module, ModelSpec]:
+    """A user's class or factory, found in the module `module_of` runs, called with args."""
+    if not spec.named:  # only `authorize` or the command line make a file's spec buildable
+        raise refuse_code(spec, "the model spec")
+    factory = getattr(module_of(spec, warn), spec.name, None)
+    if factory is None or not callable(factory):
+        raise MicromixError(f"{spec.location} has no class or function named {spec.name}.")
+    try:
+        model = factory(**spec.args)
+    except TypeError as e:
+        raise MicromixError(f"{spec.name}(**{spec.args}) failed: {e}.") from None
+    if not isinstance(model, nn.Module):
+        raise MicromixError(f"{spec.ref} returned a {type(model).__name__}, not a torch.nn.Module.")
+    return model, spec
+
+
+def _build_model_file(spec: ModelSpec, warn: bool) -> tuple[nn.Module, ModelSpec]:
     if not spec.named:
         raise refuse_code(spec, "the model spec")
     path = Path(spec.location or "")
@@ -355,11 +376,32 @@ def _build_imported(spec: ModelSpec) -> nn.Module:
         raise MicromixError(
             f"{path} changed since it was named (sha256 {spec.sha256[:12]}); name it again."
         )
-    return importers.load(spec.kind, path)
+    return importers.load(spec.kind, path), spec
 
 
 def _zoo_args(cfg: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in cfg.items() if k != "name"}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """One kind of model spec (a small registry keyed by the stored `kind`, timm style): its
+    builder `build(spec, warn) -> (model, spec as built)` and what trust it needs."""
+
+    build: Callable[[ModelSpec, bool], tuple[nn.Module, ModelSpec]]
+    zoo: bool = False  # a registry name: builds as recorded, no code named by a file runs
+    model_file: bool = False  # the location is a model file read as data (ONNX, TFLite)
+
+
+# The kinds a spec (and so config.json and every checkpoint) may name, in the order messages
+# list them. `file` and `module` run the user's code, so they build only when `named`.
+SOURCES: dict[str, ModelSource] = {
+    "zoo": ModelSource(_build_zoo, zoo=True),
+    "file": ModelSource(partial(_build_code, _file_module)),
+    "module": ModelSource(partial(_build_code, _dotted_module)),
+    # onnx, tflite: importers.load reads the file by the spec's kind
+    **dict.fromkeys(importers.IMPORTERS, ModelSource(_build_model_file, model_file=True)),
+}
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from ..numerics.params import LayerQuant, QuantParams, TensorQuant, qrange, roun
 from .fakequant import DEFAULT_WEIGHT_RANGE, WEIGHT_RANGES, ActQuant, WeightQuant
 
 # Binding the name makes `micromix.quant.finetune` the function, not its submodule.
-from .finetune import finetune, load_qat, save_qat
+from .finetune import FinetuneConfig, finetune, load_qat, save_qat
 from .prepare import QATModel, calibrate, prepare, quant_params
 from .recipe import DEFAULT_RECIPE, RECIPES, QATRecipe
 
@@ -21,6 +21,7 @@ __all__ = [
     "TensorQuant",
     "WeightQuant",
     "calibrate",
+    "FinetuneConfig",
     "finetune",
     "load_qat",
     "save_qat",

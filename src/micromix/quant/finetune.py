@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .. import configs
+from ..configs import check_choice, check_int
 from ..data import ImageSet
 from ..errors import CheckpointError, MicromixError
 from ..files import load_checkpoint, save_checkpoint
@@ -19,7 +21,7 @@ from ..graph import Graph
 from ..models.spec import attach_spec, attached_spec, spec_of
 from ..numerics.params import qparams_to_data
 from ..policy import Policy
-from ..train import fit
+from ..train import FitHooks, FitRun, TrainConfig, fit
 from .fakequant import DEFAULT_WEIGHT_RANGE, WEIGHT_QUANTS, WEIGHT_RANGES
 from .prepare import (
     QATModel,
@@ -35,52 +37,93 @@ from .recipe import recipe as named_recipe
 QAT_KIND = "micromix-qat"
 
 
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """One QAT fine-tune's settings that its recipe does not hold (configuration is data:
+    frozen, checked when built, JSON round trip). `batch_size` None: the recipe's."""
+
+    epochs: int = QAT_EPOCHS
+    batch_size: int | None = None
+    max_batches: int | None = None  # cap per epoch (the search's short fine-tunes)
+    seed: int = 0
+    weight_range: str = DEFAULT_WEIGHT_RANGE
+    learn_weight_clip: bool = False
+    calib_batches: int = 4  # batches that calibrate the activation clips before training
+    device: str = "cpu"
+    checkpoint: str | None = None  # written after each epoch (rank 0); read first on resume
+    resume: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_int("epochs", self.epochs, 0)
+        check_int("batch_size", self.batch_size, 1, optional=True)
+        check_int("max_batches", self.max_batches, 1, optional=True)
+        check_int("calib_batches", self.calib_batches, 1)
+        check_choice("weight_range", self.weight_range, tuple(WEIGHT_RANGES))
+        # torch.device and Path are accepted; the stored form is a string.
+        object.__setattr__(self, "device", str(self.device))
+        if self.checkpoint is not None:
+            object.__setattr__(self, "checkpoint", str(self.checkpoint))
+
+    def train_config(self, recipe: QATRecipe) -> TrainConfig:
+        """`recipe`'s TrainConfig for this fine-tune (what `finetune` trains with)."""
+        run: dict[str, Any] = {"seed": self.seed, "max_batches": self.max_batches}
+        if self.batch_size is not None:
+            run["batch_size"] = self.batch_size
+        return recipe.train_config(self.epochs, **run)
+
+    def fit_run(self) -> FitRun:
+        return FitRun(self.device, self.checkpoint, self.resume, self.progress, desc="qat")
+
+    def to_json(self) -> dict[str, Any]:
+        return configs.to_json(self)
+
+    @classmethod
+    def from_json(cls, d: Any) -> FinetuneConfig:
+        return configs.from_json(cls, d, "the fine-tune settings")
+
+
 def finetune(
     model: nn.Module,
     policy: Policy,
     train: ImageSet,
     recipe: QATRecipe | str = DEFAULT_RECIPE,
+    config: FinetuneConfig | None = None,
     *,
-    epochs: int = QAT_EPOCHS,
-    device: torch.device | str = "cpu",
-    checkpoint: str | Path | None = None,
-    resume: bool = False,
     eval_set: ImageSet | None = None,
     graph: Graph | None = None,
-    progress: bool = True,
-    weight_range: str = DEFAULT_WEIGHT_RANGE,
-    learn_weight_clip: bool = False,
-    calib_batches: int = 4,
-    **train_settings: Any,
 ) -> QATModel:
     """Quantization-aware fine-tuning of a copy of the float `model` under `policy`, with
-    `recipe` (a QATRecipe or a name in quant.recipe.RECIPES) for `epochs` epochs.
+    `recipe` (a QATRecipe or a name in quant.recipe.RECIPES) and `config` (epochs, batches,
+    seed, weight range, device, checkpoint, resume; FinetuneConfig's defaults when None).
 
-    `train_settings` are what a recipe does not hold (TrainConfig's batch_size, seed,
-    max_batches). Activation clips are calibrated on `train` first, then `train.fit` runs the
-    recipe (BN statistics re-estimated, then frozen after `freeze_bn_after` epochs). With
-    kd_weight > 0 the float `model` (eval mode, BN folded) is the teacher. Under torchrun every
-    rank runs this and only rank 0 writes `checkpoint`; `resume=True` continues from it.
+    Activation clips are calibrated on `train` first, then `train.fit` runs the recipe (BN
+    statistics re-estimated, then frozen after `freeze_bn_after` epochs). With kd_weight > 0
+    the float `model` (eval mode, BN folded) is the teacher. Under torchrun every rank runs
+    this and only rank 0 writes the checkpoint; `config.resume` continues from it.
     """
-    device = torch.device(device)
+    config = config or FinetuneConfig()
+    device, checkpoint, progress = torch.device(config.device), config.checkpoint, config.progress
     if isinstance(recipe, str):
         recipe = named_recipe(recipe)
-    cfg = recipe.train_config(epochs, **train_settings)
+    cfg = config.train_config(recipe)
     qmodel = prepare(
         model,
         policy,
         graph,
-        weight_range=weight_range,
-        learn_weight_clip=learn_weight_clip,
+        weight_range=config.weight_range,
+        learn_weight_clip=config.learn_weight_clip,
         weight_quant=recipe.weight_quant,
     ).to(device)
     attach_spec(qmodel, spec_of(model))  # saved with it: later commands rebuild the model
-    resuming = resume and checkpoint is not None and Path(checkpoint).exists()
+    resuming = config.resume and checkpoint is not None and Path(checkpoint).exists()
     if resuming:
-        _check_same_run(checkpoint, policy, weight_range)
+        _check_same_run(checkpoint, policy, config.weight_range)
     else:
         # Skipped on resume: the checkpoint holds the trained clips anyway.
-        calibrate(qmodel, train, batches=calib_batches, batch_size=cfg.batch_size, device=device)
+        calibrate(
+            qmodel, train, batches=config.calib_batches, batch_size=cfg.batch_size, device=device
+        )
     reest = recipe.bn_reestimate_batches
 
     def before_bn_freeze(m: nn.Module) -> None:
@@ -91,15 +134,13 @@ def finetune(
         qmodel,
         train,
         cfg,
-        device=device,
-        checkpoint=checkpoint,
-        resume=resume,
+        config.fit_run(),
         eval_set=eval_set,
-        extra_state=lambda: _describe(qmodel),
-        progress=progress,
-        desc="qat",
         teacher=make_teacher(model, device) if cfg.kd_weight > 0 else None,
-        before_bn_freeze=before_bn_freeze if reest > 0 else None,
+        hooks=FitHooks(
+            extra_state=lambda: _describe(qmodel),
+            before_bn_freeze=before_bn_freeze if reest > 0 else None,
+        ),
     )
     qmodel.history = state.history  # per-epoch loss, accuracy and seconds
     qmodel.repaired = repair_dead_channels(qmodel)

@@ -9,7 +9,7 @@ strategy registers a config dataclass and a run function (registry.py): haq and 
 from . import haq as _haq  # noqa: F401  (registers haq, random)
 from . import simple as _simple  # noqa: F401  (registers rule, ilp, uniform)
 from .ddpg import DDPG, DDPGConfig
-from .engine import SearchResult, check_identity, search, search_identity
+from .engine import SearchConfig, SearchResult, check_identity, search, search_identity
 from .env import OBS_DIM, QuantEnv, action_to_bits, bits_to_action, derive_activations, reward
 from .evaluate import CachedEvaluator, Evaluator, QATEvaluator, QATSettings, SyntheticEvaluator
 from .haq import HAQConfig, RandomConfig
@@ -43,6 +43,7 @@ __all__ = [
     "RandomConfig",
     "RayPool",
     "RuleConfig",
+    "SearchConfig",
     "SearchResult",
     "StrategyConfig",
     "SyntheticEvaluator",

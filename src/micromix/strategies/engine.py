@@ -2,11 +2,13 @@
 
     search(model, data, budget, "haq", episodes=40)            # a name and its settings
     search(model, data, budget, HAQConfig(episodes=40))       # or a config
+    search(model, data, budget, "rule", SearchConfig(run_dir="runs/x", seed=1))  # how it runs
 
 Strategies (registry.py): haq and random (episodic, haq.py), rule, ilp and uniform
 (simple.py). The episodic ones write one JSON line per episode and an atomic checkpoint after
-each batch, so `resume=True` after a `kill -9` ends with the same policy as an uninterrupted
-run. A checkpoint written under other settings is refused, naming the setting that differs.
+each batch, so `SearchConfig(resume=True)` after a `kill -9` ends with the same policy as an
+uninterrupted run. A checkpoint written under other settings is refused, naming the setting
+that differs.
 
 The choice is honest: the top-k distinct policies by search score (short fine-tune, held-out
 subset) are re-scored by the evaluator's `rescorer()` (longer fine-tune, whole held-out split)
@@ -24,10 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.nn as nn
 
+from .. import configs
 from ..budget import Budget, check_feasible
+from ..configs import check_int
 from ..data import DataSplits
 from ..errors import CheckpointError, InfeasibleBudgetError, MicromixError
 from ..files import write_json
@@ -204,38 +207,73 @@ def check_identity(saved: Any, want: dict[str, Any], where: Path | str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class SearchConfig:
+    """How a search runs, apart from the strategy's own config (configuration is data: frozen,
+    checked when built, JSON round trip). `seed` and `qat` change the rewards (a resume must
+    match them); `stop_after` ends an episodic run after that many evaluations, as an
+    interruption would (for tests); `workers` > 1 or `ray_address` score a batch's policies as
+    Ray tasks, and the result does not depend on them."""
+
+    run_dir: str | None = None
+    seed: int = 0
+    qat: QATSettings = field(default_factory=QATSettings)
+    resume: bool = False
+    force: bool = False
+    device: str = "cpu"
+    progress: bool = True
+    plots: bool = True
+    stop_after: int | None = None
+    workers: int = 1
+    ray_address: str | None = None
+
+    def __post_init__(self) -> None:
+        # torch.device and Path are accepted; the stored form is a string.
+        object.__setattr__(self, "device", str(self.device))
+        if self.run_dir is not None:
+            object.__setattr__(self, "run_dir", str(self.run_dir))
+        if not isinstance(self.qat, QATSettings):
+            raise MicromixError(f"SearchConfig.qat must be a QATSettings, not {self.qat!r}.")
+        check_int("seed", self.seed, 0)
+        check_int("stop_after", self.stop_after, 1, optional=True)
+        check_int("--workers", self.workers, 1)
+
+    def to_json(self) -> dict[str, Any]:
+        return configs.to_json(self)
+
+    @classmethod
+    def from_json(cls, d: Any) -> SearchConfig:
+        return configs.from_json(cls, d, "the search settings", qat=QATSettings.from_json)
+
+
 def search(
     model: nn.Module | None,
     data: DataSplits | None,
     budget: Budget,
     strategy: str | StrategyConfig = "haq",
+    config: SearchConfig | None = None,
     *,
-    run_dir: str | Path | None = None,
-    seed: int = 0,
+    graph: Graph | None = None,
     evaluator: Evaluator | None = None,
     rescorer: Evaluator | None = None,
-    resume: bool = False,
-    force: bool = False,
-    graph: Graph | None = None,
-    qat: QATSettings | None = None,
-    device: torch.device | str = "cpu",
-    progress: bool = True,
-    plots: bool = True,
-    stop_after: int | None = None,
-    workers: int = 1,
-    ray_address: str | None = None,
     **settings: Any,
 ) -> SearchResult:
     """Find a policy that fits `budget` and keeps accuracy; see the module docstring.
 
     `strategy`: a registered name (its config's fields may be given as keywords, e.g.
     `episodes=40, weights_only=True`) or a config (`create("haq", ...)`, `HAQConfig(...)`).
+    `config`: run directory, seed, QAT settings, resume, device, workers (SearchConfig).
     `evaluator` (policy -> held-out accuracy %) replaces the QAT evaluator built from `model`
     and `data`; `rescorer` scores the final top-k (default: the evaluator's `rescorer()`, or
-    the evaluator itself). `stop_after` ends an episodic run after that many evaluations, as
-    an interruption would (for tests). `workers` > 1 or `ray_address` score a batch's policies
-    as Ray tasks; the result does not depend on them.
+    the evaluator itself).
     """
+    config = config or SearchConfig()
+    misplaced = sorted(set(settings) & {f.name for f in dataclasses.fields(SearchConfig)})
+    if misplaced:
+        raise MicromixError(
+            f"{misplaced[0]} is a setting of how the search runs, not of the strategy: "
+            f"pass config=SearchConfig({misplaced[0]}=...)."
+        )
     cfg = resolve_config(strategy, settings)
     entry = get(cfg.name)
     if graph is None:
@@ -243,51 +281,12 @@ def search(
             raise MicromixError("search needs a model or a traced graph.")
         graph = trace(model)
     _validate(cfg, graph, budget)  # before any training
-    qat = qat or QATSettings()
-    for what, n in (("train", qat.train_images), ("eval", qat.eval_images)):
-        if n < 1:
-            raise MicromixError(f"--{what}-images must be at least 1, got {n}.")
-    for what, n in (("repeats", qat.repeats), ("rescore_seeds", qat.rescore_seeds)):
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise MicromixError(f"QAT setting {what} must be a positive integer, got {n!r}.")
-    for what, r in (("recipe", qat.recipe), ("rescore_recipe", qat.rescore_recipe)):
-        if r not in ("search", "final"):
-            raise MicromixError(f"QAT setting {what} must be 'search' or 'final', not {r!r}.")
-    if evaluator is None and qat.train_images < qat.batch_size:
-        raise MicromixError(
-            f"--train-images {qat.train_images} is fewer than one fine-tune batch of the search "
-            f"({qat.batch_size} images), so no policy would be trained; use at least {qat.batch_size}."
-        )
-    if evaluator is None:
-        if model is None or data is None:
-            raise MicromixError("search needs a model and data, or an evaluator.")
-        evaluator = QATEvaluator(model, data, graph=graph, settings=qat, seed=seed, device=device)
-    if rescorer is None:
-        make = getattr(evaluator, "rescorer", None)
-        rescorer = make() if callable(make) else evaluator
-    identity = search_identity(cfg, evaluator, seed, budget, graph)
-    spec = None if model is None else spec_of(model)
-    rd = run = None
-    if run_dir is not None:  # lock; a resume must have every setting that changes a reward
-        rd = open_run_dir(
-            run_dir,
-            "search",
-            {
-                **identity,
-                "device": str(device),
-                "workers": workers,  # recorded only: the result does not depend on it
-                "model": getattr(model, "micromix_config", None),
-                # the model's code (file, NAME, sha256): a resume must name the same one
-                "model_spec": None if spec is None else spec.to_json(),
-            },
-            resume=resume,
-            force=force,
-            result_keys=(*identity, "device", "model_spec"),
-            owned=SEARCH_FILES,
-        )
-        run = rd.path
+    evaluator, rescorer = _evaluators(model, data, graph, config, evaluator, rescorer)
+    identity = search_identity(cfg, evaluator, config.seed, budget, graph)
+    rd = _open_search_dir(model, config, identity)
     cached = CachedEvaluator(evaluator)
-    pool = make_pool(evaluator, workers, ray_address) if entry.episodic else None
+    parallel = (config.workers, config.ray_address)
+    pool = make_pool(evaluator, *parallel) if entry.episodic else None
     ctx = SearchContext(
         graph=graph,
         budget=budget,
@@ -297,20 +296,20 @@ def search(
         identity=identity,
         model=model,
         data=data,
-        qat=qat,
-        seed=seed,
-        run=run,
-        resume=resume,
-        progress=progress,
-        stop_after=stop_after,
+        qat=config.qat,
+        seed=config.seed,
+        run=None if rd is None else rd.path,
+        resume=config.resume,
+        progress=config.progress,
+        stop_after=config.stop_after,
     )
     t0 = time.time()
     try:
         result = entry.run(ctx, cfg)
-        finished = stop_after is None or result.episodes < stop_after or not entry.episodic
-        if finished:
+        stop = config.stop_after
+        if stop is None or result.episodes < stop or not entry.episodic:  # finished
             k = getattr(cfg, "top_k", 1)
-            _choose(graph, result, cached, rescorer, k, (workers, ray_address), progress)
+            _choose(graph, result, cached, rescorer, k, parallel, config.progress)
     except BaseException:
         if rd is not None:
             rd.close(failed=True)
@@ -326,12 +325,58 @@ def search(
     result.evaluations, result.cache_hits = len(cached.cache), cached.hits
     if rd is not None:
         try:
-            _write_outputs(rd.path, graph, result, plots)
+            _write_outputs(rd.path, graph, result, config.plots)
         except BaseException:
             rd.close(failed=True)  # a --force keeps the earlier search's files
             raise
         rd.close()
     return result
+
+
+def _evaluators(
+    model: nn.Module | None,
+    data: DataSplits | None,
+    graph: Graph,
+    config: SearchConfig,
+    evaluator: Evaluator | None,
+    rescorer: Evaluator | None,
+) -> tuple[Evaluator, Evaluator]:
+    """The evaluator (the QAT one of `model` and `data` unless given) and the re-scorer."""
+    if evaluator is None:
+        config.qat.check_trains()
+        if model is None or data is None:
+            raise MicromixError("search needs a model and data, or an evaluator.")
+        evaluator = QATEvaluator(
+            model, data, graph=graph, settings=config.qat, seed=config.seed, device=config.device
+        )
+    if rescorer is None:
+        make = getattr(evaluator, "rescorer", None)
+        rescorer = make() if callable(make) else evaluator
+    return evaluator, rescorer
+
+
+def _open_search_dir(model: nn.Module | None, config: SearchConfig, identity: dict[str, Any]):
+    """The locked run directory of the search (None without one); a resume must have every
+    setting that changes a reward."""
+    if config.run_dir is None:
+        return None
+    spec = None if model is None else spec_of(model)
+    return open_run_dir(
+        config.run_dir,
+        "search",
+        {
+            **identity,
+            "device": config.device,
+            "workers": config.workers,  # recorded only: the result does not depend on it
+            "model": getattr(model, "micromix_config", None),
+            # the model's code (file, NAME, sha256): a resume must name the same one
+            "model_spec": None if spec is None else spec.to_json(),
+        },
+        resume=config.resume,
+        force=config.force,
+        result_keys=(*identity, "device", "model_spec"),
+        owned=SEARCH_FILES,
+    )
 
 
 def _validate(cfg: StrategyConfig, graph: Graph, budget: Budget) -> None:

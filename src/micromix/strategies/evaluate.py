@@ -17,14 +17,23 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from .. import configs
+from ..configs import check_choice, check_int, check_number
 from ..data import DataSplits, ImageSet
+from ..errors import MicromixError
 from ..graph import Graph, trace
 from ..policy import Policy
+from ..quant.finetune import FinetuneConfig
 from ..quant.recipe import DEFAULT_RECIPE, RECIPES, QATRecipe
 from ..train import TrainConfig, evaluate
 
 Evaluator = Callable[[Policy], float]
-EVAL_BATCH = 100  # `train.evaluate`'s default: batches of ~100 are fastest on small CPUs
+EVAL_BATCH = 100
+# Which recipe a search's fine-tunes use: "search" (QATSettings' own) or "final" (the final QAT's).
+QAT_RECIPES = (
+    "search",
+    "final",
+)  # `train.evaluate`'s default: batches of ~100 are fastest on small CPUs
 
 
 @contextmanager
@@ -138,6 +147,25 @@ class QATSettings:
     # with it. None: each its own default (the final recipe's 128, evaluation's 100, ...).
     user_batch_size: int | None = None
 
+    def __post_init__(self) -> None:
+        # Refused when built, before any search stage runs.
+        for what in ("train", "eval"):
+            n = getattr(self, f"{what}_images")
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise MicromixError(f"--{what}-images must be at least 1, got {n!r}.")
+        for name in ("epochs", "batch_size", "repeats", "rescore_seeds", "rescore_train_images"):
+            check_int(f"QAT setting {name}", getattr(self, name), 1)
+        check_int("QAT setting calib_batches", self.calib_batches, 1)
+        check_int("QAT setting rescore_epochs", self.rescore_epochs, 0)
+        check_int("QAT setting rescore_images", self.rescore_images, 1, optional=True)
+        check_int("QAT setting user_batch_size", self.user_batch_size, 1, optional=True)
+        check_int("QAT setting screen_images", self.screen_images, 0)
+        check_number("QAT setting lr", self.lr, 0.0)
+        check_number("QAT setting screen_margin", self.screen_margin, 0.0)
+        for name in ("recipe", "rescore_recipe"):
+            check_choice(f"QAT setting {name}", getattr(self, name), QAT_RECIPES)
+        check_choice("QAT setting final_recipe", self.final_recipe, tuple(RECIPES))
+
     def qat_recipe(self) -> QATRecipe:
         """The recipe of these fine-tunes: the final QAT's, or the search's own settings."""
         if self.recipe == "final":
@@ -153,17 +181,30 @@ class QATSettings:
             freeze_bn_after=None,
         )
 
-    def run_settings(self, seed: int) -> dict[str, Any]:
-        """What the recipe does not hold; the final recipe keeps the final QAT's batch size."""
-        if self.recipe == "final":
-            return {
-                "seed": seed,
-                **({"batch_size": self.user_batch_size} if self.user_batch_size else {}),
-            }
-        return {"seed": seed, "batch_size": self.batch_size}
+    def check_trains(self, flag: str = "--train-images") -> None:
+        """Refuse a fine-tune subset smaller than one batch: no policy would be trained."""
+        if self.train_images < self.batch_size:
+            raise MicromixError(
+                f"{flag} {self.train_images} is fewer than one fine-tune batch of the search "
+                f"({self.batch_size} images), so no policy would be trained; use at least "
+                f"{self.batch_size}."
+            )
+
+    def finetune_config(self, seed: int, device: torch.device | str = "cpu") -> FinetuneConfig:
+        """One fine-tune of these settings with training seed `seed`; the final recipe keeps
+        the final QAT's batch size unless the user gave one."""
+        batch = self.user_batch_size if self.recipe == "final" else self.batch_size
+        return FinetuneConfig(
+            epochs=self.epochs,
+            batch_size=batch,
+            seed=seed,
+            calib_batches=self.calib_batches,
+            device=device,
+            progress=False,
+        )
 
     def train_config(self, seed: int) -> TrainConfig:
-        return self.qat_recipe().train_config(self.epochs, **self.run_settings(seed))
+        return self.finetune_config(seed).train_config(self.qat_recipe())
 
     @property
     def eval_batch_size(self) -> int:
@@ -174,6 +215,10 @@ class QATSettings:
         if d["user_batch_size"] is None:  # searches checkpointed before it existed still resume
             del d["user_batch_size"]
         return d
+
+    @classmethod
+    def from_json(cls, d: Any) -> QATSettings:
+        return configs.from_json(cls, d, "the search's QAT settings")
 
 
 class QATEvaluator:
@@ -221,18 +266,9 @@ class QATEvaluator:
         from ..quant.finetune import finetune
 
         s = self.settings
-        return finetune(
-            self.model,
-            policy,
-            self.train,
-            s.qat_recipe(),
-            epochs=s.epochs,
-            device=self.device,
-            graph=self.graph,
-            progress=False,
-            calib_batches=s.calib_batches,
-            **s.run_settings(self.cfg.seed),  # a repeat's own seed (see __call__)
-        )
+        # a repeat's own seed (see __call__)
+        config = s.finetune_config(self.cfg.seed, self.device)
+        return finetune(self.model, policy, self.train, s.qat_recipe(), config, graph=self.graph)
 
     def __call__(self, policy: Policy) -> float:
         if self.settings.repeats <= 1:
@@ -285,7 +321,8 @@ class QATEvaluator:
             eval_images=n,
             train_images=min(s.rescore_train_images, len(self.data.train)),
             recipe=s.rescore_recipe,
-            calib_batches=4 if final else s.calib_batches,  # finetune()'s default, as the final QAT
+            # the final QAT's calibration (FinetuneConfig's default)
+            calib_batches=FinetuneConfig.calib_batches if final else s.calib_batches,
             screen_images=0,
             repeats=s.rescore_seeds,
         )

@@ -38,14 +38,24 @@ from .evaluate import Evaluator
 
 Key = tuple[str, str, int]  # ("w", op name, bits) or ("a", tensor name, bits)
 LOW_BITS = tuple(b for b in ALLOWED_BITS if b < 8)
+# A key's tag -> the Policy field that holds its bits.
+POLICY_FIELD = {"w": "weights", "a": "activations"}
 
 
-def choice_keys(graph: Graph) -> list[tuple[str, str]]:
-    """The decision variables: every weight op and every activation except input and logits."""
+def choice_keys(graph: Graph, weights_only: bool = False) -> list[tuple[str, str]]:
+    """The decision variables: every weight op, and every activation except input and logits
+    unless `weights_only`."""
     fixed = (graph.input, graph.output)
-    return [("w", o.name) for o in graph.weight_ops] + [
-        ("a", t) for t in graph.tensors if t not in fixed
-    ]
+    acts = [] if weights_only else [("a", t) for t in graph.tensors if t not in fixed]
+    return [("w", o.name) for o in graph.weight_ops] + acts
+
+
+def policy_of(base: Policy, chosen: dict[tuple[str, str], int]) -> Policy:
+    """`base` with the bits of `chosen` ((tag, name) -> bits) set."""
+    changes: dict[str, dict[str, int]] = {field: {} for field in POLICY_FIELD.values()}
+    for (tag, name), b in chosen.items():
+        changes[POLICY_FIELD[tag]][name] = b
+    return base.replace(**changes)
 
 
 # ---- sensitivities ------------------------------------------------------------------------
@@ -150,10 +160,9 @@ def evaluator_sensitivity(graph: Graph, evaluate: Evaluator) -> dict[Key, float]
     base_policy = Policy.uniform(graph, 8)
     base = evaluate(base_policy)
     sens: dict[Key, float] = {}
-    for kind, name in choice_keys(graph):
+    for key in choice_keys(graph):
         for b in LOW_BITS:
-            p = base_policy.replace(**{"weights" if kind == "w" else "activations": {name: b}})
-            sens[kind, name, b] = max(0.0, base - evaluate(p))
+            sens[(*key, b)] = max(0.0, base - evaluate(policy_of(base_policy, {key: b})))
     return sens
 
 
@@ -174,7 +183,7 @@ def solve_ilp(
     `weights_only`: activations are not decision variables (they stay at 8 bits).
     """
     sizes = sizes or size_table(graph)
-    keys = [k for k in choice_keys(graph) if not (weights_only and k[0] == "a")]
+    keys = choice_keys(graph, weights_only)
     bits = ALLOWED_BITS
     var = {(k, n, b): i for i, (k, n, b) in enumerate((k, n, b) for k, n in keys for b in bits)}
     nv = len(var)
@@ -233,12 +242,8 @@ def solve_ilp(
                 f"the ILP finds no policy within the budget (FLASH {budget.flash}, RAM {ram_limit} B)."
             )
         x = np.round(res.x).astype(int)
-        pol = Policy.uniform(graph, 8)
         chosen = {(k, n): b for (k, n, b), i in var.items() if x[i]}
-        pol = pol.replace(
-            weights={n: b for (k, n), b in chosen.items() if k == "w"},
-            activations={n: b for (k, n), b in chosen.items() if k == "a"},
-        )
+        pol = policy_of(Policy.uniform(graph, 8), chosen)
         report = memory_report(graph, pol)
         if budget.fits(report):
             return pol

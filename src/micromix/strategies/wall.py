@@ -247,7 +247,7 @@ class Wall:
                         continue
                 score = gain("w", o, b) / max(extra, 1)
                 if score > best_score:
-                    best, best_score = ("w", o), score
+                    best, best_score = (("w", o), weights), score
             if not self.weights_only and ram_lim is not None:
                 for t, b in acts.items():
                     if t in self.fixed or b >= MAX_BITS or ("a", t) in blocked:
@@ -264,17 +264,21 @@ class Wall:
                         continue
                     score = gain("a", t, b) / max(extra, 1)
                     if score > best_score:
-                        best, best_score = ("a", t), score
+                        best, best_score = (("a", t), acts), score
             if best is None:
                 break
-            kind, name = best
-            table = weights if kind == "w" else acts
+            # the raised tensor's key and the table (weights or acts) that holds its bits
+            key, table = best
+            name = key[1]
             table[name] *= 2
-            if kind == "a" or (ram_lim is not None and self.scratch_bytes(weights) != scratch):
+            moved = table is acts or (
+                ram_lim is not None and self.scratch_bytes(weights) != scratch
+            )
+            if moved:  # the arena plan may have changed: check it, not the bound
                 report = memory_report(self.graph, Policy(weights, acts))
                 if not self.budget.fits(report):  # the planned arena overshot the bound
                     table[name] //= 2
-                    blocked.add(best)
+                    blocked.add(key)
                     continue
             self.log.append(("fill", name, table[name]))
         out = Policy(weights, acts)
