@@ -19,7 +19,7 @@ from micromix.integer import convert
 from micromix.integer.model import run_op
 from micromix.memory import memory_report
 from micromix.policy import Policy
-from micromix.quant import finetune
+from micromix.quant import FinetuneConfig, finetune
 
 
 def policies(g) -> dict[str, Policy]:
@@ -38,10 +38,8 @@ def end_to_end(model: torch.nn.Module, shape: tuple, pol: Policy, kind: str, out
     assert kind in {o.kind for o in g.ops}
     report = memory_report(g, pol)
     data = random_data(shape, n=96)
-    qmodel = finetune(
-        model, pol, data, epochs=1, max_batches=2, batch_size=32, graph=g, progress=False,
-        calib_batches=2,
-    )  # fmt: skip
+    run = FinetuneConfig(epochs=1, max_batches=2, batch_size=32, progress=False, calib_batches=2)
+    qmodel = finetune(model, pol, data, config=run, graph=g)
     im = convert(qmodel)
     x = data.images[:48]
     fq = fake_quant_codes(qmodel, x)

@@ -219,7 +219,7 @@ class ScheduledMemory:
 
     def describe(self) -> str:
         what = self.kind
-        if self.kind == "patch":
+        if self.split is not None:
             what += f" (split at {self.split}, {self.grid} x {self.grid} grid)"
         return f"{what}: peak RAM {self.ram_bytes:,} B, MACs {self.macs:,} (+{100 * self.mac_overhead:.1f} %)"
 
@@ -460,8 +460,13 @@ def _patch_drafts(
         for n in [grid] if grid is not None else GRIDS:
             if grid is None and n > min(h, w):
                 break
-            d = _draft(graph, policy, True, s, n)
             explicit = split is not None and grid is not None
+            try:
+                d = _draft(graph, policy, True, s, n)
+            except MicromixError:
+                if explicit:
+                    raise
+                continue  # a stage the C cannot run patch by patch
             if explicit or d.macs <= layer_macs * (1 + max_recompute):
                 out.append(d)
     return out
