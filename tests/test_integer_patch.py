@@ -14,7 +14,7 @@ from micromix.errors import MicromixError
 from micromix.graph import trace
 from micromix.integer import convert
 from micromix.integer.convert import random_qparams
-from micromix.integer.patch import run_patched
+from micromix.integer.model import run_patched
 from micromix.models import create
 from micromix.policy import Policy
 from micromix.schedule import plan, split_points

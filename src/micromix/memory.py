@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import random
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from .ir import Graph, Op, TensorInfo
 from .numerics.arith import packed_bytes
@@ -285,10 +285,14 @@ class MemoryReport:
     layers: tuple[LayerMemory, ...]
     tensor_bytes: dict[str, int] = field(hash=False)
     offsets: dict[str, int] = field(hash=False)
+    # The schedule the arena follows (schedule.ScheduledMemory; None: layer by layer): the
+    # offsets, arena and RAM above are its figures (schedule.scheduled_report).
+    schedule: object | None = field(default=None, hash=False, compare=False)
 
     def to_json(self) -> dict:
-        d = asdict(self)
+        d = asdict(replace(self, schedule=None))
         d["layers"] = [asdict(x) for x in self.layers]
+        d["schedule"] = None if self.schedule is None else self.schedule.to_json()
         return d
 
     def table(self, budget=None) -> str:

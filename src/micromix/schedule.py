@@ -15,7 +15,7 @@ intermediate tensor and writes its slice of the split tensor; the rest runs laye
 Every plan is a list of buffers with live steps that memory.plan_arena places, so a peak is an
 arena plan that memory.check_plan verifies, plus the kernels' shared scratch (as memory.py).
 The geometry functions (`stage_spans`, `input_span`, `macs_per_pixel`, `patch_fill`) are what
-integer.patch runs, so the reference computes exactly what the plan counts.
+IntegerModel.run_scheduled runs, so the reference computes exactly what the plan counts.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 
 from .errors import MicromixError
 from .graph import Graph, Op, TensorInfo
-from .memory import activation_bytes, plan_arena, scratch_bytes
+from .memory import MemoryReport, activation_bytes, memory_report, plan_arena, scratch_bytes
 from .ops import of
 from .policy import Policy
 
@@ -515,3 +515,23 @@ def plan(
         return patch
     options = [layer, inplace] + ([patch] if patch is not None else [])
     return min(options, key=lambda m: (m.ram_bytes, m.macs))
+
+
+def scheduled_report(
+    graph: Graph, policy: Policy, schedule: str = "auto", max_recompute: float = 0.10
+) -> MemoryReport:
+    """memory_report under a schedule: the arena, RAM and tensor offsets of `plan`'s choice
+    (the export places tensors there and runs its patch stage), everything else as
+    memory_report counts it. `layer` is memory_report itself."""
+    report = memory_report(graph, policy)
+    m = plan(graph, policy, schedule, max_recompute)
+    if m.kind == "layer":
+        return report
+    return replace(
+        report,
+        ram_bytes=m.ram_bytes,
+        arena_bytes=m.arena_bytes,
+        ram_lower_bound=min(report.ram_lower_bound, m.arena_bytes),
+        offsets={t: m.tensor_offset(t) for t in graph.tensors},
+        schedule=m,
+    )

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from ..integer.model import IntegerModel, IntOp
-from ..memory import param_arrays
+from ..memory import activation_bytes, packed_bytes, param_arrays
 from ..ops import CallSite, all_defs, of
 from ..ops.common import CTYPES, KERNEL_CONSTANTS
+from ..schedule import STAGE_IN, STAGE_OUT, cells
 
 # Files of the export that are not part of the library: the self-test harness, the bare-metal
 # images and the library's own build files. Every other mm_*.c / mm_*.h template is a kernel
@@ -172,8 +173,6 @@ def _call(
     """The statement(s) of one step: the op kind's emitter, with the arena pointers of its
     tensors (MM_IN / MM_OUT: the pointers, or exact-size heap copies in guarded builds)."""
     op = iop.op
-    names = [s for s, _, _ in param_arrays(op, iop.in_bits[0])]
-    arrays = {s: c_name(step, op.name, s) for s in [*names, "w"]}
     return of(op).emit(
         CallSite(
             step=step,
@@ -181,9 +180,15 @@ def _call(
             kernel=kernel,
             inputs=tuple(f"MM_IN(a + {offsets[t]}, {sizes[t]})" for t in op.inputs),
             output=f"MM_OUT(a + {offsets[op.output]}, {sizes[op.output]})",
-            arrays=arrays,
+            arrays=_array_names(step, iop),
         )
     )
+
+
+def _array_names(step: int, iop: IntOp) -> dict[str, str]:
+    """The C names of the op's constant arrays (its parameters and its weights, "w")."""
+    names = [s for s, _, _ in param_arrays(iop.op, iop.in_bits[0])]
+    return {s: c_name(step, iop.name, s) for s in [*names, "w"]}
 
 
 def _describe(step: int, iop: IntOp) -> str:
@@ -318,19 +323,89 @@ int micromix_run_copy(const uint8_t *image, MICROMIX_OUTPUT_T *logits);
 """
 
 
+def _step(step: int, iop: IntOp, call: str, out: tuple[int, int], note: str = "") -> str:
+    """One kernel call between the test hooks; `out`: the arena bytes it may write."""
+    return (
+        f"    /* {_describe(step, iop)}{note} */\n    MM_STEP_BEGIN();\n"
+        f"    {call}\n    mm_unguard();\n    MM_STEP_END({step}, {out[0]}, {out[1]});"
+    )
+
+
 def _steps(imodel: IntegerModel) -> str:
-    """The body of micromix_run: one kernel call per op, each between the test hooks."""
+    """The body of micromix_run: the patch stage cell by cell when the schedule has one, then
+    one kernel call per op."""
     rep = imodel.report
-    steps = []
-    for step, iop in enumerate(imodel.ops):
+    sched = rep.schedule
+    done, steps = 0, []
+    if sched is not None and getattr(sched, "split", None) is not None:
+        steps.append(_patch_stage(imodel, sched))
+        done = imodel.graph.tensors[sched.split].first + 1
+    for step, iop in enumerate(imodel.ops[done:], start=done):
         out = iop.op.output
-        steps.append(
-            f"    /* {_describe(step, iop)} */\n    MM_STEP_BEGIN();\n"
-            f"    {_call(step, iop, rep.layers[step].kernel, rep.offsets, rep.tensor_bytes)}\n"
-            f"    mm_unguard();\n"
-            f"    MM_STEP_END({step}, {rep.offsets[out]}, {rep.tensor_bytes[out]});"
-        )
+        call = _call(step, iop, rep.layers[step].kernel, rep.offsets, rep.tensor_bytes)
+        steps.append(_step(step, iop, call, (rep.offsets[out], rep.tensor_bytes[out])))
     return "\n".join(steps)
+
+
+def _copy(dst: str, dst_row: int, src: str, src_row: int, rows: int, row: int) -> str:
+    return f"mm_copy_rows({dst}, {dst_row}, {src}, {src_row}, {rows}, {row});"
+
+
+def _patch_stage(imodel: IntegerModel, sched) -> str:
+    """The ops up to the split tensor, once per cell of the grid (schedule.cells): each kernel
+    runs on its patch with the patch's sizes and padding, reading the patch its producer wrote;
+    the network input's patch is copied into one staging buffer first, and the split tensor's
+    patch out of another into its place."""
+    g, rep = imodel.graph, imodel.report
+    bits = imodel.policy.activations
+    step_of = {iop.name: (i, iop) for i, iop in enumerate(imodel.ops)}
+    stage_in, stage_out = sched.offsets[STAGE_IN], sched.offsets[STAGE_OUT]
+    out = [
+        f"    /* patch stage: {sched.grid} x {sched.grid} cells up to {comment_text(sched.split)} */"
+    ]
+    for n, cell in enumerate(cells(g, sched.split, sched.grid)):
+        for st in cell:
+            step, iop = step_of[st.op.name]
+            op = st.op
+            ih, iw, oh, ow = _len(st.in_rows), _len(st.in_cols), _len(st.rows), _len(st.cols)
+            note = f", cell {n}: rows {st.rows[0]}..{st.rows[1] - 1}, columns {st.cols[0]}..{st.cols[1] - 1}"
+            if st.staged:
+                c, _, w = g.tensors[g.input].shape
+                pix = packed_bytes(c, bits[g.input])
+                src = rep.offsets[g.input] + (st.in_rows[0] * w + st.in_cols[0]) * pix
+                copy = _copy(f"a + {stage_in}", iw * pix, f"a + {src}", w * pix, ih, iw * pix)
+                out.append(_step(step, iop, copy, (stage_in, ih * iw * pix), note + ", copied in"))
+                ins = [(stage_in, ih * iw * pix)]
+            else:
+                ins = [
+                    (rep.offsets[t], activation_bytes((g.tensors[t].shape[0], ih, iw), bits[t]))
+                    for t in op.inputs
+                ]
+            o_bytes = activation_bytes((op.out_shape[0], oh, ow), bits[op.output])
+            last = op.output == sched.split
+            o_off = stage_out if last else rep.offsets[op.output]
+            site = CallSite(
+                step=step,
+                iop=iop,
+                kernel=rep.layers[step].kernel,
+                inputs=tuple(f"MM_IN(a + {off}, {size})" for off, size in ins),
+                output=f"MM_OUT(a + {o_off}, {o_bytes})",
+                arrays=_array_names(step, iop),
+                tile=(ih, iw, oh, ow, *st.pad),
+            )
+            out.append(_step(step, iop, of(op).emit(site), (o_off, o_bytes), note))
+            if last:
+                _, _, w = op.out_shape
+                pix = packed_bytes(op.out_shape[0], bits[op.output])
+                dst = rep.offsets[op.output] + (st.rows[0] * w + st.cols[0]) * pix
+                copy = _copy(f"a + {dst}", w * pix, f"a + {stage_out}", ow * pix, oh, ow * pix)
+                span = (rep.offsets[op.output], rep.tensor_bytes[op.output])
+                out.append(_step(step, iop, copy, span, note + ", copied out"))
+    return "\n".join(out)
+
+
+def _len(span: tuple[int, int]) -> int:
+    return span[1] - span[0]
 
 
 def _model_source(imodel: IntegerModel) -> str:

@@ -15,18 +15,25 @@ import numpy as np
 
 from ..errors import MicromixError
 from ..ir import Graph
-from ..memory import memory_report
 from ..numerics.params import LayerQuant, QuantParams, TensorQuant
 from ..ops import conv, of
 from ..policy import ALLOWED_BITS, Policy
+from ..schedule import scheduled_report
 from .model import IntegerModel, run_op
 
 
 def convert(
-    qparams: QuantParams | Any, graph: Graph | None = None, policy: Policy | None = None
+    qparams: QuantParams | Any,
+    graph: Graph | None = None,
+    policy: Policy | None = None,
+    *,
+    schedule: str = "layer",
+    max_recompute: float = 0.10,
 ) -> IntegerModel:
     """Build the IntegerModel. `convert(qmodel)` takes a module from `micromix.quant.prepare`
-    (it carries .graph and .policy); otherwise pass QuantParams, the Graph and the Policy."""
+    (it carries .graph and .policy); otherwise pass QuantParams, the Graph and the Policy.
+    `schedule` (micromix.schedule: layer, inplace, patch, auto) places its tensors and runs
+    it: the report's arena, the numpy reference's order and the exported C follow it."""
     if not isinstance(qparams, QuantParams):
         from .. import quant
 
@@ -42,7 +49,7 @@ def convert(
     policy.validate(graph, allowed=ALLOWED_BITS)
     _check_tensors(qparams, graph, policy)
     iops = tuple(of(o).convert(o, qparams) for o in graph.ops)
-    report = memory_report(graph, policy)
+    report = scheduled_report(graph, policy, schedule, max_recompute)
     for iop, layer in zip(iops, report.layers):
         # The memory model is the contract: what we store must be exactly what it counts.
         stored = sum(a.nbytes for a in iop.arrays.values())

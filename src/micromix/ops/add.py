@@ -63,7 +63,7 @@ def real(op: Op, ins: list[TensorQuant], xs: list[np.ndarray]) -> np.ndarray:
 def emit(site: CallSite) -> str:
     iop = site.iop
     q = quant_of(iop, site.arrays, second=True)
-    return struct_call("mm_add", [*site.inputs, site.output], dims_of(iop), q)
+    return struct_call("mm_add", [*site.inputs, site.output], dims_of(site), q)
 
 
 register(

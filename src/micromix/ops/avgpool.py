@@ -126,7 +126,7 @@ def run(iop: IntOp, x: np.ndarray) -> np.ndarray:
 
 def emit(site: CallSite) -> str:
     iop = site.iop
-    args = ([site.inputs[0], site.output], dims_of(iop), quant_of(iop, site.arrays))
+    args = ([site.inputs[0], site.output], dims_of(site), quant_of(iop, site.arrays))
     if site.kernel == "mm_avgpool":
         return struct_call("mm_avgpool", *args)
     return struct_call("mm_avgpool_pad", *args, (int(not iop.op.count_include_pad),))

@@ -60,7 +60,7 @@ def emit(site: CallSite) -> str:
     for i, x in enumerate(site.inputs):
         ci = iop.op.in_shapes[i][0]
         q = quant_of(iop, site.arrays, i)
-        calls.append(struct_call("mm_concat", [x, site.output], dims_of(iop, ci), q, (off,)))
+        calls.append(struct_call("mm_concat", [x, site.output], dims_of(site, ci), q, (off,)))
         off += ci
     return "\n    ".join(calls)
 

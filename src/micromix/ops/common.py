@@ -162,13 +162,26 @@ def same_real(op: Op, ins: list[TensorQuant], xs: list[np.ndarray]) -> np.ndarra
 # ---- C -------------------------------------------------------------------------------------
 
 
-def dims_of(iop: IntOp, in_c: int | None = None) -> tuple[int, ...]:
-    """mm_conv_dims of an op as its kernel runs it: input and output C, H, W, the window's
-    kernel, stride and padding, groups (`in_c` replaces the input channels: one input of a
-    concat)."""
-    op = iop.op
-    c, h, w = op.in_shape
-    return (in_c or c, h, w, *op.out_shape, *iop.kernel, *iop.stride, *iop.padding, iop.groups)
+def dims_of(site, in_c: int | None = None) -> tuple[int, ...]:
+    """mm_conv_dims of an op as its kernel runs it at `site` (a CallSite): input and output
+    C, H, W, the window's kernel, stride and padding, groups (`in_c` replaces the input
+    channels: one input of a concat)."""
+    iop = site.iop
+    c, h, w = iop.op.in_shape
+    dims = (in_c or c, h, w, *iop.op.out_shape, *iop.kernel, *iop.stride, *iop.padding, iop.groups)
+    return tiled(dims, site.tile)
+
+
+def tiled(dims: tuple[int, ...], tile: tuple[int, ...] | None) -> tuple[int, ...]:
+    """`dims` of a whole tensor made those of one patch (CallSite.tile): its input and output
+    sizes, and the padding its window has on the top and left (the kernels clip the bottom and
+    right at the input's edge, which is the tensor's own only at its border)."""
+    if tile is None:
+        return dims
+    in_h, in_w, out_h, out_w, pad_h, pad_w = tile
+    d = list(dims)
+    d[1], d[2], d[4], d[5], d[10], d[11] = in_h, in_w, out_h, out_w, pad_h, pad_w
+    return tuple(d)
 
 
 def quant_of(iop: IntOp, arrays: dict[str, str], index: int = 0, *, second: bool = False) -> tuple:

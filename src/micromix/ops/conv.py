@@ -40,6 +40,7 @@ from .common import (
     kernel_constant,
     quant_of,
     struct_call,
+    tiled,
     typed_arrays,
     window_overlap,
 )
@@ -411,7 +412,8 @@ def emit(site: CallSite) -> str:
     before any training)."""
     iop, arr = site.iop, site.arrays
     before = [site.inputs[0], site.output, arr["w"]]
-    return struct_call(site.kernel, before, kernel_dims(iop.op), quant_of(iop, arr), ("s",))
+    dims = tiled(kernel_dims(iop.op), site.tile)
+    return struct_call(site.kernel, before, dims, quant_of(iop, arr), ("s",))
 
 
 def interleave4(rows: np.ndarray, head: int) -> np.ndarray:

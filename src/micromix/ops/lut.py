@@ -289,7 +289,7 @@ def real(op: Op, ins: list[TensorQuant], xs: list[np.ndarray]) -> np.ndarray:
 def emit(site: CallSite) -> str:
     iop = site.iop
     before = [site.inputs[0], site.output, site.arrays["table"]]
-    return struct_call("mm_lut", before, dims_of(iop), quant_of(iop, {}))
+    return struct_call("mm_lut", before, dims_of(site), quant_of(iop, {}))
 
 
 register(

@@ -74,7 +74,7 @@ def emit(site: CallSite) -> str:
     q = quant_of(iop, site.arrays, second=True)
     per_pixel = int(iop.op.in_shapes[1][1:] != (1, 1))
     before = [*site.inputs, site.output]
-    return struct_call("mm_mul", before, dims_of(iop), q, (per_pixel,))
+    return struct_call("mm_mul", before, dims_of(site), q, (per_pixel,))
 
 
 register(

@@ -83,7 +83,7 @@ def run(iop: IntOp, x: np.ndarray) -> np.ndarray:
 
 def emit(site: CallSite) -> str:
     q = quant_of(site.iop, site.arrays)
-    return struct_call("mm_pad", [site.inputs[0], site.output], dims_of(site.iop), q)
+    return struct_call("mm_pad", [site.inputs[0], site.output], dims_of(site), q)
 
 
 C_SOURCE = r"""/* micromix: zero padding of height and width (micromix.ops.pad). d->pad_h / pad_w are the top

@@ -32,6 +32,8 @@ class CallSite:
     inputs: tuple[str, ...]
     output: str
     arrays: dict[str, str]
+    # a patch of the op (micromix.schedule): input H, W, output H, W, top and left padding
+    tile: tuple[int, int, int, int, int, int] | None = None
 
 
 def _no_scratch(op: Op, w_bits: int | None) -> int:

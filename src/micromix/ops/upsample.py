@@ -76,7 +76,7 @@ def run(iop: IntOp, x: np.ndarray) -> np.ndarray:
 
 def emit(site: CallSite) -> str:
     q = quant_of(site.iop, site.arrays)
-    return struct_call("mm_upsample", [site.inputs[0], site.output], dims_of(site.iop), q)
+    return struct_call("mm_upsample", [site.inputs[0], site.output], dims_of(site), q)
 
 
 C_SOURCE = r"""/* micromix: nearest-neighbour upsampling by whole factors (micromix.ops.upsample). */

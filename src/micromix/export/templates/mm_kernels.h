@@ -435,6 +435,17 @@ void mm_lut(const uint8_t *in, uint8_t *out, const uint8_t *table, const mm_conv
 void mm_mul(const uint8_t *x, const uint8_t *g, uint8_t *out, const mm_conv_dims *d,
             const mm_quant_params *q, int g_per_pixel);
 
+/* mm_tile.c: `rows` rows of `row_bytes` bytes from src (rows `src_row` bytes apart) to dst
+ * (rows `dst_row` apart): a patch into or out of a tensor. The two never overlap. */
+void mm_copy_rows(uint8_t *dst, int32_t dst_row, const uint8_t *src, int32_t src_row, int rows,
+                  int32_t row_bytes);
+
+/* Writing over the input: the schedule may place an op's output so that it overlaps an input
+ * that dies at that op (ops.common.window_overlap). mm_depthwise (groups of four channels, or a
+ * single-channel tail at 8 bits), mm_add, mm_lut and mm_mul allow it: they write each output
+ * pixel in raster order, after reading every input byte it depends on. A kernel that wrote an
+ * output pixel earlier, or cleared several pixels ahead, would break that contract. */
+
 /* The kernels that op modules of micromix.ops carry themselves (mm_op_<kind>.c). */
 #include "mm_registry.h"
 

@@ -1,0 +1,12 @@
+/* micromix: moving a patch between a tensor and a patch buffer (micromix.schedule's patch
+ * stage: the kernels read and write whole rows, a patch of a wider tensor is not). */
+#include <string.h>
+
+#include "mm_kernels.h"
+
+void mm_copy_rows(uint8_t *dst, int32_t dst_row, const uint8_t *src, int32_t src_row, int rows,
+                  int32_t row_bytes)
+{
+    for (int r = 0; r < rows; r++)
+        memcpy(dst + (int32_t)r * dst_row, src + (int32_t)r * src_row, (size_t)row_bytes);
+}
