@@ -137,9 +137,13 @@ def main() -> int:
         "max_recompute": a.max_recompute,
         "note": "plan times on a 2-core machine shared with 3 other jobs",
         "caveat": (
-            "Not yet in the export: the C runs layer by layer, so an exported model's RAM is "
-            "still the layer column. The network input is counted live in full through the "
-            "patch stage (the C fills it before the first layer), as memory_report counts it."
+            "The export follows the schedule (`convert(..., schedule=)`, `--schedule`): these are "
+            "the arena + scratch bytes the built C allocates (tests/test_export_schedule.py "
+            "checks the object files against the plan). A patch stage counts the two staging "
+            "buffers its C copies patches of the input and of the split tensor through. The "
+            "network input is live in full through the patch stage (the application writes it "
+            "before micromix_run), as memory_report counts it; that bounds MobileNetV1-0.25 at "
+            "96 px."
         ),
     }
     write_json(a.out, doc)
