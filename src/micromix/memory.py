@@ -313,6 +313,8 @@ class MemoryReport:
             f"RAM   {self.ram_bytes:,} B (arena {self.arena_bytes:,}, liveness lower bound "
             f"{self.ram_lower_bound:,}; kernel scratch {self.scratch_bytes:,})"
         )
+        if self.schedule is not None:  # the arena above is the plan's
+            rows.append(f"schedule {self.schedule.describe()}")
         if budget is not None:
             rows.append(budget.describe(self))
         return "\n".join(rows)
