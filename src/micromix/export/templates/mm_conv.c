@@ -339,6 +339,115 @@ static void mm_conv_chunked(const mm_conv_ctx *k, int16_t *buf, mm_writer *wr, i
     }
 }
 
+/* ---- 8-bit inputs and weights (mm_conv's W8/A8 path) ---------------------------------------
+ *
+ * No unpacked patch: the input bytes and the weight row are both HWC-ordered, so the taps of
+ * one kernel row that lie inside the image are one contiguous run of kw' x in_c bytes in the
+ * input and in each weight row. Four output channels (natural row layout, rb bytes apart)
+ * share every input load; the taps outside the image are skipped (zero padding adds 0). */
+#if defined(__ARM_FEATURE_DSP)
+static MM_INLINE void mm_run8x4(const uint8_t *x, const int8_t *w, int32_t rb, int32_t n,
+                                const int is, int32_t *a)
+{
+    int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+    const int32_t rb2 = 2 * rb, rb3 = 3 * rb;
+    for (int32_t k = n >> 2; k > 0; k--, x += 4, w += 4) {
+        const uint32_t xv = mm_ld32(x);
+        const uint32_t xe = is ? mm_sxtb16(xv) : mm_uxtb16(xv);
+        const uint32_t xo = is ? mm_sxtb16_8(xv) : mm_uxtb16_8(xv);
+        uint32_t v = mm_ld32(w);
+        a0 = mm_smlad(mm_sxtb16(v), xe, mm_smlad(mm_sxtb16_8(v), xo, a0));
+        v = mm_ld32(w + rb);
+        a1 = mm_smlad(mm_sxtb16(v), xe, mm_smlad(mm_sxtb16_8(v), xo, a1));
+        v = mm_ld32(w + rb2);
+        a2 = mm_smlad(mm_sxtb16(v), xe, mm_smlad(mm_sxtb16_8(v), xo, a2));
+        v = mm_ld32(w + rb3);
+        a3 = mm_smlad(mm_sxtb16(v), xe, mm_smlad(mm_sxtb16_8(v), xo, a3));
+    }
+    for (int32_t i = 0; i < (n & 3); i++) {
+        const int32_t xv = is ? (int8_t)x[i] : x[i];
+        a0 += xv * w[i];
+        a1 += xv * w[rb + i];
+        a2 += xv * w[rb2 + i];
+        a3 += xv * w[rb3 + i];
+    }
+    a[0] = a0;
+    a[1] = a1;
+    a[2] = a2;
+    a[3] = a3;
+}
+#else
+static inline void mm_run8x4(const uint8_t *x, const int8_t *w, int32_t rb, int32_t n, int is,
+                             int32_t *a)
+{
+    for (int32_t i = 0; i < n; i++) {
+        const int32_t xv = is ? (int8_t)x[i] : x[i];
+        a[0] += xv * w[i];
+        a[1] += xv * w[rb + i];
+        a[2] += xv * w[2 * rb + i];
+        a[3] += xv * w[3 * rb + i];
+    }
+}
+#endif
+
+static inline int32_t mm_run8x1(const uint8_t *x, const int8_t *w, int32_t n, int is)
+{
+    int32_t a = 0;
+    for (int32_t i = 0; i < n; i++)
+        a += (is ? (int8_t)x[i] : x[i]) * w[i];
+    return a;
+}
+
+/* Four (or the last 1-3) output channels of one pixel: the in-image taps, kernel row by row. */
+static MM_NOINLINE void mm_conv8_block(const mm_conv_ctx *k, const int8_t *w, int nb, int iy0,
+                                       int ix0, int32_t *acc)
+{
+    const int kx0 = ix0 < 0 ? -ix0 : 0;
+    const int kx1 = ix0 + k->kw > k->in_w ? k->in_w - ix0 : k->kw;
+    const int32_t n = (int32_t)(kx1 - kx0) * k->in_c;
+    acc[0] = acc[1] = acc[2] = acc[3] = 0;
+    if (n <= 0)
+        return;
+    for (int ky = 0; ky < k->kh; ky++) {
+        const int iy = iy0 + ky;
+        if (iy < 0 || iy >= k->in_h)
+            continue;
+        const uint8_t *x = k->in + ((int32_t)iy * k->in_w + ix0 + kx0) * k->in_c;
+        const int8_t *wr = w + (int32_t)(ky * k->kw + kx0) * k->in_c;
+        if (nb == 4) {
+            if (k->is)
+                mm_run8x4(x, wr, k->row_bytes, n, 1, acc);
+            else
+                mm_run8x4(x, wr, k->row_bytes, n, 0, acc);
+        } else {
+            for (int j = 0; j < nb; j++)
+                acc[j] += mm_run8x1(x, wr + j * k->row_bytes, n, k->is);
+        }
+    }
+}
+
+static void mm_conv8(const mm_conv_ctx *k, uint8_t *out, int out_h, int out_w, int sh, int sw,
+                     int ph, int pw, int ob, int out_c)
+{
+    for (int oy = 0; oy < out_h; oy++)
+        for (int ox = 0; ox < out_w; ox++) {
+            mm_writer wr = {out, 0, 0, ob};
+            const int8_t *w = (const int8_t *)k->w;
+            for (int co = 0; co < out_c; co += 4, w += 4 * k->row_bytes) {
+                const int nb = out_c - co < 4 ? out_c - co : 4;
+                int32_t acc[4];
+                mm_conv8_block(k, w, nb, oy * sh - ph, ox * sw - pw, acc);
+                for (int j = 0; j < nb; j++) {
+                    const int32_t v = mm_biased(acc[j], k->bias[co + j], k->bk);
+                    mm_put(&wr, mm_requant(v, k->mult[co + j], k->shift[co + j], k->qmin,
+                                           k->qmax));
+                }
+            }
+            mm_flush(&wr);
+            out = wr.p;
+        }
+}
+
 void mm_conv(MM_CONV_ARGS)
 {
     mm_conv_ctx k;
@@ -372,6 +481,11 @@ void mm_conv(MM_CONV_ARGS)
     k.row_bytes = mm_bytes(k.row, k.wb);
     k.qmin = qmin;
     k.qmax = qmax;
+    /* Fewer than four input channels: runs of a few bytes, where the unpacked patch wins. */
+    if (k.ib == 8 && k.wb == 8 && groups == 1 && k.in_c >= 4) {
+        mm_conv8(&k, out, out_h, out_w, sh, sw, ph, pw, ob, d->out_c);
+        return;
+    }
     for (int oy = 0; oy < out_h; oy++) {
         for (int ox = 0; ox < out_w; ox++) {
             mm_writer wr = {out + ((int32_t)oy * out_w + ox) * out_pix, 0, 0, ob};
