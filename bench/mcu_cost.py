@@ -651,8 +651,8 @@ def main(argv: list[str] | None = None) -> int:
                                 "rows": table})  # fmt: skip
     from micromix.cost import load_cost_table
 
-    load_cost_table.cache_clear()
-    check = check_model(networks, load_cost_table(args.table if probes else None))
+    load_cost_table.cache_clear()  # the check needs a fitted table: this run's (probes)
+    check = check_model(networks, load_cost_table(args.table)) if probes else {}
     report(args, b, networks, probes, check)
     return 0
 

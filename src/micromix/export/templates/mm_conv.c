@@ -339,6 +339,38 @@ static void mm_conv_chunked(const mm_conv_ctx *k, int16_t *buf, mm_writer *wr, i
     }
 }
 
+/* The patch of 8-bit inputs for a row of at most MM_PATCH elements (natural order, as 8-bit
+ * weights read it): per kernel row, the in-image taps are one contiguous run of input bytes;
+ * the taps outside are the zero padding. One call per pixel instead of one per tap. */
+static void mm_gather8(int16_t *buf, const uint8_t *in, int in_h, int in_w, int in_c, int is,
+                       int kh, int kw, int iy0, int ix0)
+{
+    const int kx0 = ix0 >= 0 ? 0 : -ix0 < kw ? -ix0 : kw;
+    const int kx1 = ix0 + kw > in_w ? (in_w - ix0 > kx0 ? in_w - ix0 : kx0) : kw;
+    const int32_t left = (int32_t)kx0 * in_c, run = (int32_t)(kx1 - kx0) * in_c;
+    const int32_t rowlen = (int32_t)kw * in_c;
+    for (int ky = 0; ky < kh; ky++, buf += rowlen) {
+        const int iy = iy0 + ky;
+        int32_t e = 0;
+        if (iy < 0 || iy >= in_h || run == 0) {
+            for (; e < rowlen; e++)
+                buf[e] = 0;
+            continue;
+        }
+        const uint8_t *p = in + ((int32_t)iy * in_w + ix0 + kx0) * in_c;
+        for (; e < left; e++)
+            buf[e] = 0;
+        if (is)
+            for (int32_t i = 0; i < run; i++)
+                buf[left + i] = (int8_t)p[i];
+        else
+            for (int32_t i = 0; i < run; i++)
+                buf[left + i] = p[i];
+        for (e = left + run; e < rowlen; e++)
+            buf[e] = 0;
+    }
+}
+
 /* ---- 8-bit inputs and weights (mm_conv's W8/A8 path) ---------------------------------------
  *
  * No unpacked patch: the input bytes and the weight row are both HWC-ordered, so the taps of
@@ -498,11 +530,14 @@ void mm_conv(MM_CONV_ARGS)
                 {
                     int32_t nblk = k.row - k.row % (16 << k.lp);
                     const uint8_t *wrow = w + (int32_t)g * k.cout_g * k.row_bytes;
-                    for (int ky = 0; ky < kh; ky++)
-                        for (int kx = 0; kx < kw; kx++)
-                            mm_gather(buf, in, in_h, in_w, k.in_pix, k.ib, k.is, g * k.cin_g,
-                                      k.cin_g, (ky * kw + kx) * k.cin_g, nblk, k.lp, iy0 + ky,
-                                      ix0 + kx);
+                    if (k.ib == 8 && k.wb == 8 && groups == 1)
+                        mm_gather8(buf, in, in_h, in_w, k.in_c, k.is, kh, kw, iy0, ix0);
+                    else
+                        for (int ky = 0; ky < kh; ky++)
+                            for (int kx = 0; kx < kw; kx++)
+                                mm_gather(buf, in, in_h, in_w, k.in_pix, k.ib, k.is,
+                                          g * k.cin_g, k.cin_g, (ky * kw + kx) * k.cin_g, nblk,
+                                          k.lp, iy0 + ky, ix0 + kx);
                     mm_channels(buf, wrow, k.row, k.row_bytes, k.wb, bias + g * k.cout_g,
                                 mult + g * k.cout_g, shift + g * k.cout_g, k.cout_g, k.bk, qmin,
                                 qmax, &wr);

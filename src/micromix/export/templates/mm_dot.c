@@ -27,6 +27,47 @@ int32_t mm_dot8(const int16_t *x, const uint8_t *w, int32_t n)
     return acc;
 }
 
+#if defined(__ARM_FEATURE_DSP)
+static inline uint32_t mm_dot_ld32(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* Four inputs per step: their int16 pairs (0, 1) and (2, 3) regrouped as (0, 2) and (1, 3)
+ * (PKHBT / PKHTB, shared by the four rows) meet each row's weight word extended by SXTB16
+ * (bytes 0, 2) and SXTB16 ror 8 (bytes 1, 3): two SMLAD per row instead of four SMLABB and
+ * four byte loads. */
+void mm_dot8x4(const int16_t *x, const uint8_t *w, int32_t rb, int32_t n, int32_t *out)
+{
+    const int8_t *w0 = (const int8_t *)w;
+    const int32_t rb2 = 2 * rb, rb3 = 3 * rb;
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, i = 0;
+    for (int32_t k = n >> 2; k > 0; k--, i += 4) {
+        const uint32_t x01 = mm_dot_ld32(x + i), x23 = mm_dot_ld32(x + i + 2);
+        const uint32_t xe = (x01 & 0xFFFFu) | (x23 << 16), xo = (x01 >> 16) | (x23 & 0xFFFF0000u);
+        uint32_t v = mm_dot_ld32(w0 + i);
+        a0 = mm_smlad(mm_sxtb16(v), xe, mm_smlad(mm_sxtb16_8(v), xo, a0));
+        v = mm_dot_ld32(w0 + rb + i);
+        a1 = mm_smlad(mm_sxtb16(v), xe, mm_smlad(mm_sxtb16_8(v), xo, a1));
+        v = mm_dot_ld32(w0 + rb2 + i);
+        a2 = mm_smlad(mm_sxtb16(v), xe, mm_smlad(mm_sxtb16_8(v), xo, a2));
+        v = mm_dot_ld32(w0 + rb3 + i);
+        a3 = mm_smlad(mm_sxtb16(v), xe, mm_smlad(mm_sxtb16_8(v), xo, a3));
+    }
+    for (; i < n; i++) {
+        a0 += x[i] * w0[i];
+        a1 += x[i] * w0[rb + i];
+        a2 += x[i] * w0[rb2 + i];
+        a3 += x[i] * w0[rb3 + i];
+    }
+    out[0] = a0;
+    out[1] = a1;
+    out[2] = a2;
+    out[3] = a3;
+}
+#else
 void mm_dot8x4(const int16_t *x, const uint8_t *w, int32_t rb, int32_t n, int32_t *out)
 {
     const int8_t *w0 = (const int8_t *)w, *w1 = w0 + rb, *w2 = w1 + rb, *w3 = w2 + rb;
@@ -51,6 +92,7 @@ void mm_dot8x4(const int16_t *x, const uint8_t *w, int32_t rb, int32_t n, int32_
     out[2] = a2;
     out[3] = a3;
 }
+#endif
 
 /* Tail of a 4-bit row: weights from element 2 * k0 on, x in natural order, whole bytes first. */
 static int32_t mm_tail4(const int16_t *x, const uint8_t *w, int32_t k0, int32_t n)
