@@ -294,15 +294,22 @@ typedef struct {
     int32_t row, row_bytes, qmin, qmax;
 } mm_conv_ctx;
 
-/* Output channels of group g at one pixel when the patch is larger than MM_PATCH: blocks of
- * four channels share each unpacked chunk. */
+/* Output channels accumulated per pass over the patch chunks (stack int32). */
+#define MM_CONV_CB 64
+
+/* Output channels of group g at one pixel when the patch is larger than MM_PATCH: each chunk
+ * of the patch is unpacked once and met by up to MM_CONV_CB channels (four rows per dot call),
+ * whose sums wait on the stack; before, the chunk was unpacked again for every block of four
+ * channels. */
 static void mm_conv_chunked(const mm_conv_ctx *k, int16_t *buf, mm_writer *wr, int g, int iy0,
                             int ix0)
 {
-    for (int co0 = 0; co0 < k->cout_g; co0 += 4) {
-        int nb = k->cout_g - co0 < 4 ? k->cout_g - co0 : 4, c = g * k->cout_g + co0;
-        int32_t acc[4];
-        for (int j = 0; j < nb; j++)
+    int32_t acc[MM_CONV_CB];
+    for (int cb = 0; cb < k->cout_g; cb += MM_CONV_CB) {
+        const int nc = k->cout_g - cb < MM_CONV_CB ? k->cout_g - cb : MM_CONV_CB;
+        const int c = g * k->cout_g + cb;
+        const uint8_t *const w0 = k->w + (int32_t)c * k->row_bytes;
+        for (int j = 0; j < nc; j++)
             acc[j] = 0;
         for (int ky = 0; ky < k->kh; ky++) {
             int iy = iy0 + ky;
@@ -320,19 +327,34 @@ static void mm_conv_chunked(const mm_conv_ctx *k, int16_t *buf, mm_writer *wr, i
                     int32_t nblk = aligned ? cn - cn % (16 << lp) : 0;
                     mm_gather(buf, k->in, k->in_h, k->in_w, k->in_pix, k->ib, k->is,
                               g * k->cin_g + c0, cn, 0, nblk, lp, iy, ix);
-                    for (int j = 0; j < nb; j++) {
-                        const uint8_t *wr0 = k->w + (c + j) * k->row_bytes;
-                        if (aligned) {
-                            acc[j] += mm_dot(buf, wr0 + (e * k->wb) / 8, cn, k->wb);
-                        } else {
+                    if (!aligned) {
+                        for (int j = 0; j < nc; j++)
                             for (int t = 0; t < cn; t++)
-                                acc[j] += buf[t] * mm_get(wr0, e + t, k->wb, 1);
-                        }
+                                acc[j] += buf[t] * mm_get(w0 + (int32_t)j * k->row_bytes, e + t,
+                                                          k->wb, 1);
+                        continue;
                     }
+                    const uint8_t *wr0 = w0 + (e * k->wb) / 8;
+                    int j = 0;
+                    for (; j + 4 <= nc; j += 4, wr0 += 4 * k->row_bytes) {
+                        int32_t t[4];
+                        if (k->wb == 8)
+                            mm_dot8x4(buf, wr0, k->row_bytes, cn, t);
+                        else if (k->wb == 4)
+                            mm_dot4x4(buf, wr0, k->row_bytes, cn, t);
+                        else
+                            mm_dot2x4(buf, wr0, k->row_bytes, cn, t);
+                        acc[j] += t[0];
+                        acc[j + 1] += t[1];
+                        acc[j + 2] += t[2];
+                        acc[j + 3] += t[3];
+                    }
+                    for (; j < nc; j++, wr0 += k->row_bytes)
+                        acc[j] += mm_dot(buf, wr0, cn, k->wb);
                 }
             }
         }
-        for (int j = 0; j < nb; j++) {
+        for (int j = 0; j < nc; j++) {
             const int32_t v = mm_biased(acc[j], k->bias[c + j], k->bk);
             mm_put(wr, mm_requant(v, k->mult[c + j], k->shift[c + j], k->qmin, k->qmax));
         }

@@ -126,6 +126,50 @@ int32_t mm_dot4(const int16_t *x, const uint8_t *w, int32_t n)
     return acc + mm_tail4(x, w, m, n);
 }
 
+#if defined(__ARM_FEATURE_DSP)
+/* Sub-byte rows on DSP cores. Each field of a weight word is masked in place at the top of its
+ * byte (field f of 4-bit weights: (v << 4 (1 - f)) & 0xF0F0F0F0), where SXTB16 reads it as an
+ * int8 holding the weight times 2^(8 - bits); the int16 inputs of the matching plane are
+ * regrouped into (0, 2) and (1, 3) pairs (as in mm_dot8x4) and two SMLAD per field add
+ * four products. The scaled sum is exact and shifted back at the end: |x| <= 255, |w| <= 8
+ * and n <= MM_PATCH keep it below 2^24 before the scale of 16 (4-bit) or 64 (2-bit). */
+static MM_INLINE void mm_pairs(const int16_t *p, uint32_t *e, uint32_t *o)
+{
+    const uint32_t a = mm_dot_ld32(p), b = mm_dot_ld32(p + 2);
+    *e = (a & 0xFFFFu) | (b << 16);
+    *o = (a >> 16) | (b & 0xFFFF0000u);
+}
+
+static MM_INLINE int32_t mm_field(uint32_t f, uint32_t e, uint32_t o, int32_t acc)
+{
+    return mm_smlad(mm_sxtb16(f), e, mm_smlad(mm_sxtb16_8(f), o, acc));
+}
+
+void mm_dot4x4(const int16_t *x, const uint8_t *w, int32_t rb, int32_t n, int32_t *out)
+{
+    const uint8_t *w0 = w, *w1 = w0 + rb, *w2 = w1 + rb, *w3 = w2 + rb;
+    const int32_t m = (n >> 1) & ~15;
+    const int16_t *xh = x + m;
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (int32_t i = 0; i < m; i += 4) {
+        uint32_t le, lo, he, ho, v;
+        mm_pairs(x + i, &le, &lo);
+        mm_pairs(xh + i, &he, &ho);
+        v = mm_dot_ld32(w0 + i);
+        a0 = mm_field((v << 4) & 0xF0F0F0F0u, le, lo, mm_field(v & 0xF0F0F0F0u, he, ho, a0));
+        v = mm_dot_ld32(w1 + i);
+        a1 = mm_field((v << 4) & 0xF0F0F0F0u, le, lo, mm_field(v & 0xF0F0F0F0u, he, ho, a1));
+        v = mm_dot_ld32(w2 + i);
+        a2 = mm_field((v << 4) & 0xF0F0F0F0u, le, lo, mm_field(v & 0xF0F0F0F0u, he, ho, a2));
+        v = mm_dot_ld32(w3 + i);
+        a3 = mm_field((v << 4) & 0xF0F0F0F0u, le, lo, mm_field(v & 0xF0F0F0F0u, he, ho, a3));
+    }
+    out[0] = (a0 >> 4) + mm_tail4(x, w0, m, n);
+    out[1] = (a1 >> 4) + mm_tail4(x, w1, m, n);
+    out[2] = (a2 >> 4) + mm_tail4(x, w2, m, n);
+    out[3] = (a3 >> 4) + mm_tail4(x, w3, m, n);
+}
+#else
 void mm_dot4x4(const int16_t *x, const uint8_t *w, int32_t rb, int32_t n, int32_t *out)
 {
     const uint8_t *w0 = w, *w1 = w0 + rb, *w2 = w1 + rb, *w3 = w2 + rb;
@@ -144,6 +188,7 @@ void mm_dot4x4(const int16_t *x, const uint8_t *w, int32_t rb, int32_t n, int32_
     out[2] = a2 + mm_tail4(x, w2, m, n);
     out[3] = a3 + mm_tail4(x, w3, m, n);
 }
+#endif
 
 int32_t mm_dot2(const int16_t *x, const uint8_t *w, int32_t n)
 {
@@ -156,6 +201,34 @@ int32_t mm_dot2(const int16_t *x, const uint8_t *w, int32_t n)
     return acc + mm_tail2(x, w, m, n);
 }
 
+#if defined(__ARM_FEATURE_DSP)
+/* Four planes: two rows at a time keep the eight input pairs and both sums in registers. */
+static MM_INLINE int32_t mm_row2(uint32_t v, const uint32_t *p, int32_t acc)
+{
+    acc = mm_field((v << 6) & 0xC0C0C0C0u, p[0], p[1], acc);
+    acc = mm_field((v << 4) & 0xC0C0C0C0u, p[2], p[3], acc);
+    acc = mm_field((v << 2) & 0xC0C0C0C0u, p[4], p[5], acc);
+    return mm_field(v & 0xC0C0C0C0u, p[6], p[7], acc);
+}
+
+void mm_dot2x4(const int16_t *x, const uint8_t *w, int32_t rb, int32_t n, int32_t *out)
+{
+    const int32_t m = (n >> 2) & ~15;
+    for (int r = 0; r < 4; r += 2) {
+        const uint8_t *wa = w + r * rb, *wb = wa + rb;
+        int32_t a = 0, b = 0;
+        for (int32_t i = 0; i < m; i += 4) {
+            uint32_t p[8];
+            for (int f = 0; f < 4; f++)
+                mm_pairs(x + f * m + i, &p[2 * f], &p[2 * f + 1]);
+            a = mm_row2(mm_dot_ld32(wa + i), p, a);
+            b = mm_row2(mm_dot_ld32(wb + i), p, b);
+        }
+        out[r] = (a >> 6) + mm_tail2(x, wa, m, n);
+        out[r + 1] = (b >> 6) + mm_tail2(x, wb, m, n);
+    }
+}
+#else
 void mm_dot2x4(const int16_t *x, const uint8_t *w, int32_t rb, int32_t n, int32_t *out)
 {
     const uint8_t *w0 = w, *w1 = w0 + rb, *w2 = w1 + rb, *w3 = w2 + rb;
@@ -174,6 +247,7 @@ void mm_dot2x4(const int16_t *x, const uint8_t *w, int32_t rb, int32_t n, int32_
     out[2] = a2 + mm_tail2(x, w2, m, n);
     out[3] = a3 + mm_tail2(x, w3, m, n);
 }
+#endif
 
 #if defined(__ARM_FEATURE_DSP)
 /* ---- sub-byte pointwise on DSP cores (mm_pointwise_sub) ------------------------------------
