@@ -133,11 +133,15 @@ int32_t mm_dot4(const int16_t *x, const uint8_t *w, int32_t n)
  * regrouped into (0, 2) and (1, 3) pairs (as in mm_dot8x4) and two SMLAD per field add
  * four products. The scaled sum is exact and shifted back at the end: |x| <= 255, |w| <= 8
  * and n <= MM_PATCH keep it below 2^24 before the scale of 16 (4-bit) or 64 (2-bit). */
+static MM_INLINE void mm_pk(uint32_t a, uint32_t b, uint32_t *lo, uint32_t *hi)
+{
+    *lo = (a & 0xFFFFu) | (b << 16); /* PKHBT: the low halves of a and b */
+    *hi = (a >> 16) | (b & 0xFFFF0000u); /* PKHTB: the high halves */
+}
+
 static MM_INLINE void mm_pairs(const int16_t *p, uint32_t *e, uint32_t *o)
 {
-    const uint32_t a = mm_dot_ld32(p), b = mm_dot_ld32(p + 2);
-    *e = (a & 0xFFFFu) | (b << 16);
-    *o = (a >> 16) | (b & 0xFFFF0000u);
+    mm_pk(mm_dot_ld32(p), mm_dot_ld32(p + 2), e, o);
 }
 
 static MM_INLINE int32_t mm_field(uint32_t f, uint32_t e, uint32_t o, int32_t acc)
@@ -164,10 +168,27 @@ void mm_dot4x4(const int16_t *x, const uint8_t *w, int32_t rb, int32_t n, int32_
         v = mm_dot_ld32(w3 + i);
         a3 = mm_field((v << 4) & 0xF0F0F0F0u, le, lo, mm_field(v & 0xF0F0F0F0u, he, ho, a3));
     }
-    out[0] = (a0 >> 4) + mm_tail4(x, w0, m, n);
-    out[1] = (a1 >> 4) + mm_tail4(x, w1, m, n);
-    out[2] = (a2 >> 4) + mm_tail4(x, w2, m, n);
-    out[3] = (a3 >> 4) + mm_tail4(x, w3, m, n);
+    /* The natural-order rest, a word (eight inputs) at a time: byte b holds inputs 2b (low)
+     * and 2b + 1 (high), so the low fields meet (x0, x4), (x2, x6), the high (x1, x5), (x3, x7). */
+    int32_t k = m;
+    for (; 2 * k + 8 <= n; k += 4) {
+        const int16_t *p = x + 2 * k;
+        uint32_t el, eh, ol, oh, v;
+        mm_pk(mm_dot_ld32(p), mm_dot_ld32(p + 4), &el, &eh);
+        mm_pk(mm_dot_ld32(p + 2), mm_dot_ld32(p + 6), &ol, &oh);
+        v = mm_dot_ld32(w0 + k);
+        a0 = mm_field((v << 4) & 0xF0F0F0F0u, el, ol, mm_field(v & 0xF0F0F0F0u, eh, oh, a0));
+        v = mm_dot_ld32(w1 + k);
+        a1 = mm_field((v << 4) & 0xF0F0F0F0u, el, ol, mm_field(v & 0xF0F0F0F0u, eh, oh, a1));
+        v = mm_dot_ld32(w2 + k);
+        a2 = mm_field((v << 4) & 0xF0F0F0F0u, el, ol, mm_field(v & 0xF0F0F0F0u, eh, oh, a2));
+        v = mm_dot_ld32(w3 + k);
+        a3 = mm_field((v << 4) & 0xF0F0F0F0u, el, ol, mm_field(v & 0xF0F0F0F0u, eh, oh, a3));
+    }
+    out[0] = (a0 >> 4) + mm_tail4(x, w0, k, n);
+    out[1] = (a1 >> 4) + mm_tail4(x, w1, k, n);
+    out[2] = (a2 >> 4) + mm_tail4(x, w2, k, n);
+    out[3] = (a3 >> 4) + mm_tail4(x, w3, k, n);
 }
 #else
 void mm_dot4x4(const int16_t *x, const uint8_t *w, int32_t rb, int32_t n, int32_t *out)
@@ -224,8 +245,21 @@ void mm_dot2x4(const int16_t *x, const uint8_t *w, int32_t rb, int32_t n, int32_
             a = mm_row2(mm_dot_ld32(wa + i), p, a);
             b = mm_row2(mm_dot_ld32(wb + i), p, b);
         }
-        out[r] = (a >> 6) + mm_tail2(x, wa, m, n);
-        out[r + 1] = (b >> 6) + mm_tail2(x, wb, m, n);
+        /* Natural order, sixteen inputs a word: field f of byte b holds input 4b + f, so
+         * field f meets (x[f], x[8 + f]) and (x[4 + f], x[12 + f]). */
+        int32_t k = m;
+        for (; 4 * k + 16 <= n; k += 4) {
+            const int16_t *q = x + 4 * k;
+            uint32_t p[8];
+            mm_pk(mm_dot_ld32(q), mm_dot_ld32(q + 8), &p[0], &p[2]);
+            mm_pk(mm_dot_ld32(q + 4), mm_dot_ld32(q + 12), &p[1], &p[3]);
+            mm_pk(mm_dot_ld32(q + 2), mm_dot_ld32(q + 10), &p[4], &p[6]);
+            mm_pk(mm_dot_ld32(q + 6), mm_dot_ld32(q + 14), &p[5], &p[7]);
+            a = mm_row2(mm_dot_ld32(wa + k), p, a);
+            b = mm_row2(mm_dot_ld32(wb + k), p, b);
+        }
+        out[r] = (a >> 6) + mm_tail2(x, wa, k, n);
+        out[r + 1] = (b >> 6) + mm_tail2(x, wb, k, n);
     }
 }
 #else
