@@ -223,15 +223,7 @@ int32_t mm_dot2(const int16_t *x, const uint8_t *w, int32_t n)
 }
 
 #if defined(__ARM_FEATURE_DSP)
-/* Four planes: two rows at a time keep the eight input pairs and both sums in registers. */
-static MM_INLINE int32_t mm_row2(uint32_t v, const uint32_t *p, int32_t acc)
-{
-    acc = mm_field((v << 6) & 0xC0C0C0C0u, p[0], p[1], acc);
-    acc = mm_field((v << 4) & 0xC0C0C0C0u, p[2], p[3], acc);
-    acc = mm_field((v << 2) & 0xC0C0C0C0u, p[4], p[5], acc);
-    return mm_field(v & 0xC0C0C0C0u, p[6], p[7], acc);
-}
-
+/* Four planes, two rows at a time, one plane's input pairs live at a time. */
 void mm_dot2x4(const int16_t *x, const uint8_t *w, int32_t rb, int32_t n, int32_t *out)
 {
     const int32_t m = (n >> 2) & ~15;
@@ -239,24 +231,31 @@ void mm_dot2x4(const int16_t *x, const uint8_t *w, int32_t rb, int32_t n, int32_
         const uint8_t *wa = w + r * rb, *wb = wa + rb;
         int32_t a = 0, b = 0;
         for (int32_t i = 0; i < m; i += 4) {
-            uint32_t p[8];
-            for (int f = 0; f < 4; f++)
-                mm_pairs(x + f * m + i, &p[2 * f], &p[2 * f + 1]);
-            a = mm_row2(mm_dot_ld32(wa + i), p, a);
-            b = mm_row2(mm_dot_ld32(wb + i), p, b);
+            /* field by field: one plane's pairs live at a time (no spills) */
+            const uint32_t va = mm_dot_ld32(wa + i), vb = mm_dot_ld32(wb + i);
+            for (int f = 0; f < 4; f++) {
+                uint32_t e, o;
+                mm_pairs(x + f * m + i, &e, &o);
+                a = mm_field((va << (6 - 2 * f)) & 0xC0C0C0C0u, e, o, a);
+                b = mm_field((vb << (6 - 2 * f)) & 0xC0C0C0C0u, e, o, b);
+            }
         }
         /* Natural order, sixteen inputs a word: field f of byte b holds input 4b + f, so
          * field f meets (x[f], x[8 + f]) and (x[4 + f], x[12 + f]). */
         int32_t k = m;
         for (; 4 * k + 16 <= n; k += 4) {
             const int16_t *q = x + 4 * k;
-            uint32_t p[8];
-            mm_pk(mm_dot_ld32(q), mm_dot_ld32(q + 8), &p[0], &p[2]);
-            mm_pk(mm_dot_ld32(q + 4), mm_dot_ld32(q + 12), &p[1], &p[3]);
-            mm_pk(mm_dot_ld32(q + 2), mm_dot_ld32(q + 10), &p[4], &p[6]);
-            mm_pk(mm_dot_ld32(q + 6), mm_dot_ld32(q + 14), &p[5], &p[7]);
-            a = mm_row2(mm_dot_ld32(wa + k), p, a);
-            b = mm_row2(mm_dot_ld32(wb + k), p, b);
+            const uint32_t va = mm_dot_ld32(wa + k), vb = mm_dot_ld32(wb + k);
+            for (int h = 0; h < 2; h++) { /* fields 2h and 2h + 1 share their four loads */
+                uint32_t e0, e1, o0, o1;
+                const int s0 = 6 - 4 * h, s1 = 4 - 4 * h;
+                mm_pk(mm_dot_ld32(q + 2 * h), mm_dot_ld32(q + 8 + 2 * h), &e0, &e1);
+                mm_pk(mm_dot_ld32(q + 4 + 2 * h), mm_dot_ld32(q + 12 + 2 * h), &o0, &o1);
+                a = mm_field((va << s0) & 0xC0C0C0C0u, e0, o0, a);
+                b = mm_field((vb << s0) & 0xC0C0C0C0u, e0, o0, b);
+                a = mm_field((va << s1) & 0xC0C0C0C0u, e1, o1, a);
+                b = mm_field((vb << s1) & 0xC0C0C0C0u, e1, o1, b);
+            }
         }
         out[r] = (a >> 6) + mm_tail2(x, wa, k, n);
         out[r + 1] = (b >> 6) + mm_tail2(x, wb, k, n);
