@@ -615,7 +615,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default="results/mcu_cost.json")
     ap.add_argument("--table", default="src/micromix/assets/mcu_cost_table.json")
     ap.add_argument("--mlperf-json", default="results/mlperf_tiny.json")
+    ap.add_argument("--md-only", action="store_true", help="rewrite --md from --json, no runs")
     args = ap.parse_args(argv)
+    if args.md_only:
+        write_md(args.md, json.loads(Path(args.json).read_text()))
+        return 0
     for tool in (GCC, "qemu-system-arm", "gcc"):
         if shutil.which(tool) is None:
             print(f"mcu_cost: `{tool}` is not installed.", file=sys.stderr)
@@ -638,6 +642,8 @@ def main(argv: list[str] | None = None) -> int:
                 res[f"micromix_{Path(p).stem}"] = run_micromix(b, f"{ref}_{Path(p).stem}", graph,
                                                                policy_for(p, graph), core)  # fmt: skip
             print(ref, core, {k: v["est_cycles"] for k, v in res.items()}, flush=True)
+    from micromix.cost import fit_cost_table
+
     probes = {} if args.no_probes else run_probes(b)
     if probes:
         layers = [x for r in probes.values() for x in r["layers"]]
@@ -645,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
                    if k.startswith("micromix") for x in r["layers"]]  # fmt: skip
         from micromix import files
 
-        table = fit_table(layers)
+        table = fit_cost_table(layers)
         files.write_json(args.table, {"source": "bench/mcu_cost.py", "flags": " ".join(b.flags("cortex-m4")),
                                 "core": "cortex-m4", "model": "per_mac * MACs + per_output * outputs",
                                 "rows": table})  # fmt: skip
@@ -655,31 +661,6 @@ def main(argv: list[str] | None = None) -> int:
     check = check_model(networks, load_cost_table(args.table)) if probes else {}
     report(args, b, networks, probes, check)
     return 0
-
-
-def fit_table(layers: list[dict]) -> dict:
-    from micromix.cost import fit_cost_table
-
-    return fit_cost_table(layers)
-
-
-def kernel_text_all(work: Path, flags: list[str]) -> int:
-    """.text bytes of every kernel source compiled whole (all bit combinations)."""
-    from micromix.export.cgen import kernel_sources
-
-    d = work / "ktext"
-    d.mkdir(parents=True, exist_ok=True)
-    files = kernel_sources()
-    for f, text in files.items():
-        (d / f).write_text(text)
-    size = 0
-    for f in sorted(files):
-        if f.endswith(".c"):
-            run([GCC, *flags, "-std=c99", "-c", "-o", f"{f}.o", f], d)
-            out = run(["arm-none-eabi-size", "-A", f"{f}.o"], d)
-            size += sum(int(p[1]) for p in (ln.split() for ln in out.splitlines())
-                        if len(p) >= 2 and p[0].startswith(".text"))  # fmt: skip
-    return size
 
 
 def kernel_text(elf: Path) -> int:
@@ -702,7 +683,6 @@ def ms(cycles: int, core: str) -> str:
 
 def report(args, b: Bench, networks: dict, probes: dict, check: dict) -> None:
     # Imported here: the qemu kernel tests load this file alone, outside the bench package.
-    from bench.common import md_table
     from micromix import files
 
     command = "python -m bench.mcu_cost " + " ".join(sys.argv[1:])
@@ -717,6 +697,16 @@ def report(args, b: Bench, networks: dict, probes: dict, check: dict) -> None:
            "cost_model_check": check}  # fmt: skip
     files.write_json(args.json, out)
     update_mlperf(args.mlperf_json, networks)
+    write_md(args.md, out)
+
+
+def write_md(path: str, out: dict) -> None:
+    """results/mcu_cost.md from the JSON the run wrote (`--md-only` rewrites it alone)."""
+    from bench.common import md_table
+    from micromix import files
+
+    command, flags, networks = out["command"], out["flags"], out["networks"]
+    probes, check = out["probes"], out["cost_model_check"]
     gcc = run([GCC, "--version"], Path.cwd()).splitlines()[0]
     md = [
         "# Cost on the Cortex-M: executed instructions under qemu",
@@ -756,11 +746,29 @@ def report(args, b: Bench, networks: dict, probes: dict, check: dict) -> None:
     md += md_table(("network, build", "measured est. cycles", "model", "error"),
                    [[k, f"{v['measured_est_cycles']:,}", f"{v['model']:,}",
                      f"{100 * v['rel_error']:+.1f} %"] for k, v in check.items()], "lrrr")  # fmt: skip
+    before = Path(path).with_name("mcu_cost_before_speed.json")
+    if before.exists():
+        md += ["", "## Before the speed work (results/mcu_cost_before_speed.json, same benchmark)",
+               ""]  # fmt: skip
+        md += before_table(json.loads(before.read_text())["networks"], networks, md_table)
     md += ["", "## Most executed instructions (Cortex-M4)", ""]
     for net, cores in networks.items():
         for build, r in cores.get("cortex-m4", {}).items():
             md.append(f"- {net} {build}: " + ", ".join(f"{k} {v:,}" for k, v in r["hist"].items()))
-    files.write_text(args.md, "\n".join(md) + "\n")
+    files.write_text(path, "\n".join(md) + "\n")
+
+
+def before_table(old: dict, networks: dict, md_table) -> list[str]:
+    cells = []
+    for net, cores in networks.items():
+        for core, builds in cores.items():
+            for build, r in builds.items():
+                o = old.get(net, {}).get(core, {}).get(build)
+                if o is not None and build != "cmsis_nn_s8":
+                    cells.append([net, core.removeprefix("cortex-"), build, f"{o['est_cycles']:,}",
+                                  f"{r['est_cycles']:,}", f"{r['est_cycles'] / o['est_cycles']:.2f}"])  # fmt: skip
+    return md_table(("net", "core", "build", "est. cycles before", "now", "now / before"), cells,
+                    "lllrrr")  # fmt: skip
 
 
 def network_table(networks: dict, md_table) -> list[str]:
