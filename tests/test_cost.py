@@ -109,7 +109,9 @@ def test_every_kernel_and_bits_the_search_can_emit_has_a_row(seed: int) -> None:
         u = Policy.uniform(g, 8)
         weights = {k: int(rng.choice([2, 4, 8])) for k in u.weights}
         fixed = (g.input, g.output)
-        acts = {k: v if k in fixed else int(rng.choice([2, 4, 8])) for k, v in u.activations.items()}
+        acts = {
+            k: v if k in fixed else int(rng.choice([2, 4, 8])) for k, v in u.activations.items()
+        }
         rows = cost_rows(g, Policy(weights, acts))
         missing = [(r["kernel"], r["bits"]) for r in rows if r["instructions"] is None]
         assert not missing
