@@ -186,3 +186,65 @@ def test_odd_rows_and_row_tails_are_bit_exact_under_qemu(tmp_path, core: str) ->
     elf = mc.micromix_elf(im, image, tmp_path / "odd", [*cpu.flags.split(), "-O2"], core)
     c = mc.count(elf, plugin, cpu.machine)
     assert "bench: ok" in c.output, c.output[-300:]
+
+
+def conv8_shapes_model(bits_seed: int | None = None):
+    """mm_conv at 8/8 bits on its two paths: fewer than four input channels (one patch per
+    pixel, mm_gather8 + SMLAD dot) and four or more (input bytes read in place), with kernels
+    wider than the padding at the borders, strides 1 and 2, non-square kernels, output
+    channels off the blocks of four, signed inputs (no activation before) and rows longer
+    than MM_PATCH (64 channels x 3 x 3)."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from micromix.graph import trace
+    from micromix.integer import convert
+    from micromix.integer.convert import random_qparams
+    from micromix.models import conv_bn
+    from micromix.policy import Policy
+
+    torch.manual_seed(2)
+    layers = [
+        nn.Sequential(nn.Conv2d(1, 6, (5, 3), 2, (2, 1), bias=False), nn.BatchNorm2d(6)),
+        conv_bn(6, 8, 3, act=None),  # 6 signed channels in
+        conv_bn(8, 3, 5, 2),
+        conv_bn(3, 13, 3),
+        conv_bn(13, 64, 3),
+        conv_bn(64, 12, 3),
+    ]
+    model = nn.Sequential(*layers, nn.Flatten(), nn.Linear(12 * 5 * 5, 10)).eval()
+    g = trace(model, (1, 1, 20, 18))
+    pol = Policy.uniform(g, 8)
+    from micromix.memory import memory_report
+
+    if bits_seed is not None:  # sub-byte rows: the chunked path (64 x 3 x 3) and the dots
+        rng = np.random.default_rng(bits_seed)
+        acts = {k: v if k in (g.input, g.output) else int(rng.choice([2, 4, 8]))
+                for k, v in pol.activations.items()}  # fmt: skip
+        pol = Policy({k: int(rng.choice([2, 4])) for k in pol.weights}, acts)
+    im = convert(random_qparams(g, pol, seed=6), g, pol)
+    kernels = [x.kernel for x in memory_report(g, pol).layers]
+    assert kernels[4:6] == ["mm_conv"] * 2, kernels
+    return im
+
+
+@pytest.mark.parametrize("bits_seed", [None, 1, 2])
+@pytest.mark.parametrize("core", ["cortex-m3", "cortex-m4"])
+def test_conv_paths_are_bit_exact_under_qemu(tmp_path, core: str, bits_seed) -> None:
+    """mm_conv's 8/8 paths (bits_seed None) and its sub-byte paths (random 2/4-bit weights,
+    2/4/8-bit activations: unpacked patches, chunks of long rows, the DSP sub-byte dots)."""
+    import numpy as np
+
+    from micromix.export.cores import core as get_core
+
+    need_tools()
+    mc = bench()
+    cpu = get_core(core)
+    plugin = mc.build_plugin(tmp_path)
+    im = conv8_shapes_model(bits_seed)
+    for seed in range(2):
+        image = np.random.default_rng(seed).integers(0, 256, im.input_shape, dtype=np.uint8)
+        elf = mc.micromix_elf(im, image, tmp_path / f"c{seed}", [*cpu.flags.split(), "-O2"], core)
+        c = mc.count(elf, plugin, cpu.machine)
+        assert "bench: ok" in c.output, c.output[-300:]

@@ -1,19 +1,30 @@
-"""Measured cost of layers on a Cortex-M4: executed instructions and estimated cycles per MAC.
+"""Measured cost of layers on a Cortex-M4: executed instructions and estimated cycles.
 
-The table (assets/mcu_cost_table.json) is written by bench/mcu_cost.py from instruction counts
-under qemu (MobileNetV1-0.25 28x28, W8/A8, the demo's mixed policy, W4/A4, W2/A2), keyed by
-layer type and (input, weight, output) bits. Nothing here is guessed: a combination the
-benchmark did not run has no entry, and `layer_cost` says so (returns None).
+A layer's cost is keyed on the C function that runs it (`MemoryReport.layers[i].kernel`, an
+opaque string: a conv kernel such as mm_pointwise8, or the name of another op's function) and
+its (input, weight, output) bits, and modelled as
+
+    cost = per_mac * MACs + per_output * output elements
+
+(MACs as the graph counts them: the input elements of a pooling or elementwise op). The
+coefficients of every row are fitted by bench/mcu_cost.py to instruction counts under qemu
+(probe chains that run every kernel at every bit triple, and the benchmark networks), and
+written to assets/mcu_cost_table.json. Nothing here is guessed: a combination the benchmark
+did not run has no row, and `layer_cost` says so (returns None).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-from .graph import Graph, Op
+import numpy as np
+
+from .graph import Graph
+from .memory import memory_report
 from .policy import Policy
 
 __all__ = [
@@ -21,11 +32,13 @@ __all__ = [
     "cost_key",
     "cost_rows",
     "cost_table",
+    "fit_cost_table",
     "layer_cost",
-    "layer_type",
     "load_cost_table",
     "network_cost",
 ]
+
+MEASURES = ("instructions", "est_cycles")
 
 
 @dataclass(frozen=True)
@@ -34,71 +47,48 @@ class LayerCost:
     est_cycles: int
 
 
-def layer_type(op: Op, first: bool = False) -> str:
-    """'stem 3x3', 'depthwise 3x3', 'pointwise 1x1', 'conv', 'linear', 'avgpool', 'add'."""
-    if op.kind == "linear" or op.kind != "conv":
-        return op.kind
-    if first:
-        return "stem 3x3"
-    if op.is_depthwise:
-        return "depthwise 3x3"
-    return "pointwise 1x1" if tuple(op.kernel) == (1, 1) else "conv"
-
-
-def cost_key(kind: str, in_bits: int, w_bits: int | None, out_bits: int) -> str:
-    return f"{kind}|{in_bits}|{w_bits or 0}|{out_bits}"
+def cost_key(kernel: str, in_bits: int, w_bits: int | None, out_bits: int) -> str:
+    return f"{kernel}|{in_bits}|{w_bits or 0}|{out_bits}"
 
 
 @lru_cache(maxsize=4)
 def load_cost_table(path: str | None = None) -> dict[str, dict]:
-    """key -> {"instructions_per_mac", "cycles_per_mac", "macs"} (the shipped table by default)."""
+    """key -> {measure: [per_mac, per_output], "layers": n} (the shipped table by default)."""
     if path is None:
         text = resources.files("micromix").joinpath("assets", "mcu_cost_table.json").read_text()
     else:
         with open(path) as f:
             text = f.read()
-    return json.loads(text)["layers"]
+    return json.loads(text)["rows"]
 
 
 def layer_cost(
-    op: Op, in_bits: int, w_bits: int | None, out_bits: int, *, first: bool = False
+    key: str, macs: int, outputs: int, table: Mapping[str, dict] | None = None
 ) -> LayerCost | None:
-    """Instructions and estimated cycles of `op` from the measured per-MAC figures, or None."""
-    row = load_cost_table().get(cost_key(layer_type(op, first), in_bits, w_bits, out_bits))
+    """Instructions and estimated cycles of a layer from its row of the table, or None."""
+    row = (load_cost_table() if table is None else table).get(key)
     if row is None:
         return None
-    return LayerCost(
-        round(row["instructions_per_mac"] * op.macs), round(row["cycles_per_mac"] * op.macs)
-    )
+    ins, cyc = (row[m][0] * macs + row[m][1] * outputs for m in MEASURES)
+    return LayerCost(round(ins), round(cyc))
 
 
-def network_cost(graph: Graph, policy: Policy) -> dict[str, LayerCost | None]:
-    """layer name -> its measured cost under `policy` (None where the table has no entry)."""
-    out = {}
-    for i, op in enumerate(graph.ops):
-        in_bits = policy.activations[op.inputs[0]]
-        w_bits = policy.weights[op.name] if op.has_weight else None
-        out[op.name] = layer_cost(op, in_bits, w_bits, policy.activations[op.output], first=i == 0)
-    return out
-
-
-def cost_rows(graph: Graph, policy: Policy) -> list[dict]:
-    """Per layer: name, type, (input, weight, output) bits, MACs, and the measured instructions
-    and estimated cycles (None where the table has no row for that type and bits)."""
+def cost_rows(graph: Graph, policy: Policy, table: Mapping[str, dict] | None = None) -> list[dict]:
+    """Per layer: name, kernel, (input, weight, output) bits, MACs, outputs, and the modelled
+    instructions and estimated cycles (None where the table has no row for kernel and bits)."""
+    report = memory_report(graph, policy)
     rows = []
-    for i, op in enumerate(graph.ops):
-        bits = (
-            policy.activations[op.inputs[0]],
-            policy.weights[op.name] if op.has_weight else None,
-            policy.activations[op.output],
-        )
-        c = layer_cost(op, *bits, first=i == 0)
+    for op, lm in zip(graph.ops, report.layers, strict=True):
+        bits = (policy.activations[op.inputs[0]], lm.weight_bits, lm.out_bits)
+        outputs = int(np.prod(op.out_shape))
+        c = layer_cost(cost_key(lm.kernel, *bits), op.macs, outputs, table)
         rows.append(
             {
                 "layer": op.name,
-                "type": layer_type(op, i == 0),
+                "kernel": lm.kernel,
                 "bits": list(bits),
-                "macs": op.macs,
+                "macs": int(op.macs),
+                "outputs": outputs,
                 "instructions": None if c is None else c.instructions,
                 "est_cycles": None if c is None else c.est_cycles,
             }
@@ -106,13 +96,61 @@ def cost_rows(graph: Graph, policy: Policy) -> list[dict]:
     return rows
 
 
+def network_cost(
+    graph: Graph, policy: Policy, table: Mapping[str, dict] | None = None
+) -> dict[str, LayerCost | None]:
+    """layer name -> its modelled cost under `policy` (None where the table has no row)."""
+    return {
+        r["layer"]: None
+        if r["instructions"] is None
+        else LayerCost(r["instructions"], r["est_cycles"])
+        for r in cost_rows(graph, policy, table)
+    }
+
+
+def _fit(x: np.ndarray, y: np.ndarray) -> list[float]:
+    """[per_mac, per_output] >= 0 minimising the squared error of x @ coef against y (in
+    counts, not relative: the large layers, which make a network's total, weigh most)."""
+    coef = np.linalg.lstsq(x, y, rcond=None)[0]
+    if np.linalg.matrix_rank(x) == 2 and (coef >= 0).all():
+        return [float(coef[0]), float(coef[1])]
+    # One shape (or a negative term): the better of the one-term fits.
+    best = None
+    for j in (0, 1):
+        if not x[:, j].any():
+            continue
+        c = float(x[:, j] @ y / (x[:, j] @ x[:, j]))
+        err = float(np.sum((x[:, j] * c - y) ** 2))
+        if best is None or err < best[0]:
+            best = (err, [c, 0.0] if j == 0 else [0.0, c])
+    return best[1] if best else [0.0, 0.0]
+
+
+def fit_cost_table(layers: Iterable[Mapping]) -> dict[str, dict]:
+    """The table's rows from measured layers (each with kernel, bits, macs, outputs,
+    instructions, est_cycles): one least-squares fit of the two coefficients per key."""
+    groups: dict[str, list[Mapping]] = {}
+    for r in layers:
+        groups.setdefault(cost_key(r["kernel"], *r["bits"]), []).append(r)
+    table = {}
+    for key, rs in sorted(groups.items()):
+        x = np.array([[r["macs"], r["outputs"]] for r in rs], dtype=np.float64)
+        row: dict = {"layers": len(rs)}
+        for m in MEASURES:
+            row[m] = _fit(x, np.array([max(r[m], 1) for r in rs], dtype=np.float64))
+        table[key] = row
+    return table
+
+
 def cost_table(rows: list[dict]) -> str:
     """`micromix memory --cost`: one line per layer and the network total (Cortex-M4)."""
     head = (
-        f"{'layer':<20} {'type':<14} {'in/w/out':>9} {'MACs':>11} {'instr':>12} {'est.cycles':>12}"
+        f"{'layer':<20} {'kernel':<19} {'in/w/out':>9} {'MACs':>11} {'instr':>12} "
+        f"{'est.cycles':>12}"
     )
     lines = [
-        "Measured cost on a Cortex-M4 (assets/mcu_cost_table.json, bench/mcu_cost.py under qemu):",
+        "Modelled cost on a Cortex-M4 (assets/mcu_cost_table.json, fitted to qemu counts by "
+        "bench/mcu_cost.py; no memory wait states):",
         head,
         "-" * len(head),
     ]
@@ -120,7 +158,7 @@ def cost_table(rows: list[dict]) -> str:
         b = "/".join("-" if x is None else str(x) for x in r["bits"])
         ins, cyc = r["instructions"], r["est_cycles"]
         lines.append(
-            f"{r['layer']:<20} {r['type']:<14} {b:>9} {r['macs']:>11,} "
+            f"{r['layer'][:20]:<20} {r['kernel'][:19]:<19} {b:>9} {r['macs']:>11,} "
             f"{'n/a' if ins is None else f'{ins:,}':>12} {'n/a' if cyc is None else f'{cyc:,}':>12}"
         )
     known = [r for r in rows if r["instructions"] is not None]
@@ -129,10 +167,11 @@ def cost_table(rows: list[dict]) -> str:
     missing = len(rows) - len(known)
     lines.append("-" * len(head))
     lines.append(
-        f"{'network':<20} {'':<14} {'':>9} {sum(r['macs'] for r in rows):>11,} {ins:>12,} {cyc:>12,}"
+        f"{'network':<20} {'':<19} {'':>9} {sum(r['macs'] for r in rows):>11,} {ins:>12,} "
+        f"{cyc:>12,}"
     )
     if missing:
         lines.append(
-            f"({missing} layer(s) have no measured row for their type and bits: not in the total)"
+            f"({missing} layer(s) have no measured row for their kernel and bits: not in the total)"
         )
     return "\n".join(lines)

@@ -294,15 +294,22 @@ typedef struct {
     int32_t row, row_bytes, qmin, qmax;
 } mm_conv_ctx;
 
-/* Output channels of group g at one pixel when the patch is larger than MM_PATCH: blocks of
- * four channels share each unpacked chunk. */
+/* Output channels accumulated per pass over the patch chunks (stack int32). */
+#define MM_CONV_CB 64
+
+/* Output channels of group g at one pixel when the patch is larger than MM_PATCH: each chunk
+ * of the patch is unpacked once and met by up to MM_CONV_CB channels (four rows per dot call),
+ * whose sums wait on the stack; before, the chunk was unpacked again for every block of four
+ * channels. */
 static void mm_conv_chunked(const mm_conv_ctx *k, int16_t *buf, mm_writer *wr, int g, int iy0,
                             int ix0)
 {
-    for (int co0 = 0; co0 < k->cout_g; co0 += 4) {
-        int nb = k->cout_g - co0 < 4 ? k->cout_g - co0 : 4, c = g * k->cout_g + co0;
-        int32_t acc[4];
-        for (int j = 0; j < nb; j++)
+    int32_t acc[MM_CONV_CB];
+    for (int cb = 0; cb < k->cout_g; cb += MM_CONV_CB) {
+        const int nc = k->cout_g - cb < MM_CONV_CB ? k->cout_g - cb : MM_CONV_CB;
+        const int c = g * k->cout_g + cb;
+        const uint8_t *const w0 = k->w + (int32_t)c * k->row_bytes;
+        for (int j = 0; j < nc; j++)
             acc[j] = 0;
         for (int ky = 0; ky < k->kh; ky++) {
             int iy = iy0 + ky;
@@ -320,23 +327,179 @@ static void mm_conv_chunked(const mm_conv_ctx *k, int16_t *buf, mm_writer *wr, i
                     int32_t nblk = aligned ? cn - cn % (16 << lp) : 0;
                     mm_gather(buf, k->in, k->in_h, k->in_w, k->in_pix, k->ib, k->is,
                               g * k->cin_g + c0, cn, 0, nblk, lp, iy, ix);
-                    for (int j = 0; j < nb; j++) {
-                        const uint8_t *wr0 = k->w + (c + j) * k->row_bytes;
-                        if (aligned) {
-                            acc[j] += mm_dot(buf, wr0 + (e * k->wb) / 8, cn, k->wb);
-                        } else {
+                    if (!aligned) {
+                        for (int j = 0; j < nc; j++)
                             for (int t = 0; t < cn; t++)
-                                acc[j] += buf[t] * mm_get(wr0, e + t, k->wb, 1);
-                        }
+                                acc[j] += buf[t] * mm_get(w0 + (int32_t)j * k->row_bytes, e + t,
+                                                          k->wb, 1);
+                        continue;
                     }
+                    const uint8_t *wr0 = w0 + (e * k->wb) / 8;
+                    int j = 0;
+                    for (; j + 4 <= nc; j += 4, wr0 += 4 * k->row_bytes) {
+                        int32_t t[4];
+                        if (k->wb == 8)
+                            mm_dot8x4(buf, wr0, k->row_bytes, cn, t);
+                        else if (k->wb == 4)
+                            mm_dot4x4(buf, wr0, k->row_bytes, cn, t);
+                        else
+                            mm_dot2x4(buf, wr0, k->row_bytes, cn, t);
+                        acc[j] += t[0];
+                        acc[j + 1] += t[1];
+                        acc[j + 2] += t[2];
+                        acc[j + 3] += t[3];
+                    }
+                    for (; j < nc; j++, wr0 += k->row_bytes)
+                        acc[j] += mm_dot(buf, wr0, cn, k->wb);
                 }
             }
         }
-        for (int j = 0; j < nb; j++) {
+        for (int j = 0; j < nc; j++) {
             const int32_t v = mm_biased(acc[j], k->bias[c + j], k->bk);
             mm_put(wr, mm_requant(v, k->mult[c + j], k->shift[c + j], k->qmin, k->qmax));
         }
     }
+}
+
+/* The patch of 8-bit inputs for a row of at most MM_PATCH elements (natural order, as 8-bit
+ * weights read it): per kernel row, the in-image taps are one contiguous run of input bytes;
+ * the taps outside are the zero padding. One call per pixel instead of one per tap. */
+static void mm_gather8(int16_t *buf, const uint8_t *in, int in_h, int in_w, int in_c, int is,
+                       int kh, int kw, int iy0, int ix0)
+{
+    const int kx0 = ix0 >= 0 ? 0 : -ix0 < kw ? -ix0 : kw;
+    const int kx1 = ix0 + kw > in_w ? (in_w - ix0 > kx0 ? in_w - ix0 : kx0) : kw;
+    const int32_t left = (int32_t)kx0 * in_c, run = (int32_t)(kx1 - kx0) * in_c;
+    const int32_t rowlen = (int32_t)kw * in_c;
+    for (int ky = 0; ky < kh; ky++, buf += rowlen) {
+        const int iy = iy0 + ky;
+        int32_t e = 0;
+        if (iy < 0 || iy >= in_h || run == 0) {
+            for (; e < rowlen; e++)
+                buf[e] = 0;
+            continue;
+        }
+        const uint8_t *p = in + ((int32_t)iy * in_w + ix0 + kx0) * in_c;
+        for (; e < left; e++)
+            buf[e] = 0;
+        if (is)
+            for (int32_t i = 0; i < run; i++)
+                buf[left + i] = (int8_t)p[i];
+        else
+            for (int32_t i = 0; i < run; i++)
+                buf[left + i] = p[i];
+        for (e = left + run; e < rowlen; e++)
+            buf[e] = 0;
+    }
+}
+
+/* ---- 8-bit inputs and weights (mm_conv's W8/A8 path) ---------------------------------------
+ *
+ * No unpacked patch: the input bytes and the weight row are both HWC-ordered, so the taps of
+ * one kernel row that lie inside the image are one contiguous run of kw' x in_c bytes in the
+ * input and in each weight row. Four output channels (natural row layout, rb bytes apart)
+ * share every input load; the taps outside the image are skipped (zero padding adds 0). */
+#if defined(__ARM_FEATURE_DSP)
+static MM_INLINE void mm_run8x4(const uint8_t *x, const int8_t *w, int32_t rb, int32_t n,
+                                const int is, int32_t *a)
+{
+    int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+    const int32_t rb2 = 2 * rb, rb3 = 3 * rb;
+    for (int32_t k = n >> 2; k > 0; k--, x += 4, w += 4) {
+        const uint32_t xv = mm_ld32(x);
+        const uint32_t xe = is ? mm_sxtb16(xv) : mm_uxtb16(xv);
+        const uint32_t xo = is ? mm_sxtb16_8(xv) : mm_uxtb16_8(xv);
+        uint32_t v = mm_ld32(w);
+        a0 = mm_smlad(mm_sxtb16(v), xe, mm_smlad(mm_sxtb16_8(v), xo, a0));
+        v = mm_ld32(w + rb);
+        a1 = mm_smlad(mm_sxtb16(v), xe, mm_smlad(mm_sxtb16_8(v), xo, a1));
+        v = mm_ld32(w + rb2);
+        a2 = mm_smlad(mm_sxtb16(v), xe, mm_smlad(mm_sxtb16_8(v), xo, a2));
+        v = mm_ld32(w + rb3);
+        a3 = mm_smlad(mm_sxtb16(v), xe, mm_smlad(mm_sxtb16_8(v), xo, a3));
+    }
+    for (int32_t i = 0; i < (n & 3); i++) {
+        const int32_t xv = is ? (int8_t)x[i] : x[i];
+        a0 += xv * w[i];
+        a1 += xv * w[rb + i];
+        a2 += xv * w[rb2 + i];
+        a3 += xv * w[rb3 + i];
+    }
+    a[0] = a0;
+    a[1] = a1;
+    a[2] = a2;
+    a[3] = a3;
+}
+#else
+static inline void mm_run8x4(const uint8_t *x, const int8_t *w, int32_t rb, int32_t n, int is,
+                             int32_t *a)
+{
+    for (int32_t i = 0; i < n; i++) {
+        const int32_t xv = is ? (int8_t)x[i] : x[i];
+        a[0] += xv * w[i];
+        a[1] += xv * w[rb + i];
+        a[2] += xv * w[2 * rb + i];
+        a[3] += xv * w[3 * rb + i];
+    }
+}
+#endif
+
+static inline int32_t mm_run8x1(const uint8_t *x, const int8_t *w, int32_t n, int is)
+{
+    int32_t a = 0;
+    for (int32_t i = 0; i < n; i++)
+        a += (is ? (int8_t)x[i] : x[i]) * w[i];
+    return a;
+}
+
+/* Four (or the last 1-3) output channels of one pixel: the in-image taps, kernel row by row. */
+static MM_NOINLINE void mm_conv8_block(const mm_conv_ctx *k, const int8_t *w, int nb, int iy0,
+                                       int ix0, int32_t *acc)
+{
+    const int kx0 = ix0 < 0 ? -ix0 : 0;
+    const int kx1 = ix0 + k->kw > k->in_w ? k->in_w - ix0 : k->kw;
+    const int32_t n = (int32_t)(kx1 - kx0) * k->in_c;
+    acc[0] = acc[1] = acc[2] = acc[3] = 0;
+    if (n <= 0)
+        return;
+    for (int ky = 0; ky < k->kh; ky++) {
+        const int iy = iy0 + ky;
+        if (iy < 0 || iy >= k->in_h)
+            continue;
+        const uint8_t *x = k->in + ((int32_t)iy * k->in_w + ix0 + kx0) * k->in_c;
+        const int8_t *wr = w + (int32_t)(ky * k->kw + kx0) * k->in_c;
+        if (nb == 4) {
+            if (k->is)
+                mm_run8x4(x, wr, k->row_bytes, n, 1, acc);
+            else
+                mm_run8x4(x, wr, k->row_bytes, n, 0, acc);
+        } else {
+            for (int j = 0; j < nb; j++)
+                acc[j] += mm_run8x1(x, wr + j * k->row_bytes, n, k->is);
+        }
+    }
+}
+
+static void mm_conv8(const mm_conv_ctx *k, uint8_t *out, int out_h, int out_w, int sh, int sw,
+                     int ph, int pw, int ob, int out_c)
+{
+    for (int oy = 0; oy < out_h; oy++)
+        for (int ox = 0; ox < out_w; ox++) {
+            mm_writer wr = {out, 0, 0, ob};
+            const int8_t *w = (const int8_t *)k->w;
+            for (int co = 0; co < out_c; co += 4, w += 4 * k->row_bytes) {
+                const int nb = out_c - co < 4 ? out_c - co : 4;
+                int32_t acc[4];
+                mm_conv8_block(k, w, nb, oy * sh - ph, ox * sw - pw, acc);
+                for (int j = 0; j < nb; j++) {
+                    const int32_t v = mm_biased(acc[j], k->bias[co + j], k->bk);
+                    mm_put(&wr, mm_requant(v, k->mult[co + j], k->shift[co + j], k->qmin,
+                                           k->qmax));
+                }
+            }
+            mm_flush(&wr);
+            out = wr.p;
+        }
 }
 
 void mm_conv(MM_CONV_ARGS)
@@ -372,6 +535,11 @@ void mm_conv(MM_CONV_ARGS)
     k.row_bytes = mm_bytes(k.row, k.wb);
     k.qmin = qmin;
     k.qmax = qmax;
+    /* Fewer than four input channels: runs of a few bytes, where the unpacked patch wins. */
+    if (k.ib == 8 && k.wb == 8 && groups == 1 && k.in_c >= 4) {
+        mm_conv8(&k, out, out_h, out_w, sh, sw, ph, pw, ob, d->out_c);
+        return;
+    }
     for (int oy = 0; oy < out_h; oy++) {
         for (int ox = 0; ox < out_w; ox++) {
             mm_writer wr = {out + ((int32_t)oy * out_w + ox) * out_pix, 0, 0, ob};
@@ -384,11 +552,14 @@ void mm_conv(MM_CONV_ARGS)
                 {
                     int32_t nblk = k.row - k.row % (16 << k.lp);
                     const uint8_t *wrow = w + (int32_t)g * k.cout_g * k.row_bytes;
-                    for (int ky = 0; ky < kh; ky++)
-                        for (int kx = 0; kx < kw; kx++)
-                            mm_gather(buf, in, in_h, in_w, k.in_pix, k.ib, k.is, g * k.cin_g,
-                                      k.cin_g, (ky * kw + kx) * k.cin_g, nblk, k.lp, iy0 + ky,
-                                      ix0 + kx);
+                    if (k.ib == 8 && k.wb == 8 && groups == 1)
+                        mm_gather8(buf, in, in_h, in_w, k.in_c, k.is, kh, kw, iy0, ix0);
+                    else
+                        for (int ky = 0; ky < kh; ky++)
+                            for (int kx = 0; kx < kw; kx++)
+                                mm_gather(buf, in, in_h, in_w, k.in_pix, k.ib, k.is,
+                                          g * k.cin_g, k.cin_g, (ky * kw + kx) * k.cin_g, nblk,
+                                          k.lp, iy0 + ky, ix0 + kx);
                     mm_channels(buf, wrow, k.row, k.row_bytes, k.wb, bias + g * k.cout_g,
                                 mult + g * k.cout_g, shift + g * k.cout_g, k.cout_g, k.bk, qmin,
                                 qmax, &wr);

@@ -27,6 +27,47 @@ int32_t mm_dot8(const int16_t *x, const uint8_t *w, int32_t n)
     return acc;
 }
 
+#if defined(__ARM_FEATURE_DSP)
+static inline uint32_t mm_dot_ld32(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* Four inputs per step: their int16 pairs (0, 1) and (2, 3) regrouped as (0, 2) and (1, 3)
+ * (PKHBT / PKHTB, shared by the four rows) meet each row's weight word extended by SXTB16
+ * (bytes 0, 2) and SXTB16 ror 8 (bytes 1, 3): two SMLAD per row instead of four SMLABB and
+ * four byte loads. */
+void mm_dot8x4(const int16_t *x, const uint8_t *w, int32_t rb, int32_t n, int32_t *out)
+{
+    const int8_t *w0 = (const int8_t *)w;
+    const int32_t rb2 = 2 * rb, rb3 = 3 * rb;
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, i = 0;
+    for (int32_t k = n >> 2; k > 0; k--, i += 4) {
+        const uint32_t x01 = mm_dot_ld32(x + i), x23 = mm_dot_ld32(x + i + 2);
+        const uint32_t xe = (x01 & 0xFFFFu) | (x23 << 16), xo = (x01 >> 16) | (x23 & 0xFFFF0000u);
+        uint32_t v = mm_dot_ld32(w0 + i);
+        a0 = mm_smlad(mm_sxtb16(v), xe, mm_smlad(mm_sxtb16_8(v), xo, a0));
+        v = mm_dot_ld32(w0 + rb + i);
+        a1 = mm_smlad(mm_sxtb16(v), xe, mm_smlad(mm_sxtb16_8(v), xo, a1));
+        v = mm_dot_ld32(w0 + rb2 + i);
+        a2 = mm_smlad(mm_sxtb16(v), xe, mm_smlad(mm_sxtb16_8(v), xo, a2));
+        v = mm_dot_ld32(w0 + rb3 + i);
+        a3 = mm_smlad(mm_sxtb16(v), xe, mm_smlad(mm_sxtb16_8(v), xo, a3));
+    }
+    for (; i < n; i++) {
+        a0 += x[i] * w0[i];
+        a1 += x[i] * w0[rb + i];
+        a2 += x[i] * w0[rb2 + i];
+        a3 += x[i] * w0[rb3 + i];
+    }
+    out[0] = a0;
+    out[1] = a1;
+    out[2] = a2;
+    out[3] = a3;
+}
+#else
 void mm_dot8x4(const int16_t *x, const uint8_t *w, int32_t rb, int32_t n, int32_t *out)
 {
     const int8_t *w0 = (const int8_t *)w, *w1 = w0 + rb, *w2 = w1 + rb, *w3 = w2 + rb;
@@ -51,6 +92,7 @@ void mm_dot8x4(const int16_t *x, const uint8_t *w, int32_t rb, int32_t n, int32_
     out[2] = a2;
     out[3] = a3;
 }
+#endif
 
 /* Tail of a 4-bit row: weights from element 2 * k0 on, x in natural order, whole bytes first. */
 static int32_t mm_tail4(const int16_t *x, const uint8_t *w, int32_t k0, int32_t n)
@@ -84,6 +126,71 @@ int32_t mm_dot4(const int16_t *x, const uint8_t *w, int32_t n)
     return acc + mm_tail4(x, w, m, n);
 }
 
+#if defined(__ARM_FEATURE_DSP)
+/* Sub-byte rows on DSP cores. Each field of a weight word is masked in place at the top of its
+ * byte (field f of 4-bit weights: (v << 4 (1 - f)) & 0xF0F0F0F0), where SXTB16 reads it as an
+ * int8 holding the weight times 2^(8 - bits); the int16 inputs of the matching plane are
+ * regrouped into (0, 2) and (1, 3) pairs (as in mm_dot8x4) and two SMLAD per field add
+ * four products. The scaled sum is exact and shifted back at the end: |x| <= 255, |w| <= 8
+ * and n <= MM_PATCH keep it below 2^24 before the scale of 16 (4-bit) or 64 (2-bit). */
+static MM_INLINE void mm_pk(uint32_t a, uint32_t b, uint32_t *lo, uint32_t *hi)
+{
+    *lo = (a & 0xFFFFu) | (b << 16); /* PKHBT: the low halves of a and b */
+    *hi = (a >> 16) | (b & 0xFFFF0000u); /* PKHTB: the high halves */
+}
+
+static MM_INLINE void mm_pairs(const int16_t *p, uint32_t *e, uint32_t *o)
+{
+    mm_pk(mm_dot_ld32(p), mm_dot_ld32(p + 2), e, o);
+}
+
+static MM_INLINE int32_t mm_field(uint32_t f, uint32_t e, uint32_t o, int32_t acc)
+{
+    return mm_smlad(mm_sxtb16(f), e, mm_smlad(mm_sxtb16_8(f), o, acc));
+}
+
+void mm_dot4x4(const int16_t *x, const uint8_t *w, int32_t rb, int32_t n, int32_t *out)
+{
+    const uint8_t *w0 = w, *w1 = w0 + rb, *w2 = w1 + rb, *w3 = w2 + rb;
+    const int32_t m = (n >> 1) & ~15;
+    const int16_t *xh = x + m;
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (int32_t i = 0; i < m; i += 4) {
+        uint32_t le, lo, he, ho, v;
+        mm_pairs(x + i, &le, &lo);
+        mm_pairs(xh + i, &he, &ho);
+        v = mm_dot_ld32(w0 + i);
+        a0 = mm_field((v << 4) & 0xF0F0F0F0u, le, lo, mm_field(v & 0xF0F0F0F0u, he, ho, a0));
+        v = mm_dot_ld32(w1 + i);
+        a1 = mm_field((v << 4) & 0xF0F0F0F0u, le, lo, mm_field(v & 0xF0F0F0F0u, he, ho, a1));
+        v = mm_dot_ld32(w2 + i);
+        a2 = mm_field((v << 4) & 0xF0F0F0F0u, le, lo, mm_field(v & 0xF0F0F0F0u, he, ho, a2));
+        v = mm_dot_ld32(w3 + i);
+        a3 = mm_field((v << 4) & 0xF0F0F0F0u, le, lo, mm_field(v & 0xF0F0F0F0u, he, ho, a3));
+    }
+    /* The natural-order rest, a word (eight inputs) at a time: byte b holds inputs 2b (low)
+     * and 2b + 1 (high), so the low fields meet (x0, x4), (x2, x6), the high (x1, x5), (x3, x7). */
+    int32_t k = m;
+    for (; 2 * k + 8 <= n; k += 4) {
+        const int16_t *p = x + 2 * k;
+        uint32_t el, eh, ol, oh, v;
+        mm_pk(mm_dot_ld32(p), mm_dot_ld32(p + 4), &el, &eh);
+        mm_pk(mm_dot_ld32(p + 2), mm_dot_ld32(p + 6), &ol, &oh);
+        v = mm_dot_ld32(w0 + k);
+        a0 = mm_field((v << 4) & 0xF0F0F0F0u, el, ol, mm_field(v & 0xF0F0F0F0u, eh, oh, a0));
+        v = mm_dot_ld32(w1 + k);
+        a1 = mm_field((v << 4) & 0xF0F0F0F0u, el, ol, mm_field(v & 0xF0F0F0F0u, eh, oh, a1));
+        v = mm_dot_ld32(w2 + k);
+        a2 = mm_field((v << 4) & 0xF0F0F0F0u, el, ol, mm_field(v & 0xF0F0F0F0u, eh, oh, a2));
+        v = mm_dot_ld32(w3 + k);
+        a3 = mm_field((v << 4) & 0xF0F0F0F0u, el, ol, mm_field(v & 0xF0F0F0F0u, eh, oh, a3));
+    }
+    out[0] = (a0 >> 4) + mm_tail4(x, w0, k, n);
+    out[1] = (a1 >> 4) + mm_tail4(x, w1, k, n);
+    out[2] = (a2 >> 4) + mm_tail4(x, w2, k, n);
+    out[3] = (a3 >> 4) + mm_tail4(x, w3, k, n);
+}
+#else
 void mm_dot4x4(const int16_t *x, const uint8_t *w, int32_t rb, int32_t n, int32_t *out)
 {
     const uint8_t *w0 = w, *w1 = w0 + rb, *w2 = w1 + rb, *w3 = w2 + rb;
@@ -102,6 +209,7 @@ void mm_dot4x4(const int16_t *x, const uint8_t *w, int32_t rb, int32_t n, int32_
     out[2] = a2 + mm_tail4(x, w2, m, n);
     out[3] = a3 + mm_tail4(x, w3, m, n);
 }
+#endif
 
 int32_t mm_dot2(const int16_t *x, const uint8_t *w, int32_t n)
 {
@@ -114,6 +222,46 @@ int32_t mm_dot2(const int16_t *x, const uint8_t *w, int32_t n)
     return acc + mm_tail2(x, w, m, n);
 }
 
+#if defined(__ARM_FEATURE_DSP)
+/* Four planes, two rows at a time, one plane's input pairs live at a time. */
+void mm_dot2x4(const int16_t *x, const uint8_t *w, int32_t rb, int32_t n, int32_t *out)
+{
+    const int32_t m = (n >> 2) & ~15;
+    for (int r = 0; r < 4; r += 2) {
+        const uint8_t *wa = w + r * rb, *wb = wa + rb;
+        int32_t a = 0, b = 0;
+        for (int32_t i = 0; i < m; i += 4) {
+            /* field by field: one plane's pairs live at a time (no spills) */
+            const uint32_t va = mm_dot_ld32(wa + i), vb = mm_dot_ld32(wb + i);
+            for (int f = 0; f < 4; f++) {
+                uint32_t e, o;
+                mm_pairs(x + f * m + i, &e, &o);
+                a = mm_field((va << (6 - 2 * f)) & 0xC0C0C0C0u, e, o, a);
+                b = mm_field((vb << (6 - 2 * f)) & 0xC0C0C0C0u, e, o, b);
+            }
+        }
+        /* Natural order, sixteen inputs a word: field f of byte b holds input 4b + f, so
+         * field f meets (x[f], x[8 + f]) and (x[4 + f], x[12 + f]). */
+        int32_t k = m;
+        for (; 4 * k + 16 <= n; k += 4) {
+            const int16_t *q = x + 4 * k;
+            const uint32_t va = mm_dot_ld32(wa + k), vb = mm_dot_ld32(wb + k);
+            for (int h = 0; h < 2; h++) { /* fields 2h and 2h + 1 share their four loads */
+                uint32_t e0, e1, o0, o1;
+                const int s0 = 6 - 4 * h, s1 = 4 - 4 * h;
+                mm_pk(mm_dot_ld32(q + 2 * h), mm_dot_ld32(q + 8 + 2 * h), &e0, &e1);
+                mm_pk(mm_dot_ld32(q + 4 + 2 * h), mm_dot_ld32(q + 12 + 2 * h), &o0, &o1);
+                a = mm_field((va << s0) & 0xC0C0C0C0u, e0, o0, a);
+                b = mm_field((vb << s0) & 0xC0C0C0C0u, e0, o0, b);
+                a = mm_field((va << s1) & 0xC0C0C0C0u, e1, o1, a);
+                b = mm_field((vb << s1) & 0xC0C0C0C0u, e1, o1, b);
+            }
+        }
+        out[r] = (a >> 6) + mm_tail2(x, wa, k, n);
+        out[r + 1] = (b >> 6) + mm_tail2(x, wb, k, n);
+    }
+}
+#else
 void mm_dot2x4(const int16_t *x, const uint8_t *w, int32_t rb, int32_t n, int32_t *out)
 {
     const uint8_t *w0 = w, *w1 = w0 + rb, *w2 = w1 + rb, *w3 = w2 + rb;
@@ -132,6 +280,7 @@ void mm_dot2x4(const int16_t *x, const uint8_t *w, int32_t rb, int32_t n, int32_
     out[2] = a2 + mm_tail2(x, w2, m, n);
     out[3] = a3 + mm_tail2(x, w3, m, n);
 }
+#endif
 
 #if defined(__ARM_FEATURE_DSP)
 /* ---- sub-byte pointwise on DSP cores (mm_pointwise_sub) ------------------------------------

@@ -42,7 +42,11 @@ void mm_conv_small(MM_CONV_ARGS)
                     for (int kx = 0; kx < kw; kx++, t++) {
                         const int iy = iy0 + ky, ix = ix0 + kx;
                         if (inside || (iy >= 0 && iy < in_h && ix >= 0 && ix < in_w)) {
-                            mm_unpack(x + t * in_c, corner + off[t], in_c, ib, is);
+                            const uint8_t *p = corner + off[t];
+                            if (ib == 8 && in_c == 1) /* a grey stem: one byte per tap */
+                                x[t] = is ? (int8_t)p[0] : p[0];
+                            else
+                                mm_unpack(x + t * in_c, p, in_c, ib, is);
                         } else {
                             for (int c = 0; c < in_c; c++)
                                 x[t * in_c + c] = 0;
