@@ -274,9 +274,10 @@ def _add_call(i: int, o, src: str, dst: str, decl: list[str]) -> str:
 # The CMSIS-NN function TFLite Micro calls for an op without weights, keyed on the name the
 # memory report records for it (the weight layers are told apart by their weight's shape).
 CMSIS_OTHER = {
-    "avgpool": lambda *a: _pool_call("arm_avgpool_s8", *a),
-    "maxpool": lambda *a: _pool_call("arm_max_pool_s8", *a),
-    "add": _add_call,
+    "mm_avgpool": lambda *a: _pool_call("arm_avgpool_s8", *a),
+    "mm_avgpool_pad": lambda *a: _pool_call("arm_avgpool_s8", *a),
+    "mm_maxpool": lambda *a: _pool_call("arm_max_pool_s8", *a),
+    "mm_add": _add_call,
 }
 
 

@@ -61,13 +61,13 @@ def test_one_shape_gives_a_one_term_row_that_reproduces_it() -> None:
     """A key measured on one layer shape only: a single non-negative coefficient, exact on it;
     keys stay apart (kernel and each of the three bits)."""
     layers = [
-        {"kernel": "avgpool", "bits": [4, None, 8], "macs": 1024, "outputs": 16,
+        {"kernel": "mm_avgpool", "bits": [4, None, 8], "macs": 1024, "outputs": 16,
          "instructions": 12_345, "est_cycles": 17_000},
-        {"kernel": "avgpool", "bits": [8, None, 8], "macs": 1024, "outputs": 16,
+        {"kernel": "mm_avgpool", "bits": [8, None, 8], "macs": 1024, "outputs": 16,
          "instructions": 9_000, "est_cycles": 11_000},
     ]  # fmt: skip
     table = fit_cost_table(layers)
-    assert set(table) == {"avgpool|4|0|8", "avgpool|8|0|8"}
+    assert set(table) == {"mm_avgpool|4|0|8", "mm_avgpool|8|0|8"}
     for r in layers:
         row = table[cost_key(r["kernel"], *r["bits"])]
         assert min(row["instructions"]) == 0 and max(row["instructions"]) > 0

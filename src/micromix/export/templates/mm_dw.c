@@ -173,14 +173,14 @@ static void mm_dw_requant4(const mm_dwl *L, const mm_dwq *q, const int32_t *acc,
 /* The input formats of the group kernel, each a specialisation of mm_dw_group. */
 enum { MM_DW_8U, MM_DW_4U, MM_DW_2U, MM_DW_ANY };
 
-/* One tap for the format `kind` (a constant at each use: the other branches fold away). */
-#define MM_DW_TAP(kind, R_, O_, K_, T_)                                                           \
+/* One tap for the format `fmt` (a constant at each use: the other branches fold away). */
+#define MM_DW_TAP(fmt, R_, O_, K_, T_)                                                           \
     do {                                                                                          \
-        if ((kind) == MM_DW_8U)                                                                   \
+        if ((fmt) == MM_DW_8U)                                                                   \
             MM_DW_T8U(R_, O_, K_, T_);                                                            \
-        else if ((kind) == MM_DW_4U)                                                              \
+        else if ((fmt) == MM_DW_4U)                                                              \
             MM_DW_T4U(R_, O_, K_, T_);                                                            \
-        else if ((kind) == MM_DW_2U)                                                              \
+        else if ((fmt) == MM_DW_2U)                                                              \
             MM_DW_T2U(R_, O_, K_, T_);                                                            \
         else                                                                                      \
             MM_DW_TANY(R_, O_, K_, T_);                                                           \
@@ -189,14 +189,14 @@ enum { MM_DW_8U, MM_DW_4U, MM_DW_2U, MM_DW_ANY };
 /* One group of four channels over the whole output: in and out point at the group's first
  * byte of pixel 0, wp holds the taps' weight pairs. Windows inside the image are told by one
  * unsigned compare of the window's first column (lim is 0 on rows that need padding). Forced
- * inline into one function per input format (`kind` a constant): signed inputs (rare) get no
+ * inline into one function per input format (`fmt` a constant): signed inputs (rare) get no
  * unrolled code, 8-bit unsigned ones a USAT clamp to [0, 255]. */
 static MM_INLINE void mm_dw_group(const mm_dwl *L, const uint8_t *in, uint8_t *out,
-                                  const uint32_t *wp, const mm_dwq *q, const int kind)
+                                  const uint32_t *wp, const mm_dwq *q, const int fmt)
 {
     const int32_t ip = L->in_pix, ip2 = 2 * ip, rs = L->row, step = L->sw * ip;
-    const int kh = L->kh, kw = L->kw, ob = L->ob, unroll = kind != MM_DW_ANY;
-    const uint32_t mask = kind == MM_DW_4U ? 0x000F000Fu : kind == MM_DW_2U ? 0x00030003u : 0;
+    const int kh = L->kh, kw = L->kw, ob = L->ob, unroll = fmt != MM_DW_ANY;
+    const uint32_t mask = fmt == MM_DW_4U ? 0x000F000Fu : fmt == MM_DW_2U ? 0x00030003u : 0;
     const int32_t zero = 0;
     (void)mask;
     for (int oy = 0; oy < L->out_h; oy++) {
@@ -208,17 +208,17 @@ static MM_INLINE void mm_dw_group(const mm_dwl *L, const uint8_t *in, uint8_t *o
             int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
             if ((uint32_t)(ox - L->ox_in) < n_in) {
                 const uint8_t *r = in + px;
-                MM_DW_TAP(kind, r, zero, wp, 0);
-                MM_DW_TAP(kind, r, ip, wp, 1);
-                MM_DW_TAP(kind, r, ip2, wp, 2);
+                MM_DW_TAP(fmt, r, zero, wp, 0);
+                MM_DW_TAP(fmt, r, ip, wp, 1);
+                MM_DW_TAP(fmt, r, ip2, wp, 2);
                 r += rs;
-                MM_DW_TAP(kind, r, zero, wp, 3);
-                MM_DW_TAP(kind, r, ip, wp, 4);
-                MM_DW_TAP(kind, r, ip2, wp, 5);
+                MM_DW_TAP(fmt, r, zero, wp, 3);
+                MM_DW_TAP(fmt, r, ip, wp, 4);
+                MM_DW_TAP(fmt, r, ip2, wp, 5);
                 r += rs;
-                MM_DW_TAP(kind, r, zero, wp, 6);
-                MM_DW_TAP(kind, r, ip, wp, 7);
-                MM_DW_TAP(kind, r, ip2, wp, 8);
+                MM_DW_TAP(fmt, r, zero, wp, 6);
+                MM_DW_TAP(fmt, r, ip, wp, 7);
+                MM_DW_TAP(fmt, r, ip2, wp, 8);
             } else {
                 const int ix0 = ox * L->sw - L->pw, kx0 = ix0 < 0 ? -ix0 : 0,
                           kx1 = L->in_w - ix0 < kw ? L->in_w - ix0 : kw;
@@ -227,23 +227,23 @@ static MM_INLINE void mm_dw_group(const mm_dwl *L, const uint8_t *in, uint8_t *o
                         const uint32_t *wr = wp + 6 * ky;
                         int32_t o = px + (int32_t)ky * rs;
                         if (kx0 == 0)
-                            MM_DW_TAP(kind, in, o, wr, 0);
+                            MM_DW_TAP(fmt, in, o, wr, 0);
                         o += ip;
                         if (kx0 <= 1 && kx1 >= 2)
-                            MM_DW_TAP(kind, in, o, wr, 1);
+                            MM_DW_TAP(fmt, in, o, wr, 1);
                         o += ip;
                         if (kx1 == 3)
-                            MM_DW_TAP(kind, in, o, wr, 2);
+                            MM_DW_TAP(fmt, in, o, wr, 2);
                     }
                 } else {
                     for (int ky = ky0; ky < ky1; ky++) {
                         const uint8_t *r = in + (px + (int32_t)ky * rs + (int32_t)kx0 * ip);
                         for (int kx = kx0; kx < kx1; kx++, r += ip)
-                            MM_DW_TAP(kind, r, zero, wp + 2 * (ky * kw + kx), 0);
+                            MM_DW_TAP(fmt, r, zero, wp + 2 * (ky * kw + kx), 0);
                     }
                 }
             }
-            if ((kind == MM_DW_8U) && q->fast == 2) {
+            if ((fmt == MM_DW_8U) && q->fast == 2) {
                 MM_DW_REQ4U8();
             } else if (q->fast) {
                 MM_DW_REQ4();
