@@ -525,7 +525,7 @@ def scheduled_report(
     memory_report counts it. `layer` is memory_report itself."""
     report = memory_report(graph, policy)
     m = plan(graph, policy, schedule, max_recompute)
-    if m.kind == "layer":
+    if m.split is None and not m.inplace:  # placed as layer by layer places it
         return report
     return replace(
         report,
