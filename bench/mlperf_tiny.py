@@ -34,6 +34,7 @@ from micromix.integer import convert
 from micromix.memory import memory_report
 from micromix.policy import Policy
 from micromix.quant import calibrate, prepare
+from micromix.schedule import scheduled_report
 from micromix.strategies.ilp import measure_sensitivity, solve_ilp
 
 FILES = {
@@ -128,8 +129,11 @@ def run_task(task: str, base: Path, n: int) -> dict:
         agree = against_tflm_int8(q8, im, net, imgs[: min(n, 16)], shape)
     except MicromixError as e:  # reported, not hidden: micromix's int32 worst-case check
         agree = {"argmax": None, "max_logit_diff_vs_float_import": None, "error": str(e)}
+    auto = scheduled_report(g, w8, "auto")  # the schedule the export follows by default
     res["micromix_w8a8"] = {
         "ram": rep.ram_bytes,
+        "ram_auto": auto.ram_bytes,
+        "schedule_auto": auto.schedule.describe() if auto.schedule is not None else "layer",
         "flash": rep.flash_bytes,
         # counted under qemu (bench/mcu_cost.py) where it ran, else the cost model
         "est_cycles_m4": measured_cycles(task, "micromix_w8a8") or est_cycles(g, w8),
@@ -144,6 +148,7 @@ def run_task(task: str, base: Path, n: int) -> dict:
     mrep = memory_report(g, mixed)
     res["micromix_mixed"] = {
         "ram": mrep.ram_bytes,
+        "ram_auto": scheduled_report(g, mixed, "auto").ram_bytes,
         "flash": mrep.flash_bytes,
         "est_cycles_m4": est_cycles(g, mixed),  # the cost model (this policy is not counted)
     }
