@@ -537,8 +537,12 @@ def scheduled_report(
     """memory_report under a schedule: the arena, RAM and tensor offsets of `plan`'s choice
     (the export places tensors there and runs its patch stage), everything else as
     memory_report counts it. `layer` is memory_report itself."""
+    return _report_of(graph, policy, plan(graph, policy, schedule, max_recompute))
+
+
+def _report_of(graph: Graph, policy: Policy, m: ScheduledMemory) -> MemoryReport:
+    """memory_report with the arena, RAM and offsets of plan `m` (itself for a layer plan)."""
     report = memory_report(graph, policy)
-    m = plan(graph, policy, schedule, max_recompute)
     if m.kind == "layer":
         return report
     return replace(
@@ -570,6 +574,31 @@ class Scheduling:
         if self.schedule == "layer":
             return memory_report(graph, policy)
         return scheduled_report(graph, policy, self.schedule, self.max_recompute)
+
+    def patch_hint(self, graph: Graph) -> tuple[str, int] | None:
+        """The split and grid of the smallest patch schedule of the 8-bit policy (None when
+        this schedule runs no patch stage, or none is within the cap)."""
+        if self.schedule not in ("auto", "patch"):
+            return None
+        try:
+            m = plan(graph, Policy.uniform(graph, 8), "patch", self.max_recompute)
+        except MicromixError:
+            return None
+        return m.split, m.grid
+
+    def bound(self, graph: Graph, policy: Policy, hint: tuple[str, int] | None) -> MemoryReport:
+        """A report whose RAM is never below `report`'s, for the searches' many trial checks:
+        the smallest of the layer, in-place and `hint` patch schedules (one patch draft
+        instead of every split and grid; a split's MACs do not depend on the bits, so the
+        hint stays within the cap). For layer and inplace it is `report` itself."""
+        if self.schedule in ("layer", "inplace") or hint is None:
+            return self.report(graph, policy)
+        split, grid = hint
+        cap = self.max_recompute
+        options = [plan(graph, policy, "patch", cap, split=split, grid=grid)]
+        if self.schedule == "auto":
+            options += [plan(graph, policy, k, cap) for k in ("layer", "inplace")]
+        return _report_of(graph, policy, min(options, key=lambda m: (m.ram_bytes, m.macs)))
 
     def sizes(self, graph: Graph) -> SizeTable:
         """The searches' size table for this schedule (`search_table`)."""

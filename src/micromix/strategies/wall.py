@@ -20,9 +20,12 @@ of the peak step is halved until the arena fits.
 
 Schedule: RAM is measured under a `schedule.Scheduling` (default layer by layer). The sweeps
 add up its size table (`schedule.search_table`: the buffers of the schedule picked at 8 bits,
-patch-sized stage tensors and staging buffers included), and every fit is checked with
-`Scheduling.report`, whose plan is the best schedule for that very policy: bits are cut only
-while no schedule under the recompute cap fits.
+patch-sized stage tensors and staging buffers included). Trial checks (the arena check,
+every raise of `fill`) use `Scheduling.bound`: the layer, in-place and 8-bit patch schedules
+of that policy, never below the exact figure, so what passes fits. Before a cut the exact
+report (`Scheduling.report`: every split and grid under the recompute cap) is asked too, so
+bits are cut only while no schedule under the cap fits; a raise that only another split
+would fit is left out (the upward pass is conservative).
 
 Accumulators: a layer's weights never get more bits than `budget.weight_bits_caps` allows (its
 int32 accumulator could overflow above them for some input); enforce lowers them first, and the
@@ -75,6 +78,7 @@ class Wall:
         check_feasible(graph, budget, scheduling)
         self.graph, self.budget, self.weights_only = graph, budget, weights_only
         self.scheduling = scheduling
+        self.hint = scheduling.patch_hint(graph)  # the patch stage trial checks try
         self._reports: dict[tuple, MemoryReport] = {}
         self.fixed = frozenset((graph.input, graph.output))
         # A layer whose int32 accumulator could overflow above these bits never gets them.
@@ -98,12 +102,21 @@ class Wall:
     def live_bytes(self, acts: dict[str, int], step: int) -> int:
         return self.sizes.live_at(acts, step)
 
-    def report(self, policy: Policy) -> MemoryReport:
-        """The exact report under the schedule (cached: planning a schedule is not free)."""
-        key = (tuple(sorted(policy.weights.items())), tuple(sorted(policy.activations.items())))
+    def report(self, policy: Policy, exact: bool = True) -> MemoryReport:
+        """The report under the schedule; `exact=False`: `Scheduling.bound`'s, whose RAM is
+        never below it, for trial checks (`auto` plans every split and grid, 50-odd drafts).
+        Cached: the searches meet the same policies again."""
+        key = (exact, policy.key())
         if key not in self._reports:
-            self._reports[key] = self.scheduling.report(self.graph, policy)
+            s = self.scheduling
+            rep = s.report(self.graph, policy) if exact else s.bound(self.graph, policy, self.hint)
+            self._reports[key] = rep
         return self._reports[key]
+
+    def checked(self, policy: Policy) -> MemoryReport:
+        """The bound's report when it fits the budget, else the exact one (which may)."""
+        report = self.report(policy, exact=False)
+        return report if self.budget.fits(report) else self.report(policy)
 
     def peak_tensors(self, report: MemoryReport) -> list[str]:
         """The activation tensors held by the buffers live at the report's peak step."""
@@ -221,8 +234,9 @@ class Wall:
         return best if best in allowed else None
 
     def fit_arena(self, policy: Policy) -> tuple[Policy, MemoryReport]:
-        """Cut until the planned arena, not just the liveness bound, fits."""
-        report = self.report(policy)
+        """Cut until the planned arena, not just the liveness bound, fits: a cut only when the
+        exact report (every schedule under the cap) does not."""
+        report = self.checked(policy)
         limit = self.budget.ram
         if limit is None:
             return policy, report
@@ -237,7 +251,7 @@ class Wall:
             acts[t] //= 2
             self.log.append(("arena", t, acts[t]))
             policy = Policy(policy.weights, acts)
-            report = self.report(policy)
+            report = self.checked(policy)
         return policy, report
 
     # ---- upward pass ---------------------------------------------------------------------------
@@ -301,14 +315,14 @@ class Wall:
                 ram_lim is not None and self.scratch_bytes(weights) != scratch
             )
             if moved:  # the arena plan may have changed: check it, not the bound
-                report = self.report(Policy(weights, acts))
+                report = self.checked(Policy(weights, acts))
                 if not self.budget.fits(report):  # the planned arena overshot the bound
                     table[name] //= 2
                     blocked.add(key)
                     continue
             self.log.append(("fill", name, table[name]))
         out = Policy(weights, acts)
-        return out, self.report(out)
+        return out, self.checked(out)
 
     def live_at(self, acts: dict[str, int], step: int) -> int:
         return self.live_bytes(acts, step)
