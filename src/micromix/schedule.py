@@ -537,13 +537,13 @@ def scheduled_report(
     """memory_report under a schedule: the arena, RAM and tensor offsets of `plan`'s choice
     (the export places tensors there and runs its patch stage), everything else as
     memory_report counts it. `layer` is memory_report itself."""
-    return _report_of(graph, policy, plan(graph, policy, schedule, max_recompute))
+    return report_of(graph, policy, plan(graph, policy, schedule, max_recompute))
 
 
-def _report_of(graph: Graph, policy: Policy, m: ScheduledMemory) -> MemoryReport:
+def report_of(graph: Graph, policy: Policy, m: ScheduledMemory) -> MemoryReport:
     """memory_report with the arena, RAM and offsets of plan `m` (itself for a layer plan)."""
     report = memory_report(graph, policy)
-    if m.kind == "layer":
+    if m.split is None and not m.inplace:  # placed as layer by layer places it
         return report
     return replace(
         report,
@@ -598,7 +598,7 @@ class Scheduling:
         options = [plan(graph, policy, "patch", cap, split=split, grid=grid)]
         if self.schedule == "auto":
             options += [plan(graph, policy, k, cap) for k in ("layer", "inplace")]
-        return _report_of(graph, policy, min(options, key=lambda m: (m.ram_bytes, m.macs)))
+        return report_of(graph, policy, min(options, key=lambda m: (m.ram_bytes, m.macs)))
 
     def sizes(self, graph: Graph) -> SizeTable:
         """The searches' size table for this schedule (`search_table`)."""
