@@ -331,6 +331,15 @@ def fraction_arg(text: str) -> float:
     return v
 
 
+def schedule_arg(text: str) -> str:
+    """A schedule name of micromix.schedule."""
+    from ..schedule import SCHEDULES
+
+    if text not in SCHEDULES:
+        raise argparse.ArgumentTypeError(f"choose {', '.join(SCHEDULES)}, not {text!r}")
+    return text
+
+
 def add_schedule_args(p: argparse.ArgumentParser, *, recorded: bool = False) -> None:
     """--schedule and --max-recompute (micromix.schedule), the same on every command.
     `recorded`: their default is what the run directory recorded (None here), else auto, 0.1."""
