@@ -25,6 +25,7 @@ from micromix.graph import trace
 from micromix.memory import memory_report
 from micromix.policy import ALLOWED_BITS, Policy
 from micromix.schedule import Scheduling
+from micromix.stored import graph_of_run_dir
 from micromix.strategies import (
     CachedEvaluator,
     DDPGConfig,
@@ -537,13 +538,20 @@ def test_cli_rule_end_to_end(tmp_path, tiny_checkpoint, fashion, capsys):
     rc = main(
         ["search", "--strategy", "rule", "--checkpoint", str(tiny_checkpoint), "--flash", "0.48x",
          "--ram", "0.42x", "--run-dir", str(tmp_path / "r"), "--train-images", "64",
-         "--eval-images", "64", "--no-progress"]
+         "--eval-images", "64", "--no-progress", "--schedule", "inplace",
+         "--max-recompute", "0.2"]
     )  # fmt: skip
     assert rc == 0
     assert "held-out accuracy" in capsys.readouterr().out
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert max(metrics["utilization"].values()) <= 1.0
-    assert Policy.load(tmp_path / "r" / "policy.json")
+    policy = Policy.load(tmp_path / "r" / "policy.json")
+    # the flags are recorded as plain data, and the RAM reported is that schedule's
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert cfg["settings"]["schedule"] == {"schedule": "inplace", "max_recompute": 0.2}
+    mem = json.loads((tmp_path / "r" / "memory.json").read_text())
+    graph = graph_of_run_dir(tmp_path / "r")
+    assert mem["ram_bytes"] == Scheduling("inplace", 0.2).report(graph, policy).ram_bytes
 
 
 def test_cli_weight_only_rule_keeps_activations_at_8(tmp_path, tiny_checkpoint, fashion, capsys):
