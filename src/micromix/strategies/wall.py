@@ -20,12 +20,11 @@ of the peak step is halved until the arena fits.
 
 Schedule: RAM is measured under a `schedule.Scheduling` (default layer by layer). The sweeps
 add up its size table (`schedule.search_table`: the buffers of the schedule picked at 8 bits,
-patch-sized stage tensors and staging buffers included). Trial checks (the arena check,
-every raise of `fill`) use `Scheduling.bound`: the layer, in-place and 8-bit patch schedules
-of that policy, never below the exact figure, so what passes fits. Before a cut the exact
-report (`Scheduling.report`: every split and grid under the recompute cap) is asked too, so
-bits are cut only while no schedule under the cap fits; a raise that only another split
-would fit is left out (the upward pass is conservative).
+patch-sized stage tensors and staging buffers included). Checks (the arena check, every
+raise of `fill`) first ask `Scheduling.bound`: the layer, in-place and 8-bit patch schedules of
+that policy, never below the exact figure, so what passes fits; only when it does not is the
+exact report asked (`Scheduling.report`: every split and grid under the recompute cap), so
+bits are cut only while no schedule under the cap fits.
 
 Accumulators: a layer's weights never get more bits than `budget.weight_bits_caps` allows (its
 int32 accumulator could overflow above them for some input); enforce lowers them first, and the
@@ -59,6 +58,7 @@ SHARE_WINDOW = 0.05  # the 5 percentage points of the FLASH rule
 PROXY_GAIN = {2: 1.0, 4: 0.25}  # gain of doubling from these bits when no sensitivity is known
 FILL_TARGET = 0.98  # FLASH share the exchange pass aims at (issue 13's goal)
 EXCHANGE_ROUNDS = 8
+REPORT_CACHE = 4096  # memory reports a wall keeps
 Gains = dict[tuple[str, str, int], float]  # ("w"|"a", name, from bits) -> gain of doubling
 
 
@@ -108,6 +108,8 @@ class Wall:
         Cached: the searches meet the same policies again."""
         key = (exact, policy.key())
         if key not in self._reports:
+            if len(self._reports) >= REPORT_CACHE:  # a long haq run: keep memory bounded
+                self._reports.clear()
             s = self.scheduling
             rep = s.report(self.graph, policy) if exact else s.bound(self.graph, policy, self.hint)
             self._reports[key] = rep
