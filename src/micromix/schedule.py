@@ -16,6 +16,10 @@ Every plan is a list of buffers with live steps that memory.plan_arena places, s
 arena plan that memory.check_plan verifies, plus the kernels' shared scratch (as memory.py).
 The geometry functions (`stage_spans`, `input_span`, `macs_per_pixel`, `patch_fill`) are what
 IntegerModel.run_scheduled runs, so the reference computes exactly what the plan counts.
+
+The searches hold RAM to the budget under a `Scheduling` (schedule name and recompute cap,
+plain data): `search_table` is their size table of the plan picked at 8 bits, `bound` a cheap
+check never below the exact figure, `report` the exact one (`scheduled_report`).
 """
 
 from __future__ import annotations
