@@ -4,7 +4,9 @@
         --episodes 40 --finetune-epochs 1 --out results/search_study.json
 
 Cells (ratios of the uniform 8-bit FLASH / RAM): table_a = FLASH 0.48x, weight-only search;
-table_b = FLASH 0.48x + RAM 0.42x; flash_0.36x / flash_0.75x = that FLASH + RAM 0.42x. One
+table_b = FLASH 0.48x + RAM 0.42x; flash_0.36x / flash_0.75x = that FLASH + RAM 0.42x, all
+with RAM counted layer by layer; table_b_scheduled = table_b's budgets in bytes with RAM
+counted under `--schedule auto` (bench.common.CELL_SCHEDULE). One
 strategy per call (each call is short enough for a shared machine; the search runs resume in
 OUT_DIR/runs). The result is merged into --out as:
 {"<model>": {"<cell>": {"<strategy>": {"test", "heldout_rescore", "search_score",
@@ -21,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.common import (
+    CELL_SCHEDULE,
     CELLS,
     FLOAT,
     add_final_qat_args,
@@ -188,6 +191,7 @@ def main() -> int:
             device=a.device,
             progress=False,
             plots=False,
+            schedule=CELL_SCHEDULE.get(a.cell, "layer"),
         ),
         graph=graph,
     )
@@ -211,6 +215,8 @@ def main() -> int:
         "final_qat_recipe": a.qat_recipe,
         "final_qat_seconds": round(time.time() - t1, 1),
         "device": a.device,
+        "schedule": CELL_SCHEDULE.get(a.cell, "layer"),
+        "ram_bytes": res.report.ram_bytes,
         "quick": a.quick,
         "command": "python -m bench.search_study " + " ".join(sys.argv[1:]),
     }

@@ -136,3 +136,19 @@ def test_a_layer_larger_than_the_kernels_take_is_refused_before_training():
     check_feasible(trace(head(2**15 - 1), (1, 4, 1, 1)), Budget())
     with pytest.raises(MicromixError, match="dimension above 32767"):
         check_feasible(trace(head(2**15), (1, 4, 1, 1)), Budget())
+
+
+def test_feasibility_counts_the_schedules_ram():
+    """A RAM budget only a schedule meets at 2 bits is feasible under it, not layer by layer."""
+    from micromix.models import create
+    from micromix.schedule import Scheduling
+
+    g = trace(create("mobilenet_v1", width=0.1, resolution=16, in_channels=1, num_classes=10))
+    layer, auto = smallest_footprint(g), smallest_footprint(g, Scheduling())
+    assert auto.ram_bytes < layer.ram_bytes
+    budget = Budget(None, auto.ram_bytes)
+    check_feasible(g, budget, Scheduling())
+    with pytest.raises(InfeasibleBudgetError, match="even 2 bits"):
+        check_feasible(g, budget)
+    with pytest.raises(InfeasibleBudgetError, match="even 2 bits"):
+        check_feasible(g, Budget(None, auto.ram_bytes - 1), Scheduling())

@@ -11,16 +11,16 @@ from micromix.cli import main
 # MobileNetV1-0.25 at 1 x 28 x 28 (the CLI's default model)
 
 
-def test_memory_schedule_json_matches_the_layer_report(capsys):
+def test_memory_schedule_json_reports_the_chosen_schedule(capsys):
     assert main(["memory", "--json", "--schedule", "auto", "--max-recompute", "0.1"]) == 0
     d = json.loads(capsys.readouterr().out)
     s = d["schedule"]
-    # the export's RAM stays the layer-by-layer figure until the C follows the schedule
-    assert s["schedules"]["layer"]["ram"] == d["ram_bytes"] == s["export_ram"]
-    assert str(d["ram_bytes"]) in s["note"].replace(",", "")
+    # the report, the export's RAM and the note are the chosen schedule's (the C follows it)
     auto = s["schedules"]["auto"]
+    assert auto["ram"] == d["ram_bytes"] == s["export_ram"]
+    assert str(d["ram_bytes"]) in s["note"].replace(",", "") and "--schedule auto" in s["note"]
     assert auto["ram"] == min(v["ram"] for v in s["schedules"].values())
-    assert auto["ram"] < d["ram_bytes"] and 0 <= auto["mac_overhead"] <= 0.1
+    assert auto["ram"] < s["schedules"]["layer"]["ram"] and 0 <= auto["mac_overhead"] <= 0.1
     chosen = s["chosen"]
     assert chosen["ram"] == auto["ram"]
     # every step's live buffers fit in the arena; RAM is arena + the kernels' scratch
@@ -34,12 +34,15 @@ def test_memory_schedule_table_lists_every_schedule_and_the_steps(capsys):
     for k in ("layer", "inplace", "patch", "auto"):
         assert any(line.startswith(k + " ") for line in out.splitlines()), k
     assert "chosen: inplace" in out and "(per patch)" not in out.split("chosen:")[1]
-    assert "until the C follows the schedule" in out
+    assert "export --schedule inplace" in out
 
 
-def test_memory_without_schedule_flags_prints_no_schedule(capsys):
-    assert main(["memory"]) == 0
-    assert "chosen:" not in capsys.readouterr().out
+def test_memory_schedule_defaults_to_auto_at_a_tenth(capsys):
+    assert main(["memory", "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert main(["memory", "--json", "--schedule", "auto", "--max-recompute", "0.1"]) == 0
+    assert plain == json.loads(capsys.readouterr().out)
+    assert plain["schedule"]["chosen"]["kind"] == "patch"  # the smallest peak here
 
 
 @pytest.mark.parametrize(

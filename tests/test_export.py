@@ -392,3 +392,37 @@ def test_debug_build_refuses_a_kernel_the_export_would_not_choose(tmp_path, debu
     assert (wrong.returncode != 0) == debug, wrong.stderr
     if debug:
         assert b"mm_conv: Assertion" in wrong.stderr  # the kernel's own check, not a crash
+
+
+def test_cli_export_follows_the_recorded_or_given_schedule(tmp_path, capsys) -> None:
+    """`export` allocates the schedule the run directory recorded (its budget's), unless
+    --schedule names another."""
+    from micromix.cli import main
+    from micromix.files import write_json
+    from micromix.memory import memory_report
+    from micromix.quant import prepare
+    from micromix.quant.finetune import save_qat
+    from micromix.schedule import Scheduling
+
+    model = create("mobilenet_v1", width=0.1, resolution=16, in_channels=1, num_classes=10)
+    g = trace(model.eval())
+    pol = Policy.uniform(g, 8)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    save_qat(run_dir / "qat.pt", prepare(model, pol, g))
+    settings = {"schedule": "layer", "max_recompute": 0.1}
+    write_json(run_dir / "config.json", {"command": "run", "settings": settings})
+
+    def ram(*flags: str) -> int:
+        argv = ["export", "--run-dir", str(run_dir), "--no-check", "--force", "--random-images"]
+        assert main([*argv, "--images", "4", *flags]) == 0
+        out = capsys.readouterr().out
+        return int(re.search(r"RAM ([\d,]+) B = arena", out).group(1).replace(",", ""))
+
+    layer, auto = memory_report(g, pol).ram_bytes, Scheduling().report(g, pol).ram_bytes
+    assert auto < layer
+    assert ram() == layer
+    assert ram("--schedule", "auto") == auto
+    (run_dir / "config.json").unlink()  # nothing recorded: auto
+    assert ram() == auto
+    assert main(["export", "--run-dir", str(run_dir), "--schedule", "fastest"]) == 2

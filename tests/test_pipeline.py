@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from conftest import require_tool
 
 from micromix.cli import main
+from micromix.errors import MicromixError
 from micromix.files import read_json
 from micromix.pipeline import PRESETS, RunConfig, run_pipeline
+from micromix.policy import Policy
+from micromix.schedule import Scheduling
+from micromix.stored import graph_of_run_dir
 
 TINY = RunConfig(
     episodes=2,
@@ -69,6 +74,17 @@ def test_every_stage_done_and_consistent(run_dir):
     assert stages["integer"]["agreement"] >= 95.0
     cfg = read_json(run_dir / "config.json")
     assert cfg["settings"]["episodes"] == 2 and "torch" in cfg["versions"]
+    # the budget, memory.json and the C all count the default schedule's RAM
+    assert (cfg["settings"]["schedule"], cfg["settings"]["max_recompute"]) == ("auto", 0.1)
+    graph, policy = graph_of_run_dir(run_dir), Policy.load(run_dir / "policy.json")
+    assert mem["ram_bytes"] == Scheduling().report(graph, policy).ram_bytes
+
+
+def test_resume_refuses_another_schedule(run_dir):
+    with pytest.raises(MicromixError, match="schedule"):
+        run_pipeline(run_dir, replace(TINY, schedule="layer"), resume=True, progress=False)
+    with pytest.raises(MicromixError, match="max_recompute"):
+        run_pipeline(run_dir, replace(TINY, max_recompute=0.2), resume=True, progress=False)
 
 
 def test_report_rendered_and_rerendered(run_dir, capsys):
@@ -104,6 +120,8 @@ def test_presets():
         (["run", "--preset", "huge"], "unknown preset"),
         (["run", "--flash", "1kB", "--ram", "1kB"], "even 2 bits everywhere need FLASH"),
         (["run", "--model", "resnet9"], "unknown model"),
+        (["run", "--schedule", "fastest"], "choose auto, layer, inplace, patch"),
+        (["run", "--max-recompute", "-1"], "fraction of 0 or more"),
     ],
 )
 def test_run_errors_one_line(argv, needle, tmp_path, capsys, fashion):

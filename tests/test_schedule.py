@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import functools
+import json
 
 import pytest
 import torch.nn as nn
@@ -9,11 +10,18 @@ from hypothesis import strategies as st
 
 from micromix.errors import MicromixError
 from micromix.graph import trace
-from micromix.memory import check_plan, memory_report, packed_bytes, scratch_bytes
+from micromix.memory import check_plan, memory_report, packed_bytes, scratch_bytes, size_table
 from micromix.models import create
 from micromix.ops.common import window_overlap
 from micromix.policy import Policy
-from micromix.schedule import arena_graph, plan, split_points, stage_ops
+from micromix.schedule import (
+    Scheduling,
+    arena_graph,
+    plan,
+    scheduled_report,
+    split_points,
+    stage_ops,
+)
 
 SCHEDULES = ("layer", "inplace", "patch", "auto")
 
@@ -190,3 +198,58 @@ def test_bad_settings_are_one_sentence(kwargs, needle):
     g = zoo("mobilenet_v1", 0.25, 28)
     with pytest.raises(MicromixError, match=needle):
         plan(g, Policy.uniform(g, 8), **kwargs)
+
+
+# ---- the searches' view: Scheduling, search_table, bound --------------------------------------
+
+
+@pytest.mark.parametrize("name, width", STUDY)
+@pytest.mark.parametrize("schedule", ["inplace", "patch", "auto"])
+def test_search_table_adds_up_to_the_plans_live_buffers_at_8_bits(name, width, schedule):
+    g = zoo(name, width, 28)
+    eight = Policy.uniform(g, 8)
+    m = plan(g, eight, schedule)
+    table = Scheduling(schedule).sizes(g)
+    for s, step in enumerate(m.steps):
+        assert table.live_at(eight.activations, s) == sum(b for _, b in step.buffers), s
+    # a tensor the table counts shrinks with its own bits: the sweeps have something to cut
+    cuttable = {t for names in table.live for t in names} - {g.input, g.output}
+    assert cuttable and all(table.act[t][2] < table.act[t][8] for t in cuttable)
+
+
+def test_search_table_of_layer_is_memory_size_table():
+    g = zoo("mobilenet_v1", 0.25, 28)
+    assert Scheduling("layer").sizes(g) == size_table(g)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data(), st.sampled_from(["auto", "patch"]))
+def test_bound_is_never_below_the_exact_scheduled_ram(data, schedule):
+    g = zoo("mobilenet_v1", 0.25, 28)
+    s = Scheduling(schedule)
+    hint = s.patch_hint(g)
+    assert hint is not None
+    p = random_policy(g, lambda: data.draw(st.sampled_from((2, 4, 8))))
+    exact, bound = s.report(g, p), s.bound(g, p, hint)
+    assert bound.ram_bytes >= exact.ram_bytes == scheduled_report(g, p, schedule).ram_bytes
+    assert bound.flash_bytes == exact.flash_bytes
+    # at the policy the hint was chosen for, the bound is the exact figure
+    eight = Policy.uniform(g, 8)
+    assert s.bound(g, eight, hint).ram_bytes == s.report(g, eight).ram_bytes
+
+
+@pytest.mark.parametrize(
+    "schedule, cap, needle",
+    [("fastest", 0.1, "unknown schedule"), ("auto", -0.1, "fraction >= 0"),
+     ("auto", True, "fraction >= 0"), ("auto", "0.1", "fraction >= 0")],
+)  # fmt: skip
+def test_scheduling_refuses_bad_settings_in_one_sentence(schedule, cap, needle):
+    with pytest.raises(MicromixError, match=needle) as e:
+        Scheduling(schedule, cap)
+    assert str(e.value).count(". ") == 0 and str(e.value).endswith(".")
+
+
+def test_scheduling_round_trips_as_plain_json():
+    s = Scheduling("patch", 0.25)
+    assert json.loads(json.dumps(s.to_json())) == {"schedule": "patch", "max_recompute": 0.25}
+    assert Scheduling.from_json(s.to_json()) == s

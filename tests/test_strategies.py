@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -23,6 +24,8 @@ from micromix.errors import CheckpointError, MicromixError
 from micromix.graph import trace
 from micromix.memory import memory_report
 from micromix.policy import ALLOWED_BITS, Policy
+from micromix.schedule import Scheduling
+from micromix.stored import graph_of_run_dir
 from micromix.strategies import (
     CachedEvaluator,
     DDPGConfig,
@@ -535,13 +538,20 @@ def test_cli_rule_end_to_end(tmp_path, tiny_checkpoint, fashion, capsys):
     rc = main(
         ["search", "--strategy", "rule", "--checkpoint", str(tiny_checkpoint), "--flash", "0.48x",
          "--ram", "0.42x", "--run-dir", str(tmp_path / "r"), "--train-images", "64",
-         "--eval-images", "64", "--no-progress"]
+         "--eval-images", "64", "--no-progress", "--schedule", "inplace",
+         "--max-recompute", "0.2"]
     )  # fmt: skip
     assert rc == 0
     assert "held-out accuracy" in capsys.readouterr().out
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert max(metrics["utilization"].values()) <= 1.0
-    assert Policy.load(tmp_path / "r" / "policy.json")
+    policy = Policy.load(tmp_path / "r" / "policy.json")
+    # the flags are recorded as plain data, and the RAM reported is that schedule's
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert cfg["settings"]["schedule"] == {"schedule": "inplace", "max_recompute": 0.2}
+    mem = json.loads((tmp_path / "r" / "memory.json").read_text())
+    graph = graph_of_run_dir(tmp_path / "r")
+    assert mem["ram_bytes"] == Scheduling("inplace", 0.2).report(graph, policy).ram_bytes
 
 
 def test_cli_weight_only_rule_keeps_activations_at_8(tmp_path, tiny_checkpoint, fashion, capsys):
@@ -591,3 +601,63 @@ def test_policy_of_changes_exactly_the_chosen_tensor_by_its_tag(tiny_resnet):
         w = {n for n, b in p.weights.items() if b != base.weights[n]}
         a = {t for t, b in p.activations.items() if b != base.activations[t]}
         assert (w, a) == (({key[1]}, set()) if key in weight_keys else (set(), {key[1]}))
+
+
+def _patch_net() -> nn.Module:
+    """A 16 x 16 first stage that a 2 x 2 patch schedule runs in 4,064 B, layer by layer
+    6,432 B (8 bits)."""
+    layers, c = [], 1
+    for out, groups, stride in ((8, 1, 1), (8, 8, 1), (16, 1, 1), (16, 16, 2), (32, 1, 1)):
+        layers += [nn.Conv2d(c, out, 3, stride, 1, groups=groups, bias=False),
+                   nn.BatchNorm2d(out), nn.ReLU()]  # fmt: skip
+        c = out
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 4)).eval()
+
+
+@pytest.mark.parametrize("strategy", ["rule", "ilp", "uniform", "random"])
+def test_scheduled_ram_keeps_the_8_bits_layer_by_layer_would_cut(strategy):
+    """A RAM budget the 8-bit network misses layer by layer but meets under `auto`: no
+    activation loses a bit there; under `layer` the strategies cut as before."""
+    g = trace(_patch_net(), (1, 1, 16, 16))
+    eight = Policy.uniform(g, 8)
+    layer, auto = (Scheduling(k).report(g, eight).ram_bytes for k in ("layer", "auto"))
+    budget = Budget(None, (layer + auto) // 2)
+    assert auto <= budget.ram < layer
+    kw = {"episodes": 4} if strategy == "random" else {}
+
+    def run(schedule: str):
+        config = dataclasses.replace(QUIET, schedule=schedule)
+        ev = SyntheticEvaluator(g)
+        return search(None, None, budget, strategy, config, graph=g, evaluator=ev, **kw)
+
+    r = run("auto")
+    assert r.report.ram_bytes == Scheduling().report(g, r.policy).ram_bytes <= budget.ram
+    if strategy != "random":  # random proposes low bits on purpose
+        assert set(r.policy.activations.values()) == {8}
+    assert r.report.schedule is not None and r.report.schedule.kind == "patch"
+    r = run("layer")
+    assert min(r.policy.activations.values()) < 8
+    assert r.report.ram_bytes == memory_report(g, r.policy).ram_bytes <= budget.ram
+
+
+def test_resume_refuses_another_schedule(tmp_path):
+    g = trace(_patch_net(), (1, 1, 16, 16))
+    budget = Budget(None, Scheduling("layer").report(g, Policy.uniform(g, 8)).ram_bytes - 1)
+
+    def run(where=tmp_path / "a", **kw):
+        config = SearchConfig(run_dir=where, progress=False, plots=False, resume=True, **kw)
+        ev = SyntheticEvaluator(g)
+        return search(None, None, budget, "random", config, graph=g, evaluator=ev, episodes=6)
+
+    run(schedule="layer", stop_after=3)
+    for kw, needle in (({}, "schedule.schedule"), ({"schedule": "layer", "max_recompute": 0.2},
+                                                    "schedule.max_recompute")):  # fmt: skip
+        with pytest.raises(MicromixError, match=needle):
+            run(**kw)
+    whole = run(tmp_path / "b", schedule="layer")
+    resumed = run(schedule="layer")  # the same settings continue where they stopped
+    assert [h["policy"] for h in resumed.history] == [h["policy"] for h in whole.history]
+    recorded = json.loads((tmp_path / "a" / "config.json").read_text())["settings"]["schedule"]
+    assert recorded == {"schedule": "layer", "max_recompute": 0.1}
+    with pytest.raises(MicromixError, match="unknown schedule"):
+        SearchConfig(schedule="fastest")

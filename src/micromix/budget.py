@@ -12,6 +12,7 @@ from .mcu import Region, Target, get_target, list_targets, register_target
 from .memory import MemoryReport, check_kernel_limits, memory_report
 from .numerics.arith import INT32_MAX, accumulator_bound
 from .policy import ALLOWED_BITS, Policy
+from .schedule import Scheduling
 from .units import format_bytes, parse_bytes
 
 __all__ = [
@@ -126,9 +127,11 @@ class Budget:
         return cls(obj.get("flash"), obj.get("ram"), obj.get("target"))
 
 
-def smallest_footprint(graph: Graph) -> MemoryReport:
-    """The memory of 2 bits everywhere (input and logits stay 8-bit): nothing smaller exists."""
-    return memory_report(graph, Policy.uniform(graph, 2, 2))
+def smallest_footprint(graph: Graph, scheduling: Scheduling | None = None) -> MemoryReport:
+    """The memory of 2 bits everywhere (input and logits stay 8-bit): nothing smaller exists
+    (under `scheduling`'s schedule; None: layer by layer)."""
+    low = Policy.uniform(graph, 2, 2)
+    return memory_report(graph, low) if scheduling is None else scheduling.report(graph, low)
 
 
 # Activations are searched up to 8 bits: the caps hold whatever bits the search gives a tensor.
@@ -158,13 +161,14 @@ def weight_bits_caps(graph: Graph) -> dict[str, int]:
     return caps
 
 
-def check_feasible(graph: Graph, budget: Budget) -> None:
-    """Fail before any training when even the smallest policy cannot fit, or a layer's
+def check_feasible(graph: Graph, budget: Budget, scheduling: Scheduling | None = None) -> None:
+    """Fail before any training when even the smallest policy cannot fit (RAM under
+    `scheduling`'s schedule; None: layer by layer), or a layer's
     accumulator overflows at any bits (`weight_bits_caps`), or a layer is larger than the C
     kernels take (`memory.check_kernel_limits`)."""
     check_kernel_limits(graph)
     weight_bits_caps(graph)
-    low = smallest_footprint(graph)
+    low = smallest_footprint(graph, scheduling)
     if budget.fits(low):
         return
     raise InfeasibleBudgetError(

@@ -29,6 +29,7 @@ from .policy import Policy
 from .progress import Progress, duration
 from .quant.recipe import DEFAULT_RECIPE, QAT_BATCH_SIZE, recipe
 from .rundir import check_run_dir, open_run_dir
+from .schedule import Scheduling
 from .stored import write_graph
 from .train import (
     FitRun,
@@ -83,6 +84,13 @@ class RunConfig:
     batch_size: int | None = None  # None: 128 float, 64 per search episode, 128 QAT
     seed: int = 0
     device: str = "cpu"
+    # The schedule whose RAM the budget holds, the report counts and the C runs (schedule.py)
+    schedule: str = "auto"
+    max_recompute: float = 0.10
+
+    @property
+    def scheduling(self) -> Scheduling:
+        return Scheduling(self.schedule, self.max_recompute)
 
     def model_spec(self):
         """The ModelSpec of `model` (zoo: width, resolution, channels, classes)."""
@@ -160,6 +168,7 @@ class Pipeline:
 
         c = self.cfg
         recipe(c.qat_recipe)  # an unknown recipe name is refused here
+        scheduling = c.scheduling  # an unknown schedule or a bad recompute cap too
         if c.strategy not in list_strategies():
             raise MicromixError(
                 f"unknown strategy {c.strategy!r}; choose one of {', '.join(list_strategies())}."
@@ -183,7 +192,8 @@ class Pipeline:
         spec = spec_of(model)
         self.model_spec_json = None if spec is None else spec.to_json()
         ref = memory_report(graph, Policy.uniform(graph, 8))
-        check_feasible(graph, Budget.parse(c.flash, c.ram, target=c.target, reference=ref))
+        budget = Budget.parse(c.flash, c.ram, target=c.target, reference=ref)
+        check_feasible(graph, budget, scheduling)
         check_classes(self.data, graph)
         _, search = self.search_settings()  # every search and QAT setting refused here
         search.qat.check_trains("--search-train-images")
@@ -289,7 +299,7 @@ class Pipeline:
         graph = self.traced(model)
         ref = memory_report(graph, Policy.uniform(graph, 8))
         budget = Budget.parse(c.flash, c.ram, target=c.target, reference=ref)
-        check_feasible(graph, budget)
+        check_feasible(graph, budget, c.scheduling)
         if "budget" not in self.done:
             write_json(
                 self.dir / "budget.json",
@@ -350,6 +360,8 @@ class Pipeline:
             device=self.device,
             progress=self.progress,
             workers=c.workers,
+            schedule=c.schedule,
+            max_recompute=c.max_recompute,
         )
         return cfg, config
 
@@ -383,7 +395,8 @@ class Pipeline:
         )
         acc = evaluate(q, self.test_set, **self.eval_kw)
         save_qat(path, q)
-        write_json(self.dir / "memory.json", memory_report(graph, policy).to_json())
+        report = self.cfg.scheduling.report(graph, policy)
+        write_json(self.dir / "memory.json", report.to_json())
         self.mark("finetune", test_acc=acc, seconds=time.time() - t0)
         self.say(f"fake-quant test accuracy {acc:.2f}%")
         return q
@@ -391,7 +404,8 @@ class Pipeline:
     def integer(self, qmodel):
         from .integer import convert
 
-        imodel = convert(qmodel.cpu())
+        c = self.cfg  # the C and its report follow the schedule the budget was held to
+        imodel = convert(qmodel.cpu(), schedule=c.schedule, max_recompute=c.max_recompute)
         if "integer" not in self.done:
             t0 = time.time()
             ds = self.test_set

@@ -18,7 +18,7 @@ from .errors import MicromixError
 from .files import read_json, write_text
 from .memory import memory_report
 from .policy import Policy
-from .stored import graph_of_run_dir, inside
+from .stored import graph_of_run_dir, inside, recorded_scheduling
 
 
 def _load_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -158,7 +158,9 @@ def _memory_section(d: Path, budget: Budget, ref: dict[str, Any]) -> tuple[list[
 
     graph = graph_of_run_dir(d)
     policy = Policy.load(inside(d, "policy.json")).validate(graph)
-    rep = memory_report(graph, policy)
+    # the schedule the run recorded (a run directory from before schedules: layer by layer)
+    sched = recorded_scheduling(d)
+    rep = memory_report(graph, policy) if sched is None else sched.report(graph, policy)
     plot_policy(graph, policy, rep, budget, d / "policy.png")
     util = {k: None if v is None else 100 * v for k, v in budget.utilization(rep).items()}
     target = [

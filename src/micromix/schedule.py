@@ -16,6 +16,10 @@ Every plan is a list of buffers with live steps that memory.plan_arena places, s
 arena plan that memory.check_plan verifies, plus the kernels' shared scratch (as memory.py).
 The geometry functions (`stage_spans`, `input_span`, `macs_per_pixel`, `patch_fill`) are what
 IntegerModel.run_scheduled runs, so the reference computes exactly what the plan counts.
+
+The searches hold RAM to the budget under a `Scheduling` (schedule name and recompute cap,
+plain data): `search_table` is their size table of the plan picked at 8 bits, `bound` a cheap
+check never below the exact figure, `report` the exact one (`scheduled_report`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,15 @@ from dataclasses import dataclass, field, replace
 
 from .errors import MicromixError
 from .graph import Graph, Op, TensorInfo
-from .memory import MemoryReport, activation_bytes, memory_report, plan_arena, scratch_bytes
+from .memory import (
+    MemoryReport,
+    SizeTable,
+    activation_bytes,
+    memory_report,
+    plan_arena,
+    scratch_bytes,
+    size_table,
+)
 from .ops import of
 from .policy import Policy
 
@@ -472,6 +484,15 @@ def _patch_drafts(
     return out
 
 
+def check_schedule(schedule: str, max_recompute: float) -> None:
+    """Refuse (one sentence) a schedule name or recompute cap `plan` does not take."""
+    if schedule not in SCHEDULES:
+        raise MicromixError(f"unknown schedule '{schedule}' (choose {', '.join(SCHEDULES)}).")
+    ok = isinstance(max_recompute, (int, float)) and not isinstance(max_recompute, bool)
+    if not (ok and 0 <= max_recompute < math.inf):
+        raise MicromixError(f"the recompute cap must be a fraction >= 0, got {max_recompute!r}.")
+
+
 def plan(
     graph: Graph,
     policy: Policy,
@@ -489,10 +510,7 @@ def plan(
     `max_recompute` of layer's (a split and grid both given are taken as they are). auto: the
     smallest peak of all of these within the cap.
     """
-    if schedule not in SCHEDULES:
-        raise MicromixError(f"unknown schedule '{schedule}' (choose {', '.join(SCHEDULES)}).")
-    if not (isinstance(max_recompute, (int, float)) and 0 <= max_recompute < math.inf):
-        raise MicromixError(f"the recompute cap must be a fraction >= 0, got {max_recompute!r}.")
+    check_schedule(schedule, max_recompute)
     if (split is not None or grid is not None) and schedule != "patch":
         raise MicromixError("a split layer or grid is only for the patch schedule.")
     if grid is not None and not (isinstance(grid, int) and grid >= 1):
@@ -523,8 +541,12 @@ def scheduled_report(
     """memory_report under a schedule: the arena, RAM and tensor offsets of `plan`'s choice
     (the export places tensors there and runs its patch stage), everything else as
     memory_report counts it. `layer` is memory_report itself."""
+    return report_of(graph, policy, plan(graph, policy, schedule, max_recompute))
+
+
+def report_of(graph: Graph, policy: Policy, m: ScheduledMemory) -> MemoryReport:
+    """memory_report with the arena, RAM and offsets of plan `m` (itself for a layer plan)."""
     report = memory_report(graph, policy)
-    m = plan(graph, policy, schedule, max_recompute)
     if m.split is None and not m.inplace:  # placed as layer by layer places it
         return report
     return replace(
@@ -534,4 +556,117 @@ def scheduled_report(
         ram_lower_bound=min(report.ram_lower_bound, m.arena_bytes),
         offsets={t: m.tensor_offset(t) for t in graph.tensors},
         schedule=m,
+    )
+
+
+# ---- the searches' view ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scheduling:
+    """The schedule whose RAM a search, a fit check and an export measure (`plan`'s `schedule`
+    and `max_recompute`): plain data, recorded in run directories as it is."""
+
+    schedule: str = "auto"
+    max_recompute: float = 0.10
+
+    def __post_init__(self) -> None:
+        check_schedule(self.schedule, self.max_recompute)
+
+    def report(self, graph: Graph, policy: Policy) -> MemoryReport:
+        """`scheduled_report` under this schedule (memory_report itself for layer)."""
+        if self.schedule == "layer":
+            return memory_report(graph, policy)
+        return scheduled_report(graph, policy, self.schedule, self.max_recompute)
+
+    def patch_hint(self, graph: Graph) -> tuple[str, int] | None:
+        """The split and grid of the smallest patch schedule of the 8-bit policy (None when
+        this schedule runs no patch stage, or none is within the cap)."""
+        if self.schedule not in ("auto", "patch"):
+            return None
+        try:
+            m = plan(graph, Policy.uniform(graph, 8), "patch", self.max_recompute)
+        except MicromixError:
+            return None
+        return m.split, m.grid
+
+    def bound(self, graph: Graph, policy: Policy, hint: tuple[str, int] | None) -> MemoryReport:
+        """A report whose RAM is never below `report`'s, for the searches' many trial checks:
+        the smallest of the layer, in-place and `hint` patch schedules (one patch draft
+        instead of every split and grid; a split's MACs do not depend on the bits, so the
+        hint stays within the cap). For layer and inplace it is `report` itself."""
+        if self.schedule in ("layer", "inplace") or hint is None:
+            return self.report(graph, policy)
+        split, grid = hint
+        cap = self.max_recompute
+        options = [plan(graph, policy, "patch", cap, split=split, grid=grid)]
+        if self.schedule == "auto":
+            options += [plan(graph, policy, k, cap) for k in ("layer", "inplace")]
+        return report_of(graph, policy, min(options, key=lambda m: (m.ram_bytes, m.macs)))
+
+    def sizes(self, graph: Graph) -> SizeTable:
+        """The searches' size table for this schedule (`search_table`)."""
+        return search_table(graph, self)
+
+    def to_json(self) -> dict:
+        return {"schedule": self.schedule, "max_recompute": self.max_recompute}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Scheduling:
+        return cls(d.get("schedule", "auto"), d.get("max_recompute", 0.10))
+
+
+LAYER = Scheduling("layer")
+
+
+@dataclass(frozen=True)
+class ScheduledSizes(SizeTable):
+    """A SizeTable of a plan's buffers: `act` sizes each tensor as its buffer holds it (a
+    patch stage's intermediates at their largest patch), `live` names per step the tensor
+    whose bits size each live buffer, and `extra` adds per step the bytes the bits of no
+    searched tensor size (staging buffers, in-place overlaps), at 8 bits."""
+
+    extra: tuple[int, ...] = ()
+
+    def live_at(self, acts, step: int) -> int:
+        return super().live_at(acts, step) + self.extra[step]
+
+
+def search_table(graph: Graph, scheduling: Scheduling = LAYER) -> SizeTable:
+    """The size table the searches add up (memory.SizeTable) for the schedule `plan` picks
+    at 8 bits. Each buffer of that plan counts as the tensor it holds that is largest at 8
+    bits, at that tensor's bits, plus a constant (the rest of the buffer at 8 bits): exact at
+    the 8-bit policy, an estimate below it (a buffer shrinks with the bits of one tensor, and
+    the plan `plan` picks may change), which is why every fit is checked with
+    `Scheduling.report`. `layer` is memory.size_table itself."""
+    base = size_table(graph)
+    if scheduling.schedule == "layer":
+        return base
+    m = plan(graph, Policy.uniform(graph, 8), scheduling.schedule, scheduling.max_recompute)
+    held: dict[str, list[str]] = {}
+    for t, b in m.tensors.items():
+        if t in graph.tensors:  # the staging buffers are listed as holding themselves
+            held.setdefault(b, []).append(t)
+    act = {t: dict(sizes) for t, sizes in base.act.items()}
+    live: list[list[str]] = [[] for _ in graph.ops]
+    extra = [0] * len(graph.ops)
+    for buf, size in m.buffer_bytes.items():
+        rep = max(held.get(buf, []), key=lambda t: act[t][8], default=None)
+        if rep is not None and m.tensors[rep] == rep and size < act[rep][8]:
+            # a patch stage's intermediate: its buffer is one patch of it, at every bits
+            pixels = size // activation_bytes((graph.tensors[rep].shape[0], 1, 1), 8)
+            c = graph.tensors[rep].shape[0]
+            act[rep] = {b: activation_bytes((c, pixels, 1), b) for b in act[rep]}
+        first, last = m.live[buf]
+        for s in range(first, last + 1):
+            if rep is not None:
+                live[s].append(rep)
+            extra[s] += size - (act[rep][8] if rep is not None else 0)
+    return ScheduledSizes(
+        act=act,
+        weight=base.weight,
+        params=base.params,
+        live=tuple(tuple(x) for x in live),
+        act_flash=base.act_flash,
+        extra=tuple(extra),
     )

@@ -27,6 +27,7 @@ from .integer import IntegerModel, convert
 from .numerics.params import qparams_from_data
 from .policy import Policy
 from .quant.finetune import QAT_KIND, load_qat
+from .schedule import Scheduling
 
 GRAPH_FILE = "graph.json"
 # Where each command keeps its checkpoints (`micromix run` in stage folders).
@@ -110,6 +111,18 @@ def recorded_setting(run_dir: str | Path, key: str) -> Any:
     return (read_json(cfg, expect=dict).get("settings") or {}).get(key)
 
 
+def recorded_scheduling(run_dir: str | Path) -> Scheduling | None:
+    """The schedule config.json recorded (`run`: flat settings; `search`: its identity's
+    object), checked like a command line's; None when it records none."""
+    value = recorded_setting(run_dir, "schedule")
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return Scheduling.from_json(value)
+    cap = recorded_setting(run_dir, "max_recompute")
+    return Scheduling(value, Scheduling().max_recompute if cap is None else cap)
+
+
 # Settings whose value can name code or a path; the others are numbers and registry names,
 # which their own checks validate.
 _FLAGS = {
@@ -149,15 +162,17 @@ def refuse_recorded(key: str, value: Any, source: str | Path) -> MicromixError:
     )
 
 
-def load_integer(path: str | Path) -> IntegerModel:
+def load_integer(path: str | Path, scheduling: Scheduling | None = None) -> IntegerModel:
     """The IntegerModel of a QAT checkpoint from its stored data: no model is built and no
-    code is imported. A QAT checkpoint written before that data was stored is rebuilt, for a
+    code is imported. `scheduling`: the schedule its report, reference and C follow (None:
+    layer by layer, `convert`'s default). A QAT checkpoint written before that data was stored is rebuilt, for a
     zoo model only (`load_qat` refuses a spec that names code). Damaged data, or a file that is
     no QAT checkpoint, is a CheckpointError."""
+    sched = {} if scheduling is None else scheduling.to_json()
     ck = load_checkpoint(path)
     data = ck.get("integer") if ck.get("kind") == QAT_KIND else None
     if data is None and ck.get("kind") == QAT_KIND:
-        return convert(load_qat(path)[0])
+        return convert(load_qat(path)[0], **sched)
     if not isinstance(data, dict) or "policy" not in ck:
         raise CheckpointError(
             f"{path} holds no integer model data (not a QAT checkpoint, or its data is "
@@ -166,7 +181,7 @@ def load_integer(path: str | Path) -> IntegerModel:
     graph = graph_from_json(data.get("graph"), f"the graph in {path}")
     policy = Policy.from_json(ck["policy"], source=f"the policy in {path}")
     try:
-        return convert(qparams_from_data(data["quant_params"]), graph, policy)
+        return convert(qparams_from_data(data["quant_params"]), graph, policy, **sched)
     except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
         raise CheckpointError(
             f"the integer model data in {path} is damaged ({type(e).__name__}: {str(e)[:80]})."

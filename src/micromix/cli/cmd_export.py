@@ -10,10 +10,11 @@ import numpy as np
 
 from ..errors import DatasetNotFoundError, MicromixError
 from ..policy import Policy
-from .common import add_data_args, positive_int
+from .common import add_data_args, add_schedule_args, positive_int
 
 if TYPE_CHECKING:
     from ..mcu import Target
+    from ..schedule import Scheduling
 
 NAME = "export"
 HELP = "integer-only C code of a fine-tuned model, built and checked bit for bit"
@@ -52,6 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="self-test on random images instead of the dataset's test images",
     )
+    add_schedule_args(p, recorded=True)
     p.add_argument("--no-check", action="store_true", help="write the files without building")
     p.add_argument(
         "--force",
@@ -120,6 +122,19 @@ def _recorded_dataset(run_dir: Path, random_images: bool) -> str:
     return name
 
 
+def scheduling_of(args: argparse.Namespace, run_dir: Path) -> Scheduling:
+    """--schedule / --max-recompute where given, else what the run directory recorded (the
+    schedule its search held the budget to), else auto at 0.1."""
+    from ..schedule import Scheduling
+    from ..stored import recorded_scheduling
+
+    base = recorded_scheduling(run_dir) or Scheduling()
+    return Scheduling(
+        base.schedule if args.schedule is None else args.schedule,
+        base.max_recompute if args.max_recompute is None else args.max_recompute,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from ..export import export_c
     from ..rundir import lock_dir
@@ -130,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
 
         get_target(args.target)  # an unknown target or a bad target file: stop now
     run_dir = Path(args.run_dir)
+    scheduling = scheduling_of(args, run_dir)
     ckpt = first_file(run_dir, QAT_FILES)
     if ckpt is None:
         raise MicromixError(
@@ -140,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     target = args.target if args.target is not None else kept_target(out)
     if args.dataset is None:
         args.dataset = _recorded_dataset(run_dir, args.random_images)
-    imodel = load_integer(ckpt)
+    imodel = load_integer(ckpt, scheduling)
     policy_file = inside(run_dir, "policy.json")
     if policy_file.exists() and Policy.load(policy_file) != imodel.policy:
         raise MicromixError(f"{policy_file} does not match the policy stored in {ckpt}.")
@@ -171,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
         f"  FLASH {rep.flash_bytes:,} B constants, RAM {rep.ram_bytes:,} B = arena "
         f"{rep.arena_bytes:,} + kernel scratch {rep.scratch_bytes:,} (memory model)"
     )
+    if rep.schedule is not None:
+        print(f"  schedule {rep.schedule.describe()}")
     if labels is not None:
         acc = 100.0 * float(np.mean(imodel.run(images).astype(np.int64).argmax(1) == labels))
         print(f"  integer top-1 on those images: {acc:.2f}%")

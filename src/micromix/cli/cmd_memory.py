@@ -11,7 +11,7 @@ from ..errors import MicromixError
 from ..graph import trace
 from ..memory import memory_report
 from ..policy import Policy
-from ..schedule import plan
+from ..schedule import plan, report_of
 from .common import (
     add_budget_args,
     add_model_args,
@@ -78,8 +78,9 @@ def run(args: argparse.Namespace) -> int:
         if args.policy
         else Policy.uniform(graph, args.bits, args.abits)
     )
-    report = memory_report(graph, policy)
     scheduled = _schedules(graph, policy, args)
+    # the chosen schedule's arena: what `export --schedule` allocates
+    report = report_of(graph, policy, scheduled["chosen"])
     budget = None
     if args.flash or args.ram or args.target:
         ref = memory_report(graph, Policy.uniform(graph, 8))
@@ -99,58 +100,55 @@ def run(args: argparse.Namespace) -> int:
                 "est_cycles": sum(r["est_cycles"] for r in known),
                 "layers_without_measurement": len(rows) - len(known),
             }
-        if scheduled is not None:
-            out["schedule"] = _schedule_json(scheduled, report.ram_bytes)
+        out["schedule"] = _schedule_json(scheduled)
         print(json.dumps(out, indent=2))
     else:
         print(report.table(budget))
-        for note in graph.notes:  # e.g. a trailing softmax left to the application
-            print(f"note: {note}")
         if args.cost:
             print()
             print(cost_table(cost_rows(graph, policy)))
-        if scheduled is not None:
-            print()
-            print(_schedule_table(scheduled, report.ram_bytes))
+        print()
+        print(_schedule_table(scheduled))
+        for note in graph.notes:  # e.g. a trailing softmax left to the application
+            print(f"note: {note}")
     return 0
 
 
-EXPORT_NOTE = (
-    "the exported C runs layer by layer: its RAM is the layer figure ({:,} B) until the C "
-    "follows the schedule"
-)
+EXPORT_NOTE = "`micromix export --schedule {}` allocates the chosen schedule's RAM ({:,} B)"
 
 
-def _schedules(graph, policy: Policy, args: argparse.Namespace):
-    """{schedule: ScheduledMemory} for every schedule and "chosen" for --schedule; None when
-    neither --schedule nor --max-recompute is given."""
-    if args.schedule is None and args.max_recompute is None:
-        return None
-    cap = 0.10 if args.max_recompute is None else args.max_recompute
+def _schedules(graph, policy: Policy, args: argparse.Namespace) -> dict:
+    """{schedule: ScheduledMemory} for every schedule and "chosen" for --schedule."""
+    cap = args.max_recompute
     out = {k: plan(graph, policy, k, cap) for k in ("layer", "inplace", "auto")}
     try:
         out["patch"] = plan(graph, policy, "patch", cap)
     except MicromixError:  # no split point within the cap: patch is not an option here
         if args.schedule == "patch":
             raise
-    out["chosen"] = out[args.schedule or "auto"]
+    out["chosen"] = out[args.schedule]
+    out["name"] = args.schedule
     return out
 
 
-def _schedule_json(scheduled: dict, export_ram: int) -> dict:
+def _note(scheduled: dict) -> str:
+    return EXPORT_NOTE.format(scheduled["name"], scheduled["chosen"].ram_bytes)
+
+
+def _schedule_json(scheduled: dict) -> dict:
     return {
         "schedules": {
             k: {"ram": m.ram_bytes, "macs": m.macs, "mac_overhead": m.mac_overhead}
             for k, m in scheduled.items()
-            if k != "chosen"
+            if k not in ("chosen", "name")
         },
         "chosen": scheduled["chosen"].to_json(),
-        "export_ram": export_ram,
-        "note": EXPORT_NOTE.format(export_ram),
+        "export_ram": scheduled["chosen"].ram_bytes,
+        "note": _note(scheduled),
     }
 
 
-def _schedule_table(scheduled: dict, export_ram: int) -> str:
+def _schedule_table(scheduled: dict) -> str:
     rows = [f"{'schedule':<9} {'peak RAM B':>12} {'MACs':>14} {'recompute':>9}"]
     for k in ("layer", "inplace", "patch", "auto"):
         if k in scheduled:
@@ -171,5 +169,5 @@ def _schedule_table(scheduled: dict, export_ram: int) -> str:
         f"RAM {chosen.ram_bytes:,} B (arena {chosen.arena_bytes:,}, kernel scratch "
         f"{chosen.scratch_bytes:,})"
     )
-    rows.append("note: " + EXPORT_NOTE.format(export_ram) + ".")
+    rows.append("note: " + _note(scheduled) + ".")
     return "\n".join(rows)

@@ -8,7 +8,15 @@ from pathlib import Path
 
 from ..mcu import get_target
 from ..pipeline import PRESETS, RunConfig, preset, resolve_checkpoint, run_pipeline
-from .common import budget_arg, positive_float, positive_int, resolve_device, seed_int
+from .common import (
+    budget_arg,
+    fraction_arg,
+    positive_float,
+    positive_int,
+    resolve_device,
+    schedule_arg,
+    seed_int,
+)
 
 NAME = "run"
 HELP = "run the whole job end to end (default: the quick Fashion-MNIST demo)"
@@ -41,6 +49,8 @@ _OVERRIDES = {
     "finetune_batches": positive_int,
     "batch_size": positive_int,
     "workers": positive_int,
+    "schedule": schedule_arg,
+    "max_recompute": fraction_arg,
 }
 
 

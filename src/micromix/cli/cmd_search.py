@@ -17,6 +17,7 @@ from .common import (
     add_common,
     add_data_args,
     add_model_args,
+    add_schedule_args,
     check_classes,
     data_for,
     load_model_for,
@@ -38,6 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_model_args(p, default=None)
     add_budget_args(p)
+    add_schedule_args(p)
     p.add_argument(
         "--episodes", type=positive_int, default=None, help="episodes for haq/random (600)"
     )
@@ -100,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         workers=args.workers,
         ray_address=args.ray_address,
+        schedule=args.schedule,
+        max_recompute=args.max_recompute,
     )
     qat.check_trains()  # the QAT evaluator's: refused before the data loads
     check_run_dir(args.run_dir, "search", resume=args.resume, force=args.force)
@@ -107,11 +111,12 @@ def run(args: argparse.Namespace) -> int:
     graph = trace(model)
     ref = memory_report(graph, Policy.uniform(graph, 8))
     budget = Budget.parse(args.flash, args.ram, target=args.target, reference=ref)
-    check_feasible(graph, budget)  # fail before loading data or training anything
+    # fail before loading data or training anything (RAM under the schedule)
+    check_feasible(graph, budget, config.scheduling)
     if args.weight_only:
         from ..strategies.engine import check_weight_only
 
-        check_weight_only(graph, budget)
+        check_weight_only(graph, budget, config.scheduling)
     data = data_for(args, model)
     check_classes(data, graph)
     result = search(model, data, budget, cfg, config, graph=graph)
@@ -133,5 +138,7 @@ def run(args: argparse.Namespace) -> int:
         f"{args.strategy}: held-out accuracy {result.search_score:.2f}% (search score)"
         f"{rescore}{fa}; {used}"
     )
+    if result.report.schedule is not None:
+        print(f"schedule {result.report.schedule.describe()}")
     print(f"policy written to {Path(args.run_dir) / 'policy.json'}")
     return 0

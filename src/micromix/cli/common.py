@@ -331,21 +331,34 @@ def fraction_arg(text: str) -> float:
     return v
 
 
-def add_schedule_args(p: argparse.ArgumentParser) -> None:
-    """--schedule and --max-recompute (micromix.schedule), the same on every command."""
+def schedule_arg(text: str) -> str:
+    """A schedule name of micromix.schedule."""
     from ..schedule import SCHEDULES
 
+    if text not in SCHEDULES:
+        raise argparse.ArgumentTypeError(f"choose {', '.join(SCHEDULES)}, not {text!r}")
+    return text
+
+
+def add_schedule_args(p: argparse.ArgumentParser, *, recorded: bool = False) -> None:
+    """--schedule and --max-recompute (micromix.schedule), the same on every command.
+    `recorded`: their default is what the run directory recorded (None here), else auto, 0.1."""
+    from ..schedule import SCHEDULES, Scheduling
+
+    default = Scheduling()
+    where = "the run directory's, else " if recorded else ""
     p.add_argument(
         "--schedule",
         choices=SCHEDULES,
-        default=None,
-        help="execution schedule whose peak RAM to report: layer by layer, in place, patch by "
-        "patch, or auto (the smallest peak within --max-recompute)",
+        default=None if recorded else default.schedule,
+        help="execution schedule whose RAM counts (the budget, the report, the C): layer by "
+        "layer, in place, patch by patch, or auto, the smallest peak within --max-recompute "
+        f"(default {where}{default.schedule})",
     )
     p.add_argument(
         "--max-recompute",
         type=fraction_arg,
-        default=None,
+        default=None if recorded else default.max_recompute,
         help="the most MACs a patch schedule may recompute, as a fraction of the layer-by-layer "
-        "MACs (default 0.1)",
+        f"MACs (default {where}{default.max_recompute:g})",
     )

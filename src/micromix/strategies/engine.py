@@ -35,11 +35,12 @@ from ..data import DataSplits
 from ..errors import CheckpointError, InfeasibleBudgetError, MicromixError
 from ..files import write_json
 from ..graph import Graph, trace
-from ..memory import MemoryReport, SizeTable, memory_report, size_table
+from ..memory import MemoryReport, SizeTable, memory_report
 from ..models.spec import spec_of
 from ..policy import FIXED_BITS, Policy
 from ..progress import Progress
 from ..rundir import open_run_dir
+from ..schedule import Scheduling, check_schedule
 from .evaluate import CachedEvaluator, Evaluator, QATEvaluator, QATSettings, score, threads
 from .parallel import make_pool
 from .registry import StrategyConfig, create, get
@@ -113,7 +114,7 @@ class SearchContext:
 
     graph: Graph
     budget: Budget
-    sizes: SizeTable
+    sizes: SizeTable  # the schedule's (schedule.search_table)
     cached: CachedEvaluator
     pool: Any
     identity: dict[str, Any]
@@ -125,15 +126,24 @@ class SearchContext:
     resume: bool = False
     progress: bool = True
     stop_after: int | None = None
+    scheduling: Scheduling = field(default_factory=Scheduling)
     _sens: dict | None = None
     _walls: dict = field(default_factory=dict)
 
     def wall(self, weights_only: bool = False) -> Wall:
         if weights_only not in self._walls:
             self._walls[weights_only] = Wall(
-                self.graph, self.budget, sizes=self.sizes, weights_only=weights_only
+                self.graph,
+                self.budget,
+                sizes=self.sizes,
+                weights_only=weights_only,
+                scheduling=self.scheduling,
             )
         return self._walls[weights_only]
+
+    def report(self, policy: Policy) -> MemoryReport:
+        """The policy's exact memory under the search's schedule (what the budget is held to)."""
+        return self.wall().report(policy)
 
     def sensitivities(self) -> dict:
         """Per-tensor sensitivities (ilp.py): measured on train images when a model is given,
@@ -172,7 +182,12 @@ def resolve_config(strategy: str | StrategyConfig, settings: dict[str, Any]) -> 
 
 
 def search_identity(
-    cfg: StrategyConfig, evaluator: Any, seed: int, budget: Budget, graph: Graph
+    cfg: StrategyConfig,
+    evaluator: Any,
+    seed: int,
+    budget: Budget,
+    graph: Graph,
+    scheduling: Scheduling | None = None,
 ) -> dict[str, Any]:
     """Every setting that changes a reward: a resume under another identity is refused."""
     ident = getattr(evaluator, "identity", None)
@@ -181,6 +196,7 @@ def search_identity(
         "evaluator": ident() if callable(ident) else type(evaluator).__name__,
         "seed": seed,
         "budget": budget.to_json(),
+        "schedule": (scheduling or Scheduling()).to_json(),
         "graph": ";".join(f"{o.name}:{o.kind}:{o.out_shape}" for o in graph.ops),
     }
 
@@ -213,7 +229,9 @@ class SearchConfig:
     checked when built, JSON round trip). `seed` and `qat` change the rewards (a resume must
     match them); `stop_after` ends an episodic run after that many evaluations, as an
     interruption would (for tests); `workers` > 1 or `ray_address` score a batch's policies as
-    Ray tasks, and the result does not depend on them."""
+    Ray tasks, and the result does not depend on them. `schedule` and `max_recompute` name the
+    schedule whose RAM the budget holds (schedule.Scheduling; they change the policies, so a
+    resume must match them)."""
 
     run_dir: str | None = None
     seed: int = 0
@@ -226,8 +244,11 @@ class SearchConfig:
     stop_after: int | None = None
     workers: int = 1
     ray_address: str | None = None
+    schedule: str = "auto"
+    max_recompute: float = 0.10
 
     def __post_init__(self) -> None:
+        check_schedule(self.schedule, self.max_recompute)
         # torch.device and Path are accepted; the stored form is a string.
         object.__setattr__(self, "device", str(self.device))
         if self.run_dir is not None:
@@ -237,6 +258,10 @@ class SearchConfig:
         check_int("seed", self.seed, 0)
         check_int("stop_after", self.stop_after, 1, optional=True)
         check_int("--workers", self.workers, 1)
+
+    @property
+    def scheduling(self) -> Scheduling:
+        return Scheduling(self.schedule, self.max_recompute)
 
     def to_json(self) -> dict[str, Any]:
         return configs.to_json(self)
@@ -280,9 +305,10 @@ def search(
         if model is None:
             raise MicromixError("search needs a model or a traced graph.")
         graph = trace(model)
-    _validate(cfg, graph, budget)  # before any training
+    scheduling = config.scheduling
+    _validate(cfg, graph, budget, scheduling)  # before any training
     evaluator, rescorer = _evaluators(model, data, graph, config, evaluator, rescorer)
-    identity = search_identity(cfg, evaluator, config.seed, budget, graph)
+    identity = search_identity(cfg, evaluator, config.seed, budget, graph, scheduling)
     rd = _open_search_dir(model, config, identity)
     cached = CachedEvaluator(evaluator)
     parallel = (config.workers, config.ray_address)
@@ -290,7 +316,7 @@ def search(
     ctx = SearchContext(
         graph=graph,
         budget=budget,
-        sizes=size_table(graph),
+        sizes=scheduling.sizes(graph),
         cached=cached,
         pool=pool,
         identity=identity,
@@ -302,6 +328,7 @@ def search(
         resume=config.resume,
         progress=config.progress,
         stop_after=config.stop_after,
+        scheduling=scheduling,
     )
     t0 = time.time()
     try:
@@ -309,7 +336,7 @@ def search(
         stop = config.stop_after
         if stop is None or result.episodes < stop or not entry.episodic:  # finished
             k = getattr(cfg, "top_k", 1)
-            _choose(graph, result, cached, rescorer, k, parallel, config.progress)
+            _choose(ctx, result, rescorer, k, parallel, config.progress)
     except BaseException:
         if rd is not None:
             rd.close(failed=True)
@@ -379,8 +406,10 @@ def _open_search_dir(model: nn.Module | None, config: SearchConfig, identity: di
     )
 
 
-def _validate(cfg: StrategyConfig, graph: Graph, budget: Budget) -> None:
-    check_feasible(graph, budget)
+def _validate(
+    cfg: StrategyConfig, graph: Graph, budget: Budget, scheduling: Scheduling | None = None
+) -> None:
+    check_feasible(graph, budget, scheduling)
     for name in ("episodes", "batch", "top_k", "max_proposals_factor"):
         v = getattr(cfg, name, None)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
@@ -392,12 +421,14 @@ def _validate(cfg: StrategyConfig, graph: Graph, budget: Budget) -> None:
         if name not in ("rule", "ilp", "uniform"):
             raise MicromixError(f"seeds may name rule, ilp or uniform, not {name!r}.")
     if cfg.weights_only:
-        check_weight_only(graph, budget)
+        check_weight_only(graph, budget, scheduling)
 
 
-def check_weight_only(graph: Graph, budget: Budget) -> None:
-    """A weight-only search keeps activations at 8 bits: refuse a budget that cannot hold it."""
-    least = memory_report(graph, Policy.uniform(graph, 2, FIXED_BITS))
+def check_weight_only(graph: Graph, budget: Budget, scheduling: Scheduling | None = None) -> None:
+    """A weight-only search keeps activations at 8 bits: refuse a budget that cannot hold it
+    (RAM under `scheduling`'s schedule; None: layer by layer)."""
+    least = Policy.uniform(graph, 2, FIXED_BITS)
+    least = memory_report(graph, least) if scheduling is None else scheduling.report(graph, least)
     if not budget.fits(least):
         raise InfeasibleBudgetError(
             "a weight-only search keeps activations at 8 bits, and even with 2-bit weights "
@@ -406,9 +437,8 @@ def check_weight_only(graph: Graph, budget: Budget) -> None:
 
 
 def _choose(
-    graph: Graph,
+    ctx: SearchContext,
     result: SearchResult,
-    cached: CachedEvaluator,
     rescorer: Evaluator,
     k: int,
     parallel: tuple[int, str | None] = (1, None),
@@ -419,6 +449,7 @@ def _choose(
     re-scores at least as well as each seed, whatever the short fine-tune thought of them.
     One candidate has nothing to choose from: it keeps its search score, re-scored by nobody
     (rule, ilp and uniform; the longer fine-tune was their run's largest memory peak)."""
+    cached = ctx.cached
     rows = candidates(result.history, k)
     if len(rows) <= 1:
         return
@@ -447,7 +478,7 @@ def _choose(
     result.policy = policies[i]
     result.search_score = rows[i]["accuracy"]
     result.heldout_acc = scores[i]
-    result.report = memory_report(graph, result.policy)
+    result.report = ctx.report(result.policy)
 
 
 def candidates(history: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..budget import Budget
 from ..graph import Graph
-from ..memory import SizeTable, live_bytes, scratch_bytes, size_table
+from ..memory import SizeTable, scratch_bytes, size_table
 from ..policy import ALLOWED_BITS, FIXED_BITS, Policy
 
 STATIC_FEATURES = (
@@ -126,7 +126,8 @@ class QuantEnv:
 
     def _static_features(self) -> np.ndarray:
         g = self.graph
-        live8 = live_bytes(g, {n: t[8] for n, t in self.act_bytes.items()})
+        eight = dict.fromkeys(self.act_bytes, 8)
+        live8 = [self.sizes.live_at(eight, s) for s in range(len(g.ops))]
         step_of = {o.name: i for i, o in enumerate(g.ops)}
         w8 = sum(t[8] for t in self.w_bytes.values())
         rows = []
@@ -168,7 +169,7 @@ class QuantEnv:
         acts = {n: self.acts.get(n, 2) for n in self.graph.tensors}
         acts = derive_activations(self.graph, acts)
         flash = self.sizes.flash(weights, acts)
-        ram = max(live_bytes(self.graph, {n: self.act_bytes[n][b] for n, b in acts.items()}))
+        ram = self.sizes.live_peak(acts)
         ram += scratch_bytes(self.graph, weights)
         return flash, ram
 

@@ -28,7 +28,6 @@ import torch
 
 from ..errors import MicromixError
 from ..files import load_checkpoint, save_checkpoint, write_text
-from ..memory import memory_report
 from ..policy import Policy
 from ..progress import Progress
 from .ddpg import DDPG, DDPGConfig
@@ -207,6 +206,8 @@ class _Episodes:
         return policy, report
 
     def row(self, i: int, policy: Policy, report, acc: float, new: bool, secs: float, **kw):
+        # the wall's trial report bounds the RAM; a recorded row has the exact one
+        report = self.ctx.report(policy)
         return {
             "episode": i,
             "new": new,
@@ -229,7 +230,7 @@ class _Episodes:
         seed_rows, pols = [], []
         for name in cfg.seeds:
             policy = seed_policy(ctx, name, cfg.weights_only, cfg.fill)
-            pols.append((name, policy, memory_report(ctx.graph, policy)))
+            pols.append((name, policy, ctx.report(policy)))
         accs = ctx.cached.many([p for _, p, _ in pols], ctx.pool)
         seen: set[str] = set()
         for (name, policy, report), acc in zip(pols, accs):
@@ -336,7 +337,7 @@ class _Episodes:
             self.cfg.name,
             policy,
             top["accuracy"],
-            memory_report(self.ctx.graph, policy),
+            self.ctx.report(policy),
             self.ctx.budget,
             episodes=self.distinct(),
             proposals=self.proposals,

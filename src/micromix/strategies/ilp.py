@@ -13,9 +13,11 @@ the evaluator instead: accuracy lost when one tensor is at b bits and all others
 
 The program: one binary per (tensor, bits), exactly one per tensor; minimise the summed
 sensitivity; FLASH is linear in the choices (weight_bytes per choice plus the fixed parameter
-bytes); one RAM row per execution step (bytes of the tensors live there). The arena is then
-checked with memory_report; if the planner exceeds the liveness bound, the RAM rows are
-tightened by the excess and the program is solved again.
+bytes); one RAM row per execution step (bytes of the tensors live there, from the schedule's
+size table `schedule.search_table`, its constant buffers included). The arena is then checked
+with the schedule's exact report (`Scheduling.report`); if the planner (or the schedule chosen
+for the policy) exceeds the rows' estimate, the RAM rows are tightened by the excess and the
+program is solved again.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ from ..budget import Budget
 from ..data import ImageSet, batches
 from ..errors import InfeasibleBudgetError
 from ..graph import Graph
-from ..memory import SizeTable, memory_report, scratch_bytes, size_table
+from ..memory import SizeTable, scratch_bytes
 from ..policy import ALLOWED_BITS, Policy
 from ..quant.fakequant import ActQuant, WeightQuant
+from ..schedule import LAYER, Scheduling
 from .evaluate import Evaluator
 
 Key = tuple[str, str, int]  # ("w", op name, bits) or ("a", tensor name, bits)
@@ -177,12 +180,15 @@ def solve_ilp(
     max_rounds: int = 20,
     sizes: SizeTable | None = None,
     weights_only: bool = False,
+    scheduling: Scheduling = LAYER,
 ) -> Policy:
-    """The policy of least summed sensitivity whose FLASH and planned arena fit `budget`.
+    """The policy of least summed sensitivity whose FLASH and planned arena (under
+    `scheduling`'s schedule) fit `budget`.
 
     `weights_only`: activations are not decision variables (they stay at 8 bits).
     """
-    sizes = sizes or size_table(graph)
+    sizes = sizes or scheduling.sizes(graph)
+    eight = dict.fromkeys(sizes.act, 8)
     keys = choice_keys(graph, weights_only)
     bits = ALLOWED_BITS
     var = {(k, n, b): i for i, (k, n, b) in enumerate((k, n, b) for k, n in keys for b in bits)}
@@ -212,7 +218,9 @@ def solve_ilp(
     ram_rows = []
     if budget.ram is not None:
         for s in range(len(graph.ops)):
-            r, const = np.zeros(nv), 0
+            # the step's bytes no searched tensor sizes (a schedule's staging buffers)
+            const = sizes.live_at(eight, s) - sum(sizes.act[t][8] for t in sizes.live[s])
+            r = np.zeros(nv)
             for t in sizes.live[s]:
                 if ("a", t, 8) in var:
                     for b in bits:
@@ -244,7 +252,7 @@ def solve_ilp(
         x = np.round(res.x).astype(int)
         chosen = {(k, n): b for (k, n, b), i in var.items() if x[i]}
         pol = policy_of(Policy.uniform(graph, 8), chosen)
-        report = memory_report(graph, pol)
+        report = scheduling.report(graph, pol)
         if budget.fits(report):
             return pol
         if budget.ram is None or report.ram_bytes <= budget.ram:

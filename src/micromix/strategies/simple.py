@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from ..budget import Budget, weight_bits_caps
 from ..errors import MicromixError
 from ..graph import Graph
-from ..memory import memory_report
 from ..policy import FIXED_BITS, Policy
+from ..schedule import LAYER, Scheduling
 from .ilp import gains_from, solve_ilp
 from .registry import StrategyConfig, register
 
@@ -39,12 +39,15 @@ class UniformConfig(StrategyConfig):
     name = "uniform"
 
 
-def uniform_policy(graph: Graph, budget: Budget, *, weights_only: bool = False) -> Policy:
+def uniform_policy(
+    graph: Graph, budget: Budget, *, weights_only: bool = False, scheduling: Scheduling = LAYER
+) -> Policy:
+    """The highest uniform bits whose memory (RAM under `scheduling`'s schedule) fits."""
     order = [(w, a) for w, a in UNIFORM_ORDER if a == FIXED_BITS] if weights_only else UNIFORM_ORDER
     cap = min(weight_bits_caps(graph).values(), default=max(b for b, _ in order))
     for w, a in order:
         p = Policy.uniform(graph, w, a)
-        if w <= cap and budget.fits(memory_report(graph, p)):
+        if w <= cap and budget.fits(scheduling.report(graph, p)):
             return p
     raise MicromixError("no uniform policy fits the budget.")
 
@@ -57,11 +60,20 @@ def seed_policy(ctx, name: str, weights_only: bool, fill: bool) -> Policy:
         return wall.fill_exchange(policy)[0] if fill else policy
     if name == "ilp":
         sens = ctx.sensitivities()
-        policy = solve_ilp(ctx.graph, ctx.budget, sens, sizes=ctx.sizes, weights_only=weights_only)
+        policy = solve_ilp(
+            ctx.graph,
+            ctx.budget,
+            sens,
+            sizes=ctx.sizes,
+            weights_only=weights_only,
+            scheduling=ctx.scheduling,
+        )
         policy, _ = wall.enforce(policy)  # a no-op on a fitting policy
         return wall.fill_exchange(policy, gains_from(sens))[0] if fill else policy
     if name == "uniform":
-        return uniform_policy(ctx.graph, ctx.budget, weights_only=weights_only)
+        return uniform_policy(
+            ctx.graph, ctx.budget, weights_only=weights_only, scheduling=ctx.scheduling
+        )
     raise MicromixError(f"strategy {name!r} cannot seed a search; use rule, ilp or uniform.")
 
 
@@ -69,7 +81,7 @@ def _single(ctx, cfg, policy: Policy):
     from .engine import SearchResult
 
     acc = ctx.cached(policy)
-    report = memory_report(ctx.graph, policy)
+    report = ctx.report(policy)
     res = SearchResult(cfg.name, policy, acc, report, ctx.budget, episodes=1)
     res.history = [
         {

@@ -15,8 +15,16 @@ fits. Every violating step always has a pick that one of the two directions may 
 forward+backward pair makes progress and the loop ends.
 
 The arena planner may exceed the liveness bound on residual nets, so afterwards the planned
-arena (memory_report.ram_bytes, what the device allocates) is checked and the largest tensor
+arena (the report's ram_bytes, what the device allocates) is checked and the largest tensor
 of the peak step is halved until the arena fits.
+
+Schedule: RAM is measured under a `schedule.Scheduling` (default layer by layer). The sweeps
+add up its size table (`schedule.search_table`: the buffers of the schedule picked at 8 bits,
+patch-sized stage tensors and staging buffers included). Checks (the arena check, every
+raise of `fill`) first ask `Scheduling.bound`: the layer, in-place and 8-bit patch schedules of
+that policy, never below the exact figure, so what passes fits; only when it does not is the
+exact report asked (`Scheduling.report`: every split and grid under the recompute cap), so
+bits are cut only while no schedule under the cap fits.
 
 Accumulators: a layer's weights never get more bits than `budget.weight_bits_caps` allows (its
 int32 accumulator could overflow above them for some input); enforce lowers them first, and the
@@ -40,8 +48,9 @@ from __future__ import annotations
 from ..budget import Budget, check_feasible, weight_bits_caps
 from ..errors import InfeasibleBudgetError
 from ..graph import Graph
-from ..memory import MemoryReport, SizeTable, memory_report, scratch_need, size_table
+from ..memory import MemoryReport, SizeTable, scratch_need
 from ..policy import ALLOWED_BITS, FIXED_BITS, Policy
+from ..schedule import LAYER, Scheduling
 
 MIN_BITS = min(ALLOWED_BITS)
 MAX_BITS = max(ALLOWED_BITS)
@@ -49,6 +58,7 @@ SHARE_WINDOW = 0.05  # the 5 percentage points of the FLASH rule
 PROXY_GAIN = {2: 1.0, 4: 0.25}  # gain of doubling from these bits when no sensitivity is known
 FILL_TARGET = 0.98  # FLASH share the exchange pass aims at (issue 13's goal)
 EXCHANGE_ROUNDS = 8
+REPORT_CACHE = 4096  # memory reports a wall keeps
 Gains = dict[tuple[str, str, int], float]  # ("w"|"a", name, from bits) -> gain of doubling
 
 
@@ -62,14 +72,19 @@ class Wall:
         *,
         sizes: SizeTable | None = None,
         weights_only: bool = False,
+        scheduling: Scheduling = LAYER,
     ) -> None:
-        check_feasible(graph, budget)  # raises InfeasibleBudgetError naming the 2-bit minimum
+        # raises InfeasibleBudgetError naming the 2-bit minimum
+        check_feasible(graph, budget, scheduling)
         self.graph, self.budget, self.weights_only = graph, budget, weights_only
+        self.scheduling = scheduling
+        self.hint = scheduling.patch_hint(graph)  # the patch stage trial checks try
+        self._reports: dict[tuple, MemoryReport] = {}
         self.fixed = frozenset((graph.input, graph.output))
         # A layer whose int32 accumulator could overflow above these bits never gets them.
         self.wmax = weight_bits_caps(graph)
         # Byte tables come from memory.py; the wall only adds them up.
-        self.sizes = sizes or size_table(graph)
+        self.sizes = sizes or scheduling.sizes(graph)
         self.act_bytes, self.w_bytes = self.sizes.act, self.sizes.weight
         self.param_bytes = self.sizes.params
         self.live = self.sizes.live
@@ -85,7 +100,35 @@ class Wall:
     # ---- sizes -------------------------------------------------------------------------------
 
     def live_bytes(self, acts: dict[str, int], step: int) -> int:
-        return sum(self.act_bytes[t][acts[t]] for t in self.live[step])
+        return self.sizes.live_at(acts, step)
+
+    def report(self, policy: Policy, exact: bool = True) -> MemoryReport:
+        """The report under the schedule; `exact=False`: `Scheduling.bound`'s, whose RAM is
+        never below it, for trial checks (`auto` plans every split and grid, 50-odd drafts).
+        Cached: the searches meet the same policies again."""
+        key = (exact, policy.key())
+        if key not in self._reports:
+            if len(self._reports) >= REPORT_CACHE:  # a long haq run: keep memory bounded
+                self._reports.clear()
+            s = self.scheduling
+            rep = s.report(self.graph, policy) if exact else s.bound(self.graph, policy, self.hint)
+            self._reports[key] = rep
+        return self._reports[key]
+
+    def checked(self, policy: Policy) -> MemoryReport:
+        """The bound's report when it fits the budget, else the exact one (which may)."""
+        report = self.report(policy, exact=False)
+        return report if self.budget.fits(report) else self.report(policy)
+
+    def peak_tensors(self, report: MemoryReport) -> list[str]:
+        """The activation tensors held by the buffers live at the report's peak step."""
+        m = report.schedule
+        if m is None:
+            live = [x.live_bytes for x in report.layers]
+            return list(self.live[max(range(len(live)), key=live.__getitem__)])
+        peak = max(m.steps, key=lambda s: sum(b for _, b in s.buffers))
+        bufs = {n for n, _ in peak.buffers}
+        return [t for t, b in m.tensors.items() if b in bufs and t in self.graph.tensors]
 
     def flash_bytes(self, weights: dict[str, int], acts: dict[str, int] | None = None) -> int:
         """Exactly memory_report's FLASH (lut tables at `acts`' bits; None: at 8 bits)."""
@@ -193,16 +236,15 @@ class Wall:
         return best if best in allowed else None
 
     def fit_arena(self, policy: Policy) -> tuple[Policy, MemoryReport]:
-        """Cut until the planned arena, not just the liveness bound, fits."""
-        report = memory_report(self.graph, policy)
+        """Cut until the planned arena, not just the liveness bound, fits: a cut only when the
+        exact report (every schedule under the cap) does not."""
+        report = self.checked(policy)
         limit = self.budget.ram
         if limit is None:
             return policy, report
         acts = dict(policy.activations)
         while report.ram_bytes > limit:
-            live = [x.live_bytes for x in report.layers]
-            peak = max(range(len(live)), key=live.__getitem__)
-            cands = self.cuttable(acts, self.live[peak]) or self.cuttable(acts, acts)
+            cands = self.cuttable(acts, self.peak_tensors(report)) or self.cuttable(acts, acts)
             if not cands:
                 raise InfeasibleBudgetError(
                     f"RAM budget {limit:,} B cannot be met: the arena needs {report.ram_bytes:,} B at 2 bits."
@@ -211,7 +253,7 @@ class Wall:
             acts[t] //= 2
             self.log.append(("arena", t, acts[t]))
             policy = Policy(policy.weights, acts)
-            report = memory_report(self.graph, policy)
+            report = self.checked(policy)
         return policy, report
 
     # ---- upward pass ---------------------------------------------------------------------------
@@ -275,14 +317,14 @@ class Wall:
                 ram_lim is not None and self.scratch_bytes(weights) != scratch
             )
             if moved:  # the arena plan may have changed: check it, not the bound
-                report = memory_report(self.graph, Policy(weights, acts))
+                report = self.checked(Policy(weights, acts))
                 if not self.budget.fits(report):  # the planned arena overshot the bound
                     table[name] //= 2
                     blocked.add(key)
                     continue
             self.log.append(("fill", name, table[name]))
         out = Policy(weights, acts)
-        return out, memory_report(self.graph, out)
+        return out, self.checked(out)
 
     def live_at(self, acts: dict[str, int], step: int) -> int:
         return self.live_bytes(acts, step)
@@ -365,6 +407,9 @@ class Wall:
         )
 
 
-def rule_policy(graph: Graph, budget: Budget, *, weights_only: bool = False) -> Policy:
+def rule_policy(
+    graph: Graph, budget: Budget, *, weights_only: bool = False, scheduling: Scheduling = LAYER
+) -> Policy:
     """The MLSys 2020 procedure alone: all 8 bits, then the wall."""
-    return Wall(graph, budget, weights_only=weights_only).enforce(Policy.uniform(graph, 8))[0]
+    wall = Wall(graph, budget, weights_only=weights_only, scheduling=scheduling)
+    return wall.enforce(Policy.uniform(graph, 8))[0]
