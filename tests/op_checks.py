@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 from conftest import require_tool
 from test_user_models import fake_quant_codes, random_data
 
+from micromix.errors import UnsupportedOpError
 from micromix.export import export_c
 from micromix.graph import trace
 from micromix.integer import convert
@@ -20,6 +22,24 @@ from micromix.integer.model import run_op
 from micromix.memory import memory_report
 from micromix.policy import Policy
 from micromix.quant import FinetuneConfig, finetune
+
+
+def refusal(call) -> str:
+    """The one-sentence refusal of tracing `call` applied to a small conv's output."""
+
+    class M(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 2, 1)
+
+        def forward(self, x):
+            return call(self.conv(x))
+
+    with pytest.raises(UnsupportedOpError) as e:
+        trace(M(), (1, 1, 4, 4))
+    msg = str(e.value)
+    assert "\n" not in msg, msg
+    return msg
 
 
 def policies(g) -> dict[str, Policy]:

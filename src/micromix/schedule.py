@@ -161,12 +161,14 @@ def cells(graph: Graph, split: str, grid: int) -> list[list[TileStep]]:
     Refused (one sentence) where a kernel could not read its input tile in place: an op that
     reads a whole tensor, or a tensor whose patch holds more than one of its readers needs (a
     tensor read by two ops of the stage); the network input is always copied in."""
-    ops = stage_ops(graph, split)
-    out = []
-    for rows in stage_spans(graph, split, grid, 0):
-        for cols in stage_spans(graph, split, grid, 1):
-            out.append([_tile_step(graph, o, rows, cols) for o in ops])
-    return out
+    spans = (stage_spans(graph, split, grid, a) for a in (0, 1))
+    return _cells(graph, stage_ops(graph, split), *spans)
+
+
+def _cells(
+    graph: Graph, ops, rows: list[dict[str, Span]], cols: list[dict[str, Span]]
+) -> list[list[TileStep]]:
+    return [[_tile_step(graph, o, r, c) for o in ops] for r in rows for c in cols]
 
 
 def _tile_step(graph: Graph, o: Op, rows: dict[str, Span], cols: dict[str, Span]) -> TileStep:
@@ -331,7 +333,7 @@ def _patch_buffers(
     # The C copies each patch of the network input into one buffer before the kernel that
     # reads it, and each patch of the split tensor out of one (kernels read and write whole
     # rows of a tensor, a patch is not).
-    steps = [st for cell in cells(graph, split, grid) for st in cell]
+    steps = [st for cell in _cells(graph, ops, rows, cols) for st in cell]
     bits = policy.activations
     staged_in = [
         activation_bytes((graph.tensors[graph.input].shape[0], _n(st.in_rows), _n(st.in_cols)),

@@ -18,12 +18,17 @@ from ..graph import trace
 from ..memory import memory_report
 from ..models import create_from_config
 from ..policy import Policy
-from ..quant.finetune import FinetuneConfig, finetune, save_qat
+from ..quant.finetune import finetune, save_qat
 from ..quant.kmeans import kmeans_flash_bytes, kmeans_quantize
 from ..quant.prepare import calibrate, calibration_batches, reestimate_bn
 from ..rundir import check_run_dir, open_run_dir
 from ..train import FitRun, evaluate, fit, float_recipe, save_model
-from .cmd_finetune import add_qat_args, add_recipe_args, recipe_from_args
+from .cmd_finetune import (
+    add_qat_args,
+    add_recipe_args,
+    finetune_config_from_args,
+    recipe_from_args,
+)
 from .common import (
     add_budget_args,
     add_common,
@@ -143,22 +148,8 @@ def _plain(v):
     return v if isinstance(v, (str, int, float, bool, type(None))) else str(v)
 
 
-def _qat_config(args, device, checkpoint: Path) -> FinetuneConfig:
-    """The same QAT (settings, resume, weight range) for every baseline policy."""
-    return FinetuneConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        max_batches=args.max_batches,
-        seed=args.seed,
-        weight_range=args.weight_range,
-        device=device,
-        checkpoint=checkpoint,
-        resume=args.resume,
-    )
-
-
 def _finetune(args, model, policy: Policy, graph, train, device, checkpoint: Path):
-    config = _qat_config(args, device, checkpoint)
+    config = finetune_config_from_args(args, device, checkpoint)
     return finetune(model, policy, train, recipe_from_args(args), config, graph=graph)
 
 
@@ -237,7 +228,7 @@ def run_kmeans(args, model, graph, device, run_dir: Path) -> dict:
     fit(
         km,
         data.train,
-        _qat_config(args, device, None).train_config(recipe_from_args(args)),
+        finetune_config_from_args(args, device, None).train_config(recipe_from_args(args)),
         FitRun(
             device=device, checkpoint=run_dir / "checkpoint.pt", resume=args.resume, desc="kmeans"
         ),

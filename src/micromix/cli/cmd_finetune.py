@@ -151,6 +151,20 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def finetune_config_from_args(args: argparse.Namespace, device, checkpoint) -> FinetuneConfig:
+    """The fine-tune's settings from the options `add_qat_args` adds (finetune, baseline)."""
+    return FinetuneConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        max_batches=args.max_batches,
+        seed=args.seed,
+        weight_range=args.weight_range,
+        device=device,
+        checkpoint=checkpoint,
+        resume=args.resume,
+    )
+
+
 def recipe_from_args(args: argparse.Namespace) -> QATRecipe:
     """The recipe the flags ask for; a bad value is refused before anything runs."""
     return recipe(
@@ -183,16 +197,7 @@ def run(args: argparse.Namespace) -> int:
     # Every check first: a refused command leaves the run directory as it was.
     check_run_dir(run_dir, "finetune", resume=args.resume, force=args.force)
     qat = recipe_from_args(args)
-    config = FinetuneConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        max_batches=args.max_batches,
-        seed=args.seed,
-        weight_range=args.weight_range,
-        device=device,
-        checkpoint=run_dir / "checkpoint.pt",
-        resume=args.resume,
-    )
+    config = finetune_config_from_args(args, device, run_dir / "checkpoint.pt")
     cfg = config.train_config(qat)  # recorded; finetune trains with the same
     model = load_model_for(args)
     graph = trace(model)

@@ -3,7 +3,8 @@ arrays, requantization multipliers), the windowed numpy reference, and C argumen
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -131,6 +132,12 @@ def requant_op(op: Op, qp, reals: list[float]) -> IntOp:
     return int_op(op, out, ins, arrays, kernel=op.kernel, stride=op.stride, padding=op.padding)
 
 
+def rescale_op(op: Op, qp) -> IntOp:
+    """The IntOp of an op that moves its input's codes (pooling's max, upsampling, padding):
+    one requantization by s_in / s_out, exactly 1 when the op keeps its input's quantizer."""
+    return requant_op(op, qp, [qp.tensors[op.inputs[0]].scale / qp.tensors[op.output].scale])
+
+
 # ---- numpy reference (activations int64, N x H x W x C) ------------------------------------
 
 
@@ -187,14 +194,25 @@ def tiled(dims: tuple[int, ...], tile: tuple[int, ...] | None) -> tuple[int, ...
 def quant_of(iop: IntOp, arrays: dict[str, str], index: int = 0, *, second: bool = False) -> tuple:
     """mm_quant_params of an op: its constants (`arrays`, from `index` on), clamp, and bits;
     `second`: the second input's bits and signedness (add, multiply)."""
-    suffix = (lambda s: arrays[s] + (f" + {index}" if index else "")) if arrays else None
-    bias = arrays["bias"] if "bias" in arrays else "0"
-    mult, shift = (suffix("mult"), suffix("shift")) if "mult" in arrays else ("0", "0")
+    at = f" + {index}" if index else ""
+    bias = arrays.get("bias", "0")
+    mult, shift = (arrays["mult"] + at, arrays["shift"] + at) if "mult" in arrays else ("0", "0")
     in2 = (iop.in_bits[1], int(iop.in_signed[1])) if second else (0, 0)
     return (
         bias, mult, shift, iop.qmin, iop.qmax, iop.in_bits[index], int(iop.in_signed[index]),
         iop.w_bits or 0, iop.out_bits, iop.bias_shift, *in2,
     )  # fmt: skip
+
+
+def unary_call(fn: str) -> Callable[[Any], str]:
+    """The C emitter of an op whose kernel `fn` takes one input, its output, the op's dims and
+    its params (max pooling, upsampling, padding)."""
+
+    def emit(site) -> str:
+        q = quant_of(site.iop, site.arrays)
+        return struct_call(fn, [site.inputs[0], site.output], dims_of(site), q)
+
+    return emit
 
 
 def struct_call(fn: str, before: list[str], dims: tuple, q: tuple, after: tuple = ()) -> str:

@@ -13,20 +13,16 @@ import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ir import Op
 from ..numerics.intop import IntOp
-from ..numerics.params import QuantParams
 from .common import (
-    dims_of,
     finish,
     padded_windows,
-    quant_of,
-    requant_op,
     requant_params,
+    rescale_op,
     same_real,
-    struct_call,
+    unary_call,
 )
-from .registry import CallSite, OpDef, register
+from .registry import OpDef, register
 from .tracing import Args, Fuser, chw, input_of, pair, pool_size, read_args, refuse
 
 _LOW = -(2**40)  # below every code: padding never wins a max
@@ -108,17 +104,8 @@ def trace(fz: Fuser, node: torch.fx.Node) -> None:
     )  # fmt: skip
 
 
-def convert(op: Op, qp: QuantParams) -> IntOp:
-    return requant_op(op, qp, [qp.tensors[op.inputs[0]].scale / qp.tensors[op.output].scale])
-
-
 def run(iop: IntOp, x: np.ndarray) -> np.ndarray:
     return finish(iop, padded_windows(x, iop, _LOW).max(axis=(4, 5)))
-
-
-def emit(site: CallSite) -> str:
-    q = quant_of(site.iop, site.arrays)
-    return struct_call("mm_maxpool", [site.inputs[0], site.output], dims_of(site), q)
 
 
 register(
@@ -128,10 +115,10 @@ register(
         trace=trace,
         params=lambda op, in_bits=None: requant_params(op),
         kernel=lambda op, w_bits, in_bits: "mm_maxpool",
-        convert=convert,
+        convert=rescale_op,
         run=run,
         real=same_real,
-        emit=emit,
+        emit=unary_call("mm_maxpool"),
         keeps_grid=True,
         patch_fill=lambda op: _LOW,  # padding never wins
         modules=(nn.MaxPool2d, nn.AdaptiveMaxPool2d),

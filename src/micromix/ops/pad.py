@@ -17,17 +17,14 @@ import torch.nn.functional as F
 
 from ..ir import Op
 from ..numerics.intop import IntOp
-from ..numerics.params import QuantParams
 from .common import (
-    dims_of,
     finish,
-    quant_of,
-    requant_op,
     requant_params,
+    rescale_op,
     same_real,
-    struct_call,
+    unary_call,
 )
-from .registry import CallSite, OpDef, register
+from .registry import OpDef, register
 from .tracing import Args, Fuser, chw, input_of, read_args, refuse
 
 PAD = Args("padding", ("pad", "mode", "value"), dict(mode="constant", value=None))
@@ -72,18 +69,9 @@ def trace(fz: Fuser, node: torch.fx.Node) -> None:
     )  # fmt: skip
 
 
-def convert(op: Op, qp: QuantParams) -> IntOp:
-    return requant_op(op, qp, [qp.tensors[op.inputs[0]].scale / qp.tensors[op.output].scale])
-
-
 def run(iop: IntOp, x: np.ndarray) -> np.ndarray:
     top, bottom, left, right = amounts(iop.op)
     return finish(iop, np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0))))
-
-
-def emit(site: CallSite) -> str:
-    q = quant_of(site.iop, site.arrays)
-    return struct_call("mm_pad", [site.inputs[0], site.output], dims_of(site), q)
 
 
 C_SOURCE = r"""/* micromix: zero padding of height and width (micromix.ops.pad). d->pad_h / pad_w are the top
@@ -115,10 +103,10 @@ register(
         trace=trace,
         params=lambda op, in_bits=None: requant_params(op),
         kernel=lambda op, w_bits, in_bits: "mm_pad",
-        convert=convert,
+        convert=rescale_op,
         run=run,
         real=same_real,
-        emit=emit,
+        emit=unary_call("mm_pad"),
         keeps_grid=True,
         modules=(nn.ZeroPad2d, nn.ConstantPad2d),
         functions=(F.pad,),

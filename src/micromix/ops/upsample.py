@@ -16,17 +16,14 @@ import torch.nn.functional as F
 
 from ..ir import Op
 from ..numerics.intop import IntOp
-from ..numerics.params import QuantParams
 from .common import (
-    dims_of,
     finish,
-    quant_of,
-    requant_op,
     requant_params,
+    rescale_op,
     same_real,
-    struct_call,
+    unary_call,
 )
-from .registry import CallSite, OpDef, register
+from .registry import OpDef, register
 from .tracing import Args, Fuser, chw, input_of, read_args, refuse
 
 INTERPOLATE = Args(
@@ -65,18 +62,9 @@ def trace(fz: Fuser, node: torch.fx.Node) -> None:
     )  # fmt: skip
 
 
-def convert(op: Op, qp: QuantParams) -> IntOp:
-    return requant_op(op, qp, [qp.tensors[op.inputs[0]].scale / qp.tensors[op.output].scale])
-
-
 def run(iop: IntOp, x: np.ndarray) -> np.ndarray:
     fh, fw = factors(iop.op)
     return finish(iop, x.repeat(fh, axis=1).repeat(fw, axis=2))
-
-
-def emit(site: CallSite) -> str:
-    q = quant_of(site.iop, site.arrays)
-    return struct_call("mm_upsample", [site.inputs[0], site.output], dims_of(site), q)
 
 
 C_SOURCE = r"""/* micromix: nearest-neighbour upsampling by whole factors (micromix.ops.upsample). */
@@ -106,10 +94,10 @@ register(
         trace=trace,
         params=lambda op, in_bits=None: requant_params(op),
         kernel=lambda op, w_bits, in_bits: "mm_upsample",
-        convert=convert,
+        convert=rescale_op,
         run=run,
         real=same_real,
-        emit=emit,
+        emit=unary_call("mm_upsample"),
         keeps_grid=True,
         patch_fill=lambda op: None,  # its receptive field is not a window: no patches
         modules=(nn.Upsample,),
