@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import pytest
+import torch.nn as nn
 from conftest import require_tool
 from test_export import run_checked_build
 from test_export_guard import need_asan, run_guarded
@@ -20,6 +21,7 @@ from micromix.integer import convert
 from micromix.integer.convert import random_qparams
 from micromix.memory import memory_report
 from micromix.models import create
+from micromix.ops.conv import IN_PLACE_LAG
 from micromix.policy import Policy
 
 
@@ -73,3 +75,52 @@ def test_patch_schedule_on_cortex_m4_under_qemu(tmp_path) -> None:
     x = np.random.default_rng(4).integers(0, 256, (4, 3, 48, 48), dtype=np.uint8)
     out = export_c(im, tmp_path / "c", test_images=x, target="cortex-m4", cm4_images=4)
     assert json.loads((out / "export.json").read_text())["cortex_m4"]["images"] == 4
+
+
+class KernelZoo(nn.Module):
+    """One layer for each conv kernel that can write over its input (ops.conv.IN_PLACE_LAG),
+    at the bits that choose it: 3 x 3, grouped, widening / narrowing 1 x 1, depthwise, a
+    short-row conv, stride 2, and the classifier."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 3, padding=1)
+        self.b = nn.Conv2d(8, 8, 3, padding=1)
+        self.c = nn.Conv2d(8, 8, 3, padding=1, groups=2)
+        self.d = nn.Conv2d(8, 32, 1)
+        self.e = nn.Conv2d(32, 32, 3, padding=1, groups=32)
+        self.f = nn.Conv2d(32, 8, 1)
+        self.g = nn.Conv2d(8, 4, 1)
+        self.h = nn.Conv2d(4, 8, 3, stride=2, padding=1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        for m in (self.a, self.b, self.c, self.d, self.e, self.f, self.g, self.h):
+            x = m(x).relu()
+        return self.fc(x.mean((2, 3)))
+
+
+def test_every_in_place_conv_kernel_is_bit_exact_over_its_input(tmp_path) -> None:
+    """Each kernel's IN_PLACE_LAG is its contract: written over its dying input at exactly the
+    planned overlap, the C still computes what the reference computes (a kernel that read an
+    input byte it had already overwritten would not), within the guarded build's bounds."""
+    require_tool("gcc", "make", "nm", "size")
+    g = trace(KernelZoo().eval(), (1, 3, 12, 12))
+    inner = [t for t in g.tensors if t not in (g.input, g.output)]
+    x = np.random.default_rng(4).integers(0, 256, (6, 3, 12, 12), dtype=np.uint8)
+    seen = set()
+    for i, (wb, ab) in enumerate([(8, 8), (8, 4), (4, 4), (2, 2)]):
+        p = Policy.uniform(g, 8).replace(
+            weights={o.name: wb for o in g.weight_ops}, activations=dict.fromkeys(inner, ab)
+        )
+        qp = random_qparams(g, p, seed=i)
+        im = convert(qp, g, p, schedule="inplace")
+        sched = im.report.schedule
+        assert im.report.arena_bytes < memory_report(g, p).arena_bytes
+        seen |= {lay.kernel for lay in im.report.layers if lay.name in sched.inplace}
+        out = export_c(im, tmp_path / f"c{i}", test_images=x)
+        assert json.loads((out / "export.json").read_text())["selftest_identical"] == len(x)
+        assert np.array_equal(im.run(x), convert(qp, g, p).run(x))
+        r = run_checked_build(out)
+        assert r.returncode == 0, r.stderr[-2000:]
+    assert seen == set(IN_PLACE_LAG)

@@ -10,13 +10,14 @@ from hypothesis import strategies as st
 
 from micromix.errors import MicromixError
 from micromix.graph import trace
-from micromix.memory import check_plan, memory_report, packed_bytes, scratch_bytes, size_table
+from micromix.memory import memory_report, packed_bytes, scratch_bytes, size_table
 from micromix.models import create
+from micromix.ops import of
 from micromix.ops.common import window_overlap
 from micromix.policy import Policy
 from micromix.schedule import (
     Scheduling,
-    arena_graph,
+    check_groups,
     plan,
     scheduled_report,
     split_points,
@@ -45,16 +46,22 @@ def random_policy(g, draw_bits) -> Policy:
 
 
 def _overlap_free(m, g) -> bool:
-    """No two buffers live at the same step share a byte (an oracle apart from check_plan)."""
-    for s in range(len(g.ops)):
+    """No two tensors (or staging buffers) live at the same step share a byte, except the
+    output of an op written in place and the input it writes over, at that op's step; all
+    inside the arena (an oracle apart from schedule.check_groups)."""
+    for s, op in enumerate(g.ops):
         spans = sorted(
-            (m.offsets[n], m.offsets[n] + b)
-            for n, b in m.buffer_bytes.items()
-            if m.live[n][0] <= s <= m.live[n][1] and b
+            (m.tensor_offset(n), m.tensor_offset(n) + b, n)
+            for n, b in m.member_bytes.items()
+            if m.member_live[n][0] <= s <= m.member_live[n][1] and b
         )
-        if any(a[1] > b[0] for a, b in zip(spans, spans[1:])):
-            return False
-    return all(m.offsets[n] + b <= m.arena_bytes for n, b in m.buffer_bytes.items())
+        for i, (_, hi, a) in enumerate(spans):
+            for lo2, _, b in spans[i + 1 :]:
+                if lo2 >= hi:
+                    break
+                if not (op.name in m.inplace and {a, b} <= {op.output, *op.inputs}):
+                    return False
+    return all(m.tensor_offset(n) + b <= m.arena_bytes for n, b in m.member_bytes.items())
 
 
 @pytest.mark.parametrize("name, width", STUDY)
@@ -79,8 +86,7 @@ def test_every_plan_places_its_buffers_apart_and_inplace_never_above_layer(data,
     layer = plan(g, p, "layer")
     for kind in SCHEDULES:
         m = plan(g, p, kind, max_recompute=0.5)
-        assert check_plan(arena_graph(m, g), m.buffer_bytes, m.offsets, m.arena_bytes)
-        assert _overlap_free(m, g)
+        assert check_groups(m, g) and _overlap_free(m, g)
         assert m.ram_bytes == m.arena_bytes + scratch_bytes(g, p.weights)
         assert m.ram_bytes <= layer.ram_bytes or kind == "patch"
         # every tensor has a home buffer that is live whenever the tensor is
@@ -116,20 +122,36 @@ def test_inplace_depthwise_output_starts_its_overlap_before_the_input(stride, ab
     a, dw, pw_out = 64 * pix, o * o * pix, o * o * 2
     layer = max(64 + a, a + dw, dw + pw_out)
     assert plan(g, p, "layer").arena_bytes == layer
-    # the shared buffer holds a's bytes and the overlap from a's first step to dw's last
-    shared = max(64 + a + d, a + d + pw_out)
     m = plan(g, p, "inplace")
-    if shared <= layer:
-        assert m.inplace == ("dw",) and m.arena_bytes == shared
+    assert m.arena_bytes <= layer
+    if "dw" in m.inplace:
         assert m.tensor_offset("a") - m.tensor_offset("dw") == d  # the output starts d before
-    else:  # writing in place would cost more than it saves: kept layer by layer
-        assert m.inplace == () and m.arena_bytes == layer
+    # each op written in place starts its output exactly its kernel's overlap before its input
+    for name in m.inplace:
+        op = g.op(name)
+        w_bits = p.weights[name] if op.has_weight else None
+        need = of(op).in_place(op, p.activations[op.inputs[0]], p.activations[name], w_bits)
+        assert m.tensor_offset(op.inputs[0]) - m.tensor_offset(name) == need
+
+
+def test_inplace_widening_pointwise_needs_only_its_growth():
+    """A 1 x 1 conv from 4 to 16 channels written over its input: the two share one buffer
+    the size of the output plus what the kernel still reads (one input pixel: it writes a
+    pixel's channels while still reading that pixel)."""
+    g = trace(nn.Sequential(nn.Conv2d(4, 16, 1)), (1, 4, 8, 8))
+    p = Policy.uniform(g, 8)
+    x, y = g.input, g.ops[0].name
+    m = plan(g, p, "inplace")
+    assert m.inplace == (y,)
+    assert m.tensor_offset(x) - m.tensor_offset(y) == 64 * 16 - 63 * 4
+    assert plan(g, p, "layer").arena_bytes == 64 * 4 + 64 * 16
+    assert m.arena_bytes == 64 * 16 + 4  # the output and one input pixel, not the whole input
 
 
 def test_inplace_refused_when_bits_change():
     g = trace(DwChain(1), (1, 1, 8, 8))
     p = Policy.uniform(g, 8).replace(activations={"a": 8, "dw": 4})
-    assert plan(g, p, "inplace").inplace == ()
+    assert "dw" not in plan(g, p, "inplace").inplace  # the depthwise kernel needs equal bits
 
 
 def test_inplace_elementwise_writes_over_the_dying_input(tiny_resnet):

@@ -25,6 +25,7 @@ check never below the exact figure, `report` the exact one (`scheduled_report`).
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
@@ -222,6 +223,8 @@ class ScheduledMemory:
     offsets: dict[str, int] = field(hash=False)
     tensors: dict[str, str] = field(hash=False)  # activation tensor -> the buffer holding it
     deltas: dict[str, int] = field(hash=False, default_factory=dict)  # its offset in there
+    member_bytes: dict[str, int] = field(hash=False, default_factory=dict)  # tensor -> bytes
+    member_live: dict[str, tuple[int, int]] = field(hash=False, default_factory=dict)
 
     def tensor_offset(self, tensor: str) -> int:
         """Where `tensor` starts in the arena (its buffer's offset plus its place in it)."""
@@ -264,24 +267,52 @@ class _Buf:
 
 @dataclass(frozen=True)
 class _Draft:
-    """A plan before placement: buffers, which tensor lives in which, and the MACs."""
+    """A plan before placement. Every tensor (and staging buffer) is a member with its own
+    live steps and bytes (`bufs`); members written in place share a group (`home`, named after
+    its first member) at fixed byte offsets inside it (`delta`), so a group's footprint changes
+    from step to step: the hull of its members live at that step."""
 
     kind: str
     split: str | None
     grid: int
     bufs: dict[str, _Buf]
     home: dict[str, str]
-    delta: dict[str, int]  # tensor -> its byte offset inside its buffer
+    delta: dict[str, int]  # member -> its byte offset inside its group
     inplace: list[str]
     macs: int
 
+    def rects(self) -> dict[str, list[tuple[int, int, int, int]]]:
+        """Per group, its members as (first, last, lo, hi): live steps and bytes in the group."""
+        out: dict[str, list[tuple[int, int, int, int]]] = {}
+        for n, b in self.bufs.items():
+            lo = self.delta[n]
+            out.setdefault(self.home[n], []).append((b.first, b.last, lo, lo + b.bytes))
+        return out
+
     def lower_bound(self) -> int:
+        """No placement of the draft's groups beats this: the most bytes live at one step
+        (a group counts its hull), and each group's whole extent (a chain of in-place ops
+        walks down through memory: each output starts before its input)."""
         steps = max(b.last for b in self.bufs.values()) + 1
         live = [0] * steps
-        for b in self.bufs.values():
-            for s in range(b.first, b.last + 1):
-                live[s] += b.bytes
-        return max(live)
+        extent = 0
+        for rs in self.rects().values():
+            for s, (lo, hi) in _hulls(rs).items():
+                live[s] += hi - lo
+            extent = max(extent, max(r[3] for r in rs) - min(r[2] for r in rs))
+        return max(max(live), extent)
+
+
+def _hulls(rs: list[tuple[int, int, int, int]]) -> dict[int, tuple[int, int]]:
+    """A group's byte hull [lo, hi) at each step some member of it is live."""
+    out: dict[int, tuple[int, int]] = {}
+    for first, last, lo, hi in rs:
+        if hi <= lo:
+            continue
+        for s in range(first, last + 1):
+            a, b = out.get(s, (lo, hi))
+            out[s] = (min(a, lo), max(b, hi))
+    return out
 
 
 def _layer_bufs(graph: Graph, policy: Policy) -> dict[str, _Buf]:
@@ -303,11 +334,64 @@ def _draft(
     kind = "patch" if split is not None else ("inplace" if inplace else "layer")
     d = _Draft(kind, split, grid, bufs, {n: n for n in bufs}, dict.fromkeys(bufs, 0), [], macs)
     if inplace:
+        bounds = _Bounds(d)
         for step, op in enumerate(graph.ops):
             # a patch stage's ops work on patches: their windows are not the tensor's
-            if step > stage_end and _merge_inplace(graph, policy, step, op, d, set()):
-                d.inplace.append(op.name)
+            if step > stage_end:
+                _try_inplace(graph, policy, step, op, d, bounds)
     return d
+
+
+class _Bounds:
+    """Draft.lower_bound kept up to date group by group while merges are tried (recomputing
+    it whole for every op was most of a plan's time)."""
+
+    def __init__(self, d: _Draft) -> None:
+        self.live = [0] * (max(b.last for b in d.bufs.values()) + 1)
+        self.hull: dict[str, dict[int, tuple[int, int]]] = {}
+        self.extent: dict[str, int] = {}
+        self.refresh(d, set(d.home.values()))
+
+    def refresh(self, d: _Draft, groups: set[str]) -> None:
+        for g in groups:
+            for s, (lo, hi) in self.hull.pop(g, {}).items():
+                self.live[s] -= hi - lo
+            self.extent.pop(g, None)
+        rects = {g: [] for g in groups}
+        for n, g in d.home.items():
+            if g in rects:
+                b, lo = d.bufs[n], d.delta[n]
+                rects[g].append((b.first, b.last, lo, lo + b.bytes))
+        for g, rs in rects.items():
+            if rs:
+                self.hull[g] = _hulls(rs)
+                for s, (lo, hi) in self.hull[g].items():
+                    self.live[s] += hi - lo
+                self.extent[g] = max(r[3] for r in rs) - min(r[2] for r in rs)
+
+    def value(self) -> int:
+        return max(max(self.live), max(self.extent.values()))
+
+
+def _try_inplace(
+    graph: Graph, policy: Policy, step: int, op: Op, d: _Draft, bounds: _Bounds
+) -> None:
+    """Write `op` in place unless that raises the draft's lower bound: a chain of in-place ops
+    walks down through memory, so past some point the next merge costs more than it saves, and
+    the output starts a new group instead."""
+    before, home, delta = bounds.value(), dict(d.home), dict(d.delta)
+    touched = {d.home[t] for t in op.inputs} | {d.home[op.output]}
+    if not _merge_inplace(graph, policy, step, op, d, set()):
+        return
+    bounds.refresh(d, touched)
+    if bounds.value() <= before:
+        d.inplace.append(op.name)
+        return
+    d.home.clear()
+    d.home.update(home)
+    d.delta.clear()
+    d.delta.update(delta)
+    bounds.refresh(d, touched)
 
 
 def _patch_buffers(
@@ -368,31 +452,42 @@ def _merge_inplace(
 ) -> bool:
     """Let `op` write its output over an input that dies here, when its op kind's kernel can
     (`OpDef.in_place`: the bytes by which the output must start before that input, about one
-    input row for a 3x3 depthwise, none for elementwise ops). The output goes at the front of
-    the input's buffer, which grows by that overlap. `fixed`: tensors a patch stage op must not
-    overwrite or be overwritten into (the network input and the split tensor outlive a patch)."""
+    input row for a 3x3 depthwise, none for elementwise ops, the growth for a 1 x 1 layer that
+    widens). The output joins the input's group that many bytes before the input (the group's
+    members move up when there is no room), unless it would cover another member of the group
+    while that one is live. `fixed`: tensors that must not take part."""
     out = op.output
-    if fixed & {out, *op.inputs} or d.bufs[out].first != step:
+    if fixed & {out, *op.inputs} or d.bufs[out].first != step or d.home[out] != out:
         return False
     in_bits = policy.activations[op.inputs[0]]
     w_bits = policy.weights[op.name] if op.has_weight else None
     overlap = of(op).in_place(op, in_bits, policy.activations[out], w_bits)
     if overlap is None:
         return False
+    mine = d.bufs[out]
     for t in op.inputs:
-        home, b, size = d.home[t], d.bufs[d.home[t]], d.bufs[out].bytes
-        if graph.tensors[t].shape != graph.tensors[op.inputs[0]].shape or b.last != step:
+        if graph.tensors[t].shape != graph.tensors[op.inputs[0]].shape:
             continue
-        if policy.activations[t] != in_bits:
+        if d.bufs[t].last != step or policy.activations[t] != in_bits:
             continue
-        shift = overlap - d.delta[t]  # the input moves up so the output fits before it
-        for name, h in d.home.items():
-            if h == home:
-                d.delta[name] += max(shift, 0)
-        d.home[out], d.delta[out] = home, max(0, d.delta[t] - overlap)
-        mine = d.bufs.pop(out)
-        b.last = mine.last
-        b.bytes = max(b.bytes + max(shift, 0), d.delta[out] + size)
+        home = d.home[t]
+        pos = d.delta[t] - overlap
+        members = [n for n, h in d.home.items() if h == home]
+        clash = any(
+            n != t
+            and d.bufs[n].first <= mine.last
+            and d.bufs[n].last >= step
+            and d.delta[n] < pos + mine.bytes
+            and pos < d.delta[n] + d.bufs[n].bytes
+            for n in members
+        )
+        if clash:
+            continue
+        if pos < 0:  # no room before the input: the group's members move up
+            for n in members:
+                d.delta[n] -= pos
+            pos = 0
+        d.home[out], d.delta[out] = home, pos
         return True
     return False
 
@@ -407,25 +502,124 @@ def _arena_graph(graph: Graph, bufs: dict[str, _Buf]) -> Graph:
 
 
 def arena_graph(memory: ScheduledMemory, graph: Graph) -> Graph:
-    """The plan's buffers as a Graph, for memory.check_plan(g, memory.buffer_bytes, ...)."""
+    """The plan's buffers as a Graph, for memory.check_plan(g, memory.buffer_bytes, ...): exact
+    for plans without in-place groups (a group counts its largest extent over its whole life)."""
     bufs = {n: _Buf(*memory.live[n], b) for n, b in memory.buffer_bytes.items()}
     return _arena_graph(graph, bufs)
 
 
+Rect = tuple[int, int, int, int]  # (first step, last step, lo byte, hi byte)
+
+
+def _clash(a: list[Rect], oa: int, b: list[Rect], ob: int) -> bool:
+    return any(
+        f1 <= l2 and f2 <= l1 and oa + lo1 < ob + hi2 and ob + lo2 < oa + hi1
+        for f1, l1, lo1, hi1 in a
+        if hi1 > lo1
+        for f2, l2, lo2, hi2 in b
+        if hi2 > lo2
+    )
+
+
+def _place_groups(groups: dict[str, list[Rect]], order: list[str]) -> dict[str, int]:
+    """First fit of groups whose footprint changes from step to step: each goes at the lowest
+    offset where none of its members meets a member of a placed group while both are live."""
+    offsets: dict[str, int] = {}
+    for g in order:
+        mine = groups[g]
+        cands = {0}
+        for h, oh in offsets.items():
+            for f2, l2, _, hi2 in groups[h]:
+                cands.update(
+                    oh + hi2 - lo
+                    for f1, l1, lo, _ in mine
+                    if f1 <= l2 and f2 <= l1 and oh + hi2 >= lo
+                )
+        offsets[g] = next(
+            c
+            for c in sorted(cands)
+            if not any(_clash(mine, c, groups[h], o) for h, o in offsets.items())
+        )
+    return offsets
+
+
+_GROUP_TRIES = 12
+
+
+def _plan_groups(groups: dict[str, list[Rect]], bound: int) -> tuple[int, dict[str, int]]:
+    """The smallest arena over a few greedy orders (largest extent, longest life, earliest,
+    largest area first) and seeded random ones, stopping at `bound`. Deterministic."""
+    ext = {g: max(hi for *_, hi in rs) for g, rs in groups.items()}
+    span = {g: (min(r[0] for r in rs), max(r[1] for r in rs)) for g, rs in groups.items()}
+    names = sorted(groups)
+    orders = [
+        sorted(names, key=lambda g: (-ext[g], span[g][0])),
+        sorted(names, key=lambda g: (span[g][0] - span[g][1], -ext[g])),
+        sorted(names, key=lambda g: (span[g][0], -ext[g])),
+        sorted(names, key=lambda g: -ext[g] * (span[g][1] - span[g][0] + 1)),
+    ]
+    rng = random.Random(0)
+    orders += [rng.sample(names, len(names)) for _ in range(_GROUP_TRIES)]
+    best: tuple[int, dict[str, int]] | None = None
+    for order in orders:
+        offsets = _place_groups(groups, order)
+        total = max(offsets[g] + ext[g] for g in names)
+        if best is None or total < best[0]:
+            best = (total, offsets)
+            if total <= bound:
+                break
+    assert best is not None
+    return best
+
+
+def check_groups(memory: ScheduledMemory, graph: Graph) -> bool:
+    """True when no two tensors of the plan share a byte while both are live, except an op
+    written in place and an input it writes over, at that op's step; every tensor inside the
+    arena. Every grouped plan is checked with it when it is placed."""
+    at = {o.name: s for s, o in enumerate(graph.ops)}
+    allowed = {
+        frozenset((o.output, i)): at[o.name]
+        for o in graph.ops
+        if o.name in memory.inplace
+        for i in o.inputs
+    }
+    spans = []
+    for n, b in memory.member_bytes.items():
+        lo = memory.tensor_offset(n)
+        if lo < 0 or lo + b > memory.arena_bytes:
+            return False
+        if b:
+            spans.append((lo, lo + b, n, *memory.member_live[n]))
+    spans.sort()
+    for i, (_, hi, a, fa, la) in enumerate(spans):
+        for lo2, _, b, fb, lb in spans[i + 1 :]:
+            if lo2 >= hi:
+                break
+            if fa <= lb and fb <= la and allowed.get(frozenset((a, b))) != max(fa, fb):
+                return False
+    return True
+
+
 def _place(graph: Graph, policy: Policy, d: _Draft) -> ScheduledMemory:
-    sizes = {n: b.bytes for n, b in d.bufs.items()}
-    arena, offsets = plan_arena(_arena_graph(graph, d.bufs), sizes)
+    groups = d.rects()
+    if all(len(rs) == 1 for rs in groups.values()):
+        sizes = {n: d.bufs[n].bytes for n in groups}
+        arena, offsets = plan_arena(_arena_graph(graph, {n: d.bufs[n] for n in groups}), sizes)
+    else:
+        arena, offsets = _plan_groups(groups, d.lower_bound())
+        sizes = {g: max(hi for *_, hi in rs) for g, rs in groups.items()}
     scratch = scratch_bytes(graph, policy.weights)
     stage_end = graph.tensors[d.split].first if d.split is not None else -1
+    hulls = {g: _hulls(rs) for g, rs in groups.items()}
     steps = tuple(
         StepBuffers(
             s,
             o.name + (" (per patch)" if s <= stage_end else ""),
-            tuple((n, b.bytes) for n, b in d.bufs.items() if b.first <= s <= b.last),
+            tuple((g, h[s][1] - h[s][0]) for g, h in hulls.items() if s in h),
         )
         for s, o in enumerate(graph.ops)
     )
-    return ScheduledMemory(
+    m = ScheduledMemory(
         kind=d.kind,
         split=d.split,
         grid=d.grid,
@@ -437,11 +631,16 @@ def _place(graph: Graph, policy: Policy, d: _Draft) -> ScheduledMemory:
         layer_macs=sum(o.macs for o in graph.ops),
         steps=steps,
         buffer_bytes=sizes,
-        live={n: (b.first, b.last) for n, b in d.bufs.items()},
+        live={g: (min(r[0] for r in rs), max(r[1] for r in rs)) for g, rs in groups.items()},
         offsets=offsets,
         tensors=dict(d.home),
         deltas=dict(d.delta),
+        member_bytes={n: b.bytes for n, b in d.bufs.items()},
+        member_live={n: (b.first, b.last) for n, b in d.bufs.items()},
     )
+    if not check_groups(m, graph):
+        raise AssertionError(f"the {d.kind} plan overlaps live tensors (a planner bug)")
+    return m
 
 
 def _best(graph: Graph, policy: Policy, drafts: Iterable[_Draft]) -> ScheduledMemory | None:
@@ -636,31 +835,35 @@ class ScheduledSizes(SizeTable):
 
 def search_table(graph: Graph, scheduling: Scheduling = LAYER) -> SizeTable:
     """The size table the searches add up (memory.SizeTable) for the schedule `plan` picks
-    at 8 bits. Each buffer of that plan counts as the tensor it holds that is largest at 8
-    bits, at that tensor's bits, plus a constant (the rest of the buffer at 8 bits): exact at
-    the 8-bit policy, an estimate below it (a buffer shrinks with the bits of one tensor, and
+    at 8 bits. At each step, each live buffer (a tensor, or tensors written in place over one
+    another) counts as its member that is largest at 8 bits, at that tensor's bits, plus a
+    constant: the rest of the buffer's bytes at that step at 8 bits (the overlap of an in-place
+    pair, a staging buffer). A patch stage's intermediates count at their largest patch. Exact
+    at the 8-bit policy, an estimate below it (a buffer shrinks with the bits of one tensor, and
     the plan `plan` picks may change), which is why every fit is checked with
     `Scheduling.report`. `layer` is memory.size_table itself."""
     base = size_table(graph)
     if scheduling.schedule == "layer":
         return base
     m = plan(graph, Policy.uniform(graph, 8), scheduling.schedule, scheduling.max_recompute)
-    held: dict[str, list[str]] = {}
-    for t, b in m.tensors.items():
-        if t in graph.tensors:  # the staging buffers are listed as holding themselves
-            held.setdefault(b, []).append(t)
     act = {t: dict(sizes) for t, sizes in base.act.items()}
+    for t, size in m.member_bytes.items():
+        if t in graph.tensors and size < act[t][8]:
+            # a patch stage's intermediate: its buffer is one patch of it, at every bits
+            pixels = size // activation_bytes((graph.tensors[t].shape[0], 1, 1), 8)
+            c = graph.tensors[t].shape[0]
+            act[t] = {b: activation_bytes((c, pixels, 1), b) for b in act[t]}
     live: list[list[str]] = [[] for _ in graph.ops]
     extra = [0] * len(graph.ops)
-    for buf, size in m.buffer_bytes.items():
-        rep = max(held.get(buf, []), key=lambda t: act[t][8], default=None)
-        if rep is not None and m.tensors[rep] == rep and size < act[rep][8]:
-            # a patch stage's intermediate: its buffer is one patch of it, at every bits
-            pixels = size // activation_bytes((graph.tensors[rep].shape[0], 1, 1), 8)
-            c = graph.tensors[rep].shape[0]
-            act[rep] = {b: activation_bytes((c, pixels, 1), b) for b in act[rep]}
-        first, last = m.live[buf]
-        for s in range(first, last + 1):
+    for s, step in enumerate(m.steps):
+        for group, size in step.buffers:
+            here = [
+                t
+                for t, g in m.tensors.items()
+                if g == group and t in graph.tensors
+                and m.member_live[t][0] <= s <= m.member_live[t][1]
+            ]  # fmt: skip
+            rep = max(here, key=lambda t: act[t][8], default=None)
             if rep is not None:
                 live[s].append(rep)
             extra[s] += size - (act[rep][8] if rep is not None else 0)

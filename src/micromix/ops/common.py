@@ -55,12 +55,18 @@ def module_name(name: str) -> str:
 # ---- running in place ----------------------------------------------------------------------
 
 
-def window_overlap(op: Op, in_pix: int, out_pix: int) -> int:
+def window_overlap(op: Op, in_pix: int, out_pix: int, lag: int = 0) -> int:
     """Bytes by which the output of a window op must start before its input so that its kernel
     can write the output over the input as it goes: the kernel writes output pixels in raster
-    order (per channel group), each after reading its window, so writing output pixel P may
-    only destroy input pixels that no output after P reads. 0 or more (TinyEngine's in-place
-    depthwise, with the arena as the buffer: about one input row at stride 1, none at 2)."""
+    order, and while it writes output pixel P it may still read the windows of outputs
+    P + 1 - lag onward (lag 0: each pixel is written after its window is read, as mm_depthwise;
+    lag 1: its own window may still be read, as kernels that write a pixel's channels block by
+    block; lag 2: two pixels computed together). So writing pixel P may only destroy input
+    pixels no such output reads. 0 or more (TinyEngine's in-place depthwise, with the arena as
+    the buffer: about one input row at stride 1, none at 2; for a 1 x 1 layer that widens the
+    channels, the growth of the tensor)."""
+    if lag < 0:
+        raise ValueError(f"lag {lag} < 0")
     (_, h, w), (_, oh, ow) = op.in_shape, op.out_shape
     (kh, kw), (sh, sw), (ph, pw) = op.kernel, op.stride, op.padding
     iy, ix = np.arange(h), np.arange(w)
@@ -71,12 +77,16 @@ def window_overlap(op: Op, in_pix: int, out_pix: int) -> int:
     lx = np.where(lx * sw - pw + kw > ix, lx, -1)
     last = np.where((ly[:, None] >= 0) & (lx[None, :] >= 0), ly[:, None] * ow + lx[None, :], -1)
     last = last.reshape(-1)  # raster index of the last output that reads each input pixel
-    # alive[P] = min{Q : last[Q] > P}: the first input pixel some output after P still reads
-    first_at = np.full(oh * ow + 2, h * w, dtype=np.int64)  # first_at[v]: min Q, last[Q] = v - 1
+    # alive[v] = min{i : last[i] >= v - 1}: the first input pixel some output from v - 1 on reads
+    first_at = np.full(oh * ow + 2, h * w, dtype=np.int64)  # first_at[v]: min i, last[i] = v - 1
     np.minimum.at(first_at, last + 1, np.arange(h * w))
-    alive = np.minimum.accumulate(first_at[::-1])[::-1][2:]
+    alive = np.minimum.accumulate(first_at[::-1])[::-1]
     p = np.arange(oh * ow, dtype=np.int64)
-    return max(0, int(((p + 1) * out_pix - alive * in_pix).max()))
+    # outputs from P + 1 - lag on still read: index P + 2 - lag (at least 1: pixels no output
+    # reads are free from the start)
+    still = alive[np.maximum(p + 2 - lag, 1)]
+    bound = still < h * w  # after the last reader, the output may run past the input
+    return max(0, int(((p + 1) * out_pix - still * in_pix)[bound].max(initial=0)))
 
 
 def same_pixel_in_place(op: Op, in_bits: int, out_bits: int, w_bits: int | None) -> int | None:

@@ -229,18 +229,41 @@ def scratch_need(op: Op, w_bits: int | None) -> int:
     return 0
 
 
+# How many output pixels, counting the one being written, whose windows a kernel may still
+# read while it writes an output pixel (ops.common.window_overlap's lag): 0 when a pixel is
+# written only after its window is read (the whole patch is unpacked first), 1 when its output
+# channels are written block by block while later blocks still read its window. Each kernel's
+# comment in the C says the same; a kernel missing here never runs in place.
+IN_PLACE_LAG = {
+    "mm_depthwise": 0,
+    "mm_conv_small": 0,
+    "mm_pointwise8_widen": 0,
+    "mm_pointwise_sub": 0,
+    "mm_pointwise8": 1,
+    "mm_conv": 1,
+}
+
+
 def in_place(op: Op, in_bits: int, out_bits: int, w_bits: int | None) -> int | None:
-    """mm_depthwise writes each group of four channels' outputs in raster order after reading
-    their windows, so its output can overwrite its input (ops.common.window_overlap) when both
-    have the same channels and bits; not with a single-channel tail below 8 bits (it clears
-    every pixel's tail bits before computing them)."""
-    c = op.out_shape[0]
-    if kernel_of(op, w_bits, in_bits) != "mm_depthwise" or in_bits != out_bits:
+    """Every conv kernel writes output pixels in raster order, all channels of a pixel before
+    the next pixel, so its output can overwrite its input (ops.common.window_overlap with the
+    kernel's IN_PLACE_LAG), also when the channels or bits change: a 1 x 1 layer's output needs
+    only its growth over the input. Not: mm_conv_small with more than one lane block of output
+    channels (it runs every pixel once per block); mm_depthwise goes group of four channels by
+    group over the whole tensor, so it needs the same channels and bits in and out, and not a
+    single-channel tail below 8 bits (it clears every pixel's tail bits before computing them)."""
+    kernel = kernel_of(op, w_bits, in_bits)
+    c_in, c_out = op.in_shape[0], op.out_shape[0]
+    if kernel not in IN_PLACE_LAG:
         return None
-    if op.in_shape[0] != c or (out_bits != 8 and c % 4):
+    if kernel == "mm_conv_small" and c_out > kernel_constant("MM_LANES"):
         return None
-    pix = packed_bytes(c, in_bits)
-    return window_overlap(op, pix, pix)
+    if kernel == "mm_depthwise" and (
+        in_bits != out_bits or c_in != c_out or (out_bits != 8 and c_out % 4)
+    ):
+        return None
+    in_pix, out_pix = packed_bytes(c_in, in_bits), packed_bytes(c_out, out_bits)
+    return window_overlap(op, in_pix, out_pix, IN_PLACE_LAG[kernel])
 
 
 # ---- integer conversion --------------------------------------------------------------------

@@ -33,7 +33,7 @@ from ..budget import Budget
 from ..data import ImageSet, batches
 from ..errors import InfeasibleBudgetError
 from ..graph import Graph
-from ..memory import SizeTable, scratch_bytes
+from ..memory import SizeTable, scratch_bytes, size_table
 from ..policy import ALLOWED_BITS, Policy
 from ..quant.fakequant import ActQuant, WeightQuant
 from ..schedule import LAYER, Scheduling
@@ -185,9 +185,30 @@ def solve_ilp(
     """The policy of least summed sensitivity whose FLASH and planned arena (under
     `scheduling`'s schedule) fit `budget`.
 
-    `weights_only`: activations are not decision variables (they stay at 8 bits).
+    `weights_only`: activations are not decision variables (they stay at 8 bits). The RAM rows
+    add up the schedule's size table (schedule.search_table), exact at 8 bits; below 8 bits a
+    schedule can change (an in-place op whose input and output bits differ writes apart), so
+    when the planned arena keeps overshooting until the rows admit no policy, it solves again
+    with the layer-by-layer table, which is never below the scheduled arena's tensors.
     """
-    sizes = sizes or scheduling.sizes(graph)
+    args = (graph, budget, sens, max_rounds, weights_only, scheduling)
+    try:
+        return _solve(*args, sizes or scheduling.sizes(graph))
+    except InfeasibleBudgetError:
+        if scheduling.schedule == "layer":
+            raise
+        return _solve(*args, size_table(graph))
+
+
+def _solve(
+    graph: Graph,
+    budget: Budget,
+    sens: dict[Key, float],
+    max_rounds: int,
+    weights_only: bool,
+    scheduling: Scheduling,
+    sizes: SizeTable,
+) -> Policy:
     eight = dict.fromkeys(sizes.act, 8)
     keys = choice_keys(graph, weights_only)
     bits = ALLOWED_BITS
