@@ -3,6 +3,7 @@ from __future__ import annotations
 import functools
 import json
 
+import numpy as np
 import pytest
 import torch.nn as nn
 from hypothesis import HealthCheck, given, settings
@@ -17,11 +18,13 @@ from micromix.ops.common import window_overlap
 from micromix.policy import Policy
 from micromix.schedule import (
     Scheduling,
+    cells,
     check_groups,
     plan,
     scheduled_report,
     split_points,
     stage_ops,
+    stage_overlap,
 )
 
 SCHEDULES = ("layer", "inplace", "patch", "auto")
@@ -45,10 +48,20 @@ def random_policy(g, draw_bits) -> Policy:
     )
 
 
+def _split_ahead(m, g) -> bool:
+    """The split tensor starts far enough before the input it overwrites (checked byte by byte
+    in test_split_tensor_written_over_the_consumed_input_never_clobbers_a_later_read)."""
+    (_, h, w), (_, hs, ws) = g.tensors[g.input].shape, g.tensors[m.split].shape
+    pix_in, pix_out = m.member_bytes[g.input] // (h * w), m.member_bytes[m.split] // (hs * ws)
+    need = stage_overlap(g, m.split, m.grid, pix_in, pix_out)
+    return m.tensor_offset(g.input) - m.tensor_offset(m.split) >= need
+
+
 def _overlap_free(m, g) -> bool:
     """No two tensors (or staging buffers) live at the same step share a byte, except the
-    output of an op written in place and the input it writes over, at that op's step; all
-    inside the arena (an oracle apart from schedule.check_groups)."""
+    output of an op written in place and the input it writes over, at that op's step, and a
+    patch stage's split tensor far enough ahead of the input; all inside the arena (an oracle
+    apart from schedule.check_groups)."""
     for s, op in enumerate(g.ops):
         spans = sorted(
             (m.tensor_offset(n), m.tensor_offset(n) + b, n)
@@ -60,7 +73,8 @@ def _overlap_free(m, g) -> bool:
                 if lo2 >= hi:
                     break
                 if not (op.name in m.inplace and {a, b} <= {op.output, *op.inputs}):
-                    return False
+                    if {a, b} != {g.input, m.split} or not _split_ahead(m, g):
+                        return False
     return all(m.tensor_offset(n) + b <= m.arena_bytes for n, b in m.member_bytes.items())
 
 
@@ -275,3 +289,32 @@ def test_scheduling_round_trips_as_plain_json():
     s = Scheduling("patch", 0.25)
     assert json.loads(json.dumps(s.to_json())) == {"schedule": "patch", "max_recompute": 0.25}
     assert Scheduling.from_json(s.to_json()) == s
+
+
+@pytest.mark.parametrize("name, width, grid", [("mobilenet_v1", 0.25, 4), ("mnasnet", 0.35, 3)])
+def test_split_tensor_written_over_the_consumed_input_never_clobbers_a_later_read(
+    name, width, grid
+):
+    """A byte-level run of the patch stage: each cell reads its input patch, then writes its
+    slice of the split tensor, placed stage_overlap bytes before the input; no cell reads a
+    byte an earlier cell wrote, and the overlap saves part of the split tensor."""
+    g = zoo(name, width, 48, 3)
+    p = Policy.uniform(g, 8)
+    split = plan(g, p, "patch", 0.5).split
+    (ci, hi, wi), (cs, hs, ws) = g.tensors[g.input].shape, g.tensors[split].shape
+    d = stage_overlap(g, split, grid, ci, cs)
+    dirty = np.zeros(d + ci * hi * wi + cs * hs * ws, dtype=bool)  # split at 0, input at d
+    for cell in cells(g, split, grid):
+        st = next(s for s in cell if s.staged)
+        for r in range(*st.in_rows):
+            lo = d + (r * wi + st.in_cols[0]) * ci
+            assert not dirty[lo : d + (r * wi + st.in_cols[1]) * ci].any()
+        last = next(s for s in cell if s.op.output == split)
+        for r in range(*last.rows):
+            dirty[(r * ws + last.cols[0]) * cs : (r * ws + last.cols[1]) * cs] = True
+    assert 0 < d < cs * hs * ws
+    m = plan(g, p, "auto")
+    if m.split is not None and m.tensors[m.split] == m.tensors[g.input]:
+        assert m.tensor_offset(g.input) - m.tensor_offset(m.split) >= stage_overlap(
+            g, m.split, m.grid, ci, cs
+        )

@@ -36,6 +36,7 @@ from .memory import (
     SizeTable,
     activation_bytes,
     memory_report,
+    packed_bytes,
     plan_arena,
     scratch_bytes,
     size_table,
@@ -164,6 +165,30 @@ def cells(graph: Graph, split: str, grid: int) -> list[list[TileStep]]:
     tensor read by two ops of the stage); the network input is always copied in."""
     spans = (stage_spans(graph, split, grid, a) for a in (0, 1))
     return _cells(graph, stage_ops(graph, split), *spans)
+
+
+def stage_overlap(graph: Graph, split: str, grid: int, in_pix: int, out_pix: int) -> int:
+    """Bytes by which the split tensor must start before the network input so that the patch
+    stage can write it over the input as it goes (`in_pix` / `out_pix`: bytes of one pixel of
+    each): cell k copies its input patch in before it writes its slice of the split tensor,
+    so the slice may only cover input bytes no later cell copies. Each cell's slice must end
+    before the first input byte any later cell reads."""
+    return _stage_overlap(graph, split, cells(graph, split, grid), in_pix, out_pix)
+
+
+def _stage_overlap(
+    graph: Graph, split: str, cell_list: list[list[TileStep]], in_pix: int, out_pix: int
+) -> int:
+    _, _, w_in = graph.tensors[graph.input].shape
+    _, _, w_out = graph.tensors[split].shape
+    reads, ends = [], []
+    for cell in cell_list:
+        first = next(st for st in cell if st.staged)
+        reads.append((first.in_rows[0] * w_in + first.in_cols[0]) * in_pix)
+        last = next(st for st in cell if st.op.output == split)
+        ends.append(((last.rows[1] - 1) * w_out + last.cols[1]) * out_pix)
+    later = [min(reads[k + 1 :]) for k in range(len(reads) - 1)]
+    return max([0] + [e - a for e, a in zip(ends, later)])
 
 
 def _cells(
@@ -322,24 +347,44 @@ def _layer_bufs(graph: Graph, policy: Policy) -> dict[str, _Buf]:
     }
 
 
-def _draft(
-    graph: Graph, policy: Policy, inplace: bool, split: str | None = None, grid: int = 1
-) -> _Draft:
+def _draft(graph: Graph, policy: Policy, inplace: bool) -> _Draft:
+    """Layer by layer, or with every op written in place that can be (`_try_inplace`)."""
     bufs = _layer_bufs(graph, policy)
+    kind = "inplace" if inplace else "layer"
     macs = sum(o.macs for o in graph.ops)
-    stage_end = -1
-    if split is not None:
-        macs += _patch_buffers(graph, policy, bufs, split, grid)
-        stage_end = graph.tensors[split].first
-    kind = "patch" if split is not None else ("inplace" if inplace else "layer")
-    d = _Draft(kind, split, grid, bufs, {n: n for n in bufs}, dict.fromkeys(bufs, 0), [], macs)
+    d = _Draft(kind, None, 1, bufs, {n: n for n in bufs}, dict.fromkeys(bufs, 0), [], macs)
     if inplace:
-        bounds = _Bounds(d)
-        for step, op in enumerate(graph.ops):
-            # a patch stage's ops work on patches: their windows are not the tensor's
-            if step > stage_end:
-                _try_inplace(graph, policy, step, op, d, bounds)
+        _inplace_after(graph, policy, d, -1)
     return d
+
+
+def _patch_pair(graph: Graph, policy: Policy, split: str, grid: int) -> list[_Draft]:
+    """The patch drafts at one split and grid, before any op after the stage is written in
+    place (`_inplace_after`): the split tensor apart from the network input, and over the part
+    of it the stage has consumed (stage_overlap)."""
+    bufs = _layer_bufs(graph, policy)
+    extra, cell_list = _patch_buffers(graph, policy, bufs, split, grid)
+    macs = sum(o.macs for o in graph.ops) + extra
+    x = graph.input
+    pix = {t: packed_bytes(graph.tensors[t].shape[0], policy.activations[t]) for t in (x, split)}
+    over = _stage_overlap(graph, split, cell_list, pix[x], pix[split])
+    out = []
+    for joined in (False, True):
+        own = {n: _Buf(b.first, b.last, b.bytes) for n, b in bufs.items()}
+        d = _Draft("patch", split, grid, own, {n: n for n in own}, dict.fromkeys(own, 0), [], macs)
+        if joined:
+            d.home[split], d.delta[x] = x, over
+        out.append(d)
+    return out
+
+
+def _inplace_after(graph: Graph, policy: Policy, d: _Draft, stage_end: int) -> None:
+    """Every op after `stage_end` written in place where it can be (a patch stage's ops work
+    on patches: their windows are not the tensor's)."""
+    bounds = _Bounds(d)
+    for step, op in enumerate(graph.ops):
+        if step > stage_end:
+            _try_inplace(graph, policy, step, op, d, bounds)
 
 
 class _Bounds:
@@ -396,9 +441,9 @@ def _try_inplace(
 
 def _patch_buffers(
     graph: Graph, policy: Policy, bufs: dict[str, _Buf], split: str, grid: int
-) -> int:
+) -> tuple[int, list[list[TileStep]]]:
     """Shrink the stage's intermediates to their largest patch, keep the network input and the
-    split tensor live through the whole stage; returns the recomputed MACs."""
+    split tensor live through the whole stage; returns the recomputed MACs and the cells."""
     rows, cols = (stage_spans(graph, split, grid, a) for a in (0, 1))
     ops = graph.ops[: graph.tensors[split].first + 1]
     extra = 0
@@ -417,7 +462,8 @@ def _patch_buffers(
     # The C copies each patch of the network input into one buffer before the kernel that
     # reads it, and each patch of the split tensor out of one (kernels read and write whole
     # rows of a tensor, a patch is not).
-    steps = [st for cell in _cells(graph, ops, rows, cols) for st in cell]
+    cell_list = _cells(graph, ops, rows, cols)
+    steps = [st for cell in cell_list for st in cell]
     bits = policy.activations
     staged_in = [
         activation_bytes((graph.tensors[graph.input].shape[0], _n(st.in_rows), _n(st.in_cols)),
@@ -432,7 +478,7 @@ def _patch_buffers(
     ]
     bufs[STAGE_IN] = _Buf(0, k, max(staged_in, default=0))
     bufs[STAGE_OUT] = _Buf(0, k, max(staged_out))
-    return extra
+    return extra, cell_list
 
 
 STAGE_IN, STAGE_OUT = "(patch of the input)", "(patch of the split tensor)"
@@ -575,9 +621,11 @@ def _plan_groups(groups: dict[str, list[Rect]], bound: int) -> tuple[int, dict[s
 def check_groups(memory: ScheduledMemory, graph: Graph) -> bool:
     """True when no two tensors of the plan share a byte while both are live, except an op
     written in place and an input it writes over, at that op's step; every tensor inside the
-    arena. Every grouped plan is checked with it when it is placed."""
+    arena; and a patch stage's split tensor over the network input, where it starts at least
+    stage_overlap before it. Every grouped plan is checked with it when it is placed."""
     at = {o.name: s for s, o in enumerate(graph.ops)}
-    allowed = {
+    allowed = _stage_pair(memory, graph)
+    allowed |= {
         frozenset((o.output, i)): at[o.name]
         for o in graph.ops
         if o.name in memory.inplace
@@ -598,6 +646,19 @@ def check_groups(memory: ScheduledMemory, graph: Graph) -> bool:
             if fa <= lb and fb <= la and allowed.get(frozenset((a, b))) != max(fa, fb):
                 return False
     return True
+
+
+def _stage_pair(memory: ScheduledMemory, graph: Graph) -> dict[frozenset[str], int]:
+    """{(input, split): 0} when the plan writes the split tensor over the input far enough
+    ahead of the cells that still read it (both are live from step 0)."""
+    split, x = memory.split, graph.input
+    if split is None or memory.tensors[split] != memory.tensors[x]:
+        return {}
+    (_, h, w), (_, hs, ws) = graph.tensors[x].shape, graph.tensors[split].shape
+    pix_in, pix_out = memory.member_bytes[x] // (h * w), memory.member_bytes[split] // (hs * ws)
+    need = stage_overlap(graph, split, memory.grid, pix_in, pix_out)
+    ok = memory.tensor_offset(x) - memory.tensor_offset(split) >= need
+    return {frozenset((x, split)): 0} if ok else {}
 
 
 def _place(graph: Graph, policy: Policy, d: _Draft) -> ScheduledMemory:
@@ -644,16 +705,37 @@ def _place(graph: Graph, policy: Policy, d: _Draft) -> ScheduledMemory:
 
 
 def _best(graph: Graph, policy: Policy, drafts: Iterable[_Draft]) -> ScheduledMemory | None:
-    """The smallest placed peak (then the fewest MACs). Drafts are placed in order of their
-    liveness lower bound and the search stops once no later one can beat the best placed."""
+    """The smallest placed peak (then the fewest MACs). Drafts are taken in order of the bound
+    of their patch stage (what writing the later ops in place cannot lower), then written in
+    place after the stage and placed unless their whole bound is already beaten; the search
+    stops once no later one can beat the best placed."""
     best: ScheduledMemory | None = None
-    for lb, d in sorted(((d.lower_bound(), d) for d in drafts), key=lambda x: (x[0], x[1].macs)):
-        if best is not None and lb >= best.arena_bytes:
+    pres = [(_stage_bound(graph, d), d) for d in drafts]
+    for pre, d in sorted(pres, key=lambda x: (x[0], x[1].macs)):
+        if best is not None and pre > best.arena_bytes:
             break
+        if d.split is not None:
+            _inplace_after(graph, policy, d, graph.tensors[d.split].first)
+        if best is not None and d.lower_bound() > best.arena_bytes:
+            continue
         m = _place(graph, policy, d)
         if best is None or (m.arena_bytes, m.macs) < (best.arena_bytes, best.macs):
             best = m
     return best
+
+
+def _stage_bound(graph: Graph, d: _Draft) -> int:
+    """The most bytes live at one step of the patch stage (for a draft without one: its whole
+    bound)."""
+    if d.split is None:
+        return d.lower_bound()
+    end = graph.tensors[d.split].first
+    live = [0] * (end + 1)
+    for rs in d.rects().values():
+        for step, (lo, hi) in _hulls(rs).items():
+            if step <= end:
+                live[step] += hi - lo
+    return max(live)
 
 
 def _patch_drafts(
@@ -675,13 +757,13 @@ def _patch_drafts(
                 break
             explicit = split is not None and grid is not None
             try:
-                d = _draft(graph, policy, True, s, n)
+                ds = _patch_pair(graph, policy, s, n)
             except MicromixError:
                 if explicit:
                     raise
                 continue  # a stage the C cannot run patch by patch
-            if explicit or d.macs <= layer_macs * (1 + max_recompute):
-                out.append(d)
+            if explicit or ds[0].macs <= layer_macs * (1 + max_recompute):
+                out += ds
     return out
 
 

@@ -16,6 +16,8 @@ order that kernel reads them (`weight_layout`).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch.fx
 import torch.nn as nn
@@ -244,6 +246,7 @@ IN_PLACE_LAG = {
 }
 
 
+@functools.lru_cache(maxsize=8192)  # every plan asks again for each of its drafts
 def in_place(op: Op, in_bits: int, out_bits: int, w_bits: int | None) -> int | None:
     """Every conv kernel writes output pixels in raster order, all channels of a pixel before
     the next pixel, so its output can overwrite its input (ops.common.window_overlap with the
