@@ -8,6 +8,12 @@ the layer-by-layer 8-bit footprint: the same bytes as results/search_study.json'
 for rule and ilp the activations they cut below 8 bits and the RAM of the policy, under
 `layer` and `auto`. No training and no evaluation: a constant evaluator stands in, so ilp's
 sensitivities are all zero and it keeps the most bits that fit (its tie-break), like rule.
+
+`--same-as-table-a` (Fashion-MNIST, a few minutes): whether rule and ilp, searched as
+bench.search_study searches them (ilp with its measured sensitivities), return under
+table_b_scheduled exactly the policy they return under table_a (FLASH alone). Where they do,
+the study's final QAT of that policy is the same computation (same seed, same recipe), so the
+RAM budget costs no accuracy.
 """
 
 from __future__ import annotations
@@ -17,9 +23,10 @@ import json
 import sys
 from pathlib import Path
 
-from bench.common import CELLS, FLOAT, load_float, ratio_budget
+from bench.common import CELL_SCHEDULE, CELLS, FLOAT, load_float, ratio_budget
+from micromix.data import load_dataset
 from micromix.policy import Policy
-from micromix.strategies import SearchConfig, search
+from micromix.strategies import SearchConfig, create, search
 
 
 def _cut(policy: Policy) -> int:
@@ -47,6 +54,24 @@ def measure(name: str) -> dict:
     return out
 
 
+def same_as_table_a(name: str, data) -> dict:
+    """{strategy: True when its table_b_scheduled policy is its table_a policy}."""
+    model, graph = load_float(name)
+    out = {}
+    for strategy in ("rule", "ilp"):
+        pols = []
+        for cell in ("table_a", "table_b_scheduled"):
+            flash, ram, weights_only = CELLS[cell]
+            config = SearchConfig(
+                progress=False, plots=False, schedule=CELL_SCHEDULE.get(cell, "layer")
+            )
+            strat = create(strategy, weights_only=weights_only)
+            res = search(model, data, ratio_budget(graph, flash, ram), strat, config, graph=graph)
+            pols.append(res.policy)
+        out[strategy] = pols[0] == pols[1]
+    return out
+
+
 def _const(policy: Policy) -> float:
     return 0.0
 
@@ -54,8 +79,13 @@ def _const(policy: Policy) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="results/search_scheduled.json")
+    ap.add_argument("--same-as-table-a", action="store_true")
     a = ap.parse_args()
     doc = {m: measure(m) for m in FLOAT}
+    if a.same_as_table_a:
+        data = load_dataset("fashion_mnist")
+        for m in FLOAT:
+            doc[m]["same_policy_as_table_a"] = same_as_table_a(m, data)
     doc["_command"] = "python -m bench.search_scheduled " + " ".join(sys.argv[1:])
     Path(a.out).write_text(json.dumps(doc, indent=1) + "\n")
     print(json.dumps(doc, indent=1))
