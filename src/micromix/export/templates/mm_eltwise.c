@@ -1,6 +1,57 @@
 /* micromix: residual add and average pooling, any input / output bits. */
 #include "mm_kernels.h"
 
+/* The 8-bit add's constants: multipliers, clamp, shift, input signs. */
+typedef struct {
+    int32_t m0, m1, qmin, qmax;
+    int n, as, bs;
+} mm_add8;
+
+/* Whole bytes: the tensors are contiguous runs of values, read and written directly, each
+ * output byte after both of its input bytes (so in place is safe over either input). The rule
+ * (a m0 + b m1 + 2^(n-1)) >> n on 32-bit words (mm_add checks 9 <= n, so that the value fits
+ * one: |a|, |b| <= 255, |m| < 2^31): SMLAL onto the rounding term, then for a shift within the
+ * low word the two words' bits joined, for n = 32 the high word, and past it the high word of
+ * the product sum alone, the rounding term lying in it (as mm_requant: the low word adds less
+ * than one unit before the flooring shift). A signed byte is (b ^ 128) - 128: no branch. Kept
+ * out of mm_add so that its loops have the registers to themselves. */
+static MM_NOINLINE void mm_add_bytes(const uint8_t *a, const uint8_t *b, uint8_t *out,
+                                     int32_t total, const mm_add8 *k)
+{
+    const int32_t m0 = k->m0, m1 = k->m1, lo_q = k->qmin, hi_q = k->qmax;
+    const int32_t fa = k->as ? 128 : 0, fb = k->bs ? 128 : 0;
+    const int n = k->n;
+    int32_t i;
+#define MM_ADD_XY const int32_t x = (a[i] ^ fa) - fa, y = (b[i] ^ fb) - fb
+#define MM_ADD_PUT(v) out[i] = (uint8_t)((v) < lo_q ? lo_q : (v) > hi_q ? hi_q : (v))
+    if (n > 32) {
+        const int s = n - 32;
+        const int32_t r = (int32_t)1 << (s - 1);
+        for (i = 0; i < total; i++) {
+            MM_ADD_XY;
+            const int32_t v = ((int32_t)(((int64_t)x * m0 + (int64_t)y * m1) >> 32) + r) >> s;
+            MM_ADD_PUT(v);
+        }
+    } else if (n == 32) {
+        for (i = 0; i < total; i++) {
+            MM_ADD_XY;
+            const int32_t v = (int32_t)((((int64_t)1 << 31) + (int64_t)x * m0 + (int64_t)y * m1) >> 32);
+            MM_ADD_PUT(v);
+        }
+    } else {
+        const int64_t half = (int64_t)1 << (n - 1);
+        const int up = 32 - n;
+        for (i = 0; i < total; i++) {
+            MM_ADD_XY;
+            const int64_t acc = half + (int64_t)x * m0 + (int64_t)y * m1;
+            const int32_t v = (int32_t)(((uint32_t)acc >> n) | ((uint32_t)(acc >> 32) << up));
+            MM_ADD_PUT(v);
+        }
+    }
+#undef MM_ADD_XY
+#undef MM_ADD_PUT
+}
+
 void mm_add(const uint8_t *a, const uint8_t *b, uint8_t *out, const mm_conv_dims *d,
             const mm_quant_params *q)
 {
@@ -9,30 +60,9 @@ void mm_add(const uint8_t *a, const uint8_t *b, uint8_t *out, const mm_conv_dims
     const int32_t *mult = q->mult, qmin = q->qmin, qmax = q->qmax;
     const int32_t a_pix = mm_bytes(c, ab), b_pix = mm_bytes(c, bb), o_pix = mm_bytes(c, ob);
     const int64_t ma = mult[0], mb = mult[1], half = (int64_t)1 << (n - 1);
-    if (ab == 8 && bb == 8 && ob == 8) {
-        /* Whole bytes: the tensors are contiguous runs of values, read and written directly.
-         * Each output byte is written after both of its input bytes are read, so in place is
-         * safe over either input. */
-        const int32_t total = (int32_t)h * w * c, m0 = mult[0], m1 = mult[1];
-        if (n > 32) {
-            /* A shift past the low word (multipliers below 1/2): the high word of the 64-bit
-             * sum (SMULL, SMLAL) rounded and shifted is exactly the rule below, as in
-             * mm_requant (the low word adds less than one unit before the flooring shift). */
-            const int k = n - 32;
-            const int32_t r = (int32_t)1 << (k - 1);
-            for (int32_t i = 0; i < total; i++) {
-                const int32_t x = as ? (int8_t)a[i] : a[i], y = bs ? (int8_t)b[i] : b[i];
-                const int32_t hi = (int32_t)(((int64_t)x * m0 + (int64_t)y * m1) >> 32);
-                const int32_t v = (hi + r) >> k;
-                out[i] = (uint8_t)(v < qmin ? qmin : v > qmax ? qmax : v);
-            }
-        } else {
-            for (int32_t i = 0; i < total; i++) {
-                const int32_t x = as ? (int8_t)a[i] : a[i], y = bs ? (int8_t)b[i] : b[i];
-                const int64_t v = ((int64_t)x * m0 + (int64_t)y * m1 + half) >> n;
-                out[i] = (uint8_t)(v < qmin ? qmin : v > qmax ? qmax : (int32_t)v);
-            }
-        }
+    if (ab == 8 && bb == 8 && ob == 8 && n >= 9) {
+        const mm_add8 k = {mult[0], mult[1], qmin, qmax, n, as, bs};
+        mm_add_bytes(a, b, out, (int32_t)h * w * c, &k);
         return;
     }
     for (int32_t p = 0; p < (int32_t)h * w; p++) {
