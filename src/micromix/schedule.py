@@ -228,7 +228,7 @@ def _tile_step(graph: Graph, o: Op, rows: dict[str, Span], cols: dict[str, Span]
 class StepBuffers:
     step: int
     label: str  # the op; "(per patch)" inside the patch stage
-    buffers: tuple[tuple[str, int], ...]  # (buffer, bytes) live at this step
+    buffers: tuple[tuple[str, int], ...]  # (its tensors live then, "a + b" in place; bytes)
 
 
 @dataclass(frozen=True)
@@ -648,6 +648,14 @@ def check_groups(memory: ScheduledMemory, graph: Graph) -> bool:
     return True
 
 
+def _label(d: _Draft, group: str, step: int) -> str:
+    """A buffer at a step: its members live then ("a + b": one written over the other)."""
+    live = [
+        n for n, g in d.home.items() if g == group and d.bufs[n].first <= step <= d.bufs[n].last
+    ]
+    return " + ".join(sorted(live, key=lambda n: d.bufs[n].first)) or group
+
+
 def _stage_pair(memory: ScheduledMemory, graph: Graph) -> dict[frozenset[str], int]:
     """{(input, split): 0} when the plan writes the split tensor over the input far enough
     ahead of the cells that still read it (both are live from step 0)."""
@@ -676,7 +684,7 @@ def _place(graph: Graph, policy: Policy, d: _Draft) -> ScheduledMemory:
         StepBuffers(
             s,
             o.name + (" (per patch)" if s <= stage_end else ""),
-            tuple((g, h[s][1] - h[s][0]) for g, h in hulls.items() if s in h),
+            tuple((_label(d, g, s), h[s][1] - h[s][0]) for g, h in hulls.items() if s in h),
         )
         for s, o in enumerate(graph.ops)
     )
@@ -937,14 +945,15 @@ def search_table(graph: Graph, scheduling: Scheduling = LAYER) -> SizeTable:
             act[t] = {b: activation_bytes((c, pixels, 1), b) for b in act[t]}
     live: list[list[str]] = [[] for _ in graph.ops]
     extra = [0] * len(graph.ops)
-    for s, step in enumerate(m.steps):
-        for group, size in step.buffers:
-            here = [
-                t
-                for t, g in m.tensors.items()
-                if g == group and t in graph.tensors
-                and m.member_live[t][0] <= s <= m.member_live[t][1]
-            ]  # fmt: skip
+    for s in range(len(graph.ops)):
+        groups: dict[str, list[str]] = {}
+        for t, (first, last) in m.member_live.items():
+            if first <= s <= last and m.member_bytes[t]:
+                groups.setdefault(m.tensors[t], []).append(t)
+        for members in groups.values():
+            lo = min(m.deltas[t] for t in members)
+            size = max(m.deltas[t] + m.member_bytes[t] for t in members) - lo
+            here = [t for t in members if t in graph.tensors]
             rep = max(here, key=lambda t: act[t][8], default=None)
             if rep is not None:
                 live[s].append(rep)

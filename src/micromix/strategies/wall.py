@@ -121,14 +121,17 @@ class Wall:
         return report if self.budget.fits(report) else self.report(policy)
 
     def peak_tensors(self, report: MemoryReport) -> list[str]:
-        """The activation tensors held by the buffers live at the report's peak step."""
+        """The activation tensors live at the report's peak step."""
         m = report.schedule
         if m is None:
             live = [x.live_bytes for x in report.layers]
             return list(self.live[max(range(len(live)), key=live.__getitem__)])
-        peak = max(m.steps, key=lambda s: sum(b for _, b in s.buffers))
-        bufs = {n for n, _ in peak.buffers}
-        return [t for t, b in m.tensors.items() if b in bufs and t in self.graph.tensors]
+        step = max(m.steps, key=lambda s: sum(b for _, b in s.buffers)).step
+        return [
+            t
+            for t, (first, last) in m.member_live.items()
+            if first <= step <= last and t in self.graph.tensors
+        ]
 
     def flash_bytes(self, weights: dict[str, int], acts: dict[str, int] | None = None) -> int:
         """Exactly memory_report's FLASH (lut tables at `acts`' bits; None: at 8 bits)."""
