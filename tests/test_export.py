@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import require_tool
 from test_integer import combo_policy, images, mixed_policy, policies, tiny
 
@@ -28,7 +29,8 @@ from micromix.export.build import (
 from micromix.graph import trace
 from micromix.integer import convert
 from micromix.integer.convert import random_qparams
-from micromix.models import create
+from micromix.models import conv_bn, create
+from micromix.ops.conv import conv8_pairs
 from micromix.policy import Policy
 
 
@@ -79,6 +81,52 @@ def test_every_bit_combination_of_every_kernel_is_bit_exact(tmp_path) -> None:
     )
     assert s["selftest_identical"] == 100
     assert s["built"]["const_bytes"] == im.report.flash_bytes
+
+
+class Conv8Net(torch.nn.Module):
+    """mm_conv's W8/A8 paths on 15x15: two-pixel blocks with clipped borders and an odd row (a),
+    stride 2 and a 2-row tail of channels (b), in_c not a multiple of 4 (c, d: the one-pixel
+    path; d has no ReLU, so e reads signed inputs), a 5x5 window on 8x8 (e, 4-bit outputs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = conv_bn(1, 8, 3)
+        self.a = conv_bn(8, 12, 3)
+        self.b = conv_bn(12, 10, 3, 2)
+        self.c = conv_bn(10, 6, 3)
+        self.d = conv_bn(6, 8, 3, act=None)
+        self.e = conv_bn(8, 8, 5)
+        self.fc = torch.nn.Linear(8, 10)
+
+    def forward(self, x):
+        y = self.e(self.d(self.c(self.b(self.a(self.stem(x))))))
+        return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(y, 1), 1))
+
+
+def conv8_model():
+    """Conv8Net at W8/A8 but for e's 4-bit output, with random quantization parameters."""
+    torch.manual_seed(1)
+    g = trace(Conv8Net().eval(), (1, 1, 15, 15))
+    pol = Policy.uniform(g, 8)
+    e = next(o for o in g.ops if o.name.startswith("e."))
+    pol = pol.replace(activations={**pol.activations, e.output: 4})
+    return convert(random_qparams(g, pol, seed=3), g, pol)
+
+
+def test_w8a8_conv_paths_are_bit_exact(tmp_path) -> None:
+    """Host build (portable C) and, with the ARM tools, qemu (the DSP asm): every W8/A8 mm_conv
+    shape above, bit for bit the numpy reference."""
+    im = conv8_model()
+    convs = [o.name[:-2] for o in im.ops if o.name[1:] == ".0" and o.name[0] in "abcde"]
+    pairs = {o.name[0]: conv8_pairs(o, "mm_conv") for o in im.ops if o.name[:-2] in convs}
+    assert pairs == {"a": True, "b": True, "c": False, "d": False, "e": True}
+    assert {x.kernel for x in im.report.layers if x.name[:-2] in convs} == {"mm_conv"}
+    x = np.random.default_rng(6).integers(0, 256, (40, 1, 15, 15), dtype=np.uint8)
+    arm = shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")
+    kw = {"target": "cortex-m4", "cm4_images": 4} if arm else {}
+    s = json.loads((export_c(im, tmp_path / "c", test_images=x, **kw) / "export.json").read_text())
+    assert s["selftest_identical"] == 40
+    assert not arm or s["cortex_m4"]["images"] == 4
 
 
 def test_memory_exactness_read_from_the_objects(tmp_path) -> None:

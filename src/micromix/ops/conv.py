@@ -453,6 +453,19 @@ def depthwise_layout(iop: IntOp, kernel: str) -> np.ndarray | None:
     return np.concatenate([head, tail])
 
 
+def conv8_pairs(iop: IntOp, kernel: str) -> bool:
+    """Whether mm_conv runs `iop` on its two-pixel W8/A8 path (mm_conv.c mm_conv8x2): 8-bit
+    inputs and weights, no groups, a multiple of 4 input channels (so that no 4-byte word of a
+    weight row straddles two taps)."""
+    return (
+        kernel == "mm_conv"
+        and iop.w_bits == 8
+        and iop.in_bits[0] == 8
+        and iop.groups == 1
+        and iop.op.in_shape[0] % 4 == 0
+    )
+
+
 def weight_layout(iop: IntOp, kernel: str) -> np.ndarray:
     """The packed weight bytes in the order `kernel` reads them (same bytes, same count).
 
@@ -461,7 +474,8 @@ def weight_layout(iop: IntOp, kernel: str) -> np.ndarray:
     (row 0 bytes 0-3, row 1 bytes 0-3, row 2, row 3, then bytes 4-7 of each ...), followed by
     the last row % 4 bytes of each row, row after row; rows after the last full block stay as
     they are. mm_pointwise_sub: the same over the bytes of the whole blocks of 32 / w_bits
-    elements. Other kernels read the natural row order.
+    elements. mm_conv on its two-pixel path (conv8_pairs): the same over whole rows. Other
+    kernels read the natural row order.
     """
     w = np.asarray(iop.weights, dtype=np.uint8)
     dw = depthwise_layout(iop, kernel)
@@ -473,7 +487,7 @@ def weight_layout(iop: IntOp, kernel: str) -> np.ndarray:
     if kernel == "mm_pointwise_sub":  # words over the whole blocks of 32 / w_bits elements
         c = iop.op.in_shape[0]
         flat = interleave4(rows, (c - c % (32 // iop.w_bits)) * iop.w_bits // 8)
-    elif kernel in ("mm_pointwise8", "mm_pointwise8_widen"):
+    elif kernel in ("mm_pointwise8", "mm_pointwise8_widen") or conv8_pairs(iop, kernel):
         flat = interleave4(rows, rows.shape[1] - rows.shape[1] % 4)
     else:
         return w
