@@ -30,7 +30,7 @@ from micromix.graph import trace
 from micromix.integer import convert
 from micromix.integer.convert import random_qparams
 from micromix.models import conv_bn, create
-from micromix.ops.conv import conv8_pairs
+from micromix.ops.conv import conv8_head
 from micromix.policy import Policy
 
 
@@ -84,44 +84,54 @@ def test_every_bit_combination_of_every_kernel_is_bit_exact(tmp_path) -> None:
 
 
 class Conv8Net(torch.nn.Module):
-    """mm_conv's W8/A8 paths on 15x15: two-pixel blocks with clipped borders and an odd row (a),
-    stride 2 and a 2-row tail of channels (b), in_c not a multiple of 4 (c, d: the one-pixel
-    path; d has no ReLU, so e reads signed inputs), a 5x5 window on 8x8 (e, 4-bit outputs)."""
+    """mm_conv's W8/A8 paths on a 3 x 15 x 15 input. Two pixels straight from the input
+    (in_c % 4 == 0): clipped borders and an odd row (a), stride 2 and a 2-row tail of channels
+    (b), signed inputs and 4-bit outputs (f). Two pixels from byte patches (in_c % 4 != 0): a
+    3-channel stem, a row with a 2-byte tail and a 2-row tail of channels (c), signed inputs in
+    a 5x5 window on 8x8 (e). One pixel (in_c % 4 != 0, a row of more than MM_PATCH): d."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.stem = conv_bn(1, 8, 3)
+        self.stem = conv_bn(3, 8, 3)
         self.a = conv_bn(8, 12, 3)
         self.b = conv_bn(12, 10, 3, 2)
-        self.c = conv_bn(10, 6, 3)
-        self.d = conv_bn(6, 8, 3, act=None)
-        self.e = conv_bn(8, 8, 5)
+        self.c = conv_bn(10, 30, 3)
+        self.d = conv_bn(30, 6, 3, act=None)
+        self.e = conv_bn(6, 8, 5, act=None)
+        self.f = conv_bn(8, 8, 3)
         self.fc = torch.nn.Linear(8, 10)
 
+    LAYERS = ("stem", "a", "b", "c", "d", "e", "f")
+
     def forward(self, x):
-        y = self.e(self.d(self.c(self.b(self.a(self.stem(x))))))
+        y = self.f(self.e(self.d(self.c(self.b(self.a(self.stem(x)))))))
         return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(y, 1), 1))
 
 
 def conv8_model():
-    """Conv8Net at W8/A8 but for e's 4-bit output, with random quantization parameters."""
+    """Conv8Net at W8/A8 but for f's 4-bit output, with random quantization parameters."""
     torch.manual_seed(1)
-    g = trace(Conv8Net().eval(), (1, 1, 15, 15))
+    g = trace(Conv8Net().eval(), (1, 3, 15, 15))
     pol = Policy.uniform(g, 8)
-    e = next(o for o in g.ops if o.name.startswith("e."))
-    pol = pol.replace(activations={**pol.activations, e.output: 4})
+    f = next(o for o in g.ops if o.name == "f.0")
+    pol = pol.replace(activations={**pol.activations, f.output: 4})
     return convert(random_qparams(g, pol, seed=3), g, pol)
 
 
 def test_w8a8_conv_paths_are_bit_exact(tmp_path) -> None:
     """Host build (portable C) and, with the ARM tools, qemu (the DSP asm): every W8/A8 mm_conv
-    shape above, bit for bit the numpy reference."""
+    path above, bit for bit the numpy reference."""
     im = conv8_model()
-    convs = [o.name[:-2] for o in im.ops if o.name[1:] == ".0" and o.name[0] in "abcde"]
-    pairs = {o.name[0]: conv8_pairs(o, "mm_conv") for o in im.ops if o.name[:-2] in convs}
-    assert pairs == {"a": True, "b": True, "c": False, "d": False, "e": True}
+    convs = {o.name[:-2]: o for o in im.ops if o.name in {f"{c}.0" for c in Conv8Net.LAYERS}}
+    path = {
+        n: "natural" if h is None else "input" if h == o.row_elems else "patch"
+        for n, o in convs.items()
+        for h in [conv8_head(o, "mm_conv")]
+    }
+    assert path == {"stem": "patch", "a": "input", "b": "input", "c": "patch",
+                    "d": "natural", "e": "patch", "f": "input"}  # fmt: skip
     assert {x.kernel for x in im.report.layers if x.name[:-2] in convs} == {"mm_conv"}
-    x = np.random.default_rng(6).integers(0, 256, (40, 1, 15, 15), dtype=np.uint8)
+    x = np.random.default_rng(6).integers(0, 256, (40, 3, 15, 15), dtype=np.uint8)
     arm = shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")
     kw = {"target": "cortex-m4", "cm4_images": 4} if arm else {}
     s = json.loads((export_c(im, tmp_path / "c", test_images=x, **kw) / "export.json").read_text())

@@ -361,38 +361,6 @@ static void mm_conv_chunked(const mm_conv_ctx *k, int16_t *buf, mm_writer *wr, i
     }
 }
 
-/* The patch of 8-bit inputs for a row of at most MM_PATCH elements (natural order, as 8-bit
- * weights read it): per kernel row, the in-image taps are one contiguous run of input bytes;
- * the taps outside are the zero padding. One call per pixel instead of one per tap. */
-static void mm_gather8(int16_t *buf, const uint8_t *in, int in_h, int in_w, int in_c, int is,
-                       int kh, int kw, int iy0, int ix0)
-{
-    const int kx0 = ix0 >= 0 ? 0 : -ix0 < kw ? -ix0 : kw;
-    const int kx1 = ix0 + kw > in_w ? (in_w - ix0 > kx0 ? in_w - ix0 : kx0) : kw;
-    const int32_t left = (int32_t)kx0 * in_c, run = (int32_t)(kx1 - kx0) * in_c;
-    const int32_t rowlen = (int32_t)kw * in_c;
-    for (int ky = 0; ky < kh; ky++, buf += rowlen) {
-        const int iy = iy0 + ky;
-        int32_t e = 0;
-        if (iy < 0 || iy >= in_h || run == 0) {
-            for (; e < rowlen; e++)
-                buf[e] = 0;
-            continue;
-        }
-        const uint8_t *p = in + ((int32_t)iy * in_w + ix0 + kx0) * in_c;
-        for (; e < left; e++)
-            buf[e] = 0;
-        if (is)
-            for (int32_t i = 0; i < run; i++)
-                buf[left + i] = (int8_t)p[i];
-        else
-            for (int32_t i = 0; i < run; i++)
-                buf[left + i] = p[i];
-        for (e = left + run; e < rowlen; e++)
-            buf[e] = 0;
-    }
-}
-
 /* ---- 8-bit inputs and weights (mm_conv's W8/A8 path) ---------------------------------------
  *
  * No unpacked patch: the input bytes and the weight rows are both HWC-ordered, so the taps of
@@ -580,6 +548,31 @@ static inline void mm_conv8_cols(const mm_conv_ctx *k, int ix0, int *kx0, int *k
     *kx1 = ix0 + k->kw > k->in_w ? (k->in_w - ix0 > *kx0 ? k->in_w - ix0 : *kx0) : k->kw;
 }
 
+/* One pixel's patch as bytes (HWC order, the zero padding as 0 bytes: 0 in either format). */
+static void mm_gather8b(uint8_t *d, const mm_conv_ctx *k, int iy0, int ix0)
+{
+    int kx0, kx1;
+    mm_conv8_cols(k, ix0, &kx0, &kx1);
+    const int32_t rowlen = (int32_t)k->kw * k->in_c, left = (int32_t)kx0 * k->in_c;
+    const int32_t run = (int32_t)(kx1 - kx0) * k->in_c;
+    for (int ky = 0; ky < k->kh; ky++, d += rowlen) {
+        const int iy = iy0 + ky;
+        int32_t e = 0;
+        if (iy < 0 || iy >= k->in_h) {
+            for (; e < rowlen; e++)
+                d[e] = 0;
+            continue;
+        }
+        const uint8_t *p = k->in + ((int32_t)iy * k->in_w + ix0 + kx0) * k->in_c;
+        for (; e < left; e++)
+            d[e] = 0;
+        for (int32_t i = 0; i < run; i++)
+            d[left + i] = p[i];
+        for (e = left + run; e < rowlen; e++)
+            d[e] = 0;
+    }
+}
+
 /* Four (or the last 1-3) output channels of one pixel: the in-image taps, kernel row by row. */
 static MM_NOINLINE void mm_conv8_block(const mm_conv_ctx *k, const int8_t *w, int nb, int iy0,
                                        int ix0, int32_t *acc)
@@ -608,20 +601,6 @@ static MM_NOINLINE void mm_conv8_block(const mm_conv_ctx *k, const int8_t *w, in
     }
 }
 
-/* Requantizes nb channels' sums (channels co ..) into a writer: four at once for a full block. */
-static inline void mm_conv8_put(const mm_conv_ctx *k, mm_writer *wr, int co, int nb, int32_t *acc)
-{
-    for (int j = 0; j < nb; j++)
-        acc[j] = mm_pw_rq(acc[j], k->bias[co + j], k->mult[co + j], k->shift[co + j], k->bk,
-                          k->qmin, k->qmax);
-    if (nb == 4) {
-        mm_put4(wr, acc);
-        return;
-    }
-    for (int j = 0; j < nb; j++)
-        mm_put(wr, acc[j]);
-}
-
 static void mm_conv8(const mm_conv_ctx *k, uint8_t *out, int out_h, int out_w, int sh, int sw,
                      int ph, int pw, int ob, int out_c)
 {
@@ -633,7 +612,9 @@ static void mm_conv8(const mm_conv_ctx *k, uint8_t *out, int out_h, int out_w, i
                 const int nb = out_c - co < 4 ? out_c - co : 4;
                 int32_t acc[4];
                 mm_conv8_block(k, w, nb, oy * sh - ph, ox * sw - pw, acc);
-                mm_conv8_put(k, &wr, co, nb, acc);
+                for (int j = 0; j < nb; j++)
+                    mm_put(&wr, mm_pw_rq(acc[j], k->bias[co + j], k->mult[co + j],
+                                         k->shift[co + j], k->bk, k->qmin, k->qmax));
             }
             mm_flush(&wr);
             out = wr.p;
@@ -655,67 +636,113 @@ static inline void mm_conv8_rq(const mm_conv_ctx *k, int co, int np, int32_t *ac
     }
 }
 
-/* One or two pixels (np) of output row oy from column ox, their windows' first input column
- * ix0, clipped to taps kx0 .. kx1 - 1: every output channel, written pixel by pixel per block
- * of four channels. */
-static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, uint8_t *out, int32_t out_pix,
-                                      int ob, int out_c, int iy0, int ix0, int kx0, int kx1,
-                                      int32_t step, int np)
+/* Where the pair kernel reads one or two pixels' inputs: `rows` runs of n + tail bytes (n a
+ * multiple of 4), the first at x, the next xrow bytes on; pixel 1's step bytes after pixel
+ * 0's. They meet the bytes of each weight row from w0 on, the next run's wrow bytes on. In an
+ * interleaved block the n-byte runs are words (4 w0 bytes from the block's start), and the
+ * tail bytes come after the block's head words, row after row (head bytes per row). */
+typedef struct {
+    const uint8_t *x;
+    int32_t step, xrow, n, tail, w0, wrow, head;
+    int rows;
+} mm_c8src;
+
+/* The tail bytes of a channel block's rows for np pixels (the patch path: row % 4 bytes, at
+ * most 3), each input byte loaded once for the four channels. */
+static void mm_conv8_tail(const mm_conv_ctx *k, const mm_c8src *s, const int8_t *blk, int np,
+                          int32_t *acc)
 {
-    const int32_t n = (int32_t)(kx1 - kx0) * k->in_c, rb = k->row_bytes;
-    const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = k->in_h - iy0 < k->kh ? k->in_h - iy0 : k->kh;
-    const uint8_t *const x0 = k->in + ((int32_t)(iy0 + ky0) * k->in_w + ix0 + kx0) * k->in_c;
-    const int32_t xrow = (int32_t)k->in_w * k->in_c, wrow = (int32_t)k->kw * k->in_c;
-    const int8_t *w = (const int8_t *)k->w + (int32_t)(ky0 * k->kw + kx0) * k->in_c * 4;
+    const int8_t *t = blk + 4 * s->head;
+    const int32_t nt = s->tail;
+    for (int p = 0; p < np; p++, acc += 4) {
+        const uint8_t *x = s->x + p * s->step + s->n;
+        int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+        for (int32_t i = 0; i < nt; i++) {
+            const int32_t xv = k->is ? (int8_t)x[i] : x[i];
+            a0 += xv * t[i];
+            a1 += xv * t[nt + i];
+            a2 += xv * t[2 * nt + i];
+            a3 += xv * t[3 * nt + i];
+        }
+        acc[0] = a0;
+        acc[1] = a1;
+        acc[2] = a2;
+        acc[3] = a3;
+    }
+}
+
+/* One or two pixels (np) of one output row: every output channel, written pixel by pixel per
+ * block of four channels. */
+static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+                                      int32_t out_pix, int ob, int out_c, int np)
+{
+    const int32_t rb = k->row_bytes, n = s->n, wrow = 4 * s->wrow;
+    const int8_t *w = (const int8_t *)k->w + 4 * s->w0;
     mm_writer w0 = {out, 0, 0, ob}, w1 = {out + out_pix, 0, 0, ob};
     int co = 0;
     for (; co + 4 <= out_c; co += 4, w += 4 * rb) {
-        int32_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        int32_t acc[8]; /* set one by one: gcc made a loop of it a call of memset */
+        acc[0] = acc[1] = acc[2] = acc[3] = acc[4] = acc[5] = acc[6] = acc[7] = 0;
         if (n > 0 && np == 2) {
             if (k->is) {
-                mm_rows8x2x2(x0, step, xrow, w, 4 * wrow, n, ky1 - ky0, 1, acc, acc + 4);
-                mm_rows8x2x2(x0, step, xrow, w + 8, 4 * wrow, n, ky1 - ky0, 1, acc + 2, acc + 6);
+                mm_rows8x2x2(s->x, s->step, s->xrow, w, wrow, n, s->rows, 1, acc, acc + 4);
+                mm_rows8x2x2(s->x, s->step, s->xrow, w + 8, wrow, n, s->rows, 1, acc + 2,
+                             acc + 6);
             } else {
-                mm_rows8x2x2(x0, step, xrow, w, 4 * wrow, n, ky1 - ky0, 0, acc, acc + 4);
-                mm_rows8x2x2(x0, step, xrow, w + 8, 4 * wrow, n, ky1 - ky0, 0, acc + 2, acc + 6);
+                mm_rows8x2x2(s->x, s->step, s->xrow, w, wrow, n, s->rows, 0, acc, acc + 4);
+                mm_rows8x2x2(s->x, s->step, s->xrow, w + 8, wrow, n, s->rows, 0, acc + 2,
+                             acc + 6);
             }
         } else if (n > 0) {
-            const uint8_t *x = x0;
+            const uint8_t *x = s->x;
             const int8_t *wr = w;
-            for (int ky = ky0; ky < ky1; ky++, x += xrow, wr += 4 * wrow) {
+            for (int r = 0; r < s->rows; r++, x += s->xrow, wr += wrow) {
                 if (k->is)
                     mm_run8x4i(x, wr, n, 1, acc);
                 else
                     mm_run8x4i(x, wr, n, 0, acc);
             }
         }
+        if (s->tail)
+            mm_conv8_tail(k, s, w - 4 * s->w0, np, acc);
         mm_conv8_rq(k, co, np, acc);
         mm_put4(&w0, acc);
         if (np == 2)
             mm_put4(&w1, acc + 4);
     }
-    w = (const int8_t *)k->w + (int32_t)co * rb + (int32_t)(ky0 * k->kw + kx0) * k->in_c;
+    w = (const int8_t *)k->w + (int32_t)co * rb + s->w0;
     for (; co < out_c; co++, w += rb) /* the last out_c % 4 rows, natural order */
         for (int p = 0; p < np; p++) {
             int32_t a = 0;
-            const uint8_t *x = x0 + p * step;
+            const uint8_t *x = s->x + p * s->step;
             const int8_t *wr = w;
-            for (int ky = ky0; ky < ky1; ky++, x += xrow, wr += wrow)
-                a += mm_run8x1(x, wr, n, k->is);
-            mm_conv8_put(k, p ? &w1 : &w0, co, 1, &a);
+            for (int r = 0; r < s->rows; r++, x += s->xrow, wr += s->wrow)
+                a += mm_run8x1(x, wr, n + s->tail, k->is);
+            a = mm_pw_rq(a, k->bias[co], k->mult[co], k->shift[co], k->bk, k->qmin, k->qmax);
+            mm_put(p ? &w1 : &w0, a);
         }
     mm_flush(&w0);
     mm_flush(&w1);
 }
 
-/* The pair kernel over the whole output (in_c % 4 == 0). It writes pixel ox + 1's bytes of a
- * channel block before it reads pixel ox's window again for the next block: run over its own
- * input, it needs the schedule to keep one more output pixel's window alive (lag 1). */
+/* The pair kernel over the whole output, straight from the input (in_c % 4 == 0). It writes
+ * pixel ox + 1's bytes of a channel block before it reads pixel ox's window again for the next
+ * block: run over its own input, it needs the schedule to keep one more output pixel's window
+ * alive (lag 1). */
 static void mm_conv8x2(const mm_conv_ctx *k, uint8_t *out, int out_h, int out_w, int sh, int sw,
                        int ph, int pw, int ob, int out_c)
 {
-    const int32_t out_pix = mm_bytes(out_c, ob), step = (int32_t)sw * k->in_c;
-    for (int oy = 0; oy < out_h; oy++)
+    const int32_t out_pix = mm_bytes(out_c, ob);
+    mm_c8src s;
+    s.step = (int32_t)sw * k->in_c;
+    s.xrow = (int32_t)k->in_w * k->in_c;
+    s.wrow = (int32_t)k->kw * k->in_c;
+    s.tail = 0;
+    s.head = k->row;
+    for (int oy = 0; oy < out_h; oy++) {
+        const int iy0 = oy * sh - ph;
+        const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = k->in_h - iy0 < k->kh ? k->in_h - iy0 : k->kh;
+        s.rows = ky1 - ky0;
         for (int ox = 0; ox < out_w;) {
             const int ix0 = ox * sw - pw;
             int kx0, kx1, np = 1;
@@ -725,7 +752,41 @@ static void mm_conv8x2(const mm_conv_ctx *k, uint8_t *out, int out_h, int out_w,
                 mm_conv8_cols(k, ix0 + sw, &nx0, &nx1);
                 np = nx0 == kx0 && nx1 == kx1 ? 2 : 1;
             }
-            mm_conv8x2_px(k, out, out_pix, ob, out_c, oy * sh - ph, ix0, kx0, kx1, step, np);
+            s.x = k->in + ((int32_t)(iy0 + ky0) * k->in_w + ix0 + kx0) * k->in_c;
+            s.n = (int32_t)(kx1 - kx0) * k->in_c;
+            s.w0 = (int32_t)(ky0 * k->kw + kx0) * k->in_c;
+            mm_conv8x2_px(k, &s, out, out_pix, ob, out_c, np);
+            out += np * out_pix;
+            ox += np;
+        }
+    }
+}
+
+/* The pair kernel on patches (in_c % 4 != 0, rows of at most MM_PATCH bytes: stems on 1 or 3
+ * channels): each pixel's patch is gathered as bytes into the scratch, two pixels side by
+ * side (2 row bytes: what the memory model counts for the int16 patch), then met by the first
+ * row - row % 4 bytes of each weight row as words and the rest byte by byte. Pixels are
+ * written after both patches are gathered: in place, this needs lag 1 too. */
+static void mm_conv8p(const mm_conv_ctx *k, uint8_t *buf, uint8_t *out, int out_h, int out_w,
+                      int sh, int sw, int ph, int pw, int ob, int out_c)
+{
+    const int32_t out_pix = mm_bytes(out_c, ob);
+    mm_c8src s;
+    s.x = buf;
+    s.step = k->row;
+    s.xrow = 0;
+    s.n = k->row & ~3;
+    s.tail = k->row & 3;
+    s.w0 = 0;
+    s.wrow = 0;
+    s.head = s.n;
+    s.rows = 1;
+    for (int oy = 0; oy < out_h; oy++)
+        for (int ox = 0; ox < out_w;) {
+            const int np = ox + 1 < out_w ? 2 : 1;
+            for (int p = 0; p < np; p++)
+                mm_gather8b(buf + p * k->row, k, oy * sh - ph, (ox + p) * sw - pw);
+            mm_conv8x2_px(k, &s, out, out_pix, ob, out_c, np);
             out += np * out_pix;
             ox += np;
         }
@@ -764,9 +825,14 @@ void mm_conv(MM_CONV_ARGS)
     k.row_bytes = mm_bytes(k.row, k.wb);
     k.qmin = qmin;
     k.qmax = qmax;
-    /* Fewer than four input channels: runs of a few bytes, where the unpacked patch wins. */
+    /* W8/A8: two pixels at a time, from the input (in_c % 4 == 0) or from byte patches; long
+     * rows of other in_c one pixel at a time. */
     if (k.ib == 8 && k.wb == 8 && groups == 1 && k.in_c % 4 == 0) {
         mm_conv8x2(&k, out, out_h, out_w, sh, sw, ph, pw, ob, d->out_c);
+        return;
+    }
+    if (k.ib == 8 && k.wb == 8 && groups == 1 && k.row <= MM_PATCH) {
+        mm_conv8p(&k, (uint8_t *)scratch, out, out_h, out_w, sh, sw, ph, pw, ob, d->out_c);
         return;
     }
     if (k.ib == 8 && k.wb == 8 && groups == 1 && k.in_c > 4) {
@@ -785,14 +851,11 @@ void mm_conv(MM_CONV_ARGS)
                 {
                     int32_t nblk = k.row - k.row % (16 << k.lp);
                     const uint8_t *wrow = w + (int32_t)g * k.cout_g * k.row_bytes;
-                    if (k.ib == 8 && k.wb == 8 && groups == 1)
-                        mm_gather8(buf, in, in_h, in_w, k.in_c, k.is, kh, kw, iy0, ix0);
-                    else
-                        for (int ky = 0; ky < kh; ky++)
-                            for (int kx = 0; kx < kw; kx++)
-                                mm_gather(buf, in, in_h, in_w, k.in_pix, k.ib, k.is,
-                                          g * k.cin_g, k.cin_g, (ky * kw + kx) * k.cin_g, nblk,
-                                          k.lp, iy0 + ky, ix0 + kx);
+                    for (int ky = 0; ky < kh; ky++)
+                        for (int kx = 0; kx < kw; kx++)
+                            mm_gather(buf, in, in_h, in_w, k.in_pix, k.ib, k.is, g * k.cin_g,
+                                      k.cin_g, (ky * kw + kx) * k.cin_g, nblk, k.lp, iy0 + ky,
+                                      ix0 + kx);
                     mm_channels(buf, wrow, k.row, k.row_bytes, k.wb, bias + g * k.cout_g,
                                 mult + g * k.cout_g, shift + g * k.cout_g, k.cout_g, k.bk, qmin,
                                 qmax, &wr);
