@@ -139,6 +139,33 @@ def test_w8a8_conv_paths_are_bit_exact(tmp_path) -> None:
     assert not arm or s["cortex_m4"]["images"] == 4
 
 
+@pytest.mark.parametrize(
+    ("c", "size", "stride", "relu", "out_bits"),
+    [(12, 9, 1, True, 8), (12, 9, 2, False, 4), (8, 1, 1, False, 8), (10, 5, 1, True, 2)],
+)
+def test_depthwise_3x3_windows_are_bit_exact(tmp_path, c, size, stride, relu, out_bits) -> None:
+    """A 3x3 depthwise layer alone (its output is the model's: every value is compared), on
+    8-bit unsigned inputs: inside windows and every border at stride 1 and 2, a 1 x 1 image
+    whose window is clipped on all sides, a tail of channels, clamps to [0, 255] and to the
+    signed range, 8-, 4- and 2-bit outputs. Host build and, with the ARM tools, qemu (the DSP
+    asm)."""
+    torch.manual_seed(2)
+    dw = conv_bn(c, c, 3, stride, groups=c, act=torch.nn.ReLU if relu else None)
+    # The model's output stays 8-bit: sub-byte outputs go through a 1x1 layer that mixes them.
+    model = (dw if out_bits == 8 else torch.nn.Sequential(dw, conv_bn(c, c, 1, act=None))).eval()
+    g = trace(model, (1, c, size, size))
+    pol = Policy.uniform(g, 8)
+    pol = pol.replace(activations={**pol.activations, g.ops[0].output: out_bits})
+    im = convert(random_qparams(g, pol, seed=4), g, pol)
+    assert im.report.layers[0].kernel == "mm_depthwise" and im.ops[0].out_bits == out_bits
+    x = np.random.default_rng(7).integers(0, 256, (40, c, size, size), dtype=np.uint8)
+    arm = shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")
+    kw = {"target": "cortex-m4", "cm4_images": 4} if arm else {}
+    s = json.loads((export_c(im, tmp_path / "c", test_images=x, **kw) / "export.json").read_text())
+    assert s["selftest_identical"] == 40
+    assert not arm or s["cortex_m4"]["images"] == 4
+
+
 def test_memory_exactness_read_from_the_objects(tmp_path) -> None:
     """The compiled objects, read with nm and size: the model's constants are exactly the
     arrays the memory model counts, one arena and one kernel scratch buffer of exactly its RAM;

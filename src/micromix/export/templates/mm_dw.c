@@ -6,8 +6,11 @@
  * the four channels' inputs, two or three instructions that make halfword pairs of them, and
  * four SMLABB / SMLATT on DSP cores (plain C with the same meaning elsewhere). Accumulators
  * stay in registers; 3x3 windows inside the image are unrolled, border windows run their
- * valid taps only (the zero padding adds nothing). Leftover channels (c % 4) and kernels of
- * more than MM_DW_TAPS taps run one channel at a time. Weights keep their natural rows.
+ * valid taps only (the zero padding adds nothing). On DSP cores, 3x3 kernels on 8-bit unsigned
+ * inputs (mm_dw_3x3_8u) run each window in one asm block, the inside ones of an output row in a
+ * loop of their own. Leftover channels (c % 4) and kernels of more than MM_DW_TAPS taps run
+ * one channel at a time. Every pixel of a group is written in raster order, after its window
+ * is read (the in-place contract of mm_kernels.h).
  */
 #include "mm_kernels.h"
 
@@ -91,6 +94,24 @@ static uint32_t mm_dw_xany(const uint8_t *p, int ib, int is, uint32_t *hi)
     } while (0)
 #define MM_DW_T8U(R_, O_, K_, T_)                                                                 \
     MM_DW_ASM("ldr", "uxtb16 %[u], %[x], ror #8\n\tuxtb16 %[x], %[x]\n\t", R_, O_, K_, T_, )
+/* A whole 3x3 window of 8-bit unsigned inputs in one asm block: the taps of each kernel row at
+ * [r], [r + ip], [r + 2 ip], the next row rs bytes on. (Nine blocks left gcc nine tap
+ * addresses to keep, which it spilled.) */
+#define MM_DW_9T(ADDR, T)                                                                         \
+    "ldr %[x], " ADDR "\n\tldr %[w], [%[k], #(8 * " #T ")]\n\t"                                   \
+    "ldr %[v], [%[k], #(8 * " #T " + 4)]\n\tuxtb16 %[u], %[x], ror #8\n\tuxtb16 %[x], %[x]\n\t"  \
+    MM_DW_MACS "\n\t"
+#define MM_DW_9ROW(T0, T1, T2)                                                                    \
+    MM_DW_9T("[%[r]]", T0) MM_DW_9T("[%[r], %[ip]]", T1) MM_DW_9T("[%[r], %[ip], lsl #1]", T2)
+#define MM_DW_WIN3X3_8U(R_, IP_, RS_, K_)                                                         \
+    do {                                                                                          \
+        uint32_t x_, u_, w_, v_;                                                                  \
+        const uint8_t *r_ = (R_);                                                                 \
+        __asm__ volatile(MM_DW_9ROW(0, 1, 2) "add %[r], %[r], %[rs]\n\t" MM_DW_9ROW(3, 4, 5)     \
+                             "add %[r], %[r], %[rs]\n\t" MM_DW_9ROW(6, 7, 8)                     \
+                         : MM_DW_OUTS, [r] "+r"(r_)                                               \
+                         : [ip] "r"(IP_), [rs] "r"(RS_), [k] "r"(K_));                            \
+    } while (0)
 #define MM_DW_T4U(R_, O_, K_, T_)                                                                 \
     MM_DW_ASM("ldrh",                                                                             \
               "orr %[x], %[x], %[x], lsl #8\n\tand %[u], %[m], %[x], lsr #4\n\t"                  \
@@ -186,6 +207,35 @@ enum { MM_DW_8U, MM_DW_4U, MM_DW_2U, MM_DW_ANY };
             MM_DW_TANY(R_, O_, K_, T_);                                                           \
     } while (0)
 
+/* The group's four sums a0 .. a3 of one pixel requantized and stored at out (locals of the
+ * group kernels: L, q, ob). */
+#define MM_DW_PUT(fmt)                                                                            \
+    do {                                                                                          \
+        if ((fmt) == MM_DW_8U && q->fast == 2) {                                                  \
+            MM_DW_REQ4U8();                                                                       \
+        } else if (q->fast) {                                                                     \
+            MM_DW_REQ4();                                                                         \
+        } else {                                                                                  \
+            int32_t acc_[4] = {a0, a1, a2, a3}, y_[4];                                            \
+            mm_dw_requant4(L, q, acc_, y_);                                                       \
+            a0 = y_[0];                                                                           \
+            a1 = y_[1];                                                                           \
+            a2 = y_[2];                                                                           \
+            a3 = y_[3];                                                                           \
+        }                                                                                         \
+        if (ob == 8) {                                                                            \
+            out[0] = (uint8_t)a0;                                                                 \
+            out[1] = (uint8_t)a1;                                                                 \
+            out[2] = (uint8_t)a2;                                                                 \
+            out[3] = (uint8_t)a3;                                                                 \
+        } else if (ob == 4) {                                                                     \
+            out[0] = (uint8_t)((a0 & 15) | ((uint32_t)a1 << 4));                                  \
+            out[1] = (uint8_t)((a2 & 15) | ((uint32_t)a3 << 4));                                  \
+        } else {                                                                                  \
+            out[0] = (uint8_t)((a0 & 3) | ((a1 & 3) << 2) | ((a2 & 3) << 4) | ((uint32_t)a3 << 6)); \
+        }                                                                                         \
+    } while (0)
+
 /* One group of four channels over the whole output: in and out point at the group's first
  * byte of pixel 0, wp holds the taps' weight pairs. Windows inside the image are told by one
  * unsigned compare of the window's first column (lim is 0 on rows that need padding). Forced
@@ -243,37 +293,103 @@ static MM_INLINE void mm_dw_group(const mm_dwl *L, const uint8_t *in, uint8_t *o
                     }
                 }
             }
-            if ((fmt == MM_DW_8U) && q->fast == 2) {
-                MM_DW_REQ4U8();
-            } else if (q->fast) {
-                MM_DW_REQ4();
-            } else {
-                int32_t acc_[4] = {a0, a1, a2, a3}, y_[4];
-                mm_dw_requant4(L, q, acc_, y_);
-                a0 = y_[0];
-                a1 = y_[1];
-                a2 = y_[2];
-                a3 = y_[3];
-            }
-            if (ob == 8) {
-                out[0] = (uint8_t)a0;
-                out[1] = (uint8_t)a1;
-                out[2] = (uint8_t)a2;
-                out[3] = (uint8_t)a3;
-            } else if (ob == 4) {
-                out[0] = (uint8_t)((a0 & 15) | ((uint32_t)a1 << 4));
-                out[1] = (uint8_t)((a2 & 15) | ((uint32_t)a3 << 4));
-            } else {
-                out[0] = (uint8_t)((a0 & 3) | ((a1 & 3) << 2) | ((a2 & 3) << 4) |
-                                   ((uint32_t)a3 << 6));
-            }
+            MM_DW_PUT(fmt);
         }
     }
 }
 
+#if defined(__ARM_FEATURE_DSP)
+/* One kernel row's taps TAPS (MM_DW_9T's) into a0 .. a3: the row's inputs at r, its weight
+ * pairs at k. */
+#define MM_DW_ROW_8U(TAPS, R_, IP_, K_)                                                           \
+    do {                                                                                          \
+        uint32_t x_, u_, w_, v_;                                                                  \
+        __asm__ volatile(TAPS                                                                     \
+                         : MM_DW_OUTS                                                             \
+                         : [r] "r"(R_), [ip] "r"(IP_), [k] "r"(K_));                              \
+    } while (0)
+
+/* Output pixels ox0 .. ox1 - 1 of row oy whose 3x3 windows cross the border (8-bit unsigned
+ * inputs): the valid kernel rows, each all three taps, the last two (left border) or the first
+ * two (right border) in one asm block; a window clipped on both sides (an image narrower than
+ * 3) is copied into a stack window first, 0 for the zero padding. */
+static MM_NOINLINE void mm_dw_edge_3x3_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out,
+                                          const uint32_t *wp, const mm_dwq *q, int oy, int ox0,
+                                          int ox1)
+{
+    const int32_t ip = L->in_pix, rs = L->row;
+    const int ob = L->ob, iy0 = oy * L->sh - L->ph;
+    const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = L->in_h - iy0 < 3 ? L->in_h - iy0 : 3;
+    out += ((int32_t)oy * L->out_w + ox0) * L->out_pix;
+    for (int ox = ox0; ox < ox1; ox++, out += L->out_pix) {
+        const int ix0 = ox * L->sw - L->pw;
+        const int left = ix0 < 0, right = ix0 + 3 > L->in_w;
+        const uint8_t *r = in + (int32_t)(iy0 + ky0) * rs + (int32_t)ix0 * ip;
+        const uint32_t *k = wp + 6 * ky0;
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        if (left && right) {
+            uint32_t win[9];
+            const int kx0 = -ix0, kx1 = L->in_w - ix0;
+            for (int t = 0; t < 9; t++)
+                win[t] = 0;
+            for (int ky = ky0; ky < ky1; ky++)
+                for (int kx = kx0 < 0 ? 0 : kx0; kx < kx1 && kx < 3; kx++)
+                    memcpy(&win[3 * ky + kx], r + (ky - ky0) * rs + kx * ip, 4);
+            __asm__ volatile("" : : "m"(win)); /* the block below reads win */
+            MM_DW_WIN3X3_8U((const uint8_t *)win, 4, 12, wp);
+        } else {
+            for (int ky = ky0; ky < ky1; ky++, r += rs, k += 6) {
+                if (left)
+                    MM_DW_ROW_8U(MM_DW_9T("[%[r], %[ip]]", 1) MM_DW_9T("[%[r], %[ip], lsl #1]", 2),
+                                 r, ip, k);
+                else if (right)
+                    MM_DW_ROW_8U(MM_DW_9T("[%[r]]", 0) MM_DW_9T("[%[r], %[ip]]", 1), r, ip, k);
+                else
+                    MM_DW_ROW_8U(MM_DW_9ROW(0, 1, 2), r, ip, k);
+            }
+        }
+        MM_DW_PUT(MM_DW_8U);
+    }
+}
+
+/* 3x3 windows of 8-bit unsigned inputs (DSP cores), each in one asm block; per output row the
+ * windows inside the image run in a loop of their own, the others before and after it. Pixels
+ * in raster order, each stored after its window is read. */
+static void mm_dw_3x3_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
+                         const mm_dwq *q)
+{
+    const int32_t ip = L->in_pix, rs = L->row, step = L->sw * ip, opx = L->out_pix;
+    const int ob = L->ob;
+    for (int oy = 0; oy < L->out_h; oy++) {
+        const int iy0 = oy * L->sh - L->ph;
+        const int inside = iy0 >= 0 && iy0 + 3 <= L->in_h && L->n_in > 0;
+        const int e0 = inside ? L->ox_in : L->out_w, e1 = inside ? e0 + L->n_in : e0;
+        mm_dw_edge_3x3_8u(L, in, out, wp, q, oy, 0, e0);
+        uint8_t *o = out + ((int32_t)oy * L->out_w + e0) * opx;
+        const uint8_t *c = in + (int32_t)iy0 * rs + (int32_t)(e0 * L->sw - L->pw) * ip;
+        for (int n = e1 - e0; n > 0; n--, c += step) {
+            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            MM_DW_WIN3X3_8U(c, ip, rs, wp);
+            {
+                uint8_t *const out = o; /* MM_DW_PUT stores at out */
+                MM_DW_PUT(MM_DW_8U);
+            }
+            o += opx;
+        }
+        mm_dw_edge_3x3_8u(L, in, out, wp, q, oy, e1, L->out_w);
+    }
+}
+#endif
+
 static void mm_dw_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
                      const mm_dwq *q)
 {
+#if defined(__ARM_FEATURE_DSP)
+    if (L->kh == 3 && L->kw == 3) {
+        mm_dw_3x3_8u(L, in, out, wp, q);
+        return;
+    }
+#endif
     mm_dw_group(L, in, out, wp, q, MM_DW_8U);
 }
 
