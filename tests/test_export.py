@@ -87,8 +87,9 @@ class Conv8Net(torch.nn.Module):
     """mm_conv's W8/A8 paths on a 3 x 15 x 15 input. Two pixels straight from the input
     (in_c % 4 == 0): clipped borders and an odd row (a), stride 2 and a 2-row tail of channels
     (b), signed inputs and 4-bit outputs (f). Two pixels from byte patches (in_c % 4 != 0): a
-    3-channel stem, a row with a 2-byte tail and a 2-row tail of channels (c), signed inputs in
-    a 5x5 window on 8x8 (e). One pixel (in_c % 4 != 0, a row of more than MM_PATCH): d."""
+    3-channel stem (a 3-byte tail per row), a 2-byte tail and a 2-row tail of channels (c),
+    signed inputs in a 5x5 window on 8x8 with a 1-byte tail (e). One pixel (in_c % 4 != 0, a
+    row of more than MM_PATCH): d."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -96,8 +97,8 @@ class Conv8Net(torch.nn.Module):
         self.a = conv_bn(8, 12, 3)
         self.b = conv_bn(12, 10, 3, 2)
         self.c = conv_bn(10, 30, 3)
-        self.d = conv_bn(30, 6, 3, act=None)
-        self.e = conv_bn(6, 8, 5, act=None)
+        self.d = conv_bn(30, 5, 3, act=None)
+        self.e = conv_bn(5, 8, 5, act=None)
         self.f = conv_bn(8, 8, 3)
         self.fc = torch.nn.Linear(8, 10)
 
