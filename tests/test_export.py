@@ -142,14 +142,20 @@ def test_w8a8_conv_paths_are_bit_exact(tmp_path) -> None:
 
 @pytest.mark.parametrize(
     ("c", "size", "stride", "relu", "out_bits"),
-    [(12, 9, 1, True, 8), (12, 9, 2, False, 4), (8, 1, 1, False, 8), (10, 5, 1, True, 2)],
+    [
+        (12, 9, 1, True, 8),
+        (12, 9, 2, False, 4),
+        (4, 3, 1, False, 8),
+        (10, 5, 1, True, 2),
+        (8, 1, 1, False, 8),
+    ],  # fmt: skip
 )
 def test_depthwise_3x3_windows_are_bit_exact(tmp_path, c, size, stride, relu, out_bits) -> None:
     """A 3x3 depthwise layer alone (its output is the model's: every value is compared), on
-    8-bit unsigned inputs: inside windows and every border at stride 1 and 2, a 1 x 1 image
-    whose window is clipped on all sides, a tail of channels, clamps to [0, 255] and to the
-    signed range, 8-, 4- and 2-bit outputs. Host build and, with the ARM tools, qemu (the DSP
-    asm)."""
+    8-bit unsigned inputs: inside windows and every border at stride 1 and 2, an image just 3
+    wide, a tail of channels, clamps to [0, 255] and to the signed range, 8-, 4- and 2-bit
+    outputs; a 1 x 1 image (narrower than the kernel: the general group kernel). Host build and,
+    with the ARM tools, qemu (the DSP asm)."""
     torch.manual_seed(2)
     dw = conv_bn(c, c, 3, stride, groups=c, act=torch.nn.ReLU if relu else None)
     # The model's output stays 8-bit: sub-byte outputs go through a 1x1 layer that mixes them.

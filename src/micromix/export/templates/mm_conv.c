@@ -377,11 +377,18 @@ static void mm_conv_chunked(const mm_conv_ctx *k, int16_t *buf, mm_writer *wr, i
  *
  * Other in_c (mm_conv8): one pixel, four channels (natural rows, rb bytes apart) share every
  * input load. */
+/* Where the pair kernel reads one or two pixels' inputs: `rows` runs of n + tail bytes (n a
+ * multiple of 4), the first at x, the next xrow bytes on; pixel 1's step bytes after pixel
+ * 0's. They meet the bytes of each weight row from w0 on, the next run's wrow bytes on. In an
+ * interleaved block the n-byte runs are words (4 w0 bytes from the block's start), and the
+ * tail bytes come after the block's head words, row after row (head bytes per row). */
+typedef struct {
+    const uint8_t *x;
+    int32_t step, xrow, n, tail, w0, wrow, head;
+    int rows;
+} mm_c8src;
+
 #if defined(__ARM_FEATURE_DSP)
-/* Two channels x two pixels over n bytes (a multiple of 4): pixel 0 reads x, pixel 1 reads
- * x + step; w points at the two channels' first words of an interleaved block (16 bytes per
- * word of the four rows). a[0..1] are pixel 0's channels, b[0..1] pixel 1's. Four channels at
- * once would need 18 registers (gcc spilled five accumulators, measured): two fit in the 14. */
 /* One step (four input bytes) in one asm block, so that gcc neither hoists the loads of the
  * next step nor spills accumulators (it did both, measured): pixel 1's input at x + step
  * (step read from memory: no register is left for it), pixel 0's at x (x += 4), two weight
@@ -411,18 +418,19 @@ static void mm_conv_chunked(const mm_conv_ctx *k, int16_t *buf, mm_writer *wr, i
             MM_C8X2X2_ASM("uxtb16");                                                              \
     } while (0)
 
-/* Two channels x two pixels over `rows` kernel rows of n bytes each (a multiple of 4): pixel 0
- * reads x, pixel 1 x + step, the next row xrow bytes on; w points at the two channels' first
- * words of an interleaved block, the next row wrow bytes on. a[0..1] += pixel 0's sums, b[0..1]
- * += pixel 1's. Eight input bytes per iteration (the loop's overhead was a fifth of its cycles
- * at four); the accumulators stay in registers across the rows. */
-static MM_INLINE void mm_rows8x2x2(const uint8_t *x, int32_t step, int32_t xrow,
-                                   const int8_t *w, int32_t wrow, int32_t n, int rows,
+/* Two channels x two pixels over the source's rows (s->n bytes each, a multiple of 4); w
+ * points at the two channels' first words of an interleaved block, the next row wrow bytes on.
+ * a[0..1] += pixel 0's sums, b[0..1] += pixel 1's. Four channels at once would need 18
+ * registers (gcc spilled five accumulators, measured): two fit in the 14. Eight input bytes
+ * per iteration (the loop's overhead was a fifth of its cycles at four); the accumulators stay
+ * in registers across the rows. */
+static MM_INLINE void mm_rows8x2x2(const mm_c8src *s, const int8_t *w, int32_t wrow,
                                    const int is, int32_t *a, int32_t *b)
 {
     int32_t a0 = a[0], a1 = a[1], b0 = b[0], b1 = b[1];
-    const int32_t xskip = xrow - n, wskip = wrow - 4 * n;
-    for (; rows > 0; rows--, x += xskip, w += wskip) {
+    const uint8_t *x = s->x;
+    const int32_t n = s->n, step = s->step, xskip = s->xrow - n, wskip = wrow - 4 * n;
+    for (int rows = s->rows; rows > 0; rows--, x += xskip, w += wskip) {
         for (int32_t k = n >> 3; k > 0; k--) {
             MM_C8X2X2_STEP(is);
             MM_C8X2X2_STEP(is);
@@ -493,14 +501,14 @@ static MM_INLINE void mm_run8x4(const uint8_t *x, const int8_t *w, int32_t rb, i
 #else
 /* Portable: the same sums in natural order. Weight byte i of row j sits at 16 (i / 4) + 4 j +
  * i % 4 in an interleaved block. */
-static inline void mm_rows8x2x2(const uint8_t *x, int32_t step, int32_t xrow, const int8_t *w,
-                                int32_t wrow, int32_t n, int rows, int is, int32_t *a,
-                                int32_t *b)
+static inline void mm_rows8x2x2(const mm_c8src *s, const int8_t *w, int32_t wrow, int is,
+                                int32_t *a, int32_t *b)
 {
-    for (; rows > 0; rows--, x += xrow, w += wrow)
-        for (int32_t i = 0; i < n; i++) {
+    const uint8_t *x = s->x;
+    for (int r = 0; r < s->rows; r++, x += s->xrow, w += wrow)
+        for (int32_t i = 0; i < s->n; i++) {
             const int32_t xv = is ? (int8_t)x[i] : x[i];
-            const int32_t yv = is ? (int8_t)x[step + i] : x[step + i];
+            const int32_t yv = is ? (int8_t)x[s->step + i] : x[s->step + i];
             const int8_t *q = w + 4 * (i & ~3) + (i & 3);
             a[0] += xv * q[0];
             a[1] += xv * q[4];
@@ -607,9 +615,10 @@ static MM_NOINLINE void mm_conv8_block(const mm_conv_ctx *k, const int8_t *w, in
     }
 }
 
-static void mm_conv8(const mm_conv_ctx *k, uint8_t *out, int out_h, int out_w, int sh, int sw,
-                     int ph, int pw, int ob, int out_c)
+static void mm_conv8(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *out, int ob)
 {
+    const int out_h = d->out_h, out_w = d->out_w, sh = d->stride_h, sw = d->stride_w;
+    const int ph = d->pad_h, pw = d->pad_w, out_c = d->out_c;
     for (int oy = 0; oy < out_h; oy++)
         for (int ox = 0; ox < out_w; ox++) {
             mm_writer wr = {out, 0, 0, ob};
@@ -641,17 +650,6 @@ static inline void mm_conv8_rq(const mm_conv_ctx *k, int co, int np, int32_t *ac
             acc[4 + j] = mm_pw_rq(acc[4 + j], b, m, s, bk, qmin, qmax);
     }
 }
-
-/* Where the pair kernel reads one or two pixels' inputs: `rows` runs of n + tail bytes (n a
- * multiple of 4), the first at x, the next xrow bytes on; pixel 1's step bytes after pixel
- * 0's. They meet the bytes of each weight row from w0 on, the next run's wrow bytes on. In an
- * interleaved block the n-byte runs are words (4 w0 bytes from the block's start), and the
- * tail bytes come after the block's head words, row after row (head bytes per row). */
-typedef struct {
-    const uint8_t *x;
-    int32_t step, xrow, n, tail, w0, wrow, head;
-    int rows;
-} mm_c8src;
 
 /* The tail bytes of a channel block's rows for np pixels (the patch path: row % 4 bytes, at
  * most 3), each input byte loaded once for the four channels. On DSP cores, the word that ends
@@ -712,13 +710,11 @@ static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, const mm_c8src *s, u
         acc[0] = acc[1] = acc[2] = acc[3] = acc[4] = acc[5] = acc[6] = acc[7] = 0;
         if (n > 0 && np == 2) {
             if (k->is) {
-                mm_rows8x2x2(s->x, s->step, s->xrow, w, wrow, n, s->rows, 1, acc, acc + 4);
-                mm_rows8x2x2(s->x, s->step, s->xrow, w + 8, wrow, n, s->rows, 1, acc + 2,
-                             acc + 6);
+                mm_rows8x2x2(s, w, wrow, 1, acc, acc + 4);
+                mm_rows8x2x2(s, w + 8, wrow, 1, acc + 2, acc + 6);
             } else {
-                mm_rows8x2x2(s->x, s->step, s->xrow, w, wrow, n, s->rows, 0, acc, acc + 4);
-                mm_rows8x2x2(s->x, s->step, s->xrow, w + 8, wrow, n, s->rows, 0, acc + 2,
-                             acc + 6);
+                mm_rows8x2x2(s, w, wrow, 0, acc, acc + 4);
+                mm_rows8x2x2(s, w + 8, wrow, 0, acc + 2, acc + 6);
             }
         } else if (n > 0) {
             const uint8_t *x = s->x;
@@ -756,9 +752,10 @@ static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, const mm_c8src *s, u
  * pixel ox + 1's bytes of a channel block before it reads pixel ox's window again for the next
  * block: run over its own input, it needs the schedule to keep one more output pixel's window
  * alive (lag 1). */
-static void mm_conv8x2(const mm_conv_ctx *k, uint8_t *out, int out_h, int out_w, int sh, int sw,
-                       int ph, int pw, int ob, int out_c)
+static void mm_conv8x2(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *out, int ob)
 {
+    const int out_h = d->out_h, out_w = d->out_w, sh = d->stride_h, sw = d->stride_w;
+    const int ph = d->pad_h, pw = d->pad_w, out_c = d->out_c;
     const int32_t out_pix = mm_bytes(out_c, ob);
     mm_c8src s;
     s.step = (int32_t)sw * k->in_c;
@@ -794,9 +791,11 @@ static void mm_conv8x2(const mm_conv_ctx *k, uint8_t *out, int out_h, int out_w,
  * side (2 row bytes: what the memory model counts for the int16 patch), then met by the first
  * row - row % 4 bytes of each weight row as words and the rest byte by byte. Pixels are
  * written after both patches are gathered: in place, this needs lag 1 too. */
-static void mm_conv8p(const mm_conv_ctx *k, uint8_t *buf, uint8_t *out, int out_h, int out_w,
-                      int sh, int sw, int ph, int pw, int ob, int out_c)
+static void mm_conv8p(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *buf, uint8_t *out,
+                      int ob)
 {
+    const int out_h = d->out_h, out_w = d->out_w, sh = d->stride_h, sw = d->stride_w;
+    const int ph = d->pad_h, pw = d->pad_w, out_c = d->out_c;
     const int32_t out_pix = mm_bytes(out_c, ob);
     mm_c8src s;
     s.x = buf;
@@ -855,15 +854,15 @@ void mm_conv(MM_CONV_ARGS)
     /* W8/A8: two pixels at a time, from the input (in_c % 4 == 0) or from byte patches; long
      * rows of other in_c one pixel at a time. */
     if (k.ib == 8 && k.wb == 8 && groups == 1 && k.in_c % 4 == 0) {
-        mm_conv8x2(&k, out, out_h, out_w, sh, sw, ph, pw, ob, d->out_c);
+        mm_conv8x2(&k, d, out, ob);
         return;
     }
     if (k.ib == 8 && k.wb == 8 && groups == 1 && k.row <= MM_PATCH) {
-        mm_conv8p(&k, (uint8_t *)scratch, out, out_h, out_w, sh, sw, ph, pw, ob, d->out_c);
+        mm_conv8p(&k, d, (uint8_t *)scratch, out, ob);
         return;
     }
     if (k.ib == 8 && k.wb == 8 && groups == 1 && k.in_c > 4) {
-        mm_conv8(&k, out, out_h, out_w, sh, sw, ph, pw, ob, d->out_c);
+        mm_conv8(&k, d, out, ob);
         return;
     }
     for (int oy = 0; oy < out_h; oy++) {

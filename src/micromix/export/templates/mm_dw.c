@@ -310,9 +310,8 @@ static MM_INLINE void mm_dw_group(const mm_dwl *L, const uint8_t *in, uint8_t *o
     } while (0)
 
 /* Output pixels ox0 .. ox1 - 1 of row oy whose 3x3 windows cross the border (8-bit unsigned
- * inputs): the valid kernel rows, each all three taps, the last two (left border) or the first
- * two (right border) in one asm block; a window clipped on both sides (an image narrower than
- * 3) is copied into a stack window first, 0 for the zero padding. */
+ * inputs, in_w >= 3: no window is clipped on both sides): the valid kernel rows, each all
+ * three taps, the last two (left border) or the first two (right border) in one asm block. */
 static MM_NOINLINE void mm_dw_edge_3x3_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out,
                                           const uint32_t *wp, const mm_dwq *q, int oy, int ox0,
                                           int ox1)
@@ -327,26 +326,14 @@ static MM_NOINLINE void mm_dw_edge_3x3_8u(const mm_dwl *L, const uint8_t *in, ui
         const uint8_t *r = in + (int32_t)(iy0 + ky0) * rs + (int32_t)ix0 * ip;
         const uint32_t *k = wp + 6 * ky0;
         int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        if (left && right) {
-            uint32_t win[9];
-            const int kx0 = -ix0, kx1 = L->in_w - ix0;
-            for (int t = 0; t < 9; t++)
-                win[t] = 0;
-            for (int ky = ky0; ky < ky1; ky++)
-                for (int kx = kx0 < 0 ? 0 : kx0; kx < kx1 && kx < 3; kx++)
-                    memcpy(&win[3 * ky + kx], r + (ky - ky0) * rs + kx * ip, 4);
-            __asm__ volatile("" : : "m"(win)); /* the block below reads win */
-            MM_DW_WIN3X3_8U((const uint8_t *)win, 4, 12, wp);
-        } else {
-            for (int ky = ky0; ky < ky1; ky++, r += rs, k += 6) {
-                if (left)
-                    MM_DW_ROW_8U(MM_DW_9T("[%[r], %[ip]]", 1) MM_DW_9T("[%[r], %[ip], lsl #1]", 2),
-                                 r, ip, k);
-                else if (right)
-                    MM_DW_ROW_8U(MM_DW_9T("[%[r]]", 0) MM_DW_9T("[%[r], %[ip]]", 1), r, ip, k);
-                else
-                    MM_DW_ROW_8U(MM_DW_9ROW(0, 1, 2), r, ip, k);
-            }
+        for (int ky = ky0; ky < ky1; ky++, r += rs, k += 6) {
+            if (left)
+                MM_DW_ROW_8U(MM_DW_9T("[%[r], %[ip]]", 1) MM_DW_9T("[%[r], %[ip], lsl #1]", 2), r,
+                             ip, k);
+            else if (right)
+                MM_DW_ROW_8U(MM_DW_9T("[%[r]]", 0) MM_DW_9T("[%[r], %[ip]]", 1), r, ip, k);
+            else
+                MM_DW_ROW_8U(MM_DW_9ROW(0, 1, 2), r, ip, k);
         }
         MM_DW_PUT(MM_DW_8U);
     }
@@ -385,7 +372,7 @@ static void mm_dw_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uin
                      const mm_dwq *q)
 {
 #if defined(__ARM_FEATURE_DSP)
-    if (L->kh == 3 && L->kw == 3) {
+    if (L->kh == 3 && L->kw == 3 && L->in_w >= 3) {
         mm_dw_3x3_8u(L, in, out, wp, q);
         return;
     }
