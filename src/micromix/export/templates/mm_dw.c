@@ -152,24 +152,32 @@ static void mm_dw_requant4(const mm_dwl *L, const mm_dwq *q, const int32_t *acc,
     MM_DW_RQJ_(A, OB, OM, OR, ON)                                                                 \
     "cmp %[" A "], %[lo]\n\tit lt\n\tmovlt %[" A "], %[lo]\n\t"                                   \
     "cmp %[" A "], %[hi]\n\tit gt\n\tmovgt %[" A "], %[hi]\n\t"
+/* A channel's four parameters in four loads in a row (one cycle each after the first). */
 #define MM_DW_RQJ_(A, OB, OM, OR, ON)                                                             \
-    "lsl %[" A "], %[" A "], %[bk]\n\tldr %[t], [%[q], #" OB "]\n\tadd %[" A "], %[" A "], %[t]\n\t" \
-    "ldr %[t], [%[q], #" OM "]\n\tldr %[u], [%[q], #" OR "]\n\t"                                  \
-    "smmla %[" A "], %[" A "], %[t], %[u]\n\tldr %[t], [%[q], #" ON "]\n\t"                       \
-    "asr %[" A "], %[" A "], %[t]\n\t"
+    "ldr %[t], [%[q], #" OB "]\n\tldr %[u], [%[q], #" OM "]\n\tldr %[v], [%[q], #" OR "]\n\t"      \
+    "ldr %[y], [%[q], #" ON "]\n\tlsl %[" A "], %[" A "], %[bk]\n\tadd %[" A "], %[" A "], %[t]\n\t" \
+    "smmla %[" A "], %[" A "], %[u], %[v]\n\tasr %[" A "], %[" A "], %[y]\n\t"
 /* The clamp to [0, 255] (8-bit unsigned outputs) is one USAT. */
 #define MM_DW_RQU8(A, OB, OM, OR, ON) MM_DW_RQJ_(A, OB, OM, OR, ON) "usat %[" A "], #8, %[" A "]\n\t"
-#define MM_DW_REQ4U8() MM_DW_REQ4_(MM_DW_RQU8)
-#define MM_DW_REQ4() MM_DW_REQ4_(MM_DW_RQJ)
-#define MM_DW_REQ4_(J)                                                                            \
+#define MM_DW_RQ4(J)                                                                              \
+    J("a0", "0", "16", "32", "48")                                                                \
+    J("a1", "4", "20", "36", "52") J("a2", "8", "24", "40", "56") J("a3", "12", "28", "44", "60")
+#define MM_DW_RQOUT                                                                               \
+    [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [t] "=&r"(t_), [u] "=&r"(u_),     \
+        [v] "=&r"(v_), [y] "=&r"(y_)
+#define MM_DW_REQ4U8()                                                                            \
     do {                                                                                          \
-        uint32_t t_, u_;                                                                          \
-        __asm__(J("a0", "0", "16", "32", "48") J("a1", "4", "20", "36", "52")                     \
-                    J("a2", "8", "24", "40", "56") J("a3", "12", "28", "44", "60")                \
-                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [t] "=&r"(t_),      \
-                  [u] "=&r"(u_)                                                                   \
-                : [q] "r"(q), [bk] "r"(q->bk), [lo] "r"(q->lo),                                   \
-                  [hi] "r"(q->hi), "m"(*q)                                                        \
+        uint32_t t_, u_, v_, y_;                                                                  \
+        __asm__(MM_DW_RQ4(MM_DW_RQU8)                                                             \
+                : MM_DW_RQOUT                                                                     \
+                : [q] "r"(q), [bk] "r"(q->bk), "m"(*q));                                          \
+    } while (0)
+#define MM_DW_REQ4()                                                                              \
+    do {                                                                                          \
+        uint32_t t_, u_, v_, y_;                                                                  \
+        __asm__(MM_DW_RQ4(MM_DW_RQJ)                                                              \
+                : MM_DW_RQOUT                                                                     \
+                : [q] "r"(q), [bk] "r"(q->bk), [lo] "r"(q->lo), [hi] "r"(q->hi), "m"(*q)          \
                 : "cc");                                                                          \
     } while (0)
 #else
