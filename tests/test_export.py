@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import require_tool
 from test_integer import combo_policy, images, mixed_policy, policies, tiny
 
@@ -28,7 +29,8 @@ from micromix.export.build import (
 from micromix.graph import trace
 from micromix.integer import convert
 from micromix.integer.convert import random_qparams
-from micromix.models import create
+from micromix.models import conv_bn, create
+from micromix.ops.conv import conv8_head
 from micromix.policy import Policy
 
 
@@ -79,6 +81,96 @@ def test_every_bit_combination_of_every_kernel_is_bit_exact(tmp_path) -> None:
     )
     assert s["selftest_identical"] == 100
     assert s["built"]["const_bytes"] == im.report.flash_bytes
+
+
+class Conv8Net(torch.nn.Module):
+    """mm_conv's W8/A8 paths on a 3 x 15 x 15 input. Two pixels straight from the input
+    (in_c % 4 == 0): clipped borders and an odd row (a), stride 2 and a 2-row tail of channels
+    (b), signed inputs and 4-bit outputs (f). Two pixels from byte patches (in_c % 4 != 0): a
+    3-channel stem (a 3-byte tail per row), a 2-byte tail and a 2-row tail of channels (c),
+    signed inputs in a 5x5 window on 8x8 with a 1-byte tail (e). One pixel (in_c % 4 != 0, a
+    row of more than MM_PATCH): d."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = conv_bn(3, 8, 3)
+        self.a = conv_bn(8, 12, 3)
+        self.b = conv_bn(12, 10, 3, 2)
+        self.c = conv_bn(10, 30, 3)
+        self.d = conv_bn(30, 5, 3, act=None)
+        self.e = conv_bn(5, 8, 5, act=None)
+        self.f = conv_bn(8, 8, 3)
+        self.fc = torch.nn.Linear(8, 10)
+
+    LAYERS = ("stem", "a", "b", "c", "d", "e", "f")
+
+    def forward(self, x):
+        y = self.f(self.e(self.d(self.c(self.b(self.a(self.stem(x)))))))
+        return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(y, 1), 1))
+
+
+def conv8_model():
+    """Conv8Net at W8/A8 but for f's 4-bit output, with random quantization parameters."""
+    torch.manual_seed(1)
+    g = trace(Conv8Net().eval(), (1, 3, 15, 15))
+    pol = Policy.uniform(g, 8)
+    f = next(o for o in g.ops if o.name == "f.0")
+    pol = pol.replace(activations={**pol.activations, f.output: 4})
+    return convert(random_qparams(g, pol, seed=3), g, pol)
+
+
+def test_w8a8_conv_paths_are_bit_exact(tmp_path) -> None:
+    """Host build (portable C) and, with the ARM tools, qemu (the DSP asm): every W8/A8 mm_conv
+    path above, bit for bit the numpy reference."""
+    im = conv8_model()
+    convs = {o.name[:-2]: o for o in im.ops if o.name in {f"{c}.0" for c in Conv8Net.LAYERS}}
+    path = {
+        n: "natural" if h is None else "input" if h == o.row_elems else "patch"
+        for n, o in convs.items()
+        for h in [conv8_head(o, "mm_conv")]
+    }
+    assert path == {"stem": "patch", "a": "input", "b": "input", "c": "patch",
+                    "d": "natural", "e": "patch", "f": "input"}  # fmt: skip
+    assert {x.kernel for x in im.report.layers if x.name[:-2] in convs} == {"mm_conv"}
+    x = np.random.default_rng(6).integers(0, 256, (40, 3, 15, 15), dtype=np.uint8)
+    arm = shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")
+    kw = {"target": "cortex-m4", "cm4_images": 4} if arm else {}
+    s = json.loads((export_c(im, tmp_path / "c", test_images=x, **kw) / "export.json").read_text())
+    assert s["selftest_identical"] == 40
+    assert not arm or s["cortex_m4"]["images"] == 4
+
+
+@pytest.mark.parametrize(
+    ("c", "size", "stride", "relu", "out_bits"),
+    [
+        (12, 9, 1, True, 8),
+        (12, 9, 2, False, 4),
+        (4, 3, 1, False, 8),
+        (10, 5, 1, True, 2),
+        (8, 1, 1, False, 8),
+    ],  # fmt: skip
+)
+def test_depthwise_3x3_windows_are_bit_exact(tmp_path, c, size, stride, relu, out_bits) -> None:
+    """A 3x3 depthwise layer alone (its output is the model's: every value is compared), on
+    8-bit unsigned inputs: inside windows and every border at stride 1 and 2, an image just 3
+    wide, a tail of channels, clamps to [0, 255] and to the signed range, 8-, 4- and 2-bit
+    outputs; a 1 x 1 image (narrower than the kernel: the general group kernel). Host build and,
+    with the ARM tools, qemu (the DSP asm)."""
+    torch.manual_seed(2)
+    dw = conv_bn(c, c, 3, stride, groups=c, act=torch.nn.ReLU if relu else None)
+    # The model's output stays 8-bit: sub-byte outputs go through a 1x1 layer that mixes them.
+    model = (dw if out_bits == 8 else torch.nn.Sequential(dw, conv_bn(c, c, 1, act=None))).eval()
+    g = trace(model, (1, c, size, size))
+    pol = Policy.uniform(g, 8)
+    pol = pol.replace(activations={**pol.activations, g.ops[0].output: out_bits})
+    im = convert(random_qparams(g, pol, seed=4), g, pol)
+    assert im.report.layers[0].kernel == "mm_depthwise" and im.ops[0].out_bits == out_bits
+    x = np.random.default_rng(7).integers(0, 256, (40, c, size, size), dtype=np.uint8)
+    arm = shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")
+    kw = {"target": "cortex-m4", "cm4_images": 4} if arm else {}
+    s = json.loads((export_c(im, tmp_path / "c", test_images=x, **kw) / "export.json").read_text())
+    assert s["selftest_identical"] == 40
+    assert not arm or s["cortex_m4"]["images"] == 4
 
 
 def test_memory_exactness_read_from_the_objects(tmp_path) -> None:

@@ -171,9 +171,11 @@ def test_fit_verdict_refuses_one_byte_over(tmp_path) -> None:
     small = replace(base, name="small", ram_regions=(Region("SRAM", 0x20000000, static - 1),))
     with pytest.raises(FitError, match=f"small's SRAM before any stack: {static:,} B needed"):
         export_for(tmp_path / "d", im, small, n=1)
-    # Room for the static data but not for the measured stack: refused too.
+    # Room for the static data but not for the measured stack: refused too, whether the
+    # overflowing stack made the image fail or only used up all the room (the kernels' frames
+    # decide which).
     stack = replace(base, name="stack", ram_regions=(Region("SRAM", 0x20000000, static + 512),))
-    with pytest.raises(FitError, match="do not fit stack's SRAM with a call stack"):
+    with pytest.raises(FitError, match="not fit stack's SRAM.* call stack"):
         export_for(tmp_path / "e", im, stack, n=1)
 
 

@@ -479,6 +479,19 @@ def depthwise_layout(iop: IntOp, kernel: str) -> np.ndarray | None:
     return np.concatenate([head, tail])
 
 
+def conv8_head(iop: IntOp, kernel: str) -> int | None:
+    """Bytes of each weight row that mm_conv's W8/A8 two-pixel paths (mm_conv.c mm_conv8x2,
+    mm_conv8p) read as interleaved words, or None where it reads natural rows. 8-bit inputs
+    and weights, no groups: the whole row when in_c is a multiple of 4 (no word straddles two
+    taps), else row - row % 4 for rows of at most MM_PATCH bytes (patches gathered as bytes)."""
+    if kernel != "mm_conv" or iop.w_bits != 8 or iop.in_bits[0] != 8 or iop.groups != 1:
+        return None
+    row = iop.row_elems
+    if iop.op.in_shape[0] % 4 == 0:
+        return row
+    return row - row % 4 if row <= kernel_constant("MM_PATCH") else None
+
+
 def weight_layout(iop: IntOp, kernel: str) -> np.ndarray:
     """The packed weight bytes in the order `kernel` reads them (same bytes, same count).
 
@@ -487,7 +500,8 @@ def weight_layout(iop: IntOp, kernel: str) -> np.ndarray:
     (row 0 bytes 0-3, row 1 bytes 0-3, row 2, row 3, then bytes 4-7 of each ...), followed by
     the last row % 4 bytes of each row, row after row; rows after the last full block stay as
     they are. mm_pointwise_sub: the same over the bytes of the whole blocks of 32 / w_bits
-    elements. Other kernels read the natural row order.
+    elements. mm_conv on its W8/A8 two-pixel paths: the same over conv8_head bytes of each row.
+    Other kernels read the natural row order.
     """
     w = np.asarray(iop.weights, dtype=np.uint8)
     dw = depthwise_layout(iop, kernel)
@@ -501,6 +515,8 @@ def weight_layout(iop: IntOp, kernel: str) -> np.ndarray:
         flat = interleave4(rows, (c - c % (32 // iop.w_bits)) * iop.w_bits // 8)
     elif kernel in ("mm_pointwise8", "mm_pointwise8_widen"):
         flat = interleave4(rows, rows.shape[1] - rows.shape[1] % 4)
+    elif conv8_head(iop, kernel) is not None:
+        flat = interleave4(rows, conv8_head(iop, kernel))
     else:
         return w
     assert flat.size == w.size

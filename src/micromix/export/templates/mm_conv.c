@@ -361,45 +361,113 @@ static void mm_conv_chunked(const mm_conv_ctx *k, int16_t *buf, mm_writer *wr, i
     }
 }
 
-/* The patch of 8-bit inputs for a row of at most MM_PATCH elements (natural order, as 8-bit
- * weights read it): per kernel row, the in-image taps are one contiguous run of input bytes;
- * the taps outside are the zero padding. One call per pixel instead of one per tap. */
-static void mm_gather8(int16_t *buf, const uint8_t *in, int in_h, int in_w, int in_c, int is,
-                       int kh, int kw, int iy0, int ix0)
-{
-    const int kx0 = ix0 >= 0 ? 0 : -ix0 < kw ? -ix0 : kw;
-    const int kx1 = ix0 + kw > in_w ? (in_w - ix0 > kx0 ? in_w - ix0 : kx0) : kw;
-    const int32_t left = (int32_t)kx0 * in_c, run = (int32_t)(kx1 - kx0) * in_c;
-    const int32_t rowlen = (int32_t)kw * in_c;
-    for (int ky = 0; ky < kh; ky++, buf += rowlen) {
-        const int iy = iy0 + ky;
-        int32_t e = 0;
-        if (iy < 0 || iy >= in_h || run == 0) {
-            for (; e < rowlen; e++)
-                buf[e] = 0;
-            continue;
-        }
-        const uint8_t *p = in + ((int32_t)iy * in_w + ix0 + kx0) * in_c;
-        for (; e < left; e++)
-            buf[e] = 0;
-        if (is)
-            for (int32_t i = 0; i < run; i++)
-                buf[left + i] = (int8_t)p[i];
-        else
-            for (int32_t i = 0; i < run; i++)
-                buf[left + i] = p[i];
-        for (e = left + run; e < rowlen; e++)
-            buf[e] = 0;
-    }
-}
-
 /* ---- 8-bit inputs and weights (mm_conv's W8/A8 path) ---------------------------------------
  *
- * No unpacked patch: the input bytes and the weight row are both HWC-ordered, so the taps of
+ * No unpacked patch: the input bytes and the weight rows are both HWC-ordered, so the taps of
  * one kernel row that lie inside the image are one contiguous run of kw' x in_c bytes in the
- * input and in each weight row. Four output channels (natural row layout, rb bytes apart)
- * share every input load; the taps outside the image are skipped (zero padding adds 0). */
+ * input and in each weight row; the taps outside are skipped (zero padding adds 0).
+ *
+ * in_c a multiple of 4 (mm_conv8x2): two horizontally adjacent output pixels at a time, in
+ * blocks of four output channels. Weight layout (ops.conv.weight_layout): each block of four
+ * rows interleaves the rows' 4-byte words (row 0 word 0, row 1 word 0, ..., row 0 word 1, ...),
+ * a word never straddling two taps; rows after the last full block stay in natural order. Per
+ * four input bytes and two channels: two input loads (one per pixel) and four extends, shared
+ * by the two channels; two weight loads and four extends, shared by the two pixels; eight dual
+ * MACs. A pixel whose window is clipped differently from its neighbour's runs alone.
+ *
+ * Other in_c (mm_conv8): one pixel, four channels (natural rows, rb bytes apart) share every
+ * input load. */
+/* Where the pair kernel reads one or two pixels' inputs: `rows` runs of n + tail bytes (n a
+ * multiple of 4), the first at x, the next xrow bytes on; pixel 1's step bytes after pixel
+ * 0's. They meet the bytes of each weight row from w0 on, the next run's wrow bytes on. In an
+ * interleaved block the n-byte runs are words (4 w0 bytes from the block's start), and the
+ * tail bytes come after the block's head words, row after row (head bytes per row). */
+typedef struct {
+    const uint8_t *x;
+    int32_t step, xrow, n, tail, w0, wrow, head;
+    int rows;
+} mm_c8src;
+
 #if defined(__ARM_FEATURE_DSP)
+/* One step (four input bytes) in one asm block, so that gcc neither hoists the loads of the
+ * next step nor spills accumulators (it did both, measured): pixel 1's input at x + step
+ * (step read from memory: no register is left for it), pixel 0's at x (x += 4), two weight
+ * words at w (w += 16), the inputs' halfword pairs made by `ext` (UXTB16 or SXTB16), eight
+ * dual MACs. */
+#define MM_C8X2X2_ASM(ext)                                                                        \
+    __asm__("ldr %[re], %[st]\n\tldr %[re], [%[x], %[re]]\n\tldr %[pe], [%[x]], #4\n\t"           \
+            "ldr %[v1], [%[w], #4]\n\tldr %[o], [%[w]], #16\n\t"                                  \
+            ext " %[ro], %[re], ror #8\n\t" ext " %[re], %[re]\n\t"                              \
+            ext " %[po], %[pe], ror #8\n\t" ext " %[pe], %[pe]\n\t"                              \
+            "sxtb16 %[e], %[o]\n\tsxtb16 %[o], %[o], ror #8\n\t"                                  \
+            "smlad %[a0], %[o], %[po], %[a0]\n\tsmlad %[a0], %[e], %[pe], %[a0]\n\t"              \
+            "smlad %[b0], %[o], %[ro], %[b0]\n\tsmlad %[b0], %[e], %[re], %[b0]\n\t"              \
+            "sxtb16 %[e], %[v1]\n\tsxtb16 %[o], %[v1], ror #8\n\t"                                \
+            "smlad %[a1], %[o], %[po], %[a1]\n\tsmlad %[a1], %[e], %[pe], %[a1]\n\t"              \
+            "smlad %[b1], %[o], %[ro], %[b1]\n\tsmlad %[b1], %[e], %[re], %[b1]"                  \
+            : [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0), [b1] "+r"(b1), [x] "+r"(x),            \
+              [w] "+r"(w), [pe] "=&r"(pe_), [po] "=&r"(po_), [re] "=&r"(re_), [ro] "=&r"(ro_),    \
+              [e] "=&r"(e_), [o] "=&r"(o_), [v1] "=&r"(v1_)                                       \
+            : [st] "m"(step), "m"(*(const uint8_t(*)[8])x), "m"(*(const int8_t(*)[8])w))
+#define MM_C8X2X2_STEP(is)                                                                        \
+    do {                                                                                          \
+        uint32_t pe_, po_, re_, ro_, e_, o_, v1_;                                                 \
+        if (is)                                                                                   \
+            MM_C8X2X2_ASM("sxtb16");                                                              \
+        else                                                                                      \
+            MM_C8X2X2_ASM("uxtb16");                                                              \
+    } while (0)
+
+/* Two channels x two pixels over the source's rows (s->n bytes each, a multiple of 4); w
+ * points at the two channels' first words of an interleaved block, the next row wrow bytes on.
+ * a[0..1] += pixel 0's sums, b[0..1] += pixel 1's. Four channels at once would need 18
+ * registers (gcc spilled five accumulators, measured): two fit in the 14. Eight input bytes
+ * per iteration (the loop's overhead was a fifth of its cycles at four); the accumulators stay
+ * in registers across the rows. */
+static MM_INLINE void mm_rows8x2x2(const mm_c8src *s, const int8_t *w, int32_t wrow,
+                                   const int is, int32_t *a, int32_t *b)
+{
+    int32_t a0 = a[0], a1 = a[1], b0 = b[0], b1 = b[1];
+    const uint8_t *x = s->x;
+    const int32_t n = s->n, step = s->step, xskip = s->xrow - n, wskip = wrow - 4 * n;
+    for (int rows = s->rows; rows > 0; rows--, x += xskip, w += wskip) {
+        for (int32_t k = n >> 3; k > 0; k--) {
+            MM_C8X2X2_STEP(is);
+            MM_C8X2X2_STEP(is);
+        }
+        if (n & 4)
+            MM_C8X2X2_STEP(is);
+    }
+    a[0] = a0;
+    a[1] = a1;
+    b[0] = b0;
+    b[1] = b1;
+}
+
+/* Four channels, one pixel, interleaved weights (a pixel at a clipped border). */
+static MM_INLINE void mm_run8x4i(const uint8_t *x, const int8_t *w, int32_t n, const int is,
+                                 int32_t *a)
+{
+    int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+    for (int32_t k = n >> 2; k > 0; k--, x += 4, w += 16) {
+        const uint32_t xv = mm_ld32(x);
+        const uint32_t xe = is ? mm_sxtb16(xv) : mm_uxtb16(xv);
+        const uint32_t xo = is ? mm_sxtb16_8(xv) : mm_uxtb16_8(xv);
+        uint32_t v = mm_ld32(w);
+        a0 = mm_smlad(mm_sxtb16(v), xe, mm_smlad(mm_sxtb16_8(v), xo, a0));
+        v = mm_ld32(w + 4);
+        a1 = mm_smlad(mm_sxtb16(v), xe, mm_smlad(mm_sxtb16_8(v), xo, a1));
+        v = mm_ld32(w + 8);
+        a2 = mm_smlad(mm_sxtb16(v), xe, mm_smlad(mm_sxtb16_8(v), xo, a2));
+        v = mm_ld32(w + 12);
+        a3 = mm_smlad(mm_sxtb16(v), xe, mm_smlad(mm_sxtb16_8(v), xo, a3));
+    }
+    a[0] = a0;
+    a[1] = a1;
+    a[2] = a2;
+    a[3] = a3;
+}
+
 static MM_INLINE void mm_run8x4(const uint8_t *x, const int8_t *w, int32_t rb, int32_t n,
                                 const int is, int32_t *a)
 {
@@ -431,6 +499,34 @@ static MM_INLINE void mm_run8x4(const uint8_t *x, const int8_t *w, int32_t rb, i
     a[3] = a3;
 }
 #else
+/* Portable: the same sums in natural order. Weight byte i of row j sits at 16 (i / 4) + 4 j +
+ * i % 4 in an interleaved block. */
+static inline void mm_rows8x2x2(const mm_c8src *s, const int8_t *w, int32_t wrow, int is,
+                                int32_t *a, int32_t *b)
+{
+    const uint8_t *x = s->x;
+    for (int r = 0; r < s->rows; r++, x += s->xrow, w += wrow)
+        for (int32_t i = 0; i < s->n; i++) {
+            const int32_t xv = is ? (int8_t)x[i] : x[i];
+            const int32_t yv = is ? (int8_t)x[s->step + i] : x[s->step + i];
+            const int8_t *q = w + 4 * (i & ~3) + (i & 3);
+            a[0] += xv * q[0];
+            a[1] += xv * q[4];
+            b[0] += yv * q[0];
+            b[1] += yv * q[4];
+        }
+}
+
+static inline void mm_run8x4i(const uint8_t *x, const int8_t *w, int32_t n, int is, int32_t *a)
+{
+    for (int32_t i = 0; i < n; i++) {
+        const int32_t xv = is ? (int8_t)x[i] : x[i];
+        const int8_t *q = w + 4 * (i & ~3) + (i & 3);
+        for (int j = 0; j < 4; j++)
+            a[j] += xv * q[4 * j];
+    }
+}
+
 static inline void mm_run8x4(const uint8_t *x, const int8_t *w, int32_t rb, int32_t n, int is,
                              int32_t *a)
 {
@@ -452,12 +548,51 @@ static inline int32_t mm_run8x1(const uint8_t *x, const int8_t *w, int32_t n, in
     return a;
 }
 
+/* The in-image taps of one output row: kernel rows ky0 .. ky1 - 1 are inside the image, and the
+ * window of a pixel whose first input column is ix0 keeps taps kx0 .. kx1 - 1 of each. */
+static inline void mm_conv8_cols(const mm_conv_ctx *k, int ix0, int *kx0, int *kx1)
+{
+    *kx0 = ix0 < 0 ? (-ix0 < k->kw ? -ix0 : k->kw) : 0;
+    *kx1 = ix0 + k->kw > k->in_w ? (k->in_w - ix0 > *kx0 ? k->in_w - ix0 : *kx0) : k->kw;
+}
+
+/* One pixel's patch as bytes (HWC order, the zero padding as 0 bytes: 0 in either format). */
+static void mm_gather8b(uint8_t *d, const mm_conv_ctx *k, int iy0, int ix0)
+{
+    int kx0, kx1;
+    mm_conv8_cols(k, ix0, &kx0, &kx1);
+    const int32_t rowlen = (int32_t)k->kw * k->in_c, left = (int32_t)kx0 * k->in_c;
+    const int32_t run = (int32_t)(kx1 - kx0) * k->in_c;
+    for (int ky = 0; ky < k->kh; ky++, d += rowlen) {
+        const int iy = iy0 + ky;
+        int32_t e = 0;
+        if (iy < 0 || iy >= k->in_h) {
+            for (; e < rowlen; e++)
+                d[e] = 0;
+            continue;
+        }
+        const uint8_t *p = k->in + ((int32_t)iy * k->in_w + ix0 + kx0) * k->in_c;
+        for (; e < left; e++)
+            d[e] = 0;
+        int32_t i = 0;
+        for (; i + 4 <= run; i += 4) { /* a word at a time: single unaligned LDR / STR */
+            uint32_t v;
+            memcpy(&v, p + i, 4);
+            memcpy(d + left + i, &v, 4);
+        }
+        for (; i < run; i++)
+            d[left + i] = p[i];
+        for (e = left + run; e < rowlen; e++)
+            d[e] = 0;
+    }
+}
+
 /* Four (or the last 1-3) output channels of one pixel: the in-image taps, kernel row by row. */
 static MM_NOINLINE void mm_conv8_block(const mm_conv_ctx *k, const int8_t *w, int nb, int iy0,
                                        int ix0, int32_t *acc)
 {
-    const int kx0 = ix0 < 0 ? -ix0 : 0;
-    const int kx1 = ix0 + k->kw > k->in_w ? k->in_w - ix0 : k->kw;
+    int kx0, kx1;
+    mm_conv8_cols(k, ix0, &kx0, &kx1);
     const int32_t n = (int32_t)(kx1 - kx0) * k->in_c;
     acc[0] = acc[1] = acc[2] = acc[3] = 0;
     if (n <= 0)
@@ -480,9 +615,10 @@ static MM_NOINLINE void mm_conv8_block(const mm_conv_ctx *k, const int8_t *w, in
     }
 }
 
-static void mm_conv8(const mm_conv_ctx *k, uint8_t *out, int out_h, int out_w, int sh, int sw,
-                     int ph, int pw, int ob, int out_c)
+static void mm_conv8(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *out, int ob)
 {
+    const int out_h = d->out_h, out_w = d->out_w, sh = d->stride_h, sw = d->stride_w;
+    const int ph = d->pad_h, pw = d->pad_w, out_c = d->out_c;
     for (int oy = 0; oy < out_h; oy++)
         for (int ox = 0; ox < out_w; ox++) {
             mm_writer wr = {out, 0, 0, ob};
@@ -491,14 +627,194 @@ static void mm_conv8(const mm_conv_ctx *k, uint8_t *out, int out_h, int out_w, i
                 const int nb = out_c - co < 4 ? out_c - co : 4;
                 int32_t acc[4];
                 mm_conv8_block(k, w, nb, oy * sh - ph, ox * sw - pw, acc);
-                for (int j = 0; j < nb; j++) {
-                    const int32_t v = mm_biased(acc[j], k->bias[co + j], k->bk);
-                    mm_put(&wr, mm_requant(v, k->mult[co + j], k->shift[co + j], k->qmin,
-                                           k->qmax));
-                }
+                for (int j = 0; j < nb; j++)
+                    mm_put(&wr, mm_pw_rq(acc[j], k->bias[co + j], k->mult[co + j],
+                                         k->shift[co + j], k->bk, k->qmin, k->qmax));
             }
             mm_flush(&wr);
             out = wr.p;
+        }
+}
+
+/* Requantizes the four channels co .. co + 3 of np pixels in place (acc[0..3] pixel 0's,
+ * acc[4..7] pixel 1's): each channel's parameters are read once for both pixels, before any
+ * output store (gcc reloaded them after every byte stored otherwise). */
+static inline void mm_conv8_rq(const mm_conv_ctx *k, int co, int np, int32_t *acc)
+{
+    const int32_t bk = k->bk, qmin = k->qmin, qmax = k->qmax;
+    for (int j = 0; j < 4; j++) {
+        const int32_t b = k->bias[co + j], m = k->mult[co + j];
+        const int s = k->shift[co + j];
+        acc[j] = mm_pw_rq(acc[j], b, m, s, bk, qmin, qmax);
+        if (np == 2)
+            acc[4 + j] = mm_pw_rq(acc[4 + j], b, m, s, bk, qmin, qmax);
+    }
+}
+
+/* The tail bytes of a channel block's rows for np pixels (the patch path: row % 4 bytes, at
+ * most 3), each input byte loaded once for the four channels. On DSP cores, the word that ends
+ * with each run of tail bytes (inputs or weights: head >= 4 bytes precede it in the patch and
+ * in the block), shifted down so that the tail bytes sit low and zeros above them, goes
+ * through the same dual MACs as the head (a loop of byte MACs was a fifth of a stem's cycles,
+ * measured). */
+static void mm_conv8_tail(const mm_conv_ctx *k, const mm_c8src *s, const int8_t *blk, int np,
+                          int32_t *acc)
+{
+    const int8_t *t = blk + 4 * s->head;
+    const int32_t nt = s->tail;
+#if defined(__ARM_FEATURE_DSP)
+    if (s->head >= 4) {
+        const int sh = 8 * (4 - nt);
+        const uint32_t v0 = mm_ld32(t + nt - 4) >> sh, v1 = mm_ld32(t + 2 * nt - 4) >> sh;
+        const uint32_t v2 = mm_ld32(t + 3 * nt - 4) >> sh, v3 = mm_ld32(t + 4 * nt - 4) >> sh;
+        for (int p = 0; p < np; p++, acc += 4) {
+            const uint32_t xv = mm_ld32(s->x + p * s->step + s->n + nt - 4) >> sh;
+            const uint32_t xe = k->is ? mm_sxtb16(xv) : mm_uxtb16(xv);
+            const uint32_t xo = k->is ? mm_sxtb16_8(xv) : mm_uxtb16_8(xv);
+            acc[0] = mm_smlad(mm_sxtb16(v0), xe, mm_smlad(mm_sxtb16_8(v0), xo, acc[0]));
+            acc[1] = mm_smlad(mm_sxtb16(v1), xe, mm_smlad(mm_sxtb16_8(v1), xo, acc[1]));
+            acc[2] = mm_smlad(mm_sxtb16(v2), xe, mm_smlad(mm_sxtb16_8(v2), xo, acc[2]));
+            acc[3] = mm_smlad(mm_sxtb16(v3), xe, mm_smlad(mm_sxtb16_8(v3), xo, acc[3]));
+        }
+        return;
+    }
+#endif
+    for (int p = 0; p < np; p++, acc += 4) {
+        const uint8_t *x = s->x + p * s->step + s->n;
+        int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+        for (int32_t i = 0; i < nt; i++) {
+            const int32_t xv = k->is ? (int8_t)x[i] : x[i];
+            a0 += xv * t[i];
+            a1 += xv * t[nt + i];
+            a2 += xv * t[2 * nt + i];
+            a3 += xv * t[3 * nt + i];
+        }
+        acc[0] = a0;
+        acc[1] = a1;
+        acc[2] = a2;
+        acc[3] = a3;
+    }
+}
+
+/* One or two pixels (np) of one output row: every output channel, written pixel by pixel per
+ * block of four channels. */
+static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+                                      int32_t out_pix, int ob, int out_c, int np)
+{
+    const int32_t rb = k->row_bytes, n = s->n, wrow = 4 * s->wrow;
+    const int8_t *w = (const int8_t *)k->w + 4 * s->w0;
+    mm_writer w0 = {out, 0, 0, ob}, w1 = {out + out_pix, 0, 0, ob};
+    int co = 0;
+    for (; co + 4 <= out_c; co += 4, w += 4 * rb) {
+        int32_t acc[8]; /* set one by one: gcc made a loop of it a call of memset */
+        acc[0] = acc[1] = acc[2] = acc[3] = acc[4] = acc[5] = acc[6] = acc[7] = 0;
+        if (n > 0 && np == 2) {
+            if (k->is) {
+                mm_rows8x2x2(s, w, wrow, 1, acc, acc + 4);
+                mm_rows8x2x2(s, w + 8, wrow, 1, acc + 2, acc + 6);
+            } else {
+                mm_rows8x2x2(s, w, wrow, 0, acc, acc + 4);
+                mm_rows8x2x2(s, w + 8, wrow, 0, acc + 2, acc + 6);
+            }
+        } else if (n > 0) {
+            const uint8_t *x = s->x;
+            const int8_t *wr = w;
+            for (int r = 0; r < s->rows; r++, x += s->xrow, wr += wrow) {
+                if (k->is)
+                    mm_run8x4i(x, wr, n, 1, acc);
+                else
+                    mm_run8x4i(x, wr, n, 0, acc);
+            }
+        }
+        if (s->tail)
+            mm_conv8_tail(k, s, w - 4 * s->w0, np, acc);
+        mm_conv8_rq(k, co, np, acc);
+        mm_put4(&w0, acc);
+        if (np == 2)
+            mm_put4(&w1, acc + 4);
+    }
+    w = (const int8_t *)k->w + (int32_t)co * rb + s->w0;
+    for (; co < out_c; co++, w += rb) /* the last out_c % 4 rows, natural order */
+        for (int p = 0; p < np; p++) {
+            int32_t a = 0;
+            const uint8_t *x = s->x + p * s->step;
+            const int8_t *wr = w;
+            for (int r = 0; r < s->rows; r++, x += s->xrow, wr += s->wrow)
+                a += mm_run8x1(x, wr, n + s->tail, k->is);
+            a = mm_pw_rq(a, k->bias[co], k->mult[co], k->shift[co], k->bk, k->qmin, k->qmax);
+            mm_put(p ? &w1 : &w0, a);
+        }
+    mm_flush(&w0);
+    mm_flush(&w1);
+}
+
+/* The pair kernel over the whole output, straight from the input (in_c % 4 == 0). It writes
+ * pixel ox + 1's bytes of a channel block before it reads pixel ox's window again for the next
+ * block: run over its own input, it needs the schedule to keep one more output pixel's window
+ * alive (lag 1). */
+static void mm_conv8x2(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *out, int ob)
+{
+    const int out_h = d->out_h, out_w = d->out_w, sh = d->stride_h, sw = d->stride_w;
+    const int ph = d->pad_h, pw = d->pad_w, out_c = d->out_c;
+    const int32_t out_pix = mm_bytes(out_c, ob);
+    mm_c8src s;
+    s.step = (int32_t)sw * k->in_c;
+    s.xrow = (int32_t)k->in_w * k->in_c;
+    s.wrow = (int32_t)k->kw * k->in_c;
+    s.tail = 0;
+    s.head = k->row;
+    for (int oy = 0; oy < out_h; oy++) {
+        const int iy0 = oy * sh - ph;
+        const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = k->in_h - iy0 < k->kh ? k->in_h - iy0 : k->kh;
+        s.rows = ky1 - ky0;
+        for (int ox = 0; ox < out_w;) {
+            const int ix0 = ox * sw - pw;
+            int kx0, kx1, np = 1;
+            mm_conv8_cols(k, ix0, &kx0, &kx1);
+            if (ox + 1 < out_w) {
+                int nx0, nx1;
+                mm_conv8_cols(k, ix0 + sw, &nx0, &nx1);
+                np = nx0 == kx0 && nx1 == kx1 ? 2 : 1;
+            }
+            s.x = k->in + ((int32_t)(iy0 + ky0) * k->in_w + ix0 + kx0) * k->in_c;
+            s.n = (int32_t)(kx1 - kx0) * k->in_c;
+            s.w0 = (int32_t)(ky0 * k->kw + kx0) * k->in_c;
+            mm_conv8x2_px(k, &s, out, out_pix, ob, out_c, np);
+            out += np * out_pix;
+            ox += np;
+        }
+    }
+}
+
+/* The pair kernel on patches (in_c % 4 != 0, rows of at most MM_PATCH bytes: stems on 1 or 3
+ * channels): each pixel's patch is gathered as bytes into the scratch, two pixels side by
+ * side (2 row bytes: what the memory model counts for the int16 patch), then met by the first
+ * row - row % 4 bytes of each weight row as words and the rest byte by byte. Pixels are
+ * written after both patches are gathered: in place, this needs lag 1 too. */
+static void mm_conv8p(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *buf, uint8_t *out,
+                      int ob)
+{
+    const int out_h = d->out_h, out_w = d->out_w, sh = d->stride_h, sw = d->stride_w;
+    const int ph = d->pad_h, pw = d->pad_w, out_c = d->out_c;
+    const int32_t out_pix = mm_bytes(out_c, ob);
+    mm_c8src s;
+    s.x = buf;
+    s.step = k->row;
+    s.xrow = 0;
+    s.n = k->row & ~3;
+    s.tail = k->row & 3;
+    s.w0 = 0;
+    s.wrow = 0;
+    s.head = s.n;
+    s.rows = 1;
+    for (int oy = 0; oy < out_h; oy++)
+        for (int ox = 0; ox < out_w;) {
+            const int np = ox + 1 < out_w ? 2 : 1;
+            for (int p = 0; p < np; p++)
+                mm_gather8b(buf + p * k->row, k, oy * sh - ph, (ox + p) * sw - pw);
+            mm_conv8x2_px(k, &s, out, out_pix, ob, out_c, np);
+            out += np * out_pix;
+            ox += np;
         }
 }
 
@@ -535,9 +851,18 @@ void mm_conv(MM_CONV_ARGS)
     k.row_bytes = mm_bytes(k.row, k.wb);
     k.qmin = qmin;
     k.qmax = qmax;
-    /* Fewer than four input channels: runs of a few bytes, where the unpacked patch wins. */
-    if (k.ib == 8 && k.wb == 8 && groups == 1 && k.in_c >= 4) {
-        mm_conv8(&k, out, out_h, out_w, sh, sw, ph, pw, ob, d->out_c);
+    /* W8/A8: two pixels at a time, from the input (in_c % 4 == 0) or from byte patches; long
+     * rows of other in_c one pixel at a time. */
+    if (k.ib == 8 && k.wb == 8 && groups == 1 && k.in_c % 4 == 0) {
+        mm_conv8x2(&k, d, out, ob);
+        return;
+    }
+    if (k.ib == 8 && k.wb == 8 && groups == 1 && k.row <= MM_PATCH) {
+        mm_conv8p(&k, d, (uint8_t *)scratch, out, ob);
+        return;
+    }
+    if (k.ib == 8 && k.wb == 8 && groups == 1 && k.in_c > 4) {
+        mm_conv8(&k, d, out, ob);
         return;
     }
     for (int oy = 0; oy < out_h; oy++) {
@@ -552,14 +877,11 @@ void mm_conv(MM_CONV_ARGS)
                 {
                     int32_t nblk = k.row - k.row % (16 << k.lp);
                     const uint8_t *wrow = w + (int32_t)g * k.cout_g * k.row_bytes;
-                    if (k.ib == 8 && k.wb == 8 && groups == 1)
-                        mm_gather8(buf, in, in_h, in_w, k.in_c, k.is, kh, kw, iy0, ix0);
-                    else
-                        for (int ky = 0; ky < kh; ky++)
-                            for (int kx = 0; kx < kw; kx++)
-                                mm_gather(buf, in, in_h, in_w, k.in_pix, k.ib, k.is,
-                                          g * k.cin_g, k.cin_g, (ky * kw + kx) * k.cin_g, nblk,
-                                          k.lp, iy0 + ky, ix0 + kx);
+                    for (int ky = 0; ky < kh; ky++)
+                        for (int kx = 0; kx < kw; kx++)
+                            mm_gather(buf, in, in_h, in_w, k.in_pix, k.ib, k.is, g * k.cin_g,
+                                      k.cin_g, (ky * kw + kx) * k.cin_g, nblk, k.lp, iy0 + ky,
+                                      ix0 + kx);
                     mm_channels(buf, wrow, k.row, k.row_bytes, k.wb, bias + g * k.cout_g,
                                 mult + g * k.cout_g, shift + g * k.cout_g, k.cout_g, k.bk, qmin,
                                 qmax, &wr);

@@ -6,8 +6,11 @@
  * the four channels' inputs, two or three instructions that make halfword pairs of them, and
  * four SMLABB / SMLATT on DSP cores (plain C with the same meaning elsewhere). Accumulators
  * stay in registers; 3x3 windows inside the image are unrolled, border windows run their
- * valid taps only (the zero padding adds nothing). Leftover channels (c % 4) and kernels of
- * more than MM_DW_TAPS taps run one channel at a time. Weights keep their natural rows.
+ * valid taps only (the zero padding adds nothing). On DSP cores, 3x3 kernels on 8-bit unsigned
+ * inputs (mm_dw_3x3_8u) run each window in one asm block, the inside ones of an output row in a
+ * loop of their own. Leftover channels (c % 4) and kernels of more than MM_DW_TAPS taps run
+ * one channel at a time. Every pixel of a group is written in raster order, after its window
+ * is read (the in-place contract of mm_kernels.h).
  */
 #include "mm_kernels.h"
 
@@ -91,6 +94,24 @@ static uint32_t mm_dw_xany(const uint8_t *p, int ib, int is, uint32_t *hi)
     } while (0)
 #define MM_DW_T8U(R_, O_, K_, T_)                                                                 \
     MM_DW_ASM("ldr", "uxtb16 %[u], %[x], ror #8\n\tuxtb16 %[x], %[x]\n\t", R_, O_, K_, T_, )
+/* A whole 3x3 window of 8-bit unsigned inputs in one asm block: the taps of each kernel row at
+ * [r], [r + ip], [r + 2 ip], the next row rs bytes on. (Nine blocks left gcc nine tap
+ * addresses to keep, which it spilled.) */
+#define MM_DW_9T(ADDR, T)                                                                         \
+    "ldr %[x], " ADDR "\n\tldr %[w], [%[k], #(8 * " #T ")]\n\t"                                   \
+    "ldr %[v], [%[k], #(8 * " #T " + 4)]\n\tuxtb16 %[u], %[x], ror #8\n\tuxtb16 %[x], %[x]\n\t"  \
+    MM_DW_MACS "\n\t"
+#define MM_DW_9ROW(T0, T1, T2)                                                                    \
+    MM_DW_9T("[%[r]]", T0) MM_DW_9T("[%[r], %[ip]]", T1) MM_DW_9T("[%[r], %[ip], lsl #1]", T2)
+#define MM_DW_WIN3X3_8U(R_, IP_, RS_, K_)                                                         \
+    do {                                                                                          \
+        uint32_t x_, u_, w_, v_;                                                                  \
+        const uint8_t *r_ = (R_);                                                                 \
+        __asm__ volatile(MM_DW_9ROW(0, 1, 2) "add %[r], %[r], %[rs]\n\t" MM_DW_9ROW(3, 4, 5)     \
+                             "add %[r], %[r], %[rs]\n\t" MM_DW_9ROW(6, 7, 8)                     \
+                         : MM_DW_OUTS, [r] "+r"(r_)                                               \
+                         : [ip] "r"(IP_), [rs] "r"(RS_), [k] "r"(K_));                            \
+    } while (0)
 #define MM_DW_T4U(R_, O_, K_, T_)                                                                 \
     MM_DW_ASM("ldrh",                                                                             \
               "orr %[x], %[x], %[x], lsl #8\n\tand %[u], %[m], %[x], lsr #4\n\t"                  \
@@ -131,24 +152,32 @@ static void mm_dw_requant4(const mm_dwl *L, const mm_dwq *q, const int32_t *acc,
     MM_DW_RQJ_(A, OB, OM, OR, ON)                                                                 \
     "cmp %[" A "], %[lo]\n\tit lt\n\tmovlt %[" A "], %[lo]\n\t"                                   \
     "cmp %[" A "], %[hi]\n\tit gt\n\tmovgt %[" A "], %[hi]\n\t"
+/* A channel's four parameters in four loads in a row (one cycle each after the first). */
 #define MM_DW_RQJ_(A, OB, OM, OR, ON)                                                             \
-    "lsl %[" A "], %[" A "], %[bk]\n\tldr %[t], [%[q], #" OB "]\n\tadd %[" A "], %[" A "], %[t]\n\t" \
-    "ldr %[t], [%[q], #" OM "]\n\tldr %[u], [%[q], #" OR "]\n\t"                                  \
-    "smmla %[" A "], %[" A "], %[t], %[u]\n\tldr %[t], [%[q], #" ON "]\n\t"                       \
-    "asr %[" A "], %[" A "], %[t]\n\t"
+    "ldr %[t], [%[q], #" OB "]\n\tldr %[u], [%[q], #" OM "]\n\tldr %[v], [%[q], #" OR "]\n\t"      \
+    "ldr %[y], [%[q], #" ON "]\n\tlsl %[" A "], %[" A "], %[bk]\n\tadd %[" A "], %[" A "], %[t]\n\t" \
+    "smmla %[" A "], %[" A "], %[u], %[v]\n\tasr %[" A "], %[" A "], %[y]\n\t"
 /* The clamp to [0, 255] (8-bit unsigned outputs) is one USAT. */
 #define MM_DW_RQU8(A, OB, OM, OR, ON) MM_DW_RQJ_(A, OB, OM, OR, ON) "usat %[" A "], #8, %[" A "]\n\t"
-#define MM_DW_REQ4U8() MM_DW_REQ4_(MM_DW_RQU8)
-#define MM_DW_REQ4() MM_DW_REQ4_(MM_DW_RQJ)
-#define MM_DW_REQ4_(J)                                                                            \
+#define MM_DW_RQ4(J)                                                                              \
+    J("a0", "0", "16", "32", "48")                                                                \
+    J("a1", "4", "20", "36", "52") J("a2", "8", "24", "40", "56") J("a3", "12", "28", "44", "60")
+#define MM_DW_RQOUT                                                                               \
+    [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [t] "=&r"(t_), [u] "=&r"(u_),     \
+        [v] "=&r"(v_), [y] "=&r"(y_)
+#define MM_DW_REQ4U8()                                                                            \
     do {                                                                                          \
-        uint32_t t_, u_;                                                                          \
-        __asm__(J("a0", "0", "16", "32", "48") J("a1", "4", "20", "36", "52")                     \
-                    J("a2", "8", "24", "40", "56") J("a3", "12", "28", "44", "60")                \
-                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [t] "=&r"(t_),      \
-                  [u] "=&r"(u_)                                                                   \
-                : [q] "r"(q), [bk] "r"(q->bk), [lo] "r"(q->lo),                                   \
-                  [hi] "r"(q->hi), "m"(*q)                                                        \
+        uint32_t t_, u_, v_, y_;                                                                  \
+        __asm__(MM_DW_RQ4(MM_DW_RQU8)                                                             \
+                : MM_DW_RQOUT                                                                     \
+                : [q] "r"(q), [bk] "r"(q->bk), "m"(*q));                                          \
+    } while (0)
+#define MM_DW_REQ4()                                                                              \
+    do {                                                                                          \
+        uint32_t t_, u_, v_, y_;                                                                  \
+        __asm__(MM_DW_RQ4(MM_DW_RQJ)                                                              \
+                : MM_DW_RQOUT                                                                     \
+                : [q] "r"(q), [bk] "r"(q->bk), [lo] "r"(q->lo), [hi] "r"(q->hi), "m"(*q)          \
                 : "cc");                                                                          \
     } while (0)
 #else
@@ -184,6 +213,35 @@ enum { MM_DW_8U, MM_DW_4U, MM_DW_2U, MM_DW_ANY };
             MM_DW_T2U(R_, O_, K_, T_);                                                            \
         else                                                                                      \
             MM_DW_TANY(R_, O_, K_, T_);                                                           \
+    } while (0)
+
+/* The group's four sums a0 .. a3 of one pixel requantized and stored at out (locals of the
+ * group kernels: L, q, ob). */
+#define MM_DW_PUT(fmt)                                                                            \
+    do {                                                                                          \
+        if ((fmt) == MM_DW_8U && q->fast == 2) {                                                  \
+            MM_DW_REQ4U8();                                                                       \
+        } else if (q->fast) {                                                                     \
+            MM_DW_REQ4();                                                                         \
+        } else {                                                                                  \
+            int32_t acc_[4] = {a0, a1, a2, a3}, y_[4];                                            \
+            mm_dw_requant4(L, q, acc_, y_);                                                       \
+            a0 = y_[0];                                                                           \
+            a1 = y_[1];                                                                           \
+            a2 = y_[2];                                                                           \
+            a3 = y_[3];                                                                           \
+        }                                                                                         \
+        if (ob == 8) {                                                                            \
+            out[0] = (uint8_t)a0;                                                                 \
+            out[1] = (uint8_t)a1;                                                                 \
+            out[2] = (uint8_t)a2;                                                                 \
+            out[3] = (uint8_t)a3;                                                                 \
+        } else if (ob == 4) {                                                                     \
+            out[0] = (uint8_t)((a0 & 15) | ((uint32_t)a1 << 4));                                  \
+            out[1] = (uint8_t)((a2 & 15) | ((uint32_t)a3 << 4));                                  \
+        } else {                                                                                  \
+            out[0] = (uint8_t)((a0 & 3) | ((a1 & 3) << 2) | ((a2 & 3) << 4) | ((uint32_t)a3 << 6)); \
+        }                                                                                         \
     } while (0)
 
 /* One group of four channels over the whole output: in and out point at the group's first
@@ -243,37 +301,90 @@ static MM_INLINE void mm_dw_group(const mm_dwl *L, const uint8_t *in, uint8_t *o
                     }
                 }
             }
-            if ((fmt == MM_DW_8U) && q->fast == 2) {
-                MM_DW_REQ4U8();
-            } else if (q->fast) {
-                MM_DW_REQ4();
-            } else {
-                int32_t acc_[4] = {a0, a1, a2, a3}, y_[4];
-                mm_dw_requant4(L, q, acc_, y_);
-                a0 = y_[0];
-                a1 = y_[1];
-                a2 = y_[2];
-                a3 = y_[3];
-            }
-            if (ob == 8) {
-                out[0] = (uint8_t)a0;
-                out[1] = (uint8_t)a1;
-                out[2] = (uint8_t)a2;
-                out[3] = (uint8_t)a3;
-            } else if (ob == 4) {
-                out[0] = (uint8_t)((a0 & 15) | ((uint32_t)a1 << 4));
-                out[1] = (uint8_t)((a2 & 15) | ((uint32_t)a3 << 4));
-            } else {
-                out[0] = (uint8_t)((a0 & 3) | ((a1 & 3) << 2) | ((a2 & 3) << 4) |
-                                   ((uint32_t)a3 << 6));
-            }
+            MM_DW_PUT(fmt);
         }
     }
 }
 
+#if defined(__ARM_FEATURE_DSP)
+/* One kernel row's taps TAPS (MM_DW_9T's) into a0 .. a3: the row's inputs at r, its weight
+ * pairs at k. */
+#define MM_DW_ROW_8U(TAPS, R_, IP_, K_)                                                           \
+    do {                                                                                          \
+        uint32_t x_, u_, w_, v_;                                                                  \
+        __asm__ volatile(TAPS                                                                     \
+                         : MM_DW_OUTS                                                             \
+                         : [r] "r"(R_), [ip] "r"(IP_), [k] "r"(K_));                              \
+    } while (0)
+
+/* Output pixels ox0 .. ox1 - 1 of row oy whose 3x3 windows cross the border (8-bit unsigned
+ * inputs, in_w >= 3: no window is clipped on both sides): the valid kernel rows, each all
+ * three taps, the last two (left border) or the first two (right border) in one asm block. */
+static MM_NOINLINE void mm_dw_edge_3x3_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out,
+                                          const uint32_t *wp, const mm_dwq *q, int oy, int ox0,
+                                          int ox1)
+{
+    const int32_t ip = L->in_pix, rs = L->row;
+    const int ob = L->ob, iy0 = oy * L->sh - L->ph;
+    const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = L->in_h - iy0 < 3 ? L->in_h - iy0 : 3;
+    out += ((int32_t)oy * L->out_w + ox0) * L->out_pix;
+    for (int ox = ox0; ox < ox1; ox++, out += L->out_pix) {
+        const int ix0 = ox * L->sw - L->pw;
+        const int left = ix0 < 0, right = ix0 + 3 > L->in_w;
+        const uint8_t *r = in + (int32_t)(iy0 + ky0) * rs + (int32_t)ix0 * ip;
+        const uint32_t *k = wp + 6 * ky0;
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        for (int ky = ky0; ky < ky1; ky++, r += rs, k += 6) {
+            if (left)
+                MM_DW_ROW_8U(MM_DW_9T("[%[r], %[ip]]", 1) MM_DW_9T("[%[r], %[ip], lsl #1]", 2), r,
+                             ip, k);
+            else if (right)
+                MM_DW_ROW_8U(MM_DW_9T("[%[r]]", 0) MM_DW_9T("[%[r], %[ip]]", 1), r, ip, k);
+            else
+                MM_DW_ROW_8U(MM_DW_9ROW(0, 1, 2), r, ip, k);
+        }
+        MM_DW_PUT(MM_DW_8U);
+    }
+}
+
+/* 3x3 windows of 8-bit unsigned inputs (DSP cores), each in one asm block; per output row the
+ * windows inside the image run in a loop of their own, the others before and after it. Pixels
+ * in raster order, each stored after its window is read. */
+static void mm_dw_3x3_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
+                         const mm_dwq *q)
+{
+    const int32_t ip = L->in_pix, rs = L->row, step = L->sw * ip, opx = L->out_pix;
+    const int ob = L->ob;
+    for (int oy = 0; oy < L->out_h; oy++) {
+        const int iy0 = oy * L->sh - L->ph;
+        const int inside = iy0 >= 0 && iy0 + 3 <= L->in_h && L->n_in > 0;
+        const int e0 = inside ? L->ox_in : L->out_w, e1 = inside ? e0 + L->n_in : e0;
+        mm_dw_edge_3x3_8u(L, in, out, wp, q, oy, 0, e0);
+        uint8_t *o = out + ((int32_t)oy * L->out_w + e0) * opx;
+        const uint8_t *c = in + (int32_t)iy0 * rs + (int32_t)(e0 * L->sw - L->pw) * ip;
+        for (int n = e1 - e0; n > 0; n--, c += step) {
+            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            MM_DW_WIN3X3_8U(c, ip, rs, wp);
+            {
+                uint8_t *const out = o; /* MM_DW_PUT stores at out */
+                MM_DW_PUT(MM_DW_8U);
+            }
+            o += opx;
+        }
+        mm_dw_edge_3x3_8u(L, in, out, wp, q, oy, e1, L->out_w);
+    }
+}
+#endif
+
 static void mm_dw_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
                      const mm_dwq *q)
 {
+#if defined(__ARM_FEATURE_DSP)
+    if (L->kh == 3 && L->kw == 3 && L->in_w >= 3) {
+        mm_dw_3x3_8u(L, in, out, wp, q);
+        return;
+    }
+#endif
     mm_dw_group(L, in, out, wp, q, MM_DW_8U);
 }
 
