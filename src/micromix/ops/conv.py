@@ -234,15 +234,17 @@ def scratch_need(op: Op, w_bits: int | None) -> int:
 # How many output pixels, counting the one being written, whose windows a kernel may still
 # read while it writes an output pixel (ops.common.window_overlap's lag): 0 when a pixel is
 # written only after its window is read (the whole patch is unpacked first), 1 when its output
-# channels are written block by block while later blocks still read its window. Each kernel's
-# comment in the C says the same; a kernel missing here never runs in place.
+# channels are written block by block while later blocks still read its window, 2 when two
+# pixels are computed together block by block (pixel P + 1's block is written before pixel P's
+# window is read for the next block). Each kernel's comment in the C says the same; a kernel
+# missing here never runs in place.
 IN_PLACE_LAG = {
     "mm_depthwise": 0,
     "mm_conv_small": 0,
     "mm_pointwise8_widen": 0,
     "mm_pointwise_sub": 0,
     "mm_pointwise8": 1,
-    "mm_conv": 1,
+    "mm_conv": 2,
 }
 
 
