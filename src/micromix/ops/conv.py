@@ -208,8 +208,9 @@ def scratch_need(op: Op, w_bits: int | None) -> int:
     small: tap offsets (int32 per tap), the weight tile (row x lanes int16) and the unpacked
     patch (row int16). depthwise: none (its weight pairs are a small fixed stack table).
     conv: the unpacked patch, in chunks of MM_PATCH elements of one pixel when the patch is
-    longer than MM_PATCH. mm_pointwise_sub: one unpacked input pixel. mm_pointwise8 and
-    mm_pointwise8_widen (in_c bytes) take what their family counts.
+    longer than MM_PATCH. mm_pointwise_sub: one unpacked input pixel. mm_pointwise8 (none) and
+    mm_pointwise8_widen (two input pixels widened to bytes, 2 x in_c: never more than the
+    family's, in_c <= MM_PATCH) take what their family counts.
     """
     if w_bits is None:
         raise ValueError(f"op {op.name} needs its weight bits")

@@ -84,6 +84,18 @@ static inline uint32_t mm_ssub16(uint32_t a, uint32_t b) /* halfword-wise a - b 
     __asm__("ssub16 %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
     return r;
 }
+static inline int32_t mm_smmul(int32_t a, int32_t b) /* the high word of a * b */
+{
+    int32_t r;
+    __asm__("smmul %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+static inline int32_t mm_usat8_half(int32_t a) /* a >> 1 clamped to [0, 255] */
+{
+    int32_t r;
+    __asm__("usat %0, #8, %1, asr #1" : "=r"(r) : "r"(a));
+    return r;
+}
 #else
 static inline uint32_t mm_uxtb16(uint32_t x) { return x & 0x00FF00FFu; }
 static inline uint32_t mm_uxtb16_8(uint32_t x) { return (x >> 8) & 0x00FF00FFu; }
@@ -111,6 +123,15 @@ static inline int32_t mm_smmla(uint32_t a, uint32_t b, int32_t c)
 static inline uint32_t mm_ssub16(uint32_t a, uint32_t b)
 {
     return ((a - b) & 0xFFFFu) | (((a >> 16) - (b >> 16)) << 16);
+}
+static inline int32_t mm_smmul(int32_t a, int32_t b)
+{
+    return (int32_t)(((int64_t)a * b) >> 32);
+}
+static inline int32_t mm_usat8_half(int32_t a)
+{
+    a >>= 1;
+    return a < 0 ? 0 : a > 255 ? 255 : a;
 }
 #endif
 
@@ -375,8 +396,8 @@ typedef struct {
 void mm_pointwise8(MM_CONV_ARGS);
 
 /* MM_IS_PW8W: 1x1 layers with 8-bit weights and 2- or 4-bit inputs of 32 to MM_PATCH
- * channels: mm_pointwise8 on each input pixel first widened to one byte per channel in the
- * scratch (in_c bytes: less than the memory model counts for these layers). */
+ * channels: mm_pointwise8 on input pixels widened to one byte per channel in the scratch, two
+ * at a time (2 x in_c bytes: what the memory model counts for these layers). */
 void mm_pointwise8_widen(MM_CONV_ARGS);
 
 /* MM_IS_PWSUB: 1x1 layers (and linears on a 1 x 1 input) with 4- or 2-bit weights on at least
