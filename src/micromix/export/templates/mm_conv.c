@@ -427,9 +427,8 @@ typedef struct {
 } mm_pw8_rq;
 
 #if defined(__ARM_FEATURE_DSP)
-/* mm_pw_rq's rule for shifts above 32, clamped to [0, 255], for channel c (bias, mult, shift at
- * t2, t3, t4 + the offsets) of both pixels' sums A and B: acc * kb + b by one MLA, SMMUL, the
- * rounding shift, one USAT. */
+/* mm_pw_u (mm_kernels.h) for channel c (bias, mult, shift at t2, t3, t4 + the offsets) of both
+ * pixels' sums A and B: acc * kb + b by one MLA, SMMUL, the rounding shift, one USAT. */
 #define MM_PW8_RQ1(A, B, O4, O1)                                                                  \
     "ldr %[xa], [%[t2], #" O4 "]\n\t"                                                             \
     "ldr %[xb], [%[t3], #" O4 "]\n\t"                                                             \
@@ -446,13 +445,14 @@ typedef struct {
     "usat %[" A "], #8, %[t5], asr #1\n\t"                                                        \
     "usat %[" B "], #8, %[k], asr #1\n\t"
 
-/* mm_pw8_2x2's pairs of words (k of them, possibly none), then the requantization of channels
+/* mm_pw8_2x2's words four at a time (k times, possibly none), then the requantization of channels
  * c and c + 1 (the loop's registers are free by then; the layer's parameters come from
  * memory): pixel a's two output bytes in a0, pixel b's in b0. */
 #define MM_PW8_HALF_ASM(XT)                                                                       \
     __asm__ volatile("cmp %[k], #0\n\t"                                                           \
                      "beq 2f\n"                                                                   \
-                     "1:\n\t" MM_PW8_2X2_WORD(XT) MM_PW8_2X2_WORD(XT) "subs %[k], %[k], #1\n\t"   \
+                     "1:\n\t" MM_PW8_2X2_WORD(XT) MM_PW8_2X2_WORD(XT) MM_PW8_2X2_WORD(XT)        \
+                         MM_PW8_2X2_WORD(XT) "subs %[k], %[k], #1\n\t"                             \
                      "bne 1b\n"                                                                   \
                      "2:\n\t"                                                                     \
                      "ldr %[t0], %[P]\n\t"                                                        \
@@ -481,13 +481,19 @@ static MM_INLINE uint32_t mm_pw8_half(const uint8_t *xa, const uint8_t *xb, cons
 {
     int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0, k = 0;
     uint32_t t0, t1, t2, t3, t4, t5;
-    if (n & 4) { /* an odd word first */
+    if (n & 4) { /* the words after the last four: one, then two */
         if (is)
             MM_PW8_2X2_ASM(MM_PW8_2X2_WORD("sxtb16"));
         else
             MM_PW8_2X2_ASM(MM_PW8_2X2_WORD("uxtb16"));
     }
-    k = n >> 3;
+    if (n & 8) {
+        if (is)
+            MM_PW8_2X2_ASM(MM_PW8_2X2_WORD("sxtb16") MM_PW8_2X2_WORD("sxtb16"));
+        else
+            MM_PW8_2X2_ASM(MM_PW8_2X2_WORD("uxtb16") MM_PW8_2X2_WORD("uxtb16"));
+    }
+    k = n >> 4;
     if (is)
         MM_PW8_HALF_ASM("sxtb16");
     else
@@ -496,12 +502,6 @@ static MM_INLINE uint32_t mm_pw8_half(const uint8_t *xa, const uint8_t *xb, cons
     return (uint32_t)a0 | (uint32_t)b0 << 16;
 }
 #else
-/* Output of the fast path (mm_pw_rq's rule for a shift s > 32), clamped to [0, 255]. */
-static inline uint32_t mm_pw_u8(int32_t acc, int32_t b, int32_t m, int s, int32_t kb)
-{
-    const int32_t v = ((mm_smmul(acc * kb + b, m) >> (s - 33)) + 1) >> 1;
-    return (uint32_t)(v < 0 ? 0 : v > 255 ? 255 : v);
-}
 
 static inline uint32_t mm_pw8_half(const uint8_t *xa, const uint8_t *xb, const int8_t *w,
                                    int32_t n, const mm_pw8_rq *rq, int c, int is)
@@ -511,35 +511,10 @@ static inline uint32_t mm_pw8_half(const uint8_t *xa, const uint8_t *xb, const i
     const int32_t m0 = rq->mult[c], m1 = rq->mult[c + 1];
     const int s0 = rq->shift[c], s1 = rq->shift[c + 1];
     mm_pw8_2x2(xa, xb, w, w + 4 * n, n, is, s);
-    return mm_pw_u8(s[0], b0, m0, s0, kb) | mm_pw_u8(s[1], b1, m1, s1, kb) << 8 |
-           mm_pw_u8(s[2], b0, m0, s0, kb) << 16 | mm_pw_u8(s[3], b1, m1, s1, kb) << 24;
+    return mm_pw_u(s[0], b0, m0, s0, kb) | mm_pw_u(s[1], b1, m1, s1, kb) << 8 |
+           mm_pw_u(s[2], b0, m0, s0, kb) << 16 | mm_pw_u(s[3], b1, m1, s1, kb) << 24;
 }
 #endif
-
-/* Four outputs of `ob` bits, bytes of y (each at most m), stored at o: a word at 8 bits,
- * else clamped to m and packed (a halfword at 4 bits, a byte at 2). */
-static MM_INLINE uint8_t *mm_pw_st4(uint8_t *o, uint32_t y, int ob, uint32_t m)
-{
-    uint32_t z;
-    if (MM_LIKELY(ob == 8)) {
-        mm_st32(o, y);
-        return o + 4;
-    }
-    z = 0;
-    for (int i = 0; i < 32; i += 8) {
-        const uint32_t v = (y >> i) & 255u;
-        z |= (v > m ? m : v) << i;
-    }
-    if (ob == 4) {
-        z = (z | z >> 4) & 0x00FF00FFu;
-        o[0] = (uint8_t)z;
-        o[1] = (uint8_t)(z >> 16);
-        return o + 2;
-    }
-    z = (z | z >> 6) & 0x000F000Fu;
-    o[0] = (uint8_t)(z | z >> 12);
-    return o + 1;
-}
 
 /* Two pixels of a layer with unsigned outputs over their whole range [0, 2^ob - 1], every
  * shift above 32 and rows of whole words (mm_pw8_pixels' fast case): each block of four rows
@@ -551,13 +526,18 @@ static MM_INLINE void mm_pw8_two_u(const mm_pw8_job *j, const mm_pw8_rq *rq, con
     const mm_quant_params *q = j->q;
     const int8_t *ws = j->w;
     const int32_t row = j->row, qmax = q->qmax;
+    const uint32_t m4 = (uint32_t)qmax * 0x01010101u;
     const int out_c = j->out_c, obits = q->out_bits;
     int co = 0;
     for (; co + 4 <= out_c; co += 4, ws += 4 * row) {
-        const uint32_t lo = mm_pw8_half(xa, xb, ws, row, rq, co, is);
-        const uint32_t hi = mm_pw8_half(xa, xb, ws + 8, row, rq, co + 2, is);
-        oa = mm_pw_st4(oa, (lo & 0xFFFFu) | hi << 16, obits, (uint32_t)qmax);
-        ob = mm_pw_st4(ob, lo >> 16 | (hi & 0xFFFF0000u), obits, (uint32_t)qmax);
+        uint32_t y[2]; /* rows 0-1, rows 2-3 */
+#if defined(__GNUC__)
+#pragma GCC unroll 1
+#endif
+        for (int h = 0; h < 2; h++) /* one copy of the half's code (a loop in asm) */
+            y[h] = mm_pw8_half(xa, xb, ws + 8 * h, row, rq, co + 2 * h, is);
+        oa = mm_pw_st4(oa, (y[0] & 0xFFFFu) | y[1] << 16, obits, m4);
+        ob = mm_pw_st4(ob, y[0] >> 16 | (y[1] & 0xFFFF0000u), obits, m4);
     }
     if (co < out_c) {
         mm_writer wa = {oa, 0, 0, obits}, wb = {ob, 0, 0, obits};
@@ -615,20 +595,17 @@ static MM_INLINE void mm_pw8_pixels(const mm_pw8_job *j, const int fast, const i
     }
 }
 
-static MM_NOINLINE void mm_pw8_fast_u(const mm_pw8_job *j) { mm_pw8_pixels(j, 1, 0); }
-static MM_NOINLINE void mm_pw8_fast_s(const mm_pw8_job *j) { mm_pw8_pixels(j, 1, 1); }
+static MM_NOINLINE void mm_pw8_fast(const mm_pw8_job *j) { mm_pw8_pixels(j, 1, 0); }
 static MM_NOINLINE void mm_pw8_any(const mm_pw8_job *j) { mm_pw8_pixels(j, 0, 0); }
 
-/* The fast pixels where the outputs are unsigned over their whole range, every shift is above
- * 32 (checked once per call) and the rows are whole words, else mm_pw8_any. */
+/* The fast pixels where the inputs are unsigned, the outputs unsigned over their whole range,
+ * every shift above 32 (checked once per call) and the rows whole words, else mm_pw8_any
+ * (signed inputs are rare: MobileNetV2's projections; one copy of the fast code is enough). */
 static void mm_pw8_run(const mm_pw8_job *j)
 {
     const mm_quant_params *q = j->q;
-    int fast = q->qmin == 0 && q->qmax == (1 << q->out_bits) - 1 && (j->row & 3) == 0;
-    for (int c = 0; fast && c < j->out_c; c++)
-        fast = q->shift[c] > 32;
-    if (fast)
-        (q->in_signed ? mm_pw8_fast_s : mm_pw8_fast_u)(j);
+    if (!q->in_signed && (j->row & 3) == 0 && mm_pw_fast(q, j->out_c))
+        mm_pw8_fast(j);
     else
         mm_pw8_any(j);
 }

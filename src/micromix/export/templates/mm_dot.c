@@ -557,12 +557,15 @@ void mm_pointwise_sub(MM_CONV_ARGS)
     const int lpw = wb == 4 ? 1 : 2, blk = 4 << lpw;
     const int32_t in_pix = mm_bytes(in_c, ib), rb = mm_bytes(in_c, wb);
     const int32_t nblk = in_c - in_c % blk, nw = nblk / blk, tb = rb - 4 * nw;
+    const int fast = mm_pw_fast(q, out_c);
+    const int32_t kb = (int32_t)1 << bk;
+    const uint32_t m4 = (uint32_t)qmax * 0x01010101u;
     MM_ASSERT(MM_IS_PWSUB(d, q) && !MM_IS_PW8W(d, q));
     for (int oy = 0; oy < out_h; oy++) {
         for (int ox = 0; ox < out_w; ox++) {
             const uint8_t *px = in + ((int32_t)oy * sh * in_w + (int32_t)ox * sw) * in_pix;
             const uint8_t *wp = w;
-            mm_writer wr = {out, 0, 0, ob};
+            mm_writer wr;
             int co = 0;
 #if defined(__ARM_FEATURE_DSP)
             mm_pw_fill(buf, px, nblk, ib, is, wb, lpw);
@@ -577,14 +580,28 @@ void mm_pointwise_sub(MM_CONV_ARGS)
                 mm_pws_dot4(buf, wp, nw, wb, acc);
                 if (tb)
                     mm_pws_tails(buf, wp + 16 * nw, tb, 4, nblk, in_c, wb, scale, acc);
+                if (MM_LIKELY(fast)) { /* >> scale is exact: every term is a multiple */
+                    uint32_t y = 0;
 #if defined(__GNUC__)
 #pragma GCC unroll 4
 #endif
-                for (int j = 0; j < 4; j++) /* >> scale is exact: every term is a multiple */
+                    for (int j = 0; j < 4; j++)
+                        y |= mm_pw_u(acc[j] >> scale, bias[co + j], mult[co + j], shift[co + j],
+                                     kb) << 8 * j;
+                    out = mm_pw_st4(out, y, ob, m4);
+                    continue;
+                }
+#if defined(__GNUC__)
+#pragma GCC unroll 4
+#endif
+                for (int j = 0; j < 4; j++)
                     acc[j] = mm_pw_rq(acc[j] >> scale, bias[co + j], mult[co + j], shift[co + j],
                                       bk, qmin, qmax);
+                wr = (mm_writer){out, 0, 0, ob};
                 mm_put4(&wr, acc);
+                out = wr.p;
             }
+            wr = (mm_writer){out, 0, 0, ob}; /* blocks of four outputs are whole bytes */
             for (; co < out_c; co++, wp += rb) {
                 int32_t acc = mm_pws_dot1(buf, wp, nw, wb);
                 if (tb)

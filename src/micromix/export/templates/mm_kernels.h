@@ -96,6 +96,12 @@ static inline int32_t mm_usat8_half(int32_t a) /* a >> 1 clamped to [0, 255] */
     __asm__("usat %0, #8, %1, asr #1" : "=r"(r) : "r"(a));
     return r;
 }
+static inline uint32_t mm_umin8(uint32_t a, uint32_t b) /* bytewise unsigned minimum */
+{
+    uint32_t r;
+    __asm__("usub8 %0, %1, %2\n\tsel %0, %2, %1" : "=&r"(r) : "r"(a), "r"(b) : "cc");
+    return r;
+}
 #else
 static inline uint32_t mm_uxtb16(uint32_t x) { return x & 0x00FF00FFu; }
 static inline uint32_t mm_uxtb16_8(uint32_t x) { return (x >> 8) & 0x00FF00FFu; }
@@ -132,6 +138,15 @@ static inline int32_t mm_usat8_half(int32_t a)
 {
     a >>= 1;
     return a < 0 ? 0 : a > 255 ? 255 : a;
+}
+static inline uint32_t mm_umin8(uint32_t a, uint32_t b)
+{
+    uint32_t r = 0;
+    for (int i = 0; i < 32; i += 8) {
+        const uint32_t x = (a >> i) & 255u, y = (b >> i) & 255u;
+        r |= (x < y ? x : y) << i;
+    }
+    return r;
 }
 #endif
 
@@ -332,6 +347,34 @@ static inline void mm_put4(mm_writer *w, const int32_t *a)
     }
 }
 
+/* The fast requantization of the pointwise kernels, for a layer whose every shift is above 32
+ * and whose outputs are unsigned over their whole range [0, 2^ob - 1] (the common case,
+ * checked once per call: mm_pw_fast): mm_pw_rq's rule with no branch, clamped to [0, 255] by
+ * one USAT (mm_pw_u; kb = 2^bias_shift), then to 2^ob - 1 four outputs at a time as they are
+ * packed and stored (mm_pw_st4: y holds them in its bytes, m4 is 2^ob - 1 in every byte). */
+static MM_INLINE uint32_t mm_pw_u(int32_t acc, int32_t b, int32_t m0, int s, int32_t kb)
+{
+    return (uint32_t)mm_usat8_half((mm_smmul(acc * kb + b, m0) >> (s - 33)) + 1);
+}
+
+static MM_INLINE uint8_t *mm_pw_st4(uint8_t *o, uint32_t y, int ob, uint32_t m4)
+{
+    if (MM_LIKELY(ob == 8)) {
+        memcpy(o, &y, 4);
+        return o + 4;
+    }
+    y = mm_umin8(y, m4);
+    if (ob == 4) {
+        y = (y | y >> 4) & 0x00FF00FFu; /* (y0 | y1 << 4) in byte 0, (y2 | y3 << 4) in byte 2 */
+        o[0] = (uint8_t)y;
+        o[1] = (uint8_t)(y >> 16);
+        return o + 2;
+    }
+    y = (y | y >> 6) & 0x000F000Fu;
+    o[0] = (uint8_t)(y | y >> 12);
+    return o + 1;
+}
+
 /* Dot products of an unpacked patch x with n weights packed from the start of w (mm_dot.c).
  * For 4- and 2-bit weights x holds its first (n & ~(16 * P - 1)) elements as P planes. */
 int32_t mm_dot8(const int16_t *x, const uint8_t *w, int32_t n);
@@ -364,6 +407,16 @@ typedef struct {
     uint8_t in_bits, in_signed, w_bits, out_bits, bias_shift;
     uint8_t in2_bits, in2_signed;
 } mm_quant_params;
+
+static inline int mm_pw_fast(const mm_quant_params *q, int n)
+{
+    if (q->qmin != 0 || q->qmax != (1 << q->out_bits) - 1)
+        return 0;
+    for (int c = 0; c < n; c++)
+        if (q->shift[c] <= 32)
+            return 0;
+    return 1;
+}
 
 #define MM_CONV_ARGS                                                                              \
     const uint8_t *in, uint8_t *out, const uint8_t *w, const mm_conv_dims *d,                     \
