@@ -454,6 +454,21 @@ def depthwise_layout(iop: IntOp, kernel: str) -> np.ndarray | None:
     return np.concatenate([head, tail])
 
 
+def field_major(iop: IntOp) -> np.ndarray:
+    """The weight rows of mm_pointwise_sub's two-pixel path (8-bit inputs, two or more output
+    pixels; the C takes it by the same rule): within each word of g = 32 / w_bits elements,
+    byte j holds elements j, j + 4, j + 8, ... (field f: element 4 f + j), so that field f
+    meets the f-th input word as it lies in memory; the elements after the last whole word
+    stay in order. Rows of the same bytes, repacked."""
+    wb, c = iop.w_bits, iop.op.in_shape[0]
+    vals = iop.weight_matrix().reshape(iop.op.out_shape[0], c)
+    g = 32 // wb
+    head = c - c % g
+    words = vals[:, :head].reshape(len(vals), head // g, g // 4, 4).transpose(0, 1, 3, 2)
+    return pack_bits(np.concatenate([words.reshape(len(vals), head), vals[:, head:]], 1), wb,
+                     signed=True)  # fmt: skip
+
+
 def weight_layout(iop: IntOp, kernel: str) -> np.ndarray:
     """The packed weight bytes in the order `kernel` reads them (same bytes, same count).
 
@@ -462,7 +477,8 @@ def weight_layout(iop: IntOp, kernel: str) -> np.ndarray:
     (row 0 bytes 0-3, row 1 bytes 0-3, row 2, row 3, then bytes 4-7 of each ...), followed by
     the last row % 4 bytes of each row, row after row; rows after the last full block stay as
     they are. mm_pointwise_sub: the same over the bytes of the whole blocks of 32 / w_bits
-    elements. Other kernels read the natural row order.
+    elements, its rows field-major (`field_major`) on 8-bit inputs with two or more output
+    pixels. Other kernels read the natural row order.
     """
     w = np.asarray(iop.weights, dtype=np.uint8)
     dw = depthwise_layout(iop, kernel)
@@ -473,6 +489,8 @@ def weight_layout(iop: IntOp, kernel: str) -> np.ndarray:
     rows = w.reshape(cout, -1)
     if kernel == "mm_pointwise_sub":  # words over the whole blocks of 32 / w_bits elements
         c = iop.op.in_shape[0]
+        if iop.in_bits[0] == 8 and iop.op.out_shape[1] * iop.op.out_shape[2] >= 2:
+            rows = field_major(iop)
         flat = interleave4(rows, (c - c % (32 // iop.w_bits)) * iop.w_bits // 8)
     elif kernel in ("mm_pointwise8", "mm_pointwise8_widen"):
         flat = interleave4(rows, rows.shape[1] - rows.shape[1] % 4)
