@@ -455,8 +455,7 @@ def depthwise_layout(iop: IntOp, kernel: str) -> np.ndarray | None:
 
 
 def field_major(iop: IntOp) -> np.ndarray:
-    """The weight rows of mm_pointwise_sub's two-pixel path (8-bit inputs, two or more output
-    pixels; the C takes it by the same rule): within each word of g = 32 / w_bits elements,
+    """The weight rows of mm_pointwise_sub's two-pixel path (`_pairs_of_8bit`): within each word of g = 32 / w_bits elements,
     byte j holds elements j, j + 4, j + 8, ... (field f: element 4 f + j), so that field f
     meets the f-th input word as it lies in memory; the elements after the last whole word
     stay in order. Rows of the same bytes, repacked."""
@@ -469,6 +468,13 @@ def field_major(iop: IntOp) -> np.ndarray:
                      signed=True)  # fmt: skip
 
 
+def _pairs_of_8bit(iop: IntOp) -> bool:
+    """mm_pointwise_sub's two-pixel path (the C takes it by the same rule): unsigned 8-bit
+    inputs, two or more output pixels."""
+    _, h, w = iop.op.out_shape
+    return iop.in_bits[0] == 8 and not iop.in_signed[0] and h * w >= 2
+
+
 def weight_layout(iop: IntOp, kernel: str) -> np.ndarray:
     """The packed weight bytes in the order `kernel` reads them (same bytes, same count).
 
@@ -477,8 +483,8 @@ def weight_layout(iop: IntOp, kernel: str) -> np.ndarray:
     (row 0 bytes 0-3, row 1 bytes 0-3, row 2, row 3, then bytes 4-7 of each ...), followed by
     the last row % 4 bytes of each row, row after row; rows after the last full block stay as
     they are. mm_pointwise_sub: the same over the bytes of the whole blocks of 32 / w_bits
-    elements, its rows field-major (`field_major`) on 8-bit inputs with two or more output
-    pixels. Other kernels read the natural row order.
+    elements, its rows field-major (`field_major`) on unsigned 8-bit inputs with two or more
+    output pixels. Other kernels read the natural row order.
     """
     w = np.asarray(iop.weights, dtype=np.uint8)
     dw = depthwise_layout(iop, kernel)
@@ -489,7 +495,7 @@ def weight_layout(iop: IntOp, kernel: str) -> np.ndarray:
     rows = w.reshape(cout, -1)
     if kernel == "mm_pointwise_sub":  # words over the whole blocks of 32 / w_bits elements
         c = iop.op.in_shape[0]
-        if iop.in_bits[0] == 8 and iop.op.out_shape[1] * iop.op.out_shape[2] >= 2:
+        if _pairs_of_8bit(iop):
             rows = field_major(iop)
         flat = interleave4(rows, (c - c % (32 // iop.w_bits)) * iop.w_bits // 8)
     elif kernel in ("mm_pointwise8", "mm_pointwise8_widen"):

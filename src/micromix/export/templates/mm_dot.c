@@ -549,8 +549,8 @@ static MM_NOINLINE void mm_pws_tails(const int16_t *x, const uint8_t *t, int32_t
  * For 8-bit inputs and at least two output pixels the weight words are laid out so that the
  * input needs no unpacking (ops.conv.weight_layout): within each word of G = 32 / wb elements
  * byte j holds elements j, j + 4, j + 8, ... (field f: element 4 f + j). Field f of a word then
- * meets input word f of the pixel as it lies in memory: UXTB16 (SXTB16 for signed inputs) of
- * that word gives its (0, 2) and (1, 3) pairs, which the field's SXTB16 pairs (bytes 0, 2 and
+ * meets input word f of the pixel as it lies in memory: UXTB16 of that word gives its (0, 2)
+ * and (1, 3) pairs, which the field's SXTB16 pairs (bytes 0, 2 and
  * 1, 3, the field masked at the top of each byte) multiply. Two pixels share each field's
  * decode, two rows each input word's extends (as mm_pw8_2x2); sums are scaled by 2^(8 - wb). */
 #if defined(__ARM_FEATURE_DSP)
@@ -590,24 +590,17 @@ static MM_NOINLINE void mm_pws_tails(const int16_t *x, const uint8_t *t, int32_t
                      :                                                                            \
                      : "cc", "memory")
 
-/* Rows 0 and 1 of an interleaved block (row r's word i at w + 16 i + 4 r) against pixels xa
- * and xb over nw > 0 words: out a0, a1, b0, b1, scaled by 2^(8 - wb). */
+/* Rows 0 and 1 of an interleaved block (row r's word i at w + 16 i + 4 r) against unsigned
+ * pixels xa and xb over nw > 0 words: out a0, a1, b0, b1, scaled by 2^(8 - wb). */
 static MM_INLINE void mm_pws8_2x2(const uint8_t *xa, const uint8_t *xb, const uint8_t *w,
-                                  int32_t nw, int wb, int is, int32_t *out)
+                                  int32_t nw, int wb, int32_t *out)
 {
     int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0, k = nw;
     uint32_t t0, t1, t2, t3, t4, t5;
-    if (wb == 4) {
-        if (is)
-            MM_PWS8_LOOP(MM_PWS8_W4("sxtb16"));
-        else
-            MM_PWS8_LOOP(MM_PWS8_W4("uxtb16"));
-    } else {
-        if (is)
-            MM_PWS8_LOOP(MM_PWS8_W2("sxtb16"));
-        else
-            MM_PWS8_LOOP(MM_PWS8_W2("uxtb16"));
-    }
+    if (wb == 4)
+        MM_PWS8_LOOP(MM_PWS8_W4("uxtb16"));
+    else
+        MM_PWS8_LOOP(MM_PWS8_W2("uxtb16"));
     (void)t0, (void)t1, (void)t2, (void)t3, (void)t4, (void)t5;
     out[0] = a0;
     out[1] = a1;
@@ -649,9 +642,12 @@ static void mm_pws8_block(const uint8_t *xa, const uint8_t *xb, const uint8_t *w
 #if defined(__ARM_FEATURE_DSP)
     const int scale = 8 - wb;
     int32_t h[4];
-    for (int r = 0; r < 4; r += 2) {
+#if defined(__GNUC__)
+#pragma GCC unroll 1
+#endif
+    for (int r = 0; r < 4; r += 2) { /* one copy of the asm per weight bits */
         if (nw > 0) {
-            mm_pws8_2x2(xa, xb, wp + 4 * r, nw, wb, is, h);
+            mm_pws8_2x2(xa, xb, wp + 4 * r, nw, wb, h);
         } else {
             h[0] = h[1] = h[2] = h[3] = 0;
         }
@@ -672,7 +668,21 @@ static void mm_pws8_block(const uint8_t *xa, const uint8_t *xb, const uint8_t *w
         }
 }
 
-/* mm_pointwise_sub for 8-bit inputs and two or more output pixels: the pixels in pairs
+/* The general requantization (mm_pw_rq) of four sums of channels co .. co + 3, written at o
+ * (whole bytes); out of line: the rare layers whose shifts or clamp the fast rule cannot take. */
+static MM_NOINLINE uint8_t *mm_pws8_put_any(int32_t *s, const mm_quant_params *q, int co,
+                                            uint8_t *o)
+{
+    mm_writer wr = {o, 0, 0, q->out_bits};
+    for (int j = 0; j < 4; j++)
+        s[j] = mm_pw_rq(s[j], q->bias[co + j], q->mult[co + j], q->shift[co + j], q->bias_shift,
+                        q->qmin, q->qmax);
+    mm_put4(&wr, s);
+    return wr.p;
+}
+
+/* mm_pointwise_sub for unsigned 8-bit inputs and two or more output pixels (signed inputs,
+ * rare, keep the one-pixel path: one copy of the asm): the pixels in pairs
  * (raster order, across rows; an odd last one as a pair with itself, its copy not written).
  * Pixel b's first outputs are written before pixel a's input is read to the end: under an
  * overlapping (in-place) placement this needs a lag of one pixel, as mm_pointwise8. */
@@ -720,18 +730,9 @@ static MM_NOINLINE void mm_pws8_run(MM_CONV_ARGS)
                     ob8 = mm_pw_st4(ob8, yb, ob, m4);
                 continue;
             }
-            for (int j = 0; j < 8; j++) {
-                const int c = co + (j & 3);
-                s[j] = mm_pw_rq(s[j], q->bias[c], q->mult[c], q->shift[c], bk, qmin, qmax);
-            }
-            wa = (mm_writer){oa, 0, 0, ob};
-            mm_put4(&wa, s);
-            oa = wa.p;
-            if (two) {
-                wbw = (mm_writer){ob8, 0, 0, ob};
-                mm_put4(&wbw, s + 4);
-                ob8 = wbw.p;
-            }
+            oa = mm_pws8_put_any(s, q, co, oa);
+            if (two)
+                ob8 = mm_pws8_put_any(s + 4, q, co, ob8);
         }
         wa = (mm_writer){oa, 0, 0, ob}; /* blocks of four outputs are whole bytes */
         wbw = (mm_writer){ob8, 0, 0, ob};
@@ -770,7 +771,7 @@ void mm_pointwise_sub(MM_CONV_ARGS)
     const int32_t kb = (int32_t)1 << bk;
     const uint32_t m4 = (uint32_t)qmax * 0x01010101u;
     MM_ASSERT(MM_IS_PWSUB(d, q) && !MM_IS_PW8W(d, q));
-    if (ib == 8 && (int32_t)out_h * out_w >= 2) { /* ops.conv.weight_layout's same rule */
+    if (ib == 8 && !is && (int32_t)out_h * out_w >= 2) { /* ops.conv.weight_layout's rule */
         mm_pws8_run(in, out, w, d, q, scratch);
         return;
     }

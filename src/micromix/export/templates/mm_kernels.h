@@ -460,8 +460,8 @@ void mm_pointwise8_widen(MM_CONV_ARGS);
  * (mm_dot.c; SMLAD on DSP cores). Weight layout: each block of four rows interleaves the rows'
  * 4-byte words (row 0 word 0, row 1 word 0, ..., row 0 word 1, ...) over the first
  * nblk = in_c - in_c % (32 / w_bits) elements, then each row's remaining bytes, row after row;
- * rows after the last full block stay in natural order. On 8-bit inputs with two or more
- * output pixels the pixels go in pairs, read in place (no unpacking), and each word is
+ * rows after the last full block stay in natural order. On unsigned 8-bit inputs with two or
+ * more output pixels the pixels go in pairs, read in place (no unpacking), and each word is
  * field-major: byte j holds elements j, j + 4, ... (ops.conv.field_major). */
 void mm_pointwise_sub(MM_CONV_ARGS);
 
