@@ -104,12 +104,14 @@ def test_every_in_place_conv_kernel_is_bit_exact_over_its_input(tmp_path) -> Non
     """Each kernel's IN_PLACE_LAG is its contract: written over its dying input at exactly the
     planned overlap, the C still computes what the reference computes (a kernel that read an
     input byte it had already overwritten would not), within the guarded build's bounds."""
-    require_tool("gcc", "make", "nm", "size")
+    from micromix.export.build import ARM_TOOLS
+
+    require_tool("gcc", "make", "nm", "size", *ARM_TOOLS)
     g = trace(KernelZoo().eval(), (1, 3, 12, 12))
     inner = [t for t in g.tensors if t not in (g.input, g.output)]
     x = np.random.default_rng(4).integers(0, 256, (6, 3, 12, 12), dtype=np.uint8)
     seen = set()
-    for i, (wb, ab) in enumerate([(8, 8), (8, 4), (4, 4), (2, 2)]):
+    for i, (wb, ab) in enumerate([(8, 8), (8, 4), (4, 4), (2, 2), (4, 8)]):
         p = Policy.uniform(g, 8).replace(
             weights={o.name: wb for o in g.weight_ops}, activations=dict.fromkeys(inner, ab)
         )
@@ -118,8 +120,10 @@ def test_every_in_place_conv_kernel_is_bit_exact_over_its_input(tmp_path) -> Non
         sched = im.report.schedule
         assert im.report.arena_bytes < memory_report(g, p).arena_bytes
         seen |= {lay.kernel for lay in im.report.layers if lay.name in sched.inplace}
-        out = export_c(im, tmp_path / f"c{i}", test_images=x)
-        assert json.loads((out / "export.json").read_text())["selftest_identical"] == len(x)
+        # host C (portable loops) and the Cortex-M4 image under qemu (the DSP paths)
+        out = export_c(im, tmp_path / f"c{i}", test_images=x, target="cortex-m4", cm4_images=2)
+        s = json.loads((out / "export.json").read_text())
+        assert s["selftest_identical"] == len(x) and s["cortex_m4"]["images"] == 2
         assert np.array_equal(im.run(x), convert(qp, g, p).run(x))
         r = run_checked_build(out)
         assert r.returncode == 0, r.stderr[-2000:]

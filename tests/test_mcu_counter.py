@@ -248,3 +248,97 @@ def test_conv_paths_are_bit_exact_under_qemu(tmp_path, core: str, bits_seed) -> 
         elf = mc.micromix_elf(im, image, tmp_path / f"c{seed}", [*cpu.flags.split(), "-O2"], core)
         c = mc.count(elf, plugin, cpu.machine)
         assert "bench: ok" in c.output, c.output[-300:]
+
+
+def pointwise_case(case: str):
+    """One 1x1 case on 8-bit inputs as the last layer of a small model (so that its output is
+    the one the image checks; a sub-byte output feeds a linear). mm_pointwise8: `odd` 25
+    pixels (pairs and an odd last one); `stride` a stride-2 layer (pairs across rows) on rows
+    of five words (an odd word); `signed_in` signed inputs; `general` 10 inputs (rows off the
+    words), signed in and out, 6 outputs (a tail after the blocks); `out4` / `out2` 4- and
+    2-bit unsigned outputs (the fast path's packing); `shift` shifts of 32 or less (weight
+    scales 2^19 times larger); `linear` one pixel. mm_pointwise_sub's two-pixel path (`sub_`,
+    4-bit weights unless said): `sub_odd` 25 pixels, 12 inputs (a tail after the words) and 22
+    outputs; `sub_signed` signed inputs (the one-pixel path, unpacked); `sub_shift` 2-bit weights, shifts of 32 or less, a
+    stride-2 layer; `sub_out2` 2-bit weights and outputs."""
+    import dataclasses
+
+    import torch
+    from torch import nn
+
+    from micromix.graph import trace
+    from micromix.integer import convert
+    from micromix.integer.convert import random_qparams
+    from micromix.memory import memory_report
+    from micromix.models import conv_bn
+    from micromix.policy import Policy
+
+    torch.manual_seed(3)
+    stem = conv_bn(1, 16, 3)  # 5 x 5 pixels
+    to_fc = [nn.Flatten(), nn.Linear(12 * 5 * 5, 10)]
+    last = {
+        "odd": [conv_bn(16, 20, 1)],
+        "stride": [conv_bn(16, 20, 1), conv_bn(20, 12, 1, stride=2)],
+        "signed_in": [conv_bn(16, 12, 1, act=None), conv_bn(12, 16, 1)],
+        "general": [conv_bn(16, 10, 1, act=None), conv_bn(10, 6, 1, act=None)],
+        "out4": [conv_bn(16, 12, 1), *to_fc],
+        "out2": [conv_bn(16, 12, 1), *to_fc],
+        "shift": [conv_bn(16, 16, 1)],
+        "linear": [nn.Flatten(), nn.Linear(16 * 5 * 5, 10)],
+        "sub_odd": [conv_bn(16, 12, 1), conv_bn(12, 22, 1)],
+        "sub_signed": [conv_bn(16, 12, 1, act=None), conv_bn(12, 16, 1)],
+        "sub_shift": [conv_bn(16, 16, 1, stride=2)],
+        "sub_out2": [conv_bn(16, 12, 1), *to_fc],
+    }[case]
+    g = trace(nn.Sequential(stem, *last).eval(), (1, 1, 5, 5))
+    p = Policy.uniform(g, 8)
+    acts, weights = dict(p.activations), dict(p.weights)
+    k = -2 if case.endswith(("out4", "out2")) else -1  # the case's layer (sub-byte: a linear next)
+    op = g.ops[k]
+    if k == -2:
+        acts[op.output] = int(case[-1])
+    if case.startswith("sub_"):
+        weights[op.name] = 2 if case in ("sub_shift", "sub_out2") else 4
+    pol = Policy(weights, acts)
+    qp = random_qparams(g, pol, seed=8)
+    if case.endswith("shift"):
+        lq = qp.layers[op.name]
+        qp.layers[op.name] = dataclasses.replace(lq, w_scale=lq.w_scale * 2**19)
+    im = convert(qp, g, pol)
+    sub = case.startswith("sub_")
+    assert memory_report(g, pol).layers[k].kernel == (
+        "mm_pointwise_sub" if sub else "mm_pointwise8"
+    )
+    iop = im.ops[k]
+    fast = iop.qmin == 0 and iop.qmax == 2**iop.out_bits - 1 and min(iop.arrays["shift"]) > 32
+    if not sub:  # mm_pointwise8's fast path also wants unsigned inputs and whole words
+        fast = fast and op.in_shape[0] % 4 == 0 and not g.tensors[op.inputs[0]].signed
+    assert fast == (case not in ("signed_in", "general", "shift", "linear", "sub_shift")), case
+    return im
+
+
+PW_CASES = ("odd", "stride", "signed_in", "general", "out4", "out2", "shift", "linear",
+            "sub_odd", "sub_signed", "sub_shift", "sub_out2")  # fmt: skip
+
+
+@pytest.mark.parametrize("core", ["cortex-m4", pytest.param("cortex-m3", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("case", PW_CASES)
+def test_pointwise_pairs_and_requantization_paths_are_bit_exact_under_qemu(
+    tmp_path, core: str, case: str
+) -> None:
+    """The pixel pairs of mm_pointwise8 and of mm_pointwise_sub on 8-bit inputs (DSP asm on
+    the M4, portable C on the M3) and both requantization paths (the fast one: unsigned
+    outputs over their whole range, every shift above 32; the general one) against numpy."""
+    import numpy as np
+
+    from micromix.export.cores import core as get_core
+
+    need_tools()
+    mc = bench()
+    cpu = get_core(core)
+    plugin = mc.build_plugin(tmp_path)
+    im = pointwise_case(case)
+    image = np.random.default_rng(1).integers(0, 256, im.input_shape, dtype=np.uint8)
+    elf = mc.micromix_elf(im, image, tmp_path / case, [*cpu.flags.split(), "-O2"], core)
+    c = mc.count(elf, plugin, cpu.machine)
+    assert "bench: ok" in c.output, c.output[-300:]

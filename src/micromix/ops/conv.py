@@ -210,8 +210,9 @@ def scratch_need(op: Op, w_bits: int | None) -> int:
     small: tap offsets (int32 per tap), the weight tile (row x lanes int16) and the unpacked
     patch (row int16). depthwise: none (its weight pairs are a small fixed stack table).
     conv: the unpacked patch, in chunks of MM_PATCH elements of one pixel when the patch is
-    longer than MM_PATCH. mm_pointwise_sub: one unpacked input pixel. mm_pointwise8 and
-    mm_pointwise8_widen (in_c bytes) take what their family counts.
+    longer than MM_PATCH. mm_pointwise_sub: one unpacked input pixel. mm_pointwise8 (none) and
+    mm_pointwise8_widen (two input pixels widened to bytes, 2 x in_c: never more than the
+    family's, in_c <= MM_PATCH) take what their family counts.
     """
     if w_bits is None:
         raise ValueError(f"op {op.name} needs its weight bits")
@@ -241,9 +242,9 @@ def scratch_need(op: Op, w_bits: int | None) -> int:
 IN_PLACE_LAG = {
     "mm_depthwise": 0,
     "mm_conv_small": 0,
-    "mm_pointwise8_widen": 0,
-    "mm_pointwise_sub": 0,
-    "mm_pointwise8": 1,
+    "mm_pointwise8_widen": 0,  # two pixels widened into the scratch before either is written
+    "mm_pointwise_sub": 2,  # its two-pixel path reads 8-bit inputs in place
+    "mm_pointwise8": 2,
     "mm_conv": 2,
 }
 
@@ -494,6 +495,27 @@ def conv8_head(iop: IntOp, kernel: str) -> int | None:
     return row - row % 4 if row <= kernel_constant("MM_PATCH") else None
 
 
+def field_major(iop: IntOp) -> np.ndarray:
+    """The weight rows of mm_pointwise_sub's two-pixel path (`_pairs_of_8bit`): within each word of g = 32 / w_bits elements,
+    byte j holds elements j, j + 4, j + 8, ... (field f: element 4 f + j), so that field f
+    meets the f-th input word as it lies in memory; the elements after the last whole word
+    stay in order. Rows of the same bytes, repacked."""
+    wb, c = iop.w_bits, iop.op.in_shape[0]
+    vals = iop.weight_matrix().reshape(iop.op.out_shape[0], c)
+    g = 32 // wb
+    head = c - c % g
+    words = vals[:, :head].reshape(len(vals), head // g, g // 4, 4).transpose(0, 1, 3, 2)
+    return pack_bits(np.concatenate([words.reshape(len(vals), head), vals[:, head:]], 1), wb,
+                     signed=True)  # fmt: skip
+
+
+def _pairs_of_8bit(iop: IntOp) -> bool:
+    """mm_pointwise_sub's two-pixel path (the C takes it by the same rule): unsigned 8-bit
+    inputs, two or more output pixels."""
+    _, h, w = iop.op.out_shape
+    return iop.in_bits[0] == 8 and not iop.in_signed[0] and h * w >= 2
+
+
 def weight_layout(iop: IntOp, kernel: str) -> np.ndarray:
     """The packed weight bytes in the order `kernel` reads them (same bytes, same count).
 
@@ -502,8 +524,9 @@ def weight_layout(iop: IntOp, kernel: str) -> np.ndarray:
     (row 0 bytes 0-3, row 1 bytes 0-3, row 2, row 3, then bytes 4-7 of each ...), followed by
     the last row % 4 bytes of each row, row after row; rows after the last full block stay as
     they are. mm_pointwise_sub: the same over the bytes of the whole blocks of 32 / w_bits
-    elements. mm_conv on its W8/A8 two-pixel paths: the same over conv8_head bytes of each row.
-    Other kernels read the natural row order.
+    elements, its rows field-major (`field_major`) on unsigned 8-bit inputs with two or more
+    output pixels. mm_conv on its W8/A8 two-pixel paths: the same over conv8_head bytes of
+    each row. Other kernels read the natural row order.
     """
     w = np.asarray(iop.weights, dtype=np.uint8)
     dw = depthwise_layout(iop, kernel)
@@ -514,6 +537,8 @@ def weight_layout(iop: IntOp, kernel: str) -> np.ndarray:
     rows = w.reshape(cout, -1)
     if kernel == "mm_pointwise_sub":  # words over the whole blocks of 32 / w_bits elements
         c = iop.op.in_shape[0]
+        if _pairs_of_8bit(iop):
+            rows = field_major(iop)
         flat = interleave4(rows, (c - c % (32 // iop.w_bits)) * iop.w_bits // 8)
     elif kernel in ("mm_pointwise8", "mm_pointwise8_widen"):
         flat = interleave4(rows, rows.shape[1] - rows.shape[1] % 4)

@@ -99,41 +99,63 @@ static inline uint32_t mm_ld32(const void *p)
     return v;
 }
 
-/* One step of mm_pw8x4: four inputs (one load, two extends shared by the four rows), then per
- * row one load, two extends and two dual MACs, all from one weight pointer. */
-#define MM_PW8_STEP(is, xp, wp)                                                                   \
+/* The pointwise dot products below keep their loops in asm blocks: the registers stay as
+ * planned (gcc spilled the end pointer or hoisted loads, each a few cycles per step), loads
+ * are grouped (one cycle each after the first), and the loop costs one SUBS and one branch
+ * per two input words. XT is the inputs' extend: uxtb16, or sxtb16 for signed inputs. */
+
+/* One input word of mm_pw8x4: the word extended into (0, 2) and (1, 3) pairs, then the four
+ * rows' words (loaded together, row r at [w + 4 r]) extended and multiplied. */
+#define MM_PW8X4_WORD(XT)                                                                         \
+    "ldr %[t0], [%[x]], #4\n\t"                                                                   \
+    "ldr %[t1], [%[w]], #16\n\t"                                                                  \
+    "ldr %[t2], [%[w], #-12]\n\t"                                                                 \
+    "ldr %[t3], [%[w], #-8]\n\t"                                                                  \
+    "ldr %[t4], [%[w], #-4]\n\t" XT " %[t5], %[t0]\n\t" XT " %[t0], %[t0], ror #8\n\t"           \
+    MM_PW8X4_ROW("a0", "t1") MM_PW8X4_ROW("a1", "t2") MM_PW8X4_ROW("a2", "t3")                    \
+        MM_PW8X4_ROW("a3", "t4")
+#define MM_PW8X4_ROW(A, T)                                                                        \
+    "sxtb16 %[t6], %[" T "]\n\t"                                                                  \
+    "smlad %[" A "], %[t6], %[t5], %[" A "]\n\t"                                                  \
+    "sxtb16 %[" T "], %[" T "], ror #8\n\t"                                                       \
+    "smlad %[" A "], %[" T "], %[t0], %[" A "]\n\t"
+#define MM_PW8X4_ASM(CODE)                                                                        \
+    __asm__ volatile(CODE                                                                         \
+                     : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),              \
+                       [x] "+r"(x), [w] "+r"(w), [k] "+r"(k), [t0] "=&r"(t0), [t1] "=&r"(t1),   \
+                       [t2] "=&r"(t2), [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "=&r"(t5),          \
+                       [t6] "=&r"(t6)                                                            \
+                     :                                                                            \
+                     : "cc", "memory")
+#define MM_PW8X4_LOOP(XT)                                                                         \
     do {                                                                                          \
-        const uint32_t xv_ = mm_ld32(xp);                                                         \
-        const uint32_t xe_ = (is) ? mm_sxtb16(xv_) : mm_uxtb16(xv_);                              \
-        const uint32_t xo_ = (is) ? mm_sxtb16_8(xv_) : mm_uxtb16_8(xv_);                          \
-        uint32_t v_ = mm_ld32(wp);                                                                \
-        a0 = mm_smlad(mm_sxtb16(v_), xe_, mm_smlad(mm_sxtb16_8(v_), xo_, a0));                    \
-        v_ = mm_ld32((wp) + 4);                                                                   \
-        a1 = mm_smlad(mm_sxtb16(v_), xe_, mm_smlad(mm_sxtb16_8(v_), xo_, a1));                    \
-        v_ = mm_ld32((wp) + 8);                                                                   \
-        a2 = mm_smlad(mm_sxtb16(v_), xe_, mm_smlad(mm_sxtb16_8(v_), xo_, a2));                    \
-        v_ = mm_ld32((wp) + 12);                                                                  \
-        a3 = mm_smlad(mm_sxtb16(v_), xe_, mm_smlad(mm_sxtb16_8(v_), xo_, a3));                    \
+        if (k > 0)                                                                                \
+            MM_PW8X4_ASM("1:\n\t" MM_PW8X4_WORD(XT) MM_PW8X4_WORD(XT)                            \
+                         "subs %[k], %[k], #1\n\t"                                                \
+                         "bne 1b\n\t");                                                           \
+        if (odd)                                                                                  \
+            MM_PW8X4_ASM(MM_PW8X4_WORD(XT));                                                      \
     } while (0)
 
-/* Four output channels of one pixel from an interleaved weight block (mm_pointwise8), eight
- * inputs per iteration on a down counter (the loop overhead and a spilled end pointer were a
- * fifth of the loop's cycles). `is` is a constant at every call, so each use is specialised. */
-static MM_INLINE void mm_pw8x4(const uint8_t *x, const int8_t *w,
-                                                           int32_t n, const int is, int32_t *out)
+/* Four output channels of one pixel from an interleaved weight block (mm_pointwise8); `is` is
+ * a constant at every call, so each use is specialised. */
+static MM_INLINE void mm_pw8x4(const uint8_t *x, const int8_t *w, int32_t n, const int is,
+                               int32_t *out)
 {
-    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-    for (int32_t k = n >> 2; k > 0; k--, x += 4, w += 16)
-        MM_PW8_STEP(is, x, w);
-    {
-        const int32_t t = n & 3; /* the rows' tails, one after the other */
-        for (int32_t i = 0; i < t; i++) {
-            const int32_t xv = is ? (int8_t)x[i] : x[i];
-            a0 += xv * w[i];
-            a1 += xv * w[t + i];
-            a2 += xv * w[2 * t + i];
-            a3 += xv * w[3 * t + i];
-        }
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, k = n >> 3;
+    const int32_t odd = (n >> 2) & 1, t = n & 3;
+    uint32_t t0, t1, t2, t3, t4, t5, t6;
+    if (is)
+        MM_PW8X4_LOOP("sxtb16");
+    else
+        MM_PW8X4_LOOP("uxtb16");
+    (void)t0, (void)t1, (void)t2, (void)t3, (void)t4, (void)t5, (void)t6;
+    for (int32_t i = 0; i < t; i++) { /* the rows' tails, one after the other, at w */
+        const int32_t xv = is ? (int8_t)x[i] : x[i];
+        a0 += xv * w[i];
+        a1 += xv * w[t + i];
+        a2 += xv * w[2 * t + i];
+        a3 += xv * w[3 * t + i];
     }
     out[0] = a0;
     out[1] = a1;
@@ -142,8 +164,7 @@ static MM_INLINE void mm_pw8x4(const uint8_t *x, const int8_t *w,
 }
 
 /* One row in natural order (the rows after the last block of four: a linear's last classes). */
-static int32_t mm_pw8x1(const uint8_t *x, const int8_t *w,
-                                                              int32_t n, const int is)
+static int32_t mm_pw8x1(const uint8_t *x, const int8_t *w, int32_t n, const int is)
 {
     int32_t a = 0, i = 0;
     for (; i + 4 <= n; i += 4) {
@@ -155,6 +176,69 @@ static int32_t mm_pw8x1(const uint8_t *x, const int8_t *w,
     for (; i < n; i++)
         a += (is ? (int8_t)x[i] : x[i]) * w[i];
     return a;
+}
+
+/* One input word of mm_pw8_2x2: the two pixels' words extended into pairs, then each row's
+ * weight word (row 0 at [w], row 1 at [w + 4]) extended once for both pixels. Fourteen
+ * registers in all: the row-1 load cannot join the first three (its extend needs a register
+ * they hold). */
+#define MM_PW8_2X2_WORD(XT)                                                                       \
+    "ldr %[t0], [%[xa]], #4\n\t"                                                                  \
+    "ldr %[t1], [%[xb]], #4\n\t"                                                                  \
+    "ldr %[t2], [%[w]], #16\n\t" XT " %[t3], %[t0]\n\t" XT " %[t0], %[t0], ror #8\n\t" XT        \
+    " %[t4], %[t1]\n\t" XT " %[t1], %[t1], ror #8\n\t" MM_PW8_2X2_ROW("a0", "b0")                 \
+    "ldr %[t2], [%[w], #-12]\n\t" MM_PW8_2X2_ROW("a1", "b1")
+#define MM_PW8_2X2_ROW(A, B)                                                                      \
+    "sxtb16 %[t5], %[t2]\n\t"                                                                     \
+    "sxtb16 %[t2], %[t2], ror #8\n\t"                                                             \
+    "smlad %[" A "], %[t5], %[t3], %[" A "]\n\t"                                                  \
+    "smlad %[" B "], %[t5], %[t4], %[" B "]\n\t"                                                  \
+    "smlad %[" A "], %[t2], %[t0], %[" A "]\n\t"                                                  \
+    "smlad %[" B "], %[t2], %[t1], %[" B "]\n\t"
+#define MM_PW8_2X2_ASM(CODE)                                                                      \
+    __asm__ volatile(CODE                                                                         \
+                     : [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0), [b1] "+r"(b1),              \
+                       [xa] "+r"(xa), [xb] "+r"(xb), [w] "+r"(w), [k] "+r"(k), [t0] "=&r"(t0),  \
+                       [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [t4] "=&r"(t4),          \
+                       [t5] "=&r"(t5)                                                            \
+                     :                                                                            \
+                     : "cc", "memory")
+#define MM_PW8_2X2_LOOP(XT)                                                                       \
+    do {                                                                                          \
+        if (k > 0)                                                                                \
+            MM_PW8_2X2_ASM("1:\n\t" MM_PW8_2X2_WORD(XT) MM_PW8_2X2_WORD(XT)                      \
+                           "subs %[k], %[k], #1\n\t"                                              \
+                           "bne 1b\n\t");                                                         \
+        if (odd)                                                                                  \
+            MM_PW8_2X2_ASM(MM_PW8_2X2_WORD(XT));                                                  \
+    } while (0)
+
+/* Two pixels (xa, xb) against rows 0 and 1 of an interleaved block (row r's word k at
+ * w + 16 k + 4 r): each input word's two extends serve both rows and each weight word's two
+ * SXTB16 serve both pixels (8 extends per 16 MACs where mm_pw8x4 needs 10). The rows' tails
+ * (t = n % 4 bytes each) sit at wt and wt + t. out: pixel a's two sums, then pixel b's. */
+static MM_INLINE void mm_pw8_2x2(const uint8_t *xa, const uint8_t *xb, const int8_t *w,
+                                 const int8_t *wt, int32_t n, const int is, int32_t *out)
+{
+    int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0, k = n >> 3;
+    const int32_t odd = (n >> 2) & 1, t = n & 3;
+    uint32_t t0, t1, t2, t3, t4, t5;
+    if (is)
+        MM_PW8_2X2_LOOP("sxtb16");
+    else
+        MM_PW8_2X2_LOOP("uxtb16");
+    (void)t0, (void)t1, (void)t2, (void)t3, (void)t4, (void)t5;
+    for (int32_t i = 0; i < t; i++) {
+        const int32_t p = is ? (int8_t)xa[i] : xa[i], r = is ? (int8_t)xb[i] : xb[i];
+        a0 += p * wt[i];
+        b0 += r * wt[i];
+        a1 += p * wt[t + i];
+        b1 += r * wt[t + i];
+    }
+    out[0] = a0;
+    out[1] = a1;
+    out[2] = b0;
+    out[3] = b1;
 }
 #else
 /* Portable: the input bytes are read in place, four rows share each input value. */
@@ -190,46 +274,35 @@ static inline int32_t mm_pw8x1(const uint8_t *x, const int8_t *w, int32_t n, int
         a += (is ? (int8_t)x[i] : x[i]) * w[i];
     return a;
 }
-#endif
 
-/* `npix` = out_h x out_w pixels of `row` contiguous input bytes, in_step bytes apart within a
- * row of pixels and in_row_step between rows, each against out_c interleaved weight rows. */
-static MM_NOINLINE void mm_pw8_run(const uint8_t *in, uint8_t *out, const uint8_t *w,
-                                   const mm_quant_params *q, int32_t row, int out_c, int out_h,
-                                   int out_w, int32_t in_row_step, int32_t in_step)
+/* The DSP version's sums (its layout and argument meaning) in plain C. */
+static inline void mm_pw8_2x2(const uint8_t *xa, const uint8_t *xb, const int8_t *w,
+                              const int8_t *wt, int32_t n, int is, int32_t *out)
 {
-    const int32_t *const bias = q->bias, *const mult = q->mult;
-    const int8_t *const shift = q->shift;
-    const int32_t qmin = q->qmin, qmax = q->qmax;
-    const int is = q->in_signed, ob = q->out_bits, bk = q->bias_shift;
-    for (int oy = 0; oy < out_h; oy++) {
-        const uint8_t *x = in + (int32_t)oy * in_row_step;
-        for (int ox = 0; ox < out_w; ox++, x += in_step) {
-            const int8_t *ws = (const int8_t *)w;
-            mm_writer wr = {out, 0, 0, ob};
-            int co = 0;
-            for (; co + 4 <= out_c; co += 4, ws += 4 * row) {
-                int32_t acc[4];
-                if (is)
-                    mm_pw8x4(x, ws, row, 1, acc);
-                else
-                    mm_pw8x4(x, ws, row, 0, acc);
-#if defined(__GNUC__)
-#pragma GCC unroll 4
-#endif
-                for (int j = 0; j < 4; j++)
-                    acc[j] = mm_pw_rq(acc[j], bias[co + j], mult[co + j], shift[co + j], bk, qmin,
-                                      qmax);
-                mm_put4(&wr, acc);
-            }
-            for (; co < out_c; co++, ws += row)
-                mm_put(&wr, mm_pw_rq(mm_pw8x1(x, ws, row, is), bias[co], mult[co], shift[co], bk,
-                                     qmin, qmax));
-            mm_flush(&wr);
-            out = wr.p;
-        }
+    int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0, i;
+    const int32_t n4 = n & ~3, t = n & 3;
+    for (i = 0; i < n4; i++) {
+        const int32_t p = is ? (int8_t)xa[i] : xa[i], r = is ? (int8_t)xb[i] : xb[i];
+        const int8_t *q = w + 4 * (i & ~3) + (i & 3);
+        a0 += p * q[0];
+        a1 += p * q[4];
+        b0 += r * q[0];
+        b1 += r * q[4];
     }
+    for (i = 0; i < t; i++) {
+        const int32_t p = is ? (int8_t)xa[n4 + i] : xa[n4 + i];
+        const int32_t r = is ? (int8_t)xb[n4 + i] : xb[n4 + i];
+        a0 += p * wt[i];
+        a1 += p * wt[t + i];
+        b0 += r * wt[i];
+        b1 += r * wt[t + i];
+    }
+    out[0] = a0;
+    out[1] = a1;
+    out[2] = b0;
+    out[3] = b1;
 }
+#endif
 
 /* Widens n packed 4- or 2-bit values (from a byte boundary) to one byte each, sign-extended
  * into int8 when signed: the operand bytes mm_pw8x4 reads. */
@@ -255,34 +328,315 @@ static void mm_widen(uint8_t *d, const uint8_t *p, int32_t n, int bits, int is)
         d[e] = (uint8_t)mm_get(p, k, bits, is);
 }
 
+/* One mm_pointwise8 pass: `npix` = out_h x out_w pixels of `row` contiguous input bytes,
+ * in_step bytes apart within a row of pixels and in_row_step between rows, each against out_c
+ * interleaved weight rows; outputs in raster order from out. With `wide` set (2 x row bytes)
+ * the input pixels hold `row` packed values of in_bits (2 or 4) bits, widened to bytes there
+ * two pixels at a time (mm_pointwise8_widen). */
+typedef struct {
+    const uint8_t *in;
+    uint8_t *out;
+    const int8_t *w;
+    const mm_quant_params *q;
+    uint8_t *wide;
+    int32_t row, in_row_step, in_step;
+    int out_c, out_h, out_w;
+} mm_pw8_job;
+
+/* One pixel (the last of an odd count, or a linear's only one). */
+static MM_NOINLINE void mm_pw8_one(const mm_pw8_job *j, const uint8_t *x, uint8_t *out)
+{
+    const mm_quant_params *q = j->q;
+    const int32_t *const bias = q->bias, *const mult = q->mult;
+    const int8_t *const shift = q->shift, *ws = j->w;
+    const int is = q->in_signed, out_c = j->out_c, bk = q->bias_shift;
+    const int32_t row = j->row, qmin = q->qmin, qmax = q->qmax;
+    mm_writer wr = {out, 0, 0, q->out_bits};
+    int co = 0;
+    for (; co + 4 <= out_c; co += 4, ws += 4 * row) {
+        int32_t acc[4];
+        if (is)
+            mm_pw8x4(x, ws, row, 1, acc);
+        else
+            mm_pw8x4(x, ws, row, 0, acc);
+#if defined(__GNUC__)
+#pragma GCC unroll 4
+#endif
+        for (int k = 0; k < 4; k++)
+            acc[k] = mm_pw_rq(acc[k], bias[co + k], mult[co + k], shift[co + k], bk, qmin, qmax);
+        mm_put4(&wr, acc);
+    }
+    for (; co < out_c; co++, ws += row)
+        mm_put(&wr, mm_pw_rq(mm_pw8x1(x, ws, row, is), bias[co], mult[co], shift[co], bk, qmin,
+                             qmax));
+    mm_flush(&wr);
+}
+
+/* mm_pw8_2x2 out of line, for the rare layers of mm_pw8_two_w. */
+static MM_NOINLINE void mm_pw8_2x2_call(const uint8_t *xa, const uint8_t *xb, const int8_t *w,
+                                        const int8_t *wt, int32_t n, int is, int32_t *out)
+{
+    if (is)
+        mm_pw8_2x2(xa, xb, w, wt, n, 1, out);
+    else
+        mm_pw8_2x2(xa, xb, w, wt, n, 0, out);
+}
+
+/* Two pixels, any requantization (mm_pw_rq; outputs through one writer per pixel): each block
+ * of four rows as two mm_pw8_2x2 (rows 0-1, rows 2-3). */
+static void mm_pw8_two_w(const mm_pw8_job *j, const uint8_t *xa, const uint8_t *xb,
+                         uint8_t *oa, uint8_t *ob)
+{
+    const mm_quant_params *q = j->q;
+    const int32_t *const bias = q->bias, *const mult = q->mult;
+    const int8_t *const shift = q->shift, *ws = j->w;
+    const int32_t row = j->row, wt = 16 * (row >> 2), t2 = 2 * (row & 3);
+    const int32_t qmin = q->qmin, qmax = q->qmax;
+    const int out_c = j->out_c, is = q->in_signed, bk = q->bias_shift;
+    mm_writer wa = {oa, 0, 0, q->out_bits}, wb = {ob, 0, 0, q->out_bits};
+    int co = 0;
+    for (; co + 4 <= out_c; co += 4, ws += 4 * row) {
+        int32_t acc[8], y[8];
+        mm_pw8_2x2_call(xa, xb, ws, ws + wt, row, is, acc);
+        mm_pw8_2x2_call(xa, xb, ws + 8, ws + wt + t2, row, is, acc + 4);
+        for (int k = 0; k < 4; k++) { /* acc: a0 a1 b0 b1 a2 a3 b2 b3 */
+            const int c = co + k, i = (k & 1) + 4 * (k >> 1);
+            y[k] = mm_pw_rq(acc[i], bias[c], mult[c], shift[c], bk, qmin, qmax);
+            y[4 + k] = mm_pw_rq(acc[i + 2], bias[c], mult[c], shift[c], bk, qmin, qmax);
+        }
+        mm_put4(&wa, y);
+        mm_put4(&wb, y + 4);
+    }
+    for (; co < out_c; co++, ws += row) {
+        mm_put(&wa, mm_pw_rq(mm_pw8x1(xa, ws, row, is), bias[co], mult[co], shift[co], bk, qmin,
+                             qmax));
+        mm_put(&wb, mm_pw_rq(mm_pw8x1(xb, ws, row, is), bias[co], mult[co], shift[co], bk, qmin,
+                             qmax));
+    }
+    mm_flush(&wa);
+    mm_flush(&wb);
+}
+
+static inline void mm_st32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+
+/* What the fast requantization reads of the layer (the asm below: at fixed offsets). */
+typedef struct {
+    const int32_t *bias, *mult;
+    const int8_t *shift;
+    int32_t kb; /* 2^bias_shift */
+} mm_pw8_rq;
+
+#if defined(__ARM_FEATURE_DSP)
+/* mm_pw_u (mm_kernels.h) for channel c (bias, mult, shift at t2, t3, t4 + the offsets) of both
+ * pixels' sums A and B: acc * kb + b by one MLA, SMMUL, the rounding shift, one USAT. */
+#define MM_PW8_RQ1(A, B, O4, O1)                                                                  \
+    "ldr %[xa], [%[t2], #" O4 "]\n\t"                                                             \
+    "ldr %[xb], [%[t3], #" O4 "]\n\t"                                                             \
+    "ldrsb %[w], [%[t4], #" O1 "]\n\t"                                                            \
+    "mla %[t5], %[" A "], %[t1], %[xa]\n\t"                                                       \
+    "mla %[k], %[" B "], %[t1], %[xa]\n\t"                                                        \
+    "sub %[w], %[w], #33\n\t"                                                                     \
+    "smmul %[t5], %[t5], %[xb]\n\t"                                                               \
+    "smmul %[k], %[k], %[xb]\n\t"                                                                 \
+    "asr %[t5], %[t5], %[w]\n\t"                                                                  \
+    "asr %[k], %[k], %[w]\n\t"                                                                    \
+    "add %[t5], %[t5], #1\n\t"                                                                    \
+    "add %[k], %[k], #1\n\t"                                                                      \
+    "usat %[" A "], #8, %[t5], asr #1\n\t"                                                        \
+    "usat %[" B "], #8, %[k], asr #1\n\t"
+
+/* mm_pw8_2x2's words four at a time (k times, possibly none), then the requantization of channels
+ * c and c + 1 (the loop's registers are free by then; the layer's parameters come from
+ * memory): pixel a's two output bytes in a0, pixel b's in b0. */
+#define MM_PW8_HALF_ASM(XT)                                                                       \
+    __asm__ volatile("cmp %[k], #0\n\t"                                                           \
+                     "beq 2f\n"                                                                   \
+                     "1:\n\t" MM_PW8_2X2_WORD(XT) MM_PW8_2X2_WORD(XT) MM_PW8_2X2_WORD(XT)        \
+                         MM_PW8_2X2_WORD(XT) "subs %[k], %[k], #1\n\t"                             \
+                     "bne 1b\n"                                                                   \
+                     "2:\n\t"                                                                     \
+                     "ldr %[t0], %[P]\n\t"                                                        \
+                     "ldr %[t5], %[C]\n\t"                                                        \
+                     "ldr %[t1], [%[t0], #12]\n\t"                                                \
+                     "ldr %[t2], [%[t0]]\n\t"                                                     \
+                     "ldr %[t3], [%[t0], #4]\n\t"                                                 \
+                     "ldr %[t4], [%[t0], #8]\n\t"                                                 \
+                     "add %[t2], %[t2], %[t5], lsl #2\n\t"                                        \
+                     "add %[t3], %[t3], %[t5], lsl #2\n\t"                                        \
+                     "add %[t4], %[t4], %[t5]\n\t" MM_PW8_RQ1("a0", "b0", "0", "0")               \
+                         MM_PW8_RQ1("a1", "b1", "4", "1") "orr %[a0], %[a0], %[a1], lsl #8\n\t"   \
+                     "orr %[b0], %[b0], %[b1], lsl #8\n\t"                                        \
+                     : [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0), [b1] "+r"(b1),              \
+                       [xa] "+r"(xa), [xb] "+r"(xb), [w] "+r"(w), [k] "+r"(k), [t0] "=&r"(t0),  \
+                       [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [t4] "=&r"(t4),          \
+                       [t5] "=&r"(t5)                                                            \
+                     : [P] "m"(rq), [C] "m"(c)                                                    \
+                     : "cc", "memory")
+
+/* Rows 0 and 1 of an interleaved block (row r's word k at w + 16 k + 4 r, n % 4 == 0) against
+ * two pixels, requantized as channels c and c + 1: pixel a's two bytes in bits 0-15, pixel
+ * b's in bits 16-31. */
+static MM_INLINE uint32_t mm_pw8_half(const uint8_t *xa, const uint8_t *xb, const int8_t *w,
+                                      int32_t n, const mm_pw8_rq *rq, int c, const int is)
+{
+    int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0, k = 0;
+    uint32_t t0, t1, t2, t3, t4, t5;
+    if (n & 4) { /* the words after the last four: one, then two */
+        if (is)
+            MM_PW8_2X2_ASM(MM_PW8_2X2_WORD("sxtb16"));
+        else
+            MM_PW8_2X2_ASM(MM_PW8_2X2_WORD("uxtb16"));
+    }
+    if (n & 8) {
+        if (is)
+            MM_PW8_2X2_ASM(MM_PW8_2X2_WORD("sxtb16") MM_PW8_2X2_WORD("sxtb16"));
+        else
+            MM_PW8_2X2_ASM(MM_PW8_2X2_WORD("uxtb16") MM_PW8_2X2_WORD("uxtb16"));
+    }
+    k = n >> 4;
+    if (is)
+        MM_PW8_HALF_ASM("sxtb16");
+    else
+        MM_PW8_HALF_ASM("uxtb16");
+    (void)t0, (void)t1, (void)t2, (void)t3, (void)t4, (void)t5, (void)xa, (void)xb, (void)w;
+    return (uint32_t)a0 | (uint32_t)b0 << 16;
+}
+#else
+
+static inline uint32_t mm_pw8_half(const uint8_t *xa, const uint8_t *xb, const int8_t *w,
+                                   int32_t n, const mm_pw8_rq *rq, int c, int is)
+{
+    int32_t s[4];
+    const int32_t kb = rq->kb, b0 = rq->bias[c], b1 = rq->bias[c + 1];
+    const int32_t m0 = rq->mult[c], m1 = rq->mult[c + 1];
+    const int s0 = rq->shift[c], s1 = rq->shift[c + 1];
+    mm_pw8_2x2(xa, xb, w, w + 4 * n, n, is, s);
+    return mm_pw_u(s[0], b0, m0, s0, kb) | mm_pw_u(s[1], b1, m1, s1, kb) << 8 |
+           mm_pw_u(s[2], b0, m0, s0, kb) << 16 | mm_pw_u(s[3], b1, m1, s1, kb) << 24;
+}
+#endif
+
+/* Two pixels of a layer with unsigned outputs over their whole range [0, 2^ob - 1], every
+ * shift above 32 and rows of whole words (mm_pw8_pixels' fast case): each block of four rows
+ * as two halves, each channel's parameters read once for both pixels, four outputs of a pixel
+ * stored at once; the rows after the last block through mm_pw8x1 and mm_pw_rq. */
+static MM_INLINE void mm_pw8_two_u(const mm_pw8_job *j, const mm_pw8_rq *rq, const uint8_t *xa,
+                                   const uint8_t *xb, uint8_t *oa, uint8_t *ob, const int is)
+{
+    const mm_quant_params *q = j->q;
+    const int8_t *ws = j->w;
+    const int32_t row = j->row, qmax = q->qmax;
+    const uint32_t m4 = (uint32_t)qmax * 0x01010101u;
+    const int out_c = j->out_c, obits = q->out_bits;
+    int co = 0;
+    for (; co + 4 <= out_c; co += 4, ws += 4 * row) {
+        uint32_t y[2]; /* rows 0-1, rows 2-3 */
+#if defined(__GNUC__)
+#pragma GCC unroll 1
+#endif
+        for (int h = 0; h < 2; h++) /* one copy of the half's code (a loop in asm) */
+            y[h] = mm_pw8_half(xa, xb, ws + 8 * h, row, rq, co + 2 * h, is);
+        oa = mm_pw_st4(oa, (y[0] & 0xFFFFu) | y[1] << 16, obits, m4);
+        ob = mm_pw_st4(ob, y[0] >> 16 | (y[1] & 0xFFFF0000u), obits, m4);
+    }
+    if (co < out_c) {
+        mm_writer wa = {oa, 0, 0, obits}, wb = {ob, 0, 0, obits};
+        for (; co < out_c; co++, ws += row) {
+            const int32_t b = q->bias[co], m = q->mult[co], sh = q->shift[co];
+            const int bk = q->bias_shift;
+            mm_put(&wa, mm_pw_rq(mm_pw8x1(xa, ws, row, is), b, m, sh, bk, 0, qmax));
+            mm_put(&wb, mm_pw_rq(mm_pw8x1(xb, ws, row, is), b, m, sh, bk, 0, qmax));
+        }
+        mm_flush(&wa);
+        mm_flush(&wb);
+    }
+}
+
+/* The pixels of a job in pairs (raster order, across rows of pixels), an odd last one alone;
+ * fast (with `is`, constants at each use): mm_pw8_two_u, else mm_pw8_two_w. Pixel b's first
+ * outputs are written before pixel a's input is read to the end (each block of rows reads it
+ * again): under an overlapping (in-place) placement this kernel needs a lag of one pixel. */
+static MM_INLINE void mm_pw8_pixels(const mm_pw8_job *j, const int fast, const int is)
+{
+    const mm_quant_params *q = j->q;
+    const mm_pw8_rq rq = {q->bias, q->mult, q->shift, (int32_t)1 << q->bias_shift};
+    const int32_t npix = (int32_t)j->out_h * j->out_w, row = j->row;
+    const int32_t out_pix = mm_bytes(j->out_c, q->out_bits);
+    const int32_t step = j->in_step, row_step = j->in_row_step;
+    const int out_w = j->out_w;
+    const uint8_t *xr = j->in; /* the current row of input pixels */
+    uint8_t *out = j->out;
+    int ox = 0;
+    for (int32_t p = 0; p + 1 < npix; p += 2, out += 2 * out_pix) {
+        const uint8_t *xa = xr + (int32_t)ox * step, *xb;
+        if (++ox == out_w)
+            ox = 0, xr += row_step;
+        xb = xr + (int32_t)ox * step;
+        if (++ox == out_w)
+            ox = 0, xr += row_step;
+        if (j->wide) {
+            mm_widen(j->wide, xa, row, q->in_bits, q->in_signed);
+            mm_widen(j->wide + row, xb, row, q->in_bits, q->in_signed);
+            xa = j->wide;
+            xb = j->wide + row;
+        }
+        if (fast)
+            mm_pw8_two_u(j, &rq, xa, xb, out, out + out_pix, is);
+        else
+            mm_pw8_two_w(j, xa, xb, out, out + out_pix);
+    }
+    if (npix & 1) {
+        const uint8_t *x = xr + (int32_t)ox * step;
+        if (j->wide) {
+            mm_widen(j->wide, x, row, q->in_bits, q->in_signed);
+            x = j->wide;
+        }
+        mm_pw8_one(j, x, out);
+    }
+}
+
+static MM_NOINLINE void mm_pw8_fast(const mm_pw8_job *j) { mm_pw8_pixels(j, 1, 0); }
+static MM_NOINLINE void mm_pw8_any(const mm_pw8_job *j) { mm_pw8_pixels(j, 0, 0); }
+
+/* The fast pixels where the inputs are unsigned, the outputs unsigned over their whole range,
+ * every shift above 32 (checked once per call) and the rows whole words, else mm_pw8_any
+ * (signed inputs are rare: MobileNetV2's projections; one copy of the fast code is enough). */
+static void mm_pw8_run(const mm_pw8_job *j)
+{
+    const mm_quant_params *q = j->q;
+    if (!q->in_signed && (j->row & 3) == 0 && mm_pw_fast(q, j->out_c))
+        mm_pw8_fast(j);
+    else
+        mm_pw8_any(j);
+}
+
 void mm_pointwise8(MM_CONV_ARGS)
 {
     const int32_t in_pix = d->in_c; /* 8-bit inputs: one byte per channel */
+    const int8_t *ws = (const int8_t *)w;
     MM_ASSERT(MM_IS_PW8(d, q));
     (void)scratch;
     /* Each output pixel's patch is one contiguous run of input bytes. */
-    if (d->k_h == 1 && d->k_w == 1)
-        mm_pw8_run(in, out, w, q, d->in_c, d->out_c, d->out_h, d->out_w,
-                   (int32_t)d->stride_h * d->in_w * in_pix, (int32_t)d->stride_w * in_pix);
-    else
-        mm_pw8_run(in, out, w, q, (int32_t)d->k_h * d->k_w * d->in_c, d->out_c, 1, 1, 0, 0);
+    if (d->k_h == 1 && d->k_w == 1) {
+        const mm_pw8_job j = {in, out, ws, q, 0, d->in_c,
+                              (int32_t)d->stride_h * d->in_w * in_pix,
+                              (int32_t)d->stride_w * in_pix, d->out_c, d->out_h, d->out_w};
+        mm_pw8_run(&j);
+    } else {
+        const mm_pw8_job j = {in, out, ws, q, 0, (int32_t)d->k_h * d->k_w * d->in_c, 0, 0,
+                              d->out_c, 1, 1};
+        mm_pw8_run(&j);
+    }
 }
 
 void mm_pointwise8_widen(MM_CONV_ARGS)
 {
-    const int ib = q->in_bits, is = q->in_signed, in_c = d->in_c;
-    const int32_t in_pix = mm_bytes(in_c, ib), out_pix = mm_bytes(d->out_c, q->out_bits);
-    uint8_t *x = (uint8_t *)scratch;
+    const int32_t in_pix = mm_bytes(d->in_c, q->in_bits);
+    const mm_pw8_job j = {in, out, (const int8_t *)w, q, (uint8_t *)scratch, d->in_c,
+                          (int32_t)d->stride_h * d->in_w * in_pix,
+                          (int32_t)d->stride_w * in_pix, d->out_c, d->out_h, d->out_w};
     MM_ASSERT(MM_IS_PW8W(d, q));
-    for (int oy = 0; oy < d->out_h; oy++)
-        for (int ox = 0; ox < d->out_w; ox++) {
-            mm_widen(x,
-                     in + ((int32_t)oy * d->stride_h * d->in_w + (int32_t)ox * d->stride_w) *
-                              in_pix,
-                     in_c, ib, is);
-            mm_pw8_run(x, out, w, q, in_c, d->out_c, 1, 1, 0, 0);
-            out += out_pix;
-        }
+    mm_pw8_run(&j);
 }
 
 /* Geometry and formats of one conv call, to keep the helper signatures short. */

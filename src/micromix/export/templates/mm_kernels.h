@@ -84,6 +84,24 @@ static inline uint32_t mm_ssub16(uint32_t a, uint32_t b) /* halfword-wise a - b 
     __asm__("ssub16 %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
     return r;
 }
+static inline int32_t mm_smmul(int32_t a, int32_t b) /* the high word of a * b */
+{
+    int32_t r;
+    __asm__("smmul %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+static inline int32_t mm_usat8_half(int32_t a) /* a >> 1 clamped to [0, 255] */
+{
+    int32_t r;
+    __asm__("usat %0, #8, %1, asr #1" : "=r"(r) : "r"(a));
+    return r;
+}
+static inline uint32_t mm_umin8(uint32_t a, uint32_t b) /* bytewise unsigned minimum */
+{
+    uint32_t r;
+    __asm__("usub8 %0, %1, %2\n\tsel %0, %2, %1" : "=&r"(r) : "r"(a), "r"(b) : "cc");
+    return r;
+}
 #else
 static inline uint32_t mm_uxtb16(uint32_t x) { return x & 0x00FF00FFu; }
 static inline uint32_t mm_uxtb16_8(uint32_t x) { return (x >> 8) & 0x00FF00FFu; }
@@ -111,6 +129,24 @@ static inline int32_t mm_smmla(uint32_t a, uint32_t b, int32_t c)
 static inline uint32_t mm_ssub16(uint32_t a, uint32_t b)
 {
     return ((a - b) & 0xFFFFu) | (((a >> 16) - (b >> 16)) << 16);
+}
+static inline int32_t mm_smmul(int32_t a, int32_t b)
+{
+    return (int32_t)(((int64_t)a * b) >> 32);
+}
+static inline int32_t mm_usat8_half(int32_t a)
+{
+    a >>= 1;
+    return a < 0 ? 0 : a > 255 ? 255 : a;
+}
+static inline uint32_t mm_umin8(uint32_t a, uint32_t b)
+{
+    uint32_t r = 0;
+    for (int i = 0; i < 32; i += 8) {
+        const uint32_t x = (a >> i) & 255u, y = (b >> i) & 255u;
+        r |= (x < y ? x : y) << i;
+    }
+    return r;
 }
 #endif
 
@@ -311,6 +347,34 @@ static inline void mm_put4(mm_writer *w, const int32_t *a)
     }
 }
 
+/* The fast requantization of the pointwise kernels, for a layer whose every shift is above 32
+ * and whose outputs are unsigned over their whole range [0, 2^ob - 1] (the common case,
+ * checked once per call: mm_pw_fast): mm_pw_rq's rule with no branch, clamped to [0, 255] by
+ * one USAT (mm_pw_u; kb = 2^bias_shift), then to 2^ob - 1 four outputs at a time as they are
+ * packed and stored (mm_pw_st4: y holds them in its bytes, m4 is 2^ob - 1 in every byte). */
+static MM_INLINE uint32_t mm_pw_u(int32_t acc, int32_t b, int32_t m0, int s, int32_t kb)
+{
+    return (uint32_t)mm_usat8_half((mm_smmul(acc * kb + b, m0) >> (s - 33)) + 1);
+}
+
+static MM_INLINE uint8_t *mm_pw_st4(uint8_t *o, uint32_t y, int ob, uint32_t m4)
+{
+    if (MM_LIKELY(ob == 8)) {
+        memcpy(o, &y, 4);
+        return o + 4;
+    }
+    y = mm_umin8(y, m4);
+    if (ob == 4) {
+        y = (y | y >> 4) & 0x00FF00FFu; /* (y0 | y1 << 4) in byte 0, (y2 | y3 << 4) in byte 2 */
+        o[0] = (uint8_t)y;
+        o[1] = (uint8_t)(y >> 16);
+        return o + 2;
+    }
+    y = (y | y >> 6) & 0x000F000Fu;
+    o[0] = (uint8_t)(y | y >> 12);
+    return o + 1;
+}
+
 /* Dot products of an unpacked patch x with n weights packed from the start of w (mm_dot.c).
  * For 4- and 2-bit weights x holds its first (n & ~(16 * P - 1)) elements as P planes. */
 int32_t mm_dot8(const int16_t *x, const uint8_t *w, int32_t n);
@@ -344,6 +408,16 @@ typedef struct {
     uint8_t in2_bits, in2_signed;
 } mm_quant_params;
 
+static inline int mm_pw_fast(const mm_quant_params *q, int n)
+{
+    if (q->qmin != 0 || q->qmax != (1 << q->out_bits) - 1)
+        return 0;
+    for (int c = 0; c < n; c++)
+        if (q->shift[c] <= 32)
+            return 0;
+    return 1;
+}
+
 #define MM_CONV_ARGS                                                                              \
     const uint8_t *in, uint8_t *out, const uint8_t *w, const mm_conv_dims *d,                     \
         const mm_quant_params *q, void *scratch
@@ -375,8 +449,8 @@ typedef struct {
 void mm_pointwise8(MM_CONV_ARGS);
 
 /* MM_IS_PW8W: 1x1 layers with 8-bit weights and 2- or 4-bit inputs of 32 to MM_PATCH
- * channels: mm_pointwise8 on each input pixel first widened to one byte per channel in the
- * scratch (in_c bytes: less than the memory model counts for these layers). */
+ * channels: mm_pointwise8 on input pixels widened to one byte per channel in the scratch, two
+ * at a time (2 x in_c bytes: what the memory model counts for these layers). */
 void mm_pointwise8_widen(MM_CONV_ARGS);
 
 /* MM_IS_PWSUB: 1x1 layers (and linears on a 1 x 1 input) with 4- or 2-bit weights on at least
@@ -386,7 +460,9 @@ void mm_pointwise8_widen(MM_CONV_ARGS);
  * (mm_dot.c; SMLAD on DSP cores). Weight layout: each block of four rows interleaves the rows'
  * 4-byte words (row 0 word 0, row 1 word 0, ..., row 0 word 1, ...) over the first
  * nblk = in_c - in_c % (32 / w_bits) elements, then each row's remaining bytes, row after row;
- * rows after the last full block stay in natural order. */
+ * rows after the last full block stay in natural order. On unsigned 8-bit inputs with two or
+ * more output pixels the pixels go in pairs, read in place (no unpacking), and each word is
+ * field-major: byte j holds elements j, j + 4, ... (ops.conv.field_major). */
 void mm_pointwise_sub(MM_CONV_ARGS);
 
 /* MM_IS_SMALL: weight rows shorter than one vector of dot product (stems, pointwise layers on
