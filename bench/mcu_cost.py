@@ -513,7 +513,7 @@ def layer_rows(graph, policy) -> list[dict]:
     from micromix.cost import cost_rows
 
     return [
-        {k: r[k] for k in ("layer", "kernel", "bits", "macs", "outputs")}
+        {k: r[k] for k in ("layer", "kernel", "bits", "macs", "outputs", "pixels")}
         for r in cost_rows(graph, policy, table={})
     ]
 
@@ -583,14 +583,14 @@ def run_probes(b: Bench) -> dict[str, dict]:
 
 def check_model(networks: dict, table: dict) -> dict[str, dict]:
     """Each measured micromix network on the M4 against the cost model's total for it."""
-    from micromix.cost import cost_key, layer_cost
+    from micromix.cost import layer_cost, row_key
 
     out = {}
     for net, cores in networks.items():
         for build, r in cores.get("cortex-m4", {}).items():
             if not build.startswith("micromix"):
                 continue
-            pred = [layer_cost(cost_key(x["kernel"], *x["bits"]), x["macs"], x["outputs"], table)
+            pred = [layer_cost(row_key(table, x), x["macs"], x["outputs"], table)
                     for x in r["layers"]]  # fmt: skip
             if any(p is None for p in pred):
                 raise BenchError(f"{net} {build}: a layer has no row in the fitted table")

@@ -12,7 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from micromix import cost
-from micromix.cost import cost_key, cost_rows, fit_cost_table, layer_cost, network_cost
+from micromix.cost import (
+    cost_key,
+    cost_rows,
+    fit_cost_table,
+    layer_cost,
+    load_cost_table,
+    network_cost,
+    row_key,
+)
 from micromix.graph import trace
 from micromix.memory import memory_report
 from micromix.models import create
@@ -82,7 +90,7 @@ def test_shipped_table_is_within_5_percent_of_each_measured_network(net: str) ->
     run = MEASURED["networks"][net]["cortex-m4"]["micromix_w8a8"]
     total = 0
     for r in run["layers"]:
-        c = layer_cost(cost_key(r["kernel"], *r["bits"]), r["macs"], r["outputs"])
+        c = layer_cost(row_key(load_cost_table(), r), r["macs"], r["outputs"])
         assert c is not None, r
         total += c.est_cycles
     assert abs(total / run["est_cycles"] - 1) < 0.05
@@ -154,3 +162,21 @@ def test_memory_cost_view_leaves_no_layer_out(capsys) -> None:
     assert main(["memory", "--cost", "--bits", "4"]) == 0
     text = capsys.readouterr().out
     assert f"{out['est_cycles']:,}" in text and "no measured row" not in text
+
+
+def test_one_pixel_layers_have_their_own_row_and_fall_back_without_one() -> None:
+    """A dense layer (one output pixel) runs a kernel's one-pixel path: fitted apart, and
+    priced by the kernel's general row where the table has no one-pixel row."""
+    conv = [
+        {"kernel": "k", "bits": [8, 8, 8], "macs": m, "outputs": o, "pixels": 4,
+         "instructions": 2 * m + 10 * o, "est_cycles": 2 * m + 10 * o}
+        for m, o in ((1000, 10), (4000, 20), (9000, 90))
+    ]  # fmt: skip
+    dense = [dict(r, pixels=1, est_cycles=3 * r["macs"], instructions=3 * r["macs"]) for r in conv]
+    table = fit_cost_table(conv + dense)
+    assert set(table) == {"k|8|8|8", "k|8|8|8|1px"}
+    r = {"kernel": "k", "bits": [8, 8, 8], "pixels": 1}
+    assert layer_cost(row_key(table, r), 5000, 5, table).est_cycles == 15000
+    assert layer_cost(row_key(table, dict(r, pixels=3)), 5000, 5, table).est_cycles == 10050
+    general = {k: v for k, v in table.items() if not k.endswith("1px")}
+    assert row_key(general, r) == "k|8|8|8"

@@ -35,6 +35,7 @@ __all__ = [
     "fit_cost_table",
     "layer_cost",
     "load_cost_table",
+    "row_key",
     "network_cost",
 ]
 
@@ -47,8 +48,20 @@ class LayerCost:
     est_cycles: int
 
 
-def cost_key(kernel: str, in_bits: int, w_bits: int | None, out_bits: int) -> str:
-    return f"{kernel}|{in_bits}|{w_bits or 0}|{out_bits}"
+def cost_key(
+    kernel: str, in_bits: int, w_bits: int | None, out_bits: int, pixels: int | None = None
+) -> str:
+    """The table row of a layer. A layer of one output pixel (a dense layer) has a row of its
+    own: the kernels that take output pixels two at a time run it on their one-pixel path."""
+    key = f"{kernel}|{in_bits}|{w_bits or 0}|{out_bits}"
+    return key + "|1px" if pixels == 1 else key
+
+
+def row_key(table: Mapping[str, dict], r: Mapping) -> str:
+    """The key of layer `r` (kernel, bits, pixels) in `table`: its one-pixel row where the
+    table has one, else the kernel and bits' row."""
+    key = cost_key(r["kernel"], *r["bits"], r.get("pixels"))
+    return key if key in table else cost_key(r["kernel"], *r["bits"])
 
 
 @lru_cache(maxsize=4)
@@ -81,7 +94,10 @@ def cost_rows(graph: Graph, policy: Policy, table: Mapping[str, dict] | None = N
     for op, lm in zip(graph.ops, report.layers, strict=True):
         bits = (policy.activations[op.inputs[0]], lm.weight_bits, lm.out_bits)
         outputs = int(np.prod(op.out_shape))
-        c = layer_cost(cost_key(lm.kernel, *bits), op.macs, outputs, table)
+        pixels = int(np.prod(op.out_shape[1:]))
+        r = {"kernel": lm.kernel, "bits": list(bits), "pixels": pixels}
+        t = load_cost_table() if table is None else table
+        c = layer_cost(row_key(t, r), op.macs, outputs, t)
         rows.append(
             {
                 "layer": op.name,
@@ -89,6 +105,7 @@ def cost_rows(graph: Graph, policy: Policy, table: Mapping[str, dict] | None = N
                 "bits": list(bits),
                 "macs": int(op.macs),
                 "outputs": outputs,
+                "pixels": pixels,
                 "instructions": None if c is None else c.instructions,
                 "est_cycles": None if c is None else c.est_cycles,
             }
@@ -128,10 +145,11 @@ def _fit(x: np.ndarray, y: np.ndarray) -> list[float]:
 
 def fit_cost_table(layers: Iterable[Mapping]) -> dict[str, dict]:
     """The table's rows from measured layers (each with kernel, bits, macs, outputs,
-    instructions, est_cycles): one least-squares fit of the two coefficients per key."""
+    instructions, est_cycles, and optionally pixels): one least-squares fit of the two
+    coefficients per key (cost_key: one-pixel layers apart)."""
     groups: dict[str, list[Mapping]] = {}
     for r in layers:
-        groups.setdefault(cost_key(r["kernel"], *r["bits"]), []).append(r)
+        groups.setdefault(cost_key(r["kernel"], *r["bits"], r.get("pixels")), []).append(r)
     table = {}
     for key, rs in sorted(groups.items()):
         x = np.array([[r["macs"], r["outputs"]] for r in rs], dtype=np.float64)
