@@ -176,15 +176,17 @@ def main() -> int:
     doc["_meta"] = {
         "command": "PYTHONPATH=src python -m bench.schedule " + " ".join(sys.argv[1:]),
         "max_recompute": a.max_recompute,
-        "note": "plan times on a 2-core machine shared with 3 other jobs",
+        "note": "plan times on a 2-core machine shared with other jobs",
         "caveat": (
             "The export follows the schedule (`convert(..., schedule=)`, `--schedule`): these are "
             "the arena + scratch bytes the built C allocates (tests/test_export_schedule.py "
             "checks the object files against the plan). A patch stage counts the two staging "
             "buffers its C copies patches of the input and of the split tensor through. The "
-            "network input is live in full through the patch stage (the application writes it "
-            "before micromix_run), as memory_report counts it; that bounds MobileNetV1-0.25 at "
-            "96 px."
+            "network input is live in full until the patch stage has consumed it (the application "
+            "writes it before micromix_run), as memory_report counts it; the stage writes the "
+            "split tensor over the part of the input earlier cells consumed (`a + b` above: one "
+            "buffer). In place, a conv's output starts its kernel's overlap before its input (one "
+            "buffer `a + b` per step). The resident input bounds MobileNetV1-0.25 at 96 px."
         ),
     }
     write_json(a.out, doc)
