@@ -15,6 +15,7 @@ from micromix.memory import memory_report, packed_bytes, scratch_bytes, size_tab
 from micromix.models import create
 from micromix.ops import of
 from micromix.ops.common import window_overlap
+from micromix.ops.conv import IN_PLACE_LAG
 from micromix.policy import Policy
 from micromix.schedule import (
     Scheduling,
@@ -149,17 +150,19 @@ def test_inplace_depthwise_output_starts_its_overlap_before_the_input(stride, ab
 
 
 def test_inplace_widening_pointwise_needs_only_its_growth():
-    """A 1 x 1 conv from 4 to 16 channels written over its input: the two share one buffer
-    the size of the output plus what the kernel still reads (one input pixel: it writes a
-    pixel's channels while still reading that pixel)."""
+    """A 1 x 1 conv from 4 to 16 channels written over its input: the output starts its growth
+    over the input before it, plus the input pixels its kernel may still read while it writes
+    the last one (IN_PLACE_LAG: mm_pointwise8 computes two pixels together)."""
     g = trace(nn.Sequential(nn.Conv2d(4, 16, 1)), (1, 4, 8, 8))
     p = Policy.uniform(g, 8)
     x, y = g.input, g.ops[0].name
     m = plan(g, p, "inplace")
     assert m.inplace == (y,)
-    assert m.tensor_offset(x) - m.tensor_offset(y) == 64 * 16 - 63 * 4
+    lag = IN_PLACE_LAG[memory_report(g, p).layers[0].kernel]
+    # the last output pixel (63) ends where the first input pixel still read (64 - lag) starts
+    assert m.tensor_offset(x) - m.tensor_offset(y) == 64 * 16 - (64 - lag) * 4
+    assert m.arena_bytes == 64 * 16 + lag * 4  # the output and `lag` input pixels, not 64
     assert plan(g, p, "layer").arena_bytes == 64 * 4 + 64 * 16
-    assert m.arena_bytes == 64 * 16 + 4  # the output and one input pixel, not the whole input
 
 
 def test_inplace_refused_when_bits_change():
