@@ -61,7 +61,11 @@ def combo_and_mobilenet():
     }
 
 
-@pytest.mark.parametrize("core", KERNEL_CORES)
+@pytest.mark.parametrize(
+    "core",
+    # the M7 builds the M4's instruction set (ARMv7E-M) and C paths: slow, beside the M4
+    [pytest.param(c, marks=pytest.mark.slow) if c == "cortex-m7" else c for c in KERNEL_CORES],
+)
 def test_kernels_are_bit_exact_under_qemu_on_each_core(tmp_path, core: str) -> None:
     """The DSP paths (M4, M7, M33: SMLAD / SMLABB kernels, __ARM_FEATURE_DSP) and the portable
     path (M3) compute what numpy computes: every (input, weight, output) bit triple (ComboNet)
@@ -230,7 +234,11 @@ def conv8_shapes_model(bits_seed: int | None = None):
 
 
 @pytest.mark.parametrize("bits_seed", [None, 1, 2])
-@pytest.mark.parametrize("core", ["cortex-m3", "cortex-m4"])
+@pytest.mark.parametrize(
+    "core",
+    # the M3 runs the portable loops, which the host builds of every export test run too
+    [pytest.param("cortex-m3", marks=pytest.mark.slow), "cortex-m4"],
+)
 def test_conv_paths_are_bit_exact_under_qemu(tmp_path, core: str, bits_seed) -> None:
     """mm_conv's 8/8 paths (bits_seed None) and its sub-byte paths (random 2/4-bit weights,
     2/4/8-bit activations: unpacked patches, chunks of long rows, the DSP sub-byte dots)."""
