@@ -224,6 +224,7 @@ def test_weight_only_keeps_activations_at_8(strategy, script):
                weights_only=True, **kw)  # fmt: skip
 
 
+@pytest.mark.slow  # starts a Ray cluster; bench/search_workers.py measures it
 def test_two_ray_workers_give_the_same_result(script):
     require_module("ray")
     _, ns = script
@@ -554,6 +555,7 @@ def test_cli_rule_end_to_end(tmp_path, tiny_checkpoint, fashion, capsys):
     assert mem["ram_bytes"] == Scheduling("inplace", 0.2).report(graph, policy).ram_bytes
 
 
+@pytest.mark.slow  # 35 s: ilp measures every layer's sensitivity on data
 def test_cli_weight_only_rule_keeps_activations_at_8(tmp_path, tiny_checkpoint, fashion, capsys):
     rc = main(
         ["search", "--strategy", "ilp", "--weight-only", "--checkpoint", str(tiny_checkpoint),
