@@ -90,13 +90,13 @@ def cost_rows(graph: Graph, policy: Policy, table: Mapping[str, dict] | None = N
     """Per layer: name, kernel, (input, weight, output) bits, MACs, outputs, and the modelled
     instructions and estimated cycles (None where the table has no row for kernel and bits)."""
     report = memory_report(graph, policy)
+    t = load_cost_table() if table is None else table
     rows = []
     for op, lm in zip(graph.ops, report.layers, strict=True):
         bits = (policy.activations[op.inputs[0]], lm.weight_bits, lm.out_bits)
         outputs = int(np.prod(op.out_shape))
         pixels = int(np.prod(op.out_shape[1:]))
         r = {"kernel": lm.kernel, "bits": list(bits), "pixels": pixels}
-        t = load_cost_table() if table is None else table
         c = layer_cost(row_key(t, r), op.macs, outputs, t)
         rows.append(
             {

@@ -318,14 +318,7 @@ class _Draft:
         """No placement of the draft's groups beats this: the most bytes live at one step
         (a group counts its hull), and each group's whole extent (a chain of in-place ops
         walks down through memory: each output starts before its input)."""
-        steps = max(b.last for b in self.bufs.values()) + 1
-        live = [0] * steps
-        extent = 0
-        for rs in self.rects().values():
-            for s, (lo, hi) in _hulls(rs).items():
-                live[s] += hi - lo
-            extent = max(extent, max(r[3] for r in rs) - min(r[2] for r in rs))
-        return max(max(live), extent)
+        return _Bounds(self).value()
 
 
 def _hulls(rs: list[tuple[int, int, int, int]]) -> dict[int, tuple[int, int]]:
@@ -369,9 +362,10 @@ def _patch_pair(graph: Graph, policy: Policy, split: str, grid: int) -> list[_Dr
     pix = {t: packed_bytes(graph.tensors[t].shape[0], policy.activations[t]) for t in (x, split)}
     over = _stage_overlap(graph, split, cell_list, pix[x], pix[split])
     out = []
-    for joined in (False, True):
-        own = {n: _Buf(b.first, b.last, b.bytes) for n, b in bufs.items()}
-        d = _Draft("patch", split, grid, own, {n: n for n in own}, dict.fromkeys(own, 0), [], macs)
+    for joined in (False, True):  # merges change homes and offsets only: the buffers are shared
+        d = _Draft(
+            "patch", split, grid, bufs, {n: n for n in bufs}, dict.fromkeys(bufs, 0), [], macs
+        )
         if joined:
             d.home[split], d.delta[x] = x, over
         out.append(d)
@@ -426,7 +420,7 @@ def _try_inplace(
     the output starts a new group instead."""
     before, home, delta = bounds.value(), dict(d.home), dict(d.delta)
     touched = {d.home[t] for t in op.inputs} | {d.home[op.output]}
-    if not _merge_inplace(graph, policy, step, op, d, set()):
+    if not _merge_inplace(graph, policy, step, op, d):
         return
     bounds.refresh(d, touched)
     if bounds.value() <= before:
@@ -494,16 +488,15 @@ def _merge_inplace(
     step: int,
     op: Op,
     d: _Draft,
-    fixed: set[str],
 ) -> bool:
     """Let `op` write its output over an input that dies here, when its op kind's kernel can
     (`OpDef.in_place`: the bytes by which the output must start before that input, about one
     input row for a 3x3 depthwise, none for elementwise ops, the growth for a 1 x 1 layer that
     widens). The output joins the input's group that many bytes before the input (the group's
     members move up when there is no room), unless it would cover another member of the group
-    while that one is live. `fixed`: tensors that must not take part."""
+    while that one is live."""
     out = op.output
-    if fixed & {out, *op.inputs} or d.bufs[out].first != step or d.home[out] != out:
+    if d.bufs[out].first != step or d.home[out] != out:
         return False
     in_bits = policy.activations[op.inputs[0]]
     w_bits = policy.weights[op.name] if op.has_weight else None
@@ -737,13 +730,7 @@ def _stage_bound(graph: Graph, d: _Draft) -> int:
     bound)."""
     if d.split is None:
         return d.lower_bound()
-    end = graph.tensors[d.split].first
-    live = [0] * (end + 1)
-    for rs in d.rects().values():
-        for step, (lo, hi) in _hulls(rs).items():
-            if step <= end:
-                live[step] += hi - lo
-    return max(live)
+    return max(_Bounds(d).live[: graph.tensors[d.split].first + 1])
 
 
 def _patch_drafts(

@@ -195,14 +195,7 @@ static int32_t mm_pw8x1(const uint8_t *x, const int8_t *w, int32_t n, const int 
     "smlad %[" B "], %[t5], %[t4], %[" B "]\n\t"                                                  \
     "smlad %[" A "], %[t2], %[t0], %[" A "]\n\t"                                                  \
     "smlad %[" B "], %[t2], %[t1], %[" B "]\n\t"
-#define MM_PW8_2X2_ASM(CODE)                                                                      \
-    __asm__ volatile(CODE                                                                         \
-                     : [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0), [b1] "+r"(b1),              \
-                       [xa] "+r"(xa), [xb] "+r"(xb), [w] "+r"(w), [k] "+r"(k), [t0] "=&r"(t0),  \
-                       [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [t4] "=&r"(t4),          \
-                       [t5] "=&r"(t5)                                                            \
-                     :                                                                            \
-                     : "cc", "memory")
+#define MM_PW8_2X2_ASM(CODE) __asm__ volatile(CODE MM_PAIR_ASM_OPERANDS)
 #define MM_PW8_2X2_LOOP(XT)                                                                       \
     do {                                                                                          \
         if (k > 0)                                                                                \

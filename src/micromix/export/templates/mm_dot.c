@@ -582,13 +582,7 @@ static MM_NOINLINE void mm_pws_tails(const int16_t *x, const uint8_t *t, int32_t
 #define MM_PWS8_LOOP(WORD)                                                                        \
     __asm__ volatile("1:\n\t" WORD "add %[w], %[w], #16\n\t"                                      \
                      "subs %[k], %[k], #1\n\t"                                                    \
-                     "bne 1b\n\t"                                                                 \
-                     : [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0), [b1] "+r"(b1),              \
-                       [xa] "+r"(xa), [xb] "+r"(xb), [w] "+r"(w), [k] "+r"(k), [t0] "=&r"(t0),  \
-                       [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [t4] "=&r"(t4),          \
-                       [t5] "=&r"(t5)                                                            \
-                     :                                                                            \
-                     : "cc", "memory")
+                     "bne 1b\n\t" MM_PAIR_ASM_OPERANDS)
 
 /* Rows 0 and 1 of an interleaved block (row r's word i at w + 16 i + 4 r) against unsigned
  * pixels xa and xb over nw > 0 words: out a0, a1, b0, b1, scaled by 2^(8 - wb). */

@@ -102,6 +102,15 @@ static inline uint32_t mm_umin8(uint32_t a, uint32_t b) /* bytewise unsigned min
     __asm__("usub8 %0, %1, %2\n\tsel %0, %2, %1" : "=&r"(r) : "r"(a), "r"(b) : "cc");
     return r;
 }
+/* The operands of the pixel-pair asm loops (mm_conv.c MM_PW8_2X2_ASM, mm_dot.c MM_PWS8_LOOP):
+ * rows 0 and 1 of pixel xa summed in a0, a1 and of pixel xb in b0, b1, the weight pointer w,
+ * the word count k and six scratch registers t0..t5, named alike at both call sites. */
+#define MM_PAIR_ASM_OPERANDS                                                                      \
+    : [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0), [b1] "+r"(b1), [xa] "+r"(xa), [xb] "+r"(xb), \
+      [w] "+r"(w), [k] "+r"(k), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3),  \
+      [t4] "=&r"(t4), [t5] "=&r"(t5)                                                              \
+    :                                                                                             \
+    : "cc", "memory"
 #else
 static inline uint32_t mm_uxtb16(uint32_t x) { return x & 0x00FF00FFu; }
 static inline uint32_t mm_uxtb16_8(uint32_t x) { return (x >> 8) & 0x00FF00FFu; }
