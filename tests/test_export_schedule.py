@@ -131,3 +131,102 @@ def test_every_in_place_conv_kernel_is_bit_exact_over_its_input(tmp_path) -> Non
         r = run_checked_build(out)
         assert r.returncode == 0, r.stderr[-2000:]
     assert seen == set(IN_PLACE_LAG)
+
+
+ROW_APP = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "micromix_model.h"
+static unsigned char image[MICROMIX_INPUT_BYTES];
+static int next_row;
+/* The contract of micromix_run_rows: each row asked for once, top to bottom. */
+static void read_row(void *ctx, int y, uint8_t *dst)
+{
+    if (ctx != image || y != next_row++)
+        abort();
+    memcpy(dst, image + (long)y * MICROMIX_INPUT_W * MICROMIX_INPUT_C,
+           MICROMIX_INPUT_W * MICROMIX_INPUT_C);
+}
+int main(int argc, char **argv)
+{
+    FILE *f = fopen(argv[1], "rb");
+    if (argc < 2 || !f || fread(image, 1, sizeof image, f) != sizeof image)
+        return 2;
+    micromix_run_rows(read_row, image);
+    if (next_row != MICROMIX_INPUT_H)
+        return 3;
+    fwrite(micromix_output(), 1, MICROMIX_OUTPUT_BYTES, stdout);
+    return 0;
+}
+"""
+
+
+def test_streamed_input_holds_a_ring_of_rows_and_stays_bit_exact(tmp_path) -> None:
+    """Schedule `stream`: the patch stage reads the input row by row into a ring smaller than
+    the image, through the application's reader (each row once, top to bottom), in less RAM
+    than auto; the C (host library, write-checked build, chip-sized firmware under qemu whose
+    reader reads the rows off a file in order) computes the reference's outputs."""
+    import subprocess
+
+    from micromix.export.build import ARM_TOOLS
+    from micromix.export.cgen import hwc, outputs_bytes
+
+    require_tool("gcc", "make", "nm", "size", *ARM_TOOLS)
+    g, p = _net("mobilenet_v1")
+    qp = random_qparams(g, p, seed=1)
+    im = convert(qp, g, p, schedule="stream")
+    sched = im.report.schedule
+    assert sched.stream_input and sched.split is not None
+    assert sched.member_bytes[g.input] < 3 * 48 * 48  # a ring, not the image
+    assert im.report.arena_bytes < convert(qp, g, p, schedule="auto").report.arena_bytes
+    x = np.random.default_rng(2).integers(0, 256, (4, 3, 48, 48), dtype=np.uint8)
+    out = export_c(im, tmp_path / "c", test_images=x, target="stm32f412", cm4_images=3)
+    s = json.loads((out / "export.json").read_text())
+    assert s["selftest_identical"] == 4 and s["fit"]["qemu_images"] == 3
+    assert s["built"]["arena_bytes"] == im.report.arena_bytes
+    header = (out / "lib" / "micromix_model.h").read_text()
+    assert "micromix_run_rows" in header and "micromix_input" not in header
+    r = run_checked_build(out)  # reading rows writes only the ring, the copies their patch
+    assert r.returncode == 0, r.stderr[-2000:]
+    lib = out / "lib"
+    assert subprocess.run(["make", "-s"], cwd=lib, capture_output=True).returncode == 0
+    (tmp_path / "app.c").write_text(ROW_APP)
+    exe = tmp_path / "app"
+    subprocess.run(["gcc", "-std=c99", "-O2", f"-I{lib}", "app.c", str(lib / "libmicromix.a"),
+                    "-o", str(exe)], cwd=tmp_path, check=True)  # fmt: skip
+    want = outputs_bytes(im.run(x))
+    for i in range(2):
+        (tmp_path / "img.bin").write_bytes(hwc(x[i : i + 1]).tobytes())
+        got = subprocess.run([str(exe), "img.bin"], cwd=tmp_path, capture_output=True)
+        assert got.returncode == 0 and np.array_equal(np.frombuffer(got.stdout, np.uint8), want[i])
+
+
+class InputSkip(nn.Module):
+    """The input is added back after a conv: no patch stage can hold it (a residual)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 3, 3, padding=1), nn.Conv2d(3, 8, 3, stride=2)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.fc(self.b((self.a(x) + x).relu()).relu().mean((2, 3)))
+
+
+def test_streamed_input_without_a_patch_stage_reads_every_row_first(tmp_path) -> None:
+    """Where no patch stage can run (the input feeds a residual), `stream` runs layer by layer
+    or in place with every row read into the input tensor before the first op: same API,
+    same outputs."""
+    require_tool("gcc", "make", "nm", "size")
+    g = trace(InputSkip().eval(), (1, 3, 12, 12))
+    p = Policy.uniform(g, 8)
+    qp = random_qparams(g, p, seed=0)
+    im = convert(qp, g, p, schedule="stream")
+    sched = im.report.schedule
+    assert sched.stream_input and sched.split is None
+    assert sched.member_bytes[g.input] == 3 * 12 * 12
+    x = np.random.default_rng(4).integers(0, 256, (3, 3, 12, 12), dtype=np.uint8)
+    out = export_c(im, tmp_path / "c", test_images=x)
+    assert json.loads((out / "export.json").read_text())["selftest_identical"] == 3
+    assert run_checked_build(out).returncode == 0

@@ -22,13 +22,15 @@ from micromix.schedule import (
     cells,
     check_groups,
     plan,
+    ring_rows,
+    row_fetches,
     scheduled_report,
     split_points,
     stage_ops,
     stage_overlap,
 )
 
-SCHEDULES = ("layer", "inplace", "patch", "auto")
+SCHEDULES = ("layer", "inplace", "patch", "auto", "stream")
 
 
 @functools.cache
@@ -107,7 +109,7 @@ def test_every_plan_places_its_buffers_apart_and_inplace_never_above_layer(data,
         # every tensor has a home buffer that is live whenever the tensor is
         for t, info in g.tensors.items():
             first, last = m.live[m.tensors[t]]
-            assert first <= info.first and (last >= info.last or kind == "patch")
+            assert first <= info.first and (last >= info.last or m.split is not None)
     assert plan(g, p, "auto", 0.5).ram_bytes <= min(
         plan(g, p, k, 0.5).ram_bytes for k in ("layer", "inplace", "patch")
     )
@@ -243,7 +245,7 @@ def test_bad_settings_are_one_sentence(kwargs, needle):
 
 
 @pytest.mark.parametrize("name, width", STUDY)
-@pytest.mark.parametrize("schedule", ["inplace", "patch", "auto"])
+@pytest.mark.parametrize("schedule", ["inplace", "patch", "auto", "stream"])
 def test_search_table_adds_up_to_the_plans_live_buffers_at_8_bits(name, width, schedule):
     g = zoo(name, width, 28)
     eight = Policy.uniform(g, 8)
@@ -262,7 +264,7 @@ def test_search_table_of_layer_is_memory_size_table():
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.data(), st.sampled_from(["auto", "patch"]))
+@given(st.data(), st.sampled_from(["auto", "patch", "stream"]))
 def test_bound_is_never_below_the_exact_scheduled_ram(data, schedule):
     g = zoo("mobilenet_v1", 0.25, 28)
     s = Scheduling(schedule)
@@ -321,3 +323,32 @@ def test_split_tensor_written_over_the_consumed_input_never_clobbers_a_later_rea
         assert m.tensor_offset(g.input) - m.tensor_offset(m.split) >= stage_overlap(
             g, m.split, m.grid, ci, cs
         )
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(STUDY), st.integers(2, 8), st.integers(0, 5))
+def test_ring_of_streamed_rows_holds_every_row_a_cell_copies_and_no_fewer(model, grid, k):
+    """Row by row, as the C reads them: rows arrive once each into slot y mod R (ring_rows)
+    before the cell that first needs them; every cell finds each row of its input patch in its
+    slot, and with one slot fewer some cell would not."""
+    g = zoo(*model, 48, 3)
+    split = split_points(g)[min(k, len(split_points(g)) - 1)]
+    if grid > g.tensors[split].shape[1]:
+        return
+    cell_list = cells(g, split, grid)
+
+    def run(r: int) -> bool:
+        slot, have = [None] * r, 0
+        for cell, need in zip(cell_list, row_fetches(cell_list)):
+            for y in range(have, need):
+                slot[y % r] = y
+            have = need
+            st_ = next(s for s in cell if s.staged)
+            if any(slot[y % r] != y for y in range(*st_.in_rows)):
+                return False
+        return True
+
+    r = ring_rows(cell_list)
+    assert run(r) and (r == 1 or not run(r - 1))
+    m = plan(g, Policy.uniform(g, 8), "patch", split=split, grid=grid, stream_input=True)
+    assert m.member_bytes[g.input] == r * 48 * 3 and m.stream_input

@@ -44,7 +44,7 @@ from .memory import (
 from .ops import of
 from .policy import Policy
 
-SCHEDULES = ("auto", "layer", "inplace", "patch")
+SCHEDULES = ("auto", "layer", "inplace", "patch", "stream")
 GRIDS = range(2, 9)  # the patch grids `auto` and `patch` search
 
 Span = tuple[int, int]  # [lo, hi) along one spatial axis
@@ -221,6 +221,27 @@ def _tile_step(graph: Graph, o: Op, rows: dict[str, Span], cols: dict[str, Span]
     return TileStep(o, rows[o.output], cols[o.output], spans[0], spans[1], tuple(pads), staged)
 
 
+def row_fetches(cell_list: list[list[TileStep]]) -> list[int]:
+    """With the input streamed (`stream`): per cell, the input rows read so far once its patch
+    is copied in. Rows arrive once each, top to bottom, so a cell reads up to its patch's last
+    row and never back."""
+    out, have = [], 0
+    for cell in cell_list:
+        first = next(st for st in cell if st.staged)
+        have = max(have, first.in_rows[1])
+        out.append(have)
+    return out
+
+
+def ring_rows(cell_list: list[list[TileStep]]) -> int:
+    """Rows of the ring buffer a streamed input needs: row y lives in slot y mod R, so before
+    cell k's copy the ring must hold every row from the first any cell >= k still reads up to
+    the last read so far."""
+    lows = [next(st for st in cell if st.staged).in_rows[0] for cell in cell_list]
+    still = [min(lows[k:]) for k in range(len(lows))]
+    return max(have - lo for have, lo in zip(row_fetches(cell_list), still))
+
+
 # ---- plans ---------------------------------------------------------------------------------
 
 
@@ -250,6 +271,7 @@ class ScheduledMemory:
     deltas: dict[str, int] = field(hash=False, default_factory=dict)  # its offset in there
     member_bytes: dict[str, int] = field(hash=False, default_factory=dict)  # tensor -> bytes
     member_live: dict[str, tuple[int, int]] = field(hash=False, default_factory=dict)
+    stream_input: bool = False  # the input arrives row by row (micromix_run_rows)
 
     def tensor_offset(self, tensor: str) -> int:
         """Where `tensor` starts in the arena (its buffer's offset plus its place in it)."""
@@ -263,6 +285,8 @@ class ScheduledMemory:
         what = self.kind
         if self.split is not None:
             what += f" (split at {self.split}, {self.grid} x {self.grid} grid)"
+        if self.stream_input:
+            what += ", input streamed by rows"
         return f"{what}: peak RAM {self.ram_bytes:,} B, MACs {self.macs:,} (+{100 * self.mac_overhead:.1f} %)"
 
     def to_json(self) -> dict:
@@ -271,6 +295,7 @@ class ScheduledMemory:
             "split": self.split,
             "grid": self.grid,
             "inplace": list(self.inplace),
+            "stream_input": self.stream_input,
             "ram": self.ram_bytes,
             "arena": self.arena_bytes,
             "scratch": self.scratch_bytes,
@@ -305,6 +330,7 @@ class _Draft:
     delta: dict[str, int]  # member -> its byte offset inside its group
     inplace: list[str]
     macs: int
+    stream: bool = False  # the input streamed by rows: a patch stage holds a ring of its rows
 
     def rects(self) -> dict[str, list[tuple[int, int, int, int]]]:
         """Per group, its members as (first, last, lo, hi): live steps and bytes in the group."""
@@ -340,32 +366,39 @@ def _layer_bufs(graph: Graph, policy: Policy) -> dict[str, _Buf]:
     }
 
 
-def _draft(graph: Graph, policy: Policy, inplace: bool) -> _Draft:
-    """Layer by layer, or with every op written in place that can be (`_try_inplace`)."""
+def _draft(graph: Graph, policy: Policy, inplace: bool, stream: bool = False) -> _Draft:
+    """Layer by layer, or with every op written in place that can be (`_try_inplace`); with a
+    streamed input, its rows are all read into its tensor before the first op."""
     bufs = _layer_bufs(graph, policy)
     kind = "inplace" if inplace else "layer"
     macs = sum(o.macs for o in graph.ops)
-    d = _Draft(kind, None, 1, bufs, {n: n for n in bufs}, dict.fromkeys(bufs, 0), [], macs)
+    home, delta = {n: n for n in bufs}, dict.fromkeys(bufs, 0)
+    d = _Draft(kind, None, 1, bufs, home, delta, [], macs, stream)
     if inplace:
         _inplace_after(graph, policy, d, -1)
     return d
 
 
-def _patch_pair(graph: Graph, policy: Policy, split: str, grid: int) -> list[_Draft]:
+def _patch_pair(
+    graph: Graph, policy: Policy, split: str, grid: int, stream: bool = False
+) -> list[_Draft]:
     """The patch drafts at one split and grid, before any op after the stage is written in
     place (`_inplace_after`): the split tensor apart from the network input, and over the part
-    of it the stage has consumed (stage_overlap)."""
+    of it the stage has consumed (stage_overlap). With a streamed input, the input's buffer is
+    the ring of its rows (`ring_rows`), which the stage overwrites as rows arrive: only apart."""
     bufs = _layer_bufs(graph, policy)
     extra, cell_list = _patch_buffers(graph, policy, bufs, split, grid)
     macs = sum(o.macs for o in graph.ops) + extra
     x = graph.input
     pix = {t: packed_bytes(graph.tensors[t].shape[0], policy.activations[t]) for t in (x, split)}
+    if stream:
+        bufs[x].bytes = ring_rows(cell_list) * graph.tensors[x].shape[2] * pix[x]
     over = _stage_overlap(graph, split, cell_list, pix[x], pix[split])
     out = []
-    for joined in (False, True):  # merges change homes and offsets only: the buffers are shared
-        d = _Draft(
-            "patch", split, grid, bufs, {n: n for n in bufs}, dict.fromkeys(bufs, 0), [], macs
-        )
+    for joined in (False, True) if not stream else (False,):
+        # merges change homes and offsets only: the buffers are shared
+        home, delta = {n: n for n in bufs}, dict.fromkeys(bufs, 0)
+        d = _Draft("patch", split, grid, bufs, home, delta, [], macs, stream)
         if joined:
             d.home[split], d.delta[x] = x, over
         out.append(d)
@@ -699,6 +732,7 @@ def _place(graph: Graph, policy: Policy, d: _Draft) -> ScheduledMemory:
         deltas=dict(d.delta),
         member_bytes={n: b.bytes for n, b in d.bufs.items()},
         member_live={n: (b.first, b.last) for n, b in d.bufs.items()},
+        stream_input=d.stream,
     )
     if not check_groups(m, graph):
         raise AssertionError(f"the {d.kind} plan overlaps live tensors (a planner bug)")
@@ -739,6 +773,7 @@ def _patch_drafts(
     split: str | None,
     grid: int | None,
     max_recompute: float,
+    stream: bool = False,
 ) -> list[_Draft]:
     if split is not None:
         stage_ops(graph, split)  # refuses an unknown split or one a residual crosses
@@ -752,7 +787,7 @@ def _patch_drafts(
                 break
             explicit = split is not None and grid is not None
             try:
-                ds = _patch_pair(graph, policy, s, n)
+                ds = _patch_pair(graph, policy, s, n, stream)
             except MicromixError:
                 if explicit:
                     raise
@@ -779,6 +814,7 @@ def plan(
     *,
     split: str | None = None,
     grid: int | None = None,
+    stream_input: bool = False,
 ) -> ScheduledMemory:
     """The schedule of `graph` under `policy` and its exact RAM (see the module docstring).
 
@@ -786,7 +822,9 @@ def plan(
     dying input does (never above layer: with no gain it keeps no in-place op). patch: the
     split tensor and grid (2..8 unless given) of smallest peak whose recomputed MACs stay within
     `max_recompute` of layer's (a split and grid both given are taken as they are). auto: the
-    smallest peak of all of these within the cap.
+    smallest peak of all of these within the cap. stream: auto with the input read row by
+    row (`stream_input`; the C's micromix_run_rows): a patch stage then holds only a ring of
+    input rows (`ring_rows`), the other schedules read every row into the input tensor first.
     """
     check_schedule(schedule, max_recompute)
     if (split is not None or grid is not None) and schedule != "patch":
@@ -794,15 +832,17 @@ def plan(
     if grid is not None and not (isinstance(grid, int) and grid >= 1):
         raise MicromixError(f"the patch grid must be a whole number >= 1, got {grid!r}.")
     policy.validate(graph, allowed=tuple(range(1, 9)))
-    layer = _place(graph, policy, _draft(graph, policy, False))
+    stream = stream_input or schedule == "stream"
+    layer = _place(graph, policy, _draft(graph, policy, False, stream))
     if schedule == "layer":
         return layer
-    inplace = _place(graph, policy, _draft(graph, policy, True))
+    inplace = _place(graph, policy, _draft(graph, policy, True, stream))
     if inplace.ram_bytes > layer.ram_bytes:
         inplace = replace(layer, kind="inplace")
     if schedule == "inplace":
         return inplace
-    patch = _best(graph, policy, _patch_drafts(graph, policy, split, grid, max_recompute))
+    drafts = _patch_drafts(graph, policy, split, grid, max_recompute, stream)
+    patch = _best(graph, policy, drafts)
     if schedule == "patch":
         if patch is None:
             raise MicromixError(
@@ -825,7 +865,7 @@ def scheduled_report(
 def report_of(graph: Graph, policy: Policy, m: ScheduledMemory) -> MemoryReport:
     """memory_report with the arena, RAM and offsets of plan `m` (itself for a layer plan)."""
     report = memory_report(graph, policy)
-    if m.split is None and not m.inplace:  # placed as layer by layer places it
+    if m.split is None and not m.inplace and not m.stream_input:  # as layer by layer places it
         return report
     return replace(
         report,
@@ -860,10 +900,12 @@ class Scheduling:
     def patch_hint(self, graph: Graph) -> tuple[str, int] | None:
         """The split and grid of the smallest patch schedule of the 8-bit policy (None when
         this schedule runs no patch stage, or none is within the cap)."""
-        if self.schedule not in ("auto", "patch"):
+        if self.schedule not in ("auto", "patch", "stream"):
             return None
+        stream = self.schedule == "stream"
         try:
-            m = plan(graph, Policy.uniform(graph, 8), "patch", self.max_recompute)
+            m = plan(graph, Policy.uniform(graph, 8), "patch", self.max_recompute,
+                     stream_input=stream)  # fmt: skip
         except MicromixError:
             return None
         return m.split, m.grid
@@ -877,9 +919,12 @@ class Scheduling:
             return self.report(graph, policy)
         split, grid = hint
         cap = self.max_recompute
-        options = [plan(graph, policy, "patch", cap, split=split, grid=grid)]
-        if self.schedule == "auto":
-            options += [plan(graph, policy, k, cap) for k in ("layer", "inplace")]
+        stream = self.schedule == "stream"
+        options = [plan(graph, policy, "patch", cap, split=split, grid=grid, stream_input=stream)]
+        if self.schedule in ("auto", "stream"):
+            options += [
+                plan(graph, policy, k, cap, stream_input=stream) for k in ("layer", "inplace")
+            ]
         return report_of(graph, policy, min(options, key=lambda m: (m.ram_bytes, m.macs)))
 
     def sizes(self, graph: Graph) -> SizeTable:

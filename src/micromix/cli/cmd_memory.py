@@ -120,7 +120,7 @@ EXPORT_NOTE = "`micromix export --schedule {}` allocates the chosen schedule's R
 def _schedules(graph, policy: Policy, args: argparse.Namespace) -> dict:
     """{schedule: ScheduledMemory} for every schedule and "chosen" for --schedule."""
     cap = args.max_recompute
-    out = {k: plan(graph, policy, k, cap) for k in ("layer", "inplace", "auto")}
+    out = {k: plan(graph, policy, k, cap) for k in ("layer", "inplace", "auto", "stream")}
     try:
         out["patch"] = plan(graph, policy, "patch", cap)
     except MicromixError:  # no split point within the cap: patch is not an option here
@@ -150,7 +150,7 @@ def _schedule_json(scheduled: dict) -> dict:
 
 def _schedule_table(scheduled: dict) -> str:
     rows = [f"{'schedule':<9} {'peak RAM B':>12} {'MACs':>14} {'recompute':>9}"]
-    for k in ("layer", "inplace", "patch", "auto"):
+    for k in ("layer", "inplace", "patch", "auto", "stream"):
         if k in scheduled:
             m = scheduled[k]
             rows.append(f"{k:<9} {m.ram_bytes:>12,} {m.macs:>14,} {100 * m.mac_overhead:>8.1f}%")

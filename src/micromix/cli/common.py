@@ -352,8 +352,9 @@ def add_schedule_args(p: argparse.ArgumentParser, *, recorded: bool = False) -> 
         choices=SCHEDULES,
         default=None if recorded else default.schedule,
         help="execution schedule whose RAM counts (the budget, the report, the C): layer by "
-        "layer, in place, patch by patch, or auto, the smallest peak within --max-recompute "
-        f"(default {where}{default.schedule})",
+        "layer, in place, patch by patch, or auto, the smallest peak within --max-recompute; "
+        "stream is auto with the input read row by row by the application's callback "
+        f"(micromix_run_rows), never whole in RAM (default {where}{default.schedule})",
     )
     p.add_argument(
         "--max-recompute",

@@ -525,6 +525,12 @@ void mm_mul(const uint8_t *x, const uint8_t *g, uint8_t *out, const mm_conv_dims
 void mm_copy_rows(uint8_t *dst, int32_t dst_row, const uint8_t *src, int32_t src_row, int rows,
                   int32_t row_bytes);
 
+/* mm_tile.c: a streamed input's rows y0..y1-1, each asked of read_row once, into a ring of
+ * `ring_rows` rows (row y in slot y mod ring_rows; micromix.schedule.ring_rows sizes it). */
+typedef void (*mm_row_reader)(void *ctx, int y, uint8_t *dst);
+void mm_read_rows(mm_row_reader read_row, void *ctx, uint8_t *ring, int ring_rows,
+                  int32_t row_bytes, int y0, int y1);
+
 /* Writing over the input: the schedule may place an op's output so that it overlaps an input
  * that dies at that op (ops.common.window_overlap). mm_depthwise (groups of four channels, or a
  * single-channel tail at 8 bits), mm_add, mm_lut and mm_mul allow it: they write each output
