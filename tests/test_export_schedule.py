@@ -25,11 +25,11 @@ from micromix.ops.conv import IN_PLACE_LAG
 from micromix.policy import Policy
 
 
-def _net(name: str, act_bits: tuple[int, ...] = (4, 8)):
+def _net(name: str, act_bits: tuple[int, ...] = (4, 8), res: int = 48):
     """A first stage at 48 px (the schedule's case) small enough to build in seconds; mixed
     weight bits, activation bits drawn from `act_bits`."""
-    m = create(name, width=0.25, resolution=48, in_channels=3, num_classes=10).eval()
-    g = trace(m, (1, 3, 48, 48))
+    m = create(name, width=0.25, resolution=res, in_channels=3, num_classes=10).eval()
+    g = trace(m, (1, 3, res, res))
     rng = np.random.default_rng(5)
     acts = {t: int(rng.choice(act_bits)) for t in g.tensors if t not in (g.input, g.output)}
     w = {o.name: int(rng.choice([2, 4, 8])) for o in g.weight_ops}
@@ -162,10 +162,12 @@ int main(int argc, char **argv)
 """
 
 
-def test_streamed_input_holds_a_ring_of_rows_and_stays_bit_exact(tmp_path) -> None:
+@pytest.mark.parametrize("res, row_ops", [(48, 0), (96, 1)])
+def test_streamed_input_holds_a_ring_of_rows_and_stays_bit_exact(tmp_path, res, row_ops) -> None:
     """Schedule `stream`: the patch stage reads the input row by row into a ring smaller than
-    the image, through the application's reader (each row once, top to bottom), in less RAM
-    than auto; the C (host library, write-checked build, chip-sized firmware under qemu whose
+    the image (at 96 px the stem runs row by row from a line buffer into a ring of its output
+    rows), through the application's reader (each row once, top to bottom), in less RAM than
+    auto; the C (host library, write-checked build, chip-sized firmware under qemu whose
     reader reads the rows off a file in order) computes the reference's outputs."""
     import subprocess
 
@@ -173,14 +175,14 @@ def test_streamed_input_holds_a_ring_of_rows_and_stays_bit_exact(tmp_path) -> No
     from micromix.export.cgen import hwc, outputs_bytes
 
     require_tool("gcc", "make", "nm", "size", *ARM_TOOLS)
-    g, p = _net("mobilenet_v1")
+    g, p = _net("mobilenet_v1", res=res)
     qp = random_qparams(g, p, seed=1)
     im = convert(qp, g, p, schedule="stream")
     sched = im.report.schedule
-    assert sched.stream_input and sched.split is not None
-    assert sched.member_bytes[g.input] < 3 * 48 * 48  # a ring, not the image
+    assert sched.stream_input and sched.split is not None and sched.row_ops == row_ops
+    assert sched.member_bytes[g.input] < 3 * res * res  # a ring or a line buffer, not the image
     assert im.report.arena_bytes < convert(qp, g, p, schedule="auto").report.arena_bytes
-    x = np.random.default_rng(2).integers(0, 256, (4, 3, 48, 48), dtype=np.uint8)
+    x = np.random.default_rng(2).integers(0, 256, (4, 3, res, res), dtype=np.uint8)
     out = export_c(im, tmp_path / "c", test_images=x, target="stm32f412", cm4_images=3)
     s = json.loads((out / "export.json").read_text())
     assert s["selftest_identical"] == 4 and s["fit"]["qemu_images"] == 3
@@ -230,3 +232,21 @@ def test_streamed_input_without_a_patch_stage_reads_every_row_first(tmp_path) ->
     out = export_c(im, tmp_path / "c", test_images=x)
     assert json.loads((out / "export.json").read_text())["selftest_identical"] == 3
     assert run_checked_build(out).returncode == 0
+
+
+def test_row_stem_from_the_resident_input_is_bit_exact(tmp_path) -> None:
+    """At a tight recompute cap, auto runs the stem row by row from the input in place into a
+    ring of its output rows (schedule.row_stem): same outputs, each step inside its bytes."""
+    require_tool("gcc", "make", "nm", "size")
+    g = _net("mobilenet_v1", res=96)[0]
+    p = Policy.uniform(g, 8)
+    qp = random_qparams(g, p, seed=2)
+    im = convert(qp, g, p, schedule="auto", max_recompute=0.03)
+    sched = im.report.schedule
+    assert sched.row_ops == 1 and not sched.stream_input
+    assert sched.member_bytes[g.ops[0].output] < im.report.tensor_bytes[g.ops[0].output]
+    x = np.random.default_rng(3).integers(0, 256, (3, 3, 96, 96), dtype=np.uint8)
+    out = export_c(im, tmp_path / "c", test_images=x)
+    assert json.loads((out / "export.json").read_text())["selftest_identical"] == 3
+    r = run_checked_build(out)
+    assert r.returncode == 0, r.stderr[-2000:]

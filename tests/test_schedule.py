@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 
 from micromix.errors import MicromixError
 from micromix.graph import trace
-from micromix.memory import memory_report, packed_bytes, scratch_bytes, size_table
+from micromix.memory import (
+    activation_bytes,
+    memory_report,
+    packed_bytes,
+    scratch_bytes,
+    size_table,
+)
 from micromix.models import create
 from micromix.ops import of
 from micromix.ops.common import window_overlap
@@ -24,10 +30,12 @@ from micromix.schedule import (
     plan,
     ring_rows,
     row_fetches,
+    row_stem,
     scheduled_report,
     split_points,
     stage_ops,
     stage_overlap,
+    stem_windows,
 )
 
 SCHEDULES = ("layer", "inplace", "patch", "auto", "stream")
@@ -326,16 +334,18 @@ def test_split_tensor_written_over_the_consumed_input_never_clobbers_a_later_rea
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(STUDY), st.integers(2, 8), st.integers(0, 5))
-def test_ring_of_streamed_rows_holds_every_row_a_cell_copies_and_no_fewer(model, grid, k):
+@given(st.sampled_from(STUDY), st.integers(2, 8), st.integers(0, 5), st.integers(0, 1))
+def test_ring_of_streamed_rows_holds_every_row_a_cell_copies_and_no_fewer(model, grid, k, row):
     """Row by row, as the C reads them: rows arrive once each into slot y mod R (ring_rows)
     before the cell that first needs them; every cell finds each row of its input patch in its
-    slot, and with one slot fewer some cell would not."""
+    slot, and with one slot fewer some cell would not. The same for the ring of a row stem's
+    output rows (`row` 1)."""
     g = zoo(*model, 48, 3)
     split = split_points(g)[min(k, len(split_points(g)) - 1)]
-    if grid > g.tensors[split].shape[1]:
+    if grid > g.tensors[split].shape[1] or (row and row_stem(g, split) is None):
         return
-    cell_list = cells(g, split, grid)
+    cell_list = cells(g, split, grid, row)
+    first = g.ops[0].output if row else g.input
 
     def run(r: int) -> bool:
         slot, have = [None] * r, 0
@@ -350,5 +360,29 @@ def test_ring_of_streamed_rows_holds_every_row_a_cell_copies_and_no_fewer(model,
 
     r = ring_rows(cell_list)
     assert run(r) and (r == 1 or not run(r - 1))
+    assert all(st.staged == (st.op.inputs == (first,)) for c in cell_list for st in c)
     m = plan(g, Policy.uniform(g, 8), "patch", split=split, grid=grid, stream_input=True)
-    assert m.member_bytes[g.input] == r * 48 * 3 and m.stream_input
+    if m.row_ops == row:  # the plan's ring is the one simulated here
+        c, _, w = g.tensors[first].shape
+        assert m.member_bytes[first] == r * w * c and m.stream_input
+
+
+@pytest.mark.parametrize("name, width", STUDY)
+def test_row_stem_reads_each_input_row_once_through_a_line_buffer(name, width):
+    """The stem's windows move down the image and never back (so a line buffer of the largest
+    window, refilled in order, holds each); a streamed plan that runs the stem by rows holds
+    exactly that buffer for the input, a ring for the stem's output, and recomputes none of
+    the stem's MACs."""
+    g = zoo(name, width, 96, 3)
+    p = Policy.uniform(g, 8)
+    m = plan(g, p, "stream")
+    assert m.row_ops == 1 and row_stem(g, m.split) is g.ops[0]
+    ws = stem_windows(g, g.ops[0])
+    los, his = [w.in_rows[0] for w in ws], [w.in_rows[1] for w in ws]
+    assert los == sorted(los) and his == sorted(his) and 0 <= los[0] and his[-1] <= 96
+    window = max(h - lo for lo, h in zip(los, his))
+    assert m.member_bytes[g.input] == window * 96 * 3 < 96 * 96 * 3
+    stem_out = g.tensors[g.ops[0].output]
+    assert m.member_bytes[stem_out.name] < activation_bytes(stem_out.shape, 8)
+    without = plan(g, p, "patch", split=m.split, grid=m.grid)  # the input in full, no row stem
+    assert without.row_ops == 0 and m.macs < without.macs  # the stem is no longer recomputed

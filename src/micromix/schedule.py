@@ -155,16 +155,41 @@ class TileStep:
     in_rows: Span  # of its (first) input tensor, inside the tensor
     in_cols: Span
     pad: tuple[int, int]  # (top, left) rows and columns of padding in the kernel's window
-    staged: bool  # its input is the network input, copied into the staging buffer first
+    staged: bool  # its input is the stage's input, copied into the staging buffer first
 
 
-def cells(graph: Graph, split: str, grid: int) -> list[list[TileStep]]:
+def cells(graph: Graph, split: str, grid: int, row_ops: int = 0) -> list[list[TileStep]]:
     """The patch stage as the C runs it: per cell of the grid (row-major), its ops in order.
     Refused (one sentence) where a kernel could not read its input tile in place: an op that
     reads a whole tensor, or a tensor whose patch holds more than one of its readers needs (a
-    tensor read by two ops of the stage); the network input is always copied in."""
+    tensor read by two ops of the stage); the stage's input is always copied in. `row_ops`:
+    the stage's first op runs row by row before it (`row_stem`), so the cells start at its
+    output."""
     spans = (stage_spans(graph, split, grid, a) for a in (0, 1))
-    return _cells(graph, stage_ops(graph, split), *spans)
+    ops = stage_ops(graph, split)
+    first = graph.input if not row_ops else ops[0].output
+    return _cells(graph, ops[row_ops:], *spans, first)
+
+
+def row_stem(graph: Graph, split: str) -> Op | None:
+    """The op that can run row by row ahead of a streamed patch stage: the first op, when it
+    reads only the network input and only the stage's next op reads its output. Each of its
+    output rows is computed once into a ring of rows (`ring_rows`) from a line buffer of input
+    rows (`stem_windows`), so the stage recomputes nothing of it."""
+    ops = stage_ops(graph, split)
+    stem = ops[0]
+    t = graph.tensors[stem.output]
+    if len(ops) < 2 or stem.inputs != (graph.input,) or t.last != 1 or ops[1].inputs != (t.name,):
+        return None
+    return stem
+
+
+def stem_windows(graph: Graph, stem: Op) -> list[TileStep]:
+    """Per output row of `stem`, its tile: all its columns, from the input rows its window
+    reads (clipped; the top padding in `pad`)."""
+    _, h, w = stem.out_shape
+    return [_tile_step(graph, stem, {stem.output: (y, y + 1)}, {stem.output: (0, w)}, graph.input)
+            for y in range(h)]  # fmt: skip
 
 
 def stage_overlap(graph: Graph, split: str, grid: int, in_pix: int, out_pix: int) -> int:
@@ -192,12 +217,14 @@ def _stage_overlap(
 
 
 def _cells(
-    graph: Graph, ops, rows: list[dict[str, Span]], cols: list[dict[str, Span]]
+    graph: Graph, ops, rows: list[dict[str, Span]], cols: list[dict[str, Span]], first: str
 ) -> list[list[TileStep]]:
-    return [[_tile_step(graph, o, r, c) for o in ops] for r in rows for c in cols]
+    return [[_tile_step(graph, o, r, c, first) for o in ops] for r in rows for c in cols]
 
 
-def _tile_step(graph: Graph, o: Op, rows: dict[str, Span], cols: dict[str, Span]) -> TileStep:
+def _tile_step(
+    graph: Graph, o: Op, rows: dict[str, Span], cols: dict[str, Span], first: str
+) -> TileStep:
     spans, pads, staged = [], [], False
     for axis, need in ((0, rows), (1, cols)):
         for t in o.inputs:
@@ -208,16 +235,16 @@ def _tile_step(graph: Graph, o: Op, rows: dict[str, Span], cols: dict[str, Span]
                 )
             lo, hi = input_span(o, shape, need[o.output], axis)
             inside = (max(lo, 0), min(hi, shape[1 + axis]))
-            if t != graph.input and inside != need[t]:
+            if t != first and inside != need[t]:
                 raise MicromixError(
                     f"layer {o.name} reads part of a patch another layer needs more of; the C "
                     "runs a patch stage only where each tensor has one reader."
                 )
-            staged = staged or t == graph.input
+            staged = staged or t == first
         spans.append(inside)
         pads.append(inside[0] - lo)
     if staged and len(o.inputs) != 1:
-        raise MicromixError(f"layer {o.name} reads the network input and another tensor.")
+        raise MicromixError(f"layer {o.name} reads the stage's input and another tensor.")
     return TileStep(o, rows[o.output], cols[o.output], spans[0], spans[1], tuple(pads), staged)
 
 
@@ -272,6 +299,7 @@ class ScheduledMemory:
     member_bytes: dict[str, int] = field(hash=False, default_factory=dict)  # tensor -> bytes
     member_live: dict[str, tuple[int, int]] = field(hash=False, default_factory=dict)
     stream_input: bool = False  # the input arrives row by row (micromix_run_rows)
+    row_ops: int = 0  # 1: the patch stage's first op runs row by row into a ring (row_stem)
 
     def tensor_offset(self, tensor: str) -> int:
         """Where `tensor` starts in the arena (its buffer's offset plus its place in it)."""
@@ -287,6 +315,8 @@ class ScheduledMemory:
             what += f" (split at {self.split}, {self.grid} x {self.grid} grid)"
         if self.stream_input:
             what += ", input streamed by rows"
+        if self.row_ops:
+            what += ", first layer row by row"
         return f"{what}: peak RAM {self.ram_bytes:,} B, MACs {self.macs:,} (+{100 * self.mac_overhead:.1f} %)"
 
     def to_json(self) -> dict:
@@ -296,6 +326,7 @@ class ScheduledMemory:
             "grid": self.grid,
             "inplace": list(self.inplace),
             "stream_input": self.stream_input,
+            "row_ops": self.row_ops,
             "ram": self.ram_bytes,
             "arena": self.arena_bytes,
             "scratch": self.scratch_bytes,
@@ -331,6 +362,7 @@ class _Draft:
     inplace: list[str]
     macs: int
     stream: bool = False  # the input streamed by rows: a patch stage holds a ring of its rows
+    row_ops: int = 0  # 1: the stage's first op runs row by row ahead of it (row_stem)
 
     def rects(self) -> dict[str, list[tuple[int, int, int, int]]]:
         """Per group, its members as (first, last, lo, hi): live steps and bytes in the group."""
@@ -380,26 +412,35 @@ def _draft(graph: Graph, policy: Policy, inplace: bool, stream: bool = False) ->
 
 
 def _patch_pair(
-    graph: Graph, policy: Policy, split: str, grid: int, stream: bool = False
+    graph: Graph, policy: Policy, split: str, grid: int, stream: bool = False, row_ops: int = 0
 ) -> list[_Draft]:
     """The patch drafts at one split and grid, before any op after the stage is written in
     place (`_inplace_after`): the split tensor apart from the network input, and over the part
-    of it the stage has consumed (stage_overlap). With a streamed input, the input's buffer is
-    the ring of its rows (`ring_rows`), which the stage overwrites as rows arrive: only apart."""
+    of it the stage has consumed (stage_overlap). With a streamed input, the stage's input
+    buffer is the ring of its rows (`ring_rows`), which the stage overwrites as rows arrive:
+    only apart. With a row stem (`row_ops` 1) the stage starts from a ring of the stem's
+    output rows, which the stem fills one row at a time (also only apart): from the input in
+    full, or from a line buffer of its largest window of rows when the input is streamed."""
     bufs = _layer_bufs(graph, policy)
-    extra, cell_list = _patch_buffers(graph, policy, bufs, split, grid)
+    extra, cell_list = _patch_buffers(graph, policy, bufs, split, grid, row_ops)
     macs = sum(o.macs for o in graph.ops) + extra
     x = graph.input
-    pix = {t: packed_bytes(graph.tensors[t].shape[0], policy.activations[t]) for t in (x, split)}
-    if stream:
-        bufs[x].bytes = ring_rows(cell_list) * graph.tensors[x].shape[2] * pix[x]
-    over = _stage_overlap(graph, split, cell_list, pix[x], pix[split])
+    first = graph.ops[0].output if row_ops else x
+    pix = {
+        t: packed_bytes(graph.tensors[t].shape[0], policy.activations[t]) for t in (x, split, first)
+    }
+    if stream or row_ops:
+        bufs[first].bytes = ring_rows(cell_list) * graph.tensors[first].shape[2] * pix[first]
+    if row_ops and stream:
+        window = max(_n(st.in_rows) for st in stem_windows(graph, graph.ops[0]))
+        bufs[x].bytes = window * graph.tensors[x].shape[2] * pix[x]
     out = []
-    for joined in (False, True) if not stream else (False,):
+    for joined in (False, True) if not (stream or row_ops) else (False,):
         # merges change homes and offsets only: the buffers are shared
         home, delta = {n: n for n in bufs}, dict.fromkeys(bufs, 0)
-        d = _Draft("patch", split, grid, bufs, home, delta, [], macs, stream)
+        d = _Draft("patch", split, grid, bufs, home, delta, [], macs, stream, row_ops)
         if joined:
+            over = _stage_overlap(graph, split, cell_list, pix[x], pix[split])
             d.home[split], d.delta[x] = x, over
         out.append(d)
     return out
@@ -467,14 +508,16 @@ def _try_inplace(
 
 
 def _patch_buffers(
-    graph: Graph, policy: Policy, bufs: dict[str, _Buf], split: str, grid: int
+    graph: Graph, policy: Policy, bufs: dict[str, _Buf], split: str, grid: int, row_ops: int = 0
 ) -> tuple[int, list[list[TileStep]]]:
-    """Shrink the stage's intermediates to their largest patch, keep the network input and the
-    split tensor live through the whole stage; returns the recomputed MACs and the cells."""
+    """Shrink the stage's intermediates to their largest patch, keep the stage's input (the
+    network input, or with `row_ops` the row stem's output) and the split tensor live through
+    the whole stage; returns the recomputed MACs and the cells."""
     rows, cols = (stage_spans(graph, split, grid, a) for a in (0, 1))
     ops = graph.ops[: graph.tensors[split].first + 1]
+    first = graph.input if not row_ops else ops[0].output
     extra = 0
-    for o in ops:
+    for o in ops[row_ops:]:
         n_rows = sum(r[o.output][1] - r[o.output][0] for r in rows)
         n_cols = sum(c[o.output][1] - c[o.output][0] for c in cols)
         extra += macs_per_pixel(o) * n_rows * n_cols - o.macs
@@ -484,17 +527,18 @@ def _patch_buffers(
             c = o.out_shape[0]
             bufs[o.output].bytes = activation_bytes((c, h, w), policy.activations[o.output])
     k = len(ops) - 1
-    bufs[graph.input].last = max(bufs[graph.input].last, k)
+    for t in {graph.input, first}:
+        bufs[t].last = max(bufs[t].last, k)
     bufs[split].first = 0
-    # The C copies each patch of the network input into one buffer before the kernel that
+    # The C copies each patch of the stage's input into one buffer before the kernel that
     # reads it, and each patch of the split tensor out of one (kernels read and write whole
     # rows of a tensor, a patch is not).
-    cell_list = _cells(graph, ops, rows, cols)
+    cell_list = _cells(graph, ops[row_ops:], rows, cols, first)
     steps = [st for cell in cell_list for st in cell]
     bits = policy.activations
     staged_in = [
-        activation_bytes((graph.tensors[graph.input].shape[0], _n(st.in_rows), _n(st.in_cols)),
-                         bits[graph.input])
+        activation_bytes((graph.tensors[first].shape[0], _n(st.in_rows), _n(st.in_cols)),
+                         bits[first])
         for st in steps if st.staged
     ]  # fmt: skip
     c = graph.tensors[split].shape[0]
@@ -733,6 +777,7 @@ def _place(graph: Graph, policy: Policy, d: _Draft) -> ScheduledMemory:
         member_bytes={n: b.bytes for n, b in d.bufs.items()},
         member_live={n: (b.first, b.last) for n, b in d.bufs.items()},
         stream_input=d.stream,
+        row_ops=d.row_ops,
     )
     if not check_groups(m, graph):
         raise AssertionError(f"the {d.kind} plan overlaps live tensors (a planner bug)")
@@ -788,12 +833,13 @@ def _patch_drafts(
             explicit = split is not None and grid is not None
             try:
                 ds = _patch_pair(graph, policy, s, n, stream)
+                if row_stem(graph, s) is not None:
+                    ds += _patch_pair(graph, policy, s, n, stream, 1)
             except MicromixError:
                 if explicit:
                     raise
                 continue  # a stage the C cannot run patch by patch
-            if explicit or ds[0].macs <= layer_macs * (1 + max_recompute):
-                out += ds
+            out += [d for d in ds if explicit or d.macs <= layer_macs * (1 + max_recompute)]
     return out
 
 

@@ -21,7 +21,7 @@ from ..integer.model import IntegerModel, IntOp
 from ..memory import activation_bytes, packed_bytes, param_arrays
 from ..ops import CallSite, all_defs, of
 from ..ops.common import CTYPES, KERNEL_CONSTANTS
-from ..schedule import STAGE_IN, STAGE_OUT, cells, ring_rows, row_fetches
+from ..schedule import STAGE_IN, STAGE_OUT, cells, ring_rows, row_fetches, stem_windows
 
 # Files of the export that are not part of the library: the self-test harness, the bare-metal
 # images and the library's own build files. Every other mm_*.c / mm_*.h template is a kernel
@@ -404,8 +404,9 @@ def _ring_copy(dst: str, st, ring: int, ring_rows: int, w: int, pix: int) -> str
 def _patch_stage(imodel: IntegerModel, sched) -> str:
     """The ops up to the split tensor, once per cell of the grid (schedule.cells): each kernel
     runs on its patch with the patch's sizes and padding, reading the patch its producer wrote;
-    the network input's patch is copied into one staging buffer first, and the split tensor's
-    patch out of another into its place."""
+    the stage input's patch is copied into one staging buffer first (from the ring of its rows
+    when the input is streamed, `_feed`), and the split tensor's patch out of another into its
+    place."""
     g, rep = imodel.graph, imodel.report
     bits = imodel.policy.activations
     step_of = {iop.name: (i, iop) for i, iop in enumerate(imodel.ops)}
@@ -413,8 +414,11 @@ def _patch_stage(imodel: IntegerModel, sched) -> str:
     out = [
         f"    /* patch stage: {sched.grid} x {sched.grid} cells up to {comment_text(sched.split)} */"
     ]
-    cell_list = cells(g, sched.split, sched.grid)
-    ring, have = ring_rows(cell_list), 0  # a streamed input's ring of rows, rows read so far
+    cell_list = cells(g, sched.split, sched.grid, sched.row_ops)
+    first = g.ops[0].output if sched.row_ops else g.input
+    c, _, w = g.tensors[first].shape
+    pix, x_off = packed_bytes(c, bits[first]), rep.offsets[first]
+    feed = {"ring": ring_rows(cell_list), "have": 0, "buf": (0, 0)}
     for n, (cell, need) in enumerate(zip(cell_list, row_fetches(cell_list))):
         for st in cell:
             step, iop = step_of[st.op.name]
@@ -422,16 +426,9 @@ def _patch_stage(imodel: IntegerModel, sched) -> str:
             ih, iw, oh, ow = _len(st.in_rows), _len(st.in_cols), _len(st.rows), _len(st.cols)
             note = f", cell {n}: rows {st.rows[0]}..{st.rows[1] - 1}, columns {st.cols[0]}..{st.cols[1] - 1}"
             if st.staged:
-                c, _, w = g.tensors[g.input].shape
-                pix = packed_bytes(c, bits[g.input])
-                x_off = rep.offsets[g.input]
-                if sched.stream_input and need > have:
-                    read = f"mm_read_rows(read_row, ctx, a + {x_off}, {ring}, {w * pix}, {have}, {need});"
-                    out.append(_guarded(f"input rows {have}..{need - 1}, read in", read,
-                                        (x_off, ring * w * pix)))  # fmt: skip
-                    have = need
-                if sched.stream_input:
-                    copy = _ring_copy(f"a + {stage_in}", st, x_off, ring, w, pix)
+                if sched.stream_input or sched.row_ops:  # its rows in a ring
+                    out += _feed(imodel, feed, need)
+                    copy = _ring_copy(f"a + {stage_in}", st, x_off, feed["ring"], w, pix)
                 else:
                     src = x_off + (st.in_rows[0] * w + st.in_cols[0]) * pix
                     copy = _copy(f"a + {stage_in}", iw * pix, f"a + {src}", w * pix, ih, iw * pix)
@@ -445,24 +442,99 @@ def _patch_stage(imodel: IntegerModel, sched) -> str:
             o_bytes = activation_bytes((op.out_shape[0], oh, ow), bits[op.output])
             last = op.output == sched.split
             o_off = stage_out if last else rep.offsets[op.output]
-            site = CallSite(
-                step=step,
-                iop=iop,
-                kernel=rep.layers[step].kernel,
-                inputs=tuple(f"MM_IN(a + {off}, {size})" for off, size in ins),
-                output=f"MM_OUT(a + {o_off}, {o_bytes})",
-                arrays=_array_names(step, iop),
-                tile=(ih, iw, oh, ow, *st.pad),
-            )
-            out.append(_step(step, iop, of(op).emit(site), (o_off, o_bytes), note))
+            out.append(_tile_call(imodel, st, ins, (o_off, o_bytes), note))
             if last:
-                _, _, w = op.out_shape
-                pix = packed_bytes(op.out_shape[0], bits[op.output])
-                dst = rep.offsets[op.output] + (st.rows[0] * w + st.cols[0]) * pix
-                copy = _copy(f"a + {dst}", w * pix, f"a + {stage_out}", ow * pix, oh, ow * pix)
+                _, _, wo = op.out_shape
+                po = packed_bytes(op.out_shape[0], bits[op.output])
+                dst = rep.offsets[op.output] + (st.rows[0] * wo + st.cols[0]) * po
+                copy = _copy(f"a + {dst}", wo * po, f"a + {stage_out}", ow * po, oh, ow * po)
                 span = (rep.offsets[op.output], rep.tensor_bytes[op.output])
                 out.append(_step(step, iop, copy, span, note + ", copied out"))
     return "\n".join(out)
+
+
+def _tile_call(imodel: IntegerModel, st, ins: list[tuple[int, int]], out: tuple[int, int],
+               note: str) -> str:  # fmt: skip
+    """One op's kernel on its tile `st`: inputs and output at these arena (offset, bytes)."""
+    rep = imodel.report
+    step = next(i for i, iop in enumerate(imodel.ops) if iop.name == st.op.name)
+    iop = imodel.ops[step]
+    site = CallSite(
+        step=step,
+        iop=iop,
+        kernel=rep.layers[step].kernel,
+        inputs=tuple(f"MM_IN(a + {off}, {size})" for off, size in ins),
+        output=f"MM_OUT(a + {out[0]}, {out[1]})",
+        arrays=_array_names(step, iop),
+        tile=(_len(st.in_rows), _len(st.in_cols), _len(st.rows), _len(st.cols), *st.pad),
+    )
+    return _step(step, iop, of(st.op).emit(site), out, note)
+
+
+def _feed(imodel: IntegerModel, feed: dict, need: int) -> list[str]:
+    """The stage input's rows up to `need` into its ring (`feed`: ring rows, rows in so far,
+    the stem's line buffer rows): a streamed input's rows read as they arrive, or, with a row
+    stem (schedule.row_stem), computed one row at a time by the stem, from the input in place
+    or from a line buffer of streamed input rows."""
+    g, rep = imodel.graph, imodel.report
+    sched = rep.schedule
+    out = []
+    if not sched.row_ops:
+        c, _, w = g.tensors[g.input].shape
+        off, ring, have = rep.offsets[g.input], feed["ring"], feed["have"]
+        if need > have:
+            read = f"mm_read_rows(read_row, ctx, a + {off}, {ring}, {w * c}, {have}, {need});"
+            out.append(_guarded(f"input rows {have}..{need - 1}, read in", read,
+                                (off, ring * w * c)))  # fmt: skip
+        feed["have"] = max(have, need)
+        return out
+    stem = g.ops[0]
+    windows = stem_windows(g, stem)
+    _, _, wt = stem.out_shape
+    row_t = activation_bytes((stem.out_shape[0], 1, wt), imodel.policy.activations[stem.output])
+    t_off = rep.offsets[stem.output]
+    for y in range(feed["have"], need):
+        rows = windows[y].in_rows
+        if sched.stream_input:
+            out.append(_line_buffer(imodel, feed, windows[y]))
+            src = (rep.offsets[g.input], _len(rows) * _row_bytes(g))
+        else:  # its window's rows of the input in place
+            src = (rep.offsets[g.input] + rows[0] * _row_bytes(g), _len(rows) * _row_bytes(g))
+        slot = t_off + (y % feed["ring"]) * row_t
+        out.append(_tile_call(imodel, windows[y], [src], (slot, row_t), f", row {y}"))
+    feed["have"] = max(feed["have"], need)
+    return out
+
+
+def _row_bytes(g) -> int:
+    c, _, w = g.tensors[g.input].shape
+    return w * c  # the network input is 8-bit
+
+
+def _line_buffer(imodel: IntegerModel, feed: dict, win) -> str:
+    """The stem's line buffer from the rows it holds to window `win`'s rows: the rows both
+    need move to its top, the new ones are read in below them (rows no window reads are read
+    and dropped: the reader gives every row once, in order)."""
+    g, rep = imodel.graph, imodel.report
+    off, rb = rep.offsets[g.input], _row_bytes(g)
+    (blo, bhi), (lo, hi) = feed["buf"], win.in_rows
+    calls = []
+    if lo >= bhi:
+        if lo > bhi:
+            calls.append(f"mm_read_rows(read_row, ctx, a + {off}, 1, {rb}, {bhi}, {lo});")
+        calls.append(f"mm_read_rows_at(read_row, ctx, a + {off}, {rb}, {lo}, {hi});")
+    else:
+        keep = bhi - lo
+        if lo > blo:
+            calls.append(f"memmove(a + {off}, a + {off + (lo - blo) * rb}, {keep * rb});")
+        if hi > bhi:
+            calls.append(
+                f"mm_read_rows_at(read_row, ctx, a + {off + keep * rb}, {rb}, {bhi}, {hi});"
+            )
+    feed["buf"] = (lo, hi)
+    size = rep.schedule.member_bytes[g.input]
+    return _guarded(f"input rows {lo}..{hi - 1} in the line buffer", "\n    ".join(calls),
+                    (off, size))  # fmt: skip
 
 
 def _len(span: tuple[int, int]) -> int:

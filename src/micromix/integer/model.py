@@ -77,7 +77,9 @@ class IntegerModel:
         """The tensors from the last one the schedule's patch stage writes on, computed the
         way the exported C computes them: patch by patch up to the split tensor, when the
         report's schedule has one (the same integers as layer by layer: integer ops are local;
-        tests/test_integer_patch.py checks it), else `run_tensors`."""
+        tests/test_integer_patch.py checks it), else `run_tensors`. A streamed input's row stem
+        (schedule.row_stem) is computed here per patch, the C computes each of its rows once:
+        the same integers again, by the same locality."""
         sched = self.report.schedule
         if sched is None or getattr(sched, "split", None) is None:
             return self.run_tensors(images)

@@ -530,6 +530,9 @@ void mm_copy_rows(uint8_t *dst, int32_t dst_row, const uint8_t *src, int32_t src
 typedef void (*mm_row_reader)(void *ctx, int y, uint8_t *dst);
 void mm_read_rows(mm_row_reader read_row, void *ctx, uint8_t *ring, int ring_rows,
                   int32_t row_bytes, int y0, int y1);
+/* ... and rows y0..y1-1 one after the other at dst (a line buffer). */
+void mm_read_rows_at(mm_row_reader read_row, void *ctx, uint8_t *dst, int32_t row_bytes, int y0,
+                     int y1);
 
 /* Writing over the input: the schedule may place an op's output so that it overlaps an input
  * that dies at that op (ops.common.window_overlap). mm_depthwise (groups of four channels, or a

@@ -17,3 +17,10 @@ void mm_read_rows(mm_row_reader read_row, void *ctx, uint8_t *ring, int ring_row
     for (int y = y0; y < y1; y++)
         read_row(ctx, y, ring + (int32_t)(y % ring_rows) * row_bytes);
 }
+
+void mm_read_rows_at(mm_row_reader read_row, void *ctx, uint8_t *dst, int32_t row_bytes, int y0,
+                     int y1)
+{
+    for (int y = y0; y < y1; y++)
+        read_row(ctx, y, dst + (int32_t)(y - y0) * row_bytes);
+}
