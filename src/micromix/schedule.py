@@ -718,12 +718,23 @@ def check_groups(memory: ScheduledMemory, graph: Graph) -> bool:
     return True
 
 
-def _label(d: _Draft, group: str, step: int) -> str:
+def _label(d: _Draft, group: str, step: int, names: dict[str, str]) -> str:
     """A buffer at a step: its members live then ("a + b": one written over the other)."""
     live = [
         n for n, g in d.home.items() if g == group and d.bufs[n].first <= step <= d.bufs[n].last
     ]
-    return " + ".join(sorted(live, key=lambda n: d.bufs[n].first)) or group
+    return " + ".join(names.get(n, n) for n in sorted(live, key=lambda n: d.bufs[n].first)) or group
+
+
+def _ring_names(graph: Graph, d: _Draft) -> dict[str, str]:
+    """What a patch stage's input buffer holds when it is not the whole tensor."""
+    out = {}
+    if d.row_ops:
+        out[graph.ops[0].output] = graph.ops[0].output + " (ring of rows)"
+    if d.stream and d.split is not None:
+        x = graph.input
+        out[x] = x + (" (line buffer)" if d.row_ops else " (ring of rows)")
+    return out
 
 
 def _stage_pair(memory: ScheduledMemory, graph: Graph) -> dict[frozenset[str], int]:
@@ -750,11 +761,13 @@ def _place(graph: Graph, policy: Policy, d: _Draft) -> ScheduledMemory:
     scratch = scratch_bytes(graph, policy.weights)
     stage_end = graph.tensors[d.split].first if d.split is not None else -1
     hulls = {g: _hulls(rs) for g, rs in groups.items()}
+    names = _ring_names(graph, d)
     steps = tuple(
         StepBuffers(
             s,
-            o.name + (" (per patch)" if s <= stage_end else ""),
-            tuple((_label(d, g, s), h[s][1] - h[s][0]) for g, h in hulls.items() if s in h),
+            o.name
+            + (" (row by row)" if s < d.row_ops else " (per patch)" if s <= stage_end else ""),
+            tuple((_label(d, g, s, names), h[s][1] - h[s][0]) for g, h in hulls.items() if s in h),
         )
         for s, o in enumerate(graph.ops)
     )
