@@ -34,7 +34,7 @@ from micromix.integer import convert
 from micromix.memory import memory_report
 from micromix.policy import Policy
 from micromix.quant import calibrate, prepare
-from micromix.schedule import scheduled_report
+from micromix.schedule import GRIDS, recomputed_macs, scheduled_report, stage_ops
 from micromix.strategies.ilp import measure_sensitivity, solve_ilp
 
 FILES = {
@@ -105,6 +105,24 @@ def against_tflm_int8(q8: bytes, im, net, imgs: np.ndarray, shape) -> dict:
     return {"argmax": agree, "max_logit_diff_vs_float_import": float(np.abs(ours - ref).max())}
 
 
+def patch_recompute(g) -> dict:
+    """{split: {grid: recomputed MACs / layer MACs}} of every tensor a patch stage could end at
+    (stage_ops; whether or not the C runs that stage: the cost of patching through it)."""
+    layer = sum(o.macs for o in g.ops)
+    out = {}
+    for o in g.ops:
+        try:
+            stage_ops(g, o.name)
+        except MicromixError:
+            continue
+        out[o.name] = {
+            n: round(recomputed_macs(g, o.name, n) / layer, 4)
+            for n in GRIDS
+            if n <= min(g.tensors[o.name].shape[1:])
+        }
+    return out
+
+
 def run_task(task: str, base: Path, n: int) -> dict:
     t0 = time.time()
     fl, q8f = (base / f for f in FILES[task])
@@ -131,6 +149,7 @@ def run_task(task: str, base: Path, n: int) -> dict:
         agree = {"argmax": None, "max_logit_diff_vs_float_import": None, "error": str(e)}
     auto = scheduled_report(g, w8, "auto")  # the schedule the export follows by default
     stream = scheduled_report(g, w8, "stream")
+    res["patch_recompute"] = patch_recompute(g)
     res["micromix_w8a8"] = {
         "ram": rep.ram_bytes,
         "ram_auto": auto.ram_bytes,

@@ -248,6 +248,19 @@ def _tile_step(
     return TileStep(o, rows[o.output], cols[o.output], spans[0], spans[1], tuple(pads), staged)
 
 
+def recomputed_macs(graph: Graph, split: str, grid: int, row_ops: int = 0) -> int:
+    """The MACs a patch stage at `split` and `grid` computes beyond layer by layer: each op's
+    MACs per output pixel times the halo pixels its cells compute twice (a row stem's rows are
+    computed once). Counted from the spans alone, for any stage stage_ops accepts."""
+    rows, cols = (stage_spans(graph, split, grid, a) for a in (0, 1))
+    extra = 0
+    for o in stage_ops(graph, split)[row_ops:]:
+        n_rows = sum(r[o.output][1] - r[o.output][0] for r in rows)
+        n_cols = sum(c[o.output][1] - c[o.output][0] for c in cols)
+        extra += macs_per_pixel(o) * n_rows * n_cols - o.macs
+    return extra
+
+
 def row_fetches(cell_list: list[list[TileStep]]) -> list[int]:
     """With the input streamed (`stream`): per cell, the input rows read so far once its patch
     is copied in. Rows arrive once each, top to bottom, so a cell reads up to its patch's last
@@ -516,11 +529,8 @@ def _patch_buffers(
     rows, cols = (stage_spans(graph, split, grid, a) for a in (0, 1))
     ops = graph.ops[: graph.tensors[split].first + 1]
     first = graph.input if not row_ops else ops[0].output
-    extra = 0
+    extra = recomputed_macs(graph, split, grid, row_ops)
     for o in ops[row_ops:]:
-        n_rows = sum(r[o.output][1] - r[o.output][0] for r in rows)
-        n_cols = sum(c[o.output][1] - c[o.output][0] for c in cols)
-        extra += macs_per_pixel(o) * n_rows * n_cols - o.macs
         if o.output != split:
             h = max(r[o.output][1] - r[o.output][0] for r in rows)
             w = max(c[o.output][1] - c[o.output][0] for c in cols)

@@ -77,13 +77,13 @@ class IntegerModel:
         """The tensors from the last one the schedule's patch stage writes on, computed the
         way the exported C computes them: patch by patch up to the split tensor, when the
         report's schedule has one (the same integers as layer by layer: integer ops are local;
-        tests/test_integer_patch.py checks it), else `run_tensors`. A streamed input's row stem
-        (schedule.row_stem) is computed here per patch, the C computes each of its rows once:
-        the same integers again, by the same locality."""
+        tests/test_integer_patch.py checks it), else `run_tensors`. A row stem
+        (schedule.row_stem) runs once over the whole input, as the C runs each of its rows
+        once."""
         sched = self.report.schedule
         if sched is None or getattr(sched, "split", None) is None:
             return self.run_tensors(images)
-        return run_patched(self, images, sched.split, sched.grid)[0]
+        return run_patched(self, images, sched.split, sched.grid, sched.row_ops)[0]
 
     def run_tensors(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """Every activation tensor (int64, N x H x W x C) for a batch of uint8 NCHW images."""
@@ -107,10 +107,12 @@ _Held = tuple[np.ndarray, tuple[Span, Span]]  # a tensor's computed region and i
 
 
 def run_patched(
-    model: IntegerModel, images: np.ndarray, split: str, grid: int
+    model: IntegerModel, images: np.ndarray, split: str, grid: int, row_ops: int = 0
 ) -> tuple[dict[str, np.ndarray], int]:
     """Every tensor from the split tensor on (int64 N x H x W x C) for uint8 NCHW `images`, and
-    the MACs the run performed (each op's MACs per output pixel times the pixels it computed)."""
+    the MACs the run performed (each op's MACs per output pixel times the pixels it computed).
+    `row_ops` 1: the first op runs once over the whole input (the C's row stem computes each of
+    its rows once), the cells start from its output."""
     graph = model.graph
     ops = stage_ops(graph, split)
     by_name = {iop.op.name: iop for iop in model.ops}
@@ -118,11 +120,16 @@ def run_patched(
     c, h, w = graph.tensors[split].shape
     out = np.zeros((len(x), h, w, c), np.int64)
     macs = 0
+    first = graph.input
+    if row_ops:
+        first = ops[0].output
+        x = run_op(by_name[ops[0].name], x)
+        macs += ops[0].macs
     full = ((0, x.shape[1]), (0, x.shape[2]))
     for rows in stage_spans(graph, split, grid, 0):
         for cols in stage_spans(graph, split, grid, 1):
-            held: dict[str, _Held] = {graph.input: (x, full)}
-            for o in ops:
+            held: dict[str, _Held] = {first: (x, full)}
+            for o in ops[row_ops:]:
                 spans = (rows[o.output], cols[o.output])
                 y = _run_cell(by_name[o.name], held, spans, graph.tensors)
                 macs += macs_per_pixel(o) * y.shape[1] * y.shape[2]
