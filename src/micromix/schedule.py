@@ -10,7 +10,12 @@ TinyEngine's in-place depthwise with the arena itself as the buffer, and no kern
 of that tensor (MCUNetV2): each cell computes, from the input region its receptive field needs
 (clipped at the borders, where the op's own padding is applied), a patch-sized buffer per
 intermediate tensor and writes its slice of the split tensor; the rest runs layer by layer
-(in place where it applies). The recomputed MACs are counted exactly.
+(in place where it applies). The recomputed MACs are counted exactly. `stream` is auto with the
+input handed over row by row by the application (the C's micromix_run_rows): a patch stage
+then holds only a ring of the rows its cells still read (`ring_rows`); where the first op can
+(`row_stem`), it runs row by row ahead of the cells, each output row once, from a line buffer
+of input rows into a ring of its own rows, so the stage recomputes nothing of it (a row stem
+also runs from a resident input, where it pays).
 
 Every plan is a list of buffers with live steps that memory.plan_arena places, so a peak is an
 arena plan that memory.check_plan verifies, plus the kernels' shared scratch (as memory.py).
