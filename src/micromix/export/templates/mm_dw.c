@@ -306,7 +306,7 @@ static MM_INLINE void mm_dw_group(const mm_dwl *L, const uint8_t *in, uint8_t *o
     }
 }
 
-#if defined(__ARM_FEATURE_DSP)
+#if defined(__ARM_FEATURE_DSP) && MM_USE_DW_3X3_8U
 /* One kernel row's taps TAPS (MM_DW_9T's) into a0 .. a3: the row's inputs at r, its weight
  * pairs at k. */
 #define MM_DW_ROW_8U(TAPS, R_, IP_, K_)                                                           \
@@ -376,36 +376,85 @@ static void mm_dw_3x3_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const
 }
 #endif
 
-static void mm_dw_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
-                     const mm_dwq *q)
+/* The group functions, one per path of MM_DW_GROUP, each compiled where the model takes it
+ * (mm_paths.h); out of line, as the group loop calls them. On cores without the DSP
+ * extension the 3x3 windows of 8-bit unsigned inputs take the 8-bit unsigned group code. */
+#if MM_USE_DW_8U || (MM_USE_DW_3X3_8U && !defined(__ARM_FEATURE_DSP))
+static MM_NOINLINE void mm_dw_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out,
+                                 const uint32_t *wp, const mm_dwq *q)
 {
-#if defined(__ARM_FEATURE_DSP)
-    if (L->kh == 3 && L->kw == 3 && L->in_w >= 3) {
-        mm_dw_3x3_8u(L, in, out, wp, q);
-        return;
-    }
-#endif
     mm_dw_group(L, in, out, wp, q, MM_DW_8U);
 }
+#endif
 
-static void mm_dw_4u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
-                     const mm_dwq *q)
+#if MM_USE_DW_4U
+static MM_NOINLINE void mm_dw_4u(const mm_dwl *L, const uint8_t *in, uint8_t *out,
+                                 const uint32_t *wp, const mm_dwq *q)
 {
     mm_dw_group(L, in, out, wp, q, MM_DW_4U);
 }
+#endif
 
-static void mm_dw_2u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
-                     const mm_dwq *q)
+#if MM_USE_DW_2U
+static MM_NOINLINE void mm_dw_2u(const mm_dwl *L, const uint8_t *in, uint8_t *out,
+                                 const uint32_t *wp, const mm_dwq *q)
 {
     mm_dw_group(L, in, out, wp, q, MM_DW_2U);
 }
+#endif
 
-static void mm_dw_any(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
-                      const mm_dwq *q)
+#if MM_USE_DW_ANY
+static MM_NOINLINE void mm_dw_any(const mm_dwl *L, const uint8_t *in, uint8_t *out,
+                                  const uint32_t *wp, const mm_dwq *q)
 {
     mm_dw_group(L, in, out, wp, q, MM_DW_ANY);
 }
+#endif
 
+/* mm_depthwise is compiled where a layer of the model runs it (a call without it fails to
+ * link). */
+#if MM_USE_DW_3X3_8U || MM_USE_DW_8U || MM_USE_DW_4U || MM_USE_DW_2U || MM_USE_DW_ANY ||          \
+    MM_USE_DW_CHANNEL
+/* One group of four channels on the path MM_DW_GROUP gives the layer. */
+static void mm_dw_path(int path, const mm_dwl *L, const uint8_t *in, uint8_t *out,
+                       const uint32_t *wp, const mm_dwq *q)
+{
+    switch (path) {
+#if MM_USE_DW_3X3_8U
+    case MM_P_DW_3X3_8U:
+#if defined(__ARM_FEATURE_DSP)
+        mm_dw_3x3_8u(L, in, out, wp, q);
+#else
+        mm_dw_8u(L, in, out, wp, q);
+#endif
+        return;
+#endif
+#if MM_USE_DW_8U
+    case MM_P_DW_8U:
+        mm_dw_8u(L, in, out, wp, q);
+        return;
+#endif
+#if MM_USE_DW_4U
+    case MM_P_DW_4U:
+        mm_dw_4u(L, in, out, wp, q);
+        return;
+#endif
+#if MM_USE_DW_2U
+    case MM_P_DW_2U:
+        mm_dw_2u(L, in, out, wp, q);
+        return;
+#endif
+#if MM_USE_DW_ANY
+    case MM_P_DW_ANY:
+        mm_dw_any(L, in, out, wp, q);
+        return;
+#endif
+    default:
+        MM_PATH_OFF();
+    }
+}
+
+#if MM_USE_DW_CHANNEL
 /* One channel over the whole output (the few leftover channels, or kernels larger than
  * MM_DW_TAPS); sub-byte results are OR-ed into the zeroed output. */
 static void mm_dw_channel(const uint8_t *in, uint8_t *out, const uint8_t *w, int32_t b,
@@ -438,8 +487,7 @@ static void mm_dw_channel(const uint8_t *in, uint8_t *out, const uint8_t *w, int
     }
 }
 
-typedef void (*mm_dw_fn)(const mm_dwl *, const uint8_t *, uint8_t *, const uint32_t *,
-                         const mm_dwq *);
+#endif
 
 void mm_depthwise(MM_CONV_ARGS)
 {
@@ -457,7 +505,7 @@ void mm_depthwise(MM_CONV_ARGS)
     const int ox_in = (pw + sw - 1) / sw, ox_end = in_w >= 3 ? (in_w - 3 + pw) / sw + 1 : 0;
     const mm_dwl L = {in_pix, out_pix, in_pix * in_w, in_h, in_w, out_h, out_w, kh, kw,
                       sh, sw, ph, pw, ib, is, ob, q->bias_shift, qmin, qmax, ox_in, ox_end > ox_in ? (ox_end < out_w ? ox_end : out_w) - ox_in : 0};
-    const mm_dw_fn fn = is ? mm_dw_any : ib == 8 ? mm_dw_8u : ib == 4 ? mm_dw_4u : mm_dw_2u;
+    const int path = MM_DW_GROUP(is, ib, kh, kw, in_w, c);
     const int per = 8 / wb, wsh = 8 - wb;
     const uint32_t top = wb == 8 ? 0xFFFFFFFFu : wb == 4 ? 0xF0F0F0F0u : 0xC0C0C0C0u;
     uint32_t wp[2 * MM_DW_TAPS]; /* the group's weights as halfword pairs, tap after tap */
@@ -499,8 +547,11 @@ void mm_depthwise(MM_CONV_ARGS)
         }
         if (rq.fast && qmin == 0 && qmax == 255)
             rq.fast = 2;
-        fn(&L, in + ((ch * ib) >> 3), out + ((ch * ob) >> 3), wp, &rq);
+        mm_dw_path(path, &L, in + ((ch * ib) >> 3), out + ((ch * ob) >> 3), wp, &rq);
     }
+    if (MM_DW_TAIL(c, kh, kw) == MM_P_NONE)
+        return;
+#if MM_USE_DW_CHANNEL
     if (ob != 8 && grouped < c) /* the single-channel tail ORs its bits in */
         for (int32_t p = 0; p < (int32_t)out_h * out_w; p++)
             memset(out + p * out_pix + ((grouped * ob) >> 3), 0,
@@ -508,4 +559,8 @@ void mm_depthwise(MM_CONV_ARGS)
     for (; ch < c; ch++)
         mm_dw_channel(in, out, w, q->bias[ch], q->mult[ch], q->shift[ch], ch, in_pix, out_pix, in_h, in_w,
                       out_h, out_w, kh, kw, sh, sw, ph, pw, q);
+#else
+    MM_PATH_OFF();
+#endif
 }
+#endif
