@@ -347,31 +347,88 @@ static MM_NOINLINE void mm_dw_edge_3x3_8u(const mm_dwl *L, const uint8_t *in, ui
     }
 }
 
-/* 3x3 windows of 8-bit unsigned inputs (DSP cores), each in one asm block; per output row the
- * windows inside the image run in a loop of their own, the others before and after it. Pixels
- * in raster order, each stored after its window is read. */
-static void mm_dw_3x3_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
-                         const mm_dwq *q)
+/* The runs of whole 3x3 windows of one output row of mm_dw_3x3_8u: run r has n[r] windows
+ * whose first columns start off[r] bytes into the row and step apart, against the weight
+ * pairs k + 18 r. */
+typedef struct {
+    int32_t off[3];
+    int n[3];
+} mm_dw_runs;
+
+/* One row's runs, pixels stored from o on; u8 (a constant): every output 8-bit and clamped to
+ * [0, 255] by the fast rule (the common case: no format or rule test per pixel, the four
+ * bytes stored as one word). */
+static MM_INLINE void mm_dw_runs_8u(const mm_dwl *L, const mm_dwq *q, const uint8_t *row,
+                                    const uint32_t *k, uint8_t *o, const mm_dw_runs *R,
+                                    const int u8)
 {
     const int32_t ip = L->in_pix, rs = L->row, step = L->sw * ip, opx = L->out_pix;
     const int ob = L->ob;
-    for (int oy = 0; oy < L->out_h; oy++) {
-        const int iy0 = oy * L->sh - L->ph;
-        const int inside = iy0 >= 0 && iy0 + 3 <= L->in_h && L->n_in > 0;
-        const int e0 = inside ? L->ox_in : L->out_w, e1 = inside ? e0 + L->n_in : e0;
-        mm_dw_edge_3x3_8u(L, in, out, wp, q, oy, 0, e0);
-        uint8_t *o = out + ((int32_t)oy * L->out_w + e0) * opx;
-        const uint8_t *c = in + (int32_t)iy0 * rs + (int32_t)(e0 * L->sw - L->pw) * ip;
-        for (int n = e1 - e0; n > 0; n--, c += step) {
+    for (int r = 0; r < 3; r++) {
+        const uint32_t *const kr = k + 18 * r;
+        const uint8_t *c = row + R->off[r];
+        for (int n = R->n[r]; n > 0; n--, c += step, o += opx) {
             int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-            MM_DW_WIN3X3_8U(c, ip, rs, wp);
-            {
+            MM_DW_WIN3X3_8U(c, ip, rs, kr);
+            if (u8) {
+                uint32_t v;
+                MM_DW_REQ4U8();
+                v = (uint32_t)a0 | (uint32_t)a1 << 8 | (uint32_t)a2 << 16 | (uint32_t)a3 << 24;
+                memcpy(o, &v, 4);
+            } else {
                 uint8_t *const out = o; /* MM_DW_PUT stores at out */
                 MM_DW_PUT(MM_DW_8U);
             }
-            o += opx;
         }
-        mm_dw_edge_3x3_8u(L, in, out, wp, q, oy, e1, L->out_w);
+    }
+}
+
+/* 3x3 windows of 8-bit unsigned inputs (DSP cores), each in one asm block. Per output row
+ * whose window rows are inside the image, three runs of windows (mm_dw_runs_8u): a first pixel
+ * whose window has one column outside on the left (ix0 == -1), the windows inside, and a last
+ * pixel with one column outside on the right (ix0 == in_w - 2); the two border ones read the
+ * three columns inside, against the weights moved over one column (k, k + 36: zeros for the
+ * column outside; k + 18: as they are). Other border windows, and rows with kernel rows outside, go through
+ * mm_dw_edge_3x3_8u. Pixels in raster order, each stored after its window is read. */
+static void mm_dw_3x3_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
+                         const mm_dwq *q)
+{
+    const int e0 = L->ox_in, e1 = e0 + L->n_in, out_w = L->out_w;
+    /* one pixel on each side as a whole window (its first column: 0, in_w - 3) */
+    const int left = e0 == 1 && L->pw == 1;
+    const int right = e1 == out_w - 1 && e1 * L->sw - L->pw == L->in_w - 2;
+    const mm_dw_runs R = {{0, (int32_t)(e0 * L->sw - L->pw) * L->in_pix,
+                           (int32_t)(L->in_w - 3) * L->in_pix},
+                          {left, L->n_in, right}};
+    const int u8 = q->fast == 2 && L->ob == 8;
+    uint32_t k[3 * 18]; /* the weight pairs moved one column left; as they are; moved right */
+    for (int t = 0; t < 18; t++)
+        k[18 + t] = wp[t];
+    for (int t = 0; t < 18; t += 6)
+        for (int h = 0; h < 2; h++) {
+            k[t + h] = wp[t + 2 + h];
+            k[t + 2 + h] = wp[t + 4 + h];
+            k[t + 4 + h] = 0;
+            k[36 + t + h] = 0;
+            k[36 + t + 2 + h] = wp[t + h];
+            k[36 + t + 4 + h] = wp[t + 2 + h];
+        }
+    for (int oy = 0; oy < L->out_h; oy++) {
+        const int iy0 = oy * L->sh - L->ph;
+        if (iy0 < 0 || iy0 + 3 > L->in_h || L->n_in == 0) {
+            mm_dw_edge_3x3_8u(L, in, out, k + 18, q, oy, 0, out_w);
+            continue;
+        }
+        if (!left)
+            mm_dw_edge_3x3_8u(L, in, out, k + 18, q, oy, 0, e0);
+        const uint8_t *const row = in + (int32_t)iy0 * L->row;
+        uint8_t *const o = out + ((int32_t)oy * out_w + e0 - left) * L->out_pix;
+        if (u8)
+            mm_dw_runs_8u(L, q, row, k, o, &R, 1);
+        else
+            mm_dw_runs_8u(L, q, row, k, o, &R, 0);
+        if (!right)
+            mm_dw_edge_3x3_8u(L, in, out, k + 18, q, oy, e1, out_w);
     }
 }
 #endif
