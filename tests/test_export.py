@@ -154,8 +154,8 @@ def test_depthwise_3x3_windows_are_bit_exact(tmp_path, c, size, stride, relu, ou
     """A 3x3 depthwise layer alone (its output is the model's: every value is compared), on
     8-bit unsigned inputs: inside windows and every border at stride 1 and 2, an image just 3
     wide, a tail of channels, clamps to [0, 255] and to the signed range, 8-, 4- and 2-bit
-    outputs; a 1 x 1 image (narrower than the kernel: the general group kernel). Host build and,
-    with the ARM tools, qemu (the DSP asm)."""
+    outputs; a 1 x 1 image (narrower than the kernel: every window clipped on both sides).
+    Host build and, with the ARM tools, qemu (the DSP asm)."""
     torch.manual_seed(2)
     dw = conv_bn(c, c, 3, stride, groups=c, act=torch.nn.ReLU if relu else None)
     # The model's output stays 8-bit: sub-byte outputs go through a 1x1 layer that mixes them.
@@ -170,6 +170,28 @@ def test_depthwise_3x3_windows_are_bit_exact(tmp_path, c, size, stride, relu, ou
     kw = {"target": "cortex-m4", "cm4_images": 4} if arm else {}
     s = json.loads((export_c(im, tmp_path / "c", test_images=x, **kw) / "export.json").read_text())
     assert s["selftest_identical"] == 40
+    assert not arm or s["cortex_m4"]["images"] == 4
+
+
+@pytest.mark.parametrize(("pad", "h", "w"), [(2, 7, 8), (3, 6, 4), (2, 5, 1), (1, 4, 2), (0, 6, 6)])
+def test_depthwise_3x3_any_padding_is_bit_exact(tmp_path, pad: int, h: int, w: int) -> None:
+    """3x3 depthwise layers on 8-bit unsigned inputs with padding 0 to 3 (windows with two,
+    one or no columns and rows inside, whole windows outside) on images 1 to 8 wide: host
+    build and, with the ARM tools, qemu (the DSP asm, whose border windows assumed a padding of
+    one before)."""
+    torch.manual_seed(5)
+    c = 8
+    conv = torch.nn.Conv2d(c, c, 3, 1, pad, groups=c, bias=False)
+    model = torch.nn.Sequential(conv, torch.nn.BatchNorm2d(c), torch.nn.ReLU()).eval()
+    g = trace(model, (1, c, h, w))
+    pol = Policy.uniform(g, 8)
+    im = convert(random_qparams(g, pol, seed=6), g, pol)
+    assert im.report.layers[0].kernel == "mm_depthwise"
+    x = np.random.default_rng(8).integers(0, 256, (20, c, h, w), dtype=np.uint8)
+    arm = shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")
+    kw = {"target": "cortex-m4", "cm4_images": 4} if arm else {}
+    s = json.loads((export_c(im, tmp_path / "c", test_images=x, **kw) / "export.json").read_text())
+    assert s["selftest_identical"] == 20
     assert not arm or s["cortex_m4"]["images"] == 4
 
 

@@ -460,13 +460,13 @@ def c_rules(site: CallSite) -> tuple[str, ...]:
     preprocessor to evaluate. The only fact not in the call's structs is whether every shift
     is above 32, the loop that mm_pointwise8 runs over the shift array."""
     iop = site.iop
-    c_in, _, in_w, _, out_h, out_w, kh, kw, *_, groups = tiled(kernel_dims(iop.op), site.tile)
+    c_in, _, _, _, out_h, out_w, kh, kw, *_, groups = tiled(kernel_dims(iop.op), site.tile)
     ib, is_ = iop.in_bits[0], int(iop.in_signed[0])
     row = kh * kw * (c_in // groups)
     if site.kernel == "mm_conv":
         return (f"MM_CONV_PATH({ib}, {iop.w_bits}, {groups}, {c_in}, {row})",)
     if site.kernel == "mm_depthwise":
-        return (f"MM_DW_GROUP({is_}, {ib}, {kh}, {kw}, {in_w}, {c_in})",
+        return (f"MM_DW_GROUP({is_}, {ib}, {kh}, {kw}, {c_in})",
                 f"MM_DW_TAIL({c_in}, {kh}, {kw})")  # fmt: skip
     if site.kernel in ("mm_pointwise8", "mm_pointwise8_widen"):
         above32 = int(bool((np.asarray(iop.arrays["shift"]) > 32).all()))

@@ -318,8 +318,8 @@ static MM_INLINE void mm_dw_group(const mm_dwl *L, const uint8_t *in, uint8_t *o
     } while (0)
 
 /* Output pixels ox0 .. ox1 - 1 of row oy whose 3x3 windows cross the border (8-bit unsigned
- * inputs, in_w >= 3: no window is clipped on both sides): the valid kernel rows, each all
- * three taps, the last two (left border) or the first two (right border) in one asm block. */
+ * inputs): the valid kernel rows, each row's taps inside the image (kx0 .. kx1 - 1, any
+ * padding) in one asm block, read from the row's first column inside. */
 static MM_NOINLINE void mm_dw_edge_3x3_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out,
                                           const uint32_t *wp, const mm_dwq *q, int oy, int ox0,
                                           int ox1)
@@ -330,18 +330,32 @@ static MM_NOINLINE void mm_dw_edge_3x3_8u(const mm_dwl *L, const uint8_t *in, ui
     out += ((int32_t)oy * L->out_w + ox0) * L->out_pix;
     for (int ox = ox0; ox < ox1; ox++, out += L->out_pix) {
         const int ix0 = ox * L->sw - L->pw;
-        const int left = ix0 < 0, right = ix0 + 3 > L->in_w;
-        const uint8_t *r = in + (int32_t)(iy0 + ky0) * rs + (int32_t)ix0 * ip;
-        const uint32_t *k = wp + 6 * ky0;
+        const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = L->in_w - ix0 < 3 ? L->in_w - ix0 : 3;
+        const int taps = kx0 < kx1 && ky0 < ky1 ? 4 * kx0 + kx1 : 0; /* the columns inside */
         int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        for (int ky = ky0; ky < ky1; ky++, r += rs, k += 6) {
-            if (left)
-                MM_DW_ROW_8U(MM_DW_9T("[%[r], %[ip]]", 1) MM_DW_9T("[%[r], %[ip], lsl #1]", 2), r,
-                             ip, k);
-            else if (right)
-                MM_DW_ROW_8U(MM_DW_9T("[%[r]]", 0) MM_DW_9T("[%[r], %[ip]]", 1), r, ip, k);
-            else
-                MM_DW_ROW_8U(MM_DW_9ROW(0, 1, 2), r, ip, k);
+        if (taps) {
+            const uint8_t *r = in + (int32_t)(iy0 + ky0) * rs + (int32_t)(ix0 + kx0) * ip;
+            const uint32_t *k = wp + 6 * ky0;
+            for (int ky = ky0; ky < ky1; ky++, r += rs, k += 6)
+                switch (taps) {
+                case 3: /* taps 0 .. 2 */
+                    MM_DW_ROW_8U(MM_DW_9ROW(0, 1, 2), r, ip, k);
+                    break;
+                case 7: /* 1 .. 2 */
+                    MM_DW_ROW_8U(MM_DW_9T("[%[r]]", 1) MM_DW_9T("[%[r], %[ip]]", 2), r, ip, k);
+                    break;
+                case 2: /* 0 .. 1 */
+                    MM_DW_ROW_8U(MM_DW_9T("[%[r]]", 0) MM_DW_9T("[%[r], %[ip]]", 1), r, ip, k);
+                    break;
+                case 11: /* 2 */
+                    MM_DW_ROW_8U(MM_DW_9T("[%[r]]", 2), r, ip, k);
+                    break;
+                case 1: /* 0 */
+                    MM_DW_ROW_8U(MM_DW_9T("[%[r]]", 0), r, ip, k);
+                    break;
+                default: /* 1 alone (6) */
+                    MM_DW_ROW_8U(MM_DW_9T("[%[r]]", 1), r, ip, k);
+                }
         }
         MM_DW_PUT(MM_DW_8U);
     }
@@ -562,7 +576,7 @@ void mm_depthwise(MM_CONV_ARGS)
     const int ox_in = (pw + sw - 1) / sw, ox_end = in_w >= 3 ? (in_w - 3 + pw) / sw + 1 : 0;
     const mm_dwl L = {in_pix, out_pix, in_pix * in_w, in_h, in_w, out_h, out_w, kh, kw,
                       sh, sw, ph, pw, ib, is, ob, q->bias_shift, qmin, qmax, ox_in, ox_end > ox_in ? (ox_end < out_w ? ox_end : out_w) - ox_in : 0};
-    const int path = MM_DW_GROUP(is, ib, kh, kw, in_w, c);
+    const int path = MM_DW_GROUP(is, ib, kh, kw, c);
     const int per = 8 / wb, wsh = 8 - wb;
     const uint32_t top = wb == 8 ? 0xFFFFFFFFu : wb == 4 ? 0xF0F0F0F0u : 0xC0C0C0C0u;
     uint32_t wp[2 * MM_DW_TAPS]; /* the group's weights as halfword pairs, tap after tap */

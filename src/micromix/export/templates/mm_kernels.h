@@ -37,12 +37,12 @@
 /* mm_depthwise's group-of-four function (kernels of up to MM_DW_TAPS taps on at least four
  * channels), by input format and window; and its single-channel path (the c % 4 leftover
  * channels, or every channel of a larger kernel). */
-#define MM_DW_GROUP(is, ib, kh, kw, in_w, c)                                                     \
+#define MM_DW_GROUP(is, ib, kh, kw, c)                                                            \
     ((c) < 4 || (kh) * (kw) > MM_DW_TAPS ? MM_P_NONE                                              \
      : (is)                              ? MM_P_DW_ANY                                            \
-     : (ib) == 8 ? ((kh) == 3 && (kw) == 3 && (in_w) >= 3 ? MM_P_DW_3X3_8U : MM_P_DW_8U)          \
-     : (ib) == 4 ? MM_P_DW_4U                                                                     \
-                 : MM_P_DW_2U)
+     : (ib) == 8                         ? ((kh) == 3 && (kw) == 3 ? MM_P_DW_3X3_8U : MM_P_DW_8U) \
+     : (ib) == 4                         ? MM_P_DW_4U                                             \
+                                         : MM_P_DW_2U)
 #define MM_DW_TAIL(c, kh, kw)                                                                     \
     ((c) % 4 != 0 || (kh) * (kw) > MM_DW_TAPS ? MM_P_DW_CHANNEL : MM_P_NONE)
 /* mm_pointwise8: one output pixel (npix, a linear) without the two-pixel code; else the fast
