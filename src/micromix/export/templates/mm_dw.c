@@ -361,9 +361,15 @@ static MM_NOINLINE void mm_dw_edge_3x3_8u(const mm_dwl *L, const uint8_t *in, ui
     }
 }
 
+/* mm_dw_3x3_8u's weight tables: the pairs moved one column left (zeros in the right column),
+ * as they are, moved one column right; each with a row of zeros before and after it, so that
+ * a table from its second row on is the kernel moved one row up, and from the zeros before
+ * it one row down. */
+#define MM_DW_KT 30
+
 /* The runs of whole 3x3 windows of one output row of mm_dw_3x3_8u: run r has n[r] windows
  * whose first columns start off[r] bytes into the row and step apart, against the weight
- * pairs k + 18 r. */
+ * pairs k + MM_DW_KT r. */
 typedef struct {
     int32_t off[3];
     int n[3];
@@ -379,7 +385,7 @@ static MM_INLINE void mm_dw_runs_8u(const mm_dwl *L, const mm_dwq *q, const uint
     const int32_t ip = L->in_pix, rs = L->row, step = L->sw * ip, opx = L->out_pix;
     const int ob = L->ob;
     for (int r = 0; r < 3; r++) {
-        const uint32_t *const kr = k + 18 * r;
+        const uint32_t *const kr = k + MM_DW_KT * r;
         const uint8_t *c = row + R->off[r];
         for (int n = R->n[r]; n > 0; n--, c += step, o += opx) {
             int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
@@ -397,17 +403,17 @@ static MM_INLINE void mm_dw_runs_8u(const mm_dwl *L, const mm_dwq *q, const uint
     }
 }
 
-/* 3x3 windows of 8-bit unsigned inputs (DSP cores), each in one asm block. Per output row
- * whose window rows are inside the image, three runs of windows (mm_dw_runs_8u): a first pixel
- * whose window has one column outside on the left (ix0 == -1), the windows inside, and a last
- * pixel with one column outside on the right (ix0 == in_w - 2); the two border ones read the
- * three columns inside, against the weights moved over one column (k, k + 36: zeros for the
- * column outside; k + 18: as they are). Other border windows, and rows with kernel rows outside, go through
- * mm_dw_edge_3x3_8u. Pixels in raster order, each stored after its window is read. */
+/* 3x3 windows of 8-bit unsigned inputs (DSP cores), each in one asm block. Each output row runs
+ * three runs of windows (mm_dw_runs_8u): a first pixel whose window has one column outside on
+ * the left (ix0 == -1), the windows inside, and a last pixel with one column outside on the
+ * right (ix0 == in_w - 2). Windows with one column or row outside read the three columns and
+ * rows inside the image, against the weights moved over by one (MM_DW_KT tables). Other
+ * border windows (padding above 1, images narrower than 3) go through mm_dw_edge_3x3_8u.
+ * Pixels in raster order, each stored after its window is read. */
 static void mm_dw_3x3_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
                          const mm_dwq *q)
 {
-    const int e0 = L->ox_in, e1 = e0 + L->n_in, out_w = L->out_w;
+    const int e0 = L->ox_in, e1 = e0 + L->n_in, out_w = L->out_w, in_h = L->in_h;
     /* one pixel on each side as a whole window (its first column: 0, in_w - 3) */
     const int left = e0 == 1 && L->pw == 1;
     const int right = e1 == out_w - 1 && e1 * L->sw - L->pw == L->in_w - 2;
@@ -415,34 +421,44 @@ static void mm_dw_3x3_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const
                            (int32_t)(L->in_w - 3) * L->in_pix},
                           {left, L->n_in, right}};
     const int u8 = q->fast == 2 && L->ob == 8;
-    uint32_t k[3 * 18]; /* the weight pairs moved one column left; as they are; moved right */
+    uint32_t k[3 * MM_DW_KT];
+    uint32_t *const kl = k + 6, *const kc = k + MM_DW_KT + 6, *const kr = k + 2 * MM_DW_KT + 6;
+    for (int t = 0; t < 6; t++)
+        k[t] = k[24 + t] = k[30 + t] = k[54 + t] = k[60 + t] = k[84 + t] = 0;
     for (int t = 0; t < 18; t++)
-        k[18 + t] = wp[t];
+        kc[t] = wp[t];
     for (int t = 0; t < 18; t += 6)
         for (int h = 0; h < 2; h++) {
-            k[t + h] = wp[t + 2 + h];
-            k[t + 2 + h] = wp[t + 4 + h];
-            k[t + 4 + h] = 0;
-            k[36 + t + h] = 0;
-            k[36 + t + 2 + h] = wp[t + h];
-            k[36 + t + 4 + h] = wp[t + 2 + h];
+            kl[t + h] = wp[t + 2 + h];
+            kl[t + 2 + h] = wp[t + 4 + h];
+            kl[t + 4 + h] = 0;
+            kr[t + h] = 0;
+            kr[t + 2 + h] = wp[t + h];
+            kr[t + 4 + h] = wp[t + 2 + h];
         }
     for (int oy = 0; oy < L->out_h; oy++) {
         const int iy0 = oy * L->sh - L->ph;
-        if (iy0 < 0 || iy0 + 3 > L->in_h || L->n_in == 0) {
-            mm_dw_edge_3x3_8u(L, in, out, k + 18, q, oy, 0, out_w);
+        /* the first of the three input rows read, and the kernel row it meets */
+        const int top = iy0 == -1 && in_h >= 3, bottom = iy0 == in_h - 2 && in_h >= 3 && iy0 > 0;
+        if ((iy0 < 0 || iy0 + 3 > in_h) && !top && !bottom) {
+            mm_dw_edge_3x3_8u(L, in, out, kc, q, oy, 0, out_w);
+            continue;
+        }
+        if (L->n_in == 0) {
+            mm_dw_edge_3x3_8u(L, in, out, kc, q, oy, 0, out_w);
             continue;
         }
         if (!left)
-            mm_dw_edge_3x3_8u(L, in, out, k + 18, q, oy, 0, e0);
-        const uint8_t *const row = in + (int32_t)iy0 * L->row;
+            mm_dw_edge_3x3_8u(L, in, out, kc, q, oy, 0, e0);
+        const uint8_t *const row = in + (int32_t)(top ? 0 : bottom ? in_h - 3 : iy0) * L->row;
+        const uint32_t *const kt = kl + (top ? 6 : bottom ? -6 : 0);
         uint8_t *const o = out + ((int32_t)oy * out_w + e0 - left) * L->out_pix;
         if (u8)
-            mm_dw_runs_8u(L, q, row, k, o, &R, 1);
+            mm_dw_runs_8u(L, q, row, kt, o, &R, 1);
         else
-            mm_dw_runs_8u(L, q, row, k, o, &R, 0);
+            mm_dw_runs_8u(L, q, row, kt, o, &R, 0);
         if (!right)
-            mm_dw_edge_3x3_8u(L, in, out, k + 18, q, oy, e1, out_w);
+            mm_dw_edge_3x3_8u(L, in, out, kc, q, oy, e1, out_w);
     }
 }
 #endif
