@@ -35,7 +35,7 @@
                                 : MM_P_CONV_ANY)                                                 \
          : MM_P_CONV_ANY)
 /* mm_depthwise's group-of-four function (kernels of up to MM_DW_TAPS taps on at least four
- * channels), by input format and window; and its single-channel path (the c % 4 leftover
+ * channels), by input format and kernel size; and its single-channel path (the c % 4 leftover
  * channels, or every channel of a larger kernel). */
 #define MM_DW_GROUP(is, ib, kh, kw, c)                                                            \
     ((c) < 4 || (kh) * (kw) > MM_DW_TAPS ? MM_P_NONE                                              \
