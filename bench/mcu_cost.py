@@ -129,15 +129,20 @@ def check_counter(work: Path, plugin: Path, flags: list[str], core: str = "corte
 # ---- micromix ---------------------------------------------------------------------------
 
 
-def micromix_elf(imodel, image: np.ndarray, work: Path, flags: list[str], core="cortex-m4") -> Path:
-    """The exported model's sources with a marker before every step, linked with bench_main."""
-    from micromix.export.cgen import _array_c, library_files
+def micromix_elf(imodel, image: np.ndarray, work: Path, flags: list[str], core="cortex-m4",
+                 every_path: bool = False) -> Path:  # fmt: skip
+    """The exported model's sources with a marker before every step, linked with bench_main;
+    the kernel paths its layers take (mm_paths.h), or with `every_path` all of them (the
+    library without a model: kernel .text as before paths were compiled per model)."""
+    from micromix.export.cgen import _array_c, library_files, paths_header
 
     src = work / "src"
     shutil.rmtree(src, ignore_errors=True)
     src.mkdir(parents=True)
     expected = imodel.run(image[None])
     lib = {k: v for k, v in library_files(imodel).items() if k.endswith((".c", ".h"))}
+    if every_path:
+        lib["mm_paths.h"] = paths_header(None)
     for name, text in lib.items():
         (src / name).write_text(text)
     model_c = src / "micromix_model.c"

@@ -154,8 +154,8 @@ def test_depthwise_3x3_windows_are_bit_exact(tmp_path, c, size, stride, relu, ou
     """A 3x3 depthwise layer alone (its output is the model's: every value is compared), on
     8-bit unsigned inputs: inside windows and every border at stride 1 and 2, an image just 3
     wide, a tail of channels, clamps to [0, 255] and to the signed range, 8-, 4- and 2-bit
-    outputs; a 1 x 1 image (narrower than the kernel: the general group kernel). Host build and,
-    with the ARM tools, qemu (the DSP asm)."""
+    outputs; a 1 x 1 image (narrower than the kernel: every window clipped on both sides).
+    Host build and, with the ARM tools, qemu (the DSP asm)."""
     torch.manual_seed(2)
     dw = conv_bn(c, c, 3, stride, groups=c, act=torch.nn.ReLU if relu else None)
     # The model's output stays 8-bit: sub-byte outputs go through a 1x1 layer that mixes them.
@@ -170,6 +170,28 @@ def test_depthwise_3x3_windows_are_bit_exact(tmp_path, c, size, stride, relu, ou
     kw = {"target": "cortex-m4", "cm4_images": 4} if arm else {}
     s = json.loads((export_c(im, tmp_path / "c", test_images=x, **kw) / "export.json").read_text())
     assert s["selftest_identical"] == 40
+    assert not arm or s["cortex_m4"]["images"] == 4
+
+
+@pytest.mark.parametrize(("pad", "h", "w"), [(2, 7, 8), (3, 6, 4), (2, 5, 1), (1, 4, 2), (0, 6, 6)])
+def test_depthwise_3x3_any_padding_is_bit_exact(tmp_path, pad: int, h: int, w: int) -> None:
+    """3x3 depthwise layers on 8-bit unsigned inputs with padding 0 to 3 (windows with two,
+    one or no columns and rows inside, whole windows outside) on images 1 to 8 wide: host
+    build and, with the ARM tools, qemu (the DSP asm, whose border windows assumed a padding of
+    one before)."""
+    torch.manual_seed(5)
+    c = 8
+    conv = torch.nn.Conv2d(c, c, 3, 1, pad, groups=c, bias=False)
+    model = torch.nn.Sequential(conv, torch.nn.BatchNorm2d(c), torch.nn.ReLU()).eval()
+    g = trace(model, (1, c, h, w))
+    pol = Policy.uniform(g, 8)
+    im = convert(random_qparams(g, pol, seed=6), g, pol)
+    assert im.report.layers[0].kernel == "mm_depthwise"
+    x = np.random.default_rng(8).integers(0, 256, (20, c, h, w), dtype=np.uint8)
+    arm = shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")
+    kw = {"target": "cortex-m4", "cm4_images": 4} if arm else {}
+    s = json.loads((export_c(im, tmp_path / "c", test_images=x, **kw) / "export.json").read_text())
+    assert s["selftest_identical"] == 20
     assert not arm or s["cortex_m4"]["images"] == 4
 
 
@@ -518,3 +540,108 @@ def test_cli_export_follows_the_recorded_or_given_schedule(tmp_path, capsys) -> 
     (run_dir / "config.json").unlink()  # nothing recorded: auto
     assert ram() == auto
     assert main(["export", "--run-dir", str(run_dir), "--schedule", "fastest"]) == 2
+
+
+# ---- kernel paths compiled per model (mm_paths.h) -----------------------------------------
+
+
+def dw4_model():
+    """An 8-bit 1x1 stem to 4-bit activations, a 3x3 depthwise layer on them (mm_depthwise's 4-bit
+    unsigned group path only) and an 8-bit 1x1 layer after it."""
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(conv_bn(4, 8, 1), conv_bn(8, 8, 3, groups=8), conv_bn(8, 8, 1))
+    g = trace(model.eval(), (1, 4, 6, 6))
+    pol = Policy.uniform(g, 8)
+    pol = pol.replace(activations={**pol.activations, g.ops[0].output: 4})
+    return convert(random_qparams(g, pol, seed=2), g, pol)
+
+
+def _text_symbols(d: Path, src: str, extra: tuple[str, ...] = ()) -> set[str]:
+    """The functions (nm: text symbols) that the object of `src` in folder `d` defines."""
+    flags = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", *extra]
+    subprocess.run(["gcc", *flags, "-c", "-o", "x.o", src], cwd=d, check=True)
+    out = subprocess.run(["nm", "x.o"], cwd=d, capture_output=True, text=True, check=True)
+    return {p[2].split(".")[0] for p in map(str.split, out.stdout.splitlines()) if len(p) == 3
+            and p[1] in "tT"}  # fmt: skip
+
+
+def _write(d: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (d / name).parent.mkdir(parents=True, exist_ok=True)
+        (d / name).write_text(text)
+    return d
+
+
+def test_an_export_compiles_only_the_kernel_paths_its_layers_take(tmp_path) -> None:
+    """The library without a model defines every depthwise format's group function and mm_conv;
+    the export of a model whose one depthwise layer takes 4-bit unsigned inputs, and which has no
+    mm_conv layer, defines the 4-bit one only, and no mm_conv (its paths: mm_paths.h)."""
+    from micromix.export.cgen import kernel_sources, library_files
+
+    im = dw4_model()
+    assert [x.kernel for x in im.report.layers] == [
+        "mm_pointwise8",
+        "mm_depthwise",
+        "mm_pointwise8",
+    ]
+    every = _write(tmp_path / "every", kernel_sources())
+    model = _write(tmp_path / "model", library_files(im))
+    groups = {"mm_dw_8u", "mm_dw_4u", "mm_dw_2u", "mm_dw_any"}
+    assert groups <= _text_symbols(every, "mm_dw.c")
+    assert _text_symbols(model, "mm_dw.c") & groups == {"mm_dw_4u"}
+    assert "mm_conv" in _text_symbols(every, "mm_conv.c")
+    assert not {"mm_conv", "mm_conv8x2_px", "mm_conv8_block"} & _text_symbols(model, "mm_conv.c")
+    x = np.random.default_rng(1).integers(0, 256, (20, 4, 6, 6), dtype=np.uint8)
+    s = json.loads((export_c(im, tmp_path / "c", test_images=x) / "export.json").read_text())
+    assert s["selftest_identical"] == 20
+
+
+def test_a_call_whose_path_is_compiled_out_does_not_build(tmp_path) -> None:
+    """mm_paths.h edited to leave out the depthwise layer's path: micromix_model.c (the call's
+    compile-time check, MM_NEED) no longer compiles; with the flag, it does."""
+    from micromix.export.cgen import library_files
+
+    files = library_files(dw4_model())
+    ok = _write(tmp_path / "ok", files)
+    _text_symbols(ok, "micromix_model.c")  # builds
+    flag = re.search(r"^#define MM_USE_DW_4U .*$", files["mm_paths.h"], re.M)
+    assert flag is not None and "MM_P_DW_4U" in flag.group(0)
+    files["mm_paths.h"] = files["mm_paths.h"].replace(flag.group(0), "#define MM_USE_DW_4U 0")
+    off = _write(tmp_path / "off", files)
+    r = subprocess.run(["gcc", "-std=c99", "-c", "micromix_model.c"], cwd=off, capture_output=True,
+                       text=True)  # fmt: skip
+    assert r.returncode != 0 and "negative" in r.stderr
+
+
+DW_HARNESS = r"""
+#include "mm_kernels.h"
+static const int32_t bias[4] = {0, 1, 2, 3}, mult[4] = {1 << 30, 1 << 30, 1 << 30, 1 << 30};
+static const int8_t shift[4] = {40, 40, 40, 40};
+static uint8_t in[4 * 4 * 4], out[4 * 4 * 4], w[4 * 9];
+int main(int argc, char **argv)
+{
+    /* a 3x3 depthwise layer on four channels; argc > 1: 4-bit unsigned inputs, else 8-bit */
+    const mm_conv_dims d = {4, 4, 4, 4, 4, 4, 3, 3, 1, 1, 1, 1, 4};
+    const mm_quant_params q = {bias, mult, shift, 0, 255, argc > 1 ? 4 : 8, 0, 8, 8, 0, 0, 0};
+    (void)argv;
+    mm_depthwise(in, out, w, &d, &q, 0);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_layer_on_a_path_compiled_out_stops_instead_of_running_another(tmp_path, debug) -> None:
+    """A library built with the 8-bit depthwise paths only: an 8-bit layer runs, a 4-bit one
+    stops (MM_PATH_OFF: an assertion that says so in debug builds, a trap otherwise) rather
+    than running some other path."""
+    from micromix.export.cgen import kernel_sources
+
+    d = _write(tmp_path / "k", kernel_sources(["MM_P_DW_3X3_8U", "MM_P_DW_8U"]))
+    (d / "t.c").write_text(DW_HARNESS)
+    flags = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"] + (["-DMM_DEBUG"] if debug else [])
+    subprocess.run(["gcc", *flags, "-o", "t", "t.c", "mm_dw.c"], cwd=d, check=True)
+    assert subprocess.run(["./t"], cwd=d, capture_output=True).returncode == 0
+    off = subprocess.run(["./t", "4-bit"], cwd=d, capture_output=True)
+    assert off.returncode != 0
+    assert not debug or b"compiled out" in off.stderr

@@ -350,3 +350,49 @@ def test_pointwise_pairs_and_requantization_paths_are_bit_exact_under_qemu(
     elf = mc.micromix_elf(im, image, tmp_path / case, [*cpu.flags.split(), "-O2"], core)
     c = mc.count(elf, plugin, cpu.machine)
     assert "bench: ok" in c.output, c.output[-300:]
+
+
+def kws_shaped_model():
+    """DS-CNN's shape (MLPerf Tiny KWS) at W8/A8: a 10x4 stride-2 stem on a 49 x 10 input, two
+    depthwise-separable blocks of 64 channels, average pooling and a 12-class linear."""
+    import torch
+    from torch import nn
+
+    from micromix.graph import trace
+    from micromix.integer import convert
+    from micromix.integer.convert import random_qparams
+    from micromix.models import conv_bn
+    from micromix.policy import Policy
+
+    torch.manual_seed(4)
+    stem = nn.Sequential(nn.Conv2d(1, 64, (10, 4), 2, (5, 1), bias=False), nn.BatchNorm2d(64),
+                         nn.ReLU())  # fmt: skip
+    blocks = [m for _ in range(2) for m in (conv_bn(64, 64, 3, groups=64), conv_bn(64, 64, 1))]
+    model = nn.Sequential(stem, *blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 12))
+    g = trace(model.eval(), (1, 1, 49, 10))
+    pol = Policy.uniform(g, 8)
+    return convert(random_qparams(g, pol, seed=1), g, pol)
+
+
+def test_kernel_text_of_a_kws_shaped_build_is_below_the_every_path_build(tmp_path) -> None:
+    """The bench's Cortex-M4 image of a KWS-shaped model compiles the kernel paths its layers
+    take (mm_paths.h): its kernel .text (mcu_cost.kernel_text) is below that of the same image
+    with every path (the library without a model), and it has no kernel function that the
+    every-path image lacks."""
+    import numpy as np
+
+    require_tool("arm-none-eabi-gcc", "arm-none-eabi-nm")
+    mc = bench()
+    im = kws_shaped_model()
+    image = np.random.default_rng(0).integers(0, 256, im.input_shape, dtype=np.uint8)
+    flags = "-mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -O2".split()
+    elfs = {e: mc.micromix_elf(im, image, tmp_path / str(e), flags, every_path=e)
+            for e in (False, True)}  # fmt: skip
+
+    def kernels(elf) -> set[str]:
+        out = mc.run(["arm-none-eabi-nm", str(elf)], elf.parent)
+        return {p[2].split(".")[0] for p in map(str.split, out.splitlines())
+                if len(p) == 3 and p[1] in "tT" and p[2].startswith("mm_")}  # fmt: skip
+
+    assert mc.kernel_text(elfs[False]) < mc.kernel_text(elfs[True])
+    assert kernels(elfs[False]) < kernels(elfs[True])

@@ -445,6 +445,37 @@ def emit(site: CallSite) -> str:
     return struct_call(site.kernel, before, dims, quant_of(iop, arr), ("s",))
 
 
+# The paths of the conv kernels that an export compiles only where one of its layers takes
+# them (mm_paths.h: MM_USE_<path>); `c_rules` gives a call's.
+C_PATHS = (
+    "CONV8X2", "CONV8P", "CONV8", "CONV_ANY",
+    "DW_3X3_8U", "DW_8U", "DW_4U", "DW_2U", "DW_ANY", "DW_CHANNEL",
+    "PW8_ONE", "PW8_FAST", "PW8_ANY", "PW8_WIDE",
+)  # fmt: skip
+
+
+def c_rules(site: CallSite) -> tuple[str, ...]:
+    """The kernel paths this call takes: the kernel's own rules (mm_kernels.h MM_CONV_PATH,
+    MM_DW_GROUP, MM_DW_TAIL, MM_PW8_PATH) on the numbers the call passes, for the export's
+    preprocessor to evaluate. The only fact not in the call's structs is whether every shift
+    is above 32, the loop that mm_pointwise8 runs over the shift array."""
+    iop = site.iop
+    c_in, _, _, _, out_h, out_w, kh, kw, *_, groups = tiled(kernel_dims(iop.op), site.tile)
+    ib, is_ = iop.in_bits[0], int(iop.in_signed[0])
+    row = kh * kw * (c_in // groups)
+    if site.kernel == "mm_conv":
+        return (f"MM_CONV_PATH({ib}, {iop.w_bits}, {groups}, {c_in}, {row})",)
+    if site.kernel == "mm_depthwise":
+        return (f"MM_DW_GROUP({is_}, {ib}, {kh}, {kw}, {c_in})",
+                f"MM_DW_TAIL({c_in}, {kh}, {kw})")  # fmt: skip
+    if site.kernel in ("mm_pointwise8", "mm_pointwise8_widen"):
+        above32 = int(bool((np.asarray(iop.arrays["shift"]) > 32).all()))
+        pw8 = (f"MM_PW8_PATH({is_}, {row}, {iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32}, "
+               f"{out_h * out_w})")  # fmt: skip
+        return (pw8, "MM_P_PW8_WIDE") if site.kernel == "mm_pointwise8_widen" else (pw8,)
+    return ()
+
+
 def interleave4(rows: np.ndarray, head: int) -> np.ndarray:
     """Rows (one per output channel, bytes) in blocks of four: the first `head` bytes (a
     multiple of 4) of the block's rows as 4-byte words, word after word and row after row within
@@ -565,6 +596,8 @@ def weighted_def(kind: str, describe: str, trace_fn, **match) -> OpDef:
         check=kernel_dims,
         weight_layout=weight_layout,
         in_place=in_place,
+        c_paths=C_PATHS,
+        c_rules=c_rules,
         **match,
     )
 

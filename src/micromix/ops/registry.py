@@ -60,6 +60,10 @@ def _takes_all(fz: Any, node: Any) -> bool:
     return True
 
 
+def _no_paths(site: CallSite) -> tuple[str, ...]:
+    return ()
+
+
 @dataclass(frozen=True)
 class OpDef:
     """One op kind, end to end. The hooks, in pipeline order:
@@ -84,7 +88,10 @@ class OpDef:
       N x H x W x C), `real(op, ins, xs)` its real-valued output on integer inputs (synthetic
       parameters for tests and benchmarks);
     - C: `emit(site)` the statement(s) that run it, `c_source` the kernel's C (None when it
-      lives in the shipped templates), `c_decl` its prototypes;
+      lives in the shipped templates), `c_decl` its prototypes; `c_paths` the kernel paths
+      its kernels compile only where a model takes them (MM_USE_<path> of mm_paths.h) and
+      `c_rules(site)` the paths one call takes, as C constant expressions (the kernels' own
+      rules, mm_kernels.h, on the call's numbers) that the export's preprocessor evaluates;
     - `describe`: how the tracer's list of supported operations names it.
     """
 
@@ -111,6 +118,8 @@ class OpDef:
     qat: Callable[[Any, Op, dict], Any] | None = None
     c_source: str | None = None
     c_decl: str = ""
+    c_paths: tuple[str, ...] = ()
+    c_rules: Callable[[CallSite], tuple[str, ...]] = _no_paths
 
 
 _REGISTRY: dict[str, OpDef] = {}

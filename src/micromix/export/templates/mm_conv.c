@@ -19,6 +19,7 @@ static inline int32_t mm_slot(int32_t e, int32_t nblk, int lp)
     return (e & ((1 << lp) - 1)) * (nblk >> lp) + (e >> lp);
 }
 
+#if MM_USE_CONV_ANY
 static int32_t mm_dot(const int16_t *x, const uint8_t *w, int32_t n, int wbits)
 {
     return wbits == 8 ? mm_dot8(x, w, n) : wbits == 4 ? mm_dot4(x, w, n) : mm_dot2(x, w, n);
@@ -89,6 +90,7 @@ static void mm_gather(int16_t *buf, const uint8_t *in, int in_h, int in_w, int i
     for (int k = 0; k < cn; k++)
         buf[mm_slot(e0 + k, nblk, lp)] = (int16_t)mm_get(px, c0 + k, ib, is);
 }
+#endif
 
 #if defined(__ARM_FEATURE_DSP)
 /* Unaligned 32-bit loads are single LDRs on every core with the DSP extension. */
@@ -297,6 +299,7 @@ static inline void mm_pw8_2x2(const uint8_t *xa, const uint8_t *xb, const int8_t
 }
 #endif
 
+#if MM_USE_PW8_WIDE
 /* Widens n packed 4- or 2-bit values (from a byte boundary) to one byte each, sign-extended
  * into int8 when signed: the operand bytes mm_pw8x4 reads. */
 static void mm_widen(uint8_t *d, const uint8_t *p, int32_t n, int bits, int is)
@@ -320,6 +323,7 @@ static void mm_widen(uint8_t *d, const uint8_t *p, int32_t n, int bits, int is)
     for (int32_t k = 0; e < n; e++, k++)
         d[e] = (uint8_t)mm_get(p, k, bits, is);
 }
+#endif
 
 /* One mm_pointwise8 pass: `npix` = out_h x out_w pixels of `row` contiguous input bytes,
  * in_step bytes apart within a row of pixels and in_row_step between rows, each against out_c
@@ -336,6 +340,7 @@ typedef struct {
     int out_c, out_h, out_w;
 } mm_pw8_job;
 
+#if MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE
 /* One pixel (the last of an odd count, or a linear's only one). */
 static MM_NOINLINE void mm_pw8_one(const mm_pw8_job *j, const uint8_t *x, uint8_t *out)
 {
@@ -364,7 +369,9 @@ static MM_NOINLINE void mm_pw8_one(const mm_pw8_job *j, const uint8_t *x, uint8_
                              qmax));
     mm_flush(&wr);
 }
+#endif
 
+#if MM_USE_PW8_ANY
 /* mm_pw8_2x2 out of line, for the rare layers of mm_pw8_two_w. */
 static MM_NOINLINE void mm_pw8_2x2_call(const uint8_t *xa, const uint8_t *xb, const int8_t *w,
                                         const int8_t *wt, int32_t n, int is, int32_t *out)
@@ -409,6 +416,7 @@ static void mm_pw8_two_w(const mm_pw8_job *j, const uint8_t *xa, const uint8_t *
     mm_flush(&wa);
     mm_flush(&wb);
 }
+#endif
 
 static inline void mm_st32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 
@@ -545,6 +553,9 @@ static MM_INLINE void mm_pw8_two_u(const mm_pw8_job *j, const mm_pw8_rq *rq, con
     }
 }
 
+/* mm_pointwise8 and its pixels are compiled where the model runs it (a call without it fails
+ * to link). */
+#if MM_USE_PW8_FAST || MM_USE_PW8_ANY
 /* The pixels of a job in pairs (raster order, across rows of pixels), an odd last one alone;
  * fast (with `is`, constants at each use): mm_pw8_two_u, else mm_pw8_two_w. Pixel b's first
  * outputs are written before pixel a's input is read to the end (each block of rows reads it
@@ -567,29 +578,45 @@ static MM_INLINE void mm_pw8_pixels(const mm_pw8_job *j, const int fast, const i
         xb = xr + (int32_t)ox * step;
         if (++ox == out_w)
             ox = 0, xr += row_step;
+#if MM_USE_PW8_WIDE /* j->wide is set by mm_pointwise8_widen only */
         if (j->wide) {
             mm_widen(j->wide, xa, row, q->in_bits, q->in_signed);
             mm_widen(j->wide + row, xb, row, q->in_bits, q->in_signed);
             xa = j->wide;
             xb = j->wide + row;
         }
+#endif
+#if MM_USE_PW8_FAST
         if (fast)
             mm_pw8_two_u(j, &rq, xa, xb, out, out + out_pix, is);
-        else
+#endif
+#if MM_USE_PW8_ANY
+        if (!fast)
             mm_pw8_two_w(j, xa, xb, out, out + out_pix);
+#endif
     }
+    (void)rq, (void)is, (void)row;
     if (npix & 1) {
         const uint8_t *x = xr + (int32_t)ox * step;
+#if MM_USE_PW8_WIDE
         if (j->wide) {
             mm_widen(j->wide, x, row, q->in_bits, q->in_signed);
             x = j->wide;
         }
+#endif
         mm_pw8_one(j, x, out);
     }
 }
 
+#if MM_USE_PW8_FAST
 static MM_NOINLINE void mm_pw8_fast(const mm_pw8_job *j) { mm_pw8_pixels(j, 1, 0); }
+#endif
+#if MM_USE_PW8_ANY
 static MM_NOINLINE void mm_pw8_any(const mm_pw8_job *j) { mm_pw8_pixels(j, 0, 0); }
+#endif
+#endif
+
+#if MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE
 
 /* The fast pixels where the inputs are unsigned, the outputs unsigned over their whole range,
  * every shift above 32 (checked once per call) and the rows whole words, else mm_pw8_any
@@ -597,10 +624,34 @@ static MM_NOINLINE void mm_pw8_any(const mm_pw8_job *j) { mm_pw8_pixels(j, 0, 0)
 static void mm_pw8_run(const mm_pw8_job *j)
 {
     const mm_quant_params *q = j->q;
-    if (!q->in_signed && (j->row & 3) == 0 && mm_pw_fast(q, j->out_c))
+    switch (MM_PW8_PATH(q->in_signed, j->row, q->qmin, q->qmax, q->out_bits,
+                        mm_shifts_above32(q, j->out_c), (int32_t)j->out_h * j->out_w)) {
+#if MM_USE_PW8_ONE
+    case MM_P_PW8_ONE: { /* one output pixel (a linear): none of the pair code */
+        const uint8_t *x = j->in;
+#if MM_USE_PW8_WIDE
+        if (j->wide) {
+            mm_widen(j->wide, x, j->row, q->in_bits, q->in_signed);
+            x = j->wide;
+        }
+#endif
+        mm_pw8_one(j, x, j->out);
+        return;
+    }
+#endif
+#if MM_USE_PW8_FAST
+    case MM_P_PW8_FAST:
         mm_pw8_fast(j);
-    else
+        return;
+#endif
+#if MM_USE_PW8_ANY
+    case MM_P_PW8_ANY:
         mm_pw8_any(j);
+        return;
+#endif
+    default:
+        MM_PATH_OFF();
+    }
 }
 
 void mm_pointwise8(MM_CONV_ARGS)
@@ -621,7 +672,9 @@ void mm_pointwise8(MM_CONV_ARGS)
         mm_pw8_run(&j);
     }
 }
+#endif
 
+#if MM_USE_PW8_WIDE
 void mm_pointwise8_widen(MM_CONV_ARGS)
 {
     const int32_t in_pix = mm_bytes(d->in_c, q->in_bits);
@@ -631,6 +684,7 @@ void mm_pointwise8_widen(MM_CONV_ARGS)
     MM_ASSERT(MM_IS_PW8W(d, q));
     mm_pw8_run(&j);
 }
+#endif
 
 /* Geometry and formats of one conv call, to keep the helper signatures short. */
 typedef struct {
@@ -641,6 +695,7 @@ typedef struct {
     int32_t row, row_bytes, qmin, qmax;
 } mm_conv_ctx;
 
+#if MM_USE_CONV_ANY
 /* Output channels accumulated per pass over the patch chunks (stack int32). */
 #define MM_CONV_CB 64
 
@@ -707,6 +762,7 @@ static void mm_conv_chunked(const mm_conv_ctx *k, int16_t *buf, mm_writer *wr, i
         }
     }
 }
+#endif
 
 /* ---- 8-bit inputs and weights (mm_conv's W8/A8 path) ---------------------------------------
  *
@@ -903,6 +959,7 @@ static inline void mm_conv8_cols(const mm_conv_ctx *k, int ix0, int *kx0, int *k
     *kx1 = ix0 + k->kw > k->in_w ? (k->in_w - ix0 > *kx0 ? k->in_w - ix0 : *kx0) : k->kw;
 }
 
+#if MM_USE_CONV8P
 /* One pixel's patch as bytes (HWC order, the zero padding as 0 bytes: 0 in either format). */
 static void mm_gather8b(uint8_t *d, const mm_conv_ctx *k, int iy0, int ix0)
 {
@@ -933,7 +990,9 @@ static void mm_gather8b(uint8_t *d, const mm_conv_ctx *k, int iy0, int ix0)
             d[e] = 0;
     }
 }
+#endif
 
+#if MM_USE_CONV8
 /* Four (or the last 1-3) output channels of one pixel: the in-image taps, kernel row by row. */
 static MM_NOINLINE void mm_conv8_block(const mm_conv_ctx *k, const int8_t *w, int nb, int iy0,
                                        int ix0, int32_t *acc)
@@ -982,6 +1041,7 @@ static void mm_conv8(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *out, 
             out = wr.p;
         }
 }
+#endif
 
 /* Requantizes the four channels co .. co + 3 of np pixels in place (acc[0..3] pixel 0's,
  * acc[4..7] pixel 1's): each channel's parameters are read once for both pixels, before any
@@ -998,6 +1058,7 @@ static inline void mm_conv8_rq(const mm_conv_ctx *k, int co, int np, int32_t *ac
     }
 }
 
+#if MM_USE_CONV8X2 || MM_USE_CONV8P
 /* The tail bytes of a channel block's rows for np pixels (the patch path: row % 4 bytes, at
  * most 3), each input byte loaded once for the four channels. On DSP cores, the word that ends
  * with each run of tail bytes (inputs or weights: head >= 4 bytes precede it in the patch and
@@ -1094,7 +1155,9 @@ static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, const mm_c8src *s, u
     mm_flush(&w0);
     mm_flush(&w1);
 }
+#endif
 
+#if MM_USE_CONV8X2
 /* The pair kernel over the whole output, straight from the input (in_c % 4 == 0). It writes
  * pixel ox + 1's bytes of a channel block before it reads pixel ox's window again for the next
  * block: run over its own input, it needs the schedule to keep one more output pixel's window
@@ -1132,7 +1195,9 @@ static void mm_conv8x2(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *out
         }
     }
 }
+#endif
 
+#if MM_USE_CONV8P
 /* The pair kernel on patches (in_c % 4 != 0, rows of at most MM_PATCH bytes: stems on 1 or 3
  * channels): each pixel's patch is gathered as bytes into the scratch, two pixels side by
  * side (2 row bytes: what the memory model counts for the int16 patch), then met by the first
@@ -1164,7 +1229,10 @@ static void mm_conv8p(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *buf,
             ox += np;
         }
 }
+#endif
 
+/* Compiled where a layer of the model runs it (a call without it fails to link). */
+#if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_CONV8 || MM_USE_CONV_ANY
 void mm_conv(MM_CONV_ARGS)
 {
     mm_conv_ctx k;
@@ -1199,19 +1267,33 @@ void mm_conv(MM_CONV_ARGS)
     k.qmin = qmin;
     k.qmax = qmax;
     /* W8/A8: two pixels at a time, from the input (in_c % 4 == 0) or from byte patches; long
-     * rows of other in_c one pixel at a time. */
-    if (k.ib == 8 && k.wb == 8 && groups == 1 && k.in_c % 4 == 0) {
+     * rows of other in_c one pixel at a time (MM_CONV_PATH); each path only where the model
+     * has a layer that takes it (mm_paths.h). */
+    switch (MM_CONV_PATH(k.ib, k.wb, groups, k.in_c, k.row)) {
+#if MM_USE_CONV8X2
+    case MM_P_CONV8X2:
         mm_conv8x2(&k, d, out, ob);
         return;
-    }
-    if (k.ib == 8 && k.wb == 8 && groups == 1 && k.row <= MM_PATCH) {
+#endif
+#if MM_USE_CONV8P
+    case MM_P_CONV8P:
         mm_conv8p(&k, d, (uint8_t *)scratch, out, ob);
         return;
-    }
-    if (k.ib == 8 && k.wb == 8 && groups == 1 && k.in_c > 4) {
+#endif
+#if MM_USE_CONV8
+    case MM_P_CONV8:
         mm_conv8(&k, d, out, ob);
         return;
+#endif
+#if MM_USE_CONV_ANY
+    case MM_P_CONV_ANY:
+        break;
+#endif
+    default:
+        MM_PATH_OFF();
+        return;
     }
+#if MM_USE_CONV_ANY
     for (int oy = 0; oy < out_h; oy++) {
         for (int ox = 0; ox < out_w; ox++) {
             mm_writer wr = {out + ((int32_t)oy * out_w + ox) * out_pix, 0, 0, ob};
@@ -1237,4 +1319,10 @@ void mm_conv(MM_CONV_ARGS)
             mm_flush(&wr);
         }
     }
+#else
+    (void)buf, (void)in_h, (void)in_w, (void)kh, (void)kw, (void)out_h, (void)out_w, (void)sh;
+    (void)sw, (void)ph, (void)pw, (void)bias, (void)mult, (void)shift, (void)qmin, (void)qmax;
+    (void)out_pix;
+#endif
 }
+#endif

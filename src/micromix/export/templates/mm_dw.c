@@ -306,7 +306,7 @@ static MM_INLINE void mm_dw_group(const mm_dwl *L, const uint8_t *in, uint8_t *o
     }
 }
 
-#if defined(__ARM_FEATURE_DSP)
+#if defined(__ARM_FEATURE_DSP) && MM_USE_DW_3X3_8U
 /* One kernel row's taps TAPS (MM_DW_9T's) into a0 .. a3: the row's inputs at r, its weight
  * pairs at k. */
 #define MM_DW_ROW_8U(TAPS, R_, IP_, K_)                                                           \
@@ -318,8 +318,8 @@ static MM_INLINE void mm_dw_group(const mm_dwl *L, const uint8_t *in, uint8_t *o
     } while (0)
 
 /* Output pixels ox0 .. ox1 - 1 of row oy whose 3x3 windows cross the border (8-bit unsigned
- * inputs, in_w >= 3: no window is clipped on both sides): the valid kernel rows, each all
- * three taps, the last two (left border) or the first two (right border) in one asm block. */
+ * inputs): the valid kernel rows, each row's taps inside the image (kx0 .. kx1 - 1, any
+ * padding) in one asm block, read from the row's first column inside. */
 static MM_NOINLINE void mm_dw_edge_3x3_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out,
                                           const uint32_t *wp, const mm_dwq *q, int oy, int ox0,
                                           int ox1)
@@ -330,82 +330,218 @@ static MM_NOINLINE void mm_dw_edge_3x3_8u(const mm_dwl *L, const uint8_t *in, ui
     out += ((int32_t)oy * L->out_w + ox0) * L->out_pix;
     for (int ox = ox0; ox < ox1; ox++, out += L->out_pix) {
         const int ix0 = ox * L->sw - L->pw;
-        const int left = ix0 < 0, right = ix0 + 3 > L->in_w;
-        const uint8_t *r = in + (int32_t)(iy0 + ky0) * rs + (int32_t)ix0 * ip;
-        const uint32_t *k = wp + 6 * ky0;
+        const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = L->in_w - ix0 < 3 ? L->in_w - ix0 : 3;
+        const int taps = kx0 < kx1 && ky0 < ky1 ? 4 * kx0 + kx1 : 0; /* the columns inside */
         int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        for (int ky = ky0; ky < ky1; ky++, r += rs, k += 6) {
-            if (left)
-                MM_DW_ROW_8U(MM_DW_9T("[%[r], %[ip]]", 1) MM_DW_9T("[%[r], %[ip], lsl #1]", 2), r,
-                             ip, k);
-            else if (right)
-                MM_DW_ROW_8U(MM_DW_9T("[%[r]]", 0) MM_DW_9T("[%[r], %[ip]]", 1), r, ip, k);
-            else
-                MM_DW_ROW_8U(MM_DW_9ROW(0, 1, 2), r, ip, k);
+        if (taps) {
+            const uint8_t *r = in + (int32_t)(iy0 + ky0) * rs + (int32_t)(ix0 + kx0) * ip;
+            const uint32_t *k = wp + 6 * ky0;
+            for (int ky = ky0; ky < ky1; ky++, r += rs, k += 6)
+                switch (taps) {
+                case 3: /* taps 0 .. 2 */
+                    MM_DW_ROW_8U(MM_DW_9ROW(0, 1, 2), r, ip, k);
+                    break;
+                case 7: /* 1 .. 2 */
+                    MM_DW_ROW_8U(MM_DW_9T("[%[r]]", 1) MM_DW_9T("[%[r], %[ip]]", 2), r, ip, k);
+                    break;
+                case 2: /* 0 .. 1 */
+                    MM_DW_ROW_8U(MM_DW_9T("[%[r]]", 0) MM_DW_9T("[%[r], %[ip]]", 1), r, ip, k);
+                    break;
+                case 11: /* 2 */
+                    MM_DW_ROW_8U(MM_DW_9T("[%[r]]", 2), r, ip, k);
+                    break;
+                case 1: /* 0 */
+                    MM_DW_ROW_8U(MM_DW_9T("[%[r]]", 0), r, ip, k);
+                    break;
+                default: /* 1 alone (6) */
+                    MM_DW_ROW_8U(MM_DW_9T("[%[r]]", 1), r, ip, k);
+                }
         }
         MM_DW_PUT(MM_DW_8U);
     }
 }
 
-/* 3x3 windows of 8-bit unsigned inputs (DSP cores), each in one asm block; per output row the
- * windows inside the image run in a loop of their own, the others before and after it. Pixels
- * in raster order, each stored after its window is read. */
-static void mm_dw_3x3_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
-                         const mm_dwq *q)
+/* mm_dw_3x3_8u's weight tables: the pairs moved one column left (zeros in the right column),
+ * as they are, moved one column right; each with a row of zeros before and after it, so that
+ * a table from its second row on is the kernel moved one row up, and from the zeros before
+ * it one row down. */
+#define MM_DW_KT 30
+
+/* The runs of whole 3x3 windows of one output row of mm_dw_3x3_8u: run r has n[r] windows
+ * whose first columns start off[r] bytes into the row and step apart, against the weight
+ * pairs k + MM_DW_KT r. */
+typedef struct {
+    int32_t off[3];
+    int n[3];
+} mm_dw_runs;
+
+/* One row's runs, pixels stored from o on; u8 (a constant): every output 8-bit and clamped to
+ * [0, 255] by the fast rule (the common case: no format or rule test per pixel, the four
+ * bytes stored as one word). */
+static MM_INLINE void mm_dw_runs_8u(const mm_dwl *L, const mm_dwq *q, const uint8_t *row,
+                                    const uint32_t *k, uint8_t *o, const mm_dw_runs *R,
+                                    const int u8)
 {
     const int32_t ip = L->in_pix, rs = L->row, step = L->sw * ip, opx = L->out_pix;
     const int ob = L->ob;
-    for (int oy = 0; oy < L->out_h; oy++) {
-        const int iy0 = oy * L->sh - L->ph;
-        const int inside = iy0 >= 0 && iy0 + 3 <= L->in_h && L->n_in > 0;
-        const int e0 = inside ? L->ox_in : L->out_w, e1 = inside ? e0 + L->n_in : e0;
-        mm_dw_edge_3x3_8u(L, in, out, wp, q, oy, 0, e0);
-        uint8_t *o = out + ((int32_t)oy * L->out_w + e0) * opx;
-        const uint8_t *c = in + (int32_t)iy0 * rs + (int32_t)(e0 * L->sw - L->pw) * ip;
-        for (int n = e1 - e0; n > 0; n--, c += step) {
+    for (int r = 0; r < 3; r++) {
+        const uint32_t *const kr = k + MM_DW_KT * r;
+        const uint8_t *c = row + R->off[r];
+        for (int n = R->n[r]; n > 0; n--, c += step, o += opx) {
             int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-            MM_DW_WIN3X3_8U(c, ip, rs, wp);
-            {
+            MM_DW_WIN3X3_8U(c, ip, rs, kr);
+            if (u8) {
+                uint32_t v;
+                MM_DW_REQ4U8();
+                v = (uint32_t)a0 | (uint32_t)a1 << 8 | (uint32_t)a2 << 16 | (uint32_t)a3 << 24;
+                memcpy(o, &v, 4);
+            } else {
                 uint8_t *const out = o; /* MM_DW_PUT stores at out */
                 MM_DW_PUT(MM_DW_8U);
             }
-            o += opx;
         }
-        mm_dw_edge_3x3_8u(L, in, out, wp, q, oy, e1, L->out_w);
+    }
+}
+
+/* 3x3 windows of 8-bit unsigned inputs (DSP cores), each in one asm block. Each output row runs
+ * three runs of windows (mm_dw_runs_8u): a first pixel whose window has one column outside on
+ * the left (ix0 == -1), the windows inside, and a last pixel with one column outside on the
+ * right (ix0 == in_w - 2). Windows with one column or row outside read the three columns and
+ * rows inside the image, against the weights moved over by one (MM_DW_KT tables). Other
+ * border windows (padding above 1, images narrower than 3) go through mm_dw_edge_3x3_8u.
+ * Pixels in raster order, each stored after its window is read. */
+static void mm_dw_3x3_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
+                         const mm_dwq *q)
+{
+    const int e0 = L->ox_in, e1 = e0 + L->n_in, out_w = L->out_w, in_h = L->in_h;
+    /* one pixel on each side as a whole window (its first column: 0, in_w - 3) */
+    const int left = e0 == 1 && L->pw == 1;
+    const int right = e1 == out_w - 1 && e1 * L->sw - L->pw == L->in_w - 2;
+    const mm_dw_runs R = {{0, (int32_t)(e0 * L->sw - L->pw) * L->in_pix,
+                           (int32_t)(L->in_w - 3) * L->in_pix},
+                          {left, L->n_in, right}};
+    const int u8 = q->fast == 2 && L->ob == 8;
+    uint32_t k[3 * MM_DW_KT];
+    uint32_t *const kl = k + 6, *const kc = k + MM_DW_KT + 6, *const kr = k + 2 * MM_DW_KT + 6;
+    for (int t = 0; t < 6; t++)
+        k[t] = k[24 + t] = k[30 + t] = k[54 + t] = k[60 + t] = k[84 + t] = 0;
+    for (int t = 0; t < 18; t++)
+        kc[t] = wp[t];
+    for (int t = 0; t < 18; t += 6)
+        for (int h = 0; h < 2; h++) {
+            kl[t + h] = wp[t + 2 + h];
+            kl[t + 2 + h] = wp[t + 4 + h];
+            kl[t + 4 + h] = 0;
+            kr[t + h] = 0;
+            kr[t + 2 + h] = wp[t + h];
+            kr[t + 4 + h] = wp[t + 2 + h];
+        }
+    for (int oy = 0; oy < L->out_h; oy++) {
+        const int iy0 = oy * L->sh - L->ph;
+        /* the first of the three input rows read, and the kernel row it meets */
+        const int top = iy0 == -1 && in_h >= 3, bottom = iy0 == in_h - 2 && in_h >= 3 && iy0 > 0;
+        if ((iy0 < 0 || iy0 + 3 > in_h) && !top && !bottom) {
+            mm_dw_edge_3x3_8u(L, in, out, kc, q, oy, 0, out_w);
+            continue;
+        }
+        if (L->n_in == 0) {
+            mm_dw_edge_3x3_8u(L, in, out, kc, q, oy, 0, out_w);
+            continue;
+        }
+        if (!left)
+            mm_dw_edge_3x3_8u(L, in, out, kc, q, oy, 0, e0);
+        const uint8_t *const row = in + (int32_t)(top ? 0 : bottom ? in_h - 3 : iy0) * L->row;
+        const uint32_t *const kt = kl + (top ? 6 : bottom ? -6 : 0);
+        uint8_t *const o = out + ((int32_t)oy * out_w + e0 - left) * L->out_pix;
+        if (u8)
+            mm_dw_runs_8u(L, q, row, kt, o, &R, 1);
+        else
+            mm_dw_runs_8u(L, q, row, kt, o, &R, 0);
+        if (!right)
+            mm_dw_edge_3x3_8u(L, in, out, kc, q, oy, e1, out_w);
     }
 }
 #endif
 
-static void mm_dw_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
-                     const mm_dwq *q)
+/* The group functions, one per path of MM_DW_GROUP, each compiled where the model takes it
+ * (mm_paths.h); out of line, as the group loop calls them. On cores without the DSP
+ * extension the 3x3 windows of 8-bit unsigned inputs take the 8-bit unsigned group code. */
+#if MM_USE_DW_8U || (MM_USE_DW_3X3_8U && !defined(__ARM_FEATURE_DSP))
+static MM_NOINLINE void mm_dw_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out,
+                                 const uint32_t *wp, const mm_dwq *q)
 {
-#if defined(__ARM_FEATURE_DSP)
-    if (L->kh == 3 && L->kw == 3 && L->in_w >= 3) {
-        mm_dw_3x3_8u(L, in, out, wp, q);
-        return;
-    }
-#endif
     mm_dw_group(L, in, out, wp, q, MM_DW_8U);
 }
+#endif
 
-static void mm_dw_4u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
-                     const mm_dwq *q)
+#if MM_USE_DW_4U
+static MM_NOINLINE void mm_dw_4u(const mm_dwl *L, const uint8_t *in, uint8_t *out,
+                                 const uint32_t *wp, const mm_dwq *q)
 {
     mm_dw_group(L, in, out, wp, q, MM_DW_4U);
 }
+#endif
 
-static void mm_dw_2u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
-                     const mm_dwq *q)
+#if MM_USE_DW_2U
+static MM_NOINLINE void mm_dw_2u(const mm_dwl *L, const uint8_t *in, uint8_t *out,
+                                 const uint32_t *wp, const mm_dwq *q)
 {
     mm_dw_group(L, in, out, wp, q, MM_DW_2U);
 }
+#endif
 
-static void mm_dw_any(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
-                      const mm_dwq *q)
+#if MM_USE_DW_ANY
+static MM_NOINLINE void mm_dw_any(const mm_dwl *L, const uint8_t *in, uint8_t *out,
+                                  const uint32_t *wp, const mm_dwq *q)
 {
     mm_dw_group(L, in, out, wp, q, MM_DW_ANY);
 }
+#endif
 
+/* mm_depthwise is compiled where a layer of the model runs it (a call without it fails to
+ * link). */
+#if MM_USE_DW_3X3_8U || MM_USE_DW_8U || MM_USE_DW_4U || MM_USE_DW_2U || MM_USE_DW_ANY ||          \
+    MM_USE_DW_CHANNEL
+/* One group of four channels on the path MM_DW_GROUP gives the layer. */
+static void mm_dw_path(int path, const mm_dwl *L, const uint8_t *in, uint8_t *out,
+                       const uint32_t *wp, const mm_dwq *q)
+{
+    switch (path) {
+#if MM_USE_DW_3X3_8U
+    case MM_P_DW_3X3_8U:
+#if defined(__ARM_FEATURE_DSP)
+        mm_dw_3x3_8u(L, in, out, wp, q);
+#else
+        mm_dw_8u(L, in, out, wp, q);
+#endif
+        return;
+#endif
+#if MM_USE_DW_8U
+    case MM_P_DW_8U:
+        mm_dw_8u(L, in, out, wp, q);
+        return;
+#endif
+#if MM_USE_DW_4U
+    case MM_P_DW_4U:
+        mm_dw_4u(L, in, out, wp, q);
+        return;
+#endif
+#if MM_USE_DW_2U
+    case MM_P_DW_2U:
+        mm_dw_2u(L, in, out, wp, q);
+        return;
+#endif
+#if MM_USE_DW_ANY
+    case MM_P_DW_ANY:
+        mm_dw_any(L, in, out, wp, q);
+        return;
+#endif
+    default:
+        MM_PATH_OFF();
+    }
+}
+
+#if MM_USE_DW_CHANNEL
 /* One channel over the whole output (the few leftover channels, or kernels larger than
  * MM_DW_TAPS); sub-byte results are OR-ed into the zeroed output. */
 static void mm_dw_channel(const uint8_t *in, uint8_t *out, const uint8_t *w, int32_t b,
@@ -438,8 +574,7 @@ static void mm_dw_channel(const uint8_t *in, uint8_t *out, const uint8_t *w, int
     }
 }
 
-typedef void (*mm_dw_fn)(const mm_dwl *, const uint8_t *, uint8_t *, const uint32_t *,
-                         const mm_dwq *);
+#endif
 
 void mm_depthwise(MM_CONV_ARGS)
 {
@@ -457,7 +592,7 @@ void mm_depthwise(MM_CONV_ARGS)
     const int ox_in = (pw + sw - 1) / sw, ox_end = in_w >= 3 ? (in_w - 3 + pw) / sw + 1 : 0;
     const mm_dwl L = {in_pix, out_pix, in_pix * in_w, in_h, in_w, out_h, out_w, kh, kw,
                       sh, sw, ph, pw, ib, is, ob, q->bias_shift, qmin, qmax, ox_in, ox_end > ox_in ? (ox_end < out_w ? ox_end : out_w) - ox_in : 0};
-    const mm_dw_fn fn = is ? mm_dw_any : ib == 8 ? mm_dw_8u : ib == 4 ? mm_dw_4u : mm_dw_2u;
+    const int path = MM_DW_GROUP(is, ib, kh, kw, c);
     const int per = 8 / wb, wsh = 8 - wb;
     const uint32_t top = wb == 8 ? 0xFFFFFFFFu : wb == 4 ? 0xF0F0F0F0u : 0xC0C0C0C0u;
     uint32_t wp[2 * MM_DW_TAPS]; /* the group's weights as halfword pairs, tap after tap */
@@ -499,8 +634,11 @@ void mm_depthwise(MM_CONV_ARGS)
         }
         if (rq.fast && qmin == 0 && qmax == 255)
             rq.fast = 2;
-        fn(&L, in + ((ch * ib) >> 3), out + ((ch * ob) >> 3), wp, &rq);
+        mm_dw_path(path, &L, in + ((ch * ib) >> 3), out + ((ch * ob) >> 3), wp, &rq);
     }
+    if (MM_DW_TAIL(c, kh, kw) == MM_P_NONE)
+        return;
+#if MM_USE_DW_CHANNEL
     if (ob != 8 && grouped < c) /* the single-channel tail ORs its bits in */
         for (int32_t p = 0; p < (int32_t)out_h * out_w; p++)
             memset(out + p * out_pix + ((grouped * ob) >> 3), 0,
@@ -508,4 +646,8 @@ void mm_depthwise(MM_CONV_ARGS)
     for (; ch < c; ch++)
         mm_dw_channel(in, out, w, q->bias[ch], q->mult[ch], q->shift[ch], ch, in_pix, out_pix, in_h, in_w,
                       out_h, out_w, kh, kw, sh, sw, ph, pw, q);
+#else
+    MM_PATH_OFF();
+#endif
 }
+#endif

@@ -19,6 +19,51 @@
  * ops.common.KERNEL_CONSTANTS, the one definition the memory model also reads. */
 #include "mm_config.h"
 
+/* Kernel paths compiled per model. Where a kernel has several paths, the rules below (one
+ * macro each, over a layer's numbers) give the path a layer takes (MM_P_<path>, MM_P_NONE for
+ * none); the kernel applies the same rule at run time. mm_paths.h, written by the export, sets
+ * MM_USE_<path> to 1 where one of the model's layers takes that path (the rule on that layer's
+ * numbers, evaluated by the preprocessor) and to 0 elsewhere, and the kernel files compile the
+ * paths whose flag is 1; micromix_model.c checks at compile time that every call's paths are
+ * there (MM_PATH_ON). A layer that reaches a path compiled out anyway stops at MM_PATH_OFF: it
+ * never runs a slower path instead. The library without a model sets every flag. */
+#define MM_CONV_PATH(ib, wb, groups, in_c, row)                                                  \
+    ((ib) == 8 && (wb) == 8 && (groups) == 1                                                      \
+         ? ((in_c) % 4 == 0      ? MM_P_CONV8X2                                                  \
+            : (row) <= MM_PATCH ? MM_P_CONV8P                                                    \
+            : (in_c) > 4        ? MM_P_CONV8                                                     \
+                                : MM_P_CONV_ANY)                                                 \
+         : MM_P_CONV_ANY)
+/* mm_depthwise's group-of-four function (kernels of up to MM_DW_TAPS taps on at least four
+ * channels), by input format and kernel size; and its single-channel path (the c % 4 leftover
+ * channels, or every channel of a larger kernel). */
+#define MM_DW_GROUP(is, ib, kh, kw, c)                                                            \
+    ((c) < 4 || (kh) * (kw) > MM_DW_TAPS ? MM_P_NONE                                              \
+     : (is)                              ? MM_P_DW_ANY                                            \
+     : (ib) == 8                         ? ((kh) == 3 && (kw) == 3 ? MM_P_DW_3X3_8U : MM_P_DW_8U) \
+     : (ib) == 4                         ? MM_P_DW_4U                                             \
+                                         : MM_P_DW_2U)
+#define MM_DW_TAIL(c, kh, kw)                                                                     \
+    ((c) % 4 != 0 || (kh) * (kw) > MM_DW_TAPS ? MM_P_DW_CHANNEL : MM_P_NONE)
+/* mm_pointwise8: one output pixel (npix, a linear) without the two-pixel code; else the fast
+ * requantization where the inputs are unsigned, the rows whole words and the requantization
+ * MM_PW_FAST (above32: every channel's shift is above 32), else the general one. */
+#define MM_PW_FAST(qmin, qmax, ob, above32) ((qmin) == 0 && (qmax) == (1 << (ob)) - 1 && (above32))
+#define MM_PW8_PATH(is, row, qmin, qmax, ob, above32, npix)                                       \
+    ((npix) < 2                                                          ? MM_P_PW8_ONE           \
+     : !(is) && (row) % 4 == 0 && MM_PW_FAST(qmin, qmax, ob, above32) ? MM_P_PW8_FAST           \
+                                                                       : MM_P_PW8_ANY)
+#include "mm_paths.h"
+#ifdef MM_DEBUG
+#define MM_PATH_OFF() assert(!"a layer takes a kernel path that mm_paths.h compiled out")
+#elif defined(__GNUC__)
+#define MM_PATH_OFF() __builtin_trap()
+#else
+#define MM_PATH_OFF()                                                                             \
+    for (;;)                                                                                      \
+        ;
+#endif
+
 /* The export picks each layer's kernel once (memory.kernel_of) and calls it directly; kernels
  * only check that choice, in debug builds (-DMM_DEBUG: the host self-test). */
 #ifdef MM_DEBUG
@@ -417,14 +462,18 @@ typedef struct {
     uint8_t in2_bits, in2_signed;
 } mm_quant_params;
 
-static inline int mm_pw_fast(const mm_quant_params *q, int n)
+/* Every channel's shift is above 32 (MM_PW_FAST's above32). */
+static inline int mm_shifts_above32(const mm_quant_params *q, int n)
 {
-    if (q->qmin != 0 || q->qmax != (1 << q->out_bits) - 1)
-        return 0;
     for (int c = 0; c < n; c++)
         if (q->shift[c] <= 32)
             return 0;
     return 1;
+}
+
+static inline int mm_pw_fast(const mm_quant_params *q, int n)
+{
+    return MM_PW_FAST(q->qmin, q->qmax, q->out_bits, mm_shifts_above32(q, n));
 }
 
 #define MM_CONV_ARGS                                                                              \
