@@ -735,6 +735,11 @@ typedef struct {
     int rows;
 } mm_c8src;
 
+/* What the pixel walks (mm_conv8x2, mm_conv8p) call for one or two pixels: mm_conv8x2_px
+ * (8-bit weights) or mm_sub8_px (4- and 2-bit). */
+typedef void (*mm_c8px)(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out, int32_t out_pix,
+                        int ob, int out_c, int np);
+
 #if defined(__ARM_FEATURE_DSP)
 /* One step (four input bytes) in one asm block, so that gcc neither hoists the loads of the
  * next step nor spills accumulators (it did both, measured): pixel 1's input at x + step
@@ -1099,7 +1104,8 @@ static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, const mm_c8src *s, u
  * pixel ox + 1's bytes of a channel block before it reads pixel ox's window again for the next
  * block: run over its own input, it needs the schedule to keep one more output pixel's window
  * alive (lag 1). */
-static void mm_conv8x2(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *out, int ob)
+static void mm_conv8x2(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *out, int ob,
+                       mm_c8px px)
 {
     const int out_h = d->out_h, out_w = d->out_w, sh = d->stride_h, sw = d->stride_w;
     const int ph = d->pad_h, pw = d->pad_w, out_c = d->out_c;
@@ -1126,7 +1132,7 @@ static void mm_conv8x2(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *out
             s.x = k->in + ((int32_t)(iy0 + ky0) * k->in_w + ix0 + kx0) * k->in_c;
             s.n = (int32_t)(kx1 - kx0) * k->in_c;
             s.w0 = (int32_t)(ky0 * k->kw + kx0) * k->in_c;
-            mm_conv8x2_px(k, &s, out, out_pix, ob, out_c, np);
+            px(k, &s, out, out_pix, ob, out_c, np);
             out += np * out_pix;
             ox += np;
         }
@@ -1139,7 +1145,7 @@ static void mm_conv8x2(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *out
  * row - row % 4 bytes of each weight row as words and the rest byte by byte. Pixels are
  * written after both patches are gathered: in place, this needs lag 1 too. */
 static void mm_conv8p(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *buf, uint8_t *out,
-                      int ob)
+                      int ob, mm_c8px px)
 {
     const int out_h = d->out_h, out_w = d->out_w, sh = d->stride_h, sw = d->stride_w;
     const int ph = d->pad_h, pw = d->pad_w, out_c = d->out_c;
@@ -1159,10 +1165,373 @@ static void mm_conv8p(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *buf,
             const int np = ox + 1 < out_w ? 2 : 1;
             for (int p = 0; p < np; p++)
                 mm_gather8b(buf + p * k->row, k, oy * sh - ph, (ox + p) * sw - pw);
-            mm_conv8x2_px(k, &s, out, out_pix, ob, out_c, np);
+            px(k, &s, out, out_pix, ob, out_c, np);
             out += np * out_pix;
             ox += np;
         }
+}
+
+/* ---- 4- and 2-bit weights on 8-bit inputs: the sub8 path (mm_conv, mm_pointwise_sub) -----
+ *
+ * Weights channel_packed (ops.conv): a byte holds one element of two (4-bit) or four (2-bit)
+ * channels of a block of four, the top field two's complement, the others offset binary
+ * (w + 8, w + 2). SXTB16 of a weight word, and UXTB16 of the word masked to its low fields,
+ * are halfword weights with no shift, and SMLAD adds these sums (X: the pixel's inputs summed
+ * over the same elements, U = S + 2 X):
+ *   4-bit, channels (c, c + 1): A = 16 S1 + S0 + 8 X (raw), B = S0 + 8 X (& 0x0F0F0F0F);
+ *   2-bit: A = 64 S3 + 16 U2 + 4 U1 + U0 (raw), B = 16 U2 + 4 U1 + U0 (& 0x3F3F3F3F),
+ *          C = 4 U1 + U0 (& 0x0F0F0F0F), D = U0 (& 0x03030303);
+ * so S1 = (A - B) / 16, S0 = B - 8 X; S3 = (A - B) / 64, U2 = (B - C) / 16, U1 = (C - D) / 4,
+ * U0 = D, every division exact. Each weight byte is an int8, so the sums are bounded as
+ * with 8-bit weights (rows of at most MM_SUB8_ROW elements stay in int32). Per word of 8 or 16
+ * weights: one load, at most one AND per sum and two extends, shared by two pixels, where 8-bit
+ * weights take two loads and four extends per 8 weights. */
+
+/* Sum k (0 .. 3) of one pixel's four: the word itself (k = 0) or masked to its low fields. */
+static inline uint32_t mm_s8_mask(int wb, int k)
+{
+    static const uint32_t m4[2] = {0, 0x0F0F0F0Fu};
+    static const uint32_t m2[4] = {0, 0x3F3F3F3Fu, 0x0F0F0F0Fu, 0x03030303u};
+    return wb == 4 ? m4[k & 1] : m2[k];
+}
+
+static inline uint32_t mm_s8_ld(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+#if defined(__ARM_FEATURE_DSP)
+static inline uint32_t mm_usada8(uint32_t a, uint32_t acc) /* acc + the four bytes of a */
+{
+    uint32_t r;
+    __asm__("usada8 %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(0u), "r"(acc));
+    return r;
+}
+
+/* A sum from the weight word v (the raw word, or masked by M) against the input pairs. */
+#define MM_S8_RAW(A, XE, XO)                                                                      \
+    "sxtb16 %[e], %[v]\n\t"                                                                       \
+    "sxtb16 %[o], %[v], ror #8\n\t"                                                               \
+    "smlad %[" A "], %[e], %[" XE "], %[" A "]\n\t"                                               \
+    "smlad %[" A "], %[o], %[" XO "], %[" A "]\n\t"
+#define MM_S8_MASK(M, A, XE, XO)                                                                  \
+    "and %[o], %[v], #" M "\n\t"                                                                  \
+    "uxtb16 %[e], %[o]\n\t"                                                                       \
+    "uxtb16 %[o], %[o], ror #8\n\t"                                                               \
+    "smlad %[" A "], %[e], %[" XE "], %[" A "]\n\t"                                               \
+    "smlad %[" A "], %[o], %[" XO "], %[" A "]\n\t"
+/* Both pixels' sums from one decode: pixel a's pairs in pe, po, pixel b's in re, ro. */
+#define MM_S8_RAW2(A, B)                                                                          \
+    "sxtb16 %[e], %[v]\n\t"                                                                       \
+    "sxtb16 %[o], %[v], ror #8\n\t"                                                               \
+    "smlad %[" A "], %[e], %[pe], %[" A "]\n\t"                                                   \
+    "smlad %[" A "], %[o], %[po], %[" A "]\n\t"                                                   \
+    "smlad %[" B "], %[e], %[re], %[" B "]\n\t"                                                   \
+    "smlad %[" B "], %[o], %[ro], %[" B "]\n\t"
+#define MM_S8_MASK2(M, A, B)                                                                      \
+    "and %[o], %[v], #" M "\n\t"                                                                  \
+    "uxtb16 %[e], %[o]\n\t"                                                                       \
+    "uxtb16 %[o], %[o], ror #8\n\t"                                                               \
+    "smlad %[" A "], %[e], %[pe], %[" A "]\n\t"                                                   \
+    "smlad %[" A "], %[o], %[po], %[" A "]\n\t"                                                   \
+    "smlad %[" B "], %[e], %[re], %[" B "]\n\t"                                                   \
+    "smlad %[" B "], %[o], %[ro], %[" B "]\n\t"
+
+/* One group of four elements, two pixels (as MM_C8X2X2_ASM: pixel b at x + step, step read
+ * from memory), one weight word at w (w += GS): two sums per pixel, a0 / a1 pixel a's. */
+#define MM_S8_TWO_ASM(XT, GS, SUMS)                                                               \
+    __asm__("ldr %[re], %[st]\n\tldr %[re], [%[x], %[re]]\n\tldr %[pe], [%[x]], #4\n\t"           \
+            "ldr %[v], [%[w]], #" GS "\n\t" XT " %[po], %[pe], ror #8\n\t" XT " %[pe], %[pe]\n\t" \
+            XT " %[ro], %[re], ror #8\n\t" XT " %[re], %[re]\n\t" SUMS                           \
+            : [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0), [b1] "+r"(b1), [x] "+r"(x),            \
+              [w] "+r"(w), [pe] "=&r"(pe_), [po] "=&r"(po_), [re] "=&r"(re_), [ro] "=&r"(ro_),    \
+              [e] "=&r"(e_), [o] "=&r"(o_), [v] "=&r"(v_)                                         \
+            : [st] "m"(step), "m"(*(const uint8_t(*)[4])x), "m"(*(const uint8_t(*)[8])w))
+#define MM_S8_TWO_STEP(XT, pass)                                                                  \
+    do {                                                                                          \
+        uint32_t pe_, po_, re_, ro_, e_, o_, v_;                                                  \
+        if (pass == 0)                                                                            \
+            MM_S8_TWO_ASM(XT, "8", MM_S8_RAW2("a0", "b0") MM_S8_MASK2("0x0F0F0F0F", "a1", "b1"));  \
+        else if (pass == 1)                                                                       \
+            MM_S8_TWO_ASM(XT, "4", MM_S8_RAW2("a0", "b0") MM_S8_MASK2("0x3F3F3F3F", "a1", "b1"));  \
+        else                                                                                      \
+            MM_S8_TWO_ASM(XT, "4", MM_S8_MASK2("0x0F0F0F0F", "a0", "b0")                          \
+                                       MM_S8_MASK2("0x03030303", "a1", "b1"));                    \
+    } while (0)
+
+/* One group, one pixel: all four sums (4-bit: both pairs' words, at w and w + 4). */
+#define MM_S8_ONE_ASM(CODE)                                                                   \
+    __asm__("ldr %[pe], [%[x]], #4\n\t" CODE                                                      \
+            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x),            \
+              [w] "+r"(w), [pe] "=&r"(pe_), [po] "=&r"(po_), [e] "=&r"(e_), [o] "=&r"(o_),        \
+              [v] "=&r"(v_)                                                                       \
+            : "m"(*(const uint8_t(*)[4])x), "m"(*(const uint8_t(*)[8])w))
+#define MM_S8_ONE_STEP(XT, wb)                                                                    \
+    do {                                                                                          \
+        uint32_t pe_, po_, e_, o_, v_;                                                            \
+        if (wb == 4)                                                                              \
+            MM_S8_ONE_ASM("ldr %[v], [%[w]], #8\n\t" XT " %[po], %[pe], ror #8\n\t" XT        \
+                              " %[pe], %[pe]\n\t" MM_S8_RAW("a0", "pe", "po")                     \
+                                  MM_S8_MASK("0x0F0F0F0F", "a1", "pe", "po")                      \
+                              "ldr %[v], [%[w], #-4]\n\t" MM_S8_RAW("a2", "pe", "po")             \
+                                  MM_S8_MASK("0x0F0F0F0F", "a3", "pe", "po"));                    \
+        else                                                                                      \
+            MM_S8_ONE_ASM("ldr %[v], [%[w]], #4\n\t" XT " %[po], %[pe], ror #8\n\t" XT        \
+                              " %[pe], %[pe]\n\t" MM_S8_RAW("a0", "pe", "po")                     \
+                                  MM_S8_MASK("0x3F3F3F3F", "a1", "pe", "po")                      \
+                                      MM_S8_MASK("0x0F0F0F0F", "a2", "pe", "po")                  \
+                                          MM_S8_MASK("0x03030303", "a3", "pe", "po"));            \
+    } while (0)
+
+/* Two pixels over the source's rows: pass 0 (4-bit, one pair's words, 8 bytes a group apart),
+ * 1 (2-bit sums A, B) or 2 (C, D); w at the block's first group of the run, the next row wskip
+ * bytes after this one's last. q: pixel a's two sums, then pixel b's. Eight inputs an iteration,
+ * as mm_rows8x2x2. */
+static MM_INLINE void mm_s8_two(const mm_c8src *s, const uint8_t *w, int32_t wskip,
+                                const int is, const int pass, int32_t *q)
+{
+    int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0;
+    const uint8_t *x = s->x;
+    const int32_t n = s->n, step = s->step, xskip = s->xrow - n;
+    for (int rows = s->rows; rows > 0; rows--, x += xskip, w += wskip) {
+        for (int32_t k = n >> 3; k > 0; k--) {
+            if (is) {
+                MM_S8_TWO_STEP("sxtb16", pass);
+                MM_S8_TWO_STEP("sxtb16", pass);
+            } else {
+                MM_S8_TWO_STEP("uxtb16", pass);
+                MM_S8_TWO_STEP("uxtb16", pass);
+            }
+        }
+        if (n & 4) {
+            if (is)
+                MM_S8_TWO_STEP("sxtb16", pass);
+            else
+                MM_S8_TWO_STEP("uxtb16", pass);
+        }
+    }
+    q[0] = a0;
+    q[1] = a1;
+    q[2] = b0;
+    q[3] = b1;
+}
+
+/* One pixel's four sums over the source's rows. */
+static MM_INLINE void mm_s8_one(const mm_c8src *s, const uint8_t *w, int32_t wskip, const int is,
+                                const int wb, int32_t *q)
+{
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    const uint8_t *x = s->x;
+    const int32_t n = s->n, xskip = s->xrow - n;
+    for (int rows = s->rows; rows > 0; rows--, x += xskip, w += wskip)
+        for (int32_t k = n >> 2; k > 0; k--) {
+            if (is)
+                MM_S8_ONE_STEP("sxtb16", wb);
+            else
+                MM_S8_ONE_STEP("uxtb16", wb);
+        }
+    q[0] = a0;
+    q[1] = a1;
+    q[2] = a2;
+    q[3] = a3;
+}
+#else
+static inline uint32_t mm_usada8(uint32_t a, uint32_t acc)
+{
+    return acc + (a & 255u) + ((a >> 8) & 255u) + ((a >> 16) & 255u) + (a >> 24);
+}
+
+/* Portable: the same sums by the same halfword arithmetic (mm_kernels.h's plain-C SXTB16 and
+ * SMLAD), one pixel at a time. Sum k of a pixel reads the word at w + wo(k) (4-bit: sums 2
+ * and 3 from the second pair's word), groups gs bytes apart. */
+static void mm_s8_pixel(const uint8_t *x, const mm_c8src *s, const uint8_t *w, int32_t wskip,
+                        int is, int wb, int k0, int nk, int32_t *q)
+{
+    const int32_t gs = wb == 4 ? 8 : 4;
+    for (int k = 0; k < nk; k++)
+        q[k] = 0;
+    for (int r = 0; r < s->rows; r++, x += s->xrow, w += (s->n >> 2) * gs + wskip)
+        for (int32_t i = 0; i < s->n; i += 4) {
+            const uint32_t xv = mm_s8_ld(x + i);
+            const uint32_t xe = is ? mm_sxtb16(xv) : mm_uxtb16(xv);
+            const uint32_t xo = is ? mm_sxtb16_8(xv) : mm_uxtb16_8(xv);
+            for (int k = 0; k < nk; k++) {
+                const int kk = k0 + k;
+                const uint32_t raw = mm_s8_ld(w + i / 4 * gs + (wb == 4 ? 4 * (kk >> 1) : 0));
+                const uint32_t m = mm_s8_mask(wb, kk), v = m ? raw & m : raw;
+                q[k] = mm_smlad(mm_sxtb16(v), xe, mm_smlad(mm_sxtb16_8(v), xo, q[k]));
+            }
+        }
+}
+
+static void mm_s8_two(const mm_c8src *s, const uint8_t *w, int32_t wskip, int is, int pass,
+                      int32_t *q)
+{
+    const int wb = pass == 0 ? 4 : 2, k0 = pass == 0 ? 0 : 2 * (pass - 1);
+    mm_s8_pixel(s->x, s, w, wskip, is, wb, k0, 2, q);
+    mm_s8_pixel(s->x + s->step, s, w, wskip, is, wb, k0, 2, q + 2);
+}
+
+static void mm_s8_one(const mm_c8src *s, const uint8_t *w, int32_t wskip, int is, int wb,
+                      int32_t *q)
+{
+    mm_s8_pixel(s->x, s, w, wskip, is, wb, 0, 4, q);
+}
+#endif
+
+/* X: pixel p's inputs summed over the source's rows (n bytes each, a multiple of 4); signed
+ * inputs as their unsigned codes (the sign bit flipped), less 128 each. */
+static int32_t mm_s8_xsum(const mm_c8src *s, int p, int is)
+{
+    const uint8_t *x = s->x + p * s->step;
+    const uint32_t flip = is ? 0x80808080u : 0;
+    uint32_t t = 0;
+    for (int r = 0; r < s->rows; r++, x += s->xrow)
+        for (int32_t i = 0; i < s->n; i += 4)
+            t = mm_usada8(mm_s8_ld(x + i) ^ flip, t);
+    return (int32_t)t - (is ? 128 * s->n * s->rows : 0);
+}
+
+static inline int32_t mm_s8_div(int32_t a, int32_t b, int k) /* (a - b) / 2^k, exact */
+{
+    return (int32_t)((uint32_t)a - (uint32_t)b) >> k;
+}
+
+/* The four channels' dot products from one pixel's sums q (4-bit: A, B of the pair (0, 1),
+ * then of (2, 3); 2-bit: A, B, C, D) and its input sum x; then the tail elements (t bytes of
+ * the form of channel_packed at tb; x8 the inputs) in plain C. */
+static void mm_s8_dots(const int32_t *q, int32_t x, int wb, const uint8_t *x8, const uint8_t *tb,
+                       int32_t t, int is, int32_t *s)
+{
+    if (wb == 4) {
+        s[0] = q[1] - 8 * x;
+        s[1] = mm_s8_div(q[0], q[1], 4);
+        s[2] = q[3] - 8 * x;
+        s[3] = mm_s8_div(q[2], q[3], 4);
+    } else {
+        s[0] = q[3] - 2 * x;
+        s[1] = mm_s8_div(q[2], q[3], 2) - 2 * x;
+        s[2] = mm_s8_div(q[1], q[2], 4) - 2 * x;
+        s[3] = mm_s8_div(q[0], q[1], 6);
+    }
+    for (int32_t i = 0; i < t; i++) {
+        const int32_t v = is ? (int8_t)x8[i] : x8[i], b = tb[i];
+        if (wb == 4) {
+            const int32_t c = tb[t + i];
+            s[0] += v * ((b & 15) - 8);
+            s[1] += v * ((int8_t)b >> 4);
+            s[2] += v * ((c & 15) - 8);
+            s[3] += v * ((int8_t)c >> 4);
+        } else {
+            s[0] += v * ((b & 3) - 2);
+            s[1] += v * (((b >> 2) & 3) - 2);
+            s[2] += v * (((b >> 4) & 3) - 2);
+            s[3] += v * ((int8_t)b >> 6);
+        }
+    }
+}
+
+/* Raw sums of one block of four channels for np pixels (q: four per pixel). */
+static MM_NOINLINE void mm_s8_block(const mm_c8src *s, const uint8_t *w, int32_t wskip, int is,
+                                    int wb, int np, int32_t *q)
+{
+    int32_t h[4];
+    if (np == 1) {
+        if (is)
+            mm_s8_one(s, w, wskip, 1, wb, q);
+        else
+            mm_s8_one(s, w, wskip, 0, wb, q);
+        return;
+    }
+#if defined(__GNUC__)
+#pragma GCC unroll 1
+#endif
+    for (int half = 0; half < 2; half++) { /* 4-bit: pair (0, 1), (2, 3); 2-bit: A B, C D */
+        if (wb == 4 && is)
+            mm_s8_two(s, w + 4 * half, wskip, 1, 0, h);
+        else if (wb == 4)
+            mm_s8_two(s, w + 4 * half, wskip, 0, 0, h);
+        else if (is)
+            half ? mm_s8_two(s, w, wskip, 1, 2, h) : mm_s8_two(s, w, wskip, 1, 1, h);
+        else
+            half ? mm_s8_two(s, w, wskip, 0, 2, h) : mm_s8_two(s, w, wskip, 0, 1, h);
+        q[2 * half] = h[0], q[2 * half + 1] = h[1];
+        q[4 + 2 * half] = h[2], q[5 + 2 * half] = h[3];
+    }
+}
+
+/* One or two pixels (np) of the sub8 path, every output channel, block by block as
+ * mm_conv8x2_px (the same pixel walks call it: mm_conv8x2, mm_conv8p, mm_sub8_pointwise): both
+ * pixels' outputs of a block are written before the next block reads their windows again,
+ * which the kernels' in-place lag of 2 allows. */
+static MM_NOINLINE void mm_sub8_px(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+                                   int32_t out_pix, int ob, int out_c, int np)
+{
+    const int wb = k->wb, is = k->is, bpe = wb / 2; /* block bytes per element */
+    const int32_t blk = 4 * k->row_bytes, wskip = (s->wrow - s->n) * bpe;
+    const uint8_t *w = k->w;
+    mm_writer w0 = {out, 0, 0, ob}, w1 = {out + out_pix, 0, 0, ob};
+    int32_t xs[2];
+    int co = 0;
+    for (int p = 0; p < np; p++)
+        xs[p] = mm_s8_xsum(s, p, is);
+    for (; co + 4 <= out_c; co += 4, w += blk) {
+        int32_t q[8], acc[8];
+        mm_s8_block(s, w + s->w0 * bpe, wskip, is, wb, np, q);
+        for (int p = 0; p < np; p++) {
+            mm_s8_dots(q + 4 * p, xs[p], wb, s->x + p * s->step + s->n, w + s->head * bpe,
+                       s->tail, is, acc + 4 * p);
+            for (int j = 0; j < 4; j++)
+                acc[4 * p + j] = mm_pw_rq(acc[4 * p + j], k->bias[co + j], k->mult[co + j],
+                                          k->shift[co + j], k->bk, k->qmin, k->qmax);
+        }
+        mm_put4(&w0, acc);
+        if (np == 2)
+            mm_put4(&w1, acc + 4);
+    }
+    for (; co < out_c; co++, w += k->row_bytes) /* the last out_c % 4 rows, natural order */
+        for (int p = 0; p < np; p++) {
+            int32_t a = 0, e = s->w0;
+            const uint8_t *x = s->x + p * s->step;
+            for (int r = 0; r < s->rows; r++, x += s->xrow, e += s->wrow)
+                for (int32_t i = 0; i < s->n + s->tail; i++)
+                    a += (is ? (int8_t)x[i] : x[i]) * mm_get(w, e + i, wb, 1);
+            a = mm_pw_rq(a, k->bias[co], k->mult[co], k->shift[co], k->bk, k->qmin, k->qmax);
+            mm_put(p ? &w1 : &w0, a);
+        }
+    mm_flush(&w0);
+    mm_flush(&w1);
+}
+
+/* mm_pointwise_sub on 8-bit inputs (mm_dot.c calls it): the output pixels in pairs, raster
+ * order across rows of pixels, an odd last one alone; each pair is a one-row source. */
+void mm_sub8_pointwise(MM_CONV_ARGS)
+{
+    const int in_c = d->in_c, out_c = d->out_c, out_w = d->out_w, ob = q->out_bits;
+    const int32_t npix = (int32_t)d->out_h * out_w, out_pix = mm_bytes(out_c, ob);
+    const int32_t step = (int32_t)d->stride_w * in_c, row_step = (int32_t)d->stride_h * d->in_w * in_c;
+    const mm_conv_ctx k = {in, w, q->bias, q->mult, q->shift, in_c, d->in_h, d->in_w, 1, 1, in_c,
+                           out_c, in_c, 8, q->in_signed, q->w_bits, 0, q->bias_shift, in_c,
+                           mm_bytes(in_c, q->w_bits), q->qmin, q->qmax};
+    const uint8_t *xr = in;
+    int ox = 0;
+    mm_c8src s = {in, 0, 0, in_c & ~3, in_c & 3, 0, 0, in_c & ~3, 1};
+    (void)scratch;
+    for (int32_t p = 0; p < npix; p += 2) {
+        const int np = p + 1 < npix ? 2 : 1;
+        s.x = xr + (int32_t)ox * step;
+        if (++ox == out_w)
+            ox = 0, xr += row_step;
+        if (np == 2) {
+            s.step = (int32_t)(xr + (int32_t)ox * step - s.x);
+            if (++ox == out_w)
+                ox = 0, xr += row_step;
+        }
+        mm_sub8_px(&k, &s, out, out_pix, ob, out_c, np);
+        out += np * out_pix;
+    }
 }
 
 void mm_conv(MM_CONV_ARGS)
@@ -1201,11 +1570,20 @@ void mm_conv(MM_CONV_ARGS)
     /* W8/A8: two pixels at a time, from the input (in_c % 4 == 0) or from byte patches; long
      * rows of other in_c one pixel at a time. */
     if (k.ib == 8 && k.wb == 8 && groups == 1 && k.in_c % 4 == 0) {
-        mm_conv8x2(&k, d, out, ob);
+        mm_conv8x2(&k, d, out, ob, mm_conv8x2_px);
         return;
     }
     if (k.ib == 8 && k.wb == 8 && groups == 1 && k.row <= MM_PATCH) {
-        mm_conv8p(&k, d, (uint8_t *)scratch, out, ob);
+        mm_conv8p(&k, d, (uint8_t *)scratch, out, ob, mm_conv8x2_px);
+        return;
+    }
+    /* 4- and 2-bit weights on 8-bit inputs: the same pixel walks (ops.conv.sub8_path). */
+    if (k.ib == 8 && k.wb < 8 && groups == 1 && k.row <= MM_SUB8_ROW && k.in_c % 4 == 0) {
+        mm_conv8x2(&k, d, out, ob, mm_sub8_px);
+        return;
+    }
+    if (k.ib == 8 && k.wb < 8 && groups == 1 && k.row <= MM_PATCH) {
+        mm_conv8p(&k, d, (uint8_t *)scratch, out, ob, mm_sub8_px);
         return;
     }
     if (k.ib == 8 && k.wb == 8 && groups == 1 && k.in_c > 4) {
