@@ -639,6 +639,7 @@ typedef struct {
     const int8_t *shift;
     int in_c, in_h, in_w, kh, kw, cin_g, cout_g, in_pix, ib, is, wb, lp, bk;
     int32_t row, row_bytes, qmin, qmax;
+    int fast; /* the sub8 path: mm_pw_fast holds (its requantization without branches) */
 } mm_conv_ctx;
 
 /* Output channels accumulated per pass over the patch chunks (stack int32). */
@@ -1383,14 +1384,21 @@ static void mm_s8_one(const mm_c8src *s, const uint8_t *w, int32_t wskip, int is
 
 /* X: pixel p's inputs summed over the source's rows (n bytes each, a multiple of 4); signed
  * inputs as their unsigned codes (the sign bit flipped), less 128 each. */
-static int32_t mm_s8_xsum(const mm_c8src *s, int p, int is)
+static MM_INLINE int32_t mm_s8_xsum(const mm_c8src *s, int p, const int is)
 {
     const uint8_t *x = s->x + p * s->step;
     const uint32_t flip = is ? 0x80808080u : 0;
     uint32_t t = 0;
-    for (int r = 0; r < s->rows; r++, x += s->xrow)
-        for (int32_t i = 0; i < s->n; i += 4)
+    for (int r = 0; r < s->rows; r++, x += s->xrow) {
+        int32_t i = 0;
+        for (; i + 16 <= s->n; i += 16) { /* four loads in a row: one cycle each after the first */
+            const uint32_t v0 = mm_s8_ld(x + i), v1 = mm_s8_ld(x + i + 4);
+            const uint32_t v2 = mm_s8_ld(x + i + 8), v3 = mm_s8_ld(x + i + 12);
+            t = mm_usada8(v3 ^ flip, mm_usada8(v2 ^ flip, mm_usada8(v1 ^ flip, mm_usada8(v0 ^ flip, t))));
+        }
+        for (; i < s->n; i += 4)
             t = mm_usada8(mm_s8_ld(x + i) ^ flip, t);
+    }
     return (int32_t)t - (is ? 128 * s->n * s->rows : 0);
 }
 
@@ -1402,8 +1410,8 @@ static inline int32_t mm_s8_div(int32_t a, int32_t b, int k) /* (a - b) / 2^k, e
 /* The four channels' dot products from one pixel's sums q (4-bit: A, B of the pair (0, 1),
  * then of (2, 3); 2-bit: A, B, C, D) and its input sum x; then the tail elements (t bytes of
  * the form of channel_packed at tb; x8 the inputs) in plain C. */
-static void mm_s8_dots(const int32_t *q, int32_t x, int wb, const uint8_t *x8, const uint8_t *tb,
-                       int32_t t, int is, int32_t *s)
+static MM_INLINE void mm_s8_dots(const int32_t *q, int32_t x, const int wb, const uint8_t *x8,
+                                 const uint8_t *tb, int32_t t, const int is, int32_t *s)
 {
     if (wb == 4) {
         s[0] = q[1] - 8 * x;
@@ -1434,31 +1442,99 @@ static void mm_s8_dots(const int32_t *q, int32_t x, int wb, const uint8_t *x8, c
 }
 
 /* Raw sums of one block of four channels for np pixels (q: four per pixel). */
-static MM_NOINLINE void mm_s8_block(const mm_c8src *s, const uint8_t *w, int32_t wskip, int is,
-                                    int wb, int np, int32_t *q)
+static MM_INLINE void mm_s8_block(const mm_c8src *s, const uint8_t *w, int32_t wskip,
+                                  const int is, const int wb, int np, int32_t *q)
 {
     int32_t h[4];
     if (np == 1) {
-        if (is)
-            mm_s8_one(s, w, wskip, 1, wb, q);
-        else
-            mm_s8_one(s, w, wskip, 0, wb, q);
+        mm_s8_one(s, w, wskip, is, wb, q);
+        q[4] = q[5] = q[6] = q[7] = 0; /* unused: set for the compiler's sake */
         return;
     }
-#if defined(__GNUC__)
-#pragma GCC unroll 1
-#endif
-    for (int half = 0; half < 2; half++) { /* 4-bit: pair (0, 1), (2, 3); 2-bit: A B, C D */
-        if (wb == 4 && is)
-            mm_s8_two(s, w + 4 * half, wskip, 1, 0, h);
-        else if (wb == 4)
-            mm_s8_two(s, w + 4 * half, wskip, 0, 0, h);
-        else if (is)
-            half ? mm_s8_two(s, w, wskip, 1, 2, h) : mm_s8_two(s, w, wskip, 1, 1, h);
-        else
-            half ? mm_s8_two(s, w, wskip, 0, 2, h) : mm_s8_two(s, w, wskip, 0, 1, h);
-        q[2 * half] = h[0], q[2 * half + 1] = h[1];
-        q[4 + 2 * half] = h[2], q[5 + 2 * half] = h[3];
+    if (wb == 4) { /* pairs (0, 1) and (2, 3) */
+        mm_s8_two(s, w, wskip, is, 0, q);
+        mm_s8_two(s, w + 4, wskip, is, 0, h);
+    } else { /* sums A, B and C, D */
+        mm_s8_two(s, w, wskip, is, 1, q);
+        mm_s8_two(s, w, wskip, is, 2, h);
+    }
+    /* q: a's A B, b's A B; h: the next two of each: make them a's four, then b's */
+    q[4] = q[2], q[5] = q[3];
+    q[2] = h[0], q[3] = h[1], q[6] = h[2], q[7] = h[3];
+}
+
+/* Row j of a last out_c % 4 (natural packed row w, element e0 on a byte boundary) against the
+ * n inputs at x. */
+static int32_t mm_s8_natural(const uint8_t *x, const uint8_t *w, int32_t e0, int32_t n, int wb,
+                             int is)
+{
+    const int per = 8 / wb, sx = 1 << (wb - 1), mask = (1 << wb) - 1;
+    int32_t a = 0;
+    w += e0 / per;
+    for (int32_t i = 0; i < n; i += per, w++)
+        for (int f = 0; f < per && i + f < n; f++)
+            a += (is ? (int8_t)x[i + f] : x[i + f]) * ((((*w >> (f * wb)) & mask) ^ sx) - sx);
+    return a;
+}
+
+/* mm_sub8_px for one weight width and input signedness (constants: each use specialised).
+ * The layer's fields are read into locals once: the output stores (bytes) could alias them. */
+static MM_INLINE void mm_sub8_pxt(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+                                  int32_t out_pix, int ob, int out_c, int np, const int wb,
+                                  const int is)
+{
+    const int bpe = wb / 2, bk = k->bk, fast = k->fast; /* bpe: block bytes per element */
+    const int32_t *const bias = k->bias, *const mult = k->mult;
+    const int8_t *const shift = k->shift;
+    const int32_t kb = (int32_t)1 << bk, qmin = k->qmin, qmax = k->qmax, rb = k->row_bytes;
+    const int32_t blk = 4 * rb, wskip = (s->wrow - s->n) * bpe, n = s->n, tail = s->tail;
+    const uint8_t *const x1 = s->x + s->step;
+    const uint32_t m4 = (uint32_t)qmax * 0x01010101u;
+    const uint8_t *w = k->w;
+    uint8_t *o0 = out, *o1 = out + out_pix;
+    const int32_t xs0 = mm_s8_xsum(s, 0, is), xs1 = np == 2 ? mm_s8_xsum(s, 1, is) : 0;
+    int co = 0;
+    for (; co + 4 <= out_c; co += 4, w += blk) {
+        int32_t q[8], acc[8];
+        mm_s8_block(s, w + s->w0 * bpe, wskip, is, wb, np, q);
+        mm_s8_dots(q, xs0, wb, s->x + n, w + s->head * bpe, tail, is, acc);
+        if (np == 2)
+            mm_s8_dots(q + 4, xs1, wb, x1 + n, w + s->head * bpe, tail, is, acc + 4);
+        if (MM_LIKELY(fast)) { /* each channel's parameters read once for both pixels */
+            uint32_t y0 = 0, y1 = 0;
+            for (int j = 0; j < 4; j++) {
+                const int32_t b = bias[co + j], m = mult[co + j];
+                const int sh = shift[co + j];
+                y0 |= mm_pw_u(acc[j], b, m, sh, kb) << 8 * j;
+                if (np == 2)
+                    y1 |= mm_pw_u(acc[4 + j], b, m, sh, kb) << 8 * j;
+            }
+            o0 = mm_pw_st4(o0, y0, ob, m4);
+            if (np == 2)
+                o1 = mm_pw_st4(o1, y1, ob, m4);
+            continue;
+        }
+        for (int p = 0; p < np; p++) {
+            mm_writer wr = {p ? o1 : o0, 0, 0, ob};
+            for (int j = 0; j < 4; j++)
+                acc[4 * p + j] = mm_pw_rq(acc[4 * p + j], bias[co + j], mult[co + j],
+                                          shift[co + j], bk, qmin, qmax);
+            mm_put4(&wr, acc + 4 * p);
+            *(p ? &o1 : &o0) = wr.p;
+        }
+    }
+    if (co < out_c) { /* the last out_c % 4 rows, natural order */
+        mm_writer w0 = {o0, 0, 0, ob}, w1 = {o1, 0, 0, ob};
+        for (; co < out_c; co++, w += rb)
+            for (int p = 0; p < np; p++) {
+                int32_t a = 0, e = s->w0;
+                const uint8_t *x = p ? x1 : s->x;
+                for (int r = 0; r < s->rows; r++, x += s->xrow, e += s->wrow)
+                    a += mm_s8_natural(x, w, e, n + tail, wb, is);
+                mm_put(p ? &w1 : &w0, mm_pw_rq(a, bias[co], mult[co], shift[co], bk, qmin, qmax));
+            }
+        mm_flush(&w0);
+        mm_flush(&w1);
     }
 }
 
@@ -1469,40 +1545,14 @@ static MM_NOINLINE void mm_s8_block(const mm_c8src *s, const uint8_t *w, int32_t
 static MM_NOINLINE void mm_sub8_px(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
                                    int32_t out_pix, int ob, int out_c, int np)
 {
-    const int wb = k->wb, is = k->is, bpe = wb / 2; /* block bytes per element */
-    const int32_t blk = 4 * k->row_bytes, wskip = (s->wrow - s->n) * bpe;
-    const uint8_t *w = k->w;
-    mm_writer w0 = {out, 0, 0, ob}, w1 = {out + out_pix, 0, 0, ob};
-    int32_t xs[2];
-    int co = 0;
-    for (int p = 0; p < np; p++)
-        xs[p] = mm_s8_xsum(s, p, is);
-    for (; co + 4 <= out_c; co += 4, w += blk) {
-        int32_t q[8], acc[8];
-        mm_s8_block(s, w + s->w0 * bpe, wskip, is, wb, np, q);
-        for (int p = 0; p < np; p++) {
-            mm_s8_dots(q + 4 * p, xs[p], wb, s->x + p * s->step + s->n, w + s->head * bpe,
-                       s->tail, is, acc + 4 * p);
-            for (int j = 0; j < 4; j++)
-                acc[4 * p + j] = mm_pw_rq(acc[4 * p + j], k->bias[co + j], k->mult[co + j],
-                                          k->shift[co + j], k->bk, k->qmin, k->qmax);
-        }
-        mm_put4(&w0, acc);
-        if (np == 2)
-            mm_put4(&w1, acc + 4);
-    }
-    for (; co < out_c; co++, w += k->row_bytes) /* the last out_c % 4 rows, natural order */
-        for (int p = 0; p < np; p++) {
-            int32_t a = 0, e = s->w0;
-            const uint8_t *x = s->x + p * s->step;
-            for (int r = 0; r < s->rows; r++, x += s->xrow, e += s->wrow)
-                for (int32_t i = 0; i < s->n + s->tail; i++)
-                    a += (is ? (int8_t)x[i] : x[i]) * mm_get(w, e + i, wb, 1);
-            a = mm_pw_rq(a, k->bias[co], k->mult[co], k->shift[co], k->bk, k->qmin, k->qmax);
-            mm_put(p ? &w1 : &w0, a);
-        }
-    mm_flush(&w0);
-    mm_flush(&w1);
+    if (k->wb == 4 && k->is)
+        mm_sub8_pxt(k, s, out, out_pix, ob, out_c, np, 4, 1);
+    else if (k->wb == 4)
+        mm_sub8_pxt(k, s, out, out_pix, ob, out_c, np, 4, 0);
+    else if (k->is)
+        mm_sub8_pxt(k, s, out, out_pix, ob, out_c, np, 2, 1);
+    else
+        mm_sub8_pxt(k, s, out, out_pix, ob, out_c, np, 2, 0);
 }
 
 /* mm_pointwise_sub on 8-bit inputs (mm_dot.c calls it): the output pixels in pairs, raster
@@ -1514,7 +1564,7 @@ void mm_sub8_pointwise(MM_CONV_ARGS)
     const int32_t step = (int32_t)d->stride_w * in_c, row_step = (int32_t)d->stride_h * d->in_w * in_c;
     const mm_conv_ctx k = {in, w, q->bias, q->mult, q->shift, in_c, d->in_h, d->in_w, 1, 1, in_c,
                            out_c, in_c, 8, q->in_signed, q->w_bits, 0, q->bias_shift, in_c,
-                           mm_bytes(in_c, q->w_bits), q->qmin, q->qmax};
+                           mm_bytes(in_c, q->w_bits), q->qmin, q->qmax, mm_pw_fast(q, out_c)};
     const uint8_t *xr = in;
     int ox = 0;
     mm_c8src s = {in, 0, 0, in_c & ~3, in_c & 3, 0, 0, in_c & ~3, 1};
@@ -1567,6 +1617,7 @@ void mm_conv(MM_CONV_ARGS)
     k.row_bytes = mm_bytes(k.row, k.wb);
     k.qmin = qmin;
     k.qmax = qmax;
+    k.fast = k.wb < 8 && k.ib == 8 && mm_pw_fast(q, d->out_c); /* the sub8 path's */
     /* W8/A8: two pixels at a time, from the input (in_c % 4 == 0) or from byte patches; long
      * rows of other in_c one pixel at a time. */
     if (k.ib == 8 && k.wb == 8 && groups == 1 && k.in_c % 4 == 0) {
