@@ -1211,128 +1211,145 @@ static inline uint32_t mm_usada8(uint32_t a, uint32_t acc) /* acc + the four byt
     return r;
 }
 
-/* A sum from the weight word v (the raw word, or masked by M) against the input pairs. */
-#define MM_S8_RAW(A, XE, XO)                                                                      \
-    "sxtb16 %[e], %[v]\n\t"                                                                       \
-    "sxtb16 %[o], %[v], ror #8\n\t"                                                               \
-    "smlad %[" A "], %[e], %[" XE "], %[" A "]\n\t"                                               \
-    "smlad %[" A "], %[o], %[" XO "], %[" A "]\n\t"
-#define MM_S8_MASK(M, A, XE, XO)                                                                  \
-    "and %[o], %[v], #" M "\n\t"                                                                  \
-    "uxtb16 %[e], %[o]\n\t"                                                                       \
-    "uxtb16 %[o], %[o], ror #8\n\t"                                                               \
-    "smlad %[" A "], %[e], %[" XE "], %[" A "]\n\t"                                               \
-    "smlad %[" A "], %[o], %[" XO "], %[" A "]\n\t"
-/* Both pixels' sums from one decode: pixel a's pairs in pe, po, pixel b's in re, ro. */
-#define MM_S8_RAW2(A, B)                                                                          \
-    "sxtb16 %[e], %[v]\n\t"                                                                       \
-    "sxtb16 %[o], %[v], ror #8\n\t"                                                               \
-    "smlad %[" A "], %[e], %[pe], %[" A "]\n\t"                                                   \
-    "smlad %[" A "], %[o], %[po], %[" A "]\n\t"                                                   \
-    "smlad %[" B "], %[e], %[re], %[" B "]\n\t"                                                   \
-    "smlad %[" B "], %[o], %[ro], %[" B "]\n\t"
-#define MM_S8_MASK2(M, A, B)                                                                      \
-    "and %[o], %[v], #" M "\n\t"                                                                  \
-    "uxtb16 %[e], %[o]\n\t"                                                                       \
-    "uxtb16 %[o], %[o], ror #8\n\t"                                                               \
-    "smlad %[" A "], %[e], %[pe], %[" A "]\n\t"                                                   \
-    "smlad %[" A "], %[o], %[po], %[" A "]\n\t"                                                   \
-    "smlad %[" B "], %[e], %[re], %[" B "]\n\t"                                                   \
-    "smlad %[" B "], %[o], %[ro], %[" B "]\n\t"
-
-/* One group of four elements, two pixels (as MM_C8X2X2_ASM: pixel b at x + step, step read
- * from memory), one weight word at w (w += GS): two sums per pixel, a0 / a1 pixel a's. */
-#define MM_S8_TWO_ASM(XT, GS, SUMS)                                                               \
-    __asm__("ldr %[re], %[st]\n\tldr %[re], [%[x], %[re]]\n\tldr %[pe], [%[x]], #4\n\t"           \
-            "ldr %[v], [%[w]], #" GS "\n\t" XT " %[po], %[pe], ror #8\n\t" XT " %[pe], %[pe]\n\t" \
-            XT " %[ro], %[re], ror #8\n\t" XT " %[re], %[re]\n\t" SUMS                           \
-            : [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0), [b1] "+r"(b1), [x] "+r"(x),            \
-              [w] "+r"(w), [pe] "=&r"(pe_), [po] "=&r"(po_), [re] "=&r"(re_), [ro] "=&r"(ro_),    \
-              [e] "=&r"(e_), [o] "=&r"(o_), [v] "=&r"(v_)                                         \
-            : [st] "m"(step), "m"(*(const uint8_t(*)[4])x), "m"(*(const uint8_t(*)[8])w))
-#define MM_S8_TWO_STEP(XT, pass)                                                                  \
+/* The step of two pixels (pixel a's input word at xa, b's at xb, extended into pairs in t0, t3
+ * and t1, t4), one weight word at w (w += GS) in t2: two sums each, the first in a0 / b0, the
+ * second in a1 / b1. The weight word is masked in place: 2-bit pass 2's second mask (0x03) is
+ * within its first (0x0F). */
+#define MM_S8_SUM2(DECODE, A, B)                                                                  \
+    DECODE(e) "smlad %[" A "], %[t5], %[t0], %[" A "]\n\t"                                        \
+              "smlad %[" B "], %[t5], %[t1], %[" B "]\n\t" DECODE(o)                              \
+              "smlad %[" A "], %[t5], %[t3], %[" A "]\n\t"                                        \
+              "smlad %[" B "], %[t5], %[t4], %[" B "]\n\t"
+#define MM_S8_RAW_e "sxtb16 %[t5], %[t2]\n\t"
+#define MM_S8_RAW_o "sxtb16 %[t5], %[t2], ror #8\n\t"
+#define MM_S8_LOW_e "uxtb16 %[t5], %[t2]\n\t"
+#define MM_S8_LOW_o "uxtb16 %[t5], %[t2], ror #8\n\t"
+#define MM_S8_RAW(h) MM_S8_RAW_##h
+#define MM_S8_LOW(h) MM_S8_LOW_##h
+#define MM_S8_AND(M) "and %[t2], %[t2], #" M "\n\t"
+#define MM_S8_STEP2(XT, GS, SUMS)                                                                 \
+    "ldr %[t0], [%[xa]], #4\n\t"                                                                  \
+    "ldr %[t1], [%[xb]], #4\n\t"                                                                  \
+    "ldr %[t2], [%[w]], #" GS "\n\t" XT " %[t3], %[t0], ror #8\n\t" XT " %[t0], %[t0]\n\t" XT     \
+    " %[t4], %[t1], ror #8\n\t" XT " %[t1], %[t1]\n\t" SUMS
+/* pass 0: 4-bit, one pair's words (8 bytes a group); 1: 2-bit sums A, B; 2: C, D. */
+#define MM_S8_PASS0 MM_S8_SUM2(MM_S8_RAW, "a0", "b0") MM_S8_AND("0x0F0F0F0F") MM_S8_SUM2(MM_S8_LOW, "a1", "b1")
+#define MM_S8_PASS1 MM_S8_SUM2(MM_S8_RAW, "a0", "b0") MM_S8_AND("0x3F3F3F3F") MM_S8_SUM2(MM_S8_LOW, "a1", "b1")
+#define MM_S8_PASS2                                                                               \
+    MM_S8_AND("0x0F0F0F0F") MM_S8_SUM2(MM_S8_LOW, "a0", "b0") MM_S8_AND("0x03030303")             \
+        MM_S8_SUM2(MM_S8_LOW, "a1", "b1")
+/* k > 0 iterations of four steps, then the last (n / 4) % 4, in asm blocks (the loop too:
+ * its counter and both input pointers stay in registers, fourteen in all, no spill). */
+#define MM_S8_TWO_RUN(XT, GS, PASS)                                                               \
     do {                                                                                          \
-        uint32_t pe_, po_, re_, ro_, e_, o_, v_;                                                  \
+        if (k > 0)                                                                                \
+            __asm__ volatile("1:\n\t" MM_S8_STEP2(XT, GS, PASS) MM_S8_STEP2(XT, GS, PASS)         \
+                                 MM_S8_STEP2(XT, GS, PASS) MM_S8_STEP2(XT, GS, PASS)              \
+                             "subs %[k], %[k], #1\n\t"                                            \
+                             "bne 1b\n\t" MM_PAIR_ASM_OPERANDS);                                  \
+        if (n & 8)                                                                                \
+            __asm__ volatile(MM_S8_STEP2(XT, GS, PASS) MM_S8_STEP2(XT, GS, PASS)                  \
+                                 MM_PAIR_ASM_OPERANDS);                                           \
+        if (n & 4)                                                                                \
+            __asm__ volatile(MM_S8_STEP2(XT, GS, PASS) MM_PAIR_ASM_OPERANDS);                     \
+    } while (0)
+#define MM_S8_TWO_PASS(XT, pass)                                                                  \
+    do {                                                                                          \
         if (pass == 0)                                                                            \
-            MM_S8_TWO_ASM(XT, "8", MM_S8_RAW2("a0", "b0") MM_S8_MASK2("0x0F0F0F0F", "a1", "b1"));  \
+            MM_S8_TWO_RUN(XT, "8", MM_S8_PASS0);                                                  \
         else if (pass == 1)                                                                       \
-            MM_S8_TWO_ASM(XT, "4", MM_S8_RAW2("a0", "b0") MM_S8_MASK2("0x3F3F3F3F", "a1", "b1"));  \
+            MM_S8_TWO_RUN(XT, "4", MM_S8_PASS1);                                                  \
         else                                                                                      \
-            MM_S8_TWO_ASM(XT, "4", MM_S8_MASK2("0x0F0F0F0F", "a0", "b0")                          \
-                                       MM_S8_MASK2("0x03030303", "a1", "b1"));                    \
+            MM_S8_TWO_RUN(XT, "4", MM_S8_PASS2);                                                  \
     } while (0)
 
-/* One group, one pixel: all four sums (4-bit: both pairs' words, at w and w + 4). */
-#define MM_S8_ONE_ASM(CODE)                                                                   \
-    __asm__("ldr %[pe], [%[x]], #4\n\t" CODE                                                      \
-            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x),            \
-              [w] "+r"(w), [pe] "=&r"(pe_), [po] "=&r"(po_), [e] "=&r"(e_), [o] "=&r"(o_),        \
-              [v] "=&r"(v_)                                                                       \
-            : "m"(*(const uint8_t(*)[4])x), "m"(*(const uint8_t(*)[8])w))
-#define MM_S8_ONE_STEP(XT, wb)                                                                    \
-    do {                                                                                          \
-        uint32_t pe_, po_, e_, o_, v_;                                                            \
-        if (wb == 4)                                                                              \
-            MM_S8_ONE_ASM("ldr %[v], [%[w]], #8\n\t" XT " %[po], %[pe], ror #8\n\t" XT        \
-                              " %[pe], %[pe]\n\t" MM_S8_RAW("a0", "pe", "po")                     \
-                                  MM_S8_MASK("0x0F0F0F0F", "a1", "pe", "po")                      \
-                              "ldr %[v], [%[w], #-4]\n\t" MM_S8_RAW("a2", "pe", "po")             \
-                                  MM_S8_MASK("0x0F0F0F0F", "a3", "pe", "po"));                    \
-        else                                                                                      \
-            MM_S8_ONE_ASM("ldr %[v], [%[w]], #4\n\t" XT " %[po], %[pe], ror #8\n\t" XT        \
-                              " %[pe], %[pe]\n\t" MM_S8_RAW("a0", "pe", "po")                     \
-                                  MM_S8_MASK("0x3F3F3F3F", "a1", "pe", "po")                      \
-                                      MM_S8_MASK("0x0F0F0F0F", "a2", "pe", "po")                  \
-                                          MM_S8_MASK("0x03030303", "a3", "pe", "po"));            \
-    } while (0)
-
-/* Two pixels over the source's rows: pass 0 (4-bit, one pair's words, 8 bytes a group apart),
- * 1 (2-bit sums A, B) or 2 (C, D); w at the block's first group of the run, the next row wskip
- * bytes after this one's last. q: pixel a's two sums, then pixel b's. Eight inputs an iteration,
- * as mm_rows8x2x2. */
+/* Two pixels over the source's rows: pass 0 (4-bit, one pair's words), 1 (2-bit sums A, B) or
+ * 2 (C, D); w at the block's first group of the run, the next row wskip bytes after this one's
+ * last. q: pixel a's two sums, then pixel b's. */
 static MM_INLINE void mm_s8_two(const mm_c8src *s, const uint8_t *w, int32_t wskip,
                                 const int is, const int pass, int32_t *q)
 {
     int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0;
-    const uint8_t *x = s->x;
-    const int32_t n = s->n, step = s->step, xskip = s->xrow - n;
-    for (int rows = s->rows; rows > 0; rows--, x += xskip, w += wskip) {
-        for (int32_t k = n >> 3; k > 0; k--) {
-            if (is) {
-                MM_S8_TWO_STEP("sxtb16", pass);
-                MM_S8_TWO_STEP("sxtb16", pass);
-            } else {
-                MM_S8_TWO_STEP("uxtb16", pass);
-                MM_S8_TWO_STEP("uxtb16", pass);
-            }
-        }
-        if (n & 4) {
-            if (is)
-                MM_S8_TWO_STEP("sxtb16", pass);
-            else
-                MM_S8_TWO_STEP("uxtb16", pass);
-        }
+    const uint8_t *xa = s->x, *xb = s->x + s->step;
+    const int32_t n = s->n, xskip = s->xrow - n;
+    uint32_t t0, t1, t2, t3, t4, t5;
+    for (int rows = s->rows; rows > 0; rows--, xa += xskip, xb += xskip, w += wskip) {
+        int32_t k = n >> 4;
+        if (is)
+            MM_S8_TWO_PASS("sxtb16", pass);
+        else
+            MM_S8_TWO_PASS("uxtb16", pass);
     }
+    (void)t0, (void)t1, (void)t2, (void)t3, (void)t4, (void)t5;
     q[0] = a0;
     q[1] = a1;
     q[2] = b0;
     q[3] = b1;
 }
 
-/* One pixel's four sums over the source's rows. */
+/* One pixel: the input word at x extended into pe, po; each sum from the weight word v. */
+#define MM_S8_SUM1(DECODE, A)                                                                     \
+    DECODE(e) "smlad %[" A "], %[e], %[pe], %[" A "]\n\t" DECODE(o)                               \
+              "smlad %[" A "], %[e], %[po], %[" A "]\n\t"
+#define MM_S8_R1_e "sxtb16 %[e], %[v]\n\t"
+#define MM_S8_R1_o "sxtb16 %[e], %[v], ror #8\n\t"
+#define MM_S8_L1_e "uxtb16 %[e], %[v]\n\t"
+#define MM_S8_L1_o "uxtb16 %[e], %[v], ror #8\n\t"
+#define MM_S8_R1(h) MM_S8_R1_##h
+#define MM_S8_L1(h) MM_S8_L1_##h
+#define MM_S8_AND1(M) "and %[v], %[v], #" M "\n\t"
+#define MM_S8_IN1(XT)                                                                             \
+    "ldr %[pe], [%[x]], #4\n\t"                                                                   \
+    "ldr %[v], [%[w]], #" MM_S8_GS "\n\t" XT " %[po], %[pe], ror #8\n\t" XT " %[pe], %[pe]\n\t"
+/* All four sums of a group (4-bit: both pairs' words, at w and w + 4; 2-bit: one word). */
+#define MM_S8_ONE4(XT)                                                                            \
+    MM_S8_IN1(XT) MM_S8_SUM1(MM_S8_R1, "a0") MM_S8_AND1("0x0F0F0F0F") MM_S8_SUM1(MM_S8_L1, "a1")  \
+        "ldr %[v], [%[w], #-4]\n\t" MM_S8_SUM1(MM_S8_R1, "a2") MM_S8_AND1("0x0F0F0F0F")           \
+            MM_S8_SUM1(MM_S8_L1, "a3")
+#define MM_S8_ONE2(XT)                                                                            \
+    MM_S8_IN1(XT) MM_S8_SUM1(MM_S8_R1, "a0") MM_S8_AND1("0x3F3F3F3F") MM_S8_SUM1(MM_S8_L1, "a1")  \
+        MM_S8_AND1("0x0F0F0F0F") MM_S8_SUM1(MM_S8_L1, "a2") MM_S8_AND1("0x03030303")              \
+            MM_S8_SUM1(MM_S8_L1, "a3")
+#define MM_S8_ONE_ASM(CODE)                                                                       \
+    __asm__ volatile("cmp %[k], #0\n\t"                                                            \
+                     "beq 2f\n"                                                                    \
+                     "1:\n\t" CODE CODE "subs %[k], %[k], #1\n\t"                                 \
+                     "bne 1b\n"                                                                    \
+                     "2:\n\t"                                                                     \
+                     "tst %[n], #4\n\t"                                                           \
+                     "beq 3f\n\t" CODE "3:\n\t"                                                   \
+                     : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x),   \
+                       [w] "+r"(w), [k] "+r"(k), [pe] "=&r"(pe), [po] "=&r"(po), [e] "=&r"(e),    \
+                       [v] "=&r"(v)                                                               \
+                     : [n] "r"(n)                                                                 \
+                     : "cc", "memory")
+
+/* One pixel's four sums over the source's rows, two groups an iteration (k), then one (n & 4). */
 static MM_INLINE void mm_s8_one(const mm_c8src *s, const uint8_t *w, int32_t wskip, const int is,
                                 const int wb, int32_t *q)
 {
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
     const uint8_t *x = s->x;
     const int32_t n = s->n, xskip = s->xrow - n;
-    for (int rows = s->rows; rows > 0; rows--, x += xskip, w += wskip)
-        for (int32_t k = n >> 2; k > 0; k--) {
-            if (is)
-                MM_S8_ONE_STEP("sxtb16", wb);
-            else
-                MM_S8_ONE_STEP("uxtb16", wb);
-        }
+    uint32_t pe, po, e, v;
+    for (int rows = s->rows; rows > 0; rows--, x += xskip, w += wskip) {
+        int32_t k = n >> 3;
+        if (n < 4)
+            continue;
+#define MM_S8_GS "8"
+        if (wb == 4 && is)
+            MM_S8_ONE_ASM(MM_S8_ONE4("sxtb16"));
+        else if (wb == 4)
+            MM_S8_ONE_ASM(MM_S8_ONE4("uxtb16"));
+#undef MM_S8_GS
+#define MM_S8_GS "4"
+        else if (is)
+            MM_S8_ONE_ASM(MM_S8_ONE2("sxtb16"));
+        else
+            MM_S8_ONE_ASM(MM_S8_ONE2("uxtb16"));
+#undef MM_S8_GS
+    }
+    (void)pe, (void)po, (void)e, (void)v;
     q[0] = a0;
     q[1] = a1;
     q[2] = a2;
@@ -1478,11 +1495,13 @@ static int32_t mm_s8_natural(const uint8_t *x, const uint8_t *w, int32_t e0, int
 }
 
 /* mm_sub8_px for one weight width and input signedness (constants: each use specialised).
- * The layer's fields are read into locals once: the output stores (bytes) could alias them. */
-static MM_INLINE void mm_sub8_pxt(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+ * The layer's fields and the source are read into locals once: the output stores (bytes) could
+ * alias them. */
+static MM_INLINE void mm_sub8_pxt(const mm_conv_ctx *k, const mm_c8src *src, uint8_t *out,
                                   int32_t out_pix, int ob, int out_c, int np, const int wb,
                                   const int is)
 {
+    const mm_c8src sc = *src, *const s = &sc; /* a local copy: no store aliases it */
     const int bpe = wb / 2, bk = k->bk, fast = k->fast; /* bpe: block bytes per element */
     const int32_t *const bias = k->bias, *const mult = k->mult;
     const int8_t *const shift = k->shift;
@@ -1500,18 +1519,29 @@ static MM_INLINE void mm_sub8_pxt(const mm_conv_ctx *k, const mm_c8src *s, uint8
         mm_s8_dots(q, xs0, wb, s->x + n, w + s->head * bpe, tail, is, acc);
         if (np == 2)
             mm_s8_dots(q + 4, xs1, wb, x1 + n, w + s->head * bpe, tail, is, acc + 4);
-        if (MM_LIKELY(fast)) { /* each channel's parameters read once for both pixels */
+        if (MM_LIKELY(fast) && np == 2) { /* each channel's parameters read once for both */
             uint32_t y0 = 0, y1 = 0;
+#if defined(__GNUC__)
+#pragma GCC unroll 4
+#endif
             for (int j = 0; j < 4; j++) {
                 const int32_t b = bias[co + j], m = mult[co + j];
                 const int sh = shift[co + j];
                 y0 |= mm_pw_u(acc[j], b, m, sh, kb) << 8 * j;
-                if (np == 2)
-                    y1 |= mm_pw_u(acc[4 + j], b, m, sh, kb) << 8 * j;
+                y1 |= mm_pw_u(acc[4 + j], b, m, sh, kb) << 8 * j;
             }
             o0 = mm_pw_st4(o0, y0, ob, m4);
-            if (np == 2)
-                o1 = mm_pw_st4(o1, y1, ob, m4);
+            o1 = mm_pw_st4(o1, y1, ob, m4);
+            continue;
+        }
+        if (MM_LIKELY(fast)) {
+            uint32_t y0 = 0;
+#if defined(__GNUC__)
+#pragma GCC unroll 4
+#endif
+            for (int j = 0; j < 4; j++)
+                y0 |= mm_pw_u(acc[j], bias[co + j], mult[co + j], shift[co + j], kb) << 8 * j;
+            o0 = mm_pw_st4(o0, y0, ob, m4);
             continue;
         }
         for (int p = 0; p < np; p++) {
