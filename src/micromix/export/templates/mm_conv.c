@@ -737,7 +737,8 @@ typedef struct {
 } mm_c8src;
 
 /* What the pixel walks (mm_conv8x2, mm_conv8p) call for one or two pixels: mm_conv8x2_px
- * (8-bit weights) or mm_sub8_px (4- and 2-bit). */
+ * (8-bit weights) or mm_sub8_px (4- and 2-bit). The walks are inlined at each call, so each
+ * call is direct. */
 typedef void (*mm_c8px)(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out, int32_t out_pix,
                         int ob, int out_c, int np);
 
@@ -909,8 +910,9 @@ static inline void mm_conv8_cols(const mm_conv_ctx *k, int ix0, int *kx0, int *k
     *kx1 = ix0 + k->kw > k->in_w ? (k->in_w - ix0 > *kx0 ? k->in_w - ix0 : *kx0) : k->kw;
 }
 
-/* One pixel's patch as bytes (HWC order, the zero padding as 0 bytes: 0 in either format). */
-static void mm_gather8b(uint8_t *d, const mm_conv_ctx *k, int iy0, int ix0)
+/* One pixel's patch as bytes (HWC order, the zero padding as 0 bytes: 0 in either format).
+ * Inlined in each pixel walk (a call per pixel cost the W8/A8 stems 2 %, measured). */
+static MM_INLINE void mm_gather8b(uint8_t *d, const mm_conv_ctx *k, int iy0, int ix0)
 {
     int kx0, kx1;
     mm_conv8_cols(k, ix0, &kx0, &kx1);
@@ -1105,8 +1107,8 @@ static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, const mm_c8src *s, u
  * pixel ox + 1's bytes of a channel block before it reads pixel ox's window again for the next
  * block: run over its own input, it needs the schedule to keep one more output pixel's window
  * alive (lag 1). */
-static void mm_conv8x2(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *out, int ob,
-                       mm_c8px px)
+static MM_INLINE void mm_conv8x2(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *out,
+                                 int ob, mm_c8px px)
 {
     const int out_h = d->out_h, out_w = d->out_w, sh = d->stride_h, sw = d->stride_w;
     const int ph = d->pad_h, pw = d->pad_w, out_c = d->out_c;
@@ -1145,8 +1147,8 @@ static void mm_conv8x2(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *out
  * side (2 row bytes: what the memory model counts for the int16 patch), then met by the first
  * row - row % 4 bytes of each weight row as words and the rest byte by byte. Pixels are
  * written after both patches are gathered: in place, this needs lag 1 too. */
-static void mm_conv8p(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *buf, uint8_t *out,
-                      int ob, mm_c8px px)
+static MM_INLINE void mm_conv8p(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *buf,
+                                uint8_t *out, int ob, mm_c8px px)
 {
     const int out_h = d->out_h, out_w = d->out_w, sh = d->stride_h, sw = d->stride_w;
     const int ph = d->pad_h, pw = d->pad_w, out_c = d->out_c;
@@ -1238,10 +1240,12 @@ static inline uint32_t mm_usada8(uint32_t a, uint32_t acc) /* acc + the four byt
 #define MM_S8_PASS2                                                                               \
     MM_S8_AND("0x0F0F0F0F") MM_S8_SUM2(MM_S8_LOW, "a0", "b0") MM_S8_AND("0x03030303")             \
         MM_S8_SUM2(MM_S8_LOW, "a1", "b1")
-/* k > 0 iterations of four steps, then the last (n / 4) % 4, in asm blocks (the loop too:
- * its counter and both input pointers stay in registers, fourteen in all, no spill). */
-#define MM_S8_TWO_RUN(XT, GS, PASS)                                                               \
+/* The groups of a run of n bytes in asm blocks (the loop too: its counter and both input
+ * pointers stay in registers, fourteen in all, no spill): unsigned inputs (the common case)
+ * four steps an iteration, then the last (n / 4) % 4; signed ones two, then one (less code). */
+#define MM_S8_TWO_RUN4(XT, GS, PASS)                                                              \
     do {                                                                                          \
+        int32_t k = n >> 4;                                                                       \
         if (k > 0)                                                                                \
             __asm__ volatile("1:\n\t" MM_S8_STEP2(XT, GS, PASS) MM_S8_STEP2(XT, GS, PASS)         \
                                  MM_S8_STEP2(XT, GS, PASS) MM_S8_STEP2(XT, GS, PASS)              \
@@ -1253,14 +1257,24 @@ static inline uint32_t mm_usada8(uint32_t a, uint32_t acc) /* acc + the four byt
         if (n & 4)                                                                                \
             __asm__ volatile(MM_S8_STEP2(XT, GS, PASS) MM_PAIR_ASM_OPERANDS);                     \
     } while (0)
-#define MM_S8_TWO_PASS(XT, pass)                                                                  \
+#define MM_S8_TWO_RUN2(XT, GS, PASS)                                                              \
+    do {                                                                                          \
+        int32_t k = n >> 3;                                                                       \
+        if (k > 0)                                                                                \
+            __asm__ volatile("1:\n\t" MM_S8_STEP2(XT, GS, PASS) MM_S8_STEP2(XT, GS, PASS)         \
+                             "subs %[k], %[k], #1\n\t"                                            \
+                             "bne 1b\n\t" MM_PAIR_ASM_OPERANDS);                                  \
+        if (n & 4)                                                                                \
+            __asm__ volatile(MM_S8_STEP2(XT, GS, PASS) MM_PAIR_ASM_OPERANDS);                     \
+    } while (0)
+#define MM_S8_TWO_PASS(RUN, XT, pass)                                                             \
     do {                                                                                          \
         if (pass == 0)                                                                            \
-            MM_S8_TWO_RUN(XT, "8", MM_S8_PASS0);                                                  \
+            RUN(XT, "8", MM_S8_PASS0);                                                            \
         else if (pass == 1)                                                                       \
-            MM_S8_TWO_RUN(XT, "4", MM_S8_PASS1);                                                  \
+            RUN(XT, "4", MM_S8_PASS1);                                                            \
         else                                                                                      \
-            MM_S8_TWO_RUN(XT, "4", MM_S8_PASS2);                                                  \
+            RUN(XT, "4", MM_S8_PASS2);                                                            \
     } while (0)
 
 /* Two pixels over the source's rows: pass 0 (4-bit, one pair's words), 1 (2-bit sums A, B) or
@@ -1274,11 +1288,10 @@ static MM_INLINE void mm_s8_two(const mm_c8src *s, const uint8_t *w, int32_t wsk
     const int32_t n = s->n, xskip = s->xrow - n;
     uint32_t t0, t1, t2, t3, t4, t5;
     for (int rows = s->rows; rows > 0; rows--, xa += xskip, xb += xskip, w += wskip) {
-        int32_t k = n >> 4;
         if (is)
-            MM_S8_TWO_PASS("sxtb16", pass);
+            MM_S8_TWO_PASS(MM_S8_TWO_RUN2, "sxtb16", pass);
         else
-            MM_S8_TWO_PASS("uxtb16", pass);
+            MM_S8_TWO_PASS(MM_S8_TWO_RUN4, "uxtb16", pass);
     }
     (void)t0, (void)t1, (void)t2, (void)t3, (void)t4, (void)t5;
     q[0] = a0;
@@ -1425,10 +1438,8 @@ static inline int32_t mm_s8_div(int32_t a, int32_t b, int k) /* (a - b) / 2^k, e
 }
 
 /* The four channels' dot products from one pixel's sums q (4-bit: A, B of the pair (0, 1),
- * then of (2, 3); 2-bit: A, B, C, D) and its input sum x; then the tail elements (t bytes of
- * the form of channel_packed at tb; x8 the inputs) in plain C. */
-static MM_INLINE void mm_s8_dots(const int32_t *q, int32_t x, const int wb, const uint8_t *x8,
-                                 const uint8_t *tb, int32_t t, const int is, int32_t *s)
+ * then of (2, 3); 2-bit: A, B, C, D) and its input sum x. */
+static MM_INLINE void mm_s8_dots(const int32_t *q, int32_t x, const int wb, int32_t *s)
 {
     if (wb == 4) {
         s[0] = q[1] - 8 * x;
@@ -1441,36 +1452,88 @@ static MM_INLINE void mm_s8_dots(const int32_t *q, int32_t x, const int wb, cons
         s[2] = mm_s8_div(q[1], q[2], 4) - 2 * x;
         s[3] = mm_s8_div(q[0], q[1], 6);
     }
-    for (int32_t i = 0; i < t; i++) {
-        const int32_t v = is ? (int8_t)x8[i] : x8[i], b = tb[i];
-        if (wb == 4) {
-            const int32_t c = tb[t + i];
-            s[0] += v * ((b & 15) - 8);
-            s[1] += v * ((int8_t)b >> 4);
-            s[2] += v * ((c & 15) - 8);
-            s[3] += v * ((int8_t)c >> 4);
-        } else {
-            s[0] += v * ((b & 3) - 2);
-            s[1] += v * (((b >> 2) & 3) - 2);
-            s[2] += v * (((b >> 4) & 3) - 2);
-            s[3] += v * ((int8_t)b >> 6);
+}
+
+/* Adds the tail elements of np pixels (t bytes of the form of channel_packed at tb; the
+ * inputs at x8, step bytes apart) to their four dot products each (acc: four per pixel). */
+static MM_NOINLINE void mm_s8_tails(const uint8_t *x8, int32_t step, const uint8_t *tb,
+                                    int32_t t, int wb, int is, int np, int32_t *acc)
+{
+    for (int p = 0; p < np; p++, x8 += step, acc += 4)
+        for (int32_t i = 0; i < t; i++) {
+            const int32_t v = is ? (int8_t)x8[i] : x8[i], b = tb[i];
+            if (wb == 4) {
+                const int32_t c = tb[t + i];
+                acc[0] += v * ((b & 15) - 8);
+                acc[1] += v * ((int8_t)b >> 4);
+                acc[2] += v * ((c & 15) - 8);
+                acc[3] += v * ((int8_t)c >> 4);
+            } else {
+                acc[0] += v * ((b & 3) - 2);
+                acc[1] += v * (((b >> 2) & 3) - 2);
+                acc[2] += v * (((b >> 4) & 3) - 2);
+                acc[3] += v * ((int8_t)b >> 6);
+            }
         }
+}
+
+/* The general requantization (mm_pw_rq) of np pixels' four outputs of channels co .. co + 3,
+ * written at o[p] (whole bytes): the layers the fast rule cannot take, out of line. */
+static MM_NOINLINE void mm_s8_put_any(const mm_conv_ctx *k, int co, int np, int ob,
+                                      int32_t *acc, uint8_t **o)
+{
+    for (int p = 0; p < np; p++, acc += 4) {
+        mm_writer wr = {o[p], 0, 0, ob};
+        for (int j = 0; j < 4; j++)
+            acc[j] = mm_pw_rq(acc[j], k->bias[co + j], k->mult[co + j], k->shift[co + j], k->bk,
+                              k->qmin, k->qmax);
+        mm_put4(&wr, acc);
+        o[p] = wr.p;
     }
 }
 
+/* The last out_c % 4 rows from channel co on (natural packed rows at w), np pixels, outputs
+ * from o[p] on: a weight byte at a time, out of line (few rows). Each run starts on a byte
+ * (its element e0: a multiple of in_c % 4 == 0, or 0). */
+static MM_NOINLINE void mm_s8_rest(const mm_conv_ctx *k, const mm_c8src *s, const uint8_t *w,
+                                   int co, int out_c, int np, int ob, uint8_t **o)
+{
+    const int wb = k->wb, is = k->is, per = 8 / wb, sx = 1 << (wb - 1), mask = (1 << wb) - 1;
+    const int32_t n = s->n + s->tail;
+    mm_writer w0 = {o[0], 0, 0, ob}, w1 = {o[1], 0, 0, ob};
+    for (; co < out_c; co++, w += k->row_bytes)
+        for (int p = 0; p < np; p++) {
+            int32_t a = 0;
+            const uint8_t *x = s->x + p * s->step, *wr = w + s->w0 / per;
+            for (int r = 0; r < s->rows; r++, x += s->xrow, wr = w + (s->w0 + r * s->wrow) / per)
+                for (int32_t i = 0; i < n; i += per, wr++)
+                    for (int f = 0; f < per && i + f < n; f++) {
+                        const int32_t v = is ? (int8_t)x[i + f] : x[i + f];
+                        a += v * ((((*wr >> (f * wb)) & mask) ^ sx) - sx);
+                    }
+            a = mm_pw_rq(a, k->bias[co], k->mult[co], k->shift[co], k->bk, k->qmin, k->qmax);
+            mm_put(p ? &w1 : &w0, a);
+        }
+    mm_flush(&w0);
+    mm_flush(&w1);
+}
+
 /* Raw sums of one block of four channels for np pixels (q: four per pixel). */
-static MM_INLINE void mm_s8_block(const mm_c8src *s, const uint8_t *w, int32_t wskip,
-                                  const int is, const int wb, int np, int32_t *q)
+static MM_INLINE void mm_s8_block(const mm_c8src *s, const uint8_t *w, int32_t wskip, const int is,
+                                  const int wb, int np, int32_t *q)
 {
     int32_t h[4];
     if (np == 1) {
         mm_s8_one(s, w, wskip, is, wb, q);
-        q[4] = q[5] = q[6] = q[7] = 0; /* unused: set for the compiler's sake */
+        q[4] = q[5] = q[6] = q[7] = 0; /* unused (mm_sub8_pxt reads them all) */
         return;
     }
-    if (wb == 4) { /* pairs (0, 1) and (2, 3) */
-        mm_s8_two(s, w, wskip, is, 0, q);
-        mm_s8_two(s, w + 4, wskip, is, 0, h);
+    if (wb == 4) { /* pairs (0, 1) and (2, 3): one loop, twice */
+#if defined(__GNUC__)
+#pragma GCC unroll 1
+#endif
+        for (int half = 0; half < 2; half++)
+            mm_s8_two(s, w + 4 * half, wskip, is, 0, half ? h : q);
     } else { /* sums A, B and C, D */
         mm_s8_two(s, w, wskip, is, 1, q);
         mm_s8_two(s, w, wskip, is, 2, h);
@@ -1480,19 +1543,18 @@ static MM_INLINE void mm_s8_block(const mm_c8src *s, const uint8_t *w, int32_t w
     q[2] = h[0], q[3] = h[1], q[6] = h[2], q[7] = h[3];
 }
 
-/* Row j of a last out_c % 4 (natural packed row w, element e0 on a byte boundary) against the
- * n inputs at x. */
-static int32_t mm_s8_natural(const uint8_t *x, const uint8_t *w, int32_t e0, int32_t n, int wb,
-                             int is)
-{
-    const int per = 8 / wb, sx = 1 << (wb - 1), mask = (1 << wb) - 1;
-    int32_t a = 0;
-    w += e0 / per;
-    for (int32_t i = 0; i < n; i += per, w++)
-        for (int f = 0; f < per && i + f < n; f++)
-            a += (is ? (int8_t)x[i + f] : x[i + f]) * ((((*w >> (f * wb)) & mask) ^ sx) - sx);
-    return a;
-}
+/* mm_s8_block out of line, once per weight width and input signedness: one copy of each loop
+ * (the callers are specialised alike, mm_sub8_pxt). */
+#define MM_S8_BLOCK_FN(NAME, IS, WB)                                                              \
+    static MM_NOINLINE void NAME(const mm_c8src *s, const uint8_t *w, int32_t wskip, int np,      \
+                                 int32_t *q)                                                      \
+    {                                                                                             \
+        mm_s8_block(s, w, wskip, IS, WB, np, q);                                                  \
+    }
+MM_S8_BLOCK_FN(mm_s8_block4u, 0, 4)
+MM_S8_BLOCK_FN(mm_s8_block4s, 1, 4)
+MM_S8_BLOCK_FN(mm_s8_block2u, 0, 2)
+MM_S8_BLOCK_FN(mm_s8_block2s, 1, 2)
 
 /* mm_sub8_px for one weight width and input signedness (constants: each use specialised).
  * The layer's fields and the source are read into locals once: the output stores (bytes) could
@@ -1502,23 +1564,26 @@ static MM_INLINE void mm_sub8_pxt(const mm_conv_ctx *k, const mm_c8src *src, uin
                                   const int is)
 {
     const mm_c8src sc = *src, *const s = &sc; /* a local copy: no store aliases it */
-    const int bpe = wb / 2, bk = k->bk, fast = k->fast; /* bpe: block bytes per element */
+    const int bpe = wb / 2, fast = k->fast; /* bpe: block bytes per element */
     const int32_t *const bias = k->bias, *const mult = k->mult;
     const int8_t *const shift = k->shift;
-    const int32_t kb = (int32_t)1 << bk, qmin = k->qmin, qmax = k->qmax, rb = k->row_bytes;
-    const int32_t blk = 4 * rb, wskip = (s->wrow - s->n) * bpe, n = s->n, tail = s->tail;
-    const uint8_t *const x1 = s->x + s->step;
-    const uint32_t m4 = (uint32_t)qmax * 0x01010101u;
+    const int32_t kb = (int32_t)1 << k->bk, blk = 4 * k->row_bytes;
+    const int32_t wskip = (s->wrow - s->n) * bpe, tail = s->tail;
+    const uint32_t m4 = (uint32_t)k->qmax * 0x01010101u;
     const uint8_t *w = k->w;
-    uint8_t *o0 = out, *o1 = out + out_pix;
+    uint8_t *o[2] = {out, out + out_pix};
     const int32_t xs0 = mm_s8_xsum(s, 0, is), xs1 = np == 2 ? mm_s8_xsum(s, 1, is) : 0;
     int co = 0;
     for (; co + 4 <= out_c; co += 4, w += blk) {
         int32_t q[8], acc[8];
-        mm_s8_block(s, w + s->w0 * bpe, wskip, is, wb, np, q);
-        mm_s8_dots(q, xs0, wb, s->x + n, w + s->head * bpe, tail, is, acc);
-        if (np == 2)
-            mm_s8_dots(q + 4, xs1, wb, x1 + n, w + s->head * bpe, tail, is, acc + 4);
+        if (wb == 4)
+            (is ? mm_s8_block4s : mm_s8_block4u)(s, w + s->w0 * bpe, wskip, np, q);
+        else
+            (is ? mm_s8_block2s : mm_s8_block2u)(s, w + s->w0 * bpe, wskip, np, q);
+        mm_s8_dots(q, xs0, wb, acc);
+        mm_s8_dots(q + 4, xs1, wb, acc + 4); /* unused when np == 1 */
+        if (tail)
+            mm_s8_tails(s->x + s->n, s->step, w + s->head * bpe, tail, wb, is, np, acc);
         if (MM_LIKELY(fast) && np == 2) { /* each channel's parameters read once for both */
             uint32_t y0 = 0, y1 = 0;
 #if defined(__GNUC__)
@@ -1530,42 +1595,22 @@ static MM_INLINE void mm_sub8_pxt(const mm_conv_ctx *k, const mm_c8src *src, uin
                 y0 |= mm_pw_u(acc[j], b, m, sh, kb) << 8 * j;
                 y1 |= mm_pw_u(acc[4 + j], b, m, sh, kb) << 8 * j;
             }
-            o0 = mm_pw_st4(o0, y0, ob, m4);
-            o1 = mm_pw_st4(o1, y1, ob, m4);
-            continue;
-        }
-        if (MM_LIKELY(fast)) {
+            o[0] = mm_pw_st4(o[0], y0, ob, m4);
+            o[1] = mm_pw_st4(o[1], y1, ob, m4);
+        } else if (MM_LIKELY(fast)) {
             uint32_t y0 = 0;
 #if defined(__GNUC__)
 #pragma GCC unroll 4
 #endif
             for (int j = 0; j < 4; j++)
                 y0 |= mm_pw_u(acc[j], bias[co + j], mult[co + j], shift[co + j], kb) << 8 * j;
-            o0 = mm_pw_st4(o0, y0, ob, m4);
-            continue;
-        }
-        for (int p = 0; p < np; p++) {
-            mm_writer wr = {p ? o1 : o0, 0, 0, ob};
-            for (int j = 0; j < 4; j++)
-                acc[4 * p + j] = mm_pw_rq(acc[4 * p + j], bias[co + j], mult[co + j],
-                                          shift[co + j], bk, qmin, qmax);
-            mm_put4(&wr, acc + 4 * p);
-            *(p ? &o1 : &o0) = wr.p;
+            o[0] = mm_pw_st4(o[0], y0, ob, m4);
+        } else {
+            mm_s8_put_any(k, co, np, ob, acc, o);
         }
     }
-    if (co < out_c) { /* the last out_c % 4 rows, natural order */
-        mm_writer w0 = {o0, 0, 0, ob}, w1 = {o1, 0, 0, ob};
-        for (; co < out_c; co++, w += rb)
-            for (int p = 0; p < np; p++) {
-                int32_t a = 0, e = s->w0;
-                const uint8_t *x = p ? x1 : s->x;
-                for (int r = 0; r < s->rows; r++, x += s->xrow, e += s->wrow)
-                    a += mm_s8_natural(x, w, e, n + tail, wb, is);
-                mm_put(p ? &w1 : &w0, mm_pw_rq(a, bias[co], mult[co], shift[co], bk, qmin, qmax));
-            }
-        mm_flush(&w0);
-        mm_flush(&w1);
-    }
+    if (co < out_c)
+        mm_s8_rest(k, s, w, co, out_c, np, ob, o);
 }
 
 /* One or two pixels (np) of the sub8 path, every output channel, block by block as
