@@ -1518,13 +1518,25 @@ static MM_NOINLINE void mm_s8_rest(const mm_conv_ctx *k, const mm_c8src *s, cons
     mm_flush(&w1);
 }
 
-/* Raw sums of one block of four channels for np pixels (q: four per pixel). */
+/* One pixel's four sums (a clipped border pixel, an odd last one, a linear): out of line, one
+ * copy of each loop. */
+static MM_NOINLINE void mm_s8_one_call(const mm_c8src *s, const uint8_t *w, int32_t wskip, int is,
+                                       int wb, int32_t *q)
+{
+    if (wb == 4)
+        mm_s8_one(s, w, wskip, is, 4, q);
+    else
+        mm_s8_one(s, w, wskip, is, 2, q);
+}
+
+/* Raw sums of one block of four channels for np pixels (q: four per pixel). The pair loops are
+ * inlined into each specialised caller, once (4-bit: the same loop for both pairs). */
 static MM_INLINE void mm_s8_block(const mm_c8src *s, const uint8_t *w, int32_t wskip, const int is,
                                   const int wb, int np, int32_t *q)
 {
     int32_t h[4];
     if (np == 1) {
-        mm_s8_one(s, w, wskip, is, wb, q);
+        mm_s8_one_call(s, w, wskip, is, wb, q);
         q[4] = q[5] = q[6] = q[7] = 0; /* unused (mm_sub8_pxt reads them all) */
         return;
     }
@@ -1542,19 +1554,6 @@ static MM_INLINE void mm_s8_block(const mm_c8src *s, const uint8_t *w, int32_t w
     q[4] = q[2], q[5] = q[3];
     q[2] = h[0], q[3] = h[1], q[6] = h[2], q[7] = h[3];
 }
-
-/* mm_s8_block out of line, once per weight width and input signedness: one copy of each loop
- * (the callers are specialised alike, mm_sub8_pxt). */
-#define MM_S8_BLOCK_FN(NAME, IS, WB)                                                              \
-    static MM_NOINLINE void NAME(const mm_c8src *s, const uint8_t *w, int32_t wskip, int np,      \
-                                 int32_t *q)                                                      \
-    {                                                                                             \
-        mm_s8_block(s, w, wskip, IS, WB, np, q);                                                  \
-    }
-MM_S8_BLOCK_FN(mm_s8_block4u, 0, 4)
-MM_S8_BLOCK_FN(mm_s8_block4s, 1, 4)
-MM_S8_BLOCK_FN(mm_s8_block2u, 0, 2)
-MM_S8_BLOCK_FN(mm_s8_block2s, 1, 2)
 
 /* mm_sub8_px for one weight width and input signedness (constants: each use specialised).
  * The layer's fields and the source are read into locals once: the output stores (bytes) could
@@ -1576,10 +1575,7 @@ static MM_INLINE void mm_sub8_pxt(const mm_conv_ctx *k, const mm_c8src *src, uin
     int co = 0;
     for (; co + 4 <= out_c; co += 4, w += blk) {
         int32_t q[8], acc[8];
-        if (wb == 4)
-            (is ? mm_s8_block4s : mm_s8_block4u)(s, w + s->w0 * bpe, wskip, np, q);
-        else
-            (is ? mm_s8_block2s : mm_s8_block2u)(s, w + s->w0 * bpe, wskip, np, q);
+        mm_s8_block(s, w + s->w0 * bpe, wskip, is, wb, np, q);
         mm_s8_dots(q, xs0, wb, acc);
         mm_s8_dots(q + 4, xs1, wb, acc + 4); /* unused when np == 1 */
         if (tail)
