@@ -141,14 +141,23 @@ def window(op: Op) -> tuple[tuple[int, int], tuple[int, int]]:
 def is_pointwise_sub(op: Op, w_bits: int | None) -> bool:
     """mm_pointwise_sub's layers: a 1x1 conv, or a linear on a 1 x 1 input, with 4- or 2-bit
     weights on at least 32 / w_bits and at most MM_PATCH input channels, no padding, no groups
-    (its scratch is one int16 per input channel)."""
-    if op.weight is None or w_bits is None or w_bits >= 8:
-        return False
-    kernel, padding = window(op)
-    if op.groups != 1 or kernel != (1, 1) or padding != (0, 0):
+    (its scratch is one int16 per input channel). kernel_of also gives it such layers on 8-bit
+    inputs from 4 channels (its sub8 path, no scratch: they keep their family's)."""
+    if op.weight is None or w_bits is None or w_bits >= 8 or not _pointwise_shape(op):
         return False
     c = op.in_shape[0]
-    return c * w_bits >= 32 and c <= kernel_constant("MM_PATCH")
+    return c * w_bits >= 32
+
+
+def _pointwise_shape(op: Op) -> bool:
+    """A 1x1 layer without padding or groups on at most MM_PATCH input channels."""
+    kernel, padding = window(op)
+    return (
+        op.groups == 1
+        and kernel == (1, 1)
+        and padding == (0, 0)
+        and op.in_shape[0] <= kernel_constant("MM_PATCH")
+    )
 
 
 def _pointwise8(op: Op, w_bits: int, in_bits: int) -> str | None:
@@ -197,11 +206,14 @@ def kernel_of(op: Op, w_bits: int | None, in_bits: int | None) -> str:
     pointwise = _pointwise8(op, w_bits, in_bits)
     if pointwise == "mm_pointwise8_widen":
         return pointwise
-    if is_pointwise_sub(op, w_bits):
+    # 4- and 2-bit weights on 8-bit inputs: the sub8 path (mm_conv.c; ops.conv.sub8_path) beats
+    # the lane kernel on every shape (VWW's 1x1 layers on 8 channels at 2 bits: 2.4x, measured).
+    sub8 = in_bits == 8 and w_bits < 8 and op.groups == 1
+    if is_pointwise_sub(op, w_bits) or (sub8 and _pointwise_shape(op) and op.in_shape[0] >= 4):
         return "mm_pointwise_sub"
     if pointwise is not None:
         return pointwise
-    return "mm_conv_small" if family == "small" else "mm_conv"
+    return "mm_conv_small" if family == "small" and not sub8 else "mm_conv"
 
 
 def scratch_need(op: Op, w_bits: int | None) -> int:

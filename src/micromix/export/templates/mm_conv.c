@@ -1144,8 +1144,9 @@ static MM_INLINE void mm_conv8x2(const mm_conv_ctx *k, const mm_conv_dims *d, ui
 
 /* The pair kernel on patches (in_c % 4 != 0, rows of at most MM_PATCH bytes: stems on 1 or 3
  * channels): each pixel's patch is gathered as bytes into the scratch, two pixels side by
- * side (2 row bytes: what the memory model counts for the int16 patch), then met by the first
- * row - row % 4 bytes of each weight row as words and the rest byte by byte. Pixels are
+ * side (2 row bytes: what the memory model counts for the int16 patch; a lone pixel takes
+ * the upper half, so that a one-pixel layer uses all that is counted too), then met by the
+ * first row - row % 4 bytes of each weight row as words and the rest byte by byte. Pixels are
  * written after both patches are gathered: in place, this needs lag 1 too. */
 static MM_INLINE void mm_conv8p(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *buf,
                                 uint8_t *out, int ob, mm_c8px px)
@@ -1166,8 +1167,10 @@ static MM_INLINE void mm_conv8p(const mm_conv_ctx *k, const mm_conv_dims *d, uin
     for (int oy = 0; oy < out_h; oy++)
         for (int ox = 0; ox < out_w;) {
             const int np = ox + 1 < out_w ? 2 : 1;
+            uint8_t *const b0 = np == 2 ? buf : buf + k->row; /* a lone pixel: upper half */
             for (int p = 0; p < np; p++)
-                mm_gather8b(buf + p * k->row, k, oy * sh - ph, (ox + p) * sw - pw);
+                mm_gather8b(b0 + p * k->row, k, oy * sh - ph, (ox + p) * sw - pw);
+            s.x = b0;
             px(k, &s, out, out_pix, ob, out_c, np);
             out += np * out_pix;
             ox += np;
@@ -1300,29 +1303,30 @@ static MM_INLINE void mm_s8_two(const mm_c8src *s, const uint8_t *w, int32_t wsk
     q[3] = b1;
 }
 
-/* One pixel: the input word at x extended into pe, po; each sum from the weight word v. */
-#define MM_S8_SUM1(DECODE, A)                                                                     \
-    DECODE(e) "smlad %[" A "], %[e], %[pe], %[" A "]\n\t" DECODE(o)                               \
-              "smlad %[" A "], %[e], %[po], %[" A "]\n\t"
-#define MM_S8_R1_e "sxtb16 %[e], %[v]\n\t"
-#define MM_S8_R1_o "sxtb16 %[e], %[v], ror #8\n\t"
-#define MM_S8_L1_e "uxtb16 %[e], %[v]\n\t"
-#define MM_S8_L1_o "uxtb16 %[e], %[v], ror #8\n\t"
-#define MM_S8_R1(h) MM_S8_R1_##h
-#define MM_S8_L1(h) MM_S8_L1_##h
-#define MM_S8_AND1(M) "and %[v], %[v], #" M "\n\t"
-#define MM_S8_IN1(XT)                                                                             \
-    "ldr %[pe], [%[x]], #4\n\t"                                                                   \
-    "ldr %[v], [%[w]], #" MM_S8_GS "\n\t" XT " %[po], %[pe], ror #8\n\t" XT " %[pe], %[pe]\n\t"
-/* All four sums of a group (4-bit: both pairs' words, at w and w + 4; 2-bit: one word). */
+/* One pixel: the input word at x extended into pe, po; a sum from the weight word in W (raw,
+ * or masked in place by M first). 4-bit: the two pairs' words loaded together (v, u). */
+#define MM_S8_RAW1(W, A)                                                                          \
+    "sxtb16 %[e], %[" W "]\n\t"                                                                   \
+    "smlad %[" A "], %[e], %[pe], %[" A "]\n\t"                                                   \
+    "sxtb16 %[e], %[" W "], ror #8\n\t"                                                           \
+    "smlad %[" A "], %[e], %[po], %[" A "]\n\t"
+#define MM_S8_LOW1(M, W, A)                                                                       \
+    "and %[" W "], %[" W "], #" M "\n\t"                                                          \
+    "uxtb16 %[e], %[" W "]\n\t"                                                                   \
+    "smlad %[" A "], %[e], %[pe], %[" A "]\n\t"                                                   \
+    "uxtb16 %[e], %[" W "], ror #8\n\t"                                                           \
+    "smlad %[" A "], %[e], %[po], %[" A "]\n\t"
+#define MM_S8_EXT1(XT) XT " %[po], %[pe], ror #8\n\t" XT " %[pe], %[pe]\n\t"
 #define MM_S8_ONE4(XT)                                                                            \
-    MM_S8_IN1(XT) MM_S8_SUM1(MM_S8_R1, "a0") MM_S8_AND1("0x0F0F0F0F") MM_S8_SUM1(MM_S8_L1, "a1")  \
-        "ldr %[v], [%[w], #-4]\n\t" MM_S8_SUM1(MM_S8_R1, "a2") MM_S8_AND1("0x0F0F0F0F")           \
-            MM_S8_SUM1(MM_S8_L1, "a3")
+    "ldr %[pe], [%[x]], #4\n\t"                                                                   \
+    "ldr %[v], [%[w]], #8\n\t"                                                                    \
+    "ldr %[u], [%[w], #-4]\n\t" MM_S8_EXT1(XT) MM_S8_RAW1("v", "a0")                               \
+        MM_S8_LOW1("0x0F0F0F0F", "v", "a1") MM_S8_RAW1("u", "a2") MM_S8_LOW1("0x0F0F0F0F", "u", "a3")
 #define MM_S8_ONE2(XT)                                                                            \
-    MM_S8_IN1(XT) MM_S8_SUM1(MM_S8_R1, "a0") MM_S8_AND1("0x3F3F3F3F") MM_S8_SUM1(MM_S8_L1, "a1")  \
-        MM_S8_AND1("0x0F0F0F0F") MM_S8_SUM1(MM_S8_L1, "a2") MM_S8_AND1("0x03030303")              \
-            MM_S8_SUM1(MM_S8_L1, "a3")
+    "ldr %[pe], [%[x]], #4\n\t"                                                                   \
+    "ldr %[v], [%[w]], #4\n\t" MM_S8_EXT1(XT) MM_S8_RAW1("v", "a0")                                \
+        MM_S8_LOW1("0x3F3F3F3F", "v", "a1") MM_S8_LOW1("0x0F0F0F0F", "v", "a2")                     \
+            MM_S8_LOW1("0x03030303", "v", "a3")
 #define MM_S8_ONE_ASM(CODE)                                                                       \
     __asm__ volatile("cmp %[k], #0\n\t"                                                            \
                      "beq 2f\n"                                                                    \
@@ -1333,7 +1337,7 @@ static MM_INLINE void mm_s8_two(const mm_c8src *s, const uint8_t *w, int32_t wsk
                      "beq 3f\n\t" CODE "3:\n\t"                                                   \
                      : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x),   \
                        [w] "+r"(w), [k] "+r"(k), [pe] "=&r"(pe), [po] "=&r"(po), [e] "=&r"(e),    \
-                       [v] "=&r"(v)                                                               \
+                       [v] "=&r"(v), [u] "=&r"(u)                                                 \
                      : [n] "r"(n)                                                                 \
                      : "cc", "memory")
 
@@ -1344,25 +1348,21 @@ static MM_INLINE void mm_s8_one(const mm_c8src *s, const uint8_t *w, int32_t wsk
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
     const uint8_t *x = s->x;
     const int32_t n = s->n, xskip = s->xrow - n;
-    uint32_t pe, po, e, v;
+    uint32_t pe, po, e, v, u;
     for (int rows = s->rows; rows > 0; rows--, x += xskip, w += wskip) {
         int32_t k = n >> 3;
         if (n < 4)
             continue;
-#define MM_S8_GS "8"
         if (wb == 4 && is)
             MM_S8_ONE_ASM(MM_S8_ONE4("sxtb16"));
         else if (wb == 4)
             MM_S8_ONE_ASM(MM_S8_ONE4("uxtb16"));
-#undef MM_S8_GS
-#define MM_S8_GS "4"
         else if (is)
             MM_S8_ONE_ASM(MM_S8_ONE2("sxtb16"));
         else
             MM_S8_ONE_ASM(MM_S8_ONE2("uxtb16"));
-#undef MM_S8_GS
     }
-    (void)pe, (void)po, (void)e, (void)v;
+    (void)pe, (void)po, (void)e, (void)v, (void)u;
     q[0] = a0;
     q[1] = a1;
     q[2] = a2;
