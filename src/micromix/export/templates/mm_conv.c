@@ -1493,8 +1493,8 @@ static MM_NOINLINE void mm_s8_put_any(const mm_conv_ctx *k, int co, int np, int 
 }
 
 /* The last out_c % 4 rows from channel co on (natural packed rows at w), np pixels, outputs
- * from o[p] on: a weight byte at a time, out of line (few rows). Each run starts on a byte
- * (its element e0: a multiple of in_c % 4 == 0, or 0). */
+ * from o[p] on: a weight byte at a time, out of line (few rows). Each run starts on a byte:
+ * its first element is 0 (patches) or a multiple of in_c, itself a multiple of 4. */
 static MM_NOINLINE void mm_s8_rest(const mm_conv_ctx *k, const mm_c8src *s, const uint8_t *w,
                                    int co, int out_c, int np, int ob, uint8_t **o)
 {
@@ -1626,9 +1626,9 @@ static MM_NOINLINE void mm_sub8_px(const mm_conv_ctx *k, const mm_c8src *s, uint
         mm_sub8_pxt(k, s, out, out_pix, ob, out_c, np, 2, 0);
 }
 
-/* mm_pointwise_sub on 8-bit inputs (mm_dot.c calls it): the output pixels in pairs, raster
- * order across rows of pixels, an odd last one alone; each pair is a one-row source. */
-void mm_sub8_pointwise(MM_CONV_ARGS)
+/* mm_pointwise_sub on 8-bit inputs: the output pixels in pairs, raster order across rows of
+ * pixels, an odd last one alone; each pair is a one-row source. */
+static void mm_sub8_pointwise(MM_CONV_ARGS)
 {
     const int in_c = d->in_c, out_c = d->out_c, out_w = d->out_w, ob = q->out_bits;
     const int32_t npix = (int32_t)d->out_h * out_w, out_pix = mm_bytes(out_c, ob);
@@ -1653,6 +1653,17 @@ void mm_sub8_pointwise(MM_CONV_ARGS)
         mm_sub8_px(&k, &s, out, out_pix, ob, out_c, np);
         out += np * out_pix;
     }
+}
+
+/* 8-bit inputs take the sub8 path (ops.conv.sub8_path: channel_packed weights), 2- and 4-bit
+ * ones mm_dot.c's unpacking kernel; defined here so that mm_dot.c calls nothing back. */
+void mm_pointwise_sub(MM_CONV_ARGS)
+{
+    MM_ASSERT(MM_IS_PWSUB(d, q) && !MM_IS_PW8W(d, q));
+    if (q->in_bits == 8)
+        mm_sub8_pointwise(in, out, w, d, q, scratch);
+    else
+        mm_pointwise_sub_packed(in, out, w, d, q, scratch);
 }
 
 void mm_conv(MM_CONV_ARGS)

@@ -286,9 +286,10 @@ void mm_dot2x4(const int16_t *x, const uint8_t *w, int32_t rb, int32_t n, int32_
 /* ---- sub-byte pointwise on DSP cores (mm_pointwise_sub) ------------------------------------
  *
  * Only 4- or 2-bit weights on 2- or 4-bit inputs come here (8-bit weights with sub-byte inputs
- * take MM_IS_PW8W, whose rule is checked first; 8-bit inputs mm_sub8_pointwise). A weight word (4 packed bytes, natural layout) becomes SMLAD-ready
- * halfword pairs with one AND per field and one SXTB16 per pair: field f of every byte is
- * masked in place at the top of its byte (so the sign bit is the byte's), which scales it by
+ * take MM_IS_PW8W, whose rule is checked first; 8-bit inputs mm_conv.c's sub8 path). A weight
+ * word (4 packed bytes, natural layout) becomes SMLAD-ready halfword pairs with one AND per
+ * field and one SXTB16 per pair: field f of every byte is masked in place at the top of its
+ * byte (so the sign bit is the byte's), which scales it by
  * 2^(8 - bits): 16 for 4-bit, 64 for 2-bit weights; the sum is shifted back exactly at the end.
  * The pairs come out in the order p = 2f + r (r: bytes 0 and 2, then 1 and 3), so the input
  * pixel is unpacked once per pixel into int16 in that order (mm_pw_fill); one LDR then gives
@@ -515,7 +516,8 @@ static MM_NOINLINE void mm_pws_tails(const int16_t *x, const uint8_t *t, int32_t
     }
 }
 
-void mm_pointwise_sub(MM_CONV_ARGS)
+/* mm_pointwise_sub on 2- and 4-bit inputs (mm_conv.c's mm_pointwise_sub calls it). */
+void mm_pointwise_sub_packed(MM_CONV_ARGS)
 {
     const int ib = q->in_bits, is = q->in_signed, wb = q->w_bits, ob = q->out_bits;
     const int bk = q->bias_shift, scale = MM_PWS_SCALE(wb), in_c = d->in_c, in_w = d->in_w;
@@ -531,11 +533,7 @@ void mm_pointwise_sub(MM_CONV_ARGS)
     const int fast = mm_pw_fast(q, out_c);
     const int32_t kb = (int32_t)1 << bk;
     const uint32_t m4 = (uint32_t)qmax * 0x01010101u;
-    MM_ASSERT(MM_IS_PWSUB(d, q) && !MM_IS_PW8W(d, q));
-    if (ib == 8) { /* ops.conv.sub8_path: its weights are channel_packed */
-        mm_sub8_pointwise(in, out, w, d, q, scratch);
-        return;
-    }
+    MM_ASSERT(ib < 8);
     for (int oy = 0; oy < out_h; oy++) {
         for (int ox = 0; ox < out_w; ox++) {
             const uint8_t *px = in + ((int32_t)oy * sh * in_w + (int32_t)ox * sw) * in_pix;

@@ -471,11 +471,11 @@ void mm_pointwise8_widen(MM_CONV_ARGS);
  * (mm_dot.c; SMLAD on DSP cores). Weight layout: each block of four rows interleaves the rows'
  * 4-byte words (row 0 word 0, row 1 word 0, ..., row 0 word 1, ...) over the first
  * nblk = in_c - in_c % (32 / w_bits) elements, then each row's remaining bytes, row after row;
- * rows after the last full block stay in natural order. On 8-bit inputs the pixels go in
- * pairs, read in place (no unpacking), through mm_conv.c's sub8 path (mm_sub8_pointwise, its
- * weights ops.conv.channel_packed). */
+ * rows after the last full block stay in natural order (mm_dot.c, mm_pointwise_sub_packed).
+ * On 8-bit inputs the pixels go in pairs, read in place (no unpacking), through mm_conv.c's
+ * sub8 path, its weights ops.conv.channel_packed. */
 void mm_pointwise_sub(MM_CONV_ARGS);
-void mm_sub8_pointwise(MM_CONV_ARGS);
+void mm_pointwise_sub_packed(MM_CONV_ARGS);
 
 /* MM_IS_SMALL: weight rows shorter than one vector of dot product (stems, pointwise layers on
  * few channels): output channels in lanes instead (mm_small.c); not 4- and 2-bit weights on
