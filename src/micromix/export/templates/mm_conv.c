@@ -1238,8 +1238,10 @@ static inline uint32_t mm_usada8(uint32_t a, uint32_t acc) /* acc + the four byt
     "ldr %[t2], [%[w]], #" GS "\n\t" XT " %[t3], %[t0], ror #8\n\t" XT " %[t0], %[t0]\n\t" XT     \
     " %[t4], %[t1], ror #8\n\t" XT " %[t1], %[t1]\n\t" SUMS
 /* pass 0: 4-bit, one pair's words (8 bytes a group); 1: 2-bit sums A, B; 2: C, D. */
-#define MM_S8_PASS0 MM_S8_SUM2(MM_S8_RAW, "a0", "b0") MM_S8_AND("0x0F0F0F0F") MM_S8_SUM2(MM_S8_LOW, "a1", "b1")
-#define MM_S8_PASS1 MM_S8_SUM2(MM_S8_RAW, "a0", "b0") MM_S8_AND("0x3F3F3F3F") MM_S8_SUM2(MM_S8_LOW, "a1", "b1")
+#define MM_S8_PASS0                                                                               \
+    MM_S8_SUM2(MM_S8_RAW, "a0", "b0") MM_S8_AND("0x0F0F0F0F") MM_S8_SUM2(MM_S8_LOW, "a1", "b1")
+#define MM_S8_PASS1                                                                               \
+    MM_S8_SUM2(MM_S8_RAW, "a0", "b0") MM_S8_AND("0x3F3F3F3F") MM_S8_SUM2(MM_S8_LOW, "a1", "b1")
 #define MM_S8_PASS2                                                                               \
     MM_S8_AND("0x0F0F0F0F") MM_S8_SUM2(MM_S8_LOW, "a0", "b0") MM_S8_AND("0x03030303")             \
         MM_S8_SUM2(MM_S8_LOW, "a1", "b1")
@@ -1321,11 +1323,12 @@ static MM_INLINE void mm_s8_two(const mm_c8src *s, const uint8_t *w, int32_t wsk
     "ldr %[pe], [%[x]], #4\n\t"                                                                   \
     "ldr %[v], [%[w]], #8\n\t"                                                                    \
     "ldr %[u], [%[w], #-4]\n\t" MM_S8_EXT1(XT) MM_S8_RAW1("v", "a0")                               \
-        MM_S8_LOW1("0x0F0F0F0F", "v", "a1") MM_S8_RAW1("u", "a2") MM_S8_LOW1("0x0F0F0F0F", "u", "a3")
+        MM_S8_LOW1("0x0F0F0F0F", "v", "a1") MM_S8_RAW1("u", "a2")                                  \
+            MM_S8_LOW1("0x0F0F0F0F", "u", "a3")
 #define MM_S8_ONE2(XT)                                                                            \
     "ldr %[pe], [%[x]], #4\n\t"                                                                   \
     "ldr %[v], [%[w]], #4\n\t" MM_S8_EXT1(XT) MM_S8_RAW1("v", "a0")                                \
-        MM_S8_LOW1("0x3F3F3F3F", "v", "a1") MM_S8_LOW1("0x0F0F0F0F", "v", "a2")                     \
+        MM_S8_LOW1("0x3F3F3F3F", "v", "a1") MM_S8_LOW1("0x0F0F0F0F", "v", "a2")                   \
             MM_S8_LOW1("0x03030303", "v", "a3")
 #define MM_S8_ONE_ASM(CODE)                                                                       \
     __asm__ volatile("cmp %[k], #0\n\t"                                                            \
@@ -1424,7 +1427,8 @@ static MM_INLINE int32_t mm_s8_xsum(const mm_c8src *s, int p, const int is)
         for (; i + 16 <= s->n; i += 16) { /* four loads in a row: one cycle each after the first */
             const uint32_t v0 = mm_s8_ld(x + i), v1 = mm_s8_ld(x + i + 4);
             const uint32_t v2 = mm_s8_ld(x + i + 8), v3 = mm_s8_ld(x + i + 12);
-            t = mm_usada8(v3 ^ flip, mm_usada8(v2 ^ flip, mm_usada8(v1 ^ flip, mm_usada8(v0 ^ flip, t))));
+            t = mm_usada8(v1 ^ flip, mm_usada8(v0 ^ flip, t));
+            t = mm_usada8(v3 ^ flip, mm_usada8(v2 ^ flip, t));
         }
         for (; i < s->n; i += 4)
             t = mm_usada8(mm_s8_ld(x + i) ^ flip, t);
@@ -1632,7 +1636,8 @@ static void mm_sub8_pointwise(MM_CONV_ARGS)
 {
     const int in_c = d->in_c, out_c = d->out_c, out_w = d->out_w, ob = q->out_bits;
     const int32_t npix = (int32_t)d->out_h * out_w, out_pix = mm_bytes(out_c, ob);
-    const int32_t step = (int32_t)d->stride_w * in_c, row_step = (int32_t)d->stride_h * d->in_w * in_c;
+    const int32_t step = (int32_t)d->stride_w * in_c;
+    const int32_t row_step = (int32_t)d->stride_h * d->in_w * in_c;
     const mm_conv_ctx k = {in, w, q->bias, q->mult, q->shift, in_c, d->in_h, d->in_w, 1, 1, in_c,
                            out_c, in_c, 8, q->in_signed, q->w_bits, 0, q->bias_shift, in_c,
                            mm_bytes(in_c, q->w_bits), q->qmin, q->qmax, mm_pw_fast(q, out_c)};

@@ -465,8 +465,9 @@ void mm_pointwise8(MM_CONV_ARGS);
 void mm_pointwise8_widen(MM_CONV_ARGS);
 
 /* MM_IS_PWSUB: 1x1 layers (and linears on a 1 x 1 input) with 4- or 2-bit weights on at least
- * one weight word (32 / w_bits; on 8-bit inputs 4 channels) and at most MM_PATCH input channels (from 8 channels at 4 bits
- * and 16 at 2 bits this beats the lane kernel on Cortex-M4, measured): each input pixel is
+ * one weight word (32 / w_bits; on 8-bit inputs 4 channels) and at most MM_PATCH input
+ * channels (from 8 channels at 4 bits and 16 at 2 bits this beats the lane kernel on
+ * Cortex-M4, measured): each input pixel is
  * unpacked once into the scratch (in_c int16), the packed weights are expanded in registers
  * (mm_dot.c; SMLAD on DSP cores). Weight layout: each block of four rows interleaves the rows'
  * 4-byte words (row 0 word 0, row 1 word 0, ..., row 0 word 1, ...) over the first
