@@ -30,7 +30,7 @@ from micromix.graph import trace
 from micromix.integer import convert
 from micromix.integer.convert import random_qparams
 from micromix.models import conv_bn, create
-from micromix.ops.conv import conv8_head
+from micromix.ops.conv import conv8_head, sub8_path
 from micromix.policy import Policy
 
 
@@ -138,6 +138,54 @@ def test_w8a8_conv_paths_are_bit_exact(tmp_path) -> None:
     s = json.loads((export_c(im, tmp_path / "c", test_images=x, **kw) / "export.json").read_text())
     assert s["selftest_identical"] == 40
     assert not arm or s["cortex_m4"]["images"] == 4
+
+
+class Sub8PwNet(torch.nn.Module):
+    """mm_pointwise_sub on 8-bit inputs (the sub8 path) on a 1 x 9 x 9 input: 25 pixels in pairs
+    and an odd last one (a, b, c), a 2-element tail per row and signed inputs (c: b has no
+    ReLU), 2 and 1 rows after the last block of four (a, b), one pixel (fc)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = conv_bn(1, 20, 3, 2)
+        self.a = conv_bn(20, 18, 1)
+        self.b = conv_bn(18, 13, 1, act=None)
+        self.c = conv_bn(13, 16, 1)
+        self.fc = torch.nn.Linear(16, 9)
+
+    def forward(self, x):
+        y = self.c(self.b(self.a(self.stem(x))))
+        return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(y, 1), 1))
+
+
+@pytest.mark.parametrize("wb", [4, 2])
+def test_sub8_paths_are_bit_exact(tmp_path, wb: int) -> None:
+    """4- and 2-bit weights on 8-bit inputs: mm_conv's two-pixel walks over channel_packed
+    weights (Conv8Net: from the input and from byte patches, clipped borders, odd rows, stride
+    2, tails of elements and of channels, signed inputs) and mm_pointwise_sub's (Sub8PwNet),
+    bit for bit the numpy reference: host build (portable C) and, with the ARM tools, qemu
+    (the DSP asm)."""
+    arm = shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")
+    kw = {"target": "cortex-m4", "cm4_images": 3} if arm else {}
+    paths = set()
+    for i, (net, shape) in enumerate([(Conv8Net, (1, 3, 15, 15)), (Sub8PwNet, (1, 1, 9, 9))]):
+        torch.manual_seed(i)
+        g = trace(net().eval(), shape)
+        pol = Policy.uniform(g, 8)
+        pol = pol.replace(weights={k: wb for k in pol.weights})
+        im = convert(random_qparams(g, pol, seed=3 + i), g, pol)
+        for o, lay in zip(im.ops, im.report.layers, strict=True):
+            if o.weights is not None and sub8_path(o, lay.kernel):
+                one = lay.kernel == "mm_pointwise_sub" and np.prod(o.op.out_shape[1:]) == 1
+                paths.add((lay.kernel, "one pixel" if one else "in_c % 4" if o.op.in_shape[0] % 4 else "pairs"))  # fmt: skip
+        x = np.random.default_rng(6 + i).integers(0, 256, (30, *shape[1:]), dtype=np.uint8)
+        out = export_c(im, tmp_path / f"c{i}", test_images=x, **kw)
+        s = json.loads((out / "export.json").read_text())
+        assert s["selftest_identical"] == 30
+        assert not arm or s["cortex_m4"]["images"] == 3
+    expected = {("mm_conv", "pairs"), ("mm_conv", "in_c % 4"), ("mm_pointwise_sub", "pairs"),
+                ("mm_pointwise_sub", "in_c % 4")}  # fmt: skip
+    assert expected | ({("mm_pointwise_sub", "one pixel")} if wb == 4 else set()) <= paths
 
 
 @pytest.mark.parametrize(

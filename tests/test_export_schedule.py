@@ -80,7 +80,8 @@ def test_patch_schedule_on_cortex_m4_under_qemu(tmp_path) -> None:
 class KernelZoo(nn.Module):
     """One layer for each conv kernel that can write over its input (ops.conv.IN_PLACE_LAG),
     at the bits that choose it: 3 x 3, grouped, widening / narrowing 1 x 1, depthwise, a
-    short-row conv, stride 2, and the classifier."""
+    short-row conv (s: lanes take it on sub-byte inputs; on 8-bit ones the stem goes to
+    mm_conv), stride 2, and the classifier."""
 
     def __init__(self):
         super().__init__()
@@ -90,12 +91,13 @@ class KernelZoo(nn.Module):
         self.d = nn.Conv2d(8, 32, 1)
         self.e = nn.Conv2d(32, 32, 3, padding=1, groups=32)
         self.f = nn.Conv2d(32, 8, 1)
+        self.s = nn.Conv2d(8, 8, 1)
         self.g = nn.Conv2d(8, 4, 1)
         self.h = nn.Conv2d(4, 8, 3, stride=2, padding=1)
         self.fc = nn.Linear(8, 10)
 
     def forward(self, x):
-        for m in (self.a, self.b, self.c, self.d, self.e, self.f, self.g, self.h):
+        for m in (self.a, self.b, self.c, self.d, self.e, self.f, self.s, self.g, self.h):
             x = m(x).relu()
         return self.fc(x.mean((2, 3)))
 

@@ -201,9 +201,11 @@ def test_kernel_scratch_by_hand():
     # int32 tap offsets; depthwise keeps its weight pairs in a fixed stack table, no scratch.
     # The 8-bit pointwise kernels read the input in place but are counted their family's
     # scratch (small or conv), so the RAM figure does not depend on the activation bits.
+    # 4-bit weights on 8-bit inputs leave the lanes for the sub8 path (mm_conv), in the same
+    # scratch.
     small_9 = 4 * 9 + 2 * 9 * 8 + 2 * 9
     want = {
-        "stem": (("mm_conv_small", small_9), ("mm_conv_small", small_9)),
+        "stem": (("mm_conv_small", small_9), ("mm_conv", small_9)),
         "dw": (("mm_depthwise", 0), ("mm_depthwise", 0)),
         # 4-bit weights on >= 8 channels: mm_pointwise_sub, one unpacked input pixel.
         "pw": (("mm_pointwise8", 4 + 2 * 8 * 8 + 2 * 8), ("mm_pointwise_sub", 2 * 8)),

@@ -26,12 +26,15 @@ _NP = {"int32": np.int32, "int8": np.int8, "uint8": np.uint8}
 #   MM_LANES: output channels side by side (mm_conv_small, mm_depthwise's groups are 4).
 #   MM_SMALL_ROW, MM_SMALL_ROW_BITS: the longest weight row mm_conv_small takes.
 #   MM_DW_TAPS: the largest kernel mm_depthwise runs four channels at a time.
+#   MM_SUB8_ROW: the longest weight row of the sub8 path (4- and 2-bit weights on 8-bit inputs):
+#     its sums of int8-held weight bytes, |w| <= 128, over 8-bit inputs stay in int32.
 KERNEL_CONSTANTS: Mapping[str, int] = {
     "MM_PATCH": 256,
     "MM_LANES": 8,
     "MM_SMALL_ROW": 32,
     "MM_SMALL_ROW_BITS": 128,
     "MM_DW_TAPS": 25,
+    "MM_SUB8_ROW": 65536,
 }
 
 

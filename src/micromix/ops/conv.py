@@ -141,14 +141,23 @@ def window(op: Op) -> tuple[tuple[int, int], tuple[int, int]]:
 def is_pointwise_sub(op: Op, w_bits: int | None) -> bool:
     """mm_pointwise_sub's layers: a 1x1 conv, or a linear on a 1 x 1 input, with 4- or 2-bit
     weights on at least 32 / w_bits and at most MM_PATCH input channels, no padding, no groups
-    (its scratch is one int16 per input channel)."""
-    if op.weight is None or w_bits is None or w_bits >= 8:
-        return False
-    kernel, padding = window(op)
-    if op.groups != 1 or kernel != (1, 1) or padding != (0, 0):
+    (its scratch is one int16 per input channel). kernel_of also gives it such layers on 8-bit
+    inputs from 4 channels (its sub8 path, no scratch: they keep their family's)."""
+    if op.weight is None or w_bits is None or w_bits >= 8 or not _pointwise_shape(op):
         return False
     c = op.in_shape[0]
-    return c * w_bits >= 32 and c <= kernel_constant("MM_PATCH")
+    return c * w_bits >= 32
+
+
+def _pointwise_shape(op: Op) -> bool:
+    """A 1x1 layer without padding or groups on at most MM_PATCH input channels."""
+    kernel, padding = window(op)
+    return (
+        op.groups == 1
+        and kernel == (1, 1)
+        and padding == (0, 0)
+        and op.in_shape[0] <= kernel_constant("MM_PATCH")
+    )
 
 
 def _pointwise8(op: Op, w_bits: int, in_bits: int) -> str | None:
@@ -197,11 +206,14 @@ def kernel_of(op: Op, w_bits: int | None, in_bits: int | None) -> str:
     pointwise = _pointwise8(op, w_bits, in_bits)
     if pointwise == "mm_pointwise8_widen":
         return pointwise
-    if is_pointwise_sub(op, w_bits):
+    # 4- and 2-bit weights on 8-bit inputs: the sub8 path (mm_conv.c; ops.conv.sub8_path) beats
+    # the lane kernel on every shape (VWW's 1x1 layers on 8 channels at 2 bits: 2.4x, measured).
+    sub8 = in_bits == 8 and w_bits < 8 and op.groups == 1
+    if is_pointwise_sub(op, w_bits) or (sub8 and _pointwise_shape(op) and op.in_shape[0] >= 4):
         return "mm_pointwise_sub"
     if pointwise is not None:
         return pointwise
-    return "mm_conv_small" if family == "small" else "mm_conv"
+    return "mm_conv_small" if family == "small" and not sub8 else "mm_conv"
 
 
 def scratch_need(op: Op, w_bits: int | None) -> int:
@@ -448,7 +460,7 @@ def emit(site: CallSite) -> str:
 # The paths of the conv kernels that an export compiles only where one of its layers takes
 # them (mm_paths.h: MM_USE_<path>); `c_rules` gives a call's.
 C_PATHS = (
-    "CONV8X2", "CONV8P", "CONV8", "CONV_ANY",
+    "CONV8X2", "CONV8P", "CONV8", "CONV_ANY", "SUB8X2", "SUB8P", "PWSUB8", "PWSUB_PACKED",
     "DW_3X3_8U", "DW_8U", "DW_4U", "DW_2U", "DW_ANY", "DW_CHANNEL",
     "PW8_ONE", "PW8_FAST", "PW8_ANY", "PW8_WIDE",
 )  # fmt: skip
@@ -456,7 +468,7 @@ C_PATHS = (
 
 def c_rules(site: CallSite) -> tuple[str, ...]:
     """The kernel paths this call takes: the kernel's own rules (mm_kernels.h MM_CONV_PATH,
-    MM_DW_GROUP, MM_DW_TAIL, MM_PW8_PATH) on the numbers the call passes, for the export's
+    MM_PWSUB_PATH, MM_DW_GROUP, MM_DW_TAIL, MM_PW8_PATH) on the numbers the call passes, for the export's
     preprocessor to evaluate. The only fact not in the call's structs is whether every shift
     is above 32, the loop that mm_pointwise8 runs over the shift array."""
     iop = site.iop
@@ -465,6 +477,8 @@ def c_rules(site: CallSite) -> tuple[str, ...]:
     row = kh * kw * (c_in // groups)
     if site.kernel == "mm_conv":
         return (f"MM_CONV_PATH({ib}, {iop.w_bits}, {groups}, {c_in}, {row})",)
+    if site.kernel == "mm_pointwise_sub":
+        return (f"MM_PWSUB_PATH({ib})",)
     if site.kernel == "mm_depthwise":
         return (f"MM_DW_GROUP({is_}, {ib}, {kh}, {kw}, {c_in})",
                 f"MM_DW_TAIL({c_in}, {kh}, {kw})")  # fmt: skip
@@ -526,25 +540,50 @@ def conv8_head(iop: IntOp, kernel: str) -> int | None:
     return row - row % 4 if row <= kernel_constant("MM_PATCH") else None
 
 
-def field_major(iop: IntOp) -> np.ndarray:
-    """The weight rows of mm_pointwise_sub's two-pixel path (`_pairs_of_8bit`): within each word of g = 32 / w_bits elements,
-    byte j holds elements j, j + 4, j + 8, ... (field f: element 4 f + j), so that field f
-    meets the f-th input word as it lies in memory; the elements after the last whole word
-    stay in order. Rows of the same bytes, repacked."""
-    wb, c = iop.w_bits, iop.op.in_shape[0]
-    vals = iop.weight_matrix().reshape(iop.op.out_shape[0], c)
-    g = 32 // wb
-    head = c - c % g
-    words = vals[:, :head].reshape(len(vals), head // g, g // 4, 4).transpose(0, 1, 3, 2)
-    return pack_bits(np.concatenate([words.reshape(len(vals), head), vals[:, head:]], 1), wb,
-                     signed=True)  # fmt: skip
+def sub8_path(iop: IntOp, kernel: str) -> bool:
+    """Whether `kernel` runs this layer on its path for 4- and 2-bit weights on 8-bit inputs
+    (mm_conv.c mm_sub8_*; the C takes it by the same rule), whose weights are channel_packed:
+    no groups, rows of at most MM_SUB8_ROW elements (the path's scaled sums then stay in int32),
+    mm_pointwise_sub always, mm_conv where in_c is a multiple of 4 (read from the input) or the
+    row fits MM_PATCH bytes (patches gathered as bytes)."""
+    if iop.w_bits not in (2, 4) or iop.in_bits[0] != 8 or iop.groups != 1:
+        return False
+    row = iop.row_elems
+    if row > kernel_constant("MM_SUB8_ROW"):
+        return False
+    if kernel == "mm_pointwise_sub":
+        return True
+    return kernel == "mm_conv" and (
+        iop.op.in_shape[0] % 4 == 0 or row <= kernel_constant("MM_PATCH")
+    )
 
 
-def _pairs_of_8bit(iop: IntOp) -> bool:
-    """mm_pointwise_sub's two-pixel path (the C takes it by the same rule): unsigned 8-bit
-    inputs, two or more output pixels."""
-    _, h, w = iop.op.out_shape
-    return iop.in_bits[0] == 8 and not iop.in_signed[0] and h * w >= 2
+def channel_packed(iop: IntOp) -> np.ndarray:
+    """The weight bytes of the sub8 path (`sub8_path`): in each block of four output channels,
+    one byte holds one element of several channels, so that one SXTB16 of a weight word and a
+    few masks give halfword weights that need no shift. 4-bit: byte = (w_c + 8) | w_c+1 << 4
+    for the channel pairs (0, 1) and (2, 3); per group of 4 elements the pair (0, 1)'s word,
+    then the pair (2, 3)'s. 2-bit: byte = (w_0 + 2) | (w_1 + 2) << 2 | (w_2 + 2) << 4 | w_3 << 6,
+    one word per group. The last row % 4 elements follow as bytes of the same form (4-bit: the
+    pair (0, 1)'s, then the pair (2, 3)'s), zero bytes up to the block's 4 x row bytes; the rows
+    after the last full block stay packed in natural order. The top field is two's complement,
+    the others offset binary."""
+    wb, cout = iop.w_bits, iop.op.out_shape[0]
+    vals = iop.weight_matrix().reshape(cout, -1)
+    row = vals.shape[1]
+    rb, head, c4 = packed_bytes(row, wb), row - row % 4, cout - cout % 4
+    out = []
+    for b in range(0, c4, 4):
+        v = vals[b : b + 4]
+        if wb == 4:
+            pairs = [(v[p] + 8) | ((v[p + 1] & 15) << 4) for p in (0, 2)]
+            words = np.stack([q[:head].reshape(-1, 4) for q in pairs], 1).reshape(-1)
+            block = np.concatenate([words, pairs[0][head:], pairs[1][head:]])
+        else:
+            block = (v[0] + 2) | ((v[1] + 2) << 2) | ((v[2] + 2) << 4) | ((v[3] & 3) << 6)
+        out += [block.astype(np.uint8), np.zeros(4 * rb - block.size, np.uint8)]
+    out.append(pack_bits(vals[c4:], wb, signed=True).reshape(-1))
+    return np.concatenate(out)
 
 
 def weight_layout(iop: IntOp, kernel: str) -> np.ndarray:
@@ -555,9 +594,9 @@ def weight_layout(iop: IntOp, kernel: str) -> np.ndarray:
     (row 0 bytes 0-3, row 1 bytes 0-3, row 2, row 3, then bytes 4-7 of each ...), followed by
     the last row % 4 bytes of each row, row after row; rows after the last full block stay as
     they are. mm_pointwise_sub: the same over the bytes of the whole blocks of 32 / w_bits
-    elements, its rows field-major (`field_major`) on unsigned 8-bit inputs with two or more
-    output pixels. mm_conv on its W8/A8 two-pixel paths: the same over conv8_head bytes of
-    each row. Other kernels read the natural row order.
+    elements (on 2- and 4-bit inputs). mm_conv on its W8/A8 two-pixel paths: the same over
+    conv8_head bytes of each row. Both on 8-bit inputs with 4- or 2-bit weights: `channel_packed`
+    (`sub8_path`). Other kernels read the natural row order.
     """
     w = np.asarray(iop.weights, dtype=np.uint8)
     dw = depthwise_layout(iop, kernel)
@@ -566,10 +605,10 @@ def weight_layout(iop: IntOp, kernel: str) -> np.ndarray:
         return dw.reshape(w.shape)
     cout = iop.op.out_shape[0]
     rows = w.reshape(cout, -1)
-    if kernel == "mm_pointwise_sub":  # words over the whole blocks of 32 / w_bits elements
+    if sub8_path(iop, kernel):
+        flat = channel_packed(iop)
+    elif kernel == "mm_pointwise_sub":  # words over the whole blocks of 32 / w_bits elements
         c = iop.op.in_shape[0]
-        if _pairs_of_8bit(iop):
-            rows = field_major(iop)
         flat = interleave4(rows, (c - c % (32 // iop.w_bits)) * iop.w_bits // 8)
     elif kernel in ("mm_pointwise8", "mm_pointwise8_widen"):
         flat = interleave4(rows, rows.shape[1] - rows.shape[1] % 4)

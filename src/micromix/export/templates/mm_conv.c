@@ -693,6 +693,7 @@ typedef struct {
     const int8_t *shift;
     int in_c, in_h, in_w, kh, kw, cin_g, cout_g, in_pix, ib, is, wb, lp, bk;
     int32_t row, row_bytes, qmin, qmax;
+    int fast; /* the sub8 path: mm_pw_fast holds (its requantization without branches) */
 } mm_conv_ctx;
 
 #if MM_USE_CONV_ANY
@@ -790,6 +791,12 @@ typedef struct {
     int32_t step, xrow, n, tail, w0, wrow, head;
     int rows;
 } mm_c8src;
+
+/* What the pixel walks (mm_conv8x2, mm_conv8p) call for one or two pixels: mm_conv8x2_px
+ * (8-bit weights) or mm_sub8_px (4- and 2-bit). The walks are inlined at each call, so each
+ * call is direct. */
+typedef void (*mm_c8px)(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out, int32_t out_pix,
+                        int ob, int out_c, int np);
 
 #if defined(__ARM_FEATURE_DSP)
 /* One step (four input bytes) in one asm block, so that gcc neither hoists the loads of the
@@ -959,9 +966,10 @@ static inline void mm_conv8_cols(const mm_conv_ctx *k, int ix0, int *kx0, int *k
     *kx1 = ix0 + k->kw > k->in_w ? (k->in_w - ix0 > *kx0 ? k->in_w - ix0 : *kx0) : k->kw;
 }
 
-#if MM_USE_CONV8P
-/* One pixel's patch as bytes (HWC order, the zero padding as 0 bytes: 0 in either format). */
-static void mm_gather8b(uint8_t *d, const mm_conv_ctx *k, int iy0, int ix0)
+#if MM_USE_CONV8P || MM_USE_SUB8P
+/* One pixel's patch as bytes (HWC order, the zero padding as 0 bytes: 0 in either format).
+ * Inlined in each pixel walk (a call per pixel cost the W8/A8 stems 2 %, measured). */
+static MM_INLINE void mm_gather8b(uint8_t *d, const mm_conv_ctx *k, int iy0, int ix0)
 {
     int kx0, kx1;
     mm_conv8_cols(k, ix0, &kx0, &kx1);
@@ -1157,12 +1165,13 @@ static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, const mm_c8src *s, u
 }
 #endif
 
-#if MM_USE_CONV8X2
+#if MM_USE_CONV8X2 || MM_USE_SUB8X2
 /* The pair kernel over the whole output, straight from the input (in_c % 4 == 0). It writes
  * pixel ox + 1's bytes of a channel block before it reads pixel ox's window again for the next
  * block: run over its own input, it needs the schedule to keep one more output pixel's window
  * alive (lag 1). */
-static void mm_conv8x2(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *out, int ob)
+static MM_INLINE void mm_conv8x2(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *out,
+                                 int ob, mm_c8px px)
 {
     const int out_h = d->out_h, out_w = d->out_w, sh = d->stride_h, sw = d->stride_w;
     const int ph = d->pad_h, pw = d->pad_w, out_c = d->out_c;
@@ -1189,7 +1198,7 @@ static void mm_conv8x2(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *out
             s.x = k->in + ((int32_t)(iy0 + ky0) * k->in_w + ix0 + kx0) * k->in_c;
             s.n = (int32_t)(kx1 - kx0) * k->in_c;
             s.w0 = (int32_t)(ky0 * k->kw + kx0) * k->in_c;
-            mm_conv8x2_px(k, &s, out, out_pix, ob, out_c, np);
+            px(k, &s, out, out_pix, ob, out_c, np);
             out += np * out_pix;
             ox += np;
         }
@@ -1197,14 +1206,15 @@ static void mm_conv8x2(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *out
 }
 #endif
 
-#if MM_USE_CONV8P
+#if MM_USE_CONV8P || MM_USE_SUB8P
 /* The pair kernel on patches (in_c % 4 != 0, rows of at most MM_PATCH bytes: stems on 1 or 3
  * channels): each pixel's patch is gathered as bytes into the scratch, two pixels side by
- * side (2 row bytes: what the memory model counts for the int16 patch), then met by the first
- * row - row % 4 bytes of each weight row as words and the rest byte by byte. Pixels are
+ * side (2 row bytes: what the memory model counts for the int16 patch; a lone pixel takes
+ * the upper half, so that a one-pixel layer uses all that is counted too), then met by the
+ * first row - row % 4 bytes of each weight row as words and the rest byte by byte. Pixels are
  * written after both patches are gathered: in place, this needs lag 1 too. */
-static void mm_conv8p(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *buf, uint8_t *out,
-                      int ob)
+static MM_INLINE void mm_conv8p(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *buf,
+                                uint8_t *out, int ob, mm_c8px px)
 {
     const int out_h = d->out_h, out_w = d->out_w, sh = d->stride_h, sw = d->stride_w;
     const int ph = d->pad_h, pw = d->pad_w, out_c = d->out_c;
@@ -1222,17 +1232,530 @@ static void mm_conv8p(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *buf,
     for (int oy = 0; oy < out_h; oy++)
         for (int ox = 0; ox < out_w;) {
             const int np = ox + 1 < out_w ? 2 : 1;
+            uint8_t *const b0 = np == 2 ? buf : buf + k->row; /* a lone pixel: upper half */
             for (int p = 0; p < np; p++)
-                mm_gather8b(buf + p * k->row, k, oy * sh - ph, (ox + p) * sw - pw);
-            mm_conv8x2_px(k, &s, out, out_pix, ob, out_c, np);
+                mm_gather8b(b0 + p * k->row, k, oy * sh - ph, (ox + p) * sw - pw);
+            s.x = b0;
+            px(k, &s, out, out_pix, ob, out_c, np);
             out += np * out_pix;
             ox += np;
         }
 }
 #endif
 
+#if MM_USE_SUB8X2 || MM_USE_SUB8P || MM_USE_PWSUB8
+/* ---- 4- and 2-bit weights on 8-bit inputs: the sub8 path (mm_conv, mm_pointwise_sub) -----
+ *
+ * Weights channel_packed (ops.conv): a byte holds one element of two (4-bit) or four (2-bit)
+ * channels of a block of four, the top field two's complement, the others offset binary
+ * (w + 8, w + 2). SXTB16 of a weight word, and UXTB16 of the word masked to its low fields,
+ * are halfword weights with no shift, and SMLAD adds these sums (X: the pixel's inputs summed
+ * over the same elements, U = S + 2 X):
+ *   4-bit, channels (c, c + 1): A = 16 S1 + S0 + 8 X (raw), B = S0 + 8 X (& 0x0F0F0F0F);
+ *   2-bit: A = 64 S3 + 16 U2 + 4 U1 + U0 (raw), B = 16 U2 + 4 U1 + U0 (& 0x3F3F3F3F),
+ *          C = 4 U1 + U0 (& 0x0F0F0F0F), D = U0 (& 0x03030303);
+ * so S1 = (A - B) / 16, S0 = B - 8 X; S3 = (A - B) / 64, U2 = (B - C) / 16, U1 = (C - D) / 4,
+ * U0 = D, every division exact. Each weight byte is an int8, so the sums are bounded as
+ * with 8-bit weights (rows of at most MM_SUB8_ROW elements stay in int32). Per word of 8 or 16
+ * weights: one load, at most one AND per sum and two extends, shared by two pixels, where 8-bit
+ * weights take two loads and four extends per 8 weights. */
+
+/* Sum k (0 .. 3) of one pixel's four: the word itself (k = 0) or masked to its low fields. */
+static inline uint32_t mm_s8_mask(int wb, int k)
+{
+    static const uint32_t m4[2] = {0, 0x0F0F0F0Fu};
+    static const uint32_t m2[4] = {0, 0x3F3F3F3Fu, 0x0F0F0F0Fu, 0x03030303u};
+    return wb == 4 ? m4[k & 1] : m2[k];
+}
+
+static inline uint32_t mm_s8_ld(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+#if defined(__ARM_FEATURE_DSP)
+static inline uint32_t mm_usada8(uint32_t a, uint32_t acc) /* acc + the four bytes of a */
+{
+    uint32_t r;
+    __asm__("usada8 %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(0u), "r"(acc));
+    return r;
+}
+
+/* The step of two pixels (pixel a's input word at xa, b's at xb, extended into pairs in t0, t3
+ * and t1, t4), one weight word at w (w += GS) in t2: two sums each, the first in a0 / b0, the
+ * second in a1 / b1. The weight word is masked in place: 2-bit pass 2's second mask (0x03) is
+ * within its first (0x0F). */
+#define MM_S8_SUM2(DECODE, A, B)                                                                  \
+    DECODE(e) "smlad %[" A "], %[t5], %[t0], %[" A "]\n\t"                                        \
+              "smlad %[" B "], %[t5], %[t1], %[" B "]\n\t" DECODE(o)                              \
+              "smlad %[" A "], %[t5], %[t3], %[" A "]\n\t"                                        \
+              "smlad %[" B "], %[t5], %[t4], %[" B "]\n\t"
+#define MM_S8_RAW_e "sxtb16 %[t5], %[t2]\n\t"
+#define MM_S8_RAW_o "sxtb16 %[t5], %[t2], ror #8\n\t"
+#define MM_S8_LOW_e "uxtb16 %[t5], %[t2]\n\t"
+#define MM_S8_LOW_o "uxtb16 %[t5], %[t2], ror #8\n\t"
+#define MM_S8_RAW(h) MM_S8_RAW_##h
+#define MM_S8_LOW(h) MM_S8_LOW_##h
+#define MM_S8_AND(M) "and %[t2], %[t2], #" M "\n\t"
+#define MM_S8_STEP2(XT, GS, SUMS)                                                                 \
+    "ldr %[t0], [%[xa]], #4\n\t"                                                                  \
+    "ldr %[t1], [%[xb]], #4\n\t"                                                                  \
+    "ldr %[t2], [%[w]], #" GS "\n\t" XT " %[t3], %[t0], ror #8\n\t" XT " %[t0], %[t0]\n\t" XT     \
+    " %[t4], %[t1], ror #8\n\t" XT " %[t1], %[t1]\n\t" SUMS
+/* pass 0: 4-bit, one pair's words (8 bytes a group); 1: 2-bit sums A, B; 2: C, D. */
+#define MM_S8_PASS0                                                                               \
+    MM_S8_SUM2(MM_S8_RAW, "a0", "b0") MM_S8_AND("0x0F0F0F0F") MM_S8_SUM2(MM_S8_LOW, "a1", "b1")
+#define MM_S8_PASS1                                                                               \
+    MM_S8_SUM2(MM_S8_RAW, "a0", "b0") MM_S8_AND("0x3F3F3F3F") MM_S8_SUM2(MM_S8_LOW, "a1", "b1")
+#define MM_S8_PASS2                                                                               \
+    MM_S8_AND("0x0F0F0F0F") MM_S8_SUM2(MM_S8_LOW, "a0", "b0") MM_S8_AND("0x03030303")             \
+        MM_S8_SUM2(MM_S8_LOW, "a1", "b1")
+/* The groups of a run of n bytes in asm blocks (the loop too: its counter and both input
+ * pointers stay in registers, fourteen in all, no spill): unsigned inputs (the common case)
+ * four steps an iteration, then the last (n / 4) % 4; signed ones two, then one (less code). */
+#define MM_S8_TWO_RUN4(XT, GS, PASS)                                                              \
+    do {                                                                                          \
+        int32_t k = n >> 4;                                                                       \
+        if (k > 0)                                                                                \
+            __asm__ volatile("1:\n\t" MM_S8_STEP2(XT, GS, PASS) MM_S8_STEP2(XT, GS, PASS)         \
+                                 MM_S8_STEP2(XT, GS, PASS) MM_S8_STEP2(XT, GS, PASS)              \
+                             "subs %[k], %[k], #1\n\t"                                            \
+                             "bne 1b\n\t" MM_PAIR_ASM_OPERANDS);                                  \
+        if (n & 8)                                                                                \
+            __asm__ volatile(MM_S8_STEP2(XT, GS, PASS) MM_S8_STEP2(XT, GS, PASS)                  \
+                                 MM_PAIR_ASM_OPERANDS);                                           \
+        if (n & 4)                                                                                \
+            __asm__ volatile(MM_S8_STEP2(XT, GS, PASS) MM_PAIR_ASM_OPERANDS);                     \
+    } while (0)
+#define MM_S8_TWO_RUN2(XT, GS, PASS)                                                              \
+    do {                                                                                          \
+        int32_t k = n >> 3;                                                                       \
+        if (k > 0)                                                                                \
+            __asm__ volatile("1:\n\t" MM_S8_STEP2(XT, GS, PASS) MM_S8_STEP2(XT, GS, PASS)         \
+                             "subs %[k], %[k], #1\n\t"                                            \
+                             "bne 1b\n\t" MM_PAIR_ASM_OPERANDS);                                  \
+        if (n & 4)                                                                                \
+            __asm__ volatile(MM_S8_STEP2(XT, GS, PASS) MM_PAIR_ASM_OPERANDS);                     \
+    } while (0)
+#define MM_S8_TWO_PASS(RUN, XT, pass)                                                             \
+    do {                                                                                          \
+        if (pass == 0)                                                                            \
+            RUN(XT, "8", MM_S8_PASS0);                                                            \
+        else if (pass == 1)                                                                       \
+            RUN(XT, "4", MM_S8_PASS1);                                                            \
+        else                                                                                      \
+            RUN(XT, "4", MM_S8_PASS2);                                                            \
+    } while (0)
+
+/* Two pixels over the source's rows: pass 0 (4-bit, one pair's words), 1 (2-bit sums A, B) or
+ * 2 (C, D); w at the block's first group of the run, the next row wskip bytes after this one's
+ * last. q: pixel a's two sums, then pixel b's. */
+static MM_INLINE void mm_s8_two(const mm_c8src *s, const uint8_t *w, int32_t wskip,
+                                const int is, const int pass, int32_t *q)
+{
+    int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0;
+    const uint8_t *xa = s->x, *xb = s->x + s->step;
+    const int32_t n = s->n, xskip = s->xrow - n;
+    uint32_t t0, t1, t2, t3, t4, t5;
+    for (int rows = s->rows; rows > 0; rows--, xa += xskip, xb += xskip, w += wskip) {
+        if (is)
+            MM_S8_TWO_PASS(MM_S8_TWO_RUN2, "sxtb16", pass);
+        else
+            MM_S8_TWO_PASS(MM_S8_TWO_RUN4, "uxtb16", pass);
+    }
+    (void)t0, (void)t1, (void)t2, (void)t3, (void)t4, (void)t5;
+    q[0] = a0;
+    q[1] = a1;
+    q[2] = b0;
+    q[3] = b1;
+}
+
+/* One pixel: the input word at x extended into pe, po; a sum from the weight word in W (raw,
+ * or masked in place by M first). 4-bit: the two pairs' words loaded together (v, u). */
+#define MM_S8_RAW1(W, A)                                                                          \
+    "sxtb16 %[e], %[" W "]\n\t"                                                                   \
+    "smlad %[" A "], %[e], %[pe], %[" A "]\n\t"                                                   \
+    "sxtb16 %[e], %[" W "], ror #8\n\t"                                                           \
+    "smlad %[" A "], %[e], %[po], %[" A "]\n\t"
+#define MM_S8_LOW1(M, W, A)                                                                       \
+    "and %[" W "], %[" W "], #" M "\n\t"                                                          \
+    "uxtb16 %[e], %[" W "]\n\t"                                                                   \
+    "smlad %[" A "], %[e], %[pe], %[" A "]\n\t"                                                   \
+    "uxtb16 %[e], %[" W "], ror #8\n\t"                                                           \
+    "smlad %[" A "], %[e], %[po], %[" A "]\n\t"
+#define MM_S8_EXT1(XT) XT " %[po], %[pe], ror #8\n\t" XT " %[pe], %[pe]\n\t"
+#define MM_S8_ONE4(XT)                                                                            \
+    "ldr %[pe], [%[x]], #4\n\t"                                                                   \
+    "ldr %[v], [%[w]], #8\n\t"                                                                    \
+    "ldr %[u], [%[w], #-4]\n\t" MM_S8_EXT1(XT) MM_S8_RAW1("v", "a0")                               \
+        MM_S8_LOW1("0x0F0F0F0F", "v", "a1") MM_S8_RAW1("u", "a2")                                  \
+            MM_S8_LOW1("0x0F0F0F0F", "u", "a3")
+#define MM_S8_ONE2(XT)                                                                            \
+    "ldr %[pe], [%[x]], #4\n\t"                                                                   \
+    "ldr %[v], [%[w]], #4\n\t" MM_S8_EXT1(XT) MM_S8_RAW1("v", "a0")                                \
+        MM_S8_LOW1("0x3F3F3F3F", "v", "a1") MM_S8_LOW1("0x0F0F0F0F", "v", "a2")                   \
+            MM_S8_LOW1("0x03030303", "v", "a3")
+#define MM_S8_ONE_ASM(CODE)                                                                       \
+    __asm__ volatile("cmp %[k], #0\n\t"                                                            \
+                     "beq 2f\n"                                                                    \
+                     "1:\n\t" CODE CODE "subs %[k], %[k], #1\n\t"                                 \
+                     "bne 1b\n"                                                                    \
+                     "2:\n\t"                                                                     \
+                     "tst %[n], #4\n\t"                                                           \
+                     "beq 3f\n\t" CODE "3:\n\t"                                                   \
+                     : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x),   \
+                       [w] "+r"(w), [k] "+r"(k), [pe] "=&r"(pe), [po] "=&r"(po), [e] "=&r"(e),    \
+                       [v] "=&r"(v), [u] "=&r"(u)                                                 \
+                     : [n] "r"(n)                                                                 \
+                     : "cc", "memory")
+
+/* One pixel's four sums over the source's rows, two groups an iteration (k), then one (n & 4). */
+static MM_INLINE void mm_s8_one(const mm_c8src *s, const uint8_t *w, int32_t wskip, const int is,
+                                const int wb, int32_t *q)
+{
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    const uint8_t *x = s->x;
+    const int32_t n = s->n, xskip = s->xrow - n;
+    uint32_t pe, po, e, v, u;
+    for (int rows = s->rows; rows > 0; rows--, x += xskip, w += wskip) {
+        int32_t k = n >> 3;
+        if (n < 4)
+            continue;
+        if (wb == 4 && is)
+            MM_S8_ONE_ASM(MM_S8_ONE4("sxtb16"));
+        else if (wb == 4)
+            MM_S8_ONE_ASM(MM_S8_ONE4("uxtb16"));
+        else if (is)
+            MM_S8_ONE_ASM(MM_S8_ONE2("sxtb16"));
+        else
+            MM_S8_ONE_ASM(MM_S8_ONE2("uxtb16"));
+    }
+    (void)pe, (void)po, (void)e, (void)v, (void)u;
+    q[0] = a0;
+    q[1] = a1;
+    q[2] = a2;
+    q[3] = a3;
+}
+#else
+static inline uint32_t mm_usada8(uint32_t a, uint32_t acc)
+{
+    return acc + (a & 255u) + ((a >> 8) & 255u) + ((a >> 16) & 255u) + (a >> 24);
+}
+
+/* Portable: the same sums by the same halfword arithmetic (mm_kernels.h's plain-C SXTB16 and
+ * SMLAD), one pixel at a time. Sum k of a pixel reads the word at w + wo(k) (4-bit: sums 2
+ * and 3 from the second pair's word), groups gs bytes apart. */
+static void mm_s8_pixel(const uint8_t *x, const mm_c8src *s, const uint8_t *w, int32_t wskip,
+                        int is, int wb, int k0, int nk, int32_t *q)
+{
+    const int32_t gs = wb == 4 ? 8 : 4;
+    for (int k = 0; k < nk; k++)
+        q[k] = 0;
+    for (int r = 0; r < s->rows; r++, x += s->xrow, w += (s->n >> 2) * gs + wskip)
+        for (int32_t i = 0; i < s->n; i += 4) {
+            const uint32_t xv = mm_s8_ld(x + i);
+            const uint32_t xe = is ? mm_sxtb16(xv) : mm_uxtb16(xv);
+            const uint32_t xo = is ? mm_sxtb16_8(xv) : mm_uxtb16_8(xv);
+            for (int k = 0; k < nk; k++) {
+                const int kk = k0 + k;
+                const uint32_t raw = mm_s8_ld(w + i / 4 * gs + (wb == 4 ? 4 * (kk >> 1) : 0));
+                const uint32_t m = mm_s8_mask(wb, kk), v = m ? raw & m : raw;
+                q[k] = mm_smlad(mm_sxtb16(v), xe, mm_smlad(mm_sxtb16_8(v), xo, q[k]));
+            }
+        }
+}
+
+static void mm_s8_two(const mm_c8src *s, const uint8_t *w, int32_t wskip, int is, int pass,
+                      int32_t *q)
+{
+    const int wb = pass == 0 ? 4 : 2, k0 = pass == 0 ? 0 : 2 * (pass - 1);
+    mm_s8_pixel(s->x, s, w, wskip, is, wb, k0, 2, q);
+    mm_s8_pixel(s->x + s->step, s, w, wskip, is, wb, k0, 2, q + 2);
+}
+
+static void mm_s8_one(const mm_c8src *s, const uint8_t *w, int32_t wskip, int is, int wb,
+                      int32_t *q)
+{
+    mm_s8_pixel(s->x, s, w, wskip, is, wb, 0, 4, q);
+}
+#endif
+
+/* X: pixel p's inputs summed over the source's rows (n bytes each, a multiple of 4); signed
+ * inputs as their unsigned codes (the sign bit flipped), less 128 each. */
+static MM_INLINE int32_t mm_s8_xsum(const mm_c8src *s, int p, const int is)
+{
+    const uint8_t *x = s->x + p * s->step;
+    const uint32_t flip = is ? 0x80808080u : 0;
+    uint32_t t = 0;
+    for (int r = 0; r < s->rows; r++, x += s->xrow) {
+        int32_t i = 0;
+        for (; i + 16 <= s->n; i += 16) { /* four loads in a row: one cycle each after the first */
+            const uint32_t v0 = mm_s8_ld(x + i), v1 = mm_s8_ld(x + i + 4);
+            const uint32_t v2 = mm_s8_ld(x + i + 8), v3 = mm_s8_ld(x + i + 12);
+            t = mm_usada8(v1 ^ flip, mm_usada8(v0 ^ flip, t));
+            t = mm_usada8(v3 ^ flip, mm_usada8(v2 ^ flip, t));
+        }
+        for (; i < s->n; i += 4)
+            t = mm_usada8(mm_s8_ld(x + i) ^ flip, t);
+    }
+    return (int32_t)t - (is ? 128 * s->n * s->rows : 0);
+}
+
+static inline int32_t mm_s8_div(int32_t a, int32_t b, int k) /* (a - b) / 2^k, exact */
+{
+    return (int32_t)((uint32_t)a - (uint32_t)b) >> k;
+}
+
+/* The four channels' dot products from one pixel's sums q (4-bit: A, B of the pair (0, 1),
+ * then of (2, 3); 2-bit: A, B, C, D) and its input sum x. */
+static MM_INLINE void mm_s8_dots(const int32_t *q, int32_t x, const int wb, int32_t *s)
+{
+    if (wb == 4) {
+        s[0] = q[1] - 8 * x;
+        s[1] = mm_s8_div(q[0], q[1], 4);
+        s[2] = q[3] - 8 * x;
+        s[3] = mm_s8_div(q[2], q[3], 4);
+    } else {
+        s[0] = q[3] - 2 * x;
+        s[1] = mm_s8_div(q[2], q[3], 2) - 2 * x;
+        s[2] = mm_s8_div(q[1], q[2], 4) - 2 * x;
+        s[3] = mm_s8_div(q[0], q[1], 6);
+    }
+}
+
+/* Adds the tail elements of np pixels (t bytes of the form of channel_packed at tb; the
+ * inputs at x8, step bytes apart) to their four dot products each (acc: four per pixel). */
+static MM_NOINLINE void mm_s8_tails(const uint8_t *x8, int32_t step, const uint8_t *tb,
+                                    int32_t t, int wb, int is, int np, int32_t *acc)
+{
+    for (int p = 0; p < np; p++, x8 += step, acc += 4)
+        for (int32_t i = 0; i < t; i++) {
+            const int32_t v = is ? (int8_t)x8[i] : x8[i], b = tb[i];
+            if (wb == 4) {
+                const int32_t c = tb[t + i];
+                acc[0] += v * ((b & 15) - 8);
+                acc[1] += v * ((int8_t)b >> 4);
+                acc[2] += v * ((c & 15) - 8);
+                acc[3] += v * ((int8_t)c >> 4);
+            } else {
+                acc[0] += v * ((b & 3) - 2);
+                acc[1] += v * (((b >> 2) & 3) - 2);
+                acc[2] += v * (((b >> 4) & 3) - 2);
+                acc[3] += v * ((int8_t)b >> 6);
+            }
+        }
+}
+
+/* The general requantization (mm_pw_rq) of np pixels' four outputs of channels co .. co + 3,
+ * written at o[p] (whole bytes): the layers the fast rule cannot take, out of line. */
+static MM_NOINLINE void mm_s8_put_any(const mm_conv_ctx *k, int co, int np, int ob,
+                                      int32_t *acc, uint8_t **o)
+{
+    for (int p = 0; p < np; p++, acc += 4) {
+        mm_writer wr = {o[p], 0, 0, ob};
+        for (int j = 0; j < 4; j++)
+            acc[j] = mm_pw_rq(acc[j], k->bias[co + j], k->mult[co + j], k->shift[co + j], k->bk,
+                              k->qmin, k->qmax);
+        mm_put4(&wr, acc);
+        o[p] = wr.p;
+    }
+}
+
+/* The last out_c % 4 rows from channel co on (natural packed rows at w), np pixels, outputs
+ * from o[p] on: a weight byte at a time, out of line (few rows). Each run starts on a byte:
+ * its first element is 0 (patches) or a multiple of in_c, itself a multiple of 4. */
+static MM_NOINLINE void mm_s8_rest(const mm_conv_ctx *k, const mm_c8src *s, const uint8_t *w,
+                                   int co, int out_c, int np, int ob, uint8_t **o)
+{
+    const int wb = k->wb, is = k->is, per = 8 / wb, sx = 1 << (wb - 1), mask = (1 << wb) - 1;
+    const int32_t n = s->n + s->tail;
+    mm_writer w0 = {o[0], 0, 0, ob}, w1 = {o[1], 0, 0, ob};
+    for (; co < out_c; co++, w += k->row_bytes)
+        for (int p = 0; p < np; p++) {
+            int32_t a = 0;
+            const uint8_t *x = s->x + p * s->step, *wr = w + s->w0 / per;
+            for (int r = 0; r < s->rows; r++, x += s->xrow, wr = w + (s->w0 + r * s->wrow) / per)
+                for (int32_t i = 0; i < n; i += per, wr++)
+                    for (int f = 0; f < per && i + f < n; f++) {
+                        const int32_t v = is ? (int8_t)x[i + f] : x[i + f];
+                        a += v * ((((*wr >> (f * wb)) & mask) ^ sx) - sx);
+                    }
+            a = mm_pw_rq(a, k->bias[co], k->mult[co], k->shift[co], k->bk, k->qmin, k->qmax);
+            mm_put(p ? &w1 : &w0, a);
+        }
+    mm_flush(&w0);
+    mm_flush(&w1);
+}
+
+/* One pixel's four sums (a clipped border pixel, an odd last one, a linear): out of line, one
+ * copy of each loop. */
+static MM_NOINLINE void mm_s8_one_call(const mm_c8src *s, const uint8_t *w, int32_t wskip, int is,
+                                       int wb, int32_t *q)
+{
+    if (wb == 4)
+        mm_s8_one(s, w, wskip, is, 4, q);
+    else
+        mm_s8_one(s, w, wskip, is, 2, q);
+}
+
+/* Raw sums of one block of four channels for np pixels (q: four per pixel). The pair loops are
+ * inlined into each specialised caller, once (4-bit: the same loop for both pairs). */
+static MM_INLINE void mm_s8_block(const mm_c8src *s, const uint8_t *w, int32_t wskip, const int is,
+                                  const int wb, int np, int32_t *q)
+{
+    int32_t h[4];
+    if (np == 1) {
+        mm_s8_one_call(s, w, wskip, is, wb, q);
+        q[4] = q[5] = q[6] = q[7] = 0; /* unused (mm_sub8_pxt reads them all) */
+        return;
+    }
+    if (wb == 4) { /* pairs (0, 1) and (2, 3): one loop, twice */
+#if defined(__GNUC__)
+#pragma GCC unroll 1
+#endif
+        for (int half = 0; half < 2; half++)
+            mm_s8_two(s, w + 4 * half, wskip, is, 0, half ? h : q);
+    } else { /* sums A, B and C, D */
+        mm_s8_two(s, w, wskip, is, 1, q);
+        mm_s8_two(s, w, wskip, is, 2, h);
+    }
+    /* q: a's A B, b's A B; h: the next two of each: make them a's four, then b's */
+    q[4] = q[2], q[5] = q[3];
+    q[2] = h[0], q[3] = h[1], q[6] = h[2], q[7] = h[3];
+}
+
+/* mm_sub8_px for one weight width and input signedness (constants: each use specialised).
+ * The layer's fields and the source are read into locals once: the output stores (bytes) could
+ * alias them. */
+static MM_INLINE void mm_sub8_pxt(const mm_conv_ctx *k, const mm_c8src *src, uint8_t *out,
+                                  int32_t out_pix, int ob, int out_c, int np, const int wb,
+                                  const int is)
+{
+    const mm_c8src sc = *src, *const s = &sc; /* a local copy: no store aliases it */
+    const int bpe = wb / 2, fast = k->fast; /* bpe: block bytes per element */
+    const int32_t *const bias = k->bias, *const mult = k->mult;
+    const int8_t *const shift = k->shift;
+    const int32_t kb = (int32_t)1 << k->bk, blk = 4 * k->row_bytes;
+    const int32_t wskip = (s->wrow - s->n) * bpe, tail = s->tail;
+    const uint32_t m4 = (uint32_t)k->qmax * 0x01010101u;
+    const uint8_t *w = k->w;
+    uint8_t *o[2] = {out, out + out_pix};
+    const int32_t xs0 = mm_s8_xsum(s, 0, is), xs1 = np == 2 ? mm_s8_xsum(s, 1, is) : 0;
+    int co = 0;
+    for (; co + 4 <= out_c; co += 4, w += blk) {
+        int32_t q[8], acc[8];
+        mm_s8_block(s, w + s->w0 * bpe, wskip, is, wb, np, q);
+        mm_s8_dots(q, xs0, wb, acc);
+        mm_s8_dots(q + 4, xs1, wb, acc + 4); /* unused when np == 1 */
+        if (tail)
+            mm_s8_tails(s->x + s->n, s->step, w + s->head * bpe, tail, wb, is, np, acc);
+        if (MM_LIKELY(fast) && np == 2) { /* each channel's parameters read once for both */
+            uint32_t y0 = 0, y1 = 0;
+#if defined(__GNUC__)
+#pragma GCC unroll 4
+#endif
+            for (int j = 0; j < 4; j++) {
+                const int32_t b = bias[co + j], m = mult[co + j];
+                const int sh = shift[co + j];
+                y0 |= mm_pw_u(acc[j], b, m, sh, kb) << 8 * j;
+                y1 |= mm_pw_u(acc[4 + j], b, m, sh, kb) << 8 * j;
+            }
+            o[0] = mm_pw_st4(o[0], y0, ob, m4);
+            o[1] = mm_pw_st4(o[1], y1, ob, m4);
+        } else if (MM_LIKELY(fast)) {
+            uint32_t y0 = 0;
+#if defined(__GNUC__)
+#pragma GCC unroll 4
+#endif
+            for (int j = 0; j < 4; j++)
+                y0 |= mm_pw_u(acc[j], bias[co + j], mult[co + j], shift[co + j], kb) << 8 * j;
+            o[0] = mm_pw_st4(o[0], y0, ob, m4);
+        } else {
+            mm_s8_put_any(k, co, np, ob, acc, o);
+        }
+    }
+    if (co < out_c)
+        mm_s8_rest(k, s, w, co, out_c, np, ob, o);
+}
+
+/* One or two pixels (np) of the sub8 path, every output channel, block by block as
+ * mm_conv8x2_px (the same pixel walks call it: mm_conv8x2, mm_conv8p, mm_sub8_pointwise): both
+ * pixels' outputs of a block are written before the next block reads their windows again,
+ * which the kernels' in-place lag of 2 allows. */
+static MM_NOINLINE void mm_sub8_px(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+                                   int32_t out_pix, int ob, int out_c, int np)
+{
+    if (k->wb == 4 && k->is)
+        mm_sub8_pxt(k, s, out, out_pix, ob, out_c, np, 4, 1);
+    else if (k->wb == 4)
+        mm_sub8_pxt(k, s, out, out_pix, ob, out_c, np, 4, 0);
+    else if (k->is)
+        mm_sub8_pxt(k, s, out, out_pix, ob, out_c, np, 2, 1);
+    else
+        mm_sub8_pxt(k, s, out, out_pix, ob, out_c, np, 2, 0);
+}
+#endif
+
+#if MM_USE_PWSUB8
+/* mm_pointwise_sub on 8-bit inputs: the output pixels in pairs, raster order across rows of
+ * pixels, an odd last one alone; each pair is a one-row source. */
+static void mm_sub8_pointwise(MM_CONV_ARGS)
+{
+    const int in_c = d->in_c, out_c = d->out_c, out_w = d->out_w, ob = q->out_bits;
+    const int32_t npix = (int32_t)d->out_h * out_w, out_pix = mm_bytes(out_c, ob);
+    const int32_t step = (int32_t)d->stride_w * in_c;
+    const int32_t row_step = (int32_t)d->stride_h * d->in_w * in_c;
+    const mm_conv_ctx k = {in, w, q->bias, q->mult, q->shift, in_c, d->in_h, d->in_w, 1, 1, in_c,
+                           out_c, in_c, 8, q->in_signed, q->w_bits, 0, q->bias_shift, in_c,
+                           mm_bytes(in_c, q->w_bits), q->qmin, q->qmax, mm_pw_fast(q, out_c)};
+    const uint8_t *xr = in;
+    int ox = 0;
+    mm_c8src s = {in, 0, 0, in_c & ~3, in_c & 3, 0, 0, in_c & ~3, 1};
+    (void)scratch;
+    for (int32_t p = 0; p < npix; p += 2) {
+        const int np = p + 1 < npix ? 2 : 1;
+        s.x = xr + (int32_t)ox * step;
+        if (++ox == out_w)
+            ox = 0, xr += row_step;
+        if (np == 2) {
+            s.step = (int32_t)(xr + (int32_t)ox * step - s.x);
+            if (++ox == out_w)
+                ox = 0, xr += row_step;
+        }
+        mm_sub8_px(&k, &s, out, out_pix, ob, out_c, np);
+        out += np * out_pix;
+    }
+}
+#endif
+
+#if MM_USE_PWSUB8 || MM_USE_PWSUB_PACKED
+/* 8-bit inputs take the sub8 path (ops.conv.sub8_path: channel_packed weights), 2- and 4-bit
+ * ones mm_dot.c's unpacking kernel; defined here so that mm_dot.c calls nothing back. */
+void mm_pointwise_sub(MM_CONV_ARGS)
+{
+    MM_ASSERT(MM_IS_PWSUB(d, q) && !MM_IS_PW8W(d, q));
+    switch (MM_PWSUB_PATH(q->in_bits)) {
+#if MM_USE_PWSUB8
+    case MM_P_PWSUB8:
+        mm_sub8_pointwise(in, out, w, d, q, scratch);
+        return;
+#endif
+#if MM_USE_PWSUB_PACKED
+    case MM_P_PWSUB_PACKED:
+        mm_pointwise_sub_packed(in, out, w, d, q, scratch);
+        return;
+#endif
+    default:
+        MM_PATH_OFF();
+    }
+}
+#endif
+
 /* Compiled where a layer of the model runs it (a call without it fails to link). */
-#if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_CONV8 || MM_USE_CONV_ANY
+#if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_CONV8 || MM_USE_CONV_ANY || \
+    MM_USE_SUB8X2 || MM_USE_SUB8P
 void mm_conv(MM_CONV_ARGS)
 {
     mm_conv_ctx k;
@@ -1266,23 +1789,34 @@ void mm_conv(MM_CONV_ARGS)
     k.row_bytes = mm_bytes(k.row, k.wb);
     k.qmin = qmin;
     k.qmax = qmax;
+    k.fast = k.wb < 8 && k.ib == 8 && mm_pw_fast(q, d->out_c); /* the sub8 path's */
     /* W8/A8: two pixels at a time, from the input (in_c % 4 == 0) or from byte patches; long
      * rows of other in_c one pixel at a time (MM_CONV_PATH); each path only where the model
      * has a layer that takes it (mm_paths.h). */
     switch (MM_CONV_PATH(k.ib, k.wb, groups, k.in_c, k.row)) {
 #if MM_USE_CONV8X2
     case MM_P_CONV8X2:
-        mm_conv8x2(&k, d, out, ob);
+        mm_conv8x2(&k, d, out, ob, mm_conv8x2_px);
         return;
 #endif
 #if MM_USE_CONV8P
     case MM_P_CONV8P:
-        mm_conv8p(&k, d, (uint8_t *)scratch, out, ob);
+        mm_conv8p(&k, d, (uint8_t *)scratch, out, ob, mm_conv8x2_px);
         return;
 #endif
 #if MM_USE_CONV8
     case MM_P_CONV8:
         mm_conv8(&k, d, out, ob);
+        return;
+#endif
+#if MM_USE_SUB8X2 /* 4- and 2-bit weights on 8-bit inputs: the same pixel walks */
+    case MM_P_SUB8X2:
+        mm_conv8x2(&k, d, out, ob, mm_sub8_px);
+        return;
+#endif
+#if MM_USE_SUB8P
+    case MM_P_SUB8P:
+        mm_conv8p(&k, d, (uint8_t *)scratch, out, ob, mm_sub8_px);
         return;
 #endif
 #if MM_USE_CONV_ANY

@@ -285,10 +285,11 @@ void mm_dot2x4(const int16_t *x, const uint8_t *w, int32_t rb, int32_t n, int32_
 #if defined(__ARM_FEATURE_DSP)
 /* ---- sub-byte pointwise on DSP cores (mm_pointwise_sub) ------------------------------------
  *
- * Only 4- or 2-bit weights come here (8-bit weights with sub-byte inputs take MM_IS_PW8W, whose
- * rule is checked first). A weight word (4 packed bytes, natural layout) becomes SMLAD-ready
- * halfword pairs with one AND per field and one SXTB16 per pair: field f of every byte is
- * masked in place at the top of its byte (so the sign bit is the byte's), which scales it by
+ * Only 4- or 2-bit weights on 2- or 4-bit inputs come here (8-bit weights with sub-byte inputs
+ * take MM_IS_PW8W, whose rule is checked first; 8-bit inputs mm_conv.c's sub8 path). A weight
+ * word (4 packed bytes, natural layout) becomes SMLAD-ready halfword pairs with one AND per
+ * field and one SXTB16 per pair: field f of every byte is masked in place at the top of its
+ * byte (so the sign bit is the byte's), which scales it by
  * 2^(8 - bits): 16 for 4-bit, 64 for 2-bit weights; the sum is shifted back exactly at the end.
  * The pairs come out in the order p = 2f + r (r: bytes 0 and 2, then 1 and 3), so the input
  * pixel is unpacked once per pixel into int16 in that order (mm_pw_fill); one LDR then gives
@@ -319,8 +320,7 @@ static inline void mm_st32(int16_t *p, uint32_t v) { memcpy(p, &v, 4); }
 /* Input pixel px -> the pair-ordered buffer of mm_pws_dot2 for the first nblk elements (a
  * multiple of blk). With equal input and weight bits the fields of the 4 input bytes of a block
  * sit exactly where the weight's fields do, so pair (f, r) is one shift and one AND of the
- * input word (two more for signed inputs); 8-bit inputs are halfword merges of UXTB16 or SXTB16
- * results. Other pairs go element by element. */
+ * input word (two more for signed inputs). Other pairs go element by element. */
 static MM_NOINLINE void mm_pw_fill(int16_t *buf, const uint8_t *px, int32_t nblk, int ib,
                                    int is, int wb, int lpw)
 {
@@ -343,34 +343,6 @@ static MM_NOINLINE void mm_pw_fill(int16_t *buf, const uint8_t *px, int32_t nblk
             for (int f = 0; f < 4; f++) {
                 mm_st32(buf + 4 * f, mm_ssub16(((W >> (2 * f)) & m) ^ s, s));
                 mm_st32(buf + 4 * f + 2, mm_ssub16(((W >> (2 * f + 8)) & m) ^ s, s));
-            }
-        }
-        return;
-    }
-    if (ib == 8 && wb == 4) {
-        /* Block of 8 bytes A, B: pairs (x0, x4), (x2, x6), (x1, x5), (x3, x7). */
-        for (int32_t k = 0; k < nw; k++, buf += 8, px += 8) {
-            const uint32_t A = mm_w32(px), B = mm_w32(px + 4);
-            const uint32_t a0 = is ? mm_sxtb16(A) : mm_uxtb16(A), b0 = is ? mm_sxtb16(B) : mm_uxtb16(B);
-            const uint32_t a1 = is ? mm_sxtb16_8(A) : mm_uxtb16_8(A), b1 = is ? mm_sxtb16_8(B) : mm_uxtb16_8(B);
-            mm_st32(buf, (a0 & 0xFFFFu) | (b0 << 16));
-            mm_st32(buf + 2, (a0 >> 16) | (b0 & 0xFFFF0000u));
-            mm_st32(buf + 4, (a1 & 0xFFFFu) | (b1 << 16));
-            mm_st32(buf + 6, (a1 >> 16) | (b1 & 0xFFFF0000u));
-        }
-        return;
-    }
-    if (ib == 8 && wb == 2) {
-        /* Block of 16 bytes A, B, C, D: pair (f, 0) = (A.f, C.f), pair (f, 1) = (B.f, D.f). */
-        for (int32_t k = 0; k < nw; k++, buf += 16, px += 16) {
-            for (int r = 0; r < 2; r++) {
-                const uint32_t A = mm_w32(px + 4 * r), C = mm_w32(px + 8 + 4 * r);
-                const uint32_t a0 = is ? mm_sxtb16(A) : mm_uxtb16(A), a1 = is ? mm_sxtb16_8(A) : mm_uxtb16_8(A);
-                const uint32_t c0 = is ? mm_sxtb16(C) : mm_uxtb16(C), c1 = is ? mm_sxtb16_8(C) : mm_uxtb16_8(C);
-                mm_st32(buf + 2 * r, (a0 & 0xFFFFu) | (c0 << 16));          /* f0 */
-                mm_st32(buf + 4 + 2 * r, (a1 & 0xFFFFu) | (c1 << 16));      /* f1 */
-                mm_st32(buf + 8 + 2 * r, (a0 >> 16) | (c0 & 0xFFFF0000u));  /* f2 */
-                mm_st32(buf + 12 + 2 * r, (a1 >> 16) | (c1 & 0xFFFF0000u)); /* f3 */
             }
         }
         return;
@@ -544,211 +516,8 @@ static MM_NOINLINE void mm_pws_tails(const int16_t *x, const uint8_t *t, int32_t
     }
 }
 
-/* ---- sub-byte weights on 8-bit inputs, two pixels at a time (mm_pointwise_sub) -------------
- *
- * For 8-bit inputs and at least two output pixels the weight words are laid out so that the
- * input needs no unpacking (ops.conv.weight_layout): within each word of G = 32 / wb elements
- * byte j holds elements j, j + 4, j + 8, ... (field f: element 4 f + j). Field f of a word then
- * meets input word f of the pixel as it lies in memory: UXTB16 of that word gives its (0, 2)
- * and (1, 3) pairs, which the field's SXTB16 pairs (bytes 0, 2 and
- * 1, 3, the field masked at the top of each byte) multiply. Two pixels share each field's
- * decode, two rows each input word's extends (as mm_pw8_2x2); sums are scaled by 2^(8 - wb). */
-#if defined(__ARM_FEATURE_DSP)
-/* Field f of one row's word (loaded in t2): SH brings the field to the top of each byte. */
-#define MM_PWS8_ROW(SH, MASK, A, B)                                                               \
-    SH "and %[t2], %[t2], #" MASK "\n\t"                                                          \
-       "sxtb16 %[t5], %[t2]\n\t"                                                                  \
-       "sxtb16 %[t2], %[t2], ror #8\n\t"                                                          \
-       "smlad %[" A "], %[t5], %[t3], %[" A "]\n\t"                                               \
-       "smlad %[" B "], %[t5], %[t4], %[" B "]\n\t"                                               \
-       "smlad %[" A "], %[t2], %[t0], %[" A "]\n\t"                                               \
-       "smlad %[" B "], %[t2], %[t1], %[" B "]\n\t"
-/* Field f: the two pixels' input word f extended, then rows 0 and 1 (words at [w], [w + 4]). */
-#define MM_PWS8_FIELD(XT, SH, MASK)                                                               \
-    "ldr %[t0], [%[xa]], #4\n\t"                                                                  \
-    "ldr %[t1], [%[xb]], #4\n\t"                                                                  \
-    "ldr %[t2], [%[w]]\n\t" XT " %[t3], %[t0]\n\t" XT " %[t0], %[t0], ror #8\n\t" XT              \
-    " %[t4], %[t1]\n\t" XT " %[t1], %[t1], ror #8\n\t" MM_PWS8_ROW(SH, MASK, "a0", "b0")          \
-    "ldr %[t2], [%[w], #4]\n\t" MM_PWS8_ROW(SH, MASK, "a1", "b1")
-#define MM_PWS8_W4(XT)                                                                            \
-    MM_PWS8_FIELD(XT, "lsl %[t2], %[t2], #4\n\t", "0xF0F0F0F0")                                   \
-    MM_PWS8_FIELD(XT, "", "0xF0F0F0F0")
-#define MM_PWS8_W2(XT)                                                                            \
-    MM_PWS8_FIELD(XT, "lsl %[t2], %[t2], #6\n\t", "0xC0C0C0C0")                                   \
-    MM_PWS8_FIELD(XT, "lsl %[t2], %[t2], #4\n\t", "0xC0C0C0C0")                                   \
-    MM_PWS8_FIELD(XT, "lsl %[t2], %[t2], #2\n\t", "0xC0C0C0C0")                                   \
-    MM_PWS8_FIELD(XT, "", "0xC0C0C0C0")
-/* k > 0 weight words: one asm block (fourteen registers, no spill). */
-#define MM_PWS8_LOOP(WORD)                                                                        \
-    __asm__ volatile("1:\n\t" WORD "add %[w], %[w], #16\n\t"                                      \
-                     "subs %[k], %[k], #1\n\t"                                                    \
-                     "bne 1b\n\t" MM_PAIR_ASM_OPERANDS)
-
-/* Rows 0 and 1 of an interleaved block (row r's word i at w + 16 i + 4 r) against unsigned
- * pixels xa and xb over nw > 0 words: out a0, a1, b0, b1, scaled by 2^(8 - wb). */
-static MM_INLINE void mm_pws8_2x2(const uint8_t *xa, const uint8_t *xb, const uint8_t *w,
-                                  int32_t nw, int wb, int32_t *out)
-{
-    int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0, k = nw;
-    uint32_t t0, t1, t2, t3, t4, t5;
-    if (wb == 4)
-        MM_PWS8_LOOP(MM_PWS8_W4("uxtb16"));
-    else
-        MM_PWS8_LOOP(MM_PWS8_W2("uxtb16"));
-    (void)t0, (void)t1, (void)t2, (void)t3, (void)t4, (void)t5;
-    out[0] = a0;
-    out[1] = a1;
-    out[2] = b0;
-    out[3] = b1;
-}
-#endif
-
-/* One row (word i at w + ws i) against pixel x over nw words of that layout, unscaled. */
-static int32_t mm_pws8_row(const uint8_t *x, const uint8_t *w, int32_t ws, int32_t nw, int wb,
-                           int is)
-{
-    const int per = 8 / wb, sx = 1 << (wb - 1), mask = (1 << wb) - 1;
-    int32_t acc = 0;
-    for (int32_t i = 0; i < nw; i++, w += ws, x += 4 * per)
-        for (int f = 0; f < per; f++)
-            for (int j = 0; j < 4; j++) {
-                const int32_t v = is ? (int8_t)x[4 * f + j] : x[4 * f + j];
-                acc += v * ((((w[j] >> (f * wb)) & mask) ^ sx) - sx);
-            }
-    return acc;
-}
-
-/* The tail of a row (elements nblk .. n - 1, packed in natural order from t) against x. */
-static int32_t mm_pws8_tail(const uint8_t *x, const uint8_t *t, int32_t nblk, int32_t n, int wb,
-                            int is)
-{
-    int32_t acc = 0;
-    for (int32_t e = nblk; e < n; e++)
-        acc += (is ? (int8_t)x[e] : x[e]) * mm_get(t, e - nblk, wb, 1);
-    return acc;
-}
-
-/* Four rows of a block (at wp; tails tb bytes each after the 16 nw bytes of words) against
- * pixels xa and xb: s[r] pixel a's sums, s[4 + r] pixel b's, unscaled. */
-static void mm_pws8_block(const uint8_t *xa, const uint8_t *xb, const uint8_t *wp, int32_t nw,
-                          int32_t tb, int32_t nblk, int32_t n, int wb, int is, int32_t *s)
-{
-#if defined(__ARM_FEATURE_DSP)
-    const int scale = 8 - wb;
-    int32_t h[4];
-#if defined(__GNUC__)
-#pragma GCC unroll 1
-#endif
-    for (int r = 0; r < 4; r += 2) { /* one copy of the asm per weight bits */
-        if (nw > 0) {
-            mm_pws8_2x2(xa, xb, wp + 4 * r, nw, wb, h);
-        } else {
-            h[0] = h[1] = h[2] = h[3] = 0;
-        }
-        s[r] = h[0] >> scale, s[r + 1] = h[1] >> scale; /* exact: multiples of 2^scale */
-        s[4 + r] = h[2] >> scale, s[5 + r] = h[3] >> scale;
-    }
-#else
-    for (int r = 0; r < 4; r++) {
-        s[r] = mm_pws8_row(xa, wp + 4 * r, 16, nw, wb, is);
-        s[4 + r] = mm_pws8_row(xb, wp + 4 * r, 16, nw, wb, is);
-    }
-#endif
-    if (tb)
-        for (int r = 0; r < 4; r++) {
-            const uint8_t *t = wp + 16 * nw + r * tb;
-            s[r] += mm_pws8_tail(xa, t, nblk, n, wb, is);
-            s[4 + r] += mm_pws8_tail(xb, t, nblk, n, wb, is);
-        }
-}
-
-/* The general requantization (mm_pw_rq) of four sums of channels co .. co + 3, written at o
- * (whole bytes); out of line: the rare layers whose shifts or clamp the fast rule cannot take. */
-static MM_NOINLINE uint8_t *mm_pws8_put_any(int32_t *s, const mm_quant_params *q, int co,
-                                            uint8_t *o)
-{
-    mm_writer wr = {o, 0, 0, q->out_bits};
-    for (int j = 0; j < 4; j++)
-        s[j] = mm_pw_rq(s[j], q->bias[co + j], q->mult[co + j], q->shift[co + j], q->bias_shift,
-                        q->qmin, q->qmax);
-    mm_put4(&wr, s);
-    return wr.p;
-}
-
-/* mm_pointwise_sub for unsigned 8-bit inputs and two or more output pixels (signed inputs,
- * rare, keep the one-pixel path: one copy of the asm): the pixels in pairs
- * (raster order, across rows; an odd last one as a pair with itself, its copy not written).
- * Pixel b's first outputs are written before pixel a's input is read to the end: under an
- * overlapping (in-place) placement this needs a lag of one pixel, as mm_pointwise8. */
-static MM_NOINLINE void mm_pws8_run(MM_CONV_ARGS)
-{
-    const int is = q->in_signed, wb = q->w_bits, ob = q->out_bits, bk = q->bias_shift;
-    const int in_c = d->in_c, out_c = d->out_c, out_w = d->out_w;
-    const int32_t npix = (int32_t)d->out_h * out_w, out_pix = mm_bytes(out_c, ob);
-    const int32_t step = (int32_t)d->stride_w * in_c, row_step = (int32_t)d->stride_h * d->in_w * in_c;
-    const int32_t rb = mm_bytes(in_c, wb), g = 32 / wb;
-    const int32_t nblk = in_c - in_c % g, nw = nblk / g, tb = rb - 4 * nw;
-    const int fast = mm_pw_fast(q, out_c);
-    const int32_t kb = (int32_t)1 << bk, qmin = q->qmin, qmax = q->qmax;
-    const uint32_t m4 = (uint32_t)qmax * 0x01010101u;
-    const uint8_t *xr = in;
-    int ox = 0;
-    (void)scratch;
-    for (int32_t p = 0; p < npix; p += 2, out += 2 * out_pix) {
-        const uint8_t *xa = xr + (int32_t)ox * step, *xb = xa;
-        const uint8_t *wp = w;
-        uint8_t *oa = out, *ob8 = out + out_pix;
-        const int two = p + 1 < npix;
-        mm_writer wa, wbw;
-        int co = 0;
-        if (++ox == out_w)
-            ox = 0, xr += row_step;
-        if (two) {
-            xb = xr + (int32_t)ox * step;
-            if (++ox == out_w)
-                ox = 0, xr += row_step;
-        }
-        for (; co + 4 <= out_c; co += 4, wp += 4 * rb) {
-            int32_t s[8];
-            mm_pws8_block(xa, xb, wp, nw, tb, nblk, in_c, wb, is, s);
-            if (MM_LIKELY(fast)) {
-                uint32_t ya = 0, yb = 0;
-                for (int j = 0; j < 4; j++) {
-                    const int32_t b = q->bias[co + j], m = q->mult[co + j];
-                    const int sh = q->shift[co + j];
-                    ya |= mm_pw_u(s[j], b, m, sh, kb) << 8 * j;
-                    yb |= mm_pw_u(s[4 + j], b, m, sh, kb) << 8 * j;
-                }
-                oa = mm_pw_st4(oa, ya, ob, m4);
-                if (two)
-                    ob8 = mm_pw_st4(ob8, yb, ob, m4);
-                continue;
-            }
-            oa = mm_pws8_put_any(s, q, co, oa);
-            if (two)
-                ob8 = mm_pws8_put_any(s + 4, q, co, ob8);
-        }
-        wa = (mm_writer){oa, 0, 0, ob}; /* blocks of four outputs are whole bytes */
-        wbw = (mm_writer){ob8, 0, 0, ob};
-        for (; co < out_c; co++, wp += rb) { /* natural rows: words, then the tail */
-            const int32_t b = q->bias[co], m = q->mult[co];
-            const int sh = q->shift[co];
-            int32_t sa = mm_pws8_row(xa, wp, 4, nw, wb, is) +
-                         mm_pws8_tail(xa, wp + 4 * nw, nblk, in_c, wb, is);
-            mm_put(&wa, mm_pw_rq(sa, b, m, sh, bk, qmin, qmax));
-            if (two) {
-                sa = mm_pws8_row(xb, wp, 4, nw, wb, is) +
-                     mm_pws8_tail(xb, wp + 4 * nw, nblk, in_c, wb, is);
-                mm_put(&wbw, mm_pw_rq(sa, b, m, sh, bk, qmin, qmax));
-            }
-        }
-        mm_flush(&wa);
-        if (two)
-            mm_flush(&wbw);
-    }
-}
-
-void mm_pointwise_sub(MM_CONV_ARGS)
+/* mm_pointwise_sub on 2- and 4-bit inputs (mm_conv.c's mm_pointwise_sub calls it). */
+void mm_pointwise_sub_packed(MM_CONV_ARGS)
 {
     const int ib = q->in_bits, is = q->in_signed, wb = q->w_bits, ob = q->out_bits;
     const int bk = q->bias_shift, scale = MM_PWS_SCALE(wb), in_c = d->in_c, in_w = d->in_w;
@@ -764,11 +533,7 @@ void mm_pointwise_sub(MM_CONV_ARGS)
     const int fast = mm_pw_fast(q, out_c);
     const int32_t kb = (int32_t)1 << bk;
     const uint32_t m4 = (uint32_t)qmax * 0x01010101u;
-    MM_ASSERT(MM_IS_PWSUB(d, q) && !MM_IS_PW8W(d, q));
-    if (ib == 8 && !is && (int32_t)out_h * out_w >= 2) { /* ops.conv.weight_layout's rule */
-        mm_pws8_run(in, out, w, d, q, scratch);
-        return;
-    }
+    MM_ASSERT(ib < 8);
     for (int oy = 0; oy < out_h; oy++) {
         for (int ox = 0; ox < out_w; ox++) {
             const uint8_t *px = in + ((int32_t)oy * sh * in_w + (int32_t)ox * sw) * in_pix;

@@ -506,6 +506,7 @@ static MM_NOINLINE void mm_dw_any(const mm_dwl *L, const uint8_t *in, uint8_t *o
 static void mm_dw_path(int path, const mm_dwl *L, const uint8_t *in, uint8_t *out,
                        const uint32_t *wp, const mm_dwq *q)
 {
+    (void)L, (void)in, (void)out, (void)wp, (void)q; /* no group path: channels one by one */
     switch (path) {
 #if MM_USE_DW_3X3_8U
     case MM_P_DW_3X3_8U:

@@ -33,7 +33,11 @@
             : (row) <= MM_PATCH ? MM_P_CONV8P                                                    \
             : (in_c) > 4        ? MM_P_CONV8                                                     \
                                 : MM_P_CONV_ANY)                                                 \
+     : (ib) == 8 && (wb) < 8 && (groups) == 1 && (row) <= MM_SUB8_ROW                             \
+         ? ((in_c) % 4 == 0 ? MM_P_SUB8X2 : (row) <= MM_PATCH ? MM_P_SUB8P : MM_P_CONV_ANY)      \
          : MM_P_CONV_ANY)
+/* mm_pointwise_sub: 8-bit inputs take the sub8 path, 2- and 4-bit ones mm_dot.c's unpacking. */
+#define MM_PWSUB_PATH(ib) ((ib) == 8 ? MM_P_PWSUB8 : MM_P_PWSUB_PACKED)
 /* mm_depthwise's group-of-four function (kernels of up to MM_DW_TAPS taps on at least four
  * channels), by input format and kernel size; and its single-channel path (the c % 4 leftover
  * channels, or every channel of a larger kernel). */
@@ -490,13 +494,15 @@ static inline int mm_pw_fast(const mm_quant_params *q, int n)
     ((d)->groups == 1 && (q)->in_bits < 8 && (q)->w_bits == 8 && (d)->k_h == 1 &&                 \
      (d)->k_w == 1 && (d)->pad_h == 0 && (d)->pad_w == 0 && (d)->in_c >= 32 &&                    \
      (d)->in_c <= MM_PATCH)
+#define MM_IS_SUB8(d, q) ((q)->in_bits == 8 && (q)->w_bits < 8 && (d)->groups == 1)
 #define MM_IS_PWSUB(d, q)                                                                         \
     ((d)->groups == 1 && (q)->w_bits < 8 && (d)->k_h == 1 && (d)->k_w == 1 && (d)->pad_h == 0 &&  \
-     (d)->pad_w == 0 && (d)->in_c * (q)->w_bits >= 32 && (d)->in_c <= MM_PATCH)
+     (d)->pad_w == 0 && (d)->in_c <= MM_PATCH &&                                                  \
+     ((d)->in_c * (q)->w_bits >= 32 || (MM_IS_SUB8(d, q) && (d)->in_c >= 4)))
 #define MM_IS_SMALL(d, q)                                                                         \
     ((d)->groups == 1 && (int32_t)(d)->k_h * (d)->k_w * (d)->in_c <= MM_SMALL_ROW &&              \
      (int32_t)(d)->k_h * (d)->k_w * (d)->in_c * (q)->w_bits <= MM_SMALL_ROW_BITS &&               \
-     (d)->out_c % MM_LANES == 0)
+     (d)->out_c % MM_LANES == 0 && !MM_IS_SUB8(d, q))
 
 /* MM_IS_PW8: 8-bit inputs and weights whose patch is one contiguous run of input bytes (1x1
  * without padding, or a window over the whole input), read straight from the input tensor
@@ -512,19 +518,22 @@ void mm_pointwise8(MM_CONV_ARGS);
 void mm_pointwise8_widen(MM_CONV_ARGS);
 
 /* MM_IS_PWSUB: 1x1 layers (and linears on a 1 x 1 input) with 4- or 2-bit weights on at least
- * one weight word (32 / w_bits) and at most MM_PATCH input channels (from 8 channels at 4 bits
- * and 16 at 2 bits this beats the lane kernel on Cortex-M4, measured): each input pixel is
+ * one weight word (32 / w_bits; on 8-bit inputs 4 channels) and at most MM_PATCH input
+ * channels (from 8 channels at 4 bits and 16 at 2 bits this beats the lane kernel on
+ * Cortex-M4, measured): each input pixel is
  * unpacked once into the scratch (in_c int16), the packed weights are expanded in registers
  * (mm_dot.c; SMLAD on DSP cores). Weight layout: each block of four rows interleaves the rows'
  * 4-byte words (row 0 word 0, row 1 word 0, ..., row 0 word 1, ...) over the first
  * nblk = in_c - in_c % (32 / w_bits) elements, then each row's remaining bytes, row after row;
- * rows after the last full block stay in natural order. On unsigned 8-bit inputs with two or
- * more output pixels the pixels go in pairs, read in place (no unpacking), and each word is
- * field-major: byte j holds elements j, j + 4, ... (ops.conv.field_major). */
+ * rows after the last full block stay in natural order (mm_dot.c, mm_pointwise_sub_packed).
+ * On 8-bit inputs the pixels go in pairs, read in place (no unpacking), through mm_conv.c's
+ * sub8 path, its weights ops.conv.channel_packed. */
 void mm_pointwise_sub(MM_CONV_ARGS);
+void mm_pointwise_sub_packed(MM_CONV_ARGS);
 
 /* MM_IS_SMALL: weight rows shorter than one vector of dot product (stems, pointwise layers on
- * few channels): output channels in lanes instead (mm_small.c). */
+ * few channels): output channels in lanes instead (mm_small.c); not 4- and 2-bit weights on
+ * 8-bit inputs (MM_IS_SUB8: mm_conv's and mm_pointwise_sub's sub8 path is faster). */
 void mm_conv_small(MM_CONV_ARGS);
 
 /* Depthwise convolution (groups == in_c == out_c), any kernel size (mm_dw.c, no scratch).
