@@ -693,3 +693,24 @@ def test_a_layer_on_a_path_compiled_out_stops_instead_of_running_another(tmp_pat
     off = subprocess.run(["./t", "4-bit"], cwd=d, capture_output=True)
     assert off.returncode != 0
     assert not debug or b"compiled out" in off.stderr
+
+
+def test_each_kernel_path_compiles_alone(tmp_path) -> None:
+    """mm_paths.h with only the paths one layer can take (each path, and each sub8 path with a
+    pixel function) still compiles warning-free: a model whose layers take one path never
+    meets a kernel file that cannot build."""
+    require_tool("gcc")
+    from micromix.export.cgen import kernel_paths, kernel_sources
+
+    sets = [[f"MM_P_{p}"] for p in kernel_paths() if p != "PW8_WIDE"]  # widen: with a PW8 path
+    sets += [["MM_P_PW8_WIDE", "MM_P_PW8_ANY"], ["MM_P_SUB8X2", "MM_P_SUB8_W4U"],
+             ["MM_P_SUB8P", "MM_P_SUB8_W2S"], ["MM_P_PWSUB8", "MM_P_SUB8_W4S"]]  # fmt: skip
+    for i, rules in enumerate(sets):
+        d = tmp_path / str(i)
+        d.mkdir()
+        for name, text in kernel_sources(rules).items():
+            (d / name).write_text(text)
+        for c in sorted(d.glob("*.c")):
+            r = subprocess.run(["gcc", "-std=c99", "-O0", "-Wall", "-Wextra", "-Werror",
+                                "-fsyntax-only", f"-I{d}", str(c)], capture_output=True, text=True)  # fmt: skip
+            assert r.returncode == 0, (rules, c.name, r.stderr[:800])

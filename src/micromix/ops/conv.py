@@ -461,6 +461,7 @@ def emit(site: CallSite) -> str:
 # them (mm_paths.h: MM_USE_<path>); `c_rules` gives a call's.
 C_PATHS = (
     "CONV8X2", "CONV8P", "CONV8", "CONV_ANY", "SUB8X2", "SUB8P", "PWSUB8", "PWSUB_PACKED",
+    "SUB8_W4S", "SUB8_W4U", "SUB8_W2S", "SUB8_W2U",
     "DW_3X3_8U", "DW_8U", "DW_4U", "DW_2U", "DW_ANY", "DW_CHANNEL",
     "PW8_ONE", "PW8_FAST", "PW8_ANY", "PW8_WIDE",
 )  # fmt: skip
@@ -468,17 +469,17 @@ C_PATHS = (
 
 def c_rules(site: CallSite) -> tuple[str, ...]:
     """The kernel paths this call takes: the kernel's own rules (mm_kernels.h MM_CONV_PATH,
-    MM_PWSUB_PATH, MM_DW_GROUP, MM_DW_TAIL, MM_PW8_PATH) on the numbers the call passes, for the export's
+    MM_PWSUB_PATH, MM_SUB8_KIND, MM_DW_GROUP, MM_DW_TAIL, MM_PW8_PATH) on the numbers the call passes, for the export's
     preprocessor to evaluate. The only fact not in the call's structs is whether every shift
     is above 32, the loop that mm_pointwise8 runs over the shift array."""
     iop = site.iop
     c_in, _, _, _, out_h, out_w, kh, kw, *_, groups = tiled(kernel_dims(iop.op), site.tile)
     ib, is_ = iop.in_bits[0], int(iop.in_signed[0])
     row = kh * kw * (c_in // groups)
-    if site.kernel == "mm_conv":
-        return (f"MM_CONV_PATH({ib}, {iop.w_bits}, {groups}, {c_in}, {row})",)
-    if site.kernel == "mm_pointwise_sub":
-        return (f"MM_PWSUB_PATH({ib})",)
+    if site.kernel in ("mm_conv", "mm_pointwise_sub"):
+        path = (f"MM_CONV_PATH({ib}, {iop.w_bits}, {groups}, {c_in}, {row})"
+                if site.kernel == "mm_conv" else f"MM_PWSUB_PATH({ib})")  # fmt: skip
+        return (path, f"MM_SUB8_KIND({path}, {iop.w_bits}, {is_})")
     if site.kernel == "mm_depthwise":
         return (f"MM_DW_GROUP({is_}, {ib}, {kh}, {kw}, {c_in})",
                 f"MM_DW_TAIL({c_in}, {kh}, {kw})")  # fmt: skip

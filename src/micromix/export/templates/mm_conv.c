@@ -1687,14 +1687,32 @@ static MM_INLINE void mm_sub8_pxt(const mm_conv_ctx *k, const mm_c8src *src, uin
 static MM_NOINLINE void mm_sub8_px(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
                                    int32_t out_pix, int ob, int out_c, int np)
 {
-    if (k->wb == 4 && k->is)
+    (void)s, (void)out, (void)out_pix, (void)ob, (void)out_c, (void)np; /* no kind compiled */
+    switch (k->wb == 4 ? (k->is ? MM_P_SUB8_W4S : MM_P_SUB8_W4U)
+                       : (k->is ? MM_P_SUB8_W2S : MM_P_SUB8_W2U)) { /* MM_SUB8_KIND */
+#if MM_USE_SUB8_W4S
+    case MM_P_SUB8_W4S:
         mm_sub8_pxt(k, s, out, out_pix, ob, out_c, np, 4, 1);
-    else if (k->wb == 4)
+        return;
+#endif
+#if MM_USE_SUB8_W4U
+    case MM_P_SUB8_W4U:
         mm_sub8_pxt(k, s, out, out_pix, ob, out_c, np, 4, 0);
-    else if (k->is)
+        return;
+#endif
+#if MM_USE_SUB8_W2S
+    case MM_P_SUB8_W2S:
         mm_sub8_pxt(k, s, out, out_pix, ob, out_c, np, 2, 1);
-    else
+        return;
+#endif
+#if MM_USE_SUB8_W2U
+    case MM_P_SUB8_W2U:
         mm_sub8_pxt(k, s, out, out_pix, ob, out_c, np, 2, 0);
+        return;
+#endif
+    default:
+        MM_PATH_OFF();
+    }
 }
 #endif
 

@@ -38,6 +38,11 @@
          : MM_P_CONV_ANY)
 /* mm_pointwise_sub: 8-bit inputs take the sub8 path, 2- and 4-bit ones mm_dot.c's unpacking. */
 #define MM_PWSUB_PATH(ib) ((ib) == 8 ? MM_P_PWSUB8 : MM_P_PWSUB_PACKED)
+/* The sub8 path's pixel function, by weight width and input signedness, for a layer on `path`. */
+#define MM_SUB8_KIND(path, wb, is)                                                                \
+    ((path) != MM_P_SUB8X2 && (path) != MM_P_SUB8P && (path) != MM_P_PWSUB8 ? MM_P_NONE          \
+     : (wb) == 4 ? ((is) ? MM_P_SUB8_W4S : MM_P_SUB8_W4U)                                        \
+                 : ((is) ? MM_P_SUB8_W2S : MM_P_SUB8_W2U))
 /* mm_depthwise's group-of-four function (kernels of up to MM_DW_TAPS taps on at least four
  * channels), by input format and kernel size; and its single-channel path (the c % 4 leftover
  * channels, or every channel of a larger kernel). */
