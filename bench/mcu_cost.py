@@ -645,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
         per_core = networks.setdefault(ref, {})
         for core in args.cores.split(","):
             res = per_core.setdefault(core, {"cmsis_nn_s8": run_cmsis(b, ref, graph, core)})
-            for p in pols:
+            for p in (q.replace("{net}", ref) for q in pols):  # {net}: a policy file per net
                 res[f"micromix_{Path(p).stem}"] = run_micromix(b, f"{ref}_{Path(p).stem}", graph,
                                                                policy_for(p, graph), core)  # fmt: skip
             print(ref, core, {k: v["est_cycles"] for k, v in res.items()}, flush=True)
@@ -814,7 +814,9 @@ def type_table(networks: dict, md_table) -> list[str]:
 
 
 def update_mlperf(path: str, networks: dict) -> None:
-    """The measured M4 estimated cycles of micromix W8/A8 and CMSIS-NN into mlperf_tiny.json."""
+    """The measured M4 estimated cycles of micromix W8/A8, CMSIS-NN and the task's mixed policy
+    (its policy file results/mlperf_tiny_policies/<task>_mixed.json, `--policies {net}`) into
+    mlperf_tiny.json."""
     from micromix import files
 
     p = Path(path)
@@ -826,6 +828,9 @@ def update_mlperf(path: str, networks: dict) -> None:
         if "micromix_w8a8" in r and "micromix_w8a8" in d[task]:
             d[task]["micromix_w8a8"]["est_cycles_m4"] = r["micromix_w8a8"]["est_cycles"]
             d[task]["micromix_w8a8"]["cmsis_nn_est_cycles_m4"] = r["cmsis_nn_s8"]["est_cycles"]
+        if f"micromix_{task}_mixed" in r and "micromix_mixed" in d[task]:
+            measured = r[f"micromix_{task}_mixed"]["est_cycles"]
+            d[task]["micromix_mixed"]["est_cycles_m4_measured"] = measured
     files.write_json(p, d)
 
 
