@@ -147,6 +147,7 @@ def test_fit_verdict_link_map_agrees_and_chip_sized_image_runs(tmp_path) -> None
     assert not list(fw.glob("mm_testdata*"))  # no test data in the chip image
 
 
+@pytest.mark.slow  # five chip images under qemu (59 s); the fit verdict itself runs above
 def test_fit_verdict_refuses_one_byte_over(tmp_path) -> None:
     """A synthetic target sized from a real build: FLASH exactly what is needed fits; one byte
     less is refused with one sentence naming the region, the bytes needed and available."""

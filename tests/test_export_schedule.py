@@ -38,7 +38,8 @@ def _net(name: str, act_bits: tuple[int, ...] = (4, 8), res: int = 48):
 
 @pytest.mark.parametrize(
     "name, schedule, bits",
-    [("mobilenet_v1", "patch", (4, 8)), ("mnasnet", "patch", (4, 8)),
+    [("mobilenet_v1", "patch", (4, 8)),
+     pytest.param("mnasnet", "patch", (4, 8), marks=pytest.mark.slow),  # mobilenet_v1's case
      ("mobilenet_v2", "inplace", (8,))],
 )  # fmt: skip
 def test_scheduled_c_is_bit_exact_in_the_planned_arena(tmp_path, name, schedule, bits) -> None:
@@ -164,13 +165,17 @@ int main(int argc, char **argv)
 """
 
 
-@pytest.mark.parametrize("res, row_ops", [(48, 0), (96, 1)])
-def test_streamed_input_holds_a_ring_of_rows_and_stays_bit_exact(tmp_path, res, row_ops) -> None:
+@pytest.mark.parametrize("res, row_ops, chip", [(48, 0, False), (96, 1, False),
+                                                pytest.param(96, 1, True, marks=pytest.mark.slow)])  # fmt: skip
+def test_streamed_input_holds_a_ring_of_rows_and_stays_bit_exact(
+    tmp_path, res, row_ops, chip
+) -> None:
     """Schedule `stream`: the patch stage reads the input row by row into a ring smaller than
     the image (at 96 px the stem runs row by row from a line buffer into a ring of its output
     rows), through the application's reader (each row once, top to bottom), in less RAM than
-    auto; the C (host library, write-checked build, and at 96 px the chip-sized firmware under
-    qemu whose reader reads the rows off a file in order) computes the reference's outputs."""
+    auto; the C (host library, write-checked build, and with `chip` the chip-sized firmware
+    under qemu whose reader reads the rows off a file in order) computes the reference's
+    outputs."""
     import subprocess
 
     from micromix.export.build import ARM_TOOLS
@@ -185,8 +190,8 @@ def test_streamed_input_holds_a_ring_of_rows_and_stays_bit_exact(tmp_path, res, 
     assert sched.member_bytes[g.input] < 3 * res * res  # a ring or a line buffer, not the image
     assert im.report.arena_bytes < convert(qp, g, p, schedule="auto").report.arena_bytes
     x = np.random.default_rng(2).integers(0, 256, (4, 3, res, res), dtype=np.uint8)
-    chip = {"target": "stm32f412", "cm4_images": 2} if row_ops else {}
-    out = export_c(im, tmp_path / "c", test_images=x, **chip)
+    board = {"target": "stm32f412", "cm4_images": 2} if chip else {}
+    out = export_c(im, tmp_path / "c", test_images=x, **board)
     s = json.loads((out / "export.json").read_text())
     assert s["selftest_identical"] == 4 and (not chip or s["fit"]["qemu_images"] == 2)
     assert s["built"]["arena_bytes"] == im.report.arena_bytes

@@ -63,8 +63,9 @@ def combo_and_mobilenet():
 
 @pytest.mark.parametrize(
     "core",
-    # the M7 builds the M4's instruction set (ARMv7E-M) and C paths: slow, beside the M4
-    [pytest.param(c, marks=pytest.mark.slow) if c == "cortex-m7" else c for c in KERNEL_CORES],
+    # the M7 builds the M4's instruction set (ARMv7E-M) and C paths, the M33 the same DSP
+    # paths, the M3 the portable loops the host runs in every export test: slow, beside the M4
+    [c if c == "cortex-m4" else pytest.param(c, marks=pytest.mark.slow) for c in KERNEL_CORES],
 )
 def test_kernels_are_bit_exact_under_qemu_on_each_core(tmp_path, core: str) -> None:
     """The DSP paths (M4, M7, M33: SMLAD / SMLABB kernels, __ARM_FEATURE_DSP) and the portable

@@ -73,6 +73,12 @@ class RunConfig:
     top_k: int = 1  # the search's best policies re-scored at its end, beside the seeds
     search_train_images: int = 2000
     search_eval_images: int = 2000
+    # The re-score of the search's final choice (QATSettings.rescore_*: the final QAT's recipe
+    # for these epochs over these fresh train images, scored on this many held-out images,
+    # None: all of them).
+    rescore_epochs: int = 3
+    rescore_train_images: int = 6000
+    rescore_images: int | None = None
     weight_only: bool = False  # search weight bits only; activations stay at 8 bits
     workers: int = 1  # policies evaluated at a time by the search (Ray above 1)
     finetune_epochs: int = 3
@@ -347,6 +353,9 @@ class Pipeline:
             train_images=c.search_train_images,
             eval_images=c.search_eval_images,
             final_recipe=c.qat_recipe,
+            rescore_epochs=c.rescore_epochs,
+            rescore_train_images=c.rescore_train_images,
+            rescore_images=c.rescore_images,
         )
         if c.batch_size:  # every fine-tune and evaluation of the search, the re-score's too
             qat = replace(qat, batch_size=c.batch_size, user_batch_size=c.batch_size)
