@@ -103,7 +103,7 @@ def test_layer_is_memory_reports_ram_on_a_residual_net(tiny_resnet):
     assert plan(g, p, "layer").ram_bytes == memory_report(g, p).ram_bytes
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data(), st.sampled_from(STUDY))
 def test_every_plan_places_its_buffers_apart_and_inplace_never_above_layer(data, model):
     g = zoo(*model, 28)
@@ -271,7 +271,7 @@ def test_search_table_of_layer_is_memory_size_table():
     assert Scheduling("layer").sizes(g) == size_table(g)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=9, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data(), st.sampled_from(["auto", "patch", "stream"]))
 def test_bound_is_never_below_the_exact_scheduled_ram(data, schedule):
     g = zoo("mobilenet_v1", 0.25, 28)
