@@ -180,6 +180,7 @@ def test_fit_verdict_refuses_one_byte_over(tmp_path) -> None:
         export_for(tmp_path / "e", im, stack, n=1)
 
 
+@pytest.mark.slow  # a chip image per target (19 s); the pipeline's own refusal runs below
 def test_export_cli_exits_2_when_the_model_does_not_fit(tmp_path, capsys) -> None:
     require_tool(*ARM)
     from test_integer import mixed_policy
