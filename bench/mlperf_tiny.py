@@ -34,7 +34,7 @@ from micromix.integer import convert
 from micromix.memory import memory_report
 from micromix.policy import Policy
 from micromix.quant import calibrate, prepare
-from micromix.schedule import GRIDS, recomputed_macs, scheduled_report, stage_ops
+from micromix.schedule import GRIDS, recomputed_macs, scheduled_report, split_points
 from micromix.strategies.ilp import measure_sensitivity, solve_ilp
 
 FILES = {
@@ -110,18 +110,14 @@ def patch_recompute(g) -> dict:
     """{split: {grid: recomputed MACs / layer MACs}} of every tensor a patch stage could end at
     (stage_ops; whether or not the C runs that stage: the cost of patching through it)."""
     layer = sum(o.macs for o in g.ops)
-    out = {}
-    for o in g.ops:
-        try:
-            stage_ops(g, o.name)
-        except MicromixError:
-            continue
-        out[o.name] = {
-            n: round(recomputed_macs(g, o.name, n) / layer, 4)
+    return {
+        s: {
+            n: round(recomputed_macs(g, s, n) / layer, 4)
             for n in GRIDS
-            if n <= min(g.tensors[o.name].shape[1:])
+            if n <= min(g.tensors[s].shape[1:])
         }
-    return out
+        for s in split_points(g)
+    }
 
 
 def run_task(task: str, base: Path, n: int) -> dict:

@@ -126,18 +126,15 @@ def render(doc: dict, cap: float) -> str:
     ram = doc[PAPER_MODEL]["auto"]["ram"]
     fits = "fits" if ram <= PAPER_RAM else "does NOT fit"
     lines.append(f"- {PAPER_MODEL} W8/A8 under auto: {ram:,} B, {fits} {PAPER_RAM:,} B")
-    lines += ["", "What bounds auto's peak (its busiest step's live buffers, bytes):", ""]
-    for name, r in doc.items():
-        if not name.startswith("_"):
-            st = r["auto"]["peak_step"]
-            bufs = ", ".join(f"{n} {b:,}" for n, b in st["buffers"].items())
-            lines.append(f"- {name}: {st['op']}: {bufs}")
-    lines += ["", "The same under `stream`:", ""]
-    for name, r in doc.items():
-        if not name.startswith("_"):
-            st = r["stream"]["peak_step"]
-            bufs = ", ".join(f"{n} {b:,}" for n, b in st["buffers"].items())
-            lines.append(f"- {name}: {st['op']}: {bufs}")
+    heads = {"auto": "What bounds auto's peak (its busiest step's live buffers, bytes):",
+             "stream": "The same under `stream`:"}  # fmt: skip
+    for kind, head in heads.items():
+        lines += ["", head, ""]
+        for name, r in doc.items():
+            if not name.startswith("_"):
+                st = r[kind]["peak_step"]
+                bufs = ", ".join(f"{n} {b:,}" for n, b in st["buffers"].items())
+                lines.append(f"- {name}: {st['op']}: {bufs}")
     lines += ["", doc["_meta"]["caveat"], ""]
     return "\n".join(lines)
 

@@ -258,8 +258,12 @@ def recomputed_macs(graph: Graph, split: str, grid: int, row_ops: int = 0) -> in
     MACs per output pixel times the halo pixels its cells compute twice (a row stem's rows are
     computed once). Counted from the spans alone, for any stage stage_ops accepts."""
     rows, cols = (stage_spans(graph, split, grid, a) for a in (0, 1))
+    return _extra_macs(stage_ops(graph, split)[row_ops:], rows, cols)
+
+
+def _extra_macs(ops, rows: list[dict[str, Span]], cols: list[dict[str, Span]]) -> int:
     extra = 0
-    for o in stage_ops(graph, split)[row_ops:]:
+    for o in ops:
         n_rows = sum(r[o.output][1] - r[o.output][0] for r in rows)
         n_cols = sum(c[o.output][1] - c[o.output][0] for c in cols)
         extra += macs_per_pixel(o) * n_rows * n_cols - o.macs
@@ -534,7 +538,7 @@ def _patch_buffers(
     rows, cols = (stage_spans(graph, split, grid, a) for a in (0, 1))
     ops = graph.ops[: graph.tensors[split].first + 1]
     first = graph.input if not row_ops else ops[0].output
-    extra = recomputed_macs(graph, split, grid, row_ops)
+    extra = _extra_macs(ops[row_ops:], rows, cols)  # the spans once: recomputed_macs's count
     for o in ops[row_ops:]:
         if o.output != split:
             h = max(r[o.output][1] - r[o.output][0] for r in rows)

@@ -490,7 +490,7 @@ def _patch_stage(imodel: IntegerModel, sched, rules: list[str]) -> str:
             o_bytes = activation_bytes((op.out_shape[0], oh, ow), bits[op.output])
             last = op.output == sched.split
             o_off = stage_out if last else rep.offsets[op.output]
-            out.append(_tile_call(imodel, st, ins, (o_off, o_bytes), note, rules))
+            out.append(_tile_call(imodel, step, st, ins, (o_off, o_bytes), note, rules))
             if last:
                 _, _, wo = op.out_shape
                 po = packed_bytes(op.out_shape[0], bits[op.output])
@@ -501,11 +501,10 @@ def _patch_stage(imodel: IntegerModel, sched, rules: list[str]) -> str:
     return "\n".join(out)
 
 
-def _tile_call(imodel: IntegerModel, st, ins: list[tuple[int, int]], out: tuple[int, int],
-               note: str, rules: list[str]) -> str:  # fmt: skip
-    """One op's kernel on its tile `st`: inputs and output at these arena (offset, bytes)."""
+def _tile_call(imodel: IntegerModel, step: int, st, ins: list[tuple[int, int]],
+               out: tuple[int, int], note: str, rules: list[str]) -> str:  # fmt: skip
+    """Op `step`'s kernel on its tile `st`: inputs and output at these arena (offset, bytes)."""
     rep = imodel.report
-    step = next(i for i, iop in enumerate(imodel.ops) if iop.name == st.op.name)
     iop = imodel.ops[step]
     site = CallSite(
         step=step,
@@ -549,7 +548,7 @@ def _feed(imodel: IntegerModel, feed: dict, need: int, rules: list[str]) -> list
         else:  # its window's rows of the input in place
             src = (rep.offsets[g.input] + rows[0] * _row_bytes(g), _len(rows) * _row_bytes(g))
         slot = t_off + (y % feed["ring"]) * row_t
-        out.append(_tile_call(imodel, windows[y], [src], (slot, row_t), f", row {y}", rules))
+        out.append(_tile_call(imodel, 0, windows[y], [src], (slot, row_t), f", row {y}", rules))
     feed["have"] = max(feed["have"], need)
     return out
 
