@@ -29,6 +29,7 @@ check never below the exact figure, `report` the exact one (`scheduled_report`).
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Iterable
@@ -163,6 +164,9 @@ class TileStep:
     staged: bool  # its input is the stage's input, copied into the staging buffer first
 
 
+Cells = tuple[tuple[TileStep, ...], ...]  # per cell of the grid (row-major), its ops
+
+
 def cells(graph: Graph, split: str, grid: int, row_ops: int = 0) -> list[list[TileStep]]:
     """The patch stage as the C runs it: per cell of the grid (row-major), its ops in order.
     Refused (one sentence) where a kernel could not read its input tile in place: an op that
@@ -170,10 +174,7 @@ def cells(graph: Graph, split: str, grid: int, row_ops: int = 0) -> list[list[Ti
     tensor read by two ops of the stage); the stage's input is always copied in. `row_ops`:
     the stage's first op runs row by row before it (`row_stem`), so the cells start at its
     output."""
-    spans = (stage_spans(graph, split, grid, a) for a in (0, 1))
-    ops = stage_ops(graph, split)
-    first = graph.input if not row_ops else ops[0].output
-    return _cells(graph, ops[row_ops:], *spans, first)
+    return [list(cell) for cell in _geometry(graph, split, grid, row_ops).cells]
 
 
 def row_stem(graph: Graph, split: str) -> Op | None:
@@ -203,12 +204,10 @@ def stage_overlap(graph: Graph, split: str, grid: int, in_pix: int, out_pix: int
     each): cell k copies its input patch in before it writes its slice of the split tensor,
     so the slice may only cover input bytes no later cell copies. Each cell's slice must end
     before the first input byte any later cell reads."""
-    return _stage_overlap(graph, split, cells(graph, split, grid), in_pix, out_pix)
+    return _stage_overlap(graph, split, _geometry(graph, split, grid, 0).cells, in_pix, out_pix)
 
 
-def _stage_overlap(
-    graph: Graph, split: str, cell_list: list[list[TileStep]], in_pix: int, out_pix: int
-) -> int:
+def _stage_overlap(graph: Graph, split: str, cell_list: Cells, in_pix: int, out_pix: int) -> int:
     _, _, w_in = graph.tensors[graph.input].shape
     _, _, w_out = graph.tensors[split].shape
     reads, ends = [], []
@@ -221,10 +220,65 @@ def _stage_overlap(
     return max([0] + [e - a for e, a in zip(ends, later)])
 
 
-def _cells(
-    graph: Graph, ops, rows: list[dict[str, Span]], cols: list[dict[str, Span]], first: str
-) -> list[list[TileStep]]:
-    return [[_tile_step(graph, o, r, c, first) for o in ops] for r in rows for c in cols]
+@dataclass(frozen=True)
+class _Geometry:
+    """A patch stage at one split, grid and row stem, whatever the bits: what `_patch_buffers`
+    sizes its buffers from. The searches plan the same graph for thousands of policies, and the
+    cells alone are most of a plan's time, so `_geometry` keeps the last few."""
+
+    ops: tuple[Op, ...]  # the graph's ops up to the one writing the split tensor
+    first: str  # the stage's input: the network input, or the row stem's output
+    extra: int  # recomputed MACs (`_extra_macs`)
+    cells: Cells
+    patch_hw: dict[str, tuple[int, int]]  # each intermediate's largest patch (rows, columns)
+    staged_in: frozenset[tuple[int, int]]  # the (rows, columns) of each patch of `first`
+    staged_out: frozenset[tuple[int, int]]  # and of each slice of the split tensor
+
+
+def _geometry(graph: Graph, split: str, grid: int, row_ops: int) -> _Geometry:
+    """The stage's geometry; refused (one sentence, as `cells`) where the C cannot run it."""
+    geo = _geometry_or_refusal(graph, split, grid, row_ops)
+    if isinstance(geo, MicromixError):
+        raise MicromixError(str(geo))
+    return geo
+
+
+@functools.lru_cache(maxsize=256)  # a refusal is kept too: auto tries every split and grid
+def _geometry_or_refusal(
+    graph: Graph, split: str, grid: int, row_ops: int
+) -> _Geometry | MicromixError:
+    try:
+        rows, cols = (stage_spans(graph, split, grid, a) for a in (0, 1))
+    except MicromixError as e:
+        return e
+    ops = graph.ops[: graph.tensors[split].first + 1]
+    first = graph.input if not row_ops else ops[0].output
+    try:
+        cell_list = tuple(
+            tuple(_tile_step(graph, o, r, c, first) for o in ops[row_ops:])
+            for r in rows
+            for c in cols
+        )
+    except MicromixError as e:
+        return e
+    hw = {
+        o.output: (
+            max(r[o.output][1] - r[o.output][0] for r in rows),
+            max(c[o.output][1] - c[o.output][0] for c in cols),
+        )
+        for o in ops[row_ops:]
+        if o.output != split
+    }
+    steps = [st for cell in cell_list for st in cell]
+    return _Geometry(
+        ops=ops,
+        first=first,
+        extra=_extra_macs(ops[row_ops:], rows, cols),  # the spans once: recomputed_macs's count
+        cells=cell_list,
+        patch_hw=hw,
+        staged_in=frozenset((_n(st.in_rows), _n(st.in_cols)) for st in steps if st.staged),
+        staged_out=frozenset((_n(st.rows), _n(st.cols)) for st in steps if st.op.output == split),
+    )
 
 
 def _tile_step(
@@ -270,7 +324,7 @@ def _extra_macs(ops, rows: list[dict[str, Span]], cols: list[dict[str, Span]]) -
     return extra
 
 
-def row_fetches(cell_list: list[list[TileStep]]) -> list[int]:
+def row_fetches(cell_list: Cells) -> list[int]:
     """With the input streamed (`stream`): per cell, the input rows read so far once its patch
     is copied in. Rows arrive once each, top to bottom, so a cell reads up to its patch's last
     row and never back."""
@@ -282,7 +336,7 @@ def row_fetches(cell_list: list[list[TileStep]]) -> list[int]:
     return out
 
 
-def ring_rows(cell_list: list[list[TileStep]]) -> int:
+def ring_rows(cell_list: Cells) -> int:
     """Rows of the ring buffer a streamed input needs: row y lives in slot y mod R, so before
     cell k's copy the ring must hold every row from the first any cell >= k still reads up to
     the last read so far."""
@@ -531,44 +585,27 @@ def _try_inplace(
 
 def _patch_buffers(
     graph: Graph, policy: Policy, bufs: dict[str, _Buf], split: str, grid: int, row_ops: int = 0
-) -> tuple[int, list[list[TileStep]]]:
+) -> tuple[int, Cells]:
     """Shrink the stage's intermediates to their largest patch, keep the stage's input (the
     network input, or with `row_ops` the row stem's output) and the split tensor live through
     the whole stage; returns the recomputed MACs and the cells."""
-    rows, cols = (stage_spans(graph, split, grid, a) for a in (0, 1))
-    ops = graph.ops[: graph.tensors[split].first + 1]
-    first = graph.input if not row_ops else ops[0].output
-    extra = _extra_macs(ops[row_ops:], rows, cols)  # the spans once: recomputed_macs's count
-    for o in ops[row_ops:]:
-        if o.output != split:
-            h = max(r[o.output][1] - r[o.output][0] for r in rows)
-            w = max(c[o.output][1] - c[o.output][0] for c in cols)
-            c = o.out_shape[0]
-            bufs[o.output].bytes = activation_bytes((c, h, w), policy.activations[o.output])
-    k = len(ops) - 1
-    for t in {graph.input, first}:
+    geo = _geometry(graph, split, grid, row_ops)
+    bits = policy.activations
+    for t, (h, w) in geo.patch_hw.items():
+        bufs[t].bytes = activation_bytes((graph.tensors[t].shape[0], h, w), bits[t])
+    k = len(geo.ops) - 1
+    for t in {graph.input, geo.first}:
         bufs[t].last = max(bufs[t].last, k)
     bufs[split].first = 0
     # The C copies each patch of the stage's input into one buffer before the kernel that
     # reads it, and each patch of the split tensor out of one (kernels read and write whole
     # rows of a tensor, a patch is not).
-    cell_list = _cells(graph, ops[row_ops:], rows, cols, first)
-    steps = [st for cell in cell_list for st in cell]
-    bits = policy.activations
-    staged_in = [
-        activation_bytes((graph.tensors[first].shape[0], _n(st.in_rows), _n(st.in_cols)),
-                         bits[first])
-        for st in steps if st.staged
-    ]  # fmt: skip
-    c = graph.tensors[split].shape[0]
-    staged_out = [
-        activation_bytes((c, _n(st.rows), _n(st.cols)), bits[split])
-        for st in steps
-        if st.op.output == split
-    ]
+    c_in, c_out = graph.tensors[geo.first].shape[0], graph.tensors[split].shape[0]
+    staged_in = [activation_bytes((c_in, h, w), bits[geo.first]) for h, w in geo.staged_in]
+    staged_out = [activation_bytes((c_out, h, w), bits[split]) for h, w in geo.staged_out]
     bufs[STAGE_IN] = _Buf(0, k, max(staged_in, default=0))
     bufs[STAGE_OUT] = _Buf(0, k, max(staged_out))
-    return extra, cell_list
+    return geo.extra, geo.cells
 
 
 STAGE_IN, STAGE_OUT = "(patch of the input)", "(patch of the split tensor)"
