@@ -222,10 +222,10 @@ def test_kernel_scratch_by_hand():
                 kernel,
                 need,
             ), (name, bits)
-    # 8-bit weights on 4-bit inputs: 1x1 layers of 32 to MM_PATCH channels widen each pixel.
+    # 8-bit weights on 4-bit inputs: 1x1 layers of 4 to MM_PATCH channels widen each pixel.
     got = {n: kernel_of(ops[n], 8, 4) for n in ("pw", "pw32", "wide", "fc")}
     assert got == {
-        "pw": "mm_conv_small",
+        "pw": "mm_pointwise8_widen",
         "pw32": "mm_pointwise8_widen",
         "wide": "mm_conv",
         "fc": "mm_conv",

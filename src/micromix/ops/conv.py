@@ -163,13 +163,16 @@ def _pointwise_shape(op: Op) -> bool:
 def _pointwise8(op: Op, w_bits: int, in_bits: int) -> str | None:
     """mm_pointwise8 (8-bit inputs whose patch is one contiguous run of input bytes: 1x1 without
     padding, or a window covering the whole input) or mm_pointwise8_widen (1x1, 2/4-bit inputs
-    of 32 to MM_PATCH channels widened to bytes per pixel); None for other layers."""
+    of 4 to MM_PATCH channels widened to bytes per pixel: from 4 channels it beats the lane
+    kernel on Cortex-M4, 8 -> 16 channels at 4 bits 578 k against 1,145 k estimated cycles,
+    4 -> 8 333 k against 484 k; on 2 and 3 channels it loses, 509 k against 439 k, measured);
+    None for other layers."""
     kernel, padding = window(op)
     if op.groups != 1 or w_bits != 8 or padding != (0, 0):
         return None
     c, h, w = op.in_shape
     if in_bits != 8:
-        ok = kernel == (1, 1) and 32 <= c <= kernel_constant("MM_PATCH")
+        ok = kernel == (1, 1) and 4 <= c <= kernel_constant("MM_PATCH")
         return "mm_pointwise8_widen" if ok else None
     if kernel == (1, 1) or (kernel == (h, w) and tuple(op.out_shape[1:]) == (1, 1)):
         return "mm_pointwise8"

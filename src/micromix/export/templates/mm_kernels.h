@@ -264,6 +264,27 @@ static inline void mm_unpack(int16_t *restrict d, const uint8_t *restrict p, int
     }
 }
 
+/* Sub-byte fields to bytes, four at a time (field k of the input in byte k of the result):
+ * mm_spread4 the four 4-bit fields of h's low halfword, mm_spread2 the four 2-bit fields of
+ * b's low byte; mm_sext_bytes sign-extends such bytes of `bits`-bit fields into int8 (per byte
+ * ((f ^ s) + 0x80 - s) ^ 0x80 with s = 2^(bits-1): no byte carries into the next). */
+static inline uint32_t mm_spread4(uint32_t h)
+{
+    h = (h | h << 8) & 0x00FF00FFu;
+    return (h | h << 4) & 0x0F0F0F0Fu;
+}
+
+static inline uint32_t mm_spread2(uint32_t b)
+{
+    return (b | b << 6 | b << 12 | b << 18) & 0x03030303u;
+}
+
+static inline uint32_t mm_sext_bytes(uint32_t v, int bits)
+{
+    const uint32_t s = 0x01010101u << (bits - 1);
+    return ((v ^ s) + (0x80808080u - s)) ^ 0x80808080u;
+}
+
 /* Lane blocks: MM_LANES channels side by side (small convolutions). MM_LANES values of 2, 4
  * or 8 bits are always whole bytes. */
 
@@ -497,8 +518,7 @@ static inline int mm_pw_fast(const mm_quant_params *q, int n)
                                            (d)->out_h == 1 && (d)->out_w == 1)))
 #define MM_IS_PW8W(d, q)                                                                          \
     ((d)->groups == 1 && (q)->in_bits < 8 && (q)->w_bits == 8 && (d)->k_h == 1 &&                 \
-     (d)->k_w == 1 && (d)->pad_h == 0 && (d)->pad_w == 0 && (d)->in_c >= 32 &&                    \
-     (d)->in_c <= MM_PATCH)
+     (d)->k_w == 1 && (d)->pad_h == 0 && (d)->pad_w == 0 && (d)->in_c >= 4 && (d)->in_c <= MM_PATCH)
 #define MM_IS_SUB8(d, q) ((q)->in_bits == 8 && (q)->w_bits < 8 && (d)->groups == 1)
 #define MM_IS_PWSUB(d, q)                                                                         \
     ((d)->groups == 1 && (q)->w_bits < 8 && (d)->k_h == 1 && (d)->k_w == 1 && (d)->pad_h == 0 &&  \
@@ -517,9 +537,10 @@ static inline int mm_pw_fast(const mm_quant_params *q, int n)
  * block stay in natural order. No scratch. */
 void mm_pointwise8(MM_CONV_ARGS);
 
-/* MM_IS_PW8W: 1x1 layers with 8-bit weights and 2- or 4-bit inputs of 32 to MM_PATCH
- * channels: mm_pointwise8 on input pixels widened to one byte per channel in the scratch, two
- * at a time (2 x in_c bytes: what the memory model counts for these layers). */
+/* MM_IS_PW8W: 1x1 layers with 8-bit weights and 2- or 4-bit inputs of 4 to MM_PATCH
+ * channels (from 4 channels this beats the lane kernel: ops.conv._pointwise8): mm_pointwise8
+ * on input pixels widened to one byte per channel in the scratch, two at a time (2 x in_c
+ * bytes: what the memory model counts for these layers). */
 void mm_pointwise8_widen(MM_CONV_ARGS);
 
 /* MM_IS_PWSUB: 1x1 layers (and linears on a 1 x 1 input) with 4- or 2-bit weights on at least
