@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 
-/* MM_PATCH, MM_LANES, MM_SMALL_ROW, MM_SMALL_ROW_BITS, MM_DW_TAPS: written by the export from
+/* MM_PATCH, MM_LANES, MM_SMALL_ROW, MM_SMALL_ROW_BITS, MM_DW_TAPS, MM_DW_RING: written by the export from
  * ops.common.KERNEL_CONSTANTS, the one definition the memory model also reads. */
 #include "mm_config.h"
 
@@ -50,10 +50,18 @@
     ((c) < 4 || (kh) * (kw) > MM_DW_TAPS ? MM_P_NONE                                              \
      : (is)                              ? MM_P_DW_ANY                                            \
      : (ib) == 8                         ? ((kh) == 3 && (kw) == 3 ? MM_P_DW_3X3_8U : MM_P_DW_8U) \
+     : (kh) == 3 && (kw) == 3            ? MM_P_DW_3X3_W                                          \
      : (ib) == 4                         ? MM_P_DW_4U                                             \
                                          : MM_P_DW_2U)
 #define MM_DW_TAIL(c, kh, kw)                                                                     \
     ((c) % 4 != 0 || (kh) * (kw) > MM_DW_TAPS ? MM_P_DW_CHANNEL : MM_P_NONE)
+/* The 3x3 windows' store of 4- and 2-bit outputs that the fast rule clamps to their whole
+ * unsigned range (MM_PW_FAST), for a layer whose group path is `path`. */
+#define MM_DW_OUT(path, qmin, qmax, ob, above32)                                                  \
+    (((path) == MM_P_DW_3X3_8U || (path) == MM_P_DW_3X3_W) && (ob) < 8 &&                        \
+             MM_PW_FAST(qmin, qmax, ob, above32)                                                  \
+         ? ((ob) == 4 ? MM_P_DW_OUT4 : MM_P_DW_OUT2)                                              \
+         : MM_P_NONE)
 /* mm_pointwise8: one output pixel (npix, a linear) without the two-pixel code; else the fast
  * requantization where the inputs are unsigned, the rows whole words and the requantization
  * MM_PW_FAST (above32: every channel's shift is above 32), else the general one. */
@@ -562,9 +570,12 @@ void mm_pointwise_sub_packed(MM_CONV_ARGS);
  * 8-bit inputs (MM_IS_SUB8: mm_conv's and mm_pointwise_sub's sub8 path is faster). */
 void mm_conv_small(MM_CONV_ARGS);
 
-/* Depthwise convolution (groups == in_c == out_c), any kernel size (mm_dw.c, no scratch).
- * Kernels of up to MM_DW_TAPS taps run four channels at a time, their weights stored in groups
- * of four channels (ops.conv.depthwise_layout: same bytes); larger kernels read natural rows. */
+/* Depthwise convolution (groups == in_c == out_c), any kernel size (mm_dw.c). Kernels of up
+ * to MM_DW_TAPS taps run four channels at a time, their weights stored in groups of four
+ * channels (ops.conv.depthwise_layout: same bytes); larger kernels read natural rows. 3x3
+ * kernels on 4- and 2-bit unsigned inputs widen them into a ring of MM_DW_RING rows of
+ * 4 x in_w bytes in the scratch (what the memory model counts for 3x3 layers); no other
+ * scratch. */
 void mm_depthwise(MM_CONV_ARGS);
 
 /* Any other convolution: any kernel, stride, zero padding and groups (mm_conv.c). */
