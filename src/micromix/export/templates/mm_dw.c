@@ -235,11 +235,10 @@ enum { MM_DW_8U, MM_DW_4U, MM_DW_2U, MM_DW_ANY };
     do {                                                                                          \
         if ((fmt) == MM_DW_8U && q->fast == 2) {                                                  \
             MM_DW_REQ4U8();                                                                       \
-        } else if (q->fast == 3) {                                                                \
-            if (ob == 4)                                                                          \
-                MM_DW_REQ4U4();                                                                   \
-            else                                                                                  \
-                MM_DW_REQ4U2();                                                                   \
+        } else if (MM_USE_DW_OUT4 && q->fast == 3 && ob == 4) { /* else the clamp below */       \
+            MM_DW_REQ4U4();                                                                       \
+        } else if (MM_USE_DW_OUT2 && q->fast == 3 && ob == 2) {                                   \
+            MM_DW_REQ4U2();                                                                       \
         } else if (q->fast) {                                                                     \
             MM_DW_REQ4();                                                                         \
         } else {                                                                                  \

@@ -284,7 +284,8 @@ static inline uint32_t mm_spread4(uint32_t h)
 
 static inline uint32_t mm_spread2(uint32_t b)
 {
-    return (b | b << 6 | b << 12 | b << 18) & 0x03030303u;
+    b |= b << 12; /* then b | b << 6 is b | b << 6 | b << 12 | b << 18 */
+    return (b | b << 6) & 0x03030303u;
 }
 
 static inline uint32_t mm_sext_bytes(uint32_t v, int bits)
