@@ -34,7 +34,7 @@ KERNEL_CONSTANTS: Mapping[str, int] = {
     "MM_SMALL_ROW": 32,
     "MM_SMALL_ROW_BITS": 128,
     "MM_DW_TAPS": 25,
-    "MM_DW_RING": 6,
+    "MM_DW_RING": 5,
     "MM_SUB8_ROW": 65536,
 }
 

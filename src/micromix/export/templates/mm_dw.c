@@ -555,13 +555,13 @@ static MM_NOINLINE void mm_dw_any(const mm_dwl *L, const uint8_t *in, uint8_t *o
 #endif
 
 #if MM_USE_DW_3X3_W
-typedef char mm_dw_ring_is_two_windows[MM_DW_RING == 6 ? 1 : -1];
+typedef char mm_dw_ring_is_five_rows[MM_DW_RING == 5 ? 1 : -1];
 
-/* Row p of the group's four 4- or 2-bit channels as one byte per channel at d and d + 3 rs:
- * both copies of a row in the ring of mm_dw_3x3_w (word aligned: the scratch is int32). */
-static void mm_dw_widen_row(const mm_dwl *L, const uint8_t *p, uint8_t *d, int32_t rs)
+/* Row p of the group's four 4- or 2-bit channels as one byte per channel at d and at d2 (its
+ * copy in the ring of mm_dw_3x3_w, or d again; word aligned: the scratch is int32). */
+static void mm_dw_widen_row(const mm_dwl *L, const uint8_t *p, uint8_t *d, uint8_t *d2)
 {
-    uint32_t *const a = (uint32_t *)(void *)d, *const b = (uint32_t *)(void *)(d + 3 * rs);
+    uint32_t *const a = (uint32_t *)(void *)d, *const b = (uint32_t *)(void *)d2;
     const int32_t ip = L->in_pix;
     const int n = L->in_w;
     int x = 0;
@@ -583,10 +583,11 @@ static void mm_dw_widen_row(const mm_dwl *L, const uint8_t *p, uint8_t *d, int32
 
 /* 3x3 windows of 4- and 2-bit unsigned inputs: the 8-bit code (mm_dw_3x3_rows on DSP cores,
  * mm_dw_8u elsewhere) on the group's four channels widened to bytes. Each input row is widened
- * once, into a ring of MM_DW_RING rows of 4 x in_w bytes in the scratch: row y at rows y % 3
- * and y % 3 + 3, so that the three rows lo .. lo + 2 an output row reads (lo: its first row,
- * moved inside the image as the 8-bit code moves it) lie one after the other from ring row
- * lo % 3. Output row oy runs on a base pointer that puts input row lo there. A row is widened
+ * once, into a ring of MM_DW_RING = 5 rows of 4 x in_w bytes in the scratch: row y at ring row
+ * y % 3, and rows with y % 3 < 2 again at y % 3 + 3, so that the three rows lo .. lo + 2 an
+ * output row reads (lo: its first row, moved inside the image as the 8-bit code moves it) lie
+ * one after the other from ring row lo % 3. Output row oy runs on a base pointer that puts
+ * input row lo there. A row is widened
  * before any output pixel that reads it is written, so running in place holds as it does for
  * the 8-bit code (which reads the same rows later). */
 static MM_NOINLINE void mm_dw_3x3_w(const mm_dwl *L, const uint8_t *in, uint8_t *out,
@@ -609,8 +610,11 @@ static MM_NOINLINE void mm_dw_3x3_w(const mm_dwl *L, const uint8_t *in, uint8_t 
          * output row does not read, formed as an integer (never dereferenced) */
         const uint8_t *const base =
             (const uint8_t *)((uintptr_t)ring + (uintptr_t)((int32_t)(lo % 3 - lo) * rs));
-        for (; next < hi; next++)
-            mm_dw_widen_row(L, in + (int32_t)next * L->row, ring + (next % 3) * rs, rs);
+        for (; next < hi; next++) {
+            const int r = next % 3;
+            mm_dw_widen_row(L, in + (int32_t)next * L->row, ring + r * rs,
+                            ring + (r < 2 ? r + 3 : r) * rs);
+        }
         W.oy0 = oy;
         W.oy1 = oy + 1;
 #if defined(__ARM_FEATURE_DSP)

@@ -15,8 +15,8 @@
 #include <stdint.h>
 #include <string.h>
 
-/* MM_PATCH, MM_LANES, MM_SMALL_ROW, MM_SMALL_ROW_BITS, MM_DW_TAPS, MM_DW_RING: written by the export from
- * ops.common.KERNEL_CONSTANTS, the one definition the memory model also reads. */
+/* MM_PATCH, MM_LANES, MM_SMALL_ROW, MM_SMALL_ROW_BITS, MM_DW_TAPS, MM_DW_RING: written by the
+ * export from ops.common.KERNEL_CONSTANTS, the one definition the memory model also reads. */
 #include "mm_config.h"
 
 /* Kernel paths compiled per model. Where a kernel has several paths, the rules below (one
