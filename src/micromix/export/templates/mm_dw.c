@@ -175,8 +175,10 @@ static void mm_dw_requant4(const mm_dwl *L, const mm_dwq *q, const int32_t *acc,
                 : [q] "r"(q), [bk] "r"(q->bk), "m"(*q));                                          \
     } while (0)
 /* 4- and 2-bit unsigned outputs over their whole range: the clamp is one USAT too. */
-#define MM_DW_RQU4(A, OB, OM, OR, ON) MM_DW_RQJ_(A, OB, OM, OR, ON) "usat %[" A "], #4, %[" A "]\n\t"
-#define MM_DW_RQU2(A, OB, OM, OR, ON) MM_DW_RQJ_(A, OB, OM, OR, ON) "usat %[" A "], #2, %[" A "]\n\t"
+#define MM_DW_RQU4(A, OB, OM, OR, ON)                                                             \
+    MM_DW_RQJ_(A, OB, OM, OR, ON) "usat %[" A "], #4, %[" A "]\n\t"
+#define MM_DW_RQU2(A, OB, OM, OR, ON)                                                             \
+    MM_DW_RQJ_(A, OB, OM, OR, ON) "usat %[" A "], #2, %[" A "]\n\t"
 #define MM_DW_REQ4US(J)                                                                           \
     do {                                                                                          \
         uint32_t t_, u_, v_, y_;                                                                  \
@@ -634,7 +636,8 @@ static MM_NOINLINE void mm_dw_3x3_w(const mm_dwl *L, const uint8_t *in, uint8_t 
 static void mm_dw_path(int path, const mm_dwl *L, const uint8_t *in, uint8_t *out,
                        const uint32_t *wp, const mm_dwq *q, uint8_t *ring)
 {
-    (void)L, (void)in, (void)out, (void)wp, (void)q, (void)ring; /* no group path: channels one by one */
+    /* no group path: channels one by one */
+    (void)L, (void)in, (void)out, (void)wp, (void)q, (void)ring;
     switch (path) {
 #if MM_USE_DW_3X3_W
     case MM_P_DW_3X3_W:
@@ -725,7 +728,8 @@ void mm_depthwise(MM_CONV_ARGS)
      * window ends inside (ix0 + 3 <= in_w) */
     const int ox_in = (pw + sw - 1) / sw, ox_end = in_w >= 3 ? (in_w - 3 + pw) / sw + 1 : 0;
     const mm_dwl L = {in_pix, out_pix, in_pix * in_w, in_h, in_w, out_h, out_w, kh, kw,
-                      sh, sw, ph, pw, ib, is, ob, q->bias_shift, qmin, qmax, ox_in, ox_end > ox_in ? (ox_end < out_w ? ox_end : out_w) - ox_in : 0, 0, out_h};
+                      sh, sw, ph, pw, ib, is, ob, q->bias_shift, qmin, qmax, ox_in, ox_end > ox_in ? (ox_end < out_w ? ox_end : out_w) - ox_in : 0,
+                      0, out_h};
     const int path = MM_DW_GROUP(is, ib, kh, kw, c);
     const int per = 8 / wb, wsh = 8 - wb;
     const uint32_t top = wb == 8 ? 0xFFFFFFFFu : wb == 4 ? 0xF0F0F0F0u : 0xC0C0C0C0u;
