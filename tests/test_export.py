@@ -307,6 +307,25 @@ def test_depthwise_ring_is_exactly_the_counted_scratch(tmp_path) -> None:
     assert r.returncode != 0 and b"wrote past the" in r.stderr
 
 
+def test_depthwise_rows_wider_than_the_ring_are_read_unwidened(tmp_path) -> None:
+    """A 3x3 layer on 4-bit inputs wider than MM_DW_RING_W columns keeps the unwidened group
+    code (mm_dw_4u, no mm_dw_3x3_w in its build), is counted the ring of MM_DW_RING_W columns
+    only (a patch tile of it may be that narrow), and stays bit-identical on the host."""
+    from micromix.export.cgen import library_files
+    from micromix.ops.common import kernel_constant
+
+    torch.manual_seed(4)
+    w = kernel_constant("MM_DW_RING_W") + 2
+    im = _dw_after_sub_byte(8, 5, w, 1, 1, (4, 8))
+    cap = kernel_constant("MM_DW_RING") * 4 * kernel_constant("MM_DW_RING_W")
+    assert im.report.layers[1].scratch_bytes == cap
+    model = _write(tmp_path / "model", library_files(im))
+    assert _text_symbols(model, "mm_dw.c") & {"mm_dw_4u", "mm_dw_3x3_w"} == {"mm_dw_4u"}
+    x = np.random.default_rng(5).integers(0, 256, (6, 8, 5, w), dtype=np.uint8)
+    s = json.loads((export_c(im, tmp_path / "c", test_images=x) / "export.json").read_text())
+    assert s["selftest_identical"] == 6
+
+
 @pytest.mark.parametrize(
     ("c_in", "bits", "signed", "qemu"),
     [pytest.param(4, 4, False, True, marks=pytest.mark.slow),

@@ -115,10 +115,10 @@ def test_mobilenet_v1_imagenet_facts():
     assert first_pw.in_bytes == 112 * 112 * 32 and first_pw.out_bytes == 112 * 112 * 64
     assert max(x.in_bytes + x.out_bytes for x in r.layers) == 1_204_224
     assert r.arena_bytes == r.ram_lower_bound == 1_204_224
-    # The largest kernel scratch: the 3x3 depthwise layers' ring of widened rows on 112
-    # columns (MM_DW_RING = 5 rows of 4 x 112 bytes), above the 2 x 256 bytes of a 1x1 conv on
-    # 1024 channels (MM_PATCH = 256 elements unpacked).
-    assert r.scratch_bytes == 5 * 4 * 112 and r.ram_bytes == 1_204_224 + 2240
+    # The largest kernel scratch: a 1x1 conv on 1024 channels unpacks MM_PATCH = 256 elements;
+    # the 3x3 depthwise layers' ring of widened rows is counted on at most MM_DW_RING_W = 24
+    # of their 112 columns (5 rows of 4 x 24 bytes = 480), below it.
+    assert r.scratch_bytes == 2 * 256 and r.ram_bytes == 1_204_224 + 512
 
 
 @pytest.mark.parametrize("name, width", [("mobilenet_v2", 0.35), ("mnasnet", 0.5)])
@@ -202,7 +202,7 @@ def test_kernel_scratch_by_hand():
     # (kernel, scratch bytes) at 8-bit weights on 8-bit inputs and at 4-bit weights; lanes = 8,
     # int32 tap offsets; depthwise keeps its weight pairs in a fixed stack table, and a 3x3 one
     # the ring of MM_DW_RING rows of 4 x in_w bytes that sub-byte inputs are widened into
-    # (counted at every input width, as its family's).
+    # (counted at every input width, as its family's, on at most MM_DW_RING_W columns).
     # The 8-bit pointwise kernels read the input in place but are counted their family's
     # scratch (small or conv), so the RAM figure does not depend on the activation bits.
     # 4-bit weights on 8-bit inputs leave the lanes for the sub8 path (mm_conv), in the same

@@ -225,7 +225,8 @@ def scratch_need(op: Op, w_bits: int | None) -> int:
     small: tap offsets (int32 per tap), the weight tile (row x lanes int16) and the unpacked
     patch (row int16). depthwise: 3x3 kernels on at least four channels, a ring of MM_DW_RING
     rows of four channels' bytes (4 x in_w each) that 4- and 2-bit inputs are widened into
-    (mm_dw.c mm_dw_3x3_w; counted at every input width, as the family's); else none (its
+    (mm_dw.c mm_dw_3x3_w; counted at every input width, as the family's, on at most
+    MM_DW_RING_W columns: wider rows, tile or tensor, are read unwidened); else none (its
     weight pairs are a small fixed stack table).
     conv: the unpacked patch, in chunks of MM_PATCH elements of one pixel when the patch is
     longer than MM_PATCH. mm_pointwise_sub: one unpacked input pixel. mm_pointwise8 (none) and
@@ -247,8 +248,9 @@ def scratch_need(op: Op, w_bits: int | None) -> int:
         row, patch = op.weight.row_elems, kernel_constant("MM_PATCH")
         cin_g = op.in_shape[0] // op.groups
         return 2 * (row if row <= patch else min(cin_g, patch))
-    if kernel == (3, 3) and op.in_shape[0] >= 4:
-        return kernel_constant("MM_DW_RING") * 4 * op.in_shape[2]
+    if kernel == (3, 3) and op.in_shape[0] >= 4:  # every tile of a wider input may take it
+        width = min(op.in_shape[2], kernel_constant("MM_DW_RING_W"))
+        return kernel_constant("MM_DW_RING") * 4 * width
     return 0
 
 
@@ -483,7 +485,7 @@ def c_rules(site: CallSite) -> tuple[str, ...]:
     structs is whether every shift is above 32, the loop that mm_pointwise8 runs over the
     shift array (mm_depthwise tests it per group of four channels)."""
     iop = site.iop
-    c_in, _, _, _, out_h, out_w, kh, kw, *_, groups = tiled(kernel_dims(iop.op), site.tile)
+    c_in, _, in_w, _, out_h, out_w, kh, kw, *_, groups = tiled(kernel_dims(iop.op), site.tile)
     ib, is_ = iop.in_bits[0], int(iop.in_signed[0])
     row = kh * kw * (c_in // groups)
     if site.kernel in ("mm_conv", "mm_pointwise_sub"):
@@ -492,7 +494,7 @@ def c_rules(site: CallSite) -> tuple[str, ...]:
         return (path, f"MM_SUB8_KIND({path}, {iop.w_bits}, {is_})")
     above32 = int(bool((np.asarray(iop.arrays["shift"]) > 32).all()))
     if site.kernel == "mm_depthwise":
-        group = f"MM_DW_GROUP({is_}, {ib}, {kh}, {kw}, {c_in})"
+        group = f"MM_DW_GROUP({is_}, {ib}, {kh}, {kw}, {c_in}, {in_w})"
         return (group, f"MM_DW_TAIL({c_in}, {kh}, {kw})",
                 f"MM_DW_OUT({group}, {iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})")  # fmt: skip
     if site.kernel in ("mm_pointwise8", "mm_pointwise8_widen"):

@@ -732,7 +732,7 @@ void mm_depthwise(MM_CONV_ARGS)
     const mm_dwl L = {in_pix, out_pix, in_pix * in_w, in_h, in_w, out_h, out_w, kh, kw,
                       sh, sw, ph, pw, ib, is, ob, q->bias_shift, qmin, qmax, ox_in, ox_end > ox_in ? (ox_end < out_w ? ox_end : out_w) - ox_in : 0,
                       0, out_h};
-    const int path = MM_DW_GROUP(is, ib, kh, kw, c);
+    const int path = MM_DW_GROUP(is, ib, kh, kw, c, in_w);
     const int per = 8 / wb, wsh = 8 - wb;
     const uint32_t top = wb == 8 ? 0xFFFFFFFFu : wb == 4 ? 0xF0F0F0F0u : 0xC0C0C0C0u;
     uint32_t wp[2 * MM_DW_TAPS]; /* the group's weights as halfword pairs, tap after tap */

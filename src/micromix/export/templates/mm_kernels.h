@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 
-/* MM_PATCH, MM_LANES, MM_SMALL_ROW, MM_SMALL_ROW_BITS, MM_DW_TAPS, MM_DW_RING: written by the
+/* MM_PATCH, MM_LANES, MM_SMALL_ROW, MM_SMALL_ROW_BITS, MM_DW_TAPS, MM_DW_RING(_W): written by the
  * export from ops.common.KERNEL_CONSTANTS, the one definition the memory model also reads. */
 #include "mm_config.h"
 
@@ -44,13 +44,14 @@
      : (wb) == 4 ? ((is) ? MM_P_SUB8_W4S : MM_P_SUB8_W4U)                                        \
                  : ((is) ? MM_P_SUB8_W2S : MM_P_SUB8_W2U))
 /* mm_depthwise's group-of-four function (kernels of up to MM_DW_TAPS taps on at least four
- * channels), by input format and kernel size; and its single-channel path (the c % 4 leftover
+ * channels), by input format, kernel size and, for the ring of widened rows, the input width
+ * w (of the call: a patch tile's); and its single-channel path (the c % 4 leftover
  * channels, or every channel of a larger kernel). */
-#define MM_DW_GROUP(is, ib, kh, kw, c)                                                            \
+#define MM_DW_GROUP(is, ib, kh, kw, c, w)                                                         \
     ((c) < 4 || (kh) * (kw) > MM_DW_TAPS ? MM_P_NONE                                              \
      : (is)                              ? MM_P_DW_ANY                                            \
      : (ib) == 8                         ? ((kh) == 3 && (kw) == 3 ? MM_P_DW_3X3_8U : MM_P_DW_8U) \
-     : (kh) == 3 && (kw) == 3            ? MM_P_DW_3X3_W                                          \
+     : (kh) == 3 && (kw) == 3 && (w) <= MM_DW_RING_W ? MM_P_DW_3X3_W                              \
      : (ib) == 4                         ? MM_P_DW_4U                                             \
                                          : MM_P_DW_2U)
 #define MM_DW_TAIL(c, kh, kw)                                                                     \
