@@ -213,10 +213,10 @@ def test_depthwise_3x3_windows_are_bit_exact(tmp_path, c, size, stride, relu, ou
     _host_and_qemu(im, tmp_path, x)
 
 
-def _host_and_qemu(im, tmp_path, x: np.ndarray) -> None:
-    """Every image bit-identical in the host self-test and, with the ARM tools, four in the
-    Cortex-M4 image under qemu (the DSP asm)."""
-    arm = shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")
+def _host_and_qemu(im, tmp_path, x: np.ndarray, qemu: bool = True) -> None:
+    """Every image bit-identical in the host self-test and, with the ARM tools (and `qemu`),
+    four in the Cortex-M4 image under qemu (the DSP asm)."""
+    arm = qemu and shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")
     kw = {"target": "cortex-m4", "cm4_images": 4} if arm else {}
     s = json.loads((export_c(im, tmp_path / "c", test_images=x, **kw) / "export.json").read_text())
     assert s["selftest_identical"] == len(x)
@@ -239,6 +239,114 @@ def test_depthwise_3x3_any_padding_is_bit_exact(tmp_path, pad: int, h: int, w: i
     assert im.report.layers[0].kernel == "mm_depthwise"
     x = np.random.default_rng(8).integers(0, 256, (20, c, h, w), dtype=np.uint8)
     _host_and_qemu(im, tmp_path, x)
+
+
+def _dw_after_sub_byte(c: int, h: int, w: int, stride: int, pad: int, bits: tuple[int, int]):
+    """A 1x1 layer whose output (the depthwise layer's input) has bits[0] bits, then a 3x3
+    depthwise layer with bits[1]-bit outputs (a 1x1 layer after it when below 8, so that the
+    model's output stays 8-bit): its IntegerModel."""
+    dw = torch.nn.Conv2d(c, c, 3, stride, pad, groups=c, bias=False)
+    layers = [conv_bn(c, c, 1), dw, torch.nn.BatchNorm2d(c), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers, *([conv_bn(c, c, 1)] if bits[1] < 8 else [])).eval()
+    g = trace(model, (1, c, h, w))
+    pol = Policy.uniform(g, 8)
+    acts = {g.ops[0].output: bits[0], g.ops[1].output: bits[1]}
+    pol = pol.replace(activations={**pol.activations, **acts})
+    return convert(random_qparams(g, pol, seed=3), g, pol)
+
+
+DW_SUB_BYTE = [
+    (12, 9, 7, 1, 1, (4, 4)),
+    (10, 8, 5, 2, 1, (2, 2)),
+    (7, 5, 9, 1, 2, (4, 8)),
+    (4, 6, 3, 2, 0, (2, 4)),
+    (9, 2, 6, 1, 1, (4, 2)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("c", "h", "w", "stride", "pad", "bits", "qemu"),
+    [*[pytest.param(*p, True, marks=pytest.mark.slow) for p in DW_SUB_BYTE],
+     (*DW_SUB_BYTE[1], False)],
+)  # fmt: skip
+def test_depthwise_3x3_on_sub_byte_inputs_is_bit_exact(tmp_path, c, h, w, stride, pad, bits, qemu):
+    """3x3 depthwise layers on 4- and 2-bit unsigned inputs (mm_dw_3x3_w: rows widened into a
+    ring, then the 8-bit code; the host builds run its portable rows, qemu the DSP asm) with
+    odd widths and channel counts (a tail of channels), padding 0 to 2, stride 2, an image two
+    rows high, and 8-, 4- and 2-bit outputs (DW_OUT4 / DW_OUT2 where the clamp is their whole
+    range): every image bit-identical. The host build of one stays in the default run (and
+    test_depthwise_ring_is_exactly_the_counted_scratch builds another)."""
+    torch.manual_seed(c + h)
+    im = _dw_after_sub_byte(c, h, w, stride, pad, bits)
+    assert im.report.layers[1].kernel == "mm_depthwise"
+    assert (im.ops[1].in_bits[0], im.ops[1].out_bits) == bits
+    x = np.random.default_rng(9).integers(0, 256, (12, c, h, w), dtype=np.uint8)
+    _host_and_qemu(im, tmp_path, x, qemu)
+
+
+def test_depthwise_ring_is_exactly_the_counted_scratch(tmp_path) -> None:
+    """The depthwise ring of widened rows is the scratch the memory model counts for a 3x3
+    layer (MM_DW_RING rows of 4 x in_w bytes): with the largest need in the model, the checked
+    build passes, and with 4 bytes less the ring writes into the guard."""
+    from micromix.ops.common import kernel_constant
+
+    torch.manual_seed(1)
+    im = _dw_after_sub_byte(8, 6, 16, 1, 1, (4, 8))
+    need = kernel_constant("MM_DW_RING") * 4 * 16
+    assert im.report.layers[1].scratch_bytes == need == im.report.scratch_bytes
+    x = np.random.default_rng(2).integers(0, 256, (4, 8, 6, 16), dtype=np.uint8)
+    out = export_c(im, tmp_path / "c", test_images=x, check=False)
+    assert run_checked_build(out).returncode == 0
+    header = (out / "lib" / "micromix_model.h").read_text()
+    old = f"#define MICROMIX_SCRATCH_BYTES {need} "
+    assert header.count(old) == 1
+    (out / "lib" / "micromix_model.h").write_text(
+        header.replace(old, f"#define MICROMIX_SCRATCH_BYTES {need - 4} ")
+    )
+    r = run_checked_build(out)
+    assert r.returncode != 0 and b"wrote past the" in r.stderr
+
+
+def test_depthwise_rows_wider_than_the_ring_are_read_unwidened(tmp_path) -> None:
+    """A 3x3 layer on 4-bit inputs wider than MM_DW_RING_W columns keeps the unwidened group
+    code (mm_dw_4u, no mm_dw_3x3_w in its build), is counted the ring of MM_DW_RING_W columns
+    only (a patch tile of it may be that narrow), and stays bit-identical on the host."""
+    from micromix.export.cgen import library_files
+    from micromix.ops.common import kernel_constant
+
+    torch.manual_seed(4)
+    w = kernel_constant("MM_DW_RING_W") + 2
+    im = _dw_after_sub_byte(8, 5, w, 1, 1, (4, 8))
+    cap = kernel_constant("MM_DW_RING") * 4 * kernel_constant("MM_DW_RING_W")
+    assert im.report.layers[1].scratch_bytes == cap
+    model = _write(tmp_path / "model", library_files(im))
+    assert _text_symbols(model, "mm_dw.c") & {"mm_dw_4u", "mm_dw_3x3_w"} == {"mm_dw_4u"}
+    x = np.random.default_rng(5).integers(0, 256, (6, 8, 5, w), dtype=np.uint8)
+    s = json.loads((export_c(im, tmp_path / "c", test_images=x) / "export.json").read_text())
+    assert s["selftest_identical"] == 6
+
+
+@pytest.mark.parametrize(
+    ("c_in", "bits", "signed", "qemu"),
+    [pytest.param(4, 4, False, True, marks=pytest.mark.slow),
+     pytest.param(7, 2, True, True, marks=pytest.mark.slow),
+     pytest.param(13, 4, True, True, marks=pytest.mark.slow), (13, 4, True, False)],
+)  # fmt: skip
+def test_widened_pointwise_on_few_channels_is_bit_exact(tmp_path, c_in, bits, signed, qemu):
+    """mm_pointwise8_widen from 4 input channels (whole words of fields and a tail widened one
+    by one, signed fields sign-extended bytewise) with 2-bit outputs, odd output channels."""
+    torch.manual_seed(c_in)
+    act = None if signed else torch.nn.ReLU
+    model = torch.nn.Sequential(conv_bn(1, c_in, 3, act=act), conv_bn(c_in, 9, 1), conv_bn(9, 5, 1))
+    g = trace(model.eval(), (1, 1, 7, 5))
+    pol = Policy.uniform(g, 8)
+    acts = {g.ops[0].output: bits, g.ops[1].output: 2}
+    pol = pol.replace(activations={**pol.activations, **acts})
+    im = convert(random_qparams(g, pol, seed=2), g, pol)
+    assert im.report.layers[1].kernel == "mm_pointwise8_widen"
+    assert g.tensors[g.ops[0].output].signed == signed
+    x = np.random.default_rng(4).integers(0, 256, (12, 1, 7, 5), dtype=np.uint8)
+    _host_and_qemu(im, tmp_path, x, qemu)
 
 
 def test_memory_exactness_read_from_the_objects(tmp_path) -> None:
@@ -411,7 +519,9 @@ def test_kernels_write_only_their_output_tensor(tmp_path, name: str) -> None:
 @pytest.mark.parametrize("net", ["odd", "combo"])
 def test_scratch_size_is_exactly_what_the_kernels_use(tmp_path, net: str) -> None:
     """The memory model's scratch is enough (a guard after it stays intact) and not more than
-    needed: 4 bytes less and the kernel with the largest need writes into the guard."""
+    needed: 4 bytes less than the largest need and its kernel writes into the guard. (The
+    pointwise kernels are counted their family's need, which they do not fill: ops.conv
+    scratch_need; combo's 16-channel 1x1 layers on sub-byte inputs widen, off the lanes.)"""
     if net == "combo":
         im = combo_integer_model()
         out = export_c(im, tmp_path / "c", test_images=images(10), check=False)
@@ -420,11 +530,15 @@ def test_scratch_size_is_exactly_what_the_kernels_use(tmp_path, net: str) -> Non
     r = run_checked_build(out)
     assert r.returncode == 0, r.stderr
     n = im.report.scratch_bytes
+    family = ("mm_pointwise8", "mm_pointwise8_widen")
+    used = max(x.scratch_bytes for x in im.report.layers if x.kernel not in family)
+    assert n == (max(used, 1) + 3) // 4 * 4 or net == "combo"
     header = (out / "lib" / "micromix_model.h").read_text()
     assert header.count(f"#define MICROMIX_SCRATCH_BYTES {n} ") == 1
+    less = (used + 3) // 4 * 4 - 4
     (out / "lib" / "micromix_model.h").write_text(
         header.replace(
-            f"#define MICROMIX_SCRATCH_BYTES {n} ", f"#define MICROMIX_SCRATCH_BYTES {n - 4} "
+            f"#define MICROMIX_SCRATCH_BYTES {n} ", f"#define MICROMIX_SCRATCH_BYTES {less} "
         )
     )
     r = run_checked_build(out)
@@ -620,8 +734,9 @@ def _write(d: Path, files: dict[str, str]) -> Path:
 
 def test_an_export_compiles_only_the_kernel_paths_its_layers_take(tmp_path) -> None:
     """The library without a model defines every depthwise format's group function and mm_conv;
-    the export of a model whose one depthwise layer takes 4-bit unsigned inputs, and which has no
-    mm_conv layer, defines the 4-bit one only, and no mm_conv (its paths: mm_paths.h)."""
+    the export of a model whose one depthwise layer takes 4-bit unsigned inputs (3x3: widened
+    into the ring, then the 8-bit group code on the host), and which has no mm_conv layer,
+    defines those two only, and no mm_conv (its paths: mm_paths.h)."""
     from micromix.export.cgen import kernel_sources, library_files
 
     im = dw4_model()
@@ -632,9 +747,9 @@ def test_an_export_compiles_only_the_kernel_paths_its_layers_take(tmp_path) -> N
     ]
     every = _write(tmp_path / "every", kernel_sources())
     model = _write(tmp_path / "model", library_files(im))
-    groups = {"mm_dw_8u", "mm_dw_4u", "mm_dw_2u", "mm_dw_any"}
+    groups = {"mm_dw_8u", "mm_dw_4u", "mm_dw_2u", "mm_dw_any", "mm_dw_3x3_w"}
     assert groups <= _text_symbols(every, "mm_dw.c")
-    assert _text_symbols(model, "mm_dw.c") & groups == {"mm_dw_4u"}
+    assert _text_symbols(model, "mm_dw.c") & groups == {"mm_dw_3x3_w", "mm_dw_8u"}
     assert "mm_conv" in _text_symbols(every, "mm_conv.c")
     assert not {"mm_conv", "mm_conv8x2_px", "mm_conv8_block"} & _text_symbols(model, "mm_conv.c")
     x = np.random.default_rng(1).integers(0, 256, (20, 4, 6, 6), dtype=np.uint8)
@@ -650,9 +765,9 @@ def test_a_call_whose_path_is_compiled_out_does_not_build(tmp_path) -> None:
     files = library_files(dw4_model())
     ok = _write(tmp_path / "ok", files)
     _text_symbols(ok, "micromix_model.c")  # builds
-    flag = re.search(r"^#define MM_USE_DW_4U .*$", files["mm_paths.h"], re.M)
-    assert flag is not None and "MM_P_DW_4U" in flag.group(0)
-    files["mm_paths.h"] = files["mm_paths.h"].replace(flag.group(0), "#define MM_USE_DW_4U 0")
+    flag = re.search(r"^#define MM_USE_DW_3X3_W .*$", files["mm_paths.h"], re.M)
+    assert flag is not None and "MM_P_DW_3X3_W" in flag.group(0)
+    files["mm_paths.h"] = files["mm_paths.h"].replace(flag.group(0), "#define MM_USE_DW_3X3_W 0")
     off = _write(tmp_path / "off", files)
     r = subprocess.run(["gcc", "-std=c99", "-c", "micromix_model.c"], cwd=off, capture_output=True,
                        text=True)  # fmt: skip

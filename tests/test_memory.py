@@ -115,7 +115,9 @@ def test_mobilenet_v1_imagenet_facts():
     assert first_pw.in_bytes == 112 * 112 * 32 and first_pw.out_bytes == 112 * 112 * 64
     assert max(x.in_bytes + x.out_bytes for x in r.layers) == 1_204_224
     assert r.arena_bytes == r.ram_lower_bound == 1_204_224
-    # The largest kernel scratch: a 1x1 conv on 1024 channels unpacks MM_PATCH = 256 elements.
+    # The largest kernel scratch: a 1x1 conv on 1024 channels unpacks MM_PATCH = 256 elements;
+    # the 3x3 depthwise layers' ring of widened rows is counted on at most MM_DW_RING_W = 24
+    # of their 112 columns (5 rows of 4 x 24 bytes = 480), below it.
     assert r.scratch_bytes == 2 * 256 and r.ram_bytes == 1_204_224 + 512
 
 
@@ -198,7 +200,9 @@ def test_kernel_scratch_by_hand():
     g = trace(KernelZoo(), (1, 1, 4, 4))
     ops = {o.name: o for o in g.ops}
     # (kernel, scratch bytes) at 8-bit weights on 8-bit inputs and at 4-bit weights; lanes = 8,
-    # int32 tap offsets; depthwise keeps its weight pairs in a fixed stack table, no scratch.
+    # int32 tap offsets; depthwise keeps its weight pairs in a fixed stack table, and a 3x3 one
+    # the ring of MM_DW_RING rows of 4 x in_w bytes that sub-byte inputs are widened into
+    # (counted at every input width, as its family's, on at most MM_DW_RING_W columns).
     # The 8-bit pointwise kernels read the input in place but are counted their family's
     # scratch (small or conv), so the RAM figure does not depend on the activation bits.
     # 4-bit weights on 8-bit inputs leave the lanes for the sub8 path (mm_conv), in the same
@@ -206,7 +210,7 @@ def test_kernel_scratch_by_hand():
     small_9 = 4 * 9 + 2 * 9 * 8 + 2 * 9
     want = {
         "stem": (("mm_conv_small", small_9), ("mm_conv", small_9)),
-        "dw": (("mm_depthwise", 0), ("mm_depthwise", 0)),
+        "dw": (("mm_depthwise", 5 * 4 * 4), ("mm_depthwise", 5 * 4 * 4)),
         # 4-bit weights on >= 8 channels: mm_pointwise_sub, one unpacked input pixel.
         "pw": (("mm_pointwise8", 4 + 2 * 8 * 8 + 2 * 8), ("mm_pointwise_sub", 2 * 8)),
         "pw32": (("mm_pointwise8", 2 * 32), ("mm_pointwise_sub", 2 * 32)),
@@ -222,10 +226,10 @@ def test_kernel_scratch_by_hand():
                 kernel,
                 need,
             ), (name, bits)
-    # 8-bit weights on 4-bit inputs: 1x1 layers of 32 to MM_PATCH channels widen each pixel.
+    # 8-bit weights on 4-bit inputs: 1x1 layers of 4 to MM_PATCH channels widen each pixel.
     got = {n: kernel_of(ops[n], 8, 4) for n in ("pw", "pw32", "wide", "fc")}
     assert got == {
-        "pw": "mm_conv_small",
+        "pw": "mm_pointwise8_widen",
         "pw32": "mm_pointwise8_widen",
         "wide": "mm_conv",
         "fc": "mm_conv",

@@ -301,23 +301,28 @@ static inline void mm_pw8_2x2(const uint8_t *xa, const uint8_t *xb, const int8_t
 
 #if MM_USE_PW8_WIDE
 /* Widens n packed 4- or 2-bit values (from a byte boundary) to one byte each, sign-extended
- * into int8 when signed: the operand bytes mm_pw8x4 reads. */
-static void mm_widen(uint8_t *d, const uint8_t *p, int32_t n, int bits, int is)
+ * into int8 when signed: the operand bytes mm_pw8x4 reads. A word of fields at a time
+ * (mm_spread4 / mm_spread2: no per-field shift and store), the few last fields one by one. */
+static MM_INLINE void mm_widen(uint8_t *d, const uint8_t *p, int32_t n, int bits, int is)
 {
     int32_t e = 0;
+    uint32_t x, lo, hi;
     if (bits == 4) {
-        const uint8_t sx = is ? 8 : 0;
-        for (; e + 2 <= n; e += 2, p++) {
-            d[e] = (uint8_t)(((*p & 15) ^ sx) - sx);
-            d[e + 1] = (uint8_t)(((*p >> 4) ^ sx) - sx);
+        for (; e + 8 <= n; e += 8, p += 4) {
+            memcpy(&x, p, 4);
+            lo = mm_spread4(x & 0xFFFFu);
+            hi = mm_spread4(x >> 16);
+            if (is)
+                lo = mm_sext_bytes(lo, 4), hi = mm_sext_bytes(hi, 4);
+            memcpy(d + e, &lo, 4);
+            memcpy(d + e + 4, &hi, 4);
         }
     } else {
-        const uint8_t sx = is ? 2 : 0;
         for (; e + 4 <= n; e += 4, p++) {
-            d[e] = (uint8_t)(((*p & 3) ^ sx) - sx);
-            d[e + 1] = (uint8_t)((((*p >> 2) & 3) ^ sx) - sx);
-            d[e + 2] = (uint8_t)((((*p >> 4) & 3) ^ sx) - sx);
-            d[e + 3] = (uint8_t)(((*p >> 6) ^ sx) - sx);
+            lo = mm_spread2(*p);
+            if (is)
+                lo = mm_sext_bytes(lo, 2);
+            memcpy(d + e, &lo, 4);
         }
     }
     for (int32_t k = 0; e < n; e++, k++)

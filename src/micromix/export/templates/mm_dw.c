@@ -25,6 +25,7 @@ typedef struct {
     int in_h, in_w, out_h, out_w, kh, kw, sh, sw, ph, pw, ib, is, ob, bk;
     int32_t qmin, qmax;
     int ox_in, n_in; /* output columns ox_in .. ox_in + n_in - 1: 3x3 windows inside the width */
+    int oy0, oy1;    /* the output rows a group function runs: oy0 .. oy1 - 1 */
 } mm_dwl;
 
 /* Halfword pairs of the four channels' inputs at p: lo = (ch 0, ch 2), hi = (ch 1, ch 3).
@@ -135,7 +136,8 @@ typedef struct {
     int32_t b[4], m[4], r[4], n[4]; /* the asm below reads these at fixed offsets */
     int32_t bk, lo, hi; /* the bias shift, the clamp range */
     const int8_t *s;
-    int fast; /* 0: mm_requant; 1: the fast rule; 2: the fast rule, clamp [0, 255] */
+    int fast; /* 0: mm_requant; 1: the fast rule; 2: the fast rule, clamp [0, 255]; 3: the fast
+               * rule, 4- or 2-bit outputs clamped to their whole unsigned range */
 } mm_dwq;
 
 static void mm_dw_requant4(const mm_dwl *L, const mm_dwq *q, const int32_t *acc, int32_t *y)
@@ -172,6 +174,18 @@ static void mm_dw_requant4(const mm_dwl *L, const mm_dwq *q, const int32_t *acc,
                 : MM_DW_RQOUT                                                                     \
                 : [q] "r"(q), [bk] "r"(q->bk), "m"(*q));                                          \
     } while (0)
+/* 4- and 2-bit unsigned outputs over their whole range: the clamp is one USAT too. */
+#define MM_DW_RQU4(A, OB, OM, OR, ON)                                                             \
+    MM_DW_RQJ_(A, OB, OM, OR, ON) "usat %[" A "], #4, %[" A "]\n\t"
+#define MM_DW_RQU2(A, OB, OM, OR, ON)                                                             \
+    MM_DW_RQJ_(A, OB, OM, OR, ON) "usat %[" A "], #2, %[" A "]\n\t"
+#define MM_DW_REQ4US(J)                                                                           \
+    do {                                                                                          \
+        uint32_t t_, u_, v_, y_;                                                                  \
+        __asm__(MM_DW_RQ4(J) : MM_DW_RQOUT : [q] "r"(q), [bk] "r"(q->bk), "m"(*q));               \
+    } while (0)
+#define MM_DW_REQ4U4() MM_DW_REQ4US(MM_DW_RQU4)
+#define MM_DW_REQ4U2() MM_DW_REQ4US(MM_DW_RQU2)
 #define MM_DW_REQ4()                                                                              \
     do {                                                                                          \
         uint32_t t_, u_, v_, y_;                                                                  \
@@ -197,6 +211,8 @@ static void mm_dw_requant4(const mm_dwl *L, const mm_dwq *q, const int32_t *acc,
         MM_DW_RQ(a3, 3);                                                                          \
     } while (0)
 #define MM_DW_REQ4U8() MM_DW_REQ4()
+#define MM_DW_REQ4U4() MM_DW_REQ4()
+#define MM_DW_REQ4U2() MM_DW_REQ4()
 #endif
 
 /* The input formats of the group kernel, each a specialisation of mm_dw_group. */
@@ -221,6 +237,10 @@ enum { MM_DW_8U, MM_DW_4U, MM_DW_2U, MM_DW_ANY };
     do {                                                                                          \
         if ((fmt) == MM_DW_8U && q->fast == 2) {                                                  \
             MM_DW_REQ4U8();                                                                       \
+        } else if (MM_USE_DW_OUT4 && q->fast == 3 && ob == 4) { /* else the clamp below */       \
+            MM_DW_REQ4U4();                                                                       \
+        } else if (MM_USE_DW_OUT2 && q->fast == 3 && ob == 2) {                                   \
+            MM_DW_REQ4U2();                                                                       \
         } else if (q->fast) {                                                                     \
             MM_DW_REQ4();                                                                         \
         } else {                                                                                  \
@@ -257,7 +277,8 @@ static MM_INLINE void mm_dw_group(const mm_dwl *L, const uint8_t *in, uint8_t *o
     const uint32_t mask = fmt == MM_DW_4U ? 0x000F000Fu : fmt == MM_DW_2U ? 0x00030003u : 0;
     const int32_t zero = 0;
     (void)mask;
-    for (int oy = 0; oy < L->out_h; oy++) {
+    out += (int32_t)L->oy0 * L->out_w * L->out_pix;
+    for (int oy = L->oy0; oy < L->oy1; oy++) {
         const int iy0 = oy * L->sh - L->ph;
         const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = L->in_h - iy0 < kh ? L->in_h - iy0 : kh;
         const uint32_t n_in = unroll && kh == 3 && kw == 3 && ky0 == 0 && ky1 == 3 ? L->n_in : 0;
@@ -306,7 +327,7 @@ static MM_INLINE void mm_dw_group(const mm_dwl *L, const uint8_t *in, uint8_t *o
     }
 }
 
-#if defined(__ARM_FEATURE_DSP) && MM_USE_DW_3X3_8U
+#if defined(__ARM_FEATURE_DSP) && (MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W)
 /* One kernel row's taps TAPS (MM_DW_9T's) into a0 .. a3: the row's inputs at r, its weight
  * pairs at k. */
 #define MM_DW_ROW_8U(TAPS, R_, IP_, K_)                                                           \
@@ -375,12 +396,13 @@ typedef struct {
     int n[3];
 } mm_dw_runs;
 
-/* One row's runs, pixels stored from o on; u8 (a constant): every output 8-bit and clamped to
- * [0, 255] by the fast rule (the common case: no format or rule test per pixel, the four
- * bytes stored as one word). */
+/* One row's runs, pixels stored from o on; fob (a constant): 8 where every output is 8-bit and
+ * clamped to [0, 255] by the fast rule (the common case: no format or rule test per pixel, the
+ * four bytes stored as one word), 4 or 2 where the outputs have that many bits and are clamped
+ * to their whole unsigned range by it (MM_DW_OUT), else 0. */
 static MM_INLINE void mm_dw_runs_8u(const mm_dwl *L, const mm_dwq *q, const uint8_t *row,
                                     const uint32_t *k, uint8_t *o, const mm_dw_runs *R,
-                                    const int u8)
+                                    const int fob)
 {
     const int32_t ip = L->in_pix, rs = L->row, step = L->sw * ip, opx = L->out_pix;
     const int ob = L->ob;
@@ -390,11 +412,21 @@ static MM_INLINE void mm_dw_runs_8u(const mm_dwl *L, const mm_dwq *q, const uint
         for (int n = R->n[r]; n > 0; n--, c += step, o += opx) {
             int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
             MM_DW_WIN3X3_8U(c, ip, rs, kr);
-            if (u8) {
+            if (fob == 8) {
                 uint32_t v;
                 MM_DW_REQ4U8();
                 v = (uint32_t)a0 | (uint32_t)a1 << 8 | (uint32_t)a2 << 16 | (uint32_t)a3 << 24;
                 memcpy(o, &v, 4);
+            } else if (fob == 4) {
+                uint16_t v;
+                MM_DW_REQ4U4();
+                v = (uint16_t)((uint32_t)a0 | (uint32_t)a1 << 4 | (uint32_t)a2 << 8 |
+                               (uint32_t)a3 << 12);
+                memcpy(o, &v, 2);
+            } else if (fob == 2) {
+                MM_DW_REQ4U2();
+                *o = (uint8_t)((uint32_t)a0 | (uint32_t)a1 << 2 | (uint32_t)a2 << 4 |
+                               (uint32_t)a3 << 6);
             } else {
                 uint8_t *const out = o; /* MM_DW_PUT stores at out */
                 MM_DW_PUT(MM_DW_8U);
@@ -403,25 +435,9 @@ static MM_INLINE void mm_dw_runs_8u(const mm_dwl *L, const mm_dwq *q, const uint
     }
 }
 
-/* 3x3 windows of 8-bit unsigned inputs (DSP cores), each in one asm block. Each output row runs
- * three runs of windows (mm_dw_runs_8u): a first pixel whose window has one column outside on
- * the left (ix0 == -1), the windows inside, and a last pixel with one column outside on the
- * right (ix0 == in_w - 2). Windows with one column or row outside read the three columns and
- * rows inside the image, against the weights moved over by one (MM_DW_KT tables). Other
- * border windows (padding above 1, images narrower than 3) go through mm_dw_edge_3x3_8u.
- * Pixels in raster order, each stored after its window is read. */
-static void mm_dw_3x3_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
-                         const mm_dwq *q)
+/* mm_dw_3x3_8u's MM_DW_KT tables from the group's weight pairs wp. */
+static void mm_dw_3x3_k(const uint32_t *wp, uint32_t *k)
 {
-    const int e0 = L->ox_in, e1 = e0 + L->n_in, out_w = L->out_w, in_h = L->in_h;
-    /* one pixel on each side as a whole window (its first column: 0, in_w - 3) */
-    const int left = e0 == 1 && L->pw == 1;
-    const int right = e1 == out_w - 1 && e1 * L->sw - L->pw == L->in_w - 2;
-    const mm_dw_runs R = {{0, (int32_t)(e0 * L->sw - L->pw) * L->in_pix,
-                           (int32_t)(L->in_w - 3) * L->in_pix},
-                          {left, L->n_in, right}};
-    const int u8 = q->fast == 2 && L->ob == 8;
-    uint32_t k[3 * MM_DW_KT];
     uint32_t *const kl = k + 6, *const kc = k + MM_DW_KT + 6, *const kr = k + 2 * MM_DW_KT + 6;
     for (int t = 0; t < 6; t++)
         k[t] = k[24 + t] = k[30 + t] = k[54 + t] = k[60 + t] = k[84 + t] = 0;
@@ -436,7 +452,27 @@ static void mm_dw_3x3_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const
             kr[t + 2 + h] = wp[t + h];
             kr[t + 4 + h] = wp[t + 2 + h];
         }
-    for (int oy = 0; oy < L->out_h; oy++) {
+}
+
+/* Output rows L->oy0 .. L->oy1 - 1 against the tables k (mm_dw_3x3_k). Out of line where
+ * mm_dw_3x3_w calls it too: inlined into both, the 8-bit and widened layers of the demo's mixed
+ * build took 85 k fewer cycles, but the kernel .text grew 2.8 KB (to 25.5 KB), measured. */
+static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *k,
+                           const mm_dwq *q)
+{
+    const int e0 = L->ox_in, e1 = e0 + L->n_in, out_w = L->out_w, in_h = L->in_h;
+    /* one pixel on each side as a whole window (its first column: 0, in_w - 3) */
+    const int left = e0 == 1 && L->pw == 1;
+    const int right = e1 == out_w - 1 && e1 * L->sw - L->pw == L->in_w - 2;
+    const mm_dw_runs R = {{0, (int32_t)(e0 * L->sw - L->pw) * L->in_pix,
+                           (int32_t)(L->in_w - 3) * L->in_pix},
+                          {left, L->n_in, right}};
+    const int fob = q->fast == 2 && L->ob == 8                        ? 8
+                    : q->fast == 3 && L->ob == 4 && MM_USE_DW_OUT4 ? 4
+                    : q->fast == 3 && L->ob == 2 && MM_USE_DW_OUT2 ? 2
+                                                                  : 0;
+    const uint32_t *const kl = k + 6, *const kc = k + MM_DW_KT + 6;
+    for (int oy = L->oy0; oy < L->oy1; oy++) {
         const int iy0 = oy * L->sh - L->ph;
         /* the first of the three input rows read, and the kernel row it meets */
         const int top = iy0 == -1 && in_h >= 3, bottom = iy0 == in_h - 2 && in_h >= 3 && iy0 > 0;
@@ -453,20 +489,45 @@ static void mm_dw_3x3_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const
         const uint8_t *const row = in + (int32_t)(top ? 0 : bottom ? in_h - 3 : iy0) * L->row;
         const uint32_t *const kt = kl + (top ? 6 : bottom ? -6 : 0);
         uint8_t *const o = out + ((int32_t)oy * out_w + e0 - left) * L->out_pix;
-        if (u8)
-            mm_dw_runs_8u(L, q, row, kt, o, &R, 1);
+        if (fob == 8)
+            mm_dw_runs_8u(L, q, row, kt, o, &R, 8);
+#if MM_USE_DW_OUT4
+        else if (fob == 4)
+            mm_dw_runs_8u(L, q, row, kt, o, &R, 4);
+#endif
+#if MM_USE_DW_OUT2
+        else if (fob == 2)
+            mm_dw_runs_8u(L, q, row, kt, o, &R, 2);
+#endif
         else
             mm_dw_runs_8u(L, q, row, kt, o, &R, 0);
         if (!right)
             mm_dw_edge_3x3_8u(L, in, out, kc, q, oy, e1, out_w);
     }
 }
+
+#if MM_USE_DW_3X3_8U
+/* 3x3 windows of 8-bit unsigned inputs (DSP cores), each in one asm block. Each output row runs
+ * three runs of windows (mm_dw_runs_8u): a first pixel whose window has one column outside on
+ * the left (ix0 == -1), the windows inside, and a last pixel with one column outside on the
+ * right (ix0 == in_w - 2). Windows with one column or row outside read the three columns and
+ * rows inside the image, against the weights moved over by one (MM_DW_KT tables). Other
+ * border windows (padding above 1, images narrower than 3) go through mm_dw_edge_3x3_8u.
+ * Pixels in raster order, each stored after its window is read. */
+static void mm_dw_3x3_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
+                         const mm_dwq *q)
+{
+    uint32_t k[3 * MM_DW_KT];
+    mm_dw_3x3_k(wp, k);
+    mm_dw_3x3_rows(L, in, out, k, q);
+}
+#endif
 #endif
 
 /* The group functions, one per path of MM_DW_GROUP, each compiled where the model takes it
  * (mm_paths.h); out of line, as the group loop calls them. On cores without the DSP
  * extension the 3x3 windows of 8-bit unsigned inputs take the 8-bit unsigned group code. */
-#if MM_USE_DW_8U || (MM_USE_DW_3X3_8U && !defined(__ARM_FEATURE_DSP))
+#if MM_USE_DW_8U || ((MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W) && !defined(__ARM_FEATURE_DSP))
 static MM_NOINLINE void mm_dw_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out,
                                  const uint32_t *wp, const mm_dwq *q)
 {
@@ -498,16 +559,93 @@ static MM_NOINLINE void mm_dw_any(const mm_dwl *L, const uint8_t *in, uint8_t *o
 }
 #endif
 
+#if MM_USE_DW_3X3_W
+typedef char mm_dw_ring_is_five_rows[MM_DW_RING == 5 ? 1 : -1];
+
+/* Row p of the group's four 4- or 2-bit channels as one byte per channel at d and at d2 (its
+ * copy in the ring of mm_dw_3x3_w, or d again; word aligned: the scratch is int32). */
+static void mm_dw_widen_row(const mm_dwl *L, const uint8_t *p, uint8_t *d, uint8_t *d2)
+{
+    uint32_t *const a = (uint32_t *)(void *)d, *const b = (uint32_t *)(void *)d2;
+    const int32_t ip = L->in_pix;
+    const int n = L->in_w;
+    int x = 0;
+    /* two pixels a step: the four stores in a row (STRD) */
+    if (L->ib == 4)
+        for (; x + 2 <= n; x += 2, p += 2 * ip) {
+            const uint32_t u = mm_spread4(p[0] | (uint32_t)p[1] << 8);
+            const uint32_t v = mm_spread4(p[ip] | (uint32_t)p[ip + 1] << 8);
+            a[x] = u, a[x + 1] = v, b[x] = u, b[x + 1] = v;
+        }
+    else
+        for (; x + 2 <= n; x += 2, p += 2 * ip) {
+            const uint32_t u = mm_spread2(p[0]), v = mm_spread2(p[ip]);
+            a[x] = u, a[x + 1] = v, b[x] = u, b[x + 1] = v;
+        }
+    if (x < n)
+        a[x] = b[x] = L->ib == 4 ? mm_spread4(p[0] | (uint32_t)p[1] << 8) : mm_spread2(p[0]);
+}
+
+/* 3x3 windows of 4- and 2-bit unsigned inputs: the 8-bit code (mm_dw_3x3_rows on DSP cores,
+ * mm_dw_8u elsewhere) on the group's four channels widened to bytes. Each input row is widened
+ * once, into a ring of MM_DW_RING = 5 rows of 4 x in_w bytes in the scratch: row y at ring row
+ * y % 3, and rows with y % 3 < 2 again at y % 3 + 3, so that the three rows lo .. lo + 2 an
+ * output row reads (lo: its first row, moved inside the image as the 8-bit code moves it) lie
+ * one after the other from ring row lo % 3. Output row oy runs on a base pointer that puts
+ * input row lo there. A row is widened before any output pixel that reads it is written, so
+ * running in place holds as it does for the 8-bit code (which reads the same rows later). */
+static MM_NOINLINE void mm_dw_3x3_w(const mm_dwl *L, const uint8_t *in, uint8_t *out,
+                                    const uint32_t *wp, const mm_dwq *q, uint8_t *ring)
+{
+    const int in_h = L->in_h, last = in_h > 3 ? in_h - 3 : 0;
+    const int32_t rs = 4 * (int32_t)L->in_w;
+    mm_dwl W = *L;
+    int next = 0; /* the next input row to widen */
+#if defined(__ARM_FEATURE_DSP)
+    uint32_t k[3 * MM_DW_KT];
+    mm_dw_3x3_k(wp, k);
+#endif
+    W.in_pix = 4;
+    W.row = rs;
+    for (int oy = L->oy0; oy < L->oy1; oy++) {
+        const int iy0 = oy * L->sh - L->ph;
+        const int lo = iy0 < 0 ? 0 : iy0 > last ? last : iy0, hi = lo + 3 < in_h ? lo + 3 : in_h;
+        /* input row y at ring row lo % 3 + y - lo: an address outside the ring for rows the
+         * output row does not read, formed as an integer (never dereferenced) */
+        const uint8_t *const base =
+            (const uint8_t *)((uintptr_t)ring + (uintptr_t)((int32_t)(lo % 3 - lo) * rs));
+        for (; next < hi; next++) {
+            const int r = next % 3;
+            mm_dw_widen_row(L, in + (int32_t)next * L->row, ring + r * rs,
+                            ring + (r < 2 ? r + 3 : r) * rs);
+        }
+        W.oy0 = oy;
+        W.oy1 = oy + 1;
+#if defined(__ARM_FEATURE_DSP)
+        mm_dw_3x3_rows(&W, base, out, k, q);
+#else
+        mm_dw_8u(&W, base, out, wp, q);
+#endif
+    }
+}
+#endif
+
 /* mm_depthwise is compiled where a layer of the model runs it (a call without it fails to
  * link). */
 #if MM_USE_DW_3X3_8U || MM_USE_DW_8U || MM_USE_DW_4U || MM_USE_DW_2U || MM_USE_DW_ANY ||          \
-    MM_USE_DW_CHANNEL
-/* One group of four channels on the path MM_DW_GROUP gives the layer. */
+    MM_USE_DW_CHANNEL || MM_USE_DW_3X3_W
+/* One group of four channels on the path MM_DW_GROUP gives the layer (ring: the scratch). */
 static void mm_dw_path(int path, const mm_dwl *L, const uint8_t *in, uint8_t *out,
-                       const uint32_t *wp, const mm_dwq *q)
+                       const uint32_t *wp, const mm_dwq *q, uint8_t *ring)
 {
-    (void)L, (void)in, (void)out, (void)wp, (void)q; /* no group path: channels one by one */
+    /* no group path: channels one by one */
+    (void)L, (void)in, (void)out, (void)wp, (void)q, (void)ring;
     switch (path) {
+#if MM_USE_DW_3X3_W
+    case MM_P_DW_3X3_W:
+        mm_dw_3x3_w(L, in, out, wp, q, ring);
+        return;
+#endif
 #if MM_USE_DW_3X3_8U
     case MM_P_DW_3X3_8U:
 #if defined(__ARM_FEATURE_DSP)
@@ -592,15 +730,15 @@ void mm_depthwise(MM_CONV_ARGS)
      * window ends inside (ix0 + 3 <= in_w) */
     const int ox_in = (pw + sw - 1) / sw, ox_end = in_w >= 3 ? (in_w - 3 + pw) / sw + 1 : 0;
     const mm_dwl L = {in_pix, out_pix, in_pix * in_w, in_h, in_w, out_h, out_w, kh, kw,
-                      sh, sw, ph, pw, ib, is, ob, q->bias_shift, qmin, qmax, ox_in, ox_end > ox_in ? (ox_end < out_w ? ox_end : out_w) - ox_in : 0};
-    const int path = MM_DW_GROUP(is, ib, kh, kw, c);
+                      sh, sw, ph, pw, ib, is, ob, q->bias_shift, qmin, qmax, ox_in, ox_end > ox_in ? (ox_end < out_w ? ox_end : out_w) - ox_in : 0,
+                      0, out_h};
+    const int path = MM_DW_GROUP(is, ib, kh, kw, c, in_w);
     const int per = 8 / wb, wsh = 8 - wb;
     const uint32_t top = wb == 8 ? 0xFFFFFFFFu : wb == 4 ? 0xF0F0F0F0u : 0xC0C0C0C0u;
     uint32_t wp[2 * MM_DW_TAPS]; /* the group's weights as halfword pairs, tap after tap */
     mm_dwq rq;
     int ch;
     MM_ASSERT(d->groups == c && d->out_c == c);
-    (void)scratch;
     for (ch = 0; ch < grouped; ch += 4) {
         /* Byte j of word k holds channel j's taps k * per ..., the first in the top bits:
          * masked in place (SXTB16) they are the weights times 2^(8 - wb), shifted back. */
@@ -635,7 +773,10 @@ void mm_depthwise(MM_CONV_ARGS)
         }
         if (rq.fast && qmin == 0 && qmax == 255)
             rq.fast = 2;
-        mm_dw_path(path, &L, in + ((ch * ib) >> 3), out + ((ch * ob) >> 3), wp, &rq);
+        else if (rq.fast && qmin == 0 && (ob == 4 || ob == 2) && qmax == (1 << ob) - 1)
+            rq.fast = 3;
+        mm_dw_path(path, &L, in + ((ch * ib) >> 3), out + ((ch * ob) >> 3), wp, &rq,
+                   (uint8_t *)scratch);
     }
     if (MM_DW_TAIL(c, kh, kw) == MM_P_NONE)
         return;

@@ -15,8 +15,8 @@
 #include <stdint.h>
 #include <string.h>
 
-/* MM_PATCH, MM_LANES, MM_SMALL_ROW, MM_SMALL_ROW_BITS, MM_DW_TAPS: written by the export from
- * ops.common.KERNEL_CONSTANTS, the one definition the memory model also reads. */
+/* MM_PATCH, MM_LANES, MM_SMALL_ROW, MM_SMALL_ROW_BITS, MM_DW_TAPS, MM_DW_RING(_W): written by the
+ * export from ops.common.KERNEL_CONSTANTS, the one definition the memory model also reads. */
 #include "mm_config.h"
 
 /* Kernel paths compiled per model. Where a kernel has several paths, the rules below (one
@@ -44,16 +44,25 @@
      : (wb) == 4 ? ((is) ? MM_P_SUB8_W4S : MM_P_SUB8_W4U)                                        \
                  : ((is) ? MM_P_SUB8_W2S : MM_P_SUB8_W2U))
 /* mm_depthwise's group-of-four function (kernels of up to MM_DW_TAPS taps on at least four
- * channels), by input format and kernel size; and its single-channel path (the c % 4 leftover
+ * channels), by input format, kernel size and, for the ring of widened rows, the input width
+ * w (of the call: a patch tile's); and its single-channel path (the c % 4 leftover
  * channels, or every channel of a larger kernel). */
-#define MM_DW_GROUP(is, ib, kh, kw, c)                                                            \
+#define MM_DW_GROUP(is, ib, kh, kw, c, w)                                                         \
     ((c) < 4 || (kh) * (kw) > MM_DW_TAPS ? MM_P_NONE                                              \
      : (is)                              ? MM_P_DW_ANY                                            \
      : (ib) == 8                         ? ((kh) == 3 && (kw) == 3 ? MM_P_DW_3X3_8U : MM_P_DW_8U) \
+     : (kh) == 3 && (kw) == 3 && (w) <= MM_DW_RING_W ? MM_P_DW_3X3_W                              \
      : (ib) == 4                         ? MM_P_DW_4U                                             \
                                          : MM_P_DW_2U)
 #define MM_DW_TAIL(c, kh, kw)                                                                     \
     ((c) % 4 != 0 || (kh) * (kw) > MM_DW_TAPS ? MM_P_DW_CHANNEL : MM_P_NONE)
+/* The 3x3 windows' store of 4- and 2-bit outputs that the fast rule clamps to their whole
+ * unsigned range (MM_PW_FAST), for a layer whose group path is `path`. */
+#define MM_DW_OUT(path, qmin, qmax, ob, above32)                                                  \
+    (((path) == MM_P_DW_3X3_8U || (path) == MM_P_DW_3X3_W) && (ob) < 8 &&                        \
+             MM_PW_FAST(qmin, qmax, ob, above32)                                                  \
+         ? ((ob) == 4 ? MM_P_DW_OUT4 : MM_P_DW_OUT2)                                              \
+         : MM_P_NONE)
 /* mm_pointwise8: one output pixel (npix, a linear) without the two-pixel code; else the fast
  * requantization where the inputs are unsigned, the rows whole words and the requantization
  * MM_PW_FAST (above32: every channel's shift is above 32), else the general one. */
@@ -262,6 +271,28 @@ static inline void mm_unpack(int16_t *restrict d, const uint8_t *restrict p, int
         for (int32_t i = 4 * k; i < n; i++)
             d[i] = (int16_t)((((p[k] >> (2 * (i - 4 * k))) & 3) ^ sx) - sx);
     }
+}
+
+/* Sub-byte fields to bytes, four at a time (field k of the input in byte k of the result):
+ * mm_spread4 the four 4-bit fields of h's low halfword, mm_spread2 the four 2-bit fields of
+ * b's low byte; mm_sext_bytes sign-extends such bytes of `bits`-bit fields into int8 (per byte
+ * ((f ^ s) + 0x80 - s) ^ 0x80 with s = 2^(bits-1): no byte carries into the next). */
+static inline uint32_t mm_spread4(uint32_t h)
+{
+    h = (h | h << 8) & 0x00FF00FFu;
+    return (h | h << 4) & 0x0F0F0F0Fu;
+}
+
+static inline uint32_t mm_spread2(uint32_t b)
+{
+    b |= b << 12; /* then b | b << 6 is b | b << 6 | b << 12 | b << 18 */
+    return (b | b << 6) & 0x03030303u;
+}
+
+static inline uint32_t mm_sext_bytes(uint32_t v, int bits)
+{
+    const uint32_t s = 0x01010101u << (bits - 1);
+    return ((v ^ s) + (0x80808080u - s)) ^ 0x80808080u;
 }
 
 /* Lane blocks: MM_LANES channels side by side (small convolutions). MM_LANES values of 2, 4
@@ -497,8 +528,7 @@ static inline int mm_pw_fast(const mm_quant_params *q, int n)
                                            (d)->out_h == 1 && (d)->out_w == 1)))
 #define MM_IS_PW8W(d, q)                                                                          \
     ((d)->groups == 1 && (q)->in_bits < 8 && (q)->w_bits == 8 && (d)->k_h == 1 &&                 \
-     (d)->k_w == 1 && (d)->pad_h == 0 && (d)->pad_w == 0 && (d)->in_c >= 32 &&                    \
-     (d)->in_c <= MM_PATCH)
+     (d)->k_w == 1 && (d)->pad_h == 0 && (d)->pad_w == 0 && (d)->in_c >= 4 && (d)->in_c <= MM_PATCH)
 #define MM_IS_SUB8(d, q) ((q)->in_bits == 8 && (q)->w_bits < 8 && (d)->groups == 1)
 #define MM_IS_PWSUB(d, q)                                                                         \
     ((d)->groups == 1 && (q)->w_bits < 8 && (d)->k_h == 1 && (d)->k_w == 1 && (d)->pad_h == 0 &&  \
@@ -517,9 +547,10 @@ static inline int mm_pw_fast(const mm_quant_params *q, int n)
  * block stay in natural order. No scratch. */
 void mm_pointwise8(MM_CONV_ARGS);
 
-/* MM_IS_PW8W: 1x1 layers with 8-bit weights and 2- or 4-bit inputs of 32 to MM_PATCH
- * channels: mm_pointwise8 on input pixels widened to one byte per channel in the scratch, two
- * at a time (2 x in_c bytes: what the memory model counts for these layers). */
+/* MM_IS_PW8W: 1x1 layers with 8-bit weights and 2- or 4-bit inputs of 4 to MM_PATCH
+ * channels (from 4 channels this beats the lane kernel: ops.conv._pointwise8): mm_pointwise8
+ * on input pixels widened to one byte per channel in the scratch, two at a time (2 x in_c
+ * bytes: what the memory model counts for these layers). */
 void mm_pointwise8_widen(MM_CONV_ARGS);
 
 /* MM_IS_PWSUB: 1x1 layers (and linears on a 1 x 1 input) with 4- or 2-bit weights on at least
@@ -541,9 +572,12 @@ void mm_pointwise_sub_packed(MM_CONV_ARGS);
  * 8-bit inputs (MM_IS_SUB8: mm_conv's and mm_pointwise_sub's sub8 path is faster). */
 void mm_conv_small(MM_CONV_ARGS);
 
-/* Depthwise convolution (groups == in_c == out_c), any kernel size (mm_dw.c, no scratch).
- * Kernels of up to MM_DW_TAPS taps run four channels at a time, their weights stored in groups
- * of four channels (ops.conv.depthwise_layout: same bytes); larger kernels read natural rows. */
+/* Depthwise convolution (groups == in_c == out_c), any kernel size (mm_dw.c). Kernels of up
+ * to MM_DW_TAPS taps run four channels at a time, their weights stored in groups of four
+ * channels (ops.conv.depthwise_layout: same bytes); larger kernels read natural rows. 3x3
+ * kernels on 4- and 2-bit unsigned inputs widen them into a ring of MM_DW_RING rows of
+ * 4 x in_w bytes in the scratch (what the memory model counts for 3x3 layers); no other
+ * scratch. */
 void mm_depthwise(MM_CONV_ARGS);
 
 /* Any other convolution: any kernel, stride, zero padding and groups (mm_conv.c). */
