@@ -460,7 +460,8 @@ def emit(site: CallSite) -> str:
 # The paths of the conv kernels that an export compiles only where one of its layers takes
 # them (mm_paths.h: MM_USE_<path>); `c_rules` gives a call's.
 C_PATHS = (
-    "CONV8X2", "CONV8P", "CONV8", "CONV_ANY", "SUB8X2", "SUB8P", "PWSUB8", "PWSUB_PACKED",
+    "CONV8X2", "CONV8P", "CONV8", "CONV_ANY", "SUB8X2", "SUB8P", "PWSUB8", "PWSUB8F",
+    "PWSUB_PACKED",
     "SUB8_W4S", "SUB8_W4U", "SUB8_W2S", "SUB8_W2U",
     "DW_3X3_8U", "DW_8U", "DW_4U", "DW_2U", "DW_ANY", "DW_CHANNEL",
     "PW8_ONE", "PW8_FAST", "PW8_ANY", "PW8_WIDE",
@@ -476,15 +477,16 @@ def c_rules(site: CallSite) -> tuple[str, ...]:
     c_in, _, _, _, out_h, out_w, kh, kw, *_, groups = tiled(kernel_dims(iop.op), site.tile)
     ib, is_ = iop.in_bits[0], int(iop.in_signed[0])
     row = kh * kw * (c_in // groups)
+    above32 = int(bool((np.asarray(iop.arrays["shift"]) > 32).all()))
     if site.kernel in ("mm_conv", "mm_pointwise_sub"):
+        fast = f"MM_PW_FAST({iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})"
         path = (f"MM_CONV_PATH({ib}, {iop.w_bits}, {groups}, {c_in}, {row})"
-                if site.kernel == "mm_conv" else f"MM_PWSUB_PATH({ib})")  # fmt: skip
+                if site.kernel == "mm_conv" else f"MM_PWSUB_PATH({ib}, {is_}, {c_in}, {fast}, {out_h * out_w})")  # fmt: skip
         return (path, f"MM_SUB8_KIND({path}, {iop.w_bits}, {is_})")
     if site.kernel == "mm_depthwise":
         return (f"MM_DW_GROUP({is_}, {ib}, {kh}, {kw}, {c_in})",
                 f"MM_DW_TAIL({c_in}, {kh}, {kw})")  # fmt: skip
     if site.kernel in ("mm_pointwise8", "mm_pointwise8_widen"):
-        above32 = int(bool((np.asarray(iop.arrays["shift"]) > 32).all()))
         pw8 = (f"MM_PW8_PATH({is_}, {row}, {iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32}, "
                f"{out_h * out_w})")  # fmt: skip
         return (pw8, "MM_P_PW8_WIDE") if site.kernel == "mm_pointwise8_widen" else (pw8,)

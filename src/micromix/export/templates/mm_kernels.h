@@ -36,8 +36,14 @@
      : (ib) == 8 && (wb) < 8 && (groups) == 1 && (row) <= MM_SUB8_ROW                             \
          ? ((in_c) % 4 == 0 ? MM_P_SUB8X2 : (row) <= MM_PATCH ? MM_P_SUB8P : MM_P_CONV_ANY)      \
          : MM_P_CONV_ANY)
-/* mm_pointwise_sub: 8-bit inputs take the sub8 path, 2- and 4-bit ones mm_dot.c's unpacking. */
-#define MM_PWSUB_PATH(ib) ((ib) == 8 ? MM_P_PWSUB8 : MM_P_PWSUB_PACKED)
+/* mm_pointwise_sub: 8-bit inputs take the sub8 path, its fast pixels (MM_P_PWSUB8F: pixel
+ * pairs requantized in asm right after the sums) where the inputs are unsigned, in_c a
+ * multiple of 4 and the requantization MM_PW_FAST (`fast`, below) or the layer one pixel
+ * (npix: a linear); 2- and 4-bit ones mm_dot.c's unpacking. */
+#define MM_PWSUB_PATH(ib, is, in_c, fast, npix)                                                   \
+    ((ib) != 8                                                  ? MM_P_PWSUB_PACKED               \
+     : !(is) && (in_c) % 4 == 0 && ((fast) || (npix) == 1) ? MM_P_PWSUB8F                        \
+                                                               : MM_P_PWSUB8)
 /* The sub8 path's pixel function, by weight width and input signedness, for a layer on `path`. */
 #define MM_SUB8_KIND(path, wb, is)                                                                \
     ((path) != MM_P_SUB8X2 && (path) != MM_P_SUB8P && (path) != MM_P_PWSUB8 ? MM_P_NONE          \
