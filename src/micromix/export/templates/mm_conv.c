@@ -1901,7 +1901,8 @@ static MM_INLINE void mm_s8f_two(const mm_pw8_job *j, const mm_pw8_rq *rq, const
 
 /* One pixel (an odd last one, or a linear's only one, whose requantization may be the general
  * one: `fast` says which): mm_s8_one's four sums per block, the corrections in C. */
-static MM_NOINLINE void mm_s8f_one(const mm_pw8_job *j, const uint8_t *x, uint8_t *o, int fast)
+static MM_INLINE void mm_s8f_one(const mm_pw8_job *j, const uint8_t *x, uint8_t *o,
+                                 const int fast)
 {
     const mm_quant_params *q = j->q;
     const int32_t n = j->row, wb = q->w_bits, blk = 4 * mm_bytes(n, wb);
@@ -1920,7 +1921,7 @@ static MM_NOINLINE void mm_s8f_one(const mm_pw8_job *j, const uint8_t *x, uint8_
         else
             mm_s8_one(&s, w, 0, 0, 2, sums);
         mm_s8_dots(sums, xs, wb, d);
-        if (MM_LIKELY(fast)) {
+        if (fast) {
             for (int i = 0; i < 4; i++)
                 y |= mm_pw_u(d[i], bias[co + i], mult[co + i], shift[co + i], kb) << 8 * i;
             o = mm_pw_st4(o, y, q->out_bits, m4);
@@ -1935,6 +1936,16 @@ static MM_NOINLINE void mm_s8f_one(const mm_pw8_job *j, const uint8_t *x, uint8_
     }
     if (co < j->out_c)
         mm_s8f_rest(j, w, co, x, o);
+}
+
+/* mm_s8f_one specialised: the fast requantization, and the general one (linears only). */
+static MM_NOINLINE void mm_s8f_one_u(const mm_pw8_job *j, const uint8_t *x, uint8_t *o)
+{
+    mm_s8f_one(j, x, o, 1);
+}
+static MM_NOINLINE void mm_s8f_one_w(const mm_pw8_job *j, const uint8_t *x, uint8_t *o)
+{
+    mm_s8f_one(j, x, o, 0);
 }
 
 /* The pixels of a job in pairs, raster order across rows of pixels (mm_pointwise8's walk), an
@@ -1958,20 +1969,22 @@ static MM_INLINE void mm_s8f_pixels(const mm_pw8_job *j, const int wb)
         mm_s8f_two(j, &rq, xa, xb, out, out + out_pix, wb);
     }
     if (npix & 1)
-        mm_s8f_one(j, xr + (int32_t)ox * j->in_step, out, 1);
+        mm_s8f_one_u(j, xr + (int32_t)ox * j->in_step, out);
 }
 
 static MM_NOINLINE void mm_s8f_pixels4(const mm_pw8_job *j) { mm_s8f_pixels(j, 4); }
 static MM_NOINLINE void mm_s8f_pixels2(const mm_pw8_job *j) { mm_s8f_pixels(j, 2); }
 
-static void mm_sub8_pointwise_fast(MM_CONV_ARGS)
+static void mm_sub8_pointwise_fast(const uint8_t *in, uint8_t *out, const uint8_t *w,
+                                   const mm_conv_dims *d, const mm_quant_params *q, int fast)
 {
     const mm_pw8_job j = {in, out, (const int8_t *)w, q, 0, d->in_c,
                           (int32_t)d->stride_h * d->in_w * d->in_c,
                           (int32_t)d->stride_w * d->in_c, d->out_c, d->out_h, d->out_w};
-    (void)scratch;
-    if ((int32_t)d->out_h * d->out_w == 1) /* a linear: any requantization */
-        mm_s8f_one(&j, in, out, mm_pw_fast(q, d->out_c));
+    if ((int32_t)d->out_h * d->out_w == 1 && fast)
+        mm_s8f_one_u(&j, in, out);
+    else if ((int32_t)d->out_h * d->out_w == 1) /* a linear: any requantization */
+        mm_s8f_one_w(&j, in, out);
     else if (q->w_bits == 4)
         mm_s8f_pixels4(&j);
     else
@@ -2016,12 +2029,15 @@ static void mm_sub8_pointwise(MM_CONV_ARGS)
  * ones mm_dot.c's unpacking kernel; defined here so that mm_dot.c calls nothing back. */
 void mm_pointwise_sub(MM_CONV_ARGS)
 {
+    /* the shift loop of mm_pw_fast only where the fast path can take the layer */
+    const int fast =
+        q->in_bits == 8 && !q->in_signed && d->in_c % 4 == 0 && mm_pw_fast(q, d->out_c);
     MM_ASSERT(MM_IS_PWSUB(d, q) && !MM_IS_PW8W(d, q));
-    switch (MM_PWSUB_PATH(q->in_bits, q->in_signed, d->in_c, mm_pw_fast(q, d->out_c),
-                          (int32_t)d->out_h * d->out_w)) {
+    switch (MM_PWSUB_PATH(q->in_bits, q->in_signed, d->in_c, fast, (int32_t)d->out_h * d->out_w)) {
 #if MM_USE_PWSUB8F
     case MM_P_PWSUB8F:
-        mm_sub8_pointwise_fast(in, out, w, d, q, scratch);
+        (void)scratch;
+        mm_sub8_pointwise_fast(in, out, w, d, q, fast);
         return;
 #endif
 #if MM_USE_PWSUB8
