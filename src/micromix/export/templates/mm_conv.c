@@ -1730,7 +1730,8 @@ static MM_NOINLINE void mm_sub8_px(const mm_conv_ctx *k, const mm_c8src *s, uint
  * memory, no per-block calls. 4-bit: each half of a block of four channels is a channel pair,
  * (A, B) -> s0 = B - 8 X, s1 = (A - B) / 16. 2-bit: pass 2 (C, D) -> channels 0, 1
  * (s0 = D - 2 X, s1 = (C - D) / 4 - 2 X), keeping C for pass 1 (A, B) -> channels 2, 3
- * (s2 = (B - C) / 16 - 2 X, s3 = (A - B) / 64). The divisions are exact (shifts). */
+ * (s2 = (B - C) / 16 - 2 X, s3 = (A - B) / 64). The divisions are exact (shifts); the X terms
+ * are the sums' starting values (MM_S8F_FIX4). */
 
 /* Natural packed rows (the out_c % 4 rows after the last block) against one pixel: n elements,
  * a multiple of 4, so every weight byte is whole. */
@@ -1767,29 +1768,27 @@ static MM_NOINLINE void mm_s8f_rest(const mm_pw8_job *j, const uint8_t *w, int c
 }
 
 #if defined(__ARM_FEATURE_DSP)
-/* The corrections of a pixel's two sums in P (the first) and Q (the second), its input sum in
- * memory operand X (C: the 2-bit C sum kept for pass 1): afterwards Q holds channel c's value,
- * P channel c + 1's. */
-#define MM_S8F_FIX4(P, Q, X)                                                                      \
-    "ldr %[t0], %[" X "]\n\t"                                                                     \
+/* The corrections of a pixel's two sums in P (the first) and Q (the second): the sums start
+ * at multiples of the pixel's input sum X (mm_s8f_half), so that the X terms need no code
+ * here: 4-bit A' = B' = -8 X; 2-bit C' = -10 X, D' = -2 X, A' = B' = -42 X, so that
+ * B' = s0 and (A' - B') / 16 = s1; D' = s0, (C' - D') / 4 = U1 - 2 X = s1,
+ * (B' - C') / 16 = U2 - 2 X = s2, (A' - B') / 64 = s3 (U1 = (C - D) / 4, U2 = (B - C) / 16).
+ * Each difference is the true one (an int32 even where a started sum wraps) and a multiple of
+ * the divisor, so each shift is exact. C: memory operand of the 2-bit C' sum (pass 2 stores
+ * it, pass 1 reads it). Afterwards Q holds channel c's value, P channel c + 1's. */
+#define MM_S8F_FIX4(P, Q)                                                                         \
     "sub %[" P "], %[" P "], %[" Q "]\n\t"                                                        \
-    "sub %[" Q "], %[" Q "], %[t0], lsl #3\n\t"                                                   \
     "asr %[" P "], %[" P "], #4\n\t"
-#define MM_S8F_FIX2L(P, Q, X, C)                                                                  \
-    "ldr %[t0], %[" X "]\n\t"                                                                     \
+#define MM_S8F_FIX2L(P, Q, C)                                                                     \
     "str %[" P "], %[" C "]\n\t"                                                                  \
     "sub %[" P "], %[" P "], %[" Q "]\n\t"                                                        \
-    "sub %[" Q "], %[" Q "], %[t0], lsl #1\n\t"                                                   \
-    "asr %[" P "], %[" P "], #2\n\t"                                                              \
-    "sub %[" P "], %[" P "], %[t0], lsl #1\n\t"
-#define MM_S8F_FIX2H(P, Q, X, C)                                                                  \
+    "asr %[" P "], %[" P "], #2\n\t"
+#define MM_S8F_FIX2H(P, Q, C)                                                                     \
     "ldr %[t0], %[" C "]\n\t"                                                                     \
     "sub %[" P "], %[" P "], %[" Q "]\n\t"                                                        \
     "sub %[" Q "], %[" Q "], %[t0]\n\t"                                                           \
-    "ldr %[t0], %[" X "]\n\t"                                                                     \
     "asr %[" P "], %[" P "], #6\n\t"                                                              \
-    "asr %[" Q "], %[" Q "], #4\n\t"                                                              \
-    "sub %[" Q "], %[" Q "], %[t0], lsl #1\n\t"
+    "asr %[" Q "], %[" Q "], #4\n\t"
 /* FIX for both pixels, then channel c (bias, mult, shift at t2, t3, t4) from a1 / b1 and
  * c + 1 from a0 / b0: pixel a's two output bytes in a1, pixel b's in b1. */
 #define MM_S8F_RQ_ASM(FIX)                                                                        \
@@ -1799,29 +1798,32 @@ static MM_NOINLINE void mm_s8f_rest(const mm_pw8_job *j, const uint8_t *w, int c
                      : [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0), [b1] "+r"(b1),              \
                        [xa] "=&r"(u0), [xb] "=&r"(u1), [w] "=&r"(u2), [k] "=&r"(u3),            \
                        [t0] "=&r"(t0), [t5] "=&r"(t5), [CA] "+m"(ca), [CB] "+m"(cb)             \
-                     : [t1] "r"(kb), [t2] "r"(bias), [t3] "r"(mult), [t4] "r"(shift),           \
-                       [XA] "m"(sa), [XB] "m"(sb)                                                 \
+                     : [t1] "r"(kb), [t2] "r"(bias), [t3] "r"(mult), [t4] "r"(shift)            \
                      : "cc")
 
 /* Channels c, c + 1 of two pixels (input sums sa, sb): the pass's loop over the row (n bytes,
  * a multiple of 4), its corrections and the requantization; pixel a's two bytes in bits 0-15,
- * pixel b's in bits 16-31. pass 0: a 4-bit channel pair; 2: 2-bit channels 0, 1 (C sums to
- * *cs); 1: 2-bit channels 2, 3 (with cs). */
+ * pixel b's in bits 16-31. pass 0: a 4-bit channel pair; 2: 2-bit channels 0, 1 (C' sums to
+ * *cs); 1: 2-bit channels 2, 3 (with cs). The sums start where MM_S8F_FIX4 says; unsigned
+ * arithmetic: a start may wrap (the differences do not). */
 static MM_INLINE uint32_t mm_s8f_half(const uint8_t *xa, const uint8_t *xb, const uint8_t *w,
                                       int32_t n, const mm_pw8_rq *rq, int c, int32_t sa,
                                       int32_t sb, int32_t *cs, const int pass)
 {
-    int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0, ca = cs[0], cb = cs[1];
+    const uint32_t k0 = pass == 0 ? 8u : pass == 1 ? 42u : 10u, k1 = pass == 2 ? 2u : k0;
+    int32_t a0 = (int32_t)(0u - k0 * (uint32_t)sa), a1 = (int32_t)(0u - k1 * (uint32_t)sa);
+    int32_t b0 = (int32_t)(0u - k0 * (uint32_t)sb), b1 = (int32_t)(0u - k1 * (uint32_t)sb);
+    int32_t ca = cs[0], cb = cs[1];
     uint32_t t0, t1, t2, t3, t4, t5, u0, u1, u2, u3;
     const int32_t kb = rq->kb, *const bias = rq->bias + c, *const mult = rq->mult + c;
     const int8_t *const shift = rq->shift + c;
     MM_S8_TWO_PASS(MM_S8_TWO_RUN4, "uxtb16", pass);
     if (pass == 0)
-        MM_S8F_RQ_ASM(MM_S8F_FIX4("a0", "a1", "XA") MM_S8F_FIX4("b0", "b1", "XB"));
+        MM_S8F_RQ_ASM(MM_S8F_FIX4("a0", "a1") MM_S8F_FIX4("b0", "b1"));
     else if (pass == 2)
-        MM_S8F_RQ_ASM(MM_S8F_FIX2L("a0", "a1", "XA", "CA") MM_S8F_FIX2L("b0", "b1", "XB", "CB"));
+        MM_S8F_RQ_ASM(MM_S8F_FIX2L("a0", "a1", "CA") MM_S8F_FIX2L("b0", "b1", "CB"));
     else
-        MM_S8F_RQ_ASM(MM_S8F_FIX2H("a0", "a1", "XA", "CA") MM_S8F_FIX2H("b0", "b1", "XB", "CB"));
+        MM_S8F_RQ_ASM(MM_S8F_FIX2H("a0", "a1", "CA") MM_S8F_FIX2H("b0", "b1", "CB"));
     (void)t0, (void)t1, (void)t2, (void)t3, (void)t4, (void)t5, (void)xa, (void)xb, (void)w;
     (void)u0, (void)u1, (void)u2, (void)u3;
     cs[0] = ca;
