@@ -1974,8 +1974,13 @@ static MM_INLINE void mm_s8f_pixels(const mm_pw8_job *j, const int wb)
         mm_s8f_one_u(j, xr + (int32_t)ox * j->in_step, out);
 }
 
+/* The pair code of the weight widths the model's layers on this path take (MM_SUB8_KIND). */
+#if MM_USE_S8F_W4
 static MM_NOINLINE void mm_s8f_pixels4(const mm_pw8_job *j) { mm_s8f_pixels(j, 4); }
+#endif
+#if MM_USE_S8F_W2
 static MM_NOINLINE void mm_s8f_pixels2(const mm_pw8_job *j) { mm_s8f_pixels(j, 2); }
+#endif
 
 static void mm_sub8_pointwise_fast(const uint8_t *in, uint8_t *out, const uint8_t *w,
                                    const mm_conv_dims *d, const mm_quant_params *q, int fast)
@@ -1987,10 +1992,16 @@ static void mm_sub8_pointwise_fast(const uint8_t *in, uint8_t *out, const uint8_
         mm_s8f_one_u(&j, in, out);
     else if ((int32_t)d->out_h * d->out_w == 1) /* a linear: any requantization */
         mm_s8f_one_w(&j, in, out);
+#if MM_USE_S8F_W4
     else if (q->w_bits == 4)
         mm_s8f_pixels4(&j);
-    else
+#endif
+#if MM_USE_S8F_W2
+    else if (q->w_bits == 2)
         mm_s8f_pixels2(&j);
+#endif
+    else
+        MM_PATH_OFF();
 }
 #endif
 
