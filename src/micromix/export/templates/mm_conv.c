@@ -1924,11 +1924,17 @@ static MM_INLINE void mm_s8f_one(const mm_pw8_job *j, const uint8_t *x, uint8_t 
             mm_s8_one(&s, w, 0, 0, 2, sums);
         mm_s8_dots(sums, xs, wb, d);
         if (fast) {
+#if defined(__GNUC__)
+#pragma GCC unroll 4
+#endif
             for (int i = 0; i < 4; i++)
                 y |= mm_pw_u(d[i], bias[co + i], mult[co + i], shift[co + i], kb) << 8 * i;
             o = mm_pw_st4(o, y, q->out_bits, m4);
         } else {
             mm_writer wr = {o, 0, 0, q->out_bits};
+#if defined(__GNUC__)
+#pragma GCC unroll 4
+#endif
             for (int i = 0; i < 4; i++)
                 d[i] = mm_pw_rq(d[i], bias[co + i], mult[co + i], shift[co + i], q->bias_shift,
                                 q->qmin, q->qmax);
