@@ -184,6 +184,69 @@ def test_sub8_paths_are_bit_exact(tmp_path, wb: int) -> None:
     assert expected | ({("mm_pointwise_sub", "one pixel")} if wb == 4 else set()) <= paths
 
 
+def _fast_sub8_nets(wb: int):
+    """Two models whose 1x1 layers and linears on 8-bit unsigned inputs of 4, 8 and 12 channels
+    take mm_pointwise_sub's fast sub8 path (MM_P_PWSUB8F), weights of `wb` and 6 - `wb` bits
+    by turns: (a) 25, 9 and 9 pixels (odd last ones), a stride-2 layer, 13 outputs (a row after
+    the last block of four); (b) a linear with the fast requantization (ReLU) and one with the
+    general one (signed logits, three rows after the block)."""
+    torch.manual_seed(wb)
+    a = torch.nn.Sequential(conv_bn(1, 4, 3), conv_bn(4, 8, 1), conv_bn(8, 12, 1, stride=2),
+                            conv_bn(12, 13, 1))  # fmt: skip
+    b = torch.nn.Sequential(conv_bn(1, 8, 3), conv_bn(8, 16, 1), torch.nn.AdaptiveAvgPool2d(1),
+                            torch.nn.Flatten(), torch.nn.Linear(16, 12), torch.nn.ReLU(),
+                            torch.nn.Linear(12, 7))  # fmt: skip
+    for i, (net, shape) in enumerate([(a, (1, 1, 5, 5)), (b, (1, 1, 3, 3))]):
+        g = trace(net.eval(), shape)
+        pol = Policy.uniform(g, 8)
+        bits = {k: (8 if j == 0 else wb if j % 2 else 6 - wb) for j, k in enumerate(pol.weights)}
+        pol = pol.replace(weights=bits)
+        yield convert(random_qparams(g, pol, seed=4 + i), g, pol), shape
+
+
+def _paths_compiled(lib: Path, tmp_path: Path, *paths: str) -> list[int]:
+    """MM_USE_<path> of an exported library's mm_paths.h, read by the C preprocessor."""
+    src = tmp_path / "paths.c"
+    src.write_text('#include <stdio.h>\n#include "mm_kernels.h"\nint main(void) { '
+                   + " ".join(f'printf("%d ", (int)(MM_USE_{p}));' for p in paths) + " }\n")  # fmt: skip
+    subprocess.run(["gcc", "-std=c99", f"-I{lib}", "-o", str(tmp_path / "paths"), str(src)],
+                   check=True)  # fmt: skip
+    out = subprocess.run([str(tmp_path / "paths")], capture_output=True, text=True, check=True)
+    return [int(v) for v in out.stdout.split()]
+
+
+def _fast_sub8_check(tmp_path, wb: int, qemu: bool) -> None:
+    for i, (im, shape) in enumerate(_fast_sub8_nets(wb)):
+        subs = [o for o, lay in zip(im.ops, im.report.layers, strict=True)
+                if lay.kernel == "mm_pointwise_sub"]  # fmt: skip
+        assert len(subs) == 3 and all(o.op.in_shape[0] % 4 == 0 for o in subs)
+        x = np.random.default_rng(9 + i).integers(0, 256, (12, *shape[1:]), dtype=np.uint8)
+        d = tmp_path / f"n{i}"
+        if qemu:
+            _host_and_qemu(im, d, x)
+        else:
+            s = json.loads((export_c(im, d / "c", test_images=x) / "export.json").read_text())
+            assert s["selftest_identical"] == len(x)
+        # every one of them on the fast path (the old sub8 pixels compiled out)
+        assert _paths_compiled(d / "c" / "lib", d, "PWSUB8F", "PWSUB8") == [1, 0]
+
+
+def test_fast_sub8_pointwise_is_bit_exact_on_the_host(tmp_path) -> None:
+    """mm_pointwise_sub's fast sub8 path (portable C) bit for bit the numpy reference: pixel
+    pairs, odd last pixels, rows after the last block, in_c 4 / 8 / 12, both linears' paths,
+    4- and 2-bit layers (one model of each kind keeps the default run short)."""
+    _fast_sub8_check(tmp_path, 4, qemu=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("wb", [4, 2])
+def test_fast_sub8_pointwise_is_bit_exact_under_qemu(tmp_path, wb: int) -> None:
+    """The same models through the Cortex-M4 image (the DSP asm: the sums, corrections and
+    requantization in one asm block per two channels of two pixels) under qemu."""
+    require_tool("arm-none-eabi-gcc", "qemu-system-arm")
+    _fast_sub8_check(tmp_path, wb, qemu=True)
+
+
 @pytest.mark.parametrize(
     ("c", "size", "stride", "relu", "out_bits"),
     [
@@ -817,7 +880,8 @@ def test_each_kernel_path_compiles_alone(tmp_path) -> None:
 
     sets = [[f"MM_P_{p}"] for p in kernel_paths() if p != "PW8_WIDE"]  # widen: with a PW8 path
     sets += [["MM_P_PW8_WIDE", "MM_P_PW8_ANY"], ["MM_P_SUB8X2", "MM_P_SUB8_W4U"],
-             ["MM_P_SUB8P", "MM_P_SUB8_W2S"], ["MM_P_PWSUB8", "MM_P_SUB8_W4S"]]  # fmt: skip
+             ["MM_P_SUB8P", "MM_P_SUB8_W2S"], ["MM_P_PWSUB8", "MM_P_SUB8_W4S"],
+             ["MM_P_PWSUB8F", "MM_P_S8F_W2"]]  # fmt: skip
     for i, rules in enumerate(sets):
         d = tmp_path / str(i)
         d.mkdir()

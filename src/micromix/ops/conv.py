@@ -470,8 +470,9 @@ def emit(site: CallSite) -> str:
 # The paths of the conv kernels that an export compiles only where one of its layers takes
 # them (mm_paths.h: MM_USE_<path>); `c_rules` gives a call's.
 C_PATHS = (
-    "CONV8X2", "CONV8P", "CONV8", "CONV_ANY", "SUB8X2", "SUB8P", "PWSUB8", "PWSUB_PACKED",
-    "SUB8_W4S", "SUB8_W4U", "SUB8_W2S", "SUB8_W2U",
+    "CONV8X2", "CONV8P", "CONV8", "CONV_ANY", "SUB8X2", "SUB8P", "PWSUB8", "PWSUB8F",
+    "PWSUB_PACKED",
+    "SUB8_W4S", "SUB8_W4U", "SUB8_W2S", "SUB8_W2U", "S8F_W4", "S8F_W2",
     "DW_3X3_8U", "DW_8U", "DW_4U", "DW_2U", "DW_ANY", "DW_CHANNEL", "DW_3X3_W",
     "DW_OUT4", "DW_OUT2",
     "PW8_ONE", "PW8_FAST", "PW8_ANY", "PW8_WIDE",
@@ -488,11 +489,12 @@ def c_rules(site: CallSite) -> tuple[str, ...]:
     c_in, _, in_w, _, out_h, out_w, kh, kw, *_, groups = tiled(kernel_dims(iop.op), site.tile)
     ib, is_ = iop.in_bits[0], int(iop.in_signed[0])
     row = kh * kw * (c_in // groups)
-    if site.kernel in ("mm_conv", "mm_pointwise_sub"):
-        path = (f"MM_CONV_PATH({ib}, {iop.w_bits}, {groups}, {c_in}, {row})"
-                if site.kernel == "mm_conv" else f"MM_PWSUB_PATH({ib})")  # fmt: skip
-        return (path, f"MM_SUB8_KIND({path}, {iop.w_bits}, {is_})")
     above32 = int(bool((np.asarray(iop.arrays["shift"]) > 32).all()))
+    if site.kernel in ("mm_conv", "mm_pointwise_sub"):
+        fast = f"MM_PW_FAST({iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})"
+        path = (f"MM_CONV_PATH({ib}, {iop.w_bits}, {groups}, {c_in}, {row})"
+                if site.kernel == "mm_conv" else f"MM_PWSUB_PATH({ib}, {is_}, {c_in}, {fast}, {out_h * out_w})")  # fmt: skip
+        return (path, f"MM_SUB8_KIND({path}, {iop.w_bits}, {is_})")
     if site.kernel == "mm_depthwise":
         group = f"MM_DW_GROUP({is_}, {ib}, {kh}, {kw}, {c_in}, {in_w})"
         return (group, f"MM_DW_TAIL({c_in}, {kh}, {kw})",

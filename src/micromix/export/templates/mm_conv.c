@@ -1248,7 +1248,7 @@ static MM_INLINE void mm_conv8p(const mm_conv_ctx *k, const mm_conv_dims *d, uin
 }
 #endif
 
-#if MM_USE_SUB8X2 || MM_USE_SUB8P || MM_USE_PWSUB8
+#if MM_USE_SUB8X2 || MM_USE_SUB8P || MM_USE_PWSUB8 || MM_USE_PWSUB8F
 /* ---- 4- and 2-bit weights on 8-bit inputs: the sub8 path (mm_conv, mm_pointwise_sub) -----
  *
  * Weights channel_packed (ops.conv): a byte holds one element of two (4-bit) or four (2-bit)
@@ -1530,6 +1530,8 @@ static MM_INLINE void mm_s8_dots(const int32_t *q, int32_t x, const int wb, int3
     }
 }
 
+/* The sub8 path's generic pixels (mm_conv, and mm_pointwise_sub off its fast path). */
+#if MM_USE_SUB8X2 || MM_USE_SUB8P || MM_USE_PWSUB8
 /* Adds the tail elements of np pixels (t bytes of the form of channel_packed at tb; the
  * inputs at x8, step bytes apart) to their four dot products each (acc: four per pixel). */
 static MM_NOINLINE void mm_s8_tails(const uint8_t *x8, int32_t step, const uint8_t *tb,
@@ -1720,6 +1722,299 @@ static MM_NOINLINE void mm_sub8_px(const mm_conv_ctx *k, const mm_c8src *s, uint
     }
 }
 #endif
+#endif
+
+#if MM_USE_PWSUB8F
+/* ---- mm_pointwise_sub's fast sub8 path: 8-bit unsigned inputs, in_c a multiple of 4, the
+ * fast requantization (MM_PW_FAST) ---------------------------------------------------------
+ *
+ * The same sums as the sub8 path (channel_packed weights, MM_S8_TWO_RUN4's loop: fewer cycles
+ * per MAC than 8-bit weights), but per two channels of two pixels the corrections
+ * (mm_s8_dots) and mm_pw_u's requantization run in one asm block right after the loop, on
+ * the registers the loop leaves (MM_PW8_RQ1, as mm_pointwise8's fast pixels): no sums through
+ * memory, no per-block calls. 4-bit: each half of a block of four channels is a channel pair,
+ * (A, B) -> s0 = B - 8 X, s1 = (A - B) / 16. 2-bit: pass 2 (C, D) -> channels 0, 1
+ * (s0 = D - 2 X, s1 = (C - D) / 4 - 2 X), keeping C for pass 1 (A, B) -> channels 2, 3
+ * (s2 = (B - C) / 16 - 2 X, s3 = (A - B) / 64). The divisions are exact (shifts); the X terms
+ * are the sums' starting values (MM_S8F_FIX4). */
+
+/* Natural packed rows (the out_c % 4 rows after the last block) against one pixel: n elements,
+ * a multiple of 4, so every weight byte is whole. */
+static int32_t mm_s8f_row(const uint8_t *x, const uint8_t *w, int32_t n, int wb)
+{
+    int32_t a = 0;
+    if (wb == 4)
+        for (int32_t i = 0; i < n; i += 2, w++) {
+            const int32_t b = (int8_t)*w; /* (b << 28) >> 28: the low field sign-extended */
+            a += x[i] * ((int32_t)((uint32_t)b << 28) >> 28) + x[i + 1] * (b >> 4);
+        }
+    else
+        for (int32_t i = 0; i < n; i += 4, w++) {
+            const int32_t b = (int8_t)*w;
+            a += x[i] * ((int32_t)((uint32_t)b << 30) >> 30) +
+                 x[i + 1] * ((int32_t)((uint32_t)b << 28) >> 30) +
+                 x[i + 2] * ((int32_t)((uint32_t)b << 26) >> 30) + x[i + 3] * (b >> 6);
+        }
+    return a;
+}
+
+/* The rows from channel co on (natural rows at w) of one pixel, through mm_pw_rq, written at
+ * o; returns nothing: the last outputs of the pixel. */
+static MM_NOINLINE void mm_s8f_rest(const mm_pw8_job *j, const uint8_t *w, int co,
+                                    const uint8_t *x, uint8_t *o)
+{
+    const mm_quant_params *q = j->q;
+    const int32_t rb = mm_bytes(j->row, q->w_bits);
+    mm_writer wr = {o, 0, 0, q->out_bits};
+    for (; co < j->out_c; co++, w += rb)
+        mm_put(&wr, mm_pw_rq(mm_s8f_row(x, w, j->row, q->w_bits), q->bias[co], q->mult[co],
+                             q->shift[co], q->bias_shift, q->qmin, q->qmax));
+    mm_flush(&wr);
+}
+
+#if defined(__ARM_FEATURE_DSP)
+/* The corrections of a pixel's two sums in P (the first) and Q (the second): the sums start
+ * at multiples of the pixel's input sum X (mm_s8f_half), so that the X terms need no code
+ * here: 4-bit A' = B' = -8 X; 2-bit C' = -10 X, D' = -2 X, A' = B' = -42 X, so that
+ * B' = s0 and (A' - B') / 16 = s1; D' = s0, (C' - D') / 4 = U1 - 2 X = s1,
+ * (B' - C') / 16 = U2 - 2 X = s2, (A' - B') / 64 = s3 (U1 = (C - D) / 4, U2 = (B - C) / 16).
+ * Each difference is the true one (an int32 even where a started sum wraps) and a multiple of
+ * the divisor, so each shift is exact. C: memory operand of the 2-bit C' sum (pass 2 stores
+ * it, pass 1 reads it). Afterwards Q holds channel c's value, P channel c + 1's. */
+#define MM_S8F_FIX4(P, Q)                                                                         \
+    "sub %[" P "], %[" P "], %[" Q "]\n\t"                                                        \
+    "asr %[" P "], %[" P "], #4\n\t"
+#define MM_S8F_FIX2L(P, Q, C)                                                                     \
+    "str %[" P "], %[" C "]\n\t"                                                                  \
+    "sub %[" P "], %[" P "], %[" Q "]\n\t"                                                        \
+    "asr %[" P "], %[" P "], #2\n\t"
+#define MM_S8F_FIX2H(P, Q, C)                                                                     \
+    "ldr %[t0], %[" C "]\n\t"                                                                     \
+    "sub %[" P "], %[" P "], %[" Q "]\n\t"                                                        \
+    "sub %[" Q "], %[" Q "], %[t0]\n\t"                                                           \
+    "asr %[" P "], %[" P "], #6\n\t"                                                              \
+    "asr %[" Q "], %[" Q "], #4\n\t"
+/* FIX for both pixels, then channel c (bias, mult, shift at t2, t3, t4) from a1 / b1 and
+ * c + 1 from a0 / b0: pixel a's two output bytes in a1, pixel b's in b1. */
+#define MM_S8F_RQ_ASM(FIX)                                                                        \
+    __asm__ volatile(FIX MM_PW8_RQ1("a1", "b1", "0", "0") MM_PW8_RQ1("a0", "b0", "4", "1")        \
+                     "orr %[a1], %[a1], %[a0], lsl #8\n\t"                                        \
+                     "orr %[b1], %[b1], %[b0], lsl #8\n\t"                                        \
+                     : [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0), [b1] "+r"(b1),              \
+                       [xa] "=&r"(u0), [xb] "=&r"(u1), [w] "=&r"(u2), [k] "=&r"(u3),            \
+                       [t0] "=&r"(t0), [t5] "=&r"(t5), [CA] "+m"(ca), [CB] "+m"(cb)             \
+                     : [t1] "r"(kb), [t2] "r"(bias), [t3] "r"(mult), [t4] "r"(shift)            \
+                     : "cc")
+
+/* Channels c, c + 1 of two pixels (input sums sa, sb): the pass's loop over the row (n bytes,
+ * a multiple of 4), its corrections and the requantization; pixel a's two bytes in bits 0-15,
+ * pixel b's in bits 16-31. pass 0: a 4-bit channel pair; 2: 2-bit channels 0, 1 (C' sums to
+ * *cs); 1: 2-bit channels 2, 3 (with cs). The sums start where MM_S8F_FIX4 says; unsigned
+ * arithmetic: a start may wrap (the differences do not). */
+static MM_INLINE uint32_t mm_s8f_half(const uint8_t *xa, const uint8_t *xb, const uint8_t *w,
+                                      int32_t n, const mm_pw8_rq *rq, int c, int32_t sa,
+                                      int32_t sb, int32_t *cs, const int pass)
+{
+    const uint32_t k0 = pass == 0 ? 8u : pass == 1 ? 42u : 10u, k1 = pass == 2 ? 2u : k0;
+    int32_t a0 = (int32_t)(0u - k0 * (uint32_t)sa), a1 = (int32_t)(0u - k1 * (uint32_t)sa);
+    int32_t b0 = (int32_t)(0u - k0 * (uint32_t)sb), b1 = (int32_t)(0u - k1 * (uint32_t)sb);
+    int32_t ca = cs[0], cb = cs[1];
+    uint32_t t0, t1, t2, t3, t4, t5, u0, u1, u2, u3;
+    const int32_t kb = rq->kb, *const bias = rq->bias + c, *const mult = rq->mult + c;
+    const int8_t *const shift = rq->shift + c;
+    MM_S8_TWO_PASS(MM_S8_TWO_RUN4, "uxtb16", pass);
+    if (pass == 0)
+        MM_S8F_RQ_ASM(MM_S8F_FIX4("a0", "a1") MM_S8F_FIX4("b0", "b1"));
+    else if (pass == 2)
+        MM_S8F_RQ_ASM(MM_S8F_FIX2L("a0", "a1", "CA") MM_S8F_FIX2L("b0", "b1", "CB"));
+    else
+        MM_S8F_RQ_ASM(MM_S8F_FIX2H("a0", "a1", "CA") MM_S8F_FIX2H("b0", "b1", "CB"));
+    (void)t0, (void)t1, (void)t2, (void)t3, (void)t4, (void)t5, (void)xa, (void)xb, (void)w;
+    (void)u0, (void)u1, (void)u2, (void)u3;
+    cs[0] = ca;
+    cs[1] = cb;
+    return (uint32_t)a1 | (uint32_t)b1 << 16;
+}
+#else
+/* Portable: the same sums (mm_s8_two), corrections (mm_s8_dots) and requantization. */
+static inline uint32_t mm_s8f_half(const uint8_t *xa, const uint8_t *xb, const uint8_t *w,
+                                   int32_t n, const mm_pw8_rq *rq, int c, int32_t sa,
+                                   int32_t sb, int32_t *cs, int pass)
+{
+    const mm_c8src s = {xa, (int32_t)(xb - xa), n, n, 0, 0, n, n, 1};
+    int32_t q[4], d[8], r[4];
+    const int wb = pass == 0 ? 4 : 2, h = pass == 1 ? 2 : 0; /* h: the channels' first sum */
+    uint32_t y = 0;
+    mm_s8_two(&s, w, 0, 0, pass, q);
+    if (wb == 4) { /* (A, B) of each pixel as mm_s8_dots' pair (0, 1) */
+        const int32_t qa[4] = {q[0], q[1], 0, 0}, qb[4] = {q[2], q[3], 0, 0};
+        mm_s8_dots(qa, sa, 4, d);
+        mm_s8_dots(qb, sb, 4, d + 4);
+    } else { /* 2-bit: A, B from pass 1, C, D from pass 2 */
+        const int32_t qa[4] = {pass == 1 ? q[0] : 0, pass == 1 ? q[1] : 0,
+                               pass == 1 ? cs[0] : q[0], pass == 1 ? 0 : q[1]};
+        const int32_t qb[4] = {pass == 1 ? q[2] : 0, pass == 1 ? q[3] : 0,
+                               pass == 1 ? cs[1] : q[2], pass == 1 ? 0 : q[3]};
+        mm_s8_dots(qa, sa, 2, d);
+        mm_s8_dots(qb, sb, 2, d + 4);
+        if (pass == 2)
+            cs[0] = q[0], cs[1] = q[2];
+    }
+    r[0] = d[h], r[1] = d[h + 1], r[2] = d[4 + h], r[3] = d[5 + h];
+    for (int i = 0; i < 4; i++) {
+        const int ch = c + (i & 1);
+        y |= mm_pw_u(r[i], rq->bias[ch], rq->mult[ch], rq->shift[ch], rq->kb) << 8 * i;
+    }
+    return y;
+}
+#endif
+
+/* Two pixels, every output channel: per block of four channels two halves, four outputs of a
+ * pixel stored at once (mm_pw_st4), then the rows after the last block. Both pixels' outputs of
+ * a block are written before the next block reads their inputs again (lag 2, as the sub8
+ * path). */
+static MM_INLINE void mm_s8f_two(const mm_pw8_job *j, const mm_pw8_rq *rq, const uint8_t *xa,
+                                 const uint8_t *xb, uint8_t *oa, uint8_t *ob, const int wb)
+{
+    const mm_quant_params *q = j->q;
+    const int32_t n = j->row, blk = 4 * mm_bytes(n, wb);
+    const mm_c8src sx = {xa, (int32_t)(xb - xa), n, n, 0, 0, n, n, 1};
+    const int32_t sa = mm_s8_xsum(&sx, 0, 0), sb = mm_s8_xsum(&sx, 1, 0);
+    const uint32_t m4 = (uint32_t)q->qmax * 0x01010101u;
+    const uint8_t *w = (const uint8_t *)j->w;
+    const int obits = q->out_bits;
+    int co = 0;
+    for (; co + 4 <= j->out_c; co += 4, w += blk) {
+        uint32_t y[2];
+        int32_t cs[2] = {0, 0};
+        if (wb == 4) {
+#if defined(__GNUC__)
+#pragma GCC unroll 1
+#endif
+            for (int h = 0; h < 2; h++) /* one copy of the half's code */
+                y[h] = mm_s8f_half(xa, xb, w + 4 * h, n, rq, co + 2 * h, sa, sb, cs, 0);
+        } else {
+            y[0] = mm_s8f_half(xa, xb, w, n, rq, co, sa, sb, cs, 2);
+            y[1] = mm_s8f_half(xa, xb, w, n, rq, co + 2, sa, sb, cs, 1);
+        }
+        oa = mm_pw_st4(oa, (y[0] & 0xFFFFu) | y[1] << 16, obits, m4);
+        ob = mm_pw_st4(ob, y[0] >> 16 | (y[1] & 0xFFFF0000u), obits, m4);
+    }
+    if (co < j->out_c) {
+        mm_s8f_rest(j, w, co, xa, oa);
+        mm_s8f_rest(j, w, co, xb, ob);
+    }
+}
+
+/* One pixel (an odd last one, or a linear's only one, whose requantization may be the general
+ * one: `fast` says which): mm_s8_one's four sums per block, the corrections in C. */
+static MM_INLINE void mm_s8f_one(const mm_pw8_job *j, const uint8_t *x, uint8_t *o,
+                                 const int fast)
+{
+    const mm_quant_params *q = j->q;
+    const int32_t n = j->row, wb = q->w_bits, blk = 4 * mm_bytes(n, wb);
+    const mm_c8src s = {x, 0, n, n, 0, 0, n, n, 1};
+    const int32_t xs = mm_s8_xsum(&s, 0, 0), kb = (int32_t)1 << q->bias_shift;
+    const int32_t *const bias = q->bias, *const mult = q->mult;
+    const int8_t *const shift = q->shift;
+    const uint32_t m4 = (uint32_t)q->qmax * 0x01010101u;
+    const uint8_t *w = (const uint8_t *)j->w;
+    int co = 0;
+    for (; co + 4 <= j->out_c; co += 4, w += blk) {
+        int32_t sums[4], d[4];
+        uint32_t y = 0;
+        if (wb == 4)
+            mm_s8_one(&s, w, 0, 0, 4, sums);
+        else
+            mm_s8_one(&s, w, 0, 0, 2, sums);
+        mm_s8_dots(sums, xs, wb, d);
+        if (fast) {
+#if defined(__GNUC__)
+#pragma GCC unroll 4
+#endif
+            for (int i = 0; i < 4; i++)
+                y |= mm_pw_u(d[i], bias[co + i], mult[co + i], shift[co + i], kb) << 8 * i;
+            o = mm_pw_st4(o, y, q->out_bits, m4);
+        } else {
+            mm_writer wr = {o, 0, 0, q->out_bits};
+#if defined(__GNUC__)
+#pragma GCC unroll 4
+#endif
+            for (int i = 0; i < 4; i++)
+                d[i] = mm_pw_rq(d[i], bias[co + i], mult[co + i], shift[co + i], q->bias_shift,
+                                q->qmin, q->qmax);
+            mm_put4(&wr, d);
+            o = wr.p;
+        }
+    }
+    if (co < j->out_c)
+        mm_s8f_rest(j, w, co, x, o);
+}
+
+/* mm_s8f_one specialised: the fast requantization, and the general one (linears only). */
+static MM_NOINLINE void mm_s8f_one_u(const mm_pw8_job *j, const uint8_t *x, uint8_t *o)
+{
+    mm_s8f_one(j, x, o, 1);
+}
+static MM_NOINLINE void mm_s8f_one_w(const mm_pw8_job *j, const uint8_t *x, uint8_t *o)
+{
+    mm_s8f_one(j, x, o, 0);
+}
+
+/* The pixels of a job in pairs, raster order across rows of pixels (mm_pointwise8's walk), an
+ * odd last one alone; one copy of the pair code per weight width. */
+static MM_INLINE void mm_s8f_pixels(const mm_pw8_job *j, const int wb)
+{
+    const mm_quant_params *q = j->q;
+    const mm_pw8_rq rq = {q->bias, q->mult, q->shift, (int32_t)1 << q->bias_shift};
+    const int32_t npix = (int32_t)j->out_h * j->out_w;
+    const int32_t out_pix = mm_bytes(j->out_c, q->out_bits);
+    const uint8_t *xr = j->in;
+    uint8_t *out = j->out;
+    int ox = 0;
+    for (int32_t p = 0; p + 1 < npix; p += 2, out += 2 * out_pix) {
+        const uint8_t *xa = xr + (int32_t)ox * j->in_step, *xb;
+        if (++ox == j->out_w)
+            ox = 0, xr += j->in_row_step;
+        xb = xr + (int32_t)ox * j->in_step;
+        if (++ox == j->out_w)
+            ox = 0, xr += j->in_row_step;
+        mm_s8f_two(j, &rq, xa, xb, out, out + out_pix, wb);
+    }
+    if (npix & 1)
+        mm_s8f_one_u(j, xr + (int32_t)ox * j->in_step, out);
+}
+
+/* The pair code of the weight widths the model's layers on this path take (MM_SUB8_KIND). */
+#if MM_USE_S8F_W4
+static MM_NOINLINE void mm_s8f_pixels4(const mm_pw8_job *j) { mm_s8f_pixels(j, 4); }
+#endif
+#if MM_USE_S8F_W2
+static MM_NOINLINE void mm_s8f_pixels2(const mm_pw8_job *j) { mm_s8f_pixels(j, 2); }
+#endif
+
+static void mm_sub8_pointwise_fast(const uint8_t *in, uint8_t *out, const uint8_t *w,
+                                   const mm_conv_dims *d, const mm_quant_params *q, int fast)
+{
+    const mm_pw8_job j = {in, out, (const int8_t *)w, q, 0, d->in_c,
+                          (int32_t)d->stride_h * d->in_w * d->in_c,
+                          (int32_t)d->stride_w * d->in_c, d->out_c, d->out_h, d->out_w};
+    if ((int32_t)d->out_h * d->out_w == 1 && fast)
+        mm_s8f_one_u(&j, in, out);
+    else if ((int32_t)d->out_h * d->out_w == 1) /* a linear: any requantization */
+        mm_s8f_one_w(&j, in, out);
+#if MM_USE_S8F_W4
+    else if (q->w_bits == 4)
+        mm_s8f_pixels4(&j);
+#endif
+#if MM_USE_S8F_W2
+    else if (q->w_bits == 2)
+        mm_s8f_pixels2(&j);
+#endif
+    else
+        MM_PATH_OFF();
+}
+#endif
 
 #if MM_USE_PWSUB8
 /* mm_pointwise_sub on 8-bit inputs: the output pixels in pairs, raster order across rows of
@@ -1753,13 +2048,22 @@ static void mm_sub8_pointwise(MM_CONV_ARGS)
 }
 #endif
 
-#if MM_USE_PWSUB8 || MM_USE_PWSUB_PACKED
+#if MM_USE_PWSUB8 || MM_USE_PWSUB8F || MM_USE_PWSUB_PACKED
 /* 8-bit inputs take the sub8 path (ops.conv.sub8_path: channel_packed weights), 2- and 4-bit
  * ones mm_dot.c's unpacking kernel; defined here so that mm_dot.c calls nothing back. */
 void mm_pointwise_sub(MM_CONV_ARGS)
 {
+    /* the shift loop of mm_pw_fast only where the fast path can take the layer */
+    const int fast =
+        q->in_bits == 8 && !q->in_signed && d->in_c % 4 == 0 && mm_pw_fast(q, d->out_c);
     MM_ASSERT(MM_IS_PWSUB(d, q) && !MM_IS_PW8W(d, q));
-    switch (MM_PWSUB_PATH(q->in_bits)) {
+    switch (MM_PWSUB_PATH(q->in_bits, q->in_signed, d->in_c, fast, (int32_t)d->out_h * d->out_w)) {
+#if MM_USE_PWSUB8F
+    case MM_P_PWSUB8F:
+        (void)scratch;
+        mm_sub8_pointwise_fast(in, out, w, d, q, fast);
+        return;
+#endif
 #if MM_USE_PWSUB8
     case MM_P_PWSUB8:
         mm_sub8_pointwise(in, out, w, d, q, scratch);

@@ -36,11 +36,19 @@
      : (ib) == 8 && (wb) < 8 && (groups) == 1 && (row) <= MM_SUB8_ROW                             \
          ? ((in_c) % 4 == 0 ? MM_P_SUB8X2 : (row) <= MM_PATCH ? MM_P_SUB8P : MM_P_CONV_ANY)      \
          : MM_P_CONV_ANY)
-/* mm_pointwise_sub: 8-bit inputs take the sub8 path, 2- and 4-bit ones mm_dot.c's unpacking. */
-#define MM_PWSUB_PATH(ib) ((ib) == 8 ? MM_P_PWSUB8 : MM_P_PWSUB_PACKED)
-/* The sub8 path's pixel function, by weight width and input signedness, for a layer on `path`. */
+/* mm_pointwise_sub: 8-bit inputs take the sub8 path, its fast pixels (MM_P_PWSUB8F: pixel
+ * pairs requantized in asm right after the sums) where the inputs are unsigned, in_c a
+ * multiple of 4 and the requantization MM_PW_FAST (`fast`, below) or the layer one pixel
+ * (npix: a linear); 2- and 4-bit ones mm_dot.c's unpacking. */
+#define MM_PWSUB_PATH(ib, is, in_c, fast, npix)                                                   \
+    ((ib) != 8                                                  ? MM_P_PWSUB_PACKED               \
+     : !(is) && (in_c) % 4 == 0 && ((fast) || (npix) == 1) ? MM_P_PWSUB8F                        \
+                                                               : MM_P_PWSUB8)
+/* The sub8 path's pixel function, by weight width and input signedness, for a layer on `path`
+ * (on MM_P_PWSUB8F, its inputs unsigned: which width's pair code). */
 #define MM_SUB8_KIND(path, wb, is)                                                                \
-    ((path) != MM_P_SUB8X2 && (path) != MM_P_SUB8P && (path) != MM_P_PWSUB8 ? MM_P_NONE          \
+    ((path) == MM_P_PWSUB8F ? ((wb) == 4 ? MM_P_S8F_W4 : MM_P_S8F_W2)                            \
+     : (path) != MM_P_SUB8X2 && (path) != MM_P_SUB8P && (path) != MM_P_PWSUB8 ? MM_P_NONE        \
      : (wb) == 4 ? ((is) ? MM_P_SUB8_W4S : MM_P_SUB8_W4U)                                        \
                  : ((is) ? MM_P_SUB8_W2S : MM_P_SUB8_W2U))
 /* mm_depthwise's group-of-four function (kernels of up to MM_DW_TAPS taps on at least four
@@ -563,7 +571,8 @@ void mm_pointwise8_widen(MM_CONV_ARGS);
  * nblk = in_c - in_c % (32 / w_bits) elements, then each row's remaining bytes, row after row;
  * rows after the last full block stay in natural order (mm_dot.c, mm_pointwise_sub_packed).
  * On 8-bit inputs the pixels go in pairs, read in place (no unpacking), through mm_conv.c's
- * sub8 path, its weights ops.conv.channel_packed. */
+ * sub8 path, its weights ops.conv.channel_packed; unsigned ones of whole words with the fast
+ * requantization (and linears) on its fast pixels (MM_PWSUB_PATH: MM_P_PWSUB8F). */
 void mm_pointwise_sub(MM_CONV_ARGS);
 void mm_pointwise_sub_packed(MM_CONV_ARGS);
 
