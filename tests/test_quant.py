@@ -481,6 +481,21 @@ def test_lsq_steps_stay_positive_in_any_training_run(seed, bits, optimizer, lr):
         assert torch.isfinite(step).all() and (step > _MIN_CLIP).all(), step
 
 
+def test_a_tiny_channel_keeps_its_step_above_the_floor():
+    """The example hypothesis found (seed 205, 8 bits, adam, lr 0.25): a channel whose weights
+    are all below 1e-3 starts at step 7.7e-6, and with a floor of s0 * 2^-10 alone one adam
+    step took it to 7.5e-9, below `_MIN_CLIP`, which deploys the channel as zeros."""
+    from micromix.quant.fakequant import _MIN_CLIP
+
+    g = torch.Generator().manual_seed(205)
+    w = torch.randn(4, 3, 3, 3, generator=g) * torch.rand(4, 1, 1, 1, generator=g)
+    wq = WeightQuant(8, 4, mode="lsq")
+    wq.init_mse(w)
+    assert wq.step_init.min() < 2 * _MIN_CLIP * 2**10  # the case: s0 * 2^-10 < 2 _MIN_CLIP
+    steps = list(_push_steps_down(wq, w, "adam", 0.25, 40))
+    assert all((s > _MIN_CLIP).all() for s in steps)
+
+
 def test_a_plain_step_parameter_would_go_negative_where_ours_does_not():
     """The oracle for the property test above: the same run with the step as a plain parameter
     (the quantizer before issue 25) crosses zero."""

@@ -215,13 +215,18 @@ class WeightQuant(nn.Module):
             self.register_buffer("clip", torch.ones(channels))
 
     def step(self) -> torch.Tensor:
-        """LSQ's step sizes, differentiable in `step_raw`: s0 * (eps + (1 - eps) e^(r / ((1 - eps) s0)))
-        with s0 = step_init, r = step_raw. Above s0 * eps however far r falls (so the floor
-        `_MIN_CLIP` is never reached from any usable start), d step / d r = 1 at r = 0."""
-        keep = 1.0 - _STEP_FLOOR
+        """LSQ's step sizes, differentiable in `step_raw`: s0 * (f + (1 - f) e^(r / ((1 - f) s0)))
+        with s0 = step_init, r = step_raw, f = eps (2^-10), raised to 2 `_MIN_CLIP` / s0 for a
+        channel so small that s0 * eps would lie below twice the floor (at most 1/2). Above
+        s0 * f however far r falls, so the floor `_MIN_CLIP` is never reached from any start
+        above 4 `_MIN_CLIP` (a tiny channel at 8 bits, s0 = 7.7e-6, reached 7.5e-9 with eps
+        alone); d step / d r = 1 at r = 0."""
+        s0 = self.step_init
+        f = (2 * _MIN_CLIP / s0).clamp(_STEP_FLOOR, 0.5)  # exactly eps for any usable channel
+        keep = 1.0 - f
         # The cap only guards exp against overflow (a step e^30 times its start is no grid).
-        grow = torch.exp((self.step_raw / (keep * self.step_init)).clamp_max(30.0))
-        return self.step_init * (_STEP_FLOOR + keep * grow)
+        grow = torch.exp((self.step_raw / (keep * s0)).clamp_max(30.0))
+        return s0 * (f + keep * grow)
 
     def _floor_and_raw(self) -> tuple[float, torch.Tensor]:
         if self.mode == "lsq":
