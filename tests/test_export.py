@@ -4,6 +4,7 @@ under qemu."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -133,6 +134,51 @@ def test_w8a8_conv_paths_are_bit_exact(tmp_path) -> None:
                     "d": "natural", "e": "patch", "f": "input"}  # fmt: skip
     assert {x.kernel for x in im.report.layers if x.name[:-2] in convs} == {"mm_conv"}
     x = np.random.default_rng(6).integers(0, 256, (40, 3, 15, 15), dtype=np.uint8)
+    _host_and_qemu(im, tmp_path, x)
+
+
+class Conv8RqNet(torch.nn.Module):
+    """mm_conv's W8/A8 pair walks under each requantization of mm_conv8x2_px (mm_rq8_kind) on
+    a 3 x 9 x 11 input (odd width: pixels alone at the borders and an odd row): a signed 8-bit
+    output straight from the input (a) and from byte patches (c), unsigned ones (stem, b),
+    and a stride-2 layer with 2 rows after the last block of channels (b)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = conv_bn(3, 8, 3)
+        self.a = conv_bn(8, 12, 3, act=None)
+        self.b = conv_bn(12, 10, 3, 2)
+        self.c = conv_bn(10, 8, 3, act=None)
+        self.fc = torch.nn.Linear(8, 10)
+
+    def forward(self, x):
+        y = self.c(self.b(self.a(self.stem(x))))
+        return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(y, 1), 1))
+
+
+@pytest.mark.parametrize("variant", ["as converted", "qmin -128", "a shift of 32"])
+def test_w8a8_conv_requantizations_are_bit_exact(tmp_path, variant: str) -> None:
+    """Conv8RqNet as converted (unsigned [0, 255] and symmetric signed [-127, 127] clamps, all
+    shifts above 32: the branch-free requantization), with its signed layers clamped to
+    [-128, 127], and with one channel of every layer at shift 32 (the general requantization
+    for the whole layer): host build and, with the ARM tools, qemu (the DSP asm), bit for bit
+    the numpy reference."""
+    torch.manual_seed(3)
+    g = trace(Conv8RqNet().eval(), (1, 3, 9, 11))
+    pol = Policy.uniform(g, 8)
+    im = convert(random_qparams(g, pol, seed=5), g, pol)
+    convs = [o for o in im.ops if o.weights is not None and o.name != "fc"]
+    assert {(o.qmin, o.qmax) for o in convs} == {(0, 255), (-127, 127)}
+    assert all(int(o.arrays["shift"].min()) > 32 for o in convs)
+    if variant == "qmin -128":
+        ops = tuple(dataclasses.replace(o, qmin=-128) if o.qmin == -127 else o for o in im.ops)
+        im = dataclasses.replace(im, ops=ops)
+    elif variant == "a shift of 32":
+        for o in convs:
+            o.arrays["shift"][o.arrays["shift"].size // 2] = 32
+    layers = {x.name: x.kernel for x in im.report.layers}
+    assert {layers[o.name] for o in convs} == {"mm_conv"}
+    x = np.random.default_rng(9).integers(0, 256, (30, 3, 9, 11), dtype=np.uint8)
     _host_and_qemu(im, tmp_path, x)
 
 

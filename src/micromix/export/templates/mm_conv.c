@@ -693,7 +693,8 @@ typedef struct {
     const int8_t *shift;
     int in_c, in_h, in_w, kh, kw, cin_g, cout_g, in_pix, ib, is, wb, lp, bk;
     int32_t row, row_bytes, qmin, qmax;
-    int fast; /* the sub8 path: mm_pw_fast holds (its requantization without branches) */
+    int fast; /* the sub8 path: mm_pw_fast holds (its requantization without branches); the
+               * W8/A8 path (8-bit weights): its requantization, mm_rq8_kind */
 } mm_conv_ctx;
 
 #if MM_USE_CONV_ANY
@@ -1051,6 +1052,84 @@ static void mm_conv8(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *out, 
 }
 #endif
 
+/* How mm_conv8x2_px requantizes a layer (checked once per call): with 8-bit outputs, every
+ * shift above 32 and a clamp to [0, 255] (_U) or to [qmin, 127] (_S: the symmetric signed
+ * range is [-127, 127]), mm_pw_rq's rule needs no branch: one USAT or SSAT clamps and takes
+ * its last halving, a bytewise maximum raises the signed bytes to qmin four at a time, and
+ * four channels of a pixel are stored as one word (mm_conv8_rq8); else mm_conv8_rq (about 35
+ * cycles per output on ResNet-8's layers, measured). */
+enum { MM_RQ8_GENERAL, MM_RQ8_U, MM_RQ8_S };
+static inline int mm_rq8_kind(const mm_quant_params *q, int out_c)
+{
+    if (q->out_bits != 8 || !mm_shifts_above32(q, out_c))
+        return MM_RQ8_GENERAL;
+    return q->qmin == 0 && q->qmax == 255                   ? MM_RQ8_U
+           : q->qmin >= -128 && q->qmin <= 0 && q->qmax == 127 ? MM_RQ8_S
+                                                             : MM_RQ8_GENERAL;
+}
+
+#if MM_USE_CONV8X2 || MM_USE_CONV8P
+#if defined(__ARM_FEATURE_DSP)
+static inline int32_t mm_ssat8_half(int32_t a) /* a >> 1 clamped to [-128, 127] */
+{
+    int32_t r;
+    __asm__("ssat %0, #8, %1, asr #1" : "=r"(r) : "r"(a));
+    return r;
+}
+static inline uint32_t mm_smax8(uint32_t a, uint32_t b) /* bytewise signed maximum */
+{
+    uint32_t r;
+    __asm__("ssub8 %0, %1, %2\n\tsel %0, %1, %2" : "=&r"(r) : "r"(a), "r"(b) : "cc");
+    return r;
+}
+#else
+static inline int32_t mm_ssat8_half(int32_t a)
+{
+    a >>= 1;
+    return a < -128 ? -128 : a > 127 ? 127 : a;
+}
+static inline uint32_t mm_smax8(uint32_t a, uint32_t b)
+{
+    uint32_t r = 0;
+    for (int i = 0; i < 32; i += 8) {
+        const int32_t x = (int8_t)(a >> i), y = (int8_t)(b >> i);
+        r |= (uint32_t)(uint8_t)(x > y ? x : y) << i;
+    }
+    return r;
+}
+#endif
+
+/* Channels co .. co + 3 of np pixels (acc as in mm_conv8_rq) under MM_RQ8_U (sg = 0) or _S
+ * (sg = 1), stored as one word per pixel at o0 and o1: each channel's parameters are read once
+ * for both pixels. np and sg are constants at every call. */
+static MM_INLINE void mm_conv8_rq8(const mm_conv_ctx *k, int co, const int np, const int32_t *acc,
+                                   uint8_t *o0, uint8_t *o1, const int sg)
+{
+    const int32_t kb = (int32_t)1 << k->bk;
+    uint32_t y0 = 0, y1 = 0;
+#if defined(__GNUC__)
+#pragma GCC unroll 4
+#endif
+    for (int j = 0; j < 4; j++) {
+        const int32_t b = k->bias[co + j], m = k->mult[co + j], s = k->shift[co + j] - 33;
+        const int32_t v0 = (mm_smmul(acc[j] * kb + b, m) >> s) + 1;
+        y0 |= (uint32_t)(sg ? mm_ssat8_half(v0) & 0xFF : mm_usat8_half(v0)) << 8 * j;
+        if (np == 2) {
+            const int32_t v1 = (mm_smmul(acc[4 + j] * kb + b, m) >> s) + 1;
+            y1 |= (uint32_t)(sg ? mm_ssat8_half(v1) & 0xFF : mm_usat8_half(v1)) << 8 * j;
+        }
+    }
+    if (sg) {
+        const uint32_t lo = (uint32_t)(uint8_t)k->qmin * 0x01010101u;
+        y0 = mm_smax8(y0, lo);
+        y1 = mm_smax8(y1, lo);
+    }
+    mm_st32(o0, y0);
+    if (np == 2)
+        mm_st32(o1, y1);
+}
+#endif
+
 /* Requantizes the four channels co .. co + 3 of np pixels in place (acc[0..3] pixel 0's,
  * acc[4..7] pixel 1's): each channel's parameters are read once for both pixels, before any
  * output store (gcc reloaded them after every byte stored otherwise). */
@@ -1144,6 +1223,19 @@ static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, const mm_c8src *s, u
         }
         if (s->tail)
             mm_conv8_tail(k, s, w - 4 * s->w0, np, acc);
+        if (k->fast != MM_RQ8_GENERAL) { /* the writers stay on byte boundaries (8-bit) */
+            if (np == 2 && k->fast == MM_RQ8_U)
+                mm_conv8_rq8(k, co, 2, acc, w0.p, w1.p, 0);
+            else if (np == 2)
+                mm_conv8_rq8(k, co, 2, acc, w0.p, w1.p, 1);
+            else if (k->fast == MM_RQ8_U)
+                mm_conv8_rq8(k, co, 1, acc, w0.p, w1.p, 0);
+            else
+                mm_conv8_rq8(k, co, 1, acc, w0.p, w1.p, 1);
+            w0.p += 4;
+            w1.p += 4;
+            continue;
+        }
         mm_conv8_rq(k, co, np, acc);
         mm_put4(&w0, acc);
         if (np == 2)
@@ -1807,7 +1899,8 @@ void mm_conv(MM_CONV_ARGS)
     k.row_bytes = mm_bytes(k.row, k.wb);
     k.qmin = qmin;
     k.qmax = qmax;
-    k.fast = k.wb < 8 && k.ib == 8 && mm_pw_fast(q, d->out_c); /* the sub8 path's */
+    k.fast = k.wb < 8 ? k.ib == 8 && mm_pw_fast(q, d->out_c) /* the sub8 path's */
+                      : mm_rq8_kind(q, d->out_c);
     /* W8/A8: two pixels at a time, from the input (in_c % 4 == 0) or from byte patches; long
      * rows of other in_c one pixel at a time (MM_CONV_PATH); each path only where the model
      * has a layer that takes it (mm_paths.h). */
