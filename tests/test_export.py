@@ -141,15 +141,17 @@ class Conv8RqNet(torch.nn.Module):
     """mm_conv's W8/A8 pair walks under each requantization of mm_conv8x2_px (mm_rq8_kind) on
     a 3 x 9 x 11 input (odd width: pixels alone at the borders and an odd row): a signed 8-bit
     output straight from the input (a) and from byte patches (c), unsigned ones (stem, b),
-    and a stride-2 layer with 2 rows after the last block of channels (b)."""
+    and a stride-2 layer with 2 rows after the last block of channels (b); a linear on 28
+    signed inputs (mm_pw8_one: four, two and one words after its loop of four, 2 rows after
+    its blocks of four)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.stem = conv_bn(3, 8, 3)
         self.a = conv_bn(8, 12, 3, act=None)
         self.b = conv_bn(12, 10, 3, 2)
-        self.c = conv_bn(10, 8, 3, act=None)
-        self.fc = torch.nn.Linear(8, 10)
+        self.c = conv_bn(10, 28, 3, act=None)
+        self.fc = torch.nn.Linear(28, 10)
 
     def forward(self, x):
         y = self.c(self.b(self.a(self.stem(x))))
@@ -167,7 +169,7 @@ def test_w8a8_conv_requantizations_are_bit_exact(tmp_path, variant: str) -> None
     g = trace(Conv8RqNet().eval(), (1, 3, 9, 11))
     pol = Policy.uniform(g, 8)
     im = convert(random_qparams(g, pol, seed=5), g, pol)
-    convs = [o for o in im.ops if o.weights is not None and o.name != "fc"]
+    convs = [o for o in im.ops if o.weights is not None]
     assert {(o.qmin, o.qmax) for o in convs} == {(0, 255), (-127, 127)}
     assert all(int(o.arrays["shift"].min()) > 32 for o in convs)
     if variant == "qmin -128":
@@ -177,7 +179,7 @@ def test_w8a8_conv_requantizations_are_bit_exact(tmp_path, variant: str) -> None
         for o in convs:
             o.arrays["shift"][o.arrays["shift"].size // 2] = 32
     layers = {x.name: x.kernel for x in im.report.layers}
-    assert {layers[o.name] for o in convs} == {"mm_conv"}
+    assert [layers[o.name] for o in convs] == ["mm_conv"] * 4 + ["mm_pointwise8"]
     x = np.random.default_rng(9).integers(0, 256, (30, 3, 9, 11), dtype=np.uint8)
     _host_and_qemu(im, tmp_path, x)
 
