@@ -345,12 +345,13 @@ typedef struct {
 
 static inline void mm_st32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 
-/* How the W8/A8 kernels (mm_conv8x2_px, mm_pw8_one) requantize a layer (checked once per call): with 8-bit outputs, every
- * shift above 32 and a clamp to [0, 255] (_U) or to [qmin, 127] (_S: the symmetric signed
- * range is [-127, 127]), mm_pw_rq's rule needs no branch: one USAT or SSAT clamps and takes
- * its last halving, a bytewise maximum raises the signed bytes to qmin four at a time, and
- * four channels of a pixel are stored as one word (mm_rq8x4); else mm_conv8_rq / mm_pw_rq (about 35
- * cycles per output on ResNet-8's layers, measured). */
+/* How the W8/A8 kernels (mm_conv8x2_px, mm_pw8_one) requantize a layer (checked once per
+ * call): with 8-bit outputs, every shift above 32 and a clamp to [0, 255] (_U) or to
+ * [qmin, 127] (_S: the symmetric signed range is [-127, 127]), mm_pw_rq's rule needs no
+ * branch: one USAT or SSAT clamps and takes its last halving, a bytewise maximum raises the
+ * signed bytes to qmin four at a time, and four channels of a pixel are stored as one word
+ * (mm_rq8x4); else mm_conv8_rq / mm_pw_rq (about 35 cycles per output on ResNet-8's layers,
+ * measured). */
 enum { MM_RQ8_GENERAL, MM_RQ8_U, MM_RQ8_S };
 static inline int mm_rq8_kind(const mm_quant_params *q, int out_c)
 {
