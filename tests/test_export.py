@@ -289,6 +289,28 @@ def test_depthwise_3x3_any_padding_is_bit_exact(tmp_path, pad: int, h: int, w: i
     _host_and_qemu(im, tmp_path, x)
 
 
+@pytest.mark.parametrize(("c", "h", "w", "in_bits"), [(8, 9, 11, 8), (12, 8, 7, 8), (8, 6, 9, 4)])
+def test_depthwise_4x4_stride_2_is_bit_exact(tmp_path, c: int, h: int, w: int, in_bits) -> None:
+    """A 4x4 depthwise layer at stride 2 with padding 1 (what TF's one-sided padding of a
+    stride-2 3x3 becomes on import): rows of whole 4-tap windows (mm_dw_group's unrolled row),
+    clipped rows and columns at every border, odd and even sizes, a single-channel tail (12
+    channels), 8- and 4-bit unsigned inputs. Host build and, with the ARM tools, qemu (the DSP
+    asm), bit for bit the numpy reference."""
+    torch.manual_seed(6)
+    pw = conv_bn(c, c, 1)  # gives the depthwise layer its input bits
+    conv = torch.nn.Conv2d(c, c, 4, 2, 1, groups=c, bias=False)
+    model = torch.nn.Sequential(pw, conv, torch.nn.BatchNorm2d(c), torch.nn.ReLU()).eval()
+    g = trace(model, (1, c, h, w))
+    pol = Policy.uniform(g, 8)
+    pol = pol.replace(activations={**pol.activations, g.ops[0].output: in_bits})
+    im = convert(random_qparams(g, pol, seed=7), g, pol)
+    dw = im.ops[1]
+    assert im.report.layers[1].kernel == "mm_depthwise" and dw.kernel == (4, 4)
+    assert dw.in_bits == (in_bits,) and dw.stride == (2, 2)
+    x = np.random.default_rng(10).integers(0, 256, (20, c, h, w), dtype=np.uint8)
+    _host_and_qemu(im, tmp_path, x)
+
+
 def test_memory_exactness_read_from_the_objects(tmp_path) -> None:
     """The compiled objects, read with nm and size: the model's constants are exactly the
     arrays the memory model counts, one arena and one kernel scratch buffer of exactly its RAM;
