@@ -141,9 +141,10 @@ class Conv8RqNet(torch.nn.Module):
     """mm_conv's W8/A8 pair walks under each requantization of mm_conv8x2_px (mm_rq8_kind) on
     a 3 x 9 x 11 input (odd width: pixels alone at the borders and an odd row): a signed 8-bit
     output straight from the input (a) and from byte patches (c), unsigned ones (stem, b),
-    and a stride-2 layer with 2 rows after the last block of channels (b); a linear on 28
-    signed inputs (mm_pw8_one: four, two and one words after its loop of four, 2 rows after
-    its blocks of four)."""
+    and a stride-2 layer with 2 rows after the last block of channels (b); 1x1 layers on
+    signed inputs (mm_pointwise8's general pixel pairs) with a signed (p) and an unsigned (q)
+    output; a linear on 28 inputs (mm_pw8_one: four, two and one words after its loop of
+    four, 2 rows after its blocks of four)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -151,10 +152,12 @@ class Conv8RqNet(torch.nn.Module):
         self.a = conv_bn(8, 12, 3, act=None)
         self.b = conv_bn(12, 10, 3, 2)
         self.c = conv_bn(10, 28, 3, act=None)
+        self.p = conv_bn(28, 12, 1, act=None)
+        self.q = conv_bn(12, 28, 1)
         self.fc = torch.nn.Linear(28, 10)
 
     def forward(self, x):
-        y = self.c(self.b(self.a(self.stem(x))))
+        y = self.q(self.p(self.c(self.b(self.a(self.stem(x))))))
         return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(y, 1), 1))
 
 
@@ -179,7 +182,7 @@ def test_w8a8_conv_requantizations_are_bit_exact(tmp_path, variant: str) -> None
         for o in convs:
             o.arrays["shift"][o.arrays["shift"].size // 2] = 32
     layers = {x.name: x.kernel for x in im.report.layers}
-    assert [layers[o.name] for o in convs] == ["mm_conv"] * 4 + ["mm_pointwise8"]
+    assert [layers[o.name] for o in convs] == ["mm_conv"] * 4 + ["mm_pointwise8"] * 3
     x = np.random.default_rng(9).integers(0, 256, (30, 3, 9, 11), dtype=np.uint8)
     _host_and_qemu(im, tmp_path, x)
 
