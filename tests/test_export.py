@@ -4,6 +4,7 @@ under qemu."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -133,6 +134,56 @@ def test_w8a8_conv_paths_are_bit_exact(tmp_path) -> None:
                     "d": "natural", "e": "patch", "f": "input"}  # fmt: skip
     assert {x.kernel for x in im.report.layers if x.name[:-2] in convs} == {"mm_conv"}
     x = np.random.default_rng(6).integers(0, 256, (40, 3, 15, 15), dtype=np.uint8)
+    _host_and_qemu(im, tmp_path, x)
+
+
+class Conv8RqNet(torch.nn.Module):
+    """mm_conv's W8/A8 pair walks under each requantization of mm_conv8x2_px (mm_rq8_kind) on
+    a 3 x 9 x 11 input (odd width: pixels alone at the borders and an odd row): a signed 8-bit
+    output straight from the input (a) and from byte patches (c), unsigned ones (stem, b),
+    and a stride-2 layer with 2 rows after the last block of channels (b); 1x1 layers on
+    signed inputs (mm_pointwise8's general pixel pairs) with a signed (p) and an unsigned (q)
+    output; a linear on 28 inputs (mm_pw8_one: four, two and one words after its loop of
+    four, 2 rows after its blocks of four)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = conv_bn(3, 8, 3)
+        self.a = conv_bn(8, 12, 3, act=None)
+        self.b = conv_bn(12, 10, 3, 2)
+        self.c = conv_bn(10, 28, 3, act=None)
+        self.p = conv_bn(28, 12, 1, act=None)
+        self.q = conv_bn(12, 28, 1)
+        self.fc = torch.nn.Linear(28, 10)
+
+    def forward(self, x):
+        y = self.q(self.p(self.c(self.b(self.a(self.stem(x))))))
+        return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(y, 1), 1))
+
+
+@pytest.mark.parametrize("variant", ["as converted", "qmin -128", "a shift of 32"])
+def test_w8a8_conv_requantizations_are_bit_exact(tmp_path, variant: str) -> None:
+    """Conv8RqNet as converted (unsigned [0, 255] and symmetric signed [-127, 127] clamps, all
+    shifts above 32: the branch-free requantization), with its signed layers clamped to
+    [-128, 127], and with one channel of every layer at shift 32 (the general requantization
+    for the whole layer): host build and, with the ARM tools, qemu (the DSP asm), bit for bit
+    the numpy reference."""
+    torch.manual_seed(3)
+    g = trace(Conv8RqNet().eval(), (1, 3, 9, 11))
+    pol = Policy.uniform(g, 8)
+    im = convert(random_qparams(g, pol, seed=5), g, pol)
+    convs = [o for o in im.ops if o.weights is not None]
+    assert {(o.qmin, o.qmax) for o in convs} == {(0, 255), (-127, 127)}
+    assert all(int(o.arrays["shift"].min()) > 32 for o in convs)
+    if variant == "qmin -128":
+        ops = tuple(dataclasses.replace(o, qmin=-128) if o.qmin == -127 else o for o in im.ops)
+        im = dataclasses.replace(im, ops=ops)
+    elif variant == "a shift of 32":
+        for o in convs:
+            o.arrays["shift"][o.arrays["shift"].size // 2] = 32
+    layers = {x.name: x.kernel for x in im.report.layers}
+    assert [layers[o.name] for o in convs] == ["mm_conv"] * 4 + ["mm_pointwise8"] * 3
+    x = np.random.default_rng(9).integers(0, 256, (30, 3, 9, 11), dtype=np.uint8)
     _host_and_qemu(im, tmp_path, x)
 
 
@@ -410,6 +461,28 @@ def test_widened_pointwise_on_few_channels_is_bit_exact(tmp_path, c_in, bits, si
     assert g.tensors[g.ops[0].output].signed == signed
     x = np.random.default_rng(4).integers(0, 256, (12, 1, 7, 5), dtype=np.uint8)
     _host_and_qemu(im, tmp_path, x, qemu)
+
+
+@pytest.mark.parametrize(("c", "h", "w", "in_bits"), [(8, 9, 11, 8), (12, 8, 7, 8), (8, 6, 9, 4)])
+def test_depthwise_4x4_stride_2_is_bit_exact(tmp_path, c: int, h: int, w: int, in_bits) -> None:
+    """A 4x4 depthwise layer at stride 2 with padding 1 (what TF's one-sided padding of a
+    stride-2 3x3 becomes on import): rows of whole 4-tap windows (mm_dw_group's unrolled row),
+    clipped rows and columns at every border, odd and even sizes, a single-channel tail (12
+    channels), 8- and 4-bit unsigned inputs. Host build and, with the ARM tools, qemu (the DSP
+    asm), bit for bit the numpy reference."""
+    torch.manual_seed(6)
+    pw = conv_bn(c, c, 1)  # gives the depthwise layer its input bits
+    conv = torch.nn.Conv2d(c, c, 4, 2, 1, groups=c, bias=False)
+    model = torch.nn.Sequential(pw, conv, torch.nn.BatchNorm2d(c), torch.nn.ReLU()).eval()
+    g = trace(model, (1, c, h, w))
+    pol = Policy.uniform(g, 8)
+    pol = pol.replace(activations={**pol.activations, g.ops[0].output: in_bits})
+    im = convert(random_qparams(g, pol, seed=7), g, pol)
+    dw = im.ops[1]
+    assert im.report.layers[1].kernel == "mm_depthwise" and dw.kernel == (4, 4)
+    assert dw.in_bits == (in_bits,) and dw.stride == (2, 2)
+    x = np.random.default_rng(10).integers(0, 256, (20, c, h, w), dtype=np.uint8)
+    _host_and_qemu(im, tmp_path, x)
 
 
 def test_memory_exactness_read_from_the_objects(tmp_path) -> None:
