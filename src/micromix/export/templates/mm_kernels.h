@@ -58,7 +58,7 @@
 /* Whether the ring of widened rows fits the scratch counted for a 3x3 layer (MM_DW_RING rows
  * of 4 x min(w, MM_DW_RING_W) bytes, ops.conv.scratch_need): rows of at most MM_DW_RING_W
  * columns, or four rows of a wider one (mm_dw_3x3_w's four-row ring: up to 30 columns). */
-#define MM_DW_RING_FITS(w) ((MM_DW_RING - 1) * (w) <= MM_DW_RING * MM_DW_RING_W)
+#define MM_DW_RING_FITS(w) ((w) <= MM_DW_RING * MM_DW_RING_W / (MM_DW_RING - 1))
 #define MM_DW_GROUP(is, ib, kh, kw, c, w)                                                         \
     ((c) < 4 || (kh) * (kw) > MM_DW_TAPS ? MM_P_NONE                                              \
      : (is)                              ? MM_P_DW_ANY                                            \
