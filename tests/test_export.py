@@ -398,6 +398,14 @@ def test_depthwise_3x3_on_sub_byte_inputs_is_bit_exact(tmp_path, c, h, w, stride
     _host_and_qemu(im, tmp_path, x, qemu)
 
 
+def _ring_four_rows_max() -> int:
+    """The widest input whose four widened rows fit the ring counted at MM_DW_RING_W columns
+    (mm_dw_3x3_w's four-row ring)."""
+    from micromix.ops.common import kernel_constant
+
+    return kernel_constant("MM_DW_RING") * kernel_constant("MM_DW_RING_W") // 4
+
+
 def test_depthwise_ring_is_exactly_the_counted_scratch(tmp_path) -> None:
     """The depthwise ring of widened rows is the scratch the memory model counts for a 3x3
     layer (MM_DW_RING rows of 4 x in_w bytes): with the largest need in the model, the checked
@@ -409,6 +417,28 @@ def test_depthwise_ring_is_exactly_the_counted_scratch(tmp_path) -> None:
     need = kernel_constant("MM_DW_RING") * 4 * 16
     assert im.report.layers[1].scratch_bytes == need == im.report.scratch_bytes
     x = np.random.default_rng(2).integers(0, 256, (4, 8, 6, 16), dtype=np.uint8)
+    _ring_fills_the_scratch(tmp_path, im, x, need)
+
+
+def test_depthwise_four_row_ring_fills_the_counted_scratch(tmp_path) -> None:
+    """At the widest input the four-row ring takes (MM_DW_RING_W < w, four rows of 4 x w
+    bytes exactly the counted MM_DW_RING x 4 x MM_DW_RING_W), the checked build passes and with
+    4 bytes less of scratch the ring writes into the guard."""
+    from micromix.ops.common import kernel_constant
+
+    torch.manual_seed(2)
+    w = _ring_four_rows_max()
+    assert w > kernel_constant("MM_DW_RING_W")
+    im = _dw_after_sub_byte(4, 7, w, 1, 1, (4, 8))
+    need = 4 * 4 * w
+    assert im.report.layers[1].scratch_bytes == need == im.report.scratch_bytes
+    x = np.random.default_rng(3).integers(0, 256, (3, 4, 7, w), dtype=np.uint8)
+    _ring_fills_the_scratch(tmp_path, im, x, need)
+
+
+def _ring_fills_the_scratch(tmp_path, im, x: np.ndarray, need: int) -> None:
+    """The checked build of `im` passes with `need` bytes of scratch, and with 4 bytes less it
+    stops at the guard."""
     out = export_c(im, tmp_path / "c", test_images=x, check=False)
     assert run_checked_build(out).returncode == 0
     header = (out / "lib" / "micromix_model.h").read_text()
@@ -421,15 +451,41 @@ def test_depthwise_ring_is_exactly_the_counted_scratch(tmp_path) -> None:
     assert r.returncode != 0 and b"wrote past the" in r.stderr
 
 
+@pytest.mark.parametrize(
+    ("c", "h", "w", "stride", "bits", "qemu"),
+    [pytest.param(8, 9, 30, 1, (4, 4), True, marks=pytest.mark.slow),
+     pytest.param(6, 10, 25, 2, (2, 8), True, marks=pytest.mark.slow),
+     pytest.param(5, 7, 27, 1, (4, 2), True, marks=pytest.mark.slow),
+     (6, 8, 25, 2, (2, 4), False)],
+)  # fmt: skip
+def test_depthwise_four_row_ring_is_bit_exact(tmp_path, c, h, w, stride, bits, qemu) -> None:
+    """3x3 layers on 4- and 2-bit inputs wider than MM_DW_RING_W columns whose four widened
+    rows fit the counted ring take mm_dw_3x3_w's four-row ring (no unwidened group code in the
+    build): rows kept across a move to the ring's top (one or two, odd word counts), stride 1
+    and 2, 8-, 4- and 2-bit outputs, a tail of channels; every image bit-identical on the
+    host (portable rows) and in qemu (the DSP asm and its ring copy)."""
+    from micromix.export.cgen import library_files
+
+    torch.manual_seed(c + w)
+    im = _dw_after_sub_byte(c, h, w, stride, 1, bits)
+    model = _write(tmp_path / "model", library_files(im))
+    assert _text_symbols(model, "mm_dw.c") & {"mm_dw_4u", "mm_dw_2u", "mm_dw_3x3_w"} == {
+        "mm_dw_3x3_w"
+    }
+    x = np.random.default_rng(c).integers(0, 256, (8, c, h, w), dtype=np.uint8)
+    _host_and_qemu(im, tmp_path, x, qemu)
+
+
 def test_depthwise_rows_wider_than_the_ring_are_read_unwidened(tmp_path) -> None:
-    """A 3x3 layer on 4-bit inputs wider than MM_DW_RING_W columns keeps the unwidened group
-    code (mm_dw_4u, no mm_dw_3x3_w in its build), is counted the ring of MM_DW_RING_W columns
-    only (a patch tile of it may be that narrow), and stays bit-identical on the host."""
+    """A 3x3 layer on 4-bit inputs too wide for four rows in the ring counted at MM_DW_RING_W
+    columns keeps the unwidened group code (mm_dw_4u, no mm_dw_3x3_w in its build), is counted
+    the ring of MM_DW_RING_W columns only (a patch tile of it may be that narrow), and stays
+    bit-identical on the host."""
     from micromix.export.cgen import library_files
     from micromix.ops.common import kernel_constant
 
     torch.manual_seed(4)
-    w = kernel_constant("MM_DW_RING_W") + 2
+    w = _ring_four_rows_max() + 1
     im = _dw_after_sub_byte(8, 5, w, 1, 1, (4, 8))
     cap = kernel_constant("MM_DW_RING") * 4 * kernel_constant("MM_DW_RING_W")
     assert im.report.layers[1].scratch_bytes == cap

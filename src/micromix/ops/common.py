@@ -35,8 +35,9 @@ KERNEL_CONSTANTS: Mapping[str, int] = {
     "MM_SMALL_ROW_BITS": 128,
     "MM_DW_TAPS": 25,
     "MM_DW_RING": 5,
-    # The widest input rows (tile or tensor) the ring takes: it is counted at 8-bit inputs
-    # too (scratch follows the weight bits), so it may add at most 5 x 4 x 24 = 480 B there.
+    # The widest input rows (tile or tensor) the ring takes five of (up to 5 x 24 / 4 columns
+    # it takes four, mm_kernels.h MM_DW_RING_FITS): it is counted at 8-bit inputs too
+    # (scratch follows the weight bits), so it may add at most 5 x 4 x 24 = 480 B there.
     "MM_DW_RING_W": 24,
     "MM_SUB8_ROW": 65536,
 }

@@ -226,8 +226,9 @@ def scratch_need(op: Op, w_bits: int | None) -> int:
     patch (row int16). depthwise: 3x3 kernels on at least four channels, a ring of MM_DW_RING
     rows of four channels' bytes (4 x in_w each) that 4- and 2-bit inputs are widened into
     (mm_dw.c mm_dw_3x3_w; counted at every input width, as the family's, on at most
-    MM_DW_RING_W columns: wider rows, tile or tensor, are read unwidened); else none (its
-    weight pairs are a small fixed stack table).
+    MM_DW_RING_W columns: wider rows, tile or tensor, are widened into four ring rows where
+    those fit it (mm_kernels.h MM_DW_RING_FITS), else read unwidened); else none (its weight
+    pairs are a small fixed stack table).
     conv: the unpacked patch, in chunks of MM_PATCH elements of one pixel when the patch is
     longer than MM_PATCH. mm_pointwise_sub: one unpacked input pixel. mm_pointwise8 (none) and
     mm_pointwise8_widen (two input pixels widened to bytes, 2 x in_c: never more than the

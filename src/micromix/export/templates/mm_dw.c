@@ -599,21 +599,47 @@ static void mm_dw_widen_row(const mm_dwl *L, const uint8_t *p, uint8_t *d, uint8
         a[x] = b[x] = L->ib == 4 ? mm_spread4(p[0] | (uint32_t)p[1] << 8) : mm_spread2(p[0]);
 }
 
+/* Words n of the ring from s to d (d below s, no overlap: mm_dw_3x3_w's four-row ring). On DSP
+ * cores two words a step in asm (newlib-nano's memcpy goes byte by byte, and gcc turns a
+ * plain loop back into a memcpy call). */
+static void mm_dw_ring_copy(uint32_t *d, const uint32_t *s, int32_t n)
+{
+#if defined(__ARM_FEATURE_DSP)
+    if (n >= 2) {
+        uint32_t a_, b_;
+        int32_t m_ = n & ~1;
+        __asm__ volatile("1:\n\tldrd %[a], %[b], [%[s]], #8\n\tstrd %[a], %[b], [%[d]], #8\n\t"
+                         "subs %[m], %[m], #2\n\tbgt 1b"
+                         : [a] "=&r"(a_), [b] "=&r"(b_), [s] "+r"(s), [d] "+r"(d), [m] "+r"(m_)
+                         :
+                         : "cc", "memory");
+    }
+    if (n & 1)
+        *d = *s;
+#else
+    memcpy(d, s, (size_t)n * 4);
+#endif
+}
+
 /* 3x3 windows of 4- and 2-bit unsigned inputs: the 8-bit code (mm_dw_3x3_rows on DSP cores,
  * mm_dw_8u elsewhere) on the group's four channels widened to bytes. Each input row is widened
- * once, into a ring of MM_DW_RING = 5 rows of 4 x in_w bytes in the scratch: row y at ring row
- * y % 3, and rows with y % 3 < 2 again at y % 3 + 3, so that the three rows lo .. lo + 2 an
- * output row reads (lo: its first row, moved inside the image as the 8-bit code moves it) lie
- * one after the other from ring row lo % 3. Output row oy runs on a base pointer that puts
- * input row lo there. A row is widened before any output pixel that reads it is written, so
- * running in place holds as it does for the 8-bit code (which reads the same rows later). */
+ * once, into a ring of 4 x in_w byte rows in the scratch, so that the three rows lo .. lo + 2
+ * an output row reads (lo: its first row, moved inside the image as the 8-bit code moves it)
+ * lie one after the other. Rows of at most MM_DW_RING_W columns: MM_DW_RING = 5 ring rows,
+ * row y at ring row y % 3, and rows with y % 3 < 2 again at y % 3 + 3. Wider rows (the
+ * counted scratch holds four of them, MM_DW_GROUP): four ring rows, row y at ring row
+ * y - first; when an output row's rows would run past the fourth, the rows it keeps (at most
+ * two) are copied to the top first (widening them again could read inputs already
+ * overwritten in place). Output row oy runs on a base pointer that puts input row lo there. A
+ * row is widened before any output pixel that reads it is written, so running in place holds
+ * as it does for the 8-bit code (which reads the same rows later). */
 static MM_NOINLINE void mm_dw_3x3_w(const mm_dwl *L, const uint8_t *in, uint8_t *out,
                                     const uint32_t *wp, const mm_dwq *q, uint8_t *ring)
 {
-    const int in_h = L->in_h, last = in_h > 3 ? in_h - 3 : 0;
+    const int in_h = L->in_h, last = in_h > 3 ? in_h - 3 : 0, five = L->in_w <= MM_DW_RING_W;
     const int32_t rs = 4 * (int32_t)L->in_w;
     mm_dwl W = *L;
-    int next = 0; /* the next input row to widen */
+    int next = 0, first = 0; /* the next input row to widen; the four-row ring's top row */
 #if defined(__ARM_FEATURE_DSP)
     uint32_t k[3 * MM_DW_KT];
     mm_dw_3x3_k(wp, k);
@@ -623,14 +649,25 @@ static MM_NOINLINE void mm_dw_3x3_w(const mm_dwl *L, const uint8_t *in, uint8_t 
     for (int oy = L->oy0; oy < L->oy1; oy++) {
         const int iy0 = oy * L->sh - L->ph;
         const int lo = iy0 < 0 ? 0 : iy0 > last ? last : iy0, hi = lo + 3 < in_h ? lo + 3 : in_h;
-        /* input row y at ring row lo % 3 + y - lo: an address outside the ring for rows the
-         * output row does not read, formed as an integer (never dereferenced) */
+        if (!five && hi - first > MM_DW_RING - 1) { /* rows lo .. next - 1 to the top */
+            if (next > lo)
+                mm_dw_ring_copy((uint32_t *)(void *)ring,
+                                (const uint32_t *)(void *)(ring + (int32_t)(lo - first) * rs),
+                                (int32_t)(next - lo) * L->in_w);
+            else
+                next = lo;
+            first = lo;
+        }
+        /* input row y at ring row lo % 3 + y - lo (y - first): an address outside the ring
+         * for rows the output row does not read, formed as an integer (never dereferenced) */
+        const int top = five ? lo % 3 - lo : -first;
         const uint8_t *const base =
-            (const uint8_t *)((uintptr_t)ring + (uintptr_t)((int32_t)(lo % 3 - lo) * rs));
+            (const uint8_t *)((uintptr_t)ring + (uintptr_t)((int32_t)top * rs));
         for (; next < hi; next++) {
-            const int r = next % 3;
-            mm_dw_widen_row(L, in + (int32_t)next * L->row, ring + r * rs,
-                            ring + (r < 2 ? r + 3 : r) * rs);
+            const int r = five ? next % 3 : next - first;
+            uint8_t *const d = ring + r * rs;
+            mm_dw_widen_row(L, in + (int32_t)next * L->row, d,
+                            five && r < 2 ? d + 3 * rs : d);
         }
         W.oy0 = oy;
         W.oy1 = oy + 1;

@@ -55,11 +55,15 @@
  * channels), by input format, kernel size and, for the ring of widened rows, the input width
  * w (of the call: a patch tile's); and its single-channel path (the c % 4 leftover
  * channels, or every channel of a larger kernel). */
+/* Whether the ring of widened rows fits the scratch counted for a 3x3 layer (MM_DW_RING rows
+ * of 4 x min(w, MM_DW_RING_W) bytes, ops.conv.scratch_need): rows of at most MM_DW_RING_W
+ * columns, or four rows of a wider one (mm_dw_3x3_w's four-row ring: up to 30 columns). */
+#define MM_DW_RING_FITS(w) ((w) <= MM_DW_RING * MM_DW_RING_W / (MM_DW_RING - 1))
 #define MM_DW_GROUP(is, ib, kh, kw, c, w)                                                         \
     ((c) < 4 || (kh) * (kw) > MM_DW_TAPS ? MM_P_NONE                                              \
      : (is)                              ? MM_P_DW_ANY                                            \
      : (ib) == 8                         ? ((kh) == 3 && (kw) == 3 ? MM_P_DW_3X3_8U : MM_P_DW_8U) \
-     : (kh) == 3 && (kw) == 3 && (w) <= MM_DW_RING_W ? MM_P_DW_3X3_W                              \
+     : (kh) == 3 && (kw) == 3 && MM_DW_RING_FITS(w) ? MM_P_DW_3X3_W                               \
      : (ib) == 4                         ? MM_P_DW_4U                                             \
                                          : MM_P_DW_2U)
 #define MM_DW_TAIL(c, kh, kw)                                                                     \
