@@ -248,19 +248,18 @@ def _geometry_or_refusal(
     graph: Graph, split: str, grid: int, row_ops: int
 ) -> _Geometry | MicromixError:
     try:
-        rows, cols = (stage_spans(graph, split, grid, a) for a in (0, 1))
+        return _stage_geometry(graph, split, grid, row_ops)
     except MicromixError as e:
         return e
+
+
+def _stage_geometry(graph: Graph, split: str, grid: int, row_ops: int) -> _Geometry:
+    rows, cols = (stage_spans(graph, split, grid, a) for a in (0, 1))
     ops = graph.ops[: graph.tensors[split].first + 1]
     first = graph.input if not row_ops else ops[0].output
-    try:
-        cell_list = tuple(
-            tuple(_tile_step(graph, o, r, c, first) for o in ops[row_ops:])
-            for r in rows
-            for c in cols
-        )
-    except MicromixError as e:
-        return e
+    cell_list = tuple(
+        tuple(_tile_step(graph, o, r, c, first) for o in ops[row_ops:]) for r in rows for c in cols
+    )
     hw = {
         o.output: (
             max(r[o.output][1] - r[o.output][0] for r in rows),

@@ -493,13 +493,14 @@ def c_rules(site: CallSite) -> tuple[str, ...]:
     above32 = int(bool((np.asarray(iop.arrays["shift"]) > 32).all()))
     if site.kernel in ("mm_conv", "mm_pointwise_sub"):
         fast = f"MM_PW_FAST({iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})"
-        path = (f"MM_CONV_PATH({ib}, {iop.w_bits}, {groups}, {c_in}, {row})"
-                if site.kernel == "mm_conv" else f"MM_PWSUB_PATH({ib}, {is_}, {c_in}, {fast}, {out_h * out_w})")  # fmt: skip
+        path = f"MM_PWSUB_PATH({ib}, {is_}, {c_in}, {fast}, {out_h * out_w})"
+        if site.kernel == "mm_conv":
+            path = f"MM_CONV_PATH({ib}, {iop.w_bits}, {groups}, {c_in}, {row})"
         return (path, f"MM_SUB8_KIND({path}, {iop.w_bits}, {is_})")
     if site.kernel == "mm_depthwise":
         group = f"MM_DW_GROUP({is_}, {ib}, {kh}, {kw}, {c_in}, {in_w})"
-        return (group, f"MM_DW_TAIL({c_in}, {kh}, {kw})",
-                f"MM_DW_OUT({group}, {iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})")  # fmt: skip
+        out = f"MM_DW_OUT({group}, {iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})"
+        return (group, f"MM_DW_TAIL({c_in}, {kh}, {kw})", out)
     if site.kernel in ("mm_pointwise8", "mm_pointwise8_widen"):
         pw8 = (f"MM_PW8_PATH({is_}, {row}, {iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32}, "
                f"{out_h * out_w})")  # fmt: skip
