@@ -1,10 +1,10 @@
-"""The README's measured blocks (the demo run and the results table), rendered from
-results/*.json: the one place their figures come from, so the README and the result files
-cannot disagree.
+"""The measured blocks of the README (the demo run and the results table) and of
+results/mlperf_tiny.md (its speed table), rendered from results/*.json: the one place their
+figures come from, so the documents and the result files cannot disagree.
 
     python -m bench.readme            # print the blocks
-    python -m bench.readme --write    # replace each block between the README's markers
-    python -m bench.readme --check    # exit 1 when a README block is not the rendering
+    python -m bench.readme --write    # replace each block between its document's markers
+    python -m bench.readme --check    # exit 1 when a block is not the rendering
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from bench.common import ROOT, md_table
+from micromix.files import write_text
 
 RESULTS = ROOT / "results"
 
@@ -167,21 +168,76 @@ def demo_table() -> str:
     return "\n".join(lines)
 
 
-BLOCKS = {"demo": demo_table, "results": results_table}
+def speed_table() -> str:
+    """results/mlperf_tiny.md's speed table: each MLPerf Tiny task's (and the demo's) estimated
+    Cortex-M4 cycles from results/mcu_cost.json, beside CMSIS-NN s8 and the published times."""
+    d = _load("mcu_cost.json")
+    mhz, published = d["clock_mhz"]["cortex-m4"], d["published_m4_ms"]
+    rows = []
+    for net in (*published, "demo"):
+        builds = d["networks"][net]["cortex-m4"]
+        w8, ref = builds["micromix_w8a8"], builds["cmsis_nn_s8"]["est_cycles"]
+        mixed = builds["micromix_mixed" if net == "demo" else f"micromix_{net}_mixed"]
+        pub = " / ".join(f"{v:g}" for v in published[net]) if net in published else "-"
+        rows.append((
+            net, f"{w8['est_cycles']:,}", f"{ref:,}", f"{w8['est_cycles'] / ref:.3f}",
+            f"{w8['est_cycles'] / (mhz * 1e3):.1f}", pub, f"{mixed['est_cycles']:,}",
+            f"{mixed['est_cycles'] / w8['est_cycles']:.3f}",
+            f"{w8['kernel_text']:,} / {mixed['kernel_text']:,}",
+        ))  # fmt: skip
+    head = (
+        "task", "micromix W8/A8", "CMSIS-NN s8", "ratio", "est. ms", "published best / TFLM ms",
+        "mixed (qemu)", "mixed / W8/A8", "kernel .text W8/A8 / mixed B",
+    )  # fmt: skip
+    return "\n".join(md_table(head, rows, "lrrrrrrrr"))
 
 
-def _replace(text: str, name: str, block: str) -> str:
+def memory_table() -> str:
+    """results/mlperf_tiny.md's memory table: TFLM's arena and FLASH beside micromix's exact
+    RAM and FLASH for each task, from results/mlperf_tiny.json."""
+    rows = []
+    for task, r in _load("mlperf_tiny.json").items():
+        if task.startswith("_"):
+            continue
+        tflm, w8, mx = r["tflm"], r["micromix_w8a8"], r["micromix_mixed"]
+        rows.append((
+            task, f"{tflm['arena']:,}", f"{tflm['flash']:,}", f"{w8['ram']:,}",
+            f"{w8['ram_auto']:,} ({w8['ram_auto'] / tflm['arena']:.2f}x)",
+            f"{int(0.7 * tflm['arena']):,}", f"{w8['flash']:,}",
+            f"{mx['ram']:,} / {mx['ram_auto']:,}", f"{mx['flash']:,}",
+            f"{r['import_max_rel_error']:.1e}",
+        ))  # fmt: skip
+    head = (
+        "task", "TFLM arena", "TFLM flash", "W8/A8 RAM layer", "W8/A8 RAM auto (/ TFLM)",
+        "0.7x arena", "W8/A8 FLASH", "mixed RAM layer / auto", "mixed FLASH", "import rel. err",
+    )  # fmt: skip
+    return "\n".join(md_table(head, rows))
+
+
+# Each document's blocks, by marker name.
+BLOCKS = {
+    "README.md": {"demo": demo_table, "results": results_table},
+    "results/mlperf_tiny.md": {"memory": memory_table, "speed": speed_table},
+}
+
+
+def _replace(text: str, doc: str, name: str, block: str) -> str:
     begin, end = _markers(name)
     if begin not in text or end not in text:
-        raise SystemExit(f"README.md has no {begin} ... {end} block.")
+        raise SystemExit(f"{doc} has no {begin} ... {end} block.")
     head, rest = text.split(begin, 1)
     return f"{head}{begin}\n{block}\n{end}{rest.split(end, 1)[1]}"
 
 
-def render_readme(text: str) -> str:
-    for name, fn in BLOCKS.items():
-        text = _replace(text, name, fn())
+def render(doc: str, text: str) -> str:
+    """`text` (the document `doc`) with each of its blocks replaced by its rendering."""
+    for name, fn in BLOCKS[doc].items():
+        text = _replace(text, doc, name, fn())
     return text
+
+
+def render_readme(text: str) -> str:
+    return render("README.md", text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,17 +245,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write", action="store_true", help="update README.md in place")
     ap.add_argument("--check", action="store_true", help="exit 1 if README.md is stale")
     args = ap.parse_args(argv)
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    if args.check:
-        if render_readme(text) != text:
-            print("README.md's measured blocks are stale: run python -m bench.readme --write")
-            return 1
-        return 0
-    if args.write:
-        readme.write_text(render_readme(text))
-        return 0
-    print("\n\n".join(fn() for fn in BLOCKS.values()))
+    stale = []
+    for doc in BLOCKS:
+        path = ROOT / doc
+        text = path.read_text()
+        new = render(doc, text)
+        if args.write and new != text:
+            write_text(path, new)
+        stale += [doc] if new != text else []
+    if args.check and stale:
+        print(f"{', '.join(stale)}: measured blocks are stale: run python -m bench.readme --write")
+        return 1
+    if not (args.check or args.write):
+        print("\n\n".join(fn() for blocks in BLOCKS.values() for fn in blocks.values()))
     return 0
 
 

@@ -31,3 +31,15 @@ def test_an_edited_figure_is_put_back_from_the_result_files():
     )
     r = _python("-c", code)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_the_mlperf_tables_are_put_back_from_the_result_files():
+    code = (
+        "from bench.readme import render\n"
+        "t = open('results/mlperf_tiny.md').read()\n"
+        "edited = t.replace('| kws | ', '| kws | 1')\n"
+        "assert edited.count('| kws | 1') == 2\n"
+        "assert render('results/mlperf_tiny.md', edited) == t\n"
+    )
+    r = _python("-c", code)
+    assert r.returncode == 0, r.stdout + r.stderr
