@@ -74,17 +74,23 @@ class Counts:
     output: str
 
 
+def symbol_address(elf: Path, name: str) -> int:
+    """The address of the function `name` in `elf` (its Thumb bit cleared)."""
+    nm = run(["arm-none-eabi-nm", str(elf)], elf.parent)
+    m = re.search(rf"^([0-9a-f]+) T {re.escape(name)}$", nm, re.M)
+    if m is None:
+        raise BenchError(f"{elf} has no {name} function")
+    return int(m.group(1), 16) & ~1
+
+
 def count(elf: Path, plugin: Path, machine: str = "mps2-an386", timeout: float = 600) -> Counts:
     """Run `elf` under qemu with the counting plugin; segments split at `mm_mark` calls."""
-    nm = run(["arm-none-eabi-nm", str(elf)], elf.parent)
-    m = re.search(r"^([0-9a-f]+) T mm_mark$", nm, re.M)
-    if m is None:
-        raise BenchError(f"{elf} has no mm_mark function")
+    mark = symbol_address(elf, "mm_mark")
     out = elf.with_suffix(".counts")
     cmd = [
         "qemu-system-arm", "-M", machine, "-nographic", "-monitor", "none",
         "-semihosting-config", "enable=on,target=native", "-kernel", str(elf),
-        "-plugin", f"{plugin},mark=0x{m.group(1)},out={out}",
+        "-plugin", f"{plugin},mark=0x{mark:x},out={out}",
     ]  # fmt: skip
     text = run(cmd, elf.parent, timeout)
     segs, hist = [], {}

@@ -10,7 +10,7 @@
  * Cycle model (Cortex-M4 TRM r0p1, table 3-1; documented in results/mcu_cost.md):
  *   data processing, MUL/MLA/SMLAD/SMULL/SMLAL, SSAT, SXTB16, IT ...   1
  *   LDR/STR single (any width)                                         2, 1 if the instruction
- *                                                                      before it in the block was
+ *                                                                      executed before it was
  *                                                                      also a single load/store
  *   LDRD/STRD                                                          3
  *   LDM/STM/PUSH/POP of N registers                                    1 + N
@@ -18,8 +18,10 @@
  *   branch not taken                                                   1
  *   branch taken (B, BL, BX, CBZ, POP {pc}, ...)                       1 + P, P = 2 (TRM: 1..3)
  *   TBB/TBH                                                            2 + P
- * A branch is taken when the next executed block does not start right after it. Wait states,
- * bus contention and the write buffer are not modelled. */
+ * A branch is taken when the next executed block does not start right after it. A block that
+ * starts right after the last one (qemu ends blocks at 1 KB pages too) carries its load/store
+ * pairing over, so a count does not depend on where the code lies. Wait states, bus contention
+ * and the write buffer are not modelled. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +38,7 @@ typedef struct {
     uint64_t start, end; /* guest addresses: first byte, byte after the last instruction */
     uint32_t n, cyc;
     int is_mark, ends_branch, extra_taken; /* extra_taken: TBB/TBH cost 1 more when taken */
+    int first_ls, last_ls; /* the first / last instruction is a single load/store */
     uint16_t *mnem;                          /* mnemonic index per instruction (histogram) */
 } tbinfo;
 
@@ -43,7 +46,7 @@ static uint64_t mark_addr = (uint64_t)-1;
 static const char *out_path = "counts.txt";
 static uint64_t seg_ins[MAX_SEG], seg_cyc[MAX_SEG];
 static int seg;
-static int pending_branch;
+static int pending_branch, pending_ls;
 static uint64_t last_end;
 static char *mnem_name[MAX_MNEM];
 static uint64_t mnem_count[MAX_MNEM];
@@ -159,13 +162,15 @@ static void on_tb(unsigned int vcpu, void *ud)
     (void)vcpu;
     if (pending_branch && t->start != last_end)
         seg_cyc[seg] += P_TAKEN + (pending_branch == 2);
+    const int paired = pending_ls && t->first_ls && t->start == last_end;
     if (t->is_mark && seg < MAX_SEG - 1)
         seg++;
     seg_ins[seg] += t->n;
-    seg_cyc[seg] += t->cyc;
+    seg_cyc[seg] += t->cyc - (uint32_t)paired; /* its first load/store follows one */
     for (uint32_t i = 0; i < t->n; i++)
         mnem_count[t->mnem[i]]++;
     pending_branch = t->ends_branch ? 1 + t->extra_taken : 0;
+    pending_ls = t->last_ls;
     last_end = t->end;
 }
 
@@ -186,7 +191,10 @@ static void on_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
         int ls, br, tbx;
         t->cyc += (uint32_t)classify(dis, mn, prev_ls, &ls, &br, &tbx);
         t->mnem[i] = (uint16_t)mnem_index(mn);
-        prev_ls = ls;
+        if (i == 0)
+            t->first_ls = ls && !br;
+        prev_ls = ls && !br;
+        t->last_ls = prev_ls;
         if (i + 1 == n) {
             t->ends_branch = br;
             t->extra_taken = tbx;
