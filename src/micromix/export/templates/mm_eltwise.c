@@ -7,6 +7,79 @@ typedef struct {
     int n, as, bs;
 } mm_add8;
 
+/* a clamped to [0, 255]: one USAT on the Cortex-M (ARMv7-M has it without the DSP extension). */
+#if defined(__ARM_ARCH_7M__) || defined(__ARM_ARCH_7EM__)
+static inline int32_t mm_usat8(int32_t a)
+{
+    int32_t r;
+    __asm__("usat %0, #8, %1" : "=r"(r) : "r"(a));
+    return r;
+}
+#else
+static inline int32_t mm_usat8(int32_t a) { return a < 0 ? 0 : a > 255 ? 255 : a; }
+#endif
+
+/* The add's common case: shift n <= 32 and an unsigned output over all of [0, 255]. Shifting
+ * both inputs up by u = 32 - n puts the rule's shift at 32 exactly: |x| 2^u <= 255 2^23 fits
+ * int32 (n >= 9), and (x 2^u + 2^31) >> 32, the rounded value, is the product sum's high word
+ * plus the top bit of its low word (no carry chain: one ADD with LSR #31). So per element two
+ * byte loads (LDRB / LDRSB by the input's sign: AS, BS constants), two shifts, SMULL + SMLAL,
+ * the ADD, one USAT and a byte store; four elements per pass with their loads together (a run
+ * of loads costs one cycle each after the first). Element i is stored after both of its inputs
+ * are read, so in place over either input is safe. */
+static inline int32_t mm_add_hi(int32_t x, int32_t y, int32_t m0, int32_t m1)
+{
+    const int64_t p = (int64_t)x * m0 + (int64_t)y * m1;
+    return mm_usat8((int32_t)(p >> 32) + (int32_t)((uint32_t)p >> 31));
+}
+#define MM_ADD_LD(p, s, i) ((s) ? (int32_t)((const int8_t *)(p))[i] : (int32_t)(p)[i])
+static MM_INLINE void mm_add_u8(const uint8_t *a, const uint8_t *b, uint8_t *out, int32_t total,
+                                const mm_add8 *k, const int as, const int bs)
+{
+    const int32_t m0 = k->m0, m1 = k->m1;
+    const int u = 32 - k->n;
+    int32_t i = 0;
+#define MM_ADD_V(x, y) mm_add_hi((x) * (1 << u), (y) * (1 << u), m0, m1)
+    for (; i + 4 <= total; i += 4) {
+        const int32_t x0 = MM_ADD_LD(a, as, i), y0 = MM_ADD_LD(b, bs, i);
+        const int32_t x1 = MM_ADD_LD(a, as, i + 1), y1 = MM_ADD_LD(b, bs, i + 1);
+        const int32_t x2 = MM_ADD_LD(a, as, i + 2), y2 = MM_ADD_LD(b, bs, i + 2);
+        const int32_t x3 = MM_ADD_LD(a, as, i + 3), y3 = MM_ADD_LD(b, bs, i + 3);
+        const int32_t v0 = MM_ADD_V(x0, y0), v1 = MM_ADD_V(x1, y1);
+        const int32_t v2 = MM_ADD_V(x2, y2), v3 = MM_ADD_V(x3, y3);
+        out[i] = (uint8_t)v0;
+        out[i + 1] = (uint8_t)v1;
+        out[i + 2] = (uint8_t)v2;
+        out[i + 3] = (uint8_t)v3;
+    }
+    for (; i < total; i++) {
+        const int32_t x = MM_ADD_LD(a, as, i), y = MM_ADD_LD(b, bs, i);
+        out[i] = (uint8_t)MM_ADD_V(x, y);
+    }
+#undef MM_ADD_V
+}
+
+static MM_NOINLINE void mm_add_u8_uu(const uint8_t *a, const uint8_t *b, uint8_t *out,
+                                     int32_t total, const mm_add8 *k)
+{
+    mm_add_u8(a, b, out, total, k, 0, 0);
+}
+static MM_NOINLINE void mm_add_u8_us(const uint8_t *a, const uint8_t *b, uint8_t *out,
+                                     int32_t total, const mm_add8 *k)
+{
+    mm_add_u8(a, b, out, total, k, 0, 1);
+}
+static MM_NOINLINE void mm_add_u8_su(const uint8_t *a, const uint8_t *b, uint8_t *out,
+                                     int32_t total, const mm_add8 *k)
+{
+    mm_add_u8(a, b, out, total, k, 1, 0);
+}
+static MM_NOINLINE void mm_add_u8_ss(const uint8_t *a, const uint8_t *b, uint8_t *out,
+                                     int32_t total, const mm_add8 *k)
+{
+    mm_add_u8(a, b, out, total, k, 1, 1);
+}
+
 /* Whole bytes: the tensors are contiguous runs of values, read and written directly, each
  * output byte after both of its input bytes (so in place is safe over either input). The rule
  * (a m0 + b m1 + 2^(n-1)) >> n on 32-bit words (mm_add checks 9 <= n, so that the value fits
@@ -62,7 +135,15 @@ void mm_add(const uint8_t *a, const uint8_t *b, uint8_t *out, const mm_conv_dims
     const int64_t ma = mult[0], mb = mult[1], half = (int64_t)1 << (n - 1);
     if (ab == 8 && bb == 8 && ob == 8 && n >= 9) {
         const mm_add8 k = {mult[0], mult[1], qmin, qmax, n, as, bs};
-        mm_add_bytes(a, b, out, (int32_t)h * w * c, &k);
+        const int32_t total = (int32_t)h * w * c;
+        if (n <= 32 && qmin == 0 && qmax == 255) {
+            if (as)
+                (bs ? mm_add_u8_ss : mm_add_u8_su)(a, b, out, total, &k);
+            else
+                (bs ? mm_add_u8_us : mm_add_u8_uu)(a, b, out, total, &k);
+            return;
+        }
+        mm_add_bytes(a, b, out, total, &k);
         return;
     }
     for (int32_t p = 0; p < (int32_t)h * w; p++) {
