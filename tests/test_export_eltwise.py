@@ -13,8 +13,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from conftest import require_tool
-from test_export import _host_and_qemu
+from test_export import _host_and_qemu, _text_symbols, _write
 
+from micromix.export.cgen import library_files
 from micromix.graph import trace
 from micromix.integer import convert
 from micromix.integer.convert import random_qparams
@@ -77,8 +78,14 @@ def _add_case(seed: int):
 @pytest.mark.parametrize("seed", range(4))
 def test_add_bytes_are_bit_exact(tmp_path, seed: int) -> None:
     """Random odd shapes (elements not a multiple of four: the per-element tail), all four input
-    sign pairs, shifts 9..32: the host build bit for bit the numpy reference."""
+    sign pairs, shifts 9..32: the host build bit for bit the numpy reference; the library
+    compiles the one specialised loop of the network's two adds' sign pairs (mm_paths.h)."""
     im, (c, h, w) = _add_case(seed)
+    signs = [(0, seed & 1), (seed >> 1 & 1, 0)]  # x + p, then q(a) + a: x and a are ReLU'd
+    want = {f"mm_add_u8_{'us'[sa]}{'us'[sb]}" for sa, sb in signs}
+    loops = {f"mm_add_u8_{x}{y}" for x in "us" for y in "us"}
+    lib = _write(tmp_path / "lib", library_files(im))
+    assert _text_symbols(lib, "mm_eltwise.c") & loops == want
     x = np.random.default_rng(seed).integers(0, 256, (12, 1, h, w), dtype=np.uint8)
     _host_and_qemu(im, tmp_path, x, qemu=False)
 

@@ -59,26 +59,24 @@ static MM_INLINE void mm_add_u8(const uint8_t *a, const uint8_t *b, uint8_t *out
 #undef MM_ADD_V
 }
 
-static MM_NOINLINE void mm_add_u8_uu(const uint8_t *a, const uint8_t *b, uint8_t *out,
-                                     int32_t total, const mm_add8 *k)
-{
-    mm_add_u8(a, b, out, total, k, 0, 0);
-}
-static MM_NOINLINE void mm_add_u8_us(const uint8_t *a, const uint8_t *b, uint8_t *out,
-                                     int32_t total, const mm_add8 *k)
-{
-    mm_add_u8(a, b, out, total, k, 0, 1);
-}
-static MM_NOINLINE void mm_add_u8_su(const uint8_t *a, const uint8_t *b, uint8_t *out,
-                                     int32_t total, const mm_add8 *k)
-{
-    mm_add_u8(a, b, out, total, k, 1, 0);
-}
-static MM_NOINLINE void mm_add_u8_ss(const uint8_t *a, const uint8_t *b, uint8_t *out,
-                                     int32_t total, const mm_add8 *k)
-{
-    mm_add_u8(a, b, out, total, k, 1, 1);
-}
+#define MM_ADD_U8(name, as, bs)                                                                   \
+    static MM_NOINLINE void name(const uint8_t *a, const uint8_t *b, uint8_t *out, int32_t total, \
+                                 const mm_add8 *k)                                                \
+    {                                                                                             \
+        mm_add_u8(a, b, out, total, k, as, bs);                                                   \
+    }
+#if MM_ON_ADD8_UU
+MM_ADD_U8(mm_add_u8_uu, 0, 0)
+#endif
+#if MM_ON_ADD8_US
+MM_ADD_U8(mm_add_u8_us, 0, 1)
+#endif
+#if MM_ON_ADD8_SU
+MM_ADD_U8(mm_add_u8_su, 1, 0)
+#endif
+#if MM_ON_ADD8_SS
+MM_ADD_U8(mm_add_u8_ss, 1, 1)
+#endif
 
 /* Whole bytes: the tensors are contiguous runs of values, read and written directly, each
  * output byte after both of its input bytes (so in place is safe over either input). The rule
@@ -136,12 +134,31 @@ void mm_add(const uint8_t *a, const uint8_t *b, uint8_t *out, const mm_conv_dims
     if (ab == 8 && bb == 8 && ob == 8 && n >= 9) {
         const mm_add8 k = {mult[0], mult[1], qmin, qmax, n, as, bs};
         const int32_t total = (int32_t)h * w * c;
-        if (n <= 32 && qmin == 0 && qmax == 255) {
-            if (as)
-                (bs ? mm_add_u8_ss : mm_add_u8_su)(a, b, out, total, &k);
-            else
-                (bs ? mm_add_u8_us : mm_add_u8_uu)(a, b, out, total, &k);
+        switch (MM_ADD_PATH(ab, as, bb, bs, ob, n, qmin, qmax)) {
+        case MM_P_NONE:
+            break;
+#if MM_ON_ADD8_UU
+        case MM_P_ADD8_UU:
+            mm_add_u8_uu(a, b, out, total, &k);
             return;
+#endif
+#if MM_ON_ADD8_US
+        case MM_P_ADD8_US:
+            mm_add_u8_us(a, b, out, total, &k);
+            return;
+#endif
+#if MM_ON_ADD8_SU
+        case MM_P_ADD8_SU:
+            mm_add_u8_su(a, b, out, total, &k);
+            return;
+#endif
+#if MM_ON_ADD8_SS
+        case MM_P_ADD8_SS:
+            mm_add_u8_ss(a, b, out, total, &k);
+            return;
+#endif
+        default:
+            MM_PATH_OFF();
         }
         mm_add_bytes(a, b, out, total, &k);
         return;

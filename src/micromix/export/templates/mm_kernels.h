@@ -83,6 +83,14 @@
     ((npix) < 2                                                          ? MM_P_PW8_ONE           \
      : !(is) && (row) % 4 == 0 && MM_PW_FAST(qmin, qmax, ob, above32) ? MM_P_PW8_FAST           \
                                                                        : MM_P_PW8_ANY)
+/* mm_add: whole bytes in and out, a shift 9 <= n <= 32 and the output clamped to exactly
+ * [0, 255] (a ReLU after the add) take a loop specialised on the two inputs' signs; anything
+ * else mm_add's general code (MM_P_NONE: always compiled). */
+#define MM_ADD_PATH(ab, as, bb, bs, ob, n, qmin, qmax)                                            \
+    ((ab) == 8 && (bb) == 8 && (ob) == 8 && (n) >= 9 && (n) <= 32 && (qmin) == 0 &&             \
+             (qmax) == 255                                                                        \
+         ? ((as) ? ((bs) ? MM_P_ADD8_SS : MM_P_ADD8_SU) : ((bs) ? MM_P_ADD8_US : MM_P_ADD8_UU))  \
+         : MM_P_NONE)
 #include "mm_paths.h"
 #ifdef MM_DEBUG
 #define MM_PATH_OFF() assert(!"a layer takes a kernel path that mm_paths.h compiled out")
