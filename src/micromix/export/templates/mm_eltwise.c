@@ -175,50 +175,111 @@ void mm_add(const uint8_t *a, const uint8_t *b, uint8_t *out, const mm_conv_dims
     }
 }
 
-void mm_avgpool(const uint8_t *in, uint8_t *out, const mm_conv_dims *d, const mm_quant_params *q)
+#if MM_ON_AVG8
+/* Unsigned bytes added into the halfword lanes of a word: lanes 0 and 2 (mm_uxtab16), 1 and 3
+ * (mm_uxtab16_8: the bytes rotated right by 8 first). */
+#if defined(__ARM_FEATURE_DSP)
+static inline uint32_t mm_uxtab16(uint32_t acc, uint32_t x)
 {
-    const int ib = q->in_bits, is = q->in_signed, ob = q->out_bits, c = d->in_c;
-    const int in_h = d->in_h, in_w = d->in_w, out_h = d->out_h, out_w = d->out_w;
-    const int kh = d->k_h, kw = d->k_w;
-    const int32_t *mult = q->mult, qmax = q->qmax;
-    const int8_t *shift = q->shift;
-    int32_t qmin = q->qmin;
-    const int32_t in_pix = mm_bytes(c, ib), o_pix = mm_bytes(c, ob);
-    (void)in_h; /* windows tile the input: out_h * kh rows are read, the rest is cropped */
-#ifdef MM_TEST_FAULT_READ_PAST_INPUT
-    /* Test hook (tests/test_export_guard.py): a one-byte read past the input, which the
-     * guarded self-test must catch. Never defined in a real build. */
-    if (((volatile const uint8_t *)in)[(int32_t)in_h * in_w * in_pix] == 7) qmin++;
+    uint32_t r;
+    __asm__("uxtab16 %0, %1, %2" : "=r"(r) : "r"(acc), "r"(x));
+    return r;
+}
+static inline uint32_t mm_uxtab16_8(uint32_t acc, uint32_t x)
+{
+    uint32_t r;
+    __asm__("uxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(acc), "r"(x));
+    return r;
+}
+#else
+static inline uint32_t mm_uxtab16(uint32_t acc, uint32_t x)
+{
+    return ((acc + (x & 0xFFu)) & 0xFFFFu) | (((acc >> 16) + (x >> 16 & 0xFFu)) << 16);
+}
+static inline uint32_t mm_uxtab16_8(uint32_t acc, uint32_t x) { return mm_uxtab16(acc, x >> 8); }
 #endif
-#ifdef MM_TEST_FAULT_WRITE_BEFORE_OUTPUT
-    /* Test hook (tests/test_export.py): a write to the byte before the output, which the
-     * -DMICROMIX_CHECK_WRITES self-test must catch. Never defined in a real build. */
-    out[-1] ^= 0x5A;
+
+/* The sums of four channels (the bytes at p) over n pixels in_pix bytes apart, added into
+ * s[0..3]: each pixel one word load (flip: 0x80 per byte makes signed bytes unsigned) and two
+ * lane adds, flushed into s every 256 pixels, before a lane can pass 65535 (257 x 255). */
+static MM_NOINLINE void mm_avg_lanes(const uint8_t *p, int32_t n, int32_t in_pix, uint32_t flip,
+                                   int32_t *s)
+{
+    while (n > 0) {
+        int32_t m = n < 256 ? n : 256;
+        uint32_t l02 = 0, l13 = 0, x, y;
+        n -= m;
+        for (; m >= 2; m -= 2, p += 2 * in_pix) {
+            memcpy(&x, p, 4);
+            memcpy(&y, p + in_pix, 4);
+            x ^= flip;
+            y ^= flip;
+            l02 = mm_uxtab16(mm_uxtab16(l02, x), y);
+            l13 = mm_uxtab16_8(mm_uxtab16_8(l13, x), y);
+        }
+        if (m) {
+            memcpy(&x, p, 4);
+            x ^= flip;
+            l02 = mm_uxtab16(l02, x);
+            l13 = mm_uxtab16_8(l13, x);
+            p += in_pix;
+        }
+        s[0] += (int32_t)(l02 & 0xFFFFu);
+        s[1] += (int32_t)(l13 & 0xFFFFu);
+        s[2] += (int32_t)(l02 >> 16);
+        s[3] += (int32_t)(l13 >> 16);
+    }
+}
 #endif
-    if (ib == 8 && ob == 8) { /* whole bytes: read and write them directly */
-        /* A shift s <= 32 (a window's 1/n multiplier) takes mm_pw_rq's 32-bit form on the sum
-         * scaled by 2^(33 - s): (sum 2^u m0 + 2^(s+u-1)) >> (s + u) is the same value, and
-         * |sum| < 256 kh kw <= 2^(s-2) keeps sum 2^u below 2^31. */
-        const int s0 = shift[0];
-        const int up = s0 <= 32 && s0 >= 24 && kh * kw <= 1 << (s0 - 10) ? 33 - s0 : 0;
-        for (int oy = 0; oy < out_h; oy++) {
-            for (int ox = 0; ox < out_w; ox++) {
-                const uint8_t *p0 = in + ((int32_t)oy * kh * in_w + (int32_t)ox * kw) * in_pix;
-                uint8_t *po = out + ((int32_t)oy * out_w + ox) * o_pix;
-                for (int ch = 0; ch < c; ch++) {
-                    int32_t sum = 0;
-                    for (int ky = 0; ky < kh; ky++) {
-                        const uint8_t *p = p0 + (int32_t)ky * in_w * in_pix + ch;
-                        for (int kx = 0; kx < kw; kx++, p += in_pix)
-                            sum += is ? (int8_t)*p : *p;
-                    }
-                    po[ch] =
-                        (uint8_t)mm_pw_rq(sum * (1 << up), 0, mult[0], s0 + up, 0, qmin, qmax);
-                }
+
+/* The paths of mm_avgpool (MM_AVG_PATH), each compiled only where a layer takes it. Windows
+ * tile the input: out_h * kh rows are read, the rest is cropped. */
+#define MM_AVG_ARGS                                                                               \
+    const uint8_t *in, uint8_t *out, const mm_conv_dims *d, const mm_quant_params *q, int32_t qmin
+#if MM_ON_AVG8
+/* Whole bytes, four channels a word (mm_avg_lanes), in_c >= 4. */
+static MM_NOINLINE void mm_avg8(MM_AVG_ARGS)
+{
+    const int is = q->in_signed, c = d->in_c, in_w = d->in_w, out_h = d->out_h, out_w = d->out_w;
+    const int kh = d->k_h, kw = d->k_w, s0 = q->shift[0];
+    const int32_t m0 = q->mult[0], qmax = q->qmax;
+    /* A shift s <= 32 (a window's 1/n multiplier) takes mm_pw_rq's 32-bit form on the sum
+     * scaled by 2^(33 - s): (sum 2^u m0 + 2^(s+u-1)) >> (s + u) is the same value, and
+     * |sum| < 256 kh kw <= 2^(s-2) keeps sum 2^u below 2^31. */
+    const int up = s0 <= 32 && s0 >= 24 && kh * kw <= 1 << (s0 - 10) ? 33 - s0 : 0;
+    /* signed bytes summed as x ^ 128 = x + 128, the 128 per tap taken off after */
+    const uint32_t flip = is ? 0x80808080u : 0;
+    const int32_t off = is ? 128 * kh * kw : 0, row = (int32_t)in_w * c;
+    /* where the window spans whole input rows they are one run of pixels */
+    const int rows = kw == in_w ? 1 : kh, run = kw == in_w ? kh * kw : kw;
+    for (int oy = 0; oy < out_h; oy++) {
+        for (int ox = 0; ox < out_w; ox++) {
+            const uint8_t *p0 = in + ((int32_t)oy * kh * in_w + (int32_t)ox * kw) * c;
+            uint8_t *po = out + ((int32_t)oy * out_w + ox) * c;
+            /* groups of four channels, the last one ending at channel c - 1 (it may redo up to
+             * three channels of the one before: the output is not the input) */
+            for (int ch = 0;; ch = ch + 8 > c ? c - 4 : ch + 4) {
+                int32_t sum[4] = {0, 0, 0, 0};
+                for (int ky = 0; ky < rows; ky++)
+                    mm_avg_lanes(p0 + ky * row + ch, run, c, flip, sum);
+                for (int j = 0; j < 4; j++)
+                    po[ch + j] = (uint8_t)mm_pw_rq((sum[j] - off) * (1 << up), 0, m0, s0 + up, 0,
+                                                   qmin, qmax);
+                if (ch + 4 >= c)
+                    break;
             }
         }
-        return;
     }
+}
+#endif
+
+#if MM_ON_AVG_ANY
+/* Any bits: one channel at a time through mm_get / mm_put. */
+static MM_NOINLINE void mm_avg_any(MM_AVG_ARGS)
+{
+    const int ib = q->in_bits, is = q->in_signed, ob = q->out_bits, c = d->in_c;
+    const int in_w = d->in_w, out_h = d->out_h, out_w = d->out_w, kh = d->k_h, kw = d->k_w;
+    const int32_t in_pix = mm_bytes(c, ib), o_pix = mm_bytes(c, ob);
     for (int oy = 0; oy < out_h; oy++) {
         for (int ox = 0; ox < out_w; ox++) {
             mm_writer wr = {out + ((int32_t)oy * out_w + ox) * o_pix, 0, 0, ob};
@@ -228,9 +289,43 @@ void mm_avgpool(const uint8_t *in, uint8_t *out, const mm_conv_dims *d, const mm
                     for (int kx = 0; kx < kw; kx++)
                         sum += mm_get(in + ((int32_t)(oy * kh + ky) * in_w + ox * kw + kx) * in_pix,
                                       ch, ib, is);
-                mm_put(&wr, mm_requant_call(sum, mult[0], shift[0], qmin, qmax));
+                mm_put(&wr, mm_requant_call(sum, q->mult[0], q->shift[0], qmin, q->qmax));
             }
             mm_flush(&wr);
         }
+    }
+}
+#endif
+
+void mm_avgpool(const uint8_t *in, uint8_t *out, const mm_conv_dims *d, const mm_quant_params *q)
+{
+    int32_t qmin = q->qmin;
+#ifdef MM_TEST_FAULT_READ_PAST_INPUT
+    /* Test hook (tests/test_export_guard.py): a one-byte read past the input, which the
+     * guarded self-test must catch. Never defined in a real build. */
+    if (((volatile const uint8_t *)in)[(int32_t)d->in_h * d->in_w * mm_bytes(d->in_c, q->in_bits)] == 7)
+        qmin++;
+#endif
+#ifdef MM_TEST_FAULT_WRITE_BEFORE_OUTPUT
+    /* Test hook (tests/test_export.py): a write to the byte before the output, which the
+     * -DMICROMIX_CHECK_WRITES self-test must catch. Never defined in a real build. */
+    out[-1] ^= 0x5A;
+#endif
+    switch (MM_AVG_PATH(q->in_bits, q->out_bits, d->in_c)) {
+#if MM_ON_AVG8
+    case MM_P_AVG8:
+        mm_avg8(in, out, d, q, qmin);
+        return;
+#endif
+#if MM_ON_AVG_ANY
+    case MM_P_AVG_ANY:
+        mm_avg_any(in, out, d, q, qmin);
+        return;
+#endif
+    default:
+        (void)in;
+        (void)out;
+        (void)qmin;
+        MM_PATH_OFF();
     }
 }

@@ -91,6 +91,9 @@
              (qmax) == 255                                                                        \
          ? ((as) ? ((bs) ? MM_P_ADD8_SS : MM_P_ADD8_SU) : ((bs) ? MM_P_ADD8_US : MM_P_ADD8_UU))  \
          : MM_P_NONE)
+/* mm_avgpool: whole bytes in and out on at least four channels sum four channels a word, else
+ * one channel at a time. */
+#define MM_AVG_PATH(ib, ob, c) ((ib) == 8 && (ob) == 8 && (c) >= 4 ? MM_P_AVG8 : MM_P_AVG_ANY)
 #include "mm_paths.h"
 #ifdef MM_DEBUG
 #define MM_PATH_OFF() assert(!"a layer takes a kernel path that mm_paths.h compiled out")
