@@ -303,7 +303,8 @@ void mm_avgpool(const uint8_t *in, uint8_t *out, const mm_conv_dims *d, const mm
 #ifdef MM_TEST_FAULT_READ_PAST_INPUT
     /* Test hook (tests/test_export_guard.py): a one-byte read past the input, which the
      * guarded self-test must catch. Never defined in a real build. */
-    if (((volatile const uint8_t *)in)[(int32_t)d->in_h * d->in_w * mm_bytes(d->in_c, q->in_bits)] == 7)
+    const int32_t in_bytes = (int32_t)d->in_h * d->in_w * mm_bytes(d->in_c, q->in_bits);
+    if (((volatile const uint8_t *)in)[in_bytes] == 7)
         qmin++;
 #endif
 #ifdef MM_TEST_FAULT_WRITE_BEFORE_OUTPUT
