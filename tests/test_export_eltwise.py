@@ -169,3 +169,47 @@ def test_avgpool_bytes_on_cortex_m4(tmp_path, c: int, h: int, w: int, signed: bo
     (UXTAB16)."""
     require_tool("arm-none-eabi-gcc", "qemu-system-arm")
     _host_and_qemu(avg_model(c, h, w, signed), tmp_path, avg_images(c, h, w))
+
+
+class DenseNet(nn.Module):
+    """Linear layers whose rows are whole 16-byte steps (mm_pointwise8's dense path): unsigned
+    and signed inputs, ReLU'd (U) and signed (S) outputs, 3 rows after the last block of four
+    (fc5: 7 classes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(32, 48), nn.Linear(48, 16)
+        self.fc3, self.fc4 = nn.Linear(16, 32), nn.Linear(32, 16)
+        self.fc5 = nn.Linear(16, 7)
+
+    def forward(self, x):
+        y = self.fc2(F.relu(self.fc1(torch.flatten(x, 1))))
+        return self.fc5(self.fc4(F.relu(self.fc3(y))))
+
+
+def dense_model(qmin: int):
+    """DenseNet with random quantization parameters; its signed outputs clamped at `qmin`."""
+    torch.manual_seed(2)
+    g = trace(DenseNet().eval(), (1, 2, 4, 4))
+    pol = Policy.uniform(g, 8)
+    im = convert(random_qparams(g, pol, seed=2), g, pol)
+    ops = tuple(dataclasses.replace(o, qmin=qmin) if o.qmin < 0 else o for o in im.ops)
+    return dataclasses.replace(im, ops=ops)
+
+
+@pytest.mark.parametrize("qmin", [-127, -128])
+def test_dense_linears_are_bit_exact(tmp_path, qmin: int) -> None:
+    """Every input sign and output clamp of the dense path, on the host (its portable loop)
+    and in the Cortex-M4 image under qemu (the asm), bit for bit the numpy reference; the
+    build compiles the dense functions only (no mm_pw8_one)."""
+    im = dense_model(qmin)
+    fcs = [o for o in im.ops if o.op.kind == "linear"]
+    assert [(o.in_signed[0], o.qmin) for o in fcs] == [
+        (False, 0), (False, qmin), (True, 0), (False, qmin), (True, qmin)
+    ]  # fmt: skip
+    assert all(int(o.arrays["shift"].min()) > 32 for o in fcs)
+    lib = _write(tmp_path / "lib", library_files(im))
+    fns = {"mm_pw8_dense_u", "mm_pw8_dense_s", "mm_pw8_one"}
+    assert _text_symbols(lib, "mm_conv.c") & fns == {"mm_pw8_dense_u", "mm_pw8_dense_s"}
+    x = np.random.default_rng(-qmin).integers(0, 256, (30, 2, 4, 4), dtype=np.uint8)
+    _host_and_qemu(im, tmp_path, x, qemu=qmin == -127)  # -127: the asm raises bytes to qmin
