@@ -906,7 +906,7 @@ static void mm_pw8_run(const mm_pw8_job *j)
 {
     const mm_quant_params *q = j->q;
     switch (MM_PW8_PATH(q->in_signed, j->row, q->qmin, q->qmax, q->out_bits,
-                        mm_shifts_above32(q, j->out_c), (int32_t)j->out_h * j->out_w)) {
+                        mm_shifts_above32(q, j->out_c), (int32_t)j->out_h * j->out_w, j->out_c)) {
 #if MM_USE_PW8_ONE
     case MM_P_PW8_ONE: /* one output pixel (a linear): none of the pair code */
         mm_pw8_one(j, mm_pw8_input(j), j->out);
