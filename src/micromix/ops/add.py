@@ -60,6 +60,19 @@ def real(op: Op, ins: list[TensorQuant], xs: list[np.ndarray]) -> np.ndarray:
     return xs[0] * ins[0].scale + xs[1] * ins[1].scale
 
 
+# mm_add's loops that an export compiles only where one of its adds takes them (mm_kernels.h
+# MM_ADD_PATH: whole bytes, n <= 32, a [0, 255] clamp; by the inputs' signs).
+C_PATHS = ("ADD8_UU", "ADD8_US", "ADD8_SU", "ADD8_SS")
+
+
+def c_rules(site: CallSite) -> tuple[str, ...]:
+    """The path this call takes: MM_ADD_PATH on the numbers the call passes."""
+    iop = site.iop
+    (ab, bb), (sa, sb) = iop.in_bits, (int(s) for s in iop.in_signed)
+    n = int(iop.arrays["shift"][0])
+    return (f"MM_ADD_PATH({ab}, {sa}, {bb}, {sb}, {iop.out_bits}, {n}, {iop.qmin}, {iop.qmax})",)
+
+
 def emit(site: CallSite) -> str:
     iop = site.iop
     q = quant_of(iop, site.arrays, second=True)
@@ -80,5 +93,7 @@ register(
         in_place=same_pixel_in_place,
         functions=(operator.add, torch.add, operator.iadd),
         methods=("add", "add_", "__add__"),
+        c_paths=C_PATHS,
+        c_rules=c_rules,
     )
 )

@@ -124,6 +124,19 @@ def run(iop: IntOp, x: np.ndarray) -> np.ndarray:
     return finish(iop, s, np.broadcast_to(count - 1, s.shape))
 
 
+# mm_avgpool's paths, compiled only where a layer takes one (mm_kernels.h MM_AVG_PATH);
+# mm_avgpool_pad has none.
+C_PATHS = ("AVG8", "AVG_ANY")
+
+
+def c_rules(site: CallSite) -> tuple[str, ...]:
+    """The path this call takes: MM_AVG_PATH on the numbers the call passes."""
+    iop = site.iop
+    if site.kernel != "mm_avgpool":
+        return ()
+    return (f"MM_AVG_PATH({iop.in_bits[0]}, {iop.out_bits}, {iop.op.in_shape[0]})",)
+
+
 def emit(site: CallSite) -> str:
     iop = site.iop
     args = ([site.inputs[0], site.output], dims_of(site), quant_of(iop, site.arrays))
@@ -148,5 +161,7 @@ register(
         methods=("mean",),
         accepts=_is_global_mean,
         patch_fill=patch_fill,
+        c_paths=C_PATHS,
+        c_rules=c_rules,
     )
 )

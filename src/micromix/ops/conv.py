@@ -476,7 +476,7 @@ C_PATHS = (
     "SUB8_W4S", "SUB8_W4U", "SUB8_W2S", "SUB8_W2U", "S8F_W4", "S8F_W2",
     "DW_3X3_8U", "DW_8U", "DW_4U", "DW_2U", "DW_ANY", "DW_CHANNEL", "DW_3X3_W",
     "DW_OUT4", "DW_OUT2",
-    "PW8_ONE", "PW8_FAST", "PW8_ANY", "PW8_WIDE",
+    "PW8_ONE", "PW8_FAST", "PW8_ANY", "PW8_WIDE", "PW8_DENSE_U", "PW8_DENSE_S",
 )  # fmt: skip
 
 
@@ -487,7 +487,7 @@ def c_rules(site: CallSite) -> tuple[str, ...]:
     structs is whether every shift is above 32, the loop that mm_pointwise8 runs over the
     shift array (mm_depthwise tests it per group of four channels)."""
     iop = site.iop
-    c_in, _, in_w, _, out_h, out_w, kh, kw, *_, groups = tiled(kernel_dims(iop.op), site.tile)
+    c_in, _, in_w, c_out, out_h, out_w, kh, kw, *_, groups = tiled(kernel_dims(iop.op), site.tile)
     ib, is_ = iop.in_bits[0], int(iop.in_signed[0])
     row = kh * kw * (c_in // groups)
     above32 = int(bool((np.asarray(iop.arrays["shift"]) > 32).all()))
@@ -503,7 +503,7 @@ def c_rules(site: CallSite) -> tuple[str, ...]:
         return (group, f"MM_DW_TAIL({c_in}, {kh}, {kw})", out)
     if site.kernel in ("mm_pointwise8", "mm_pointwise8_widen"):
         pw8 = (f"MM_PW8_PATH({is_}, {row}, {iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32}, "
-               f"{out_h * out_w})")  # fmt: skip
+               f"{out_h * out_w}, {c_out})")  # fmt: skip
         return (pw8, "MM_P_PW8_WIDE") if site.kernel == "mm_pointwise8_widen" else (pw8,)
     return ()
 

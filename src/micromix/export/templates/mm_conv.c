@@ -362,9 +362,8 @@ static inline int mm_rq8_kind(const mm_quant_params *q, int out_c)
 {
     if (q->out_bits != 8 || !mm_shifts_above32(q, out_c))
         return MM_RQ8_GENERAL;
-    return q->qmin == 0 && q->qmax == 255                   ? MM_RQ8_U
-           : q->qmin >= -128 && q->qmin <= 0 && q->qmax == 127 ? MM_RQ8_S
-                                                             : MM_RQ8_GENERAL;
+    return MM_CLAMP_U8(q->qmin, q->qmax) ? MM_RQ8_U : MM_CLAMP_S8(q->qmin, q->qmax) ? MM_RQ8_S
+                                                                             : MM_RQ8_GENERAL;
 }
 
 #if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE
@@ -733,7 +732,172 @@ static MM_NOINLINE void mm_pw8_any(const mm_pw8_job *j) { mm_pw8_pixels(j, 0, 0)
 #endif
 #endif
 
-#if MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE
+#if MM_ON_PW8_DENSE_U || MM_ON_PW8_DENSE_S
+/* A linear whose rows are whole 16-byte steps and whose requantization is mm_rq8_kind's U or
+ * S (MM_PW8_PATH's dense path, by input sign): its blocks of four rows in one asm loop, the dot
+ * products as mm_pw8x4's and each block's requantization and word store right after them, so
+ * that nothing of the loop is kept in C around an asm that takes every register (mm_pw8_one:
+ * about 170 cycles per block besides the dot products, spilled values reloaded). mm_pw8d is
+ * what the loop reads and advances, at fixed offsets. */
+typedef struct {
+    const int32_t *bias, *mult; /* 0, 4: advanced four channels per block */
+    const int8_t *shift;        /* 8 */
+    int32_t kb;                 /* 12: 2^bias_shift */
+    uint32_t lo4;               /* 16: qmin in every byte (S) */
+    const uint8_t *x;           /* 20 */
+    int32_t k;                  /* 24: 16-byte steps per row */
+    int32_t blocks;             /* 28: blocks left */
+    int32_t sg;                 /* 32: 0 U, 1 S */
+    uint8_t *out;               /* 36: advanced one word per block */
+} mm_pw8d;
+
+#if defined(__ARM_FEATURE_DSP)
+/* One input word against the block's four rows: mm_pw8x4's MM_PW8X4_WORD with the state
+ * pointer's register as its seventh scratch (the pointer waits on the stack meanwhile). */
+#define MM_PW8D_WORD(XT)                                                                          \
+    "ldr %[t0], [%[x]], #4\n\t"                                                                   \
+    "ldr %[t1], [%[w]], #16\n\t"                                                                  \
+    "ldr %[t2], [%[w], #-12]\n\t"                                                                 \
+    "ldr %[t3], [%[w], #-8]\n\t"                                                                  \
+    "ldr %[t4], [%[w], #-4]\n\t" XT " %[t5], %[t0]\n\t" XT " %[t0], %[t0], ror #8\n\t"           \
+    MM_PW8D_ROW("a0", "t1") MM_PW8D_ROW("a1", "t2") MM_PW8D_ROW("a2", "t3") MM_PW8D_ROW("a3", "t4")
+#define MM_PW8D_ROW(A, T)                                                                         \
+    "sxtb16 %[p], %[" T "]\n\t"                                                                   \
+    "smlad %[" A "], %[p], %[t5], %[" A "]\n\t"                                                   \
+    "sxtb16 %[" T "], %[" T "], ror #8\n\t"                                                       \
+    "smlad %[" A "], %[" T "], %[t0], %[" A "]\n\t"
+/* mm_pw_rq's rule up to its last halving: (smmul(a kb + bias, mult) >> (shift - 33)) + 1. */
+#define MM_PW8D_RQ(A)                                                                             \
+    "ldr %[x], [%[t0]], #4\n\t"                                                                   \
+    "ldr %[k], [%[t1]], #4\n\t"                                                                   \
+    "ldrsb %[t4], [%[t2]], #1\n\t"                                                                \
+    "mla %[" A "], %[" A "], %[t3], %[x]\n\t"                                                     \
+    "smmul %[" A "], %[" A "], %[k]\n\t"                                                          \
+    "sub %[t4], %[t4], #33\n\t"                                                                   \
+    "asr %[" A "], %[" A "], %[t4]\n\t"                                                           \
+    "add %[" A "], %[" A "], #1\n\t"
+#define MM_PW8D_ASM(XT)                                                                           \
+    __asm__ volatile(                                                                             \
+        "str %[p], [sp, #-4]!\n\t"                                                                \
+        "1:\n\t"                                                                                  \
+        "ldr %[p], [sp]\n\t"                                                                      \
+        "ldr %[x], [%[p], #20]\n\t"                                                               \
+        "ldr %[k], [%[p], #24]\n\t"                                                               \
+        "mov %[a0], #0\n\t"                                                                       \
+        "mov %[a1], #0\n\t"                                                                       \
+        "mov %[a2], #0\n\t"                                                                       \
+        "mov %[a3], #0\n\t"                                                                       \
+        "2:\n\t" MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT)              \
+        "subs %[k], %[k], #1\n\t"                                                                 \
+        "bne 2b\n\t"                                                                              \
+        "ldr %[p], [sp]\n\t"                                                                      \
+        "ldr %[t0], [%[p]]\n\t"                                                                   \
+        "ldr %[t1], [%[p], #4]\n\t"                                                               \
+        "ldr %[t2], [%[p], #8]\n\t"                                                               \
+        "ldr %[t3], [%[p], #12]\n\t" MM_PW8D_RQ("a0") MM_PW8D_RQ("a1") MM_PW8D_RQ("a2")            \
+            MM_PW8D_RQ("a3") "str %[t0], [%[p]]\n\t"                                              \
+        "str %[t1], [%[p], #4]\n\t"                                                               \
+        "str %[t2], [%[p], #8]\n\t"                                                               \
+        "ldr %[t4], [%[p], #32]\n\t"                                                              \
+        "ldr %[t5], [%[p], #36]\n\t"                                                              \
+        "cmp %[t4], #0\n\t"                                                                       \
+        "bne 3f\n\t"                                                                              \
+        "usat %[a0], #8, %[a0], asr #1\n\t"                                                       \
+        "usat %[a1], #8, %[a1], asr #1\n\t"                                                       \
+        "usat %[a2], #8, %[a2], asr #1\n\t"                                                       \
+        "usat %[a3], #8, %[a3], asr #1\n\t"                                                       \
+        "b 4f\n\t"                                                                                \
+        "3:\n\t"                                                                                  \
+        "ssat %[a0], #8, %[a0], asr #1\n\t"                                                       \
+        "ssat %[a1], #8, %[a1], asr #1\n\t"                                                       \
+        "ssat %[a2], #8, %[a2], asr #1\n\t"                                                       \
+        "ssat %[a3], #8, %[a3], asr #1\n\t"                                                       \
+        "4:\n\t"                                                                                  \
+        "bfi %[a0], %[a1], #8, #8\n\t"                                                            \
+        "bfi %[a0], %[a2], #16, #8\n\t"                                                           \
+        "bfi %[a0], %[a3], #24, #8\n\t"                                                           \
+        "beq 5f\n\t" /* S: the bytes raised to qmin (signed bytewise maximum) */                 \
+        "ldr %[t4], [%[p], #16]\n\t"                                                              \
+        "ssub8 %[x], %[a0], %[t4]\n\t"                                                            \
+        "sel %[a0], %[a0], %[t4]\n\t"                                                             \
+        "5:\n\t"                                                                                  \
+        "str %[a0], [%[t5]], #4\n\t"                                                              \
+        "str %[t5], [%[p], #36]\n\t"                                                              \
+        "ldr %[t4], [%[p], #28]\n\t"                                                              \
+        "subs %[t4], %[t4], #1\n\t"                                                               \
+        "str %[t4], [%[p], #28]\n\t"                                                              \
+        "bne 1b\n\t"                                                                              \
+        "add sp, sp, #4\n\t"                                                                      \
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x] "=&r"(xr),         \
+          [k] "=&r"(k), [w] "+r"(w), [p] "+r"(p), [t0] "=&r"(t0), [t1] "=&r"(t1),               \
+          [t2] "=&r"(t2), [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "=&r"(t5)                        \
+        :                                                                                         \
+        : "cc", "memory")
+#endif
+
+static MM_INLINE void mm_pw8_dense(const mm_pw8_job *j, const uint8_t *x, const int is)
+{
+    const mm_quant_params *q = j->q;
+    const int32_t row = j->row, out_c = j->out_c, blocks = out_c >> 2;
+    const int8_t *w = j->w;
+    int32_t co = 0;
+    if (blocks) {
+        mm_pw8d st = {q->bias, q->mult, q->shift, (int32_t)1 << q->bias_shift,
+                      (uint32_t)(uint8_t)q->qmin * 0x01010101u, x, row >> 4, blocks,
+                      !MM_CLAMP_U8(q->qmin, q->qmax), j->out};
+#if defined(__ARM_FEATURE_DSP)
+        mm_pw8d *p = &st;
+        uint32_t a0, a1, a2, a3, t0, t1, t2, t3, t4, t5;
+        int32_t k;
+        const uint8_t *xr;
+        if (is)
+            MM_PW8D_ASM("sxtb16");
+        else
+            MM_PW8D_ASM("uxtb16");
+        (void)a0, (void)a1, (void)a2, (void)a3, (void)t0, (void)t1, (void)t2, (void)t3;
+        (void)t4, (void)t5, (void)k, (void)xr, (void)p;
+#else
+        for (; st.blocks > 0; st.blocks--, w += 4 * row) { /* the asm's steps, portably */
+            int32_t acc[4];
+            mm_pw8x4(st.x, w, row, is, acc);
+            for (int i = 0; i < 4; i++, st.bias++, st.mult++, st.shift++)
+                *st.out++ = (uint8_t)mm_pw_rq(acc[i], *st.bias, *st.mult, *st.shift,
+                                              q->bias_shift, q->qmin, q->qmax);
+        }
+#endif
+        co = 4 * blocks;
+    }
+    for (; co < out_c; co++, w += row) /* the rows after the last block, in natural order */
+        j->out[co] = (uint8_t)mm_pw_rq(mm_pw8x1(x, w, row, is), q->bias[co], q->mult[co],
+                                       q->shift[co], q->bias_shift, q->qmin, q->qmax);
+}
+#if MM_ON_PW8_DENSE_U
+static MM_NOINLINE void mm_pw8_dense_u(const mm_pw8_job *j, const uint8_t *x)
+{
+    mm_pw8_dense(j, x, 0);
+}
+#endif
+#if MM_ON_PW8_DENSE_S
+static MM_NOINLINE void mm_pw8_dense_s(const mm_pw8_job *j, const uint8_t *x)
+{
+    mm_pw8_dense(j, x, 1);
+}
+#endif
+#endif
+
+#if MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE || MM_ON_PW8_DENSE_U || MM_ON_PW8_DENSE_S
+
+/* A linear's input bytes: widened first where they are 4- or 2-bit (mm_pointwise8_widen). */
+static inline const uint8_t *mm_pw8_input(const mm_pw8_job *j)
+{
+#if MM_USE_PW8_WIDE
+    if (j->wide) {
+        mm_widen(j->wide, j->in, j->row, j->q->in_bits, j->q->in_signed);
+        return j->wide;
+    }
+#endif
+    return j->in;
+}
 
 /* The fast pixels where the inputs are unsigned, the outputs unsigned over their whole range,
  * every shift above 32 (checked once per call) and the rows whole words, else mm_pw8_any
@@ -742,19 +906,21 @@ static void mm_pw8_run(const mm_pw8_job *j)
 {
     const mm_quant_params *q = j->q;
     switch (MM_PW8_PATH(q->in_signed, j->row, q->qmin, q->qmax, q->out_bits,
-                        mm_shifts_above32(q, j->out_c), (int32_t)j->out_h * j->out_w)) {
+                        mm_shifts_above32(q, j->out_c), (int32_t)j->out_h * j->out_w, j->out_c)) {
 #if MM_USE_PW8_ONE
-    case MM_P_PW8_ONE: { /* one output pixel (a linear): none of the pair code */
-        const uint8_t *x = j->in;
-#if MM_USE_PW8_WIDE
-        if (j->wide) {
-            mm_widen(j->wide, x, j->row, q->in_bits, q->in_signed);
-            x = j->wide;
-        }
-#endif
-        mm_pw8_one(j, x, j->out);
+    case MM_P_PW8_ONE: /* one output pixel (a linear): none of the pair code */
+        mm_pw8_one(j, mm_pw8_input(j), j->out);
         return;
-    }
+#endif
+#if MM_ON_PW8_DENSE_U
+    case MM_P_PW8_DENSE_U:
+        mm_pw8_dense_u(j, mm_pw8_input(j));
+        return;
+#endif
+#if MM_ON_PW8_DENSE_S
+    case MM_P_PW8_DENSE_S:
+        mm_pw8_dense_s(j, mm_pw8_input(j));
+        return;
 #endif
 #if MM_USE_PW8_FAST
     case MM_P_PW8_FAST:

@@ -75,14 +75,36 @@
              MM_PW_FAST(qmin, qmax, ob, above32)                                                  \
          ? ((ob) == 4 ? MM_P_DW_OUT4 : MM_P_DW_OUT2)                                              \
          : MM_P_NONE)
-/* mm_pointwise8: one output pixel (npix, a linear) without the two-pixel code; else the fast
+/* mm_pointwise8: one output pixel (npix, a linear) without the two-pixel code: the dense path
+ * (mm_pw8_dense, by input sign) where the rows are whole 16-byte steps, there are 16 rows or
+ * more (oc; a classifier's few rows save a few hundred cycles, not the dense code's 900 B of
+ * .text in a build that has mm_pw8_one for its odd pixels anyway) and the requantization
+ * MM_RQ8 (8-bit outputs, every shift above 32, a clamp to [0, 255] or to [qmin, 127] with
+ * -128 <= qmin <= 0: mm_conv.c mm_rq8_kind's U and S), else mm_pw8_one; else the fast
  * requantization where the inputs are unsigned, the rows whole words and the requantization
  * MM_PW_FAST (above32: every channel's shift is above 32), else the general one. */
 #define MM_PW_FAST(qmin, qmax, ob, above32) ((qmin) == 0 && (qmax) == (1 << (ob)) - 1 && (above32))
-#define MM_PW8_PATH(is, row, qmin, qmax, ob, above32, npix)                                       \
-    ((npix) < 2                                                          ? MM_P_PW8_ONE           \
+#define MM_CLAMP_U8(qmin, qmax) ((qmin) == 0 && (qmax) == 255)
+#define MM_CLAMP_S8(qmin, qmax) ((qmin) >= -128 && (qmin) <= 0 && (qmax) == 127)
+#define MM_RQ8(qmin, qmax, ob, above32)                                                           \
+    ((ob) == 8 && (above32) && (MM_CLAMP_U8(qmin, qmax) || MM_CLAMP_S8(qmin, qmax)))
+#define MM_PW8_PATH(is, row, qmin, qmax, ob, above32, npix, oc)                                   \
+    ((npix) < 2 && (row) % 16 == 0 && (oc) >= 16 && MM_RQ8(qmin, qmax, ob, above32)             \
+         ? ((is) ? MM_P_PW8_DENSE_S : MM_P_PW8_DENSE_U)                                          \
+     : (npix) < 2                                                        ? MM_P_PW8_ONE           \
      : !(is) && (row) % 4 == 0 && MM_PW_FAST(qmin, qmax, ob, above32) ? MM_P_PW8_FAST           \
                                                                        : MM_P_PW8_ANY)
+/* mm_add: whole bytes in and out, a shift 9 <= n <= 32 and the output clamped to exactly
+ * [0, 255] (a ReLU after the add) take a loop specialised on the two inputs' signs; anything
+ * else mm_add's general code (MM_P_NONE: always compiled). */
+#define MM_ADD_PATH(ab, as, bb, bs, ob, n, qmin, qmax)                                            \
+    ((ab) == 8 && (bb) == 8 && (ob) == 8 && (n) >= 9 && (n) <= 32 && (qmin) == 0 &&             \
+             (qmax) == 255                                                                        \
+         ? ((as) ? ((bs) ? MM_P_ADD8_SS : MM_P_ADD8_SU) : ((bs) ? MM_P_ADD8_US : MM_P_ADD8_UU))  \
+         : MM_P_NONE)
+/* mm_avgpool: whole bytes in and out on at least four channels sum four channels a word, else
+ * one channel at a time. */
+#define MM_AVG_PATH(ib, ob, c) ((ib) == 8 && (ob) == 8 && (c) >= 4 ? MM_P_AVG8 : MM_P_AVG_ANY)
 #include "mm_paths.h"
 #ifdef MM_DEBUG
 #define MM_PATH_OFF() assert(!"a layer takes a kernel path that mm_paths.h compiled out")
