@@ -12,6 +12,8 @@
  * one channel at a time. Every pixel of a group is written in raster order, after its window
  * is read (the in-place contract of mm_kernels.h).
  */
+#include <stddef.h>
+
 #include "mm_kernels.h"
 
 static inline uint32_t mm_dw_pair(int32_t lo, int32_t hi)
@@ -138,6 +140,12 @@ typedef struct {
     const int8_t *s;
     int fast; /* 0: mm_requant; 1: the fast rule; 2: the fast rule, clamp [0, 255]; 3: the fast
                * rule, 4- or 2-bit outputs clamped to their whole unsigned range */
+    /* The state of mm_dw_run8's pixel loop (DSP cores), kept here so that its asm reaches it
+     * from q, the one base register it has left: the next output pixel, the pixels left, the
+     * input and output steps between pixels, the weight tables. */
+    uint8_t *o;
+    int32_t cnt, step, opx;
+    const uint32_t *k;
 } mm_dwq;
 
 static void mm_dw_requant4(const mm_dwl *L, const mm_dwq *q, const int32_t *acc, int32_t *y)
@@ -395,6 +403,47 @@ static MM_NOINLINE void mm_dw_edge_3x3_8u(const mm_dwl *L, const uint8_t *in, ui
     }
 }
 
+/* The first tap of a window: products, not sums (the four sums need no zeroing). */
+#define MM_DW_9T0                                                                                 \
+    "ldr %[x], [%[r]]\n\tldr %[w], [%[k]]\n\tldr %[v], [%[k], #4]\n\t"                              \
+    "uxtb16 %[u], %[x], ror #8\n\tuxtb16 %[x], %[x]\n\tsmulbb %[a0], %[x], %[w]\n\t"              \
+    "smultt %[a2], %[x], %[w]\n\tsmulbb %[a1], %[u], %[v]\n\tsmultt %[a3], %[u], %[v]\n\t"
+/* One channel's fast rule clamped to [0, 255] (MM_DW_RQU8's), the bias shift in k. */
+#define MM_DW_RQK(A, OB, OM, OR, ON)                                                              \
+    "ldr %[x], [%[q], #" OB "]\n\tldr %[u], [%[q], #" OM "]\n\tldr %[w], [%[q], #" OR "]\n\t"      \
+    "ldr %[v], [%[q], #" ON "]\n\tlsl %[" A "], %[" A "], %[k]\n\tadd %[" A "], %[" A "], %[x]\n\t"  \
+    "smmla %[" A "], %[" A "], %[u], %[w]\n\tasr %[" A "], %[" A "], %[v]\n\t"                     \
+    "usat %[" A "], #8, %[" A "]\n\t"
+
+/* q->cnt >= 1 whole 3x3 windows of 8-bit unsigned inputs with 8-bit outputs clamped to
+ * [0, 255] by the fast rule, the first at c, stored from q->o on: each pixel's window, its
+ * requantization, the store and the step to the next pixel in one asm loop, its state in q
+ * (13 registers: gcc kept the loop's pointers and count on the stack and reloaded them around
+ * the asm blocks, about 20 cycles a pixel). */
+static MM_INLINE void mm_dw_run8(mm_dwq *q, const uint8_t *c, int32_t ip, int32_t rs)
+{
+    uint32_t a0, a1, a2, a3, x_, u_, w_, v_;
+    const uint32_t *k = q->k;
+    __asm__ volatile(
+        "1:\n\t" MM_DW_9T0 MM_DW_9T("[%[r], %[ip]]", 1) MM_DW_9T("[%[r], %[ip], lsl #1]", 2)
+        "add %[r], %[r], %[rs]\n\t" MM_DW_9ROW(3, 4, 5) "add %[r], %[r], %[rs]\n\t"
+        MM_DW_9ROW(6, 7, 8) "ldr %[k], [%[q], %[obk]]\n\t" MM_DW_RQ4(MM_DW_RQK)
+        "orr %[a0], %[a0], %[a1], lsl #8\n\torr %[a0], %[a0], %[a2], lsl #16\n\t"
+        "orr %[a0], %[a0], %[a3], lsl #24\n\tldr %[x], [%[q], %[oo]]\n\t"
+        "ldr %[u], [%[q], %[oopx]]\n\tldr %[w], [%[q], %[ostep]]\n\t"
+        "ldr %[v], [%[q], %[ocnt]]\n\tldr %[k], [%[q], %[ok]]\n\tstr %[a0], [%[x]]\n\t"
+        "add %[x], %[x], %[u]\n\tsubs %[v], %[v], #1\n\tstr %[x], [%[q], %[oo]]\n\t"
+        "str %[v], [%[q], %[ocnt]]\n\tsub %[r], %[r], %[rs], lsl #1\n\t"
+        "add %[r], %[r], %[w]\n\tbne 1b"
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x] "=&r"(x_),
+          [u] "=&r"(u_), [w] "=&r"(w_), [v] "=&r"(v_), [r] "+r"(c), [k] "+r"(k)
+        : [ip] "r"(ip), [rs] "r"(rs), [q] "r"(q), [obk] "n"(offsetof(mm_dwq, bk)),
+          [oo] "n"(offsetof(mm_dwq, o)), [oopx] "n"(offsetof(mm_dwq, opx)),
+          [ostep] "n"(offsetof(mm_dwq, step)), [ocnt] "n"(offsetof(mm_dwq, cnt)),
+          [ok] "n"(offsetof(mm_dwq, k))
+        : "cc", "memory");
+}
+
 /* mm_dw_3x3_8u's weight tables: the pairs moved one column left (zeros in the right column),
  * as they are, moved one column right; each with a row of zeros before and after it, so that
  * a table from its second row on is the kernel moved one row up, and from the zeros before
@@ -413,7 +462,7 @@ typedef struct {
  * clamped to [0, 255] by the fast rule (the common case: no format or rule test per pixel, the
  * four bytes stored as one word), 4 or 2 where the outputs have that many bits and are clamped
  * to their whole unsigned range by it (MM_DW_OUT), else 0. */
-static MM_INLINE void mm_dw_runs_8u(const mm_dwl *L, const mm_dwq *q, const uint8_t *row,
+static MM_INLINE void mm_dw_runs_8u(const mm_dwl *L, mm_dwq *q, const uint8_t *row,
                                     const uint32_t *k, uint8_t *o, const mm_dw_runs *R,
                                     const int fob)
 {
@@ -422,6 +471,16 @@ static MM_INLINE void mm_dw_runs_8u(const mm_dwl *L, const mm_dwq *q, const uint
     for (int r = 0; r < 3; r++) {
         const uint32_t *const kr = k + MM_DW_KT * r;
         const uint8_t *c = row + R->off[r];
+        if (fob == 8) {
+            if (R->n[r] > 0) {
+                q->o = o;
+                q->cnt = R->n[r];
+                q->k = kr;
+                mm_dw_run8(q, c, ip, rs);
+                o = q->o;
+            }
+            continue;
+        }
         for (int n = R->n[r]; n > 0; n--, c += step, o += opx) {
             int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
             MM_DW_WIN3X3_8U(c, ip, rs, kr);
@@ -471,7 +530,7 @@ static void mm_dw_3x3_k(const uint32_t *wp, uint32_t *k)
  * mm_dw_3x3_w calls it too: inlined into both, the 8-bit and widened layers of the demo's mixed
  * build took 85 k fewer cycles, but the kernel .text grew 2.8 KB (to 25.5 KB), measured. */
 static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *k,
-                           const mm_dwq *q)
+                           mm_dwq *q)
 {
     const int e0 = L->ox_in, e1 = e0 + L->n_in, out_w = L->out_w, in_h = L->in_h;
     /* one pixel on each side as a whole window (its first column: 0, in_w - 3) */
@@ -485,6 +544,8 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
                     : q->fast == 3 && L->ob == 2 && MM_USE_DW_OUT2 ? 2
                                                                   : 0;
     const uint32_t *const kl = k + 6, *const kc = k + MM_DW_KT + 6;
+    q->step = L->sw * L->in_pix;
+    q->opx = L->out_pix;
     for (int oy = L->oy0; oy < L->oy1; oy++) {
         const int iy0 = oy * L->sh - L->ph;
         /* the first of the three input rows read, and the kernel row it meets */
@@ -528,7 +589,7 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
  * border windows (padding above 1, images narrower than 3) go through mm_dw_edge_3x3_8u.
  * Pixels in raster order, each stored after its window is read. */
 static void mm_dw_3x3_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
-                         const mm_dwq *q)
+                         mm_dwq *q)
 {
     uint32_t k[3 * MM_DW_KT];
     mm_dw_3x3_k(wp, k);
@@ -634,7 +695,7 @@ static void mm_dw_ring_copy(uint32_t *d, const uint32_t *s, int32_t n)
  * row is widened before any output pixel that reads it is written, so running in place holds
  * as it does for the 8-bit code (which reads the same rows later). */
 static MM_NOINLINE void mm_dw_3x3_w(const mm_dwl *L, const uint8_t *in, uint8_t *out,
-                                    const uint32_t *wp, const mm_dwq *q, uint8_t *ring)
+                                    const uint32_t *wp, mm_dwq *q, uint8_t *ring)
 {
     const int in_h = L->in_h, last = in_h > 3 ? in_h - 3 : 0, five = L->in_w <= MM_DW_RING_W;
     const int32_t rs = 4 * (int32_t)L->in_w;
@@ -686,7 +747,7 @@ static MM_NOINLINE void mm_dw_3x3_w(const mm_dwl *L, const uint8_t *in, uint8_t 
     MM_USE_DW_CHANNEL || MM_USE_DW_3X3_W
 /* One group of four channels on the path MM_DW_GROUP gives the layer (ring: the scratch). */
 static void mm_dw_path(int path, const mm_dwl *L, const uint8_t *in, uint8_t *out,
-                       const uint32_t *wp, const mm_dwq *q, uint8_t *ring)
+                       const uint32_t *wp, mm_dwq *q, uint8_t *ring)
 {
     /* no group path: channels one by one */
     (void)L, (void)in, (void)out, (void)wp, (void)q, (void)ring;
