@@ -140,12 +140,20 @@ typedef struct {
     const int8_t *s;
     int fast; /* 0: mm_requant; 1: the fast rule; 2: the fast rule, clamp [0, 255]; 3: the fast
                * rule, 4- or 2-bit outputs clamped to their whole unsigned range */
-    /* The state of mm_dw_run8's pixel loop (DSP cores), kept here so that its asm reaches it
-     * from q, the one base register it has left: the next output pixel, the pixels left, the
-     * input and output steps between pixels, the weight tables. */
+    /* The state of mm_dw_rows8's loop (DSP cores), kept here so that its asm reaches it from
+     * q, the one base register it has left: the next output pixel, the pixels left in the
+     * run, the input and output steps between pixels, the run's weight tables; the rows left,
+     * the row's first input byte, the step between rows, the run (4 x its index), the first
+     * table; each run's first window (bytes into the row) and window count. */
     uint8_t *o;
     int32_t cnt, step, opx;
     const uint32_t *k;
+    int32_t rows;
+    const uint8_t *row;
+    int32_t rstep, ri;
+    const uint32_t *kt;
+    int32_t roff[3], rn[3];
+    int inside; /* mm_dw_runs_of */
 } mm_dwq;
 
 static void mm_dw_requant4(const mm_dwl *L, const mm_dwq *q, const int32_t *acc, int32_t *y)
@@ -415,16 +423,33 @@ static MM_NOINLINE void mm_dw_edge_3x3_8u(const mm_dwl *L, const uint8_t *in, ui
     "smmla %[" A "], %[" A "], %[u], %[w]\n\tasr %[" A "], %[" A "], %[v]\n\t"                     \
     "usat %[" A "], #8, %[" A "]\n\t"
 
-/* q->cnt >= 1 whole 3x3 windows of 8-bit unsigned inputs with 8-bit outputs clamped to
- * [0, 255] by the fast rule, the first at c, stored from q->o on: each pixel's window, its
- * requantization, the store and the step to the next pixel in one asm loop, its state in q
- * (13 registers: gcc kept the loop's pointers and count on the stack and reloaded them around
- * the asm blocks, about 20 cycles a pixel). */
-static MM_INLINE void mm_dw_run8(mm_dwq *q, const uint8_t *c, int32_t ip, int32_t rs)
+/* Rows of whole 3x3 windows of 8-bit unsigned inputs with 8-bit outputs clamped to [0, 255]
+ * by the fast rule, in one asm loop, its state in q (13 registers: gcc kept the loop's
+ * pointers and counts on the stack and reloaded them around smaller asm blocks): q->rows rows
+ * from q->row on, q->rstep bytes apart, each the three runs of mm_dw_runs (q->rn[r] windows
+ * from q->roff[r] on, step bytes apart, against the tables q->kt + MM_DW_KT r), the pixels
+ * stored from q->o on, opx apart. Each pixel: the window (its first tap products, not sums:
+ * no zeroing), the requantization, the store, the step. */
+static MM_INLINE void mm_dw_rows8(mm_dwq *q, int32_t ip, int32_t rs)
 {
     uint32_t a0, a1, a2, a3, x_, u_, w_, v_;
-    const uint32_t *k = q->k;
+    const uint8_t *r;
+    const uint32_t *k;
+    q->ri = 0;
     __asm__ volatile(
+        "3:\n\tldr %[x], [%[q], %[ori]]\n\tcmp %[x], #12\n\tbne 5f\n\t"
+        /* the row's runs done: the next row, if any */
+        "ldr %[v], [%[q], %[orows]]\n\tsubs %[v], %[v], #1\n\tbeq 4f\n\t"
+        "ldr %[w], [%[q], %[orow]]\n\tldr %[u], [%[q], %[orstep]]\n\t"
+        "str %[v], [%[q], %[orows]]\n\tadd %[w], %[w], %[u]\n\tmovs %[x], #0\n\t"
+        "str %[w], [%[q], %[orow]]\n\t"
+        /* run x / 4: its count, first window and table (kt + 30 x bytes) */
+        "5:\n\tadd %[u], %[q], %[x]\n\tldr %[k], [%[q], %[okt]]\n\t"
+        "ldr %[v], [%[u], %[orn]]\n\tldr %[w], [%[u], %[oroff]]\n\tldr %[r], [%[q], %[orow]]\n\t"
+        "add %[k], %[k], %[x], lsl #5\n\tsub %[k], %[k], %[x], lsl #1\n\t"
+        "add %[x], %[x], #4\n\tstr %[x], [%[q], %[ori]]\n\tcmp %[v], #0\n\tbeq 3b\n\t"
+        "str %[v], [%[q], %[ocnt]]\n\tstr %[k], [%[q], %[ok]]\n\tadd %[r], %[r], %[w]\n\t"
+        /* the run's pixels */
         "1:\n\t" MM_DW_9T0 MM_DW_9T("[%[r], %[ip]]", 1) MM_DW_9T("[%[r], %[ip], lsl #1]", 2)
         "add %[r], %[r], %[rs]\n\t" MM_DW_9ROW(3, 4, 5) "add %[r], %[r], %[rs]\n\t"
         MM_DW_9ROW(6, 7, 8) "ldr %[k], [%[q], %[obk]]\n\t" MM_DW_RQ4(MM_DW_RQK)
@@ -434,13 +459,16 @@ static MM_INLINE void mm_dw_run8(mm_dwq *q, const uint8_t *c, int32_t ip, int32_
         "ldr %[v], [%[q], %[ocnt]]\n\tldr %[k], [%[q], %[ok]]\n\tstr %[a0], [%[x]]\n\t"
         "add %[x], %[x], %[u]\n\tsubs %[v], %[v], #1\n\tstr %[x], [%[q], %[oo]]\n\t"
         "str %[v], [%[q], %[ocnt]]\n\tsub %[r], %[r], %[rs], lsl #1\n\t"
-        "add %[r], %[r], %[w]\n\tbne 1b"
+        "add %[r], %[r], %[w]\n\tbne 1b\n\tb 3b\n\t4:"
         : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x] "=&r"(x_),
-          [u] "=&r"(u_), [w] "=&r"(w_), [v] "=&r"(v_), [r] "+r"(c), [k] "+r"(k)
+          [u] "=&r"(u_), [w] "=&r"(w_), [v] "=&r"(v_), [r] "=&r"(r), [k] "=&r"(k)
         : [ip] "r"(ip), [rs] "r"(rs), [q] "r"(q), [obk] "n"(offsetof(mm_dwq, bk)),
           [oo] "n"(offsetof(mm_dwq, o)), [oopx] "n"(offsetof(mm_dwq, opx)),
           [ostep] "n"(offsetof(mm_dwq, step)), [ocnt] "n"(offsetof(mm_dwq, cnt)),
-          [ok] "n"(offsetof(mm_dwq, k))
+          [ok] "n"(offsetof(mm_dwq, k)), [ori] "n"(offsetof(mm_dwq, ri)),
+          [orows] "n"(offsetof(mm_dwq, rows)), [orow] "n"(offsetof(mm_dwq, row)),
+          [orstep] "n"(offsetof(mm_dwq, rstep)), [okt] "n"(offsetof(mm_dwq, kt)),
+          [orn] "n"(offsetof(mm_dwq, rn)), [oroff] "n"(offsetof(mm_dwq, roff))
         : "cc", "memory");
 }
 
@@ -450,38 +478,40 @@ static MM_INLINE void mm_dw_run8(mm_dwq *q, const uint8_t *c, int32_t ip, int32_
  * it one row down. */
 #define MM_DW_KT 30
 
-/* The runs of whole 3x3 windows of one output row of mm_dw_3x3_8u: run r has n[r] windows
- * whose first columns start off[r] bytes into the row and step apart, against the weight
- * pairs k + MM_DW_KT r. */
-typedef struct {
-    int32_t off[3];
-    int n[3];
-} mm_dw_runs;
+/* The runs of whole 3x3 windows of each output row of mm_dw_3x3_8u, into q (once per group:
+ * mm_dw_3x3_w's calls of mm_dw_3x3_rows, one per output row, share them): run r has rn[r]
+ * windows whose first columns start roff[r] bytes into the row and step apart, against the
+ * weight pairs k + MM_DW_KT r; the steps of mm_dw_rows8, and the last output row whose window
+ * lies inside the height. */
+static void mm_dw_runs_of(const mm_dwl *L, mm_dwq *q)
+{
+    const int e0 = L->ox_in, e1 = e0 + L->n_in;
+    q->roff[0] = 0;
+    q->roff[1] = (int32_t)(e0 * L->sw - L->pw) * L->in_pix;
+    q->roff[2] = (int32_t)(L->in_w - 3) * L->in_pix;
+    /* one pixel on each side as a whole window (its first column: 0, in_w - 3) */
+    q->rn[0] = e0 == 1 && L->pw == 1;
+    q->rn[1] = L->n_in;
+    q->rn[2] = e1 == L->out_w - 1 && e1 * L->sw - L->pw == L->in_w - 2;
+    q->step = L->sw * L->in_pix;
+    q->opx = L->out_pix;
+    q->rstep = L->sh * L->row;
+    q->inside = L->in_h >= 3 ? (L->in_h - 3 + L->ph) / L->sh : -1;
+}
 
 /* One row's runs, pixels stored from o on; fob (a constant): 8 where every output is 8-bit and
  * clamped to [0, 255] by the fast rule (the common case: no format or rule test per pixel, the
  * four bytes stored as one word), 4 or 2 where the outputs have that many bits and are clamped
  * to their whole unsigned range by it (MM_DW_OUT), else 0. */
 static MM_INLINE void mm_dw_runs_8u(const mm_dwl *L, mm_dwq *q, const uint8_t *row,
-                                    const uint32_t *k, uint8_t *o, const mm_dw_runs *R,
-                                    const int fob)
+                                    const uint32_t *k, uint8_t *o, const int fob)
 {
     const int32_t ip = L->in_pix, rs = L->row, step = L->sw * ip, opx = L->out_pix;
     const int ob = L->ob;
     for (int r = 0; r < 3; r++) {
         const uint32_t *const kr = k + MM_DW_KT * r;
-        const uint8_t *c = row + R->off[r];
-        if (fob == 8) {
-            if (R->n[r] > 0) {
-                q->o = o;
-                q->cnt = R->n[r];
-                q->k = kr;
-                mm_dw_run8(q, c, ip, rs);
-                o = q->o;
-            }
-            continue;
-        }
-        for (int n = R->n[r]; n > 0; n--, c += step, o += opx) {
+        const uint8_t *c = row + q->roff[r];
+        for (int n = q->rn[r]; n > 0; n--, c += step, o += opx) {
             int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
             MM_DW_WIN3X3_8U(c, ip, rs, kr);
             if (fob == 8) {
@@ -531,19 +561,12 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
                            mm_dwq *q)
 {
     const int e0 = L->ox_in, e1 = e0 + L->n_in, out_w = L->out_w, in_h = L->in_h;
-    /* one pixel on each side as a whole window (its first column: 0, in_w - 3) */
-    const int left = e0 == 1 && L->pw == 1;
-    const int right = e1 == out_w - 1 && e1 * L->sw - L->pw == L->in_w - 2;
-    const mm_dw_runs R = {{0, (int32_t)(e0 * L->sw - L->pw) * L->in_pix,
-                           (int32_t)(L->in_w - 3) * L->in_pix},
-                          {left, L->n_in, right}};
+    const int left = q->rn[0], right = q->rn[2], inside = q->inside;
     const int fob = q->fast == 2 && L->ob == 8                        ? 8
                     : q->fast == 3 && L->ob == 4 && MM_USE_DW_OUT4 ? 4
                     : q->fast == 3 && L->ob == 2 && MM_USE_DW_OUT2 ? 2
                                                                   : 0;
     const uint32_t *const kl = k + 6, *const kc = k + MM_DW_KT + 6;
-    q->step = L->sw * L->in_pix;
-    q->opx = L->out_pix;
     for (int oy = L->oy0; oy < L->oy1; oy++) {
         const int iy0 = oy * L->sh - L->ph;
         /* the first of the three input rows read, and the kernel row it meets */
@@ -561,18 +584,28 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
         const uint8_t *const row = in + (int32_t)(top ? 0 : bottom ? in_h - 3 : iy0) * L->row;
         const uint32_t *const kt = kl + (top ? 6 : bottom ? -6 : 0);
         uint8_t *const o = out + ((int32_t)oy * out_w + e0 - left) * L->out_pix;
-        if (fob == 8)
-            mm_dw_runs_8u(L, q, row, kt, o, &R, 8);
+        if (fob == 8) {
+            /* rows whose windows all lie inside the height: one block, when the runs cover
+             * the whole width */
+            const int block = left && right && !top && !bottom;
+            const int last = !block ? oy : inside < L->oy1 ? inside : L->oy1 - 1;
+            q->o = o;
+            q->row = row;
+            q->kt = kt;
+            q->rows = last - oy + 1;
+            mm_dw_rows8(q, L->in_pix, L->row);
+            oy = last;
+        }
 #if MM_USE_DW_OUT4
         else if (fob == 4)
-            mm_dw_runs_8u(L, q, row, kt, o, &R, 4);
+            mm_dw_runs_8u(L, q, row, kt, o, 4);
 #endif
 #if MM_USE_DW_OUT2
         else if (fob == 2)
-            mm_dw_runs_8u(L, q, row, kt, o, &R, 2);
+            mm_dw_runs_8u(L, q, row, kt, o, 2);
 #endif
         else
-            mm_dw_runs_8u(L, q, row, kt, o, &R, 0);
+            mm_dw_runs_8u(L, q, row, kt, o, 0);
         if (!right)
             mm_dw_edge_3x3_8u(L, in, out, kc, q, oy, e1, out_w);
     }
@@ -589,6 +622,7 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
 static void mm_dw_3x3_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
                          mm_dwq *q)
 {
+    mm_dw_runs_of(L, q);
     mm_dw_3x3_rows(L, in, out, wp - (MM_DW_KT + 6), q); /* wp: MM_DW_KC of the tables */
 }
 #endif
@@ -702,6 +736,9 @@ static MM_NOINLINE void mm_dw_3x3_w(const mm_dwl *L, const uint8_t *in, uint8_t 
 #endif
     W.in_pix = 4;
     W.row = rs;
+#if defined(__ARM_FEATURE_DSP)
+    mm_dw_runs_of(&W, q);
+#endif
     for (int oy = L->oy0; oy < L->oy1; oy++) {
         const int iy0 = oy * L->sh - L->ph;
         const int lo = iy0 < 0 ? 0 : iy0 > last ? last : iy0, hi = lo + 3 < in_h ? lo + 3 : in_h;
