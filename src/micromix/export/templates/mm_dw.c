@@ -28,6 +28,7 @@ typedef struct {
     int32_t qmin, qmax;
     int ox_in, n_in; /* output columns ox_in .. ox_in + n_in - 1: 3x3 windows inside the width */
     int oy0, oy1;    /* the output rows a group function runs: oy0 .. oy1 - 1 */
+    int ox0, ox1;    /* ... and its columns (mm_dw_group only) */
 } mm_dwl;
 
 /* Halfword pairs of the four channels' inputs at p: lo = (ch 0, ch 2), hi = (ch 1, ch 3).
@@ -104,6 +105,17 @@ static uint32_t mm_dw_xany(const uint8_t *p, int ib, int is, uint32_t *hi)
     "ldr %[x], " ADDR "\n\tldr %[w], [%[k], #(8 * " #T ")]\n\t"                                   \
     "ldr %[v], [%[k], #(8 * " #T " + 4)]\n\tuxtb16 %[u], %[x], ror #8\n\tuxtb16 %[x], %[x]\n\t"  \
     MM_DW_MACS "\n\t"
+/* The first tap of a window: products, not sums (the four sums need no zeroing). */
+#define MM_DW_9T0                                                                                 \
+    "ldr %[x], [%[r]]\n\tldr %[w], [%[k]]\n\tldr %[v], [%[k], #4]\n\t"                              \
+    "uxtb16 %[u], %[x], ror #8\n\tuxtb16 %[x], %[x]\n\tsmulbb %[a0], %[x], %[w]\n\t"              \
+    "smultt %[a2], %[x], %[w]\n\tsmulbb %[a1], %[u], %[v]\n\tsmultt %[a3], %[u], %[v]\n\t"
+/* One channel's fast rule clamped to [0, 255] (MM_DW_RQU8's), the bias shift in k. */
+#define MM_DW_RQK(A, OB, OM, OR, ON)                                                              \
+    "ldr %[x], [%[q], #" OB "]\n\tldr %[u], [%[q], #" OM "]\n\tldr %[w], [%[q], #" OR "]\n\t"      \
+    "ldr %[v], [%[q], #" ON "]\n\tlsl %[" A "], %[" A "], %[k]\n\tadd %[" A "], %[" A "], %[x]\n\t"  \
+    "smmla %[" A "], %[" A "], %[u], %[w]\n\tasr %[" A "], %[" A "], %[v]\n\t"                     \
+    "usat %[" A "], #8, %[" A "]\n\t"
 #define MM_DW_9ROW(T0, T1, T2)                                                                    \
     MM_DW_9T("[%[r]]", T0) MM_DW_9T("[%[r], %[ip]]", T1) MM_DW_9T("[%[r], %[ip], lsl #1]", T2)
 #define MM_DW_WIN3X3_8U(R_, IP_, RS_, K_)                                                         \
@@ -285,7 +297,7 @@ enum { MM_DW_8U, MM_DW_4U, MM_DW_2U, MM_DW_ANY };
  * unsigned compare of the window's first column (lim is 0 on rows that need padding). Forced
  * inline into one function per input format (`fmt` a constant): signed inputs (rare) get no
  * unrolled code, 8-bit unsigned ones a USAT clamp to [0, 255]. */
-static MM_INLINE void mm_dw_group(const mm_dwl *L, const uint8_t *in, uint8_t *out,
+static MM_INLINE void mm_dw_group(const mm_dwl *L, const uint8_t *in, uint8_t *out0,
                                   const uint32_t *wp, const mm_dwq *q, const int fmt)
 {
     const int32_t ip = L->in_pix, ip2 = 2 * ip, ip3 = 3 * ip, rs = L->row, step = L->sw * ip;
@@ -293,13 +305,13 @@ static MM_INLINE void mm_dw_group(const mm_dwl *L, const uint8_t *in, uint8_t *o
     const uint32_t mask = fmt == MM_DW_4U ? 0x000F000Fu : fmt == MM_DW_2U ? 0x00030003u : 0;
     const int32_t zero = 0;
     (void)mask;
-    out += (int32_t)L->oy0 * L->out_w * L->out_pix;
     for (int oy = L->oy0; oy < L->oy1; oy++) {
         const int iy0 = oy * L->sh - L->ph;
         const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = L->in_h - iy0 < kh ? L->in_h - iy0 : kh;
         const uint32_t n_in = unroll && kh == 3 && kw == 3 && ky0 == 0 && ky1 == 3 ? L->n_in : 0;
-        int32_t px = (int32_t)iy0 * rs - (int32_t)L->pw * ip; /* window corner */
-        for (int ox = 0; ox < L->out_w; ox++, out += L->out_pix, px += step) {
+        int32_t px = (int32_t)iy0 * rs + (int32_t)(L->ox0 * L->sw - L->pw) * ip; /* corner */
+        uint8_t *out = out0 + ((int32_t)oy * L->out_w + L->ox0) * L->out_pix;
+        for (int ox = L->ox0; ox < L->ox1; ox++, out += L->out_pix, px += step) {
             int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
             if ((uint32_t)(ox - L->ox_in) < n_in) {
                 const uint8_t *r = in + px;
@@ -411,17 +423,6 @@ static MM_NOINLINE void mm_dw_edge_3x3_8u(const mm_dwl *L, const uint8_t *in, ui
     }
 }
 
-/* The first tap of a window: products, not sums (the four sums need no zeroing). */
-#define MM_DW_9T0                                                                                 \
-    "ldr %[x], [%[r]]\n\tldr %[w], [%[k]]\n\tldr %[v], [%[k], #4]\n\t"                              \
-    "uxtb16 %[u], %[x], ror #8\n\tuxtb16 %[x], %[x]\n\tsmulbb %[a0], %[x], %[w]\n\t"              \
-    "smultt %[a2], %[x], %[w]\n\tsmulbb %[a1], %[u], %[v]\n\tsmultt %[a3], %[u], %[v]\n\t"
-/* One channel's fast rule clamped to [0, 255] (MM_DW_RQU8's), the bias shift in k. */
-#define MM_DW_RQK(A, OB, OM, OR, ON)                                                              \
-    "ldr %[x], [%[q], #" OB "]\n\tldr %[u], [%[q], #" OM "]\n\tldr %[w], [%[q], #" OR "]\n\t"      \
-    "ldr %[v], [%[q], #" ON "]\n\tlsl %[" A "], %[" A "], %[k]\n\tadd %[" A "], %[" A "], %[x]\n\t"  \
-    "smmla %[" A "], %[" A "], %[u], %[w]\n\tasr %[" A "], %[" A "], %[v]\n\t"                     \
-    "usat %[" A "], #8, %[" A "]\n\t"
 
 /* Rows of whole 3x3 windows of 8-bit unsigned inputs with 8-bit outputs clamped to [0, 255]
  * by the fast rule, in one asm loop, its state in q (13 registers: gcc kept the loop's
@@ -631,11 +632,97 @@ static void mm_dw_3x3_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const
 /* The group functions, one per path of MM_DW_GROUP, each compiled where the model takes it
  * (mm_paths.h); out of line, as the group loop calls them. On cores without the DSP
  * extension the 3x3 windows of 8-bit unsigned inputs take the 8-bit unsigned group code. */
-#if MM_USE_DW_8U || ((MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W) && !defined(__ARM_FEATURE_DSP))
+#if MM_USE_DW_8U || MM_USE_DW_4X4_8U ||                                                        \
+    ((MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W) && !defined(__ARM_FEATURE_DSP))
 static MM_NOINLINE void mm_dw_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out,
                                  const uint32_t *wp, const mm_dwq *q)
 {
     mm_dw_group(L, in, out, wp, q, MM_DW_8U);
+}
+#endif
+
+#if defined(__ARM_FEATURE_DSP) && MM_USE_DW_4X4_8U
+/* The rest of a row of a 4x4 kernel after its first tap (at [r]): its second tap, two columns
+ * on, the third and fourth, then NEXT (to the next row: rs, the row less the two columns). */
+#define MM_DW_16ROW(T1, T2, T3, NEXT)                                                         \
+    MM_DW_9T("[%[r], %[ip]]", T1) "add %[r], %[r], %[ip], lsl #1\n\t" MM_DW_9T("[%[r]]", T2)      \
+        MM_DW_9T("[%[r], %[ip]]", T3) NEXT
+#define MM_DW_16NEXT "add %[r], %[r], %[rs]\n\t"
+
+/* q->cnt >= 1 whole 4x4 windows of 8-bit unsigned inputs with 8-bit outputs clamped to
+ * [0, 255] by the fast rule (mm_dw_rows8's pixel, 16 taps): the first at c, the next q->step
+ * bytes after the previous one's last tap row (its third column), stored from q->o on, opx
+ * apart; weight pairs at q->k. */
+static MM_INLINE void mm_dw_run4x4(mm_dwq *q, const uint8_t *c, int32_t ip, int32_t rs2)
+{
+    uint32_t a0, a1, a2, a3, x_, u_, w_, v_;
+    const uint32_t *k = q->k;
+    __asm__ volatile(
+        "1:\n\t" MM_DW_9T0 MM_DW_16ROW(1, 2, 3, MM_DW_16NEXT) MM_DW_9T("[%[r]]", 4)
+            MM_DW_16ROW(5, 6, 7, MM_DW_16NEXT) MM_DW_9T("[%[r]]", 8)
+                MM_DW_16ROW(9, 10, 11, MM_DW_16NEXT) MM_DW_9T("[%[r]]", 12)
+                    MM_DW_16ROW(13, 14, 15, "") "ldr %[k], [%[q], %[obk]]\n\t"
+        MM_DW_RQ4(MM_DW_RQK)
+        "orr %[a0], %[a0], %[a1], lsl #8\n\torr %[a0], %[a0], %[a2], lsl #16\n\t"
+        "orr %[a0], %[a0], %[a3], lsl #24\n\tldr %[x], [%[q], %[oo]]\n\t"
+        "ldr %[u], [%[q], %[oopx]]\n\tldr %[w], [%[q], %[ostep]]\n\t"
+        "ldr %[v], [%[q], %[ocnt]]\n\tldr %[k], [%[q], %[ok]]\n\tstr %[a0], [%[x]]\n\t"
+        "add %[x], %[x], %[u]\n\tsubs %[v], %[v], #1\n\tstr %[x], [%[q], %[oo]]\n\t"
+        "str %[v], [%[q], %[ocnt]]\n\tadd %[r], %[r], %[w]\n\tbne 1b"
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x] "=&r"(x_),
+          [u] "=&r"(u_), [w] "=&r"(w_), [v] "=&r"(v_), [r] "+&r"(c), [k] "+&r"(k)
+        : [ip] "r"(ip), [rs] "r"(rs2), [q] "r"(q), [obk] "n"(offsetof(mm_dwq, bk)),
+          [oo] "n"(offsetof(mm_dwq, o)), [oopx] "n"(offsetof(mm_dwq, opx)),
+          [ostep] "n"(offsetof(mm_dwq, step)), [ocnt] "n"(offsetof(mm_dwq, cnt)),
+          [ok] "n"(offsetof(mm_dwq, k))
+        : "cc", "memory");
+}
+
+/* 4x4 windows of 8-bit unsigned inputs (DSP cores; the stride-2 layers of an imported TFLite
+ * MobileNet: TF's one-sided padding made them 4x4 with padding 1): with 8-bit outputs that
+ * the fast rule clamps to [0, 255], the windows inside the image, row by row, in
+ * mm_dw_run4x4; the others (and every window of other layers) in mm_dw_8u, in raster order. */
+static void mm_dw_4x4_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
+                         mm_dwq *q)
+{
+    const int32_t ip = L->in_pix, rs = L->row;
+    const int out_w = L->out_w, xa = (L->pw + L->sw - 1) / L->sw;
+    const int xe = L->in_w >= 4 ? (L->in_w - 4 + L->pw) / L->sw + 1 : 0;
+    const int xb = xe < out_w ? xe : out_w;
+    /* rows of fewer inside windows: the calls for the border windows cost more than the loop
+     * saves (VWW's 3 x 3 px layer: 134 k -> 150 k est. M4 cycles, measured) */
+    if (q->fast != 2 || L->ob != 8 || xb - xa < 4) {
+        mm_dw_8u(L, in, out, wp, q);
+        return;
+    }
+    mm_dwl B = *L; /* the border windows' rows and columns */
+    q->opx = L->out_pix;
+    q->step = L->sw * ip - 3 * rs - 2 * ip; /* from the last row's third column */
+    for (int oy = L->oy0; oy < L->oy1; oy++) {
+        const int iy0 = oy * L->sh - L->ph;
+        B.oy0 = oy;
+        B.oy1 = oy + 1;
+        B.ox0 = 0;
+        B.ox1 = out_w;
+        if (iy0 < 0 || iy0 + 4 > L->in_h) {
+            mm_dw_8u(&B, in, out, wp, q);
+            continue;
+        }
+        if (xa > 0) {
+            B.ox1 = xa;
+            mm_dw_8u(&B, in, out, wp, q);
+        }
+        q->o = out + ((int32_t)oy * out_w + xa) * L->out_pix;
+        q->cnt = xb - xa;
+        q->k = wp;
+        mm_dw_run4x4(q, in + (int32_t)iy0 * rs + (int32_t)(xa * L->sw - L->pw) * ip, ip,
+                     rs - 2 * ip);
+        if (xb < out_w) {
+            B.ox0 = xb;
+            B.ox1 = out_w;
+            mm_dw_8u(&B, in, out, wp, q);
+        }
+    }
 }
 #endif
 
@@ -776,7 +863,7 @@ static MM_NOINLINE void mm_dw_3x3_w(const mm_dwl *L, const uint8_t *in, uint8_t 
 /* mm_depthwise is compiled where a layer of the model runs it (a call without it fails to
  * link). */
 #if MM_USE_DW_3X3_8U || MM_USE_DW_8U || MM_USE_DW_4U || MM_USE_DW_2U || MM_USE_DW_ANY ||          \
-    MM_USE_DW_CHANNEL || MM_USE_DW_3X3_W
+    MM_USE_DW_CHANNEL || MM_USE_DW_3X3_W || MM_USE_DW_4X4_8U
 /* One group of four channels on the path MM_DW_GROUP gives the layer (ring: the scratch). */
 static void mm_dw_path(int path, const mm_dwl *L, const uint8_t *in, uint8_t *out,
                        const uint32_t *wp, mm_dwq *q, uint8_t *ring)
@@ -793,6 +880,15 @@ static void mm_dw_path(int path, const mm_dwl *L, const uint8_t *in, uint8_t *ou
     case MM_P_DW_3X3_8U:
 #if defined(__ARM_FEATURE_DSP)
         mm_dw_3x3_8u(L, in, out, wp, q);
+#else
+        mm_dw_8u(L, in, out, wp, q);
+#endif
+        return;
+#endif
+#if MM_USE_DW_4X4_8U
+    case MM_P_DW_4X4_8U:
+#if defined(__ARM_FEATURE_DSP)
+        mm_dw_4x4_8u(L, in, out, wp, q);
 #else
         mm_dw_8u(L, in, out, wp, q);
 #endif
@@ -874,7 +970,7 @@ void mm_depthwise(MM_CONV_ARGS)
     const int ox_in = (pw + sw - 1) / sw, ox_end = in_w >= 3 ? (in_w - 3 + pw) / sw + 1 : 0;
     const mm_dwl L = {in_pix, out_pix, in_pix * in_w, in_h, in_w, out_h, out_w, kh, kw,
                       sh, sw, ph, pw, ib, is, ob, q->bias_shift, qmin, qmax, ox_in, ox_end > ox_in ? (ox_end < out_w ? ox_end : out_w) - ox_in : 0,
-                      0, out_h};
+                      0, out_h, 0, out_w};
     const int path = MM_DW_GROUP(is, ib, kh, kw, c, in_w);
     const int per = 8 / wb, wsh = 8 - wb;
     const uint32_t top = wb == 8 ? 0xFFFFFFFFu : wb == 4 ? 0xF0F0F0F0u : 0xC0C0C0C0u;
