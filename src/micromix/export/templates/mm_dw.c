@@ -26,7 +26,7 @@ typedef struct {
     int32_t in_pix, out_pix, row; /* bytes per input pixel, output pixel, input row */
     int in_h, in_w, out_h, out_w, kh, kw, sh, sw, ph, pw, ib, is, ob, bk;
     int32_t qmin, qmax;
-    int ox_in, n_in; /* output columns ox_in .. ox_in + n_in - 1: 3x3 windows inside the width */
+    int ox_in, n_in; /* output columns ox_in .. ox_in + n_in - 1: windows inside the width */
     int oy0, oy1;    /* the output rows a group function runs: oy0 .. oy1 - 1 */
     int ox0, ox1;    /* ... and its columns (mm_dw_group only) */
 } mm_dwl;
@@ -686,9 +686,7 @@ static void mm_dw_4x4_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const
                          mm_dwq *q)
 {
     const int32_t ip = L->in_pix, rs = L->row;
-    const int out_w = L->out_w, xa = (L->pw + L->sw - 1) / L->sw;
-    const int xe = L->in_w >= 4 ? (L->in_w - 4 + L->pw) / L->sw + 1 : 0;
-    const int xb = xe < out_w ? xe : out_w;
+    const int out_w = L->out_w, xa = L->ox_in, xb = xa + L->n_in;
     /* rows of fewer inside windows: the calls for the border windows cost more than the loop
      * saves (VWW's 3 x 3 px layer: 134 k -> 150 k est. M4 cycles, measured) */
     if (q->fast != 2 || L->ob != 8 || xb - xa < 4) {
@@ -966,8 +964,8 @@ void mm_depthwise(MM_CONV_ARGS)
     const int32_t row_bytes = mm_bytes(taps, wb);
     const int grouped = taps <= MM_DW_TAPS ? c - c % 4 : 0;
     /* first column whose window starts inside (ix0 >= 0), first one past the last whose
-     * window ends inside (ix0 + 3 <= in_w) */
-    const int ox_in = (pw + sw - 1) / sw, ox_end = in_w >= 3 ? (in_w - 3 + pw) / sw + 1 : 0;
+     * window ends inside (ix0 + kw <= in_w) */
+    const int ox_in = (pw + sw - 1) / sw, ox_end = in_w >= kw ? (in_w - kw + pw) / sw + 1 : 0;
     const mm_dwl L = {in_pix, out_pix, in_pix * in_w, in_h, in_w, out_h, out_w, kh, kw,
                       sh, sw, ph, pw, ib, is, ob, q->bias_shift, qmin, qmax, ox_in, ox_end > ox_in ? (ox_end < out_w ? ox_end : out_w) - ox_in : 0,
                       0, out_h, 0, out_w};
