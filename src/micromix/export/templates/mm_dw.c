@@ -503,10 +503,9 @@ static void mm_dw_runs_of(const mm_dwl *L, mm_dwq *q)
     q->inside = L->in_h >= 3 ? (L->in_h - 3 + L->ph) / L->sh : -1;
 }
 
-/* One row's runs, pixels stored from o on; fob (a constant): 8 where every output is 8-bit and
- * clamped to [0, 255] by the fast rule (the common case: no format or rule test per pixel, the
- * four bytes stored as one word), 4 or 2 where the outputs have that many bits and are clamped
- * to their whole unsigned range by it (MM_DW_OUT), else 0. */
+/* One row's runs, pixels stored from o on; fob (a constant): 4 or 2 where the outputs have that
+ * many bits and are clamped to their whole unsigned range by the fast rule (MM_DW_OUT), else 0
+ * (8-bit outputs that it clamps to [0, 255] run in mm_dw_rows8). */
 static MM_INLINE void mm_dw_runs_8u(const mm_dwl *L, mm_dwq *q, const uint8_t *row,
                                     const uint32_t *k, uint8_t *o, const int fob)
 {
@@ -518,12 +517,7 @@ static MM_INLINE void mm_dw_runs_8u(const mm_dwl *L, mm_dwq *q, const uint8_t *r
         for (int n = q->rn[r]; n > 0; n--, c += step, o += opx) {
             int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
             MM_DW_WIN3X3_8U(c, ip, rs, kr);
-            if (fob == 8) {
-                uint32_t v;
-                MM_DW_REQ4U8();
-                v = (uint32_t)a0 | (uint32_t)a1 << 8 | (uint32_t)a2 << 16 | (uint32_t)a3 << 24;
-                memcpy(o, &v, 4);
-            } else if (fob == 4) {
+            if (fob == 4) {
                 uint16_t v;
                 MM_DW_REQ4U4();
                 v = (uint16_t)((uint32_t)a0 | (uint32_t)a1 << 4 | (uint32_t)a2 << 8 |
