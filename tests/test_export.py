@@ -541,6 +541,52 @@ def test_depthwise_4x4_stride_2_is_bit_exact(tmp_path, c: int, h: int, w: int, i
     _host_and_qemu(im, tmp_path, x)
 
 
+# (c, h, w, kernel, stride, in place): 3x3 windows at stride 1 (rows of several runs, blocks
+# of inside rows, odd sizes), at stride 2 on an even width (no right-hand run), a tail of
+# channels; 4x4 at stride 2 with rows of 4 or more inside windows (and borders on every side).
+# The host runs every other one (its code for them is not new).
+DW_FAST = [(12, 9, 7, 3, 1, True), (13, 8, 10, 3, 2, False), (8, 11, 13, 4, 2, True),
+           (5, 10, 12, 4, 2, False)]  # fmt: skip
+
+
+def _dw_fast_check(tmp_path, c: int, h: int, w: int, k: int, stride: int, inplace: bool,
+                   qemu: bool) -> None:  # fmt: skip
+    """A depthwise layer between two 1x1 layers, ReLU to 8-bit outputs (every shift above 32:
+    the requantization of mm_dw_rows8 and mm_dw_run4x4), optionally written over its dying
+    input (the schedule's in-place placement), bit for bit the numpy reference."""
+    torch.manual_seed(c * h + w)
+    dw = [torch.nn.Conv2d(c, c, k, stride, 1, groups=c, bias=False), torch.nn.BatchNorm2d(c)]
+    model = torch.nn.Sequential(
+        conv_bn(c, c, 1), *dw, torch.nn.ReLU(), conv_bn(c, c, 1, act=None)
+    ).eval()
+    g = trace(model, (1, c, h, w))
+    pol = Policy.uniform(g, 8)
+    im = convert(
+        random_qparams(g, pol, seed=c + k), g, pol, schedule=("inplace" if inplace else "layer")
+    )
+    op, sched = im.ops[1], im.report.schedule
+    assert im.report.layers[1].kernel == "mm_depthwise" and op.kernel == (k, k)
+    assert (op.qmin, op.qmax) == (0, 255) and (np.asarray(op.arrays["shift"]) > 32).all()
+    assert (sched is not None and g.ops[1].name in sched.inplace) == inplace
+    x = np.random.default_rng(w).integers(0, 256, (12, c, h, w), dtype=np.uint8)
+    _host_and_qemu(im, tmp_path, x, qemu)
+
+
+@pytest.mark.parametrize(("c", "h", "w", "k", "stride", "inplace"), DW_FAST[::2])
+def test_depthwise_fast_rows_are_bit_exact_on_the_host(tmp_path, c, h, w, k, stride, inplace):
+    """The layers of the DSP row loops (mm_dw_rows8, mm_dw_run4x4), host build (the portable
+    group code they replace there)."""
+    _dw_fast_check(tmp_path, c, h, w, k, stride, inplace, qemu=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("c", "h", "w", "k", "stride", "inplace"), DW_FAST)
+def test_depthwise_fast_rows_are_bit_exact_under_qemu(tmp_path, c, h, w, k, stride, inplace):
+    """The same layers in the Cortex-M4 image under qemu: the asm row loops themselves."""
+    require_tool("arm-none-eabi-gcc", "qemu-system-arm")
+    _dw_fast_check(tmp_path, c, h, w, k, stride, inplace, qemu=True)
+
+
 def test_memory_exactness_read_from_the_objects(tmp_path) -> None:
     """The compiled objects, read with nm and size: the model's constants are exactly the
     arrays the memory model counts, one arena and one kernel scratch buffer of exactly its RAM;

@@ -8,10 +8,14 @@
  * stay in registers; 3x3 windows inside the image are unrolled, border windows run their
  * valid taps only (the zero padding adds nothing). On DSP cores, 3x3 kernels on 8-bit unsigned
  * inputs (mm_dw_3x3_8u) run each window in one asm block, the inside ones of an output row in a
- * loop of their own. Leftover channels (c % 4) and kernels of more than MM_DW_TAPS taps run
- * one channel at a time. Every pixel of a group is written in raster order, after its window
+ * loop of their own; with 8-bit outputs that the fast rule clamps to [0, 255] (the common
+ * case) whole rows, and blocks of rows, run as one asm loop (mm_dw_rows8), as do the inside
+ * windows of each row of 4x4 kernels (mm_dw_4x4_8u). Leftover channels (c % 4) and kernels
+ * of more than MM_DW_TAPS taps run one channel at a time. Every pixel of a group is written in raster order, after its window
  * is read (the in-place contract of mm_kernels.h).
  */
+#include <stddef.h>
+
 #include "mm_kernels.h"
 
 static inline uint32_t mm_dw_pair(int32_t lo, int32_t hi)
@@ -24,8 +28,9 @@ typedef struct {
     int32_t in_pix, out_pix, row; /* bytes per input pixel, output pixel, input row */
     int in_h, in_w, out_h, out_w, kh, kw, sh, sw, ph, pw, ib, is, ob, bk;
     int32_t qmin, qmax;
-    int ox_in, n_in; /* output columns ox_in .. ox_in + n_in - 1: 3x3 windows inside the width */
+    int ox_in, n_in; /* output columns ox_in .. ox_in + n_in - 1: windows inside the width */
     int oy0, oy1;    /* the output rows a group function runs: oy0 .. oy1 - 1 */
+    int ox0, ox1;    /* ... and its columns (mm_dw_group only) */
 } mm_dwl;
 
 /* Halfword pairs of the four channels' inputs at p: lo = (ch 0, ch 2), hi = (ch 1, ch 3).
@@ -102,6 +107,18 @@ static uint32_t mm_dw_xany(const uint8_t *p, int ib, int is, uint32_t *hi)
     "ldr %[x], " ADDR "\n\tldr %[w], [%[k], #(8 * " #T ")]\n\t"                                   \
     "ldr %[v], [%[k], #(8 * " #T " + 4)]\n\tuxtb16 %[u], %[x], ror #8\n\tuxtb16 %[x], %[x]\n\t"  \
     MM_DW_MACS "\n\t"
+/* The first tap of a window: products, not sums (the four sums need no zeroing). */
+#define MM_DW_9T0                                                                                 \
+    "ldr %[x], [%[r]]\n\tldr %[w], [%[k]]\n\tldr %[v], [%[k], #4]\n\t"                          \
+    "uxtb16 %[u], %[x], ror #8\n\tuxtb16 %[x], %[x]\n\tsmulbb %[a0], %[x], %[w]\n\t"              \
+    "smultt %[a2], %[x], %[w]\n\tsmulbb %[a1], %[u], %[v]\n\tsmultt %[a3], %[u], %[v]\n\t"
+/* One channel's fast rule clamped to [0, 255] (MM_DW_RQU8's), the bias shift in k. */
+#define MM_DW_RQK(A, OB, OM, OR, ON)                                                              \
+    "ldr %[x], [%[q], #" OB "]\n\tldr %[u], [%[q], #" OM "]\n\tldr %[w], [%[q], #" OR "]\n\t"      \
+    "ldr %[v], [%[q], #" ON "]\n\tlsl %[" A "], %[" A "], %[k]\n\t"                               \
+    "add %[" A "], %[" A "], %[x]\n\t"                                                          \
+    "smmla %[" A "], %[" A "], %[u], %[w]\n\tasr %[" A "], %[" A "], %[v]\n\t"                     \
+    "usat %[" A "], #8, %[" A "]\n\t"
 #define MM_DW_9ROW(T0, T1, T2)                                                                    \
     MM_DW_9T("[%[r]]", T0) MM_DW_9T("[%[r], %[ip]]", T1) MM_DW_9T("[%[r], %[ip], lsl #1]", T2)
 #define MM_DW_WIN3X3_8U(R_, IP_, RS_, K_)                                                         \
@@ -138,6 +155,20 @@ typedef struct {
     const int8_t *s;
     int fast; /* 0: mm_requant; 1: the fast rule; 2: the fast rule, clamp [0, 255]; 3: the fast
                * rule, 4- or 2-bit outputs clamped to their whole unsigned range */
+    /* The state of mm_dw_rows8's loop (DSP cores), kept here so that its asm reaches it from
+     * q, the one base register it has left: the next output pixel, the pixels left in the
+     * run, the input and output steps between pixels, the run's weight tables; the rows left,
+     * the row's first input byte, the step between rows, the run (4 x its index), the first
+     * table; each run's first window (bytes into the row) and window count. */
+    uint8_t *o;
+    int32_t cnt, step, opx;
+    const uint32_t *k;
+    int32_t rows;
+    const uint8_t *row;
+    int32_t rstep, ri;
+    const uint32_t *kt;
+    int32_t roff[3], rn[3];
+    int inside; /* mm_dw_runs_of */
 } mm_dwq;
 
 static void mm_dw_requant4(const mm_dwl *L, const mm_dwq *q, const int32_t *acc, int32_t *y)
@@ -269,7 +300,7 @@ enum { MM_DW_8U, MM_DW_4U, MM_DW_2U, MM_DW_ANY };
  * unsigned compare of the window's first column (lim is 0 on rows that need padding). Forced
  * inline into one function per input format (`fmt` a constant): signed inputs (rare) get no
  * unrolled code, 8-bit unsigned ones a USAT clamp to [0, 255]. */
-static MM_INLINE void mm_dw_group(const mm_dwl *L, const uint8_t *in, uint8_t *out,
+static MM_INLINE void mm_dw_group(const mm_dwl *L, const uint8_t *in, uint8_t *out0,
                                   const uint32_t *wp, const mm_dwq *q, const int fmt)
 {
     const int32_t ip = L->in_pix, ip2 = 2 * ip, ip3 = 3 * ip, rs = L->row, step = L->sw * ip;
@@ -277,13 +308,13 @@ static MM_INLINE void mm_dw_group(const mm_dwl *L, const uint8_t *in, uint8_t *o
     const uint32_t mask = fmt == MM_DW_4U ? 0x000F000Fu : fmt == MM_DW_2U ? 0x00030003u : 0;
     const int32_t zero = 0;
     (void)mask;
-    out += (int32_t)L->oy0 * L->out_w * L->out_pix;
     for (int oy = L->oy0; oy < L->oy1; oy++) {
         const int iy0 = oy * L->sh - L->ph;
         const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = L->in_h - iy0 < kh ? L->in_h - iy0 : kh;
         const uint32_t n_in = unroll && kh == 3 && kw == 3 && ky0 == 0 && ky1 == 3 ? L->n_in : 0;
-        int32_t px = (int32_t)iy0 * rs - (int32_t)L->pw * ip; /* window corner */
-        for (int ox = 0; ox < L->out_w; ox++, out += L->out_pix, px += step) {
+        int32_t px = (int32_t)iy0 * rs + (int32_t)(L->ox0 * L->sw - L->pw) * ip; /* corner */
+        uint8_t *out = out0 + ((int32_t)oy * L->out_w + L->ox0) * L->out_pix;
+        for (int ox = L->ox0; ox < L->ox1; ox++, out += L->out_pix, px += step) {
             int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
             if ((uint32_t)(ox - L->ox_in) < n_in) {
                 const uint8_t *r = in + px;
@@ -395,42 +426,98 @@ static MM_NOINLINE void mm_dw_edge_3x3_8u(const mm_dwl *L, const uint8_t *in, ui
     }
 }
 
+
+/* Rows of whole 3x3 windows of 8-bit unsigned inputs with 8-bit outputs clamped to [0, 255]
+ * by the fast rule, in one asm loop, its state in q (13 registers: gcc kept the loop's
+ * pointers and counts on the stack and reloaded them around smaller asm blocks): q->rows rows
+ * from q->row on, q->rstep bytes apart, each the three runs of mm_dw_runs (q->rn[r] windows
+ * from q->roff[r] on, step bytes apart, against the tables q->kt + MM_DW_KT r), the pixels
+ * stored from q->o on, opx apart. Each pixel: the window (its first tap products, not sums:
+ * no zeroing), the requantization, the store, the step. */
+static MM_INLINE void mm_dw_rows8(mm_dwq *q, int32_t ip, int32_t rs)
+{
+    uint32_t a0, a1, a2, a3, x_, u_, w_, v_;
+    const uint8_t *r;
+    const uint32_t *k;
+    q->ri = 0;
+    __asm__ volatile(
+        "3:\n\tldr %[x], [%[q], %[ori]]\n\tcmp %[x], #12\n\tbne 5f\n\t"
+        /* the row's runs done: the next row, if any */
+        "ldr %[v], [%[q], %[orows]]\n\tsubs %[v], %[v], #1\n\tbeq 4f\n\t"
+        "ldr %[w], [%[q], %[orow]]\n\tldr %[u], [%[q], %[orstep]]\n\t"
+        "str %[v], [%[q], %[orows]]\n\tadd %[w], %[w], %[u]\n\tmovs %[x], #0\n\t"
+        "str %[w], [%[q], %[orow]]\n\t"
+        /* run x / 4: its count, first window and table (kt + 30 x bytes) */
+        "5:\n\tadd %[u], %[q], %[x]\n\tldr %[k], [%[q], %[okt]]\n\t"
+        "ldr %[v], [%[u], %[orn]]\n\tldr %[w], [%[u], %[oroff]]\n\tldr %[r], [%[q], %[orow]]\n\t"
+        "add %[k], %[k], %[x], lsl #5\n\tsub %[k], %[k], %[x], lsl #1\n\t"
+        "add %[x], %[x], #4\n\tstr %[x], [%[q], %[ori]]\n\tcmp %[v], #0\n\tbeq 3b\n\t"
+        "str %[v], [%[q], %[ocnt]]\n\tstr %[k], [%[q], %[ok]]\n\tadd %[r], %[r], %[w]\n\t"
+        /* the run's pixels */
+        "1:\n\t" MM_DW_9T0 MM_DW_9T("[%[r], %[ip]]", 1) MM_DW_9T("[%[r], %[ip], lsl #1]", 2)
+        "add %[r], %[r], %[rs]\n\t" MM_DW_9ROW(3, 4, 5) "add %[r], %[r], %[rs]\n\t"
+        MM_DW_9ROW(6, 7, 8) "ldr %[k], [%[q], %[obk]]\n\t" MM_DW_RQ4(MM_DW_RQK)
+        "orr %[a0], %[a0], %[a1], lsl #8\n\torr %[a0], %[a0], %[a2], lsl #16\n\t"
+        "orr %[a0], %[a0], %[a3], lsl #24\n\tldr %[x], [%[q], %[oo]]\n\t"
+        "ldr %[u], [%[q], %[oopx]]\n\tldr %[w], [%[q], %[ostep]]\n\t"
+        "ldr %[v], [%[q], %[ocnt]]\n\tldr %[k], [%[q], %[ok]]\n\tstr %[a0], [%[x]]\n\t"
+        "add %[x], %[x], %[u]\n\tsubs %[v], %[v], #1\n\tstr %[x], [%[q], %[oo]]\n\t"
+        "str %[v], [%[q], %[ocnt]]\n\tsub %[r], %[r], %[rs], lsl #1\n\t"
+        "add %[r], %[r], %[w]\n\tbne 1b\n\tb 3b\n\t4:"
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x] "=&r"(x_),
+          [u] "=&r"(u_), [w] "=&r"(w_), [v] "=&r"(v_), [r] "=&r"(r), [k] "=&r"(k)
+        : [ip] "r"(ip), [rs] "r"(rs), [q] "r"(q), [obk] "n"(offsetof(mm_dwq, bk)),
+          [oo] "n"(offsetof(mm_dwq, o)), [oopx] "n"(offsetof(mm_dwq, opx)),
+          [ostep] "n"(offsetof(mm_dwq, step)), [ocnt] "n"(offsetof(mm_dwq, cnt)),
+          [ok] "n"(offsetof(mm_dwq, k)), [ori] "n"(offsetof(mm_dwq, ri)),
+          [orows] "n"(offsetof(mm_dwq, rows)), [orow] "n"(offsetof(mm_dwq, row)),
+          [orstep] "n"(offsetof(mm_dwq, rstep)), [okt] "n"(offsetof(mm_dwq, kt)),
+          [orn] "n"(offsetof(mm_dwq, rn)), [oroff] "n"(offsetof(mm_dwq, roff))
+        : "cc", "memory");
+}
+
 /* mm_dw_3x3_8u's weight tables: the pairs moved one column left (zeros in the right column),
  * as they are, moved one column right; each with a row of zeros before and after it, so that
  * a table from its second row on is the kernel moved one row up, and from the zeros before
  * it one row down. */
 #define MM_DW_KT 30
 
-/* The runs of whole 3x3 windows of one output row of mm_dw_3x3_8u: run r has n[r] windows
- * whose first columns start off[r] bytes into the row and step apart, against the weight
- * pairs k + MM_DW_KT r. */
-typedef struct {
-    int32_t off[3];
-    int n[3];
-} mm_dw_runs;
+/* The runs of whole 3x3 windows of each output row of mm_dw_3x3_8u, into q (once per group:
+ * mm_dw_3x3_w's calls of mm_dw_3x3_rows, one per output row, share them): run r has rn[r]
+ * windows whose first columns start roff[r] bytes into the row and step apart, against the
+ * weight pairs k + MM_DW_KT r; the steps of mm_dw_rows8, and the last output row whose window
+ * lies inside the height. */
+static void mm_dw_runs_of(const mm_dwl *L, mm_dwq *q)
+{
+    const int e0 = L->ox_in, e1 = e0 + L->n_in;
+    q->roff[0] = 0;
+    q->roff[1] = (int32_t)(e0 * L->sw - L->pw) * L->in_pix;
+    q->roff[2] = (int32_t)(L->in_w - 3) * L->in_pix;
+    /* one pixel on each side as a whole window (its first column: 0, in_w - 3) */
+    q->rn[0] = e0 == 1 && L->pw == 1;
+    q->rn[1] = L->n_in;
+    q->rn[2] = e1 == L->out_w - 1 && e1 * L->sw - L->pw == L->in_w - 2;
+    q->step = L->sw * L->in_pix;
+    q->opx = L->out_pix;
+    q->rstep = L->sh * L->row;
+    q->inside = L->in_h >= 3 ? (L->in_h - 3 + L->ph) / L->sh : -1;
+}
 
-/* One row's runs, pixels stored from o on; fob (a constant): 8 where every output is 8-bit and
- * clamped to [0, 255] by the fast rule (the common case: no format or rule test per pixel, the
- * four bytes stored as one word), 4 or 2 where the outputs have that many bits and are clamped
- * to their whole unsigned range by it (MM_DW_OUT), else 0. */
-static MM_INLINE void mm_dw_runs_8u(const mm_dwl *L, const mm_dwq *q, const uint8_t *row,
-                                    const uint32_t *k, uint8_t *o, const mm_dw_runs *R,
-                                    const int fob)
+/* One row's runs, pixels stored from o on; fob (a constant): 4 or 2 where the outputs have that
+ * many bits and are clamped to their whole unsigned range by the fast rule (MM_DW_OUT), else 0
+ * (8-bit outputs that it clamps to [0, 255] run in mm_dw_rows8). */
+static MM_INLINE void mm_dw_runs_8u(const mm_dwl *L, mm_dwq *q, const uint8_t *row,
+                                    const uint32_t *k, uint8_t *o, const int fob)
 {
     const int32_t ip = L->in_pix, rs = L->row, step = L->sw * ip, opx = L->out_pix;
     const int ob = L->ob;
     for (int r = 0; r < 3; r++) {
         const uint32_t *const kr = k + MM_DW_KT * r;
-        const uint8_t *c = row + R->off[r];
-        for (int n = R->n[r]; n > 0; n--, c += step, o += opx) {
+        const uint8_t *c = row + q->roff[r];
+        for (int n = q->rn[r]; n > 0; n--, c += step, o += opx) {
             int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
             MM_DW_WIN3X3_8U(c, ip, rs, kr);
-            if (fob == 8) {
-                uint32_t v;
-                MM_DW_REQ4U8();
-                v = (uint32_t)a0 | (uint32_t)a1 << 8 | (uint32_t)a2 << 16 | (uint32_t)a3 << 24;
-                memcpy(o, &v, 4);
-            } else if (fob == 4) {
+            if (fob == 4) {
                 uint16_t v;
                 MM_DW_REQ4U4();
                 v = (uint16_t)((uint32_t)a0 | (uint32_t)a1 << 4 | (uint32_t)a2 << 8 |
@@ -448,38 +535,31 @@ static MM_INLINE void mm_dw_runs_8u(const mm_dwl *L, const mm_dwq *q, const uint
     }
 }
 
-/* mm_dw_3x3_8u's MM_DW_KT tables from the group's weight pairs wp. */
-static void mm_dw_3x3_k(const uint32_t *wp, uint32_t *k)
+/* mm_dw_3x3_8u's MM_DW_KT tables k: their zeros, the same for every group (the tables are
+ * cleared once per layer), and the moved pairs from the group's own, which mm_depthwise
+ * widens straight into the middle table (MM_DW_KC: the pairs as they are). Per group that is
+ * 24 words copied instead of 90 written (the demo's 2 x 2 px layer: 118,982 -> 104,070 est.
+ * M4 cycles, measured). */
+#define MM_DW_KC(k) ((k) + MM_DW_KT + 6)
+typedef char mm_dw_taps_fit_the_tables[MM_DW_KT + 6 + 2 * MM_DW_TAPS <= 3 * MM_DW_KT ? 1 : -1];
+static void mm_dw_3x3_sides(uint32_t *k)
 {
-    uint32_t *const kl = k + 6, *const kc = k + MM_DW_KT + 6, *const kr = k + 2 * MM_DW_KT + 6;
-    for (int t = 0; t < 6; t++)
-        k[t] = k[24 + t] = k[30 + t] = k[54 + t] = k[60 + t] = k[84 + t] = 0;
-    for (int t = 0; t < 18; t++)
-        kc[t] = wp[t];
-    for (int t = 0; t < 18; t += 6)
-        for (int h = 0; h < 2; h++) {
-            kl[t + h] = wp[t + 2 + h];
-            kl[t + 2 + h] = wp[t + 4 + h];
-            kl[t + 4 + h] = 0;
-            kr[t + h] = 0;
-            kr[t + 2 + h] = wp[t + h];
-            kr[t + 4 + h] = wp[t + 2 + h];
-        }
+    uint32_t *const kl = k + 6, *const kr = k + 2 * MM_DW_KT + 6;
+    const uint32_t *const wp = MM_DW_KC(k);
+    for (int t = 0; t < 18; t += 6) { /* taps 1 2 - left, - 0 1 right */
+        memcpy(kl + t, wp + t + 2, 16);
+        memcpy(kr + t + 2, wp + t, 16);
+    }
 }
 
 /* Output rows L->oy0 .. L->oy1 - 1 against the tables k (mm_dw_3x3_k). Out of line where
  * mm_dw_3x3_w calls it too: inlined into both, the 8-bit and widened layers of the demo's mixed
  * build took 85 k fewer cycles, but the kernel .text grew 2.8 KB (to 25.5 KB), measured. */
 static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *k,
-                           const mm_dwq *q)
+                           mm_dwq *q)
 {
     const int e0 = L->ox_in, e1 = e0 + L->n_in, out_w = L->out_w, in_h = L->in_h;
-    /* one pixel on each side as a whole window (its first column: 0, in_w - 3) */
-    const int left = e0 == 1 && L->pw == 1;
-    const int right = e1 == out_w - 1 && e1 * L->sw - L->pw == L->in_w - 2;
-    const mm_dw_runs R = {{0, (int32_t)(e0 * L->sw - L->pw) * L->in_pix,
-                           (int32_t)(L->in_w - 3) * L->in_pix},
-                          {left, L->n_in, right}};
+    const int left = q->rn[0], right = q->rn[2], inside = q->inside;
     const int fob = q->fast == 2 && L->ob == 8                        ? 8
                     : q->fast == 3 && L->ob == 4 && MM_USE_DW_OUT4 ? 4
                     : q->fast == 3 && L->ob == 2 && MM_USE_DW_OUT2 ? 2
@@ -502,18 +582,28 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
         const uint8_t *const row = in + (int32_t)(top ? 0 : bottom ? in_h - 3 : iy0) * L->row;
         const uint32_t *const kt = kl + (top ? 6 : bottom ? -6 : 0);
         uint8_t *const o = out + ((int32_t)oy * out_w + e0 - left) * L->out_pix;
-        if (fob == 8)
-            mm_dw_runs_8u(L, q, row, kt, o, &R, 8);
+        if (fob == 8) {
+            /* rows whose windows all lie inside the height: one block, when the runs cover
+             * the whole width */
+            const int block = left && right && !top && !bottom;
+            const int last = !block ? oy : inside < L->oy1 ? inside : L->oy1 - 1;
+            q->o = o;
+            q->row = row;
+            q->kt = kt;
+            q->rows = last - oy + 1;
+            mm_dw_rows8(q, L->in_pix, L->row);
+            oy = last;
+        }
 #if MM_USE_DW_OUT4
         else if (fob == 4)
-            mm_dw_runs_8u(L, q, row, kt, o, &R, 4);
+            mm_dw_runs_8u(L, q, row, kt, o, 4);
 #endif
 #if MM_USE_DW_OUT2
         else if (fob == 2)
-            mm_dw_runs_8u(L, q, row, kt, o, &R, 2);
+            mm_dw_runs_8u(L, q, row, kt, o, 2);
 #endif
         else
-            mm_dw_runs_8u(L, q, row, kt, o, &R, 0);
+            mm_dw_runs_8u(L, q, row, kt, o, 0);
         if (!right)
             mm_dw_edge_3x3_8u(L, in, out, kc, q, oy, e1, out_w);
     }
@@ -528,11 +618,10 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
  * border windows (padding above 1, images narrower than 3) go through mm_dw_edge_3x3_8u.
  * Pixels in raster order, each stored after its window is read. */
 static void mm_dw_3x3_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
-                         const mm_dwq *q)
+                         mm_dwq *q)
 {
-    uint32_t k[3 * MM_DW_KT];
-    mm_dw_3x3_k(wp, k);
-    mm_dw_3x3_rows(L, in, out, k, q);
+    mm_dw_runs_of(L, q);
+    mm_dw_3x3_rows(L, in, out, wp - (MM_DW_KT + 6), q); /* wp: MM_DW_KC of the tables */
 }
 #endif
 #endif
@@ -540,11 +629,95 @@ static void mm_dw_3x3_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const
 /* The group functions, one per path of MM_DW_GROUP, each compiled where the model takes it
  * (mm_paths.h); out of line, as the group loop calls them. On cores without the DSP
  * extension the 3x3 windows of 8-bit unsigned inputs take the 8-bit unsigned group code. */
-#if MM_USE_DW_8U || ((MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W) && !defined(__ARM_FEATURE_DSP))
+#if MM_USE_DW_8U || MM_USE_DW_4X4_8U ||                                                        \
+    ((MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W) && !defined(__ARM_FEATURE_DSP))
 static MM_NOINLINE void mm_dw_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out,
                                  const uint32_t *wp, const mm_dwq *q)
 {
     mm_dw_group(L, in, out, wp, q, MM_DW_8U);
+}
+#endif
+
+#if defined(__ARM_FEATURE_DSP) && MM_USE_DW_4X4_8U
+/* The rest of a row of a 4x4 kernel after its first tap (at [r]): its second tap, two columns
+ * on, the third and fourth, then NEXT (to the next row: rs, the row less the two columns). */
+#define MM_DW_16ROW(T1, T2, T3, NEXT)                                                         \
+    MM_DW_9T("[%[r], %[ip]]", T1) "add %[r], %[r], %[ip], lsl #1\n\t" MM_DW_9T("[%[r]]", T2)      \
+        MM_DW_9T("[%[r], %[ip]]", T3) NEXT
+#define MM_DW_16NEXT "add %[r], %[r], %[rs]\n\t"
+
+/* q->cnt >= 1 whole 4x4 windows of 8-bit unsigned inputs with 8-bit outputs clamped to
+ * [0, 255] by the fast rule (mm_dw_rows8's pixel, 16 taps): the first at c, the next q->step
+ * bytes after the previous one's last tap row (its third column), stored from q->o on, opx
+ * apart; weight pairs at q->k. */
+static MM_INLINE void mm_dw_run4x4(mm_dwq *q, const uint8_t *c, int32_t ip, int32_t rs2)
+{
+    uint32_t a0, a1, a2, a3, x_, u_, w_, v_;
+    const uint32_t *k = q->k;
+    __asm__ volatile(
+        "1:\n\t" MM_DW_9T0 MM_DW_16ROW(1, 2, 3, MM_DW_16NEXT) MM_DW_9T("[%[r]]", 4)
+            MM_DW_16ROW(5, 6, 7, MM_DW_16NEXT) MM_DW_9T("[%[r]]", 8)
+                MM_DW_16ROW(9, 10, 11, MM_DW_16NEXT) MM_DW_9T("[%[r]]", 12)
+                    MM_DW_16ROW(13, 14, 15, "") "ldr %[k], [%[q], %[obk]]\n\t"
+        MM_DW_RQ4(MM_DW_RQK)
+        "orr %[a0], %[a0], %[a1], lsl #8\n\torr %[a0], %[a0], %[a2], lsl #16\n\t"
+        "orr %[a0], %[a0], %[a3], lsl #24\n\tldr %[x], [%[q], %[oo]]\n\t"
+        "ldr %[u], [%[q], %[oopx]]\n\tldr %[w], [%[q], %[ostep]]\n\t"
+        "ldr %[v], [%[q], %[ocnt]]\n\tldr %[k], [%[q], %[ok]]\n\tstr %[a0], [%[x]]\n\t"
+        "add %[x], %[x], %[u]\n\tsubs %[v], %[v], #1\n\tstr %[x], [%[q], %[oo]]\n\t"
+        "str %[v], [%[q], %[ocnt]]\n\tadd %[r], %[r], %[w]\n\tbne 1b"
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x] "=&r"(x_),
+          [u] "=&r"(u_), [w] "=&r"(w_), [v] "=&r"(v_), [r] "+&r"(c), [k] "+&r"(k)
+        : [ip] "r"(ip), [rs] "r"(rs2), [q] "r"(q), [obk] "n"(offsetof(mm_dwq, bk)),
+          [oo] "n"(offsetof(mm_dwq, o)), [oopx] "n"(offsetof(mm_dwq, opx)),
+          [ostep] "n"(offsetof(mm_dwq, step)), [ocnt] "n"(offsetof(mm_dwq, cnt)),
+          [ok] "n"(offsetof(mm_dwq, k))
+        : "cc", "memory");
+}
+
+/* 4x4 windows of 8-bit unsigned inputs (DSP cores; the stride-2 layers of an imported TFLite
+ * MobileNet: TF's one-sided padding made them 4x4 with padding 1): with 8-bit outputs that
+ * the fast rule clamps to [0, 255], the windows inside the image, row by row, in
+ * mm_dw_run4x4; the others (and every window of other layers) in mm_dw_8u, in raster order. */
+static void mm_dw_4x4_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
+                         mm_dwq *q)
+{
+    const int32_t ip = L->in_pix, rs = L->row;
+    const int out_w = L->out_w, xa = L->ox_in, xb = xa + L->n_in;
+    /* rows of fewer inside windows: the calls for the border windows cost more than the loop
+     * saves (VWW's 3 x 3 px layer: 134 k -> 150 k est. M4 cycles, measured) */
+    if (q->fast != 2 || L->ob != 8 || xb - xa < 4) {
+        mm_dw_8u(L, in, out, wp, q);
+        return;
+    }
+    mm_dwl B = *L; /* the border windows' rows and columns */
+    q->opx = L->out_pix;
+    q->step = L->sw * ip - 3 * rs - 2 * ip; /* from the last row's third column */
+    for (int oy = L->oy0; oy < L->oy1; oy++) {
+        const int iy0 = oy * L->sh - L->ph;
+        B.oy0 = oy;
+        B.oy1 = oy + 1;
+        B.ox0 = 0;
+        B.ox1 = out_w;
+        if (iy0 < 0 || iy0 + 4 > L->in_h) {
+            mm_dw_8u(&B, in, out, wp, q);
+            continue;
+        }
+        if (xa > 0) {
+            B.ox1 = xa;
+            mm_dw_8u(&B, in, out, wp, q);
+        }
+        q->o = out + ((int32_t)oy * out_w + xa) * L->out_pix;
+        q->cnt = xb - xa;
+        q->k = wp;
+        mm_dw_run4x4(q, in + (int32_t)iy0 * rs + (int32_t)(xa * L->sw - L->pw) * ip, ip,
+                     rs - 2 * ip);
+        if (xb < out_w) {
+            B.ox0 = xb;
+            B.ox1 = out_w;
+            mm_dw_8u(&B, in, out, wp, q);
+        }
+    }
 }
 #endif
 
@@ -634,18 +807,20 @@ static void mm_dw_ring_copy(uint32_t *d, const uint32_t *s, int32_t n)
  * row is widened before any output pixel that reads it is written, so running in place holds
  * as it does for the 8-bit code (which reads the same rows later). */
 static MM_NOINLINE void mm_dw_3x3_w(const mm_dwl *L, const uint8_t *in, uint8_t *out,
-                                    const uint32_t *wp, const mm_dwq *q, uint8_t *ring)
+                                    const uint32_t *wp, mm_dwq *q, uint8_t *ring)
 {
     const int in_h = L->in_h, last = in_h > 3 ? in_h - 3 : 0, five = L->in_w <= MM_DW_RING_W;
     const int32_t rs = 4 * (int32_t)L->in_w;
     mm_dwl W = *L;
     int next = 0, first = 0; /* the next input row to widen; the four-row ring's top row */
 #if defined(__ARM_FEATURE_DSP)
-    uint32_t k[3 * MM_DW_KT];
-    mm_dw_3x3_k(wp, k);
+    const uint32_t *const k = wp - (MM_DW_KT + 6); /* wp: MM_DW_KC of the tables */
 #endif
     W.in_pix = 4;
     W.row = rs;
+#if defined(__ARM_FEATURE_DSP)
+    mm_dw_runs_of(&W, q);
+#endif
     for (int oy = L->oy0; oy < L->oy1; oy++) {
         const int iy0 = oy * L->sh - L->ph;
         const int lo = iy0 < 0 ? 0 : iy0 > last ? last : iy0, hi = lo + 3 < in_h ? lo + 3 : in_h;
@@ -683,10 +858,10 @@ static MM_NOINLINE void mm_dw_3x3_w(const mm_dwl *L, const uint8_t *in, uint8_t 
 /* mm_depthwise is compiled where a layer of the model runs it (a call without it fails to
  * link). */
 #if MM_USE_DW_3X3_8U || MM_USE_DW_8U || MM_USE_DW_4U || MM_USE_DW_2U || MM_USE_DW_ANY ||          \
-    MM_USE_DW_CHANNEL || MM_USE_DW_3X3_W
+    MM_USE_DW_CHANNEL || MM_USE_DW_3X3_W || MM_USE_DW_4X4_8U
 /* One group of four channels on the path MM_DW_GROUP gives the layer (ring: the scratch). */
 static void mm_dw_path(int path, const mm_dwl *L, const uint8_t *in, uint8_t *out,
-                       const uint32_t *wp, const mm_dwq *q, uint8_t *ring)
+                       const uint32_t *wp, mm_dwq *q, uint8_t *ring)
 {
     /* no group path: channels one by one */
     (void)L, (void)in, (void)out, (void)wp, (void)q, (void)ring;
@@ -700,6 +875,15 @@ static void mm_dw_path(int path, const mm_dwl *L, const uint8_t *in, uint8_t *ou
     case MM_P_DW_3X3_8U:
 #if defined(__ARM_FEATURE_DSP)
         mm_dw_3x3_8u(L, in, out, wp, q);
+#else
+        mm_dw_8u(L, in, out, wp, q);
+#endif
+        return;
+#endif
+#if MM_USE_DW_4X4_8U
+    case MM_P_DW_4X4_8U:
+#if defined(__ARM_FEATURE_DSP)
+        mm_dw_4x4_8u(L, in, out, wp, q);
 #else
         mm_dw_8u(L, in, out, wp, q);
 #endif
@@ -777,15 +961,25 @@ void mm_depthwise(MM_CONV_ARGS)
     const int32_t row_bytes = mm_bytes(taps, wb);
     const int grouped = taps <= MM_DW_TAPS ? c - c % 4 : 0;
     /* first column whose window starts inside (ix0 >= 0), first one past the last whose
-     * window ends inside (ix0 + 3 <= in_w) */
-    const int ox_in = (pw + sw - 1) / sw, ox_end = in_w >= 3 ? (in_w - 3 + pw) / sw + 1 : 0;
+     * window ends inside (ix0 + kw <= in_w) */
+    const int ox_in = (pw + sw - 1) / sw, ox_end = in_w >= kw ? (in_w - kw + pw) / sw + 1 : 0;
     const mm_dwl L = {in_pix, out_pix, in_pix * in_w, in_h, in_w, out_h, out_w, kh, kw,
                       sh, sw, ph, pw, ib, is, ob, q->bias_shift, qmin, qmax, ox_in, ox_end > ox_in ? (ox_end < out_w ? ox_end : out_w) - ox_in : 0,
-                      0, out_h};
+                      0, out_h, 0, out_w};
     const int path = MM_DW_GROUP(is, ib, kh, kw, c, in_w);
     const int per = 8 / wb, wsh = 8 - wb;
     const uint32_t top = wb == 8 ? 0xFFFFFFFFu : wb == 4 ? 0xF0F0F0F0u : 0xC0C0C0C0u;
+#if defined(__ARM_FEATURE_DSP) && (MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W)
+    /* The group's weights as halfword pairs, tap after tap: on DSP cores inside mm_dw_3x3_8u's
+     * tables (MM_DW_KC), whatever the kernel (a path-dependent pointer made gcc copy the
+     * set-up below once per path: 330 B more .text). 3x3 kernels on any path fill the
+     * tables' sides (outside the pairs: harmless where nothing reads them). */
+    uint32_t k3[3 * MM_DW_KT];
+    uint32_t *const wp = MM_DW_KC(k3);
+    memset(k3, 0, sizeof k3);
+#else
     uint32_t wp[2 * MM_DW_TAPS]; /* the group's weights as halfword pairs, tap after tap */
+#endif
     mm_dwq rq;
     int ch;
     MM_ASSERT(d->groups == c && d->out_c == c);
@@ -809,6 +1003,10 @@ void mm_depthwise(MM_CONV_ARGS)
                 wp[2 * t + 1] = mm_dw_pair((int16_t)(p1 & 0xFFFFu) >> wsh, (int32_t)p1 >> (16 + wsh));
             }
         }
+#if defined(__ARM_FEATURE_DSP) && (MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W)
+        if (taps == 9)
+            mm_dw_3x3_sides(k3);
+#endif
         rq.s = q->shift + ch;
         rq.bk = L.bk;
         rq.lo = qmin;

@@ -62,7 +62,9 @@
 #define MM_DW_GROUP(is, ib, kh, kw, c, w)                                                         \
     ((c) < 4 || (kh) * (kw) > MM_DW_TAPS ? MM_P_NONE                                              \
      : (is)                              ? MM_P_DW_ANY                                            \
-     : (ib) == 8                         ? ((kh) == 3 && (kw) == 3 ? MM_P_DW_3X3_8U : MM_P_DW_8U) \
+     : (ib) == 8 && (kh) == 3 && (kw) == 3 ? MM_P_DW_3X3_8U                                       \
+     : (ib) == 8 && (kh) == 4 && (kw) == 4 ? MM_P_DW_4X4_8U                                       \
+     : (ib) == 8                         ? MM_P_DW_8U                                             \
      : (kh) == 3 && (kw) == 3 && MM_DW_RING_FITS(w) ? MM_P_DW_3X3_W                               \
      : (ib) == 4                         ? MM_P_DW_4U                                             \
                                          : MM_P_DW_2U)
