@@ -6,6 +6,8 @@
  * (mm_dot.c, four output channels per call) decode each weight byte once. Rows too short
  * for that go to mm_small.c, depthwise layers to mm_dw.c.
  */
+#include <stddef.h>
+
 #include "mm_kernels.h"
 
 /* Slot of patch element e in the unpacked buffer. With P = 8 / w_bits weights per byte, the
@@ -1872,68 +1874,158 @@ static MM_NOINLINE void mm_s8f_rest(const mm_pw8_job *j, const uint8_t *w, int c
     mm_flush(&wr);
 }
 
+/* What one block of four channels of two pixels reads and leaves (mm_s8f_blk): the asm
+ * below reads it at fixed offsets from its address (checked by mm_s8f_ctx_ok), so that no
+ * operand but that address needs a register, and leaves the next block's pointers in it. */
+typedef struct {
+    const uint8_t *xa, *xb, *w; /* the two pixels' inputs, the block's channel_packed rows */
+    int32_t n, kb;              /* the row's bytes (a multiple of 4), 2^bias_shift */
+    const int32_t *bias, *mult; /* at the block's first channel */
+    const int8_t *shift;
+    int32_t start[8];     /* each half's starting sums a0 a1 b0 b1 (mm_s8f_half) */
+    int32_t cs[2];        /* 2-bit: the C' sums of pass 2, for pass 1 */
+    uint32_t y[2];        /* the first half's output bytes */
+    const uint8_t *wnext; /* the next block's rows */
+    int32_t sa, sb;       /* the pixels' input sums */
+} mm_s8f_ctx;
+
+/* The starting sums of both halves of every block of a pixel pair (input sums sa, sb). */
+static MM_INLINE void mm_s8f_starts(mm_s8f_ctx *c, int32_t sa, int32_t sb, const int wb)
+{
+    for (int h = 0; h < 2; h++) { /* pass 0 twice (4-bit), else pass 2 then 1 */
+        const uint32_t k0 = wb == 4 ? 8u : h ? 42u : 10u, k1 = wb == 2 && !h ? 2u : k0;
+        c->start[4 * h] = (int32_t)(0u - k0 * (uint32_t)sa);
+        c->start[4 * h + 1] = (int32_t)(0u - k1 * (uint32_t)sa);
+        c->start[4 * h + 2] = (int32_t)(0u - k0 * (uint32_t)sb);
+        c->start[4 * h + 3] = (int32_t)(0u - k1 * (uint32_t)sb);
+    }
+    c->sa = sa;
+    c->sb = sb;
+}
+
 #if defined(__ARM_FEATURE_DSP)
 /* The corrections of a pixel's two sums in P (the first) and Q (the second): the sums start
- * at multiples of the pixel's input sum X (mm_s8f_half), so that the X terms need no code
+ * at multiples of the pixel's input sum X (mm_s8f_starts), so that the X terms need no code
  * here: 4-bit A' = B' = -8 X; 2-bit C' = -10 X, D' = -2 X, A' = B' = -42 X, so that
  * B' = s0 and (A' - B') / 16 = s1; D' = s0, (C' - D') / 4 = U1 - 2 X = s1,
  * (B' - C') / 16 = U2 - 2 X = s2, (A' - B') / 64 = s3 (U1 = (C - D) / 4, U2 = (B - C) / 16).
  * Each difference is the true one (an int32 even where a started sum wraps) and a multiple of
- * the divisor, so each shift is exact. C: memory operand of the 2-bit C' sum (pass 2 stores
- * it, pass 1 reads it). Afterwards Q holds channel c's value, P channel c + 1's. */
+ * the divisor, so each shift is exact. C: the ctx offset of the 2-bit C' sum (pass 2 stores
+ * it, pass 1 reads it; k holds the ctx's address). Afterwards Q holds channel c's value, P
+ * channel c + 1's. */
 #define MM_S8F_FIX4(P, Q)                                                                         \
     "sub %[" P "], %[" P "], %[" Q "]\n\t"                                                        \
     "asr %[" P "], %[" P "], #4\n\t"
 #define MM_S8F_FIX2L(P, Q, C)                                                                     \
-    "str %[" P "], %[" C "]\n\t"                                                                  \
+    "str %[" P "], [%[k], #" C "]\n\t"                                                            \
     "sub %[" P "], %[" P "], %[" Q "]\n\t"                                                        \
     "asr %[" P "], %[" P "], #2\n\t"
 #define MM_S8F_FIX2H(P, Q, C)                                                                     \
-    "ldr %[t0], %[" C "]\n\t"                                                                     \
+    "ldr %[t0], [%[k], #" C "]\n\t"                                                               \
     "sub %[" P "], %[" P "], %[" Q "]\n\t"                                                        \
     "sub %[" Q "], %[" Q "], %[t0]\n\t"                                                           \
     "asr %[" P "], %[" P "], #6\n\t"                                                              \
     "asr %[" Q "], %[" Q "], #4\n\t"
-/* FIX for both pixels, then channel c (bias, mult, shift at t2, t3, t4) from a1 / b1 and
- * c + 1 from a0 / b0: pixel a's two output bytes in a1, pixel b's in b1. */
-#define MM_S8F_RQ_ASM(FIX)                                                                        \
-    __asm__ volatile(FIX MM_PW8_RQ1("a1", "b1", "0", "0") MM_PW8_RQ1("a0", "b0", "4", "1")        \
-                     "orr %[a1], %[a1], %[a0], lsl #8\n\t"                                        \
-                     "orr %[b1], %[b1], %[b0], lsl #8\n\t"                                        \
-                     : [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0), [b1] "+r"(b1),              \
-                       [xa] "=&r"(u0), [xb] "=&r"(u1), [w] "=&r"(u2), [k] "=&r"(u3),            \
-                       [t0] "=&r"(t0), [t5] "=&r"(t5), [CA] "+m"(ca), [CB] "+m"(cb)             \
-                     : [t1] "r"(kb), [t2] "r"(bias), [t3] "r"(mult), [t4] "r"(shift)            \
-                     : "cc")
+/* One half (two channels of both pixels): the ctx's address is on the stack ([sp]: every
+ * register is in use in the loop). W: loads the half's rows into w from [k, #8]; S: the
+ * ctx offset of its starting sums; the run of n bytes (n / 16 four-step iterations, then two
+ * steps if n & 8, one if n & 4); FIX; SAVE (k: the ctx) before the requantization takes w;
+ * channel c (offsets O0 / P0 into bias and mult / shift) from a1 / b1, c + 1 (O1 / P1) from
+ * a0 / b0: pixel a's two output bytes in a1, pixel b's in b1. */
+#define MM_S8F_HALF(STEP, W, S0, S1, S2, S3, FIX, SAVE, O0, P0, O1, P1)                          \
+    "ldr %[k], [sp]\n\t"                                                                          \
+    "ldr %[xa], [%[k]]\n\t"                                                                       \
+    "ldr %[xb], [%[k], #4]\n\t" W "ldr %[a0], [%[k], #" S0 "]\n\t"                                \
+    "ldr %[a1], [%[k], #" S1 "]\n\t"                                                              \
+    "ldr %[b0], [%[k], #" S2 "]\n\t"                                                              \
+    "ldr %[b1], [%[k], #" S3 "]\n\t"                                                              \
+    "ldr %[k], [%[k], #12]\n\t"                                                                   \
+    "lsrs %[k], %[k], #4\n\t"                                                                     \
+    "beq 2f\n"                                                                                    \
+    "1:\n\t" STEP STEP STEP STEP "subs %[k], %[k], #1\n\t"                                        \
+    "bne 1b\n"                                                                                    \
+    "2:\n\t"                                                                                      \
+    "ldr %[k], [sp]\n\t"                                                                          \
+    "ldr %[k], [%[k], #12]\n\t"                                                                   \
+    "tst %[k], #8\n\t"                                                                            \
+    "beq 3f\n\t" STEP STEP "3:\n\t"                                                               \
+    "tst %[k], #4\n\t"                                                                            \
+    "beq 4f\n\t" STEP "4:\n\t"                                                                    \
+    "ldr %[k], [sp]\n\t" FIX SAVE "ldr %[t1], [%[k], #16]\n\t"                                    \
+    "ldr %[t2], [%[k], #20]\n\t"                                                                  \
+    "ldr %[t3], [%[k], #24]\n\t"                                                                  \
+    "ldr %[t4], [%[k], #28]\n\t" MM_PW8_RQ1("a1", "b1", O0, P0) MM_PW8_RQ1("a0", "b0", O1, P1)  \
+    "orr %[a1], %[a1], %[a0], lsl #8\n\t"                                                         \
+    "orr %[b1], %[b1], %[b0], lsl #8\n\t"
+/* A whole block: half A, its bytes to y, half B; pixel a's four output bytes in a1, pixel b's
+ * in b1; the ctx's rows and parameters moved to the next block (the rows after half A's run:
+ * wnext). */
+#define MM_S8F_BLK_ASM(HALF_A, HALF_B)                                                            \
+    __asm__ volatile("push {%[k]}\n\t" HALF_A "ldr %[k], [sp]\n\t"                                \
+                     "str %[a1], [%[k], #72]\n\t"                                                 \
+                     "str %[b1], [%[k], #76]\n\t" HALF_B "ldr %[k], [sp]\n\t"                     \
+                     "ldr %[t0], [%[k], #72]\n\t"                                                 \
+                     "ldr %[t1], [%[k], #76]\n\t"                                                 \
+                     "ldr %[t2], [%[k], #80]\n\t"                                                 \
+                     "ldr %[t3], [%[k], #20]\n\t"                                                 \
+                     "ldr %[t4], [%[k], #24]\n\t"                                                 \
+                     "ldr %[t5], [%[k], #28]\n\t"                                                 \
+                     "orr %[a1], %[t0], %[a1], lsl #16\n\t"                                       \
+                     "orr %[b1], %[t1], %[b1], lsl #16\n\t"                                       \
+                     "add %[t3], %[t3], #16\n\t"                                                  \
+                     "add %[t4], %[t4], #16\n\t"                                                  \
+                     "add %[t5], %[t5], #4\n\t"                                                   \
+                     "str %[t2], [%[k], #8]\n\t"                                                  \
+                     "str %[t3], [%[k], #20]\n\t"                                                 \
+                     "str %[t4], [%[k], #24]\n\t"                                                 \
+                     "str %[t5], [%[k], #28]\n\t"                                                 \
+                     "add sp, sp, #4\n\t"                                                         \
+                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1),          \
+                       [xa] "=&r"(xa), [xb] "=&r"(xb), [w] "=&r"(w), [k] "+&r"(k),              \
+                       [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3),          \
+                       [t4] "=&r"(t4), [t5] "=&r"(t5)                                            \
+                     :                                                                            \
+                     : "cc", "memory")
+#define MM_S8F_W0 "ldr %[w], [%[k], #8]\n\t"
+#define MM_S8F_W4 "ldr %[w], [%[k], #8]\n\t" "add %[w], %[w], #4\n\t"
+#define MM_S8F_SAVE "str %[w], [%[k], #80]\n\t"
+#define MM_S8F_STEP(GS, PASS) MM_S8_STEP2("uxtb16", GS, MM_S8_PASS##PASS)
 
-/* Channels c, c + 1 of two pixels (input sums sa, sb): the pass's loop over the row (n bytes,
- * a multiple of 4), its corrections and the requantization; pixel a's two bytes in bits 0-15,
- * pixel b's in bits 16-31. pass 0: a 4-bit channel pair; 2: 2-bit channels 0, 1 (C' sums to
- * *cs); 1: 2-bit channels 2, 3 (with cs). The sums start where MM_S8F_FIX4 says; unsigned
- * arithmetic: a start may wrap (the differences do not). */
-static MM_INLINE uint32_t mm_s8f_half(const uint8_t *xa, const uint8_t *xb, const uint8_t *w,
-                                      int32_t n, const mm_pw8_rq *rq, int c, int32_t sa,
-                                      int32_t sb, int32_t *cs, const int pass)
+/* The ctx's offsets the asm reads (a negative array size fails to compile). */
+typedef char mm_s8f_ctx_ok[offsetof(mm_s8f_ctx, xb) == 4 && offsetof(mm_s8f_ctx, n) == 12 &&
+                                   offsetof(mm_s8f_ctx, bias) == 20 &&
+                                   offsetof(mm_s8f_ctx, start) == 32 &&
+                                   offsetof(mm_s8f_ctx, cs) == 64 &&
+                                   offsetof(mm_s8f_ctx, y) == 72 &&
+                                   offsetof(mm_s8f_ctx, wnext) == 80
+                               ? 1
+                               : -1];
+
+/* One block of four channels of two pixels: pixel a's four output bytes to *ya, b's to *yb;
+ * the ctx moved on to the next block. 4-bit: pass 0 on the pair words at w, then at w + 4;
+ * 2-bit: pass 2 (channels 0, 1), then pass 1 (2, 3). */
+static MM_INLINE void mm_s8f_blk(mm_s8f_ctx *c, const int wb, uint32_t *ya, uint32_t *yb)
 {
-    const uint32_t k0 = pass == 0 ? 8u : pass == 1 ? 42u : 10u, k1 = pass == 2 ? 2u : k0;
-    int32_t a0 = (int32_t)(0u - k0 * (uint32_t)sa), a1 = (int32_t)(0u - k1 * (uint32_t)sa);
-    int32_t b0 = (int32_t)(0u - k0 * (uint32_t)sb), b1 = (int32_t)(0u - k1 * (uint32_t)sb);
-    int32_t ca = cs[0], cb = cs[1];
-    uint32_t t0, t1, t2, t3, t4, t5, u0, u1, u2, u3;
-    const int32_t kb = rq->kb, *const bias = rq->bias + c, *const mult = rq->mult + c;
-    const int8_t *const shift = rq->shift + c;
-    MM_S8_TWO_PASS(MM_S8_TWO_RUN4, "uxtb16", pass);
-    if (pass == 0)
-        MM_S8F_RQ_ASM(MM_S8F_FIX4("a0", "a1") MM_S8F_FIX4("b0", "b1"));
-    else if (pass == 2)
-        MM_S8F_RQ_ASM(MM_S8F_FIX2L("a0", "a1", "CA") MM_S8F_FIX2L("b0", "b1", "CB"));
+    uint32_t a0, a1, b0, b1, xa, xb, w, t0, t1, t2, t3, t4, t5;
+    mm_s8f_ctx *k = c;
+    if (wb == 4)
+        MM_S8F_BLK_ASM(MM_S8F_HALF(MM_S8F_STEP("8", 0), MM_S8F_W0, "32", "36", "40", "44",
+                                   MM_S8F_FIX4("a0", "a1") MM_S8F_FIX4("b0", "b1"), MM_S8F_SAVE,
+                                   "0", "0", "4", "1"),
+                       MM_S8F_HALF(MM_S8F_STEP("8", 0), MM_S8F_W4, "48", "52", "56", "60",
+                                   MM_S8F_FIX4("a0", "a1") MM_S8F_FIX4("b0", "b1"), "", "8",
+                                   "2", "12", "3"));
     else
-        MM_S8F_RQ_ASM(MM_S8F_FIX2H("a0", "a1", "CA") MM_S8F_FIX2H("b0", "b1", "CB"));
-    (void)t0, (void)t1, (void)t2, (void)t3, (void)t4, (void)t5, (void)xa, (void)xb, (void)w;
-    (void)u0, (void)u1, (void)u2, (void)u3;
-    cs[0] = ca;
-    cs[1] = cb;
-    return (uint32_t)a1 | (uint32_t)b1 << 16;
+        MM_S8F_BLK_ASM(MM_S8F_HALF(MM_S8F_STEP("4", 2), MM_S8F_W0, "32", "36", "40", "44",
+                                   MM_S8F_FIX2L("a0", "a1", "64") MM_S8F_FIX2L("b0", "b1", "68"),
+                                   MM_S8F_SAVE, "0", "0", "4", "1"),
+                       MM_S8F_HALF(MM_S8F_STEP("4", 1), MM_S8F_W0, "48", "52", "56", "60",
+                                   MM_S8F_FIX2H("a0", "a1", "64") MM_S8F_FIX2H("b0", "b1", "68"),
+                                   "", "8", "2", "12", "3"));
+    (void)a0, (void)b0, (void)xa, (void)xb, (void)w, (void)t0, (void)t1, (void)t2, (void)t3;
+    (void)t4, (void)t5, (void)k;
+    *ya = a1;
+    *yb = b1;
 }
 #else
 /* Portable: the same sums (mm_s8_two), corrections (mm_s8_dots) and requantization. */
@@ -1967,6 +2059,22 @@ static inline uint32_t mm_s8f_half(const uint8_t *xa, const uint8_t *xb, const u
     }
     return y;
 }
+
+/* Portable mm_s8f_blk: the two halves by mm_s8f_half, then the ctx moved on. */
+static void mm_s8f_blk(mm_s8f_ctx *c, int wb, uint32_t *ya, uint32_t *yb)
+{
+    const mm_pw8_rq rq = {c->bias, c->mult, c->shift, c->kb};
+    uint32_t y[2];
+    for (int h = 0; h < 2; h++) /* 4-bit: pass 0 at w, w + 4; 2-bit: pass 2, then 1 */
+        y[h] = mm_s8f_half(c->xa, c->xb, c->w + (wb == 4 ? 4 * h : 0), c->n, &rq, 2 * h, c->sa,
+                           c->sb, c->cs, wb == 4 ? 0 : 2 - h);
+    *ya = (y[0] & 0xFFFFu) | y[1] << 16;
+    *yb = y[0] >> 16 | (y[1] & 0xFFFF0000u);
+    c->w += 4 * mm_bytes(c->n, wb);
+    c->bias += 4;
+    c->mult += 4;
+    c->shift += 4;
+}
 #endif
 
 /* Two pixels, every output channel: per block of four channels two halves, four outputs of a
@@ -1977,32 +2085,24 @@ static MM_INLINE void mm_s8f_two(const mm_pw8_job *j, const mm_pw8_rq *rq, const
                                  const uint8_t *xb, uint8_t *oa, uint8_t *ob, const int wb)
 {
     const mm_quant_params *q = j->q;
-    const int32_t n = j->row, blk = 4 * mm_bytes(n, wb);
+    const int32_t n = j->row;
     const mm_c8src sx = {xa, (int32_t)(xb - xa), n, n, 0, 0, n, n, 1};
-    const int32_t sa = mm_s8_xsum(&sx, 0, 0), sb = mm_s8_xsum(&sx, 1, 0);
     const uint32_t m4 = (uint32_t)q->qmax * 0x01010101u;
-    const uint8_t *w = (const uint8_t *)j->w;
     const int obits = q->out_bits;
+    mm_s8f_ctx c;
     int co = 0;
-    for (; co + 4 <= j->out_c; co += 4, w += blk) {
-        uint32_t y[2];
-        int32_t cs[2] = {0, 0};
-        if (wb == 4) {
-#if defined(__GNUC__)
-#pragma GCC unroll 1
-#endif
-            for (int h = 0; h < 2; h++) /* one copy of the half's code */
-                y[h] = mm_s8f_half(xa, xb, w + 4 * h, n, rq, co + 2 * h, sa, sb, cs, 0);
-        } else {
-            y[0] = mm_s8f_half(xa, xb, w, n, rq, co, sa, sb, cs, 2);
-            y[1] = mm_s8f_half(xa, xb, w, n, rq, co + 2, sa, sb, cs, 1);
-        }
-        oa = mm_pw_st4(oa, (y[0] & 0xFFFFu) | y[1] << 16, obits, m4);
-        ob = mm_pw_st4(ob, y[0] >> 16 | (y[1] & 0xFFFF0000u), obits, m4);
+    c.xa = xa, c.xb = xb, c.w = (const uint8_t *)j->w, c.n = n, c.kb = rq->kb;
+    c.bias = rq->bias, c.mult = rq->mult, c.shift = rq->shift, c.cs[0] = c.cs[1] = 0;
+    mm_s8f_starts(&c, mm_s8_xsum(&sx, 0, 0), mm_s8_xsum(&sx, 1, 0), wb);
+    for (; co + 4 <= j->out_c; co += 4) {
+        uint32_t ya, yb;
+        mm_s8f_blk(&c, wb, &ya, &yb);
+        oa = mm_pw_st4(oa, ya, obits, m4);
+        ob = mm_pw_st4(ob, yb, obits, m4);
     }
     if (co < j->out_c) {
-        mm_s8f_rest(j, w, co, xa, oa);
-        mm_s8f_rest(j, w, co, xb, ob);
+        mm_s8f_rest(j, c.w, co, xa, oa);
+        mm_s8f_rest(j, c.w, co, xb, ob);
     }
 }
 
