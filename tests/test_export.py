@@ -236,14 +236,14 @@ def test_sub8_paths_are_bit_exact(tmp_path, wb: int) -> None:
 
 
 def _fast_sub8_nets(wb: int):
-    """Two models whose 1x1 layers and linears on 8-bit unsigned inputs of 4, 8 and 12 channels
-    take mm_pointwise_sub's fast sub8 path (MM_P_PWSUB8F), weights of `wb` and 6 - `wb` bits
-    by turns: (a) 25, 9 and 9 pixels (odd last ones), a stride-2 layer, 13 outputs (a row after
-    the last block of four); (b) a linear with the fast requantization (ReLU) and one with the
+    """Two models whose 1x1 layers and linears on 8-bit unsigned inputs of 4, 8 and 28 channels
+    (28: the asm's run of four steps, then two, then one) take mm_pointwise_sub's fast sub8
+    path (MM_P_PWSUB8F), weights of `wb` and 6 - `wb` bits by turns: (a) 25, 9 and 9 pixels
+    (odd last ones), a stride-2 layer, 13 outputs (a row after the last block of four); (b) a linear with the fast requantization (ReLU) and one with the
     general one (signed logits, three rows after the block)."""
     torch.manual_seed(wb)
-    a = torch.nn.Sequential(conv_bn(1, 4, 3), conv_bn(4, 8, 1), conv_bn(8, 12, 1, stride=2),
-                            conv_bn(12, 13, 1))  # fmt: skip
+    a = torch.nn.Sequential(conv_bn(1, 4, 3), conv_bn(4, 8, 1), conv_bn(8, 28, 1, stride=2),
+                            conv_bn(28, 13, 1))  # fmt: skip
     b = torch.nn.Sequential(conv_bn(1, 8, 3), conv_bn(8, 16, 1), torch.nn.AdaptiveAvgPool2d(1),
                             torch.nn.Flatten(), torch.nn.Linear(16, 12), torch.nn.ReLU(),
                             torch.nn.Linear(12, 7))  # fmt: skip
@@ -284,7 +284,7 @@ def _fast_sub8_check(tmp_path, wb: int, qemu: bool) -> None:
 
 def test_fast_sub8_pointwise_is_bit_exact_on_the_host(tmp_path) -> None:
     """mm_pointwise_sub's fast sub8 path (portable C) bit for bit the numpy reference: pixel
-    pairs, odd last pixels, rows after the last block, in_c 4 / 8 / 12, both linears' paths,
+    pairs, odd last pixels, rows after the last block, in_c 4 / 8 / 28, both linears' paths,
     4- and 2-bit layers (one model of each kind keeps the default run short)."""
     _fast_sub8_check(tmp_path, 4, qemu=False)
 
