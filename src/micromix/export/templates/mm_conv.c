@@ -1928,8 +1928,9 @@ static MM_INLINE void mm_s8f_starts(mm_s8f_ctx *c, int32_t sa, int32_t sb, const
     "asr %[" Q "], %[" Q "], #4\n\t"
 /* One half (two channels of both pixels): the ctx's address is on the stack ([sp]: every
  * register is in use in the loop). W: loads the half's rows into w from [k, #8]; S: the
- * ctx offset of its starting sums; the run of n bytes (n / 16 four-step iterations, then two
- * steps if n & 8, one if n & 4); FIX; SAVE (k: the ctx) before the requantization takes w;
+ * ctx offset of its starting sums; the run of n bytes (one step if n & 4, two if n & 8, then
+ * n / 16 four-step iterations: the shifts of n leave each condition in the flags, which the
+ * steps keep, so that n is read once); FIX; SAVE (k: the ctx) before the requantization takes w;
  * channel c (offsets O0 / P0 into bias and mult / shift) from a1 / b1, c + 1 (O1 / P1) from
  * a0 / b0: pixel a's two output bytes in a1, pixel b's in b1. */
 #define MM_S8F_HALF(STEP, W, S0, S1, S2, S3, FIX, SAVE, O0, P0, O1, P1)                          \
@@ -1940,17 +1941,14 @@ static MM_INLINE void mm_s8f_starts(mm_s8f_ctx *c, int32_t sa, int32_t sb, const
     "ldr %[b0], [%[k], #" S2 "]\n\t"                                                              \
     "ldr %[b1], [%[k], #" S3 "]\n\t"                                                              \
     "ldr %[k], [%[k], #12]\n\t"                                                                   \
-    "lsrs %[k], %[k], #4\n\t"                                                                     \
-    "beq 2f\n"                                                                                    \
+    "lsrs %[k], %[k], #3\n\t"                                                                     \
+    "bcc 2f\n\t" STEP "2:\n\t"                                                                    \
+    "lsrs %[k], %[k], #1\n\t"                                                                     \
+    "bcc 3f\n\t" STEP STEP "3:\n\t"                                                               \
+    "beq 4f\n"                                                                                     \
     "1:\n\t" STEP STEP STEP STEP "subs %[k], %[k], #1\n\t"                                        \
     "bne 1b\n"                                                                                    \
-    "2:\n\t"                                                                                      \
-    "ldr %[k], [sp]\n\t"                                                                          \
-    "ldr %[k], [%[k], #12]\n\t"                                                                   \
-    "tst %[k], #8\n\t"                                                                            \
-    "beq 3f\n\t" STEP STEP "3:\n\t"                                                               \
-    "tst %[k], #4\n\t"                                                                            \
-    "beq 4f\n\t" STEP "4:\n\t"                                                                    \
+    "4:\n\t"                                                                                      \
     "ldr %[k], [sp]\n\t" FIX SAVE "ldr %[t1], [%[k], #16]\n\t"                                    \
     "ldr %[t2], [%[k], #20]\n\t"                                                                  \
     "ldr %[t3], [%[k], #24]\n\t"                                                                  \
