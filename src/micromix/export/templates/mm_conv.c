@@ -1889,9 +1889,32 @@ typedef struct {
     int32_t sa, sb;       /* the pixels' input sums */
 } mm_s8f_ctx;
 
-/* The starting sums of both halves of every block of a pixel pair (input sums sa, sb). */
-static MM_INLINE void mm_s8f_starts(mm_s8f_ctx *c, int32_t sa, int32_t sb, const int wb)
+/* The input sums of two pixels (n bytes each, a multiple of 4, unsigned) in one loop, two words
+ * of each an iteration: mm_s8_xsum's four-word steps per pixel left most of a small pixel
+ * (in_c 8: two words) to its loop tests. */
+static MM_INLINE void mm_s8f_xsums(const uint8_t *xa, const uint8_t *xb, int32_t n,
+                                   mm_s8f_ctx *c)
 {
+    uint32_t ta = 0, tb = 0;
+    int32_t i = 0;
+    for (; i + 8 <= n; i += 8) { /* four loads in a row */
+        const uint32_t a0 = mm_s8_ld(xa + i), a1 = mm_s8_ld(xa + i + 4);
+        const uint32_t b0 = mm_s8_ld(xb + i), b1 = mm_s8_ld(xb + i + 4);
+        ta = mm_usada8(a1, mm_usada8(a0, ta));
+        tb = mm_usada8(b1, mm_usada8(b0, tb));
+    }
+    if (i < n) {
+        ta = mm_usada8(mm_s8_ld(xa + i), ta);
+        tb = mm_usada8(mm_s8_ld(xb + i), tb);
+    }
+    c->sa = (int32_t)ta;
+    c->sb = (int32_t)tb;
+}
+
+/* The starting sums of both halves of every block of a pixel pair (input sums sa, sb). */
+static MM_INLINE void mm_s8f_starts(mm_s8f_ctx *c, const int wb)
+{
+    const int32_t sa = c->sa, sb = c->sb;
     for (int h = 0; h < 2; h++) { /* pass 0 twice (4-bit), else pass 2 then 1 */
         const uint32_t k0 = wb == 4 ? 8u : h ? 42u : 10u, k1 = wb == 2 && !h ? 2u : k0;
         c->start[4 * h] = (int32_t)(0u - k0 * (uint32_t)sa);
@@ -1899,8 +1922,6 @@ static MM_INLINE void mm_s8f_starts(mm_s8f_ctx *c, int32_t sa, int32_t sb, const
         c->start[4 * h + 2] = (int32_t)(0u - k0 * (uint32_t)sb);
         c->start[4 * h + 3] = (int32_t)(0u - k1 * (uint32_t)sb);
     }
-    c->sa = sa;
-    c->sb = sb;
 }
 
 #if defined(__ARM_FEATURE_DSP)
@@ -2084,14 +2105,14 @@ static MM_INLINE void mm_s8f_two(const mm_pw8_job *j, const mm_pw8_rq *rq, const
 {
     const mm_quant_params *q = j->q;
     const int32_t n = j->row;
-    const mm_c8src sx = {xa, (int32_t)(xb - xa), n, n, 0, 0, n, n, 1};
     const uint32_t m4 = (uint32_t)q->qmax * 0x01010101u;
     const int obits = q->out_bits;
     mm_s8f_ctx c;
     int co = 0;
     c.xa = xa, c.xb = xb, c.w = (const uint8_t *)j->w, c.n = n, c.kb = rq->kb;
     c.bias = rq->bias, c.mult = rq->mult, c.shift = rq->shift, c.cs[0] = c.cs[1] = 0;
-    mm_s8f_starts(&c, mm_s8_xsum(&sx, 0, 0), mm_s8_xsum(&sx, 1, 0), wb);
+    mm_s8f_xsums(xa, xb, n, &c);
+    mm_s8f_starts(&c, wb);
     for (; co + 4 <= j->out_c; co += 4) {
         uint32_t ya, yb;
         mm_s8f_blk(&c, wb, &ya, &yb);
