@@ -1419,41 +1419,77 @@ static inline uint32_t mm_usada8(uint32_t a, uint32_t acc) /* acc + the four byt
 #define MM_S8_PASS2                                                                               \
     MM_S8_AND("0x0F0F0F0F") MM_S8_SUM2(MM_S8_LOW, "a0", "b0") MM_S8_AND("0x03030303")             \
         MM_S8_SUM2(MM_S8_LOW, "a1", "b1")
-/* The groups of a run of n bytes in asm blocks (the loop too: its counter and both input
- * pointers stay in registers, fourteen in all, no spill): unsigned inputs (the common case)
- * four steps an iteration, then the last (n / 4) % 4; signed ones two, then one (less code). */
-#define MM_S8_TWO_RUN4(XT, GS, PASS)                                                              \
-    do {                                                                                          \
-        int32_t k = n >> 4;                                                                       \
-        if (k > 0)                                                                                \
-            __asm__ volatile("1:\n\t" MM_S8_STEP2(XT, GS, PASS) MM_S8_STEP2(XT, GS, PASS)         \
-                                 MM_S8_STEP2(XT, GS, PASS) MM_S8_STEP2(XT, GS, PASS)              \
-                             "subs %[k], %[k], #1\n\t"                                            \
-                             "bne 1b\n\t" MM_PAIR_ASM_OPERANDS);                                  \
-        if (n & 8)                                                                                \
-            __asm__ volatile(MM_S8_STEP2(XT, GS, PASS) MM_S8_STEP2(XT, GS, PASS)                  \
-                                 MM_PAIR_ASM_OPERANDS);                                           \
-        if (n & 4)                                                                                \
-            __asm__ volatile(MM_S8_STEP2(XT, GS, PASS) MM_PAIR_ASM_OPERANDS);                     \
-    } while (0)
-#define MM_S8_TWO_RUN2(XT, GS, PASS)                                                              \
-    do {                                                                                          \
-        int32_t k = n >> 3;                                                                       \
-        if (k > 0)                                                                                \
-            __asm__ volatile("1:\n\t" MM_S8_STEP2(XT, GS, PASS) MM_S8_STEP2(XT, GS, PASS)         \
-                             "subs %[k], %[k], #1\n\t"                                            \
-                             "bne 1b\n\t" MM_PAIR_ASM_OPERANDS);                                  \
-        if (n & 4)                                                                                \
-            __asm__ volatile(MM_S8_STEP2(XT, GS, PASS) MM_PAIR_ASM_OPERANDS);                     \
-    } while (0)
-#define MM_S8_TWO_PASS(RUN, XT, pass)                                                             \
+/* The groups of a run of n bytes (k: n on entry), the odd ones first: one step if n & 4, two if
+ * n & 8 (RUN4), then the loop, four steps an iteration; the shifts of n leave each condition
+ * in the flags, which the steps keep. Unsigned inputs (the common case) take RUN4; signed ones
+ * RUN2 (one step if n & 4, then two an iteration: less code). */
+#define MM_S8_RUN4(STEP)                                                                          \
+    "lsrs %[k], %[k], #3\n\t"                                                                     \
+    "bcc 2f\n\t" STEP "2:\n\t"                                                                    \
+    "lsrs %[k], %[k], #1\n\t"                                                                     \
+    "bcc 3f\n\t" STEP STEP "3:\n\t"                                                               \
+    "beq 4f\n"                                                                                    \
+    "1:\n\t" STEP STEP STEP STEP "subs %[k], %[k], #1\n\t"                                        \
+    "bne 1b\n"                                                                                    \
+    "4:\n\t"
+#define MM_S8_RUN2(STEP)                                                                          \
+    "lsrs %[k], %[k], #3\n\t"                                                                     \
+    "bcc 2f\n\t" STEP "2:\n\t"                                                                    \
+    "beq 4f\n"                                                                                    \
+    "1:\n\t" STEP STEP "subs %[k], %[k], #1\n\t"                                                  \
+    "bne 1b\n"                                                                                    \
+    "4:\n\t"
+
+/* What mm_s8_two's asm reads (at fixed offsets from its address, checked by mm_s8_rows_ok):
+ * every register is in use in the loop, so the rows' counter and skips stay in memory. */
+typedef struct {
+    const uint8_t *xa, *xb, *w;
+    int32_t n, rows, xskip, wskip;
+} mm_s8_rows;
+typedef char mm_s8_rows_ok[offsetof(mm_s8_rows, n) == 12 && offsetof(mm_s8_rows, wskip) == 24
+                               ? 1
+                               : -1];
+
+/* The source's rows in one asm block: the run of each (RUN), then the next row (xskip, wskip
+ * bytes on) while the counter in memory lasts; the ctx's address on the stack ([sp]). */
+#define MM_S8_ROWS_ASM(RUN)                                                                       \
+    __asm__ volatile("push {%[k]}\n\t"                                                            \
+                     "ldr %[xa], [%[k]]\n\t"                                                      \
+                     "ldr %[xb], [%[k], #4]\n\t"                                                  \
+                     "ldr %[w], [%[k], #8]\n\t"                                                   \
+                     "mov %[a0], #0\n\t"                                                          \
+                     "mov %[a1], #0\n\t"                                                          \
+                     "mov %[b0], #0\n\t"                                                          \
+                     "mov %[b1], #0\n"                                                            \
+                     "5:\n\t"                                                                     \
+                     "ldr %[k], [sp]\n\t"                                                         \
+                     "ldr %[k], [%[k], #12]\n\t" RUN "ldr %[k], [sp]\n\t"                         \
+                     "ldr %[t0], [%[k], #16]\n\t"                                                 \
+                     "subs %[t0], %[t0], #1\n\t"                                                  \
+                     "beq 6f\n\t"                                                                 \
+                     "str %[t0], [%[k], #16]\n\t"                                                 \
+                     "ldr %[t1], [%[k], #20]\n\t"                                                 \
+                     "ldr %[t2], [%[k], #24]\n\t"                                                 \
+                     "add %[xa], %[xa], %[t1]\n\t"                                                \
+                     "add %[xb], %[xb], %[t1]\n\t"                                                \
+                     "add %[w], %[w], %[t2]\n\t"                                                  \
+                     "b 5b\n"                                                                     \
+                     "6:\n\t"                                                                     \
+                     "add sp, sp, #4\n\t"                                                         \
+                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1),          \
+                       [xa] "=&r"(xa), [xb] "=&r"(xb), [w] "=&r"(wr), [k] "+&r"(k),             \
+                       [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3),          \
+                       [t4] "=&r"(t4), [t5] "=&r"(t5)                                            \
+                     :                                                                            \
+                     : "cc", "memory")
+#define MM_S8_ROWS_PASS(RUN, XT, pass)                                                            \
     do {                                                                                          \
         if (pass == 0)                                                                            \
-            RUN(XT, "8", MM_S8_PASS0);                                                            \
+            MM_S8_ROWS_ASM(RUN(MM_S8_STEP2(XT, "8", MM_S8_PASS0)));                               \
         else if (pass == 1)                                                                       \
-            RUN(XT, "4", MM_S8_PASS1);                                                            \
+            MM_S8_ROWS_ASM(RUN(MM_S8_STEP2(XT, "4", MM_S8_PASS1)));                               \
         else                                                                                      \
-            RUN(XT, "4", MM_S8_PASS2);                                                            \
+            MM_S8_ROWS_ASM(RUN(MM_S8_STEP2(XT, "4", MM_S8_PASS2)));                               \
     } while (0)
 
 /* Two pixels over the source's rows: pass 0 (4-bit, one pair's words), 1 (2-bit sums A, B) or
@@ -1462,21 +1498,23 @@ static inline uint32_t mm_usada8(uint32_t a, uint32_t acc) /* acc + the four byt
 static MM_INLINE void mm_s8_two(const mm_c8src *s, const uint8_t *w, int32_t wskip,
                                 const int is, const int pass, int32_t *q)
 {
-    int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0;
-    const uint8_t *xa = s->x, *xb = s->x + s->step;
-    const int32_t n = s->n, xskip = s->xrow - n;
-    uint32_t t0, t1, t2, t3, t4, t5;
-    for (int rows = s->rows; rows > 0; rows--, xa += xskip, xb += xskip, w += wskip) {
-        if (is)
-            MM_S8_TWO_PASS(MM_S8_TWO_RUN2, "sxtb16", pass);
-        else
-            MM_S8_TWO_PASS(MM_S8_TWO_RUN4, "uxtb16", pass);
+    mm_s8_rows c = {s->x, s->x + s->step, w, s->n, s->rows, s->xrow - s->n, wskip};
+    mm_s8_rows *k = &c;
+    uint32_t a0, a1, b0, b1, xa, xb, wr, t0, t1, t2, t3, t4, t5;
+    if (c.rows <= 0) {
+        q[0] = q[1] = q[2] = q[3] = 0;
+        return;
     }
-    (void)t0, (void)t1, (void)t2, (void)t3, (void)t4, (void)t5;
-    q[0] = a0;
-    q[1] = a1;
-    q[2] = b0;
-    q[3] = b1;
+    if (is)
+        MM_S8_ROWS_PASS(MM_S8_RUN2, "sxtb16", pass);
+    else
+        MM_S8_ROWS_PASS(MM_S8_RUN4, "uxtb16", pass);
+    (void)xa, (void)xb, (void)wr, (void)k, (void)t0, (void)t1, (void)t2, (void)t3, (void)t4;
+    (void)t5;
+    q[0] = (int32_t)a0;
+    q[1] = (int32_t)a1;
+    q[2] = (int32_t)b0;
+    q[3] = (int32_t)b1;
 }
 
 /* One pixel: the input word at x extended into pe, po; a sum from the weight word in W (raw,
@@ -1830,7 +1868,7 @@ static MM_NOINLINE void mm_sub8_px(const mm_conv_ctx *k, const mm_c8src *s, uint
 /* ---- mm_pointwise_sub's fast sub8 path: 8-bit unsigned inputs, in_c a multiple of 4, the
  * fast requantization (MM_PW_FAST) ---------------------------------------------------------
  *
- * The same sums as the sub8 path (channel_packed weights, MM_S8_TWO_RUN4's loop: fewer cycles
+ * The same sums as the sub8 path (channel_packed weights, MM_S8_RUN4's loop: fewer cycles
  * per MAC than 8-bit weights), but per two channels of two pixels the corrections
  * (mm_s8_dots) and mm_pw_u's requantization run in one asm block right after the loop, on
  * the registers the loop leaves (MM_PW8_RQ1, as mm_pointwise8's fast pixels): no sums through
@@ -1949,9 +1987,7 @@ static MM_INLINE void mm_s8f_starts(mm_s8f_ctx *c, const int wb)
     "asr %[" Q "], %[" Q "], #4\n\t"
 /* One half (two channels of both pixels): the ctx's address is on the stack ([sp]: every
  * register is in use in the loop). W: loads the half's rows into w from [k, #8]; S: the
- * ctx offset of its starting sums; the run of n bytes (one step if n & 4, two if n & 8, then
- * n / 16 four-step iterations: the shifts of n leave each condition in the flags, which the
- * steps keep, so that n is read once); FIX; SAVE (k: the ctx) before the requantization takes w;
+ * ctx offset of its starting sums; the run of n bytes (MM_S8_RUN4: n read once); FIX; SAVE (k: the ctx) before the requantization takes w;
  * channel c (offsets O0 / P0 into bias and mult / shift) from a1 / b1, c + 1 (O1 / P1) from
  * a0 / b0: pixel a's two output bytes in a1, pixel b's in b1. */
 #define MM_S8F_HALF(STEP, W, S0, S1, S2, S3, FIX, SAVE, O0, P0, O1, P1)                          \
@@ -1961,15 +1997,7 @@ static MM_INLINE void mm_s8f_starts(mm_s8f_ctx *c, const int wb)
     "ldr %[a1], [%[k], #" S1 "]\n\t"                                                              \
     "ldr %[b0], [%[k], #" S2 "]\n\t"                                                              \
     "ldr %[b1], [%[k], #" S3 "]\n\t"                                                              \
-    "ldr %[k], [%[k], #12]\n\t"                                                                   \
-    "lsrs %[k], %[k], #3\n\t"                                                                     \
-    "bcc 2f\n\t" STEP "2:\n\t"                                                                    \
-    "lsrs %[k], %[k], #1\n\t"                                                                     \
-    "bcc 3f\n\t" STEP STEP "3:\n\t"                                                               \
-    "beq 4f\n"                                                                                     \
-    "1:\n\t" STEP STEP STEP STEP "subs %[k], %[k], #1\n\t"                                        \
-    "bne 1b\n"                                                                                    \
-    "4:\n\t"                                                                                      \
+    "ldr %[k], [%[k], #12]\n\t" MM_S8_RUN4(STEP)                                                  \
     "ldr %[k], [sp]\n\t" FIX SAVE "ldr %[t1], [%[k], #16]\n\t"                                    \
     "ldr %[t2], [%[k], #20]\n\t"                                                                  \
     "ldr %[t3], [%[k], #24]\n\t"                                                                  \
