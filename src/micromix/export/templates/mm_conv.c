@@ -1986,10 +1986,11 @@ static MM_INLINE void mm_s8f_starts(mm_s8f_ctx *c, const int wb)
     "asr %[" P "], %[" P "], #6\n\t"                                                              \
     "asr %[" Q "], %[" Q "], #4\n\t"
 /* One half (two channels of both pixels): the ctx's address is on the stack ([sp]: every
- * register is in use in the loop). W: loads the half's rows into w from [k, #8]; S: the
- * ctx offset of its starting sums; the run of n bytes (MM_S8_RUN4: n read once); FIX; SAVE (k: the ctx) before the requantization takes w;
- * channel c (offsets O0 / P0 into bias and mult / shift) from a1 / b1, c + 1 (O1 / P1) from
- * a0 / b0: pixel a's two output bytes in a1, pixel b's in b1. */
+ * register is in use in the loop). W: loads the half's rows into w from [k, #8]; S: the ctx
+ * offset of its starting sums; the run of n bytes (MM_S8_RUN4: n read once); FIX; SAVE (k:
+ * the ctx) before the requantization takes w; channel c (offsets O0 / P0 into bias and mult /
+ * shift) from a1 / b1, c + 1 (O1 / P1) from a0 / b0: pixel a's two output bytes in a1, pixel
+ * b's in b1. */
 #define MM_S8F_HALF(STEP, W, S0, S1, S2, S3, FIX, SAVE, O0, P0, O1, P1)                          \
     "ldr %[k], [sp]\n\t"                                                                          \
     "ldr %[xa], [%[k]]\n\t"                                                                       \
