@@ -209,9 +209,9 @@ class Sub8PwNet(torch.nn.Module):
 def test_sub8_paths_are_bit_exact(tmp_path, wb: int) -> None:
     """4- and 2-bit weights on 8-bit inputs: mm_conv's two-pixel walks over channel_packed
     weights (Conv8Net: from the input and from byte patches, clipped borders, odd rows, stride
-    2, tails of elements and of channels, signed inputs) and mm_pointwise_sub's (Sub8PwNet),
-    bit for bit the numpy reference: host build (portable C) and, with the ARM tools, qemu
-    (the DSP asm)."""
+    2, tails of elements and of channels, signed inputs, signed 8-bit outputs: path SUB8_RQS)
+    and mm_pointwise_sub's (Sub8PwNet), bit for bit the numpy reference: host build (portable
+    C) and, with the ARM tools, qemu (the DSP asm)."""
     arm = shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")
     kw = {"target": "cortex-m4", "cm4_images": 3} if arm else {}
     paths = set()
@@ -230,6 +230,8 @@ def test_sub8_paths_are_bit_exact(tmp_path, wb: int) -> None:
         s = json.loads((out / "export.json").read_text())
         assert s["selftest_identical"] == 30
         assert not arm or s["cortex_m4"]["images"] == 3
+        # the signed 8-bit outputs (act=None layers) take mm_rq8x4's requantization
+        assert _paths_compiled(out / "lib", tmp_path, "SUB8_RQS") == [1]
     expected = {("mm_conv", "pairs"), ("mm_conv", "in_c % 4"), ("mm_pointwise_sub", "pairs"),
                 ("mm_pointwise_sub", "in_c % 4")}  # fmt: skip
     assert expected | ({("mm_pointwise_sub", "one pixel")} if wb == 4 else set()) <= paths

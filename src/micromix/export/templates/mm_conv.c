@@ -364,12 +364,25 @@ static inline int mm_rq8_kind(const mm_quant_params *q, int out_c)
 {
     if (q->out_bits != 8 || !mm_shifts_above32(q, out_c))
         return MM_RQ8_GENERAL;
-    return q->qmin == 0 && q->qmax == 255                   ? MM_RQ8_U
-           : q->qmin >= -128 && q->qmin <= 0 && q->qmax == 127 ? MM_RQ8_S
-                                                             : MM_RQ8_GENERAL;
+    return q->qmin == 0 && q->qmax == 255      ? MM_RQ8_U
+           : MM_RQ8_SIGNED(q->qmin, q->qmax) ? MM_RQ8_S
+                                              : MM_RQ8_GENERAL;
 }
 
-#if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE
+/* The sub8 path's requantization of a layer (mm_conv_ctx.fast): the branch-free unsigned one
+ * (mm_pw_fast: outputs of any width over their whole range), else mm_rq8x4's signed one
+ * (MM_RQ8_S: 8-bit outputs, as ResNet-8's convolutions before an add; path SUB8_RQS,
+ * mm_kernels.h MM_SUB8_RQ), else mm_pw_rq's. */
+enum { MM_S8_RQ_ANY, MM_S8_RQ_U, MM_S8_RQ_S };
+static inline int mm_s8_rq(const mm_quant_params *q, int out_c)
+{
+    return mm_pw_fast(q, out_c)                     ? MM_S8_RQ_U
+           : mm_rq8_kind(q, out_c) == MM_RQ8_S ? MM_S8_RQ_S
+                                               : MM_S8_RQ_ANY;
+}
+
+#if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE || \
+    MM_USE_SUB8_RQS
 #if defined(__ARM_FEATURE_DSP)
 static inline int32_t mm_ssat8_half(int32_t a) /* a >> 1 clamped to [-128, 127] */
 {
@@ -812,8 +825,8 @@ typedef struct {
     const int8_t *shift;
     int in_c, in_h, in_w, kh, kw, cin_g, cout_g, in_pix, ib, is, wb, lp, bk;
     int32_t row, row_bytes, qmin, qmax;
-    int fast; /* the sub8 path: mm_pw_fast holds (its requantization without branches); the
-               * W8/A8 path (8-bit weights): its requantization, mm_rq8_kind */
+    int fast; /* the requantization: the sub8 path's, mm_s8_rq; the W8/A8 path's (8-bit
+               * weights), mm_rq8_kind */
 } mm_conv_ctx;
 
 #if MM_USE_CONV_ANY
@@ -1710,6 +1723,23 @@ static MM_NOINLINE void mm_s8_put_any(const mm_conv_ctx *k, int co, int np, int 
     }
 }
 
+#if MM_USE_SUB8_RQS
+/* MM_S8_RQ_S: mm_rq8x4 of np pixels' four outputs of channels co .. co + 3 (8-bit, signed),
+ * written at o[p], out of line. */
+static MM_NOINLINE void mm_s8_put_s(const mm_conv_ctx *k, int co, int np, const int32_t *acc,
+                                    uint8_t **o)
+{
+    const mm_rq8p rp = {k->bias, k->mult, k->shift, (int32_t)1 << k->bk, k->qmin};
+    if (np == 2) {
+        mm_rq8x4(&rp, co, 2, acc, o[0], o[1], 1);
+        o[1] += 4;
+    } else {
+        mm_rq8x4(&rp, co, 1, acc, o[0], o[0], 1);
+    }
+    o[0] += 4;
+}
+#endif
+
 /* The last out_c % 4 rows from channel co on (natural packed rows at w), np pixels, outputs
  * from o[p] on: a weight byte at a time, out of line (few rows). Each run starts on a byte:
  * its first element is 0 (patches) or a multiple of in_c, itself a multiple of 4. */
@@ -1798,7 +1828,7 @@ static MM_INLINE void mm_sub8_pxt(const mm_conv_ctx *k, const mm_c8src *src, uin
         mm_s8_dots(q + 4, xs1, wb, acc + 4); /* unused when np == 1 */
         if (tail)
             mm_s8_tails(s->x + s->n, s->step, w + s->head * bpe, tail, wb, is, np, acc);
-        if (MM_LIKELY(fast) && np == 2) { /* each channel's parameters read once for both */
+        if (MM_LIKELY(fast == MM_S8_RQ_U) && np == 2) { /* the parameters read once for both */
             uint32_t y0 = 0, y1 = 0;
 #if defined(__GNUC__)
 #pragma GCC unroll 4
@@ -1811,7 +1841,7 @@ static MM_INLINE void mm_sub8_pxt(const mm_conv_ctx *k, const mm_c8src *src, uin
             }
             o[0] = mm_pw_st4(o[0], y0, ob, m4);
             o[1] = mm_pw_st4(o[1], y1, ob, m4);
-        } else if (MM_LIKELY(fast)) {
+        } else if (MM_LIKELY(fast == MM_S8_RQ_U)) {
             uint32_t y0 = 0;
 #if defined(__GNUC__)
 #pragma GCC unroll 4
@@ -1819,6 +1849,12 @@ static MM_INLINE void mm_sub8_pxt(const mm_conv_ctx *k, const mm_c8src *src, uin
             for (int j = 0; j < 4; j++)
                 y0 |= mm_pw_u(acc[j], bias[co + j], mult[co + j], shift[co + j], kb) << 8 * j;
             o[0] = mm_pw_st4(o[0], y0, ob, m4);
+        } else if (fast == MM_S8_RQ_S) {
+#if MM_USE_SUB8_RQS
+            mm_s8_put_s(k, co, np, acc, o);
+#else
+            MM_PATH_OFF();
+#endif
         } else {
             mm_s8_put_any(k, co, np, ob, acc, o);
         }
@@ -2275,7 +2311,7 @@ static void mm_sub8_pointwise(MM_CONV_ARGS)
     const int32_t row_step = (int32_t)d->stride_h * d->in_w * in_c;
     const mm_conv_ctx k = {in, w, q->bias, q->mult, q->shift, in_c, d->in_h, d->in_w, 1, 1, in_c,
                            out_c, in_c, 8, q->in_signed, q->w_bits, 0, q->bias_shift, in_c,
-                           mm_bytes(in_c, q->w_bits), q->qmin, q->qmax, mm_pw_fast(q, out_c)};
+                           mm_bytes(in_c, q->w_bits), q->qmin, q->qmax, mm_s8_rq(q, out_c)};
     const uint8_t *xr = in;
     int ox = 0;
     mm_c8src s = {in, 0, 0, in_c & ~3, in_c & 3, 0, 0, in_c & ~3, 1};
@@ -2364,7 +2400,7 @@ void mm_conv(MM_CONV_ARGS)
     k.row_bytes = mm_bytes(k.row, k.wb);
     k.qmin = qmin;
     k.qmax = qmax;
-    k.fast = k.wb < 8 ? k.ib == 8 && mm_pw_fast(q, d->out_c) /* the sub8 path's */
+    k.fast = k.wb < 8 ? (k.ib == 8 ? mm_s8_rq(q, d->out_c) : 0) /* the sub8 path's */
                       : mm_rq8_kind(q, d->out_c);
     /* W8/A8: two pixels at a time, from the input (in_c % 4 == 0) or from byte patches; long
      * rows of other in_c one pixel at a time (MM_CONV_PATH); each path only where the model
