@@ -209,9 +209,9 @@ class Sub8PwNet(torch.nn.Module):
 def test_sub8_paths_are_bit_exact(tmp_path, wb: int) -> None:
     """4- and 2-bit weights on 8-bit inputs: mm_conv's two-pixel walks over channel_packed
     weights (Conv8Net: from the input and from byte patches, clipped borders, odd rows, stride
-    2, tails of elements and of channels, signed inputs) and mm_pointwise_sub's (Sub8PwNet),
-    bit for bit the numpy reference: host build (portable C) and, with the ARM tools, qemu
-    (the DSP asm)."""
+    2, tails of elements and of channels, signed inputs, signed 8-bit outputs: path SUB8_RQS)
+    and mm_pointwise_sub's (Sub8PwNet), bit for bit the numpy reference: host build (portable
+    C) and, with the ARM tools, qemu (the DSP asm)."""
     arm = shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")
     kw = {"target": "cortex-m4", "cm4_images": 3} if arm else {}
     paths = set()
@@ -230,20 +230,22 @@ def test_sub8_paths_are_bit_exact(tmp_path, wb: int) -> None:
         s = json.loads((out / "export.json").read_text())
         assert s["selftest_identical"] == 30
         assert not arm or s["cortex_m4"]["images"] == 3
+        # the signed 8-bit outputs (act=None layers) take mm_rq8x4's requantization
+        assert _paths_compiled(out / "lib", tmp_path, "SUB8_RQS") == [1]
     expected = {("mm_conv", "pairs"), ("mm_conv", "in_c % 4"), ("mm_pointwise_sub", "pairs"),
                 ("mm_pointwise_sub", "in_c % 4")}  # fmt: skip
     assert expected | ({("mm_pointwise_sub", "one pixel")} if wb == 4 else set()) <= paths
 
 
 def _fast_sub8_nets(wb: int):
-    """Two models whose 1x1 layers and linears on 8-bit unsigned inputs of 4, 8 and 12 channels
-    take mm_pointwise_sub's fast sub8 path (MM_P_PWSUB8F), weights of `wb` and 6 - `wb` bits
-    by turns: (a) 25, 9 and 9 pixels (odd last ones), a stride-2 layer, 13 outputs (a row after
-    the last block of four); (b) a linear with the fast requantization (ReLU) and one with the
+    """Two models whose 1x1 layers and linears on 8-bit unsigned inputs of 4, 8 and 28 channels
+    (28: the asm's run of four steps, then two, then one) take mm_pointwise_sub's fast sub8
+    path (MM_P_PWSUB8F), weights of `wb` and 6 - `wb` bits by turns: (a) 25, 9 and 9 pixels
+    (odd last ones), a stride-2 layer, 13 outputs (a row after the last block of four); (b) a linear with the fast requantization (ReLU) and one with the
     general one (signed logits, three rows after the block)."""
     torch.manual_seed(wb)
-    a = torch.nn.Sequential(conv_bn(1, 4, 3), conv_bn(4, 8, 1), conv_bn(8, 12, 1, stride=2),
-                            conv_bn(12, 13, 1))  # fmt: skip
+    a = torch.nn.Sequential(conv_bn(1, 4, 3), conv_bn(4, 8, 1), conv_bn(8, 28, 1, stride=2),
+                            conv_bn(28, 13, 1))  # fmt: skip
     b = torch.nn.Sequential(conv_bn(1, 8, 3), conv_bn(8, 16, 1), torch.nn.AdaptiveAvgPool2d(1),
                             torch.nn.Flatten(), torch.nn.Linear(16, 12), torch.nn.ReLU(),
                             torch.nn.Linear(12, 7))  # fmt: skip
@@ -284,7 +286,7 @@ def _fast_sub8_check(tmp_path, wb: int, qemu: bool) -> None:
 
 def test_fast_sub8_pointwise_is_bit_exact_on_the_host(tmp_path) -> None:
     """mm_pointwise_sub's fast sub8 path (portable C) bit for bit the numpy reference: pixel
-    pairs, odd last pixels, rows after the last block, in_c 4 / 8 / 12, both linears' paths,
+    pairs, odd last pixels, rows after the last block, in_c 4 / 8 / 28, both linears' paths,
     4- and 2-bit layers (one model of each kind keeps the default run short)."""
     _fast_sub8_check(tmp_path, 4, qemu=False)
 

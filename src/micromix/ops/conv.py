@@ -473,7 +473,7 @@ def emit(site: CallSite) -> str:
 C_PATHS = (
     "CONV8X2", "CONV8P", "CONV8", "CONV_ANY", "SUB8X2", "SUB8P", "PWSUB8", "PWSUB8F",
     "PWSUB_PACKED",
-    "SUB8_W4S", "SUB8_W4U", "SUB8_W2S", "SUB8_W2U", "S8F_W4", "S8F_W2",
+    "SUB8_W4S", "SUB8_W4U", "SUB8_W2S", "SUB8_W2U", "S8F_W4", "S8F_W2", "SUB8_RQS",
     "DW_3X3_8U", "DW_4X4_8U", "DW_8U", "DW_4U", "DW_2U", "DW_ANY", "DW_CHANNEL", "DW_3X3_W",
     "DW_OUT4", "DW_OUT2",
     "PW8_ONE", "PW8_FAST", "PW8_ANY", "PW8_WIDE", "PW8_DENSE_U", "PW8_DENSE_S",
@@ -482,10 +482,10 @@ C_PATHS = (
 
 def c_rules(site: CallSite) -> tuple[str, ...]:
     """The kernel paths this call takes: the kernel's own rules (mm_kernels.h MM_CONV_PATH,
-    MM_PWSUB_PATH, MM_SUB8_KIND, MM_DW_GROUP, MM_DW_TAIL, MM_DW_OUT, MM_PW8_PATH) on the numbers
-    the call passes, for the export's preprocessor to evaluate. The only fact not in the call's
-    structs is whether every shift is above 32, the loop that mm_pointwise8 runs over the
-    shift array (mm_depthwise tests it per group of four channels)."""
+    MM_PWSUB_PATH, MM_SUB8_KIND, MM_SUB8_RQ, MM_DW_GROUP, MM_DW_TAIL, MM_DW_OUT, MM_PW8_PATH)
+    on the numbers the call passes, for the export's preprocessor to evaluate. The only fact
+    not in the call's structs is whether every shift is above 32, the loop that mm_pointwise8
+    runs over the shift array (mm_depthwise tests it per group of four channels)."""
     iop = site.iop
     c_in, _, in_w, c_out, out_h, out_w, kh, kw, *_, groups = tiled(kernel_dims(iop.op), site.tile)
     ib, is_ = iop.in_bits[0], int(iop.in_signed[0])
@@ -496,7 +496,8 @@ def c_rules(site: CallSite) -> tuple[str, ...]:
         path = f"MM_PWSUB_PATH({ib}, {is_}, {c_in}, {fast}, {out_h * out_w})"
         if site.kernel == "mm_conv":
             path = f"MM_CONV_PATH({ib}, {iop.w_bits}, {groups}, {c_in}, {row})"
-        return (path, f"MM_SUB8_KIND({path}, {iop.w_bits}, {is_})")
+        rq = f"MM_SUB8_RQ({path}, {iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})"
+        return (path, f"MM_SUB8_KIND({path}, {iop.w_bits}, {is_})", rq)
     if site.kernel == "mm_depthwise":
         group = f"MM_DW_GROUP({is_}, {ib}, {kh}, {kw}, {c_in}, {in_w})"
         out = f"MM_DW_OUT({group}, {iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})"

@@ -6,6 +6,8 @@
  * (mm_dot.c, four output channels per call) decode each weight byte once. Rows too short
  * for that go to mm_small.c, depthwise layers to mm_dw.c.
  */
+#include <stddef.h>
+
 #include "mm_kernels.h"
 
 /* Slot of patch element e in the unpacked buffer. With P = 8 / w_bits weights per byte, the
@@ -366,7 +368,20 @@ static inline int mm_rq8_kind(const mm_quant_params *q, int out_c)
                                                                              : MM_RQ8_GENERAL;
 }
 
-#if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE
+/* The sub8 path's requantization of a layer (mm_conv_ctx.fast): the branch-free unsigned one
+ * (mm_pw_fast: outputs of any width over their whole range), else mm_rq8x4's signed one
+ * (MM_RQ8_S: 8-bit outputs, as ResNet-8's convolutions before an add; path SUB8_RQS,
+ * mm_kernels.h MM_SUB8_RQ), else mm_pw_rq's. */
+enum { MM_S8_RQ_ANY, MM_S8_RQ_U, MM_S8_RQ_S };
+static inline int mm_s8_rq(const mm_quant_params *q, int out_c)
+{
+    return mm_pw_fast(q, out_c)                     ? MM_S8_RQ_U
+           : mm_rq8_kind(q, out_c) == MM_RQ8_S ? MM_S8_RQ_S
+                                               : MM_S8_RQ_ANY;
+}
+
+#if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE || \
+    MM_USE_SUB8_RQS
 #if defined(__ARM_FEATURE_DSP)
 static inline int32_t mm_ssat8_half(int32_t a) /* a >> 1 clamped to [-128, 127] */
 {
@@ -976,8 +991,8 @@ typedef struct {
     const int8_t *shift;
     int in_c, in_h, in_w, kh, kw, cin_g, cout_g, in_pix, ib, is, wb, lp, bk;
     int32_t row, row_bytes, qmin, qmax;
-    int fast; /* the sub8 path: mm_pw_fast holds (its requantization without branches); the
-               * W8/A8 path (8-bit weights): its requantization, mm_rq8_kind */
+    int fast; /* the requantization: the sub8 path's, mm_s8_rq; the W8/A8 path's (8-bit
+               * weights), mm_rq8_kind */
 } mm_conv_ctx;
 
 #if MM_USE_CONV_ANY
@@ -1583,41 +1598,77 @@ static inline uint32_t mm_usada8(uint32_t a, uint32_t acc) /* acc + the four byt
 #define MM_S8_PASS2                                                                               \
     MM_S8_AND("0x0F0F0F0F") MM_S8_SUM2(MM_S8_LOW, "a0", "b0") MM_S8_AND("0x03030303")             \
         MM_S8_SUM2(MM_S8_LOW, "a1", "b1")
-/* The groups of a run of n bytes in asm blocks (the loop too: its counter and both input
- * pointers stay in registers, fourteen in all, no spill): unsigned inputs (the common case)
- * four steps an iteration, then the last (n / 4) % 4; signed ones two, then one (less code). */
-#define MM_S8_TWO_RUN4(XT, GS, PASS)                                                              \
-    do {                                                                                          \
-        int32_t k = n >> 4;                                                                       \
-        if (k > 0)                                                                                \
-            __asm__ volatile("1:\n\t" MM_S8_STEP2(XT, GS, PASS) MM_S8_STEP2(XT, GS, PASS)         \
-                                 MM_S8_STEP2(XT, GS, PASS) MM_S8_STEP2(XT, GS, PASS)              \
-                             "subs %[k], %[k], #1\n\t"                                            \
-                             "bne 1b\n\t" MM_PAIR_ASM_OPERANDS);                                  \
-        if (n & 8)                                                                                \
-            __asm__ volatile(MM_S8_STEP2(XT, GS, PASS) MM_S8_STEP2(XT, GS, PASS)                  \
-                                 MM_PAIR_ASM_OPERANDS);                                           \
-        if (n & 4)                                                                                \
-            __asm__ volatile(MM_S8_STEP2(XT, GS, PASS) MM_PAIR_ASM_OPERANDS);                     \
-    } while (0)
-#define MM_S8_TWO_RUN2(XT, GS, PASS)                                                              \
-    do {                                                                                          \
-        int32_t k = n >> 3;                                                                       \
-        if (k > 0)                                                                                \
-            __asm__ volatile("1:\n\t" MM_S8_STEP2(XT, GS, PASS) MM_S8_STEP2(XT, GS, PASS)         \
-                             "subs %[k], %[k], #1\n\t"                                            \
-                             "bne 1b\n\t" MM_PAIR_ASM_OPERANDS);                                  \
-        if (n & 4)                                                                                \
-            __asm__ volatile(MM_S8_STEP2(XT, GS, PASS) MM_PAIR_ASM_OPERANDS);                     \
-    } while (0)
-#define MM_S8_TWO_PASS(RUN, XT, pass)                                                             \
+/* The groups of a run of n bytes (k: n on entry), the odd ones first: one step if n & 4, two if
+ * n & 8 (RUN4), then the loop, four steps an iteration; the shifts of n leave each condition
+ * in the flags, which the steps keep. Unsigned inputs (the common case) take RUN4; signed ones
+ * RUN2 (one step if n & 4, then two an iteration: less code). */
+#define MM_S8_RUN4(STEP)                                                                          \
+    "lsrs %[k], %[k], #3\n\t"                                                                     \
+    "bcc 2f\n\t" STEP "2:\n\t"                                                                    \
+    "lsrs %[k], %[k], #1\n\t"                                                                     \
+    "bcc 3f\n\t" STEP STEP "3:\n\t"                                                               \
+    "beq 4f\n"                                                                                    \
+    "1:\n\t" STEP STEP STEP STEP "subs %[k], %[k], #1\n\t"                                        \
+    "bne 1b\n"                                                                                    \
+    "4:\n\t"
+#define MM_S8_RUN2(STEP)                                                                          \
+    "lsrs %[k], %[k], #3\n\t"                                                                     \
+    "bcc 2f\n\t" STEP "2:\n\t"                                                                    \
+    "beq 4f\n"                                                                                    \
+    "1:\n\t" STEP STEP "subs %[k], %[k], #1\n\t"                                                  \
+    "bne 1b\n"                                                                                    \
+    "4:\n\t"
+
+/* What mm_s8_two's asm reads (at fixed offsets from its address, checked by mm_s8_rows_ok):
+ * every register is in use in the loop, so the rows' counter and skips stay in memory. */
+typedef struct {
+    const uint8_t *xa, *xb, *w;
+    int32_t n, rows, xskip, wskip;
+} mm_s8_rows;
+typedef char mm_s8_rows_ok[offsetof(mm_s8_rows, n) == 12 && offsetof(mm_s8_rows, wskip) == 24
+                               ? 1
+                               : -1];
+
+/* The source's rows in one asm block: the run of each (RUN), then the next row (xskip, wskip
+ * bytes on) while the counter in memory lasts; the ctx's address on the stack ([sp]). */
+#define MM_S8_ROWS_ASM(RUN)                                                                       \
+    __asm__ volatile("push {%[k]}\n\t"                                                            \
+                     "ldr %[xa], [%[k]]\n\t"                                                      \
+                     "ldr %[xb], [%[k], #4]\n\t"                                                  \
+                     "ldr %[w], [%[k], #8]\n\t"                                                   \
+                     "mov %[a0], #0\n\t"                                                          \
+                     "mov %[a1], #0\n\t"                                                          \
+                     "mov %[b0], #0\n\t"                                                          \
+                     "mov %[b1], #0\n"                                                            \
+                     "5:\n\t"                                                                     \
+                     "ldr %[k], [sp]\n\t"                                                         \
+                     "ldr %[k], [%[k], #12]\n\t" RUN "ldr %[k], [sp]\n\t"                         \
+                     "ldr %[t0], [%[k], #16]\n\t"                                                 \
+                     "subs %[t0], %[t0], #1\n\t"                                                  \
+                     "beq 6f\n\t"                                                                 \
+                     "str %[t0], [%[k], #16]\n\t"                                                 \
+                     "ldr %[t1], [%[k], #20]\n\t"                                                 \
+                     "ldr %[t2], [%[k], #24]\n\t"                                                 \
+                     "add %[xa], %[xa], %[t1]\n\t"                                                \
+                     "add %[xb], %[xb], %[t1]\n\t"                                                \
+                     "add %[w], %[w], %[t2]\n\t"                                                  \
+                     "b 5b\n"                                                                     \
+                     "6:\n\t"                                                                     \
+                     "add sp, sp, #4\n\t"                                                         \
+                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1),          \
+                       [xa] "=&r"(xa), [xb] "=&r"(xb), [w] "=&r"(wr), [k] "+&r"(k),             \
+                       [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3),          \
+                       [t4] "=&r"(t4), [t5] "=&r"(t5)                                            \
+                     :                                                                            \
+                     : "cc", "memory")
+#define MM_S8_ROWS_PASS(RUN, XT, pass)                                                            \
     do {                                                                                          \
         if (pass == 0)                                                                            \
-            RUN(XT, "8", MM_S8_PASS0);                                                            \
+            MM_S8_ROWS_ASM(RUN(MM_S8_STEP2(XT, "8", MM_S8_PASS0)));                               \
         else if (pass == 1)                                                                       \
-            RUN(XT, "4", MM_S8_PASS1);                                                            \
+            MM_S8_ROWS_ASM(RUN(MM_S8_STEP2(XT, "4", MM_S8_PASS1)));                               \
         else                                                                                      \
-            RUN(XT, "4", MM_S8_PASS2);                                                            \
+            MM_S8_ROWS_ASM(RUN(MM_S8_STEP2(XT, "4", MM_S8_PASS2)));                               \
     } while (0)
 
 /* Two pixels over the source's rows: pass 0 (4-bit, one pair's words), 1 (2-bit sums A, B) or
@@ -1626,21 +1677,23 @@ static inline uint32_t mm_usada8(uint32_t a, uint32_t acc) /* acc + the four byt
 static MM_INLINE void mm_s8_two(const mm_c8src *s, const uint8_t *w, int32_t wskip,
                                 const int is, const int pass, int32_t *q)
 {
-    int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0;
-    const uint8_t *xa = s->x, *xb = s->x + s->step;
-    const int32_t n = s->n, xskip = s->xrow - n;
-    uint32_t t0, t1, t2, t3, t4, t5;
-    for (int rows = s->rows; rows > 0; rows--, xa += xskip, xb += xskip, w += wskip) {
-        if (is)
-            MM_S8_TWO_PASS(MM_S8_TWO_RUN2, "sxtb16", pass);
-        else
-            MM_S8_TWO_PASS(MM_S8_TWO_RUN4, "uxtb16", pass);
+    mm_s8_rows c = {s->x, s->x + s->step, w, s->n, s->rows, s->xrow - s->n, wskip};
+    mm_s8_rows *k = &c;
+    uint32_t a0, a1, b0, b1, xa, xb, wr, t0, t1, t2, t3, t4, t5;
+    if (c.rows <= 0) {
+        q[0] = q[1] = q[2] = q[3] = 0;
+        return;
     }
-    (void)t0, (void)t1, (void)t2, (void)t3, (void)t4, (void)t5;
-    q[0] = a0;
-    q[1] = a1;
-    q[2] = b0;
-    q[3] = b1;
+    if (is)
+        MM_S8_ROWS_PASS(MM_S8_RUN2, "sxtb16", pass);
+    else
+        MM_S8_ROWS_PASS(MM_S8_RUN4, "uxtb16", pass);
+    (void)xa, (void)xb, (void)wr, (void)k, (void)t0, (void)t1, (void)t2, (void)t3, (void)t4;
+    (void)t5;
+    q[0] = (int32_t)a0;
+    q[1] = (int32_t)a1;
+    q[2] = (int32_t)b0;
+    q[3] = (int32_t)b1;
 }
 
 /* One pixel: the input word at x extended into pe, po; a sum from the weight word in W (raw,
@@ -1836,6 +1889,23 @@ static MM_NOINLINE void mm_s8_put_any(const mm_conv_ctx *k, int co, int np, int 
     }
 }
 
+#if MM_USE_SUB8_RQS
+/* MM_S8_RQ_S: mm_rq8x4 of np pixels' four outputs of channels co .. co + 3 (8-bit, signed),
+ * written at o[p], out of line. */
+static MM_NOINLINE void mm_s8_put_s(const mm_conv_ctx *k, int co, int np, const int32_t *acc,
+                                    uint8_t **o)
+{
+    const mm_rq8p rp = {k->bias, k->mult, k->shift, (int32_t)1 << k->bk, k->qmin};
+    if (np == 2) {
+        mm_rq8x4(&rp, co, 2, acc, o[0], o[1], 1);
+        o[1] += 4;
+    } else {
+        mm_rq8x4(&rp, co, 1, acc, o[0], o[0], 1);
+    }
+    o[0] += 4;
+}
+#endif
+
 /* The last out_c % 4 rows from channel co on (natural packed rows at w), np pixels, outputs
  * from o[p] on: a weight byte at a time, out of line (few rows). Each run starts on a byte:
  * its first element is 0 (patches) or a multiple of in_c, itself a multiple of 4. */
@@ -1924,7 +1994,7 @@ static MM_INLINE void mm_sub8_pxt(const mm_conv_ctx *k, const mm_c8src *src, uin
         mm_s8_dots(q + 4, xs1, wb, acc + 4); /* unused when np == 1 */
         if (tail)
             mm_s8_tails(s->x + s->n, s->step, w + s->head * bpe, tail, wb, is, np, acc);
-        if (MM_LIKELY(fast) && np == 2) { /* each channel's parameters read once for both */
+        if (MM_LIKELY(fast == MM_S8_RQ_U) && np == 2) { /* the parameters read once for both */
             uint32_t y0 = 0, y1 = 0;
 #if defined(__GNUC__)
 #pragma GCC unroll 4
@@ -1937,7 +2007,7 @@ static MM_INLINE void mm_sub8_pxt(const mm_conv_ctx *k, const mm_c8src *src, uin
             }
             o[0] = mm_pw_st4(o[0], y0, ob, m4);
             o[1] = mm_pw_st4(o[1], y1, ob, m4);
-        } else if (MM_LIKELY(fast)) {
+        } else if (MM_LIKELY(fast == MM_S8_RQ_U)) {
             uint32_t y0 = 0;
 #if defined(__GNUC__)
 #pragma GCC unroll 4
@@ -1945,6 +2015,12 @@ static MM_INLINE void mm_sub8_pxt(const mm_conv_ctx *k, const mm_c8src *src, uin
             for (int j = 0; j < 4; j++)
                 y0 |= mm_pw_u(acc[j], bias[co + j], mult[co + j], shift[co + j], kb) << 8 * j;
             o[0] = mm_pw_st4(o[0], y0, ob, m4);
+        } else if (fast == MM_S8_RQ_S) {
+#if MM_USE_SUB8_RQS
+            mm_s8_put_s(k, co, np, acc, o);
+#else
+            MM_PATH_OFF();
+#endif
         } else {
             mm_s8_put_any(k, co, np, ob, acc, o);
         }
@@ -1994,7 +2070,7 @@ static MM_NOINLINE void mm_sub8_px(const mm_conv_ctx *k, const mm_c8src *s, uint
 /* ---- mm_pointwise_sub's fast sub8 path: 8-bit unsigned inputs, in_c a multiple of 4, the
  * fast requantization (MM_PW_FAST) ---------------------------------------------------------
  *
- * The same sums as the sub8 path (channel_packed weights, MM_S8_TWO_RUN4's loop: fewer cycles
+ * The same sums as the sub8 path (channel_packed weights, MM_S8_RUN4's loop: fewer cycles
  * per MAC than 8-bit weights), but per two channels of two pixels the corrections
  * (mm_s8_dots) and mm_pw_u's requantization run in one asm block right after the loop, on
  * the registers the loop leaves (MM_PW8_RQ1, as mm_pointwise8's fast pixels): no sums through
@@ -2038,68 +2114,168 @@ static MM_NOINLINE void mm_s8f_rest(const mm_pw8_job *j, const uint8_t *w, int c
     mm_flush(&wr);
 }
 
+/* What one block of four channels of two pixels reads and leaves (mm_s8f_blk): the asm
+ * below reads it at fixed offsets from its address (checked by mm_s8f_ctx_ok), so that no
+ * operand but that address needs a register, and leaves the next block's pointers in it. */
+typedef struct {
+    const uint8_t *xa, *xb, *w; /* the two pixels' inputs, the block's channel_packed rows */
+    int32_t n, kb;              /* the row's bytes (a multiple of 4), 2^bias_shift */
+    const int32_t *bias, *mult; /* at the block's first channel */
+    const int8_t *shift;
+    int32_t start[8];     /* each half's starting sums a0 a1 b0 b1 (mm_s8f_half) */
+    int32_t cs[2];        /* 2-bit: the C' sums of pass 2, for pass 1 */
+    uint32_t y[2];        /* the first half's output bytes */
+    const uint8_t *wnext; /* the next block's rows */
+    int32_t sa, sb;       /* the pixels' input sums */
+} mm_s8f_ctx;
+
+/* The input sums of two pixels (n bytes each, a multiple of 4, unsigned) in one loop, two words
+ * of each an iteration: mm_s8_xsum's four-word steps per pixel left most of a small pixel
+ * (in_c 8: two words) to its loop tests. */
+static MM_INLINE void mm_s8f_xsums(const uint8_t *xa, const uint8_t *xb, int32_t n,
+                                   mm_s8f_ctx *c)
+{
+    uint32_t ta = 0, tb = 0;
+    int32_t i = 0;
+    for (; i + 8 <= n; i += 8) { /* four loads in a row */
+        const uint32_t a0 = mm_s8_ld(xa + i), a1 = mm_s8_ld(xa + i + 4);
+        const uint32_t b0 = mm_s8_ld(xb + i), b1 = mm_s8_ld(xb + i + 4);
+        ta = mm_usada8(a1, mm_usada8(a0, ta));
+        tb = mm_usada8(b1, mm_usada8(b0, tb));
+    }
+    if (i < n) {
+        ta = mm_usada8(mm_s8_ld(xa + i), ta);
+        tb = mm_usada8(mm_s8_ld(xb + i), tb);
+    }
+    c->sa = (int32_t)ta;
+    c->sb = (int32_t)tb;
+}
+
+/* The starting sums of both halves of every block of a pixel pair (input sums sa, sb). */
+static MM_INLINE void mm_s8f_starts(mm_s8f_ctx *c, const int wb)
+{
+    const int32_t sa = c->sa, sb = c->sb;
+    for (int h = 0; h < 2; h++) { /* pass 0 twice (4-bit), else pass 2 then 1 */
+        const uint32_t k0 = wb == 4 ? 8u : h ? 42u : 10u, k1 = wb == 2 && !h ? 2u : k0;
+        c->start[4 * h] = (int32_t)(0u - k0 * (uint32_t)sa);
+        c->start[4 * h + 1] = (int32_t)(0u - k1 * (uint32_t)sa);
+        c->start[4 * h + 2] = (int32_t)(0u - k0 * (uint32_t)sb);
+        c->start[4 * h + 3] = (int32_t)(0u - k1 * (uint32_t)sb);
+    }
+}
+
 #if defined(__ARM_FEATURE_DSP)
 /* The corrections of a pixel's two sums in P (the first) and Q (the second): the sums start
- * at multiples of the pixel's input sum X (mm_s8f_half), so that the X terms need no code
+ * at multiples of the pixel's input sum X (mm_s8f_starts), so that the X terms need no code
  * here: 4-bit A' = B' = -8 X; 2-bit C' = -10 X, D' = -2 X, A' = B' = -42 X, so that
  * B' = s0 and (A' - B') / 16 = s1; D' = s0, (C' - D') / 4 = U1 - 2 X = s1,
  * (B' - C') / 16 = U2 - 2 X = s2, (A' - B') / 64 = s3 (U1 = (C - D) / 4, U2 = (B - C) / 16).
  * Each difference is the true one (an int32 even where a started sum wraps) and a multiple of
- * the divisor, so each shift is exact. C: memory operand of the 2-bit C' sum (pass 2 stores
- * it, pass 1 reads it). Afterwards Q holds channel c's value, P channel c + 1's. */
+ * the divisor, so each shift is exact. C: the ctx offset of the 2-bit C' sum (pass 2 stores
+ * it, pass 1 reads it; k holds the ctx's address). Afterwards Q holds channel c's value, P
+ * channel c + 1's. */
 #define MM_S8F_FIX4(P, Q)                                                                         \
     "sub %[" P "], %[" P "], %[" Q "]\n\t"                                                        \
     "asr %[" P "], %[" P "], #4\n\t"
 #define MM_S8F_FIX2L(P, Q, C)                                                                     \
-    "str %[" P "], %[" C "]\n\t"                                                                  \
+    "str %[" P "], [%[k], #" C "]\n\t"                                                            \
     "sub %[" P "], %[" P "], %[" Q "]\n\t"                                                        \
     "asr %[" P "], %[" P "], #2\n\t"
 #define MM_S8F_FIX2H(P, Q, C)                                                                     \
-    "ldr %[t0], %[" C "]\n\t"                                                                     \
+    "ldr %[t0], [%[k], #" C "]\n\t"                                                               \
     "sub %[" P "], %[" P "], %[" Q "]\n\t"                                                        \
     "sub %[" Q "], %[" Q "], %[t0]\n\t"                                                           \
     "asr %[" P "], %[" P "], #6\n\t"                                                              \
     "asr %[" Q "], %[" Q "], #4\n\t"
-/* FIX for both pixels, then channel c (bias, mult, shift at t2, t3, t4) from a1 / b1 and
- * c + 1 from a0 / b0: pixel a's two output bytes in a1, pixel b's in b1. */
-#define MM_S8F_RQ_ASM(FIX)                                                                        \
-    __asm__ volatile(FIX MM_PW8_RQ1("a1", "b1", "0", "0") MM_PW8_RQ1("a0", "b0", "4", "1")        \
-                     "orr %[a1], %[a1], %[a0], lsl #8\n\t"                                        \
-                     "orr %[b1], %[b1], %[b0], lsl #8\n\t"                                        \
-                     : [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0), [b1] "+r"(b1),              \
-                       [xa] "=&r"(u0), [xb] "=&r"(u1), [w] "=&r"(u2), [k] "=&r"(u3),            \
-                       [t0] "=&r"(t0), [t5] "=&r"(t5), [CA] "+m"(ca), [CB] "+m"(cb)             \
-                     : [t1] "r"(kb), [t2] "r"(bias), [t3] "r"(mult), [t4] "r"(shift)            \
-                     : "cc")
+/* One half (two channels of both pixels): the ctx's address is on the stack ([sp]: every
+ * register is in use in the loop). W: loads the half's rows into w from [k, #8]; S: the ctx
+ * offset of its starting sums; the run of n bytes (MM_S8_RUN4: n read once); FIX; SAVE (k:
+ * the ctx) before the requantization takes w; channel c (offsets O0 / P0 into bias and mult /
+ * shift) from a1 / b1, c + 1 (O1 / P1) from a0 / b0: pixel a's two output bytes in a1, pixel
+ * b's in b1. */
+#define MM_S8F_HALF(STEP, W, S0, S1, S2, S3, FIX, SAVE, O0, P0, O1, P1)                          \
+    "ldr %[k], [sp]\n\t"                                                                          \
+    "ldr %[xa], [%[k]]\n\t"                                                                       \
+    "ldr %[xb], [%[k], #4]\n\t" W "ldr %[a0], [%[k], #" S0 "]\n\t"                                \
+    "ldr %[a1], [%[k], #" S1 "]\n\t"                                                              \
+    "ldr %[b0], [%[k], #" S2 "]\n\t"                                                              \
+    "ldr %[b1], [%[k], #" S3 "]\n\t"                                                              \
+    "ldr %[k], [%[k], #12]\n\t" MM_S8_RUN4(STEP)                                                  \
+    "ldr %[k], [sp]\n\t" FIX SAVE "ldr %[t1], [%[k], #16]\n\t"                                    \
+    "ldr %[t2], [%[k], #20]\n\t"                                                                  \
+    "ldr %[t3], [%[k], #24]\n\t"                                                                  \
+    "ldr %[t4], [%[k], #28]\n\t" MM_PW8_RQ1("a1", "b1", O0, P0) MM_PW8_RQ1("a0", "b0", O1, P1)  \
+    "orr %[a1], %[a1], %[a0], lsl #8\n\t"                                                         \
+    "orr %[b1], %[b1], %[b0], lsl #8\n\t"
+/* A whole block: half A, its bytes to y, half B; pixel a's four output bytes in a1, pixel b's
+ * in b1; the ctx's rows and parameters moved to the next block (the rows after half A's run:
+ * wnext). */
+#define MM_S8F_BLK_ASM(HALF_A, HALF_B)                                                            \
+    __asm__ volatile("push {%[k]}\n\t" HALF_A "ldr %[k], [sp]\n\t"                                \
+                     "str %[a1], [%[k], #72]\n\t"                                                 \
+                     "str %[b1], [%[k], #76]\n\t" HALF_B "ldr %[k], [sp]\n\t"                     \
+                     "ldr %[t0], [%[k], #72]\n\t"                                                 \
+                     "ldr %[t1], [%[k], #76]\n\t"                                                 \
+                     "ldr %[t2], [%[k], #80]\n\t"                                                 \
+                     "ldr %[t3], [%[k], #20]\n\t"                                                 \
+                     "ldr %[t4], [%[k], #24]\n\t"                                                 \
+                     "ldr %[t5], [%[k], #28]\n\t"                                                 \
+                     "orr %[a1], %[t0], %[a1], lsl #16\n\t"                                       \
+                     "orr %[b1], %[t1], %[b1], lsl #16\n\t"                                       \
+                     "add %[t3], %[t3], #16\n\t"                                                  \
+                     "add %[t4], %[t4], #16\n\t"                                                  \
+                     "add %[t5], %[t5], #4\n\t"                                                   \
+                     "str %[t2], [%[k], #8]\n\t"                                                  \
+                     "str %[t3], [%[k], #20]\n\t"                                                 \
+                     "str %[t4], [%[k], #24]\n\t"                                                 \
+                     "str %[t5], [%[k], #28]\n\t"                                                 \
+                     "add sp, sp, #4\n\t"                                                         \
+                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1),          \
+                       [xa] "=&r"(xa), [xb] "=&r"(xb), [w] "=&r"(w), [k] "+&r"(k),              \
+                       [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3),          \
+                       [t4] "=&r"(t4), [t5] "=&r"(t5)                                            \
+                     :                                                                            \
+                     : "cc", "memory")
+#define MM_S8F_W0 "ldr %[w], [%[k], #8]\n\t"
+#define MM_S8F_W4 "ldr %[w], [%[k], #8]\n\t" "add %[w], %[w], #4\n\t"
+#define MM_S8F_SAVE "str %[w], [%[k], #80]\n\t"
+#define MM_S8F_STEP(GS, PASS) MM_S8_STEP2("uxtb16", GS, MM_S8_PASS##PASS)
 
-/* Channels c, c + 1 of two pixels (input sums sa, sb): the pass's loop over the row (n bytes,
- * a multiple of 4), its corrections and the requantization; pixel a's two bytes in bits 0-15,
- * pixel b's in bits 16-31. pass 0: a 4-bit channel pair; 2: 2-bit channels 0, 1 (C' sums to
- * *cs); 1: 2-bit channels 2, 3 (with cs). The sums start where MM_S8F_FIX4 says; unsigned
- * arithmetic: a start may wrap (the differences do not). */
-static MM_INLINE uint32_t mm_s8f_half(const uint8_t *xa, const uint8_t *xb, const uint8_t *w,
-                                      int32_t n, const mm_pw8_rq *rq, int c, int32_t sa,
-                                      int32_t sb, int32_t *cs, const int pass)
+/* The ctx's offsets the asm reads (a negative array size fails to compile). */
+typedef char mm_s8f_ctx_ok[offsetof(mm_s8f_ctx, xb) == 4 && offsetof(mm_s8f_ctx, n) == 12 &&
+                                   offsetof(mm_s8f_ctx, bias) == 20 &&
+                                   offsetof(mm_s8f_ctx, start) == 32 &&
+                                   offsetof(mm_s8f_ctx, cs) == 64 &&
+                                   offsetof(mm_s8f_ctx, y) == 72 &&
+                                   offsetof(mm_s8f_ctx, wnext) == 80
+                               ? 1
+                               : -1];
+
+/* One block of four channels of two pixels: pixel a's four output bytes to *ya, b's to *yb;
+ * the ctx moved on to the next block. 4-bit: pass 0 on the pair words at w, then at w + 4;
+ * 2-bit: pass 2 (channels 0, 1), then pass 1 (2, 3). */
+static MM_INLINE void mm_s8f_blk(mm_s8f_ctx *c, const int wb, uint32_t *ya, uint32_t *yb)
 {
-    const uint32_t k0 = pass == 0 ? 8u : pass == 1 ? 42u : 10u, k1 = pass == 2 ? 2u : k0;
-    int32_t a0 = (int32_t)(0u - k0 * (uint32_t)sa), a1 = (int32_t)(0u - k1 * (uint32_t)sa);
-    int32_t b0 = (int32_t)(0u - k0 * (uint32_t)sb), b1 = (int32_t)(0u - k1 * (uint32_t)sb);
-    int32_t ca = cs[0], cb = cs[1];
-    uint32_t t0, t1, t2, t3, t4, t5, u0, u1, u2, u3;
-    const int32_t kb = rq->kb, *const bias = rq->bias + c, *const mult = rq->mult + c;
-    const int8_t *const shift = rq->shift + c;
-    MM_S8_TWO_PASS(MM_S8_TWO_RUN4, "uxtb16", pass);
-    if (pass == 0)
-        MM_S8F_RQ_ASM(MM_S8F_FIX4("a0", "a1") MM_S8F_FIX4("b0", "b1"));
-    else if (pass == 2)
-        MM_S8F_RQ_ASM(MM_S8F_FIX2L("a0", "a1", "CA") MM_S8F_FIX2L("b0", "b1", "CB"));
+    uint32_t a0, a1, b0, b1, xa, xb, w, t0, t1, t2, t3, t4, t5;
+    mm_s8f_ctx *k = c;
+    if (wb == 4)
+        MM_S8F_BLK_ASM(MM_S8F_HALF(MM_S8F_STEP("8", 0), MM_S8F_W0, "32", "36", "40", "44",
+                                   MM_S8F_FIX4("a0", "a1") MM_S8F_FIX4("b0", "b1"), MM_S8F_SAVE,
+                                   "0", "0", "4", "1"),
+                       MM_S8F_HALF(MM_S8F_STEP("8", 0), MM_S8F_W4, "48", "52", "56", "60",
+                                   MM_S8F_FIX4("a0", "a1") MM_S8F_FIX4("b0", "b1"), "", "8",
+                                   "2", "12", "3"));
     else
-        MM_S8F_RQ_ASM(MM_S8F_FIX2H("a0", "a1", "CA") MM_S8F_FIX2H("b0", "b1", "CB"));
-    (void)t0, (void)t1, (void)t2, (void)t3, (void)t4, (void)t5, (void)xa, (void)xb, (void)w;
-    (void)u0, (void)u1, (void)u2, (void)u3;
-    cs[0] = ca;
-    cs[1] = cb;
-    return (uint32_t)a1 | (uint32_t)b1 << 16;
+        MM_S8F_BLK_ASM(MM_S8F_HALF(MM_S8F_STEP("4", 2), MM_S8F_W0, "32", "36", "40", "44",
+                                   MM_S8F_FIX2L("a0", "a1", "64") MM_S8F_FIX2L("b0", "b1", "68"),
+                                   MM_S8F_SAVE, "0", "0", "4", "1"),
+                       MM_S8F_HALF(MM_S8F_STEP("4", 1), MM_S8F_W0, "48", "52", "56", "60",
+                                   MM_S8F_FIX2H("a0", "a1", "64") MM_S8F_FIX2H("b0", "b1", "68"),
+                                   "", "8", "2", "12", "3"));
+    (void)a0, (void)b0, (void)xa, (void)xb, (void)w, (void)t0, (void)t1, (void)t2, (void)t3;
+    (void)t4, (void)t5, (void)k;
+    *ya = a1;
+    *yb = b1;
 }
 #else
 /* Portable: the same sums (mm_s8_two), corrections (mm_s8_dots) and requantization. */
@@ -2133,6 +2309,22 @@ static inline uint32_t mm_s8f_half(const uint8_t *xa, const uint8_t *xb, const u
     }
     return y;
 }
+
+/* Portable mm_s8f_blk: the two halves by mm_s8f_half, then the ctx moved on. */
+static void mm_s8f_blk(mm_s8f_ctx *c, int wb, uint32_t *ya, uint32_t *yb)
+{
+    const mm_pw8_rq rq = {c->bias, c->mult, c->shift, c->kb};
+    uint32_t y[2];
+    for (int h = 0; h < 2; h++) /* 4-bit: pass 0 at w, w + 4; 2-bit: pass 2, then 1 */
+        y[h] = mm_s8f_half(c->xa, c->xb, c->w + (wb == 4 ? 4 * h : 0), c->n, &rq, 2 * h, c->sa,
+                           c->sb, c->cs, wb == 4 ? 0 : 2 - h);
+    *ya = (y[0] & 0xFFFFu) | y[1] << 16;
+    *yb = y[0] >> 16 | (y[1] & 0xFFFF0000u);
+    c->w += 4 * mm_bytes(c->n, wb);
+    c->bias += 4;
+    c->mult += 4;
+    c->shift += 4;
+}
 #endif
 
 /* Two pixels, every output channel: per block of four channels two halves, four outputs of a
@@ -2143,32 +2335,24 @@ static MM_INLINE void mm_s8f_two(const mm_pw8_job *j, const mm_pw8_rq *rq, const
                                  const uint8_t *xb, uint8_t *oa, uint8_t *ob, const int wb)
 {
     const mm_quant_params *q = j->q;
-    const int32_t n = j->row, blk = 4 * mm_bytes(n, wb);
-    const mm_c8src sx = {xa, (int32_t)(xb - xa), n, n, 0, 0, n, n, 1};
-    const int32_t sa = mm_s8_xsum(&sx, 0, 0), sb = mm_s8_xsum(&sx, 1, 0);
+    const int32_t n = j->row;
     const uint32_t m4 = (uint32_t)q->qmax * 0x01010101u;
-    const uint8_t *w = (const uint8_t *)j->w;
     const int obits = q->out_bits;
+    mm_s8f_ctx c;
     int co = 0;
-    for (; co + 4 <= j->out_c; co += 4, w += blk) {
-        uint32_t y[2];
-        int32_t cs[2] = {0, 0};
-        if (wb == 4) {
-#if defined(__GNUC__)
-#pragma GCC unroll 1
-#endif
-            for (int h = 0; h < 2; h++) /* one copy of the half's code */
-                y[h] = mm_s8f_half(xa, xb, w + 4 * h, n, rq, co + 2 * h, sa, sb, cs, 0);
-        } else {
-            y[0] = mm_s8f_half(xa, xb, w, n, rq, co, sa, sb, cs, 2);
-            y[1] = mm_s8f_half(xa, xb, w, n, rq, co + 2, sa, sb, cs, 1);
-        }
-        oa = mm_pw_st4(oa, (y[0] & 0xFFFFu) | y[1] << 16, obits, m4);
-        ob = mm_pw_st4(ob, y[0] >> 16 | (y[1] & 0xFFFF0000u), obits, m4);
+    c.xa = xa, c.xb = xb, c.w = (const uint8_t *)j->w, c.n = n, c.kb = rq->kb;
+    c.bias = rq->bias, c.mult = rq->mult, c.shift = rq->shift, c.cs[0] = c.cs[1] = 0;
+    mm_s8f_xsums(xa, xb, n, &c);
+    mm_s8f_starts(&c, wb);
+    for (; co + 4 <= j->out_c; co += 4) {
+        uint32_t ya, yb;
+        mm_s8f_blk(&c, wb, &ya, &yb);
+        oa = mm_pw_st4(oa, ya, obits, m4);
+        ob = mm_pw_st4(ob, yb, obits, m4);
     }
     if (co < j->out_c) {
-        mm_s8f_rest(j, w, co, xa, oa);
-        mm_s8f_rest(j, w, co, xb, ob);
+        mm_s8f_rest(j, c.w, co, xa, oa);
+        mm_s8f_rest(j, c.w, co, xb, ob);
     }
 }
 
@@ -2293,7 +2477,7 @@ static void mm_sub8_pointwise(MM_CONV_ARGS)
     const int32_t row_step = (int32_t)d->stride_h * d->in_w * in_c;
     const mm_conv_ctx k = {in, w, q->bias, q->mult, q->shift, in_c, d->in_h, d->in_w, 1, 1, in_c,
                            out_c, in_c, 8, q->in_signed, q->w_bits, 0, q->bias_shift, in_c,
-                           mm_bytes(in_c, q->w_bits), q->qmin, q->qmax, mm_pw_fast(q, out_c)};
+                           mm_bytes(in_c, q->w_bits), q->qmin, q->qmax, mm_s8_rq(q, out_c)};
     const uint8_t *xr = in;
     int ox = 0;
     mm_c8src s = {in, 0, 0, in_c & ~3, in_c & 3, 0, 0, in_c & ~3, 1};
@@ -2382,7 +2566,7 @@ void mm_conv(MM_CONV_ARGS)
     k.row_bytes = mm_bytes(k.row, k.wb);
     k.qmin = qmin;
     k.qmax = qmax;
-    k.fast = k.wb < 8 ? k.ib == 8 && mm_pw_fast(q, d->out_c) /* the sub8 path's */
+    k.fast = k.wb < 8 ? (k.ib == 8 ? mm_s8_rq(q, d->out_c) : 0) /* the sub8 path's */
                       : mm_rq8_kind(q, d->out_c);
     /* W8/A8: two pixels at a time, from the input (in_c % 4 == 0) or from byte patches; long
      * rows of other in_c one pixel at a time (MM_CONV_PATH); each path only where the model

@@ -51,6 +51,13 @@
      : (path) != MM_P_SUB8X2 && (path) != MM_P_SUB8P && (path) != MM_P_PWSUB8 ? MM_P_NONE        \
      : (wb) == 4 ? ((is) ? MM_P_SUB8_W4S : MM_P_SUB8_W4U)                                        \
                  : ((is) ? MM_P_SUB8_W2S : MM_P_SUB8_W2U))
+/* The sub8 path's signed requantization (mm_conv.c mm_s8_rq: mm_rq8x4's, MM_CLAMP_S8) for a
+ * layer on `path` whose outputs are 8-bit signed and every shift above 32. */
+#define MM_SUB8_RQ(path, qmin, qmax, ob, above32)                                                 \
+    (((path) == MM_P_SUB8X2 || (path) == MM_P_SUB8P || (path) == MM_P_PWSUB8) && (ob) == 8 &&    \
+             (above32) && MM_CLAMP_S8(qmin, qmax)                                                 \
+         ? MM_P_SUB8_RQS                                                                          \
+         : MM_P_NONE)
 /* mm_depthwise's group-of-four function (kernels of up to MM_DW_TAPS taps on at least four
  * channels), by input format, kernel size and, for the ring of widened rows, the input width
  * w (of the call: a patch tile's); and its single-channel path (the c % 4 leftover
