@@ -1318,47 +1318,79 @@ static inline uint32_t mm_c8p_ld(const void *p)
     return v;
 }
 
+/* Channels c, c + 1 of a pair of CONV8P's patches (pixel 1's `step` bytes after pixel 0's at
+ * x): the n head bytes as words against the block's interleaved words from w, then the tail
+ * (nt = row % 4 bytes): the word ending with each row's tail bytes (t: row c's, row c + 1's nt
+ * bytes on) shifted down by sh, against the patches' tail words, extended once per pair (xt:
+ * pixel 0's even and odd halves, then pixel 1's). Pixel 0's sums go to acc[0..1], pixel 1's
+ * to acc[4..5]. The sums live in registers only here: the block loop around it keeps little
+ * else live (gcc spilled them between the head and the tail otherwise, measured). */
+static MM_INLINE void mm_c8p_pass(const uint8_t *x, const int8_t *w, int32_t n, int32_t step,
+                                  const int8_t *t, int32_t nt, const uint32_t *xt, const int is,
+                                  int32_t *acc)
+{
+    int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0;
+#if defined(__ARM_FEATURE_DSP)
+    for (int32_t k = n >> 3; k > 0; k--) {
+        MM_C8X2X2_STEP(is);
+        MM_C8X2X2_STEP(is);
+    }
+    if (n & 4)
+        MM_C8X2X2_STEP(is);
+#else
+    for (int32_t i = 0; i < n; i++) {
+        const int32_t xv = is ? (int8_t)x[i] : x[i];
+        const int32_t yv = is ? (int8_t)x[step + i] : x[step + i];
+        const int8_t *q = w + 4 * (i & ~3) + (i & 3);
+        a0 += xv * q[0];
+        a1 += xv * q[4];
+        b0 += yv * q[0];
+        b1 += yv * q[4];
+    }
+#endif
+    if (nt) {
+        const int sh = 8 * (4 - nt);
+        const uint32_t v0 = mm_c8p_ld(t) >> sh, v1 = mm_c8p_ld(t + nt) >> sh;
+        const uint32_t e0 = mm_sxtb16(v0), o0 = mm_sxtb16_8(v0);
+        const uint32_t e1 = mm_sxtb16(v1), o1 = mm_sxtb16_8(v1);
+        a0 = mm_smlad(e0, xt[0], mm_smlad(o0, xt[1], a0));
+        b0 = mm_smlad(e0, xt[2], mm_smlad(o0, xt[3], b0));
+        a1 = mm_smlad(e1, xt[0], mm_smlad(o1, xt[1], a1));
+        b1 = mm_smlad(e1, xt[2], mm_smlad(o1, xt[3], b1));
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[4] = b0;
+    acc[5] = b1;
+}
+
 /* A pair of CONV8P's patches (pixel 1's right after pixel 0's, row bytes each) against every
- * block of four channels, 8-bit outputs under mm_rq8x4. The patches' tail words (their last
- * four bytes shifted down to the row % 4 tail bytes) are extended once per pair, not per block,
- * and the block's eight sums stay in registers from the head's words through its tail word to
- * the requantization (mm_conv8x2_px, which also serves the tiled and clipped walks, kept them
- * in memory and re-read each tail per block: 754 -> about 450 cycles per block of ResNet-8's
- * stem, measured). */
+ * block of four channels (two mm_c8p_pass), 8-bit outputs under mm_rq8x4; the rows after the
+ * last block in natural order. The general pixel function (mm_conv8x2_px, which also serves
+ * the clipped walks from the input) kept the sums in memory and extended the tails per block:
+ * 754 -> 643 -> about 450 cycles per block of ResNet-8's stem, measured. */
 static MM_INLINE void mm_conv8p_pair(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *o0,
                                      uint8_t *o1, int out_c, const int is)
 {
-    const int32_t row = k->row, n = s->n, nt = s->tail, sh = 8 * (4 - nt);
+    const int32_t row = k->row, n = s->n, nt = s->tail;
     const int8_t *w = (const int8_t *)k->w;
-    uint32_t xe0 = 0, xo0 = 0, xe1 = 0, xo1 = 0;
-    if (nt) {
+    uint32_t xt[4] = {0, 0, 0, 0};
+    if (nt) { /* each patch's last word, shifted down to its tail bytes (row >= 4) */
+        const int sh = 8 * (4 - nt);
         const uint32_t v0 = mm_c8p_ld(s->x + row - 4) >> sh;
         const uint32_t v1 = mm_c8p_ld(s->x + 2 * row - 4) >> sh;
-        xe0 = is ? mm_sxtb16(v0) : mm_uxtb16(v0);
-        xo0 = is ? mm_sxtb16_8(v0) : mm_uxtb16_8(v0);
-        xe1 = is ? mm_sxtb16(v1) : mm_uxtb16(v1);
-        xo1 = is ? mm_sxtb16_8(v1) : mm_uxtb16_8(v1);
+        xt[0] = is ? mm_sxtb16(v0) : mm_uxtb16(v0);
+        xt[1] = is ? mm_sxtb16_8(v0) : mm_uxtb16_8(v0);
+        xt[2] = is ? mm_sxtb16(v1) : mm_uxtb16(v1);
+        xt[3] = is ? mm_sxtb16_8(v1) : mm_uxtb16_8(v1);
     }
     const mm_rq8p rp = {k->bias, k->mult, k->shift, (int32_t)1 << k->bk, k->qmin};
     int co = 0;
     for (; co + 4 <= out_c; co += 4, w += 4 * row, o0 += 4, o1 += 4) {
         int32_t acc[8];
-        acc[0] = acc[1] = acc[2] = acc[3] = acc[4] = acc[5] = acc[6] = acc[7] = 0;
-        mm_rows8x2x2(s, w, 0, is, acc, acc + 4);
-        mm_rows8x2x2(s, w + 8, 0, is, acc + 2, acc + 6);
-        if (nt) { /* row r's tail bytes end at w + 4 n + (r + 1) nt; the word before them in
-                   * the block (n >= 4 head bytes precede) is shifted out */
-            const int8_t *t = w + 4 * n + nt - 4;
-#if defined(__GNUC__)
-#pragma GCC unroll 4
-#endif
-            for (int j = 0; j < 4; j++) {
-                const uint32_t v = mm_c8p_ld(t + j * nt) >> sh;
-                const uint32_t ve = mm_sxtb16(v), vo = mm_sxtb16_8(v);
-                acc[j] = mm_smlad(ve, xe0, mm_smlad(vo, xo0, acc[j]));
-                acc[4 + j] = mm_smlad(ve, xe1, mm_smlad(vo, xo1, acc[4 + j]));
-            }
-        }
+        const int8_t *t = w + 4 * n + nt - 4; /* n >= 4 head bytes precede the tails */
+        mm_c8p_pass(s->x, w, n, row, t, nt, xt, is, acc);
+        mm_c8p_pass(s->x, w + 8, n, row, t + 2 * nt, nt, xt, is, acc + 2);
         if (k->fast == MM_RQ8_U)
             mm_rq8x4(&rp, co, 2, acc, o0, o1, 0);
         else
