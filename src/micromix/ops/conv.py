@@ -477,12 +477,13 @@ C_PATHS = (
     "DW_3X3_8U", "DW_8U", "DW_4U", "DW_2U", "DW_ANY", "DW_CHANNEL", "DW_3X3_W",
     "DW_OUT4", "DW_OUT2",
     "PW8_ONE", "PW8_FAST", "PW8_ANY", "PW8_WIDE",
+    "SMALL8P", "SMALL_LANES",
 )  # fmt: skip
 
 
 def c_rules(site: CallSite) -> tuple[str, ...]:
     """The kernel paths this call takes: the kernel's own rules (mm_kernels.h MM_CONV_PATH,
-    MM_PWSUB_PATH, MM_SUB8_KIND, MM_DW_GROUP, MM_DW_TAIL, MM_DW_OUT, MM_PW8_PATH) on the numbers
+    MM_PWSUB_PATH, MM_SUB8_KIND, MM_SMALL_PATH, MM_DW_GROUP, MM_DW_TAIL, MM_DW_OUT, MM_PW8_PATH) on the numbers
     the call passes, for the export's preprocessor to evaluate. The only fact not in the call's
     structs is whether every shift is above 32, the loop that mm_pointwise8 runs over the
     shift array (mm_depthwise tests it per group of four channels)."""
@@ -497,6 +498,8 @@ def c_rules(site: CallSite) -> tuple[str, ...]:
         if site.kernel == "mm_conv":
             path = f"MM_CONV_PATH({ib}, {iop.w_bits}, {groups}, {c_in}, {row})"
         return (path, f"MM_SUB8_KIND({path}, {iop.w_bits}, {is_})")
+    if site.kernel == "mm_conv_small":
+        return (f"MM_SMALL_PATH({ib}, {iop.w_bits}, {c_in}, {row})",)
     if site.kernel == "mm_depthwise":
         group = f"MM_DW_GROUP({is_}, {ib}, {kh}, {kw}, {c_in}, {in_w})"
         out = f"MM_DW_OUT({group}, {iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})"
@@ -549,12 +552,16 @@ def conv8_head(iop: IntOp, kernel: str) -> int | None:
     """Bytes of each weight row that mm_conv's W8/A8 two-pixel paths (mm_conv.c mm_conv8x2,
     mm_conv8p) read as interleaved words, or None where it reads natural rows. 8-bit inputs
     and weights, no groups: the whole row when in_c is a multiple of 4 (no word straddles two
-    taps), else row - row % 4 for rows of at most MM_PATCH bytes (patches gathered as bytes)."""
-    if kernel != "mm_conv" or iop.w_bits != 8 or iop.in_bits[0] != 8 or iop.groups != 1:
+    taps), else row - row % 4 for rows of at most MM_PATCH bytes (patches gathered as bytes).
+    mm_conv_small runs the second kind on mm_conv8p (mm_kernels.h MM_SMALL_PATH), the first
+    on its lanes (natural rows)."""
+    if kernel not in ("mm_conv", "mm_conv_small") or iop.groups != 1:
+        return None
+    if iop.w_bits != 8 or iop.in_bits[0] != 8:
         return None
     row = iop.row_elems
     if iop.op.in_shape[0] % 4 == 0:
-        return row
+        return row if kernel == "mm_conv" else None
     return row - row % 4 if row <= kernel_constant("MM_PATCH") else None
 
 

@@ -367,7 +367,8 @@ static inline int mm_rq8_kind(const mm_quant_params *q, int out_c)
                                                              : MM_RQ8_GENERAL;
 }
 
-#if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE
+#if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_SMALL8P || MM_USE_PW8_FAST || MM_USE_PW8_ANY || \
+    MM_USE_PW8_ONE
 #if defined(__ARM_FEATURE_DSP)
 static inline int32_t mm_ssat8_half(int32_t a) /* a >> 1 clamped to [-128, 127] */
 {
@@ -1050,7 +1051,7 @@ static inline void mm_conv8_cols(const mm_conv_ctx *k, int ix0, int *kx0, int *k
     *kx1 = ix0 + k->kw > k->in_w ? (k->in_w - ix0 > *kx0 ? k->in_w - ix0 : *kx0) : k->kw;
 }
 
-#if MM_USE_CONV8P || MM_USE_SUB8P
+#if MM_USE_CONV8P || MM_USE_SMALL8P || MM_USE_SUB8P
 /* One pixel's patch as bytes (HWC order, the zero padding as 0 bytes: 0 in either format).
  * Inlined in each pixel walk (a call per pixel cost the W8/A8 stems 2 %, measured). */
 static MM_INLINE void mm_gather8b(uint8_t *d, const mm_conv_ctx *k, int iy0, int ix0)
@@ -1190,7 +1191,7 @@ static inline void mm_conv8_rq(const mm_conv_ctx *k, int co, int np, int32_t *ac
     }
 }
 
-#if MM_USE_CONV8X2 || MM_USE_CONV8P
+#if MM_USE_CONV8X2
 /* The tail bytes of a channel block's rows for np pixels (the patch path: row % 4 bytes, at
  * most 3), each input byte loaded once for the four channels. On DSP cores, the word that ends
  * with each run of tail bytes (inputs or weights: head >= 4 bytes precede it in the patch and
@@ -1310,7 +1311,7 @@ static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, const mm_c8src *s, u
 }
 #endif
 
-#if MM_USE_CONV8P
+#if MM_USE_CONV8P || MM_USE_SMALL8P
 static inline uint32_t mm_c8p_ld(const void *p)
 {
     uint32_t v;
@@ -1364,21 +1365,27 @@ static MM_INLINE void mm_c8p_pass(const uint8_t *x, const int8_t *w, int32_t n, 
     acc[5] = b1;
 }
 
-/* A pair of CONV8P's patches (pixel 1's right after pixel 0's, row bytes each) against every
- * block of four channels (two mm_c8p_pass), 8-bit outputs under mm_rq8x4; the rows after the
- * last block in natural order. The general pixel function (mm_conv8x2_px, which also serves
- * the clipped walks from the input) kept the sums in memory and extended the tails per block:
- * 754 -> 643 -> about 450 cycles per block of ResNet-8's stem, measured. */
-static MM_INLINE void mm_conv8p_pair(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *o0,
-                                     uint8_t *o1, int out_c, const int is)
+/* CONV8P's pixel function (mm_conv and mm_small8p's pixel walk, mm_conv8p): one or two
+ * pixels, pixel 1's patch row bytes after pixel 0's at s->x; a lone pixel runs as a pair of
+ * itself (step 0, both written to the same place). Per block of four channels two
+ * mm_c8p_pass, then the requantization: mm_rq8x4 (MM_RQ8_U) or mm_conv8_rq through writers
+ * (any other, 4- and 2-bit outputs too); the rows after the last block (all of them when the
+ * head has no word: rows under 4 bytes are natural) one by one. The patches' tail words are
+ * extended once per pair. One function for every case, as small as it can be: the general
+ * pixel function (mm_conv8x2_px, 5.6 kB) kept the sums in memory and extended the tails per
+ * block (754 -> about 450 cycles per block of ResNet-8's stem, measured). */
+static MM_NOINLINE void mm_conv8p_px(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+                                     int32_t out_pix, int ob, int out_c, int np)
 {
-    const int32_t row = k->row, n = s->n, nt = s->tail;
+    const int32_t row = k->row, n = s->n, nt = s->tail, step = np == 2 ? row : 0;
+    const int is = k->is;
+    const uint8_t *const x = s->x;
     const int8_t *w = (const int8_t *)k->w;
+    mm_writer w0 = {out, 0, 0, ob}, w1 = {np == 2 ? out + out_pix : out, 0, 0, ob};
     uint32_t xt[4] = {0, 0, 0, 0};
-    if (nt) { /* each patch's last word, shifted down to its tail bytes (row >= 4) */
+    if (nt && n) { /* each patch's last word, shifted down to its tail bytes */
         const int sh = 8 * (4 - nt);
-        const uint32_t v0 = mm_c8p_ld(s->x + row - 4) >> sh;
-        const uint32_t v1 = mm_c8p_ld(s->x + 2 * row - 4) >> sh;
+        const uint32_t v0 = mm_c8p_ld(x + row - 4) >> sh, v1 = mm_c8p_ld(x + step + row - 4) >> sh;
         xt[0] = is ? mm_sxtb16(v0) : mm_uxtb16(v0);
         xt[1] = is ? mm_sxtb16_8(v0) : mm_uxtb16_8(v0);
         xt[2] = is ? mm_sxtb16(v1) : mm_uxtb16(v1);
@@ -1386,38 +1393,34 @@ static MM_INLINE void mm_conv8p_pair(const mm_conv_ctx *k, const mm_c8src *s, ui
     }
     const mm_rq8p rp = {k->bias, k->mult, k->shift, (int32_t)1 << k->bk, k->qmin};
     int co = 0;
-    for (; co + 4 <= out_c; co += 4, w += 4 * row, o0 += 4, o1 += 4) {
+    for (; n >= 4 && co + 4 <= out_c; co += 4, w += 4 * row) {
         int32_t acc[8];
         const int8_t *t = w + 4 * n + nt - 4; /* n >= 4 head bytes precede the tails */
-        mm_c8p_pass(s->x, w, n, row, t, nt, xt, is, acc);
-        mm_c8p_pass(s->x, w + 8, n, row, t + 2 * nt, nt, xt, is, acc + 2);
-        if (k->fast == MM_RQ8_U)
-            mm_rq8x4(&rp, co, 2, acc, o0, o1, 0);
-        else
-            mm_rq8x4(&rp, co, 2, acc, o0, o1, 1);
-    }
-    for (; co < out_c; co++, w += row) /* the last out_c % 4 rows, natural order */
-        for (int p = 0; p < 2; p++) {
-            const int32_t a = mm_run8x1(s->x + p * row, w, row, is);
-            (p ? o1 : o0)[co - (out_c & ~3)] = (uint8_t)mm_pw_rq(
-                a, k->bias[co], k->mult[co], k->shift[co], k->bk, k->qmin, k->qmax);
+        if (is) {
+            mm_c8p_pass(x, w, n, step, t, nt, xt, 1, acc);
+            mm_c8p_pass(x, w + 8, n, step, t + 2 * nt, nt, xt, 1, acc + 2);
+        } else {
+            mm_c8p_pass(x, w, n, step, t, nt, xt, 0, acc);
+            mm_c8p_pass(x, w + 8, n, step, t + 2 * nt, nt, xt, 0, acc + 2);
         }
-}
-
-/* CONV8P's pixel function: pairs with 8-bit outputs under mm_rq8x4 and a head of at least one
- * word take mm_conv8p_pair, the rest (a lone last pixel, other requantizations, rows under 4
- * bytes) mm_conv8x2_px. */
-static MM_NOINLINE void mm_conv8p_px(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
-                                     int32_t out_pix, int ob, int out_c, int np)
-{
-    if (np != 2 || k->fast == MM_RQ8_GENERAL || s->n < 4) {
-        mm_conv8x2_px(k, s, out, out_pix, ob, out_c, np);
-        return;
+        if (k->fast == MM_RQ8_U) { /* 8-bit outputs: the writers stay on byte boundaries */
+            mm_rq8x4(&rp, co, 2, acc, w0.p, w1.p, 0);
+            w0.p += 4;
+            w1.p += 4;
+            continue;
+        }
+        mm_conv8_rq(k, co, 2, acc);
+        mm_put4(&w0, acc);
+        mm_put4(&w1, acc + 4);
     }
-    if (k->is)
-        mm_conv8p_pair(k, s, out, out + out_pix, out_c, 1);
-    else
-        mm_conv8p_pair(k, s, out, out + out_pix, out_c, 0);
+    for (; co < out_c; co++, w += row) { /* natural rows */
+        const int32_t b = k->bias[co], m = k->mult[co];
+        const int sc = k->shift[co];
+        mm_put(&w0, mm_pw_rq(mm_run8x1(x, w, row, is), b, m, sc, k->bk, k->qmin, k->qmax));
+        mm_put(&w1, mm_pw_rq(mm_run8x1(x + step, w, row, is), b, m, sc, k->bk, k->qmin, k->qmax));
+    }
+    mm_flush(&w0);
+    mm_flush(&w1);
 }
 #endif
 
@@ -1462,7 +1465,7 @@ static MM_INLINE void mm_conv8x2(const mm_conv_ctx *k, const mm_conv_dims *d, ui
 }
 #endif
 
-#if MM_USE_CONV8P || MM_USE_SUB8P
+#if MM_USE_CONV8P || MM_USE_SMALL8P || MM_USE_SUB8P
 /* The pair kernel on patches (in_c % 4 != 0, rows of at most MM_PATCH bytes: stems on 1 or 3
  * channels): each pixel's patch is gathered as bytes into the scratch, two pixels side by
  * side (2 row bytes: what the memory model counts for the int16 patch; a lone pixel takes
@@ -1470,7 +1473,7 @@ static MM_INLINE void mm_conv8x2(const mm_conv_ctx *k, const mm_conv_dims *d, ui
  * first row - row % 4 bytes of each weight row as words and the rest byte by byte. Pixels are
  * written after both patches are gathered: in place, this needs lag 1 too. */
 static MM_INLINE void mm_conv8p(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *buf,
-                                uint8_t *out, int ob, mm_c8px px)
+                                uint8_t *out, int ob, mm_c8px px, const int across)
 {
     const int out_h = d->out_h, out_w = d->out_w, sh = d->stride_h, sw = d->stride_w;
     const int ph = d->pad_h, pw = d->pad_w, out_c = d->out_c;
@@ -1487,13 +1490,25 @@ static MM_INLINE void mm_conv8p(const mm_conv_ctx *k, const mm_conv_dims *d, uin
     s.rows = 1;
     for (int oy = 0; oy < out_h; oy++)
         for (int ox = 0; ox < out_w;) {
-            const int np = ox + 1 < out_w ? 2 : 1;
+            /* `across` (mm_conv8p_px): the last pixel of an odd row pairs with the next row's
+             * first (kws's 5-pixel rows ran a fifth of their pixels alone, measured) */
+            const int wrap = across && ox + 1 == out_w && oy + 1 < out_h;
+            const int np = ox + 1 < out_w || wrap ? 2 : 1;
             uint8_t *const b0 = np == 2 ? buf : buf + k->row; /* a lone pixel: upper half */
-            mm_gather8b_px(b0, k, oy * sh - ph, ox * sw - pw, sw, np);
+            if (wrap) {
+                mm_gather8b_px(b0, k, oy * sh - ph, ox * sw - pw, sw, 1);
+                mm_gather8b_px(b0 + k->row, k, (oy + 1) * sh - ph, -pw, sw, 1);
+            } else {
+                mm_gather8b_px(b0, k, oy * sh - ph, ox * sw - pw, sw, np);
+            }
             s.x = b0;
             px(k, &s, out, out_pix, ob, out_c, np);
             out += np * out_pix;
             ox += np;
+            if (wrap) { /* the next row's first pixel is done */
+                oy++;
+                ox = 1;
+            }
         }
 }
 #endif
@@ -2330,6 +2345,53 @@ void mm_pointwise_sub(MM_CONV_ARGS)
 }
 #endif
 
+#if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_CONV8 || MM_USE_CONV_ANY || MM_USE_SUB8X2 || \
+    MM_USE_SUB8P || MM_USE_SMALL8P
+/* The conv context of one call (mm_conv, mm_small8p). */
+static void mm_conv_init(mm_conv_ctx *k, const uint8_t *in, const uint8_t *w,
+                         const mm_conv_dims *d, const mm_quant_params *q)
+{
+    k->in = in;
+    k->w = w;
+    k->bias = q->bias;
+    k->mult = q->mult;
+    k->shift = q->shift;
+    k->in_c = d->in_c;
+    k->in_h = d->in_h;
+    k->in_w = d->in_w;
+    k->kh = d->k_h;
+    k->kw = d->k_w;
+    k->cin_g = d->in_c / d->groups;
+    k->cout_g = d->out_c / d->groups;
+    k->ib = q->in_bits;
+    k->is = q->in_signed;
+    k->wb = q->w_bits;
+    k->lp = k->wb == 8 ? 0 : k->wb == 4 ? 1 : 2;
+    k->bk = q->bias_shift;
+    k->in_pix = mm_bytes(d->in_c, k->ib);
+    k->row = (int32_t)k->kh * k->kw * k->cin_g;
+    k->row_bytes = mm_bytes(k->row, k->wb);
+    k->qmin = q->qmin;
+    k->qmax = q->qmax;
+    k->fast = k->wb < 8 ? k->ib == 8 && mm_pw_fast(q, d->out_c) /* the sub8 path's */
+                        : mm_rq8_kind(q, d->out_c);
+}
+#endif
+
+#if MM_USE_SMALL8P
+/* mm_conv_small's layers on 8-bit inputs and weights with in_c % 4 != 0 (MM_SMALL_PATH: a stem
+ * on a grey image) take CONV8P's pixel pairs over byte patches (2 row bytes of the scratch,
+ * within the lane kernel's): 903 k -> 473 k estimated M4 cycles on the demo's 1 -> 8 channel
+ * 3 x 3 stem, measured. Its pairs write both pixels after gathering both patches, so in place
+ * it needs lag 0 only (mm_conv_small's). */
+void mm_small8p(MM_CONV_ARGS)
+{
+    mm_conv_ctx k;
+    mm_conv_init(&k, in, w, d, q);
+    mm_conv8p(&k, d, (uint8_t *)scratch, out, q->out_bits, mm_conv8p_px, 1);
+}
+#endif
+
 /* Compiled where a layer of the model runs it (a call without it fails to link). */
 #if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_CONV8 || MM_USE_CONV_ANY || \
     MM_USE_SUB8X2 || MM_USE_SUB8P
@@ -2344,30 +2406,7 @@ void mm_conv(MM_CONV_ARGS)
     const int8_t *const shift = q->shift;
     const int32_t qmin = q->qmin, qmax = q->qmax, out_pix = mm_bytes(d->out_c, ob);
     MM_ASSERT(!MM_IS_PW8(d, q) && !MM_IS_PW8W(d, q) && !MM_IS_PWSUB(d, q) && !MM_IS_SMALL(d, q));
-    k.in = in;
-    k.w = w;
-    k.bias = bias;
-    k.mult = mult;
-    k.shift = shift;
-    k.in_c = d->in_c;
-    k.in_h = in_h;
-    k.in_w = in_w;
-    k.kh = kh;
-    k.kw = kw;
-    k.cin_g = d->in_c / groups;
-    k.cout_g = d->out_c / groups;
-    k.ib = q->in_bits;
-    k.is = q->in_signed;
-    k.wb = q->w_bits;
-    k.lp = k.wb == 8 ? 0 : k.wb == 4 ? 1 : 2;
-    k.bk = q->bias_shift;
-    k.in_pix = mm_bytes(d->in_c, k.ib);
-    k.row = (int32_t)kh * kw * k.cin_g;
-    k.row_bytes = mm_bytes(k.row, k.wb);
-    k.qmin = qmin;
-    k.qmax = qmax;
-    k.fast = k.wb < 8 ? k.ib == 8 && mm_pw_fast(q, d->out_c) /* the sub8 path's */
-                      : mm_rq8_kind(q, d->out_c);
+    mm_conv_init(&k, in, w, d, q);
     /* W8/A8: two pixels at a time, from the input (in_c % 4 == 0) or from byte patches; long
      * rows of other in_c one pixel at a time (MM_CONV_PATH); each path only where the model
      * has a layer that takes it (mm_paths.h). */
@@ -2379,7 +2418,7 @@ void mm_conv(MM_CONV_ARGS)
 #endif
 #if MM_USE_CONV8P
     case MM_P_CONV8P:
-        mm_conv8p(&k, d, (uint8_t *)scratch, out, ob, mm_conv8p_px);
+        mm_conv8p(&k, d, (uint8_t *)scratch, out, ob, mm_conv8p_px, 1);
         return;
 #endif
 #if MM_USE_CONV8
@@ -2394,7 +2433,7 @@ void mm_conv(MM_CONV_ARGS)
 #endif
 #if MM_USE_SUB8P
     case MM_P_SUB8P:
-        mm_conv8p(&k, d, (uint8_t *)scratch, out, ob, mm_sub8_px);
+        mm_conv8p(&k, d, (uint8_t *)scratch, out, ob, mm_sub8_px, 0);
         return;
 #endif
 #if MM_USE_CONV_ANY
