@@ -1084,32 +1084,36 @@ static MM_INLINE void mm_gather8b(uint8_t *d, const mm_conv_ctx *k, int iy0, int
     }
 }
 
-/* The patches of np (1 or 2) horizontally adjacent pixels, side by side from d. Where every
- * kernel row of both lies inside the image's columns (all but the border pixels) each row is
- * copied as words with no clipping (mm_gather8b's general walk cost a stem 280 cycles per
- * pixel on 3 x 3 x 3 patches, measured); rows above or below the image are zeros. */
-static MM_INLINE void mm_gather8b_px(uint8_t *d, const mm_conv_ctx *k, int iy0, int ix0, int sw,
-                                     int np)
+/* The patches of two output pixels, windows from (iy0, ix0) and (iy1, ix1) (the same pixel
+ * twice for a lone one), side by side from d. Where both windows lie inside the image's
+ * columns (all but the border pixels) each kernel row is copied as words with no clipping
+ * (mm_gather8b's general walk cost a stem 280 cycles per pixel on 3 x 3 x 3 patches,
+ * measured); rows above or below the image are zeros. */
+static MM_NOINLINE void mm_gather8b_2(uint8_t *d, const mm_conv_ctx *k, int iy0, int ix0, int iy1,
+                                      int ix1)
 {
-    const int32_t rowlen = (int32_t)k->kw * k->in_c, row = k->row;
-    if (ix0 < 0 || ix0 + (np - 1) * sw + k->kw > k->in_w) {
-        for (int p = 0; p < np; p++)
-            mm_gather8b(d + p * row, k, iy0, ix0 + p * sw);
+    const int32_t rowlen = (int32_t)k->kw * k->in_c, xrow = (int32_t)k->in_w * k->in_c;
+    const int32_t words = rowlen & ~3;
+    if (ix0 < 0 || ix1 < 0 || ix0 + k->kw > k->in_w || ix1 + k->kw > k->in_w) {
+        mm_gather8b(d, k, iy0, ix0);
+        mm_gather8b(d + k->row, k, iy1, ix1);
         return;
     }
-    const int32_t xrow = (int32_t)k->in_w * k->in_c, step = (int32_t)sw * k->in_c;
-    const int32_t words = rowlen & ~3;
+    uint8_t *d1 = d + k->row;
     const uint8_t *p = k->in + ((int32_t)iy0 * k->in_w + ix0) * k->in_c;
-    for (int ky = 0; ky < k->kh; ky++, d += rowlen, p += xrow) {
-        uint8_t *const d1 = d + (np - 1) * row;
-        const uint8_t *const p1 = p + (np - 1) * step;
-        if ((unsigned)(iy0 + ky) >= (unsigned)k->in_h) {
-            for (int32_t i = 0; i < rowlen; i++)
-                d[i] = d1[i] = 0;
+    const uint8_t *p1 = k->in + ((int32_t)iy1 * k->in_w + ix1) * k->in_c;
+    for (int ky = 0; ky < k->kh; ky++, d += rowlen, d1 += rowlen, p += xrow, p1 += xrow) {
+        const int in0 = (unsigned)(iy0 + ky) < (unsigned)k->in_h;
+        const int in1 = (unsigned)(iy1 + ky) < (unsigned)k->in_h;
+        if (!(in0 & in1)) { /* above or below the image: a row of zeros */
+            for (int32_t i = 0; i < rowlen; i++) {
+                d[i] = in0 ? p[i] : 0;
+                d1[i] = in1 ? p1[i] : 0;
+            }
             continue;
         }
         int32_t i = 0;
-        for (; i < words; i += 4) { /* pixel 1's after pixel 0's: a lone pixel writes twice */
+        for (; i < words; i += 4) {
             uint32_t v0, v1;
             memcpy(&v0, p + i, 4);
             memcpy(&v1, p1 + i, 4);
@@ -1192,51 +1196,6 @@ static inline void mm_conv8_rq(const mm_conv_ctx *k, int co, int np, int32_t *ac
 }
 
 #if MM_USE_CONV8X2
-/* The tail bytes of a channel block's rows for np pixels (the patch path: row % 4 bytes, at
- * most 3), each input byte loaded once for the four channels. On DSP cores, the word that ends
- * with each run of tail bytes (inputs or weights: head >= 4 bytes precede it in the patch and
- * in the block), shifted down so that the tail bytes sit low and zeros above them, goes
- * through the same dual MACs as the head (a loop of byte MACs was a fifth of a stem's cycles,
- * measured). */
-static void mm_conv8_tail(const mm_conv_ctx *k, const mm_c8src *s, const int8_t *blk, int np,
-                          int32_t *acc)
-{
-    const int8_t *t = blk + 4 * s->head;
-    const int32_t nt = s->tail;
-#if defined(__ARM_FEATURE_DSP)
-    if (s->head >= 4) {
-        const int sh = 8 * (4 - nt);
-        const uint32_t v0 = mm_ld32(t + nt - 4) >> sh, v1 = mm_ld32(t + 2 * nt - 4) >> sh;
-        const uint32_t v2 = mm_ld32(t + 3 * nt - 4) >> sh, v3 = mm_ld32(t + 4 * nt - 4) >> sh;
-        for (int p = 0; p < np; p++, acc += 4) {
-            const uint32_t xv = mm_ld32(s->x + p * s->step + s->n + nt - 4) >> sh;
-            const uint32_t xe = k->is ? mm_sxtb16(xv) : mm_uxtb16(xv);
-            const uint32_t xo = k->is ? mm_sxtb16_8(xv) : mm_uxtb16_8(xv);
-            acc[0] = mm_smlad(mm_sxtb16(v0), xe, mm_smlad(mm_sxtb16_8(v0), xo, acc[0]));
-            acc[1] = mm_smlad(mm_sxtb16(v1), xe, mm_smlad(mm_sxtb16_8(v1), xo, acc[1]));
-            acc[2] = mm_smlad(mm_sxtb16(v2), xe, mm_smlad(mm_sxtb16_8(v2), xo, acc[2]));
-            acc[3] = mm_smlad(mm_sxtb16(v3), xe, mm_smlad(mm_sxtb16_8(v3), xo, acc[3]));
-        }
-        return;
-    }
-#endif
-    for (int p = 0; p < np; p++, acc += 4) {
-        const uint8_t *x = s->x + p * s->step + s->n;
-        int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-        for (int32_t i = 0; i < nt; i++) {
-            const int32_t xv = k->is ? (int8_t)x[i] : x[i];
-            a0 += xv * t[i];
-            a1 += xv * t[nt + i];
-            a2 += xv * t[2 * nt + i];
-            a3 += xv * t[3 * nt + i];
-        }
-        acc[0] = a0;
-        acc[1] = a1;
-        acc[2] = a2;
-        acc[3] = a3;
-    }
-}
-
 /* One or two pixels (np) of one output row: every output channel, written pixel by pixel per
  * block of four channels. */
 static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
@@ -1273,8 +1232,6 @@ static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, const mm_c8src *s, u
                 acc[3] += t[3];
             }
         }
-        if (s->tail)
-            mm_conv8_tail(k, s, w - 4 * s->w0, np, acc);
         if (k->fast != MM_RQ8_GENERAL) { /* the writers stay on byte boundaries (8-bit) */
             const mm_rq8p rp = {k->bias + co, k->mult + co, k->shift + co,
                                 (int32_t)1 << k->bk, k->qmin};
@@ -1413,12 +1370,10 @@ static MM_NOINLINE void mm_conv8p_px(const mm_conv_ctx *k, const mm_c8src *s, ui
         mm_put4(&w0, acc);
         mm_put4(&w1, acc + 4);
     }
-    for (; co < out_c; co++, w += row) { /* natural rows */
-        const int32_t b = k->bias[co], m = k->mult[co];
-        const int sc = k->shift[co];
-        mm_put(&w0, mm_pw_rq(mm_run8x1(x, w, row, is), b, m, sc, k->bk, k->qmin, k->qmax));
-        mm_put(&w1, mm_pw_rq(mm_run8x1(x + step, w, row, is), b, m, sc, k->bk, k->qmin, k->qmax));
-    }
+    for (; co < out_c; co++, w += row) /* natural rows */
+        for (int p = 0; p < 2; p++)
+            mm_put(p ? &w1 : &w0, mm_pw_rq(mm_run8x1(x + p * step, w, row, is), k->bias[co],
+                                           k->mult[co], k->shift[co], k->bk, k->qmin, k->qmax));
     mm_flush(&w0);
     mm_flush(&w1);
 }
@@ -1490,22 +1445,27 @@ static MM_INLINE void mm_conv8p(const mm_conv_ctx *k, const mm_conv_dims *d, uin
     s.rows = 1;
     for (int oy = 0; oy < out_h; oy++)
         for (int ox = 0; ox < out_w;) {
-            /* `across` (mm_conv8p_px): the last pixel of an odd row pairs with the next row's
-             * first (kws's 5-pixel rows ran a fifth of their pixels alone, measured) */
-            const int wrap = across && ox + 1 == out_w && oy + 1 < out_h;
-            const int np = ox + 1 < out_w || wrap ? 2 : 1;
-            uint8_t *const b0 = np == 2 ? buf : buf + k->row; /* a lone pixel: upper half */
-            if (wrap) {
-                mm_gather8b_px(b0, k, oy * sh - ph, ox * sw - pw, sw, 1);
-                mm_gather8b_px(b0 + k->row, k, (oy + 1) * sh - ph, -pw, sw, 1);
-            } else {
-                mm_gather8b_px(b0, k, oy * sh - ph, ox * sw - pw, sw, np);
+            if (!across) { /* mm_sub8_px: horizontal pairs, a lone pixel in the upper half */
+                const int np = ox + 1 < out_w ? 2 : 1;
+                uint8_t *const b0 = np == 2 ? buf : buf + k->row;
+                for (int p = 0; p < np; p++)
+                    mm_gather8b(b0 + p * k->row, k, oy * sh - ph, (ox + p) * sw - pw);
+                s.x = b0;
+                px(k, &s, out, out_pix, ob, out_c, np);
+                out += np * out_pix;
+                ox += np;
+                continue;
             }
-            s.x = b0;
+            /* mm_conv8p_px: pairs in raster order, the last pixel of an odd row with the next
+             * row's first (kws's 5-pixel rows ran a fifth of their pixels alone, measured); the
+             * very last pixel alone, gathered twice */
+            const int wrap = ox + 1 == out_w, np = !wrap || oy + 1 < out_h ? 2 : 1;
+            const int oy1 = np == 1 ? oy : oy + wrap, ox1 = np == 1 ? ox : wrap ? 0 : ox + 1;
+            mm_gather8b_2(buf, k, oy * sh - ph, ox * sw - pw, oy1 * sh - ph, ox1 * sw - pw);
             px(k, &s, out, out_pix, ob, out_c, np);
             out += np * out_pix;
             ox += np;
-            if (wrap) { /* the next row's first pixel is done */
+            if (wrap && np == 2) { /* the next row's first pixel is done */
                 oy++;
                 ox = 1;
             }
