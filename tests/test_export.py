@@ -1055,15 +1055,16 @@ def _stem_net(rng: np.random.Generator) -> tuple[torch.nn.Module, tuple[int, ...
     return torch.nn.Sequential(body, *head).eval(), (c0, h, w)
 
 
+@pytest.mark.parametrize("qemu", [False, pytest.param(True, marks=pytest.mark.slow)])
 @pytest.mark.parametrize(
     ("seed", "variant"),
     [(0, "in place"), (1, "4-bit outputs"), (2, "a shift of 32"), (3, "2-bit outputs")],
 )
-def test_w8a8_patch_pairs_on_random_shapes_are_bit_exact(tmp_path, seed: int, variant: str):
-    """_stem_net's CONV8P and SMALL8P layers, host build (portable C), bit for bit the numpy
-    reference: written over their own input (the inplace schedule), with 4- or 2-bit outputs
-    (requantized through the writers), with one channel at shift 32 (the general
-    requantization for the layer)."""
+def test_w8a8_patch_pairs_on_random_shapes_are_bit_exact(tmp_path, seed, variant, qemu):
+    """_stem_net's CONV8P and SMALL8P layers, bit for bit the numpy reference: written over
+    their own input (the inplace schedule), with 4- or 2-bit outputs (requantized through the
+    writers), with one channel at shift 32 (the general requantization for the layer). Host
+    build (portable C); `qemu` (slow): also the Cortex-M4 image (the DSP asm)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model, shape = _stem_net(rng)
@@ -1087,4 +1088,6 @@ def test_w8a8_patch_pairs_on_random_shapes_are_bit_exact(tmp_path, seed: int, va
     if variant == "in place":
         assert {p.name for p in patch} & set(im.report.schedule.inplace)
     x = np.random.default_rng(seed).integers(0, 256, (12, *shape), dtype=np.uint8)
-    _host_and_qemu(im, tmp_path, x, qemu=False)
+    if qemu:
+        require_tool("arm-none-eabi-gcc", "qemu-system-arm")
+    _host_and_qemu(im, tmp_path, x, qemu=qemu)

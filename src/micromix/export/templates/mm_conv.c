@@ -813,6 +813,7 @@ typedef struct {
     int32_t row, row_bytes, qmin, qmax;
     int fast; /* the sub8 path: mm_pw_fast holds (its requantization without branches); the
                * W8/A8 path (8-bit weights): its requantization, mm_rq8_kind */
+    int pw_u; /* mm_pw_fast holds (CONV8P's pixel function: mm_pw_u, mm_pw_st4) */
 } mm_conv_ctx;
 
 #if MM_USE_CONV_ANY
@@ -1085,33 +1086,24 @@ static MM_INLINE void mm_gather8b(uint8_t *d, const mm_conv_ctx *k, int iy0, int
 }
 
 /* The patches of two output pixels, windows from (iy0, ix0) and (iy1, ix1) (the same pixel
- * twice for a lone one), side by side from d. Where both windows lie inside the image's
- * columns (all but the border pixels) each kernel row is copied as words with no clipping
- * (mm_gather8b's general walk cost a stem 280 cycles per pixel on 3 x 3 x 3 patches,
- * measured); rows above or below the image are zeros. */
+ * twice for a lone one), side by side from d. Where both windows lie inside the image (all
+ * but the border pixels) each kernel row is copied as words with no clipping (mm_gather8b's
+ * general walk cost a stem 280 cycles per pixel on 3 x 3 x 3 patches, measured). */
 static MM_NOINLINE void mm_gather8b_2(uint8_t *d, const mm_conv_ctx *k, int iy0, int ix0, int iy1,
                                       int ix1)
 {
     const int32_t rowlen = (int32_t)k->kw * k->in_c, xrow = (int32_t)k->in_w * k->in_c;
     const int32_t words = rowlen & ~3;
-    if (ix0 < 0 || ix1 < 0 || ix0 + k->kw > k->in_w || ix1 + k->kw > k->in_w) {
-        mm_gather8b(d, k, iy0, ix0);
-        mm_gather8b(d + k->row, k, iy1, ix1);
+    if (ix0 < 0 || ix1 < 0 || ix0 + k->kw > k->in_w || ix1 + k->kw > k->in_w || iy0 < 0 ||
+        iy1 < 0 || iy0 + k->kh > k->in_h || iy1 + k->kh > k->in_h) {
+        for (int p = 0; p < 2; p++) /* one inlined copy */
+            mm_gather8b(d + p * k->row, k, p ? iy1 : iy0, p ? ix1 : ix0);
         return;
     }
     uint8_t *d1 = d + k->row;
     const uint8_t *p = k->in + ((int32_t)iy0 * k->in_w + ix0) * k->in_c;
     const uint8_t *p1 = k->in + ((int32_t)iy1 * k->in_w + ix1) * k->in_c;
     for (int ky = 0; ky < k->kh; ky++, d += rowlen, d1 += rowlen, p += xrow, p1 += xrow) {
-        const int in0 = (unsigned)(iy0 + ky) < (unsigned)k->in_h;
-        const int in1 = (unsigned)(iy1 + ky) < (unsigned)k->in_h;
-        if (!(in0 & in1)) { /* above or below the image: a row of zeros */
-            for (int32_t i = 0; i < rowlen; i++) {
-                d[i] = in0 ? p[i] : 0;
-                d1[i] = in1 ? p1[i] : 0;
-            }
-            continue;
-        }
         int32_t i = 0;
         for (; i < words; i += 4) {
             uint32_t v0, v1;
@@ -1235,14 +1227,12 @@ static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, const mm_c8src *s, u
         if (k->fast != MM_RQ8_GENERAL) { /* the writers stay on byte boundaries (8-bit) */
             const mm_rq8p rp = {k->bias + co, k->mult + co, k->shift + co,
                                 (int32_t)1 << k->bk, k->qmin};
-            if (np == 2 && k->fast == MM_RQ8_U)
-                mm_rq8x4(&rp, 0, 2, acc, w0.p, w1.p, 0);
-            else if (np == 2)
-                mm_rq8x4(&rp, 0, 2, acc, w0.p, w1.p, 1);
-            else if (k->fast == MM_RQ8_U)
-                mm_rq8x4(&rp, 0, 1, acc, w0.p, w1.p, 0);
+            uint32_t lone; /* a lone pixel's second (zero) sums go here: two copies fewer */
+            uint8_t *const o1 = np == 2 ? w1.p : (uint8_t *)&lone;
+            if (k->fast == MM_RQ8_U)
+                mm_rq8x4(&rp, 0, 2, acc, w0.p, o1, 0);
             else
-                mm_rq8x4(&rp, 0, 1, acc, w0.p, w1.p, 1);
+                mm_rq8x4(&rp, 0, 2, acc, w0.p, o1, 1);
             w0.p += 4;
             w1.p += 4;
             continue;
@@ -1322,6 +1312,18 @@ static MM_INLINE void mm_c8p_pass(const uint8_t *x, const int8_t *w, int32_t n, 
     acc[5] = b1;
 }
 
+/* Row j's sum in a block of four interleaved rows (n head bytes as words, then nt tail bytes
+ * per row; a natural row: n = 0, nt = row, j = 0). */
+static int32_t mm_c8p_wsum(const int8_t *w, int32_t n, int32_t nt, int j)
+{
+    int32_t a = 0;
+    for (int32_t i = 0; i < n; i++)
+        a += w[4 * (i & ~3) + 4 * j + (i & 3)];
+    for (int32_t i = 0; i < nt; i++)
+        a += w[4 * n + j * nt + i];
+    return a;
+}
+
 /* CONV8P's pixel function (mm_conv and mm_small8p's pixel walk, mm_conv8p): one or two
  * pixels, pixel 1's patch row bytes after pixel 0's at s->x; a lone pixel runs as a pair of
  * itself (step 0, both written to the same place). Per block of four channels two
@@ -1336,44 +1338,65 @@ static MM_NOINLINE void mm_conv8p_px(const mm_conv_ctx *k, const mm_c8src *s, ui
 {
     const int32_t row = k->row, n = s->n, nt = s->tail, step = np == 2 ? row : 0;
     const int is = k->is;
-    const uint8_t *const x = s->x;
+    uint8_t *const x = (uint8_t *)s->x; /* the scratch's two patches (mm_gather8b_2) */
     const int8_t *w = (const int8_t *)k->w;
     mm_writer w0 = {out, 0, 0, ob}, w1 = {np == 2 ? out + out_pix : out, 0, 0, ob};
     uint32_t xt[4] = {0, 0, 0, 0};
+    if (is) /* signed inputs as offset binary, x + 128 (so one unsigned pass serves both): each
+             * sum is 128 x its row's sum too much, taken off below (padding: 0 -> 128 too) */
+        for (int32_t i = 0; i < 2 * row; i++)
+            x[i] ^= 0x80;
     if (nt && n) { /* each patch's last word, shifted down to its tail bytes */
         const int sh = 8 * (4 - nt);
         const uint32_t v0 = mm_c8p_ld(x + row - 4) >> sh, v1 = mm_c8p_ld(x + step + row - 4) >> sh;
-        xt[0] = is ? mm_sxtb16(v0) : mm_uxtb16(v0);
-        xt[1] = is ? mm_sxtb16_8(v0) : mm_uxtb16_8(v0);
-        xt[2] = is ? mm_sxtb16(v1) : mm_uxtb16(v1);
-        xt[3] = is ? mm_sxtb16_8(v1) : mm_uxtb16_8(v1);
+        xt[0] = mm_uxtb16(v0);
+        xt[1] = mm_uxtb16_8(v0);
+        xt[2] = mm_uxtb16(v1);
+        xt[3] = mm_uxtb16_8(v1);
     }
-    const mm_rq8p rp = {k->bias, k->mult, k->shift, (int32_t)1 << k->bk, k->qmin};
-    int co = 0;
-    for (; n >= 4 && co + 4 <= out_c; co += 4, w += 4 * row) {
+    const int32_t kb = (int32_t)1 << k->bk;
+    const uint32_t m4 = (uint32_t)((1 << ob) - 1) * 0x01010101u;
+    for (int co = 0; co < out_c; co += 4) {
+        const int nb = out_c - co < 4 ? out_c - co : 4;
         int32_t acc[8];
-        const int8_t *t = w + 4 * n + nt - 4; /* n >= 4 head bytes precede the tails */
-        if (is) {
-            mm_c8p_pass(x, w, n, step, t, nt, xt, 1, acc);
-            mm_c8p_pass(x, w + 8, n, step, t + 2 * nt, nt, xt, 1, acc + 2);
-        } else {
-            mm_c8p_pass(x, w, n, step, t, nt, xt, 0, acc);
-            mm_c8p_pass(x, w + 8, n, step, t + 2 * nt, nt, xt, 0, acc + 2);
+        if (n >= 4 && nb == 4) {
+            const int8_t *t = w + 4 * n + nt - 4; /* n >= 4 head bytes precede the tails */
+#if defined(__GNUC__)
+#pragma GCC unroll 1
+#endif
+            for (int h = 0; h < 4; h += 2) /* channels (0, 1), then (2, 3): one copy */
+                mm_c8p_pass(x, w + 4 * h, n, step, t + h * nt, nt, xt, 0, acc + h);
+            for (int j = 0; is && j < 4; j++) {
+                const int32_t c = 128 * mm_c8p_wsum(w, n, nt, j);
+                acc[j] -= c;
+                acc[4 + j] -= c;
+            }
+            if (k->pw_u) { /* 4 outputs are whole bytes at every width: writers stay aligned */
+                uint32_t y0 = 0, y1 = 0;
+                for (int j = 0; j < 4; j++) {
+                    const int32_t b = k->bias[co + j], m = k->mult[co + j], sc = k->shift[co + j];
+                    y0 |= mm_pw_u(acc[j], b, m, sc, kb) << 8 * j;
+                    y1 |= mm_pw_u(acc[4 + j], b, m, sc, kb) << 8 * j;
+                }
+                w0.p = mm_pw_st4(w0.p, y0, ob, m4);
+                w1.p = mm_pw_st4(w1.p, y1, ob, m4);
+                w += 4 * row;
+                continue;
+            }
+        } else { /* natural rows: the last out_c % 4, or all of rows under 4 bytes */
+            for (int j = 0; j < nb; j++) {
+                const int8_t *r = w + j * row;
+                const int32_t c = is ? 128 * mm_c8p_wsum(r, 0, row, 0) : 0;
+                acc[j] = mm_run8x1(x, r, row, 0) - c;
+                acc[4 + j] = mm_run8x1(x + step, r, row, 0) - c;
+            }
         }
-        if (k->fast == MM_RQ8_U) { /* 8-bit outputs: the writers stay on byte boundaries */
-            mm_rq8x4(&rp, co, 2, acc, w0.p, w1.p, 0);
-            w0.p += 4;
-            w1.p += 4;
-            continue;
-        }
-        mm_conv8_rq(k, co, 2, acc);
-        mm_put4(&w0, acc);
-        mm_put4(&w1, acc + 4);
+        for (int j = 0; j < nb; j++) /* any requantization, through the writers */
+            for (int p = 0; p < 2; p++)
+                mm_put(p ? &w1 : &w0, mm_pw_rq(acc[4 * p + j], k->bias[co + j], k->mult[co + j],
+                                               k->shift[co + j], k->bk, k->qmin, k->qmax));
+        w += nb * row;
     }
-    for (; co < out_c; co++, w += row) /* natural rows */
-        for (int p = 0; p < 2; p++)
-            mm_put(p ? &w1 : &w0, mm_pw_rq(mm_run8x1(x + p * step, w, row, is), k->bias[co],
-                                           k->mult[co], k->shift[co], k->bk, k->qmin, k->qmax));
     mm_flush(&w0);
     mm_flush(&w1);
 }
@@ -2335,6 +2358,7 @@ static void mm_conv_init(mm_conv_ctx *k, const uint8_t *in, const uint8_t *w,
     k->qmax = q->qmax;
     k->fast = k->wb < 8 ? k->ib == 8 && mm_pw_fast(q, d->out_c) /* the sub8 path's */
                         : mm_rq8_kind(q, d->out_c);
+    k->pw_u = mm_pw_fast(q, d->out_c);
 }
 #endif
 
