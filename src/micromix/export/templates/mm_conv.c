@@ -357,7 +357,7 @@ static inline void mm_st32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
  * signed bytes to qmin four at a time, and four channels of a pixel are stored as one word
  * (mm_rq8x4); else mm_conv8_rq / mm_pw_rq (about 35 cycles per output on ResNet-8's layers,
  * measured). */
-enum { MM_RQ8_GENERAL, MM_RQ8_U, MM_RQ8_S };
+enum { MM_RQ8_GENERAL, MM_RQ8_U, MM_RQ8_S, MM_RQ8_UP /* mm_conv_init only: see there */ };
 static inline int mm_rq8_kind(const mm_quant_params *q, int out_c)
 {
     if (q->out_bits != 8 || !mm_shifts_above32(q, out_c))
@@ -813,7 +813,6 @@ typedef struct {
     int32_t row, row_bytes, qmin, qmax;
     int fast; /* the sub8 path: mm_pw_fast holds (its requantization without branches); the
                * W8/A8 path (8-bit weights): its requantization, mm_rq8_kind */
-    int pw_u; /* mm_pw_fast holds (CONV8P's pixel function: mm_pw_u, mm_pw_st4) */
 } mm_conv_ctx;
 
 #if MM_USE_CONV_ANY
@@ -1224,7 +1223,7 @@ static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, const mm_c8src *s, u
                 acc[3] += t[3];
             }
         }
-        if (k->fast != MM_RQ8_GENERAL) { /* the writers stay on byte boundaries (8-bit) */
+        if (k->fast == MM_RQ8_U || k->fast == MM_RQ8_S) { /* 8-bit: writers on whole bytes */
             const mm_rq8p rp = {k->bias + co, k->mult + co, k->shift + co,
                                 (int32_t)1 << k->bk, k->qmin};
             uint32_t lone; /* a lone pixel's second (zero) sums go here: two copies fewer */
@@ -1371,7 +1370,8 @@ static MM_NOINLINE void mm_conv8p_px(const mm_conv_ctx *k, const mm_c8src *s, ui
                 acc[j] -= c;
                 acc[4 + j] -= c;
             }
-            if (k->pw_u) { /* 4 outputs are whole bytes at every width: writers stay aligned */
+            if (k->fast == MM_RQ8_U || k->fast == MM_RQ8_UP) { /* mm_pw_fast: 4 outputs are
+                                                                * whole bytes at any width */
                 uint32_t y0 = 0, y1 = 0;
                 for (int j = 0; j < 4; j++) {
                     const int32_t b = k->bias[co + j], m = k->mult[co + j], sc = k->shift[co + j];
@@ -2330,7 +2330,9 @@ void mm_pointwise_sub(MM_CONV_ARGS)
 
 #if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_CONV8 || MM_USE_CONV_ANY || MM_USE_SUB8X2 || \
     MM_USE_SUB8P || MM_USE_SMALL8P
-/* The conv context of one call (mm_conv, mm_small8p). */
+/* The conv context of one call (mm_conv, mm_small8p). With 8-bit weights, `fast` is the
+ * layer's mm_rq8_kind, or MM_RQ8_UP where that is general but mm_pw_fast holds (unsigned
+ * outputs over their whole range at 4 or 2 bits: CONV8P's pixel function packs them). */
 static void mm_conv_init(mm_conv_ctx *k, const uint8_t *in, const uint8_t *w,
                          const mm_conv_dims *d, const mm_quant_params *q)
 {
@@ -2356,9 +2358,10 @@ static void mm_conv_init(mm_conv_ctx *k, const uint8_t *in, const uint8_t *w,
     k->row_bytes = mm_bytes(k->row, k->wb);
     k->qmin = q->qmin;
     k->qmax = q->qmax;
-    k->fast = k->wb < 8 ? k->ib == 8 && mm_pw_fast(q, d->out_c) /* the sub8 path's */
-                        : mm_rq8_kind(q, d->out_c);
-    k->pw_u = mm_pw_fast(q, d->out_c);
+    k->fast = k->wb < 8                                ? k->ib == 8 && mm_pw_fast(q, d->out_c)
+              : mm_rq8_kind(q, d->out_c) != MM_RQ8_GENERAL ? mm_rq8_kind(q, d->out_c)
+              : mm_pw_fast(q, d->out_c)                    ? MM_RQ8_UP
+                                                           : MM_RQ8_GENERAL;
 }
 #endif
 
