@@ -31,7 +31,7 @@ from micromix.graph import trace
 from micromix.integer import convert
 from micromix.integer.convert import random_qparams
 from micromix.models import conv_bn, create
-from micromix.ops.conv import conv8_head, sub8_path
+from micromix.ops.conv import conv8_head, small8p, sub8_path
 from micromix.policy import Policy
 
 
@@ -1029,7 +1029,7 @@ def _stem_net(rng: np.random.Generator) -> tuple[torch.nn.Module, tuple[int, ...
     image (SMALL8P), a 1x1 layer down to 1 to 7 channels, signed or not, a CONV8P layer with
     output channels off the blocks of four (random kernel, stride and padding: clipped borders,
     rows with a 0 to 3 byte tail, odd rows whose last pixel pairs with the next row's first),
-    another 1x1 down to 1 to 3 signed channels and a SMALL8P layer on them."""
+    another 1x1 down to 1 to 3 signed channels and mm_conv_small on them (its lanes)."""
     c0, h, w = int(rng.integers(1, 4)), int(rng.integers(5, 12)), int(rng.integers(5, 12))
     small = [(kh, kw) for kh in range(1, 5) for kw in range(1, 6) if kh * kw * c0 <= 16]
     k0 = small[int(rng.integers(len(small)))]
@@ -1082,9 +1082,15 @@ def test_w8a8_patch_pairs_on_random_shapes_are_bit_exact(tmp_path, seed, variant
                 o.arrays["shift"][0] = 32
     kernels = {x.name: x.kernel for x in im.report.layers}
     assert {kernels[o.name] for o in patch} == {"mm_conv_small", "mm_conv"}, kernels
-    for o in im.ops:
-        if o.name in {p.name for p in patch}:
-            assert conv8_head(o, kernels[o.name]) == o.row_elems - o.row_elems % 4
+    ops = [o for o in im.ops if o.name in {p.name for p in patch}]
+    pairs = [o for o in ops if kernels[o.name] == "mm_conv" or small8p(o)]
+    assert all(conv8_head(o, kernels[o.name]) == o.row_elems - o.row_elems % 4 for o in pairs)
+    # SMALL8P: the unsigned stem under the fast requantization (the signed last layer and a
+    # shift of 32 take the lanes)
+    assert [small8p(o) for o in ops if kernels[o.name] == "mm_conv_small"] == [
+        variant != "a shift of 32",
+        False,
+    ]
     if variant == "in place":
         assert {p.name for p in patch} & set(im.report.schedule.inplace)
     x = np.random.default_rng(seed).integers(0, 256, (12, *shape), dtype=np.uint8)

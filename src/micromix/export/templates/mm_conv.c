@@ -898,6 +898,10 @@ static void mm_conv_chunked(const mm_conv_ctx *k, int16_t *buf, mm_writer *wr, i
  * by the two channels; two weight loads and four extends, shared by the two pixels; eight dual
  * MACs. A pixel whose window is clipped differently from its neighbour's runs alone.
  *
+ * in_c not a multiple of 4, rows of at most MM_PATCH bytes (mm_conv8p, mm_conv8p_px; also
+ * mm_conv_small's 8-bit layers, mm_small8p): both pixels' patches gathered as bytes, the
+ * same words over the head, the row % 4 tail bytes as one shifted word.
+ *
  * Other in_c (mm_conv8): one pixel, four channels (natural rows, rb bytes apart) share every
  * input load. */
 /* Where the pair kernel reads one or two pixels' inputs: `rows` runs of n + tail bytes (n a
@@ -911,8 +915,8 @@ typedef struct {
     int rows;
 } mm_c8src;
 
-/* What the pixel walks (mm_conv8x2, mm_conv8p) call for one or two pixels: mm_conv8x2_px
- * (8-bit weights) or mm_sub8_px (4- and 2-bit). The walks are inlined at each call, so each
+/* What the pixel walks (mm_conv8x2, mm_conv8p) call for one or two pixels: mm_conv8x2_px and
+ * mm_conv8p_px (8-bit weights) or mm_sub8_px (4- and 2-bit). The walks are inlined at each call, so each
  * call is direct. */
 typedef void (*mm_c8px)(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out, int32_t out_pix,
                         int ob, int out_c, int np);
@@ -1323,20 +1327,22 @@ static int32_t mm_c8p_wsum(const int8_t *w, int32_t n, int32_t nt, int j)
     return a;
 }
 
-/* CONV8P's pixel function (mm_conv and mm_small8p's pixel walk, mm_conv8p): one or two
- * pixels, pixel 1's patch row bytes after pixel 0's at s->x; a lone pixel runs as a pair of
- * itself (step 0, both written to the same place). Per block of four channels two
- * mm_c8p_pass, then the requantization: mm_rq8x4 (MM_RQ8_U) or mm_conv8_rq through writers
- * (any other, 4- and 2-bit outputs too); the rows after the last block (all of them when the
- * head has no word: rows under 4 bytes are natural) one by one. The patches' tail words are
- * extended once per pair. One function for every case, as small as it can be: the general
- * pixel function (mm_conv8x2_px, 5.6 kB) kept the sums in memory and extended the tails per
- * block (754 -> about 450 cycles per block of ResNet-8's stem, measured). */
-static MM_NOINLINE void mm_conv8p_px(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
-                                     int32_t out_pix, int ob, int out_c, int np)
+/* The pixel function of CONV8P (mm_conv) and SMALL8P (mm_small8p), through their pixel walk
+ * mm_conv8p: one or two pixels, pixel 1's patch row bytes after pixel 0's at s->x; a lone
+ * pixel runs as a pair of itself (step 0, both written to the same place). Per block of four
+ * channels two mm_c8p_pass (the patches' tail words extended once per pair), then mm_pw_u /
+ * mm_pw_st4 (mm_pw_fast) or, through the writers, any requantization; the rows after the last
+ * block (all of them when the head has no word: rows under 4 bytes are natural) one by one.
+ * `lean` (SMALL8P, whose rule admits only unsigned inputs, mm_pw_fast outputs, heads of a word
+ * or more and whole blocks) compiles none of the rest: the demo's mixed build holds it within
+ * its kernel .text. The general pixel function (mm_conv8x2_px, 5.6 kB) kept the sums in
+ * memory and extended the tails per block (754 -> about 450 cycles per block of ResNet-8's
+ * stem, measured). */
+static MM_INLINE void mm_c8p_pixels(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+                                    int32_t out_pix, int ob, int out_c, int np, const int lean)
 {
     const int32_t row = k->row, n = s->n, nt = s->tail, step = np == 2 ? row : 0;
-    const int is = k->is;
+    const int is = !lean && k->is;
     uint8_t *const x = (uint8_t *)s->x; /* the scratch's two patches (mm_gather8b_2) */
     const int8_t *w = (const int8_t *)k->w;
     mm_writer w0 = {out, 0, 0, ob}, w1 = {np == 2 ? out + out_pix : out, 0, 0, ob};
@@ -1358,7 +1364,7 @@ static MM_NOINLINE void mm_conv8p_px(const mm_conv_ctx *k, const mm_c8src *s, ui
     for (int co = 0; co < out_c; co += 4) {
         const int nb = out_c - co < 4 ? out_c - co : 4;
         int32_t acc[8];
-        if (n >= 4 && nb == 4) {
+        if (lean || (n >= 4 && nb == 4)) {
             const int8_t *t = w + 4 * n + nt - 4; /* n >= 4 head bytes precede the tails */
 #if defined(__GNUC__)
 #pragma GCC unroll 1
@@ -1370,8 +1376,8 @@ static MM_NOINLINE void mm_conv8p_px(const mm_conv_ctx *k, const mm_c8src *s, ui
                 acc[j] -= c;
                 acc[4 + j] -= c;
             }
-            if (k->fast == MM_RQ8_U || k->fast == MM_RQ8_UP) { /* mm_pw_fast: 4 outputs are
-                                                                * whole bytes at any width */
+            if (lean || k->fast == MM_RQ8_U || k->fast == MM_RQ8_UP) { /* mm_pw_fast: 4
+                                                                 * outputs, whole bytes */
                 uint32_t y0 = 0, y1 = 0;
                 for (int j = 0; j < 4; j++) {
                     const int32_t b = k->bias[co + j], m = k->mult[co + j], sc = k->shift[co + j];
@@ -1383,7 +1389,10 @@ static MM_NOINLINE void mm_conv8p_px(const mm_conv_ctx *k, const mm_c8src *s, ui
                 w += 4 * row;
                 continue;
             }
-        } else { /* natural rows: the last out_c % 4, or all of rows under 4 bytes */
+        }
+        if (lean)
+            continue;
+        if (n < 4 || nb < 4) { /* natural rows: the last out_c % 4, or all of rows under 4 bytes */
             for (int j = 0; j < nb; j++) {
                 const int8_t *r = w + j * row;
                 const int32_t c = is ? 128 * mm_c8p_wsum(r, 0, row, 0) : 0;
@@ -1400,6 +1409,21 @@ static MM_NOINLINE void mm_conv8p_px(const mm_conv_ctx *k, const mm_c8src *s, ui
     mm_flush(&w0);
     mm_flush(&w1);
 }
+
+#if MM_USE_CONV8P
+static MM_NOINLINE void mm_conv8p_px(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+                                     int32_t out_pix, int ob, int out_c, int np)
+{
+    mm_c8p_pixels(k, s, out, out_pix, ob, out_c, np, 0);
+}
+#endif
+#if MM_USE_SMALL8P
+static MM_NOINLINE void mm_small8p_px(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+                                      int32_t out_pix, int ob, int out_c, int np)
+{
+    mm_c8p_pixels(k, s, out, out_pix, ob, out_c, np, 1);
+}
+#endif
 #endif
 
 #if MM_USE_CONV8X2 || MM_USE_SUB8X2
@@ -1446,10 +1470,11 @@ static MM_INLINE void mm_conv8x2(const mm_conv_ctx *k, const mm_conv_dims *d, ui
 #if MM_USE_CONV8P || MM_USE_SMALL8P || MM_USE_SUB8P
 /* The pair kernel on patches (in_c % 4 != 0, rows of at most MM_PATCH bytes: stems on 1 or 3
  * channels): each pixel's patch is gathered as bytes into the scratch, two pixels side by
- * side (2 row bytes: what the memory model counts for the int16 patch; a lone pixel takes
- * the upper half, so that a one-pixel layer uses all that is counted too), then met by the
- * first row - row % 4 bytes of each weight row as words and the rest byte by byte. Pixels are
- * written after both patches are gathered: in place, this needs lag 1 too. */
+ * side (2 row bytes: what the memory model counts for the int16 patch), then met by the first
+ * row - row % 4 bytes of each weight row as words and the rest as a shifted word. `across`
+ * (mm_conv8p_px): pairs in raster order, across rows, the last pixel of an odd count gathered
+ * twice; else (mm_sub8_px) pairs within a row, a lone pixel in the upper half. Pixels are
+ * written after both patches are gathered: in place, lag 0 would do (mm_conv counts 2). */
 static MM_INLINE void mm_conv8p(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *buf,
                                 uint8_t *out, int ob, mm_c8px px, const int across)
 {
@@ -2375,7 +2400,7 @@ void mm_small8p(MM_CONV_ARGS)
 {
     mm_conv_ctx k;
     mm_conv_init(&k, in, w, d, q);
-    mm_conv8p(&k, d, (uint8_t *)scratch, out, q->out_bits, mm_conv8p_px, 1);
+    mm_conv8p(&k, d, (uint8_t *)scratch, out, q->out_bits, mm_small8p_px, 1);
 }
 #endif
 

@@ -3,7 +3,9 @@
  *
  * A dot product per output channel would be too short to vectorise, so output channels run
  * in lanes instead: a block of MM_LANES channels has its weights transposed once into a
- * scratch tile, and every patch element is multiplied with the whole block at once.
+ * scratch tile, and every patch element is multiplied with the whole block at once. Layers on
+ * 8-bit unsigned inputs and weights with in_c % 4 != 0 (MM_SMALL_PATH: a stem on a grey image)
+ * run mm_conv.c's CONV8P pixel pairs instead (mm_small8p), in 2 row bytes of the same scratch.
  */
 #include "mm_kernels.h"
 
@@ -106,7 +108,8 @@ static void mm_small_lanes(MM_CONV_ARGS)
 void mm_conv_small(MM_CONV_ARGS)
 {
     MM_ASSERT(MM_IS_SMALL(d, q) && !MM_IS_PW8(d, q) && !MM_IS_PW8W(d, q) && !MM_IS_PWSUB(d, q));
-    switch (MM_SMALL_PATH(q->in_bits, q->w_bits, d->in_c, (int32_t)d->k_h * d->k_w * d->in_c)) {
+    switch (MM_SMALL_PATH(q->in_bits, q->w_bits, q->in_signed, d->in_c,
+                          (int32_t)d->k_h * d->k_w * d->in_c, mm_pw_fast(q, d->out_c))) {
 #if MM_USE_SMALL8P
     case MM_P_SMALL8P:
         mm_small8p(in, out, w, d, q, scratch);
