@@ -223,10 +223,10 @@ def scratch_need(op: Op, w_bits: int | None) -> int:
     """Bytes of the shared scratch buffer `op`'s kernel uses (int32 tables first, then int16).
 
     small: tap offsets (int32 per tap), the weight tile (row x lanes int16) and the unpacked
-    patch (row int16); its 8-bit layers off the words (mm_kernels.h MM_SMALL_PATH) use 2 row
-    bytes of it (two byte patches, mm_conv.c mm_small8p). depthwise: 3x3 kernels on at least four channels, a ring of MM_DW_RING
-    rows of four channels' bytes (4 x in_w each) that 4- and 2-bit inputs are widened into
-    (mm_dw.c mm_dw_3x3_w; counted at every input width, as the family's, on at most
+    patch (row int16); the layers of `small8p` use 2 row bytes of it (two byte patches,
+    mm_conv.c mm_small8p). depthwise: 3x3 kernels on at least four channels, a ring of
+    MM_DW_RING rows of four channels' bytes (4 x in_w each) that 4- and 2-bit inputs are
+    widened into (mm_dw.c mm_dw_3x3_w; counted at every input width, as the family's, on at most
     MM_DW_RING_W columns: wider rows, tile or tensor, are widened into four ring rows where
     those fit it (mm_kernels.h MM_DW_RING_FITS), else read unwidened); else none (its weight
     pairs are a small fixed stack table).
@@ -484,10 +484,11 @@ C_PATHS = (
 
 def c_rules(site: CallSite) -> tuple[str, ...]:
     """The kernel paths this call takes: the kernel's own rules (mm_kernels.h MM_CONV_PATH,
-    MM_PWSUB_PATH, MM_SUB8_KIND, MM_SMALL_PATH, MM_DW_GROUP, MM_DW_TAIL, MM_DW_OUT, MM_PW8_PATH) on the numbers
-    the call passes, for the export's preprocessor to evaluate. The only fact not in the call's
-    structs is whether every shift is above 32, the loop that mm_pointwise8 runs over the
-    shift array (mm_depthwise tests it per group of four channels)."""
+    MM_PWSUB_PATH, MM_SUB8_KIND, MM_SMALL_PATH, MM_DW_GROUP, MM_DW_TAIL, MM_DW_OUT,
+    MM_PW8_PATH) on the numbers the call passes, for the export's preprocessor to evaluate.
+    The only fact not in the call's structs is whether every shift is above 32, the loop that
+    mm_pointwise8 runs over the shift array (mm_depthwise tests it per group of four
+    channels)."""
     iop = site.iop
     c_in, _, in_w, _, out_h, out_w, kh, kw, *_, groups = tiled(kernel_dims(iop.op), site.tile)
     ib, is_ = iop.in_bits[0], int(iop.in_signed[0])
@@ -556,7 +557,8 @@ def small8p(iop: IntOp) -> bool:
     in_c % 4 != 0, rows of 4 to MM_PATCH bytes, unsigned outputs over their whole range and
     every shift above 32 (mm_pw_fast). Other layers take its lanes."""
     row, qmax = iop.row_elems, (1 << iop.out_bits) - 1
-    fast = iop.qmin == 0 and iop.qmax == qmax and bool((np.asarray(iop.arrays["shift"]) > 32).all())
+    above32 = bool((np.asarray(iop.arrays["shift"]) > 32).all())
+    fast = iop.qmin == 0 and iop.qmax == qmax and above32
     return (
         iop.w_bits == 8
         and iop.in_bits[0] == 8

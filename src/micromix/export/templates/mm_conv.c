@@ -915,9 +915,9 @@ typedef struct {
     int rows;
 } mm_c8src;
 
-/* What the pixel walks (mm_conv8x2, mm_conv8p) call for one or two pixels: mm_conv8x2_px and
- * mm_conv8p_px (8-bit weights) or mm_sub8_px (4- and 2-bit). The walks are inlined at each call, so each
- * call is direct. */
+/* What the pixel walks (mm_conv8x2, mm_conv8p) call for one or two pixels: mm_conv8x2_px,
+ * mm_conv8p_px and mm_small8p_px (8-bit weights) or mm_sub8_px (4- and 2-bit). The walks are
+ * inlined at each call, so each call is direct. */
 typedef void (*mm_c8px)(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out, int32_t out_pix,
                         int ob, int out_c, int np);
 
@@ -1227,15 +1227,17 @@ static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, const mm_c8src *s, u
                 acc[3] += t[3];
             }
         }
-        if (k->fast == MM_RQ8_U || k->fast == MM_RQ8_S) { /* 8-bit: writers on whole bytes */
+        if (k->fast != MM_RQ8_GENERAL && k->fast != MM_RQ8_UP) { /* 8-bit: whole bytes */
             const mm_rq8p rp = {k->bias + co, k->mult + co, k->shift + co,
                                 (int32_t)1 << k->bk, k->qmin};
-            uint32_t lone; /* a lone pixel's second (zero) sums go here: two copies fewer */
-            uint8_t *const o1 = np == 2 ? w1.p : (uint8_t *)&lone;
-            if (k->fast == MM_RQ8_U)
-                mm_rq8x4(&rp, 0, 2, acc, w0.p, o1, 0);
+            if (np == 2 && k->fast == MM_RQ8_U)
+                mm_rq8x4(&rp, 0, 2, acc, w0.p, w1.p, 0);
+            else if (np == 2)
+                mm_rq8x4(&rp, 0, 2, acc, w0.p, w1.p, 1);
+            else if (k->fast == MM_RQ8_U)
+                mm_rq8x4(&rp, 0, 1, acc, w0.p, w1.p, 0);
             else
-                mm_rq8x4(&rp, 0, 2, acc, w0.p, o1, 1);
+                mm_rq8x4(&rp, 0, 1, acc, w0.p, w1.p, 1);
             w0.p += 4;
             w1.p += 4;
             continue;
@@ -1278,23 +1280,15 @@ static inline uint32_t mm_c8p_ld(const void *p)
  * else live (gcc spilled them between the head and the tail otherwise, measured). */
 static MM_INLINE void mm_c8p_pass(const uint8_t *x, const int8_t *w, int32_t n, int32_t step,
                                   const int8_t *t, int32_t nt, const uint32_t *xt, const int is,
-                                  int32_t *acc, const int lean)
+                                  int32_t *acc)
 {
     int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0;
 #if defined(__ARM_FEATURE_DSP)
-    if (lean) /* one word a step: SMALL8P's rows are short, its code must be */
-        for (int32_t k = n >> 2; k > 0; k--)
-            MM_C8X2X2_STEP(is);
-    else {
-        for (int32_t k = n >> 3; k > 0; k--) {
-            MM_C8X2X2_STEP(is);
-            MM_C8X2X2_STEP(is);
-        }
-        if (n & 4)
-            MM_C8X2X2_STEP(is);
-    }
+    /* one word a step: stems' rows are short, and so must their code be (unrolled, the
+     * pair kernel's register allocation around it came out worse, measured) */
+    for (int32_t k = n >> 2; k > 0; k--)
+        MM_C8X2X2_STEP(is);
 #else
-    (void)lean;
     for (int32_t i = 0; i < n; i++) {
         const int32_t xv = is ? (int8_t)x[i] : x[i];
         const int32_t yv = is ? (int8_t)x[step + i] : x[step + i];
@@ -1377,7 +1371,7 @@ static MM_INLINE void mm_c8p_pixels(const mm_conv_ctx *k, const mm_c8src *s, uin
 #endif
             for (int h = 0; h < 4; h += 2) /* channels (0, 1), then (2, 3): one copy (also the
                                             * faster: 1,622 k -> 1,532 k on ResNet-8's stem) */
-                mm_c8p_pass(x, w + 4 * h, n, step, t + h * nt, nt, xt, 0, acc + h, lean);
+                mm_c8p_pass(x, w + 4 * h, n, step, t + h * nt, nt, xt, 0, acc + h);
             for (int j = 0; is && j < 4; j++) {
                 const int32_t c = 128 * mm_c8p_wsum(w, n, nt, j);
                 acc[j] -= c;
