@@ -31,7 +31,7 @@ from micromix.graph import trace
 from micromix.integer import convert
 from micromix.integer.convert import random_qparams
 from micromix.models import conv_bn, create
-from micromix.ops.conv import conv8_head, sub8_path
+from micromix.ops.conv import conv8_head, small8p, sub8_path
 from micromix.policy import Policy
 
 
@@ -823,7 +823,8 @@ def test_kernels_compile_as_pedantic_c99(tmp_path, debug: bool) -> None:
 
 def test_kernel_objects_call_each_other_without_cycles(tmp_path) -> None:
     """Which kernel object needs which (nm: undefined mm_* symbols and their definitions): the
-    graph has no cycle (mm_conv.c and mm_small.c used to call each other)."""
+    graph has no cycle (mm_conv.c and mm_small.c used to call each other; now mm_small.c calls
+    mm_conv.c's mm_small8p, and mm_conv.c nothing of mm_small.c)."""
     d = _kernel_dir(tmp_path)
     needs, defines = {}, {}
     for src in sorted(d.glob("mm_*.c")):
@@ -836,7 +837,7 @@ def test_kernel_objects_call_each_other_without_cycles(tmp_path) -> None:
         needs[src.stem] = {r[-1] for r in rows if r[0] == "U" and r[-1].startswith("mm_")}
         defines.update({r[-1]: src.stem for r in rows if len(r) == 3 and r[1] == "T"})
     graph = {f: {defines[s] for s in syms} - {f} for f, syms in needs.items()}
-    assert graph["mm_conv"] == {"mm_dot"} and "mm_conv" not in graph["mm_small"]
+    assert graph["mm_conv"] == {"mm_dot"} and graph["mm_small"] == {"mm_conv"}
     done: set[str] = set()
     for start in graph:  # depth-first: a node met again on its own path is a cycle
         stack = [(start, (start,))]
@@ -1068,3 +1069,80 @@ def test_each_kernel_path_compiles_alone(tmp_path) -> None:
             r = subprocess.run(["gcc", "-std=c99", "-O0", "-Wall", "-Wextra", "-Werror",
                                 "-fsyntax-only", f"-I{d}", str(c)], capture_output=True, text=True)  # fmt: skip
             assert r.returncode == 0, (rules, c.name, r.stderr[:800])
+
+
+def _stem_net(rng: np.random.Generator) -> tuple[torch.nn.Module, tuple[int, ...]]:
+    """Random layers of mm_conv's CONV8P path (8-bit inputs and weights, in_c % 4 != 0: pixel
+    pairs over byte patches) and of mm_conv_small's SMALL8P (the same on rows of at most 16
+    bytes and multiples of 8 output channels): a stem on 1 to 3 channels of an odd or even
+    image (SMALL8P), a 1x1 layer down to 1 to 7 channels, signed or not, a CONV8P layer with
+    output channels off the blocks of four (random kernel, stride and padding: clipped borders,
+    rows with a 0 to 3 byte tail, odd rows whose last pixel pairs with the next row's first),
+    another 1x1 down to 1 to 3 signed channels and mm_conv_small on them (its lanes)."""
+    c0, h, w = int(rng.integers(1, 4)), int(rng.integers(5, 12)), int(rng.integers(5, 12))
+    small = [(kh, kw) for kh in range(1, 5) for kw in range(1, 6) if kh * kw * c0 <= 16]
+    k0 = small[int(rng.integers(len(small)))]
+    c1, c2 = int(rng.choice([1, 2, 3, 5, 6, 7])), int(rng.choice([5, 6, 7, 9, 13]))
+    c3 = int(rng.integers(1, 4))
+    k1 = (int(rng.integers(1, 5)), int(rng.integers(2, 5)))
+    s1, p1 = int(rng.integers(1, 3)), (int(rng.integers(0, k1[0])), int(rng.integers(0, k1[1])))
+    k3 = small[int(rng.integers(len(small)))] if c3 == c0 else (3, 3) if c3 == 1 else (2, 2)
+
+    def conv(ci, co, k, s=1, p=(0, 0), act=True):
+        m = [torch.nn.Conv2d(ci, co, k, s, p, bias=False), torch.nn.BatchNorm2d(co)]
+        return torch.nn.Sequential(*m, *([torch.nn.ReLU()] if act else []))
+
+    layers = [
+        conv(c0, 8, k0, 1, (k0[0] // 2, k0[1] // 2)),
+        conv(8, c1, 1, act=bool(rng.integers(2))),
+        conv(c1, c2, k1, s1, p1),
+        conv(c2, c3, 1, act=False),
+        conv(c3, 16, k3, 1, (1, 1)),
+    ]
+    body = torch.nn.Sequential(*layers)
+    head = [torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 10)]
+    return torch.nn.Sequential(body, *head).eval(), (c0, h, w)
+
+
+@pytest.mark.parametrize("qemu", [False, pytest.param(True, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    ("seed", "variant"),
+    [(0, "in place"), (1, "4-bit outputs"), (2, "a shift of 32"), (3, "2-bit outputs")],
+)
+def test_w8a8_patch_pairs_on_random_shapes_are_bit_exact(tmp_path, seed, variant, qemu):
+    """_stem_net's CONV8P and SMALL8P layers, bit for bit the numpy reference: written over
+    their own input (the inplace schedule), with 4- or 2-bit outputs (requantized through the
+    writers), with one channel at shift 32 (the general requantization for the layer). Host
+    build (portable C); `qemu` (slow): also the Cortex-M4 image (the DSP asm)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model, shape = _stem_net(rng)
+    g = trace(model, (1, *shape))
+    pol = Policy.uniform(g, 8)
+    patch = [o for o in g.weight_ops if o.in_shape[0] % 4 and len(o.weight.shape) == 4]
+    patch = [o for o in patch if o.kernel != (1, 1)]
+    if variant.endswith("outputs"):
+        bits = int(variant[0])
+        pol = pol.replace(activations={**pol.activations, **{o.output: bits for o in patch}})
+    im = convert(random_qparams(g, pol, seed=seed), g, pol, schedule="inplace")
+    if variant == "a shift of 32":
+        for o in im.ops:
+            if o.name in {p.name for p in patch}:
+                o.arrays["shift"][0] = 32
+    kernels = {x.name: x.kernel for x in im.report.layers}
+    assert {kernels[o.name] for o in patch} == {"mm_conv_small", "mm_conv"}, kernels
+    ops = [o for o in im.ops if o.name in {p.name for p in patch}]
+    pairs = [o for o in ops if kernels[o.name] == "mm_conv" or small8p(o)]
+    assert all(conv8_head(o, kernels[o.name]) == o.row_elems - o.row_elems % 4 for o in pairs)
+    # SMALL8P: the unsigned stem under the fast requantization (the signed last layer and a
+    # shift of 32 take the lanes)
+    assert [small8p(o) for o in ops if kernels[o.name] == "mm_conv_small"] == [
+        variant != "a shift of 32",
+        False,
+    ]
+    if variant == "in place":
+        assert {p.name for p in patch} & set(im.report.schedule.inplace)
+    x = np.random.default_rng(seed).integers(0, 256, (12, *shape), dtype=np.uint8)
+    if qemu:
+        require_tool("arm-none-eabi-gcc", "qemu-system-arm")
+    _host_and_qemu(im, tmp_path, x, qemu=qemu)

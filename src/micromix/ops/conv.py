@@ -223,9 +223,10 @@ def scratch_need(op: Op, w_bits: int | None) -> int:
     """Bytes of the shared scratch buffer `op`'s kernel uses (int32 tables first, then int16).
 
     small: tap offsets (int32 per tap), the weight tile (row x lanes int16) and the unpacked
-    patch (row int16). depthwise: 3x3 kernels on at least four channels, a ring of MM_DW_RING
-    rows of four channels' bytes (4 x in_w each) that 4- and 2-bit inputs are widened into
-    (mm_dw.c mm_dw_3x3_w; counted at every input width, as the family's, on at most
+    patch (row int16); the layers of `small8p` use 2 row bytes of it (two byte patches,
+    mm_conv.c mm_small8p). depthwise: 3x3 kernels on at least four channels, a ring of
+    MM_DW_RING rows of four channels' bytes (4 x in_w each) that 4- and 2-bit inputs are
+    widened into (mm_dw.c mm_dw_3x3_w; counted at every input width, as the family's, on at most
     MM_DW_RING_W columns: wider rows, tile or tensor, are widened into four ring rows where
     those fit it (mm_kernels.h MM_DW_RING_FITS), else read unwidened); else none (its weight
     pairs are a small fixed stack table).
@@ -477,15 +478,17 @@ C_PATHS = (
     "DW_3X3_8U", "DW_4X4_8U", "DW_8U", "DW_4U", "DW_2U", "DW_ANY", "DW_CHANNEL", "DW_3X3_W",
     "DW_OUT4", "DW_OUT2",
     "PW8_ONE", "PW8_FAST", "PW8_ANY", "PW8_WIDE", "PW8_DENSE_U", "PW8_DENSE_S",
+    "SMALL8P", "SMALL_LANES",
 )  # fmt: skip
 
 
 def c_rules(site: CallSite) -> tuple[str, ...]:
     """The kernel paths this call takes: the kernel's own rules (mm_kernels.h MM_CONV_PATH,
-    MM_PWSUB_PATH, MM_SUB8_KIND, MM_SUB8_RQ, MM_DW_GROUP, MM_DW_TAIL, MM_DW_OUT, MM_PW8_PATH)
-    on the numbers the call passes, for the export's preprocessor to evaluate. The only fact
-    not in the call's structs is whether every shift is above 32, the loop that mm_pointwise8
-    runs over the shift array (mm_depthwise tests it per group of four channels)."""
+    MM_PWSUB_PATH, MM_SUB8_KIND, MM_SUB8_RQ, MM_SMALL_PATH, MM_DW_GROUP, MM_DW_TAIL, MM_DW_OUT,
+    MM_PW8_PATH) on the numbers the call passes, for the export's preprocessor to evaluate.
+    The only fact not in the call's structs is whether every shift is above 32, the loop that
+    mm_pointwise8 runs over the shift array (mm_depthwise tests it per group of four
+    channels)."""
     iop = site.iop
     c_in, _, in_w, c_out, out_h, out_w, kh, kw, *_, groups = tiled(kernel_dims(iop.op), site.tile)
     ib, is_ = iop.in_bits[0], int(iop.in_signed[0])
@@ -498,6 +501,9 @@ def c_rules(site: CallSite) -> tuple[str, ...]:
             path = f"MM_CONV_PATH({ib}, {iop.w_bits}, {groups}, {c_in}, {row})"
         rq = f"MM_SUB8_RQ({path}, {iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})"
         return (path, f"MM_SUB8_KIND({path}, {iop.w_bits}, {is_})", rq)
+    if site.kernel == "mm_conv_small":
+        fast = f"MM_PW_FAST({iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})"
+        return (f"MM_SMALL_PATH({ib}, {iop.w_bits}, {is_}, {c_in}, {row}, {fast})",)
     if site.kernel == "mm_depthwise":
         group = f"MM_DW_GROUP({is_}, {ib}, {kh}, {kw}, {c_in}, {in_w})"
         out = f"MM_DW_OUT({group}, {iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})"
@@ -546,11 +552,32 @@ def depthwise_layout(iop: IntOp, kernel: str) -> np.ndarray | None:
     return np.concatenate([head, tail])
 
 
+def small8p(iop: IntOp) -> bool:
+    """Whether mm_conv_small runs this layer on mm_conv.c's CONV8P pixel pairs (mm_small8p;
+    mm_kernels.h MM_SMALL_PATH, the same rule): 8-bit unsigned inputs and 8-bit weights,
+    in_c % 4 != 0, rows of 4 to MM_PATCH bytes, unsigned outputs over their whole range and
+    every shift above 32 (mm_pw_fast). Other layers take its lanes."""
+    row, qmax = iop.row_elems, (1 << iop.out_bits) - 1
+    above32 = bool((np.asarray(iop.arrays["shift"]) > 32).all())
+    fast = iop.qmin == 0 and iop.qmax == qmax and above32
+    return (
+        iop.w_bits == 8
+        and iop.in_bits[0] == 8
+        and not iop.in_signed[0]
+        and iop.op.in_shape[0] % 4 != 0
+        and 4 <= row <= kernel_constant("MM_PATCH")
+        and fast
+    )
+
+
 def conv8_head(iop: IntOp, kernel: str) -> int | None:
     """Bytes of each weight row that mm_conv's W8/A8 two-pixel paths (mm_conv.c mm_conv8x2,
     mm_conv8p) read as interleaved words, or None where it reads natural rows. 8-bit inputs
     and weights, no groups: the whole row when in_c is a multiple of 4 (no word straddles two
-    taps), else row - row % 4 for rows of at most MM_PATCH bytes (patches gathered as bytes)."""
+    taps), else row - row % 4 for rows of at most MM_PATCH bytes (patches gathered as bytes).
+    mm_conv_small: the second kind where it runs mm_conv8p (`small8p`), else natural rows."""
+    if kernel == "mm_conv_small":
+        return iop.row_elems - iop.row_elems % 4 if small8p(iop) else None
     if kernel != "mm_conv" or iop.w_bits != 8 or iop.in_bits[0] != 8 or iop.groups != 1:
         return None
     row = iop.row_elems

@@ -359,7 +359,7 @@ static inline void mm_st32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
  * signed bytes to qmin four at a time, and four channels of a pixel are stored as one word
  * (mm_rq8x4); else mm_conv8_rq / mm_pw_rq (about 35 cycles per output on ResNet-8's layers,
  * measured). */
-enum { MM_RQ8_GENERAL, MM_RQ8_U, MM_RQ8_S };
+enum { MM_RQ8_GENERAL, MM_RQ8_U, MM_RQ8_S, MM_RQ8_UP /* mm_conv_init only: see there */ };
 static inline int mm_rq8_kind(const mm_quant_params *q, int out_c)
 {
     if (q->out_bits != 8 || !mm_shifts_above32(q, out_c))
@@ -380,8 +380,8 @@ static inline int mm_s8_rq(const mm_quant_params *q, int out_c)
                                                : MM_S8_RQ_ANY;
 }
 
-#if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE || \
-    MM_USE_SUB8_RQS
+#if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_SMALL8P || MM_USE_PW8_FAST || MM_USE_PW8_ANY || \
+    MM_USE_PW8_ONE || MM_USE_SUB8_RQS
 #if defined(__ARM_FEATURE_DSP)
 static inline int32_t mm_ssat8_half(int32_t a) /* a >> 1 clamped to [-128, 127] */
 {
@@ -1078,6 +1078,10 @@ static void mm_conv_chunked(const mm_conv_ctx *k, int16_t *buf, mm_writer *wr, i
  * by the two channels; two weight loads and four extends, shared by the two pixels; eight dual
  * MACs. A pixel whose window is clipped differently from its neighbour's runs alone.
  *
+ * in_c not a multiple of 4, rows of at most MM_PATCH bytes (mm_conv8p, mm_conv8p_px; also
+ * mm_conv_small's 8-bit layers, mm_small8p): both pixels' patches gathered as bytes, the
+ * same words over the head, the row % 4 tail bytes as one shifted word.
+ *
  * Other in_c (mm_conv8): one pixel, four channels (natural rows, rb bytes apart) share every
  * input load. */
 /* Where the pair kernel reads one or two pixels' inputs: `rows` runs of n + tail bytes (n a
@@ -1091,9 +1095,9 @@ typedef struct {
     int rows;
 } mm_c8src;
 
-/* What the pixel walks (mm_conv8x2, mm_conv8p) call for one or two pixels: mm_conv8x2_px
- * (8-bit weights) or mm_sub8_px (4- and 2-bit). The walks are inlined at each call, so each
- * call is direct. */
+/* What the pixel walks (mm_conv8x2, mm_conv8p) call for one or two pixels: mm_conv8x2_px,
+ * mm_conv8p_px and mm_small8p_px (8-bit weights) or mm_sub8_px (4- and 2-bit). The walks are
+ * inlined at each call, so each call is direct. */
 typedef void (*mm_c8px)(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out, int32_t out_pix,
                         int ob, int out_c, int np);
 
@@ -1231,7 +1235,7 @@ static inline void mm_conv8_cols(const mm_conv_ctx *k, int ix0, int *kx0, int *k
     *kx1 = ix0 + k->kw > k->in_w ? (k->in_w - ix0 > *kx0 ? k->in_w - ix0 : *kx0) : k->kw;
 }
 
-#if MM_USE_CONV8P || MM_USE_SUB8P
+#if MM_USE_CONV8P || MM_USE_SMALL8P || MM_USE_SUB8P
 /* One pixel's patch as bytes (HWC order, the zero padding as 0 bytes: 0 in either format).
  * Inlined in each pixel walk (a call per pixel cost the W8/A8 stems 2 %, measured). */
 static MM_INLINE void mm_gather8b(uint8_t *d, const mm_conv_ctx *k, int iy0, int ix0)
@@ -1261,6 +1265,41 @@ static MM_INLINE void mm_gather8b(uint8_t *d, const mm_conv_ctx *k, int iy0, int
             d[left + i] = p[i];
         for (e = left + run; e < rowlen; e++)
             d[e] = 0;
+    }
+}
+
+/* The patches of two output pixels, windows from (iy0, ix0) and (iy1, ix1) (the same pixel
+ * twice for a lone one), side by side from d. Where both windows lie inside the image (all
+ * but the border pixels) each kernel row is copied as words with no clipping (mm_gather8b's
+ * general walk cost a stem 280 cycles per pixel on 3 x 3 x 3 patches, measured). */
+static MM_NOINLINE void mm_gather8b_2(uint8_t *d, const mm_conv_ctx *k, int iy0, int ix0, int iy1,
+                                      int ix1)
+{
+    const int32_t rowlen = (int32_t)k->kw * k->in_c, xrow = (int32_t)k->in_w * k->in_c;
+    const int32_t words = rowlen & ~3;
+    if (ix0 < 0 || ix1 < 0 || ix0 + k->kw > k->in_w || ix1 + k->kw > k->in_w || iy0 < 0 ||
+        iy1 < 0 || iy0 + k->kh > k->in_h || iy1 + k->kh > k->in_h) {
+        for (int p = 0; p < 2; p++) /* one inlined copy */
+            mm_gather8b(d + p * k->row, k, p ? iy1 : iy0, p ? ix1 : ix0);
+        return;
+    }
+    uint8_t *d1 = d + k->row;
+    const uint8_t *p = k->in + ((int32_t)iy0 * k->in_w + ix0) * k->in_c;
+    const uint8_t *p1 = k->in + ((int32_t)iy1 * k->in_w + ix1) * k->in_c;
+    for (int ky = 0; ky < k->kh; ky++, d += rowlen, d1 += rowlen, p += xrow, p1 += xrow) {
+        int32_t i = 0;
+        for (; i < words; i += 4) {
+            uint32_t v0, v1;
+            memcpy(&v0, p + i, 4);
+            memcpy(&v1, p1 + i, 4);
+            memcpy(d + i, &v0, 4);
+            memcpy(d1 + i, &v1, 4);
+        }
+        for (; i < rowlen; i++) {
+            const uint8_t v0 = p[i], v1 = p1[i];
+            d[i] = v0;
+            d1[i] = v1;
+        }
     }
 }
 #endif
@@ -1331,52 +1370,7 @@ static inline void mm_conv8_rq(const mm_conv_ctx *k, int co, int np, int32_t *ac
     }
 }
 
-#if MM_USE_CONV8X2 || MM_USE_CONV8P
-/* The tail bytes of a channel block's rows for np pixels (the patch path: row % 4 bytes, at
- * most 3), each input byte loaded once for the four channels. On DSP cores, the word that ends
- * with each run of tail bytes (inputs or weights: head >= 4 bytes precede it in the patch and
- * in the block), shifted down so that the tail bytes sit low and zeros above them, goes
- * through the same dual MACs as the head (a loop of byte MACs was a fifth of a stem's cycles,
- * measured). */
-static void mm_conv8_tail(const mm_conv_ctx *k, const mm_c8src *s, const int8_t *blk, int np,
-                          int32_t *acc)
-{
-    const int8_t *t = blk + 4 * s->head;
-    const int32_t nt = s->tail;
-#if defined(__ARM_FEATURE_DSP)
-    if (s->head >= 4) {
-        const int sh = 8 * (4 - nt);
-        const uint32_t v0 = mm_ld32(t + nt - 4) >> sh, v1 = mm_ld32(t + 2 * nt - 4) >> sh;
-        const uint32_t v2 = mm_ld32(t + 3 * nt - 4) >> sh, v3 = mm_ld32(t + 4 * nt - 4) >> sh;
-        for (int p = 0; p < np; p++, acc += 4) {
-            const uint32_t xv = mm_ld32(s->x + p * s->step + s->n + nt - 4) >> sh;
-            const uint32_t xe = k->is ? mm_sxtb16(xv) : mm_uxtb16(xv);
-            const uint32_t xo = k->is ? mm_sxtb16_8(xv) : mm_uxtb16_8(xv);
-            acc[0] = mm_smlad(mm_sxtb16(v0), xe, mm_smlad(mm_sxtb16_8(v0), xo, acc[0]));
-            acc[1] = mm_smlad(mm_sxtb16(v1), xe, mm_smlad(mm_sxtb16_8(v1), xo, acc[1]));
-            acc[2] = mm_smlad(mm_sxtb16(v2), xe, mm_smlad(mm_sxtb16_8(v2), xo, acc[2]));
-            acc[3] = mm_smlad(mm_sxtb16(v3), xe, mm_smlad(mm_sxtb16_8(v3), xo, acc[3]));
-        }
-        return;
-    }
-#endif
-    for (int p = 0; p < np; p++, acc += 4) {
-        const uint8_t *x = s->x + p * s->step + s->n;
-        int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-        for (int32_t i = 0; i < nt; i++) {
-            const int32_t xv = k->is ? (int8_t)x[i] : x[i];
-            a0 += xv * t[i];
-            a1 += xv * t[nt + i];
-            a2 += xv * t[2 * nt + i];
-            a3 += xv * t[3 * nt + i];
-        }
-        acc[0] = a0;
-        acc[1] = a1;
-        acc[2] = a2;
-        acc[3] = a3;
-    }
-}
-
+#if MM_USE_CONV8X2
 /* One or two pixels (np) of one output row: every output channel, written pixel by pixel per
  * block of four channels. */
 static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
@@ -1413,9 +1407,7 @@ static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, const mm_c8src *s, u
                 acc[3] += t[3];
             }
         }
-        if (s->tail)
-            mm_conv8_tail(k, s, w - 4 * s->w0, np, acc);
-        if (k->fast != MM_RQ8_GENERAL) { /* the writers stay on byte boundaries (8-bit) */
+        if (k->fast != MM_RQ8_GENERAL && k->fast != MM_RQ8_UP) { /* 8-bit: whole bytes */
             const mm_rq8p rp = {k->bias + co, k->mult + co, k->shift + co,
                                 (int32_t)1 << k->bk, k->qmin};
             if (np == 2 && k->fast == MM_RQ8_U)
@@ -1449,6 +1441,170 @@ static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, const mm_c8src *s, u
     mm_flush(&w0);
     mm_flush(&w1);
 }
+#endif
+
+#if MM_USE_CONV8P || MM_USE_SMALL8P
+static inline uint32_t mm_c8p_ld(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* Channels c, c + 1 of a pair of CONV8P's patches (pixel 1's `step` bytes after pixel 0's at
+ * x): the n head bytes as words against the block's interleaved words from w, then the tail
+ * (nt = row % 4 bytes): the word ending with each row's tail bytes (t: row c's, row c + 1's nt
+ * bytes on) shifted down by sh, against the patches' tail words, extended once per pair (xt:
+ * pixel 0's even and odd halves, then pixel 1's). Pixel 0's sums go to acc[0..1], pixel 1's
+ * to acc[4..5]. The sums live in registers only here: the block loop around it keeps little
+ * else live (gcc spilled them between the head and the tail otherwise, measured). */
+static MM_INLINE void mm_c8p_pass(const uint8_t *x, const int8_t *w, int32_t n, int32_t step,
+                                  const int8_t *t, int32_t nt, const uint32_t *xt, const int is,
+                                  int32_t *acc)
+{
+    int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0;
+#if defined(__ARM_FEATURE_DSP)
+    /* one word a step: stems' rows are short, and so must their code be (unrolled, the
+     * pair kernel's register allocation around it came out worse, measured) */
+    for (int32_t k = n >> 2; k > 0; k--)
+        MM_C8X2X2_STEP(is);
+#else
+    for (int32_t i = 0; i < n; i++) {
+        const int32_t xv = is ? (int8_t)x[i] : x[i];
+        const int32_t yv = is ? (int8_t)x[step + i] : x[step + i];
+        const int8_t *q = w + 4 * (i & ~3) + (i & 3);
+        a0 += xv * q[0];
+        a1 += xv * q[4];
+        b0 += yv * q[0];
+        b1 += yv * q[4];
+    }
+#endif
+    if (nt) {
+        const int sh = 8 * (4 - nt);
+        const uint32_t v0 = mm_c8p_ld(t) >> sh, v1 = mm_c8p_ld(t + nt) >> sh;
+        const uint32_t e0 = mm_sxtb16(v0), o0 = mm_sxtb16_8(v0);
+        const uint32_t e1 = mm_sxtb16(v1), o1 = mm_sxtb16_8(v1);
+        a0 = mm_smlad(e0, xt[0], mm_smlad(o0, xt[1], a0));
+        b0 = mm_smlad(e0, xt[2], mm_smlad(o0, xt[3], b0));
+        a1 = mm_smlad(e1, xt[0], mm_smlad(o1, xt[1], a1));
+        b1 = mm_smlad(e1, xt[2], mm_smlad(o1, xt[3], b1));
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[4] = b0;
+    acc[5] = b1;
+}
+
+/* Row j's sum in a block of four interleaved rows (n head bytes as words, then nt tail bytes
+ * per row; a natural row: n = 0, nt = row, j = 0). */
+static int32_t mm_c8p_wsum(const int8_t *w, int32_t n, int32_t nt, int j)
+{
+    int32_t a = 0;
+    for (int32_t i = 0; i < n; i++)
+        a += w[4 * (i & ~3) + 4 * j + (i & 3)];
+    for (int32_t i = 0; i < nt; i++)
+        a += w[4 * n + j * nt + i];
+    return a;
+}
+
+/* The pixel function of CONV8P (mm_conv) and SMALL8P (mm_small8p), through their pixel walk
+ * mm_conv8p: one or two pixels, pixel 1's patch row bytes after pixel 0's at s->x; a lone
+ * pixel runs as a pair of itself (step 0, both written to the same place). Per block of four
+ * channels two mm_c8p_pass (the patches' tail words extended once per pair), then mm_pw_u /
+ * mm_pw_st4 (mm_pw_fast) or, through the writers, any requantization; the rows after the last
+ * block (all of them when the head has no word: rows under 4 bytes are natural) one by one.
+ * `lean` (SMALL8P, whose rule admits only unsigned inputs, mm_pw_fast outputs, heads of a word
+ * or more and whole blocks) compiles none of the rest: the demo's mixed build holds it within
+ * its kernel .text. The general pixel function (mm_conv8x2_px, 5.6 kB) kept the sums in
+ * memory and extended the tails per block (754 -> about 450 cycles per block of ResNet-8's
+ * stem, measured). */
+static MM_INLINE void mm_c8p_pixels(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+                                    int32_t out_pix, int ob, int out_c, int np, const int lean)
+{
+    const int32_t row = k->row, n = s->n, nt = s->tail, step = np == 2 ? row : 0;
+    const int is = !lean && k->is;
+    uint8_t *const x = (uint8_t *)s->x; /* the scratch's two patches (mm_gather8b_2) */
+    const int8_t *w = (const int8_t *)k->w;
+    mm_writer w0 = {out, 0, 0, ob}, w1 = {np == 2 ? out + out_pix : out, 0, 0, ob};
+    uint32_t xt[4] = {0, 0, 0, 0};
+    if (is) /* signed inputs as offset binary, x + 128 (so one unsigned pass serves both): each
+             * sum is 128 x its row's sum too much, taken off below (padding: 0 -> 128 too) */
+        for (int32_t i = 0; i < 2 * row; i++)
+            x[i] ^= 0x80;
+    if (nt && n) { /* each patch's last word, shifted down to its tail bytes */
+        const int sh = 8 * (4 - nt);
+        const uint32_t v0 = mm_c8p_ld(x + row - 4) >> sh, v1 = mm_c8p_ld(x + step + row - 4) >> sh;
+        xt[0] = mm_uxtb16(v0);
+        xt[1] = mm_uxtb16_8(v0);
+        xt[2] = mm_uxtb16(v1);
+        xt[3] = mm_uxtb16_8(v1);
+    }
+    const int32_t kb = (int32_t)1 << k->bk;
+    const uint32_t m4 = (uint32_t)((1 << ob) - 1) * 0x01010101u;
+    for (int co = 0; co < out_c; co += 4) {
+        const int nb = out_c - co < 4 ? out_c - co : 4;
+        int32_t acc[8];
+        if (lean || (n >= 4 && nb == 4)) {
+            const int8_t *t = w + 4 * n + nt - 4; /* n >= 4 head bytes precede the tails */
+#if defined(__GNUC__)
+#pragma GCC unroll 1
+#endif
+            for (int h = 0; h < 4; h += 2) /* channels (0, 1), then (2, 3): one copy (also the
+                                            * faster: 1,622 k -> 1,532 k on ResNet-8's stem) */
+                mm_c8p_pass(x, w + 4 * h, n, step, t + h * nt, nt, xt, 0, acc + h);
+            for (int j = 0; is && j < 4; j++) {
+                const int32_t c = 128 * mm_c8p_wsum(w, n, nt, j);
+                acc[j] -= c;
+                acc[4 + j] -= c;
+            }
+            if (lean || k->fast == MM_RQ8_U || k->fast == MM_RQ8_UP) { /* mm_pw_fast: 4
+                                                                 * outputs, whole bytes */
+                uint32_t y0 = 0, y1 = 0;
+                for (int j = 0; j < 4; j++) {
+                    const int32_t b = k->bias[co + j], m = k->mult[co + j], sc = k->shift[co + j];
+                    y0 |= mm_pw_u(acc[j], b, m, sc, kb) << 8 * j;
+                    y1 |= mm_pw_u(acc[4 + j], b, m, sc, kb) << 8 * j;
+                }
+                w0.p = mm_pw_st4(w0.p, y0, ob, m4);
+                w1.p = mm_pw_st4(w1.p, y1, ob, m4);
+                w += 4 * row;
+                continue;
+            }
+        }
+        if (lean)
+            continue;
+        if (n < 4 || nb < 4) { /* natural rows: the last out_c % 4, or all of rows under 4 bytes */
+            for (int j = 0; j < nb; j++) {
+                const int8_t *r = w + j * row;
+                const int32_t c = is ? 128 * mm_c8p_wsum(r, 0, row, 0) : 0;
+                acc[j] = mm_run8x1(x, r, row, 0) - c;
+                acc[4 + j] = mm_run8x1(x + step, r, row, 0) - c;
+            }
+        }
+        for (int j = 0; j < nb; j++) /* any requantization, through the writers */
+            for (int p = 0; p < 2; p++)
+                mm_put(p ? &w1 : &w0, mm_pw_rq(acc[4 * p + j], k->bias[co + j], k->mult[co + j],
+                                               k->shift[co + j], k->bk, k->qmin, k->qmax));
+        w += nb * row;
+    }
+    mm_flush(&w0);
+    mm_flush(&w1);
+}
+
+#if MM_USE_CONV8P
+static MM_NOINLINE void mm_conv8p_px(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+                                     int32_t out_pix, int ob, int out_c, int np)
+{
+    mm_c8p_pixels(k, s, out, out_pix, ob, out_c, np, 0);
+}
+#endif
+#if MM_USE_SMALL8P
+static MM_NOINLINE void mm_small8p_px(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+                                      int32_t out_pix, int ob, int out_c, int np)
+{
+    mm_c8p_pixels(k, s, out, out_pix, ob, out_c, np, 1);
+}
+#endif
 #endif
 
 #if MM_USE_CONV8X2 || MM_USE_SUB8X2
@@ -1492,15 +1648,16 @@ static MM_INLINE void mm_conv8x2(const mm_conv_ctx *k, const mm_conv_dims *d, ui
 }
 #endif
 
-#if MM_USE_CONV8P || MM_USE_SUB8P
+#if MM_USE_CONV8P || MM_USE_SMALL8P || MM_USE_SUB8P
 /* The pair kernel on patches (in_c % 4 != 0, rows of at most MM_PATCH bytes: stems on 1 or 3
  * channels): each pixel's patch is gathered as bytes into the scratch, two pixels side by
- * side (2 row bytes: what the memory model counts for the int16 patch; a lone pixel takes
- * the upper half, so that a one-pixel layer uses all that is counted too), then met by the
- * first row - row % 4 bytes of each weight row as words and the rest byte by byte. Pixels are
- * written after both patches are gathered: in place, this needs lag 1 too. */
+ * side (2 row bytes: what the memory model counts for the int16 patch), then met by the first
+ * row - row % 4 bytes of each weight row as words and the rest as a shifted word. `across`
+ * (mm_conv8p_px): pairs in raster order, across rows, the last pixel of an odd count gathered
+ * twice; else (mm_sub8_px) pairs within a row, a lone pixel in the upper half. Pixels are
+ * written after both patches are gathered: in place, lag 0 would do (mm_conv counts 2). */
 static MM_INLINE void mm_conv8p(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *buf,
-                                uint8_t *out, int ob, mm_c8px px)
+                                uint8_t *out, int ob, mm_c8px px, const int across)
 {
     const int out_h = d->out_h, out_w = d->out_w, sh = d->stride_h, sw = d->stride_w;
     const int ph = d->pad_h, pw = d->pad_w, out_c = d->out_c;
@@ -1517,14 +1674,36 @@ static MM_INLINE void mm_conv8p(const mm_conv_ctx *k, const mm_conv_dims *d, uin
     s.rows = 1;
     for (int oy = 0; oy < out_h; oy++)
         for (int ox = 0; ox < out_w;) {
-            const int np = ox + 1 < out_w ? 2 : 1;
-            uint8_t *const b0 = np == 2 ? buf : buf + k->row; /* a lone pixel: upper half */
-            for (int p = 0; p < np; p++)
-                mm_gather8b(b0 + p * k->row, k, oy * sh - ph, (ox + p) * sw - pw);
-            s.x = b0;
+            if (!across) { /* mm_sub8_px: horizontal pairs, a lone pixel in the upper half */
+                const int np = ox + 1 < out_w ? 2 : 1;
+                uint8_t *const b0 = np == 2 ? buf : buf + k->row;
+                for (int p = 0; p < np; p++)
+                    mm_gather8b(b0 + p * k->row, k, oy * sh - ph, (ox + p) * sw - pw);
+                s.x = b0;
+                px(k, &s, out, out_pix, ob, out_c, np);
+                out += np * out_pix;
+                ox += np;
+                continue;
+            }
+            /* mm_conv8p_px: pairs in raster order, the last pixel of an odd row with the next
+             * row's first (kws's 5-pixel rows ran a fifth of their pixels alone, measured); the
+             * very last pixel alone, gathered twice */
+            const int wrap = ox + 1 == out_w, np = !wrap || oy + 1 < out_h ? 2 : 1;
+            const int oy1 = np == 1 ? oy : oy + wrap, ox1 = np == 1 ? ox : wrap ? 0 : ox + 1;
+            if (across == 2) /* mm_small8p: the general gather (its rows are short), no copy
+                              * of mm_gather8b_2 in its build */
+                for (int p = 0; p < 2; p++)
+                    mm_gather8b(buf + p * k->row, k, (p ? oy1 : oy) * sh - ph,
+                                (p ? ox1 : ox) * sw - pw);
+            else
+                mm_gather8b_2(buf, k, oy * sh - ph, ox * sw - pw, oy1 * sh - ph, ox1 * sw - pw);
             px(k, &s, out, out_pix, ob, out_c, np);
             out += np * out_pix;
             ox += np;
+            if (wrap && np == 2) { /* the next row's first pixel is done */
+                oy++;
+                ox = 1;
+            }
         }
 }
 #endif
@@ -2530,6 +2709,58 @@ void mm_pointwise_sub(MM_CONV_ARGS)
 }
 #endif
 
+#if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_CONV8 || MM_USE_CONV_ANY || MM_USE_SUB8X2 || \
+    MM_USE_SUB8P || MM_USE_SMALL8P
+/* The conv context of one call (mm_conv, mm_small8p). With 8-bit weights, `fast` is the
+ * layer's mm_rq8_kind, or MM_RQ8_UP where that is general but mm_pw_fast holds (unsigned
+ * outputs over their whole range at 4 or 2 bits: CONV8P's pixel function packs them). */
+static MM_INLINE void mm_conv_init(mm_conv_ctx *k, const uint8_t *in, const uint8_t *w,
+                                   const mm_conv_dims *d, const mm_quant_params *q, const int rq)
+{
+    k->in = in;
+    k->w = w;
+    k->bias = q->bias;
+    k->mult = q->mult;
+    k->shift = q->shift;
+    k->in_c = d->in_c;
+    k->in_h = d->in_h;
+    k->in_w = d->in_w;
+    k->kh = d->k_h;
+    k->kw = d->k_w;
+    k->cin_g = d->in_c / d->groups;
+    k->cout_g = d->out_c / d->groups;
+    k->ib = q->in_bits;
+    k->is = q->in_signed;
+    k->wb = q->w_bits;
+    k->lp = k->wb == 8 ? 0 : k->wb == 4 ? 1 : 2;
+    k->bk = q->bias_shift;
+    k->in_pix = mm_bytes(d->in_c, k->ib);
+    k->row = (int32_t)k->kh * k->kw * k->cin_g;
+    k->row_bytes = mm_bytes(k->row, k->wb);
+    k->qmin = q->qmin;
+    k->qmax = q->qmax;
+    k->fast = !rq                                      ? MM_RQ8_UP /* mm_small8p: its rule's */
+              : k->wb < 8                                ? (k->ib == 8 ? mm_s8_rq(q, d->out_c) : 0)
+              : mm_rq8_kind(q, d->out_c) != MM_RQ8_GENERAL ? mm_rq8_kind(q, d->out_c)
+              : mm_pw_fast(q, d->out_c)                    ? MM_RQ8_UP
+                                                           : MM_RQ8_GENERAL;
+}
+#endif
+
+#if MM_USE_SMALL8P
+/* mm_conv_small's layers on 8-bit inputs and weights with in_c % 4 != 0 (MM_SMALL_PATH: a stem
+ * on a grey image) take CONV8P's pixel pairs over byte patches (2 row bytes of the scratch,
+ * within the lane kernel's): 903 k -> 473 k estimated M4 cycles on the demo's 1 -> 8 channel
+ * 3 x 3 stem, measured. Its pairs write both pixels after gathering both patches, so in place
+ * it needs lag 0 only (mm_conv_small's). */
+void mm_small8p(MM_CONV_ARGS)
+{
+    mm_conv_ctx k;
+    mm_conv_init(&k, in, w, d, q, 0);
+    mm_conv8p(&k, d, (uint8_t *)scratch, out, q->out_bits, mm_small8p_px, 2);
+}
+#endif
+
 /* Compiled where a layer of the model runs it (a call without it fails to link). */
 #if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_CONV8 || MM_USE_CONV_ANY || \
     MM_USE_SUB8X2 || MM_USE_SUB8P
@@ -2544,30 +2775,7 @@ void mm_conv(MM_CONV_ARGS)
     const int8_t *const shift = q->shift;
     const int32_t qmin = q->qmin, qmax = q->qmax, out_pix = mm_bytes(d->out_c, ob);
     MM_ASSERT(!MM_IS_PW8(d, q) && !MM_IS_PW8W(d, q) && !MM_IS_PWSUB(d, q) && !MM_IS_SMALL(d, q));
-    k.in = in;
-    k.w = w;
-    k.bias = bias;
-    k.mult = mult;
-    k.shift = shift;
-    k.in_c = d->in_c;
-    k.in_h = in_h;
-    k.in_w = in_w;
-    k.kh = kh;
-    k.kw = kw;
-    k.cin_g = d->in_c / groups;
-    k.cout_g = d->out_c / groups;
-    k.ib = q->in_bits;
-    k.is = q->in_signed;
-    k.wb = q->w_bits;
-    k.lp = k.wb == 8 ? 0 : k.wb == 4 ? 1 : 2;
-    k.bk = q->bias_shift;
-    k.in_pix = mm_bytes(d->in_c, k.ib);
-    k.row = (int32_t)kh * kw * k.cin_g;
-    k.row_bytes = mm_bytes(k.row, k.wb);
-    k.qmin = qmin;
-    k.qmax = qmax;
-    k.fast = k.wb < 8 ? (k.ib == 8 ? mm_s8_rq(q, d->out_c) : 0) /* the sub8 path's */
-                      : mm_rq8_kind(q, d->out_c);
+    mm_conv_init(&k, in, w, d, q, 1);
     /* W8/A8: two pixels at a time, from the input (in_c % 4 == 0) or from byte patches; long
      * rows of other in_c one pixel at a time (MM_CONV_PATH); each path only where the model
      * has a layer that takes it (mm_paths.h). */
@@ -2579,7 +2787,7 @@ void mm_conv(MM_CONV_ARGS)
 #endif
 #if MM_USE_CONV8P
     case MM_P_CONV8P:
-        mm_conv8p(&k, d, (uint8_t *)scratch, out, ob, mm_conv8x2_px);
+        mm_conv8p(&k, d, (uint8_t *)scratch, out, ob, mm_conv8p_px, 1);
         return;
 #endif
 #if MM_USE_CONV8
@@ -2594,7 +2802,7 @@ void mm_conv(MM_CONV_ARGS)
 #endif
 #if MM_USE_SUB8P
     case MM_P_SUB8P:
-        mm_conv8p(&k, d, (uint8_t *)scratch, out, ob, mm_sub8_px);
+        mm_conv8p(&k, d, (uint8_t *)scratch, out, ob, mm_sub8_px, 0);
         return;
 #endif
 #if MM_USE_CONV_ANY

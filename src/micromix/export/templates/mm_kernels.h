@@ -36,6 +36,15 @@
      : (ib) == 8 && (wb) < 8 && (groups) == 1 && (row) <= MM_SUB8_ROW                             \
          ? ((in_c) % 4 == 0 ? MM_P_SUB8X2 : (row) <= MM_PATCH ? MM_P_SUB8P : MM_P_CONV_ANY)      \
          : MM_P_CONV_ANY)
+/* mm_conv_small: 8-bit unsigned inputs and 8-bit weights with in_c % 4 != 0, rows of 4 to
+ * MM_PATCH bytes and the fast requantization (`fast`: MM_PW_FAST) take mm_conv's CONV8P pixel
+ * pairs (mm_small8p, weights as ops.conv.conv8_head lays them out; ops.conv.small8p is this
+ * rule); other layers its lanes. */
+#define MM_SMALL_PATH(ib, wb, is, in_c, row, fast)                                                \
+    ((ib) == 8 && (wb) == 8 && !(is) && (in_c) % 4 != 0 && (row) >= 4 && (row) <= MM_PATCH &&   \
+             (fast)                                                                               \
+         ? MM_P_SMALL8P                                                                           \
+         : MM_P_SMALL_LANES)
 /* mm_pointwise_sub: 8-bit inputs take the sub8 path, its fast pixels (MM_P_PWSUB8F: pixel
  * pairs requantized in asm right after the sums) where the inputs are unsigned, in_c a
  * multiple of 4 and the requantization MM_PW_FAST (`fast`, below) or the layer one pixel
@@ -615,6 +624,7 @@ void mm_pointwise_sub_packed(MM_CONV_ARGS);
  * few channels): output channels in lanes instead (mm_small.c); not 4- and 2-bit weights on
  * 8-bit inputs (MM_IS_SUB8: mm_conv's and mm_pointwise_sub's sub8 path is faster). */
 void mm_conv_small(MM_CONV_ARGS);
+void mm_small8p(MM_CONV_ARGS); /* mm_conv.c: mm_conv_small's MM_P_SMALL8P */
 
 /* Depthwise convolution (groups == in_c == out_c), any kernel size (mm_dw.c). Kernels of up
  * to MM_DW_TAPS taps run four channels at a time, their weights stored in groups of four

@@ -3,11 +3,14 @@
  *
  * A dot product per output channel would be too short to vectorise, so output channels run
  * in lanes instead: a block of MM_LANES channels has its weights transposed once into a
- * scratch tile, and every patch element is multiplied with the whole block at once.
+ * scratch tile, and every patch element is multiplied with the whole block at once. Layers on
+ * 8-bit unsigned inputs and weights with in_c % 4 != 0 (MM_SMALL_PATH: a stem on a grey image)
+ * run mm_conv.c's CONV8P pixel pairs instead (mm_small8p), in 2 row bytes of the same scratch.
  */
 #include "mm_kernels.h"
 
-void mm_conv_small(MM_CONV_ARGS)
+#if MM_USE_SMALL_LANES
+static void mm_small_lanes(MM_CONV_ARGS)
 {
     const int ib = q->in_bits, is = q->in_signed, wb = q->w_bits, ob = q->out_bits;
     const int bk = q->bias_shift, in_c = d->in_c, in_h = d->in_h, in_w = d->in_w;
@@ -23,7 +26,6 @@ void mm_conv_small(MM_CONV_ARGS)
     int32_t *restrict off = (int32_t *)scratch;
     int16_t (*restrict tile)[MM_LANES] = (int16_t (*)[MM_LANES])(off + kh * kw);
     int16_t *restrict x = (int16_t *)(tile + row);
-    MM_ASSERT(MM_IS_SMALL(d, q) && !MM_IS_PW8(d, q) && !MM_IS_PW8W(d, q) && !MM_IS_PWSUB(d, q));
     for (int ky = 0; ky < kh; ky++)
         for (int kx = 0; kx < kw; kx++)
             off[ky * kw + kx] = ((int32_t)ky * in_w + kx) * in_pix;
@@ -97,5 +99,30 @@ void mm_conv_small(MM_CONV_ARGS)
                               ob);
             }
         }
+    }
+}
+#endif
+
+/* The lanes, or (MM_SMALL_PATH) mm_conv.c's CONV8P pixel pairs for 8-bit rows off the words;
+ * each only where the model has a layer that takes it (mm_paths.h). */
+void mm_conv_small(MM_CONV_ARGS)
+{
+    MM_ASSERT(MM_IS_SMALL(d, q) && !MM_IS_PW8(d, q) && !MM_IS_PW8W(d, q) && !MM_IS_PWSUB(d, q));
+    switch (MM_SMALL_PATH(q->in_bits, q->w_bits, q->in_signed, d->in_c,
+                          (int32_t)d->k_h * d->k_w * d->in_c, mm_pw_fast(q, d->out_c))) {
+#if MM_USE_SMALL8P
+    case MM_P_SMALL8P:
+        mm_small8p(in, out, w, d, q, scratch);
+        return;
+#endif
+#if MM_USE_SMALL_LANES
+    case MM_P_SMALL_LANES:
+        mm_small_lanes(in, out, w, d, q, scratch);
+        return;
+#endif
+    default:
+        (void)in, (void)out, (void)w, (void)scratch;
+        MM_PATH_OFF();
+        return;
     }
 }
