@@ -61,8 +61,9 @@ def real(op: Op, ins: list[TensorQuant], xs: list[np.ndarray]) -> np.ndarray:
 
 
 # mm_add's loops that an export compiles only where one of its adds takes them (mm_kernels.h
-# MM_ADD_PATH: whole bytes, n <= 32, a [0, 255] clamp; by the inputs' signs).
-C_PATHS = ("ADD8_UU", "ADD8_US", "ADD8_SU", "ADD8_SS")
+# MM_ADD_PATH: whole bytes, n <= 32, a [0, 255] clamp, by the inputs' signs; other whole bytes;
+# packed values).
+C_PATHS = ("ADD8_UU", "ADD8_US", "ADD8_SU", "ADD8_SS", "ADD8_ANY", "ADD_ANY")
 
 
 def c_rules(site: CallSite) -> tuple[str, ...]:

@@ -2053,6 +2053,7 @@ static MM_NOINLINE void mm_s8_tails(const uint8_t *x8, int32_t step, const uint8
         }
 }
 
+#if MM_ON_SUB8_RQANY
 /* The general requantization (mm_pw_rq) of np pixels' four outputs of channels co .. co + 3,
  * written at o[p] (whole bytes): the layers the fast rule cannot take, out of line. */
 static MM_NOINLINE void mm_s8_put_any(const mm_conv_ctx *k, int co, int np, int ob,
@@ -2067,6 +2068,7 @@ static MM_NOINLINE void mm_s8_put_any(const mm_conv_ctx *k, int co, int np, int 
         o[p] = wr.p;
     }
 }
+#endif
 
 #if MM_USE_SUB8_RQS
 /* MM_S8_RQ_S: mm_rq8x4 of np pixels' four outputs of channels co .. co + 3 (8-bit, signed),
@@ -2201,7 +2203,11 @@ static MM_INLINE void mm_sub8_pxt(const mm_conv_ctx *k, const mm_c8src *src, uin
             MM_PATH_OFF();
 #endif
         } else {
+#if MM_ON_SUB8_RQANY
             mm_s8_put_any(k, co, np, ob, acc, o);
+#else
+            MM_PATH_OFF();
+#endif
         }
     }
     if (co < out_c)

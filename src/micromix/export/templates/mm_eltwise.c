@@ -86,6 +86,7 @@ MM_ADD_U8(mm_add_u8_ss, 1, 1)
  * the product sum alone, the rounding term lying in it (as mm_requant: the low word adds less
  * than one unit before the flooring shift). A signed byte is (b ^ 128) - 128: no branch. Kept
  * out of mm_add so that its loops have the registers to themselves. */
+#if MM_ON_ADD8_ANY
 static MM_NOINLINE void mm_add_bytes(const uint8_t *a, const uint8_t *b, uint8_t *out,
                                      int32_t total, const mm_add8 *k)
 {
@@ -122,56 +123,72 @@ static MM_NOINLINE void mm_add_bytes(const uint8_t *a, const uint8_t *b, uint8_t
 #undef MM_ADD_XY
 #undef MM_ADD_PUT
 }
+#endif
+
+#if MM_ON_ADD_ANY
+/* Packed values of any width: both inputs rescaled into one 64-bit sum before the single
+ * shift. */
+static MM_NOINLINE void mm_add_any(const uint8_t *a, const uint8_t *b, uint8_t *out,
+                                   const mm_conv_dims *d, const mm_quant_params *q)
+{
+    const int ab = q->in_bits, as = q->in_signed, bb = q->in2_bits, bs = q->in2_signed;
+    const int ob = q->out_bits, n = q->shift[0], c = d->in_c, h = d->in_h, w = d->in_w;
+    const int32_t qmin = q->qmin, qmax = q->qmax;
+    const int32_t a_pix = mm_bytes(c, ab), b_pix = mm_bytes(c, bb), o_pix = mm_bytes(c, ob);
+    const int64_t ma = q->mult[0], mb = q->mult[1], half = (int64_t)1 << (n - 1);
+    for (int32_t p = 0; p < (int32_t)h * w; p++) {
+        mm_writer wr = {out + p * o_pix, 0, 0, ob};
+        const uint8_t *pa = a + p * a_pix, *pb = b + p * b_pix;
+        for (int ch = 0; ch < c; ch++) {
+            int64_t v = (mm_get(pa, ch, ab, as) * ma + mm_get(pb, ch, bb, bs) * mb + half) >> n;
+            mm_put(&wr, v < qmin ? qmin : v > qmax ? qmax : (int32_t)v);
+        }
+        mm_flush(&wr);
+    }
+}
+#endif
 
 void mm_add(const uint8_t *a, const uint8_t *b, uint8_t *out, const mm_conv_dims *d,
             const mm_quant_params *q)
 {
     const int ab = q->in_bits, as = q->in_signed, bb = q->in2_bits, bs = q->in2_signed;
-    const int ob = q->out_bits, n = q->shift[0], c = d->in_c, h = d->in_h, w = d->in_w;
-    const int32_t *mult = q->mult, qmin = q->qmin, qmax = q->qmax;
-    const int32_t a_pix = mm_bytes(c, ab), b_pix = mm_bytes(c, bb), o_pix = mm_bytes(c, ob);
-    const int64_t ma = mult[0], mb = mult[1], half = (int64_t)1 << (n - 1);
-    if (ab == 8 && bb == 8 && ob == 8 && n >= 9) {
-        const mm_add8 k = {mult[0], mult[1], qmin, qmax, n, as, bs};
-        const int32_t total = (int32_t)h * w * c;
-        switch (MM_ADD_PATH(ab, as, bb, bs, ob, n, qmin, qmax)) {
-        case MM_P_NONE:
-            break;
+    const int ob = q->out_bits, n = q->shift[0];
+    const mm_add8 k = {q->mult[0], q->mult[1], q->qmin, q->qmax, n, as, bs};
+    const int32_t total = (int32_t)d->in_h * d->in_w * d->in_c;
+    (void)a, (void)b, (void)out, (void)d, (void)k, (void)total; /* a build without adds */
+    switch (MM_ADD_PATH(ab, as, bb, bs, ob, n, q->qmin, q->qmax)) {
 #if MM_ON_ADD8_UU
-        case MM_P_ADD8_UU:
-            mm_add_u8_uu(a, b, out, total, &k);
-            return;
+    case MM_P_ADD8_UU:
+        mm_add_u8_uu(a, b, out, total, &k);
+        return;
 #endif
 #if MM_ON_ADD8_US
-        case MM_P_ADD8_US:
-            mm_add_u8_us(a, b, out, total, &k);
-            return;
+    case MM_P_ADD8_US:
+        mm_add_u8_us(a, b, out, total, &k);
+        return;
 #endif
 #if MM_ON_ADD8_SU
-        case MM_P_ADD8_SU:
-            mm_add_u8_su(a, b, out, total, &k);
-            return;
+    case MM_P_ADD8_SU:
+        mm_add_u8_su(a, b, out, total, &k);
+        return;
 #endif
 #if MM_ON_ADD8_SS
-        case MM_P_ADD8_SS:
-            mm_add_u8_ss(a, b, out, total, &k);
-            return;
+    case MM_P_ADD8_SS:
+        mm_add_u8_ss(a, b, out, total, &k);
+        return;
 #endif
-        default:
-            MM_PATH_OFF();
-        }
+#if MM_ON_ADD8_ANY
+    case MM_P_ADD8_ANY:
         mm_add_bytes(a, b, out, total, &k);
         return;
-    }
-    for (int32_t p = 0; p < (int32_t)h * w; p++) {
-        mm_writer wr = {out + p * o_pix, 0, 0, ob};
-        const uint8_t *pa = a + p * a_pix, *pb = b + p * b_pix;
-        for (int ch = 0; ch < c; ch++) {
-            /* Both inputs are rescaled into one 64-bit sum before the single shift. */
-            int64_t v = (mm_get(pa, ch, ab, as) * ma + mm_get(pb, ch, bb, bs) * mb + half) >> n;
-            mm_put(&wr, v < qmin ? qmin : v > qmax ? qmax : (int32_t)v);
-        }
-        mm_flush(&wr);
+#endif
+#if MM_ON_ADD_ANY
+    case MM_P_ADD_ANY:
+        mm_add_any(a, b, out, d, q);
+        return;
+#endif
+    default:
+        MM_PATH_OFF();
     }
 }
 

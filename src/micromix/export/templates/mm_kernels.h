@@ -60,13 +60,14 @@
      : (path) != MM_P_SUB8X2 && (path) != MM_P_SUB8P && (path) != MM_P_PWSUB8 ? MM_P_NONE        \
      : (wb) == 4 ? ((is) ? MM_P_SUB8_W4S : MM_P_SUB8_W4U)                                        \
                  : ((is) ? MM_P_SUB8_W2S : MM_P_SUB8_W2U))
-/* The sub8 path's signed requantization (mm_conv.c mm_s8_rq: mm_rq8x4's, MM_CLAMP_S8) for a
- * layer on `path` whose outputs are 8-bit signed and every shift above 32. */
+/* The sub8 path's requantization other than the fast unsigned one (mm_conv.c mm_s8_rq) for a
+ * layer on `path`: mm_rq8x4's signed one (outputs 8-bit signed, MM_CLAMP_S8, every shift above
+ * 32), else the general one. */
 #define MM_SUB8_RQ(path, qmin, qmax, ob, above32)                                                 \
-    (((path) == MM_P_SUB8X2 || (path) == MM_P_SUB8P || (path) == MM_P_PWSUB8) && (ob) == 8 &&    \
-             (above32) && MM_CLAMP_S8(qmin, qmax)                                                 \
-         ? MM_P_SUB8_RQS                                                                          \
-         : MM_P_NONE)
+    ((path) != MM_P_SUB8X2 && (path) != MM_P_SUB8P && (path) != MM_P_PWSUB8 ? MM_P_NONE          \
+     : MM_PW_FAST(qmin, qmax, ob, above32)                                  ? MM_P_NONE          \
+     : (ob) == 8 && (above32) && MM_CLAMP_S8(qmin, qmax)                    ? MM_P_SUB8_RQS      \
+                                                                            : MM_P_SUB8_RQANY)
 /* mm_depthwise's group-of-four function (kernels of up to MM_DW_TAPS taps on at least four
  * channels), by input format, kernel size and, for the ring of widened rows, the input width
  * w (of the call: a patch tile's); and its single-channel path (the c % 4 leftover
@@ -113,13 +114,13 @@
      : !(is) && (row) % 4 == 0 && MM_PW_FAST(qmin, qmax, ob, above32) ? MM_P_PW8_FAST           \
                                                                        : MM_P_PW8_ANY)
 /* mm_add: whole bytes in and out, a shift 9 <= n <= 32 and the output clamped to exactly
- * [0, 255] (a ReLU after the add) take a loop specialised on the two inputs' signs; anything
- * else mm_add's general code (MM_P_NONE: always compiled). */
+ * [0, 255] (a ReLU after the add) take a loop specialised on the two inputs' signs; other whole
+ * bytes with n >= 9 the general byte loop (ADD8_ANY); anything else the packed loop (ADD_ANY). */
 #define MM_ADD_PATH(ab, as, bb, bs, ob, n, qmin, qmax)                                            \
-    ((ab) == 8 && (bb) == 8 && (ob) == 8 && (n) >= 9 && (n) <= 32 && (qmin) == 0 &&             \
-             (qmax) == 255                                                                        \
-         ? ((as) ? ((bs) ? MM_P_ADD8_SS : MM_P_ADD8_SU) : ((bs) ? MM_P_ADD8_US : MM_P_ADD8_UU))  \
-         : MM_P_NONE)
+    ((ab) != 8 || (bb) != 8 || (ob) != 8 || (n) < 9 ? MM_P_ADD_ANY                               \
+     : (n) > 32 || (qmin) != 0 || (qmax) != 255      ? MM_P_ADD8_ANY                              \
+     : (as) ? ((bs) ? MM_P_ADD8_SS : MM_P_ADD8_SU)                                                \
+            : ((bs) ? MM_P_ADD8_US : MM_P_ADD8_UU))
 /* mm_avgpool: whole bytes in and out on at least four channels sum four channels a word, else
  * one channel at a time. */
 #define MM_AVG_PATH(ib, ob, c) ((ib) == 8 && (ob) == 8 && (c) >= 4 ? MM_P_AVG8 : MM_P_AVG_ANY)
