@@ -1652,10 +1652,11 @@ static MM_INLINE void mm_conv8x2(const mm_conv_ctx *k, const mm_conv_dims *d, ui
 /* The pair kernel on patches (in_c % 4 != 0, rows of at most MM_PATCH bytes: stems on 1 or 3
  * channels): each pixel's patch is gathered as bytes into the scratch, two pixels side by
  * side (2 row bytes: what the memory model counts for the int16 patch), then met by the first
- * row - row % 4 bytes of each weight row as words and the rest as a shifted word. `across`
- * (mm_conv8p_px): pairs in raster order, across rows, the last pixel of an odd count gathered
- * twice; else (mm_sub8_px) pairs within a row, a lone pixel in the upper half. Pixels are
- * written after both patches are gathered: in place, lag 0 would do (mm_conv counts 2). */
+ * row - row % 4 bytes of each weight row as words and the rest as a shifted word. Pairs in
+ * raster order, across rows, the last pixel of an odd count gathered twice (mm_sub8_px too:
+ * kws's 2-bit stem 980 k -> 929 k est. M4 cycles, against pairs within a row); `across` 2
+ * (mm_small8p) gathers with the general walk, 1 with mm_gather8b_2. Pixels are written after
+ * both patches are gathered: in place, lag 0 would do (mm_conv counts 2). */
 static MM_INLINE void mm_conv8p(const mm_conv_ctx *k, const mm_conv_dims *d, uint8_t *buf,
                                 uint8_t *out, int ob, mm_c8px px, const int across)
 {
@@ -1674,20 +1675,9 @@ static MM_INLINE void mm_conv8p(const mm_conv_ctx *k, const mm_conv_dims *d, uin
     s.rows = 1;
     for (int oy = 0; oy < out_h; oy++)
         for (int ox = 0; ox < out_w;) {
-            if (!across) { /* mm_sub8_px: horizontal pairs, a lone pixel in the upper half */
-                const int np = ox + 1 < out_w ? 2 : 1;
-                uint8_t *const b0 = np == 2 ? buf : buf + k->row;
-                for (int p = 0; p < np; p++)
-                    mm_gather8b(b0 + p * k->row, k, oy * sh - ph, (ox + p) * sw - pw);
-                s.x = b0;
-                px(k, &s, out, out_pix, ob, out_c, np);
-                out += np * out_pix;
-                ox += np;
-                continue;
-            }
-            /* mm_conv8p_px: pairs in raster order, the last pixel of an odd row with the next
-             * row's first (kws's 5-pixel rows ran a fifth of their pixels alone, measured); the
-             * very last pixel alone, gathered twice */
+            /* pairs in raster order, the last pixel of an odd row with the next row's first
+             * (kws's 5-pixel rows ran a fifth of their pixels alone, measured); the very last
+             * pixel alone, gathered twice */
             const int wrap = ox + 1 == out_w, np = !wrap || oy + 1 < out_h ? 2 : 1;
             const int oy1 = np == 1 ? oy : oy + wrap, ox1 = np == 1 ? ox : wrap ? 0 : ox + 1;
             if (across == 2) /* mm_small8p: the general gather (its rows are short), no copy
@@ -2808,7 +2798,7 @@ void mm_conv(MM_CONV_ARGS)
 #endif
 #if MM_USE_SUB8P
     case MM_P_SUB8P:
-        mm_conv8p(&k, d, (uint8_t *)scratch, out, ob, mm_sub8_px, 0);
+        mm_conv8p(&k, d, (uint8_t *)scratch, out, ob, mm_sub8_px, 1);
         return;
 #endif
 #if MM_USE_CONV_ANY
