@@ -301,6 +301,52 @@ def test_fast_sub8_pointwise_is_bit_exact_under_qemu(tmp_path, wb: int) -> None:
     _fast_sub8_check(tmp_path, wb, qemu=True)
 
 
+def _dense_sub8_model(wb: int, signed: bool):
+    """Linears on 8-bit inputs with `wb`- and 6 - `wb`-bit weights by turns, most on the sub8
+    path's dense one (MM_SUB8D): mm_conv's linear on a 8 x 2 x 2 input (a 2 x 2 window, inputs
+    unsigned or, with `signed`, signed), mm_pointwise_sub's on 32 and 16 channels, the last
+    one's outputs signed (no ReLU: the asm's S clamp), the others' unsigned. Off it: 24 inputs
+    (not whole 16-byte steps: PWSUB8F) and 12 outputs on signed inputs (PWSUB8)."""
+    torch.manual_seed(wb + 2 * signed)
+    net = torch.nn.Sequential(
+        conv_bn(1, 8, 3, 2, act=None if signed else torch.nn.ReLU), torch.nn.Flatten(),
+        torch.nn.Linear(32, 24), torch.nn.ReLU(), torch.nn.Linear(24, 32), torch.nn.ReLU(),
+        torch.nn.Linear(32, 16), torch.nn.ReLU(), torch.nn.Linear(16, 20), torch.nn.Linear(20, 12),
+    )  # fmt: skip
+    g = trace(net.eval(), (1, 1, 3, 3))
+    pol = Policy.uniform(g, 8)
+    bits = {k: (8 if j == 0 else wb if j % 2 else 6 - wb) for j, k in enumerate(pol.weights)}
+    pol = pol.replace(weights=bits)
+    return convert(random_qparams(g, pol, seed=5 + wb), g, pol)
+
+
+def _dense_sub8_check(tmp_path, wb: int, signed: bool, qemu: bool) -> None:
+    im = _dense_sub8_model(wb, signed)
+    kernels = [lay.kernel for lay in im.report.layers]
+    assert kernels[1:6] == ["mm_conv"] + ["mm_pointwise_sub"] * 4, kernels
+    x = np.random.default_rng(wb).integers(0, 256, (16, 1, 3, 3), dtype=np.uint8)
+    _host_and_qemu(im, tmp_path, x, qemu)
+    # both widths' dense code compiled; mm_conv's linear not on its two-pixel walk
+    paths = ("SUB8D_W4", "SUB8D_W2", "SUB8X2", "PWSUB8F", "PWSUB8")
+    assert _paths_compiled(tmp_path / "c" / "lib", tmp_path, *paths) == [1, 1, 0, 1, 1]
+
+
+def test_dense_sub8_linears_are_bit_exact_on_the_host(tmp_path) -> None:
+    """The sub8 path's dense linears (portable C) bit for bit the numpy reference: mm_conv's
+    and mm_pointwise_sub's, 4- and 2-bit rows, unsigned and signed outputs."""
+    _dense_sub8_check(tmp_path, 4, signed=False, qemu=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("wb", "signed"), [(4, False), (2, True)])
+def test_dense_sub8_linears_are_bit_exact_under_qemu(tmp_path, wb: int, signed: bool) -> None:
+    """The same through the Cortex-M4 image (the dense asm loop: sums, corrections,
+    requantization and word store per block of four channels) under qemu, both weight widths
+    in each model, unsigned and signed inputs."""
+    require_tool("arm-none-eabi-gcc", "qemu-system-arm")
+    _dense_sub8_check(tmp_path, wb, signed, qemu=True)
+
+
 @pytest.mark.parametrize(
     ("c", "size", "stride", "relu", "out_bits"),
     [

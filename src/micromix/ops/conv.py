@@ -475,7 +475,7 @@ C_PATHS = (
     "CONV8X2", "CONV8P", "CONV8", "CONV_ANY", "SUB8X2", "SUB8P", "PWSUB8", "PWSUB8F",
     "PWSUB_PACKED",
     "SUB8_W4S", "SUB8_W4U", "SUB8_W2S", "SUB8_W2U", "S8F_W4", "S8F_W2", "SUB8_RQS",
-    "SUB8_RQANY",
+    "SUB8_RQANY", "SUB8D_W4", "SUB8D_W2",
     "DW_3X3_8U", "DW_4X4_8U", "DW_8U", "DW_4U", "DW_2U", "DW_ANY", "DW_CHANNEL", "DW_3X3_W",
     "DW_OUT4", "DW_OUT2",
     "PW8_ONE", "PW8_FAST", "PW8_ANY", "PW8_WIDE", "PW8_DENSE_U", "PW8_DENSE_S",
@@ -491,15 +491,20 @@ def c_rules(site: CallSite) -> tuple[str, ...]:
     mm_pointwise8 runs over the shift array (mm_depthwise tests it per group of four
     channels)."""
     iop = site.iop
-    c_in, _, in_w, c_out, out_h, out_w, kh, kw, *_, groups = tiled(kernel_dims(iop.op), site.tile)
+    dims = tiled(kernel_dims(iop.op), site.tile)
+    c_in, in_h, in_w, c_out, out_h, out_w, kh, kw, _, _, ph, pw, groups = dims
     ib, is_ = iop.in_bits[0], int(iop.in_signed[0])
     row = kh * kw * (c_in // groups)
     above32 = int(bool((np.asarray(iop.arrays["shift"]) > 32).all()))
     if site.kernel in ("mm_conv", "mm_pointwise_sub"):
         fast = f"MM_PW_FAST({iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})"
-        path = f"MM_PWSUB_PATH({ib}, {is_}, {c_in}, {fast}, {out_h * out_w})"
+        rq8 = f"MM_RQ8({iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})"
+        path = (f"MM_PWSUB_PATH({ib}, {is_}, {c_in}, {fast}, {out_h * out_w}, {iop.w_bits}, "
+                f"{c_out}, {rq8})")  # fmt: skip
         if site.kernel == "mm_conv":
-            path = f"MM_CONV_PATH({ib}, {iop.w_bits}, {groups}, {c_in}, {row})"
+            whole = int((kh, kw, ph, pw, out_h, out_w) == (in_h, in_w, 0, 0, 1, 1))
+            path = (f"MM_CONV_PATH({ib}, {iop.w_bits}, {groups}, {c_in}, {row}, {whole}, "
+                    f"{c_out}, {rq8})")  # fmt: skip
         rq = f"MM_SUB8_RQ({path}, {iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})"
         return (path, f"MM_SUB8_KIND({path}, {iop.w_bits}, {is_})", rq)
     if site.kernel == "mm_conv_small":

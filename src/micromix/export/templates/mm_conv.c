@@ -1698,7 +1698,8 @@ static MM_INLINE void mm_conv8p(const mm_conv_ctx *k, const mm_conv_dims *d, uin
 }
 #endif
 
-#if MM_USE_SUB8X2 || MM_USE_SUB8P || MM_USE_PWSUB8 || MM_USE_PWSUB8F
+#if MM_USE_SUB8X2 || MM_USE_SUB8P || MM_USE_PWSUB8 || MM_USE_PWSUB8F || MM_USE_SUB8D_W4 || \
+    MM_USE_SUB8D_W2
 /* ---- 4- and 2-bit weights on 8-bit inputs: the sub8 path (mm_conv, mm_pointwise_sub) -----
  *
  * Weights channel_packed (ops.conv): a byte holds one element of two (4-bit) or four (2-bit)
@@ -2239,6 +2240,189 @@ static MM_NOINLINE void mm_sub8_px(const mm_conv_ctx *k, const mm_c8src *s, uint
     }
 }
 #endif
+
+#if MM_ON_SUB8D_W4 || MM_ON_SUB8D_W2
+/* One pixel whose n inputs (a multiple of 16) are one contiguous run (a linear; MM_SUB8D) on
+ * channel_packed rows, whole blocks of four, the requantization MM_RQ8: the blocks in one asm
+ * loop, each block's sums (MM_S8_ONE4 / MM_S8_ONE2), corrections, requantization and word store
+ * right after one another, as mm_pw8_dense does for 8-bit weights (mm_sub8_px's and
+ * mm_s8f_one's per-block calls and sums through memory cost about 90 cycles a block), and
+ * the masked sums without UXTB16 (MM_S8D_LO). The sums start
+ * at multiples of the pixel's input sum X (computed once, as mm_s8f_starts), so that the
+ * corrections are differences and exact shifts only. mm_s8d is what the loop reads and
+ * advances, at fixed offsets. */
+typedef struct {
+    const int32_t *bias, *mult; /* 0, 4: advanced four channels per block */
+    const int8_t *shift;        /* 8 */
+    int32_t kb;                 /* 12: 2^bias_shift */
+    uint32_t lo4;               /* 16: qmin in every byte (S) */
+    const uint8_t *x;           /* 20 */
+    int32_t k;                  /* 24: 16-byte steps of the input */
+    int32_t blocks;             /* 28: blocks left */
+    int32_t sg;                 /* 32: 0 U, 1 S */
+    uint8_t *out;               /* 36: advanced one word per block */
+    int32_t start[4];           /* 40: the sums' starting values */
+} mm_s8d;
+
+#if defined(__ARM_FEATURE_DSP)
+/* The offsets the asm reads (a negative array size fails to compile). */
+typedef char mm_s8d_ok[offsetof(mm_s8d, out) == 36 && offsetof(mm_s8d, start) == 40 ? 1 : -1];
+/* 4-bit: a0, a1 = A, B of channels (0, 1), a2, a3 of (2, 3): channel 0 in a1, 1 in a0, 2 in
+ * a3, 3 in a2 afterwards. 2-bit: a0..a3 = A, B, C, D: channel j in a(3 - j) afterwards. */
+#define MM_S8D_FIX4                                                                               \
+    "sub %[a0], %[a0], %[a1]\n\t"                                                                 \
+    "asr %[a0], %[a0], #4\n\t"                                                                    \
+    "sub %[a2], %[a2], %[a3]\n\t"                                                                 \
+    "asr %[a2], %[a2], #4\n\t"
+#define MM_S8D_FIX2                                                                               \
+    "sub %[a0], %[a0], %[a1]\n\t"                                                                 \
+    "asr %[a0], %[a0], #6\n\t"                                                                    \
+    "sub %[a1], %[a1], %[a2]\n\t"                                                                 \
+    "asr %[a1], %[a1], #4\n\t"                                                                    \
+    "sub %[a2], %[a2], %[a3]\n\t"                                                                 \
+    "asr %[a2], %[a2], #2\n\t"
+/* mm_pw_rq's rule up to its last halving (MM_PW8D_RQ): pe, po, e the bias, mult and shift
+ * pointers, v 2^bias_shift. */
+#define MM_S8D_RQ(A)                                                                              \
+    "ldr %[x], [%[pe]], #4\n\t"                                                                   \
+    "ldr %[k], [%[po]], #4\n\t"                                                                   \
+    "ldrsb %[u], [%[e]], #1\n\t"                                                                  \
+    "mla %[" A "], %[" A "], %[v], %[x]\n\t"                                                      \
+    "smmul %[" A "], %[" A "], %[k]\n\t"                                                          \
+    "sub %[u], %[u], #33\n\t"                                                                     \
+    "asr %[" A "], %[" A "], %[u]\n\t"                                                            \
+    "add %[" A "], %[" A "], #1\n\t"
+#define MM_S8D_SAT(I, C0, C1, C2, C3)                                                             \
+    I " %[" C0 "], #8, %[" C0 "], asr #1\n\t" I " %[" C1 "], #8, %[" C1 "], asr #1\n\t" I          \
+      " %[" C2 "], #8, %[" C2 "], asr #1\n\t" I " %[" C3 "], #8, %[" C3 "], asr #1\n\t"
+/* One 4-byte group of the input against the block. A masked sum (MM_S8_LOW1's) takes its
+ * halfwords straight from an AND with 0x00MM00MM, the odd ones from the word shifted right by 8
+ * and ANDed with the same mask held in a register (MR): no UXTB16, one instruction less. The
+ * registers free in the loop hold the masks (t5; 2-bit also p, u: set by MM_S8D_MASKS2). */
+#define MM_S8D_LO(M, MR, W, A)                                                                    \
+    "and %[e], %[" W "], #" M "\n\t"                                                              \
+    "smlad %[" A "], %[e], %[pe], %[" A "]\n\t"                                                   \
+    "and %[e], %[" MR "], %[" W "], lsr #8\n\t"                                                   \
+    "smlad %[" A "], %[e], %[po], %[" A "]\n\t"
+#define MM_S8D_ONE4(XT)                                                                           \
+    "ldr %[pe], [%[x]], #4\n\t"                                                                   \
+    "ldr %[v], [%[w]], #8\n\t"                                                                    \
+    "ldr %[u], [%[w], #-4]\n\t" MM_S8_EXT1(XT) MM_S8_RAW1("v", "a0")                               \
+        MM_S8D_LO("0x000F000F", "t5", "v", "a1") MM_S8_RAW1("u", "a2")                            \
+            MM_S8D_LO("0x000F000F", "t5", "u", "a3")
+#define MM_S8D_ONE2(XT)                                                                           \
+    "ldr %[pe], [%[x]], #4\n\t"                                                                   \
+    "ldr %[v], [%[w]], #4\n\t" MM_S8_EXT1(XT) MM_S8_RAW1("v", "a0")                                \
+        MM_S8D_LO("0x003F003F", "p", "v", "a1") MM_S8D_LO("0x000F000F", "t5", "v", "a2")          \
+            MM_S8D_LO("0x00030003", "u", "v", "a3")
+#define MM_S8D_MASKS4 "mov %[t5], #0x000F000F\n\t"
+#define MM_S8D_MASKS2                                                                             \
+    MM_S8D_MASKS4 "mov %[p], #0x003F003F\n\t"                                                     \
+                  "mov %[u], #0x00030003\n\t"
+/* The loop over blocks; the state's address on the stack. CODE: one 4-byte group of the input
+ * against the block (four an iteration); MASKS: CODE's mask registers; C0..C3: the registers
+ * of channels 0..3 after FIX. */
+#define MM_S8D_ASM(CODE, MASKS, FIX, C0, C1, C2, C3)                                              \
+    __asm__ volatile(                                                                             \
+        "str %[p], [sp, #-4]!\n\t"                                                                \
+        "1:\n\t"                                                                                  \
+        "ldr %[p], [sp]\n\t"                                                                      \
+        "ldr %[x], [%[p], #20]\n\t"                                                               \
+        "ldr %[k], [%[p], #24]\n\t"                                                               \
+        "ldr %[a0], [%[p], #40]\n\t"                                                              \
+        "ldr %[a1], [%[p], #44]\n\t"                                                              \
+        "ldr %[a2], [%[p], #48]\n\t"                                                              \
+        "ldr %[a3], [%[p], #52]\n\t" MASKS                                                        \
+        "2:\n\t" CODE CODE CODE CODE "subs %[k], %[k], #1\n\t"                                    \
+        "bne 2b\n\t" FIX "ldr %[p], [sp]\n\t"                                                     \
+        "ldr %[pe], [%[p]]\n\t"                                                                   \
+        "ldr %[po], [%[p], #4]\n\t"                                                               \
+        "ldr %[e], [%[p], #8]\n\t"                                                                \
+        "ldr %[v], [%[p], #12]\n\t" MM_S8D_RQ(C0) MM_S8D_RQ(C1) MM_S8D_RQ(C2) MM_S8D_RQ(C3)      \
+        "str %[pe], [%[p]]\n\t"                                                                   \
+        "str %[po], [%[p], #4]\n\t"                                                               \
+        "str %[e], [%[p], #8]\n\t"                                                                \
+        "ldr %[u], [%[p], #32]\n\t"                                                               \
+        "ldr %[t5], [%[p], #36]\n\t"                                                              \
+        "cmp %[u], #0\n\t"                                                                        \
+        "bne 3f\n\t" MM_S8D_SAT("usat", C0, C1, C2, C3) "b 4f\n\t"                                \
+        "3:\n\t" MM_S8D_SAT("ssat", C0, C1, C2, C3) "4:\n\t"                                      \
+        "bfi %[" C0 "], %[" C1 "], #8, #8\n\t"                                                    \
+        "bfi %[" C0 "], %[" C2 "], #16, #8\n\t"                                                   \
+        "bfi %[" C0 "], %[" C3 "], #24, #8\n\t"                                                   \
+        "beq 5f\n\t" /* S: the bytes raised to qmin (signed bytewise maximum) */                 \
+        "ldr %[u], [%[p], #16]\n\t"                                                               \
+        "ssub8 %[x], %[" C0 "], %[u]\n\t"                                                         \
+        "sel %[" C0 "], %[" C0 "], %[u]\n\t"                                                      \
+        "5:\n\t"                                                                                  \
+        "str %[" C0 "], [%[t5]], #4\n\t"                                                          \
+        "str %[t5], [%[p], #36]\n\t"                                                              \
+        "ldr %[u], [%[p], #28]\n\t"                                                               \
+        "subs %[u], %[u], #1\n\t"                                                                 \
+        "str %[u], [%[p], #28]\n\t"                                                               \
+        "bne 1b\n\t"                                                                              \
+        "add sp, sp, #4\n\t"                                                                      \
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x] "=&r"(xr),         \
+          [k] "=&r"(k), [w] "+r"(w), [p] "+r"(p), [pe] "=&r"(pe), [po] "=&r"(po),               \
+          [e] "=&r"(e), [v] "=&r"(v), [u] "=&r"(u), [t5] "=&r"(t5)                               \
+        :                                                                                         \
+        : "cc", "memory")
+#endif
+
+static MM_INLINE void mm_s8_dense(const uint8_t *x, const uint8_t *w, int32_t n,
+                                  const mm_quant_params *q, int out_c, uint8_t *out, const int wb)
+{
+    const int is = q->in_signed;
+    const mm_c8src s = {x, 0, n, n, 0, 0, n, n, 1};
+    const int32_t xs = mm_s8_xsum(&s, 0, is);
+    const uint32_t ux = (uint32_t)xs;
+    mm_s8d st = {q->bias, q->mult, q->shift, (int32_t)1 << q->bias_shift,
+                 (uint32_t)(uint8_t)q->qmin * 0x01010101u, x, n >> 4, out_c >> 2,
+                 !MM_CLAMP_U8(q->qmin, q->qmax), out,
+                 {(int32_t)(0u - (wb == 4 ? 8u : 42u) * ux), (int32_t)(0u - (wb == 4 ? 8u : 42u) * ux),
+                  (int32_t)(0u - (wb == 4 ? 8u : 10u) * ux), (int32_t)(0u - (wb == 4 ? 8u : 2u) * ux)}};
+#if defined(__ARM_FEATURE_DSP)
+    mm_s8d *p = &st;
+    uint32_t a0, a1, a2, a3, pe, po, e, v, u, t5;
+    int32_t k;
+    const uint8_t *xr;
+    if (wb == 4 && is)
+        MM_S8D_ASM(MM_S8D_ONE4("sxtb16"), MM_S8D_MASKS4, MM_S8D_FIX4, "a1", "a0", "a3", "a2");
+    else if (wb == 4)
+        MM_S8D_ASM(MM_S8D_ONE4("uxtb16"), MM_S8D_MASKS4, MM_S8D_FIX4, "a1", "a0", "a3", "a2");
+    else if (is)
+        MM_S8D_ASM(MM_S8D_ONE2("sxtb16"), MM_S8D_MASKS2, MM_S8D_FIX2, "a3", "a2", "a1", "a0");
+    else
+        MM_S8D_ASM(MM_S8D_ONE2("uxtb16"), MM_S8D_MASKS2, MM_S8D_FIX2, "a3", "a2", "a1", "a0");
+    (void)a0, (void)a1, (void)a2, (void)a3, (void)pe, (void)po, (void)e, (void)v, (void)u;
+    (void)t5, (void)k, (void)xr, (void)p;
+#else
+    const int32_t blk = 4 * mm_bytes(n, wb);
+    for (; st.blocks > 0; st.blocks--, w += blk) { /* the asm's steps, portably */
+        int32_t sums[4], d[4];
+        mm_s8_one(&s, w, 0, is, wb, sums);
+        mm_s8_dots(sums, xs, wb, d);
+        for (int i = 0; i < 4; i++, st.bias++, st.mult++, st.shift++)
+            *st.out++ = (uint8_t)mm_pw_rq(d[i], *st.bias, *st.mult, *st.shift, q->bias_shift,
+                                          q->qmin, q->qmax);
+    }
+#endif
+}
+#if MM_ON_SUB8D_W4
+static MM_NOINLINE void mm_s8d_w4(const uint8_t *x, const uint8_t *w, int32_t n,
+                                  const mm_quant_params *q, int out_c, uint8_t *out)
+{
+    mm_s8_dense(x, w, n, q, out_c, out, 4);
+}
+#endif
+#if MM_ON_SUB8D_W2
+static MM_NOINLINE void mm_s8d_w2(const uint8_t *x, const uint8_t *w, int32_t n,
+                                  const mm_quant_params *q, int out_c, uint8_t *out)
+{
+    mm_s8_dense(x, w, n, q, out_c, out, 2);
+}
+#endif
+#endif
 #endif
 
 #if MM_USE_PWSUB8F
@@ -2673,7 +2857,8 @@ static void mm_sub8_pointwise(MM_CONV_ARGS)
 }
 #endif
 
-#if MM_USE_PWSUB8 || MM_USE_PWSUB8F || MM_USE_PWSUB_PACKED
+#if MM_USE_PWSUB8 || MM_USE_PWSUB8F || MM_USE_PWSUB_PACKED || MM_USE_SUB8D_W4 || \
+    MM_USE_SUB8D_W2
 /* 8-bit inputs take the sub8 path (ops.conv.sub8_path: channel_packed weights), 2- and 4-bit
  * ones mm_dot.c's unpacking kernel; defined here so that mm_dot.c calls nothing back. */
 void mm_pointwise_sub(MM_CONV_ARGS)
@@ -2681,8 +2866,24 @@ void mm_pointwise_sub(MM_CONV_ARGS)
     /* the shift loop of mm_pw_fast only where the fast path can take the layer */
     const int fast =
         q->in_bits == 8 && !q->in_signed && d->in_c % 4 == 0 && mm_pw_fast(q, d->out_c);
+    const int32_t npix = (int32_t)d->out_h * d->out_w;
+    const int rq8 = q->in_bits == 8 && npix == 1 &&
+                    MM_RQ8(q->qmin, q->qmax, q->out_bits, mm_shifts_above32(q, d->out_c));
     MM_ASSERT(MM_IS_PWSUB(d, q) && !MM_IS_PW8W(d, q));
-    switch (MM_PWSUB_PATH(q->in_bits, q->in_signed, d->in_c, fast, (int32_t)d->out_h * d->out_w)) {
+    switch (MM_PWSUB_PATH(q->in_bits, q->in_signed, d->in_c, fast, npix, q->w_bits, d->out_c,
+                          rq8)) {
+#if MM_USE_SUB8D_W4
+    case MM_P_SUB8D_W4:
+        (void)scratch;
+        mm_s8d_w4(in, w, d->in_c, q, d->out_c, out);
+        return;
+#endif
+#if MM_USE_SUB8D_W2
+    case MM_P_SUB8D_W2:
+        (void)scratch;
+        mm_s8d_w2(in, w, d->in_c, q, d->out_c, out);
+        return;
+#endif
 #if MM_USE_PWSUB8F
     case MM_P_PWSUB8F:
         (void)scratch;
@@ -2706,7 +2907,7 @@ void mm_pointwise_sub(MM_CONV_ARGS)
 #endif
 
 #if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_CONV8 || MM_USE_CONV_ANY || MM_USE_SUB8X2 || \
-    MM_USE_SUB8P || MM_USE_SMALL8P
+    MM_USE_SUB8P || MM_USE_SMALL8P || MM_USE_SUB8D_W4 || MM_USE_SUB8D_W2
 /* The conv context of one call (mm_conv, mm_small8p). With 8-bit weights, `fast` is the
  * layer's mm_rq8_kind, or MM_RQ8_UP where that is general but mm_pw_fast holds (unsigned
  * outputs over their whole range at 4 or 2 bits: CONV8P's pixel function packs them). */
@@ -2759,7 +2960,7 @@ void mm_small8p(MM_CONV_ARGS)
 
 /* Compiled where a layer of the model runs it (a call without it fails to link). */
 #if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_CONV8 || MM_USE_CONV_ANY || \
-    MM_USE_SUB8X2 || MM_USE_SUB8P
+    MM_USE_SUB8X2 || MM_USE_SUB8P || MM_USE_SUB8D_W4 || MM_USE_SUB8D_W2
 void mm_conv(MM_CONV_ARGS)
 {
     mm_conv_ctx k;
@@ -2775,7 +2976,22 @@ void mm_conv(MM_CONV_ARGS)
     /* W8/A8: two pixels at a time, from the input (in_c % 4 == 0) or from byte patches; long
      * rows of other in_c one pixel at a time (MM_CONV_PATH); each path only where the model
      * has a layer that takes it (mm_paths.h). */
-    switch (MM_CONV_PATH(k.ib, k.wb, groups, k.in_c, k.row)) {
+    /* A linear (one output pixel whose window is the whole input) on the sub8 path: the dense
+     * one (MM_SUB8D) where its requantization is MM_RQ8 (the shift loop only then). */
+    const int whole = kh == in_h && kw == in_w && ph == 0 && pw == 0 && out_h == 1 && out_w == 1;
+    const int rq8 = whole && k.ib == 8 && k.wb < 8 &&
+                    MM_RQ8(qmin, qmax, ob, mm_shifts_above32(q, d->out_c));
+    switch (MM_CONV_PATH(k.ib, k.wb, groups, k.in_c, k.row, whole, d->out_c, rq8)) {
+#if MM_USE_SUB8D_W4
+    case MM_P_SUB8D_W4:
+        mm_s8d_w4(in, w, k.row, q, d->out_c, out);
+        return;
+#endif
+#if MM_USE_SUB8D_W2
+    case MM_P_SUB8D_W2:
+        mm_s8d_w2(in, w, k.row, q, d->out_c, out);
+        return;
+#endif
 #if MM_USE_CONV8X2
     case MM_P_CONV8X2:
         mm_conv8x2(&k, d, out, ob, mm_conv8x2_px);

@@ -27,14 +27,26 @@
  * paths whose flag is 1; micromix_model.c checks at compile time that every call's paths are
  * there (MM_PATH_ON). A layer that reaches a path compiled out anyway stops at MM_PATH_OFF: it
  * never runs a slower path instead. The library without a model sets every flag. */
-#define MM_CONV_PATH(ib, wb, groups, in_c, row)                                                  \
+/* The sub8 path's dense one (mm_conv.c mm_s8_dense, by weight width) for a layer on 8-bit
+ * inputs and 4- or 2-bit weights: one output pixel whose inputs are one run of `row` elements
+ * (`whole`: a linear), rows of whole 16-byte steps, at least 16 channels in whole blocks of four
+ * (oc) and the requantization MM_RQ8 (`rq8`, below), else none. */
+#define MM_SUB8D(wb, row, whole, oc, rq8)                                                         \
+    ((whole) && (row) % 16 == 0 && (row) <= MM_SUB8_ROW && (oc) >= 16 && (oc) % 4 == 0 && (rq8)    \
+         ? ((wb) == 4 ? MM_P_SUB8D_W4 : MM_P_SUB8D_W2)                                           \
+         : MM_P_NONE)
+#define MM_CONV_PATH(ib, wb, groups, in_c, row, whole, oc, rq8)                                  \
     ((ib) == 8 && (wb) == 8 && (groups) == 1                                                      \
          ? ((in_c) % 4 == 0      ? MM_P_CONV8X2                                                  \
             : (row) <= MM_PATCH ? MM_P_CONV8P                                                    \
             : (in_c) > 4        ? MM_P_CONV8                                                     \
                                 : MM_P_CONV_ANY)                                                 \
      : (ib) == 8 && (wb) < 8 && (groups) == 1 && (row) <= MM_SUB8_ROW                             \
-         ? ((in_c) % 4 == 0 ? MM_P_SUB8X2 : (row) <= MM_PATCH ? MM_P_SUB8P : MM_P_CONV_ANY)      \
+         ? (MM_SUB8D(wb, row, whole, oc, rq8) != MM_P_NONE                                        \
+                ? MM_SUB8D(wb, row, whole, oc, rq8)                                               \
+            : (in_c) % 4 == 0 ? MM_P_SUB8X2                                                       \
+            : (row) <= MM_PATCH ? MM_P_SUB8P                                                      \
+                                : MM_P_CONV_ANY)                                                  \
          : MM_P_CONV_ANY)
 /* mm_conv_small: 8-bit unsigned inputs and 8-bit weights with in_c % 4 != 0, rows of 4 to
  * MM_PATCH bytes and the fast requantization (`fast`: MM_PW_FAST) take mm_conv's CONV8P pixel
@@ -48,9 +60,12 @@
 /* mm_pointwise_sub: 8-bit inputs take the sub8 path, its fast pixels (MM_P_PWSUB8F: pixel
  * pairs requantized in asm right after the sums) where the inputs are unsigned, in_c a
  * multiple of 4 and the requantization MM_PW_FAST (`fast`, below) or the layer one pixel
- * (npix: a linear); 2- and 4-bit ones mm_dot.c's unpacking. */
-#define MM_PWSUB_PATH(ib, is, in_c, fast, npix)                                                   \
+ * (npix: a linear), its dense path (MM_SUB8D) before both; 2- and 4-bit ones mm_dot.c's
+ * unpacking. */
+#define MM_PWSUB_PATH(ib, is, in_c, fast, npix, wb, oc, rq8)                                     \
     ((ib) != 8                                                  ? MM_P_PWSUB_PACKED               \
+     : MM_SUB8D(wb, in_c, (npix) == 1, oc, rq8) != MM_P_NONE                                      \
+         ? MM_SUB8D(wb, in_c, (npix) == 1, oc, rq8)                                               \
      : !(is) && (in_c) % 4 == 0 && ((fast) || (npix) == 1) ? MM_P_PWSUB8F                        \
                                                                : MM_P_PWSUB8)
 /* The sub8 path's pixel function, by weight width and input signedness, for a layer on `path`
