@@ -2866,12 +2866,15 @@ void mm_pointwise_sub(MM_CONV_ARGS)
     /* the shift loop of mm_pw_fast only where the fast path can take the layer */
     const int fast =
         q->in_bits == 8 && !q->in_signed && d->in_c % 4 == 0 && mm_pw_fast(q, d->out_c);
-    const int32_t npix = (int32_t)d->out_h * d->out_w;
-    const int rq8 = q->in_bits == 8 && npix == 1 &&
+#if MM_USE_SUB8D_W4 || MM_USE_SUB8D_W2 /* else 0, as in mm_conv */
+    const int rq8 = q->in_bits == 8 && d->out_h * d->out_w == 1 &&
                     MM_RQ8(q->qmin, q->qmax, q->out_bits, mm_shifts_above32(q, d->out_c));
+#else
+    const int rq8 = 0;
+#endif
     MM_ASSERT(MM_IS_PWSUB(d, q) && !MM_IS_PW8W(d, q));
-    switch (MM_PWSUB_PATH(q->in_bits, q->in_signed, d->in_c, fast, npix, q->w_bits, d->out_c,
-                          rq8)) {
+    switch (MM_PWSUB_PATH(q->in_bits, q->in_signed, d->in_c, fast, (int32_t)d->out_h * d->out_w,
+                          q->w_bits, d->out_c, rq8)) {
 #if MM_USE_SUB8D_W4
     case MM_P_SUB8D_W4:
         (void)scratch;
@@ -2977,10 +2980,16 @@ void mm_conv(MM_CONV_ARGS)
      * rows of other in_c one pixel at a time (MM_CONV_PATH); each path only where the model
      * has a layer that takes it (mm_paths.h). */
     /* A linear (one output pixel whose window is the whole input) on the sub8 path: the dense
-     * one (MM_SUB8D) where its requantization is MM_RQ8 (the shift loop only then). */
+     * one (MM_SUB8D) where its requantization is MM_RQ8 (the shift loop only then). A model
+     * none of whose layers takes it leaves both 0 (the rule then gives no layer that path):
+     * no code for them (kernel .text). */
+#if MM_USE_SUB8D_W4 || MM_USE_SUB8D_W2
     const int whole = kh == in_h && kw == in_w && ph == 0 && pw == 0 && out_h == 1 && out_w == 1;
     const int rq8 = whole && k.ib == 8 && k.wb < 8 &&
                     MM_RQ8(qmin, qmax, ob, mm_shifts_above32(q, d->out_c));
+#else
+    const int whole = 0, rq8 = 0;
+#endif
     switch (MM_CONV_PATH(k.ib, k.wb, groups, k.in_c, k.row, whole, d->out_c, rq8)) {
 #if MM_USE_SUB8D_W4
     case MM_P_SUB8D_W4:
