@@ -51,7 +51,7 @@ def export_tiny(
     return im, out, json.loads((out / "export.json").read_text())
 
 
-@pytest.mark.parametrize("net", ["tiny", "tiny-relu", "odd"])
+@pytest.mark.parametrize("net", [pytest.param("tiny", marks=pytest.mark.slow), "tiny-relu", "odd"])
 @pytest.mark.parametrize("name", ["8/8", "4/4", "2/2", "mixed"])
 def test_tiny_net_is_bit_exact_and_exactly_sized(tmp_path, name: str, net: str) -> None:
     im, out, s = export_tiny(tmp_path, name, relu_after_add=net == "tiny-relu", odd=net == "odd")
@@ -845,7 +845,8 @@ def _kernel_dir(tmp: Path) -> Path:
     return d
 
 
-@pytest.mark.parametrize("debug", [False, True])
+# MM_DEBUG builds: every write-checked self-test compiles them in the default run
+@pytest.mark.parametrize("debug", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_kernels_compile_as_pedantic_c99(tmp_path, debug: bool) -> None:
     """Every kernel file, with the generated mm_config.h, is ISO C99: no GNU statement
     expressions or other extensions gcc -pedantic rejects; also the Cortex-M4 (DSP) code paths
@@ -1096,6 +1097,7 @@ def test_a_layer_on_a_path_compiled_out_stops_instead_of_running_another(tmp_pat
     assert not debug or b"compiled out" in off.stderr
 
 
+@pytest.mark.slow  # every path of every model in the default run compiles in its export
 def test_each_kernel_path_compiles_alone(tmp_path) -> None:
     """mm_paths.h with only the paths one layer can take (each path, and each sub8 path with a
     pixel function) still compiles warning-free: a model whose layers take one path never

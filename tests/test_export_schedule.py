@@ -40,7 +40,8 @@ def _net(name: str, act_bits: tuple[int, ...] = (4, 8), res: int = 48):
     "name, schedule, bits",
     [("mobilenet_v1", "patch", (4, 8)),
      pytest.param("mnasnet", "patch", (4, 8), marks=pytest.mark.slow),  # mobilenet_v1's case
-     ("mobilenet_v2", "inplace", (8,))],
+     # in place: test_every_in_place_conv_kernel_is_bit_exact_over_its_input, default
+     pytest.param("mobilenet_v2", "inplace", (8,), marks=pytest.mark.slow)],
 )  # fmt: skip
 def test_scheduled_c_is_bit_exact_in_the_planned_arena(tmp_path, name, schedule, bits) -> None:
     require_tool("gcc", "make", "nm", "size")
@@ -165,7 +166,10 @@ int main(int argc, char **argv)
 """
 
 
-@pytest.mark.parametrize("res, row_ops, chip", [(48, 0, False), (96, 1, False),
+# the default run: 48 px (the ring); the row stem at 96 px is slow (its C: default in
+# test_row_stem_from_the_resident_input_is_bit_exact)
+@pytest.mark.parametrize("res, row_ops, chip", [(48, 0, False),
+                                                pytest.param(96, 1, False, marks=pytest.mark.slow),
                                                 pytest.param(96, 1, True, marks=pytest.mark.slow)])  # fmt: skip
 def test_streamed_input_holds_a_ring_of_rows_and_stays_bit_exact(
     tmp_path, res, row_ops, chip

@@ -237,7 +237,10 @@ def conv8_shapes_model(bits_seed: int | None = None):
     return im
 
 
-@pytest.mark.parametrize("bits_seed", [None, 1, 2])
+# one random mixed policy in the default run (every bit triple: the ComboNet test above)
+@pytest.mark.parametrize(
+    "bits_seed", [None, *(pytest.param(s, marks=pytest.mark.slow) for s in (1, 2))]
+)
 @pytest.mark.parametrize(
     "core",
     # the M3 runs the portable loops, which the host builds of every export test run too
@@ -329,8 +332,14 @@ def pointwise_case(case: str):
     return im
 
 
-PW_CASES = ("odd", "stride", "signed_in", "general", "out4", "out2", "shift", "linear",
-            "sub_odd", "sub_signed", "sub_shift", "sub_out2")  # fmt: skip
+# the default run takes one case of each kind (8-bit, sub8, outputs below 8 bits); the others
+# are slow
+_PW_SLOW = ("stride", "general", "shift", "linear", "sub_signed", "sub_shift")
+PW_CASES = tuple(
+    pytest.param(c, marks=pytest.mark.slow) if c in _PW_SLOW else c
+    for c in ("odd", "stride", "signed_in", "general", "out4", "out2", "shift", "linear",
+              "sub_odd", "sub_signed", "sub_shift", "sub_out2")
+)  # fmt: skip
 
 
 @pytest.mark.parametrize("core", ["cortex-m4", pytest.param("cortex-m3", marks=pytest.mark.slow)])

@@ -103,7 +103,7 @@ def test_layer_is_memory_reports_ram_on_a_residual_net(tiny_resnet):
     assert plan(g, p, "layer").ram_bytes == memory_report(g, p).ram_bytes
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data(), st.sampled_from(STUDY))
 def test_every_plan_places_its_buffers_apart_and_inplace_never_above_layer(data, model):
     g = zoo(*model, 28)

@@ -120,6 +120,7 @@ def test_resume_after_kill_9_gives_same_best(tmp_path, script):
     assert ck["identity"]["seed"] == 7
 
 
+@pytest.mark.slow  # resuming: test_resume_after_kill_9_gives_same_best, default
 def test_stop_and_resume_in_process(tmp_path, script):
     _, ns = script
     first = ns["run"](tmp_path / "a", stop_after=8)
