@@ -236,10 +236,6 @@ def render(doc: str, text: str) -> str:
     return text
 
 
-def render_readme(text: str) -> str:
-    return render("README.md", text)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--write", action="store_true", help="update README.md in place")

@@ -10,19 +10,20 @@
  * qemu ends a translation block: the count must not change (the load still follows one). */
 #include "bench.h"
 
-__attribute__((naked, noinline)) static void loop(void)
-{
-    __asm__ volatile("push {r4, lr}\n\t"
-                     "bl mm_mark\n\t"
-                     "movs r0, #100\n"
-                     "1:\n\t"
-                     "ldr r1, [sp]\n\t"
-                     "ldr r2, [sp, #4]\n\t"
-                     "subs r0, r0, #1\n\t"
-                     "bne 1b\n\t"
-                     "bl mm_mark\n\t"
-                     "pop {r4, pc}\n");
-}
+/* The counted instructions, both placements. */
+#define LOOP_BODY                                                                                 \
+    "push {r4, lr}\n\t"                                                                           \
+    "bl mm_mark\n\t"                                                                              \
+    "movs r0, #100\n"                                                                             \
+    "1:\n\t"                                                                                      \
+    "ldr r1, [sp]\n\t"                                                                            \
+    "ldr r2, [sp, #4]\n\t"                                                                        \
+    "subs r0, r0, #1\n\t"                                                                         \
+    "bne 1b\n\t"                                                                                  \
+    "bl mm_mark\n\t"                                                                              \
+    "pop {r4, pc}\n"
+
+__attribute__((naked, noinline)) static void loop(void) { __asm__ volatile(LOOP_BODY); }
 
 /* push (2 bytes), bl (4), movs (2), ldr (2) from 1014 bytes past a 1 KB boundary: the second
  * ldr is the first instruction of the next page. */
@@ -34,17 +35,7 @@ __asm__(".syntax unified\n\t"
         ".space 1014\n\t"
         ".global loop_split\n\t"
         ".thumb_func\n"
-        "loop_split:\n\t"
-        "push {r4, lr}\n\t"
-        "bl mm_mark\n\t"
-        "movs r0, #100\n"
-        "1:\n\t"
-        "ldr r1, [sp]\n\t"
-        "ldr r2, [sp, #4]\n\t"
-        "subs r0, r0, #1\n\t"
-        "bne 1b\n\t"
-        "bl mm_mark\n\t"
-        "pop {r4, pc}\n");
+        "loop_split:\n\t" LOOP_BODY);
 
 int main(void)
 {
