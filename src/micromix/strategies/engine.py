@@ -46,6 +46,8 @@ from .parallel import make_pool
 from .registry import StrategyConfig, create, get
 from .wall import Wall
 
+# Train images the sensitivities (ilp.py) are measured on: at most this many, and never more
+# than each episode trains on (a small search, as the smoke preset's, stays small).
 ILP_CALIB_IMAGES = 1024
 # What a search writes into its run directory (`force=True` removes these first).
 SEARCH_FILES = (
@@ -152,7 +154,8 @@ class SearchContext:
             from .ilp import SENSITIVITY_BATCH, evaluator_sensitivity, measure_sensitivity
 
             if self.model is not None and self.data is not None:
-                calib = self.data.train.subset(ILP_CALIB_IMAGES, seed=self.seed)
+                n = min(ILP_CALIB_IMAGES, self.qat.train_images)
+                calib = self.data.train.subset(n, seed=self.seed)
                 batch = self.qat.user_batch_size or SENSITIVITY_BATCH
                 with threads(self.qat.threads):
                     self._sens = measure_sensitivity(
