@@ -928,7 +928,7 @@ int main(int argc, char **argv)
 {
     /* a 1x1 layer, 8-bit inputs and weights: mm_pointwise8's, never mm_conv's */
     const mm_conv_dims d = {8, 4, 4, 4, 4, 4, 1, 1, 1, 1, 0, 0, 1};
-    const mm_quant_params q = {bias, mult, shift, -128, 127, 8, 1, 8, 8, 0};
+    const mm_quant_params q = {bias, mult, shift, -128, 127, 8, 1, 8, 8, 0, 0, 0, 1};
     (void)argv;
     if (argc > 1)
         mm_conv(in, out, w, &d, &q, scratch);
@@ -1072,7 +1072,7 @@ int main(int argc, char **argv)
 {
     /* a 3x3 depthwise layer on four channels; argc > 1: 4-bit unsigned inputs, else 8-bit */
     const mm_conv_dims d = {4, 4, 4, 4, 4, 4, 3, 3, 1, 1, 1, 1, 4};
-    const mm_quant_params q = {bias, mult, shift, 0, 255, argc > 1 ? 4 : 8, 0, 8, 8, 0, 0, 0};
+    const mm_quant_params q = {bias, mult, shift, 0, 255, argc > 1 ? 4 : 8, 0, 8, 8, 0, 0, 0, 1};
     (void)argv;
     mm_depthwise(in, out, w, &d, &q, 0);
     return 0;
