@@ -110,7 +110,7 @@
          ? ((ob) == 4 ? MM_P_DW_OUT4 : MM_P_DW_OUT2)                                              \
          : MM_P_NONE)
 /* mm_pointwise8: one output pixel (npix, a linear) without the two-pixel code: the dense path
- * (mm_pw8_dense, by input sign) where the rows are whole 16-byte steps, there are 16 rows or
+ * (mm_pw8_dense, by input sign) where the rows are whole words, there are 16 rows or
  * more (oc; a classifier's few rows save a few hundred cycles, not the dense code's 900 B of
  * .text in a build that has mm_pw8_one for its odd pixels anyway) and the requantization
  * MM_RQ8 (8-bit outputs, every shift above 32, a clamp to [0, 255] or to [qmin, 127] with
@@ -123,7 +123,7 @@
 #define MM_RQ8(qmin, qmax, ob, above32)                                                           \
     ((ob) == 8 && (above32) && (MM_CLAMP_U8(qmin, qmax) || MM_CLAMP_S8(qmin, qmax)))
 #define MM_PW8_PATH(is, row, qmin, qmax, ob, above32, npix, oc)                                   \
-    ((npix) < 2 && (row) % 16 == 0 && (oc) >= 16 && MM_RQ8(qmin, qmax, ob, above32)             \
+    ((npix) < 2 && (row) % 4 == 0 && (oc) >= 16 && MM_RQ8(qmin, qmax, ob, above32)              \
          ? ((is) ? MM_P_PW8_DENSE_S : MM_P_PW8_DENSE_U)                                          \
      : (npix) < 2                                                        ? MM_P_PW8_ONE           \
      : !(is) && (row) % 4 == 0 && MM_PW_FAST(qmin, qmax, ob, above32) ? MM_P_PW8_FAST           \
