@@ -809,8 +809,8 @@ typedef char mm_pw8d_ok[offsetof(mm_pw8d, out) == 36 && offsetof(mm_pw8d, entry)
 /* A block's end, its sums in C0..C3 (channels 0..3): the four shifts as one word less 33 in
  * every byte (every shift is above 32: no borrow; ASR reads a register's low byte), the
  * requantization, USAT of the halves, the floor, flip, the word store, and the branch back to
- * 1: while out is not end. B, M, SH, K, X, Y, R, Z: the eight registers the sums leave free;
- * the state's address is on the stack. */
+ * 1: while out is not end, with p the state's address again. B, M, SH, K, X, Y, R, Z: the
+ * eight registers the sums leave free; the state's address is on the stack. */
 #define MM_DENSE_TAIL(C0, C1, C2, C3, B, M, SH, K, X, Y, R, Z)                                    \
     "ldr %[p], [sp]\n\t"                                                                          \
     "ldr %[" B "], [%[p]]\n\t"                                                                    \
@@ -824,8 +824,12 @@ typedef char mm_pw8d_ok[offsetof(mm_pw8d, out) == 36 && offsetof(mm_pw8d, entry)
     "lsr %[" Z "], %[" SH "], #8\n\t" MM_DENSE_RQ(C1, B, M, K, Z, X, Y, R)                        \
     "lsr %[" Z "], %[" SH "], #16\n\t" MM_DENSE_RQ(C2, B, M, K, Z, X, Y, R)                       \
     "lsr %[" Z "], %[" SH "], #24\n\t" MM_DENSE_RQ(C3, B, M, K, Z, X, Y, R)                       \
-    "str %[" B "], [%[p]]\n\t"                                                                    \
+    "str %[" B "], [%[p]]\n\t" /* stores and loads in one run (pipelined) */                      \
     "str %[" M "], [%[p], #4]\n\t"                                                                \
+    "ldr %[" X "], [%[p], #16]\n\t"                                                               \
+    "ldr %[" Y "], [%[p], #40]\n\t"                                                               \
+    "ldr %[" Z "], [%[p], #36]\n\t"                                                               \
+    "ldr %[" K "], [%[p], #28]\n\t"                                                               \
     "usat %[" C0 "], #8, %[" C0 "], asr #1\n\t"                                                   \
     "usat %[" C1 "], #8, %[" C1 "], asr #1\n\t"                                                   \
     "usat %[" C2 "], #8, %[" C2 "], asr #1\n\t"                                                   \
@@ -833,16 +837,12 @@ typedef char mm_pw8d_ok[offsetof(mm_pw8d, out) == 36 && offsetof(mm_pw8d, entry)
     "bfi %[" C0 "], %[" C1 "], #8, #8\n\t"                                                        \
     "bfi %[" C0 "], %[" C2 "], #16, #8\n\t"                                                       \
     "bfi %[" C0 "], %[" C3 "], #24, #8\n\t"                                                       \
-    "ldr %[" X "], [%[p], #16]\n\t"                                                               \
-    "ldr %[" Y "], [%[p], #40]\n\t"                                                               \
-    "ldr %[" Z "], [%[p], #36]\n\t"                                                               \
-    "usub8 %[" K "], %[" C0 "], %[" X "]\n\t"                                                     \
+    "usub8 %[" R "], %[" C0 "], %[" X "]\n\t"                                                     \
     "sel %[" C0 "], %[" C0 "], %[" X "]\n\t"                                                      \
     "eor %[" C0 "], %[" C0 "], %[" Y "]\n\t"                                                      \
     "str %[" C0 "], [%[" Z "]], #4\n\t"                                                           \
     "str %[" Z "], [%[p], #36]\n\t"                                                               \
-    "ldr %[" X "], [%[p], #28]\n\t"                                                               \
-    "cmp %[" Z "], %[" X "]\n\t"                                                                  \
+    "cmp %[" Z "], %[" K "]\n\t"                                                                  \
     "bne 1b\n\t"
 #endif
 #endif
@@ -853,7 +853,7 @@ typedef char mm_pw8d_ok[offsetof(mm_pw8d, out) == 36 && offsetof(mm_pw8d, entry)
  * pass, the first pass of each block entered MM_PW8D_N - words % MM_PW8D_N words in (by
  * ADD PC, so that no row length needs a loop of its own: every instruction of a word is
  * 32-bit, MM_PW8D_WORD_BYTES). */
-#define MM_PW8D_N 8
+#define MM_PW8D_N 32
 #define MM_PW8D_WORD_BYTES 92 /* checked by the asm's .if */
 #define MM_PW8D_S_(v) #v
 #define MM_PW8D_S(v) MM_PW8D_S_(v)
@@ -874,19 +874,23 @@ typedef char mm_pw8d_ok[offsetof(mm_pw8d, out) == 36 && offsetof(mm_pw8d, entry)
     "smlad %[" A "], %[" T "], %[t0], %[" A "]\n\t"
 #define MM_PW8D_ASM(XT)                                                                           \
     __asm__ volatile(                                                                             \
-        "str %[p], [sp, #-4]!\n\t"                                                                \
+        "str %[p], [sp, #-4]!\n\t" /* p is the state's address at 1: (MM_DENSE_TAIL keeps it) */ \
         "1:\n\t"                                                                                  \
-        "ldr %[p], [sp]\n\t"                                                                      \
         "ldr %[x], [%[p], #20]\n\t"                                                               \
         "ldr %[k], [%[p], #24]\n\t"                                                               \
         "ldr %[t0], [%[p], #44]\n\t"                                                              \
         "mov %[a0], #0\n\t"                                                                       \
         "mov %[a1], #0\n\t"                                                                       \
-        "mov %[a2], #0\n\t"                                                                       \
-        "mov %[a3], #0\n\t"                                                                       \
+        "umull %[a2], %[a3], %[a0], %[a0]\n\t" /* both 0, one cycle */                            \
         "add pc, %[t0]\n\t"                                                                       \
         "nop.n\n\t" /* ADD PC reads its own address + 4: the loop starts here */                 \
         "2:\n\t" MM_PW8D_WORD(XT) "3:\n\t" MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT)     \
+            MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT)                   \
+            MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT)                   \
+            MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT)                   \
+            MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT)                   \
+            MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT)                   \
+            MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT)                   \
             MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT)                   \
         "subs %[k], %[k], #1\n\t"                                                                 \
         "bne 2b\n\t"                                                                              \
@@ -2353,9 +2357,8 @@ typedef char mm_s8d_ok[offsetof(mm_s8d, d.out) == 36 && offsetof(mm_s8d, start) 
  * of channels 0..3 after FIX. */
 #define MM_S8D_ASM(CODE, MASKS, FIX, C0, C1, C2, C3)                                              \
     __asm__ volatile(                                                                             \
-        "str %[p], [sp, #-4]!\n\t"                                                                \
+        "str %[p], [sp, #-4]!\n\t" /* p is the state's address at 1: (MM_DENSE_TAIL keeps it) */ \
         "1:\n\t"                                                                                  \
-        "ldr %[p], [sp]\n\t"                                                                      \
         "ldr %[x], [%[p], #20]\n\t"                                                               \
         "ldr %[k], [%[p], #24]\n\t"                                                               \
         "ldr %[a0], [%[p], #48]\n\t"                                                              \
