@@ -2879,7 +2879,7 @@ void mm_pointwise_sub(MM_CONV_ARGS)
 #else
     const int rq8 = 0;
 #endif
-    MM_ASSERT(MM_IS_PWSUB(d, q) && !MM_IS_PW8W(d, q));
+    MM_ASSERT(MM_IS_PWSUB(d, q));
     switch (MM_PWSUB_PATH(q->in_bits, q->in_signed, d->in_c, fast, (int32_t)d->out_h * d->out_w,
                           q->w_bits, d->out_c, rq8)) {
 #if MM_USE_SUB8D_W4
@@ -2981,7 +2981,7 @@ void mm_conv(MM_CONV_ARGS)
     const int32_t *const bias = q->bias, *const mult = q->mult;
     const int8_t *const shift = q->shift;
     const int32_t qmin = q->qmin, qmax = q->qmax, out_pix = mm_bytes(d->out_c, ob);
-    MM_ASSERT(!MM_IS_PW8(d, q) && !MM_IS_PW8W(d, q) && !MM_IS_PWSUB(d, q) && !MM_IS_SMALL(d, q));
+    MM_ASSERT(!MM_IS_PW8(d, q) && !MM_IS_PWSUB(d, q) && !MM_IS_SMALL(d, q));
     mm_conv_init(&k, in, w, d, q, 1);
     /* W8/A8: two pixels at a time, from the input (in_c % 4 == 0) or from byte patches; long
      * rows of other in_c one pixel at a time (MM_CONV_PATH); each path only where the model

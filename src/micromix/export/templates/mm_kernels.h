@@ -600,9 +600,12 @@ static inline int mm_pw_fast(const mm_quant_params *q, int n)
      (d)->pad_w == 0 &&                                                                           \
      (((d)->k_h == 1 && (d)->k_w == 1) || ((d)->k_h == (d)->in_h && (d)->k_w == (d)->in_w &&      \
                                            (d)->out_h == 1 && (d)->out_w == 1)))
+/* MM_IS_PW8W: what mm_pointwise8_widen needs of a call (its scratch holds two pixels of at most
+ * MM_PATCH channels), not when the export takes it (from 4 channels: ops.conv._pointwise8
+ * alone, the kernel's name in the call is that fact). */
 #define MM_IS_PW8W(d, q)                                                                          \
     ((d)->groups == 1 && (q)->in_bits < 8 && (q)->w_bits == 8 && (d)->k_h == 1 &&                 \
-     (d)->k_w == 1 && (d)->pad_h == 0 && (d)->pad_w == 0 && (d)->in_c >= 4 && (d)->in_c <= MM_PATCH)
+     (d)->k_w == 1 && (d)->pad_h == 0 && (d)->pad_w == 0 && (d)->in_c <= MM_PATCH)
 #define MM_IS_SUB8(d, q) ((q)->in_bits == 8 && (q)->w_bits < 8 && (d)->groups == 1)
 #define MM_IS_PWSUB(d, q)                                                                         \
     ((d)->groups == 1 && (q)->w_bits < 8 && (d)->k_h == 1 && (d)->k_w == 1 && (d)->pad_h == 0 &&  \
@@ -621,8 +624,8 @@ static inline int mm_pw_fast(const mm_quant_params *q, int n)
  * block stay in natural order. No scratch. */
 void mm_pointwise8(MM_CONV_ARGS);
 
-/* MM_IS_PW8W: 1x1 layers with 8-bit weights and 2- or 4-bit inputs of 4 to MM_PATCH
- * channels (from 4 channels this beats the lane kernel: ops.conv._pointwise8): mm_pointwise8
+/* 1x1 layers with 8-bit weights and 2- or 4-bit inputs of 4 to MM_PATCH channels (from 4
+ * channels this beats the lane kernel: ops.conv._pointwise8; MM_IS_PW8W): mm_pointwise8
  * on input pixels widened to one byte per channel in the scratch, two at a time (2 x in_c
  * bytes: what the memory model counts for these layers). */
 void mm_pointwise8_widen(MM_CONV_ARGS);
