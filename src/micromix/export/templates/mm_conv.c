@@ -348,6 +348,7 @@ typedef struct {
     uint8_t *wide;
     int32_t row, in_row_step, in_step;
     int out_c, out_h, out_w;
+    uint8_t *ext; /* scratch the dense path may extend the input into (mm_pointwise8's) */
 } mm_pw8_job;
 
 static inline void mm_st32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
@@ -852,27 +853,54 @@ typedef char mm_pw8d_ok[offsetof(mm_pw8d, out) == 36 && offsetof(mm_pw8d, entry)
  * (MM_PW8_PATH's dense path, by input sign): the dot products as mm_pw8x4's, MM_PW8D_N words a
  * pass, the first pass of each block entered MM_PW8D_N - words % MM_PW8D_N words in (by
  * ADD PC, so that no row length needs a loop of its own: every instruction of a word is
- * 32-bit, MM_PW8D_WORD_BYTES). */
+ * 32-bit, MM_PW8D_RAW_BYTES / MM_PW8D_EXT_BYTES of code, which the asm checks). Rows of at
+ * most MM_PATCH bytes in mm_pointwise8 (MM_PW8D_EXT) first extend the input's words to SMLAD's
+ * halfword pairs in the scratch (2 x row bytes: what the conv family counts for them), once
+ * for all blocks instead of once per block: a word then costs one load more and two
+ * extensions less. */
 #define MM_PW8D_N 32
-#define MM_PW8D_WORD_BYTES 92 /* checked by the asm's .if */
+#define MM_PW8D_RAW_BYTES 92
+#define MM_PW8D_EXT_BYTES 88
+#define MM_PW8D_EXT(ext, row) ((ext) != 0 && (row) <= MM_PATCH)
 #define MM_PW8D_S_(v) #v
 #define MM_PW8D_S(v) MM_PW8D_S_(v)
+
+/* The state of a dense call's blocks; bytes: one word's code. */
+static inline mm_pw8d mm_pw8d_state(const mm_pw8_job *j, const uint8_t *x, int32_t bytes)
+{
+    const int32_t words = j->row >> 2;
+    return mm_dense_state(j->q, x, (words + MM_PW8D_N - 1) / MM_PW8D_N, j->out_c >> 2, j->out,
+                          (MM_PW8D_N - 1 - (words - 1) % MM_PW8D_N) * bytes);
+}
+
 #if defined(__ARM_FEATURE_DSP)
 /* One input word against the block's four rows: mm_pw8x4's MM_PW8X4_WORD with the state
- * pointer's register as its seventh scratch (the pointer waits on the stack meanwhile). */
+ * pointer's register as its seventh scratch (the pointer waits on the stack meanwhile); its
+ * halfword pairs t5, t0 extended here (XT) or loaded (MM_PW8D_XWORD). */
 #define MM_PW8D_WORD(XT)                                                                          \
     "ldr.w %[t0], [%[x]], #4\n\t"                                                                 \
     "ldr.w %[t1], [%[w]], #16\n\t"                                                                \
     "ldr.w %[t2], [%[w], #-12]\n\t"                                                               \
     "ldr.w %[t3], [%[w], #-8]\n\t"                                                                \
     "ldr.w %[t4], [%[w], #-4]\n\t" XT " %[t5], %[t0]\n\t" XT " %[t0], %[t0], ror #8\n\t"         \
+    MM_PW8D_ROWS
+#define MM_PW8D_XWORD                                                                             \
+    "ldr.w %[t5], [%[x]], #8\n\t"                                                                 \
+    "ldr.w %[t0], [%[x], #-4]\n\t"                                                                \
+    "ldr.w %[t1], [%[w]], #16\n\t"                                                                \
+    "ldr.w %[t2], [%[w], #-12]\n\t"                                                               \
+    "ldr.w %[t3], [%[w], #-8]\n\t"                                                                \
+    "ldr.w %[t4], [%[w], #-4]\n\t" MM_PW8D_ROWS
+#define MM_PW8D_ROWS                                                                              \
     MM_PW8D_ROW("a0", "t1") MM_PW8D_ROW("a1", "t2") MM_PW8D_ROW("a2", "t3") MM_PW8D_ROW("a3", "t4")
 #define MM_PW8D_ROW(A, T)                                                                         \
     "sxtb16 %[p], %[" T "]\n\t"                                                                   \
     "smlad %[" A "], %[p], %[t5], %[" A "]\n\t"                                                   \
     "sxtb16 %[" T "], %[" T "], ror #8\n\t"                                                       \
     "smlad %[" A "], %[" T "], %[t0], %[" A "]\n\t"
-#define MM_PW8D_ASM(XT)                                                                           \
+#define MM_PW8D_X4(W) W W W W
+/* The blocks; W: one word's code, BYTES its size. */
+#define MM_PW8D_ASM(W, BYTES)                                                                     \
     __asm__ volatile(                                                                             \
         "str %[p], [sp, #-4]!\n\t" /* p is the state's address at 1: (MM_DENSE_TAIL keeps it) */ \
         "1:\n\t"                                                                                  \
@@ -884,18 +912,12 @@ typedef char mm_pw8d_ok[offsetof(mm_pw8d, out) == 36 && offsetof(mm_pw8d, entry)
         "umull %[a2], %[a3], %[a0], %[a0]\n\t" /* both 0, one cycle */                            \
         "add pc, %[t0]\n\t"                                                                       \
         "nop.n\n\t" /* ADD PC reads its own address + 4: the loop starts here */                 \
-        "2:\n\t" MM_PW8D_WORD(XT) "3:\n\t" MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT)     \
-            MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT)                   \
-            MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT)                   \
-            MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT)                   \
-            MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT)                   \
-            MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT)                   \
-            MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT)                   \
-            MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT)                   \
+        "2:\n\t" W "3:\n\t" W W W MM_PW8D_X4(W) MM_PW8D_X4(W) MM_PW8D_X4(W) MM_PW8D_X4(W)         \
+            MM_PW8D_X4(W) MM_PW8D_X4(W) MM_PW8D_X4(W)                                             \
         "subs %[k], %[k], #1\n\t"                                                                 \
         "bne 2b\n\t"                                                                              \
-        ".if 3b - 2b - " MM_PW8D_S(MM_PW8D_WORD_BYTES) "\n\t"                                        \
-        ".error \"MM_PW8D_WORD_BYTES is not one word's code\"\n\t"                                \
+        ".if 3b - 2b - " MM_PW8D_S(BYTES) "\n\t"                                                  \
+        ".error \"not one word's code bytes\"\n\t"                                                \
         ".endif\n\t" MM_DENSE_TAIL("a0", "a1", "a2", "a3", "t0", "t1", "t2", "t3", "x", "k", "t4", \
                                    "t5") "add sp, sp, #4\n\t"                                     \
         : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x] "=&r"(xr),         \
@@ -903,42 +925,68 @@ typedef char mm_pw8d_ok[offsetof(mm_pw8d, out) == 36 && offsetof(mm_pw8d, entry)
           [t2] "=&r"(t2), [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "=&r"(t5)                        \
         :                                                                                         \
         : "cc", "memory")
+#define MM_PW8D_VARS                                                                              \
+    uint32_t a0, a1, a2, a3, t0, t1, t2, t3, t4, t5;                                             \
+    int32_t k;                                                                                    \
+    const uint8_t *xr
+#define MM_PW8D_UNUSED                                                                            \
+    (void)a0, (void)a1, (void)a2, (void)a3, (void)t0, (void)t1, (void)t2, (void)t3, (void)t4,    \
+        (void)t5, (void)k, (void)xr, (void)p
+
+/* The blocks on the input extended into j->ext: (bytes 0, 2), (bytes 1, 3) of each word
+ * sign- (is) or zero-extended. One function for both signs. */
+static MM_NOINLINE void mm_pw8d_ext(const mm_pw8_job *j, const uint8_t *x, const int is)
+{
+    typedef uint32_t mm_word_at __attribute__((aligned(1), may_alias)); /* any address */
+    uint32_t *e = (uint32_t *)(void *)j->ext;
+    const uint8_t *const end = x + j->row;
+    const int8_t *w = j->w;
+    for (const uint8_t *xi = x; xi != end; xi += 4, e += 2) {
+        const uint32_t v = *(const mm_word_at *)(const void *)xi;
+        if (is)
+            __asm__("sxtb16 %0, %2\n\tsxtb16 %1, %2, ror #8" : "=&r"(e[0]), "=r"(e[1]) : "r"(v));
+        else
+            __asm__("uxtb16 %0, %2\n\tuxtb16 %1, %2, ror #8" : "=&r"(e[0]), "=r"(e[1]) : "r"(v));
+    }
+    mm_pw8d st = mm_pw8d_state(j, j->ext, MM_PW8D_EXT_BYTES), *p = &st;
+    MM_PW8D_VARS;
+    MM_PW8D_ASM(MM_PW8D_XWORD, MM_PW8D_EXT_BYTES);
+    MM_PW8D_UNUSED;
+}
 #endif
 
 static MM_INLINE void mm_pw8_dense(const mm_pw8_job *j, const uint8_t *x, const int is)
 {
     const mm_quant_params *q = j->q;
-    const int32_t row = j->row, out_c = j->out_c, blocks = out_c >> 2, words = row >> 2;
-    const int8_t *w = j->w;
-    int32_t co = 0;
+    const int32_t row = j->row, out_c = j->out_c, blocks = out_c >> 2;
+    const int8_t *wt = j->w + (int32_t)4 * blocks * row; /* the rows after the last block */
     if (blocks) {
-        mm_pw8d st = mm_dense_state(
-            q, x, (words + MM_PW8D_N - 1) / MM_PW8D_N, blocks, j->out,
-            (MM_PW8D_N - 1 - (words - 1) % MM_PW8D_N) * MM_PW8D_WORD_BYTES);
 #if defined(__ARM_FEATURE_DSP)
-        mm_pw8d *p = &st;
-        uint32_t a0, a1, a2, a3, t0, t1, t2, t3, t4, t5;
-        int32_t k;
-        const uint8_t *xr;
-        if (is)
-            MM_PW8D_ASM("sxtb16");
-        else
-            MM_PW8D_ASM("uxtb16");
-        (void)a0, (void)a1, (void)a2, (void)a3, (void)t0, (void)t1, (void)t2, (void)t3;
-        (void)t4, (void)t5, (void)k, (void)xr, (void)p;
+        if (MM_PW8D_EXT(j->ext, row)) {
+            mm_pw8d_ext(j, x, is);
+        } else {
+            mm_pw8d st = mm_pw8d_state(j, x, MM_PW8D_RAW_BYTES), *p = &st;
+            const int8_t *w = j->w;
+            MM_PW8D_VARS;
+            if (is)
+                MM_PW8D_ASM(MM_PW8D_WORD("sxtb16"), MM_PW8D_RAW_BYTES);
+            else
+                MM_PW8D_ASM(MM_PW8D_WORD("uxtb16"), MM_PW8D_RAW_BYTES);
+            MM_PW8D_UNUSED;
+        }
 #else
-        for (; st.out != st.end; w += 4 * row) { /* the asm's steps, portably */
+        mm_pw8d st = mm_pw8d_state(j, x, 0);
+        for (const int8_t *wb = j->w; st.out != st.end; wb += 4 * row) { /* the asm's steps */
             int32_t acc[4];
-            mm_pw8x4(st.x, w, row, is, acc);
+            mm_pw8x4(st.x, wb, row, is, acc);
             for (int i = 0; i < 4; i++, st.bias++, st.mult++, st.shift++)
                 *st.out++ = (uint8_t)mm_pw_rq(acc[i], *st.bias, *st.mult, *st.shift,
                                               q->bias_shift, q->qmin, q->qmax);
         }
 #endif
-        co = 4 * blocks;
     }
-    for (; co < out_c; co++, w += row) /* the rows after the last block, in natural order */
-        j->out[co] = (uint8_t)mm_pw_rq(mm_pw8x1(x, w, row, is), q->bias[co], q->mult[co],
+    for (int32_t co = 4 * blocks; co < out_c; co++, wt += row) /* in natural order */
+        j->out[co] = (uint8_t)mm_pw_rq(mm_pw8x1(x, wt, row, is), q->bias[co], q->mult[co],
                                        q->shift[co], q->bias_shift, q->qmin, q->qmax);
 }
 #if MM_ON_PW8_DENSE_U
@@ -1012,16 +1060,16 @@ void mm_pointwise8(MM_CONV_ARGS)
     const int32_t in_pix = d->in_c; /* 8-bit inputs: one byte per channel */
     const int8_t *ws = (const int8_t *)w;
     MM_ASSERT(MM_IS_PW8(d, q));
-    (void)scratch;
     /* Each output pixel's patch is one contiguous run of input bytes. */
     if (d->k_h == 1 && d->k_w == 1) {
         const mm_pw8_job j = {in, out, ws, q, 0, d->in_c,
                               (int32_t)d->stride_h * d->in_w * in_pix,
-                              (int32_t)d->stride_w * in_pix, d->out_c, d->out_h, d->out_w};
+                              (int32_t)d->stride_w * in_pix, d->out_c, d->out_h, d->out_w,
+                              (uint8_t *)scratch};
         mm_pw8_run(&j);
     } else {
         const mm_pw8_job j = {in, out, ws, q, 0, (int32_t)d->k_h * d->k_w * d->in_c, 0, 0,
-                              d->out_c, 1, 1};
+                              d->out_c, 1, 1, (uint8_t *)scratch};
         mm_pw8_run(&j);
     }
 }
@@ -1033,7 +1081,7 @@ void mm_pointwise8_widen(MM_CONV_ARGS)
     const int32_t in_pix = mm_bytes(d->in_c, q->in_bits);
     const mm_pw8_job j = {in, out, (const int8_t *)w, q, (uint8_t *)scratch, d->in_c,
                           (int32_t)d->stride_h * d->in_w * in_pix,
-                          (int32_t)d->stride_w * in_pix, d->out_c, d->out_h, d->out_w};
+                          (int32_t)d->stride_w * in_pix, d->out_c, d->out_h, d->out_w, 0};
     MM_ASSERT(MM_IS_PW8W(d, q));
     mm_pw8_run(&j);
 }
@@ -2814,7 +2862,7 @@ static void mm_sub8_pointwise_fast(const uint8_t *in, uint8_t *out, const uint8_
 {
     const mm_pw8_job j = {in, out, (const int8_t *)w, q, 0, d->in_c,
                           (int32_t)d->stride_h * d->in_w * d->in_c,
-                          (int32_t)d->stride_w * d->in_c, d->out_c, d->out_h, d->out_w};
+                          (int32_t)d->stride_w * d->in_c, d->out_c, d->out_h, d->out_w, 0};
     if ((int32_t)d->out_h * d->out_w == 1 && fast)
         mm_s8f_one_u(&j, in, out);
     else if ((int32_t)d->out_h * d->out_w == 1) /* a linear: any requantization */
