@@ -807,8 +807,9 @@ typedef char mm_pw8d_ok[offsetof(mm_pw8d, out) == 36 && offsetof(mm_pw8d, entry)
     "smmul %[" A "], %[" A "], %[" Y "]\n\t"                                                      \
     "asr %[" A "], %[" A "], %[" SH "]\n\t"                                                       \
     "add %[" A "], %[" A "], %[" R "]\n\t"
-/* A block's end, its sums in C0..C3 (channels 0..3): the four shifts as one word less 33 in
- * every byte (every shift is above 32: no borrow; ASR reads a register's low byte), the
+/* A block's end, its sums in C0..C3 (channels 0..3): the four shifts as one word (an LDR at
+ * any address, which Armv7-M allows) less 33 in every byte (every shift is above 32: no
+ * borrow; ASR reads a register's low byte), the
  * requantization, USAT of the halves, the floor, flip, the word store, and the branch back to
  * 1: while out is not end, with p the state's address again. B, M, SH, K, X, Y, R, Z: the
  * eight registers the sums leave free; the state's address is on the stack. */
