@@ -928,9 +928,13 @@ int main(int argc, char **argv)
 {
     /* a 1x1 layer, 8-bit inputs and weights: mm_pointwise8's, never mm_conv's */
     const mm_conv_dims d = {8, 4, 4, 4, 4, 4, 1, 1, 1, 1, 0, 0, 1};
-    const mm_quant_params q = {bias, mult, shift, -128, 127, 8, 1, 8, 8, 0};
+    const mm_quant_params q = {bias, mult, shift, -128, 127, 8, 1, 8, 8, 0, 0, 0, 1};
+    /* the same with above32 0: a call whose fact disagrees with its shifts */
+    const mm_quant_params q0 = {bias, mult, shift, -128, 127, 8, 1, 8, 8, 0, 0, 0, 0};
     (void)argv;
-    if (argc > 1)
+    if (argc > 2)
+        mm_pointwise8(in, out, w, &d, &q0, scratch);
+    else if (argc > 1)
         mm_conv(in, out, w, &d, &q, scratch);
     else
         mm_pointwise8(in, out, w, &d, &q, scratch);
@@ -943,7 +947,8 @@ int main(int argc, char **argv)
 def test_debug_build_refuses_a_kernel_the_export_would_not_choose(tmp_path, debug: bool) -> None:
     """The C keeps its kernel rules as MM_DEBUG assertions: a call of mm_conv on an 8-bit 1x1
     layer (mm_pointwise8's) aborts in a debug build and runs in a release build; the right
-    kernel runs in both."""
+    kernel runs in both. A call whose above32 (ops.common.shifts_above32) disagrees with its
+    shifts aborts in a debug build too."""
     d = _kernel_dir(tmp_path)
     (d / "t.c").write_text(DEBUG_HARNESS)
     srcs = ["t.c", "mm_conv.c", "mm_dot.c"]
@@ -955,6 +960,10 @@ def test_debug_build_refuses_a_kernel_the_export_would_not_choose(tmp_path, debu
     assert (wrong.returncode != 0) == debug, wrong.stderr
     if debug:
         assert b"mm_conv: Assertion" in wrong.stderr  # the kernel's own check, not a crash
+    fact = subprocess.run(["./t", "wrong", "above32"], cwd=d, capture_output=True)
+    assert (fact.returncode != 0) == debug, fact.stderr
+    if debug:
+        assert b"mm_shifts_above32: Assertion" in fact.stderr
 
 
 def test_cli_export_follows_the_recorded_or_given_schedule(tmp_path, capsys) -> None:
@@ -1072,7 +1081,7 @@ int main(int argc, char **argv)
 {
     /* a 3x3 depthwise layer on four channels; argc > 1: 4-bit unsigned inputs, else 8-bit */
     const mm_conv_dims d = {4, 4, 4, 4, 4, 4, 3, 3, 1, 1, 1, 1, 4};
-    const mm_quant_params q = {bias, mult, shift, 0, 255, argc > 1 ? 4 : 8, 0, 8, 8, 0, 0, 0};
+    const mm_quant_params q = {bias, mult, shift, 0, 255, argc > 1 ? 4 : 8, 0, 8, 8, 0, 0, 0, 1};
     (void)argv;
     mm_depthwise(in, out, w, &d, &q, 0);
     return 0;

@@ -174,14 +174,17 @@ def test_avgpool_bytes_on_cortex_m4(tmp_path, c: int, h: int, w: int, signed: bo
 
 
 class DenseNet(nn.Module):
-    """Linear layers whose rows are whole 16-byte steps (mm_pointwise8's dense path): unsigned
-    and signed inputs, ReLU'd (U) and signed (S) outputs, 3 rows after the last block of four
-    (fc5: 19 outputs; the path takes 16 rows or more)."""
+    """Linear layers whose rows are whole words (mm_pointwise8's dense path): unsigned and
+    signed inputs, ReLU'd (U) and signed (S) outputs, 3 rows after the last block of four
+    (fc5: 19 outputs; the path takes 16 rows or more). Rows of 72 and 66 words (more than
+    MM_PATCH bytes: the input read as it is; three passes of MM_PW8D_N = 32 words, the first
+    entered 24 and 30 words in; fc1 unsigned inputs, fc3 signed) and of 12, 5 and 4 words (the
+    input extended into the scratch first: fc2, fc4 unsigned, fc5 signed)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.fc1, self.fc2 = nn.Linear(32, 48), nn.Linear(48, 16)
-        self.fc3, self.fc4 = nn.Linear(16, 32), nn.Linear(32, 16)
+        self.fc1, self.fc2 = nn.Linear(288, 48), nn.Linear(48, 264)
+        self.fc3, self.fc4 = nn.Linear(264, 20), nn.Linear(20, 16)
         self.fc5 = nn.Linear(16, 19)
 
     def forward(self, x):
@@ -192,7 +195,7 @@ class DenseNet(nn.Module):
 def dense_model(qmin: int):
     """DenseNet with random quantization parameters; its signed outputs clamped at `qmin`."""
     torch.manual_seed(2)
-    g = trace(DenseNet().eval(), (1, 2, 4, 4))
+    g = trace(DenseNet().eval(), (1, 18, 4, 4))
     pol = Policy.uniform(g, 8)
     im = convert(random_qparams(g, pol, seed=2), g, pol)
     ops = tuple(dataclasses.replace(o, qmin=qmin) if o.qmin < 0 else o for o in im.ops)
@@ -209,7 +212,7 @@ def _check_dense(tmp_path, qmin: int, qemu: bool) -> None:
     lib = _write(tmp_path / "lib", library_files(im))
     fns = {"mm_pw8_dense_u", "mm_pw8_dense_s", "mm_pw8_one"}
     assert _text_symbols(lib, "mm_conv.c") & fns == {"mm_pw8_dense_u", "mm_pw8_dense_s"}
-    x = np.random.default_rng(-qmin).integers(0, 256, (30, 2, 4, 4), dtype=np.uint8)
+    x = np.random.default_rng(-qmin).integers(0, 256, (30, 18, 4, 4), dtype=np.uint8)
     _host_and_qemu(im, tmp_path, x, qemu=qemu)
 
 

@@ -218,8 +218,18 @@ def quant_of(iop: IntOp, arrays: dict[str, str], index: int = 0, *, second: bool
     in2 = (iop.in_bits[1], int(iop.in_signed[1])) if second else (0, 0)
     return (
         bias, mult, shift, iop.qmin, iop.qmax, iop.in_bits[index], int(iop.in_signed[index]),
-        iop.w_bits or 0, iop.out_bits, iop.bias_shift, *in2,
+        iop.w_bits or 0, iop.out_bits, iop.bias_shift, *in2, shifts_above32(iop, index),
     )  # fmt: skip
+
+
+def shifts_above32(iop: IntOp, index: int = 0) -> int:
+    """1 where every channel's shift (from `index` on) is above 32, else 0: the fast and the
+    8-bit requantizations' condition (mm_kernels.h MM_PW_FAST, MM_RQ8). Found here only: the
+    call's mm_quant_params.above32 carries it to the kernels, which no longer loop over the
+    shift array on every call (about 9 cycles a channel on Cortex-M4), and ops.conv.c_rules
+    gives it to the paths' rules."""
+    shift = iop.arrays.get("shift")
+    return 0 if shift is None else int(bool((np.asarray(shift)[index:] > 32).all()))
 
 
 def unary_call(fn: str) -> Callable[[Any], str]:

@@ -41,6 +41,7 @@ from .common import (
     int_op,
     kernel_constant,
     quant_of,
+    shifts_above32,
     struct_call,
     tiled,
     typed_arrays,
@@ -487,15 +488,13 @@ def c_rules(site: CallSite) -> tuple[str, ...]:
     """The kernel paths this call takes: the kernel's own rules (mm_kernels.h MM_CONV_PATH,
     MM_PWSUB_PATH, MM_SUB8_KIND, MM_SUB8_RQ, MM_SMALL_PATH, MM_DW_GROUP, MM_DW_TAIL, MM_DW_OUT,
     MM_PW8_PATH) on the numbers the call passes, for the export's preprocessor to evaluate.
-    The only fact not in the call's structs is whether every shift is above 32, the loop that
-    mm_pointwise8 runs over the shift array (mm_depthwise tests it per group of four
-    channels)."""
+    Whether every shift is above 32 is the call's mm_quant_params.above32 (`shifts_above32`)."""
     iop = site.iop
     dims = tiled(kernel_dims(iop.op), site.tile)
     c_in, in_h, in_w, c_out, out_h, out_w, kh, kw, _, _, ph, pw, groups = dims
     ib, is_ = iop.in_bits[0], int(iop.in_signed[0])
     row = kh * kw * (c_in // groups)
-    above32 = int(bool((np.asarray(iop.arrays["shift"]) > 32).all()))
+    above32 = shifts_above32(iop)
     if site.kernel in ("mm_conv", "mm_pointwise_sub"):
         fast = f"MM_PW_FAST({iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})"
         rq8 = f"MM_RQ8({iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})"
@@ -564,8 +563,7 @@ def small8p(iop: IntOp) -> bool:
     in_c % 4 != 0, rows of 4 to MM_PATCH bytes, unsigned outputs over their whole range and
     every shift above 32 (mm_pw_fast). Other layers take its lanes."""
     row, qmax = iop.row_elems, (1 << iop.out_bits) - 1
-    above32 = bool((np.asarray(iop.arrays["shift"]) > 32).all())
-    fast = iop.qmin == 0 and iop.qmax == qmax and above32
+    fast = iop.qmin == 0 and iop.qmax == qmax and shifts_above32(iop)
     return (
         iop.w_bits == 8
         and iop.in_bits[0] == 8

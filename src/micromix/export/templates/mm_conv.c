@@ -348,6 +348,7 @@ typedef struct {
     uint8_t *wide;
     int32_t row, in_row_step, in_step;
     int out_c, out_h, out_w;
+    uint8_t *ext; /* scratch the dense path may extend the input into (mm_pointwise8's) */
 } mm_pw8_job;
 
 static inline void mm_st32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
@@ -747,143 +748,246 @@ static MM_NOINLINE void mm_pw8_any(const mm_pw8_job *j) { mm_pw8_pixels(j, 0, 0)
 #endif
 #endif
 
-#if MM_ON_PW8_DENSE_U || MM_ON_PW8_DENSE_S
-/* A linear whose rows are whole 16-byte steps and whose requantization is mm_rq8_kind's U or
- * S (MM_PW8_PATH's dense path, by input sign): its blocks of four rows in one asm loop, the dot
- * products as mm_pw8x4's and each block's requantization and word store right after them, so
- * that nothing of the loop is kept in C around an asm that takes every register (mm_pw8_one:
- * about 170 cycles per block besides the dot products, spilled values reloaded). mm_pw8d is
- * what the loop reads and advances, at fixed offsets. */
+#if MM_ON_PW8_DENSE_U || MM_ON_PW8_DENSE_S || MM_ON_SUB8D_W4 || MM_ON_SUB8D_W2
+/* The one-pixel dense paths (mm_pw8_dense: 8-bit weights; mm_s8_dense: 4- and 2-bit ones) run
+ * their blocks of four rows in one asm loop each, the sums and each block's requantization and
+ * word store right after one another, so that nothing of the loop is kept in C around an asm
+ * that takes every register (mm_pw8_one: about 170 cycles per block besides the dot products,
+ * spilled values reloaded). mm_pw8d is what the loops read and advance, at fixed offsets; the
+ * block's end (MM_DENSE_TAIL) is one macro for both. Outputs of either clamp (mm_rq8_kind's U
+ * and S) go through one unsigned saturation: S's sums are offset by 256 (rnd), so that
+ * USAT gives y + 128 for its SSAT's y; the floor (qmin + 128) is an unsigned bytewise maximum
+ * and flip takes the bytes back to signed. */
 typedef struct {
     const int32_t *bias, *mult; /* 0, 4: advanced four channels per block */
-    const int8_t *shift;        /* 8 */
+    const int8_t *shift;        /* 8: advanced four channels per block (read as a word) */
     int32_t kb;                 /* 12: 2^bias_shift */
-    uint32_t lo4;               /* 16: qmin in every byte (S) */
+    uint32_t lo4;               /* 16: the floor in every byte: qmin, + 128 for S */
     const uint8_t *x;           /* 20 */
-    int32_t k;                  /* 24: 16-byte steps per row */
-    int32_t blocks;             /* 28: blocks left */
-    int32_t sg;                 /* 32: 0 U, 1 S */
+    int32_t k;                  /* 24: passes of the block's word loop */
+    const uint8_t *end;         /* 28: out after the last block */
+    int32_t rnd;                /* 32: 1, + 256 for S */
     uint8_t *out;               /* 36: advanced one word per block */
+    uint32_t flip;              /* 40: 0x80808080 for S, else 0 */
+    int32_t entry;              /* 44: code bytes the first pass skips (mm_pw8_dense) */
 } mm_pw8d;
+
+static inline mm_pw8d mm_dense_state(const mm_quant_params *q, const uint8_t *x, int32_t k,
+                                     int32_t blocks, uint8_t *out, int32_t entry)
+{
+    const int sg = !MM_CLAMP_U8(q->qmin, q->qmax);
+    const mm_pw8d st = {q->bias,
+                        q->mult,
+                        q->shift,
+                        (int32_t)1 << q->bias_shift,
+                        (uint32_t)(uint8_t)(q->qmin + 128 * sg) * 0x01010101u,
+                        x,
+                        k,
+                        out + 4 * blocks,
+                        1 + 256 * sg,
+                        out,
+                        sg ? 0x80808080u : 0u,
+                        entry};
+    return st;
+}
+
+#if defined(__ARM_FEATURE_DSP)
+/* The offsets the asm reads (a negative array size fails to compile). */
+typedef char mm_pw8d_ok[offsetof(mm_pw8d, out) == 36 && offsetof(mm_pw8d, entry) == 44 &&
+                                sizeof(mm_pw8d) == 48
+                            ? 1
+                            : -1];
+/* One channel of mm_pw_rq's rule up to its last halving, (smmul(a kb + bias, mult) >>
+ * (shift - 33)) + rnd: B, M the bias and mult pointers, K kb, SH the shift's register (its
+ * low byte), X, Y scratch, R rnd. */
+#define MM_DENSE_RQ(A, B, M, K, SH, X, Y, R)                                                      \
+    "ldr %[" X "], [%[" B "]], #4\n\t"                                                            \
+    "ldr %[" Y "], [%[" M "]], #4\n\t"                                                            \
+    "mla %[" A "], %[" A "], %[" K "], %[" X "]\n\t"                                              \
+    "smmul %[" A "], %[" A "], %[" Y "]\n\t"                                                      \
+    "asr %[" A "], %[" A "], %[" SH "]\n\t"                                                       \
+    "add %[" A "], %[" A "], %[" R "]\n\t"
+/* A block's end, its sums in C0..C3 (channels 0..3): the four shifts as one word (an LDR at
+ * any address, which Armv7-M allows) less 33 in every byte (every shift is above 32: no
+ * borrow; ASR reads a register's low byte), the
+ * requantization, USAT of the halves, the floor, flip, the word store, and the branch back to
+ * 1: while out is not end, with p the state's address again. B, M, SH, K, X, Y, R, Z: the
+ * eight registers the sums leave free; the state's address is on the stack. */
+#define MM_DENSE_TAIL(C0, C1, C2, C3, B, M, SH, K, X, Y, R, Z)                                    \
+    "ldr %[p], [sp]\n\t"                                                                          \
+    "ldr %[" B "], [%[p]]\n\t"                                                                    \
+    "ldr %[" M "], [%[p], #4]\n\t"                                                                \
+    "ldr %[" Z "], [%[p], #8]\n\t"                                                                \
+    "ldr %[" K "], [%[p], #12]\n\t"                                                               \
+    "ldr %[" R "], [%[p], #32]\n\t"                                                               \
+    "ldr %[" SH "], [%[" Z "]], #4\n\t"                                                           \
+    "str %[" Z "], [%[p], #8]\n\t"                                                                \
+    "sub %[" SH "], %[" SH "], #0x21212121\n\t" MM_DENSE_RQ(C0, B, M, K, SH, X, Y, R)             \
+    "lsr %[" Z "], %[" SH "], #8\n\t" MM_DENSE_RQ(C1, B, M, K, Z, X, Y, R)                        \
+    "lsr %[" Z "], %[" SH "], #16\n\t" MM_DENSE_RQ(C2, B, M, K, Z, X, Y, R)                       \
+    "lsr %[" Z "], %[" SH "], #24\n\t" MM_DENSE_RQ(C3, B, M, K, Z, X, Y, R)                       \
+    "str %[" B "], [%[p]]\n\t" /* stores and loads in one run (pipelined) */                      \
+    "str %[" M "], [%[p], #4]\n\t"                                                                \
+    "ldr %[" X "], [%[p], #16]\n\t"                                                               \
+    "ldr %[" Y "], [%[p], #40]\n\t"                                                               \
+    "ldr %[" Z "], [%[p], #36]\n\t"                                                               \
+    "ldr %[" K "], [%[p], #28]\n\t"                                                               \
+    "usat %[" C0 "], #8, %[" C0 "], asr #1\n\t"                                                   \
+    "usat %[" C1 "], #8, %[" C1 "], asr #1\n\t"                                                   \
+    "usat %[" C2 "], #8, %[" C2 "], asr #1\n\t"                                                   \
+    "usat %[" C3 "], #8, %[" C3 "], asr #1\n\t"                                                   \
+    "bfi %[" C0 "], %[" C1 "], #8, #8\n\t"                                                        \
+    "bfi %[" C0 "], %[" C2 "], #16, #8\n\t"                                                       \
+    "bfi %[" C0 "], %[" C3 "], #24, #8\n\t"                                                       \
+    "usub8 %[" R "], %[" C0 "], %[" X "]\n\t"                                                     \
+    "sel %[" C0 "], %[" C0 "], %[" X "]\n\t"                                                      \
+    "eor %[" C0 "], %[" C0 "], %[" Y "]\n\t"                                                      \
+    "str %[" C0 "], [%[" Z "]], #4\n\t"                                                           \
+    "str %[" Z "], [%[p], #36]\n\t"                                                               \
+    "cmp %[" Z "], %[" K "]\n\t"                                                                  \
+    "bne 1b\n\t"
+#endif
+#endif
+
+#if MM_ON_PW8_DENSE_U || MM_ON_PW8_DENSE_S
+/* A linear whose rows are whole words and whose requantization is mm_rq8_kind's U or S
+ * (MM_PW8_PATH's dense path, by input sign): the dot products as mm_pw8x4's, MM_PW8D_N words a
+ * pass, the first pass of each block entered MM_PW8D_N - words % MM_PW8D_N words in (by
+ * ADD PC, so that no row length needs a loop of its own: every instruction of a word is
+ * 32-bit, MM_PW8D_RAW_BYTES / MM_PW8D_EXT_BYTES of code, which the asm checks). Rows of at
+ * most MM_PATCH bytes in mm_pointwise8 (MM_PW8D_EXT) first extend the input's words to SMLAD's
+ * halfword pairs in the scratch (2 x row bytes: what the conv family counts for them), once
+ * for all blocks instead of once per block: a word then costs one load more and two
+ * extensions less. */
+#define MM_PW8D_N 32
+#define MM_PW8D_RAW_BYTES 92
+#define MM_PW8D_EXT_BYTES 88
+#define MM_PW8D_EXT(ext, row) ((ext) != 0 && (row) <= MM_PATCH)
+#define MM_PW8D_S_(v) #v
+#define MM_PW8D_S(v) MM_PW8D_S_(v)
+
+/* The state of a dense call's blocks; bytes: one word's code. */
+static inline mm_pw8d mm_pw8d_state(const mm_pw8_job *j, const uint8_t *x, int32_t bytes)
+{
+    const int32_t words = j->row >> 2;
+    return mm_dense_state(j->q, x, (words + MM_PW8D_N - 1) / MM_PW8D_N, j->out_c >> 2, j->out,
+                          (MM_PW8D_N - 1 - (words - 1) % MM_PW8D_N) * bytes);
+}
 
 #if defined(__ARM_FEATURE_DSP)
 /* One input word against the block's four rows: mm_pw8x4's MM_PW8X4_WORD with the state
- * pointer's register as its seventh scratch (the pointer waits on the stack meanwhile). */
+ * pointer's register as its seventh scratch (the pointer waits on the stack meanwhile); its
+ * halfword pairs t5, t0 extended here (XT) or loaded (MM_PW8D_XWORD). */
 #define MM_PW8D_WORD(XT)                                                                          \
-    "ldr %[t0], [%[x]], #4\n\t"                                                                   \
-    "ldr %[t1], [%[w]], #16\n\t"                                                                  \
-    "ldr %[t2], [%[w], #-12]\n\t"                                                                 \
-    "ldr %[t3], [%[w], #-8]\n\t"                                                                  \
-    "ldr %[t4], [%[w], #-4]\n\t" XT " %[t5], %[t0]\n\t" XT " %[t0], %[t0], ror #8\n\t"           \
+    "ldr.w %[t0], [%[x]], #4\n\t"                                                                 \
+    "ldr.w %[t1], [%[w]], #16\n\t"                                                                \
+    "ldr.w %[t2], [%[w], #-12]\n\t"                                                               \
+    "ldr.w %[t3], [%[w], #-8]\n\t"                                                                \
+    "ldr.w %[t4], [%[w], #-4]\n\t" XT " %[t5], %[t0]\n\t" XT " %[t0], %[t0], ror #8\n\t"         \
+    MM_PW8D_ROWS
+#define MM_PW8D_XWORD                                                                             \
+    "ldr.w %[t5], [%[x]], #8\n\t"                                                                 \
+    "ldr.w %[t0], [%[x], #-4]\n\t"                                                                \
+    "ldr.w %[t1], [%[w]], #16\n\t"                                                                \
+    "ldr.w %[t2], [%[w], #-12]\n\t"                                                               \
+    "ldr.w %[t3], [%[w], #-8]\n\t"                                                                \
+    "ldr.w %[t4], [%[w], #-4]\n\t" MM_PW8D_ROWS
+#define MM_PW8D_ROWS                                                                              \
     MM_PW8D_ROW("a0", "t1") MM_PW8D_ROW("a1", "t2") MM_PW8D_ROW("a2", "t3") MM_PW8D_ROW("a3", "t4")
 #define MM_PW8D_ROW(A, T)                                                                         \
     "sxtb16 %[p], %[" T "]\n\t"                                                                   \
     "smlad %[" A "], %[p], %[t5], %[" A "]\n\t"                                                   \
     "sxtb16 %[" T "], %[" T "], ror #8\n\t"                                                       \
     "smlad %[" A "], %[" T "], %[t0], %[" A "]\n\t"
-/* mm_pw_rq's rule up to its last halving: (smmul(a kb + bias, mult) >> (shift - 33)) + 1. */
-#define MM_PW8D_RQ(A)                                                                             \
-    "ldr %[x], [%[t0]], #4\n\t"                                                                   \
-    "ldr %[k], [%[t1]], #4\n\t"                                                                   \
-    "ldrsb %[t4], [%[t2]], #1\n\t"                                                                \
-    "mla %[" A "], %[" A "], %[t3], %[x]\n\t"                                                     \
-    "smmul %[" A "], %[" A "], %[k]\n\t"                                                          \
-    "sub %[t4], %[t4], #33\n\t"                                                                   \
-    "asr %[" A "], %[" A "], %[t4]\n\t"                                                           \
-    "add %[" A "], %[" A "], #1\n\t"
-#define MM_PW8D_ASM(XT)                                                                           \
+#define MM_PW8D_X4(W) W W W W
+/* The blocks; W: one word's code, BYTES its size. */
+#define MM_PW8D_ASM(W, BYTES)                                                                     \
     __asm__ volatile(                                                                             \
-        "str %[p], [sp, #-4]!\n\t"                                                                \
+        "str %[p], [sp, #-4]!\n\t" /* p is the state's address at 1: (MM_DENSE_TAIL keeps it) */ \
         "1:\n\t"                                                                                  \
-        "ldr %[p], [sp]\n\t"                                                                      \
         "ldr %[x], [%[p], #20]\n\t"                                                               \
         "ldr %[k], [%[p], #24]\n\t"                                                               \
+        "ldr %[t0], [%[p], #44]\n\t"                                                              \
         "mov %[a0], #0\n\t"                                                                       \
         "mov %[a1], #0\n\t"                                                                       \
-        "mov %[a2], #0\n\t"                                                                       \
-        "mov %[a3], #0\n\t"                                                                       \
-        "2:\n\t" MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT) MM_PW8D_WORD(XT)              \
+        "umull %[a2], %[a3], %[a0], %[a0]\n\t" /* both 0, one cycle */                            \
+        "add pc, %[t0]\n\t"                                                                       \
+        "nop.n\n\t" /* ADD PC reads its own address + 4: the loop starts here */                 \
+        "2:\n\t" W "3:\n\t" W W W MM_PW8D_X4(W) MM_PW8D_X4(W) MM_PW8D_X4(W) MM_PW8D_X4(W)         \
+            MM_PW8D_X4(W) MM_PW8D_X4(W) MM_PW8D_X4(W)                                             \
         "subs %[k], %[k], #1\n\t"                                                                 \
         "bne 2b\n\t"                                                                              \
-        "ldr %[p], [sp]\n\t"                                                                      \
-        "ldr %[t0], [%[p]]\n\t"                                                                   \
-        "ldr %[t1], [%[p], #4]\n\t"                                                               \
-        "ldr %[t2], [%[p], #8]\n\t"                                                               \
-        "ldr %[t3], [%[p], #12]\n\t" MM_PW8D_RQ("a0") MM_PW8D_RQ("a1") MM_PW8D_RQ("a2")            \
-            MM_PW8D_RQ("a3") "str %[t0], [%[p]]\n\t"                                              \
-        "str %[t1], [%[p], #4]\n\t"                                                               \
-        "str %[t2], [%[p], #8]\n\t"                                                               \
-        "ldr %[t4], [%[p], #32]\n\t"                                                              \
-        "ldr %[t5], [%[p], #36]\n\t"                                                              \
-        "cmp %[t4], #0\n\t"                                                                       \
-        "bne 3f\n\t"                                                                              \
-        "usat %[a0], #8, %[a0], asr #1\n\t"                                                       \
-        "usat %[a1], #8, %[a1], asr #1\n\t"                                                       \
-        "usat %[a2], #8, %[a2], asr #1\n\t"                                                       \
-        "usat %[a3], #8, %[a3], asr #1\n\t"                                                       \
-        "b 4f\n\t"                                                                                \
-        "3:\n\t"                                                                                  \
-        "ssat %[a0], #8, %[a0], asr #1\n\t"                                                       \
-        "ssat %[a1], #8, %[a1], asr #1\n\t"                                                       \
-        "ssat %[a2], #8, %[a2], asr #1\n\t"                                                       \
-        "ssat %[a3], #8, %[a3], asr #1\n\t"                                                       \
-        "4:\n\t"                                                                                  \
-        "bfi %[a0], %[a1], #8, #8\n\t"                                                            \
-        "bfi %[a0], %[a2], #16, #8\n\t"                                                           \
-        "bfi %[a0], %[a3], #24, #8\n\t"                                                           \
-        "beq 5f\n\t" /* S: the bytes raised to qmin (signed bytewise maximum) */                 \
-        "ldr %[t4], [%[p], #16]\n\t"                                                              \
-        "ssub8 %[x], %[a0], %[t4]\n\t"                                                            \
-        "sel %[a0], %[a0], %[t4]\n\t"                                                             \
-        "5:\n\t"                                                                                  \
-        "str %[a0], [%[t5]], #4\n\t"                                                              \
-        "str %[t5], [%[p], #36]\n\t"                                                              \
-        "ldr %[t4], [%[p], #28]\n\t"                                                              \
-        "subs %[t4], %[t4], #1\n\t"                                                               \
-        "str %[t4], [%[p], #28]\n\t"                                                              \
-        "bne 1b\n\t"                                                                              \
-        "add sp, sp, #4\n\t"                                                                      \
+        ".if 3b - 2b - " MM_PW8D_S(BYTES) "\n\t"                                                  \
+        ".error \"not one word's code bytes\"\n\t"                                                \
+        ".endif\n\t" MM_DENSE_TAIL("a0", "a1", "a2", "a3", "t0", "t1", "t2", "t3", "x", "k", "t4", \
+                                   "t5") "add sp, sp, #4\n\t"                                     \
         : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x] "=&r"(xr),         \
           [k] "=&r"(k), [w] "+r"(w), [p] "+r"(p), [t0] "=&r"(t0), [t1] "=&r"(t1),               \
           [t2] "=&r"(t2), [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "=&r"(t5)                        \
         :                                                                                         \
         : "cc", "memory")
+#define MM_PW8D_VARS                                                                              \
+    uint32_t a0, a1, a2, a3, t0, t1, t2, t3, t4, t5;                                             \
+    int32_t k;                                                                                    \
+    const uint8_t *xr
+#define MM_PW8D_UNUSED                                                                            \
+    (void)a0, (void)a1, (void)a2, (void)a3, (void)t0, (void)t1, (void)t2, (void)t3, (void)t4,    \
+        (void)t5, (void)k, (void)xr, (void)p
+
+/* The blocks on the input extended into j->ext: (bytes 0, 2), (bytes 1, 3) of each word
+ * sign- (is) or zero-extended. One function for both signs. */
+static MM_NOINLINE void mm_pw8d_ext(const mm_pw8_job *j, const uint8_t *x, const int is)
+{
+    typedef uint32_t mm_word_at __attribute__((aligned(1), may_alias)); /* any address */
+    uint32_t *e = (uint32_t *)(void *)j->ext;
+    const uint8_t *const end = x + j->row;
+    const int8_t *w = j->w;
+    for (const uint8_t *xi = x; xi != end; xi += 4, e += 2) {
+        const uint32_t v = *(const mm_word_at *)(const void *)xi;
+        if (is)
+            __asm__("sxtb16 %0, %2\n\tsxtb16 %1, %2, ror #8" : "=&r"(e[0]), "=r"(e[1]) : "r"(v));
+        else
+            __asm__("uxtb16 %0, %2\n\tuxtb16 %1, %2, ror #8" : "=&r"(e[0]), "=r"(e[1]) : "r"(v));
+    }
+    mm_pw8d st = mm_pw8d_state(j, j->ext, MM_PW8D_EXT_BYTES), *p = &st;
+    MM_PW8D_VARS;
+    MM_PW8D_ASM(MM_PW8D_XWORD, MM_PW8D_EXT_BYTES);
+    MM_PW8D_UNUSED;
+}
 #endif
 
 static MM_INLINE void mm_pw8_dense(const mm_pw8_job *j, const uint8_t *x, const int is)
 {
     const mm_quant_params *q = j->q;
     const int32_t row = j->row, out_c = j->out_c, blocks = out_c >> 2;
-    const int8_t *w = j->w;
-    int32_t co = 0;
+    const int8_t *wt = j->w + (int32_t)4 * blocks * row; /* the rows after the last block */
     if (blocks) {
-        mm_pw8d st = {q->bias, q->mult, q->shift, (int32_t)1 << q->bias_shift,
-                      (uint32_t)(uint8_t)q->qmin * 0x01010101u, x, row >> 4, blocks,
-                      !MM_CLAMP_U8(q->qmin, q->qmax), j->out};
 #if defined(__ARM_FEATURE_DSP)
-        mm_pw8d *p = &st;
-        uint32_t a0, a1, a2, a3, t0, t1, t2, t3, t4, t5;
-        int32_t k;
-        const uint8_t *xr;
-        if (is)
-            MM_PW8D_ASM("sxtb16");
-        else
-            MM_PW8D_ASM("uxtb16");
-        (void)a0, (void)a1, (void)a2, (void)a3, (void)t0, (void)t1, (void)t2, (void)t3;
-        (void)t4, (void)t5, (void)k, (void)xr, (void)p;
+        if (MM_PW8D_EXT(j->ext, row)) {
+            mm_pw8d_ext(j, x, is);
+        } else {
+            mm_pw8d st = mm_pw8d_state(j, x, MM_PW8D_RAW_BYTES), *p = &st;
+            const int8_t *w = j->w;
+            MM_PW8D_VARS;
+            if (is)
+                MM_PW8D_ASM(MM_PW8D_WORD("sxtb16"), MM_PW8D_RAW_BYTES);
+            else
+                MM_PW8D_ASM(MM_PW8D_WORD("uxtb16"), MM_PW8D_RAW_BYTES);
+            MM_PW8D_UNUSED;
+        }
 #else
-        for (; st.blocks > 0; st.blocks--, w += 4 * row) { /* the asm's steps, portably */
+        mm_pw8d st = mm_pw8d_state(j, x, 0);
+        for (const int8_t *wb = j->w; st.out != st.end; wb += 4 * row) { /* the asm's steps */
             int32_t acc[4];
-            mm_pw8x4(st.x, w, row, is, acc);
+            mm_pw8x4(st.x, wb, row, is, acc);
             for (int i = 0; i < 4; i++, st.bias++, st.mult++, st.shift++)
                 *st.out++ = (uint8_t)mm_pw_rq(acc[i], *st.bias, *st.mult, *st.shift,
                                               q->bias_shift, q->qmin, q->qmax);
         }
 #endif
-        co = 4 * blocks;
     }
-    for (; co < out_c; co++, w += row) /* the rows after the last block, in natural order */
-        j->out[co] = (uint8_t)mm_pw_rq(mm_pw8x1(x, w, row, is), q->bias[co], q->mult[co],
+    for (int32_t co = 4 * blocks; co < out_c; co++, wt += row) /* in natural order */
+        j->out[co] = (uint8_t)mm_pw_rq(mm_pw8x1(x, wt, row, is), q->bias[co], q->mult[co],
                                        q->shift[co], q->bias_shift, q->qmin, q->qmax);
 }
 #if MM_ON_PW8_DENSE_U
@@ -957,16 +1061,16 @@ void mm_pointwise8(MM_CONV_ARGS)
     const int32_t in_pix = d->in_c; /* 8-bit inputs: one byte per channel */
     const int8_t *ws = (const int8_t *)w;
     MM_ASSERT(MM_IS_PW8(d, q));
-    (void)scratch;
     /* Each output pixel's patch is one contiguous run of input bytes. */
     if (d->k_h == 1 && d->k_w == 1) {
         const mm_pw8_job j = {in, out, ws, q, 0, d->in_c,
                               (int32_t)d->stride_h * d->in_w * in_pix,
-                              (int32_t)d->stride_w * in_pix, d->out_c, d->out_h, d->out_w};
+                              (int32_t)d->stride_w * in_pix, d->out_c, d->out_h, d->out_w,
+                              (uint8_t *)scratch};
         mm_pw8_run(&j);
     } else {
         const mm_pw8_job j = {in, out, ws, q, 0, (int32_t)d->k_h * d->k_w * d->in_c, 0, 0,
-                              d->out_c, 1, 1};
+                              d->out_c, 1, 1, (uint8_t *)scratch};
         mm_pw8_run(&j);
     }
 }
@@ -978,7 +1082,7 @@ void mm_pointwise8_widen(MM_CONV_ARGS)
     const int32_t in_pix = mm_bytes(d->in_c, q->in_bits);
     const mm_pw8_job j = {in, out, (const int8_t *)w, q, (uint8_t *)scratch, d->in_c,
                           (int32_t)d->stride_h * d->in_w * in_pix,
-                          (int32_t)d->stride_w * in_pix, d->out_c, d->out_h, d->out_w};
+                          (int32_t)d->stride_w * in_pix, d->out_c, d->out_h, d->out_w, 0};
     MM_ASSERT(MM_IS_PW8W(d, q));
     mm_pw8_run(&j);
 }
@@ -2252,21 +2356,13 @@ static MM_NOINLINE void mm_sub8_px(const mm_conv_ctx *k, const mm_c8src *s, uint
  * corrections are differences and exact shifts only. mm_s8d is what the loop reads and
  * advances, at fixed offsets. */
 typedef struct {
-    const int32_t *bias, *mult; /* 0, 4: advanced four channels per block */
-    const int8_t *shift;        /* 8 */
-    int32_t kb;                 /* 12: 2^bias_shift */
-    uint32_t lo4;               /* 16: qmin in every byte (S) */
-    const uint8_t *x;           /* 20 */
-    int32_t k;                  /* 24: 16-byte steps of the input */
-    int32_t blocks;             /* 28: blocks left */
-    int32_t sg;                 /* 32: 0 U, 1 S */
-    uint8_t *out;               /* 36: advanced one word per block */
-    int32_t start[4];           /* 40: the sums' starting values */
+    mm_pw8d d;        /* 0: the blocks' state (k: 16-byte steps of the input) */
+    int32_t start[4]; /* 48: the sums' starting values */
 } mm_s8d;
 
 #if defined(__ARM_FEATURE_DSP)
 /* The offsets the asm reads (a negative array size fails to compile). */
-typedef char mm_s8d_ok[offsetof(mm_s8d, out) == 36 && offsetof(mm_s8d, start) == 40 ? 1 : -1];
+typedef char mm_s8d_ok[offsetof(mm_s8d, d.out) == 36 && offsetof(mm_s8d, start) == 48 ? 1 : -1];
 /* 4-bit: a0, a1 = A, B of channels (0, 1), a2, a3 of (2, 3): channel 0 in a1, 1 in a0, 2 in
  * a3, 3 in a2 afterwards. 2-bit: a0..a3 = A, B, C, D: channel j in a(3 - j) afterwards. */
 #define MM_S8D_FIX4                                                                               \
@@ -2281,20 +2377,6 @@ typedef char mm_s8d_ok[offsetof(mm_s8d, out) == 36 && offsetof(mm_s8d, start) ==
     "asr %[a1], %[a1], #4\n\t"                                                                    \
     "sub %[a2], %[a2], %[a3]\n\t"                                                                 \
     "asr %[a2], %[a2], #2\n\t"
-/* mm_pw_rq's rule up to its last halving (MM_PW8D_RQ): pe, po, e the bias, mult and shift
- * pointers, v 2^bias_shift. */
-#define MM_S8D_RQ(A)                                                                              \
-    "ldr %[x], [%[pe]], #4\n\t"                                                                   \
-    "ldr %[k], [%[po]], #4\n\t"                                                                   \
-    "ldrsb %[u], [%[e]], #1\n\t"                                                                  \
-    "mla %[" A "], %[" A "], %[v], %[x]\n\t"                                                      \
-    "smmul %[" A "], %[" A "], %[k]\n\t"                                                          \
-    "sub %[u], %[u], #33\n\t"                                                                     \
-    "asr %[" A "], %[" A "], %[u]\n\t"                                                            \
-    "add %[" A "], %[" A "], #1\n\t"
-#define MM_S8D_SAT(I, C0, C1, C2, C3)                                                             \
-    I " %[" C0 "], #8, %[" C0 "], asr #1\n\t" I " %[" C1 "], #8, %[" C1 "], asr #1\n\t" I          \
-      " %[" C2 "], #8, %[" C2 "], asr #1\n\t" I " %[" C3 "], #8, %[" C3 "], asr #1\n\t"
 /* One 4-byte group of the input against the block. A masked sum (MM_S8_LOW1's) takes its
  * halfwords straight from an AND with 0x00MM00MM, the odd ones from the word shifted right by 8
  * and ANDed with the same mask held in a register (MR): no UXTB16, one instruction less. The
@@ -2324,43 +2406,16 @@ typedef char mm_s8d_ok[offsetof(mm_s8d, out) == 36 && offsetof(mm_s8d, start) ==
  * of channels 0..3 after FIX. */
 #define MM_S8D_ASM(CODE, MASKS, FIX, C0, C1, C2, C3)                                              \
     __asm__ volatile(                                                                             \
-        "str %[p], [sp, #-4]!\n\t"                                                                \
+        "str %[p], [sp, #-4]!\n\t" /* p is the state's address at 1: (MM_DENSE_TAIL keeps it) */ \
         "1:\n\t"                                                                                  \
-        "ldr %[p], [sp]\n\t"                                                                      \
         "ldr %[x], [%[p], #20]\n\t"                                                               \
         "ldr %[k], [%[p], #24]\n\t"                                                               \
-        "ldr %[a0], [%[p], #40]\n\t"                                                              \
-        "ldr %[a1], [%[p], #44]\n\t"                                                              \
-        "ldr %[a2], [%[p], #48]\n\t"                                                              \
-        "ldr %[a3], [%[p], #52]\n\t" MASKS                                                        \
+        "ldr %[a0], [%[p], #48]\n\t"                                                              \
+        "ldr %[a1], [%[p], #52]\n\t"                                                              \
+        "ldr %[a2], [%[p], #56]\n\t"                                                              \
+        "ldr %[a3], [%[p], #60]\n\t" MASKS                                                        \
         "2:\n\t" CODE CODE CODE CODE "subs %[k], %[k], #1\n\t"                                    \
-        "bne 2b\n\t" FIX "ldr %[p], [sp]\n\t"                                                     \
-        "ldr %[pe], [%[p]]\n\t"                                                                   \
-        "ldr %[po], [%[p], #4]\n\t"                                                               \
-        "ldr %[e], [%[p], #8]\n\t"                                                                \
-        "ldr %[v], [%[p], #12]\n\t" MM_S8D_RQ(C0) MM_S8D_RQ(C1) MM_S8D_RQ(C2) MM_S8D_RQ(C3)      \
-        "str %[pe], [%[p]]\n\t"                                                                   \
-        "str %[po], [%[p], #4]\n\t"                                                               \
-        "str %[e], [%[p], #8]\n\t"                                                                \
-        "ldr %[u], [%[p], #32]\n\t"                                                               \
-        "ldr %[t5], [%[p], #36]\n\t"                                                              \
-        "cmp %[u], #0\n\t"                                                                        \
-        "bne 3f\n\t" MM_S8D_SAT("usat", C0, C1, C2, C3) "b 4f\n\t"                                \
-        "3:\n\t" MM_S8D_SAT("ssat", C0, C1, C2, C3) "4:\n\t"                                      \
-        "bfi %[" C0 "], %[" C1 "], #8, #8\n\t"                                                    \
-        "bfi %[" C0 "], %[" C2 "], #16, #8\n\t"                                                   \
-        "bfi %[" C0 "], %[" C3 "], #24, #8\n\t"                                                   \
-        "beq 5f\n\t" /* S: the bytes raised to qmin (signed bytewise maximum) */                 \
-        "ldr %[u], [%[p], #16]\n\t"                                                               \
-        "ssub8 %[x], %[" C0 "], %[u]\n\t"                                                         \
-        "sel %[" C0 "], %[" C0 "], %[u]\n\t"                                                      \
-        "5:\n\t"                                                                                  \
-        "str %[" C0 "], [%[t5]], #4\n\t"                                                          \
-        "str %[t5], [%[p], #36]\n\t"                                                              \
-        "ldr %[u], [%[p], #28]\n\t"                                                               \
-        "subs %[u], %[u], #1\n\t"                                                                 \
-        "str %[u], [%[p], #28]\n\t"                                                               \
-        "bne 1b\n\t"                                                                              \
+        "bne 2b\n\t" FIX MM_DENSE_TAIL(C0, C1, C2, C3, "pe", "po", "e", "v", "x", "k", "u", "t5")      \
         "add sp, sp, #4\n\t"                                                                      \
         : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x] "=&r"(xr),         \
           [k] "=&r"(k), [w] "+r"(w), [p] "+r"(p), [pe] "=&r"(pe), [po] "=&r"(po),               \
@@ -2376,11 +2431,11 @@ static MM_INLINE void mm_s8_dense(const uint8_t *x, const uint8_t *w, int32_t n,
     const mm_c8src s = {x, 0, n, n, 0, 0, n, n, 1};
     const int32_t xs = mm_s8_xsum(&s, 0, is);
     const uint32_t ux = (uint32_t)xs;
-    mm_s8d st = {q->bias, q->mult, q->shift, (int32_t)1 << q->bias_shift,
-                 (uint32_t)(uint8_t)q->qmin * 0x01010101u, x, n >> 4, out_c >> 2,
-                 !MM_CLAMP_U8(q->qmin, q->qmax), out,
-                 {(int32_t)(0u - (wb == 4 ? 8u : 42u) * ux), (int32_t)(0u - (wb == 4 ? 8u : 42u) * ux),
-                  (int32_t)(0u - (wb == 4 ? 8u : 10u) * ux), (int32_t)(0u - (wb == 4 ? 8u : 2u) * ux)}};
+    const mm_s8d st0 = {
+        mm_dense_state(q, x, n >> 4, out_c >> 2, out, 0),
+        {(int32_t)(0u - (wb == 4 ? 8u : 42u) * ux), (int32_t)(0u - (wb == 4 ? 8u : 42u) * ux),
+         (int32_t)(0u - (wb == 4 ? 8u : 10u) * ux), (int32_t)(0u - (wb == 4 ? 8u : 2u) * ux)}};
+    mm_s8d st = st0;
 #if defined(__ARM_FEATURE_DSP)
     mm_s8d *p = &st;
     uint32_t a0, a1, a2, a3, pe, po, e, v, u, t5;
@@ -2398,12 +2453,13 @@ static MM_INLINE void mm_s8_dense(const uint8_t *x, const uint8_t *w, int32_t n,
     (void)t5, (void)k, (void)xr, (void)p;
 #else
     const int32_t blk = 4 * mm_bytes(n, wb);
-    for (; st.blocks > 0; st.blocks--, w += blk) { /* the asm's steps, portably */
+    mm_pw8d *b = &st.d;
+    for (; b->out != b->end; w += blk) { /* the asm's steps, portably */
         int32_t sums[4], d[4];
         mm_s8_one(&s, w, 0, is, wb, sums);
         mm_s8_dots(sums, xs, wb, d);
-        for (int i = 0; i < 4; i++, st.bias++, st.mult++, st.shift++)
-            *st.out++ = (uint8_t)mm_pw_rq(d[i], *st.bias, *st.mult, *st.shift, q->bias_shift,
+        for (int i = 0; i < 4; i++, b->bias++, b->mult++, b->shift++)
+            *b->out++ = (uint8_t)mm_pw_rq(d[i], *b->bias, *b->mult, *b->shift, q->bias_shift,
                                           q->qmin, q->qmax);
     }
 #endif
@@ -2807,7 +2863,7 @@ static void mm_sub8_pointwise_fast(const uint8_t *in, uint8_t *out, const uint8_
 {
     const mm_pw8_job j = {in, out, (const int8_t *)w, q, 0, d->in_c,
                           (int32_t)d->stride_h * d->in_w * d->in_c,
-                          (int32_t)d->stride_w * d->in_c, d->out_c, d->out_h, d->out_w};
+                          (int32_t)d->stride_w * d->in_c, d->out_c, d->out_h, d->out_w, 0};
     if ((int32_t)d->out_h * d->out_w == 1 && fast)
         mm_s8f_one_u(&j, in, out);
     else if ((int32_t)d->out_h * d->out_w == 1) /* a linear: any requantization */
@@ -2872,7 +2928,7 @@ void mm_pointwise_sub(MM_CONV_ARGS)
 #else
     const int rq8 = 0;
 #endif
-    MM_ASSERT(MM_IS_PWSUB(d, q) && !MM_IS_PW8W(d, q));
+    MM_ASSERT(MM_IS_PWSUB(d, q));
     switch (MM_PWSUB_PATH(q->in_bits, q->in_signed, d->in_c, fast, (int32_t)d->out_h * d->out_w,
                           q->w_bits, d->out_c, rq8)) {
 #if MM_USE_SUB8D_W4
@@ -2974,7 +3030,7 @@ void mm_conv(MM_CONV_ARGS)
     const int32_t *const bias = q->bias, *const mult = q->mult;
     const int8_t *const shift = q->shift;
     const int32_t qmin = q->qmin, qmax = q->qmax, out_pix = mm_bytes(d->out_c, ob);
-    MM_ASSERT(!MM_IS_PW8(d, q) && !MM_IS_PW8W(d, q) && !MM_IS_PWSUB(d, q) && !MM_IS_SMALL(d, q));
+    MM_ASSERT(!MM_IS_PW8(d, q) && !MM_IS_PWSUB(d, q) && !MM_IS_SMALL(d, q));
     mm_conv_init(&k, in, w, d, q, 1);
     /* W8/A8: two pixels at a time, from the input (in_c % 4 == 0) or from byte patches; long
      * rows of other in_c one pixel at a time (MM_CONV_PATH); each path only where the model

@@ -110,7 +110,7 @@
          ? ((ob) == 4 ? MM_P_DW_OUT4 : MM_P_DW_OUT2)                                              \
          : MM_P_NONE)
 /* mm_pointwise8: one output pixel (npix, a linear) without the two-pixel code: the dense path
- * (mm_pw8_dense, by input sign) where the rows are whole 16-byte steps, there are 16 rows or
+ * (mm_pw8_dense, by input sign) where the rows are whole words, there are 16 rows or
  * more (oc; a classifier's few rows save a few hundred cycles, not the dense code's 900 B of
  * .text in a build that has mm_pw8_one for its odd pixels anyway) and the requantization
  * MM_RQ8 (8-bit outputs, every shift above 32, a clamp to [0, 255] or to [qmin, 127] with
@@ -123,7 +123,7 @@
 #define MM_RQ8(qmin, qmax, ob, above32)                                                           \
     ((ob) == 8 && (above32) && (MM_CLAMP_U8(qmin, qmax) || MM_CLAMP_S8(qmin, qmax)))
 #define MM_PW8_PATH(is, row, qmin, qmax, ob, above32, npix, oc)                                   \
-    ((npix) < 2 && (row) % 16 == 0 && (oc) >= 16 && MM_RQ8(qmin, qmax, ob, above32)             \
+    ((npix) < 2 && (row) % 4 == 0 && (oc) >= 16 && MM_RQ8(qmin, qmax, ob, above32)              \
          ? ((is) ? MM_P_PW8_DENSE_S : MM_P_PW8_DENSE_U)                                          \
      : (npix) < 2                                                        ? MM_P_PW8_ONE           \
      : !(is) && (row) % 4 == 0 && MM_PW_FAST(qmin, qmax, ob, above32) ? MM_P_PW8_FAST           \
@@ -568,15 +568,21 @@ typedef struct {
     int32_t qmin, qmax;
     uint8_t in_bits, in_signed, w_bits, out_bits, bias_shift;
     uint8_t in2_bits, in2_signed;
+    uint8_t above32; /* every channel's shift is above 32 (ops.common.shifts_above32) */
 } mm_quant_params;
 
-/* Every channel's shift is above 32 (MM_PW_FAST's above32). */
+/* Every channel's shift is above 32 (MM_PW_FAST's above32): the export's fact, checked
+ * against the n shifts in debug builds only (the loop cost about 9 cycles a channel). */
 static inline int mm_shifts_above32(const mm_quant_params *q, int n)
 {
+#ifdef MM_DEBUG
+    int all = 1;
     for (int c = 0; c < n; c++)
-        if (q->shift[c] <= 32)
-            return 0;
-    return 1;
+        all &= q->shift[c] > 32;
+    MM_ASSERT(all == q->above32);
+#endif
+    (void)n;
+    return q->above32;
 }
 
 static inline int mm_pw_fast(const mm_quant_params *q, int n)
@@ -594,9 +600,12 @@ static inline int mm_pw_fast(const mm_quant_params *q, int n)
      (d)->pad_w == 0 &&                                                                           \
      (((d)->k_h == 1 && (d)->k_w == 1) || ((d)->k_h == (d)->in_h && (d)->k_w == (d)->in_w &&      \
                                            (d)->out_h == 1 && (d)->out_w == 1)))
+/* MM_IS_PW8W: what mm_pointwise8_widen needs of a call (its scratch holds two pixels of at most
+ * MM_PATCH channels), not when the export takes it (from 4 channels: ops.conv._pointwise8
+ * alone, the kernel's name in the call is that fact). */
 #define MM_IS_PW8W(d, q)                                                                          \
     ((d)->groups == 1 && (q)->in_bits < 8 && (q)->w_bits == 8 && (d)->k_h == 1 &&                 \
-     (d)->k_w == 1 && (d)->pad_h == 0 && (d)->pad_w == 0 && (d)->in_c >= 4 && (d)->in_c <= MM_PATCH)
+     (d)->k_w == 1 && (d)->pad_h == 0 && (d)->pad_w == 0 && (d)->in_c <= MM_PATCH)
 #define MM_IS_SUB8(d, q) ((q)->in_bits == 8 && (q)->w_bits < 8 && (d)->groups == 1)
 #define MM_IS_PWSUB(d, q)                                                                         \
     ((d)->groups == 1 && (q)->w_bits < 8 && (d)->k_h == 1 && (d)->k_w == 1 && (d)->pad_h == 0 &&  \
@@ -615,8 +624,8 @@ static inline int mm_pw_fast(const mm_quant_params *q, int n)
  * block stay in natural order. No scratch. */
 void mm_pointwise8(MM_CONV_ARGS);
 
-/* MM_IS_PW8W: 1x1 layers with 8-bit weights and 2- or 4-bit inputs of 4 to MM_PATCH
- * channels (from 4 channels this beats the lane kernel: ops.conv._pointwise8): mm_pointwise8
+/* 1x1 layers with 8-bit weights and 2- or 4-bit inputs of 4 to MM_PATCH channels (from 4
+ * channels this beats the lane kernel: ops.conv._pointwise8; MM_IS_PW8W): mm_pointwise8
  * on input pixels widened to one byte per channel in the scratch, two at a time (2 x in_c
  * bytes: what the memory model counts for these layers). */
 void mm_pointwise8_widen(MM_CONV_ARGS);
