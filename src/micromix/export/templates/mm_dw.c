@@ -735,16 +735,17 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
             q->row = row;
             q->kt = kt;
             q->rows = last - oy + 1;
-            if (fob == 8)
-                mm_dw_rows(q, L->in_pix, L->row, 8);
 #if MM_USE_DW_OUT4
-            else if (fob == 4)
+            if (fob == 4)
                 mm_dw_rows(q, L->in_pix, L->row, 4);
+            else
 #endif
 #if MM_USE_DW_OUT2
-            else if (fob == 2)
+            if (fob == 2)
                 mm_dw_rows(q, L->in_pix, L->row, 2);
+            else
 #endif
+                mm_dw_rows(q, L->in_pix, L->row, 8);
             oy = last;
         } else {
             mm_dw_runs_8u(L, q, row, kt, o);
