@@ -527,9 +527,10 @@ static MM_INLINE uint8_t *mm_pw_st4(uint8_t *o, uint32_t y, int ob, uint32_t m4)
     }
     y = mm_umin8(y, m4);
     if (ob == 4) {
+        uint16_t h;
         y = (y | y >> 4) & 0x00FF00FFu; /* (y0 | y1 << 4) in byte 0, (y2 | y3 << 4) in byte 2 */
-        o[0] = (uint8_t)y;
-        o[1] = (uint8_t)(y >> 16);
+        h = (uint16_t)(y | y >> 8);      /* both in one halfword: one STRH */
+        memcpy(o, &h, 2);
         return o + 2;
     }
     y = (y | y >> 6) & 0x000F000Fu;
