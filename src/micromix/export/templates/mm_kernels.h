@@ -55,6 +55,13 @@
     ((path) != MM_P_CONV8X2 ? MM_P_NONE                                                           \
      : (rq8)                ? ((is) ? MM_P_CONV8X2D_S : MM_P_CONV8X2D_U)                          \
                             : MM_P_CONV8X2_RQANY)
+/* CONV8P's pixel pairs: unsigned inputs, the requantization MM_RQ8, whole blocks of four
+ * channels (oc) and rows of a word or more in mm_conv8x2d's asm loop (mm_conv.c mm_conv8p_d),
+ * else mm_conv8p_px. */
+#define MM_CONV8P_KIND(path, is, rq8, oc, row)                                                    \
+    ((path) != MM_P_CONV8P                                      ? MM_P_NONE                       \
+     : !(is) && (rq8) && (oc) % 4 == 0 && (row) >= 4 ? MM_P_CONV8P_D                            \
+                                                              : MM_P_CONV8P_ANY)
 /* mm_conv_small: 8-bit unsigned inputs and 8-bit weights with in_c % 4 != 0, rows of 4 to
  * MM_PATCH bytes and the fast requantization (`fast`: MM_PW_FAST) take mm_conv's CONV8P pixel
  * pairs (mm_small8p, weights as ops.conv.conv8_head lays them out; ops.conv.small8p is this
