@@ -200,10 +200,11 @@ def test_w8a8_conv_requantizations_are_bit_exact(tmp_path, variant: str) -> None
 
 def _pairs_net(rng: np.random.Generator) -> tuple[torch.nn.Module, tuple[int, ...]]:
     """Random layers of the W8/A8 pair paths' asm loop (mm_conv8x2d) on an odd or even image:
-    3, 5 or 6 unsigned channels to 4 or 12 (not the small family's lanes; byte patches, CONV8P_D: random kernel, rows
-    with a 2 to 3 byte tail or none), then from the input (CONV8X2D_U, random kernel, stride
-    and padding: clipped borders, lone pixels) to signed outputs, and on those signed inputs
-    (CONV8X2D_S) to an odd or even count of channels (rows after the last block)."""
+    3, 5 or 6 unsigned channels to 4 or 12 (not the small family's lanes) from byte patches
+    (CONV8P_D: random kernel, rows with a 0 to 3 byte tail), then from the input (CONV8X2D_U,
+    random kernel, stride and padding: clipped borders, lone pixels) to signed outputs, and on
+    those signed inputs (CONV8X2D_S) to an odd or even count of channels (rows after the last
+    block)."""
     c0, c1, c2 = int(rng.choice([3, 5, 6])), int(rng.choice([4, 12])), int(rng.choice([4, 12]))
     c3 = int(rng.choice([5, 7, 8, 11]))
     h, w = int(rng.integers(4, 10)), int(rng.integers(4, 10))
