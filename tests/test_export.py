@@ -167,11 +167,14 @@ def test_w8a8_conv_requantizations_are_bit_exact(tmp_path, variant: str) -> None
     shifts above 32: the branch-free requantization), with its signed layers clamped to
     [-128, 127], and with one channel of every layer at shift 32 (the general requantization
     for the whole layer): host build and, with the ARM tools, qemu (the DSP asm), bit for bit
-    the numpy reference."""
+    the numpy reference. The first and last are written over their own input where the
+    schedule lets them (stem, a, b: the inplace schedule)."""
     torch.manual_seed(3)
     g = trace(Conv8RqNet().eval(), (1, 3, 9, 11))
     pol = Policy.uniform(g, 8)
-    im = convert(random_qparams(g, pol, seed=5), g, pol)
+    schedule = "layer" if variant == "qmin -128" else "inplace"
+    im = convert(random_qparams(g, pol, seed=5), g, pol, schedule=schedule)
+    assert schedule == "layer" or {"stem.0", "a.0", "b.0"} <= set(im.report.schedule.inplace)
     convs = [o for o in im.ops if o.weights is not None]
     assert {(o.qmin, o.qmax) for o in convs} == {(0, 255), (-127, 127)}
     assert all(int(o.arrays["shift"].min()) > 32 for o in convs)
@@ -185,6 +188,72 @@ def test_w8a8_conv_requantizations_are_bit_exact(tmp_path, variant: str) -> None
     assert [layers[o.name] for o in convs] == ["mm_conv"] * 4 + ["mm_pointwise8"] * 3
     x = np.random.default_rng(9).integers(0, 256, (30, 3, 9, 11), dtype=np.uint8)
     _host_and_qemu(im, tmp_path, x)
+    # the pair paths' pixel functions (MM_CONV8X2_KIND, MM_CONV8P_KIND) the host build holds:
+    # the asm loop's on a (unsigned inputs), b (signed, 2 rows after its blocks), stem and c
+    # (patches), the general ones (and for lone pixels mm_conv8x2_px) under a shift of 32
+    fns = _text_symbols(tmp_path / "c" / "build" / "host", "mm_conv.o", nm_only=True)
+    loops = {"mm_conv8x2d_u", "mm_conv8x2d_s", "mm_conv8p_d"}
+    general = variant == "a shift of 32"
+    assert (fns & loops, "mm_conv8p_px" in fns) == (set() if general else loops, general)
+    assert "mm_conv8x2_px" in fns
+
+
+def _pairs_net(rng: np.random.Generator) -> tuple[torch.nn.Module, tuple[int, ...]]:
+    """Random layers of the W8/A8 pair paths' asm loop (mm_conv8x2d) on an odd or even image:
+    3, 5 or 6 unsigned channels to 4 or 12 (not the small family's lanes) from byte patches
+    (CONV8P_D: random kernel, rows with a 0 to 3 byte tail), then from the input (CONV8X2D_U,
+    random kernel, stride and padding: clipped borders, lone pixels) to signed outputs, and on
+    those signed inputs (CONV8X2D_S) to an odd or even count of channels (rows after the last
+    block)."""
+    c0, c1, c2 = int(rng.choice([3, 5, 6])), int(rng.choice([4, 12])), int(rng.choice([4, 12]))
+    c3 = int(rng.choice([5, 7, 8, 11]))
+    h, w = int(rng.integers(4, 10)), int(rng.integers(4, 10))
+    k1 = (int(rng.integers(1, 4)), int(rng.integers(2, 4)))
+    k2 = (int(rng.integers(1, 4)), int(rng.integers(2, 4)))
+    s2, p2 = int(rng.integers(1, 3)), (int(rng.integers(0, k2[0])), int(rng.integers(0, k2[1])))
+    body = torch.nn.Sequential(
+        _conv_relu(c0, c1, k1),
+        torch.nn.Sequential(
+            torch.nn.Conv2d(c1, c2, k2, s2, p2, bias=False), torch.nn.BatchNorm2d(c2)
+        ),
+        conv_bn(c2, c3, 3),
+    )
+    head = [torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(c3, 10)]
+    return torch.nn.Sequential(body, *head).eval(), (c0, h, w)
+
+
+def _conv_relu(ci: int, co: int, k: tuple[int, int]) -> torch.nn.Module:
+    m = torch.nn.Conv2d(ci, co, k, 1, (k[0] // 2, k[1] // 2), bias=False)
+    return torch.nn.Sequential(m, torch.nn.BatchNorm2d(co), torch.nn.ReLU())
+
+
+@pytest.mark.parametrize("qemu", [False, pytest.param(True, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])
+def test_w8a8_pair_loops_on_random_shapes_are_bit_exact(tmp_path, seed: int, qemu: bool) -> None:
+    """_pairs_net's layers on mm_conv's asm pair loops (MM_CONV8P_KIND, MM_CONV8X2_KIND),
+    written over their own input where the inplace schedule lets them, bit for bit the numpy
+    reference (seed 0: the first two in place, 1 (slow): the last). Host build (portable C);
+    `qemu` (slow): also the Cortex-M4 image (the asm)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model, shape = _pairs_net(rng)
+    g = trace(model, (1, *shape))
+    pol = Policy.uniform(g, 8)
+    im = convert(random_qparams(g, pol, seed=seed), g, pol, schedule="inplace")
+    convs = [o for o in im.ops if o.weights is not None][:3]
+    assert [x.kernel for x in im.report.layers if x.name in {o.name for o in convs}] == [
+        "mm_conv"
+    ] * 3
+    assert [o.in_signed[0] for o in convs] == [False, False, True]
+    assert [(o.qmin, o.qmax) for o in convs] == [(0, 255), (-127, 127), (0, 255)]
+    assert all(int(o.arrays["shift"].min()) > 32 for o in convs)
+    assert {o.name for o in convs} & set(im.report.schedule.inplace)
+    x = np.random.default_rng(seed).integers(0, 256, (12, *shape), dtype=np.uint8)
+    if qemu:
+        require_tool("arm-none-eabi-gcc", "qemu-system-arm")
+    _host_and_qemu(im, tmp_path, x, qemu=qemu)
+    fns = _text_symbols(tmp_path / "c" / "build" / "host", "mm_conv.o", nm_only=True)
+    assert {"mm_conv8x2d_u", "mm_conv8x2d_s", "mm_conv8p_d"} <= fns
 
 
 class Sub8PwNet(torch.nn.Module):
@@ -1014,11 +1083,16 @@ def dw4_model():
     return convert(random_qparams(g, pol, seed=2), g, pol)
 
 
-def _text_symbols(d: Path, src: str, extra: tuple[str, ...] = ()) -> set[str]:
-    """The functions (nm: text symbols) that the object of `src` in folder `d` defines."""
+def _text_symbols(
+    d: Path, src: str, extra: tuple[str, ...] = (), nm_only: bool = False
+) -> set[str]:
+    """The functions (nm: text symbols) that the object of `src` in folder `d` defines
+    (`nm_only`: `src` is that object)."""
     flags = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", *extra]
-    subprocess.run(["gcc", *flags, "-c", "-o", "x.o", src], cwd=d, check=True)
-    out = subprocess.run(["nm", "x.o"], cwd=d, capture_output=True, text=True, check=True)
+    if not nm_only:
+        subprocess.run(["gcc", *flags, "-c", "-o", "x.o", src], cwd=d, check=True)
+    obj = src if nm_only else "x.o"
+    out = subprocess.run(["nm", obj], cwd=d, capture_output=True, text=True, check=True)
     return {p[2].split(".")[0] for p in map(str.split, out.stdout.splitlines()) if len(p) == 3
             and p[1] in "tT"}  # fmt: skip
 

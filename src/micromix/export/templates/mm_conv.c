@@ -1480,6 +1480,9 @@ static inline void mm_conv8_rq(const mm_conv_ctx *k, int co, int np, int32_t *ac
 static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
                                       int32_t out_pix, int ob, int out_c, int np)
 {
+#if !MM_ON_CONV8X2_RQANY
+    np = 1; /* every pair of the model's CONV8X2 layers takes mm_conv8x2d: lone pixels only */
+#endif
     const int32_t rb = k->row_bytes, n = s->n, wrow = 4 * s->wrow;
     const int8_t *w = (const int8_t *)k->w + 4 * s->w0;
     mm_writer w0 = {out, 0, 0, ob}, w1 = {out + out_pix, 0, 0, ob};
@@ -1547,6 +1550,345 @@ static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, const mm_c8src *s, u
 }
 #endif
 
+#if MM_USE_CONV8X2D_U || MM_USE_CONV8X2D_S || MM_USE_CONV8P_D
+/* W8/A8 pixel pairs under mm_rq8_kind's U or S requantization, from the input (CONV8X2's
+ * pairs: MM_CONV8X2_KIND, by input sign) or from CONV8P's byte patches (MM_CONV8P_KIND,
+ * unsigned inputs): every block of four output channels in one asm loop, half a block (two
+ * channels x two pixels, mm_rows8x2x2's sums, then on patches the tail words of mm_c8p_pass)
+ * at a time, each half requantized and stored (a halfword per pixel) right after its sums, so
+ * that nothing is kept in C around an asm that takes every register (mm_conv8x2_px spent about
+ * 450 cycles per block of ResNet-8's 3 x 3 layers besides the dot products, its values spilled
+ * and reloaded). mm_c8x2d is what the loop reads and advances, at fixed offsets. */
+typedef struct {
+    const int32_t *bias, *mult; /* 0, 4: advanced two channels per half */
+    const int8_t *shift;        /* 8 */
+    int32_t kb;                 /* 12: 2^bias_shift */
+    uint32_t lo4;               /* 16: qmin in every byte (S) */
+    const uint8_t *x;           /* 20: pixel 0's first input byte */
+    int32_t n8, n4;             /* 24, 28: 8-byte steps per row, then a 4-byte one (n & 4) */
+    int32_t rows;               /* 32 */
+    int32_t xskip, wskip;       /* 36, 40: to the next row, past the bytes read */
+    int32_t halves;             /* 44: halves left */
+    int32_t sg;                 /* 48: 0 U, 1 S */
+    uint8_t *out0, *out1;       /* 52, 56: advanced two bytes per half */
+    const int8_t *w;            /* 60: the half's first weight word */
+    int32_t adv[2];             /* 64, 68: w's advance after a block's first half, second */
+    int32_t left;               /* 72: rows left */
+    int32_t step;               /* 76: pixel 1's input, bytes after pixel 0's */
+    const int8_t *t;            /* 80: patches: the word ending with the half's first tail */
+    int32_t tadv[2];            /* 84, 88: t's advance, as adv */
+    int32_t sh;                 /* 92: 8 (4 - nt) */
+    int32_t nt;                 /* 96: tail bytes per row (0: none) */
+    uint32_t xt[4];             /* 100: the tails' halfword pairs, pixel 0's, pixel 1's */
+} mm_c8x2d;
+
+#if defined(__ARM_FEATURE_DSP)
+typedef char mm_c8x2d_ok[offsetof(mm_c8x2d, x) == 20 && offsetof(mm_c8x2d, halves) == 44 &&
+                                 offsetof(mm_c8x2d, w) == 60 && offsetof(mm_c8x2d, step) == 76 &&
+                                 offsetof(mm_c8x2d, xt) == 100
+                             ? 1
+                             : -1];
+/* MM_C8X2X2_ASM's step with pixel 1's offset read from the stack ([sp, #4]). */
+#define MM_C8X2D_STEP(XT)                                                                         \
+    "ldr %[re], [sp, #4]\n\t"                                                                     \
+    "ldr %[re], [%[x], %[re]]\n\t"                                                                \
+    "ldr %[pe], [%[x]], #4\n\t"                                                                   \
+    "ldr %[v1], [%[w], #4]\n\t"                                                                   \
+    "ldr %[o], [%[w]], #16\n\t" XT " %[ro], %[re], ror #8\n\t" XT " %[re], %[re]\n\t" XT         \
+    " %[po], %[pe], ror #8\n\t" XT " %[pe], %[pe]\n\t"                                            \
+    "sxtb16 %[e], %[o]\n\t"                                                                       \
+    "sxtb16 %[o], %[o], ror #8\n\t"                                                               \
+    "smlad %[a0], %[o], %[po], %[a0]\n\t"                                                         \
+    "smlad %[a0], %[e], %[pe], %[a0]\n\t"                                                         \
+    "smlad %[b0], %[o], %[ro], %[b0]\n\t"                                                         \
+    "smlad %[b0], %[e], %[re], %[b0]\n\t"                                                         \
+    "sxtb16 %[e], %[v1]\n\t"                                                                      \
+    "sxtb16 %[o], %[v1], ror #8\n\t"                                                              \
+    "smlad %[a1], %[o], %[po], %[a1]\n\t"                                                         \
+    "smlad %[a1], %[e], %[pe], %[a1]\n\t"                                                         \
+    "smlad %[b1], %[o], %[ro], %[b1]\n\t"                                                         \
+    "smlad %[b1], %[e], %[re], %[b1]\n\t"
+/* Patches: the tails (mm_c8p_pass's), e holding the state; t advanced as w. nt = 0 (rows of
+ * whole words) branches past. */
+#define MM_C8X2D_TAIL                                                                             \
+    "ldr %[k], [%[e], #96]\n\t"                                                                   \
+    "cmp %[k], #0\n\t"                                                                            \
+    "beq 9f\n\t"                                                                                  \
+    "ldr %[x], [%[e], #80]\n\t"                                                                   \
+    "ldr %[re], [%[e], #92]\n\t"                                                                  \
+    "ldr %[o], [%[x]]\n\t"                                                                        \
+    "ldr %[v1], [%[x], %[k]]\n\t"                                                                 \
+    "ldr %[pe], [%[e], #100]\n\t"                                                                 \
+    "ldr %[po], [%[e], #104]\n\t"                                                                 \
+    "ldr %[ro], [%[e], #112]\n\t"                                                                 \
+    "lsr %[o], %[o], %[re]\n\t"                                                                   \
+    "lsr %[v1], %[v1], %[re]\n\t"                                                                 \
+    "ldr %[re], [%[e], #108]\n\t"                                                                 \
+    "sxtb16 %[w], %[o]\n\t"                                                                       \
+    "sxtb16 %[o], %[o], ror #8\n\t"                                                               \
+    "smlad %[a0], %[w], %[pe], %[a0]\n\t"                                                         \
+    "smlad %[a0], %[o], %[po], %[a0]\n\t"                                                         \
+    "smlad %[b0], %[w], %[re], %[b0]\n\t"                                                         \
+    "smlad %[b0], %[o], %[ro], %[b0]\n\t"                                                         \
+    "sxtb16 %[w], %[v1]\n\t"                                                                      \
+    "sxtb16 %[o], %[v1], ror #8\n\t"                                                              \
+    "smlad %[a1], %[w], %[pe], %[a1]\n\t"                                                         \
+    "smlad %[a1], %[o], %[po], %[a1]\n\t"                                                         \
+    "smlad %[b1], %[w], %[re], %[b1]\n\t"                                                         \
+    "smlad %[b1], %[o], %[ro], %[b1]\n\t"                                                         \
+    "ldr %[k], [%[e], #44]\n\t"                                                                   \
+    "and %[k], %[k], #1\n\t"                                                                      \
+    "add %[k], %[e], %[k], lsl #2\n\t"                                                            \
+    "ldr %[k], [%[k], #84]\n\t"                                                                   \
+    "add %[x], %[x], %[k]\n\t"                                                                    \
+    "str %[x], [%[e], #80]\n\t"                                                                   \
+    "9:\n\t"
+/* mm_rq8x4's rule up to its last halving for one channel (bias, mult, shift at pe, po, re) of
+ * both pixels: (smmul(a kb + bias, mult) >> (shift - 33)) + 1; kb in ro. */
+#define MM_C8X2D_RQ(A, B)                                                                         \
+    "ldr %[x], [%[pe]], #4\n\t"                                                                   \
+    "ldr %[w], [%[po]], #4\n\t"                                                                   \
+    "ldrsb %[k], [%[re]], #1\n\t"                                                                 \
+    "mla %[" A "], %[" A "], %[ro], %[x]\n\t"                                                     \
+    "mla %[" B "], %[" B "], %[ro], %[x]\n\t"                                                     \
+    "sub %[k], %[k], #33\n\t"                                                                     \
+    "smmul %[" A "], %[" A "], %[w]\n\t"                                                          \
+    "smmul %[" B "], %[" B "], %[w]\n\t"                                                          \
+    "asr %[" A "], %[" A "], %[k]\n\t"                                                            \
+    "asr %[" B "], %[" B "], %[k]\n\t"                                                            \
+    "add %[" A "], %[" A "], #1\n\t"                                                              \
+    "add %[" B "], %[" B "], #1\n\t"
+#define MM_C8X2D_SAT(OP)                                                                          \
+    OP " %[a0], #8, %[a0], asr #1\n\t" OP " %[a1], #8, %[a1], asr #1\n\t" OP                      \
+       " %[b0], #8, %[b0], asr #1\n\t" OP " %[b1], #8, %[b1], asr #1\n\t"
+#define MM_C8X2D_ASM(XT, TAIL)                                                                    \
+    __asm__ volatile(                                                                             \
+        "sub sp, sp, #8\n\t"                                                                      \
+        "str %[e], [sp]\n\t"                                                                      \
+        "ldr %[k], [%[e], #76]\n\t"                                                               \
+        "str %[k], [sp, #4]\n\t"                                                                  \
+        "1:\n\t" /* a half (e: the state, here and after every row) */                            \
+        "ldr %[x], [%[e], #20]\n\t"                                                               \
+        "ldr %[w], [%[e], #60]\n\t"                                                               \
+        "ldr %[k], [%[e], #32]\n\t"                                                               \
+        "str %[k], [%[e], #72]\n\t"                                                               \
+        "mov %[a0], #0\n\t"                                                                       \
+        "mov %[a1], #0\n\t"                                                                       \
+        "mov %[b0], #0\n\t"                                                                       \
+        "mov %[b1], #0\n\t"                                                                       \
+        "2:\n\t" /* a row (e: the state) */                                                       \
+        "ldr %[k], [%[e], #24]\n\t"                                                               \
+        "cmp %[k], #0\n\t"                                                                        \
+        "beq 4f\n\t"                                                                              \
+        "3:\n\t" MM_C8X2D_STEP(XT) MM_C8X2D_STEP(XT)                                              \
+        "subs %[k], %[k], #1\n\t"                                                                 \
+        "bne 3b\n\t"                                                                              \
+        "4:\n\t"                                                                                  \
+        "ldr %[e], [sp]\n\t"                                                                      \
+        "ldr %[k], [%[e], #28]\n\t"                                                               \
+        "cmp %[k], #0\n\t"                                                                        \
+        "bne 10f\n\t" /* out of line: rows of whole 8-byte steps fall through */                \
+        "5:\n\t"                                                                                  \
+        "ldr %[k], [%[e], #36]\n\t"                                                               \
+        "add %[x], %[x], %[k]\n\t"                                                                \
+        "ldr %[k], [%[e], #40]\n\t"                                                               \
+        "add %[w], %[w], %[k]\n\t"                                                                \
+        "ldr %[k], [%[e], #72]\n\t"                                                               \
+        "subs %[k], %[k], #1\n\t"                                                                 \
+        "str %[k], [%[e], #72]\n\t"                                                               \
+        "bne 2b\n\t" TAIL                                                                         \
+        "ldr %[pe], [%[e]]\n\t"                                                                   \
+        "ldr %[po], [%[e], #4]\n\t"                                                               \
+        "ldr %[re], [%[e], #8]\n\t"                                                               \
+        "ldr %[ro], [%[e], #12]\n\t" MM_C8X2D_RQ("a0", "b0") MM_C8X2D_RQ("a1", "b1")              \
+        "str %[pe], [%[e]]\n\t"                                                                   \
+        "str %[po], [%[e], #4]\n\t"                                                               \
+        "str %[re], [%[e], #8]\n\t"                                                               \
+        "ldr %[k], [%[e], #48]\n\t"                                                               \
+        "cmp %[k], #0\n\t"                                                                        \
+        "bne 6f\n\t" MM_C8X2D_SAT("usat") "b 7f\n\t"                                              \
+        "6:\n\t" MM_C8X2D_SAT("ssat") "7:\n\t"                                                    \
+        "bfi %[a0], %[a1], #8, #8\n\t"                                                            \
+        "bfi %[b0], %[b1], #8, #8\n\t"                                                            \
+        "beq 8f\n\t" /* S: the bytes raised to qmin (signed bytewise maximum) */                 \
+        "ldr %[k], [%[e], #16]\n\t"                                                               \
+        "ssub8 %[x], %[a0], %[k]\n\t"                                                             \
+        "sel %[a0], %[a0], %[k]\n\t"                                                              \
+        "ssub8 %[x], %[b0], %[k]\n\t"                                                             \
+        "sel %[b0], %[b0], %[k]\n\t"                                                              \
+        "8:\n\t"                                                                                  \
+        "ldr %[x], [%[e], #52]\n\t"                                                               \
+        "ldr %[w], [%[e], #56]\n\t"                                                               \
+        "strh %[a0], [%[x]], #2\n\t"                                                              \
+        "strh %[b0], [%[w]], #2\n\t"                                                              \
+        "str %[x], [%[e], #52]\n\t"                                                               \
+        "str %[w], [%[e], #56]\n\t"                                                               \
+        "ldr %[k], [%[e], #44]\n\t" /* w += adv[halves & 1] */                                   \
+        "ldr %[x], [%[e], #60]\n\t"                                                               \
+        "and %[w], %[k], #1\n\t"                                                                  \
+        "add %[w], %[e], %[w], lsl #2\n\t"                                                        \
+        "ldr %[w], [%[w], #64]\n\t"                                                               \
+        "add %[x], %[x], %[w]\n\t"                                                                \
+        "str %[x], [%[e], #60]\n\t"                                                               \
+        "subs %[k], %[k], #1\n\t"                                                                 \
+        "str %[k], [%[e], #44]\n\t"                                                               \
+        "bne 1b\n\t"                                                                              \
+        "b 11f\n\t"                                                                               \
+        "10:\n\t" MM_C8X2D_STEP(XT) "ldr %[e], [sp]\n\t"                                        \
+        "b 5b\n\t"                                                                                \
+        "11:\n\t"                                                                                 \
+        "add sp, sp, #8\n\t"                                                                      \
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1), [x] "=&r"(x_),         \
+          [w] "=&r"(w_), [pe] "=&r"(pe), [po] "=&r"(po), [re] "=&r"(re), [ro] "=&r"(ro),        \
+          [o] "=&r"(o), [v1] "=&r"(v1), [k] "=&r"(k_), [e] "+r"(e)                              \
+        :                                                                                         \
+        : "cc", "memory")
+#define MM_C8X2D_RUN(st, XT, TAIL)                                                                \
+    do {                                                                                          \
+        void *e = &(st);                                                                          \
+        uint32_t a0, a1, b0, b1, x_, w_, pe, po, re, ro, o, v1, k_;                               \
+        MM_C8X2D_ASM(XT, TAIL);                                                                   \
+        (void)a0, (void)a1, (void)b0, (void)b1, (void)x_, (void)w_, (void)pe, (void)po;           \
+        (void)re, (void)ro, (void)o, (void)v1, (void)k_, (void)e;                                 \
+    } while (0)
+#else
+/* The asm's steps, portably (every half of every block; `is`: signed inputs). */
+static void mm_c8x2d_c(mm_c8x2d *st, const mm_conv_ctx *k, const int is)
+{
+    const int32_t n = 8 * st->n8 + st->n4, nt = st->nt;
+    for (; st->halves > 0; st->halves--) {
+        int32_t a[2] = {0, 0}, b[2] = {0, 0};
+        const uint8_t *x = st->x;
+        const int8_t *w = st->w;
+        for (int r = 0; r < st->rows; r++, x += n + st->xskip, w += 4 * n + st->wskip)
+            for (int32_t i = 0; i < n; i++) {
+                const int32_t xv = is ? (int8_t)x[i] : x[i];
+                const int32_t yv = is ? (int8_t)x[st->step + i] : x[st->step + i];
+                const int8_t *q = w + 4 * (i & ~3) + (i & 3);
+                a[0] += xv * q[0];
+                a[1] += xv * q[4];
+                b[0] += yv * q[0];
+                b[1] += yv * q[4];
+            }
+        for (int32_t i = 0; i < nt; i++) { /* patches: one row, its tail after the head */
+            const int8_t *q = st->t + 4 - nt + i;
+            a[0] += st->x[n + i] * q[0];
+            a[1] += st->x[n + i] * q[nt];
+            b[0] += st->x[st->step + n + i] * q[0];
+            b[1] += st->x[st->step + n + i] * q[nt];
+        }
+        for (int c = 0; c < 2; c++, st->bias++, st->mult++, st->shift++) {
+            st->out0[c] = (uint8_t)mm_pw_rq(a[c], *st->bias, *st->mult, *st->shift, k->bk,
+                                            k->qmin, k->qmax);
+            st->out1[c] = (uint8_t)mm_pw_rq(b[c], *st->bias, *st->mult, *st->shift, k->bk,
+                                            k->qmin, k->qmax);
+        }
+        st->out0 += 2;
+        st->out1 += 2;
+        st->w += st->adv[st->halves & 1];
+        st->t += st->tadv[st->halves & 1];
+    }
+}
+#endif
+
+/* The state of a pair's blocks: rows of n input bytes (n8, n4) from x, the weights of the
+ * first block from w (its next row wrow bytes on, after the 4 n bytes read), pixel 1's input
+ * `step` bytes after pixel 0's and its output at out + out_pix; blocks of four channels from
+ * the first. */
+static MM_INLINE void mm_c8x2d_init(mm_c8x2d *st, const mm_conv_ctx *k, const uint8_t *x,
+                                    const int8_t *w, int32_t n, int32_t step, uint8_t *out,
+                                    int32_t out_pix)
+{
+    st->bias = k->bias;
+    st->mult = k->mult;
+    st->shift = k->shift;
+    st->kb = (int32_t)1 << k->bk;
+    st->lo4 = (uint32_t)(uint8_t)k->qmin * 0x01010101u;
+    st->x = x;
+    st->n8 = n >> 3;
+    st->n4 = n & 4;
+    st->rows = 1;
+    st->sg = k->fast == MM_RQ8_S;
+    st->out0 = out;
+    st->out1 = out + out_pix;
+    st->w = w;
+    st->adv[0] = 8;
+    st->adv[1] = 4 * k->row_bytes - 8;
+    st->step = step;
+    st->t = w; /* no tails (CONV8X2) */
+    st->tadv[0] = st->tadv[1] = 0;
+    st->nt = 0;
+}
+
+static MM_INLINE void mm_c8x2d_go(mm_c8x2d *st, const mm_conv_ctx *k, const int is,
+                                  const int tail)
+{
+#if defined(__ARM_FEATURE_DSP)
+    (void)k;
+    if (tail)
+        MM_C8X2D_RUN(*st, "uxtb16", MM_C8X2D_TAIL);
+    else if (is)
+        MM_C8X2D_RUN(*st, "sxtb16", "");
+    else
+        MM_C8X2D_RUN(*st, "uxtb16", "");
+#else
+    (void)tail;
+    mm_c8x2d_c(st, k, is);
+#endif
+}
+#endif
+
+#if MM_USE_CONV8X2D_U || MM_USE_CONV8X2D_S
+/* CONV8X2's pairs (its lone pixels: mm_conv8x2_px), the rows after the last block (out_c % 4,
+ * natural order) one by one. */
+static MM_INLINE void mm_conv8x2d(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+                                  int32_t out_pix, int out_c, const int is)
+{
+    const int32_t rb = k->row_bytes, blocks = out_c >> 2, n = s->n > 0 ? s->n : 0;
+    if (blocks) {
+        mm_c8x2d st;
+        mm_c8x2d_init(&st, k, s->x, (const int8_t *)k->w + 4 * s->w0, n, s->step, out, out_pix);
+        st.rows = n > 0 && s->rows > 0 ? s->rows : 1; /* an empty window: sums of 0 */
+        st.xskip = s->xrow - n;
+        st.wskip = 4 * s->wrow - 4 * n;
+        st.halves = 2 * blocks;
+        mm_c8x2d_go(&st, k, is, 0);
+    }
+    const int8_t *w = (const int8_t *)k->w + (int32_t)(4 * blocks) * rb + s->w0;
+    for (int co = 4 * blocks; co < out_c; co++, w += rb)
+        for (int p = 0; p < 2; p++) {
+            int32_t a = 0;
+            const uint8_t *x = s->x + p * s->step;
+            const int8_t *wr = w;
+            for (int r = 0; r < s->rows; r++, x += s->xrow, wr += s->wrow)
+                a += mm_run8x1(x, wr, n + s->tail, is);
+            out[p * out_pix + co] = (uint8_t)mm_pw_rq(a, k->bias[co], k->mult[co], k->shift[co],
+                                                     k->bk, k->qmin, k->qmax);
+        }
+}
+
+#if MM_USE_CONV8X2D_U
+static MM_NOINLINE void mm_conv8x2d_u(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+                                      int32_t out_pix, int ob, int out_c, int np)
+{
+    if (np == 2)
+        mm_conv8x2d(k, s, out, out_pix, out_c, 0);
+    else
+        mm_conv8x2_px(k, s, out, out_pix, ob, out_c, np);
+}
+#endif
+#if MM_USE_CONV8X2D_S
+static MM_NOINLINE void mm_conv8x2d_s(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+                                      int32_t out_pix, int ob, int out_c, int np)
+{
+    if (np == 2)
+        mm_conv8x2d(k, s, out, out_pix, out_c, 1);
+    else
+        mm_conv8x2_px(k, s, out, out_pix, ob, out_c, np);
+}
+#endif
+#endif
+
 #if MM_USE_CONV8P || MM_USE_SMALL8P
 static inline uint32_t mm_c8p_ld(const void *p)
 {
@@ -1555,6 +1897,7 @@ static inline uint32_t mm_c8p_ld(const void *p)
     return v;
 }
 
+#if MM_USE_CONV8P_ANY || MM_USE_SMALL8P
 /* Channels c, c + 1 of a pair of CONV8P's patches (pixel 1's `step` bytes after pixel 0's at
  * x): the n head bytes as words against the block's interleaved words from w, then the tail
  * (nt = row % 4 bytes): the word ending with each row's tail bytes (t: row c's, row c + 1's nt
@@ -1695,7 +2038,7 @@ static MM_INLINE void mm_c8p_pixels(const mm_conv_ctx *k, const mm_c8src *s, uin
     mm_flush(&w1);
 }
 
-#if MM_USE_CONV8P
+#if MM_USE_CONV8P_ANY
 static MM_NOINLINE void mm_conv8p_px(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
                                      int32_t out_pix, int ob, int out_c, int np)
 {
@@ -1707,6 +2050,35 @@ static MM_NOINLINE void mm_small8p_px(const mm_conv_ctx *k, const mm_c8src *s, u
                                       int32_t out_pix, int ob, int out_c, int np)
 {
     mm_c8p_pixels(k, s, out, out_pix, ob, out_c, np, 1);
+}
+#endif
+#endif
+#if MM_USE_CONV8P_D
+/* CONV8P's pairs under MM_CONV8P_KIND (unsigned inputs, the requantization MM_RQ8, whole
+ * blocks of four channels, rows of a word or more): mm_c8x2d's loop over the two patches, the
+ * head as one row of words, then the tails (a lone pixel: a pair of itself, written once). */
+static MM_NOINLINE void mm_conv8p_d(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+                                    int32_t out_pix, int ob, int out_c, int np)
+{
+    const int32_t row = k->row, n = s->n, nt = s->tail, step = np == 2 ? row : 0;
+    mm_c8x2d st;
+    (void)ob;
+    mm_c8x2d_init(&st, k, s->x, (const int8_t *)k->w, n, step, out, np == 2 ? out_pix : 0);
+    st.halves = out_c >> 1;
+    st.t = (const int8_t *)k->w + 4 * n + nt - 4;
+    st.tadv[0] = 2 * nt;
+    st.tadv[1] = 4 * row - 2 * nt;
+    st.sh = 8 * (4 - nt);
+    st.nt = nt;
+    if (nt) { /* each patch's last word, shifted down to its tail bytes */
+        const uint32_t v0 = mm_c8p_ld(s->x + row - 4) >> st.sh;
+        const uint32_t v1 = mm_c8p_ld(s->x + step + row - 4) >> st.sh;
+        st.xt[0] = mm_uxtb16(v0);
+        st.xt[1] = mm_uxtb16_8(v0);
+        st.xt[2] = mm_uxtb16(v1);
+        st.xt[3] = mm_uxtb16_8(v1);
+    }
+    mm_c8x2d_go(&st, k, 0, 1);
 }
 #endif
 #endif
@@ -3058,14 +3430,46 @@ void mm_conv(MM_CONV_ARGS)
         return;
 #endif
 #if MM_USE_CONV8X2
-    case MM_P_CONV8X2:
-        mm_conv8x2(&k, d, out, ob, mm_conv8x2_px);
-        return;
+    case MM_P_CONV8X2: /* its pairs by MM_CONV8X2_KIND */
+        switch (MM_CONV8X2_KIND(MM_P_CONV8X2, k.is, k.fast == MM_RQ8_U || k.fast == MM_RQ8_S)) {
+#if MM_USE_CONV8X2D_U
+        case MM_P_CONV8X2D_U:
+            mm_conv8x2(&k, d, out, ob, mm_conv8x2d_u);
+            return;
+#endif
+#if MM_USE_CONV8X2D_S
+        case MM_P_CONV8X2D_S:
+            mm_conv8x2(&k, d, out, ob, mm_conv8x2d_s);
+            return;
+#endif
+#if MM_USE_CONV8X2_RQANY
+        case MM_P_CONV8X2_RQANY:
+            mm_conv8x2(&k, d, out, ob, mm_conv8x2_px);
+            return;
+#endif
+        default:
+            MM_PATH_OFF();
+            return;
+        }
 #endif
 #if MM_USE_CONV8P
-    case MM_P_CONV8P:
-        mm_conv8p(&k, d, (uint8_t *)scratch, out, ob, mm_conv8p_px, 1);
-        return;
+    case MM_P_CONV8P: /* its pairs by MM_CONV8P_KIND */
+        switch (MM_CONV8P_KIND(MM_P_CONV8P, k.is, k.fast == MM_RQ8_U || k.fast == MM_RQ8_S,
+                               d->out_c, k.row)) {
+#if MM_USE_CONV8P_D
+        case MM_P_CONV8P_D:
+            mm_conv8p(&k, d, (uint8_t *)scratch, out, ob, mm_conv8p_d, 1);
+            return;
+#endif
+#if MM_USE_CONV8P_ANY
+        case MM_P_CONV8P_ANY:
+            mm_conv8p(&k, d, (uint8_t *)scratch, out, ob, mm_conv8p_px, 1);
+            return;
+#endif
+        default:
+            MM_PATH_OFF();
+            return;
+        }
 #endif
 #if MM_USE_CONV8
     case MM_P_CONV8:

@@ -48,6 +48,20 @@
             : (row) <= MM_PATCH ? MM_P_SUB8P                                                      \
                                 : MM_P_CONV_ANY)                                                  \
          : MM_P_CONV_ANY)
+/* CONV8X2's pixel pairs: under the requantization MM_RQ8 (`rq8`, below) one asm loop per pair
+ * (mm_conv.c mm_conv8x2d, by input sign), else mm_conv8x2_px's (any requantization); the lone
+ * pixels of every CONV8X2 layer take mm_conv8x2_px. */
+#define MM_CONV8X2_KIND(path, is, rq8)                                                            \
+    ((path) != MM_P_CONV8X2 ? MM_P_NONE                                                           \
+     : (rq8)                ? ((is) ? MM_P_CONV8X2D_S : MM_P_CONV8X2D_U)                          \
+                            : MM_P_CONV8X2_RQANY)
+/* CONV8P's pixel pairs: unsigned inputs, the requantization MM_RQ8, whole blocks of four
+ * channels (oc) and rows of a word or more in mm_conv8x2d's asm loop (mm_conv.c mm_conv8p_d),
+ * else mm_conv8p_px. */
+#define MM_CONV8P_KIND(path, is, rq8, oc, row)                                                    \
+    ((path) != MM_P_CONV8P                                      ? MM_P_NONE                       \
+     : !(is) && (rq8) && (oc) % 4 == 0 && (row) >= 4 ? MM_P_CONV8P_D                            \
+                                                              : MM_P_CONV8P_ANY)
 /* mm_conv_small: 8-bit unsigned inputs and 8-bit weights with in_c % 4 != 0, rows of 4 to
  * MM_PATCH bytes and the fast requantization (`fast`: MM_PW_FAST) take mm_conv's CONV8P pixel
  * pairs (mm_small8p, weights as ops.conv.conv8_head lays them out; ops.conv.small8p is this
