@@ -381,7 +381,7 @@ static inline int mm_s8_rq(const mm_quant_params *q, int out_c)
 }
 
 #if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_SMALL8P || MM_USE_PW8_FAST || MM_USE_PW8_ANY || \
-    MM_USE_PW8_ONE || MM_USE_SUB8_RQS
+    MM_USE_PW8_ONE || MM_USE_SUB8_RQS || MM_USE_PW8_FAST8
 #if defined(__ARM_FEATURE_DSP)
 static inline int32_t mm_ssat8_half(int32_t a) /* a >> 1 clamped to [-128, 127] */
 {
@@ -450,7 +450,7 @@ static MM_INLINE void mm_rq8x4(const mm_rq8p *p, int co, const int np, const int
 }
 #endif
 
-#if MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE
+#if MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE || MM_USE_PW8_FAST8
 /* One pixel (the last of an odd count, or a linear's only one). */
 static MM_NOINLINE void mm_pw8_one(const mm_pw8_job *j, const uint8_t *x, uint8_t *out)
 {
@@ -684,9 +684,176 @@ static MM_INLINE void mm_pw8_two_u(const mm_pw8_job *j, const mm_pw8_rq *rq, con
     }
 }
 
+#if MM_USE_PW8_FAST8
+/* Two pixels of a layer with 8-bit outputs under mm_pw8_two_u's rule (MM_PW8_PATH's FAST8):
+ * every block of four rows in one asm loop (two halves of mm_pw8_2x2's words, each half's
+ * requantization of two channels for both pixels, a word store per pixel), so that nothing of
+ * the loop is kept in C around an asm that takes every register (mm_pw8_two_u: about 200
+ * cycles per block besides the words, measured). A row's words after the last four run first:
+ * each half jumps into its unrolled loop (every instruction of a word is 32-bit: 80 bytes a
+ * word, checked when assembling). mm_pw8f is what the loop reads and advances, at fixed
+ * offsets; the rows after the last block go through mm_pw8x1 in C. */
+typedef struct {
+    const int32_t *bias, *mult; /* 0, 4: advanced four channels per block */
+    const int8_t *shift;        /* 8 */
+    int32_t kb;                 /* 12: 2^bias_shift */
+    const uint8_t *xa, *xb;     /* 16, 20: the two pixels' inputs */
+    int32_t k;                  /* 24: passes of each half's loop (the first may be partial) */
+    int32_t skip;               /* 28: bytes of the loop body the first pass skips */
+    uint32_t e0, e1;            /* 32, 36: the two halves' entries (the asm sets them) */
+    int32_t back;               /* 40: 4 row - 8, the weights' step back after half 0 */
+    int32_t blocks;             /* 44: blocks left */
+    uint8_t *oa, *ob;           /* 48, 52: advanced one word per block */
+    uint32_t lo;                /* 56: half 0's bytes (pixel a's in bits 0-15, b's above) */
+} mm_pw8f;
+typedef char mm_pw8f_ok[offsetof(mm_pw8f, lo) == 56 ? 1 : -1];
+
+#if defined(__ARM_FEATURE_DSP)
+/* mm_pw_u for both pixels' sums A and B of the channel whose bias, mult and shift are at t0,
+ * t1, t2 + the offsets (t3: kb); xa, xb, k, t4 and t5 are free here. */
+#define MM_PW8F_RQ(A, B, O4, O1)                                                                  \
+    "ldr %[xa], [%[t0], #" O4 "]\n\t"                                                             \
+    "ldr %[xb], [%[t1], #" O4 "]\n\t"                                                             \
+    "ldrsb %[k], [%[t2], #" O1 "]\n\t"                                                            \
+    "mla %[t4], %[" A "], %[t3], %[xa]\n\t"                                                       \
+    "mla %[t5], %[" B "], %[t3], %[xa]\n\t"                                                       \
+    "sub %[k], %[k], #33\n\t"                                                                     \
+    "smmul %[t4], %[t4], %[xb]\n\t"                                                               \
+    "smmul %[t5], %[t5], %[xb]\n\t"                                                               \
+    "asr %[t4], %[t4], %[k]\n\t"                                                                  \
+    "asr %[t5], %[t5], %[k]\n\t"                                                                  \
+    "add %[t4], %[t4], #1\n\t"                                                                    \
+    "add %[t5], %[t5], #1\n\t"                                                                    \
+    "usat %[" A "], #8, %[t4], asr #1\n\t"                                                        \
+    "usat %[" B "], #8, %[t5], asr #1\n\t"
+/* The state pointer (t5 on entry) waits on the stack while the words take every register. */
+#define MM_PW8F_PARAMS                                                                            \
+    "ldr %[t5], [sp]\n\t"                                                                         \
+    "ldr %[t0], [%[t5]]\n\t"                                                                      \
+    "ldr %[t1], [%[t5], #4]\n\t"                                                                  \
+    "ldr %[t2], [%[t5], #8]\n\t"                                                                  \
+    "ldr %[t3], [%[t5], #12]\n\t"
+/* A half: its pixels and passes, the sums cleared, a jump to its entry (in register E). */
+#define MM_PW8F_START(E)                                                                          \
+    "ldr %[xa], [%[t5], #16]\n\t"                                                                 \
+    "ldr %[xb], [%[t5], #20]\n\t"                                                                 \
+    "ldr %[k], [%[t5], #24]\n\t"                                                                  \
+    "mov %[a0], #0\n\t"                                                                           \
+    "mov %[a1], #0\n\t"                                                                           \
+    "mov %[b0], #0\n\t"                                                                           \
+    "mov %[b1], #0\n\t"                                                                           \
+    "mov pc, %[" E "]\n\t"
+#define MM_PW8F_LOOP(L)                                                                           \
+    L ":\n\t" MM_PW8_2X2_WORD("uxtb16") MM_PW8_2X2_WORD("uxtb16") MM_PW8_2X2_WORD("uxtb16")      \
+        MM_PW8_2X2_WORD("uxtb16") ".if (. - " L "b) - 320\n\t"                                      \
+    ".error \"mm_pw8f: a word is not 80 bytes\"\n\t"                                              \
+    ".endif\n\t"                                                                                  \
+    "subs %[k], %[k], #1\n\t"                                                                     \
+    "bne " L "b\n\t"
+#define MM_PW8F_ASM                                                                               \
+    __asm__ volatile(                                                                             \
+        "str %[t5], [sp, #-4]!\n\t"                                                               \
+        "ldr %[t0], [%[t5], #28]\n\t"                                                             \
+        "adr.w %[t1], 1f\n\t"                                                                     \
+        "adr.w %[t2], 2f\n\t"                                                                     \
+        "add %[t1], %[t1], %[t0]\n\t"                                                             \
+        "add %[t2], %[t2], %[t0]\n\t"                                                             \
+        "str %[t1], [%[t5], #32]\n\t"                                                             \
+        "str %[t2], [%[t5], #36]\n\t"                                                             \
+        "0:\n\t"                                                                                  \
+        "ldr %[t5], [sp]\n\t"                                                                     \
+        "ldr %[t0], [%[t5], #32]\n\t" MM_PW8F_START("t0") MM_PW8F_LOOP("1")                       \
+            MM_PW8F_PARAMS MM_PW8F_RQ("a0", "b0", "0", "0") MM_PW8F_RQ("a1", "b1", "4", "1")     \
+        "orr %[a0], %[a0], %[a1], lsl #8\n\t"                                                     \
+        "orr %[b0], %[b0], %[b1], lsl #8\n\t"                                                     \
+        "orr %[a0], %[a0], %[b0], lsl #16\n\t"                                                    \
+        "ldr %[t5], [sp]\n\t"                                                                     \
+        "str %[a0], [%[t5], #56]\n\t"                                                             \
+        "ldr %[t0], [%[t5], #40]\n\t"                                                             \
+        "ldr %[t1], [%[t5], #36]\n\t"                                                             \
+        "sub %[w], %[w], %[t0]\n\t" MM_PW8F_START("t1") MM_PW8F_LOOP("2")                         \
+            MM_PW8F_PARAMS MM_PW8F_RQ("a0", "b0", "8", "2") MM_PW8F_RQ("a1", "b1", "12", "3")    \
+        "add %[t0], %[t0], #16\n\t"                                                               \
+        "add %[t1], %[t1], #16\n\t"                                                               \
+        "add %[t2], %[t2], #4\n\t"                                                                \
+        "ldr %[t5], [sp]\n\t"                                                                     \
+        "str %[t0], [%[t5]]\n\t"                                                                  \
+        "str %[t1], [%[t5], #4]\n\t"                                                              \
+        "str %[t2], [%[t5], #8]\n\t"                                                              \
+        "orr %[a0], %[a0], %[a1], lsl #8\n\t"                                                     \
+        "orr %[b0], %[b0], %[b1], lsl #8\n\t"                                                     \
+        "ldr %[t4], [%[t5], #56]\n\t"                                                             \
+        "ldr %[t0], [%[t5], #48]\n\t"                                                             \
+        "ldr %[t1], [%[t5], #52]\n\t"                                                             \
+        "pkhbt %[a1], %[t4], %[a0], lsl #16\n\t"                                                  \
+        "lsr %[t4], %[t4], #16\n\t"                                                               \
+        "orr %[b1], %[t4], %[b0], lsl #16\n\t"                                                    \
+        "str %[a1], [%[t0]], #4\n\t"                                                              \
+        "str %[b1], [%[t1]], #4\n\t"                                                              \
+        "str %[t0], [%[t5], #48]\n\t"                                                             \
+        "str %[t1], [%[t5], #52]\n\t"                                                             \
+        "sub %[w], %[w], #8\n\t"                                                                  \
+        "ldr %[t0], [%[t5], #44]\n\t"                                                             \
+        "subs %[t0], %[t0], #1\n\t"                                                               \
+        "str %[t0], [%[t5], #44]\n\t"                                                             \
+        "bne 0b\n\t"                                                                              \
+        "add sp, sp, #4\n\t"                                                                      \
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1), [xa] "=&r"(xa),       \
+          [xb] "=&r"(xb), [w] "+r"(w), [k] "=&r"(k), [t0] "=&r"(t0), [t1] "=&r"(t1),            \
+          [t2] "=&r"(t2), [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "+r"(p)                          \
+        :                                                                                         \
+        : "cc", "memory")
+#endif
+
+static MM_NOINLINE void mm_pw8_two8(const mm_pw8_job *j, const uint8_t *xa, const uint8_t *xb,
+                                    uint8_t *oa, uint8_t *ob)
+{
+    const mm_quant_params *q = j->q;
+    const int32_t row = j->row, blocks = j->out_c >> 2, words = row >> 2;
+    const int8_t *w = j->w;
+    int co = 4 * blocks;
+    if (blocks) {
+        mm_pw8f st = {q->bias, q->mult, q->shift, (int32_t)1 << q->bias_shift, xa, xb,
+                      (words + 3) >> 2, 80 * ((4 - (words & 3)) & 3), 0, 0, 4 * row - 8,
+                      blocks, oa, ob, 0};
+#if defined(__ARM_FEATURE_DSP)
+        mm_pw8f *p = &st;
+        uint32_t a0, a1, b0, b1, t0, t1, t2, t3, t4;
+        int32_t k;
+        MM_PW8F_ASM;
+        (void)a0, (void)a1, (void)b0, (void)b1, (void)t0, (void)t1, (void)t2, (void)t3;
+        (void)t4, (void)k, (void)xa, (void)xb, (void)p;
+#else
+        for (; st.blocks > 0; st.blocks--, w += 4 * row) { /* the asm's steps, portably */
+            int32_t s[8];
+            mm_pw8_2x2(xa, xb, w, w + 4 * row, row, 0, s);
+            mm_pw8_2x2(xa, xb, w + 8, w + 4 * row, row, 0, s + 4);
+            for (int i = 0; i < 4; i++, st.bias++, st.mult++, st.shift++) {
+                const int h = (i >> 1) * 4 + (i & 1); /* s: a0 a1 b0 b1 a2 a3 b2 b3 */
+                *st.oa++ = (uint8_t)mm_pw_u(s[h], *st.bias, *st.mult, *st.shift, st.kb);
+                *st.ob++ = (uint8_t)mm_pw_u(s[h + 2], *st.bias, *st.mult, *st.shift, st.kb);
+            }
+        }
+        oa = st.oa, ob = st.ob;
+#endif
+    }
+    (void)words;
+    if (co < j->out_c) {
+        mm_writer wa = {oa, 0, 0, 8}, wb = {ob, 0, 0, 8};
+        for (; co < j->out_c; co++, w += row) {
+            const int32_t b = q->bias[co], m = q->mult[co], sh = q->shift[co];
+            mm_put(&wa, mm_pw_rq(mm_pw8x1(xa, w, row, 0), b, m, sh, q->bias_shift, 0, 255));
+            mm_put(&wb, mm_pw_rq(mm_pw8x1(xb, w, row, 0), b, m, sh, q->bias_shift, 0, 255));
+        }
+        mm_flush(&wa);
+        mm_flush(&wb);
+    }
+}
+#endif
+
 /* mm_pointwise8 and its pixels are compiled where the model runs it (a call without it fails
  * to link). */
-#if MM_USE_PW8_FAST || MM_USE_PW8_ANY
+#if MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_FAST8
 /* The pixels of a job in pairs (raster order, across rows of pixels), an odd last one alone;
  * fast (with `is`, constants at each use): mm_pw8_two_u, else mm_pw8_two_w. Pixel b's first
  * outputs are written before pixel a's input is read to the end (each block of rows reads it
@@ -717,8 +884,12 @@ static MM_INLINE void mm_pw8_pixels(const mm_pw8_job *j, const int fast, const i
             xb = j->wide + row;
         }
 #endif
+#if MM_USE_PW8_FAST8
+        if (fast == 2)
+            mm_pw8_two8(j, xa, xb, out, out + out_pix);
+#endif
 #if MM_USE_PW8_FAST
-        if (fast)
+        if (fast == 1)
             mm_pw8_two_u(j, &rq, xa, xb, out, out + out_pix, is);
 #endif
 #if MM_USE_PW8_ANY
@@ -744,6 +915,9 @@ static MM_NOINLINE void mm_pw8_fast(const mm_pw8_job *j) { mm_pw8_pixels(j, 1, 0
 #endif
 #if MM_USE_PW8_ANY
 static MM_NOINLINE void mm_pw8_any(const mm_pw8_job *j) { mm_pw8_pixels(j, 0, 0); }
+#endif
+#if MM_USE_PW8_FAST8
+static MM_NOINLINE void mm_pw8_fast8(const mm_pw8_job *j) { mm_pw8_pixels(j, 2, 0); }
 #endif
 #endif
 
@@ -900,7 +1074,8 @@ static MM_NOINLINE void mm_pw8_dense_s(const mm_pw8_job *j, const uint8_t *x)
 #endif
 #endif
 
-#if MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE || MM_ON_PW8_DENSE_U || MM_ON_PW8_DENSE_S
+#if MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE || MM_ON_PW8_DENSE_U || \
+    MM_ON_PW8_DENSE_S || MM_USE_PW8_FAST8
 
 /* A linear's input bytes: widened first where they are 4- or 2-bit (mm_pointwise8_widen). */
 static inline const uint8_t *mm_pw8_input(const mm_pw8_job *j)
@@ -935,6 +1110,11 @@ static void mm_pw8_run(const mm_pw8_job *j)
 #if MM_ON_PW8_DENSE_S
     case MM_P_PW8_DENSE_S:
         mm_pw8_dense_s(j, mm_pw8_input(j));
+        return;
+#endif
+#if MM_USE_PW8_FAST8
+    case MM_P_PW8_FAST8:
+        mm_pw8_fast8(j);
         return;
 #endif
 #if MM_USE_PW8_FAST
