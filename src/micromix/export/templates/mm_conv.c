@@ -689,8 +689,8 @@ static MM_INLINE void mm_pw8_two_u(const mm_pw8_job *j, const mm_pw8_rq *rq, con
  * every block of four rows in one asm loop (two halves of mm_pw8_2x2's words, each half's
  * requantization of two channels for both pixels, a word store per pixel), so that nothing of
  * the loop is kept in C around an asm that takes every register (mm_pw8_two_u: about 200
- * cycles per block besides the words, measured). A row's words after the last four run first:
- * each half jumps into its unrolled loop (every instruction of a word is 32-bit: 80 bytes a
+ * cycles per block besides the words, measured). A row's words after the last eight run
+ * first: each half jumps into its loop of eight words (every instruction of a word is 32-bit: 80 bytes a
  * word, checked when assembling). mm_pw8f is what the loop reads and advances, at fixed
  * offsets; the rows after the last block go through mm_pw8x1 in C. */
 typedef struct {
@@ -698,7 +698,8 @@ typedef struct {
     const int8_t *shift;        /* 8 */
     int32_t kb;                 /* 12: 2^bias_shift */
     const uint8_t *xa, *xb;     /* 16, 20: the two pixels' inputs */
-    int32_t k;                  /* 24: passes of each half's loop (the first may be partial) */
+    int32_t k;                  /* 24: passes of each half's loop (eight words, the first may
+                                 * be fewer) */
     int32_t skip;               /* 28: bytes of the loop body the first pass skips */
     uint32_t e0, e1;            /* 32, 36: the two halves' entries (the asm sets them) */
     int32_t back;               /* 40: 4 row - 8, the weights' step back after half 0 */
@@ -745,7 +746,8 @@ typedef char mm_pw8f_ok[offsetof(mm_pw8f, lo) == 56 ? 1 : -1];
     "mov pc, %[" E "]\n\t"
 #define MM_PW8F_LOOP(L)                                                                           \
     L ":\n\t" MM_PW8_2X2_WORD("uxtb16") MM_PW8_2X2_WORD("uxtb16") MM_PW8_2X2_WORD("uxtb16")      \
-        MM_PW8_2X2_WORD("uxtb16") ".if (. - " L "b) - 320\n\t"                                      \
+        MM_PW8_2X2_WORD("uxtb16") MM_PW8_2X2_WORD("uxtb16") MM_PW8_2X2_WORD("uxtb16")            \
+            MM_PW8_2X2_WORD("uxtb16") MM_PW8_2X2_WORD("uxtb16") ".if (. - " L "b) - 640\n\t"     \
     ".error \"mm_pw8f: a word is not 80 bytes\"\n\t"                                              \
     ".endif\n\t"                                                                                  \
     "subs %[k], %[k], #1\n\t"                                                                     \
@@ -814,7 +816,7 @@ static MM_NOINLINE void mm_pw8_two8(const mm_pw8_job *j, const uint8_t *xa, cons
     int co = 4 * blocks;
     if (blocks) {
         mm_pw8f st = {q->bias, q->mult, q->shift, (int32_t)1 << q->bias_shift, xa, xb,
-                      (words + 3) >> 2, 80 * ((4 - (words & 3)) & 3), 0, 0, 4 * row - 8,
+                      (words + 7) >> 3, 80 * ((8 - (words & 7)) & 7), 0, 0, 4 * row - 8,
                       blocks, oa, ob, 0};
 #if defined(__ARM_FEATURE_DSP)
         mm_pw8f *p = &st;
