@@ -690,8 +690,8 @@ static MM_INLINE void mm_pw8_two_u(const mm_pw8_job *j, const mm_pw8_rq *rq, con
  * requantization of two channels for both pixels, a word store per pixel), so that nothing of
  * the loop is kept in C around an asm that takes every register (mm_pw8_two_u: about 200
  * cycles per block besides the words, measured). A row's words after the last eight run
- * first: each half jumps into its loop of eight words (every instruction of a word is 32-bit: 80 bytes a
- * word, checked when assembling). mm_pw8f is what the loop reads and advances, at fixed
+ * first: each half jumps into its loop of eight words (every instruction of a word has only a 32-bit
+ * encoding: 80 bytes a word; the qemu tests run every entry). mm_pw8f is what the loop reads and advances, at fixed
  * offsets; the rows after the last block go through mm_pw8x1 in C. */
 typedef struct {
     const int32_t *bias, *mult; /* 0, 4: advanced four channels per block */
@@ -707,9 +707,9 @@ typedef struct {
     uint8_t *oa, *ob;           /* 48, 52: advanced one word per block */
     uint32_t lo;                /* 56: half 0's bytes (pixel a's in bits 0-15, b's above) */
 } mm_pw8f;
-typedef char mm_pw8f_ok[offsetof(mm_pw8f, lo) == 56 ? 1 : -1];
 
 #if defined(__ARM_FEATURE_DSP)
+typedef char mm_pw8f_ok[offsetof(mm_pw8f, lo) == 56 ? 1 : -1]; /* the asm's offsets (32-bit) */
 /* mm_pw_u for both pixels' sums A and B of the channel whose bias, mult and shift are at t0,
  * t1, t2 + the offsets (t3: kb); xa, xb, k, t4 and t5 are free here. */
 #define MM_PW8F_RQ(A, B, O4, O1)                                                                  \
@@ -747,9 +747,7 @@ typedef char mm_pw8f_ok[offsetof(mm_pw8f, lo) == 56 ? 1 : -1];
 #define MM_PW8F_LOOP(L)                                                                           \
     L ":\n\t" MM_PW8_2X2_WORD("uxtb16") MM_PW8_2X2_WORD("uxtb16") MM_PW8_2X2_WORD("uxtb16")      \
         MM_PW8_2X2_WORD("uxtb16") MM_PW8_2X2_WORD("uxtb16") MM_PW8_2X2_WORD("uxtb16")            \
-            MM_PW8_2X2_WORD("uxtb16") MM_PW8_2X2_WORD("uxtb16") ".if (. - " L "b) - 640\n\t"     \
-    ".error \"mm_pw8f: a word is not 80 bytes\"\n\t"                                              \
-    ".endif\n\t"                                                                                  \
+            MM_PW8_2X2_WORD("uxtb16") MM_PW8_2X2_WORD("uxtb16")                               \
     "subs %[k], %[k], #1\n\t"                                                                     \
     "bne " L "b\n\t"
 #define MM_PW8F_ASM                                                                               \
@@ -800,13 +798,19 @@ typedef char mm_pw8f_ok[offsetof(mm_pw8f, lo) == 56 ? 1 : -1];
         "str %[t0], [%[t5], #44]\n\t"                                                             \
         "bne 0b\n\t"                                                                              \
         "add sp, sp, #4\n\t"                                                                      \
-        : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1), [xa] "=&r"(xa),       \
-          [xb] "=&r"(xb), [w] "+r"(w), [k] "=&r"(k), [t0] "=&r"(t0), [t1] "=&r"(t1),            \
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1), [xa] "=&r"(x0),       \
+          [xb] "=&r"(x1), [w] "+r"(w), [k] "=&r"(k), [t0] "=&r"(t0), [t1] "=&r"(t1),            \
           [t2] "=&r"(t2), [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "+r"(p)                          \
         :                                                                                         \
         : "cc", "memory")
 #endif
 
+/* 4-byte aligned: the assembler's ADR offsets count from the function's section start on a
+ * word boundary (with -ffunction-sections a Thumb function is otherwise 2-byte aligned, and
+ * the entries would land mid-instruction). */
+#if defined(__GNUC__)
+__attribute__((aligned(4)))
+#endif
 static MM_NOINLINE void mm_pw8_two8(const mm_pw8_job *j, const uint8_t *xa, const uint8_t *xb,
                                     uint8_t *oa, uint8_t *ob)
 {
@@ -821,10 +825,11 @@ static MM_NOINLINE void mm_pw8_two8(const mm_pw8_job *j, const uint8_t *xa, cons
 #if defined(__ARM_FEATURE_DSP)
         mm_pw8f *p = &st;
         uint32_t a0, a1, b0, b1, t0, t1, t2, t3, t4;
+        const uint8_t *x0, *x1; /* the asm's input pointers (xa and xb serve the rows after) */
         int32_t k;
         MM_PW8F_ASM;
         (void)a0, (void)a1, (void)b0, (void)b1, (void)t0, (void)t1, (void)t2, (void)t3;
-        (void)t4, (void)k, (void)xa, (void)xb, (void)p;
+        (void)t4, (void)k, (void)x0, (void)x1, (void)p;
 #else
         for (; st.blocks > 0; st.blocks--, w += 4 * row) { /* the asm's steps, portably */
             int32_t s[8];
@@ -836,8 +841,8 @@ static MM_NOINLINE void mm_pw8_two8(const mm_pw8_job *j, const uint8_t *xa, cons
                 *st.ob++ = (uint8_t)mm_pw_u(s[h + 2], *st.bias, *st.mult, *st.shift, st.kb);
             }
         }
-        oa = st.oa, ob = st.ob;
 #endif
+        oa = st.oa, ob = st.ob;
     }
     (void)words;
     if (co < j->out_c) {
