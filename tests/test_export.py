@@ -19,7 +19,6 @@ from test_integer import combo_policy, images, mixed_policy, policies, tiny
 
 from micromix.errors import MicromixError
 from micromix.export import build_and_check, export_c
-from micromix.export.cgen import library_files
 from micromix.export.build import (
     ARM_TOOLS,
     built_memory,
@@ -28,6 +27,7 @@ from micromix.export.build import (
     sections,
     symbols,
 )
+from micromix.export.cgen import library_files
 from micromix.graph import trace
 from micromix.integer import convert
 from micromix.integer.convert import random_qparams
