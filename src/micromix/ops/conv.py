@@ -478,7 +478,7 @@ C_PATHS = (
     "SUB8_RQANY", "SUB8D_W4", "SUB8D_W2",
     "DW_3X3_8U", "DW_4X4_8U", "DW_8U", "DW_4U", "DW_2U", "DW_ANY", "DW_CHANNEL", "DW_3X3_W",
     "DW_OUT4", "DW_OUT2",
-    "PW8_ONE", "PW8_FAST", "PW8_FAST8", "PW8_ANY", "PW8_WIDE", "PW8_DENSE_U", "PW8_DENSE_S",
+    "PW8_ONE", "PW8_FAST", "PW8_ANY", "PW8_WIDE", "PW8_DENSE_U", "PW8_DENSE_S",
     "SMALL8P", "SMALL_LANES",
 )  # fmt: skip
 

@@ -170,6 +170,7 @@ static MM_INLINE void mm_pw8x4(const uint8_t *x, const int8_t *w, int32_t n, con
     out[3] = a3;
 }
 
+#if MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE || MM_ON_PW8_DENSE_U || MM_ON_PW8_DENSE_S
 /* One row in natural order (the rows after the last block of four: a linear's last classes). */
 static int32_t mm_pw8x1(const uint8_t *x, const int8_t *w, int32_t n, const int is)
 {
@@ -184,6 +185,7 @@ static int32_t mm_pw8x1(const uint8_t *x, const int8_t *w, int32_t n, const int 
         a += (is ? (int8_t)x[i] : x[i]) * w[i];
     return a;
 }
+#endif
 
 /* One input word of mm_pw8_2x2: the two pixels' words extended into pairs, then each row's
  * weight word (row 0 at [w], row 1 at [w + 4]) extended once for both pixels. Fourteen
@@ -381,7 +383,7 @@ static inline int mm_s8_rq(const mm_quant_params *q, int out_c)
 }
 
 #if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_SMALL8P || MM_USE_PW8_FAST || MM_USE_PW8_ANY || \
-    MM_USE_PW8_ONE || MM_USE_SUB8_RQS || MM_USE_PW8_FAST8
+    MM_USE_PW8_ONE || MM_USE_SUB8_RQS
 #if defined(__ARM_FEATURE_DSP)
 static inline int32_t mm_ssat8_half(int32_t a) /* a >> 1 clamped to [-128, 127] */
 {
@@ -450,7 +452,7 @@ static MM_INLINE void mm_rq8x4(const mm_rq8p *p, int co, const int np, const int
 }
 #endif
 
-#if MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE || MM_USE_PW8_FAST8
+#if MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE
 /* One pixel (the last of an odd count, or a linear's only one). */
 static MM_NOINLINE void mm_pw8_one(const mm_pw8_job *j, const uint8_t *x, uint8_t *out)
 {
@@ -577,122 +579,19 @@ typedef struct {
     "usat %[" A "], #8, %[t5], asr #1\n\t"                                                        \
     "usat %[" B "], #8, %[k], asr #1\n\t"
 
-/* mm_pw8_2x2's words four at a time (k times, possibly none), then the requantization of channels
- * c and c + 1 (the loop's registers are free by then; the layer's parameters come from
- * memory): pixel a's two output bytes in a0, pixel b's in b0. */
-#define MM_PW8_HALF_ASM(XT)                                                                       \
-    __asm__ volatile("cmp %[k], #0\n\t"                                                           \
-                     "beq 2f\n"                                                                   \
-                     "1:\n\t" MM_PW8_2X2_WORD(XT) MM_PW8_2X2_WORD(XT) MM_PW8_2X2_WORD(XT)        \
-                         MM_PW8_2X2_WORD(XT) "subs %[k], %[k], #1\n\t"                             \
-                     "bne 1b\n"                                                                   \
-                     "2:\n\t"                                                                     \
-                     "ldr %[t0], %[P]\n\t"                                                        \
-                     "ldr %[t5], %[C]\n\t"                                                        \
-                     "ldr %[t1], [%[t0], #12]\n\t"                                                \
-                     "ldr %[t2], [%[t0]]\n\t"                                                     \
-                     "ldr %[t3], [%[t0], #4]\n\t"                                                 \
-                     "ldr %[t4], [%[t0], #8]\n\t"                                                 \
-                     "add %[t2], %[t2], %[t5], lsl #2\n\t"                                        \
-                     "add %[t3], %[t3], %[t5], lsl #2\n\t"                                        \
-                     "add %[t4], %[t4], %[t5]\n\t" MM_PW8_RQ1("a0", "b0", "0", "0")               \
-                         MM_PW8_RQ1("a1", "b1", "4", "1") "orr %[a0], %[a0], %[a1], lsl #8\n\t"   \
-                     "orr %[b0], %[b0], %[b1], lsl #8\n\t"                                        \
-                     : [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0), [b1] "+r"(b1),              \
-                       [xa] "+r"(xa), [xb] "+r"(xb), [w] "+r"(w), [k] "+r"(k), [t0] "=&r"(t0),  \
-                       [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [t4] "=&r"(t4),          \
-                       [t5] "=&r"(t5)                                                            \
-                     : [P] "m"(rq), [C] "m"(c)                                                    \
-                     : "cc", "memory")
-
-/* Rows 0 and 1 of an interleaved block (row r's word k at w + 16 k + 4 r, n % 4 == 0) against
- * two pixels, requantized as channels c and c + 1: pixel a's two bytes in bits 0-15, pixel
- * b's in bits 16-31. */
-static MM_INLINE uint32_t mm_pw8_half(const uint8_t *xa, const uint8_t *xb, const int8_t *w,
-                                      int32_t n, const mm_pw8_rq *rq, int c, const int is)
-{
-    int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0, k = 0;
-    uint32_t t0, t1, t2, t3, t4, t5;
-    if (n & 4) { /* the words after the last four: one, then two */
-        if (is)
-            MM_PW8_2X2_ASM(MM_PW8_2X2_WORD("sxtb16"));
-        else
-            MM_PW8_2X2_ASM(MM_PW8_2X2_WORD("uxtb16"));
-    }
-    if (n & 8) {
-        if (is)
-            MM_PW8_2X2_ASM(MM_PW8_2X2_WORD("sxtb16") MM_PW8_2X2_WORD("sxtb16"));
-        else
-            MM_PW8_2X2_ASM(MM_PW8_2X2_WORD("uxtb16") MM_PW8_2X2_WORD("uxtb16"));
-    }
-    k = n >> 4;
-    if (is)
-        MM_PW8_HALF_ASM("sxtb16");
-    else
-        MM_PW8_HALF_ASM("uxtb16");
-    (void)t0, (void)t1, (void)t2, (void)t3, (void)t4, (void)t5, (void)xa, (void)xb, (void)w;
-    return (uint32_t)a0 | (uint32_t)b0 << 16;
-}
-#else
-
-static inline uint32_t mm_pw8_half(const uint8_t *xa, const uint8_t *xb, const int8_t *w,
-                                   int32_t n, const mm_pw8_rq *rq, int c, int is)
-{
-    int32_t s[4];
-    const int32_t kb = rq->kb, b0 = rq->bias[c], b1 = rq->bias[c + 1];
-    const int32_t m0 = rq->mult[c], m1 = rq->mult[c + 1];
-    const int s0 = rq->shift[c], s1 = rq->shift[c + 1];
-    mm_pw8_2x2(xa, xb, w, w + 4 * n, n, is, s);
-    return mm_pw_u(s[0], b0, m0, s0, kb) | mm_pw_u(s[1], b1, m1, s1, kb) << 8 |
-           mm_pw_u(s[2], b0, m0, s0, kb) << 16 | mm_pw_u(s[3], b1, m1, s1, kb) << 24;
-}
 #endif
 
-/* Two pixels of a layer with unsigned outputs over their whole range [0, 2^ob - 1], every
- * shift above 32 and rows of whole words (mm_pw8_pixels' fast case): each block of four rows
- * as two halves, each channel's parameters read once for both pixels, four outputs of a pixel
- * stored at once; the rows after the last block through mm_pw8x1 and mm_pw_rq. */
-static MM_INLINE void mm_pw8_two_u(const mm_pw8_job *j, const mm_pw8_rq *rq, const uint8_t *xa,
-                                   const uint8_t *xb, uint8_t *oa, uint8_t *ob, const int is)
-{
-    const mm_quant_params *q = j->q;
-    const int8_t *ws = j->w;
-    const int32_t row = j->row, qmax = q->qmax;
-    const uint32_t m4 = (uint32_t)qmax * 0x01010101u;
-    const int out_c = j->out_c, obits = q->out_bits;
-    int co = 0;
-    for (; co + 4 <= out_c; co += 4, ws += 4 * row) {
-        uint32_t y[2]; /* rows 0-1, rows 2-3 */
-#if defined(__GNUC__)
-#pragma GCC unroll 1
-#endif
-        for (int h = 0; h < 2; h++) /* one copy of the half's code (a loop in asm) */
-            y[h] = mm_pw8_half(xa, xb, ws + 8 * h, row, rq, co + 2 * h, is);
-        oa = mm_pw_st4(oa, (y[0] & 0xFFFFu) | y[1] << 16, obits, m4);
-        ob = mm_pw_st4(ob, y[0] >> 16 | (y[1] & 0xFFFF0000u), obits, m4);
-    }
-    if (co < out_c) {
-        mm_writer wa = {oa, 0, 0, obits}, wb = {ob, 0, 0, obits};
-        for (; co < out_c; co++, ws += row) {
-            const int32_t b = q->bias[co], m = q->mult[co], sh = q->shift[co];
-            const int bk = q->bias_shift;
-            mm_put(&wa, mm_pw_rq(mm_pw8x1(xa, ws, row, is), b, m, sh, bk, 0, qmax));
-            mm_put(&wb, mm_pw_rq(mm_pw8x1(xb, ws, row, is), b, m, sh, bk, 0, qmax));
-        }
-        mm_flush(&wa);
-        mm_flush(&wb);
-    }
-}
-
-#if MM_USE_PW8_FAST8
-/* Two pixels of a layer with 8-bit outputs under mm_pw8_two_u's rule (MM_PW8_PATH's FAST8):
+#if MM_USE_PW8_FAST
+/* Two pixels of a layer with unsigned inputs, rows of whole words and outputs of ob bits,
+ * unsigned over their whole range, every shift above 32 (MM_PW8_PATH's FAST):
  * every block of four rows in one asm loop (two halves of mm_pw8_2x2's words, each half's
- * requantization of two channels for both pixels, a word store per pixel), so that nothing of
- * the loop is kept in C around an asm that takes every register (mm_pw8_two_u: about 200
- * cycles per block besides the words, measured). A row's words after the last eight run
- * first: each half jumps into its loop of eight words (every instruction of a word has only a 32-bit
- * encoding: 80 bytes a word; the qemu tests run every entry). mm_pw8f is what the loop reads and advances, at fixed
- * offsets; the rows after the last block go through mm_pw8x1 in C. */
+ * requantization of two channels for both pixels, four outputs of each pixel stored at once
+ * as mm_pw_st4 does), so that nothing of the loop is kept in C around an asm that takes every
+ * register (a loop of two mm_pw8_2x2-and-requantize halves in C before: about 200 cycles per
+ * block besides the words, measured). A row's words after the last eight run first: each half
+ * jumps into its loop of eight words (a word's instructions have 32-bit encodings only: 80
+ * bytes a word; the qemu tests take every entry). mm_pw8f is what the loop reads and
+ * advances, at fixed offsets; the rows after the last block go through mm_pw8x1 in C. */
 typedef struct {
     const int32_t *bias, *mult; /* 0, 4: advanced four channels per block */
     const int8_t *shift;        /* 8 */
@@ -706,10 +605,12 @@ typedef struct {
     int32_t blocks;             /* 44: blocks left */
     uint8_t *oa, *ob;           /* 48, 52: advanced one word per block */
     uint32_t lo;                /* 56: half 0's bytes (pixel a's in bits 0-15, b's above) */
+    int32_t bits;               /* 60: output bits (8, 4, 2) */
+    uint32_t m4;                /* 64: 2^ob - 1 in every byte */
 } mm_pw8f;
 
 #if defined(__ARM_FEATURE_DSP)
-typedef char mm_pw8f_ok[offsetof(mm_pw8f, lo) == 56 ? 1 : -1]; /* the asm's offsets (32-bit) */
+typedef char mm_pw8f_ok[offsetof(mm_pw8f, m4) == 64 ? 1 : -1]; /* the asm's offsets (32-bit) */
 /* mm_pw_u for both pixels' sums A and B of the channel whose bias, mult and shift are at t0,
  * t1, t2 + the offsets (t3: kb); xa, xb, k, t4 and t5 are free here. */
 #define MM_PW8F_RQ(A, B, O4, O1)                                                                  \
@@ -788,8 +689,12 @@ typedef char mm_pw8f_ok[offsetof(mm_pw8f, lo) == 56 ? 1 : -1]; /* the asm's offs
         "pkhbt %[a1], %[t4], %[a0], lsl #16\n\t"                                                  \
         "lsr %[t4], %[t4], #16\n\t"                                                               \
         "orr %[b1], %[t4], %[b0], lsl #16\n\t"                                                    \
+        "ldr %[t3], [%[t5], #60]\n\t"                                                             \
+        "cmp %[t3], #8\n\t"                                                                       \
+        "bne 5f\n\t"                                                                              \
         "str %[a1], [%[t0]], #4\n\t"                                                              \
         "str %[b1], [%[t1]], #4\n\t"                                                              \
+        "6:\n\t"                                                                                  \
         "str %[t0], [%[t5], #48]\n\t"                                                             \
         "str %[t1], [%[t5], #52]\n\t"                                                             \
         "sub %[w], %[w], #8\n\t"                                                                  \
@@ -797,6 +702,37 @@ typedef char mm_pw8f_ok[offsetof(mm_pw8f, lo) == 56 ? 1 : -1]; /* the asm's offs
         "subs %[t0], %[t0], #1\n\t"                                                               \
         "str %[t0], [%[t5], #44]\n\t"                                                             \
         "bne 0b\n\t"                                                                              \
+        "b 9f\n\t"                                                                                \
+        "5:\n\t" /* 4- or 2-bit outputs: clamped to 2^ob - 1 (bytewise minimum), packed */      \
+        "ldr %[t2], [%[t5], #64]\n\t"                                                             \
+        "usub8 %[t4], %[a1], %[t2]\n\t"                                                           \
+        "sel %[a1], %[t2], %[a1]\n\t"                                                             \
+        "usub8 %[t4], %[b1], %[t2]\n\t"                                                           \
+        "sel %[b1], %[t2], %[b1]\n\t"                                                             \
+        "cmp %[t3], #4\n\t"                                                                       \
+        "bne 7f\n\t"                                                                              \
+        "orr %[a1], %[a1], %[a1], lsr #4\n\t"                                                     \
+        "orr %[b1], %[b1], %[b1], lsr #4\n\t"                                                     \
+        "and %[a1], %[a1], #0x00FF00FF\n\t"                                                       \
+        "and %[b1], %[b1], #0x00FF00FF\n\t"                                                       \
+        "strb %[a1], [%[t0]], #1\n\t"                                                             \
+        "lsr %[a1], %[a1], #16\n\t"                                                               \
+        "strb %[a1], [%[t0]], #1\n\t"                                                             \
+        "strb %[b1], [%[t1]], #1\n\t"                                                             \
+        "lsr %[b1], %[b1], #16\n\t"                                                               \
+        "strb %[b1], [%[t1]], #1\n\t"                                                             \
+        "b 6b\n\t"                                                                                \
+        "7:\n\t"                                                                                  \
+        "orr %[a1], %[a1], %[a1], lsr #6\n\t"                                                     \
+        "orr %[b1], %[b1], %[b1], lsr #6\n\t"                                                     \
+        "and %[a1], %[a1], #0x000F000F\n\t"                                                       \
+        "and %[b1], %[b1], #0x000F000F\n\t"                                                       \
+        "orr %[a1], %[a1], %[a1], lsr #12\n\t"                                                    \
+        "orr %[b1], %[b1], %[b1], lsr #12\n\t"                                                    \
+        "strb %[a1], [%[t0]], #1\n\t"                                                             \
+        "strb %[b1], [%[t1]], #1\n\t"                                                             \
+        "b 6b\n\t"                                                                                \
+        "9:\n\t"                                                                                  \
         "add sp, sp, #4\n\t"                                                                      \
         : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1), [xa] "=&r"(x0),       \
           [xb] "=&r"(x1), [w] "+r"(w), [k] "=&r"(k), [t0] "=&r"(t0), [t1] "=&r"(t1),            \
@@ -817,11 +753,13 @@ static MM_NOINLINE void mm_pw8_two8(const mm_pw8_job *j, const uint8_t *xa, cons
     const mm_quant_params *q = j->q;
     const int32_t row = j->row, blocks = j->out_c >> 2, words = row >> 2;
     const int8_t *w = j->w;
+    const int obits = q->out_bits;
+    const uint32_t m4 = (uint32_t)q->qmax * 0x01010101u;
     int co = 4 * blocks;
     if (blocks) {
         mm_pw8f st = {q->bias, q->mult, q->shift, (int32_t)1 << q->bias_shift, xa, xb,
                       (words + 7) >> 3, 80 * ((8 - (words & 7)) & 7), 0, 0, 4 * row - 8,
-                      blocks, oa, ob, 0};
+                      blocks, oa, ob, 0, obits, m4};
 #if defined(__ARM_FEATURE_DSP)
         mm_pw8f *p = &st;
         uint32_t a0, a1, b0, b1, t0, t1, t2, t3, t4;
@@ -833,24 +771,27 @@ static MM_NOINLINE void mm_pw8_two8(const mm_pw8_job *j, const uint8_t *xa, cons
 #else
         for (; st.blocks > 0; st.blocks--, w += 4 * row) { /* the asm's steps, portably */
             int32_t s[8];
+            uint32_t ya = 0, yb = 0;
             mm_pw8_2x2(xa, xb, w, w + 4 * row, row, 0, s);
             mm_pw8_2x2(xa, xb, w + 8, w + 4 * row, row, 0, s + 4);
             for (int i = 0; i < 4; i++, st.bias++, st.mult++, st.shift++) {
                 const int h = (i >> 1) * 4 + (i & 1); /* s: a0 a1 b0 b1 a2 a3 b2 b3 */
-                *st.oa++ = (uint8_t)mm_pw_u(s[h], *st.bias, *st.mult, *st.shift, st.kb);
-                *st.ob++ = (uint8_t)mm_pw_u(s[h + 2], *st.bias, *st.mult, *st.shift, st.kb);
+                ya |= mm_pw_u(s[h], *st.bias, *st.mult, *st.shift, st.kb) << 8 * i;
+                yb |= mm_pw_u(s[h + 2], *st.bias, *st.mult, *st.shift, st.kb) << 8 * i;
             }
+            st.oa = mm_pw_st4(st.oa, ya, obits, m4);
+            st.ob = mm_pw_st4(st.ob, yb, obits, m4);
         }
 #endif
         oa = st.oa, ob = st.ob;
     }
     (void)words;
     if (co < j->out_c) {
-        mm_writer wa = {oa, 0, 0, 8}, wb = {ob, 0, 0, 8};
+        mm_writer wa = {oa, 0, 0, obits}, wb = {ob, 0, 0, obits};
         for (; co < j->out_c; co++, w += row) {
-            const int32_t b = q->bias[co], m = q->mult[co], sh = q->shift[co];
-            mm_put(&wa, mm_pw_rq(mm_pw8x1(xa, w, row, 0), b, m, sh, q->bias_shift, 0, 255));
-            mm_put(&wb, mm_pw_rq(mm_pw8x1(xb, w, row, 0), b, m, sh, q->bias_shift, 0, 255));
+            const int32_t b = q->bias[co], m = q->mult[co], sh = q->shift[co], qx = q->qmax;
+            mm_put(&wa, mm_pw_rq(mm_pw8x1(xa, w, row, 0), b, m, sh, q->bias_shift, 0, qx));
+            mm_put(&wb, mm_pw_rq(mm_pw8x1(xb, w, row, 0), b, m, sh, q->bias_shift, 0, qx));
         }
         mm_flush(&wa);
         mm_flush(&wb);
@@ -860,15 +801,14 @@ static MM_NOINLINE void mm_pw8_two8(const mm_pw8_job *j, const uint8_t *xa, cons
 
 /* mm_pointwise8 and its pixels are compiled where the model runs it (a call without it fails
  * to link). */
-#if MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_FAST8
+#if MM_USE_PW8_FAST || MM_USE_PW8_ANY
 /* The pixels of a job in pairs (raster order, across rows of pixels), an odd last one alone;
- * fast (with `is`, constants at each use): mm_pw8_two_u, else mm_pw8_two_w. Pixel b's first
+ * fast (with `is`, constants at each use): mm_pw8_two8, else mm_pw8_two_w. Pixel b's first
  * outputs are written before pixel a's input is read to the end (each block of rows reads it
  * again): under an overlapping (in-place) placement this kernel needs a lag of one pixel. */
 static MM_INLINE void mm_pw8_pixels(const mm_pw8_job *j, const int fast, const int is)
 {
     const mm_quant_params *q = j->q;
-    const mm_pw8_rq rq = {q->bias, q->mult, q->shift, (int32_t)1 << q->bias_shift};
     const int32_t npix = (int32_t)j->out_h * j->out_w, row = j->row;
     const int32_t out_pix = mm_bytes(j->out_c, q->out_bits);
     const int32_t step = j->in_step, row_step = j->in_row_step;
@@ -891,20 +831,16 @@ static MM_INLINE void mm_pw8_pixels(const mm_pw8_job *j, const int fast, const i
             xb = j->wide + row;
         }
 #endif
-#if MM_USE_PW8_FAST8
-        if (fast == 2)
-            mm_pw8_two8(j, xa, xb, out, out + out_pix);
-#endif
 #if MM_USE_PW8_FAST
-        if (fast == 1)
-            mm_pw8_two_u(j, &rq, xa, xb, out, out + out_pix, is);
+        if (fast)
+            mm_pw8_two8(j, xa, xb, out, out + out_pix);
 #endif
 #if MM_USE_PW8_ANY
         if (!fast)
             mm_pw8_two_w(j, xa, xb, out, out + out_pix, kind);
 #endif
     }
-    (void)rq, (void)is, (void)row, (void)kind;
+    (void)is, (void)row, (void)kind;
     if (npix & 1) {
         const uint8_t *x = xr + (int32_t)ox * step;
 #if MM_USE_PW8_WIDE
@@ -922,9 +858,6 @@ static MM_NOINLINE void mm_pw8_fast(const mm_pw8_job *j) { mm_pw8_pixels(j, 1, 0
 #endif
 #if MM_USE_PW8_ANY
 static MM_NOINLINE void mm_pw8_any(const mm_pw8_job *j) { mm_pw8_pixels(j, 0, 0); }
-#endif
-#if MM_USE_PW8_FAST8
-static MM_NOINLINE void mm_pw8_fast8(const mm_pw8_job *j) { mm_pw8_pixels(j, 2, 0); }
 #endif
 #endif
 
@@ -1082,7 +1015,7 @@ static MM_NOINLINE void mm_pw8_dense_s(const mm_pw8_job *j, const uint8_t *x)
 #endif
 
 #if MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE || MM_ON_PW8_DENSE_U || \
-    MM_ON_PW8_DENSE_S || MM_USE_PW8_FAST8
+    MM_ON_PW8_DENSE_S
 
 /* A linear's input bytes: widened first where they are 4- or 2-bit (mm_pointwise8_widen). */
 static inline const uint8_t *mm_pw8_input(const mm_pw8_job *j)
@@ -1117,11 +1050,6 @@ static void mm_pw8_run(const mm_pw8_job *j)
 #if MM_ON_PW8_DENSE_S
     case MM_P_PW8_DENSE_S:
         mm_pw8_dense_s(j, mm_pw8_input(j));
-        return;
-#endif
-#if MM_USE_PW8_FAST8
-    case MM_P_PW8_FAST8:
-        mm_pw8_fast8(j);
         return;
 #endif
 #if MM_USE_PW8_FAST

@@ -126,8 +126,7 @@
     ((npix) < 2 && (row) % 16 == 0 && (oc) >= 16 && MM_RQ8(qmin, qmax, ob, above32)             \
          ? ((is) ? MM_P_PW8_DENSE_S : MM_P_PW8_DENSE_U)                                          \
      : (npix) < 2                                                        ? MM_P_PW8_ONE           \
-     : !(is) && (row) % 4 == 0 && MM_PW_FAST(qmin, qmax, ob, above32)                        \
-         ? ((ob) == 8 ? MM_P_PW8_FAST8 : MM_P_PW8_FAST)                                           \
+     : !(is) && (row) % 4 == 0 && MM_PW_FAST(qmin, qmax, ob, above32) ? MM_P_PW8_FAST           \
                                                                        : MM_P_PW8_ANY)
 /* mm_add: whole bytes in and out, a shift 9 <= n <= 32 and the output clamped to exactly
  * [0, 255] (a ReLU after the add) take a loop specialised on the two inputs' signs; other whole
