@@ -597,8 +597,7 @@ typedef struct {
     const int8_t *shift;        /* 8 */
     int32_t kb;                 /* 12: 2^bias_shift */
     const uint8_t *xa, *xb;     /* 16, 20: the two pixels' inputs */
-    int32_t k;                  /* 24: passes of each half's loop (eight words, the first may
-                                 * be fewer) */
+    const uint8_t *xend;        /* 24: the end of pixel a's input (xa + row) */
     int32_t skip;               /* 28: bytes of the loop body the first pass skips */
     uint32_t e0, e1;            /* 32, 36: the two halves' entries (the asm sets them) */
     int32_t back;               /* 40: 4 row - 8, the weights' step back after half 0 */
@@ -611,49 +610,64 @@ typedef struct {
 
 #if defined(__ARM_FEATURE_DSP)
 typedef char mm_pw8f_ok[offsetof(mm_pw8f, m4) == 64 ? 1 : -1]; /* the asm's offsets (32-bit) */
+/* One input word of both pixels against the half's two rows: MM_PW8_2X2_WORD's arithmetic with
+ * its four loads together (one cycle each after the first: the loop counts no passes, so its
+ * register takes the second row's word). */
+#define MM_PW8F_WORD                                                                              \
+    "ldr %[t0], [%[xa]], #4\n\t"                                                                  \
+    "ldr %[t1], [%[xb]], #4\n\t"                                                                  \
+    "ldr %[t2], [%[w]], #16\n\t"                                                                  \
+    "ldr %[t6], [%[w], #-12]\n\t"                                                                 \
+    "uxtb16 %[t3], %[t0]\n\t"                                                                     \
+    "uxtb16 %[t0], %[t0], ror #8\n\t"                                                             \
+    "uxtb16 %[t4], %[t1]\n\t"                                                                     \
+    "uxtb16 %[t1], %[t1], ror #8\n\t" MM_PW8_2X2_ROW("a0", "b0") "sxtb16 %[t5], %[t6]\n\t"        \
+    "sxtb16 %[t6], %[t6], ror #8\n\t"                                                             \
+    "smlad %[a1], %[t5], %[t3], %[a1]\n\t"                                                        \
+    "smlad %[b1], %[t5], %[t4], %[b1]\n\t"                                                        \
+    "smlad %[a1], %[t6], %[t0], %[a1]\n\t"                                                        \
+    "smlad %[b1], %[t6], %[t1], %[b1]\n\t"
 /* mm_pw_u for both pixels' sums A and B of the channel whose bias, mult and shift are at t0,
- * t1, t2 + the offsets (t3: kb); xa, xb, k, t4 and t5 are free here. */
+ * t1, t2 + the offsets (t3: kb), one after the other through t4 (xa, xb and t6 hold the
+ * channel's parameters; the state pointer stays in t5). */
+#define MM_PW8F_RQ1(S)                                                                            \
+    "mla %[t4], %[" S "], %[t3], %[xa]\n\t"                                                       \
+    "smmul %[t4], %[t4], %[xb]\n\t"                                                               \
+    "asr %[t4], %[t4], %[t6]\n\t"                                                                 \
+    "add %[t4], %[t4], #1\n\t"                                                                    \
+    "usat %[" S "], #8, %[t4], asr #1\n\t"
 #define MM_PW8F_RQ(A, B, O4, O1)                                                                  \
     "ldr %[xa], [%[t0], #" O4 "]\n\t"                                                             \
     "ldr %[xb], [%[t1], #" O4 "]\n\t"                                                             \
-    "ldrsb %[k], [%[t2], #" O1 "]\n\t"                                                            \
-    "mla %[t4], %[" A "], %[t3], %[xa]\n\t"                                                       \
-    "mla %[t5], %[" B "], %[t3], %[xa]\n\t"                                                       \
-    "sub %[k], %[k], #33\n\t"                                                                     \
-    "smmul %[t4], %[t4], %[xb]\n\t"                                                               \
-    "smmul %[t5], %[t5], %[xb]\n\t"                                                               \
-    "asr %[t4], %[t4], %[k]\n\t"                                                                  \
-    "asr %[t5], %[t5], %[k]\n\t"                                                                  \
-    "add %[t4], %[t4], #1\n\t"                                                                    \
-    "add %[t5], %[t5], #1\n\t"                                                                    \
-    "usat %[" A "], #8, %[t4], asr #1\n\t"                                                        \
-    "usat %[" B "], #8, %[t5], asr #1\n\t"
-/* The state pointer (t5 on entry) waits on the stack while the words take every register. */
+    "ldrsb %[t6], [%[t2], #" O1 "]\n\t"                                                           \
+    "sub %[t6], %[t6], #33\n\t" MM_PW8F_RQ1(A) MM_PW8F_RQ1(B)
+/* The state pointer (t5 on entry) waits on the stack while the words take every register,
+ * the end of pixel a's input above it (the loop's exit test). */
 #define MM_PW8F_PARAMS                                                                            \
     "ldr %[t5], [sp]\n\t"                                                                         \
     "ldr %[t0], [%[t5]]\n\t"                                                                      \
     "ldr %[t1], [%[t5], #4]\n\t"                                                                  \
     "ldr %[t2], [%[t5], #8]\n\t"                                                                  \
     "ldr %[t3], [%[t5], #12]\n\t"
-/* A half: its pixels and passes, the sums cleared, a jump to its entry (in register E). */
+/* A half: its pixels, the sums cleared, a jump to its entry (in register E). */
 #define MM_PW8F_START(E)                                                                          \
     "ldr %[xa], [%[t5], #16]\n\t"                                                                 \
     "ldr %[xb], [%[t5], #20]\n\t"                                                                 \
-    "ldr %[k], [%[t5], #24]\n\t"                                                                  \
     "mov %[a0], #0\n\t"                                                                           \
     "mov %[a1], #0\n\t"                                                                           \
     "mov %[b0], #0\n\t"                                                                           \
     "mov %[b1], #0\n\t"                                                                           \
     "mov pc, %[" E "]\n\t"
 #define MM_PW8F_LOOP(L)                                                                           \
-    L ":\n\t" MM_PW8_2X2_WORD("uxtb16") MM_PW8_2X2_WORD("uxtb16") MM_PW8_2X2_WORD("uxtb16")      \
-        MM_PW8_2X2_WORD("uxtb16") MM_PW8_2X2_WORD("uxtb16") MM_PW8_2X2_WORD("uxtb16")            \
-            MM_PW8_2X2_WORD("uxtb16") MM_PW8_2X2_WORD("uxtb16")                               \
-    "subs %[k], %[k], #1\n\t"                                                                     \
+    L ":\n\t" MM_PW8F_WORD MM_PW8F_WORD MM_PW8F_WORD MM_PW8F_WORD MM_PW8F_WORD MM_PW8F_WORD       \
+        MM_PW8F_WORD MM_PW8F_WORD "ldr %[t0], [sp, #4]\n\t"                                       \
+    "cmp %[xa], %[t0]\n\t"                                                                        \
     "bne " L "b\n\t"
 #define MM_PW8F_ASM                                                                               \
     __asm__ volatile(                                                                             \
-        "str %[t5], [sp, #-4]!\n\t"                                                               \
+        "str %[t5], [sp, #-8]!\n\t"                                                               \
+        "ldr %[t0], [%[t5], #24]\n\t"                                                             \
+        "str %[t0], [sp, #4]\n\t"                                                                 \
         "ldr %[t0], [%[t5], #28]\n\t"                                                             \
         "adr.w %[t1], 1f\n\t"                                                                     \
         "adr.w %[t2], 2f\n\t"                                                                     \
@@ -668,7 +682,6 @@ typedef char mm_pw8f_ok[offsetof(mm_pw8f, m4) == 64 ? 1 : -1]; /* the asm's offs
         "orr %[a0], %[a0], %[a1], lsl #8\n\t"                                                     \
         "orr %[b0], %[b0], %[b1], lsl #8\n\t"                                                     \
         "orr %[a0], %[a0], %[b0], lsl #16\n\t"                                                    \
-        "ldr %[t5], [sp]\n\t"                                                                     \
         "str %[a0], [%[t5], #56]\n\t"                                                             \
         "ldr %[t0], [%[t5], #40]\n\t"                                                             \
         "ldr %[t1], [%[t5], #36]\n\t"                                                             \
@@ -677,7 +690,6 @@ typedef char mm_pw8f_ok[offsetof(mm_pw8f, m4) == 64 ? 1 : -1]; /* the asm's offs
         "add %[t0], %[t0], #16\n\t"                                                               \
         "add %[t1], %[t1], #16\n\t"                                                               \
         "add %[t2], %[t2], #4\n\t"                                                                \
-        "ldr %[t5], [sp]\n\t"                                                                     \
         "str %[t0], [%[t5]]\n\t"                                                                  \
         "str %[t1], [%[t5], #4]\n\t"                                                              \
         "str %[t2], [%[t5], #8]\n\t"                                                              \
@@ -733,9 +745,9 @@ typedef char mm_pw8f_ok[offsetof(mm_pw8f, m4) == 64 ? 1 : -1]; /* the asm's offs
         "strb %[b1], [%[t1]], #1\n\t"                                                             \
         "b 6b\n\t"                                                                                \
         "9:\n\t"                                                                                  \
-        "add sp, sp, #4\n\t"                                                                      \
+        "add sp, sp, #8\n\t"                                                                      \
         : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1), [xa] "=&r"(x0),       \
-          [xb] "=&r"(x1), [w] "+r"(w), [k] "=&r"(k), [t0] "=&r"(t0), [t1] "=&r"(t1),            \
+          [xb] "=&r"(x1), [w] "+r"(w), [t6] "=&r"(t6), [t0] "=&r"(t0), [t1] "=&r"(t1),            \
           [t2] "=&r"(t2), [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "+r"(p)                          \
         :                                                                                         \
         : "cc", "memory")
@@ -758,16 +770,15 @@ static MM_NOINLINE void mm_pw8_two8(const mm_pw8_job *j, const uint8_t *xa, cons
     int co = 4 * blocks;
     if (blocks) {
         mm_pw8f st = {q->bias, q->mult, q->shift, (int32_t)1 << q->bias_shift, xa, xb,
-                      (words + 7) >> 3, 80 * ((8 - (words & 7)) & 7), 0, 0, 4 * row - 8,
+                      xa + row, 80 * ((8 - (words & 7)) & 7), 0, 0, 4 * row - 8,
                       blocks, oa, ob, 0, obits, m4};
 #if defined(__ARM_FEATURE_DSP)
         mm_pw8f *p = &st;
-        uint32_t a0, a1, b0, b1, t0, t1, t2, t3, t4;
+        uint32_t a0, a1, b0, b1, t0, t1, t2, t3, t4, t6;
         const uint8_t *x0, *x1; /* the asm's input pointers (xa and xb serve the rows after) */
-        int32_t k;
         MM_PW8F_ASM;
         (void)a0, (void)a1, (void)b0, (void)b1, (void)t0, (void)t1, (void)t2, (void)t3;
-        (void)t4, (void)k, (void)x0, (void)x1, (void)p;
+        (void)t4, (void)t6, (void)x0, (void)x1, (void)p;
 #else
         for (; st.blocks > 0; st.blocks--, w += 4 * row) { /* the asm's steps, portably */
             int32_t s[8];
