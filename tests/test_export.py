@@ -144,10 +144,11 @@ class Conv8RqNet(torch.nn.Module):
     output straight from the input (a) and from byte patches (c), unsigned ones (stem, b),
     and a stride-2 layer with 2 rows after the last block of channels (b); 1x1 layers on
     signed inputs (mm_pointwise8's general pixel pairs) with a signed (p) and an unsigned (q)
-    output; 1x1 layers on unsigned inputs with unsigned 8-bit outputs (mm_pointwise8's FAST8
-    asm loop) whose rows are 7, 9 and 16 words (one pass of eight entered one word in, two
-    passes entered seven words in, two whole passes), 9 pixels (pairs across rows of pixels,
-    an odd last one) and 1 row after the last block of four (t); a linear on 13 inputs."""
+    output; 1x1 layers on unsigned inputs with unsigned 8-bit outputs (mm_pointwise8's fast
+    asm loop, which takes a row's first word apart) whose rows are 7, 9, 16 and 1 words (the
+    loop entered two words in, at its start, one word in, onto its exit test), 9 pixels (pairs
+    across rows of pixels, an odd last one) and 1 row after the last block of four (u); a
+    linear on 13 inputs."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -157,12 +158,13 @@ class Conv8RqNet(torch.nn.Module):
         self.c = conv_bn(10, 28, 3, act=None)
         self.p = conv_bn(28, 12, 1, act=None)
         self.q = conv_bn(12, 28, 1)
-        self.r, self.s, self.t = conv_bn(28, 36, 1, 2), conv_bn(36, 64, 1), conv_bn(64, 13, 1)
+        self.r, self.s = conv_bn(28, 36, 1, 2), conv_bn(36, 64, 1)
+        self.t, self.u = conv_bn(64, 4, 1), conv_bn(4, 13, 1)
         self.fc = torch.nn.Linear(13, 10)
 
     def forward(self, x):
         y = self.q(self.p(self.c(self.b(self.a(self.stem(x))))))
-        y = self.t(self.s(self.r(y)))
+        y = self.u(self.t(self.s(self.r(y))))
         return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(y, 1), 1))
 
 
@@ -187,8 +189,8 @@ def test_w8a8_conv_requantizations_are_bit_exact(tmp_path, variant: str) -> None
         for o in convs:
             o.arrays["shift"][o.arrays["shift"].size // 2] = 32
     layers = {x.name: x.kernel for x in im.report.layers}
-    assert [layers[o.name] for o in convs] == ["mm_conv"] * 4 + ["mm_pointwise8"] * 6
-    if variant == "as converted":  # r, s and t take the FAST8 loop (its C, or its asm)
+    assert [layers[o.name] for o in convs] == ["mm_conv"] * 4 + ["mm_pointwise8"] * 7
+    if variant == "as converted":  # r, s, t and u take the fast loop (its C, or its asm)
         lib = _write(tmp_path / "lib", library_files(im))
         assert "mm_pw8_two8" in _text_symbols(lib, "mm_conv.c")
     x = np.random.default_rng(9).integers(0, 256, (30, 3, 9, 11), dtype=np.uint8)

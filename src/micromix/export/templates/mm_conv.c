@@ -599,17 +599,16 @@ typedef struct {
     const uint8_t *xa, *xb;     /* 16, 20: the two pixels' inputs */
     const uint8_t *xend;        /* 24: the end of pixel a's input (xa + row) */
     int32_t skip;               /* 28: bytes of the loop body the first pass skips */
-    uint32_t e0, e1;            /* 32, 36: the two halves' entries (the asm sets them) */
-    int32_t back;               /* 40: 4 row - 8, the weights' step back after half 0 */
-    int32_t blocks;             /* 44: blocks left */
-    uint8_t *oa, *ob;           /* 48, 52: advanced one word per block */
-    uint32_t lo;                /* 56: half 0's bytes (pixel a's in bits 0-15, b's above) */
-    int32_t bits;               /* 60: output bits (8, 4, 2) */
-    uint32_t m4;                /* 64: 2^ob - 1 in every byte */
+    int32_t back;               /* 32: 4 row - 8, the weights' step back after half 0 */
+    const uint8_t *oend;        /* 36: oa after the last block */
+    uint8_t *oa, *ob;           /* 40, 44: advanced 4 x bits / 8 bytes per block */
+    uint32_t lo;                /* 48: half 0's bytes (pixel a's in bits 0-15, b's above) */
+    int32_t bits;               /* 52: output bits (8, 4, 2) */
+    uint32_t m4;                /* 56: 2^bits - 1 in every byte */
 } mm_pw8f;
 
 #if defined(__ARM_FEATURE_DSP)
-typedef char mm_pw8f_ok[offsetof(mm_pw8f, m4) == 64 ? 1 : -1]; /* the asm's offsets (32-bit) */
+typedef char mm_pw8f_ok[offsetof(mm_pw8f, m4) == 56 ? 1 : -1]; /* the asm's offsets (32-bit) */
 /* One input word of both pixels against the half's two rows: MM_PW8_2X2_WORD's arithmetic with
  * its four loads together (one cycle each after the first: the loop counts no passes, so its
  * register takes the second row's word). */
@@ -627,6 +626,28 @@ typedef char mm_pw8f_ok[offsetof(mm_pw8f, m4) == 64 ? 1 : -1]; /* the asm's offs
     "smlad %[b1], %[t5], %[t4], %[b1]\n\t"                                                        \
     "smlad %[a1], %[t6], %[t0], %[a1]\n\t"                                                        \
     "smlad %[b1], %[t6], %[t1], %[b1]\n\t"
+/* A half's first word, its first products taken by SMUAD: the sums need no clearing. */
+#define MM_PW8F_FIRST                                                                             \
+    "ldr %[t0], [%[xa]], #4\n\t"                                                                  \
+    "ldr %[t1], [%[xb]], #4\n\t"                                                                  \
+    "ldr %[t2], [%[w]], #16\n\t"                                                                  \
+    "ldr %[t6], [%[w], #-12]\n\t"                                                                 \
+    "uxtb16 %[t3], %[t0]\n\t"                                                                     \
+    "uxtb16 %[t0], %[t0], ror #8\n\t"                                                             \
+    "uxtb16 %[t4], %[t1]\n\t"                                                                     \
+    "uxtb16 %[t1], %[t1], ror #8\n\t"                                                             \
+    "sxtb16 %[t5], %[t2]\n\t"                                                                     \
+    "sxtb16 %[t2], %[t2], ror #8\n\t"                                                             \
+    "smuad %[a0], %[t5], %[t3]\n\t"                                                               \
+    "smuad %[b0], %[t5], %[t4]\n\t"                                                               \
+    "smlad %[a0], %[t2], %[t0], %[a0]\n\t"                                                        \
+    "smlad %[b0], %[t2], %[t1], %[b0]\n\t"                                                        \
+    "sxtb16 %[t5], %[t6]\n\t"                                                                     \
+    "sxtb16 %[t6], %[t6], ror #8\n\t"                                                             \
+    "smuad %[a1], %[t5], %[t3]\n\t"                                                               \
+    "smuad %[b1], %[t5], %[t4]\n\t"                                                               \
+    "smlad %[a1], %[t6], %[t0], %[a1]\n\t"                                                        \
+    "smlad %[b1], %[t6], %[t1], %[b1]\n\t"
 /* mm_pw_u for both pixels' sums A and B of the channel whose bias, mult and shift are at t0,
  * t1, t2 + the offsets (t3: kb), one after the other through t4 (xa, xb and t6 hold the
  * channel's parameters; the state pointer stays in t5). */
@@ -641,23 +662,19 @@ typedef char mm_pw8f_ok[offsetof(mm_pw8f, m4) == 64 ? 1 : -1]; /* the asm's offs
     "ldr %[xb], [%[t1], #" O4 "]\n\t"                                                             \
     "ldrsb %[t6], [%[t2], #" O1 "]\n\t"                                                           \
     "sub %[t6], %[t6], #33\n\t" MM_PW8F_RQ1(A) MM_PW8F_RQ1(B)
-/* The state pointer (t5 on entry) waits on the stack while the words take every register,
- * the end of pixel a's input above it (the loop's exit test). */
+/* The state pointer (t5 on entry) waits on the stack while the words take every register;
+ * above it the end of pixel a's input (the loop's exit test) and the halves' entries. */
 #define MM_PW8F_PARAMS                                                                            \
     "ldr %[t5], [sp]\n\t"                                                                         \
     "ldr %[t0], [%[t5]]\n\t"                                                                      \
     "ldr %[t1], [%[t5], #4]\n\t"                                                                  \
     "ldr %[t2], [%[t5], #8]\n\t"                                                                  \
     "ldr %[t3], [%[t5], #12]\n\t"
-/* A half: its pixels, the sums cleared, a jump to its entry (in register E). */
+/* A half: its pixels, its first word, a jump to its entry (stacked at sp + E, Thumb bit set):
+ * into its loop (the words after the last eight first) or onto the exit test. */
 #define MM_PW8F_START(E)                                                                          \
     "ldr %[xa], [%[t5], #16]\n\t"                                                                 \
-    "ldr %[xb], [%[t5], #20]\n\t"                                                                 \
-    "mov %[a0], #0\n\t"                                                                           \
-    "mov %[a1], #0\n\t"                                                                           \
-    "mov %[b0], #0\n\t"                                                                           \
-    "mov %[b1], #0\n\t"                                                                           \
-    "mov pc, %[" E "]\n\t"
+    "ldr %[xb], [%[t5], #20]\n\t" MM_PW8F_FIRST "ldr pc, [sp, #" E "]\n\t"
 #define MM_PW8F_LOOP(L)                                                                           \
     L ":\n\t" MM_PW8F_WORD MM_PW8F_WORD MM_PW8F_WORD MM_PW8F_WORD MM_PW8F_WORD MM_PW8F_WORD       \
         MM_PW8F_WORD MM_PW8F_WORD "ldr %[t0], [sp, #4]\n\t"                                       \
@@ -665,28 +682,29 @@ typedef char mm_pw8f_ok[offsetof(mm_pw8f, m4) == 64 ? 1 : -1]; /* the asm's offs
     "bne " L "b\n\t"
 #define MM_PW8F_ASM                                                                               \
     __asm__ volatile(                                                                             \
-        "str %[t5], [sp, #-8]!\n\t"                                                               \
+        "sub sp, sp, #16\n\t"                                                                     \
+        "str %[t5], [sp]\n\t"                                                                     \
         "ldr %[t0], [%[t5], #24]\n\t"                                                             \
+        "ldr %[t1], [%[t5], #28]\n\t"                                                             \
+        "adr.w %[t2], 1f\n\t"                                                                     \
+        "adr.w %[t3], 2f\n\t"                                                                     \
+        "add %[t2], %[t2], %[t1]\n\t"                                                             \
+        "add %[t3], %[t3], %[t1]\n\t"                                                             \
+        "orr %[t2], %[t2], #1\n\t"                                                                \
+        "orr %[t3], %[t3], #1\n\t"                                                                \
         "str %[t0], [sp, #4]\n\t"                                                                 \
-        "ldr %[t0], [%[t5], #28]\n\t"                                                             \
-        "adr.w %[t1], 1f\n\t"                                                                     \
-        "adr.w %[t2], 2f\n\t"                                                                     \
-        "add %[t1], %[t1], %[t0]\n\t"                                                             \
-        "add %[t2], %[t2], %[t0]\n\t"                                                             \
-        "str %[t1], [%[t5], #32]\n\t"                                                             \
-        "str %[t2], [%[t5], #36]\n\t"                                                             \
+        "str %[t2], [sp, #8]\n\t"                                                                 \
+        "str %[t3], [sp, #12]\n\t"                                                                \
         "0:\n\t"                                                                                  \
-        "ldr %[t5], [sp]\n\t"                                                                     \
-        "ldr %[t0], [%[t5], #32]\n\t" MM_PW8F_START("t0") MM_PW8F_LOOP("1")                       \
-            MM_PW8F_PARAMS MM_PW8F_RQ("a0", "b0", "0", "0") MM_PW8F_RQ("a1", "b1", "4", "1")     \
+        "ldr %[t5], [sp]\n\t" MM_PW8F_START("8") MM_PW8F_LOOP("1") MM_PW8F_PARAMS                \
+            MM_PW8F_RQ("a0", "b0", "0", "0") MM_PW8F_RQ("a1", "b1", "4", "1")                     \
         "orr %[a0], %[a0], %[a1], lsl #8\n\t"                                                     \
         "orr %[b0], %[b0], %[b1], lsl #8\n\t"                                                     \
         "orr %[a0], %[a0], %[b0], lsl #16\n\t"                                                    \
-        "str %[a0], [%[t5], #56]\n\t"                                                             \
-        "ldr %[t0], [%[t5], #40]\n\t"                                                             \
-        "ldr %[t1], [%[t5], #36]\n\t"                                                             \
-        "sub %[w], %[w], %[t0]\n\t" MM_PW8F_START("t1") MM_PW8F_LOOP("2")                         \
-            MM_PW8F_PARAMS MM_PW8F_RQ("a0", "b0", "8", "2") MM_PW8F_RQ("a1", "b1", "12", "3")    \
+        "str %[a0], [%[t5], #48]\n\t"                                                             \
+        "ldr %[t0], [%[t5], #32]\n\t"                                                             \
+        "sub %[w], %[w], %[t0]\n\t" MM_PW8F_START("12") MM_PW8F_LOOP("2") MM_PW8F_PARAMS         \
+            MM_PW8F_RQ("a0", "b0", "8", "2") MM_PW8F_RQ("a1", "b1", "12", "3")                    \
         "add %[t0], %[t0], #16\n\t"                                                               \
         "add %[t1], %[t1], #16\n\t"                                                               \
         "add %[t2], %[t2], #4\n\t"                                                                \
@@ -695,28 +713,27 @@ typedef char mm_pw8f_ok[offsetof(mm_pw8f, m4) == 64 ? 1 : -1]; /* the asm's offs
         "str %[t2], [%[t5], #8]\n\t"                                                              \
         "orr %[a0], %[a0], %[a1], lsl #8\n\t"                                                     \
         "orr %[b0], %[b0], %[b1], lsl #8\n\t"                                                     \
-        "ldr %[t4], [%[t5], #56]\n\t"                                                             \
-        "ldr %[t0], [%[t5], #48]\n\t"                                                             \
-        "ldr %[t1], [%[t5], #52]\n\t"                                                             \
+        "ldr %[t4], [%[t5], #48]\n\t"                                                             \
+        "ldr %[t0], [%[t5], #40]\n\t"                                                             \
+        "ldr %[t1], [%[t5], #44]\n\t"                                                             \
         "pkhbt %[a1], %[t4], %[a0], lsl #16\n\t"                                                  \
         "lsr %[t4], %[t4], #16\n\t"                                                               \
         "orr %[b1], %[t4], %[b0], lsl #16\n\t"                                                    \
-        "ldr %[t3], [%[t5], #60]\n\t"                                                             \
+        "ldr %[t3], [%[t5], #52]\n\t"                                                             \
         "cmp %[t3], #8\n\t"                                                                       \
         "bne 5f\n\t"                                                                              \
         "str %[a1], [%[t0]], #4\n\t"                                                              \
         "str %[b1], [%[t1]], #4\n\t"                                                              \
         "6:\n\t"                                                                                  \
-        "str %[t0], [%[t5], #48]\n\t"                                                             \
-        "str %[t1], [%[t5], #52]\n\t"                                                             \
+        "str %[t0], [%[t5], #40]\n\t"                                                             \
+        "str %[t1], [%[t5], #44]\n\t"                                                             \
+        "ldr %[t3], [%[t5], #36]\n\t"                                                             \
         "sub %[w], %[w], #8\n\t"                                                                  \
-        "ldr %[t0], [%[t5], #44]\n\t"                                                             \
-        "subs %[t0], %[t0], #1\n\t"                                                               \
-        "str %[t0], [%[t5], #44]\n\t"                                                             \
+        "cmp %[t0], %[t3]\n\t"                                                                    \
         "bne 0b\n\t"                                                                              \
         "b 9f\n\t"                                                                                \
         "5:\n\t" /* 4- or 2-bit outputs: clamped to 2^ob - 1 (bytewise minimum), packed */      \
-        "ldr %[t2], [%[t5], #64]\n\t"                                                             \
+        "ldr %[t2], [%[t5], #56]\n\t"                                                             \
         "usub8 %[t4], %[a1], %[t2]\n\t"                                                           \
         "sel %[a1], %[t2], %[a1]\n\t"                                                             \
         "usub8 %[t4], %[b1], %[t2]\n\t"                                                           \
@@ -745,7 +762,7 @@ typedef char mm_pw8f_ok[offsetof(mm_pw8f, m4) == 64 ? 1 : -1]; /* the asm's offs
         "strb %[b1], [%[t1]], #1\n\t"                                                             \
         "b 6b\n\t"                                                                                \
         "9:\n\t"                                                                                  \
-        "add sp, sp, #8\n\t"                                                                      \
+        "add sp, sp, #16\n\t"                                                                      \
         : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1), [xa] "=&r"(x0),       \
           [xb] "=&r"(x1), [w] "+r"(w), [t6] "=&r"(t6), [t0] "=&r"(t0), [t1] "=&r"(t1),            \
           [t2] "=&r"(t2), [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "+r"(p)                          \
@@ -769,9 +786,12 @@ static MM_NOINLINE void mm_pw8_two8(const mm_pw8_job *j, const uint8_t *xa, cons
     const uint32_t m4 = (uint32_t)q->qmax * 0x01010101u;
     int co = 4 * blocks;
     if (blocks) {
+        /* the loop takes the words after the first: the skip leaves (8 - their count) % 8
+         * words of its first pass, or all eight (onto the exit test) where there are none */
+        const int32_t more = words - 1, skip = more ? 7 - ((more - 1) & 7) : 8;
         mm_pw8f st = {q->bias, q->mult, q->shift, (int32_t)1 << q->bias_shift, xa, xb,
-                      xa + row, 80 * ((8 - (words & 7)) & 7), 0, 0, 4 * row - 8,
-                      blocks, oa, ob, 0, obits, m4};
+                      xa + row, 80 * skip, 4 * row - 8, oa + ((blocks * obits) >> 1), oa, ob, 0,
+                      obits, m4};
 #if defined(__ARM_FEATURE_DSP)
         mm_pw8f *p = &st;
         uint32_t a0, a1, b0, b1, t0, t1, t2, t3, t4, t6;
@@ -780,7 +800,7 @@ static MM_NOINLINE void mm_pw8_two8(const mm_pw8_job *j, const uint8_t *xa, cons
         (void)a0, (void)a1, (void)b0, (void)b1, (void)t0, (void)t1, (void)t2, (void)t3;
         (void)t4, (void)t6, (void)x0, (void)x1, (void)p;
 #else
-        for (; st.blocks > 0; st.blocks--, w += 4 * row) { /* the asm's steps, portably */
+        for (; st.oa != st.oend; w += 4 * row) { /* the asm's steps, portably */
             int32_t s[8];
             uint32_t ya = 0, yb = 0;
             mm_pw8_2x2(xa, xb, w, w + 4 * row, row, 0, s);
