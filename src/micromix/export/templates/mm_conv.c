@@ -612,12 +612,14 @@ typedef char mm_pw8f_ok[offsetof(mm_pw8f, m4) == 56 ? 1 : -1]; /* the asm's offs
 /* One input word of both pixels against the half's two rows: MM_PW8_2X2_WORD's arithmetic with
  * its four loads together (one cycle each after the first: the loop counts no passes, so its
  * register takes the second row's word). */
-#define MM_PW8F_WORD                                                                              \
+#define MM_PW8F_WORD MM_PW8F_WORD_X("")
+/* ...with X after its loads: the last word of a pass loads the input's end with them and
+ * compares (32-bit encodings, so that the loop's end lies 652 bytes after its start). */
+#define MM_PW8F_WORD_X(X)                                                                         \
     "ldr %[t0], [%[xa]], #4\n\t"                                                                  \
     "ldr %[t1], [%[xb]], #4\n\t"                                                                  \
     "ldr %[t2], [%[w]], #16\n\t"                                                                  \
-    "ldr %[t6], [%[w], #-12]\n\t"                                                                 \
-    "uxtb16 %[t3], %[t0]\n\t"                                                                     \
+    "ldr %[t6], [%[w], #-12]\n\t" X "uxtb16 %[t3], %[t0]\n\t"                                                                     \
     "uxtb16 %[t0], %[t0], ror #8\n\t"                                                             \
     "uxtb16 %[t4], %[t1]\n\t"                                                                     \
     "uxtb16 %[t1], %[t1], ror #8\n\t" MM_PW8_2X2_ROW("a0", "b0") "sxtb16 %[t5], %[t6]\n\t"        \
@@ -677,9 +679,8 @@ typedef char mm_pw8f_ok[offsetof(mm_pw8f, m4) == 56 ? 1 : -1]; /* the asm's offs
     "ldr %[xb], [%[t5], #20]\n\t" MM_PW8F_FIRST "ldr pc, [sp, #" E "]\n\t"
 #define MM_PW8F_LOOP(L)                                                                           \
     L ":\n\t" MM_PW8F_WORD MM_PW8F_WORD MM_PW8F_WORD MM_PW8F_WORD MM_PW8F_WORD MM_PW8F_WORD       \
-        MM_PW8F_WORD MM_PW8F_WORD "ldr %[t0], [sp, #4]\n\t"                                       \
-    "cmp %[xa], %[t0]\n\t"                                                                        \
-    "bne " L "b\n\t"
+        MM_PW8F_WORD MM_PW8F_WORD_X("ldr.w %[t5], [sp, #4]\n\tcmp.w %[xa], %[t5]\n\t")          \
+    "bne.w " L "b\n\t"
 #define MM_PW8F_ASM                                                                               \
     __asm__ volatile(                                                                             \
         "sub sp, sp, #16\n\t"                                                                     \
@@ -787,10 +788,10 @@ static MM_NOINLINE void mm_pw8_two8(const mm_pw8_job *j, const uint8_t *xa, cons
     int co = 4 * blocks;
     if (blocks) {
         /* the loop takes the words after the first: the skip leaves (8 - their count) % 8
-         * words of its first pass, or all eight (onto the exit test) where there are none */
-        const int32_t more = words - 1, skip = more ? 7 - ((more - 1) & 7) : 8;
+         * words of its first pass, or the whole loop (652 bytes) where there are none */
+        const int32_t more = words - 1, skip = more ? 80 * (7 - ((more - 1) & 7)) : 652;
         mm_pw8f st = {q->bias, q->mult, q->shift, (int32_t)1 << q->bias_shift, xa, xb,
-                      xa + row, 80 * skip, 4 * row - 8, oa + ((blocks * obits) >> 1), oa, ob, 0,
+                      xa + row, skip, 4 * row - 8, oa + ((blocks * obits) >> 1), oa, ob, 0,
                       obits, m4};
 #if defined(__ARM_FEATURE_DSP)
         mm_pw8f *p = &st;
