@@ -777,47 +777,55 @@ typedef char mm_pw8f_ok[offsetof(mm_pw8f, m4) == 56 ? 1 : -1]; /* the asm's offs
 #if defined(__GNUC__)
 __attribute__((aligned(4)))
 #endif
-static MM_NOINLINE void mm_pw8_two8(const mm_pw8_job *j, const uint8_t *xa, const uint8_t *xb,
-                                    uint8_t *oa, uint8_t *ob)
+/* A layer's mm_pw8f: what stays from one pair of pixels to the next (mm_pw8_two8 sets the rest). */
+static inline mm_pw8f mm_pw8f_layer(const mm_pw8_job *j)
 {
     const mm_quant_params *q = j->q;
-    const int32_t row = j->row, blocks = j->out_c >> 2, words = row >> 2;
+    const int32_t row = j->row, more = (row >> 2) - 1;
+    /* the loop takes the words after the first: the skip leaves (8 - their count) % 8 words of
+     * its first pass, or the whole loop (652 bytes) where there are none */
+    const mm_pw8f st = {0, 0, 0, (int32_t)1 << q->bias_shift, 0, 0, 0,
+                        more ? 80 * (7 - ((more - 1) & 7)) : 652, 4 * row - 8, 0, 0, 0, 0,
+                        q->out_bits, (uint32_t)q->qmax * 0x01010101u};
+    return st;
+}
+
+static MM_NOINLINE void mm_pw8_two8(const mm_pw8_job *j, mm_pw8f *st, const uint8_t *xa,
+                                    const uint8_t *xb, uint8_t *oa, uint8_t *ob)
+{
+    const mm_quant_params *q = j->q;
+    const int32_t row = j->row, blocks = j->out_c >> 2;
     const int8_t *w = j->w;
-    const int obits = q->out_bits;
-    const uint32_t m4 = (uint32_t)q->qmax * 0x01010101u;
+    const int obits = st->bits;
     int co = 4 * blocks;
     if (blocks) {
-        /* the loop takes the words after the first: the skip leaves (8 - their count) % 8
-         * words of its first pass, or the whole loop (652 bytes) where there are none */
-        const int32_t more = words - 1, skip = more ? 80 * (7 - ((more - 1) & 7)) : 652;
-        mm_pw8f st = {q->bias, q->mult, q->shift, (int32_t)1 << q->bias_shift, xa, xb,
-                      xa + row, skip, 4 * row - 8, oa + ((blocks * obits) >> 1), oa, ob, 0,
-                      obits, m4};
+        mm_pw8f *p = st;
+        st->bias = q->bias, st->mult = q->mult, st->shift = q->shift;
+        st->xa = xa, st->xb = xb, st->xend = xa + row;
+        st->oend = oa + ((blocks * obits) >> 1), st->oa = oa, st->ob = ob;
 #if defined(__ARM_FEATURE_DSP)
-        mm_pw8f *p = &st;
         uint32_t a0, a1, b0, b1, t0, t1, t2, t3, t4, t6;
         const uint8_t *x0, *x1; /* the asm's input pointers (xa and xb serve the rows after) */
         MM_PW8F_ASM;
         (void)a0, (void)a1, (void)b0, (void)b1, (void)t0, (void)t1, (void)t2, (void)t3;
         (void)t4, (void)t6, (void)x0, (void)x1, (void)p;
 #else
-        for (; st.oa != st.oend; w += 4 * row) { /* the asm's steps, portably */
+        for (; p->oa != p->oend; w += 4 * row) { /* the asm's steps, portably */
             int32_t s[8];
             uint32_t ya = 0, yb = 0;
             mm_pw8_2x2(xa, xb, w, w + 4 * row, row, 0, s);
             mm_pw8_2x2(xa, xb, w + 8, w + 4 * row, row, 0, s + 4);
-            for (int i = 0; i < 4; i++, st.bias++, st.mult++, st.shift++) {
+            for (int i = 0; i < 4; i++, p->bias++, p->mult++, p->shift++) {
                 const int h = (i >> 1) * 4 + (i & 1); /* s: a0 a1 b0 b1 a2 a3 b2 b3 */
-                ya |= mm_pw_u(s[h], *st.bias, *st.mult, *st.shift, st.kb) << 8 * i;
-                yb |= mm_pw_u(s[h + 2], *st.bias, *st.mult, *st.shift, st.kb) << 8 * i;
+                ya |= mm_pw_u(s[h], *p->bias, *p->mult, *p->shift, p->kb) << 8 * i;
+                yb |= mm_pw_u(s[h + 2], *p->bias, *p->mult, *p->shift, p->kb) << 8 * i;
             }
-            st.oa = mm_pw_st4(st.oa, ya, obits, m4);
-            st.ob = mm_pw_st4(st.ob, yb, obits, m4);
+            p->oa = mm_pw_st4(p->oa, ya, obits, p->m4);
+            p->ob = mm_pw_st4(p->ob, yb, obits, p->m4);
         }
 #endif
-        oa = st.oa, ob = st.ob;
+        oa = st->oa, ob = st->ob;
     }
-    (void)words;
     if (co < j->out_c) {
         mm_writer wa = {oa, 0, 0, obits}, wb = {ob, 0, 0, obits};
         for (; co < j->out_c; co++, w += row) {
@@ -848,6 +856,9 @@ static MM_INLINE void mm_pw8_pixels(const mm_pw8_job *j, const int fast, const i
     const uint8_t *xr = j->in; /* the current row of input pixels */
     uint8_t *out = j->out;
     int ox = 0;
+#if MM_USE_PW8_FAST
+    mm_pw8f st = mm_pw8f_layer(j);
+#endif
     for (int32_t p = 0; p + 1 < npix; p += 2, out += 2 * out_pix) {
         const uint8_t *xa = xr + (int32_t)ox * step, *xb;
         if (++ox == out_w)
@@ -865,7 +876,7 @@ static MM_INLINE void mm_pw8_pixels(const mm_pw8_job *j, const int fast, const i
 #endif
 #if MM_USE_PW8_FAST
         if (fast)
-            mm_pw8_two8(j, xa, xb, out, out + out_pix);
+            mm_pw8_two8(j, &st, xa, xb, out, out + out_pix);
 #endif
 #if MM_USE_PW8_ANY
         if (!fast)
