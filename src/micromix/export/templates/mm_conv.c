@@ -588,10 +588,13 @@ typedef struct {
  * requantization of two channels for both pixels, four outputs of each pixel stored at once
  * as mm_pw_st4 does), so that nothing of the loop is kept in C around an asm that takes every
  * register (a loop of two mm_pw8_2x2-and-requantize halves in C before: about 200 cycles per
- * block besides the words, measured). A row's words after the last eight run first: each half
- * jumps into its loop of eight words (a word's instructions have 32-bit encodings only: 80
- * bytes a word; the qemu tests take every entry). mm_pw8f is what the loop reads and
- * advances, at fixed offsets; the rows after the last block go through mm_pw8x1 in C. */
+ * block besides the words; now about 130, measured on kws). A half takes its row's first word
+ * apart (SMUAD starts its sums), then jumps into its loop of eight words so that the first
+ * pass takes the words after the last eight (a word's instructions have 32-bit encodings
+ * only: 80 bytes a word; the tests take every entry); the loop ends when pixel a's input
+ * pointer reaches its end, which frees the pass counter's register for the four loads of a
+ * word to go together (21 cycles a word where mm_pw8_2x2 takes 22). mm_pw8f is what the loop
+ * reads and advances, at fixed offsets; the rows after the last block go through mm_pw8x1. */
 typedef struct {
     const int32_t *bias, *mult; /* 0, 4: advanced four channels per block */
     const int8_t *shift;        /* 8 */
