@@ -172,13 +172,17 @@ class Conv8RqNet(torch.nn.Module):
 def test_w8a8_conv_requantizations_are_bit_exact(tmp_path, variant: str) -> None:
     """Conv8RqNet as converted (unsigned [0, 255] and symmetric signed [-127, 127] clamps, all
     shifts above 32: the branch-free requantization), with its signed layers clamped to
-    [-128, 127], and with one channel of every layer at shift 32 (the general requantization
-    for the whole layer): host build and, with the ARM tools, qemu (the DSP asm), bit for bit
-    the numpy reference."""
+    [-128, 127] (and every layer that can written over its input: r to u's fast loop in place),
+    and with one channel of every layer at shift 32 (the general requantization for the whole
+    layer): host build and, with the ARM tools, qemu (the DSP asm), bit for bit the numpy
+    reference."""
     torch.manual_seed(3)
     g = trace(Conv8RqNet().eval(), (1, 3, 9, 11))
     pol = Policy.uniform(g, 8)
-    im = convert(random_qparams(g, pol, seed=5), g, pol)
+    schedule = "inplace" if variant == "qmin -128" else "layer"
+    im = convert(random_qparams(g, pol, seed=5), g, pol, schedule=schedule)
+    in_place = set(im.report.schedule.inplace) if im.report.schedule else set()
+    assert {"r.0", "s.0", "t.0", "u.0"} <= in_place if variant == "qmin -128" else not in_place
     convs = [o for o in im.ops if o.weights is not None]
     assert {(o.qmin, o.qmax) for o in convs} == {(0, 255), (-127, 127)}
     assert all(int(o.arrays["shift"].min()) > 32 for o in convs)
