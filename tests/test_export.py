@@ -27,6 +27,7 @@ from micromix.export.build import (
     sections,
     symbols,
 )
+from micromix.export.cgen import library_files
 from micromix.graph import trace
 from micromix.integer import convert
 from micromix.integer.convert import random_qparams
@@ -143,8 +144,11 @@ class Conv8RqNet(torch.nn.Module):
     output straight from the input (a) and from byte patches (c), unsigned ones (stem, b),
     and a stride-2 layer with 2 rows after the last block of channels (b); 1x1 layers on
     signed inputs (mm_pointwise8's general pixel pairs) with a signed (p) and an unsigned (q)
-    output; a linear on 28 inputs (mm_pw8_one: four, two and one words after its loop of
-    four, 2 rows after its blocks of four)."""
+    output; 1x1 layers on unsigned inputs with unsigned 8-bit outputs (mm_pointwise8's fast
+    asm loop, which takes a row's first word apart) whose rows are 7, 9, 16 and 1 words (the
+    loop entered two words in, at its start, one word in, onto its exit test), 9 pixels (pairs
+    across rows of pixels, an odd last one) and 1 row after the last block of four (u); a
+    linear on 13 inputs."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -154,10 +158,13 @@ class Conv8RqNet(torch.nn.Module):
         self.c = conv_bn(10, 28, 3, act=None)
         self.p = conv_bn(28, 12, 1, act=None)
         self.q = conv_bn(12, 28, 1)
-        self.fc = torch.nn.Linear(28, 10)
+        self.r, self.s = conv_bn(28, 36, 1, 2), conv_bn(36, 64, 1)
+        self.t, self.u = conv_bn(64, 4, 1), conv_bn(4, 13, 1)
+        self.fc = torch.nn.Linear(13, 10)
 
     def forward(self, x):
         y = self.q(self.p(self.c(self.b(self.a(self.stem(x))))))
+        y = self.u(self.t(self.s(self.r(y))))
         return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(y, 1), 1))
 
 
@@ -167,14 +174,14 @@ def test_w8a8_conv_requantizations_are_bit_exact(tmp_path, variant: str) -> None
     shifts above 32: the branch-free requantization), with its signed layers clamped to
     [-128, 127], and with one channel of every layer at shift 32 (the general requantization
     for the whole layer): host build and, with the ARM tools, qemu (the DSP asm), bit for bit
-    the numpy reference. The first and last are written over their own input where the
-    schedule lets them (stem, a, b: the inplace schedule)."""
+    the numpy reference. Every layer that can is written over its own input (the inplace
+    schedule: stem, a and b's pair loops, r to u's fast 1x1 loop)."""
     torch.manual_seed(3)
     g = trace(Conv8RqNet().eval(), (1, 3, 9, 11))
     pol = Policy.uniform(g, 8)
-    schedule = "layer" if variant == "qmin -128" else "inplace"
-    im = convert(random_qparams(g, pol, seed=5), g, pol, schedule=schedule)
-    assert schedule == "layer" or {"stem.0", "a.0", "b.0"} <= set(im.report.schedule.inplace)
+    im = convert(random_qparams(g, pol, seed=5), g, pol, schedule="inplace")
+    in_place = set(im.report.schedule.inplace)
+    assert {"stem.0", "a.0", "b.0", "r.0", "s.0", "t.0", "u.0"} <= in_place, in_place
     convs = [o for o in im.ops if o.weights is not None]
     assert {(o.qmin, o.qmax) for o in convs} == {(0, 255), (-127, 127)}
     assert all(int(o.arrays["shift"].min()) > 32 for o in convs)
@@ -185,7 +192,10 @@ def test_w8a8_conv_requantizations_are_bit_exact(tmp_path, variant: str) -> None
         for o in convs:
             o.arrays["shift"][o.arrays["shift"].size // 2] = 32
     layers = {x.name: x.kernel for x in im.report.layers}
-    assert [layers[o.name] for o in convs] == ["mm_conv"] * 4 + ["mm_pointwise8"] * 3
+    assert [layers[o.name] for o in convs] == ["mm_conv"] * 4 + ["mm_pointwise8"] * 7
+    if variant == "as converted":  # r, s, t and u take the fast loop (its C, or its asm)
+        lib = _write(tmp_path / "lib", library_files(im))
+        assert "mm_pw8_two8" in _text_symbols(lib, "mm_conv.c")
     x = np.random.default_rng(9).integers(0, 256, (30, 3, 9, 11), dtype=np.uint8)
     _host_and_qemu(im, tmp_path, x)
     # the pair paths' pixel functions (MM_CONV8X2_KIND, MM_CONV8P_KIND) the host build holds:

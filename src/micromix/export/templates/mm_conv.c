@@ -170,6 +170,7 @@ static MM_INLINE void mm_pw8x4(const uint8_t *x, const int8_t *w, int32_t n, con
     out[3] = a3;
 }
 
+#if MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE || MM_ON_PW8_DENSE_U || MM_ON_PW8_DENSE_S
 /* One row in natural order (the rows after the last block of four: a linear's last classes). */
 static int32_t mm_pw8x1(const uint8_t *x, const int8_t *w, int32_t n, const int is)
 {
@@ -184,6 +185,7 @@ static int32_t mm_pw8x1(const uint8_t *x, const int8_t *w, int32_t n, const int 
         a += (is ? (int8_t)x[i] : x[i]) * w[i];
     return a;
 }
+#endif
 
 /* One input word of mm_pw8_2x2: the two pixels' words extended into pairs, then each row's
  * weight word (row 0 at [w], row 1 at [w + 4]) extended once for both pixels. Fourteen
@@ -578,124 +580,279 @@ typedef struct {
     "usat %[" A "], #8, %[t5], asr #1\n\t"                                                        \
     "usat %[" B "], #8, %[k], asr #1\n\t"
 
-/* mm_pw8_2x2's words four at a time (k times, possibly none), then the requantization of channels
- * c and c + 1 (the loop's registers are free by then; the layer's parameters come from
- * memory): pixel a's two output bytes in a0, pixel b's in b0. */
-#define MM_PW8_HALF_ASM(XT)                                                                       \
-    __asm__ volatile("cmp %[k], #0\n\t"                                                           \
-                     "beq 2f\n"                                                                   \
-                     "1:\n\t" MM_PW8_2X2_WORD(XT) MM_PW8_2X2_WORD(XT) MM_PW8_2X2_WORD(XT)        \
-                         MM_PW8_2X2_WORD(XT) "subs %[k], %[k], #1\n\t"                             \
-                     "bne 1b\n"                                                                   \
-                     "2:\n\t"                                                                     \
-                     "ldr %[t0], %[P]\n\t"                                                        \
-                     "ldr %[t5], %[C]\n\t"                                                        \
-                     "ldr %[t1], [%[t0], #12]\n\t"                                                \
-                     "ldr %[t2], [%[t0]]\n\t"                                                     \
-                     "ldr %[t3], [%[t0], #4]\n\t"                                                 \
-                     "ldr %[t4], [%[t0], #8]\n\t"                                                 \
-                     "add %[t2], %[t2], %[t5], lsl #2\n\t"                                        \
-                     "add %[t3], %[t3], %[t5], lsl #2\n\t"                                        \
-                     "add %[t4], %[t4], %[t5]\n\t" MM_PW8_RQ1("a0", "b0", "0", "0")               \
-                         MM_PW8_RQ1("a1", "b1", "4", "1") "orr %[a0], %[a0], %[a1], lsl #8\n\t"   \
-                     "orr %[b0], %[b0], %[b1], lsl #8\n\t"                                        \
-                     : [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0), [b1] "+r"(b1),              \
-                       [xa] "+r"(xa), [xb] "+r"(xb), [w] "+r"(w), [k] "+r"(k), [t0] "=&r"(t0),  \
-                       [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [t4] "=&r"(t4),          \
-                       [t5] "=&r"(t5)                                                            \
-                     : [P] "m"(rq), [C] "m"(c)                                                    \
-                     : "cc", "memory")
-
-/* Rows 0 and 1 of an interleaved block (row r's word k at w + 16 k + 4 r, n % 4 == 0) against
- * two pixels, requantized as channels c and c + 1: pixel a's two bytes in bits 0-15, pixel
- * b's in bits 16-31. */
-static MM_INLINE uint32_t mm_pw8_half(const uint8_t *xa, const uint8_t *xb, const int8_t *w,
-                                      int32_t n, const mm_pw8_rq *rq, int c, const int is)
-{
-    int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0, k = 0;
-    uint32_t t0, t1, t2, t3, t4, t5;
-    if (n & 4) { /* the words after the last four: one, then two */
-        if (is)
-            MM_PW8_2X2_ASM(MM_PW8_2X2_WORD("sxtb16"));
-        else
-            MM_PW8_2X2_ASM(MM_PW8_2X2_WORD("uxtb16"));
-    }
-    if (n & 8) {
-        if (is)
-            MM_PW8_2X2_ASM(MM_PW8_2X2_WORD("sxtb16") MM_PW8_2X2_WORD("sxtb16"));
-        else
-            MM_PW8_2X2_ASM(MM_PW8_2X2_WORD("uxtb16") MM_PW8_2X2_WORD("uxtb16"));
-    }
-    k = n >> 4;
-    if (is)
-        MM_PW8_HALF_ASM("sxtb16");
-    else
-        MM_PW8_HALF_ASM("uxtb16");
-    (void)t0, (void)t1, (void)t2, (void)t3, (void)t4, (void)t5, (void)xa, (void)xb, (void)w;
-    return (uint32_t)a0 | (uint32_t)b0 << 16;
-}
-#else
-
-static inline uint32_t mm_pw8_half(const uint8_t *xa, const uint8_t *xb, const int8_t *w,
-                                   int32_t n, const mm_pw8_rq *rq, int c, int is)
-{
-    int32_t s[4];
-    const int32_t kb = rq->kb, b0 = rq->bias[c], b1 = rq->bias[c + 1];
-    const int32_t m0 = rq->mult[c], m1 = rq->mult[c + 1];
-    const int s0 = rq->shift[c], s1 = rq->shift[c + 1];
-    mm_pw8_2x2(xa, xb, w, w + 4 * n, n, is, s);
-    return mm_pw_u(s[0], b0, m0, s0, kb) | mm_pw_u(s[1], b1, m1, s1, kb) << 8 |
-           mm_pw_u(s[2], b0, m0, s0, kb) << 16 | mm_pw_u(s[3], b1, m1, s1, kb) << 24;
-}
 #endif
 
-/* Two pixels of a layer with unsigned outputs over their whole range [0, 2^ob - 1], every
- * shift above 32 and rows of whole words (mm_pw8_pixels' fast case): each block of four rows
- * as two halves, each channel's parameters read once for both pixels, four outputs of a pixel
- * stored at once; the rows after the last block through mm_pw8x1 and mm_pw_rq. */
-static MM_INLINE void mm_pw8_two_u(const mm_pw8_job *j, const mm_pw8_rq *rq, const uint8_t *xa,
-                                   const uint8_t *xb, uint8_t *oa, uint8_t *ob, const int is)
+#if MM_USE_PW8_FAST
+/* Two pixels of a layer with unsigned inputs, rows of whole words and outputs of ob bits,
+ * unsigned over their whole range, every shift above 32 (MM_PW8_PATH's FAST):
+ * every block of four rows in one asm loop (two halves of mm_pw8_2x2's words, each half's
+ * requantization of two channels for both pixels, four outputs of each pixel stored at once
+ * as mm_pw_st4 does), so that nothing of the loop is kept in C around an asm that takes every
+ * register (a loop of two mm_pw8_2x2-and-requantize halves in C before: about 200 cycles per
+ * block besides the words; now about 130, measured on kws). A half takes its row's first word
+ * apart (SMUAD starts its sums), then jumps into its loop of eight words so that the first
+ * pass takes the words after the last eight (a word's instructions have 32-bit encodings
+ * only: 80 bytes a word; the tests take every entry); the loop ends when pixel a's input
+ * pointer reaches its end, which frees the pass counter's register for the four loads of a
+ * word to go together (21 cycles a word where mm_pw8_2x2 takes 22). mm_pw8f is what the loop
+ * reads and advances, at fixed offsets; the rows after the last block go through mm_pw8x1. */
+typedef struct {
+    const int32_t *bias, *mult; /* 0, 4: advanced four channels per block */
+    const int8_t *shift;        /* 8 */
+    int32_t kb;                 /* 12: 2^bias_shift */
+    const uint8_t *xa, *xb;     /* 16, 20: the two pixels' inputs */
+    const uint8_t *xend;        /* 24: the end of pixel a's input (xa + row) */
+    int32_t skip;               /* 28: bytes of the loop body the first pass skips */
+    int32_t back;               /* 32: 4 row - 8, the weights' step back after half 0 */
+    const uint8_t *oend;        /* 36: oa after the last block */
+    uint8_t *oa, *ob;           /* 40, 44: advanced 4 x bits / 8 bytes per block */
+    uint32_t lo;                /* 48: half 0's bytes (pixel a's in bits 0-15, b's above) */
+    int32_t bits;               /* 52: output bits (8, 4, 2) */
+    uint32_t m4;                /* 56: 2^bits - 1 in every byte */
+} mm_pw8f;
+
+#if defined(__ARM_FEATURE_DSP)
+typedef char mm_pw8f_ok[offsetof(mm_pw8f, m4) == 56 ? 1 : -1]; /* the asm's offsets (32-bit) */
+/* One input word of both pixels against the half's two rows: MM_PW8_2X2_WORD's arithmetic with
+ * its four loads together (one cycle each after the first: the loop counts no passes, so its
+ * register takes the second row's word). */
+#define MM_PW8F_WORD MM_PW8F_WORD_X("")
+/* ...with X after its loads: the last word of a pass loads the input's end with them and
+ * compares (32-bit encodings, so that the loop's end lies 652 bytes after its start). */
+#define MM_PW8F_WORD_X(X)                                                                         \
+    "ldr %[t0], [%[xa]], #4\n\t"                                                                  \
+    "ldr %[t1], [%[xb]], #4\n\t"                                                                  \
+    "ldr %[t2], [%[w]], #16\n\t"                                                                  \
+    "ldr %[t6], [%[w], #-12]\n\t" X "uxtb16 %[t3], %[t0]\n\t"                                                                     \
+    "uxtb16 %[t0], %[t0], ror #8\n\t"                                                             \
+    "uxtb16 %[t4], %[t1]\n\t"                                                                     \
+    "uxtb16 %[t1], %[t1], ror #8\n\t" MM_PW8_2X2_ROW("a0", "b0") "sxtb16 %[t5], %[t6]\n\t"        \
+    "sxtb16 %[t6], %[t6], ror #8\n\t"                                                             \
+    "smlad %[a1], %[t5], %[t3], %[a1]\n\t"                                                        \
+    "smlad %[b1], %[t5], %[t4], %[b1]\n\t"                                                        \
+    "smlad %[a1], %[t6], %[t0], %[a1]\n\t"                                                        \
+    "smlad %[b1], %[t6], %[t1], %[b1]\n\t"
+/* A half's first word, its first products taken by SMUAD: the sums need no clearing. */
+#define MM_PW8F_FIRST                                                                             \
+    "ldr %[t0], [%[xa]], #4\n\t"                                                                  \
+    "ldr %[t1], [%[xb]], #4\n\t"                                                                  \
+    "ldr %[t2], [%[w]], #16\n\t"                                                                  \
+    "ldr %[t6], [%[w], #-12]\n\t"                                                                 \
+    "uxtb16 %[t3], %[t0]\n\t"                                                                     \
+    "uxtb16 %[t0], %[t0], ror #8\n\t"                                                             \
+    "uxtb16 %[t4], %[t1]\n\t"                                                                     \
+    "uxtb16 %[t1], %[t1], ror #8\n\t"                                                             \
+    "sxtb16 %[t5], %[t2]\n\t"                                                                     \
+    "sxtb16 %[t2], %[t2], ror #8\n\t"                                                             \
+    "smuad %[a0], %[t5], %[t3]\n\t"                                                               \
+    "smuad %[b0], %[t5], %[t4]\n\t"                                                               \
+    "smlad %[a0], %[t2], %[t0], %[a0]\n\t"                                                        \
+    "smlad %[b0], %[t2], %[t1], %[b0]\n\t"                                                        \
+    "sxtb16 %[t5], %[t6]\n\t"                                                                     \
+    "sxtb16 %[t6], %[t6], ror #8\n\t"                                                             \
+    "smuad %[a1], %[t5], %[t3]\n\t"                                                               \
+    "smuad %[b1], %[t5], %[t4]\n\t"                                                               \
+    "smlad %[a1], %[t6], %[t0], %[a1]\n\t"                                                        \
+    "smlad %[b1], %[t6], %[t1], %[b1]\n\t"
+/* mm_pw_u for both pixels' sums A and B of the channel whose bias, mult and shift are at t0,
+ * t1, t2 + the offsets (t3: kb), one after the other through t4 (xa, xb and t6 hold the
+ * channel's parameters; the state pointer stays in t5). */
+#define MM_PW8F_RQ1(S)                                                                            \
+    "mla %[t4], %[" S "], %[t3], %[xa]\n\t"                                                       \
+    "smmul %[t4], %[t4], %[xb]\n\t"                                                               \
+    "asr %[t4], %[t4], %[t6]\n\t"                                                                 \
+    "add %[t4], %[t4], #1\n\t"                                                                    \
+    "usat %[" S "], #8, %[t4], asr #1\n\t"
+#define MM_PW8F_RQ(A, B, O4, O1)                                                                  \
+    "ldr %[xa], [%[t0], #" O4 "]\n\t"                                                             \
+    "ldr %[xb], [%[t1], #" O4 "]\n\t"                                                             \
+    "ldrsb %[t6], [%[t2], #" O1 "]\n\t"                                                           \
+    "sub %[t6], %[t6], #33\n\t" MM_PW8F_RQ1(A) MM_PW8F_RQ1(B)
+/* The state pointer (t5 on entry) waits on the stack while the words take every register;
+ * above it the end of pixel a's input (the loop's exit test) and the halves' entries. */
+#define MM_PW8F_PARAMS                                                                            \
+    "ldr %[t5], [sp]\n\t"                                                                         \
+    "ldr %[t0], [%[t5]]\n\t"                                                                      \
+    "ldr %[t1], [%[t5], #4]\n\t"                                                                  \
+    "ldr %[t2], [%[t5], #8]\n\t"                                                                  \
+    "ldr %[t3], [%[t5], #12]\n\t"
+/* A half: its pixels, its first word, a jump to its entry (stacked at sp + E, Thumb bit set):
+ * into its loop (the words after the last eight first) or onto the exit test. */
+#define MM_PW8F_START(E)                                                                          \
+    "ldr %[xa], [%[t5], #16]\n\t"                                                                 \
+    "ldr %[xb], [%[t5], #20]\n\t" MM_PW8F_FIRST "ldr pc, [sp, #" E "]\n\t"
+#define MM_PW8F_LOOP(L)                                                                           \
+    L ":\n\t" MM_PW8F_WORD MM_PW8F_WORD MM_PW8F_WORD MM_PW8F_WORD MM_PW8F_WORD MM_PW8F_WORD       \
+        MM_PW8F_WORD MM_PW8F_WORD_X("ldr.w %[t5], [sp, #4]\n\tcmp.w %[xa], %[t5]\n\t")          \
+    "bne.w " L "b\n\t"
+#define MM_PW8F_ASM                                                                               \
+    __asm__ volatile(                                                                             \
+        "sub sp, sp, #16\n\t"                                                                     \
+        "str %[t5], [sp]\n\t"                                                                     \
+        "ldr %[t0], [%[t5], #24]\n\t"                                                             \
+        "ldr %[t1], [%[t5], #28]\n\t"                                                             \
+        "adr.w %[t2], 1f\n\t"                                                                     \
+        "adr.w %[t3], 2f\n\t"                                                                     \
+        "add %[t2], %[t2], %[t1]\n\t"                                                             \
+        "add %[t3], %[t3], %[t1]\n\t"                                                             \
+        "orr %[t2], %[t2], #1\n\t"                                                                \
+        "orr %[t3], %[t3], #1\n\t"                                                                \
+        "str %[t0], [sp, #4]\n\t"                                                                 \
+        "str %[t2], [sp, #8]\n\t"                                                                 \
+        "str %[t3], [sp, #12]\n\t"                                                                \
+        "0:\n\t"                                                                                  \
+        "ldr %[t5], [sp]\n\t" MM_PW8F_START("8") MM_PW8F_LOOP("1") MM_PW8F_PARAMS                \
+            MM_PW8F_RQ("a0", "b0", "0", "0") MM_PW8F_RQ("a1", "b1", "4", "1")                     \
+        "orr %[a0], %[a0], %[a1], lsl #8\n\t"                                                     \
+        "orr %[b0], %[b0], %[b1], lsl #8\n\t"                                                     \
+        "orr %[a0], %[a0], %[b0], lsl #16\n\t"                                                    \
+        "str %[a0], [%[t5], #48]\n\t"                                                             \
+        "ldr %[t0], [%[t5], #32]\n\t"                                                             \
+        "sub %[w], %[w], %[t0]\n\t" MM_PW8F_START("12") MM_PW8F_LOOP("2") MM_PW8F_PARAMS         \
+            MM_PW8F_RQ("a0", "b0", "8", "2") MM_PW8F_RQ("a1", "b1", "12", "3")                    \
+        "add %[t0], %[t0], #16\n\t"                                                               \
+        "add %[t1], %[t1], #16\n\t"                                                               \
+        "add %[t2], %[t2], #4\n\t"                                                                \
+        "str %[t0], [%[t5]]\n\t"                                                                  \
+        "str %[t1], [%[t5], #4]\n\t"                                                              \
+        "str %[t2], [%[t5], #8]\n\t"                                                              \
+        "orr %[a0], %[a0], %[a1], lsl #8\n\t"                                                     \
+        "orr %[b0], %[b0], %[b1], lsl #8\n\t"                                                     \
+        "ldr %[t4], [%[t5], #48]\n\t"                                                             \
+        "ldr %[t0], [%[t5], #40]\n\t"                                                             \
+        "ldr %[t1], [%[t5], #44]\n\t"                                                             \
+        "pkhbt %[a1], %[t4], %[a0], lsl #16\n\t"                                                  \
+        "lsr %[t4], %[t4], #16\n\t"                                                               \
+        "orr %[b1], %[t4], %[b0], lsl #16\n\t"                                                    \
+        "ldr %[t3], [%[t5], #52]\n\t"                                                             \
+        "cmp %[t3], #8\n\t"                                                                       \
+        "bne 5f\n\t"                                                                              \
+        "str %[a1], [%[t0]], #4\n\t"                                                              \
+        "str %[b1], [%[t1]], #4\n\t"                                                              \
+        "6:\n\t"                                                                                  \
+        "str %[t0], [%[t5], #40]\n\t"                                                             \
+        "str %[t1], [%[t5], #44]\n\t"                                                             \
+        "ldr %[t3], [%[t5], #36]\n\t"                                                             \
+        "sub %[w], %[w], #8\n\t"                                                                  \
+        "cmp %[t0], %[t3]\n\t"                                                                    \
+        "bne 0b\n\t"                                                                              \
+        "b 9f\n\t"                                                                                \
+        "5:\n\t" /* 4- or 2-bit outputs: clamped to 2^ob - 1 (bytewise minimum), packed */      \
+        "ldr %[t2], [%[t5], #56]\n\t"                                                             \
+        "usub8 %[t4], %[a1], %[t2]\n\t"                                                           \
+        "sel %[a1], %[t2], %[a1]\n\t"                                                             \
+        "usub8 %[t4], %[b1], %[t2]\n\t"                                                           \
+        "sel %[b1], %[t2], %[b1]\n\t"                                                             \
+        "cmp %[t3], #4\n\t"                                                                       \
+        "bne 7f\n\t"                                                                              \
+        "orr %[a1], %[a1], %[a1], lsr #4\n\t"                                                     \
+        "orr %[b1], %[b1], %[b1], lsr #4\n\t"                                                     \
+        "and %[a1], %[a1], #0x00FF00FF\n\t"                                                       \
+        "and %[b1], %[b1], #0x00FF00FF\n\t"                                                       \
+        "strb %[a1], [%[t0]], #1\n\t"                                                             \
+        "lsr %[a1], %[a1], #16\n\t"                                                               \
+        "strb %[a1], [%[t0]], #1\n\t"                                                             \
+        "strb %[b1], [%[t1]], #1\n\t"                                                             \
+        "lsr %[b1], %[b1], #16\n\t"                                                               \
+        "strb %[b1], [%[t1]], #1\n\t"                                                             \
+        "b 6b\n\t"                                                                                \
+        "7:\n\t"                                                                                  \
+        "orr %[a1], %[a1], %[a1], lsr #6\n\t"                                                     \
+        "orr %[b1], %[b1], %[b1], lsr #6\n\t"                                                     \
+        "and %[a1], %[a1], #0x000F000F\n\t"                                                       \
+        "and %[b1], %[b1], #0x000F000F\n\t"                                                       \
+        "orr %[a1], %[a1], %[a1], lsr #12\n\t"                                                    \
+        "orr %[b1], %[b1], %[b1], lsr #12\n\t"                                                    \
+        "strb %[a1], [%[t0]], #1\n\t"                                                             \
+        "strb %[b1], [%[t1]], #1\n\t"                                                             \
+        "b 6b\n\t"                                                                                \
+        "9:\n\t"                                                                                  \
+        "add sp, sp, #16\n\t"                                                                      \
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1), [xa] "=&r"(x0),       \
+          [xb] "=&r"(x1), [w] "+r"(w), [t6] "=&r"(t6), [t0] "=&r"(t0), [t1] "=&r"(t1),            \
+          [t2] "=&r"(t2), [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "+r"(p)                          \
+        :                                                                                         \
+        : "cc", "memory")
+#endif
+
+/* 4-byte aligned: the assembler's ADR offsets count from the function's section start on a
+ * word boundary (with -ffunction-sections a Thumb function is otherwise 2-byte aligned, and
+ * the entries would land mid-instruction). */
+#if defined(__GNUC__)
+__attribute__((aligned(4)))
+#endif
+/* A layer's mm_pw8f: what stays from one pair of pixels to the next (mm_pw8_two8 sets the rest). */
+static inline mm_pw8f mm_pw8f_layer(const mm_pw8_job *j)
 {
     const mm_quant_params *q = j->q;
-    const int8_t *ws = j->w;
-    const int32_t row = j->row, qmax = q->qmax;
-    const uint32_t m4 = (uint32_t)qmax * 0x01010101u;
-    const int out_c = j->out_c, obits = q->out_bits;
-    int co = 0;
-    for (; co + 4 <= out_c; co += 4, ws += 4 * row) {
-        uint32_t y[2]; /* rows 0-1, rows 2-3 */
-#if defined(__GNUC__)
-#pragma GCC unroll 1
+    const int32_t row = j->row, more = (row >> 2) - 1;
+    /* the loop takes the words after the first: the skip leaves (8 - their count) % 8 words of
+     * its first pass, or the whole loop (652 bytes) where there are none */
+    const mm_pw8f st = {0, 0, 0, (int32_t)1 << q->bias_shift, 0, 0, 0,
+                        more ? 80 * (7 - ((more - 1) & 7)) : 652, 4 * row - 8, 0, 0, 0, 0,
+                        q->out_bits, (uint32_t)q->qmax * 0x01010101u};
+    return st;
+}
+
+static MM_NOINLINE void mm_pw8_two8(const mm_pw8_job *j, mm_pw8f *st, const uint8_t *xa,
+                                    const uint8_t *xb, uint8_t *oa, uint8_t *ob)
+{
+    const mm_quant_params *q = j->q;
+    const int32_t row = j->row, blocks = j->out_c >> 2;
+    const int8_t *w = j->w;
+    const int obits = st->bits;
+    int co = 4 * blocks;
+    if (blocks) {
+        mm_pw8f *p = st;
+        st->bias = q->bias, st->mult = q->mult, st->shift = q->shift;
+        st->xa = xa, st->xb = xb, st->xend = xa + row;
+        st->oend = oa + ((blocks * obits) >> 1), st->oa = oa, st->ob = ob;
+#if defined(__ARM_FEATURE_DSP)
+        uint32_t a0, a1, b0, b1, t0, t1, t2, t3, t4, t6;
+        const uint8_t *x0, *x1; /* the asm's input pointers (xa and xb serve the rows after) */
+        MM_PW8F_ASM;
+        (void)a0, (void)a1, (void)b0, (void)b1, (void)t0, (void)t1, (void)t2, (void)t3;
+        (void)t4, (void)t6, (void)x0, (void)x1, (void)p;
+#else
+        for (; p->oa != p->oend; w += 4 * row) { /* the asm's steps, portably */
+            int32_t s[8];
+            uint32_t ya = 0, yb = 0;
+            mm_pw8_2x2(xa, xb, w, w + 4 * row, row, 0, s);
+            mm_pw8_2x2(xa, xb, w + 8, w + 4 * row, row, 0, s + 4);
+            for (int i = 0; i < 4; i++, p->bias++, p->mult++, p->shift++) {
+                const int h = (i >> 1) * 4 + (i & 1); /* s: a0 a1 b0 b1 a2 a3 b2 b3 */
+                ya |= mm_pw_u(s[h], *p->bias, *p->mult, *p->shift, p->kb) << 8 * i;
+                yb |= mm_pw_u(s[h + 2], *p->bias, *p->mult, *p->shift, p->kb) << 8 * i;
+            }
+            p->oa = mm_pw_st4(p->oa, ya, obits, p->m4);
+            p->ob = mm_pw_st4(p->ob, yb, obits, p->m4);
+        }
 #endif
-        for (int h = 0; h < 2; h++) /* one copy of the half's code (a loop in asm) */
-            y[h] = mm_pw8_half(xa, xb, ws + 8 * h, row, rq, co + 2 * h, is);
-        oa = mm_pw_st4(oa, (y[0] & 0xFFFFu) | y[1] << 16, obits, m4);
-        ob = mm_pw_st4(ob, y[0] >> 16 | (y[1] & 0xFFFF0000u), obits, m4);
+        oa = st->oa, ob = st->ob;
     }
-    if (co < out_c) {
+    if (co < j->out_c) {
         mm_writer wa = {oa, 0, 0, obits}, wb = {ob, 0, 0, obits};
-        for (; co < out_c; co++, ws += row) {
-            const int32_t b = q->bias[co], m = q->mult[co], sh = q->shift[co];
-            const int bk = q->bias_shift;
-            mm_put(&wa, mm_pw_rq(mm_pw8x1(xa, ws, row, is), b, m, sh, bk, 0, qmax));
-            mm_put(&wb, mm_pw_rq(mm_pw8x1(xb, ws, row, is), b, m, sh, bk, 0, qmax));
+        for (; co < j->out_c; co++, w += row) {
+            const int32_t b = q->bias[co], m = q->mult[co], sh = q->shift[co], qx = q->qmax;
+            mm_put(&wa, mm_pw_rq(mm_pw8x1(xa, w, row, 0), b, m, sh, q->bias_shift, 0, qx));
+            mm_put(&wb, mm_pw_rq(mm_pw8x1(xb, w, row, 0), b, m, sh, q->bias_shift, 0, qx));
         }
         mm_flush(&wa);
         mm_flush(&wb);
     }
 }
+#endif
 
 /* mm_pointwise8 and its pixels are compiled where the model runs it (a call without it fails
  * to link). */
 #if MM_USE_PW8_FAST || MM_USE_PW8_ANY
 /* The pixels of a job in pairs (raster order, across rows of pixels), an odd last one alone;
- * fast (with `is`, constants at each use): mm_pw8_two_u, else mm_pw8_two_w. Pixel b's first
+ * fast (with `is`, constants at each use): mm_pw8_two8, else mm_pw8_two_w. Pixel b's first
  * outputs are written before pixel a's input is read to the end (each block of rows reads it
  * again): under an overlapping (in-place) placement this kernel needs a lag of one pixel. */
 static MM_INLINE void mm_pw8_pixels(const mm_pw8_job *j, const int fast, const int is)
 {
     const mm_quant_params *q = j->q;
-    const mm_pw8_rq rq = {q->bias, q->mult, q->shift, (int32_t)1 << q->bias_shift};
     const int32_t npix = (int32_t)j->out_h * j->out_w, row = j->row;
     const int32_t out_pix = mm_bytes(j->out_c, q->out_bits);
     const int32_t step = j->in_step, row_step = j->in_row_step;
@@ -703,6 +860,9 @@ static MM_INLINE void mm_pw8_pixels(const mm_pw8_job *j, const int fast, const i
     const uint8_t *xr = j->in; /* the current row of input pixels */
     uint8_t *out = j->out;
     int ox = 0;
+#if MM_USE_PW8_FAST
+    mm_pw8f st = mm_pw8f_layer(j);
+#endif
     for (int32_t p = 0; p + 1 < npix; p += 2, out += 2 * out_pix) {
         const uint8_t *xa = xr + (int32_t)ox * step, *xb;
         if (++ox == out_w)
@@ -720,14 +880,14 @@ static MM_INLINE void mm_pw8_pixels(const mm_pw8_job *j, const int fast, const i
 #endif
 #if MM_USE_PW8_FAST
         if (fast)
-            mm_pw8_two_u(j, &rq, xa, xb, out, out + out_pix, is);
+            mm_pw8_two8(j, &st, xa, xb, out, out + out_pix);
 #endif
 #if MM_USE_PW8_ANY
         if (!fast)
             mm_pw8_two_w(j, xa, xb, out, out + out_pix, kind);
 #endif
     }
-    (void)rq, (void)is, (void)row, (void)kind;
+    (void)is, (void)row, (void)kind;
     if (npix & 1) {
         const uint8_t *x = xr + (int32_t)ox * step;
 #if MM_USE_PW8_WIDE
@@ -1004,7 +1164,8 @@ static MM_NOINLINE void mm_pw8_dense_s(const mm_pw8_job *j, const uint8_t *x)
 #endif
 #endif
 
-#if MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE || MM_ON_PW8_DENSE_U || MM_ON_PW8_DENSE_S
+#if MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE || MM_ON_PW8_DENSE_U || \
+    MM_ON_PW8_DENSE_S
 
 /* A linear's input bytes: widened first where they are 4- or 2-bit (mm_pointwise8_widen). */
 static inline const uint8_t *mm_pw8_input(const mm_pw8_job *j)
