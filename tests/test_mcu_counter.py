@@ -40,8 +40,11 @@ def test_counter_is_exact_on_a_hand_counted_loop(tmp_path) -> None:
     # the same loop with its second load on a new 1 KB page (a new translation block)
     assert mc.symbol_address(elf, "loop_split") % 1024 == 1014
     assert c.segments[3] == c.segments[1]
-    assert len(c.segments) == 5  # boot, the loop, between, the split loop, after
-    assert c.hist["subs"] == 200 and c.hist["bne"] == 200  # both loops
+    # the loop with a 32-bit second load, placed naturally and straddling a page
+    assert mc.symbol_address(elf, "loop_cross") % 1024 == 1012
+    assert c.segments[5] == c.segments[7] == c.segments[1]
+    assert len(c.segments) == 9  # boot, then each loop and what runs after it
+    assert c.hist["subs"] == 400 and c.hist["bne"] == 400  # four loops
     assert sum(s[0] for s in c.segments) == sum(c.hist.values())
 
 

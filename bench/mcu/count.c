@@ -5,7 +5,11 @@
  *
  * Every execution of the translation block that starts at the marker's address opens a new
  * segment (the harness calls the marker between layers). Output: one line per segment,
- * "seg <i> <instructions> <estimated cycles>", then "hist <mnemonic> <count>" lines.
+ * "seg <i> <instructions> <estimated cycles>", then "hist <mnemonic> <count>" lines. With
+ * arg=tbs=<path> it also writes one line per translated block, to see where a count changes
+ * between two placements of the same code: "tb <start> <end> <instructions> <cycles inside>
+ * <executions> <cycles charged on entry: taken-branch penalties, minus pairings> <disassembly>"
+ * (hex addresses; a block translated twice has two lines).
  *
  * Cycle model (Cortex-M4 TRM r0p1, table 3-1; documented in results/mcu_cost.md):
  *   data processing, MUL/MLA/SMLAD/SMULL/SMLAL, SSAT, SXTB16, IT ...   1
@@ -20,8 +24,9 @@
  *   TBB/TBH                                                            2 + P
  * A branch is taken when the next executed block does not start right after it. A block that
  * starts right after the last one (qemu ends blocks at 1 KB pages too) carries its load/store
- * pairing over, so a count does not depend on where the code lies. Wait states, bus contention
- * and the write buffer are not modelled. */
+ * pairing over, so a count does not depend on where the code lies; a block's end is taken from
+ * its last instruction's encoding (thumb_size). Wait states, bus contention and the write buffer
+ * are not modelled. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +45,13 @@ typedef struct {
     int is_mark, ends_branch, extra_taken; /* extra_taken: TBB/TBH cost 1 more when taken */
     int first_ls, last_ls; /* the first / last instruction is a single load/store */
     uint16_t *mnem;                          /* mnemonic index per instruction (histogram) */
+    uint64_t execs, dyn_cyc; /* times executed; cycles charged on entry (penalty, pairing) */
+    char *dis; /* the block's disassembly (tbs= dump only) */
 } tbinfo;
+
+static const char *tbs_path;
+static tbinfo **all_tbs;
+static size_t n_tbs, cap_tbs;
 
 static uint64_t mark_addr = (uint64_t)-1;
 static const char *out_path = "counts.txt";
@@ -160,9 +171,12 @@ static void on_tb(unsigned int vcpu, void *ud)
 {
     tbinfo *t = ud;
     (void)vcpu;
-    if (pending_branch && t->start != last_end)
-        seg_cyc[seg] += P_TAKEN + (pending_branch == 2);
+    const int is_taken = pending_branch && t->start != last_end;
+    const uint64_t taken = is_taken ? P_TAKEN + (uint64_t)(pending_branch == 2) : 0;
+    seg_cyc[seg] += taken;
     const int paired = pending_ls && t->first_ls && t->start == last_end;
+    t->execs++;
+    t->dyn_cyc += taken - (uint64_t)paired;
     if (t->is_mark && seg < MAX_SEG - 1)
         seg++;
     seg_ins[seg] += t->n;
@@ -172,6 +186,37 @@ static void on_tb(unsigned int vcpu, void *ud)
     pending_branch = t->ends_branch ? 1 + t->extra_taken : 0;
     pending_ls = t->last_ls;
     last_end = t->end;
+}
+
+/* The size of a Thumb instruction from its first halfword. qemu_plugin_insn_size is 2 too large
+ * on the instruction before a 32-bit one that crosses a page: qemu reads that one's first
+ * halfword to end the block there (insn_crosses_page), and the plugin layer appends every
+ * read to the instruction being translated. */
+static uint64_t thumb_size(const struct qemu_plugin_insn *in)
+{
+    const uint8_t *d = qemu_plugin_insn_data(in);
+    if (qemu_plugin_insn_size(in) < 2)
+        return qemu_plugin_insn_size(in);
+    return (d[1] >> 3) >= 0x1d ? 4 : 2; /* 0b11101, 0b11110, 0b11111: a 32-bit encoding */
+}
+
+/* Keeps the block and its disassembly for the tbs= dump. */
+static void keep_for_dump(tbinfo *t, struct qemu_plugin_tb *tb)
+{
+    if (n_tbs == cap_tbs) {
+        cap_tbs = cap_tbs ? 2 * cap_tbs : 1024;
+        all_tbs = realloc(all_tbs, cap_tbs * sizeof *all_tbs);
+    }
+    all_tbs[n_tbs++] = t;
+    size_t len = 0;
+    t->dis = calloc(1, 1);
+    for (size_t i = 0; i < t->n; i++) {
+        char *d = qemu_plugin_insn_disas(qemu_plugin_tb_get_insn(tb, i));
+        len += strlen(d) + 3;
+        t->dis = realloc(t->dis, len + 1);
+        strcat(strcat(t->dis, d), " | ");
+        free(d);
+    }
 }
 
 static void on_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
@@ -198,10 +243,12 @@ static void on_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
         if (i + 1 == n) {
             t->ends_branch = br;
             t->extra_taken = tbx;
-            t->end = qemu_plugin_insn_vaddr(in) + qemu_plugin_insn_size(in);
+            t->end = qemu_plugin_insn_vaddr(in) + thumb_size(in);
         }
         free(dis);
     }
+    if (tbs_path)
+        keep_for_dump(t, tb);
     qemu_plugin_register_vcpu_tb_exec_cb(tb, on_tb, QEMU_PLUGIN_CB_NO_REGS, t);
 }
 
@@ -220,6 +267,15 @@ static void on_exit_cb(qemu_plugin_id_t id, void *ud)
     for (int i = 0; i < n_mnem; i++)
         fprintf(f, "hist %s %llu\n", mnem_name[i], (unsigned long long)mnem_count[i]);
     fclose(f);
+    FILE *g = tbs_path ? fopen(tbs_path, "w") : NULL;
+    for (size_t i = 0; g && i < n_tbs; i++) {
+        tbinfo *t = all_tbs[i];
+        fprintf(g, "tb %llx %llx %u %u %llu %lld %s\n", (unsigned long long)t->start,
+                (unsigned long long)t->end, t->n, t->cyc, (unsigned long long)t->execs,
+                (long long)t->dyn_cyc, t->dis);
+    }
+    if (g)
+        fclose(g);
 }
 
 QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc,
@@ -229,6 +285,8 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
     for (int i = 0; i < argc; i++) {
         if (starts(argv[i], "mark="))
             mark_addr = strtoull(argv[i] + 5, NULL, 0);
+        else if (starts(argv[i], "tbs="))
+            tbs_path = strdup(argv[i] + 4);
         else if (starts(argv[i], "out="))
             out_path = strdup(argv[i] + 4);
     }
