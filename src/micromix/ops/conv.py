@@ -478,7 +478,7 @@ C_PATHS = (
     "SUB8_W4S", "SUB8_W4U", "SUB8_W2S", "SUB8_W2U", "S8F_W4", "S8F_W2", "SUB8_RQS",
     "SUB8_RQANY", "SUB8D_W4", "SUB8D_W2",
     "DW_3X3_8U", "DW_4X4_8U", "DW_8U", "DW_4U", "DW_2U", "DW_ANY", "DW_CHANNEL", "DW_3X3_W",
-    "DW_OUT4", "DW_OUT2",
+    "DW_OUT4", "DW_OUT2", "DW_3X3_4U",
     "PW8_ONE", "PW8_FAST", "PW8_ANY", "PW8_WIDE", "PW8_DENSE_U", "PW8_DENSE_S",
     "SMALL8P", "SMALL_LANES",
 )  # fmt: skip
@@ -510,7 +510,7 @@ def c_rules(site: CallSite) -> tuple[str, ...]:
         fast = f"MM_PW_FAST({iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})"
         return (f"MM_SMALL_PATH({ib}, {iop.w_bits}, {is_}, {c_in}, {row}, {fast})",)
     if site.kernel == "mm_depthwise":
-        group = f"MM_DW_GROUP({is_}, {ib}, {kh}, {kw}, {c_in}, {in_w})"
+        group = f"MM_DW_GROUP({is_}, {ib}, {kh}, {kw}, {c_in}, {in_w}, {iop.out_bits})"
         out = f"MM_DW_OUT({group}, {iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})"
         return (group, f"MM_DW_TAIL({c_in}, {kh}, {kw})", out)
     if site.kernel in ("mm_pointwise8", "mm_pointwise8_widen"):
