@@ -710,38 +710,37 @@ static void mm_dw_3x3_sides(uint32_t *k)
 }
 
 #if MM_USE_DW_3X3_4U
-/* Pixels ox0 .. ox1 - 1 of output rows oy0 .. oy1 - 1 (L's) of a group of MM_P_DW_3X3_4U (4-bit
- * inputs read packed, 4-bit outputs), 3x3 windows with any padding (their taps inside), any
+/* Pixels ox0 .. ox1 - 1 of output row oy of a group of MM_P_DW_3X3_4U (4-bit inputs read
+ * packed, 4-bit outputs), 3x3 windows with any padding (their taps inside), any
  * requantization (mm_requant's): the few windows mm_dw_rows does not run (across a border it
  * has no table for, or a group without the fast rule), tap by tap in C, small rather than fast
  * (wp: the pairs as they are). */
 static MM_NOINLINE void mm_dw_px4(const mm_dwl *L, const uint8_t *in, uint8_t *out,
-                                  const uint32_t *wp, const mm_dwq *q)
+                                  const uint32_t *wp, const mm_dwq *q, int oy, int ox0, int ox1)
 {
-    for (int oy = L->oy0; oy < L->oy1; oy++)
-        for (int ox = L->ox0; ox < L->ox1; ox++) {
-            const int iy0 = oy * L->sh - L->ph, ix0 = ox * L->sw - L->pw;
-            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, y[4];
-            for (int t = 0; t < 9; t++) {
-                const int iy = iy0 + t / 3, ix = ix0 + t % 3;
-                if (iy >= 0 && iy < L->in_h && ix >= 0 && ix < L->in_w)
-                    MM_DW_TAPC(MM_DW_X4U, in + (int32_t)iy * L->row + (int32_t)ix * L->in_pix,
-                               wp, t);
-            }
-            {
-                const int32_t acc[4] = {a0, a1, a2, a3};
-                uint8_t *const o = out + ((int32_t)oy * L->out_w + ox) * L->out_pix;
-                mm_dw_requant4(L, q, acc, y);
-                o[0] = (uint8_t)((y[0] & 15) | ((uint32_t)y[1] << 4));
-                o[1] = (uint8_t)((y[2] & 15) | ((uint32_t)y[3] << 4));
-            }
+    for (int ox = ox0; ox < ox1; ox++) {
+        const int iy0 = oy * L->sh - L->ph, ix0 = ox * L->sw - L->pw;
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, y[4];
+        for (int t = 0; t < 9; t++) {
+            const int iy = iy0 + t / 3, ix = ix0 + t % 3;
+            if (iy >= 0 && iy < L->in_h && ix >= 0 && ix < L->in_w)
+                MM_DW_TAPC(MM_DW_X4U, in + (int32_t)iy * L->row + (int32_t)ix * L->in_pix,
+                           wp, t);
         }
+        {
+            const int32_t acc[4] = {a0, a1, a2, a3};
+            uint8_t *const o = out + ((int32_t)oy * L->out_w + ox) * L->out_pix;
+            mm_dw_requant4(L, q, acc, y);
+            o[0] = (uint8_t)((y[0] & 15) | ((uint32_t)y[1] << 4));
+            o[1] = (uint8_t)((y[2] & 15) | ((uint32_t)y[3] << 4));
+        }
+    }
 }
 #endif
 
 /* The output bits of mm_dw_rows' loop for the layer's group (0: none: mm_dw_runs_8u's windows
  * instead, on 4-bit inputs read packed mm_dw_px4's), by its requantization. */
-static int mm_dw_fob(const mm_dwl *L, const mm_dwq *q)
+static MM_INLINE int mm_dw_fob(const mm_dwl *L, const mm_dwq *q)
 {
     if (MM_USE_DW_3X3_4U && L->ib == 4)
         return q->fast == 3 ? 4 : 0;
@@ -753,14 +752,12 @@ static int mm_dw_fob(const mm_dwl *L, const mm_dwq *q)
 
 /* Output pixels ox0 .. ox1 - 1 of row oy across the border: mm_dw_edge_3x3_8u's, on 4-bit
  * inputs read packed mm_dw_px4's (wp: the pairs as they are). */
-static void mm_dw_edge(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
-                       const mm_dwq *q, int oy, int ox0, int ox1)
+static MM_INLINE void mm_dw_edge(const mm_dwl *L, const uint8_t *in, uint8_t *out,
+                                  const uint32_t *wp, const mm_dwq *q, int oy, int ox0, int ox1)
 {
 #if MM_USE_DW_3X3_4U
     if (!MM_DW_8IN || L->ib == 4) {
-        mm_dwl B = *L;
-        B.oy0 = oy, B.oy1 = oy + 1, B.ox0 = ox0, B.ox1 = ox1;
-        mm_dw_px4(&B, in, out, wp, q);
+        mm_dw_px4(L, in, out, wp, q, oy, ox0, ox1);
         return;
     }
 #endif
@@ -1027,7 +1024,8 @@ static void mm_dw_path(int path, const mm_dwl *L, const uint8_t *in, uint8_t *ou
             mm_dw_runs_of(L, q);
             mm_dw_3x3_rows(L, in, out, wp - (MM_DW_KT + 6), q);
         } else {
-            mm_dw_px4(L, in, out, wp, q);
+            for (int oy = 0; oy < L->out_h; oy++)
+                mm_dw_px4(L, in, out, wp, q, oy, 0, L->out_w);
         }
 #else
         mm_dw_4u(L, in, out, wp, q);
