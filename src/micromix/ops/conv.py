@@ -227,7 +227,8 @@ def scratch_need(op: Op, w_bits: int | None) -> int:
     patch (row int16); the layers of `small8p` use 2 row bytes of it (two byte patches,
     mm_conv.c mm_small8p). depthwise: 3x3 kernels on at least four channels, a ring of
     MM_DW_RING rows of four channels' bytes (4 x in_w each) that 4- and 2-bit inputs are
-    widened into (mm_dw.c mm_dw_3x3_w; counted at every input width, as the family's, on at most
+    widened into (mm_dw.c mm_dw_3x3_w; 4-bit inputs with 4-bit outputs are read packed and use
+    none, mm_kernels.h MM_P_DW_3X3_4U; counted at every input width, as the family's, on at most
     MM_DW_RING_W columns: wider rows, tile or tensor, are widened into four ring rows where
     those fit it (mm_kernels.h MM_DW_RING_FITS), else read unwidened); else none (its weight
     pairs are a small fixed stack table).

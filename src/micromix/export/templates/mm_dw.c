@@ -10,7 +10,10 @@
  * inputs (mm_dw_3x3_8u) run each window in one asm block, the inside ones of an output row in a
  * loop of their own; with 8-bit outputs that the fast rule clamps to [0, 255] (the common
  * case) whole rows, and blocks of rows, run as one asm loop (mm_dw_rows), as do the inside
- * windows of each row of 4x4 kernels (mm_dw_4x4_8u). Leftover channels (c % 4) and kernels
+ * windows of each row of 4x4 kernels (mm_dw_4x4_8u). 3x3 kernels on 4-bit unsigned inputs with
+ * 4-bit outputs run the same rows loop on the packed inputs (MM_P_DW_3X3_4U: a halfword of four
+ * fields a tap, no ring); other 4- and 2-bit inputs are widened into a ring of byte rows for
+ * the 8-bit code (mm_dw_3x3_w). Leftover channels (c % 4) and kernels
  * of more than MM_DW_TAPS taps run one channel at a time. Every pixel of a group is written in raster order, after its window
  * is read (the in-place contract of mm_kernels.h).
  */
@@ -715,24 +718,25 @@ static void mm_dw_3x3_sides(uint32_t *k)
  * requantization (mm_requant's): the few windows mm_dw_rows does not run (across a border it
  * has no table for, or a group without the fast rule), tap by tap in C, small rather than fast
  * (wp: the pairs as they are). */
-static MM_NOINLINE void mm_dw_px4(const mm_dwl *L, const uint8_t *in, uint8_t *out,
+static MM_NOINLINE void mm_dw_px4(const mm_dwl *L, const uint8_t *in, uint8_t *out0,
                                   const uint32_t *wp, const mm_dwq *q, int oy, int ox0, int ox1)
 {
-    for (int ox = ox0; ox < ox1; ox++) {
-        const int iy0 = oy * L->sh - L->ph, ix0 = ox * L->sw - L->pw;
+    const int iy0 = oy * L->sh - L->ph;
+    const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = L->in_h - iy0 < 3 ? L->in_h - iy0 : 3;
+    uint8_t *out = out0 + ((int32_t)oy * L->out_w + ox0) * L->out_pix;
+    for (int ox = ox0; ox < ox1; ox++, out += L->out_pix) {
+        const int ix0 = ox * L->sw - L->pw;
+        const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = L->in_w - ix0 < 3 ? L->in_w - ix0 : 3;
         int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, y[4];
-        for (int t = 0; t < 9; t++) {
-            const int iy = iy0 + t / 3, ix = ix0 + t % 3;
-            if (iy >= 0 && iy < L->in_h && ix >= 0 && ix < L->in_w)
-                MM_DW_TAPC(MM_DW_X4U, in + (int32_t)iy * L->row + (int32_t)ix * L->in_pix,
-                           wp, t);
-        }
+        for (int ky = ky0; ky < ky1; ky++)
+            for (int kx = kx0; kx < kx1; kx++)
+                MM_DW_TAPC(MM_DW_X4U, in + (int32_t)(iy0 + ky) * L->row + (int32_t)(ix0 + kx) * L->in_pix,
+                           wp, 3 * ky + kx);
         {
             const int32_t acc[4] = {a0, a1, a2, a3};
-            uint8_t *const o = out + ((int32_t)oy * L->out_w + ox) * L->out_pix;
             mm_dw_requant4(L, q, acc, y);
-            o[0] = (uint8_t)((y[0] & 15) | ((uint32_t)y[1] << 4));
-            o[1] = (uint8_t)((y[2] & 15) | ((uint32_t)y[3] << 4));
+            out[0] = (uint8_t)((y[0] & 15) | ((uint32_t)y[1] << 4));
+            out[1] = (uint8_t)((y[2] & 15) | ((uint32_t)y[3] << 4));
         }
     }
 }

@@ -660,8 +660,9 @@ void mm_small8p(MM_CONV_ARGS); /* mm_conv.c: mm_conv_small's MM_P_SMALL8P */
  * to MM_DW_TAPS taps run four channels at a time, their weights stored in groups of four
  * channels (ops.conv.depthwise_layout: same bytes); larger kernels read natural rows. 3x3
  * kernels on 4- and 2-bit unsigned inputs widen them into a ring of MM_DW_RING rows of
- * 4 x in_w bytes in the scratch (what the memory model counts for 3x3 layers); no other
- * scratch. */
+ * 4 x in_w bytes in the scratch (what the memory model counts for 3x3 layers), except 4-bit
+ * inputs with 4-bit outputs, read packed (MM_P_DW_3X3_4U: no scratch, the count unchanged); no
+ * other scratch. */
 void mm_depthwise(MM_CONV_ARGS);
 
 /* Any other convolution: any kernel, stride, zero padding and groups (mm_conv.c). */
