@@ -3104,25 +3104,32 @@ typedef char mm_s8f_ok[offsetof(mm_s8f, entry) == 60 && offsetof(mm_s8f, start) 
                            ? 1
                            : -1];
 /* MM_S8_STEP2's word of both pixels (t6 extends the weights: t5 holds the state), with X after
- * its loads (the last step of a pass: the exit test). */
-#define MM_S8F_SUM2(DECODE, A, B)                                                                 \
-    DECODE(e) "smlad %[" A "], %[t6], %[t0], %[" A "]\n\t"                                        \
-              "smlad %[" B "], %[t6], %[t1], %[" B "]\n\t" DECODE(o)                              \
-              "smlad %[" A "], %[t6], %[t3], %[" A "]\n\t"                                        \
-              "smlad %[" B "], %[t6], %[t4], %[" B "]\n\t"
-#define MM_S8F_RAW_e "sxtb16 %[t6], %[t2]\n\t"
-#define MM_S8F_RAW_o "sxtb16 %[t6], %[t2], ror #8\n\t"
-#define MM_S8F_LOW_e "uxtb16 %[t6], %[t2]\n\t"
-#define MM_S8F_LOW_o "uxtb16 %[t6], %[t2], ror #8\n\t"
-#define MM_S8F_RAW(h) MM_S8F_RAW_##h
-#define MM_S8F_LOW(h) MM_S8F_LOW_##h
+ * its loads (the last step of a pass: the exit test). A sum's halfword weights come from the
+ * extended ones of the sum before, masked in place (each mask within the one before, and a
+ * halfword's low bits are its byte's whatever the extension): one instruction a pair of
+ * weights where masking the word first and extending it took two (20 cycles a word of 4-bit
+ * weights where MM_S8_PASS0 takes 21). E: the extension of half h (e, o) of the weight word;
+ * M1, M2: the masks of the first and second sums (0: the extended weights themselves). */
+#define MM_S8F_MUL(A, B, XA, XB)                                                                  \
+    "smlad %[" A "], %[t6], %[" XA "], %[" A "]\n\t"                                             \
+    "smlad %[" B "], %[t6], %[" XB "], %[" B "]\n\t"
+#define MM_S8F_MASK(M) "and %[t6], %[t6], #" M "\n\t"
+#define MM_S8F_MASK1_0 ""
+#define MM_S8F_MASK1_F MM_S8F_MASK("0x000F000F")
+/* One half of the weight word (E: its extension; XA, XB: the pixels' inputs of that half). */
+#define MM_S8F_HALF(E, XA, XB, M1, M2)                                                            \
+    E MM_S8F_MASK1_##M1 MM_S8F_MUL("a0", "b0", XA, XB) MM_S8F_MASK(M2)                           \
+        MM_S8F_MUL("a1", "b1", XA, XB)
+/* pass 0: 4-bit raw, & 0x0F; 1: 2-bit raw, & 0x3F; 2: 2-bit & 0x0F, & 0x03 */
 #define MM_S8F_PASS0                                                                              \
-    MM_S8F_SUM2(MM_S8F_RAW, "a0", "b0") MM_S8_AND("0x0F0F0F0F") MM_S8F_SUM2(MM_S8F_LOW, "a1", "b1")
+    MM_S8F_HALF("sxtb16 %[t6], %[t2]\n\t", "t0", "t1", 0, "0x000F000F")                          \
+        MM_S8F_HALF("sxtb16 %[t6], %[t2], ror #8\n\t", "t3", "t4", 0, "0x000F000F")
 #define MM_S8F_PASS1                                                                              \
-    MM_S8F_SUM2(MM_S8F_RAW, "a0", "b0") MM_S8_AND("0x3F3F3F3F") MM_S8F_SUM2(MM_S8F_LOW, "a1", "b1")
+    MM_S8F_HALF("sxtb16 %[t6], %[t2]\n\t", "t0", "t1", 0, "0x003F003F")                          \
+        MM_S8F_HALF("sxtb16 %[t6], %[t2], ror #8\n\t", "t3", "t4", 0, "0x003F003F")
 #define MM_S8F_PASS2                                                                              \
-    MM_S8_AND("0x0F0F0F0F") MM_S8F_SUM2(MM_S8F_LOW, "a0", "b0") MM_S8_AND("0x03030303")          \
-        MM_S8F_SUM2(MM_S8F_LOW, "a1", "b1")
+    MM_S8F_HALF("and %[t6], %[t2], #0x000F000F\n\t", "t0", "t1", 0, "0x00030003")                \
+        MM_S8F_HALF("uxtb16 %[t6], %[t2], ror #8\n\t", "t3", "t4", F, "0x00030003")
 #define MM_S8F_STEP(GS, SUMS, X)                                                                  \
     "ldr %[t0], [%[xa]], #4\n\t"                                                                  \
     "ldr %[t1], [%[xb]], #4\n\t"                                                                  \
