@@ -3154,58 +3154,68 @@ typedef char mm_s8f_ok[offsetof(mm_s8f, entry) == 60 && offsetof(mm_s8f, start) 
     "mla %[t1], %[t2], %[t0], %[t1]\n\t"                                                          \
     "orr %[t1], %[t1], #1\n\t"                                                                    \
     "str %[t1], [%[t5], #" E "]\n\t"
-/* A half's pixels and starting sums (S0: the ctx offset of its a0), then into its loop. */
-#define MM_S8F_START(S0, S1, S2, S3, E)                                                           \
+/* A half's pixels and starting sums (S0: the state's offset of its a0); then (after the
+ * caller's one instruction or none) into its loop. */
+#define MM_S8F_START(S0, S1, S2, S3)                                                              \
     "ldr %[xa], [%[t5], #16]\n\t"                                                                 \
     "ldr %[xb], [%[t5], #20]\n\t"                                                                 \
     "ldr %[a0], [%[t5], #" S0 "]\n\t"                                                             \
     "ldr %[a1], [%[t5], #" S1 "]\n\t"                                                             \
     "ldr %[b0], [%[t5], #" S2 "]\n\t"                                                             \
-    "ldr %[b1], [%[t5], #" S3 "]\n\t"                                                             \
-    "ldr pc, [%[t5], #" E "]\n\t"
+    "ldr %[b1], [%[t5], #" S3 "]\n\t"
 /* The corrections of a pixel's two sums in P (the first) and Q (the second): the sums start
  * at multiples of the pixel's input sum X (mm_s8f_starts), so that the X terms need no code
  * here: 4-bit A' = B' = -8 X; 2-bit C' = -10 X, D' = -2 X, A' = B' = -42 X, so that
  * B' = s0 and (A' - B') / 16 = s1; D' = s0, (C' - D') / 4 = U1 - 2 X = s1,
  * (B' - C') / 16 = U2 - 2 X = s2, (A' - B') / 64 = s3 (U1 = (C - D) / 4, U2 = (B - C) / 16).
  * Each difference is the true one (an int32 even where a started sum wraps) and a multiple of
- * the divisor, so each shift is exact. C: the state's offset of the 2-bit C' sum (pass 2
- * stores it, pass 1 reads it). Afterwards Q holds channel c's value, P channel c + 1's. */
+ * the divisor, so each shift is exact. Afterwards Q holds channel c's value, P channel c + 1's.
+ * 2-bit: pass 2 stores both pixels' C' (MM_S8F_KEEPC, at 100 and 104: its stores run on with
+ * the requantization's loads), pass 1 loads them into t4 and t6 after those loads
+ * (MM_S8F_GETC) and takes them off B' (MM_S8F_FIX2H). */
 #define MM_S8F_FIX4(P, Q)                                                                         \
     "sub %[" P "], %[" P "], %[" Q "]\n\t"                                                        \
     "asr %[" P "], %[" P "], #4\n\t"
-#define MM_S8F_FIX2L(P, Q, C)                                                                     \
-    "str %[" P "], [%[t5], #" C "]\n\t"                                                           \
+#define MM_S8F_KEEPC                                                                              \
+    "str %[a0], [%[t5], #100]\n\t"                                                                \
+    "str %[b0], [%[t5], #104]\n\t"
+#define MM_S8F_FIX2L(P, Q)                                                                        \
     "sub %[" P "], %[" P "], %[" Q "]\n\t"                                                        \
     "asr %[" P "], %[" P "], #2\n\t"
+#define MM_S8F_GETC                                                                               \
+    "ldr %[t4], [%[t5], #100]\n\t"                                                                \
+    "ldr %[t6], [%[t5], #104]\n\t"
 #define MM_S8F_FIX2H(P, Q, C)                                                                     \
-    "ldr %[t0], [%[t5], #" C "]\n\t"                                                              \
     "sub %[" P "], %[" P "], %[" Q "]\n\t"                                                        \
-    "sub %[" Q "], %[" Q "], %[t0]\n\t"                                                           \
+    "sub %[" Q "], %[" Q "], %[" C "]\n\t"                                                        \
     "asr %[" P "], %[" P "], #6\n\t"                                                              \
     "asr %[" Q "], %[" Q "], #4\n\t"
-/* A half's requantization (channels at offsets O0 / P0 and O1 / P1 of bias and mult / shift):
- * pixel a's two output bytes in a0, b's in b0. */
-#define MM_S8F_RQ(O0, P0, O1, P1)                                                                 \
+/* The requantization's parameters (mm_pw8_two8's t0 .. t3). */
+#define MM_S8F_PARAMS                                                                             \
     "ldr %[t0], [%[t5]]\n\t"                                                                      \
     "ldr %[t1], [%[t5], #4]\n\t"                                                                  \
     "ldr %[t2], [%[t5], #8]\n\t"                                                                  \
-    "ldr %[t3], [%[t5], #12]\n\t" MM_PW8F_RQ("a1", "b1", O0, P0) MM_PW8F_RQ("a0", "b0", O1, P1)  \
+    "ldr %[t3], [%[t5], #12]\n\t"
+/* A half's requantization (channels at offsets O0 / P0 and O1 / P1 of bias and mult / shift):
+ * pixel a's two output bytes in a0, b's in b0. */
+#define MM_S8F_RQ(O0, P0, O1, P1)                                                                 \
+    MM_PW8F_RQ("a1", "b1", O0, P0) MM_PW8F_RQ("a0", "b0", O1, P1)                                 \
     "orr %[a0], %[a1], %[a0], lsl #8\n\t"                                                         \
     "orr %[b0], %[b1], %[b0], lsl #8\n\t"
-/* Every block of a pixel pair: half 0 (its loop: STEP0's words, FIX0), its bytes to the
- * state, the weights back, half 1; then mm_pw8_two8's block end (W: the weights to the next
- * block). */
-#define MM_S8F_ASM(GS, SUMS0, FIX0, SUMS1, FIX1, W)                                               \
+/* Every block of a pixel pair: half 0 (its loop: SUMS0's words; PRE0 before the parameters'
+ * loads, FIX0 after), its bytes to the state, the weights back, half 1 (likewise); then
+ * mm_pw8_two8's block end (W: the weights to the next block). */
+#define MM_S8F_ASM(GS, SUMS0, PRE0, FIX0, SUMS1, PRE1, FIX1, W)                                   \
     __asm__ volatile("ldr %[t0], [%[t5], #28]\n\t" MM_S8F_ENTRY("1", "60") MM_S8F_ENTRY("2", "64") \
-                     "0:\n\t" MM_S8F_START("68", "72", "76", "80", "60")                          \
-                         MM_S8F_LOOP("1", GS, SUMS0) FIX0 MM_S8F_RQ("0", "0", "4", "1")           \
+                     "0:\n\t" MM_S8F_START("68", "72", "76", "80") "ldr pc, [%[t5], #60]\n\t"    \
+                         MM_S8F_LOOP("1", GS, SUMS0) PRE0 MM_S8F_PARAMS FIX0                      \
+                             MM_S8F_RQ("0", "0", "4", "1")                                        \
                      "orr %[a0], %[a0], %[b0], lsl #16\n\t"                                       \
                      "str %[a0], [%[t5], #48]\n\t"                                                \
-                     "ldr %[t0], [%[t5], #32]\n\t"                                                \
-                     "sub %[w], %[w], %[t0]\n\t" MM_S8F_START("84", "88", "92", "96", "64")       \
-                         MM_S8F_LOOP("2", GS, SUMS1) FIX1 MM_S8F_RQ("8", "2", "12", "3")          \
-                             MM_PW8F_NEXT MM_PW8F_PUT(W)                                          \
+                     "ldr %[t0], [%[t5], #32]\n\t" MM_S8F_START("84", "88", "92", "96")           \
+                     "sub %[w], %[w], %[t0]\n\t"                                                  \
+                     "ldr pc, [%[t5], #64]\n\t" MM_S8F_LOOP("2", GS, SUMS1) PRE1 MM_S8F_PARAMS    \
+                         FIX1 MM_S8F_RQ("8", "2", "12", "3") MM_PW8F_NEXT MM_PW8F_PUT(W)          \
                      : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1),          \
                        [xa] "=&r"(x0), [xb] "=&r"(x1), [w] "+r"(w), [t6] "=&r"(t6),             \
                        [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3),          \
@@ -3268,14 +3278,14 @@ static MM_INLINE void mm_s8f_two(const mm_pw8_job *j, mm_s8f *st, const uint8_t 
         uint32_t a0, a1, b0, b1, t0, t1, t2, t3, t4, t6;
         const uint8_t *x0, *x1; /* the asm's input pointers */
         if (wb == 4)
-            MM_S8F_ASM("8", MM_S8F_PASS0, MM_S8F_FIX4("a0", "a1") MM_S8F_FIX4("b0", "b1"),
-                       MM_S8F_PASS0, MM_S8F_FIX4("a0", "a1") MM_S8F_FIX4("b0", "b1"),
+            MM_S8F_ASM("8", MM_S8F_PASS0, MM_S8F_FIX4("a0", "a1") MM_S8F_FIX4("b0", "b1"), "",
+                       MM_S8F_PASS0, MM_S8F_FIX4("a0", "a1") MM_S8F_FIX4("b0", "b1"), "",
                        "sub %[w], %[w], #4\n\t");
         else
-            MM_S8F_ASM("4", MM_S8F_PASS2,
-                       MM_S8F_FIX2L("a0", "a1", "100") MM_S8F_FIX2L("b0", "b1", "104"),
-                       MM_S8F_PASS1,
-                       MM_S8F_FIX2H("a0", "a1", "100") MM_S8F_FIX2H("b0", "b1", "104"), "");
+            MM_S8F_ASM("4", MM_S8F_PASS2, MM_S8F_KEEPC,
+                       MM_S8F_FIX2L("a0", "a1") MM_S8F_FIX2L("b0", "b1"), MM_S8F_PASS1, "",
+                       MM_S8F_GETC MM_S8F_FIX2H("a0", "a1", "t4") MM_S8F_FIX2H("b0", "b1", "t6"),
+                       "");
         (void)a0, (void)a1, (void)b0, (void)b1, (void)t0, (void)t1, (void)t2, (void)t3;
         (void)t4, (void)t6, (void)x0, (void)x1, (void)p;
 #else
