@@ -2875,7 +2875,7 @@ static MM_NOINLINE void mm_sub8_px(const mm_conv_ctx *k, const mm_c8src *s, uint
  * right after one another, as mm_pw8_dense does for 8-bit weights (mm_sub8_px's and
  * mm_s8f_one's per-block calls and sums through memory cost about 90 cycles a block), and
  * the masked sums without UXTB16 (MM_S8D_LO). The sums start
- * at multiples of the pixel's input sum X (computed once, as mm_s8f_sums), so that the
+ * at multiples of the pixel's input sum X (computed once, as mm_s8f_starts), so that the
  * corrections are differences and exact shifts only. mm_s8d is what the loop reads and
  * advances, at fixed offsets. */
 typedef struct {
@@ -3060,39 +3060,42 @@ static MM_NOINLINE void mm_s8f_rest(const mm_pw8_job *j, const uint8_t *w, int c
 typedef struct {
     mm_pw8f p;         /* 0 .. 59 */
     uint32_t entry[2]; /* 60, 64: each half's loop entry (Thumb bit set), set by the asm */
-    int32_t start[8];  /* 68: each half's starting sums a0 a1 b0 b1 (mm_s8f_sums) */
+    int32_t start[8];  /* 68: each half's starting sums a0 a1 b0 b1 (mm_s8f_starts) */
     int32_t cs[2];     /* 100, 104: 2-bit: pass 2's C' sums of pixels a and b, for pass 1 */
     int32_t sa, sb;    /* the pixels' input sums (the portable path's corrections) */
 } mm_s8f;
 
-/* The input sums of two pixels (n bytes each, a multiple of 4, unsigned), then the starting
- * sums of both halves of every block of the pair. Out of line (one copy for both weight
- * widths): inlined into the pair loop, whose asm takes every register, its sums and zero
- * were spilled and reloaded each step; four words of each pixel an iteration. */
-static MM_NOINLINE void mm_s8f_sums(mm_s8f *c, const uint8_t *xa, const uint8_t *xb, int32_t n,
-                                    int wb)
+/* The input sums of two pixels (n bytes each, a multiple of 4, unsigned) in one loop, two words
+ * of each an iteration: mm_s8_xsum's four-word steps per pixel left most of a small pixel
+ * (in_c 8: two words) to its loop tests. */
+static MM_INLINE void mm_s8f_xsums(const uint8_t *xa, const uint8_t *xb, int32_t n, mm_s8f *c)
 {
     uint32_t ta = 0, tb = 0;
     int32_t i = 0;
-    for (; i + 16 <= n; i += 16) /* eight loads in a row */
-        for (int k = 0; k < 2; k++) {
-            const uint32_t a0 = mm_s8_ld(xa + i + 8 * k), a1 = mm_s8_ld(xa + i + 8 * k + 4);
-            const uint32_t b0 = mm_s8_ld(xb + i + 8 * k), b1 = mm_s8_ld(xb + i + 8 * k + 4);
-            ta = mm_usada8(a1, mm_usada8(a0, ta));
-            tb = mm_usada8(b1, mm_usada8(b0, tb));
-        }
-    for (; i < n; i += 4) {
+    for (; i + 8 <= n; i += 8) { /* four loads in a row */
+        const uint32_t a0 = mm_s8_ld(xa + i), a1 = mm_s8_ld(xa + i + 4);
+        const uint32_t b0 = mm_s8_ld(xb + i), b1 = mm_s8_ld(xb + i + 4);
+        ta = mm_usada8(a1, mm_usada8(a0, ta));
+        tb = mm_usada8(b1, mm_usada8(b0, tb));
+    }
+    if (i < n) {
         ta = mm_usada8(mm_s8_ld(xa + i), ta);
         tb = mm_usada8(mm_s8_ld(xb + i), tb);
     }
     c->sa = (int32_t)ta;
     c->sb = (int32_t)tb;
+}
+
+/* The starting sums of both halves of every block of a pixel pair (input sums sa, sb). */
+static MM_INLINE void mm_s8f_starts(mm_s8f *c, const int wb)
+{
+    const int32_t sa = c->sa, sb = c->sb;
     for (int h = 0; h < 2; h++) { /* pass 0 twice (4-bit), else pass 2 then 1 */
         const uint32_t k0 = wb == 4 ? 8u : h ? 42u : 10u, k1 = wb == 2 && !h ? 2u : k0;
-        c->start[4 * h] = (int32_t)(0u - k0 * ta);
-        c->start[4 * h + 1] = (int32_t)(0u - k1 * ta);
-        c->start[4 * h + 2] = (int32_t)(0u - k0 * tb);
-        c->start[4 * h + 3] = (int32_t)(0u - k1 * tb);
+        c->start[4 * h] = (int32_t)(0u - k0 * (uint32_t)sa);
+        c->start[4 * h + 1] = (int32_t)(0u - k1 * (uint32_t)sa);
+        c->start[4 * h + 2] = (int32_t)(0u - k0 * (uint32_t)sb);
+        c->start[4 * h + 3] = (int32_t)(0u - k1 * (uint32_t)sb);
     }
 }
 
@@ -3163,7 +3166,7 @@ typedef char mm_s8f_ok[offsetof(mm_s8f, entry) == 60 && offsetof(mm_s8f, start) 
     "ldr %[b0], [%[t5], #" S2 "]\n\t"                                                             \
     "ldr %[b1], [%[t5], #" S3 "]\n\t"
 /* The corrections of a pixel's two sums in P (the first) and Q (the second): the sums start
- * at multiples of the pixel's input sum X (mm_s8f_sums), so that the X terms need no code
+ * at multiples of the pixel's input sum X (mm_s8f_starts), so that the X terms need no code
  * here: 4-bit A' = B' = -8 X; 2-bit C' = -10 X, D' = -2 X, A' = B' = -42 X, so that
  * B' = s0 and (A' - B') / 16 = s1; D' = s0, (C' - D') / 4 = U1 - 2 X = s1,
  * (B' - C') / 16 = U2 - 2 X = s2, (A' - B') / 64 = s3 (U1 = (C - D) / 4, U2 = (B - C) / 16).
@@ -3267,7 +3270,8 @@ static MM_INLINE void mm_s8f_two(const mm_pw8_job *j, mm_s8f *st, const uint8_t 
     const int32_t n = j->row, blocks = j->out_c >> 2;
     const uint8_t *w = (const uint8_t *)j->w;
     mm_pw8f *p = &st->p;
-    mm_s8f_sums(st, xa, xb, n, wb);
+    mm_s8f_xsums(xa, xb, n, st);
+    mm_s8f_starts(st, wb);
     if (blocks) {
         p->bias = q->bias, p->mult = q->mult, p->shift = q->shift;
         p->xa = xa, p->xb = xb, p->xend = xa + n;
