@@ -318,14 +318,17 @@ def test_sub8_paths_are_bit_exact(tmp_path, wb: int) -> None:
 
 
 def _fast_sub8_nets(wb: int):
-    """Two models whose 1x1 layers and linears on 8-bit unsigned inputs of 4, 8 and 28 channels
-    (28: the asm's run of four steps, then two, then one) take mm_pointwise_sub's fast sub8
-    path (MM_P_PWSUB8F), weights of `wb` and 6 - `wb` bits by turns: (a) 25, 9 and 9 pixels
-    (odd last ones), a stride-2 layer, 13 outputs (a row after the last block of four); (b) a linear with the fast requantization (ReLU) and one with the
-    general one (signed logits, three rows after the block)."""
+    """Two models whose 1x1 layers and linears on 8-bit unsigned inputs take mm_pointwise_sub's
+    fast sub8 path (MM_P_PWSUB8F), weights of `wb` and 6 - `wb` bits by turns: (a) 25 pixels,
+    then 9 (odd last ones; a stride-2 layer), on 4, 8, 28, 20, 12, 24, 32 and 16 channels (1 to
+    8 input words: the pair asm's loop of eight words entered at each of its eight entries, four
+    per weight width, the other four with `wb` swapped), 13 outputs (a row after the last block
+    of four); (b) a linear with the fast requantization (ReLU) and one with the general one
+    (signed logits, three rows after the block)."""
     torch.manual_seed(wb)
     a = torch.nn.Sequential(conv_bn(1, 4, 3), conv_bn(4, 8, 1), conv_bn(8, 28, 1, stride=2),
-                            conv_bn(28, 13, 1))  # fmt: skip
+                            *(conv_bn(i, o, 1) for i, o in [(28, 20), (20, 12), (12, 24), (24, 32),
+                                                             (32, 16), (16, 13)]))  # fmt: skip
     b = torch.nn.Sequential(conv_bn(1, 8, 3), conv_bn(8, 16, 1), torch.nn.AdaptiveAvgPool2d(1),
                             torch.nn.Flatten(), torch.nn.Linear(16, 12), torch.nn.ReLU(),
                             torch.nn.Linear(12, 7))  # fmt: skip
@@ -352,7 +355,7 @@ def _fast_sub8_check(tmp_path, wb: int, qemu: bool) -> None:
     for i, (im, shape) in enumerate(_fast_sub8_nets(wb)):
         subs = [o for o, lay in zip(im.ops, im.report.layers, strict=True)
                 if lay.kernel == "mm_pointwise_sub"]  # fmt: skip
-        assert len(subs) == 3 and all(o.op.in_shape[0] % 4 == 0 for o in subs)
+        assert len(subs) == (8, 3)[i] and all(o.op.in_shape[0] % 4 == 0 for o in subs)
         x = np.random.default_rng(9 + i).integers(0, 256, (12, *shape[1:]), dtype=np.uint8)
         d = tmp_path / f"n{i}"
         if qemu:
@@ -374,8 +377,8 @@ def test_fast_sub8_pointwise_is_bit_exact_on_the_host(tmp_path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("wb", [4, 2])
 def test_fast_sub8_pointwise_is_bit_exact_under_qemu(tmp_path, wb: int) -> None:
-    """The same models through the Cortex-M4 image (the DSP asm: the sums, corrections and
-    requantization in one asm block per two channels of two pixels) under qemu."""
+    """The same models through the Cortex-M4 image (the DSP asm: every block of a pixel pair's
+    sums, corrections, requantization and stores in one asm loop) under qemu."""
     require_tool("arm-none-eabi-gcc", "qemu-system-arm")
     _fast_sub8_check(tmp_path, wb, qemu=True)
 

@@ -562,27 +562,9 @@ typedef struct {
 } mm_pw8_rq;
 
 #if defined(__ARM_FEATURE_DSP)
-/* mm_pw_u (mm_kernels.h) for channel c (bias, mult, shift at t2, t3, t4 + the offsets) of both
- * pixels' sums A and B: acc * kb + b by one MLA, SMMUL, the rounding shift, one USAT. */
-#define MM_PW8_RQ1(A, B, O4, O1)                                                                  \
-    "ldr %[xa], [%[t2], #" O4 "]\n\t"                                                             \
-    "ldr %[xb], [%[t3], #" O4 "]\n\t"                                                             \
-    "ldrsb %[w], [%[t4], #" O1 "]\n\t"                                                            \
-    "mla %[t5], %[" A "], %[t1], %[xa]\n\t"                                                       \
-    "mla %[k], %[" B "], %[t1], %[xa]\n\t"                                                        \
-    "sub %[w], %[w], #33\n\t"                                                                     \
-    "smmul %[t5], %[t5], %[xb]\n\t"                                                               \
-    "smmul %[k], %[k], %[xb]\n\t"                                                                 \
-    "asr %[t5], %[t5], %[w]\n\t"                                                                  \
-    "asr %[k], %[k], %[w]\n\t"                                                                    \
-    "add %[t5], %[t5], #1\n\t"                                                                    \
-    "add %[k], %[k], #1\n\t"                                                                      \
-    "usat %[" A "], #8, %[t5], asr #1\n\t"                                                        \
-    "usat %[" B "], #8, %[k], asr #1\n\t"
 
 #endif
 
-#if MM_USE_PW8_FAST
 /* Two pixels of a layer with unsigned inputs, rows of whole words and outputs of ob bits,
  * unsigned over their whole range, every shift above 32 (MM_PW8_PATH's FAST):
  * every block of four rows in one asm loop (two halves of mm_pw8_2x2's words, each half's
@@ -685,6 +667,66 @@ typedef char mm_pw8f_ok[offsetof(mm_pw8f, m4) == 56 ? 1 : -1]; /* the asm's offs
     L ":\n\t" MM_PW8F_WORD MM_PW8F_WORD MM_PW8F_WORD MM_PW8F_WORD MM_PW8F_WORD MM_PW8F_WORD       \
         MM_PW8F_WORD MM_PW8F_WORD_X("ldr.w %[t5], [sp, #4]\n\tcmp.w %[xa], %[t5]\n\t")          \
     "bne.w " L "b\n\t"
+/* The end of a block (the state at t5): the parameters four channels on; then pixel a's
+ * four outputs (half 0's at [t5, #48], half 1's in a0), b's (b0) stored as mm_pw_st4 does, W
+ * (the weights' step to the next block), back to 0 until oa reaches oend, else on to 9. */
+#define MM_PW8F_NEXT                                                                               \
+    "add %[t0], %[t0], #16\n\t"                                                                    \
+    "add %[t1], %[t1], #16\n\t"                                                                    \
+    "add %[t2], %[t2], #4\n\t"                                                                     \
+    "str %[t0], [%[t5]]\n\t"                                                                       \
+    "str %[t1], [%[t5], #4]\n\t"                                                                   \
+    "str %[t2], [%[t5], #8]\n\t"
+#define MM_PW8F_PUT(W)                                                                             \
+    "ldr %[t4], [%[t5], #48]\n\t"                                                                  \
+    "ldr %[t0], [%[t5], #40]\n\t"                                                                  \
+    "ldr %[t1], [%[t5], #44]\n\t"                                                                  \
+    "pkhbt %[a1], %[t4], %[a0], lsl #16\n\t"                                                       \
+    "lsr %[t4], %[t4], #16\n\t"                                                                    \
+    "orr %[b1], %[t4], %[b0], lsl #16\n\t"                                                         \
+    "ldr %[t3], [%[t5], #52]\n\t"                                                                  \
+    "cmp %[t3], #8\n\t"                                                                            \
+    "bne 5f\n\t"                                                                                   \
+    "str %[a1], [%[t0]], #4\n\t"                                                                   \
+    "str %[b1], [%[t1]], #4\n\t"                                                                   \
+    "6:\n\t"                                                                                       \
+    "str %[t0], [%[t5], #40]\n\t"                                                                  \
+    "str %[t1], [%[t5], #44]\n\t"                                                                  \
+    "ldr %[t3], [%[t5], #36]\n\t"                                                                  \
+    W                                                                                              \
+    "cmp %[t0], %[t3]\n\t"                                                                         \
+    "bne 0b\n\t"                                                                                   \
+    "b 9f\n\t"                                                                                     \
+    "5:\n\t" /* 4- or 2-bit outputs: clamped to 2^ob - 1 (bytewise minimum), packed */             \
+    "ldr %[t2], [%[t5], #56]\n\t"                                                                  \
+    "usub8 %[t4], %[a1], %[t2]\n\t"                                                                \
+    "sel %[a1], %[t2], %[a1]\n\t"                                                                  \
+    "usub8 %[t4], %[b1], %[t2]\n\t"                                                                \
+    "sel %[b1], %[t2], %[b1]\n\t"                                                                  \
+    "cmp %[t3], #4\n\t"                                                                            \
+    "bne 7f\n\t"                                                                                   \
+    "orr %[a1], %[a1], %[a1], lsr #4\n\t"                                                          \
+    "orr %[b1], %[b1], %[b1], lsr #4\n\t"                                                          \
+    "and %[a1], %[a1], #0x00FF00FF\n\t"                                                            \
+    "and %[b1], %[b1], #0x00FF00FF\n\t"                                                            \
+    "strb %[a1], [%[t0]], #1\n\t"                                                                  \
+    "lsr %[a1], %[a1], #16\n\t"                                                                    \
+    "strb %[a1], [%[t0]], #1\n\t"                                                                  \
+    "strb %[b1], [%[t1]], #1\n\t"                                                                  \
+    "lsr %[b1], %[b1], #16\n\t"                                                                    \
+    "strb %[b1], [%[t1]], #1\n\t"                                                                  \
+    "b 6b\n\t"                                                                                     \
+    "7:\n\t"                                                                                       \
+    "orr %[a1], %[a1], %[a1], lsr #6\n\t"                                                          \
+    "orr %[b1], %[b1], %[b1], lsr #6\n\t"                                                          \
+    "and %[a1], %[a1], #0x000F000F\n\t"                                                            \
+    "and %[b1], %[b1], #0x000F000F\n\t"                                                            \
+    "orr %[a1], %[a1], %[a1], lsr #12\n\t"                                                         \
+    "orr %[b1], %[b1], %[b1], lsr #12\n\t"                                                         \
+    "strb %[a1], [%[t0]], #1\n\t"                                                                  \
+    "strb %[b1], [%[t1]], #1\n\t"                                                                  \
+    "b 6b\n\t"                                                                                     \
+    "9:\n\t"
 #define MM_PW8F_ASM                                                                               \
     __asm__ volatile(                                                                             \
         "sub sp, sp, #16\n\t"                                                                     \
@@ -710,63 +752,10 @@ typedef char mm_pw8f_ok[offsetof(mm_pw8f, m4) == 56 ? 1 : -1]; /* the asm's offs
         "ldr %[t0], [%[t5], #32]\n\t"                                                             \
         "sub %[w], %[w], %[t0]\n\t" MM_PW8F_START("12") MM_PW8F_LOOP("2") MM_PW8F_PARAMS         \
             MM_PW8F_RQ("a0", "b0", "8", "2") MM_PW8F_RQ("a1", "b1", "12", "3")                    \
-        "add %[t0], %[t0], #16\n\t"                                                               \
-        "add %[t1], %[t1], #16\n\t"                                                               \
-        "add %[t2], %[t2], #4\n\t"                                                                \
-        "str %[t0], [%[t5]]\n\t"                                                                  \
-        "str %[t1], [%[t5], #4]\n\t"                                                              \
-        "str %[t2], [%[t5], #8]\n\t"                                                              \
+        MM_PW8F_NEXT                                                                               \
         "orr %[a0], %[a0], %[a1], lsl #8\n\t"                                                     \
         "orr %[b0], %[b0], %[b1], lsl #8\n\t"                                                     \
-        "ldr %[t4], [%[t5], #48]\n\t"                                                             \
-        "ldr %[t0], [%[t5], #40]\n\t"                                                             \
-        "ldr %[t1], [%[t5], #44]\n\t"                                                             \
-        "pkhbt %[a1], %[t4], %[a0], lsl #16\n\t"                                                  \
-        "lsr %[t4], %[t4], #16\n\t"                                                               \
-        "orr %[b1], %[t4], %[b0], lsl #16\n\t"                                                    \
-        "ldr %[t3], [%[t5], #52]\n\t"                                                             \
-        "cmp %[t3], #8\n\t"                                                                       \
-        "bne 5f\n\t"                                                                              \
-        "str %[a1], [%[t0]], #4\n\t"                                                              \
-        "str %[b1], [%[t1]], #4\n\t"                                                              \
-        "6:\n\t"                                                                                  \
-        "str %[t0], [%[t5], #40]\n\t"                                                             \
-        "str %[t1], [%[t5], #44]\n\t"                                                             \
-        "ldr %[t3], [%[t5], #36]\n\t"                                                             \
-        "sub %[w], %[w], #8\n\t"                                                                  \
-        "cmp %[t0], %[t3]\n\t"                                                                    \
-        "bne 0b\n\t"                                                                              \
-        "b 9f\n\t"                                                                                \
-        "5:\n\t" /* 4- or 2-bit outputs: clamped to 2^ob - 1 (bytewise minimum), packed */      \
-        "ldr %[t2], [%[t5], #56]\n\t"                                                             \
-        "usub8 %[t4], %[a1], %[t2]\n\t"                                                           \
-        "sel %[a1], %[t2], %[a1]\n\t"                                                             \
-        "usub8 %[t4], %[b1], %[t2]\n\t"                                                           \
-        "sel %[b1], %[t2], %[b1]\n\t"                                                             \
-        "cmp %[t3], #4\n\t"                                                                       \
-        "bne 7f\n\t"                                                                              \
-        "orr %[a1], %[a1], %[a1], lsr #4\n\t"                                                     \
-        "orr %[b1], %[b1], %[b1], lsr #4\n\t"                                                     \
-        "and %[a1], %[a1], #0x00FF00FF\n\t"                                                       \
-        "and %[b1], %[b1], #0x00FF00FF\n\t"                                                       \
-        "strb %[a1], [%[t0]], #1\n\t"                                                             \
-        "lsr %[a1], %[a1], #16\n\t"                                                               \
-        "strb %[a1], [%[t0]], #1\n\t"                                                             \
-        "strb %[b1], [%[t1]], #1\n\t"                                                             \
-        "lsr %[b1], %[b1], #16\n\t"                                                               \
-        "strb %[b1], [%[t1]], #1\n\t"                                                             \
-        "b 6b\n\t"                                                                                \
-        "7:\n\t"                                                                                  \
-        "orr %[a1], %[a1], %[a1], lsr #6\n\t"                                                     \
-        "orr %[b1], %[b1], %[b1], lsr #6\n\t"                                                     \
-        "and %[a1], %[a1], #0x000F000F\n\t"                                                       \
-        "and %[b1], %[b1], #0x000F000F\n\t"                                                       \
-        "orr %[a1], %[a1], %[a1], lsr #12\n\t"                                                    \
-        "orr %[b1], %[b1], %[b1], lsr #12\n\t"                                                    \
-        "strb %[a1], [%[t0]], #1\n\t"                                                             \
-        "strb %[b1], [%[t1]], #1\n\t"                                                             \
-        "b 6b\n\t"                                                                                \
-        "9:\n\t"                                                                                  \
+        MM_PW8F_PUT("sub %[w], %[w], #8\n\t")                                                      \
         "add sp, sp, #16\n\t"                                                                      \
         : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1), [xa] "=&r"(x0),       \
           [xb] "=&r"(x1), [w] "+r"(w), [t6] "=&r"(t6), [t0] "=&r"(t0), [t1] "=&r"(t1),            \
@@ -775,6 +764,7 @@ typedef char mm_pw8f_ok[offsetof(mm_pw8f, m4) == 56 ? 1 : -1]; /* the asm's offs
         : "cc", "memory")
 #endif
 
+#if MM_USE_PW8_FAST
 /* 4-byte aligned: the assembler's ADR offsets count from the function's section start on a
  * word boundary (with -ffunction-sections a Thumb function is otherwise 2-byte aligned, and
  * the entries would land mid-instruction). */
@@ -3018,11 +3008,12 @@ static MM_NOINLINE void mm_s8d_w2(const uint8_t *x, const uint8_t *w, int32_t n,
 /* ---- mm_pointwise_sub's fast sub8 path: 8-bit unsigned inputs, in_c a multiple of 4, the
  * fast requantization (MM_PW_FAST) ---------------------------------------------------------
  *
- * The same sums as the sub8 path (channel_packed weights, MM_S8_RUN4's loop: fewer cycles
- * per MAC than 8-bit weights), but per two channels of two pixels the corrections
- * (mm_s8_dots) and mm_pw_u's requantization run in one asm block right after the loop, on
- * the registers the loop leaves (MM_PW8_RQ1, as mm_pointwise8's fast pixels): no sums through
- * memory, no per-block calls. 4-bit: each half of a block of four channels is a channel pair,
+ * The same sums as the sub8 path (channel_packed weights), but every block of four channels of
+ * a pixel pair in one asm loop (MM_S8F_ASM, as mm_pw8_two8's: its state, mm_s8f, at fixed
+ * offsets in one register throughout; each half's loop of eight words entered part-way and
+ * ended by pixel a's input pointer; the corrections and mm_pw_u's requantization on the
+ * registers the loop leaves; mm_pw8_two8's block end): no sums through memory, no per-block
+ * code in C. 4-bit: each half of a block of four channels is a channel pair,
  * (A, B) -> s0 = B - 8 X, s1 = (A - B) / 16. 2-bit: pass 2 (C, D) -> channels 0, 1
  * (s0 = D - 2 X, s1 = (C - D) / 4 - 2 X), keeping C for pass 1 (A, B) -> channels 2, 3
  * (s2 = (B - C) / 16 - 2 X, s3 = (A - B) / 64). The divisions are exact (shifts); the X terms
@@ -3062,26 +3053,22 @@ static MM_NOINLINE void mm_s8f_rest(const mm_pw8_job *j, const uint8_t *w, int c
     mm_flush(&wr);
 }
 
-/* What one block of four channels of two pixels reads and leaves (mm_s8f_blk): the asm
- * below reads it at fixed offsets from its address (checked by mm_s8f_ctx_ok), so that no
- * operand but that address needs a register, and leaves the next block's pointers in it. */
+/* What the pair asm reads and advances (mm_s8f_two), at fixed offsets from its address (the
+ * state register, t5, stays in one register throughout: the word loop needs no counter, as
+ * mm_pw8_two8's): mm_pw8f's fields (skip: the steps the first pass of a half skips; back: the
+ * weights' step back after half 0), then what the sub8 rule adds. */
 typedef struct {
-    const uint8_t *xa, *xb, *w; /* the two pixels' inputs, the block's channel_packed rows */
-    int32_t n, kb;              /* the row's bytes (a multiple of 4), 2^bias_shift */
-    const int32_t *bias, *mult; /* at the block's first channel */
-    const int8_t *shift;
-    int32_t start[8];     /* each half's starting sums a0 a1 b0 b1 (mm_s8f_half) */
-    int32_t cs[2];        /* 2-bit: the C' sums of pass 2, for pass 1 */
-    uint32_t y[2];        /* the first half's output bytes */
-    const uint8_t *wnext; /* the next block's rows */
-    int32_t sa, sb;       /* the pixels' input sums */
-} mm_s8f_ctx;
+    mm_pw8f p;         /* 0 .. 59 */
+    uint32_t entry[2]; /* 60, 64: each half's loop entry (Thumb bit set), set by the asm */
+    int32_t start[8];  /* 68: each half's starting sums a0 a1 b0 b1 (mm_s8f_starts) */
+    int32_t cs[2];     /* 100, 104: 2-bit: pass 2's C' sums of pixels a and b, for pass 1 */
+    int32_t sa, sb;    /* the pixels' input sums (the portable path's corrections) */
+} mm_s8f;
 
 /* The input sums of two pixels (n bytes each, a multiple of 4, unsigned) in one loop, two words
  * of each an iteration: mm_s8_xsum's four-word steps per pixel left most of a small pixel
  * (in_c 8: two words) to its loop tests. */
-static MM_INLINE void mm_s8f_xsums(const uint8_t *xa, const uint8_t *xb, int32_t n,
-                                   mm_s8f_ctx *c)
+static MM_INLINE void mm_s8f_xsums(const uint8_t *xa, const uint8_t *xb, int32_t n, mm_s8f *c)
 {
     uint32_t ta = 0, tb = 0;
     int32_t i = 0;
@@ -3100,7 +3087,7 @@ static MM_INLINE void mm_s8f_xsums(const uint8_t *xa, const uint8_t *xb, int32_t
 }
 
 /* The starting sums of both halves of every block of a pixel pair (input sums sa, sb). */
-static MM_INLINE void mm_s8f_starts(mm_s8f_ctx *c, const int wb)
+static MM_INLINE void mm_s8f_starts(mm_s8f *c, const int wb)
 {
     const int32_t sa = c->sa, sb = c->sb;
     for (int h = 0; h < 2; h++) { /* pass 0 twice (4-bit), else pass 2 then 1 */
@@ -3113,120 +3100,132 @@ static MM_INLINE void mm_s8f_starts(mm_s8f_ctx *c, const int wb)
 }
 
 #if defined(__ARM_FEATURE_DSP)
+typedef char mm_s8f_ok[offsetof(mm_s8f, entry) == 60 && offsetof(mm_s8f, start) == 68 &&
+                               offsetof(mm_s8f, cs) == 100
+                           ? 1
+                           : -1];
+/* MM_S8_STEP2's word of both pixels (t6 takes the weights: t5 holds the state), with X after
+ * its loads (the last step of a pass: the exit test). A sum's halfword weights come from the
+ * ones of the sum before, masked in place (each mask within the one before, and a halfword's
+ * low bits are its byte's whatever the extension): one instruction a pair of weights where
+ * masking the word and extending it took two (20 cycles a word of 4-bit weights where
+ * MM_S8_PASS0 takes 21). MM_S8F_HALF: one half (even or odd bytes) of the weight word, E its
+ * halfwords (extended, or masked straight from the word), M1 (0: none, F: & 0x0F) before the
+ * first sum, M2 before the second. */
+#define MM_S8F_MUL(A, B, XA, XB)                                                                  \
+    "smlad %[" A "], %[t6], %[" XA "], %[" A "]\n\t"                                             \
+    "smlad %[" B "], %[t6], %[" XB "], %[" B "]\n\t"
+#define MM_S8F_MASK(M) "and %[t6], %[t6], #" M "\n\t"
+#define MM_S8F_MASK1_0 ""
+#define MM_S8F_MASK1_F MM_S8F_MASK("0x000F000F")
+/* One half of the weight word (E: its extension; XA, XB: the pixels' inputs of that half). */
+#define MM_S8F_HALF(E, XA, XB, M1, M2)                                                            \
+    E MM_S8F_MASK1_##M1 MM_S8F_MUL("a0", "b0", XA, XB) MM_S8F_MASK(M2)                           \
+        MM_S8F_MUL("a1", "b1", XA, XB)
+/* pass 0: 4-bit raw, & 0x0F; 1: 2-bit raw, & 0x3F; 2: 2-bit & 0x0F, & 0x03 */
+#define MM_S8F_PASS0                                                                              \
+    MM_S8F_HALF("sxtb16 %[t6], %[t2]\n\t", "t0", "t1", 0, "0x000F000F")                          \
+        MM_S8F_HALF("sxtb16 %[t6], %[t2], ror #8\n\t", "t3", "t4", 0, "0x000F000F")
+#define MM_S8F_PASS1                                                                              \
+    MM_S8F_HALF("sxtb16 %[t6], %[t2]\n\t", "t0", "t1", 0, "0x003F003F")                          \
+        MM_S8F_HALF("sxtb16 %[t6], %[t2], ror #8\n\t", "t3", "t4", 0, "0x003F003F")
+#define MM_S8F_PASS2                                                                              \
+    MM_S8F_HALF("and %[t6], %[t2], #0x000F000F\n\t", "t0", "t1", 0, "0x00030003")                \
+        MM_S8F_HALF("uxtb16 %[t6], %[t2], ror #8\n\t", "t3", "t4", F, "0x00030003")
+#define MM_S8F_STEP(GS, SUMS, X)                                                                  \
+    "ldr %[t0], [%[xa]], #4\n\t"                                                                  \
+    "ldr %[t1], [%[xb]], #4\n\t"                                                                  \
+    "ldr %[t2], [%[w]], #" GS "\n\t" X "uxtb16 %[t3], %[t0], ror #8\n\t"                          \
+    "uxtb16 %[t0], %[t0]\n\t"                                                                     \
+    "uxtb16 %[t4], %[t1], ror #8\n\t"                                                             \
+    "uxtb16 %[t1], %[t1]\n\t" SUMS
+/* A half's loop of eight words, entered part-way (entry[h]: the first pass takes the words
+ * after the last eight); label L1 after its first word measures a word's bytes (every word the
+ * same instructions); it ends when pixel a's input reaches its end ([t5, #24]). */
+#define MM_S8F_LOOP(L, GS, SUMS)                                                                  \
+    L ":\n\t" MM_S8F_STEP(GS, SUMS, "") L "1:\n\t" MM_S8F_STEP(GS, SUMS, "")                      \
+        MM_S8F_STEP(GS, SUMS, "") MM_S8F_STEP(GS, SUMS, "") MM_S8F_STEP(GS, SUMS, "")             \
+            MM_S8F_STEP(GS, SUMS, "") MM_S8F_STEP(GS, SUMS, "")                                   \
+                MM_S8F_STEP(GS, SUMS, "ldr.w %[t6], [%[t5], #24]\n\tcmp.w %[xa], %[t6]\n\t")    \
+    "bne.w " L "b\n\t"
+/* entry[h] (offset E) = loop L + skip words' bytes, Thumb bit set. */
+#define MM_S8F_ENTRY(L, E)                                                                        \
+    "adr.w %[t1], " L "f\n\t"                                                                     \
+    "adr.w %[t2], " L "1f\n\t"                                                                    \
+    "sub %[t2], %[t2], %[t1]\n\t"                                                                 \
+    "mla %[t1], %[t2], %[t0], %[t1]\n\t"                                                          \
+    "orr %[t1], %[t1], #1\n\t"                                                                    \
+    "str %[t1], [%[t5], #" E "]\n\t"
+/* A half's pixels and starting sums (S0: the state's offset of its a0); then (after the
+ * caller's one instruction or none) into its loop. */
+#define MM_S8F_START(S0, S1, S2, S3)                                                              \
+    "ldr %[xa], [%[t5], #16]\n\t"                                                                 \
+    "ldr %[xb], [%[t5], #20]\n\t"                                                                 \
+    "ldr %[a0], [%[t5], #" S0 "]\n\t"                                                             \
+    "ldr %[a1], [%[t5], #" S1 "]\n\t"                                                             \
+    "ldr %[b0], [%[t5], #" S2 "]\n\t"                                                             \
+    "ldr %[b1], [%[t5], #" S3 "]\n\t"
 /* The corrections of a pixel's two sums in P (the first) and Q (the second): the sums start
  * at multiples of the pixel's input sum X (mm_s8f_starts), so that the X terms need no code
  * here: 4-bit A' = B' = -8 X; 2-bit C' = -10 X, D' = -2 X, A' = B' = -42 X, so that
  * B' = s0 and (A' - B') / 16 = s1; D' = s0, (C' - D') / 4 = U1 - 2 X = s1,
  * (B' - C') / 16 = U2 - 2 X = s2, (A' - B') / 64 = s3 (U1 = (C - D) / 4, U2 = (B - C) / 16).
  * Each difference is the true one (an int32 even where a started sum wraps) and a multiple of
- * the divisor, so each shift is exact. C: the ctx offset of the 2-bit C' sum (pass 2 stores
- * it, pass 1 reads it; k holds the ctx's address). Afterwards Q holds channel c's value, P
- * channel c + 1's. */
+ * the divisor, so each shift is exact. Afterwards Q holds channel c's value, P channel c + 1's.
+ * 2-bit: pass 2 stores both pixels' C' (MM_S8F_KEEPC, at 100 and 104: its stores run on with
+ * the requantization's loads), pass 1 loads them into t4 and t6 after those loads
+ * (MM_S8F_GETC) and takes them off B' (MM_S8F_FIX2H). */
 #define MM_S8F_FIX4(P, Q)                                                                         \
     "sub %[" P "], %[" P "], %[" Q "]\n\t"                                                        \
     "asr %[" P "], %[" P "], #4\n\t"
-#define MM_S8F_FIX2L(P, Q, C)                                                                     \
-    "str %[" P "], [%[k], #" C "]\n\t"                                                            \
+#define MM_S8F_KEEPC                                                                              \
+    "str %[a0], [%[t5], #100]\n\t"                                                                \
+    "str %[b0], [%[t5], #104]\n\t"
+#define MM_S8F_FIX2L(P, Q)                                                                        \
     "sub %[" P "], %[" P "], %[" Q "]\n\t"                                                        \
     "asr %[" P "], %[" P "], #2\n\t"
+#define MM_S8F_GETC                                                                               \
+    "ldr %[t4], [%[t5], #100]\n\t"                                                                \
+    "ldr %[t6], [%[t5], #104]\n\t"
 #define MM_S8F_FIX2H(P, Q, C)                                                                     \
-    "ldr %[t0], [%[k], #" C "]\n\t"                                                               \
     "sub %[" P "], %[" P "], %[" Q "]\n\t"                                                        \
-    "sub %[" Q "], %[" Q "], %[t0]\n\t"                                                           \
+    "sub %[" Q "], %[" Q "], %[" C "]\n\t"                                                        \
     "asr %[" P "], %[" P "], #6\n\t"                                                              \
     "asr %[" Q "], %[" Q "], #4\n\t"
-/* One half (two channels of both pixels): the ctx's address is on the stack ([sp]: every
- * register is in use in the loop). W: loads the half's rows into w from [k, #8]; S: the ctx
- * offset of its starting sums; the run of n bytes (MM_S8_RUN4: n read once); FIX; SAVE (k:
- * the ctx) before the requantization takes w; channel c (offsets O0 / P0 into bias and mult /
- * shift) from a1 / b1, c + 1 (O1 / P1) from a0 / b0: pixel a's two output bytes in a1, pixel
- * b's in b1. */
-#define MM_S8F_HALF(STEP, W, S0, S1, S2, S3, FIX, SAVE, O0, P0, O1, P1)                          \
-    "ldr %[k], [sp]\n\t"                                                                          \
-    "ldr %[xa], [%[k]]\n\t"                                                                       \
-    "ldr %[xb], [%[k], #4]\n\t" W "ldr %[a0], [%[k], #" S0 "]\n\t"                                \
-    "ldr %[a1], [%[k], #" S1 "]\n\t"                                                              \
-    "ldr %[b0], [%[k], #" S2 "]\n\t"                                                              \
-    "ldr %[b1], [%[k], #" S3 "]\n\t"                                                              \
-    "ldr %[k], [%[k], #12]\n\t" MM_S8_RUN4(STEP)                                                  \
-    "ldr %[k], [sp]\n\t" FIX SAVE "ldr %[t1], [%[k], #16]\n\t"                                    \
-    "ldr %[t2], [%[k], #20]\n\t"                                                                  \
-    "ldr %[t3], [%[k], #24]\n\t"                                                                  \
-    "ldr %[t4], [%[k], #28]\n\t" MM_PW8_RQ1("a1", "b1", O0, P0) MM_PW8_RQ1("a0", "b0", O1, P1)  \
-    "orr %[a1], %[a1], %[a0], lsl #8\n\t"                                                         \
-    "orr %[b1], %[b1], %[b0], lsl #8\n\t"
-/* A whole block: half A, its bytes to y, half B; pixel a's four output bytes in a1, pixel b's
- * in b1; the ctx's rows and parameters moved to the next block (the rows after half A's run:
- * wnext). */
-#define MM_S8F_BLK_ASM(HALF_A, HALF_B)                                                            \
-    __asm__ volatile("push {%[k]}\n\t" HALF_A "ldr %[k], [sp]\n\t"                                \
-                     "str %[a1], [%[k], #72]\n\t"                                                 \
-                     "str %[b1], [%[k], #76]\n\t" HALF_B "ldr %[k], [sp]\n\t"                     \
-                     "ldr %[t0], [%[k], #72]\n\t"                                                 \
-                     "ldr %[t1], [%[k], #76]\n\t"                                                 \
-                     "ldr %[t2], [%[k], #80]\n\t"                                                 \
-                     "ldr %[t3], [%[k], #20]\n\t"                                                 \
-                     "ldr %[t4], [%[k], #24]\n\t"                                                 \
-                     "ldr %[t5], [%[k], #28]\n\t"                                                 \
-                     "orr %[a1], %[t0], %[a1], lsl #16\n\t"                                       \
-                     "orr %[b1], %[t1], %[b1], lsl #16\n\t"                                       \
-                     "add %[t3], %[t3], #16\n\t"                                                  \
-                     "add %[t4], %[t4], #16\n\t"                                                  \
-                     "add %[t5], %[t5], #4\n\t"                                                   \
-                     "str %[t2], [%[k], #8]\n\t"                                                  \
-                     "str %[t3], [%[k], #20]\n\t"                                                 \
-                     "str %[t4], [%[k], #24]\n\t"                                                 \
-                     "str %[t5], [%[k], #28]\n\t"                                                 \
-                     "add sp, sp, #4\n\t"                                                         \
+/* The requantization's parameters (mm_pw8_two8's t0 .. t3). */
+#define MM_S8F_PARAMS                                                                             \
+    "ldr %[t0], [%[t5]]\n\t"                                                                      \
+    "ldr %[t1], [%[t5], #4]\n\t"                                                                  \
+    "ldr %[t2], [%[t5], #8]\n\t"                                                                  \
+    "ldr %[t3], [%[t5], #12]\n\t"
+/* A half's requantization (channels at offsets O0 / P0 and O1 / P1 of bias and mult / shift):
+ * pixel a's two output bytes in a0, b's in b0. */
+#define MM_S8F_RQ(O0, P0, O1, P1)                                                                 \
+    MM_PW8F_RQ("a1", "b1", O0, P0) MM_PW8F_RQ("a0", "b0", O1, P1)                                 \
+    "orr %[a0], %[a1], %[a0], lsl #8\n\t"                                                         \
+    "orr %[b0], %[b1], %[b0], lsl #8\n\t"
+/* Every block of a pixel pair: half 0 (its loop: SUMS0's words; PRE0 before the parameters'
+ * loads, FIX0 after), its bytes to the state, the weights back, half 1 (likewise); then
+ * mm_pw8_two8's block end (W: the weights to the next block). */
+#define MM_S8F_ASM(GS, SUMS0, PRE0, FIX0, SUMS1, PRE1, FIX1, W)                                   \
+    __asm__ volatile("ldr %[t0], [%[t5], #28]\n\t" MM_S8F_ENTRY("1", "60") MM_S8F_ENTRY("2", "64") \
+                     "0:\n\t" MM_S8F_START("68", "72", "76", "80") "ldr pc, [%[t5], #60]\n\t"    \
+                         MM_S8F_LOOP("1", GS, SUMS0) PRE0 MM_S8F_PARAMS FIX0                      \
+                             MM_S8F_RQ("0", "0", "4", "1")                                        \
+                     "orr %[a0], %[a0], %[b0], lsl #16\n\t"                                       \
+                     "str %[a0], [%[t5], #48]\n\t"                                                \
+                     "ldr %[t0], [%[t5], #32]\n\t" MM_S8F_START("84", "88", "92", "96")           \
+                     "sub %[w], %[w], %[t0]\n\t"                                                  \
+                     "ldr pc, [%[t5], #64]\n\t" MM_S8F_LOOP("2", GS, SUMS1) PRE1 MM_S8F_PARAMS    \
+                         FIX1 MM_S8F_RQ("8", "2", "12", "3") MM_PW8F_NEXT MM_PW8F_PUT(W)          \
                      : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1),          \
-                       [xa] "=&r"(xa), [xb] "=&r"(xb), [w] "=&r"(w), [k] "+&r"(k),              \
+                       [xa] "=&r"(x0), [xb] "=&r"(x1), [w] "+r"(w), [t6] "=&r"(t6),             \
                        [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3),          \
-                       [t4] "=&r"(t4), [t5] "=&r"(t5)                                            \
+                       [t4] "=&r"(t4), [t5] "+r"(p)                                              \
                      :                                                                            \
                      : "cc", "memory")
-#define MM_S8F_W0 "ldr %[w], [%[k], #8]\n\t"
-#define MM_S8F_W4 "ldr %[w], [%[k], #8]\n\t" "add %[w], %[w], #4\n\t"
-#define MM_S8F_SAVE "str %[w], [%[k], #80]\n\t"
-#define MM_S8F_STEP(GS, PASS) MM_S8_STEP2("uxtb16", GS, MM_S8_PASS##PASS)
-
-/* The ctx's offsets the asm reads (a negative array size fails to compile). */
-typedef char mm_s8f_ctx_ok[offsetof(mm_s8f_ctx, xb) == 4 && offsetof(mm_s8f_ctx, n) == 12 &&
-                                   offsetof(mm_s8f_ctx, bias) == 20 &&
-                                   offsetof(mm_s8f_ctx, start) == 32 &&
-                                   offsetof(mm_s8f_ctx, cs) == 64 &&
-                                   offsetof(mm_s8f_ctx, y) == 72 &&
-                                   offsetof(mm_s8f_ctx, wnext) == 80
-                               ? 1
-                               : -1];
-
-/* One block of four channels of two pixels: pixel a's four output bytes to *ya, b's to *yb;
- * the ctx moved on to the next block. 4-bit: pass 0 on the pair words at w, then at w + 4;
- * 2-bit: pass 2 (channels 0, 1), then pass 1 (2, 3). */
-static MM_INLINE void mm_s8f_blk(mm_s8f_ctx *c, const int wb, uint32_t *ya, uint32_t *yb)
-{
-    uint32_t a0, a1, b0, b1, xa, xb, w, t0, t1, t2, t3, t4, t5;
-    mm_s8f_ctx *k = c;
-    if (wb == 4)
-        MM_S8F_BLK_ASM(MM_S8F_HALF(MM_S8F_STEP("8", 0), MM_S8F_W0, "32", "36", "40", "44",
-                                   MM_S8F_FIX4("a0", "a1") MM_S8F_FIX4("b0", "b1"), MM_S8F_SAVE,
-                                   "0", "0", "4", "1"),
-                       MM_S8F_HALF(MM_S8F_STEP("8", 0), MM_S8F_W4, "48", "52", "56", "60",
-                                   MM_S8F_FIX4("a0", "a1") MM_S8F_FIX4("b0", "b1"), "", "8",
-                                   "2", "12", "3"));
-    else
-        MM_S8F_BLK_ASM(MM_S8F_HALF(MM_S8F_STEP("4", 2), MM_S8F_W0, "32", "36", "40", "44",
-                                   MM_S8F_FIX2L("a0", "a1", "64") MM_S8F_FIX2L("b0", "b1", "68"),
-                                   MM_S8F_SAVE, "0", "0", "4", "1"),
-                       MM_S8F_HALF(MM_S8F_STEP("4", 1), MM_S8F_W0, "48", "52", "56", "60",
-                                   MM_S8F_FIX2H("a0", "a1", "64") MM_S8F_FIX2H("b0", "b1", "68"),
-                                   "", "8", "2", "12", "3"));
-    (void)a0, (void)b0, (void)xa, (void)xb, (void)w, (void)t0, (void)t1, (void)t2, (void)t3;
-    (void)t4, (void)t5, (void)k;
-    *ya = a1;
-    *yb = b1;
-}
 #else
-/* Portable: the same sums (mm_s8_two), corrections (mm_s8_dots) and requantization. */
+/* Portable: one half's sums (mm_s8_two), corrections (mm_s8_dots) and requantization. */
 static inline uint32_t mm_s8f_half(const uint8_t *xa, const uint8_t *xb, const uint8_t *w,
                                    int32_t n, const mm_pw8_rq *rq, int c, int32_t sa,
                                    int32_t sb, int32_t *cs, int pass)
@@ -3257,50 +3256,57 @@ static inline uint32_t mm_s8f_half(const uint8_t *xa, const uint8_t *xb, const u
     }
     return y;
 }
-
-/* Portable mm_s8f_blk: the two halves by mm_s8f_half, then the ctx moved on. */
-static void mm_s8f_blk(mm_s8f_ctx *c, int wb, uint32_t *ya, uint32_t *yb)
-{
-    const mm_pw8_rq rq = {c->bias, c->mult, c->shift, c->kb};
-    uint32_t y[2];
-    for (int h = 0; h < 2; h++) /* 4-bit: pass 0 at w, w + 4; 2-bit: pass 2, then 1 */
-        y[h] = mm_s8f_half(c->xa, c->xb, c->w + (wb == 4 ? 4 * h : 0), c->n, &rq, 2 * h, c->sa,
-                           c->sb, c->cs, wb == 4 ? 0 : 2 - h);
-    *ya = (y[0] & 0xFFFFu) | y[1] << 16;
-    *yb = y[0] >> 16 | (y[1] & 0xFFFF0000u);
-    c->w += 4 * mm_bytes(c->n, wb);
-    c->bias += 4;
-    c->mult += 4;
-    c->shift += 4;
-}
 #endif
 
-/* Two pixels, every output channel: per block of four channels two halves, four outputs of a
- * pixel stored at once (mm_pw_st4), then the rows after the last block. Both pixels' outputs of
- * a block are written before the next block reads their inputs again (lag 2, as the sub8
- * path). */
-static MM_INLINE void mm_s8f_two(const mm_pw8_job *j, const mm_pw8_rq *rq, const uint8_t *xa,
+/* Two pixels, every output channel: every block of four channels in one asm loop (two halves
+ * of two channels, each half's words, corrections and requantization; four outputs of each
+ * pixel stored at once as mm_pw_st4 does), then the rows after the last block. Both pixels'
+ * outputs of a block are written before the next block reads their inputs again (lag 2, as
+ * the sub8 path). */
+static MM_INLINE void mm_s8f_two(const mm_pw8_job *j, mm_s8f *st, const uint8_t *xa,
                                  const uint8_t *xb, uint8_t *oa, uint8_t *ob, const int wb)
 {
     const mm_quant_params *q = j->q;
-    const int32_t n = j->row;
-    const uint32_t m4 = (uint32_t)q->qmax * 0x01010101u;
-    const int obits = q->out_bits;
-    mm_s8f_ctx c;
-    int co = 0;
-    c.xa = xa, c.xb = xb, c.w = (const uint8_t *)j->w, c.n = n, c.kb = rq->kb;
-    c.bias = rq->bias, c.mult = rq->mult, c.shift = rq->shift, c.cs[0] = c.cs[1] = 0;
-    mm_s8f_xsums(xa, xb, n, &c);
-    mm_s8f_starts(&c, wb);
-    for (; co + 4 <= j->out_c; co += 4) {
-        uint32_t ya, yb;
-        mm_s8f_blk(&c, wb, &ya, &yb);
-        oa = mm_pw_st4(oa, ya, obits, m4);
-        ob = mm_pw_st4(ob, yb, obits, m4);
+    const int32_t n = j->row, blocks = j->out_c >> 2;
+    const uint8_t *w = (const uint8_t *)j->w;
+    mm_pw8f *p = &st->p;
+    mm_s8f_xsums(xa, xb, n, st);
+    mm_s8f_starts(st, wb);
+    if (blocks) {
+        p->bias = q->bias, p->mult = q->mult, p->shift = q->shift;
+        p->xa = xa, p->xb = xb, p->xend = xa + n;
+        p->oend = oa + ((blocks * p->bits) >> 1), p->oa = oa, p->ob = ob;
+#if defined(__ARM_FEATURE_DSP)
+        uint32_t a0, a1, b0, b1, t0, t1, t2, t3, t4, t6;
+        const uint8_t *x0, *x1; /* the asm's input pointers */
+        if (wb == 4)
+            MM_S8F_ASM("8", MM_S8F_PASS0, MM_S8F_FIX4("a0", "a1") MM_S8F_FIX4("b0", "b1"), "",
+                       MM_S8F_PASS0, MM_S8F_FIX4("a0", "a1") MM_S8F_FIX4("b0", "b1"), "",
+                       "sub %[w], %[w], #4\n\t");
+        else
+            MM_S8F_ASM("4", MM_S8F_PASS2, MM_S8F_KEEPC,
+                       MM_S8F_FIX2L("a0", "a1") MM_S8F_FIX2L("b0", "b1"), MM_S8F_PASS1, "",
+                       MM_S8F_GETC MM_S8F_FIX2H("a0", "a1", "t4") MM_S8F_FIX2H("b0", "b1", "t6"),
+                       "");
+        (void)a0, (void)a1, (void)b0, (void)b1, (void)t0, (void)t1, (void)t2, (void)t3;
+        (void)t4, (void)t6, (void)x0, (void)x1, (void)p;
+#else
+        for (; p->oa != p->oend; w += 4 * mm_bytes(n, wb)) { /* the asm's steps, portably */
+            const mm_pw8_rq rq = {p->bias, p->mult, p->shift, p->kb};
+            uint32_t y[2];
+            for (int h = 0; h < 2; h++) /* 4-bit: pass 0 at w, w + 4; 2-bit: pass 2, then 1 */
+                y[h] = mm_s8f_half(xa, xb, w + (wb == 4 ? 4 * h : 0), n, &rq, 2 * h, st->sa,
+                                   st->sb, st->cs, wb == 4 ? 0 : 2 - h);
+            p->oa = mm_pw_st4(p->oa, (y[0] & 0xFFFFu) | y[1] << 16, p->bits, p->m4);
+            p->ob = mm_pw_st4(p->ob, y[0] >> 16 | (y[1] & 0xFFFF0000u), p->bits, p->m4);
+            p->bias += 4, p->mult += 4, p->shift += 4;
+        }
+#endif
+        oa = p->oa, ob = p->ob;
     }
-    if (co < j->out_c) {
-        mm_s8f_rest(j, c.w, co, xa, oa);
-        mm_s8f_rest(j, c.w, co, xb, ob);
+    if (4 * blocks < j->out_c) {
+        mm_s8f_rest(j, w, 4 * blocks, xa, oa);
+        mm_s8f_rest(j, w, 4 * blocks, xb, ob);
     }
 }
 
@@ -3364,12 +3370,16 @@ static MM_NOINLINE void mm_s8f_one_w(const mm_pw8_job *j, const uint8_t *x, uint
 static MM_INLINE void mm_s8f_pixels(const mm_pw8_job *j, const int wb)
 {
     const mm_quant_params *q = j->q;
-    const mm_pw8_rq rq = {q->bias, q->mult, q->shift, (int32_t)1 << q->bias_shift};
-    const int32_t npix = (int32_t)j->out_h * j->out_w;
+    const int32_t npix = (int32_t)j->out_h * j->out_w, n = j->row;
     const int32_t out_pix = mm_bytes(j->out_c, q->out_bits);
     const uint8_t *xr = j->in;
     uint8_t *out = j->out;
     int ox = 0;
+    /* the layer's constant fields: the first pass of a half skips (8 - words % 8) % 8 words */
+    mm_s8f st = {{0, 0, 0, (int32_t)1 << q->bias_shift, 0, 0, 0, (8 - ((n >> 2) & 7)) & 7,
+                  wb == 4 ? 2 * n - 4 : n, 0, 0, 0, 0, q->out_bits,
+                  (uint32_t)q->qmax * 0x01010101u},
+                 {0, 0}, {0}, {0, 0}, 0, 0};
     for (int32_t p = 0; p + 1 < npix; p += 2, out += 2 * out_pix) {
         const uint8_t *xa = xr + (int32_t)ox * j->in_step, *xb;
         if (++ox == j->out_w)
@@ -3377,18 +3387,24 @@ static MM_INLINE void mm_s8f_pixels(const mm_pw8_job *j, const int wb)
         xb = xr + (int32_t)ox * j->in_step;
         if (++ox == j->out_w)
             ox = 0, xr += j->in_row_step;
-        mm_s8f_two(j, &rq, xa, xb, out, out + out_pix, wb);
+        mm_s8f_two(j, &st, xa, xb, out, out + out_pix, wb);
     }
     if (npix & 1)
         mm_s8f_one_u(j, xr + (int32_t)ox * j->in_step, out);
 }
 
 /* The pair code of the weight widths the model's layers on this path take (MM_SUB8_KIND). */
+/* 4-byte aligned: the asm's ADR entries count from a word boundary (as mm_pw8_two8's). */
+#if defined(__GNUC__)
+#define MM_S8F_ALIGN __attribute__((aligned(4)))
+#else
+#define MM_S8F_ALIGN
+#endif
 #if MM_USE_S8F_W4
-static MM_NOINLINE void mm_s8f_pixels4(const mm_pw8_job *j) { mm_s8f_pixels(j, 4); }
+MM_S8F_ALIGN static MM_NOINLINE void mm_s8f_pixels4(const mm_pw8_job *j) { mm_s8f_pixels(j, 4); }
 #endif
 #if MM_USE_S8F_W2
-static MM_NOINLINE void mm_s8f_pixels2(const mm_pw8_job *j) { mm_s8f_pixels(j, 2); }
+MM_S8F_ALIGN static MM_NOINLINE void mm_s8f_pixels2(const mm_pw8_job *j) { mm_s8f_pixels(j, 2); }
 #endif
 
 static void mm_sub8_pointwise_fast(const uint8_t *in, uint8_t *out, const uint8_t *w,
