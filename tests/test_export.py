@@ -998,6 +998,32 @@ def test_kernels_compile_as_pedantic_c99(tmp_path, debug: bool) -> None:
             assert r.returncode == 0, (cc[0], src.name, r.stderr)
 
 
+def test_functions_with_pc_relative_entries_are_word_aligned(tmp_path) -> None:
+    """The asm loops entered part-way (mm_pw8_two8, mm_s8f_pixels*) take their entries by ADR
+    (ADDW rd, pc, #imm), which the assembler resolves from the section's start: only right if
+    the section is word-aligned, which -O2 gives every function but -Os (a firmware's usual
+    flag) does not. Each such function asks for it (mm_pw8_two8's attribute once sat on its
+    neighbour: at -Os its entries would have landed mid-instruction)."""
+    require_tool("arm-none-eabi-gcc", "arm-none-eabi-objdump", "arm-none-eabi-readelf")
+    d = _kernel_dir(tmp_path)
+    flags = ["-mcpu=cortex-m4", "-mthumb", "-Os", "-ffunction-sections", "-c"]
+    found = set()
+    for src in sorted(d.glob("mm_*.c")):
+        obj = f"{src.stem}.o"
+        subprocess.run(["arm-none-eabi-gcc", *flags, "-o", obj, src.name], cwd=d, check=True)
+        dis = subprocess.run(["arm-none-eabi-objdump", "-d", obj], cwd=d, capture_output=True,
+                             text=True, check=True).stdout  # fmt: skip
+        users = set(re.findall(r"Disassembly of section (\S+):(?:(?!Disassembly).)*?, pc, #",
+                               dis, re.S))  # fmt: skip
+        sections = subprocess.run(["arm-none-eabi-readelf", "-SW", obj], cwd=d,
+                                  capture_output=True, text=True, check=True).stdout  # fmt: skip
+        for name in users:
+            align = int(re.search(re.escape(name) + r" .* (\d+)$", sections, re.M).group(1))
+            assert align >= 4, (src.name, name, align)
+        found |= users
+    assert {".text.mm_pw8_two8"} <= found, found
+
+
 def test_kernel_objects_call_each_other_without_cycles(tmp_path) -> None:
     """Which kernel object needs which (nm: undefined mm_* symbols and their definitions): the
     graph has no cycle (mm_conv.c and mm_small.c used to call each other; now mm_small.c calls

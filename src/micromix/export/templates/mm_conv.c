@@ -765,12 +765,6 @@ typedef char mm_pw8f_ok[offsetof(mm_pw8f, m4) == 56 ? 1 : -1]; /* the asm's offs
 #endif
 
 #if MM_USE_PW8_FAST
-/* 4-byte aligned: the assembler's ADR offsets count from the function's section start on a
- * word boundary (with -ffunction-sections a Thumb function is otherwise 2-byte aligned, and
- * the entries would land mid-instruction). */
-#if defined(__GNUC__)
-__attribute__((aligned(4)))
-#endif
 /* A layer's mm_pw8f: what stays from one pair of pixels to the next (mm_pw8_two8 sets the rest). */
 static inline mm_pw8f mm_pw8f_layer(const mm_pw8_job *j)
 {
@@ -784,6 +778,12 @@ static inline mm_pw8f mm_pw8f_layer(const mm_pw8_job *j)
     return st;
 }
 
+/* 4-byte aligned: the assembler's ADR offsets count from the function's section start on a
+ * word boundary (with -ffunction-sections a Thumb function is otherwise 2-byte aligned, and
+ * the entries would land mid-instruction). */
+#if defined(__GNUC__)
+__attribute__((aligned(4)))
+#endif
 static MM_NOINLINE void mm_pw8_two8(const mm_pw8_job *j, mm_pw8f *st, const uint8_t *xa,
                                     const uint8_t *xb, uint8_t *oa, uint8_t *ob)
 {
