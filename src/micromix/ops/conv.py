@@ -227,8 +227,7 @@ def scratch_need(op: Op, w_bits: int | None) -> int:
     patch (row int16); the layers of `small8p` use 2 row bytes of it (two byte patches,
     mm_conv.c mm_small8p). depthwise: 3x3 kernels on at least four channels, a ring of
     MM_DW_RING rows of four channels' bytes (4 x in_w each) that 4- and 2-bit inputs are
-    widened into (mm_dw.c mm_dw_3x3_w; 4-bit inputs with 4-bit outputs are read packed and use
-    none, mm_kernels.h MM_P_DW_3X3_4U; counted at every input width, as the family's, on at most
+    widened into (mm_dw.c mm_dw_3x3_w; counted at every input width, as the family's, on at most
     MM_DW_RING_W columns: wider rows, tile or tensor, are widened into four ring rows where
     those fit it (mm_kernels.h MM_DW_RING_FITS), else read unwidened); else none (its weight
     pairs are a small fixed stack table).
@@ -480,7 +479,7 @@ C_PATHS = (
     "SUB8_W4S", "SUB8_W4U", "SUB8_W2S", "SUB8_W2U", "S8F_W4", "S8F_W2", "SUB8_RQS",
     "SUB8_RQANY", "SUB8D_W4", "SUB8D_W2",
     "DW_3X3_8U", "DW_4X4_8U", "DW_8U", "DW_4U", "DW_2U", "DW_ANY", "DW_CHANNEL", "DW_3X3_W",
-    "DW_OUT4", "DW_OUT2", "DW_3X3_4U",
+    "DW_OUT4", "DW_OUT2",
     "PW8_ONE", "PW8_FAST", "PW8_ANY", "PW8_WIDE", "PW8_DENSE_U", "PW8_DENSE_S",
     "SMALL8P", "SMALL_LANES",
 )  # fmt: skip
@@ -518,7 +517,7 @@ def c_rules(site: CallSite) -> tuple[str, ...]:
         fast = f"MM_PW_FAST({iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})"
         return (f"MM_SMALL_PATH({ib}, {iop.w_bits}, {is_}, {c_in}, {row}, {fast})",)
     if site.kernel == "mm_depthwise":
-        group = f"MM_DW_GROUP({is_}, {ib}, {kh}, {kw}, {c_in}, {in_w}, {iop.out_bits})"
+        group = f"MM_DW_GROUP({is_}, {ib}, {kh}, {kw}, {c_in}, {in_w})"
         out = f"MM_DW_OUT({group}, {iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})"
         return (group, f"MM_DW_TAIL({c_in}, {kh}, {kw})", out)
     if site.kernel in ("mm_pointwise8", "mm_pointwise8_widen"):

@@ -10,10 +10,7 @@
  * inputs (mm_dw_3x3_8u) run each window in one asm block, the inside ones of an output row in a
  * loop of their own; with 8-bit outputs that the fast rule clamps to [0, 255] (the common
  * case) whole rows, and blocks of rows, run as one asm loop (mm_dw_rows), as do the inside
- * windows of each row of 4x4 kernels (mm_dw_4x4_8u). 3x3 kernels on 4-bit unsigned inputs with
- * 4-bit outputs run the same rows loop on the packed inputs (MM_P_DW_3X3_4U: a halfword of four
- * fields a tap, no ring); other 4- and 2-bit inputs are widened into a ring of byte rows for
- * the 8-bit code (mm_dw_3x3_w). Leftover channels (c % 4) and kernels
+ * windows of each row of 4x4 kernels (mm_dw_4x4_8u). Leftover channels (c % 4) and kernels
  * of more than MM_DW_TAPS taps run one channel at a time. Every pixel of a group is written in raster order, after its window
  * is read (the in-place contract of mm_kernels.h).
  */
@@ -106,22 +103,15 @@ static uint32_t mm_dw_xany(const uint8_t *p, int ib, int is, uint32_t *hi)
 /* A whole 3x3 window of 8-bit unsigned inputs in one asm block: the taps of each kernel row at
  * [r], [r + ip], [r + 2 ip], the next row rs bytes on. (Nine blocks left gcc nine tap
  * addresses to keep, which it spilled.) */
-/* Each tap: LD of the group's inputs into x, SP to make the halfword pairs x = (ch 0, ch 2),
- * u = (ch 1, ch 3): 8-bit inputs (a word, UXTB16), or 4-bit ones read packed (a halfword: the
- * second byte moved up by an OR, the fields picked in place by the mask in m, 0x000F000F). */
-#define MM_DW_SP8 "uxtb16 %[u], %[x], ror #8\n\tuxtb16 %[x], %[x]\n\t"
-#define MM_DW_SP4                                                                                 \
-    "orr %[x], %[x], %[x], lsl #8\n\tand %[u], %[m], %[x], lsr #4\n\tand %[x], %[x], %[m]\n\t"
-#define MM_DW_9TX(LD, SP, ADDR, T)                                                                \
-    LD " %[x], " ADDR "\n\tldr %[w], [%[k], #(8 * " #T ")]\n\t"                                  \
-    "ldr %[v], [%[k], #(8 * " #T " + 4)]\n\t" SP MM_DW_MACS "\n\t"
-#define MM_DW_9T(ADDR, T) MM_DW_9TX("ldr", MM_DW_SP8, ADDR, T)
+#define MM_DW_9T(ADDR, T)                                                                         \
+    "ldr %[x], " ADDR "\n\tldr %[w], [%[k], #(8 * " #T ")]\n\t"                                   \
+    "ldr %[v], [%[k], #(8 * " #T " + 4)]\n\tuxtb16 %[u], %[x], ror #8\n\tuxtb16 %[x], %[x]\n\t"  \
+    MM_DW_MACS "\n\t"
 /* The first tap of a window: products, not sums (the four sums need no zeroing). */
-#define MM_DW_9T0X(LD, SP)                                                                        \
-    LD " %[x], [%[r]]\n\tldr %[w], [%[k]]\n\tldr %[v], [%[k], #4]\n\t" SP                       \
-    "smulbb %[a0], %[x], %[w]\n\tsmultt %[a2], %[x], %[w]\n\tsmulbb %[a1], %[u], %[v]\n\t"        \
-    "smultt %[a3], %[u], %[v]\n\t"
-#define MM_DW_9T0 MM_DW_9T0X("ldr", MM_DW_SP8)
+#define MM_DW_9T0                                                                                 \
+    "ldr %[x], [%[r]]\n\tldr %[w], [%[k]]\n\tldr %[v], [%[k], #4]\n\t"                          \
+    "uxtb16 %[u], %[x], ror #8\n\tuxtb16 %[x], %[x]\n\tsmulbb %[a0], %[x], %[w]\n\t"              \
+    "smultt %[a2], %[x], %[w]\n\tsmulbb %[a1], %[u], %[v]\n\tsmultt %[a3], %[u], %[v]\n\t"
 /* One channel's fast rule clamped to [0, 2^B - 1] by USAT #B (MM_DW_RQU8's at B = 8), the bias
  * shift in k. */
 #define MM_DW_RQK_(A, OB, OM, OR, ON, B)                                                          \
@@ -133,10 +123,8 @@ static uint32_t mm_dw_xany(const uint8_t *p, int ib, int is, uint32_t *hi)
 #define MM_DW_RQK(A, OB, OM, OR, ON) MM_DW_RQK_(A, OB, OM, OR, ON, "8")
 #define MM_DW_RQK4(A, OB, OM, OR, ON) MM_DW_RQK_(A, OB, OM, OR, ON, "4")
 #define MM_DW_RQK2(A, OB, OM, OR, ON) MM_DW_RQK_(A, OB, OM, OR, ON, "2")
-#define MM_DW_9ROWX(LD, SP, T0, T1, T2)                                                           \
-    MM_DW_9TX(LD, SP, "[%[r]]", T0) MM_DW_9TX(LD, SP, "[%[r], %[ip]]", T1)                         \
-        MM_DW_9TX(LD, SP, "[%[r], %[ip], lsl #1]", T2)
-#define MM_DW_9ROW(T0, T1, T2) MM_DW_9ROWX("ldr", MM_DW_SP8, T0, T1, T2)
+#define MM_DW_9ROW(T0, T1, T2)                                                                    \
+    MM_DW_9T("[%[r]]", T0) MM_DW_9T("[%[r], %[ip]]", T1) MM_DW_9T("[%[r], %[ip], lsl #1]", T2)
 #define MM_DW_WIN3X3_8U(R_, IP_, RS_, K_)                                                         \
     do {                                                                                          \
         uint32_t x_, u_, w_, v_;                                                                  \
@@ -515,10 +503,7 @@ static const uint8_t *mm_dw_ring_rows(mm_dwr *g, int oy)
 #define MM_DW_RINGED 0
 #endif
 
-#if defined(__ARM_FEATURE_DSP) && (MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W || MM_USE_DW_3X3_4U)
-/* Whether the model has 3x3 layers on 8-bit inputs (or widened to bytes): else the code below
- * reads 4-bit ones packed only. */
-#define MM_DW_8IN (MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W)
+#if defined(__ARM_FEATURE_DSP) && (MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W)
 /* One kernel row's taps TAPS (MM_DW_9T's) into a0 .. a3: the row's inputs at r, its weight
  * pairs at k. */
 #define MM_DW_ROW_8U(TAPS, R_, IP_, K_)                                                           \
@@ -584,7 +569,7 @@ static MM_NOINLINE void mm_dw_edge_3x3_8u(const mm_dwl *L, const uint8_t *in, ui
  * B bits apart (S1 .. S3: B, 2B, 3B) and stored by ST (str, strh, strb), the step. Sub-byte
  * outputs in this loop instead of a C loop around asm blocks: the demo's 4-bit-output layers
  * 309,075 -> 292,043 and 328,939 -> 313,675 est. M4 cycles, measured. */
-#define MM_DW_ROWS_ASM(LD, SP, RQK, S1, S2, S3, ST, ...)                                        \
+#define MM_DW_ROWS_ASM(RQK, S1, S2, S3, ST)                                                     \
     __asm__ volatile(                                                                             \
         "3:\n\tldr %[x], [%[q], %[ori]]\n\tcmp %[x], #12\n\tbne 5f\n\t"                           \
         /* the row's runs done: the next row, if any */                                         \
@@ -599,10 +584,9 @@ static MM_NOINLINE void mm_dw_edge_3x3_8u(const mm_dwl *L, const uint8_t *in, ui
         "add %[x], %[x], #4\n\tstr %[x], [%[q], %[ori]]\n\tcmp %[v], #0\n\tbeq 3b\n\t"            \
         "str %[v], [%[q], %[ocnt]]\n\tstr %[k], [%[q], %[ok]]\n\tadd %[r], %[r], %[w]\n\t"        \
         /* the run's pixels */                                                                  \
-        "1:\n\t" MM_DW_9T0X(LD, SP) MM_DW_9TX(LD, SP, "[%[r], %[ip]]", 1)                        \
-        MM_DW_9TX(LD, SP, "[%[r], %[ip], lsl #1]", 2) "add %[r], %[r], %[rs]\n\t"                 \
-        MM_DW_9ROWX(LD, SP, 3, 4, 5) "add %[r], %[r], %[rs]\n\t" MM_DW_9ROWX(LD, SP, 6, 7, 8)    \
-        "ldr %[k], [%[q], %[obk]]\n\t" MM_DW_RQ4(RQK)                                             \
+        "1:\n\t" MM_DW_9T0 MM_DW_9T("[%[r], %[ip]]", 1) MM_DW_9T("[%[r], %[ip], lsl #1]", 2)      \
+        "add %[r], %[r], %[rs]\n\t" MM_DW_9ROW(3, 4, 5) "add %[r], %[r], %[rs]\n\t"              \
+        MM_DW_9ROW(6, 7, 8) "ldr %[k], [%[q], %[obk]]\n\t" MM_DW_RQ4(RQK)                         \
         "orr %[a0], %[a0], %[a1], lsl #" S1 "\n\torr %[a0], %[a0], %[a2], lsl #" S2 "\n\t"         \
         "orr %[a0], %[a0], %[a3], lsl #" S3 "\n\tldr %[x], [%[q], %[oo]]\n\t"                     \
         "ldr %[u], [%[q], %[oopx]]\n\tldr %[w], [%[q], %[ostep]]\n\t"                             \
@@ -618,32 +602,25 @@ static MM_NOINLINE void mm_dw_edge_3x3_8u(const mm_dwl *L, const uint8_t *in, ui
           [ok] "n"(offsetof(mm_dwq, k)), [ori] "n"(offsetof(mm_dwq, ri)),                         \
           [orows] "n"(offsetof(mm_dwq, rows)), [orow] "n"(offsetof(mm_dwq, row)),                 \
           [orstep] "n"(offsetof(mm_dwq, rstep)), [okt] "n"(offsetof(mm_dwq, kt)),                 \
-          [orn] "n"(offsetof(mm_dwq, rn)), [oroff] "n"(offsetof(mm_dwq, roff)) __VA_ARGS__        \
+          [orn] "n"(offsetof(mm_dwq, rn)), [oroff] "n"(offsetof(mm_dwq, roff))                    \
         : "cc", "memory")
 
-/* fob: the output bits, fin: the input bits (constants at each use: one loop per format
- * compiled). 4-bit inputs read packed (MM_DW_SP4): 4-bit outputs only (MM_P_DW_3X3_4U). */
-static MM_INLINE void mm_dw_rows(mm_dwq *q, int32_t ip, int32_t rs, const int fob, const int fin)
+/* fob: the output bits (a constant at each use: one loop per format compiled). */
+static MM_INLINE void mm_dw_rows(mm_dwq *q, int32_t ip, int32_t rs, const int fob)
 {
     uint32_t a0, a1, a2, a3, x_, u_, w_, v_;
     const uint8_t *r;
     const uint32_t *k;
     q->ri = 0;
-    if (fin == 4) {
-#if MM_USE_DW_3X3_4U
-        const uint32_t mask = 0x000F000Fu;
-        MM_DW_ROWS_ASM("ldrh", MM_DW_SP4, MM_DW_RQK4, "4", "8", "12", "strh", , [m] "r"(mask));
-#endif
-    } else if (!MM_DW_8IN) {
-    } else if (fob == 8)
-        MM_DW_ROWS_ASM("ldr", MM_DW_SP8, MM_DW_RQK, "8", "16", "24", "str", );
+    if (fob == 8)
+        MM_DW_ROWS_ASM(MM_DW_RQK, "8", "16", "24", "str");
 #if MM_USE_DW_OUT4
     else if (fob == 4)
-        MM_DW_ROWS_ASM("ldr", MM_DW_SP8, MM_DW_RQK4, "4", "8", "12", "strh", );
+        MM_DW_ROWS_ASM(MM_DW_RQK4, "4", "8", "12", "strh");
 #endif
 #if MM_USE_DW_OUT2
     else if (fob == 2)
-        MM_DW_ROWS_ASM("ldr", MM_DW_SP8, MM_DW_RQK2, "2", "4", "6", "strb", );
+        MM_DW_ROWS_ASM(MM_DW_RQK2, "2", "4", "6", "strb");
 #endif
 }
 
@@ -712,62 +689,6 @@ static void mm_dw_3x3_sides(uint32_t *k)
     }
 }
 
-#if MM_USE_DW_3X3_4U
-/* Pixels ox0 .. ox1 - 1 of output row oy of a group of MM_P_DW_3X3_4U (4-bit inputs read
- * packed, 4-bit outputs), 3x3 windows with any padding (their taps inside), any
- * requantization (mm_requant's): the few windows mm_dw_rows does not run (across a border it
- * has no table for, or a group without the fast rule), tap by tap in C, small rather than fast
- * (wp: the pairs as they are). */
-static MM_NOINLINE void mm_dw_px4(const mm_dwl *L, const uint8_t *in, uint8_t *out0,
-                                  const uint32_t *wp, const mm_dwq *q, int oy, int ox0, int ox1)
-{
-    const int iy0 = oy * L->sh - L->ph;
-    const int ky0 = iy0 < 0 ? -iy0 : 0, ky1 = L->in_h - iy0 < 3 ? L->in_h - iy0 : 3;
-    uint8_t *out = out0 + ((int32_t)oy * L->out_w + ox0) * L->out_pix;
-    for (int ox = ox0; ox < ox1; ox++, out += L->out_pix) {
-        const int ix0 = ox * L->sw - L->pw;
-        const int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = L->in_w - ix0 < 3 ? L->in_w - ix0 : 3;
-        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, y[4];
-        for (int ky = ky0; ky < ky1; ky++)
-            for (int kx = kx0; kx < kx1; kx++)
-                MM_DW_TAPC(MM_DW_X4U, in + (int32_t)(iy0 + ky) * L->row + (int32_t)(ix0 + kx) * L->in_pix,
-                           wp, 3 * ky + kx);
-        {
-            const int32_t acc[4] = {a0, a1, a2, a3};
-            mm_dw_requant4(L, q, acc, y);
-            out[0] = (uint8_t)((y[0] & 15) | ((uint32_t)y[1] << 4));
-            out[1] = (uint8_t)((y[2] & 15) | ((uint32_t)y[3] << 4));
-        }
-    }
-}
-#endif
-
-/* The output bits of mm_dw_rows' loop for the layer's group (0: none: mm_dw_runs_8u's windows
- * instead, on 4-bit inputs read packed mm_dw_px4's), by its requantization. */
-static MM_INLINE int mm_dw_fob(const mm_dwl *L, const mm_dwq *q)
-{
-    if (MM_USE_DW_3X3_4U && L->ib == 4)
-        return q->fast == 3 ? 4 : 0;
-    return q->fast == 2 && L->ob == 8                        ? 8
-           : q->fast == 3 && L->ob == 4 && MM_USE_DW_OUT4 ? 4
-           : q->fast == 3 && L->ob == 2 && MM_USE_DW_OUT2 ? 2
-                                                         : 0;
-}
-
-/* Output pixels ox0 .. ox1 - 1 of row oy across the border: mm_dw_edge_3x3_8u's, on 4-bit
- * inputs read packed mm_dw_px4's (wp: the pairs as they are). */
-static MM_INLINE void mm_dw_edge(const mm_dwl *L, const uint8_t *in, uint8_t *out,
-                                  const uint32_t *wp, const mm_dwq *q, int oy, int ox0, int ox1)
-{
-#if MM_USE_DW_3X3_4U
-    if (!MM_DW_8IN || L->ib == 4) {
-        mm_dw_px4(L, in, out, wp, q, oy, ox0, ox1);
-        return;
-    }
-#endif
-    mm_dw_edge_3x3_8u(L, in, out, wp, q, oy, ox0, ox1);
-}
-
 /* Output rows L->oy0 .. L->oy1 - 1 against the tables k (mm_dw_3x3_k). Out of line where
  * mm_dw_3x3_w calls it too: inlined into both, the 8-bit and widened layers of the demo's mixed
  * build took 85 k fewer cycles, but the kernel .text grew 2.8 KB (to 25.5 KB), measured. */
@@ -776,7 +697,10 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
 {
     const int e0 = L->ox_in, e1 = e0 + L->n_in, out_w = L->out_w, in_h = L->in_h;
     const int left = q->rn[0], right = q->rn[2], inside = q->inside;
-    const int fob = mm_dw_fob(L, q);
+    const int fob = q->fast == 2 && L->ob == 8                        ? 8
+                    : q->fast == 3 && L->ob == 4 && MM_USE_DW_OUT4 ? 4
+                    : q->fast == 3 && L->ob == 2 && MM_USE_DW_OUT2 ? 2
+                                                                  : 0;
     const uint32_t *const kl = k + 6, *const kc = k + MM_DW_KT + 6;
 #if MM_USE_DW_3X3_W
     mm_dwr *const g = q->ring;
@@ -790,20 +714,19 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
         /* the first of the three input rows read, and the kernel row it meets */
         const int top = iy0 == -1 && in_h >= 3, bottom = iy0 == in_h - 2 && in_h >= 3 && iy0 > 0;
         if ((iy0 < 0 || iy0 + 3 > in_h) && !top && !bottom) {
-            mm_dw_edge(L, in, out, kc, q, oy, 0, out_w);
+            mm_dw_edge_3x3_8u(L, in, out, kc, q, oy, 0, out_w);
             continue;
         }
         if (L->n_in == 0) {
-            mm_dw_edge(L, in, out, kc, q, oy, 0, out_w);
+            mm_dw_edge_3x3_8u(L, in, out, kc, q, oy, 0, out_w);
             continue;
         }
         if (!left)
-            mm_dw_edge(L, in, out, kc, q, oy, 0, e0);
+            mm_dw_edge_3x3_8u(L, in, out, kc, q, oy, 0, e0);
         const uint8_t *const row = in + (int32_t)(top ? 0 : bottom ? in_h - 3 : iy0) * L->row;
         const uint32_t *const kt = kl + (top ? 6 : bottom ? -6 : 0);
         uint8_t *const o = out + ((int32_t)oy * out_w + e0 - left) * L->out_pix;
-        if (fob == 8 || ((MM_USE_DW_OUT4 || MM_USE_DW_3X3_4U) && fob == 4) ||
-            (MM_USE_DW_OUT2 && fob == 2)) {
+        if (fob == 8 || (MM_USE_DW_OUT4 && fob == 4) || (MM_USE_DW_OUT2 && fob == 2)) {
             /* rows whose windows all lie inside the height: one block, when the runs cover
              * the whole width */
             const int block = left && right && !top && !bottom && !MM_DW_RINGED;
@@ -812,28 +735,23 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
             q->row = row;
             q->kt = kt;
             q->rows = last - oy + 1;
-#if MM_USE_DW_3X3_4U
-            if (L->ib == 4)
-                mm_dw_rows(q, L->in_pix, L->row, 4, 4);
-            else
-#endif
 #if MM_USE_DW_OUT4
             if (fob == 4)
-                mm_dw_rows(q, L->in_pix, L->row, 4, 8);
+                mm_dw_rows(q, L->in_pix, L->row, 4);
             else
 #endif
 #if MM_USE_DW_OUT2
             if (fob == 2)
-                mm_dw_rows(q, L->in_pix, L->row, 2, 8);
+                mm_dw_rows(q, L->in_pix, L->row, 2);
             else
 #endif
-                mm_dw_rows(q, L->in_pix, L->row, 8, 8);
+                mm_dw_rows(q, L->in_pix, L->row, 8);
             oy = last;
-        } else if (MM_DW_8IN) {
+        } else {
             mm_dw_runs_8u(L, q, row, kt, o);
         }
         if (!right)
-            mm_dw_edge(L, in, out, kc, q, oy, e1, out_w);
+            mm_dw_edge_3x3_8u(L, in, out, kc, q, oy, e1, out_w);
     }
 }
 
@@ -949,7 +867,7 @@ static void mm_dw_4x4_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const
 }
 #endif
 
-#if MM_USE_DW_4U || (MM_USE_DW_3X3_4U && !defined(__ARM_FEATURE_DSP))
+#if MM_USE_DW_4U
 static MM_NOINLINE void mm_dw_4u(const mm_dwl *L, const uint8_t *in, uint8_t *out,
                                  const uint32_t *wp, const mm_dwq *q)
 {
@@ -988,7 +906,6 @@ static MM_NOINLINE void mm_dw_3x3_w(const mm_dwl *L, const uint8_t *in, uint8_t 
                 L->in_w <= MM_DW_RING_W};
     W.in_pix = 4;
     W.row = g.rs;
-    W.ib = 8; /* the ring's rows are bytes */
 #if defined(__ARM_FEATURE_DSP)
     mm_dw_runs_of(&W, q);
     q->ring = &g;
@@ -1008,7 +925,7 @@ static MM_NOINLINE void mm_dw_3x3_w(const mm_dwl *L, const uint8_t *in, uint8_t 
 /* mm_depthwise is compiled where a layer of the model runs it (a call without it fails to
  * link). */
 #if MM_USE_DW_3X3_8U || MM_USE_DW_8U || MM_USE_DW_4U || MM_USE_DW_2U || MM_USE_DW_ANY ||          \
-    MM_USE_DW_CHANNEL || MM_USE_DW_3X3_W || MM_USE_DW_4X4_8U || MM_USE_DW_3X3_4U
+    MM_USE_DW_CHANNEL || MM_USE_DW_3X3_W || MM_USE_DW_4X4_8U
 /* One group of four channels on the path MM_DW_GROUP gives the layer (ring: the scratch). */
 static void mm_dw_path(int path, const mm_dwl *L, const uint8_t *in, uint8_t *out,
                        const uint32_t *wp, mm_dwq *q, uint8_t *ring)
@@ -1019,21 +936,6 @@ static void mm_dw_path(int path, const mm_dwl *L, const uint8_t *in, uint8_t *ou
 #if MM_USE_DW_3X3_W
     case MM_P_DW_3X3_W:
         mm_dw_3x3_w(L, in, out, wp, q, ring);
-        return;
-#endif
-#if MM_USE_DW_3X3_4U
-    case MM_P_DW_3X3_4U:
-#if defined(__ARM_FEATURE_DSP)
-        if (mm_dw_fob(L, q)) {
-            mm_dw_runs_of(L, q);
-            mm_dw_3x3_rows(L, in, out, wp - (MM_DW_KT + 6), q);
-        } else {
-            for (int oy = 0; oy < L->out_h; oy++)
-                mm_dw_px4(L, in, out, wp, q, oy, 0, L->out_w);
-        }
-#else
-        mm_dw_4u(L, in, out, wp, q);
-#endif
         return;
 #endif
 #if MM_USE_DW_3X3_8U
@@ -1131,10 +1033,10 @@ void mm_depthwise(MM_CONV_ARGS)
     const mm_dwl L = {in_pix, out_pix, in_pix * in_w, in_h, in_w, out_h, out_w, kh, kw,
                       sh, sw, ph, pw, ib, is, ob, q->bias_shift, qmin, qmax, ox_in, ox_end > ox_in ? (ox_end < out_w ? ox_end : out_w) - ox_in : 0,
                       0, out_h, 0, out_w};
-    const int path = MM_DW_GROUP(is, ib, kh, kw, c, in_w, ob);
+    const int path = MM_DW_GROUP(is, ib, kh, kw, c, in_w);
     const int per = 8 / wb, wsh = 8 - wb;
     const uint32_t top = wb == 8 ? 0xFFFFFFFFu : wb == 4 ? 0xF0F0F0F0u : 0xC0C0C0C0u;
-#if defined(__ARM_FEATURE_DSP) && (MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W || MM_USE_DW_3X3_4U)
+#if defined(__ARM_FEATURE_DSP) && (MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W)
     /* The group's weights as halfword pairs, tap after tap: on DSP cores inside mm_dw_3x3_8u's
      * tables (MM_DW_KC), whatever the kernel (a path-dependent pointer made gcc copy the
      * set-up below once per path: 330 B more .text). 3x3 kernels on any path fill the
@@ -1171,7 +1073,7 @@ void mm_depthwise(MM_CONV_ARGS)
                 wp[2 * t + 1] = mm_dw_pair((int16_t)(p1 & 0xFFFFu) >> wsh, (int32_t)p1 >> (16 + wsh));
             }
         }
-#if defined(__ARM_FEATURE_DSP) && (MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W || MM_USE_DW_3X3_4U)
+#if defined(__ARM_FEATURE_DSP) && (MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W)
         if (taps == 9)
             mm_dw_3x3_sides(k3);
 #endif

@@ -100,21 +100,17 @@
 /* mm_depthwise's group-of-four function (kernels of up to MM_DW_TAPS taps on at least four
  * channels), by input format, kernel size and, for the ring of widened rows, the input width
  * w (of the call: a patch tile's); and its single-channel path (the c % 4 leftover
- * channels, or every channel of a larger kernel). 3x3 kernels on 4-bit unsigned inputs
- * with 4-bit outputs (ob) read them packed, at any width (MM_P_DW_3X3_4U: no ring; its own
- * loop, so not MM_DW_OUT's); others the ring (a second loop, for 8-bit outputs, did not fit
- * the demo's 24 KB of kernel .text). */
+ * channels, or every channel of a larger kernel). */
 /* Whether the ring of widened rows fits the scratch counted for a 3x3 layer (MM_DW_RING rows
  * of 4 x min(w, MM_DW_RING_W) bytes, ops.conv.scratch_need): rows of at most MM_DW_RING_W
  * columns, or four rows of a wider one (mm_dw_3x3_w's four-row ring: up to 30 columns). */
 #define MM_DW_RING_FITS(w) ((w) <= MM_DW_RING * MM_DW_RING_W / (MM_DW_RING - 1))
-#define MM_DW_GROUP(is, ib, kh, kw, c, w, ob)                                                     \
+#define MM_DW_GROUP(is, ib, kh, kw, c, w)                                                         \
     ((c) < 4 || (kh) * (kw) > MM_DW_TAPS ? MM_P_NONE                                              \
      : (is)                              ? MM_P_DW_ANY                                            \
      : (ib) == 8 && (kh) == 3 && (kw) == 3 ? MM_P_DW_3X3_8U                                       \
      : (ib) == 8 && (kh) == 4 && (kw) == 4 ? MM_P_DW_4X4_8U                                       \
      : (ib) == 8                         ? MM_P_DW_8U                                             \
-     : (ib) == 4 && (ob) == 4 && (kh) == 3 && (kw) == 3 ? MM_P_DW_3X3_4U                          \
      : (kh) == 3 && (kw) == 3 && MM_DW_RING_FITS(w) ? MM_P_DW_3X3_W                               \
      : (ib) == 4                         ? MM_P_DW_4U                                             \
                                          : MM_P_DW_2U)
@@ -674,9 +670,8 @@ void mm_small8p(MM_CONV_ARGS); /* mm_conv.c: mm_conv_small's MM_P_SMALL8P */
  * to MM_DW_TAPS taps run four channels at a time, their weights stored in groups of four
  * channels (ops.conv.depthwise_layout: same bytes); larger kernels read natural rows. 3x3
  * kernels on 4- and 2-bit unsigned inputs widen them into a ring of MM_DW_RING rows of
- * 4 x in_w bytes in the scratch (what the memory model counts for 3x3 layers), except 4-bit
- * inputs with 4-bit outputs, read packed (MM_P_DW_3X3_4U: no scratch, the count unchanged); no
- * other scratch. */
+ * 4 x in_w bytes in the scratch (what the memory model counts for 3x3 layers); no other
+ * scratch. */
 void mm_depthwise(MM_CONV_ARGS);
 
 /* Any other convolution: any kernel, stride, zero padding and groups (mm_conv.c). */
