@@ -94,6 +94,17 @@ static void mm_gather(int16_t *buf, const uint8_t *in, int in_h, int in_w, int i
 }
 #endif
 
+/* mm_pw_u's rule (mm_kernels.h) in asm up to its last halving, for sum S into D: D =
+ * (smmul(S kb + bias, mult) >> (shift - 33)) + R, with kb, bias, mult and shift - 33 in
+ * registers K, BIAS, MULT, SH and R an operand ("#1" or a register). The asm requantizations
+ * of the fast paths below (pw8 pairs, dense blocks, conv8 pairs, sub8 pairs) write it only
+ * through this; each adds its own loads and clamp. */
+#define MM_RQ_ASM(D, S, K, BIAS, MULT, SH, R)                                                     \
+    "mla %[" D "], %[" S "], %[" K "], %[" BIAS "]\n\t"                                         \
+    "smmul %[" D "], %[" D "], %[" MULT "]\n\t"                                                 \
+    "asr %[" D "], %[" D "], %[" SH "]\n\t"                                                     \
+    "add %[" D "], %[" D "], " R "\n\t"
+
 #if defined(__ARM_FEATURE_DSP)
 /* Unaligned 32-bit loads are single LDRs on every core with the DSP extension. */
 static inline uint32_t mm_ld32(const void *p)
@@ -640,11 +651,7 @@ typedef char mm_pw8f_ok[offsetof(mm_pw8f, m4) == 56 ? 1 : -1]; /* the asm's offs
  * t1, t2 + the offsets (t3: kb), one after the other through t4 (xa, xb and t6 hold the
  * channel's parameters; the state pointer stays in t5). */
 #define MM_PW8F_RQ1(S)                                                                            \
-    "mla %[t4], %[" S "], %[t3], %[xa]\n\t"                                                       \
-    "smmul %[t4], %[t4], %[xb]\n\t"                                                               \
-    "asr %[t4], %[t4], %[t6]\n\t"                                                                 \
-    "add %[t4], %[t4], #1\n\t"                                                                    \
-    "usat %[" S "], #8, %[t4], asr #1\n\t"
+    MM_RQ_ASM("t4", S, "t3", "xa", "xb", "t6", "#1") "usat %[" S "], #8, %[t4], asr #1\n\t"
 #define MM_PW8F_RQ(A, B, O4, O1)                                                                  \
     "ldr %[xa], [%[t0], #" O4 "]\n\t"                                                             \
     "ldr %[xb], [%[t1], #" O4 "]\n\t"                                                             \
@@ -952,11 +959,7 @@ typedef char mm_pw8d_ok[offsetof(mm_pw8d, out) == 36 && offsetof(mm_pw8d, entry)
  * low byte), X, Y scratch, R rnd. */
 #define MM_DENSE_RQ(A, B, M, K, SH, X, Y, R)                                                      \
     "ldr %[" X "], [%[" B "]], #4\n\t"                                                            \
-    "ldr %[" Y "], [%[" M "]], #4\n\t"                                                            \
-    "mla %[" A "], %[" A "], %[" K "], %[" X "]\n\t"                                              \
-    "smmul %[" A "], %[" A "], %[" Y "]\n\t"                                                      \
-    "asr %[" A "], %[" A "], %[" SH "]\n\t"                                                       \
-    "add %[" A "], %[" A "], %[" R "]\n\t"
+    "ldr %[" Y "], [%[" M "]], #4\n\t" MM_RQ_ASM(A, A, K, X, Y, SH, "%[" R "]")
 /* A block's end, its sums in C0..C3 (channels 0..3): the four shifts as one word (an LDR at
  * any address, which Armv7-M allows) less 33 in every byte (every shift is above 32: no
  * borrow; ASR reads a register's low byte), the
@@ -1800,15 +1803,8 @@ typedef char mm_c8x2d_ok[offsetof(mm_c8x2d, x) == 20 && offsetof(mm_c8x2d, halve
     "ldr %[x], [%[pe]], #4\n\t"                                                                   \
     "ldr %[w], [%[po]], #4\n\t"                                                                   \
     "ldrsb %[k], [%[re]], #1\n\t"                                                                 \
-    "mla %[" A "], %[" A "], %[ro], %[x]\n\t"                                                     \
-    "mla %[" B "], %[" B "], %[ro], %[x]\n\t"                                                     \
-    "sub %[k], %[k], #33\n\t"                                                                     \
-    "smmul %[" A "], %[" A "], %[w]\n\t"                                                          \
-    "smmul %[" B "], %[" B "], %[w]\n\t"                                                          \
-    "asr %[" A "], %[" A "], %[k]\n\t"                                                            \
-    "asr %[" B "], %[" B "], %[k]\n\t"                                                            \
-    "add %[" A "], %[" A "], #1\n\t"                                                              \
-    "add %[" B "], %[" B "], #1\n\t"
+    "sub %[k], %[k], #33\n\t" MM_RQ_ASM(A, A, "ro", "x", "w", "k", "#1")                           \
+        MM_RQ_ASM(B, B, "ro", "x", "w", "k", "#1")
 #define MM_C8X2D_SAT(OP)                                                                          \
     OP " %[a0], #8, %[a0], asr #1\n\t" OP " %[a1], #8, %[a1], asr #1\n\t" OP                      \
        " %[b0], #8, %[b0], asr #1\n\t" OP " %[b1], #8, %[b1], asr #1\n\t"
