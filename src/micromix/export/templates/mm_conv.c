@@ -182,7 +182,7 @@ static MM_INLINE void mm_pw8x4(const uint8_t *x, const int8_t *w, int32_t n, con
 }
 
 #if MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE || MM_ON_PW8_DENSE_U ||                  \
-    MM_ON_PW8_DENSE_S || MM_ON_PW8D_PT_U || MM_ON_PW8D_PT_S
+    MM_ON_PW8_DENSE_S || MM_ON_PW8D_PT_U || MM_ON_PW8D_PT_S || MM_ON_DENSE_PT
 /* One row in natural order (the rows after the last block of four: a linear's last classes). */
 static int32_t mm_pw8x1(const uint8_t *x, const int8_t *w, int32_t n, const int is)
 {
@@ -3806,7 +3806,8 @@ void mm_conv(MM_CONV_ARGS)
  * sub8 path's dense asm loops with MM_DENSE_TAIL_PT; DENSE_PT takes everything else. */
 #if MM_USE_DENSE_PT
 /* One output at a time, any input, weight and output bits, natural rows: the input's pixels
- * (in_h x in_w of in_c channels, each padded to whole bytes) are the row's taps in order. */
+ * (in_h x in_w of in_c channels, each padded to whole bytes) are the row's taps in order; 8-bit
+ * inputs and weights (one contiguous run each) by mm_pw8x1. */
 static MM_NOINLINE void mm_dense_pt_any(const uint8_t *in, uint8_t *out, const uint8_t *w,
                                         const mm_conv_dims *d, const mm_quant_params *q)
 {
@@ -3816,9 +3817,12 @@ static MM_NOINLINE void mm_dense_pt_any(const uint8_t *in, uint8_t *out, const u
     mm_writer wr = {out, 0, 0, q->out_bits};
     for (int co = 0; co < d->out_c; co++, w += row_bytes) {
         int32_t acc = 0, k = 0;
-        for (int32_t p = 0; p < npix; p++)
-            for (int c = 0; c < d->in_c; c++, k++)
-                acc += mm_get(in + p * pix, c, ib, is) * mm_get(w, k, wb, 1);
+        if (ib == 8 && wb == 8)
+            acc = mm_pw8x1(in, (const int8_t *)w, row_bytes, is);
+        else
+            for (int32_t p = 0; p < npix; p++)
+                for (int c = 0; c < d->in_c; c++, k++)
+                    acc += mm_get(in + p * pix, c, ib, is) * mm_get(w, k, wb, 1);
         mm_put(&wr, mm_pw_rq(acc, q->bias[co], q->mult[0], q->shift[0], q->bias_shift, q->qmin,
                              q->qmax));
     }
