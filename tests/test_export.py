@@ -396,37 +396,40 @@ def _dense_sub8_model(wb: int, signed: bool):
     path's dense one (MM_SUB8D): mm_conv's linear on a 8 x 2 x 2 input (a 2 x 2 window, inputs
     unsigned or, with `signed`, signed), mm_pointwise_sub's on 32 and 16 channels, the last
     one's outputs signed (no ReLU: the asm's S clamp), the others' unsigned. Off it: 24 inputs
-    (not whole 16-byte steps: PWSUB8F) and 12 outputs on signed inputs (PWSUB8). Then three
+    (not whole 16-byte steps: PWSUB8F) and 12 outputs on signed inputs (PWSUB8). Then five
     linears with per-tensor weight scales (mm_dense_pt): 8-bit weights on the signed 12
     (PW8D_PT_S, 30 outputs: a tail of rows after the blocks), `wb`-bit on 30 -> 16 (not whole
-    16-byte rows: DENSE_PT), `wb`-bit on 16 -> 8 (SUB8D_PT), 6 - `wb`-bit to 7 signed outputs
-    (DENSE_PT)."""
+    16-byte rows: DENSE_PT's sub-byte rows on 8-bit inputs), `wb`-bit on 16 -> 16 (SUB8D_PT),
+    8-bit to 10 4-bit outputs (DENSE_PT's 8-bit rows), 6 - `wb`-bit on those to 7 signed outputs
+    (DENSE_PT on packed inputs)."""
     torch.manual_seed(wb + 2 * signed)
     net = torch.nn.Sequential(
         conv_bn(1, 8, 3, 2, act=None if signed else torch.nn.ReLU), torch.nn.Flatten(),
         torch.nn.Linear(32, 24), torch.nn.ReLU(), torch.nn.Linear(24, 32), torch.nn.ReLU(),
         torch.nn.Linear(32, 16), torch.nn.ReLU(), torch.nn.Linear(16, 20), torch.nn.Linear(20, 12),
         torch.nn.Linear(12, 30), torch.nn.ReLU(), torch.nn.Linear(30, 16), torch.nn.ReLU(),
-        torch.nn.Linear(16, 8), torch.nn.ReLU(), torch.nn.Linear(8, 7),
+        torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10), torch.nn.ReLU(),
+        torch.nn.Linear(10, 7),
     )  # fmt: skip
     g = trace(net.eval(), (1, 1, 3, 3))
-    pt = g.ops[-4:]  # the three per-tensor linears and the last
+    pt = g.ops[-5:]
     g = dataclasses.replace(
-        g, ops=(*g.ops[:-4], *(dataclasses.replace(o, per_tensor=True) for o in pt))
+        g, ops=(*g.ops[:-5], *(dataclasses.replace(o, per_tensor=True) for o in pt))
     )
     pol = Policy.uniform(g, 8)
     bits = {k: (8 if j == 0 else wb if j % 2 else 6 - wb) for j, k in enumerate(pol.weights)}
-    bits.update(zip([o.name for o in pt], (8, wb, wb, 6 - wb)))
-    pol = pol.replace(weights=bits)
+    bits.update(zip([o.name for o in pt], (8, wb, wb, 8, 6 - wb)))
+    pol = pol.replace(weights=bits, activations={pt[3].output: 4})
     return convert(random_qparams(g, pol, seed=5 + wb), g, pol)
 
 
 def _dense_sub8_check(tmp_path, wb: int, signed: bool, qemu: bool) -> None:
     im = _dense_sub8_model(wb, signed)
     kernels = [lay.kernel for lay in im.report.layers]
-    assert kernels[1:] == ["mm_conv"] + ["mm_pointwise_sub"] * 4 + ["mm_dense_pt"] * 4, kernels
-    assert [dense_pt_path(o) for o in im.ops[6:]] == ["pw8", "any", "sub8", "any"]
-    assert [o.arrays["mult"].size for o in im.ops[5:]] == [12, 1, 1, 1, 1]
+    assert kernels[1:] == ["mm_conv"] + ["mm_pointwise_sub"] * 4 + ["mm_dense_pt"] * 5, kernels
+    assert [dense_pt_path(o) for o in im.ops[6:]] == ["pw8", "any", "sub8", "any", "any"]
+    assert [o.arrays["mult"].size for o in im.ops[5:]] == [12, 1, 1, 1, 1, 1]
+    assert im.ops[-1].in_bits == (4,) and im.ops[-2].w_bits == 8
     x = np.random.default_rng(wb).integers(0, 256, (16, 1, 3, 3), dtype=np.uint8)
     _host_and_qemu(im, tmp_path, x, qemu)
     # both widths' dense code compiled; mm_conv's linear not on its two-pixel walk

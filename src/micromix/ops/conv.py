@@ -630,15 +630,16 @@ def dense_pt_path(iop: IntOp) -> str:
     same rule): "pw8" (mm_pointwise8's dense loop: 8-bit inputs and weights, rows of whole
     words), "sub8" (the sub8 path's: 4- and 2-bit weights, rows of whole 16-byte steps, output
     channels in blocks of four), both with MM_RQ8 (8-bit outputs clamped to [0, 255] or
-    [qmin, 127] with -128 <= qmin <= 0, every shift above 32) on 8-bit inputs; else "any"
-    (one output at a time, natural rows)."""
+    [qmin, 127] with -128 <= qmin <= 0, every shift above 32) on 8-bit inputs and at least 16
+    channels; else "any" (one output at a time, natural rows)."""
     row, oc = iop.row_elems, iop.op.out_shape[0]
     clamp = (iop.qmin, iop.qmax) == (0, 255) or (-128 <= iop.qmin <= 0 and iop.qmax == 127)
-    if iop.in_bits[0] != 8 or not (iop.out_bits == 8 and shifts_above32(iop) and clamp):
+    rq8 = iop.out_bits == 8 and shifts_above32(iop) and clamp
+    if iop.in_bits[0] != 8 or not rq8 or oc < 16:
         return "any"
     if iop.w_bits == 8 and row % 4 == 0:
         return "pw8"
-    sub8 = row % 16 == 0 and row <= kernel_constant("MM_SUB8_ROW") and oc >= 4 and oc % 4 == 0
+    sub8 = row % 16 == 0 and row <= kernel_constant("MM_SUB8_ROW") and oc % 4 == 0
     return "sub8" if iop.w_bits < 8 and sub8 else "any"
 
 

@@ -3805,20 +3805,37 @@ void mm_conv(MM_CONV_ARGS)
  * mult and one shift instead of one per channel). The fast paths are mm_pointwise8's and the
  * sub8 path's dense asm loops with MM_DENSE_TAIL_PT; DENSE_PT takes everything else. */
 #if MM_USE_DENSE_PT
+/* A natural row of n 4- or 2-bit weights against n 8-bit inputs (one contiguous run): each
+ * weight byte's fields sign-extended by a shift pair, lowest field first. */
+static int32_t mm_dense_dot8(const uint8_t *x, const uint8_t *w, int32_t n, int wb, int is)
+{
+    int32_t acc = 0;
+    for (int32_t i = 0; i < n; w++) {
+        uint32_t b = (uint32_t)*w << 24;
+        for (int f = 0; f < 8 / wb && i < n; f++, i++) {
+            const int32_t v = (int32_t)(b << (8 - wb - f * wb)) >> (32 - wb);
+            acc += v * (is ? (int8_t)x[i] : x[i]);
+        }
+    }
+    return acc;
+}
+
 /* One output at a time, any input, weight and output bits, natural rows: the input's pixels
  * (in_h x in_w of in_c channels, each padded to whole bytes) are the row's taps in order; 8-bit
- * inputs and weights (one contiguous run each) by mm_pw8x1. */
+ * inputs (one contiguous run) by mm_pw8x1 or mm_dense_dot8. */
 static MM_NOINLINE void mm_dense_pt_any(const uint8_t *in, uint8_t *out, const uint8_t *w,
                                         const mm_conv_dims *d, const mm_quant_params *q)
 {
     const int ib = q->in_bits, is = q->in_signed, wb = q->w_bits;
     const int32_t pix = mm_bytes(d->in_c, ib), npix = (int32_t)d->in_h * d->in_w;
-    const int32_t row_bytes = mm_bytes(npix * d->in_c, wb);
+    const int32_t row = npix * d->in_c, row_bytes = mm_bytes(row, wb);
     mm_writer wr = {out, 0, 0, q->out_bits};
     for (int co = 0; co < d->out_c; co++, w += row_bytes) {
         int32_t acc = 0, k = 0;
         if (ib == 8 && wb == 8)
-            acc = mm_pw8x1(in, (const int8_t *)w, row_bytes, is);
+            acc = mm_pw8x1(in, (const int8_t *)w, row, is);
+        else if (ib == 8)
+            acc = mm_dense_dot8(in, w, row, wb, is);
         else
             for (int32_t p = 0; p < npix; p++)
                 for (int c = 0; c < d->in_c; c++, k++)

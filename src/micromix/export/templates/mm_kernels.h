@@ -144,14 +144,16 @@
                                                                        : MM_P_PW8_ANY)
 /* mm_dense_pt: a linear with one multiplier and one shift for all its channels (per-tensor
  * weight scales: ops.conv.dense_pt_path, the same rule). 8-bit inputs and the requantization
- * MM_RQ8 take mm_pointwise8's or the sub8 path's dense asm loop with the per-tensor block end
- * (8-bit weights: rows of whole words, the rows after the last block of four one by one; 4- and
- * 2-bit: rows of whole 16-byte steps and output channels in whole blocks of four), by input
- * sign or weight width; anything else one output at a time on natural rows (DENSE_PT). */
+ * MM_RQ8 on at least 16 channels (as MM_PW8_PATH's and MM_SUB8D's: a classifier's few rows
+ * save less than the dense loops' 3 to 7 kB of .text) take mm_pointwise8's or the sub8 path's
+ * dense asm loop with the per-tensor block end (8-bit weights: rows of whole words, the rows
+ * after the last block of four one by one; 4- and 2-bit: rows of whole 16-byte steps and
+ * channels in whole blocks of four), by input sign or weight width; anything else one output
+ * at a time on natural rows (DENSE_PT). */
 #define MM_DENSE_PT_PATH(ib, is, wb, row, oc, rq8)                                                \
-    ((ib) != 8 || !(rq8)           ? MM_P_DENSE_PT                                                \
-     : (wb) == 8 && (row) % 4 == 0 ? ((is) ? MM_P_PW8D_PT_S : MM_P_PW8D_PT_U)                     \
-     : (wb) < 8 && (row) % 16 == 0 && (row) <= MM_SUB8_ROW && (oc) >= 4 && (oc) % 4 == 0          \
+    ((ib) != 8 || !(rq8) || (oc) < 16 ? MM_P_DENSE_PT                                             \
+     : (wb) == 8 && (row) % 4 == 0    ? ((is) ? MM_P_PW8D_PT_S : MM_P_PW8D_PT_U)                  \
+     : (wb) < 8 && (row) % 16 == 0 && (row) <= MM_SUB8_ROW && (oc) % 4 == 0                       \
          ? ((wb) == 4 ? MM_P_SUB8D_PT_W4 : MM_P_SUB8D_PT_W2)                                      \
          : MM_P_DENSE_PT)
 /* mm_add: whole bytes in and out, a shift 9 <= n <= 32 and the output clamped to exactly
