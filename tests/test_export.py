@@ -398,16 +398,16 @@ def _dense_sub8_model(wb: int, signed: bool):
     one's outputs signed (no ReLU: the asm's S clamp), the others' unsigned. Off it: 24 inputs
     (not whole 16-byte steps: PWSUB8F) and 12 outputs on signed inputs (PWSUB8). Then five
     linears with per-tensor weight scales (mm_dense_pt): 8-bit weights on the signed 12
-    (PW8D_PT_S, 30 outputs: a tail of rows after the blocks), `wb`-bit on 30 -> 16 (not whole
-    16-byte rows: DENSE_PT's sub-byte rows on 8-bit inputs), `wb`-bit on 16 -> 16 (SUB8D_PT),
-    8-bit to 10 4-bit outputs (DENSE_PT's 8-bit rows), 6 - `wb`-bit on those to 7 signed outputs
-    (DENSE_PT on packed inputs)."""
+    (PW8D_PT_S, 29 outputs: a row after the blocks), `wb`-bit on 29 -> 16 (not whole 16-byte
+    rows, a part-used last byte: DENSE_PT's sub-byte rows on 8-bit inputs), `wb`-bit on
+    16 -> 16 (SUB8D_PT), 8-bit to 10 4-bit outputs (PW8_PT: fewer than 16 channels, packed
+    outputs), 6 - `wb`-bit on those to 7 signed outputs (DENSE_PT on packed inputs)."""
     torch.manual_seed(wb + 2 * signed)
     net = torch.nn.Sequential(
         conv_bn(1, 8, 3, 2, act=None if signed else torch.nn.ReLU), torch.nn.Flatten(),
         torch.nn.Linear(32, 24), torch.nn.ReLU(), torch.nn.Linear(24, 32), torch.nn.ReLU(),
         torch.nn.Linear(32, 16), torch.nn.ReLU(), torch.nn.Linear(16, 20), torch.nn.Linear(20, 12),
-        torch.nn.Linear(12, 30), torch.nn.ReLU(), torch.nn.Linear(30, 16), torch.nn.ReLU(),
+        torch.nn.Linear(12, 29), torch.nn.ReLU(), torch.nn.Linear(29, 16), torch.nn.ReLU(),
         torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10), torch.nn.ReLU(),
         torch.nn.Linear(10, 7),
     )  # fmt: skip
@@ -427,7 +427,7 @@ def _dense_sub8_check(tmp_path, wb: int, signed: bool, qemu: bool) -> None:
     im = _dense_sub8_model(wb, signed)
     kernels = [lay.kernel for lay in im.report.layers]
     assert kernels[1:] == ["mm_conv"] + ["mm_pointwise_sub"] * 4 + ["mm_dense_pt"] * 5, kernels
-    assert [dense_pt_path(o) for o in im.ops[6:]] == ["pw8", "any", "sub8", "any", "any"]
+    assert [dense_pt_path(o) for o in im.ops[6:]] == ["pw8", "any", "sub8", "pw8", "any"]
     assert [o.arrays["mult"].size for o in im.ops[5:]] == [12, 1, 1, 1, 1, 1]
     assert im.ops[-1].in_bits == (4,) and im.ops[-2].w_bits == 8
     x = np.random.default_rng(wb).integers(0, 256, (16, 1, 3, 3), dtype=np.uint8)
@@ -435,8 +435,8 @@ def _dense_sub8_check(tmp_path, wb: int, signed: bool, qemu: bool) -> None:
     # both widths' dense code compiled; mm_conv's linear not on its two-pixel walk
     paths = ("SUB8D_W4", "SUB8D_W2", "SUB8X2", "PWSUB8F", "PWSUB8")
     assert _paths_compiled(tmp_path / "c" / "lib", tmp_path, *paths) == [1, 1, 0, 1, 1]
-    pt = ("PW8D_PT_U", "PW8D_PT_S", "SUB8D_PT_W4", "SUB8D_PT_W2", "DENSE_PT")
-    want = [0, 1, int(wb == 4), int(wb == 2), 1]
+    pt = ("PW8D_PT_U", "PW8D_PT_S", "SUB8D_PT_W4", "SUB8D_PT_W2", "PW8_PT", "DENSE_PT")
+    want = [0, 1, int(wb == 4), int(wb == 2), 1, 1]
     assert _paths_compiled(tmp_path / "c" / "lib", tmp_path, *pt) == want
 
 

@@ -506,7 +506,7 @@ C_PATHS = (
     "DW_OUT4", "DW_OUT2",
     "PW8_ONE", "PW8_FAST", "PW8_ANY", "PW8_WIDE", "PW8_DENSE_U", "PW8_DENSE_S",
     "SMALL8P", "SMALL_LANES",
-    "DENSE_PT", "PW8D_PT_U", "PW8D_PT_S", "SUB8D_PT_W4", "SUB8D_PT_W2",
+    "DENSE_PT", "PW8D_PT_U", "PW8D_PT_S", "SUB8D_PT_W4", "SUB8D_PT_W2", "PW8_PT",
 )  # fmt: skip
 
 
@@ -626,21 +626,22 @@ def conv8_head(iop: IntOp, kernel: str) -> int | None:
 
 
 def dense_pt_path(iop: IntOp) -> str:
-    """The path mm_dense_pt takes for a per-tensor linear (mm_kernels.h MM_DENSE_PT_PATH, the
-    same rule): "pw8" (mm_pointwise8's dense loop: 8-bit inputs and weights, rows of whole
-    words), "sub8" (the sub8 path's: 4- and 2-bit weights, rows of whole 16-byte steps, output
-    channels in blocks of four), both with MM_RQ8 (8-bit outputs clamped to [0, 255] or
-    [qmin, 127] with -128 <= qmin <= 0, every shift above 32) on 8-bit inputs and at least 16
-    channels; else "any" (one output at a time, natural rows)."""
+    """The weight layout mm_dense_pt reads for a per-tensor linear, by the path it takes
+    (mm_kernels.h MM_DENSE_PT_PATH, the same rule) on 8-bit inputs: "pw8" for 8-bit weights
+    (mm_pointwise8's interleaved blocks: its dense loop, or PW8_PT's blocks of four by
+    mm_pw8x4), "sub8" (channel_packed: the sub8 path's dense loop) for 4- and 2-bit weights on
+    rows of whole 16-byte steps and output channels in blocks of four with MM_RQ8 (8-bit
+    outputs clamped to [0, 255] or [qmin, 127] with -128 <= qmin <= 0, every shift above 32);
+    else "any" (natural rows, one output at a time)."""
+    if iop.in_bits[0] != 8:
+        return "any"
+    if iop.w_bits == 8:
+        return "pw8"
     row, oc = iop.row_elems, iop.op.out_shape[0]
     clamp = (iop.qmin, iop.qmax) == (0, 255) or (-128 <= iop.qmin <= 0 and iop.qmax == 127)
     rq8 = iop.out_bits == 8 and shifts_above32(iop) and clamp
-    if iop.in_bits[0] != 8 or not rq8 or oc < 16:
-        return "any"
-    if iop.w_bits == 8 and row % 4 == 0:
-        return "pw8"
-    sub8 = row % 16 == 0 and row <= kernel_constant("MM_SUB8_ROW") and oc % 4 == 0
-    return "sub8" if iop.w_bits < 8 and sub8 else "any"
+    whole = row % 16 == 0 and row <= kernel_constant("MM_SUB8_ROW") and oc >= 4 and oc % 4 == 0
+    return "sub8" if whole and rq8 else "any"
 
 
 def sub8_path(iop: IntOp, kernel: str) -> bool:
@@ -718,7 +719,7 @@ def weight_layout(iop: IntOp, kernel: str) -> np.ndarray:
     elif kernel == "mm_pointwise_sub":  # words over the whole blocks of 32 / w_bits elements
         c = iop.op.in_shape[0]
         flat = interleave4(rows, (c - c % (32 // iop.w_bits)) * iop.w_bits // 8)
-    elif pt == "pw8" or kernel in ("mm_pointwise8", "mm_pointwise8_widen"):
+    elif pt == "pw8" or kernel in ("mm_pointwise8", "mm_pointwise8_widen"):  # head: whole words
         flat = interleave4(rows, rows.shape[1] - rows.shape[1] % 4)
     elif conv8_head(iop, kernel) is not None:
         flat = interleave4(rows, conv8_head(iop, kernel))

@@ -182,7 +182,7 @@ static MM_INLINE void mm_pw8x4(const uint8_t *x, const int8_t *w, int32_t n, con
 }
 
 #if MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE || MM_ON_PW8_DENSE_U ||                  \
-    MM_ON_PW8_DENSE_S || MM_ON_PW8D_PT_U || MM_ON_PW8D_PT_S || MM_ON_DENSE_PT
+    MM_ON_PW8_DENSE_S || MM_ON_PW8D_PT_U || MM_ON_PW8D_PT_S || MM_ON_DENSE_PT || MM_ON_PW8_PT
 /* One row in natural order (the rows after the last block of four: a linear's last classes). */
 static int32_t mm_pw8x1(const uint8_t *x, const int8_t *w, int32_t n, const int is)
 {
@@ -3799,24 +3799,60 @@ void mm_conv(MM_CONV_ARGS)
 #endif
 
 #if MM_USE_DENSE_PT || MM_USE_PW8D_PT_U || MM_USE_PW8D_PT_S || MM_USE_SUB8D_PT_W4 ||            \
-    MM_USE_SUB8D_PT_W2
+    MM_USE_SUB8D_PT_W2 || MM_USE_PW8_PT
 /* ---- mm_dense_pt: linears whose channels share one multiplier and one shift ---------------
  * (per-tensor weight scales, as TFLite's int8 fully connected layers: the layer stores one
  * mult and one shift instead of one per channel). The fast paths are mm_pointwise8's and the
  * sub8 path's dense asm loops with MM_DENSE_TAIL_PT; DENSE_PT takes everything else. */
+#if MM_USE_PW8_PT
+/* PW8_PT: 8-bit weights on 8-bit inputs (mm_pointwise8's interleaved blocks) off the dense
+ * loop's rule, blocks of four rows by mm_pw8x4, the rows after them by mm_pw8x1, any
+ * requantization and output bits (mm_pw_rq) with the one multiplier and shift. */
+static MM_NOINLINE void mm_dense_pt8(const uint8_t *x, const int8_t *w, int32_t row,
+                                     const mm_quant_params *q, int out_c, uint8_t *out)
+{
+    const int is = q->in_signed;
+    const int32_t m = q->mult[0];
+    const int sh = q->shift[0];
+    mm_writer wr = {out, 0, 0, q->out_bits};
+    int co = 0;
+    for (; co + 4 <= out_c; co += 4, w += 4 * row) {
+        int32_t acc[4];
+        if (is)
+            mm_pw8x4(x, w, row, 1, acc);
+        else
+            mm_pw8x4(x, w, row, 0, acc);
+        for (int i = 0; i < 4; i++)
+            mm_put(&wr, mm_pw_rq(acc[i], q->bias[co + i], m, sh, q->bias_shift, q->qmin, q->qmax));
+    }
+    for (; co < out_c; co++, w += row)
+        mm_put(&wr, mm_pw_rq(mm_pw8x1(x, w, row, is), q->bias[co], m, sh, q->bias_shift, q->qmin,
+                             q->qmax));
+    mm_flush(&wr);
+}
+#endif
+
 #if MM_USE_DENSE_PT
 /* A natural row of n 4- or 2-bit weights against n 8-bit inputs (one contiguous run): each
  * weight byte's fields sign-extended by a shift pair, lowest field first. */
 static int32_t mm_dense_dot8(const uint8_t *x, const uint8_t *w, int32_t n, int wb, int is)
 {
-    int32_t acc = 0;
-    for (int32_t i = 0; i < n; w++) {
-        uint32_t b = (uint32_t)*w << 24;
-        for (int f = 0; f < 8 / wb && i < n; f++, i++) {
-            const int32_t v = (int32_t)(b << (8 - wb - f * wb)) >> (32 - wb);
-            acc += v * (is ? (int8_t)x[i] : x[i]);
+    int32_t acc = 0, i = 0;
+#define MM_X(k) (is ? (int32_t)(int8_t)x[i + (k)] : (int32_t)x[i + (k)])
+    if (wb == 4)
+        for (; i + 2 <= n; i += 2, w++) {
+            const uint32_t b = (uint32_t)*w << 24;
+            acc += ((int32_t)(b << 4) >> 28) * MM_X(0) + ((int32_t)b >> 28) * MM_X(1);
         }
-    }
+    else
+        for (; i + 4 <= n; i += 4, w++) {
+            const uint32_t b = (uint32_t)*w << 24;
+            acc += ((int32_t)(b << 6) >> 30) * MM_X(0) + ((int32_t)(b << 4) >> 30) * MM_X(1) +
+                   ((int32_t)(b << 2) >> 30) * MM_X(2) + ((int32_t)b >> 30) * MM_X(3);
+        }
+    for (int f = 0; i < n; f++, i++) /* the fields of the row's last, partly used byte */
+        acc += ((int32_t)(((uint32_t)*w << 24) << (8 - wb - f * wb)) >> (32 - wb)) * MM_X(0);
+#undef MM_X
     return acc;
 }
 
@@ -3876,6 +3912,11 @@ void mm_dense_pt(MM_CONV_ARGS)
 #if MM_USE_SUB8D_PT_W2
     case MM_P_SUB8D_PT_W2:
         mm_s8d_pt_w2(in, w, row, q, d->out_c, out);
+        return;
+#endif
+#if MM_USE_PW8_PT
+    case MM_P_PW8_PT:
+        mm_dense_pt8(in, (const int8_t *)w, row, q, d->out_c, out);
         return;
 #endif
 #if MM_USE_DENSE_PT
