@@ -396,7 +396,7 @@ static inline int mm_s8_rq(const mm_quant_params *q, int out_c)
 }
 
 #if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_SMALL8P || MM_USE_PW8_FAST || MM_USE_PW8_ANY || \
-    MM_USE_PW8_ONE || MM_USE_SUB8_RQS
+    MM_USE_PW8_ONE || MM_USE_SUB8_RQS || MM_USE_PW8_PT
 #if defined(__ARM_FEATURE_DSP)
 static inline int32_t mm_ssat8_half(int32_t a) /* a >> 1 clamped to [-128, 127] */
 {
@@ -465,8 +465,8 @@ static MM_INLINE void mm_rq8x4(const mm_rq8p *p, int co, const int np, const int
 }
 #endif
 
-#if MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE
-/* One pixel (the last of an odd count, or a linear's only one). */
+#if MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE || MM_USE_PW8_PT
+/* One pixel (the last of an odd count, or a linear's only one; mm_dense_pt's PW8_PT). */
 static MM_NOINLINE void mm_pw8_one(const mm_pw8_job *j, const uint8_t *x, uint8_t *out)
 {
     const mm_quant_params *q = j->q;
@@ -3806,29 +3806,23 @@ void mm_conv(MM_CONV_ARGS)
  * sub8 path's dense asm loops with MM_DENSE_TAIL_PT; DENSE_PT takes everything else. */
 #if MM_USE_PW8_PT
 /* PW8_PT: 8-bit weights on 8-bit inputs (mm_pointwise8's interleaved blocks) off the dense
- * loop's rule, blocks of four rows by mm_pw8x4, the rows after them by mm_pw8x1, any
- * requantization and output bits (mm_pw_rq) with the one multiplier and shift. */
+ * loop's rule: mm_pw8_one (compiled for mm_pointwise8's odd pixels anyway) on each block of
+ * four channels, given four copies of the one multiplier and shift (on the stack, as its own
+ * sums), any requantization and output bits. A block's outputs start on a byte. */
 static MM_NOINLINE void mm_dense_pt8(const uint8_t *x, const int8_t *w, int32_t row,
                                      const mm_quant_params *q, int out_c, uint8_t *out)
 {
-    const int is = q->in_signed;
-    const int32_t m = q->mult[0];
-    const int sh = q->shift[0];
-    mm_writer wr = {out, 0, 0, q->out_bits};
-    int co = 0;
-    for (; co + 4 <= out_c; co += 4, w += 4 * row) {
-        int32_t acc[4];
-        if (is)
-            mm_pw8x4(x, w, row, 1, acc);
-        else
-            mm_pw8x4(x, w, row, 0, acc);
-        for (int i = 0; i < 4; i++)
-            mm_put(&wr, mm_pw_rq(acc[i], q->bias[co + i], m, sh, q->bias_shift, q->qmin, q->qmax));
+    const int32_t m = q->mult[0], m4[4] = {m, m, m, m};
+    const int8_t s = q->shift[0], s4[4] = {s, s, s, s};
+    mm_quant_params qb = *q;
+    qb.mult = m4;
+    qb.shift = s4;
+    for (int co = 0; co < out_c; co += 4) {
+        const mm_pw8_job j = {x, out, w + co * row, &qb, 0, row, 0, 0,
+                              out_c - co < 4 ? out_c - co : 4, 1, 1, 0};
+        qb.bias = q->bias + co;
+        mm_pw8_one(&j, x, out + co * q->out_bits / 8);
     }
-    for (; co < out_c; co++, w += row)
-        mm_put(&wr, mm_pw_rq(mm_pw8x1(x, w, row, is), q->bias[co], m, sh, q->bias_shift, q->qmin,
-                             q->qmax));
-    mm_flush(&wr);
 }
 #endif
 
