@@ -420,16 +420,23 @@ def test_bn_folded_into_scale_and_bias():
 # ---- checkpoints -------------------------------------------------------------------------
 
 
-def test_save_load_qat_round_trip(tmp_path):
+@pytest.mark.parametrize("dense", ["channel", "tensor"])
+def test_save_load_qat_round_trip(tmp_path, dense):
+    """A QAT checkpoint rebuilds the same model, its classifier's weight scales (per channel
+    or per tensor: WeightScales) included."""
+    from micromix.graph import WeightScales
     from micromix.models import create
 
     m = create("mobilenet_v1", width=0.1, resolution=12, in_channels=1, num_classes=4)
-    g = trace(m)
+    g = trace(m, scales=WeightScales(dense=dense))
     q = prepare(m, Policy.uniform(g, 4, 8), g, weight_range="narrow").eval()
     calibrate(q, image_set(32, size=12), batches=1, batch_size=32)
     save_qat(tmp_path / "q.pt", q, metrics={"acc": 1.0})
     q2, meta = load_qat(tmp_path / "q.pt")
     assert q2.policy == q.policy and q2.weight_range == "narrow" and meta["metrics"]["acc"] == 1.0
+    assert q2.graph == q.graph and q2.weight_module("classifier").wq.per_tensor == (
+        dense == "tensor"
+    )
     x = torch.rand(2, 1, 12, 12)
     with torch.no_grad():
         assert torch.equal(q(x), q2(x))

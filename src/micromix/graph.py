@@ -51,6 +51,11 @@ class WeightScales:
         return configs.from_json(cls, data, source)
 
 
+def scales_of(graph: Graph) -> WeightScales:
+    """The WeightScales a Graph was traced with (per tensor where any dense op is)."""
+    return WeightScales(dense="tensor" if any(o.per_tensor for o in graph.ops) else "channel")
+
+
 def with_scales(graph: Graph, scales: WeightScales) -> Graph:
     """`graph` with every dense layer's (a 2-D weight: nn.Linear) `per_tensor` set from
     `scales`."""
