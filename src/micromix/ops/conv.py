@@ -276,8 +276,8 @@ IN_PLACE_LAG = {
     "mm_pointwise_sub": 2,  # its two-pixel path reads 8-bit inputs in place
     "mm_pointwise8": 2,
     "mm_conv": 2,
-    "mm_dense_pt": 2,  # one output pixel, its input read whole for every block of channels
-}
+}  # not mm_dense_pt: one output pixel reads its whole input to the end, so no byte of the
+# output could overlap it (a lag of 2 places it just before its input, as mm_pointwise8's linears)
 
 
 @functools.lru_cache(maxsize=8192)  # every plan asks again for each of its drafts
