@@ -345,12 +345,7 @@ def cmsis_elf(graph, kernels, root: Path, work: Path, flags: list[str], core="co
 
 # ---- networks, policies, probes -----------------------------------------------------------
 
-MLPERF = {  # the float reference files of MLPerf Tiny (bench/mlperf_tiny.py: the same)
-    "kws": "kws_ref_model_float32.tflite",
-    "vww": "vww_96_float.tflite",
-    "ic": "pretrainedResnet.tflite",
-    "ad": "ad01_fp32.tflite",
-}
+MLPERF = ("kws", "vww", "ic", "ad")  # the tasks of bench/mlperf_tiny.py (FILES: float, int8)
 # Published MLPerf Tiny v1.x latencies on a Cortex-M4 at 120 MHz (NUCLEO-L4R5ZI), ms: the best
 # result and the TFLM reference submission (issue 24).
 PUBLISHED_M4_MS = {"kws": (43.2, 181.9), "vww": (88.9, 600.6), "ic": (165.1, 704.2),
@@ -360,9 +355,11 @@ MLPERF_DIR = HERE.parents[1] / "shared" / "third_party" / "mlperf-tiny"
 
 
 def load_network(ref: str, mlperf_dir: Path, checkpoint: str):
-    """(float model in eval mode, its Graph) for `demo`, an MLPerf task, a zoo name or a file."""
+    """(float model in eval mode, its Graph) for `demo`, an MLPerf task (its dense layers' weight
+    scales as its int8 file's: bench.mlperf_tiny.weight_scales), a zoo name or a file."""
     import torch
 
+    from bench.mlperf_tiny import FILES, weight_scales
     from micromix.graph import trace
     from micromix.models.spec import attached_spec, build, spec_from_ref
     from micromix.train import load_model
@@ -371,9 +368,10 @@ def load_network(ref: str, mlperf_dir: Path, checkpoint: str):
     if ref == "demo":
         model = load_model(checkpoint)[0].eval()
         return model, trace(model)
-    spec = spec_from_ref(str(mlperf_dir / MLPERF[ref]) if ref in MLPERF else ref)
+    spec = spec_from_ref(str(mlperf_dir / FILES[ref][0]) if ref in MLPERF else ref)
     model = build(spec).eval()
-    return model, trace(model, input_shape=(1, *attached_spec(model).input_shape))
+    scales = weight_scales(ref, mlperf_dir) if ref in MLPERF else None
+    return model, trace(model, input_shape=(1, *attached_spec(model).input_shape), scales=scales)
 
 
 def policy_for(name: str, graph):
@@ -468,6 +466,16 @@ def stem_net():
     from micromix.models import conv_bn
 
     return nn.Sequential(*(m for _ in STEM_BITS for m in (conv_bn(1, 8, 3), conv_bn(8, 1, 1))))
+
+
+def dense_net(c: int):
+    """A chain of c -> c linears with per-tensor weight scales (mm_dense_pt), as many as
+    probe_policy's walk (three passes of BIT_WALK) takes."""
+    from torch import nn
+
+    n = 3 * (len(BIT_WALK) - 1)
+    return nn.Sequential(nn.Flatten(), *(nn.Sequential(nn.Linear(c, c), nn.ReLU())
+                                         for _ in range(n))).eval()  # fmt: skip
 
 
 def stem_policy(graph):
@@ -574,7 +582,7 @@ def top(hist: dict[str, int], n: int = 10) -> dict[str, int]:
 def run_probes(b: Bench) -> dict[str, dict]:
     from torch import nn
 
-    from micromix.graph import trace
+    from micromix.graph import WeightScales, trace
 
     out = {}
     for name, (model, shape, weights) in probe_nets().items():
@@ -583,6 +591,10 @@ def run_probes(b: Bench) -> dict[str, dict]:
         print(f"probe {name}: {out[name]['instructions']:,} instructions", flush=True)
     g = trace(stem_net().eval(), input_shape=(1, 1, 12, 12))
     out["stem"] = run_micromix(b, "probe_stem", g, stem_policy(g), "cortex-m4")
+    for c in (64, 32):  # mm_dense_pt at every bit triple, two shapes
+        g = trace(dense_net(c), input_shape=(1, c, 1, 1), scales=WeightScales(dense="tensor"))
+        out[f"dense_pt{c}"] = run_micromix(b, f"probe_dense_pt{c}", g, probe_policy(g, True),
+                                           "cortex-m4")  # fmt: skip
     for cls in (nn.AvgPool2d, nn.MaxPool2d):
         g = trace(pool_net(cls), input_shape=(1, 16, 8, 8))
         for pair in PAIRS:

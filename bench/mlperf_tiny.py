@@ -7,6 +7,9 @@ the import checked against the float file run by TFLM on the same inputs; microm
 outputs against TFLM's int8 outputs (for information). The data is random, generated here:
 uniform uint8 images (micromix's input convention, pixel / 255), and the ILP's sensitivities
 use the float import's own arg-max as labels; no data set of these tasks is available offline.
+micromix scales the dense layers' weights as the int8 file does (`weight_scales`: one scale per
+tensor in all four files, so one multiplier and shift per fully connected layer), convolutions
+per output channel.
 
     python bench/mlperf_tiny.py [--tasks kws,ad] [--images 32] [--out results/mlperf_tiny.json]
 """
@@ -27,9 +30,10 @@ from micromix.cost import cost_rows
 from micromix.data.loader import ImageSet
 from micromix.errors import MicromixError
 from micromix.files import write_json
-from micromix.graph import trace
+from micromix.graph import WeightScales, trace
 from micromix.importers import input_shape, load
 from micromix.importers import reference as tflm
+from micromix.importers.tflite import dense_scales
 from micromix.integer import convert
 from micromix.memory import memory_report
 from micromix.policy import Policy
@@ -45,6 +49,12 @@ FILES = {
 }
 POLICIES = Path(__file__).resolve().parents[1] / "results" / "mlperf_tiny_policies"
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "third_party" / "mlperf-tiny"
+
+
+def weight_scales(task: str, base: Path) -> WeightScales:
+    """The dense layers' weight scales of `task`'s int8 file (TFLite's fully connected layers:
+    one per tensor), per output channel where the file has none."""
+    return WeightScales(dense=dense_scales(base / FILES[task][1]) or "channel")
 
 
 def file_layout(shape: tuple[int, int, int], x: np.ndarray) -> np.ndarray:
@@ -128,7 +138,9 @@ def run_task(task: str, base: Path, n: int) -> dict:
     rng = np.random.default_rng(0)
     res: dict = {"tflm": {"arena": tflm.arena_bytes(q8), "flash": len(q8)}}
     res["import_max_rel_error"] = import_error(fl, net, shape, rng)
-    g = trace(net, input_shape=(1, *shape))
+    scales = weight_scales(task, base)
+    g = trace(net, input_shape=(1, *shape), scales=scales)
+    res["dense_weight_scales"] = scales.dense
     imgs = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
     with torch.no_grad():
         labels = logits(net, torch.from_numpy(imgs.astype(np.float32) / 255)).flatten(1).argmax(1)

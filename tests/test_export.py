@@ -28,11 +28,11 @@ from micromix.export.build import (
     symbols,
 )
 from micromix.export.cgen import library_files
-from micromix.graph import trace
+from micromix.graph import WeightScales, trace, with_scales
 from micromix.integer import convert
 from micromix.integer.convert import random_qparams
 from micromix.models import conv_bn, create
-from micromix.ops.conv import conv8_head, small8p, sub8_path
+from micromix.ops.conv import conv8_head, dense_pt_path, small8p, sub8_path
 from micromix.policy import Policy
 
 
@@ -43,9 +43,17 @@ def _c_tools() -> None:
 
 
 def export_tiny(
-    tmp: Path, name: str, *, relu_after_add: bool = False, odd: bool = False, n: int = 200, **kw
+    tmp: Path,
+    name: str,
+    *,
+    relu_after_add: bool = False,
+    odd: bool = False,
+    n: int = 200,
+    scales: WeightScales | None = None,
+    **kw,
 ) -> tuple:
     model, g = tiny(relu_after_add, odd=odd)
+    g = g if scales is None else with_scales(g, scales)
     pol = policies(g)[name]
     im = convert(random_qparams(g, pol, seed=11), g, pol)
     out = export_c(im, tmp / "c", test_images=images(n, seed=4), **kw)
@@ -388,29 +396,48 @@ def _dense_sub8_model(wb: int, signed: bool):
     path's dense one (MM_SUB8D): mm_conv's linear on a 8 x 2 x 2 input (a 2 x 2 window, inputs
     unsigned or, with `signed`, signed), mm_pointwise_sub's on 32 and 16 channels, the last
     one's outputs signed (no ReLU: the asm's S clamp), the others' unsigned. Off it: 24 inputs
-    (not whole 16-byte steps: PWSUB8F) and 12 outputs on signed inputs (PWSUB8)."""
+    (not whole 16-byte steps: PWSUB8F) and 12 outputs on signed inputs (PWSUB8). Then five
+    linears with per-tensor weight scales (mm_dense_pt): 8-bit weights on the signed 12
+    (PW8D_PT_S, 29 outputs: a row after the blocks), `wb`-bit on 29 -> 16 (not whole 16-byte
+    rows, a part-used last byte: DENSE_PT's sub-byte rows on 8-bit inputs), `wb`-bit on
+    16 -> 16 (SUB8D_PT), 8-bit to 10 4-bit outputs (PW8_PT: fewer than 16 channels, packed
+    outputs), 6 - `wb`-bit on those to 7 signed outputs (DENSE_PT on packed inputs)."""
     torch.manual_seed(wb + 2 * signed)
     net = torch.nn.Sequential(
         conv_bn(1, 8, 3, 2, act=None if signed else torch.nn.ReLU), torch.nn.Flatten(),
         torch.nn.Linear(32, 24), torch.nn.ReLU(), torch.nn.Linear(24, 32), torch.nn.ReLU(),
         torch.nn.Linear(32, 16), torch.nn.ReLU(), torch.nn.Linear(16, 20), torch.nn.Linear(20, 12),
+        torch.nn.Linear(12, 29), torch.nn.ReLU(), torch.nn.Linear(29, 16), torch.nn.ReLU(),
+        torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10), torch.nn.ReLU(),
+        torch.nn.Linear(10, 7),
     )  # fmt: skip
     g = trace(net.eval(), (1, 1, 3, 3))
+    pt = g.ops[-5:]
+    g = dataclasses.replace(
+        g, ops=(*g.ops[:-5], *(dataclasses.replace(o, per_tensor=True) for o in pt))
+    )
     pol = Policy.uniform(g, 8)
     bits = {k: (8 if j == 0 else wb if j % 2 else 6 - wb) for j, k in enumerate(pol.weights)}
-    pol = pol.replace(weights=bits)
+    bits.update(zip([o.name for o in pt], (8, wb, wb, 8, 6 - wb)))
+    pol = pol.replace(weights=bits, activations={pt[3].output: 4})
     return convert(random_qparams(g, pol, seed=5 + wb), g, pol)
 
 
 def _dense_sub8_check(tmp_path, wb: int, signed: bool, qemu: bool) -> None:
     im = _dense_sub8_model(wb, signed)
     kernels = [lay.kernel for lay in im.report.layers]
-    assert kernels[1:6] == ["mm_conv"] + ["mm_pointwise_sub"] * 4, kernels
+    assert kernels[1:] == ["mm_conv"] + ["mm_pointwise_sub"] * 4 + ["mm_dense_pt"] * 5, kernels
+    assert [dense_pt_path(o) for o in im.ops[6:]] == ["pw8", "any", "sub8", "pw8", "any"]
+    assert [o.arrays["mult"].size for o in im.ops[5:]] == [12, 1, 1, 1, 1, 1]
+    assert im.ops[-1].in_bits == (4,) and im.ops[-2].w_bits == 8
     x = np.random.default_rng(wb).integers(0, 256, (16, 1, 3, 3), dtype=np.uint8)
     _host_and_qemu(im, tmp_path, x, qemu)
     # both widths' dense code compiled; mm_conv's linear not on its two-pixel walk
     paths = ("SUB8D_W4", "SUB8D_W2", "SUB8X2", "PWSUB8F", "PWSUB8")
     assert _paths_compiled(tmp_path / "c" / "lib", tmp_path, *paths) == [1, 1, 0, 1, 1]
+    pt = ("PW8D_PT_U", "PW8D_PT_S", "SUB8D_PT_W4", "SUB8D_PT_W2", "PW8_PT", "DENSE_PT")
+    want = [0, 1, int(wb == 4), int(wb == 2), 1, 1]
+    assert _paths_compiled(tmp_path / "c" / "lib", tmp_path, *pt) == want
 
 
 def test_dense_sub8_linears_are_bit_exact_on_the_host(tmp_path) -> None:
@@ -721,8 +748,10 @@ def test_depthwise_fast_rows_are_bit_exact_under_qemu(tmp_path, c, h, w, k, stri
 def test_memory_exactness_read_from_the_objects(tmp_path) -> None:
     """The compiled objects, read with nm and size: the model's constants are exactly the
     arrays the memory model counts, one arena and one kernel scratch buffer of exactly its RAM;
-    no other data."""
-    im, out, _ = export_tiny(tmp_path, "mixed")
+    no other data. The linear has per-tensor weight scales: one multiplier and one shift."""
+    im, out, _ = export_tiny(tmp_path, "mixed", scales=WeightScales(dense="tensor"))
+    fc = next(o for o in im.ops if o.op.per_tensor)
+    assert (fc.arrays["mult"].size, fc.arrays["shift"].size, fc.arrays["bias"].size) == (1, 1, 10)
     objs = out / "build" / "host"
     consts = {k: v for k, v in symbols(objs / "micromix_weights.o").items() if v[0] in "rR"}
     assert sum(size for _, size in consts.values()) == im.report.flash_bytes

@@ -5,8 +5,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from micromix.errors import UnsupportedOpError
-from micromix.graph import INPUT, trace
+from micromix.errors import MicromixError, UnsupportedOpError
+from micromix.graph import INPUT, WeightScales, graph_from_json, trace
 from micromix.models import create
 
 
@@ -159,3 +159,36 @@ def test_a_model_that_does_not_run_on_the_shape_is_one_sentence_with_the_cause(c
     assert capfd.readouterr().err == ""  # fx's own traceback is not printed
     with pytest.raises(UnsupportedOpError, match=r"layer `3` \(Linear\)"):
         trace(net, (1, 1, 10, 10))  # the convolution runs; the flattened size is wrong
+
+
+def test_weight_scales_round_trip_through_json_and_refuse_a_bad_value() -> None:
+    """The setting is data: per channel by default, JSON round trip, and a bad value or key is
+    one sentence (MicromixError: exit 2 on the command line) before anything runs."""
+    import json
+
+    s = WeightScales(dense="tensor")
+    assert WeightScales.from_json(json.loads(json.dumps(s.to_json()))) == s
+    assert WeightScales().dense == "channel"
+    with pytest.raises(MicromixError, match="dense weight scales must be one of"):
+        WeightScales(dense="row")
+    with pytest.raises(MicromixError, match="dense weight scales"):
+        WeightScales.from_json({"dense": "layer"})
+    with pytest.raises(MicromixError, match="unknown setting 'conv'"):
+        WeightScales.from_json({"dense": "tensor", "conv": "tensor"})
+
+
+def test_per_tensor_scales_are_recorded_on_dense_ops_and_stored() -> None:
+    """trace(..., WeightScales("tensor")) marks the linears only; the stored Graph keeps it
+    and a Graph stored before the setting existed reads as per channel."""
+    import json
+
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16, 5)).eval()
+    g = trace(net, (1, 1, 4, 4), WeightScales(dense="tensor"))
+    assert [o.per_tensor for o in g.weight_ops] == [False, True]
+    assert graph_from_json(json.loads(json.dumps(g.to_json()))) == g
+    plain = trace(net, (1, 1, 4, 4))
+    assert not any(o.per_tensor for o in plain.ops)
+    old = plain.to_json()
+    for o in old["ops"]:
+        del o["per_tensor"]
+    assert graph_from_json(old) == plain

@@ -216,6 +216,32 @@ def test_int8_file_imports_its_dequantized_weights() -> None:
         np.testing.assert_array_equal(w, want.transpose(0, 3, 1, 2))
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["kws_ref_model.tflite", "vww_96_int8.tflite", "pretrainedResnet_quant.tflite",
+     "ad01_int8.tflite", "ad01_fp32.tflite"],
+)  # fmt: skip
+def test_dense_scales_read_as_tflms_own_reader_reads_them(name: str) -> None:
+    """importers.tflite.dense_scales (what the MLPerf Tiny benches scale dense layers by) gives
+    what TFLM's flatbuffer schema (a second reader) has for the fully connected weights: one
+    scale each in every int8 file ("tensor"), none in a float file (None)."""
+    require_module("tflite", "tflite_micro")
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
+
+    from micromix.importers.tflite import dense_scales
+
+    f = mlperf(name)
+    m = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(f.read_bytes(), 0))
+    g = m.subgraphs[0]
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in m.operatorCodes]
+    fcs = [op for op in g.operators if codes[op.opcodeIndex] == fb.BuiltinOperator.FULLY_CONNECTED]
+    quant = [g.tensors[op.inputs[1]].quantization for op in fcs]
+    counts = [len(q.scale) for q in quant if q is not None and q.scale is not None]
+    want = None if not counts else "tensor" if max(counts) == 1 else "channel"
+    assert fcs and dense_scales(f) == want
+    assert (want is None) == name.endswith(("fp32.tflite",))
+
+
 def test_tflite_op_that_cannot_be_mapped_is_named(tmp_path) -> None:
     require_module("tflite", "tflite_micro")
     import flatbuffers

@@ -394,3 +394,37 @@ def test_integer_model_agrees_with_fake_quant(agreement_setup, name: str) -> Non
     labels = test.labels.numpy()
     assert (fq == yi).mean() >= 0.995
     assert abs((fq == labels).mean() - (yi == labels).mean()) <= 1 / 300 + 1e-9
+
+
+# ---- per-tensor dense weight scales ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("weight_quant", ["mse", "lsq"])
+def test_per_tensor_dense_integer_model_matches_fake_quant(weight_quant: str) -> None:
+    """Linears with one weight scale each (WeightScales("tensor")) at 8, 4 and 2 bits: the
+    integer model stores one multiplier and one shift per layer and computes the calibrated
+    fake-quant model's output codes, up to rare one-code flips at rounding ties."""
+    from micromix.data import ImageSet
+    from micromix.graph import WeightScales
+    from micromix.quant import calibrate, prepare
+
+    torch.manual_seed(4)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(48, 32), nn.ReLU(), nn.Linear(32, 24),
+                        nn.ReLU(), nn.Linear(24, 10)).eval()  # fmt: skip
+    g = trace(net, (1, 3, 4, 4), WeightScales(dense="tensor"))
+    assert all(o.per_tensor for o in g.weight_ops)
+    pol = Policy.uniform(g, 8).replace(weights=dict(zip([o.name for o in g.weight_ops], (8, 4, 2))))
+    imgs = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (64, 3, 4, 4), np.uint8))
+    q = prepare(net, pol, g, weight_quant=weight_quant)
+    calibrate(q, ImageSet(imgs, torch.zeros(64, dtype=torch.long), ("0",)), batches=1,
+              batch_size=64)  # fmt: skip
+    q.eval()
+    im = convert(q)
+    for iop in im.ops:
+        assert (iop.arrays["mult"].size, iop.arrays["shift"].size) == (1, 1)
+        assert iop.arrays["bias"].size == iop.op.out_shape[0]
+    with torch.no_grad():
+        fq = q(imgs.float() / 255).double().numpy() / im.tensors[g.output].scale
+    got = im.run(imgs.numpy()).astype(np.int64)
+    diff = np.abs(got - np.rint(fq))
+    assert len(np.unique(got)) > 20 and diff.max() <= 1 and (diff > 0).mean() < 0.01

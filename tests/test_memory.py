@@ -7,7 +7,7 @@ import torch.nn as nn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from micromix.graph import trace
+from micromix.graph import WeightScales, trace
 from micromix.memory import (
     activation_bytes,
     check_plan,
@@ -16,11 +16,13 @@ from micromix.memory import (
     live_bytes,
     memory_report,
     packed_bytes,
+    param_arrays,
     param_bytes,
     plan_arena,
     ram_lower_bound,
     scratch_bytes,
     scratch_need,
+    size_table,
     tensor_sizes,
     weight_bytes,
 )
@@ -65,6 +67,21 @@ def test_odd_chain_flash_by_hand(bits, w_a, w_b, w_fc):
     p = Policy.uniform(g, bits)
     assert flash_bytes(g, p) == w_a + w_b + w_fc + params
     assert memory_report(g, p).flash_bytes == flash_bytes(g, p)
+
+
+@pytest.mark.parametrize("bits", [8, 4, 2])
+def test_per_tensor_dense_params_by_hand(bits):
+    """WeightScales("tensor"): the linear stores its 7 biases and one multiplier and shift
+    (33 B instead of 63); the convolutions keep theirs per channel. The search's size table
+    counts the same FLASH as the report."""
+    g = trace(OddChain(), (1, 1, 4, 4), WeightScales(dense="tensor"))
+    a, b, pool, fc = g.ops
+    assert (a.per_tensor, b.per_tensor, fc.per_tensor) == (False, False, True)
+    assert param_arrays(fc) == [("bias", "int32", 7), ("mult", "int32", 1), ("shift", "int8", 1)]
+    p = Policy.uniform(g, bits)
+    w = {8: 45 + 15 + 21, 4: 25 + 9 + 14, 2: 15 + 6 + 7}[bits]
+    assert memory_report(g, p).flash_bytes == w + 9 * 5 + 9 * 3 + 5 + 4 * 7 + 5
+    assert size_table(g).flash(p.weights, p.activations) == memory_report(g, p).flash_bytes
 
 
 @pytest.mark.parametrize("bits", [8, 4, 2])

@@ -101,6 +101,58 @@ def test_two_bit_narrow_is_ternary():
     assert set(codes.unique().tolist()) <= {-1, 0, 1}
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    bits=st.sampled_from([2, 4, 8]),
+    rows=st.integers(1, 9),
+    cols=st.integers(1, 17),
+    mode=st.sampled_from(["mse", "lsq"]),
+    seed=st.integers(0, 2**16),
+)
+def test_per_tensor_weights_are_one_scale_times_codes(bits, rows, cols, mode, seed):
+    """A per-tensor quantizer (dense layers, WeightScales("tensor")) gives every row the one
+    scale s, and its forward (eval and training) is s * codes, the codes those of a float64
+    oracle on that grid (up to float32 ties) although its rows differ in size by up to 10x."""
+    torch.manual_seed(seed)
+    w = torch.randn(rows, cols) * torch.logspace(-1, 0, rows)[:, None]
+    wq = WeightQuant(bits, rows, mode=mode, per_tensor=True)
+    wq.init_mse(w)
+    codes, scale = wq.int_weight(w)
+    assert scale.shape == (rows,) and torch.unique(scale).numel() == 1
+    s = float(scale[0])
+    u = w.double().numpy() / s
+    want = np.clip(np.floor(u + 0.5), wq.qmin, wq.qmax)
+    off = codes.numpy() != want
+    assert np.all(np.abs(u[off] - np.floor(u[off]) - 0.5) < 1e-5)
+    with torch.no_grad():
+        fq = wq(w)
+    assert torch.equal(fq, codes.float() * scale[0])
+    assert torch.equal(wq(w.clone().requires_grad_()).detach(), fq)
+
+
+def test_per_tensor_lsq_step_gradient_is_the_whole_tensors():
+    """LSQ's gradient of a per-tensor step: d y / d s summed over every weight of the tensor,
+    scaled by 1 / sqrt(N Q_p) with N all the tensor's weights (one parameter, shape (1,))."""
+    torch.manual_seed(2)
+    w = torch.randn(5, 12)
+    wq = WeightQuant(4, 5, mode="lsq", per_tensor=True)
+    wq.init_mse(w)
+    with torch.no_grad():
+        wq.step_init.mul_(0.6)  # some weights outside the grid
+    g = torch.randn_like(w)
+    w_req = w.clone().requires_grad_(True)
+    (wq(w_req) * g).sum().backward()
+    s = wq.step().detach()
+    assert wq.step_raw.shape == (1,)
+    u = w / s
+    q = torch.floor(u + 0.5).clamp(wq.qmin, wq.qmax)
+    inside = (u > wq.qmin) & (u < wq.qmax)
+    assert (~inside).any() and inside.any()
+    want = (g * torch.where(inside, q - u, q)).sum() / (60 * 7) ** 0.5
+    torch.testing.assert_close(wq.step_raw.grad, want.view(1), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(w_req.grad, torch.where(inside, g, torch.zeros_like(g)))
+
+
 def test_pact_clip_gradient_and_ste():
     q = ActQuant(4, signed=False, init=2.0)
     x = torch.tensor([-1.0, 0.3, 0.9, 1.7, 2.5, 4.0], requires_grad=True)
@@ -368,16 +420,23 @@ def test_bn_folded_into_scale_and_bias():
 # ---- checkpoints -------------------------------------------------------------------------
 
 
-def test_save_load_qat_round_trip(tmp_path):
+@pytest.mark.parametrize("dense", ["channel", "tensor"])
+def test_save_load_qat_round_trip(tmp_path, dense):
+    """A QAT checkpoint rebuilds the same model, its classifier's weight scales (per channel
+    or per tensor: WeightScales) included."""
+    from micromix.graph import WeightScales
     from micromix.models import create
 
     m = create("mobilenet_v1", width=0.1, resolution=12, in_channels=1, num_classes=4)
-    g = trace(m)
+    g = trace(m, scales=WeightScales(dense=dense))
     q = prepare(m, Policy.uniform(g, 4, 8), g, weight_range="narrow").eval()
     calibrate(q, image_set(32, size=12), batches=1, batch_size=32)
     save_qat(tmp_path / "q.pt", q, metrics={"acc": 1.0})
     q2, meta = load_qat(tmp_path / "q.pt")
     assert q2.policy == q.policy and q2.weight_range == "narrow" and meta["metrics"]["acc"] == 1.0
+    assert q2.graph == q.graph and q2.weight_module("classifier").wq.per_tensor == (
+        dense == "tensor"
+    )
     x = torch.rand(2, 1, 12, 12)
     with torch.no_grad():
         assert torch.equal(q(x), q2(x))

@@ -8,8 +8,10 @@ and every op writes one activation tensor. Ops are in execution order; op i runs
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import operator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,12 +20,53 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.fx.passes.shape_prop import ShapeProp
 
-from . import ops
+from . import configs, ops
 from .errors import MicromixError, UnsupportedOpError
 from .ir import Graph, Op, TensorInfo, WeightInfo, record
 from .ops.tracing import chw, is_tensor, where
 
 INPUT = "input"
+
+DENSE_SCALES = ("channel", "tensor")
+
+
+@dataclass(frozen=True)
+class WeightScales:
+    """How the weights of a layer kind are scaled: `dense` (nn.Linear) "channel" (one scale per
+    output row, the default) or "tensor" (one scale for the whole weight tensor, as TFLite's
+    int8 fully connected layers: the layer stores one multiplier and one shift instead of one
+    per row). The trace records it on each op (`Op.per_tensor`), so the memory model counts
+    the layout before any search and every later stage reads it from the Graph."""
+
+    dense: str = "channel"
+
+    def __post_init__(self) -> None:
+        configs.check_choice("dense weight scales", self.dense, DENSE_SCALES)
+
+    def to_json(self) -> dict[str, Any]:
+        return configs.to_json(self)
+
+    @classmethod
+    def from_json(cls, data: Any, source: str = "the weight scales") -> WeightScales:
+        return configs.from_json(cls, data, source)
+
+
+def scales_of(graph: Graph) -> WeightScales:
+    """The WeightScales a Graph was traced with (per tensor where any dense op is)."""
+    return WeightScales(dense="tensor" if any(o.per_tensor for o in graph.ops) else "channel")
+
+
+def with_scales(graph: Graph, scales: WeightScales) -> Graph:
+    """`graph` with every dense layer's (a 2-D weight: nn.Linear) `per_tensor` set from
+    `scales`."""
+    tensor = scales.dense == "tensor"
+    new = tuple(
+        dataclasses.replace(o, per_tensor=tensor)
+        if o.has_weight and len(o.weight.shape) == 2
+        else o
+        for o in graph.ops
+    )
+    return dataclasses.replace(graph, ops=new)
 
 
 def supported() -> str:
@@ -79,12 +122,17 @@ _ALIAS_FUNCS = {torch.flatten, F.dropout}
 _SCALAR_FUNCS = {operator.mul, operator.add, operator.sub, operator.floordiv, operator.truediv}
 
 
-def trace(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> Graph:
+def trace(
+    model: nn.Module,
+    input_shape: tuple[int, ...] | None = None,
+    scales: WeightScales | None = None,
+) -> Graph:
     """Trace `model` with torch.fx and fuse it into MCU ops.
 
     `input_shape` is (N, C, H, W); the default is the shape the model was traced with before,
     or the one its model spec or zoo config gives. A successful trace records it on the model.
     Raises UnsupportedOpError naming the op and its module path for anything not supported.
+    `scales`: per-channel weight scales everywhere by default (WeightScales).
     """
     from .models.spec import input_shape_of, record_input_shape
 
@@ -115,7 +163,7 @@ def trace(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> Graph
         model.train(was_training)
     graph = _Fuser(gm, input_shape).run()
     record_input_shape(model, input_shape)
-    return graph
+    return graph if scales is None else with_scales(graph, scales)
 
 
 class _NamedShapeProp(ShapeProp):

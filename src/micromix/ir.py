@@ -64,6 +64,9 @@ class Op:
     fn: str | None = None  # lut: hardswish, hardsigmoid, sigmoid, silu, leaky_relu, tanh
     alpha: float = 0.0  # lut: leaky_relu's negative slope
     in_shapes: tuple[tuple[int, int, int], ...] = ()  # (C, H, W) of every input
+    # linear: one weight scale for the whole tensor (one multiplier and shift for the layer, as
+    # TFLite's int8 fully connected layers), set by the trace's WeightScales
+    per_tensor: bool = False
 
     @property
     def is_depthwise(self) -> bool:

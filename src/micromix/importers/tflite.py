@@ -111,6 +111,24 @@ def input_shape(path: str | Path) -> tuple[int, int, int]:
     return _chw(r, r.graph.Inputs(0))
 
 
+def dense_scales(path: str | Path) -> str | None:
+    """How the file's fully connected layers scale their integer weights: "tensor" (one scale
+    each, TFLite's int8 default), "channel" (one per output row, if any layer has several),
+    None for a file without integer fully connected weights (a float file)."""
+    r = _Reader(Path(path))
+    counts = []
+    for k in range(r.graph.OperatorsLength()):
+        op = r.graph.Operators(k)
+        if r.op_name(op) != "FULLY_CONNECTED":
+            continue
+        q = r.graph.Tensors(int(op.Inputs(1))).Quantization()
+        if q is not None and q.ScaleLength() > 0:
+            counts.append(q.ScaleLength())
+    if not counts:
+        return None
+    return "tensor" if max(counts) == 1 else "channel"
+
+
 def _chw(r: _Reader, i: int) -> tuple[int, int, int]:
     s = r.shape(i)
     if len(s) == 4 and s[0] == 1:

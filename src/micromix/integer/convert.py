@@ -116,7 +116,11 @@ def random_qparams(
             w_scale = (
                 sign * rng.uniform(0.5, 1.5, cout) / 2 ** (wb - 1) / np.sqrt(op.weight.row_elems)
             )
-            w_int = rng.integers(-(2 ** (wb - 1)), 2 ** (wb - 1), op.weight.shape)
+            # one scale (per_tensor): no sign flips a row, so rows centred on 0 (narrow range)
+            low = 1 - 2 ** (wb - 1) if op.per_tensor else -(2 ** (wb - 1))
+            w_int = rng.integers(low, 2 ** (wb - 1), op.weight.shape)
+            if op.per_tensor:
+                w_scale = np.full(cout, abs(w_scale[0]))
             layers[op.name] = LayerQuant(op.name, wb, w_int, w_scale, np.zeros(cout))
             tmp = TensorQuant(op.output, bits, signed, 1.0)
             iop = conv.convert(op, QuantParams({**tensors, op.output: tmp}, layers))

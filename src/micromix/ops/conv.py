@@ -61,6 +61,7 @@ CONV_KERNELS = (
     "mm_conv_small",
     "mm_depthwise",
     "mm_conv",
+    "mm_dense_pt",
 )
 
 # ---- trace ---------------------------------------------------------------------------------
@@ -110,9 +111,11 @@ def trace(fz: Fuser, node: torch.fx.Node) -> None:
 
 def params(op: Op, in_bits: int | None = None) -> list[tuple[str, str, int]]:
     """Per output channel an int32 bias (absorbs BN's shift), an int32 multiplier mantissa and
-    an int8 shift (ICN-equivalent requantization)."""
+    an int8 shift (ICN-equivalent requantization); a per-tensor layer (`Op.per_tensor`) one
+    multiplier and one shift for all its channels."""
     c = op.out_shape[0]
-    return [("bias", "int32", c), ("mult", "int32", c), ("shift", "int8", c)]
+    r = 1 if op.per_tensor else c
+    return [("bias", "int32", c), ("mult", "int32", r), ("shift", "int8", r)]
 
 
 def conv_dims(op: Op) -> tuple[int, ...]:
@@ -204,6 +207,8 @@ def kernel_of(op: Op, w_bits: int | None, in_bits: int | None) -> str:
     """The C function that runs `op` with `w_bits` weights on `in_bits` inputs (CONV_KERNELS)."""
     if w_bits is None or in_bits is None:
         raise ValueError(f"op {op.name} needs its weight and input bits")
+    if op.per_tensor:  # one multiplier and shift: the one kernel that reads them so
+        return "mm_dense_pt"
     family = _family(op, w_bits)
     if family == "depthwise":
         return "mm_depthwise"
@@ -271,7 +276,8 @@ IN_PLACE_LAG = {
     "mm_pointwise_sub": 2,  # its two-pixel path reads 8-bit inputs in place
     "mm_pointwise8": 2,
     "mm_conv": 2,
-}
+}  # not mm_dense_pt: one output pixel reads its whole input to the end, so no byte of the
+# output could overlap it (a lag of 2 places it just before its input, as mm_pointwise8's linears)
 
 
 @functools.lru_cache(maxsize=8192)  # every plan asks again for each of its drafts
@@ -345,16 +351,25 @@ def convert(op: Op, qp: QuantParams) -> IntOp:
     # a bias so far past the clamp that no dot product brings the output back inside it (one
     # step of margin). It outputs that code: zero weights, multiplier 1, bias = output. (Left
     # as a dot product, its bias in accumulator steps can overflow int32 for nothing.)
+    if op.per_tensor and np.any(w_scale != w_scale[0]):
+        raise MicromixError(
+            f"layer '{op.name}' has per-tensor weight scales but {len(set(w_scale))} different ones."
+        )
     reach = np.abs(w_scale) * s_in * bound
     low, high = (bias - reach) / s_out, (bias + reach) / s_out
-    zero = (w_scale == 0.0) | (low >= out.qmax + 0.5) | (high < out.qmin - 0.5)
+    past = (low >= out.qmax + 0.5) | (high < out.qmin - 0.5)
+    zero = (w_scale == 0.0) | (past & (not op.per_tensor))
     rows[zero] = 0
     bound = np.where(zero, 0.0, bound)
     const = np.clip(round_half_up(bias / s_out), out.qmin, out.qmax)
     b_acc = np.where(zero, 0.0, bias / np.where(zero, 1.0, w_scale * s_in))  # accumulator units
+    if op.per_tensor:  # one multiplier: a constant channel keeps it, its bias capped instead
+        b_acc = _capped_bias(b_acc, bound, np.abs(w_scale * s_in) / s_out, out.qmax - out.qmin)
     mq = [
         (2**30, 30) if z else quantize_multiplier(m) for z, m in zip(zero, w_scale * s_in / s_out)
     ]
+    if op.per_tensor:
+        mq = mq[:1]
     mult = np.array([m for m, _ in mq], dtype=np.int64)
     shift = np.array([n for _, n in mq], dtype=np.int64)
 
@@ -379,6 +394,15 @@ def convert(op: Op, qp: QuantParams) -> IntOp:
     return int_op(
         op, out, [inp], arrays, w_bits=lq.bits, weights=packed, bias_shift=k, **_geometry(op)
     )
+
+
+def _capped_bias(b_acc: np.ndarray, bound: np.ndarray, m: np.ndarray, span: int) -> np.ndarray:
+    """A per-tensor layer's biases (accumulator units) with each one that keeps its channel
+    past the clamp for every input brought down to where it still does (by span + 2 output
+    steps of M = `m` beyond the dot products' reach `bound`): the same outputs, and a bias that
+    fits int32 (per-channel layers store such a channel as a constant instead)."""
+    cap = bound + (span + 2) / np.where(m > 0, m, 1.0)
+    return np.where(m > 0, np.clip(b_acc, -cap, cap), b_acc)
 
 
 def _refuse_overflow(op: Op, bound, bias, b_acc, step, b0) -> None:
@@ -482,6 +506,7 @@ C_PATHS = (
     "DW_OUT4", "DW_OUT2",
     "PW8_ONE", "PW8_FAST", "PW8_ANY", "PW8_WIDE", "PW8_DENSE_U", "PW8_DENSE_S",
     "SMALL8P", "SMALL_LANES",
+    "DENSE_PT", "PW8D_PT_U", "PW8D_PT_S", "SUB8D_PT_W4", "SUB8D_PT_W2", "PW8_PT",
 )  # fmt: skip
 
 
@@ -520,6 +545,9 @@ def c_rules(site: CallSite) -> tuple[str, ...]:
         group = f"MM_DW_GROUP({is_}, {ib}, {kh}, {kw}, {c_in}, {in_w})"
         out = f"MM_DW_OUT({group}, {iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})"
         return (group, f"MM_DW_TAIL({c_in}, {kh}, {kw})", out)
+    if site.kernel == "mm_dense_pt":
+        rq8 = f"MM_RQ8({iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})"
+        return (f"MM_DENSE_PT_PATH({ib}, {is_}, {iop.w_bits}, {row}, {c_out}, {rq8})",)
     if site.kernel in ("mm_pointwise8", "mm_pointwise8_widen"):
         pw8 = (f"MM_PW8_PATH({is_}, {row}, {iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32}, "
                f"{out_h * out_w}, {c_out})")  # fmt: skip
@@ -597,6 +625,25 @@ def conv8_head(iop: IntOp, kernel: str) -> int | None:
     return row - row % 4 if row <= kernel_constant("MM_PATCH") else None
 
 
+def dense_pt_path(iop: IntOp) -> str:
+    """The weight layout mm_dense_pt reads for a per-tensor linear, by the path it takes
+    (mm_kernels.h MM_DENSE_PT_PATH, the same rule) on 8-bit inputs: "pw8" for 8-bit weights
+    (mm_pointwise8's interleaved blocks: its dense loop, or PW8_PT's blocks of four by
+    mm_pw8x4), "sub8" (channel_packed: the sub8 path's dense loop) for 4- and 2-bit weights on
+    rows of whole 16-byte steps and output channels in blocks of four with MM_RQ8 (8-bit
+    outputs clamped to [0, 255] or [qmin, 127] with -128 <= qmin <= 0, every shift above 32);
+    else "any" (natural rows, one output at a time)."""
+    if iop.in_bits[0] != 8:
+        return "any"
+    if iop.w_bits == 8:
+        return "pw8"
+    row, oc = iop.row_elems, iop.op.out_shape[0]
+    clamp = (iop.qmin, iop.qmax) == (0, 255) or (-128 <= iop.qmin <= 0 and iop.qmax == 127)
+    rq8 = iop.out_bits == 8 and shifts_above32(iop) and clamp
+    whole = row % 16 == 0 and row <= kernel_constant("MM_SUB8_ROW") and oc >= 4 and oc % 4 == 0
+    return "sub8" if whole and rq8 else "any"
+
+
 def sub8_path(iop: IntOp, kernel: str) -> bool:
     """Whether `kernel` runs this layer on its path for 4- and 2-bit weights on 8-bit inputs
     (mm_conv.c mm_sub8_*; the C takes it by the same rule), whose weights are channel_packed:
@@ -647,6 +694,8 @@ def weight_layout(iop: IntOp, kernel: str) -> np.ndarray:
     """The packed weight bytes in the order `kernel` reads them (same bytes, same count).
 
     mm_depthwise: see depthwise_layout.
+    mm_dense_pt: as its path reads them (`dense_pt_path`): mm_pointwise8's on "pw8",
+    channel_packed on "sub8", natural rows on "any".
     mm_pointwise8 (and mm_pointwise8_widen): each block of four rows interleaves 4-byte runs
     (row 0 bytes 0-3, row 1 bytes 0-3, row 2, row 3, then bytes 4-7 of each ...), followed by
     the last row % 4 bytes of each row, row after row; rows after the last full block stay as
@@ -662,12 +711,15 @@ def weight_layout(iop: IntOp, kernel: str) -> np.ndarray:
         return dw.reshape(w.shape)
     cout = iop.op.out_shape[0]
     rows = w.reshape(cout, -1)
-    if sub8_path(iop, kernel):
+    pt = dense_pt_path(iop) if kernel == "mm_dense_pt" else None
+    if pt == "any":
+        return w
+    if pt == "sub8" or sub8_path(iop, kernel):
         flat = channel_packed(iop)
     elif kernel == "mm_pointwise_sub":  # words over the whole blocks of 32 / w_bits elements
         c = iop.op.in_shape[0]
         flat = interleave4(rows, (c - c % (32 // iop.w_bits)) * iop.w_bits // 8)
-    elif kernel in ("mm_pointwise8", "mm_pointwise8_widen"):
+    elif pt == "pw8" or kernel in ("mm_pointwise8", "mm_pointwise8_widen"):  # head: whole words
         flat = interleave4(rows, rows.shape[1] - rows.shape[1] % 4)
     elif conv8_head(iop, kernel) is not None:
         flat = interleave4(rows, conv8_head(iop, kernel))

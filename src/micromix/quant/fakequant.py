@@ -189,6 +189,10 @@ class WeightQuant(nn.Module):
     A channel whose scale is at the floor `_MIN_CLIP` (a dead channel, or a step that
     underflowed) is deployed as a zero-scale channel: codes 0, scale 0, so the conversion gives
     it its bias and nothing else instead of dividing the bias by 1e-8.
+
+    `per_tensor`: one clip / step for the whole tensor (its MSE start over all weights, LSQ's
+    gradient scale over all of them), shared by every row; `scale()` and `int_weight` still
+    give one (equal) scale per row, so the conversion reads both kinds alike.
     """
 
     def __init__(
@@ -199,6 +203,7 @@ class WeightQuant(nn.Module):
         *,
         learn_clip: bool = False,
         mode: str = "mse",
+        per_tensor: bool = False,
     ) -> None:
         super().__init__()
         if mode not in WEIGHT_QUANTS:
@@ -206,6 +211,8 @@ class WeightQuant(nn.Module):
         self.bits, self.weight_range, self.mode = int(bits), weight_range, mode
         self.qmin, self.qmax = weight_qrange(self.bits, weight_range)
         self.gscale = 1.0
+        self.rows, self.per_tensor = channels, bool(per_tensor)
+        channels = 1 if per_tensor else channels  # the learned / fixed grids
         if mode == "lsq":
             self.step_raw = nn.Parameter(torch.zeros(channels))
             self.register_buffer("step_init", torch.ones(channels) / self.qmax)
@@ -228,10 +235,15 @@ class WeightQuant(nn.Module):
         grow = torch.exp((self.step_raw / (keep * s0)).clamp_max(30.0))
         return s0 * (f + keep * grow)
 
+    def _per_row(self, t: torch.Tensor) -> torch.Tensor:
+        """`t` (one value per grid) as one value per row: a per-tensor grid's autograd sums
+        the rows' gradients into its one value."""
+        return t.expand(self.rows) if self.per_tensor else t
+
     def _floor_and_raw(self) -> tuple[float, torch.Tensor]:
         if self.mode == "lsq":
-            return _MIN_CLIP, self.step()
-        return _MIN_CLIP / self.qmax, self.clip / self.qmax
+            return _MIN_CLIP, self._per_row(self.step())
+        return _MIN_CLIP / self.qmax, self._per_row(self.clip) / self.qmax
 
     def scale(self) -> torch.Tensor:
         floor, raw = self._floor_and_raw()
@@ -242,8 +254,9 @@ class WeightQuant(nn.Module):
             q, scale = self._grid(w)
             return q.mul_(scale.view(-1, *([1] * (w.dim() - 1))))
         if self.mode == "lsq":
-            return _StepQuant.apply(w, self.step(), self.qmin, self.qmax, self.gscale)
-        return _ClipQuant.apply(w, self.clip, self.qmin, self.qmax, self.qmax)
+            step = self._per_row(self.step())
+            return _StepQuant.apply(w, step, self.qmin, self.qmax, self.gscale)
+        return _ClipQuant.apply(w, self._per_row(self.clip), self.qmin, self.qmax, self.qmax)
 
     @torch.no_grad()
     def _grid(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -265,8 +278,9 @@ class WeightQuant(nn.Module):
 
     @torch.no_grad()
     def init_mse(self, w: torch.Tensor, steps: int = 46) -> None:
-        """Set each channel's clip to the fraction of max|w| (0.1 .. 1) with the least error."""
-        flat = w.detach().reshape(w.shape[0], -1)
+        """Set each channel's clip (a per-tensor quantizer's one clip) to the fraction of
+        max|w| (0.1 .. 1) with the least error."""
+        flat = w.detach().reshape(1 if self.per_tensor else w.shape[0], -1)
         self._set_clips(_mse_clips(flat, self.qmin, self.qmax, steps))
         if self.mode == "lsq":
             self.gscale = lsq_grad_scale(flat.shape[1], self.qmax)
@@ -295,6 +309,11 @@ class WeightQuant(nn.Module):
         """Re-initialise the grid of every `dead_channels` channel from its float weights
         (the MSE clip `init_mse` starts from); returns those channels."""
         rows = self.dead_channels(w)
+        if self.per_tensor:  # one grid: small rows may round to 0 on it; repaired when all do
+            if len(rows) < (w.detach().reshape(len(w), -1) != 0).any(1).sum():
+                return []
+            self.init_mse(w)
+            return rows
         if rows:
             flat = w.detach().reshape(w.shape[0], -1)
             idx = torch.tensor(rows, device=flat.device)
@@ -312,9 +331,8 @@ class WeightQuant(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
-        return (
-            f"bits={self.bits}, range={self.weight_range} [{self.qmin}, {self.qmax}], {self.mode}"
-        )
+        per = ", per-tensor" if self.per_tensor else ""
+        return f"bits={self.bits}, range={self.weight_range} [{self.qmin}, {self.qmax}], {self.mode}{per}"
 
 
 def _mse_clips(flat: torch.Tensor, qmin: int, qmax: int, steps: int = 46) -> torch.Tensor:
@@ -372,7 +390,8 @@ class QConv2d(nn.Conv2d):
 
 
 class QLinear(nn.Linear):
-    """A Linear whose weight is fake-quantized per output row; same parameter names."""
+    """A Linear whose weight is fake-quantized per output row (or with one scale for the whole
+    tensor: `per_tensor`); same parameter names."""
 
     def __init__(
         self,
@@ -381,6 +400,7 @@ class QLinear(nn.Linear):
         weight_range: str,
         learn_clip: bool = False,
         mode: str = "mse",
+        per_tensor: bool = False,
     ) -> None:
         w = lin.weight
         super().__init__(
@@ -388,8 +408,9 @@ class QLinear(nn.Linear):
         )
         self.weight, self.bias = lin.weight, lin.bias
         self.wq = WeightQuant(
-            bits, lin.out_features, weight_range, learn_clip=learn_clip, mode=mode
-        )
+            bits, lin.out_features, weight_range, learn_clip=learn_clip, mode=mode,
+            per_tensor=per_tensor,
+        )  # fmt: skip
         self.wq.to(w.device)
         self.wq.init_mse(w)
 
@@ -398,12 +419,21 @@ class QLinear(nn.Linear):
 
 
 def quantize_weight_module(
-    m: nn.Module, bits: int, weight_range: str, learn_clip: bool = False, mode: str = "mse"
+    m: nn.Module,
+    bits: int,
+    weight_range: str,
+    learn_clip: bool = False,
+    mode: str = "mse",
+    per_tensor: bool = False,
 ) -> nn.Module:
+    """The fake-quant replacement of a Conv2d or Linear; `per_tensor`: one weight scale for
+    the tensor (dense layers: micromix.graph.WeightScales)."""
     if isinstance(m, nn.Conv2d):
+        if per_tensor:
+            raise ValueError("per-tensor weight scales are for dense layers only")
         return QConv2d(m, bits, weight_range, learn_clip, mode)
     if isinstance(m, nn.Linear):
-        return QLinear(m, bits, weight_range, learn_clip, mode)
+        return QLinear(m, bits, weight_range, learn_clip, mode, per_tensor)
     raise TypeError(f"cannot quantize the weights of {type(m).__name__}")
 
 

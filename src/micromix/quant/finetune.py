@@ -17,7 +17,7 @@ from ..configs import check_choice, check_int
 from ..data import ImageSet
 from ..errors import CheckpointError, MicromixError
 from ..files import load_checkpoint, save_checkpoint
-from ..graph import Graph
+from ..graph import Graph, scales_of
 from ..models.spec import attach_spec, attached_spec, spec_of
 from ..numerics.params import qparams_to_data
 from ..policy import Policy
@@ -177,6 +177,7 @@ def _describe(qmodel: QATModel) -> dict[str, Any]:
         "weight_range": qmodel.weight_range,
         "weight_quant": qmodel.weight_quant,
         "input_shape": list(qmodel.graph.input_shape),
+        "weight_scales": scales_of(qmodel.graph).to_json(),
     }
 
 
@@ -223,7 +224,7 @@ def load_qat(
     (architecture only: its weights are replaced by the checkpoint's): the code a file names
     never runs on the file's say (`models.spec.authorize`).
     """
-    from ..graph import trace
+    from ..graph import WeightScales, trace
     from ..models import ModelSpec, authorize, build, create_from_config
 
     ck = load_checkpoint(path, map_location=map_location)
@@ -258,7 +259,9 @@ def load_qat(
         raise CheckpointError(f"{path} has an unknown weight quantizer {weight_quant!r}.")
     try:
         shape = ck.get("input_shape")
-        graph = trace(model, tuple(shape) if shape else None)
+        scales = ck.get("weight_scales")  # checkpoints from before the setting: per channel
+        scales = None if scales is None else WeightScales.from_json(scales, f"the scales in {path}")
+        graph = trace(model, tuple(shape) if shape else None, scales)
         policy = Policy.from_json(ck["policy"], source=f"the policy in {path}")
         qmodel = prepare(model, policy, graph, weight_range=weight_range, weight_quant=weight_quant)
         qmodel.load_state_dict(state)

@@ -172,8 +172,13 @@ def prepare(
         graph,
         act_bits=lambda t: policy.activations[t],
         weight_module=lambda op, m: quantize_weight_module(
-            m, policy.weights[op], weight_range, learn_weight_clip, weight_quant
-        ),
+            m,
+            policy.weights[op],
+            weight_range,
+            learn_weight_clip,
+            weight_quant,
+            graph.op(op).per_tensor,
+        ),  # fmt: skip
     )
     qmodel = QATModel(
         gm,

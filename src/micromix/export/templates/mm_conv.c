@@ -181,7 +181,8 @@ static MM_INLINE void mm_pw8x4(const uint8_t *x, const int8_t *w, int32_t n, con
     out[3] = a3;
 }
 
-#if MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE || MM_ON_PW8_DENSE_U || MM_ON_PW8_DENSE_S
+#if MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE || MM_ON_PW8_DENSE_U ||                  \
+    MM_ON_PW8_DENSE_S || MM_ON_PW8D_PT_U || MM_ON_PW8D_PT_S || MM_ON_DENSE_PT || MM_ON_PW8_PT
 /* One row in natural order (the rows after the last block of four: a linear's last classes). */
 static int32_t mm_pw8x1(const uint8_t *x, const int8_t *w, int32_t n, const int is)
 {
@@ -395,7 +396,7 @@ static inline int mm_s8_rq(const mm_quant_params *q, int out_c)
 }
 
 #if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_SMALL8P || MM_USE_PW8_FAST || MM_USE_PW8_ANY || \
-    MM_USE_PW8_ONE || MM_USE_SUB8_RQS
+    MM_USE_PW8_ONE || MM_USE_SUB8_RQS || MM_USE_PW8_PT
 #if defined(__ARM_FEATURE_DSP)
 static inline int32_t mm_ssat8_half(int32_t a) /* a >> 1 clamped to [-128, 127] */
 {
@@ -464,8 +465,8 @@ static MM_INLINE void mm_rq8x4(const mm_rq8p *p, int co, const int np, const int
 }
 #endif
 
-#if MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE
-/* One pixel (the last of an odd count, or a linear's only one). */
+#if MM_USE_PW8_FAST || MM_USE_PW8_ANY || MM_USE_PW8_ONE || MM_USE_PW8_PT
+/* One pixel (the last of an odd count, or a linear's only one; mm_dense_pt's PW8_PT). */
 static MM_NOINLINE void mm_pw8_one(const mm_pw8_job *j, const uint8_t *x, uint8_t *out)
 {
     const mm_quant_params *q = j->q;
@@ -905,7 +906,8 @@ static MM_NOINLINE void mm_pw8_any(const mm_pw8_job *j) { mm_pw8_pixels(j, 0, 0)
 #endif
 #endif
 
-#if MM_ON_PW8_DENSE_U || MM_ON_PW8_DENSE_S || MM_ON_SUB8D_W4 || MM_ON_SUB8D_W2
+#if MM_ON_PW8_DENSE_U || MM_ON_PW8_DENSE_S || MM_ON_SUB8D_W4 || MM_ON_SUB8D_W2 ||                \
+    MM_ON_PW8D_PT_U || MM_ON_PW8D_PT_S || MM_ON_SUB8D_PT_W4 || MM_ON_SUB8D_PT_W2
 /* The one-pixel dense paths (mm_pw8_dense: 8-bit weights; mm_s8_dense: 4- and 2-bit ones) run
  * their blocks of four rows in one asm loop each, the sums and each block's requantization and
  * word store right after one another, so that nothing of the loop is kept in C around an asm
@@ -980,7 +982,28 @@ typedef char mm_pw8d_ok[offsetof(mm_pw8d, out) == 36 && offsetof(mm_pw8d, entry)
     "lsr %[" Z "], %[" SH "], #16\n\t" MM_DENSE_RQ(C2, B, M, K, Z, X, Y, R)                       \
     "lsr %[" Z "], %[" SH "], #24\n\t" MM_DENSE_RQ(C3, B, M, K, Z, X, Y, R)                       \
     "str %[" B "], [%[p]]\n\t" /* stores and loads in one run (pipelined) */                      \
-    "str %[" M "], [%[p], #4]\n\t"                                                                \
+    "str %[" M "], [%[p], #4]\n\t" MM_DENSE_STORE(C0, C1, C2, C3, K, X, Y, R, Z)
+/* MM_DENSE_TAIL for a layer with one multiplier and one shift (mm_dense_pt): both read once a
+ * block from their one entry (the state's mult and shift pointers stay), the shift less 33 in
+ * SH for all four channels, the multiplier in M; the bias pointer advanced as there. */
+#define MM_DENSE_TAIL_PT(C0, C1, C2, C3, B, M, SH, K, X, Y, R, Z)                                 \
+    "ldr %[p], [sp]\n\t"                                                                          \
+    "ldr %[" B "], [%[p]]\n\t"                                                                    \
+    "ldr %[" M "], [%[p], #4]\n\t"                                                                \
+    "ldr %[" Z "], [%[p], #8]\n\t"                                                                \
+    "ldr %[" K "], [%[p], #12]\n\t"                                                               \
+    "ldr %[" R "], [%[p], #32]\n\t"                                                               \
+    "ldr %[" M "], [%[" M "]]\n\t"                                                                \
+    "ldrsb %[" SH "], [%[" Z "]]\n\t"                                                             \
+    "sub %[" SH "], %[" SH "], #33\n\t" MM_DENSE_RQ_PT(C0, B, M, K, SH, X, R)                     \
+    MM_DENSE_RQ_PT(C1, B, M, K, SH, X, R) MM_DENSE_RQ_PT(C2, B, M, K, SH, X, R)                   \
+    MM_DENSE_RQ_PT(C3, B, M, K, SH, X, R)                                                         \
+    "str %[" B "], [%[p]]\n\t" MM_DENSE_STORE(C0, C1, C2, C3, K, X, Y, R, Z)
+#define MM_DENSE_RQ_PT(A, B, M, K, SH, X, R)                                                      \
+    "ldr %[" X "], [%[" B "]], #4\n\t" MM_RQ_ASM(A, A, K, X, M, SH, "%[" R "]")
+/* The block's end after its requantization: USAT of the halves, the floor, flip, the word
+ * store, and the branch back to 1: while out is not end. */
+#define MM_DENSE_STORE(C0, C1, C2, C3, K, X, Y, R, Z)                                             \
     "ldr %[" X "], [%[p], #16]\n\t"                                                               \
     "ldr %[" Y "], [%[p], #40]\n\t"                                                               \
     "ldr %[" Z "], [%[p], #36]\n\t"                                                               \
@@ -1002,7 +1025,7 @@ typedef char mm_pw8d_ok[offsetof(mm_pw8d, out) == 36 && offsetof(mm_pw8d, entry)
 #endif
 #endif
 
-#if MM_ON_PW8_DENSE_U || MM_ON_PW8_DENSE_S
+#if MM_ON_PW8_DENSE_U || MM_ON_PW8_DENSE_S || MM_ON_PW8D_PT_U || MM_ON_PW8D_PT_S
 /* A linear whose rows are whole words and whose requantization is mm_rq8_kind's U or S
  * (MM_PW8_PATH's dense path, by input sign): the dot products as mm_pw8x4's, MM_PW8D_N words a
  * pass, the first pass of each block entered MM_PW8D_N - words % MM_PW8D_N words in (by
@@ -1053,8 +1076,9 @@ static inline mm_pw8d mm_pw8d_state(const mm_pw8_job *j, const uint8_t *x, int32
     "sxtb16 %[" T "], %[" T "], ror #8\n\t"                                                       \
     "smlad %[" A "], %[" T "], %[t0], %[" A "]\n\t"
 #define MM_PW8D_X4(W) W W W W
-/* The blocks; W: one word's code, BYTES its size. */
-#define MM_PW8D_ASM(W, BYTES)                                                                     \
+/* The blocks; W: one word's code, BYTES its size, TAIL the block's end (MM_DENSE_TAIL, or
+ * MM_DENSE_TAIL_PT for one multiplier and shift). */
+#define MM_PW8D_ASM(W, BYTES, TAIL)                                                               \
     __asm__ volatile(                                                                             \
         "str %[p], [sp, #-4]!\n\t" /* p is the state's address at 1: (MM_DENSE_TAIL keeps it) */ \
         "1:\n\t"                                                                                  \
@@ -1072,8 +1096,8 @@ static inline mm_pw8d mm_pw8d_state(const mm_pw8_job *j, const uint8_t *x, int32
         "bne 2b\n\t"                                                                              \
         ".if 3b - 2b - " MM_PW8D_S(BYTES) "\n\t"                                                  \
         ".error \"not one word's code bytes\"\n\t"                                                \
-        ".endif\n\t" MM_DENSE_TAIL("a0", "a1", "a2", "a3", "t0", "t1", "t2", "t3", "x", "k", "t4", \
-                                   "t5") "add sp, sp, #4\n\t"                                     \
+        ".endif\n\t" TAIL("a0", "a1", "a2", "a3", "t0", "t1", "t2", "t3", "x", "k", "t4", "t5")      \
+        "add sp, sp, #4\n\t"                                                                      \
         : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x] "=&r"(xr),         \
           [k] "=&r"(k), [w] "+r"(w), [p] "+r"(p), [t0] "=&r"(t0), [t1] "=&r"(t1),               \
           [t2] "=&r"(t2), [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "=&r"(t5)                        \
@@ -1088,61 +1112,92 @@ static inline mm_pw8d mm_pw8d_state(const mm_pw8_job *j, const uint8_t *x, int32
         (void)t5, (void)k, (void)xr, (void)p
 
 /* The blocks on the input extended into j->ext: (bytes 0, 2), (bytes 1, 3) of each word
- * sign- (is) or zero-extended. One function for both signs. */
-static MM_NOINLINE void mm_pw8d_ext(const mm_pw8_job *j, const uint8_t *x, const int is)
-{
-    typedef uint32_t mm_word_at __attribute__((aligned(1), may_alias)); /* any address */
-    uint32_t *e = (uint32_t *)(void *)j->ext;
-    const uint8_t *const end = x + j->row;
-    const int8_t *w = j->w;
-    for (const uint8_t *xi = x; xi != end; xi += 4, e += 2) {
-        const uint32_t v = *(const mm_word_at *)(const void *)xi;
-        if (is)
-            __asm__("sxtb16 %0, %2\n\tsxtb16 %1, %2, ror #8" : "=&r"(e[0]), "=r"(e[1]) : "r"(v));
-        else
-            __asm__("uxtb16 %0, %2\n\tuxtb16 %1, %2, ror #8" : "=&r"(e[0]), "=r"(e[1]) : "r"(v));
+ * sign- (is) or zero-extended. One function for both signs; one per block end (TAIL:
+ * MM_DENSE_TAIL, or MM_DENSE_TAIL_PT for mm_dense_pt), each spelled as before the per-tensor
+ * one came, so that the per-channel code is the same instructions. */
+#define MM_PW8D_EXT_FN(NAME, TAIL)                                                                \
+    static MM_NOINLINE void NAME(const mm_pw8_job *j, const uint8_t *x, const int is)             \
+    {                                                                                             \
+        typedef uint32_t mm_word_at __attribute__((aligned(1), may_alias)); /* any address */   \
+        uint32_t *e = (uint32_t *)(void *)j->ext;                                                 \
+        const uint8_t *const end = x + j->row;                                                    \
+        const int8_t *w = j->w;                                                                   \
+        for (const uint8_t *xi = x; xi != end; xi += 4, e += 2) {                                 \
+            const uint32_t v = *(const mm_word_at *)(const void *)xi;                             \
+            if (is)                                                                               \
+                __asm__("sxtb16 %0, %2\n\tsxtb16 %1, %2, ror #8"                                  \
+                        : "=&r"(e[0]), "=r"(e[1])                                                 \
+                        : "r"(v));                                                                \
+            else                                                                                  \
+                __asm__("uxtb16 %0, %2\n\tuxtb16 %1, %2, ror #8"                                  \
+                        : "=&r"(e[0]), "=r"(e[1])                                                 \
+                        : "r"(v));                                                                \
+        }                                                                                         \
+        mm_pw8d st = mm_pw8d_state(j, j->ext, MM_PW8D_EXT_BYTES), *p = &st;                       \
+        MM_PW8D_VARS;                                                                             \
+        MM_PW8D_ASM(MM_PW8D_XWORD, MM_PW8D_EXT_BYTES, TAIL);                                      \
+        MM_PW8D_UNUSED;                                                                           \
     }
-    mm_pw8d st = mm_pw8d_state(j, j->ext, MM_PW8D_EXT_BYTES), *p = &st;
-    MM_PW8D_VARS;
-    MM_PW8D_ASM(MM_PW8D_XWORD, MM_PW8D_EXT_BYTES);
-    MM_PW8D_UNUSED;
-}
+#if MM_ON_PW8_DENSE_U || MM_ON_PW8_DENSE_S
+MM_PW8D_EXT_FN(mm_pw8d_ext, MM_DENSE_TAIL)
+#endif
+#if MM_ON_PW8D_PT_U || MM_ON_PW8D_PT_S
+MM_PW8D_EXT_FN(mm_pw8d_ext_pt, MM_DENSE_TAIL_PT)
+#endif
+#define MM_PW8D_BLOCKS(EXT, TAIL)                                                                 \
+    do {                                                                                          \
+        if (MM_PW8D_EXT(j->ext, row)) {                                                           \
+            EXT(j, x, is);                                                                        \
+        } else {                                                                                  \
+            mm_pw8d st = mm_pw8d_state(j, x, MM_PW8D_RAW_BYTES), *p = &st;                        \
+            const int8_t *w = j->w;                                                               \
+            MM_PW8D_VARS;                                                                         \
+            if (is)                                                                               \
+                MM_PW8D_ASM(MM_PW8D_WORD("sxtb16"), MM_PW8D_RAW_BYTES, TAIL);                     \
+            else                                                                                  \
+                MM_PW8D_ASM(MM_PW8D_WORD("uxtb16"), MM_PW8D_RAW_BYTES, TAIL);                     \
+            MM_PW8D_UNUSED;                                                                       \
+        }                                                                                         \
+    } while (0)
 #endif
 
-static MM_INLINE void mm_pw8_dense(const mm_pw8_job *j, const uint8_t *x, const int is)
-{
-    const mm_quant_params *q = j->q;
-    const int32_t row = j->row, out_c = j->out_c, blocks = out_c >> 2;
-    const int8_t *wt = j->w + (int32_t)4 * blocks * row; /* the rows after the last block */
-    if (blocks) {
+/* The dense layer: its blocks (the asm above, or portably the same steps), then the rows
+ * after the last block in natural order. R: 1 where each channel has its multiplier and
+ * shift, 0 where one serves all (mm_dense_pt: EXT and TAIL its own). */
 #if defined(__ARM_FEATURE_DSP)
-        if (MM_PW8D_EXT(j->ext, row)) {
-            mm_pw8d_ext(j, x, is);
-        } else {
-            mm_pw8d st = mm_pw8d_state(j, x, MM_PW8D_RAW_BYTES), *p = &st;
-            const int8_t *w = j->w;
-            MM_PW8D_VARS;
-            if (is)
-                MM_PW8D_ASM(MM_PW8D_WORD("sxtb16"), MM_PW8D_RAW_BYTES);
-            else
-                MM_PW8D_ASM(MM_PW8D_WORD("uxtb16"), MM_PW8D_RAW_BYTES);
-            MM_PW8D_UNUSED;
-        }
+#define MM_PW8D_RUN(EXT, TAIL, R) MM_PW8D_BLOCKS(EXT, TAIL)
 #else
-        mm_pw8d st = mm_pw8d_state(j, x, 0);
-        for (const int8_t *wb = j->w; st.out != st.end; wb += 4 * row) { /* the asm's steps */
-            int32_t acc[4];
-            mm_pw8x4(st.x, wb, row, is, acc);
-            for (int i = 0; i < 4; i++, st.bias++, st.mult++, st.shift++)
-                *st.out++ = (uint8_t)mm_pw_rq(acc[i], *st.bias, *st.mult, *st.shift,
-                                              q->bias_shift, q->qmin, q->qmax);
-        }
+#define MM_PW8D_RUN(EXT, TAIL, R)                                                                 \
+    do {                                                                                          \
+        mm_pw8d st = mm_pw8d_state(j, x, 0);                                                      \
+        for (const int8_t *wb = j->w; st.out != st.end; wb += 4 * row) { /* the asm's steps */    \
+            int32_t acc[4];                                                                       \
+            mm_pw8x4(st.x, wb, row, is, acc);                                                     \
+            for (int i = 0; i < 4; i++, st.bias++, st.mult += (R), st.shift += (R))               \
+                *st.out++ = (uint8_t)mm_pw_rq(acc[i], *st.bias, *st.mult, *st.shift,              \
+                                              q->bias_shift, q->qmin, q->qmax);                   \
+        }                                                                                         \
+    } while (0)
 #endif
+#define MM_PW8_DENSE_FN(NAME, EXT, TAIL, R)                                                       \
+    static MM_INLINE void NAME(const mm_pw8_job *j, const uint8_t *x, const int is)               \
+    {                                                                                             \
+        const mm_quant_params *q = j->q;                                                          \
+        const int32_t row = j->row, out_c = j->out_c, blocks = out_c >> 2;                        \
+        const int8_t *wt = j->w + (int32_t)4 * blocks * row; /* the rows after the last block */ \
+        if (blocks)                                                                               \
+            MM_PW8D_RUN(EXT, TAIL, R);                                                            \
+        for (int32_t co = 4 * blocks; co < out_c; co++, wt += row) /* in natural order */         \
+            j->out[co] = (uint8_t)mm_pw_rq(mm_pw8x1(x, wt, row, is), q->bias[co],                 \
+                                           q->mult[(R) * co], q->shift[(R) * co], q->bias_shift,  \
+                                           q->qmin, q->qmax);                                     \
     }
-    for (int32_t co = 4 * blocks; co < out_c; co++, wt += row) /* in natural order */
-        j->out[co] = (uint8_t)mm_pw_rq(mm_pw8x1(x, wt, row, is), q->bias[co], q->mult[co],
-                                       q->shift[co], q->bias_shift, q->qmin, q->qmax);
-}
+#if MM_ON_PW8_DENSE_U || MM_ON_PW8_DENSE_S
+MM_PW8_DENSE_FN(mm_pw8_dense, mm_pw8d_ext, MM_DENSE_TAIL, 1)
+#endif
+#if MM_ON_PW8D_PT_U || MM_ON_PW8D_PT_S
+MM_PW8_DENSE_FN(mm_pw8_dense_pt, mm_pw8d_ext_pt, MM_DENSE_TAIL_PT, 0)
+#endif
 #if MM_ON_PW8_DENSE_U
 static MM_NOINLINE void mm_pw8_dense_u(const mm_pw8_job *j, const uint8_t *x)
 {
@@ -1153,6 +1208,18 @@ static MM_NOINLINE void mm_pw8_dense_u(const mm_pw8_job *j, const uint8_t *x)
 static MM_NOINLINE void mm_pw8_dense_s(const mm_pw8_job *j, const uint8_t *x)
 {
     mm_pw8_dense(j, x, 1);
+}
+#endif
+#if MM_ON_PW8D_PT_U
+static MM_NOINLINE void mm_pw8d_pt_u(const mm_pw8_job *j, const uint8_t *x)
+{
+    mm_pw8_dense_pt(j, x, 0);
+}
+#endif
+#if MM_ON_PW8D_PT_S
+static MM_NOINLINE void mm_pw8d_pt_s(const mm_pw8_job *j, const uint8_t *x)
+{
+    mm_pw8_dense_pt(j, x, 1);
 }
 #endif
 #endif
@@ -2322,7 +2389,7 @@ static MM_INLINE void mm_conv8p(const mm_conv_ctx *k, const mm_conv_dims *d, uin
 #endif
 
 #if MM_USE_SUB8X2 || MM_USE_SUB8P || MM_USE_PWSUB8 || MM_USE_PWSUB8F || MM_USE_SUB8D_W4 || \
-    MM_USE_SUB8D_W2
+    MM_USE_SUB8D_W2 || MM_USE_SUB8D_PT_W4 || MM_USE_SUB8D_PT_W2
 /* ---- 4- and 2-bit weights on 8-bit inputs: the sub8 path (mm_conv, mm_pointwise_sub) -----
  *
  * Weights channel_packed (ops.conv): a byte holds one element of two (4-bit) or four (2-bit)
@@ -2584,6 +2651,7 @@ static void mm_s8_pixel(const uint8_t *x, const mm_c8src *s, const uint8_t *w, i
         }
 }
 
+#if MM_USE_SUB8X2 || MM_USE_SUB8P || MM_USE_PWSUB8 || MM_USE_PWSUB8F /* the pair paths' */
 static void mm_s8_two(const mm_c8src *s, const uint8_t *w, int32_t wskip, int is, int pass,
                       int32_t *q)
 {
@@ -2591,6 +2659,7 @@ static void mm_s8_two(const mm_c8src *s, const uint8_t *w, int32_t wskip, int is
     mm_s8_pixel(s->x, s, w, wskip, is, wb, k0, 2, q);
     mm_s8_pixel(s->x + s->step, s, w, wskip, is, wb, k0, 2, q + 2);
 }
+#endif
 
 static void mm_s8_one(const mm_c8src *s, const uint8_t *w, int32_t wskip, int is, int wb,
                       int32_t *q)
@@ -2864,7 +2933,7 @@ static MM_NOINLINE void mm_sub8_px(const mm_conv_ctx *k, const mm_c8src *s, uint
 }
 #endif
 
-#if MM_ON_SUB8D_W4 || MM_ON_SUB8D_W2
+#if MM_ON_SUB8D_W4 || MM_ON_SUB8D_W2 || MM_ON_SUB8D_PT_W4 || MM_ON_SUB8D_PT_W2
 /* One pixel whose n inputs (a multiple of 16) are one contiguous run (a linear; MM_SUB8D) on
  * channel_packed rows, whole blocks of four, the requantization MM_RQ8: the blocks in one asm
  * loop, each block's sums (MM_S8_ONE4 / MM_S8_ONE2), corrections, requantization and word store
@@ -2922,8 +2991,8 @@ typedef char mm_s8d_ok[offsetof(mm_s8d, d.out) == 36 && offsetof(mm_s8d, start) 
                   "mov %[u], #0x00030003\n\t"
 /* The loop over blocks; the state's address on the stack. CODE: one 4-byte group of the input
  * against the block (four an iteration); MASKS: CODE's mask registers; C0..C3: the registers
- * of channels 0..3 after FIX. */
-#define MM_S8D_ASM(CODE, MASKS, FIX, C0, C1, C2, C3)                                              \
+ * of channels 0..3 after FIX; TAIL: MM_DENSE_TAIL, or MM_DENSE_TAIL_PT (one multiplier). */
+#define MM_S8D_ASM(CODE, MASKS, FIX, C0, C1, C2, C3, TAIL)                                        \
     __asm__ volatile(                                                                             \
         "str %[p], [sp, #-4]!\n\t" /* p is the state's address at 1: (MM_DENSE_TAIL keeps it) */ \
         "1:\n\t"                                                                                  \
@@ -2934,7 +3003,7 @@ typedef char mm_s8d_ok[offsetof(mm_s8d, d.out) == 36 && offsetof(mm_s8d, start) 
         "ldr %[a2], [%[p], #56]\n\t"                                                              \
         "ldr %[a3], [%[p], #60]\n\t" MASKS                                                        \
         "2:\n\t" CODE CODE CODE CODE "subs %[k], %[k], #1\n\t"                                    \
-        "bne 2b\n\t" FIX MM_DENSE_TAIL(C0, C1, C2, C3, "pe", "po", "e", "v", "x", "k", "u", "t5")      \
+        "bne 2b\n\t" FIX TAIL(C0, C1, C2, C3, "pe", "po", "e", "v", "x", "k", "u", "t5")               \
         "add sp, sp, #4\n\t"                                                                      \
         : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x] "=&r"(xr),         \
           [k] "=&r"(k), [w] "+r"(w), [p] "+r"(p), [pe] "=&r"(pe), [po] "=&r"(po),               \
@@ -2943,8 +3012,10 @@ typedef char mm_s8d_ok[offsetof(mm_s8d, d.out) == 36 && offsetof(mm_s8d, start) 
         : "cc", "memory")
 #endif
 
+/* pt: the layer's one multiplier and shift (mm_dense_pt), else one per channel. */
 static MM_INLINE void mm_s8_dense(const uint8_t *x, const uint8_t *w, int32_t n,
-                                  const mm_quant_params *q, int out_c, uint8_t *out, const int wb)
+                                  const mm_quant_params *q, int out_c, uint8_t *out, const int wb,
+                                  const int pt)
 {
     const int is = q->in_signed;
     const mm_c8src s = {x, 0, n, n, 0, 0, n, n, 1};
@@ -2960,14 +3031,26 @@ static MM_INLINE void mm_s8_dense(const uint8_t *x, const uint8_t *w, int32_t n,
     uint32_t a0, a1, a2, a3, pe, po, e, v, u, t5;
     int32_t k;
     const uint8_t *xr;
-    if (wb == 4 && is)
-        MM_S8D_ASM(MM_S8D_ONE4("sxtb16"), MM_S8D_MASKS4, MM_S8D_FIX4, "a1", "a0", "a3", "a2");
-    else if (wb == 4)
-        MM_S8D_ASM(MM_S8D_ONE4("uxtb16"), MM_S8D_MASKS4, MM_S8D_FIX4, "a1", "a0", "a3", "a2");
-    else if (is)
-        MM_S8D_ASM(MM_S8D_ONE2("sxtb16"), MM_S8D_MASKS2, MM_S8D_FIX2, "a3", "a2", "a1", "a0");
+#define MM_S8D_FOUR(TAIL)                                                                         \
+    do {                                                                                          \
+        if (wb == 4 && is)                                                                        \
+            MM_S8D_ASM(MM_S8D_ONE4("sxtb16"), MM_S8D_MASKS4, MM_S8D_FIX4, "a1", "a0", "a3", "a2", \
+                       TAIL);                                                                     \
+        else if (wb == 4)                                                                         \
+            MM_S8D_ASM(MM_S8D_ONE4("uxtb16"), MM_S8D_MASKS4, MM_S8D_FIX4, "a1", "a0", "a3", "a2", \
+                       TAIL);                                                                     \
+        else if (is)                                                                              \
+            MM_S8D_ASM(MM_S8D_ONE2("sxtb16"), MM_S8D_MASKS2, MM_S8D_FIX2, "a3", "a2", "a1", "a0", \
+                       TAIL);                                                                     \
+        else                                                                                      \
+            MM_S8D_ASM(MM_S8D_ONE2("uxtb16"), MM_S8D_MASKS2, MM_S8D_FIX2, "a3", "a2", "a1", "a0", \
+                       TAIL);                                                                     \
+    } while (0)
+    if (pt)
+        MM_S8D_FOUR(MM_DENSE_TAIL_PT);
     else
-        MM_S8D_ASM(MM_S8D_ONE2("uxtb16"), MM_S8D_MASKS2, MM_S8D_FIX2, "a3", "a2", "a1", "a0");
+        MM_S8D_FOUR(MM_DENSE_TAIL);
+#undef MM_S8D_FOUR
     (void)a0, (void)a1, (void)a2, (void)a3, (void)pe, (void)po, (void)e, (void)v, (void)u;
     (void)t5, (void)k, (void)xr, (void)p;
 #else
@@ -2977,7 +3060,7 @@ static MM_INLINE void mm_s8_dense(const uint8_t *x, const uint8_t *w, int32_t n,
         int32_t sums[4], d[4];
         mm_s8_one(&s, w, 0, is, wb, sums);
         mm_s8_dots(sums, xs, wb, d);
-        for (int i = 0; i < 4; i++, b->bias++, b->mult++, b->shift++)
+        for (int i = 0; i < 4; i++, b->bias++, b->mult += !pt, b->shift += !pt)
             *b->out++ = (uint8_t)mm_pw_rq(d[i], *b->bias, *b->mult, *b->shift, q->bias_shift,
                                           q->qmin, q->qmax);
     }
@@ -2987,14 +3070,28 @@ static MM_INLINE void mm_s8_dense(const uint8_t *x, const uint8_t *w, int32_t n,
 static MM_NOINLINE void mm_s8d_w4(const uint8_t *x, const uint8_t *w, int32_t n,
                                   const mm_quant_params *q, int out_c, uint8_t *out)
 {
-    mm_s8_dense(x, w, n, q, out_c, out, 4);
+    mm_s8_dense(x, w, n, q, out_c, out, 4, 0);
 }
 #endif
 #if MM_ON_SUB8D_W2
 static MM_NOINLINE void mm_s8d_w2(const uint8_t *x, const uint8_t *w, int32_t n,
                                   const mm_quant_params *q, int out_c, uint8_t *out)
 {
-    mm_s8_dense(x, w, n, q, out_c, out, 2);
+    mm_s8_dense(x, w, n, q, out_c, out, 2, 0);
+}
+#endif
+#if MM_ON_SUB8D_PT_W4
+static MM_NOINLINE void mm_s8d_pt_w4(const uint8_t *x, const uint8_t *w, int32_t n,
+                                     const mm_quant_params *q, int out_c, uint8_t *out)
+{
+    mm_s8_dense(x, w, n, q, out_c, out, 4, 1);
+}
+#endif
+#if MM_ON_SUB8D_PT_W2
+static MM_NOINLINE void mm_s8d_pt_w2(const uint8_t *x, const uint8_t *w, int32_t n,
+                                     const mm_quant_params *q, int out_c, uint8_t *out)
+{
+    mm_s8_dense(x, w, n, q, out_c, out, 2, 1);
 }
 #endif
 #endif
@@ -3698,5 +3795,131 @@ void mm_conv(MM_CONV_ARGS)
     (void)sw, (void)ph, (void)pw, (void)bias, (void)mult, (void)shift, (void)qmin, (void)qmax;
     (void)out_pix;
 #endif
+}
+#endif
+
+#if MM_USE_DENSE_PT || MM_USE_PW8D_PT_U || MM_USE_PW8D_PT_S || MM_USE_SUB8D_PT_W4 ||            \
+    MM_USE_SUB8D_PT_W2 || MM_USE_PW8_PT
+/* ---- mm_dense_pt: linears whose channels share one multiplier and one shift ---------------
+ * (per-tensor weight scales, as TFLite's int8 fully connected layers: the layer stores one
+ * mult and one shift instead of one per channel). The fast paths are mm_pointwise8's and the
+ * sub8 path's dense asm loops with MM_DENSE_TAIL_PT; DENSE_PT takes everything else. */
+#if MM_USE_PW8_PT
+/* PW8_PT: 8-bit weights on 8-bit inputs (mm_pointwise8's interleaved blocks) off the dense
+ * loop's rule: mm_pw8_one (compiled for mm_pointwise8's odd pixels anyway) on each block of
+ * four channels, given four copies of the one multiplier and shift (on the stack, as its own
+ * sums), any requantization and output bits. A block's outputs start on a byte. */
+static MM_NOINLINE void mm_dense_pt8(const uint8_t *x, const int8_t *w, int32_t row,
+                                     const mm_quant_params *q, int out_c, uint8_t *out)
+{
+    const int32_t m = q->mult[0], m4[4] = {m, m, m, m};
+    const int8_t s = q->shift[0], s4[4] = {s, s, s, s};
+    mm_quant_params qb = *q;
+    qb.mult = m4;
+    qb.shift = s4;
+    for (int co = 0; co < out_c; co += 4) {
+        const mm_pw8_job j = {x, out, w + co * row, &qb, 0, row, 0, 0,
+                              out_c - co < 4 ? out_c - co : 4, 1, 1, 0};
+        qb.bias = q->bias + co;
+        mm_pw8_one(&j, x, out + co * q->out_bits / 8);
+    }
+}
+#endif
+
+#if MM_USE_DENSE_PT
+/* A natural row of n 4- or 2-bit weights against n 8-bit inputs (one contiguous run): each
+ * weight byte's fields sign-extended by a shift pair, lowest field first. */
+static int32_t mm_dense_dot8(const uint8_t *x, const uint8_t *w, int32_t n, int wb, int is)
+{
+    int32_t acc = 0, i = 0;
+#define MM_X(k) (is ? (int32_t)(int8_t)x[i + (k)] : (int32_t)x[i + (k)])
+    if (wb == 4)
+        for (; i + 2 <= n; i += 2, w++) {
+            const uint32_t b = (uint32_t)*w << 24;
+            acc += ((int32_t)(b << 4) >> 28) * MM_X(0) + ((int32_t)b >> 28) * MM_X(1);
+        }
+    else
+        for (; i + 4 <= n; i += 4, w++) {
+            const uint32_t b = (uint32_t)*w << 24;
+            acc += ((int32_t)(b << 6) >> 30) * MM_X(0) + ((int32_t)(b << 4) >> 30) * MM_X(1) +
+                   ((int32_t)(b << 2) >> 30) * MM_X(2) + ((int32_t)b >> 30) * MM_X(3);
+        }
+    for (int f = 0; i < n; f++, i++) /* the fields of the row's last, partly used byte */
+        acc += ((int32_t)(((uint32_t)*w << 24) << (8 - wb - f * wb)) >> (32 - wb)) * MM_X(0);
+#undef MM_X
+    return acc;
+}
+
+/* One output at a time, any input, weight and output bits, natural rows: the input's pixels
+ * (in_h x in_w of in_c channels, each padded to whole bytes) are the row's taps in order; 8-bit
+ * inputs (one contiguous run) by mm_pw8x1 or mm_dense_dot8. */
+static MM_NOINLINE void mm_dense_pt_any(const uint8_t *in, uint8_t *out, const uint8_t *w,
+                                        const mm_conv_dims *d, const mm_quant_params *q)
+{
+    const int ib = q->in_bits, is = q->in_signed, wb = q->w_bits;
+    const int32_t pix = mm_bytes(d->in_c, ib), npix = (int32_t)d->in_h * d->in_w;
+    const int32_t row = npix * d->in_c, row_bytes = mm_bytes(row, wb);
+    mm_writer wr = {out, 0, 0, q->out_bits};
+    for (int co = 0; co < d->out_c; co++, w += row_bytes) {
+        int32_t acc = 0, k = 0;
+        if (ib == 8 && wb == 8)
+            acc = mm_pw8x1(in, (const int8_t *)w, row, is);
+        else if (ib == 8)
+            acc = mm_dense_dot8(in, w, row, wb, is);
+        else
+            for (int32_t p = 0; p < npix; p++)
+                for (int c = 0; c < d->in_c; c++, k++)
+                    acc += mm_get(in + p * pix, c, ib, is) * mm_get(w, k, wb, 1);
+        mm_put(&wr, mm_pw_rq(acc, q->bias[co], q->mult[0], q->shift[0], q->bias_shift, q->qmin,
+                             q->qmax));
+    }
+    mm_flush(&wr);
+}
+#endif
+
+void mm_dense_pt(MM_CONV_ARGS)
+{
+    const int32_t row = (int32_t)d->k_h * d->k_w * d->in_c;
+    const int rq8 = MM_RQ8(q->qmin, q->qmax, q->out_bits, mm_shifts_above32(q, 1));
+    const int path = MM_DENSE_PT_PATH(q->in_bits, q->in_signed, q->w_bits, row, d->out_c, rq8);
+#if MM_USE_PW8D_PT_U || MM_USE_PW8D_PT_S
+    const mm_pw8_job j = {in, out, (const int8_t *)w, q, 0, row, 0, 0, d->out_c, 1, 1,
+                          (uint8_t *)scratch};
+#endif
+    (void)scratch;
+    switch (path) {
+#if MM_USE_PW8D_PT_U
+    case MM_P_PW8D_PT_U:
+        mm_pw8d_pt_u(&j, in);
+        return;
+#endif
+#if MM_USE_PW8D_PT_S
+    case MM_P_PW8D_PT_S:
+        mm_pw8d_pt_s(&j, in);
+        return;
+#endif
+#if MM_USE_SUB8D_PT_W4
+    case MM_P_SUB8D_PT_W4:
+        mm_s8d_pt_w4(in, w, row, q, d->out_c, out);
+        return;
+#endif
+#if MM_USE_SUB8D_PT_W2
+    case MM_P_SUB8D_PT_W2:
+        mm_s8d_pt_w2(in, w, row, q, d->out_c, out);
+        return;
+#endif
+#if MM_USE_PW8_PT
+    case MM_P_PW8_PT:
+        mm_dense_pt8(in, (const int8_t *)w, row, q, d->out_c, out);
+        return;
+#endif
+#if MM_USE_DENSE_PT
+    case MM_P_DENSE_PT:
+        mm_dense_pt_any(in, out, w, d, q);
+        return;
+#endif
+    default:
+        MM_PATH_OFF();
+    }
 }
 #endif

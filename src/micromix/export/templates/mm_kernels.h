@@ -142,6 +142,23 @@
      : (npix) < 2                                                        ? MM_P_PW8_ONE           \
      : !(is) && (row) % 4 == 0 && MM_PW_FAST(qmin, qmax, ob, above32) ? MM_P_PW8_FAST           \
                                                                        : MM_P_PW8_ANY)
+/* mm_dense_pt: a linear with one multiplier and one shift for all its channels (per-tensor
+ * weight scales: ops.conv.dense_pt_path, the same rule), on 8-bit inputs: with MM_RQ8 the
+ * dense asm loops with the per-tensor block end, mm_pointwise8's (8-bit weights, rows of whole
+ * words, at least 16 channels, as MM_PW8_PATH's: a classifier's few rows are not worth its
+ * 3 to 7 kB of .text; the rows after the last block of four one by one) or the sub8 path's
+ * (4- and 2-bit weights, rows of whole 16-byte steps, channels in whole blocks of four), by
+ * input sign or weight width; other 8-bit weights blocks of four rows by mm_pw8x4 (PW8_PT:
+ * any row, requantization and output bits). Anything else one output at a time on natural
+ * rows (DENSE_PT). */
+#define MM_DENSE_PT_PATH(ib, is, wb, row, oc, rq8)                                                \
+    ((ib) != 8 ? MM_P_DENSE_PT                                                                    \
+     : (wb) == 8 && (row) % 4 == 0 && (oc) >= 16 && (rq8)                                         \
+         ? ((is) ? MM_P_PW8D_PT_S : MM_P_PW8D_PT_U)                                               \
+     : (wb) == 8 ? MM_P_PW8_PT                                                                    \
+     : (row) % 16 == 0 && (row) <= MM_SUB8_ROW && (oc) >= 4 && (oc) % 4 == 0 && (rq8)             \
+         ? ((wb) == 4 ? MM_P_SUB8D_PT_W4 : MM_P_SUB8D_PT_W2)                                      \
+         : MM_P_DENSE_PT)
 /* mm_add: whole bytes in and out, a shift 9 <= n <= 32 and the output clamped to exactly
  * [0, 255] (a ReLU after the add) take a loop specialised on the two inputs' signs; other whole
  * bytes with n >= 9 the general byte loop (ADD8_ANY); anything else the packed loop (ADD_ANY). */
@@ -676,6 +693,14 @@ void mm_depthwise(MM_CONV_ARGS);
 
 /* Any other convolution: any kernel, stride, zero padding and groups (mm_conv.c). */
 void mm_conv(MM_CONV_ARGS);
+
+/* A linear (one output pixel, a window over its whole input) whose channels share one
+ * multiplier and one shift (q->mult[0], q->shift[0]: per-tensor weight scales), any bits
+ * (mm_conv.c; MM_DENSE_PT_PATH). Weights as its path reads them: mm_pointwise8's interleaved
+ * blocks (8-bit weights on 8-bit inputs), the sub8 path's channel_packed ones, else natural
+ * rows. No scratch but mm_pointwise8's
+ * extended input (2 x row bytes, row <= MM_PATCH: what the layer's family counts). */
+void mm_dense_pt(MM_CONV_ARGS);
 
 /* ---- mm_eltwise.c, mm_ops.c: ops without weights (micromix.ops.<kind> is each one's
  * reference). d: in C, H, W (of the first input), out C, H, W, the window's kernel, stride and
