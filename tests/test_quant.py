@@ -130,6 +130,22 @@ def test_per_tensor_weights_are_one_scale_times_codes(bits, rows, cols, mode, se
     assert torch.equal(wq(w.clone().requires_grad_()).detach(), fq)
 
 
+@pytest.mark.parametrize("mode", ["mse", "lsq"])
+def test_per_tensor_8bit_grid_keeps_a_rows_outlier(mode):
+    """At 8 bits a per-tensor grid spans max|w| (TFLite's int8 rule): in a 128 x 640 tensor
+    (ad's size) a 12-sigma weight stays within half a step, where the tensor's least-MSE clip
+    (0.42 here) would cut it. At 4 bits the MSE clip still applies (the weight is cut)."""
+    torch.manual_seed(3)
+    w = torch.randn(128, 640) * 0.05
+    w[5, 7] = 0.6
+    for bits, kept in ((8, True), (4, False)):
+        wq = WeightQuant(bits, 128, mode=mode, per_tensor=True)
+        wq.init_mse(w)
+        codes, scale = wq.int_weight(w)
+        err = abs(float(codes[5, 7]) * float(scale[5]) - 0.6)
+        assert (err <= float(scale[5]) / 2 + 1e-6) == kept, (bits, err)
+
+
 def test_per_tensor_lsq_step_gradient_is_the_whole_tensors():
     """LSQ's gradient of a per-tensor step: d y / d s summed over every weight of the tensor,
     scaled by 1 / sqrt(N Q_p) with N all the tensor's weights (one parameter, shape (1,))."""
