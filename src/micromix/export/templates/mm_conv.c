@@ -3054,7 +3054,9 @@ static MM_NOINLINE void mm_s8f_rest(const mm_pw8_job *j, const uint8_t *w, int c
  * mm_pw8_two8's): mm_pw8f's fields (skip: the steps the first pass of a half skips; back: the
  * weights' step back after half 0), then what the sub8 rule adds, then the walk over the
  * pairs (the asm takes each pair's pixels, outputs and input sums itself: gcc kept the C walk
- * around an asm that takes every register in memory, about 230 cycles a pair). */
+ * around an asm that takes every register in memory, about 230 cycles a pair). A call's
+ * pairs start at p.ob (pixel a's outputs) and end where p.ob reaches `last`: where the blocks
+ * take every output channel, a pair's pixel b ends where the next pair starts. */
 typedef struct {
     mm_pw8f p;                    /* 0 .. 59 */
     uint32_t entry[2];            /* 60, 64: each half's loop entry (Thumb bit set) */
@@ -3065,14 +3067,13 @@ typedef struct {
     int32_t left;                 /* 120: the output pixels left in cur's row (from cur on) */
     int32_t out_w;                /* 124 */
     int32_t step, wrap;           /* 128, 132: a pixel's input step; a row end's extra step */
-    uint8_t *out;                 /* 136: the next pair's outputs */
+    const uint8_t *last;          /* 136: ob after the call's last pair */
     int32_t out_pix;              /* 140: a pixel's output bytes */
     int32_t oblk;                 /* 144: the bytes of a pixel's outputs in blocks of four */
     const int32_t *bias0, *mult0; /* 148, 152: the layer's parameters (each pair's start) */
     const int8_t *shift0;         /* 156 */
     const uint8_t *w0;            /* 160: the weights */
     int32_t n;                    /* 164: a pixel's input bytes */
-    int32_t pairs;                /* 168: the pairs left */
 } mm_s8f;
 
 /* The walk's next pixel (raster order across rows of output pixels, mm_pointwise8's). */
@@ -3088,7 +3089,7 @@ static inline const uint8_t *mm_s8f_next(mm_s8f *c)
 #if defined(__ARM_FEATURE_DSP)
 typedef char mm_s8f_ok[offsetof(mm_s8f, entry) == 60 && offsetof(mm_s8f, start) == 68 &&
                                offsetof(mm_s8f, cs) == 100 && offsetof(mm_s8f, cur) == 116 &&
-                               offsetof(mm_s8f, pairs) == 168
+                               offsetof(mm_s8f, n) == 164
                            ? 1
                            : -1];
 /* MM_S8_STEP2's word of both pixels (t6 takes the weights: t5 holds the state), with X after
@@ -3191,47 +3192,44 @@ typedef char mm_s8f_ok[offsetof(mm_s8f, entry) == 60 && offsetof(mm_s8f, start) 
     MM_PW8F_RQ("a1", "b1", O0, P0) MM_PW8F_RQ("a0", "b0", O1, P1)                                 \
     "orr %[a0], %[a1], %[a0], lsl #8\n\t"                                                         \
     "orr %[b0], %[b1], %[b0], lsl #8\n\t"
-/* A pixel of the walk (at t0; t1: the pixels left in its row, t2: step, t3: wrap) to the
- * state's offset X, t0 and t1 one pixel on (mm_s8f_next). */
-#define MM_S8F_WALK(X)                                                                            \
-    "str %[t0], [%[t5], #" X "]\n\t"                                                              \
-    "add %[t0], %[t0], %[t2]\n\t"                                                                 \
-    "subs %[t1], %[t1], #1\n\t"                                                                   \
+/* D = the walk's pixel after S (mm_s8f_next; t4: the pixels left in S's row, t2: step,
+ * t3: wrap). */
+#define MM_S8F_WALK(D, S)                                                                         \
+    "add %[" D "], %[" S "], %[t2]\n\t"                                                          \
+    "subs %[t4], %[t4], #1\n\t"                                                                   \
     "itt eq\n\t"                                                                                  \
-    "ldreq %[t1], [%[t5], #124]\n\t"                                                              \
-    "addeq %[t0], %[t0], %[t3]\n\t"
-/* A pair's start: its pixels (xa, xb), its outputs (oa, ob, oend: the next pair's on), the
- * parameters and the weights (w) back at the layer's first channel. */
+    "ldreq %[t4], [%[t5], #124]\n\t"                                                              \
+    "addeq %[" D "], %[" D "], %[t3]\n\t"
+/* A pair's start: its outputs (oa: where the last pair's ob ended, ob, oend), its pixels
+ * (xa, xb: the walk one on), the parameters and the weights (w) back at the first channel. */
 #define MM_S8F_PAIR                                                                               \
-    "ldr %[t0], [%[t5], #116]\n\t"                                                                \
-    "ldr %[t1], [%[t5], #120]\n\t"                                                                \
-    "ldr %[t2], [%[t5], #128]\n\t"                                                                \
-    "ldr %[t3], [%[t5], #132]\n\t" MM_S8F_WALK("16") MM_S8F_WALK("20")                           \
-    "str %[t0], [%[t5], #116]\n\t"                                                                \
-    "str %[t1], [%[t5], #120]\n\t"                                                                \
-    "ldr %[t0], [%[t5], #136]\n\t"                                                                \
+    "ldr %[t0], [%[t5], #44]\n\t"                                                                 \
     "ldr %[t1], [%[t5], #140]\n\t"                                                                \
-    "ldr %[t2], [%[t5], #144]\n\t"                                                                \
-    "ldr %[t3], [%[t5], #148]\n\t"                                                                \
-    "ldr %[t4], [%[t5], #152]\n\t"                                                                \
-    "ldr %[t6], [%[t5], #156]\n\t"                                                                \
-    "ldr %[w], [%[t5], #160]\n\t"                                                                 \
+    "ldr %[t6], [%[t5], #144]\n\t"                                                                \
+    "ldr %[xa], [%[t5], #116]\n\t"                                                                \
+    "ldr %[t4], [%[t5], #120]\n\t"                                                                \
+    "ldr %[t2], [%[t5], #128]\n\t"                                                                \
+    "ldr %[t3], [%[t5], #132]\n\t"                                                                \
     "str %[t0], [%[t5], #40]\n\t"                                                                 \
-    "add %[t2], %[t2], %[t0]\n\t"                                                                 \
+    "add %[t6], %[t6], %[t0]\n\t"                                                                 \
     "add %[t0], %[t0], %[t1]\n\t"                                                                 \
-    "str %[t0], [%[t5], #44]\n\t"                                                                 \
-    "add %[t0], %[t0], %[t1]\n\t"                                                                 \
-    "str %[t0], [%[t5], #136]\n\t"                                                                \
-    "str %[t2], [%[t5], #36]\n\t"                                                                 \
-    "str %[t3], [%[t5]]\n\t"                                                                      \
-    "str %[t4], [%[t5], #4]\n\t"                                                                  \
-    "str %[t6], [%[t5], #8]\n\t"
+    "str %[t6], [%[t5], #36]\n\t"                                                                 \
+    "str %[t0], [%[t5], #44]\n\t" MM_S8F_WALK("xb", "xa") MM_S8F_WALK("t0", "xb")                \
+    "str %[xa], [%[t5], #16]\n\t"                                                                 \
+    "str %[xb], [%[t5], #20]\n\t"                                                                 \
+    "str %[t0], [%[t5], #116]\n\t"                                                                \
+    "str %[t4], [%[t5], #120]\n\t"                                                                \
+    "ldr %[t0], [%[t5], #148]\n\t"                                                                \
+    "ldr %[t1], [%[t5], #152]\n\t"                                                                \
+    "ldr %[t2], [%[t5], #156]\n\t"                                                                \
+    "ldr %[w], [%[t5], #160]\n\t"                                                                 \
+    "str %[t0], [%[t5]]\n\t"                                                                      \
+    "str %[t1], [%[t5], #4]\n\t"                                                                  \
+    "str %[t2], [%[t5], #8]\n\t"
 /* Both pixels' input sums X (n bytes each, a multiple of 4) into a0 and b0, one word of each
  * first where n / 4 is odd, then two of each a step; t6 = 0 afterwards; the end of pixel a's
  * input (the word loops' exit test) to the state. */
 #define MM_S8F_XSUMS                                                                              \
-    "ldr %[xa], [%[t5], #16]\n\t"                                                                 \
-    "ldr %[xb], [%[t5], #20]\n\t"                                                                 \
     "ldr %[t0], [%[t5], #164]\n\t"                                                                \
     "mov %[t6], #0\n\t"                                                                           \
     "mov %[a0], #0\n\t"                                                                           \
@@ -3282,8 +3280,8 @@ typedef char mm_s8f_ok[offsetof(mm_s8f, entry) == 60 && offsetof(mm_s8f, start) 
 /* Every pair of the walk (8: its start, sums and starting sums XS), every block of a pair
  * (0): half 0 (S0: its starting sums' loads; its loop: SUMS0's words; PRE0 before the
  * parameters' loads, FIX0 after), its bytes to the state, the weights back, half 1
- * (likewise); then mm_pw8_two8's block end (W: the weights to the next block); then (9) the
- * next pair until none is left. */
+ * (likewise); then mm_pw8_two8's block end (W: the weights to the next block; t1: ob
+ * afterwards); then (9) the next pair until ob reaches the call's last. */
 #define MM_S8F_ASM(GS, XS, S0, SUMS0, PRE0, FIX0, S1, SUMS1, PRE1, FIX1, W)                       \
     __asm__ volatile("ldr %[t0], [%[t5], #28]\n\t" MM_S8F_ENTRY("1", "60") MM_S8F_ENTRY("2", "64") \
                      "8:\n\t" MM_S8F_PAIR MM_S8F_XSUMS XS "0:\n\t" S0                             \
@@ -3294,9 +3292,8 @@ typedef char mm_s8f_ok[offsetof(mm_s8f, entry) == 60 && offsetof(mm_s8f, start) 
                      "ldr %[t0], [%[t5], #32]\n\t" S1 "sub %[w], %[w], %[t0]\n\t"                \
                      "ldr pc, [%[t5], #64]\n\t" MM_S8F_LOOP("2", GS, SUMS1) PRE1 MM_S8F_PARAMS    \
                          FIX1 MM_S8F_RQ("8", "2", "12", "3") MM_PW8F_NEXT MM_PW8F_PUT(W)          \
-                     "ldr %[t0], [%[t5], #168]\n\t"                                               \
-                     "subs %[t0], %[t0], #1\n\t"                                                  \
-                     "str %[t0], [%[t5], #168]\n\t"                                               \
+                     "ldr %[t0], [%[t5], #136]\n\t"                                               \
+                     "cmp %[t1], %[t0]\n\t"                                                       \
                      "bne 8b\n\t"                                                                 \
                      : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1),          \
                        [xa] "=&r"(x0), [xb] "=&r"(x1), [w] "=&r"(w), [t6] "=&r"(t6),            \
@@ -3352,7 +3349,7 @@ static void mm_s8f_xsums(const uint8_t *xa, const uint8_t *xb, int32_t n, mm_s8f
 }
 #endif
 
-/* st->pairs pairs of the walk (from st->cur on), every block of four output channels of
+/* The pairs of the walk from st->cur on until p.ob reaches st->last, every block of four output channels of
  * each (the rows after the last block are the caller's): in one asm loop (MM_S8F_ASM: each
  * pair's pixels, outputs and input sums, then every block's two halves of two channels,
  * each half's words, corrections and requantization; four outputs of each pixel stored at
@@ -3381,10 +3378,10 @@ static MM_INLINE void mm_s8f_pairs(const mm_pw8_job *j, mm_s8f *st, const int wb
     const int32_t n = st->n;
     mm_pw8f *p = &st->p;
     (void)j;
-    for (; st->pairs; st->pairs--) {
+    do {
         const uint8_t *xa = mm_s8f_next(st), *xb = mm_s8f_next(st), *w = st->w0;
-        p->xa = xa, p->xb = xb, p->oa = st->out, p->ob = st->out + st->out_pix;
-        p->oend = p->oa + st->oblk, st->out += 2 * st->out_pix;
+        p->xa = xa, p->xb = xb, p->oa = p->ob, p->oend = p->ob + st->oblk;
+        p->ob += st->out_pix;
         p->bias = st->bias0, p->mult = st->mult0, p->shift = st->shift0;
         mm_s8f_xsums(xa, xb, n, st);
         for (; p->oa != p->oend; w += 4 * mm_bytes(n, wb)) { /* the asm's steps, portably */
@@ -3397,7 +3394,7 @@ static MM_INLINE void mm_s8f_pairs(const mm_pw8_job *j, mm_s8f *st, const int wb
             p->ob = mm_pw_st4(p->ob, y[0] >> 16 | (y[1] & 0xFFFF0000u), p->bits, p->m4);
             p->bias += 4, p->mult += 4, p->shift += 4;
         }
-    }
+    } while (p->ob != st->last);
 #endif
 }
 
@@ -3473,11 +3470,12 @@ static MM_INLINE void mm_s8f_pixels(const mm_pw8_job *j, const int wb)
                   wb == 4 ? 2 * n - 4 : n, 0, 0, 0, 0, q->out_bits,
                   (uint32_t)q->qmax * 0x01010101u},
                  {0, 0}, {0}, {0, 0}, 0, 0, j->in, j->out_w, j->out_w, j->in_step,
-                 j->in_row_step - (int32_t)j->out_w * j->in_step, j->out, out_pix,
+                 j->in_row_step - (int32_t)j->out_w * j->in_step, 0, out_pix,
                  (blocks * q->out_bits) >> 1, q->bias, q->mult, q->shift,
-                 (const uint8_t *)j->w, n, 0};
+                 (const uint8_t *)j->w, n};
     for (; blocks && p + 1 < npix; p += whole ? npix & ~1 : 2) { /* one call of the pair code */
-        st.pairs = whole ? npix >> 1 : 1;
+        st.p.ob = j->out + p * out_pix;
+        st.last = whole ? j->out + (npix & ~1) * out_pix : st.p.ob + out_pix + st.oblk;
         mm_s8f_pairs(j, &st, wb);
         if (!whole) {
             mm_s8f_rest(j, rest, 4 * blocks, st.p.xa, st.p.oa);
