@@ -3195,26 +3195,26 @@ typedef char mm_s8f_ok[offsetof(mm_s8f, entry) == 60 && offsetof(mm_s8f, start) 
 /* D = the walk's pixel after S (mm_s8f_next; t4: the pixels left in S's row, t2: step,
  * t3: wrap). */
 #define MM_S8F_WALK(D, S)                                                                         \
-    "add %[" D "], %[" S "], %[t2]\n\t"                                                          \
+    "add %[" D "], %[" S "], %[t2]\n\t"                                                           \
     "subs %[t4], %[t4], #1\n\t"                                                                   \
     "itt eq\n\t"                                                                                  \
     "ldreq %[t4], [%[t5], #124]\n\t"                                                              \
     "addeq %[" D "], %[" D "], %[t3]\n\t"
-/* A pair's start: its outputs (oa: where the last pair's ob ended, ob, oend), its pixels
- * (xa, xb: the walk one on), the parameters and the weights (w) back at the first channel. */
+/* A pair's start (t1: where the last pair's ob ended): its outputs (oa = t1, ob, oend), its
+ * pixels (xa, xb: the walk one on), the parameters and the weights (w) back at the first
+ * channel. */
 #define MM_S8F_PAIR                                                                               \
-    "ldr %[t0], [%[t5], #44]\n\t"                                                                 \
-    "ldr %[t1], [%[t5], #140]\n\t"                                                                \
+    "ldr %[t0], [%[t5], #140]\n\t"                                                                \
     "ldr %[t6], [%[t5], #144]\n\t"                                                                \
     "ldr %[xa], [%[t5], #116]\n\t"                                                                \
     "ldr %[t4], [%[t5], #120]\n\t"                                                                \
     "ldr %[t2], [%[t5], #128]\n\t"                                                                \
     "ldr %[t3], [%[t5], #132]\n\t"                                                                \
-    "str %[t0], [%[t5], #40]\n\t"                                                                 \
-    "add %[t6], %[t6], %[t0]\n\t"                                                                 \
+    "str %[t1], [%[t5], #40]\n\t"                                                                 \
+    "add %[t6], %[t6], %[t1]\n\t"                                                                 \
     "add %[t0], %[t0], %[t1]\n\t"                                                                 \
     "str %[t6], [%[t5], #36]\n\t"                                                                 \
-    "str %[t0], [%[t5], #44]\n\t" MM_S8F_WALK("xb", "xa") MM_S8F_WALK("t0", "xb")                \
+    "str %[t0], [%[t5], #44]\n\t" MM_S8F_WALK("xb", "xa") MM_S8F_WALK("t0", "xb")                 \
     "str %[xa], [%[t5], #16]\n\t"                                                                 \
     "str %[xb], [%[t5], #20]\n\t"                                                                 \
     "str %[t0], [%[t5], #116]\n\t"                                                                \
@@ -3226,24 +3226,24 @@ typedef char mm_s8f_ok[offsetof(mm_s8f, entry) == 60 && offsetof(mm_s8f, start) 
     "str %[t0], [%[t5]]\n\t"                                                                      \
     "str %[t1], [%[t5], #4]\n\t"                                                                  \
     "str %[t2], [%[t5], #8]\n\t"
-/* Both pixels' input sums X (n bytes each, a multiple of 4) into a0 and b0, one word of each
- * first where n / 4 is odd, then two of each a step; t6 = 0 afterwards; the end of pixel a's
- * input (the word loops' exit test) to the state. */
+/* Both pixels' input sums X (n bytes each, a multiple of 4) into a0 and b0: the first word
+ * of each, the second where n / 4 is even, then two of each a step; t6 = 0 afterwards; the
+ * end of pixel a's input (the word loops' exit test) to the state. */
+#define MM_S8F_X1(A, B)                                                                           \
+    "ldr %[t2], [%[xa]], #4\n\t"                                                                  \
+    "ldr %[t3], [%[xb]], #4\n\t" A B
 #define MM_S8F_XSUMS                                                                              \
     "ldr %[t0], [%[t5], #164]\n\t"                                                                \
     "mov %[t6], #0\n\t"                                                                           \
-    "mov %[a0], #0\n\t"                                                                           \
-    "mov %[b0], #0\n\t"                                                                           \
     "add %[t1], %[xa], %[t0]\n\t"                                                                 \
     "str %[t1], [%[t5], #24]\n\t"                                                                 \
+    MM_S8F_X1("usad8 %[a0], %[t2], %[t6]\n\t", "usad8 %[b0], %[t3], %[t6]\n\t")                   \
     "tst %[t0], #4\n\t"                                                                           \
-    "beq 3f\n\t"                                                                                  \
-    "ldr %[t2], [%[xa]], #4\n\t"                                                                  \
-    "ldr %[t3], [%[xb]], #4\n\t"                                                                  \
-    "usada8 %[a0], %[t2], %[t6], %[a0]\n\t"                                                       \
-    "usada8 %[b0], %[t3], %[t6], %[b0]\n\t"                                                       \
+    "bne 4f\n\t"                                                                                  \
+    MM_S8F_X1("usada8 %[a0], %[t2], %[t6], %[a0]\n\t", "usada8 %[b0], %[t3], %[t6], %[b0]\n\t")   \
+    "4:\n\t"                                                                                      \
     "cmp %[xa], %[t1]\n\t"                                                                        \
-    "beq 4f\n\t"                                                                                  \
+    "beq 5f\n\t"                                                                                  \
     "3:\n\t"                                                                                      \
     "ldr %[t2], [%[xa]], #4\n\t"                                                                  \
     "ldr %[t3], [%[xa]], #4\n\t"                                                                  \
@@ -3255,7 +3255,7 @@ typedef char mm_s8f_ok[offsetof(mm_s8f, entry) == 60 && offsetof(mm_s8f, start) 
     "usada8 %[b0], %[a1], %[t6], %[b0]\n\t"                                                       \
     "cmp %[xa], %[t1]\n\t"                                                                        \
     "bne 3b\n\t"                                                                                  \
-    "4:\n\t"
+    "5:\n\t"
 /* The starting sums from X (a0, b0; t6 = 0), as MM_S8F_FIX4 / FIX2L / FIX2H take them:
  * 4-bit: -8 X for every sum of both halves (at 68 and 76); 2-bit: half 0 (pass 2) -10 X and
  * -2 X (68 .. 80), half 1 (pass 1) -42 X = -2 X + 4 (-10 X) for both sums (84, 92). */
@@ -3284,6 +3284,7 @@ typedef char mm_s8f_ok[offsetof(mm_s8f, entry) == 60 && offsetof(mm_s8f, start) 
  * afterwards); then (9) the next pair until ob reaches the call's last. */
 #define MM_S8F_ASM(GS, XS, S0, SUMS0, PRE0, FIX0, S1, SUMS1, PRE1, FIX1, W)                       \
     __asm__ volatile("ldr %[t0], [%[t5], #28]\n\t" MM_S8F_ENTRY("1", "60") MM_S8F_ENTRY("2", "64") \
+                     "ldr %[t1], [%[t5], #44]\n\t"                                               \
                      "8:\n\t" MM_S8F_PAIR MM_S8F_XSUMS XS "0:\n\t" S0                             \
                      "ldr pc, [%[t5], #60]\n\t" MM_S8F_LOOP("1", GS, SUMS0) PRE0 MM_S8F_PARAMS   \
                          FIX0 MM_S8F_RQ("0", "0", "4", "1")                                       \
@@ -3349,12 +3350,13 @@ static void mm_s8f_xsums(const uint8_t *xa, const uint8_t *xb, int32_t n, mm_s8f
 }
 #endif
 
-/* The pairs of the walk from st->cur on until p.ob reaches st->last, every block of four output channels of
- * each (the rows after the last block are the caller's): in one asm loop (MM_S8F_ASM: each
- * pair's pixels, outputs and input sums, then every block's two halves of two channels,
- * each half's words, corrections and requantization; four outputs of each pixel stored at
- * once as mm_pw_st4 does), or its steps portably. Both pixels' outputs of a block are written
- * before the next block reads their inputs again (lag 2, as the sub8 path). */
+/* The pairs of the walk from st->cur on until p.ob reaches st->last, every block of four
+ * output channels of each (the rows after the last block are the caller's): in one asm loop
+ * (MM_S8F_ASM: each pair's pixels, outputs and input sums, then every block's two halves of
+ * two channels, each half's words, corrections and requantization; four outputs of each
+ * pixel stored at once as mm_pw_st4 does), or its steps portably. Both pixels' outputs of a
+ * block are written before the next block reads their inputs again (lag 2, as the sub8
+ * path). */
 static MM_INLINE void mm_s8f_pairs(const mm_pw8_job *j, mm_s8f *st, const int wb)
 {
 #if defined(__ARM_FEATURE_DSP)
