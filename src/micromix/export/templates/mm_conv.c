@@ -3004,12 +3004,13 @@ static MM_NOINLINE void mm_s8d_w2(const uint8_t *x, const uint8_t *w, int32_t n,
 /* ---- mm_pointwise_sub's fast sub8 path: 8-bit unsigned inputs, in_c a multiple of 4, the
  * fast requantization (MM_PW_FAST) ---------------------------------------------------------
  *
- * The same sums as the sub8 path (channel_packed weights), but every block of four channels of
- * a pixel pair in one asm loop (MM_S8F_ASM, as mm_pw8_two8's: its state, mm_s8f, at fixed
- * offsets in one register throughout; each half's loop of eight words entered part-way and
+ * The same sums as the sub8 path (channel_packed weights), but every pixel pair of a layer
+ * and every block of four channels of each in one asm loop (MM_S8F_ASM, as mm_pw8_two8's
+ * blocks: its state, mm_s8f, at fixed offsets in one register throughout; each pair's walk,
+ * outputs and input sums in the asm too; each half's loop of eight words entered part-way and
  * ended by pixel a's input pointer; the corrections and mm_pw_u's requantization on the
  * registers the loop leaves; mm_pw8_two8's block end): no sums through memory, no per-block
- * code in C. 4-bit: each half of a block of four channels is a channel pair,
+ * or per-pair code in C. 4-bit: each half of a block of four channels is a channel pair,
  * (A, B) -> s0 = B - 8 X, s1 = (A - B) / 16. 2-bit: pass 2 (C, D) -> channels 0, 1
  * (s0 = D - 2 X, s1 = (C - D) / 4 - 2 X), keeping C for pass 1 (A, B) -> channels 2, 3
  * (s2 = (B - C) / 16 - 2 X, s3 = (A - B) / 64). The divisions are exact (shifts); the X terms
