@@ -3061,20 +3061,19 @@ static MM_NOINLINE void mm_s8f_rest(const mm_pw8_job *j, const uint8_t *w, int c
 typedef struct {
     mm_pw8f p;                    /* 0 .. 59 */
     uint32_t entry[2];            /* 60, 64: each half's loop entry (Thumb bit set) */
-    int32_t start[8];             /* 68: the halves' starting sums (MM_S8F_XS4, MM_S8F_XS2) */
-    int32_t cs[2];                /* 100, 104: 2-bit: pass 2's C' sums of pixels a and b */
-    int32_t sa, sb;               /* 108, 112: the input sums (the portable path's corrections) */
-    const uint8_t *cur;           /* 116: the next pair's first pixel */
-    int32_t left;                 /* 120: the output pixels left in cur's row (from cur on) */
-    int32_t out_w;                /* 124 */
-    int32_t step, wrap;           /* 128, 132: a pixel's input step; a row end's extra step */
-    const uint8_t *last;          /* 136: ob after the call's last pair */
-    int32_t out_pix;              /* 140: a pixel's output bytes */
-    int32_t oblk;                 /* 144: the bytes of a pixel's outputs in blocks of four */
-    const int32_t *bias0, *mult0; /* 148, 152: the layer's parameters (each pair's start) */
-    const int8_t *shift0;         /* 156 */
-    const uint8_t *w0;            /* 160: the weights */
-    int32_t n;                    /* 164: a pixel's input bytes */
+    int32_t start[6];             /* 68: the halves' starting sums (MM_S8F_XS4, MM_S8F_XS2) */
+    int32_t cs[2];                /* 92, 96: 2-bit: pass 2's C' sums of pixels a and b */
+    const uint8_t *cur;           /* 100: the next pair's first pixel */
+    int32_t left;                 /* 104: the output pixels left in cur's row (from cur on) */
+    int32_t out_w;                /* 108 */
+    int32_t step, wrap;           /* 112, 116: a pixel's input step; a row end's extra step */
+    const uint8_t *last;          /* 120: ob after the call's last pair */
+    int32_t out_pix;              /* 124: a pixel's output bytes */
+    int32_t oblk;                 /* 128: the bytes of a pixel's outputs in blocks of four */
+    const int32_t *bias0, *mult0; /* 132, 136: the layer's parameters (each pair's start) */
+    const int8_t *shift0;         /* 140 */
+    const uint8_t *w0;            /* 144: the weights */
+    int32_t n;                    /* 148: a pixel's input bytes */
 } mm_s8f;
 
 /* The walk's next pixel (raster order across rows of output pixels, mm_pointwise8's). */
@@ -3089,8 +3088,8 @@ static inline const uint8_t *mm_s8f_next(mm_s8f *c)
 
 #if defined(__ARM_FEATURE_DSP)
 typedef char mm_s8f_ok[offsetof(mm_s8f, entry) == 60 && offsetof(mm_s8f, start) == 68 &&
-                               offsetof(mm_s8f, cs) == 100 && offsetof(mm_s8f, cur) == 116 &&
-                               offsetof(mm_s8f, n) == 164
+                               offsetof(mm_s8f, cs) == 92 && offsetof(mm_s8f, cur) == 100 &&
+                               offsetof(mm_s8f, n) == 148
                            ? 1
                            : -1];
 /* MM_S8_STEP2's word of both pixels (t6 takes the weights: t5 holds the state), with X after
@@ -3161,21 +3160,21 @@ typedef char mm_s8f_ok[offsetof(mm_s8f, entry) == 60 && offsetof(mm_s8f, start) 
  * (B' - C') / 16 = U2 - 2 X = s2, (A' - B') / 64 = s3 (U1 = (C - D) / 4, U2 = (B - C) / 16).
  * Each difference is the true one (an int32 even where a started sum wraps) and a multiple of
  * the divisor, so each shift is exact. Afterwards Q holds channel c's value, P channel c + 1's.
- * 2-bit: pass 2 stores both pixels' C' (MM_S8F_KEEPC, at 100 and 104: its stores run on with
+ * 2-bit: pass 2 stores both pixels' C' (MM_S8F_KEEPC, at 92 and 96: its stores run on with
  * the requantization's loads), pass 1 loads them into t4 and t6 after those loads
  * (MM_S8F_GETC) and takes them off B' (MM_S8F_FIX2H). */
 #define MM_S8F_FIX4(P, Q)                                                                         \
     "sub %[" P "], %[" P "], %[" Q "]\n\t"                                                        \
     "asr %[" P "], %[" P "], #4\n\t"
 #define MM_S8F_KEEPC                                                                              \
-    "str %[a0], [%[t5], #100]\n\t"                                                                \
-    "str %[b0], [%[t5], #104]\n\t"
+    "str %[a0], [%[t5], #92]\n\t"                                                                 \
+    "str %[b0], [%[t5], #96]\n\t" 
 #define MM_S8F_FIX2L(P, Q)                                                                        \
     "sub %[" P "], %[" P "], %[" Q "]\n\t"                                                        \
     "asr %[" P "], %[" P "], #2\n\t"
 #define MM_S8F_GETC                                                                               \
-    "ldr %[t4], [%[t5], #100]\n\t"                                                                \
-    "ldr %[t6], [%[t5], #104]\n\t"
+    "ldr %[t4], [%[t5], #92]\n\t"                                                                 \
+    "ldr %[t6], [%[t5], #96]\n\t" 
 #define MM_S8F_FIX2H(P, Q, C)                                                                     \
     "sub %[" P "], %[" P "], %[" Q "]\n\t"                                                        \
     "sub %[" Q "], %[" Q "], %[" C "]\n\t"                                                        \
@@ -3199,18 +3198,18 @@ typedef char mm_s8f_ok[offsetof(mm_s8f, entry) == 60 && offsetof(mm_s8f, start) 
     "add %[" D "], %[" S "], %[t2]\n\t"                                                           \
     "subs %[t4], %[t4], #1\n\t"                                                                   \
     "itt eq\n\t"                                                                                  \
-    "ldreq %[t4], [%[t5], #124]\n\t"                                                              \
+    "ldreq %[t4], [%[t5], #108]\n\t"                                                              \
     "addeq %[" D "], %[" D "], %[t3]\n\t"
 /* A pair's start (t1: where the last pair's ob ended): its outputs (oa = t1, ob, oend), its
  * pixels (xa, xb: the walk one on), the parameters and the weights (w) back at the first
  * channel. */
 #define MM_S8F_PAIR                                                                               \
-    "ldr %[t0], [%[t5], #140]\n\t"                                                                \
-    "ldr %[t6], [%[t5], #144]\n\t"                                                                \
-    "ldr %[xa], [%[t5], #116]\n\t"                                                                \
-    "ldr %[t4], [%[t5], #120]\n\t"                                                                \
-    "ldr %[t2], [%[t5], #128]\n\t"                                                                \
-    "ldr %[t3], [%[t5], #132]\n\t"                                                                \
+    "ldr %[t0], [%[t5], #124]\n\t"                                                                \
+    "ldr %[t6], [%[t5], #128]\n\t"                                                                \
+    "ldr %[xa], [%[t5], #100]\n\t"                                                                \
+    "ldr %[t4], [%[t5], #104]\n\t"                                                                \
+    "ldr %[t2], [%[t5], #112]\n\t"                                                                \
+    "ldr %[t3], [%[t5], #116]\n\t"                                                                \
     "str %[t1], [%[t5], #40]\n\t"                                                                 \
     "add %[t6], %[t6], %[t1]\n\t"                                                                 \
     "add %[t0], %[t0], %[t1]\n\t"                                                                 \
@@ -3218,12 +3217,12 @@ typedef char mm_s8f_ok[offsetof(mm_s8f, entry) == 60 && offsetof(mm_s8f, start) 
     "str %[t0], [%[t5], #44]\n\t" MM_S8F_WALK("xb", "xa") MM_S8F_WALK("t0", "xb")                 \
     "str %[xa], [%[t5], #16]\n\t"                                                                 \
     "str %[xb], [%[t5], #20]\n\t"                                                                 \
-    "str %[t0], [%[t5], #116]\n\t"                                                                \
-    "str %[t4], [%[t5], #120]\n\t"                                                                \
-    "ldr %[t0], [%[t5], #148]\n\t"                                                                \
-    "ldr %[t1], [%[t5], #152]\n\t"                                                                \
-    "ldr %[t2], [%[t5], #156]\n\t"                                                                \
-    "ldr %[w], [%[t5], #160]\n\t"                                                                 \
+    "str %[t0], [%[t5], #100]\n\t"                                                                \
+    "str %[t4], [%[t5], #104]\n\t"                                                                \
+    "ldr %[t0], [%[t5], #132]\n\t"                                                                \
+    "ldr %[t1], [%[t5], #136]\n\t"                                                                \
+    "ldr %[t2], [%[t5], #140]\n\t"                                                                \
+    "ldr %[w], [%[t5], #144]\n\t"                                                                 \
     "str %[t0], [%[t5]]\n\t"                                                                      \
     "str %[t1], [%[t5], #4]\n\t"                                                                  \
     "str %[t2], [%[t5], #8]\n\t"
@@ -3234,7 +3233,7 @@ typedef char mm_s8f_ok[offsetof(mm_s8f, entry) == 60 && offsetof(mm_s8f, start) 
     "ldr %[t2], [%[xa]], #4\n\t"                                                                  \
     "ldr %[t3], [%[xb]], #4\n\t" A B
 #define MM_S8F_XSUMS                                                                              \
-    "ldr %[t0], [%[t5], #164]\n\t"                                                                \
+    "ldr %[t0], [%[t5], #148]\n\t"                                                                \
     "mov %[t6], #0\n\t"                                                                           \
     "add %[t1], %[xa], %[t0]\n\t"                                                                 \
     "str %[t1], [%[t5], #24]\n\t"                                                                 \
@@ -3259,7 +3258,7 @@ typedef char mm_s8f_ok[offsetof(mm_s8f, entry) == 60 && offsetof(mm_s8f, start) 
     "5:\n\t"
 /* The starting sums from X (a0, b0; t6 = 0), as MM_S8F_FIX4 / FIX2L / FIX2H take them:
  * 4-bit: -8 X for every sum of both halves (at 68 and 76); 2-bit: half 0 (pass 2) -10 X and
- * -2 X (68 .. 80), half 1 (pass 1) -42 X = -2 X + 4 (-10 X) for both sums (84, 92). */
+ * -2 X (68 .. 80), half 1 (pass 1) -42 X = -2 X + 4 (-10 X) for both sums (84, 88). */
 #define MM_S8F_XS4                                                                                \
     "sub %[a0], %[t6], %[a0], lsl #3\n\t"                                                         \
     "sub %[b0], %[t6], %[b0], lsl #3\n\t"                                                         \
@@ -3277,7 +3276,7 @@ typedef char mm_s8f_ok[offsetof(mm_s8f, entry) == 60 && offsetof(mm_s8f, start) 
     "add %[a0], %[a1], %[a0], lsl #2\n\t"                                                         \
     "add %[b0], %[b1], %[b0], lsl #2\n\t"                                                         \
     "str %[a0], [%[t5], #84]\n\t"                                                                 \
-    "str %[b0], [%[t5], #92]\n\t"
+    "str %[b0], [%[t5], #88]\n\t"
 /* Every pair of the walk (8: its start, sums and starting sums XS), every block of a pair
  * (0): half 0 (S0: its starting sums' loads; its loop: SUMS0's words; PRE0 before the
  * parameters' loads, FIX0 after), its bytes to the state, the weights back, half 1
@@ -3294,7 +3293,7 @@ typedef char mm_s8f_ok[offsetof(mm_s8f, entry) == 60 && offsetof(mm_s8f, start) 
                      "ldr %[t0], [%[t5], #32]\n\t" S1 "sub %[w], %[w], %[t0]\n\t"                \
                      "ldr pc, [%[t5], #64]\n\t" MM_S8F_LOOP("2", GS, SUMS1) PRE1 MM_S8F_PARAMS    \
                          FIX1 MM_S8F_RQ("8", "2", "12", "3") MM_PW8F_NEXT MM_PW8F_PUT(W)          \
-                     "ldr %[t0], [%[t5], #136]\n\t"                                               \
+                     "ldr %[t0], [%[t5], #120]\n\t"                                               \
                      "cmp %[t1], %[t0]\n\t"                                                       \
                      "bne 8b\n\t"                                                                 \
                      : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1),          \
@@ -3338,16 +3337,13 @@ static inline uint32_t mm_s8f_half(const uint8_t *xa, const uint8_t *xb, const u
 #endif
 
 #if !defined(__ARM_FEATURE_DSP)
-/* The input sums of two pixels (n bytes each, a multiple of 4, unsigned). */
-static void mm_s8f_xsums(const uint8_t *xa, const uint8_t *xb, int32_t n, mm_s8f *c)
+/* The input sum of a pixel (n bytes, a multiple of 4, unsigned). */
+static int32_t mm_s8f_xsum(const uint8_t *x, int32_t n)
 {
-    uint32_t ta = 0, tb = 0;
-    for (int32_t i = 0; i < n; i += 4) {
-        ta = mm_usada8(mm_s8_ld(xa + i), ta);
-        tb = mm_usada8(mm_s8_ld(xb + i), tb);
-    }
-    c->sa = (int32_t)ta;
-    c->sb = (int32_t)tb;
+    uint32_t t = 0;
+    for (int32_t i = 0; i < n; i += 4)
+        t = mm_usada8(mm_s8_ld(x + i), t);
+    return (int32_t)t;
 }
 #endif
 
@@ -3372,7 +3368,7 @@ static MM_INLINE void mm_s8f_pairs(const mm_pw8_job *j, mm_s8f *st, const int wb
     else
         MM_S8F_ASM("4", MM_S8F_XS2, MM_S8F_START("68", "72", "76", "80"), MM_S8F_PASS2,
                    MM_S8F_KEEPC, MM_S8F_FIX2L("a0", "a1") MM_S8F_FIX2L("b0", "b1"),
-                   MM_S8F_START("84", "84", "92", "92"), MM_S8F_PASS1, "",
+                   MM_S8F_START("84", "84", "88", "88"), MM_S8F_PASS1, "",
                    MM_S8F_GETC MM_S8F_FIX2H("a0", "a1", "t4") MM_S8F_FIX2H("b0", "b1", "t6"),
                    "");
     (void)a0, (void)a1, (void)b0, (void)b1, (void)t0, (void)t1, (void)t2, (void)t3;
@@ -3386,13 +3382,13 @@ static MM_INLINE void mm_s8f_pairs(const mm_pw8_job *j, mm_s8f *st, const int wb
         p->xa = xa, p->xb = xb, p->oa = p->ob, p->oend = p->ob + st->oblk;
         p->ob += st->out_pix;
         p->bias = st->bias0, p->mult = st->mult0, p->shift = st->shift0;
-        mm_s8f_xsums(xa, xb, n, st);
+        const int32_t sa = mm_s8f_xsum(xa, n), sb = mm_s8f_xsum(xb, n);
         for (; p->oa != p->oend; w += 4 * mm_bytes(n, wb)) { /* the asm's steps, portably */
             const mm_pw8_rq rq = {p->bias, p->mult, p->shift, p->kb};
             uint32_t y[2];
             for (int h = 0; h < 2; h++) /* 4-bit: pass 0 at w, w + 4; 2-bit: pass 2, then 1 */
-                y[h] = mm_s8f_half(xa, xb, w + (wb == 4 ? 4 * h : 0), n, &rq, 2 * h, st->sa,
-                                   st->sb, st->cs, wb == 4 ? 0 : 2 - h);
+                y[h] = mm_s8f_half(xa, xb, w + (wb == 4 ? 4 * h : 0), n, &rq, 2 * h, sa, sb,
+                                   st->cs, wb == 4 ? 0 : 2 - h);
             p->oa = mm_pw_st4(p->oa, (y[0] & 0xFFFFu) | y[1] << 16, p->bits, p->m4);
             p->ob = mm_pw_st4(p->ob, y[0] >> 16 | (y[1] & 0xFFFF0000u), p->bits, p->m4);
             p->bias += 4, p->mult += 4, p->shift += 4;
@@ -3472,7 +3468,7 @@ static MM_INLINE void mm_s8f_pixels(const mm_pw8_job *j, const int wb)
     mm_s8f st = {{0, 0, 0, (int32_t)1 << q->bias_shift, 0, 0, 0, (8 - ((n >> 2) & 7)) & 7,
                   wb == 4 ? 2 * n - 4 : n, 0, 0, 0, 0, q->out_bits,
                   (uint32_t)q->qmax * 0x01010101u},
-                 {0, 0}, {0}, {0, 0}, 0, 0, j->in, j->out_w, j->out_w, j->in_step,
+                 {0, 0}, {0}, {0, 0}, j->in, j->out_w, j->out_w, j->in_step,
                  j->in_row_step - (int32_t)j->out_w * j->in_step, 0, out_pix,
                  (blocks * q->out_bits) >> 1, q->bias, q->mult, q->shift,
                  (const uint8_t *)j->w, n};
