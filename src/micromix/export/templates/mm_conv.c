@@ -3101,12 +3101,13 @@ static MM_NOINLINE void mm_s8d_pt_w2(const uint8_t *x, const uint8_t *w, int32_t
 /* ---- mm_pointwise_sub's fast sub8 path: 8-bit unsigned inputs, in_c a multiple of 4, the
  * fast requantization (MM_PW_FAST) ---------------------------------------------------------
  *
- * The same sums as the sub8 path (channel_packed weights), but every block of four channels of
- * a pixel pair in one asm loop (MM_S8F_ASM, as mm_pw8_two8's: its state, mm_s8f, at fixed
- * offsets in one register throughout; each half's loop of eight words entered part-way and
+ * The same sums as the sub8 path (channel_packed weights), but every pixel pair of a layer
+ * and every block of four channels of each in one asm loop (MM_S8F_ASM, as mm_pw8_two8's
+ * blocks: its state, mm_s8f, at fixed offsets in one register throughout; each pair's walk,
+ * outputs and input sums in the asm too; each half's loop of eight words entered part-way and
  * ended by pixel a's input pointer; the corrections and mm_pw_u's requantization on the
  * registers the loop leaves; mm_pw8_two8's block end): no sums through memory, no per-block
- * code in C. 4-bit: each half of a block of four channels is a channel pair,
+ * or per-pair code in C. 4-bit: each half of a block of four channels is a channel pair,
  * (A, B) -> s0 = B - 8 X, s1 = (A - B) / 16. 2-bit: pass 2 (C, D) -> channels 0, 1
  * (s0 = D - 2 X, s1 = (C - D) / 4 - 2 X), keeping C for pass 1 (A, B) -> channels 2, 3
  * (s2 = (B - C) / 16 - 2 X, s3 = (A - B) / 64). The divisions are exact (shifts); the X terms
@@ -3146,55 +3147,46 @@ static MM_NOINLINE void mm_s8f_rest(const mm_pw8_job *j, const uint8_t *w, int c
     mm_flush(&wr);
 }
 
-/* What the pair asm reads and advances (mm_s8f_two), at fixed offsets from its address (the
+/* What the pair asm reads and advances (mm_s8f_pairs), at fixed offsets from its address (the
  * state register, t5, stays in one register throughout: the word loop needs no counter, as
  * mm_pw8_two8's): mm_pw8f's fields (skip: the steps the first pass of a half skips; back: the
- * weights' step back after half 0), then what the sub8 rule adds. */
+ * weights' step back after half 0), then what the sub8 rule adds, then the walk over the
+ * pairs (the asm takes each pair's pixels, outputs and input sums itself: gcc kept the C walk
+ * around an asm that takes every register in memory, about 230 cycles a pair). A call's
+ * pairs start at p.ob (pixel a's outputs) and end where p.ob reaches `last`: where the blocks
+ * take every output channel, a pair's pixel b ends where the next pair starts. */
 typedef struct {
-    mm_pw8f p;         /* 0 .. 59 */
-    uint32_t entry[2]; /* 60, 64: each half's loop entry (Thumb bit set), set by the asm */
-    int32_t start[8];  /* 68: each half's starting sums a0 a1 b0 b1 (mm_s8f_starts) */
-    int32_t cs[2];     /* 100, 104: 2-bit: pass 2's C' sums of pixels a and b, for pass 1 */
-    int32_t sa, sb;    /* the pixels' input sums (the portable path's corrections) */
+    mm_pw8f p;                    /* 0 .. 59 */
+    uint32_t entry[2];            /* 60, 64: each half's loop entry (Thumb bit set) */
+    int32_t start[6];             /* 68: the halves' starting sums (MM_S8F_XS4, MM_S8F_XS2) */
+    int32_t cs[2];                /* 92, 96: 2-bit: pass 2's C' sums of pixels a and b */
+    const uint8_t *cur;           /* 100: the next pair's first pixel */
+    int32_t left;                 /* 104: the output pixels left in cur's row (from cur on) */
+    int32_t out_w;                /* 108 */
+    int32_t step, wrap;           /* 112, 116: a pixel's input step; a row end's extra step */
+    const uint8_t *last;          /* 120: ob after the call's last pair */
+    int32_t out_pix;              /* 124: a pixel's output bytes */
+    int32_t oblk;                 /* 128: the bytes of a pixel's outputs in blocks of four */
+    const int32_t *bias0, *mult0; /* 132, 136: the layer's parameters (each pair's start) */
+    const int8_t *shift0;         /* 140 */
+    const uint8_t *w0;            /* 144: the weights */
+    int32_t n;                    /* 148: a pixel's input bytes */
 } mm_s8f;
 
-/* The input sums of two pixels (n bytes each, a multiple of 4, unsigned) in one loop, two words
- * of each an iteration: mm_s8_xsum's four-word steps per pixel left most of a small pixel
- * (in_c 8: two words) to its loop tests. */
-static MM_INLINE void mm_s8f_xsums(const uint8_t *xa, const uint8_t *xb, int32_t n, mm_s8f *c)
+/* The walk's next pixel (raster order across rows of output pixels, mm_pointwise8's). */
+static inline const uint8_t *mm_s8f_next(mm_s8f *c)
 {
-    uint32_t ta = 0, tb = 0;
-    int32_t i = 0;
-    for (; i + 8 <= n; i += 8) { /* four loads in a row */
-        const uint32_t a0 = mm_s8_ld(xa + i), a1 = mm_s8_ld(xa + i + 4);
-        const uint32_t b0 = mm_s8_ld(xb + i), b1 = mm_s8_ld(xb + i + 4);
-        ta = mm_usada8(a1, mm_usada8(a0, ta));
-        tb = mm_usada8(b1, mm_usada8(b0, tb));
-    }
-    if (i < n) {
-        ta = mm_usada8(mm_s8_ld(xa + i), ta);
-        tb = mm_usada8(mm_s8_ld(xb + i), tb);
-    }
-    c->sa = (int32_t)ta;
-    c->sb = (int32_t)tb;
-}
-
-/* The starting sums of both halves of every block of a pixel pair (input sums sa, sb). */
-static MM_INLINE void mm_s8f_starts(mm_s8f *c, const int wb)
-{
-    const int32_t sa = c->sa, sb = c->sb;
-    for (int h = 0; h < 2; h++) { /* pass 0 twice (4-bit), else pass 2 then 1 */
-        const uint32_t k0 = wb == 4 ? 8u : h ? 42u : 10u, k1 = wb == 2 && !h ? 2u : k0;
-        c->start[4 * h] = (int32_t)(0u - k0 * (uint32_t)sa);
-        c->start[4 * h + 1] = (int32_t)(0u - k1 * (uint32_t)sa);
-        c->start[4 * h + 2] = (int32_t)(0u - k0 * (uint32_t)sb);
-        c->start[4 * h + 3] = (int32_t)(0u - k1 * (uint32_t)sb);
-    }
+    const uint8_t *x = c->cur;
+    c->cur += c->step;
+    if (--c->left == 0)
+        c->left = c->out_w, c->cur += c->wrap;
+    return x;
 }
 
 #if defined(__ARM_FEATURE_DSP)
 typedef char mm_s8f_ok[offsetof(mm_s8f, entry) == 60 && offsetof(mm_s8f, start) == 68 &&
-                               offsetof(mm_s8f, cs) == 100
+                               offsetof(mm_s8f, cs) == 92 && offsetof(mm_s8f, cur) == 100 &&
+                               offsetof(mm_s8f, n) == 148
                            ? 1
                            : -1];
 /* MM_S8_STEP2's word of both pixels (t6 takes the weights: t5 holds the state), with X after
@@ -3259,27 +3251,27 @@ typedef char mm_s8f_ok[offsetof(mm_s8f, entry) == 60 && offsetof(mm_s8f, start) 
     "ldr %[b0], [%[t5], #" S2 "]\n\t"                                                             \
     "ldr %[b1], [%[t5], #" S3 "]\n\t"
 /* The corrections of a pixel's two sums in P (the first) and Q (the second): the sums start
- * at multiples of the pixel's input sum X (mm_s8f_starts), so that the X terms need no code
+ * at multiples of the pixel's input sum X (MM_S8F_XS4, XS2), so that the X terms need no code
  * here: 4-bit A' = B' = -8 X; 2-bit C' = -10 X, D' = -2 X, A' = B' = -42 X, so that
  * B' = s0 and (A' - B') / 16 = s1; D' = s0, (C' - D') / 4 = U1 - 2 X = s1,
  * (B' - C') / 16 = U2 - 2 X = s2, (A' - B') / 64 = s3 (U1 = (C - D) / 4, U2 = (B - C) / 16).
  * Each difference is the true one (an int32 even where a started sum wraps) and a multiple of
  * the divisor, so each shift is exact. Afterwards Q holds channel c's value, P channel c + 1's.
- * 2-bit: pass 2 stores both pixels' C' (MM_S8F_KEEPC, at 100 and 104: its stores run on with
+ * 2-bit: pass 2 stores both pixels' C' (MM_S8F_KEEPC, at 92 and 96: its stores run on with
  * the requantization's loads), pass 1 loads them into t4 and t6 after those loads
  * (MM_S8F_GETC) and takes them off B' (MM_S8F_FIX2H). */
 #define MM_S8F_FIX4(P, Q)                                                                         \
     "sub %[" P "], %[" P "], %[" Q "]\n\t"                                                        \
     "asr %[" P "], %[" P "], #4\n\t"
 #define MM_S8F_KEEPC                                                                              \
-    "str %[a0], [%[t5], #100]\n\t"                                                                \
-    "str %[b0], [%[t5], #104]\n\t"
+    "str %[a0], [%[t5], #92]\n\t"                                                                 \
+    "str %[b0], [%[t5], #96]\n\t" 
 #define MM_S8F_FIX2L(P, Q)                                                                        \
     "sub %[" P "], %[" P "], %[" Q "]\n\t"                                                        \
     "asr %[" P "], %[" P "], #2\n\t"
 #define MM_S8F_GETC                                                                               \
-    "ldr %[t4], [%[t5], #100]\n\t"                                                                \
-    "ldr %[t6], [%[t5], #104]\n\t"
+    "ldr %[t4], [%[t5], #92]\n\t"                                                                 \
+    "ldr %[t6], [%[t5], #96]\n\t" 
 #define MM_S8F_FIX2H(P, Q, C)                                                                     \
     "sub %[" P "], %[" P "], %[" Q "]\n\t"                                                        \
     "sub %[" Q "], %[" Q "], %[" C "]\n\t"                                                        \
@@ -3297,22 +3289,112 @@ typedef char mm_s8f_ok[offsetof(mm_s8f, entry) == 60 && offsetof(mm_s8f, start) 
     MM_PW8F_RQ("a1", "b1", O0, P0) MM_PW8F_RQ("a0", "b0", O1, P1)                                 \
     "orr %[a0], %[a1], %[a0], lsl #8\n\t"                                                         \
     "orr %[b0], %[b1], %[b0], lsl #8\n\t"
-/* Every block of a pixel pair: half 0 (its loop: SUMS0's words; PRE0 before the parameters'
- * loads, FIX0 after), its bytes to the state, the weights back, half 1 (likewise); then
- * mm_pw8_two8's block end (W: the weights to the next block). */
-#define MM_S8F_ASM(GS, SUMS0, PRE0, FIX0, SUMS1, PRE1, FIX1, W)                                   \
+/* D = the walk's pixel after S (mm_s8f_next; t4: the pixels left in S's row, t2: step,
+ * t3: wrap). */
+#define MM_S8F_WALK(D, S)                                                                         \
+    "add %[" D "], %[" S "], %[t2]\n\t"                                                           \
+    "subs %[t4], %[t4], #1\n\t"                                                                   \
+    "itt eq\n\t"                                                                                  \
+    "ldreq %[t4], [%[t5], #108]\n\t"                                                              \
+    "addeq %[" D "], %[" D "], %[t3]\n\t"
+/* A pair's start (t1: where the last pair's ob ended): its outputs (oa = t1, ob, oend), its
+ * pixels (xa, xb: the walk one on), the parameters and the weights (w) back at the first
+ * channel. */
+#define MM_S8F_PAIR                                                                               \
+    "ldr %[t0], [%[t5], #124]\n\t"                                                                \
+    "ldr %[t6], [%[t5], #128]\n\t"                                                                \
+    "ldr %[xa], [%[t5], #100]\n\t"                                                                \
+    "ldr %[t4], [%[t5], #104]\n\t"                                                                \
+    "ldr %[t2], [%[t5], #112]\n\t"                                                                \
+    "ldr %[t3], [%[t5], #116]\n\t"                                                                \
+    "str %[t1], [%[t5], #40]\n\t"                                                                 \
+    "add %[t6], %[t6], %[t1]\n\t"                                                                 \
+    "add %[t0], %[t0], %[t1]\n\t"                                                                 \
+    "str %[t6], [%[t5], #36]\n\t"                                                                 \
+    "str %[t0], [%[t5], #44]\n\t" MM_S8F_WALK("xb", "xa") MM_S8F_WALK("t0", "xb")                 \
+    "str %[xa], [%[t5], #16]\n\t"                                                                 \
+    "str %[xb], [%[t5], #20]\n\t"                                                                 \
+    "str %[t0], [%[t5], #100]\n\t"                                                                \
+    "str %[t4], [%[t5], #104]\n\t"                                                                \
+    "ldr %[t0], [%[t5], #132]\n\t"                                                                \
+    "ldr %[t1], [%[t5], #136]\n\t"                                                                \
+    "ldr %[t2], [%[t5], #140]\n\t"                                                                \
+    "ldr %[w], [%[t5], #144]\n\t"                                                                 \
+    "str %[t0], [%[t5]]\n\t"                                                                      \
+    "str %[t1], [%[t5], #4]\n\t"                                                                  \
+    "str %[t2], [%[t5], #8]\n\t"
+/* Both pixels' input sums X (n bytes each, a multiple of 4) into a0 and b0: the first word
+ * of each, the second where n / 4 is even, then two of each a step; t6 = 0 afterwards; the
+ * end of pixel a's input (the word loops' exit test) to the state. */
+#define MM_S8F_X1(A, B)                                                                           \
+    "ldr %[t2], [%[xa]], #4\n\t"                                                                  \
+    "ldr %[t3], [%[xb]], #4\n\t" A B
+#define MM_S8F_XSUMS                                                                              \
+    "ldr %[t0], [%[t5], #148]\n\t"                                                                \
+    "mov %[t6], #0\n\t"                                                                           \
+    "add %[t1], %[xa], %[t0]\n\t"                                                                 \
+    "str %[t1], [%[t5], #24]\n\t"                                                                 \
+    MM_S8F_X1("usad8 %[a0], %[t2], %[t6]\n\t", "usad8 %[b0], %[t3], %[t6]\n\t")                   \
+    "tst %[t0], #4\n\t"                                                                           \
+    "bne 4f\n\t"                                                                                  \
+    MM_S8F_X1("usada8 %[a0], %[t2], %[t6], %[a0]\n\t", "usada8 %[b0], %[t3], %[t6], %[b0]\n\t")   \
+    "4:\n\t"                                                                                      \
+    "cmp %[xa], %[t1]\n\t"                                                                        \
+    "beq 5f\n\t"                                                                                  \
+    "3:\n\t"                                                                                      \
+    "ldr %[t2], [%[xa]], #4\n\t"                                                                  \
+    "ldr %[t3], [%[xa]], #4\n\t"                                                                  \
+    "ldr %[t4], [%[xb]], #4\n\t"                                                                  \
+    "ldr %[a1], [%[xb]], #4\n\t"                                                                  \
+    "usada8 %[a0], %[t2], %[t6], %[a0]\n\t"                                                       \
+    "usada8 %[a0], %[t3], %[t6], %[a0]\n\t"                                                       \
+    "usada8 %[b0], %[t4], %[t6], %[b0]\n\t"                                                       \
+    "usada8 %[b0], %[a1], %[t6], %[b0]\n\t"                                                       \
+    "cmp %[xa], %[t1]\n\t"                                                                        \
+    "bne 3b\n\t"                                                                                  \
+    "5:\n\t"
+/* The starting sums from X (a0, b0; t6 = 0), as MM_S8F_FIX4 / FIX2L / FIX2H take them:
+ * 4-bit: -8 X for every sum of both halves (at 68 and 76); 2-bit: half 0 (pass 2) -10 X and
+ * -2 X (68 .. 80), half 1 (pass 1) -42 X = -2 X + 4 (-10 X) for both sums (84, 88). */
+#define MM_S8F_XS4                                                                                \
+    "sub %[a0], %[t6], %[a0], lsl #3\n\t"                                                         \
+    "sub %[b0], %[t6], %[b0], lsl #3\n\t"                                                         \
+    "str %[a0], [%[t5], #68]\n\t"                                                                 \
+    "str %[b0], [%[t5], #76]\n\t"
+#define MM_S8F_XS2                                                                                \
+    "sub %[a1], %[t6], %[a0], lsl #1\n\t"                                                         \
+    "sub %[b1], %[t6], %[b0], lsl #1\n\t"                                                         \
+    "add %[a0], %[a1], %[a1], lsl #2\n\t"                                                         \
+    "add %[b0], %[b1], %[b1], lsl #2\n\t"                                                         \
+    "str %[a0], [%[t5], #68]\n\t"                                                                 \
+    "str %[a1], [%[t5], #72]\n\t"                                                                 \
+    "str %[b0], [%[t5], #76]\n\t"                                                                 \
+    "str %[b1], [%[t5], #80]\n\t"                                                                 \
+    "add %[a0], %[a1], %[a0], lsl #2\n\t"                                                         \
+    "add %[b0], %[b1], %[b0], lsl #2\n\t"                                                         \
+    "str %[a0], [%[t5], #84]\n\t"                                                                 \
+    "str %[b0], [%[t5], #88]\n\t"
+/* Every pair of the walk (8: its start, sums and starting sums XS), every block of a pair
+ * (0): half 0 (S0: its starting sums' loads; its loop: SUMS0's words; PRE0 before the
+ * parameters' loads, FIX0 after), its bytes to the state, the weights back, half 1
+ * (likewise); then mm_pw8_two8's block end (W: the weights to the next block; t1: ob
+ * afterwards); then (9) the next pair until ob reaches the call's last. */
+#define MM_S8F_ASM(GS, XS, S0, SUMS0, PRE0, FIX0, S1, SUMS1, PRE1, FIX1, W)                       \
     __asm__ volatile("ldr %[t0], [%[t5], #28]\n\t" MM_S8F_ENTRY("1", "60") MM_S8F_ENTRY("2", "64") \
-                     "0:\n\t" MM_S8F_START("68", "72", "76", "80") "ldr pc, [%[t5], #60]\n\t"    \
-                         MM_S8F_LOOP("1", GS, SUMS0) PRE0 MM_S8F_PARAMS FIX0                      \
-                             MM_S8F_RQ("0", "0", "4", "1")                                        \
+                     "ldr %[t1], [%[t5], #44]\n\t"                                               \
+                     "8:\n\t" MM_S8F_PAIR MM_S8F_XSUMS XS "0:\n\t" S0                             \
+                     "ldr pc, [%[t5], #60]\n\t" MM_S8F_LOOP("1", GS, SUMS0) PRE0 MM_S8F_PARAMS   \
+                         FIX0 MM_S8F_RQ("0", "0", "4", "1")                                       \
                      "orr %[a0], %[a0], %[b0], lsl #16\n\t"                                       \
                      "str %[a0], [%[t5], #48]\n\t"                                                \
-                     "ldr %[t0], [%[t5], #32]\n\t" MM_S8F_START("84", "88", "92", "96")           \
-                     "sub %[w], %[w], %[t0]\n\t"                                                  \
+                     "ldr %[t0], [%[t5], #32]\n\t" S1 "sub %[w], %[w], %[t0]\n\t"                \
                      "ldr pc, [%[t5], #64]\n\t" MM_S8F_LOOP("2", GS, SUMS1) PRE1 MM_S8F_PARAMS    \
                          FIX1 MM_S8F_RQ("8", "2", "12", "3") MM_PW8F_NEXT MM_PW8F_PUT(W)          \
+                     "ldr %[t0], [%[t5], #120]\n\t"                                               \
+                     "cmp %[t1], %[t0]\n\t"                                                       \
+                     "bne 8b\n\t"                                                                 \
                      : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1),          \
-                       [xa] "=&r"(x0), [xb] "=&r"(x1), [w] "+r"(w), [t6] "=&r"(t6),             \
+                       [xa] "=&r"(x0), [xb] "=&r"(x1), [w] "=&r"(w), [t6] "=&r"(t6),            \
                        [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3),          \
                        [t4] "=&r"(t4), [t5] "+r"(p)                                              \
                      :                                                                            \
@@ -3351,56 +3433,65 @@ static inline uint32_t mm_s8f_half(const uint8_t *xa, const uint8_t *xb, const u
 }
 #endif
 
-/* Two pixels, every output channel: every block of four channels in one asm loop (two halves
- * of two channels, each half's words, corrections and requantization; four outputs of each
- * pixel stored at once as mm_pw_st4 does), then the rows after the last block. Both pixels'
- * outputs of a block are written before the next block reads their inputs again (lag 2, as
- * the sub8 path). */
-static MM_INLINE void mm_s8f_two(const mm_pw8_job *j, mm_s8f *st, const uint8_t *xa,
-                                 const uint8_t *xb, uint8_t *oa, uint8_t *ob, const int wb)
+#if !defined(__ARM_FEATURE_DSP)
+/* The input sum of a pixel (n bytes, a multiple of 4, unsigned). */
+static int32_t mm_s8f_xsum(const uint8_t *x, int32_t n)
 {
-    const mm_quant_params *q = j->q;
-    const int32_t n = j->row, blocks = j->out_c >> 2;
-    const uint8_t *w = (const uint8_t *)j->w;
-    mm_pw8f *p = &st->p;
-    mm_s8f_xsums(xa, xb, n, st);
-    mm_s8f_starts(st, wb);
-    if (blocks) {
-        p->bias = q->bias, p->mult = q->mult, p->shift = q->shift;
-        p->xa = xa, p->xb = xb, p->xend = xa + n;
-        p->oend = oa + ((blocks * p->bits) >> 1), p->oa = oa, p->ob = ob;
+    uint32_t t = 0;
+    for (int32_t i = 0; i < n; i += 4)
+        t = mm_usada8(mm_s8_ld(x + i), t);
+    return (int32_t)t;
+}
+#endif
+
+/* The pairs of the walk from st->cur on until p.ob reaches st->last, every block of four
+ * output channels of each (the rows after the last block are the caller's): in one asm loop
+ * (MM_S8F_ASM: each pair's pixels, outputs and input sums, then every block's two halves of
+ * two channels, each half's words, corrections and requantization; four outputs of each
+ * pixel stored at once as mm_pw_st4 does), or its steps portably. Both pixels' outputs of a
+ * block are written before the next block reads their inputs again (lag 2, as the sub8
+ * path). */
+static MM_INLINE void mm_s8f_pairs(const mm_pw8_job *j, mm_s8f *st, const int wb)
+{
 #if defined(__ARM_FEATURE_DSP)
-        uint32_t a0, a1, b0, b1, t0, t1, t2, t3, t4, t6;
-        const uint8_t *x0, *x1; /* the asm's input pointers */
-        if (wb == 4)
-            MM_S8F_ASM("8", MM_S8F_PASS0, MM_S8F_FIX4("a0", "a1") MM_S8F_FIX4("b0", "b1"), "",
-                       MM_S8F_PASS0, MM_S8F_FIX4("a0", "a1") MM_S8F_FIX4("b0", "b1"), "",
-                       "sub %[w], %[w], #4\n\t");
-        else
-            MM_S8F_ASM("4", MM_S8F_PASS2, MM_S8F_KEEPC,
-                       MM_S8F_FIX2L("a0", "a1") MM_S8F_FIX2L("b0", "b1"), MM_S8F_PASS1, "",
-                       MM_S8F_GETC MM_S8F_FIX2H("a0", "a1", "t4") MM_S8F_FIX2H("b0", "b1", "t6"),
-                       "");
-        (void)a0, (void)a1, (void)b0, (void)b1, (void)t0, (void)t1, (void)t2, (void)t3;
-        (void)t4, (void)t6, (void)x0, (void)x1, (void)p;
+    uint32_t a0, a1, b0, b1, t0, t1, t2, t3, t4, t6;
+    const uint8_t *x0, *x1, *w; /* the asm's input and weight pointers */
+    mm_s8f *p = st;
+    if (wb == 4)
+        MM_S8F_ASM("8", MM_S8F_XS4, MM_S8F_START("68", "68", "76", "76"), MM_S8F_PASS0, "",
+                   MM_S8F_FIX4("a0", "a1") MM_S8F_FIX4("b0", "b1"),
+                   MM_S8F_START("68", "68", "76", "76"), MM_S8F_PASS0, "",
+                   MM_S8F_FIX4("a0", "a1") MM_S8F_FIX4("b0", "b1"), "sub %[w], %[w], #4\n\t");
+    else
+        MM_S8F_ASM("4", MM_S8F_XS2, MM_S8F_START("68", "72", "76", "80"), MM_S8F_PASS2,
+                   MM_S8F_KEEPC, MM_S8F_FIX2L("a0", "a1") MM_S8F_FIX2L("b0", "b1"),
+                   MM_S8F_START("84", "84", "88", "88"), MM_S8F_PASS1, "",
+                   MM_S8F_GETC MM_S8F_FIX2H("a0", "a1", "t4") MM_S8F_FIX2H("b0", "b1", "t6"),
+                   "");
+    (void)a0, (void)a1, (void)b0, (void)b1, (void)t0, (void)t1, (void)t2, (void)t3;
+    (void)t4, (void)t6, (void)x0, (void)x1, (void)w, (void)p, (void)j;
 #else
+    const int32_t n = st->n;
+    mm_pw8f *p = &st->p;
+    (void)j;
+    do {
+        const uint8_t *xa = mm_s8f_next(st), *xb = mm_s8f_next(st), *w = st->w0;
+        p->xa = xa, p->xb = xb, p->oa = p->ob, p->oend = p->ob + st->oblk;
+        p->ob += st->out_pix;
+        p->bias = st->bias0, p->mult = st->mult0, p->shift = st->shift0;
+        const int32_t sa = mm_s8f_xsum(xa, n), sb = mm_s8f_xsum(xb, n);
         for (; p->oa != p->oend; w += 4 * mm_bytes(n, wb)) { /* the asm's steps, portably */
             const mm_pw8_rq rq = {p->bias, p->mult, p->shift, p->kb};
             uint32_t y[2];
             for (int h = 0; h < 2; h++) /* 4-bit: pass 0 at w, w + 4; 2-bit: pass 2, then 1 */
-                y[h] = mm_s8f_half(xa, xb, w + (wb == 4 ? 4 * h : 0), n, &rq, 2 * h, st->sa,
-                                   st->sb, st->cs, wb == 4 ? 0 : 2 - h);
+                y[h] = mm_s8f_half(xa, xb, w + (wb == 4 ? 4 * h : 0), n, &rq, 2 * h, sa, sb,
+                                   st->cs, wb == 4 ? 0 : 2 - h);
             p->oa = mm_pw_st4(p->oa, (y[0] & 0xFFFFu) | y[1] << 16, p->bits, p->m4);
             p->ob = mm_pw_st4(p->ob, y[0] >> 16 | (y[1] & 0xFFFF0000u), p->bits, p->m4);
             p->bias += 4, p->mult += 4, p->shift += 4;
         }
+    } while (p->ob != st->last);
 #endif
-        oa = p->oa, ob = p->ob;
-    }
-    if (4 * blocks < j->out_c) {
-        mm_s8f_rest(j, w, 4 * blocks, xa, oa);
-        mm_s8f_rest(j, w, 4 * blocks, xb, ob);
-    }
 }
 
 /* One pixel (an odd last one, or a linear's only one, whose requantization may be the general
@@ -3458,32 +3549,37 @@ static MM_NOINLINE void mm_s8f_one_w(const mm_pw8_job *j, const uint8_t *x, uint
     mm_s8f_one(j, x, o, 0);
 }
 
-/* The pixels of a job in pairs, raster order across rows of pixels (mm_pointwise8's walk), an
- * odd last one alone; one copy of the pair code per weight width. */
+/* The pixels of a job in pairs (mm_s8f_pairs: in one call where the blocks of four take
+ * every output channel, else one pair a call, then its rows after the last block), an odd
+ * last one alone (as every pixel where out_c < 4); one copy of the pair code per weight
+ * width. */
 static MM_INLINE void mm_s8f_pixels(const mm_pw8_job *j, const int wb)
 {
     const mm_quant_params *q = j->q;
-    const int32_t npix = (int32_t)j->out_h * j->out_w, n = j->row;
+    const int32_t npix = (int32_t)j->out_h * j->out_w, n = j->row, blocks = j->out_c >> 2;
     const int32_t out_pix = mm_bytes(j->out_c, q->out_bits);
-    const uint8_t *xr = j->in;
-    uint8_t *out = j->out;
-    int ox = 0;
+    const uint8_t *rest = (const uint8_t *)j->w + 4 * blocks * mm_bytes(n, wb);
+    const int whole = 4 * blocks == j->out_c; /* no rows after the blocks: every pair at once */
+    int32_t p = 0;
     /* the layer's constant fields: the first pass of a half skips (8 - words % 8) % 8 words */
     mm_s8f st = {{0, 0, 0, (int32_t)1 << q->bias_shift, 0, 0, 0, (8 - ((n >> 2) & 7)) & 7,
                   wb == 4 ? 2 * n - 4 : n, 0, 0, 0, 0, q->out_bits,
                   (uint32_t)q->qmax * 0x01010101u},
-                 {0, 0}, {0}, {0, 0}, 0, 0};
-    for (int32_t p = 0; p + 1 < npix; p += 2, out += 2 * out_pix) {
-        const uint8_t *xa = xr + (int32_t)ox * j->in_step, *xb;
-        if (++ox == j->out_w)
-            ox = 0, xr += j->in_row_step;
-        xb = xr + (int32_t)ox * j->in_step;
-        if (++ox == j->out_w)
-            ox = 0, xr += j->in_row_step;
-        mm_s8f_two(j, &st, xa, xb, out, out + out_pix, wb);
+                 {0, 0}, {0}, {0, 0}, j->in, j->out_w, j->out_w, j->in_step,
+                 j->in_row_step - (int32_t)j->out_w * j->in_step, 0, out_pix,
+                 (blocks * q->out_bits) >> 1, q->bias, q->mult, q->shift,
+                 (const uint8_t *)j->w, n};
+    for (; blocks && p + 1 < npix; p += whole ? npix & ~1 : 2) { /* one call of the pair code */
+        st.p.ob = j->out + p * out_pix;
+        st.last = whole ? j->out + (npix & ~1) * out_pix : st.p.ob + out_pix + st.oblk;
+        mm_s8f_pairs(j, &st, wb);
+        if (!whole) {
+            mm_s8f_rest(j, rest, 4 * blocks, st.p.xa, st.p.oa);
+            mm_s8f_rest(j, rest, 4 * blocks, st.p.xb, st.p.ob);
+        }
     }
-    if (npix & 1)
-        mm_s8f_one_u(j, xr + (int32_t)ox * j->in_step, out);
+    for (; p < npix; p++)
+        mm_s8f_one_u(j, mm_s8f_next(&st), j->out + p * out_pix);
 }
 
 /* The pair code of the weight widths the model's layers on this path take (MM_SUB8_KIND). */
