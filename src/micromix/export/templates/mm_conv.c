@@ -2940,7 +2940,7 @@ static MM_NOINLINE void mm_sub8_px(const mm_conv_ctx *k, const mm_c8src *s, uint
  * right after one another, as mm_pw8_dense does for 8-bit weights (mm_sub8_px's and
  * mm_s8f_one's per-block calls and sums through memory cost about 90 cycles a block), and
  * the masked sums without UXTB16 (MM_S8D_LO). The sums start
- * at multiples of the pixel's input sum X (computed once per pixel, as the 1x1 pair path does), so that the
+ * at multiples of the pixel's input sum X (once per pixel, as the 1x1 pairs), so that the
  * corrections are differences and exact shifts only. mm_s8d is what the loop reads and
  * advances, at fixed offsets. */
 typedef struct {
