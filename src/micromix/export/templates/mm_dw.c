@@ -112,17 +112,21 @@ static uint32_t mm_dw_xany(const uint8_t *p, int ib, int is, uint32_t *hi)
     "ldr %[x], [%[r]]\n\tldr %[w], [%[k]]\n\tldr %[v], [%[k], #4]\n\t"                          \
     "uxtb16 %[u], %[x], ror #8\n\tuxtb16 %[x], %[x]\n\tsmulbb %[a0], %[x], %[w]\n\t"              \
     "smultt %[a2], %[x], %[w]\n\tsmulbb %[a1], %[u], %[v]\n\tsmultt %[a3], %[u], %[v]\n\t"
-/* One channel's fast rule clamped to [0, 2^B - 1] by USAT #B (MM_DW_RQU8's at B = 8), the bias
- * shift in k. */
-#define MM_DW_RQK_(A, OB, OM, OR, ON, B)                                                          \
-    "ldr %[x], [%[q], #" OB "]\n\tldr %[u], [%[q], #" OM "]\n\tldr %[w], [%[q], #" OR "]\n\t"      \
-    "ldr %[v], [%[q], #" ON "]\n\tlsl %[" A "], %[" A "], %[k]\n\t"                               \
-    "add %[" A "], %[" A "], %[x]\n\t"                                                          \
-    "smmla %[" A "], %[" A "], %[u], %[w]\n\tasr %[" A "], %[" A "], %[v]\n\t"                     \
-    "usat %[" A "], #" B ", %[" A "]\n\t"
-#define MM_DW_RQK(A, OB, OM, OR, ON) MM_DW_RQK_(A, OB, OM, OR, ON, "8")
-#define MM_DW_RQK4(A, OB, OM, OR, ON) MM_DW_RQK_(A, OB, OM, OR, ON, "4")
-#define MM_DW_RQK2(A, OB, OM, OR, ON) MM_DW_RQK_(A, OB, OM, OR, ON, "2")
+/* One channel's fast rule clamped to [0, 2^B - 1] by USAT #B (MM_DW_RQU8's at B = 8) in its
+ * SMLAL form: the addend's words at OL, OH, the multiplier at OM, the shift at ON. Exact: with
+ * acc' = (acc << bk) + b, floor((acc' m + 2^(s-1)) / 2^s) = floor((acc m + C) / 2^(s - bk)) for
+ * C = floor((b m + 2^(s-1)) / 2^bk), and floor(x / 2^(32 + n)) = floor(x / 2^32) >> n. */
+#define MM_DW_RQK_(A, OL, OH, OM, ON, B)                                                          \
+    "ldr %[x], [%[q], #" OL "]\n\tldr %[u], [%[q], #" OH "]\n\tldr %[w], [%[q], #" OM "]\n\t"      \
+    "ldr %[v], [%[q], #" ON "]\n\tsmlal %[x], %[u], %[" A "], %[w]\n\t"                          \
+    "asr %[" A "], %[u], %[v]\n\tusat %[" A "], #" B ", %[" A "]\n\t"
+#define MM_DW_RQK(A, OL, OH, OM, ON) MM_DW_RQK_(A, OL, OH, OM, ON, "8")
+#define MM_DW_RQK4(A, OL, OH, OM, ON) MM_DW_RQK_(A, OL, OH, OM, ON, "4")
+#define MM_DW_RQK2(A, OL, OH, OM, ON) MM_DW_RQK_(A, OL, OH, OM, ON, "2")
+/* The four channels' MM_DW_RQK (mm_dwq's cl, ch, m, n2). */
+#define MM_DW_RQ4L(J)                                                                             \
+    J("a0", "64", "80", "16", "96")                                                               \
+    J("a1", "68", "84", "20", "100") J("a2", "72", "88", "24", "104") J("a3", "76", "92", "28", "108")
 #define MM_DW_9ROW(T0, T1, T2)                                                                    \
     MM_DW_9T("[%[r]]", T0) MM_DW_9T("[%[r], %[ip]]", T1) MM_DW_9T("[%[r], %[ip], lsl #1]", T2)
 #define MM_DW_WIN3X3_8U(R_, IP_, RS_, K_)                                                         \
@@ -155,6 +159,11 @@ static uint32_t mm_dw_xany(const uint8_t *p, int ib, int is, uint32_t *hi)
  * with the rounding term r and the shift n - 32 precomputed per channel, else mm_requant. */
 typedef struct {
     int32_t b[4], m[4], r[4], n[4]; /* the asm below reads these at fixed offsets */
+    /* The fast rule as one SMLAL (mm_dw_rows, mm_dw_run4x4): per channel the 64-bit addend
+     * (b m + 2^(s-1)) >> bk (low, high word) and the shift s - bk - 32 of the high word; with
+     * the bias and its shift folded in, a pixel's four channels take 8 cycles each, not 10,
+     * and no bias shift load. Set where every channel has s - bk >= 32 (else fast is 1). */
+    int32_t cl[4], ch[4], n2[4];
     int32_t bk, lo, hi; /* the bias shift, the clamp range */
     const int8_t *s;
     int fast; /* 0: mm_requant; 1: the fast rule; 2: the fast rule, clamp [0, 255]; 3: the fast
@@ -175,6 +184,11 @@ typedef struct {
     int inside; /* mm_dw_runs_of */
     struct mm_dwr *ring; /* mm_dw_3x3_w's ring of widened rows, or none: rows read as they are */
 } mm_dwq;
+
+typedef char mm_dwq_rq4l_ok[offsetof(mm_dwq, m) == 16 && offsetof(mm_dwq, cl) == 64 &&
+                                   offsetof(mm_dwq, ch) == 80 && offsetof(mm_dwq, n2) == 96
+                               ? 1
+                               : -1];
 
 static void mm_dw_requant4(const mm_dwl *L, const mm_dwq *q, const int32_t *acc, int32_t *y)
 {
@@ -582,24 +596,23 @@ static MM_NOINLINE void mm_dw_edge_3x3_8u(const mm_dwl *L, const uint8_t *in, ui
         "ldr %[v], [%[u], %[orn]]\n\tldr %[w], [%[u], %[oroff]]\n\tldr %[r], [%[q], %[orow]]\n\t" \
         "add %[k], %[k], %[x], lsl #5\n\tsub %[k], %[k], %[x], lsl #1\n\t"                        \
         "add %[x], %[x], #4\n\tstr %[x], [%[q], %[ori]]\n\tcmp %[v], #0\n\tbeq 3b\n\t"            \
-        "str %[v], [%[q], %[ocnt]]\n\tstr %[k], [%[q], %[ok]]\n\tadd %[r], %[r], %[w]\n\t"        \
+        "str %[v], [%[q], %[ocnt]]\n\tadd %[r], %[r], %[w]\n\t"                                   \
         /* the run's pixels */                                                                  \
         "1:\n\t" MM_DW_9T0 MM_DW_9T("[%[r], %[ip]]", 1) MM_DW_9T("[%[r], %[ip], lsl #1]", 2)      \
         "add %[r], %[r], %[rs]\n\t" MM_DW_9ROW(3, 4, 5) "add %[r], %[r], %[rs]\n\t"              \
-        MM_DW_9ROW(6, 7, 8) "ldr %[k], [%[q], %[obk]]\n\t" MM_DW_RQ4(RQK)                         \
+        MM_DW_9ROW(6, 7, 8) MM_DW_RQ4L(RQK)                                                       \
         "orr %[a0], %[a0], %[a1], lsl #" S1 "\n\torr %[a0], %[a0], %[a2], lsl #" S2 "\n\t"         \
         "orr %[a0], %[a0], %[a3], lsl #" S3 "\n\tldr %[x], [%[q], %[oo]]\n\t"                     \
         "ldr %[u], [%[q], %[oopx]]\n\tldr %[w], [%[q], %[ostep]]\n\t"                             \
-        "ldr %[v], [%[q], %[ocnt]]\n\tldr %[k], [%[q], %[ok]]\n\t" ST " %[a0], [%[x]]\n\t"         \
+        "ldr %[v], [%[q], %[ocnt]]\n\t" ST " %[a0], [%[x]]\n\t"                                     \
         "add %[x], %[x], %[u]\n\tsubs %[v], %[v], #1\n\tstr %[x], [%[q], %[oo]]\n\t"              \
         "str %[v], [%[q], %[ocnt]]\n\tsub %[r], %[r], %[rs], lsl #1\n\t"                          \
         "add %[r], %[r], %[w]\n\tbne 1b\n\tb 3b\n\t4:"                                            \
         : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x] "=&r"(x_),          \
           [u] "=&r"(u_), [w] "=&r"(w_), [v] "=&r"(v_), [r] "=&r"(r), [k] "=&r"(k)                 \
-        : [ip] "r"(ip), [rs] "r"(rs), [q] "r"(q), [obk] "n"(offsetof(mm_dwq, bk)),                \
-          [oo] "n"(offsetof(mm_dwq, o)), [oopx] "n"(offsetof(mm_dwq, opx)),                       \
-          [ostep] "n"(offsetof(mm_dwq, step)), [ocnt] "n"(offsetof(mm_dwq, cnt)),                 \
-          [ok] "n"(offsetof(mm_dwq, k)), [ori] "n"(offsetof(mm_dwq, ri)),                         \
+        : [ip] "r"(ip), [rs] "r"(rs), [q] "r"(q), [oo] "n"(offsetof(mm_dwq, o)),                  \
+          [oopx] "n"(offsetof(mm_dwq, opx)), [ostep] "n"(offsetof(mm_dwq, step)),                 \
+          [ocnt] "n"(offsetof(mm_dwq, cnt)), [ori] "n"(offsetof(mm_dwq, ri)),                     \
           [orows] "n"(offsetof(mm_dwq, rows)), [orow] "n"(offsetof(mm_dwq, row)),                 \
           [orstep] "n"(offsetof(mm_dwq, rstep)), [okt] "n"(offsetof(mm_dwq, kt)),                 \
           [orn] "n"(offsetof(mm_dwq, rn)), [oroff] "n"(offsetof(mm_dwq, roff))                    \
@@ -804,20 +817,18 @@ static MM_INLINE void mm_dw_run4x4(mm_dwq *q, const uint8_t *c, int32_t ip, int3
         "1:\n\t" MM_DW_9T0 MM_DW_16ROW(1, 2, 3, MM_DW_16NEXT) MM_DW_9T("[%[r]]", 4)
             MM_DW_16ROW(5, 6, 7, MM_DW_16NEXT) MM_DW_9T("[%[r]]", 8)
                 MM_DW_16ROW(9, 10, 11, MM_DW_16NEXT) MM_DW_9T("[%[r]]", 12)
-                    MM_DW_16ROW(13, 14, 15, "") "ldr %[k], [%[q], %[obk]]\n\t"
-        MM_DW_RQ4(MM_DW_RQK)
+                    MM_DW_16ROW(13, 14, 15, "") MM_DW_RQ4L(MM_DW_RQK)
         "orr %[a0], %[a0], %[a1], lsl #8\n\torr %[a0], %[a0], %[a2], lsl #16\n\t"
         "orr %[a0], %[a0], %[a3], lsl #24\n\tldr %[x], [%[q], %[oo]]\n\t"
         "ldr %[u], [%[q], %[oopx]]\n\tldr %[w], [%[q], %[ostep]]\n\t"
-        "ldr %[v], [%[q], %[ocnt]]\n\tldr %[k], [%[q], %[ok]]\n\tstr %[a0], [%[x]]\n\t"
+        "ldr %[v], [%[q], %[ocnt]]\n\tstr %[a0], [%[x]]\n\t"
         "add %[x], %[x], %[u]\n\tsubs %[v], %[v], #1\n\tstr %[x], [%[q], %[oo]]\n\t"
         "str %[v], [%[q], %[ocnt]]\n\tadd %[r], %[r], %[w]\n\tbne 1b"
         : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x] "=&r"(x_),
           [u] "=&r"(u_), [w] "=&r"(w_), [v] "=&r"(v_), [r] "+&r"(c), [k] "+&r"(k)
-        : [ip] "r"(ip), [rs] "r"(rs2), [q] "r"(q), [obk] "n"(offsetof(mm_dwq, bk)),
-          [oo] "n"(offsetof(mm_dwq, o)), [oopx] "n"(offsetof(mm_dwq, opx)),
-          [ostep] "n"(offsetof(mm_dwq, step)), [ocnt] "n"(offsetof(mm_dwq, cnt)),
-          [ok] "n"(offsetof(mm_dwq, k))
+        : [ip] "r"(ip), [rs] "r"(rs2), [q] "r"(q), [oo] "n"(offsetof(mm_dwq, o)),
+          [oopx] "n"(offsetof(mm_dwq, opx)), [ostep] "n"(offsetof(mm_dwq, step)),
+          [ocnt] "n"(offsetof(mm_dwq, cnt))
         : "cc", "memory");
 }
 
@@ -1085,9 +1096,15 @@ void mm_depthwise(MM_CONV_ARGS)
         for (int j = 0; j < 4; j++) {
             rq.b[j] = q->bias[ch + j];
             rq.m[j] = q->mult[ch + j];
-            rq.fast &= rq.s[j] > 32;
+            rq.fast &= rq.s[j] > 32 && rq.s[j] - L.bk >= 32;
             rq.n[j] = rq.s[j] - 32;
             rq.r[j] = rq.fast ? (int32_t)1 << (rq.s[j] - 33) : 0;
+        }
+        for (int j = 0; rq.fast && j < 4; j++) { /* MM_DW_RQK's addend (arithmetic >> bk) */
+            const int64_t c = ((int64_t)rq.b[j] * rq.m[j] + ((int64_t)1 << (rq.s[j] - 1))) >> L.bk;
+            rq.cl[j] = (int32_t)(uint32_t)(uint64_t)c;
+            rq.ch[j] = (int32_t)(c >> 32);
+            rq.n2[j] = rq.s[j] - L.bk - 32;
         }
         if (rq.fast && qmin == 0 && qmax == 255)
             rq.fast = 2;
