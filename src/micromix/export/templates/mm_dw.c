@@ -178,9 +178,20 @@ typedef struct {
     const uint32_t *k;
     int32_t rows;
     const uint8_t *row;
-    int32_t rstep, ri;
+    int32_t rstep;
     const uint32_t *kt;
     int32_t roff[3], rn[3];
+    /* mm_dw_rows' loop: the input step from a window's last tap row to the next window's
+     * first (step - 2 row), the current run's last output pixel + opx, the next run, and the
+     * row's non-empty runs (table, first window's byte offset in the row, windows) up to a
+     * run of none */
+    int32_t adv;
+    uint8_t *end;
+    const struct mm_dwrun *run;
+    struct mm_dwrun {
+        const uint32_t *k;
+        int32_t off, n;
+    } runs[4];
     int inside; /* mm_dw_runs_of */
     struct mm_dwr *ring; /* mm_dw_3x3_w's ring of widened rows, or none: rows read as they are */
 } mm_dwq;
@@ -573,58 +584,72 @@ static MM_NOINLINE void mm_dw_edge_3x3_8u(const mm_dwl *L, const uint8_t *in, ui
 }
 
 
+/* mm_dw_3x3_8u's weight tables: the pairs moved one column left (zeros in the right column),
+ * as they are, moved one column right; each with a row of zeros before and after it, so that
+ * a table from its second row on is the kernel moved one row up, and from the zeros before
+ * it one row down. */
+#define MM_DW_KT 30
+
 /* Rows of whole 3x3 windows of 8-bit unsigned inputs with B-bit outputs (8, 4 or 2) clamped to
- * [0, 2^B - 1] by the fast rule (B < 8: MM_DW_OUT's), in one asm loop, its state in q (13 registers: gcc kept the loop's
- * pointers and counts on the stack and reloaded them around smaller asm blocks): q->rows rows
- * from q->row on, q->rstep bytes apart, each the three runs of mm_dw_runs (q->rn[r] windows
- * from q->roff[r] on, step bytes apart, against the tables q->kt + MM_DW_KT r), the pixels
- * stored from q->o on, opx apart. Each pixel: the window (its first tap products, not sums:
- * no zeroing), the requantization (RQK: MM_DW_RQK's for B), the four outputs packed
- * B bits apart (S1 .. S3: B, 2B, 3B) and stored by ST (str, strh, strb), the step. Sub-byte
- * outputs in this loop instead of a C loop around asm blocks: the demo's 4-bit-output layers
- * 309,075 -> 292,043 and 328,939 -> 313,675 est. M4 cycles, measured. */
+ * [0, 2^B - 1] by the fast rule (B < 8: MM_DW_OUT's), in one asm loop, its state in q (14
+ * registers: gcc kept the loop's pointers and counts on the stack and reloaded them around
+ * smaller asm blocks): q->rows rows from q->row on, q->rstep bytes apart, each the non-empty
+ * runs of mm_dw_runs_of as q->runs (n windows from off on, step bytes apart, against the table
+ * k; a run of none ends the row), the pixels stored from o on, opx apart. Each pixel: the
+ * window (its first tap products, not sums: no zeroing), the requantization (RQK: MM_DW_RQK's
+ * for B), the four outputs packed B bits apart (S1 .. S3: B, 2B, 3B) and stored by ST (str,
+ * strh, strb), the step; a run ends at its last pixel's end address (set up by one MLA).
+ * Sub-byte outputs in this loop instead of a C loop around asm blocks: the demo's
+ * 4-bit-output layers 309,075 -> 292,043 and 328,939 -> 313,675 est. M4 cycles, measured. Run
+ * records and the output pointer in a register, not a run index and a stored count: kws's
+ * 25 x 5 px layers 333,870 -> 325,867 est. M4 cycles each, measured. */
 #define MM_DW_ROWS_ASM(RQK, S1, S2, S3, ST)                                                     \
     __asm__ volatile(                                                                             \
-        "3:\n\tldr %[x], [%[q], %[ori]]\n\tcmp %[x], #12\n\tbne 5f\n\t"                           \
-        /* the row's runs done: the next row, if any */                                         \
-        "ldr %[v], [%[q], %[orows]]\n\tsubs %[v], %[v], #1\n\tbeq 4f\n\t"                         \
-        "ldr %[w], [%[q], %[orow]]\n\tldr %[u], [%[q], %[orstep]]\n\t"                            \
-        "str %[v], [%[q], %[orows]]\n\tadd %[w], %[w], %[u]\n\tmovs %[x], #0\n\t"                 \
-        "str %[w], [%[q], %[orow]]\n\t"                                                           \
-        /* run x / 4: its count, first window and table (kt + 30 x bytes) */                    \
-        "5:\n\tadd %[u], %[q], %[x]\n\tldr %[k], [%[q], %[okt]]\n\t"                              \
-        "ldr %[v], [%[u], %[orn]]\n\tldr %[w], [%[u], %[oroff]]\n\tldr %[r], [%[q], %[orow]]\n\t" \
-        "add %[k], %[k], %[x], lsl #5\n\tsub %[k], %[k], %[x], lsl #1\n\t"                        \
-        "add %[x], %[x], #4\n\tstr %[x], [%[q], %[ori]]\n\tcmp %[v], #0\n\tbeq 3b\n\t"            \
-        "str %[v], [%[q], %[ocnt]]\n\tadd %[r], %[r], %[w]\n\t"                                   \
+        /* the next run: its table, first window and end, or the row's end */                   \
+        "3:\n\tldr %[x], [%[q], %[orun]]\n\tldr %[v], [%[x], #8]\n\tcmp %[v], #0\n\tbeq 5f\n\t"   \
+        "ldr %[k], [%[x]]\n\tldr %[w], [%[x], #4]\n\tldr %[r], [%[q], %[orow]]\n\t"               \
+        "ldr %[u], [%[q], %[oopx]]\n\tadd %[x], %[x], #12\n\tstr %[x], [%[q], %[orun]]\n\t"       \
+        "mla %[v], %[v], %[u], %[o]\n\tstr %[v], [%[q], %[oend]]\n\tadd %[r], %[r], %[w]\n\t"     \
         /* the run's pixels */                                                                  \
         "1:\n\t" MM_DW_9T0 MM_DW_9T("[%[r], %[ip]]", 1) MM_DW_9T("[%[r], %[ip], lsl #1]", 2)      \
         "add %[r], %[r], %[rs]\n\t" MM_DW_9ROW(3, 4, 5) "add %[r], %[r], %[rs]\n\t"              \
         MM_DW_9ROW(6, 7, 8) MM_DW_RQ4L(RQK)                                                       \
         "orr %[a0], %[a0], %[a1], lsl #" S1 "\n\torr %[a0], %[a0], %[a2], lsl #" S2 "\n\t"         \
-        "orr %[a0], %[a0], %[a3], lsl #" S3 "\n\tldr %[x], [%[q], %[oo]]\n\t"                     \
-        "ldr %[u], [%[q], %[oopx]]\n\tldr %[w], [%[q], %[ostep]]\n\t"                             \
-        "ldr %[v], [%[q], %[ocnt]]\n\t" ST " %[a0], [%[x]]\n\t"                                     \
-        "add %[x], %[x], %[u]\n\tsubs %[v], %[v], #1\n\tstr %[x], [%[q], %[oo]]\n\t"              \
-        "str %[v], [%[q], %[ocnt]]\n\tsub %[r], %[r], %[rs], lsl #1\n\t"                          \
-        "add %[r], %[r], %[w]\n\tbne 1b\n\tb 3b\n\t4:"                                            \
+        "orr %[a0], %[a0], %[a3], lsl #" S3 "\n\tldr %[u], [%[q], %[oopx]]\n\t"                   \
+        "ldr %[w], [%[q], %[oadv]]\n\tldr %[v], [%[q], %[oend]]\n\t" ST " %[a0], [%[o]]\n\t"      \
+        "add %[o], %[o], %[u]\n\tadd %[r], %[r], %[w]\n\tcmp %[o], %[v]\n\tbne 1b\n\tb 3b\n\t"    \
+        /* the row's runs done: the next row, if any */                                         \
+        "5:\n\tldr %[v], [%[q], %[orows]]\n\tsubs %[v], %[v], #1\n\tbeq 4f\n\t"                   \
+        "ldr %[w], [%[q], %[orow]]\n\tldr %[u], [%[q], %[orstep]]\n\tstr %[v], [%[q], %[orows]]\n\t" \
+        "add %[w], %[w], %[u]\n\tadd %[x], %[q], %[oruns]\n\tstr %[w], [%[q], %[orow]]\n\t"       \
+        "str %[x], [%[q], %[orun]]\n\tb 3b\n\t4:"                                                 \
         : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x] "=&r"(x_),          \
-          [u] "=&r"(u_), [w] "=&r"(w_), [v] "=&r"(v_), [r] "=&r"(r), [k] "=&r"(k)                 \
-        : [ip] "r"(ip), [rs] "r"(rs), [q] "r"(q), [oo] "n"(offsetof(mm_dwq, o)),                  \
-          [oopx] "n"(offsetof(mm_dwq, opx)), [ostep] "n"(offsetof(mm_dwq, step)),                 \
-          [ocnt] "n"(offsetof(mm_dwq, cnt)), [ori] "n"(offsetof(mm_dwq, ri)),                     \
+          [u] "=&r"(u_), [w] "=&r"(w_), [v] "=&r"(v_), [r] "=&r"(r), [k] "=&r"(k), [o] "+&r"(o)   \
+        : [ip] "r"(ip), [rs] "r"(rs), [q] "r"(q), [oopx] "n"(offsetof(mm_dwq, opx)),              \
+          [oadv] "n"(offsetof(mm_dwq, adv)), [oend] "n"(offsetof(mm_dwq, end)),                   \
+          [orun] "n"(offsetof(mm_dwq, run)), [oruns] "n"(offsetof(mm_dwq, runs)),                 \
           [orows] "n"(offsetof(mm_dwq, rows)), [orow] "n"(offsetof(mm_dwq, row)),                 \
-          [orstep] "n"(offsetof(mm_dwq, rstep)), [okt] "n"(offsetof(mm_dwq, kt)),                 \
-          [orn] "n"(offsetof(mm_dwq, rn)), [oroff] "n"(offsetof(mm_dwq, roff))                    \
+          [orstep] "n"(offsetof(mm_dwq, rstep))                                                   \
         : "cc", "memory")
 
-/* fob: the output bits (a constant at each use: one loop per format compiled). */
+/* fob: the output bits (a constant at each use: one loop per format compiled). q->kt: the
+ * tables of the rows' runs (kt + MM_DW_KT r for run r). */
 static MM_INLINE void mm_dw_rows(mm_dwq *q, int32_t ip, int32_t rs, const int fob)
 {
     uint32_t a0, a1, a2, a3, x_, u_, w_, v_;
     const uint8_t *r;
     const uint32_t *k;
-    q->ri = 0;
+    uint8_t *o = q->o;
+    struct mm_dwrun *d = q->runs;
+    for (int i = 0; i < 3; i++)
+        if (q->rn[i] > 0) {
+            d->k = q->kt + MM_DW_KT * i;
+            d->off = q->roff[i];
+            d->n = q->rn[i];
+            d++;
+        }
+    d->n = 0;
+    q->run = q->runs;
     if (fob == 8)
         MM_DW_ROWS_ASM(MM_DW_RQK, "8", "16", "24", "str");
 #if MM_USE_DW_OUT4
@@ -637,11 +662,6 @@ static MM_INLINE void mm_dw_rows(mm_dwq *q, int32_t ip, int32_t rs, const int fo
 #endif
 }
 
-/* mm_dw_3x3_8u's weight tables: the pairs moved one column left (zeros in the right column),
- * as they are, moved one column right; each with a row of zeros before and after it, so that
- * a table from its second row on is the kernel moved one row up, and from the zeros before
- * it one row down. */
-#define MM_DW_KT 30
 
 /* The runs of whole 3x3 windows of each output row of mm_dw_3x3_8u, into q (once per group:
  * mm_dw_3x3_w's calls of mm_dw_3x3_rows, one per output row, share them): run r has rn[r]
@@ -659,6 +679,7 @@ static void mm_dw_runs_of(const mm_dwl *L, mm_dwq *q)
     q->rn[1] = L->n_in;
     q->rn[2] = e1 == L->out_w - 1 && e1 * L->sw - L->pw == L->in_w - 2;
     q->step = L->sw * L->in_pix;
+    q->adv = q->step - 2 * L->row;
     q->opx = L->out_pix;
     q->rstep = L->sh * L->row;
     q->inside = L->in_h >= 3 ? (L->in_h - 3 + L->ph) / L->sh : -1;
