@@ -129,15 +129,6 @@ static uint32_t mm_dw_xany(const uint8_t *p, int ib, int is, uint32_t *hi)
     J("a1", "68", "84", "20", "100") J("a2", "72", "88", "24", "104") J("a3", "76", "92", "28", "108")
 #define MM_DW_9ROW(T0, T1, T2)                                                                    \
     MM_DW_9T("[%[r]]", T0) MM_DW_9T("[%[r], %[ip]]", T1) MM_DW_9T("[%[r], %[ip], lsl #1]", T2)
-#define MM_DW_WIN3X3_8U(R_, IP_, RS_, K_)                                                         \
-    do {                                                                                          \
-        uint32_t x_, u_, w_, v_;                                                                  \
-        const uint8_t *r_ = (R_);                                                                 \
-        __asm__ volatile(MM_DW_9ROW(0, 1, 2) "add %[r], %[r], %[rs]\n\t" MM_DW_9ROW(3, 4, 5)     \
-                             "add %[r], %[r], %[rs]\n\t" MM_DW_9ROW(6, 7, 8)                     \
-                         : MM_DW_OUTS, [r] "+r"(r_)                                               \
-                         : [ip] "r"(IP_), [rs] "r"(RS_), [k] "r"(K_));                            \
-    } while (0)
 #define MM_DW_T4U(R_, O_, K_, T_)                                                                 \
     MM_DW_ASM("ldrh",                                                                             \
               "orr %[x], %[x], %[x], lsl #8\n\tand %[u], %[m], %[x], lsr #4\n\t"                  \
@@ -159,11 +150,12 @@ static uint32_t mm_dw_xany(const uint8_t *p, int ib, int is, uint32_t *hi)
  * with the rounding term r and the shift n - 32 precomputed per channel, else mm_requant. */
 typedef struct {
     int32_t b[4], m[4], r[4], n[4]; /* the asm below reads these at fixed offsets */
-    /* The fast rule as one SMLAL (mm_dw_rows, mm_dw_run4x4): per channel the 64-bit addend
-     * (b m + 2^(s-1)) >> bk (low, high word) and the shift s - bk - 32 of the high word; with
-     * the bias and its shift folded in, a pixel's four channels take 8 cycles each, not 10,
-     * and no bias shift load. Set where every channel has s - bk >= 32 (else fast is 1). */
+    /* The fast rule as one SMLAL (mm_dw_rows, mm_dw_run4x4; where fold is set: mm_dw_addend):
+     * per channel the 64-bit addend (b m + 2^(s-1)) >> bk (low, high word) and the shift
+     * s - bk - 32 of the high word; with the bias and its shift folded in, a pixel's four
+     * channels take 8 cycles each, not 10, and no bias shift load. */
     int32_t cl[4], ch[4], n2[4];
+    int fold;
     int32_t bk, lo, hi; /* the bias shift, the clamp range */
     const int8_t *s;
     int fast; /* 0: mm_requant; 1: the fast rule; 2: the fast rule, clamp [0, 255]; 3: the fast
@@ -189,10 +181,10 @@ typedef struct {
     uint8_t *end;
     const struct mm_dwrun *run;
     struct mm_dwrun {
-        const uint32_t *k;
-        int32_t off, n;
+        int32_t k, off, n; /* k: the table's byte offset from kt */
     } runs[4];
     int inside; /* mm_dw_runs_of */
+    int apart;  /* the layer's input and output do not overlap */
     struct mm_dwr *ring; /* mm_dw_3x3_w's ring of widened rows, or none: rows read as they are */
 } mm_dwq;
 
@@ -201,7 +193,95 @@ typedef char mm_dwq_rq4l_ok[offsetof(mm_dwq, m) == 16 && offsetof(mm_dwq, cl) ==
                                ? 1
                                : -1];
 
-static void mm_dw_requant4(const mm_dwl *L, const mm_dwq *q, const int32_t *acc, int32_t *y)
+#if defined(__ARM_FEATURE_DSP) && (MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W || MM_USE_DW_4X4_8U)
+#define MM_DW_FOLDS 1
+#else
+#define MM_DW_FOLDS 0
+#endif
+#if MM_DW_FOLDS
+/* Channel j's MM_DW_RQK addend (its shift s above 32): (b m + 2^(s-1)) >> f with f the bias
+ * shift bk, or s - 32 where that is less (M >= 1/2: the high word alone would not hold the
+ * result). Returns whether all of bk is folded in; a channel where it is not is right only if
+ * its weights are all zero (mm_dw_zero_w: a constant output, multiplier 2^30, shift 30 + bk,
+ * sums 0 whatever its inputs). */
+static MM_INLINE int mm_dw_addend(mm_dwq *q, int j)
+{
+    const int s = q->s[j], f = s - 32 < q->bk ? s - 32 : q->bk; /* 0 .. 31 */
+    const int64_t p = (int64_t)q->b[j] * q->m[j];
+    uint32_t lo = (uint32_t)p;
+    int32_t hi = (int32_t)(p >> 32) + ((int32_t)1 << (s - 33)); /* + 2^(s-1) */
+    if (f) {
+        lo = (lo >> f) | ((uint32_t)hi << (32 - f));
+        hi >>= f;
+    }
+    q->cl[j] = (int32_t)lo;
+    q->ch[j] = hi;
+    q->n2[j] = s - f - 32;
+    return f == q->bk;
+}
+
+/* The group's addends (q's fast rule set up) for its weight pairs wp (taps of them): whether
+ * mm_dw_rows can requantize the group. Where a channel's bias shift is not all folded in
+ * (M >= 1/2), by d = bk - f bits: right as it is with all-zero weights; else, if `scale` (the
+ * row loops alone requantize every pixel: no window sees the other rules) and d <= 7, its
+ * weights are scaled by 2^d (|w| 2^7 fits the halfword; the sums fit int32 as acc 2^bk does),
+ * which folds the rest in. */
+static MM_NOINLINE int mm_dw_fold(mm_dwq *q, uint32_t *wp, int taps, int scale)
+{
+    for (int j = 0; j < 4; j++) {
+        if (mm_dw_addend(q, j))
+            continue;
+        const int d = q->bk - (q->s[j] - 32), sh = 16 * (j >> 1);
+        uint32_t any = 0;
+        for (int t = 0; t < taps; t++) {
+            uint32_t *const w = wp + 2 * t + (j & 1);
+            const int32_t v = (int16_t)(*w >> sh);
+            any |= (uint32_t)v;
+            if (scale && d <= 7)
+                *w = (*w & ~(0xFFFFu << sh)) | (((uint32_t)(v * (1 << d)) & 0xFFFFu) << sh);
+        }
+        if (any && !(scale && d <= 7))
+            return 0;
+    }
+    return 1;
+}
+
+/* mm_dw_rows' runs of a row, r = 0 and 2: one pixel on each side as a whole window (its first
+ * column 0, in_w - 3), or none. */
+static int mm_dw_side_run(const mm_dwl *L, int r)
+{
+    const int e1 = L->ox_in + L->n_in;
+    return r == 0 ? L->ox_in == 1 && L->pw == 1
+                  : e1 == L->out_w - 1 && e1 * L->sw - L->pw == L->in_w - 2;
+}
+
+/* The last output row whose window lies inside the height (-1: none). */
+static int mm_dw_inside(const mm_dwl *L)
+{
+    return L->in_h >= 3 ? (L->in_h - 3 + L->ph) / L->sh : -1;
+}
+
+/* Whether every output pixel of a 3x3 layer lies in a run of mm_dw_rows: in a row of whole
+ * windows (a top row whose window starts one row up, the rows inside, a bottom row whose
+ * window ends one row down) and a column of its runs. */
+static int mm_dw_covered(const mm_dwl *L)
+{
+    const int out_h = L->out_h, top = L->ph == 1, b = mm_dw_inside(L);
+    const int bottom = b + 2 == out_h && (out_h - 1) * L->sh - L->ph == L->in_h - 2;
+    return L->n_in > 0 && L->in_h >= 3 && L->ph <= 1 && b >= top && (b + 1 == out_h || bottom) &&
+           L->ox_in == mm_dw_side_run(L, 0) &&
+           L->ox_in + L->n_in + mm_dw_side_run(L, 2) == L->out_w;
+}
+
+/* Whether mm_dw_rows takes the group's rule (fast 2 or 3) for ob-bit outputs. */
+static int mm_dw_fob(const mm_dwq *q, int ob)
+{
+    return (q->fast == 2 && ob == 8) || (q->fast == 3 && ob == 4 && MM_USE_DW_OUT4) ||
+           (q->fast == 3 && ob == 2 && MM_USE_DW_OUT2);
+}
+#endif
+
+static MM_NOINLINE void mm_dw_requant4(const mm_dwl *L, const mm_dwq *q, const int32_t *acc, int32_t *y)
 {
     for (int j = 0; j < 4; j++)
         y[j] = mm_requant(mm_biased(acc[j], q->b[j], L->bk), q->m[j], q->s[j], L->qmin,
@@ -608,7 +688,8 @@ static MM_NOINLINE void mm_dw_edge_3x3_8u(const mm_dwl *L, const uint8_t *in, ui
         /* the next run: its table, first window and end, or the row's end */                   \
         "3:\n\tldr %[x], [%[q], %[orun]]\n\tldr %[v], [%[x], #8]\n\tcmp %[v], #0\n\tbeq 5f\n\t"   \
         "ldr %[k], [%[x]]\n\tldr %[w], [%[x], #4]\n\tldr %[r], [%[q], %[orow]]\n\t"               \
-        "ldr %[u], [%[q], %[oopx]]\n\tadd %[x], %[x], #12\n\tstr %[x], [%[q], %[orun]]\n\t"       \
+        "ldr %[u], [%[q], %[oopx]]\n\tldr %[a0], [%[q], %[okt]]\n\tadd %[x], %[x], #12\n\t"       \
+        "str %[x], [%[q], %[orun]]\n\tadd %[k], %[k], %[a0]\n\t"                                   \
         "mla %[v], %[v], %[u], %[o]\n\tstr %[v], [%[q], %[oend]]\n\tadd %[r], %[r], %[w]\n\t"     \
         /* the run's pixels */                                                                  \
         "1:\n\t" MM_DW_9T0 MM_DW_9T("[%[r], %[ip]]", 1) MM_DW_9T("[%[r], %[ip], lsl #1]", 2)      \
@@ -629,26 +710,17 @@ static MM_NOINLINE void mm_dw_edge_3x3_8u(const mm_dwl *L, const uint8_t *in, ui
           [oadv] "n"(offsetof(mm_dwq, adv)), [oend] "n"(offsetof(mm_dwq, end)),                   \
           [orun] "n"(offsetof(mm_dwq, run)), [oruns] "n"(offsetof(mm_dwq, runs)),                 \
           [orows] "n"(offsetof(mm_dwq, rows)), [orow] "n"(offsetof(mm_dwq, row)),                 \
-          [orstep] "n"(offsetof(mm_dwq, rstep))                                                   \
+          [orstep] "n"(offsetof(mm_dwq, rstep)), [okt] "n"(offsetof(mm_dwq, kt))                  \
         : "cc", "memory")
 
-/* fob: the output bits (a constant at each use: one loop per format compiled). q->kt: the
- * tables of the rows' runs (kt + MM_DW_KT r for run r). */
+/* fob: the output bits (a constant at each use: one loop per format compiled); q->kt: the
+ * rows' tables. */
 static MM_INLINE void mm_dw_rows(mm_dwq *q, int32_t ip, int32_t rs, const int fob)
 {
     uint32_t a0, a1, a2, a3, x_, u_, w_, v_;
     const uint8_t *r;
     const uint32_t *k;
     uint8_t *o = q->o;
-    struct mm_dwrun *d = q->runs;
-    for (int i = 0; i < 3; i++)
-        if (q->rn[i] > 0) {
-            d->k = q->kt + MM_DW_KT * i;
-            d->off = q->roff[i];
-            d->n = q->rn[i];
-            d++;
-        }
-    d->n = 0;
     q->run = q->runs;
     if (fob == 8)
         MM_DW_ROWS_ASM(MM_DW_RQK, "8", "16", "24", "str");
@@ -670,40 +742,93 @@ static MM_INLINE void mm_dw_rows(mm_dwq *q, int32_t ip, int32_t rs, const int fo
  * lies inside the height. */
 static void mm_dw_runs_of(const mm_dwl *L, mm_dwq *q)
 {
-    const int e0 = L->ox_in, e1 = e0 + L->n_in;
+    const int e0 = L->ox_in;
     q->roff[0] = 0;
     q->roff[1] = (int32_t)(e0 * L->sw - L->pw) * L->in_pix;
     q->roff[2] = (int32_t)(L->in_w - 3) * L->in_pix;
-    /* one pixel on each side as a whole window (its first column: 0, in_w - 3) */
-    q->rn[0] = e0 == 1 && L->pw == 1;
+    q->rn[0] = mm_dw_side_run(L, 0);
     q->rn[1] = L->n_in;
-    q->rn[2] = e1 == L->out_w - 1 && e1 * L->sw - L->pw == L->in_w - 2;
+    q->rn[2] = mm_dw_side_run(L, 2);
+    struct mm_dwrun *d = q->runs;
+    for (int r = 0; q->fold && r < 3; r++)
+        if (q->rn[r] > 0) { /* mm_dw_rows' records of the non-empty runs */
+            d->k = 4 * MM_DW_KT * r;
+            d->off = q->roff[r];
+            d->n = q->rn[r];
+            d++;
+        }
+    d->n = 0;
     q->step = L->sw * L->in_pix;
     q->adv = q->step - 2 * L->row;
     q->opx = L->out_pix;
     q->rstep = L->sh * L->row;
-    q->inside = L->in_h >= 3 ? (L->in_h - 3 + L->ph) / L->sh : -1;
+    q->inside = mm_dw_inside(L);
 }
 
-/* One row's runs, pixels stored from o on, requantized by MM_DW_PUT (outputs that the fast rule
- * clamps to their whole unsigned range run in mm_dw_rows). */
-static MM_INLINE void mm_dw_runs_8u(const mm_dwl *L, mm_dwq *q, const uint8_t *row,
-                                    const uint32_t *k, uint8_t *o)
+/* mm_dw_rows for the output bits fob (one call site per format: the loops are large). */
+static MM_NOINLINE void mm_dw_rows_of(mm_dwq *q, int32_t ip, int32_t rs, int fob)
 {
-    const int32_t ip = L->in_pix, rs = L->row, step = L->sw * ip, opx = L->out_pix;
-    const int ob = L->ob;
-    for (int r = 0; r < 3; r++) {
-        const uint32_t *const kr = k + MM_DW_KT * r;
-        const uint8_t *c = row + q->roff[r];
-        for (int n = q->rn[r]; n > 0; n--, c += step, o += opx) {
-            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-            MM_DW_WIN3X3_8U(c, ip, rs, kr);
-            {
-                uint8_t *const out = o; /* MM_DW_PUT stores at out */
-                MM_DW_PUT(MM_DW_8U);
-            }
+#if MM_USE_DW_OUT4
+    if (fob == 4)
+        mm_dw_rows(q, ip, rs, 4);
+    else
+#endif
+#if MM_USE_DW_OUT2
+    if (fob == 2)
+        mm_dw_rows(q, ip, rs, 2);
+    else
+#endif
+        mm_dw_rows(q, ip, rs, 8);
+    (void)fob;
+}
+
+/* The whole output of mm_dw_3x3_rows column by column (fob: mm_dw_rows' output bits, kl:
+ * the first table), where its input and output do not overlap (column order breaks the
+ * in-place contract) and every pixel lies in a run of mm_dw_runs_of's columns and of rows
+ * (a top row, the rows inside, a bottom row): returns 0 (nothing done) otherwise. A column
+ * is one mm_dw_rows call of up to three runs, a row of a tall narrow image three runs and a
+ * row end (kws's 25 x 5 px layers: 325,540 -> 302,452 est. M4 cycles each, measured). */
+static int mm_dw_cols(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *kl,
+                      mm_dwq *q, int fob)
+{
+    const int out_h = L->out_h, out_w = L->out_w, in_h = L->in_h, sh = L->sh;
+    const int e0 = L->ox_in, e1 = e0 + L->n_in, top = L->ph == 1, b = q->inside;
+    const int bottom = b + 2 == out_h;
+    const int32_t rs = L->row, ip = L->in_pix;
+    if (!q->apart || L->oy0 != 0 || L->oy1 != out_h || 4 * out_w >= 3 * out_h ||
+        !mm_dw_covered(L))
+        return 0;
+    q->step = sh * rs;
+    q->adv = q->step - 2 * rs;
+    q->opx = out_w * L->out_pix;
+    q->kt = kl;
+    q->row = in;
+    for (int ox = 0; ox < out_w; ox++) {
+        const int h = ox < e0 ? 0 : ox < e1 ? 1 : 2; /* its run in a row */
+        const int32_t cx = q->roff[h] + (h == 1 ? (int32_t)(ox - e0) * L->sw * ip : 0);
+        struct mm_dwrun *d = q->runs;
+        if (top) { /* input rows 0 .. 2, the kernel moved one row up */
+            d->k = 4 * MM_DW_KT * h + 24;
+            d->off = cx;
+            d->n = 1;
+            d++;
         }
+        d->k = 4 * MM_DW_KT * h;
+        d->off = (int32_t)(top * sh - L->ph) * rs + cx;
+        d->n = b - top + 1;
+        d++;
+        if (bottom) { /* the last three rows, the kernel moved one row down */
+            d->k = 4 * MM_DW_KT * h - 24;
+            d->off = (int32_t)(in_h - 3) * rs + cx;
+            d->n = 1;
+            d++;
+        }
+        d->n = 0;
+        q->o = out + ox * L->out_pix;
+        q->rows = 1;
+        mm_dw_rows_of(q, ip, rs, fob);
     }
+    return 1;
 }
 
 /* mm_dw_3x3_8u's MM_DW_KT tables k: their zeros, the same for every group (the tables are
@@ -731,7 +856,8 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
 {
     const int e0 = L->ox_in, e1 = e0 + L->n_in, out_w = L->out_w, in_h = L->in_h;
     const int left = q->rn[0], right = q->rn[2], inside = q->inside;
-    const int fob = q->fast == 2 && L->ob == 8                        ? 8
+    const int fob = !q->fold                                          ? 0
+                    : q->fast == 2 && L->ob == 8                      ? 8
                     : q->fast == 3 && L->ob == 4 && MM_USE_DW_OUT4 ? 4
                     : q->fast == 3 && L->ob == 2 && MM_USE_DW_OUT2 ? 2
                                                                   : 0;
@@ -739,6 +865,8 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
 #if MM_USE_DW_3X3_W
     mm_dwr *const g = q->ring;
 #endif
+    if (fob && !MM_DW_RINGED && mm_dw_cols(L, in, out, kl, q, fob))
+        return;
     for (int oy = L->oy0; oy < L->oy1; oy++) {
         const int iy0 = oy * L->sh - L->ph;
 #if MM_USE_DW_3X3_W
@@ -747,11 +875,9 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
 #endif
         /* the first of the three input rows read, and the kernel row it meets */
         const int top = iy0 == -1 && in_h >= 3, bottom = iy0 == in_h - 2 && in_h >= 3 && iy0 > 0;
-        if ((iy0 < 0 || iy0 + 3 > in_h) && !top && !bottom) {
-            mm_dw_edge_3x3_8u(L, in, out, kc, q, oy, 0, out_w);
-            continue;
-        }
-        if (L->n_in == 0) {
+        /* rows of no whole window, and rows that mm_dw_rows cannot requantize (fob 0: rare,
+         * and window by window costs little .text) */
+        if (((iy0 < 0 || iy0 + 3 > in_h) && !top && !bottom) || L->n_in == 0 || !fob) {
             mm_dw_edge_3x3_8u(L, in, out, kc, q, oy, 0, out_w);
             continue;
         }
@@ -760,7 +886,7 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
         const uint8_t *const row = in + (int32_t)(top ? 0 : bottom ? in_h - 3 : iy0) * L->row;
         const uint32_t *const kt = kl + (top ? 6 : bottom ? -6 : 0);
         uint8_t *const o = out + ((int32_t)oy * out_w + e0 - left) * L->out_pix;
-        if (fob == 8 || (MM_USE_DW_OUT4 && fob == 4) || (MM_USE_DW_OUT2 && fob == 2)) {
+        {
             /* rows whose windows all lie inside the height: one block, when the runs cover
              * the whole width */
             const int block = left && right && !top && !bottom && !MM_DW_RINGED;
@@ -769,20 +895,8 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
             q->row = row;
             q->kt = kt;
             q->rows = last - oy + 1;
-#if MM_USE_DW_OUT4
-            if (fob == 4)
-                mm_dw_rows(q, L->in_pix, L->row, 4);
-            else
-#endif
-#if MM_USE_DW_OUT2
-            if (fob == 2)
-                mm_dw_rows(q, L->in_pix, L->row, 2);
-            else
-#endif
-                mm_dw_rows(q, L->in_pix, L->row, 8);
+            mm_dw_rows_of(q, L->in_pix, L->row, fob);
             oy = last;
-        } else {
-            mm_dw_runs_8u(L, q, row, kt, o);
         }
         if (!right)
             mm_dw_edge_3x3_8u(L, in, out, kc, q, oy, e1, out_w);
@@ -790,13 +904,14 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
 }
 
 #if MM_USE_DW_3X3_8U
-/* 3x3 windows of 8-bit unsigned inputs (DSP cores), each in one asm block. Each output row runs
- * three runs of windows (mm_dw_runs_8u): a first pixel whose window has one column outside on
+/* 3x3 windows of 8-bit unsigned inputs (DSP cores). Each output row runs three runs of windows
+ * (mm_dw_runs_of, in mm_dw_rows' loop): a first pixel whose window has one column outside on
  * the left (ix0 == -1), the windows inside, and a last pixel with one column outside on the
  * right (ix0 == in_w - 2). Windows with one column or row outside read the three columns and
  * rows inside the image, against the weights moved over by one (MM_DW_KT tables). Other
- * border windows (padding above 1, images narrower than 3) go through mm_dw_edge_3x3_8u.
- * Pixels in raster order, each stored after its window is read. */
+ * border windows (padding above 1, images narrower than 3), and layers whose requantization
+ * the loop does not take, go through mm_dw_edge_3x3_8u, a window at a time. Pixels in raster
+ * order, each stored after its window is read. */
 static void mm_dw_3x3_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
                          mm_dwq *q)
 {
@@ -864,7 +979,7 @@ static void mm_dw_4x4_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const
     const int out_w = L->out_w, xa = L->ox_in, xb = xa + L->n_in;
     /* rows of fewer inside windows: the calls for the border windows cost more than the loop
      * saves (VWW's 3 x 3 px layer: 134 k -> 150 k est. M4 cycles, measured) */
-    if (q->fast != 2 || L->ob != 8 || xb - xa < 4) {
+    if (q->fast != 2 || !q->fold || L->ob != 8 || xb - xa < 4) {
         mm_dw_8u(L, in, out, wp, q);
         return;
     }
@@ -1084,6 +1199,12 @@ void mm_depthwise(MM_CONV_ARGS)
 #if MM_USE_DW_3X3_W
     rq.ring = 0;
 #endif
+    rq.apart = (uintptr_t)(out + (int32_t)out_h * out_w * out_pix) <= (uintptr_t)in ||
+               (uintptr_t)(in + (int32_t)in_h * L.row) <= (uintptr_t)out;
+#if MM_DW_FOLDS
+    /* 3x3 layers whose every window mm_dw_rows takes, where the group's rule lets it */
+    const int cover = taps == 9 && path != MM_P_DW_4X4_8U && mm_dw_covered(&L);
+#endif
     MM_ASSERT(d->groups == c && d->out_c == c);
     for (ch = 0; ch < grouped; ch += 4) {
         /* Byte j of word k holds channel j's taps k * per ..., the first in the top bits:
@@ -1105,10 +1226,6 @@ void mm_depthwise(MM_CONV_ARGS)
                 wp[2 * t + 1] = mm_dw_pair((int16_t)(p1 & 0xFFFFu) >> wsh, (int32_t)p1 >> (16 + wsh));
             }
         }
-#if defined(__ARM_FEATURE_DSP) && (MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W)
-        if (taps == 9)
-            mm_dw_3x3_sides(k3);
-#endif
         rq.s = q->shift + ch;
         rq.bk = L.bk;
         rq.lo = qmin;
@@ -1117,20 +1234,23 @@ void mm_depthwise(MM_CONV_ARGS)
         for (int j = 0; j < 4; j++) {
             rq.b[j] = q->bias[ch + j];
             rq.m[j] = q->mult[ch + j];
-            rq.fast &= rq.s[j] > 32 && rq.s[j] - L.bk >= 32;
+            rq.fast &= rq.s[j] > 32;
             rq.n[j] = rq.s[j] - 32;
             rq.r[j] = rq.fast ? (int32_t)1 << (rq.s[j] - 33) : 0;
-        }
-        for (int j = 0; rq.fast && j < 4; j++) { /* MM_DW_RQK's addend (arithmetic >> bk) */
-            const int64_t c = ((int64_t)rq.b[j] * rq.m[j] + ((int64_t)1 << (rq.s[j] - 1))) >> L.bk;
-            rq.cl[j] = (int32_t)(uint32_t)(uint64_t)c;
-            rq.ch[j] = (int32_t)(c >> 32);
-            rq.n2[j] = rq.s[j] - L.bk - 32;
         }
         if (rq.fast && qmin == 0 && qmax == 255)
             rq.fast = 2;
         else if (rq.fast && qmin == 0 && (ob == 4 || ob == 2) && qmax == (1 << ob) - 1)
             rq.fast = 3;
+        rq.fold = 0;
+#if MM_DW_FOLDS
+        if (rq.fast && L.n_in > 0) /* the row loops run; they alone, on a covered layer */
+            rq.fold = mm_dw_fold(&rq, wp, taps, cover && mm_dw_fob(&rq, ob));
+#endif
+#if defined(__ARM_FEATURE_DSP) && (MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W)
+        if (taps == 9) /* after mm_dw_fold, which may scale the pairs */
+            mm_dw_3x3_sides(k3);
+#endif
         mm_dw_path(path, &L, in + ((ch * ib) >> 3), out + ((ch * ob) >> 3), wp, &rq,
                    (uint8_t *)scratch);
     }
