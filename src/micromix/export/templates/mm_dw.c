@@ -10,9 +10,12 @@
  * inputs (mm_dw_3x3_8u) run each window in one asm block, the inside ones of an output row in a
  * loop of their own; with 8-bit outputs that the fast rule clamps to [0, 255] (the common
  * case) whole rows, and blocks of rows, run as one asm loop (mm_dw_rows), as do the inside
- * windows of each row of 4x4 kernels (mm_dw_4x4_8u). Leftover channels (c % 4) and kernels
- * of more than MM_DW_TAPS taps run one channel at a time. Every pixel of a group is written in raster order, after its window
- * is read (the in-place contract of mm_kernels.h).
+ * windows of each row of 4x4 kernels (mm_dw_4x4_8u). Those loops requantize a channel with one
+ * SMLAL against a 64-bit addend that holds the bias and its shift (mm_dw_addend). Tall narrow
+ * layers whose output does not overlap their input run column by column (mm_dw_cols: kws's
+ * 25 x 5 px). Leftover channels (c % 4) and kernels of more than MM_DW_TAPS taps run one
+ * channel at a time. Every pixel of a group is written in raster order, after its window is
+ * read (the in-place contract of mm_kernels.h), except in mm_dw_cols, which runs only apart.
  */
 #include <stddef.h>
 
@@ -245,6 +248,11 @@ static MM_NOINLINE int mm_dw_fold(mm_dwq *q, uint32_t *wp, int taps, int scale)
     }
     return 1;
 }
+
+/* The fewest whole 4x4 windows in a row that mm_dw_run4x4 takes: fewer, the calls for the
+ * border windows cost more than the loop saves (VWW's 3 x 3 px layer: 134 k -> 150 k est. M4
+ * cycles, measured). */
+#define MM_DW_RUN4X4 4
 
 /* mm_dw_rows' runs of a row, r = 0 and 2: one pixel on each side as a whole window (its first
  * column 0, in_w - 3), or none. */
@@ -977,9 +985,7 @@ static void mm_dw_4x4_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const
 {
     const int32_t ip = L->in_pix, rs = L->row;
     const int out_w = L->out_w, xa = L->ox_in, xb = xa + L->n_in;
-    /* rows of fewer inside windows: the calls for the border windows cost more than the loop
-     * saves (VWW's 3 x 3 px layer: 134 k -> 150 k est. M4 cycles, measured) */
-    if (q->fast != 2 || !q->fold || L->ob != 8 || xb - xa < 4) {
+    if (q->fast != 2 || !q->fold || L->ob != 8 || xb - xa < MM_DW_RUN4X4) {
         mm_dw_8u(L, in, out, wp, q);
         return;
     }
@@ -1208,6 +1214,10 @@ void mm_depthwise(MM_CONV_ARGS)
 #if MM_DW_FOLDS
     /* 3x3 layers whose every window mm_dw_rows takes, where the group's rule lets it */
     const int cover = taps == 9 && path != MM_P_DW_4X4_8U && mm_dw_covered(&L);
+    /* whether the row loops run (mm_dw_4x4_8u: on rows of 4 whole windows or more), so that
+     * the group's addends are worth their set-up (VWW's 6 x 6 px 4x4 layer: 143,062 -> 136,983
+     * est. M4 cycles, measured) */
+    const int rows = path == MM_P_DW_4X4_8U ? L.n_in >= MM_DW_RUN4X4 : L.n_in > 0;
 #endif
     MM_ASSERT(d->groups == c && d->out_c == c);
     for (ch = 0; ch < grouped; ch += 4) {
@@ -1262,7 +1272,7 @@ void mm_depthwise(MM_CONV_ARGS)
             rq.fast = 3;
         rq.fold = 0;
 #if MM_DW_FOLDS
-        if (rq.fast && L.n_in > 0) /* the row loops run; they alone, on a covered layer */
+        if (rq.fast && rows) /* the row loops' rule; they alone run on a covered layer */
             rq.fold = mm_dw_fold(&rq, wp, taps, cover && mm_dw_fob(&rq, ob));
 #endif
 #if defined(__ARM_FEATURE_DSP) && (MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W)
