@@ -701,10 +701,12 @@ def test_depthwise_4x4_stride_2_is_bit_exact(tmp_path, c: int, h: int, w: int, i
 
 # (c, h, w, kernel, stride, in place): 3x3 windows at stride 1 (rows of several runs, blocks
 # of inside rows, odd sizes), at stride 2 on an even width (no right-hand run), a tail of
-# channels; 4x4 at stride 2 with rows of 4 or more inside windows (and borders on every side).
+# channels; 4x4 at stride 2 with rows of 4 or more inside windows (and borders on every side);
+# a tall narrow image (kws's shape) apart from its output (column by column, mm_dw_cols) and
+# in place (row by row).
 # The host runs every other one (its code for them is not new).
 DW_FAST = [(12, 9, 7, 3, 1, True), (13, 8, 10, 3, 2, False), (8, 11, 13, 4, 2, True),
-           (5, 10, 12, 4, 2, False)]  # fmt: skip
+           (5, 10, 12, 4, 2, False), (7, 13, 5, 3, 1, False), (9, 11, 5, 3, 1, True)]  # fmt: skip
 
 
 def _dw_fast_check(tmp_path, c: int, h: int, w: int, k: int, stride: int, inplace: bool,
@@ -743,6 +745,51 @@ def test_depthwise_fast_rows_are_bit_exact_under_qemu(tmp_path, c, h, w, k, stri
     """The same layers in the Cortex-M4 image under qemu: the asm row loops themselves."""
     require_tool("arm-none-eabi-gcc", "qemu-system-arm")
     _dw_fast_check(tmp_path, c, h, w, k, stride, inplace, qemu=True)
+
+
+# (c, h, w, stride, padding, weight bits, in place): tall narrow layers column by column
+# (stride 1 and 2, 4- and 8-bit weights, a tail of channels), a wide one row by row in place
+# (2-bit weights), and padding 2 (rows of no whole window, taken one window at a time: the
+# group's rule stays the old one, no weights scaled).
+DW_FOLD = [(8, 13, 5, 1, 1, 4, False), (5, 10, 6, 2, 1, 8, False), (12, 9, 7, 1, 1, 2, True),
+           (8, 8, 6, 1, 2, 8, False)]  # fmt: skip
+
+
+def _dw_fold_check(tmp_path, c: int, h: int, w: int, stride: int, pad: int, wb: int,
+                   inplace: bool) -> None:  # fmt: skip
+    """A 3x3 depthwise layer (the model's output: every value compared, ReLU to [0, 255]) whose
+    channel 0 is a constant (zero weights: multiplier 2^30, shift 30 + k) and whose channels 1
+    and 2 have M in [1/2, 1) and [1, 2) (shift 31 + k and 30 + k): the row loops' SMLAL rule
+    with the bias shift only partly folded in (weights scaled by 2^d where every window is the
+    loops'), bit for bit the numpy reference under qemu."""
+    torch.manual_seed(c + h + w)
+    dw = [torch.nn.Conv2d(c, c, 3, stride, pad, groups=c, bias=False), torch.nn.BatchNorm2d(c)]
+    model = torch.nn.Sequential(conv_bn(c, c, 1), *dw, torch.nn.ReLU()).eval()
+    g = trace(model, (1, c, h, w))
+    pol = Policy.uniform(g, 8)
+    pol = pol.replace(weights={**pol.weights, g.ops[1].name: wb})
+    qp = random_qparams(g, pol, seed=c + wb)
+    lq = qp.layers[g.ops[1].name]
+    lq.w_int[0] = 0
+    lq.w_scale[0] = 0.0
+    im = convert(qp, g, pol, schedule=("inplace" if inplace else "layer"))
+    op, sched = im.ops[1], im.report.schedule
+    k = op.bias_shift
+    op.arrays["shift"][1:3] = (31 + k, 30 + k)
+    assert k >= 2 and (np.asarray(op.arrays["shift"]) > 32).all() and op.arrays["mult"][0] == 2**30
+    assert (op.qmin, op.qmax) == (0, 255) and op.w_bits == wb
+    assert (sched is not None and g.ops[1].name in sched.inplace) == inplace
+    x = np.random.default_rng(h).integers(0, 256, (12, c, h, w), dtype=np.uint8)
+    _host_and_qemu(im, tmp_path, x)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("c", "h", "w", "stride", "pad", "wb", "inplace"), DW_FOLD)
+def test_depthwise_rows_fold_the_bias_shift_under_qemu(tmp_path, c, h, w, stride, pad, wb,
+                                                       inplace):  # fmt: skip
+    """See _dw_fold_check: the Cortex-M4 image's asm row loops."""
+    require_tool("arm-none-eabi-gcc", "qemu-system-arm")
+    _dw_fold_check(tmp_path, c, h, w, stride, pad, wb, inplace)
 
 
 def test_memory_exactness_read_from_the_objects(tmp_path) -> None:

@@ -10,9 +10,12 @@
  * inputs (mm_dw_3x3_8u) run each window in one asm block, the inside ones of an output row in a
  * loop of their own; with 8-bit outputs that the fast rule clamps to [0, 255] (the common
  * case) whole rows, and blocks of rows, run as one asm loop (mm_dw_rows), as do the inside
- * windows of each row of 4x4 kernels (mm_dw_4x4_8u). Leftover channels (c % 4) and kernels
- * of more than MM_DW_TAPS taps run one channel at a time. Every pixel of a group is written in raster order, after its window
- * is read (the in-place contract of mm_kernels.h).
+ * windows of each row of 4x4 kernels (mm_dw_4x4_8u). Those loops requantize a channel with one
+ * SMLAL against a 64-bit addend that holds the bias and its shift (mm_dw_addend). Tall narrow
+ * layers whose output does not overlap their input run column by column (mm_dw_cols: kws's
+ * 25 x 5 px). Leftover channels (c % 4) and kernels of more than MM_DW_TAPS taps run one
+ * channel at a time. Every pixel of a group is written in raster order, after its window is
+ * read (the in-place contract of mm_kernels.h), except in mm_dw_cols, which runs only apart.
  */
 #include <stddef.h>
 
@@ -112,28 +115,23 @@ static uint32_t mm_dw_xany(const uint8_t *p, int ib, int is, uint32_t *hi)
     "ldr %[x], [%[r]]\n\tldr %[w], [%[k]]\n\tldr %[v], [%[k], #4]\n\t"                          \
     "uxtb16 %[u], %[x], ror #8\n\tuxtb16 %[x], %[x]\n\tsmulbb %[a0], %[x], %[w]\n\t"              \
     "smultt %[a2], %[x], %[w]\n\tsmulbb %[a1], %[u], %[v]\n\tsmultt %[a3], %[u], %[v]\n\t"
-/* One channel's fast rule clamped to [0, 2^B - 1] by USAT #B (MM_DW_RQU8's at B = 8), the bias
- * shift in k. */
-#define MM_DW_RQK_(A, OB, OM, OR, ON, B)                                                          \
-    "ldr %[x], [%[q], #" OB "]\n\tldr %[u], [%[q], #" OM "]\n\tldr %[w], [%[q], #" OR "]\n\t"      \
-    "ldr %[v], [%[q], #" ON "]\n\tlsl %[" A "], %[" A "], %[k]\n\t"                               \
-    "add %[" A "], %[" A "], %[x]\n\t"                                                          \
-    "smmla %[" A "], %[" A "], %[u], %[w]\n\tasr %[" A "], %[" A "], %[v]\n\t"                     \
-    "usat %[" A "], #" B ", %[" A "]\n\t"
-#define MM_DW_RQK(A, OB, OM, OR, ON) MM_DW_RQK_(A, OB, OM, OR, ON, "8")
-#define MM_DW_RQK4(A, OB, OM, OR, ON) MM_DW_RQK_(A, OB, OM, OR, ON, "4")
-#define MM_DW_RQK2(A, OB, OM, OR, ON) MM_DW_RQK_(A, OB, OM, OR, ON, "2")
+/* One channel's fast rule clamped to [0, 2^B - 1] by USAT #B (MM_DW_RQU8's at B = 8) in its
+ * SMLAL form: the addend's words at OL, OH, the multiplier at OM, the shift at ON. Exact: with
+ * acc' = (acc << bk) + b, floor((acc' m + 2^(s-1)) / 2^s) = floor((acc m + C) / 2^(s - bk)) for
+ * C = floor((b m + 2^(s-1)) / 2^bk), and floor(x / 2^(32 + n)) = floor(x / 2^32) >> n. */
+#define MM_DW_RQK_(A, OL, OH, OM, ON, B)                                                          \
+    "ldr %[x], [%[q], #" OL "]\n\tldr %[u], [%[q], #" OH "]\n\tldr %[w], [%[q], #" OM "]\n\t"      \
+    "ldr %[v], [%[q], #" ON "]\n\tsmlal %[x], %[u], %[" A "], %[w]\n\t"                          \
+    "asr %[" A "], %[u], %[v]\n\tusat %[" A "], #" B ", %[" A "]\n\t"
+#define MM_DW_RQK(A, OL, OH, OM, ON) MM_DW_RQK_(A, OL, OH, OM, ON, "8")
+#define MM_DW_RQK4(A, OL, OH, OM, ON) MM_DW_RQK_(A, OL, OH, OM, ON, "4")
+#define MM_DW_RQK2(A, OL, OH, OM, ON) MM_DW_RQK_(A, OL, OH, OM, ON, "2")
+/* The four channels' MM_DW_RQK (mm_dwq's cl, ch, m, n2). */
+#define MM_DW_RQ4L(J)                                                                             \
+    J("a0", "64", "80", "16", "96")                                                               \
+    J("a1", "68", "84", "20", "100") J("a2", "72", "88", "24", "104") J("a3", "76", "92", "28", "108")
 #define MM_DW_9ROW(T0, T1, T2)                                                                    \
     MM_DW_9T("[%[r]]", T0) MM_DW_9T("[%[r], %[ip]]", T1) MM_DW_9T("[%[r], %[ip], lsl #1]", T2)
-#define MM_DW_WIN3X3_8U(R_, IP_, RS_, K_)                                                         \
-    do {                                                                                          \
-        uint32_t x_, u_, w_, v_;                                                                  \
-        const uint8_t *r_ = (R_);                                                                 \
-        __asm__ volatile(MM_DW_9ROW(0, 1, 2) "add %[r], %[r], %[rs]\n\t" MM_DW_9ROW(3, 4, 5)     \
-                             "add %[r], %[r], %[rs]\n\t" MM_DW_9ROW(6, 7, 8)                     \
-                         : MM_DW_OUTS, [r] "+r"(r_)                                               \
-                         : [ip] "r"(IP_), [rs] "r"(RS_), [k] "r"(K_));                            \
-    } while (0)
 #define MM_DW_T4U(R_, O_, K_, T_)                                                                 \
     MM_DW_ASM("ldrh",                                                                             \
               "orr %[x], %[x], %[x], lsl #8\n\tand %[u], %[m], %[x], lsr #4\n\t"                  \
@@ -155,6 +153,12 @@ static uint32_t mm_dw_xany(const uint8_t *p, int ib, int is, uint32_t *hi)
  * with the rounding term r and the shift n - 32 precomputed per channel, else mm_requant. */
 typedef struct {
     int32_t b[4], m[4], r[4], n[4]; /* the asm below reads these at fixed offsets */
+    /* The fast rule as one SMLAL (mm_dw_rows, mm_dw_run4x4; where fold is set: mm_dw_addend):
+     * per channel the 64-bit addend (b m + 2^(s-1)) >> bk (low, high word) and the shift
+     * s - bk - 32 of the high word; with the bias and its shift folded in, a pixel's four
+     * channels take 8 cycles each, not 10, and no bias shift load. */
+    int32_t cl[4], ch[4], n2[4];
+    int fold;
     int32_t bk, lo, hi; /* the bias shift, the clamp range */
     const int8_t *s;
     int fast; /* 0: mm_requant; 1: the fast rule; 2: the fast rule, clamp [0, 255]; 3: the fast
@@ -169,14 +173,123 @@ typedef struct {
     const uint32_t *k;
     int32_t rows;
     const uint8_t *row;
-    int32_t rstep, ri;
+    int32_t rstep;
     const uint32_t *kt;
     int32_t roff[3], rn[3];
+    /* mm_dw_rows' loop: the input step from a window's last tap row to the next window's
+     * first (step - 2 row), the current run's last output pixel + opx, the next run, and the
+     * row's non-empty runs (table, first window's byte offset in the row, windows) up to a
+     * run of none */
+    int32_t adv;
+    uint8_t *end;
+    const struct mm_dwrun *run;
+    struct mm_dwrun {
+        int32_t k, off, n; /* k: the table's byte offset from kt */
+    } runs[4];
     int inside; /* mm_dw_runs_of */
+    int apart;  /* the layer's input and output do not overlap */
     struct mm_dwr *ring; /* mm_dw_3x3_w's ring of widened rows, or none: rows read as they are */
 } mm_dwq;
 
-static void mm_dw_requant4(const mm_dwl *L, const mm_dwq *q, const int32_t *acc, int32_t *y)
+typedef char mm_dwq_rq4l_ok[offsetof(mm_dwq, m) == 16 && offsetof(mm_dwq, cl) == 64 &&
+                                   offsetof(mm_dwq, ch) == 80 && offsetof(mm_dwq, n2) == 96
+                               ? 1
+                               : -1];
+
+#if defined(__ARM_FEATURE_DSP) && (MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W || MM_USE_DW_4X4_8U)
+#define MM_DW_FOLDS 1
+#else
+#define MM_DW_FOLDS 0
+#endif
+#if MM_DW_FOLDS
+/* Channel j's MM_DW_RQK addend (its shift s above 32): (b m + 2^(s-1)) >> f with f the bias
+ * shift bk, or s - 32 where that is less (M >= 1/2: the high word alone would not hold the
+ * result). Returns whether all of bk is folded in; a channel where it is not is right only if
+ * its weights are all zero (mm_dw_zero_w: a constant output, multiplier 2^30, shift 30 + bk,
+ * sums 0 whatever its inputs). */
+static MM_INLINE int mm_dw_addend(mm_dwq *q, int j)
+{
+    const int s = q->s[j], f = s - 32 < q->bk ? s - 32 : q->bk; /* 0 .. 31 */
+    const int64_t p = (int64_t)q->b[j] * q->m[j];
+    uint32_t lo = (uint32_t)p;
+    int32_t hi = (int32_t)(p >> 32) + ((int32_t)1 << (s - 33)); /* + 2^(s-1) */
+    if (f) {
+        lo = (lo >> f) | ((uint32_t)hi << (32 - f));
+        hi >>= f;
+    }
+    q->cl[j] = (int32_t)lo;
+    q->ch[j] = hi;
+    q->n2[j] = s - f - 32;
+    return f == q->bk;
+}
+
+/* The group's addends (q's fast rule set up) for its weight pairs wp (taps of them): whether
+ * mm_dw_rows can requantize the group. Where a channel's bias shift is not all folded in
+ * (M >= 1/2), by d = bk - f bits: right as it is with all-zero weights; else, if `scale` (the
+ * row loops alone requantize every pixel: no window sees the other rules) and d <= 7, its
+ * weights are scaled by 2^d (|w| 2^7 fits the halfword; the sums fit int32 as acc 2^bk does),
+ * which folds the rest in. */
+static MM_NOINLINE int mm_dw_fold(mm_dwq *q, uint32_t *wp, int taps, int scale)
+{
+    for (int j = 0; j < 4; j++) {
+        if (mm_dw_addend(q, j))
+            continue;
+        const int d = q->bk - (q->s[j] - 32), sh = 16 * (j >> 1);
+        uint32_t any = 0;
+        for (int t = 0; t < taps; t++) {
+            uint32_t *const w = wp + 2 * t + (j & 1);
+            const int32_t v = (int16_t)(*w >> sh);
+            any |= (uint32_t)v;
+            if (scale && d <= 7)
+                *w = (*w & ~(0xFFFFu << sh)) | (((uint32_t)(v * (1 << d)) & 0xFFFFu) << sh);
+        }
+        if (any && !(scale && d <= 7))
+            return 0;
+    }
+    return 1;
+}
+
+/* The fewest whole 4x4 windows in a row that mm_dw_run4x4 takes: fewer, the calls for the
+ * border windows cost more than the loop saves (VWW's 3 x 3 px layer: 134 k -> 150 k est. M4
+ * cycles, measured). */
+#define MM_DW_RUN4X4 4
+
+/* mm_dw_rows' runs of a row, r = 0 and 2: one pixel on each side as a whole window (its first
+ * column 0, in_w - 3), or none. */
+static int mm_dw_side_run(const mm_dwl *L, int r)
+{
+    const int e1 = L->ox_in + L->n_in;
+    return r == 0 ? L->ox_in == 1 && L->pw == 1
+                  : e1 == L->out_w - 1 && e1 * L->sw - L->pw == L->in_w - 2;
+}
+
+/* The last output row whose window lies inside the height (-1: none). */
+static int mm_dw_inside(const mm_dwl *L)
+{
+    return L->in_h >= 3 ? (L->in_h - 3 + L->ph) / L->sh : -1;
+}
+
+/* Whether every output pixel of a 3x3 layer lies in a run of mm_dw_rows: in a row of whole
+ * windows (a top row whose window starts one row up, the rows inside, a bottom row whose
+ * window ends one row down) and a column of its runs. */
+static int mm_dw_covered(const mm_dwl *L)
+{
+    const int out_h = L->out_h, top = L->ph == 1, b = mm_dw_inside(L);
+    const int bottom = b + 2 == out_h && (out_h - 1) * L->sh - L->ph == L->in_h - 2;
+    return L->n_in > 0 && L->in_h >= 3 && L->ph <= 1 && b >= top && (b + 1 == out_h || bottom) &&
+           L->ox_in == mm_dw_side_run(L, 0) &&
+           L->ox_in + L->n_in + mm_dw_side_run(L, 2) == L->out_w;
+}
+
+/* Whether mm_dw_rows takes the group's rule (fast 2 or 3) for ob-bit outputs. */
+static int mm_dw_fob(const mm_dwq *q, int ob)
+{
+    return (q->fast == 2 && ob == 8) || (q->fast == 3 && ob == 4 && MM_USE_DW_OUT4) ||
+           (q->fast == 3 && ob == 2 && MM_USE_DW_OUT2);
+}
+#endif
+
+static MM_NOINLINE void mm_dw_requant4(const mm_dwl *L, const mm_dwq *q, const int32_t *acc, int32_t *y)
 {
     for (int j = 0; j < 4; j++)
         y[j] = mm_requant(mm_biased(acc[j], q->b[j], L->bk), q->m[j], q->s[j], L->qmin,
@@ -559,59 +672,64 @@ static MM_NOINLINE void mm_dw_edge_3x3_8u(const mm_dwl *L, const uint8_t *in, ui
 }
 
 
+/* mm_dw_3x3_8u's weight tables: the pairs moved one column left (zeros in the right column),
+ * as they are, moved one column right; each with a row of zeros before and after it, so that
+ * a table from its second row on is the kernel moved one row up, and from the zeros before
+ * it one row down. */
+#define MM_DW_KT 30
+
 /* Rows of whole 3x3 windows of 8-bit unsigned inputs with B-bit outputs (8, 4 or 2) clamped to
- * [0, 2^B - 1] by the fast rule (B < 8: MM_DW_OUT's), in one asm loop, its state in q (13 registers: gcc kept the loop's
- * pointers and counts on the stack and reloaded them around smaller asm blocks): q->rows rows
- * from q->row on, q->rstep bytes apart, each the three runs of mm_dw_runs (q->rn[r] windows
- * from q->roff[r] on, step bytes apart, against the tables q->kt + MM_DW_KT r), the pixels
- * stored from q->o on, opx apart. Each pixel: the window (its first tap products, not sums:
- * no zeroing), the requantization (RQK: MM_DW_RQK's for B), the four outputs packed
- * B bits apart (S1 .. S3: B, 2B, 3B) and stored by ST (str, strh, strb), the step. Sub-byte
- * outputs in this loop instead of a C loop around asm blocks: the demo's 4-bit-output layers
- * 309,075 -> 292,043 and 328,939 -> 313,675 est. M4 cycles, measured. */
+ * [0, 2^B - 1] by the fast rule (B < 8: MM_DW_OUT's), in one asm loop, its state in q (14
+ * registers: gcc kept the loop's pointers and counts on the stack and reloaded them around
+ * smaller asm blocks): q->rows rows from q->row on, q->rstep bytes apart, each the non-empty
+ * runs of mm_dw_runs_of as q->runs (n windows from off on, step bytes apart, against the table
+ * k; a run of none ends the row), the pixels stored from o on, opx apart. Each pixel: the
+ * window (its first tap products, not sums: no zeroing), the requantization (RQK: MM_DW_RQK's
+ * for B), the four outputs packed B bits apart (S1 .. S3: B, 2B, 3B) and stored by ST (str,
+ * strh, strb), the step; a run ends at its last pixel's end address (set up by one MLA).
+ * Sub-byte outputs in this loop instead of a C loop around asm blocks: the demo's
+ * 4-bit-output layers 309,075 -> 292,043 and 328,939 -> 313,675 est. M4 cycles, measured. Run
+ * records and the output pointer in a register, not a run index and a stored count: kws's
+ * 25 x 5 px layers 333,870 -> 325,867 est. M4 cycles each, measured. */
 #define MM_DW_ROWS_ASM(RQK, S1, S2, S3, ST)                                                     \
     __asm__ volatile(                                                                             \
-        "3:\n\tldr %[x], [%[q], %[ori]]\n\tcmp %[x], #12\n\tbne 5f\n\t"                           \
-        /* the row's runs done: the next row, if any */                                         \
-        "ldr %[v], [%[q], %[orows]]\n\tsubs %[v], %[v], #1\n\tbeq 4f\n\t"                         \
-        "ldr %[w], [%[q], %[orow]]\n\tldr %[u], [%[q], %[orstep]]\n\t"                            \
-        "str %[v], [%[q], %[orows]]\n\tadd %[w], %[w], %[u]\n\tmovs %[x], #0\n\t"                 \
-        "str %[w], [%[q], %[orow]]\n\t"                                                           \
-        /* run x / 4: its count, first window and table (kt + 30 x bytes) */                    \
-        "5:\n\tadd %[u], %[q], %[x]\n\tldr %[k], [%[q], %[okt]]\n\t"                              \
-        "ldr %[v], [%[u], %[orn]]\n\tldr %[w], [%[u], %[oroff]]\n\tldr %[r], [%[q], %[orow]]\n\t" \
-        "add %[k], %[k], %[x], lsl #5\n\tsub %[k], %[k], %[x], lsl #1\n\t"                        \
-        "add %[x], %[x], #4\n\tstr %[x], [%[q], %[ori]]\n\tcmp %[v], #0\n\tbeq 3b\n\t"            \
-        "str %[v], [%[q], %[ocnt]]\n\tstr %[k], [%[q], %[ok]]\n\tadd %[r], %[r], %[w]\n\t"        \
+        /* the next run: its table, first window and end, or the row's end */                   \
+        "3:\n\tldr %[x], [%[q], %[orun]]\n\tldr %[v], [%[x], #8]\n\tcmp %[v], #0\n\tbeq 5f\n\t"   \
+        "ldr %[k], [%[x]]\n\tldr %[w], [%[x], #4]\n\tldr %[r], [%[q], %[orow]]\n\t"               \
+        "ldr %[u], [%[q], %[oopx]]\n\tldr %[a0], [%[q], %[okt]]\n\tadd %[x], %[x], #12\n\t"       \
+        "str %[x], [%[q], %[orun]]\n\tadd %[k], %[k], %[a0]\n\t"                                   \
+        "mla %[v], %[v], %[u], %[o]\n\tstr %[v], [%[q], %[oend]]\n\tadd %[r], %[r], %[w]\n\t"     \
         /* the run's pixels */                                                                  \
         "1:\n\t" MM_DW_9T0 MM_DW_9T("[%[r], %[ip]]", 1) MM_DW_9T("[%[r], %[ip], lsl #1]", 2)      \
         "add %[r], %[r], %[rs]\n\t" MM_DW_9ROW(3, 4, 5) "add %[r], %[r], %[rs]\n\t"              \
-        MM_DW_9ROW(6, 7, 8) "ldr %[k], [%[q], %[obk]]\n\t" MM_DW_RQ4(RQK)                         \
+        MM_DW_9ROW(6, 7, 8) MM_DW_RQ4L(RQK)                                                       \
         "orr %[a0], %[a0], %[a1], lsl #" S1 "\n\torr %[a0], %[a0], %[a2], lsl #" S2 "\n\t"         \
-        "orr %[a0], %[a0], %[a3], lsl #" S3 "\n\tldr %[x], [%[q], %[oo]]\n\t"                     \
-        "ldr %[u], [%[q], %[oopx]]\n\tldr %[w], [%[q], %[ostep]]\n\t"                             \
-        "ldr %[v], [%[q], %[ocnt]]\n\tldr %[k], [%[q], %[ok]]\n\t" ST " %[a0], [%[x]]\n\t"         \
-        "add %[x], %[x], %[u]\n\tsubs %[v], %[v], #1\n\tstr %[x], [%[q], %[oo]]\n\t"              \
-        "str %[v], [%[q], %[ocnt]]\n\tsub %[r], %[r], %[rs], lsl #1\n\t"                          \
-        "add %[r], %[r], %[w]\n\tbne 1b\n\tb 3b\n\t4:"                                            \
+        "orr %[a0], %[a0], %[a3], lsl #" S3 "\n\tldr %[u], [%[q], %[oopx]]\n\t"                   \
+        "ldr %[w], [%[q], %[oadv]]\n\tldr %[v], [%[q], %[oend]]\n\t" ST " %[a0], [%[o]]\n\t"      \
+        "add %[o], %[o], %[u]\n\tadd %[r], %[r], %[w]\n\tcmp %[o], %[v]\n\tbne 1b\n\tb 3b\n\t"    \
+        /* the row's runs done: the next row, if any */                                         \
+        "5:\n\tldr %[v], [%[q], %[orows]]\n\tsubs %[v], %[v], #1\n\tbeq 4f\n\t"                   \
+        "ldr %[w], [%[q], %[orow]]\n\tldr %[u], [%[q], %[orstep]]\n\tstr %[v], [%[q], %[orows]]\n\t" \
+        "add %[w], %[w], %[u]\n\tadd %[x], %[q], %[oruns]\n\tstr %[w], [%[q], %[orow]]\n\t"       \
+        "str %[x], [%[q], %[orun]]\n\tb 3b\n\t4:"                                                 \
         : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x] "=&r"(x_),          \
-          [u] "=&r"(u_), [w] "=&r"(w_), [v] "=&r"(v_), [r] "=&r"(r), [k] "=&r"(k)                 \
-        : [ip] "r"(ip), [rs] "r"(rs), [q] "r"(q), [obk] "n"(offsetof(mm_dwq, bk)),                \
-          [oo] "n"(offsetof(mm_dwq, o)), [oopx] "n"(offsetof(mm_dwq, opx)),                       \
-          [ostep] "n"(offsetof(mm_dwq, step)), [ocnt] "n"(offsetof(mm_dwq, cnt)),                 \
-          [ok] "n"(offsetof(mm_dwq, k)), [ori] "n"(offsetof(mm_dwq, ri)),                         \
+          [u] "=&r"(u_), [w] "=&r"(w_), [v] "=&r"(v_), [r] "=&r"(r), [k] "=&r"(k), [o] "+&r"(o)   \
+        : [ip] "r"(ip), [rs] "r"(rs), [q] "r"(q), [oopx] "n"(offsetof(mm_dwq, opx)),              \
+          [oadv] "n"(offsetof(mm_dwq, adv)), [oend] "n"(offsetof(mm_dwq, end)),                   \
+          [orun] "n"(offsetof(mm_dwq, run)), [oruns] "n"(offsetof(mm_dwq, runs)),                 \
           [orows] "n"(offsetof(mm_dwq, rows)), [orow] "n"(offsetof(mm_dwq, row)),                 \
-          [orstep] "n"(offsetof(mm_dwq, rstep)), [okt] "n"(offsetof(mm_dwq, kt)),                 \
-          [orn] "n"(offsetof(mm_dwq, rn)), [oroff] "n"(offsetof(mm_dwq, roff))                    \
+          [orstep] "n"(offsetof(mm_dwq, rstep)), [okt] "n"(offsetof(mm_dwq, kt))                  \
         : "cc", "memory")
 
-/* fob: the output bits (a constant at each use: one loop per format compiled). */
+/* fob: the output bits (a constant at each use: one loop per format compiled); q->kt: the
+ * rows' tables. */
 static MM_INLINE void mm_dw_rows(mm_dwq *q, int32_t ip, int32_t rs, const int fob)
 {
     uint32_t a0, a1, a2, a3, x_, u_, w_, v_;
     const uint8_t *r;
     const uint32_t *k;
-    q->ri = 0;
+    uint8_t *o = q->o;
+    q->run = q->runs;
     if (fob == 8)
         MM_DW_ROWS_ASM(MM_DW_RQK, "8", "16", "24", "str");
 #if MM_USE_DW_OUT4
@@ -624,11 +742,6 @@ static MM_INLINE void mm_dw_rows(mm_dwq *q, int32_t ip, int32_t rs, const int fo
 #endif
 }
 
-/* mm_dw_3x3_8u's weight tables: the pairs moved one column left (zeros in the right column),
- * as they are, moved one column right; each with a row of zeros before and after it, so that
- * a table from its second row on is the kernel moved one row up, and from the zeros before
- * it one row down. */
-#define MM_DW_KT 30
 
 /* The runs of whole 3x3 windows of each output row of mm_dw_3x3_8u, into q (once per group:
  * mm_dw_3x3_w's calls of mm_dw_3x3_rows, one per output row, share them): run r has rn[r]
@@ -637,39 +750,93 @@ static MM_INLINE void mm_dw_rows(mm_dwq *q, int32_t ip, int32_t rs, const int fo
  * lies inside the height. */
 static void mm_dw_runs_of(const mm_dwl *L, mm_dwq *q)
 {
-    const int e0 = L->ox_in, e1 = e0 + L->n_in;
+    const int e0 = L->ox_in;
     q->roff[0] = 0;
     q->roff[1] = (int32_t)(e0 * L->sw - L->pw) * L->in_pix;
     q->roff[2] = (int32_t)(L->in_w - 3) * L->in_pix;
-    /* one pixel on each side as a whole window (its first column: 0, in_w - 3) */
-    q->rn[0] = e0 == 1 && L->pw == 1;
+    q->rn[0] = mm_dw_side_run(L, 0);
     q->rn[1] = L->n_in;
-    q->rn[2] = e1 == L->out_w - 1 && e1 * L->sw - L->pw == L->in_w - 2;
+    q->rn[2] = mm_dw_side_run(L, 2);
+    struct mm_dwrun *d = q->runs;
+    for (int r = 0; q->fold && r < 3; r++)
+        if (q->rn[r] > 0) { /* mm_dw_rows' records of the non-empty runs */
+            d->k = 4 * MM_DW_KT * r;
+            d->off = q->roff[r];
+            d->n = q->rn[r];
+            d++;
+        }
+    d->n = 0;
     q->step = L->sw * L->in_pix;
+    q->adv = q->step - 2 * L->row;
     q->opx = L->out_pix;
     q->rstep = L->sh * L->row;
-    q->inside = L->in_h >= 3 ? (L->in_h - 3 + L->ph) / L->sh : -1;
+    q->inside = mm_dw_inside(L);
 }
 
-/* One row's runs, pixels stored from o on, requantized by MM_DW_PUT (outputs that the fast rule
- * clamps to their whole unsigned range run in mm_dw_rows). */
-static MM_INLINE void mm_dw_runs_8u(const mm_dwl *L, mm_dwq *q, const uint8_t *row,
-                                    const uint32_t *k, uint8_t *o)
+/* mm_dw_rows for the output bits fob (one call site per format: the loops are large). */
+static MM_NOINLINE void mm_dw_rows_of(mm_dwq *q, int32_t ip, int32_t rs, int fob)
 {
-    const int32_t ip = L->in_pix, rs = L->row, step = L->sw * ip, opx = L->out_pix;
-    const int ob = L->ob;
-    for (int r = 0; r < 3; r++) {
-        const uint32_t *const kr = k + MM_DW_KT * r;
-        const uint8_t *c = row + q->roff[r];
-        for (int n = q->rn[r]; n > 0; n--, c += step, o += opx) {
-            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-            MM_DW_WIN3X3_8U(c, ip, rs, kr);
-            {
-                uint8_t *const out = o; /* MM_DW_PUT stores at out */
-                MM_DW_PUT(MM_DW_8U);
-            }
+#if MM_USE_DW_OUT4
+    if (fob == 4)
+        mm_dw_rows(q, ip, rs, 4);
+    else
+#endif
+#if MM_USE_DW_OUT2
+    if (fob == 2)
+        mm_dw_rows(q, ip, rs, 2);
+    else
+#endif
+        mm_dw_rows(q, ip, rs, 8);
+    (void)fob;
+}
+
+/* The whole output of mm_dw_3x3_rows column by column (fob: mm_dw_rows' output bits, kl:
+ * the first table), where its input and output do not overlap (column order breaks the
+ * in-place contract) and every pixel lies in a run of mm_dw_runs_of's columns and of rows
+ * (a top row, the rows inside, a bottom row): returns 0 (nothing done) otherwise. A column
+ * is one mm_dw_rows call of up to three runs, a row of a tall narrow image three runs and a
+ * row end (kws's 25 x 5 px layers: 325,540 -> 302,452 est. M4 cycles each, measured). */
+static int mm_dw_cols(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *kl,
+                      mm_dwq *q, int fob)
+{
+    const int out_h = L->out_h, out_w = L->out_w, in_h = L->in_h, sh = L->sh;
+    const int e0 = L->ox_in, e1 = e0 + L->n_in, top = L->ph == 1, b = q->inside;
+    const int bottom = b + 2 == out_h;
+    const int32_t rs = L->row, ip = L->in_pix;
+    if (!q->apart || L->oy0 != 0 || L->oy1 != out_h || 4 * out_w >= 3 * out_h ||
+        !mm_dw_covered(L))
+        return 0;
+    q->step = sh * rs;
+    q->adv = q->step - 2 * rs;
+    q->opx = out_w * L->out_pix;
+    q->kt = kl;
+    q->row = in;
+    for (int ox = 0; ox < out_w; ox++) {
+        const int h = ox < e0 ? 0 : ox < e1 ? 1 : 2; /* its run in a row */
+        const int32_t cx = q->roff[h] + (h == 1 ? (int32_t)(ox - e0) * L->sw * ip : 0);
+        struct mm_dwrun *d = q->runs;
+        if (top) { /* input rows 0 .. 2, the kernel moved one row up */
+            d->k = 4 * MM_DW_KT * h + 24;
+            d->off = cx;
+            d->n = 1;
+            d++;
         }
+        d->k = 4 * MM_DW_KT * h;
+        d->off = (int32_t)(top * sh - L->ph) * rs + cx;
+        d->n = b - top + 1;
+        d++;
+        if (bottom) { /* the last three rows, the kernel moved one row down */
+            d->k = 4 * MM_DW_KT * h - 24;
+            d->off = (int32_t)(in_h - 3) * rs + cx;
+            d->n = 1;
+            d++;
+        }
+        d->n = 0;
+        q->o = out + ox * L->out_pix;
+        q->rows = 1;
+        mm_dw_rows_of(q, ip, rs, fob);
     }
+    return 1;
 }
 
 /* mm_dw_3x3_8u's MM_DW_KT tables k: their zeros, the same for every group (the tables are
@@ -697,7 +864,8 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
 {
     const int e0 = L->ox_in, e1 = e0 + L->n_in, out_w = L->out_w, in_h = L->in_h;
     const int left = q->rn[0], right = q->rn[2], inside = q->inside;
-    const int fob = q->fast == 2 && L->ob == 8                        ? 8
+    const int fob = !q->fold                                          ? 0
+                    : q->fast == 2 && L->ob == 8                      ? 8
                     : q->fast == 3 && L->ob == 4 && MM_USE_DW_OUT4 ? 4
                     : q->fast == 3 && L->ob == 2 && MM_USE_DW_OUT2 ? 2
                                                                   : 0;
@@ -705,6 +873,8 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
 #if MM_USE_DW_3X3_W
     mm_dwr *const g = q->ring;
 #endif
+    if (fob && !MM_DW_RINGED && mm_dw_cols(L, in, out, kl, q, fob))
+        return;
     for (int oy = L->oy0; oy < L->oy1; oy++) {
         const int iy0 = oy * L->sh - L->ph;
 #if MM_USE_DW_3X3_W
@@ -713,11 +883,9 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
 #endif
         /* the first of the three input rows read, and the kernel row it meets */
         const int top = iy0 == -1 && in_h >= 3, bottom = iy0 == in_h - 2 && in_h >= 3 && iy0 > 0;
-        if ((iy0 < 0 || iy0 + 3 > in_h) && !top && !bottom) {
-            mm_dw_edge_3x3_8u(L, in, out, kc, q, oy, 0, out_w);
-            continue;
-        }
-        if (L->n_in == 0) {
+        /* rows of no whole window, and rows that mm_dw_rows cannot requantize (fob 0: rare,
+         * and window by window costs little .text) */
+        if (((iy0 < 0 || iy0 + 3 > in_h) && !top && !bottom) || L->n_in == 0 || !fob) {
             mm_dw_edge_3x3_8u(L, in, out, kc, q, oy, 0, out_w);
             continue;
         }
@@ -726,7 +894,7 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
         const uint8_t *const row = in + (int32_t)(top ? 0 : bottom ? in_h - 3 : iy0) * L->row;
         const uint32_t *const kt = kl + (top ? 6 : bottom ? -6 : 0);
         uint8_t *const o = out + ((int32_t)oy * out_w + e0 - left) * L->out_pix;
-        if (fob == 8 || (MM_USE_DW_OUT4 && fob == 4) || (MM_USE_DW_OUT2 && fob == 2)) {
+        {
             /* rows whose windows all lie inside the height: one block, when the runs cover
              * the whole width */
             const int block = left && right && !top && !bottom && !MM_DW_RINGED;
@@ -735,20 +903,8 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
             q->row = row;
             q->kt = kt;
             q->rows = last - oy + 1;
-#if MM_USE_DW_OUT4
-            if (fob == 4)
-                mm_dw_rows(q, L->in_pix, L->row, 4);
-            else
-#endif
-#if MM_USE_DW_OUT2
-            if (fob == 2)
-                mm_dw_rows(q, L->in_pix, L->row, 2);
-            else
-#endif
-                mm_dw_rows(q, L->in_pix, L->row, 8);
+            mm_dw_rows_of(q, L->in_pix, L->row, fob);
             oy = last;
-        } else {
-            mm_dw_runs_8u(L, q, row, kt, o);
         }
         if (!right)
             mm_dw_edge_3x3_8u(L, in, out, kc, q, oy, e1, out_w);
@@ -756,13 +912,14 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
 }
 
 #if MM_USE_DW_3X3_8U
-/* 3x3 windows of 8-bit unsigned inputs (DSP cores), each in one asm block. Each output row runs
- * three runs of windows (mm_dw_runs_8u): a first pixel whose window has one column outside on
+/* 3x3 windows of 8-bit unsigned inputs (DSP cores). Each output row runs three runs of windows
+ * (mm_dw_runs_of, in mm_dw_rows' loop): a first pixel whose window has one column outside on
  * the left (ix0 == -1), the windows inside, and a last pixel with one column outside on the
  * right (ix0 == in_w - 2). Windows with one column or row outside read the three columns and
  * rows inside the image, against the weights moved over by one (MM_DW_KT tables). Other
- * border windows (padding above 1, images narrower than 3) go through mm_dw_edge_3x3_8u.
- * Pixels in raster order, each stored after its window is read. */
+ * border windows (padding above 1, images narrower than 3), and layers whose requantization
+ * the loop does not take, go through mm_dw_edge_3x3_8u, a window at a time. Pixels in raster
+ * order, each stored after its window is read. */
 static void mm_dw_3x3_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
                          mm_dwq *q)
 {
@@ -804,20 +961,18 @@ static MM_INLINE void mm_dw_run4x4(mm_dwq *q, const uint8_t *c, int32_t ip, int3
         "1:\n\t" MM_DW_9T0 MM_DW_16ROW(1, 2, 3, MM_DW_16NEXT) MM_DW_9T("[%[r]]", 4)
             MM_DW_16ROW(5, 6, 7, MM_DW_16NEXT) MM_DW_9T("[%[r]]", 8)
                 MM_DW_16ROW(9, 10, 11, MM_DW_16NEXT) MM_DW_9T("[%[r]]", 12)
-                    MM_DW_16ROW(13, 14, 15, "") "ldr %[k], [%[q], %[obk]]\n\t"
-        MM_DW_RQ4(MM_DW_RQK)
+                    MM_DW_16ROW(13, 14, 15, "") MM_DW_RQ4L(MM_DW_RQK)
         "orr %[a0], %[a0], %[a1], lsl #8\n\torr %[a0], %[a0], %[a2], lsl #16\n\t"
         "orr %[a0], %[a0], %[a3], lsl #24\n\tldr %[x], [%[q], %[oo]]\n\t"
         "ldr %[u], [%[q], %[oopx]]\n\tldr %[w], [%[q], %[ostep]]\n\t"
-        "ldr %[v], [%[q], %[ocnt]]\n\tldr %[k], [%[q], %[ok]]\n\tstr %[a0], [%[x]]\n\t"
+        "ldr %[v], [%[q], %[ocnt]]\n\tstr %[a0], [%[x]]\n\t"
         "add %[x], %[x], %[u]\n\tsubs %[v], %[v], #1\n\tstr %[x], [%[q], %[oo]]\n\t"
         "str %[v], [%[q], %[ocnt]]\n\tadd %[r], %[r], %[w]\n\tbne 1b"
         : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x] "=&r"(x_),
           [u] "=&r"(u_), [w] "=&r"(w_), [v] "=&r"(v_), [r] "+&r"(c), [k] "+&r"(k)
-        : [ip] "r"(ip), [rs] "r"(rs2), [q] "r"(q), [obk] "n"(offsetof(mm_dwq, bk)),
-          [oo] "n"(offsetof(mm_dwq, o)), [oopx] "n"(offsetof(mm_dwq, opx)),
-          [ostep] "n"(offsetof(mm_dwq, step)), [ocnt] "n"(offsetof(mm_dwq, cnt)),
-          [ok] "n"(offsetof(mm_dwq, k))
+        : [ip] "r"(ip), [rs] "r"(rs2), [q] "r"(q), [oo] "n"(offsetof(mm_dwq, o)),
+          [oopx] "n"(offsetof(mm_dwq, opx)), [ostep] "n"(offsetof(mm_dwq, step)),
+          [ocnt] "n"(offsetof(mm_dwq, cnt))
         : "cc", "memory");
 }
 
@@ -830,9 +985,7 @@ static void mm_dw_4x4_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const
 {
     const int32_t ip = L->in_pix, rs = L->row;
     const int out_w = L->out_w, xa = L->ox_in, xb = xa + L->n_in;
-    /* rows of fewer inside windows: the calls for the border windows cost more than the loop
-     * saves (VWW's 3 x 3 px layer: 134 k -> 150 k est. M4 cycles, measured) */
-    if (q->fast != 2 || L->ob != 8 || xb - xa < 4) {
+    if (q->fast != 2 || !q->fold || L->ob != 8 || xb - xa < MM_DW_RUN4X4) {
         mm_dw_8u(L, in, out, wp, q);
         return;
     }
@@ -1036,6 +1189,10 @@ void mm_depthwise(MM_CONV_ARGS)
     const int path = MM_DW_GROUP(is, ib, kh, kw, c, in_w);
     const int per = 8 / wb, wsh = 8 - wb;
     const uint32_t top = wb == 8 ? 0xFFFFFFFFu : wb == 4 ? 0xF0F0F0F0u : 0xC0C0C0C0u;
+#if defined(__ARM_FEATURE_DSP)
+    /* a field low in each byte, and its sign bit */
+    const uint32_t low = top >> wsh, sgn = low ^ (low >> 1 & low);
+#endif
 #if defined(__ARM_FEATURE_DSP) && (MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W)
     /* The group's weights as halfword pairs, tap after tap: on DSP cores inside mm_dw_3x3_8u's
      * tables (MM_DW_KC), whatever the kernel (a path-dependent pointer made gcc copy the
@@ -1052,6 +1209,16 @@ void mm_depthwise(MM_CONV_ARGS)
 #if MM_USE_DW_3X3_W
     rq.ring = 0;
 #endif
+    rq.apart = (uintptr_t)(out + (int32_t)out_h * out_w * out_pix) <= (uintptr_t)in ||
+               (uintptr_t)(in + (int32_t)in_h * L.row) <= (uintptr_t)out;
+#if MM_DW_FOLDS
+    /* 3x3 layers whose every window mm_dw_rows takes, where the group's rule lets it */
+    const int cover = taps == 9 && path != MM_P_DW_4X4_8U && mm_dw_covered(&L);
+    /* whether the row loops run (mm_dw_4x4_8u: on rows of 4 whole windows or more), so that
+     * the group's addends are worth their set-up (VWW's 6 x 6 px 4x4 layer: 143,062 -> 136,983
+     * est. M4 cycles, measured) */
+    const int rows = path == MM_P_DW_4X4_8U ? L.n_in >= MM_DW_RUN4X4 : L.n_in > 0;
+#endif
     MM_ASSERT(d->groups == c && d->out_c == c);
     for (ch = 0; ch < grouped; ch += 4) {
         /* Byte j of word k holds channel j's taps k * per ..., the first in the top bits:
@@ -1067,16 +1234,26 @@ void mm_depthwise(MM_CONV_ARGS)
             uint32_t word;
             memcpy(&word, g, 4);
             for (int f = 0; f < per && t < taps; f++, t++) {
+#if defined(__ARM_FEATURE_DSP)
+                /* the fields low in each byte, sign-extended by (u ^ h) - h bytewise (SSUB8):
+                 * 8 instructions a tap, not 20 (kws mixed, 4- and 2-bit weights: 3.5 k est. M4
+                 * cycles a layer) */
+                const uint32_t u = word >> (wsh - f * wb) & low;
+                uint32_t v;
+                __asm__("ssub8 %0, %1, %2" : "=r"(v) : "r"(u ^ sgn), "r"(sgn) : "cc");
+#else
                 const uint32_t v = (word << (f * wb)) & top;
+#endif
                 const uint32_t p0 = mm_sxtb16(v), p1 = mm_sxtb16_8(v);
+#if defined(__ARM_FEATURE_DSP)
+                wp[2 * t] = p0;
+                wp[2 * t + 1] = p1;
+#else
                 wp[2 * t] = mm_dw_pair((int16_t)(p0 & 0xFFFFu) >> wsh, (int32_t)p0 >> (16 + wsh));
                 wp[2 * t + 1] = mm_dw_pair((int16_t)(p1 & 0xFFFFu) >> wsh, (int32_t)p1 >> (16 + wsh));
+#endif
             }
         }
-#if defined(__ARM_FEATURE_DSP) && (MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W)
-        if (taps == 9)
-            mm_dw_3x3_sides(k3);
-#endif
         rq.s = q->shift + ch;
         rq.bk = L.bk;
         rq.lo = qmin;
@@ -1093,6 +1270,15 @@ void mm_depthwise(MM_CONV_ARGS)
             rq.fast = 2;
         else if (rq.fast && qmin == 0 && (ob == 4 || ob == 2) && qmax == (1 << ob) - 1)
             rq.fast = 3;
+        rq.fold = 0;
+#if MM_DW_FOLDS
+        if (rq.fast && rows) /* the row loops' rule; they alone run on a covered layer */
+            rq.fold = mm_dw_fold(&rq, wp, taps, cover && mm_dw_fob(&rq, ob));
+#endif
+#if defined(__ARM_FEATURE_DSP) && (MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W)
+        if (taps == 9) /* after mm_dw_fold, which may scale the pairs */
+            mm_dw_3x3_sides(k3);
+#endif
         mm_dw_path(path, &L, in + ((ch * ib) >> 3), out + ((ch * ob) >> 3), wp, &rq,
                    (uint8_t *)scratch);
     }
