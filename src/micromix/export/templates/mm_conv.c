@@ -2877,22 +2877,23 @@ static MM_NOINLINE void mm_sub8_px(const mm_conv_ctx *k, const mm_c8src *s, uint
 /* SUB8P's pairs under MM_SUB8P_KIND (unsigned inputs, the requantization MM_RQ8, whole blocks
  * of four channels, rows of whole words): mm_conv8p_d's loop on channel_packed weights, a
  * block's two halves (channels 0, 1 and 2, 3, two pixels each) as two copies of the row loop
- * (their fields' masks differ), each half requantized and stored right after its sums by
- * mm_c8x2d's end (MM_C8X2D_OUT). A weight word's fields are taken in place: an offset-binary
- * field by one AND with 0x00MM00MM of the word (elements 0, 2) and of the word shifted right by
- * 8 (elements 1, 3), halfwords that SMLAD meets with the inputs' UXTB16 pairs; the top field
- * (two's complement) by SXTB16 of the word masked to it. So each sum is 2^f (S + o X) (f the
- * field's shift, o its offset, X the pixel's input sum): it starts at -2^f o X (start[], per
- * half and pixel) and is shifted down by f before the requantization (mm_sub8_px spent about
- * 60 cycles a block more than mm_conv8p_d on kws's 2-bit stem in calls, sums through memory
- * and C requantization). */
+ * (their fields' masks differ; four steps an iteration), each half requantized and stored
+ * right after its sums as mm_c8x2d's (MM_S8P_OUT). A weight word's fields are taken in place:
+ * an offset-binary field by one AND with 0x00MM00MM of the word (elements 0, 2) and of the
+ * word shifted right by 8 (elements 1, 3), halfwords that SMLAD meets with the inputs' UXTB16
+ * pairs; the top field (two's complement) by SXTB16 of the word masked to it. So each sum is
+ * 2^f (S + o X) (f the field's shift, o its offset, X the pixel's input sum): it starts at
+ * -2^f o X (start[], per half and pixel) and is shifted down by f before the requantization.
+ * kws's 2-bit stem: 928 k est. M4 cycles on mm_sub8_px (calls, sums through memory, C
+ * requantization) -> 777 k, against 862 k for its W8/A8 stem on mm_conv8p_d, measured. */
 typedef struct {
     mm_c8x2d c;        /* halves (44): blocks left; adv: w's advance after each half */
     int32_t start[8];  /* 116: half 0's a0, a1, b0, b1; 132: half 1's */
+    int32_t n;         /* 148: row bytes */
 } mm_s8p;
 
 #if defined(__ARM_FEATURE_DSP)
-typedef char mm_s8p_ok[offsetof(mm_s8p, start) == 116 ? 1 : -1];
+typedef char mm_s8p_ok[offsetof(mm_s8p, start) == 116 && offsetof(mm_s8p, n) == 148 ? 1 : -1];
 /* Both pixels' input words extended (as MM_C8X2D_STEP), the weight word in o (w += GS). */
 #define MM_S8P_IN(GS)                                                                             \
     "ldr %[re], [sp, #4]\n\t"                                                                     \
@@ -2921,27 +2922,58 @@ typedef char mm_s8p_ok[offsetof(mm_s8p, start) == 116 ? 1 : -1];
     "sxtb16 %[e], %[o], ror #8\n\t"                                                               \
     "smlad %[" A "], %[e], %[po], %[" A "]\n\t"                                                   \
     "smlad %[" B "], %[e], %[ro], %[" B "]\n\t"
-/* One half: its sums from start[] (S: the offset of its first), the row's 8-byte steps (n8,
- * two steps an iteration) and its 4-byte one (n4), FIX (the shifts), the end, then ADV. */
-#define MM_S8P_HALF(STEP, S0, S1, S2, S3, FIX, ADV)                                               \
+/* One half: its sums from start[] (S: the offset of its first), the row's steps (n bytes: one
+ * if n & 4, two if n & 8, then four an iteration; the shifts of n leave each condition in the
+ * flags, which the steps keep), FIX (the shifts), the end (MM_S8P_OUT, labels L6 and L8), then
+ * ADV. */
+#define MM_S8P_HALF(STEP, S0, S1, S2, S3, FIX, L6, L8, ADV)                                       \
     "ldr %[x], [%[e], #20]\n\t"                                                                   \
     "ldr %[w], [%[e], #60]\n\t"                                                                   \
     "ldr %[a0], [%[e], #" S0 "]\n\t"                                                              \
     "ldr %[a1], [%[e], #" S1 "]\n\t"                                                              \
     "ldr %[b0], [%[e], #" S2 "]\n\t"                                                              \
     "ldr %[b1], [%[e], #" S3 "]\n\t"                                                              \
-    "ldr %[k], [%[e], #24]\n\t"                                                                   \
-    "cmp %[k], #0\n\t"                                                                            \
-    "beq 4f\n\t"                                                                                  \
-    "3:\n\t" STEP STEP                                                                            \
-    "subs %[k], %[k], #1\n\t"                                                                     \
-    "bne 3b\n\t"                                                                                  \
+    "ldr %[k], [%[e], #148]\n\t"                                                                  \
+    "lsrs %[k], %[k], #3\n\t"                                                                     \
+    "bcc 2f\n\t" STEP "2:\n\t"                                                                    \
+    "lsrs %[k], %[k], #1\n\t"                                                                     \
+    "bcc 3f\n\t" STEP STEP "3:\n\t"                                                               \
+    "beq 4f\n"                                                                                    \
+    "5:\n\t" STEP STEP STEP STEP "subs %[k], %[k], #1\n\t"                                        \
+    "bne 5b\n"                                                                                    \
     "4:\n\t"                                                                                      \
-    "ldr %[e], [sp]\n\t"                                                                          \
-    "ldr %[k], [%[e], #28]\n\t"                                                                   \
+    "ldr %[e], [sp]\n\t" FIX MM_S8P_OUT(L6, L8) ADV
+/* MM_C8X2D_OUT with the clamp S out of line (MM_S8P_SOUT, at L6, back to L8): the clamp U
+ * (a stem's) takes no branch. */
+#define MM_S8P_OUT(L6, L8)                                                                        \
+    "ldr %[pe], [%[e]]\n\t"                                                                       \
+    "ldr %[po], [%[e], #4]\n\t"                                                                   \
+    "ldr %[re], [%[e], #8]\n\t"                                                                   \
+    "ldr %[ro], [%[e], #12]\n\t" MM_C8X2D_RQ("a0", "b0") MM_C8X2D_RQ("a1", "b1")                  \
+    "str %[pe], [%[e]]\n\t"                                                                       \
+    "str %[po], [%[e], #4]\n\t"                                                                   \
+    "str %[re], [%[e], #8]\n\t"                                                                   \
+    "ldr %[k], [%[e], #48]\n\t"                                                                   \
     "cmp %[k], #0\n\t"                                                                            \
-    "beq 5f\n\t" STEP "ldr %[e], [sp]\n\t"                                                        \
-    "5:\n\t" FIX MM_C8X2D_OUT ADV
+    "bne " L6 "f\n\t" MM_C8X2D_SAT("usat")                                                        \
+    "bfi %[a0], %[a1], #8, #8\n\t"                                                                \
+    "bfi %[b0], %[b1], #8, #8\n\t" L8 ":\n\t"                                                     \
+    "ldr %[x], [%[e], #52]\n\t"                                                                   \
+    "ldr %[w], [%[e], #56]\n\t"                                                                   \
+    "strh %[a0], [%[x]], #2\n\t"                                                                  \
+    "strh %[b0], [%[w]], #2\n\t"                                                                  \
+    "str %[x], [%[e], #52]\n\t"                                                                   \
+    "str %[w], [%[e], #56]\n\t"
+#define MM_S8P_SOUT(L6, L8)                                                                       \
+    L6 ":\n\t" MM_C8X2D_SAT("ssat")                                                               \
+    "bfi %[a0], %[a1], #8, #8\n\t"                                                                \
+    "bfi %[b0], %[b1], #8, #8\n\t"                                                                \
+    "ldr %[k], [%[e], #16]\n\t" /* the bytes raised to qmin (signed bytewise maximum) */          \
+    "ssub8 %[x], %[a0], %[k]\n\t"                                                                 \
+    "sel %[a0], %[a0], %[k]\n\t"                                                                  \
+    "ssub8 %[x], %[b0], %[k]\n\t"                                                                 \
+    "sel %[b0], %[b0], %[k]\n\t"                                                                  \
+    "b " L8 "b\n\t"
 /* w += adv[j] (of the state at e). */
 #define MM_S8P_ADV(J)                                                                             \
     "ldr %[x], [%[e], #60]\n\t"                                                                   \
@@ -2960,6 +2992,7 @@ typedef char mm_s8p_ok[offsetof(mm_s8p, start) == 116 ? 1 : -1];
         "str %[k], [%[e], #44]\n\t"                                                               \
         "bne 1b\n\t"                                                                              \
         "add sp, sp, #8\n\t"                                                                      \
+        "b 9f\n\t" MM_S8P_SOUT("16", "18") MM_S8P_SOUT("26", "28") "9:\n\t"                      \
         : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1), [x] "=&r"(x_),         \
           [w] "=&r"(w_), [pe] "=&r"(pe), [po] "=&r"(po), [re] "=&r"(re), [ro] "=&r"(ro),        \
           [o] "=&r"(o), [v1] "=&r"(v1), [k] "=&r"(k_), [e] "+r"(e)                              \
@@ -2973,21 +3006,23 @@ typedef char mm_s8p_ok[offsetof(mm_s8p, start) == 116 ? 1 : -1];
     MM_S8P_HALF(MM_S8P_IN("4") MM_S8P_OB("0x00030003", "a0", "b0")                                \
                     MM_S8P_OB("0x000C000C", "a1", "b1"),                                          \
                 "116", "120", "124", "128",                                                       \
-                "asr %[a1], %[a1], #2\n\tasr %[b1], %[b1], #2\n\t", "")
+                "asr %[a1], %[a1], #2\n\tasr %[b1], %[b1], #2\n\t", "16", "18", "")
 #define MM_S8P_W2_HALF1                                                                           \
     MM_S8P_HALF(MM_S8P_IN("4") MM_S8P_OB("0x00300030", "a0", "b0")                                \
                     MM_S8P_TOP("0xC0C0C0C0", "a1", "b1"),                                         \
                 "132", "136", "140", "144",                                                       \
                 "asr %[a0], %[a0], #4\n\tasr %[b0], %[b0], #4\n\t"                                \
                 "asr %[a1], %[a1], #6\n\tasr %[b1], %[b1], #6\n\t",                               \
-                MM_S8P_ADV("68"))
+                "26", "28", MM_S8P_ADV("68"))
 #define MM_S8P_W4_STEP                                                                            \
     MM_S8P_IN("8") MM_S8P_OB("0x000F000F", "a0", "b0") MM_S8P_TOP("0xF0F0F0F0", "a1", "b1")
 #define MM_S8P_W4_FIX "asr %[a1], %[a1], #4\n\tasr %[b1], %[b1], #4\n\t"
 #define MM_S8P_W4_HALF0                                                                           \
-    MM_S8P_HALF(MM_S8P_W4_STEP, "116", "120", "124", "128", MM_S8P_W4_FIX, MM_S8P_ADV("64"))
+    MM_S8P_HALF(MM_S8P_W4_STEP, "116", "120", "124", "128", MM_S8P_W4_FIX, "16", "18",            \
+                MM_S8P_ADV("64"))
 #define MM_S8P_W4_HALF1                                                                           \
-    MM_S8P_HALF(MM_S8P_W4_STEP, "132", "136", "140", "144", MM_S8P_W4_FIX, MM_S8P_ADV("68"))
+    MM_S8P_HALF(MM_S8P_W4_STEP, "132", "136", "140", "144", MM_S8P_W4_FIX, "26", "28",            \
+                MM_S8P_ADV("68"))
 #define MM_S8P_RUN(st, HALF0, HALF1)                                                              \
     do {                                                                                          \
         void *e = &(st);                                                                          \
@@ -3047,6 +3082,7 @@ static MM_INLINE void mm_sub8p_d(const mm_conv_ctx *k, const mm_c8src *s, uint8_
     mm_c8x2d_init(&st.c, k, s->x, (const int8_t *)k->w, row, step, out, np == 2 ? out_pix : 0);
     st.c.sg = k->qmax != 255; /* MM_RQ8: the clamp U is [0, 255], S's tops at 127 */
     st.c.halves = out_c >> 2;
+    st.n = row;
     st.c.adv[0] = wb == 4 ? 4 : 0;
     st.c.adv[1] = 4 * k->row_bytes - st.c.adv[0];
     for (int h = 0; h < 2; h++)
