@@ -1247,7 +1247,8 @@ def test_each_kernel_path_compiles_alone(tmp_path) -> None:
 
     sets = [[f"MM_P_{p}"] for p in kernel_paths() if p != "PW8_WIDE"]  # widen: with a PW8 path
     sets += [["MM_P_PW8_WIDE", "MM_P_PW8_ANY"], ["MM_P_SUB8X2", "MM_P_SUB8_W4U"],
-             ["MM_P_SUB8P", "MM_P_SUB8_W2S"], ["MM_P_PWSUB8", "MM_P_SUB8_W4S"],
+             ["MM_P_SUB8P", "MM_P_SUB8P_ANY", "MM_P_SUB8_W2S"], ["MM_P_SUB8P", "MM_P_SUB8PD_W4"],
+             ["MM_P_PWSUB8", "MM_P_SUB8_W4S"],
              ["MM_P_PWSUB8F", "MM_P_S8F_W2"]]  # fmt: skip
     for i, rules in enumerate(sets):
         d = tmp_path / str(i)

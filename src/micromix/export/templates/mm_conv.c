@@ -2568,7 +2568,9 @@ static inline uint32_t mm_usada8(uint32_t a, uint32_t acc)
     return acc + (a & 255u) + ((a >> 8) & 255u) + ((a >> 16) & 255u) + (a >> 24);
 }
 
-#if MM_USE_SUB8X2 || MM_USE_SUB8P_ANY || MM_USE_PWSUB8 /* the generic pixels' (below) */
+/* (not for mm_sub8p_d alone) */
+#if MM_USE_SUB8X2 || MM_USE_SUB8P_ANY || MM_USE_PWSUB8 || MM_USE_PWSUB8F || MM_USE_SUB8D_W4 || \
+    MM_USE_SUB8D_W2
 /* Portable: the same sums by the same halfword arithmetic (mm_kernels.h's plain-C SXTB16 and
  * SMLAD), one pixel at a time. Sum k of a pixel reads the word at w + wo(k) (4-bit: sums 2
  * and 3 from the second pair's word), groups gs bytes apart. */
