@@ -331,7 +331,7 @@ def test_sub8_paths_are_bit_exact(tmp_path, wb: int) -> None:
         pd = [o for o in im.ops if o.weights is not None and o.op.in_shape[0] % 4 and o.row_elems % 4 == 0]  # fmt: skip
         assert [(o.qmin, o.qmax) for o in pd] == [[], [(0, 255), (-127, 127)]][i]
         assert all(int(o.arrays["shift"].min()) > 32 for o in pd)
-        assert _paths_compiled(out / "lib", tmp_path, f"SUB8PD_W{wb}", f"SUB8PD_W{6 - wb}", "SUB8P_ANY") == [int(i == 1), 0, int(i == 0)]  # fmt: skip
+        assert _paths_compiled(out / "lib", tmp_path, f"SUB8PD_W{wb}", f"SUB8PD_W{6 - wb}", "SUB8P") == [int(i == 1), 0, int(i == 0)]  # fmt: skip
     expected = {("mm_conv", "pairs"), ("mm_conv", "in_c % 4"), ("mm_pointwise_sub", "pairs"),
                 ("mm_pointwise_sub", "in_c % 4")}  # fmt: skip
     assert expected | ({("mm_pointwise_sub", "one pixel")} if wb == 4 else set()) <= paths
@@ -1249,7 +1249,7 @@ def test_each_kernel_path_compiles_alone(tmp_path) -> None:
 
     sets = [[f"MM_P_{p}"] for p in kernel_paths() if p != "PW8_WIDE"]  # widen: with a PW8 path
     sets += [["MM_P_PW8_WIDE", "MM_P_PW8_ANY"], ["MM_P_SUB8X2", "MM_P_SUB8_W4U"],
-             ["MM_P_SUB8P", "MM_P_SUB8P_ANY", "MM_P_SUB8_W2S"], ["MM_P_SUB8P", "MM_P_SUB8PD_W4"],
+             ["MM_P_SUB8P", "MM_P_SUB8_W2S"], ["MM_P_SUB8PD_W4"],
              ["MM_P_PWSUB8", "MM_P_SUB8_W4S"],
              ["MM_P_PWSUB8F", "MM_P_S8F_W2"]]  # fmt: skip
     for i, rules in enumerate(sets):

@@ -1493,7 +1493,7 @@ static inline void mm_conv8_cols(const mm_conv_ctx *k, int ix0, int *kx0, int *k
     *kx1 = ix0 + k->kw > k->in_w ? (k->in_w - ix0 > *kx0 ? k->in_w - ix0 : *kx0) : k->kw;
 }
 
-#if MM_USE_CONV8P || MM_USE_SMALL8P || MM_USE_SUB8P
+#if MM_USE_CONV8P || MM_USE_SMALL8P || MM_USE_SUB8P || MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2
 /* One pixel's patch as bytes (HWC order, the zero padding as 0 bytes: 0 in either format).
  * Inlined in each pixel walk (a call per pixel cost the W8/A8 stems 2 %, measured). */
 static MM_INLINE void mm_gather8b(uint8_t *d, const mm_conv_ctx *k, int iy0, int ix0)
@@ -2278,7 +2278,7 @@ static MM_INLINE void mm_conv8x2(const mm_conv_ctx *k, const mm_conv_dims *d, ui
 }
 #endif
 
-#if MM_USE_CONV8P || MM_USE_SMALL8P || MM_USE_SUB8P
+#if MM_USE_CONV8P || MM_USE_SMALL8P || MM_USE_SUB8P || MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2
 /* The pair kernel on patches (in_c % 4 != 0, rows of at most MM_PATCH bytes: stems on 1 or 3
  * channels): each pixel's patch is gathered as bytes into the scratch, two pixels side by
  * side (2 row bytes: what the memory model counts for the int16 patch), then met by the first
@@ -2329,7 +2329,7 @@ static MM_INLINE void mm_conv8p(const mm_conv_ctx *k, const mm_conv_dims *d, uin
 #endif
 
 #if MM_USE_SUB8X2 || MM_USE_SUB8P || MM_USE_PWSUB8 || MM_USE_PWSUB8F || MM_USE_SUB8D_W4 || \
-    MM_USE_SUB8D_W2
+    MM_USE_SUB8D_W2 || MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2
 /* ---- 4- and 2-bit weights on 8-bit inputs: the sub8 path (mm_conv, mm_pointwise_sub) -----
  *
  * Weights channel_packed (ops.conv): a byte holds one element of two (4-bit) or four (2-bit)
@@ -2569,7 +2569,7 @@ static inline uint32_t mm_usada8(uint32_t a, uint32_t acc)
 }
 
 /* (not for mm_sub8p_d alone) */
-#if MM_USE_SUB8X2 || MM_USE_SUB8P_ANY || MM_USE_PWSUB8 || MM_USE_PWSUB8F || MM_USE_SUB8D_W4 || \
+#if MM_USE_SUB8X2 || MM_USE_SUB8P || MM_USE_PWSUB8 || MM_USE_PWSUB8F || MM_USE_SUB8D_W4 || \
     MM_USE_SUB8D_W2
 /* Portable: the same sums by the same halfword arithmetic (mm_kernels.h's plain-C SXTB16 and
  * SMLAD), one pixel at a time. Sum k of a pixel reads the word at w + wo(k) (4-bit: sums 2
@@ -2654,7 +2654,7 @@ static MM_INLINE void mm_s8_dots(const int32_t *q, int32_t x, const int wb, int3
 }
 
 /* The sub8 path's generic pixels (mm_conv, and mm_pointwise_sub off its fast path). */
-#if MM_USE_SUB8X2 || MM_USE_SUB8P_ANY || MM_USE_PWSUB8
+#if MM_USE_SUB8X2 || MM_USE_SUB8P || MM_USE_PWSUB8
 /* Adds the tail elements of np pixels (t bytes of the form of channel_packed at tb; the
  * inputs at x8, step bytes apart) to their four dot products each (acc: four per pixel). */
 static MM_NOINLINE void mm_s8_tails(const uint8_t *x8, int32_t step, const uint8_t *tb,
@@ -2876,7 +2876,7 @@ static MM_NOINLINE void mm_sub8_px(const mm_conv_ctx *k, const mm_c8src *s, uint
 #endif
 
 #if MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2
-/* SUB8P's pairs under MM_SUB8P_KIND (unsigned inputs, the requantization MM_RQ8, whole blocks
+/* SUB8P's pairs under MM_SUB8PD (unsigned inputs, the requantization MM_RQ8, whole blocks
  * of four channels, rows of whole words): mm_conv8p_d's loop on channel_packed weights, a
  * block's two halves (channels 0, 1 and 2, 3, two pixels each) as two copies of the row loop
  * (their fields' masks differ; four steps an iteration), each half requantized and stored
@@ -3767,7 +3767,8 @@ void mm_pointwise_sub(MM_CONV_ARGS)
 #endif
 
 #if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_CONV8 || MM_USE_CONV_ANY || MM_USE_SUB8X2 || \
-    MM_USE_SUB8P || MM_USE_SMALL8P || MM_USE_SUB8D_W4 || MM_USE_SUB8D_W2
+    MM_USE_SUB8P || MM_USE_SMALL8P || MM_USE_SUB8D_W4 || MM_USE_SUB8D_W2 || MM_USE_SUB8PD_W4 || \
+    MM_USE_SUB8PD_W2
 /* The conv context of one call (mm_conv, mm_small8p). With 8-bit weights, `fast` is the
  * layer's mm_rq8_kind, or MM_RQ8_UP where that is general but mm_pw_fast holds (unsigned
  * outputs over their whole range at 4 or 2 bits: CONV8P's pixel function packs them). */
@@ -3820,7 +3821,8 @@ void mm_small8p(MM_CONV_ARGS)
 
 /* Compiled where a layer of the model runs it (a call without it fails to link). */
 #if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_CONV8 || MM_USE_CONV_ANY || \
-    MM_USE_SUB8X2 || MM_USE_SUB8P || MM_USE_SUB8D_W4 || MM_USE_SUB8D_W2
+    MM_USE_SUB8X2 || MM_USE_SUB8P || MM_USE_SUB8D_W4 || MM_USE_SUB8D_W2 || MM_USE_SUB8PD_W4 || \
+    MM_USE_SUB8PD_W2
 void mm_conv(MM_CONV_ARGS)
 {
     mm_conv_ctx k;
@@ -3837,17 +3839,17 @@ void mm_conv(MM_CONV_ARGS)
      * rows of other in_c one pixel at a time (MM_CONV_PATH); each path only where the model
      * has a layer that takes it (mm_paths.h). */
     /* A linear (one output pixel whose window is the whole input) on the sub8 path: the dense
-     * one (MM_SUB8D) where its requantization is MM_RQ8 (the shift loop only then). A model
-     * none of whose layers takes it leaves both 0 (the rule then gives no layer that path):
-     * no code for them (kernel .text). */
-#if MM_USE_SUB8D_W4 || MM_USE_SUB8D_W2
+     * one (MM_SUB8D) where its requantization is MM_RQ8, and SUB8P's pairs in one loop
+     * (MM_SUB8PD) under the same (the shift loop only then). A model none of whose layers
+     * takes them leaves both 0 (the rule then gives no layer those paths): no code for them
+     * (kernel .text). */
+#if MM_USE_SUB8D_W4 || MM_USE_SUB8D_W2 || MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2
     const int whole = kh == in_h && kw == in_w && ph == 0 && pw == 0 && out_h == 1 && out_w == 1;
-    const int rq8 = whole && k.ib == 8 && k.wb < 8 &&
-                    MM_RQ8(qmin, qmax, ob, mm_shifts_above32(q, d->out_c));
+    const int rq8 = k.ib == 8 && k.wb < 8 && MM_RQ8(qmin, qmax, ob, mm_shifts_above32(q, d->out_c));
 #else
     const int whole = 0, rq8 = 0;
 #endif
-    switch (MM_CONV_PATH(k.ib, k.wb, groups, k.in_c, k.row, whole, d->out_c, rq8)) {
+    switch (MM_CONV_PATH(k.ib, k.wb, k.is, groups, k.in_c, k.row, whole, d->out_c, rq8)) {
 #if MM_USE_SUB8D_W4
     case MM_P_SUB8D_W4:
         mm_s8d_w4(in, w, k.row, q, d->out_c, out);
@@ -3910,31 +3912,20 @@ void mm_conv(MM_CONV_ARGS)
         mm_conv8x2(&k, d, out, ob, mm_sub8_px);
         return;
 #endif
-#if MM_USE_SUB8P
-    case MM_P_SUB8P: /* its pairs by MM_SUB8P_KIND */
-        (void)out; /* no kind compiled */
-        switch (MM_SUB8P_KIND(MM_P_SUB8P, k.wb, k.is,
-                              MM_RQ8(qmin, qmax, ob, mm_shifts_above32(q, d->out_c)), d->out_c,
-                              k.row)) {
 #if MM_USE_SUB8PD_W4
-        case MM_P_SUB8PD_W4:
-            mm_conv8p(&k, d, (uint8_t *)scratch, out, ob, mm_sub8p_d4, 1);
-            return;
+    case MM_P_SUB8PD_W4:
+        mm_conv8p(&k, d, (uint8_t *)scratch, out, ob, mm_sub8p_d4, 1);
+        return;
 #endif
 #if MM_USE_SUB8PD_W2
-        case MM_P_SUB8PD_W2:
-            mm_conv8p(&k, d, (uint8_t *)scratch, out, ob, mm_sub8p_d2, 1);
-            return;
+    case MM_P_SUB8PD_W2:
+        mm_conv8p(&k, d, (uint8_t *)scratch, out, ob, mm_sub8p_d2, 1);
+        return;
 #endif
-#if MM_USE_SUB8P_ANY
-        case MM_P_SUB8P_ANY:
-            mm_conv8p(&k, d, (uint8_t *)scratch, out, ob, mm_sub8_px, 1);
-            return;
-#endif
-        default:
-            MM_PATH_OFF();
-            return;
-        }
+#if MM_USE_SUB8P
+    case MM_P_SUB8P:
+        mm_conv8p(&k, d, (uint8_t *)scratch, out, ob, mm_sub8_px, 1);
+        return;
 #endif
 #if MM_USE_CONV_ANY
     case MM_P_CONV_ANY:

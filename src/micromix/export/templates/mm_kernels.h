@@ -35,7 +35,14 @@
     ((whole) && (row) % 16 == 0 && (row) <= MM_SUB8_ROW && (oc) >= 16 && (oc) % 4 == 0 && (rq8)    \
          ? ((wb) == 4 ? MM_P_SUB8D_W4 : MM_P_SUB8D_W2)                                           \
          : MM_P_NONE)
-#define MM_CONV_PATH(ib, wb, groups, in_c, row, whole, oc, rq8)                                  \
+/* SUB8P's layers whose pixel pairs take one asm loop per pair (mm_conv.c mm_sub8p_d, by weight
+ * width): unsigned inputs, the requantization MM_RQ8 (`rq8`), whole blocks of four channels
+ * (oc) and rows of whole words; the others mm_sub8_px (MM_P_SUB8P). */
+#define MM_SUB8PD(wb, is, row, oc, rq8)                                                           \
+    (!(is) && (rq8) && (oc) % 4 == 0 && (row) % 4 == 0                                            \
+         ? ((wb) == 4 ? MM_P_SUB8PD_W4 : MM_P_SUB8PD_W2)                                          \
+         : MM_P_SUB8P)
+#define MM_CONV_PATH(ib, wb, is, groups, in_c, row, whole, oc, rq8)                              \
     ((ib) == 8 && (wb) == 8 && (groups) == 1                                                      \
          ? ((in_c) % 4 == 0      ? MM_P_CONV8X2                                                  \
             : (row) <= MM_PATCH ? MM_P_CONV8P                                                    \
@@ -45,7 +52,7 @@
          ? (MM_SUB8D(wb, row, whole, oc, rq8) != MM_P_NONE                                        \
                 ? MM_SUB8D(wb, row, whole, oc, rq8)                                               \
             : (in_c) % 4 == 0 ? MM_P_SUB8X2                                                       \
-            : (row) <= MM_PATCH ? MM_P_SUB8P                                                      \
+            : (row) <= MM_PATCH ? MM_SUB8PD(wb, is, row, oc, rq8)                                 \
                                 : MM_P_CONV_ANY)                                                  \
          : MM_P_CONV_ANY)
 /* CONV8X2's pixel pairs: under the requantization MM_RQ8 (`rq8`, below) one asm loop per pair
@@ -62,18 +69,6 @@
     ((path) != MM_P_CONV8P                                      ? MM_P_NONE                       \
      : !(is) && (rq8) && (oc) % 4 == 0 && (row) >= 4 ? MM_P_CONV8P_D                            \
                                                               : MM_P_CONV8P_ANY)
-/* SUB8P's pixel pairs (4- and 2-bit weights, channel_packed): unsigned inputs, the
- * requantization MM_RQ8, whole blocks of four channels (oc) and rows of whole words in one asm
- * loop per pair (mm_conv.c mm_sub8p_d, by weight width), else mm_sub8_px (MM_SUB8_KIND). */
-#define MM_SUB8P_KIND(path, wb, is, rq8, oc, row)                                                 \
-    ((path) != MM_P_SUB8P                          ? MM_P_NONE                                    \
-     : !(is) && (rq8) && (oc) % 4 == 0 && (row) % 4 == 0 ? ((wb) == 4 ? MM_P_SUB8PD_W4            \
-                                                                       : MM_P_SUB8PD_W2)         \
-                                                   : MM_P_SUB8P_ANY)
-/* The path that MM_SUB8_KIND and MM_SUB8_RQ see for a layer whose SUB8P kind is `kind`: none
- * where mm_sub8p_d runs it. */
-#define MM_SUB8P_GEN(path, kind)                                                                  \
-    ((kind) == MM_P_SUB8PD_W4 || (kind) == MM_P_SUB8PD_W2 ? MM_P_NONE : (path))
 /* mm_conv_small: 8-bit unsigned inputs and 8-bit weights with in_c % 4 != 0, rows of 4 to
  * MM_PATCH bytes and the fast requantization (`fast`: MM_PW_FAST) take mm_conv's CONV8P pixel
  * pairs (mm_small8p, weights as ops.conv.conv8_head lays them out; ops.conv.small8p is this
