@@ -275,20 +275,33 @@ def test_w8a8_pair_loops_on_random_shapes_are_bit_exact(tmp_path, seed: int, qem
 
 
 class Sub8PwNet(torch.nn.Module):
-    """mm_pointwise_sub on 8-bit inputs (the sub8 path) on a 1 x 9 x 9 input: 25 pixels in pairs
-    and an odd last one (a, b, c), a 2-element tail per row and signed inputs (c: b has no
-    ReLU), 2 and 1 rows after the last block of four (a, b), one pixel (fc)."""
+    """mm_conv's SUB8P pairs in one asm loop (mm_sub8p_d: rows of whole words) and
+    mm_pointwise_sub on 8-bit inputs (the sub8 path) on a 1 x 13 x 13 input: a 10 x 4 stride-2
+    stem on one channel (kws's: 40-byte rows, clipped borders, 36 pixels), a 1x1 layer down to 5
+    channels and a 2 x 2 layer on them (20-byte rows: a 4-byte step after the 8-byte ones) to
+    20 signed outputs (the clamp S) on 25 pixels (an odd last one); then 25 pixels in pairs and
+    an odd last one (a, b, c), a 2-element tail per row and signed inputs (a, c: b has no
+    ReLU), 2 and 1 rows after the last block of four (a, b), one pixel (fc). Under the inplace
+    schedule the stem and the 1x1 layers write over their own inputs."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.stem = conv_bn(1, 20, 3, 2)
+        self.stem = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 20, (10, 4), 2, (4, 1), bias=False),
+            torch.nn.BatchNorm2d(20),
+            torch.nn.ReLU(),
+        )
+        self.p = conv_bn(20, 5, 1)
+        self.q = torch.nn.Sequential(
+            torch.nn.Conv2d(5, 20, 2, bias=False), torch.nn.BatchNorm2d(20)
+        )
         self.a = conv_bn(20, 18, 1)
         self.b = conv_bn(18, 13, 1, act=None)
         self.c = conv_bn(13, 16, 1)
         self.fc = torch.nn.Linear(16, 9)
 
     def forward(self, x):
-        y = self.c(self.b(self.a(self.stem(x))))
+        y = self.c(self.b(self.a(self.q(self.p(self.stem(x))))))
         return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(y, 1), 1))
 
 
@@ -302,12 +315,13 @@ def test_sub8_paths_are_bit_exact(tmp_path, wb: int) -> None:
     arm = shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")
     kw = {"target": "cortex-m4", "cm4_images": 3} if arm else {}
     paths = set()
-    for i, (net, shape) in enumerate([(Conv8Net, (1, 3, 15, 15)), (Sub8PwNet, (1, 1, 9, 9))]):
+    for i, (net, shape) in enumerate([(Conv8Net, (1, 3, 15, 15)), (Sub8PwNet, (1, 1, 13, 13))]):
         torch.manual_seed(i)
         g = trace(net().eval(), shape)
         pol = Policy.uniform(g, 8)
         pol = pol.replace(weights={k: wb for k in pol.weights})
-        im = convert(random_qparams(g, pol, seed=3 + i), g, pol)
+        im = convert(random_qparams(g, pol, seed=3 + i), g, pol, schedule=("layer", "inplace")[i])
+        assert i == 0 or {"stem.0", "a.0"} <= set(im.report.schedule.inplace)
         for o, lay in zip(im.ops, im.report.layers, strict=True):
             if o.weights is not None and sub8_path(o, lay.kernel):
                 one = lay.kernel == "mm_pointwise_sub" and np.prod(o.op.out_shape[1:]) == 1
@@ -320,6 +334,12 @@ def test_sub8_paths_are_bit_exact(tmp_path, wb: int) -> None:
         # the signed 8-bit outputs (act=None layers) take mm_rq8x4's requantization; no layer
         # needs the general one, so it is not compiled (kernel .text: ic mixed)
         assert _paths_compiled(out / "lib", tmp_path, "SUB8_RQS", "SUB8_RQANY") == [1, 0]
+        # Sub8PwNet's stem and q (rows of whole words on patches, MM_RQ8: U and S) take the asm
+        # pair loop of their width only, Conv8Net's patch layers (rows with tails) the generic one
+        pd = [o for o in im.ops if o.weights is not None and o.op.in_shape[0] % 4 and o.row_elems % 4 == 0]  # fmt: skip
+        assert [(o.qmin, o.qmax) for o in pd] == [[], [(0, 255), (-127, 127)]][i]
+        assert all(int(o.arrays["shift"].min()) > 32 for o in pd)
+        assert _paths_compiled(out / "lib", tmp_path, f"SUB8PD_W{wb}", f"SUB8PD_W{6 - wb}", "SUB8P") == [int(i == 1), 0, int(i == 0)]  # fmt: skip
     expected = {("mm_conv", "pairs"), ("mm_conv", "in_c % 4"), ("mm_pointwise_sub", "pairs"),
                 ("mm_pointwise_sub", "in_c % 4")}  # fmt: skip
     assert expected | ({("mm_pointwise_sub", "one pixel")} if wb == 4 else set()) <= paths
@@ -1305,7 +1325,8 @@ def test_each_kernel_path_compiles_alone(tmp_path) -> None:
 
     sets = [[f"MM_P_{p}"] for p in kernel_paths() if p != "PW8_WIDE"]  # widen: with a PW8 path
     sets += [["MM_P_PW8_WIDE", "MM_P_PW8_ANY"], ["MM_P_SUB8X2", "MM_P_SUB8_W4U"],
-             ["MM_P_SUB8P", "MM_P_SUB8_W2S"], ["MM_P_PWSUB8", "MM_P_SUB8_W4S"],
+             ["MM_P_SUB8P", "MM_P_SUB8_W2S"], ["MM_P_SUB8PD_W4"],
+             ["MM_P_PWSUB8", "MM_P_SUB8_W4S"],
              ["MM_P_PWSUB8F", "MM_P_S8F_W2"]]  # fmt: skip
     for i, rules in enumerate(sets):
         d = tmp_path / str(i)

@@ -1560,7 +1560,7 @@ static inline void mm_conv8_cols(const mm_conv_ctx *k, int ix0, int *kx0, int *k
     *kx1 = ix0 + k->kw > k->in_w ? (k->in_w - ix0 > *kx0 ? k->in_w - ix0 : *kx0) : k->kw;
 }
 
-#if MM_USE_CONV8P || MM_USE_SMALL8P || MM_USE_SUB8P
+#if MM_USE_CONV8P || MM_USE_SMALL8P || MM_USE_SUB8P || MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2
 /* One pixel's patch as bytes (HWC order, the zero padding as 0 bytes: 0 in either format).
  * Inlined in each pixel walk (a call per pixel cost the W8/A8 stems 2 %, measured). */
 static MM_INLINE void mm_gather8b(uint8_t *d, const mm_conv_ctx *k, int iy0, int ix0)
@@ -1771,7 +1771,8 @@ static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, const mm_c8src *s, u
 }
 #endif
 
-#if MM_USE_CONV8X2D_U || MM_USE_CONV8X2D_S || MM_USE_CONV8P_D
+#if MM_USE_CONV8X2D_U || MM_USE_CONV8X2D_S || MM_USE_CONV8P_D || MM_USE_SUB8PD_W4 || \
+    MM_USE_SUB8PD_W2
 /* W8/A8 pixel pairs under mm_rq8_kind's U or S requantization, from the input (CONV8X2's
  * pairs: MM_CONV8X2_KIND, by input sign) or from CONV8P's byte patches (MM_CONV8P_KIND,
  * unsigned inputs): every block of four output channels in one asm loop, half a block (two
@@ -1875,6 +1876,36 @@ typedef char mm_c8x2d_ok[offsetof(mm_c8x2d, x) == 20 && offsetof(mm_c8x2d, halve
 #define MM_C8X2D_SAT(OP)                                                                          \
     OP " %[a0], #8, %[a0], asr #1\n\t" OP " %[a1], #8, %[a1], asr #1\n\t" OP                      \
        " %[b0], #8, %[b0], asr #1\n\t" OP " %[b1], #8, %[b1], asr #1\n\t"
+/* A half's end, after its sums in a0, a1 (pixel 0) and b0, b1 (pixel 1), e the state: their
+ * requantization (MM_C8X2D_RQ), the clamp of mm_rq8_kind's U or S (sg) and a halfword store per
+ * pixel, the parameter and output pointers advanced. */
+#define MM_C8X2D_OUT                                                                              \
+        "ldr %[pe], [%[e]]\n\t"                                                                   \
+        "ldr %[po], [%[e], #4]\n\t"                                                               \
+        "ldr %[re], [%[e], #8]\n\t"                                                               \
+        "ldr %[ro], [%[e], #12]\n\t" MM_C8X2D_RQ("a0", "b0") MM_C8X2D_RQ("a1", "b1")              \
+        "str %[pe], [%[e]]\n\t"                                                                   \
+        "str %[po], [%[e], #4]\n\t"                                                               \
+        "str %[re], [%[e], #8]\n\t"                                                               \
+        "ldr %[k], [%[e], #48]\n\t"                                                               \
+        "cmp %[k], #0\n\t"                                                                        \
+        "bne 6f\n\t" MM_C8X2D_SAT("usat") "b 7f\n\t"                                              \
+        "6:\n\t" MM_C8X2D_SAT("ssat") "7:\n\t"                                                    \
+        "bfi %[a0], %[a1], #8, #8\n\t"                                                            \
+        "bfi %[b0], %[b1], #8, #8\n\t"                                                            \
+        "beq 8f\n\t" /* S: the bytes raised to qmin (signed bytewise maximum) */                 \
+        "ldr %[k], [%[e], #16]\n\t"                                                               \
+        "ssub8 %[x], %[a0], %[k]\n\t"                                                             \
+        "sel %[a0], %[a0], %[k]\n\t"                                                              \
+        "ssub8 %[x], %[b0], %[k]\n\t"                                                             \
+        "sel %[b0], %[b0], %[k]\n\t"                                                              \
+        "8:\n\t"                                                                                  \
+        "ldr %[x], [%[e], #52]\n\t"                                                               \
+        "ldr %[w], [%[e], #56]\n\t"                                                               \
+        "strh %[a0], [%[x]], #2\n\t"                                                              \
+        "strh %[b0], [%[w]], #2\n\t"                                                              \
+        "str %[x], [%[e], #52]\n\t"                                                               \
+        "str %[w], [%[e], #56]\n\t"
 #define MM_C8X2D_ASM(XT, TAIL)                                                                    \
     __asm__ volatile(                                                                             \
         "sub sp, sp, #8\n\t"                                                                      \
@@ -1910,33 +1941,7 @@ typedef char mm_c8x2d_ok[offsetof(mm_c8x2d, x) == 20 && offsetof(mm_c8x2d, halve
         "ldr %[k], [%[e], #72]\n\t"                                                               \
         "subs %[k], %[k], #1\n\t"                                                                 \
         "str %[k], [%[e], #72]\n\t"                                                               \
-        "bne 2b\n\t" TAIL                                                                         \
-        "ldr %[pe], [%[e]]\n\t"                                                                   \
-        "ldr %[po], [%[e], #4]\n\t"                                                               \
-        "ldr %[re], [%[e], #8]\n\t"                                                               \
-        "ldr %[ro], [%[e], #12]\n\t" MM_C8X2D_RQ("a0", "b0") MM_C8X2D_RQ("a1", "b1")              \
-        "str %[pe], [%[e]]\n\t"                                                                   \
-        "str %[po], [%[e], #4]\n\t"                                                               \
-        "str %[re], [%[e], #8]\n\t"                                                               \
-        "ldr %[k], [%[e], #48]\n\t"                                                               \
-        "cmp %[k], #0\n\t"                                                                        \
-        "bne 6f\n\t" MM_C8X2D_SAT("usat") "b 7f\n\t"                                              \
-        "6:\n\t" MM_C8X2D_SAT("ssat") "7:\n\t"                                                    \
-        "bfi %[a0], %[a1], #8, #8\n\t"                                                            \
-        "bfi %[b0], %[b1], #8, #8\n\t"                                                            \
-        "beq 8f\n\t" /* S: the bytes raised to qmin (signed bytewise maximum) */                 \
-        "ldr %[k], [%[e], #16]\n\t"                                                               \
-        "ssub8 %[x], %[a0], %[k]\n\t"                                                             \
-        "sel %[a0], %[a0], %[k]\n\t"                                                              \
-        "ssub8 %[x], %[b0], %[k]\n\t"                                                             \
-        "sel %[b0], %[b0], %[k]\n\t"                                                              \
-        "8:\n\t"                                                                                  \
-        "ldr %[x], [%[e], #52]\n\t"                                                               \
-        "ldr %[w], [%[e], #56]\n\t"                                                               \
-        "strh %[a0], [%[x]], #2\n\t"                                                              \
-        "strh %[b0], [%[w]], #2\n\t"                                                              \
-        "str %[x], [%[e], #52]\n\t"                                                               \
-        "str %[w], [%[e], #56]\n\t"                                                               \
+        "bne 2b\n\t" TAIL MM_C8X2D_OUT                                                            \
         "ldr %[k], [%[e], #44]\n\t" /* w += adv[halves & 1] */                                   \
         "ldr %[x], [%[e], #60]\n\t"                                                               \
         "and %[w], %[k], #1\n\t"                                                                  \
@@ -1965,7 +1970,7 @@ typedef char mm_c8x2d_ok[offsetof(mm_c8x2d, x) == 20 && offsetof(mm_c8x2d, halve
         (void)a0, (void)a1, (void)b0, (void)b1, (void)x_, (void)w_, (void)pe, (void)po;           \
         (void)re, (void)ro, (void)o, (void)v1, (void)k_, (void)e;                                 \
     } while (0)
-#else
+#elif MM_USE_CONV8X2D_U || MM_USE_CONV8X2D_S || MM_USE_CONV8P_D
 /* The asm's steps, portably (every half of every block; `is`: signed inputs). */
 static void mm_c8x2d_c(mm_c8x2d *st, const mm_conv_ctx *k, const int is)
 {
@@ -2034,6 +2039,7 @@ static MM_INLINE void mm_c8x2d_init(mm_c8x2d *st, const mm_conv_ctx *k, const ui
     st->nt = 0;
 }
 
+#if MM_USE_CONV8X2D_U || MM_USE_CONV8X2D_S || MM_USE_CONV8P_D
 static MM_INLINE void mm_c8x2d_go(mm_c8x2d *st, const mm_conv_ctx *k, const int is,
                                   const int tail)
 {
@@ -2050,6 +2056,7 @@ static MM_INLINE void mm_c8x2d_go(mm_c8x2d *st, const mm_conv_ctx *k, const int 
     mm_c8x2d_c(st, k, is);
 #endif
 }
+#endif
 #endif
 
 #if MM_USE_CONV8X2D_U || MM_USE_CONV8X2D_S
@@ -2338,7 +2345,7 @@ static MM_INLINE void mm_conv8x2(const mm_conv_ctx *k, const mm_conv_dims *d, ui
 }
 #endif
 
-#if MM_USE_CONV8P || MM_USE_SMALL8P || MM_USE_SUB8P
+#if MM_USE_CONV8P || MM_USE_SMALL8P || MM_USE_SUB8P || MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2
 /* The pair kernel on patches (in_c % 4 != 0, rows of at most MM_PATCH bytes: stems on 1 or 3
  * channels): each pixel's patch is gathered as bytes into the scratch, two pixels side by
  * side (2 row bytes: what the memory model counts for the int16 patch), then met by the first
@@ -2389,7 +2396,8 @@ static MM_INLINE void mm_conv8p(const mm_conv_ctx *k, const mm_conv_dims *d, uin
 #endif
 
 #if MM_USE_SUB8X2 || MM_USE_SUB8P || MM_USE_PWSUB8 || MM_USE_PWSUB8F || MM_USE_SUB8D_W4 || \
-    MM_USE_SUB8D_W2 || MM_USE_SUB8D_PT_W4 || MM_USE_SUB8D_PT_W2
+    MM_USE_SUB8D_W2 || MM_USE_SUB8D_PT_W4 || MM_USE_SUB8D_PT_W2 || MM_USE_SUB8PD_W4 ||    \
+    MM_USE_SUB8PD_W2
 /* ---- 4- and 2-bit weights on 8-bit inputs: the sub8 path (mm_conv, mm_pointwise_sub) -----
  *
  * Weights channel_packed (ops.conv): a byte holds one element of two (4-bit) or four (2-bit)
@@ -2628,6 +2636,9 @@ static inline uint32_t mm_usada8(uint32_t a, uint32_t acc)
     return acc + (a & 255u) + ((a >> 8) & 255u) + ((a >> 16) & 255u) + (a >> 24);
 }
 
+/* (not for mm_sub8p_d alone) */
+#if MM_USE_SUB8X2 || MM_USE_SUB8P || MM_USE_PWSUB8 || MM_USE_PWSUB8F || MM_USE_SUB8D_W4 || \
+    MM_USE_SUB8D_W2 || MM_USE_SUB8D_PT_W4 || MM_USE_SUB8D_PT_W2
 /* Portable: the same sums by the same halfword arithmetic (mm_kernels.h's plain-C SXTB16 and
  * SMLAD), one pixel at a time. Sum k of a pixel reads the word at w + wo(k) (4-bit: sums 2
  * and 3 from the second pair's word), groups gs bytes apart. */
@@ -2666,6 +2677,7 @@ static void mm_s8_one(const mm_c8src *s, const uint8_t *w, int32_t wskip, int is
 {
     mm_s8_pixel(s->x, s, w, wskip, is, wb, 0, 4, q);
 }
+#endif
 #endif
 
 /* X: pixel p's inputs summed over the source's rows (n bytes each, a multiple of 4); signed
@@ -2931,6 +2943,251 @@ static MM_NOINLINE void mm_sub8_px(const mm_conv_ctx *k, const mm_c8src *s, uint
         MM_PATH_OFF();
     }
 }
+#endif
+
+#if MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2
+/* SUB8P's pairs under MM_SUB8PD (unsigned inputs, the requantization MM_RQ8, whole blocks
+ * of four channels, rows of whole words): mm_conv8p_d's loop on channel_packed weights, a
+ * block's two halves (channels 0, 1 and 2, 3, two pixels each) as two copies of the row loop
+ * (their fields' masks differ; four steps an iteration), each half requantized and stored
+ * right after its sums as mm_c8x2d's (MM_S8P_OUT). A weight word's fields are taken in place:
+ * an offset-binary field by one AND with 0x00MM00MM of the word (elements 0, 2) and of the
+ * word shifted right by 8 (elements 1, 3), halfwords that SMLAD meets with the inputs' UXTB16
+ * pairs; the top field (two's complement) by SXTB16 of the word masked to it. So each sum is
+ * 2^f (S + o X) (f the field's shift, o its offset, X the pixel's input sum): it starts at
+ * -2^f o X (start[], per half and pixel) and is shifted down by f before the requantization.
+ * kws's 2-bit stem: 928 k est. M4 cycles on mm_sub8_px (calls, sums through memory, C
+ * requantization) -> 777 k, against 862 k for its W8/A8 stem on mm_conv8p_d, measured. */
+typedef struct {
+    mm_c8x2d c;        /* halves (44): blocks left; adv: w's advance after each half */
+    int32_t start[8];  /* 116: half 0's a0, a1, b0, b1; 132: half 1's */
+    int32_t n;         /* 148: row bytes */
+} mm_s8p;
+
+#if defined(__ARM_FEATURE_DSP)
+typedef char mm_s8p_ok[offsetof(mm_s8p, start) == 116 && offsetof(mm_s8p, n) == 148 ? 1 : -1];
+/* Both pixels' input words extended (as MM_C8X2D_STEP), the weight word in o (w += GS). */
+#define MM_S8P_IN(GS)                                                                             \
+    "ldr %[re], [sp, #4]\n\t"                                                                     \
+    "ldr %[re], [%[x], %[re]]\n\t"                                                                \
+    "ldr %[pe], [%[x]], #4\n\t"                                                                   \
+    "ldr %[o], [%[w]], #" GS "\n\t"                                                               \
+    "uxtb16 %[ro], %[re], ror #8\n\t"                                                             \
+    "uxtb16 %[re], %[re]\n\t"                                                                     \
+    "uxtb16 %[po], %[pe], ror #8\n\t"                                                             \
+    "uxtb16 %[pe], %[pe]\n\t"                                                                     \
+    "lsr %[v1], %[o], #8\n\t"
+/* An offset-binary field (mask M = 0x00MM00MM) into sums A (pixel 0) and B (pixel 1). */
+#define MM_S8P_OB(M, A, B)                                                                        \
+    "and %[e], %[o], #" M "\n\t"                                                                  \
+    "smlad %[" A "], %[e], %[pe], %[" A "]\n\t"                                                   \
+    "smlad %[" B "], %[e], %[re], %[" B "]\n\t"                                                   \
+    "and %[e], %[v1], #" M "\n\t"                                                                 \
+    "smlad %[" A "], %[e], %[po], %[" A "]\n\t"                                                   \
+    "smlad %[" B "], %[e], %[ro], %[" B "]\n\t"
+/* The top field (two's complement, mask M in every byte): o is spent. */
+#define MM_S8P_TOP(M, A, B)                                                                       \
+    "and %[o], %[o], #" M "\n\t"                                                                  \
+    "sxtb16 %[e], %[o]\n\t"                                                                       \
+    "smlad %[" A "], %[e], %[pe], %[" A "]\n\t"                                                   \
+    "smlad %[" B "], %[e], %[re], %[" B "]\n\t"                                                   \
+    "sxtb16 %[e], %[o], ror #8\n\t"                                                               \
+    "smlad %[" A "], %[e], %[po], %[" A "]\n\t"                                                   \
+    "smlad %[" B "], %[e], %[ro], %[" B "]\n\t"
+/* One half: its sums from start[] (S: the offset of its first), the row's steps (n bytes: one
+ * if n & 4, two if n & 8, then four an iteration; the shifts of n leave each condition in the
+ * flags, which the steps keep), FIX (the shifts), the end (MM_S8P_OUT, labels L6 and L8), then
+ * ADV. */
+#define MM_S8P_HALF(STEP, S0, S1, S2, S3, FIX, L6, L8, ADV)                                       \
+    "ldr %[x], [%[e], #20]\n\t"                                                                   \
+    "ldr %[w], [%[e], #60]\n\t"                                                                   \
+    "ldr %[a0], [%[e], #" S0 "]\n\t"                                                              \
+    "ldr %[a1], [%[e], #" S1 "]\n\t"                                                              \
+    "ldr %[b0], [%[e], #" S2 "]\n\t"                                                              \
+    "ldr %[b1], [%[e], #" S3 "]\n\t"                                                              \
+    "ldr %[k], [%[e], #148]\n\t"                                                                  \
+    "lsrs %[k], %[k], #3\n\t"                                                                     \
+    "bcc 2f\n\t" STEP "2:\n\t"                                                                    \
+    "lsrs %[k], %[k], #1\n\t"                                                                     \
+    "bcc 3f\n\t" STEP STEP "3:\n\t"                                                               \
+    "beq 4f\n"                                                                                    \
+    "5:\n\t" STEP STEP STEP STEP "subs %[k], %[k], #1\n\t"                                        \
+    "bne 5b\n"                                                                                    \
+    "4:\n\t"                                                                                      \
+    "ldr %[e], [sp]\n\t" FIX MM_S8P_OUT(L6, L8) ADV
+/* MM_C8X2D_OUT with the clamp S out of line (MM_S8P_SOUT, at L6, back to L8): the clamp U
+ * (a stem's) takes no branch. */
+#define MM_S8P_OUT(L6, L8)                                                                        \
+    "ldr %[pe], [%[e]]\n\t"                                                                       \
+    "ldr %[po], [%[e], #4]\n\t"                                                                   \
+    "ldr %[re], [%[e], #8]\n\t"                                                                   \
+    "ldr %[ro], [%[e], #12]\n\t" MM_C8X2D_RQ("a0", "b0") MM_C8X2D_RQ("a1", "b1")                  \
+    "str %[pe], [%[e]]\n\t"                                                                       \
+    "str %[po], [%[e], #4]\n\t"                                                                   \
+    "str %[re], [%[e], #8]\n\t"                                                                   \
+    "ldr %[k], [%[e], #48]\n\t"                                                                   \
+    "cmp %[k], #0\n\t"                                                                            \
+    "bne " L6 "f\n\t" MM_C8X2D_SAT("usat")                                                        \
+    "bfi %[a0], %[a1], #8, #8\n\t"                                                                \
+    "bfi %[b0], %[b1], #8, #8\n\t" L8 ":\n\t"                                                     \
+    "ldr %[x], [%[e], #52]\n\t"                                                                   \
+    "ldr %[w], [%[e], #56]\n\t"                                                                   \
+    "strh %[a0], [%[x]], #2\n\t"                                                                  \
+    "strh %[b0], [%[w]], #2\n\t"                                                                  \
+    "str %[x], [%[e], #52]\n\t"                                                                   \
+    "str %[w], [%[e], #56]\n\t"
+#define MM_S8P_SOUT(L6, L8)                                                                       \
+    L6 ":\n\t" MM_C8X2D_SAT("ssat")                                                               \
+    "bfi %[a0], %[a1], #8, #8\n\t"                                                                \
+    "bfi %[b0], %[b1], #8, #8\n\t"                                                                \
+    "ldr %[k], [%[e], #16]\n\t" /* the bytes raised to qmin (signed bytewise maximum) */          \
+    "ssub8 %[x], %[a0], %[k]\n\t"                                                                 \
+    "sel %[a0], %[a0], %[k]\n\t"                                                                  \
+    "ssub8 %[x], %[b0], %[k]\n\t"                                                                 \
+    "sel %[b0], %[b0], %[k]\n\t"                                                                  \
+    "b " L8 "b\n\t"
+/* w += adv[j] (of the state at e). */
+#define MM_S8P_ADV(J)                                                                             \
+    "ldr %[x], [%[e], #60]\n\t"                                                                   \
+    "ldr %[w], [%[e], #" J "]\n\t"                                                                \
+    "add %[x], %[x], %[w]\n\t"                                                                    \
+    "str %[x], [%[e], #60]\n\t"
+#define MM_S8P_ASM(HALF0, HALF1)                                                                  \
+    __asm__ volatile(                                                                             \
+        "sub sp, sp, #8\n\t"                                                                      \
+        "str %[e], [sp]\n\t"                                                                      \
+        "ldr %[k], [%[e], #76]\n\t"                                                               \
+        "str %[k], [sp, #4]\n\t"                                                                  \
+        "1:\n\t" HALF0 HALF1                                                                      \
+        "ldr %[k], [%[e], #44]\n\t"                                                               \
+        "subs %[k], %[k], #1\n\t"                                                                 \
+        "str %[k], [%[e], #44]\n\t"                                                               \
+        "bne 1b\n\t"                                                                              \
+        "add sp, sp, #8\n\t"                                                                      \
+        "b 9f\n\t" MM_S8P_SOUT("16", "18") MM_S8P_SOUT("26", "28") "9:\n\t"                      \
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1), [x] "=&r"(x_),         \
+          [w] "=&r"(w_), [pe] "=&r"(pe), [po] "=&r"(po), [re] "=&r"(re), [ro] "=&r"(ro),        \
+          [o] "=&r"(o), [v1] "=&r"(v1), [k] "=&r"(k_), [e] "+r"(e)                              \
+        :                                                                                         \
+        : "cc", "memory")
+/* 2-bit: half 0 fields 0, 1 (offset binary, shifts 0, 2), half 1 fields 2 (offset binary,
+ * shift 4) and 3 (top, shift 6), both on the same words (adv[0] = 0: no advance after half 0).
+ * 4-bit: each half one channel pair's words (8 bytes a group): the low field offset binary,
+ * the top one shifted by 4. */
+#define MM_S8P_W2_HALF0                                                                           \
+    MM_S8P_HALF(MM_S8P_IN("4") MM_S8P_OB("0x00030003", "a0", "b0")                                \
+                    MM_S8P_OB("0x000C000C", "a1", "b1"),                                          \
+                "116", "120", "124", "128",                                                       \
+                "asr %[a1], %[a1], #2\n\tasr %[b1], %[b1], #2\n\t", "16", "18", "")
+#define MM_S8P_W2_HALF1                                                                           \
+    MM_S8P_HALF(MM_S8P_IN("4") MM_S8P_OB("0x00300030", "a0", "b0")                                \
+                    MM_S8P_TOP("0xC0C0C0C0", "a1", "b1"),                                         \
+                "132", "136", "140", "144",                                                       \
+                "asr %[a0], %[a0], #4\n\tasr %[b0], %[b0], #4\n\t"                                \
+                "asr %[a1], %[a1], #6\n\tasr %[b1], %[b1], #6\n\t",                               \
+                "26", "28", MM_S8P_ADV("68"))
+#define MM_S8P_W4_STEP                                                                            \
+    MM_S8P_IN("8") MM_S8P_OB("0x000F000F", "a0", "b0") MM_S8P_TOP("0xF0F0F0F0", "a1", "b1")
+#define MM_S8P_W4_FIX "asr %[a1], %[a1], #4\n\tasr %[b1], %[b1], #4\n\t"
+#define MM_S8P_W4_HALF0                                                                           \
+    MM_S8P_HALF(MM_S8P_W4_STEP, "116", "120", "124", "128", MM_S8P_W4_FIX, "16", "18",            \
+                MM_S8P_ADV("64"))
+#define MM_S8P_W4_HALF1                                                                           \
+    MM_S8P_HALF(MM_S8P_W4_STEP, "132", "136", "140", "144", MM_S8P_W4_FIX, "26", "28",            \
+                MM_S8P_ADV("68"))
+#define MM_S8P_RUN(st, HALF0, HALF1)                                                              \
+    do {                                                                                          \
+        void *e = &(st);                                                                          \
+        uint32_t a0, a1, b0, b1, x_, w_, pe, po, re, ro, o, v1, k_;                               \
+        MM_S8P_ASM(HALF0, HALF1);                                                                 \
+        (void)a0, (void)a1, (void)b0, (void)b1, (void)x_, (void)w_, (void)pe, (void)po;           \
+        (void)re, (void)ro, (void)o, (void)v1, (void)k_, (void)e;                                 \
+    } while (0)
+#else
+/* The asm's sums, portably: field j of element i (byte i of its group's word; 4-bit: the
+ * half's pair word), its masked value (the top field's as an int8). */
+static void mm_s8p_c(mm_s8p *st, const mm_conv_ctx *k, const int wb)
+{
+    const int32_t n = 8 * st->c.n8 + st->c.n4;
+    for (; st->c.halves > 0; st->c.halves--)
+        for (int h = 0; h < 2; h++) {
+            const int f0 = wb == 4 ? 0 : 4 * h, f1 = wb == 4 ? 4 : 4 * h + 2; /* field shifts */
+            const int top = wb == 4 || h == 1, m = wb == 4 ? 15 : 3;
+            int32_t a[2] = {st->start[4 * h], st->start[4 * h + 1]};
+            int32_t b[2] = {st->start[4 * h + 2], st->start[4 * h + 3]};
+            for (int32_t i = 0; i < n; i++) {
+                const uint8_t wv = (const uint8_t)st->c.w[(wb == 4 ? 8 * (i >> 2) : 4 * (i >> 2)) +
+                                                          (i & 3)];
+                const int32_t v0 = wv & (m << f0);
+                const int32_t v1 = top ? (int8_t)(wv & (m << f1)) : wv & (m << f1);
+                const int32_t x0 = st->c.x[i], x1 = st->c.x[st->c.step + i];
+                a[0] += x0 * v0;
+                a[1] += x0 * v1;
+                b[0] += x1 * v0;
+                b[1] += x1 * v1;
+            }
+            for (int c = 0; c < 2; c++, st->c.bias++, st->c.mult++, st->c.shift++) {
+                const int f = c ? f1 : f0;
+                st->c.out0[c] = (uint8_t)mm_pw_rq(a[c] >> f, *st->c.bias, *st->c.mult,
+                                                  *st->c.shift, k->bk, k->qmin, k->qmax);
+                st->c.out1[c] = (uint8_t)mm_pw_rq(b[c] >> f, *st->c.bias, *st->c.mult,
+                                                  *st->c.shift, k->bk, k->qmin, k->qmax);
+            }
+            st->c.out0 += 2;
+            st->c.out1 += 2;
+            st->c.w += st->c.adv[h];
+        }
+}
+#endif
+
+/* One or two pixels (np; a lone one as a pair of itself, written once) of SUB8P on the byte
+ * patches at s->x, every block of four channels. Start values: field j's offset o_j (2-bit:
+ * 2; 4-bit: 8; the top field's: 0) times 2^f. */
+static MM_INLINE void mm_sub8p_d(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+                                 int32_t out_pix, int out_c, int np, const int wb)
+{
+    const int32_t row = k->row, step = np == 2 ? row : 0;
+    const int32_t x0 = mm_s8_xsum(s, 0, 0), x1 = np == 2 ? mm_s8_xsum(s, 1, 0) : x0;
+    static const int8_t off[2][4] = {{2, 8, 32, 0}, {8, 0, 8, 0}}; /* 2-bit, 4-bit */
+    const int8_t *const o = off[wb == 4];
+    mm_s8p st;
+    mm_c8x2d_init(&st.c, k, s->x, (const int8_t *)k->w, row, step, out, np == 2 ? out_pix : 0);
+    st.c.sg = k->qmax != 255; /* MM_RQ8: the clamp U is [0, 255], S's tops at 127 */
+    st.c.halves = out_c >> 2;
+    st.n = row;
+    st.c.adv[0] = wb == 4 ? 4 : 0;
+    st.c.adv[1] = 4 * k->row_bytes - st.c.adv[0];
+    for (int h = 0; h < 2; h++)
+        for (int j = 0; j < 2; j++) {
+            st.start[4 * h + j] = -o[2 * h + j] * x0;
+            st.start[4 * h + 2 + j] = -o[2 * h + j] * x1;
+        }
+#if defined(__ARM_FEATURE_DSP)
+    if (wb == 4)
+        MM_S8P_RUN(st, MM_S8P_W4_HALF0, MM_S8P_W4_HALF1);
+    else
+        MM_S8P_RUN(st, MM_S8P_W2_HALF0, MM_S8P_W2_HALF1);
+#else
+    mm_s8p_c(&st, k, wb);
+#endif
+}
+
+#if MM_USE_SUB8PD_W4
+static MM_NOINLINE void mm_sub8p_d4(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+                                    int32_t out_pix, int ob, int out_c, int np)
+{
+    (void)ob;
+    mm_sub8p_d(k, s, out, out_pix, out_c, np, 4);
+}
+#endif
+#if MM_USE_SUB8PD_W2
+static MM_NOINLINE void mm_sub8p_d2(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+                                    int32_t out_pix, int ob, int out_c, int np)
+{
+    (void)ob;
+    mm_sub8p_d(k, s, out, out_pix, out_c, np, 2);
+}
+#endif
 #endif
 
 #if MM_ON_SUB8D_W4 || MM_ON_SUB8D_W2 || MM_ON_SUB8D_PT_W4 || MM_ON_SUB8D_PT_W2
@@ -3704,7 +3961,8 @@ void mm_pointwise_sub(MM_CONV_ARGS)
 #endif
 
 #if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_CONV8 || MM_USE_CONV_ANY || MM_USE_SUB8X2 || \
-    MM_USE_SUB8P || MM_USE_SMALL8P || MM_USE_SUB8D_W4 || MM_USE_SUB8D_W2
+    MM_USE_SUB8P || MM_USE_SMALL8P || MM_USE_SUB8D_W4 || MM_USE_SUB8D_W2 || MM_USE_SUB8PD_W4 || \
+    MM_USE_SUB8PD_W2
 /* The conv context of one call (mm_conv, mm_small8p). With 8-bit weights, `fast` is the
  * layer's mm_rq8_kind, or MM_RQ8_UP where that is general but mm_pw_fast holds (unsigned
  * outputs over their whole range at 4 or 2 bits: CONV8P's pixel function packs them). */
@@ -3757,7 +4015,8 @@ void mm_small8p(MM_CONV_ARGS)
 
 /* Compiled where a layer of the model runs it (a call without it fails to link). */
 #if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_CONV8 || MM_USE_CONV_ANY || \
-    MM_USE_SUB8X2 || MM_USE_SUB8P || MM_USE_SUB8D_W4 || MM_USE_SUB8D_W2
+    MM_USE_SUB8X2 || MM_USE_SUB8P || MM_USE_SUB8D_W4 || MM_USE_SUB8D_W2 || MM_USE_SUB8PD_W4 || \
+    MM_USE_SUB8PD_W2
 void mm_conv(MM_CONV_ARGS)
 {
     mm_conv_ctx k;
@@ -3774,17 +4033,17 @@ void mm_conv(MM_CONV_ARGS)
      * rows of other in_c one pixel at a time (MM_CONV_PATH); each path only where the model
      * has a layer that takes it (mm_paths.h). */
     /* A linear (one output pixel whose window is the whole input) on the sub8 path: the dense
-     * one (MM_SUB8D) where its requantization is MM_RQ8 (the shift loop only then). A model
-     * none of whose layers takes it leaves both 0 (the rule then gives no layer that path):
-     * no code for them (kernel .text). */
-#if MM_USE_SUB8D_W4 || MM_USE_SUB8D_W2
+     * one (MM_SUB8D) where its requantization is MM_RQ8, and SUB8P's pairs in one loop
+     * (MM_SUB8PD) under the same (the shift loop only then). A model none of whose layers
+     * takes them leaves both 0 (the rule then gives no layer those paths): no code for them
+     * (kernel .text). */
+#if MM_USE_SUB8D_W4 || MM_USE_SUB8D_W2 || MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2
     const int whole = kh == in_h && kw == in_w && ph == 0 && pw == 0 && out_h == 1 && out_w == 1;
-    const int rq8 = whole && k.ib == 8 && k.wb < 8 &&
-                    MM_RQ8(qmin, qmax, ob, mm_shifts_above32(q, d->out_c));
+    const int rq8 = k.ib == 8 && k.wb < 8 && MM_RQ8(qmin, qmax, ob, mm_shifts_above32(q, d->out_c));
 #else
     const int whole = 0, rq8 = 0;
 #endif
-    switch (MM_CONV_PATH(k.ib, k.wb, groups, k.in_c, k.row, whole, d->out_c, rq8)) {
+    switch (MM_CONV_PATH(k.ib, k.wb, k.is, groups, k.in_c, k.row, whole, d->out_c, rq8)) {
 #if MM_USE_SUB8D_W4
     case MM_P_SUB8D_W4:
         mm_s8d_w4(in, w, k.row, q, d->out_c, out);
@@ -3845,6 +4104,16 @@ void mm_conv(MM_CONV_ARGS)
 #if MM_USE_SUB8X2 /* 4- and 2-bit weights on 8-bit inputs: the same pixel walks */
     case MM_P_SUB8X2:
         mm_conv8x2(&k, d, out, ob, mm_sub8_px);
+        return;
+#endif
+#if MM_USE_SUB8PD_W4
+    case MM_P_SUB8PD_W4:
+        mm_conv8p(&k, d, (uint8_t *)scratch, out, ob, mm_sub8p_d4, 1);
+        return;
+#endif
+#if MM_USE_SUB8PD_W2
+    case MM_P_SUB8PD_W2:
+        mm_conv8p(&k, d, (uint8_t *)scratch, out, ob, mm_sub8p_d2, 1);
         return;
 #endif
 #if MM_USE_SUB8P

@@ -35,7 +35,14 @@
     ((whole) && (row) % 16 == 0 && (row) <= MM_SUB8_ROW && (oc) >= 16 && (oc) % 4 == 0 && (rq8)    \
          ? ((wb) == 4 ? MM_P_SUB8D_W4 : MM_P_SUB8D_W2)                                           \
          : MM_P_NONE)
-#define MM_CONV_PATH(ib, wb, groups, in_c, row, whole, oc, rq8)                                  \
+/* SUB8P's layers whose pixel pairs take one asm loop per pair (mm_conv.c mm_sub8p_d, by weight
+ * width): unsigned inputs, the requantization MM_RQ8 (`rq8`), whole blocks of four channels
+ * (oc) and rows of whole words; the others mm_sub8_px (MM_P_SUB8P). */
+#define MM_SUB8PD(wb, is, row, oc, rq8)                                                           \
+    (!(is) && (rq8) && (oc) % 4 == 0 && (row) % 4 == 0                                            \
+         ? ((wb) == 4 ? MM_P_SUB8PD_W4 : MM_P_SUB8PD_W2)                                          \
+         : MM_P_SUB8P)
+#define MM_CONV_PATH(ib, wb, is, groups, in_c, row, whole, oc, rq8)                              \
     ((ib) == 8 && (wb) == 8 && (groups) == 1                                                      \
          ? ((in_c) % 4 == 0      ? MM_P_CONV8X2                                                  \
             : (row) <= MM_PATCH ? MM_P_CONV8P                                                    \
@@ -45,7 +52,7 @@
          ? (MM_SUB8D(wb, row, whole, oc, rq8) != MM_P_NONE                                        \
                 ? MM_SUB8D(wb, row, whole, oc, rq8)                                               \
             : (in_c) % 4 == 0 ? MM_P_SUB8X2                                                       \
-            : (row) <= MM_PATCH ? MM_P_SUB8P                                                      \
+            : (row) <= MM_PATCH ? MM_SUB8PD(wb, is, row, oc, rq8)                                 \
                                 : MM_P_CONV_ANY)                                                  \
          : MM_P_CONV_ANY)
 /* CONV8X2's pixel pairs: under the requantization MM_RQ8 (`rq8`, below) one asm loop per pair
