@@ -1323,7 +1323,12 @@ def test_each_kernel_path_compiles_alone(tmp_path) -> None:
     require_tool("gcc")
     from micromix.export.cgen import kernel_paths, kernel_sources
 
-    sets = [[f"MM_P_{p}"] for p in kernel_paths() if p != "PW8_WIDE"]  # widen: with a PW8 path
+    # The kxk pair paths run one of their kinds' pixel functions: each kind with its path.
+    kinds = {"CONV8X2": ("CONV8X2D_U", "CONV8X2D_S", "CONV8X2_RQANY"),
+             "CONV8P": ("CONV8P_D", "CONV8P_ANY")}  # fmt: skip
+    paired = set(kinds) | {k for ks in kinds.values() for k in ks} | {"PW8_WIDE"}
+    sets = [[f"MM_P_{p}"] for p in kernel_paths() if p not in paired]  # widen: with a PW8 path
+    sets += [[f"MM_P_{p}", f"MM_P_{k}"] for p, ks in kinds.items() for k in ks]
     sets += [["MM_P_PW8_WIDE", "MM_P_PW8_ANY"], ["MM_P_SUB8X2", "MM_P_SUB8_W4U"],
              ["MM_P_SUB8P", "MM_P_SUB8_W2S"], ["MM_P_SUB8PD_W4"],
              ["MM_P_PWSUB8", "MM_P_SUB8_W4S"],
