@@ -1562,10 +1562,10 @@ static inline void mm_conv8_cols(const mm_conv_ctx *k, int ix0, int *kx0, int *k
 
 #if MM_USE_CONV8P || MM_USE_SMALL8P || MM_USE_SUB8P || MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2
 /* One pixel's patch as bytes (HWC order, the zero padding as 0 bytes: 0 in either format):
- * the whole patch zeroed a word at a time, then the window's rows inside the image copied (its
- * zeros byte by byte around each row, through calls of memset for each run, cost kws's stems 850
- * est. M4 cycles per clipped pixel, measured). Inlined in each pixel walk (a call per pixel cost
- * the W8/A8 stems 2 %, measured). */
+ * a clipped window's whole patch zeroed a word at a time, then the window's rows inside the
+ * image copied (its zeros byte by byte around each row, through calls of memset for each run,
+ * cost kws's stems 850 est. M4 cycles per clipped pixel, measured). Inlined in each pixel
+ * walk (a call per pixel cost the W8/A8 stems 2 %, measured). */
 static MM_INLINE void mm_gather8b(uint8_t *d, const mm_conv_ctx *k, int iy0, int ix0)
 {
     int kx0, kx1;
@@ -1574,14 +1574,14 @@ static MM_INLINE void mm_gather8b(uint8_t *d, const mm_conv_ctx *k, int iy0, int
     const int32_t run = (int32_t)(kx1 - kx0) * k->in_c;
     const int ky0 = iy0 < 0 ? (-iy0 < k->kh ? -iy0 : k->kh) : 0;
     const int ky1 = k->in_h - iy0 < k->kh ? k->in_h - iy0 : k->kh;
-    const uint32_t zero = 0;
-    int32_t e = 0;
-    for (; e + 4 <= k->row; e += 4)
-        memcpy(d + e, &zero, 4);
-    for (; e < k->row; e++)
-        d[e] = 0;
-    if (ky1 <= ky0)
-        return;
+    if (run * (ky1 - ky0) != k->row) { /* clipped (mm_small8p's windows are mostly not) */
+        const uint32_t zero = 0;
+        int32_t e = 0;
+        for (; e + 4 <= k->row; e += 4)
+            memcpy(d + e, &zero, 4);
+        for (; e < k->row; e++)
+            d[e] = 0;
+    }
     const uint8_t *p = k->in + ((int32_t)(iy0 + ky0) * k->in_w + ix0 + kx0) * k->in_c;
     d += (int32_t)ky0 * rowlen + (int32_t)kx0 * k->in_c;
     for (int ky = ky0; ky < ky1; ky++, d += rowlen, p += xrow) {
