@@ -149,7 +149,9 @@ def test_w8a8_conv_paths_are_bit_exact(tmp_path) -> None:
 class Conv8RqNet(torch.nn.Module):
     """mm_conv's W8/A8 pair walks under each requantization of mm_conv8x2_px (mm_rq8_kind) on
     a 3 x 9 x 11 input (odd width: pixels alone at the borders and an odd row): a signed 8-bit
-    output straight from the input (a) and from byte patches (c), unsigned ones (stem, b),
+    output straight from the input (a) and from byte patches (c), unsigned ones (stem, b;
+    the stem's 3 x 5 window: 45-byte rows, whose 44-byte heads take the patch loop's one-step,
+    two-step and four-step parts, and a 1-byte tail; c's 88-byte heads: no one-step part),
     and a stride-2 layer with 2 rows after the last block of channels (b); 1x1 layers on
     signed inputs (mm_pointwise8's general pixel pairs) with a signed (p) and an unsigned (q)
     output; 1x1 layers on unsigned inputs with unsigned 8-bit outputs (mm_pointwise8's fast
@@ -160,7 +162,7 @@ class Conv8RqNet(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.stem = conv_bn(3, 8, 3)
+        self.stem = _conv_relu(3, 8, (3, 5))
         self.a = conv_bn(8, 12, 3, act=None)
         self.b = conv_bn(12, 10, 3, 2)
         self.c = conv_bn(10, 28, 3, act=None)
@@ -191,6 +193,7 @@ def test_w8a8_conv_requantizations_are_bit_exact(tmp_path, variant: str) -> None
     in_place = set(im.report.schedule.inplace)
     assert {"stem.0", "a.0", "b.0", "r.0", "s.0", "t.0", "u.0"} <= in_place, in_place
     convs = [o for o in im.ops if o.weights is not None]
+    assert [o.row_elems for o in convs[:4] if o.op.in_shape[0] % 4] == [45, 90]  # patches
     assert {(o.qmin, o.qmax) for o in convs} == {(0, 255), (-127, 127)}
     assert all(int(o.arrays["shift"].min()) > 32 for o in convs)
     if variant == "qmin -128":

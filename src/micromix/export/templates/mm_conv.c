@@ -1561,35 +1561,38 @@ static inline void mm_conv8_cols(const mm_conv_ctx *k, int ix0, int *kx0, int *k
 }
 
 #if MM_USE_CONV8P || MM_USE_SMALL8P || MM_USE_SUB8P || MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2
-/* One pixel's patch as bytes (HWC order, the zero padding as 0 bytes: 0 in either format).
- * Inlined in each pixel walk (a call per pixel cost the W8/A8 stems 2 %, measured). */
+/* One pixel's patch as bytes (HWC order, the zero padding as 0 bytes: 0 in either format):
+ * a clipped window's whole patch zeroed a word at a time, then the window's rows inside the
+ * image copied (its zeros byte by byte around each row, through calls of memset for each run,
+ * cost kws's stems 850 est. M4 cycles per clipped pixel, measured). Inlined in each pixel
+ * walk (a call per pixel cost the W8/A8 stems 2 %, measured). */
 static MM_INLINE void mm_gather8b(uint8_t *d, const mm_conv_ctx *k, int iy0, int ix0)
 {
     int kx0, kx1;
     mm_conv8_cols(k, ix0, &kx0, &kx1);
-    const int32_t rowlen = (int32_t)k->kw * k->in_c, left = (int32_t)kx0 * k->in_c;
+    const int32_t rowlen = (int32_t)k->kw * k->in_c, xrow = (int32_t)k->in_w * k->in_c;
     const int32_t run = (int32_t)(kx1 - kx0) * k->in_c;
-    for (int ky = 0; ky < k->kh; ky++, d += rowlen) {
-        const int iy = iy0 + ky;
+    const int ky0 = iy0 < 0 ? (-iy0 < k->kh ? -iy0 : k->kh) : 0;
+    const int ky1 = k->in_h - iy0 < k->kh ? k->in_h - iy0 : k->kh;
+    if (run * (ky1 - ky0) != k->row) { /* clipped (mm_small8p's windows are mostly not) */
+        const uint32_t zero = 0;
         int32_t e = 0;
-        if (iy < 0 || iy >= k->in_h) {
-            for (; e < rowlen; e++)
-                d[e] = 0;
-            continue;
-        }
-        const uint8_t *p = k->in + ((int32_t)iy * k->in_w + ix0 + kx0) * k->in_c;
-        for (; e < left; e++)
+        for (; e + 4 <= k->row; e += 4)
+            memcpy(d + e, &zero, 4);
+        for (; e < k->row; e++)
             d[e] = 0;
+    }
+    const uint8_t *p = k->in + ((int32_t)(iy0 + ky0) * k->in_w + ix0 + kx0) * k->in_c;
+    d += (int32_t)ky0 * rowlen + (int32_t)kx0 * k->in_c;
+    for (int ky = ky0; ky < ky1; ky++, d += rowlen, p += xrow) {
         int32_t i = 0;
         for (; i + 4 <= run; i += 4) { /* a word at a time: single unaligned LDR / STR */
             uint32_t v;
             memcpy(&v, p + i, 4);
-            memcpy(d + left + i, &v, 4);
+            memcpy(d + i, &v, 4);
         }
         for (; i < run; i++)
-            d[left + i] = p[i];
-        for (e = left + run; e < rowlen; e++)
-            d[e] = 0;
+            d[i] = p[i];
     }
 }
 
@@ -1830,41 +1833,6 @@ typedef char mm_c8x2d_ok[offsetof(mm_c8x2d, x) == 20 && offsetof(mm_c8x2d, halve
     "smlad %[a1], %[e], %[pe], %[a1]\n\t"                                                         \
     "smlad %[b1], %[o], %[ro], %[b1]\n\t"                                                         \
     "smlad %[b1], %[e], %[re], %[b1]\n\t"
-/* Patches: the tails (mm_c8p_pass's), e holding the state; t advanced as w. nt = 0 (rows of
- * whole words) branches past. */
-#define MM_C8X2D_TAIL                                                                             \
-    "ldr %[k], [%[e], #96]\n\t"                                                                   \
-    "cmp %[k], #0\n\t"                                                                            \
-    "beq 9f\n\t"                                                                                  \
-    "ldr %[x], [%[e], #80]\n\t"                                                                   \
-    "ldr %[re], [%[e], #92]\n\t"                                                                  \
-    "ldr %[o], [%[x]]\n\t"                                                                        \
-    "ldr %[v1], [%[x], %[k]]\n\t"                                                                 \
-    "ldr %[pe], [%[e], #100]\n\t"                                                                 \
-    "ldr %[po], [%[e], #104]\n\t"                                                                 \
-    "ldr %[ro], [%[e], #112]\n\t"                                                                 \
-    "lsr %[o], %[o], %[re]\n\t"                                                                   \
-    "lsr %[v1], %[v1], %[re]\n\t"                                                                 \
-    "ldr %[re], [%[e], #108]\n\t"                                                                 \
-    "sxtb16 %[w], %[o]\n\t"                                                                       \
-    "sxtb16 %[o], %[o], ror #8\n\t"                                                               \
-    "smlad %[a0], %[w], %[pe], %[a0]\n\t"                                                         \
-    "smlad %[a0], %[o], %[po], %[a0]\n\t"                                                         \
-    "smlad %[b0], %[w], %[re], %[b0]\n\t"                                                         \
-    "smlad %[b0], %[o], %[ro], %[b0]\n\t"                                                         \
-    "sxtb16 %[w], %[v1]\n\t"                                                                      \
-    "sxtb16 %[o], %[v1], ror #8\n\t"                                                              \
-    "smlad %[a1], %[w], %[pe], %[a1]\n\t"                                                         \
-    "smlad %[a1], %[o], %[po], %[a1]\n\t"                                                         \
-    "smlad %[b1], %[w], %[re], %[b1]\n\t"                                                         \
-    "smlad %[b1], %[o], %[ro], %[b1]\n\t"                                                         \
-    "ldr %[k], [%[e], #44]\n\t"                                                                   \
-    "and %[k], %[k], #1\n\t"                                                                      \
-    "add %[k], %[e], %[k], lsl #2\n\t"                                                            \
-    "ldr %[k], [%[k], #84]\n\t"                                                                   \
-    "add %[x], %[x], %[k]\n\t"                                                                    \
-    "str %[x], [%[e], #80]\n\t"                                                                   \
-    "9:\n\t"
 /* mm_rq8x4's rule up to its last halving for one channel (bias, mult, shift at pe, po, re) of
  * both pixels: (smmul(a kb + bias, mult) >> (shift - 33)) + 1; kb in ro. */
 #define MM_C8X2D_RQ(A, B)                                                                         \
@@ -1906,7 +1874,7 @@ typedef char mm_c8x2d_ok[offsetof(mm_c8x2d, x) == 20 && offsetof(mm_c8x2d, halve
         "strh %[b0], [%[w]], #2\n\t"                                                              \
         "str %[x], [%[e], #52]\n\t"                                                               \
         "str %[w], [%[e], #56]\n\t"
-#define MM_C8X2D_ASM(XT, TAIL)                                                                    \
+#define MM_C8X2D_ASM(XT)                                                                          \
     __asm__ volatile(                                                                             \
         "sub sp, sp, #8\n\t"                                                                      \
         "str %[e], [sp]\n\t"                                                                      \
@@ -1941,7 +1909,7 @@ typedef char mm_c8x2d_ok[offsetof(mm_c8x2d, x) == 20 && offsetof(mm_c8x2d, halve
         "ldr %[k], [%[e], #72]\n\t"                                                               \
         "subs %[k], %[k], #1\n\t"                                                                 \
         "str %[k], [%[e], #72]\n\t"                                                               \
-        "bne 2b\n\t" TAIL MM_C8X2D_OUT                                                            \
+        "bne 2b\n\t" MM_C8X2D_OUT                                                                 \
         "ldr %[k], [%[e], #44]\n\t" /* w += adv[halves & 1] */                                   \
         "ldr %[x], [%[e], #60]\n\t"                                                               \
         "and %[w], %[k], #1\n\t"                                                                  \
@@ -1962,11 +1930,11 @@ typedef char mm_c8x2d_ok[offsetof(mm_c8x2d, x) == 20 && offsetof(mm_c8x2d, halve
           [o] "=&r"(o), [v1] "=&r"(v1), [k] "=&r"(k_), [e] "+r"(e)                              \
         :                                                                                         \
         : "cc", "memory")
-#define MM_C8X2D_RUN(st, XT, TAIL)                                                                \
+#define MM_C8X2D_RUN(st, XT)                                                                      \
     do {                                                                                          \
         void *e = &(st);                                                                          \
         uint32_t a0, a1, b0, b1, x_, w_, pe, po, re, ro, o, v1, k_;                               \
-        MM_C8X2D_ASM(XT, TAIL);                                                                   \
+        MM_C8X2D_ASM(XT);                                                                         \
         (void)a0, (void)a1, (void)b0, (void)b1, (void)x_, (void)w_, (void)pe, (void)po;           \
         (void)re, (void)ro, (void)o, (void)v1, (void)k_, (void)e;                                 \
     } while (0)
@@ -2039,20 +2007,16 @@ static MM_INLINE void mm_c8x2d_init(mm_c8x2d *st, const mm_conv_ctx *k, const ui
     st->nt = 0;
 }
 
-#if MM_USE_CONV8X2D_U || MM_USE_CONV8X2D_S || MM_USE_CONV8P_D
-static MM_INLINE void mm_c8x2d_go(mm_c8x2d *st, const mm_conv_ctx *k, const int is,
-                                  const int tail)
+#if MM_USE_CONV8X2D_U || MM_USE_CONV8X2D_S
+static MM_INLINE void mm_c8x2d_go(mm_c8x2d *st, const mm_conv_ctx *k, const int is)
 {
 #if defined(__ARM_FEATURE_DSP)
     (void)k;
-    if (tail)
-        MM_C8X2D_RUN(*st, "uxtb16", MM_C8X2D_TAIL);
-    else if (is)
-        MM_C8X2D_RUN(*st, "sxtb16", "");
+    if (is)
+        MM_C8X2D_RUN(*st, "sxtb16");
     else
-        MM_C8X2D_RUN(*st, "uxtb16", "");
+        MM_C8X2D_RUN(*st, "uxtb16");
 #else
-    (void)tail;
     mm_c8x2d_c(st, k, is);
 #endif
 }
@@ -2073,7 +2037,7 @@ static MM_INLINE void mm_conv8x2d(const mm_conv_ctx *k, const mm_c8src *s, uint8
         st.xskip = s->xrow - n;
         st.wskip = 4 * s->wrow - 4 * n;
         st.halves = 2 * blocks;
-        mm_c8x2d_go(&st, k, is, 0);
+        mm_c8x2d_go(&st, k, is);
     }
     const int8_t *w = (const int8_t *)k->w + (int32_t)(4 * blocks) * rb + s->w0;
     for (int co = 4 * blocks; co < out_c; co++, w += rb)
@@ -2273,34 +2237,6 @@ static MM_NOINLINE void mm_small8p_px(const mm_conv_ctx *k, const mm_c8src *s, u
     mm_c8p_pixels(k, s, out, out_pix, ob, out_c, np, 1);
 }
 #endif
-#endif
-#if MM_USE_CONV8P_D
-/* CONV8P's pairs under MM_CONV8P_KIND (unsigned inputs, the requantization MM_RQ8, whole
- * blocks of four channels, rows of a word or more): mm_c8x2d's loop over the two patches, the
- * head as one row of words, then the tails (a lone pixel: a pair of itself, written once). */
-static MM_NOINLINE void mm_conv8p_d(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
-                                    int32_t out_pix, int ob, int out_c, int np)
-{
-    const int32_t row = k->row, n = s->n, nt = s->tail, step = np == 2 ? row : 0;
-    mm_c8x2d st;
-    (void)ob;
-    mm_c8x2d_init(&st, k, s->x, (const int8_t *)k->w, n, step, out, np == 2 ? out_pix : 0);
-    st.halves = out_c >> 1;
-    st.t = (const int8_t *)k->w + 4 * n + nt - 4;
-    st.tadv[0] = 2 * nt;
-    st.tadv[1] = 4 * row - 2 * nt;
-    st.sh = 8 * (4 - nt);
-    st.nt = nt;
-    if (nt) { /* each patch's last word, shifted down to its tail bytes */
-        const uint32_t v0 = mm_c8p_ld(s->x + row - 4) >> st.sh;
-        const uint32_t v1 = mm_c8p_ld(s->x + step + row - 4) >> st.sh;
-        st.xt[0] = mm_uxtb16(v0);
-        st.xt[1] = mm_uxtb16_8(v0);
-        st.xt[2] = mm_uxtb16(v1);
-        st.xt[3] = mm_uxtb16_8(v1);
-    }
-    mm_c8x2d_go(&st, k, 0, 1);
-}
 #endif
 #endif
 
@@ -2945,250 +2881,6 @@ static MM_NOINLINE void mm_sub8_px(const mm_conv_ctx *k, const mm_c8src *s, uint
 }
 #endif
 
-#if MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2
-/* SUB8P's pairs under MM_SUB8PD (unsigned inputs, the requantization MM_RQ8, whole blocks
- * of four channels, rows of whole words): mm_conv8p_d's loop on channel_packed weights, a
- * block's two halves (channels 0, 1 and 2, 3, two pixels each) as two copies of the row loop
- * (their fields' masks differ; four steps an iteration), each half requantized and stored
- * right after its sums as mm_c8x2d's (MM_S8P_OUT). A weight word's fields are taken in place:
- * an offset-binary field by one AND with 0x00MM00MM of the word (elements 0, 2) and of the
- * word shifted right by 8 (elements 1, 3), halfwords that SMLAD meets with the inputs' UXTB16
- * pairs; the top field (two's complement) by SXTB16 of the word masked to it. So each sum is
- * 2^f (S + o X) (f the field's shift, o its offset, X the pixel's input sum): it starts at
- * -2^f o X (start[], per half and pixel) and is shifted down by f before the requantization.
- * kws's 2-bit stem: 928 k est. M4 cycles on mm_sub8_px (calls, sums through memory, C
- * requantization) -> 777 k, against 862 k for its W8/A8 stem on mm_conv8p_d, measured. */
-typedef struct {
-    mm_c8x2d c;        /* halves (44): blocks left; adv: w's advance after each half */
-    int32_t start[8];  /* 116: half 0's a0, a1, b0, b1; 132: half 1's */
-    int32_t n;         /* 148: row bytes */
-} mm_s8p;
-
-#if defined(__ARM_FEATURE_DSP)
-typedef char mm_s8p_ok[offsetof(mm_s8p, start) == 116 && offsetof(mm_s8p, n) == 148 ? 1 : -1];
-/* Both pixels' input words extended (as MM_C8X2D_STEP), the weight word in o (w += GS). */
-#define MM_S8P_IN(GS)                                                                             \
-    "ldr %[re], [sp, #4]\n\t"                                                                     \
-    "ldr %[re], [%[x], %[re]]\n\t"                                                                \
-    "ldr %[pe], [%[x]], #4\n\t"                                                                   \
-    "ldr %[o], [%[w]], #" GS "\n\t"                                                               \
-    "uxtb16 %[ro], %[re], ror #8\n\t"                                                             \
-    "uxtb16 %[re], %[re]\n\t"                                                                     \
-    "uxtb16 %[po], %[pe], ror #8\n\t"                                                             \
-    "uxtb16 %[pe], %[pe]\n\t"                                                                     \
-    "lsr %[v1], %[o], #8\n\t"
-/* An offset-binary field (mask M = 0x00MM00MM) into sums A (pixel 0) and B (pixel 1). */
-#define MM_S8P_OB(M, A, B)                                                                        \
-    "and %[e], %[o], #" M "\n\t"                                                                  \
-    "smlad %[" A "], %[e], %[pe], %[" A "]\n\t"                                                   \
-    "smlad %[" B "], %[e], %[re], %[" B "]\n\t"                                                   \
-    "and %[e], %[v1], #" M "\n\t"                                                                 \
-    "smlad %[" A "], %[e], %[po], %[" A "]\n\t"                                                   \
-    "smlad %[" B "], %[e], %[ro], %[" B "]\n\t"
-/* The top field (two's complement, mask M in every byte): o is spent. */
-#define MM_S8P_TOP(M, A, B)                                                                       \
-    "and %[o], %[o], #" M "\n\t"                                                                  \
-    "sxtb16 %[e], %[o]\n\t"                                                                       \
-    "smlad %[" A "], %[e], %[pe], %[" A "]\n\t"                                                   \
-    "smlad %[" B "], %[e], %[re], %[" B "]\n\t"                                                   \
-    "sxtb16 %[e], %[o], ror #8\n\t"                                                               \
-    "smlad %[" A "], %[e], %[po], %[" A "]\n\t"                                                   \
-    "smlad %[" B "], %[e], %[ro], %[" B "]\n\t"
-/* One half: its sums from start[] (S: the offset of its first), the row's steps (n bytes: one
- * if n & 4, two if n & 8, then four an iteration; the shifts of n leave each condition in the
- * flags, which the steps keep), FIX (the shifts), the end (MM_S8P_OUT, labels L6 and L8), then
- * ADV. */
-#define MM_S8P_HALF(STEP, S0, S1, S2, S3, FIX, L6, L8, ADV)                                       \
-    "ldr %[x], [%[e], #20]\n\t"                                                                   \
-    "ldr %[w], [%[e], #60]\n\t"                                                                   \
-    "ldr %[a0], [%[e], #" S0 "]\n\t"                                                              \
-    "ldr %[a1], [%[e], #" S1 "]\n\t"                                                              \
-    "ldr %[b0], [%[e], #" S2 "]\n\t"                                                              \
-    "ldr %[b1], [%[e], #" S3 "]\n\t"                                                              \
-    "ldr %[k], [%[e], #148]\n\t"                                                                  \
-    "lsrs %[k], %[k], #3\n\t"                                                                     \
-    "bcc 2f\n\t" STEP "2:\n\t"                                                                    \
-    "lsrs %[k], %[k], #1\n\t"                                                                     \
-    "bcc 3f\n\t" STEP STEP "3:\n\t"                                                               \
-    "beq 4f\n"                                                                                    \
-    "5:\n\t" STEP STEP STEP STEP "subs %[k], %[k], #1\n\t"                                        \
-    "bne 5b\n"                                                                                    \
-    "4:\n\t"                                                                                      \
-    "ldr %[e], [sp]\n\t" FIX MM_S8P_OUT(L6, L8) ADV
-/* MM_C8X2D_OUT with the clamp S out of line (MM_S8P_SOUT, at L6, back to L8): the clamp U
- * (a stem's) takes no branch. */
-#define MM_S8P_OUT(L6, L8)                                                                        \
-    "ldr %[pe], [%[e]]\n\t"                                                                       \
-    "ldr %[po], [%[e], #4]\n\t"                                                                   \
-    "ldr %[re], [%[e], #8]\n\t"                                                                   \
-    "ldr %[ro], [%[e], #12]\n\t" MM_C8X2D_RQ("a0", "b0") MM_C8X2D_RQ("a1", "b1")                  \
-    "str %[pe], [%[e]]\n\t"                                                                       \
-    "str %[po], [%[e], #4]\n\t"                                                                   \
-    "str %[re], [%[e], #8]\n\t"                                                                   \
-    "ldr %[k], [%[e], #48]\n\t"                                                                   \
-    "cmp %[k], #0\n\t"                                                                            \
-    "bne " L6 "f\n\t" MM_C8X2D_SAT("usat")                                                        \
-    "bfi %[a0], %[a1], #8, #8\n\t"                                                                \
-    "bfi %[b0], %[b1], #8, #8\n\t" L8 ":\n\t"                                                     \
-    "ldr %[x], [%[e], #52]\n\t"                                                                   \
-    "ldr %[w], [%[e], #56]\n\t"                                                                   \
-    "strh %[a0], [%[x]], #2\n\t"                                                                  \
-    "strh %[b0], [%[w]], #2\n\t"                                                                  \
-    "str %[x], [%[e], #52]\n\t"                                                                   \
-    "str %[w], [%[e], #56]\n\t"
-#define MM_S8P_SOUT(L6, L8)                                                                       \
-    L6 ":\n\t" MM_C8X2D_SAT("ssat")                                                               \
-    "bfi %[a0], %[a1], #8, #8\n\t"                                                                \
-    "bfi %[b0], %[b1], #8, #8\n\t"                                                                \
-    "ldr %[k], [%[e], #16]\n\t" /* the bytes raised to qmin (signed bytewise maximum) */          \
-    "ssub8 %[x], %[a0], %[k]\n\t"                                                                 \
-    "sel %[a0], %[a0], %[k]\n\t"                                                                  \
-    "ssub8 %[x], %[b0], %[k]\n\t"                                                                 \
-    "sel %[b0], %[b0], %[k]\n\t"                                                                  \
-    "b " L8 "b\n\t"
-/* w += adv[j] (of the state at e). */
-#define MM_S8P_ADV(J)                                                                             \
-    "ldr %[x], [%[e], #60]\n\t"                                                                   \
-    "ldr %[w], [%[e], #" J "]\n\t"                                                                \
-    "add %[x], %[x], %[w]\n\t"                                                                    \
-    "str %[x], [%[e], #60]\n\t"
-#define MM_S8P_ASM(HALF0, HALF1)                                                                  \
-    __asm__ volatile(                                                                             \
-        "sub sp, sp, #8\n\t"                                                                      \
-        "str %[e], [sp]\n\t"                                                                      \
-        "ldr %[k], [%[e], #76]\n\t"                                                               \
-        "str %[k], [sp, #4]\n\t"                                                                  \
-        "1:\n\t" HALF0 HALF1                                                                      \
-        "ldr %[k], [%[e], #44]\n\t"                                                               \
-        "subs %[k], %[k], #1\n\t"                                                                 \
-        "str %[k], [%[e], #44]\n\t"                                                               \
-        "bne 1b\n\t"                                                                              \
-        "add sp, sp, #8\n\t"                                                                      \
-        "b 9f\n\t" MM_S8P_SOUT("16", "18") MM_S8P_SOUT("26", "28") "9:\n\t"                      \
-        : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1), [x] "=&r"(x_),         \
-          [w] "=&r"(w_), [pe] "=&r"(pe), [po] "=&r"(po), [re] "=&r"(re), [ro] "=&r"(ro),        \
-          [o] "=&r"(o), [v1] "=&r"(v1), [k] "=&r"(k_), [e] "+r"(e)                              \
-        :                                                                                         \
-        : "cc", "memory")
-/* 2-bit: half 0 fields 0, 1 (offset binary, shifts 0, 2), half 1 fields 2 (offset binary,
- * shift 4) and 3 (top, shift 6), both on the same words (adv[0] = 0: no advance after half 0).
- * 4-bit: each half one channel pair's words (8 bytes a group): the low field offset binary,
- * the top one shifted by 4. */
-#define MM_S8P_W2_HALF0                                                                           \
-    MM_S8P_HALF(MM_S8P_IN("4") MM_S8P_OB("0x00030003", "a0", "b0")                                \
-                    MM_S8P_OB("0x000C000C", "a1", "b1"),                                          \
-                "116", "120", "124", "128",                                                       \
-                "asr %[a1], %[a1], #2\n\tasr %[b1], %[b1], #2\n\t", "16", "18", "")
-#define MM_S8P_W2_HALF1                                                                           \
-    MM_S8P_HALF(MM_S8P_IN("4") MM_S8P_OB("0x00300030", "a0", "b0")                                \
-                    MM_S8P_TOP("0xC0C0C0C0", "a1", "b1"),                                         \
-                "132", "136", "140", "144",                                                       \
-                "asr %[a0], %[a0], #4\n\tasr %[b0], %[b0], #4\n\t"                                \
-                "asr %[a1], %[a1], #6\n\tasr %[b1], %[b1], #6\n\t",                               \
-                "26", "28", MM_S8P_ADV("68"))
-#define MM_S8P_W4_STEP                                                                            \
-    MM_S8P_IN("8") MM_S8P_OB("0x000F000F", "a0", "b0") MM_S8P_TOP("0xF0F0F0F0", "a1", "b1")
-#define MM_S8P_W4_FIX "asr %[a1], %[a1], #4\n\tasr %[b1], %[b1], #4\n\t"
-#define MM_S8P_W4_HALF0                                                                           \
-    MM_S8P_HALF(MM_S8P_W4_STEP, "116", "120", "124", "128", MM_S8P_W4_FIX, "16", "18",            \
-                MM_S8P_ADV("64"))
-#define MM_S8P_W4_HALF1                                                                           \
-    MM_S8P_HALF(MM_S8P_W4_STEP, "132", "136", "140", "144", MM_S8P_W4_FIX, "26", "28",            \
-                MM_S8P_ADV("68"))
-#define MM_S8P_RUN(st, HALF0, HALF1)                                                              \
-    do {                                                                                          \
-        void *e = &(st);                                                                          \
-        uint32_t a0, a1, b0, b1, x_, w_, pe, po, re, ro, o, v1, k_;                               \
-        MM_S8P_ASM(HALF0, HALF1);                                                                 \
-        (void)a0, (void)a1, (void)b0, (void)b1, (void)x_, (void)w_, (void)pe, (void)po;           \
-        (void)re, (void)ro, (void)o, (void)v1, (void)k_, (void)e;                                 \
-    } while (0)
-#else
-/* The asm's sums, portably: field j of element i (byte i of its group's word; 4-bit: the
- * half's pair word), its masked value (the top field's as an int8). */
-static void mm_s8p_c(mm_s8p *st, const mm_conv_ctx *k, const int wb)
-{
-    const int32_t n = 8 * st->c.n8 + st->c.n4;
-    for (; st->c.halves > 0; st->c.halves--)
-        for (int h = 0; h < 2; h++) {
-            const int f0 = wb == 4 ? 0 : 4 * h, f1 = wb == 4 ? 4 : 4 * h + 2; /* field shifts */
-            const int top = wb == 4 || h == 1, m = wb == 4 ? 15 : 3;
-            int32_t a[2] = {st->start[4 * h], st->start[4 * h + 1]};
-            int32_t b[2] = {st->start[4 * h + 2], st->start[4 * h + 3]};
-            for (int32_t i = 0; i < n; i++) {
-                const uint8_t wv = (const uint8_t)st->c.w[(wb == 4 ? 8 * (i >> 2) : 4 * (i >> 2)) +
-                                                          (i & 3)];
-                const int32_t v0 = wv & (m << f0);
-                const int32_t v1 = top ? (int8_t)(wv & (m << f1)) : wv & (m << f1);
-                const int32_t x0 = st->c.x[i], x1 = st->c.x[st->c.step + i];
-                a[0] += x0 * v0;
-                a[1] += x0 * v1;
-                b[0] += x1 * v0;
-                b[1] += x1 * v1;
-            }
-            for (int c = 0; c < 2; c++, st->c.bias++, st->c.mult++, st->c.shift++) {
-                const int f = c ? f1 : f0;
-                st->c.out0[c] = (uint8_t)mm_pw_rq(a[c] >> f, *st->c.bias, *st->c.mult,
-                                                  *st->c.shift, k->bk, k->qmin, k->qmax);
-                st->c.out1[c] = (uint8_t)mm_pw_rq(b[c] >> f, *st->c.bias, *st->c.mult,
-                                                  *st->c.shift, k->bk, k->qmin, k->qmax);
-            }
-            st->c.out0 += 2;
-            st->c.out1 += 2;
-            st->c.w += st->c.adv[h];
-        }
-}
-#endif
-
-/* One or two pixels (np; a lone one as a pair of itself, written once) of SUB8P on the byte
- * patches at s->x, every block of four channels. Start values: field j's offset o_j (2-bit:
- * 2; 4-bit: 8; the top field's: 0) times 2^f. */
-static MM_INLINE void mm_sub8p_d(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
-                                 int32_t out_pix, int out_c, int np, const int wb)
-{
-    const int32_t row = k->row, step = np == 2 ? row : 0;
-    const int32_t x0 = mm_s8_xsum(s, 0, 0), x1 = np == 2 ? mm_s8_xsum(s, 1, 0) : x0;
-    static const int8_t off[2][4] = {{2, 8, 32, 0}, {8, 0, 8, 0}}; /* 2-bit, 4-bit */
-    const int8_t *const o = off[wb == 4];
-    mm_s8p st;
-    mm_c8x2d_init(&st.c, k, s->x, (const int8_t *)k->w, row, step, out, np == 2 ? out_pix : 0);
-    st.c.sg = k->qmax != 255; /* MM_RQ8: the clamp U is [0, 255], S's tops at 127 */
-    st.c.halves = out_c >> 2;
-    st.n = row;
-    st.c.adv[0] = wb == 4 ? 4 : 0;
-    st.c.adv[1] = 4 * k->row_bytes - st.c.adv[0];
-    for (int h = 0; h < 2; h++)
-        for (int j = 0; j < 2; j++) {
-            st.start[4 * h + j] = -o[2 * h + j] * x0;
-            st.start[4 * h + 2 + j] = -o[2 * h + j] * x1;
-        }
-#if defined(__ARM_FEATURE_DSP)
-    if (wb == 4)
-        MM_S8P_RUN(st, MM_S8P_W4_HALF0, MM_S8P_W4_HALF1);
-    else
-        MM_S8P_RUN(st, MM_S8P_W2_HALF0, MM_S8P_W2_HALF1);
-#else
-    mm_s8p_c(&st, k, wb);
-#endif
-}
-
-#if MM_USE_SUB8PD_W4
-static MM_NOINLINE void mm_sub8p_d4(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
-                                    int32_t out_pix, int ob, int out_c, int np)
-{
-    (void)ob;
-    mm_sub8p_d(k, s, out, out_pix, out_c, np, 4);
-}
-#endif
-#if MM_USE_SUB8PD_W2
-static MM_NOINLINE void mm_sub8p_d2(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
-                                    int32_t out_pix, int ob, int out_c, int np)
-{
-    (void)ob;
-    mm_sub8p_d(k, s, out, out_pix, out_c, np, 2);
-}
-#endif
-#endif
 
 #if MM_ON_SUB8D_W4 || MM_ON_SUB8D_W2 || MM_ON_SUB8D_PT_W4 || MM_ON_SUB8D_PT_W2
 /* One pixel whose n inputs (a multiple of 16) are one contiguous run (a linear; MM_SUB8D) on
@@ -3349,6 +3041,332 @@ static MM_NOINLINE void mm_s8d_pt_w2(const uint8_t *x, const uint8_t *w, int32_t
                                      const mm_quant_params *q, int out_c, uint8_t *out)
 {
     mm_s8_dense(x, w, n, q, out_c, out, 2, 1);
+}
+#endif
+#endif
+#endif
+
+#if MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2 || MM_USE_CONV8P_D
+/* SUB8P's pairs under MM_SUB8PD (unsigned inputs, the requantization MM_RQ8, whole blocks
+ * of four channels, rows of whole words): mm_conv8p_d's loop on channel_packed weights, a
+ * block's two halves (channels 0, 1 and 2, 3, two pixels each) as two copies of the row loop
+ * (their fields' masks differ; four steps an iteration), each half requantized and stored
+ * right after its sums as mm_c8x2d's (MM_S8P_OUT). A weight word's fields are taken in place:
+ * an offset-binary field by one AND with 0x00MM00MM of the word (elements 0, 2) and of the
+ * word shifted right by 8 (elements 1, 3), halfwords that SMLAD meets with the inputs' UXTB16
+ * pairs; the top field (two's complement) by SXTB16 of the word masked to it. So each sum is
+ * 2^f (S + o X) (f the field's shift, o its offset, X the pixel's input sum): it starts at
+ * -2^f o X (start[], per half and pixel) and is shifted down by f before the requantization.
+ * kws's 2-bit stem: 928 k est. M4 cycles on mm_sub8_px (calls, sums through memory, C
+ * requantization) -> 777 k, against 862 k for its W8/A8 stem on mm_conv8p_d, measured. */
+typedef struct {
+    mm_c8x2d c;        /* halves (44): blocks left; adv: w's advance after each half */
+    int32_t start[8];  /* 116: half 0's a0, a1, b0, b1; 132: half 1's */
+    int32_t n;         /* 148: row bytes */
+} mm_s8p;
+
+#if defined(__ARM_FEATURE_DSP)
+typedef char mm_s8p_ok[offsetof(mm_s8p, start) == 116 && offsetof(mm_s8p, n) == 148 ? 1 : -1];
+/* Both pixels' input words extended (as MM_C8X2D_STEP), the weight word in o (w += GS). */
+#define MM_S8P_IN(GS)                                                                             \
+    "ldr %[re], [sp, #4]\n\t"                                                                     \
+    "ldr %[re], [%[x], %[re]]\n\t"                                                                \
+    "ldr %[pe], [%[x]], #4\n\t"                                                                   \
+    "ldr %[o], [%[w]], #" GS "\n\t"                                                               \
+    "uxtb16 %[ro], %[re], ror #8\n\t"                                                             \
+    "uxtb16 %[re], %[re]\n\t"                                                                     \
+    "uxtb16 %[po], %[pe], ror #8\n\t"                                                             \
+    "uxtb16 %[pe], %[pe]\n\t"                                                                     \
+    "lsr %[v1], %[o], #8\n\t"
+/* An offset-binary field (mask M = 0x00MM00MM) into sums A (pixel 0) and B (pixel 1). */
+#define MM_S8P_OB(M, A, B)                                                                        \
+    "and %[e], %[o], #" M "\n\t"                                                                  \
+    "smlad %[" A "], %[e], %[pe], %[" A "]\n\t"                                                   \
+    "smlad %[" B "], %[e], %[re], %[" B "]\n\t"                                                   \
+    "and %[e], %[v1], #" M "\n\t"                                                                 \
+    "smlad %[" A "], %[e], %[po], %[" A "]\n\t"                                                   \
+    "smlad %[" B "], %[e], %[ro], %[" B "]\n\t"
+/* The top field (two's complement, mask M in every byte): o is spent. */
+#define MM_S8P_TOP(M, A, B)                                                                       \
+    "and %[o], %[o], #" M "\n\t"                                                                  \
+    "sxtb16 %[e], %[o]\n\t"                                                                       \
+    "smlad %[" A "], %[e], %[pe], %[" A "]\n\t"                                                   \
+    "smlad %[" B "], %[e], %[re], %[" B "]\n\t"                                                   \
+    "sxtb16 %[e], %[o], ror #8\n\t"                                                               \
+    "smlad %[" A "], %[e], %[po], %[" A "]\n\t"                                                   \
+    "smlad %[" B "], %[e], %[ro], %[" B "]\n\t"
+/* One half: its sums from start[] (S: the offset of its first), the row's steps (n bytes: one
+ * if n & 4, two if n & 8, then four an iteration; the shifts of n leave each condition in the
+ * flags, which the steps keep), FIX (the shifts), the end (MM_S8P_OUT, labels L6 and L8), then
+ * ADV. */
+#define MM_S8P_HALF(STEP, S0, S1, S2, S3, FIX, L6, L8, ADV)                                       \
+    "ldr %[x], [%[e], #20]\n\t"                                                                   \
+    "ldr %[w], [%[e], #60]\n\t"                                                                   \
+    "ldr %[a0], [%[e], #" S0 "]\n\t"                                                              \
+    "ldr %[a1], [%[e], #" S1 "]\n\t"                                                              \
+    "ldr %[b0], [%[e], #" S2 "]\n\t"                                                              \
+    "ldr %[b1], [%[e], #" S3 "]\n\t"                                                              \
+    "ldr %[k], [%[e], #148]\n\t"                                                                  \
+    "lsrs %[k], %[k], #3\n\t"                                                                     \
+    "bcc 2f\n\t" STEP "2:\n\t"                                                                    \
+    "lsrs %[k], %[k], #1\n\t"                                                                     \
+    "bcc 3f\n\t" STEP STEP "3:\n\t"                                                               \
+    "beq 4f\n"                                                                                    \
+    "5:\n\t" STEP STEP STEP STEP "subs %[k], %[k], #1\n\t"                                        \
+    "bne 5b\n"                                                                                    \
+    "4:\n\t"                                                                                      \
+    "ldr %[e], [sp]\n\t" FIX MM_S8P_OUT(L6, L8) ADV
+/* MM_C8X2D_OUT with the clamp S out of line (MM_S8P_SOUT, at L6, back to L8): the clamp U
+ * (a stem's) takes no branch. */
+#define MM_S8P_OUT(L6, L8)                                                                        \
+    "ldr %[pe], [%[e]]\n\t"                                                                       \
+    "ldr %[po], [%[e], #4]\n\t"                                                                   \
+    "ldr %[re], [%[e], #8]\n\t"                                                                   \
+    "ldr %[ro], [%[e], #12]\n\t" MM_C8X2D_RQ("a0", "b0") MM_C8X2D_RQ("a1", "b1")                  \
+    "str %[pe], [%[e]]\n\t"                                                                       \
+    "str %[po], [%[e], #4]\n\t"                                                                   \
+    "str %[re], [%[e], #8]\n\t"                                                                   \
+    "ldr %[k], [%[e], #48]\n\t"                                                                   \
+    "cmp %[k], #0\n\t"                                                                            \
+    "bne " L6 "f\n\t" MM_C8X2D_SAT("usat")                                                        \
+    "bfi %[a0], %[a1], #8, #8\n\t"                                                                \
+    "bfi %[b0], %[b1], #8, #8\n\t" L8 ":\n\t"                                                     \
+    "ldr %[x], [%[e], #52]\n\t"                                                                   \
+    "ldr %[w], [%[e], #56]\n\t"                                                                   \
+    "strh %[a0], [%[x]], #2\n\t"                                                                  \
+    "strh %[b0], [%[w]], #2\n\t"                                                                  \
+    "str %[x], [%[e], #52]\n\t"                                                                   \
+    "str %[w], [%[e], #56]\n\t"
+#define MM_S8P_SOUT(L6, L8)                                                                       \
+    L6 ":\n\t" MM_C8X2D_SAT("ssat")                                                               \
+    "bfi %[a0], %[a1], #8, #8\n\t"                                                                \
+    "bfi %[b0], %[b1], #8, #8\n\t"                                                                \
+    "ldr %[k], [%[e], #16]\n\t" /* the bytes raised to qmin (signed bytewise maximum) */          \
+    "ssub8 %[x], %[a0], %[k]\n\t"                                                                 \
+    "sel %[a0], %[a0], %[k]\n\t"                                                                  \
+    "ssub8 %[x], %[b0], %[k]\n\t"                                                                 \
+    "sel %[b0], %[b0], %[k]\n\t"                                                                  \
+    "b " L8 "b\n\t"
+/* w += adv[j] (of the state at e). */
+#define MM_S8P_ADV(J)                                                                             \
+    "ldr %[x], [%[e], #60]\n\t"                                                                   \
+    "ldr %[w], [%[e], #" J "]\n\t"                                                                \
+    "add %[x], %[x], %[w]\n\t"                                                                    \
+    "str %[x], [%[e], #60]\n\t"
+#define MM_S8P_ASM(HALF0, HALF1)                                                                  \
+    __asm__ volatile(                                                                             \
+        "sub sp, sp, #8\n\t"                                                                      \
+        "str %[e], [sp]\n\t"                                                                      \
+        "ldr %[k], [%[e], #76]\n\t"                                                               \
+        "str %[k], [sp, #4]\n\t"                                                                  \
+        "1:\n\t" HALF0 HALF1                                                                      \
+        "ldr %[k], [%[e], #44]\n\t"                                                               \
+        "subs %[k], %[k], #1\n\t"                                                                 \
+        "str %[k], [%[e], #44]\n\t"                                                               \
+        "bne 1b\n\t"                                                                              \
+        "add sp, sp, #8\n\t"                                                                      \
+        "b 9f\n\t" MM_S8P_SOUT("16", "18") MM_S8P_SOUT("26", "28") "9:\n\t"                      \
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1), [x] "=&r"(x_),         \
+          [w] "=&r"(w_), [pe] "=&r"(pe), [po] "=&r"(po), [re] "=&r"(re), [ro] "=&r"(ro),        \
+          [o] "=&r"(o), [v1] "=&r"(v1), [k] "=&r"(k_), [e] "+r"(e)                              \
+        :                                                                                         \
+        : "cc", "memory")
+/* 2-bit: half 0 fields 0, 1 (offset binary, shifts 0, 2), half 1 fields 2 (offset binary,
+ * shift 4) and 3 (top, shift 6), both on the same words (adv[0] = 0: no advance after half 0).
+ * 4-bit: each half one channel pair's words (8 bytes a group): the low field offset binary,
+ * the top one shifted by 4. */
+#define MM_S8P_W2_HALF0                                                                           \
+    MM_S8P_HALF(MM_S8P_IN("4") MM_S8P_OB("0x00030003", "a0", "b0")                                \
+                    MM_S8P_OB("0x000C000C", "a1", "b1"),                                          \
+                "116", "120", "124", "128",                                                       \
+                "asr %[a1], %[a1], #2\n\tasr %[b1], %[b1], #2\n\t", "16", "18", "")
+#define MM_S8P_W2_HALF1                                                                           \
+    MM_S8P_HALF(MM_S8P_IN("4") MM_S8P_OB("0x00300030", "a0", "b0")                                \
+                    MM_S8P_TOP("0xC0C0C0C0", "a1", "b1"),                                         \
+                "132", "136", "140", "144",                                                       \
+                "asr %[a0], %[a0], #4\n\tasr %[b0], %[b0], #4\n\t"                                \
+                "asr %[a1], %[a1], #6\n\tasr %[b1], %[b1], #6\n\t",                               \
+                "26", "28", MM_S8P_ADV("68"))
+#define MM_S8P_W4_STEP                                                                            \
+    MM_S8P_IN("8") MM_S8P_OB("0x000F000F", "a0", "b0") MM_S8P_TOP("0xF0F0F0F0", "a1", "b1")
+#define MM_S8P_W4_FIX "asr %[a1], %[a1], #4\n\tasr %[b1], %[b1], #4\n\t"
+#define MM_S8P_W4_HALF0                                                                           \
+    MM_S8P_HALF(MM_S8P_W4_STEP, "116", "120", "124", "128", MM_S8P_W4_FIX, "16", "18",            \
+                MM_S8P_ADV("64"))
+#define MM_S8P_W4_HALF1                                                                           \
+    MM_S8P_HALF(MM_S8P_W4_STEP, "132", "136", "140", "144", MM_S8P_W4_FIX, "26", "28",            \
+                MM_S8P_ADV("68"))
+#define MM_S8P_RUN(st, HALF0, HALF1)                                                              \
+    do {                                                                                          \
+        void *e = &(st);                                                                          \
+        uint32_t a0, a1, b0, b1, x_, w_, pe, po, re, ro, o, v1, k_;                               \
+        MM_S8P_ASM(HALF0, HALF1);                                                                 \
+        (void)a0, (void)a1, (void)b0, (void)b1, (void)x_, (void)w_, (void)pe, (void)po;           \
+        (void)re, (void)ro, (void)o, (void)v1, (void)k_, (void)e;                                 \
+    } while (0)
+#elif MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2
+/* The asm's sums, portably: field j of element i (byte i of its group's word; 4-bit: the
+ * half's pair word), its masked value (the top field's as an int8). */
+static void mm_s8p_c(mm_s8p *st, const mm_conv_ctx *k, const int wb)
+{
+    const int32_t n = 8 * st->c.n8 + st->c.n4;
+    for (; st->c.halves > 0; st->c.halves--)
+        for (int h = 0; h < 2; h++) {
+            const int f0 = wb == 4 ? 0 : 4 * h, f1 = wb == 4 ? 4 : 4 * h + 2; /* field shifts */
+            const int top = wb == 4 || h == 1, m = wb == 4 ? 15 : 3;
+            int32_t a[2] = {st->start[4 * h], st->start[4 * h + 1]};
+            int32_t b[2] = {st->start[4 * h + 2], st->start[4 * h + 3]};
+            for (int32_t i = 0; i < n; i++) {
+                const uint8_t wv = (const uint8_t)st->c.w[(wb == 4 ? 8 * (i >> 2) : 4 * (i >> 2)) +
+                                                          (i & 3)];
+                const int32_t v0 = wv & (m << f0);
+                const int32_t v1 = top ? (int8_t)(wv & (m << f1)) : wv & (m << f1);
+                const int32_t x0 = st->c.x[i], x1 = st->c.x[st->c.step + i];
+                a[0] += x0 * v0;
+                a[1] += x0 * v1;
+                b[0] += x1 * v0;
+                b[1] += x1 * v1;
+            }
+            for (int c = 0; c < 2; c++, st->c.bias++, st->c.mult++, st->c.shift++) {
+                const int f = c ? f1 : f0;
+                st->c.out0[c] = (uint8_t)mm_pw_rq(a[c] >> f, *st->c.bias, *st->c.mult,
+                                                  *st->c.shift, k->bk, k->qmin, k->qmax);
+                st->c.out1[c] = (uint8_t)mm_pw_rq(b[c] >> f, *st->c.bias, *st->c.mult,
+                                                  *st->c.shift, k->bk, k->qmin, k->qmax);
+            }
+            st->c.out0 += 2;
+            st->c.out1 += 2;
+            st->c.w += st->c.adv[h];
+        }
+}
+#endif
+
+#if MM_USE_CONV8P_D
+#if defined(__ARM_FEATURE_DSP)
+/* The patches' tails (mm_c8p_pass's: nt = 0 branches past), e holding the state, as
+ * MM_S8P_HALF's FIX: t advanced by tadv[j] (J its offset), label L. */
+#define MM_C8P_TAIL(J, L)                                                                         \
+    "ldr %[k], [%[e], #96]\n\t"                                                                   \
+    "cmp %[k], #0\n\t"                                                                            \
+    "beq " L "f\n\t"                                                                              \
+    "ldr %[x], [%[e], #80]\n\t"                                                                   \
+    "ldr %[re], [%[e], #92]\n\t"                                                                  \
+    "ldr %[o], [%[x]]\n\t"                                                                        \
+    "ldr %[v1], [%[x], %[k]]\n\t"                                                                 \
+    "ldr %[pe], [%[e], #100]\n\t"                                                                 \
+    "ldr %[po], [%[e], #104]\n\t"                                                                 \
+    "ldr %[ro], [%[e], #112]\n\t"                                                                 \
+    "lsr %[o], %[o], %[re]\n\t"                                                                   \
+    "lsr %[v1], %[v1], %[re]\n\t"                                                                 \
+    "ldr %[re], [%[e], #108]\n\t"                                                                 \
+    "sxtb16 %[w], %[o]\n\t"                                                                       \
+    "sxtb16 %[o], %[o], ror #8\n\t"                                                               \
+    "smlad %[a0], %[w], %[pe], %[a0]\n\t"                                                         \
+    "smlad %[a0], %[o], %[po], %[a0]\n\t"                                                         \
+    "smlad %[b0], %[w], %[re], %[b0]\n\t"                                                         \
+    "smlad %[b0], %[o], %[ro], %[b0]\n\t"                                                         \
+    "sxtb16 %[w], %[v1]\n\t"                                                                      \
+    "sxtb16 %[o], %[v1], ror #8\n\t"                                                              \
+    "smlad %[a1], %[w], %[pe], %[a1]\n\t"                                                         \
+    "smlad %[a1], %[o], %[po], %[a1]\n\t"                                                         \
+    "smlad %[b1], %[w], %[re], %[b1]\n\t"                                                         \
+    "smlad %[b1], %[o], %[ro], %[b1]\n\t"                                                         \
+    "ldr %[k], [%[e], #" J "]\n\t"                                                                \
+    "add %[x], %[x], %[k]\n\t"                                                                    \
+    "str %[x], [%[e], #80]\n\t" L ":\n\t"
+#endif
+
+/* CONV8P's pairs under MM_CONV8P_KIND (unsigned inputs, the requantization MM_RQ8, whole
+ * blocks of four channels, rows of a word or more): the head of the two patches as one row of
+ * words, then the tails (a lone pixel: a pair of itself, written once). On DSP cores
+ * mm_sub8p_d's loop (MM_S8P_ASM) with mm_c8x2d's step, its sums from 0: a block's two halves
+ * as two copies (their advances fixed), four steps an iteration after one if n & 4 and two if
+ * n & 8, the clamp S out of line (mm_c8x2d's loop, for rows of any count, took 135 est. M4
+ * cycles per half besides its steps on kws's stem, measured). */
+static MM_NOINLINE void mm_conv8p_d(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+                                    int32_t out_pix, int ob, int out_c, int np)
+{
+    const int32_t row = k->row, n = s->n, nt = s->tail, step = np == 2 ? row : 0;
+    mm_s8p st;
+    (void)ob;
+    mm_c8x2d_init(&st.c, k, s->x, (const int8_t *)k->w, n, step, out, np == 2 ? out_pix : 0);
+    st.c.t = (const int8_t *)k->w + 4 * n + nt - 4;
+    st.c.tadv[0] = 2 * nt;
+    st.c.tadv[1] = 4 * row - 2 * nt;
+    st.c.sh = 8 * (4 - nt);
+    st.c.nt = nt;
+    if (nt) { /* each patch's last word, shifted down to its tail bytes */
+        const uint32_t v0 = mm_c8p_ld(s->x + row - 4) >> st.c.sh;
+        const uint32_t v1 = mm_c8p_ld(s->x + step + row - 4) >> st.c.sh;
+        st.c.xt[0] = mm_uxtb16(v0);
+        st.c.xt[1] = mm_uxtb16_8(v0);
+        st.c.xt[2] = mm_uxtb16(v1);
+        st.c.xt[3] = mm_uxtb16_8(v1);
+    }
+#if defined(__ARM_FEATURE_DSP)
+    st.c.halves = out_c >> 2;
+    st.n = n;
+    for (int j = 0; j < 8; j++)
+        st.start[j] = 0;
+    MM_S8P_RUN(st,
+               MM_S8P_HALF(MM_C8X2D_STEP("uxtb16"), "116", "120", "124", "128",
+                           MM_C8P_TAIL("84", "19"), "16", "18", MM_S8P_ADV("64")),
+               MM_S8P_HALF(MM_C8X2D_STEP("uxtb16"), "132", "136", "140", "144",
+                           MM_C8P_TAIL("88", "29"), "26", "28", MM_S8P_ADV("68")));
+#else
+    st.c.halves = out_c >> 1;
+    mm_c8x2d_c(&st.c, k, 0);
+#endif
+}
+#endif
+
+#if MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2
+/* One or two pixels (np; a lone one as a pair of itself, written once) of SUB8P on the byte
+ * patches at s->x, every block of four channels. Start values: field j's offset o_j (2-bit:
+ * 2; 4-bit: 8; the top field's: 0) times 2^f. */
+static MM_INLINE void mm_sub8p_d(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+                                 int32_t out_pix, int out_c, int np, const int wb)
+{
+    const int32_t row = k->row, step = np == 2 ? row : 0;
+    const int32_t x0 = mm_s8_xsum(s, 0, 0), x1 = np == 2 ? mm_s8_xsum(s, 1, 0) : x0;
+    static const int8_t off[2][4] = {{2, 8, 32, 0}, {8, 0, 8, 0}}; /* 2-bit, 4-bit */
+    const int8_t *const o = off[wb == 4];
+    mm_s8p st;
+    mm_c8x2d_init(&st.c, k, s->x, (const int8_t *)k->w, row, step, out, np == 2 ? out_pix : 0);
+    st.c.sg = k->qmax != 255; /* MM_RQ8: the clamp U is [0, 255], S's tops at 127 */
+    st.c.halves = out_c >> 2;
+    st.n = row;
+    st.c.adv[0] = wb == 4 ? 4 : 0;
+    st.c.adv[1] = 4 * k->row_bytes - st.c.adv[0];
+    for (int h = 0; h < 2; h++)
+        for (int j = 0; j < 2; j++) {
+            st.start[4 * h + j] = -o[2 * h + j] * x0;
+            st.start[4 * h + 2 + j] = -o[2 * h + j] * x1;
+        }
+#if defined(__ARM_FEATURE_DSP)
+    if (wb == 4)
+        MM_S8P_RUN(st, MM_S8P_W4_HALF0, MM_S8P_W4_HALF1);
+    else
+        MM_S8P_RUN(st, MM_S8P_W2_HALF0, MM_S8P_W2_HALF1);
+#else
+    mm_s8p_c(&st, k, wb);
+#endif
+}
+
+#if MM_USE_SUB8PD_W4
+static MM_NOINLINE void mm_sub8p_d4(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+                                    int32_t out_pix, int ob, int out_c, int np)
+{
+    (void)ob;
+    mm_sub8p_d(k, s, out, out_pix, out_c, np, 4);
+}
+#endif
+#if MM_USE_SUB8PD_W2
+static MM_NOINLINE void mm_sub8p_d2(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+                                    int32_t out_pix, int ob, int out_c, int np)
+{
+    (void)ob;
+    mm_sub8p_d(k, s, out, out_pix, out_c, np, 2);
 }
 #endif
 #endif
