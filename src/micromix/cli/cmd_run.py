@@ -70,6 +70,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             "--" + name.replace("_", "-"),
             type=typ,
             default=None,
+            metavar="{channel,tensor}" if name == "dense_scales" else None,
             help=_HELP.get(name, f"override the preset's {name}"),
         )
     p.add_argument(

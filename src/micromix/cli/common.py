@@ -207,6 +207,7 @@ def add_model_args(p: argparse.ArgumentParser, *, default: str | None = "mobilen
         "--dense-scales",
         type=dense_scales_arg,
         default=None,
+        metavar="{channel,tensor}",
         help=f"{DENSE_SCALES_HELP}; a resume keeps the run directory's",
     )
     p.set_defaults(_model_default=default)
