@@ -703,7 +703,9 @@ def test_search_records_its_dense_scales_and_a_resume_refuses_others(tmp_path):
         return search(None, None, budget, "random", config, graph=graph, evaluator=ev, episodes=4)
 
     run(pt, stop_after=2)
-    assert json.loads((tmp_path / "config.json").read_text())["settings"]["dense_scales"] == "tensor"
+    assert (
+        json.loads((tmp_path / "config.json").read_text())["settings"]["dense_scales"] == "tensor"
+    )
     with pytest.raises(MicromixError, match='dense_scales was "tensor", now "channel"'):
         run(g)
     assert run(pt).episodes == 4  # the same layout continues

@@ -55,7 +55,7 @@ _OVERRIDES = {
     "max_recompute": fraction_arg,
     "dense_scales": dense_scales_arg,
 }
-_HELP = {"dense_scales": f"{DENSE_SCALES_HELP}; a resume keeps the run directory's"}
+_HELP = {"dense_scales": f"{DENSE_SCALES_HELP}; default channel, a resume keeps the recorded one"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -167,7 +167,7 @@ def dense_scales_arg(text: str) -> str:
 
 
 DENSE_SCALES_HELP = (
-    "weight scales of dense (Linear) layers: channel (one per output row, default) or tensor "
+    "weight scales of dense (Linear) layers: channel (one per output row) or tensor "
     "(one for the layer, as TFLite's int8 fully connected layers: one multiplier and shift "
     "stored instead of one per row)"
 )
@@ -208,7 +208,8 @@ def add_model_args(p: argparse.ArgumentParser, *, default: str | None = "mobilen
         type=dense_scales_arg,
         default=None,
         metavar="{channel,tensor}",
-        help=f"{DENSE_SCALES_HELP}; a resume keeps the run directory's",
+        help=f"{DENSE_SCALES_HELP}; default: on --resume the run directory's, a stored graph's "
+        "own (memory --run-dir / --checkpoint), else channel",
     )
     p.set_defaults(_model_default=default)
 
