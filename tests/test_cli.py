@@ -82,13 +82,27 @@ def test_train_cli_writes_run_dir(tmp_path, fashion, capsys):
         "512",
         "--width",
         "0.25",
+        "--dense-scales",
+        "tensor",
     ]
     assert main(argv) == 0
     metrics = json.loads((d / "metrics.json").read_text())
     cfg = json.loads((d / "config.json").read_text())
     assert 10.0 <= metrics["test_acc"] <= 100.0 and metrics["epochs"] == 1
     assert cfg["settings"]["train_images"] == 512 and "torch" in cfg["versions"]
+    assert cfg["settings"]["dense_scales"] == "tensor"
     assert (d / "model.pt").exists() and (d / "checkpoint.pt").exists()
+    # the model file holds the graph traced per tensor: `memory` reads it as recorded, and
+    # --dense-scales names another layout of the same graph
+    capsys.readouterr()
+    flash = {}
+    for scales in ([], ["--dense-scales", "tensor"], ["--dense-scales", "channel"]):
+        assert main(["memory", "--json", "--checkpoint", str(d / "model.pt"), *scales]) == 0
+        flash[tuple(scales)] = json.loads(capsys.readouterr().out)["flash_bytes"]
+    assert flash[()] == flash[("--dense-scales", "tensor")] < flash[("--dense-scales", "channel")]
+    # a resume with another layout is refused before anything trains
+    assert main([*argv[:-1], "channel", "--resume"]) == 2
+    assert 'dense_scales was "tensor", now "channel"' in _err_line(capsys)
 
 
 def test_targets_and_models_lists(capsys):

@@ -52,9 +52,47 @@ def test_memory_schedule_defaults_to_auto_at_a_tenth(capsys):
         (["--max-recompute", "-0.5"], "fraction of 0 or more"),
         (["--max-recompute", "ten"], "expected a number"),
         (["--max-recompute", "inf"], "finite"),
+        (["--dense-scales", "row"], "--dense-scales: choose channel, tensor, not 'row'"),
     ],
 )
 def test_bad_schedule_flags_one_line_exit_2(argv, needle, capsys):
     assert main(["memory", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err, err
+
+
+TWO_DENSE = """
+import torch.nn as nn
+
+
+class TwoDense(nn.Module):
+    def __init__(self, hidden=7, classes=3):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.relu = nn.ReLU()
+        self.fc1 = nn.Linear(4 * 4 * 4, hidden)
+        self.fc2 = nn.Linear(hidden, classes)
+
+    def forward(self, x):
+        x = self.relu(self.conv(x)).flatten(1)
+        return self.fc2(self.relu(self.fc1(x)))
+"""
+
+
+@pytest.mark.parametrize("hidden, classes", [(7, 3), (16, 1)])
+def test_dense_scales_tensor_saves_a_multiplier_and_shift_per_dense_row(
+    hidden, classes, tmp_path, capsys
+):
+    """Per tensor, each Linear layer keeps one int32 multiplier and one int8 shift instead of
+    one per output row (DESIGN: per-channel parameters); the conv keeps its own."""
+    net = tmp_path / "net.py"
+    net.write_text(TWO_DENSE)
+    argv = ["memory", "--json", "--model", f"{net}:TwoDense", "--input-shape", "1x6x6"]
+    argv += ["--model-args", json.dumps({"hidden": hidden, "classes": classes})]
+    flash = {}
+    for scales in ("channel", "tensor"):
+        assert main([*argv, "--dense-scales", scales]) == 0
+        flash[scales] = json.loads(capsys.readouterr().out)["flash_bytes"]
+    assert main(argv) == 0  # per channel unless asked
+    assert json.loads(capsys.readouterr().out)["flash_bytes"] == flash["channel"]
+    assert flash["channel"] - flash["tensor"] == (hidden - 1 + classes - 1) * (4 + 1)

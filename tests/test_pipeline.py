@@ -31,6 +31,9 @@ TINY = RunConfig(
     export_target="host",
 )
 
+# The module's run scales its dense layer per tensor (as TFLite's int8 files do): every stage
+# must then trace, search, fine-tune and export it so; the channel default runs elsewhere.
+RUN = replace(TINY, dense_scales="tensor")
 
 TRACES: list[str] = []  # the models the module's run traced
 
@@ -49,7 +52,7 @@ def run_dir(tmp_path_factory, fashion):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(micromix.graph._Fuser, "run", counted)
-        run_pipeline(d, TINY, progress=False)
+        run_pipeline(d, RUN, progress=False)
     return d
 
 
@@ -85,9 +88,36 @@ def test_every_stage_done_and_consistent(run_dir):
 
 def test_resume_refuses_another_schedule(run_dir):
     with pytest.raises(MicromixError, match="schedule"):
-        run_pipeline(run_dir, replace(TINY, schedule="layer"), resume=True, progress=False)
+        run_pipeline(run_dir, replace(RUN, schedule="layer"), resume=True, progress=False)
     with pytest.raises(MicromixError, match="max_recompute"):
-        run_pipeline(run_dir, replace(TINY, max_recompute=0.2), resume=True, progress=False)
+        run_pipeline(run_dir, replace(RUN, max_recompute=0.2), resume=True, progress=False)
+
+
+def test_a_tensor_run_records_its_scales_and_exports_the_per_tensor_kernel(run_dir):
+    """--dense-scales tensor reaches every stage: config.json, the stored graph, the QAT
+    checkpoint (its reload traces per tensor) and the C, which runs the layer with
+    mm_dense_pt (the export's self-test, checked above, ran it bit-exact)."""
+    from micromix.graph import scales_of
+    from micromix.quant.finetune import load_qat
+
+    assert read_json(run_dir / "config.json")["settings"]["dense_scales"] == "tensor"
+    dense = [o for o in graph_of_run_dir(run_dir).ops if o.has_weight and len(o.weight.shape) == 2]
+    assert dense and all(o.per_tensor for o in dense)
+    assert scales_of(load_qat(run_dir / "finetune" / "qat.pt")[0].graph).dense == "tensor"
+    assert "mm_dense_pt(" in (run_dir / "c" / "lib" / "micromix_model.c").read_text()
+
+
+def test_resume_keeps_the_recorded_dense_scales_and_refuses_others(run_dir, capsys):
+    from micromix.cli import build_parser
+    from micromix.cli.cmd_run import config_from_args
+
+    argv = ["run", "--run-dir", str(run_dir), "--resume"]
+    assert config_from_args(build_parser().parse_args(argv)).dense_scales == "tensor"
+    with pytest.raises(MicromixError, match="dense_scales"):
+        run_pipeline(run_dir, replace(RUN, dense_scales="channel"), resume=True, progress=False)
+    assert main([*argv, "--dense-scales", "channel", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and 'dense_scales was "tensor", now "channel"' in err
 
 
 def test_report_rendered_and_rerendered(run_dir, capsys):
@@ -106,7 +136,7 @@ def test_resume_skips_finished_stages(run_dir):
     for s in ("export", "report"):  # as if the run had been killed during the export
         stages.pop(s)
     (run_dir / "stages.json").write_text(json.dumps(stages))
-    run_pipeline(run_dir, TINY, resume=True, progress=False)
+    run_pipeline(run_dir, RUN, resume=True, progress=False)
     again = read_json(run_dir / "stages.json")
     assert "export" in again and again["search"] == stages["search"]
     assert (run_dir / "float" / "model.pt").stat().st_mtime_ns == model_mtime
@@ -125,6 +155,7 @@ def test_presets():
         (["run", "--model", "resnet9"], "unknown model"),
         (["run", "--schedule", "fastest"], "choose auto, layer, inplace, patch"),
         (["run", "--max-recompute", "-1"], "fraction of 0 or more"),
+        (["run", "--dense-scales", "row"], "--dense-scales: choose channel, tensor, not 'row'"),
     ],
 )
 def test_run_errors_one_line(argv, needle, tmp_path, capsys, fashion):

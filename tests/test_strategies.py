@@ -685,3 +685,27 @@ def test_resume_refuses_another_schedule(tmp_path):
     assert recorded == {"schedule": "layer", "max_recompute": 0.1}
     with pytest.raises(MicromixError, match="unknown schedule"):
         SearchConfig(schedule="fastest")
+
+
+def test_search_records_its_dense_scales_and_a_resume_refuses_others(tmp_path):
+    """The layout of the dense layers changes the FLASH of every policy and the QAT: the
+    search records it (config.json, as `micromix search --resume` reads it) and refuses to
+    continue under the other one."""
+    from micromix.graph import WeightScales, with_scales
+
+    g = trace(_patch_net(), (1, 1, 16, 16))
+    pt = with_scales(g, WeightScales(dense="tensor"))
+    budget = Budget(int(0.6 * memory_report(pt, Policy.uniform(pt, 8)).flash_bytes), None)
+
+    def run(graph, **kw):
+        config = SearchConfig(run_dir=tmp_path, progress=False, plots=False, resume=True, **kw)
+        ev = SyntheticEvaluator(graph)
+        return search(None, None, budget, "random", config, graph=graph, evaluator=ev, episodes=4)
+
+    run(pt, stop_after=2)
+    assert (
+        json.loads((tmp_path / "config.json").read_text())["settings"]["dense_scales"] == "tensor"
+    )
+    with pytest.raises(MicromixError, match='dense_scales was "tensor", now "channel"'):
+        run(g)
+    assert run(pt).episodes == 4  # the same layout continues

@@ -22,7 +22,7 @@ from .budget import Budget, check_feasible
 from .data import DataSplits, load_dataset
 from .errors import MicromixError
 from .files import load_checkpoint, read_json, write_json
-from .graph import trace
+from .graph import WeightScales, trace
 from .memory import memory_report
 from .models import input_shape_of, spec_of
 from .policy import Policy
@@ -93,10 +93,16 @@ class RunConfig:
     # The schedule whose RAM the budget holds, the report counts and the C runs (schedule.py)
     schedule: str = "auto"
     max_recompute: float = 0.10
+    # Dense (nn.Linear) weight scales (graph.WeightScales): every trace of the run uses them
+    dense_scales: str = "channel"
 
     @property
     def scheduling(self) -> Scheduling:
         return Scheduling(self.schedule, self.max_recompute)
+
+    @property
+    def weight_scales(self) -> WeightScales:
+        return WeightScales(dense=self.dense_scales)
 
     def model_spec(self):
         """The ModelSpec of `model` (zoo: width, resolution, channels, classes)."""
@@ -175,6 +181,7 @@ class Pipeline:
         c = self.cfg
         recipe(c.qat_recipe)  # an unknown recipe name is refused here
         scheduling = c.scheduling  # an unknown schedule or a bad recompute cap too
+        WeightScales(dense=c.dense_scales)  # an unknown dense scale layout too
         if c.strategy not in list_strategies():
             raise MicromixError(
                 f"unknown strategy {c.strategy!r}; choose one of {', '.join(list_strategies())}."
@@ -193,7 +200,7 @@ class Pipeline:
             from .models import build
 
             model = build(self.spec)
-        graph = self.graph = trace(model)
+        graph = self.graph = self.trace(model)
         self.input_shape = input_shape_of(model)[1:]  # the data is loaded at this size
         spec = spec_of(model)
         self.model_spec_json = None if spec is None else spec.to_json()
@@ -211,8 +218,12 @@ class Pipeline:
         """The Graph `validate` traced (one trace per run: the stages' model has the same
         architecture and input shape); traced here only when validate did not run."""
         if self.graph is None:
-            self.graph = trace(model)
+            self.graph = self.trace(model)
         return self.graph
+
+    def trace(self, model: torch.nn.Module):
+        """The run's one way to trace: with its weight scales."""
+        return trace(model, scales=self.cfg.weight_scales)
 
     @property
     def data(self) -> DataSplits:

@@ -22,7 +22,7 @@ from typing import Any
 
 from .errors import CheckpointError, MicromixError
 from .files import load_checkpoint, read_json, write_json
-from .graph import Graph, graph_from_json, trace
+from .graph import Graph, WeightScales, graph_from_json, trace
 from .integer import IntegerModel, convert
 from .numerics.params import qparams_from_data
 from .policy import Policy
@@ -81,7 +81,8 @@ def graph_of_run_dir(run_dir: str | Path) -> Graph:
         graph = graph_of_file(p)
         if graph is not None:
             return graph
-    return trace(_recorded_zoo_model(d))
+    scales = WeightScales(dense=recorded_setting(d, "dense_scales") or "channel")
+    return trace(_recorded_zoo_model(d), scales=scales)
 
 
 def _recorded_zoo_model(d: Path) -> Any:

@@ -14,7 +14,6 @@ from ..baselines import RESOLUTIONS, UNIFORM, WIDTHS, best_fitting_8bit, uniform
 from ..budget import Budget
 from ..errors import MicromixError
 from ..files import write_json
-from ..graph import trace
 from ..memory import memory_report
 from ..models import create_from_config
 from ..policy import Policy
@@ -39,6 +38,7 @@ from .common import (
     positive_int,
     resolve_device,
     spec_json,
+    traced,
 )
 
 NAME = "baseline"
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     command = f"baseline {args.kind}"
     check_run_dir(run_dir, command, resume=args.resume, force=args.force)
     model = load_model_for(args)
-    graph = trace(model)
+    graph = traced(args, model)
     baseline = BASELINES[args.kind]  # argparse allows only its keys
     recipe_from_args(args)  # a bad recipe setting is refused here
     baseline.check(args, graph)  # user mistakes surface before anything is written
@@ -208,7 +208,7 @@ def run_fit8(args, model, graph, device, run_dir: Path) -> dict:
     best["float_test_acc"] = evaluate(net, data.test, device=device)
     if dist.is_main():
         save_model(run_dir / "float.pt", net.cpu())
-    g = trace(net)
+    g = traced(args, net)
     q = _finetune(args, net, Policy.uniform(g, 8), g, data.train, device, run_dir / "checkpoint.pt")
     best["test_acc"] = evaluate(q, data.test, device=device)
     best["heldout_acc"] = evaluate(q, data.heldout, device=device)

@@ -9,7 +9,6 @@ from pathlib import Path
 from .. import distributed as dist
 from ..errors import MicromixError
 from ..files import write_json
-from ..graph import trace
 from ..memory import memory_report
 from ..policy import Policy
 from ..quant.fakequant import DEFAULT_WEIGHT_RANGE, WEIGHT_QUANTS, WEIGHT_RANGES
@@ -39,6 +38,7 @@ from .common import (
     positive_int,
     resolve_device,
     spec_json,
+    traced,
 )
 
 NAME = "finetune"
@@ -47,6 +47,7 @@ HELP = "quantization-aware fine-tuning under a policy (checkpoint each epoch, --
 FINETUNE_RESULT_KEYS = (
     "checkpoint",
     "model",
+    "dense_scales",
     "bits",
     "weight_range",
     "qat_recipe",
@@ -200,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
     config = finetune_config_from_args(args, device, run_dir / "checkpoint.pt")
     cfg = config.train_config(qat)  # recorded; finetune trains with the same
     model = load_model_for(args)
-    graph = trace(model)
+    graph = traced(args, model)
     policy = resolve_policy(args, graph)
     data = data_for(args, model)
     check_classes(data, graph)
@@ -211,6 +212,7 @@ def run(args: argparse.Namespace) -> int:
             "checkpoint": str(args.checkpoint),
             "model": getattr(model, "micromix_config", None),
             "model_spec": spec_json(model),
+            "dense_scales": args.dense_scales,
             "policy": args.policy or f"uniform W{policy_bits(args)[0]}/A{policy_bits(args)[1]}",
             "bits": policy.to_json(),
             "weight_range": args.weight_range,

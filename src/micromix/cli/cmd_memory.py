@@ -8,7 +8,7 @@ import json
 from ..budget import Budget
 from ..cost import cost_rows, cost_table
 from ..errors import MicromixError
-from ..graph import trace
+from ..graph import with_scales
 from ..memory import memory_report
 from ..policy import Policy
 from ..schedule import plan, report_of
@@ -19,6 +19,8 @@ from .common import (
     json_file,
     load_model_for,
     positive_int,
+    traced,
+    weight_scales,
 )
 
 NAME = "memory"
@@ -56,7 +58,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _graph(args: argparse.Namespace):
     """The Graph to measure. A run directory, or a micromix model file given without --model,
-    is read as data (its stored graph): no model is built and no code imported."""
+    is read as data (its stored graph, with the weight scales it was traced with unless
+    --dense-scales names others): no model is built and no code imported."""
+    graph = _stored_graph(args)
+    if graph is None:
+        return traced(args, load_model_for(args))
+    return graph if args.dense_scales is None else with_scales(graph, weight_scales(args))
+
+
+def _stored_graph(args: argparse.Namespace):
     from ..stored import graph_of_file, graph_of_run_dir, inside
 
     if args.run_dir and not (args.checkpoint or args.model):
@@ -65,10 +75,8 @@ def _graph(args: argparse.Namespace):
             args.policy = str(recorded)
         return graph_of_run_dir(args.run_dir)
     if args.checkpoint and not args.model and not args.input_shape:
-        graph = graph_of_file(args.checkpoint)
-        if graph is not None:
-            return graph
-    return trace(load_model_for(args))
+        return graph_of_file(args.checkpoint)
+    return None
 
 
 def run(args: argparse.Namespace) -> int:

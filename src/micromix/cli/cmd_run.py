@@ -9,7 +9,9 @@ from pathlib import Path
 from ..mcu import get_target
 from ..pipeline import PRESETS, RunConfig, preset, resolve_checkpoint, run_pipeline
 from .common import (
+    DENSE_SCALES_HELP,
     budget_arg,
+    dense_scales_arg,
     fraction_arg,
     positive_float,
     positive_int,
@@ -51,7 +53,9 @@ _OVERRIDES = {
     "workers": positive_int,
     "schedule": schedule_arg,
     "max_recompute": fraction_arg,
+    "dense_scales": dense_scales_arg,
 }
+_HELP = {"dense_scales": f"{DENSE_SCALES_HELP}; default channel, a resume keeps the recorded one"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,7 +70,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             "--" + name.replace("_", "-"),
             type=typ,
             default=None,
-            help=f"override the preset's {name}",
+            metavar="{channel,tensor}" if name == "dense_scales" else None,
+            help=_HELP.get(name, f"override the preset's {name}"),
         )
     p.add_argument(
         "--weight-only",

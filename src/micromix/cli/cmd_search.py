@@ -7,7 +7,6 @@ from pathlib import Path
 
 from ..budget import Budget, check_feasible, format_bytes
 from ..errors import MicromixError
-from ..graph import trace
 from ..memory import memory_report
 from ..policy import Policy
 from ..rundir import check_run_dir
@@ -24,6 +23,7 @@ from .common import (
     nonneg_int,
     positive_int,
     resolve_device,
+    traced,
 )
 
 NAME = "search"
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     qat.check_trains()  # the QAT evaluator's: refused before the data loads
     check_run_dir(args.run_dir, "search", resume=args.resume, force=args.force)
     model = load_model_for(args)
-    graph = trace(model)
+    graph = traced(args, model)
     ref = memory_report(graph, Policy.uniform(graph, 8))
     budget = Budget.parse(args.flash, args.ram, target=args.target, reference=ref)
     # fail before loading data or training anything (RAM under the schedule)

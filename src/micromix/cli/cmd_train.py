@@ -9,7 +9,6 @@ from pathlib import Path
 
 from .. import distributed as dist
 from ..files import write_json
-from ..graph import trace
 from ..rundir import check_run_dir, open_run_dir
 from ..train import FitRun, evaluate, fit, float_recipe, save_model
 from .common import (
@@ -26,6 +25,7 @@ from .common import (
     positive_int,
     resolve_device,
     spec_json,
+    traced,
 )
 
 NAME = "train"
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         model = load_model_for(args)
     data = data_for(args, model)
-    graph = trace(model)
+    graph = traced(args, model)
     check_classes(data, graph)
     train = (
         data.train
@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         settings = {
             "model": getattr(model, "micromix_config", None),
             "model_spec": spec_json(model),
+            "dense_scales": args.dense_scales,
             "dataset": args.dataset,
             "train_images": len(train),
             "train": cfg.to_json(),
@@ -114,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         save_model(
             run_dir / "model.pt",
             model.cpu(),
+            graph=graph,  # the one traced with --dense-scales, as graph.json holds
             metrics={"test_acc": test_acc, "heldout_acc": held_acc},
         )
         write_json(run_dir / "metrics.json", metrics)

@@ -11,13 +11,17 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from ..checks import check_batches, check_classes, model_classes
 from ..errors import MicromixError
+
+if TYPE_CHECKING:
+    from ..graph import WeightScales
+    from ..ir import Graph
 
 __all__ = ["check_batches", "check_classes", "model_classes"]  # re-exported for the commands
 
@@ -153,6 +157,22 @@ def add_batch_size(p: argparse.ArgumentParser, default: int, what: str = "traini
     )
 
 
+def dense_scales_arg(text: str) -> str:
+    """A dense (nn.Linear) weight scale layout of graph.WeightScales: channel or tensor."""
+    from ..graph import DENSE_SCALES
+
+    if text not in DENSE_SCALES:
+        raise argparse.ArgumentTypeError(f"choose {', '.join(DENSE_SCALES)}, not {text!r}")
+    return text
+
+
+DENSE_SCALES_HELP = (
+    "weight scales of dense (Linear) layers: channel (one per output row) or tensor "
+    "(one for the layer, as TFLite's int8 fully connected layers: one multiplier and shift "
+    "stored instead of one per row)"
+)
+
+
 def add_model_args(p: argparse.ArgumentParser, *, default: str | None = "mobilenet_v1") -> None:
     p.add_argument(
         "--model",
@@ -182,6 +202,14 @@ def add_model_args(p: argparse.ArgumentParser, *, default: str | None = "mobilen
         type=positive_int,
         default=None,
         help="zoo: stride of the first conv (default: 1 below 64 px, else 2)",
+    )
+    p.add_argument(
+        "--dense-scales",
+        type=dense_scales_arg,
+        default=None,
+        metavar="{channel,tensor}",
+        help=f"{DENSE_SCALES_HELP}; default: on --resume the run directory's, a stored graph's "
+        "own (memory --run-dir / --checkpoint), else channel",
     )
     p.set_defaults(_model_default=default)
 
@@ -280,6 +308,29 @@ def load_model_for(args: argparse.Namespace, checkpoint: str | None = None) -> n
     if checkpoint and spec is None and getattr(args, "input_shape", None):
         record_input_shape(model, (1, *parse_input_shape(args.input_shape)))
     return model
+
+
+def weight_scales(args: argparse.Namespace) -> WeightScales:
+    """The WeightScales of a command: --dense-scales, else on --resume what its run directory
+    recorded (a value read from a file is checked like the flag), else per channel. Written
+    back to `args.dense_scales`, so the settings a command records name the value it used."""
+    from ..graph import WeightScales
+
+    value = getattr(args, "dense_scales", None)
+    if value is None and getattr(args, "resume", False) and getattr(args, "run_dir", None):
+        from ..stored import recorded_setting
+
+        value = recorded_setting(args.run_dir, "dense_scales")
+    scales = WeightScales(dense=value or "channel")
+    args.dense_scales = scales.dense
+    return scales
+
+
+def traced(args: argparse.Namespace, model: nn.Module) -> Graph:
+    """The Graph of a command's model: the one trace with the command's weight scales."""
+    from ..graph import trace
+
+    return trace(model, scales=weight_scales(args))
 
 
 def model_from_run_dir(run_dir: str | Path) -> nn.Module:

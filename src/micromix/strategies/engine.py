@@ -34,7 +34,7 @@ from ..configs import check_int
 from ..data import DataSplits
 from ..errors import CheckpointError, InfeasibleBudgetError, MicromixError
 from ..files import write_json
-from ..graph import Graph, trace
+from ..graph import Graph, scales_of, trace
 from ..memory import MemoryReport, SizeTable, memory_report
 from ..models.spec import spec_of
 from ..policy import FIXED_BITS, Policy
@@ -200,6 +200,7 @@ def search_identity(
         "seed": seed,
         "budget": budget.to_json(),
         "schedule": (scheduling or Scheduling()).to_json(),
+        "dense_scales": scales_of(graph).dense,  # QAT and the FLASH of a policy follow it
         "graph": ";".join(f"{o.name}:{o.kind}:{o.out_shape}" for o in graph.ops),
     }
 
