@@ -188,6 +188,7 @@ typedef struct {
     } runs[4];
     int inside; /* mm_dw_runs_of */
     int apart;  /* the layer's input and output do not overlap */
+    int covered; /* mm_dw_covered of the layer, once a layer (mm_dw_cols asks it every group) */
     struct mm_dwr *ring; /* mm_dw_3x3_w's ring of widened rows, or none: rows read as they are */
 } mm_dwq;
 
@@ -803,8 +804,7 @@ static int mm_dw_cols(const mm_dwl *L, const uint8_t *in, uint8_t *out, const ui
     const int e0 = L->ox_in, e1 = e0 + L->n_in, top = L->ph == 1, b = q->inside;
     const int bottom = b + 2 == out_h;
     const int32_t rs = L->row, ip = L->in_pix;
-    if (!q->apart || L->oy0 != 0 || L->oy1 != out_h || 4 * out_w >= 3 * out_h ||
-        !mm_dw_covered(L))
+    if (!q->apart || L->oy0 != 0 || L->oy1 != out_h || 4 * out_w >= 3 * out_h || !q->covered)
         return 0;
     q->step = sh * rs;
     q->adv = q->step - 2 * rs;
@@ -1213,7 +1213,8 @@ void mm_depthwise(MM_CONV_ARGS)
                (uintptr_t)(in + (int32_t)in_h * L.row) <= (uintptr_t)out;
 #if MM_DW_FOLDS
     /* 3x3 layers whose every window mm_dw_rows takes, where the group's rule lets it */
-    const int cover = taps == 9 && path != MM_P_DW_4X4_8U && mm_dw_covered(&L);
+    rq.covered = mm_dw_covered(&L);
+    const int cover = taps == 9 && path != MM_P_DW_4X4_8U && rq.covered;
     /* whether the row loops run (mm_dw_4x4_8u: on rows of 4 whole windows or more), so that
      * the group's addends are worth their set-up (VWW's 6 x 6 px 4x4 layer: 143,062 -> 136,983
      * est. M4 cycles, measured) */
