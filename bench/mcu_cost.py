@@ -532,7 +532,7 @@ def layer_rows(graph, policy) -> list[dict]:
     from micromix.cost import cost_rows
 
     return [
-        {k: r[k] for k in ("layer", "kernel", "bits", "macs", "outputs", "pixels")}
+        {k: r[k] for k in ("layer", "kernel", "bits", "macs", "outputs", "pixels", "patch")}
         for r in cost_rows(graph, policy, table={})
     ]
 

@@ -19,6 +19,7 @@ from micromix.cost import (
     layer_cost,
     load_cost_table,
     network_cost,
+    patch_class,
     row_key,
 )
 from micromix.graph import trace
@@ -180,3 +181,26 @@ def test_one_pixel_layers_have_their_own_row_and_fall_back_without_one() -> None
     assert layer_cost(row_key(table, dict(r, pixels=3)), 5000, 5, table).est_cycles == 10050
     general = {k: v for k, v in table.items() if not k.endswith("1px")}
     assert row_key(general, r) == "k|8|8|8"
+
+
+def test_a_stem_on_byte_patches_has_its_own_row() -> None:
+    """A conv on 1-3 input channels (byte patches: kws's and vww's stems) is keyed apart from
+    the convs on whole words of channels, whose cost per MAC the pair loops set, and the fit
+    gives each class its own coefficients."""
+    import torch.nn as nn
+
+    net = nn.Sequential(nn.Conv2d(1, 64, (10, 4), 2, (5, 1)), nn.ReLU(), nn.Conv2d(64, 8, 3))
+    g = trace(net, input_shape=(1, 1, 49, 10))  # kws's stem
+    rows = cost_rows(g, Policy.uniform(g, 8), table={})
+    assert [r["kernel"] for r in rows] == ["mm_conv", "mm_conv"]
+    assert [r["patch"] for r in rows] == [True, False]
+    keys = {row_key({}, r) for r in rows}
+    assert keys == {"mm_conv|8|8|8"}  # no patch row in the table: the kernel's own row
+    meas = [dict(r, instructions=3 * r["macs"], est_cycles=(3 if r["patch"] else 1) * r["macs"])
+            for r in rows]  # fmt: skip
+    table = fit_cost_table(meas)
+    assert set(table) == {"mm_conv|8|8|8|patch", "mm_conv|8|8|8"}  # kws's rows: 40 bytes
+    assert patch_class(dict(rows[0], macs=27, outputs=1)) == "patch_tail"  # a 3x3x3 stem's
+    for r in meas:
+        c = layer_cost(row_key(table, r), r["macs"], r["outputs"], table)
+        assert c.est_cycles == r["est_cycles"]

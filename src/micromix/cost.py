@@ -49,18 +49,34 @@ class LayerCost:
 
 
 def cost_key(
-    kernel: str, in_bits: int, w_bits: int | None, out_bits: int, pixels: int | None = None
+    kernel: str,
+    in_bits: int,
+    w_bits: int | None,
+    out_bits: int,
+    pixels: int | None = None,
+    patch: str = "",
 ) -> str:
     """The table row of a layer. A layer of one output pixel (a dense layer) has a row of its
-    own: the kernels that take output pixels two at a time run it on their one-pixel path."""
+    own: the kernels that take output pixels two at a time run it on their one-pixel path. So
+    has a conv that gathers byte patches (`patch`, `patch_class`: a stem on 1-3 input
+    channels), whose cost per MAC and per output differs from the pair loops on whole words of
+    channels, by whether its rows end in a tail of 1-3 bytes (an extra step a block)."""
     key = f"{kernel}|{in_bits}|{w_bits or 0}|{out_bits}"
-    return key + "|1px" if pixels == 1 else key
+    return key + ("|1px" if pixels == 1 else "") + (f"|{patch}" if patch else "")
+
+
+def patch_class(r: Mapping) -> str:
+    """A measured or modelled layer's patch class: "" (none), "patch" (whole-word rows) or
+    "patch_tail" (rows of MACs / outputs bytes with a tail)."""
+    if not r.get("patch"):
+        return ""
+    return "patch_tail" if (r["macs"] // max(r["outputs"], 1)) % 4 else "patch"
 
 
 def row_key(table: Mapping[str, dict], r: Mapping) -> str:
     """The key of layer `r` (kernel, bits, pixels) in `table`: its one-pixel row where the
     table has one, else the kernel and bits' row."""
-    key = cost_key(r["kernel"], *r["bits"], r.get("pixels"))
+    key = cost_key(r["kernel"], *r["bits"], r.get("pixels"), patch_class(r))
     return key if key in table else cost_key(r["kernel"], *r["bits"])
 
 
@@ -96,8 +112,8 @@ def cost_rows(graph: Graph, policy: Policy, table: Mapping[str, dict] | None = N
         bits = (policy.activations[op.inputs[0]], lm.weight_bits, lm.out_bits)
         outputs = int(np.prod(op.out_shape))
         pixels = int(np.prod(op.out_shape[1:]))
-        r = {"kernel": lm.kernel, "bits": list(bits), "pixels": pixels}
-        c = layer_cost(row_key(t, r), op.macs, outputs, t)
+        r = {"kernel": lm.kernel, "bits": list(bits), "pixels": pixels, "patch": _patch(op, lm)}
+        c = layer_cost(row_key(t, {**r, "macs": op.macs, "outputs": outputs}), op.macs, outputs, t)
         rows.append(
             {
                 "layer": op.name,
@@ -106,11 +122,18 @@ def cost_rows(graph: Graph, policy: Policy, table: Mapping[str, dict] | None = N
                 "macs": int(op.macs),
                 "outputs": outputs,
                 "pixels": pixels,
+                "patch": r["patch"],
                 "instructions": None if c is None else c.instructions,
                 "est_cycles": None if c is None else c.est_cycles,
             }
         )
     return rows
+
+
+def _patch(op, lm) -> bool:
+    """Whether mm_conv gathers this layer's windows as byte patches: input channels not a
+    multiple of four (mm_kernels.h MM_CONV_PATH's first test; a stem on 1-3 channels)."""
+    return lm.kernel == "mm_conv" and op.groups == 1 and op.in_shape[0] % 4 != 0
 
 
 def network_cost(
@@ -149,7 +172,8 @@ def fit_cost_table(layers: Iterable[Mapping]) -> dict[str, dict]:
     coefficients per key (cost_key: one-pixel layers apart)."""
     groups: dict[str, list[Mapping]] = {}
     for r in layers:
-        groups.setdefault(cost_key(r["kernel"], *r["bits"], r.get("pixels")), []).append(r)
+        key = cost_key(r["kernel"], *r["bits"], r.get("pixels"), patch_class(r))
+        groups.setdefault(key, []).append(r)
     table = {}
     for key, rs in sorted(groups.items()):
         x = np.array([[r["macs"], r["outputs"]] for r in rs], dtype=np.float64)
