@@ -73,10 +73,16 @@ def patch_class(r: Mapping) -> str:
     return "patch_tail" if (r["macs"] // max(r["outputs"], 1)) % 4 else "patch"
 
 
+def layer_key(r: Mapping) -> str:
+    """The own key of layer `r` (kernel, bits, pixels, MACs, outputs, patch): what the fit
+    groups it under."""
+    return cost_key(r["kernel"], *r["bits"], r.get("pixels"), patch_class(r))
+
+
 def row_key(table: Mapping[str, dict], r: Mapping) -> str:
-    """The key of layer `r` (kernel, bits, pixels) in `table`: its one-pixel row where the
+    """The key of layer `r` in `table`: its own row (`layer_key`: one-pixel, patch) where the
     table has one, else the kernel and bits' row."""
-    key = cost_key(r["kernel"], *r["bits"], r.get("pixels"), patch_class(r))
+    key = layer_key(r)
     return key if key in table else cost_key(r["kernel"], *r["bits"])
 
 
@@ -112,21 +118,19 @@ def cost_rows(graph: Graph, policy: Policy, table: Mapping[str, dict] | None = N
         bits = (policy.activations[op.inputs[0]], lm.weight_bits, lm.out_bits)
         outputs = int(np.prod(op.out_shape))
         pixels = int(np.prod(op.out_shape[1:]))
-        r = {"kernel": lm.kernel, "bits": list(bits), "pixels": pixels, "patch": _patch(op, lm)}
-        c = layer_cost(row_key(t, {**r, "macs": op.macs, "outputs": outputs}), op.macs, outputs, t)
-        rows.append(
-            {
-                "layer": op.name,
-                "kernel": lm.kernel,
-                "bits": list(bits),
-                "macs": int(op.macs),
-                "outputs": outputs,
-                "pixels": pixels,
-                "patch": r["patch"],
-                "instructions": None if c is None else c.instructions,
-                "est_cycles": None if c is None else c.est_cycles,
-            }
-        )
+        r = {
+            "layer": op.name,
+            "kernel": lm.kernel,
+            "bits": list(bits),
+            "macs": int(op.macs),
+            "outputs": outputs,
+            "pixels": pixels,
+            "patch": _patch(op, lm),
+        }
+        c = layer_cost(row_key(t, r), op.macs, outputs, t)
+        r["instructions"] = None if c is None else c.instructions
+        r["est_cycles"] = None if c is None else c.est_cycles
+        rows.append(r)
     return rows
 
 
@@ -172,8 +176,7 @@ def fit_cost_table(layers: Iterable[Mapping]) -> dict[str, dict]:
     coefficients per key (cost_key: one-pixel layers apart)."""
     groups: dict[str, list[Mapping]] = {}
     for r in layers:
-        key = cost_key(r["kernel"], *r["bits"], r.get("pixels"), patch_class(r))
-        groups.setdefault(key, []).append(r)
+        groups.setdefault(layer_key(r), []).append(r)
     table = {}
     for key, rs in sorted(groups.items()):
         x = np.array([[r["macs"], r["outputs"]] for r in rs], dtype=np.float64)
