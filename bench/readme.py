@@ -214,10 +214,83 @@ def memory_table() -> str:
     return "\n".join(md_table(head, rows))
 
 
+TEXT_LIMIT = 24 * 1024  # issue 24's kernel .text goal per build
+
+
+def _ok(met: bool) -> str:
+    return "met" if met else "**NOT met**"
+
+
+def _speed_goals(d: dict[str, Any]) -> list[str]:
+    """The speed goals, judged from results/mcu_cost.json (Cortex-M4 estimated cycles)."""
+    mhz, published = d["clock_mhz"]["cortex-m4"], d["published_m4_ms"]
+    ratio, mixed, text, ms = {}, {}, {}, {}
+    for net in (*published, "demo"):
+        b = d["networks"][net]["cortex-m4"]
+        w8, mx = (
+            b["micromix_w8a8"],
+            b["micromix_mixed" if net == "demo" else f"micromix_{net}_mixed"],
+        )
+        ratio[net] = w8["est_cycles"] / b["cmsis_nn_s8"]["est_cycles"]
+        mixed[net] = mx["est_cycles"] / w8["est_cycles"]
+        text[net] = max(w8["kernel_text"], mx["kernel_text"])
+        ms[net] = w8["est_cycles"] / (mhz * 1e3)
+    errs = {k: v["rel_error"] for k, v in d["cost_model_check"].items()}
+
+    def cells(vals: dict[str, float], fmt: str) -> str:
+        return ", ".join(f"{k} {format(v, fmt)}" for k, v in vals.items())
+
+    best = {net: ms[net] for net in ("kws", "vww", "ic")}
+    return [
+        f"- W8/A8 <= 0.6x CMSIS-NN s8: {_ok(max(ratio.values()) <= 0.6)} ({cells(ratio, '.3f')})",
+        f"- every mixed policy <= 1.0x its W8/A8: {_ok(max(mixed.values()) <= 1.0)} "
+        f"({cells(mixed, '.3f')})",
+        f"- kernel .text <= 24 KB per build: {_ok(max(text.values()) <= TEXT_LIMIT)} "
+        f"(largest build of each: {cells(text, ',')} B)",
+        "- est. ms at 120 MHz below the best published (kws / vww / ic "
+        f"{' / '.join(f'{published[n][0]:g}' for n in best)} ms): "
+        + "; ".join(f"{n} {_ok(v < published[n][0])} ({v:.2f})" for n, v in best.items()),
+        f"- cost model within 5 % of each measured network and build: "
+        f"{_ok(max(map(abs, errs.values())) <= 0.05)} "
+        f"({min(errs.values()):+.1%} .. {max(errs.values()):+.1%})",
+    ]
+
+
+def goals_block() -> str:
+    """results/mlperf_tiny.md's goals: each of issue 24's goals judged from the result files,
+    so the verdicts cannot go stale when the figures move."""
+    lines = []
+    for task, r in _load("mlperf_tiny.json").items():
+        if task.startswith("_"):
+            continue
+        w, t = r["micromix_w8a8"], r["tflm"]
+        ram, stream = w["ram_auto"] / t["arena"], w["ram_stream"] / t["arena"]
+        lines.append(
+            f"- {task}: import rel. error {r['import_max_rel_error']:.1e} "
+            f"({_ok(r['import_max_rel_error'] <= 1e-4)}, <= 1e-4); RAM {ram:.2f}x TFLM's arena "
+            f"({_ok(ram <= 0.7)}, <= 0.7x; streamed {stream:.2f}x); FLASH {w['flash']:,} B vs "
+            f"{t['flash']:,} B ({_ok(w['flash'] <= t['flash'])}); arg-max agreement with TFLM "
+            f"int8 {w['argmax_agreement_tflm_int8']:.2f}, largest logit difference to the float "
+            f"import {w['max_logit_diff_vs_float_import']:.2f} (TFLM int8: "
+            f"{w['tflm_int8_max_logit_diff_vs_float_import']:.2f}; for information)"
+        )
+    quarter = []
+    for task in ("vww", "ic"):
+        r = _load("mlperf_tiny.json")[task]
+        best = min(r["micromix_w8a8"]["ram_auto"], r["micromix_w8a8"]["ram_stream"])
+        quarter.append(
+            f"{task} {_ok(best <= 0.25 * r['tflm']['arena'])} ({best / r['tflm']['arena']:.2f}x)"
+        )
+    lines.append(
+        f"- RAM <= 0.25x TFLM's arena with a schedule (auto or stream): {'; '.join(quarter)}"
+    )
+    return "\n".join(lines + _speed_goals(_load("mcu_cost.json")))
+
+
 # Each document's blocks, by marker name.
 BLOCKS = {
     "README.md": {"demo": demo_table, "results": results_table},
-    "results/mlperf_tiny.md": {"memory": memory_table, "speed": speed_table},
+    "results/mlperf_tiny.md": {"memory": memory_table, "speed": speed_table, "goals": goals_block},
 }
 
 

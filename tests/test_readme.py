@@ -41,3 +41,30 @@ def test_an_edited_figure_is_put_back_from_the_result_files():
 
 def test_the_mlperf_tables_are_put_back_from_the_result_files():
     _edit_is_put_back("results/mlperf_tiny.md", "| kws | ", "| kws | 1", 2)
+
+
+def test_a_goal_verdict_follows_the_figures(monkeypatch):
+    """The goals block judges each goal from the result files: a mixed build slower than its
+    W8/A8 reads NOT met, and one no slower reads met."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    from bench import readme
+
+    real = readme._load
+
+    def with_mixed(factor: float):
+        def load(name: str):
+            d = real(name)
+            if name == "mcu_cost.json":
+                for net, cores in d["networks"].items():
+                    b = cores["cortex-m4"]
+                    mixed = "micromix_mixed" if net == "demo" else f"micromix_{net}_mixed"
+                    b[mixed]["est_cycles"] = int(b["micromix_w8a8"]["est_cycles"] * factor)
+            return d
+
+        return load
+
+    line = "- every mixed policy <= 1.0x its W8/A8: "
+    monkeypatch.setattr(readme, "_load", with_mixed(1.01))
+    assert f"{line}**NOT met**" in readme.goals_block()
+    monkeypatch.setattr(readme, "_load", with_mixed(0.99))
+    assert f"{line}met" in readme.goals_block()
