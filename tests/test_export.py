@@ -479,6 +479,45 @@ def test_dense_sub8_linears_are_bit_exact_under_qemu(tmp_path, wb: int, signed: 
     _dense_sub8_check(tmp_path, wb, signed, qemu=True)
 
 
+def _short_rows_model(wb: int):
+    """Per-tensor linears with `wb`- and 6 - `wb`-bit weights on rows of whole words that are
+    not whole 16-byte steps (mm_dense_pt's SUB8D4_PT): 4 signed inputs (one group: no
+    iteration of the pair loop) -> 20, 20 unsigned (five groups: the odd one, then two
+    iterations) -> 8, 8 (two groups) -> 10 signed outputs (two rows after the blocks)."""
+    torch.manual_seed(30 + wb)
+    net = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(12, 4), torch.nn.Linear(4, 20), torch.nn.ReLU(),
+        torch.nn.Linear(20, 8), torch.nn.ReLU(), torch.nn.Linear(8, 10),
+    )  # fmt: skip
+    g = trace(net.eval(), (1, 3, 2, 2))
+    pt = g.ops[1:]
+    g = dataclasses.replace(
+        g, ops=(g.ops[0], *(dataclasses.replace(o, per_tensor=True) for o in pt))
+    )
+    pol = Policy.uniform(g, 8)
+    pol = pol.replace(weights={**pol.weights, **dict(zip([o.name for o in pt], (wb, 6 - wb, wb)))})
+    return convert(random_qparams(g, pol, seed=7 + wb), g, pol)
+
+
+@pytest.mark.parametrize(("wb", "qemu"), [(4, False), pytest.param(4, True, marks=pytest.mark.slow),
+                                          pytest.param(2, True, marks=pytest.mark.slow)])  # fmt: skip
+def test_dense_pt_short_sub_byte_rows_are_bit_exact(tmp_path, wb: int, qemu: bool) -> None:
+    """Short 4- and 2-bit per-tensor rows in the sub8 dense loop's 4-byte steps bit for bit the
+    numpy reference: host (portable C) and, under qemu, the Cortex-M4 asm (all four kinds,
+    both weight widths on signed and unsigned inputs, across the two models)."""
+    im = _short_rows_model(wb)
+    assert [lay.kernel for lay in im.report.layers] == ["mm_pointwise8"] + ["mm_dense_pt"] * 3
+    assert [dense_pt_path(o) for o in im.ops[1:]] == ["sub8"] * 3
+    assert [o.in_signed[0] for o in im.ops[1:]] == [True, False, False]
+    x = np.random.default_rng(wb).integers(0, 256, (16, 3, 2, 2), dtype=np.uint8)
+    _host_and_qemu(im, tmp_path, x, qemu)
+    # the layers' kinds alone compiled (wb 4: W4S, W2U, W4U; wb 2: W2S, W4U, W2U)
+    kinds = ("W4U", "W4S", "W2U", "W2S")
+    paths = (*(f"SUB8D4_PT_{k}" for k in kinds), "SUB8D_PT_W4", "SUB8D_PT_W2", "DENSE_PT")
+    want = [1, int(wb == 4), 1, int(wb == 2), 0, 0, 0]
+    assert _paths_compiled(tmp_path / "c" / "lib", tmp_path, *paths) == want
+
+
 @pytest.mark.parametrize(
     ("c", "size", "stride", "relu", "out_bits"),
     [

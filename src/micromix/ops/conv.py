@@ -507,6 +507,7 @@ C_PATHS = (
     "PW8_ONE", "PW8_FAST", "PW8_ANY", "PW8_WIDE", "PW8_DENSE_U", "PW8_DENSE_S",
     "SMALL8P", "SMALL_LANES",
     "DENSE_PT", "PW8D_PT_U", "PW8D_PT_S", "SUB8D_PT_W4", "SUB8D_PT_W2", "PW8_PT",
+    "SUB8D4_PT_W4U", "SUB8D4_PT_W4S", "SUB8D4_PT_W2U", "SUB8D4_PT_W2S",
 )  # fmt: skip
 
 
@@ -630,9 +631,10 @@ def dense_pt_path(iop: IntOp) -> str:
     (mm_kernels.h MM_DENSE_PT_PATH, the same rule) on 8-bit inputs: "pw8" for 8-bit weights
     (mm_pointwise8's interleaved blocks: its dense loop, or PW8_PT's blocks of four by
     mm_pw8x4), "sub8" (channel_packed: the sub8 path's dense loop) for 4- and 2-bit weights on
-    rows of whole 16-byte steps and output channels in blocks of four with MM_RQ8 (8-bit
-    outputs clamped to [0, 255] or [qmin, 127] with -128 <= qmin <= 0, every shift above 32);
-    else "any" (natural rows, one output at a time)."""
+    rows of whole words (whole 16-byte steps with the output channels in blocks of four:
+    SUB8D_PT, else SUB8D4_PT) and at least four output channels with MM_RQ8 (8-bit outputs
+    clamped to [0, 255] or [qmin, 127] with -128 <= qmin <= 0, every shift above 32); else
+    "any" (natural rows, one output at a time)."""
     if iop.in_bits[0] != 8:
         return "any"
     if iop.w_bits == 8:
@@ -640,8 +642,8 @@ def dense_pt_path(iop: IntOp) -> str:
     row, oc = iop.row_elems, iop.op.out_shape[0]
     clamp = (iop.qmin, iop.qmax) == (0, 255) or (-128 <= iop.qmin <= 0 and iop.qmax == 127)
     rq8 = iop.out_bits == 8 and shifts_above32(iop) and clamp
-    whole = row % 16 == 0 and row <= kernel_constant("MM_SUB8_ROW") and oc >= 4 and oc % 4 == 0
-    return "sub8" if whole and rq8 else "any"
+    words = row % 4 == 0 and row <= kernel_constant("MM_SUB8_ROW") and oc >= 4
+    return "sub8" if words and rq8 else "any"
 
 
 def sub8_path(iop: IntOp, kernel: str) -> bool:

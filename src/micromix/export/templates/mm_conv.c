@@ -10,6 +10,12 @@
 
 #include "mm_kernels.h"
 
+/* mm_dense_pt's short sub-byte rows (MM_DENSE_PT_PATH's SUB8D4_PT) of any kind. */
+#define MM_USE_SUB8D4_PT_ANY                                                                      \
+    (MM_USE_SUB8D4_PT_W4U || MM_USE_SUB8D4_PT_W4S || MM_USE_SUB8D4_PT_W2U || MM_USE_SUB8D4_PT_W2S)
+#define MM_ON_SUB8D4_PT_ANY                                                                       \
+    (MM_ON_SUB8D4_PT_W4U || MM_ON_SUB8D4_PT_W4S || MM_ON_SUB8D4_PT_W2U || MM_ON_SUB8D4_PT_W2S)
+
 /* Slot of patch element e in the unpacked buffer. With P = 8 / w_bits weights per byte, the
  * first nblk elements (a multiple of 16 * P) are stored as P planes, element e in plane
  * e % P at position e / P, so the p-th field of consecutive weight bytes meets contiguous
@@ -908,7 +914,8 @@ static MM_NOINLINE void mm_pw8_any(const mm_pw8_job *j) { mm_pw8_pixels(j, 0, 0)
 #endif
 
 #if MM_ON_PW8_DENSE_U || MM_ON_PW8_DENSE_S || MM_ON_SUB8D_W4 || MM_ON_SUB8D_W2 ||                \
-    MM_ON_PW8D_PT_U || MM_ON_PW8D_PT_S || MM_ON_SUB8D_PT_W4 || MM_ON_SUB8D_PT_W2
+    MM_ON_PW8D_PT_U || MM_ON_PW8D_PT_S || MM_ON_SUB8D_PT_W4 || MM_ON_SUB8D_PT_W2 ||              \
+    MM_ON_SUB8D4_PT_ANY
 /* The one-pixel dense paths (mm_pw8_dense: 8-bit weights; mm_s8_dense: 4- and 2-bit ones) run
  * their blocks of four rows in one asm loop each, the sums and each block's requantization and
  * word store right after one another, so that nothing of the loop is kept in C around an asm
@@ -2334,7 +2341,7 @@ static MM_INLINE void mm_conv8p(const mm_conv_ctx *k, const mm_conv_dims *d, uin
 
 #if MM_USE_SUB8X2 || MM_USE_SUB8P || MM_USE_PWSUB8 || MM_USE_PWSUB8F || MM_USE_SUB8D_W4 || \
     MM_USE_SUB8D_W2 || MM_USE_SUB8D_PT_W4 || MM_USE_SUB8D_PT_W2 || MM_USE_SUB8PD_W4 ||    \
-    MM_USE_SUB8PD_W2
+    MM_USE_SUB8PD_W2 || MM_USE_SUB8D4_PT_ANY
 /* ---- 4- and 2-bit weights on 8-bit inputs: the sub8 path (mm_conv, mm_pointwise_sub) -----
  *
  * Weights channel_packed (ops.conv): a byte holds one element of two (4-bit) or four (2-bit)
@@ -2575,7 +2582,7 @@ static inline uint32_t mm_usada8(uint32_t a, uint32_t acc)
 
 /* (not for mm_sub8p_d alone) */
 #if MM_USE_SUB8X2 || MM_USE_SUB8P || MM_USE_PWSUB8 || MM_USE_PWSUB8F || MM_USE_SUB8D_W4 || \
-    MM_USE_SUB8D_W2 || MM_USE_SUB8D_PT_W4 || MM_USE_SUB8D_PT_W2
+    MM_USE_SUB8D_W2 || MM_USE_SUB8D_PT_W4 || MM_USE_SUB8D_PT_W2 || MM_USE_SUB8D4_PT_ANY
 /* Portable: the same sums by the same halfword arithmetic (mm_kernels.h's plain-C SXTB16 and
  * SMLAD), one pixel at a time. Sum k of a pixel reads the word at w + wo(k) (4-bit: sums 2
  * and 3 from the second pair's word), groups gs bytes apart. */
@@ -2883,10 +2890,11 @@ static MM_NOINLINE void mm_sub8_px(const mm_conv_ctx *k, const mm_c8src *s, uint
 #endif
 
 
-#if MM_ON_SUB8D_W4 || MM_ON_SUB8D_W2 || MM_ON_SUB8D_PT_W4 || MM_ON_SUB8D_PT_W2
-/* One pixel whose n inputs (a multiple of 16) are one contiguous run (a linear; MM_SUB8D) on
- * channel_packed rows, whole blocks of four, the requantization MM_RQ8: the blocks in one asm
- * loop, each block's sums (MM_S8_ONE4 / MM_S8_ONE2), corrections, requantization and word store
+#if MM_ON_SUB8D_W4 || MM_ON_SUB8D_W2 || MM_ON_SUB8D_PT_W4 || MM_ON_SUB8D_PT_W2 ||                 \
+    MM_ON_SUB8D4_PT_ANY
+/* One pixel whose n inputs (a multiple of 16; of 4 on SUB8D4_PT) are one contiguous run (a
+ * linear; MM_SUB8D) on channel_packed rows, whole blocks of four, the requantization MM_RQ8:
+ * the blocks in one asm loop, each block's sums (MM_S8_ONE4 / MM_S8_ONE2), corrections, requantization and word store
  * right after one another, as mm_pw8_dense does for 8-bit weights (mm_sub8_px's and
  * mm_s8f_one's per-block calls and sums through memory cost about 90 cycles a block), and
  * the masked sums without UXTB16 (MM_S8D_LO). The sums start
@@ -2939,10 +2947,25 @@ typedef char mm_s8d_ok[offsetof(mm_s8d, d.out) == 36 && offsetof(mm_s8d, start) 
 #define MM_S8D_MASKS2                                                                             \
     MM_S8D_MASKS4 "mov %[p], #0x003F003F\n\t"                                                     \
                   "mov %[u], #0x00030003\n\t"
-/* The loop over blocks; the state's address on the stack. CODE: one 4-byte group of the input
- * against the block (four an iteration); MASKS: CODE's mask registers; C0..C3: the registers
- * of channels 0..3 after FIX; TAIL: MM_DENSE_TAIL, or MM_DENSE_TAIL_PT (one multiplier). */
-#define MM_S8D_ASM(CODE, MASKS, FIX, C0, C1, C2, C3, TAIL)                                        \
+/* A block's sums: CODE, one 4-byte group of the input against the block, four an iteration
+ * (k: the 16-byte steps). */
+#define MM_S8D_LOOP16(CODE)                                                                       \
+    "2:\n\t" CODE CODE CODE CODE "subs %[k], %[k], #1\n\t"                                        \
+    "bne 2b\n\t"
+/* Rows of whole words (MM_DENSE_PT_PATH's SUB8D4_PT; k: the groups): one group if k is odd,
+ * then two an iteration; the shift of k leaves both conditions in the flags, which CODE
+ * keeps. */
+#define MM_S8D_LOOP4(CODE)                                                                        \
+    "lsrs %[k], %[k], #1\n\t"                                                                     \
+    "bcc 3f\n\t" CODE "3:\n\t"                                                                    \
+    "beq 4f\n"                                                                                    \
+    "2:\n\t" CODE CODE "subs %[k], %[k], #1\n\t"                                                  \
+    "bne 2b\n"                                                                                    \
+    "4:\n\t"
+/* The loop over blocks; the state's address on the stack. LOOP(CODE): a block's sums
+ * (MM_S8D_LOOP16 or MM_S8D_LOOP4); MASKS: CODE's mask registers; C0..C3: the registers of
+ * channels 0..3 after FIX; TAIL: MM_DENSE_TAIL, or MM_DENSE_TAIL_PT (one multiplier). */
+#define MM_S8D_ASM(LOOP, CODE, MASKS, FIX, C0, C1, C2, C3, TAIL)                                  \
     __asm__ volatile(                                                                             \
         "str %[p], [sp, #-4]!\n\t" /* p is the state's address at 1: (MM_DENSE_TAIL keeps it) */ \
         "1:\n\t"                                                                                  \
@@ -2951,9 +2974,8 @@ typedef char mm_s8d_ok[offsetof(mm_s8d, d.out) == 36 && offsetof(mm_s8d, start) 
         "ldr %[a0], [%[p], #48]\n\t"                                                              \
         "ldr %[a1], [%[p], #52]\n\t"                                                              \
         "ldr %[a2], [%[p], #56]\n\t"                                                              \
-        "ldr %[a3], [%[p], #60]\n\t" MASKS                                                        \
-        "2:\n\t" CODE CODE CODE CODE "subs %[k], %[k], #1\n\t"                                    \
-        "bne 2b\n\t" FIX TAIL(C0, C1, C2, C3, "pe", "po", "e", "v", "x", "k", "u", "t5")               \
+        "ldr %[a3], [%[p], #60]\n\t" MASKS LOOP(CODE) FIX                                          \
+            TAIL(C0, C1, C2, C3, "pe", "po", "e", "v", "x", "k", "u", "t5")                        \
         "add sp, sp, #4\n\t"                                                                      \
         : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x] "=&r"(xr),         \
           [k] "=&r"(k), [w] "+r"(w), [p] "+r"(p), [pe] "=&r"(pe), [po] "=&r"(po),               \
@@ -2962,17 +2984,18 @@ typedef char mm_s8d_ok[offsetof(mm_s8d, d.out) == 36 && offsetof(mm_s8d, start) 
         : "cc", "memory")
 #endif
 
-/* pt: the layer's one multiplier and shift (mm_dense_pt), else one per channel. */
+/* pt: the layer's one multiplier and shift (mm_dense_pt), else one per channel; d4: rows of
+ * whole words (MM_S8D_LOOP4, the input sign d4 - 1), else of whole 16-byte steps. */
 static MM_INLINE void mm_s8_dense(const uint8_t *x, const uint8_t *w, int32_t n,
                                   const mm_quant_params *q, int out_c, uint8_t *out, const int wb,
-                                  const int pt)
+                                  const int pt, const int d4)
 {
-    const int is = q->in_signed;
+    const int is = d4 ? d4 - 1 : q->in_signed;
     const mm_c8src s = {x, 0, n, n, 0, 0, n, n, 1};
     const int32_t xs = mm_s8_xsum(&s, 0, is);
     const uint32_t ux = (uint32_t)xs;
     const mm_s8d st0 = {
-        mm_dense_state(q, x, n >> 4, out_c >> 2, out, 0),
+        mm_dense_state(q, x, d4 ? n >> 2 : n >> 4, out_c >> 2, out, 0),
         {(int32_t)(0u - (wb == 4 ? 8u : 42u) * ux), (int32_t)(0u - (wb == 4 ? 8u : 42u) * ux),
          (int32_t)(0u - (wb == 4 ? 8u : 10u) * ux), (int32_t)(0u - (wb == 4 ? 8u : 2u) * ux)}};
     mm_s8d st = st0;
@@ -2981,25 +3004,27 @@ static MM_INLINE void mm_s8_dense(const uint8_t *x, const uint8_t *w, int32_t n,
     uint32_t a0, a1, a2, a3, pe, po, e, v, u, t5;
     int32_t k;
     const uint8_t *xr;
-#define MM_S8D_FOUR(TAIL)                                                                         \
+#define MM_S8D_FOUR(LOOP, TAIL)                                                                   \
     do {                                                                                          \
         if (wb == 4 && is)                                                                        \
-            MM_S8D_ASM(MM_S8D_ONE4("sxtb16"), MM_S8D_MASKS4, MM_S8D_FIX4, "a1", "a0", "a3", "a2", \
-                       TAIL);                                                                     \
+            MM_S8D_ASM(LOOP, MM_S8D_ONE4("sxtb16"), MM_S8D_MASKS4, MM_S8D_FIX4, "a1", "a0", "a3", \
+                       "a2", TAIL);                                                               \
         else if (wb == 4)                                                                         \
-            MM_S8D_ASM(MM_S8D_ONE4("uxtb16"), MM_S8D_MASKS4, MM_S8D_FIX4, "a1", "a0", "a3", "a2", \
-                       TAIL);                                                                     \
+            MM_S8D_ASM(LOOP, MM_S8D_ONE4("uxtb16"), MM_S8D_MASKS4, MM_S8D_FIX4, "a1", "a0", "a3", \
+                       "a2", TAIL);                                                               \
         else if (is)                                                                              \
-            MM_S8D_ASM(MM_S8D_ONE2("sxtb16"), MM_S8D_MASKS2, MM_S8D_FIX2, "a3", "a2", "a1", "a0", \
-                       TAIL);                                                                     \
+            MM_S8D_ASM(LOOP, MM_S8D_ONE2("sxtb16"), MM_S8D_MASKS2, MM_S8D_FIX2, "a3", "a2", "a1", \
+                       "a0", TAIL);                                                               \
         else                                                                                      \
-            MM_S8D_ASM(MM_S8D_ONE2("uxtb16"), MM_S8D_MASKS2, MM_S8D_FIX2, "a3", "a2", "a1", "a0", \
-                       TAIL);                                                                     \
+            MM_S8D_ASM(LOOP, MM_S8D_ONE2("uxtb16"), MM_S8D_MASKS2, MM_S8D_FIX2, "a3", "a2", "a1", \
+                       "a0", TAIL);                                                               \
     } while (0)
-    if (pt)
-        MM_S8D_FOUR(MM_DENSE_TAIL_PT);
+    if (d4)
+        MM_S8D_FOUR(MM_S8D_LOOP4, MM_DENSE_TAIL_PT);
+    else if (pt)
+        MM_S8D_FOUR(MM_S8D_LOOP16, MM_DENSE_TAIL_PT);
     else
-        MM_S8D_FOUR(MM_DENSE_TAIL);
+        MM_S8D_FOUR(MM_S8D_LOOP16, MM_DENSE_TAIL);
 #undef MM_S8D_FOUR
     (void)a0, (void)a1, (void)a2, (void)a3, (void)pe, (void)po, (void)e, (void)v, (void)u;
     (void)t5, (void)k, (void)xr, (void)p;
@@ -3020,28 +3045,28 @@ static MM_INLINE void mm_s8_dense(const uint8_t *x, const uint8_t *w, int32_t n,
 static MM_NOINLINE void mm_s8d_w4(const uint8_t *x, const uint8_t *w, int32_t n,
                                   const mm_quant_params *q, int out_c, uint8_t *out)
 {
-    mm_s8_dense(x, w, n, q, out_c, out, 4, 0);
+    mm_s8_dense(x, w, n, q, out_c, out, 4, 0, 0);
 }
 #endif
 #if MM_ON_SUB8D_W2
 static MM_NOINLINE void mm_s8d_w2(const uint8_t *x, const uint8_t *w, int32_t n,
                                   const mm_quant_params *q, int out_c, uint8_t *out)
 {
-    mm_s8_dense(x, w, n, q, out_c, out, 2, 0);
+    mm_s8_dense(x, w, n, q, out_c, out, 2, 0, 0);
 }
 #endif
 #if MM_ON_SUB8D_PT_W4
 static MM_NOINLINE void mm_s8d_pt_w4(const uint8_t *x, const uint8_t *w, int32_t n,
                                      const mm_quant_params *q, int out_c, uint8_t *out)
 {
-    mm_s8_dense(x, w, n, q, out_c, out, 4, 1);
+    mm_s8_dense(x, w, n, q, out_c, out, 4, 1, 0);
 }
 #endif
 #if MM_ON_SUB8D_PT_W2
 static MM_NOINLINE void mm_s8d_pt_w2(const uint8_t *x, const uint8_t *w, int32_t n,
                                      const mm_quant_params *q, int out_c, uint8_t *out)
 {
-    mm_s8_dense(x, w, n, q, out_c, out, 2, 1);
+    mm_s8_dense(x, w, n, q, out_c, out, 2, 1, 0);
 }
 #endif
 #endif
@@ -4183,7 +4208,7 @@ void mm_conv(MM_CONV_ARGS)
 #endif
 
 #if MM_USE_DENSE_PT || MM_USE_PW8D_PT_U || MM_USE_PW8D_PT_S || MM_USE_SUB8D_PT_W4 ||            \
-    MM_USE_SUB8D_PT_W2 || MM_USE_PW8_PT
+    MM_USE_SUB8D_PT_W2 || MM_USE_PW8_PT || MM_USE_SUB8D4_PT_ANY
 /* ---- mm_dense_pt: linears whose channels share one multiplier and one shift ---------------
  * (per-tensor weight scales, as TFLite's int8 fully connected layers: the layer stores one
  * mult and one shift instead of one per channel). The fast paths are mm_pointwise8's and the
@@ -4210,10 +4235,11 @@ static MM_NOINLINE void mm_dense_pt8(const uint8_t *x, const int8_t *w, int32_t 
 }
 #endif
 
-#if MM_USE_DENSE_PT
+#if MM_USE_DENSE_PT || MM_USE_SUB8D4_PT_ANY
 /* A natural row of n 4- or 2-bit weights against n 8-bit inputs (one contiguous run): each
  * weight byte's fields sign-extended by a shift pair, lowest field first. */
-static int32_t mm_dense_dot8(const uint8_t *x, const uint8_t *w, int32_t n, int wb, int is)
+static MM_INLINE int32_t mm_dense_dot8(const uint8_t *x, const uint8_t *w, int32_t n, int wb,
+                                       int is)
 {
     int32_t acc = 0, i = 0;
 #define MM_X(k) (is ? (int32_t)(int8_t)x[i + (k)] : (int32_t)x[i + (k)])
@@ -4233,7 +4259,44 @@ static int32_t mm_dense_dot8(const uint8_t *x, const uint8_t *w, int32_t n, int 
 #undef MM_X
     return acc;
 }
+#endif
 
+#if MM_USE_SUB8D4_PT_ANY
+/* SUB8D4_PT (rows of n whole words' elements, 8-bit outputs): the blocks of four in the sub8
+ * dense loop's 4-byte steps, then the rows after the last block (natural packed rows) one at
+ * a time (a few classes). */
+static MM_INLINE void mm_s8d4_pt(const uint8_t *x, const uint8_t *w, int32_t n,
+                                 const mm_quant_params *q, int out_c, uint8_t *out, const int wb,
+                                 const int is)
+{
+    const int32_t rb = n * wb / 8;
+    int co = out_c & ~3;
+    mm_s8_dense(x, w, n, q, co, out, wb, 1, 1 + is);
+    for (w += co * rb; co < out_c; co++, w += rb)
+        out[co] = (uint8_t)mm_pw_rq(mm_dense_dot8(x, w, n, wb, is), q->bias[co], q->mult[0],
+                                    q->shift[0], q->bias_shift, q->qmin, q->qmax);
+}
+#define MM_S8D4_PT_FN(NAME, WB, IS)                                                               \
+    static MM_NOINLINE void NAME(const uint8_t *x, const uint8_t *w, int32_t n,                   \
+                                 const mm_quant_params *q, int out_c, uint8_t *out)               \
+    {                                                                                             \
+        mm_s8d4_pt(x, w, n, q, out_c, out, WB, IS);                                               \
+    }
+#if MM_USE_SUB8D4_PT_W4U
+MM_S8D4_PT_FN(mm_s8d4_pt_w4u, 4, 0)
+#endif
+#if MM_USE_SUB8D4_PT_W4S
+MM_S8D4_PT_FN(mm_s8d4_pt_w4s, 4, 1)
+#endif
+#if MM_USE_SUB8D4_PT_W2U
+MM_S8D4_PT_FN(mm_s8d4_pt_w2u, 2, 0)
+#endif
+#if MM_USE_SUB8D4_PT_W2S
+MM_S8D4_PT_FN(mm_s8d4_pt_w2s, 2, 1)
+#endif
+#endif
+
+#if MM_USE_DENSE_PT
 /* One output at a time, any input, weight and output bits, natural rows: the input's pixels
  * (in_h x in_w of in_c channels, each padded to whole bytes) are the row's taps in order; 8-bit
  * inputs (one contiguous run) by mm_pw8x1 or mm_dense_dot8. */
@@ -4290,6 +4353,26 @@ void mm_dense_pt(MM_CONV_ARGS)
 #if MM_USE_SUB8D_PT_W2
     case MM_P_SUB8D_PT_W2:
         mm_s8d_pt_w2(in, w, row, q, d->out_c, out);
+        return;
+#endif
+#if MM_USE_SUB8D4_PT_W4U
+    case MM_P_SUB8D4_PT_W4U:
+        mm_s8d4_pt_w4u(in, w, row, q, d->out_c, out);
+        return;
+#endif
+#if MM_USE_SUB8D4_PT_W4S
+    case MM_P_SUB8D4_PT_W4S:
+        mm_s8d4_pt_w4s(in, w, row, q, d->out_c, out);
+        return;
+#endif
+#if MM_USE_SUB8D4_PT_W2U
+    case MM_P_SUB8D4_PT_W2U:
+        mm_s8d4_pt_w2u(in, w, row, q, d->out_c, out);
+        return;
+#endif
+#if MM_USE_SUB8D4_PT_W2S
+    case MM_P_SUB8D4_PT_W2S:
+        mm_s8d4_pt_w2s(in, w, row, q, d->out_c, out);
         return;
 #endif
 #if MM_USE_PW8_PT

@@ -155,9 +155,11 @@
  * words, at least 16 channels, as MM_PW8_PATH's: a classifier's few rows are not worth its
  * 3 to 7 kB of .text; the rows after the last block of four one by one) or the sub8 path's
  * (4- and 2-bit weights, rows of whole 16-byte steps, channels in whole blocks of four), by
- * input sign or weight width; other 8-bit weights blocks of four rows by mm_pw8x4 (PW8_PT:
- * any row, requantization and output bits). Anything else one output at a time on natural
- * rows (DENSE_PT). */
+ * input sign or weight width, or on rows of whole words (short rows; any channels from four
+ * on) its loop in 4-byte steps, the rows after the last block one by one (SUB8D4_PT, by weight
+ * width and input sign: a classifier's one kind compiled alone); other 8-bit weights blocks of
+ * four rows by mm_pw8x4 (PW8_PT: any row, requantization and output bits). Anything else one
+ * output at a time on natural rows (DENSE_PT). */
 #define MM_DENSE_PT_PATH(ib, is, wb, row, oc, rq8)                                                \
     ((ib) != 8 ? MM_P_DENSE_PT                                                                    \
      : (wb) == 8 && (row) % 4 == 0 && (oc) >= 16 && (rq8)                                         \
@@ -165,6 +167,9 @@
      : (wb) == 8 ? MM_P_PW8_PT                                                                    \
      : (row) % 16 == 0 && (row) <= MM_SUB8_ROW && (oc) >= 4 && (oc) % 4 == 0 && (rq8)             \
          ? ((wb) == 4 ? MM_P_SUB8D_PT_W4 : MM_P_SUB8D_PT_W2)                                      \
+     : (row) % 4 == 0 && (row) <= MM_SUB8_ROW && (oc) >= 4 && (rq8)                               \
+         ? ((wb) == 4 ? ((is) ? MM_P_SUB8D4_PT_W4S : MM_P_SUB8D4_PT_W4U)                          \
+                      : ((is) ? MM_P_SUB8D4_PT_W2S : MM_P_SUB8D4_PT_W2U))                         \
          : MM_P_DENSE_PT)
 /* mm_add: whole bytes in and out, a shift 9 <= n <= 32 and the output clamped to exactly
  * [0, 255] (a ReLU after the add) take a loop specialised on the two inputs' signs; other whole
