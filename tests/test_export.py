@@ -284,8 +284,10 @@ class Sub8PwNet(torch.nn.Module):
     channels and a 2 x 2 layer on them (20-byte rows: a 4-byte step after the 8-byte ones) to
     20 signed outputs (the clamp S) on 25 pixels (an odd last one); then 25 pixels in pairs and
     an odd last one (a, b, c), a 2-element tail per row and signed inputs (a, c: b has no
-    ReLU), 2 and 1 rows after the last block of four (a, b), one pixel (fc). Under the inplace
-    schedule the stem and the 1x1 layers write over their own inputs."""
+    ReLU), 2 and 1 rows after the last block of four (a, b), a stride-2 1x1 layer to 12 signed
+    outputs on 9 pixels (s: the pair asm straight from the input, pairs across rows), one pixel
+    (fc). Under the inplace schedule the stem and the 1x1 layers write over their own
+    inputs."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -301,10 +303,11 @@ class Sub8PwNet(torch.nn.Module):
         self.a = conv_bn(20, 18, 1)
         self.b = conv_bn(18, 13, 1, act=None)
         self.c = conv_bn(13, 16, 1)
-        self.fc = torch.nn.Linear(16, 9)
+        self.s = conv_bn(16, 12, 1, 2, act=None)
+        self.fc = torch.nn.Linear(12, 9)
 
     def forward(self, x):
-        y = self.c(self.b(self.a(self.q(self.p(self.stem(x))))))
+        y = self.s(self.c(self.b(self.a(self.q(self.p(self.stem(x)))))))
         return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(y, 1), 1))
 
 
@@ -338,11 +341,17 @@ def test_sub8_paths_are_bit_exact(tmp_path, wb: int) -> None:
         # needs the general one, so it is not compiled (kernel .text: ic mixed)
         assert _paths_compiled(out / "lib", tmp_path, "SUB8_RQS", "SUB8_RQANY") == [1, 0]
         # Sub8PwNet's stem and q (rows of whole words on patches, MM_RQ8: U and S) take the asm
-        # pair loop of their width only, Conv8Net's patch layers (rows with tails) the generic one
+        # pair loop of their width only, and so does Conv8Net's 4-bit stem (27-byte rows: a
+        # 3-byte tail after the words), its other patch layers (signed inputs, 30 outputs) the
+        # generic one; Sub8PwNet's s (unsigned inputs, 12 signed outputs) the same asm loop
+        # from mm_pointwise_sub
         pd = [o for o in im.ops if o.weights is not None and o.op.in_shape[0] % 4 and o.row_elems % 4 == 0]  # fmt: skip
         assert [(o.qmin, o.qmax) for o in pd] == [[], [(0, 255), (-127, 127)]][i]
-        assert all(int(o.arrays["shift"].min()) > 32 for o in pd)
-        assert _paths_compiled(out / "lib", tmp_path, f"SUB8PD_W{wb}", f"SUB8PD_W{6 - wb}", "SUB8P") == [int(i == 1), 0, int(i == 0)]  # fmt: skip
+        stem = im.ops[0] if i == 0 else next(o for o in im.ops if o.name == "s.0")
+        assert (stem.row_elems, stem.qmin, stem.qmax) == [(27, 0, 255), (16, -127, 127)][i]
+        assert all(int(o.arrays["shift"].min()) > 32 for o in [*pd, stem])
+        assert _paths_compiled(out / "lib", tmp_path, f"SUB8PD_W{wb}", f"SUB8PD_W{6 - wb}", "SUB8P") == [int(i == 1 or wb == 4), 0, int(i == 0)]  # fmt: skip
+        assert _paths_compiled(out / "lib", tmp_path, f"PWSUB8PD_W{wb}") == [i]
     expected = {("mm_conv", "pairs"), ("mm_conv", "in_c % 4"), ("mm_pointwise_sub", "pairs"),
                 ("mm_pointwise_sub", "in_c % 4")}  # fmt: skip
     assert expected | ({("mm_pointwise_sub", "one pixel")} if wb == 4 else set()) <= paths
