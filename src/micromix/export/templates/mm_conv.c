@@ -1561,7 +1561,8 @@ static inline void mm_conv8_cols(const mm_conv_ctx *k, int ix0, int *kx0, int *k
     *kx1 = ix0 + k->kw > k->in_w ? (k->in_w - ix0 > *kx0 ? k->in_w - ix0 : *kx0) : k->kw;
 }
 
-#if MM_USE_CONV8P || MM_USE_SMALL8P || MM_USE_SUB8P || MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2
+#if MM_USE_CONV8P || MM_USE_SMALL8P || MM_USE_SUB8P || MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2 || \
+    MM_USE_SUB8PD_W2T
 /* One pixel's patch as bytes (HWC order, the zero padding as 0 bytes: 0 in either format):
  * a clipped window's whole patch zeroed a word at a time, then the window's rows inside the
  * image copied (its zeros byte by byte around each row, through calls of memset for each run,
@@ -1776,7 +1777,7 @@ static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, const mm_c8src *s, u
 #endif
 
 #if MM_USE_CONV8X2D_U || MM_USE_CONV8X2D_S || MM_USE_CONV8P_D || MM_USE_SUB8PD_W4 || \
-    MM_USE_SUB8PD_W2 || MM_ON_PWSUB8PD_W4 || MM_ON_PWSUB8PD_W2
+    MM_USE_SUB8PD_W2 || MM_USE_SUB8PD_W2T || MM_ON_PWSUB8PD_W4 || MM_ON_PWSUB8PD_W2
 /* W8/A8 pixel pairs under mm_rq8_kind's U or S requantization, from the input (CONV8X2's
  * pairs: MM_CONV8X2_KIND, by input sign) or from CONV8P's byte patches (MM_CONV8P_KIND,
  * unsigned inputs): every block of four output channels in one asm loop, half a block (two
@@ -2282,7 +2283,8 @@ static MM_INLINE void mm_conv8x2(const mm_conv_ctx *k, const mm_conv_dims *d, ui
 }
 #endif
 
-#if MM_USE_CONV8P || MM_USE_SMALL8P || MM_USE_SUB8P || MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2
+#if MM_USE_CONV8P || MM_USE_SMALL8P || MM_USE_SUB8P || MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2 || \
+    MM_USE_SUB8PD_W2T
 /* The pair kernel on patches (in_c % 4 != 0, rows of at most MM_PATCH bytes: stems on 1 or 3
  * channels): each pixel's patch is gathered as bytes into the scratch, two pixels side by
  * side (2 row bytes: what the memory model counts for the int16 patch), then met by the first
@@ -2334,7 +2336,7 @@ static MM_INLINE void mm_conv8p(const mm_conv_ctx *k, const mm_conv_dims *d, uin
 
 #if MM_USE_SUB8X2 || MM_USE_SUB8P || MM_USE_PWSUB8 || MM_USE_PWSUB8F || MM_USE_SUB8D_W4 || \
     MM_USE_SUB8D_W2 || MM_USE_SUB8D_PT_W4 || MM_USE_SUB8D_PT_W2 || MM_USE_SUB8PD_W4 ||    \
-    MM_USE_SUB8PD_W2 || MM_ON_PWSUB8PD_W4 || MM_ON_PWSUB8PD_W2
+    MM_USE_SUB8PD_W2 || MM_USE_SUB8PD_W2T || MM_ON_PWSUB8PD_W4 || MM_ON_PWSUB8PD_W2
 /* ---- 4- and 2-bit weights on 8-bit inputs: the sub8 path (mm_conv, mm_pointwise_sub) -----
  *
  * Weights channel_packed (ops.conv): a byte holds one element of two (4-bit) or four (2-bit)
@@ -3047,8 +3049,8 @@ static MM_NOINLINE void mm_s8d_pt_w2(const uint8_t *x, const uint8_t *w, int32_t
 #endif
 #endif
 
-#if MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2 || MM_USE_CONV8P_D || MM_ON_PWSUB8PD_W4 || \
-    MM_ON_PWSUB8PD_W2
+#if MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2 || MM_USE_SUB8PD_W2T || MM_USE_CONV8P_D || \
+    MM_ON_PWSUB8PD_W4 || MM_ON_PWSUB8PD_W2
 /* SUB8P's pairs under MM_SUB8PD (unsigned inputs, the requantization MM_RQ8, whole blocks
  * of four channels, rows of whole words): mm_conv8p_d's loop on channel_packed weights, a
  * block's two halves (channels 0, 1 and 2, 3, two pixels each) as two copies of the row loop
@@ -3179,19 +3181,29 @@ typedef char mm_s8p_ok[offsetof(mm_s8p, start) == 116 && offsetof(mm_s8p, n) == 
 /* 2-bit: half 0 fields 0, 1 (offset binary, shifts 0, 2), half 1 fields 2 (offset binary,
  * shift 4) and 3 (top, shift 6), both on the same words (adv[0] = 0: no advance after half 0).
  * 4-bit: each half one channel pair's words (8 bytes a group): the low field offset binary,
- * the top one shifted by 4. */
-#define MM_S8P_W2_HALF0                                                                           \
-    MM_S8P_HALF(MM_S8P_IN("4") MM_S8P_OB("0x00030003", "a0", "b0")                                \
-                    MM_S8P_OB("0x000C000C", "a1", "b1"),                                          \
-                "116", "120", "124", "128",                                                       \
-                "asr %[a1], %[a1], #2\n\tasr %[b1], %[b1], #2\n\t", "16", "18", "")
-#define MM_S8P_W2_HALF1                                                                           \
-    MM_S8P_HALF(MM_S8P_IN("4") MM_S8P_OB("0x00300030", "a0", "b0")                                \
-                    MM_S8P_TOP("0xC0C0C0C0", "a1", "b1"),                                         \
-                "132", "136", "140", "144",                                                       \
-                "asr %[a0], %[a0], #4\n\tasr %[b0], %[b0], #4\n\t"                                \
-                "asr %[a1], %[a1], #6\n\tasr %[b1], %[b1], #6\n\t",                               \
+ * the top one shifted by 4. T: the rows' tail step (SUB8PD_W2T; "": none). */
+#define MM_S8P_W2_F0 MM_S8P_OB("0x00030003", "a0", "b0") MM_S8P_OB("0x000C000C", "a1", "b1")
+#define MM_S8P_W2_F1 MM_S8P_OB("0x00300030", "a0", "b0") MM_S8P_TOP("0xC0C0C0C0", "a1", "b1")
+#define MM_S8P_W2_HALF0_(T)                                                                       \
+    MM_S8P_HALF(MM_S8P_IN("4") MM_S8P_W2_F0, "116", "120", "124", "128",                          \
+                T "asr %[a1], %[a1], #2\n\tasr %[b1], %[b1], #2\n\t", "16", "18", "")
+#define MM_S8P_W2_HALF1_(T)                                                                       \
+    MM_S8P_HALF(MM_S8P_IN("4") MM_S8P_W2_F1, "132", "136", "140", "144",                          \
+                T "asr %[a0], %[a0], #4\n\tasr %[b0], %[b0], #4\n\t"                              \
+                  "asr %[a1], %[a1], #6\n\tasr %[b1], %[b1], #6\n\t",                             \
                 "26", "28", MM_S8P_ADV("68"))
+#define MM_S8P_W2_HALF0 MM_S8P_W2_HALF0_("")
+#define MM_S8P_W2_HALF1 MM_S8P_W2_HALF1_("")
+/* The 2-bit tail step (FIELDS: the half's): the block's word after the head words (w where
+ * the row ends: the nt tail bytes, then the block's zero bytes) against the patches' tail
+ * words extended once per pair (xt, zeros above the tail). */
+#define MM_S8P_W2_TAIL(FIELDS)                                                                    \
+    "ldr %[pe], [%[e], #100]\n\t"                                                                 \
+    "ldr %[po], [%[e], #104]\n\t"                                                                 \
+    "ldr %[re], [%[e], #108]\n\t"                                                                 \
+    "ldr %[ro], [%[e], #112]\n\t"                                                                 \
+    "ldr %[o], [%[w]]\n\t"                                                                        \
+    "lsr %[v1], %[o], #8\n\t" FIELDS "ldr %[e], [sp]\n\t"
 #define MM_S8P_W4_FIELDS MM_S8P_OB("0x000F000F", "a0", "b0") MM_S8P_TOP("0xF0F0F0F0", "a1", "b1")
 /* 4-bit: both halves one copy of the code (their fields the same, only their starts and
  * advances differ: by the halves left's parity, h, the state's halves counting both), then
@@ -3256,7 +3268,8 @@ typedef char mm_s8p_ok[offsetof(mm_s8p, start) == 116 && offsetof(mm_s8p, n) == 
         (void)a0, (void)a1, (void)b0, (void)b1, (void)x_, (void)w_, (void)pe, (void)po;           \
         (void)re, (void)ro, (void)o, (void)v1, (void)k_, (void)e;                                 \
     } while (0)
-#elif MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2 || MM_ON_PWSUB8PD_W4 || MM_ON_PWSUB8PD_W2
+#elif MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2 || MM_USE_SUB8PD_W2T || MM_ON_PWSUB8PD_W4 || \
+    MM_ON_PWSUB8PD_W2
 /* The asm's sums, portably: field j of element i (byte i of its group's word; 4-bit: the
  * half's pair word; a tail's: byte i - n of the half's tail bytes, ending where t's word
  * ends), its masked value (the top field's as an int8). */
@@ -3375,14 +3388,16 @@ static MM_NOINLINE void mm_conv8p_d(const mm_conv_ctx *k, const mm_c8src *s, uin
 }
 #endif
 
-#if MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2 || MM_ON_PWSUB8PD_W4 || MM_ON_PWSUB8PD_W2
+#if MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2 || MM_USE_SUB8PD_W2T || MM_ON_PWSUB8PD_W4 || \
+    MM_ON_PWSUB8PD_W2
 /* One or two pixels (np; a lone one as a pair of itself, written once) of SUB8P on the byte
  * patches at s->x (pixel 1's s->step bytes on: mm_pointwise_sub's pairs run straight from its
- * input), every block of four channels; 4-bit rows may end in a tail (s->tail bytes after
- * s->n). Start values: field j's offset o_j (2-bit: 2; 4-bit: 8; the top field's: 0) times
- * 2^f. */
+ * input), every block of four channels; rows may end in a tail (s->tail bytes after s->n:
+ * 4-bit, and 2-bit where `tail`, SUB8PD_W2T, compiled apart so that the 2-bit rows of whole
+ * words take no test for it). Start values: field j's offset o_j (2-bit: 2; 4-bit: 8; the top
+ * field's: 0) times 2^f. */
 static MM_INLINE void mm_sub8p_d(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
-                                 int32_t out_pix, int out_c, int np, const int wb)
+                                 int32_t out_pix, int out_c, int np, const int wb, const int tail)
 {
     const int32_t n = s->n, nt = s->tail, step = np == 2 ? s->step : 0;
     uint32_t t0 = 0, t1 = 0; /* the pixels' input sums: one short loop (mm_s8_xsum's, inlined
@@ -3401,7 +3416,7 @@ static MM_INLINE void mm_sub8p_d(const mm_conv_ctx *k, const mm_c8src *s, uint8_
     st.n = n;
     st.c.adv[0] = wb == 4 ? 4 : 0;
     st.c.adv[1] = 4 * k->row_bytes - st.c.adv[0];
-    if (wb == 4 && nt) { /* each patch's last word, shifted down to its tail bytes */
+    if (tail && nt) { /* each patch's last word, shifted down to its tail bytes */
         const int sh = 8 * (4 - nt);
         const uint32_t v0 = mm_s8_ld(s->x + n + nt - 4) >> sh;
         const uint32_t v1 = mm_s8_ld(s->x + step + n + nt - 4) >> sh;
@@ -3411,9 +3426,11 @@ static MM_INLINE void mm_sub8p_d(const mm_conv_ctx *k, const mm_c8src *s, uint8_
         st.c.xt[1] = mm_uxtb16_8(v0);
         st.c.xt[2] = mm_uxtb16(v1);
         st.c.xt[3] = mm_uxtb16_8(v1);
-        st.c.t = (const int8_t *)k->w + 2 * n + nt - 4; /* pair (0, 1)'s tail, then (2, 3)'s */
-        st.c.tadv[0] = nt;
-        st.c.tadv[1] = 4 * k->row_bytes - nt;
+        /* the word ending with the tails' bytes: 4-bit pair (0, 1)'s, then (2, 3)'s; 2-bit
+         * the block's, for both halves */
+        st.c.t = (const int8_t *)k->w + (wb == 4 ? 2 * n : n) + nt - 4;
+        st.c.tadv[0] = wb == 4 ? nt : 0;
+        st.c.tadv[1] = 4 * k->row_bytes - st.c.tadv[0];
         st.c.sh = sh;
         st.c.nt = nt;
     }
@@ -3426,7 +3443,10 @@ static MM_INLINE void mm_sub8p_d(const mm_conv_ctx *k, const mm_c8src *s, uint8_
     if (wb == 4) {
         st.c.halves = 2 * (out_c >> 2);
         MM_S8P_RUN_ASM(st, MM_S8P_W4_ASM);
-    } else
+    } else if (tail)
+        MM_S8P_RUN(st, MM_S8P_W2_HALF0_(MM_S8P_W2_TAIL(MM_S8P_W2_F0)),
+                   MM_S8P_W2_HALF1_(MM_S8P_W2_TAIL(MM_S8P_W2_F1)));
+    else
         MM_S8P_RUN(st, MM_S8P_W2_HALF0, MM_S8P_W2_HALF1);
 #else
     mm_s8p_c(&st, k, wb);
@@ -3438,7 +3458,7 @@ static MM_NOINLINE void mm_sub8p_d4(const mm_conv_ctx *k, const mm_c8src *s, uin
                                     int32_t out_pix, int ob, int out_c, int np)
 {
     (void)ob;
-    mm_sub8p_d(k, s, out, out_pix, out_c, np, 4);
+    mm_sub8p_d(k, s, out, out_pix, out_c, np, 4, 1);
 }
 #endif
 #if MM_USE_SUB8PD_W2 || MM_ON_PWSUB8PD_W2
@@ -3446,7 +3466,15 @@ static MM_NOINLINE void mm_sub8p_d2(const mm_conv_ctx *k, const mm_c8src *s, uin
                                     int32_t out_pix, int ob, int out_c, int np)
 {
     (void)ob;
-    mm_sub8p_d(k, s, out, out_pix, out_c, np, 2);
+    mm_sub8p_d(k, s, out, out_pix, out_c, np, 2, 0);
+}
+#endif
+#if MM_USE_SUB8PD_W2T
+static MM_NOINLINE void mm_sub8p_t2(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+                                    int32_t out_pix, int ob, int out_c, int np)
+{
+    (void)ob;
+    mm_sub8p_d(k, s, out, out_pix, out_c, np, 2, 1);
 }
 #endif
 #endif
@@ -4075,7 +4103,7 @@ void mm_pointwise_sub(MM_CONV_ARGS)
 
 #if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_CONV8 || MM_USE_CONV_ANY || MM_USE_SUB8X2 || \
     MM_USE_SUB8P || MM_USE_SMALL8P || MM_USE_SUB8D_W4 || MM_USE_SUB8D_W2 || MM_USE_SUB8PD_W4 || \
-    MM_USE_SUB8PD_W2
+    MM_USE_SUB8PD_W2 || MM_USE_SUB8PD_W2T
 /* The conv context of one call (mm_conv, mm_small8p). With 8-bit weights, `fast` is the
  * layer's mm_rq8_kind, or MM_RQ8_UP where that is general but mm_pw_fast holds (unsigned
  * outputs over their whole range at 4 or 2 bits: CONV8P's pixel function packs them). */
@@ -4129,7 +4157,7 @@ void mm_small8p(MM_CONV_ARGS)
 /* Compiled where a layer of the model runs it (a call without it fails to link). */
 #if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_CONV8 || MM_USE_CONV_ANY || \
     MM_USE_SUB8X2 || MM_USE_SUB8P || MM_USE_SUB8D_W4 || MM_USE_SUB8D_W2 || MM_USE_SUB8PD_W4 || \
-    MM_USE_SUB8PD_W2
+    MM_USE_SUB8PD_W2 || MM_USE_SUB8PD_W2T
 void mm_conv(MM_CONV_ARGS)
 {
     mm_conv_ctx k;
@@ -4155,7 +4183,8 @@ void mm_conv(MM_CONV_ARGS)
 #else
     const int whole = 0;
 #endif
-#if MM_USE_SUB8D_W4 || MM_USE_SUB8D_W2 || MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2
+#if MM_USE_SUB8D_W4 || MM_USE_SUB8D_W2 || MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2 ||                \
+    MM_USE_SUB8PD_W2T
     const int rq8 = k.ib == 8 && k.wb < 8 && MM_RQ8(qmin, qmax, ob, mm_shifts_above32(q, d->out_c));
 #else
     const int rq8 = 0;
@@ -4231,6 +4260,11 @@ void mm_conv(MM_CONV_ARGS)
 #if MM_USE_SUB8PD_W2
     case MM_P_SUB8PD_W2:
         mm_conv8p(&k, d, (uint8_t *)scratch, out, ob, mm_sub8p_d2, 1);
+        return;
+#endif
+#if MM_USE_SUB8PD_W2T
+    case MM_P_SUB8PD_W2T:
+        mm_conv8p(&k, d, (uint8_t *)scratch, out, ob, mm_sub8p_t2, 1);
         return;
 #endif
 #if MM_USE_SUB8P
