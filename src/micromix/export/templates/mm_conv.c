@@ -3231,10 +3231,10 @@ typedef char mm_s8p_ok[offsetof(mm_s8p, start) == 116 && offsetof(mm_s8p, n) == 
         "str %[e], [sp]\n\t"                                                                      \
         "ldr %[k], [%[e], #76]\n\t"                                                               \
         "str %[k], [sp, #4]\n\t"                                                                  \
-        "1:\n\t" /* a half: its sums from start[4 h] */                                          \
         "ldr %[k], [%[e], #44]\n\t"                                                               \
-        "ldr %[x], [%[e], #20]\n\t"                                                               \
         "ldr %[w], [%[e], #60]\n\t"                                                               \
+        "1:\n\t" /* a half (k: the halves left, w: its weights), its sums from start[4 h] */     \
+        "ldr %[x], [%[e], #20]\n\t"                                                               \
         "and %[k], %[k], #1\n\t"                                                                  \
         "add %[k], %[e], %[k], lsl #4\n\t"                                                        \
         "ldr %[a0], [%[k], #116]\n\t"                                                             \
@@ -3243,16 +3243,16 @@ typedef char mm_s8p_ok[offsetof(mm_s8p, start) == 116 && offsetof(mm_s8p, n) == 
         "ldr %[b1], [%[k], #128]\n\t" MM_S8P_ROW(MM_S8P_IN("8") MM_S8P_W4_FIELDS) MM_S8P_W4_TAIL  \
         "asr %[a1], %[a1], #4\n\t"                                                                \
         "asr %[b1], %[b1], #4\n\t" MM_S8P_OUT("16", "18")                                         \
-        "ldr %[k], [%[e], #44]\n\t" /* w += adv[h], t += tadv[h] */                              \
-        "ldr %[pe], [%[e], #60]\n\t"                                                              \
+        "ldr %[k], [%[e], #44]\n\t" /* w += adv[h], t += tadv[h]: the next half's k and w */     \
+        "ldr %[w], [%[e], #60]\n\t"                                                               \
         "ldr %[po], [%[e], #80]\n\t"                                                              \
         "and %[x], %[k], #1\n\t"                                                                  \
         "add %[x], %[e], %[x], lsl #2\n\t"                                                        \
-        "ldr %[w], [%[x], #64]\n\t"                                                               \
+        "ldr %[pe], [%[x], #64]\n\t"                                                              \
         "ldr %[x], [%[x], #84]\n\t"                                                               \
-        "add %[pe], %[pe], %[w]\n\t"                                                              \
+        "add %[w], %[w], %[pe]\n\t"                                                               \
         "add %[po], %[po], %[x]\n\t"                                                              \
-        "str %[pe], [%[e], #60]\n\t"                                                              \
+        "str %[w], [%[e], #60]\n\t"                                                               \
         "str %[po], [%[e], #80]\n\t"                                                              \
         "subs %[k], %[k], #1\n\t"                                                                 \
         "str %[k], [%[e], #44]\n\t"                                                               \
