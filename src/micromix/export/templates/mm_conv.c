@@ -3052,21 +3052,23 @@ static MM_NOINLINE void mm_s8d_pt_w2(const uint8_t *x, const uint8_t *w, int32_t
 #if MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2 || MM_USE_SUB8PD_W2T || MM_USE_CONV8P_D || \
     MM_ON_PWSUB8PD_W4 || MM_ON_PWSUB8PD_W2
 /* SUB8P's pairs under MM_SUB8PD (unsigned inputs, the requantization MM_RQ8, whole blocks
- * of four channels, rows of whole words): mm_conv8p_d's loop on channel_packed weights, a
- * block's two halves (channels 0, 1 and 2, 3, two pixels each) as two copies of the row loop
- * (their fields' masks differ; four steps an iteration), each half requantized and stored
- * right after its sums as mm_c8x2d's (MM_S8P_OUT). A weight word's fields are taken in place:
- * an offset-binary field by one AND with 0x00MM00MM of the word (elements 0, 2) and of the
- * word shifted right by 8 (elements 1, 3), halfwords that SMLAD meets with the inputs' UXTB16
- * pairs; the top field (two's complement) by SXTB16 of the word masked to it. So each sum is
- * 2^f (S + o X) (f the field's shift, o its offset, X the pixel's input sum): it starts at
- * -2^f o X (start[], per half and pixel) and is shifted down by f before the requantization.
+ * of four channels, rows of a word or more and a 0-3 byte tail; and mm_pointwise_sub's,
+ * PWSUB8PD): mm_conv8p_d's loop on channel_packed weights, a block's two halves (channels
+ * 0, 1 and 2, 3, two pixels each) as two copies of the row loop (2-bit: their fields' masks
+ * differ; 4-bit: one copy, MM_S8P_W4_ASM; four steps an iteration), each half requantized
+ * and stored right after its sums as mm_c8x2d's (MM_S8P_OUT). A weight word's fields are
+ * taken in place: an offset-binary field by one AND with 0x00MM00MM of the word (elements 0,
+ * 2) and of the word shifted right by 8 (elements 1, 3), halfwords that SMLAD meets with the
+ * inputs' UXTB16 pairs; the top field (two's complement) by SXTB16 of the word masked to
+ * it. So each sum is 2^f (S + o X) (f the field's shift, o its offset, X the pixel's input
+ * sum): it starts at -2^f o X (start[], per half and pixel) and is shifted down by f before
+ * the requantization.
  * kws's 2-bit stem: 928 k est. M4 cycles on mm_sub8_px (calls, sums through memory, C
  * requantization) -> 777 k, against 862 k for its W8/A8 stem on mm_conv8p_d, measured. */
 typedef struct {
-    mm_c8x2d c;        /* halves (44): blocks left; adv: w's advance after each half */
+    mm_c8x2d c;        /* halves (44): blocks left (4-bit: halves); adv: w's after each half */
     int32_t start[8];  /* 116: half 0's a0, a1, b0, b1; 132: half 1's */
-    int32_t n;         /* 148: row bytes */
+    int32_t n;         /* 148: the row's bytes in whole words (the tail's after them) */
 } mm_s8p;
 
 #if defined(__ARM_FEATURE_DSP)
@@ -3209,8 +3211,9 @@ typedef char mm_s8p_ok[offsetof(mm_s8p, start) == 116 && offsetof(mm_s8p, n) == 
  * advances differ: by the halves left's parity, h, the state's halves counting both), then
  * the rows' tails (nt bytes, 0: none) as one more step: the word ending with the half's tail
  * bytes (t) shifted down to them (zeros above), against the patches' tail words extended
- * once per pair (xt); t advanced by tadv[h] with w. One copy kept ic's mixed kernel .text
- * within 24,576 B (two, with the tail: 26,076 B). */
+ * once per pair (xt); t advanced by tadv[h] with w. One copy: a copy of the half is about
+ * 0.8 kB (seven steps of 84 B, its end and tail), and ic's mixed kernel .text has 24,436 B
+ * of 24,576 with one (ResNet-8's stem: 1,377 k est. M4 cycles, its W8/A8 stem 1,280 k). */
 #define MM_S8P_W4_TAIL                                                                            \
     "ldr %[k], [%[e], #96]\n\t"                                                                   \
     "cmp %[k], #0\n\t"                                                                            \
@@ -3283,9 +3286,8 @@ static void mm_s8p_c(mm_s8p *st, const mm_conv_ctx *k, const int wb)
             int32_t a[2] = {st->start[4 * h], st->start[4 * h + 1]};
             int32_t b[2] = {st->start[4 * h + 2], st->start[4 * h + 3]};
             for (int32_t i = 0; i < n + nt; i++) {
-                const uint8_t wv =
-                    i >= n ? (const uint8_t)st->c.t[4 - nt + i - n]
-                           : (const uint8_t)st->c.w[(wb == 4 ? 8 * (i >> 2) : 4 * (i >> 2)) + (i & 3)];
+                const int32_t g = (wb == 4 ? 8 : 4) * (i >> 2) + (i & 3);
+                const uint8_t wv = (const uint8_t)(i >= n ? st->c.t[4 - nt + i - n] : st->c.w[g]);
                 const int32_t v0 = wv & (m << f0);
                 const int32_t v1 = top ? (int8_t)(wv & (m << f1)) : wv & (m << f1);
                 const int32_t x0 = st->c.x[i], x1 = st->c.x[st->c.step + i];
