@@ -284,8 +284,10 @@ class Sub8PwNet(torch.nn.Module):
     channels and a 2 x 2 layer on them (20-byte rows: a 4-byte step after the 8-byte ones) to
     20 signed outputs (the clamp S) on 25 pixels (an odd last one); then 25 pixels in pairs and
     an odd last one (a, b, c), a 2-element tail per row and signed inputs (a, c: b has no
-    ReLU), 2 and 1 rows after the last block of four (a, b), one pixel (fc). Under the inplace
-    schedule the stem and the 1x1 layers write over their own inputs."""
+    ReLU), 2 and 1 rows after the last block of four (a, b), a stride-2 1x1 layer to 12 signed
+    outputs on 9 pixels (s: the pair asm straight from the input, pairs across rows), one pixel
+    (fc). Under the inplace schedule the stem and the 1x1 layers write over their own
+    inputs."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -301,10 +303,11 @@ class Sub8PwNet(torch.nn.Module):
         self.a = conv_bn(20, 18, 1)
         self.b = conv_bn(18, 13, 1, act=None)
         self.c = conv_bn(13, 16, 1)
-        self.fc = torch.nn.Linear(16, 9)
+        self.s = conv_bn(16, 12, 1, 2, act=None)
+        self.fc = torch.nn.Linear(12, 9)
 
     def forward(self, x):
-        y = self.c(self.b(self.a(self.q(self.p(self.stem(x))))))
+        y = self.s(self.c(self.b(self.a(self.q(self.p(self.stem(x)))))))
         return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(y, 1), 1))
 
 
@@ -338,14 +341,54 @@ def test_sub8_paths_are_bit_exact(tmp_path, wb: int) -> None:
         # needs the general one, so it is not compiled (kernel .text: ic mixed)
         assert _paths_compiled(out / "lib", tmp_path, "SUB8_RQS", "SUB8_RQANY") == [1, 0]
         # Sub8PwNet's stem and q (rows of whole words on patches, MM_RQ8: U and S) take the asm
-        # pair loop of their width only, Conv8Net's patch layers (rows with tails) the generic one
+        # pair loop of their width only, and so does Conv8Net's stem (27-byte rows: a 3-byte
+        # tail after the words; 2-bit: the loop with the tail step, W2T), its other patch
+        # layers (signed inputs, 30 outputs) the generic one; Sub8PwNet's s (unsigned inputs,
+        # 12 signed outputs) the same asm loop from mm_pointwise_sub
         pd = [o for o in im.ops if o.weights is not None and o.op.in_shape[0] % 4 and o.row_elems % 4 == 0]  # fmt: skip
         assert [(o.qmin, o.qmax) for o in pd] == [[], [(0, 255), (-127, 127)]][i]
-        assert all(int(o.arrays["shift"].min()) > 32 for o in pd)
-        assert _paths_compiled(out / "lib", tmp_path, f"SUB8PD_W{wb}", f"SUB8PD_W{6 - wb}", "SUB8P") == [int(i == 1), 0, int(i == 0)]  # fmt: skip
+        stem = im.ops[0] if i == 0 else next(o for o in im.ops if o.name == "s.0")
+        assert (stem.row_elems, stem.qmin, stem.qmax) == [(27, 0, 255), (16, -127, 127)][i]
+        assert all(int(o.arrays["shift"].min()) > 32 for o in [*pd, stem])
+        want = [int(i == 1 or wb == 4), 0, int(i == 0 and wb == 2), int(i == 0)]
+        assert _paths_compiled(out / "lib", tmp_path, f"SUB8PD_W{wb}", f"SUB8PD_W{6 - wb}", "SUB8PD_W2T", "SUB8P") == want  # fmt: skip
+        assert _paths_compiled(out / "lib", tmp_path, f"PWSUB8PD_W{wb}") == [i]
     expected = {("mm_conv", "pairs"), ("mm_conv", "in_c % 4"), ("mm_pointwise_sub", "pairs"),
                 ("mm_pointwise_sub", "in_c % 4")}  # fmt: skip
     assert expected | ({("mm_pointwise_sub", "one pixel")} if wb == 4 else set()) <= paths
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("wb", [4, 2])
+def test_sub8_pair_loop_tails_are_bit_exact(tmp_path, wb: int) -> None:
+    """mm_sub8p_d's rows that end in a tail of 1, 2 and 3 bytes (SUB8PD_W4, SUB8PD_W2T) on
+    byte patches of 1, 5 and 3 channels: the clamps U and S, clipped borders, stride 2, odd
+    rows (pairs across rows) and a lone last pixel; and (4-bit) mm_pointwise_sub's stride-2
+    1x1 on 5 channels (PWSUB8PD_W4: a 1-byte tail). Host build and the Cortex-M4 image under
+    qemu (the DSP asm), bit for bit the numpy reference."""
+    require_tool("arm-none-eabi-gcc", "qemu-system-arm")
+
+    def conv(ci, co, k, s=1, p=(0, 0), act=True):
+        m = [torch.nn.Conv2d(ci, co, k, s, p, bias=False), torch.nn.BatchNorm2d(co)]
+        return torch.nn.Sequential(*m, *([torch.nn.ReLU()] if act else []))
+
+    torch.manual_seed(wb)
+    net = torch.nn.Sequential(
+        conv(1, 8, 3, 1, (1, 1)), conv(8, 5, 1), conv(5, 12, (1, 2), 2, (0, 1), act=False),
+        conv(12, 3, 1), conv(3, 8, 3, 1, (1, 1)), conv(8, 5, 1), conv(5, 8, 1, 2, act=False),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 10),
+    ).eval()  # fmt: skip
+    g = trace(net, (1, 1, 11, 9))
+    pol = Policy.uniform(g, 8)
+    pol = pol.replace(weights={k: wb for k in pol.weights})
+    im = convert(random_qparams(g, pol, seed=wb), g, pol)
+    patch = [o for o in im.ops if o.weights is not None and o.op.in_shape[0] % 4]
+    assert [(o.row_elems % 4, o.qmax) for o in patch] == [(1, 255), (2, 127), (3, 255), (1, 127)]
+    assert all(int(o.arrays["shift"].min()) > 32 for o in patch)
+    x = np.random.default_rng(wb).integers(0, 256, (12, 1, 11, 9), dtype=np.uint8)
+    _host_and_qemu(im, tmp_path, x)
+    paths = (f"SUB8PD_W{wb}" if wb == 4 else "SUB8PD_W2T", "SUB8P", "PWSUB8PD_W4")
+    assert _paths_compiled(tmp_path / "c" / "lib", tmp_path, *paths) == [1, 0, int(wb == 4)]
 
 
 def _fast_sub8_nets(wb: int):

@@ -1568,7 +1568,8 @@ static inline void mm_conv8_cols(const mm_conv_ctx *k, int ix0, int *kx0, int *k
     *kx1 = ix0 + k->kw > k->in_w ? (k->in_w - ix0 > *kx0 ? k->in_w - ix0 : *kx0) : k->kw;
 }
 
-#if MM_USE_CONV8P || MM_USE_SMALL8P || MM_USE_SUB8P || MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2
+#if MM_USE_CONV8P || MM_USE_SMALL8P || MM_USE_SUB8P || MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2 || \
+    MM_USE_SUB8PD_W2T
 /* One pixel's patch as bytes (HWC order, the zero padding as 0 bytes: 0 in either format):
  * a clipped window's whole patch zeroed a word at a time, then the window's rows inside the
  * image copied (its zeros byte by byte around each row, through calls of memset for each run,
@@ -1783,7 +1784,7 @@ static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, const mm_c8src *s, u
 #endif
 
 #if MM_USE_CONV8X2D_U || MM_USE_CONV8X2D_S || MM_USE_CONV8P_D || MM_USE_SUB8PD_W4 || \
-    MM_USE_SUB8PD_W2
+    MM_USE_SUB8PD_W2 || MM_USE_SUB8PD_W2T || MM_ON_PWSUB8PD_W4 || MM_ON_PWSUB8PD_W2
 /* W8/A8 pixel pairs under mm_rq8_kind's U or S requantization, from the input (CONV8X2's
  * pairs: MM_CONV8X2_KIND, by input sign) or from CONV8P's byte patches (MM_CONV8P_KIND,
  * unsigned inputs): every block of four output channels in one asm loop, half a block (two
@@ -2289,7 +2290,8 @@ static MM_INLINE void mm_conv8x2(const mm_conv_ctx *k, const mm_conv_dims *d, ui
 }
 #endif
 
-#if MM_USE_CONV8P || MM_USE_SMALL8P || MM_USE_SUB8P || MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2
+#if MM_USE_CONV8P || MM_USE_SMALL8P || MM_USE_SUB8P || MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2 || \
+    MM_USE_SUB8PD_W2T
 /* The pair kernel on patches (in_c % 4 != 0, rows of at most MM_PATCH bytes: stems on 1 or 3
  * channels): each pixel's patch is gathered as bytes into the scratch, two pixels side by
  * side (2 row bytes: what the memory model counts for the int16 patch), then met by the first
@@ -2341,7 +2343,8 @@ static MM_INLINE void mm_conv8p(const mm_conv_ctx *k, const mm_conv_dims *d, uin
 
 #if MM_USE_SUB8X2 || MM_USE_SUB8P || MM_USE_PWSUB8 || MM_USE_PWSUB8F || MM_USE_SUB8D_W4 || \
     MM_USE_SUB8D_W2 || MM_USE_SUB8D_PT_W4 || MM_USE_SUB8D_PT_W2 || MM_USE_SUB8PD_W4 ||    \
-    MM_USE_SUB8PD_W2 || MM_USE_SUB8D4_PT_ANY
+    MM_USE_SUB8PD_W2 || MM_USE_SUB8D4_PT_ANY || MM_USE_SUB8PD_W2T || MM_ON_PWSUB8PD_W4 ||  \
+    MM_ON_PWSUB8PD_W2
 /* ---- 4- and 2-bit weights on 8-bit inputs: the sub8 path (mm_conv, mm_pointwise_sub) -----
  *
  * Weights channel_packed (ops.conv): a byte holds one element of two (4-bit) or four (2-bit)
@@ -3072,23 +3075,26 @@ static MM_NOINLINE void mm_s8d_pt_w2(const uint8_t *x, const uint8_t *w, int32_t
 #endif
 #endif
 
-#if MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2 || MM_USE_CONV8P_D
+#if MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2 || MM_USE_SUB8PD_W2T || MM_USE_CONV8P_D || \
+    MM_ON_PWSUB8PD_W4 || MM_ON_PWSUB8PD_W2
 /* SUB8P's pairs under MM_SUB8PD (unsigned inputs, the requantization MM_RQ8, whole blocks
- * of four channels, rows of whole words): mm_conv8p_d's loop on channel_packed weights, a
- * block's two halves (channels 0, 1 and 2, 3, two pixels each) as two copies of the row loop
- * (their fields' masks differ; four steps an iteration), each half requantized and stored
- * right after its sums as mm_c8x2d's (MM_S8P_OUT). A weight word's fields are taken in place:
- * an offset-binary field by one AND with 0x00MM00MM of the word (elements 0, 2) and of the
- * word shifted right by 8 (elements 1, 3), halfwords that SMLAD meets with the inputs' UXTB16
- * pairs; the top field (two's complement) by SXTB16 of the word masked to it. So each sum is
- * 2^f (S + o X) (f the field's shift, o its offset, X the pixel's input sum): it starts at
- * -2^f o X (start[], per half and pixel) and is shifted down by f before the requantization.
+ * of four channels, rows of a word or more and a 0-3 byte tail; and mm_pointwise_sub's,
+ * PWSUB8PD): mm_conv8p_d's loop on channel_packed weights, a block's two halves (channels
+ * 0, 1 and 2, 3, two pixels each) as two copies of the row loop (2-bit: their fields' masks
+ * differ; 4-bit: one copy, MM_S8P_W4_ASM; four steps an iteration), each half requantized
+ * and stored right after its sums as mm_c8x2d's (MM_S8P_OUT). A weight word's fields are
+ * taken in place: an offset-binary field by one AND with 0x00MM00MM of the word (elements 0,
+ * 2) and of the word shifted right by 8 (elements 1, 3), halfwords that SMLAD meets with the
+ * inputs' UXTB16 pairs; the top field (two's complement) by SXTB16 of the word masked to
+ * it. So each sum is 2^f (S + o X) (f the field's shift, o its offset, X the pixel's input
+ * sum): it starts at -2^f o X (start[], per half and pixel) and is shifted down by f before
+ * the requantization.
  * kws's 2-bit stem: 928 k est. M4 cycles on mm_sub8_px (calls, sums through memory, C
  * requantization) -> 777 k, against 862 k for its W8/A8 stem on mm_conv8p_d, measured. */
 typedef struct {
-    mm_c8x2d c;        /* halves (44): blocks left; adv: w's advance after each half */
+    mm_c8x2d c;        /* halves (44): blocks left (4-bit: halves); adv: w's after each half */
     int32_t start[8];  /* 116: half 0's a0, a1, b0, b1; 132: half 1's */
-    int32_t n;         /* 148: row bytes */
+    int32_t n;         /* 148: the row's bytes in whole words (the tail's after them) */
 } mm_s8p;
 
 #if defined(__ARM_FEATURE_DSP)
@@ -3121,17 +3127,10 @@ typedef char mm_s8p_ok[offsetof(mm_s8p, start) == 116 && offsetof(mm_s8p, n) == 
     "sxtb16 %[e], %[o], ror #8\n\t"                                                               \
     "smlad %[" A "], %[e], %[po], %[" A "]\n\t"                                                   \
     "smlad %[" B "], %[e], %[ro], %[" B "]\n\t"
-/* One half: its sums from start[] (S: the offset of its first), the row's steps (n bytes: one
- * if n & 4, two if n & 8, then four an iteration; the shifts of n leave each condition in the
- * flags, which the steps keep), FIX (the shifts), the end (MM_S8P_OUT, labels L6 and L8), then
- * ADV. */
-#define MM_S8P_HALF(STEP, S0, S1, S2, S3, FIX, L6, L8, ADV)                                       \
-    "ldr %[x], [%[e], #20]\n\t"                                                                   \
-    "ldr %[w], [%[e], #60]\n\t"                                                                   \
-    "ldr %[a0], [%[e], #" S0 "]\n\t"                                                              \
-    "ldr %[a1], [%[e], #" S1 "]\n\t"                                                              \
-    "ldr %[b0], [%[e], #" S2 "]\n\t"                                                              \
-    "ldr %[b1], [%[e], #" S3 "]\n\t"                                                              \
+/* A half's row: its steps (n bytes: one if n & 4, two if n & 8, then four an iteration; the
+ * shifts of n leave each condition in the flags, which the steps keep), e the state again
+ * after them. */
+#define MM_S8P_ROW(STEP)                                                                          \
     "ldr %[k], [%[e], #148]\n\t"                                                                  \
     "lsrs %[k], %[k], #3\n\t"                                                                     \
     "bcc 2f\n\t" STEP "2:\n\t"                                                                    \
@@ -3141,7 +3140,16 @@ typedef char mm_s8p_ok[offsetof(mm_s8p, start) == 116 && offsetof(mm_s8p, n) == 
     "5:\n\t" STEP STEP STEP STEP "subs %[k], %[k], #1\n\t"                                        \
     "bne 5b\n"                                                                                    \
     "4:\n\t"                                                                                      \
-    "ldr %[e], [sp]\n\t" FIX MM_S8P_OUT(L6, L8) ADV
+    "ldr %[e], [sp]\n\t"
+/* One half: its sums from start[] (S: the offset of its first), the row (MM_S8P_ROW), FIX (the
+ * shifts), the end (MM_S8P_OUT, labels L6 and L8), then ADV. */
+#define MM_S8P_HALF(STEP, S0, S1, S2, S3, FIX, L6, L8, ADV)                                       \
+    "ldr %[x], [%[e], #20]\n\t"                                                                   \
+    "ldr %[w], [%[e], #60]\n\t"                                                                   \
+    "ldr %[a0], [%[e], #" S0 "]\n\t"                                                              \
+    "ldr %[a1], [%[e], #" S1 "]\n\t"                                                              \
+    "ldr %[b0], [%[e], #" S2 "]\n\t"                                                              \
+    "ldr %[b1], [%[e], #" S3 "]\n\t" MM_S8P_ROW(STEP) FIX MM_S8P_OUT(L6, L8) ADV
 /* MM_C8X2D_OUT with the clamp S out of line (MM_S8P_SOUT, at L6, back to L8): the clamp U
  * (a stem's) takes no branch. */
 #define MM_S8P_OUT(L6, L8)                                                                        \
@@ -3191,60 +3199,121 @@ typedef char mm_s8p_ok[offsetof(mm_s8p, start) == 116 && offsetof(mm_s8p, n) == 
         "str %[k], [%[e], #44]\n\t"                                                               \
         "bne 1b\n\t"                                                                              \
         "add sp, sp, #8\n\t"                                                                      \
-        "b 9f\n\t" MM_S8P_SOUT("16", "18") MM_S8P_SOUT("26", "28") "9:\n\t"                      \
-        : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1), [x] "=&r"(x_),         \
-          [w] "=&r"(w_), [pe] "=&r"(pe), [po] "=&r"(po), [re] "=&r"(re), [ro] "=&r"(ro),        \
-          [o] "=&r"(o), [v1] "=&r"(v1), [k] "=&r"(k_), [e] "+r"(e)                              \
-        :                                                                                         \
-        : "cc", "memory")
+        "b 9f\n\t" MM_S8P_SOUT("16", "18") MM_S8P_SOUT("26", "28") "9:\n\t" MM_S8P_OPERANDS)
+#define MM_S8P_OPERANDS                                                                           \
+    : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1), [x] "=&r"(x_),             \
+      [w] "=&r"(w_), [pe] "=&r"(pe), [po] "=&r"(po), [re] "=&r"(re), [ro] "=&r"(ro),            \
+      [o] "=&r"(o), [v1] "=&r"(v1), [k] "=&r"(k_), [e] "+r"(e)                                  \
+    :                                                                                             \
+    : "cc", "memory"
 /* 2-bit: half 0 fields 0, 1 (offset binary, shifts 0, 2), half 1 fields 2 (offset binary,
  * shift 4) and 3 (top, shift 6), both on the same words (adv[0] = 0: no advance after half 0).
  * 4-bit: each half one channel pair's words (8 bytes a group): the low field offset binary,
- * the top one shifted by 4. */
-#define MM_S8P_W2_HALF0                                                                           \
-    MM_S8P_HALF(MM_S8P_IN("4") MM_S8P_OB("0x00030003", "a0", "b0")                                \
-                    MM_S8P_OB("0x000C000C", "a1", "b1"),                                          \
-                "116", "120", "124", "128",                                                       \
-                "asr %[a1], %[a1], #2\n\tasr %[b1], %[b1], #2\n\t", "16", "18", "")
-#define MM_S8P_W2_HALF1                                                                           \
-    MM_S8P_HALF(MM_S8P_IN("4") MM_S8P_OB("0x00300030", "a0", "b0")                                \
-                    MM_S8P_TOP("0xC0C0C0C0", "a1", "b1"),                                         \
-                "132", "136", "140", "144",                                                       \
-                "asr %[a0], %[a0], #4\n\tasr %[b0], %[b0], #4\n\t"                                \
-                "asr %[a1], %[a1], #6\n\tasr %[b1], %[b1], #6\n\t",                               \
+ * the top one shifted by 4. T: the rows' tail step (SUB8PD_W2T; "": none). */
+#define MM_S8P_W2_F0 MM_S8P_OB("0x00030003", "a0", "b0") MM_S8P_OB("0x000C000C", "a1", "b1")
+#define MM_S8P_W2_F1 MM_S8P_OB("0x00300030", "a0", "b0") MM_S8P_TOP("0xC0C0C0C0", "a1", "b1")
+#define MM_S8P_W2_HALF0_(T)                                                                       \
+    MM_S8P_HALF(MM_S8P_IN("4") MM_S8P_W2_F0, "116", "120", "124", "128",                          \
+                T "asr %[a1], %[a1], #2\n\tasr %[b1], %[b1], #2\n\t", "16", "18", "")
+#define MM_S8P_W2_HALF1_(T)                                                                       \
+    MM_S8P_HALF(MM_S8P_IN("4") MM_S8P_W2_F1, "132", "136", "140", "144",                          \
+                T "asr %[a0], %[a0], #4\n\tasr %[b0], %[b0], #4\n\t"                              \
+                  "asr %[a1], %[a1], #6\n\tasr %[b1], %[b1], #6\n\t",                             \
                 "26", "28", MM_S8P_ADV("68"))
-#define MM_S8P_W4_STEP                                                                            \
-    MM_S8P_IN("8") MM_S8P_OB("0x000F000F", "a0", "b0") MM_S8P_TOP("0xF0F0F0F0", "a1", "b1")
-#define MM_S8P_W4_FIX "asr %[a1], %[a1], #4\n\tasr %[b1], %[b1], #4\n\t"
-#define MM_S8P_W4_HALF0                                                                           \
-    MM_S8P_HALF(MM_S8P_W4_STEP, "116", "120", "124", "128", MM_S8P_W4_FIX, "16", "18",            \
-                MM_S8P_ADV("64"))
-#define MM_S8P_W4_HALF1                                                                           \
-    MM_S8P_HALF(MM_S8P_W4_STEP, "132", "136", "140", "144", MM_S8P_W4_FIX, "26", "28",            \
-                MM_S8P_ADV("68"))
-#define MM_S8P_RUN(st, HALF0, HALF1)                                                              \
+#define MM_S8P_W2_HALF0 MM_S8P_W2_HALF0_("")
+#define MM_S8P_W2_HALF1 MM_S8P_W2_HALF1_("")
+/* The 2-bit tail step (FIELDS: the half's): the block's word after the head words (w where
+ * the row ends: the nt tail bytes, then the block's zero bytes) against the patches' tail
+ * words extended once per pair (xt, zeros above the tail). */
+#define MM_S8P_W2_TAIL(FIELDS)                                                                    \
+    "ldr %[pe], [%[e], #100]\n\t"                                                                 \
+    "ldr %[po], [%[e], #104]\n\t"                                                                 \
+    "ldr %[re], [%[e], #108]\n\t"                                                                 \
+    "ldr %[ro], [%[e], #112]\n\t"                                                                 \
+    "ldr %[o], [%[w]]\n\t"                                                                        \
+    "lsr %[v1], %[o], #8\n\t" FIELDS "ldr %[e], [sp]\n\t"
+#define MM_S8P_W4_FIELDS MM_S8P_OB("0x000F000F", "a0", "b0") MM_S8P_TOP("0xF0F0F0F0", "a1", "b1")
+/* 4-bit: both halves one copy of the code (their fields the same, only their starts and
+ * advances differ: by the halves left's parity, h, the state's halves counting both), then
+ * the rows' tails (nt bytes, 0: none) as one more step: the word ending with the half's tail
+ * bytes (t) shifted down to them (zeros above), against the patches' tail words extended
+ * once per pair (xt); t advanced by tadv[h] with w. One copy: a copy of the half is about
+ * 0.8 kB (seven steps of 84 B, its end and tail), and ic's mixed kernel .text has 24,436 B
+ * of 24,576 with one (ResNet-8's stem: 1,377 k est. M4 cycles, its W8/A8 stem 1,280 k). */
+#define MM_S8P_W4_TAIL                                                                            \
+    "ldr %[k], [%[e], #96]\n\t"                                                                   \
+    "cmp %[k], #0\n\t"                                                                            \
+    "beq 7f\n\t"                                                                                  \
+    "ldr %[x], [%[e], #80]\n\t"                                                                   \
+    "ldr %[v1], [%[e], #92]\n\t"                                                                  \
+    "ldr %[pe], [%[e], #100]\n\t"                                                                 \
+    "ldr %[po], [%[e], #104]\n\t"                                                                 \
+    "ldr %[re], [%[e], #108]\n\t"                                                                 \
+    "ldr %[ro], [%[e], #112]\n\t"                                                                 \
+    "ldr %[o], [%[x]]\n\t"                                                                        \
+    "lsr %[o], %[o], %[v1]\n\t"                                                                   \
+    "lsr %[v1], %[o], #8\n\t" MM_S8P_W4_FIELDS "ldr %[e], [sp]\n\t"                               \
+    "7:\n\t"
+#define MM_S8P_W4_ASM                                                                             \
+    __asm__ volatile(                                                                             \
+        "sub sp, sp, #8\n\t"                                                                      \
+        "str %[e], [sp]\n\t"                                                                      \
+        "ldr %[k], [%[e], #76]\n\t"                                                               \
+        "str %[k], [sp, #4]\n\t"                                                                  \
+        "ldr %[k], [%[e], #44]\n\t"                                                               \
+        "ldr %[w], [%[e], #60]\n\t"                                                               \
+        "1:\n\t" /* a half (k: the halves left, w: its weights), its sums from start[4 h] */     \
+        "ldr %[x], [%[e], #20]\n\t"                                                               \
+        "and %[k], %[k], #1\n\t"                                                                  \
+        "add %[k], %[e], %[k], lsl #4\n\t"                                                        \
+        "ldr %[a0], [%[k], #116]\n\t"                                                             \
+        "ldr %[a1], [%[k], #120]\n\t"                                                             \
+        "ldr %[b0], [%[k], #124]\n\t"                                                             \
+        "ldr %[b1], [%[k], #128]\n\t" MM_S8P_ROW(MM_S8P_IN("8") MM_S8P_W4_FIELDS) MM_S8P_W4_TAIL  \
+        "asr %[a1], %[a1], #4\n\t"                                                                \
+        "asr %[b1], %[b1], #4\n\t" MM_S8P_OUT("16", "18")                                         \
+        "ldr %[k], [%[e], #44]\n\t" /* w += adv[h], t += tadv[h]: the next half's k and w */     \
+        "ldr %[w], [%[e], #60]\n\t"                                                               \
+        "ldr %[po], [%[e], #80]\n\t"                                                              \
+        "and %[x], %[k], #1\n\t"                                                                  \
+        "add %[x], %[e], %[x], lsl #2\n\t"                                                        \
+        "ldr %[pe], [%[x], #64]\n\t"                                                              \
+        "ldr %[x], [%[x], #84]\n\t"                                                               \
+        "add %[w], %[w], %[pe]\n\t"                                                               \
+        "add %[po], %[po], %[x]\n\t"                                                              \
+        "str %[w], [%[e], #60]\n\t"                                                               \
+        "str %[po], [%[e], #80]\n\t"                                                              \
+        "subs %[k], %[k], #1\n\t"                                                                 \
+        "str %[k], [%[e], #44]\n\t"                                                               \
+        "bne 1b\n\t"                                                                              \
+        "add sp, sp, #8\n\t"                                                                      \
+        "b 9f\n\t" MM_S8P_SOUT("16", "18") "9:\n\t" MM_S8P_OPERANDS)
+#define MM_S8P_RUN(st, HALF0, HALF1) MM_S8P_RUN_ASM(st, MM_S8P_ASM(HALF0, HALF1))
+#define MM_S8P_RUN_ASM(st, ASM)                                                                   \
     do {                                                                                          \
         void *e = &(st);                                                                          \
         uint32_t a0, a1, b0, b1, x_, w_, pe, po, re, ro, o, v1, k_;                               \
-        MM_S8P_ASM(HALF0, HALF1);                                                                 \
+        ASM;                                                                                      \
         (void)a0, (void)a1, (void)b0, (void)b1, (void)x_, (void)w_, (void)pe, (void)po;           \
         (void)re, (void)ro, (void)o, (void)v1, (void)k_, (void)e;                                 \
     } while (0)
-#elif MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2
+#elif MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2 || MM_USE_SUB8PD_W2T || MM_ON_PWSUB8PD_W4 || \
+    MM_ON_PWSUB8PD_W2
 /* The asm's sums, portably: field j of element i (byte i of its group's word; 4-bit: the
- * half's pair word), its masked value (the top field's as an int8). */
+ * half's pair word; a tail's: byte i - n of the half's tail bytes, ending where t's word
+ * ends), its masked value (the top field's as an int8). */
 static void mm_s8p_c(mm_s8p *st, const mm_conv_ctx *k, const int wb)
 {
-    const int32_t n = 8 * st->c.n8 + st->c.n4;
+    const int32_t n = 8 * st->c.n8 + st->c.n4, nt = st->c.nt;
     for (; st->c.halves > 0; st->c.halves--)
         for (int h = 0; h < 2; h++) {
             const int f0 = wb == 4 ? 0 : 4 * h, f1 = wb == 4 ? 4 : 4 * h + 2; /* field shifts */
             const int top = wb == 4 || h == 1, m = wb == 4 ? 15 : 3;
             int32_t a[2] = {st->start[4 * h], st->start[4 * h + 1]};
             int32_t b[2] = {st->start[4 * h + 2], st->start[4 * h + 3]};
-            for (int32_t i = 0; i < n; i++) {
-                const uint8_t wv = (const uint8_t)st->c.w[(wb == 4 ? 8 * (i >> 2) : 4 * (i >> 2)) +
-                                                          (i & 3)];
+            for (int32_t i = 0; i < n + nt; i++) {
+                const int32_t g = (wb == 4 ? 8 : 4) * (i >> 2) + (i & 3);
+                const uint8_t wv = (const uint8_t)(i >= n ? st->c.t[4 - nt + i - n] : st->c.w[g]);
                 const int32_t v0 = wv & (m << f0);
                 const int32_t v1 = top ? (int8_t)(wv & (m << f1)) : wv & (m << f1);
                 const int32_t x0 = st->c.x[i], x1 = st->c.x[st->c.step + i];
@@ -3263,6 +3332,7 @@ static void mm_s8p_c(mm_s8p *st, const mm_conv_ctx *k, const int wb)
             st->c.out0 += 2;
             st->c.out1 += 2;
             st->c.w += st->c.adv[h];
+            st->c.t += st->c.tadv[h];
         }
 }
 #endif
@@ -3346,32 +3416,64 @@ static MM_NOINLINE void mm_conv8p_d(const mm_conv_ctx *k, const mm_c8src *s, uin
 }
 #endif
 
-#if MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2
+#if MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2 || MM_USE_SUB8PD_W2T || MM_ON_PWSUB8PD_W4 || \
+    MM_ON_PWSUB8PD_W2
 /* One or two pixels (np; a lone one as a pair of itself, written once) of SUB8P on the byte
- * patches at s->x, every block of four channels. Start values: field j's offset o_j (2-bit:
- * 2; 4-bit: 8; the top field's: 0) times 2^f. */
+ * patches at s->x (pixel 1's s->step bytes on: mm_pointwise_sub's pairs run straight from its
+ * input), every block of four channels; rows may end in a tail (s->tail bytes after s->n:
+ * 4-bit, and 2-bit where `tail`, SUB8PD_W2T, compiled apart so that the 2-bit rows of whole
+ * words take no test for it). Start values: field j's offset o_j (2-bit: 2; 4-bit: 8; the top
+ * field's: 0) times 2^f. */
 static MM_INLINE void mm_sub8p_d(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
-                                 int32_t out_pix, int out_c, int np, const int wb)
+                                 int32_t out_pix, int out_c, int np, const int wb, const int tail)
 {
-    const int32_t row = k->row, step = np == 2 ? row : 0;
-    const int32_t x0 = mm_s8_xsum(s, 0, 0), x1 = np == 2 ? mm_s8_xsum(s, 1, 0) : x0;
+    const int32_t n = s->n, nt = s->tail, step = np == 2 ? s->step : 0;
+    uint32_t t0 = 0, t1 = 0; /* the pixels' input sums: one short loop (mm_s8_xsum's, inlined
+                              * for each pixel, took 250 B of ic's mixed kernel .text) */
+    for (int32_t i = 0; i < n; i += 4) {
+        t0 = mm_usada8(mm_s8_ld(s->x + i), t0);
+        t1 = mm_usada8(mm_s8_ld(s->x + step + i), t1);
+    }
+    int32_t x0 = (int32_t)t0, x1 = (int32_t)t1;
     static const int8_t off[2][4] = {{2, 8, 32, 0}, {8, 0, 8, 0}}; /* 2-bit, 4-bit */
     const int8_t *const o = off[wb == 4];
     mm_s8p st;
-    mm_c8x2d_init(&st.c, k, s->x, (const int8_t *)k->w, row, step, out, np == 2 ? out_pix : 0);
+    mm_c8x2d_init(&st.c, k, s->x, (const int8_t *)k->w, n, step, out, np == 2 ? out_pix : 0);
     st.c.sg = k->qmax != 255; /* MM_RQ8: the clamp U is [0, 255], S's tops at 127 */
     st.c.halves = out_c >> 2;
-    st.n = row;
+    st.n = n;
     st.c.adv[0] = wb == 4 ? 4 : 0;
     st.c.adv[1] = 4 * k->row_bytes - st.c.adv[0];
+    if (tail && nt) { /* each patch's last word, shifted down to its tail bytes */
+        const int sh = 8 * (4 - nt);
+        const uint32_t v0 = mm_s8_ld(s->x + n + nt - 4) >> sh;
+        const uint32_t v1 = mm_s8_ld(s->x + step + n + nt - 4) >> sh;
+        x0 += (int32_t)mm_usada8(v0, 0);
+        x1 += (int32_t)mm_usada8(v1, 0);
+        st.c.xt[0] = mm_uxtb16(v0);
+        st.c.xt[1] = mm_uxtb16_8(v0);
+        st.c.xt[2] = mm_uxtb16(v1);
+        st.c.xt[3] = mm_uxtb16_8(v1);
+        /* the word ending with the tails' bytes: 4-bit pair (0, 1)'s, then (2, 3)'s; 2-bit
+         * the block's, for both halves */
+        st.c.t = (const int8_t *)k->w + (wb == 4 ? 2 * n : n) + nt - 4;
+        st.c.tadv[0] = wb == 4 ? nt : 0;
+        st.c.tadv[1] = 4 * k->row_bytes - st.c.tadv[0];
+        st.c.sh = sh;
+        st.c.nt = nt;
+    }
     for (int h = 0; h < 2; h++)
         for (int j = 0; j < 2; j++) {
             st.start[4 * h + j] = -o[2 * h + j] * x0;
             st.start[4 * h + 2 + j] = -o[2 * h + j] * x1;
         }
 #if defined(__ARM_FEATURE_DSP)
-    if (wb == 4)
-        MM_S8P_RUN(st, MM_S8P_W4_HALF0, MM_S8P_W4_HALF1);
+    if (wb == 4) {
+        st.c.halves = 2 * (out_c >> 2);
+        MM_S8P_RUN_ASM(st, MM_S8P_W4_ASM);
+    } else if (tail)
+        MM_S8P_RUN(st, MM_S8P_W2_HALF0_(MM_S8P_W2_TAIL(MM_S8P_W2_F0)),
+                   MM_S8P_W2_HALF1_(MM_S8P_W2_TAIL(MM_S8P_W2_F1)));
     else
         MM_S8P_RUN(st, MM_S8P_W2_HALF0, MM_S8P_W2_HALF1);
 #else
@@ -3379,20 +3481,28 @@ static MM_INLINE void mm_sub8p_d(const mm_conv_ctx *k, const mm_c8src *s, uint8_
 #endif
 }
 
-#if MM_USE_SUB8PD_W4
+#if MM_USE_SUB8PD_W4 || MM_ON_PWSUB8PD_W4
 static MM_NOINLINE void mm_sub8p_d4(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
                                     int32_t out_pix, int ob, int out_c, int np)
 {
     (void)ob;
-    mm_sub8p_d(k, s, out, out_pix, out_c, np, 4);
+    mm_sub8p_d(k, s, out, out_pix, out_c, np, 4, 1);
 }
 #endif
-#if MM_USE_SUB8PD_W2
+#if MM_USE_SUB8PD_W2 || MM_ON_PWSUB8PD_W2
 static MM_NOINLINE void mm_sub8p_d2(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
                                     int32_t out_pix, int ob, int out_c, int np)
 {
     (void)ob;
-    mm_sub8p_d(k, s, out, out_pix, out_c, np, 2);
+    mm_sub8p_d(k, s, out, out_pix, out_c, np, 2, 0);
+}
+#endif
+#if MM_USE_SUB8PD_W2T
+static MM_NOINLINE void mm_sub8p_t2(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+                                    int32_t out_pix, int ob, int out_c, int np)
+{
+    (void)ob;
+    mm_sub8p_d(k, s, out, out_pix, out_c, np, 2, 1);
 }
 #endif
 #endif
@@ -3920,10 +4030,13 @@ static void mm_sub8_pointwise_fast(const uint8_t *in, uint8_t *out, const uint8_
 }
 #endif
 
-#if MM_USE_PWSUB8
+#if MM_USE_PWSUB8 || MM_ON_PWSUB8PD_W4 || MM_ON_PWSUB8PD_W2
 /* mm_pointwise_sub on 8-bit inputs: the output pixels in pairs, raster order across rows of
- * pixels, an odd last one alone; each pair is a one-row source. */
-static void mm_sub8_pointwise(MM_CONV_ARGS)
+ * pixels, an odd last one alone; each pair is a one-row source, run by px (mm_sub8_px, or
+ * SUB8P's pair loops: PWSUB8PD). */
+static MM_INLINE void mm_sub8_pointwise(const uint8_t *in, uint8_t *out, const uint8_t *w,
+                                       const mm_conv_dims *d, const mm_quant_params *q,
+                                       mm_c8px px)
 {
     const int in_c = d->in_c, out_c = d->out_c, out_w = d->out_w, ob = q->out_bits;
     const int32_t npix = (int32_t)d->out_h * out_w, out_pix = mm_bytes(out_c, ob);
@@ -3935,7 +4048,6 @@ static void mm_sub8_pointwise(MM_CONV_ARGS)
     const uint8_t *xr = in;
     int ox = 0;
     mm_c8src s = {in, 0, 0, in_c & ~3, in_c & 3, 0, 0, in_c & ~3, 1};
-    (void)scratch;
     for (int32_t p = 0; p < npix; p += 2) {
         const int np = p + 1 < npix ? 2 : 1;
         s.x = xr + (int32_t)ox * step;
@@ -3946,14 +4058,14 @@ static void mm_sub8_pointwise(MM_CONV_ARGS)
             if (++ox == out_w)
                 ox = 0, xr += row_step;
         }
-        mm_sub8_px(&k, &s, out, out_pix, ob, out_c, np);
+        px(&k, &s, out, out_pix, ob, out_c, np);
         out += np * out_pix;
     }
 }
 #endif
 
 #if MM_USE_PWSUB8 || MM_USE_PWSUB8F || MM_USE_PWSUB_PACKED || MM_USE_SUB8D_W4 || \
-    MM_USE_SUB8D_W2
+    MM_USE_SUB8D_W2 || MM_ON_PWSUB8PD_W4 || MM_ON_PWSUB8PD_W2
 /* 8-bit inputs take the sub8 path (ops.conv.sub8_path: channel_packed weights), 2- and 4-bit
  * ones mm_dot.c's unpacking kernel; defined here so that mm_dot.c calls nothing back. */
 void mm_pointwise_sub(MM_CONV_ARGS)
@@ -3961,8 +4073,8 @@ void mm_pointwise_sub(MM_CONV_ARGS)
     /* the shift loop of mm_pw_fast only where the fast path can take the layer */
     const int fast =
         q->in_bits == 8 && !q->in_signed && d->in_c % 4 == 0 && mm_pw_fast(q, d->out_c);
-#if MM_USE_SUB8D_W4 || MM_USE_SUB8D_W2 /* else 0, as in mm_conv */
-    const int rq8 = q->in_bits == 8 && d->out_h * d->out_w == 1 &&
+#if MM_USE_SUB8D_W4 || MM_USE_SUB8D_W2 || MM_ON_PWSUB8PD_W4 || MM_ON_PWSUB8PD_W2 /* as mm_conv */
+    const int rq8 = q->in_bits == 8 && q->w_bits < 8 &&
                     MM_RQ8(q->qmin, q->qmax, q->out_bits, mm_shifts_above32(q, d->out_c));
 #else
     const int rq8 = 0;
@@ -3990,7 +4102,20 @@ void mm_pointwise_sub(MM_CONV_ARGS)
 #endif
 #if MM_USE_PWSUB8
     case MM_P_PWSUB8:
-        mm_sub8_pointwise(in, out, w, d, q, scratch);
+        (void)scratch;
+        mm_sub8_pointwise(in, out, w, d, q, mm_sub8_px);
+        return;
+#endif
+#if MM_ON_PWSUB8PD_W4
+    case MM_P_PWSUB8PD_W4:
+        (void)scratch;
+        mm_sub8_pointwise(in, out, w, d, q, mm_sub8p_d4);
+        return;
+#endif
+#if MM_ON_PWSUB8PD_W2
+    case MM_P_PWSUB8PD_W2:
+        (void)scratch;
+        mm_sub8_pointwise(in, out, w, d, q, mm_sub8p_d2);
         return;
 #endif
 #if MM_USE_PWSUB_PACKED
@@ -4006,7 +4131,7 @@ void mm_pointwise_sub(MM_CONV_ARGS)
 
 #if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_CONV8 || MM_USE_CONV_ANY || MM_USE_SUB8X2 || \
     MM_USE_SUB8P || MM_USE_SMALL8P || MM_USE_SUB8D_W4 || MM_USE_SUB8D_W2 || MM_USE_SUB8PD_W4 || \
-    MM_USE_SUB8PD_W2
+    MM_USE_SUB8PD_W2 || MM_USE_SUB8PD_W2T
 /* The conv context of one call (mm_conv, mm_small8p). With 8-bit weights, `fast` is the
  * layer's mm_rq8_kind, or MM_RQ8_UP where that is general but mm_pw_fast holds (unsigned
  * outputs over their whole range at 4 or 2 bits: CONV8P's pixel function packs them). */
@@ -4060,7 +4185,7 @@ void mm_small8p(MM_CONV_ARGS)
 /* Compiled where a layer of the model runs it (a call without it fails to link). */
 #if MM_USE_CONV8X2 || MM_USE_CONV8P || MM_USE_CONV8 || MM_USE_CONV_ANY || \
     MM_USE_SUB8X2 || MM_USE_SUB8P || MM_USE_SUB8D_W4 || MM_USE_SUB8D_W2 || MM_USE_SUB8PD_W4 || \
-    MM_USE_SUB8PD_W2
+    MM_USE_SUB8PD_W2 || MM_USE_SUB8PD_W2T
 void mm_conv(MM_CONV_ARGS)
 {
     mm_conv_ctx k;
@@ -4081,11 +4206,16 @@ void mm_conv(MM_CONV_ARGS)
      * (MM_SUB8PD) under the same (the shift loop only then). A model none of whose layers
      * takes them leaves both 0 (the rule then gives no layer those paths): no code for them
      * (kernel .text). */
-#if MM_USE_SUB8D_W4 || MM_USE_SUB8D_W2 || MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2
+#if MM_USE_SUB8D_W4 || MM_USE_SUB8D_W2 /* (a model with SUB8PD alone: 554 B less) */
     const int whole = kh == in_h && kw == in_w && ph == 0 && pw == 0 && out_h == 1 && out_w == 1;
+#else
+    const int whole = 0;
+#endif
+#if MM_USE_SUB8D_W4 || MM_USE_SUB8D_W2 || MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2 ||                \
+    MM_USE_SUB8PD_W2T
     const int rq8 = k.ib == 8 && k.wb < 8 && MM_RQ8(qmin, qmax, ob, mm_shifts_above32(q, d->out_c));
 #else
-    const int whole = 0, rq8 = 0;
+    const int rq8 = 0;
 #endif
     switch (MM_CONV_PATH(k.ib, k.wb, k.is, groups, k.in_c, k.row, whole, d->out_c, rq8)) {
 #if MM_USE_SUB8D_W4
@@ -4158,6 +4288,11 @@ void mm_conv(MM_CONV_ARGS)
 #if MM_USE_SUB8PD_W2
     case MM_P_SUB8PD_W2:
         mm_conv8p(&k, d, (uint8_t *)scratch, out, ob, mm_sub8p_d2, 1);
+        return;
+#endif
+#if MM_USE_SUB8PD_W2T
+    case MM_P_SUB8PD_W2T:
+        mm_conv8p(&k, d, (uint8_t *)scratch, out, ob, mm_sub8p_t2, 1);
         return;
 #endif
 #if MM_USE_SUB8P

@@ -37,10 +37,11 @@
          : MM_P_NONE)
 /* SUB8P's layers whose pixel pairs take one asm loop per pair (mm_conv.c mm_sub8p_d, by weight
  * width): unsigned inputs, the requantization MM_RQ8 (`rq8`), whole blocks of four channels
- * (oc) and rows of whole words; the others mm_sub8_px (MM_P_SUB8P). */
+ * (oc) and rows of a word or more (a tail of 1-3 bytes after the words: at 2 bits its own
+ * path, W2T); the others mm_sub8_px (MM_P_SUB8P). */
 #define MM_SUB8PD(wb, is, row, oc, rq8)                                                           \
-    (!(is) && (rq8) && (oc) % 4 == 0 && (row) % 4 == 0                                            \
-         ? ((wb) == 4 ? MM_P_SUB8PD_W4 : MM_P_SUB8PD_W2)                                          \
+    (!(is) && (rq8) && (oc) % 4 == 0 && (row) >= 4                                                \
+         ? ((wb) == 4 ? MM_P_SUB8PD_W4 : (row) % 4 ? MM_P_SUB8PD_W2T : MM_P_SUB8PD_W2)            \
          : MM_P_SUB8P)
 #define MM_CONV_PATH(ib, wb, is, groups, in_c, row, whole, oc, rq8)                              \
     ((ib) == 8 && (wb) == 8 && (groups) == 1                                                      \
@@ -81,14 +82,18 @@
 /* mm_pointwise_sub: 8-bit inputs take the sub8 path, its fast pixels (MM_P_PWSUB8F: pixel
  * pairs requantized in asm right after the sums) where the inputs are unsigned, in_c a
  * multiple of 4 and the requantization MM_PW_FAST (`fast`, below) or the layer one pixel
- * (npix: a linear), its dense path (MM_SUB8D) before both; 2- and 4-bit ones mm_dot.c's
+ * (npix: a linear), its dense path (MM_SUB8D) before both, SUB8P's pair loops (MM_SUB8PD's
+ * rule on rows of in_c but for 2-bit tails: PWSUB8PD, the pairs straight from the input;
+ * ResNet-8's strided shortcuts, signed outputs) after; 2- and 4-bit ones mm_dot.c's
  * unpacking. */
 #define MM_PWSUB_PATH(ib, is, in_c, fast, npix, wb, oc, rq8)                                     \
     ((ib) != 8                                                  ? MM_P_PWSUB_PACKED               \
      : MM_SUB8D(wb, in_c, (npix) == 1, oc, rq8) != MM_P_NONE                                      \
          ? MM_SUB8D(wb, in_c, (npix) == 1, oc, rq8)                                               \
      : !(is) && (in_c) % 4 == 0 && ((fast) || (npix) == 1) ? MM_P_PWSUB8F                        \
-                                                               : MM_P_PWSUB8)
+     : MM_SUB8PD(wb, is, in_c, oc, rq8) == MM_P_SUB8PD_W4 ? MM_P_PWSUB8PD_W4                      \
+     : MM_SUB8PD(wb, is, in_c, oc, rq8) == MM_P_SUB8PD_W2 ? MM_P_PWSUB8PD_W2                      \
+                                                          : MM_P_PWSUB8)
 /* The sub8 path's pixel function, by weight width and input signedness, for a layer on `path`
  * (on MM_P_PWSUB8F, its inputs unsigned: which width's pair code). */
 #define MM_SUB8_KIND(path, wb, is)                                                                \
