@@ -700,6 +700,24 @@ def test_widened_pointwise_on_few_channels_is_bit_exact(tmp_path, c_in, bits, si
     _host_and_qemu(im, tmp_path, x, qemu)
 
 
+@pytest.mark.parametrize(("c_in", "out_bits"), [(16, 4), (8, 2)])
+def test_widened_pointwise_on_words_of_unsigned_fields_is_bit_exact(tmp_path, c_in, out_bits):
+    """mm_pointwise8_widen on unsigned 4-bit inputs in whole words (mm_widen4u: one and two
+    words a pixel), an odd last pixel, 4- and 2-bit outputs packed by the pair loop's stores
+    (mm_pw8_two8): host build and, with the ARM tools, qemu (the DSP asm)."""
+    torch.manual_seed(c_in)
+    model = torch.nn.Sequential(conv_bn(1, c_in, 3), conv_bn(c_in, 12, 1), conv_bn(12, 4, 1))
+    g = trace(model.eval(), (1, 1, 5, 3))
+    pol = Policy.uniform(g, 8)
+    acts = {g.ops[0].output: 4, g.ops[1].output: out_bits}
+    pol = pol.replace(activations={**pol.activations, **acts})
+    im = convert(random_qparams(g, pol, seed=3), g, pol)
+    assert im.report.layers[1].kernel == "mm_pointwise8_widen"
+    assert not g.tensors[g.ops[0].output].signed and im.ops[1].out_bits == out_bits
+    x = np.random.default_rng(5).integers(0, 256, (8, 1, 5, 3), dtype=np.uint8)
+    _host_and_qemu(im, tmp_path, x)
+
+
 @pytest.mark.parametrize(("c", "h", "w", "in_bits"), [(8, 9, 11, 8), (12, 8, 7, 8), (8, 6, 9, 4)])
 def test_depthwise_4x4_stride_2_is_bit_exact(tmp_path, c: int, h: int, w: int, in_bits) -> None:
     """A 4x4 depthwise layer at stride 2 with padding 1 (what TF's one-sided padding of a
