@@ -31,6 +31,7 @@ from micromix.export.cgen import library_files
 from micromix.graph import WeightScales, trace, with_scales
 from micromix.integer import convert
 from micromix.integer.convert import random_qparams
+from micromix.integer.model import IntegerModel
 from micromix.models import conv_bn, create
 from micromix.ops.conv import conv8_head, dense_pt_path, small8p, sub8_path
 from micromix.policy import Policy
@@ -577,6 +578,48 @@ def test_depthwise_3x3_on_sub_byte_inputs_is_bit_exact(tmp_path, c, h, w, stride
     assert (im.ops[1].in_bits[0], im.ops[1].out_bits) == bits
     x = np.random.default_rng(9).integers(0, 256, (12, c, h, w), dtype=np.uint8)
     _host_and_qemu(im, tmp_path, x, qemu)
+
+
+def _dw_chain(c: int, h: int, w: int) -> IntegerModel:
+    """1x1 layers around three 3x3 depthwise layers on 4- and 2-bit unsigned inputs (4 -> 8
+    bits at stride 1, 2 -> 8 at stride 2, 4 -> 4 at stride 1): each a loop of the direct path
+    (MM_DW_DIRECT) on DSP cores."""
+
+    def dw(stride: int) -> list[torch.nn.Module]:
+        conv = torch.nn.Conv2d(c, c, 3, stride, 1, groups=c, bias=False)
+        return [conv, torch.nn.BatchNorm2d(c), torch.nn.ReLU()]
+
+    layers = [conv_bn(c, c, 1), *dw(1), conv_bn(c, c, 1), *dw(2), conv_bn(c, c, 1), *dw(1)]
+    g = trace(torch.nn.Sequential(*layers, conv_bn(c, c, 1)).eval(), (1, c, h, w))
+    pol = Policy.uniform(g, 8)
+    acts = dict(zip([g.ops[k].output for k in range(6)], [4, 8, 2, 8, 4, 4], strict=True))
+    pol = pol.replace(activations={**pol.activations, **acts})
+    return convert(random_qparams(g, pol, seed=4), g, pol)
+
+
+@pytest.mark.parametrize("fold", [True, pytest.param(False, marks=pytest.mark.slow)])
+def test_depthwise_direct_loops_are_bit_exact(tmp_path, fold: bool) -> None:
+    """The direct path's loops on packed 4- and 2-bit rows (channels 1 and 3 summed 2^4 or 2^2
+    times theirs, taken out of their bias shift: mm_dw.c mm_dw_fold), and, where a group's
+    requantization cannot fold that in (a bias shift of 1; a channel whose shift leaves 8 bits
+    of it unfolded, 4 or 6 on channel 1 after its 2^4 or 2^2: scaled weights), the ring of
+    widened rows instead: host build and, with the ARM tools, qemu (the DSP asm), every image
+    bit-identical."""
+    torch.manual_seed(12)
+    im = _dw_chain(8, 9, 10)
+    dws = [k for k, o in enumerate(im.ops) if im.report.layers[k].kernel == "mm_depthwise"]
+    assert [(im.ops[k].in_bits[0], im.ops[k].out_bits) for k in dws] == [(4, 8), (2, 8), (4, 4)]
+    if not fold:
+        ops = list(im.ops)
+        for k in dws:
+            shift = ops[k].arrays["shift"].copy()
+            shift[5] = 32 + ops[k].bias_shift - 8
+            arrays = {**ops[k].arrays, "shift": shift}
+            ops[k] = dataclasses.replace(ops[k], bias_shift=1 if k == dws[0] else ops[k].bias_shift,
+                                         arrays=arrays)  # fmt: skip
+        im = dataclasses.replace(im, ops=tuple(ops))
+    x = np.random.default_rng(3).integers(0, 256, (6, 8, 9, 10), dtype=np.uint8)
+    _host_and_qemu(im, tmp_path, x)
 
 
 def _ring_four_rows_max() -> int:

@@ -318,7 +318,7 @@ static inline void mm_pw8_2x2(const uint8_t *xa, const uint8_t *xb, const int8_t
 }
 #endif
 
-#if MM_USE_PW8_WIDE
+#if MM_USE_PW8_WIDE && MM_USE_PW8_WIDE_ANY
 /* Widens n packed 4- or 2-bit values (from a byte boundary) to one byte each, sign-extended
  * into int8 when signed: the operand bytes mm_pw8x4 reads. A word of fields at a time
  * (mm_spread4 / mm_spread2: no per-field shift and store), the few last fields one by one. */
@@ -348,6 +348,9 @@ static MM_INLINE void mm_widen(uint8_t *d, const uint8_t *p, int32_t n, int bits
         d[e] = (uint8_t)mm_get(p, k, bits, is);
 }
 
+#endif
+
+#if MM_USE_PW8_WIDE
 /* Unsigned 4-bit values in whole words (8 a word), k words from a, widened to bytes at o: on DSP
  * cores a halfword in four instructions, one STRD a word, in an asm loop inlined where the
  * pixels are taken (mm_pointwise8_widen: a call of the inlined mm_widen, with its format tests
@@ -378,6 +381,7 @@ static MM_INLINE void mm_widen4u(uint8_t *d, const uint8_t *a, int32_t k)
 #endif
 }
 
+#if MM_USE_PW8_WIDE_ANY
 /* mm_widen of pixel a, and of pixel b (np = 2) to d + n (the pixels of other formats). */
 static MM_NOINLINE void mm_widen_any(uint8_t *d, const uint8_t *a, const uint8_t *b, int32_t n,
                                      int np, int bits, int is)
@@ -386,8 +390,10 @@ static MM_NOINLINE void mm_widen_any(uint8_t *d, const uint8_t *a, const uint8_t
     if (np == 2)
         mm_widen(d + n, b, n, bits, is);
 }
+#endif
 
-/* w4: mm_widen4u takes the values (unsigned 4-bit, n a multiple of 8; checked once a call). */
+/* w4: mm_widen4u takes the values (mm_kernels.h MM_PW8_WIDEN: checked once a call); the other
+ * formats' code is compiled where a layer of the model has them (PW8_WIDE_ANY). */
 static MM_INLINE void mm_widen2(uint8_t *d, const uint8_t *a, const uint8_t *b, int32_t n, int np,
                                 int bits, int is, int w4)
 {
@@ -396,8 +402,19 @@ static MM_INLINE void mm_widen2(uint8_t *d, const uint8_t *a, const uint8_t *b, 
         if (np == 2)
             mm_widen4u(d + n, b, n >> 3);
     } else {
+#if MM_USE_PW8_WIDE_ANY
         mm_widen_any(d, a, b, n, np, bits, is);
+#else
+        (void)b, (void)np, (void)bits, (void)is;
+        MM_PATH_OFF();
+#endif
     }
+}
+
+/* Whether mm_widen4u widens the layer's inputs. */
+static inline int mm_widen_w4(const mm_quant_params *q, int32_t row)
+{
+    return MM_PW8_WIDEN(q->in_signed, q->in_bits, row) == MM_P_NONE;
 }
 #endif
 
@@ -911,7 +928,7 @@ static MM_INLINE void mm_pw8_pixels(const mm_pw8_job *j, const int fast, const i
     uint8_t *out = j->out;
     int ox = 0;
 #if MM_USE_PW8_WIDE
-    const int w4 = !q->in_signed && q->in_bits == 4 && (row & 7) == 0;
+    const int w4 = mm_widen_w4(q, row);
 #endif
 #if MM_USE_PW8_FAST
     mm_pw8f st = mm_pw8f_layer(j);
@@ -1286,7 +1303,8 @@ static inline const uint8_t *mm_pw8_input(const mm_pw8_job *j)
 {
 #if MM_USE_PW8_WIDE
     if (j->wide) {
-        mm_widen_any(j->wide, j->in, j->in, j->row, 1, j->q->in_bits, j->q->in_signed);
+        mm_widen2(j->wide, j->in, j->in, j->row, 1, j->q->in_bits, j->q->in_signed,
+                  mm_widen_w4(j->q, j->row));
         return j->wide;
     }
 #endif
