@@ -567,7 +567,8 @@ DW_SUB_BYTE = [
 )  # fmt: skip
 def test_depthwise_3x3_on_sub_byte_inputs_is_bit_exact(tmp_path, c, h, w, stride, pad, bits, qemu):
     """3x3 depthwise layers on 4- and 2-bit unsigned inputs (mm_dw_3x3_w: rows widened into a
-    ring, then the 8-bit code; the host builds run its portable rows, qemu the DSP asm) with
+    ring, then the 8-bit code, or on DSP cores the packed rows read as they are where every
+    window is in mm_dw_rows' runs; the host builds run its portable rows, qemu the DSP asm) with
     odd widths and channel counts (a tail of channels), padding 0 to 2, stride 2, an image two
     rows high, and 8-, 4- and 2-bit outputs (DW_OUT4 / DW_OUT2 where the clamp is their whole
     range): every image bit-identical. The host build of one stays in the default run (and

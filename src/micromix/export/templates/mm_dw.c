@@ -7,14 +7,16 @@
  * four SMLABB / SMLATT on DSP cores (plain C with the same meaning elsewhere). Accumulators
  * stay in registers; 3x3 windows inside the image are unrolled, border windows run their
  * valid taps only (the zero padding adds nothing). On DSP cores, 3x3 kernels on 8-bit unsigned
- * inputs (mm_dw_3x3_8u) run each window in one asm block, the inside ones of an output row in a
+ * inputs (mm_dw_3x3) run each window in one asm block, the inside ones of an output row in a
  * loop of their own; with 8-bit outputs that the fast rule clamps to [0, 255] (the common
  * case) whole rows, and blocks of rows, run as one asm loop (mm_dw_rows), as do the inside
  * windows of each row of 4x4 kernels (mm_dw_4x4_8u). Those loops requantize a channel with one
  * SMLAL against a 64-bit addend that holds the bias and its shift (mm_dw_addend). Tall narrow
  * layers whose output does not overlap their input run column by column (mm_dw_cols: kws's
- * 25 x 5 px). Leftover channels (c % 4) and kernels of more than MM_DW_TAPS taps run one
- * channel at a time. Every pixel of a group is written in raster order, after its window is
+ * 25 x 5 px). 3x3 layers on 4- and 2-bit unsigned inputs run the same loops on their packed
+ * rows where every window is in them (the direct path, MM_DW_DIRECT), else on rows widened
+ * into a ring (mm_dw_3x3_w's). Leftover channels (c % 4) and kernels of more than MM_DW_TAPS
+ * taps run one channel at a time. Every pixel of a group is written in raster order, after its window is
  * read (the in-place contract of mm_kernels.h), except in mm_dw_cols, which runs only apart.
  */
 #include <stddef.h>
@@ -340,6 +342,22 @@ static int mm_dw_loop(const mm_dwq *q, int ob)
                    (lp == MM_DW_LOOP(2, 2) && MM_USE_DW_D2_2)
                ? lp
                : 0;
+}
+
+/* Whether, and on which inputs, mm_dw_rows takes the group (its fast rule set up: q->fold,
+ * q->fib): the packed ib-bit rows of the direct path (direct: ib, else 8) where its loop is
+ * compiled and the group's sums (channels 1 and 3 2^ib times theirs) fold, else bytes (8-bit
+ * inputs, or the ring's widened rows), scaling the weights only where every window is the
+ * loops' (cover). */
+static MM_INLINE void mm_dw_loops_of(mm_dwq *q, uint32_t *wp, int taps, int ob, int cover,
+                                     int direct)
+{
+    q->fib = direct;
+    q->fold = direct != 8 && mm_dw_loop(q, ob) && mm_dw_fold(q, wp, taps, 1, direct);
+    if (!q->fold) {
+        q->fib = 8;
+        q->fold = mm_dw_fold(q, wp, taps, cover && mm_dw_loop(q, ob), 0);
+    }
 }
 #endif
 
@@ -737,7 +755,7 @@ static MM_NOINLINE void mm_dw_edge_3x3_8u(const mm_dwl *L, const uint8_t *in, ui
 }
 
 
-/* mm_dw_3x3_8u's weight tables: the pairs moved one column left (zeros in the right column),
+/* mm_dw_3x3's weight tables: the pairs moved one column left (zeros in the right column),
  * as they are, moved one column right; each with a row of zeros before and after it, so that
  * a table from its second row on is the kernel moved one row up, and from the zeros before
  * it one row down. */
@@ -837,7 +855,7 @@ static MM_INLINE void mm_dw_rows(mm_dwq *q, int32_t ip, int32_t rs, const int lp
 }
 
 
-/* The runs of whole 3x3 windows of each output row of mm_dw_3x3_8u, into q (once per group:
+/* The runs of whole 3x3 windows of each output row of mm_dw_3x3, into q (once per group:
  * mm_dw_3x3_w's calls of mm_dw_3x3_rows, one per output row, share them): run r has rn[r]
  * windows whose first columns start roff[r] bytes into the row and step apart, against the
  * weight pairs k + MM_DW_KT r; the steps of mm_dw_rows, and the last output row whose window
@@ -952,7 +970,7 @@ static int mm_dw_cols(const mm_dwl *L, const uint8_t *in, uint8_t *out, const ui
     return 1;
 }
 
-/* mm_dw_3x3_8u's MM_DW_KT tables k: their zeros, the same for every group (the tables are
+/* mm_dw_3x3's MM_DW_KT tables k: their zeros, the same for every group (the tables are
  * cleared once per layer), and the moved pairs from the group's own, which mm_depthwise
  * widens straight into the middle table (MM_DW_KC: the pairs as they are). Per group that is
  * 24 words copied instead of 90 written (the demo's 2 x 2 px layer: 118,982 -> 104,070 est.
@@ -1322,7 +1340,7 @@ void mm_depthwise(MM_CONV_ARGS)
     const uint32_t low = top >> wsh, sgn = low ^ (low >> 1 & low);
 #endif
 #if defined(__ARM_FEATURE_DSP) && (MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W)
-    /* The group's weights as halfword pairs, tap after tap: on DSP cores inside mm_dw_3x3_8u's
+    /* The group's weights as halfword pairs, tap after tap: on DSP cores inside mm_dw_3x3's
      * tables (MM_DW_KC), whatever the kernel (a path-dependent pointer made gcc copy the
      * set-up below once per path: 330 B more .text). 3x3 kernels on any path fill the
      * tables' sides (outside the pairs: harmless where nothing reads them). */
@@ -1407,14 +1425,8 @@ void mm_depthwise(MM_CONV_ARGS)
         rq.fold = 0;
         rq.fib = 8;
 #if MM_DW_FOLDS
-        if (rq.fast && rows) { /* the row loops' rule; they alone run on a covered layer */
-            rq.fib = direct; /* its loop's channels 1 and 3 sum 2^ib times theirs */
-            rq.fold = direct != 8 && mm_dw_loop(&rq, ob) && mm_dw_fold(&rq, wp, taps, 1, ib);
-            if (!rq.fold) {
-                rq.fib = 8;
-                rq.fold = mm_dw_fold(&rq, wp, taps, cover && mm_dw_loop(&rq, ob), 0);
-            }
-        }
+        if (rq.fast && rows) /* the row loops' rule; they alone run on a covered layer */
+            mm_dw_loops_of(&rq, wp, taps, ob, cover, direct);
 #endif
 #if defined(__ARM_FEATURE_DSP) && (MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W)
         if (taps == 9) /* after mm_dw_fold, which may scale the pairs */

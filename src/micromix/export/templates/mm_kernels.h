@@ -715,9 +715,9 @@ void mm_small8p(MM_CONV_ARGS); /* mm_conv.c: mm_conv_small's MM_P_SMALL8P */
 /* Depthwise convolution (groups == in_c == out_c), any kernel size (mm_dw.c). Kernels of up
  * to MM_DW_TAPS taps run four channels at a time, their weights stored in groups of four
  * channels (ops.conv.depthwise_layout: same bytes); larger kernels read natural rows. 3x3
- * kernels on 4- and 2-bit unsigned inputs widen them into a ring of MM_DW_RING rows of
- * 4 x in_w bytes in the scratch (what the memory model counts for 3x3 layers); no other
- * scratch. */
+ * kernels on 4- and 2-bit unsigned inputs read them packed (DSP cores, MM_DW_DIRECT) or widen
+ * them into a ring of MM_DW_RING rows of 4 x in_w bytes in the scratch (what the memory model
+ * counts for 3x3 layers); no other scratch. */
 void mm_depthwise(MM_CONV_ARGS);
 
 /* Any other convolution: any kernel, stride, zero padding and groups (mm_conv.c). */
