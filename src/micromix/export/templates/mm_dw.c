@@ -215,7 +215,6 @@ typedef struct {
     int inside; /* mm_dw_runs_of */
     int apart;  /* the layer's input and output do not overlap */
     int covered; /* mm_dw_covered of the layer, once a layer (mm_dw_cols asks it every group) */
-    struct mm_dwr *ring; /* mm_dw_3x3_w's ring of widened rows, or none: rows read as they are */
     int fib; /* the bits of the inputs mm_dw_rows reads: 8, or the packed 4 or 2 (direct path) */
 } mm_dwq;
 
@@ -694,9 +693,6 @@ static const uint8_t *mm_dw_ring_rows(mm_dwr *g, int oy)
     return (const uint8_t *)((uintptr_t)ring +
                              (uintptr_t)((int32_t)(five ? lo % 3 - lo : -g->first) * rs));
 }
-#define MM_DW_RINGED (g != 0) /* in mm_dw_3x3_rows */
-#else
-#define MM_DW_RINGED 0
 #endif
 
 #if defined(__ARM_FEATURE_DSP) && (MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W)
@@ -997,17 +993,10 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
     const int left = q->rn[0], right = q->rn[2], inside = q->inside;
     const int fob = q->fold ? mm_dw_loop(q, L->ob) : 0; /* the loop */
     const uint32_t *const kl = k + 6, *const kc = k + MM_DW_KT + 6;
-#if MM_USE_DW_3X3_W
-    mm_dwr *const g = q->ring;
-#endif
-    if (fob && !MM_DW_RINGED && mm_dw_cols(L, in, out, kl, q, fob))
+    if (fob && mm_dw_cols(L, in, out, kl, q, fob))
         return;
     for (int oy = L->oy0; oy < L->oy1; oy++) {
         const int iy0 = oy * L->sh - L->ph;
-#if MM_USE_DW_3X3_W
-        if (g) /* the rows it reads widened first; in puts them in place */
-            in = mm_dw_ring_rows(g, oy);
-#endif
         /* the first of the three input rows read, and the kernel row it meets */
         const int top = iy0 == -1 && in_h >= 3, bottom = iy0 == in_h - 2 && in_h >= 3 && iy0 > 0;
         /* rows of no whole window, and rows that mm_dw_rows cannot requantize (fob 0: rare,
@@ -1024,7 +1013,7 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
         {
             /* rows whose windows all lie inside the height: one block, when the runs cover
              * the whole width */
-            const int block = left && right && !top && !bottom && !MM_DW_RINGED;
+            const int block = left && right && !top && !bottom;
             const int last = !block ? oy : inside < L->oy1 ? inside : L->oy1 - 1;
             q->o = o;
             q->row = row;
@@ -1047,13 +1036,16 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
  * the loop does not take, go through mm_dw_edge_3x3_8u, a window at a time. Pixels in raster
  * order, each stored after its window is read. */
 /* The same for the 4- and 2-bit unsigned inputs of DW_3X3_W: read packed (q->fib, the direct
- * path) or, with `widen`, widened into the ring (mm_dw_3x3_w's). One call site of
- * mm_dw_3x3_rows, so that gcc inlines it as where DW_3X3_8U alone is compiled (out of line,
- * called for both paths, it took the 8-bit layers of the demo's mixed build 3 to 9 k est. M4
+ * path) or, with `widen`, widened into the ring (mm_dw_3x3_w's), an output row a call (its rows
+ * widened before it). One call site of mm_dw_3x3_rows, so that gcc inlines it as where
+ * DW_3X3_8U alone is compiled, and no ring in it (out of line, called for both paths, and with
+ * the ring's rows inside, it took the 8-bit layers of the demo's mixed build 3 to 9 k est. M4
  * cycles more each than the W8/A8 build's, measured). */
 static MM_INLINE void mm_dw_3x3(const mm_dwl *L, const uint8_t *in, uint8_t *out,
                                 const uint32_t *wp, mm_dwq *q, uint8_t *ring, int widen)
 {
+    const int end = L->oy1;
+    int oy = L->oy0, n = end - oy; /* output rows a call */
 #if MM_USE_DW_3X3_W
     mm_dwl W;
     mm_dwr g;
@@ -1065,17 +1057,22 @@ static MM_INLINE void mm_dw_3x3(const mm_dwl *L, const uint8_t *in, uint8_t *out
         W.in_pix = 4;
         W.row = g.rs;
         L = &W;
-        in = ring;
-        q->ring = &g;
+        n = 1;
     }
 #else
     (void)ring, (void)widen;
 #endif
     mm_dw_runs_of(L, q);
-    mm_dw_3x3_rows(L, in, out, wp - (MM_DW_KT + 6), q); /* wp: MM_DW_KC of the tables */
+    for (; oy < end; oy += n) {
 #if MM_USE_DW_3X3_W
-    q->ring = 0;
+        if (widen) { /* the rows it reads widened first; in puts them in place */
+            in = mm_dw_ring_rows(&g, oy);
+            W.oy0 = oy;
+            W.oy1 = oy + 1;
+        }
 #endif
+        mm_dw_3x3_rows(L, in, out, wp - (MM_DW_KT + 6), q); /* wp: MM_DW_KC of the tables */
+    }
 }
 #endif
 
@@ -1352,9 +1349,6 @@ void mm_depthwise(MM_CONV_ARGS)
 #endif
     mm_dwq rq;
     int ch;
-#if MM_USE_DW_3X3_W
-    rq.ring = 0;
-#endif
     rq.apart = (uintptr_t)(out + (int32_t)out_h * out_w * out_pix) <= (uintptr_t)in ||
                (uintptr_t)(in + (int32_t)in_h * L.row) <= (uintptr_t)out;
 #if MM_DW_FOLDS
