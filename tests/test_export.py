@@ -31,6 +31,7 @@ from micromix.export.cgen import library_files
 from micromix.graph import WeightScales, trace, with_scales
 from micromix.integer import convert
 from micromix.integer.convert import random_qparams
+from micromix.integer.model import IntegerModel
 from micromix.models import conv_bn, create
 from micromix.ops.conv import conv8_head, dense_pt_path, small8p, sub8_path
 from micromix.policy import Policy
@@ -648,7 +649,8 @@ DW_SUB_BYTE = [
 )  # fmt: skip
 def test_depthwise_3x3_on_sub_byte_inputs_is_bit_exact(tmp_path, c, h, w, stride, pad, bits, qemu):
     """3x3 depthwise layers on 4- and 2-bit unsigned inputs (mm_dw_3x3_w: rows widened into a
-    ring, then the 8-bit code; the host builds run its portable rows, qemu the DSP asm) with
+    ring, then the 8-bit code, or on DSP cores the packed rows read as they are where every
+    window is in mm_dw_rows' runs; the host builds run its portable rows, qemu the DSP asm) with
     odd widths and channel counts (a tail of channels), padding 0 to 2, stride 2, an image two
     rows high, and 8-, 4- and 2-bit outputs (DW_OUT4 / DW_OUT2 where the clamp is their whole
     range): every image bit-identical. The host build of one stays in the default run (and
@@ -659,6 +661,48 @@ def test_depthwise_3x3_on_sub_byte_inputs_is_bit_exact(tmp_path, c, h, w, stride
     assert (im.ops[1].in_bits[0], im.ops[1].out_bits) == bits
     x = np.random.default_rng(9).integers(0, 256, (12, c, h, w), dtype=np.uint8)
     _host_and_qemu(im, tmp_path, x, qemu)
+
+
+def _dw_chain(c: int, h: int, w: int) -> IntegerModel:
+    """1x1 layers around three 3x3 depthwise layers on 4- and 2-bit unsigned inputs (4 -> 8
+    bits at stride 1, 2 -> 8 at stride 2, 4 -> 4 at stride 1): each a loop of the direct path
+    (MM_DW_DIRECT) on DSP cores."""
+
+    def dw(stride: int) -> list[torch.nn.Module]:
+        conv = torch.nn.Conv2d(c, c, 3, stride, 1, groups=c, bias=False)
+        return [conv, torch.nn.BatchNorm2d(c), torch.nn.ReLU()]
+
+    layers = [conv_bn(c, c, 1), *dw(1), conv_bn(c, c, 1), *dw(2), conv_bn(c, c, 1), *dw(1)]
+    g = trace(torch.nn.Sequential(*layers, conv_bn(c, c, 1)).eval(), (1, c, h, w))
+    pol = Policy.uniform(g, 8)
+    acts = dict(zip([g.ops[k].output for k in range(6)], [4, 8, 2, 8, 4, 4], strict=True))
+    pol = pol.replace(activations={**pol.activations, **acts})
+    return convert(random_qparams(g, pol, seed=4), g, pol)
+
+
+@pytest.mark.parametrize("fold", [True, pytest.param(False, marks=pytest.mark.slow)])
+def test_depthwise_direct_loops_are_bit_exact(tmp_path, fold: bool) -> None:
+    """The direct path's loops on packed 4- and 2-bit rows (channels 1 and 3 summed 2^4 or 2^2
+    times theirs, taken out of their bias shift: mm_dw.c mm_dw_fold), and, where a group's
+    requantization cannot fold that in (a bias shift of 1; a channel whose shift leaves 8 bits
+    of it unfolded, 4 or 6 on channel 1 after its 2^4 or 2^2: scaled weights), the ring of
+    widened rows instead: host build and, with the ARM tools, qemu (the DSP asm), every image
+    bit-identical."""
+    torch.manual_seed(12)
+    im = _dw_chain(8, 9, 10)
+    dws = [k for k, o in enumerate(im.ops) if im.report.layers[k].kernel == "mm_depthwise"]
+    assert [(im.ops[k].in_bits[0], im.ops[k].out_bits) for k in dws] == [(4, 8), (2, 8), (4, 4)]
+    if not fold:
+        ops = list(im.ops)
+        for k in dws:
+            shift = ops[k].arrays["shift"].copy()
+            shift[5] = 32 + ops[k].bias_shift - 8
+            arrays = {**ops[k].arrays, "shift": shift}
+            ops[k] = dataclasses.replace(ops[k], bias_shift=1 if k == dws[0] else ops[k].bias_shift,
+                                         arrays=arrays)  # fmt: skip
+        im = dataclasses.replace(im, ops=tuple(ops))
+    x = np.random.default_rng(3).integers(0, 256, (6, 8, 9, 10), dtype=np.uint8)
+    _host_and_qemu(im, tmp_path, x)
 
 
 def _ring_four_rows_max() -> int:
@@ -780,6 +824,24 @@ def test_widened_pointwise_on_few_channels_is_bit_exact(tmp_path, c_in, bits, si
     assert g.tensors[g.ops[0].output].signed == signed
     x = np.random.default_rng(4).integers(0, 256, (12, 1, 7, 5), dtype=np.uint8)
     _host_and_qemu(im, tmp_path, x, qemu)
+
+
+@pytest.mark.parametrize(("c_in", "out_bits"), [(16, 4), (8, 2)])
+def test_widened_pointwise_on_words_of_unsigned_fields_is_bit_exact(tmp_path, c_in, out_bits):
+    """mm_pointwise8_widen on unsigned 4-bit inputs in whole words (mm_widen4u: one and two
+    words a pixel), an odd last pixel, 4- and 2-bit outputs packed by the pair loop's stores
+    (mm_pw8_two8): host build and, with the ARM tools, qemu (the DSP asm)."""
+    torch.manual_seed(c_in)
+    model = torch.nn.Sequential(conv_bn(1, c_in, 3), conv_bn(c_in, 12, 1), conv_bn(12, 4, 1))
+    g = trace(model.eval(), (1, 1, 5, 3))
+    pol = Policy.uniform(g, 8)
+    acts = {g.ops[0].output: 4, g.ops[1].output: out_bits}
+    pol = pol.replace(activations={**pol.activations, **acts})
+    im = convert(random_qparams(g, pol, seed=3), g, pol)
+    assert im.report.layers[1].kernel == "mm_pointwise8_widen"
+    assert not g.tensors[g.ops[0].output].signed and im.ops[1].out_bits == out_bits
+    x = np.random.default_rng(5).integers(0, 256, (8, 1, 5, 3), dtype=np.uint8)
+    _host_and_qemu(im, tmp_path, x)
 
 
 @pytest.mark.parametrize(("c", "h", "w", "in_bits"), [(8, 9, 11, 8), (12, 8, 7, 8), (8, 6, 9, 4)])

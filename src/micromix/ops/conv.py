@@ -504,8 +504,9 @@ C_PATHS = (
     "SUB8_W4S", "SUB8_W4U", "SUB8_W2S", "SUB8_W2U", "S8F_W4", "S8F_W2", "SUB8_RQS",
     "SUB8_RQANY", "SUB8D_W4", "SUB8D_W2",
     "DW_3X3_8U", "DW_4X4_8U", "DW_8U", "DW_4U", "DW_2U", "DW_ANY", "DW_CHANNEL", "DW_3X3_W",
-    "DW_OUT4", "DW_OUT2",
-    "PW8_ONE", "PW8_FAST", "PW8_ANY", "PW8_WIDE", "PW8_DENSE_U", "PW8_DENSE_S",
+    "DW_OUT4", "DW_OUT2", "DW_D4_8", "DW_D4_4", "DW_D4_2", "DW_D2_8", "DW_D2_4", "DW_D2_2",
+    "DW_RQANY", "DW_WSUB",
+    "PW8_ONE", "PW8_FAST", "PW8_ANY", "PW8_WIDE", "PW8_WIDE_ANY", "PW8_DENSE_U", "PW8_DENSE_S",
     "SMALL8P", "SMALL_LANES",
     "DENSE_PT", "PW8D_PT_U", "PW8D_PT_S", "SUB8D_PT_W4", "SUB8D_PT_W2", "PW8_PT",
     "SUB8D4_PT_W4U", "SUB8D4_PT_W4S", "SUB8D4_PT_W2U", "SUB8D4_PT_W2S",
@@ -514,9 +515,10 @@ C_PATHS = (
 
 def c_rules(site: CallSite) -> tuple[str, ...]:
     """The kernel paths this call takes: the kernel's own rules (mm_kernels.h MM_CONV_PATH,
-    MM_CONV8X2_KIND, MM_CONV8P_KIND, MM_PWSUB_PATH, MM_SUB8_KIND,
-    MM_SUB8_RQ, MM_SMALL_PATH, MM_DW_GROUP, MM_DW_TAIL, MM_DW_OUT, MM_PW8_PATH) on the numbers
-    the call passes, for the export's preprocessor to evaluate. Whether every shift is above 32 is the call's mm_quant_params.above32 (`shifts_above32`)."""
+    MM_CONV8X2_KIND, MM_CONV8P_KIND, MM_PWSUB_PATH, MM_SUB8_KIND, MM_SUB8_RQ, MM_SMALL_PATH,
+    MM_DW_GROUP, MM_DW_TAIL, MM_DW_OUT, MM_DW_DIRECT, MM_DW_RQ_PATH, MM_DW_WB, MM_PW8_PATH,
+    MM_PW8_WIDEN) on the numbers the call passes, for the export's preprocessor to evaluate.
+    Whether every shift is above 32 is the call's mm_quant_params.above32 (`shifts_above32`)."""
     iop = site.iop
     dims = tiled(kernel_dims(iop.op), site.tile)
     c_in, in_h, in_w, c_out, out_h, out_w, kh, kw, _, _, ph, pw, groups = dims
@@ -545,15 +547,19 @@ def c_rules(site: CallSite) -> tuple[str, ...]:
         return (f"MM_SMALL_PATH({ib}, {iop.w_bits}, {is_}, {c_in}, {row}, {fast})",)
     if site.kernel == "mm_depthwise":
         group = f"MM_DW_GROUP({is_}, {ib}, {kh}, {kw}, {c_in}, {in_w})"
-        out = f"MM_DW_OUT({group}, {iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})"
-        return (group, f"MM_DW_TAIL({c_in}, {kh}, {kw})", out)
+        rq = f"{iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32}"
+        out, direct = f"MM_DW_OUT({group}, {rq})", f"MM_DW_DIRECT({group}, {ib}, {rq})"
+        rq_any, wsub = f"MM_DW_RQ_PATH({group}, {ib}, {rq})", f"MM_DW_WB({iop.w_bits})"
+        return (group, f"MM_DW_TAIL({c_in}, {kh}, {kw})", out, direct, rq_any, wsub)
     if site.kernel == "mm_dense_pt":
         rq8 = f"MM_RQ8({iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})"
         return (f"MM_DENSE_PT_PATH({ib}, {is_}, {iop.w_bits}, {row}, {c_out}, {rq8})",)
     if site.kernel in ("mm_pointwise8", "mm_pointwise8_widen"):
         pw8 = (f"MM_PW8_PATH({is_}, {row}, {iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32}, "
                f"{out_h * out_w}, {c_out})")  # fmt: skip
-        return (pw8, "MM_P_PW8_WIDE") if site.kernel == "mm_pointwise8_widen" else (pw8,)
+        if site.kernel == "mm_pointwise8_widen":
+            return (pw8, "MM_P_PW8_WIDE", f"MM_PW8_WIDEN({is_}, {ib}, {row})")
+        return (pw8,)
     return ()
 
 

@@ -324,7 +324,7 @@ static inline void mm_pw8_2x2(const uint8_t *xa, const uint8_t *xb, const int8_t
 }
 #endif
 
-#if MM_USE_PW8_WIDE
+#if MM_USE_PW8_WIDE && MM_USE_PW8_WIDE_ANY
 /* Widens n packed 4- or 2-bit values (from a byte boundary) to one byte each, sign-extended
  * into int8 when signed: the operand bytes mm_pw8x4 reads. A word of fields at a time
  * (mm_spread4 / mm_spread2: no per-field shift and store), the few last fields one by one. */
@@ -352,6 +352,75 @@ static MM_INLINE void mm_widen(uint8_t *d, const uint8_t *p, int32_t n, int bits
     }
     for (int32_t k = 0; e < n; e++, k++)
         d[e] = (uint8_t)mm_get(p, k, bits, is);
+}
+
+#endif
+
+#if MM_USE_PW8_WIDE
+/* Unsigned 4-bit values in whole words (8 a word), k words from a, widened to bytes at o: on DSP
+ * cores a halfword in four instructions, one STRD a word, in an asm loop inlined where the
+ * pixels are taken (mm_pointwise8_widen: a call of the inlined mm_widen, with its format tests
+ * and tail, took about 115 est. M4 cycles a pair of 8-channel pixels). */
+#if defined(__ARM_FEATURE_DSP)
+#define MM_SPREAD4_ASM(R)                                                                         \
+    "orr " R ", " R ", " R ", lsl #8\n\tand " R ", " R ", #0x00FF00FF\n\t"                        \
+    "orr " R ", " R ", " R ", lsl #4\n\tand " R ", " R ", #0x0F0F0F0F\n\t"
+#endif
+static MM_INLINE void mm_widen4u(uint8_t *d, const uint8_t *a, int32_t k)
+{
+#if defined(__ARM_FEATURE_DSP)
+    const uint8_t *const e = a + 4 * k;
+    uint32_t x_, y_;
+    __asm__ volatile("1:\n\tldrh %[x], [%[a]], #2\n\tldrh %[y], [%[a]], #2\n\t" MM_SPREAD4_ASM(
+                         "%[x]") MM_SPREAD4_ASM("%[y]") "strd %[x], %[y], [%[d]], #8\n\t"
+                                                        "cmp %[a], %[e]\n\tbne 1b"
+                     : [x] "=&r"(x_), [y] "=&r"(y_), [a] "+r"(a), [d] "+r"(d)
+                     : [e] "r"(e)
+                     : "cc", "memory");
+#else
+    for (int32_t t = 0; t < k; t++, a += 4, d += 8) {
+        const uint32_t lo = mm_spread4(a[0] | (uint32_t)a[1] << 8);
+        const uint32_t hi = mm_spread4(a[2] | (uint32_t)a[3] << 8);
+        memcpy(d, &lo, 4);
+        memcpy(d + 4, &hi, 4);
+    }
+#endif
+}
+
+#if MM_USE_PW8_WIDE_ANY
+/* mm_widen of pixel a, and of pixel b (np = 2) to d + n (the pixels of other formats). */
+static MM_NOINLINE void mm_widen_any(uint8_t *d, const uint8_t *a, const uint8_t *b, int32_t n,
+                                     int np, int bits, int is)
+{
+    mm_widen(d, a, n, bits, is);
+    if (np == 2)
+        mm_widen(d + n, b, n, bits, is);
+}
+#endif
+
+/* w4: mm_widen4u takes the values (mm_kernels.h MM_PW8_WIDEN: checked once a call); the other
+ * formats' code is compiled where a layer of the model has them (PW8_WIDE_ANY). */
+static MM_INLINE void mm_widen2(uint8_t *d, const uint8_t *a, const uint8_t *b, int32_t n, int np,
+                                int bits, int is, int w4)
+{
+    if (w4) {
+        mm_widen4u(d, a, n >> 3);
+        if (np == 2)
+            mm_widen4u(d + n, b, n >> 3);
+    } else {
+#if MM_USE_PW8_WIDE_ANY
+        mm_widen_any(d, a, b, n, np, bits, is);
+#else
+        (void)b, (void)np, (void)bits, (void)is;
+        MM_PATH_OFF();
+#endif
+    }
+}
+
+/* Whether mm_widen4u widens the layer's inputs. */
+static inline int mm_widen_w4(const mm_quant_params *q, int32_t row)
+{
+    return MM_PW8_WIDEN(q->in_signed, q->in_bits, row) == MM_P_NONE;
 }
 #endif
 
@@ -704,15 +773,7 @@ typedef char mm_pw8f_ok[offsetof(mm_pw8f, m4) == 56 ? 1 : -1]; /* the asm's offs
     "cmp %[t3], #8\n\t"                                                                            \
     "bne 5f\n\t"                                                                                   \
     "str %[a1], [%[t0]], #4\n\t"                                                                   \
-    "str %[b1], [%[t1]], #4\n\t"                                                                   \
-    "6:\n\t"                                                                                       \
-    "str %[t0], [%[t5], #40]\n\t"                                                                  \
-    "str %[t1], [%[t5], #44]\n\t"                                                                  \
-    "ldr %[t3], [%[t5], #36]\n\t"                                                                  \
-    W                                                                                              \
-    "cmp %[t0], %[t3]\n\t"                                                                         \
-    "bne 0b\n\t"                                                                                   \
-    "b 9f\n\t"                                                                                     \
+    "str %[b1], [%[t1]], #4\n\t" MM_PW8F_STEP(W)                                                    \
     "5:\n\t" /* 4- or 2-bit outputs: clamped to 2^ob - 1 (bytewise minimum), packed */             \
     "ldr %[t2], [%[t5], #56]\n\t"                                                                  \
     "usub8 %[t4], %[a1], %[t2]\n\t"                                                                \
@@ -725,13 +786,10 @@ typedef char mm_pw8f_ok[offsetof(mm_pw8f, m4) == 56 ? 1 : -1]; /* the asm's offs
     "orr %[b1], %[b1], %[b1], lsr #4\n\t"                                                          \
     "and %[a1], %[a1], #0x00FF00FF\n\t"                                                            \
     "and %[b1], %[b1], #0x00FF00FF\n\t"                                                            \
-    "strb %[a1], [%[t0]], #1\n\t"                                                                  \
-    "lsr %[a1], %[a1], #16\n\t"                                                                    \
-    "strb %[a1], [%[t0]], #1\n\t"                                                                  \
-    "strb %[b1], [%[t1]], #1\n\t"                                                                  \
-    "lsr %[b1], %[b1], #16\n\t"                                                                    \
-    "strb %[b1], [%[t1]], #1\n\t"                                                                  \
-    "b 6b\n\t"                                                                                     \
+    "orr %[a1], %[a1], %[a1], lsr #8\n\t"                                                          \
+    "orr %[b1], %[b1], %[b1], lsr #8\n\t"                                                          \
+    "strh %[a1], [%[t0]], #2\n\t"                                                                  \
+    "strh %[b1], [%[t1]], #2\n\t" MM_PW8F_STEP(W)                                                   \
     "7:\n\t"                                                                                       \
     "orr %[a1], %[a1], %[a1], lsr #6\n\t"                                                          \
     "orr %[b1], %[b1], %[b1], lsr #6\n\t"                                                          \
@@ -740,9 +798,19 @@ typedef char mm_pw8f_ok[offsetof(mm_pw8f, m4) == 56 ? 1 : -1]; /* the asm's offs
     "orr %[a1], %[a1], %[a1], lsr #12\n\t"                                                         \
     "orr %[b1], %[b1], %[b1], lsr #12\n\t"                                                         \
     "strb %[a1], [%[t0]], #1\n\t"                                                                  \
-    "strb %[b1], [%[t1]], #1\n\t"                                                                  \
-    "b 6b\n\t"                                                                                     \
+    "strb %[b1], [%[t1]], #1\n\t" MM_PW8F_STEP(W)                                                   \
     "9:\n\t"
+/* The end of a block after its stores, once per output width (no jump back to a shared one:
+ * 3 est. M4 cycles a block of 4- or 2-bit outputs): the output pointers kept, W, then the next
+ * block, or on to 9. */
+#define MM_PW8F_STEP(W)                                                                           \
+    "str %[t0], [%[t5], #40]\n\t"                                                                  \
+    "str %[t1], [%[t5], #44]\n\t"                                                                  \
+    "ldr %[t3], [%[t5], #36]\n\t"                                                                  \
+    W                                                                                              \
+    "cmp %[t0], %[t3]\n\t"                                                                         \
+    "bne 0b\n\t"                                                                                   \
+    "b 9f\n\t"
 #define MM_PW8F_ASM                                                                               \
     __asm__ volatile(                                                                             \
         "sub sp, sp, #16\n\t"                                                                     \
@@ -865,6 +933,9 @@ static MM_INLINE void mm_pw8_pixels(const mm_pw8_job *j, const int fast, const i
     const uint8_t *xr = j->in; /* the current row of input pixels */
     uint8_t *out = j->out;
     int ox = 0;
+#if MM_USE_PW8_WIDE
+    const int w4 = mm_widen_w4(q, row);
+#endif
 #if MM_USE_PW8_FAST
     mm_pw8f st = mm_pw8f_layer(j);
 #endif
@@ -877,8 +948,7 @@ static MM_INLINE void mm_pw8_pixels(const mm_pw8_job *j, const int fast, const i
             ox = 0, xr += row_step;
 #if MM_USE_PW8_WIDE /* j->wide is set by mm_pointwise8_widen only */
         if (j->wide) {
-            mm_widen(j->wide, xa, row, q->in_bits, q->in_signed);
-            mm_widen(j->wide + row, xb, row, q->in_bits, q->in_signed);
+            mm_widen2(j->wide, xa, xb, row, 2, q->in_bits, q->in_signed, w4);
             xa = j->wide;
             xb = j->wide + row;
         }
@@ -897,7 +967,7 @@ static MM_INLINE void mm_pw8_pixels(const mm_pw8_job *j, const int fast, const i
         const uint8_t *x = xr + (int32_t)ox * step;
 #if MM_USE_PW8_WIDE
         if (j->wide) {
-            mm_widen(j->wide, x, row, q->in_bits, q->in_signed);
+            mm_widen2(j->wide, x, x, row, 1, q->in_bits, q->in_signed, w4);
             x = j->wide;
         }
 #endif
@@ -1240,7 +1310,8 @@ static inline const uint8_t *mm_pw8_input(const mm_pw8_job *j)
 {
 #if MM_USE_PW8_WIDE
     if (j->wide) {
-        mm_widen(j->wide, j->in, j->row, j->q->in_bits, j->q->in_signed);
+        mm_widen2(j->wide, j->in, j->in, j->row, 1, j->q->in_bits, j->q->in_signed,
+                  mm_widen_w4(j->q, j->row));
         return j->wide;
     }
 #endif

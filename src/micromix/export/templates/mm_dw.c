@@ -7,14 +7,16 @@
  * four SMLABB / SMLATT on DSP cores (plain C with the same meaning elsewhere). Accumulators
  * stay in registers; 3x3 windows inside the image are unrolled, border windows run their
  * valid taps only (the zero padding adds nothing). On DSP cores, 3x3 kernels on 8-bit unsigned
- * inputs (mm_dw_3x3_8u) run each window in one asm block, the inside ones of an output row in a
+ * inputs (mm_dw_3x3) run each window in one asm block, the inside ones of an output row in a
  * loop of their own; with 8-bit outputs that the fast rule clamps to [0, 255] (the common
  * case) whole rows, and blocks of rows, run as one asm loop (mm_dw_rows), as do the inside
  * windows of each row of 4x4 kernels (mm_dw_4x4_8u). Those loops requantize a channel with one
  * SMLAL against a 64-bit addend that holds the bias and its shift (mm_dw_addend). Tall narrow
  * layers whose output does not overlap their input run column by column (mm_dw_cols: kws's
- * 25 x 5 px). Leftover channels (c % 4) and kernels of more than MM_DW_TAPS taps run one
- * channel at a time. Every pixel of a group is written in raster order, after its window is
+ * 25 x 5 px). 3x3 layers on 4- and 2-bit unsigned inputs run the same loops on their packed
+ * rows where every window is in them (the direct path, MM_DW_DIRECT), else on rows widened
+ * into a ring (mm_dw_3x3_w's). Leftover channels (c % 4) and kernels of more than MM_DW_TAPS
+ * taps run one channel at a time. Every pixel of a group is written in raster order, after its window is
  * read (the in-place contract of mm_kernels.h), except in mm_dw_cols, which runs only apart.
  */
 #include <stddef.h>
@@ -132,6 +134,30 @@ static uint32_t mm_dw_xany(const uint8_t *p, int ib, int is, uint32_t *hi)
     J("a1", "68", "84", "20", "100") J("a2", "72", "88", "24", "104") J("a3", "76", "92", "28", "108")
 #define MM_DW_9ROW(T0, T1, T2)                                                                    \
     MM_DW_9T("[%[r]]", T0) MM_DW_9T("[%[r], %[ip]]", T1) MM_DW_9T("[%[r], %[ip], lsl #1]", T2)
+/* The same taps read as F reads them (mm_dw_rows' loops): LD F's load of the four channels'
+ * inputs, SPLIT_F their halfword pairs, x = (ch 0, ch 2) and u = (ch 1, ch 3). 8: MM_DW_9T's;
+ * 4- and 2-bit unsigned fields (the packed rows of mm_dw_3x3_w's direct path): the group's
+ * halfword or byte, moved up by an OR so that one AND with an immediate picks each pair in
+ * place, channels 1 and 3 times 2^4 or 2^2 (mm_dw_fold takes that out of their bias shift:
+ * no shift, no mask register in the loop). */
+#define MM_DW_LD_8 "ldr"
+#define MM_DW_SPLIT_8 "uxtb16 %[u], %[x], ror #8\n\tuxtb16 %[x], %[x]\n\t"
+#define MM_DW_LD_4 "ldrh"
+#define MM_DW_SPLIT_4                                                                             \
+    "orr %[x], %[x], %[x], lsl #8\n\tand %[u], %[x], #0x00F000F0\n\tand %[x], %[x], #0x000F000F\n\t"
+#define MM_DW_LD_2 "ldrb"
+#define MM_DW_SPLIT_2                                                                             \
+    "orr %[x], %[x], %[x], lsl #12\n\tand %[u], %[x], #0x000C000C\n\tand %[x], %[x], #0x00030003\n\t"
+#define MM_DW_9TF(F, ADDR, T)                                                                     \
+    MM_DW_LD_##F " %[x], " ADDR "\n\tldr %[w], [%[k], #(8 * " #T ")]\n\t"                        \
+    "ldr %[v], [%[k], #(8 * " #T " + 4)]\n\t" MM_DW_SPLIT_##F MM_DW_MACS "\n\t"
+#define MM_DW_9TF0(F)                                                                             \
+    MM_DW_LD_##F " %[x], [%[r]]\n\tldr %[w], [%[k]]\n\tldr %[v], [%[k], #4]\n\t" MM_DW_SPLIT_##F  \
+    "smulbb %[a0], %[x], %[w]\n\tsmultt %[a2], %[x], %[w]\n\tsmulbb %[a1], %[u], %[v]\n\t"          \
+    "smultt %[a3], %[u], %[v]\n\t"
+#define MM_DW_9ROWF(F, T0, T1, T2)                                                                \
+    MM_DW_9TF(F, "[%[r]]", T0)                                                                    \
+    MM_DW_9TF(F, "[%[r], %[ip]]", T1) MM_DW_9TF(F, "[%[r], %[ip], lsl #1]", T2)
 #define MM_DW_T4U(R_, O_, K_, T_)                                                                 \
     MM_DW_ASM("ldrh",                                                                             \
               "orr %[x], %[x], %[x], lsl #8\n\tand %[u], %[m], %[x], lsr #4\n\t"                  \
@@ -189,7 +215,7 @@ typedef struct {
     int inside; /* mm_dw_runs_of */
     int apart;  /* the layer's input and output do not overlap */
     int covered; /* mm_dw_covered of the layer, once a layer (mm_dw_cols asks it every group) */
-    struct mm_dwr *ring; /* mm_dw_3x3_w's ring of widened rows, or none: rows read as they are */
+    int fib; /* the bits of the inputs mm_dw_rows reads: 8, or the packed 4 or 2 (direct path) */
 } mm_dwq;
 
 typedef char mm_dwq_rq4l_ok[offsetof(mm_dwq, m) == 16 && offsetof(mm_dwq, cl) == 64 &&
@@ -203,14 +229,18 @@ typedef char mm_dwq_rq4l_ok[offsetof(mm_dwq, m) == 16 && offsetof(mm_dwq, cl) ==
 #define MM_DW_FOLDS 0
 #endif
 #if MM_DW_FOLDS
+/* Whether a loop of mm_dw_3x3_w's direct path is compiled (MM_DW_DIRECT). */
+#define MM_DW_DIRECT_ON                                                                           \
+    (MM_USE_DW_D4_8 || MM_USE_DW_D4_4 || MM_USE_DW_D4_2 || MM_USE_DW_D2_8 || MM_USE_DW_D2_4 ||    \
+     MM_USE_DW_D2_2)
 /* Channel j's MM_DW_RQK addend (its shift s above 32): (b m + 2^(s-1)) >> f with f the bias
  * shift bk, or s - 32 where that is less (M >= 1/2: the high word alone would not hold the
  * result). Returns whether all of bk is folded in; a channel where it is not is right only if
  * its weights are all zero (mm_dw_zero_w: a constant output, multiplier 2^30, shift 30 + bk,
  * sums 0 whatever its inputs). */
-static MM_INLINE int mm_dw_addend(mm_dwq *q, int j)
+static MM_INLINE int mm_dw_addend(mm_dwq *q, int j, int bk)
 {
-    const int s = q->s[j], f = s - 32 < q->bk ? s - 32 : q->bk; /* 0 .. 31 */
+    const int s = q->s[j], f = s - 32 < bk ? s - 32 : bk; /* 0 .. 31 */
     const int64_t p = (int64_t)q->b[j] * q->m[j];
     uint32_t lo = (uint32_t)p;
     int32_t hi = (int32_t)(p >> 32) + ((int32_t)1 << (s - 33)); /* + 2^(s-1) */
@@ -221,7 +251,7 @@ static MM_INLINE int mm_dw_addend(mm_dwq *q, int j)
     q->cl[j] = (int32_t)lo;
     q->ch[j] = hi;
     q->n2[j] = s - f - 32;
-    return f == q->bk;
+    return f == bk;
 }
 
 /* The group's addends (q's fast rule set up) for its weight pairs wp (taps of them): whether
@@ -229,23 +259,35 @@ static MM_INLINE int mm_dw_addend(mm_dwq *q, int j)
  * (M >= 1/2), by d = bk - f bits: right as it is with all-zero weights; else, if `scale` (the
  * row loops alone requantize every pixel: no window sees the other rules) and d <= 7, its
  * weights are scaled by 2^d (|w| 2^7 fits the halfword; the sums fit int32 as acc 2^bk does),
- * which folds the rest in. */
-static MM_NOINLINE int mm_dw_fold(mm_dwq *q, uint32_t *wp, int taps, int scale)
+ * which folds the rest in. Channels 1 and 3 with sums 2^e times theirs (the direct path's
+ * MM_DW_SPLIT_4 / _2, e = 4 or 2) take bias shift bk - e (acc 2^bk = (acc 2^e) 2^(bk - e)),
+ * none below 0. Nothing is changed where it returns 0 (every channel is checked first). */
+static MM_NOINLINE int mm_dw_fold(mm_dwq *q, uint32_t *wp, int taps, int scale, int e)
 {
-    for (int j = 0; j < 4; j++) {
-        if (mm_dw_addend(q, j))
-            continue;
-        const int d = q->bk - (q->s[j] - 32), sh = 16 * (j >> 1);
+    int all = 1, d[4];
+    e = MM_DW_DIRECT_ON ? e : 0; /* a constant where no direct loop is compiled */
+    if (q->bk < e)
+        return 0;
+    for (int j = 0; j < 4; j++)
+        all &= mm_dw_addend(q, j, j & 1 ? q->bk - e : q->bk);
+    if (all) /* the common case: every bias shift folded in */
+        return 1;
+    for (int j = 0; j < 4; j++) /* the bits not folded in, where above 0 */
+        d[j] = (j & 1 ? q->bk - e : q->bk) - (q->s[j] - 32);
+    for (int j = 0; j < 4; j++) { /* a channel that cannot fold is right with zero weights only */
         uint32_t any = 0;
-        for (int t = 0; t < taps; t++) {
+        for (int t = 0; d[j] > 0 && !(scale && d[j] <= 7) && t < taps; t++)
+            any |= wp[2 * t + (j & 1)] >> (16 * (j >> 1)) & 0xFFFFu;
+        if (any)
+            return 0;
+    }
+    for (int j = 0; scale && j < 4; j++) { /* then the others' weights scaled by 2^d */
+        const int sh = 16 * (j >> 1);
+        for (int t = 0; d[j] > 0 && d[j] <= 7 && t < taps; t++) {
             uint32_t *const w = wp + 2 * t + (j & 1);
             const int32_t v = (int16_t)(*w >> sh);
-            any |= (uint32_t)v;
-            if (scale && d <= 7)
-                *w = (*w & ~(0xFFFFu << sh)) | (((uint32_t)(v * (1 << d)) & 0xFFFFu) << sh);
+            *w = (*w & ~(0xFFFFu << sh)) | (((uint32_t)(v * (1 << d[j])) & 0xFFFFu) << sh);
         }
-        if (any && !(scale && d <= 7))
-            return 0;
     }
     return 1;
 }
@@ -282,11 +324,39 @@ static int mm_dw_covered(const mm_dwl *L)
            L->ox_in + L->n_in + mm_dw_side_run(L, 2) == L->out_w;
 }
 
-/* Whether mm_dw_rows takes the group's rule (fast 2 or 3) for ob-bit outputs. */
-static int mm_dw_fob(const mm_dwq *q, int ob)
+/* mm_dw_rows' loops, by the bits of the inputs they read and of their outputs. */
+#define MM_DW_LOOP(ib, ob) ((ib) * 16 + (ob))
+/* The loop of mm_dw_rows that takes the group's rule (fast 2 or 3) on q->fib-bit inputs and
+ * ob-bit outputs, where it is compiled; else 0. */
+static int mm_dw_loop(const mm_dwq *q, int ob)
 {
-    return (q->fast == 2 && ob == 8) || (q->fast == 3 && ob == 4 && MM_USE_DW_OUT4) ||
-           (q->fast == 3 && ob == 2 && MM_USE_DW_OUT2);
+    const int lp = (q->fast == 2 && ob == 8) || q->fast == 3 ? MM_DW_LOOP(q->fib, ob) : 0;
+    return lp == MM_DW_LOOP(8, 8) || (lp == MM_DW_LOOP(8, 4) && MM_USE_DW_OUT4) ||
+                   (lp == MM_DW_LOOP(8, 2) && MM_USE_DW_OUT2) ||
+                   (lp == MM_DW_LOOP(4, 8) && MM_USE_DW_D4_8) ||
+                   (lp == MM_DW_LOOP(4, 4) && MM_USE_DW_D4_4) ||
+                   (lp == MM_DW_LOOP(4, 2) && MM_USE_DW_D4_2) ||
+                   (lp == MM_DW_LOOP(2, 8) && MM_USE_DW_D2_8) ||
+                   (lp == MM_DW_LOOP(2, 4) && MM_USE_DW_D2_4) ||
+                   (lp == MM_DW_LOOP(2, 2) && MM_USE_DW_D2_2)
+               ? lp
+               : 0;
+}
+
+/* Whether, and on which inputs, mm_dw_rows takes the group (its fast rule set up: q->fold,
+ * q->fib): the packed ib-bit rows of the direct path (direct: ib, else 8) where its loop is
+ * compiled and the group's sums (channels 1 and 3 2^ib times theirs) fold, else bytes (8-bit
+ * inputs, or the ring's widened rows), scaling the weights only where every window is the
+ * loops' (cover). */
+static MM_INLINE void mm_dw_loops_of(mm_dwq *q, uint32_t *wp, int taps, int ob, int cover,
+                                     int direct)
+{
+    q->fib = direct;
+    q->fold = direct != 8 && mm_dw_loop(q, ob) && mm_dw_fold(q, wp, taps, 1, direct);
+    if (!q->fold) {
+        q->fib = 8;
+        q->fold = mm_dw_fold(q, wp, taps, cover && mm_dw_loop(q, ob), 0);
+    }
 }
 #endif
 
@@ -381,25 +451,31 @@ enum { MM_DW_8U, MM_DW_4U, MM_DW_2U, MM_DW_ANY };
             MM_DW_TANY(R_, O_, K_, T_);                                                           \
     } while (0)
 
+/* The 3x3 windows' stores of 4- and 2-bit outputs (MM_DW_OUT's, and the direct path's where
+ * its groups take the ring instead). */
+#define MM_DW_OUT4_ON (MM_USE_DW_OUT4 || MM_USE_DW_D4_4 || MM_USE_DW_D2_4)
+#define MM_DW_OUT2_ON (MM_USE_DW_OUT2 || MM_USE_DW_D4_2 || MM_USE_DW_D2_2)
 /* The group's four sums a0 .. a3 of one pixel requantized and stored at out (locals of the
  * group kernels: L, q, ob). */
 #define MM_DW_PUT(fmt)                                                                            \
     do {                                                                                          \
         if ((fmt) == MM_DW_8U && q->fast == 2) {                                                  \
             MM_DW_REQ4U8();                                                                       \
-        } else if (MM_USE_DW_OUT4 && q->fast == 3 && ob == 4) { /* else the clamp below */       \
+        } else if (MM_DW_OUT4_ON && q->fast == 3 && ob == 4) { /* else the clamp below */        \
             MM_DW_REQ4U4();                                                                       \
-        } else if (MM_USE_DW_OUT2 && q->fast == 3 && ob == 2) {                                   \
+        } else if (MM_DW_OUT2_ON && q->fast == 3 && ob == 2) {                                    \
             MM_DW_REQ4U2();                                                                       \
-        } else if (q->fast) {                                                                     \
+        } else if (q->fast && ((fmt) != MM_DW_8U || MM_USE_DW_RQANY)) {                           \
             MM_DW_REQ4();                                                                         \
-        } else {                                                                                  \
+        } else if (MM_USE_DW_RQANY) {                                                             \
             int32_t acc_[4] = {a0, a1, a2, a3}, y_[4];                                            \
             mm_dw_requant4(L, q, acc_, y_);                                                       \
             a0 = y_[0];                                                                           \
             a1 = y_[1];                                                                           \
             a2 = y_[2];                                                                           \
             a3 = y_[3];                                                                           \
+        } else { /* the other rules are compiled where a layer has them (DW_RQANY) */             \
+            MM_PATH_OFF();                                                                        \
         }                                                                                         \
         if (ob == 8) {                                                                            \
             out[0] = (uint8_t)a0;                                                                 \
@@ -586,6 +662,11 @@ typedef struct mm_dwr {
  * already overwritten in place). A row is widened before any output pixel that reads it is
  * written, so running in place holds as it does for the 8-bit code (which reads the same rows
  * later). */
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && MM_DW_DIRECT_ON
+/* on DSP cores with the direct path the ring serves its groups that it cannot take only: out of
+ * line and optimized for size (cold), 400 B less .text in the demo's mixed build */
+__attribute__((noinline, cold))
+#endif
 static const uint8_t *mm_dw_ring_rows(mm_dwr *g, int oy)
 {
     const mm_dwl *const L = g->L;
@@ -612,9 +693,6 @@ static const uint8_t *mm_dw_ring_rows(mm_dwr *g, int oy)
     return (const uint8_t *)((uintptr_t)ring +
                              (uintptr_t)((int32_t)(five ? lo % 3 - lo : -g->first) * rs));
 }
-#define MM_DW_RINGED (g != 0) /* in mm_dw_3x3_rows */
-#else
-#define MM_DW_RINGED 0
 #endif
 
 #if defined(__ARM_FEATURE_DSP) && (MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W)
@@ -673,7 +751,7 @@ static MM_NOINLINE void mm_dw_edge_3x3_8u(const mm_dwl *L, const uint8_t *in, ui
 }
 
 
-/* mm_dw_3x3_8u's weight tables: the pairs moved one column left (zeros in the right column),
+/* mm_dw_3x3's weight tables: the pairs moved one column left (zeros in the right column),
  * as they are, moved one column right; each with a row of zeros before and after it, so that
  * a table from its second row on is the kernel moved one row up, and from the zeros before
  * it one row down. */
@@ -692,7 +770,7 @@ static MM_NOINLINE void mm_dw_edge_3x3_8u(const mm_dwl *L, const uint8_t *in, ui
  * 4-bit-output layers 309,075 -> 292,043 and 328,939 -> 313,675 est. M4 cycles, measured. Run
  * records and the output pointer in a register, not a run index and a stored count: kws's
  * 25 x 5 px layers 333,870 -> 325,867 est. M4 cycles each, measured. */
-#define MM_DW_ROWS_ASM(RQK, S1, S2, S3, ST)                                                     \
+#define MM_DW_ROWS_ASM(F, RQK, S1, S2, S3, ST)                                                     \
     __asm__ volatile(                                                                             \
         /* the next run: its table, first window and end, or the row's end */                   \
         "3:\n\tldr %[x], [%[q], %[orun]]\n\tldr %[v], [%[x], #8]\n\tcmp %[v], #0\n\tbeq 5f\n\t"   \
@@ -701,9 +779,9 @@ static MM_NOINLINE void mm_dw_edge_3x3_8u(const mm_dwl *L, const uint8_t *in, ui
         "str %[x], [%[q], %[orun]]\n\tadd %[k], %[k], %[a0]\n\t"                                   \
         "mla %[v], %[v], %[u], %[o]\n\tstr %[v], [%[q], %[oend]]\n\tadd %[r], %[r], %[w]\n\t"     \
         /* the run's pixels */                                                                  \
-        "1:\n\t" MM_DW_9T0 MM_DW_9T("[%[r], %[ip]]", 1) MM_DW_9T("[%[r], %[ip], lsl #1]", 2)      \
-        "add %[r], %[r], %[rs]\n\t" MM_DW_9ROW(3, 4, 5) "add %[r], %[r], %[rs]\n\t"              \
-        MM_DW_9ROW(6, 7, 8) MM_DW_RQ4L(RQK)                                                       \
+        "1:\n\t" MM_DW_9TF0(F) MM_DW_9TF(F, "[%[r], %[ip]]", 1)                                    \
+        MM_DW_9TF(F, "[%[r], %[ip], lsl #1]", 2) "add %[r], %[r], %[rs]\n\t"                      \
+        MM_DW_9ROWF(F, 3, 4, 5) "add %[r], %[r], %[rs]\n\t" MM_DW_9ROWF(F, 6, 7, 8) MM_DW_RQ4L(RQK) \
         "orr %[a0], %[a0], %[a1], lsl #" S1 "\n\torr %[a0], %[a0], %[a2], lsl #" S2 "\n\t"         \
         "orr %[a0], %[a0], %[a3], lsl #" S3 "\n\tldr %[u], [%[q], %[oopx]]\n\t"                   \
         "ldr %[w], [%[q], %[oadv]]\n\tldr %[v], [%[q], %[oend]]\n\t" ST " %[a0], [%[o]]\n\t"      \
@@ -722,29 +800,58 @@ static MM_NOINLINE void mm_dw_edge_3x3_8u(const mm_dwl *L, const uint8_t *in, ui
           [orstep] "n"(offsetof(mm_dwq, rstep)), [okt] "n"(offsetof(mm_dwq, kt))                  \
         : "cc", "memory")
 
-/* fob: the output bits (a constant at each use: one loop per format compiled); q->kt: the
- * rows' tables. */
-static MM_INLINE void mm_dw_rows(mm_dwq *q, int32_t ip, int32_t rs, const int fob)
+/* The loop for F-bit inputs and B-bit outputs (its RQK and packing). */
+#define MM_DW_ROWS_8(F) MM_DW_ROWS_ASM(F, MM_DW_RQK, "8", "16", "24", "str")
+#define MM_DW_ROWS_4(F) MM_DW_ROWS_ASM(F, MM_DW_RQK4, "4", "8", "12", "strh")
+#define MM_DW_ROWS_2(F) MM_DW_ROWS_ASM(F, MM_DW_RQK2, "2", "4", "6", "strb")
+
+/* lp: the loop (MM_DW_LOOP; a constant at each use: one loop per format compiled); q->kt:
+ * the rows' tables. */
+static MM_INLINE void mm_dw_rows(mm_dwq *q, int32_t ip, int32_t rs, const int lp)
 {
     uint32_t a0, a1, a2, a3, x_, u_, w_, v_;
     const uint8_t *r;
     const uint32_t *k;
     uint8_t *o = q->o;
     q->run = q->runs;
-    if (fob == 8)
-        MM_DW_ROWS_ASM(MM_DW_RQK, "8", "16", "24", "str");
+    if (lp == MM_DW_LOOP(8, 8))
+        MM_DW_ROWS_8(8);
 #if MM_USE_DW_OUT4
-    else if (fob == 4)
-        MM_DW_ROWS_ASM(MM_DW_RQK4, "4", "8", "12", "strh");
+    else if (lp == MM_DW_LOOP(8, 4))
+        MM_DW_ROWS_4(8);
 #endif
 #if MM_USE_DW_OUT2
-    else if (fob == 2)
-        MM_DW_ROWS_ASM(MM_DW_RQK2, "2", "4", "6", "strb");
+    else if (lp == MM_DW_LOOP(8, 2))
+        MM_DW_ROWS_2(8);
+#endif
+#if MM_USE_DW_D4_8
+    else if (lp == MM_DW_LOOP(4, 8))
+        MM_DW_ROWS_8(4);
+#endif
+#if MM_USE_DW_D4_4
+    else if (lp == MM_DW_LOOP(4, 4))
+        MM_DW_ROWS_4(4);
+#endif
+#if MM_USE_DW_D4_2
+    else if (lp == MM_DW_LOOP(4, 2))
+        MM_DW_ROWS_2(4);
+#endif
+#if MM_USE_DW_D2_8
+    else if (lp == MM_DW_LOOP(2, 8))
+        MM_DW_ROWS_8(2);
+#endif
+#if MM_USE_DW_D2_4
+    else if (lp == MM_DW_LOOP(2, 4))
+        MM_DW_ROWS_4(2);
+#endif
+#if MM_USE_DW_D2_2
+    else if (lp == MM_DW_LOOP(2, 2))
+        MM_DW_ROWS_2(2);
 #endif
 }
 
 
-/* The runs of whole 3x3 windows of each output row of mm_dw_3x3_8u, into q (once per group:
+/* The runs of whole 3x3 windows of each output row of mm_dw_3x3, into q (once per group:
  * mm_dw_3x3_w's calls of mm_dw_3x3_rows, one per output row, share them): run r has rn[r]
  * windows whose first columns start roff[r] bytes into the row and step apart, against the
  * weight pairs k + MM_DW_KT r; the steps of mm_dw_rows, and the last output row whose window
@@ -774,24 +881,44 @@ static void mm_dw_runs_of(const mm_dwl *L, mm_dwq *q)
     q->inside = mm_dw_inside(L);
 }
 
-/* mm_dw_rows for the output bits fob (one call site per format: the loops are large). */
-static MM_NOINLINE void mm_dw_rows_of(mm_dwq *q, int32_t ip, int32_t rs, int fob)
+/* mm_dw_rows for the loop lp (mm_dw_loop's; one call site per loop: the loops are large). */
+#define MM_DW_ROWS_CASE(IB, OB)                                                                   \
+    case MM_DW_LOOP(IB, OB):                                                                      \
+        mm_dw_rows(q, ip, rs, MM_DW_LOOP(IB, OB));                                                \
+        return;
+static MM_NOINLINE void mm_dw_rows_of(mm_dwq *q, int32_t ip, int32_t rs, int lp)
 {
+    switch (lp) {
 #if MM_USE_DW_OUT4
-    if (fob == 4)
-        mm_dw_rows(q, ip, rs, 4);
-    else
+        MM_DW_ROWS_CASE(8, 4)
 #endif
 #if MM_USE_DW_OUT2
-    if (fob == 2)
-        mm_dw_rows(q, ip, rs, 2);
-    else
+        MM_DW_ROWS_CASE(8, 2)
 #endif
-        mm_dw_rows(q, ip, rs, 8);
-    (void)fob;
+#if MM_USE_DW_D4_8
+        MM_DW_ROWS_CASE(4, 8)
+#endif
+#if MM_USE_DW_D4_4
+        MM_DW_ROWS_CASE(4, 4)
+#endif
+#if MM_USE_DW_D4_2
+        MM_DW_ROWS_CASE(4, 2)
+#endif
+#if MM_USE_DW_D2_8
+        MM_DW_ROWS_CASE(2, 8)
+#endif
+#if MM_USE_DW_D2_4
+        MM_DW_ROWS_CASE(2, 4)
+#endif
+#if MM_USE_DW_D2_2
+        MM_DW_ROWS_CASE(2, 2)
+#endif
+    default:
+        mm_dw_rows(q, ip, rs, MM_DW_LOOP(8, 8));
+    }
 }
 
-/* The whole output of mm_dw_3x3_rows column by column (fob: mm_dw_rows' output bits, kl:
+/* The whole output of mm_dw_3x3_rows column by column (fob: mm_dw_rows' loop, kl:
  * the first table), where its input and output do not overlap (column order breaks the
  * in-place contract) and every pixel lies in a run of mm_dw_runs_of's columns and of rows
  * (a top row, the rows inside, a bottom row): returns 0 (nothing done) otherwise. A column
@@ -839,7 +966,7 @@ static int mm_dw_cols(const mm_dwl *L, const uint8_t *in, uint8_t *out, const ui
     return 1;
 }
 
-/* mm_dw_3x3_8u's MM_DW_KT tables k: their zeros, the same for every group (the tables are
+/* mm_dw_3x3's MM_DW_KT tables k: their zeros, the same for every group (the tables are
  * cleared once per layer), and the moved pairs from the group's own, which mm_depthwise
  * widens straight into the middle table (MM_DW_KC: the pairs as they are). Per group that is
  * 24 words copied instead of 90 written (the demo's 2 x 2 px layer: 118,982 -> 104,070 est.
@@ -864,23 +991,12 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
 {
     const int e0 = L->ox_in, e1 = e0 + L->n_in, out_w = L->out_w, in_h = L->in_h;
     const int left = q->rn[0], right = q->rn[2], inside = q->inside;
-    const int fob = !q->fold                                          ? 0
-                    : q->fast == 2 && L->ob == 8                      ? 8
-                    : q->fast == 3 && L->ob == 4 && MM_USE_DW_OUT4 ? 4
-                    : q->fast == 3 && L->ob == 2 && MM_USE_DW_OUT2 ? 2
-                                                                  : 0;
+    const int fob = q->fold ? mm_dw_loop(q, L->ob) : 0; /* the loop */
     const uint32_t *const kl = k + 6, *const kc = k + MM_DW_KT + 6;
-#if MM_USE_DW_3X3_W
-    mm_dwr *const g = q->ring;
-#endif
-    if (fob && !MM_DW_RINGED && mm_dw_cols(L, in, out, kl, q, fob))
+    if (fob && mm_dw_cols(L, in, out, kl, q, fob))
         return;
     for (int oy = L->oy0; oy < L->oy1; oy++) {
         const int iy0 = oy * L->sh - L->ph;
-#if MM_USE_DW_3X3_W
-        if (g) /* the rows it reads widened first; in puts them in place */
-            in = mm_dw_ring_rows(g, oy);
-#endif
         /* the first of the three input rows read, and the kernel row it meets */
         const int top = iy0 == -1 && in_h >= 3, bottom = iy0 == in_h - 2 && in_h >= 3 && iy0 > 0;
         /* rows of no whole window, and rows that mm_dw_rows cannot requantize (fob 0: rare,
@@ -897,7 +1013,7 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
         {
             /* rows whose windows all lie inside the height: one block, when the runs cover
              * the whole width */
-            const int block = left && right && !top && !bottom && !MM_DW_RINGED;
+            const int block = left && right && !top && !bottom;
             const int last = !block ? oy : inside < L->oy1 ? inside : L->oy1 - 1;
             q->o = o;
             q->row = row;
@@ -911,7 +1027,6 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
     }
 }
 
-#if MM_USE_DW_3X3_8U
 /* 3x3 windows of 8-bit unsigned inputs (DSP cores). Each output row runs three runs of windows
  * (mm_dw_runs_of, in mm_dw_rows' loop): a first pixel whose window has one column outside on
  * the left (ix0 == -1), the windows inside, and a last pixel with one column outside on the
@@ -920,13 +1035,45 @@ static void mm_dw_3x3_rows(const mm_dwl *L, const uint8_t *in, uint8_t *out, con
  * border windows (padding above 1, images narrower than 3), and layers whose requantization
  * the loop does not take, go through mm_dw_edge_3x3_8u, a window at a time. Pixels in raster
  * order, each stored after its window is read. */
-static void mm_dw_3x3_8u(const mm_dwl *L, const uint8_t *in, uint8_t *out, const uint32_t *wp,
-                         mm_dwq *q)
+/* The same for the 4- and 2-bit unsigned inputs of DW_3X3_W: read packed (q->fib, the direct
+ * path) or, with `widen`, widened into the ring (mm_dw_3x3_w's), an output row a call (its rows
+ * widened before it). One call site of mm_dw_3x3_rows, so that gcc inlines it as where
+ * DW_3X3_8U alone is compiled, and no ring in it (out of line, called for both paths, and with
+ * the ring's rows inside, it took the 8-bit layers of the demo's mixed build 3 to 9 k est. M4
+ * cycles more each than the W8/A8 build's, measured). */
+static MM_INLINE void mm_dw_3x3(const mm_dwl *L, const uint8_t *in, uint8_t *out,
+                                const uint32_t *wp, mm_dwq *q, uint8_t *ring, int widen)
 {
-    mm_dw_runs_of(L, q);
-    mm_dw_3x3_rows(L, in, out, wp - (MM_DW_KT + 6), q); /* wp: MM_DW_KC of the tables */
-}
+    const int end = L->oy1;
+    int oy = L->oy0, n = end - oy; /* output rows a call */
+#if MM_USE_DW_3X3_W
+    mm_dwl W;
+    mm_dwr g;
+    if (widen) { /* the 8-bit code on the ring's rows */
+        const mm_dwr g0 = {L, in, ring, 4 * (int32_t)L->in_w, 0, 0,
+                           L->in_h > 3 ? L->in_h - 3 : 0, L->in_w <= MM_DW_RING_W};
+        g = g0;
+        W = *L;
+        W.in_pix = 4;
+        W.row = g.rs;
+        L = &W;
+        n = 1;
+    }
+#else
+    (void)ring, (void)widen;
 #endif
+    mm_dw_runs_of(L, q);
+    for (; oy < end; oy += n) {
+#if MM_USE_DW_3X3_W
+        if (widen) { /* the rows it reads widened first; in puts them in place */
+            in = mm_dw_ring_rows(&g, oy);
+            W.oy0 = oy;
+            W.oy1 = oy + 1;
+        }
+#endif
+        mm_dw_3x3_rows(L, in, out, wp - (MM_DW_KT + 6), q); /* wp: MM_DW_KC of the tables */
+    }
+}
 #endif
 
 /* The group functions, one per path of MM_DW_GROUP, each compiled where the model takes it
@@ -1044,13 +1191,14 @@ static MM_NOINLINE void mm_dw_any(const mm_dwl *L, const uint8_t *in, uint8_t *o
 }
 #endif
 
-#if MM_USE_DW_3X3_W
-/* 3x3 windows of 4- and 2-bit unsigned inputs: the 8-bit code (mm_dw_3x3_rows on DSP cores,
- * mm_dw_8u elsewhere) on the group's four channels widened to bytes, each input row once, into
- * a ring of 4 x in_w byte rows in the scratch (mm_dw_ring_rows), row by row. On DSP cores one
- * call of mm_dw_3x3_rows for the whole output, which widens each output row's rows before it
- * (a call per output row: the demo's 4-bit 14 x 14 x 32 layer 309,227 -> 299,233 est. M4
- * cycles, measured). */
+#if MM_USE_DW_3X3_W && !defined(__ARM_FEATURE_DSP)
+/* 3x3 windows of 4- and 2-bit unsigned inputs: the 8-bit code (mm_dw_3x3_rows on DSP cores:
+ * mm_dw_3x3, mm_dw_8u here) on the group's four channels widened to bytes, each input row
+ * once, into a ring of 4 x in_w byte rows in the scratch (mm_dw_ring_rows), row by row. On DSP
+ * cores one call of mm_dw_3x3_rows for the whole output, which widens each output row's rows
+ * before it (a call per output row: the demo's 4-bit 14 x 14 x 32 layer 309,227 -> 299,233
+ * est. M4 cycles, measured), where the layer's packed rows are not read as they are (the
+ * direct path, MM_DW_DIRECT). */
 static MM_NOINLINE void mm_dw_3x3_w(const mm_dwl *L, const uint8_t *in, uint8_t *out,
                                     const uint32_t *wp, mm_dwq *q, uint8_t *ring)
 {
@@ -1059,19 +1207,12 @@ static MM_NOINLINE void mm_dw_3x3_w(const mm_dwl *L, const uint8_t *in, uint8_t 
                 L->in_w <= MM_DW_RING_W};
     W.in_pix = 4;
     W.row = g.rs;
-#if defined(__ARM_FEATURE_DSP)
-    mm_dw_runs_of(&W, q);
-    q->ring = &g;
-    mm_dw_3x3_rows(&W, ring, out, wp - (MM_DW_KT + 6), q); /* wp: MM_DW_KC of the tables */
-    q->ring = 0;
-#else
     for (int oy = L->oy0; oy < L->oy1; oy++) {
         const uint8_t *const base = mm_dw_ring_rows(&g, oy);
         W.oy0 = oy;
         W.oy1 = oy + 1;
         mm_dw_8u(&W, base, out, wp, q);
     }
-#endif
 }
 #endif
 
@@ -1085,19 +1226,21 @@ static void mm_dw_path(int path, const mm_dwl *L, const uint8_t *in, uint8_t *ou
 {
     /* no group path: channels one by one */
     (void)L, (void)in, (void)out, (void)wp, (void)q, (void)ring;
+#if defined(__ARM_FEATURE_DSP) && (MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W)
+    if (path == MM_P_DW_3X3_8U || path == MM_P_DW_3X3_W) {
+        mm_dw_3x3(L, in, out, wp, q, ring, path == MM_P_DW_3X3_W && q->fib == 8);
+        return;
+    }
+#endif
     switch (path) {
-#if MM_USE_DW_3X3_W
+#if MM_USE_DW_3X3_W && !defined(__ARM_FEATURE_DSP)
     case MM_P_DW_3X3_W:
         mm_dw_3x3_w(L, in, out, wp, q, ring);
         return;
 #endif
-#if MM_USE_DW_3X3_8U
+#if MM_USE_DW_3X3_8U && !defined(__ARM_FEATURE_DSP)
     case MM_P_DW_3X3_8U:
-#if defined(__ARM_FEATURE_DSP)
-        mm_dw_3x3_8u(L, in, out, wp, q);
-#else
         mm_dw_8u(L, in, out, wp, q);
-#endif
         return;
 #endif
 #if MM_USE_DW_4X4_8U
@@ -1194,7 +1337,7 @@ void mm_depthwise(MM_CONV_ARGS)
     const uint32_t low = top >> wsh, sgn = low ^ (low >> 1 & low);
 #endif
 #if defined(__ARM_FEATURE_DSP) && (MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W)
-    /* The group's weights as halfword pairs, tap after tap: on DSP cores inside mm_dw_3x3_8u's
+    /* The group's weights as halfword pairs, tap after tap: on DSP cores inside mm_dw_3x3's
      * tables (MM_DW_KC), whatever the kernel (a path-dependent pointer made gcc copy the
      * set-up below once per path: 330 B more .text). 3x3 kernels on any path fill the
      * tables' sides (outside the pairs: harmless where nothing reads them). */
@@ -1206,9 +1349,6 @@ void mm_depthwise(MM_CONV_ARGS)
 #endif
     mm_dwq rq;
     int ch;
-#if MM_USE_DW_3X3_W
-    rq.ring = 0;
-#endif
     rq.apart = (uintptr_t)(out + (int32_t)out_h * out_w * out_pix) <= (uintptr_t)in ||
                (uintptr_t)(in + (int32_t)in_h * L.row) <= (uintptr_t)out;
 #if MM_DW_FOLDS
@@ -1219,8 +1359,13 @@ void mm_depthwise(MM_CONV_ARGS)
      * the group's addends are worth their set-up (VWW's 6 x 6 px 4x4 layer: 143,062 -> 136,983
      * est. M4 cycles, measured) */
     const int rows = path == MM_P_DW_4X4_8U ? L.n_in >= MM_DW_RUN4X4 : L.n_in > 0;
+    /* 4- and 2-bit unsigned inputs of a covered 3x3 layer: the group may read them packed in
+     * mm_dw_rows (mm_dw_3x3_w's direct path, no ring) */
+    const int direct = MM_DW_DIRECT_ON && path == MM_P_DW_3X3_W && cover ? ib : 8;
 #endif
     MM_ASSERT(d->groups == c && d->out_c == c);
+    if (!MM_USE_DW_WSUB && wb != 8 && grouped) /* 4- and 2-bit weights: where a layer has them */
+        MM_PATH_OFF();
     for (ch = 0; ch < grouped; ch += 4) {
         /* Byte j of word k holds channel j's taps k * per ..., the first in the top bits:
          * masked in place (SXTB16) they are the weights times 2^(8 - wb), shifted back. */
@@ -1231,7 +1376,7 @@ void mm_depthwise(MM_CONV_ARGS)
             wp[2 * t] = mm_sxtb16(word);
             wp[2 * t + 1] = mm_sxtb16_8(word);
         }
-        for (int t = 0; wb != 8 && t < taps; g += 4) {
+        for (int t = 0; MM_USE_DW_WSUB && wb != 8 && t < taps; g += 4) { /* DW_WSUB */
             uint32_t word;
             memcpy(&word, g, 4);
             for (int f = 0; f < per && t < taps; f++, t++) {
@@ -1272,9 +1417,10 @@ void mm_depthwise(MM_CONV_ARGS)
         else if (rq.fast && qmin == 0 && (ob == 4 || ob == 2) && qmax == (1 << ob) - 1)
             rq.fast = 3;
         rq.fold = 0;
+        rq.fib = 8;
 #if MM_DW_FOLDS
         if (rq.fast && rows) /* the row loops' rule; they alone run on a covered layer */
-            rq.fold = mm_dw_fold(&rq, wp, taps, cover && mm_dw_fob(&rq, ob));
+            mm_dw_loops_of(&rq, wp, taps, ob, cover, direct);
 #endif
 #if defined(__ARM_FEATURE_DSP) && (MM_USE_DW_3X3_8U || MM_USE_DW_3X3_W)
         if (taps == 9) /* after mm_dw_fold, which may scale the pairs */

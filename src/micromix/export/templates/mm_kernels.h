@@ -129,12 +129,31 @@
 #define MM_DW_TAIL(c, kh, kw)                                                                     \
     ((c) % 4 != 0 || (kh) * (kw) > MM_DW_TAPS ? MM_P_DW_CHANNEL : MM_P_NONE)
 /* The 3x3 windows' store of 4- and 2-bit outputs that the fast rule clamps to their whole
- * unsigned range (MM_PW_FAST), for a layer whose group path is `path`. */
+ * unsigned range (MM_PW_FAST), for a layer whose group path is `path` (8-bit inputs: the
+ * layers of DW_3X3_W take MM_DW_DIRECT's loops). */
 #define MM_DW_OUT(path, qmin, qmax, ob, above32)                                                  \
-    (((path) == MM_P_DW_3X3_8U || (path) == MM_P_DW_3X3_W) && (ob) < 8 &&                        \
-             MM_PW_FAST(qmin, qmax, ob, above32)                                                  \
+    ((path) == MM_P_DW_3X3_8U && (ob) < 8 && MM_PW_FAST(qmin, qmax, ob, above32)                 \
          ? ((ob) == 4 ? MM_P_DW_OUT4 : MM_P_DW_OUT2)                                              \
          : MM_P_NONE)
+/* DW_3X3_W's layers with the fast rule (MM_PW_FAST): on DSP cores the loop (mm_dw.c
+ * mm_dw_rows, MM_P_DW_D<ib>_<ob>) that reads their packed ib-bit rows as they are and stores
+ * ob-bit outputs, where every window of the layer lies in its runs (mm_dw_covered) and the
+ * group's requantization folds (mm_dw_fold); the ring of widened rows otherwise. */
+#define MM_DW_DIRECT(path, ib, qmin, qmax, ob, above32)                                           \
+    ((path) != MM_P_DW_3X3_W || !MM_PW_FAST(qmin, qmax, ob, above32) ? MM_P_NONE                 \
+     : (ib) == 4 ? ((ob) == 8 ? MM_P_DW_D4_8 : (ob) == 4 ? MM_P_DW_D4_4 : MM_P_DW_D4_2)           \
+                 : ((ob) == 8 ? MM_P_DW_D2_8 : (ob) == 4 ? MM_P_DW_D2_4 : MM_P_DW_D2_2))
+/* A depthwise layer's group weights of 4 or 2 bits (wb), widened to halfword pairs (DW_WSUB). */
+#define MM_DW_WB(wb) ((wb) < 8 ? MM_P_DW_WSUB : MM_P_NONE)
+/* A depthwise layer whose requantization is none of the clamped fast rules that its group
+ * path's loops and stores take (MM_PW_FAST with 8-bit outputs, MM_DW_OUT's, MM_DW_DIRECT's):
+ * mm_dw.c's general ones (DW_RQANY). */
+#define MM_DW_RQ_PATH(path, ib, qmin, qmax, ob, above32)                                          \
+    (MM_PW_FAST(qmin, qmax, ob, above32) &&                                                       \
+             ((ob) == 8 || MM_DW_OUT(path, qmin, qmax, ob, above32) != MM_P_NONE ||               \
+              MM_DW_DIRECT(path, ib, qmin, qmax, ob, above32) != MM_P_NONE)                       \
+         ? MM_P_NONE                                                                              \
+         : MM_P_DW_RQANY)
 /* mm_pointwise8: one output pixel (npix, a linear) without the two-pixel code: the dense path
  * (mm_pw8_dense, by input sign) where the rows are whole words, there are 16 rows or
  * more (oc; a classifier's few rows save a few hundred cycles, not the dense code's 900 B of
@@ -154,6 +173,9 @@
      : (npix) < 2                                                        ? MM_P_PW8_ONE           \
      : !(is) && (row) % 4 == 0 && MM_PW_FAST(qmin, qmax, ob, above32) ? MM_P_PW8_FAST           \
                                                                        : MM_P_PW8_ANY)
+/* mm_pointwise8_widen's inputs (is, ib, row: in_c): unsigned 4-bit fields in whole words take
+ * mm_conv.c mm_widen4u alone; the other formats its general widening too (PW8_WIDE_ANY). */
+#define MM_PW8_WIDEN(is, ib, row) (!(is) && (ib) == 4 && (row) % 8 == 0 ? MM_P_NONE : MM_P_PW8_WIDE_ANY)
 /* mm_dense_pt: a linear with one multiplier and one shift for all its channels (per-tensor
  * weight scales: ops.conv.dense_pt_path, the same rule), on 8-bit inputs: with MM_RQ8 the
  * dense asm loops with the per-tensor block end, mm_pointwise8's (8-bit weights, rows of whole
@@ -703,9 +725,9 @@ void mm_small8p(MM_CONV_ARGS); /* mm_conv.c: mm_conv_small's MM_P_SMALL8P */
 /* Depthwise convolution (groups == in_c == out_c), any kernel size (mm_dw.c). Kernels of up
  * to MM_DW_TAPS taps run four channels at a time, their weights stored in groups of four
  * channels (ops.conv.depthwise_layout: same bytes); larger kernels read natural rows. 3x3
- * kernels on 4- and 2-bit unsigned inputs widen them into a ring of MM_DW_RING rows of
- * 4 x in_w bytes in the scratch (what the memory model counts for 3x3 layers); no other
- * scratch. */
+ * kernels on 4- and 2-bit unsigned inputs read them packed (DSP cores, MM_DW_DIRECT) or widen
+ * them into a ring of MM_DW_RING rows of 4 x in_w bytes in the scratch (what the memory model
+ * counts for 3x3 layers); no other scratch. */
 void mm_depthwise(MM_CONV_ARGS);
 
 /* Any other convolution: any kernel, stride, zero padding and groups (mm_conv.c). */
