@@ -348,6 +348,57 @@ def test_sub8_paths_are_bit_exact(tmp_path, wb: int) -> None:
     assert expected | ({("mm_pointwise_sub", "one pixel")} if wb == 4 else set()) <= paths
 
 
+def _sub8_pairs_net(rng: np.random.Generator) -> tuple[torch.nn.Module, tuple[int, ...]]:
+    """Random layers of the sub8 pair path (4-bit weights on 8-bit inputs, in_c % 4 == 0) on an
+    odd or even image: a stem on 3 channels (patches), then on 8 unsigned channels to 8 or 16
+    (random kernel, stride and padding: clipped borders, lone pixels; the clamp U), on those to
+    10 or 13 signed outputs (the clamp S, rows after the last block) and on 12 channels (in_c %
+    8 != 0: mm_sub8_px's pairs)."""
+    c1, c2 = int(rng.choice([8, 16])), int(rng.choice([10, 13]))
+    h, w = int(rng.integers(4, 10)), int(rng.integers(4, 10))
+    k1 = (int(rng.integers(1, 5)), int(rng.integers(2, 5)))
+    s1, p1 = int(rng.integers(1, 3)), (int(rng.integers(0, k1[0])), int(rng.integers(0, k1[1])))
+    body = torch.nn.Sequential(
+        _conv_relu(3, 8, (3, 3)),
+        torch.nn.Sequential(
+            torch.nn.Conv2d(8, c1, k1, s1, p1, bias=False), torch.nn.BatchNorm2d(c1),
+            torch.nn.ReLU(),
+        ),
+        conv_bn(c1, c2, 3, act=None),
+        conv_bn(c2, 12, 1),
+        _conv_relu(12, 8, (3, 3)),
+    )  # fmt: skip
+    head = [torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 10)]
+    return torch.nn.Sequential(body, *head).eval(), (3, h, w)
+
+
+@pytest.mark.parametrize("qemu", [False, pytest.param(True, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])
+def test_sub8_pair_loop_on_random_shapes_is_bit_exact(tmp_path, seed: int, qemu: bool) -> None:
+    """_sub8_pairs_net's layers on 4-bit weights: those on 8 or 16 unsigned channels under
+    MM_RQ8 take the asm pair loop (MM_SUB8X2_KIND: SUB8X2D_W4; its lone pixels, the rows after
+    its blocks and portable builds mm_sub8_px), written over their own input where the inplace
+    schedule lets them, bit for bit the numpy reference: host build (portable C); `qemu` (slow):
+    the Cortex-M4 image (the asm)."""
+    torch.manual_seed(seed)
+    model, shape = _sub8_pairs_net(np.random.default_rng(seed))
+    g = trace(model, (1, *shape))
+    pol = Policy.uniform(g, 8)
+    pol = pol.replace(weights={k: 4 for k in pol.weights})
+    im = convert(random_qparams(g, pol, seed=seed), g, pol, schedule="inplace")
+    convs = [o for o in im.ops if o.weights is not None][1:3]
+    assert [(o.op.in_shape[0], o.in_signed[0], o.qmin, o.qmax) for o in convs] == [
+        (8, False, 0, 255),
+        (convs[1].op.in_shape[0], False, -127, 127),
+    ]
+    assert all(int(o.arrays["shift"].min()) > 32 for o in convs)
+    x = np.random.default_rng(seed).integers(0, 256, (12, *shape), dtype=np.uint8)
+    if qemu:
+        require_tool("arm-none-eabi-gcc", "qemu-system-arm")
+    _host_and_qemu(im, tmp_path, x, qemu=qemu)
+    assert _paths_compiled(tmp_path / "c" / "lib", tmp_path, "SUB8X2D_W4", "SUB8X2") == [1, 1]
+
+
 def _fast_sub8_nets(wb: int):
     """Two models whose 1x1 layers and linears on 8-bit unsigned inputs take mm_pointwise_sub's
     fast sub8 path (MM_P_PWSUB8F), weights of `wb` and 6 - `wb` bits by turns: (a) 25 pixels,
@@ -1328,7 +1379,7 @@ def test_each_kernel_path_compiles_alone(tmp_path) -> None:
 
     # The kxk pair paths run one of their kinds' pixel functions: each kind with its path.
     kinds = {"CONV8X2": ("CONV8X2D_U", "CONV8X2D_S", "CONV8X2_RQANY"),
-             "CONV8P": ("CONV8P_D", "CONV8P_ANY")}  # fmt: skip
+             "CONV8P": ("CONV8P_D", "CONV8P_ANY"), "SUB8X2": ("SUB8X2D_W4",)}  # fmt: skip
     paired = set(kinds) | {k for ks in kinds.values() for k in ks} | {"PW8_WIDE"}
     sets = [[f"MM_P_{p}"] for p in kernel_paths() if p not in paired]  # widen: with a PW8 path
     sets += [[f"MM_P_{p}", f"MM_P_{k}"] for p, ks in kinds.items() for k in ks]

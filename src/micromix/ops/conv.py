@@ -499,7 +499,8 @@ def emit(site: CallSite) -> str:
 C_PATHS = (
     "CONV8X2", "CONV8X2D_U", "CONV8X2D_S", "CONV8X2_RQANY", "CONV8P", "CONV8P_D",
     "CONV8P_ANY", "CONV8", "CONV_ANY",
-    "SUB8X2", "SUB8P", "SUB8PD_W4", "SUB8PD_W2", "PWSUB8", "PWSUB8F", "PWSUB_PACKED",
+    "SUB8X2", "SUB8X2D_W4", "SUB8P", "SUB8PD_W4", "SUB8PD_W2", "PWSUB8", "PWSUB8F",
+    "PWSUB_PACKED",
     "SUB8_W4S", "SUB8_W4U", "SUB8_W2S", "SUB8_W2U", "S8F_W4", "S8F_W2", "SUB8_RQS",
     "SUB8_RQANY", "SUB8D_W4", "SUB8D_W2",
     "DW_3X3_8U", "DW_4X4_8U", "DW_8U", "DW_4U", "DW_2U", "DW_ANY", "DW_CHANNEL", "DW_3X3_W",
@@ -512,7 +513,7 @@ C_PATHS = (
 
 def c_rules(site: CallSite) -> tuple[str, ...]:
     """The kernel paths this call takes: the kernel's own rules (mm_kernels.h MM_CONV_PATH,
-    MM_CONV8X2_KIND, MM_CONV8P_KIND, MM_PWSUB_PATH, MM_SUB8_KIND,
+    MM_CONV8X2_KIND, MM_CONV8P_KIND, MM_SUB8X2_KIND, MM_PWSUB_PATH, MM_SUB8_KIND,
     MM_SUB8_RQ, MM_SMALL_PATH, MM_DW_GROUP, MM_DW_TAIL, MM_DW_OUT, MM_PW8_PATH) on the numbers
     the call passes, for the export's preprocessor to evaluate. Whether every shift is above 32 is the call's mm_quant_params.above32 (`shifts_above32`)."""
     iop = site.iop
@@ -536,6 +537,7 @@ def c_rules(site: CallSite) -> tuple[str, ...]:
             kinds += (
                 f"MM_CONV8X2_KIND({path}, {is_}, {rq8})",
                 f"MM_CONV8P_KIND({path}, {is_}, {rq8}, {c_out}, {row})",
+                f"MM_SUB8X2_KIND({path}, {iop.w_bits}, {is_}, {c_in}, {rq8})",
             )
         return (path, *kinds)
     if site.kernel == "mm_conv_small":

@@ -1776,7 +1776,7 @@ static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, const mm_c8src *s, u
 #endif
 
 #if MM_USE_CONV8X2D_U || MM_USE_CONV8X2D_S || MM_USE_CONV8P_D || MM_USE_SUB8PD_W4 || \
-    MM_USE_SUB8PD_W2
+    MM_USE_SUB8PD_W2 || MM_USE_SUB8X2D_W4
 /* W8/A8 pixel pairs under mm_rq8_kind's U or S requantization, from the input (CONV8X2's
  * pairs: MM_CONV8X2_KIND, by input sign) or from CONV8P's byte patches (MM_CONV8P_KIND,
  * unsigned inputs): every block of four output channels in one asm loop, half a block (two
@@ -1890,11 +1890,13 @@ typedef char mm_c8x2d_ok[offsetof(mm_c8x2d, x) == 20 && offsetof(mm_c8x2d, halve
         "mov %[a1], #0\n\t"                                                                       \
         "mov %[b0], #0\n\t"                                                                       \
         "mov %[b1], #0\n\t"                                                                       \
-        "2:\n\t" /* a row (e: the state) */                                                       \
+        "2:\n\t" /* a row (e: the state): n & 8 out of line, then 16 bytes an iteration */      \
         "ldr %[k], [%[e], #24]\n\t"                                                               \
-        "cmp %[k], #0\n\t"                                                                        \
+        "lsrs %[k], %[k], #1\n\t"                                                                 \
+        "bcs 12f\n\t"                                                                             \
         "beq 4f\n\t"                                                                              \
         "3:\n\t" MM_C8X2D_STEP(XT) MM_C8X2D_STEP(XT)                                              \
+        "13:\n\t" MM_C8X2D_STEP(XT) MM_C8X2D_STEP(XT)                                             \
         "subs %[k], %[k], #1\n\t"                                                                 \
         "bne 3b\n\t"                                                                              \
         "4:\n\t"                                                                                  \
@@ -1924,6 +1926,9 @@ typedef char mm_c8x2d_ok[offsetof(mm_c8x2d, x) == 20 && offsetof(mm_c8x2d, halve
         "b 11f\n\t"                                                                               \
         "10:\n\t" MM_C8X2D_STEP(XT) "ldr %[e], [sp]\n\t"                                        \
         "b 5b\n\t"                                                                                \
+        "12:\n\t" /* n & 8: the loop's second half first, one more iteration */                 \
+        "add %[k], %[k], #1\n\t"                                                                  \
+        "b 13b\n\t"                                                                               \
         "11:\n\t"                                                                                 \
         "add sp, sp, #8\n\t"                                                                      \
         : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1), [x] "=&r"(x_),         \
@@ -2403,26 +2408,31 @@ static inline uint32_t mm_usada8(uint32_t a, uint32_t acc) /* acc + the four byt
 #define MM_S8_PASS2                                                                               \
     MM_S8_AND("0x0F0F0F0F") MM_S8_SUM2(MM_S8_LOW, "a0", "b0") MM_S8_AND("0x03030303")             \
         MM_S8_SUM2(MM_S8_LOW, "a1", "b1")
-/* The groups of a run of n bytes (k: n on entry), the odd ones first: one step if n & 4, two if
- * n & 8 (RUN4), then the loop, four steps an iteration; the shifts of n leave each condition
- * in the flags, which the steps keep. Unsigned inputs (the common case) take RUN4; signed ones
- * RUN2 (one step if n & 4, then two an iteration: less code). */
+/* The groups of a run of n bytes (k: n on entry): one step if n & 4 (out of line, OOL: rows of
+ * whole 8-byte steps take no branch there), two if n & 8, then the loop, four steps an
+ * iteration; the shifts of n leave each condition in the flags, which the steps keep. Unsigned
+ * inputs (the common case) take RUN4; signed ones RUN2 (one step if n & 4, then two an
+ * iteration: less code). */
 #define MM_S8_RUN4(STEP)                                                                          \
     "lsrs %[k], %[k], #3\n\t"                                                                     \
-    "bcc 2f\n\t" STEP "2:\n\t"                                                                    \
+    "bcs 7f\n"                                                                                    \
+    "2:\n\t"                                                                                      \
     "lsrs %[k], %[k], #1\n\t"                                                                     \
     "bcc 3f\n\t" STEP STEP "3:\n\t"                                                               \
     "beq 4f\n"                                                                                    \
     "1:\n\t" STEP STEP STEP STEP "subs %[k], %[k], #1\n\t"                                        \
     "bne 1b\n"                                                                                    \
     "4:\n\t"
+#define MM_S8_RUN4_OOL(STEP) "7:\n\t" STEP "b 2b\n"
 #define MM_S8_RUN2(STEP)                                                                          \
     "lsrs %[k], %[k], #3\n\t"                                                                     \
-    "bcc 2f\n\t" STEP "2:\n\t"                                                                    \
+    "bcs 7f\n"                                                                                    \
+    "2:\n\t"                                                                                      \
     "beq 4f\n"                                                                                    \
     "1:\n\t" STEP STEP "subs %[k], %[k], #1\n\t"                                                  \
     "bne 1b\n"                                                                                    \
     "4:\n\t"
+#define MM_S8_RUN2_OOL(STEP) "7:\n\t" STEP "b 2b\n"
 
 /* What mm_s8_two's asm reads (at fixed offsets from its address, checked by mm_s8_rows_ok):
  * every register is in use in the loop, so the rows' counter and skips stay in memory. */
@@ -2436,7 +2446,7 @@ typedef char mm_s8_rows_ok[offsetof(mm_s8_rows, n) == 12 && offsetof(mm_s8_rows,
 
 /* The source's rows in one asm block: the run of each (RUN), then the next row (xskip, wskip
  * bytes on) while the counter in memory lasts; the ctx's address on the stack ([sp]). */
-#define MM_S8_ROWS_ASM(RUN)                                                                       \
+#define MM_S8_ROWS_ASM(RUN, OOL)                                                                  \
     __asm__ volatile("push {%[k]}\n\t"                                                            \
                      "ldr %[xa], [%[k]]\n\t"                                                      \
                      "ldr %[xb], [%[k], #4]\n\t"                                                  \
@@ -2445,19 +2455,19 @@ typedef char mm_s8_rows_ok[offsetof(mm_s8_rows, n) == 12 && offsetof(mm_s8_rows,
                      "mov %[a1], #0\n\t"                                                          \
                      "mov %[b0], #0\n\t"                                                          \
                      "mov %[b1], #0\n"                                                            \
-                     "5:\n\t"                                                                     \
-                     "ldr %[k], [sp]\n\t"                                                         \
-                     "ldr %[k], [%[k], #12]\n\t" RUN "ldr %[k], [sp]\n\t"                         \
+                     "ldr %[k], [%[k], #12]\n"                                                   \
+                     "5:\n\t" RUN "ldr %[k], [sp]\n\t"                                           \
                      "ldr %[t0], [%[k], #16]\n\t"                                                 \
                      "subs %[t0], %[t0], #1\n\t"                                                  \
                      "beq 6f\n\t"                                                                 \
                      "str %[t0], [%[k], #16]\n\t"                                                 \
                      "ldr %[t1], [%[k], #20]\n\t"                                                 \
                      "ldr %[t2], [%[k], #24]\n\t"                                                 \
+                     "ldr %[k], [%[k], #12]\n\t"                                                  \
                      "add %[xa], %[xa], %[t1]\n\t"                                                \
                      "add %[xb], %[xb], %[t1]\n\t"                                                \
                      "add %[w], %[w], %[t2]\n\t"                                                  \
-                     "b 5b\n"                                                                     \
+                     "b 5b\n" OOL                                                                 \
                      "6:\n\t"                                                                     \
                      "add sp, sp, #4\n\t"                                                         \
                      : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1),          \
@@ -2469,11 +2479,14 @@ typedef char mm_s8_rows_ok[offsetof(mm_s8_rows, n) == 12 && offsetof(mm_s8_rows,
 #define MM_S8_ROWS_PASS(RUN, XT, pass)                                                            \
     do {                                                                                          \
         if (pass == 0)                                                                            \
-            MM_S8_ROWS_ASM(RUN(MM_S8_STEP2(XT, "8", MM_S8_PASS0)));                               \
+            MM_S8_ROWS_ASM(RUN(MM_S8_STEP2(XT, "8", MM_S8_PASS0)),                                \
+                           RUN##_OOL(MM_S8_STEP2(XT, "8", MM_S8_PASS0)));                         \
         else if (pass == 1)                                                                       \
-            MM_S8_ROWS_ASM(RUN(MM_S8_STEP2(XT, "4", MM_S8_PASS1)));                               \
+            MM_S8_ROWS_ASM(RUN(MM_S8_STEP2(XT, "4", MM_S8_PASS1)),                                \
+                           RUN##_OOL(MM_S8_STEP2(XT, "4", MM_S8_PASS1)));                         \
         else                                                                                      \
-            MM_S8_ROWS_ASM(RUN(MM_S8_STEP2(XT, "4", MM_S8_PASS2)));                               \
+            MM_S8_ROWS_ASM(RUN(MM_S8_STEP2(XT, "4", MM_S8_PASS2)),                                \
+                           RUN##_OOL(MM_S8_STEP2(XT, "4", MM_S8_PASS2)));                         \
     } while (0)
 
 /* Two pixels over the source's rows: pass 0 (4-bit, one pair's words), 1 (2-bit sums A, B) or
@@ -2879,6 +2892,181 @@ static MM_NOINLINE void mm_sub8_px(const mm_conv_ctx *k, const mm_c8src *s, uint
     default:
         MM_PATH_OFF();
     }
+}
+#endif
+
+#if MM_USE_SUB8X2D_W4
+/* SUB8X2's pixel pairs on 4-bit weights (MM_SUB8X2_KIND: unsigned inputs, the requantization
+ * MM_RQ8): every block of four channels in one asm loop, as mm_conv8x2d's (the rows of the
+ * window, then each half's requantization, clamp and halfword stores in asm), a half being one
+ * channel pair's words (mm_s8_two's pass 0 steps, pixel b's inputs through a pointer of its
+ * own). Both sums of a pixel start at -8 X (its inputs' sum): A = 16 S1 + S0 and B = S0, so
+ * the pair's outputs are B and (A - B) / 16, with no correction in C (mm_sub8_px spent about
+ * 300 est. M4 cycles per block of ic's layers besides its sums, its values through memory). */
+typedef struct {
+    mm_c8x2d c; /* adv: the pair's words 4 bytes on, then the next block's */
+    int32_t sa, sb; /* 116, 120: -8 X of pixel a, of pixel b */
+} mm_s8x2d;
+
+#if defined(__ARM_FEATURE_DSP)
+typedef char mm_s8x2d_ok[offsetof(mm_s8x2d, sa) == 116 ? 1 : -1];
+/* MM_S8_STEP2's pass 0 in mm_c8x2d's names: pixel a's inputs at x, b's at v1. */
+#define MM_S8X2D_STEP                                                                             \
+    "ldr %[pe], [%[x]], #4\n\t"                                                                   \
+    "ldr %[re], [%[v1]], #4\n\t"                                                                  \
+    "ldr %[o], [%[w]], #8\n\t"                                                                    \
+    "uxtb16 %[po], %[pe], ror #8\n\t"                                                             \
+    "uxtb16 %[pe], %[pe]\n\t"                                                                     \
+    "uxtb16 %[ro], %[re], ror #8\n\t"                                                             \
+    "uxtb16 %[re], %[re]\n\t"                                                                     \
+    "sxtb16 %[e], %[o]\n\t"                                                                       \
+    "smlad %[a0], %[e], %[pe], %[a0]\n\t"                                                         \
+    "smlad %[b0], %[e], %[re], %[b0]\n\t"                                                         \
+    "sxtb16 %[e], %[o], ror #8\n\t"                                                               \
+    "smlad %[a0], %[e], %[po], %[a0]\n\t"                                                         \
+    "smlad %[b0], %[e], %[ro], %[b0]\n\t"                                                         \
+    "and %[o], %[o], #0x0F0F0F0F\n\t"                                                             \
+    "uxtb16 %[e], %[o]\n\t"                                                                       \
+    "smlad %[a1], %[e], %[pe], %[a1]\n\t"                                                         \
+    "smlad %[b1], %[e], %[re], %[b1]\n\t"                                                         \
+    "uxtb16 %[e], %[o], ror #8\n\t"                                                               \
+    "smlad %[a1], %[e], %[po], %[a1]\n\t"                                                         \
+    "smlad %[b1], %[e], %[ro], %[b1]\n\t"
+/* A half's end: channel c (S0: a1, b1) and c + 1 ((A - B) / 16 into a0, b0) requantized
+ * (MM_C8X2D_RQ), clamped (U or S: sg) and stored, a halfword per pixel. */
+#define MM_S8X2D_OUT                                                                              \
+    "sub %[a0], %[a0], %[a1]\n\t"                                                                 \
+    "asr %[a0], %[a0], #4\n\t"                                                                    \
+    "sub %[b0], %[b0], %[b1]\n\t"                                                                 \
+    "asr %[b0], %[b0], #4\n\t"                                                                    \
+    "ldr %[pe], [%[e]]\n\t"                                                                       \
+    "ldr %[po], [%[e], #4]\n\t"                                                                   \
+    "ldr %[re], [%[e], #8]\n\t"                                                                   \
+    "ldr %[ro], [%[e], #12]\n\t" MM_C8X2D_RQ("a1", "b1") MM_C8X2D_RQ("a0", "b0")              \
+    "str %[pe], [%[e]]\n\t"                                                                       \
+    "str %[po], [%[e], #4]\n\t"                                                                   \
+    "str %[re], [%[e], #8]\n\t"                                                                   \
+    "ldr %[k], [%[e], #48]\n\t"                                                                   \
+    "cmp %[k], #0\n\t"                                                                            \
+    "bne 6f\n\t" MM_C8X2D_SAT("usat") "b 7f\n\t"                                                \
+    "6:\n\t" MM_C8X2D_SAT("ssat") "7:\n\t"                                                      \
+    "bfi %[a1], %[a0], #8, #8\n\t"                                                                \
+    "bfi %[b1], %[b0], #8, #8\n\t"                                                                \
+    "beq 8f\n\t" /* S: the bytes raised to qmin (signed bytewise maximum) */                   \
+    "ldr %[k], [%[e], #16]\n\t"                                                                   \
+    "ssub8 %[x], %[a1], %[k]\n\t"                                                                 \
+    "sel %[a1], %[a1], %[k]\n\t"                                                                  \
+    "ssub8 %[x], %[b1], %[k]\n\t"                                                                 \
+    "sel %[b1], %[b1], %[k]\n\t"                                                                  \
+    "8:\n\t"                                                                                      \
+    "ldr %[x], [%[e], #52]\n\t"                                                                   \
+    "ldr %[w], [%[e], #56]\n\t"                                                                   \
+    "strh %[a1], [%[x]], #2\n\t"                                                                  \
+    "strh %[b1], [%[w]], #2\n\t"                                                                  \
+    "str %[x], [%[e], #52]\n\t"                                                                   \
+    "str %[w], [%[e], #56]\n\t"
+/* mm_c8x2d's loop (MM_C8X2D_ASM: 16 bytes an iteration, n & 8 entering it at its middle; rows
+ * of whole 8-byte steps: in_c % 8 == 0, MM_SUB8X2_KIND) on MM_S8X2D_STEP, the sums from -8 X,
+ * MM_S8X2D_OUT. */
+#define MM_S8X2D_ASM                                                                              \
+    __asm__ volatile(                                                                             \
+        "sub sp, sp, #8\n\t"                                                                      \
+        "str %[e], [sp]\n\t"                                                                      \
+        "1:\n\t" /* a half (e: the state, here and after every row) */                            \
+        "ldr %[x], [%[e], #20]\n\t"                                                               \
+        "ldr %[k], [%[e], #76]\n\t"                                                               \
+        "ldr %[w], [%[e], #60]\n\t"                                                               \
+        "add %[v1], %[x], %[k]\n\t"                                                               \
+        "ldr %[k], [%[e], #32]\n\t"                                                               \
+        "str %[k], [%[e], #72]\n\t"                                                               \
+        "ldr %[a0], [%[e], #116]\n\t"                                                             \
+        "ldr %[b0], [%[e], #120]\n\t"                                                             \
+        "mov %[a1], %[a0]\n\t"                                                                    \
+        "mov %[b1], %[b0]\n\t"                                                                    \
+        "2:\n\t" /* a row (e: the state) */                                                       \
+        "ldr %[k], [%[e], #24]\n\t"                                                               \
+        "lsrs %[k], %[k], #1\n\t"                                                                 \
+        "bcs 12f\n\t"                                                                             \
+        "beq 4f\n\t"                                                                              \
+        "3:\n\t" MM_S8X2D_STEP MM_S8X2D_STEP                                                      \
+        "13:\n\t" MM_S8X2D_STEP MM_S8X2D_STEP                                                     \
+        "subs %[k], %[k], #1\n\t"                                                                 \
+        "bne 3b\n\t"                                                                              \
+        "4:\n\t"                                                                                  \
+        "ldr %[e], [sp]\n\t"                                                                      \
+        "ldr %[k], [%[e], #36]\n\t"                                                               \
+        "add %[x], %[x], %[k]\n\t"                                                                \
+        "add %[v1], %[v1], %[k]\n\t"                                                              \
+        "ldr %[k], [%[e], #40]\n\t"                                                               \
+        "add %[w], %[w], %[k]\n\t"                                                                \
+        "ldr %[k], [%[e], #72]\n\t"                                                               \
+        "subs %[k], %[k], #1\n\t"                                                                 \
+        "str %[k], [%[e], #72]\n\t"                                                               \
+        "bne 2b\n\t" MM_S8X2D_OUT                                                                 \
+        "ldr %[k], [%[e], #44]\n\t" /* w += adv[halves & 1] */                                   \
+        "ldr %[x], [%[e], #60]\n\t"                                                               \
+        "and %[w], %[k], #1\n\t"                                                                  \
+        "add %[w], %[e], %[w], lsl #2\n\t"                                                        \
+        "ldr %[w], [%[w], #64]\n\t"                                                               \
+        "add %[x], %[x], %[w]\n\t"                                                                \
+        "str %[x], [%[e], #60]\n\t"                                                               \
+        "subs %[k], %[k], #1\n\t"                                                                 \
+        "str %[k], [%[e], #44]\n\t"                                                               \
+        "bne 1b\n\t"                                                                              \
+        "b 11f\n\t"                                                                               \
+        "12:\n\t" /* n & 8: the loop's second half first, one more iteration */                 \
+        "add %[k], %[k], #1\n\t"                                                                  \
+        "b 13b\n\t"                                                                               \
+        "11:\n\t"                                                                                 \
+        "add sp, sp, #8\n\t"                                                                      \
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1), [x] "=&r"(x_),         \
+          [w] "=&r"(w_), [pe] "=&r"(pe), [po] "=&r"(po), [re] "=&r"(re), [ro] "=&r"(ro),        \
+          [o] "=&r"(o), [v1] "=&r"(v1), [k] "=&r"(k_), [e] "+r"(e)                              \
+        :                                                                                         \
+        : "cc", "memory")
+#endif
+
+#if defined(__ARM_FEATURE_DSP)
+/* The pair's start values, -8 X each (a call: one copy of mm_s8_xsum's loops, .text). */
+static MM_NOINLINE void mm_s8x2d_start(const mm_c8src *s, int32_t *sa)
+{
+    for (int p = 0; p < 2; p++)
+        sa[p] = -8 * mm_s8_xsum(s, p, 0);
+}
+#endif
+
+/* One or two pixels (np) of a SUB8X2D_W4 layer: the pairs of a window that holds inputs in
+ * the asm loop (the rows after the last block of four: mm_s8_rest), the rest (lone pixels)
+ * and portable builds mm_sub8_px. */
+static MM_NOINLINE void mm_sub8x2d_w4(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+                                      int32_t out_pix, int ob, int out_c, int np)
+{
+#if defined(__ARM_FEATURE_DSP)
+    const int32_t blocks = out_c >> 2, n = s->n;
+    if (np == 2 && blocks > 0 && n > 0 && s->rows > 0) {
+        mm_s8x2d st;
+        void *e = &st;
+        uint32_t a0, a1, b0, b1, x_, w_, pe, po, re, ro, o, v1, k_;
+        uint8_t *o2[2] = {out + 4 * blocks, out + out_pix + 4 * blocks};
+        mm_c8x2d_init(&st.c, k, s->x, (const int8_t *)k->w + 2 * s->w0, n, s->step, out,
+                      out_pix);
+        st.c.sg = k->qmax != 255; /* MM_RQ8: the clamp U is [0, 255], S's tops at 127 */
+        st.c.rows = s->rows;
+        st.c.xskip = s->xrow - n;
+        st.c.wskip = 2 * (s->wrow - n);
+        st.c.halves = 2 * blocks;
+        st.c.adv[0] = 4;
+        st.c.adv[1] = 4 * k->row_bytes - 4;
+        mm_s8x2d_start(s, &st.sa);
+        MM_S8X2D_ASM;
+        (void)a0, (void)a1, (void)b0, (void)b1, (void)x_, (void)w_, (void)pe, (void)po;
+        (void)re, (void)ro, (void)o, (void)v1, (void)k_, (void)e;
+        if (out_c & 3)
+            mm_s8_rest(k, s, k->w + blocks * 4 * k->row_bytes, 4 * blocks, out_c, 2, ob, o2);
+        return;
+    }
+#endif
+    mm_sub8_px(k, s, out, out_pix, ob, out_c, np);
 }
 #endif
 
@@ -4122,8 +4310,17 @@ void mm_conv(MM_CONV_ARGS)
 #endif
 #if MM_USE_SUB8X2 /* 4- and 2-bit weights on 8-bit inputs: the same pixel walks */
     case MM_P_SUB8X2:
-        mm_conv8x2(&k, d, out, ob, mm_sub8_px);
+    {
+        mm_c8px px = mm_sub8_px; /* one copy of the walk: its pixel function by MM_SUB8X2_KIND */
+#if MM_USE_SUB8X2D_W4
+        if (MM_SUB8X2_KIND(MM_P_SUB8X2, k.wb, k.is, k.in_c,
+                           MM_RQ8(qmin, qmax, ob, mm_shifts_above32(q, d->out_c))) ==
+            MM_P_SUB8X2D_W4)
+            px = mm_sub8x2d_w4;
+#endif
+        mm_conv8x2(&k, d, out, ob, px);
         return;
+    }
 #endif
 #if MM_USE_SUB8PD_W4
     case MM_P_SUB8PD_W4:

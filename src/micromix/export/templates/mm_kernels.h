@@ -62,6 +62,13 @@
     ((path) != MM_P_CONV8X2 ? MM_P_NONE                                                           \
      : (rq8)                ? ((is) ? MM_P_CONV8X2D_S : MM_P_CONV8X2D_U)                          \
                             : MM_P_CONV8X2_RQANY)
+/* SUB8X2's pixel pairs on 4-bit weights, unsigned inputs, in_c a multiple of 8 (rows of whole
+ * 8-byte steps) and the requantization MM_RQ8 (`rq8`): every block of four channels in one asm
+ * loop (mm_conv.c mm_sub8x2d_w4), else mm_sub8_px's; the lone pixels of every SUB8X2 layer take
+ * mm_sub8_px. */
+#define MM_SUB8X2_KIND(path, wb, is, in_c, rq8)                                                   \
+    ((path) == MM_P_SUB8X2 && (wb) == 4 && !(is) && (in_c) % 8 == 0 && (rq8) ? MM_P_SUB8X2D_W4  \
+                                                                              : MM_P_NONE)
 /* CONV8P's pixel pairs: unsigned inputs, the requantization MM_RQ8, whole blocks of four
  * channels (oc) and rows of a word or more in mm_conv8x2d's asm loop (mm_conv.c mm_conv8p_d),
  * else mm_conv8p_px. */
