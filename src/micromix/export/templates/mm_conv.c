@@ -1699,15 +1699,13 @@ static inline void mm_conv8_rq(const mm_conv_ctx *k, int co, int np, int32_t *ac
     }
 }
 
-#if MM_USE_CONV8X2
-/* One or two pixels (np) of one output row: every output channel, written pixel by pixel per
- * block of four channels. */
+#if MM_USE_CONV8X2_RQANY
+/* One or two pixels (np) of one output row of a layer of the general requantization
+ * (MM_CONV8X2_KIND: CONV8X2_RQANY; the others' pixels take mm_conv8x2d): every output channel,
+ * written pixel by pixel per block of four channels. */
 static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
                                       int32_t out_pix, int ob, int out_c, int np)
 {
-#if !MM_ON_CONV8X2_RQANY
-    np = 1; /* every pair of the model's CONV8X2 layers takes mm_conv8x2d: lone pixels only */
-#endif
     const int32_t rb = k->row_bytes, n = s->n, wrow = 4 * s->wrow;
     const int8_t *w = (const int8_t *)k->w + 4 * s->w0;
     mm_writer w0 = {out, 0, 0, ob}, w1 = {out + out_pix, 0, 0, ob};
@@ -1842,6 +1840,12 @@ typedef char mm_c8x2d_ok[offsetof(mm_c8x2d, x) == 20 && offsetof(mm_c8x2d, halve
     "ldrsb %[k], [%[re]], #1\n\t"                                                                 \
     "sub %[k], %[k], #33\n\t" MM_RQ_ASM(A, A, "ro", "x", "w", "k", "#1")                           \
         MM_RQ_ASM(B, B, "ro", "x", "w", "k", "#1")
+/* One channel's requantization up to the clamp (MM_C8X2D_RQ's rule, one value). */
+#define MM_C8X1D_RQ(A)                                                                            \
+    "ldr %[x], [%[pe]], #4\n\t"                                                                   \
+    "ldr %[w], [%[po]], #4\n\t"                                                                   \
+    "ldrsb %[k], [%[re]], #1\n\t"                                                                 \
+    "sub %[k], %[k], #33\n\t" MM_RQ_ASM(A, A, "ro", "x", "w", "k", "#1")
 #define MM_C8X2D_SAT(OP)                                                                          \
     OP " %[a0], #8, %[a0], asr #1\n\t" OP " %[a1], #8, %[a1], asr #1\n\t" OP                      \
        " %[b0], #8, %[b0], asr #1\n\t" OP " %[b1], #8, %[b1], asr #1\n\t"
@@ -2026,14 +2030,156 @@ static MM_INLINE void mm_c8x2d_go(mm_c8x2d *st, const mm_conv_ctx *k, const int 
     mm_c8x2d_c(st, k, is);
 #endif
 }
+
+/* A lone pixel of CONV8X2D (a clipped border, an odd last one): its blocks of four channels in
+ * one asm loop as the pairs' (mm_c8x2d's state: halves counts blocks, adv[0] is a block's
+ * bytes, out0 the output), four channels a step (four weight words, one input word), the
+ * block's four outputs requantized, clamped and stored as a word (mm_conv8x2_px's C, which
+ * the layers of the general requantization keep, cost about 1.9 est. M4 cycles per MAC of
+ * ic's lone pixels, against 1.5 in the pair loop). */
+#if defined(__ARM_FEATURE_DSP)
+#define MM_C8X1D_W(W, A)                                                                          \
+    "sxtb16 %[e], %[" W "]\n\t"                                                                   \
+    "smlad %[" A "], %[e], %[pe], %[" A "]\n\t"                                                   \
+    "sxtb16 %[" W "], %[" W "], ror #8\n\t"                                                       \
+    "smlad %[" A "], %[" W "], %[po], %[" A "]\n\t"
+#define MM_C8X1D_STEP(XT)                                                                         \
+    "ldr %[pe], [%[x]], #4\n\t"                                                                   \
+    "ldr %[re], [%[w], #4]\n\t"                                                                   \
+    "ldr %[ro], [%[w], #8]\n\t"                                                                   \
+    "ldr %[v1], [%[w], #12]\n\t"                                                                  \
+    "ldr %[o], [%[w]], #16\n\t" XT " %[po], %[pe], ror #8\n\t" XT " %[pe], %[pe]\n\t"          \
+        MM_C8X1D_W("o", "a0") MM_C8X1D_W("re", "a1") MM_C8X1D_W("ro", "b0")                   \
+            MM_C8X1D_W("v1", "b1")
+#define MM_C8X1D_ASM(XT)                                                                          \
+    __asm__ volatile(                                                                             \
+        "sub sp, sp, #8\n\t"                                                                      \
+        "str %[e], [sp]\n\t"                                                                      \
+        "1:\n\t" /* a block (e: the state, here and after every row) */                           \
+        "ldr %[x], [%[e], #20]\n\t"                                                               \
+        "ldr %[w], [%[e], #60]\n\t"                                                               \
+        "ldr %[k], [%[e], #32]\n\t"                                                               \
+        "str %[k], [%[e], #72]\n\t"                                                               \
+        "mov %[a0], #0\n\t"                                                                       \
+        "mov %[a1], #0\n\t"                                                                       \
+        "mov %[b0], #0\n\t"                                                                       \
+        "mov %[b1], #0\n\t"                                                                       \
+        "2:\n\t" /* a row: n & 8 out of line, then 16 bytes an iteration */                       \
+        "ldr %[k], [%[e], #24]\n\t"                                                               \
+        "lsrs %[k], %[k], #1\n\t"                                                                 \
+        "bcs 12f\n\t"                                                                             \
+        "beq 4f\n\t"                                                                              \
+        "3:\n\t" MM_C8X1D_STEP(XT) MM_C8X1D_STEP(XT)                                              \
+        "13:\n\t" MM_C8X1D_STEP(XT) MM_C8X1D_STEP(XT)                                             \
+        "subs %[k], %[k], #1\n\t"                                                                 \
+        "bne 3b\n\t"                                                                              \
+        "4:\n\t"                                                                                  \
+        "ldr %[e], [sp]\n\t"                                                                      \
+        "ldr %[k], [%[e], #28]\n\t"                                                               \
+        "cmp %[k], #0\n\t"                                                                        \
+        "bne 10f\n\t"                                                                             \
+        "5:\n\t"                                                                                  \
+        "ldr %[k], [%[e], #36]\n\t"                                                               \
+        "add %[x], %[x], %[k]\n\t"                                                                \
+        "ldr %[k], [%[e], #40]\n\t"                                                               \
+        "add %[w], %[w], %[k]\n\t"                                                                \
+        "ldr %[k], [%[e], #72]\n\t"                                                               \
+        "subs %[k], %[k], #1\n\t"                                                                 \
+        "str %[k], [%[e], #72]\n\t"                                                               \
+        "bne 2b\n\t"                                                                              \
+        "ldr %[pe], [%[e]]\n\t"                                                                   \
+        "ldr %[po], [%[e], #4]\n\t"                                                               \
+        "ldr %[re], [%[e], #8]\n\t"                                                               \
+        "ldr %[ro], [%[e], #12]\n\t" MM_C8X1D_RQ("a0") MM_C8X1D_RQ("a1") MM_C8X1D_RQ("b0")      \
+            MM_C8X1D_RQ("b1")                                                                     \
+        "str %[pe], [%[e]]\n\t"                                                                   \
+        "str %[po], [%[e], #4]\n\t"                                                               \
+        "str %[re], [%[e], #8]\n\t"                                                               \
+        "ldr %[k], [%[e], #48]\n\t"                                                               \
+        "cmp %[k], #0\n\t"                                                                        \
+        "bne 6f\n\t" MM_C8X2D_SAT("usat") "b 7f\n\t"                                            \
+        "6:\n\t" MM_C8X2D_SAT("ssat") "7:\n\t"                                                  \
+        "bfi %[a0], %[a1], #8, #8\n\t"                                                            \
+        "bfi %[a0], %[b0], #16, #8\n\t"                                                           \
+        "bfi %[a0], %[b1], #24, #8\n\t"                                                           \
+        "beq 8f\n\t" /* S: the bytes raised to qmin (signed bytewise maximum) */                 \
+        "ldr %[k], [%[e], #16]\n\t"                                                               \
+        "ssub8 %[x], %[a0], %[k]\n\t"                                                             \
+        "sel %[a0], %[a0], %[k]\n\t"                                                              \
+        "8:\n\t"                                                                                  \
+        "ldr %[x], [%[e], #52]\n\t"                                                               \
+        "str %[a0], [%[x]], #4\n\t"                                                               \
+        "str %[x], [%[e], #52]\n\t"                                                               \
+        "ldr %[x], [%[e], #60]\n\t" /* the next block's weights */                               \
+        "ldr %[w], [%[e], #64]\n\t"                                                               \
+        "add %[x], %[x], %[w]\n\t"                                                                \
+        "str %[x], [%[e], #60]\n\t"                                                               \
+        "ldr %[k], [%[e], #44]\n\t"                                                               \
+        "subs %[k], %[k], #1\n\t"                                                                 \
+        "str %[k], [%[e], #44]\n\t"                                                               \
+        "bne 1b\n\t"                                                                              \
+        "b 11f\n\t"                                                                               \
+        "10:\n\t" MM_C8X1D_STEP(XT) "ldr %[e], [sp]\n\t"                                        \
+        "b 5b\n\t"                                                                                \
+        "12:\n\t" /* n & 8: the loop's second half first, one more iteration */                 \
+        "add %[k], %[k], #1\n\t"                                                                  \
+        "b 13b\n\t"                                                                               \
+        "11:\n\t"                                                                                 \
+        "add sp, sp, #8\n\t"                                                                      \
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1), [x] "=&r"(x_),         \
+          [w] "=&r"(w_), [pe] "=&r"(pe), [po] "=&r"(po), [re] "=&r"(re), [ro] "=&r"(ro),        \
+          [o] "=&r"(o), [v1] "=&r"(v1), [k] "=&r"(k_), [e] "+r"(e)                              \
+        :                                                                                         \
+        : "cc", "memory")
+#define MM_C8X1D_RUN(st, XT)                                                                      \
+    do {                                                                                          \
+        void *e = &(st);                                                                          \
+        uint32_t a0, a1, b0, b1, x_, w_, pe, po, re, ro, o, v1, k_;                               \
+        MM_C8X1D_ASM(XT);                                                                         \
+        (void)a0, (void)a1, (void)b0, (void)b1, (void)x_, (void)w_, (void)pe, (void)po;           \
+        (void)re, (void)ro, (void)o, (void)v1, (void)k_, (void)e;                                 \
+    } while (0)
+#else
+/* The asm's sums, portably (every block; `is`: signed inputs). */
+static void mm_c8x1d_c(mm_c8x2d *st, const mm_conv_ctx *k, const int is)
+{
+    const int32_t n = 8 * st->n8 + st->n4;
+    for (; st->halves > 0; st->halves--, st->w += st->adv[0]) {
+        const uint8_t *x = st->x;
+        const int8_t *w = st->w;
+        int32_t a[4] = {0, 0, 0, 0};
+        for (int r = 0; r < st->rows; r++, x += n + st->xskip, w += 4 * n + st->wskip)
+            for (int32_t i = 0; i < n; i++)
+                for (int c = 0; c < 4; c++)
+                    a[c] += (is ? (int8_t)x[i] : x[i]) * w[4 * (i & ~3) + 4 * c + (i & 3)];
+        for (int c = 0; c < 4; c++, st->bias++, st->mult++, st->shift++)
+            st->out0[c] = (uint8_t)mm_pw_rq(a[c], *st->bias, *st->mult, *st->shift, k->bk,
+                                            k->qmin, k->qmax);
+        st->out0 += 4;
+    }
+}
+#endif
+
+static MM_INLINE void mm_c8x1d_go(mm_c8x2d *st, const mm_conv_ctx *k, const int is)
+{
+#if defined(__ARM_FEATURE_DSP)
+    (void)k;
+    if (is)
+        MM_C8X1D_RUN(*st, "sxtb16");
+    else
+        MM_C8X1D_RUN(*st, "uxtb16");
+#else
+    mm_c8x1d_c(st, k, is);
+#endif
+}
 #endif
 #endif
 
 #if MM_USE_CONV8X2D_U || MM_USE_CONV8X2D_S
-/* CONV8X2's pairs (its lone pixels: mm_conv8x2_px), the rows after the last block (out_c % 4,
- * natural order) one by one. */
+/* CONV8X2's pairs and lone pixels (np), the rows after the last block (out_c % 4, natural
+ * order) one by one. */
 static MM_INLINE void mm_conv8x2d(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
-                                  int32_t out_pix, int out_c, const int is)
+                                  int32_t out_pix, int out_c, const int is, int np)
 {
     const int32_t rb = k->row_bytes, blocks = out_c >> 2, n = s->n > 0 ? s->n : 0;
     if (blocks) {
@@ -2042,12 +2188,18 @@ static MM_INLINE void mm_conv8x2d(const mm_conv_ctx *k, const mm_c8src *s, uint8
         st.rows = n > 0 && s->rows > 0 ? s->rows : 1; /* an empty window: sums of 0 */
         st.xskip = s->xrow - n;
         st.wskip = 4 * s->wrow - 4 * n;
-        st.halves = 2 * blocks;
-        mm_c8x2d_go(&st, k, is);
+        if (np == 2) {
+            st.halves = 2 * blocks;
+            mm_c8x2d_go(&st, k, is);
+        } else {
+            st.halves = blocks;
+            st.adv[0] = 4 * rb;
+            mm_c8x1d_go(&st, k, is);
+        }
     }
     const int8_t *w = (const int8_t *)k->w + (int32_t)(4 * blocks) * rb + s->w0;
     for (int co = 4 * blocks; co < out_c; co++, w += rb)
-        for (int p = 0; p < 2; p++) {
+        for (int p = 0; p < np; p++) {
             int32_t a = 0;
             const uint8_t *x = s->x + p * s->step;
             const int8_t *wr = w;
@@ -2062,20 +2214,16 @@ static MM_INLINE void mm_conv8x2d(const mm_conv_ctx *k, const mm_c8src *s, uint8
 static MM_NOINLINE void mm_conv8x2d_u(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
                                       int32_t out_pix, int ob, int out_c, int np)
 {
-    if (np == 2)
-        mm_conv8x2d(k, s, out, out_pix, out_c, 0);
-    else
-        mm_conv8x2_px(k, s, out, out_pix, ob, out_c, np);
+    (void)ob; /* 8-bit outputs (MM_RQ8) */
+    mm_conv8x2d(k, s, out, out_pix, out_c, 0, np);
 }
 #endif
 #if MM_USE_CONV8X2D_S
 static MM_NOINLINE void mm_conv8x2d_s(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
                                       int32_t out_pix, int ob, int out_c, int np)
 {
-    if (np == 2)
-        mm_conv8x2d(k, s, out, out_pix, out_c, 1);
-    else
-        mm_conv8x2_px(k, s, out, out_pix, ob, out_c, np);
+    (void)ob; /* 8-bit outputs (MM_RQ8) */
+    mm_conv8x2d(k, s, out, out_pix, out_c, 1, np);
 }
 #endif
 #endif
@@ -3027,6 +3175,104 @@ typedef char mm_s8x2d_ok[offsetof(mm_s8x2d, sa) == 116 ? 1 : -1];
 #endif
 
 #if defined(__ARM_FEATURE_DSP)
+/* A lone pixel (a clipped border, an odd last one): the same sums for all four channels of a
+ * block at once (both pair words a step), the block's outputs stored as a word (mm_sub8_px's
+ * lone pixels cost about 2 est. M4 cycles per MAC of ic's layers). MM_C8X1D_ASM's loop. */
+#define MM_S8X1D_W(W, A, B)                                                                       \
+    "sxtb16 %[e], %[" W "]\n\t"                                                                   \
+    "smlad %[" A "], %[e], %[pe], %[" A "]\n\t"                                                   \
+    "sxtb16 %[e], %[" W "], ror #8\n\t"                                                           \
+    "smlad %[" A "], %[e], %[po], %[" A "]\n\t"                                                   \
+    "and %[" W "], %[" W "], #0x0F0F0F0F\n\t"                                                     \
+    "uxtb16 %[e], %[" W "]\n\t"                                                                   \
+    "smlad %[" B "], %[e], %[pe], %[" B "]\n\t"                                                   \
+    "uxtb16 %[" W "], %[" W "], ror #8\n\t"                                                       \
+    "smlad %[" B "], %[" W "], %[po], %[" B "]\n\t"
+#define MM_S8X1D_STEP                                                                             \
+    "ldr %[pe], [%[x]], #4\n\t"                                                                   \
+    "ldr %[v1], [%[w], #4]\n\t"                                                                   \
+    "ldr %[o], [%[w]], #8\n\t"                                                                    \
+    "uxtb16 %[po], %[pe], ror #8\n\t"                                                             \
+    "uxtb16 %[pe], %[pe]\n\t" MM_S8X1D_W("o", "a0", "a1") MM_S8X1D_W("v1", "b0", "b1")
+#define MM_S8X1D_ASM                                                                              \
+    __asm__ volatile(                                                                             \
+        "sub sp, sp, #8\n\t"                                                                      \
+        "str %[e], [sp]\n\t"                                                                      \
+        "1:\n\t" /* a block (e: the state, here and after every row) */                           \
+        "ldr %[x], [%[e], #20]\n\t"                                                               \
+        "ldr %[w], [%[e], #60]\n\t"                                                               \
+        "ldr %[k], [%[e], #32]\n\t"                                                               \
+        "str %[k], [%[e], #72]\n\t"                                                               \
+        "ldr %[a0], [%[e], #116]\n\t"                                                             \
+        "mov %[a1], %[a0]\n\t"                                                                    \
+        "mov %[b0], %[a0]\n\t"                                                                    \
+        "mov %[b1], %[a0]\n\t"                                                                    \
+        "2:\n\t" /* a row: n & 8 entering the loop at its middle */                               \
+        "ldr %[k], [%[e], #24]\n\t"                                                               \
+        "lsrs %[k], %[k], #1\n\t"                                                                 \
+        "bcs 12f\n\t"                                                                             \
+        "beq 4f\n\t"                                                                              \
+        "3:\n\t" MM_S8X1D_STEP MM_S8X1D_STEP                                                      \
+        "13:\n\t" MM_S8X1D_STEP MM_S8X1D_STEP                                                     \
+        "subs %[k], %[k], #1\n\t"                                                                 \
+        "bne 3b\n\t"                                                                              \
+        "4:\n\t"                                                                                  \
+        "ldr %[e], [sp]\n\t"                                                                      \
+        "ldr %[k], [%[e], #36]\n\t"                                                               \
+        "add %[x], %[x], %[k]\n\t"                                                                \
+        "ldr %[k], [%[e], #40]\n\t"                                                               \
+        "add %[w], %[w], %[k]\n\t"                                                                \
+        "ldr %[k], [%[e], #72]\n\t"                                                               \
+        "subs %[k], %[k], #1\n\t"                                                                 \
+        "str %[k], [%[e], #72]\n\t"                                                               \
+        "bne 2b\n\t"                                                                              \
+        "sub %[a0], %[a0], %[a1]\n\t" /* channels 0 .. 3: a1, a0, b1, b0 */                      \
+        "asr %[a0], %[a0], #4\n\t"                                                                \
+        "sub %[b0], %[b0], %[b1]\n\t"                                                             \
+        "asr %[b0], %[b0], #4\n\t"                                                                \
+        "ldr %[pe], [%[e]]\n\t"                                                                   \
+        "ldr %[po], [%[e], #4]\n\t"                                                               \
+        "ldr %[re], [%[e], #8]\n\t"                                                               \
+        "ldr %[ro], [%[e], #12]\n\t" MM_C8X1D_RQ("a1") MM_C8X1D_RQ("a0") MM_C8X1D_RQ("b1")      \
+            MM_C8X1D_RQ("b0")                                                                     \
+        "str %[pe], [%[e]]\n\t"                                                                   \
+        "str %[po], [%[e], #4]\n\t"                                                               \
+        "str %[re], [%[e], #8]\n\t"                                                               \
+        "ldr %[k], [%[e], #48]\n\t"                                                               \
+        "cmp %[k], #0\n\t"                                                                        \
+        "bne 6f\n\t" MM_C8X2D_SAT("usat") "b 7f\n\t"                                            \
+        "6:\n\t" MM_C8X2D_SAT("ssat") "7:\n\t"                                                  \
+        "bfi %[a1], %[a0], #8, #8\n\t"                                                            \
+        "bfi %[a1], %[b1], #16, #8\n\t"                                                           \
+        "bfi %[a1], %[b0], #24, #8\n\t"                                                           \
+        "beq 8f\n\t" /* S: the bytes raised to qmin (signed bytewise maximum) */                 \
+        "ldr %[k], [%[e], #16]\n\t"                                                               \
+        "ssub8 %[x], %[a1], %[k]\n\t"                                                             \
+        "sel %[a1], %[a1], %[k]\n\t"                                                              \
+        "8:\n\t"                                                                                  \
+        "ldr %[x], [%[e], #52]\n\t"                                                               \
+        "str %[a1], [%[x]], #4\n\t"                                                               \
+        "str %[x], [%[e], #52]\n\t"                                                               \
+        "ldr %[x], [%[e], #60]\n\t" /* the next block's weights */                               \
+        "ldr %[w], [%[e], #64]\n\t"                                                               \
+        "add %[x], %[x], %[w]\n\t"                                                                \
+        "str %[x], [%[e], #60]\n\t"                                                               \
+        "ldr %[k], [%[e], #44]\n\t"                                                               \
+        "subs %[k], %[k], #1\n\t"                                                                 \
+        "str %[k], [%[e], #44]\n\t"                                                               \
+        "bne 1b\n\t"                                                                              \
+        "b 11f\n\t"                                                                               \
+        "12:\n\t" /* n & 8: the loop's second half first, one more iteration */                 \
+        "add %[k], %[k], #1\n\t"                                                                  \
+        "b 13b\n\t"                                                                               \
+        "11:\n\t"                                                                                 \
+        "add sp, sp, #8\n\t"                                                                      \
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1), [x] "=&r"(x_),         \
+          [w] "=&r"(w_), [pe] "=&r"(pe), [po] "=&r"(po), [re] "=&r"(re), [ro] "=&r"(ro),        \
+          [o] "=&r"(o), [v1] "=&r"(v1), [k] "=&r"(k_), [e] "+r"(e)                              \
+        :                                                                                         \
+        : "cc", "memory")
+
 /* The pair's start values, -8 X each (a call: one copy of mm_s8_xsum's loops, .text). */
 static MM_NOINLINE void mm_s8x2d_start(const mm_c8src *s, int32_t *sa)
 {
@@ -3063,6 +3309,26 @@ static MM_NOINLINE void mm_sub8x2d_w4(const mm_conv_ctx *k, const mm_c8src *s, u
         (void)re, (void)ro, (void)o, (void)v1, (void)k_, (void)e;
         if (out_c & 3)
             mm_s8_rest(k, s, k->w + blocks * 4 * k->row_bytes, 4 * blocks, out_c, 2, ob, o2);
+        return;
+    }
+    if (blocks > 0 && n > 0 && s->rows > 0) { /* a lone pixel */
+        mm_s8x2d st;
+        void *e = &st;
+        uint32_t a0, a1, b0, b1, x_, w_, pe, po, re, ro, o, v1, k_;
+        uint8_t *o2[2] = {out + 4 * blocks, out + 4 * blocks};
+        mm_c8x2d_init(&st.c, k, s->x, (const int8_t *)k->w + 2 * s->w0, n, 0, out, 0);
+        st.c.sg = k->qmax != 255;
+        st.c.rows = s->rows;
+        st.c.xskip = s->xrow - n;
+        st.c.wskip = 2 * (s->wrow - n);
+        st.c.halves = blocks;
+        st.c.adv[0] = 4 * k->row_bytes;
+        st.sa = -8 * mm_s8_xsum(s, 0, 0);
+        MM_S8X1D_ASM;
+        (void)a0, (void)a1, (void)b0, (void)b1, (void)x_, (void)w_, (void)pe, (void)po;
+        (void)re, (void)ro, (void)o, (void)v1, (void)k_, (void)e;
+        if (out_c & 3)
+            mm_s8_rest(k, s, k->w + blocks * 4 * k->row_bytes, 4 * blocks, out_c, 1, ob, o2);
         return;
     }
 #endif
