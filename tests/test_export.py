@@ -277,6 +277,33 @@ def test_w8a8_pair_loops_on_random_shapes_are_bit_exact(tmp_path, seed: int, qem
     assert {"mm_conv8x2d_u", "mm_conv8x2d_s", "mm_conv8p_d"} <= fns
 
 
+@pytest.mark.parametrize("qemu", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_w8a8_pair_loop_with_an_immediate_offset_is_bit_exact(tmp_path, qemu: bool) -> None:
+    """A layer on 16 unsigned channels at stride 1 (pixel 1's input 16 bytes after pixel 0's:
+    MM_CONV8X2_KIND's CONV8X2D_U16, the offset an immediate) beside one at stride 2 (32 bytes:
+    CONV8X2D_U), both with clipped borders, lone pixels and a row after the last block of four,
+    bit for bit the numpy reference: host build (portable C); `qemu` (slow): the asm."""
+    torch.manual_seed(4)
+    model = torch.nn.Sequential(
+        _conv_relu(3, 16, (3, 3)), _conv_relu(16, 13, (3, 3)), conv_bn(13, 16, 1),
+        torch.nn.Sequential(torch.nn.Conv2d(16, 9, 3, 2, 1, bias=False),
+                            torch.nn.BatchNorm2d(9), torch.nn.ReLU()),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(9, 10),
+    ).eval()  # fmt: skip
+    g = trace(model, (1, 3, 7, 9))
+    pol = Policy.uniform(g, 8)
+    im = convert(random_qparams(g, pol, seed=4), g, pol, schedule="inplace")
+    convs = [o for o in im.ops if o.weights is not None]
+    assert [(o.in_signed[0], o.qmin, o.qmax) for o in (convs[1], convs[3])] == [(False, 0, 255)] * 2
+    assert all(int(o.arrays["shift"].min()) > 32 for o in convs)
+    x = np.random.default_rng(4).integers(0, 256, (12, 3, 7, 9), dtype=np.uint8)
+    if qemu:
+        require_tool("arm-none-eabi-gcc", "qemu-system-arm")
+    _host_and_qemu(im, tmp_path, x, qemu=qemu)
+    lib = tmp_path / "c" / "lib"
+    assert _paths_compiled(lib, tmp_path, "CONV8X2D_U16", "CONV8X2D_U") == [1, 1]
+
+
 class Sub8PwNet(torch.nn.Module):
     """mm_conv's SUB8P pairs in one asm loop (mm_sub8p_d: rows of whole words) and
     mm_pointwise_sub on 8-bit inputs (the sub8 path) on a 1 x 13 x 13 input: a 10 x 4 stride-2
@@ -1378,7 +1405,7 @@ def test_each_kernel_path_compiles_alone(tmp_path) -> None:
     from micromix.export.cgen import kernel_paths, kernel_sources
 
     # The kxk pair paths run one of their kinds' pixel functions: each kind with its path.
-    kinds = {"CONV8X2": ("CONV8X2D_U", "CONV8X2D_S", "CONV8X2_RQANY"),
+    kinds = {"CONV8X2": ("CONV8X2D_U", "CONV8X2D_U16", "CONV8X2D_S", "CONV8X2_RQANY"),
              "CONV8P": ("CONV8P_D", "CONV8P_ANY"), "SUB8X2": ("SUB8X2D_W4",)}  # fmt: skip
     paired = set(kinds) | {k for ks in kinds.values() for k in ks} | {"PW8_WIDE"}
     sets = [[f"MM_P_{p}"] for p in kernel_paths() if p not in paired]  # widen: with a PW8 path

@@ -497,7 +497,7 @@ def emit(site: CallSite) -> str:
 # The paths of the conv kernels that an export compiles only where one of its layers takes
 # them (mm_paths.h: MM_USE_<path>); `c_rules` gives a call's.
 C_PATHS = (
-    "CONV8X2", "CONV8X2D_U", "CONV8X2D_S", "CONV8X2_RQANY", "CONV8P", "CONV8P_D",
+    "CONV8X2", "CONV8X2D_U", "CONV8X2D_U16", "CONV8X2D_S", "CONV8X2_RQANY", "CONV8P", "CONV8P_D",
     "CONV8P_ANY", "CONV8", "CONV_ANY",
     "SUB8X2", "SUB8X2D_W4", "SUB8P", "SUB8PD_W4", "SUB8PD_W2", "PWSUB8", "PWSUB8F",
     "PWSUB_PACKED",
@@ -518,7 +518,7 @@ def c_rules(site: CallSite) -> tuple[str, ...]:
     the call passes, for the export's preprocessor to evaluate. Whether every shift is above 32 is the call's mm_quant_params.above32 (`shifts_above32`)."""
     iop = site.iop
     dims = tiled(kernel_dims(iop.op), site.tile)
-    c_in, in_h, in_w, c_out, out_h, out_w, kh, kw, _, _, ph, pw, groups = dims
+    c_in, in_h, in_w, c_out, out_h, out_w, kh, kw, _, sw, ph, pw, groups = dims
     ib, is_ = iop.in_bits[0], int(iop.in_signed[0])
     row = kh * kw * (c_in // groups)
     above32 = shifts_above32(iop)
@@ -535,7 +535,7 @@ def c_rules(site: CallSite) -> tuple[str, ...]:
         kinds = (f"MM_SUB8_KIND({path}, {iop.w_bits}, {is_})", rq)
         if site.kernel == "mm_conv":  # the W8/A8 pair paths' pixel functions
             kinds += (
-                f"MM_CONV8X2_KIND({path}, {is_}, {rq8})",
+                f"MM_CONV8X2_KIND({path}, {is_}, {rq8}, {sw * c_in})",
                 f"MM_CONV8P_KIND({path}, {is_}, {rq8}, {c_out}, {row})",
                 f"MM_SUB8X2_KIND({path}, {iop.w_bits}, {is_}, {c_in}, {rq8})",
             )

@@ -1773,8 +1773,9 @@ static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, const mm_c8src *s, u
 }
 #endif
 
-#if MM_USE_CONV8X2D_U || MM_USE_CONV8X2D_S || MM_USE_CONV8P_D || MM_USE_SUB8PD_W4 || \
-    MM_USE_SUB8PD_W2 || MM_USE_SUB8X2D_W4
+/* CONV8X2's asm pair loop compiled (any of its kinds but the general requantization). */
+#define MM_ON_C8X2D (MM_USE_CONV8X2D_U || MM_USE_CONV8X2D_S || MM_USE_CONV8X2D_U16)
+#if MM_ON_C8X2D || MM_USE_CONV8P_D || MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2 || MM_USE_SUB8X2D_W4
 /* W8/A8 pixel pairs under mm_rq8_kind's U or S requantization, from the input (CONV8X2's
  * pairs: MM_CONV8X2_KIND, by input sign) or from CONV8P's byte patches (MM_CONV8P_KIND,
  * unsigned inputs): every block of four output channels in one asm loop, half a block (two
@@ -1813,10 +1814,13 @@ typedef char mm_c8x2d_ok[offsetof(mm_c8x2d, x) == 20 && offsetof(mm_c8x2d, halve
                              ? 1
                              : -1];
 /* MM_C8X2X2_ASM's step with pixel 1's offset read from the stack ([sp, #4]). */
-#define MM_C8X2D_STEP(XT)                                                                         \
-    "ldr %[re], [sp, #4]\n\t"                                                                     \
-    "ldr %[re], [%[x], %[re]]\n\t"                                                                \
-    "ldr %[pe], [%[x]], #4\n\t"                                                                   \
+#define MM_C8X2D_STEP(XT) MM_C8X2D_STEPI(XT, MM_C8X2D_LD1)
+/* Pixel 1's input word: at the offset read from the stack, or at an immediate one (S: the
+ * layer's stride x in_c, CONV8X2D_U16: one load a step less, about 4 % of the loop). */
+#define MM_C8X2D_LD1 "ldr %[re], [sp, #4]\n\tldr %[re], [%[x], %[re]]\n\t"
+#define MM_C8X2D_LDI(S) "ldr %[re], [%[x], #" S "]\n\t"
+#define MM_C8X2D_STEPI(XT, LD1)                                                                   \
+    LD1 "ldr %[pe], [%[x]], #4\n\t"                                                               \
     "ldr %[v1], [%[w], #4]\n\t"                                                                   \
     "ldr %[o], [%[w]], #16\n\t" XT " %[ro], %[re], ror #8\n\t" XT " %[re], %[re]\n\t" XT         \
     " %[po], %[pe], ror #8\n\t" XT " %[pe], %[pe]\n\t"                                            \
@@ -1879,7 +1883,7 @@ typedef char mm_c8x2d_ok[offsetof(mm_c8x2d, x) == 20 && offsetof(mm_c8x2d, halve
         "strh %[b0], [%[w]], #2\n\t"                                                              \
         "str %[x], [%[e], #52]\n\t"                                                               \
         "str %[w], [%[e], #56]\n\t"
-#define MM_C8X2D_ASM(XT)                                                                          \
+#define MM_C8X2D_ASM(XT, LD1)                                                                     \
     __asm__ volatile(                                                                             \
         "sub sp, sp, #8\n\t"                                                                      \
         "str %[e], [sp]\n\t"                                                                      \
@@ -1899,8 +1903,8 @@ typedef char mm_c8x2d_ok[offsetof(mm_c8x2d, x) == 20 && offsetof(mm_c8x2d, halve
         "lsrs %[k], %[k], #1\n\t"                                                                 \
         "bcs 12f\n\t"                                                                             \
         "beq 4f\n\t"                                                                              \
-        "3:\n\t" MM_C8X2D_STEP(XT) MM_C8X2D_STEP(XT)                                              \
-        "13:\n\t" MM_C8X2D_STEP(XT) MM_C8X2D_STEP(XT)                                             \
+        "3:\n\t" MM_C8X2D_STEPI(XT, LD1) MM_C8X2D_STEPI(XT, LD1)                                              \
+        "13:\n\t" MM_C8X2D_STEPI(XT, LD1) MM_C8X2D_STEPI(XT, LD1)                                             \
         "subs %[k], %[k], #1\n\t"                                                                 \
         "bne 3b\n\t"                                                                              \
         "4:\n\t"                                                                                  \
@@ -1928,7 +1932,7 @@ typedef char mm_c8x2d_ok[offsetof(mm_c8x2d, x) == 20 && offsetof(mm_c8x2d, halve
         "str %[k], [%[e], #44]\n\t"                                                               \
         "bne 1b\n\t"                                                                              \
         "b 11f\n\t"                                                                               \
-        "10:\n\t" MM_C8X2D_STEP(XT) "ldr %[e], [sp]\n\t"                                        \
+        "10:\n\t" MM_C8X2D_STEPI(XT, LD1) "ldr %[e], [sp]\n\t"                                        \
         "b 5b\n\t"                                                                                \
         "12:\n\t" /* n & 8: the loop's second half first, one more iteration */                 \
         "add %[k], %[k], #1\n\t"                                                                  \
@@ -1940,15 +1944,15 @@ typedef char mm_c8x2d_ok[offsetof(mm_c8x2d, x) == 20 && offsetof(mm_c8x2d, halve
           [o] "=&r"(o), [v1] "=&r"(v1), [k] "=&r"(k_), [e] "+r"(e)                              \
         :                                                                                         \
         : "cc", "memory")
-#define MM_C8X2D_RUN(st, XT)                                                                      \
+#define MM_C8X2D_RUN(st, XT, LD1)                                                                 \
     do {                                                                                          \
         void *e = &(st);                                                                          \
         uint32_t a0, a1, b0, b1, x_, w_, pe, po, re, ro, o, v1, k_;                               \
-        MM_C8X2D_ASM(XT);                                                                         \
+        MM_C8X2D_ASM(XT, LD1);                                                                    \
         (void)a0, (void)a1, (void)b0, (void)b1, (void)x_, (void)w_, (void)pe, (void)po;           \
         (void)re, (void)ro, (void)o, (void)v1, (void)k_, (void)e;                                 \
     } while (0)
-#elif MM_USE_CONV8X2D_U || MM_USE_CONV8X2D_S || MM_USE_CONV8P_D
+#elif MM_ON_C8X2D || MM_USE_CONV8P_D
 /* The asm's steps, portably (every half of every block; `is`: signed inputs). */
 static void mm_c8x2d_c(mm_c8x2d *st, const mm_conv_ctx *k, const int is)
 {
@@ -2017,16 +2021,21 @@ static MM_INLINE void mm_c8x2d_init(mm_c8x2d *st, const mm_conv_ctx *k, const ui
     st->nt = 0;
 }
 
-#if MM_USE_CONV8X2D_U || MM_USE_CONV8X2D_S
-static MM_INLINE void mm_c8x2d_go(mm_c8x2d *st, const mm_conv_ctx *k, const int is)
+#if MM_ON_C8X2D
+/* imm: pixel 1's offset as an immediate (16; 0: read from the stack). */
+static MM_INLINE void mm_c8x2d_go(mm_c8x2d *st, const mm_conv_ctx *k, const int is,
+                                  const int imm)
 {
 #if defined(__ARM_FEATURE_DSP)
     (void)k;
     if (is)
-        MM_C8X2D_RUN(*st, "sxtb16");
+        MM_C8X2D_RUN(*st, "sxtb16", MM_C8X2D_LD1);
+    else if (imm == 16)
+        MM_C8X2D_RUN(*st, "uxtb16", MM_C8X2D_LDI("16"));
     else
-        MM_C8X2D_RUN(*st, "uxtb16");
+        MM_C8X2D_RUN(*st, "uxtb16", MM_C8X2D_LD1);
 #else
+    (void)imm;
     mm_c8x2d_c(st, k, is);
 #endif
 }
@@ -2175,11 +2184,12 @@ static MM_INLINE void mm_c8x1d_go(mm_c8x2d *st, const mm_conv_ctx *k, const int 
 #endif
 #endif
 
-#if MM_USE_CONV8X2D_U || MM_USE_CONV8X2D_S
+#if MM_ON_C8X2D
 /* CONV8X2's pairs and lone pixels (np), the rows after the last block (out_c % 4, natural
- * order) one by one. */
+ * order) one by one; imm as mm_c8x2d_go's. */
 static MM_INLINE void mm_conv8x2d(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
-                                  int32_t out_pix, int out_c, const int is, int np)
+                                  int32_t out_pix, int out_c, const int is, int np,
+                                  const int imm)
 {
     const int32_t rb = k->row_bytes, blocks = out_c >> 2, n = s->n > 0 ? s->n : 0;
     if (blocks) {
@@ -2190,7 +2200,7 @@ static MM_INLINE void mm_conv8x2d(const mm_conv_ctx *k, const mm_c8src *s, uint8
         st.wskip = 4 * s->wrow - 4 * n;
         if (np == 2) {
             st.halves = 2 * blocks;
-            mm_c8x2d_go(&st, k, is);
+            mm_c8x2d_go(&st, k, is, imm);
         } else {
             st.halves = blocks;
             st.adv[0] = 4 * rb;
@@ -2215,7 +2225,15 @@ static MM_NOINLINE void mm_conv8x2d_u(const mm_conv_ctx *k, const mm_c8src *s, u
                                       int32_t out_pix, int ob, int out_c, int np)
 {
     (void)ob; /* 8-bit outputs (MM_RQ8) */
-    mm_conv8x2d(k, s, out, out_pix, out_c, 0, np);
+    mm_conv8x2d(k, s, out, out_pix, out_c, 0, np, 0);
+}
+#endif
+#if MM_USE_CONV8X2D_U16 /* pixel 1 16 bytes after pixel 0 (MM_CONV8X2_KIND) */
+static MM_NOINLINE void mm_conv8x2d_u16(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+                                        int32_t out_pix, int ob, int out_c, int np)
+{
+    (void)ob;
+    mm_conv8x2d(k, s, out, out_pix, out_c, 0, np, 16);
 }
 #endif
 #if MM_USE_CONV8X2D_S
@@ -2223,7 +2241,7 @@ static MM_NOINLINE void mm_conv8x2d_s(const mm_conv_ctx *k, const mm_c8src *s, u
                                       int32_t out_pix, int ob, int out_c, int np)
 {
     (void)ob; /* 8-bit outputs (MM_RQ8) */
-    mm_conv8x2d(k, s, out, out_pix, out_c, 1, np);
+    mm_conv8x2d(k, s, out, out_pix, out_c, 1, np, 0);
 }
 #endif
 #endif
@@ -4529,10 +4547,16 @@ void mm_conv(MM_CONV_ARGS)
 #endif
 #if MM_USE_CONV8X2
     case MM_P_CONV8X2: /* its pairs by MM_CONV8X2_KIND */
-        switch (MM_CONV8X2_KIND(MM_P_CONV8X2, k.is, k.fast == MM_RQ8_U || k.fast == MM_RQ8_S)) {
+        switch (MM_CONV8X2_KIND(MM_P_CONV8X2, k.is, k.fast == MM_RQ8_U || k.fast == MM_RQ8_S,
+                                (int32_t)sw * k.in_c)) {
 #if MM_USE_CONV8X2D_U
         case MM_P_CONV8X2D_U:
             mm_conv8x2(&k, d, out, ob, mm_conv8x2d_u);
+            return;
+#endif
+#if MM_USE_CONV8X2D_U16
+        case MM_P_CONV8X2D_U16:
+            mm_conv8x2(&k, d, out, ob, mm_conv8x2d_u16);
             return;
 #endif
 #if MM_USE_CONV8X2D_S

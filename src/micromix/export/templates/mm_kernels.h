@@ -55,13 +55,18 @@
             : (row) <= MM_PATCH ? MM_SUB8PD(wb, is, row, oc, rq8)                                 \
                                 : MM_P_CONV_ANY)                                                  \
          : MM_P_CONV_ANY)
-/* CONV8X2's pixel pairs: under the requantization MM_RQ8 (`rq8`, below) one asm loop per pair
- * (mm_conv.c mm_conv8x2d, by input sign), else mm_conv8x2_px's (any requantization); the lone
- * pixels of every CONV8X2 layer take mm_conv8x2_px. */
-#define MM_CONV8X2_KIND(path, is, rq8)                                                            \
+/* CONV8X2's pixels: under the requantization MM_RQ8 (`rq8`, below) one asm loop per pair or lone
+ * pixel (mm_conv.c mm_conv8x2d, by input sign; unsigned inputs whose pixel 1 lies `step`
+ * (stride x in_c) = 16 bytes after pixel 0 with that offset an immediate: U16), else
+ * mm_conv8x2_px's (any requantization). Only 16: ic's 16-channel layers are 8-bit in both its
+ * builds, while 32 and 64 (-0.43 M est. M4 cycles at W8/A8) would speed its layers that take
+ * 4- and 2-bit weights in the mixed build at 8 bits only. */
+#define MM_CONV8X2_KIND(path, is, rq8, step)                                                      \
     ((path) != MM_P_CONV8X2 ? MM_P_NONE                                                           \
-     : (rq8)                ? ((is) ? MM_P_CONV8X2D_S : MM_P_CONV8X2D_U)                          \
-                            : MM_P_CONV8X2_RQANY)
+     : !(rq8)               ? MM_P_CONV8X2_RQANY                                                  \
+     : (is)                 ? MM_P_CONV8X2D_S                                                     \
+     : (step) == 16         ? MM_P_CONV8X2D_U16                                                   \
+                            : MM_P_CONV8X2D_U)
 /* SUB8X2's pixel pairs on 4-bit weights, unsigned inputs, in_c a multiple of 8 (rows of whole
  * 8-byte steps) and the requantization MM_RQ8 (`rq8`): every block of four channels in one asm
  * loop (mm_conv.c mm_sub8x2d_w4), else mm_sub8_px's; the lone pixels of every SUB8X2 layer take
