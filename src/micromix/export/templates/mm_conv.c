@@ -1319,6 +1319,7 @@ typedef struct {
     int32_t row, row_bytes, qmin, qmax;
     int fast; /* the requantization: the sub8 path's, mm_s8_rq; the W8/A8 path's (8-bit
                * weights), mm_rq8_kind */
+    int kind; /* SUB8X2's pixel function (MM_SUB8X2_KIND), where mm_sub8x2d_w4 is compiled */
 } mm_conv_ctx;
 
 #if MM_USE_CONV_ANY
@@ -3299,15 +3300,19 @@ static MM_NOINLINE void mm_s8x2d_start(const mm_c8src *s, int32_t *sa)
 }
 #endif
 
-/* One or two pixels (np) of a SUB8X2D_W4 layer: the pairs of a window that holds inputs in
- * the asm loop (the rows after the last block of four: mm_s8_rest), the rest (lone pixels)
- * and portable builds mm_sub8_px. */
+/* One or two pixels (np) of a SUB8X2 layer in a build that has SUB8X2D_W4: on a layer of that
+ * kind (k->kind) a pair or a lone pixel whose window holds inputs in the asm loops (the rows
+ * after the last block of four: mm_s8_rest); the rest, and portable builds, mm_sub8_px. */
 static MM_NOINLINE void mm_sub8x2d_w4(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
                                       int32_t out_pix, int ob, int out_c, int np)
 {
 #if defined(__ARM_FEATURE_DSP)
     const int32_t blocks = out_c >> 2, n = s->n;
-    if (np == 2 && blocks > 0 && n > 0 && s->rows > 0) {
+    if (k->kind != MM_P_SUB8X2D_W4 || blocks == 0 || n <= 0 || s->rows <= 0) {
+        mm_sub8_px(k, s, out, out_pix, ob, out_c, np);
+        return;
+    }
+    if (np == 2) {
         mm_s8x2d st;
         void *e = &st;
         uint32_t a0, a1, b0, b1, x_, w_, pe, po, re, ro, o, v1, k_;
@@ -3329,7 +3334,7 @@ static MM_NOINLINE void mm_sub8x2d_w4(const mm_conv_ctx *k, const mm_c8src *s, u
             mm_s8_rest(k, s, k->w + blocks * 4 * k->row_bytes, 4 * blocks, out_c, 2, ob, o2);
         return;
     }
-    if (blocks > 0 && n > 0 && s->rows > 0) { /* a lone pixel */
+    { /* a lone pixel */
         mm_s8x2d st;
         void *e = &st;
         uint32_t a0, a1, b0, b1, x_, w_, pe, po, re, ro, o, v1, k_;
@@ -4378,7 +4383,8 @@ static void mm_sub8_pointwise(MM_CONV_ARGS)
     const int32_t row_step = (int32_t)d->stride_h * d->in_w * in_c;
     const mm_conv_ctx k = {in, w, q->bias, q->mult, q->shift, in_c, d->in_h, d->in_w, 1, 1, in_c,
                            out_c, in_c, 8, q->in_signed, q->w_bits, 0, q->bias_shift, in_c,
-                           mm_bytes(in_c, q->w_bits), q->qmin, q->qmax, mm_s8_rq(q, out_c)};
+                           mm_bytes(in_c, q->w_bits), q->qmin, q->qmax, mm_s8_rq(q, out_c),
+                           MM_P_NONE};
     const uint8_t *xr = in;
     int ox = 0;
     mm_c8src s = {in, 0, 0, in_c & ~3, in_c & 3, 0, 0, in_c & ~3, 1};
@@ -4600,17 +4606,14 @@ void mm_conv(MM_CONV_ARGS)
 #endif
 #if MM_USE_SUB8X2 /* 4- and 2-bit weights on 8-bit inputs: the same pixel walks */
     case MM_P_SUB8X2:
-    {
-        mm_c8px px = mm_sub8_px; /* one copy of the walk: its pixel function by MM_SUB8X2_KIND */
-#if MM_USE_SUB8X2D_W4
-        if (MM_SUB8X2_KIND(MM_P_SUB8X2, k.wb, k.is, k.in_c,
-                           MM_RQ8(qmin, qmax, ob, mm_shifts_above32(q, d->out_c))) ==
-            MM_P_SUB8X2D_W4)
-            px = mm_sub8x2d_w4;
+#if MM_USE_SUB8X2D_W4 /* one copy of the walk, each call direct: the kind through the ctx */
+        k.kind = MM_SUB8X2_KIND(MM_P_SUB8X2, k.wb, k.is, k.in_c,
+                                MM_RQ8(qmin, qmax, ob, mm_shifts_above32(q, d->out_c)));
+        mm_conv8x2(&k, d, out, ob, mm_sub8x2d_w4);
+#else
+        mm_conv8x2(&k, d, out, ob, mm_sub8_px);
 #endif
-        mm_conv8x2(&k, d, out, ob, px);
         return;
-    }
 #endif
 #if MM_USE_SUB8PD_W4
     case MM_P_SUB8PD_W4:
