@@ -513,8 +513,8 @@ C_PATHS = (
 
 def c_rules(site: CallSite) -> tuple[str, ...]:
     """The kernel paths this call takes: the kernel's own rules (mm_kernels.h MM_CONV_PATH,
-    MM_CONV8X2_KIND, MM_CONV8P_KIND, MM_SUB8X2_KIND, MM_PWSUB_PATH, MM_SUB8_KIND,
-    MM_SUB8_RQ, MM_SMALL_PATH, MM_DW_GROUP, MM_DW_TAIL, MM_DW_OUT, MM_PW8_PATH) on the numbers
+    MM_CONV8X2_KIND, MM_CONV8P_KIND, MM_SUB8X2_KIND, MM_SUB8_PX_PATH, MM_PWSUB_PATH,
+    MM_SUB8_KIND, MM_SUB8_RQ, MM_SMALL_PATH, MM_DW_GROUP, MM_DW_TAIL, MM_DW_OUT, MM_PW8_PATH) on the numbers
     the call passes, for the export's preprocessor to evaluate. Whether every shift is above 32 is the call's mm_quant_params.above32 (`shifts_above32`)."""
     iop = site.iop
     dims = tiled(kernel_dims(iop.op), site.tile)
@@ -531,8 +531,11 @@ def c_rules(site: CallSite) -> tuple[str, ...]:
             whole = int((kh, kw, ph, pw, out_h, out_w) == (in_h, in_w, 0, 0, 1, 1))
             path = (f"MM_CONV_PATH({ib}, {iop.w_bits}, {is_}, {groups}, {c_in}, {row}, {whole}, "
                     f"{c_out}, {rq8})")  # fmt: skip
-        rq = f"MM_SUB8_RQ({path}, {iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})"
-        kinds = (f"MM_SUB8_KIND({path}, {iop.w_bits}, {is_})", rq)
+        px = path  # MM_SUB8_PX_PATH: none where SUB8X2D_W4 takes every pixel of the layer
+        if site.kernel == "mm_conv":
+            px = f"MM_SUB8_PX_PATH({path}, {iop.w_bits}, {is_}, {c_in}, {rq8})"
+        rq = f"MM_SUB8_RQ({px}, {iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})"
+        kinds = (f"MM_SUB8_KIND({px}, {iop.w_bits}, {is_})", rq)
         if site.kernel == "mm_conv":  # the W8/A8 pair paths' pixel functions
             kinds += (
                 f"MM_CONV8X2_KIND({path}, {is_}, {rq8}, {sw * c_in})",

@@ -3292,70 +3292,83 @@ typedef char mm_s8x2d_ok[offsetof(mm_s8x2d, sa) == 116 ? 1 : -1];
         :                                                                                         \
         : "cc", "memory")
 
-/* The pair's start values, -8 X each (a call: one copy of mm_s8_xsum's loops, .text). */
-static MM_NOINLINE void mm_s8x2d_start(const mm_c8src *s, int32_t *sa)
+/* The np pixels' start values, -8 X each (a call: one copy of mm_s8_xsum's loops, .text). */
+static MM_NOINLINE void mm_s8x2d_start(const mm_c8src *s, int32_t *sa, int np)
 {
-    for (int p = 0; p < 2; p++)
+    for (int p = 0; p < np; p++)
         sa[p] = -8 * mm_s8_xsum(s, p, 0);
 }
 #endif
 
+#if !defined(__ARM_FEATURE_DSP)
+/* The asm loops' sums, portably: np pixels' blocks of four channels (the pairs' words 4 bytes
+ * apart in each 8-byte group: each byte's low field offset binary, its top field signed). */
+static void mm_s8x2d_c(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out, int32_t out_pix,
+                       int32_t blocks, int np)
+{
+    for (int p = 0; p < np; p++)
+        for (int32_t b = 0; b < blocks; b++) {
+            const uint8_t *x = s->x + p * s->step, *w = k->w + b * 4 * k->row_bytes + 2 * s->w0;
+            int32_t a[4] = {0, 0, 0, 0};
+            for (int r = 0; r < s->rows; r++, x += s->xrow, w += 2 * s->wrow)
+                for (int32_t i = 0; i < s->n; i++)
+                    for (int h = 0; h < 2; h++) {
+                        const uint8_t v = w[8 * (i >> 2) + 4 * h + (i & 3)];
+                        a[2 * h] += x[i] * ((v & 15) - 8);
+                        a[2 * h + 1] += x[i] * ((int8_t)v >> 4);
+                    }
+            for (int c = 0; c < 4; c++)
+                out[p * out_pix + 4 * b + c] =
+                    (uint8_t)mm_pw_rq(a[c], k->bias[4 * b + c], k->mult[4 * b + c],
+                                      k->shift[4 * b + c], k->bk, k->qmin, k->qmax);
+        }
+}
+#endif
+
 /* One or two pixels (np) of a SUB8X2 layer in a build that has SUB8X2D_W4: on a layer of that
- * kind (k->kind) a pair or a lone pixel whose window holds inputs in the asm loops (the rows
- * after the last block of four: mm_s8_rest); the rest, and portable builds, mm_sub8_px. */
+ * kind (k->kind) its blocks in the asm loops (portable builds mm_s8x2d_c), the rows after the
+ * last block of four by mm_s8_rest; those layers need nothing of mm_sub8_px (MM_SUB8_PX_PATH),
+ * which takes the other layers. */
 static MM_NOINLINE void mm_sub8x2d_w4(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
                                       int32_t out_pix, int ob, int out_c, int np)
 {
-#if defined(__ARM_FEATURE_DSP)
-    const int32_t blocks = out_c >> 2, n = s->n;
-    if (k->kind != MM_P_SUB8X2D_W4 || blocks == 0 || n <= 0 || s->rows <= 0) {
+    const int32_t blocks = out_c >> 2;
+    uint8_t *o2[2] = {out + 4 * blocks, out + (np == 2 ? out_pix : 0) + 4 * blocks};
+    if (k->kind != MM_P_SUB8X2D_W4) {
         mm_sub8_px(k, s, out, out_pix, ob, out_c, np);
         return;
     }
-    if (np == 2) {
+    if (blocks > 0) {
+#if defined(__ARM_FEATURE_DSP)
+        const int32_t n = s->n > 0 && s->rows > 0 ? s->n : 0;
         mm_s8x2d st;
         void *e = &st;
         uint32_t a0, a1, b0, b1, x_, w_, pe, po, re, ro, o, v1, k_;
-        uint8_t *o2[2] = {out + 4 * blocks, out + out_pix + 4 * blocks};
-        mm_c8x2d_init(&st.c, k, s->x, (const int8_t *)k->w + 2 * s->w0, n, s->step, out,
-                      out_pix);
+        mm_c8x2d_init(&st.c, k, s->x, (const int8_t *)k->w + 2 * s->w0, n,
+                      np == 2 ? s->step : 0, out, np == 2 ? out_pix : 0);
         st.c.sg = k->qmax != 255; /* MM_RQ8: the clamp U is [0, 255], S's tops at 127 */
-        st.c.rows = s->rows;
+        st.c.rows = n > 0 ? s->rows : 1; /* an empty window: sums of 0 */
         st.c.xskip = s->xrow - n;
         st.c.wskip = 2 * (s->wrow - n);
-        st.c.halves = 2 * blocks;
-        st.c.adv[0] = 4;
-        st.c.adv[1] = 4 * k->row_bytes - 4;
-        mm_s8x2d_start(s, &st.sa);
-        MM_S8X2D_ASM;
+        mm_s8x2d_start(s, &st.sa, np);
+        if (np == 2) {
+            st.c.halves = 2 * blocks;
+            st.c.adv[0] = 4;
+            st.c.adv[1] = 4 * k->row_bytes - 4;
+            MM_S8X2D_ASM;
+        } else {
+            st.c.halves = blocks;
+            st.c.adv[0] = 4 * k->row_bytes;
+            MM_S8X1D_ASM;
+        }
         (void)a0, (void)a1, (void)b0, (void)b1, (void)x_, (void)w_, (void)pe, (void)po;
         (void)re, (void)ro, (void)o, (void)v1, (void)k_, (void)e;
-        if (out_c & 3)
-            mm_s8_rest(k, s, k->w + blocks * 4 * k->row_bytes, 4 * blocks, out_c, 2, ob, o2);
-        return;
-    }
-    { /* a lone pixel */
-        mm_s8x2d st;
-        void *e = &st;
-        uint32_t a0, a1, b0, b1, x_, w_, pe, po, re, ro, o, v1, k_;
-        uint8_t *o2[2] = {out + 4 * blocks, out + 4 * blocks};
-        mm_c8x2d_init(&st.c, k, s->x, (const int8_t *)k->w + 2 * s->w0, n, 0, out, 0);
-        st.c.sg = k->qmax != 255;
-        st.c.rows = s->rows;
-        st.c.xskip = s->xrow - n;
-        st.c.wskip = 2 * (s->wrow - n);
-        st.c.halves = blocks;
-        st.c.adv[0] = 4 * k->row_bytes;
-        st.sa = -8 * mm_s8_xsum(s, 0, 0);
-        MM_S8X1D_ASM;
-        (void)a0, (void)a1, (void)b0, (void)b1, (void)x_, (void)w_, (void)pe, (void)po;
-        (void)re, (void)ro, (void)o, (void)v1, (void)k_, (void)e;
-        if (out_c & 3)
-            mm_s8_rest(k, s, k->w + blocks * 4 * k->row_bytes, 4 * blocks, out_c, 1, ob, o2);
-        return;
-    }
+#else
+        mm_s8x2d_c(k, s, out, out_pix, blocks, np);
 #endif
-    mm_sub8_px(k, s, out, out_pix, ob, out_c, np);
+    }
+    if (out_c & 3)
+        mm_s8_rest(k, s, k->w + blocks * 4 * k->row_bytes, 4 * blocks, out_c, np, ob, o2);
 }
 #endif
 
