@@ -212,12 +212,12 @@ def test_w8a8_conv_requantizations_are_bit_exact(tmp_path, variant: str) -> None
     _host_and_qemu(im, tmp_path, x)
     # the pair paths' pixel functions (MM_CONV8X2_KIND, MM_CONV8P_KIND) the host build holds:
     # the asm loop's on a (unsigned inputs), b (signed, 2 rows after its blocks), stem and c
-    # (patches), the general ones (and for lone pixels mm_conv8x2_px) under a shift of 32
+    # (patches; their lone pixels too), the general ones under a shift of 32
     fns = _text_symbols(tmp_path / "c" / "build" / "host", "mm_conv.o", nm_only=True)
     loops = {"mm_conv8x2d_u", "mm_conv8x2d_s", "mm_conv8p_d"}
     general = variant == "a shift of 32"
     assert (fns & loops, "mm_conv8p_px" in fns) == (set() if general else loops, general)
-    assert "mm_conv8x2_px" in fns
+    assert ("mm_conv8x2_px" in fns) == general
 
 
 def _pairs_net(rng: np.random.Generator) -> tuple[torch.nn.Module, tuple[int, ...]]:
@@ -276,6 +276,33 @@ def test_w8a8_pair_loops_on_random_shapes_are_bit_exact(tmp_path, seed: int, qem
     _host_and_qemu(im, tmp_path, x, qemu=qemu)
     fns = _text_symbols(tmp_path / "c" / "build" / "host", "mm_conv.o", nm_only=True)
     assert {"mm_conv8x2d_u", "mm_conv8x2d_s", "mm_conv8p_d"} <= fns
+
+
+@pytest.mark.parametrize("qemu", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_w8a8_pair_loop_with_an_immediate_offset_is_bit_exact(tmp_path, qemu: bool) -> None:
+    """A layer on 16 unsigned channels at stride 1 (pixel 1's input 16 bytes after pixel 0's:
+    MM_CONV8X2_KIND's CONV8X2D_U16, the offset an immediate) beside one at stride 2 (32 bytes:
+    CONV8X2D_U), both with clipped borders, lone pixels and a row after the last block of four,
+    bit for bit the numpy reference: host build (portable C); `qemu` (slow): the asm."""
+    torch.manual_seed(4)
+    model = torch.nn.Sequential(
+        _conv_relu(3, 16, (3, 3)), _conv_relu(16, 13, (3, 3)), conv_bn(13, 16, 1),
+        torch.nn.Sequential(torch.nn.Conv2d(16, 9, 3, 2, 1, bias=False),
+                            torch.nn.BatchNorm2d(9), torch.nn.ReLU()),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(9, 10),
+    ).eval()  # fmt: skip
+    g = trace(model, (1, 3, 7, 9))
+    pol = Policy.uniform(g, 8)
+    im = convert(random_qparams(g, pol, seed=4), g, pol, schedule="inplace")
+    convs = [o for o in im.ops if o.weights is not None]
+    assert [(o.in_signed[0], o.qmin, o.qmax) for o in (convs[1], convs[3])] == [(False, 0, 255)] * 2
+    assert all(int(o.arrays["shift"].min()) > 32 for o in convs)
+    x = np.random.default_rng(4).integers(0, 256, (12, 3, 7, 9), dtype=np.uint8)
+    if qemu:
+        require_tool("arm-none-eabi-gcc", "qemu-system-arm")
+    _host_and_qemu(im, tmp_path, x, qemu=qemu)
+    lib = tmp_path / "c" / "lib"
+    assert _paths_compiled(lib, tmp_path, "CONV8X2D_U16", "CONV8X2D_U") == [1, 1]
 
 
 class Sub8PwNet(torch.nn.Module):
@@ -390,6 +417,57 @@ def test_sub8_pair_loop_tails_are_bit_exact(tmp_path, wb: int) -> None:
     _host_and_qemu(im, tmp_path, x)
     paths = (f"SUB8PD_W{wb}" if wb == 4 else "SUB8PD_W2T", "SUB8P", "PWSUB8PD_W4")
     assert _paths_compiled(tmp_path / "c" / "lib", tmp_path, *paths) == [1, 0, int(wb == 4)]
+
+
+def _sub8_pairs_net(rng: np.random.Generator) -> tuple[torch.nn.Module, tuple[int, ...]]:
+    """Random layers of the sub8 pair path (4-bit weights on 8-bit inputs, in_c % 4 == 0) on an
+    odd or even image: a stem on 3 channels (patches), then on 8 unsigned channels to 8 or 16
+    (random kernel, stride and padding: clipped borders, lone pixels; the clamp U), on those to
+    10 or 13 signed outputs (the clamp S, rows after the last block) and on 12 channels (in_c %
+    8 != 0: mm_sub8_px's pairs)."""
+    c1, c2 = int(rng.choice([8, 16])), int(rng.choice([10, 13]))
+    h, w = int(rng.integers(4, 10)), int(rng.integers(4, 10))
+    k1 = (int(rng.integers(1, 5)), int(rng.integers(2, 5)))
+    s1, p1 = int(rng.integers(1, 3)), (int(rng.integers(0, k1[0])), int(rng.integers(0, k1[1])))
+    body = torch.nn.Sequential(
+        _conv_relu(3, 8, (3, 3)),
+        torch.nn.Sequential(
+            torch.nn.Conv2d(8, c1, k1, s1, p1, bias=False), torch.nn.BatchNorm2d(c1),
+            torch.nn.ReLU(),
+        ),
+        conv_bn(c1, c2, 3, act=None),
+        conv_bn(c2, 12, 1),
+        _conv_relu(12, 8, (3, 3)),
+    )  # fmt: skip
+    head = [torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 10)]
+    return torch.nn.Sequential(body, *head).eval(), (3, h, w)
+
+
+@pytest.mark.parametrize("qemu", [False, pytest.param(True, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])
+def test_sub8_pair_loop_on_random_shapes_is_bit_exact(tmp_path, seed: int, qemu: bool) -> None:
+    """_sub8_pairs_net's layers on 4-bit weights: those on 8 or 16 unsigned channels under
+    MM_RQ8 take the asm pair loop (MM_SUB8X2_KIND: SUB8X2D_W4; its lone pixels, the rows after
+    its blocks and portable builds mm_sub8_px), written over their own input where the inplace
+    schedule lets them, bit for bit the numpy reference: host build (portable C); `qemu` (slow):
+    the Cortex-M4 image (the asm)."""
+    torch.manual_seed(seed)
+    model, shape = _sub8_pairs_net(np.random.default_rng(seed))
+    g = trace(model, (1, *shape))
+    pol = Policy.uniform(g, 8)
+    pol = pol.replace(weights={k: 4 for k in pol.weights})
+    im = convert(random_qparams(g, pol, seed=seed), g, pol, schedule="inplace")
+    convs = [o for o in im.ops if o.weights is not None][1:3]
+    assert [(o.op.in_shape[0], o.in_signed[0], o.qmin, o.qmax) for o in convs] == [
+        (8, False, 0, 255),
+        (convs[1].op.in_shape[0], False, -127, 127),
+    ]
+    assert all(int(o.arrays["shift"].min()) > 32 for o in convs)
+    x = np.random.default_rng(seed).integers(0, 256, (12, *shape), dtype=np.uint8)
+    if qemu:
+        require_tool("arm-none-eabi-gcc", "qemu-system-arm")
+    _host_and_qemu(im, tmp_path, x, qemu=qemu)
+    assert _paths_compiled(tmp_path / "c" / "lib", tmp_path, "SUB8X2D_W4", "SUB8X2") == [1, 1]
 
 
 def _fast_sub8_nets(wb: int):
@@ -1471,8 +1549,8 @@ def test_each_kernel_path_compiles_alone(tmp_path) -> None:
     from micromix.export.cgen import kernel_paths, kernel_sources
 
     # The kxk pair paths run one of their kinds' pixel functions: each kind with its path.
-    kinds = {"CONV8X2": ("CONV8X2D_U", "CONV8X2D_S", "CONV8X2_RQANY"),
-             "CONV8P": ("CONV8P_D", "CONV8P_ANY")}  # fmt: skip
+    kinds = {"CONV8X2": ("CONV8X2D_U", "CONV8X2D_U16", "CONV8X2D_S", "CONV8X2_RQANY"),
+             "CONV8P": ("CONV8P_D", "CONV8P_ANY"), "SUB8X2": ("SUB8X2D_W4",)}  # fmt: skip
     paired = set(kinds) | {k for ks in kinds.values() for k in ks} | {"PW8_WIDE"}
     sets = [[f"MM_P_{p}"] for p in kernel_paths() if p not in paired]  # widen: with a PW8 path
     sets += [[f"MM_P_{p}", f"MM_P_{k}"] for p, ks in kinds.items() for k in ks]

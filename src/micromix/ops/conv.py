@@ -497,10 +497,10 @@ def emit(site: CallSite) -> str:
 # The paths of the conv kernels that an export compiles only where one of its layers takes
 # them (mm_paths.h: MM_USE_<path>); `c_rules` gives a call's.
 C_PATHS = (
-    "CONV8X2", "CONV8X2D_U", "CONV8X2D_S", "CONV8X2_RQANY", "CONV8P", "CONV8P_D",
+    "CONV8X2", "CONV8X2D_U", "CONV8X2D_U16", "CONV8X2D_S", "CONV8X2_RQANY", "CONV8P", "CONV8P_D",
     "CONV8P_ANY", "CONV8", "CONV_ANY",
-    "SUB8X2", "SUB8P", "SUB8PD_W4", "SUB8PD_W2", "SUB8PD_W2T", "PWSUB8PD_W4", "PWSUB8PD_W2",
-    "PWSUB8", "PWSUB8F", "PWSUB_PACKED",
+    "SUB8X2", "SUB8X2D_W4", "SUB8P", "SUB8PD_W4", "SUB8PD_W2", "SUB8PD_W2T", "PWSUB8PD_W4",
+    "PWSUB8PD_W2", "PWSUB8", "PWSUB8F", "PWSUB_PACKED",
     "SUB8_W4S", "SUB8_W4U", "SUB8_W2S", "SUB8_W2U", "S8F_W4", "S8F_W2", "SUB8_RQS",
     "SUB8_RQANY", "SUB8D_W4", "SUB8D_W2",
     "DW_3X3_8U", "DW_4X4_8U", "DW_8U", "DW_4U", "DW_2U", "DW_ANY", "DW_CHANNEL", "DW_3X3_W",
@@ -515,13 +515,14 @@ C_PATHS = (
 
 def c_rules(site: CallSite) -> tuple[str, ...]:
     """The kernel paths this call takes: the kernel's own rules (mm_kernels.h MM_CONV_PATH,
-    MM_CONV8X2_KIND, MM_CONV8P_KIND, MM_PWSUB_PATH, MM_SUB8_KIND, MM_SUB8_RQ, MM_SMALL_PATH,
-    MM_DW_GROUP, MM_DW_TAIL, MM_DW_OUT, MM_DW_DIRECT, MM_DW_RQ_PATH, MM_DW_WB, MM_PW8_PATH,
-    MM_PW8_WIDEN) on the numbers the call passes, for the export's preprocessor to evaluate.
-    Whether every shift is above 32 is the call's mm_quant_params.above32 (`shifts_above32`)."""
+    MM_CONV8X2_KIND, MM_CONV8P_KIND, MM_SUB8X2_KIND, MM_SUB8_PX_PATH, MM_PWSUB_PATH,
+    MM_SUB8_KIND, MM_SUB8_RQ, MM_SMALL_PATH, MM_DW_GROUP, MM_DW_TAIL, MM_DW_OUT, MM_DW_DIRECT,
+    MM_DW_RQ_PATH, MM_DW_WB, MM_PW8_PATH, MM_PW8_WIDEN) on the numbers the call passes, for the
+    export's preprocessor to evaluate. Whether every shift is above 32 is the call's
+    mm_quant_params.above32 (`shifts_above32`)."""
     iop = site.iop
     dims = tiled(kernel_dims(iop.op), site.tile)
-    c_in, in_h, in_w, c_out, out_h, out_w, kh, kw, _, _, ph, pw, groups = dims
+    c_in, in_h, in_w, c_out, out_h, out_w, kh, kw, _, sw, ph, pw, groups = dims
     ib, is_ = iop.in_bits[0], int(iop.in_signed[0])
     row = kh * kw * (c_in // groups)
     above32 = shifts_above32(iop)
@@ -534,12 +535,16 @@ def c_rules(site: CallSite) -> tuple[str, ...]:
             whole = int((kh, kw, ph, pw, out_h, out_w) == (in_h, in_w, 0, 0, 1, 1))
             path = (f"MM_CONV_PATH({ib}, {iop.w_bits}, {is_}, {groups}, {c_in}, {row}, {whole}, "
                     f"{c_out}, {rq8})")  # fmt: skip
-        rq = f"MM_SUB8_RQ({path}, {iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})"
-        kinds = (f"MM_SUB8_KIND({path}, {iop.w_bits}, {is_})", rq)
+        px = path  # MM_SUB8_PX_PATH: none where SUB8X2D_W4 takes every pixel of the layer
+        if site.kernel == "mm_conv":
+            px = f"MM_SUB8_PX_PATH({path}, {iop.w_bits}, {is_}, {c_in}, {rq8})"
+        rq = f"MM_SUB8_RQ({px}, {iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})"
+        kinds = (f"MM_SUB8_KIND({px}, {iop.w_bits}, {is_})", rq)
         if site.kernel == "mm_conv":  # the W8/A8 pair paths' pixel functions
             kinds += (
-                f"MM_CONV8X2_KIND({path}, {is_}, {rq8})",
+                f"MM_CONV8X2_KIND({path}, {is_}, {rq8}, {sw * c_in})",
                 f"MM_CONV8P_KIND({path}, {is_}, {rq8}, {c_out}, {row})",
+                f"MM_SUB8X2_KIND({path}, {iop.w_bits}, {is_}, {c_in}, {rq8})",
             )
         return (path, *kinds)
     if site.kernel == "mm_conv_small":

@@ -1397,6 +1397,7 @@ typedef struct {
     int32_t row, row_bytes, qmin, qmax;
     int fast; /* the requantization: the sub8 path's, mm_s8_rq; the W8/A8 path's (8-bit
                * weights), mm_rq8_kind */
+    int kind; /* SUB8X2's pixel function (MM_SUB8X2_KIND), where mm_sub8x2d_w4 is compiled */
 } mm_conv_ctx;
 
 #if MM_USE_CONV_ANY
@@ -1778,15 +1779,13 @@ static inline void mm_conv8_rq(const mm_conv_ctx *k, int co, int np, int32_t *ac
     }
 }
 
-#if MM_USE_CONV8X2
-/* One or two pixels (np) of one output row: every output channel, written pixel by pixel per
- * block of four channels. */
+#if MM_USE_CONV8X2_RQANY
+/* One or two pixels (np) of one output row of a layer of the general requantization
+ * (MM_CONV8X2_KIND: CONV8X2_RQANY; the others' pixels take mm_conv8x2d): every output channel,
+ * written pixel by pixel per block of four channels. */
 static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
                                       int32_t out_pix, int ob, int out_c, int np)
 {
-#if !MM_ON_CONV8X2_RQANY
-    np = 1; /* every pair of the model's CONV8X2 layers takes mm_conv8x2d: lone pixels only */
-#endif
     const int32_t rb = k->row_bytes, n = s->n, wrow = 4 * s->wrow;
     const int8_t *w = (const int8_t *)k->w + 4 * s->w0;
     mm_writer w0 = {out, 0, 0, ob}, w1 = {out + out_pix, 0, 0, ob};
@@ -1854,8 +1853,10 @@ static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, const mm_c8src *s, u
 }
 #endif
 
-#if MM_USE_CONV8X2D_U || MM_USE_CONV8X2D_S || MM_USE_CONV8P_D || MM_USE_SUB8PD_W4 || \
-    MM_USE_SUB8PD_W2 || MM_USE_SUB8PD_W2T || MM_ON_PWSUB8PD_W4 || MM_ON_PWSUB8PD_W2
+/* CONV8X2's asm pair loop compiled (any of its kinds but the general requantization). */
+#define MM_ON_C8X2D (MM_USE_CONV8X2D_U || MM_USE_CONV8X2D_S || MM_USE_CONV8X2D_U16)
+#if MM_ON_C8X2D || MM_USE_CONV8P_D || MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2 || MM_USE_SUB8PD_W2T || \
+    MM_ON_PWSUB8PD_W4 || MM_ON_PWSUB8PD_W2 || MM_USE_SUB8X2D_W4
 /* W8/A8 pixel pairs under mm_rq8_kind's U or S requantization, from the input (CONV8X2's
  * pairs: MM_CONV8X2_KIND, by input sign) or from CONV8P's byte patches (MM_CONV8P_KIND,
  * unsigned inputs): every block of four output channels in one asm loop, half a block (two
@@ -1894,10 +1895,13 @@ typedef char mm_c8x2d_ok[offsetof(mm_c8x2d, x) == 20 && offsetof(mm_c8x2d, halve
                              ? 1
                              : -1];
 /* MM_C8X2X2_ASM's step with pixel 1's offset read from the stack ([sp, #4]). */
-#define MM_C8X2D_STEP(XT)                                                                         \
-    "ldr %[re], [sp, #4]\n\t"                                                                     \
-    "ldr %[re], [%[x], %[re]]\n\t"                                                                \
-    "ldr %[pe], [%[x]], #4\n\t"                                                                   \
+#define MM_C8X2D_STEP(XT) MM_C8X2D_STEPI(XT, MM_C8X2D_LD1)
+/* Pixel 1's input word: at the offset read from the stack, or at an immediate one (S: the
+ * layer's stride x in_c, CONV8X2D_U16: one load a step less, about 4 % of the loop). */
+#define MM_C8X2D_LD1 "ldr %[re], [sp, #4]\n\tldr %[re], [%[x], %[re]]\n\t"
+#define MM_C8X2D_LDI(S) "ldr %[re], [%[x], #" S "]\n\t"
+#define MM_C8X2D_STEPI(XT, LD1)                                                                   \
+    LD1 "ldr %[pe], [%[x]], #4\n\t"                                                               \
     "ldr %[v1], [%[w], #4]\n\t"                                                                   \
     "ldr %[o], [%[w]], #16\n\t" XT " %[ro], %[re], ror #8\n\t" XT " %[re], %[re]\n\t" XT         \
     " %[po], %[pe], ror #8\n\t" XT " %[pe], %[pe]\n\t"                                            \
@@ -1921,6 +1925,12 @@ typedef char mm_c8x2d_ok[offsetof(mm_c8x2d, x) == 20 && offsetof(mm_c8x2d, halve
     "ldrsb %[k], [%[re]], #1\n\t"                                                                 \
     "sub %[k], %[k], #33\n\t" MM_RQ_ASM(A, A, "ro", "x", "w", "k", "#1")                           \
         MM_RQ_ASM(B, B, "ro", "x", "w", "k", "#1")
+/* One channel's requantization up to the clamp (MM_C8X2D_RQ's rule, one value). */
+#define MM_C8X1D_RQ(A)                                                                            \
+    "ldr %[x], [%[pe]], #4\n\t"                                                                   \
+    "ldr %[w], [%[po]], #4\n\t"                                                                   \
+    "ldrsb %[k], [%[re]], #1\n\t"                                                                 \
+    "sub %[k], %[k], #33\n\t" MM_RQ_ASM(A, A, "ro", "x", "w", "k", "#1")
 #define MM_C8X2D_SAT(OP)                                                                          \
     OP " %[a0], #8, %[a0], asr #1\n\t" OP " %[a1], #8, %[a1], asr #1\n\t" OP                      \
        " %[b0], #8, %[b0], asr #1\n\t" OP " %[b1], #8, %[b1], asr #1\n\t"
@@ -1954,7 +1964,7 @@ typedef char mm_c8x2d_ok[offsetof(mm_c8x2d, x) == 20 && offsetof(mm_c8x2d, halve
         "strh %[b0], [%[w]], #2\n\t"                                                              \
         "str %[x], [%[e], #52]\n\t"                                                               \
         "str %[w], [%[e], #56]\n\t"
-#define MM_C8X2D_ASM(XT)                                                                          \
+#define MM_C8X2D_ASM(XT, LD1)                                                                     \
     __asm__ volatile(                                                                             \
         "sub sp, sp, #8\n\t"                                                                      \
         "str %[e], [sp]\n\t"                                                                      \
@@ -1969,11 +1979,13 @@ typedef char mm_c8x2d_ok[offsetof(mm_c8x2d, x) == 20 && offsetof(mm_c8x2d, halve
         "mov %[a1], #0\n\t"                                                                       \
         "mov %[b0], #0\n\t"                                                                       \
         "mov %[b1], #0\n\t"                                                                       \
-        "2:\n\t" /* a row (e: the state) */                                                       \
+        "2:\n\t" /* a row (e: the state): n & 8 out of line, then 16 bytes an iteration */      \
         "ldr %[k], [%[e], #24]\n\t"                                                               \
-        "cmp %[k], #0\n\t"                                                                        \
+        "lsrs %[k], %[k], #1\n\t"                                                                 \
+        "bcs 12f\n\t"                                                                             \
         "beq 4f\n\t"                                                                              \
-        "3:\n\t" MM_C8X2D_STEP(XT) MM_C8X2D_STEP(XT)                                              \
+        "3:\n\t" MM_C8X2D_STEPI(XT, LD1) MM_C8X2D_STEPI(XT, LD1)                                              \
+        "13:\n\t" MM_C8X2D_STEPI(XT, LD1) MM_C8X2D_STEPI(XT, LD1)                                             \
         "subs %[k], %[k], #1\n\t"                                                                 \
         "bne 3b\n\t"                                                                              \
         "4:\n\t"                                                                                  \
@@ -2001,8 +2013,11 @@ typedef char mm_c8x2d_ok[offsetof(mm_c8x2d, x) == 20 && offsetof(mm_c8x2d, halve
         "str %[k], [%[e], #44]\n\t"                                                               \
         "bne 1b\n\t"                                                                              \
         "b 11f\n\t"                                                                               \
-        "10:\n\t" MM_C8X2D_STEP(XT) "ldr %[e], [sp]\n\t"                                        \
+        "10:\n\t" MM_C8X2D_STEPI(XT, LD1) "ldr %[e], [sp]\n\t"                                        \
         "b 5b\n\t"                                                                                \
+        "12:\n\t" /* n & 8: the loop's second half first, one more iteration */                 \
+        "add %[k], %[k], #1\n\t"                                                                  \
+        "b 13b\n\t"                                                                               \
         "11:\n\t"                                                                                 \
         "add sp, sp, #8\n\t"                                                                      \
         : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1), [x] "=&r"(x_),         \
@@ -2010,15 +2025,15 @@ typedef char mm_c8x2d_ok[offsetof(mm_c8x2d, x) == 20 && offsetof(mm_c8x2d, halve
           [o] "=&r"(o), [v1] "=&r"(v1), [k] "=&r"(k_), [e] "+r"(e)                              \
         :                                                                                         \
         : "cc", "memory")
-#define MM_C8X2D_RUN(st, XT)                                                                      \
+#define MM_C8X2D_RUN(st, XT, LD1)                                                                 \
     do {                                                                                          \
         void *e = &(st);                                                                          \
         uint32_t a0, a1, b0, b1, x_, w_, pe, po, re, ro, o, v1, k_;                               \
-        MM_C8X2D_ASM(XT);                                                                         \
+        MM_C8X2D_ASM(XT, LD1);                                                                    \
         (void)a0, (void)a1, (void)b0, (void)b1, (void)x_, (void)w_, (void)pe, (void)po;           \
         (void)re, (void)ro, (void)o, (void)v1, (void)k_, (void)e;                                 \
     } while (0)
-#elif MM_USE_CONV8X2D_U || MM_USE_CONV8X2D_S || MM_USE_CONV8P_D
+#elif MM_ON_C8X2D || MM_USE_CONV8P_D
 /* The asm's steps, portably (every half of every block; `is`: signed inputs). */
 static void mm_c8x2d_c(mm_c8x2d *st, const mm_conv_ctx *k, const int is)
 {
@@ -2087,27 +2102,175 @@ static MM_INLINE void mm_c8x2d_init(mm_c8x2d *st, const mm_conv_ctx *k, const ui
     st->nt = 0;
 }
 
-#if MM_USE_CONV8X2D_U || MM_USE_CONV8X2D_S
-static MM_INLINE void mm_c8x2d_go(mm_c8x2d *st, const mm_conv_ctx *k, const int is)
+#if MM_ON_C8X2D
+/* imm: pixel 1's offset as an immediate (16; 0: read from the stack). */
+static MM_INLINE void mm_c8x2d_go(mm_c8x2d *st, const mm_conv_ctx *k, const int is,
+                                  const int imm)
 {
 #if defined(__ARM_FEATURE_DSP)
     (void)k;
     if (is)
-        MM_C8X2D_RUN(*st, "sxtb16");
+        MM_C8X2D_RUN(*st, "sxtb16", MM_C8X2D_LD1);
+    else if (imm == 16)
+        MM_C8X2D_RUN(*st, "uxtb16", MM_C8X2D_LDI("16"));
     else
-        MM_C8X2D_RUN(*st, "uxtb16");
+        MM_C8X2D_RUN(*st, "uxtb16", MM_C8X2D_LD1);
 #else
+    (void)imm;
     mm_c8x2d_c(st, k, is);
+#endif
+}
+
+/* A lone pixel of CONV8X2D (a clipped border, an odd last one): its blocks of four channels in
+ * one asm loop as the pairs' (mm_c8x2d's state: halves counts blocks, adv[0] is a block's
+ * bytes, out0 the output), four channels a step (four weight words, one input word), the
+ * block's four outputs requantized, clamped and stored as a word (mm_conv8x2_px's C, which
+ * the layers of the general requantization keep, cost about 1.9 est. M4 cycles per MAC of
+ * ic's lone pixels, against 1.5 in the pair loop). */
+#if defined(__ARM_FEATURE_DSP)
+#define MM_C8X1D_W(W, A)                                                                          \
+    "sxtb16 %[e], %[" W "]\n\t"                                                                   \
+    "smlad %[" A "], %[e], %[pe], %[" A "]\n\t"                                                   \
+    "sxtb16 %[" W "], %[" W "], ror #8\n\t"                                                       \
+    "smlad %[" A "], %[" W "], %[po], %[" A "]\n\t"
+#define MM_C8X1D_STEP(XT)                                                                         \
+    "ldr %[pe], [%[x]], #4\n\t"                                                                   \
+    "ldr %[re], [%[w], #4]\n\t"                                                                   \
+    "ldr %[ro], [%[w], #8]\n\t"                                                                   \
+    "ldr %[v1], [%[w], #12]\n\t"                                                                  \
+    "ldr %[o], [%[w]], #16\n\t" XT " %[po], %[pe], ror #8\n\t" XT " %[pe], %[pe]\n\t"          \
+        MM_C8X1D_W("o", "a0") MM_C8X1D_W("re", "a1") MM_C8X1D_W("ro", "b0")                   \
+            MM_C8X1D_W("v1", "b1")
+#define MM_C8X1D_ASM(XT)                                                                          \
+    __asm__ volatile(                                                                             \
+        "sub sp, sp, #8\n\t"                                                                      \
+        "str %[e], [sp]\n\t"                                                                      \
+        "1:\n\t" /* a block (e: the state, here and after every row) */                           \
+        "ldr %[x], [%[e], #20]\n\t"                                                               \
+        "ldr %[w], [%[e], #60]\n\t"                                                               \
+        "ldr %[k], [%[e], #32]\n\t"                                                               \
+        "str %[k], [%[e], #72]\n\t"                                                               \
+        "mov %[a0], #0\n\t"                                                                       \
+        "mov %[a1], #0\n\t"                                                                       \
+        "mov %[b0], #0\n\t"                                                                       \
+        "mov %[b1], #0\n\t"                                                                       \
+        "2:\n\t" /* a row: n & 8 out of line, then 16 bytes an iteration */                       \
+        "ldr %[k], [%[e], #24]\n\t"                                                               \
+        "lsrs %[k], %[k], #1\n\t"                                                                 \
+        "bcs 12f\n\t"                                                                             \
+        "beq 4f\n\t"                                                                              \
+        "3:\n\t" MM_C8X1D_STEP(XT) MM_C8X1D_STEP(XT)                                              \
+        "13:\n\t" MM_C8X1D_STEP(XT) MM_C8X1D_STEP(XT)                                             \
+        "subs %[k], %[k], #1\n\t"                                                                 \
+        "bne 3b\n\t"                                                                              \
+        "4:\n\t"                                                                                  \
+        "ldr %[e], [sp]\n\t"                                                                      \
+        "ldr %[k], [%[e], #28]\n\t"                                                               \
+        "cmp %[k], #0\n\t"                                                                        \
+        "bne 10f\n\t"                                                                             \
+        "5:\n\t"                                                                                  \
+        "ldr %[k], [%[e], #36]\n\t"                                                               \
+        "add %[x], %[x], %[k]\n\t"                                                                \
+        "ldr %[k], [%[e], #40]\n\t"                                                               \
+        "add %[w], %[w], %[k]\n\t"                                                                \
+        "ldr %[k], [%[e], #72]\n\t"                                                               \
+        "subs %[k], %[k], #1\n\t"                                                                 \
+        "str %[k], [%[e], #72]\n\t"                                                               \
+        "bne 2b\n\t"                                                                              \
+        "ldr %[pe], [%[e]]\n\t"                                                                   \
+        "ldr %[po], [%[e], #4]\n\t"                                                               \
+        "ldr %[re], [%[e], #8]\n\t"                                                               \
+        "ldr %[ro], [%[e], #12]\n\t" MM_C8X1D_RQ("a0") MM_C8X1D_RQ("a1") MM_C8X1D_RQ("b0")      \
+            MM_C8X1D_RQ("b1")                                                                     \
+        "str %[pe], [%[e]]\n\t"                                                                   \
+        "str %[po], [%[e], #4]\n\t"                                                               \
+        "str %[re], [%[e], #8]\n\t"                                                               \
+        "ldr %[k], [%[e], #48]\n\t"                                                               \
+        "cmp %[k], #0\n\t"                                                                        \
+        "bne 6f\n\t" MM_C8X2D_SAT("usat") "b 7f\n\t"                                            \
+        "6:\n\t" MM_C8X2D_SAT("ssat") "7:\n\t"                                                  \
+        "bfi %[a0], %[a1], #8, #8\n\t"                                                            \
+        "bfi %[a0], %[b0], #16, #8\n\t"                                                           \
+        "bfi %[a0], %[b1], #24, #8\n\t"                                                           \
+        "beq 8f\n\t" /* S: the bytes raised to qmin (signed bytewise maximum) */                 \
+        "ldr %[k], [%[e], #16]\n\t"                                                               \
+        "ssub8 %[x], %[a0], %[k]\n\t"                                                             \
+        "sel %[a0], %[a0], %[k]\n\t"                                                              \
+        "8:\n\t"                                                                                  \
+        "ldr %[x], [%[e], #52]\n\t"                                                               \
+        "str %[a0], [%[x]], #4\n\t"                                                               \
+        "str %[x], [%[e], #52]\n\t"                                                               \
+        "ldr %[x], [%[e], #60]\n\t" /* the next block's weights */                               \
+        "ldr %[w], [%[e], #64]\n\t"                                                               \
+        "add %[x], %[x], %[w]\n\t"                                                                \
+        "str %[x], [%[e], #60]\n\t"                                                               \
+        "ldr %[k], [%[e], #44]\n\t"                                                               \
+        "subs %[k], %[k], #1\n\t"                                                                 \
+        "str %[k], [%[e], #44]\n\t"                                                               \
+        "bne 1b\n\t"                                                                              \
+        "b 11f\n\t"                                                                               \
+        "10:\n\t" MM_C8X1D_STEP(XT) "ldr %[e], [sp]\n\t"                                        \
+        "b 5b\n\t"                                                                                \
+        "12:\n\t" /* n & 8: the loop's second half first, one more iteration */                 \
+        "add %[k], %[k], #1\n\t"                                                                  \
+        "b 13b\n\t"                                                                               \
+        "11:\n\t"                                                                                 \
+        "add sp, sp, #8\n\t"                                                                      \
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1), [x] "=&r"(x_),         \
+          [w] "=&r"(w_), [pe] "=&r"(pe), [po] "=&r"(po), [re] "=&r"(re), [ro] "=&r"(ro),        \
+          [o] "=&r"(o), [v1] "=&r"(v1), [k] "=&r"(k_), [e] "+r"(e)                              \
+        :                                                                                         \
+        : "cc", "memory")
+#define MM_C8X1D_RUN(st, XT)                                                                      \
+    do {                                                                                          \
+        void *e = &(st);                                                                          \
+        uint32_t a0, a1, b0, b1, x_, w_, pe, po, re, ro, o, v1, k_;                               \
+        MM_C8X1D_ASM(XT);                                                                         \
+        (void)a0, (void)a1, (void)b0, (void)b1, (void)x_, (void)w_, (void)pe, (void)po;           \
+        (void)re, (void)ro, (void)o, (void)v1, (void)k_, (void)e;                                 \
+    } while (0)
+#else
+/* The asm's sums, portably (every block; `is`: signed inputs). */
+static void mm_c8x1d_c(mm_c8x2d *st, const mm_conv_ctx *k, const int is)
+{
+    const int32_t n = 8 * st->n8 + st->n4;
+    for (; st->halves > 0; st->halves--, st->w += st->adv[0]) {
+        const uint8_t *x = st->x;
+        const int8_t *w = st->w;
+        int32_t a[4] = {0, 0, 0, 0};
+        for (int r = 0; r < st->rows; r++, x += n + st->xskip, w += 4 * n + st->wskip)
+            for (int32_t i = 0; i < n; i++)
+                for (int c = 0; c < 4; c++)
+                    a[c] += (is ? (int8_t)x[i] : x[i]) * w[4 * (i & ~3) + 4 * c + (i & 3)];
+        for (int c = 0; c < 4; c++, st->bias++, st->mult++, st->shift++)
+            st->out0[c] = (uint8_t)mm_pw_rq(a[c], *st->bias, *st->mult, *st->shift, k->bk,
+                                            k->qmin, k->qmax);
+        st->out0 += 4;
+    }
+}
+#endif
+
+static MM_INLINE void mm_c8x1d_go(mm_c8x2d *st, const mm_conv_ctx *k, const int is)
+{
+#if defined(__ARM_FEATURE_DSP)
+    (void)k;
+    if (is)
+        MM_C8X1D_RUN(*st, "sxtb16");
+    else
+        MM_C8X1D_RUN(*st, "uxtb16");
+#else
+    mm_c8x1d_c(st, k, is);
 #endif
 }
 #endif
 #endif
 
-#if MM_USE_CONV8X2D_U || MM_USE_CONV8X2D_S
-/* CONV8X2's pairs (its lone pixels: mm_conv8x2_px), the rows after the last block (out_c % 4,
- * natural order) one by one. */
+#if MM_ON_C8X2D
+/* CONV8X2's pairs and lone pixels (np), the rows after the last block (out_c % 4, natural
+ * order) one by one; imm as mm_c8x2d_go's. */
 static MM_INLINE void mm_conv8x2d(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
-                                  int32_t out_pix, int out_c, const int is)
+                                  int32_t out_pix, int out_c, const int is, int np,
+                                  const int imm)
 {
     const int32_t rb = k->row_bytes, blocks = out_c >> 2, n = s->n > 0 ? s->n : 0;
     if (blocks) {
@@ -2116,12 +2279,18 @@ static MM_INLINE void mm_conv8x2d(const mm_conv_ctx *k, const mm_c8src *s, uint8
         st.rows = n > 0 && s->rows > 0 ? s->rows : 1; /* an empty window: sums of 0 */
         st.xskip = s->xrow - n;
         st.wskip = 4 * s->wrow - 4 * n;
-        st.halves = 2 * blocks;
-        mm_c8x2d_go(&st, k, is);
+        if (np == 2) {
+            st.halves = 2 * blocks;
+            mm_c8x2d_go(&st, k, is, imm);
+        } else {
+            st.halves = blocks;
+            st.adv[0] = 4 * rb;
+            mm_c8x1d_go(&st, k, is);
+        }
     }
     const int8_t *w = (const int8_t *)k->w + (int32_t)(4 * blocks) * rb + s->w0;
     for (int co = 4 * blocks; co < out_c; co++, w += rb)
-        for (int p = 0; p < 2; p++) {
+        for (int p = 0; p < np; p++) {
             int32_t a = 0;
             const uint8_t *x = s->x + p * s->step;
             const int8_t *wr = w;
@@ -2136,20 +2305,24 @@ static MM_INLINE void mm_conv8x2d(const mm_conv_ctx *k, const mm_c8src *s, uint8
 static MM_NOINLINE void mm_conv8x2d_u(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
                                       int32_t out_pix, int ob, int out_c, int np)
 {
-    if (np == 2)
-        mm_conv8x2d(k, s, out, out_pix, out_c, 0);
-    else
-        mm_conv8x2_px(k, s, out, out_pix, ob, out_c, np);
+    (void)ob; /* 8-bit outputs (MM_RQ8) */
+    mm_conv8x2d(k, s, out, out_pix, out_c, 0, np, 0);
+}
+#endif
+#if MM_USE_CONV8X2D_U16 /* pixel 1 16 bytes after pixel 0 (MM_CONV8X2_KIND) */
+static MM_NOINLINE void mm_conv8x2d_u16(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+                                        int32_t out_pix, int ob, int out_c, int np)
+{
+    (void)ob;
+    mm_conv8x2d(k, s, out, out_pix, out_c, 0, np, 16);
 }
 #endif
 #if MM_USE_CONV8X2D_S
 static MM_NOINLINE void mm_conv8x2d_s(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
                                       int32_t out_pix, int ob, int out_c, int np)
 {
-    if (np == 2)
-        mm_conv8x2d(k, s, out, out_pix, out_c, 1);
-    else
-        mm_conv8x2_px(k, s, out, out_pix, ob, out_c, np);
+    (void)ob; /* 8-bit outputs (MM_RQ8) */
+    mm_conv8x2d(k, s, out, out_pix, out_c, 1, np, 0);
 }
 #endif
 #endif
@@ -2484,26 +2657,31 @@ static inline uint32_t mm_usada8(uint32_t a, uint32_t acc) /* acc + the four byt
 #define MM_S8_PASS2                                                                               \
     MM_S8_AND("0x0F0F0F0F") MM_S8_SUM2(MM_S8_LOW, "a0", "b0") MM_S8_AND("0x03030303")             \
         MM_S8_SUM2(MM_S8_LOW, "a1", "b1")
-/* The groups of a run of n bytes (k: n on entry), the odd ones first: one step if n & 4, two if
- * n & 8 (RUN4), then the loop, four steps an iteration; the shifts of n leave each condition
- * in the flags, which the steps keep. Unsigned inputs (the common case) take RUN4; signed ones
- * RUN2 (one step if n & 4, then two an iteration: less code). */
+/* The groups of a run of n bytes (k: n on entry): one step if n & 4 (out of line, OOL: rows of
+ * whole 8-byte steps take no branch there), two if n & 8, then the loop, four steps an
+ * iteration; the shifts of n leave each condition in the flags, which the steps keep. Unsigned
+ * inputs (the common case) take RUN4; signed ones RUN2 (one step if n & 4, then two an
+ * iteration: less code). */
 #define MM_S8_RUN4(STEP)                                                                          \
     "lsrs %[k], %[k], #3\n\t"                                                                     \
-    "bcc 2f\n\t" STEP "2:\n\t"                                                                    \
+    "bcs 7f\n"                                                                                    \
+    "2:\n\t"                                                                                      \
     "lsrs %[k], %[k], #1\n\t"                                                                     \
     "bcc 3f\n\t" STEP STEP "3:\n\t"                                                               \
     "beq 4f\n"                                                                                    \
     "1:\n\t" STEP STEP STEP STEP "subs %[k], %[k], #1\n\t"                                        \
     "bne 1b\n"                                                                                    \
     "4:\n\t"
+#define MM_S8_RUN4_OOL(STEP) "7:\n\t" STEP "b 2b\n"
 #define MM_S8_RUN2(STEP)                                                                          \
     "lsrs %[k], %[k], #3\n\t"                                                                     \
-    "bcc 2f\n\t" STEP "2:\n\t"                                                                    \
+    "bcs 7f\n"                                                                                    \
+    "2:\n\t"                                                                                      \
     "beq 4f\n"                                                                                    \
     "1:\n\t" STEP STEP "subs %[k], %[k], #1\n\t"                                                  \
     "bne 1b\n"                                                                                    \
     "4:\n\t"
+#define MM_S8_RUN2_OOL(STEP) "7:\n\t" STEP "b 2b\n"
 
 /* What mm_s8_two's asm reads (at fixed offsets from its address, checked by mm_s8_rows_ok):
  * every register is in use in the loop, so the rows' counter and skips stay in memory. */
@@ -2517,7 +2695,7 @@ typedef char mm_s8_rows_ok[offsetof(mm_s8_rows, n) == 12 && offsetof(mm_s8_rows,
 
 /* The source's rows in one asm block: the run of each (RUN), then the next row (xskip, wskip
  * bytes on) while the counter in memory lasts; the ctx's address on the stack ([sp]). */
-#define MM_S8_ROWS_ASM(RUN)                                                                       \
+#define MM_S8_ROWS_ASM(RUN, OOL)                                                                  \
     __asm__ volatile("push {%[k]}\n\t"                                                            \
                      "ldr %[xa], [%[k]]\n\t"                                                      \
                      "ldr %[xb], [%[k], #4]\n\t"                                                  \
@@ -2526,19 +2704,19 @@ typedef char mm_s8_rows_ok[offsetof(mm_s8_rows, n) == 12 && offsetof(mm_s8_rows,
                      "mov %[a1], #0\n\t"                                                          \
                      "mov %[b0], #0\n\t"                                                          \
                      "mov %[b1], #0\n"                                                            \
-                     "5:\n\t"                                                                     \
-                     "ldr %[k], [sp]\n\t"                                                         \
-                     "ldr %[k], [%[k], #12]\n\t" RUN "ldr %[k], [sp]\n\t"                         \
+                     "ldr %[k], [%[k], #12]\n"                                                   \
+                     "5:\n\t" RUN "ldr %[k], [sp]\n\t"                                           \
                      "ldr %[t0], [%[k], #16]\n\t"                                                 \
                      "subs %[t0], %[t0], #1\n\t"                                                  \
                      "beq 6f\n\t"                                                                 \
                      "str %[t0], [%[k], #16]\n\t"                                                 \
                      "ldr %[t1], [%[k], #20]\n\t"                                                 \
                      "ldr %[t2], [%[k], #24]\n\t"                                                 \
+                     "ldr %[k], [%[k], #12]\n\t"                                                  \
                      "add %[xa], %[xa], %[t1]\n\t"                                                \
                      "add %[xb], %[xb], %[t1]\n\t"                                                \
                      "add %[w], %[w], %[t2]\n\t"                                                  \
-                     "b 5b\n"                                                                     \
+                     "b 5b\n" OOL                                                                 \
                      "6:\n\t"                                                                     \
                      "add sp, sp, #4\n\t"                                                         \
                      : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1),          \
@@ -2550,11 +2728,14 @@ typedef char mm_s8_rows_ok[offsetof(mm_s8_rows, n) == 12 && offsetof(mm_s8_rows,
 #define MM_S8_ROWS_PASS(RUN, XT, pass)                                                            \
     do {                                                                                          \
         if (pass == 0)                                                                            \
-            MM_S8_ROWS_ASM(RUN(MM_S8_STEP2(XT, "8", MM_S8_PASS0)));                               \
+            MM_S8_ROWS_ASM(RUN(MM_S8_STEP2(XT, "8", MM_S8_PASS0)),                                \
+                           RUN##_OOL(MM_S8_STEP2(XT, "8", MM_S8_PASS0)));                         \
         else if (pass == 1)                                                                       \
-            MM_S8_ROWS_ASM(RUN(MM_S8_STEP2(XT, "4", MM_S8_PASS1)));                               \
+            MM_S8_ROWS_ASM(RUN(MM_S8_STEP2(XT, "4", MM_S8_PASS1)),                                \
+                           RUN##_OOL(MM_S8_STEP2(XT, "4", MM_S8_PASS1)));                         \
         else                                                                                      \
-            MM_S8_ROWS_ASM(RUN(MM_S8_STEP2(XT, "4", MM_S8_PASS2)));                               \
+            MM_S8_ROWS_ASM(RUN(MM_S8_STEP2(XT, "4", MM_S8_PASS2)),                                \
+                           RUN##_OOL(MM_S8_STEP2(XT, "4", MM_S8_PASS2)));                         \
     } while (0)
 
 /* Two pixels over the source's rows: pass 0 (4-bit, one pair's words), 1 (2-bit sums A, B) or
@@ -2960,6 +3141,316 @@ static MM_NOINLINE void mm_sub8_px(const mm_conv_ctx *k, const mm_c8src *s, uint
     default:
         MM_PATH_OFF();
     }
+}
+#endif
+
+#if MM_USE_SUB8X2D_W4
+/* SUB8X2's pixel pairs on 4-bit weights (MM_SUB8X2_KIND: unsigned inputs, the requantization
+ * MM_RQ8): every block of four channels in one asm loop, as mm_conv8x2d's (the rows of the
+ * window, then each half's requantization, clamp and halfword stores in asm), a half being one
+ * channel pair's words (mm_s8_two's pass 0 steps, pixel b's inputs through a pointer of its
+ * own). Both sums of a pixel start at -8 X (its inputs' sum): A = 16 S1 + S0 and B = S0, so
+ * the pair's outputs are B and (A - B) / 16, with no correction in C (mm_sub8_px spent about
+ * 300 est. M4 cycles per block of ic's layers besides its sums, its values through memory). */
+typedef struct {
+    mm_c8x2d c; /* adv: the pair's words 4 bytes on, then the next block's */
+    int32_t sa, sb; /* 116, 120: -8 X of pixel a, of pixel b */
+} mm_s8x2d;
+
+#if defined(__ARM_FEATURE_DSP)
+typedef char mm_s8x2d_ok[offsetof(mm_s8x2d, sa) == 116 ? 1 : -1];
+/* MM_S8_STEP2's pass 0 in mm_c8x2d's names: pixel a's inputs at x, b's at v1. */
+#define MM_S8X2D_STEP                                                                             \
+    "ldr %[pe], [%[x]], #4\n\t"                                                                   \
+    "ldr %[re], [%[v1]], #4\n\t"                                                                  \
+    "ldr %[o], [%[w]], #8\n\t"                                                                    \
+    "uxtb16 %[po], %[pe], ror #8\n\t"                                                             \
+    "uxtb16 %[pe], %[pe]\n\t"                                                                     \
+    "uxtb16 %[ro], %[re], ror #8\n\t"                                                             \
+    "uxtb16 %[re], %[re]\n\t"                                                                     \
+    "sxtb16 %[e], %[o]\n\t"                                                                       \
+    "smlad %[a0], %[e], %[pe], %[a0]\n\t"                                                         \
+    "smlad %[b0], %[e], %[re], %[b0]\n\t"                                                         \
+    "sxtb16 %[e], %[o], ror #8\n\t"                                                               \
+    "smlad %[a0], %[e], %[po], %[a0]\n\t"                                                         \
+    "smlad %[b0], %[e], %[ro], %[b0]\n\t"                                                         \
+    "and %[o], %[o], #0x0F0F0F0F\n\t"                                                             \
+    "uxtb16 %[e], %[o]\n\t"                                                                       \
+    "smlad %[a1], %[e], %[pe], %[a1]\n\t"                                                         \
+    "smlad %[b1], %[e], %[re], %[b1]\n\t"                                                         \
+    "uxtb16 %[e], %[o], ror #8\n\t"                                                               \
+    "smlad %[a1], %[e], %[po], %[a1]\n\t"                                                         \
+    "smlad %[b1], %[e], %[ro], %[b1]\n\t"
+/* A half's end: channel c (S0: a1, b1) and c + 1 ((A - B) / 16 into a0, b0) requantized
+ * (MM_C8X2D_RQ), clamped (U or S: sg) and stored, a halfword per pixel. */
+#define MM_S8X2D_OUT                                                                              \
+    "sub %[a0], %[a0], %[a1]\n\t"                                                                 \
+    "asr %[a0], %[a0], #4\n\t"                                                                    \
+    "sub %[b0], %[b0], %[b1]\n\t"                                                                 \
+    "asr %[b0], %[b0], #4\n\t"                                                                    \
+    "ldr %[pe], [%[e]]\n\t"                                                                       \
+    "ldr %[po], [%[e], #4]\n\t"                                                                   \
+    "ldr %[re], [%[e], #8]\n\t"                                                                   \
+    "ldr %[ro], [%[e], #12]\n\t" MM_C8X2D_RQ("a1", "b1") MM_C8X2D_RQ("a0", "b0")              \
+    "str %[pe], [%[e]]\n\t"                                                                       \
+    "str %[po], [%[e], #4]\n\t"                                                                   \
+    "str %[re], [%[e], #8]\n\t"                                                                   \
+    "ldr %[k], [%[e], #48]\n\t"                                                                   \
+    "cmp %[k], #0\n\t"                                                                            \
+    "bne 6f\n\t" MM_C8X2D_SAT("usat") "b 7f\n\t"                                                \
+    "6:\n\t" MM_C8X2D_SAT("ssat") "7:\n\t"                                                      \
+    "bfi %[a1], %[a0], #8, #8\n\t"                                                                \
+    "bfi %[b1], %[b0], #8, #8\n\t"                                                                \
+    "beq 8f\n\t" /* S: the bytes raised to qmin (signed bytewise maximum) */                   \
+    "ldr %[k], [%[e], #16]\n\t"                                                                   \
+    "ssub8 %[x], %[a1], %[k]\n\t"                                                                 \
+    "sel %[a1], %[a1], %[k]\n\t"                                                                  \
+    "ssub8 %[x], %[b1], %[k]\n\t"                                                                 \
+    "sel %[b1], %[b1], %[k]\n\t"                                                                  \
+    "8:\n\t"                                                                                      \
+    "ldr %[x], [%[e], #52]\n\t"                                                                   \
+    "ldr %[w], [%[e], #56]\n\t"                                                                   \
+    "strh %[a1], [%[x]], #2\n\t"                                                                  \
+    "strh %[b1], [%[w]], #2\n\t"                                                                  \
+    "str %[x], [%[e], #52]\n\t"                                                                   \
+    "str %[w], [%[e], #56]\n\t"
+/* mm_c8x2d's loop (MM_C8X2D_ASM: 16 bytes an iteration, n & 8 entering it at its middle; rows
+ * of whole 8-byte steps: in_c % 8 == 0, MM_SUB8X2_KIND) on MM_S8X2D_STEP, the sums from -8 X,
+ * MM_S8X2D_OUT. */
+#define MM_S8X2D_ASM                                                                              \
+    __asm__ volatile(                                                                             \
+        "sub sp, sp, #8\n\t"                                                                      \
+        "str %[e], [sp]\n\t"                                                                      \
+        "1:\n\t" /* a half (e: the state, here and after every row) */                            \
+        "ldr %[x], [%[e], #20]\n\t"                                                               \
+        "ldr %[k], [%[e], #76]\n\t"                                                               \
+        "ldr %[w], [%[e], #60]\n\t"                                                               \
+        "add %[v1], %[x], %[k]\n\t"                                                               \
+        "ldr %[k], [%[e], #32]\n\t"                                                               \
+        "str %[k], [%[e], #72]\n\t"                                                               \
+        "ldr %[a0], [%[e], #116]\n\t"                                                             \
+        "ldr %[b0], [%[e], #120]\n\t"                                                             \
+        "mov %[a1], %[a0]\n\t"                                                                    \
+        "mov %[b1], %[b0]\n\t"                                                                    \
+        "2:\n\t" /* a row (e: the state) */                                                       \
+        "ldr %[k], [%[e], #24]\n\t"                                                               \
+        "lsrs %[k], %[k], #1\n\t"                                                                 \
+        "bcs 12f\n\t"                                                                             \
+        "beq 4f\n\t"                                                                              \
+        "3:\n\t" MM_S8X2D_STEP MM_S8X2D_STEP                                                      \
+        "13:\n\t" MM_S8X2D_STEP MM_S8X2D_STEP                                                     \
+        "subs %[k], %[k], #1\n\t"                                                                 \
+        "bne 3b\n\t"                                                                              \
+        "4:\n\t"                                                                                  \
+        "ldr %[e], [sp]\n\t"                                                                      \
+        "ldr %[k], [%[e], #36]\n\t"                                                               \
+        "add %[x], %[x], %[k]\n\t"                                                                \
+        "add %[v1], %[v1], %[k]\n\t"                                                              \
+        "ldr %[k], [%[e], #40]\n\t"                                                               \
+        "add %[w], %[w], %[k]\n\t"                                                                \
+        "ldr %[k], [%[e], #72]\n\t"                                                               \
+        "subs %[k], %[k], #1\n\t"                                                                 \
+        "str %[k], [%[e], #72]\n\t"                                                               \
+        "bne 2b\n\t" MM_S8X2D_OUT                                                                 \
+        "ldr %[k], [%[e], #44]\n\t" /* w += adv[halves & 1] */                                   \
+        "ldr %[x], [%[e], #60]\n\t"                                                               \
+        "and %[w], %[k], #1\n\t"                                                                  \
+        "add %[w], %[e], %[w], lsl #2\n\t"                                                        \
+        "ldr %[w], [%[w], #64]\n\t"                                                               \
+        "add %[x], %[x], %[w]\n\t"                                                                \
+        "str %[x], [%[e], #60]\n\t"                                                               \
+        "subs %[k], %[k], #1\n\t"                                                                 \
+        "str %[k], [%[e], #44]\n\t"                                                               \
+        "bne 1b\n\t"                                                                              \
+        "b 11f\n\t"                                                                               \
+        "12:\n\t" /* n & 8: the loop's second half first, one more iteration */                 \
+        "add %[k], %[k], #1\n\t"                                                                  \
+        "b 13b\n\t"                                                                               \
+        "11:\n\t"                                                                                 \
+        "add sp, sp, #8\n\t"                                                                      \
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1), [x] "=&r"(x_),         \
+          [w] "=&r"(w_), [pe] "=&r"(pe), [po] "=&r"(po), [re] "=&r"(re), [ro] "=&r"(ro),        \
+          [o] "=&r"(o), [v1] "=&r"(v1), [k] "=&r"(k_), [e] "+r"(e)                              \
+        :                                                                                         \
+        : "cc", "memory")
+#endif
+
+#if defined(__ARM_FEATURE_DSP)
+/* A lone pixel (a clipped border, an odd last one): the same sums for all four channels of a
+ * block at once (both pair words a step), the block's outputs stored as a word (mm_sub8_px's
+ * lone pixels cost about 2 est. M4 cycles per MAC of ic's layers). MM_C8X1D_ASM's loop. */
+#define MM_S8X1D_W(W, A, B)                                                                       \
+    "sxtb16 %[e], %[" W "]\n\t"                                                                   \
+    "smlad %[" A "], %[e], %[pe], %[" A "]\n\t"                                                   \
+    "sxtb16 %[e], %[" W "], ror #8\n\t"                                                           \
+    "smlad %[" A "], %[e], %[po], %[" A "]\n\t"                                                   \
+    "and %[" W "], %[" W "], #0x0F0F0F0F\n\t"                                                     \
+    "uxtb16 %[e], %[" W "]\n\t"                                                                   \
+    "smlad %[" B "], %[e], %[pe], %[" B "]\n\t"                                                   \
+    "uxtb16 %[" W "], %[" W "], ror #8\n\t"                                                       \
+    "smlad %[" B "], %[" W "], %[po], %[" B "]\n\t"
+#define MM_S8X1D_STEP                                                                             \
+    "ldr %[pe], [%[x]], #4\n\t"                                                                   \
+    "ldr %[v1], [%[w], #4]\n\t"                                                                   \
+    "ldr %[o], [%[w]], #8\n\t"                                                                    \
+    "uxtb16 %[po], %[pe], ror #8\n\t"                                                             \
+    "uxtb16 %[pe], %[pe]\n\t" MM_S8X1D_W("o", "a0", "a1") MM_S8X1D_W("v1", "b0", "b1")
+#define MM_S8X1D_ASM                                                                              \
+    __asm__ volatile(                                                                             \
+        "sub sp, sp, #8\n\t"                                                                      \
+        "str %[e], [sp]\n\t"                                                                      \
+        "1:\n\t" /* a block (e: the state, here and after every row) */                           \
+        "ldr %[x], [%[e], #20]\n\t"                                                               \
+        "ldr %[w], [%[e], #60]\n\t"                                                               \
+        "ldr %[k], [%[e], #32]\n\t"                                                               \
+        "str %[k], [%[e], #72]\n\t"                                                               \
+        "ldr %[a0], [%[e], #116]\n\t"                                                             \
+        "mov %[a1], %[a0]\n\t"                                                                    \
+        "mov %[b0], %[a0]\n\t"                                                                    \
+        "mov %[b1], %[a0]\n\t"                                                                    \
+        "2:\n\t" /* a row: n & 8 entering the loop at its middle */                               \
+        "ldr %[k], [%[e], #24]\n\t"                                                               \
+        "lsrs %[k], %[k], #1\n\t"                                                                 \
+        "bcs 12f\n\t"                                                                             \
+        "beq 4f\n\t"                                                                              \
+        "3:\n\t" MM_S8X1D_STEP MM_S8X1D_STEP                                                      \
+        "13:\n\t" MM_S8X1D_STEP MM_S8X1D_STEP                                                     \
+        "subs %[k], %[k], #1\n\t"                                                                 \
+        "bne 3b\n\t"                                                                              \
+        "4:\n\t"                                                                                  \
+        "ldr %[e], [sp]\n\t"                                                                      \
+        "ldr %[k], [%[e], #36]\n\t"                                                               \
+        "add %[x], %[x], %[k]\n\t"                                                                \
+        "ldr %[k], [%[e], #40]\n\t"                                                               \
+        "add %[w], %[w], %[k]\n\t"                                                                \
+        "ldr %[k], [%[e], #72]\n\t"                                                               \
+        "subs %[k], %[k], #1\n\t"                                                                 \
+        "str %[k], [%[e], #72]\n\t"                                                               \
+        "bne 2b\n\t"                                                                              \
+        "sub %[a0], %[a0], %[a1]\n\t" /* channels 0 .. 3: a1, a0, b1, b0 */                      \
+        "asr %[a0], %[a0], #4\n\t"                                                                \
+        "sub %[b0], %[b0], %[b1]\n\t"                                                             \
+        "asr %[b0], %[b0], #4\n\t"                                                                \
+        "ldr %[pe], [%[e]]\n\t"                                                                   \
+        "ldr %[po], [%[e], #4]\n\t"                                                               \
+        "ldr %[re], [%[e], #8]\n\t"                                                               \
+        "ldr %[ro], [%[e], #12]\n\t" MM_C8X1D_RQ("a1") MM_C8X1D_RQ("a0") MM_C8X1D_RQ("b1")      \
+            MM_C8X1D_RQ("b0")                                                                     \
+        "str %[pe], [%[e]]\n\t"                                                                   \
+        "str %[po], [%[e], #4]\n\t"                                                               \
+        "str %[re], [%[e], #8]\n\t"                                                               \
+        "ldr %[k], [%[e], #48]\n\t"                                                               \
+        "cmp %[k], #0\n\t"                                                                        \
+        "bne 6f\n\t" MM_C8X2D_SAT("usat") "b 7f\n\t"                                            \
+        "6:\n\t" MM_C8X2D_SAT("ssat") "7:\n\t"                                                  \
+        "bfi %[a1], %[a0], #8, #8\n\t"                                                            \
+        "bfi %[a1], %[b1], #16, #8\n\t"                                                           \
+        "bfi %[a1], %[b0], #24, #8\n\t"                                                           \
+        "beq 8f\n\t" /* S: the bytes raised to qmin (signed bytewise maximum) */                 \
+        "ldr %[k], [%[e], #16]\n\t"                                                               \
+        "ssub8 %[x], %[a1], %[k]\n\t"                                                             \
+        "sel %[a1], %[a1], %[k]\n\t"                                                              \
+        "8:\n\t"                                                                                  \
+        "ldr %[x], [%[e], #52]\n\t"                                                               \
+        "str %[a1], [%[x]], #4\n\t"                                                               \
+        "str %[x], [%[e], #52]\n\t"                                                               \
+        "ldr %[x], [%[e], #60]\n\t" /* the next block's weights */                               \
+        "ldr %[w], [%[e], #64]\n\t"                                                               \
+        "add %[x], %[x], %[w]\n\t"                                                                \
+        "str %[x], [%[e], #60]\n\t"                                                               \
+        "ldr %[k], [%[e], #44]\n\t"                                                               \
+        "subs %[k], %[k], #1\n\t"                                                                 \
+        "str %[k], [%[e], #44]\n\t"                                                               \
+        "bne 1b\n\t"                                                                              \
+        "b 11f\n\t"                                                                               \
+        "12:\n\t" /* n & 8: the loop's second half first, one more iteration */                 \
+        "add %[k], %[k], #1\n\t"                                                                  \
+        "b 13b\n\t"                                                                               \
+        "11:\n\t"                                                                                 \
+        "add sp, sp, #8\n\t"                                                                      \
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1), [x] "=&r"(x_),         \
+          [w] "=&r"(w_), [pe] "=&r"(pe), [po] "=&r"(po), [re] "=&r"(re), [ro] "=&r"(ro),        \
+          [o] "=&r"(o), [v1] "=&r"(v1), [k] "=&r"(k_), [e] "+r"(e)                              \
+        :                                                                                         \
+        : "cc", "memory")
+
+/* The np pixels' start values, -8 X each (a call: one copy of mm_s8_xsum's loops, .text). */
+static MM_NOINLINE void mm_s8x2d_start(const mm_c8src *s, int32_t *sa, int np)
+{
+    for (int p = 0; p < np; p++)
+        sa[p] = -8 * mm_s8_xsum(s, p, 0);
+}
+#endif
+
+#if !defined(__ARM_FEATURE_DSP)
+/* The asm loops' sums, portably: np pixels' blocks of four channels (the pairs' words 4 bytes
+ * apart in each 8-byte group: each byte's low field offset binary, its top field signed). */
+static void mm_s8x2d_c(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out, int32_t out_pix,
+                       int32_t blocks, int np)
+{
+    for (int p = 0; p < np; p++)
+        for (int32_t b = 0; b < blocks; b++) {
+            const uint8_t *x = s->x + p * s->step, *w = k->w + b * 4 * k->row_bytes + 2 * s->w0;
+            int32_t a[4] = {0, 0, 0, 0};
+            for (int r = 0; r < s->rows; r++, x += s->xrow, w += 2 * s->wrow)
+                for (int32_t i = 0; i < s->n; i++)
+                    for (int h = 0; h < 2; h++) {
+                        const uint8_t v = w[8 * (i >> 2) + 4 * h + (i & 3)];
+                        a[2 * h] += x[i] * ((v & 15) - 8);
+                        a[2 * h + 1] += x[i] * ((int8_t)v >> 4);
+                    }
+            for (int c = 0; c < 4; c++)
+                out[p * out_pix + 4 * b + c] =
+                    (uint8_t)mm_pw_rq(a[c], k->bias[4 * b + c], k->mult[4 * b + c],
+                                      k->shift[4 * b + c], k->bk, k->qmin, k->qmax);
+        }
+}
+#endif
+
+/* One or two pixels (np) of a SUB8X2 layer in a build that has SUB8X2D_W4: on a layer of that
+ * kind (k->kind) its blocks in the asm loops (portable builds mm_s8x2d_c), the rows after the
+ * last block of four by mm_s8_rest; those layers need nothing of mm_sub8_px (MM_SUB8_PX_PATH),
+ * which takes the other layers. */
+static MM_NOINLINE void mm_sub8x2d_w4(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
+                                      int32_t out_pix, int ob, int out_c, int np)
+{
+    const int32_t blocks = out_c >> 2;
+    uint8_t *o2[2] = {out + 4 * blocks, out + (np == 2 ? out_pix : 0) + 4 * blocks};
+    if (k->kind != MM_P_SUB8X2D_W4) {
+        mm_sub8_px(k, s, out, out_pix, ob, out_c, np);
+        return;
+    }
+    if (blocks > 0) {
+#if defined(__ARM_FEATURE_DSP)
+        const int32_t n = s->n > 0 && s->rows > 0 ? s->n : 0;
+        mm_s8x2d st;
+        void *e = &st;
+        uint32_t a0, a1, b0, b1, x_, w_, pe, po, re, ro, o, v1, k_;
+        mm_c8x2d_init(&st.c, k, s->x, (const int8_t *)k->w + 2 * s->w0, n,
+                      np == 2 ? s->step : 0, out, np == 2 ? out_pix : 0);
+        st.c.sg = k->qmax != 255; /* MM_RQ8: the clamp U is [0, 255], S's tops at 127 */
+        st.c.rows = n > 0 ? s->rows : 1; /* an empty window: sums of 0 */
+        st.c.xskip = s->xrow - n;
+        st.c.wskip = 2 * (s->wrow - n);
+        mm_s8x2d_start(s, &st.sa, np);
+        if (np == 2) {
+            st.c.halves = 2 * blocks;
+            st.c.adv[0] = 4;
+            st.c.adv[1] = 4 * k->row_bytes - 4;
+            MM_S8X2D_ASM;
+        } else {
+            st.c.halves = blocks;
+            st.c.adv[0] = 4 * k->row_bytes;
+            MM_S8X1D_ASM;
+        }
+        (void)a0, (void)a1, (void)b0, (void)b1, (void)x_, (void)w_, (void)pe, (void)po;
+        (void)re, (void)ro, (void)o, (void)v1, (void)k_, (void)e;
+#else
+        mm_s8x2d_c(k, s, out, out_pix, blocks, np);
+#endif
+    }
+    if (out_c & 3)
+        mm_s8_rest(k, s, k->w + blocks * 4 * k->row_bytes, 4 * blocks, out_c, np, ob, o2);
 }
 #endif
 
@@ -4115,7 +4606,8 @@ static MM_INLINE void mm_sub8_pointwise(const uint8_t *in, uint8_t *out, const u
     const int32_t row_step = (int32_t)d->stride_h * d->in_w * in_c;
     const mm_conv_ctx k = {in, w, q->bias, q->mult, q->shift, in_c, d->in_h, d->in_w, 1, 1, in_c,
                            out_c, in_c, 8, q->in_signed, q->w_bits, 0, q->bias_shift, in_c,
-                           mm_bytes(in_c, q->w_bits), q->qmin, q->qmax, mm_s8_rq(q, out_c)};
+                           mm_bytes(in_c, q->w_bits), q->qmin, q->qmax, mm_s8_rq(q, out_c),
+                           MM_P_NONE};
     const uint8_t *xr = in;
     int ox = 0;
     mm_c8src s = {in, 0, 0, in_c & ~3, in_c & 3, 0, 0, in_c & ~3, 1};
@@ -4301,10 +4793,16 @@ void mm_conv(MM_CONV_ARGS)
 #endif
 #if MM_USE_CONV8X2
     case MM_P_CONV8X2: /* its pairs by MM_CONV8X2_KIND */
-        switch (MM_CONV8X2_KIND(MM_P_CONV8X2, k.is, k.fast == MM_RQ8_U || k.fast == MM_RQ8_S)) {
+        switch (MM_CONV8X2_KIND(MM_P_CONV8X2, k.is, k.fast == MM_RQ8_U || k.fast == MM_RQ8_S,
+                                (int32_t)sw * k.in_c)) {
 #if MM_USE_CONV8X2D_U
         case MM_P_CONV8X2D_U:
             mm_conv8x2(&k, d, out, ob, mm_conv8x2d_u);
+            return;
+#endif
+#if MM_USE_CONV8X2D_U16
+        case MM_P_CONV8X2D_U16:
+            mm_conv8x2(&k, d, out, ob, mm_conv8x2d_u16);
             return;
 #endif
 #if MM_USE_CONV8X2D_S
@@ -4348,7 +4846,13 @@ void mm_conv(MM_CONV_ARGS)
 #endif
 #if MM_USE_SUB8X2 /* 4- and 2-bit weights on 8-bit inputs: the same pixel walks */
     case MM_P_SUB8X2:
+#if MM_USE_SUB8X2D_W4 /* one copy of the walk, each call direct: the kind through the ctx */
+        k.kind = MM_SUB8X2_KIND(MM_P_SUB8X2, k.wb, k.is, k.in_c,
+                                MM_RQ8(qmin, qmax, ob, mm_shifts_above32(q, d->out_c)));
+        mm_conv8x2(&k, d, out, ob, mm_sub8x2d_w4);
+#else
         mm_conv8x2(&k, d, out, ob, mm_sub8_px);
+#endif
         return;
 #endif
 #if MM_USE_SUB8PD_W4

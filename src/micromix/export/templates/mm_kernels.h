@@ -56,13 +56,30 @@
             : (row) <= MM_PATCH ? MM_SUB8PD(wb, is, row, oc, rq8)                                 \
                                 : MM_P_CONV_ANY)                                                  \
          : MM_P_CONV_ANY)
-/* CONV8X2's pixel pairs: under the requantization MM_RQ8 (`rq8`, below) one asm loop per pair
- * (mm_conv.c mm_conv8x2d, by input sign), else mm_conv8x2_px's (any requantization); the lone
- * pixels of every CONV8X2 layer take mm_conv8x2_px. */
-#define MM_CONV8X2_KIND(path, is, rq8)                                                            \
+/* CONV8X2's pixels: under the requantization MM_RQ8 (`rq8`, below) one asm loop per pair or lone
+ * pixel (mm_conv.c mm_conv8x2d, by input sign; unsigned inputs whose pixel 1 lies `step`
+ * (stride x in_c) = 16 bytes after pixel 0 with that offset an immediate: U16), else
+ * mm_conv8x2_px's (any requantization). Only 16: ic's 16-channel layers are 8-bit in both its
+ * builds, while 32 and 64 (-0.43 M est. M4 cycles at W8/A8) would speed its layers that take
+ * 4- and 2-bit weights in the mixed build at 8 bits only. */
+#define MM_CONV8X2_KIND(path, is, rq8, step)                                                      \
     ((path) != MM_P_CONV8X2 ? MM_P_NONE                                                           \
-     : (rq8)                ? ((is) ? MM_P_CONV8X2D_S : MM_P_CONV8X2D_U)                          \
-                            : MM_P_CONV8X2_RQANY)
+     : !(rq8)               ? MM_P_CONV8X2_RQANY                                                  \
+     : (is)                 ? MM_P_CONV8X2D_S                                                     \
+     : (step) == 16         ? MM_P_CONV8X2D_U16                                                   \
+                            : MM_P_CONV8X2D_U)
+/* SUB8X2's pixel pairs on 4-bit weights, unsigned inputs, in_c a multiple of 8 (rows of whole
+ * 8-byte steps) and the requantization MM_RQ8 (`rq8`): every block of four channels in one asm
+ * loop (mm_conv.c mm_sub8x2d_w4), else mm_sub8_px's; the lone pixels of every SUB8X2 layer take
+ * mm_sub8_px. */
+#define MM_SUB8X2_KIND(path, wb, is, in_c, rq8)                                                   \
+    ((path) == MM_P_SUB8X2 && (wb) == 4 && !(is) && (in_c) % 8 == 0 && (rq8) ? MM_P_SUB8X2D_W4  \
+                                                                              : MM_P_NONE)
+/* The path a SUB8X2 layer's sub8 pixel function and requantization (MM_SUB8_KIND, MM_SUB8_RQ)
+ * see: none where SUB8X2D_W4's loops take all its pixels (mm_sub8x2d_w4), so that a model
+ * whose 4-bit layers all take them compiles no mm_sub8_px code for their kind (kernel .text). */
+#define MM_SUB8_PX_PATH(path, wb, is, in_c, rq8)                                                  \
+    (MM_SUB8X2_KIND(path, wb, is, in_c, rq8) != MM_P_NONE ? MM_P_NONE : (path))
 /* CONV8P's pixel pairs: unsigned inputs, the requantization MM_RQ8, whole blocks of four
  * channels (oc) and rows of a word or more in mm_conv8x2d's asm loop (mm_conv.c mm_conv8p_d),
  * else mm_conv8p_px. */
