@@ -950,8 +950,12 @@ def test_depthwise_4x4_stride_2_is_bit_exact(tmp_path, c: int, h: int, w: int, i
 # a tall narrow image (kws's shape) apart from its output (column by column, mm_dw_cols) and
 # in place (row by row).
 # The host runs every other one (its code for them is not new).
+# (c, h, w, k, stride, in place); the last two tall and narrow: three groups column by column
+# (mm_dw_cols) on runs built for the first, and eight columns, more than mm_dw_cols takes
+# (MM_DW_COLS: row by row).
 DW_FAST = [(12, 9, 7, 3, 1, True), (13, 8, 10, 3, 2, False), (8, 11, 13, 4, 2, True),
-           (5, 10, 12, 4, 2, False), (7, 13, 5, 3, 1, False), (9, 11, 5, 3, 1, True)]  # fmt: skip
+           (5, 10, 12, 4, 2, False), (7, 13, 5, 3, 1, False), (9, 11, 5, 3, 1, True),
+           (12, 13, 5, 3, 1, False), (8, 36, 8, 3, 1, False)]  # fmt: skip
 
 
 def _dw_fast_check(tmp_path, c: int, h: int, w: int, k: int, stride: int, inplace: bool,
