@@ -3338,7 +3338,46 @@ typedef char mm_s8x2d_ok[offsetof(mm_s8x2d, sa) == 116 ? 1 : -1];
     "ldr %[o], [%[w]], #8\n\t"                                                                    \
     "uxtb16 %[po], %[pe], ror #8\n\t"                                                             \
     "uxtb16 %[pe], %[pe]\n\t" MM_S8X1D_W("o", "a0", "a1") MM_S8X1D_W("v1", "b0", "b1")
-#define MM_S8X1D_ASM                                                                              \
+/* SUB8X2D_W4's sums from -8 X (channels 0 .. 3: a1, a0, b1, b0). */
+#define MM_S8X1D_START4                                                                           \
+    "ldr %[a0], [%[e], #116]\n\t"                                                                 \
+    "mov %[a1], %[a0]\n\t"                                                                        \
+    "mov %[b0], %[a0]\n\t"                                                                        \
+    "mov %[b1], %[a0]\n\t"
+#define MM_S8X1D_DIFF4                                                                            \
+    "sub %[a0], %[a0], %[a1]\n\t"                                                                 \
+    "asr %[a0], %[a0], #4\n\t"                                                                    \
+    "sub %[b0], %[b0], %[b1]\n\t"                                                                 \
+    "asr %[b0], %[b0], #4\n\t"
+/* SUB8X2D_W2's lone pixel: one word of four channels a step, its four sums (mm_s8x2d) A, B
+ * (b0, b1) from -42 X, C (a0) from -10 X and D (a1) from -2 X, the masks one within another. */
+#define MM_S8X1D_SUM(XT, A)                                                                       \
+    XT " %[e], %[o]\n\t"                                                                           \
+    "smlad %[" A "], %[e], %[pe], %[" A "]\n\t" XT " %[e], %[o], ror #8\n\t"                      \
+    "smlad %[" A "], %[e], %[po], %[" A "]\n\t"
+#define MM_S8X1D_STEP2                                                                            \
+    "ldr %[pe], [%[x]], #4\n\t"                                                                   \
+    "ldr %[o], [%[w]], #4\n\t"                                                                    \
+    "uxtb16 %[po], %[pe], ror #8\n\t"                                                             \
+    "uxtb16 %[pe], %[pe]\n\t" MM_S8X1D_SUM("sxtb16", "b0")                                         \
+    "and %[o], %[o], #0x3F3F3F3F\n\t" MM_S8X1D_SUM("uxtb16", "b1")                                 \
+    "and %[o], %[o], #0x0F0F0F0F\n\t" MM_S8X1D_SUM("uxtb16", "a0")                                 \
+    "and %[o], %[o], #0x03030303\n\t" MM_S8X1D_SUM("uxtb16", "a1")
+#define MM_S8X1D_START2                                                                           \
+    "ldr %[a0], [%[e], #116]\n\t"                                                                 \
+    "ldr %[a1], [%[e], #124]\n\t"                                                                 \
+    "ldr %[b0], [%[e], #132]\n\t"                                                                 \
+    "mov %[b1], %[b0]\n\t"
+/* Channel 3: (A - B) / 64, 2: (B - C) / 16, 1: (C - D) / 4, 0: D. */
+#define MM_S8X1D_DIFF2                                                                            \
+    "sub %[b0], %[b0], %[b1]\n\t"                                                                 \
+    "asr %[b0], %[b0], #6\n\t"                                                                    \
+    "sub %[b1], %[b1], %[a0]\n\t"                                                                 \
+    "asr %[b1], %[b1], #4\n\t"                                                                    \
+    "sub %[a0], %[a0], %[a1]\n\t"                                                                 \
+    "asr %[a0], %[a0], #2\n\t"
+/* A lone pixel's loop on STEP, the sums from START, into its channels by DIFF. */
+#define MM_S8X1D_ASM(STEP, START, DIFF)                                                           \
     __asm__ volatile(                                                                             \
         "sub sp, sp, #8\n\t"                                                                      \
         "str %[e], [sp]\n\t"                                                                      \
@@ -3347,17 +3386,14 @@ typedef char mm_s8x2d_ok[offsetof(mm_s8x2d, sa) == 116 ? 1 : -1];
         "ldr %[w], [%[e], #60]\n\t"                                                               \
         "ldr %[k], [%[e], #32]\n\t"                                                               \
         "str %[k], [%[e], #72]\n\t"                                                               \
-        "ldr %[a0], [%[e], #116]\n\t"                                                             \
-        "mov %[a1], %[a0]\n\t"                                                                    \
-        "mov %[b0], %[a0]\n\t"                                                                    \
-        "mov %[b1], %[a0]\n\t"                                                                    \
+        START                                                                                     \
         "2:\n\t" /* a row: n & 8 entering the loop at its middle */                               \
         "ldr %[k], [%[e], #24]\n\t"                                                               \
         "lsrs %[k], %[k], #1\n\t"                                                                 \
         "bcs 12f\n\t"                                                                             \
         "beq 4f\n\t"                                                                              \
-        "3:\n\t" MM_S8X1D_STEP MM_S8X1D_STEP                                                      \
-        "13:\n\t" MM_S8X1D_STEP MM_S8X1D_STEP                                                     \
+        "3:\n\t" STEP STEP                                                                        \
+        "13:\n\t" STEP STEP                                                                       \
         "subs %[k], %[k], #1\n\t"                                                                 \
         "bne 3b\n\t"                                                                              \
         "4:\n\t"                                                                                  \
@@ -3370,10 +3406,7 @@ typedef char mm_s8x2d_ok[offsetof(mm_s8x2d, sa) == 116 ? 1 : -1];
         "subs %[k], %[k], #1\n\t"                                                                 \
         "str %[k], [%[e], #72]\n\t"                                                               \
         "bne 2b\n\t"                                                                              \
-        "sub %[a0], %[a0], %[a1]\n\t" /* channels 0 .. 3: a1, a0, b1, b0 */                      \
-        "asr %[a0], %[a0], #4\n\t"                                                                \
-        "sub %[b0], %[b0], %[b1]\n\t"                                                             \
-        "asr %[b0], %[b0], #4\n\t"                                                                \
+        DIFF /* channels 0 .. 3: a1, a0, b1, b0 */                                                \
         "ldr %[pe], [%[e]]\n\t"                                                                   \
         "ldr %[po], [%[e], #4]\n\t"                                                               \
         "ldr %[re], [%[e], #8]\n\t"                                                               \
@@ -3451,8 +3484,8 @@ static void mm_s8x2d_c(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out, in
 #endif
 
 /* One or two pixels (np) of a SUB8X2 layer in a build that has SUB8X2D_W4 or SUB8X2D_W2: on a
- * layer of that kind (k->kind) its blocks in the asm loops (W4's portable builds mm_s8x2d_c;
- * W2's pairs only, the rest mm_sub8_px), the rows after the last block of four by mm_s8_rest;
+ * layer of that kind (k->kind) its blocks in the asm loops (W4's portable builds mm_s8x2d_c,
+ * W2's mm_sub8_px), the rows after the last block of four by mm_s8_rest;
  * W4 layers need nothing of mm_sub8_px (MM_SUB8_PX_PATH), which takes the other layers. */
 static MM_NOINLINE void mm_sub8x2d_w4(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
                                       int32_t out_pix, int ob, int out_c, int np)
@@ -3462,7 +3495,7 @@ static MM_NOINLINE void mm_sub8x2d_w4(const mm_conv_ctx *k, const mm_c8src *s, u
     uint8_t *o2[2] = {out + 4 * blocks, out + (np == 2 ? out_pix : 0) + 4 * blocks};
     (void)w2;
 #if defined(__ARM_FEATURE_DSP) && MM_USE_SUB8X2D_W2
-    if (k->kind != MM_P_SUB8X2D_W4 && !(w2 && np == 2)) {
+    if (k->kind != MM_P_SUB8X2D_W4 && !w2) {
 #else
     if (k->kind != MM_P_SUB8X2D_W4) {
 #endif
@@ -3483,14 +3516,22 @@ static MM_NOINLINE void mm_sub8x2d_w4(const mm_conv_ctx *k, const mm_c8src *s, u
         st.c.wskip = (2 - w2) * (s->wrow - n);
         mm_s8x2d_start(s, &st.sa, np);
 #if MM_USE_SUB8X2D_W2
-        if (w2) { /* -10 X, -2 X, -42 X from -8 X (np == 2) */
+        if (w2) { /* -10 X, -2 X, -42 X from -8 X */
+            if (np == 1)
+                st.sb = 0;
             st.ta = st.sa / 4, st.tb = st.sb / 4;
             st.sa += st.ta, st.sb += st.tb;
             st.ua = 4 * st.sa + st.ta, st.ub = 4 * st.sb + st.tb;
-            st.c.halves = 2 * blocks;
-            st.c.adv[0] = 0;
-            st.c.adv[1] = 4 * k->row_bytes;
-            MM_S8X2D_ASM(MM_S8X2D_HALF2);
+            if (np == 2) {
+                st.c.halves = 2 * blocks;
+                st.c.adv[0] = 0;
+                st.c.adv[1] = 4 * k->row_bytes;
+                MM_S8X2D_ASM(MM_S8X2D_HALF2);
+            } else {
+                st.c.halves = blocks;
+                st.c.adv[0] = 4 * k->row_bytes;
+                MM_S8X1D_ASM(MM_S8X1D_STEP2, MM_S8X1D_START2, MM_S8X1D_DIFF2);
+            }
         }
 #endif
 #if MM_USE_SUB8X2D_W4
@@ -3502,7 +3543,7 @@ static MM_NOINLINE void mm_sub8x2d_w4(const mm_conv_ctx *k, const mm_c8src *s, u
         } else if (!w2) {
             st.c.halves = blocks;
             st.c.adv[0] = 4 * k->row_bytes;
-            MM_S8X1D_ASM;
+            MM_S8X1D_ASM(MM_S8X1D_STEP, MM_S8X1D_START4, MM_S8X1D_DIFF4);
         }
 #endif
         (void)a0, (void)a1, (void)b0, (void)b1, (void)x_, (void)w_, (void)pe, (void)po;
