@@ -451,7 +451,7 @@ def test_sub8_pair_loop_on_random_shapes_is_bit_exact(
 ) -> None:
     """_sub8_pairs_net's layers on `wb`-bit weights: those on 8 or 16 unsigned channels under
     MM_RQ8 take the asm pair loop (MM_SUB8X2_KIND: SUB8X2D_W4, SUB8X2D_W2; lone pixels too; the
-    rows after its blocks mm_s8_rest, portable 2-bit builds mm_sub8_px), written over their own
+    rows after its blocks mm_s8_rest, portable builds mm_s8x2d_c), written over their own
     input where the inplace schedule lets them, bit for bit the numpy reference: host build
     (portable C); `qemu` (slow): the Cortex-M4 image (the asm)."""
     torch.manual_seed(seed)

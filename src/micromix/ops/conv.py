@@ -535,7 +535,7 @@ def c_rules(site: CallSite) -> tuple[str, ...]:
             whole = int((kh, kw, ph, pw, out_h, out_w) == (in_h, in_w, 0, 0, 1, 1))
             path = (f"MM_CONV_PATH({ib}, {iop.w_bits}, {is_}, {groups}, {c_in}, {row}, {whole}, "
                     f"{c_out}, {rq8})")  # fmt: skip
-        px = path  # MM_SUB8_PX_PATH: none where SUB8X2D_W4 takes every pixel of the layer
+        px = path  # MM_SUB8_PX_PATH: none where SUB8X2D_W4 or _W2 takes every pixel
         if site.kernel == "mm_conv":
             px = f"MM_SUB8_PX_PATH({path}, {iop.w_bits}, {is_}, {c_in}, {rq8})"
         rq = f"MM_SUB8_RQ({px}, {iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})"

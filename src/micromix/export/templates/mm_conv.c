@@ -3458,22 +3458,30 @@ static MM_NOINLINE void mm_s8x2d_start(const mm_c8src *s, int32_t *sa, int np)
 }
 #endif
 
-#if !defined(__ARM_FEATURE_DSP) && MM_USE_SUB8X2D_W4
-/* The asm loops' sums, portably: np pixels' blocks of four channels (the pairs' words 4 bytes
- * apart in each 8-byte group: each byte's low field offset binary, its top field signed). */
+#if !defined(__ARM_FEATURE_DSP)
+/* The asm loops' sums, portably: np pixels' blocks of four channels (4-bit: the pairs' words 4
+ * bytes apart in each 8-byte group; 2-bit: a byte an element; each byte's top field signed, the
+ * others offset binary). */
 static void mm_s8x2d_c(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out, int32_t out_pix,
                        int32_t blocks, int np)
 {
+    const int bpe = k->wb / 2; /* block bytes per element */
     for (int p = 0; p < np; p++)
         for (int32_t b = 0; b < blocks; b++) {
-            const uint8_t *x = s->x + p * s->step, *w = k->w + b * 4 * k->row_bytes + 2 * s->w0;
+            const uint8_t *x = s->x + p * s->step;
+            const uint8_t *w = k->w + b * 4 * k->row_bytes + bpe * s->w0;
             int32_t a[4] = {0, 0, 0, 0};
-            for (int r = 0; r < s->rows; r++, x += s->xrow, w += 2 * s->wrow)
+            for (int r = 0; r < s->rows; r++, x += s->xrow, w += bpe * s->wrow)
                 for (int32_t i = 0; i < s->n; i++)
                     for (int h = 0; h < 2; h++) {
-                        const uint8_t v = w[8 * (i >> 2) + 4 * h + (i & 3)];
-                        a[2 * h] += x[i] * ((v & 15) - 8);
-                        a[2 * h + 1] += x[i] * ((int8_t)v >> 4);
+                        const uint8_t v = bpe == 2 ? w[8 * (i >> 2) + 4 * h + (i & 3)] : w[i];
+                        if (bpe == 2) {
+                            a[2 * h] += x[i] * ((v & 15) - 8);
+                            a[2 * h + 1] += x[i] * ((int8_t)v >> 4);
+                        } else {
+                            a[2 * h] += x[i] * (((v >> 4 * h) & 3) - 2);
+                            a[2 * h + 1] += x[i] * (h ? (int8_t)v >> 6 : ((v >> 2) & 3) - 2);
+                        }
                     }
             for (int c = 0; c < 4; c++)
                 out[p * out_pix + 4 * b + c] =
@@ -3484,9 +3492,9 @@ static void mm_s8x2d_c(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out, in
 #endif
 
 /* One or two pixels (np) of a SUB8X2 layer in a build that has SUB8X2D_W4 or SUB8X2D_W2: on a
- * layer of that kind (k->kind) its blocks in the asm loops (W4's portable builds mm_s8x2d_c,
- * W2's mm_sub8_px), the rows after the last block of four by mm_s8_rest;
- * W4 layers need nothing of mm_sub8_px (MM_SUB8_PX_PATH), which takes the other layers. */
+ * layer of that kind (k->kind) its blocks in the asm loops (portable builds mm_s8x2d_c), the
+ * rows after the last block of four by mm_s8_rest; those layers need nothing of mm_sub8_px
+ * (MM_SUB8_PX_PATH), which takes the other layers. */
 static MM_NOINLINE void mm_sub8x2d_w4(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
                                       int32_t out_pix, int ob, int out_c, int np)
 {
@@ -3494,11 +3502,7 @@ static MM_NOINLINE void mm_sub8x2d_w4(const mm_conv_ctx *k, const mm_c8src *s, u
     const int w2 = k->kind == MM_P_SUB8X2D_W2; /* 2-bit: a block row's bytes per element */
     uint8_t *o2[2] = {out + 4 * blocks, out + (np == 2 ? out_pix : 0) + 4 * blocks};
     (void)w2;
-#if defined(__ARM_FEATURE_DSP) && MM_USE_SUB8X2D_W2
     if (k->kind != MM_P_SUB8X2D_W4 && !w2) {
-#else
-    if (k->kind != MM_P_SUB8X2D_W4) {
-#endif
         mm_sub8_px(k, s, out, out_pix, ob, out_c, np);
         return;
     }
@@ -3548,7 +3552,7 @@ static MM_NOINLINE void mm_sub8x2d_w4(const mm_conv_ctx *k, const mm_c8src *s, u
 #endif
         (void)a0, (void)a1, (void)b0, (void)b1, (void)x_, (void)w_, (void)pe, (void)po;
         (void)re, (void)ro, (void)o, (void)v1, (void)k_, (void)e;
-#elif MM_USE_SUB8X2D_W4
+#else
         mm_s8x2d_c(k, s, out, out_pix, blocks, np);
 #endif
     }

@@ -76,11 +76,11 @@
      : (wb) == 4                                           ? MM_P_SUB8X2D_W4                     \
                                                            : MM_P_SUB8X2D_W2)
 /* The path a SUB8X2 layer's sub8 pixel function and requantization (MM_SUB8_KIND, MM_SUB8_RQ)
- * see: none where SUB8X2D_W4's loops take all its pixels (mm_sub8x2d_w4; SUB8X2D_W2 has no
- * portable loop: mm_sub8_px there), so that a model whose 4-bit layers all take them compiles no
- * mm_sub8_px code for their kind (kernel .text). */
+ * see: none where SUB8X2D_W4's or SUB8X2D_W2's loops take all its pixels (mm_sub8x2d_w4), so
+ * that a model whose 4- or 2-bit layers all take them compiles no mm_sub8_px code for their
+ * kind (kernel .text). */
 #define MM_SUB8_PX_PATH(path, wb, is, in_c, rq8)                                                  \
-    (MM_SUB8X2_KIND(path, wb, is, in_c, rq8) == MM_P_SUB8X2D_W4 ? MM_P_NONE : (path))
+    (MM_SUB8X2_KIND(path, wb, is, in_c, rq8) != MM_P_NONE ? MM_P_NONE : (path))
 /* CONV8P's pixel pairs: unsigned inputs, the requantization MM_RQ8, whole blocks of four
  * channels (oc) and rows of a word or more in mm_conv8x2d's asm loop (mm_conv.c mm_conv8p_d),
  * else mm_conv8p_px. */
