@@ -3165,7 +3165,8 @@ typedef struct {
 } mm_s8x2d;
 
 #if defined(__ARM_FEATURE_DSP)
-typedef char mm_s8x2d_ok[offsetof(mm_s8x2d, sa) == 116 ? 1 : -1];
+typedef char mm_s8x2d_ok[offsetof(mm_s8x2d, sa) == 116 && offsetof(mm_s8x2d, ca) == 140 ? 1
+                                                                                           : -1];
 /* MM_S8_STEP2's pass 0 in mm_c8x2d's names: pixel a's inputs at x, b's at v1; the weight
  * word (w += GS) first masked by M0 (none: "") into the sums a0, b0 (SXTB16), then by M1 into
  * a1, b1 (UXTB16; M1 within M0). */
@@ -3293,8 +3294,7 @@ typedef char mm_s8x2d_ok[offsetof(mm_s8x2d, sa) == 116 ? 1 : -1];
         "ldr %[w], [%[e], #60]\n\t"                                                               \
         "add %[v1], %[x], %[k]\n\t"                                                               \
         "ldr %[k], [%[e], #32]\n\t"                                                               \
-        "str %[k], [%[e], #72]\n\t" HALF                                                          \
-        MM_S8X2D_OUT                                                                 \
+        "str %[k], [%[e], #72]\n\t" HALF MM_S8X2D_OUT                                             \
         "ldr %[k], [%[e], #44]\n\t" /* w += adv[halves & 1] */                                   \
         "ldr %[x], [%[e], #60]\n\t"                                                               \
         "and %[w], %[k], #1\n\t"                                                                  \
@@ -3499,9 +3499,8 @@ static MM_NOINLINE void mm_sub8x2d_w4(const mm_conv_ctx *k, const mm_c8src *s, u
                                       int32_t out_pix, int ob, int out_c, int np)
 {
     const int32_t blocks = out_c >> 2;
-    const int w2 = k->kind == MM_P_SUB8X2D_W2; /* 2-bit: a block row's bytes per element */
+    const int w2 = k->kind == MM_P_SUB8X2D_W2; /* a block row's bytes per element: 2 - w2 */
     uint8_t *o2[2] = {out + 4 * blocks, out + (np == 2 ? out_pix : 0) + 4 * blocks};
-    (void)w2;
     if (k->kind != MM_P_SUB8X2D_W4 && !w2) {
         mm_sub8_px(k, s, out, out_pix, ob, out_c, np);
         return;
