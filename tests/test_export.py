@@ -445,17 +445,20 @@ def _sub8_pairs_net(rng: np.random.Generator) -> tuple[torch.nn.Module, tuple[in
 
 @pytest.mark.parametrize("qemu", [False, pytest.param(True, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])
-def test_sub8_pair_loop_on_random_shapes_is_bit_exact(tmp_path, seed: int, qemu: bool) -> None:
-    """_sub8_pairs_net's layers on 4-bit weights: those on 8 or 16 unsigned channels under
-    MM_RQ8 take the asm pair loop (MM_SUB8X2_KIND: SUB8X2D_W4; its lone pixels, the rows after
-    its blocks and portable builds mm_sub8_px), written over their own input where the inplace
-    schedule lets them, bit for bit the numpy reference: host build (portable C); `qemu` (slow):
-    the Cortex-M4 image (the asm)."""
+@pytest.mark.parametrize("wb", [4, 2])
+def test_sub8_pair_loop_on_random_shapes_is_bit_exact(
+    tmp_path, seed: int, qemu: bool, wb: int
+) -> None:
+    """_sub8_pairs_net's layers on `wb`-bit weights: those on 8 or 16 unsigned channels under
+    MM_RQ8 take the asm pair loop (MM_SUB8X2_KIND: SUB8X2D_W4, SUB8X2D_W2; lone pixels too; the
+    rows after its blocks mm_s8_rest, portable builds mm_s8x2d_c), written over their own
+    input where the inplace schedule lets them, bit for bit the numpy reference: host build
+    (portable C); `qemu` (slow): the Cortex-M4 image (the asm)."""
     torch.manual_seed(seed)
     model, shape = _sub8_pairs_net(np.random.default_rng(seed))
     g = trace(model, (1, *shape))
     pol = Policy.uniform(g, 8)
-    pol = pol.replace(weights={k: 4 for k in pol.weights})
+    pol = pol.replace(weights={k: wb for k in pol.weights})
     im = convert(random_qparams(g, pol, seed=seed), g, pol, schedule="inplace")
     convs = [o for o in im.ops if o.weights is not None][1:3]
     assert [(o.op.in_shape[0], o.in_signed[0], o.qmin, o.qmax) for o in convs] == [
@@ -467,7 +470,8 @@ def test_sub8_pair_loop_on_random_shapes_is_bit_exact(tmp_path, seed: int, qemu:
     if qemu:
         require_tool("arm-none-eabi-gcc", "qemu-system-arm")
     _host_and_qemu(im, tmp_path, x, qemu=qemu)
-    assert _paths_compiled(tmp_path / "c" / "lib", tmp_path, "SUB8X2D_W4", "SUB8X2") == [1, 1]
+    kind = f"SUB8X2D_W{wb}"
+    assert _paths_compiled(tmp_path / "c" / "lib", tmp_path, kind, "SUB8X2") == [1, 1]
 
 
 def _fast_sub8_nets(wb: int):
@@ -1554,7 +1558,7 @@ def test_each_kernel_path_compiles_alone(tmp_path) -> None:
 
     # The kxk pair paths run one of their kinds' pixel functions: each kind with its path.
     kinds = {"CONV8X2": ("CONV8X2D_U", "CONV8X2D_U16", "CONV8X2D_S", "CONV8X2_RQANY"),
-             "CONV8P": ("CONV8P_D", "CONV8P_ANY"), "SUB8X2": ("SUB8X2D_W4",)}  # fmt: skip
+             "CONV8P": ("CONV8P_D", "CONV8P_ANY"), "SUB8X2": ("SUB8X2D_W4", "SUB8X2D_W2")}  # fmt: skip
     paired = set(kinds) | {k for ks in kinds.values() for k in ks} | {"PW8_WIDE"}
     sets = [[f"MM_P_{p}"] for p in kernel_paths() if p not in paired]  # widen: with a PW8 path
     sets += [[f"MM_P_{p}", f"MM_P_{k}"] for p, ks in kinds.items() for k in ks]

@@ -499,7 +499,7 @@ def emit(site: CallSite) -> str:
 C_PATHS = (
     "CONV8X2", "CONV8X2D_U", "CONV8X2D_U16", "CONV8X2D_S", "CONV8X2_RQANY", "CONV8P", "CONV8P_D",
     "CONV8P_ANY", "CONV8", "CONV_ANY",
-    "SUB8X2", "SUB8X2D_W4", "SUB8P", "SUB8PD_W4", "SUB8PD_W2", "SUB8PD_W2T", "PWSUB8PD_W4",
+    "SUB8X2", "SUB8X2D_W4", "SUB8X2D_W2", "SUB8P", "SUB8PD_W4", "SUB8PD_W2", "SUB8PD_W2T", "PWSUB8PD_W4",
     "PWSUB8PD_W2", "PWSUB8", "PWSUB8F", "PWSUB_PACKED",
     "SUB8_W4S", "SUB8_W4U", "SUB8_W2S", "SUB8_W2U", "S8F_W4", "S8F_W2", "SUB8_RQS",
     "SUB8_RQANY", "SUB8D_W4", "SUB8D_W2",
@@ -535,7 +535,7 @@ def c_rules(site: CallSite) -> tuple[str, ...]:
             whole = int((kh, kw, ph, pw, out_h, out_w) == (in_h, in_w, 0, 0, 1, 1))
             path = (f"MM_CONV_PATH({ib}, {iop.w_bits}, {is_}, {groups}, {c_in}, {row}, {whole}, "
                     f"{c_out}, {rq8})")  # fmt: skip
-        px = path  # MM_SUB8_PX_PATH: none where SUB8X2D_W4 takes every pixel of the layer
+        px = path  # MM_SUB8_PX_PATH: none where SUB8X2D_W4 or _W2 takes every pixel
         if site.kernel == "mm_conv":
             px = f"MM_SUB8_PX_PATH({path}, {iop.w_bits}, {is_}, {c_in}, {rq8})"
         rq = f"MM_SUB8_RQ({px}, {iop.qmin}, {iop.qmax}, {iop.out_bits}, {above32})"

@@ -1856,7 +1856,7 @@ static MM_NOINLINE void mm_conv8x2_px(const mm_conv_ctx *k, const mm_c8src *s, u
 /* CONV8X2's asm pair loop compiled (any of its kinds but the general requantization). */
 #define MM_ON_C8X2D (MM_USE_CONV8X2D_U || MM_USE_CONV8X2D_S || MM_USE_CONV8X2D_U16)
 #if MM_ON_C8X2D || MM_USE_CONV8P_D || MM_USE_SUB8PD_W4 || MM_USE_SUB8PD_W2 || MM_USE_SUB8PD_W2T || \
-    MM_ON_PWSUB8PD_W4 || MM_ON_PWSUB8PD_W2 || MM_USE_SUB8X2D_W4
+    MM_ON_PWSUB8PD_W4 || MM_ON_PWSUB8PD_W2 || MM_USE_SUB8X2D_W4 || MM_USE_SUB8X2D_W2
 /* W8/A8 pixel pairs under mm_rq8_kind's U or S requantization, from the input (CONV8X2's
  * pairs: MM_CONV8X2_KIND, by input sign) or from CONV8P's byte patches (MM_CONV8P_KIND,
  * unsigned inputs): every block of four output channels in one asm loop, half a block (two
@@ -3144,50 +3144,63 @@ static MM_NOINLINE void mm_sub8_px(const mm_conv_ctx *k, const mm_c8src *s, uint
 }
 #endif
 
-#if MM_USE_SUB8X2D_W4
+#if MM_USE_SUB8X2D_W4 || MM_USE_SUB8X2D_W2
 /* SUB8X2's pixel pairs on 4-bit weights (MM_SUB8X2_KIND: unsigned inputs, the requantization
  * MM_RQ8): every block of four channels in one asm loop, as mm_conv8x2d's (the rows of the
  * window, then each half's requantization, clamp and halfword stores in asm), a half being one
  * channel pair's words (mm_s8_two's pass 0 steps, pixel b's inputs through a pointer of its
  * own). Both sums of a pixel start at -8 X (its inputs' sum): A = 16 S1 + S0 and B = S0, so
  * the pair's outputs are B and (A - B) / 16, with no correction in C (mm_sub8_px spent about
- * 300 est. M4 cycles per block of ic's layers besides its sums, its values through memory). */
+ * 300 est. M4 cycles per block of ic's layers besides its sums, its values through memory).
+ * 2-bit weights (SUB8X2D_W2: one word of four channels' fields a step, each half reading the
+ * same words; the sums A .. D of mm_s8_dots): half 0 sums C (& 0x0F0F0F0F) and D (& 0x03030303)
+ * from -10 X and -2 X, so that D is channel 0 and (C - D) / 4 channel 1, and keeps C; half 1
+ * sums A (the word) and B (& 0x3F3F3F3F) from -42 X: channel 2 is (B - C) / 16, channel 3
+ * (A - B) / 64 (one AND a step there: 1.5 a step, not 2, where the halves shared no sum). */
 typedef struct {
     mm_c8x2d c; /* adv: the pair's words 4 bytes on, then the next block's */
-    int32_t sa, sb; /* 116, 120: -8 X of pixel a, of pixel b */
+    int32_t sa, sb; /* 116, 120: -8 X of pixel a, of pixel b (2-bit: -10 X) */
+    int32_t ta, tb, ua, ub; /* 124 .. 136, 2-bit: -2 X, then -42 X, of pixel a, of b */
+    int32_t ca, cb;         /* 140, 144, 2-bit: half 0's C of pixel a, of b */
 } mm_s8x2d;
 
 #if defined(__ARM_FEATURE_DSP)
-typedef char mm_s8x2d_ok[offsetof(mm_s8x2d, sa) == 116 ? 1 : -1];
-/* MM_S8_STEP2's pass 0 in mm_c8x2d's names: pixel a's inputs at x, b's at v1. */
-#define MM_S8X2D_STEP                                                                             \
+typedef char mm_s8x2d_ok[offsetof(mm_s8x2d, sa) == 116 && offsetof(mm_s8x2d, ca) == 140 ? 1
+                                                                                           : -1];
+/* MM_S8_STEP2's pass 0 in mm_c8x2d's names: pixel a's inputs at x, b's at v1; the weight
+ * word (w += GS) first masked by M0 (none: "") into the sums a0, b0 (SXTB16), then by M1 into
+ * a1, b1 (UXTB16; M1 within M0). */
+#define MM_S8X2D_STEPM(GS, M0, M1)                                                                \
     "ldr %[pe], [%[x]], #4\n\t"                                                                   \
     "ldr %[re], [%[v1]], #4\n\t"                                                                  \
-    "ldr %[o], [%[w]], #8\n\t"                                                                    \
+    "ldr %[o], [%[w]], #" GS "\n\t"                                                               \
     "uxtb16 %[po], %[pe], ror #8\n\t"                                                             \
     "uxtb16 %[pe], %[pe]\n\t"                                                                     \
     "uxtb16 %[ro], %[re], ror #8\n\t"                                                             \
-    "uxtb16 %[re], %[re]\n\t"                                                                     \
-    "sxtb16 %[e], %[o]\n\t"                                                                       \
+    "uxtb16 %[re], %[re]\n\t" M0 "sxtb16 %[e], %[o]\n\t"                                         \
     "smlad %[a0], %[e], %[pe], %[a0]\n\t"                                                         \
     "smlad %[b0], %[e], %[re], %[b0]\n\t"                                                         \
     "sxtb16 %[e], %[o], ror #8\n\t"                                                               \
     "smlad %[a0], %[e], %[po], %[a0]\n\t"                                                         \
     "smlad %[b0], %[e], %[ro], %[b0]\n\t"                                                         \
-    "and %[o], %[o], #0x0F0F0F0F\n\t"                                                             \
+    "and %[o], %[o], #" M1 "\n\t"                                                                 \
     "uxtb16 %[e], %[o]\n\t"                                                                       \
     "smlad %[a1], %[e], %[pe], %[a1]\n\t"                                                         \
     "smlad %[b1], %[e], %[re], %[b1]\n\t"                                                         \
     "uxtb16 %[e], %[o], ror #8\n\t"                                                               \
     "smlad %[a1], %[e], %[po], %[a1]\n\t"                                                         \
     "smlad %[b1], %[e], %[ro], %[b1]\n\t"
-/* A half's end: channel c (S0: a1, b1) and c + 1 ((A - B) / 16 into a0, b0) requantized
- * (MM_C8X2D_RQ), clamped (U or S: sg) and stored, a halfword per pixel. */
-#define MM_S8X2D_OUT                                                                              \
+#define MM_S8X2D_STEP MM_S8X2D_STEPM("8", "", "0x0F0F0F0F")
+/* A half's sums into its channels: c + 1 ((a0 - a1) >> S0 into a0, b0), then c (a1, b1; R1:
+ * their shift, if any). */
+#define MM_S8X2D_DIFF(S0, R1)                                                                     \
     "sub %[a0], %[a0], %[a1]\n\t"                                                                 \
-    "asr %[a0], %[a0], #4\n\t"                                                                    \
+    "asr %[a0], %[a0], #" S0 "\n\t"                                                               \
     "sub %[b0], %[b0], %[b1]\n\t"                                                                 \
-    "asr %[b0], %[b0], #4\n\t"                                                                    \
+    "asr %[b0], %[b0], #" S0 "\n\t" R1
+/* A half's end: channel c (a1, b1) and c + 1 (a0, b0) requantized (MM_C8X2D_RQ), clamped (U or
+ * S: sg) and stored, a halfword per pixel. */
+#define MM_S8X2D_OUT                                                                              \
     "ldr %[pe], [%[e]]\n\t"                                                                       \
     "ldr %[po], [%[e], #4]\n\t"                                                                   \
     "ldr %[re], [%[e], #8]\n\t"                                                                   \
@@ -3214,10 +3227,64 @@ typedef char mm_s8x2d_ok[offsetof(mm_s8x2d, sa) == 116 ? 1 : -1];
     "strh %[b1], [%[w]], #2\n\t"                                                                  \
     "str %[x], [%[e], #52]\n\t"                                                                   \
     "str %[w], [%[e], #56]\n\t"
-/* mm_c8x2d's loop (MM_C8X2D_ASM: 16 bytes an iteration, n & 8 entering it at its middle; rows
- * of whole 8-byte steps: in_c % 8 == 0, MM_SUB8X2_KIND) on MM_S8X2D_STEP, the sums from -8 X,
- * MM_S8X2D_OUT. */
-#define MM_S8X2D_ASM                                                                              \
+/* A half's sums: a0, b0 from the words at OA, OB of the state, a1, b1 from A1, B1. */
+#define MM_S8X2D_START(OA, OB, A1, B1)                                                            \
+    "ldr %[a0], [%[e], #" OA "]\n\t"                                                              \
+    "ldr %[b0], [%[e], #" OB "]\n\t" A1 B1
+#define MM_S8X2D_MOV1 "mov %[a1], %[a0]\n\t" "mov %[b1], %[b0]\n\t"
+/* A half's rows on STEP (e: the state, here and after every row): 16 bytes an iteration, n & 8
+ * entering it at its middle (12f, out of line). */
+#define MM_S8X2D_ROWS(STEP)                                                                       \
+    "2:\n\t"                                                                                      \
+    "ldr %[k], [%[e], #24]\n\t"                                                                   \
+    "lsrs %[k], %[k], #1\n\t"                                                                     \
+    "bcs 12f\n\t"                                                                                 \
+    "beq 4f\n\t"                                                                                  \
+    "3:\n\t" STEP STEP "13:\n\t" STEP STEP                                                        \
+    "subs %[k], %[k], #1\n\t"                                                                     \
+    "bne 3b\n\t"                                                                                  \
+    "4:\n\t"                                                                                      \
+    "ldr %[e], [sp]\n\t"                                                                          \
+    "ldr %[k], [%[e], #36]\n\t"                                                                   \
+    "add %[x], %[x], %[k]\n\t"                                                                    \
+    "add %[v1], %[v1], %[k]\n\t"                                                                  \
+    "ldr %[k], [%[e], #40]\n\t"                                                                   \
+    "add %[w], %[w], %[k]\n\t"                                                                    \
+    "ldr %[k], [%[e], #72]\n\t"                                                                   \
+    "subs %[k], %[k], #1\n\t"                                                                     \
+    "str %[k], [%[e], #72]\n\t"                                                                   \
+    "bne 2b\n\t"
+/* SUB8X2D_W2's channel 2: (B - C) >> 4, C kept by half 0. */
+#define MM_S8X2D_C2                                                                               \
+    "ldr %[k], [%[e], #140]\n\t"                                                                  \
+    "sub %[a1], %[a1], %[k]\n\t"                                                                  \
+    "asr %[a1], %[a1], #4\n\t"                                                                    \
+    "ldr %[k], [%[e], #144]\n\t"                                                                  \
+    "sub %[b1], %[b1], %[k]\n\t"                                                                  \
+    "asr %[b1], %[b1], #4\n\t"
+/* SUB8X2D_W4's half: both sums from -8 X, A = 16 S1 + S0 and B = S0. */
+#define MM_S8X2D_HALF4                                                                            \
+    MM_S8X2D_START("116", "120", MM_S8X2D_MOV1, "") MM_S8X2D_ROWS(MM_S8X2D_STEP)                  \
+        MM_S8X2D_DIFF("4", "")
+/* SUB8X2D_W2's halves (mm_s8x2d), by the parity of the halves left: a block's first (even)
+ * channels 0, 1 (its own rows, and their n & 8 entry, out of line here), its second 2, 3. */
+#define MM_S8X2D_HALF2                                                                            \
+    "ldr %[k], [%[e], #44]\n\t"                                                                   \
+    "tst %[k], #1\n\t"                                                                            \
+    "bne 15f\n\t" MM_S8X2D_START("116", "120", "ldr %[a1], [%[e], #124]\n\t",                    \
+                                 "ldr %[b1], [%[e], #128]\n\t")                                   \
+        MM_S8X2D_ROWS(MM_S8X2D_STEPM("4", "and %[o], %[o], #0x0F0F0F0F\n\t", "0x03030303"))      \
+            "str %[a0], [%[e], #140]\n\t"                                                         \
+    "str %[b0], [%[e], #144]\n\t" MM_S8X2D_DIFF("2", "") "b 16f\n\t"                             \
+    "12:\n\t"                                                                                     \
+    "add %[k], %[k], #1\n\t"                                                                      \
+    "b 13b\n\t"                                                                                   \
+    "15:\n\t" MM_S8X2D_START("132", "136", MM_S8X2D_MOV1, "")                                     \
+        MM_S8X2D_ROWS(MM_S8X2D_STEPM("4", "", "0x3F3F3F3F"))                                     \
+            MM_S8X2D_DIFF("6", MM_S8X2D_C2) "16:\n\t"
+/* mm_c8x2d's loop (MM_C8X2D_ASM; rows of whole 8-byte steps: in_c % 8 == 0, MM_SUB8X2_KIND)
+ * on HALF (MM_S8X2D_HALF4, MM_S8X2D_HALF2), then MM_S8X2D_OUT. */
+#define MM_S8X2D_ASM(HALF)                                                                        \
     __asm__ volatile(                                                                             \
         "sub sp, sp, #8\n\t"                                                                      \
         "str %[e], [sp]\n\t"                                                                      \
@@ -3227,31 +3294,7 @@ typedef char mm_s8x2d_ok[offsetof(mm_s8x2d, sa) == 116 ? 1 : -1];
         "ldr %[w], [%[e], #60]\n\t"                                                               \
         "add %[v1], %[x], %[k]\n\t"                                                               \
         "ldr %[k], [%[e], #32]\n\t"                                                               \
-        "str %[k], [%[e], #72]\n\t"                                                               \
-        "ldr %[a0], [%[e], #116]\n\t"                                                             \
-        "ldr %[b0], [%[e], #120]\n\t"                                                             \
-        "mov %[a1], %[a0]\n\t"                                                                    \
-        "mov %[b1], %[b0]\n\t"                                                                    \
-        "2:\n\t" /* a row (e: the state) */                                                       \
-        "ldr %[k], [%[e], #24]\n\t"                                                               \
-        "lsrs %[k], %[k], #1\n\t"                                                                 \
-        "bcs 12f\n\t"                                                                             \
-        "beq 4f\n\t"                                                                              \
-        "3:\n\t" MM_S8X2D_STEP MM_S8X2D_STEP                                                      \
-        "13:\n\t" MM_S8X2D_STEP MM_S8X2D_STEP                                                     \
-        "subs %[k], %[k], #1\n\t"                                                                 \
-        "bne 3b\n\t"                                                                              \
-        "4:\n\t"                                                                                  \
-        "ldr %[e], [sp]\n\t"                                                                      \
-        "ldr %[k], [%[e], #36]\n\t"                                                               \
-        "add %[x], %[x], %[k]\n\t"                                                                \
-        "add %[v1], %[v1], %[k]\n\t"                                                              \
-        "ldr %[k], [%[e], #40]\n\t"                                                               \
-        "add %[w], %[w], %[k]\n\t"                                                                \
-        "ldr %[k], [%[e], #72]\n\t"                                                               \
-        "subs %[k], %[k], #1\n\t"                                                                 \
-        "str %[k], [%[e], #72]\n\t"                                                               \
-        "bne 2b\n\t" MM_S8X2D_OUT                                                                 \
+        "str %[k], [%[e], #72]\n\t" HALF MM_S8X2D_OUT                                             \
         "ldr %[k], [%[e], #44]\n\t" /* w += adv[halves & 1] */                                   \
         "ldr %[x], [%[e], #60]\n\t"                                                               \
         "and %[w], %[k], #1\n\t"                                                                  \
@@ -3295,7 +3338,46 @@ typedef char mm_s8x2d_ok[offsetof(mm_s8x2d, sa) == 116 ? 1 : -1];
     "ldr %[o], [%[w]], #8\n\t"                                                                    \
     "uxtb16 %[po], %[pe], ror #8\n\t"                                                             \
     "uxtb16 %[pe], %[pe]\n\t" MM_S8X1D_W("o", "a0", "a1") MM_S8X1D_W("v1", "b0", "b1")
-#define MM_S8X1D_ASM                                                                              \
+/* SUB8X2D_W4's sums from -8 X (channels 0 .. 3: a1, a0, b1, b0). */
+#define MM_S8X1D_START4                                                                           \
+    "ldr %[a0], [%[e], #116]\n\t"                                                                 \
+    "mov %[a1], %[a0]\n\t"                                                                        \
+    "mov %[b0], %[a0]\n\t"                                                                        \
+    "mov %[b1], %[a0]\n\t"
+#define MM_S8X1D_DIFF4                                                                            \
+    "sub %[a0], %[a0], %[a1]\n\t"                                                                 \
+    "asr %[a0], %[a0], #4\n\t"                                                                    \
+    "sub %[b0], %[b0], %[b1]\n\t"                                                                 \
+    "asr %[b0], %[b0], #4\n\t"
+/* SUB8X2D_W2's lone pixel: one word of four channels a step, its four sums (mm_s8x2d) A, B
+ * (b0, b1) from -42 X, C (a0) from -10 X and D (a1) from -2 X, the masks one within another. */
+#define MM_S8X1D_SUM(XT, A)                                                                       \
+    XT " %[e], %[o]\n\t"                                                                           \
+    "smlad %[" A "], %[e], %[pe], %[" A "]\n\t" XT " %[e], %[o], ror #8\n\t"                      \
+    "smlad %[" A "], %[e], %[po], %[" A "]\n\t"
+#define MM_S8X1D_STEP2                                                                            \
+    "ldr %[pe], [%[x]], #4\n\t"                                                                   \
+    "ldr %[o], [%[w]], #4\n\t"                                                                    \
+    "uxtb16 %[po], %[pe], ror #8\n\t"                                                             \
+    "uxtb16 %[pe], %[pe]\n\t" MM_S8X1D_SUM("sxtb16", "b0")                                         \
+    "and %[o], %[o], #0x3F3F3F3F\n\t" MM_S8X1D_SUM("uxtb16", "b1")                                 \
+    "and %[o], %[o], #0x0F0F0F0F\n\t" MM_S8X1D_SUM("uxtb16", "a0")                                 \
+    "and %[o], %[o], #0x03030303\n\t" MM_S8X1D_SUM("uxtb16", "a1")
+#define MM_S8X1D_START2                                                                           \
+    "ldr %[a0], [%[e], #116]\n\t"                                                                 \
+    "ldr %[a1], [%[e], #124]\n\t"                                                                 \
+    "ldr %[b0], [%[e], #132]\n\t"                                                                 \
+    "mov %[b1], %[b0]\n\t"
+/* Channel 3: (A - B) / 64, 2: (B - C) / 16, 1: (C - D) / 4, 0: D. */
+#define MM_S8X1D_DIFF2                                                                            \
+    "sub %[b0], %[b0], %[b1]\n\t"                                                                 \
+    "asr %[b0], %[b0], #6\n\t"                                                                    \
+    "sub %[b1], %[b1], %[a0]\n\t"                                                                 \
+    "asr %[b1], %[b1], #4\n\t"                                                                    \
+    "sub %[a0], %[a0], %[a1]\n\t"                                                                 \
+    "asr %[a0], %[a0], #2\n\t"
+/* A lone pixel's loop on STEP, the sums from START, into its channels by DIFF. */
+#define MM_S8X1D_ASM(STEP, START, DIFF)                                                           \
     __asm__ volatile(                                                                             \
         "sub sp, sp, #8\n\t"                                                                      \
         "str %[e], [sp]\n\t"                                                                      \
@@ -3304,17 +3386,14 @@ typedef char mm_s8x2d_ok[offsetof(mm_s8x2d, sa) == 116 ? 1 : -1];
         "ldr %[w], [%[e], #60]\n\t"                                                               \
         "ldr %[k], [%[e], #32]\n\t"                                                               \
         "str %[k], [%[e], #72]\n\t"                                                               \
-        "ldr %[a0], [%[e], #116]\n\t"                                                             \
-        "mov %[a1], %[a0]\n\t"                                                                    \
-        "mov %[b0], %[a0]\n\t"                                                                    \
-        "mov %[b1], %[a0]\n\t"                                                                    \
+        START                                                                                     \
         "2:\n\t" /* a row: n & 8 entering the loop at its middle */                               \
         "ldr %[k], [%[e], #24]\n\t"                                                               \
         "lsrs %[k], %[k], #1\n\t"                                                                 \
         "bcs 12f\n\t"                                                                             \
         "beq 4f\n\t"                                                                              \
-        "3:\n\t" MM_S8X1D_STEP MM_S8X1D_STEP                                                      \
-        "13:\n\t" MM_S8X1D_STEP MM_S8X1D_STEP                                                     \
+        "3:\n\t" STEP STEP                                                                        \
+        "13:\n\t" STEP STEP                                                                       \
         "subs %[k], %[k], #1\n\t"                                                                 \
         "bne 3b\n\t"                                                                              \
         "4:\n\t"                                                                                  \
@@ -3327,10 +3406,7 @@ typedef char mm_s8x2d_ok[offsetof(mm_s8x2d, sa) == 116 ? 1 : -1];
         "subs %[k], %[k], #1\n\t"                                                                 \
         "str %[k], [%[e], #72]\n\t"                                                               \
         "bne 2b\n\t"                                                                              \
-        "sub %[a0], %[a0], %[a1]\n\t" /* channels 0 .. 3: a1, a0, b1, b0 */                      \
-        "asr %[a0], %[a0], #4\n\t"                                                                \
-        "sub %[b0], %[b0], %[b1]\n\t"                                                             \
-        "asr %[b0], %[b0], #4\n\t"                                                                \
+        DIFF /* channels 0 .. 3: a1, a0, b1, b0 */                                                \
         "ldr %[pe], [%[e]]\n\t"                                                                   \
         "ldr %[po], [%[e], #4]\n\t"                                                               \
         "ldr %[re], [%[e], #8]\n\t"                                                               \
@@ -3383,21 +3459,29 @@ static MM_NOINLINE void mm_s8x2d_start(const mm_c8src *s, int32_t *sa, int np)
 #endif
 
 #if !defined(__ARM_FEATURE_DSP)
-/* The asm loops' sums, portably: np pixels' blocks of four channels (the pairs' words 4 bytes
- * apart in each 8-byte group: each byte's low field offset binary, its top field signed). */
+/* The asm loops' sums, portably: np pixels' blocks of four channels (4-bit: the pairs' words 4
+ * bytes apart in each 8-byte group; 2-bit: a byte an element; each byte's top field signed, the
+ * others offset binary). */
 static void mm_s8x2d_c(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out, int32_t out_pix,
                        int32_t blocks, int np)
 {
+    const int bpe = k->wb / 2; /* block bytes per element */
     for (int p = 0; p < np; p++)
         for (int32_t b = 0; b < blocks; b++) {
-            const uint8_t *x = s->x + p * s->step, *w = k->w + b * 4 * k->row_bytes + 2 * s->w0;
+            const uint8_t *x = s->x + p * s->step;
+            const uint8_t *w = k->w + b * 4 * k->row_bytes + bpe * s->w0;
             int32_t a[4] = {0, 0, 0, 0};
-            for (int r = 0; r < s->rows; r++, x += s->xrow, w += 2 * s->wrow)
+            for (int r = 0; r < s->rows; r++, x += s->xrow, w += bpe * s->wrow)
                 for (int32_t i = 0; i < s->n; i++)
                     for (int h = 0; h < 2; h++) {
-                        const uint8_t v = w[8 * (i >> 2) + 4 * h + (i & 3)];
-                        a[2 * h] += x[i] * ((v & 15) - 8);
-                        a[2 * h + 1] += x[i] * ((int8_t)v >> 4);
+                        const uint8_t v = bpe == 2 ? w[8 * (i >> 2) + 4 * h + (i & 3)] : w[i];
+                        if (bpe == 2) {
+                            a[2 * h] += x[i] * ((v & 15) - 8);
+                            a[2 * h + 1] += x[i] * ((int8_t)v >> 4);
+                        } else {
+                            a[2 * h] += x[i] * (((v >> 4 * h) & 3) - 2);
+                            a[2 * h + 1] += x[i] * (h ? (int8_t)v >> 6 : ((v >> 2) & 3) - 2);
+                        }
                     }
             for (int c = 0; c < 4; c++)
                 out[p * out_pix + 4 * b + c] =
@@ -3407,16 +3491,17 @@ static void mm_s8x2d_c(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out, in
 }
 #endif
 
-/* One or two pixels (np) of a SUB8X2 layer in a build that has SUB8X2D_W4: on a layer of that
- * kind (k->kind) its blocks in the asm loops (portable builds mm_s8x2d_c), the rows after the
- * last block of four by mm_s8_rest; those layers need nothing of mm_sub8_px (MM_SUB8_PX_PATH),
- * which takes the other layers. */
+/* One or two pixels (np) of a SUB8X2 layer in a build that has SUB8X2D_W4 or SUB8X2D_W2: on a
+ * layer of that kind (k->kind) its blocks in the asm loops (portable builds mm_s8x2d_c), the
+ * rows after the last block of four by mm_s8_rest; those layers need nothing of mm_sub8_px
+ * (MM_SUB8_PX_PATH), which takes the other layers. */
 static MM_NOINLINE void mm_sub8x2d_w4(const mm_conv_ctx *k, const mm_c8src *s, uint8_t *out,
                                       int32_t out_pix, int ob, int out_c, int np)
 {
     const int32_t blocks = out_c >> 2;
+    const int w2 = k->kind == MM_P_SUB8X2D_W2; /* a block row's bytes per element: 2 - w2 */
     uint8_t *o2[2] = {out + 4 * blocks, out + (np == 2 ? out_pix : 0) + 4 * blocks};
-    if (k->kind != MM_P_SUB8X2D_W4) {
+    if (k->kind != MM_P_SUB8X2D_W4 && !w2) {
         mm_sub8_px(k, s, out, out_pix, ob, out_c, np);
         return;
     }
@@ -3426,23 +3511,44 @@ static MM_NOINLINE void mm_sub8x2d_w4(const mm_conv_ctx *k, const mm_c8src *s, u
         mm_s8x2d st;
         void *e = &st;
         uint32_t a0, a1, b0, b1, x_, w_, pe, po, re, ro, o, v1, k_;
-        mm_c8x2d_init(&st.c, k, s->x, (const int8_t *)k->w + 2 * s->w0, n,
+        mm_c8x2d_init(&st.c, k, s->x, (const int8_t *)k->w + (2 - w2) * s->w0, n,
                       np == 2 ? s->step : 0, out, np == 2 ? out_pix : 0);
         st.c.sg = k->qmax != 255; /* MM_RQ8: the clamp U is [0, 255], S's tops at 127 */
         st.c.rows = n > 0 ? s->rows : 1; /* an empty window: sums of 0 */
         st.c.xskip = s->xrow - n;
-        st.c.wskip = 2 * (s->wrow - n);
+        st.c.wskip = (2 - w2) * (s->wrow - n);
         mm_s8x2d_start(s, &st.sa, np);
-        if (np == 2) {
+#if MM_USE_SUB8X2D_W2
+        if (w2) { /* -10 X, -2 X, -42 X from -8 X */
+            if (np == 1)
+                st.sb = 0;
+            st.ta = st.sa / 4, st.tb = st.sb / 4;
+            st.sa += st.ta, st.sb += st.tb;
+            st.ua = 4 * st.sa + st.ta, st.ub = 4 * st.sb + st.tb;
+            if (np == 2) {
+                st.c.halves = 2 * blocks;
+                st.c.adv[0] = 0;
+                st.c.adv[1] = 4 * k->row_bytes;
+                MM_S8X2D_ASM(MM_S8X2D_HALF2);
+            } else {
+                st.c.halves = blocks;
+                st.c.adv[0] = 4 * k->row_bytes;
+                MM_S8X1D_ASM(MM_S8X1D_STEP2, MM_S8X1D_START2, MM_S8X1D_DIFF2);
+            }
+        }
+#endif
+#if MM_USE_SUB8X2D_W4
+        if (!w2 && np == 2) {
             st.c.halves = 2 * blocks;
             st.c.adv[0] = 4;
             st.c.adv[1] = 4 * k->row_bytes - 4;
-            MM_S8X2D_ASM;
-        } else {
+            MM_S8X2D_ASM(MM_S8X2D_HALF4);
+        } else if (!w2) {
             st.c.halves = blocks;
             st.c.adv[0] = 4 * k->row_bytes;
-            MM_S8X1D_ASM;
+            MM_S8X1D_ASM(MM_S8X1D_STEP, MM_S8X1D_START4, MM_S8X1D_DIFF4);
         }
+#endif
         (void)a0, (void)a1, (void)b0, (void)b1, (void)x_, (void)w_, (void)pe, (void)po;
         (void)re, (void)ro, (void)o, (void)v1, (void)k_, (void)e;
 #else
@@ -4846,7 +4952,7 @@ void mm_conv(MM_CONV_ARGS)
 #endif
 #if MM_USE_SUB8X2 /* 4- and 2-bit weights on 8-bit inputs: the same pixel walks */
     case MM_P_SUB8X2:
-#if MM_USE_SUB8X2D_W4 /* one copy of the walk, each call direct: the kind through the ctx */
+#if MM_USE_SUB8X2D_W4 || MM_USE_SUB8X2D_W2 /* one copy of the walk: the kind through the ctx */
         k.kind = MM_SUB8X2_KIND(MM_P_SUB8X2, k.wb, k.is, k.in_c,
                                 MM_RQ8(qmin, qmax, ob, mm_shifts_above32(q, d->out_c)));
         mm_conv8x2(&k, d, out, ob, mm_sub8x2d_w4);

@@ -68,16 +68,17 @@
      : (is)                 ? MM_P_CONV8X2D_S                                                     \
      : (step) == 16         ? MM_P_CONV8X2D_U16                                                   \
                             : MM_P_CONV8X2D_U)
-/* SUB8X2's pixel pairs on 4-bit weights, unsigned inputs, in_c a multiple of 8 (rows of whole
- * 8-byte steps) and the requantization MM_RQ8 (`rq8`): every block of four channels in one asm
- * loop (mm_conv.c mm_sub8x2d_w4), else mm_sub8_px's; the lone pixels of every SUB8X2 layer take
- * mm_sub8_px. */
+/* SUB8X2's pixel pairs on 4- or 2-bit weights, unsigned inputs, in_c a multiple of 8 (rows of
+ * whole 8-byte steps) and the requantization MM_RQ8 (`rq8`): every block of four channels in one
+ * asm loop (mm_conv.c mm_sub8x2d_w4: SUB8X2D_W4, SUB8X2D_W2), else mm_sub8_px's. */
 #define MM_SUB8X2_KIND(path, wb, is, in_c, rq8)                                                   \
-    ((path) == MM_P_SUB8X2 && (wb) == 4 && !(is) && (in_c) % 8 == 0 && (rq8) ? MM_P_SUB8X2D_W4  \
-                                                                              : MM_P_NONE)
+    ((path) != MM_P_SUB8X2 || (is) || (in_c) % 8 || !(rq8) ? MM_P_NONE                           \
+     : (wb) == 4                                           ? MM_P_SUB8X2D_W4                     \
+                                                           : MM_P_SUB8X2D_W2)
 /* The path a SUB8X2 layer's sub8 pixel function and requantization (MM_SUB8_KIND, MM_SUB8_RQ)
- * see: none where SUB8X2D_W4's loops take all its pixels (mm_sub8x2d_w4), so that a model
- * whose 4-bit layers all take them compiles no mm_sub8_px code for their kind (kernel .text). */
+ * see: none where SUB8X2D_W4's or SUB8X2D_W2's loops take all its pixels (mm_sub8x2d_w4), so
+ * that a model whose 4- or 2-bit layers all take them compiles no mm_sub8_px code for their
+ * kind (kernel .text). */
 #define MM_SUB8_PX_PATH(path, wb, is, in_c, rq8)                                                  \
     (MM_SUB8X2_KIND(path, wb, is, in_c, rq8) != MM_P_NONE ? MM_P_NONE : (path))
 /* CONV8P's pixel pairs: unsigned inputs, the requantization MM_RQ8, whole blocks of four
