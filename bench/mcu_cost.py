@@ -613,7 +613,7 @@ def check_model(networks: dict, table: dict) -> dict[str, dict]:
         for build, r in cores.get("cortex-m4", {}).items():
             if not build.startswith("micromix"):
                 continue
-            pred = [layer_cost(row_key(table, x), x["macs"], x["outputs"], table)
+            pred = [layer_cost(row_key(table, x), x["macs"], x["outputs"], table, x.get("pixels"))
                     for x in r["layers"]]  # fmt: skip
             if any(p is None for p in pred):
                 raise BenchError(f"{net} {build}: a layer has no row in the fitted table")
@@ -678,7 +678,7 @@ def main(argv: list[str] | None = None) -> int:
 
         table = fit_cost_table(layers)
         files.write_json(args.table, {"source": "bench/mcu_cost.py", "flags": " ".join(b.flags("cortex-m4")),
-                                "core": "cortex-m4", "model": "per_mac * MACs + per_output * outputs",
+                                "core": "cortex-m4", "model": MODEL,
                                 "rows": table})  # fmt: skip
     from micromix.cost import load_cost_table
 
@@ -686,6 +686,9 @@ def main(argv: list[str] | None = None) -> int:
     check = check_model(networks, load_cost_table(args.table)) if probes else {}
     report(args, b, networks, probes, check)
     return 0
+
+
+MODEL = "per_mac * MACs + per_output * outputs + per_pixel * pixels + per_channel * channels"
 
 
 def kernel_text(elf: Path) -> int:
@@ -767,7 +770,7 @@ def write_md(path: str, out: dict) -> None:
     md += ["", "## Per layer type (est. cycles / MAC; type = micromix's C function at W8/A8)", ""]
     md += type_table(networks, md_table)
     md += ["", "## Cost model (micromix.cost) against the measured counts (Cortex-M4)", "",
-           "The table's rows (per kernel and bits: per-MAC and per-output coefficients) are fitted",
+           "The table's rows (per kernel and bits: coefficients per MAC, output, output pixel and output channel) are fitted",
            f"to the {len(probes)} probe chains (every kernel at every bit triple) and to the",
            "networks' micromix layers; its network total against the measured one:", ""]  # fmt: skip
     md += md_table(("network, build", "measured est. cycles", "model", "error"),

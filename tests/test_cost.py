@@ -66,6 +66,41 @@ def test_fit_recovers_the_coefficients_of_exact_counts(a, b, shapes) -> None:
         assert c.est_cycles == pytest.approx(r["est_cycles"], rel=1e-3, abs=2)
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    coef=st.tuples(st.floats(0.5, 20), st.floats(0, 50), st.floats(0, 300), st.floats(0, 900)),
+    shapes=st.lists(
+        st.tuples(st.integers(1, 300), st.integers(1, 64), st.integers(1, 32)),
+        min_size=6,
+        max_size=10,
+        unique=True,
+    ),
+)
+def test_fit_recovers_per_pixel_and_per_channel_costs(coef, shapes) -> None:
+    """Counts made by a known cost per MAC, output, output pixel and output channel (a stem's
+    gather per pixel, a depthwise group's set-up per channel) on layers of varied shapes: the
+    fitted row prices every layer within rounding, and a layer it was not fitted on too."""
+    a, b, c, d = coef
+
+    def count(row, px, ch):
+        return round(a * row * px * ch + b * px * ch + c * px + d * ch)
+
+    layers = [
+        {"kernel": "mm_x", "bits": [8, 8, 8], "macs": row * px * ch, "outputs": px * ch,
+         "pixels": px, "instructions": count(row, px, ch), "est_cycles": count(row, px, ch)}
+        for row, px, ch in shapes
+    ]  # fmt: skip
+    x = np.array([[r["macs"], r["outputs"], r["pixels"], r["outputs"] // r["pixels"]]
+                  for r in layers], dtype=float)  # fmt: skip
+    if np.linalg.matrix_rank(x) < 4:
+        return
+    table = fit_cost_table(layers)
+    for r in [*layers, {"macs": 7 * 9 * 5, "outputs": 45, "pixels": 9}]:
+        want = count(r["macs"] // r["outputs"], r["pixels"], r["outputs"] // r["pixels"])
+        got = layer_cost("mm_x|8|8|8", r["macs"], r["outputs"], table, r["pixels"])
+        assert got.est_cycles == pytest.approx(want, rel=1e-3, abs=3)
+
+
 def test_one_shape_gives_a_one_term_row_that_reproduces_it() -> None:
     """A key measured on one layer shape only: a single non-negative coefficient, exact on it;
     keys stay apart (kernel and each of the three bits)."""
@@ -91,7 +126,7 @@ def test_shipped_table_is_within_5_percent_of_each_measured_network(net: str) ->
     run = MEASURED["networks"][net]["cortex-m4"]["micromix_w8a8"]
     total = 0
     for r in run["layers"]:
-        c = layer_cost(row_key(load_cost_table(), r), r["macs"], r["outputs"])
+        c = layer_cost(row_key(load_cost_table(), r), r["macs"], r["outputs"], None, r["pixels"])
         assert c is not None, r
         total += c.est_cycles
     assert abs(total / run["est_cycles"] - 1) < 0.05

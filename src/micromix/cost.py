@@ -5,8 +5,11 @@ opaque string: a conv kernel such as mm_pointwise8, or the name of another op's 
 its (input, weight, output) bits, and modelled as
 
     cost = per_mac * MACs + per_output * output elements
+           + per_pixel * output pixels + per_channel * output channels
 
-(MACs as the graph counts them: the input elements of a pooling or elementwise op). The
+(MACs as the graph counts them: the input elements of a pooling or elementwise op; the pixel
+term carries what a kernel spends per output pixel, such as a stem's patch gather, the channel
+term what it spends per channel group, such as a depthwise group's weight tables). The
 coefficients of every row are fitted by bench/mcu_cost.py to instruction counts under qemu
 (probe chains that run every kernel at every bit triple, and the benchmark networks), and
 written to assets/mcu_cost_table.json. Nothing here is guessed: a combination the benchmark
@@ -15,6 +18,7 @@ did not run has no row, and `layer_cost` says so (returns None).
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -88,7 +92,7 @@ def row_key(table: Mapping[str, dict], r: Mapping) -> str:
 
 @lru_cache(maxsize=4)
 def load_cost_table(path: str | None = None) -> dict[str, dict]:
-    """key -> {measure: [per_mac, per_output], "layers": n} (the shipped table by default)."""
+    """key -> {measure: [per_mac, per_output, per_pixel, per_channel], "layers": n} (the shipped table by default)."""
     if path is None:
         text = resources.files("micromix").joinpath("assets", "mcu_cost_table.json").read_text()
     else:
@@ -97,14 +101,27 @@ def load_cost_table(path: str | None = None) -> dict[str, dict]:
     return json.loads(text)["rows"]
 
 
+def _terms(macs: int, outputs: int, pixels: int | None) -> list[int]:
+    """The model's variables of a layer: MACs, outputs, output pixels, output channels (a
+    layer whose pixels are not known counts as one pixel of `outputs` channels)."""
+    px = max(pixels or 1, 1)
+    return [macs, outputs, px, outputs // px]
+
+
 def layer_cost(
-    key: str, macs: int, outputs: int, table: Mapping[str, dict] | None = None
+    key: str,
+    macs: int,
+    outputs: int,
+    table: Mapping[str, dict] | None = None,
+    pixels: int | None = None,
 ) -> LayerCost | None:
-    """Instructions and estimated cycles of a layer from its row of the table, or None."""
+    """Instructions and estimated cycles of a layer from its row of the table, or None. A row
+    may hold fewer coefficients than terms (the rest are zero)."""
     row = (load_cost_table() if table is None else table).get(key)
     if row is None:
         return None
-    ins, cyc = (row[m][0] * macs + row[m][1] * outputs for m in MEASURES)
+    x = _terms(macs, outputs, pixels)
+    ins, cyc = (sum(c * v for c, v in zip(row[m], x, strict=False)) for m in MEASURES)
     return LayerCost(round(ins), round(cyc))
 
 
@@ -127,7 +144,7 @@ def cost_rows(graph: Graph, policy: Policy, table: Mapping[str, dict] | None = N
             "pixels": pixels,
             "patch": _patch(op, lm),
         }
-        c = layer_cost(row_key(t, r), op.macs, outputs, t)
+        c = layer_cost(row_key(t, r), op.macs, outputs, t, pixels)
         r["instructions"] = None if c is None else c.instructions
         r["est_cycles"] = None if c is None else c.est_cycles
         rows.append(r)
@@ -153,33 +170,39 @@ def network_cost(
 
 
 def _fit(x: np.ndarray, y: np.ndarray) -> list[float]:
-    """[per_mac, per_output] >= 0 minimising the squared error of x @ coef against y (in
-    counts, not relative: the large layers, which make a network's total, weigh most)."""
-    coef = np.linalg.lstsq(x, y, rcond=None)[0]
-    if np.linalg.matrix_rank(x) == 2 and (coef >= 0).all():
-        return [float(coef[0]), float(coef[1])]
-    # One shape (or a negative term): the better of the one-term fits.
-    best = None
-    for j in (0, 1):
-        if not x[:, j].any():
-            continue
-        c = float(x[:, j] @ y / (x[:, j] @ x[:, j]))
-        err = float(np.sum((x[:, j] * c - y) ** 2))
-        if best is None or err < best[0]:
-            best = (err, [c, 0.0] if j == 0 else [0.0, c])
-    return best[1] if best else [0.0, 0.0]
+    """Non-negative coefficients of the columns of x minimising the squared error of x @ coef
+    against y (in counts, not relative: the large layers, which make a network's total, weigh
+    most): the best least-squares fit over subsets of the columns, no more columns than the
+    layers have distinct shapes, the fewest columns unless more fit clearly better."""
+    n = min(len({tuple(r) for r in x}), x.shape[1])
+    best: tuple[float, np.ndarray] | None = None
+    tol = 1e-9 * float(y @ y)
+    for k in range(1, n + 1):
+        for cols in itertools.combinations(range(x.shape[1]), k):
+            xs = x[:, cols]
+            if not xs.any(axis=0).all():
+                continue
+            c = np.linalg.lstsq(xs, y, rcond=None)[0]
+            if (c < 0).any():
+                continue
+            err = float(np.sum((xs @ c - y) ** 2))
+            if best is None or err < best[0] - tol:
+                coef = np.zeros(x.shape[1])
+                coef[list(cols)] = c
+                best = (err, coef)
+    return [0.0] * x.shape[1] if best is None else [float(v) for v in best[1]]
 
 
 def fit_cost_table(layers: Iterable[Mapping]) -> dict[str, dict]:
     """The table's rows from measured layers (each with kernel, bits, macs, outputs,
-    instructions, est_cycles, and optionally pixels): one least-squares fit of the two
+    instructions, est_cycles, and optionally pixels): one least-squares fit of the
     coefficients per key (cost_key: one-pixel layers apart)."""
     groups: dict[str, list[Mapping]] = {}
     for r in layers:
         groups.setdefault(layer_key(r), []).append(r)
     table = {}
     for key, rs in sorted(groups.items()):
-        x = np.array([[r["macs"], r["outputs"]] for r in rs], dtype=np.float64)
+        x = np.array([_terms(r["macs"], r["outputs"], r.get("pixels")) for r in rs], dtype=float)
         row: dict = {"layers": len(rs)}
         for m in MEASURES:
             row[m] = _fit(x, np.array([max(r[m], 1) for r in rs], dtype=np.float64))
