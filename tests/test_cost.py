@@ -70,7 +70,7 @@ def test_fit_recovers_the_coefficients_of_exact_counts(a, b, shapes) -> None:
 @given(
     coef=st.tuples(st.floats(0.5, 20), st.floats(0, 50), st.floats(0, 300), st.floats(0, 900)),
     shapes=st.lists(
-        st.tuples(st.integers(1, 300), st.integers(1, 64), st.integers(1, 32)),
+        st.tuples(st.integers(1, 300), st.integers(2, 64), st.integers(1, 32)),
         min_size=6,
         max_size=10,
         unique=True,
@@ -79,7 +79,8 @@ def test_fit_recovers_the_coefficients_of_exact_counts(a, b, shapes) -> None:
 def test_fit_recovers_per_pixel_and_per_channel_costs(coef, shapes) -> None:
     """Counts made by a known cost per MAC, output, output pixel and output channel (a stem's
     gather per pixel, a depthwise group's set-up per channel) on layers of varied shapes: the
-    fitted row prices every layer within rounding, and a layer it was not fitted on too."""
+    fitted row prices every layer within rounding, and a layer it was not fitted on too (two
+    pixels or more: a one-pixel layer has a row of its own)."""
     a, b, c, d = coef
 
     def count(row, px, ch):

@@ -176,7 +176,7 @@ def _fit(x: np.ndarray, y: np.ndarray) -> list[float]:
     layers have distinct shapes, the fewest columns unless more fit clearly better."""
     n = min(len({tuple(r) for r in x}), x.shape[1])
     best: tuple[float, np.ndarray] | None = None
-    tol = 1e-9 * float(y @ y)
+    tol = 1e-12 * float(y @ y)
     for k in range(1, n + 1):
         for cols in itertools.combinations(range(x.shape[1]), k):
             xs = x[:, cols]
