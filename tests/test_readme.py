@@ -57,8 +57,9 @@ def test_a_goal_verdict_follows_the_figures(monkeypatch):
             if name == "mcu_cost.json":
                 for net, cores in d["networks"].items():
                     b = cores["cortex-m4"]
-                    mixed = "micromix_mixed" if net == "demo" else f"micromix_{net}_mixed"
-                    b[mixed]["est_cycles"] = int(b["micromix_w8a8"]["est_cycles"] * factor)
+                    b[readme.mixed_build(net)]["est_cycles"] = int(
+                        b["micromix_w8a8"]["est_cycles"] * factor
+                    )
             return d
 
         return load

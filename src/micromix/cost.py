@@ -92,7 +92,8 @@ def row_key(table: Mapping[str, dict], r: Mapping) -> str:
 
 @lru_cache(maxsize=4)
 def load_cost_table(path: str | None = None) -> dict[str, dict]:
-    """key -> {measure: [per_mac, per_output, per_pixel, per_channel], "layers": n} (the shipped table by default)."""
+    """key -> {measure: [per_mac, per_output, per_pixel, per_channel], "layers": n} (the
+    shipped table by default)."""
     if path is None:
         text = resources.files("micromix").joinpath("assets", "mcu_cost_table.json").read_text()
     else:
